@@ -1,0 +1,66 @@
+/*
+ * hyperswitch/fdb.h - the forwarding table: learned and static MACs.
+ *
+ * Entries are keyed by (VLAN, MAC). Learned entries age out after
+ * fdb_aging_s seconds without traffic from that MAC; static entries never
+ * age and never move. When the table is full, learning evicts the least
+ * recently refreshed entry of the port that holds the most entries, so a
+ * port flooding random source MACs only ever evicts its own.
+ *
+ * Threading: every function may be called from any thread; they take the
+ * table's writer lock and are not meant for the data path.
+ */
+#ifndef HYPERSWITCH_FDB_H
+#define HYPERSWITCH_FDB_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Adds or replaces a static entry: frames for (vid, mac) go to `port`.
+ * Errors: -EINVAL (bad vid, multicast mac, port of another switch),
+ * -ENOSPC (table full of static entries). */
+HS_EXTERN int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
+				const uint8_t mac[HS_ETH_ALEN], hs_port_t *port);
+
+/* Removes an entry, learned or static. -ENOENT if absent. */
+HS_EXTERN int hs_fdb_del(hs_switch_t *sw, uint16_t vid,
+			 const uint8_t mac[HS_ETH_ALEN]);
+
+/* Looks an entry up. On success stores its port (may be NULL-checked) and
+ * returns 0; -ENOENT if absent. */
+HS_EXTERN int hs_fdb_lookup(hs_switch_t *sw, uint16_t vid,
+			    const uint8_t mac[HS_ETH_ALEN], hs_port_t **port);
+
+#define HS_FDB_FLUSH_STATIC 0x1 /* also remove static entries */
+
+/* Removes the learned entries of `port` (all ports if NULL). Returns the
+ * number removed. */
+HS_EXTERN int hs_fdb_flush(hs_switch_t *sw, hs_port_t *port, unsigned flags);
+
+/* Runs an aging pass now (the loop also runs one every second). Returns
+ * the number of entries removed. */
+HS_EXTERN int hs_fdb_age(hs_switch_t *sw);
+
+struct hs_fdb_info {
+	uint8_t mac[HS_ETH_ALEN];
+	uint16_t vid;
+	hs_port_t *port;
+	uint32_t idle_s;   /* seconds since last refreshed */
+	bool is_static;
+};
+
+/* Calls cb for every entry, in no particular order, with the table's
+ * writer lock held (cb must not call other hs_fdb_* functions). A non-zero
+ * return from cb stops the walk and is returned. */
+HS_EXTERN int hs_fdb_dump(hs_switch_t *sw,
+			  int (*cb)(const struct hs_fdb_info *e, void *arg),
+			  void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_FDB_H */

@@ -1,0 +1,118 @@
+/*
+ * hyperswitch/port.h - ports: attachment points of a switch.
+ *
+ * A port is one backend instance ("mem", "vhost-user", "tap", or a backend
+ * the host registered) with 1..N queue pairs, a VLAN mode, limits and
+ * counters.
+ *
+ * Threading and ownership:
+ *  - hs_port_add/hs_port_del: any thread, at any time, also while traffic
+ *    flows through the switch, but not from inside a library callback
+ *    (-EDEADLK). They are serialised per switch.
+ *  - The switch owns the port; the handle stays valid until hs_port_del()
+ *    returns (or the switch is destroyed). hs_port_del() waits until no
+ *    thread processes the port any more, then closes its backend.
+ *  - hs_port_kick, hs_port_set_peer_state, getters and stats: any thread
+ *    while the handle is valid.
+ */
+#ifndef HYPERSWITCH_PORT_H
+#define HYPERSWITCH_PORT_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum hs_vlan_mode {
+	HS_VLAN_ACCESS = 0, /* one VLAN, frames untagged on the wire */
+	HS_VLAN_TRUNK = 1,  /* a set of VLANs, frames tagged (802.1Q) */
+};
+
+/* hs_port_config.flags */
+#define HS_PORT_NO_LEARN 0x01 /* never learn source MACs from this port */
+#define HS_PORT_NO_FLOOD 0x02 /* do not send flooded frames to this port
+				 (only frames for MACs learned/static on it) */
+
+#define HS_PORT_NAME_MAX 32 /* including the terminating NUL */
+
+/* Port configuration. Valid when zero-initialised. */
+struct hs_port_config {
+	const char *name;          /* unique in the switch; NULL -> "portN" */
+	const char *backend;       /* backend name; NULL -> "mem" */
+	const void *backend_config;/* the backend's own config struct (e.g.
+				      struct hs_mem_config), or NULL */
+	size_t backend_config_size;/* sizeof(*backend_config) */
+
+	enum hs_vlan_mode vlan_mode;
+	uint16_t vlan;             /* access: its VLAN (0 -> 1); trunk: the
+				      native VLAN that untagged frames join
+				      and leave untagged (0 -> none: untagged
+				      frames are dropped) */
+	const uint16_t *trunks;    /* trunk: allowed VLANs; NULL -> 1..4094 */
+	uint16_t n_trunks;
+
+	uint32_t mac_limit;        /* MACs this port may hold in the table;
+				      0 -> the switch's fdb_port_limit */
+	uint32_t mtu;              /* 0 -> 1500; largest frame is mtu + 14
+				      (+4 when tagged); GSO frames exempt */
+	uint32_t flags;            /* HS_PORT_* */
+	void *data;                /* host's own pointer: hs_port_data() */
+};
+
+/* Adds a port. `cfg` is copied. On success stores the handle in *out
+ * (which may be NULL) and returns 0. Errors: -EINVAL bad config, -ENOENT
+ * unknown backend, -EEXIST name in use, -ENOSPC max_ports reached, or the
+ * backend's own error. */
+HS_EXTERN int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
+			  hs_port_t **out);
+
+/* Removes a port, also while traffic flows: it stops being a destination,
+ * its MACs are forgotten, threads processing it let go, then its backend
+ * is closed and the handle freed. Frames for it still in flight are
+ * dropped and counted (port_down). Returns 0, -EINVAL, or -EDEADLK when
+ * called from a data-path callback. */
+HS_EXTERN int hs_port_del(hs_port_t *port);
+
+/* Finds a port by name; -ENOENT if none. */
+HS_EXTERN int hs_port_find(hs_switch_t *sw, const char *name, hs_port_t **out);
+
+HS_EXTERN const char *hs_port_name(const hs_port_t *port);
+HS_EXTERN hs_switch_t *hs_port_switch(const hs_port_t *port);
+HS_EXTERN void *hs_port_data(const hs_port_t *port);
+HS_EXTERN void hs_port_set_data(hs_port_t *port, void *data);
+HS_EXTERN uint16_t hs_port_n_queues(const hs_port_t *port);
+/* Offloads the port's receiver accepts now (HS_CAP_*). */
+HS_EXTERN uint32_t hs_port_caps(const hs_port_t *port);
+HS_EXTERN bool hs_port_link_up(const hs_port_t *port);
+
+struct hs_port_stats;
+/* Sums the port's per-queue counters into *st. */
+HS_EXTERN int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st);
+
+/*
+ * Sender-context processing: tells the switch that the port's peer has
+ * queued frames on `queue` (a VMM calls it when its guest kicks). If an
+ * offload worker is idle the queue is handed to it; otherwise the frames
+ * are switched right here, in the caller's thread, before it returns.
+ * Returns the number of frames switched in the caller's thread (0 when
+ * handed off, or when another thread is processing the queue and will see
+ * the new frames), or a negative errno.
+ */
+HS_EXTERN int hs_port_kick(hs_port_t *port, uint16_t queue);
+
+/*
+ * A VMM that knows its vCPUs' states says whether the peer behind a queue
+ * is running (it will see new frames: notifications are coalesced, one
+ * per round at most, and only if the peer asked) or blocked (it is
+ * notified at the end of the batch that filled its queue).
+ * HS_PEER_UNKNOWN returns to the backend's own signals.
+ */
+HS_EXTERN int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
+				     enum hs_peer_state state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_PORT_H */

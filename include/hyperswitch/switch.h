@@ -1,0 +1,189 @@
+/*
+ * hyperswitch/switch.h - the switch object: lifecycle, event loop, counters.
+ *
+ * Threading:
+ *  - hs_switch_create/hs_switch_destroy: any thread; destroy must not run
+ *    concurrently with any other call on the same switch.
+ *  - hs_run: one thread at a time; hs_stop: any thread, any time.
+ *  - hs_switch_attach/hs_switch_detach/hs_switch_dispatch: the thread that
+ *    runs (or will run) the loop.
+ *  - hs_switch_get_stats: any thread.
+ */
+#ifndef HYPERSWITCH_SWITCH_H
+#define HYPERSWITCH_SWITCH_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Mechanism switches (hs_switch_config.flags) ------------------------
+ * Zero enables every mechanism of the Hyper-Switch data path; each flag
+ * switches one off, so its effect can be measured (bench/). */
+#define HS_SW_DOUBLE_COPY 0x01  /* copy every frame into a switch buffer first,
+				   then into the receiver (the classic two
+				   copies), instead of one copy */
+#define HS_SW_NOTIFY_EACH 0x02  /* notify the receiver (and complete the
+				   sender) after every frame: no batching */
+#define HS_SW_NO_BACKLOG 0x04   /* drop at once when the receiver has no
+				   posted buffers (no bounded backlog) */
+#define HS_SW_NO_OFFLOAD 0x08   /* never hand a kicked queue to an idle
+				   worker: always process in sender context */
+#define HS_SW_NO_POLL 0x10      /* workers never busy-poll: re-arm
+				   notifications after every empty round */
+#define HS_SW_BUSY_POLL 0x20    /* workers never sleep (spin when idle) */
+
+#define HS_FDB_AGING_NEVER UINT32_MAX
+
+/* Switch configuration. Valid when zero-initialised; 0 means default. */
+struct hs_switch_config {
+	const char *name;        /* for logs; default "hs0" */
+	uint32_t max_ports;      /* 0 -> 1024; at most 65534 */
+	uint32_t burst;          /* frames per round; 0 -> 32; at most 64 */
+	uint32_t n_workers;      /* offload worker threads; 0 = none: all work
+				    runs in the sender's (or the loop's) thread */
+	uint32_t fdb_capacity;   /* learned + static MACs; 0 -> 8192 */
+	uint32_t fdb_aging_s;    /* 0 -> 300; HS_FDB_AGING_NEVER disables */
+	uint32_t fdb_port_limit; /* default MACs learnable per port; 0 -> no
+				    limit beyond fdb_capacity */
+	uint32_t backlog_frames; /* per destination queue; 0 -> 256 */
+	uint32_t backlog_bytes;  /* per destination queue; 0 -> 512 KiB */
+	uint32_t poll_rounds;    /* adaptive polling: empty rounds a worker
+				    spins before it sleeps; 0 -> 256 */
+	uint32_t flags;          /* HS_SW_* */
+	const int *worker_cpus;  /* optional CPU for each worker (n_workers) */
+
+	hs_log_fn log_fn;        /* NULL: logs are discarded */
+	void *log_opaque;
+	enum hs_log_level log_level; /* most verbose level passed to log_fn */
+
+	/* Monotonic clock in nanoseconds, for MAC aging. NULL uses
+	 * CLOCK_MONOTONIC; tests inject their own. Called from any thread. */
+	uint64_t (*clock_fn)(void *opaque);
+	void *clock_opaque;
+
+	void *data;              /* host's own pointer: hs_switch_data() */
+};
+
+/* Creates a switch. `cfg` may be NULL for all defaults; it is copied (the
+ * name string too). Starts n_workers threads. On success stores the handle
+ * in *out and returns 0. */
+HS_EXTERN int hs_switch_create(const struct hs_switch_config *cfg,
+			       hs_switch_t **out);
+
+/* Deletes every port, stops the workers, detaches from any loop and frees
+ * the switch. Never fails; NULL is a no-op. Must not be called from a
+ * thread that is inside a library callback, nor while hs_run() runs (call
+ * hs_stop() and wait for hs_run() to return first). */
+HS_EXTERN void hs_switch_destroy(hs_switch_t *sw);
+
+HS_EXTERN void *hs_switch_data(const hs_switch_t *sw);
+HS_EXTERN void hs_switch_set_data(hs_switch_t *sw, void *data);
+HS_EXTERN const char *hs_switch_name(const hs_switch_t *sw);
+
+/* ---- Event loop ----------------------------------------------------------
+ * The control plane (backend sockets, MAC aging, stop requests) and, when
+ * n_workers is 0, the processing of queues that signal work through file
+ * descriptors, run on a libuv loop: either the switch's own (hs_run, or
+ * hs_switch_fd + hs_switch_dispatch for hosts with another kind of loop),
+ * or one the host already runs (hs_switch_attach). */
+
+/* Runs the switch's own loop in the calling thread until hs_stop().
+ * Returns 0, or -EBUSY if the switch is attached to a host loop or already
+ * running. */
+HS_EXTERN int hs_run(hs_switch_t *sw);
+
+/* Makes hs_run() return soon. Safe from any thread and from signal-free
+ * contexts; idempotent. Returns 0. */
+HS_EXTERN int hs_stop(hs_switch_t *sw);
+
+struct uv_loop_s;
+
+/* Attaches the switch's control plane to a libuv loop the host runs.
+ * Call from the loop's thread. Returns -EBUSY if already attached or
+ * running. */
+HS_EXTERN int hs_switch_attach(hs_switch_t *sw, struct uv_loop_s *loop);
+
+/* Detaches from the host loop (call from the loop's thread). The handles
+ * finish closing on the loop's next iteration; the switch itself may be
+ * destroyed right away. Returns -ENOTCONN when not attached. */
+HS_EXTERN int hs_switch_detach(hs_switch_t *sw);
+
+/* For hosts with a non-libuv loop: a file descriptor that becomes readable
+ * when the switch has control-plane work, and the maximum time in
+ * milliseconds before hs_switch_dispatch() must be called regardless
+ * (-1: none). hs_switch_dispatch() does the pending work without blocking.
+ * Not usable while attached to a host loop (-EBUSY). */
+HS_EXTERN int hs_switch_fd(hs_switch_t *sw);
+HS_EXTERN int hs_switch_timeout_ms(hs_switch_t *sw);
+HS_EXTERN int hs_switch_dispatch(hs_switch_t *sw);
+
+/* ---- Counters ------------------------------------------------------------ */
+
+/* Every place the switch can drop a frame has a reason and a counter. */
+enum hs_drop_reason {
+	HS_DROP_RUNT = 0,      /* shorter than an Ethernet header */
+	HS_DROP_OVERSIZE,      /* longer than the port's MTU allows, or larger
+				  than any buffer the receiver can post */
+	HS_DROP_BAD_SRC_MAC,   /* multicast or all-zero source address */
+	HS_DROP_VLAN,          /* VLAN not allowed on the port */
+	HS_DROP_SAME_PORT,     /* destination learned on the ingress port */
+	HS_DROP_NO_BUFFER,     /* rx_no_buffer: receiver had no buffers and
+				  the backlog was full */
+	HS_DROP_BAD_OFFLOAD,   /* inconsistent checksum/GSO metadata or
+				  headers that cannot be segmented */
+	HS_DROP_PORT_DOWN,     /* destination link down or port going away */
+	HS_DROP_BAD_DESC,      /* the backend rejected a malformed frame from
+				  the peer (bad descriptor, address, length) */
+	HS_DROP_COPY_ERROR,    /* the backend's copy hook failed */
+	HS_DROP_NO_ROUTE,      /* flood with no other member in the VLAN */
+	HS_DROP__COUNT
+};
+
+/* Stable, short name for a drop reason ("rx_no_buffer", ...). */
+HS_EXTERN const char *hs_drop_reason_name(enum hs_drop_reason r);
+
+/* Counters of one port. "rx" is what the switch received from the port's
+ * peer; "tx" is what it delivered to the peer. */
+struct hs_port_stats {
+	uint64_t rx_packets, rx_bytes;
+	uint64_t tx_packets, tx_bytes;
+	uint64_t rx_broadcast, rx_multicast;
+	uint64_t rx_flooded;      /* unknown unicast received and flooded */
+	uint64_t tx_notify;       /* notifications sent for delivered frames */
+	uint64_t rx_notify;       /* completion notifications to the sender */
+	uint64_t tx_backlogged;   /* frames that waited in the backlog */
+	uint64_t tx_gso_segments; /* frames cut from GSO frames in software */
+	uint64_t tx_csum_sw;      /* checksums completed in software */
+	uint64_t fdb_entries;     /* MACs currently learned on the port */
+	uint64_t fdb_limit_hits;  /* learning refused/evicted by mac_limit */
+	uint64_t drops[HS_DROP__COUNT]; /* drops attributed to this port */
+};
+
+struct hs_switch_stats {
+	uint32_t n_ports;
+	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+	uint64_t drops[HS_DROP__COUNT]; /* summed over ports */
+	/* forwarding table */
+	uint64_t fdb_entries, fdb_capacity;
+	uint64_t fdb_learned, fdb_moved, fdb_aged, fdb_evicted;
+	uint64_t fdb_static_refused; /* learning that hit a static entry */
+	/* data path */
+	uint64_t rounds;          /* rounds that moved at least one frame */
+	uint64_t rounds_sender;   /* ... in the sender's (caller's) context */
+	uint64_t rounds_worker;   /* ... in an offload worker */
+	uint64_t handoffs;        /* queues an idle worker took over (handed
+				     off by a sender, or woken by their fd) */
+	uint64_t worker_sleeps;   /* times a worker went to sleep */
+	uint32_t workers_idle;    /* workers asleep now */
+};
+
+/* Sums the per-queue and per-thread counters. Any thread. */
+HS_EXTERN int hs_switch_get_stats(hs_switch_t *sw, struct hs_switch_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_SWITCH_H */

@@ -1,0 +1,18 @@
+/*
+ * backends.h - the built-in backends' ops tables, for the registry, and
+ * small helpers every backend may use. Backends include only the public
+ * headers and this file, never the core's internals.
+ */
+#ifndef HS_BACKENDS_H
+#define HS_BACKENDS_H
+
+#include "hyperswitch/hyperswitch.h"
+
+#define HSB_CACHELINE 64
+#define HSB_ALIGNED __attribute__((aligned(HSB_CACHELINE)))
+#define HSB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HSB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+extern const struct hs_backend_ops hs__mem_ops;
+
+#endif /* HS_BACKENDS_H */

@@ -1,0 +1,383 @@
+/*
+ * datapath.c - rounds: receive a burst from one ingress queue, classify
+ * every frame (VLAN, learning, lookup), group by destination, deliver
+ * (deliver.c), complete the sender's frames, notify.
+ *
+ * Ownership: an ingress queue is processed by exactly one thread at a
+ * time. hs__q_acquire/hs__q_release implement that with one atomic state
+ * word and no lock; a kick that finds the queue owned leaves PENDING and
+ * the owner runs again before letting go, so no kick is ever lost.
+ *
+ * Sender context: hs_port_kick() runs the rounds in the caller's thread,
+ * unless an offload worker is idle (offload.c), in which case the queue
+ * is handed to it.
+ *
+ * Threads: any data-plane thread, online in RCU for the whole round; the
+ * topology snapshot read at the start of a round stays valid to its end.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "copy.h"
+
+/* ---- time ---------------------------------------------------------------- */
+
+uint64_t hs__now_ns(const struct hs_switch *sw)
+{
+	if (sw->cfg.clock_fn)
+		return sw->cfg.clock_fn(sw->cfg.clock_opaque);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t hs__now_s(const struct hs_switch *sw)
+{
+	/* Seconds since the switch was created, plus one so that a stamp of
+	 * zero never means "now". */
+	return (uint32_t)((hs__now_ns(sw) - sw->clock_base_ns) / 1000000000ull) + 1;
+}
+
+/* ---- queue ownership ------------------------------------------------------- */
+
+bool hs__q_acquire(struct hs__inq *iq, bool from_epoll)
+{
+	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	uint32_t mark = HS__Q_PENDING | (from_epoll ? HS__Q_DISARMED : 0);
+	for (;;) {
+		uint32_t ns;
+		bool won = false;
+		if (s & (HS__Q_OWNED | HS__Q_PAUSED | HS__Q_DEAD)) {
+			ns = s | mark; /* the owner (or resume) sees it */
+		} else {
+			ns = (s | HS__Q_OWNED | (from_epoll ? HS__Q_DISARMED : 0)) &
+			     ~HS__Q_PENDING;
+			won = true;
+		}
+		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return won;
+	}
+}
+
+bool hs__q_release(struct hs__inq *iq)
+{
+	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	for (;;) {
+		if ((s & HS__Q_PENDING) && !(s & (HS__Q_PAUSED | HS__Q_DEAD))) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &iq->state, &s, s & ~HS__Q_PENDING,
+				    memory_order_acq_rel, memory_order_relaxed))
+				return false; /* more work: keep it */
+			continue;
+		}
+		uint32_t ns = s & ~(HS__Q_OWNED | HS__Q_DISARMED | HS__Q_POLLED);
+		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+							  memory_order_release,
+							  memory_order_relaxed)) {
+			if ((s & HS__Q_DISARMED) && !(s & HS__Q_DEAD))
+				hs__dp_rearm(iq->port->sw, iq);
+			return true;
+		}
+	}
+}
+
+/* Runs rounds on an owned queue until it is empty (or `budget` frames,
+ * if non-zero), then releases it. Returns the frames moved. */
+int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget)
+{
+	unsigned total = 0;
+	for (;;) {
+		unsigned n;
+		while ((n = hs__round(c, iq)) > 0) {
+			total += n;
+			hs__rcu_quiescent();
+			if (budget && total >= budget)
+				break;
+		}
+		if (budget && total >= budget) {
+			/* Out of budget with work left: let go and make sure
+			 * somebody comes back (the kick fd is in the epoll set). */
+			if (iq->kick_fd >= 0) {
+				uint64_t one = 1;
+				ssize_t w = write(iq->kick_fd, &one, sizeof(one));
+				(void)w;
+			} else {
+				atomic_fetch_or(&iq->state, HS__Q_PENDING);
+			}
+			hs__q_release(iq);
+			break;
+		}
+		if (hs__q_release(iq))
+			break;
+	}
+	return (int)total;
+}
+
+/* ---- classification -------------------------------------------------------- */
+
+static inline uint64_t load_mac(const uint8_t *p)
+{
+	uint32_t a;
+	uint16_t b;
+	memcpy(&a, p, 4);
+	memcpy(&b, p + 4, 2);
+	return (uint64_t)a | ((uint64_t)b << 32);
+}
+
+static inline void mark(struct hs__ctx *c, uint32_t pidx, unsigned i)
+{
+	if (!c->mask[pidx])
+		c->touched[c->n_touched++] = (uint16_t)pidx;
+	c->mask[pidx] |= 1ull << i;
+}
+
+static void flood(struct hs__ctx *c, const struct hs__topo *t,
+		  const struct hs_port *in, struct hs__inq *iq, uint16_t vid,
+		  unsigned i)
+{
+	const struct hs__vset *vs = t->vset[vid];
+	unsigned n = 0;
+	if (vs)
+		for (unsigned k = 0; k < vs->n; k++)
+			if (vs->port[k] != in->index) {
+				mark(c, vs->port[k], i);
+				n++;
+			}
+	if (!n)
+		hs__ctr_add(&iq->drops[HS_DROP_NO_ROUTE], 1);
+}
+
+static void drop(struct hs__inq *iq, enum hs_drop_reason r)
+{
+	hs__ctr_add(&iq->drops[r], 1);
+}
+
+/* First pass: decides every frame's destination set (c->mask). */
+static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
+		     unsigned n, const struct hs__topo *t)
+{
+	struct hs_switch *sw = c->sw;
+	struct hs__fdb *f = &sw->fdb;
+	struct hs__dl *dl = c->dl;
+	bool learn = !(in->flags & HS_PORT_NO_LEARN);
+	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0;
+	uint64_t dkey[HS__BURST_MAX];
+	const uint8_t *hdr[HS__BURST_MAX];
+
+	/* Parse and prefetch the table buckets for the whole burst first. */
+	for (unsigned i = 0; i < n; i++) {
+		struct hs_pkt *p = &c->pkts[i];
+		bytes += p->len;
+		hdr[i] = NULL;
+		if (HS__UNLIKELY(p->len < HS_ETH_HLEN)) {
+			drop(iq, HS_DROP_RUNT);
+			continue;
+		}
+		const uint8_t *h = p->segs[0].base;
+		if (HS__UNLIKELY(p->segs[0].len < 18 ||
+				 (p->segs[0].flags & HS_SEG_FOREIGN))) {
+			uint32_t want = p->len < 18 ? p->len : 18;
+			if (hs__pkt_gather(p, 0, c->hdr[i], want) != want) {
+				drop(iq, HS_DROP_BAD_DESC);
+				continue;
+			}
+			h = c->hdr[i];
+		}
+		hdr[i] = h;
+		uint16_t et = (uint16_t)((h[12] << 8) | h[13]);
+		uint16_t tci = 0, vid;
+		bool tagged = et == 0x8100 && p->len >= 18;
+		if (tagged)
+			tci = (uint16_t)((h[14] << 8) | h[15]);
+		uint16_t tv = tci & 0x0fff;
+		if (in->vlan_mode == HS_VLAN_ACCESS) {
+			vid = in->pvid;
+			if (HS__UNLIKELY(tagged && tv))
+				vid = 0;
+		} else if (tagged && tv) {
+			vid = hs__port_in_vlan(in, tv) ? tv : 0;
+		} else {
+			vid = in->pvid;
+		}
+		if (HS__UNLIKELY(!vid)) {
+			drop(iq, HS_DROP_VLAN);
+			hdr[i] = NULL;
+			continue;
+		}
+		c->vid[i] = vid;
+		c->tci[i] = tci;
+		c->tagged[i] = tagged;
+		dkey[i] = hs__fdb_key(vid, load_mac(h));
+		if (!(h[0] & 1))
+			hs__fdb_prefetch(f, dkey[i]);
+	}
+
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *h = hdr[i];
+		if (!h)
+			continue;
+		struct hs_pkt *p = &c->pkts[i];
+		uint16_t vid = c->vid[i];
+		uint64_t src = load_mac(h + 6);
+		if (HS__UNLIKELY((src & 1) || !src)) {
+			drop(iq, HS_DROP_BAD_SRC_MAC);
+			continue;
+		}
+		if (HS__UNLIKELY(p->off.flags || p->off.gso_type)) {
+			uint8_t tmp[HS__HDR_MAX];
+			uint32_t hl = p->len < HS__HDR_MAX ? p->len : HS__HDR_MAX;
+			hl = hs__pkt_gather(p, 0, tmp, hl);
+			if (hs__offload_check(p, tmp, hl, &dl->l4in[i])) {
+				drop(iq, HS_DROP_BAD_OFFLOAD);
+				continue;
+			}
+		}
+		if (HS__UNLIKELY(!p->off.gso_type &&
+				 p->len > in->mtu + HS_ETH_HLEN +
+						  (c->tagged[i] ? HS_VLAN_HLEN : 0))) {
+			drop(iq, HS_DROP_OVERSIZE);
+			continue;
+		}
+		if (learn)
+			hs__fdb_learn(sw, f, hs__fdb_key(vid, src), in, in->index,
+				      c->now_s);
+		if (h[0] & 1) {
+			if (dkey[i] == hs__fdb_key(vid, 0xffffffffffffull))
+				bc++;
+			else
+				mc++;
+			flood(c, t, in, iq, vid, i);
+			continue;
+		}
+		uint32_t w, stamp;
+		if (hs__fdb_lookup(f, dkey[i], &w, &stamp, NULL)) {
+			uint32_t pidx = w & HS__FDB_PORT_MASK;
+			const struct hs_port *dp = pidx < t->max_ports ? t->port[pidx]
+								     : NULL;
+			if (HS__LIKELY(dp)) {
+				if (HS__UNLIKELY(dp == in))
+					drop(iq, HS_DROP_SAME_PORT);
+				else if (HS__UNLIKELY(!hs__port_in_vlan(dp, vid)))
+					drop(iq, HS_DROP_VLAN);
+				else
+					mark(c, pidx, i);
+				continue;
+			}
+		}
+		fl++;
+		flood(c, t, in, iq, vid, i);
+	}
+	hs__ctr_add(&iq->rx_packets, n);
+	hs__ctr_add(&iq->rx_bytes, bytes);
+	if (bc)
+		hs__ctr_add(&iq->rx_bcast, bc);
+	if (mc)
+		hs__ctr_add(&iq->rx_mcast, mc);
+	if (fl)
+		hs__ctr_add(&iq->rx_flooded, fl);
+}
+
+/* ---- the round ---------------------------------------------------------------- */
+
+unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
+{
+	struct hs_port *in = iq->port;
+	struct hs_switch *sw = c->sw;
+	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
+			 (HS__Q_DEAD | HS__Q_PAUSED)))
+		return 0;
+	unsigned n = in->ops->recv_burst(in->priv, iq->qid, c->pkts, sw->cfg.burst);
+	if (!n)
+		return 0;
+	if (n > sw->cfg.burst)
+		n = sw->cfg.burst;
+	c->in_round = true;
+	c->now_s = hs__now_s(sw);
+	const struct hs__topo *t = hs__topo_get(sw);
+	c->dl->src_port = in;
+
+	classify(c, in, iq, n, t);
+	for (unsigned k = 0; k < c->n_touched; k++) {
+		uint16_t m = c->touched[k];
+		struct hs_port *dp = t->port[m];
+		if (dp)
+			hs__deliver(c, dp, c->mask[m]);
+		c->mask[m] = 0;
+	}
+	c->n_touched = 0;
+
+	unsigned ev = 0;
+	if (HS__UNLIKELY(sw->cfg.flags & HS_SW_NOTIFY_EACH)) {
+		for (unsigned i = 0; i < n; i++)
+			if (in->ops->recv_done(in->priv, iq->qid, &c->pkts[i], 1) &
+			    HS_EV_COMPLETED) {
+				hs__ctr_add(&iq->rx_notify, 1);
+				in->ops->notify(in->priv, iq->qid, HS_EV_COMPLETED);
+			}
+	} else {
+		ev = in->ops->recv_done(in->priv, iq->qid, c->pkts, n);
+	}
+	if (ev & HS_EV_COMPLETED) {
+		hs__ctr_add(&iq->rx_notify, 1);
+		in->ops->notify(in->priv, iq->qid, HS_EV_COMPLETED);
+	}
+	hs__flush_deferred(c);
+	hs__ctr_add(&c->rounds, 1);
+	c->in_round = false;
+	return n;
+}
+
+/* ---- sender context ------------------------------------------------------------ */
+
+int hs_port_kick(hs_port_t *port, uint16_t queue)
+{
+	if (!port || queue >= port->nq)
+		return -EINVAL;
+	struct hs_switch *sw = port->sw;
+	struct hs__inq *iq = &port->inq[queue];
+	if (hs__rcu_thread_online())
+		return -EDEADLK; /* called from inside a round */
+	if (!(sw->cfg.flags & HS_SW_NO_OFFLOAD) && hs__pool_handoff(sw, iq))
+		return 0;
+	struct hs__ctx *c = hs__ctx_get(sw);
+	if (!c)
+		return -EBUSY;
+	int n = 0;
+	hs__rcu_enter();
+	if (hs__q_acquire(iq, false))
+		n = hs__q_run(c, iq, 0);
+	hs__rcu_leave();
+	hs__ctx_put(c);
+	return n;
+}
+
+void hs_port_posted(hs_port_t *port, uint16_t q)
+{
+	if (!port || q >= port->nq)
+		return;
+	struct hs__outq *oq = &port->outq[q];
+	if (!atomic_load_explicit(&oq->bl_count, memory_order_relaxed))
+		return;
+	struct hs__ctx *c = hs__cur_ctx;
+	bool own = !c || c->sw != port->sw || c->in_round;
+	if (own) {
+		c = hs__ctx_get(port->sw);
+		if (!c)
+			return; /* the next delivery drains it */
+	}
+	hs__posted(c, port, oq);
+	if (own)
+		hs__ctx_put(c);
+}
+
+void hs_port_count_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,
+			unsigned n)
+{
+	if (!port || q >= port->nq || (unsigned)reason >= HS_DROP__COUNT)
+		return;
+	hs__ctr_add(&port->inq[q].drops[reason], n);
+}

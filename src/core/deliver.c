@@ -1,0 +1,627 @@
+/*
+ * deliver.c - the second pass of a round: frames grouped by destination
+ * are delivered, destination by destination, under that egress queue's
+ * lock: reserve the receiver's posted buffers, copy each frame once
+ * straight into them (copy.c), commit, then notify (or not) by the peer
+ * state rules.
+ *
+ * Preemptive copying: the copy happens now, at switching time. A receiver
+ * without posted buffers gets its frames in a bounded per-queue backlog
+ * (the only place a second copy can happen), drained in order the moment
+ * it posts buffers (hs_port_posted) or on the next delivery; when the
+ * backlog is full the frame is dropped and counted (rx_no_buffer). The
+ * sender never waits.
+ *
+ * Notifications: at most one per destination queue per round. A blocked
+ * (or unknown-state) peer that asked is notified at the end of its batch;
+ * a running peer that asked is notified once at the end of the round; a
+ * peer that did not ask is never notified.
+ *
+ * Locks: one egress queue lock at a time, held across reserve/copy/commit
+ * only; backend notify calls happen outside it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "copy.h"
+
+#define HS__F(sw, f) ((sw)->cfg.flags & (f))
+
+/* ---- backlog --------------------------------------------------------------- */
+
+int hs__backlog_init(struct hs__backlog *bl, uint32_t frames, uint32_t bytes)
+{
+	memset(bl, 0, sizeof(*bl));
+	bl->ent = calloc(frames, sizeof(*bl->ent));
+	if (!bl->ent)
+		return -ENOMEM;
+	/* Reserved, not committed: a backlog costs memory only once used. */
+	void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED) {
+		free(bl->ent);
+		bl->ent = NULL;
+		return -ENOMEM;
+	}
+	bl->buf = m;
+	bl->ent_cap = frames;
+	bl->buf_cap = bytes;
+	return 0;
+}
+
+void hs__backlog_fini(struct hs__backlog *bl)
+{
+	if (bl->buf)
+		munmap(bl->buf, bl->buf_cap);
+	free(bl->ent);
+	memset(bl, 0, sizeof(*bl));
+}
+
+/* Space for `need` contiguous bytes in the byte ring, FIFO with the
+ * entries; returns the offset or UINT32_MAX. */
+static uint32_t bl_alloc(struct hs__backlog *bl, uint32_t need)
+{
+	if (bl->ent_n == bl->ent_cap || need > bl->buf_cap)
+		return UINT32_MAX;
+	if (!bl->ent_n) {
+		bl->buf_tail = 0;
+		return 0;
+	}
+	uint32_t head = bl->ent[bl->ent_head].off;
+	if (bl->buf_tail > head) { /* used: [head, tail) */
+		if (bl->buf_cap - bl->buf_tail >= need)
+			return bl->buf_tail;
+		if (head >= need)
+			return 0;
+		return UINT32_MAX;
+	}
+	/* wrapped: used [head, cap) + [0, tail) */
+	if (head - bl->buf_tail >= need)
+		return bl->buf_tail;
+	return UINT32_MAX;
+}
+
+/* Copies frame s (after its VLAN change) into the backlog. */
+static bool bl_push(struct hs__dl *dl, struct hs__backlog *bl,
+		    const struct hs__src *s)
+{
+	uint32_t off = bl_alloc(bl, s->len);
+	if (off == UINT32_MAX)
+		return false;
+	struct hs_seg seg = {.base = bl->buf + off, .len = s->len};
+	struct hs_iobuf b = {.segs = &seg, .nsegs = 1};
+	struct hs__view v;
+	hs__view_frame(s, &v);
+	if (hs__copy_view(dl, &v, &b, UINT32_MAX, NULL))
+		return false;
+	if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
+		return false;
+	struct hs__bl_ent *e = &bl->ent[(bl->ent_head + bl->ent_n) % bl->ent_cap];
+	e->off = off;
+	e->len = s->len;
+	e->off_meta = s->off;
+	e->first = s->first;
+	e->l4 = s->l4;
+	bl->ent_n++;
+	bl->buf_tail = off + s->len;
+	return true;
+}
+
+static void bl_pop(struct hs__backlog *bl, unsigned n)
+{
+	bl->ent_head = (bl->ent_head + n) % bl->ent_cap;
+	bl->ent_n -= n;
+	if (!bl->ent_n)
+		bl->ent_head = bl->buf_tail = 0;
+}
+
+/* ---- per-destination preparation ---------------------------------------- */
+
+static uint32_t gso_cap(const struct hs_offload *o)
+{
+	uint32_t c;
+	switch (o->gso_type) {
+	case HS_GSO_TCPV4: c = HS_CAP_GSO_TCPV4; break;
+	case HS_GSO_TCPV6: c = HS_CAP_GSO_TCPV6; break;
+	case HS_GSO_UDP: c = HS_CAP_GSO_UDP; break;
+	default: c = HS_CAP_GSO_UDP_L4; break;
+	}
+	if (o->flags & HS_OFF_GSO_ECN)
+		c |= HS_CAP_GSO_ECN;
+	return c | HS_CAP_CSUM; /* receiving GSO implies checksum offload */
+}
+
+static bool pkt_local(const struct hs_pkt *p)
+{
+	for (unsigned i = 0; i < p->nsegs; i++)
+		if (p->segs[i].flags & HS_SEG_FOREIGN)
+			return false;
+	return true;
+}
+
+/* Decides how frame p leaves for a receiver with `caps`: VLAN change
+ * already set in s (strip/ins/delta/tag), l4 layout in the frame's own
+ * coordinates. Returns 0, or -1 for a frame this receiver cannot get. */
+static int prepare(struct hs__src *s, const struct hs_pkt *p,
+		   const struct hs__l4 *l4, uint32_t caps, uint8_t *tmpl)
+{
+	s->pkt = p;
+	s->len = p->len + (uint32_t)(int32_t)s->delta;
+	s->off = p->off;
+	s->pieces = 1;
+	s->mode = HS__PASS;
+	s->local = 1;
+	if (HS__LIKELY(!p->off.flags && !p->off.gso_type))
+		return 0;
+
+	s->local = pkt_local(p);
+	if (s->off.flags & HS_OFF_NEEDS_CSUM)
+		s->off.csum_start = (uint16_t)(s->off.csum_start + s->delta);
+	if (!(caps & HS_CAP_CSUM))
+		s->off.flags &= (uint8_t)~HS_OFF_DATA_VALID;
+	if (s->off.gso_type) {
+		s->l4 = *l4;
+		s->l4.l3_off = (uint16_t)(s->l4.l3_off + s->delta);
+		s->l4.l4_off = (uint16_t)(s->l4.l4_off + s->delta);
+		s->l4.hdr_len = (uint16_t)(s->l4.hdr_len + s->delta);
+		s->off.hdr_len = s->l4.hdr_len;
+		uint32_t need = gso_cap(&s->off);
+		if ((caps & need) == need)
+			return 0; /* passes through unsegmented */
+		if (s->off.gso_type == HS_GSO_UDP)
+			return -1; /* UFO needs IP fragmentation: not done */
+		s->mode = HS__SEGMENT;
+		s->pieces = (uint16_t)((s->len - s->l4.hdr_len + s->off.gso_size - 1) /
+				       s->off.gso_size);
+		/* Header template, after the VLAN change. */
+		uint32_t h = s->l4.hdr_len, got;
+		if (!s->strip && !s->ins) {
+			got = hs__pkt_gather(p, 0, tmpl, h);
+		} else {
+			got = hs__pkt_gather(p, 0, tmpl, 12);
+			uint32_t at = 12;
+			if (s->ins) {
+				memcpy(tmpl + 12, s->tag, HS_VLAN_HLEN);
+				at += HS_VLAN_HLEN;
+				got += HS_VLAN_HLEN;
+			}
+			got += hs__pkt_gather(p, 12u + (s->strip ? HS_VLAN_HLEN : 0),
+					      tmpl + at, h - at);
+		}
+		if (got != h)
+			return -1;
+		s->hdr = tmpl;
+		return 0;
+	}
+	if ((s->off.flags & HS_OFF_NEEDS_CSUM) && !(caps & HS_CAP_CSUM))
+		s->mode = HS__CSUM;
+	return 0;
+}
+
+/* The VLAN change for frame i of the round towards port dp. */
+static void vlan_change(const struct hs__ctx *c, unsigned i,
+			const struct hs_port *dp, struct hs__src *s)
+{
+	uint16_t vid = c->vid[i];
+	bool in = c->tagged[i];
+	bool out = dp->vlan_mode == HS_VLAN_TRUNK && vid != dp->pvid;
+	s->first = 0;
+	if (in == out && (!in || (c->tci[i] & 0x0fff) == vid)) {
+		s->strip = s->ins = 0;
+		s->delta = 0;
+		return;
+	}
+	s->strip = in;
+	s->ins = out;
+	s->delta = (int16_t)((out ? HS_VLAN_HLEN : 0) - (in ? HS_VLAN_HLEN : 0));
+	if (out) {
+		uint16_t tci = (uint16_t)((in ? (c->tci[i] & 0xf000) : 0) | vid);
+		s->tag[0] = 0x81;
+		s->tag[1] = 0x00;
+		s->tag[2] = (uint8_t)(tci >> 8);
+		s->tag[3] = (uint8_t)tci;
+		s->tag_seg = (struct hs_seg){.base = s->tag, .len = HS_VLAN_HLEN};
+	}
+}
+
+/* ---- one frame into one reserved buffer ---------------------------------- */
+
+static void out_desc(const struct hs__src *s, unsigned piece, uint32_t caps,
+		     struct hs_out *o)
+{
+	if (s->mode == HS__PASS) {
+		o->len = s->len;
+		o->off = s->off;
+		return;
+	}
+	memset(&o->off, 0, sizeof(o->off));
+	if (s->mode == HS__CSUM) {
+		o->len = s->len;
+		return;
+	}
+	o->len = hs__piece_len(s, piece);
+	if (caps & HS_CAP_CSUM) {
+		o->off.flags = HS_OFF_NEEDS_CSUM;
+		o->off.csum_start = s->l4.l4_off;
+		o->off.csum_offset = s->l4.proto == 6 ? 16 : 6;
+	}
+}
+
+/* Linearises a frame with foreign segments into the bounce buffer so that
+ * software checksums can read it. */
+static int bounce_in(struct hs__dl *dl, struct hs__src *s)
+{
+	const struct hs_pkt *p = s->pkt;
+	struct hs_iobuf b = {.segs = &dl->bounce_seg, .nsegs = 1};
+	dl->bounce_seg = (struct hs_seg){.base = dl->bounce, .len = p->len};
+	struct hs__view v = {.n = 1, .len = p->len,
+			     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
+	int rc = hs__copy_view(dl, &v, &b, UINT32_MAX, NULL);
+	if (!rc)
+		rc = hs__copy_flush(dl);
+	if (rc)
+		return rc;
+	dl->bounce_pkt = *p;
+	dl->bounce_pkt.segs = &dl->bounce_seg;
+	dl->bounce_pkt.nsegs = 1;
+	s->pkt = &dl->bounce_pkt;
+	s->local = 1;
+	return 0;
+}
+
+static bool buf_foreign(const struct hs_iobuf *b)
+{
+	for (unsigned i = 0; i < b->nsegs; i++)
+		if (b->segs[i].flags & HS_SEG_FOREIGN)
+			return true;
+	return false;
+}
+
+/* Writes out frame `oi` (piece `piece` of s) into dl->bufs[oi]. */
+static int copy_out(struct hs__dl *dl, struct hs__src *s, unsigned piece,
+		    unsigned oi, uint32_t caps)
+{
+	const struct hs_iobuf *b = &dl->bufs[oi];
+	const struct hs_pkt *p = s->pkt;
+	if (s->mode == HS__PASS) {
+		/* The common case: one segment each side, nothing to change. */
+		if (HS__LIKELY(!s->strip && !s->ins && p->nsegs == 1 &&
+			       b->nsegs == 1 && b->segs[0].len >= p->len &&
+			       !((p->segs[0].flags | b->segs[0].flags) &
+				 HS_SEG_FOREIGN))) {
+			memcpy(b->segs[0].base, p->segs[0].base, p->len);
+			return 0;
+		}
+		struct hs__view v;
+		hs__view_frame(s, &v);
+		return hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
+	}
+
+	/* Software work needs the source bytes addressable. */
+	if (!s->local) {
+		int rc = bounce_in(dl, s);
+		if (rc)
+			return rc;
+	}
+	struct hs__view v;
+	uint32_t cstart, cfield;
+	bool sum = true;
+	if (s->mode == HS__CSUM) {
+		hs__view_frame(s, &v);
+		cstart = s->off.csum_start;
+		cfield = cstart + s->off.csum_offset;
+	} else {
+		uint8_t *h = dl->piece_hdr[oi];
+		hs__piece_header(s, piece, h);
+		dl->piece_seg[oi] = (struct hs_seg){.base = h, .len = s->l4.hdr_len};
+		hs__view_piece(s, piece, h, &dl->piece_seg[oi], &v);
+		cstart = s->l4.l4_off;
+		cfield = cstart + (s->l4.proto == 6 ? 16u : 6u);
+		sum = !(caps & HS_CAP_CSUM);
+	}
+	if (!sum)
+		return hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
+
+	/* A foreign receiver gets the finished frame from a local copy: its
+	 * copy hook may not order two writes to the same bytes. */
+	const struct hs_iobuf *target = b;
+	struct hs_iobuf lb;
+	struct hs_seg lseg;
+	bool via_bounce = buf_foreign(b);
+	uint8_t *obuf = dl->bounce + HS__GSO_MAX_LEN + HS__HDR_MAX;
+	if (via_bounce) {
+		lseg = (struct hs_seg){.base = obuf, .len = v.len};
+		lb = (struct hs_iobuf){.segs = &lseg, .nsegs = 1};
+		target = &lb;
+	}
+	uint32_t part;
+	int rc = hs__copy_view(dl, &v, target, cstart, &part);
+	if (rc)
+		return rc;
+	uint16_t c = hs__csum_fold(part);
+	if (!c)
+		c = 0xffff;
+	memcpy(dl->csum_val[oi], &c, 2);
+	dl->csum_seg[oi] = (struct hs_seg){.base = dl->csum_val[oi], .len = 2};
+	rc = hs__copy_put(dl, target, cfield, dl->csum_val[oi], &dl->csum_seg[oi], 2);
+	if (rc || !via_bounce)
+		return rc;
+	struct hs__view lv = {.n = 1, .len = v.len,
+			      .r[0] = {.lseg = &lseg, .off = 0, .len = v.len}};
+	rc = hs__copy_view(dl, &lv, b, UINT32_MAX, NULL);
+	return rc ? rc : hs__copy_flush(dl);
+}
+
+/* ---- sending a list of frames -------------------------------------------- */
+
+static void notify_now(struct hs_port *dp, struct hs__outq *oq, unsigned ev)
+{
+	hs__ctr_add(&oq->tx_notify, 1);
+	dp->ops->notify(dp->priv, oq->qid, ev);
+}
+
+/* Delivers srcs[0..ns) in order. Returns how many were delivered
+ * completely; the next one's `first` tells how far it got. */
+static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
+			  struct hs__outq *oq, struct hs__src *srcs, unsigned ns,
+			  unsigned *ev)
+{
+	struct hs__dl *dl = c->dl;
+	const struct hs_backend_ops *ops = dp->ops;
+	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
+	bool each = HS__F(c->sw, HS_SW_NOTIFY_EACH);
+	unsigned chunk = each ? 1 : HS__OUT_MAX;
+	unsigned si = 0;
+	uint64_t pk = 0, by = 0, seg = 0, csw = 0;
+
+	while (si < ns) {
+		unsigned no = 0, sj = si, pj = srcs[si].first;
+		while (sj < ns && no < chunk) {
+			struct hs__src *s = &srcs[sj];
+			out_desc(s, pj, caps, &dl->out[no]);
+			dl->out_src[no] = (uint16_t)sj;
+			dl->out_piece[no] = (uint16_t)pj;
+			no++;
+			if (++pj >= s->pieces) {
+				sj++;
+				pj = sj < ns ? srcs[sj].first : 0;
+			}
+		}
+		if (sj < ns)
+			srcs[sj].first = (uint16_t)pj;
+		unsigned k = ops->send_reserve(dp->priv, oq->qid, dl->out, no,
+					       dl->bufs);
+		if (k > no)
+			k = no;
+		dl->ops_err = 0;
+		for (unsigned j = 0; j < k; j++) {
+			if (!dl->bufs[j].nsegs) {
+				hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
+				continue;
+			}
+			struct hs__src *s = &srcs[dl->out_src[j]];
+			int rc = copy_out(dl, s, dl->out_piece[j], j, caps);
+			if (rc) {
+				dl->out[j].len = 0;
+				hs__ctr_add(&oq->drops[rc == -EMSGSIZE
+							? HS_DROP_OVERSIZE
+							: HS_DROP_COPY_ERROR], 1);
+			}
+		}
+		if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
+			dl->ops_err = dl->ops_err ? dl->ops_err : -EIO;
+		if (HS__UNLIKELY(dl->ops_err)) {
+			/* The batch's hook failed: which frame's bytes made it
+			 * is unknown, so none of the frames with foreign memory
+			 * is published. */
+			for (unsigned j = 0; j < k; j++) {
+				struct hs__src *s = &srcs[dl->out_src[j]];
+				if (dl->bufs[j].nsegs && dl->out[j].len &&
+				    (!s->local || buf_foreign(&dl->bufs[j]))) {
+					dl->out[j].len = 0;
+					hs__ctr_add(&oq->drops[HS_DROP_COPY_ERROR], 1);
+				}
+			}
+		}
+		*ev |= ops->send_commit(dp->priv, oq->qid, dl->out, k);
+		for (unsigned j = 0; j < k; j++) {
+			if (!dl->bufs[j].nsegs || !dl->out[j].len)
+				continue;
+			const struct hs__src *s = &srcs[dl->out_src[j]];
+			pk++;
+			by += dl->out[j].len;
+			seg += s->mode == HS__SEGMENT;
+			csw += s->mode == HS__CSUM ||
+			       (s->mode == HS__SEGMENT && !(caps & HS_CAP_CSUM));
+		}
+		if (each && (*ev & HS_EV_DELIVERED)) {
+			notify_now(dp, oq, HS_EV_DELIVERED);
+			*ev &= ~HS_EV_DELIVERED;
+		}
+		if (k < no) {
+			unsigned stop = dl->out_src[k];
+			srcs[stop].first = dl->out_piece[k];
+			si = stop;
+			break;
+		}
+		si = sj;
+	}
+	hs__ctr_add(&oq->tx_packets, pk);
+	hs__ctr_add(&oq->tx_bytes, by);
+	if (seg)
+		hs__ctr_add(&oq->tx_gso_segments, seg);
+	if (csw)
+		hs__ctr_add(&oq->tx_csum_sw, csw);
+	return si;
+}
+
+/* ---- backlog drain ------------------------------------------------------------ */
+
+void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
+		       struct hs__outq *oq, unsigned *ev)
+{
+	struct hs__dl *dl = c->dl;
+	struct hs__backlog *bl = &oq->bl;
+	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
+	while (bl->ent_n) {
+		unsigned n = bl->ent_n < HS__BURST_MAX ? bl->ent_n : HS__BURST_MAX;
+		unsigned ns = 0, dropped_head = 0;
+		for (unsigned j = 0; j < n; j++) {
+			struct hs__bl_ent *e = &bl->ent[(bl->ent_head + j) % bl->ent_cap];
+			struct hs_pkt *p = &dl->blpkt[j];
+			p->seg[0] = (struct hs_seg){.base = bl->buf + e->off, .len = e->len};
+			p->segs = p->seg;
+			p->nsegs = 1;
+			p->len = e->len;
+			p->off = e->off_meta;
+			struct hs__src *s = &dl->blsrc[ns];
+			s->strip = s->ins = 0;
+			s->delta = 0;
+			if (prepare(s, p, &e->l4, caps, dl->bltmpl[ns])) {
+				/* Its receiver changed and cannot take it. */
+				if (ns == 0) {
+					dropped_head++;
+					hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], 1);
+					continue;
+				}
+				break;
+			}
+			s->first = e->first;
+			if (s->first && s->mode != HS__SEGMENT)
+				s->first = 0;
+			ns++;
+		}
+		if (dropped_head) {
+			bl_pop(bl, dropped_head);
+			continue;
+		}
+		unsigned done = send_srcs(c, dp, oq, dl->blsrc, ns, ev);
+		bl_pop(bl, done);
+		if (done < ns) {
+			bl->ent[bl->ent_head].first = dl->blsrc[done].first;
+			break;
+		}
+	}
+	atomic_store_explicit(&oq->bl_count, bl->ent_n, memory_order_relaxed);
+}
+
+/* After a delivery: ask for (or stop) "buffers posted" signals while the
+ * backlog holds frames. Returns true if buffers appeared meanwhile. */
+static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
+{
+	bool want = oq->bl.ent_n != 0;
+	if (want == oq->posted_armed || !dp->ops->set_notify)
+		return false;
+	oq->posted_armed = want;
+	return dp->ops->set_notify(dp->priv, oq->qid, HS_EV_POSTED, want) && want;
+}
+
+/* Decides the notification for a batch that asked (ev): returns the
+ * events to send now, deferring those of running peers to round end. */
+static unsigned notify_decide(struct hs__ctx *c, struct hs_port *dp,
+			      struct hs__outq *oq, unsigned ev)
+{
+	if (!(ev & HS_EV_DELIVERED))
+		return 0;
+	int st = atomic_load_explicit(&oq->peer_state, memory_order_relaxed);
+	if (st != HS_PEER_RUNNING || !c->in_round)
+		return HS_EV_DELIVERED;
+	for (unsigned i = 0; i < c->n_defer; i++)
+		if (c->defer[i].port == dp && c->defer[i].qid == oq->qid)
+			return 0;
+	if (c->n_defer == HS__DEFER_MAX)
+		return HS_EV_DELIVERED;
+	c->defer[c->n_defer++] = (struct hs__notify){
+		.port = dp, .qid = oq->qid, .ev = HS_EV_DELIVERED};
+	hs__ctr_add(&oq->tx_notify, 1);
+	return 0;
+}
+
+void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
+{
+	struct hs_switch *sw = c->sw;
+	struct hs__dl *dl = c->dl;
+	struct hs__outq *oq = &dp->outq[c->idx % dp->nq];
+	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
+	unsigned ns = 0, bad = 0;
+
+	for (uint64_t m = mask; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		struct hs__src *s = &dl->src[ns];
+		vlan_change(c, i, dp, s);
+		if (HS__UNLIKELY(prepare(s, &c->pkts[i], &dl->l4in[i], caps,
+					 dl->tmpl[ns])))
+			bad++;
+		else
+			ns++;
+	}
+	dl->dst_port = dp;
+
+	unsigned ev = 0, now;
+	hs__spin_lock(&oq->lock);
+	if (bad)
+		hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], bad);
+	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
+			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
+		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], ns + oq->bl.ent_n);
+		bl_pop(&oq->bl, oq->bl.ent_n);
+		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
+		hs__spin_unlock(&oq->lock);
+		return;
+	}
+	bool paused = atomic_load_explicit(&dp->paused, memory_order_relaxed);
+	if (oq->bl.ent_n && !paused)
+		hs__drain_backlog(c, dp, oq, &ev);
+	unsigned done = 0;
+	if (!oq->bl.ent_n && !paused && !HS__F(sw, HS_SW_DOUBLE_COPY))
+		done = send_srcs(c, dp, oq, dl->src, ns, &ev);
+	for (unsigned j = done; j < ns; j++) {
+		if (!HS__F(sw, HS_SW_NO_BACKLOG) && bl_push(dl, &oq->bl, &dl->src[j]))
+			hs__ctr_add(&oq->tx_backlogged, 1);
+		else
+			hs__ctr_add(&oq->drops[HS_DROP_NO_BUFFER], 1);
+	}
+	if (HS__F(sw, HS_SW_DOUBLE_COPY) && !paused)
+		hs__drain_backlog(c, dp, oq, &ev);
+	while (posted_watch(dp, oq) && !paused)
+		hs__drain_backlog(c, dp, oq, &ev);
+	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
+	now = notify_decide(c, dp, oq, ev);
+	if (now)
+		hs__ctr_add(&oq->tx_notify, 1);
+	hs__spin_unlock(&oq->lock);
+	if (now)
+		dp->ops->notify(dp->priv, oq->qid, now);
+}
+
+/* Drains the backlog of (dp, q) outside a round: the receiver posted
+ * buffers. */
+void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
+{
+	unsigned ev = 0, now = 0;
+	c->dl->dst_port = dp;
+	c->dl->src_port = NULL;
+	hs__spin_lock(&oq->lock);
+	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_relaxed)) {
+		do
+			hs__drain_backlog(c, dp, oq, &ev);
+		while (posted_watch(dp, oq));
+		now = notify_decide(c, dp, oq, ev);
+		if (now)
+			hs__ctr_add(&oq->tx_notify, 1);
+	}
+	hs__spin_unlock(&oq->lock);
+	if (now)
+		dp->ops->notify(dp->priv, oq->qid, now);
+}
+
+/* End of round: the coalesced notifications of running peers. */
+void hs__flush_deferred(struct hs__ctx *c)
+{
+	for (unsigned i = 0; i < c->n_defer; i++) {
+		struct hs__notify *n = &c->defer[i];
+		n->port->ops->notify(n->port->priv, n->qid, n->ev);
+	}
+	c->n_defer = 0;
+}

@@ -1,0 +1,507 @@
+/*
+ * fdb.c - the forwarding table: (VLAN, MAC) -> port.
+ *
+ * Layout: a cuckoo hash of 64-byte buckets holding 4 entries each; every
+ * key may live in one of two buckets, so a lookup reads at most two cache
+ * lines. The table is sized once (capacity / 3 buckets, rounded up to a
+ * power of two: at most 75% full) and never moves, so readers need no RCU
+ * for it; entries are updated in place.
+ *
+ * Threads: lookups and the learning fast path run lock-free on every
+ * data-plane thread. Everything that writes a key (learning a new MAC, a
+ * move, aging, static entries, flushes) holds `lock`. Readers detect a
+ * concurrent slot reuse by re-reading the key (hs__fdb_lookup) and wait out
+ * cuckoo displacements through `move_seq`, so a present key is never
+ * missed.
+ *
+ * Lock order: switch ctl_lock -> fdb lock. The data path takes only the
+ * fdb lock. Functions here that map entries to ports read the topology, so
+ * their callers are either RCU readers (data path) or hold ctl_lock.
+ *
+ * Defences: a per-port learning limit (a port at its limit replaces its
+ * own least recently refreshed entry) and fair eviction when the table is
+ * full (the least recently refreshed entry of the port that holds the most
+ * entries goes, as in Open vSwitch); static entries never move, age or get
+ * evicted. The "least recently refreshed" entry is the oldest of the
+ * first 8 of that port's entries met from a rotating cursor (approximate
+ * LRU, exact for ports with up to 8 entries): exact LRU lists would need a
+ * write per refresh.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#include "internal.h"
+
+static uint64_t next_pow2(uint64_t v)
+{
+	uint64_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+int hs__fdb_init(struct hs__fdb *f, uint32_t capacity, uint32_t aging_s,
+		 uint32_t port_limit)
+{
+	memset(f, 0, sizeof(*f));
+	uint64_t nb = next_pow2(((uint64_t)capacity + 2) / 3);
+	if (nb < 4)
+		nb = 4;
+	f->b = aligned_alloc(64, nb * sizeof(struct hs__fdb_bucket));
+	if (!f->b)
+		return -ENOMEM;
+	memset(f->b, 0, nb * sizeof(struct hs__fdb_bucket));
+	f->mask = nb - 1;
+	if (getrandom(&f->seed, sizeof(f->seed), GRND_NONBLOCK) != sizeof(f->seed))
+		f->seed = (uint64_t)(uintptr_t)f ^ 0x5bd1e9955bd1e995ull;
+	f->capacity = capacity;
+	f->aging_s = aging_s;
+	f->port_limit = port_limit;
+	pthread_mutex_init(&f->lock, NULL);
+	return 0;
+}
+
+void hs__fdb_fini(struct hs__fdb *f)
+{
+	free(f->b);
+	f->b = NULL;
+	pthread_mutex_destroy(&f->lock);
+}
+
+static void ctr_inc(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static struct hs_port *port_at(struct hs_switch *sw, uint32_t word)
+{
+	struct hs__topo *t = hs__topo_get(sw);
+	uint32_t idx = word & HS__FDB_PORT_MASK;
+	return idx < t->max_ports ? t->port[idx] : NULL;
+}
+
+/* ---- writer-side primitives (lock held) ---------------------------------- */
+
+static struct hs__fdb_ent *find_locked(struct hs__fdb *f, uint64_t key)
+{
+	return hs__fdb_probe(f, key, hs__fdb_hash(f, key));
+}
+
+static void ent_write(struct hs__fdb_ent *e, uint64_t key, uint32_t port,
+		      uint32_t stamp)
+{
+	atomic_store_explicit(&e->port, port, memory_order_relaxed);
+	atomic_store_explicit(&e->stamp, stamp, memory_order_relaxed);
+	atomic_store_explicit(&e->key, key, memory_order_release);
+}
+
+/* Removes an entry and fixes the accounting. */
+static void ent_remove(struct hs_switch *sw, struct hs__fdb *f,
+		       struct hs__fdb_ent *e)
+{
+	uint32_t word = atomic_load_explicit(&e->port, memory_order_relaxed);
+	atomic_store_explicit(&e->key, 0, memory_order_release);
+	f->count--;
+	if (word & HS__FDB_STATIC) {
+		f->n_static--;
+		return;
+	}
+	struct hs_port *p = port_at(sw, word);
+	if (p && p->fdb_count)
+		p->fdb_count--;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+/* Puts a key that is not in the table into it. Returns false only if a
+ * cuckoo walk failed and `*lost` (a displaced entry) had to be dropped. */
+static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
+		  uint32_t stamp, struct hs__fdb_ent *lost)
+{
+	uint64_t h = hs__fdb_hash(f, key);
+	struct hs__fdb_bucket *bs[2] = {hs__fdb_b1(f, h), hs__fdb_b2(f, h)};
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < HS__FDB_WAYS; i++)
+			if (!atomic_load_explicit(&bs[k]->e[i].key,
+						  memory_order_relaxed)) {
+				ent_write(&bs[k]->e[i], key, port, stamp);
+				return true;
+			}
+
+	/* Both buckets full: random-walk displacement. Readers that miss
+	 * while move_seq is odd retry. */
+	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
+	uint64_t ck = key;
+	uint32_t cp = port, cs = stamp;
+	struct hs__fdb_bucket *b = bs[xorshift(&f->cursor) & 1];
+	bool ok = false;
+	for (int step = 0; step < 256 && !ok; step++) {
+		struct hs__fdb_ent *v = &b->e[xorshift(&f->cursor) % HS__FDB_WAYS];
+		uint64_t vk = atomic_load_explicit(&v->key, memory_order_relaxed);
+		uint32_t vp = atomic_load_explicit(&v->port, memory_order_relaxed);
+		uint32_t vs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
+		ent_write(v, ck, cp, cs);
+		ck = vk, cp = vp, cs = vs;
+		uint64_t vh = hs__fdb_hash(f, ck);
+		b = (b == hs__fdb_b1(f, vh)) ? hs__fdb_b2(f, vh) : hs__fdb_b1(f, vh);
+		for (int i = 0; i < HS__FDB_WAYS; i++)
+			if (!atomic_load_explicit(&b->e[i].key,
+						  memory_order_relaxed)) {
+				ent_write(&b->e[i], ck, cp, cs);
+				ok = true;
+				break;
+			}
+	}
+	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
+	if (!ok) {
+		lost->key = ck;
+		lost->port = cp;
+		lost->stamp = cs;
+	}
+	return ok;
+}
+
+/* Evicts the least recently refreshed learned entry of port p, chosen
+ * among the first 8 of its entries met from the rotating cursor (all of
+ * them when it has fewer). Returns true if one was evicted. */
+static bool evict_from(struct hs_switch *sw, struct hs__fdb *f,
+		       const struct hs_port *p)
+{
+	struct hs__fdb_ent *best = NULL;
+	uint32_t best_stamp = 0, seen = 0;
+	uint32_t want = p->fdb_count < 8 ? p->fdb_count : 8;
+	uint64_t nb = f->mask + 1;
+	for (uint64_t n = 0; n < nb && (seen < want || !best); n++) {
+		struct hs__fdb_bucket *b = &f->b[f->cursor++ & f->mask];
+		for (int i = 0; i < HS__FDB_WAYS; i++) {
+			struct hs__fdb_ent *e = &b->e[i];
+			if (!atomic_load_explicit(&e->key, memory_order_relaxed))
+				continue;
+			uint32_t w = atomic_load_explicit(&e->port,
+							  memory_order_relaxed);
+			if ((w & HS__FDB_STATIC) ||
+			    (w & HS__FDB_PORT_MASK) != p->index)
+				continue;
+			uint32_t s = atomic_load_explicit(&e->stamp,
+							  memory_order_relaxed);
+			seen++;
+			if (!best || (int32_t)(s - best_stamp) < 0) {
+				best = e;
+				best_stamp = s;
+			}
+		}
+	}
+	if (!best)
+		return false;
+	ent_remove(sw, f, best);
+	ctr_inc(&f->evicted);
+	return true;
+}
+
+/* The port holding the most learned entries (ties: the lowest index). */
+static struct hs_port *largest_port(struct hs_switch *sw)
+{
+	struct hs__topo *t = hs__topo_get(sw);
+	struct hs_port *best = NULL;
+	for (uint32_t i = 0; i < t->max_ports; i++) {
+		struct hs_port *p = t->port[i];
+		if (p && p->fdb_count && (!best || p->fdb_count > best->fdb_count))
+			best = p;
+	}
+	return best;
+}
+
+/* Makes room for one learned entry of port p. Returns false if none. */
+static bool make_room(struct hs_switch *sw, struct hs__fdb *f, struct hs_port *p)
+{
+	if (p->fdb_count >= p->mac_limit) {
+		hs__ctr_add(&p->fdb_limit_hits, 1);
+		if (!evict_from(sw, f, p))
+			return false;
+	}
+	if (f->count >= f->capacity) {
+		struct hs_port *v = largest_port(sw);
+		/* A port as large as the largest gives up its own entry. */
+		if (v && p->fdb_count >= v->fdb_count)
+			v = p;
+		if (!v || !evict_from(sw, f, v))
+			return false;
+	}
+	return true;
+}
+
+static void insert_locked(struct hs_switch *sw, struct hs__fdb *f, uint64_t key,
+			  uint32_t word, uint32_t now)
+{
+	struct hs__fdb_ent lost;
+	f->count++;
+	if (!place(f, key, word, now, &lost)) {
+		/* A displaced entry found no home: drop it like an eviction. */
+		struct hs__fdb_ent tmp;
+		atomic_init(&tmp.port, lost.port);
+		atomic_init(&tmp.key, lost.key);
+		ent_remove(sw, f, &tmp);
+		ctr_inc(&f->evicted);
+	}
+}
+
+void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
+			uint32_t now)
+{
+	struct hs__fdb *f = &sw->fdb;
+	if (p->flags & HS_PORT_NO_LEARN)
+		return;
+	pthread_mutex_lock(&f->lock);
+	if (atomic_load_explicit(&p->dead, memory_order_acquire))
+		goto out;
+	struct hs__fdb_ent *e = find_locked(f, key);
+	if (e) {
+		uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
+		if (w & HS__FDB_STATIC) {
+			if ((w & HS__FDB_PORT_MASK) != p->index)
+				ctr_inc(&f->static_refused);
+			goto out;
+		}
+		if ((w & HS__FDB_PORT_MASK) == p->index) {
+			atomic_store_explicit(&e->stamp, now, memory_order_relaxed);
+			goto out;
+		}
+		/* MAC move: the address now lives behind another port. */
+		if (p->fdb_count >= p->mac_limit) {
+			hs__ctr_add(&p->fdb_limit_hits, 1);
+			if (!evict_from(sw, f, p))
+				goto out;
+			e = find_locked(f, key); /* eviction may not touch e, but
+						    be exact */
+			if (!e)
+				goto out;
+		}
+		struct hs_port *old = port_at(sw, w);
+		if (old && old->fdb_count)
+			old->fdb_count--;
+		p->fdb_count++;
+		atomic_store_explicit(&e->stamp, now, memory_order_relaxed);
+		atomic_store_explicit(&e->port, p->index, memory_order_release);
+		ctr_inc(&f->moved);
+		goto out;
+	}
+	if (!make_room(sw, f, p))
+		goto out;
+	p->fdb_count++;
+	insert_locked(sw, f, key, p->index, now);
+	ctr_inc(&f->learned);
+out:
+	pthread_mutex_unlock(&f->lock);
+}
+
+unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
+			    bool include_static)
+{
+	struct hs__fdb *f = &sw->fdb;
+	unsigned n = 0;
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t bi = 0; bi <= f->mask; bi++)
+		for (int i = 0; i < HS__FDB_WAYS; i++) {
+			struct hs__fdb_ent *e = &f->b[bi].e[i];
+			if (!atomic_load_explicit(&e->key, memory_order_relaxed))
+				continue;
+			uint32_t w = atomic_load_explicit(&e->port,
+							  memory_order_relaxed);
+			if ((w & HS__FDB_STATIC) && !include_static)
+				continue;
+			if (p && (w & HS__FDB_PORT_MASK) != p->index)
+				continue;
+			ent_remove(sw, f, e);
+			n++;
+		}
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+static uint64_t mac_to_u64(const uint8_t mac[HS_ETH_ALEN])
+{
+	uint64_t m = 0;
+	memcpy(&m, mac, HS_ETH_ALEN); /* little endian: byte 0 lowest */
+	return m;
+}
+
+static int check_vid_mac(uint16_t vid, const uint8_t *mac)
+{
+	if (!mac || vid < 1 || vid > HS_VLAN_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
+		      const uint8_t mac[HS_ETH_ALEN], hs_port_t *port)
+{
+	if (!sw || !port || port->sw != sw || check_vid_mac(vid, mac))
+		return -EINVAL;
+	if (mac[0] & 1)
+		return -EINVAL; /* group addresses are flooded, not looked up */
+	struct hs__fdb *f = &sw->fdb;
+	uint64_t key = hs__fdb_key(vid, mac_to_u64(mac));
+	int rc = 0;
+	pthread_mutex_lock(&sw->ctl_lock);
+	pthread_mutex_lock(&f->lock);
+	if (atomic_load(&port->dead)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	uint32_t now = hs__now_s(sw);
+	struct hs__fdb_ent *e = find_locked(f, key);
+	if (e) {
+		uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
+		if (!(w & HS__FDB_STATIC)) {
+			struct hs_port *old = port_at(sw, w);
+			if (old && old->fdb_count)
+				old->fdb_count--;
+			f->n_static++;
+		}
+		atomic_store_explicit(&e->stamp, now, memory_order_relaxed);
+		atomic_store_explicit(&e->port, port->index | HS__FDB_STATIC,
+				      memory_order_release);
+		goto out;
+	}
+	if (f->count >= f->capacity) {
+		struct hs_port *v = largest_port(sw);
+		if (!v || !evict_from(sw, f, v)) {
+			rc = -ENOSPC;
+			goto out;
+		}
+	}
+	f->n_static++;
+	insert_locked(sw, f, key, port->index | HS__FDB_STATIC, now);
+out:
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}
+
+int hs_fdb_del(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN])
+{
+	if (!sw || check_vid_mac(vid, mac))
+		return -EINVAL;
+	struct hs__fdb *f = &sw->fdb;
+	int rc = -ENOENT;
+	pthread_mutex_lock(&sw->ctl_lock);
+	pthread_mutex_lock(&f->lock);
+	struct hs__fdb_ent *e = find_locked(f, hs__fdb_key(vid, mac_to_u64(mac)));
+	if (e) {
+		ent_remove(sw, f, e);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}
+
+int hs_fdb_lookup(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN],
+		  hs_port_t **port)
+{
+	if (!sw || check_vid_mac(vid, mac))
+		return -EINVAL;
+	uint32_t w, stamp;
+	int rc = -ENOENT;
+	pthread_mutex_lock(&sw->ctl_lock);
+	if (hs__fdb_lookup(&sw->fdb, hs__fdb_key(vid, mac_to_u64(mac)), &w,
+			   &stamp, NULL)) {
+		struct hs_port *p = port_at(sw, w);
+		if (p) {
+			if (port)
+				*port = p;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}
+
+int hs_fdb_flush(hs_switch_t *sw, hs_port_t *port, unsigned flags)
+{
+	if (!sw || (port && port->sw != sw) || (flags & ~HS_FDB_FLUSH_STATIC))
+		return -EINVAL;
+	pthread_mutex_lock(&sw->ctl_lock);
+	int n = (int)hs__fdb_flush_port(sw, port, flags & HS_FDB_FLUSH_STATIC);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return n;
+}
+
+int hs_fdb_age(hs_switch_t *sw)
+{
+	if (!sw)
+		return -EINVAL;
+	struct hs__fdb *f = &sw->fdb;
+	if (f->aging_s == HS_FDB_AGING_NEVER)
+		return 0;
+	int n = 0;
+	pthread_mutex_lock(&sw->ctl_lock);
+	pthread_mutex_lock(&f->lock);
+	uint32_t now = hs__now_s(sw);
+	for (uint64_t bi = 0; bi <= f->mask; bi++)
+		for (int i = 0; i < HS__FDB_WAYS; i++) {
+			struct hs__fdb_ent *e = &f->b[bi].e[i];
+			if (!atomic_load_explicit(&e->key, memory_order_relaxed))
+				continue;
+			uint32_t w = atomic_load_explicit(&e->port,
+							  memory_order_relaxed);
+			uint32_t s = atomic_load_explicit(&e->stamp,
+							  memory_order_relaxed);
+			if ((w & HS__FDB_STATIC) || now - s < f->aging_s)
+				continue;
+			ent_remove(sw, f, e);
+			ctr_inc(&f->aged);
+			n++;
+		}
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return n;
+}
+
+int hs_fdb_dump(hs_switch_t *sw, int (*cb)(const struct hs_fdb_info *, void *),
+		void *arg)
+{
+	if (!sw || !cb)
+		return -EINVAL;
+	struct hs__fdb *f = &sw->fdb;
+	int rc = 0;
+	pthread_mutex_lock(&sw->ctl_lock);
+	pthread_mutex_lock(&f->lock);
+	uint32_t now = hs__now_s(sw);
+	for (uint64_t bi = 0; bi <= f->mask && !rc; bi++)
+		for (int i = 0; i < HS__FDB_WAYS && !rc; i++) {
+			struct hs__fdb_ent *e = &f->b[bi].e[i];
+			uint64_t k = atomic_load_explicit(&e->key,
+							  memory_order_relaxed);
+			if (!k)
+				continue;
+			uint32_t w = atomic_load_explicit(&e->port,
+							  memory_order_relaxed);
+			struct hs_fdb_info info = {
+				.vid = (uint16_t)((k >> 48) & 0xfff),
+				.port = port_at(sw, w),
+				.idle_s = now - atomic_load_explicit(
+							&e->stamp,
+							memory_order_relaxed),
+				.is_static = (w & HS__FDB_STATIC) != 0,
+			};
+			uint64_t m = k & 0xffffffffffffull;
+			memcpy(info.mac, &m, HS_ETH_ALEN);
+			rc = cb(&info, arg);
+		}
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}

@@ -1,0 +1,163 @@
+/*
+ * fdb.h - private interface of the forwarding table (see fdb.c).
+ */
+#ifndef HS_CORE_FDB_H
+#define HS_CORE_FDB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HS__FDB_WAYS 4
+#define HS__FDB_VALID (1ull << 63)
+#define HS__FDB_STATIC 0x80000000u /* in hs__fdb_ent.port */
+#define HS__FDB_PORT_MASK 0xffffu
+
+/* One entry. Readers load key, then port/stamp, then key again: a changed
+ * key means a writer reused the slot meanwhile and the read is retried. */
+struct hs__fdb_ent {
+	_Atomic uint64_t key;    /* HS__FDB_VALID | vid << 48 | mac, 0: empty */
+	_Atomic uint32_t port;   /* port index | HS__FDB_STATIC */
+	_Atomic uint32_t stamp;  /* switch seconds when last refreshed */
+};
+
+struct hs__fdb_bucket {
+	struct hs__fdb_ent e[HS__FDB_WAYS];
+} __attribute__((aligned(64)));
+
+struct hs__fdb {
+	struct hs__fdb_bucket *b;
+	uint64_t mask;             /* buckets - 1 */
+	uint64_t seed;             /* random per table: no chosen collisions */
+	_Atomic uint32_t move_seq; /* odd while entries are displaced */
+
+	pthread_mutex_t lock;      /* writers: learn (slow path), age, admin */
+	uint32_t capacity, count, n_static;
+	uint32_t aging_s, port_limit;
+	uint64_t cursor;           /* eviction sampling position */
+
+	/* counters, written under lock */
+	_Atomic uint64_t learned, moved, aged, evicted, static_refused;
+};
+
+struct hs_switch;
+struct hs_port;
+
+int hs__fdb_init(struct hs__fdb *f, uint32_t capacity, uint32_t aging_s,
+		 uint32_t port_limit);
+void hs__fdb_fini(struct hs__fdb *f);
+
+static inline uint64_t hs__fdb_key(uint16_t vid, uint64_t mac48)
+{
+	return HS__FDB_VALID | ((uint64_t)vid << 48) | mac48;
+}
+
+static inline uint64_t hs__fdb_hash(const struct hs__fdb *f, uint64_t key)
+{
+	uint64_t h = key ^ f->seed;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+static inline struct hs__fdb_bucket *hs__fdb_b1(const struct hs__fdb *f,
+						uint64_t h)
+{
+	return &f->b[h & f->mask];
+}
+
+static inline struct hs__fdb_bucket *hs__fdb_b2(const struct hs__fdb *f,
+						uint64_t h)
+{
+	return &f->b[(h >> 32) & f->mask];
+}
+
+static inline void hs__fdb_prefetch(const struct hs__fdb *f, uint64_t key)
+{
+	uint64_t h = hs__fdb_hash(f, key);
+	__builtin_prefetch(hs__fdb_b1(f, h));
+}
+
+/* Lock-free lookup; returns the entry (whose port/stamp the caller reads
+ * with hs__fdb_read) or NULL. */
+static inline struct hs__fdb_ent *hs__fdb_probe(const struct hs__fdb *f,
+						uint64_t key, uint64_t h)
+{
+	struct hs__fdb_bucket *b = hs__fdb_b1(f, h);
+	for (int i = 0; i < HS__FDB_WAYS; i++)
+		if (atomic_load_explicit(&b->e[i].key, memory_order_acquire) == key)
+			return &b->e[i];
+	b = hs__fdb_b2(f, h);
+	for (int i = 0; i < HS__FDB_WAYS; i++)
+		if (atomic_load_explicit(&b->e[i].key, memory_order_acquire) == key)
+			return &b->e[i];
+	return NULL;
+}
+
+/* Looks key up; on a hit returns true with the entry's port word and
+ * stamp. Retries while entries are being displaced, so a present key is
+ * never missed. */
+static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
+				  uint32_t *port, uint32_t *stamp,
+				  struct hs__fdb_ent **entp)
+{
+	uint64_t h = hs__fdb_hash(f, key);
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&f->move_seq,
+						    memory_order_acquire);
+		struct hs__fdb_ent *e = hs__fdb_probe(f, key, h);
+		if (e) {
+			uint32_t p = atomic_load_explicit(&e->port,
+							  memory_order_acquire);
+			uint32_t s = atomic_load_explicit(&e->stamp,
+							  memory_order_relaxed);
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&e->key, memory_order_relaxed) ==
+			    key) {
+				*port = p;
+				*stamp = s;
+				if (entp)
+					*entp = e;
+				return true;
+			}
+			continue;
+		}
+		atomic_thread_fence(memory_order_acquire);
+		uint32_t seq2 = atomic_load_explicit(&f->move_seq,
+						     memory_order_relaxed);
+		if (!(seq & 1) && seq == seq2)
+			return false;
+		__builtin_ia32_pause();
+	}
+}
+
+/* Learning: called for every frame with its (vid, source) key. The fast
+ * path touches the entry only once per second (stamp refresh); new MACs,
+ * moves and limits take the slow path under the lock. */
+void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
+			uint32_t now);
+
+static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
+				 uint64_t key, struct hs_port *p, uint16_t pidx,
+				 uint32_t now)
+{
+	uint32_t port, stamp;
+	struct hs__fdb_ent *e;
+	if (HS__LIKELY(hs__fdb_lookup(f, key, &port, &stamp, &e) &&
+		       (port & HS__FDB_PORT_MASK) == pidx)) {
+		if (HS__UNLIKELY(stamp != now && !(port & HS__FDB_STATIC)))
+			atomic_store_explicit(&e->stamp, now,
+					      memory_order_relaxed);
+		return;
+	}
+	hs__fdb_learn_slow(sw, key, p, now);
+}
+
+/* Control plane (fdb.c): removal of a port's entries, aging. */
+unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
+			    bool include_static);
+
+#endif /* HS_CORE_FDB_H */

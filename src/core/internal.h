@@ -1,0 +1,343 @@
+/*
+ * internal.h - private structures shared by the core's files.
+ *
+ * Nothing here is part of the public API; internal helpers carry the hs__
+ * prefix. Which thread touches what is stated next to each structure.
+ *
+ * RCU flavour: liburcu QSBR, named in one place (rcu.c). Data-plane
+ * threads announce a quiescent state after every round and go offline while
+ * sleeping; host threads that enter the data path (hs_port_kick,
+ * hs_mem_tx_burst) are registered on first use and are online only for the
+ * duration of the call. Pointer publication and reads use C11 atomics
+ * (hs__rcu_load/store), which is what liburcu's rcu_dereference and
+ * rcu_assign_pointer do, without a function call per read.
+ */
+#ifndef HS_CORE_INTERNAL_H
+#define HS_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "hyperswitch/hyperswitch.h"
+
+#define HS__CACHELINE 64
+#define HS__ALIGNED __attribute__((aligned(HS__CACHELINE)))
+#define HS__LIKELY(x) __builtin_expect(!!(x), 1)
+#define HS__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define HS__BURST_MAX 64      /* frames per round; masks are uint64_t */
+#define HS__OUT_MAX HS_RESERVE_MAX /* frames per reserve/commit chunk */
+#define HS__PORT_NONE 0xffffu
+#define HS__MAX_PORTS 65534u
+#define HS__NVID 4096
+#define HS__CTX_MAX 64        /* sender-context scratch areas per switch */
+#define HS__GSO_MAX_LEN HS_FRAME_MAX
+
+#define hs__rcu_load(p) atomic_load_explicit(&(p), memory_order_acquire)
+#define hs__rcu_store(p, v) atomic_store_explicit(&(p), (v), memory_order_release)
+
+/* ---- counters: one writer at a time, summed on read --------------------- */
+
+typedef _Atomic uint64_t hs__ctr;
+
+static inline void hs__ctr_add(hs__ctr *c, uint64_t n)
+{
+	/* Single writer: a plain load and store, no locked instruction. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+static inline uint64_t hs__ctr_get(const hs__ctr *c)
+{
+	return atomic_load_explicit((hs__ctr *)c, memory_order_relaxed);
+}
+
+/* ---- a small spinlock, held only across reserve/copy/commit ------------- */
+
+typedef struct {
+	atomic_flag f;
+} hs__spin;
+
+static inline void hs__spin_init(hs__spin *l) { atomic_flag_clear(&l->f); }
+
+static inline void hs__spin_lock(hs__spin *l)
+{
+	while (atomic_flag_test_and_set_explicit(&l->f, memory_order_acquire))
+		__builtin_ia32_pause();
+}
+
+static inline void hs__spin_unlock(hs__spin *l)
+{
+	atomic_flag_clear_explicit(&l->f, memory_order_release);
+}
+
+/* ---- logging ------------------------------------------------------------ */
+
+void hs__log(const hs_switch_t *sw, enum hs_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
+	      const char *fmt, va_list ap);
+
+/* ---- ingress queue: owned by one thread at a time ----------------------- */
+
+/* hs__inq.state bits */
+#define HS__Q_OWNED 0x01    /* a thread is processing the queue */
+#define HS__Q_PENDING 0x02  /* work signalled while owned: owner re-checks */
+#define HS__Q_DISARMED 0x04 /* its fd left the data-plane epoll set (taken
+			       from epoll): the releasing owner re-arms it */
+#define HS__Q_PAUSED 0x08   /* hs_port_quiesce: no new owner */
+#define HS__Q_DEAD 0x10     /* port going away: no new owner, owner drops */
+#define HS__Q_POLLED 0x20   /* owned by a worker that busy-polls it */
+
+struct hs__inq {
+	_Atomic uint32_t state;
+	uint16_t qid;
+	struct hs_port *port;
+	_Atomic int kick_fd; /* HS_EV_KICK fd in the data-plane epoll set */
+	/* owner-written counters */
+	hs__ctr rx_packets, rx_bytes, rx_bcast, rx_mcast, rx_flooded, rx_notify;
+	hs__ctr drops[HS_DROP__COUNT];
+} HS__ALIGNED;
+
+/* ---- egress queue: fed by any thread under `lock` ----------------------- */
+
+/* Parsed L3/L4 layout of a frame that needs checksum or segmentation
+ * work (copy.c). */
+struct hs__l4 {
+	uint16_t l3_off, l4_off, hdr_len;
+	uint8_t ipv6;       /* 0: IPv4 */
+	uint8_t proto;      /* IPPROTO_TCP / IPPROTO_UDP */
+};
+
+struct hs__bl_ent {        /* one frame waiting for receiver buffers */
+	uint32_t off, len;     /* bytes in the backlog's byte ring */
+	struct hs_offload off_meta;
+	uint16_t first;        /* GSO frames cut in software: next piece */
+	struct hs__l4 l4;      /* layout, as the frame is stored */
+};
+
+struct hs__backlog {       /* bounded, FIFO; the only second copy */
+	struct hs__bl_ent *ent;
+	uint32_t ent_cap, ent_head, ent_n;
+	uint8_t *buf;          /* mmap'ed: costs memory only once used */
+	uint32_t buf_cap, buf_head, buf_tail, buf_used;
+};
+
+struct hs__outq {
+	hs__spin lock;
+	uint16_t qid;
+	_Atomic int posted_fd;      /* HS_EV_POSTED fd in the epoll set */
+	_Atomic int peer_state;     /* enum hs_peer_state, set by the host */
+	_Atomic uint32_t bl_count;  /* backlog frames: read without the lock */
+	struct hs__backlog bl;      /* under lock */
+	bool posted_armed;          /* under lock: HS_EV_POSTED enabled */
+	/* counters written under lock */
+	hs__ctr tx_packets, tx_bytes, tx_notify, tx_backlogged;
+	hs__ctr tx_gso_segments, tx_csum_sw;
+	hs__ctr drops[HS_DROP__COUNT];
+} HS__ALIGNED;
+
+/* ---- port --------------------------------------------------------------- */
+
+struct hs_port {
+	struct hs_switch *sw;
+	uint16_t index;            /* slot in the topology's port array */
+	uint32_t serial;           /* unique per switch: tells stale epoll
+				      events (index reused) apart */
+	char name[HS_PORT_NAME_MAX];
+	const struct hs_backend_ops *ops;
+	void *priv;
+	uint16_t nq;
+	struct hs__inq *inq;       /* [nq] */
+	struct hs__outq *outq;     /* [nq] */
+
+	/* VLAN and limits: fixed while the port exists */
+	enum hs_vlan_mode vlan_mode;
+	uint16_t pvid;             /* access VLAN, or trunk native VLAN (0: none) */
+	uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
+	uint32_t mtu, flags, mac_limit;
+
+	_Atomic uint32_t caps;     /* HS_CAP_* of the receiver */
+	_Atomic bool link_up;
+	_Atomic bool dead;         /* being deleted: not a destination */
+	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
+	void *data;
+
+	/* forwarding-table accounting, under the fdb lock */
+	uint32_t fdb_count;
+	hs__ctr fdb_limit_hits;
+	bool started;
+};
+
+static inline bool hs__port_in_vlan(const struct hs_port *p, uint16_t vid)
+{
+	if (p->vlan_mode == HS_VLAN_ACCESS)
+		return p->pvid == vid;
+	return (p->trunk[vid >> 6] >> (vid & 63)) & 1;
+}
+
+/* ---- topology: ports by index and flood sets, one RCU snapshot ---------- */
+
+struct hs__vset {          /* ports that receive flooded frames of a VLAN */
+	uint16_t n;
+	uint16_t port[];
+};
+
+struct hs__topo {
+	uint32_t max_ports;
+	struct hs_port **port;            /* [max_ports], NULL: free slot */
+	struct hs__vset *vset[HS__NVID];  /* NULL: no member */
+};
+
+/* ---- forwarding table (fdb.c) -------------------------------------------- */
+
+#include "fdb.h"
+
+/* ---- per-thread scratch for rounds --------------------------------------- */
+
+struct hs__notify {          /* a notification deferred to end of round */
+	struct hs_port *port;
+	uint16_t qid;
+	uint16_t ev;
+};
+
+struct hs__ctx {
+	struct hs_switch *sw;
+	unsigned idx;             /* spreads egress over multiqueue ports */
+	uint32_t now_s;           /* coarse time of the round (fdb) */
+	bool in_round;            /* guards hs_port_del from callbacks */
+
+	struct hs_pkt pkts[HS__BURST_MAX];
+	uint16_t vid[HS__BURST_MAX];
+	uint16_t tci[HS__BURST_MAX];   /* ingress 802.1Q TCI, if tagged */
+	uint8_t tagged[HS__BURST_MAX];
+	uint8_t hdr[HS__BURST_MAX][20];/* first bytes when seg 0 is short */
+
+	/* grouping: bit i of mask[p] = frame i goes to port p */
+	uint64_t *mask;           /* [max_ports] */
+	uint16_t *touched;        /* [max_ports] ports with a mask */
+	uint32_t n_touched;
+	uint32_t max_ports;
+
+#define HS__DEFER_MAX 128
+	struct hs__notify defer[HS__DEFER_MAX];
+	uint32_t n_defer;
+
+	/* delivery scratch (copy.c / deliver.c) */
+	struct hs__dl *dl;
+
+	/* counters of this thread */
+	hs__ctr rounds, handoffs, sleeps;
+};
+
+/* ---- switch -------------------------------------------------------------- */
+
+struct hs__loop;
+struct hs__pool;
+
+struct hs_switch {
+	struct hs_switch_config cfg;   /* defaults filled in */
+	char name[32];
+	void *data;
+
+	pthread_mutex_t ctl_lock;      /* port add/del, topology writers */
+	uint32_t next_serial;
+	struct hs__topo *_Atomic topo; /* RCU */
+	uint32_t n_ports;
+	uint32_t next_auto_name;
+
+	struct hs__fdb fdb;
+	uint64_t clock_base_ns;
+
+	/* data-plane scheduling */
+	int dp_epfd;                   /* kick fds of idle queues (ONESHOT) */
+	pthread_mutex_t dp_lock;       /* queue fd (un)registration */
+	struct hs__pool *pool;         /* offload workers, NULL if none */
+	struct hs__loop *loop;         /* libuv adapter */
+
+	/* sender-context scratch areas */
+	_Atomic uint64_t ctx_free;     /* bit set: ctxs[i] free */
+	pthread_mutex_t ctx_alloc_lock;
+	struct hs__ctx *ctxs[HS__CTX_MAX];
+
+	/* totals of workers that were stopped */
+	hs__ctr rounds_worker, handoffs, worker_sleeps;
+	_Atomic uint32_t workers_idle;
+};
+
+/* ---- functions shared between core files --------------------------------- */
+
+uint64_t hs__loop_rounds(struct hs_switch *sw);
+
+/* rcu.c */
+void hs__rcu_enter(void);   /* registers the thread if needed, goes online */
+void hs__rcu_leave(void);   /* quiescent + offline */
+void hs__rcu_quiescent(void);
+void hs__rcu_register(void);
+void hs__rcu_unregister(void);
+void hs__rcu_synchronize(void);
+bool hs__rcu_thread_online(void);
+
+/* time */
+uint64_t hs__now_ns(const struct hs_switch *sw);
+uint32_t hs__now_s(const struct hs_switch *sw);
+
+/* ctx.c */
+struct hs__ctx *hs__ctx_new(struct hs_switch *sw, unsigned idx);
+void hs__ctx_free(struct hs__ctx *c);
+struct hs__ctx *hs__ctx_get(struct hs_switch *sw);
+void hs__ctx_put(struct hs__ctx *c);
+extern _Thread_local struct hs__ctx *hs__cur_ctx;
+
+/* datapath.c */
+unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq);
+bool hs__q_acquire(struct hs__inq *iq, bool from_epoll);
+bool hs__q_release(struct hs__inq *iq);
+int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget);
+void hs__flush_deferred(struct hs__ctx *c);
+
+/* deliver.c */
+void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask);
+void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
+		       struct hs__outq *oq, unsigned *ev);
+void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);
+int hs__dl_init(struct hs__ctx *c);
+void hs__dl_fini(struct hs__ctx *c);
+int hs__backlog_init(struct hs__backlog *bl, uint32_t frames, uint32_t bytes);
+void hs__backlog_fini(struct hs__backlog *bl);
+
+/* port.c */
+void hs__port_del_all(struct hs_switch *sw);
+struct hs__topo *hs__topo_get(struct hs_switch *sw);
+int hs__topo_init(struct hs_switch *sw);
+void hs__topo_fini(struct hs_switch *sw);
+
+/* offload.c: worker pool, data-plane epoll set, adaptive polling */
+int hs__dp_init(struct hs_switch *sw);
+void hs__dp_fini(struct hs_switch *sw);
+int hs__pool_start(struct hs_switch *sw);
+void hs__pool_stop(struct hs_switch *sw);
+void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
+		    uint64_t *sleeps);
+bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq);
+int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd);
+void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev);
+void hs__dp_rearm(struct hs_switch *sw, struct hs__inq *iq);
+/* The loop thread's share of the data plane when there are no workers:
+ * handles ready queue fds without blocking. */
+unsigned hs__dp_dispatch(struct hs_switch *sw, struct hs__ctx *c,
+			 unsigned budget);
+
+/* loop.c: the libuv adapter */
+int hs__loop_init(struct hs_switch *sw);
+void hs__loop_fini(struct hs_switch *sw);
+void hs__loop_dp_changed(struct hs_switch *sw);
+
+/* registry.c */
+const struct hs_backend_ops *hs__backend_get(const char *name);
+void hs__backend_put(const struct hs_backend_ops *ops);
+void hs__backends_builtin(void);
+
+#endif /* HS_CORE_INTERNAL_H */

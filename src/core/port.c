@@ -1,0 +1,569 @@
+/*
+ * port.c - ports: add/remove at any time, the topology snapshot (ports by
+ * index and per-VLAN flood sets, published with RCU), per-port state the
+ * backends change, and counters.
+ *
+ * Threads: add/del/quiesce/resume/set_queue_fd run in any host thread and
+ * are serialised by the switch's ctl_lock (lock order: ctl_lock -> fdb
+ * lock -> egress queue lock). The data path reads the topology lock-free.
+ *
+ * Removal while traffic flows (hs_port_del): the port is marked dead (no
+ * new learning onto it, deliveries to it drop as port_down), a topology
+ * without it is published, its MACs are flushed, its queues are marked
+ * dead and leave the epoll set; then we wait until no thread owns one of
+ * its ingress queues and for an RCU grace period, after which no thread
+ * can hold a pointer to it. Only then is the backend stopped and closed.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "copy.h"
+
+struct hs__topo *hs__topo_get(struct hs_switch *sw)
+{
+	return hs__rcu_load(sw->topo);
+}
+
+static void topo_free(struct hs__topo *t)
+{
+	if (!t)
+		return;
+	for (unsigned v = 0; v < HS__NVID; v++)
+		free(t->vset[v]);
+	free(t->port);
+	free(t);
+}
+
+/* Builds a snapshot from the current one, with `add` added and `del`
+ * removed (either may be NULL). ctl_lock held. */
+static struct hs__topo *topo_build(struct hs_switch *sw, struct hs_port *add,
+				   struct hs_port *del)
+{
+	struct hs__topo *old = hs__topo_get(sw);
+	struct hs__topo *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->max_ports = sw->cfg.max_ports;
+	t->port = calloc(t->max_ports, sizeof(*t->port));
+	if (!t->port)
+		goto fail;
+	if (old)
+		memcpy(t->port, old->port, t->max_ports * sizeof(*t->port));
+	if (del)
+		t->port[del->index] = NULL;
+	if (add)
+		t->port[add->index] = add;
+
+	uint16_t count[HS__NVID] = {0};
+	for (unsigned i = 0; i < t->max_ports; i++) {
+		struct hs_port *p = t->port[i];
+		if (!p || (p->flags & HS_PORT_NO_FLOOD))
+			continue;
+		for (unsigned v = 1; v <= HS_VLAN_MAX; v++)
+			if (hs__port_in_vlan(p, (uint16_t)v))
+				count[v]++;
+	}
+	for (unsigned v = 1; v <= HS_VLAN_MAX; v++) {
+		if (!count[v])
+			continue;
+		t->vset[v] = malloc(sizeof(struct hs__vset) +
+				    count[v] * sizeof(uint16_t));
+		if (!t->vset[v])
+			goto fail;
+		t->vset[v]->n = 0;
+	}
+	for (unsigned i = 0; i < t->max_ports; i++) {
+		struct hs_port *p = t->port[i];
+		if (!p || (p->flags & HS_PORT_NO_FLOOD))
+			continue;
+		for (unsigned v = 1; v <= HS_VLAN_MAX; v++)
+			if (t->vset[v] && hs__port_in_vlan(p, (uint16_t)v))
+				t->vset[v]->port[t->vset[v]->n++] = (uint16_t)i;
+	}
+	return t;
+fail:
+	topo_free(t);
+	return NULL;
+}
+
+/* Publishes t and frees the previous snapshot after a grace period. */
+static void topo_publish(struct hs_switch *sw, struct hs__topo *t)
+{
+	struct hs__topo *old = hs__topo_get(sw);
+	hs__rcu_store(sw->topo, t);
+	hs__rcu_synchronize();
+	topo_free(old);
+}
+
+int hs__topo_init(struct hs_switch *sw)
+{
+	struct hs__topo *t = topo_build(sw, NULL, NULL);
+	if (!t)
+		return -ENOMEM;
+	hs__rcu_store(sw->topo, t);
+	return 0;
+}
+
+void hs__topo_fini(struct hs_switch *sw)
+{
+	topo_free(hs__topo_get(sw));
+	hs__rcu_store(sw->topo, NULL);
+}
+
+/* ---- add ------------------------------------------------------------------- */
+
+static int check_config(const struct hs_switch *sw, const struct hs_port_config *c)
+{
+	if (c->name && (!c->name[0] || strlen(c->name) >= HS_PORT_NAME_MAX))
+		return -EINVAL;
+	if (c->vlan_mode != HS_VLAN_ACCESS && c->vlan_mode != HS_VLAN_TRUNK)
+		return -EINVAL;
+	if (c->vlan > HS_VLAN_MAX)
+		return -EINVAL;
+	if (c->vlan_mode == HS_VLAN_ACCESS && (c->trunks || c->n_trunks))
+		return -EINVAL;
+	if (c->n_trunks && !c->trunks)
+		return -EINVAL;
+	for (unsigned i = 0; i < c->n_trunks; i++)
+		if (c->trunks[i] < 1 || c->trunks[i] > HS_VLAN_MAX)
+			return -EINVAL;
+	if (c->mtu && (c->mtu < 68 || c->mtu > 65535 - HS_ETH_HLEN - HS_VLAN_HLEN))
+		return -EINVAL;
+	if (c->flags & ~(HS_PORT_NO_LEARN | HS_PORT_NO_FLOOD))
+		return -EINVAL;
+	if (c->backend_config && !c->backend_config_size)
+		return -EINVAL;
+	(void)sw;
+	return 0;
+}
+
+static struct hs_port *find_locked(struct hs_switch *sw, const char *name)
+{
+	struct hs__topo *t = hs__topo_get(sw);
+	for (unsigned i = 0; i < t->max_ports; i++)
+		if (t->port[i] && !strcmp(t->port[i]->name, name))
+			return t->port[i];
+	return NULL;
+}
+
+static int free_index(struct hs_switch *sw)
+{
+	struct hs__topo *t = hs__topo_get(sw);
+	for (unsigned i = 0; i < t->max_ports; i++)
+		if (!t->port[i])
+			return (int)i;
+	return -ENOSPC;
+}
+
+static void queues_free(struct hs_port *p)
+{
+	if (p->outq)
+		for (unsigned q = 0; q < p->nq; q++)
+			hs__backlog_fini(&p->outq[q].bl);
+	free(p->inq);
+	free(p->outq);
+	p->inq = NULL;
+	p->outq = NULL;
+}
+
+static int queues_alloc(struct hs_port *p)
+{
+	struct hs_switch *sw = p->sw;
+	p->inq = aligned_alloc(HS__CACHELINE, p->nq * sizeof(*p->inq));
+	p->outq = aligned_alloc(HS__CACHELINE, p->nq * sizeof(*p->outq));
+	if (!p->inq || !p->outq) {
+		queues_free(p);
+		return -ENOMEM;
+	}
+	memset(p->inq, 0, p->nq * sizeof(*p->inq));
+	memset(p->outq, 0, p->nq * sizeof(*p->outq));
+	for (unsigned q = 0; q < p->nq; q++) {
+		struct hs__inq *iq = &p->inq[q];
+		struct hs__outq *oq = &p->outq[q];
+		iq->qid = (uint16_t)q;
+		iq->port = p;
+		atomic_init(&iq->kick_fd, -1);
+		oq->qid = (uint16_t)q;
+		atomic_init(&oq->posted_fd, -1);
+		hs__spin_init(&oq->lock);
+	}
+	for (unsigned q = 0; q < p->nq; q++) {
+		int rc = hs__backlog_init(&p->outq[q].bl, sw->cfg.backlog_frames,
+					  sw->cfg.backlog_bytes);
+		if (rc) {
+			queues_free(p);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void set_vlans(struct hs_port *p, const struct hs_port_config *c)
+{
+	p->vlan_mode = c->vlan_mode;
+	if (c->vlan_mode == HS_VLAN_ACCESS) {
+		p->pvid = c->vlan ? c->vlan : 1;
+		return;
+	}
+	p->pvid = c->vlan; /* native VLAN, 0: none */
+	if (!c->n_trunks) {
+		memset(p->trunk, 0xff, sizeof(p->trunk));
+		p->trunk[0] &= ~1ull;                 /* VLAN 0 */
+		p->trunk[HS__NVID / 64 - 1] &= ~(1ull << 63); /* VLAN 4095 */
+	} else {
+		for (unsigned i = 0; i < c->n_trunks; i++)
+			p->trunk[c->trunks[i] >> 6] |= 1ull << (c->trunks[i] & 63);
+	}
+	if (p->pvid)
+		p->trunk[p->pvid >> 6] |= 1ull << (p->pvid & 63);
+}
+
+int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
+		hs_port_t **out)
+{
+	static const struct hs_port_config defaults;
+	if (!sw)
+		return -EINVAL;
+	if (!cfg)
+		cfg = &defaults;
+	int rc = check_config(sw, cfg);
+	if (rc)
+		return rc;
+	if (hs__rcu_thread_online())
+		return -EDEADLK;
+	const char *bname = cfg->backend ? cfg->backend : HS_MEM_BACKEND;
+	const struct hs_backend_ops *ops = hs__backend_get(bname);
+	if (!ops)
+		return -ENOENT;
+
+	struct hs_port *p = calloc(1, sizeof(*p));
+	if (!p) {
+		hs__backend_put(ops);
+		return -ENOMEM;
+	}
+	p->sw = sw;
+	p->ops = ops;
+	p->data = cfg->data;
+	p->flags = cfg->flags;
+	p->mtu = cfg->mtu ? cfg->mtu : 1500;
+	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
+		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
+						: UINT32_MAX;
+	set_vlans(p, cfg);
+
+	pthread_mutex_lock(&sw->ctl_lock);
+	if (cfg->name) {
+		if (find_locked(sw, cfg->name)) {
+			rc = -EEXIST;
+			goto fail_unlock;
+		}
+		snprintf(p->name, sizeof(p->name), "%s", cfg->name);
+	} else {
+		do
+			snprintf(p->name, sizeof(p->name), "port%u",
+				 sw->next_auto_name++);
+		while (find_locked(sw, p->name));
+	}
+	rc = free_index(sw);
+	if (rc < 0)
+		goto fail_unlock;
+	p->index = (uint16_t)rc;
+	p->serial = ++sw->next_serial;
+
+	struct hs_port_info info = {.n_queues = 1, .link_up = true};
+	rc = ops->open(p, cfg->backend_config, cfg->backend_config_size, &p->priv,
+		       &info);
+	if (rc) {
+		if (rc > 0)
+			rc = -EINVAL;
+		goto fail_unlock;
+	}
+	if (info.n_queues < 1 || info.n_queues > HS_MAX_QUEUES) {
+		rc = -EINVAL;
+		goto fail_close;
+	}
+	p->nq = info.n_queues;
+	atomic_store(&p->caps, info.caps & HS_CAP_ALL);
+	atomic_store(&p->link_up, info.link_up);
+	rc = queues_alloc(p);
+	if (rc)
+		goto fail_close;
+
+	struct hs__topo *t = topo_build(sw, p, NULL);
+	if (!t) {
+		rc = -ENOMEM;
+		goto fail_queues;
+	}
+	topo_publish(sw, t);
+	sw->n_ports++;
+	if (ops->start) {
+		rc = ops->start(p->priv);
+		if (rc) {
+			pthread_mutex_unlock(&sw->ctl_lock);
+			hs_port_log(p, HS_LOG_ERROR, "backend %s failed to start: %s",
+				    ops->name, hs_strerror(rc));
+			hs_port_del(p);
+			return rc > 0 ? -EINVAL : rc;
+		}
+	}
+	p->started = true;
+	pthread_mutex_unlock(&sw->ctl_lock);
+	hs_port_log(p, HS_LOG_INFO, "added (backend %s, %u queue%s, index %u)",
+		    ops->name, p->nq, p->nq == 1 ? "" : "s", p->index);
+	if (out)
+		*out = p;
+	return 0;
+
+fail_queues:
+	queues_free(p);
+fail_close:
+	ops->close(p->priv);
+fail_unlock:
+	pthread_mutex_unlock(&sw->ctl_lock);
+	hs__backend_put(ops);
+	free(p);
+	return rc;
+}
+
+/* ---- delete --------------------------------------------------------------------- */
+
+static void wait_unowned(struct hs_port *p)
+{
+	for (unsigned q = 0; q < p->nq; q++)
+		while (atomic_load_explicit(&p->inq[q].state, memory_order_acquire) &
+		       HS__Q_OWNED)
+			sched_yield();
+}
+
+/* Removes port p; ctl_lock held. */
+static void port_del_locked(struct hs_port *p)
+{
+	struct hs_switch *sw = p->sw;
+	atomic_store(&p->dead, true);
+	for (unsigned q = 0; q < p->nq; q++)
+		atomic_fetch_or(&p->inq[q].state, HS__Q_DEAD);
+	struct hs__topo *t = topo_build(sw, NULL, p);
+	if (t) {
+		topo_publish(sw, t);
+	} else {
+		/* Out of memory: the old snapshot stays and the port only
+		 * leaves its slot (readers load the slot as one word);
+		 * deliveries still in flight see `dead` and drop. */
+		struct hs__topo *cur = hs__topo_get(sw);
+		__atomic_store_n(&cur->port[p->index], NULL, __ATOMIC_RELEASE);
+		hs__rcu_synchronize();
+	}
+	hs__fdb_flush_port(sw, p, true);
+	for (unsigned q = 0; q < p->nq; q++) {
+		hs__dp_fd_del(p, (uint16_t)q, HS_EV_KICK);
+		hs__dp_fd_del(p, (uint16_t)q, HS_EV_POSTED);
+	}
+	wait_unowned(p);
+	hs__rcu_synchronize();
+	/* Serialise with any hs_port_posted still draining. */
+	for (unsigned q = 0; q < p->nq; q++) {
+		hs__spin_lock(&p->outq[q].lock);
+		hs__spin_unlock(&p->outq[q].lock);
+	}
+	if (p->started && p->ops->stop)
+		p->ops->stop(p->priv);
+	p->ops->close(p->priv);
+	sw->n_ports--;
+	hs__log(sw, HS_LOG_INFO, "%s: removed", p->name);
+	queues_free(p);
+	hs__backend_put(p->ops);
+	free(p);
+}
+
+int hs_port_del(hs_port_t *port)
+{
+	if (!port)
+		return -EINVAL;
+	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+		return -EDEADLK;
+	struct hs_switch *sw = port->sw;
+	pthread_mutex_lock(&sw->ctl_lock);
+	port_del_locked(port);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return 0;
+}
+
+void hs__port_del_all(struct hs_switch *sw)
+{
+	pthread_mutex_lock(&sw->ctl_lock);
+	/* Each removal publishes a new snapshot: read the current one. */
+	for (unsigned i = 0; i < sw->cfg.max_ports; i++) {
+		struct hs_port *p = hs__topo_get(sw)->port[i];
+		if (p)
+			port_del_locked(p);
+	}
+	pthread_mutex_unlock(&sw->ctl_lock);
+}
+
+/* ---- lookups and getters ---------------------------------------------------- */
+
+int hs_port_find(hs_switch_t *sw, const char *name, hs_port_t **out)
+{
+	if (!sw || !name || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&sw->ctl_lock);
+	struct hs_port *p = find_locked(sw, name);
+	pthread_mutex_unlock(&sw->ctl_lock);
+	if (!p)
+		return -ENOENT;
+	*out = p;
+	return 0;
+}
+
+const char *hs_port_name(const hs_port_t *port)
+{
+	return port ? port->name : NULL;
+}
+
+hs_switch_t *hs_port_switch(const hs_port_t *port)
+{
+	return port ? port->sw : NULL;
+}
+
+void *hs_port_data(const hs_port_t *port)
+{
+	return port ? port->data : NULL;
+}
+
+void hs_port_set_data(hs_port_t *port, void *data)
+{
+	if (port)
+		port->data = data;
+}
+
+void *hs_port_backend_priv(const hs_port_t *port, const struct hs_backend_ops *ops)
+{
+	return port && ops && port->ops == ops ? port->priv : NULL;
+}
+
+uint16_t hs_port_n_queues(const hs_port_t *port)
+{
+	return port ? port->nq : 0;
+}
+
+uint32_t hs_port_caps(const hs_port_t *port)
+{
+	return port ? atomic_load(&((hs_port_t *)port)->caps) : 0;
+}
+
+bool hs_port_link_up(const hs_port_t *port)
+{
+	return port && atomic_load(&((hs_port_t *)port)->link_up);
+}
+
+int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
+{
+	if (!port || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	for (unsigned q = 0; q < port->nq; q++) {
+		const struct hs__inq *iq = &port->inq[q];
+		const struct hs__outq *oq = &port->outq[q];
+		st->rx_packets += hs__ctr_get(&iq->rx_packets);
+		st->rx_bytes += hs__ctr_get(&iq->rx_bytes);
+		st->rx_broadcast += hs__ctr_get(&iq->rx_bcast);
+		st->rx_multicast += hs__ctr_get(&iq->rx_mcast);
+		st->rx_flooded += hs__ctr_get(&iq->rx_flooded);
+		st->rx_notify += hs__ctr_get(&iq->rx_notify);
+		st->tx_packets += hs__ctr_get(&oq->tx_packets);
+		st->tx_bytes += hs__ctr_get(&oq->tx_bytes);
+		st->tx_notify += hs__ctr_get(&oq->tx_notify);
+		st->tx_backlogged += hs__ctr_get(&oq->tx_backlogged);
+		st->tx_gso_segments += hs__ctr_get(&oq->tx_gso_segments);
+		st->tx_csum_sw += hs__ctr_get(&oq->tx_csum_sw);
+		for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+			st->drops[r] += hs__ctr_get(&iq->drops[r]) +
+					hs__ctr_get(&oq->drops[r]);
+	}
+	st->fdb_entries = port->fdb_count;
+	st->fdb_limit_hits = hs__ctr_get(&port->fdb_limit_hits);
+	return 0;
+}
+
+/* ---- called by backends and VMMs ------------------------------------------- */
+
+int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
+			   enum hs_peer_state state)
+{
+	if (!port || queue >= port->nq ||
+	    (state != HS_PEER_UNKNOWN && state != HS_PEER_RUNNING &&
+	     state != HS_PEER_BLOCKED))
+		return -EINVAL;
+	atomic_store_explicit(&port->outq[queue].peer_state, state,
+			      memory_order_relaxed);
+	return 0;
+}
+
+int hs_port_set_caps(hs_port_t *port, uint32_t caps)
+{
+	if (!port || (caps & ~HS_CAP_ALL))
+		return -EINVAL;
+	atomic_store(&port->caps, caps);
+	return 0;
+}
+
+int hs_port_set_link(hs_port_t *port, bool up)
+{
+	if (!port)
+		return -EINVAL;
+	bool was = atomic_exchange(&port->link_up, up);
+	if (was != up)
+		hs_port_log(port, HS_LOG_INFO, "link %s", up ? "up" : "down");
+	return 0;
+}
+
+int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev, int fd)
+{
+	if (!port || q >= port->nq || (ev != HS_EV_KICK && ev != HS_EV_POSTED) ||
+	    fd < -1)
+		return -EINVAL;
+	hs__dp_fd_del(port, q, ev);
+	return fd >= 0 ? hs__dp_fd_add(port, q, ev, fd) : 0;
+}
+
+int hs_port_quiesce(hs_port_t *port)
+{
+	if (!port)
+		return -EINVAL;
+	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+		return -EDEADLK;
+	atomic_store(&port->paused, true);
+	for (unsigned q = 0; q < port->nq; q++)
+		atomic_fetch_or(&port->inq[q].state, HS__Q_PAUSED);
+	wait_unowned(port);
+	/* Deliveries check `paused` under the queue lock: after taking each
+	 * lock once, none is in progress with the old value. */
+	for (unsigned q = 0; q < port->nq; q++) {
+		hs__spin_lock(&port->outq[q].lock);
+		hs__spin_unlock(&port->outq[q].lock);
+	}
+	return 0;
+}
+
+int hs_port_resume(hs_port_t *port)
+{
+	if (!port)
+		return -EINVAL;
+	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+		return -EDEADLK;
+	atomic_store(&port->paused, false);
+	for (unsigned q = 0; q < port->nq; q++) {
+		struct hs__inq *iq = &port->inq[q];
+		uint32_t s = atomic_fetch_and(&iq->state,
+					      ~(uint32_t)(HS__Q_PAUSED | HS__Q_PENDING |
+							  HS__Q_DISARMED));
+		if (s & HS__Q_DISARMED)
+			hs__dp_rearm(port->sw, iq);
+		if (s & HS__Q_PENDING)
+			hs_port_kick(port, (uint16_t)q);
+		hs_port_posted(port, (uint16_t)q);
+	}
+	return 0;
+}

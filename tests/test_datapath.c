@@ -1,0 +1,652 @@
+/*
+ * test_datapath.c - rounds through mem ports (src/core/datapath.c,
+ * deliver.c): classification and drops by reason, VLAN access/trunk
+ * behaviour, split horizon, counters, scatter-gather frames, the bounded
+ * backlog (bound, in-order drain), notification rules and the mechanism
+ * switches.
+ */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static uint8_t fb[20000];
+static uint8_t rb[20000];
+
+static uint64_t drops(hs_port_t *p, enum hs_drop_reason r)
+{
+	return th_pstats(p).drops[r];
+}
+
+/* ---- drops by reason ------------------------------------------------------------ */
+
+START_TEST(runt_frames_are_dropped_and_counted)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	memset(fb, 0xff, 13);
+	ck_assert_int_eq(th_send(a, fb, 13), 0);
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(a, HS_DROP_RUNT), 1);
+	ck_assert_uint_eq(th_pstats(a).rx_packets, 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(group_source_address_is_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t zero[6] = {0}, mb[6];
+	th_mac(mb, 2);
+	th_send(a, fb, th_frame(fb, mb, th_bcast, -1, 64, 1));
+	th_send(a, fb, th_frame(fb, mb, zero, -1, 64, 1));
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(a, HS_DROP_BAD_SRC_MAC), 2);
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(frames_over_the_mtu_are_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 1514, 1));
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 1515, 2));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_uint_eq(drops(a, HS_DROP_OVERSIZE), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(frames_larger_than_receiver_buffers_are_dropped_there)
+{
+	struct hs_switch_config cfg = {0};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "small", .buf = 256};
+	hs_port_t *s = th_port_opts(sw, &o);
+	hs_port_t *c = th_port(sw, "c", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 1000, 1));
+	ck_assert_int_eq(th_drain(s), 0);
+	ck_assert_int_eq(th_drain(c), 1);
+	ck_assert_uint_eq(drops(s, HS_DROP_OVERSIZE), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(destination_on_ingress_port_is_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t m1[6], m2[6];
+	th_mac(m1, 1);
+	th_mac(m2, 2);
+	th_send(a, fb, th_frame(fb, th_bcast, m2, -1, 64, 1)); /* m2 on a */
+	th_drain(b);
+	th_send(a, fb, th_frame(fb, m2, m1, -1, 64, 2));
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(a, HS_DROP_SAME_PORT), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(flood_with_no_other_member_counts_no_route)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 5);
+	th_port(sw, "b", 6);
+	uint8_t m1[6];
+	th_mac(m1, 1);
+	th_send(a, fb, th_frame(fb, th_bcast, m1, -1, 64, 1));
+	ck_assert_uint_eq(drops(a, HS_DROP_NO_ROUTE), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- flooding and counters ---------------------------------------------------------- */
+
+START_TEST(broadcast_reaches_everyone_but_the_sender)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *p[5];
+	char name[8];
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		p[i] = th_port(sw, name, 0);
+	}
+	uint8_t m[6];
+	th_mac(m, 1);
+	th_send(p[2], fb, th_frame(fb, th_bcast, m, -1, 100, 1));
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(th_drain(p[i]), i == 2 ? 0 : 1);
+	struct hs_port_stats st = th_pstats(p[2]);
+	ck_assert_uint_eq(st.rx_broadcast, 1);
+	ck_assert_uint_eq(st.rx_packets, 1);
+	ck_assert_uint_eq(st.rx_bytes, 100);
+	ck_assert_uint_eq(th_pstats(p[0]).tx_packets, 1);
+	ck_assert_uint_eq(th_pstats(p[0]).tx_bytes, 100);
+	struct hs_switch_stats ss = th_sstats(sw);
+	ck_assert_uint_eq(ss.rx_packets, 1);
+	ck_assert_uint_eq(ss.tx_packets, 4);
+	ck_assert_uint_eq(ss.n_ports, 5);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(multicast_is_flooded_and_counted)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t mc[6] = {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}, m[6];
+	th_mac(m, 1);
+	th_send(a, fb, th_frame(fb, mc, m, -1, 64, 1));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_uint_eq(th_pstats(a).rx_multicast, 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(no_flood_ports_get_only_their_unicast)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "quiet", .port_flags = HS_PORT_NO_FLOOD};
+	hs_port_t *q = th_port_opts(sw, &o);
+	hs_port_t *b = th_port(sw, "b", 0);
+	uint8_t ma[6], mq[6];
+	th_mac(ma, 1);
+	th_mac(mq, 2);
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 64, 1));
+	ck_assert_int_eq(th_drain(q), 0);
+	ck_assert_int_eq(th_drain(b), 1);
+	/* Once q's MAC is known, unicast reaches it. */
+	th_send(q, fb, th_frame(fb, ma, mq, -1, 64, 2));
+	th_drain(a);
+	th_send(a, fb, th_frame(fb, mq, ma, -1, 64, 3));
+	ck_assert_int_eq(th_drain(q), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(no_learn_ports_are_never_learned)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o = {.name = "nl", .port_flags = HS_PORT_NO_LEARN};
+	hs_port_t *n = th_port_opts(sw, &o);
+	hs_port_t *b = th_port(sw, "b", 0);
+	uint8_t m[6];
+	th_mac(m, 1);
+	th_send(n, fb, th_frame(fb, th_bcast, m, -1, 64, 1));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), -ENOENT);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- VLANs ---------------------------------------------------------------------------- */
+
+static int recv_one(hs_port_t *p, uint8_t *buf)
+{
+	return hs_mem_recv(p, 0, buf, sizeof(rb), NULL);
+}
+
+START_TEST(access_ports_in_different_vlans_are_isolated)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 10), *b = th_port(sw, "b", 10),
+		  *c = th_port(sw, "c", 20);
+	uint8_t ma[6], mc[6];
+	th_mac(ma, 1);
+	th_mac(mc, 3);
+	th_send(c, fb, th_frame(fb, th_bcast, mc, -1, 64, 0)); /* learn mc in 20 */
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 64, 1));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(c), 0);
+	/* Unicast to a MAC known only in VLAN 20 is unknown in VLAN 10. */
+	th_send(a, fb, th_frame(fb, mc, ma, -1, 64, 2));
+	ck_assert_int_eq(th_drain(c), 0);
+	ck_assert_int_eq(th_drain(b), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(tagged_frames_on_access_ports_are_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 10), *b = th_port(sw, "b", 10);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	th_send(a, fb, th_frame(fb, th_bcast, ma, 10, 64, 1));
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(a, HS_DROP_VLAN), 1);
+	/* Priority-tagged (VLAN 0) frames belong to the access VLAN and leave
+	 * untagged. */
+	int n = (int)th_frame(fb, th_bcast, ma, 0, 64, 2);
+	fb[14] |= 0xa0; /* PCP 5 */
+	th_send(a, fb, (size_t)n);
+	ck_assert_int_eq(recv_one(b, rb), n - 4);
+	ck_assert_int_eq(rb[12], 0x88);
+	ck_assert_int_eq(memcmp(rb + 14, fb + 18, (size_t)n - 18), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(trunk_tags_and_access_untags)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	static const uint16_t allowed[] = {10, 20};
+	struct th_port_opts to = {.name = "trunk", .mode = HS_VLAN_TRUNK,
+				  .trunks = allowed, .n_trunks = 2};
+	hs_port_t *t = th_port_opts(sw, &to);
+	hs_port_t *a = th_port(sw, "a10", 10), *c = th_port(sw, "c20", 20);
+	uint8_t ma[6], mt[6];
+	th_mac(ma, 1);
+	th_mac(mt, 2);
+
+	/* Access VLAN 10 -> trunk: tagged with 10, payload intact. */
+	size_t n = th_frame(fb, th_bcast, ma, -1, 100, 7);
+	th_send(a, fb, n);
+	ck_assert_int_eq(recv_one(t, rb), (int)n + 4);
+	ck_assert_int_eq(rb[12], 0x81);
+	ck_assert_int_eq(rb[13], 0x00);
+	ck_assert_int_eq(((rb[14] << 8) | rb[15]) & 0xfff, 10);
+	ck_assert_int_eq(memcmp(rb + 16, fb + 12, n - 12), 0);
+	ck_assert_int_eq(memcmp(rb, fb, 12), 0);
+	ck_assert_int_eq(th_drain(c), 0);
+
+	/* Trunk, tagged 20 -> access VLAN 20: untagged. */
+	n = th_frame(fb, th_bcast, mt, 20, 120, 8);
+	th_send(t, fb, n);
+	ck_assert_int_eq(recv_one(c, rb), (int)n - 4);
+	ck_assert_int_eq(memcmp(rb, fb, 12), 0);
+	ck_assert_int_eq(memcmp(rb + 12, fb + 16, n - 16), 0);
+	ck_assert_int_eq(th_drain(a), 0);
+
+	/* Not allowed VLAN, and untagged without a native VLAN: dropped. */
+	th_send(t, fb, th_frame(fb, th_bcast, mt, 30, 64, 9));
+	th_send(t, fb, th_frame(fb, th_bcast, mt, -1, 64, 9));
+	ck_assert_uint_eq(drops(t, HS_DROP_VLAN), 2);
+	ck_assert_int_eq(th_drain(a) + th_drain(c), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(trunk_native_vlan_is_untagged_both_ways)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts to = {.name = "trunk", .mode = HS_VLAN_TRUNK, .vlan = 10};
+	hs_port_t *t = th_port_opts(sw, &to);
+	hs_port_t *a = th_port(sw, "a10", 10), *c = th_port(sw, "c30", 30);
+	uint8_t ma[6], mt[6];
+	th_mac(ma, 1);
+	th_mac(mt, 2);
+	size_t n = th_frame(fb, th_bcast, ma, -1, 90, 1);
+	th_send(a, fb, n);
+	ck_assert_int_eq(recv_one(t, rb), (int)n); /* native: untagged */
+	ck_assert_int_eq(memcmp(rb, fb, n), 0);
+	n = th_frame(fb, th_bcast, mt, -1, 90, 2);
+	th_send(t, fb, n);
+	ck_assert_int_eq(recv_one(a, rb), (int)n);
+	ck_assert_int_eq(th_drain(c), 0);
+	/* With no trunk list, every VLAN is allowed: 30 gets through. */
+	n = th_frame(fb, th_bcast, mt, 30, 90, 3);
+	th_send(t, fb, n);
+	ck_assert_int_eq(recv_one(c, rb), (int)n - 4);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(trunk_to_trunk_keeps_the_tag_and_priority)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o1 = {.name = "t1", .mode = HS_VLAN_TRUNK};
+	struct th_port_opts o2 = {.name = "t2", .mode = HS_VLAN_TRUNK};
+	hs_port_t *t1 = th_port_opts(sw, &o1), *t2 = th_port_opts(sw, &o2);
+	uint8_t m[6];
+	th_mac(m, 1);
+	size_t n = th_frame(fb, th_bcast, m, 100, 80, 1);
+	fb[14] |= 0x60; /* PCP 3 */
+	th_send(t1, fb, n);
+	ck_assert_int_eq(recv_one(t2, rb), (int)n);
+	ck_assert_int_eq(memcmp(rb, fb, n), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- frames and buffers ------------------------------------------------------------------ */
+
+START_TEST(scatter_gather_frames_arrive_intact)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t m[6];
+	th_mac(m, 1);
+	size_t n = th_frame(fb, th_bcast, m, -1, 1500, 77);
+	/* Every split of the frame into 1..16 pieces, including pieces that
+	 * cut the Ethernet header. */
+	for (unsigned parts = 1; parts <= 16; parts++) {
+		struct iovec iov[16];
+		size_t off = 0;
+		for (unsigned i = 0; i < parts; i++) {
+			size_t len = i + 1 == parts ? n - off : (i % 3) + 1 + i * 7;
+			iov[i] = (struct iovec){.iov_base = fb + off, .iov_len = len};
+			off += len;
+		}
+		struct hs_mem_frame f = {.iov = iov, .iovcnt = (uint16_t)parts};
+		ck_assert_int_eq(hs_mem_tx_burst(a, 0, &f, 1), 1);
+		uint64_t ck;
+		ck_assert_int_eq(hs_mem_tx_reap(a, 0, &ck, 1), 1);
+		memset(rb, 0, n);
+		ck_assert_int_eq(recv_one(b, rb), (int)n);
+		ck_assert_int_eq(memcmp(rb, fb, n), 0);
+	}
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(bad_tx_descriptors_are_refused)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct hs_mem_frame f = {.data = fb, .len = 0};
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, &f, 1), -EINVAL);
+	f.len = HS_FRAME_MAX + 1;
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, &f, 1), -EINVAL);
+	struct iovec iov[17];
+	for (int i = 0; i < 17; i++)
+		iov[i] = (struct iovec){.iov_base = fb, .iov_len = 10};
+	f = (struct hs_mem_frame){.iov = iov, .iovcnt = 17};
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, &f, 1), -EINVAL);
+	iov[1].iov_len = 0;
+	f.iovcnt = 2;
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, &f, 1), -EINVAL);
+	ck_assert_int_eq(hs_mem_tx_burst(a, 1, &f, 1), -EINVAL);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- backlog (preemptive copying without buffers) --------------------------------------- */
+
+static void send_seq(hs_port_t *a, const uint8_t *dst, const uint8_t *src,
+		     uint32_t from, uint32_t count, size_t len)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		th_frame(fb, dst, src, -1, len, from + i);
+		ck_assert_int_eq(th_send(a, fb, len), 0);
+	}
+}
+
+static uint32_t seq_of(const uint8_t *frame)
+{
+	uint32_t s;
+	memcpy(&s, frame + 14, 4);
+	return s;
+}
+
+START_TEST(backlog_holds_frames_until_buffers_are_posted_in_order)
+{
+	struct hs_switch_config cfg = {.backlog_frames = 16};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "slow", .ring = 8};
+	hs_port_t *s = th_port_opts(sw, &o);
+	uint8_t ma[6], ms[6];
+	th_mac(ma, 1);
+	th_mac(ms, 2);
+	th_send(s, fb, th_frame(fb, th_bcast, ms, -1, 64, 0));
+	th_drain(a);
+	send_seq(a, ms, ma, 0, 30, 200);
+	/* 8 in the ring, 16 waiting, 6 dropped. */
+	ck_assert_int_eq(th_pending(s), 8);
+	struct hs_port_stats st = th_pstats(s);
+	ck_assert_uint_eq(st.tx_backlogged, 16);
+	ck_assert_uint_eq(st.drops[HS_DROP_NO_BUFFER], 6);
+	ck_assert_uint_eq(st.tx_packets, 8);
+	/* Each release drains the backlog at once, in order. */
+	uint32_t expect = 0;
+	struct hs_mem_frame f[8];
+	for (int round = 0; round < 4; round++) {
+		int n = hs_mem_rx_burst(s, 0, f, 8);
+		for (int i = 0; i < n; i++)
+			ck_assert_uint_eq(seq_of(f[i].data), expect++);
+		hs_mem_rx_release(s, 0, (unsigned)n);
+	}
+	ck_assert_uint_eq(expect, 24);
+	ck_assert_uint_eq(th_pstats(s).tx_packets, 24);
+	/* New frames after the backlog emptied keep the order too. */
+	send_seq(a, ms, ma, 24, 3, 200);
+	int n = hs_mem_rx_burst(s, 0, f, 8);
+	ck_assert_int_eq(n, 3);
+	for (int i = 0; i < n; i++)
+		ck_assert_uint_eq(seq_of(f[i].data), expect++);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(no_backlog_mode_drops_at_once)
+{
+	struct hs_switch_config cfg = {.flags = HS_SW_NO_BACKLOG};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "slow", .ring = 8};
+	hs_port_t *s = th_port_opts(sw, &o);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	send_seq(a, th_bcast, ma, 0, 12, 64);
+	ck_assert_int_eq(th_pending(s), 8);
+	ck_assert_uint_eq(drops(s, HS_DROP_NO_BUFFER), 4);
+	ck_assert_uint_eq(th_pstats(s).tx_backlogged, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(double_copy_mode_delivers_the_same_frames)
+{
+	struct hs_switch_config cfg = {.flags = HS_SW_DOUBLE_COPY};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	for (uint32_t i = 0; i < 50; i++) {
+		size_t n = th_frame(fb, th_bcast, ma, -1, 60 + i * 13, i);
+		th_send(a, fb, n);
+		ck_assert_int_eq(recv_one(b, rb), (int)n);
+		ck_assert_int_eq(memcmp(rb, fb, n), 0);
+	}
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 50);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(backlog_bytes_bound_is_enforced)
+{
+	struct hs_switch_config cfg = {.backlog_frames = 1000,
+				       .backlog_bytes = 10000};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "slow", .ring = 8};
+	hs_port_t *s = th_port_opts(sw, &o);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	send_seq(a, th_bcast, ma, 0, 8 + 20, 1000);
+	struct hs_port_stats st = th_pstats(s);
+	ck_assert_uint_eq(st.tx_backlogged, 10);
+	ck_assert_uint_eq(st.drops[HS_DROP_NO_BUFFER], 10);
+	/* Wrap-around of the byte ring while draining and refilling. */
+	uint32_t expect = 0;
+	for (int k = 0; k < 50; k++) {
+		struct hs_mem_frame f[8];
+		int n = hs_mem_rx_burst(s, 0, f, 8);
+		for (int i = 0; i < n; i++) {
+			if (expect == 18)
+				expect = 28; /* the 10 that were dropped */
+			ck_assert_uint_eq(seq_of(f[i].data), expect++);
+		}
+		hs_mem_rx_release(s, 0, (unsigned)n);
+		send_seq(a, th_bcast, ma, 28 + (uint32_t)k * 4, 4, 700 + (size_t)k * 16);
+	}
+	ck_assert_uint_eq(drops(s, HS_DROP_NO_BUFFER), 10);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- notifications ---------------------------------------------------------------------------- */
+
+static uint64_t read_efd(int fd)
+{
+	uint64_t v = 0;
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+static void burst_to(hs_port_t *a, const uint8_t *dst, const uint8_t *src,
+		     unsigned n)
+{
+	struct hs_mem_frame f[32];
+	static uint8_t frames[32][64];
+	for (unsigned i = 0; i < n; i++) {
+		th_frame(frames[i], dst, src, -1, 64, i);
+		f[i] = (struct hs_mem_frame){.data = frames[i], .len = 64};
+	}
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, f, n), (int)n);
+	uint64_t ck[32];
+	ck_assert_int_eq(hs_mem_tx_reap(a, 0, ck, 32), (int)n);
+}
+
+START_TEST(unarmed_receiver_gets_no_notification)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	burst_to(a, th_bcast, ma, 16);
+	ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), 0);
+	ck_assert_uint_eq(th_pstats(b).tx_notify, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(armed_receiver_is_notified_once_per_batch)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	ck_assert_int_eq(hs_mem_rx_arm(b, 0), 0);
+	burst_to(a, th_bcast, ma, 16);
+	ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), 1);
+	ck_assert_uint_eq(th_pstats(b).tx_notify, 1);
+	/* One-shot: the next batch does not notify unless re-armed. */
+	burst_to(a, th_bcast, ma, 16);
+	ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), 0);
+	/* Arming with frames waiting says so: do not sleep. */
+	ck_assert_int_eq(hs_mem_rx_arm(b, 0), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(always_notify_receiver_gets_one_per_round_or_one_per_frame)
+{
+	for (int each = 0; each < 2; each++) {
+		struct hs_switch_config cfg = {.flags = each ? HS_SW_NOTIFY_EACH : 0};
+		hs_switch_t *sw = th_switch(&cfg);
+		hs_port_t *a = th_port(sw, "a", 0);
+		struct th_port_opts o = {.name = "b", .mem_flags = HS_MEM_RX_NOTIFY_ALWAYS};
+		hs_port_t *b = th_port_opts(sw, &o);
+		uint8_t ma[6];
+		th_mac(ma, 1);
+		burst_to(a, th_bcast, ma, 16); /* 16 frames, one round */
+		ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), each ? 16 : 1);
+		ck_assert_uint_eq(th_pstats(b).tx_notify, each ? 16 : 1);
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
+START_TEST(running_peer_is_notified_once_per_round_only_if_it_asked)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	ck_assert_int_eq(hs_port_set_peer_state(b, 0, HS_PEER_RUNNING), 0);
+	burst_to(a, th_bcast, ma, 16);
+	ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), 0);
+	hs_mem_rx_arm(b, 0);
+	th_drain(b);
+	hs_mem_rx_arm(b, 0);
+	burst_to(a, th_bcast, ma, 16);
+	ck_assert_uint_eq(read_efd(hs_mem_rx_fd(b, 0)), 1);
+	ck_assert_int_eq(hs_port_set_peer_state(b, 0, 7), -EINVAL);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- several queues ----------------------------------------------------------------------------- */
+
+START_TEST(multiqueue_ports_use_every_queue)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts oa = {.name = "a", .queues = 4};
+	hs_port_t *a = th_port_opts(sw, &oa);
+	hs_port_t *b = th_port(sw, "b", 0);
+	ck_assert_uint_eq(hs_port_n_queues(a), 4);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	for (uint16_t q = 0; q < 4; q++) {
+		size_t n = th_frame(fb, th_bcast, ma, -1, 64, q);
+		struct hs_mem_frame f = {.data = fb, .len = (uint32_t)n};
+		ck_assert_int_eq(hs_mem_tx_burst(a, q, &f, 1), 1);
+	}
+	ck_assert_int_eq(th_drain(b), 4);
+	ck_assert_uint_eq(th_pstats(a).rx_packets, 4);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("datapath");
+	TCase *tc = tcase_create("datapath");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, runt_frames_are_dropped_and_counted);
+	tcase_add_test(tc, group_source_address_is_dropped);
+	tcase_add_test(tc, frames_over_the_mtu_are_dropped);
+	tcase_add_test(tc, frames_larger_than_receiver_buffers_are_dropped_there);
+	tcase_add_test(tc, destination_on_ingress_port_is_dropped);
+	tcase_add_test(tc, flood_with_no_other_member_counts_no_route);
+	tcase_add_test(tc, broadcast_reaches_everyone_but_the_sender);
+	tcase_add_test(tc, multicast_is_flooded_and_counted);
+	tcase_add_test(tc, no_flood_ports_get_only_their_unicast);
+	tcase_add_test(tc, no_learn_ports_are_never_learned);
+	tcase_add_test(tc, access_ports_in_different_vlans_are_isolated);
+	tcase_add_test(tc, tagged_frames_on_access_ports_are_dropped);
+	tcase_add_test(tc, trunk_tags_and_access_untags);
+	tcase_add_test(tc, trunk_native_vlan_is_untagged_both_ways);
+	tcase_add_test(tc, trunk_to_trunk_keeps_the_tag_and_priority);
+	tcase_add_test(tc, scatter_gather_frames_arrive_intact);
+	tcase_add_test(tc, bad_tx_descriptors_are_refused);
+	tcase_add_test(tc, backlog_holds_frames_until_buffers_are_posted_in_order);
+	tcase_add_test(tc, no_backlog_mode_drops_at_once);
+	tcase_add_test(tc, double_copy_mode_delivers_the_same_frames);
+	tcase_add_test(tc, backlog_bytes_bound_is_enforced);
+	tcase_add_test(tc, unarmed_receiver_gets_no_notification);
+	tcase_add_test(tc, armed_receiver_is_notified_once_per_batch);
+	tcase_add_test(tc, always_notify_receiver_gets_one_per_round_or_one_per_frame);
+	tcase_add_test(tc, running_peer_is_notified_once_per_round_only_if_it_asked);
+	tcase_add_test(tc, multiqueue_ports_use_every_queue);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}

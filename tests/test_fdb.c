@@ -1,0 +1,406 @@
+/*
+ * test_fdb.c - the forwarding table (src/core/fdb.c), exercised through
+ * real frames on mem ports and the public fdb API: learning, aging with an
+ * injected clock, moves, static entries, per-port limits, fair eviction,
+ * VLAN-scoped entries and concurrent lookups during churn.
+ */
+#include <pthread.h>
+
+#include "helpers.h"
+
+static uint8_t fb[2048];
+
+static int count_port_entries(hs_switch_t *sw, hs_port_t *p)
+{
+	struct hs_port_stats st = th_pstats(p);
+	(void)sw;
+	return (int)st.fdb_entries;
+}
+
+START_TEST(unknown_unicast_is_flooded_then_learned)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0),
+		  *c = th_port(sw, "c", 0);
+	uint8_t ma[6], mb[6];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+
+	/* A -> B, B unknown: flooded to B and C. */
+	ck_assert_int_eq(th_send(a, fb, th_frame(fb, mb, ma, -1, 64, 1)), 0);
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(c), 1);
+	ck_assert_int_eq(th_pstats(a).rx_flooded, 1);
+
+	/* B -> A: A was learned, so only A gets it. */
+	ck_assert_int_eq(th_send(b, fb, th_frame(fb, ma, mb, -1, 64, 2)), 0);
+	ck_assert_int_eq(th_drain(a), 1);
+	ck_assert_int_eq(th_drain(c), 0);
+
+	/* A -> B now unicast. */
+	ck_assert_int_eq(th_send(a, fb, th_frame(fb, mb, ma, -1, 64, 3)), 0);
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(c), 0);
+
+	hs_port_t *found = NULL;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, &found), 0);
+	ck_assert_ptr_eq(found, a);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &found), 0);
+	ck_assert_ptr_eq(found, b);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 2, mb, &found), -ENOENT);
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_eq(st.fdb_entries, 2);
+	ck_assert_uint_eq(st.fdb_learned, 2);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(entries_age_out_unless_refreshed)
+{
+	struct hs_switch_config cfg = {.fdb_aging_s = 300};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6], mx[6], mb[6];
+	th_mac(ma, 1);
+	th_mac(mx, 3);
+	th_mac(mb, 2);
+	th_send(a, fb, th_frame(fb, mb, ma, -1, 64, 1));
+	th_send(a, fb, th_frame(fb, mb, mx, -1, 64, 1));
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 2);
+
+	th_advance_s(200);
+	/* Traffic from ma refreshes it; mx stays silent. */
+	th_send(a, fb, th_frame(fb, mb, ma, -1, 64, 2));
+	th_advance_s(150); /* mx idle 350 s, ma idle 150 s */
+	ck_assert_int_eq(hs_fdb_age(sw), 1);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, NULL), -ENOENT);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, NULL), 0);
+	th_advance_s(151);
+	ck_assert_int_eq(hs_fdb_age(sw), 1);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, NULL), -ENOENT);
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_eq(st.fdb_aged, 2);
+	ck_assert_uint_eq(st.fdb_entries, 0);
+	ck_assert_int_eq(count_port_entries(sw, a), 0);
+	th_drain(b);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(aging_can_be_disabled)
+{
+	struct hs_switch_config cfg = {.fdb_aging_s = HS_FDB_AGING_NEVER};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 64, 1));
+	th_advance_s(100000);
+	ck_assert_int_eq(hs_fdb_age(sw), 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, NULL), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(mac_moves_to_the_port_it_appears_on)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0),
+		  *c = th_port(sw, "c", 0);
+	uint8_t mx[6], mb[6];
+	th_mac(mx, 7);
+	th_mac(mb, 2);
+	th_send(b, fb, th_frame(fb, th_bcast, mb, -1, 64, 0));
+	th_send(a, fb, th_frame(fb, mb, mx, -1, 64, 1));
+	hs_port_t *p;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	ck_assert_ptr_eq(p, a);
+	th_send(c, fb, th_frame(fb, mb, mx, -1, 64, 2));
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	ck_assert_ptr_eq(p, c);
+	ck_assert_uint_eq(th_sstats(sw).fdb_moved, 1);
+	ck_assert_int_eq(count_port_entries(sw, a), 0);
+	ck_assert_int_eq(count_port_entries(sw, c), 1);
+	th_drain(a);
+	th_drain(b);
+	th_drain(c);
+	/* Traffic for mx now goes to c only. */
+	th_send(b, fb, th_frame(fb, mx, mb, -1, 64, 3));
+	ck_assert_int_eq(th_drain(c), 1);
+	ck_assert_int_eq(th_drain(a), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(static_entries_never_move_or_age)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0),
+		  *c = th_port(sw, "c", 0);
+	uint8_t mx[6], mc[6];
+	th_mac(mx, 9);
+	th_mac(mc, 3);
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, mx, b), 0);
+	/* mx shows up on a: the static entry wins. */
+	th_send(a, fb, th_frame(fb, th_bcast, mx, -1, 64, 1));
+	hs_port_t *p;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	ck_assert_ptr_eq(p, b);
+	ck_assert_uint_eq(th_sstats(sw).fdb_static_refused, 1);
+	th_drain(b);
+	th_drain(c);
+	th_send(c, fb, th_frame(fb, mx, mc, -1, 64, 2));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(a), 0);
+	th_advance_s(10000);
+	hs_fdb_age(sw);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	/* Flush leaves static entries unless asked. */
+	hs_fdb_flush(sw, NULL, 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	ck_assert_int_eq(hs_fdb_del(sw, 1, mx), 0);
+	ck_assert_int_eq(hs_fdb_del(sw, 1, mx), -ENOENT);
+	/* Static entries for group addresses make no sense. */
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, th_bcast, b), -EINVAL);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(port_limit_keeps_a_port_to_its_own_entries)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o = {.name = "flooder", .mac_limit = 4};
+	hs_port_t *f = th_port_opts(sw, &o);
+	hs_port_t *b = th_port(sw, "b", 0);
+	uint8_t mb[6], m[6];
+	th_mac(mb, 2);
+	th_send(b, fb, th_frame(fb, th_bcast, mb, -1, 64, 0));
+	for (unsigned i = 0; i < 20; i++) {
+		th_mac(m, 1000 + i);
+		th_send(f, fb, th_frame(fb, mb, m, -1, 64, i));
+		th_advance_s(1); /* distinct stamps: LRU is observable */
+	}
+	ck_assert_int_eq(count_port_entries(sw, f), 4);
+	ck_assert_int_eq(count_port_entries(sw, b), 1);
+	ck_assert_uint_ge(th_pstats(f).fdb_limit_hits, 16);
+	/* The newest four survive. */
+	for (unsigned i = 16; i < 20; i++) {
+		th_mac(m, 1000 + i);
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), 0);
+	}
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, NULL), 0);
+	/* Frames were still forwarded while learning was limited. */
+	ck_assert_int_eq(th_drain(b), 20);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(full_table_evicts_from_the_largest_port)
+{
+	struct hs_switch_config cfg = {.fdb_capacity = 64};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *f = th_port(sw, "flooder", 0), *b = th_port(sw, "b", 0);
+	uint8_t m[6], mb[6];
+	for (unsigned i = 0; i < 10; i++) {
+		th_mac(m, 500 + i);
+		th_send(b, fb, th_frame(fb, th_bcast, m, -1, 64, i));
+	}
+	th_mac(mb, 500);
+	for (unsigned i = 0; i < 1000; i++) {
+		th_mac(m, 100000 + i);
+		th_send(f, fb, th_frame(fb, mb, m, -1, 64, i));
+	}
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_le(st.fdb_entries, 64);
+	ck_assert_uint_ge(st.fdb_evicted, 1000 - 54);
+	ck_assert_int_eq(count_port_entries(sw, b), 10);
+	for (unsigned i = 0; i < 10; i++) {
+		th_mac(m, 500 + i);
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), 0);
+	}
+	/* The flooder's newest MAC is there. */
+	th_mac(m, 100000 + 999);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), 0);
+	th_drain(b);
+	th_drain(f);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(same_mac_in_two_vlans_is_two_entries)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a10 = th_port(sw, "a10", 10), *b10 = th_port(sw, "b10", 10);
+	hs_port_t *a20 = th_port(sw, "a20", 20), *b20 = th_port(sw, "b20", 20);
+	uint8_t mx[6], my[6];
+	th_mac(mx, 1);
+	th_mac(my, 2);
+	th_send(a10, fb, th_frame(fb, th_bcast, mx, -1, 64, 1));
+	th_send(b20, fb, th_frame(fb, th_bcast, mx, -1, 64, 1));
+	hs_port_t *p;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 10, mx, &p), 0);
+	ck_assert_ptr_eq(p, a10);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 20, mx, &p), 0);
+	ck_assert_ptr_eq(p, b20);
+	ck_assert_uint_eq(th_sstats(sw).fdb_moved, 0);
+	/* Floods stayed in their VLAN. */
+	ck_assert_int_eq(th_drain(b10), 1);
+	ck_assert_int_eq(th_drain(a20), 1);
+	ck_assert_int_eq(th_drain(a10), 0);
+	ck_assert_int_eq(th_drain(b20), 0);
+	(void)my;
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(flush_forgets_a_ports_macs)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 5; i++) {
+		th_mac(m, i + 1);
+		th_send(a, fb, th_frame(fb, th_bcast, m, -1, 64, i));
+	}
+	th_mac(m, 99);
+	th_send(b, fb, th_frame(fb, th_bcast, m, -1, 64, 0));
+	ck_assert_int_eq(hs_fdb_flush(sw, a, 0), 5);
+	ck_assert_int_eq(count_port_entries(sw, a), 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), 0);
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static int dump_cb(const struct hs_fdb_info *e, void *arg)
+{
+	int *n = arg;
+	ck_assert(e->port != NULL);
+	ck_assert_uint_eq(e->vid, 1);
+	(*n)++;
+	return 0;
+}
+
+START_TEST(dump_lists_every_entry)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	th_port(sw, "b", 0);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 37; i++) {
+		th_mac(m, i + 1);
+		th_send(a, fb, th_frame(fb, th_bcast, m, -1, 64, i));
+	}
+	int n = 0;
+	ck_assert_int_eq(hs_fdb_dump(sw, dump_cb, &n), 0);
+	ck_assert_int_eq(n, 37);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Many MACs: cuckoo displacement keeps every learned key findable. */
+START_TEST(large_table_keeps_every_key)
+{
+	struct hs_switch_config cfg = {.fdb_capacity = 65536};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 65536; i++) {
+		th_mac(m, 0x10000 + i * 7919);
+		th_send(a, fb, th_frame(fb, th_bcast, m, -1, 64, i));
+		if ((i & 127) == 127)
+			ck_assert_int_eq(th_drain(b), 128);
+	}
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 65536);
+	for (unsigned i = 0; i < 65536; i++) {
+		th_mac(m, 0x10000 + i * 7919);
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, NULL), 0);
+	}
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Readers never see a wrong port while writers learn, move and age. */
+struct churn {
+	hs_switch_t *sw;
+	hs_port_t *p[3];
+	_Atomic bool stop;
+};
+
+static void *churn_writer(void *arg)
+{
+	struct churn *ch = arg;
+	uint8_t buf[64], m[6];
+	unsigned i = 0;
+	while (!atomic_load(&ch->stop)) {
+		/* MACs 1..512 move between p[0] and p[1] only. */
+		th_mac(m, 1 + (i % 512));
+		th_frame(buf, th_bcast, m, -1, 64, i);
+		th_send(ch->p[i & 1], buf, 64);
+		if ((i & 1023) == 0) {
+			th_drain(ch->p[0]);
+			th_drain(ch->p[1]);
+			th_drain(ch->p[2]);
+			th_advance_s(400);
+			hs_fdb_age(ch->sw);
+		}
+		i++;
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_lookups_see_only_real_ports)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct churn ch = {.sw = sw};
+	ch.p[0] = th_port(sw, "a", 0);
+	ch.p[1] = th_port(sw, "b", 0);
+	ch.p[2] = th_port(sw, "c", 0);
+	pthread_t t;
+	pthread_create(&t, NULL, churn_writer, &ch);
+	uint8_t m[6];
+	uint64_t deadline = th_mono_ms() + 1500;
+	unsigned hits = 0;
+	while (th_mono_ms() < deadline) {
+		for (unsigned i = 1; i <= 512; i++) {
+			hs_port_t *p = NULL;
+			th_mac(m, i);
+			if (hs_fdb_lookup(sw, 1, m, &p) == 0) {
+				ck_assert(p == ch.p[0] || p == ch.p[1]);
+				hits++;
+			}
+		}
+	}
+	atomic_store(&ch.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_uint_gt(hits, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("fdb");
+	TCase *tc = tcase_create("fdb");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, unknown_unicast_is_flooded_then_learned);
+	tcase_add_test(tc, entries_age_out_unless_refreshed);
+	tcase_add_test(tc, aging_can_be_disabled);
+	tcase_add_test(tc, mac_moves_to_the_port_it_appears_on);
+	tcase_add_test(tc, static_entries_never_move_or_age);
+	tcase_add_test(tc, port_limit_keeps_a_port_to_its_own_entries);
+	tcase_add_test(tc, full_table_evicts_from_the_largest_port);
+	tcase_add_test(tc, same_mac_in_two_vlans_is_two_entries);
+	tcase_add_test(tc, flush_forgets_a_ports_macs);
+	tcase_add_test(tc, dump_lists_every_entry);
+	tcase_add_test(tc, large_table_keeps_every_key);
+	tcase_add_test(tc, concurrent_lookups_see_only_real_ports);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}
