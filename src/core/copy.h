@@ -41,6 +41,32 @@ static inline uint16_t hs__csum_fold(uint32_t sum)
 	return (uint16_t)~sum;
 }
 
+/* Copies n bytes (n <= 128) with a few overlapping fixed-size moves and
+ * no call: the common small frame. */
+static inline void hs__copy_small(uint8_t *d, const uint8_t *s, uint32_t n)
+{
+	if (n >= 64) {
+		memcpy(d, s, 64);
+		memcpy(d + n - 64, s + n - 64, 64);
+	} else if (n >= 32) {
+		memcpy(d, s, 32);
+		memcpy(d + n - 32, s + n - 32, 32);
+	} else if (n >= 16) {
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else {
+		memcpy(d, s, n);
+	}
+}
+
+static inline void hs__copy_bytes(uint8_t *d, const uint8_t *s, uint32_t n)
+{
+	if (HS__LIKELY(n <= 128))
+		hs__copy_small(d, s, n);
+	else
+		memcpy(d, s, n);
+}
+
 /* ---- frame views ------------------------------------------------------------ */
 
 /* One range of an outgoing frame: `len` bytes from `off` of either a

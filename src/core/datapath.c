@@ -156,78 +156,89 @@ static void drop(struct hs__inq *iq, enum hs_drop_reason r)
 	hs__ctr_add(&iq->drops[r], 1);
 }
 
-/* First pass: decides every frame's destination set (c->mask). */
+/* Decides every frame's destination set (c->mask), in two passes over the
+ * burst: parse headers and prefetch both table buckets, then learn, look
+ * up and mark. Sets c->plain: frames with no offload metadata (their
+ * delivery needs no transform beyond a possible VLAN change). */
 static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		     unsigned n, const struct hs__topo *t)
 {
 	struct hs_switch *sw = c->sw;
 	struct hs__fdb *f = &sw->fdb;
 	struct hs__dl *dl = c->dl;
-	bool learn = !(in->flags & HS_PORT_NO_LEARN);
-	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0;
-	uint64_t dkey[HS__BURST_MAX];
-	const uint8_t *hdr[HS__BURST_MAX];
+	/* Invariants in locals: stores into the per-frame arrays below would
+	 * otherwise force the compiler to reload them for every frame. */
+	const bool learn = !(in->flags & HS_PORT_NO_LEARN);
+	const bool access = in->vlan_mode == HS_VLAN_ACCESS;
+	const uint16_t pvid = in->pvid;
+	const uint32_t max_len = in->mtu + HS_ETH_HLEN;
+	const uint32_t now = c->now_s;
+	struct hs_port *const *ports = t->port;
+	const uint32_t max_ports = t->max_ports;
+	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0;
+	uint64_t dkey[HS__BURST_MAX], skey[HS__BURST_MAX];
+	uint64_t dh[HS__BURST_MAX], sh[HS__BURST_MAX];
 
-	/* Parse and prefetch the table buckets for the whole burst first. */
 	for (unsigned i = 0; i < n; i++) {
 		struct hs_pkt *p = &c->pkts[i];
-		bytes += p->len;
-		hdr[i] = NULL;
-		if (HS__UNLIKELY(p->len < HS_ETH_HLEN)) {
+		uint32_t len = p->len;
+		bytes += len;
+		if (HS__UNLIKELY(len < HS_ETH_HLEN)) {
 			drop(iq, HS_DROP_RUNT);
 			continue;
 		}
 		const uint8_t *h = p->segs[0].base;
 		if (HS__UNLIKELY(p->segs[0].len < 18 ||
 				 (p->segs[0].flags & HS_SEG_FOREIGN))) {
-			uint32_t want = p->len < 18 ? p->len : 18;
+			uint32_t want = len < 18 ? len : 18;
 			if (hs__pkt_gather(p, 0, c->hdr[i], want) != want) {
 				drop(iq, HS_DROP_BAD_DESC);
 				continue;
 			}
 			h = c->hdr[i];
 		}
-		hdr[i] = h;
-		uint16_t et = (uint16_t)((h[12] << 8) | h[13]);
-		uint16_t tci = 0, vid;
-		bool tagged = et == 0x8100 && p->len >= 18;
-		if (tagged)
+		uint64_t dst = load_mac(h), src = load_mac(h + 6);
+		uint16_t et, tci = 0, vid = pvid;
+		memcpy(&et, h + 12, 2);
+		bool tagged = et == 0x0081 && len >= 18; /* 0x8100, big endian */
+		if (HS__UNLIKELY(tagged)) {
 			tci = (uint16_t)((h[14] << 8) | h[15]);
-		uint16_t tv = tci & 0x0fff;
-		if (in->vlan_mode == HS_VLAN_ACCESS) {
-			vid = in->pvid;
-			if (HS__UNLIKELY(tagged && tv))
-				vid = 0;
-		} else if (tagged && tv) {
-			vid = hs__port_in_vlan(in, tv) ? tv : 0;
-		} else {
-			vid = in->pvid;
+			uint16_t tv = tci & 0x0fff;
+			if (access)
+				vid = tv ? 0 : pvid;
+			else if (tv)
+				vid = hs__port_in_vlan(in, tv) ? tv : 0;
 		}
 		if (HS__UNLIKELY(!vid)) {
 			drop(iq, HS_DROP_VLAN);
-			hdr[i] = NULL;
 			continue;
 		}
-		c->vid[i] = vid;
-		c->tci[i] = tci;
-		c->tagged[i] = tagged;
-		dkey[i] = hs__fdb_key(vid, load_mac(h));
-		if (!(h[0] & 1))
-			hs__fdb_prefetch(f, dkey[i]);
-	}
-
-	for (unsigned i = 0; i < n; i++) {
-		const uint8_t *h = hdr[i];
-		if (!h)
-			continue;
-		struct hs_pkt *p = &c->pkts[i];
-		uint16_t vid = c->vid[i];
-		uint64_t src = load_mac(h + 6);
 		if (HS__UNLIKELY((src & 1) || !src)) {
 			drop(iq, HS_DROP_BAD_SRC_MAC);
 			continue;
 		}
-		if (HS__UNLIKELY(p->off.flags || p->off.gso_type)) {
+		c->vid[i] = vid;
+		c->tci[i] = tci;
+		tagm |= (uint64_t)tagged << i;
+		dkey[i] = hs__fdb_key(vid, dst);
+		skey[i] = hs__fdb_key(vid, src);
+		sh[i] = hs__fdb_hash(f, skey[i]);
+		hs__fdb_prefetch(f, sh[i]);
+		if (!(dst & 1)) {
+			dh[i] = hs__fdb_hash(f, dkey[i]);
+			hs__fdb_prefetch(f, dh[i]);
+		}
+		if (HS__LIKELY(!p->off.flags && !p->off.gso_type))
+			plain |= 1ull << i;
+		live |= 1ull << i;
+	}
+	c->tagged = tagm;
+
+	for (uint64_t m = live; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		struct hs_pkt *p = &c->pkts[i];
+		uint16_t vid = c->vid[i];
+		if (HS__UNLIKELY(!(plain & (1ull << i)))) {
 			uint8_t tmp[HS__HDR_MAX];
 			uint32_t hl = p->len < HS__HDR_MAX ? p->len : HS__HDR_MAX;
 			hl = hs__pkt_gather(p, 0, tmp, hl);
@@ -236,16 +247,14 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 				continue;
 			}
 		}
-		if (HS__UNLIKELY(!p->off.gso_type &&
-				 p->len > in->mtu + HS_ETH_HLEN +
-						  (c->tagged[i] ? HS_VLAN_HLEN : 0))) {
+		if (HS__UNLIKELY(p->len > max_len + (((tagm >> i) & 1) ? HS_VLAN_HLEN : 0)) &&
+		    !p->off.gso_type) {
 			drop(iq, HS_DROP_OVERSIZE);
 			continue;
 		}
 		if (learn)
-			hs__fdb_learn(sw, f, hs__fdb_key(vid, src), in, in->index,
-				      c->now_s);
-		if (h[0] & 1) {
+			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
+		if (dkey[i] & 1) { /* group address: byte 0, bit 0 */
 			if (dkey[i] == hs__fdb_key(vid, 0xffffffffffffull))
 				bc++;
 			else
@@ -254,10 +263,9 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 			continue;
 		}
 		uint32_t w, stamp;
-		if (hs__fdb_lookup(f, dkey[i], &w, &stamp, NULL)) {
+		if (hs__fdb_lookup_h(f, dkey[i], dh[i], &w, &stamp)) {
 			uint32_t pidx = w & HS__FDB_PORT_MASK;
-			const struct hs_port *dp = pidx < t->max_ports ? t->port[pidx]
-								     : NULL;
+			const struct hs_port *dp = pidx < max_ports ? ports[pidx] : NULL;
 			if (HS__LIKELY(dp)) {
 				if (HS__UNLIKELY(dp == in))
 					drop(iq, HS_DROP_SAME_PORT);
@@ -271,6 +279,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		fl++;
 		flood(c, t, in, iq, vid, i);
 	}
+	c->plain = plain;
 	hs__ctr_add(&iq->rx_packets, n);
 	hs__ctr_add(&iq->rx_bytes, bytes);
 	if (bc)

@@ -204,7 +204,7 @@ static void vlan_change(const struct hs__ctx *c, unsigned i,
 			const struct hs_port *dp, struct hs__src *s)
 {
 	uint16_t vid = c->vid[i];
-	bool in = c->tagged[i];
+	bool in = (c->tagged >> i) & 1;
 	bool out = dp->vlan_mode == HS_VLAN_TRUNK && vid != dp->pvid;
 	s->first = 0;
 	if (in == out && (!in || (c->tci[i] & 0x0fff) == vid)) {
@@ -290,7 +290,7 @@ static int copy_out(struct hs__dl *dl, struct hs__src *s, unsigned piece,
 			       b->nsegs == 1 && b->segs[0].len >= p->len &&
 			       !((p->segs[0].flags | b->segs[0].flags) &
 				 HS_SEG_FOREIGN))) {
-			memcpy(b->segs[0].base, p->segs[0].base, p->len);
+			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
 			return 0;
 		}
 		struct hs__view v;
@@ -538,14 +538,120 @@ static unsigned notify_decide(struct hs__ctx *c, struct hs_port *dp,
 	return 0;
 }
 
+/* True if frame i of the round leaves for dp exactly as it came: no
+ * offload metadata and no VLAN change. */
+static inline bool frame_plain(const struct hs__ctx *c, unsigned i,
+			       const struct hs_port *dp)
+{
+	if (!(c->plain & (1ull << i)))
+		return false;
+	bool out = dp->vlan_mode == HS_VLAN_TRUNK && c->vid[i] != dp->pvid;
+	return (bool)((c->tagged >> i) & 1) == out &&
+	       (!out || (c->tci[i] & 0x0fff) == c->vid[i]);
+}
+
+/* The fast path: plain frames into a receiver with an empty backlog. One
+ * reserve, one copy each, one commit. Returns the frames that found no
+ * buffer. */
+static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
+			   struct hs__outq *oq, uint64_t mask, unsigned *ev)
+{
+	struct hs__dl *dl = c->dl;
+	const struct hs_pkt *pk[HS__BURST_MAX];
+	unsigned n = 0;
+	for (uint64_t m = mask; m; m &= m - 1) {
+		const struct hs_pkt *p = &c->pkts[__builtin_ctzll(m)];
+		pk[n] = p;
+		dl->out[n].len = p->len;
+		dl->out[n].off = (struct hs_offload){0};
+		n++;
+	}
+	unsigned k = dp->ops->send_reserve(dp->priv, oq->qid, dl->out, n, dl->bufs);
+	if (k > n)
+		k = n;
+	uint64_t by = 0, pk_ok = 0, foreign = 0;
+	for (unsigned j = 0; j < k; j++) {
+		const struct hs_iobuf *b = &dl->bufs[j];
+		const struct hs_pkt *p = pk[j];
+		if (HS__UNLIKELY(!b->nsegs)) {
+			hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
+			continue;
+		}
+		if (HS__LIKELY(p->nsegs == 1 && b->nsegs == 1 &&
+			       b->segs[0].len >= p->len &&
+			       !((p->segs[0].flags | b->segs[0].flags) &
+				 HS_SEG_FOREIGN))) {
+			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
+		} else {
+			struct hs__view v = {.n = 1, .len = p->len,
+					     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
+			unsigned before = dl->n_ops_src + dl->n_ops_dst;
+			int rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
+			if (dl->n_ops_src + dl->n_ops_dst != before)
+				foreign |= 1ull << j;
+			if (rc) {
+				dl->out[j].len = 0;
+				hs__ctr_add(&oq->drops[rc == -EMSGSIZE ? HS_DROP_OVERSIZE
+									: HS_DROP_COPY_ERROR], 1);
+				continue;
+			}
+		}
+		pk_ok++;
+		by += p->len;
+	}
+	if (HS__UNLIKELY(dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl)) {
+		for (uint64_t m = foreign; m; m &= m - 1) {
+			unsigned j = (unsigned)__builtin_ctzll(m);
+			if (dl->out[j].len) {
+				dl->out[j].len = 0;
+				pk_ok--;
+				by -= pk[j]->len;
+				hs__ctr_add(&oq->drops[HS_DROP_COPY_ERROR], 1);
+			}
+		}
+	}
+	*ev |= dp->ops->send_commit(dp->priv, oq->qid, dl->out, k);
+	hs__ctr_add(&oq->tx_packets, pk_ok);
+	hs__ctr_add(&oq->tx_bytes, by);
+	for (unsigned j = 0; j < k; j++)
+		mask &= mask - 1;
+	return mask;
+}
+
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
 	struct hs_switch *sw = c->sw;
 	struct hs__dl *dl = c->dl;
 	struct hs__outq *oq = &dp->outq[c->idx % dp->nq];
-	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
-	unsigned ns = 0, bad = 0;
+	unsigned ev = 0, now;
 
+	dl->dst_port = dp;
+	hs__spin_lock(&oq->lock);
+	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
+			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
+		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN],
+			    (uint64_t)__builtin_popcountll(mask) + oq->bl.ent_n);
+		bl_pop(&oq->bl, oq->bl.ent_n);
+		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
+		hs__spin_unlock(&oq->lock);
+		return;
+	}
+	bool paused = atomic_load_explicit(&dp->paused, memory_order_relaxed);
+	bool sent = false;
+	if (!oq->bl.ent_n && !paused &&
+	    !(sw->cfg.flags & (HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH))) {
+		bool all_plain = true;
+		for (uint64_t m = mask; m && all_plain; m &= m - 1)
+			all_plain = frame_plain(c, (unsigned)__builtin_ctzll(m), dp);
+		if (all_plain) {
+			mask = send_plain(c, dp, oq, mask, &ev);
+			sent = true; /* what is left found no buffer */
+		}
+	}
+
+	/* General path: VLAN changes, offloads, backlog, ablation modes. */
+	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
+	unsigned ns = 0, bad = 0, done = 0;
 	for (uint64_t m = mask; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		struct hs__src *s = &dl->src[ns];
@@ -556,33 +662,21 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 		else
 			ns++;
 	}
-	dl->dst_port = dp;
-
-	unsigned ev = 0, now;
-	hs__spin_lock(&oq->lock);
 	if (bad)
 		hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], bad);
-	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
-			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
-		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], ns + oq->bl.ent_n);
-		bl_pop(&oq->bl, oq->bl.ent_n);
-		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
-		hs__spin_unlock(&oq->lock);
-		return;
+	if (!sent) {
+		if (oq->bl.ent_n && !paused)
+			hs__drain_backlog(c, dp, oq, &ev);
+		if (!oq->bl.ent_n && !paused && !(sw->cfg.flags & HS_SW_DOUBLE_COPY))
+			done = send_srcs(c, dp, oq, dl->src, ns, &ev);
 	}
-	bool paused = atomic_load_explicit(&dp->paused, memory_order_relaxed);
-	if (oq->bl.ent_n && !paused)
-		hs__drain_backlog(c, dp, oq, &ev);
-	unsigned done = 0;
-	if (!oq->bl.ent_n && !paused && !HS__F(sw, HS_SW_DOUBLE_COPY))
-		done = send_srcs(c, dp, oq, dl->src, ns, &ev);
 	for (unsigned j = done; j < ns; j++) {
-		if (!HS__F(sw, HS_SW_NO_BACKLOG) && bl_push(dl, &oq->bl, &dl->src[j]))
+		if (!(sw->cfg.flags & HS_SW_NO_BACKLOG) && bl_push(dl, &oq->bl, &dl->src[j]))
 			hs__ctr_add(&oq->tx_backlogged, 1);
 		else
 			hs__ctr_add(&oq->drops[HS_DROP_NO_BUFFER], 1);
 	}
-	if (HS__F(sw, HS_SW_DOUBLE_COPY) && !paused)
+	if ((sw->cfg.flags & HS_SW_DOUBLE_COPY) && !paused)
 		hs__drain_backlog(c, dp, oq, &ev);
 	while (posted_watch(dp, oq) && !paused)
 		hs__drain_backlog(c, dp, oq, &ev);

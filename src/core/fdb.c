@@ -417,7 +417,7 @@ int hs_fdb_lookup(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN],
 	int rc = -ENOENT;
 	pthread_mutex_lock(&sw->ctl_lock);
 	if (hs__fdb_lookup(&sw->fdb, hs__fdb_key(vid, mac_to_u64(mac)), &w,
-			   &stamp, NULL)) {
+			   &stamp)) {
 		struct hs_port *p = port_at(sw, w);
 		if (p) {
 			if (port)

@@ -52,15 +52,13 @@ static inline uint64_t hs__fdb_key(uint16_t vid, uint64_t mac48)
 	return HS__FDB_VALID | ((uint64_t)vid << 48) | mac48;
 }
 
+/* One 64x64->128 multiply by a random odd constant, folded: every output
+ * bit depends on every key bit, and the seed makes collisions unguessable
+ * from outside. */
 static inline uint64_t hs__fdb_hash(const struct hs__fdb *f, uint64_t key)
 {
-	uint64_t h = key ^ f->seed;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
+	__uint128_t m = (__uint128_t)(key ^ f->seed) * 0x9e3779b97f4a7c15ull;
+	return (uint64_t)(m >> 64) ^ (uint64_t)m;
 }
 
 static inline struct hs__fdb_bucket *hs__fdb_b1(const struct hs__fdb *f,
@@ -75,9 +73,8 @@ static inline struct hs__fdb_bucket *hs__fdb_b2(const struct hs__fdb *f,
 	return &f->b[(h >> 32) & f->mask];
 }
 
-static inline void hs__fdb_prefetch(const struct hs__fdb *f, uint64_t key)
+static inline void hs__fdb_prefetch(const struct hs__fdb *f, uint64_t h)
 {
-	uint64_t h = hs__fdb_hash(f, key);
 	__builtin_prefetch(hs__fdb_b1(f, h));
 }
 
@@ -97,14 +94,12 @@ static inline struct hs__fdb_ent *hs__fdb_probe(const struct hs__fdb *f,
 	return NULL;
 }
 
-/* Looks key up; on a hit returns true with the entry's port word and
- * stamp. Retries while entries are being displaced, so a present key is
- * never missed. */
-static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
-				  uint32_t *port, uint32_t *stamp,
-				  struct hs__fdb_ent **entp)
+/* Looks key (whose hash is h) up; on a hit returns true with the entry's
+ * port word and stamp. Retries while entries are being displaced, so a
+ * present key is never missed. */
+static inline bool hs__fdb_lookup_h(const struct hs__fdb *f, uint64_t key,
+				    uint64_t h, uint32_t *port, uint32_t *stamp)
 {
-	uint64_t h = hs__fdb_hash(f, key);
 	for (;;) {
 		uint32_t seq = atomic_load_explicit(&f->move_seq,
 						    memory_order_acquire);
@@ -119,8 +114,6 @@ static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
 			    key) {
 				*port = p;
 				*stamp = s;
-				if (entp)
-					*entp = e;
 				return true;
 			}
 			continue;
@@ -134,24 +127,37 @@ static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
 	}
 }
 
-/* Learning: called for every frame with its (vid, source) key. The fast
- * path touches the entry only once per second (stamp refresh); new MACs,
- * moves and limits take the slow path under the lock. */
+static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
+				  uint32_t *port, uint32_t *stamp)
+{
+	return hs__fdb_lookup_h(f, key, hs__fdb_hash(f, key), port, stamp);
+}
+
+/* Learning: called for every frame with its (vid, source) key and hash.
+ * The fast path reads one entry and writes it only once per second (stamp
+ * refresh); new MACs, moves and limits take the slow path, which re-checks
+ * everything under the lock. The fast path may read a slot a writer is
+ * reusing: the worst outcome is a needless slow path or one refresh
+ * skipped, so it does without the consistency re-read of lookups. */
 void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 			uint32_t now);
 
 static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
-				 uint64_t key, struct hs_port *p, uint16_t pidx,
+				 uint64_t key, uint64_t h, struct hs_port *p,
 				 uint32_t now)
 {
-	uint32_t port, stamp;
-	struct hs__fdb_ent *e;
-	if (HS__LIKELY(hs__fdb_lookup(f, key, &port, &stamp, &e) &&
-		       (port & HS__FDB_PORT_MASK) == pidx)) {
-		if (HS__UNLIKELY(stamp != now && !(port & HS__FDB_STATIC)))
-			atomic_store_explicit(&e->stamp, now,
-					      memory_order_relaxed);
-		return;
+	struct hs__fdb_ent *e = hs__fdb_probe(f, key, h);
+	if (HS__LIKELY(e != NULL)) {
+		uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
+		if (HS__LIKELY(w == p->index)) { /* learned, not static */
+			if (HS__UNLIKELY(atomic_load_explicit(&e->stamp,
+							      memory_order_relaxed) != now))
+				atomic_store_explicit(&e->stamp, now,
+						      memory_order_relaxed);
+			return;
+		}
+		if (w == (p->index | HS__FDB_STATIC))
+			return;
 	}
 	hs__fdb_learn_slow(sw, key, p, now);
 }

@@ -212,7 +212,8 @@ struct hs__ctx {
 	struct hs_pkt pkts[HS__BURST_MAX];
 	uint16_t vid[HS__BURST_MAX];
 	uint16_t tci[HS__BURST_MAX];   /* ingress 802.1Q TCI, if tagged */
-	uint8_t tagged[HS__BURST_MAX];
+	uint64_t tagged;               /* frames with an 802.1Q tag (bit i) */
+	uint64_t plain;                /* frames without offload metadata */
 	uint8_t hdr[HS__BURST_MAX][20];/* first bytes when seg 0 is short */
 
 	/* grouping: bit i of mask[p] = frame i goes to port p */

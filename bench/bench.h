@@ -1,0 +1,110 @@
+/*
+ * bench.h - small helpers shared by the benchmark programs: time, TSC rate,
+ * machine description and JSON output.
+ */
+#ifndef HS_BENCH_H
+#define HS_BENCH_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+struct bench_opts {
+	int quick;
+	unsigned only_frame, only_ports, only_macs; /* 0: all */
+	unsigned ring;                              /* mem ring size, 0: 256 */
+	double seconds;
+	const char *json_path;
+	FILE *json;
+	int json_items;
+};
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* TSC ticks per nanosecond, measured once against CLOCK_MONOTONIC. */
+static inline double bench_tsc_ghz(void)
+{
+	static double ghz;
+	if (ghz == 0) {
+		double t0 = bench_now();
+		uint64_t c0 = __rdtsc();
+		while (bench_now() - t0 < 0.05)
+			;
+		ghz = (double)(__rdtsc() - c0) / ((bench_now() - t0) * 1e9);
+	}
+	return ghz;
+}
+
+static inline void bench_cpu_model(char *out, size_t n)
+{
+	snprintf(out, n, "unknown");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	char line[256];
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "model name", 10)) {
+			char *c = strchr(line, ':');
+			if (c) {
+				c += 2;
+				c[strcspn(c, "\n")] = 0;
+				snprintf(out, n, "%s", c);
+			}
+			break;
+		}
+	fclose(f);
+}
+
+static inline void bench_json_begin(struct bench_opts *o, const char *name)
+{
+	if (!o->json_path)
+		return;
+	o->json = fopen(o->json_path, "w");
+	if (!o->json) {
+		perror(o->json_path);
+		return;
+	}
+	char cpu[128], date[64];
+	struct utsname u;
+	uname(&u);
+	bench_cpu_model(cpu, sizeof(cpu));
+	time_t now = time(NULL);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	fprintf(o->json,
+		"{\"bench\":\"%s\",\"date\":\"%s\",\"machine\":{\"cpu\":\"%s\","
+		"\"cpus\":%ld,\"kernel\":\"%s\",\"tsc_ghz\":%.3f},\"results\":[\n",
+		name, date, cpu, sysconf(_SC_NPROCESSORS_ONLN), u.release,
+		bench_tsc_ghz());
+}
+
+__attribute__((format(printf, 2, 3)))
+static inline void bench_json_item(struct bench_opts *o, const char *fmt, ...)
+{
+	if (!o->json)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(o->json, "%s  ", o->json_items++ ? ",\n" : "");
+	vfprintf(o->json, fmt, ap);
+	va_end(ap);
+}
+
+static inline void bench_json_end(struct bench_opts *o)
+{
+	if (!o->json)
+		return;
+	fprintf(o->json, "\n]}\n");
+	fclose(o->json);
+	o->json = NULL;
+}
+
+#endif /* HS_BENCH_H */
