@@ -247,7 +247,6 @@ struct hs_switch {
 	uint32_t next_serial;
 	struct hs__topo *_Atomic topo; /* RCU */
 	uint32_t n_ports;
-	uint32_t next_auto_name;
 
 	struct hs__fdb fdb;
 	uint64_t clock_base_ns;

@@ -254,23 +254,23 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	set_vlans(p, cfg);
 
 	pthread_mutex_lock(&sw->ctl_lock);
-	if (cfg->name) {
-		if (find_locked(sw, cfg->name)) {
-			rc = -EEXIST;
-			goto fail_unlock;
-		}
-		snprintf(p->name, sizeof(p->name), "%s", cfg->name);
-	} else {
-		do
-			snprintf(p->name, sizeof(p->name), "port%u",
-				 sw->next_auto_name++);
-		while (find_locked(sw, p->name));
+	if (cfg->name && find_locked(sw, cfg->name)) {
+		rc = -EEXIST;
+		goto fail_unlock;
 	}
 	rc = free_index(sw);
 	if (rc < 0)
 		goto fail_unlock;
 	p->index = (uint16_t)rc;
 	p->serial = ++sw->next_serial;
+	if (cfg->name) {
+		snprintf(p->name, sizeof(p->name), "%s", cfg->name);
+	} else {
+		/* "port<index>", made unique if a host named a port so. */
+		snprintf(p->name, sizeof(p->name), "port%u", p->index);
+		for (unsigned k = 1; find_locked(sw, p->name); k++)
+			snprintf(p->name, sizeof(p->name), "port%u.%u", p->index, k);
+	}
 
 	struct hs_port_info info = {.n_queues = 1, .link_up = true};
 	rc = ops->open(p, cfg->backend_config, cfg->backend_config_size, &p->priv,

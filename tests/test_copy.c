@@ -1,0 +1,608 @@
+/*
+ * test_copy.c - the copy engine (src/core/copy.c, deliver.c): one copy
+ * from any source segment layout into any destination segment layout,
+ * foreign memory through the batched copy hook, VLAN changes inside the
+ * copy, software checksums and GSO segmentation checked against an
+ * independent reference, offload pass-through, bad metadata, and GSO
+ * pieces through the backlog.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "core/copy.h"
+#include "helpers.h"
+#include "testbe.h"
+
+/* ---- reference checksum (big-endian words, textbook) --------------------------- */
+
+static uint32_t ref_add(uint32_t sum, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)p[n - 1] << 8;
+	return sum;
+}
+
+static uint16_t ref_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* True if the L4 checksum of an IPv4/IPv6 TCP/UDP packet at l3 verifies. */
+static bool l4_ok(const uint8_t *f, uint32_t len, uint32_t l3)
+{
+	uint32_t sum = 0, l4, l4len;
+	uint8_t proto;
+	if ((f[l3] >> 4) == 4) {
+		uint32_t ihl = (f[l3] & 15) * 4u;
+		if (ref_fold(ref_add(0, f + l3, ihl)) != 0xffff)
+			return false; /* IPv4 header checksum */
+		proto = f[l3 + 9];
+		l4 = l3 + ihl;
+		l4len = (uint32_t)((f[l3 + 2] << 8) | f[l3 + 3]) - ihl;
+		sum = ref_add(sum, f + l3 + 12, 8);
+	} else {
+		proto = f[l3 + 6];
+		l4 = l3 + 40;
+		l4len = (uint32_t)((f[l3 + 4] << 8) | f[l3 + 5]);
+		sum = ref_add(sum, f + l3 + 8, 32);
+	}
+	if (l4 + l4len != len)
+		return false;
+	sum += proto + l4len;
+	sum = ref_add(sum, f + l4, l4len);
+	return ref_fold(sum) == 0xffff;
+}
+
+/* ---- frame builders -------------------------------------------------------------- */
+
+enum { V4, V6 };
+
+/* Builds Ethernet (+tag) / IP / TCP or UDP with `pay` payload bytes; the
+ * L4 checksum field holds the pseudo-header seed (checksum offload
+ * convention) and the offload metadata is filled for NEEDS_CSUM. */
+static uint32_t build_l4(uint8_t *f, int ipv, uint8_t proto, uint32_t pay,
+			 int vlan, struct hs_offload *off)
+{
+	uint8_t src[6], dst[6];
+	th_mac(src, 1);
+	th_mac(dst, 2);
+	memcpy(f, dst, 6);
+	memcpy(f + 6, src, 6);
+	uint32_t o = 12;
+	if (vlan >= 0) {
+		f[o++] = 0x81;
+		f[o++] = 0;
+		f[o++] = (uint8_t)(vlan >> 8);
+		f[o++] = (uint8_t)vlan;
+	}
+	uint32_t l3 = o + 2;
+	uint32_t l4hl = proto == IPPROTO_TCP ? 32 : 8; /* TCP with 12 option bytes */
+	uint32_t l3hl = ipv == V4 ? 20 : 40;
+	uint32_t l4 = l3 + l3hl, len = l4 + l4hl + pay;
+	f[o++] = ipv == V4 ? 0x08 : 0x86;
+	f[o++] = ipv == V4 ? 0x00 : 0xdd;
+	memset(f + l3, 0, l3hl + l4hl);
+	uint32_t sum = 0;
+	if (ipv == V4) {
+		f[l3] = 0x45;
+		uint16_t tot = (uint16_t)(len - l3);
+		f[l3 + 2] = (uint8_t)(tot >> 8);
+		f[l3 + 3] = (uint8_t)tot;
+		f[l3 + 4] = 0x12;
+		f[l3 + 5] = 0x34;
+		f[l3 + 6] = 0x40; /* DF */
+		f[l3 + 8] = 64;
+		f[l3 + 9] = proto;
+		uint8_t a[8] = {10, 0, 0, 1, 10, 0, 0, 2};
+		memcpy(f + l3 + 12, a, 8);
+		uint16_t c = (uint16_t)~ref_fold(ref_add(0, f + l3, 20));
+		f[l3 + 10] = (uint8_t)(c >> 8);
+		f[l3 + 11] = (uint8_t)c;
+		sum = ref_add(0, f + l3 + 12, 8);
+	} else {
+		f[l3] = 0x60;
+		uint16_t pl = (uint16_t)(len - l4);
+		f[l3 + 4] = (uint8_t)(pl >> 8);
+		f[l3 + 5] = (uint8_t)pl;
+		f[l3 + 6] = proto;
+		f[l3 + 7] = 64;
+		for (int i = 0; i < 16; i++) {
+			f[l3 + 8 + i] = (uint8_t)(0x20 + i);
+			f[l3 + 24 + i] = (uint8_t)(0x40 + i);
+		}
+		sum = ref_add(0, f + l3 + 8, 32);
+	}
+	uint32_t l4len = len - l4;
+	sum += proto + l4len;
+	uint16_t seed = ref_fold(sum);
+	uint32_t cfield;
+	if (proto == IPPROTO_TCP) {
+		f[l4 + 0] = 0x30, f[l4 + 1] = 0x39; /* ports */
+		f[l4 + 2] = 0x00, f[l4 + 3] = 0x50;
+		f[l4 + 4] = 0x11, f[l4 + 5] = 0x22, f[l4 + 6] = 0x33, f[l4 + 7] = 0x44;
+		f[l4 + 12] = 0x80;          /* doff 8 words */
+		f[l4 + 13] = 0x18 | 0x01 | 0x80; /* PSH ACK FIN CWR */
+		f[l4 + 20] = 1, f[l4 + 21] = 1, f[l4 + 22] = 8, f[l4 + 23] = 10;
+		cfield = 16;
+	} else {
+		f[l4 + 0] = 0x30, f[l4 + 1] = 0x39;
+		f[l4 + 2] = 0x00, f[l4 + 3] = 0x35;
+		f[l4 + 4] = (uint8_t)(l4len >> 8), f[l4 + 5] = (uint8_t)l4len;
+		cfield = 6;
+	}
+	f[l4 + cfield] = (uint8_t)(seed >> 8);
+	f[l4 + cfield + 1] = (uint8_t)seed;
+	for (uint32_t i = 0; i < pay; i++)
+		f[l4 + l4hl + i] = (uint8_t)(i * 13 + (i >> 8));
+	if (off)
+		*off = (struct hs_offload){.flags = HS_OFF_NEEDS_CSUM,
+					   .csum_start = (uint16_t)l4,
+					   .csum_offset = (uint16_t)cfield,
+					   .hdr_len = (uint16_t)(l4 + l4hl)};
+	return len;
+}
+
+/* ---- checksum primitives ----------------------------------------------------------- */
+
+START_TEST(partial_checksum_matches_the_reference)
+{
+	uint8_t buf[600];
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 31 + 7);
+	for (unsigned start = 0; start < 8; start++)
+		for (unsigned n = 0; n < 520; n++) {
+			uint16_t mine = (uint16_t)~hs__csum_fold(
+				hs__csum_partial(buf + start, n, 0));
+			ck_assert_uint_eq(ntohs(mine) == 0 ? 0xffff : ntohs(mine),
+					  ref_fold(ref_add(0, buf + start, n)) == 0
+						  ? 0xffff
+						  : ref_fold(ref_add(0, buf + start, n)));
+		}
+	/* Blocks summed separately at any offsets add up to the whole. */
+	for (unsigned cut = 0; cut < 300; cut++) {
+		uint32_t a = hs__csum_partial(buf, cut, 0);
+		uint32_t b = hs__csum_partial(buf + cut, 300 - cut, 0);
+		ck_assert_uint_eq(hs__csum_fold(hs__csum_block_add(a, b, cut)),
+				  hs__csum_fold(hs__csum_partial(buf, 300, 0)));
+	}
+}
+END_TEST
+
+/* ---- single copy, every layout ------------------------------------------------------------ */
+
+static void check_layouts(bool foreign_tx, bool foreign_rx)
+{
+	static const uint32_t seg_sizes[] = {1, 7, 64, 333, 2048};
+	static const uint32_t lens[] = {14, 60, 61, 127, 128, 129, 1514, 4000};
+	static const uint32_t splits[][4] = {{0}, {1, 0}, {6, 6, 1, 0}, {13, 3, 0},
+					     {100, 0}, {64, 64, 0}, {3, 200, 7, 0}};
+	static uint8_t fr[4096];
+	for (unsigned sz = 0; sz < 5; sz++) {
+		hs_switch_t *sw = th_switch(NULL);
+		struct tbe_config ta = {.foreign_tx = foreign_tx};
+		struct tbe_config tb = {.rx_seg = seg_sizes[sz],
+					.rx_nseg = (4096 + seg_sizes[sz] - 1) / seg_sizes[sz],
+					.foreign_rx = foreign_rx, .rx_posted = 100000};
+		if (tb.rx_nseg > TBE_SEGS) {
+			tb.rx_nseg = TBE_SEGS;
+		}
+		hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", &tb, 0);
+		uint8_t src[6];
+		th_mac(src, 1);
+		uint32_t cap = tb.rx_seg * tb.rx_nseg;
+		for (unsigned li = 0; li < 8; li++)
+			for (unsigned si = 0; si < 7; si++) {
+				uint32_t len = lens[li];
+				if (len > 1514)
+					continue; /* beyond the default MTU */
+				th_frame(fr, th_bcast, src, -1, len, li * 10 + si);
+				tbe_queue(a, 0, fr, len, NULL, splits[si]);
+				ck_assert_int_ge(tbe_kick(a, 0), 0);
+				struct tbe_rxf r;
+				if (len > cap) {
+					ck_assert(!tbe_pop(b, 0, &r));
+					continue;
+				}
+				ck_assert_msg(tbe_pop(b, 0, &r), "len %u split %u seg %u",
+					      len, si, seg_sizes[sz]);
+				ck_assert_uint_eq(r.len, len);
+				ck_assert_int_eq(memcmp(r.data, fr, len), 0);
+				free(r.data);
+			}
+		struct tbe *tbb = tbe_of(b), *tba = tbe_of(a);
+		if (foreign_rx)
+			ck_assert_uint_gt(atomic_load(&tbb->hook_calls), 0);
+		if (foreign_tx && !foreign_rx && cap > HS_PKT_HDR_MIN)
+			ck_assert_uint_gt(atomic_load(&tba->hook_calls), 0);
+		if (!foreign_tx && !foreign_rx)
+			ck_assert_uint_eq(atomic_load(&tba->hook_calls) +
+						  atomic_load(&tbb->hook_calls), 0);
+		hs_switch_destroy(sw);
+	}
+}
+
+START_TEST(one_copy_for_every_segment_layout)
+{
+	check_layouts(false, false);
+}
+END_TEST
+
+START_TEST(foreign_source_memory_goes_through_the_hook)
+{
+	check_layouts(true, false);
+}
+END_TEST
+
+START_TEST(foreign_destination_memory_goes_through_the_hook)
+{
+	check_layouts(false, true);
+	check_layouts(true, true);
+}
+END_TEST
+
+START_TEST(hook_copies_are_batched_per_destination)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tb = {.foreign_rx = true};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0), *b = tbe_port(sw, "b", &tb, 0);
+	uint8_t fr[256], src[6];
+	th_mac(src, 1);
+	for (uint32_t i = 0; i < 32; i++) {
+		th_frame(fr, th_bcast, src, -1, 200, i);
+		tbe_queue(a, 0, fr, 200, NULL, NULL);
+	}
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 32);
+	/* 32 frames in one round: one hook call carrying 32 copies. */
+	ck_assert_uint_eq(atomic_load(&tbe_of(b)->hook_calls), 1);
+	ck_assert_uint_eq(atomic_load(&tbe_of(b)->hook_ops), 32);
+	tbe_drop_all(b, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(failing_hook_drops_and_counts)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tb = {.foreign_rx = true, .hook_fails = true};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0), *b = tbe_port(sw, "b", &tb, 0);
+	hs_port_t *c = tbe_port(sw, "c", NULL, 0);
+	uint8_t fr[256], src[6];
+	th_mac(src, 1);
+	for (uint32_t i = 0; i < 8; i++) {
+		th_frame(fr, th_bcast, src, -1, 100, i);
+		tbe_queue(a, 0, fr, 100, NULL, NULL);
+	}
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 0);
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_COPY_ERROR], 8);
+	ck_assert_uint_eq(tbe_rx_count(c, 0), 8); /* others unaffected */
+	ck_assert_uint_eq(tbe_pending_tx(a, 0), 0);
+	tbe_drop_all(c, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(vlan_changes_cross_segment_boundaries)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	/* Receiver buffers of 5-byte segments: the tag lands across them. */
+	struct tbe_config tt = {.rx_seg = 5, .rx_nseg = 60};
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct hs_port_config pc = {.name = "trunk", .backend = TBE_NAME,
+				    .backend_config = &tt, .backend_config_size = sizeof(tt),
+				    .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *t;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &t), 0);
+	struct tbe_config ta = {.rx_seg = 5, .rx_nseg = 64};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 7);
+	uint8_t fr[300], src[6];
+	th_mac(src, 1);
+	static const uint32_t split[] = {11, 2, 3, 0};
+	uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, -1, 250, 1);
+	tbe_queue(a, 0, fr, n, NULL, split);
+	tbe_kick(a, 0);
+	struct tbe_rxf r;
+	ck_assert(tbe_pop(t, 0, &r));
+	ck_assert_uint_eq(r.len, n + 4);
+	ck_assert_int_eq(memcmp(r.data, fr, 12), 0);
+	ck_assert_uint_eq(r.data[12], 0x81);
+	ck_assert_uint_eq(r.data[15], 7);
+	ck_assert_int_eq(memcmp(r.data + 16, fr + 12, n - 12), 0);
+	free(r.data);
+	/* And back, tagged -> access, through 5-byte segments. */
+	th_mac(src, 2);
+	n = (uint32_t)th_frame(fr, th_bcast, src, 7, 250, 2);
+	tbe_queue(t, 0, fr, n, NULL, split);
+	tbe_kick(t, 0);
+	ck_assert(tbe_pop(a, 0, &r));
+	ck_assert_uint_eq(r.len, n - 4);
+	ck_assert_int_eq(memcmp(r.data, fr, 12), 0);
+	ck_assert_int_eq(memcmp(r.data + 12, fr + 16, n - 16), 0);
+	free(r.data);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- checksum offload ---------------------------------------------------------------------- */
+
+START_TEST(checksums_are_completed_for_receivers_without_offload)
+{
+	for (int ipv = V4; ipv <= V6; ipv++)
+		for (int proto = 0; proto < 2; proto++) {
+			uint8_t pr = proto ? IPPROTO_UDP : IPPROTO_TCP;
+			hs_switch_t *sw = th_switch(NULL);
+			struct tbe_config tc = {.caps = HS_CAP_CSUM};
+			hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+			hs_port_t *plain = tbe_port(sw, "plain", NULL, 0);
+			hs_port_t *csum = tbe_port(sw, "csum", &tc, 0);
+			static uint8_t fr[2000];
+			struct hs_offload off;
+			uint32_t n = build_l4(fr, ipv, pr, 1000, -1, &off);
+			memcpy(fr, th_bcast, 6);
+			static const uint32_t split[] = {20, 33, 500, 0};
+			tbe_queue(a, 0, fr, n, &off, split);
+			tbe_kick(a, 0);
+			struct tbe_rxf r;
+			ck_assert(tbe_pop(plain, 0, &r));
+			ck_assert_uint_eq(r.len, n);
+			ck_assert_msg(l4_ok(r.data, r.len, 14), "ipv %d proto %d", ipv, pr);
+			ck_assert_uint_eq(r.off.flags & HS_OFF_NEEDS_CSUM, 0);
+			free(r.data);
+			ck_assert_uint_eq(th_pstats(plain).tx_csum_sw, 1);
+			/* The receiver that can finish it gets it as sent. */
+			ck_assert(tbe_pop(csum, 0, &r));
+			ck_assert_int_eq(memcmp(r.data, fr, n), 0);
+			ck_assert_uint_eq(r.off.flags, HS_OFF_NEEDS_CSUM);
+			ck_assert_uint_eq(r.off.csum_start, off.csum_start);
+			free(r.data);
+			hs_switch_destroy(sw);
+		}
+}
+END_TEST
+
+START_TEST(checksum_completion_reads_foreign_frames)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config ta = {.foreign_tx = true}, tb = {.foreign_rx = true};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", &tb, 0);
+	static uint8_t fr[2000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 1200, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	struct tbe_rxf r;
+	ck_assert(tbe_pop(b, 0, &r));
+	ck_assert(l4_ok(r.data, r.len, 14));
+	free(r.data);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* ---- segmentation ---------------------------------------------------------------------------- */
+
+struct gso_case {
+	int ipv;
+	uint8_t proto;
+	uint8_t type;
+	uint32_t cap;
+};
+
+static const struct gso_case gso_cases[] = {
+	{V4, IPPROTO_TCP, HS_GSO_TCPV4, HS_CAP_GSO_TCPV4},
+	{V6, IPPROTO_TCP, HS_GSO_TCPV6, HS_CAP_GSO_TCPV6},
+	{V4, IPPROTO_UDP, HS_GSO_UDP_L4, HS_CAP_GSO_UDP_L4},
+	{V6, IPPROTO_UDP, HS_GSO_UDP_L4, HS_CAP_GSO_UDP_L4},
+};
+
+/* Checks the pieces a receiver got from one GSO frame `orig`. */
+static void check_pieces(hs_port_t *rx, const uint8_t *orig, uint32_t len,
+			 const struct hs_offload *off, const struct gso_case *gc,
+			 bool partial, int l2_delta)
+{
+	uint32_t l3 = 14 + (uint32_t)(l2_delta > 0 ? 4 : 0);
+	uint32_t oh = off->hdr_len, mss = off->gso_size;
+	uint32_t pieces = (len - oh + mss - 1) / mss;
+	uint32_t seq0 = 0x11223344;
+	for (uint32_t i = 0; i < pieces; i++) {
+		struct tbe_rxf r;
+		ck_assert_msg(tbe_pop(rx, 0, &r), "piece %u of %u missing", i, pieces);
+		uint32_t pay = i + 1 == pieces ? len - oh - i * mss : mss;
+		uint32_t h = oh + (uint32_t)l2_delta;
+		ck_assert_uint_eq(r.len, h + pay);
+		ck_assert_int_eq(memcmp(r.data + h, orig + oh + i * mss, pay), 0);
+		if (partial) {
+			/* Finish the checksum as the receiver would. */
+			ck_assert_uint_eq(r.off.flags, HS_OFF_NEEDS_CSUM);
+			uint32_t cs = r.off.csum_start, co = r.off.csum_offset;
+			uint16_t c = (uint16_t)~ref_fold(ref_add(0, r.data + cs, r.len - cs));
+			r.data[cs + co] = (uint8_t)(c >> 8);
+			r.data[cs + co + 1] = (uint8_t)c;
+		} else {
+			ck_assert_uint_eq(r.off.flags, 0);
+		}
+		ck_assert_msg(l4_ok(r.data, r.len, l3), "piece %u bad checksum", i);
+		uint32_t l4 = l3 + (gc->ipv == V4 ? 20 : 40);
+		if (gc->ipv == V4) /* IP id increments */
+			ck_assert_uint_eq((r.data[l3 + 4] << 8 | r.data[l3 + 5]),
+					  0x1234 + i);
+		if (gc->proto == IPPROTO_TCP) {
+			uint32_t seq = (uint32_t)r.data[l4] << 24 | (uint32_t)r.data[l4 + 1] << 16 |
+				       (uint32_t)r.data[l4 + 2] << 8 | r.data[l4 + 3];
+			(void)seq;
+			uint32_t s = (uint32_t)r.data[l4 + 4] << 24 |
+				     (uint32_t)r.data[l4 + 5] << 16 |
+				     (uint32_t)r.data[l4 + 6] << 8 | r.data[l4 + 7];
+			ck_assert_uint_eq(s, seq0 + i * mss);
+			uint8_t fl = r.data[l4 + 13];
+			bool last = i + 1 == pieces;
+			ck_assert_uint_eq(!!(fl & 0x01), last); /* FIN */
+			ck_assert_uint_eq(!!(fl & 0x08), last); /* PSH */
+			ck_assert_uint_eq(!!(fl & 0x80), i == 0); /* CWR */
+			ck_assert_uint_eq(!!(fl & 0x10), 1);     /* ACK always */
+		}
+		free(r.data);
+	}
+	struct tbe_rxf extra;
+	ck_assert(!tbe_pop(rx, 0, &extra));
+}
+
+START_TEST(gso_frames_are_segmented_for_receivers_without_gso)
+{
+	for (unsigned k = 0; k < 4; k++) {
+		const struct gso_case *gc = &gso_cases[k];
+		hs_switch_t *sw = th_switch(NULL);
+		struct tbe_config tc = {.caps = HS_CAP_CSUM, .rx_posted = 1000};
+		struct tbe_config tn = {.rx_posted = 1000};
+		struct tbe_config tg = {.caps = gc->cap | HS_CAP_CSUM, .rx_seg = 2048,
+					.rx_nseg = 40};
+		hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+		hs_port_t *none = tbe_port(sw, "none", &tn, 0);
+		hs_port_t *csum = tbe_port(sw, "csum", &tc, 0);
+		hs_port_t *gso = tbe_port(sw, "gso", &tg, 0);
+		static uint8_t fr[70000];
+		struct hs_offload off;
+		uint32_t n = build_l4(fr, gc->ipv, gc->proto, 60000, -1, &off);
+		memcpy(fr, th_bcast, 6);
+		off.gso_type = gc->type;
+		off.gso_size = gc->proto == IPPROTO_TCP ? 1448 : 1400;
+		static const uint32_t split[] = {54, 1000, 7, 30000, 0};
+		tbe_queue(a, 0, fr, n, &off, split);
+		tbe_kick(a, 0);
+		check_pieces(none, fr, n, &off, gc, false, 0);
+		check_pieces(csum, fr, n, &off, gc, true, 0);
+		struct tbe_rxf r;
+		ck_assert(tbe_pop(gso, 0, &r));
+		ck_assert_uint_eq(r.len, n);
+		ck_assert_int_eq(memcmp(r.data, fr, n), 0);
+		ck_assert_uint_eq(r.off.gso_type, gc->type);
+		ck_assert_uint_eq(r.off.gso_size, off.gso_size);
+		free(r.data);
+		uint32_t pieces = (n - off.hdr_len + off.gso_size - 1) / off.gso_size;
+		ck_assert_uint_eq(th_pstats(none).tx_gso_segments, pieces);
+		ck_assert_uint_eq(th_pstats(none).tx_packets, pieces);
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
+START_TEST(gso_segments_get_the_vlan_change)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config tt = {.rx_posted = 1000};
+	struct hs_port_config pc = {.name = "trunk", .backend = TBE_NAME,
+				    .backend_config = &tt, .backend_config_size = sizeof(tt),
+				    .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *t;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &t), 0);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 9);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 20000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 1000;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	check_pieces(t, fr, n, &off, &gso_cases[0], false, 4);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(gso_pieces_wait_in_the_backlog_in_order)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_posted = 10};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 40000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 1448;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 10);
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 1);
+	tbe_post(b, 0, 7);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 17);
+	tbe_post(b, 0, 100);
+	check_pieces(b, fr, n, &off, &gso_cases[0], false, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(bad_offload_metadata_is_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0), *b = tbe_port(sw, "b", NULL, 0);
+	static uint8_t fr[70000];
+	struct hs_offload good, off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 3000, -1, &good);
+	memcpy(fr, th_bcast, 6);
+	good.gso_type = HS_GSO_TCPV4;
+	good.gso_size = 1448;
+	struct hs_offload bad[] = {
+		good, good, good, good, good, good, good,
+	};
+	bad[0].csum_start = (uint16_t)(n - 1);      /* field beyond the frame */
+	bad[1].gso_size = 0;
+	bad[2].gso_type = HS_GSO_TCPV6;            /* headers say IPv4 */
+	bad[3].gso_type = 9;                       /* unknown type */
+	bad[4].flags |= 0x40;                      /* unknown flag */
+	bad[5].csum_start = 4;                     /* inside the MAC header */
+	bad[6].gso_size = 1;                       /* far too many pieces */
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		off = bad[i];
+		tbe_queue(a, 0, fr, n, &off, NULL);
+	}
+	/* UFO to a receiver that cannot take it: not cut in software. */
+	uint32_t u = build_l4(fr, V4, IPPROTO_UDP, 3000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_UDP;
+	off.gso_size = 1400;
+	tbe_queue(a, 0, fr, u, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 0);
+	ck_assert_uint_eq(th_pstats(a).drops[HS_DROP_BAD_OFFLOAD], 7);
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_BAD_OFFLOAD], 1);
+	ck_assert_uint_eq(tbe_pending_tx(a, 0), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("copy");
+	TCase *tc = tcase_create("copy");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, partial_checksum_matches_the_reference);
+	tcase_add_test(tc, one_copy_for_every_segment_layout);
+	tcase_add_test(tc, foreign_source_memory_goes_through_the_hook);
+	tcase_add_test(tc, foreign_destination_memory_goes_through_the_hook);
+	tcase_add_test(tc, hook_copies_are_batched_per_destination);
+	tcase_add_test(tc, failing_hook_drops_and_counts);
+	tcase_add_test(tc, vlan_changes_cross_segment_boundaries);
+	tcase_add_test(tc, checksums_are_completed_for_receivers_without_offload);
+	tcase_add_test(tc, checksum_completion_reads_foreign_frames);
+	tcase_add_test(tc, gso_frames_are_segmented_for_receivers_without_gso);
+	tcase_add_test(tc, gso_segments_get_the_vlan_change);
+	tcase_add_test(tc, gso_pieces_wait_in_the_backlog_in_order);
+	tcase_add_test(tc, bad_offload_metadata_is_dropped);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}

@@ -1,0 +1,324 @@
+/*
+ * test_offload.c - sender-context processing, the offload worker pool and
+ * adaptive polling (src/core/offload.c): idle workers take kicked queues,
+ * busy senders switch their own frames, workers poll with the peer's kicks
+ * suppressed and give queues back (kicks re-enabled) when idle, an idle
+ * switch sleeps, and many threads lose or duplicate no frame.
+ */
+#include <pthread.h>
+#include <sys/resource.h>
+
+#include "helpers.h"
+#include "testbe.h"
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+START_TEST(idle_worker_takes_a_kicked_queue)
+{
+	struct hs_switch_config cfg = {.n_workers = 1};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	th_frame(f, th_bcast, m, -1, 64, 1);
+	struct hs_mem_frame fr = {.data = f, .len = 64};
+	/* Handed off: the call returns before the frame is switched. */
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, &fr, 1), 1);
+	ck_assert(TH_WAIT(th_pending(b) == 1, 3000));
+	uint64_t ck;
+	ck_assert(TH_WAIT(hs_mem_tx_reap(a, 0, &ck, 1) == 1, 3000));
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_ge(st.handoffs, 1);
+	ck_assert_uint_ge(st.rounds_worker, 1);
+	ck_assert_uint_eq(st.rounds_sender, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(without_offload_the_sender_switches_its_own_frames)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .flags = HS_SW_NO_OFFLOAD};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(th_send(a, f, th_frame(f, th_bcast, m, -1, 64, (uint32_t)i)), 0);
+	/* Done synchronously, in this thread. */
+	ck_assert_int_eq(th_drain(b), 10);
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_eq(st.rounds_worker, 0);
+	ck_assert_uint_eq(st.rounds_sender, 10);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(worker_polls_then_gives_the_queue_back_and_sleeps)
+{
+	/* Long enough polling to observe it (about a quarter second). */
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_rounds = 3000000};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config ta = {.kick_fd = true};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", NULL, 0);
+	struct tbe *t = tbe_of(a);
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint64_t sleeps0 = th_sstats(sw).worker_sleeps;
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	th_frame(f, th_bcast, m, -1, 64, 0);
+	tbe_queue(a, 0, f, 64, NULL, NULL);
+	tbe_kick(a, 0);
+	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 1, 3000));
+	/* While it polls, the peer's kicks are off and frames queued
+	 * without a kick are still picked up. */
+	ck_assert(TH_WAIT(!atomic_load(&t->q[0].kicks_on), 3000));
+	tbe_queue(a, 0, f, 64, NULL, NULL);
+	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 2, 3000));
+	/* Then it gives the queue back (kicks on again) and sleeps. */
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1 &&
+				  atomic_load(&t->q[0].kicks_on), 5000));
+	ck_assert_uint_gt(th_sstats(sw).worker_sleeps, sleeps0);
+	ck_assert_uint_ge(atomic_load(&t->set_notify_calls), 2);
+	/* A new kick wakes it again. */
+	unsigned before = tbe_rx_count(b, 0);
+	tbe_queue(a, 0, f, 64, NULL, NULL);
+	tbe_kick(a, 0);
+	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == before + 1, 3000));
+	tbe_drop_all(b, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(an_idle_switch_uses_no_cpu)
+{
+	struct hs_switch_config cfg = {.n_workers = 2};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (int i = 0; i < 100; i++)
+		th_send(a, f, th_frame(f, th_bcast, m, -1, 64, (uint32_t)i));
+	ck_assert(TH_WAIT(th_pending(b) == 100, 3000));
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 2, 5000));
+	double c0 = cpu_seconds();
+	uint64_t t0 = th_mono_ms();
+	while (th_mono_ms() - t0 < 500)
+		usleep(50000);
+	double used = cpu_seconds() - c0;
+	ck_assert_msg(used < 0.05, "idle switch used %.3f s of CPU in 0.5 s", used);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(busy_poll_mode_never_sleeps_and_no_poll_mode_always_does)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		struct hs_switch_config cfg = {.n_workers = 1,
+					       .flags = mode ? HS_SW_BUSY_POLL : HS_SW_NO_POLL};
+		hs_switch_t *sw = th_switch(&cfg);
+		struct tbe_config ta = {.kick_fd = true};
+		hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", NULL, 0);
+		ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+		uint8_t f[64], m[6];
+		th_mac(m, 1);
+		th_frame(f, th_bcast, m, -1, 64, 0);
+		tbe_queue(a, 0, f, 64, NULL, NULL);
+		tbe_kick(a, 0);
+		ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 1, 3000));
+		if (mode) {
+			/* Keeps the queue: the worker stays awake. */
+			usleep(100000);
+			ck_assert_uint_eq(th_sstats(sw).workers_idle, 0);
+		} else {
+			ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+		}
+		tbe_drop_all(b, 0);
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
+/* ---- many threads, no frame lost or duplicated ------------------------------------ */
+
+#define NP 4
+#define NFRAMES 100000
+
+struct flow {
+	hs_port_t *port[NP];
+	unsigned id;
+	_Atomic unsigned *done_senders;
+	struct flow *peer;          /* the flow whose port receives ours */
+	_Atomic uint64_t consumed;  /* frames this flow's receiver took */
+	uint64_t received[NP];      /* by source */
+	bool ok;
+};
+
+/* Flow control: never more frames on their way to the peer than its ring
+ * and the switch's backlog hold, so nothing has a reason to be dropped. */
+#define WINDOW 2048
+
+static void *flow_main(void *arg)
+{
+	struct flow *fl = arg;
+	hs_port_t *me = fl->port[fl->id];
+	uint8_t frames[32][64], mac[6], peer[6];
+	th_mac(mac, 10 + fl->id);
+	th_mac(peer, 10 + (fl->id + 1) % NP);
+	uint32_t next_seq[NP] = {0};
+	uint32_t sent = 0;
+	uint64_t ck[256];
+	fl->ok = true;
+	while (sent < NFRAMES || atomic_load(fl->done_senders) < NP) {
+		if (sent < NFRAMES && sent - atomic_load(&fl->peer->consumed) < WINDOW) {
+			struct hs_mem_frame f[32];
+			unsigned n = NFRAMES - sent < 32 ? NFRAMES - sent : 32;
+			for (unsigned i = 0; i < n; i++) {
+				th_frame(frames[i], peer, mac, -1, 64, sent + i);
+				frames[i][20] = (uint8_t)fl->id;
+				f[i] = (struct hs_mem_frame){.data = frames[i], .len = 64};
+			}
+			int k = hs_mem_tx_burst(me, 0, f, n);
+			ck_assert_int_ge(k, 0);
+			/* Frames may complete later (workers): wait, then reuse. */
+			unsigned got = 0;
+			while (got < (unsigned)k) {
+				int r = hs_mem_tx_reap(me, 0, ck, 256);
+				got += (unsigned)r;
+				if (!r)
+					sched_yield();
+			}
+			sent += (uint32_t)k;
+			if (sent == NFRAMES)
+				atomic_fetch_add(fl->done_senders, 1);
+		}
+		struct hs_mem_frame rx[64];
+		int r = hs_mem_rx_burst(me, 0, rx, 64);
+		for (int i = 0; i < r; i++) {
+			const uint8_t *d = rx[i].data;
+			unsigned src = d[20];
+			uint32_t seq;
+			memcpy(&seq, d + 14, 4);
+			if (src >= NP || seq != next_seq[src])
+				fl->ok = false;
+			else
+				next_seq[src]++;
+			fl->received[src < NP ? src : 0]++;
+		}
+		if (r > 0) {
+			hs_mem_rx_release(me, 0, (unsigned)r);
+			atomic_fetch_add(&fl->consumed, (uint64_t)r);
+		} else if (sent == NFRAMES || sent - atomic_load(&fl->peer->consumed) >= WINDOW) {
+			sched_yield();
+		}
+	}
+	/* Drain what is still on its way. */
+	uint64_t deadline = th_mono_ms() + 3000;
+	unsigned from = (fl->id + NP - 1) % NP;
+	while (fl->received[from] < NFRAMES && th_mono_ms() < deadline) {
+		struct hs_mem_frame rx[64];
+		int r = hs_mem_rx_burst(me, 0, rx, 64);
+		for (int i = 0; i < r; i++) {
+			uint32_t seq;
+			memcpy(&seq, (uint8_t *)rx[i].data + 14, 4);
+			unsigned src = ((uint8_t *)rx[i].data)[20];
+			if (src >= NP || seq != next_seq[src])
+				fl->ok = false;
+			else
+				next_seq[src]++;
+			fl->received[src < NP ? src : 0]++;
+		}
+		if (r > 0)
+			hs_mem_rx_release(me, 0, (unsigned)r);
+		else
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void no_loss(unsigned workers)
+{
+	struct hs_switch_config cfg = {.n_workers = workers, .backlog_frames = 4096,
+				       .backlog_bytes = 4u << 20};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct flow fl[NP];
+	_Atomic unsigned done = 0;
+	hs_port_t *ports[NP];
+	char name[8];
+	for (unsigned i = 0; i < NP; i++) {
+		snprintf(name, sizeof(name), "p%u", i);
+		struct th_port_opts o = {.name = name, .ring = 1024};
+		ports[i] = th_port_opts(sw, &o);
+	}
+	/* Learn every MAC first so that traffic is pure unicast. */
+	for (unsigned i = 0; i < NP; i++) {
+		uint8_t f[64], m[6];
+		th_mac(m, 10 + i);
+		th_send(ports[i], f, th_frame(f, th_bcast, m, -1, 64, 0));
+	}
+	for (unsigned i = 0; i < NP; i++)
+		th_drain(ports[i]);
+	pthread_t t[NP];
+	for (unsigned i = 0; i < NP; i++) {
+		fl[i] = (struct flow){.id = i, .done_senders = &done,
+				      .peer = &fl[(i + 1) % NP]};
+		memcpy(fl[i].port, ports, sizeof(ports));
+	}
+	for (unsigned i = 0; i < NP; i++)
+		pthread_create(&t[i], NULL, flow_main, &fl[i]);
+	for (unsigned i = 0; i < NP; i++)
+		pthread_join(t[i], NULL);
+	struct hs_switch_stats st = th_sstats(sw);
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		ck_assert_msg(st.drops[r] == 0, "%llu frames dropped: %s",
+			      (unsigned long long)st.drops[r], hs_drop_reason_name(r));
+	for (unsigned i = 0; i < NP; i++) {
+		ck_assert_msg(fl[i].ok, "port %u saw a frame out of order or twice", i);
+		unsigned from = (i + NP - 1) % NP;
+		ck_assert_uint_eq(fl[i].received[from], NFRAMES);
+	}
+	ck_assert_uint_eq(st.rx_packets, (uint64_t)NP * NFRAMES + NP);
+	if (workers)
+		ck_assert_uint_gt(st.rounds_worker, 0);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(no_frame_lost_or_duplicated_in_sender_context)
+{
+	no_loss(0);
+}
+END_TEST
+
+START_TEST(no_frame_lost_or_duplicated_with_workers)
+{
+	no_loss(2);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("offload");
+	TCase *tc = tcase_create("offload");
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, idle_worker_takes_a_kicked_queue);
+	tcase_add_test(tc, without_offload_the_sender_switches_its_own_frames);
+	tcase_add_test(tc, worker_polls_then_gives_the_queue_back_and_sleeps);
+	tcase_add_test(tc, an_idle_switch_uses_no_cpu);
+	tcase_add_test(tc, busy_poll_mode_never_sleeps_and_no_poll_mode_always_does);
+	tcase_add_test(tc, no_frame_lost_or_duplicated_in_sender_context);
+	tcase_add_test(tc, no_frame_lost_or_duplicated_with_workers);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}

@@ -1,0 +1,223 @@
+/*
+ * test_port.c - port lifecycle (src/core/port.c): adding and removing
+ * ports while other threads send traffic through the switch (run under
+ * ASan this catches use-after-free and leaks), MACs forgotten on removal,
+ * quiesce/resume, link state, caps.
+ */
+#include <pthread.h>
+
+#include "helpers.h"
+
+struct sender {
+	hs_switch_t *sw;
+	hs_port_t *port;
+	unsigned id;
+	_Atomic bool *stop;
+	uint64_t sent;
+};
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	uint8_t frames[32][256], me[6], peer[6];
+	struct hs_mem_frame f[32];
+	uint64_t ck[256];
+	th_mac(me, 100 + s->id);
+	unsigned k = 0;
+	while (!atomic_load(s->stop)) {
+		for (unsigned i = 0; i < 32; i++, k++) {
+			/* Broadcasts, unicast to the other senders, and unknown
+			 * unicast (flooded, also to ports being added/removed). */
+			if (k % 3 == 0)
+				memcpy(peer, th_bcast, 6);
+			else
+				th_mac(peer, k % 3 == 1 ? 100 + (s->id + 1) % 3 : 5000 + k % 7);
+			th_frame(frames[i], peer, me, -1, 60 + (k % 190), k);
+			f[i] = (struct hs_mem_frame){.data = frames[i],
+						     .len = 60 + (k % 190)};
+		}
+		int n = hs_mem_tx_burst(s->port, 0, f, 32);
+		ck_assert_int_ge(n, 0);
+		/* Completions may trail (offload workers): wait for all. */
+		unsigned done = 0;
+		while (done < (unsigned)n) {
+			int r = hs_mem_tx_reap(s->port, 0, ck, 256);
+			ck_assert_int_ge(r, 0);
+			done += (unsigned)r;
+			if (!r)
+				sched_yield();
+		}
+		s->sent += (uint64_t)n;
+		th_drain(s->port);
+	}
+	return NULL;
+}
+
+static void churn(unsigned workers)
+{
+	struct hs_switch_config cfg = {.n_workers = workers};
+	hs_switch_t *sw = th_switch(&cfg);
+	_Atomic bool stop = false;
+	struct sender s[3];
+	pthread_t t[3];
+	char name[16];
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "s%u", i);
+		s[i] = (struct sender){.sw = sw, .port = th_port(sw, name, 0), .id = i,
+				       .stop = &stop};
+	}
+	for (unsigned i = 0; i < 3; i++)
+		pthread_create(&t[i], NULL, sender_main, &s[i]);
+
+	hs_port_t *extra[4] = {0};
+	uint64_t deadline = th_mono_ms() + 2000;
+	unsigned cycles = 0;
+	while (th_mono_ms() < deadline) {
+		unsigned slot = cycles % 4;
+		if (extra[slot]) {
+			ck_assert_int_eq(hs_port_del(extra[slot]), 0);
+			extra[slot] = NULL;
+		} else {
+			struct th_port_opts o = {.name = NULL, .ring = 16,
+						 .queues = (uint16_t)(1 + cycles % 3)};
+			extra[slot] = th_port_opts(sw, &o);
+			/* Give it traffic of its own sometimes. */
+			if (cycles % 2) {
+				uint8_t fr[64], m[6];
+				th_mac(m, 9000 + cycles);
+				th_send(extra[slot], fr, th_frame(fr, th_bcast, m, -1, 64, 0));
+			}
+		}
+		cycles++;
+	}
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_uint_gt(cycles, 20);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_uint_gt(s[i].sent, 0);
+		ck_assert_uint_eq(th_pstats(s[i].port).rx_packets, s[i].sent);
+	}
+	hs_switch_destroy(sw);
+}
+
+START_TEST(ports_come_and_go_while_traffic_flows)
+{
+	churn(0);
+}
+END_TEST
+
+START_TEST(ports_come_and_go_while_workers_switch)
+{
+	churn(2);
+}
+END_TEST
+
+START_TEST(removed_port_forgets_its_macs)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0),
+		  *c = th_port(sw, "c", 0);
+	uint8_t ma[6], mb[6], f[64];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 0));
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, ma, b), 0);
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 2);
+	ck_assert_int_eq(hs_port_del(b), 0);
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 0);
+	ck_assert_uint_eq(th_sstats(sw).n_ports, 2);
+	th_drain(a);
+	th_drain(c);
+	/* Frames for its MAC are unknown unicast again. */
+	th_send(a, f, th_frame(f, mb, ma, -1, 64, 1));
+	ck_assert_int_eq(th_drain(c), 1);
+	/* Its index is reused by the next port, which starts clean. */
+	hs_port_t *d = th_port(sw, "d", 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, NULL), -ENOENT);
+	th_send(a, f, th_frame(f, mb, ma, -1, 64, 2));
+	ck_assert_int_eq(th_drain(d), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(quiesced_port_holds_traffic_until_resumed)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6], mb[6], f[64];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	ck_assert_int_eq(hs_port_quiesce(b), 0);
+	/* Frames to b wait in its backlog. */
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, (uint32_t)i)), 0);
+	ck_assert_int_eq(th_pending(b), 0);
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 5);
+	/* b's own frames are not switched while quiesced... */
+	struct hs_mem_frame fr = {.data = f, .len = 64};
+	th_frame(f, th_bcast, mb, -1, 64, 9);
+	ck_assert_int_eq(hs_mem_tx_burst(b, 0, &fr, 1), 1);
+	ck_assert_int_eq(th_pending(a), 0);
+	/* ...and everything moves on resume. */
+	ck_assert_int_eq(hs_port_resume(b), 0);
+	ck_assert_int_eq(th_drain(b), 5);
+	ck_assert_int_eq(th_drain(a), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(link_down_drops_and_counts)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6], f[64];
+	th_mac(ma, 1);
+	ck_assert(hs_port_link_up(b));
+	ck_assert_int_eq(hs_port_set_link(b, false), 0);
+	th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, 1));
+	ck_assert_int_eq(th_pending(b), 0);
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_PORT_DOWN], 1);
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
+	th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, 2));
+	ck_assert_int_eq(th_drain(b), 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+START_TEST(caps_and_user_data_round_trip)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o = {.name = "p", .caps = HS_CAP_CSUM};
+	hs_port_t *p = th_port_opts(sw, &o);
+	ck_assert_uint_eq(hs_port_caps(p), HS_CAP_CSUM);
+	ck_assert_int_eq(hs_port_set_caps(p, HS_CAP_ALL), 0);
+	ck_assert_uint_eq(hs_port_caps(p), HS_CAP_ALL);
+	int x;
+	hs_port_set_data(p, &x);
+	ck_assert_ptr_eq(hs_port_data(p), &x);
+	hs_switch_set_data(sw, &x);
+	ck_assert_ptr_eq(hs_switch_data(sw), &x);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("port");
+	TCase *tc = tcase_create("port");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, ports_come_and_go_while_traffic_flows);
+	tcase_add_test(tc, ports_come_and_go_while_workers_switch);
+	tcase_add_test(tc, removed_port_forgets_its_macs);
+	tcase_add_test(tc, quiesced_port_holds_traffic_until_resumed);
+	tcase_add_test(tc, link_down_drops_and_counts);
+	tcase_add_test(tc, caps_and_user_data_round_trip);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}
