@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -17,6 +18,7 @@ struct bench_opts {
 	int quick;
 	unsigned only_frame, only_ports, only_macs; /* 0: all */
 	unsigned ring;                              /* mem ring size, 0: 256 */
+	unsigned repeat;                            /* runs per case, 0: 1 */
 	double seconds;
 	const char *json_path;
 	FILE *json;
@@ -42,6 +44,19 @@ static inline double bench_tsc_ghz(void)
 		ghz = (double)(__rdtsc() - c0) / ((bench_now() - t0) * 1e9);
 	}
 	return ghz;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median of n values (sorts them). */
+static inline double bench_median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), bench_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static inline void bench_cpu_model(char *out, size_t n)

@@ -198,25 +198,11 @@ static int cmd_single(struct bench_opts *o)
 	static const size_t sizes[] = {64, 1518, 9000};
 	static const unsigned ports[] = {2, 8, 64};
 	static const unsigned macs[] = {1024, 65536};
+	enum { NCASE = 18 };
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 2.0);
-	double mc[3];
-
-	bench_json_begin(o, "single");
-	printf("memcpy baseline (one core, cache-resident):\n");
-	for (unsigned s = 0; s < 3; s++) {
-		mc[s] = 0;
-		if (o->only_frame && o->only_frame != sizes[s])
-			continue;
-		mc[s] = memcpy_rate(sizes[s], secs);
-		printf("  %5zu B: %8.2f M copies/s  %7.2f Gbit/s\n", sizes[s], mc[s] / 1e6,
-		       mc[s] * (double)sizes[s] * 8 / 1e9);
-		bench_json_item(o, "{\"case\":\"memcpy\",\"frame\":%zu,\"mcopies\":%.3f,"
-				   "\"gbps\":%.3f}",
-				sizes[s], mc[s] / 1e6, mc[s] * (double)sizes[s] * 8 / 1e9);
-	}
-	printf("\n%6s %6s %7s %10s %9s %9s %13s %8s\n", "frame", "ports", "macs",
-	       "Mpps", "Gbit/s", "tsc/pkt", "vs memcpy", "drops");
-	double headline = 0;
+	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 1;
+	struct single_case cases[NCASE];
+	unsigned nc = 0;
 	for (unsigned s = 0; s < 3; s++)
 		for (unsigned p = 0; p < 3; p++)
 			for (unsigned m = 0; m < 2; m++) {
@@ -226,31 +212,83 @@ static int cmd_single(struct bench_opts *o)
 				    (o->only_ports && o->only_ports != c.ports) ||
 				    (o->only_macs && o->only_macs != c.macs))
 					continue;
-				struct single_result r;
-				if (run_single(&c, o->ring, secs, &r)) {
-					fprintf(stderr, "case failed\n");
-					return 1;
-				}
-				double ratio = r.mpps * 1e6 / mc[s];
-				printf("%6zu %6u %7u %10.2f %9.2f %9.1f %12.1f%% %8llu\n",
-				       c.frame, c.ports, c.macs, r.mpps, r.gbps, r.tsc_per_pkt,
-				       ratio * 100, (unsigned long long)r.drops);
-				fflush(stdout);
-				bench_json_item(o,
-						"{\"case\":\"single\",\"frame\":%zu,\"ports\":%u,"
-						"\"macs\":%u,\"mpps\":%.3f,\"gbps\":%.3f,"
-						"\"tsc_per_pkt\":%.1f,\"memcpy_ratio\":%.4f,"
-						"\"drops\":%llu}",
-						c.frame, c.ports, c.macs, r.mpps, r.gbps,
-						r.tsc_per_pkt, ratio, (unsigned long long)r.drops);
-				if (c.frame == 64 && c.ports == 2 && c.macs == 1024)
-					headline = r.mpps;
+				cases[nc++] = c;
 			}
+
+	/* Repeats are interleaved (pass after pass over every case, memcpy
+	 * included) so that a noisy spell on a shared machine spreads over
+	 * all cases instead of hitting one; medians are reported. */
+	static double mpps[NCASE][32], tsc[NCASE][32], mcv[3][32];
+	static uint64_t drops[NCASE];
+	for (unsigned k = 0; k < reps; k++) {
+		for (unsigned s = 0; s < 3; s++)
+			if (!o->only_frame || o->only_frame == sizes[s])
+				mcv[s][k] = memcpy_rate(sizes[s], secs / 2);
+		for (unsigned i = 0; i < nc; i++) {
+			struct single_result r;
+			if (run_single(&cases[i], o->ring, secs, &r)) {
+				fprintf(stderr, "case failed\n");
+				return 1;
+			}
+			mpps[i][k] = r.mpps;
+			tsc[i][k] = r.tsc_per_pkt;
+			drops[i] += r.drops;
+		}
+	}
+
+	bench_json_begin(o, "single");
+	double mc[3] = {0};
+	printf("memcpy baseline (one core, cache-resident):\n");
+	for (unsigned s = 0; s < 3; s++) {
+		if (o->only_frame && o->only_frame != sizes[s])
+			continue;
+		mc[s] = bench_median(mcv[s], reps);
+		printf("  %5zu B: %8.2f M copies/s  %7.2f Gbit/s\n", sizes[s], mc[s] / 1e6,
+		       mc[s] * (double)sizes[s] * 8 / 1e9);
+		bench_json_item(o, "{\"case\":\"memcpy\",\"frame\":%zu,\"mcopies\":%.3f,"
+				   "\"gbps\":%.3f}",
+				sizes[s], mc[s] / 1e6, mc[s] * (double)sizes[s] * 8 / 1e9);
+	}
+	printf("\n%6s %6s %7s %10s %9s %9s %13s %8s%s\n", "frame", "ports", "macs",
+	       "Mpps", "Gbit/s", "tsc/pkt", "vs memcpy", "drops",
+	       reps > 1 ? "  (min-max Mpps)" : "");
+	double headline = 0, headline_tsc = 0, headline_ratio = 0;
+	for (unsigned i = 0; i < nc; i++) {
+		const struct single_case *c = &cases[i];
+		unsigned si = c->frame == 64 ? 0 : c->frame == 1518 ? 1 : 2;
+		double lo = mpps[i][0], hi = mpps[i][0];
+		for (unsigned k = 1; k < reps; k++) {
+			lo = mpps[i][k] < lo ? mpps[i][k] : lo;
+			hi = mpps[i][k] > hi ? mpps[i][k] : hi;
+		}
+		double med = bench_median(mpps[i], reps), t = bench_median(tsc[i], reps);
+		double gbps = med * 1e6 * (double)c->frame * 8 / 1e9;
+		double ratio = med * 1e6 / mc[si];
+		printf("%6zu %6u %7u %10.2f %9.2f %9.1f %12.1f%% %8llu", c->frame, c->ports,
+		       c->macs, med, gbps, t, ratio * 100, (unsigned long long)drops[i]);
+		if (reps > 1)
+			printf("  (%.2f-%.2f)", lo, hi);
+		printf("\n");
+		bench_json_item(o,
+				"{\"case\":\"single\",\"frame\":%zu,\"ports\":%u,"
+				"\"macs\":%u,\"mpps\":%.3f,\"mpps_min\":%.3f,"
+				"\"mpps_max\":%.3f,\"runs\":%u,\"gbps\":%.3f,"
+				"\"tsc_per_pkt\":%.1f,\"memcpy_ratio\":%.4f,\"drops\":%llu}",
+				c->frame, c->ports, c->macs, med, lo, hi, reps, gbps, t, ratio,
+				(unsigned long long)drops[i]);
+		if (c->frame == 64 && c->ports == 2 && c->macs == 1024) {
+			headline = med;
+			headline_tsc = t;
+			headline_ratio = ratio;
+		}
+	}
 	bench_json_end(o);
-	printf("summary: single-core 64B 2 ports 1k MACs %.2f Mpps (%.1f%% of memcpy-64 "
-	       "rate, %.0f tsc cycles/pkt at %.2f GHz TSC)\n",
-	       headline, headline * 1e6 / mc[0] * 100, bench_tsc_ghz() * 1e3 / headline,
-	       bench_tsc_ghz());
+	if (headline > 0)
+		printf("summary: single-core 64B 2 ports 1k MACs %.2f Mpps (%.1f%% of the "
+		       "memcpy-64 rate, %.0f TSC cycles/frame at %.2f GHz)\n",
+		       headline, headline_ratio * 100, headline_tsc, bench_tsc_ghz());
+	else
+		printf("summary: %u cases run\n", nc);
 	return 0;
 }
 
@@ -262,6 +300,7 @@ static void usage(void)
 		"usage: hs-bench COMMAND [--quick] [--seconds S] [--json FILE]\n"
 		"       [--frame BYTES] [--ports N] [--macs N]   (run only matching cases)\n"
 		"       [--ring N]   mem ring entries per queue (default 256)\n"
+		"       [--repeat N] runs per case; the median is reported (max 32)\n"
 		"commands:\n"
 		"  single    frames through mem ports on one core vs memcpy\n");
 }
@@ -281,15 +320,17 @@ int main(int argc, char **argv)
 					   {"ports", required_argument, 0, 'p'},
 					   {"macs", required_argument, 0, 'm'},
 					   {"ring", required_argument, 0, 'r'},
+					   {"repeat", required_argument, 0, 'n'},
 					   {0, 0, 0, 0}};
 	int ch;
 	optind = 2;
-	while ((ch = getopt_long(argc, argv, "qs:j:f:p:m:r:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "qs:j:f:p:m:r:n:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'f': o.only_frame = (unsigned)atoi(optarg); break;
 		case 'p': o.only_ports = (unsigned)atoi(optarg); break;
 		case 'm': o.only_macs = (unsigned)atoi(optarg); break;
 		case 'r': o.ring = (unsigned)atoi(optarg); break;
+		case 'n': o.repeat = (unsigned)atoi(optarg); break;
 		case 'q': o.quick = 1; break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'j': o.json_path = optarg; break;

@@ -326,6 +326,7 @@ struct churn {
 	hs_switch_t *sw;
 	hs_port_t *p[3];
 	_Atomic bool stop;
+	_Atomic unsigned iterations;
 };
 
 static void *churn_writer(void *arg)
@@ -346,6 +347,7 @@ static void *churn_writer(void *arg)
 			hs_fdb_age(ch->sw);
 		}
 		i++;
+		atomic_store(&ch->iterations, i);
 	}
 	return NULL;
 }
@@ -360,9 +362,11 @@ START_TEST(concurrent_lookups_see_only_real_ports)
 	pthread_t t;
 	pthread_create(&t, NULL, churn_writer, &ch);
 	uint8_t m[6];
-	uint64_t deadline = th_mono_ms() + 1500;
+	/* Run until the writer has learned, moved and aged through several
+	 * cycles (bounded in time: slow under valgrind). */
+	uint64_t deadline = th_mono_ms() + 60000;
 	unsigned hits = 0;
-	while (th_mono_ms() < deadline) {
+	while (atomic_load(&ch.iterations) < 5000 && th_mono_ms() < deadline) {
 		for (unsigned i = 1; i <= 512; i++) {
 			hs_port_t *p = NULL;
 			th_mac(m, i);
@@ -374,6 +378,7 @@ START_TEST(concurrent_lookups_see_only_real_ports)
 	}
 	atomic_store(&ch.stop, true);
 	pthread_join(t, NULL);
+	ck_assert_uint_ge(atomic_load(&ch.iterations), 5000);
 	ck_assert_uint_gt(hits, 0);
 	hs_switch_destroy(sw);
 }

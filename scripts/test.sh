@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then
+#  1. builds with warnings as errors and runs every test (ctest), including
+#     the install-and-link test;
+#  2. builds with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer
+#     included) and runs every test again;
+#  3. runs the core suites under valgrind memcheck (leaks are errors).
+# Ends with one line "tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+scripts/deps.sh || exit 1
+jobs=$(nproc)
+passed=0 failed=0
+
+ctest_run() { # dir label
+  local out
+  out=$(cd "$1" && ctest --output-on-failure --timeout 600 2>&1)
+  local rc=$?
+  echo "$out" | tail -n 25
+  local total fails
+  total=$(echo "$out" | sed -n 's/.* tests failed out of \([0-9]*\).*/\1/p' | tail -1)
+  fails=$(echo "$out" | sed -n 's/.*, \([0-9]*\) tests failed out of.*/\1/p' | tail -1)
+  if [ -z "$total" ]; then
+    echo "$2: ctest did not run" >&2
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + total - fails))
+  failed=$((failed + fails))
+  [ "$rc" = 0 ] || [ "$fails" != 0 ] || failed=$((failed + 1))
+}
+
+echo "== 1. -Werror build, all tests =="
+if cmake -S . -B build -DHS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+   cmake --build build -j"$jobs"; then
+  ctest_run build plain
+else
+  echo "build failed"; failed=$((failed + 1))
+fi
+
+echo "== 2. ASan + UBSan build, all tests =="
+if cmake -S . -B build-asan -DHS_WERROR=ON -DHS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+     -DHS_BUILD_BENCH=OFF >/dev/null &&
+   cmake --build build-asan -j"$jobs"; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest_run build-asan sanitizers
+else
+  echo "sanitizer build failed"; failed=$((failed + 1))
+fi
+
+echo "== 3. valgrind memcheck =="
+for t in api datapath port loop; do
+  if CK_FORK=no valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
+       --error-exitcode=9 "build/tests/test_$t" >"build/valgrind-$t.log" 2>&1; then
+    echo "valgrind $t: ok"; passed=$((passed + 1))
+  else
+    echo "valgrind $t: FAILED"; tail -n 30 "build/valgrind-$t.log"; failed=$((failed + 1))
+  fi
+done
+
+echo
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]
