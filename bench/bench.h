@@ -6,6 +6,7 @@
 #define HS_BENCH_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,5 +122,14 @@ static inline void bench_json_end(struct bench_opts *o)
 	fclose(o->json);
 	o->json = NULL;
 }
+
+/* Commands (one file each). */
+int cmd_single(struct bench_opts *o);
+int cmd_ablation(struct bench_opts *o);
+int cmd_scaling(struct bench_opts *o);
+int cmd_latency(struct bench_opts *o);
+int cmd_idle(struct bench_opts *o);
+int cmd_all(struct bench_opts *o);
+double memcpy_rate(size_t size, double seconds);
 
 #endif /* HS_BENCH_H */

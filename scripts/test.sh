@@ -4,7 +4,9 @@
 #     the install-and-link test;
 #  2. builds with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer
 #     included) and runs every test again;
-#  3. runs the core suites under valgrind memcheck (leaks are errors).
+#  3. builds with ThreadSanitizer and runs every test again (RCU grace
+#     periods are annotated for it in src/core/rcu.c);
+#  4. runs the core suites under valgrind memcheck (leaks are errors).
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -48,7 +50,16 @@ else
   echo "sanitizer build failed"; failed=$((failed + 1))
 fi
 
-echo "== 3. valgrind memcheck =="
+echo "== 3. TSan build, all tests =="
+if cmake -S . -B build-tsan -DHS_WERROR=ON -DHS_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug \
+     -DHS_BUILD_BENCH=OFF -DHS_BUILD_EXAMPLES=OFF >/dev/null &&
+   cmake --build build-tsan -j"$jobs"; then
+  TSAN_OPTIONS=halt_on_error=1 ctest_run build-tsan tsan
+else
+  echo "tsan build failed"; failed=$((failed + 1))
+fi
+
+echo "== 4. valgrind memcheck =="
 for t in api datapath port loop; do
   if CK_FORK=no valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
        --error-exitcode=9 "build/tests/test_$t" >"build/valgrind-$t.log" 2>&1; then

@@ -63,8 +63,8 @@ END_TEST
 
 START_TEST(worker_polls_then_gives_the_queue_back_and_sleeps)
 {
-	/* Long enough polling to observe it (about a quarter second). */
-	struct hs_switch_config cfg = {.n_workers = 1, .poll_rounds = 3000000};
+	/* Long enough polling to observe it. */
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 300000};
 	hs_switch_t *sw = th_switch(&cfg);
 	struct tbe_config ta = {.kick_fd = true};
 	hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", NULL, 0);

@@ -49,8 +49,9 @@ struct hs_switch_config {
 				    limit beyond fdb_capacity */
 	uint32_t backlog_frames; /* per destination queue; 0 -> 256 */
 	uint32_t backlog_bytes;  /* per destination queue; 0 -> 512 KiB */
-	uint32_t poll_rounds;    /* adaptive polling: empty rounds a worker
-				    spins before it sleeps; 0 -> 256 */
+	uint32_t poll_us;        /* adaptive polling: microseconds a worker
+				    keeps polling queues that carry no frame
+				    before it sleeps; 0 -> 200 */
 	uint32_t flags;          /* HS_SW_* */
 	const int *worker_cpus;  /* optional CPU for each worker (n_workers) */
 

@@ -127,7 +127,7 @@ static int mem_open(hs_port_t *port, const void *config, size_t size,
 		c.buf_size = DEF_BUF;
 	if (c.n_queues > HS_MAX_QUEUES || c.ring_size > MAX_RING ||
 	    (c.ring_size & (c.ring_size - 1)) || c.buf_size < 64 ||
-	    c.buf_size > HS_FRAME_MAX || (c.caps & ~HS_CAP_ALL) ||
+	    c.buf_size > 2 * HS_FRAME_MAX || (c.caps & ~HS_CAP_ALL) ||
 	    (c.flags & ~(HS_MEM_NO_KICK | HS_MEM_RX_NOTIFY_ALWAYS)))
 		return -EINVAL;
 

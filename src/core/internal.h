@@ -264,7 +264,8 @@ struct hs_switch {
 
 	/* totals of workers that were stopped */
 	hs__ctr rounds_worker, handoffs, worker_sleeps;
-	_Atomic uint32_t workers_idle;
+	_Atomic uint32_t workers_idle;  /* asleep in epoll_wait */
+	_Atomic uint32_t workers_avail; /* asleep, or polling empty queues */
 };
 
 /* ---- functions shared between core files --------------------------------- */

@@ -10,12 +10,16 @@
  * thread (hs__dp_dispatch), otherwise an idle worker.
  *
  * Offload to idle cores (the Hyper-Switch policy): hs_port_kick() hands a
- * queue to a worker only while one is idle, by signalling the queue's fd;
- * otherwise the caller switches its own frames.
+ * queue to a worker only while one is available, by signalling the queue's
+ * fd; otherwise the caller switches its own frames. A worker is available
+ * while it sleeps, and while it polls queues that have carried no frame for
+ * poll_us/8 (its core is free: it takes handed-off queues as it polls).
  *
  * Adaptive polling: a worker that took a queue suppresses its kicks
  * (backend set_notify) and busy-polls it together with its other queues.
- * After poll_rounds rounds without a frame it re-enables kicks, checks
+ * After poll_us microseconds without a frame (a time, not a round count:
+ * an empty round costs tens of nanoseconds, while senders sharing a core
+ * come back every few microseconds or more) it re-enables kicks, checks
  * once more, lets go of every queue that is still empty (which re-arms
  * its fd) and sleeps in epoll_wait. An idle switch uses no CPU; a busy
  * one never sleeps. Busy workers also take newly ready queues every 16
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -190,7 +195,7 @@ unsigned hs__dp_dispatch(struct hs_switch *sw, struct hs__ctx *c, unsigned budge
 bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq)
 {
 	int fd;
-	if (!sw->pool || !atomic_load_explicit(&sw->workers_idle, memory_order_relaxed))
+	if (!sw->pool || !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
 		return false;
 	fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
 	if (fd < 0)
@@ -255,13 +260,21 @@ static void take_ready(struct hs__worker *w, int timeout)
 	}
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void *worker_main(void *arg)
 {
 	struct hs__worker *w = arg;
 	struct hs_switch *sw = w->sw;
 	struct hs__pool *pool = sw->pool;
 	uint32_t flags = sw->cfg.flags;
-	unsigned limit = (flags & HS_SW_NO_POLL) ? 1 : sw->cfg.poll_rounds;
+	uint64_t poll_ns = (flags & HS_SW_NO_POLL) ? 0 : sw->cfg.poll_us * 1000ull;
+	uint64_t idle_since = 0;
 	unsigned empty = 0, iter = 0;
 
 	if (w->cpu >= 0) {
@@ -273,8 +286,13 @@ static void *worker_main(void *arg)
 	hs__cur_ctx = w->ctx;
 	hs__rcu_register();
 	hs__rcu_enter();
+	bool avail = false; /* counted in workers_avail while idle-polling */
 	while (!atomic_load_explicit(&pool->stop, memory_order_relaxed)) {
 		if (!w->n_owned) {
+			if (avail)
+				avail = false;
+			else
+				atomic_fetch_add(&sw->workers_avail, 1);
 			atomic_fetch_add(&sw->workers_idle, 1);
 			hs__ctr_add(&w->ctx->sleeps, 1);
 			hs__rcu_leave();
@@ -282,6 +300,7 @@ static void *worker_main(void *arg)
 			int n = epoll_wait(sw->dp_epfd, evs, 16, -1);
 			hs__rcu_enter();
 			atomic_fetch_sub(&sw->workers_idle, 1);
+			atomic_fetch_sub(&sw->workers_avail, 1);
 			for (int i = 0; i < n; i++) {
 				if (evs[i].data.u64 == HS__EV_STOP)
 					continue;
@@ -307,23 +326,52 @@ static void *worker_main(void *arg)
 			i++;
 		}
 		hs__rcu_quiescent();
-		/* Idle workers get new queues first: that is the offload. */
-		if ((++iter & 15) == 0 &&
-		    !atomic_load_explicit(&sw->workers_idle, memory_order_relaxed))
+		/* Nobody available to take newly ready queues: take them. */
+		if ((++iter & 15) == 0 && !avail &&
+		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
 			take_ready(w, 0);
 		if (moved) {
 			empty = 0;
+			if (avail) {
+				avail = false;
+				atomic_fetch_sub(&sw->workers_avail, 1);
+			}
 			continue;
 		}
-		if (flags & HS_SW_BUSY_POLL || ++empty < limit) {
+		if (flags & HS_SW_BUSY_POLL) {
 			__builtin_ia32_pause();
 			continue;
+		}
+		/* An idle streak starts at its 32nd empty round; the clock is
+		 * read only every 32 empty rounds. A worker whose queues have
+		 * been empty for poll_us/8 has a free core: it says so (senders
+		 * then hand their queues to it) and takes ready queues while it
+		 * keeps polling; after poll_us it lets go and sleeps. */
+		if (poll_ns) {
+			if (++empty & 31) {
+				__builtin_ia32_pause();
+				continue;
+			}
+			uint64_t now = mono_ns();
+			if (empty == 32)
+				idle_since = now;
+			if (now - idle_since >= poll_ns / 8) {
+				if (!avail) {
+					avail = true;
+					atomic_fetch_add(&sw->workers_avail, 1);
+				}
+				take_ready(w, 0);
+			}
+			if (now - idle_since < poll_ns)
+				continue;
 		}
 		for (unsigned i = 0; i < w->n_owned;)
 			if (!try_release(w, i))
 				i++;
 		empty = 0;
 	}
+	if (avail)
+		atomic_fetch_sub(&sw->workers_avail, 1);
 	while (w->n_owned) {
 		hs__q_release(w->owned[0]);
 		disown(w, 0);

@@ -18,6 +18,21 @@
 
 #include "internal.h"
 
+/* ThreadSanitizer cannot see liburcu's synchronisation (it is not
+ * instrumented): tell it what a grace period guarantees, namely that
+ * everything a reader did before its quiescent state (or going offline)
+ * happens before synchronize returns. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char hb_token;
+#define HB_READER_DONE() __tsan_release(&hb_token)
+#define HB_GRACE_PERIOD() __tsan_acquire(&hb_token)
+#else
+#define HB_READER_DONE() ((void)0)
+#define HB_GRACE_PERIOD() ((void)0)
+#endif
+
 static _Thread_local bool registered;
 static _Thread_local int depth;
 static pthread_key_t exit_key;
@@ -68,12 +83,15 @@ void hs__rcu_enter(void)
 
 void hs__rcu_leave(void)
 {
-	if (--depth == 0)
+	if (--depth == 0) {
+		HB_READER_DONE();
 		urcu_qsbr_thread_offline();
+	}
 }
 
 void hs__rcu_quiescent(void)
 {
+	HB_READER_DONE();
 	urcu_qsbr_quiescent_state();
 }
 
@@ -88,4 +106,5 @@ bool hs__rcu_thread_online(void)
 void hs__rcu_synchronize(void)
 {
 	urcu_qsbr_synchronize_rcu();
+	HB_GRACE_PERIOD();
 }

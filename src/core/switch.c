@@ -18,7 +18,7 @@
 #define DEF_AGING_S 300
 #define DEF_BACKLOG_FRAMES 256
 #define DEF_BACKLOG_BYTES (512u * 1024)
-#define DEF_POLL_ROUNDS 256
+#define DEF_POLL_US 200
 #define MAX_WORKERS 256
 #define MAX_FDB_CAPACITY (1u << 24)
 
@@ -33,7 +33,8 @@ static int check_config(const struct hs_switch_config *c)
 	    ((c->flags & HS_SW_NO_POLL) && (c->flags & HS_SW_BUSY_POLL)) ||
 	    (unsigned)c->log_level > HS_LOG_DEBUG)
 		return -EINVAL;
-	if (c->backlog_frames > (1u << 20) || c->backlog_bytes > (1u << 30))
+	if (c->backlog_frames > (1u << 20) || c->backlog_bytes > (1u << 30) ||
+	    c->poll_us > 10000000)
 		return -EINVAL;
 	if (c->name && strlen(c->name) >= sizeof(((struct hs_switch *)0)->name))
 		return -EINVAL;
@@ -58,8 +59,8 @@ static void apply_defaults(struct hs_switch_config *c)
 		c->backlog_frames = DEF_BACKLOG_FRAMES;
 	if (!c->backlog_bytes)
 		c->backlog_bytes = DEF_BACKLOG_BYTES;
-	if (!c->poll_rounds)
-		c->poll_rounds = DEF_POLL_ROUNDS;
+	if (!c->poll_us)
+		c->poll_us = DEF_POLL_US;
 }
 
 int hs_switch_create(const struct hs_switch_config *cfg, hs_switch_t **out)
