@@ -618,12 +618,25 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 	return mask;
 }
 
+/* Ends a batch: decides the notification (under the lock, where it is
+ * counted), releases the queue lock, then notifies. */
+static void unlock_and_notify(struct hs__ctx *c, struct hs_port *dp,
+			      struct hs__outq *oq, unsigned ev)
+{
+	unsigned now = notify_decide(c, dp, oq, ev);
+	if (now)
+		hs__ctr_add(&oq->tx_notify, 1);
+	hs__spin_unlock(&oq->lock);
+	if (now)
+		dp->ops->notify(dp->priv, oq->qid, now);
+}
+
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
 	struct hs_switch *sw = c->sw;
 	struct hs__dl *dl = c->dl;
 	struct hs__outq *oq = &dp->outq[c->idx % dp->nq];
-	unsigned ev = 0, now;
+	unsigned ev = 0;
 
 	dl->dst_port = dp;
 	hs__spin_lock(&oq->lock);
@@ -681,19 +694,14 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 	while (posted_watch(dp, oq) && !paused)
 		hs__drain_backlog(c, dp, oq, &ev);
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
-	now = notify_decide(c, dp, oq, ev);
-	if (now)
-		hs__ctr_add(&oq->tx_notify, 1);
-	hs__spin_unlock(&oq->lock);
-	if (now)
-		dp->ops->notify(dp->priv, oq->qid, now);
+	unlock_and_notify(c, dp, oq, ev);
 }
 
 /* Drains the backlog of (dp, q) outside a round: the receiver posted
  * buffers. */
 void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 {
-	unsigned ev = 0, now = 0;
+	unsigned ev = 0;
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
@@ -701,13 +709,8 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 		do
 			hs__drain_backlog(c, dp, oq, &ev);
 		while (posted_watch(dp, oq));
-		now = notify_decide(c, dp, oq, ev);
-		if (now)
-			hs__ctr_add(&oq->tx_notify, 1);
 	}
-	hs__spin_unlock(&oq->lock);
-	if (now)
-		dp->ops->notify(dp->priv, oq->qid, now);
+	unlock_and_notify(c, dp, oq, ev);
 }
 
 /* End of round: the coalesced notifications of running peers. */

@@ -304,28 +304,59 @@ out:
 	pthread_mutex_unlock(&f->lock);
 }
 
-unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
-			    bool include_static)
+/* Calls fn for every entry (lock held); fn returns 1 to remove the entry,
+ * 0 to keep it, or a negative value to stop the walk with that value.
+ * Returns the number removed or the stop value. */
+static int walk(struct hs_switch *sw,
+		int (*fn)(struct hs__fdb_ent *e, uint64_t key, uint32_t word,
+			  uint32_t stamp, void *arg),
+		void *arg)
 {
 	struct hs__fdb *f = &sw->fdb;
-	unsigned n = 0;
-	pthread_mutex_lock(&f->lock);
+	int removed = 0;
 	for (uint64_t bi = 0; bi <= f->mask; bi++)
 		for (int i = 0; i < HS__FDB_WAYS; i++) {
 			struct hs__fdb_ent *e = &f->b[bi].e[i];
-			if (!atomic_load_explicit(&e->key, memory_order_relaxed))
+			uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
+			if (!k)
 				continue;
-			uint32_t w = atomic_load_explicit(&e->port,
-							  memory_order_relaxed);
-			if ((w & HS__FDB_STATIC) && !include_static)
-				continue;
-			if (p && (w & HS__FDB_PORT_MASK) != p->index)
-				continue;
-			ent_remove(sw, f, e);
-			n++;
+			int rc = fn(e, k,
+				    atomic_load_explicit(&e->port, memory_order_relaxed),
+				    atomic_load_explicit(&e->stamp, memory_order_relaxed),
+				    arg);
+			if (rc < 0)
+				return rc;
+			if (rc) {
+				ent_remove(sw, f, e);
+				removed++;
+			}
 		}
-	pthread_mutex_unlock(&f->lock);
-	return n;
+	return removed;
+}
+
+struct flush_arg {
+	const struct hs_port *p;
+	bool include_static;
+};
+
+static int flush_fn(struct hs__fdb_ent *e, uint64_t key, uint32_t w,
+		    uint32_t stamp, void *arg)
+{
+	const struct flush_arg *a = arg;
+	(void)e, (void)key, (void)stamp;
+	if ((w & HS__FDB_STATIC) && !a->include_static)
+		return 0;
+	return !a->p || (w & HS__FDB_PORT_MASK) == a->p->index;
+}
+
+unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
+			    bool include_static)
+{
+	struct flush_arg a = {.p = p, .include_static = include_static};
+	pthread_mutex_lock(&sw->fdb.lock);
+	int n = walk(sw, flush_fn, &a);
+	pthread_mutex_unlock(&sw->fdb.lock);
+	return (unsigned)n;
 }
 
 /* ---- public API ---------------------------------------------------------- */
@@ -439,6 +470,22 @@ int hs_fdb_flush(hs_switch_t *sw, hs_port_t *port, unsigned flags)
 	return n;
 }
 
+struct age_arg {
+	struct hs__fdb *f;
+	uint32_t now;
+};
+
+static int age_fn(struct hs__fdb_ent *e, uint64_t key, uint32_t w, uint32_t stamp,
+		  void *arg)
+{
+	struct age_arg *a = arg;
+	(void)e, (void)key;
+	if ((w & HS__FDB_STATIC) || a->now - stamp < a->f->aging_s)
+		return 0;
+	ctr_inc(&a->f->aged);
+	return 1;
+}
+
 int hs_fdb_age(hs_switch_t *sw)
 {
 	if (!sw)
@@ -446,28 +493,38 @@ int hs_fdb_age(hs_switch_t *sw)
 	struct hs__fdb *f = &sw->fdb;
 	if (f->aging_s == HS_FDB_AGING_NEVER)
 		return 0;
-	int n = 0;
 	pthread_mutex_lock(&sw->ctl_lock);
 	pthread_mutex_lock(&f->lock);
-	uint32_t now = hs__now_s(sw);
-	for (uint64_t bi = 0; bi <= f->mask; bi++)
-		for (int i = 0; i < HS__FDB_WAYS; i++) {
-			struct hs__fdb_ent *e = &f->b[bi].e[i];
-			if (!atomic_load_explicit(&e->key, memory_order_relaxed))
-				continue;
-			uint32_t w = atomic_load_explicit(&e->port,
-							  memory_order_relaxed);
-			uint32_t s = atomic_load_explicit(&e->stamp,
-							  memory_order_relaxed);
-			if ((w & HS__FDB_STATIC) || now - s < f->aging_s)
-				continue;
-			ent_remove(sw, f, e);
-			ctr_inc(&f->aged);
-			n++;
-		}
+	struct age_arg a = {.f = f, .now = hs__now_s(sw)};
+	int n = walk(sw, age_fn, &a);
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_unlock(&sw->ctl_lock);
 	return n;
+}
+
+struct dump_arg {
+	struct hs_switch *sw;
+	uint32_t now;
+	int (*cb)(const struct hs_fdb_info *, void *);
+	void *arg;
+	int rc;
+};
+
+static int dump_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp,
+		   void *arg)
+{
+	struct dump_arg *a = arg;
+	(void)e;
+	struct hs_fdb_info info = {
+		.vid = (uint16_t)((k >> 48) & 0xfff),
+		.port = port_at(a->sw, w),
+		.idle_s = a->now - stamp,
+		.is_static = (w & HS__FDB_STATIC) != 0,
+	};
+	uint64_t m = k & 0xffffffffffffull;
+	memcpy(info.mac, &m, HS_ETH_ALEN);
+	a->rc = a->cb(&info, a->arg);
+	return a->rc ? -1 : 0;
 }
 
 int hs_fdb_dump(hs_switch_t *sw, int (*cb)(const struct hs_fdb_info *, void *),
@@ -475,33 +532,12 @@ int hs_fdb_dump(hs_switch_t *sw, int (*cb)(const struct hs_fdb_info *, void *),
 {
 	if (!sw || !cb)
 		return -EINVAL;
-	struct hs__fdb *f = &sw->fdb;
-	int rc = 0;
+	struct dump_arg a = {.sw = sw, .cb = cb, .arg = arg};
 	pthread_mutex_lock(&sw->ctl_lock);
-	pthread_mutex_lock(&f->lock);
-	uint32_t now = hs__now_s(sw);
-	for (uint64_t bi = 0; bi <= f->mask && !rc; bi++)
-		for (int i = 0; i < HS__FDB_WAYS && !rc; i++) {
-			struct hs__fdb_ent *e = &f->b[bi].e[i];
-			uint64_t k = atomic_load_explicit(&e->key,
-							  memory_order_relaxed);
-			if (!k)
-				continue;
-			uint32_t w = atomic_load_explicit(&e->port,
-							  memory_order_relaxed);
-			struct hs_fdb_info info = {
-				.vid = (uint16_t)((k >> 48) & 0xfff),
-				.port = port_at(sw, w),
-				.idle_s = now - atomic_load_explicit(
-							&e->stamp,
-							memory_order_relaxed),
-				.is_static = (w & HS__FDB_STATIC) != 0,
-			};
-			uint64_t m = k & 0xffffffffffffull;
-			memcpy(info.mac, &m, HS_ETH_ALEN);
-			rc = cb(&info, arg);
-		}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&sw->fdb.lock);
+	a.now = hs__now_s(sw);
+	walk(sw, dump_fn, &a);
+	pthread_mutex_unlock(&sw->fdb.lock);
 	pthread_mutex_unlock(&sw->ctl_lock);
-	return rc;
+	return a.rc;
 }

@@ -543,20 +543,25 @@ int hs_watch_modify(hs_watch_t *w, unsigned events)
 	return 0;
 }
 
-void hs_watch_del(hs_watch_t *w)
+/* Marks a watch or timer dead: its callback cannot start once this
+ * returns (cb_lock), and its memory goes at the next reconcile (now, when
+ * the switch is attached to no loop). */
+static void retire(struct hs__loop *l, bool *dead)
 {
-	if (!w)
-		return;
-	struct hs__loop *l = w->l;
 	pthread_mutex_lock(&l->cb_lock);
-	w->dead = true;
+	*dead = true;
 	pthread_mutex_unlock(&l->cb_lock);
 	poke(l);
-	/* Not attached: nobody reconciles, free it now. */
 	pthread_mutex_lock(&l->lock);
 	if (!l->loop)
 		reconcile(l);
 	pthread_mutex_unlock(&l->lock);
+}
+
+void hs_watch_del(hs_watch_t *w)
+{
+	if (w)
+		retire(w->l, &w->dead);
 }
 
 int hs_timer_add(hs_switch_t *sw, uint64_t after_ms, uint64_t repeat_ms,
@@ -581,15 +586,6 @@ int hs_timer_add(hs_switch_t *sw, uint64_t after_ms, uint64_t repeat_ms,
 
 void hs_timer_del(hs_timer_t *t)
 {
-	if (!t)
-		return;
-	struct hs__loop *l = t->l;
-	pthread_mutex_lock(&l->cb_lock);
-	t->dead = true;
-	pthread_mutex_unlock(&l->cb_lock);
-	poke(l);
-	pthread_mutex_lock(&l->lock);
-	if (!l->loop)
-		reconcile(l);
-	pthread_mutex_unlock(&l->lock);
+	if (t)
+		retire(t->l, &t->dead);
 }
