@@ -183,6 +183,10 @@ HS_EXTERN void *hs_port_backend_priv(const hs_port_t *port,
  * negotiation). Any thread. */
 HS_EXTERN int hs_port_set_caps(hs_port_t *port, uint32_t caps);
 
+/* How many of the port's queues (the first n, 1..n_queues) the peer uses
+ * now; frames are delivered to those only. Any thread. */
+HS_EXTERN int hs_port_set_active_queues(hs_port_t *port, uint16_t n);
+
 /* Link state. While down, the port is not polled and frames for it are
  * dropped (HS_DROP_PORT_DOWN). Any thread. */
 HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);

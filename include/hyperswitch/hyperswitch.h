@@ -17,5 +17,6 @@
 #include <hyperswitch/fdb.h>
 #include <hyperswitch/backend.h>
 #include <hyperswitch/mem.h>
+#include <hyperswitch/vhost_user.h>
 
 #endif /* HYPERSWITCH_HYPERSWITCH_H */

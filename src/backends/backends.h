@@ -14,5 +14,6 @@
 #define HSB_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 extern const struct hs_backend_ops hs__mem_ops;
+extern const struct hs_backend_ops hs__vhost_user_ops;
 
 #endif /* HS_BACKENDS_H */

@@ -296,7 +296,7 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 {
 	struct hs_port *in = iq->port;
 	struct hs_switch *sw = c->sw;
-	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
+	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_acquire) &
 			 (HS__Q_DEAD | HS__Q_PAUSED)))
 		return 0;
 	unsigned n = in->ops->recv_burst(in->priv, iq->qid, c->pkts, sw->cfg.burst);

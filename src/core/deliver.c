@@ -635,7 +635,8 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
 	struct hs_switch *sw = c->sw;
 	struct hs__dl *dl = c->dl;
-	struct hs__outq *oq = &dp->outq[c->idx % dp->nq];
+	struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(&dp->nq_active,
+								       memory_order_relaxed)];
 	unsigned ev = 0;
 
 	dl->dst_port = dp;
@@ -649,7 +650,9 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 		hs__spin_unlock(&oq->lock);
 		return;
 	}
-	bool paused = atomic_load_explicit(&dp->paused, memory_order_relaxed);
+	/* Acquire: a backend changes what the data path reads while the port
+	 * is paused; seeing `paused` clear makes those changes visible. */
+	bool paused = atomic_load_explicit(&dp->paused, memory_order_acquire);
 	bool sent = false;
 	if (!oq->bl.ent_n && !paused &&
 	    !(sw->cfg.flags & (HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH))) {
@@ -705,7 +708,7 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
-	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_relaxed)) {
+	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		do
 			hs__drain_backlog(c, dp, oq, &ev);
 		while (posted_watch(dp, oq));

@@ -150,6 +150,7 @@ struct hs_port {
 	const struct hs_backend_ops *ops;
 	void *priv;
 	uint16_t nq;
+	_Atomic uint16_t nq_active;/* queues the peer uses (egress spread) */
 	struct hs__inq *inq;       /* [nq] */
 	struct hs__outq *outq;     /* [nq] */
 

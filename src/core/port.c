@@ -285,6 +285,7 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 		goto fail_close;
 	}
 	p->nq = info.n_queues;
+	atomic_store(&p->nq_active, p->nq);
 	atomic_store(&p->caps, info.caps & HS_CAP_ALL);
 	atomic_store(&p->link_up, info.link_up);
 	rc = queues_alloc(p);
@@ -509,6 +510,14 @@ int hs_port_set_caps(hs_port_t *port, uint32_t caps)
 	return 0;
 }
 
+int hs_port_set_active_queues(hs_port_t *port, uint16_t n)
+{
+	if (!port || !n || n > port->nq)
+		return -EINVAL;
+	atomic_store(&port->nq_active, n);
+	return 0;
+}
+
 int hs_port_set_link(hs_port_t *port, bool up)
 {
 	if (!port)
@@ -524,6 +533,8 @@ int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev, int fd)
 	if (!port || q >= port->nq || (ev != HS_EV_KICK && ev != HS_EV_POSTED) ||
 	    fd < -1)
 		return -EINVAL;
+	if (fd >= 0 && atomic_load(&port->dead))
+		return -ENODEV;
 	hs__dp_fd_del(port, q, ev);
 	return fd >= 0 ? hs__dp_fd_add(port, q, ev, fd) : 0;
 }

@@ -56,6 +56,7 @@ out:
 static void register_builtins(void)
 {
 	do_register(&hs__mem_ops);
+	do_register(&hs__vhost_user_ops);
 }
 
 void hs__backends_builtin(void)

@@ -1,0 +1,81 @@
+/*
+ * hyperswitch/vhost_user.h - the "vhost-user" backend: a port that is the
+ * back-end of a virtio-net device whose front-end is a VMM (QEMU,
+ * cloud-hypervisor, ...) or DPDK's virtio-user, over a unix socket
+ * (QEMU docs/interop/vhost-user.rst, virtio 1.2).
+ *
+ * Frames are copied once, guest to guest: from the sender's transmit
+ * descriptors straight into the buffers the receiving guest posted.
+ *
+ * Supported: split and packed rings, EVENT_IDX, INDIRECT_DESC, VERSION_1,
+ * MRG_RXBUF, checksum offload both ways, TSO4/6 and USO both ways (GSO
+ * frames pass through unsegmented where both ends allow), MQ, MTU; the
+ * protocol features MQ, REPLY_ACK, MTU, CONFIGURE_MEM_SLOTS (ADD_MEM_REG,
+ * REM_MEM_REG) and STATUS. Live migration (dirty logging) is not offered.
+ *
+ * Threading: the socket is handled on the switch's loop thread; rings are
+ * processed by the data path. Guests are untrusted: every descriptor,
+ * address, length and index is checked; a guest that breaks the rules has
+ * its port's link taken down with a logged reason until it resets the
+ * device, and other ports keep running.
+ */
+#ifndef HYPERSWITCH_VHOST_USER_H
+#define HYPERSWITCH_VHOST_USER_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_VHOST_USER_BACKEND "vhost-user"
+
+/* hs_vhost_user_config.flags */
+#define HS_VU_CLIENT 0x1 /* connect to the VMM's socket, and reconnect
+			    whenever it goes away (default: listen on it) */
+
+/* Backend config for hs_port_config.backend_config ("vhost-user"). */
+struct hs_vhost_user_config {
+	const char *path;      /* unix socket path; required */
+	uint32_t flags;        /* HS_VU_* */
+	uint16_t queue_pairs;  /* queue pairs offered (MQ); 0 -> 1; max 32 */
+	uint16_t mtu;          /* offered with VIRTIO_NET_F_MTU; 0: not offered */
+	uint32_t reconnect_ms; /* client mode retry interval; 0 -> 500 */
+	uint64_t features_off; /* virtio feature bits never offered, e.g.
+				  1ull << 34 (RING_PACKED) to force split */
+};
+
+/* Virtio feature bits, for features_off and hs_vhost_user_features(). */
+#define HS_VIRTIO_NET_F_CSUM 0
+#define HS_VIRTIO_NET_F_GUEST_CSUM 1
+#define HS_VIRTIO_NET_F_MTU 3
+#define HS_VIRTIO_NET_F_GUEST_TSO4 7
+#define HS_VIRTIO_NET_F_GUEST_TSO6 8
+#define HS_VIRTIO_NET_F_GUEST_ECN 9
+#define HS_VIRTIO_NET_F_GUEST_UFO 10
+#define HS_VIRTIO_NET_F_HOST_TSO4 11
+#define HS_VIRTIO_NET_F_HOST_TSO6 12
+#define HS_VIRTIO_NET_F_HOST_ECN 13
+#define HS_VIRTIO_NET_F_MRG_RXBUF 15
+#define HS_VIRTIO_NET_F_STATUS 16
+#define HS_VIRTIO_NET_F_CTRL_VQ 17
+#define HS_VIRTIO_NET_F_MQ 22
+#define HS_VIRTIO_F_INDIRECT_DESC 28
+#define HS_VIRTIO_F_EVENT_IDX 29
+#define HS_VIRTIO_F_VERSION_1 32
+#define HS_VIRTIO_F_RING_PACKED 34
+#define HS_VIRTIO_NET_F_GUEST_USO4 54
+#define HS_VIRTIO_NET_F_GUEST_USO6 55
+#define HS_VIRTIO_NET_F_HOST_USO 56
+
+/* Whether a front-end is connected (1), not (0), or -EINVAL. */
+HS_EXTERN int hs_vhost_user_connected(hs_port_t *port);
+
+/* The virtio features the front-end acknowledged (0 when none yet). */
+HS_EXTERN uint64_t hs_vhost_user_features(hs_port_t *port);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_VHOST_USER_H */

@@ -1,0 +1,342 @@
+/*
+ * vhost_user_net.c - the data path of a vhost-user port: virtio-net on the
+ * guest's rings (virtq.c), as the switch's backend ops.
+ *
+ *  transmit ring (vring 2q+1, the guest sends): recv_burst pops chains,
+ *    reads the virtio-net header out of guest memory once, turns it into
+ *    offload metadata and hands the switch references to the frame bytes
+ *    that follow; recv_done returns the chains (length 0).
+ *  receive ring (vring 2q, the guest receives): send_reserve pops enough
+ *    chains for each frame (several with MRG_RXBUF), keeping room for the
+ *    header; the switch copies the frame straight in; send_commit writes
+ *    the header and returns the chains with the lengths written.
+ *
+ * Security model: as virtq.h. In addition, offload metadata the guest
+ * did not negotiate is refused (bad_offload), a frame longer than 64 KiB
+ * plus headers or with more than VU_TX_SEGS pieces is refused
+ * (bad_descriptor), and a broken ring takes the port's link down until the
+ * front-end resets it.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "vu_dev.h"
+
+static inline bool has(const struct vu_dev *d, unsigned bit)
+{
+	return (d->features >> bit) & 1;
+}
+
+/* Copies n bytes at offset `at` of a segment list into dst (or out of src
+ * into the list): headers may straddle descriptors. */
+static void segs_read(const struct hs_seg *s, unsigned ns, uint32_t at,
+		      uint8_t *dst, uint32_t n)
+{
+	for (unsigned i = 0; i < ns && n; i++) {
+		if (at >= s[i].len) {
+			at -= s[i].len;
+			continue;
+		}
+		uint32_t k = s[i].len - at < n ? s[i].len - at : n;
+		memcpy(dst, s[i].base + at, k);
+		dst += k;
+		n -= k;
+		at = 0;
+	}
+}
+
+static void segs_write(const struct hs_seg *s, unsigned ns, const uint8_t *src,
+		       uint32_t n)
+{
+	for (unsigned i = 0; i < ns && n; i++) {
+		uint32_t k = s[i].len < n ? s[i].len : n;
+		memcpy(s[i].base, src, k);
+		src += k;
+		n -= k;
+	}
+}
+
+/* Drops the first n bytes of a segment list; returns the new count. */
+static unsigned segs_skip(struct hs_seg *s, unsigned ns, uint32_t n)
+{
+	unsigned i = 0;
+	while (i < ns && n >= s[i].len)
+		n -= s[i++].len;
+	if (i < ns) {
+		s[i].base += n;
+		s[i].len -= n;
+	}
+	memmove(s, s + i, (ns - i) * sizeof(*s));
+	return ns - i;
+}
+
+/* ---- transmit: the guest's frames into the switch ------------------------------- */
+
+static uint64_t token_of(const struct vq_chain *ch)
+{
+	return (uint64_t)ch->id | ((uint64_t)ch->ndesc << 16);
+}
+
+static struct vq_chain chain_of(uint64_t token)
+{
+	return (struct vq_chain){.id = (uint16_t)token, .ndesc = (uint16_t)(token >> 16)};
+}
+
+/* Turns a virtio-net header into offload metadata; false if it claims an
+ * offload the guest did not negotiate. */
+static bool hdr_to_offload(const struct vu_dev *d, const struct vu_net_hdr *h,
+			   struct hs_offload *o)
+{
+	*o = (struct hs_offload){0};
+	if (h->flags & VU_HDR_F_NEEDS_CSUM) {
+		if (!has(d, HS_VIRTIO_NET_F_CSUM))
+			return false;
+		o->flags |= HS_OFF_NEEDS_CSUM;
+		o->csum_start = h->csum_start;
+		o->csum_offset = h->csum_offset;
+	}
+	if (h->flags & VU_HDR_F_DATA_VALID)
+		o->flags |= HS_OFF_DATA_VALID;
+	if (h->flags & ~(VU_HDR_F_NEEDS_CSUM | VU_HDR_F_DATA_VALID))
+		return false;
+	uint8_t type = h->gso_type & (uint8_t)~VU_GSO_ECN;
+	if (type == HS_GSO_NONE)
+		return !(h->gso_type & VU_GSO_ECN);
+	unsigned need = type == HS_GSO_TCPV4	? HS_VIRTIO_NET_F_HOST_TSO4
+			: type == HS_GSO_TCPV6	? HS_VIRTIO_NET_F_HOST_TSO6
+			: type == HS_GSO_UDP_L4 ? HS_VIRTIO_NET_F_HOST_USO
+						: 64;
+	if (need == 64 || !has(d, need))
+		return false;
+	if ((h->gso_type & VU_GSO_ECN) && !has(d, HS_VIRTIO_NET_F_HOST_ECN))
+		return false;
+	o->gso_type = type;
+	o->gso_size = h->gso_size;
+	o->hdr_len = h->hdr_len;
+	if (h->gso_type & VU_GSO_ECN)
+		o->flags |= HS_OFF_GSO_ECN;
+	return true;
+}
+
+unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
+{
+	struct vu_dev *d = priv;
+	struct vu_vring *vr = &d->vr[2 * q + 1];
+	if (!vr->live)
+		return 0;
+	struct vq *vq = &vr->vq;
+	struct vu_txq *t = &d->txq[q];
+	unsigned n = 0, bad_desc = 0, bad_off = 0;
+	if (max > 64)
+		max = 64;
+	while (n < max) {
+		struct vq_chain ch;
+		bool bad;
+		struct hs_seg *segs = t->segs[n];
+		int rc = vq_pop(vq, false, &ch, segs, VU_TX_SEGS,
+				d->hdr_len + HS_FRAME_MAX, &bad);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			vu_ring_broken(d, vr);
+			break;
+		}
+		struct vu_net_hdr h = {0};
+		if (bad || ch.len < d->hdr_len) {
+			vq_push(vq, &ch, 0);
+			bad_desc++;
+			continue;
+		}
+		segs_read(segs, ch.nseg, 0, (uint8_t *)&h, d->hdr_len);
+		struct hs_pkt *p = &pkts[n];
+		if (!hdr_to_offload(d, &h, &p->off)) {
+			vq_push(vq, &ch, 0);
+			bad_off++;
+			continue;
+		}
+		p->nsegs = (uint16_t)segs_skip(segs, ch.nseg, d->hdr_len);
+		p->segs = segs;
+		p->len = ch.len - d->hdr_len;
+		p->token = token_of(&ch);
+		n++;
+	}
+	if (bad_desc)
+		hs_port_count_drop(d->port, q, HS_DROP_BAD_DESC, bad_desc);
+	if (bad_off)
+		hs_port_count_drop(d->port, q, HS_DROP_BAD_OFFLOAD, bad_off);
+	if ((bad_desc || bad_off) && !n && vq_flush(vq))
+		vu_notify(d, q, HS_EV_COMPLETED);
+	return n;
+}
+
+unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigned n)
+{
+	struct vu_dev *d = priv;
+	struct vu_vring *vr = &d->vr[2 * q + 1];
+	for (unsigned i = 0; i < n; i++) {
+		struct vq_chain ch = chain_of(pkts[i].token);
+		vq_push(&vr->vq, &ch, 0);
+	}
+	return vq_flush(&vr->vq) ? HS_EV_COMPLETED : 0;
+}
+
+/* ---- receive: frames into the guest's buffers ---------------------------------- */
+
+/* Pops the buffers for one frame of `need` bytes (header included).
+ * Returns 1, 0 (not enough buffers now: nothing kept) or -1 (broken);
+ * *too_big when a single buffer (no MRG_RXBUF) is smaller than the frame. */
+static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
+		       uint32_t need, struct vu_resv *rv, bool *too_big)
+{
+	rv->first = (uint16_t)r->n_chain;
+	rv->n = 0;
+	uint32_t cap = 0, seg0 = r->n_seg;
+	*too_big = false;
+	while (cap < need) {
+		if (rv->n && !d->mrg) {
+			*too_big = true;
+			goto undo;
+		}
+		if (r->n_chain == r->chain_cap || rv->n == VU_RX_MAX_CHAINS)
+			goto undo;
+		struct vq_chain *ch = &r->chain[r->n_chain];
+		bool bad;
+		int rc = vq_pop(vq, true, ch, r->segs + r->n_seg, r->seg_cap - r->n_seg,
+				UINT32_MAX / 2, &bad);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			goto undo;
+		r->n_chain++;
+		rv->n++;
+		if (bad) /* more pieces than our scratch holds: try later */
+			goto undo;
+		r->n_seg += ch->nseg;
+		cap += ch->len;
+	}
+	return 1;
+undo:
+	vq_unpop(vq, &r->chain[rv->first], rv->n);
+	r->n_chain = rv->first;
+	r->n_seg = seg0;
+	rv->n = 0;
+	return 0;
+}
+
+unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
+			 unsigned n, struct hs_iobuf *bufs)
+{
+	struct vu_dev *d = priv;
+	struct vu_vring *vr = &d->vr[2 * q];
+	struct vu_rxq *r = &d->rxq[q];
+	r->n_chain = r->n_seg = r->n_resv = 0;
+	if (!vr->live || !r->chain)
+		return 0;
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		struct vu_resv *rv = &r->resv[i];
+		bool too_big;
+		uint32_t seg0 = r->n_seg;
+		int rc = reserve_one(d, &vr->vq, r, out[i].len + d->hdr_len, rv, &too_big);
+		if (rc < 0) {
+			vu_ring_broken(d, vr);
+			break;
+		}
+		if (!rc) {
+			if (!too_big)
+				break; /* out of buffers */
+			bufs[i].nsegs = 0; /* larger than the guest's buffers */
+			continue;
+		}
+		/* The header goes first: remember where, and leave it out of
+		 * the segments the switch writes the frame into. */
+		struct hs_seg *s = r->segs + seg0;
+		unsigned ns = r->n_seg - seg0;
+		rv->nhdr = 0;
+		for (unsigned k = 0, left = d->hdr_len; k < ns && left; k++) {
+			uint32_t take = s[k].len < left ? s[k].len : left;
+			rv->hdr[rv->nhdr++] = (struct hs_seg){.base = s[k].base, .len = take};
+			left -= take;
+			if (rv->nhdr == 2 && left) { /* header over 3+ descriptors */
+				vq_unpop(&vr->vq, &r->chain[rv->first], rv->n);
+				r->n_chain = rv->first;
+				r->n_seg = seg0;
+				bufs[i].nsegs = 0;
+				rv->n = 0;
+				goto next;
+			}
+		}
+		ns = segs_skip(s, ns, d->hdr_len);
+		r->n_seg = seg0 + ns;
+		bufs[i].segs = s;
+		bufs[i].nsegs = (uint16_t)ns;
+next:;
+	}
+	r->n_resv = i;
+	return i;
+}
+
+unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
+{
+	struct vu_dev *d = priv;
+	struct vu_vring *vr = &d->vr[2 * q];
+	struct vu_rxq *r = &d->rxq[q];
+	struct vq *vq = &vr->vq;
+	for (unsigned i = 0; i < n && i < r->n_resv; i++) {
+		const struct vu_resv *rv = &r->resv[i];
+		if (!rv->n)
+			continue;
+		uint32_t total = out[i].len ? out[i].len + d->hdr_len : 0;
+		if (out[i].len) {
+			const struct hs_offload *o = &out[i].off;
+			struct vu_net_hdr h = {
+				.num_buffers = rv->n,
+				.flags = (uint8_t)(((o->flags & HS_OFF_NEEDS_CSUM) ? VU_HDR_F_NEEDS_CSUM : 0) |
+						   ((o->flags & HS_OFF_DATA_VALID) ? VU_HDR_F_DATA_VALID : 0)),
+				.gso_type = (uint8_t)(o->gso_type |
+						      ((o->flags & HS_OFF_GSO_ECN) ? VU_GSO_ECN : 0)),
+				.hdr_len = o->hdr_len,
+				.gso_size = o->gso_size,
+				.csum_start = o->csum_start,
+				.csum_offset = o->csum_offset,
+			};
+			segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);
+		}
+		for (unsigned k = 0; k < rv->n; k++) {
+			const struct vq_chain *ch = &r->chain[rv->first + k];
+			uint32_t len = total < ch->len ? total : ch->len;
+			vq_push(vq, ch, len);
+			total -= len;
+		}
+	}
+	r->n_resv = 0;
+	return vq_flush(vq) ? HS_EV_DELIVERED : 0;
+}
+
+/* ---- notifications ------------------------------------------------------------------ */
+
+void vu_notify(void *priv, uint16_t q, unsigned ev)
+{
+	struct vu_dev *d = priv;
+	uint64_t one = 1;
+	if (ev & HS_EV_DELIVERED) {
+		int fd = d->vr[2 * q].callfd;
+		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+			/* A full or closed eventfd: the guest polls. */
+		}
+	}
+	if (ev & HS_EV_COMPLETED) {
+		int fd = d->vr[2 * q + 1].callfd;
+		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		}
+	}
+}
+
+bool vu_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
+{
+	struct vu_dev *d = priv;
+	struct vu_vring *vr = &d->vr[ev == HS_EV_KICK ? 2 * q + 1 : 2 * q];
+	if (!vr->live)
+		return false;
+	return vq_set_kicks(&vr->vq, enable);
+}

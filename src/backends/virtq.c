@@ -1,0 +1,397 @@
+/*
+ * virtq.c - device side of split and packed virtqueues over guest memory
+ * mapped from a vhost-user memory table. See virtq.h for the security
+ * model: descriptors are read once into local copies, indices and
+ * addresses are checked, violations stop the ring with a reason.
+ *
+ * Memory ordering follows the virtio spec: the available index (split) or
+ * a descriptor's flags (packed) are read with acquire before the entries
+ * they publish; used entries are written before the used index (split)
+ * or before each used descriptor's flags (packed) with release; a full
+ * fence separates publishing from reading the driver's notification
+ * suppression fields.
+ */
+#include <string.h>
+
+#include "virtq.h"
+
+static inline uint16_t ld16(const uint16_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint16_t ld16_acq(const uint16_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void st16(uint16_t *p, uint16_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void st16_rel(uint16_t *p, uint16_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		if (uva >= r->uva && uva - r->uva < r->size &&
+		    len <= r->size - (uva - r->uva))
+			return r->hva + (uva - r->uva);
+	}
+	return NULL;
+}
+
+void vq_reset(struct vq *vq)
+{
+	memset(vq, 0, sizeof(*vq));
+	vq->avail_wrap = vq->used_wrap = true; /* packed rings start at 1 */
+}
+
+static int broken(struct vq *vq, const char *why)
+{
+	if (!vq->broken)
+		vq->broken = why;
+	return -1;
+}
+
+/* ---- split ring fields ------------------------------------------------------ */
+
+static inline uint16_t *split_avail_idx(struct vq *vq) { return vq->avail + 1; }
+static inline uint16_t *split_avail_ring(struct vq *vq, uint16_t i)
+{
+	return vq->avail + 2 + (i & (vq->size - 1));
+}
+static inline uint16_t *split_used_event(struct vq *vq) { return vq->avail + 2 + vq->size; }
+static inline uint16_t *split_used_idx(struct vq *vq) { return vq->used + 1; }
+static inline uint32_t *split_used_elem(struct vq *vq, uint16_t i)
+{
+	return (uint32_t *)(vq->used + 2) + 2 * (i & (vq->size - 1));
+}
+static inline uint16_t *split_avail_event(struct vq *vq)
+{
+	return (uint16_t *)((uint32_t *)(vq->used + 2) + 2 * vq->size);
+}
+
+/* ---- translating a descriptor into segments ------------------------------- */
+
+struct walk {
+	struct vq *vq;
+	struct vq_chain *ch;
+	struct hs_seg *segs;
+	unsigned seg_max;
+	uint32_t limit;
+	bool writable;
+	bool *bad;
+};
+
+/* Adds [addr, addr+len) to the chain. Returns -1 if outside guest memory. */
+static int add_range(struct walk *w, uint64_t addr, uint32_t len)
+{
+	struct vq_chain *ch = w->ch;
+	if (ch->len > w->limit || len > w->limit - ch->len) {
+		*w->bad = true; /* too long: keep validating, stop mapping */
+		ch->len = w->limit + 1;
+		return 0;
+	}
+	while (len) {
+		uint64_t got;
+		uint8_t *p = vu_gpa(w->vq->mem, addr, len, &got);
+		if (!p)
+			return -1;
+		if (!*w->bad) {
+			struct hs_seg *prev = ch->nseg ? &w->segs[ch->nseg - 1] : NULL;
+			if (prev && prev->base + prev->len == p) {
+				prev->len += (uint32_t)got; /* contiguous: merge */
+			} else if (ch->nseg < w->seg_max) {
+				w->segs[ch->nseg++] = (struct hs_seg){.base = p,
+								      .len = (uint32_t)got};
+			} else {
+				*w->bad = true;
+			}
+		}
+		ch->len += (uint32_t)got;
+		addr += got;
+		len -= (uint32_t)got;
+	}
+	return 0;
+}
+
+static int check_dir(struct walk *w, uint16_t flags)
+{
+	return !!(flags & VRING_DESC_F_WRITE) == w->writable ? 0 : -1;
+}
+
+/* Walks an indirect table of `n` split-layout descriptors (packed tables
+ * use the same 16-byte layout with id/flags: handled by the caller). */
+static int walk_indirect_split(struct walk *w, const struct vring_desc *table,
+			       uint32_t n)
+{
+	uint32_t i = 0, count = 0;
+	for (;;) {
+		struct vring_desc d;
+		memcpy(&d, (const void *)&table[i], sizeof(d)); /* read once */
+		if (++count > n)
+			return broken(w->vq, "indirect descriptor chain loops");
+		if (d.flags & VRING_DESC_F_INDIRECT)
+			return broken(w->vq, "nested indirect descriptor table");
+		if (check_dir(w, d.flags))
+			return broken(w->vq, "descriptor with the wrong direction");
+		if (add_range(w, d.addr, d.len))
+			return broken(w->vq, "descriptor outside guest memory");
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return 0;
+		i = d.next;
+		if (i >= n)
+			return broken(w->vq, "indirect next index out of range");
+	}
+}
+
+static const void *indirect_table(struct walk *w, uint64_t addr, uint32_t len,
+				  uint16_t flags)
+{
+	if (!w->vq->indirect)
+		return broken(w->vq, "indirect descriptor not negotiated"), NULL;
+	if (flags & VRING_DESC_F_NEXT)
+		return broken(w->vq, "indirect descriptor with NEXT"), NULL;
+	if (!len || len % 16 || len / 16 > VQ_MAX_INDIRECT)
+		return broken(w->vq, "bad indirect table length"), NULL;
+	const void *t = vu_gpa_whole(w->vq->mem, addr, len);
+	if (!t || ((uintptr_t)t & 7))
+		return broken(w->vq, "indirect table outside guest memory"), NULL;
+	return t;
+}
+
+/* ---- split ---------------------------------------------------------------------- */
+
+static int split_pop(struct walk *w)
+{
+	struct vq *vq = w->vq;
+	uint16_t idx = ld16_acq(split_avail_idx(vq));
+	uint16_t n = (uint16_t)(idx - vq->last_avail);
+	if (!n)
+		return 0;
+	if (n > vq->size)
+		return broken(vq, "available index ahead of the ring size");
+	uint16_t head = ld16(split_avail_ring(vq, vq->last_avail));
+	if (head >= vq->size)
+		return broken(vq, "available head index out of range");
+	vq->last_avail++;
+	w->ch->id = head;
+	w->ch->ndesc = 1;
+
+	uint16_t i = head;
+	uint32_t count = 0;
+	for (;;) {
+		struct vring_desc d;
+		memcpy(&d, (const void *)&vq->desc[i], sizeof(d)); /* read once */
+		if (++count > vq->size)
+			return broken(vq, "descriptor chain loops");
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			const struct vring_desc *t = indirect_table(w, d.addr, d.len,
+								    d.flags);
+			if (!t)
+				return -1;
+			return walk_indirect_split(w, t, d.len / 16) ? -1 : 1;
+		}
+		if (check_dir(w, d.flags))
+			return broken(vq, "descriptor with the wrong direction");
+		if (add_range(w, d.addr, d.len))
+			return broken(vq, "descriptor outside guest memory");
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return 1;
+		i = d.next;
+		if (i >= vq->size)
+			return broken(vq, "next descriptor index out of range");
+	}
+}
+
+/* ---- packed ---------------------------------------------------------------------- */
+
+static inline bool packed_avail(uint16_t flags, bool wrap)
+{
+	return !!(flags & VRING_PACKED_F_AVAIL) == wrap &&
+	       !!(flags & VRING_PACKED_F_USED) != wrap;
+}
+
+static int packed_pop(struct walk *w)
+{
+	struct vq *vq = w->vq;
+	uint16_t slot = vq->last_avail;
+	bool wrap = vq->avail_wrap;
+	uint16_t flags = ld16_acq(&vq->pdesc[slot].flags);
+	if (!packed_avail(flags, wrap))
+		return 0;
+	uint32_t count = 0;
+	for (;;) {
+		struct vring_packed_desc d;
+		memcpy(&d, (const void *)&vq->pdesc[slot], sizeof(d)); /* read once */
+		if (++count > vq->size)
+			return broken(vq, "packed descriptor chain longer than the ring");
+		w->ch->id = d.id; /* the buffer id of a chain is in its last */
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			const struct vring_packed_desc *t =
+				indirect_table(w, d.addr, d.len, d.flags);
+			if (!t)
+				return -1;
+			for (uint32_t k = 0; k < d.len / 16; k++) {
+				struct vring_packed_desc e;
+				memcpy(&e, (const void *)&t[k], sizeof(e));
+				if (e.flags & VRING_DESC_F_INDIRECT)
+					return broken(vq, "nested indirect descriptor table");
+				if (check_dir(w, e.flags))
+					return broken(vq, "descriptor with the wrong direction");
+				if (add_range(w, e.addr, e.len))
+					return broken(vq, "descriptor outside guest memory");
+			}
+		} else {
+			if (check_dir(w, d.flags))
+				return broken(vq, "descriptor with the wrong direction");
+			if (add_range(w, d.addr, d.len))
+				return broken(vq, "descriptor outside guest memory");
+		}
+		if (++slot == vq->size) {
+			slot = 0;
+			wrap = !wrap;
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			break;
+	}
+	w->ch->ndesc = (uint16_t)count;
+	vq->last_avail = slot;
+	vq->avail_wrap = wrap;
+	return 1;
+}
+
+/* ---- common ---------------------------------------------------------------------- */
+
+bool vq_has_avail(struct vq *vq)
+{
+	if (vq->broken || !vq->size)
+		return false;
+	if (vq->packed)
+		return packed_avail(ld16_acq(&vq->pdesc[vq->last_avail].flags),
+				    vq->avail_wrap);
+	return ld16_acq(split_avail_idx(vq)) != vq->last_avail;
+}
+
+int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
+	   unsigned seg_max, uint32_t limit, bool *bad)
+{
+	*bad = false;
+	if (vq->broken)
+		return -1;
+	*ch = (struct vq_chain){.writable = writable};
+	struct walk w = {.vq = vq, .ch = ch, .segs = segs, .seg_max = seg_max,
+			 .limit = limit, .writable = writable, .bad = bad};
+	return vq->packed ? packed_pop(&w) : split_pop(&w);
+}
+
+void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n)
+{
+	for (unsigned i = n; i-- > 0;) {
+		if (!vq->packed) {
+			vq->last_avail--;
+			continue;
+		}
+		if (vq->last_avail >= ch[i].ndesc) {
+			vq->last_avail = (uint16_t)(vq->last_avail - ch[i].ndesc);
+		} else {
+			vq->last_avail = (uint16_t)(vq->last_avail + vq->size - ch[i].ndesc);
+			vq->avail_wrap = !vq->avail_wrap;
+		}
+	}
+}
+
+void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len)
+{
+	if (!vq->packed) {
+		uint32_t *e = split_used_elem(vq, (uint16_t)(vq->used_idx + vq->pending));
+		__atomic_store_n(&e[0], ch->id, __ATOMIC_RELAXED);
+		__atomic_store_n(&e[1], len, __ATOMIC_RELAXED);
+		vq->pending++;
+		return;
+	}
+	struct vring_packed_desc *d = &vq->pdesc[vq->used_idx];
+	__atomic_store_n(&d->id, ch->id, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->len, len, __ATOMIC_RELAXED);
+	uint16_t flags = vq->used_wrap ? (VRING_PACKED_F_AVAIL | VRING_PACKED_F_USED) : 0;
+	if (ch->writable)
+		flags |= VRING_DESC_F_WRITE;
+	st16_rel(&d->flags, flags);
+	vq->used_idx = (uint16_t)(vq->used_idx + ch->ndesc);
+	if (vq->used_idx >= vq->size) {
+		vq->used_idx = (uint16_t)(vq->used_idx - vq->size);
+		vq->used_wrap = !vq->used_wrap;
+	}
+	vq->pending++;
+}
+
+/* vring_need_event: the driver wants an event when the used index passes
+ * `event`, counting from `old` to `new`. */
+static inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+bool vq_flush(struct vq *vq)
+{
+	if (!vq->pending)
+		return false;
+	bool valid = vq->signalled_valid;
+	uint16_t old = vq->signalled;
+	if (!vq->packed) {
+		uint16_t new_idx = (uint16_t)(vq->used_idx + vq->pending);
+		st16_rel(split_used_idx(vq), new_idx);
+		vq->used_idx = new_idx;
+		vq->pending = 0;
+		vq->signalled = new_idx;
+		vq->signalled_valid = true;
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!vq->event_idx)
+			return !(ld16(vq->avail) & VRING_AVAIL_F_NO_INTERRUPT);
+		return !valid || need_event(ld16(split_used_event(vq)), new_idx, old);
+	}
+	vq->pending = 0;
+	uint16_t new_idx = vq->used_idx;
+	vq->signalled = new_idx;
+	vq->signalled_valid = true;
+	atomic_thread_fence(memory_order_seq_cst);
+	uint16_t flags = ld16(&vq->drv_evt->flags);
+	if (flags != VRING_EVENT_F_DESC || !vq->event_idx)
+		return flags != VRING_EVENT_F_DISABLE;
+	if (!valid)
+		return true;
+	uint16_t off_wrap = ld16(&vq->drv_evt->off_wrap);
+	uint16_t off = off_wrap & 0x7fff;
+	if (new_idx <= old)
+		old = (uint16_t)(old - vq->size);
+	if (!!(off_wrap >> 15) != vq->used_wrap)
+		off = (uint16_t)(off - vq->size);
+	return need_event(off, new_idx, old);
+}
+
+bool vq_set_kicks(struct vq *vq, bool enable)
+{
+	if (vq->broken || !vq->size)
+		return false;
+	if (!vq->packed) {
+		if (vq->event_idx) {
+			if (enable)
+				st16(split_avail_event(vq), vq->last_avail);
+		} else {
+			st16(vq->used, enable ? 0 : VRING_USED_F_NO_NOTIFY);
+		}
+	} else {
+		st16(&vq->dev_evt->flags, enable ? VRING_EVENT_F_ENABLE
+						 : VRING_EVENT_F_DISABLE);
+	}
+	if (!enable)
+		return false;
+	atomic_thread_fence(memory_order_seq_cst);
+	return vq_has_avail(vq);
+}

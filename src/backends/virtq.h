@@ -1,0 +1,169 @@
+/*
+ * virtq.h - guest memory and virtqueues (split and packed), device side.
+ *
+ * Security model: everything in guest memory is written by an untrusted
+ * guest, possibly while we read it. Every descriptor is copied out of the
+ * ring once (virtq_read_*) and only the copy is validated and used; indices
+ * are checked against the ring size; every address range is translated
+ * through the memory table and must lie inside a mapped region; chains are
+ * bounded by the ring size (loops), indirect tables by their own length and
+ * may not nest. A violation sets vq->broken (a reason string) and the ring
+ * is not touched again until the front-end resets it; it never aborts.
+ *
+ * Threads: the control plane configures a virtqueue while the port is
+ * quiesced; the data path then uses it from one thread at a time (the
+ * ingress queue owner for a transmit ring, the egress lock holder for a
+ * receive ring).
+ */
+#ifndef HS_VIRTQ_H
+#define HS_VIRTQ_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hyperswitch/types.h"
+
+/* ---- guest memory ---------------------------------------------------------- */
+
+#define VU_MAX_REGIONS 32
+
+struct vu_region {
+	uint64_t gpa, size, uva, mmap_off;
+	uint8_t *hva;    /* where gpa is mapped here */
+	void *map;       /* mmap base, for munmap */
+	size_t map_len;
+};
+
+struct vu_mem {
+	uint32_t n;
+	struct vu_region r[VU_MAX_REGIONS];
+};
+
+/* Translates a guest physical range: returns the host address of gpa and,
+ * in *got, how many of the len bytes are contiguous there (a range may
+ * continue in another region). NULL if gpa is in no region. */
+static inline uint8_t *vu_gpa(const struct vu_mem *m, uint64_t gpa,
+			      uint64_t len, uint64_t *got)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			uint64_t left = r->size - (gpa - r->gpa);
+			*got = len < left ? len : left;
+			return r->hva + (gpa - r->gpa);
+		}
+	}
+	return NULL;
+}
+
+/* Translates a whole guest physical range that must be contiguous here. */
+static inline uint8_t *vu_gpa_whole(const struct vu_mem *m, uint64_t gpa,
+				    uint64_t len)
+{
+	uint64_t got;
+	uint8_t *p = vu_gpa(m, gpa, len, &got);
+	return p && got == len ? p : NULL;
+}
+
+/* Translates a front-end virtual address range (vring addresses). */
+uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len);
+
+/* ---- rings ------------------------------------------------------------------ */
+
+#define VRING_DESC_F_NEXT 1
+#define VRING_DESC_F_WRITE 2
+#define VRING_DESC_F_INDIRECT 4
+#define VRING_PACKED_F_AVAIL (1 << 7)
+#define VRING_PACKED_F_USED (1 << 15)
+#define VRING_USED_F_NO_NOTIFY 1
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VRING_EVENT_F_ENABLE 0
+#define VRING_EVENT_F_DISABLE 1
+#define VRING_EVENT_F_DESC 2
+
+#define VQ_MAX_SIZE 32768
+#define VQ_MAX_INDIRECT 4096 /* descriptors in one indirect table */
+
+struct vring_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+};
+
+struct vring_packed_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id, flags;
+};
+
+struct vring_packed_event {
+	uint16_t off_wrap, flags;
+};
+
+/* Split ring layout: avail = {flags, idx, ring[size], used_event};
+ * used = {flags, idx, {id, len}[size], avail_event}. */
+struct vq {
+	/* configuration (control plane, while quiesced) */
+	uint16_t size;
+	bool packed, event_idx, indirect;
+	struct vring_desc *desc;               /* split */
+	uint16_t *avail;                       /* split: flags, idx, ring... */
+	uint16_t *used;                        /* split: flags, idx, ring... */
+	struct vring_packed_desc *pdesc;       /* packed */
+	struct vring_packed_event *drv_evt;    /* packed: driver area */
+	struct vring_packed_event *dev_evt;    /* packed: device area */
+	const struct vu_mem *mem;
+
+	/* data path */
+	uint16_t last_avail;  /* split: free running; packed: slot */
+	bool avail_wrap;
+	uint16_t used_idx;    /* split: free running; packed: slot */
+	bool used_wrap;
+	uint16_t signalled;   /* used index at the last notification */
+	bool signalled_valid;
+	uint16_t pending;     /* pushed but not yet published (split) */
+	const char *broken;   /* why the ring was stopped, or NULL */
+};
+
+/* One chain popped from the available ring. */
+struct vq_chain {
+	uint16_t id;     /* split: head index; packed: buffer id */
+	uint16_t ndesc;  /* packed: ring slots it used (1 if indirect) */
+	uint32_t len;    /* bytes it describes */
+	uint16_t nseg;   /* segments it was translated into */
+	bool writable;   /* device-writable (a receive buffer) */
+};
+
+/* Sets a virtqueue to its reset state (not configured). */
+void vq_reset(struct vq *vq);
+
+/* Whether chains are waiting (an index read; no side effect). */
+bool vq_has_avail(struct vq *vq);
+
+/* Pops the next available chain, translating it into at most seg_max
+ * segments of guest memory; `writable` says whether the device writes it
+ * (receive) or reads it (transmit): every descriptor must agree.
+ * Returns 1 with the chain, 0 if none is available, -1 if the ring is
+ * broken (vq->broken says why) or the chain needs more than seg_max
+ * segments or `limit` bytes (then *bad is set and the chain was consumed:
+ * complete it with vq_push(len 0)). */
+int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
+	   unsigned seg_max, uint32_t limit, bool *bad);
+
+/* Gives back the last n popped chains (newest last in ch[]). */
+void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n);
+
+/* Returns a chain to the driver with `len` bytes written; visible after
+ * vq_flush. */
+void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len);
+
+/* Publishes pushed chains; returns true if the driver asked to be
+ * notified (interrupt) for them. */
+bool vq_flush(struct vq *vq);
+
+/* Enables or suppresses the driver's kicks; when enabling returns true if
+ * chains are already available (the caller must not sleep then). */
+bool vq_set_kicks(struct vq *vq, bool enable);
+
+#endif /* HS_VIRTQ_H */

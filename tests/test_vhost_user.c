@@ -1,0 +1,663 @@
+/*
+ * test_vhost_user.c - the vhost-user backend against an in-test front-end
+ * and virtio-net driver (vu_driver.h): negotiation, traffic on split and
+ * packed rings with every feature combination, mergeable buffers, GSO
+ * pass-through and segmentation, notifications, interop with mem ports,
+ * reconnection (server and client mode), malformed rings and malformed
+ * messages (the switch and other ports keep working).
+ */
+#include <pthread.h>
+#include <stdio.h>
+
+#include "helpers.h"
+#include "vu_driver.h"
+
+#define F(b) (1ull << (b))
+#define ALL_FEATURES (~0ull)
+
+struct env {
+	hs_switch_t *sw;
+	pthread_t loop;
+	char path[2][108];
+	hs_port_t *p[2];
+};
+
+static void *loop_main(void *arg)
+{
+	hs_run(arg);
+	return NULL;
+}
+
+static hs_port_t *vu_port(hs_switch_t *sw, const char *name, const char *path,
+			  uint32_t flags, uint16_t qp, uint64_t off)
+{
+	struct hs_vhost_user_config vc = {.path = path, .flags = flags, .queue_pairs = qp,
+					  .features_off = off, .mtu = 9000};
+	struct hs_port_config pc = {.name = name, .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc),
+				    .mtu = 9000};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	return p;
+}
+
+static void env_up(struct env *e, uint64_t off)
+{
+	memset(e, 0, sizeof(*e));
+	e->sw = th_switch(NULL);
+	for (int i = 0; i < 2; i++) {
+		snprintf(e->path[i], sizeof(e->path[i]), "/tmp/hs-vu-test-%d-%d.sock",
+			 (int)getpid(), i);
+		e->p[i] = vu_port(e->sw, i ? "vb" : "va", e->path[i], 0, 1, off);
+	}
+	pthread_create(&e->loop, NULL, loop_main, e->sw);
+}
+
+static void env_down(struct env *e)
+{
+	hs_stop(e->sw);
+	pthread_join(e->loop, NULL);
+	hs_switch_destroy(e->sw);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_ne(access(e->path[i], F_OK), 0); /* socket removed */
+}
+
+static void guest_up(struct vud *v, const char *path, uint64_t want, hs_port_t *p)
+{
+	ck_assert_int_eq(vud_connect(v, path), 0);
+	ck_assert_int_eq(vud_start(v, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(v, 0, 128, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(p), 3000));
+}
+
+static size_t mkframe(uint8_t *f, unsigned dst, unsigned src, size_t len, uint32_t seq)
+{
+	uint8_t d[6], s[6];
+	th_mac(d, dst);
+	th_mac(s, src);
+	return th_frame(f, dst ? d : th_bcast, s, -1, len, seq);
+}
+
+/* Waits for one frame on v's queue 0. */
+static int recv_wait(struct vud *v, uint8_t *buf, uint32_t max, struct vud_net_hdr *h)
+{
+	int n = 0;
+	TH_WAIT((n = vud_recv(v, 0, buf, max, h)) != 0, 3000);
+	return n;
+}
+
+/* ---- negotiation -------------------------------------------------------------------- */
+
+START_TEST(negotiates_features_and_connects)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud v;
+	ck_assert_int_eq(vud_connect(&v, e.path[0]), 0);
+	uint64_t f;
+	ck_assert_int_eq(vud_get_u64(&v, VUD_GET_FEATURES, &f), 0);
+	static const unsigned must[] = {HS_VIRTIO_F_VERSION_1, HS_VIRTIO_F_RING_PACKED,
+					HS_VIRTIO_F_EVENT_IDX, HS_VIRTIO_F_INDIRECT_DESC,
+					HS_VIRTIO_NET_F_MRG_RXBUF, HS_VIRTIO_NET_F_CSUM,
+					HS_VIRTIO_NET_F_GUEST_CSUM, HS_VIRTIO_NET_F_HOST_TSO4,
+					HS_VIRTIO_NET_F_GUEST_TSO6, HS_VIRTIO_NET_F_MTU, 30};
+	for (unsigned i = 0; i < sizeof(must) / sizeof(must[0]); i++)
+		ck_assert_msg((f >> must[i]) & 1, "feature %u not offered", must[i]);
+	ck_assert(!((f >> 26) & 1)); /* no dirty logging: no migration offered */
+	ck_assert_int_eq(vud_start(&v, ALL_FEATURES, 1), 0);
+	uint64_t qn;
+	ck_assert_int_eq(vud_get_u64(&v, VUD_GET_QUEUE_NUM, &qn), 0);
+	ck_assert_uint_eq(qn, 1);
+	ck_assert(TH_WAIT(hs_vhost_user_connected(e.p[0]) == 1, 3000));
+	ck_assert_uint_eq(hs_vhost_user_features(e.p[0]), v.features);
+	ck_assert_uint_eq(hs_port_caps(e.p[0]) & HS_CAP_CSUM, HS_CAP_CSUM);
+	vud_post_rx(&v, 0, 16, VUD_BUF);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	vud_close(&v);
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]) &&
+			  hs_vhost_user_connected(e.p[0]) == 0, 3000));
+	env_down(&e);
+}
+END_TEST
+
+/* ---- traffic, every combination ------------------------------------------------------ */
+
+static void traffic(uint64_t want, unsigned pieces)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], want, e.p[0]);
+	guest_up(&b, e.path[1], want, e.p[1]);
+	static uint8_t f[2000], g[10000];
+	/* b announces itself, then a talks to b and b answers. */
+	size_t n = mkframe(f, 0, 2, 64, 0);
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	for (uint32_t i = 1; i <= 300; i++) {
+		size_t len = 60 + (i * 37) % 1400;
+		n = mkframe(f, 2, 1, len, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, pieces) == -ENOSPC)
+			vud_reap_tx(&a, 0);
+		struct vud_net_hdr h;
+		int got = recv_wait(&b, g, sizeof(g), &h);
+		ck_assert_msg(got == (int)n, "frame %u: got %d of %zu (features %llx)", i,
+			      got, n, (unsigned long long)a.features);
+		ck_assert_int_eq(memcmp(g, f, n), 0);
+		if (b.hdr_len == 12)
+			ck_assert_uint_eq(h.num_buffers, 1);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+		if (i % 50 == 0)
+			vud_reap_tx(&a, 0);
+	}
+	ck_assert(TH_WAIT((vud_reap_tx(&a, 0), th_pstats(e.p[0]).rx_packets == 300), 3000));
+	struct hs_port_stats sb = th_pstats(e.p[1]);
+	ck_assert_uint_eq(sb.tx_packets, 300);
+	for (int r = 0; r < HS_DROP__COUNT; r++)
+		ck_assert_msg(sb.drops[r] == 0 && th_pstats(e.p[0]).drops[r] == 0,
+			      "dropped: %s", hs_drop_reason_name(r));
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+
+static const uint64_t base = F(HS_VIRTIO_F_VERSION_1) | F(30);
+
+START_TEST(split_ring_traffic)
+{
+	traffic(base, 1);
+}
+END_TEST
+
+START_TEST(packed_ring_traffic)
+{
+	traffic(base | F(HS_VIRTIO_F_RING_PACKED), 1);
+}
+END_TEST
+
+START_TEST(every_feature_combination_carries_traffic)
+{
+	for (unsigned combo = 0; combo < 16; combo++) {
+		uint64_t want = base;
+		if (combo & 1)
+			want |= F(HS_VIRTIO_F_RING_PACKED);
+		if (combo & 2)
+			want |= F(HS_VIRTIO_NET_F_MRG_RXBUF);
+		if (combo & 4)
+			want |= F(HS_VIRTIO_F_EVENT_IDX);
+		if (combo & 8)
+			want &= ~F(HS_VIRTIO_F_VERSION_1); /* legacy 10-byte header */
+		traffic(want, combo % 3 + 1);
+	}
+}
+END_TEST
+
+START_TEST(large_frames_merge_receive_buffers)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	uint64_t want = base | F(HS_VIRTIO_NET_F_MRG_RXBUF);
+	guest_up(&a, e.path[0], want, e.p[0]);
+	ck_assert_int_eq(vud_connect(&b, e.path[1]), 0);
+	ck_assert_int_eq(vud_start(&b, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&b, 0, 64, 1024), 0); /* small buffers */
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[1]), 3000));
+	static uint8_t f[9100], g[10000];
+	size_t n = mkframe(f, 0, 1, 9000, 7);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 4), 0);
+	struct vud_net_hdr h;
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), &h), (int)n);
+	ck_assert_uint_eq(h.num_buffers, (9000 + 12 + 1023) / 1024);
+	ck_assert_int_eq(memcmp(g, f, n), 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+START_TEST(frames_larger_than_single_buffers_are_dropped_oversize)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]); /* no MRG_RXBUF */
+	ck_assert_int_eq(vud_connect(&b, e.path[1]), 0);
+	ck_assert_int_eq(vud_start(&b, base, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&b, 0, 8, 1024), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[1]), 3000));
+	static uint8_t f[3000], g[3000];
+	size_t n = mkframe(f, 0, 1, 2000, 1);
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+	ck_assert(TH_WAIT(th_pstats(e.p[1]).drops[HS_DROP_OVERSIZE] == 1, 3000));
+	/* The buffers are still there for frames that fit. */
+	n = mkframe(f, 0, 1, 500, 2);
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- offloads ------------------------------------------------------------------------------ */
+
+static uint32_t tcp_frame(uint8_t *f, uint32_t payload, struct vud_net_hdr *h)
+{
+	uint8_t d[6], s[6];
+	th_mac(d, 2);
+	th_mac(s, 1);
+	memcpy(f, d, 6);
+	memcpy(f + 6, s, 6);
+	f[12] = 0x08, f[13] = 0x00;
+	uint8_t *ip = f + 14, *tcp = ip + 20;
+	memset(ip, 0, 40);
+	uint32_t len = 14 + 20 + 20 + payload;
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((len - 14) >> 8), ip[3] = (uint8_t)(len - 14);
+	ip[8] = 64, ip[9] = 6;
+	ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2;
+	tcp[12] = 0x50, tcp[13] = 0x10;
+	for (uint32_t i = 0; i < payload; i++)
+		f[54 + i] = (uint8_t)i;
+	*h = (struct vud_net_hdr){.flags = 1, .gso_type = 1, .hdr_len = 54,
+				  .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
+	return len;
+}
+
+START_TEST(gso_passes_through_or_is_segmented)
+{
+	for (int seg = 0; seg < 2; seg++) {
+		struct env e;
+		env_up(&e, 0);
+		struct vud a, b;
+		uint64_t tso = F(HS_VIRTIO_NET_F_CSUM) | F(HS_VIRTIO_NET_F_GUEST_CSUM) |
+			       F(HS_VIRTIO_NET_F_HOST_TSO4) | F(HS_VIRTIO_NET_F_GUEST_TSO4) |
+			       F(HS_VIRTIO_NET_F_MRG_RXBUF);
+		guest_up(&a, e.path[0], base | tso, e.p[0]);
+		/* b takes TSO frames, or (seg) nothing but plain frames */
+		uint64_t bw = seg ? base | F(HS_VIRTIO_NET_F_MRG_RXBUF) : base | tso;
+		guest_up(&b, e.path[1], bw, e.p[1]);
+		vud_post_rx(&b, 0, 100, VUD_BUF);
+		static uint8_t f[70000], g[70000];
+		/* learn b */
+		size_t n0 = mkframe(f, 0, 2, 64, 0);
+		vud_send(&b, 0, f, (uint32_t)n0, NULL, 1);
+		recv_wait(&a, g, sizeof(g), NULL);
+		struct vud_net_hdr h;
+		uint32_t n = tcp_frame(f, 30000, &h);
+		ck_assert_int_eq(vud_send(&a, 0, f, n, &h, 8), 0);
+		struct vud_net_hdr rh;
+		if (!seg) {
+			ck_assert_int_eq(recv_wait(&b, g, sizeof(g), &rh), (int)n);
+			ck_assert_uint_eq(rh.gso_type, 1);
+			ck_assert_uint_eq(rh.gso_size, 1448);
+			ck_assert_int_eq(memcmp(g, f, n), 0);
+		} else {
+			uint32_t pieces = (30000 + 1447) / 1448, total = 0;
+			for (uint32_t i = 0; i < pieces; i++) {
+				int k = recv_wait(&b, g, sizeof(g), &rh);
+				ck_assert_int_gt(k, 54);
+				ck_assert_uint_eq(rh.gso_type, 0);
+				ck_assert_int_eq(memcmp(g + 54, f + 54 + i * 1448, (size_t)k - 54), 0);
+				total += (uint32_t)k - 54;
+			}
+			ck_assert_uint_eq(total, 30000);
+		}
+		vud_close(&a);
+		vud_close(&b);
+		env_down(&e);
+	}
+}
+END_TEST
+
+START_TEST(offloads_not_negotiated_are_refused)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]); /* no CSUM, no TSO */
+	guest_up(&b, e.path[1], base, e.p[1]);
+	static uint8_t f[70000];
+	struct vud_net_hdr h;
+	uint32_t n = tcp_frame(f, 3000, &h);
+	vud_send(&a, 0, f, n, &h, 1);
+	ck_assert(TH_WAIT(th_pstats(e.p[0]).drops[HS_DROP_BAD_OFFLOAD] == 1, 3000));
+	ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000)); /* completed anyway */
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- with mem ports --------------------------------------------------------------------- */
+
+START_TEST(vhost_user_and_mem_ports_talk)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "host", 0);
+	struct vud a;
+	guest_up(&a, e.path[0], base | F(HS_VIRTIO_F_RING_PACKED), e.p[0]);
+	static uint8_t f[2000], g[2000];
+	size_t n = mkframe(f, 0, 5, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	ck_assert_int_eq(memcmp(g, f, n), 0);
+	n = mkframe(f, 5, 1, 300, 2);
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 2);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	ck_assert_int_eq(hs_mem_recv(m, 0, g, sizeof(g), NULL), (int)n);
+	ck_assert_int_eq(memcmp(g, f, n), 0);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- notifications ------------------------------------------------------------------------ */
+
+START_TEST(guest_gets_interrupts_only_when_it_asks)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	guest_up(&b, e.path[1], base, e.p[1]);
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 1, 100, 1);
+	vud_calls(&b.r[0]);
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	ck_assert(TH_WAIT(vud_calls(&b.r[0]) >= 1, 3000));
+	/* The driver suppresses interrupts: none comes. */
+	b.r[0].avail[0] = 1; /* VRING_AVAIL_F_NO_INTERRUPT */
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	usleep(50000);
+	ck_assert_uint_eq(vud_calls(&b.r[0]), 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- reconnection ------------------------------------------------------------------------- */
+
+START_TEST(a_restarted_front_end_gets_traffic_again)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&b, e.path[1], base, e.p[1]);
+	static uint8_t f[200], g[200];
+	for (int round = 0; round < 3; round++) {
+		guest_up(&a, e.path[0], round % 2 ? base | F(HS_VIRTIO_F_RING_PACKED) : base,
+			 e.p[0]);
+		size_t n = mkframe(f, 0, 1, 100, (uint32_t)round);
+		vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+		ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+		vud_close(&a); /* the VMM goes away */
+		ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
+	}
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+START_TEST(client_mode_reconnects_to_the_vmm)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/hs-vu-client-%d.sock", (int)getpid());
+	unlink(path);
+	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	listen(ls, 1);
+	struct hs_vhost_user_config vc = {.path = path, .flags = HS_VU_CLIENT,
+					  .reconnect_ms = 20};
+	struct hs_port_config pc = {.name = "c", .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc)};
+	hs_port_t *p;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, loop_main, sw);
+	for (int round = 0; round < 2; round++) {
+		struct pollfd pf = {.fd = ls, .events = POLLIN};
+		ck_assert_int_eq(poll(&pf, 1, 3000), 1);
+		int c = accept(ls, NULL, NULL);
+		ck_assert_int_ge(c, 0);
+		ck_assert(TH_WAIT(hs_vhost_user_connected(p) == 1, 3000));
+		/* Speak as the VMM would. */
+		struct vud v = {.sock = c};
+		uint64_t f;
+		ck_assert_int_eq(vud_get_u64(&v, VUD_GET_FEATURES, &f), 0);
+		ck_assert_uint_ne(f, 0);
+		close(c); /* the VMM restarts */
+		ck_assert(TH_WAIT(hs_vhost_user_connected(p) == 0, 3000));
+	}
+	hs_stop(sw);
+	pthread_join(t, NULL);
+	hs_switch_destroy(sw);
+	close(ls);
+	unlink(path);
+}
+END_TEST
+
+/* ---- hostile rings ---------------------------------------------------------------------- */
+
+enum abuse { AVAIL_JUMP, HEAD_RANGE, LOOP, OUTSIDE, WRONG_DIR, NESTED_INDIRECT,
+	     BAD_INDIRECT_LEN, NEXT_RANGE, N_ABUSE };
+
+static void abuse_split(struct vud *v, enum abuse kind)
+{
+	struct vud_ring *r = &v->r[1];
+	uint16_t head = r->free_head;
+	uint8_t *b = vud_alloc(v, 256, 64);
+	memset(b, 0, 256);
+	r->desc[head].addr = vud_gpa(v, b);
+	r->desc[head].len = 100;
+	r->desc[head].flags = 0;
+	switch (kind) {
+	case AVAIL_JUMP:
+		r->avail[2 + (r->avail_idx & (r->size - 1))] = head;
+		__atomic_store_n(&r->avail[1], (uint16_t)(r->avail_idx + 1000), __ATOMIC_RELEASE);
+		break;
+	case HEAD_RANGE:
+		r->avail[2 + (r->avail_idx & (r->size - 1))] = 999;
+		break;
+	case LOOP:
+		r->desc[head].flags = 1;
+		r->desc[head].next = head;
+		break;
+	case OUTSIDE:
+		r->desc[head].addr = 0x10;
+		break;
+	case WRONG_DIR:
+		r->desc[head].flags = 2; /* device-writable on a transmit ring */
+		break;
+	case NESTED_INDIRECT: {
+		uint64_t *t = (uint64_t *)b; /* one entry that is itself indirect */
+		t[0] = vud_gpa(v, b);
+		t[1] = (uint64_t)16 | ((uint64_t)4 << 32);
+		r->desc[head].flags = 4;
+		r->desc[head].len = 16;
+		break;
+	}
+	case BAD_INDIRECT_LEN:
+		r->desc[head].flags = 4;
+		r->desc[head].len = 17;
+		break;
+	case NEXT_RANGE:
+		r->desc[head].flags = 1;
+		r->desc[head].next = 5000;
+		break;
+	default:
+		break;
+	}
+	if (kind != AVAIL_JUMP) {
+		if (kind != HEAD_RANGE)
+			r->avail[2 + (r->avail_idx & (r->size - 1))] = head;
+		r->avail_idx++;
+		__atomic_store_n(&r->avail[1], r->avail_idx, __ATOMIC_RELEASE);
+	}
+	vud_kick(r);
+}
+
+START_TEST(hostile_rings_stop_only_their_port)
+{
+	for (int kind = 0; kind < N_ABUSE; kind++) {
+		struct env e;
+		env_up(&e, 0);
+		hs_port_t *m1 = th_port(e.sw, "m1", 0), *m2 = th_port(e.sw, "m2", 0);
+		struct vud a;
+		uint64_t want = base | F(HS_VIRTIO_F_INDIRECT_DESC);
+		guest_up(&a, e.path[0], want, e.p[0]);
+		abuse_split(&a, (enum abuse)kind);
+		ck_assert_msg(TH_WAIT(!hs_port_link_up(e.p[0]), 3000), "abuse %d", kind);
+		/* The others keep switching. */
+		static uint8_t f[200];
+		size_t n = mkframe(f, 0, 9, 100, 1);
+		ck_assert_int_eq(th_send(m1, f, n), 0);
+		ck_assert_int_eq(th_drain(m2), 1);
+		/* The guest resets the device (a new connection): it works. */
+		vud_close(&a);
+		struct vud a2;
+		guest_up(&a2, e.path[0], want, e.p[0]);
+		n = mkframe(f, 0, 9, 100, 2);
+		ck_assert_int_eq(th_send(m1, f, n), 0);
+		uint8_t g[200];
+		ck_assert_int_eq(recv_wait(&a2, g, sizeof(g), NULL), (int)n);
+		vud_close(&a2);
+		env_down(&e);
+	}
+}
+END_TEST
+
+START_TEST(oversized_and_overlong_chains_are_refused_not_fatal)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	guest_up(&b, e.path[1], base, e.p[1]);
+	/* 70,000 bytes: more than any frame. */
+	struct vud_ring *r = &a.r[1];
+	uint8_t *big = vud_alloc(&a, 70000, 64);
+	uint64_t g0 = vud_gpa(&a, big);
+	uint32_t l0 = 70000;
+	memset(big, 0, 64);
+	vud_add(&a, r, &g0, &l0, 1, g0);
+	vud_kick(r);
+	ck_assert(TH_WAIT(th_pstats(e.p[0]).drops[HS_DROP_BAD_DESC] == 1, 3000));
+	ck_assert(hs_port_link_up(e.p[0])); /* not fatal */
+	ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000));
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 1, 100, 1);
+	vud_send(&a, 0, f, (uint32_t)n, NULL, 1);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- hostile messages ---------------------------------------------------------------------- */
+
+START_TEST(malformed_messages_get_errors_not_crashes)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud v;
+	ck_assert_int_eq(vud_connect(&v, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&v, base, 1), 0); /* REPLY_ACK on */
+	ck_assert((v.proto >> 3) & 1);
+	uint64_t junk[8] = {0};
+	/* unknown request */
+	ck_assert_int_eq(vud_call(&v, 99, junk, 8, NULL, 0), -EIO);
+	/* payload of the wrong size */
+	ck_assert_int_eq(vud_call(&v, VUD_SET_FEATURES, junk, 4, NULL, 0), -EIO);
+	/* features never offered */
+	ck_assert_int_eq(vud_u64(&v, VUD_SET_FEATURES, 1ull << 63), -EIO);
+	/* vring index out of range */
+	ck_assert_int_eq(vud_state(&v, VUD_SET_VRING_NUM, 77, 256), -EIO);
+	/* ring size not a power of two on a split ring, and too big */
+	ck_assert_int_eq(vud_state(&v, VUD_SET_VRING_NUM, 0, 100), -EIO);
+	ck_assert_int_eq(vud_state(&v, VUD_SET_VRING_NUM, 0, 65536), -EIO);
+	/* a memory table whose fd count does not match its regions */
+	uint64_t mt[6] = {2, VUD_GPA, 4096, 0, 0, 0};
+	ck_assert_int_eq(vud_call(&v, VUD_SET_MEM_TABLE, mt, 8 + 32, &v.memfd, 1), -EIO);
+	/* a region larger than its file, overflowing addresses */
+	uint64_t mt2[5] = {1, UINT64_MAX - 10, 4096, 0, 0};
+	ck_assert_int_eq(vud_call(&v, VUD_SET_MEM_TABLE, mt2, 8 + 32, &v.memfd, 1), -EIO);
+	/* a vring address outside guest memory */
+	uint64_t addr[5] = {0, 0x10, 0x10, 0x10, 0};
+	ck_assert_int_eq(vud_call(&v, VUD_SET_VRING_ADDR, addr, 40, NULL, 0), -EIO);
+	/* a kick without an fd (polling) is not supported */
+	ck_assert_int_eq(vud_u64(&v, VUD_SET_VRING_KICK, 0x100), -EIO);
+	/* still alive: a good request works */
+	uint64_t f;
+	ck_assert_int_eq(vud_get_u64(&v, VUD_GET_FEATURES, &f), 0);
+	/* an oversized payload ends the connection */
+	uint32_t h[3] = {VUD_SET_FEATURES, 1, 100000};
+	ck_assert_int_eq(send(v.sock, h, 12, MSG_NOSIGNAL), 12);
+	ck_assert(TH_WAIT(hs_vhost_user_connected(e.p[0]) == 0, 3000));
+	vud_close(&v);
+	/* and a new front-end is welcome */
+	struct vud w;
+	guest_up(&w, e.path[0], base, e.p[0]);
+	vud_close(&w);
+	ck_assert_uint_ge(th_pstats(e.p[0]).rx_packets, 0);
+	env_down(&e);
+}
+END_TEST
+
+START_TEST(a_second_front_end_is_refused)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	ck_assert_int_eq(vud_connect(&b, e.path[0]), 0);
+	char c;
+	struct pollfd pf = {.fd = b.sock, .events = POLLIN};
+	ck_assert_int_eq(poll(&pf, 1, 3000), 1);
+	ck_assert_int_eq(recv(b.sock, &c, 1, 0), 0); /* closed on it */
+	ck_assert(hs_port_link_up(e.p[0]));
+	vud_close(&b);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("vhost_user");
+	TCase *tc = tcase_create("vhost_user");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, negotiates_features_and_connects);
+	tcase_add_test(tc, split_ring_traffic);
+	tcase_add_test(tc, packed_ring_traffic);
+	tcase_add_test(tc, every_feature_combination_carries_traffic);
+	tcase_add_test(tc, large_frames_merge_receive_buffers);
+	tcase_add_test(tc, frames_larger_than_single_buffers_are_dropped_oversize);
+	tcase_add_test(tc, gso_passes_through_or_is_segmented);
+	tcase_add_test(tc, offloads_not_negotiated_are_refused);
+	tcase_add_test(tc, vhost_user_and_mem_ports_talk);
+	tcase_add_test(tc, guest_gets_interrupts_only_when_it_asks);
+	tcase_add_test(tc, a_restarted_front_end_gets_traffic_again);
+	tcase_add_test(tc, client_mode_reconnects_to_the_vmm);
+	tcase_add_test(tc, hostile_rings_stop_only_their_port);
+	tcase_add_test(tc, oversized_and_overlong_chains_are_refused_not_fatal);
+	tcase_add_test(tc, malformed_messages_get_errors_not_crashes);
+	tcase_add_test(tc, a_second_front_end_is_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}
