@@ -307,6 +307,32 @@ static inline void vud_kick(struct vud_ring *r)
 	}
 }
 
+/* Kicks only when the device asked, exactly as Linux's virtio driver
+ * decides (used->flags / avail_event for split rings, the device event
+ * suppression area for packed ones): a device that forgets to ask for
+ * kicks stalls here, as it would with a real guest. `old` is the avail
+ * index before the buffers just added. */
+static inline void vud_kick_if_needed(struct vud *v, struct vud_ring *r, uint16_t old)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!v->packed) {
+		uint16_t new_idx = r->avail_idx;
+		if ((v->features >> 29) & 1) {
+			uint16_t ev = __atomic_load_n((uint16_t *)((uint32_t *)(r->used + 2) +
+								   2 * r->size),
+						      __ATOMIC_RELAXED);
+			if ((uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old))
+				vud_kick(r);
+		} else if (!(__atomic_load_n(&r->used[0], __ATOMIC_RELAXED) & 1)) {
+			vud_kick(r);
+		}
+		return;
+	}
+	uint16_t flags = __atomic_load_n(&r->dev_evt[1], __ATOMIC_RELAXED);
+	if (flags != 1) /* not DISABLE (DESC treated as ENABLE: conservative) */
+		vud_kick(r);
+}
+
 /* Makes one buffer of `n` descriptors (gpa/len pairs) available. */
 static inline int vud_add(struct vud *v, struct vud_ring *r, const uint64_t *gpa,
 			  const uint32_t *len, unsigned n, uint64_t tag)
@@ -407,6 +433,7 @@ static inline int vud_used(struct vud *v, struct vud_ring *r, uint64_t *tag,
 static inline int vud_post_rx(struct vud *v, unsigned q, unsigned n, uint32_t size)
 {
 	struct vud_ring *r = &v->r[2 * q];
+	uint16_t old = r->avail_idx;
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t *b = vud_alloc(v, size, 64);
 		if (!b)
@@ -416,7 +443,7 @@ static inline int vud_post_rx(struct vud *v, unsigned q, unsigned n, uint32_t si
 		if (rc)
 			return rc;
 	}
-	vud_kick(r);
+	vud_kick_if_needed(v, r, old);
 	return 0;
 }
 
@@ -452,9 +479,10 @@ static inline int vud_send(struct vud *v, unsigned q, const void *frame, uint32_
 			off += k;
 		}
 	}
+	uint16_t old = r->avail_idx;
 	int rc = vud_add(v, r, g, l, n, vud_gpa(v, b));
 	if (!rc)
-		vud_kick(r);
+		vud_kick_if_needed(v, r, old);
 	return rc;
 }
 

@@ -430,6 +430,7 @@ static void vring_reset(struct vu_dev *d, unsigned i)
 	vr->num = 0;
 	vr->addr_set = false;
 	vr->enabled = false;
+	vr->kicks_off = false;
 	vr->base = 0;
 	vq_reset(&vr->vq);
 }
@@ -797,9 +798,8 @@ static bool allowed(const struct vu_dev *d, uint32_t req)
 	case VU_SET_STATUS:
 	case VU_GET_STATUS:
 		return (d->proto >> VU_PF_STATUS) & 1;
-	case VU_SET_VRING_ENABLE:
-		return has(d, VU_F_PROTOCOL_FEATURES);
-	default:
+	default: /* SET_VRING_ENABLE too: QEMU 7.2 sends it without acking
+		  * VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES */
 		return true;
 	}
 }

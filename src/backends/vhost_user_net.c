@@ -135,8 +135,15 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		struct hs_seg *segs = t->segs[n];
 		int rc = vq_pop(vq, false, &ch, segs, VU_TX_SEGS,
 				d->hdr_len + HS_FRAME_MAX, &bad);
-		if (rc == 0)
+		if (rc == 0) {
+			/* Drained. With EVENT_IDX the driver kicks only when it
+			 * passes avail_event: move it here while kicks are wanted,
+			 * then look once more (it may have added meanwhile). */
+			if (!vr->kicks_off && vq->event_idx && !vq->packed &&
+			    vq_set_kicks(vq, true))
+				continue;
 			break;
+		}
 		if (rc < 0) {
 			vu_ring_broken(d, vr);
 			break;
@@ -338,5 +345,7 @@ bool vu_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 	struct vu_vring *vr = &d->vr[ev == HS_EV_KICK ? 2 * q + 1 : 2 * q];
 	if (!vr->live)
 		return false;
+	if (ev == HS_EV_KICK)
+		vr->kicks_off = !enable;
 	return vq_set_kicks(&vr->vq, enable);
 }

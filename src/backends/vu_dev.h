@@ -46,6 +46,7 @@ struct vu_vring {
 	int kickfd, callfd, errfd;
 	bool kick_set, enabled;
 	bool live;                 /* the data path may use it */
+	bool kicks_off;            /* data path: a poller suppressed kicks */
 	struct vq vq;              /* data-path state */
 };
 

@@ -1,0 +1,198 @@
+/*
+ * vswitch.c - a switch process for virtual machines: vhost-user ports
+ * for VMMs (QEMU, cloud-hypervisor) and DPDK virtio-user, plus optional
+ * in-memory sink ports, until SIGINT/SIGTERM; counters on exit.
+ *
+ *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
+ *           --vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed]...
+ *
+ * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
+ * "client": the switch connects to the VMM's PATH and reconnects).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hyperswitch/hyperswitch.h>
+
+#define MAX_PORTS 64
+
+static void log_line(void *opaque, enum hs_log_level level, const char *msg)
+{
+	(void)opaque;
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	fprintf(stderr, "[%s] %s\n", names[level], msg);
+}
+
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed]". */
+static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n)
+{
+	struct hs_vhost_user_config vc = {0};
+	struct hs_port_config pc = {.backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc,
+				    .backend_config_size = sizeof(vc), .mtu = 9000};
+	char *save = NULL, *tok = strtok_r(spec, ",", &save);
+	vc.path = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "client"))
+			vc.flags |= HS_VU_CLIENT;
+		else if (!strncmp(tok, "queues=", 7))
+			vc.queue_pairs = (uint16_t)atoi(tok + 7);
+		else if (!strncmp(tok, "vlan=", 5))
+			pc.vlan = (uint16_t)atoi(tok + 5);
+		else if (!strcmp(tok, "no-packed"))
+			vc.features_off |= 1ull << HS_VIRTIO_F_RING_PACKED;
+		else {
+			fprintf(stderr, "unknown option %s\n", tok);
+			return -EINVAL;
+		}
+	}
+	char name[32];
+	snprintf(name, sizeof(name), "vhu%u", n);
+	pc.name = name;
+	int rc = hs_port_add(sw, &pc, NULL);
+	if (rc)
+		fprintf(stderr, "port %s on %s: %s\n", name, vc.path ? vc.path : "?",
+			hs_strerror(rc));
+	return rc;
+}
+
+static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
+{
+	struct hs_switch_stats st;
+	hs_switch_get_stats(sw, &st);
+	printf("switch: rx %llu tx %llu, %llu MACs, rounds %llu (sender %llu, worker %llu)\n",
+	       (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
+	       (unsigned long long)st.fdb_entries, (unsigned long long)st.rounds,
+	       (unsigned long long)st.rounds_sender, (unsigned long long)st.rounds_worker);
+	for (unsigned i = 0; i < n; i++) {
+		struct hs_port_stats ps;
+		hs_port_get_stats(ports[i], &ps);
+		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu",
+		       hs_port_name(ports[i]), (unsigned long long)ps.rx_packets,
+		       (unsigned long long)ps.tx_packets, (unsigned long long)ps.rx_bytes,
+		       (unsigned long long)ps.tx_bytes);
+		for (int r = 0; r < HS_DROP__COUNT; r++)
+			if (ps.drops[r])
+				printf(" %s %llu", hs_drop_reason_name(r),
+				       (unsigned long long)ps.drops[r]);
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+struct stats_ctx {
+	hs_switch_t *sw;
+	hs_port_t **ports;
+	unsigned n;
+};
+
+static void stats_cb(hs_timer_t *t, void *arg)
+{
+	struct stats_ctx *c = arg;
+	(void)t;
+	print_stats(c->sw, c->ports, c->n);
+}
+
+struct sigctx {
+	hs_switch_t *sw;
+	sigset_t set;
+};
+
+static void *signal_main(void *arg)
+{
+	struct sigctx *s = arg;
+	int sig;
+	sigwait(&s->set, &sig);
+	hs_stop(s->sw);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct hs_switch_config cfg = {.name = "vswitch", .log_fn = log_line,
+				       .log_level = HS_LOG_INFO};
+	char *specs[MAX_PORTS];
+	unsigned nspecs = 0, stats_s = 0;
+	const char *pidfile = NULL;
+	static const struct option lo[] = {{"workers", required_argument, 0, 'w'},
+					   {"burst", required_argument, 0, 'b'},
+					   {"vhost-user", required_argument, 0, 'v'},
+					   {"stats", required_argument, 0, 's'},
+					   {"pidfile", required_argument, 0, 'p'},
+					   {0, 0, 0, 0}};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "w:b:v:s:p:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
+		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
+		case 's': stats_s = (unsigned)atoi(optarg); break;
+		case 'p': pidfile = optarg; break;
+		case 'v':
+			if (nspecs < MAX_PORTS)
+				specs[nspecs++] = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
+				"[--pidfile F] --vhost-user PATH[,client][,queues=N]"
+				"[,vlan=V][,no-packed]...\n", argv[0]);
+			return 2;
+		}
+	}
+	/* Signals go to one thread, which stops the loop. */
+	struct sigctx sc;
+	sigemptyset(&sc.set);
+	sigaddset(&sc.set, SIGINT);
+	sigaddset(&sc.set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+
+	hs_switch_t *sw;
+	int rc = hs_switch_create(&cfg, &sw);
+	if (rc) {
+		fprintf(stderr, "hs_switch_create: %s\n", hs_strerror(rc));
+		return 1;
+	}
+	for (unsigned i = 0; i < nspecs; i++)
+		if (add_vhost_user(sw, specs[i], i)) {
+			hs_switch_destroy(sw);
+			return 1;
+		}
+	if (pidfile) {
+		FILE *f = fopen(pidfile, "w");
+		if (f) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		}
+	}
+	sc.sw = sw;
+	pthread_t st;
+	pthread_create(&st, NULL, signal_main, &sc);
+	hs_port_t *ports[MAX_PORTS];
+	for (unsigned i = 0; i < nspecs; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "vhu%u", i);
+		hs_port_find(sw, name, &ports[i]);
+	}
+	/* Periodic counters from a timer on the switch's own loop. */
+	struct stats_ctx sctx = {.sw = sw, .ports = ports, .n = nspecs};
+	hs_timer_t *stats_t = NULL;
+	if (stats_s)
+		hs_timer_add(sw, stats_s * 1000ull, stats_s * 1000ull, stats_cb, &sctx,
+			     &stats_t);
+	printf("vswitch: %u port(s), %u worker(s); running\n", nspecs, cfg.n_workers);
+	fflush(stdout);
+	hs_run(sw);
+	hs_timer_del(stats_t);
+	print_stats(sw, ports, nspecs);
+	pthread_join(st, NULL);
+	hs_switch_destroy(sw);
+	if (pidfile)
+		remove(pidfile);
+	return 0;
+}

@@ -1,0 +1,65 @@
+#!/bin/busybox sh
+# shellcheck shell=dash disable=SC2013
+# /init of the test guests: a busybox system with virtio-net, whose role
+# comes from the kernel command line (hs.role, hs.ip, hs.peer, hs.bytes).
+# It prints HS-* markers on the serial console for the test to wait on.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /tmp
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
+	 virtio_pci failover net_failover virtio_net; do
+	insmod /lib/modules/$m.ko 2>/dev/null
+done
+role=none ip='' peer='' bytes=1048576
+for a in $(cat /proc/cmdline); do
+	case "$a" in
+	hs.role=*) role=${a#hs.role=} ;;
+	hs.ip=*) ip=${a#hs.ip=} ;;
+	hs.peer=*) peer=${a#hs.peer=} ;;
+	hs.bytes=*) bytes=${a#hs.bytes=} ;;
+	esac
+done
+i=0
+while ! ip link show eth0 >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ip link set lo up
+ip link set eth0 up
+ip addr add "$ip/24" dev eth0
+echo "HS-UP $ip $(cat /sys/class/net/eth0/address)"
+
+wait_peer() {
+	n=0
+	while ! ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+		n=$((n+1))
+		[ $n -gt 120 ] && { echo "HS-PING-FAIL $peer"; return 1; }
+	done
+	return 0
+}
+
+case "$role" in
+server)
+	# A listener whose stdin stays open (busybox nc quits at stdin EOF).
+	sleep 100000 | nc -l -p 5001 > /tmp/data &
+	echo "HS-LISTENING"
+	wait_peer && echo "HS-PING-OK $peer"
+	while [ "$(wc -c < /tmp/data)" -lt "$bytes" ]; do sleep 0.2; done
+	echo "HS-RECEIVED $(wc -c < /tmp/data) $(md5sum < /tmp/data | cut -d' ' -f1)"
+	;;
+client)
+	wait_peer && echo "HS-PING-OK $peer"
+	ping -c 3 -s 3000 "$peer" >/dev/null 2>&1 && echo "HS-FRAG-OK $peer"
+	dd if=/dev/urandom of=/tmp/data bs=1024 count=$((bytes / 1024)) 2>/dev/null
+	echo "HS-DATA $(md5sum < /tmp/data | cut -d' ' -f1)"
+	n=0
+	until nc "$peer" 5001 < /tmp/data; do
+		n=$((n+1)); [ $n -gt 30 ] && break; sleep 1
+	done
+	echo "HS-SENT"
+	;;
+ping)
+	wait_peer && echo "HS-PING-OK $peer"
+	;;
+esac
+echo "HS-DONE"
+while true; do sleep 1000; done
