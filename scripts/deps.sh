@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that building, testing and benchmarking
-# hyperswitch need, if any is missing (root, or sudo, needed then).
+# Installs the Debian 12 packages hyperswitch needs, if any is missing
+# (root, or sudo, needed then).
+#   deps.sh         building and the demo
+#   deps.sh test    + the test suite's peers: valgrind, DPDK's testpmd,
+#                   QEMU, a Debian guest kernel and busybox
+#   deps.sh bench   + the benchmarks' peers: Open vSwitch with DPDK, iperf3
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check valgrind)
+pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check)
+case "${1:-build}" in
+build) ;;
+test) pkgs+=(valgrind dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio) ;;
+bench) pkgs+=(dpdk-dev openvswitch-switch-dpdk iperf3) ;;
+*) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

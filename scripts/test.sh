@@ -10,7 +10,7 @@
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-scripts/deps.sh || exit 1
+scripts/deps.sh test || exit 1
 jobs=$(nproc)
 passed=0 failed=0
 

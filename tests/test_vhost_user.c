@@ -405,6 +405,49 @@ START_TEST(a_restarted_front_end_gets_traffic_again)
 }
 END_TEST
 
+/* Memory given region by region (CONFIGURE_MEM_SLOTS), the same region
+ * twice as QEMU does with one vhost device per queue pair: the region stays
+ * mapped until it has been removed as many times as it was added. */
+START_TEST(memory_slots_are_counted_per_add)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.mem_adds = 2;
+	ck_assert_int_eq(vud_start(&a, base, 1), 0);
+	ck_assert_uint_eq((a.proto >> 15) & 1, 1);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 128, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	guest_up(&b, e.path[1], base, e.p[1]);
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 1, 100, 1);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_post_rx(&b, 0, 1, VUD_BUF);
+	/* One removal: still mapped, still forwarding. */
+	ck_assert_int_eq(vud_mem_reg(&a, VUD_REM_MEM_REG), 0);
+	ck_assert(hs_port_link_up(e.p[0]));
+	n = mkframe(f, 0, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_post_rx(&b, 0, 1, VUD_BUF);
+	/* The last removal unmaps it: the rings cannot be reached any more. */
+	ck_assert_int_eq(vud_mem_reg(&a, VUD_REM_MEM_REG), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
+	ck_assert_int_lt(vud_mem_reg(&a, VUD_REM_MEM_REG), 0); /* nothing left */
+	/* Added back: traffic resumes. */
+	ck_assert_int_eq(vud_mem_reg(&a, VUD_ADD_MEM_REG), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	n = mkframe(f, 0, 1, 100, 3);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 START_TEST(client_mode_reconnects_to_the_vmm)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -648,6 +691,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, vhost_user_and_mem_ports_talk);
 	tcase_add_test(tc, guest_gets_interrupts_only_when_it_asks);
 	tcase_add_test(tc, a_restarted_front_end_gets_traffic_again);
+	tcase_add_test(tc, memory_slots_are_counted_per_add);
 	tcase_add_test(tc, client_mode_reconnects_to_the_vmm);
 	tcase_add_test(tc, hostile_rings_stop_only_their_port);
 	tcase_add_test(tc, oversized_and_overlong_chains_are_refused_not_fatal);

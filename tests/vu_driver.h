@@ -73,6 +73,8 @@ struct vud {
 	bool packed;
 	uint16_t hdr_len;
 	unsigned nqp;
+	unsigned mem_adds; /* >0: memory by ADD_MEM_REG, sent this many times
+			    * (as a multiqueue QEMU does, once per device) */
 	struct vud_ring r[8];
 };
 
@@ -197,8 +199,23 @@ static inline int vud_connect(struct vud *v, const char *path)
 	return v->mem == MAP_FAILED ? -errno : 0;
 }
 
+/* ADD_MEM_REG / REM_MEM_REG of the driver's one region. */
+static inline int vud_mem_reg(struct vud *v, uint32_t req)
+{
+	uint64_t reg[5] = {0, VUD_GPA, VUD_MEM, (uint64_t)(uintptr_t)v->mem, 0};
+	return vud_call(v, req, reg, sizeof(reg), &v->memfd, 1);
+}
+
 static inline int vud_mem_table(struct vud *v)
 {
+	if (v->mem_adds && ((v->proto >> 15) & 1)) {
+		for (unsigned i = 0; i < v->mem_adds; i++) {
+			int rc = vud_mem_reg(v, VUD_ADD_MEM_REG);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
 	uint64_t mt[2 + 4] = {0};
 	uint32_t n = 1;
 	memcpy(mt, &n, 4);

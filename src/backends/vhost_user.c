@@ -260,6 +260,19 @@ static int h_add_mem_reg(struct vu_dev *d, struct vu_msg *m)
 	memcpy(&rd, m->payload + 8, sizeof(rd));
 	int fd = take_fd(m, 0);
 	uint32_t n = d->mem ? d->mem->n : 0;
+	/* QEMU with several queue pairs sends the same region once per
+	 * vhost device (and removes it as many times): count, don't remap. */
+	for (uint32_t i = 0; i < n; i++) {
+		struct vu_region *r = &d->mem->r[i];
+		if (r->gpa == rd.gpa && r->size == rd.size && r->uva == rd.uva &&
+		    r->mmap_off == rd.mmap_off) {
+			close_fd(&fd);
+			if (r->refs == UINT32_MAX)
+				return -EOVERFLOW;
+			r->refs++;
+			return 0;
+		}
+	}
 	if (n >= VU_MAX_MEM_SLOTS) {
 		close_fd(&fd);
 		return -ENOSPC;
@@ -301,6 +314,14 @@ static int h_rem_mem_reg(struct vu_dev *d, struct vu_msg *m)
 	memcpy(&rd, m->payload + 8, sizeof(rd));
 	if (!d->mem)
 		return -ENOENT;
+	for (uint32_t i = 0; i < d->mem->n; i++) {
+		struct vu_region *r = &d->mem->r[i];
+		if (r->gpa == rd.gpa && r->uva == rd.uva && r->size == rd.size &&
+		    r->refs > 0) {
+			r->refs--;
+			return 0;
+		}
+	}
 	struct vu_mem *nm = calloc(1, sizeof(*nm));
 	if (!nm)
 		return -ENOMEM;
@@ -407,6 +428,10 @@ static void update_live(struct vu_dev *d)
 		else
 			prefix = false;
 	}
+	if (active != d->active_qp && active)
+		hs_port_log(d->port, HS_LOG_INFO, "%u of %u queue pair(s) active", active,
+			    d->nqp);
+	d->active_qp = active;
 	hs_port_set_active_queues(d->port, active ? active : 1);
 	hs_port_set_link(d->port, active > 0);
 }

@@ -33,6 +33,8 @@ struct vu_region {
 	uint8_t *hva;    /* where gpa is mapped here */
 	void *map;       /* mmap base, for munmap */
 	size_t map_len;
+	uint32_t refs;   /* ADD_MEM_REG of an identical region (one per
+			  * vhost device of a multiqueue QEMU) adds a ref */
 };
 
 struct vu_mem {

@@ -102,6 +102,7 @@ struct vu_dev {
 
 	_Atomic bool connected;
 	_Atomic uint64_t acked;    /* features, for hs_vhost_user_features */
+	uint16_t active_qp; /* queue pairs live, last logged */
 	/* counters */
 	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings;
 };

@@ -58,7 +58,17 @@ client)
 	echo "HS-SENT"
 	;;
 ping)
+	# Pings for ever and numbers each answer, so that the test can tell
+	# answers that came after an event (a switch restart) from older ones.
 	wait_peer && echo "HS-PING-OK $peer"
+	n=0
+	while true; do
+		if ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
+			n=$((n+1))
+			echo "HS-PONG $n"
+		fi
+		sleep 0.5
+	done
 	;;
 esac
 echo "HS-DONE"
