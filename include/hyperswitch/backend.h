@@ -211,7 +211,8 @@ HS_EXTERN void hs_port_count_drop(hs_port_t *port, uint16_t q,
 				  enum hs_drop_reason reason, unsigned n);
 
 /* Pauses the data path on the port: when it returns, no thread is inside a
- * data-path call for it and none will start until hs_port_resume(). Use it
+ * data-path call for it (notify() included) and none will start until
+ * hs_port_resume(). Use it
  * around changes the data path must not see half-done (e.g. a new guest
  * memory table). Control thread, not from a data-path callback. */
 HS_EXTERN int hs_port_quiesce(hs_port_t *port);

@@ -167,7 +167,7 @@ struct hs_port {
 	void *data;
 
 	/* forwarding-table accounting, under the fdb lock */
-	uint32_t fdb_count;
+	_Atomic uint32_t fdb_count; /* written under the fdb lock, read by stats */
 	hs__ctr fdb_limit_hits;
 	bool started;
 };

@@ -483,7 +483,7 @@ int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 			st->drops[r] += hs__ctr_get(&iq->drops[r]) +
 					hs__ctr_get(&oq->drops[r]);
 	}
-	st->fdb_entries = port->fdb_count;
+	st->fdb_entries = atomic_load_explicit(&port->fdb_count, memory_order_relaxed);
 	st->fdb_limit_hits = hs__ctr_get(&port->fdb_limit_hits);
 	return 0;
 }
@@ -555,6 +555,10 @@ int hs_port_quiesce(hs_port_t *port)
 		hs__spin_lock(&port->outq[q].lock);
 		hs__spin_unlock(&port->outq[q].lock);
 	}
+	/* A delivery notifies after releasing the queue lock, inside its
+	 * round (an RCU read-side section): one grace period later no
+	 * notification that read the backend's old state is in flight. */
+	hs__rcu_synchronize();
 	return 0;
 }
 

@@ -21,7 +21,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-kernel=$("$src/tests/interop/build_guest.sh" "$work/initrd.gz") || { echo "SKIP: cannot build guest"; exit 77; }
+kernel=$("$src/tests/interop/build_guest.sh" "$work/initrd.gz" 2>"$work/guest.err") ||
+	{ echo "SKIP: cannot build guest: $(tr '\n' ' ' <"$work/guest.err")"; exit 77; }
 
 fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
 
