@@ -63,6 +63,15 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n)
 	return rc;
 }
 
+static int print_fdb_entry(const struct hs_fdb_info *e, void *arg)
+{
+	(void)arg;
+	printf("fdb: %02x:%02x:%02x:%02x:%02x:%02x vlan %u on %s%s, idle %us\n", e->mac[0],
+	       e->mac[1], e->mac[2], e->mac[3], e->mac[4], e->mac[5], e->vid,
+	       hs_port_name(e->port), e->is_static ? " (static)" : "", e->idle_s);
+	return 0;
+}
+
 static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 {
 	struct hs_switch_stats st;
@@ -74,16 +83,19 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct hs_port_stats ps;
 		hs_port_get_stats(ports[i], &ps);
-		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu",
+		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu "
+		       "rx_flooded %llu macs %llu",
 		       hs_port_name(ports[i]), (unsigned long long)ps.rx_packets,
 		       (unsigned long long)ps.tx_packets, (unsigned long long)ps.rx_bytes,
-		       (unsigned long long)ps.tx_bytes);
+		       (unsigned long long)ps.tx_bytes, (unsigned long long)ps.rx_flooded,
+		       (unsigned long long)ps.fdb_entries);
 		for (int r = 0; r < HS_DROP__COUNT; r++)
 			if (ps.drops[r])
 				printf(" %s %llu", hs_drop_reason_name(r),
 				       (unsigned long long)ps.drops[r]);
 		printf("\n");
 	}
+	hs_fdb_dump(sw, print_fdb_entry, NULL);
 	fflush(stdout);
 }
 

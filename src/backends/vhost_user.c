@@ -529,12 +529,10 @@ static int h_set_vring_base(struct vu_dev *d, struct vu_msg *m)
 	vr->base = st.num;
 	struct vq *vq = &vr->vq;
 	if (has(d, HS_VIRTIO_F_RING_PACKED)) {
-		vq->last_avail = vq->used_idx = (uint16_t)(st.num & 0x7fff);
-		vq->avail_wrap = vq->used_wrap = (st.num >> 15) & 1;
-		if (vr->num && vq->last_avail >= vr->num)
-			vq->last_avail = vq->used_idx = 0;
+		uint16_t slot = (uint16_t)(st.num & 0x7fff);
+		vq_set_base(vq, vr->num && slot >= vr->num ? 0 : slot, (st.num >> 15) & 1);
 	} else {
-		vq->last_avail = vq->used_idx = (uint16_t)st.num;
+		vq_set_base(vq, (uint16_t)st.num, true);
 	}
 	vq->pending = 0;
 	vq->signalled_valid = false;

@@ -168,15 +168,30 @@ static const void *indirect_table(struct walk *w, uint64_t addr, uint32_t len,
 
 /* ---- split ---------------------------------------------------------------------- */
 
+/* Reads the driver's available index (once per batch, not per chain: its
+ * cache line is the one the driver writes) and starts loading the
+ * descriptors it published, so that their cache misses overlap. */
+static uint16_t split_refill(struct vq *vq)
+{
+	uint16_t idx = ld16_acq(split_avail_idx(vq));
+	uint16_t n = (uint16_t)(idx - vq->last_avail);
+	if (n > vq->size) {
+		broken(vq, "available index ahead of the ring size");
+		return 0;
+	}
+	vq->avail_shadow = idx;
+	for (uint16_t k = 0; k < n && k < 64; k++) {
+		uint16_t h = ld16(split_avail_ring(vq, (uint16_t)(vq->last_avail + k)));
+		__builtin_prefetch(&vq->desc[h & (vq->size - 1)]);
+	}
+	return n;
+}
+
 static int split_pop(struct walk *w)
 {
 	struct vq *vq = w->vq;
-	uint16_t idx = ld16_acq(split_avail_idx(vq));
-	uint16_t n = (uint16_t)(idx - vq->last_avail);
-	if (!n)
-		return 0;
-	if (n > vq->size)
-		return broken(vq, "available index ahead of the ring size");
+	if (vq->avail_shadow == vq->last_avail && !split_refill(vq))
+		return vq->broken ? -1 : 0;
 	uint16_t head = ld16(split_avail_ring(vq, vq->last_avail));
 	if (head >= vq->size)
 		return broken(vq, "available head index out of range");
@@ -186,6 +201,22 @@ static int split_pop(struct walk *w)
 
 	uint16_t i = head;
 	uint32_t count = 0;
+	{
+		/* Fast path: one direct descriptor (how drivers post most
+		 * frames and receive buffers), inside one region. */
+		struct vring_desc d;
+		memcpy(&d, (const void *)&vq->desc[i], sizeof(d)); /* read once */
+		uint64_t got;
+		uint8_t *p;
+		if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
+		    !check_dir(w, d.flags) && d.len && d.len <= w->limit && w->seg_max &&
+		    (p = vu_gpa(vq->mem, d.addr, d.len, &got)) && got == d.len) {
+			w->segs[0] = (struct hs_seg){.base = p, .len = d.len};
+			w->ch->nseg = 1;
+			w->ch->len = d.len;
+			return 1;
+		}
+	}
 	for (;;) {
 		struct vring_desc d;
 		memcpy(&d, (const void *)&vq->desc[i], sizeof(d)); /* read once */
@@ -289,6 +320,12 @@ int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *seg
 	struct walk w = {.vq = vq, .ch = ch, .segs = segs, .seg_max = seg_max,
 			 .limit = limit, .writable = writable, .bad = bad};
 	return vq->packed ? packed_pop(&w) : split_pop(&w);
+}
+
+void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap)
+{
+	vq->last_avail = vq->used_idx = vq->avail_shadow = avail;
+	vq->avail_wrap = vq->used_wrap = avail_wrap;
 }
 
 void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n)

@@ -119,6 +119,7 @@ struct vq {
 
 	/* data path */
 	uint16_t last_avail;  /* split: free running; packed: slot */
+	uint16_t avail_shadow; /* split: the available index last read */
 	bool avail_wrap;
 	uint16_t used_idx;    /* split: free running; packed: slot */
 	bool used_wrap;
@@ -152,6 +153,9 @@ bool vq_has_avail(struct vq *vq);
  * complete it with vq_push(len 0)). */
 int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
 	   unsigned seg_max, uint32_t limit, bool *bad);
+
+/* Sets the ring's position (SET_VRING_BASE). */
+void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap);
 
 /* Gives back the last n popped chains (newest last in ch[]). */
 void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n);

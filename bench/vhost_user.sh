@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The vhost-user benchmark: two DPDK virtio-user clients (one dpdk-testpmd,
+# flowgen, one forwarding core on CPU 0) exchange traffic through
+#   hyperswitch  the vswitch example, one worker, CPU 1
+#   ovs-dpdk     Open vSwitch with its DPDK datapath, bridge with action
+#                NORMAL (L2 learning), PMD thread on CPU 1
+#   iofwd        testpmd's own vhost PMD in io-forward mode, CPU 1: a wire
+#                with no switching logic (the ceiling of a two-copy switch)
+# in interleaved rounds (the machine is shared and noisy: compare figures
+# of one run). Each run lasts SECONDS; its figure is the median, after 3 s
+# of warm-up, of the per-second sum of both clients' Rx-pps.
+#
+#   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
+#                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
+#                       [--json FILE]
+#
+# Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
+# (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
+# Prints a table, the ratios, and one JSON document (to --json FILE too).
+# Gbps counts frame bytes (no preamble, no CRC): Mpps x size x 8 / 1000.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift 2 ;;
+	--seconds) secs=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--sizes) sizes=$2; shift 2 ;;
+	--peers) peers=$2; shift 2 ;;
+	--json) json=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--json FILE]" >&2
+	   exit 2 ;;
+	esac
+done
+vswitch=$build/examples/vswitch
+ovs=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+[ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
+command -v dpdk-testpmd >/dev/null || { echo "no dpdk-testpmd: scripts/deps.sh bench" >&2; exit 1; }
+[ -x "$vswitch" ] || { echo "no $vswitch: build first (cmake --build build)" >&2; exit 1; }
+case " $peers " in *" ovs-dpdk "*)
+	[ -x "$ovs" ] || { echo "no $ovs: scripts/deps.sh bench" >&2; exit 1; } ;;
+esac
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs" >&2; exit 1; }
+
+if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 1200 ]; then
+	echo 1536 > /proc/sys/vm/nr_hugepages
+fi
+mkdir -p /dev/hugepages
+mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+
+work=$(mktemp -d /tmp/hs-vubench.XXXXXX)
+pids=()
+stop_all() {
+	for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null; done
+	sleep 1
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	pids=()
+	wait 2>/dev/null
+}
+cleanup() {
+	stop_all
+	rm -rf "$work"
+	rm -f /dev/hugepages/hsb-* 2>/dev/null
+}
+trap cleanup EXIT
+
+wait_for_sock() { # path seconds
+	local end=$((SECONDS + $2))
+	until [ -S "$1" ]; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.2
+	done
+}
+
+# ---- the switches under test: each listens on $work/s0 and $work/s1 ----
+start_hyperswitch() {
+	taskset -c 1 "$vswitch" --workers 1 --vhost-user "$work/s0" --vhost-user "$work/s1" \
+		>"$work/sw.log" 2>&1 &
+	pids+=("$!")
+}
+
+start_iofwd() {
+	dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsb-be --no-pci -m 512 \
+		--vdev "net_vhost0,iface=$work/s0,queues=1" --vdev "net_vhost1,iface=$work/s1,queues=1" \
+		-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32 \
+		</dev/null >"$work/sw.log" 2>&1 &
+	pids+=("$!")
+}
+
+start_ovs() {
+	local d=$work/ovs
+	rm -rf "$d"
+	mkdir -p "$d"
+	export OVS_RUNDIR=$d OVS_LOGDIR=$d OVS_DBDIR=$d
+	ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
+	ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" \
+		--log-file="$d/ovsdb.log" --detach || return 1
+	pids+=("$(cat "$d/ovsdb.pid")")
+	local vs=(ovs-vsctl "--db=unix:$d/db.sock")
+	"${vs[@]}" --no-wait init
+	"${vs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+		other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
+		other_config:dpdk-socket-mem=1024 \
+		"other_config:dpdk-extra=--no-pci --file-prefix=hsb-ovs"
+	"$ovs" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --detach \
+		--log-file="$d/vswitchd.log" || return 1
+	pids+=("$(cat "$d/vswitchd.pid")")
+	"${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
+	"${vs[@]}" add-port br0 vh0 -- set Interface vh0 type=dpdkvhostuser || return 1
+	"${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser || return 1
+	wait_for_sock "$d/vh0" 20 && wait_for_sock "$d/vh1" 20 || return 1
+	ln -sf "$d/vh0" "$work/s0"
+	ln -sf "$d/vh1" "$work/s1"
+	unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR
+}
+
+# one_run PEER SIZE -> prints Mpps (empty on failure)
+one_run() {
+	rm -f "$work/s0" "$work/s1" "$work/cl.log"
+	case $1 in
+	hyperswitch) start_hyperswitch ;;
+	iofwd) start_iofwd ;;
+	ovs-dpdk) start_ovs || { echo "ovs failed to start" >&2; stop_all; return; } ;;
+	esac
+	if ! { wait_for_sock "$work/s0" 30 && wait_for_sock "$work/s1" 30; }; then
+		echo "$1 did not open its sockets" >&2
+		tail -n 5 "$work/sw.log" >&2
+		stop_all
+		return
+	fi
+	# The client, for $secs seconds (SIGINT stops it and prints totals).
+	timeout -s INT "$secs" dpdk-testpmd -l 1,0 --main-lcore 1 --file-prefix hsb-cl --no-pci \
+		-m 512 --single-file-segments --iova-mode=va \
+		--vdev "net_virtio_user0,path=$work/s0,queues=1,mac=02:00:00:00:00:01" \
+		--vdev "net_virtio_user1,path=$work/s1,queues=1,mac=02:00:00:00:00:02" \
+		-- --forward-mode=flowgen --eth-peer=0,02:00:00:00:00:02 \
+		--eth-peer=1,02:00:00:00:00:01 --nb-cores=1 --stats-period 1 --burst=32 \
+		--txpkts="$2" </dev/null >"$work/cl.log" 2>&1
+	stop_all
+	cp "$work/cl.log" "$work/cl-$1-$2.log"
+	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2.log" 2>/dev/null
+	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up.
+	awk '/Rx-pps:/ {v[n++]=$2} END {for (i=0; i+1<n; i+=2) print v[i]+v[i+1]}' "$work/cl.log" |
+		tail -n +4 | sort -n |
+		awk '{a[NR]=$1} END {if (NR) printf "%.3f\n", a[int((NR+1)/2)]/1e6}'
+}
+
+echo "vhost-user benchmark: peers $peers; sizes $sizes; $rounds round(s) of $secs s" >&2
+results=()
+for r in $(seq 1 "$rounds"); do
+	for size in $sizes; do
+		for peer in $peers; do
+			m=$(one_run "$peer" "$size")
+			[ -n "$m" ] || m=0
+			echo "round $r size $size $peer: $m Mpps" >&2
+			results+=("$peer $size $r $m")
+		done
+	done
+done
+
+printf '%s\n' "${results[@]}" > "$work/results.txt"
+python3 - "$work/results.txt" "$secs" "$rounds" "$*" <<'EOF' | tee "$work/out.json"
+import json, statistics, sys, platform, datetime, subprocess
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+secs, rounds = int(sys.argv[2]), int(sys.argv[3])
+res = {}
+for peer, size, r, m in rows:
+    res.setdefault((peer, int(size)), []).append(float(m))
+def cpu():
+    for l in open('/proc/cpuinfo'):
+        if l.startswith('model name'):
+            return l.split(':', 1)[1].strip()
+out = {
+    "benchmark": "vhost-user, two virtio-user clients (testpmd flowgen, 1 core) through the switch (1 core)",
+    "date": datetime.date.today().isoformat(),
+    "machine": f"{cpu()}, {subprocess.getoutput('nproc')} CPUs, {platform.release()}",
+    "seconds_per_run": secs, "rounds": rounds,
+    "results": [], "ratios": [],
+}
+med = {}
+for (peer, size), v in sorted(res.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    m = statistics.median(v)
+    med[(peer, size)] = m
+    out["results"].append({"peer": peer, "frame_bytes": size, "mpps_runs": v,
+                           "mpps_median": round(m, 3),
+                           "gbps_median": round(m * size * 8 / 1000, 2)})
+sizes = sorted({s for _, s in med})
+for size in sizes:
+    hs = med.get(("hyperswitch", size))
+    for other in ("ovs-dpdk", "iofwd"):
+        o = med.get((other, size))
+        if hs is not None and o:
+            # ratio of medians, and the range of per-round ratios
+            per = [a / b for a, b in zip(res[("hyperswitch", size)], res[(other, size)]) if b]
+            out["ratios"].append({"frame_bytes": size, "vs": other,
+                                  "ratio_of_medians": round(hs / o, 2),
+                                  "per_round": [round(x, 2) for x in per]})
+print(json.dumps(out, indent=1))
+tab = sys.stderr
+print("\n%-12s %6s %10s %10s   %s" % ("peer", "bytes", "Mpps", "Gbps", "runs (Mpps)"), file=tab)
+for e in out["results"]:
+    print("%-12s %6d %10.2f %10.2f   %s" % (e["peer"], e["frame_bytes"], e["mpps_median"],
+          e["gbps_median"], " ".join("%.2f" % x for x in e["mpps_runs"])), file=tab)
+for e in out["ratios"]:
+    print("hyperswitch / %-9s at %4d B: %.2fx (rounds: %s)" % (e["vs"], e["frame_bytes"],
+          e["ratio_of_medians"], " ".join("%.2f" % x for x in e["per_round"])), file=tab)
+EOF
+[ -z "$json" ] || cp "$work/out.json" "$json"
