@@ -95,7 +95,7 @@ start_ovs() {
 	export OVS_RUNDIR=$d OVS_LOGDIR=$d OVS_DBDIR=$d
 	ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
 	ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" \
-		--log-file="$d/ovsdb.log" --detach || return 1
+		--log-file="$d/ovsdb.log" --detach 2>>"$d/start.log" || return 1
 	pids+=("$(cat "$d/ovsdb.pid")")
 	local vs=(ovs-vsctl "--db=unix:$d/db.sock")
 	"${vs[@]}" --no-wait init
@@ -104,7 +104,7 @@ start_ovs() {
 		other_config:dpdk-socket-mem=1024 \
 		"other_config:dpdk-extra=--no-pci --file-prefix=hsb-ovs"
 	"$ovs" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --detach \
-		--log-file="$d/vswitchd.log" || return 1
+		--log-file="$d/vswitchd.log" 2>>"$d/start.log" || return 1
 	pids+=("$(cat "$d/vswitchd.pid")")
 	"${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
 	"${vs[@]}" add-port br0 vh0 -- set Interface vh0 type=dpdkvhostuser || return 1

@@ -72,6 +72,12 @@ static int print_fdb_entry(const struct hs_fdb_info *e, void *arg)
 	return 0;
 }
 
+static void print_counter(void *arg, const char *name, uint64_t v)
+{
+	(void)arg;
+	printf(" %s %llu", name, (unsigned long long)v);
+}
+
 static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 {
 	struct hs_switch_stats st;
@@ -93,6 +99,8 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 			if (ps.drops[r])
 				printf(" %s %llu", hs_drop_reason_name(r),
 				       (unsigned long long)ps.drops[r]);
+		printf("\nport %s backend:", hs_port_name(ports[i]));
+		hs_port_backend_counters(ports[i], print_counter, NULL);
 		printf("\n");
 	}
 	hs_fdb_dump(sw, print_fdb_entry, NULL);

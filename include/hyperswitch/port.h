@@ -90,6 +90,14 @@ struct hs_port_stats;
 /* Sums the port's per-queue counters into *st. */
 HS_EXTERN int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st);
 
+/* Calls cb once per backend-specific counter of the port (e.g. vhost-user:
+ * connects, disconnects, bad_messages, broken_rings), by name. Any thread
+ * that may use the handle (not concurrently with hs_port_del). Returns 0,
+ * or -EINVAL. A backend without such counters calls cb never. */
+HS_EXTERN int hs_port_backend_counters(const hs_port_t *port,
+				       void (*cb)(void *arg, const char *name, uint64_t value),
+				       void *arg);
+
 /*
  * Sender-context processing: tells the switch that the port's peer has
  * queued frames on `queue` (a VMM calls it when its guest kicks). If an

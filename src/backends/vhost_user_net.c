@@ -182,6 +182,8 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		}
 		got++;
 	}
+	/* recv_done (or pass 2, for bad chains) returns them all. */
+	vq_prefetch_used(vq, got);
 	/* Pass 2: headers into offload metadata; bad chains go straight back. */
 	for (unsigned i = 0; i < got; i++) {
 		struct hs_seg *segs = t->segs[i];
@@ -313,12 +315,13 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		ns = segs_skip(s, ns, d->hdr_len);
 		r->n_seg = seg0 + ns;
 		/* The copy writes here soon: start owning the line now. */
-		__builtin_prefetch(rv->hdr[0].base, 1);
+		vq_prefetch_w(rv->hdr[0].base);
 		bufs[i].segs = s;
 		bufs[i].nsegs = (uint16_t)ns;
 next:;
 	}
 	r->n_resv = i;
+	vq_prefetch_used(&vr->vq, r->n_chain);
 	return i;
 }
 

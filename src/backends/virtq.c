@@ -322,6 +322,27 @@ int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *seg
 	return vq->packed ? packed_pop(&w) : split_pop(&w);
 }
 
+void vq_prefetch_used(const struct vq *vq, unsigned n)
+{
+	if (!vq->size || !n)
+		return;
+	if (!vq->packed) {
+		uint16_t first = (uint16_t)(vq->used_idx + vq->pending);
+		/* 8-byte elements: one line per 8 of them, plus the one the
+		 * first starts in. */
+		for (unsigned k = 0; k < n + 8; k += 8) {
+			uint16_t i = (uint16_t)(first + (k < n ? k : n - 1));
+			vq_prefetch_w(split_used_elem((struct vq *)vq, i));
+		}
+		vq_prefetch_w(vq->used); /* flags and the used index */
+		return;
+	}
+	for (unsigned k = 0; k < n + 4; k += 4) {
+		unsigned slot = vq->used_idx + (k < n ? k : n - 1);
+		vq_prefetch_w(&vq->pdesc[slot % vq->size]);
+	}
+}
+
 void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap)
 {
 	vq->last_avail = vq->used_idx = vq->avail_shadow = avail;

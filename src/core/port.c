@@ -459,6 +459,16 @@ bool hs_port_link_up(const hs_port_t *port)
 	return port && atomic_load(&((hs_port_t *)port)->link_up);
 }
 
+int hs_port_backend_counters(const hs_port_t *port,
+			     void (*cb)(void *arg, const char *name, uint64_t value), void *arg)
+{
+	if (!port || !cb)
+		return -EINVAL;
+	if (port->ops->counters)
+		port->ops->counters(port->priv, cb, arg);
+	return 0;
+}
+
 int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 {
 	if (!port || !st)
