@@ -1,13 +1,17 @@
 /*
  * vswitch.c - a switch process for virtual machines: vhost-user ports
- * for VMMs (QEMU, cloud-hypervisor) and DPDK virtio-user, plus optional
- * in-memory sink ports, until SIGINT/SIGTERM; counters on exit.
+ * for VMMs (QEMU, cloud-hypervisor) and DPDK virtio-user, and tap devices
+ * for the host's network stack, until SIGINT/SIGTERM; counters and the
+ * forwarding table on exit.
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
- *           --vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed]...
+ *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed]]...
+ *           [--tap IFNAME[,attach][,no-offload][,queues=N][,vlan=V][,mtu=M]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
- * "client": the switch connects to the VMM's PATH and reconnects).
+ * "client": the switch connects to the VMM's PATH and reconnects); each
+ * --tap a tap device (created, or an existing one with "attach"), brought
+ * up, as port IFNAME.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +35,7 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 }
 
 /* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed]". */
-static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n)
+static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
 	struct hs_vhost_user_config vc = {0};
 	struct hs_port_config pc = {.backend = HS_VHOST_USER_BACKEND,
@@ -56,9 +60,42 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n)
 	char name[32];
 	snprintf(name, sizeof(name), "vhu%u", n);
 	pc.name = name;
-	int rc = hs_port_add(sw, &pc, NULL);
+	int rc = hs_port_add(sw, &pc, out);
 	if (rc)
 		fprintf(stderr, "port %s on %s: %s\n", name, vc.path ? vc.path : "?",
+			hs_strerror(rc));
+	return rc;
+}
+
+/* Parses "IFNAME[,attach][,no-offload][,queues=N][,vlan=V][,mtu=M]": a tap
+ * device (created unless "attach"), brought up, as port IFNAME. */
+static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
+{
+	struct hs_tap_config tc = {.flags = HS_TAP_UP};
+	struct hs_port_config pc = {.backend = HS_TAP_BACKEND, .backend_config = &tc,
+				    .backend_config_size = sizeof(tc)};
+	char *save = NULL, *tok = strtok_r(spec, ",", &save);
+	tc.ifname = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "attach"))
+			tc.flags |= HS_TAP_ATTACH;
+		else if (!strcmp(tok, "no-offload"))
+			tc.flags |= HS_TAP_NO_OFFLOAD;
+		else if (!strncmp(tok, "queues=", 7))
+			tc.queues = (uint16_t)atoi(tok + 7);
+		else if (!strncmp(tok, "vlan=", 5))
+			pc.vlan = (uint16_t)atoi(tok + 5);
+		else if (!strncmp(tok, "mtu=", 4))
+			tc.mtu = pc.mtu = (uint16_t)atoi(tok + 4);
+		else {
+			fprintf(stderr, "unknown option %s\n", tok);
+			return -EINVAL;
+		}
+	}
+	pc.name = tc.ifname;
+	int rc = hs_port_add(sw, &pc, out);
+	if (rc)
+		fprintf(stderr, "tap port %s: %s\n", tc.ifname ? tc.ifname : "?",
 			hs_strerror(rc));
 	return rc;
 }
@@ -90,11 +127,13 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 		struct hs_port_stats ps;
 		hs_port_get_stats(ports[i], &ps);
 		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu "
-		       "rx_flooded %llu macs %llu",
+		       "rx_flooded %llu macs %llu tx_gso_segments %llu tx_csum_sw %llu",
 		       hs_port_name(ports[i]), (unsigned long long)ps.rx_packets,
 		       (unsigned long long)ps.tx_packets, (unsigned long long)ps.rx_bytes,
 		       (unsigned long long)ps.tx_bytes, (unsigned long long)ps.rx_flooded,
-		       (unsigned long long)ps.fdb_entries);
+		       (unsigned long long)ps.fdb_entries,
+		       (unsigned long long)ps.tx_gso_segments,
+		       (unsigned long long)ps.tx_csum_sw);
 		for (int r = 0; r < HS_DROP__COUNT; r++)
 			if (ps.drops[r])
 				printf(" %s %llu", hs_drop_reason_name(r),
@@ -139,29 +178,35 @@ int main(int argc, char **argv)
 	struct hs_switch_config cfg = {.name = "vswitch", .log_fn = log_line,
 				       .log_level = HS_LOG_INFO};
 	char *specs[MAX_PORTS];
+	char kinds[MAX_PORTS];
 	unsigned nspecs = 0, stats_s = 0;
 	const char *pidfile = NULL;
 	static const struct option lo[] = {{"workers", required_argument, 0, 'w'},
 					   {"burst", required_argument, 0, 'b'},
 					   {"vhost-user", required_argument, 0, 'v'},
+					   {"tap", required_argument, 0, 't'},
 					   {"stats", required_argument, 0, 's'},
 					   {"pidfile", required_argument, 0, 'p'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:s:p:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:s:p:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
 		case 's': stats_s = (unsigned)atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
 		case 'v':
-			if (nspecs < MAX_PORTS)
+		case 't':
+			if (nspecs < MAX_PORTS) {
+				kinds[nspecs] = (char)ch;
 				specs[nspecs++] = optarg;
+			}
 			break;
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
-				"[--pidfile F] --vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed]...\n", argv[0]);
+				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
+				"[,vlan=V][,no-packed]]... [--tap IFNAME[,attach]"
+				"[,no-offload][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
 			return 2;
 		}
 	}
@@ -178,11 +223,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hs_switch_create: %s\n", hs_strerror(rc));
 		return 1;
 	}
-	for (unsigned i = 0; i < nspecs; i++)
-		if (add_vhost_user(sw, specs[i], i)) {
+	hs_port_t *ports[MAX_PORTS];
+	for (unsigned i = 0, nvu = 0; i < nspecs; i++) {
+		rc = kinds[i] == 'v' ? add_vhost_user(sw, specs[i], nvu++, &ports[i])
+				     : add_tap(sw, specs[i], &ports[i]);
+		if (rc) {
 			hs_switch_destroy(sw);
 			return 1;
 		}
+	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "w");
 		if (f) {
@@ -193,12 +242,6 @@ int main(int argc, char **argv)
 	sc.sw = sw;
 	pthread_t st;
 	pthread_create(&st, NULL, signal_main, &sc);
-	hs_port_t *ports[MAX_PORTS];
-	for (unsigned i = 0; i < nspecs; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "vhu%u", i);
-		hs_port_find(sw, name, &ports[i]);
-	}
 	/* Periodic counters from a timer on the switch's own loop. */
 	struct stats_ctx sctx = {.sw = sw, .ports = ports, .n = nspecs};
 	hs_timer_t *stats_t = NULL;

@@ -3,15 +3,17 @@
 # (root, or sudo, needed then).
 #   deps.sh         building and the demo
 #   deps.sh test    + the test suite's peers: valgrind, DPDK's testpmd,
-#                   QEMU, a Debian guest kernel and busybox
+#                   QEMU, a Debian guest kernel and busybox, iproute2,
+#                   ping and iperf3 (namespaces)
 #   deps.sh bench   + the benchmarks' peers: Open vSwitch with DPDK, iperf3
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check)
 case "${1:-build}" in
 build) ;;
-test) pkgs+=(valgrind dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio) ;;
-bench) pkgs+=(dpdk-dev openvswitch-switch-dpdk iperf3) ;;
+test) pkgs+=(valgrind dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio
+             iproute2 iputils-ping iperf3 python3) ;;
+bench) pkgs+=(dpdk-dev openvswitch-switch-dpdk iperf3 iproute2 iputils-ping python3) ;;
 *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
 missing=()

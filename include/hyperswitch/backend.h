@@ -99,6 +99,10 @@ struct hs_copy_op {
 #define HS_EV_POSTED 0x2    /* peer -> switch: receive buffers posted */
 #define HS_EV_DELIVERED 0x4 /* switch -> peer: frames were delivered */
 #define HS_EV_COMPLETED 0x8 /* switch -> peer: its frames were consumed */
+/* With HS_EV_KICK in hs_port_set_queue_fd: the fd is not an eventfd but a
+ * level-triggered source (a tap, a socket): the switch only polls it, never
+ * reads or writes it; readiness ends when recv_burst has taken everything. */
+#define HS_EV_FD_LEVEL 0x100
 
 struct hs_backend_ops {
 	const char *name; /* unique, e.g. "mem"; at most 31 characters */
@@ -195,7 +199,8 @@ HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);
  * the peer queued frames; HS_EV_POSTED: it posted receive buffers) on
  * queue q; -1 removes it. Readiness is consumed by reading 8 bytes
  * (eventfd semantics). The switch may also write to a HS_EV_KICK fd, to
- * hand the queue to an idle worker. Control thread, from ops->start on
+ * hand the queue to an idle worker. HS_EV_KICK | HS_EV_FD_LEVEL: see
+ * HS_EV_FD_LEVEL (such a queue is switched by whichever thread polls it). Control thread, from ops->start on
  * (queues exist once open has returned). */
 HS_EXTERN int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev,
 				   int fd);
@@ -204,6 +209,12 @@ HS_EXTERN int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev,
  * switch's backlog for it are delivered now, in the calling thread. Any
  * thread; cheap when the backlog is empty. */
 HS_EXTERN void hs_port_posted(hs_port_t *port, uint16_t q);
+
+/* Counts n frames the backend could not hand to its peer after the switch
+ * delivered them (e.g. the kernel refused a write: HS_DROP_NO_BUFFER).
+ * Call from send_commit, under egress queue q's lock. */
+HS_EXTERN void hs_port_count_tx_drop(hs_port_t *port, uint16_t q,
+				     enum hs_drop_reason reason, unsigned n);
 
 /* Counts n frames dropped by the backend itself (e.g. HS_DROP_BAD_DESC).
  * Data path: call as the owner of ingress queue q. */

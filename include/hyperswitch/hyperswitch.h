@@ -18,5 +18,6 @@
 #include <hyperswitch/backend.h>
 #include <hyperswitch/mem.h>
 #include <hyperswitch/vhost_user.h>
+#include <hyperswitch/tap.h>
 
 #endif /* HYPERSWITCH_HYPERSWITCH_H */

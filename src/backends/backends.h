@@ -15,5 +15,6 @@
 
 extern const struct hs_backend_ops hs__mem_ops;
 extern const struct hs_backend_ops hs__vhost_user_ops;
+extern const struct hs_backend_ops hs__tap_ops;
 
 #endif /* HS_BACKENDS_H */

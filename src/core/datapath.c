@@ -101,7 +101,10 @@ int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget)
 		if (budget && total >= budget) {
 			/* Out of budget with work left: let go and make sure
 			 * somebody comes back (the kick fd is in the epoll set). */
-			if (iq->kick_fd >= 0) {
+			if (iq->kick_level) {
+				/* Still readable: epoll reports it again once
+				 * the release below re-arms it. */
+			} else if (iq->kick_fd >= 0) {
 				uint64_t one = 1;
 				ssize_t w = write(iq->kick_fd, &one, sizeof(one));
 				(void)w;
@@ -381,6 +384,14 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 	hs__posted(c, port, oq);
 	if (own)
 		hs__ctx_put(c);
+}
+
+void hs_port_count_tx_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,
+			   unsigned n)
+{
+	if (!port || q >= port->nq || (unsigned)reason >= HS_DROP__COUNT)
+		return;
+	hs__ctr_add(&port->outq[q].drops[reason], n);
 }
 
 void hs_port_count_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,

@@ -96,6 +96,7 @@ struct hs__inq {
 	uint16_t qid;
 	struct hs_port *port;
 	_Atomic int kick_fd; /* HS_EV_KICK fd in the data-plane epoll set */
+	_Atomic bool kick_level; /* kick_fd is level-triggered (HS_EV_FD_LEVEL) */
 	/* owner-written counters */
 	hs__ctr rx_packets, rx_bytes, rx_bcast, rx_mcast, rx_flooded, rx_notify;
 	hs__ctr drops[HS_DROP__COUNT];

@@ -173,7 +173,8 @@ static struct hs__inq *take(struct hs_switch *sw, struct hs__ctx *c,
 		return NULL;
 	}
 	struct hs__inq *iq = &p->inq[q];
-	drain_fd(atomic_load(&iq->kick_fd));
+	if (!iq->kick_level)
+		drain_fd(atomic_load(&iq->kick_fd));
 	return hs__q_acquire(iq, true) ? iq : NULL;
 }
 
@@ -198,7 +199,7 @@ bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq)
 	if (!sw->pool || !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
 		return false;
 	fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
-	if (fd < 0)
+	if (fd < 0 || iq->kick_level)
 		return false;
 	uint64_t one = 1;
 	return write(fd, &one, sizeof(one)) == sizeof(one);

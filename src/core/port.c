@@ -540,12 +540,16 @@ int hs_port_set_link(hs_port_t *port, bool up)
 
 int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev, int fd)
 {
+	bool level = ev & HS_EV_FD_LEVEL;
+	ev &= ~(unsigned)HS_EV_FD_LEVEL;
 	if (!port || q >= port->nq || (ev != HS_EV_KICK && ev != HS_EV_POSTED) ||
-	    fd < -1)
+	    (level && ev != HS_EV_KICK) || fd < -1)
 		return -EINVAL;
 	if (fd >= 0 && atomic_load(&port->dead))
 		return -ENODEV;
 	hs__dp_fd_del(port, q, ev);
+	if (ev == HS_EV_KICK)
+		port->inq[q].kick_level = level;
 	return fd >= 0 ? hs__dp_fd_add(port, q, ev, fd) : 0;
 }
 

@@ -57,6 +57,7 @@ static void register_builtins(void)
 {
 	do_register(&hs__mem_ops);
 	do_register(&hs__vhost_user_ops);
+	do_register(&hs__tap_ops);
 }
 
 void hs__backends_builtin(void)

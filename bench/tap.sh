@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The tap benchmark: two network namespaces, each with one interface,
+# joined by
+#   hyperswitch  the vswitch example with one worker (pinned to CPU 1), a
+#                tap per namespace, offloads on
+#   bridge       the Linux bridge, a veth pair per namespace
+# and, in interleaved rounds, iperf3 between them: a TCP stream (Gbit/s at
+# the receiver) and a UDP flood of 64-byte payloads (datagrams per second
+# that arrive). The namespaces, taps, veths and bridge are made here and
+# removed on every exit path.
+#
+#   bench/tap.sh [--build DIR] [--seconds S] [--rounds R] [--json FILE]
+#
+# Needs root, iproute2 and iperf3 (scripts/deps.sh bench).
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=$here/build secs=8 rounds=3 json=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift 2 ;;
+	--seconds) secs=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--json) json=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--json FILE]" >&2; exit 2 ;;
+	esac
+done
+vswitch=$build/examples/vswitch
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+command -v iperf3 >/dev/null || { echo "no iperf3: scripts/deps.sh bench" >&2; exit 1; }
+[ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
+
+id=$$
+na=hsb-$id-a nb=hsb-$id-b
+ta=hsb${id}a tb=hsb${id}b br=hsb${id}br
+work=$(mktemp -d /tmp/hs-tapbench.XXXXXX)
+vs=
+teardown() {
+	[ -n "$vs" ] && { kill -INT "$vs" 2>/dev/null; sleep 0.5; kill -KILL "$vs" 2>/dev/null; }
+	vs=
+	wait 2>/dev/null
+	for n in "$na" "$nb"; do
+		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$n" 2>/dev/null
+	done
+	ip link del "$br" 2>/dev/null
+	for l in "$ta" "$tb" "${ta}p" "${tb}p"; do ip link del "$l" 2>/dev/null; done
+}
+cleanup() { teardown; rm -rf "$work"; }
+trap cleanup EXIT
+
+addr() { # ns dev ip
+	ip -n "$1" link set lo up
+	ip -n "$1" addr add "$3/24" dev "$2"
+	ip -n "$1" link set "$2" up
+}
+
+setup_hyperswitch() {
+	ip netns add "$na" && ip netns add "$nb" || return 1
+	taskset -c 1 "$vswitch" --workers 1 --tap "$ta" --tap "$tb" >"$work/vs.log" 2>&1 &
+	vs=$!
+	local end=$((SECONDS + 10))
+	until grep -q running "$work/vs.log"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.2
+	done
+	ip link set "$ta" netns "$na" && ip link set "$tb" netns "$nb" || return 1
+	addr "$na" "$ta" 10.78.0.1 && addr "$nb" "$tb" 10.78.0.2
+}
+
+setup_bridge() {
+	ip netns add "$na" && ip netns add "$nb" || return 1
+	ip link add "$br" type bridge || return 1
+	ip link set "$br" up
+	ip link add "$ta" type veth peer name "${ta}p" && ip link add "$tb" type veth peer name "${tb}p" || return 1
+	ip link set "$ta" netns "$na" && ip link set "$tb" netns "$nb" || return 1
+	for p in "${ta}p" "${tb}p"; do
+		ip link set "$p" master "$br" && ip link set "$p" up || return 1
+	done
+	addr "$na" "$ta" 10.78.0.1 && addr "$nb" "$tb" 10.78.0.2
+}
+
+# measure MODE ROUND: appends "MODE ROUND tcp_gbps udp_pps" to results
+measure() {
+	local tcp=0 udp=0
+	ip netns exec "$na" ping -c 2 -W 2 10.78.0.2 >/dev/null 2>&1 || { echo "$1: no connectivity" >&2; return; }
+	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
+	sleep 0.5
+	ip netns exec "$na" iperf3 -c 10.78.0.2 -t "$secs" -J >"$work/tcp.json" 2>/dev/null
+	wait $! 2>/dev/null
+	tcp=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9))' "$work/tcp.json" 2>/dev/null || echo 0)
+	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
+	sleep 0.5
+	ip netns exec "$na" iperf3 -c 10.78.0.2 -u -b 0 -l 64 -t "$secs" -J >"$work/udp.json" 2>/dev/null
+	wait $! 2>/dev/null
+	udp=$(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["end"]["sum"]
+print(int((s["packets"] - s["lost_packets"]) / s["seconds"]))' "$work/udp.json" 2>/dev/null || echo 0)
+	echo "round $2 $1: TCP $tcp Gbit/s, UDP 64 B $udp datagrams/s" >&2
+	echo "$1 $2 $tcp $udp" >>"$work/results.txt"
+}
+
+echo "tap benchmark: $rounds round(s), $secs s per test" >&2
+: >"$work/results.txt"
+for r in $(seq 1 "$rounds"); do
+	for mode in hyperswitch bridge; do
+		if "setup_$mode"; then
+			measure "$mode" "$r"
+		else
+			echo "$mode: setup failed" >&2
+		fi
+		teardown
+	done
+done
+
+python3 - "$work/results.txt" "$secs" "$rounds" <<'EOF' | tee "$work/out.json"
+import json, statistics, sys, platform, datetime, subprocess
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+res = {}
+for mode, r, tcp, udp in rows:
+    res.setdefault(mode, {"tcp": [], "udp": []})
+    res[mode]["tcp"].append(float(tcp))
+    res[mode]["udp"].append(int(udp))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+out = {"benchmark": "tap: two namespaces through hyperswitch (taps, 1 worker) vs the Linux bridge (veths)",
+       "date": datetime.date.today().isoformat(),
+       "machine": f"{cpu}, {subprocess.getoutput('nproc')} CPUs, {platform.release()}",
+       "seconds_per_test": int(sys.argv[2]), "rounds": int(sys.argv[3]), "results": {}, "ratios": {}}
+for mode, v in res.items():
+    out["results"][mode] = {"tcp_gbps_runs": v["tcp"], "tcp_gbps_median": statistics.median(v["tcp"]),
+                            "udp64_pps_runs": v["udp"], "udp64_pps_median": statistics.median(v["udp"])}
+h, b = out["results"].get("hyperswitch"), out["results"].get("bridge")
+if h and b:
+    if b["tcp_gbps_median"]:
+        out["ratios"]["tcp"] = round(h["tcp_gbps_median"] / b["tcp_gbps_median"], 2)
+    if b["udp64_pps_median"]:
+        out["ratios"]["udp64"] = round(h["udp64_pps_median"] / b["udp64_pps_median"], 2)
+print(json.dumps(out, indent=1))
+for mode, v in out["results"].items():
+    print("%-12s TCP %6.2f Gbit/s (%s)   UDP 64 B %9d/s (%s)" % (mode, v["tcp_gbps_median"],
+          " ".join("%.2f" % x for x in v["tcp_gbps_runs"]), v["udp64_pps_median"],
+          " ".join(str(x) for x in v["udp64_pps_runs"])), file=sys.stderr)
+for k, v in out["ratios"].items():
+    print("hyperswitch / bridge, %s: %.2fx" % (k, v), file=sys.stderr)
+EOF
+[ -z "$json" ] || cp "$work/out.json" "$json"

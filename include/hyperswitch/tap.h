@@ -1,0 +1,60 @@
+/*
+ * hyperswitch/tap.h - the "tap" backend: a Linux tap device as a port, so
+ * the host kernel's network stack (and anything behind it: a namespace, a
+ * bridge, a VMM that hands its guest a tap) is on the switch.
+ *
+ * The device is opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, one
+ * /dev/net/tun file per queue (IFF_MULTI_QUEUE when queues > 1). With
+ * offloads on (the default), TUNSETOFFLOAD lets the kernel hand the switch
+ * checksum-offloaded and TSO/USO frames, and frames the switch writes keep
+ * their offload metadata in the virtio-net header: large frames cross
+ * between the kernel and guests unsegmented wherever both sides allow;
+ * the switch segments and checksums in software where they do not.
+ *
+ * I/O is non-blocking and batched: a round reads up to a burst of frames
+ * (one read per frame, the tap interface has no multi-frame read), the
+ * fd's readiness is watched by the switch's adaptive polling. Writes that
+ * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
+ * counted (rx_no_buffer), never retried in a loop.
+ *
+ * Errors from the kernel (device gone, permission denied, name clash) are
+ * returned by hs_port_add, or, once running, logged; the port's link then
+ * goes down and other ports keep running.
+ */
+#ifndef HYPERSWITCH_TAP_H
+#define HYPERSWITCH_TAP_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_TAP_BACKEND "tap"
+
+/* hs_tap_config.flags */
+#define HS_TAP_ATTACH 0x1     /* the device must exist already (a persistent
+				 tap, or one a VMM made): never create one */
+#define HS_TAP_UP 0x2         /* bring the link up (IFF_UP) after opening */
+#define HS_TAP_NO_OFFLOAD 0x4 /* no TUNSETOFFLOAD and no offload metadata to
+				 the kernel: plain frames both ways */
+
+/* Backend config for hs_port_config.backend_config ("tap"). */
+struct hs_tap_config {
+	const char *ifname; /* device name (at most 15 characters); NULL or ""
+			       lets the kernel pick (tapN) */
+	uint32_t flags;     /* HS_TAP_* */
+	uint16_t queues;    /* queues (IFF_MULTI_QUEUE when > 1); 0 -> 1 */
+	uint16_t mtu;       /* set the device MTU; 0: leave it */
+	uint16_t ring;      /* receive buffers per queue, 0 -> 64; frames the
+			       kernel sends wait in them for the switch */
+};
+
+/* The device's name (as the kernel named it). NULL if port is not a tap. */
+HS_EXTERN const char *hs_tap_ifname(hs_port_t *port);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_TAP_H */

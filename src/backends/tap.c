@@ -1,0 +1,516 @@
+/*
+ * tap.c - the "tap" backend: a Linux tap device as a port (see tap.h).
+ *
+ *  kernel -> switch (recv_burst): per queue, a ring of receive buffers;
+ *    each read() brings one frame behind its virtio-net header, which is
+ *    turned into offload metadata; the switch copies the frame from there
+ *    into its receivers. recv_done frees the buffers (in order).
+ *  switch -> kernel (send_reserve/send_commit): the switch writes each
+ *    frame into a per-queue staging area, behind room for the virtio-net
+ *    header, which send_commit fills from the frame's offload metadata
+ *    before one write() per frame. The staging area holds HS_RESERVE_MAX
+ *    frames of the largest size; it is reserved address space, and only
+ *    what frames touch becomes memory.
+ *
+ * The fd of each queue is given to the switch as a level-triggered kick
+ * fd (HS_EV_FD_LEVEL): the switch polls it and never reads it; readiness
+ * ends when recv_burst has read everything (EAGAIN).
+ *
+ * The kernel is more trusted than a guest, but headers are still checked:
+ * a frame shorter than the header plus an Ethernet header, or with offload
+ * metadata that was not enabled, is dropped and counted (bad_descriptor,
+ * bad_offload).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backends.h"
+
+#define TAP_HDR 12		   /* struct virtio_net_hdr_mrg_rxbuf */
+#define TAP_BUF 65664		   /* 52 + header + HS_FRAME_MAX, rounded */
+#define TAP_HEAD 52		   /* header at 52: the frame starts on a line */
+#define TAP_DEF_RING 64
+#define TAP_F_NEEDS_CSUM 1	   /* virtio-net header flags and GSO bits */
+#define TAP_F_DATA_VALID 2
+#define TAP_GSO_ECN 0x80
+#define TAP_MAX_RING 4096
+
+struct tap_hdr {
+	uint8_t flags;
+	uint8_t gso_type;
+	uint16_t hdr_len;
+	uint16_t gso_size;
+	uint16_t csum_start;
+	uint16_t csum_offset;
+	uint16_t num_buffers;
+};
+
+struct tap_q {
+	int fd;
+	/* kernel -> switch */
+	uint8_t *rx_area;        /* ring * TAP_BUF */
+	uint32_t rx_head, rx_tail; /* buffers in flight: [tail, head) */
+	struct hs_seg *rx_segs;  /* one per buffer */
+	/* switch -> kernel */
+	uint8_t *tx_area;        /* HS_RESERVE_MAX * TAP_BUF, reserved */
+	size_t tx_area_len;
+	struct hs_seg tx_segs[HS_RESERVE_MAX];
+	unsigned n_resv;
+};
+
+struct tap_port {
+	hs_port_t *port;
+	struct hs_tap_config cfg;
+	char ifname[IFNAMSIZ];
+	uint32_t ring;
+	unsigned tun_offload;    /* TUN_F_* accepted by the kernel */
+	uint16_t nq;
+	struct tap_q *q;
+	_Atomic bool gone;
+	_Atomic uint64_t reads, read_errors, bad_frames, refused, write_errors;
+};
+
+static void tap_close(void *priv);
+
+static void free_q(struct tap_q *q, uint32_t ring)
+{
+	if (q->fd >= 0)
+		close(q->fd);
+	if (q->rx_area)
+		munmap(q->rx_area, (size_t)ring * TAP_BUF);
+	if (q->tx_area)
+		munmap(q->tx_area, q->tx_area_len);
+	free(q->rx_segs);
+}
+
+static void *reserve_area(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Opens one queue of the device; the first creates it unless ATTACH. */
+static int open_queue(struct tap_port *t, struct tap_q *q, bool first)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int e = -errno;
+		hs_port_log(t->port, HS_LOG_ERROR, "cannot open /dev/net/tun: %s",
+			    hs_strerror(e));
+		return e;
+	}
+	q->fd = fd;
+	struct ifreq ifr = {0};
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (t->nq > 1)
+		ifr.ifr_flags |= IFF_MULTI_QUEUE;
+	memcpy(ifr.ifr_name, t->ifname, sizeof(ifr.ifr_name));
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = -errno;
+		hs_port_log(t->port, HS_LOG_ERROR, "tap %s: TUNSETIFF: %s%s",
+			    t->ifname[0] ? t->ifname : "(new)", hs_strerror(e),
+			    e == -EBUSY    ? " (in use by another program)"
+			    : e == -EINVAL ? " (a device of another kind, or other queue flags, has this name)"
+			    : e == -EPERM  ? " (needs CAP_NET_ADMIN)"
+					   : "");
+		return e;
+	}
+	if (first)
+		memcpy(t->ifname, ifr.ifr_name, sizeof(t->ifname));
+	int sz = TAP_HDR;
+	if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+		return -errno;
+	if (first && !(t->cfg.flags & HS_TAP_NO_OFFLOAD)) {
+		unsigned want = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+#ifdef TUN_F_USO4
+		if (ioctl(fd, TUNSETOFFLOAD, want | TUN_F_USO4 | TUN_F_USO6) == 0)
+			want |= TUN_F_USO4 | TUN_F_USO6;
+		else
+#endif
+			if (ioctl(fd, TUNSETOFFLOAD, want) < 0)
+			want = 0;
+		t->tun_offload = want;
+	} else if (!(t->cfg.flags & HS_TAP_NO_OFFLOAD)) {
+		if (ioctl(fd, TUNSETOFFLOAD, t->tun_offload) < 0)
+			return -errno;
+	} else if (ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+		return -errno;
+	}
+	q->rx_area = reserve_area((size_t)t->ring * TAP_BUF);
+	q->tx_area_len = (size_t)HS_RESERVE_MAX * TAP_BUF;
+	q->tx_area = reserve_area(q->tx_area_len);
+	q->rx_segs = calloc(t->ring, sizeof(*q->rx_segs));
+	if (!q->rx_area || !q->tx_area || !q->rx_segs)
+		return -ENOMEM;
+	return 0;
+}
+
+/* ioctl on the device through a socket (MTU, flags). */
+static int if_ioctl(const char *name, unsigned long req, struct ifreq *ifr)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	memcpy(ifr->ifr_name, name, IFNAMSIZ);
+	int rc = ioctl(s, req, ifr) < 0 ? -errno : 0;
+	close(s);
+	return rc;
+}
+
+static uint32_t caps_of(unsigned tun)
+{
+	uint32_t c = 0;
+	/* What the kernel takes from us: it accepts any offload metadata it
+	 * knows in frames written to a tap; we announce those it also lets
+	 * us receive, so both directions stay symmetric. */
+	if (tun & TUN_F_CSUM)
+		c |= HS_CAP_CSUM;
+	if (tun & TUN_F_TSO4)
+		c |= HS_CAP_GSO_TCPV4;
+	if (tun & TUN_F_TSO6)
+		c |= HS_CAP_GSO_TCPV6;
+	if (tun & TUN_F_TSO_ECN)
+		c |= HS_CAP_GSO_ECN;
+#ifdef TUN_F_USO4
+	if ((tun & TUN_F_USO4) && (tun & TUN_F_USO6))
+		c |= HS_CAP_GSO_UDP_L4;
+#endif
+	return c;
+}
+
+static int tap_open(hs_port_t *port, const void *config, size_t size, void **priv,
+		    struct hs_port_info *info)
+{
+	struct hs_tap_config c = {0};
+	if (!config || size != sizeof(c))
+		return -EINVAL;
+	memcpy(&c, config, sizeof(c));
+	size_t nl = c.ifname ? strlen(c.ifname) : 0;
+	if (!c.queues)
+		c.queues = 1;
+	if (!c.ring)
+		c.ring = TAP_DEF_RING;
+	if (nl >= IFNAMSIZ || c.queues > HS_MAX_QUEUES || c.ring > TAP_MAX_RING ||
+	    (c.flags & ~(HS_TAP_ATTACH | HS_TAP_UP | HS_TAP_NO_OFFLOAD)) ||
+	    (c.mtu && c.mtu < 68) || ((c.flags & HS_TAP_ATTACH) && !nl))
+		return -EINVAL;
+	struct tap_port *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->port = port;
+	t->cfg = c;
+	t->cfg.ifname = NULL;
+	t->ring = c.ring;
+	t->nq = c.queues;
+	if (nl)
+		memcpy(t->ifname, c.ifname, nl);
+	t->q = calloc(t->nq, sizeof(*t->q));
+	if (!t->q) {
+		free(t);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < t->nq; i++)
+		t->q[i].fd = -1;
+	int rc = 0;
+	if ((c.flags & HS_TAP_ATTACH) && !if_nametoindex(t->ifname)) {
+		hs_port_log(port, HS_LOG_ERROR, "tap %s does not exist", t->ifname);
+		rc = -ENODEV;
+	}
+	for (unsigned i = 0; !rc && i < t->nq; i++)
+		rc = open_queue(t, &t->q[i], i == 0);
+	struct ifreq ifr = {0};
+	if (!rc && c.mtu) {
+		ifr.ifr_mtu = c.mtu;
+		rc = if_ioctl(t->ifname, SIOCSIFMTU, &ifr);
+		if (rc)
+			hs_port_log(port, HS_LOG_ERROR, "tap %s: MTU %u: %s", t->ifname,
+				    c.mtu, hs_strerror(rc));
+	}
+	if (!rc && (c.flags & HS_TAP_UP)) {
+		memset(&ifr, 0, sizeof(ifr));
+		rc = if_ioctl(t->ifname, SIOCGIFFLAGS, &ifr);
+		ifr.ifr_flags |= IFF_UP;
+		if (!rc)
+			rc = if_ioctl(t->ifname, SIOCSIFFLAGS, &ifr);
+		if (rc)
+			hs_port_log(port, HS_LOG_ERROR, "tap %s: link up: %s", t->ifname,
+				    hs_strerror(rc));
+	}
+	if (rc) {
+		tap_close(t);
+		return rc;
+	}
+	info->n_queues = t->nq;
+	info->caps = caps_of(t->tun_offload);
+	info->link_up = true;
+	*priv = t;
+	return 0;
+}
+
+static int tap_start(void *priv)
+{
+	struct tap_port *t = priv;
+	for (uint16_t i = 0; i < t->nq; i++) {
+		int rc = hs_port_set_queue_fd(t->port, i, HS_EV_KICK | HS_EV_FD_LEVEL,
+					      t->q[i].fd);
+		if (rc)
+			return rc;
+	}
+	hs_port_log(t->port, HS_LOG_INFO, "tap %s, %u queue(s), offloads %s", t->ifname,
+		    t->nq, t->tun_offload ? "on" : "off");
+	return 0;
+}
+
+static void tap_stop(void *priv)
+{
+	struct tap_port *t = priv;
+	for (uint16_t i = 0; i < t->nq; i++)
+		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+}
+
+static void tap_close(void *priv)
+{
+	struct tap_port *t = priv;
+	for (unsigned i = 0; i < t->nq; i++)
+		free_q(&t->q[i], t->ring);
+	free(t->q);
+	free(t);
+}
+
+/* The device went away under us (deleted, or its namespace died). */
+static void gone(struct tap_port *t, int err)
+{
+	if (!atomic_exchange(&t->gone, true)) {
+		hs_port_log(t->port, HS_LOG_ERROR, "tap %s: %s; link down", t->ifname,
+			    hs_strerror(err));
+		hs_port_set_link(t->port, false);
+	}
+}
+
+static bool is_gone_errno(int e)
+{
+	/* EIO only means the interface is down (e.g. while it moves to
+	 * another namespace): nothing to read, writes dropped; not gone. */
+	return e == EBADFD || e == ENODEV || e == ENXIO;
+}
+
+/* ---- kernel -> switch ------------------------------------------------------ */
+
+static bool hdr_to_offload(const struct tap_port *t, const struct tap_hdr *h,
+			   struct hs_offload *o)
+{
+	*o = (struct hs_offload){0};
+	if (h->flags & ~(TAP_F_NEEDS_CSUM | TAP_F_DATA_VALID))
+		return false;
+	if (h->flags & TAP_F_NEEDS_CSUM) {
+		if (!(t->tun_offload & TUN_F_CSUM))
+			return false;
+		o->flags |= HS_OFF_NEEDS_CSUM;
+		o->csum_start = h->csum_start;
+		o->csum_offset = h->csum_offset;
+	}
+	if (h->flags & TAP_F_DATA_VALID)
+		o->flags |= HS_OFF_DATA_VALID;
+	uint8_t type = h->gso_type & (uint8_t)~TAP_GSO_ECN;
+	if (type == HS_GSO_NONE)
+		return !(h->gso_type & TAP_GSO_ECN);
+	uint32_t cap = caps_of(t->tun_offload);
+	uint32_t need = type == HS_GSO_TCPV4	? HS_CAP_GSO_TCPV4
+			: type == HS_GSO_TCPV6	? HS_CAP_GSO_TCPV6
+			: type == HS_GSO_UDP_L4 ? HS_CAP_GSO_UDP_L4
+						: 0;
+	if (!need || !(cap & need) || !h->gso_size)
+		return false;
+	o->gso_type = type;
+	o->gso_size = h->gso_size;
+	o->hdr_len = h->hdr_len;
+	if (h->gso_type & TAP_GSO_ECN)
+		o->flags |= HS_OFF_GSO_ECN;
+	return true;
+}
+
+static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
+			       unsigned max)
+{
+	struct tap_port *t = priv;
+	struct tap_q *q = &t->q[qi];
+	unsigned n = 0, bad_desc = 0, bad_off = 0;
+	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->ring;
+	     tries++) {
+		uint32_t slot = q->rx_head % t->ring;
+		uint8_t *b = q->rx_area + (size_t)slot * TAP_BUF + TAP_HEAD;
+		ssize_t r = read(q->fd, b, TAP_BUF - TAP_HEAD);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EIO) {
+				atomic_fetch_add_explicit(&t->read_errors, 1,
+							  memory_order_relaxed);
+				if (is_gone_errno(errno))
+					gone(t, -errno);
+			}
+			break;
+		}
+		atomic_fetch_add_explicit(&t->reads, 1, memory_order_relaxed);
+		if (r < TAP_HDR + HS_ETH_HLEN) {
+			bad_desc++;
+			continue; /* the buffer is reused */
+		}
+		struct tap_hdr h;
+		memcpy(&h, b, sizeof(h));
+		struct hs_pkt *p = &pkts[n];
+		if (!hdr_to_offload(t, &h, &p->off)) {
+			bad_off++;
+			continue;
+		}
+		q->rx_segs[slot] = (struct hs_seg){.base = b + TAP_HDR,
+						   .len = (uint32_t)r - TAP_HDR};
+		p->segs = &q->rx_segs[slot];
+		p->nsegs = 1;
+		p->len = (uint32_t)r - TAP_HDR;
+		p->token = slot;
+		q->rx_head++;
+		n++;
+	}
+	if (bad_desc)
+		hs_port_count_drop(t->port, qi, HS_DROP_BAD_DESC, bad_desc);
+	if (bad_off)
+		hs_port_count_drop(t->port, qi, HS_DROP_BAD_OFFLOAD, bad_off);
+	if (bad_desc || bad_off)
+		atomic_fetch_add_explicit(&t->bad_frames, bad_desc + bad_off,
+					  memory_order_relaxed);
+	return n;
+}
+
+static unsigned tap_recv_done(void *priv, uint16_t qi, const struct hs_pkt *pkts,
+			      unsigned n)
+{
+	struct tap_port *t = priv;
+	(void)pkts;
+	t->q[qi].rx_tail += n; /* returned in order */
+	return 0;
+}
+
+/* ---- switch -> kernel ------------------------------------------------------ */
+
+static unsigned tap_send_reserve(void *priv, uint16_t qi, const struct hs_out *out,
+				 unsigned n, struct hs_iobuf *bufs)
+{
+	struct tap_port *t = priv;
+	struct tap_q *q = &t->q[qi];
+	size_t off = 0;
+	if (n > HS_RESERVE_MAX)
+		n = HS_RESERVE_MAX;
+	for (unsigned i = 0; i < n; i++) {
+		/* Packed by size, each frame on its own cache line. */
+		uint8_t *b = q->tx_area + off + TAP_HEAD;
+		uint32_t len = out[i].len;
+		if (len > HS_FRAME_MAX) {
+			bufs[i].nsegs = 0;
+			continue;
+		}
+		q->tx_segs[i] = (struct hs_seg){.base = b + TAP_HDR, .len = len};
+		bufs[i].segs = &q->tx_segs[i];
+		bufs[i].nsegs = 1;
+		off += (TAP_HEAD + TAP_HDR + len + 63) & ~(size_t)63;
+	}
+	q->n_resv = n;
+	return n;
+}
+
+static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *out,
+				unsigned n)
+{
+	struct tap_port *t = priv;
+	struct tap_q *q = &t->q[qi];
+	unsigned refused = 0, failed = 0;
+	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
+		if (!out[i].len || out[i].len > HS_FRAME_MAX)
+			continue;
+		uint8_t *frame = q->tx_segs[i].base;
+		const struct hs_offload *o = &out[i].off;
+		struct tap_hdr h = {
+			.flags = (uint8_t)(((o->flags & HS_OFF_NEEDS_CSUM) ? TAP_F_NEEDS_CSUM : 0) |
+					   ((o->flags & HS_OFF_DATA_VALID) ? TAP_F_DATA_VALID : 0)),
+			.gso_type = (uint8_t)(o->gso_type |
+					      ((o->flags & HS_OFF_GSO_ECN) ? TAP_GSO_ECN : 0)),
+			.hdr_len = o->hdr_len,
+			.gso_size = o->gso_size,
+			.csum_start = o->csum_start,
+			.csum_offset = o->csum_offset,
+		};
+		memcpy(frame - TAP_HDR, &h, TAP_HDR);
+		ssize_t w;
+		do
+			w = write(q->fd, frame - TAP_HDR, TAP_HDR + out[i].len);
+		while (w < 0 && errno == EINTR);
+		if (w >= 0)
+			continue;
+		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM) {
+			refused++;
+		} else {
+			failed++;
+			if (is_gone_errno(errno))
+				gone(t, -errno);
+		}
+	}
+	q->n_resv = 0;
+	if (refused) {
+		atomic_fetch_add_explicit(&t->refused, refused, memory_order_relaxed);
+		hs_port_count_tx_drop(t->port, qi, HS_DROP_NO_BUFFER, refused);
+	}
+	if (failed) {
+		atomic_fetch_add_explicit(&t->write_errors, failed, memory_order_relaxed);
+		hs_port_count_tx_drop(t->port, qi, HS_DROP_PORT_DOWN, failed);
+	}
+	return 0; /* the kernel needs no notification */
+}
+
+static void tap_notify(void *priv, uint16_t q, unsigned ev)
+{
+	(void)priv;
+	(void)q;
+	(void)ev;
+}
+
+static void tap_counters(void *priv, void (*cb)(void *arg, const char *name, uint64_t v),
+			 void *arg)
+{
+	struct tap_port *t = priv;
+	cb(arg, "reads", atomic_load(&t->reads));
+	cb(arg, "read_errors", atomic_load(&t->read_errors));
+	cb(arg, "bad_frames", atomic_load(&t->bad_frames));
+	cb(arg, "writes_refused", atomic_load(&t->refused));
+	cb(arg, "write_errors", atomic_load(&t->write_errors));
+}
+
+const struct hs_backend_ops hs__tap_ops = {
+	.name = HS_TAP_BACKEND,
+	.abi = HS_BACKEND_ABI,
+	.open = tap_open,
+	.start = tap_start,
+	.stop = tap_stop,
+	.close = tap_close,
+	.recv_burst = tap_recv_burst,
+	.recv_done = tap_recv_done,
+	.send_reserve = tap_send_reserve,
+	.send_commit = tap_send_commit,
+	.notify = tap_notify,
+	.counters = tap_counters,
+};
+
+const char *hs_tap_ifname(hs_port_t *port)
+{
+	struct tap_port *t = hs_port_backend_priv(port, &hs__tap_ops);
+	return t ? t->ifname : NULL;
+}
