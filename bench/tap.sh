@@ -27,6 +27,10 @@ done
 vswitch=$build/examples/vswitch
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 command -v iperf3 >/dev/null || { echo "no iperf3: scripts/deps.sh bench" >&2; exit 1; }
+if [ ! -c /dev/net/tun ]; then
+	mkdir -p /dev/net && mknod /dev/net/tun c 10 200 2>/dev/null
+	[ -c /dev/net/tun ] || { echo "no /dev/net/tun" >&2; exit 1; }
+fi
 [ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
 
 id=$$

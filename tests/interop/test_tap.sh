@@ -16,6 +16,10 @@ vswitch=$build/examples/vswitch
 for c in ip iperf3 ping; do
 	command -v $c >/dev/null || { echo "SKIP: no $c"; exit 77; }
 done
+if [ ! -c /dev/net/tun ]; then
+	mkdir -p /dev/net && mknod /dev/net/tun c 10 200 2>/dev/null
+	[ -c /dev/net/tun ] || { echo "SKIP: no /dev/net/tun"; exit 77; }
+fi
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
 
 id=$$
