@@ -100,18 +100,25 @@ int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget)
 		}
 		if (budget && total >= budget) {
 			/* Out of budget with work left: let go and make sure
-			 * somebody comes back (the kick fd is in the epoll set). */
-			if (iq->kick_level) {
-				/* Still readable: epoll reports it again once
-				 * the release below re-arms it. */
-			} else if (iq->kick_fd >= 0) {
-				uint64_t one = 1;
-				ssize_t w = write(iq->kick_fd, &one, sizeof(one));
-				(void)w;
-			} else {
-				atomic_fetch_or(&iq->state, HS__Q_PENDING);
+			 * somebody comes back (the kick fd is in the epoll set).
+			 * A level-triggered fd is still readable: epoll reports
+			 * it again once the release re-arms it. */
+			bool level = atomic_load_explicit(&iq->kick_level, memory_order_relaxed);
+			int fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
+			if (!level && fd < 0) {
+				budget = 0; /* nothing would bring it back: finish now */
+				continue;
 			}
-			hs__q_release(iq);
+			if (!level) {
+				uint64_t one = 1;
+				ssize_t w = write(fd, &one, sizeof(one));
+				(void)w;
+			}
+			/* A false return means another thread marked the queue
+			 * pending meanwhile and we still own it: our signal
+			 * brings it back, so let go regardless. */
+			while (!hs__q_release(iq))
+				;
 			break;
 		}
 		if (hs__q_release(iq))
