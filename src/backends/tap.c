@@ -76,6 +76,7 @@ struct tap_port {
 	uint16_t nq;
 	struct tap_q *q;
 	_Atomic bool gone;
+	hs_timer_t *gone_t;      /* takes the fds out of the data path */
 	_Atomic uint64_t reads, read_errors, bad_frames, refused, write_errors;
 };
 
@@ -274,6 +275,8 @@ static int tap_start(void *priv)
 static void tap_stop(void *priv)
 {
 	struct tap_port *t = priv;
+	hs_timer_del(t->gone_t);
+	t->gone_t = NULL;
 	for (uint16_t i = 0; i < t->nq; i++)
 		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
 }
@@ -287,6 +290,16 @@ static void tap_close(void *priv)
 	free(t);
 }
 
+/* On the loop thread: a device that is gone leaves the data path's epoll
+ * set (its fd would otherwise report an error forever). */
+static void gone_cb(hs_timer_t *tm, void *arg)
+{
+	struct tap_port *t = arg;
+	(void)tm;
+	for (uint16_t i = 0; i < t->nq; i++)
+		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+}
+
 /* The device went away under us (deleted, or its namespace died). */
 static void gone(struct tap_port *t, int err)
 {
@@ -294,6 +307,7 @@ static void gone(struct tap_port *t, int err)
 		hs_port_log(t->port, HS_LOG_ERROR, "tap %s: %s; link down", t->ifname,
 			    hs_strerror(err));
 		hs_port_set_link(t->port, false);
+		hs_timer_add(hs_port_switch(t->port), 0, 0, gone_cb, t, &t->gone_t);
 	}
 }
 
@@ -345,6 +359,8 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 	struct tap_port *t = priv;
 	struct tap_q *q = &t->q[qi];
 	unsigned n = 0, bad_desc = 0, bad_off = 0;
+	if (atomic_load_explicit(&t->gone, memory_order_relaxed))
+		return 0;
 	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->ring;
 	     tries++) {
 		uint32_t slot = q->rx_head % t->ring;

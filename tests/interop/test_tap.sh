@@ -127,4 +127,21 @@ run_pass mixed "" ",no-offload"
 seg=$(tx_gso "$work/mixed.vswitch" "${tap[1]}")
 [ "${seg:-0}" -gt 0 ] || fail "mixed: the switch did not segment for B"
 echo "mixed: the switch cut $seg segments for the tap without offloads"
+# A device that disappears (its namespace deleted under a running switch):
+# the port goes down with a logged reason, the switch keeps running, idle.
+"$vswitch" --tap "${tap[0]}" --tap "${tap[1]}" >"$work/gone.log" 2>&1 &
+vs=$!
+wait_for "$work/gone.log" running 10 || fail "gone: vswitch did not start"
+ip link set "${tap[1]}" netns "${ns[1]}" || fail "gone: cannot move ${tap[1]}"
+ip -n "${ns[1]}" link set "${tap[1]}" up
+ip netns del "${ns[1]}"
+wait_for "$work/gone.log" "${tap[1]}: link down" 10 || fail "gone: no link down for ${tap[1]}"
+sleep 1
+cpu=$(ps -o pcpu= -p "$vs" | awk '{print int($1)}')
+[ "${cpu:-100}" -lt 50 ] || fail "gone: the switch spins (${cpu}% CPU)"
+kill -INT "$vs"
+wait "$vs" || fail "gone: vswitch exited with status $?"
+vs=
+grep "${tap[1]}" "$work/gone.log" | grep -q "bad state\|No such device" || fail "gone: no reason logged"
+echo "gone: device removal logged, port down, switch idle (${cpu}% CPU)"
 echo "tap: all passes ok"
