@@ -4,24 +4,29 @@
 #   hyperswitch  the vswitch example with one worker (pinned to CPU 1), a
 #                tap per namespace, offloads on
 #   bridge       the Linux bridge, a veth pair per namespace
+#   hyperswitch-staged  (only if asked for with --modes) hyperswitch with
+#                every frame staged before its write (HS_TAP_STAGED), to
+#                show what writing from the sender's memory gains
 # and, in interleaved rounds, iperf3 between them: a TCP stream (Gbit/s at
 # the receiver) and a UDP flood of 64-byte payloads (datagrams per second
 # that arrive). The namespaces, taps, veths and bridge are made here and
 # removed on every exit path.
 #
 #   bench/tap.sh [--build DIR] [--seconds S] [--rounds R] [--json FILE]
+#                [--modes "hyperswitch bridge"]
 #
 # Needs root, iproute2 and iperf3 (scripts/deps.sh bench).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build secs=8 rounds=3 json=
+build=$here/build secs=8 rounds=3 json= modes="hyperswitch bridge" tapopt=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
 	--seconds) secs=$2; shift 2 ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--json FILE]" >&2; exit 2 ;;
+	--modes) modes=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--json FILE] [--modes M]" >&2; exit 2 ;;
 	esac
 done
 vswitch=$build/examples/vswitch
@@ -60,7 +65,7 @@ addr() { # ns dev ip
 
 setup_hyperswitch() {
 	ip netns add "$na" && ip netns add "$nb" || return 1
-	taskset -c 1 "$vswitch" --workers 1 --tap "$ta" --tap "$tb" >"$work/vs.log" 2>&1 &
+	taskset -c 1 "$vswitch" --workers 1 --tap "$ta$tapopt" --tap "$tb$tapopt" >"$work/vs.log" 2>&1 &
 	vs=$!
 	local end=$((SECONDS + 10))
 	until grep -q running "$work/vs.log"; do
@@ -70,6 +75,8 @@ setup_hyperswitch() {
 	ip link set "$ta" netns "$na" && ip link set "$tb" netns "$nb" || return 1
 	addr "$na" "$ta" 10.78.0.1 && addr "$nb" "$tb" 10.78.0.2
 }
+
+setup_hyperswitch-staged() { tapopt=,staged; setup_hyperswitch; local rc=$?; tapopt=; return $rc; }
 
 setup_bridge() {
 	ip netns add "$na" && ip netns add "$nb" || return 1
@@ -107,7 +114,7 @@ print(int((s["packets"] - s["lost_packets"]) / s["seconds"]))' "$work/udp.json" 
 echo "tap benchmark: $rounds round(s), $secs s per test" >&2
 : >"$work/results.txt"
 for r in $(seq 1 "$rounds"); do
-	for mode in hyperswitch bridge; do
+	for mode in $modes; do
 		if "setup_$mode"; then
 			measure "$mode" "$r"
 		else
@@ -134,6 +141,9 @@ for mode, v in res.items():
     out["results"][mode] = {"tcp_gbps_runs": v["tcp"], "tcp_gbps_median": statistics.median(v["tcp"]),
                             "udp64_pps_runs": v["udp"], "udp64_pps_median": statistics.median(v["udp"])}
 h, b = out["results"].get("hyperswitch"), out["results"].get("bridge")
+st = out["results"].get("hyperswitch-staged")
+if h and st and st["tcp_gbps_median"]:
+    out["ratios"]["tcp_vs_staged"] = round(h["tcp_gbps_median"] / st["tcp_gbps_median"], 2)
 if h and b:
     if b["tcp_gbps_median"]:
         out["ratios"]["tcp"] = round(h["tcp_gbps_median"] / b["tcp_gbps_median"], 2)
@@ -141,7 +151,7 @@ if h and b:
         out["ratios"]["udp64"] = round(h["udp64_pps_median"] / b["udp64_pps_median"], 2)
 print(json.dumps(out, indent=1))
 for mode, v in out["results"].items():
-    print("%-12s TCP %6.2f Gbit/s (%s)   UDP 64 B %9d/s (%s)" % (mode, v["tcp_gbps_median"],
+    print("%-18s TCP %6.2f Gbit/s (%s)   UDP 64 B %9d/s (%s)" % (mode, v["tcp_gbps_median"],
           " ".join("%.2f" % x for x in v["tcp_gbps_runs"]), v["udp64_pps_median"],
           " ".join(str(x) for x in v["udp64_pps_runs"])), file=sys.stderr)
 for k, v in out["ratios"].items():

@@ -6,7 +6,7 @@
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed]]...
- *           [--tap IFNAME[,attach][,no-offload][,queues=N][,vlan=V][,mtu=M]]...
+ *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
  * "client": the switch connects to the VMM's PATH and reconnects); each
@@ -67,7 +67,7 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 	return rc;
 }
 
-/* Parses "IFNAME[,attach][,no-offload][,queues=N][,vlan=V][,mtu=M]": a tap
+/* Parses "IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]": a tap
  * device (created unless "attach"), brought up, as port IFNAME. */
 static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 {
@@ -81,6 +81,8 @@ static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 			tc.flags |= HS_TAP_ATTACH;
 		else if (!strcmp(tok, "no-offload"))
 			tc.flags |= HS_TAP_NO_OFFLOAD;
+		else if (!strcmp(tok, "staged"))
+			tc.flags |= HS_TAP_STAGED;
 		else if (!strncmp(tok, "queues=", 7))
 			tc.queues = (uint16_t)atoi(tok + 7);
 		else if (!strncmp(tok, "vlan=", 5))
@@ -206,7 +208,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed]]... [--tap IFNAME[,attach]"
-				"[,no-offload][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
+				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
 			return 2;
 		}
 	}

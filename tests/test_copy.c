@@ -174,7 +174,7 @@ END_TEST
 
 /* ---- single copy, every layout ------------------------------------------------------------ */
 
-static void check_layouts(bool foreign_tx, bool foreign_rx)
+static void check_layouts(bool foreign_tx, bool foreign_rx, bool defer)
 {
 	static const uint32_t seg_sizes[] = {1, 7, 64, 333, 2048};
 	static const uint32_t lens[] = {14, 60, 61, 127, 128, 129, 1514, 4000};
@@ -186,7 +186,8 @@ static void check_layouts(bool foreign_tx, bool foreign_rx)
 		struct tbe_config ta = {.foreign_tx = foreign_tx};
 		struct tbe_config tb = {.rx_seg = seg_sizes[sz],
 					.rx_nseg = (4096 + seg_sizes[sz] - 1) / seg_sizes[sz],
-					.foreign_rx = foreign_rx, .rx_posted = 100000};
+					.foreign_rx = foreign_rx, .rx_posted = 100000,
+					.defer_stable = defer};
 		if (tb.rx_nseg > TBE_SEGS) {
 			tb.rx_nseg = TBE_SEGS;
 		}
@@ -214,8 +215,11 @@ static void check_layouts(bool foreign_tx, bool foreign_rx)
 				free(r.data);
 			}
 		struct tbe *tbb = tbe_of(b), *tba = tbe_of(a);
-		if (foreign_rx)
+		if (foreign_rx) {
 			ck_assert_uint_gt(atomic_load(&tbb->hook_calls), 0);
+			/* Frames of one segment come from the sender's own memory. */
+			ck_assert_uint_gt(atomic_load(&tbb->hook_stable_ops), 0);
+		}
 		if (foreign_tx && !foreign_rx && cap > HS_PKT_HDR_MIN)
 			ck_assert_uint_gt(atomic_load(&tba->hook_calls), 0);
 		if (!foreign_tx && !foreign_rx)
@@ -227,20 +231,31 @@ static void check_layouts(bool foreign_tx, bool foreign_rx)
 
 START_TEST(one_copy_for_every_segment_layout)
 {
-	check_layouts(false, false);
+	check_layouts(false, false, false);
 }
 END_TEST
 
 START_TEST(foreign_source_memory_goes_through_the_hook)
 {
-	check_layouts(true, false);
+	check_layouts(true, false, false);
 }
 END_TEST
 
 START_TEST(foreign_destination_memory_goes_through_the_hook)
 {
-	check_layouts(false, true);
-	check_layouts(true, true);
+	check_layouts(false, true, false);
+	check_layouts(true, true, false);
+}
+END_TEST
+
+/* A destination hook that defers the copies whose source the switch marks
+ * stable (HS_COPY_SRC_STABLE) until send_commit, as the tap backend does
+ * with writev: the frames must still arrive intact, whatever layout, VLAN
+ * change or software segmentation produced the copies. */
+START_TEST(hooks_may_defer_copies_from_stable_sources)
+{
+	check_layouts(false, true, true);
+	check_layouts(true, true, true);
 }
 END_TEST
 
@@ -402,9 +417,9 @@ static const struct gso_case gso_cases[] = {
 };
 
 /* Checks the pieces a receiver got from one GSO frame `orig`. */
-static void check_pieces(hs_port_t *rx, const uint8_t *orig, uint32_t len,
-			 const struct hs_offload *off, const struct gso_case *gc,
-			 bool partial, int l2_delta)
+static void check_pieces_of(hs_port_t *rx, const uint8_t *orig, uint32_t len,
+			    const struct hs_offload *off, const struct gso_case *gc,
+			    bool partial, int l2_delta)
 {
 	uint32_t l3 = 14 + (uint32_t)(l2_delta > 0 ? 4 : 0);
 	uint32_t oh = off->hdr_len, mss = off->gso_size;
@@ -449,6 +464,14 @@ static void check_pieces(hs_port_t *rx, const uint8_t *orig, uint32_t len,
 		}
 		free(r.data);
 	}
+}
+
+/* The same, and nothing after the pieces. */
+static void check_pieces(hs_port_t *rx, const uint8_t *orig, uint32_t len,
+			 const struct hs_offload *off, const struct gso_case *gc,
+			 bool partial, int l2_delta)
+{
+	check_pieces_of(rx, orig, len, off, gc, partial, l2_delta);
 	struct tbe_rxf extra;
 	ck_assert(!tbe_pop(rx, 0, &extra));
 }
@@ -541,6 +564,48 @@ START_TEST(gso_pieces_wait_in_the_backlog_in_order)
 }
 END_TEST
 
+/* Foreign GSO frames cut for a foreign receiver whose hook defers stable
+ * copies: the pieces' payload comes from the switch's bounce copy of each
+ * frame, which the next frame reuses, so those copies must not be marked
+ * stable; a tagged receiver adds the VLAN tag (switch scratch) too. */
+START_TEST(deferred_hook_copies_of_segmented_foreign_frames)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config ta = {.foreign_tx = true};
+	struct tbe_config tb = {.caps = HS_CAP_CSUM, .foreign_rx = true,
+				.defer_stable = true, .rx_posted = 1000};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 9), *b = tbe_port(sw, "b", &tb, 9);
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct hs_port_config pc = {.name = "trunk", .backend = TBE_NAME,
+				    .backend_config = &tb, .backend_config_size = sizeof(tb),
+				    .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *t;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &t), 0);
+	static uint8_t fr[3][8000];
+	struct hs_offload off[3];
+	uint32_t n[3];
+	for (unsigned k = 0; k < 3; k++) {
+		n[k] = build_l4(fr[k], V4, IPPROTO_TCP, 5000 + 100 * k, -1, &off[k]);
+		memcpy(fr[k], th_bcast, 6);
+		for (uint32_t i = off[k].hdr_len; i < n[k]; i++)
+			fr[k][i] ^= (uint8_t)(0x5a * (k + 1)); /* each its own bytes */
+		off[k].gso_type = HS_GSO_TCPV4;
+		off[k].gso_size = 1000;
+		tbe_queue(a, 0, fr[k], n[k], &off[k], NULL);
+	}
+	tbe_kick(a, 0); /* one round: the three share the bounce buffer */
+	for (unsigned k = 0; k < 3; k++) {
+		check_pieces_of(b, fr[k], n[k], &off[k], &gso_cases[0], true, 0);
+		check_pieces_of(t, fr[k], n[k], &off[k], &gso_cases[0], true, 4);
+	}
+	struct tbe_rxf extra;
+	ck_assert(!tbe_pop(b, 0, &extra));
+	ck_assert(!tbe_pop(t, 0, &extra));
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(bad_offload_metadata_is_dropped)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -589,6 +654,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, one_copy_for_every_segment_layout);
 	tcase_add_test(tc, foreign_source_memory_goes_through_the_hook);
 	tcase_add_test(tc, foreign_destination_memory_goes_through_the_hook);
+	tcase_add_test(tc, hooks_may_defer_copies_from_stable_sources);
+	tcase_add_test(tc, deferred_hook_copies_of_segmented_foreign_frames);
 	tcase_add_test(tc, hook_copies_are_batched_per_destination);
 	tcase_add_test(tc, failing_hook_drops_and_counts);
 	tcase_add_test(tc, vlan_changes_cross_segment_boundaries);

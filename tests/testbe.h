@@ -31,6 +31,7 @@
 #define TBE_RXMAX 4096
 #define TBE_SEGS 64
 #define TBE_ARENA (16u << 20)
+#define TBE_DEFER 16384
 
 struct tbe_config {
 	uint16_t n_queues;    /* 0 -> 1 */
@@ -44,6 +45,10 @@ struct tbe_config {
 	bool want_completed;
 	bool kick_fd;         /* frames are signalled through an eventfd */
 	bool hook_fails;      /* the copy hook returns -EIO */
+	bool defer_stable;    /* the hook defers HS_COPY_SRC_STABLE copies to
+				 send_commit, as the tap backend does: a
+				 source the switch reuses before then would
+				 show as a corrupted frame */
 };
 
 struct tbe_txf {              /* a frame waiting to be sent */
@@ -89,7 +94,14 @@ struct tbe {
 	struct tbe_config cfg;
 	struct tbe_q q[TBE_Q];
 	_Atomic uint64_t n_delivered, n_completed, hook_calls, hook_ops,
-		set_notify_calls, commits;
+		set_notify_calls, commits, hook_stable_ops;
+	pthread_mutex_t defer_lock; /* deferred copies (defer_stable) */
+	struct tbe_defer {
+		uint8_t *dst;
+		const uint8_t *src;
+		uint32_t len;
+	} defer[TBE_DEFER];
+	unsigned n_defer;
 };
 
 static inline struct tbe *tbe_of(hs_port_t *p);
@@ -132,6 +144,7 @@ static inline int tbe_open(hs_port_t *port, const void *cfg, size_t size, void *
 		t->cfg.rx_nseg = 1;
 	pthread_once(&tbe_arena_once, tbe_arena_init);
 	t->port = port;
+	pthread_mutex_init(&t->defer_lock, NULL);
 	for (unsigned q = 0; q < TBE_Q; q++) {
 		pthread_mutex_init(&t->q[q].lock, NULL);
 		t->q[q].posted = t->cfg.rx_posted;
@@ -168,6 +181,7 @@ static inline void tbe_close(void *priv)
 			close(tq->kfd);
 		pthread_mutex_destroy(&tq->lock);
 	}
+	pthread_mutex_destroy(&t->defer_lock);
 	free(t);
 }
 
@@ -236,11 +250,14 @@ static inline unsigned tbe_send_reserve(void *priv, uint16_t q, const struct hs_
 	return i;
 }
 
+static inline void tbe_run_deferred(struct tbe *t);
+
 static inline unsigned tbe_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 				unsigned n)
 {
 	struct tbe *t = priv;
 	struct tbe_q *tq = &t->q[q];
+	tbe_run_deferred(t);
 	pthread_mutex_lock(&tq->lock);
 	if (n != tq->resv_n)
 		abort(); /* commit must match the reservation */
@@ -286,10 +303,33 @@ static inline int tbe_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 		return -EIO;
 	for (unsigned i = 0; i < n; i++) {
 		const struct hs_copy_op *o = &ops[i];
+		if (o->flags & HS_COPY_SRC_STABLE)
+			atomic_fetch_add(&t->hook_stable_ops, 1);
+		if (t->cfg.defer_stable && (o->flags & HS_COPY_SRC_STABLE)) {
+			pthread_mutex_lock(&t->defer_lock);
+			bool room = t->n_defer < TBE_DEFER;
+			if (room)
+				t->defer[t->n_defer++] = (struct tbe_defer){
+					tbe_addr(o->dst, o->dst_off),
+					tbe_addr(o->src, o->src_off), o->len};
+			pthread_mutex_unlock(&t->defer_lock);
+			if (room)
+				continue;
+		}
 		memcpy(tbe_addr(o->dst, o->dst_off), tbe_addr(o->src, o->src_off),
 		       o->len);
 	}
 	return 0;
+}
+
+/* Runs the deferred copies (at commit: the latest a stable source lasts). */
+static inline void tbe_run_deferred(struct tbe *t)
+{
+	pthread_mutex_lock(&t->defer_lock);
+	for (unsigned i = 0; i < t->n_defer; i++)
+		memcpy(t->defer[i].dst, t->defer[i].src, t->defer[i].len);
+	t->n_defer = 0;
+	pthread_mutex_unlock(&t->defer_lock);
 }
 
 static inline bool tbe_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)

@@ -92,7 +92,16 @@ struct hs_copy_op {
 	uint32_t src_off;
 	uint32_t dst_off;
 	uint32_t len;
+	uint32_t flags; /* HS_COPY_* */
 };
+
+/* src is a segment of the sending frame itself (not a switch scratch
+ * buffer): its bytes stay valid, and the switch does not change them,
+ * until the destination's send_commit for this frame has returned. A
+ * destination's hook may then defer the copy to send_commit, e.g. to hand
+ * the sender's memory to one writev() (the tap backend does). Without the
+ * flag, the bytes must be copied before the hook returns. */
+#define HS_COPY_SRC_STABLE 0x1
 
 /* Events a queue can signal or be sent (bit flags). */
 #define HS_EV_KICK 0x1      /* peer -> switch: frames queued for sending */
@@ -151,8 +160,10 @@ struct hs_backend_ops {
 	/* Optional copy hook, for memory the switch cannot address
 	 * (HS_SEG_FOREIGN): performs the n copies, all at once (e.g. one
 	 * batched grant-copy hypercall). Called with the destination queue's
-	 * lock held. Returns 0 or a negative errno; on error every frame
-	 * touched by the batch counts as HS_DROP_COPY_ERROR. */
+	 * lock held. The ops that fill one foreign destination frame come
+	 * (across calls) in order of dst_off and cover it once, without gaps.
+	 * Returns 0 or a negative errno; on error every frame touched by the
+	 * batch counts as HS_DROP_COPY_ERROR. */
 	int (*copy)(void *priv, const struct hs_copy_op *ops, unsigned n);
 
 	/* Optional, for adaptive polling: enable (or suppress) the peer's

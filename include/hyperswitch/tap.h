@@ -11,6 +11,10 @@
  * between the kernel and guests unsegmented wherever both sides allow;
  * the switch segments and checksums in software where they do not.
  *
+ * Frames to the kernel are written straight from the sender's memory (one
+ * writev() per frame, no copy before the kernel's own) when they are large
+ * and no software checksum is needed; small ones are staged first.
+ *
  * I/O is non-blocking and batched: a round reads up to a burst of frames
  * (one read per frame, the tap interface has no multi-frame read), the
  * fd's readiness is watched by the switch's adaptive polling. Writes that
@@ -38,6 +42,12 @@ extern "C" {
 #define HS_TAP_UP 0x2         /* bring the link up (IFF_UP) after opening */
 #define HS_TAP_NO_OFFLOAD 0x4 /* no TUNSETOFFLOAD and no offload metadata to
 				 the kernel: plain frames both ways */
+#define HS_TAP_STAGED 0x8     /* never hand the kernel the sender's memory:
+				 every frame is first copied into the
+				 backend's staging area (for comparisons; by
+				 default, with offloads on, frames of 512
+				 bytes or more go to writev() straight from
+				 the sender's buffers) */
 
 /* Backend config for hs_port_config.backend_config ("tap"). */
 struct hs_tap_config {

@@ -5,12 +5,19 @@
  *    each read() brings one frame behind its virtio-net header, which is
  *    turned into offload metadata; the switch copies the frame from there
  *    into its receivers. recv_done frees the buffers (in order).
- *  switch -> kernel (send_reserve/send_commit): the switch writes each
- *    frame into a per-queue staging area, behind room for the virtio-net
- *    header, which send_commit fills from the frame's offload metadata
- *    before one write() per frame. The staging area holds HS_RESERVE_MAX
- *    frames of the largest size; it is reserved address space, and only
- *    what frames touch becomes memory.
+ *  switch -> kernel (send_reserve/send_commit): one writev() per frame,
+ *    the virtio-net header (filled from the frame's offload metadata)
+ *    first. A small frame is copied by the switch into a per-queue
+ *    staging area and written from there. A large one is reserved as a
+ *    foreign buffer: the switch's copy ops for it come to tap_copy, which
+ *    keeps those whose source is the sending frame itself
+ *    (HS_COPY_SRC_STABLE) as iovecs pointing into the sender's memory and
+ *    copies only the rest (switch scratch: a VLAN tag, a segment's patched
+ *    header) into the staging area. So the frame's bytes are copied once,
+ *    by the kernel, from the sender's buffer into the skb: the one copy of
+ *    the design, with no staging copy before it. The staging area holds
+ *    HS_RESERVE_MAX frames of the largest size; it is reserved address
+ *    space, and only what frames touch becomes memory.
  *
  * The fd of each queue is given to the switch as a level-triggered kick
  * fd (HS_EV_FD_LEVEL): the switch polls it and never reads it; readiness
@@ -31,6 +38,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "backends.h"
@@ -43,6 +51,11 @@
 #define TAP_F_DATA_VALID 2
 #define TAP_GSO_ECN 0x80
 #define TAP_MAX_RING 4096
+/* Frames of at least this many bytes go out by reference (see above);
+ * below it a copy into the staging area costs less than the iovecs. */
+#define TAP_ZC_MIN 512
+#define TAP_IOV_MAX 2048	   /* iovecs per queue and reservation */
+#define TAP_FRAME_IOV 64	   /* iovecs per frame before staging takes over */
 
 struct tap_hdr {
 	uint8_t flags;
@@ -65,6 +78,15 @@ struct tap_q {
 	size_t tx_area_len;
 	struct hs_seg tx_segs[HS_RESERVE_MAX];
 	unsigned n_resv;
+	/* frames sent by reference: their iovecs (after the header's) */
+	struct tap_txf {
+		uint8_t *stage;   /* the frame's room in tx_area */
+		uint32_t filled;  /* bytes described so far */
+		uint16_t iov0, niov;
+		bool staged;      /* written from stage after all */
+	} txf[HS_RESERVE_MAX];
+	struct iovec iov[TAP_IOV_MAX];
+	unsigned n_iov;
 };
 
 struct tap_port {
@@ -77,7 +99,9 @@ struct tap_port {
 	struct tap_q *q;
 	_Atomic bool gone;
 	hs_timer_t *gone_t;      /* takes the fds out of the data path */
+	bool by_ref;             /* large frames sent by reference */
 	_Atomic uint64_t reads, read_errors, bad_frames, refused, write_errors;
+	_Atomic uint64_t by_ref_frames, by_ref_staged;
 };
 
 static void tap_close(void *priv);
@@ -202,7 +226,7 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 	if (!c.ring)
 		c.ring = TAP_DEF_RING;
 	if (nl >= IFNAMSIZ || c.queues > HS_MAX_QUEUES || c.ring > TAP_MAX_RING ||
-	    (c.flags & ~(HS_TAP_ATTACH | HS_TAP_UP | HS_TAP_NO_OFFLOAD)) ||
+	    (c.flags & ~(HS_TAP_ATTACH | HS_TAP_UP | HS_TAP_NO_OFFLOAD | HS_TAP_STAGED)) ||
 	    (c.mtu && c.mtu < 68) || ((c.flags & HS_TAP_ATTACH) && !nl))
 		return -EINVAL;
 	struct tap_port *t = calloc(1, sizeof(*t));
@@ -253,6 +277,9 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 	}
 	info->n_queues = t->nq;
 	info->caps = caps_of(t->tun_offload);
+	/* With checksum offload the switch never rewrites a frame for this
+	 * port: large ones can go out by reference. */
+	t->by_ref = (info->caps & HS_CAP_CSUM) && !(c.flags & HS_TAP_STAGED);
 	info->link_up = true;
 	*priv = t;
 	return 0;
@@ -427,6 +454,7 @@ static unsigned tap_send_reserve(void *priv, uint16_t qi, const struct hs_out *o
 	size_t off = 0;
 	if (n > HS_RESERVE_MAX)
 		n = HS_RESERVE_MAX;
+	q->n_iov = 0;
 	for (unsigned i = 0; i < n; i++) {
 		/* Packed by size, each frame on its own cache line. */
 		uint8_t *b = q->tx_area + off + TAP_HEAD;
@@ -435,7 +463,13 @@ static unsigned tap_send_reserve(void *priv, uint16_t qi, const struct hs_out *o
 			bufs[i].nsegs = 0;
 			continue;
 		}
-		q->tx_segs[i] = (struct hs_seg){.base = b + TAP_HDR, .len = len};
+		q->txf[i] = (struct tap_txf){.stage = b + TAP_HDR};
+		if (t->by_ref && len >= TAP_ZC_MIN)
+			q->tx_segs[i] = (struct hs_seg){
+				.len = len, .flags = HS_SEG_FOREIGN,
+				.ref = (uint64_t)qi << 32 | i};
+		else
+			q->tx_segs[i] = (struct hs_seg){.base = b + TAP_HDR, .len = len};
 		bufs[i].segs = &q->tx_segs[i];
 		bufs[i].nsegs = 1;
 		off += (TAP_HEAD + TAP_HDR + len + 63) & ~(size_t)63;
@@ -444,16 +478,101 @@ static unsigned tap_send_reserve(void *priv, uint16_t qi, const struct hs_out *o
 	return n;
 }
 
+/* The frame's bytes described so far, copied into its staging room; from
+ * now on the frame is staged (one write from there). */
+static void stage_all(struct tap_q *q, struct tap_txf *f)
+{
+	uint32_t at = 0;
+	for (unsigned k = 0; k < f->niov; k++) {
+		const struct iovec *v = &q->iov[f->iov0 + k];
+		if (v->iov_base != f->stage + at)
+			memcpy(f->stage + at, v->iov_base, v->iov_len);
+		at += (uint32_t)v->iov_len;
+	}
+	q->n_iov = f->iov0 - 1; /* the frame's iovecs were the last ones */
+	f->niov = 0;
+	f->staged = true;
+}
+
+/* Copy hook: the switch's copies into frames reserved by reference (see
+ * the top of the file). Every op is checked against the reservation. */
+static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
+{
+	struct tap_port *t = priv;
+	for (unsigned i = 0; i < n; i++) {
+		const struct hs_copy_op *op = &ops[i];
+		const struct hs_seg *d = op->dst, *s = op->src;
+		uint32_t qi = (uint32_t)(d->ref >> 32), fi = (uint32_t)d->ref;
+		if (!(d->flags & HS_SEG_FOREIGN) || qi >= t->nq)
+			return -EINVAL;
+		struct tap_q *q = &t->q[qi];
+		if (fi >= q->n_resv || d != &q->tx_segs[fi] || (s->flags & HS_SEG_FOREIGN))
+			return -EINVAL;
+		struct tap_txf *f = &q->txf[fi];
+		if (op->dst_off != f->filled || op->len > d->len - op->dst_off ||
+		    op->src_off > s->len || op->len > s->len - op->src_off)
+			return -EINVAL;
+		if (!op->len)
+			continue;
+		uint8_t *src = s->base + op->src_off;
+		if (!f->filled && !f->staged) {
+			/* First op: the frame's iovecs start after the last
+			 * frame's, behind a slot for the header. */
+			if (q->n_iov + 2 > TAP_IOV_MAX)
+				f->staged = true;
+			else
+				f->iov0 = (uint16_t)(++q->n_iov);
+		} else if (!f->staged && f->iov0 + f->niov != q->n_iov) {
+			return -EINVAL; /* ops of frames interleaved */
+		}
+		if (!f->staged) {
+			bool stable = op->flags & HS_COPY_SRC_STABLE;
+			uint8_t *from = src;
+			if (!stable) {
+				memcpy(f->stage + op->dst_off, src, op->len);
+				from = f->stage + op->dst_off;
+			}
+			struct iovec *last = f->niov ? &q->iov[q->n_iov - 1] : NULL;
+			if (last && (uint8_t *)last->iov_base + last->iov_len == from) {
+				last->iov_len += op->len;
+			} else if (f->niov < TAP_FRAME_IOV && q->n_iov < TAP_IOV_MAX) {
+				q->iov[q->n_iov++] = (struct iovec){.iov_base = from,
+								    .iov_len = op->len};
+				f->niov++;
+			} else {
+				stage_all(q, f); /* out of iovecs: copy after all */
+				if (stable)
+					memcpy(f->stage + op->dst_off, src, op->len);
+			}
+		} else {
+			memcpy(f->stage + op->dst_off, src, op->len);
+		}
+		f->filled += op->len;
+	}
+	return 0;
+}
+
 static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *out,
 				unsigned n)
 {
 	struct tap_port *t = priv;
 	struct tap_q *q = &t->q[qi];
-	unsigned refused = 0, failed = 0;
+	unsigned refused = 0, failed = 0, incomplete = 0, by_ref = 0, staged = 0;
 	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
 		if (!out[i].len || out[i].len > HS_FRAME_MAX)
 			continue;
-		uint8_t *frame = q->tx_segs[i].base;
+		struct tap_txf *f = &q->txf[i];
+		bool ref = q->tx_segs[i].flags & HS_SEG_FOREIGN;
+		if (ref && f->filled != out[i].len) {
+			incomplete++; /* never sent half */
+			continue;
+		}
+		if (ref) {
+			staged += f->staged;
+			ref = !f->staged;
+			by_ref += ref;
+		}
+		uint8_t *frame = f->stage;
 		const struct hs_offload *o = &out[i].off;
 		struct tap_hdr h = {
 			.flags = (uint8_t)(((o->flags & HS_OFF_NEEDS_CSUM) ? TAP_F_NEEDS_CSUM : 0) |
@@ -467,9 +586,17 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 		};
 		memcpy(frame - TAP_HDR, &h, TAP_HDR);
 		ssize_t w;
-		do
-			w = write(q->fd, frame - TAP_HDR, TAP_HDR + out[i].len);
-		while (w < 0 && errno == EINTR);
+		if (ref) {
+			struct iovec *v = &q->iov[f->iov0 - 1];
+			*v = (struct iovec){.iov_base = frame - TAP_HDR, .iov_len = TAP_HDR};
+			do
+				w = writev(q->fd, v, f->niov + 1);
+			while (w < 0 && errno == EINTR);
+		} else {
+			do
+				w = write(q->fd, frame - TAP_HDR, TAP_HDR + out[i].len);
+			while (w < 0 && errno == EINTR);
+		}
 		if (w >= 0)
 			continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM) {
@@ -481,6 +608,12 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 		}
 	}
 	q->n_resv = 0;
+	if (by_ref)
+		atomic_fetch_add_explicit(&t->by_ref_frames, by_ref, memory_order_relaxed);
+	if (staged)
+		atomic_fetch_add_explicit(&t->by_ref_staged, staged, memory_order_relaxed);
+	if (incomplete)
+		hs_port_count_tx_drop(t->port, qi, HS_DROP_COPY_ERROR, incomplete);
 	if (refused) {
 		atomic_fetch_add_explicit(&t->refused, refused, memory_order_relaxed);
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_NO_BUFFER, refused);
@@ -508,6 +641,8 @@ static void tap_counters(void *priv, void (*cb)(void *arg, const char *name, uin
 	cb(arg, "bad_frames", atomic_load(&t->bad_frames));
 	cb(arg, "writes_refused", atomic_load(&t->refused));
 	cb(arg, "write_errors", atomic_load(&t->write_errors));
+	cb(arg, "tx_by_reference", atomic_load(&t->by_ref_frames));
+	cb(arg, "tx_by_reference_staged", atomic_load(&t->by_ref_staged));
 }
 
 const struct hs_backend_ops hs__tap_ops = {
@@ -522,6 +657,7 @@ const struct hs_backend_ops hs__tap_ops = {
 	.send_reserve = tap_send_reserve,
 	.send_commit = tap_send_commit,
 	.notify = tap_notify,
+	.copy = tap_copy,
 	.counters = tap_counters,
 };
 

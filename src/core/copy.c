@@ -118,7 +118,7 @@ struct csum_state {
 };
 
 static int add_op(struct hs__dl *dl, const struct hs_seg *s, uint32_t soff,
-		  const struct hs_seg *d, uint32_t doff, uint32_t len)
+		  const struct hs_seg *d, uint32_t doff, uint32_t len, uint32_t flags)
 {
 	bool to_dst = d->flags & HS_SEG_FOREIGN;
 	struct hs_copy_op *ops = to_dst ? dl->ops_dst : dl->ops_src;
@@ -129,14 +129,17 @@ static int add_op(struct hs__dl *dl, const struct hs_seg *s, uint32_t soff,
 			return rc;
 	}
 	ops[(*n)++] = (struct hs_copy_op){
-		.src = s, .dst = d, .src_off = soff, .dst_off = doff, .len = len};
+		.src = s, .dst = d, .src_off = soff, .dst_off = doff, .len = len,
+		.flags = flags};
 	return 0;
 }
 
 /* Copies n bytes of source segment s from soff to the destination cursor;
- * `pos` is the view offset of the first byte (for the checksum). */
+ * `pos` is the view offset of the first byte (for the checksum). `flags`:
+ * HS_COPY_* for the copy ops this makes. */
 static int emit(struct hs__dl *dl, struct dcur *d, const struct hs_seg *s,
-		uint32_t soff, uint32_t n, uint32_t pos, struct csum_state *cs)
+		uint32_t soff, uint32_t n, uint32_t pos, struct csum_state *cs,
+		uint32_t flags)
 {
 	while (n) {
 		if (d->si >= d->b->nsegs)
@@ -153,7 +156,7 @@ static int emit(struct hs__dl *dl, struct dcur *d, const struct hs_seg *s,
 		if (HS__LIKELY(!((s->flags | ds->flags) & HS_SEG_FOREIGN))) {
 			memcpy(ds->base + d->so, s->base + soff, k);
 		} else {
-			int rc = add_op(dl, s, soff, ds, d->so, k);
+			int rc = add_op(dl, s, soff, ds, d->so, k, flags);
 			if (rc)
 				return rc;
 		}
@@ -176,6 +179,9 @@ static int emit(struct hs__dl *dl, struct dcur *d, const struct hs_seg *s,
 static int emit_pkt(struct hs__dl *dl, struct dcur *d, const struct hs_pkt *p,
 		    uint32_t off, uint32_t n, uint32_t pos, struct csum_state *cs)
 {
+	/* The sender's frame (or a backlog entry) outlives the commit; the
+	 * bounce copy of a foreign frame is reused by the next frame. */
+	uint32_t flags = p == &dl->bounce_pkt ? 0 : HS_COPY_SRC_STABLE;
 	for (unsigned i = 0; i < p->nsegs && n; i++) {
 		const struct hs_seg *s = &p->segs[i];
 		if (off >= s->len) {
@@ -185,7 +191,7 @@ static int emit_pkt(struct hs__dl *dl, struct dcur *d, const struct hs_pkt *p,
 		uint32_t k = s->len - off;
 		if (k > n)
 			k = n;
-		int rc = emit(dl, d, s, off, k, pos, cs);
+		int rc = emit(dl, d, s, off, k, pos, cs, flags);
 		if (rc)
 			return rc;
 		pos += k;
@@ -203,7 +209,7 @@ int hs__copy_view(struct hs__dl *dl, const struct hs__view *v,
 	uint32_t pos = 0;
 	for (unsigned i = 0; i < v->n; i++) {
 		const struct hs__range *r = &v->r[i];
-		int rc = r->lseg ? emit(dl, &d, r->lseg, r->off, r->len, pos, &cs)
+		int rc = r->lseg ? emit(dl, &d, r->lseg, r->off, r->len, pos, &cs, 0)
 				 : emit_pkt(dl, &d, r->pkt, r->off, r->len, pos, &cs);
 		if (rc)
 			return rc;
@@ -223,7 +229,7 @@ int hs__copy_put(struct hs__dl *dl, const struct hs_iobuf *b, uint32_t at,
 		at -= b->segs[d.si++].len;
 	d.so = at;
 	struct csum_state cs = {.start = UINT32_MAX};
-	return emit(dl, &d, bseg, (uint32_t)(bytes - bseg->base), n, 0, &cs);
+	return emit(dl, &d, bseg, (uint32_t)(bytes - bseg->base), n, 0, &cs, 0);
 }
 
 int hs__copy_flush(struct hs__dl *dl)

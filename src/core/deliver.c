@@ -249,10 +249,14 @@ static void out_desc(const struct hs__src *s, unsigned piece, uint32_t caps,
 }
 
 /* Linearises a frame with foreign segments into the bounce buffer so that
- * software checksums can read it. */
+ * software checksums can read it. Copy ops still pending may read the
+ * bounce buffer (pieces of the previous frame for a foreign receiver):
+ * they run first. */
 static int bounce_in(struct hs__dl *dl, struct hs__src *s)
 {
 	const struct hs_pkt *p = s->pkt;
+	if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
+		return dl->ops_err;
 	struct hs_iobuf b = {.segs = &dl->bounce_seg, .nsegs = 1};
 	dl->bounce_seg = (struct hs_seg){.base = dl->bounce, .len = p->len};
 	struct hs__view v = {.n = 1, .len = p->len,

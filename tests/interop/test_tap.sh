@@ -103,6 +103,11 @@ rx_avg() {
 tx_gso() {
 	sed -n "s/^port $2: .* tx_gso_segments \([0-9]*\).*/\1/p" "$1"
 }
+# by_ref LOG PORT: frames the switch wrote to PORT's tap straight from the
+# sender's memory (writev, no staging copy)
+by_ref() {
+	sed -n "s/^port $2 backend: .* tx_by_reference \([0-9]*\).*/\1/p" "$1"
+}
 
 # Kernel errors reach the caller: a name held by another kind of device,
 # and attaching to a device that does not exist.
@@ -118,10 +123,15 @@ run_pass offload "" ""
 avg=$(rx_avg "$work/offload.vswitch" "${tap[0]}")
 [ "$avg" -gt 1514 ] || fail "offload: frames from A averaged $avg bytes: no TSO frames crossed"
 echo "offload: frames from A average $avg bytes (TSO passed through unsegmented)"
+ref=$(by_ref "$work/offload.vswitch" "${tap[1]}")
+[ "${ref:-0}" -gt 100 ] || fail "offload: only ${ref:-0} frames to B were written from A's buffers"
+echo "offload: $ref frames to B written straight from A's buffers"
 
 run_pass no-offload ",no-offload" ",no-offload"
 avg=$(rx_avg "$work/no-offload.vswitch" "${tap[0]}")
 [ "$avg" -le 1514 ] || fail "no-offload: frames from A averaged $avg bytes"
+ref=$(by_ref "$work/no-offload.vswitch" "${tap[1]}")
+[ "${ref:-1}" = 0 ] || fail "no-offload: ${ref:-?} frames written by reference to a tap the switch checksums for"
 
 run_pass mixed "" ",no-offload"
 seg=$(tx_gso "$work/mixed.vswitch" "${tap[1]}")
