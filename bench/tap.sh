@@ -9,7 +9,8 @@
 #                show what writing from the sender's memory gains
 # and, in interleaved rounds, iperf3 between them: a TCP stream (Gbit/s at
 # the receiver) and a UDP flood of 64-byte payloads (datagrams per second
-# that arrive). The namespaces, taps, veths and bridge are made here and
+# that arrive), and the switch's CPU seconds per GB moved in the TCP test.
+# The namespaces, taps, veths and bridge are made here and
 # removed on every exit path.
 #
 #   bench/tap.sh [--build DIR] [--seconds S] [--rounds R] [--json FILE]
@@ -90,15 +91,28 @@ setup_bridge() {
 	addr "$na" "$ta" 10.78.0.1 && addr "$nb" "$tb" 10.78.0.2
 }
 
-# measure MODE ROUND: appends "MODE ROUND tcp_gbps udp_pps" to results
+# cpu_ticks: the vswitch's user+system time so far (clock ticks), 0 for the bridge
+cpu_ticks() {
+	if [ -n "$vs" ]; then awk '{print $14 + $15}' "/proc/$vs/stat" 2>/dev/null || echo 0; else echo 0; fi
+}
+
+# measure MODE ROUND: appends "MODE ROUND tcp_gbps udp_pps cpu_s_per_gb" to
+# results (the switch's CPU seconds per GB of the TCP test; 0 for the bridge)
 measure() {
-	local tcp=0 udp=0
+	local tcp=0 udp=0 c0 c1 cpugb
 	ip netns exec "$na" ping -c 2 -W 2 10.78.0.2 >/dev/null 2>&1 || { echo "$1: no connectivity" >&2; return; }
 	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
 	sleep 0.5
+	c0=$(cpu_ticks)
 	ip netns exec "$na" iperf3 -c 10.78.0.2 -t "$secs" -J >"$work/tcp.json" 2>/dev/null
+	c1=$(cpu_ticks)
 	wait $! 2>/dev/null
 	tcp=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9))' "$work/tcp.json" 2>/dev/null || echo 0)
+	cpugb=$(python3 -c '
+import json, os, sys
+b = json.load(open(sys.argv[1]))["end"]["sum_received"]["bytes"]
+print("%.3f" % ((int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf("SC_CLK_TCK") / (b / 1e9)))' \
+		"$work/tcp.json" "$c0" "$c1" 2>/dev/null || echo 0)
 	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
 	sleep 0.5
 	ip netns exec "$na" iperf3 -c 10.78.0.2 -u -b 0 -l 64 -t "$secs" -J >"$work/udp.json" 2>/dev/null
@@ -107,8 +121,8 @@ measure() {
 import json, sys
 s = json.load(open(sys.argv[1]))["end"]["sum"]
 print(int((s["packets"] - s["lost_packets"]) / s["seconds"]))' "$work/udp.json" 2>/dev/null || echo 0)
-	echo "round $2 $1: TCP $tcp Gbit/s, UDP 64 B $udp datagrams/s" >&2
-	echo "$1 $2 $tcp $udp" >>"$work/results.txt"
+	echo "round $2 $1: TCP $tcp Gbit/s (switch CPU $cpugb s/GB), UDP 64 B $udp datagrams/s" >&2
+	echo "$1 $2 $tcp $udp $cpugb" >>"$work/results.txt"
 }
 
 echo "tap benchmark: $rounds round(s), $secs s per test" >&2
@@ -128,10 +142,11 @@ python3 - "$work/results.txt" "$secs" "$rounds" <<'EOF' | tee "$work/out.json"
 import json, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 res = {}
-for mode, r, tcp, udp in rows:
-    res.setdefault(mode, {"tcp": [], "udp": []})
+for mode, r, tcp, udp, cpugb in rows:
+    res.setdefault(mode, {"tcp": [], "udp": [], "cpu": []})
     res[mode]["tcp"].append(float(tcp))
     res[mode]["udp"].append(int(udp))
+    res[mode]["cpu"].append(float(cpugb))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 out = {"benchmark": "tap: two namespaces through hyperswitch (taps, 1 worker) vs the Linux bridge (veths)",
        "date": datetime.date.today().isoformat(),
@@ -140,6 +155,9 @@ out = {"benchmark": "tap: two namespaces through hyperswitch (taps, 1 worker) vs
 for mode, v in res.items():
     out["results"][mode] = {"tcp_gbps_runs": v["tcp"], "tcp_gbps_median": statistics.median(v["tcp"]),
                             "udp64_pps_runs": v["udp"], "udp64_pps_median": statistics.median(v["udp"])}
+    if any(v["cpu"]):
+        out["results"][mode]["switch_cpu_s_per_gb_runs"] = v["cpu"]
+        out["results"][mode]["switch_cpu_s_per_gb_median"] = statistics.median(v["cpu"])
 h, b = out["results"].get("hyperswitch"), out["results"].get("bridge")
 st = out["results"].get("hyperswitch-staged")
 if h and st and st["tcp_gbps_median"]:
@@ -153,7 +171,9 @@ print(json.dumps(out, indent=1))
 for mode, v in out["results"].items():
     print("%-18s TCP %6.2f Gbit/s (%s)   UDP 64 B %9d/s (%s)" % (mode, v["tcp_gbps_median"],
           " ".join("%.2f" % x for x in v["tcp_gbps_runs"]), v["udp64_pps_median"],
-          " ".join(str(x) for x in v["udp64_pps_runs"])), file=sys.stderr)
+          " ".join(str(x) for x in v["udp64_pps_runs"])) +
+          ("   switch CPU %.3f s/GB" % v["switch_cpu_s_per_gb_median"]
+           if "switch_cpu_s_per_gb_median" in v else ""), file=sys.stderr)
 for k, v in out["ratios"].items():
     print("hyperswitch / bridge, %s: %.2fx" % (k, v), file=sys.stderr)
 EOF

@@ -601,6 +601,8 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 			continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM) {
 			refused++;
+		} else if (errno == EFAULT) {
+			incomplete++; /* the sender's memory went away under us */
 		} else {
 			failed++;
 			if (is_gone_errno(errno))
