@@ -55,7 +55,9 @@
  * below it a copy into the staging area costs less than the iovecs. */
 #define TAP_ZC_MIN 512
 #define TAP_IOV_MAX 2048	   /* iovecs per queue and reservation */
-#define TAP_FRAME_IOV 64	   /* iovecs per frame before staging takes over */
+/* A frame in more pieces than this is staged: gathering many small pieces
+ * costs the kernel more than one copy here does. */
+#define TAP_FRAME_IOV 32
 
 struct tap_hdr {
 	uint8_t flags;
