@@ -14,12 +14,15 @@
 # removed on every exit path.
 #
 #   bench/tap.sh [--build DIR] [--seconds S] [--rounds R] [--json FILE]
-#                [--modes "hyperswitch bridge"]
+#                [--modes "hyperswitch bridge"] [--perf FILE]
+#   --perf FILE  also profiles the whole machine (perf record -a -e cpu-clock,
+#                the middle half of the first hyperswitch TCP test) and
+#                writes the top of `perf report --sort comm,sym` to FILE
 #
 # Needs root, iproute2 and iperf3 (scripts/deps.sh bench).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build secs=8 rounds=3 json= modes="hyperswitch bridge" tapopt=
+build=$here/build secs=8 rounds=3 json= modes="hyperswitch bridge" tapopt= perf_out=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
 	--modes) modes=$2; shift 2 ;;
+	--perf) perf_out=$2; shift 2 ;;
 	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--json FILE] [--modes M]" >&2; exit 2 ;;
 	esac
 done
@@ -38,6 +42,7 @@ if [ ! -c /dev/net/tun ]; then
 	[ -c /dev/net/tun ] || { echo "no /dev/net/tun" >&2; exit 1; }
 fi
 [ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
+[ -z "$perf_out" ] || command -v perf >/dev/null || { echo "no perf (package linux-perf)" >&2; exit 1; }
 
 id=$$
 na=hsb-$id-a nb=hsb-$id-b
@@ -104,8 +109,20 @@ measure() {
 	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
 	sleep 0.5
 	c0=$(cpu_ticks)
+	local prof=
+	if [ -n "$perf_out" ] && [ "$1" = hyperswitch ] && [ ! -e "$work/perf.data" ]; then
+		(sleep "$(awk "BEGIN { print $secs / 4 }")"
+		 perf record -a -e cpu-clock -o "$work/perf.data" -- sleep "$(awk "BEGIN { print $secs / 2 }")" \
+			 >/dev/null 2>&1) &
+		prof=$!
+	fi
 	ip netns exec "$na" iperf3 -c 10.78.0.2 -t "$secs" -J >"$work/tcp.json" 2>/dev/null
 	c1=$(cpu_ticks)
+	if [ -n "$prof" ]; then
+		wait "$prof"
+		perf report -i "$work/perf.data" --no-children --sort comm,sym --stdio 2>/dev/null |
+			grep -v '^#' | grep -v '^$' | head -n 40 >"$perf_out"
+	fi
 	wait $! 2>/dev/null
 	tcp=$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9))' "$work/tcp.json" 2>/dev/null || echo 0)
 	cpugb=$(python3 -c '

@@ -42,14 +42,12 @@
 #include <unistd.h>
 
 #include "backends.h"
+#include "vnet_hdr.h"
 
-#define TAP_HDR 12		   /* struct virtio_net_hdr_mrg_rxbuf */
+#define TAP_HDR HSB_VNET_HDR_LEN
 #define TAP_BUF 65664		   /* 52 + header + HS_FRAME_MAX, rounded */
 #define TAP_HEAD 52		   /* header at 52: the frame starts on a line */
 #define TAP_DEF_RING 64
-#define TAP_F_NEEDS_CSUM 1	   /* virtio-net header flags and GSO bits */
-#define TAP_F_DATA_VALID 2
-#define TAP_GSO_ECN 0x80
 #define TAP_MAX_RING 4096
 /* Frames of at least this many bytes go out by reference (see above);
  * below it a copy into the staging area costs less than the iovecs. */
@@ -58,16 +56,6 @@
 /* A frame in more pieces than this is staged: gathering many small pieces
  * costs the kernel more than one copy here does. */
 #define TAP_FRAME_IOV 32
-
-struct tap_hdr {
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len;
-	uint16_t gso_size;
-	uint16_t csum_start;
-	uint16_t csum_offset;
-	uint16_t num_buffers;
-};
 
 struct tap_q {
 	int fd;
@@ -95,10 +83,9 @@ struct tap_port {
 	hs_port_t *port;
 	struct hs_tap_config cfg;
 	char ifname[IFNAMSIZ];
-	uint32_t ring;
 	unsigned tun_offload;    /* TUN_F_* accepted by the kernel */
-	uint16_t nq;
-	struct tap_q *q;
+	uint32_t caps;           /* the same as HS_CAP_*, both directions */
+	struct tap_q *q;        /* cfg.queues */
 	_Atomic bool gone;
 	hs_timer_t *gone_t;      /* takes the fds out of the data path */
 	bool by_ref;             /* large frames sent by reference */
@@ -139,7 +126,7 @@ static int open_queue(struct tap_port *t, struct tap_q *q, bool first)
 	q->fd = fd;
 	struct ifreq ifr = {0};
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (t->nq > 1)
+	if (t->cfg.queues > 1)
 		ifr.ifr_flags |= IFF_MULTI_QUEUE;
 	memcpy(ifr.ifr_name, t->ifname, sizeof(ifr.ifr_name));
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
@@ -173,10 +160,10 @@ static int open_queue(struct tap_port *t, struct tap_q *q, bool first)
 	} else if (ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
 		return -errno;
 	}
-	q->rx_area = reserve_area((size_t)t->ring * TAP_BUF);
+	q->rx_area = reserve_area((size_t)t->cfg.ring * TAP_BUF);
 	q->tx_area_len = (size_t)HS_RESERVE_MAX * TAP_BUF;
 	q->tx_area = reserve_area(q->tx_area_len);
-	q->rx_segs = calloc(t->ring, sizeof(*q->rx_segs));
+	q->rx_segs = calloc(t->cfg.ring, sizeof(*q->rx_segs));
 	if (!q->rx_area || !q->tx_area || !q->rx_segs)
 		return -ENOMEM;
 	return 0;
@@ -237,23 +224,21 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 	t->port = port;
 	t->cfg = c;
 	t->cfg.ifname = NULL;
-	t->ring = c.ring;
-	t->nq = c.queues;
 	if (nl)
 		memcpy(t->ifname, c.ifname, nl);
-	t->q = calloc(t->nq, sizeof(*t->q));
+	t->q = calloc(t->cfg.queues, sizeof(*t->q));
 	if (!t->q) {
 		free(t);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < t->nq; i++)
+	for (unsigned i = 0; i < t->cfg.queues; i++)
 		t->q[i].fd = -1;
 	int rc = 0;
 	if ((c.flags & HS_TAP_ATTACH) && !if_nametoindex(t->ifname)) {
 		hs_port_log(port, HS_LOG_ERROR, "tap %s does not exist", t->ifname);
 		rc = -ENODEV;
 	}
-	for (unsigned i = 0; !rc && i < t->nq; i++)
+	for (unsigned i = 0; !rc && i < t->cfg.queues; i++)
 		rc = open_queue(t, &t->q[i], i == 0);
 	struct ifreq ifr = {0};
 	if (!rc && c.mtu) {
@@ -277,11 +262,12 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 		tap_close(t);
 		return rc;
 	}
-	info->n_queues = t->nq;
-	info->caps = caps_of(t->tun_offload);
+	t->caps = caps_of(t->tun_offload);
+	info->n_queues = t->cfg.queues;
+	info->caps = t->caps;
 	/* With checksum offload the switch never rewrites a frame for this
 	 * port: large ones can go out by reference. */
-	t->by_ref = (info->caps & HS_CAP_CSUM) && !(c.flags & HS_TAP_STAGED);
+	t->by_ref = (t->caps & HS_CAP_CSUM) && !(c.flags & HS_TAP_STAGED);
 	info->link_up = true;
 	*priv = t;
 	return 0;
@@ -290,15 +276,22 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 static int tap_start(void *priv)
 {
 	struct tap_port *t = priv;
-	for (uint16_t i = 0; i < t->nq; i++) {
+	for (uint16_t i = 0; i < t->cfg.queues; i++) {
 		int rc = hs_port_set_queue_fd(t->port, i, HS_EV_KICK | HS_EV_FD_LEVEL,
 					      t->q[i].fd);
 		if (rc)
 			return rc;
 	}
 	hs_port_log(t->port, HS_LOG_INFO, "tap %s, %u queue(s), offloads %s", t->ifname,
-		    t->nq, t->tun_offload ? "on" : "off");
+		    t->cfg.queues, t->tun_offload ? "on" : "off");
 	return 0;
+}
+
+/* Takes the queues' fds out of the data path. */
+static void unwatch(struct tap_port *t)
+{
+	for (uint16_t i = 0; i < t->cfg.queues; i++)
+		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
 }
 
 static void tap_stop(void *priv)
@@ -306,15 +299,14 @@ static void tap_stop(void *priv)
 	struct tap_port *t = priv;
 	hs_timer_del(t->gone_t);
 	t->gone_t = NULL;
-	for (uint16_t i = 0; i < t->nq; i++)
-		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+	unwatch(t);
 }
 
 static void tap_close(void *priv)
 {
 	struct tap_port *t = priv;
-	for (unsigned i = 0; i < t->nq; i++)
-		free_q(&t->q[i], t->ring);
+	for (unsigned i = 0; i < t->cfg.queues; i++)
+		free_q(&t->q[i], t->cfg.ring);
 	free(t->q);
 	free(t);
 }
@@ -323,10 +315,8 @@ static void tap_close(void *priv)
  * set (its fd would otherwise report an error forever). */
 static void gone_cb(hs_timer_t *tm, void *arg)
 {
-	struct tap_port *t = arg;
 	(void)tm;
-	for (uint16_t i = 0; i < t->nq; i++)
-		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+	unwatch(arg);
 }
 
 /* The device went away under us (deleted, or its namespace died). */
@@ -349,50 +339,17 @@ static bool is_gone_errno(int e)
 
 /* ---- kernel -> switch ------------------------------------------------------ */
 
-static bool hdr_to_offload(const struct tap_port *t, const struct tap_hdr *h,
-			   struct hs_offload *o)
-{
-	*o = (struct hs_offload){0};
-	if (h->flags & ~(TAP_F_NEEDS_CSUM | TAP_F_DATA_VALID))
-		return false;
-	if (h->flags & TAP_F_NEEDS_CSUM) {
-		if (!(t->tun_offload & TUN_F_CSUM))
-			return false;
-		o->flags |= HS_OFF_NEEDS_CSUM;
-		o->csum_start = h->csum_start;
-		o->csum_offset = h->csum_offset;
-	}
-	if (h->flags & TAP_F_DATA_VALID)
-		o->flags |= HS_OFF_DATA_VALID;
-	uint8_t type = h->gso_type & (uint8_t)~TAP_GSO_ECN;
-	if (type == HS_GSO_NONE)
-		return !(h->gso_type & TAP_GSO_ECN);
-	uint32_t cap = caps_of(t->tun_offload);
-	uint32_t need = type == HS_GSO_TCPV4	? HS_CAP_GSO_TCPV4
-			: type == HS_GSO_TCPV6	? HS_CAP_GSO_TCPV6
-			: type == HS_GSO_UDP_L4 ? HS_CAP_GSO_UDP_L4
-						: 0;
-	if (!need || !(cap & need) || !h->gso_size)
-		return false;
-	o->gso_type = type;
-	o->gso_size = h->gso_size;
-	o->hdr_len = h->hdr_len;
-	if (h->gso_type & TAP_GSO_ECN)
-		o->flags |= HS_OFF_GSO_ECN;
-	return true;
-}
-
 static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 			       unsigned max)
 {
 	struct tap_port *t = priv;
 	struct tap_q *q = &t->q[qi];
-	unsigned n = 0, bad_desc = 0, bad_off = 0;
+	unsigned n = 0, reads = 0, bad_desc = 0, bad_off = 0;
 	if (atomic_load_explicit(&t->gone, memory_order_relaxed))
 		return 0;
-	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->ring;
+	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->cfg.ring;
 	     tries++) {
-		uint32_t slot = q->rx_head % t->ring;
+		uint32_t slot = q->rx_head % t->cfg.ring;
 		uint8_t *b = q->rx_area + (size_t)slot * TAP_BUF + TAP_HEAD;
 		ssize_t r = read(q->fd, b, TAP_BUF - TAP_HEAD);
 		if (r < 0) {
@@ -406,15 +363,15 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 			}
 			break;
 		}
-		atomic_fetch_add_explicit(&t->reads, 1, memory_order_relaxed);
+		reads++;
 		if (r < TAP_HDR + HS_ETH_HLEN) {
 			bad_desc++;
 			continue; /* the buffer is reused */
 		}
-		struct tap_hdr h;
+		struct hsb_vnet_hdr h;
 		memcpy(&h, b, sizeof(h));
 		struct hs_pkt *p = &pkts[n];
-		if (!hdr_to_offload(t, &h, &p->off)) {
+		if (!hsb_vnet_to_offload(&h, t->caps, &p->off)) {
 			bad_off++;
 			continue;
 		}
@@ -427,6 +384,8 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 		q->rx_head++;
 		n++;
 	}
+	if (reads) /* once per burst: the counter's line is shared */
+		atomic_fetch_add_explicit(&t->reads, reads, memory_order_relaxed);
 	if (bad_desc)
 		hs_port_count_drop(t->port, qi, HS_DROP_BAD_DESC, bad_desc);
 	if (bad_off)
@@ -496,6 +455,22 @@ static void stage_all(struct tap_q *q, struct tap_txf *f)
 	f->staged = true;
 }
 
+/* Appends len bytes at `from` to frame f's iovecs (merged with the last
+ * one when contiguous); false when the frame or the pool has no room. */
+static bool add_iov(struct tap_q *q, struct tap_txf *f, uint8_t *from, uint32_t len)
+{
+	struct iovec *last = &q->iov[q->n_iov - 1]; /* the header slot at worst */
+	if (f->niov && (uint8_t *)last->iov_base + last->iov_len == from) {
+		last->iov_len += len;
+		return true;
+	}
+	if (f->niov == TAP_FRAME_IOV || q->n_iov == TAP_IOV_MAX)
+		return false;
+	q->iov[q->n_iov++] = (struct iovec){.iov_base = from, .iov_len = len};
+	f->niov++;
+	return true;
+}
+
 /* Copy hook: the switch's copies into frames reserved by reference (see
  * the top of the file). Every op is checked against the reservation. */
 static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
@@ -505,7 +480,7 @@ static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 		const struct hs_copy_op *op = &ops[i];
 		const struct hs_seg *d = op->dst, *s = op->src;
 		uint32_t qi = (uint32_t)(d->ref >> 32), fi = (uint32_t)d->ref;
-		if (!(d->flags & HS_SEG_FOREIGN) || qi >= t->nq)
+		if (!(d->flags & HS_SEG_FOREIGN) || qi >= t->cfg.queues)
 			return -EINVAL;
 		struct tap_q *q = &t->q[qi];
 		if (fi >= q->n_resv || d != &q->tx_segs[fi] || (s->flags & HS_SEG_FOREIGN))
@@ -516,7 +491,6 @@ static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 			return -EINVAL;
 		if (!op->len)
 			continue;
-		uint8_t *src = s->base + op->src_off;
 		if (!f->filled && !f->staged) {
 			/* First op: the frame's iovecs start after the last
 			 * frame's, behind a slot for the header. */
@@ -527,29 +501,17 @@ static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 		} else if (!f->staged && f->iov0 + f->niov != q->n_iov) {
 			return -EINVAL; /* ops of frames interleaved */
 		}
-		if (!f->staged) {
-			bool stable = op->flags & HS_COPY_SRC_STABLE;
-			uint8_t *from = src;
-			if (!stable) {
-				memcpy(f->stage + op->dst_off, src, op->len);
-				from = f->stage + op->dst_off;
-			}
-			struct iovec *last = f->niov ? &q->iov[q->n_iov - 1] : NULL;
-			if (last && (uint8_t *)last->iov_base + last->iov_len == from) {
-				last->iov_len += op->len;
-			} else if (f->niov < TAP_FRAME_IOV && q->n_iov < TAP_IOV_MAX) {
-				q->iov[q->n_iov++] = (struct iovec){.iov_base = from,
-								    .iov_len = op->len};
-				f->niov++;
-			} else {
-				stage_all(q, f); /* out of iovecs: copy after all */
-				if (stable)
-					memcpy(f->stage + op->dst_off, src, op->len);
-			}
-		} else {
-			memcpy(f->stage + op->dst_off, src, op->len);
-		}
 		f->filled += op->len;
+		uint8_t *src = s->base + op->src_off, *at = f->stage + op->dst_off;
+		/* Only the sending frame itself outlives this call. */
+		bool by_ref = !f->staged && (op->flags & HS_COPY_SRC_STABLE);
+		if (!by_ref)
+			memcpy(at, src, op->len);
+		if (f->staged || add_iov(q, f, by_ref ? src : at, op->len))
+			continue;
+		stage_all(q, f); /* out of iovecs: copy after all */
+		if (by_ref)
+			memcpy(at, src, op->len);
 	}
 	return 0;
 }
@@ -575,17 +537,7 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 			by_ref += ref;
 		}
 		uint8_t *frame = f->stage;
-		const struct hs_offload *o = &out[i].off;
-		struct tap_hdr h = {
-			.flags = (uint8_t)(((o->flags & HS_OFF_NEEDS_CSUM) ? TAP_F_NEEDS_CSUM : 0) |
-					   ((o->flags & HS_OFF_DATA_VALID) ? TAP_F_DATA_VALID : 0)),
-			.gso_type = (uint8_t)(o->gso_type |
-					      ((o->flags & HS_OFF_GSO_ECN) ? TAP_GSO_ECN : 0)),
-			.hdr_len = o->hdr_len,
-			.gso_size = o->gso_size,
-			.csum_start = o->csum_start,
-			.csum_offset = o->csum_offset,
-		};
+		struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off, 0);
 		memcpy(frame - TAP_HDR, &h, TAP_HDR);
 		ssize_t w;
 		if (ref) {

@@ -642,21 +642,41 @@ static int h_set_vring_enable(struct vu_dev *d, struct vu_msg *m)
 
 /* ---- features ---------------------------------------------------------------------------- */
 
-static uint32_t caps_of(const struct vu_dev *d)
+#define F(bit) (1ull << HS_VIRTIO_NET_F_##bit)
+
+/* Which negotiated features (all of a row's) grant which HS_CAP_*. */
+struct feat_cap {
+	uint64_t features;
+	uint32_t cap;
+};
+
+/* What the guest accepts on receive: the port's caps. */
+static const struct feat_cap rx_caps[] = {
+	{F(GUEST_CSUM), HS_CAP_CSUM},
+	{F(GUEST_TSO4), HS_CAP_GSO_TCPV4},
+	{F(GUEST_TSO6), HS_CAP_GSO_TCPV6},
+	{F(GUEST_ECN), HS_CAP_GSO_ECN},
+	{F(GUEST_UFO), HS_CAP_GSO_UDP},
+	{F(GUEST_USO4) | F(GUEST_USO6), HS_CAP_GSO_UDP_L4},
+};
+
+/* What the guest may use in frames it sends. */
+static const struct feat_cap tx_caps[] = {
+	{F(CSUM), HS_CAP_CSUM},
+	{F(HOST_TSO4), HS_CAP_GSO_TCPV4},
+	{F(HOST_TSO6), HS_CAP_GSO_TCPV6},
+	{F(HOST_ECN), HS_CAP_GSO_ECN},
+	{F(HOST_USO), HS_CAP_GSO_UDP_L4},
+};
+
+#undef F
+
+static uint32_t caps_of(const struct vu_dev *d, const struct feat_cap *m, size_t n)
 {
 	uint32_t c = 0;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_CSUM))
-		c |= HS_CAP_CSUM;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_TSO4))
-		c |= HS_CAP_GSO_TCPV4;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_TSO6))
-		c |= HS_CAP_GSO_TCPV6;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_ECN))
-		c |= HS_CAP_GSO_ECN;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_UFO))
-		c |= HS_CAP_GSO_UDP;
-	if (has(d, HS_VIRTIO_NET_F_GUEST_USO4) && has(d, HS_VIRTIO_NET_F_GUEST_USO6))
-		c |= HS_CAP_GSO_UDP_L4;
+	for (size_t i = 0; i < n; i++)
+		if ((d->features & m[i].features) == m[i].features)
+			c |= m[i].cap;
 	return c;
 }
 
@@ -674,11 +694,12 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 	quiesce(d);
 	d->features = f;
 	d->mrg = has(d, HS_VIRTIO_NET_F_MRG_RXBUF);
-	d->hdr_len = (d->mrg || has(d, HS_VIRTIO_F_VERSION_1)) ? 12 : 10;
+	d->hdr_len = (d->mrg || has(d, HS_VIRTIO_F_VERSION_1)) ? HSB_VNET_HDR_LEN : 10;
+	d->tx_caps = caps_of(d, tx_caps, sizeof(tx_caps) / sizeof(tx_caps[0]));
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
 		vring_setup(d, i);
 	update_live(d);
-	hs_port_set_caps(d->port, caps_of(d));
+	hs_port_set_caps(d->port, caps_of(d, rx_caps, sizeof(rx_caps) / sizeof(rx_caps[0])));
 	atomic_store(&d->acked, f);
 	resume(d);
 	return 0;

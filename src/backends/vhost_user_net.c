@@ -22,11 +22,6 @@
 
 #include "vu_dev.h"
 
-static inline bool has(const struct vu_dev *d, unsigned bit)
-{
-	return (d->features >> bit) & 1;
-}
-
 /* Copies n bytes at offset `at` of a segment list into dst (or out of src
  * into the list): headers may straddle descriptors. */
 static void segs_read(const struct hs_seg *s, unsigned ns, uint32_t at,
@@ -107,42 +102,6 @@ static struct vq_chain chain_of(uint64_t token)
 	return (struct vq_chain){.id = (uint16_t)token, .ndesc = (uint16_t)(token >> 16)};
 }
 
-/* Turns a virtio-net header into offload metadata; false if it claims an
- * offload the guest did not negotiate. */
-static bool hdr_to_offload(const struct vu_dev *d, const struct vu_net_hdr *h,
-			   struct hs_offload *o)
-{
-	*o = (struct hs_offload){0};
-	if (h->flags & VU_HDR_F_NEEDS_CSUM) {
-		if (!has(d, HS_VIRTIO_NET_F_CSUM))
-			return false;
-		o->flags |= HS_OFF_NEEDS_CSUM;
-		o->csum_start = h->csum_start;
-		o->csum_offset = h->csum_offset;
-	}
-	if (h->flags & VU_HDR_F_DATA_VALID)
-		o->flags |= HS_OFF_DATA_VALID;
-	if (h->flags & ~(VU_HDR_F_NEEDS_CSUM | VU_HDR_F_DATA_VALID))
-		return false;
-	uint8_t type = h->gso_type & (uint8_t)~VU_GSO_ECN;
-	if (type == HS_GSO_NONE)
-		return !(h->gso_type & VU_GSO_ECN);
-	unsigned need = type == HS_GSO_TCPV4	? HS_VIRTIO_NET_F_HOST_TSO4
-			: type == HS_GSO_TCPV6	? HS_VIRTIO_NET_F_HOST_TSO6
-			: type == HS_GSO_UDP_L4 ? HS_VIRTIO_NET_F_HOST_USO
-						: 64;
-	if (need == 64 || !has(d, need))
-		return false;
-	if ((h->gso_type & VU_GSO_ECN) && !has(d, HS_VIRTIO_NET_F_HOST_ECN))
-		return false;
-	o->gso_type = type;
-	o->gso_size = h->gso_size;
-	o->hdr_len = h->hdr_len;
-	if (h->gso_type & VU_GSO_ECN)
-		o->flags |= HS_OFF_GSO_ECN;
-	return true;
-}
-
 unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
 {
 	struct vu_dev *d = priv;
@@ -187,7 +146,7 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 	/* Pass 2: headers into offload metadata; bad chains go straight back. */
 	for (unsigned i = 0; i < got; i++) {
 		struct hs_seg *segs = t->segs[i];
-		struct vu_net_hdr h = {0};
+		struct hsb_vnet_hdr h = {0};
 		if (bad[i] || ch[i].len < d->hdr_len) {
 			vq_push(vq, &ch[i], 0);
 			bad_desc++;
@@ -195,7 +154,7 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		}
 		segs_read(segs, ch[i].nseg, 0, (uint8_t *)&h, d->hdr_len);
 		struct hs_pkt *p = &pkts[n];
-		if (!hdr_to_offload(d, &h, &p->off)) {
+		if (!hsb_vnet_to_offload(&h, d->tx_caps, &p->off)) {
 			vq_push(vq, &ch[i], 0);
 			bad_off++;
 			continue;
@@ -337,18 +296,8 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 			continue;
 		uint32_t total = out[i].len ? out[i].len + d->hdr_len : 0;
 		if (out[i].len) {
-			const struct hs_offload *o = &out[i].off;
-			struct vu_net_hdr h = {
-				.num_buffers = rv->n,
-				.flags = (uint8_t)(((o->flags & HS_OFF_NEEDS_CSUM) ? VU_HDR_F_NEEDS_CSUM : 0) |
-						   ((o->flags & HS_OFF_DATA_VALID) ? VU_HDR_F_DATA_VALID : 0)),
-				.gso_type = (uint8_t)(o->gso_type |
-						      ((o->flags & HS_OFF_GSO_ECN) ? VU_GSO_ECN : 0)),
-				.hdr_len = o->hdr_len,
-				.gso_size = o->gso_size,
-				.csum_start = o->csum_start,
-				.csum_offset = o->csum_offset,
-			};
+			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off,
+								      (uint16_t)rv->n);
 			segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);
 		}
 		for (unsigned k = 0; k < rv->n; k++) {

@@ -17,25 +17,11 @@
 #include "backends.h"
 #include "hyperswitch/vhost_user.h"
 #include "virtq.h"
+#include "vnet_hdr.h"
 
 #define VU_MAX_QP 32
 #define VU_TX_SEGS 64      /* segments of one transmitted frame */
 #define VU_RX_MAX_CHAINS 64 /* receive buffers merged into one frame */
-
-/* virtio-net header (12 bytes with VERSION_1 or MRG_RXBUF, else 10) */
-struct vu_net_hdr {
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len;
-	uint16_t gso_size;
-	uint16_t csum_start;
-	uint16_t csum_offset;
-	uint16_t num_buffers;
-};
-
-#define VU_HDR_F_NEEDS_CSUM 1
-#define VU_HDR_F_DATA_VALID 2
-#define VU_GSO_ECN 0x80
 
 /* One vring as the control plane sees it. */
 struct vu_vring {
@@ -94,6 +80,7 @@ struct vu_dev {
 	uint8_t status;
 	uint16_t hdr_len;          /* 10 or 12 */
 	bool mrg;
+	uint32_t tx_caps;          /* HS_CAP_* the guest may send (HOST_*) */
 
 	struct vu_mem *mem;        /* current table; data path reads it */
 	struct vu_vring vr[2 * VU_MAX_QP];

@@ -393,18 +393,21 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 		hs__ctx_put(c);
 }
 
+static bool drop_args_ok(const hs_port_t *port, uint16_t q, enum hs_drop_reason reason)
+{
+	return port && q < port->nq && (unsigned)reason < HS_DROP__COUNT;
+}
+
 void hs_port_count_tx_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,
 			   unsigned n)
 {
-	if (!port || q >= port->nq || (unsigned)reason >= HS_DROP__COUNT)
-		return;
-	hs__ctr_add(&port->outq[q].drops[reason], n);
+	if (drop_args_ok(port, q, reason))
+		hs__ctr_add(&port->outq[q].drops[reason], n);
 }
 
 void hs_port_count_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,
 			unsigned n)
 {
-	if (!port || q >= port->nq || (unsigned)reason >= HS_DROP__COUNT)
-		return;
-	hs__ctr_add(&port->inq[q].drops[reason], n);
+	if (drop_args_ok(port, q, reason))
+		hs__ctr_add(&port->inq[q].drops[reason], n);
 }
