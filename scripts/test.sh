@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 scripts/deps.sh test || exit 1
 jobs=$(nproc)
-passed=0 failed=0 skipped=0 skip_why=
+passed=0 failed=0 skipped=0 skip_why= fail_out=
 
 ctest_run() { # dir label
   local out
@@ -39,6 +39,15 @@ ctest_run() { # dir label
   fi
   passed=$((passed + total - fails))
   failed=$((failed + fails))
+  # What each failed test printed, kept for the end of the log (where a
+  # truncated CI log still shows it): ctest keeps every test's output in
+  # LastTest.log between "<N>/<M> Testing: NAME" and the next such line.
+  local t
+  for t in $(echo "$out" | sed -n 's/^[[:space:]]*[0-9]* - \([a-z_]*\) (\(Failed\|Timeout\|SEGFAULT\|Subprocess aborted\|Exception\|Not Run\|Child aborted\)).*/\1/p'); do
+    fail_out+="---- $2: $t (last 60 lines of its output) ----"$'\n'
+    fail_out+="$(awk -v t="$t" '/^[0-9]+\/[0-9]+ Testing: / { on = ($3 == t) } on' \
+                 "$1/Testing/Temporary/LastTest.log" 2>/dev/null | tail -n 60)"$'\n'
+  done
   [ "$rc" = 0 ] || [ "$fails" != 0 ] || failed=$((failed + 1))
 }
 
@@ -80,6 +89,7 @@ for t in api datapath port loop; do
 done
 
 echo
+[ -z "$fail_out" ] || printf "failed tests' output:\n%s" "$fail_out"
 [ "$skipped" = 0 ] || printf "skipped:\n%s" "$skip_why"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

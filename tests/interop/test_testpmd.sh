@@ -51,6 +51,9 @@ wait_for() {
 
 pass() { # name vdev-extra
 	local name=$1 extra=$2
+	# Fresh logs and sockets: the last pass's "running" and "Checking link"
+	# must not pass for this one's.
+	rm -f "$work"/*.log "$work"/*.sock
 	"$vswitch" --vhost-user "$work/a.sock" --vhost-user "$work/b.sock" \
 		>"$work/vswitch.log" 2>&1 &
 	local vs=$!
