@@ -95,10 +95,15 @@ int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd)
 				.data.u64 = ev_key(p, q, ev)};
 	int rc = 0;
 	pthread_mutex_lock(&sw->dp_lock);
-	if (epoll_ctl(sw->dp_epfd, EPOLL_CTL_ADD, fd, &e))
+	/* The slot first: the fd may be ready already, and the thread that
+	 * takes its event re-arms it from the slot when it lets the queue go.
+	 * Stored after the ADD, a queue taken and let go in between stayed
+	 * disarmed for good (its fd never reported again). */
+	atomic_store(fd_slot(p, q, ev), fd);
+	if (epoll_ctl(sw->dp_epfd, EPOLL_CTL_ADD, fd, &e)) {
 		rc = -errno;
-	else
-		atomic_store(fd_slot(p, q, ev), fd);
+		atomic_store(fd_slot(p, q, ev), -1);
+	}
 	pthread_mutex_unlock(&sw->dp_lock);
 	return rc;
 }
