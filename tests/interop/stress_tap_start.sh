@@ -61,6 +61,10 @@ for r in $(seq "$runs"); do
 	fi
 	vs=
 done
+if [ "$fails" = 0 ]; then
+	echo "$runs starts, 0 failed"
+	rm -rf "$work"
+	exit 0
+fi
 echo "$runs starts, $fails failed (details in $work)"
-[ "$fails" = 0 ] && rm -rf "$work"
-[ "$fails" = 0 ]
+exit 1
