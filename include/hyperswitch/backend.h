@@ -211,8 +211,9 @@ HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);
  * queue q; -1 removes it. Readiness is consumed by reading 8 bytes
  * (eventfd semantics). The switch may also write to a HS_EV_KICK fd, to
  * hand the queue to an idle worker. HS_EV_KICK | HS_EV_FD_LEVEL: see
- * HS_EV_FD_LEVEL (such a queue is switched by whichever thread polls it). Control thread, from ops->start on
- * (queues exist once open has returned). */
+ * HS_EV_FD_LEVEL (such a queue is switched by whichever thread polls it).
+ * Control thread, from ops->start on (queues exist once open has
+ * returned). */
 HS_EXTERN int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev,
 				   int fd);
 

@@ -19,7 +19,11 @@
  * (one read per frame, the tap interface has no multi-frame read), the
  * fd's readiness is watched by the switch's adaptive polling. Writes that
  * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
- * counted (rx_no_buffer), never retried in a loop.
+ * counted (rx_no_buffer), never retried in a loop. Besides the port's
+ * counters, hs_port_backend_counters gives read_errors and write_errors
+ * (the kernel failed a read or write, not for lack of room),
+ * tx_by_reference (frames written from the sender's memory) and
+ * tx_by_reference_staged (large frames copied after all: too many pieces).
  *
  * Errors from the kernel (device gone, permission denied, name clash) are
  * returned by hs_port_add, or, once running, logged; the port's link then

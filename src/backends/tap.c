@@ -77,6 +77,11 @@ struct tap_q {
 	} txf[HS_RESERVE_MAX];
 	struct iovec iov[TAP_IOV_MAX];
 	unsigned n_iov;
+	/* Counters of this queue, each with one writer (the ingress queue's
+	 * owner, or the holder of the egress queue's lock): no line shared
+	 * between queues is written. What the core counts already (frames,
+	 * drops by reason) is not counted again here. */
+	_Atomic uint64_t read_errors, write_errors, by_ref, by_ref_staged;
 };
 
 struct tap_port {
@@ -89,11 +94,17 @@ struct tap_port {
 	_Atomic bool gone;
 	hs_timer_t *gone_t;      /* takes the fds out of the data path */
 	bool by_ref;             /* large frames sent by reference */
-	_Atomic uint64_t reads, read_errors, bad_frames, refused, write_errors;
-	_Atomic uint64_t by_ref_frames, by_ref_staged;
 };
 
 static void tap_close(void *priv);
+
+/* Adds n to a counter that only the calling thread writes. */
+static void ctr_add(_Atomic uint64_t *c, uint64_t n)
+{
+	if (n)
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+}
 
 static void free_q(struct tap_q *q, uint32_t ring)
 {
@@ -344,7 +355,7 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 {
 	struct tap_port *t = priv;
 	struct tap_q *q = &t->q[qi];
-	unsigned n = 0, reads = 0, bad_desc = 0, bad_off = 0;
+	unsigned n = 0, bad_desc = 0, bad_off = 0;
 	if (atomic_load_explicit(&t->gone, memory_order_relaxed))
 		return 0;
 	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->cfg.ring;
@@ -356,14 +367,12 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EIO) {
-				atomic_fetch_add_explicit(&t->read_errors, 1,
-							  memory_order_relaxed);
+				ctr_add(&q->read_errors, 1);
 				if (is_gone_errno(errno))
 					gone(t, -errno);
 			}
 			break;
 		}
-		reads++;
 		if (r < TAP_HDR + HS_ETH_HLEN) {
 			bad_desc++;
 			continue; /* the buffer is reused */
@@ -384,15 +393,10 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 		q->rx_head++;
 		n++;
 	}
-	if (reads) /* once per burst: the counter's line is shared */
-		atomic_fetch_add_explicit(&t->reads, reads, memory_order_relaxed);
 	if (bad_desc)
 		hs_port_count_drop(t->port, qi, HS_DROP_BAD_DESC, bad_desc);
 	if (bad_off)
 		hs_port_count_drop(t->port, qi, HS_DROP_BAD_OFFLOAD, bad_off);
-	if (bad_desc || bad_off)
-		atomic_fetch_add_explicit(&t->bad_frames, bad_desc + bad_off,
-					  memory_order_relaxed);
 	return n;
 }
 
@@ -536,21 +540,19 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 			ref = !f->staged;
 			by_ref += ref;
 		}
-		uint8_t *frame = f->stage;
+		/* The header goes in front of the staging room: a staged
+		 * frame is one piece, header included; a frame by reference
+		 * is the header, then its iovecs (the slot before them). */
+		uint8_t *hdr = f->stage - TAP_HDR;
 		struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off, 0);
-		memcpy(frame - TAP_HDR, &h, TAP_HDR);
+		memcpy(hdr, &h, TAP_HDR);
+		struct iovec one, *v = ref ? &q->iov[f->iov0 - 1] : &one;
+		*v = (struct iovec){.iov_base = hdr,
+				    .iov_len = TAP_HDR + (ref ? 0 : out[i].len)};
 		ssize_t w;
-		if (ref) {
-			struct iovec *v = &q->iov[f->iov0 - 1];
-			*v = (struct iovec){.iov_base = frame - TAP_HDR, .iov_len = TAP_HDR};
-			do
-				w = writev(q->fd, v, f->niov + 1);
-			while (w < 0 && errno == EINTR);
-		} else {
-			do
-				w = write(q->fd, frame - TAP_HDR, TAP_HDR + out[i].len);
-			while (w < 0 && errno == EINTR);
-		}
+		do
+			w = writev(q->fd, v, ref ? f->niov + 1 : 1);
+		while (w < 0 && errno == EINTR);
 		if (w >= 0)
 			continue;
 		if (errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM) {
@@ -564,20 +566,15 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 		}
 	}
 	q->n_resv = 0;
-	if (by_ref)
-		atomic_fetch_add_explicit(&t->by_ref_frames, by_ref, memory_order_relaxed);
-	if (staged)
-		atomic_fetch_add_explicit(&t->by_ref_staged, staged, memory_order_relaxed);
+	ctr_add(&q->by_ref, by_ref);
+	ctr_add(&q->by_ref_staged, staged);
+	ctr_add(&q->write_errors, failed);
 	if (incomplete)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_COPY_ERROR, incomplete);
-	if (refused) {
-		atomic_fetch_add_explicit(&t->refused, refused, memory_order_relaxed);
+	if (refused)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_NO_BUFFER, refused);
-	}
-	if (failed) {
-		atomic_fetch_add_explicit(&t->write_errors, failed, memory_order_relaxed);
+	if (failed)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_PORT_DOWN, failed);
-	}
 	return 0; /* the kernel needs no notification */
 }
 
@@ -592,13 +589,20 @@ static void tap_counters(void *priv, void (*cb)(void *arg, const char *name, uin
 			 void *arg)
 {
 	struct tap_port *t = priv;
-	cb(arg, "reads", atomic_load(&t->reads));
-	cb(arg, "read_errors", atomic_load(&t->read_errors));
-	cb(arg, "bad_frames", atomic_load(&t->bad_frames));
-	cb(arg, "writes_refused", atomic_load(&t->refused));
-	cb(arg, "write_errors", atomic_load(&t->write_errors));
-	cb(arg, "tx_by_reference", atomic_load(&t->by_ref_frames));
-	cb(arg, "tx_by_reference_staged", atomic_load(&t->by_ref_staged));
+	uint64_t rerr = 0, werr = 0, by_ref = 0, staged = 0;
+	for (unsigned i = 0; i < t->cfg.queues; i++) {
+		rerr += atomic_load_explicit(&t->q[i].read_errors, memory_order_relaxed);
+		werr += atomic_load_explicit(&t->q[i].write_errors, memory_order_relaxed);
+		by_ref += atomic_load_explicit(&t->q[i].by_ref, memory_order_relaxed);
+		staged += atomic_load_explicit(&t->q[i].by_ref_staged, memory_order_relaxed);
+	}
+	/* Frames read, bad frames and refused writes are the port's own
+	 * counters (rx_packets; drops bad_descriptor, bad_offload,
+	 * rx_no_buffer). */
+	cb(arg, "read_errors", rerr);
+	cb(arg, "write_errors", werr);
+	cb(arg, "tx_by_reference", by_ref);
+	cb(arg, "tx_by_reference_staged", staged);
 }
 
 const struct hs_backend_ops hs__tap_ops = {
