@@ -34,7 +34,8 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 	fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
-/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed]". */
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,mode=0660][,owner=UID]
+ * [,group=GID]" (mode, owner, group: who may connect to a server socket). */
 static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
 	struct hs_vhost_user_config vc = {0};
@@ -52,7 +53,20 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 			pc.vlan = (uint16_t)atoi(tok + 5);
 		else if (!strcmp(tok, "no-packed"))
 			vc.features_off |= 1ull << HS_VIRTIO_F_RING_PACKED;
-		else {
+		else if (!strncmp(tok, "mode=", 5))
+			vc.socket_mode = (uint32_t)strtoul(tok + 5, NULL, 8);
+		else if (!strncmp(tok, "owner=", 6) || !strncmp(tok, "group=", 6)) {
+			vc.flags |= HS_VU_SOCKET_OWNER;
+			if (!vc.socket_uid && !vc.socket_gid) {
+				vc.socket_uid = (uint32_t)getuid();
+				vc.socket_gid = (uint32_t)getgid();
+			}
+			uint32_t id = (uint32_t)strtoul(tok + 6, NULL, 10);
+			if (tok[0] == 'o')
+				vc.socket_uid = id;
+			else
+				vc.socket_gid = id;
+		} else {
 			fprintf(stderr, "unknown option %s\n", tok);
 			return -EINVAL;
 		}
@@ -207,7 +221,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed]]... [--tap IFNAME[,attach]"
+				"[,vlan=V][,no-packed][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
 			return 2;
 		}

@@ -97,6 +97,42 @@ START_TEST(worker_polls_then_gives_the_queue_back_and_sleeps)
 }
 END_TEST
 
+/* The hand-off invariant: a queue leaves a worker only with its kicks on,
+ * also when it leaves because its port is paused (a control message in
+ * the middle of traffic); a driver that kicks only when asked then still
+ * gets its frames through after resume. */
+START_TEST(a_polled_queue_is_let_go_with_kicks_on_when_its_port_pauses)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 300000};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config ta = {.kick_fd = true};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 0), *b = tbe_port(sw, "b", NULL, 0);
+	struct tbe *t = tbe_of(a);
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	th_frame(f, th_bcast, m, -1, 64, 0);
+	for (int round = 0; round < 3; round++) {
+		unsigned before = tbe_rx_count(b, 0);
+		tbe_queue(a, 0, f, 64, NULL, NULL);
+		if (atomic_load(&t->q[0].kicks_on))
+			tbe_kick(a, 0);
+		ck_assert(TH_WAIT(tbe_rx_count(b, 0) == before + 1, 3000));
+		ck_assert(TH_WAIT(!atomic_load(&t->q[0].kicks_on), 3000)); /* polled */
+		ck_assert_int_eq(tbe_quiesce(a), 0);
+		ck_assert(atomic_load(&t->q[0].kicks_on));
+		/* Paused: the driver queues and kicks (it was asked to). */
+		tbe_queue(a, 0, f, 64, NULL, NULL);
+		tbe_kick(a, 0);
+		ck_assert(!TH_WAIT(tbe_rx_count(b, 0) == before + 2, 50));
+		ck_assert_int_eq(tbe_resume(a), 0);
+		ck_assert(TH_WAIT(tbe_rx_count(b, 0) == before + 2, 3000));
+		ck_assert_uint_eq(atomic_load(&t->calls_quiesced), 0);
+	}
+	tbe_drop_all(b, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(an_idle_switch_uses_no_cpu)
 {
 	struct hs_switch_config cfg = {.n_workers = 2};
@@ -310,6 +346,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, idle_worker_takes_a_kicked_queue);
 	tcase_add_test(tc, without_offload_the_sender_switches_its_own_frames);
 	tcase_add_test(tc, worker_polls_then_gives_the_queue_back_and_sleeps);
+	tcase_add_test(tc, a_polled_queue_is_let_go_with_kicks_on_when_its_port_pauses);
 	tcase_add_test(tc, an_idle_switch_uses_no_cpu);
 	tcase_add_test(tc, busy_poll_mode_never_sleeps_and_no_poll_mode_always_does);
 	tcase_add_test(tc, no_frame_lost_or_duplicated_in_sender_context);

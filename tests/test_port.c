@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "helpers.h"
+#include "testbe.h"
 
 struct sender {
 	hs_switch_t *sw;
@@ -167,6 +168,46 @@ START_TEST(quiesced_port_holds_traffic_until_resumed)
 }
 END_TEST
 
+/* hs_port_quiesce's contract: from its return until hs_port_resume, the
+ * switch calls none of the port's data-path ops, whoever sends to it (the
+ * control plane may be unmapping what those ops touch). Frames for it
+ * wait in its backlog; the receiver that had no buffers is asked for a
+ * "posted" signal only once it is resumed. */
+static void quiesced_port_sees_no_calls(unsigned workers, bool posted)
+{
+	struct hs_switch_config cfg = {.n_workers = workers};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct tbe_config tc = {.rx_posted = posted ? 8 : 1, .want_delivered = true,
+				.want_completed = true, .kick_fd = workers > 0};
+	hs_port_t *b = tbe_port(sw, "b", &tc, 0);
+	ck_assert_ptr_nonnull(b);
+	uint8_t ma[6], mb[6], f[64];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	/* b's only buffer is used up: its backlog is armed before the pause. */
+	ck_assert_int_eq(th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, 0)), 0);
+	ck_assert_int_eq(tbe_quiesce(b), 0);
+	for (int i = 1; i <= 20; i++)
+		ck_assert_int_eq(th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, (uint32_t)i)), 0);
+	tbe_queue(b, 0, f, th_frame(f, th_bcast, mb, -1, 64, 99), NULL, NULL);
+	tbe_kick(b, 0);
+	tbe_post(b, 0, 64); /* hs_port_posted on a quiesced port */
+	ck_assert(!TH_WAIT(th_pending(a) > 0, 100)); /* b's frame waits */
+	ck_assert_uint_eq(atomic_load(&tbe_of(b)->calls_quiesced), 0);
+	ck_assert_int_eq(tbe_resume(b), 0);
+	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 21, 3000));
+	ck_assert(TH_WAIT(th_drain(a) == 1, 3000));
+	ck_assert_uint_eq(atomic_load(&tbe_of(b)->calls_quiesced), 0);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(a_quiesced_port_sees_no_data_path_call)
+{
+	quiesced_port_sees_no_calls(_i / 2, _i % 2);
+}
+END_TEST
+
 START_TEST(link_down_drops_and_counts)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -211,6 +252,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, ports_come_and_go_while_workers_switch);
 	tcase_add_test(tc, removed_port_forgets_its_macs);
 	tcase_add_test(tc, quiesced_port_holds_traffic_until_resumed);
+	tcase_add_loop_test(tc, a_quiesced_port_sees_no_data_path_call, 0, 4);
 	tcase_add_test(tc, link_down_drops_and_counts);
 	tcase_add_test(tc, caps_and_user_data_round_trip);
 	suite_add_tcase(s, tc);

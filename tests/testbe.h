@@ -95,6 +95,10 @@ struct tbe {
 	struct tbe_q q[TBE_Q];
 	_Atomic uint64_t n_delivered, n_completed, hook_calls, hook_ops,
 		set_notify_calls, commits, hook_stable_ops;
+	/* Between tbe_quiesce and tbe_resume no data-path op may be called
+	 * (hs_port_quiesce's contract): each call then is counted here. */
+	_Atomic bool quiesced;
+	_Atomic uint64_t calls_quiesced;
 	pthread_mutex_t defer_lock; /* deferred copies (defer_stable) */
 	struct tbe_defer {
 		uint8_t *dst;
@@ -125,6 +129,12 @@ static inline struct hs_seg tbe_mem(uint32_t len, bool foreign)
 }
 
 /* ---- backend ops ------------------------------------------------------------ */
+
+static inline void tbe_check_active(struct tbe *t)
+{
+	if (atomic_load(&t->quiesced))
+		atomic_fetch_add(&t->calls_quiesced, 1);
+}
 
 static inline int tbe_open(hs_port_t *port, const void *cfg, size_t size, void **priv,
 		    struct hs_port_info *info)
@@ -189,6 +199,7 @@ static inline unsigned tbe_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkt
 			       unsigned max)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	pthread_mutex_lock(&tq->lock);
 	unsigned n = 0;
@@ -210,6 +221,7 @@ static inline unsigned tbe_recv_done(void *priv, uint16_t q, const struct hs_pkt
 			      unsigned n)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	pthread_mutex_lock(&tq->lock);
 	for (unsigned i = 0; i < n; i++)
@@ -225,6 +237,7 @@ static inline unsigned tbe_send_reserve(void *priv, uint16_t q, const struct hs_
 				 unsigned n, struct hs_iobuf *bufs)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	uint32_t cap = t->cfg.rx_seg * t->cfg.rx_nseg;
 	unsigned i, used = 0;
@@ -256,6 +269,7 @@ static inline unsigned tbe_send_commit(void *priv, uint16_t q, const struct hs_o
 				unsigned n)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	tbe_run_deferred(t);
 	pthread_mutex_lock(&tq->lock);
@@ -287,6 +301,7 @@ static inline unsigned tbe_send_commit(void *priv, uint16_t q, const struct hs_o
 static inline void tbe_notify(void *priv, uint16_t q, unsigned ev)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	(void)q;
 	if (ev & HS_EV_DELIVERED)
 		atomic_fetch_add(&t->n_delivered, 1);
@@ -297,6 +312,7 @@ static inline void tbe_notify(void *priv, uint16_t q, unsigned ev)
 static inline int tbe_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	atomic_fetch_add(&t->hook_calls, 1);
 	atomic_fetch_add(&t->hook_ops, n);
 	if (t->cfg.hook_fails)
@@ -335,6 +351,7 @@ static inline void tbe_run_deferred(struct tbe *t)
 static inline bool tbe_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 {
 	struct tbe *t = priv;
+	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	atomic_fetch_add(&t->set_notify_calls, 1);
 	if (ev != HS_EV_KICK)
@@ -483,6 +500,21 @@ static inline void tbe_post(hs_port_t *port, uint16_t q, uint32_t n)
 	t->q[q].posted += n;
 	pthread_mutex_unlock(&t->q[q].lock);
 	hs_port_posted(port, q);
+}
+
+/* Quiesces the port (hs_port_quiesce) and, from its return until
+ * tbe_resume, counts every data-path op the switch calls. */
+static inline int tbe_quiesce(hs_port_t *port)
+{
+	int rc = hs_port_quiesce(port);
+	atomic_store(&tbe_of(port)->quiesced, true);
+	return rc;
+}
+
+static inline int tbe_resume(hs_port_t *port)
+{
+	atomic_store(&tbe_of(port)->quiesced, false);
+	return hs_port_resume(port);
 }
 
 #endif /* HS_TESTBE_H */

@@ -70,6 +70,8 @@ struct vud {
 	uint8_t *mem;
 	size_t used_mem;
 	uint64_t features, proto;
+	uint64_t proto_extra; /* protocol features to ask for besides MQ,
+				 REPLY_ACK and CONFIGURE_MEM_SLOTS */
 	bool packed;
 	uint16_t hdr_len;
 	unsigned nqp;
@@ -252,16 +254,13 @@ static inline void vud_ring_alloc(struct vud *v, struct vud_ring *r, bool rx)
 	r->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
-static inline int vud_ring_setup(struct vud *v, unsigned i)
+static inline int vud_ring_addr(struct vud *v, unsigned i)
 {
 	struct vud_ring *r = &v->r[i];
-	int rc = vud_state(v, VUD_SET_VRING_NUM, i, r->size);
-	if (!rc)
-		rc = vud_state(v, VUD_SET_VRING_BASE, i, v->packed ? 0x8000 : 0);
 	uint64_t addr[5] = {0};
 	uint32_t ix[2] = {i, 0};
 	memcpy(addr, ix, 8);
-	if (!v->packed) {
+	if (!r->pdesc) {
 		addr[1] = (uint64_t)(uintptr_t)r->desc;
 		addr[2] = (uint64_t)(uintptr_t)r->used;
 		addr[3] = (uint64_t)(uintptr_t)r->avail;
@@ -270,17 +269,56 @@ static inline int vud_ring_setup(struct vud *v, unsigned i)
 		addr[2] = (uint64_t)(uintptr_t)r->dev_evt;
 		addr[3] = (uint64_t)(uintptr_t)r->drv_evt;
 	}
-	if (!rc)
-		rc = vud_call(v, VUD_SET_VRING_ADDR, addr, 40, NULL, 0);
+	return vud_call(v, VUD_SET_VRING_ADDR, addr, 40, NULL, 0);
+}
+
+static inline int vud_ring_fd(struct vud *v, uint32_t req, unsigned i, int fd)
+{
 	uint64_t ki = i;
+	return vud_call(v, req, &ki, 8, &fd, 1);
+}
+
+static inline int vud_ring_setup(struct vud *v, unsigned i)
+{
+	struct vud_ring *r = &v->r[i];
+	int rc = vud_state(v, VUD_SET_VRING_NUM, i, r->size);
 	if (!rc)
-		rc = vud_call(v, VUD_SET_VRING_KICK, &ki, 8, &r->kick, 1);
+		rc = vud_state(v, VUD_SET_VRING_BASE, i, v->packed ? 0x8000 : 0);
 	if (!rc)
-		rc = vud_call(v, VUD_SET_VRING_CALL, &ki, 8, &r->call, 1);
+		rc = vud_ring_addr(v, i);
+	if (!rc)
+		rc = vud_ring_fd(v, VUD_SET_VRING_KICK, i, r->kick);
+	if (!rc)
+		rc = vud_ring_fd(v, VUD_SET_VRING_CALL, i, r->call);
 	if (!rc && (v->features >> 30) & 1)
 		rc = vud_state(v, VUD_SET_VRING_ENABLE, i, 1);
 	return rc;
 }
+
+/* ---- single setup steps, for tests that choose the order ------------------------- */
+
+/* GET_FEATURES, protocol features (MQ, REPLY_ACK, CONFIGURE_MEM_SLOTS),
+ * SET_OWNER; features are only chosen here (v->features), not sent. */
+static inline int vud_hello(struct vud *v, uint64_t want)
+{
+	uint64_t offered;
+	int rc = vud_get_u64(v, VUD_GET_FEATURES, &offered);
+	if (rc)
+		return rc;
+	v->features = offered & want;
+	v->packed = (v->features >> 34) & 1;
+	v->hdr_len = ((v->features >> 32) & 1) || ((v->features >> 15) & 1) ? 12 : 10;
+	uint64_t pf;
+	if ((rc = vud_get_u64(v, VUD_GET_PROTOCOL_FEATURES, &pf)))
+		return rc;
+	uint64_t mine = (1ull << 0) | (1ull << 3) | (1ull << 15) | v->proto_extra;
+	if ((rc = vud_send_msg(v, VUD_SET_PROTOCOL_FEATURES, 0, &(uint64_t){pf & mine}, 8,
+			       NULL, 0)))
+		return rc;
+	v->proto = pf & mine;
+	return vud_call(v, VUD_SET_OWNER, NULL, 0, NULL, 0);
+}
+
 
 /* Negotiates `want` (masked by what the back-end offers), sets up memory
  * and nqp queue pairs. */
@@ -297,7 +335,7 @@ static inline int vud_start(struct vud *v, uint64_t want, unsigned nqp)
 		uint64_t pf;
 		if ((rc = vud_get_u64(v, VUD_GET_PROTOCOL_FEATURES, &pf)))
 			return rc;
-		uint64_t mine = (1ull << 0) | (1ull << 3) | (1ull << 15);
+		uint64_t mine = (1ull << 0) | (1ull << 3) | (1ull << 15) | v->proto_extra;
 		if ((rc = vud_send_msg(v, VUD_SET_PROTOCOL_FEATURES, 0, &(uint64_t){pf & mine},
 				       8, NULL, 0)))
 			return rc;

@@ -206,6 +206,12 @@ HS_EXTERN int hs_port_set_active_queues(hs_port_t *port, uint16_t n);
  * dropped (HS_DROP_PORT_DOWN). Any thread. */
 HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);
 
+/* The peer's own MTU (e.g. what a VMM configured for its guest): frames
+ * from the port larger than the smaller of it and the port's configured
+ * MTU are dropped (HS_DROP_OVERSIZE). 0 goes back to the configured MTU.
+ * -EINVAL below 68. Any thread. */
+HS_EXTERN int hs_port_set_mtu(hs_port_t *port, uint32_t mtu);
+
 /* Sets the file descriptor the data path waits on for `ev` (HS_EV_KICK:
  * the peer queued frames; HS_EV_POSTED: it posted receive buffers) on
  * queue q; -1 removes it. Readiness is consumed by reading 8 bytes

@@ -10,8 +10,22 @@
  * Supported: split and packed rings, EVENT_IDX, INDIRECT_DESC, VERSION_1,
  * MRG_RXBUF, checksum offload both ways, TSO4/6 and USO both ways (GSO
  * frames pass through unsegmented where both ends allow), MQ, MTU; the
- * protocol features MQ, REPLY_ACK, MTU, CONFIGURE_MEM_SLOTS (ADD_MEM_REG,
+ * protocol features MQ, REPLY_ACK, MTU (NET_SET_MTU: larger frames from
+ * the guest are dropped as oversize), CONFIGURE_MEM_SLOTS (ADD_MEM_REG,
  * REM_MEM_REG) and STATUS. Live migration (dirty logging) is not offered.
+ * Little-endian hosts only; legacy (pre-1.0) guests must share the host's
+ * byte order (cross-endian is not offered, so QEMU refuses the others).
+ *
+ * Message order is the front-end's: a ring's size, position and
+ * addresses may come in any order and are checked together when the ring
+ * starts (SET_VRING_KICK); its size, position and the features cannot
+ * change while it runs (-EBUSY, until GET_VRING_BASE stops it). Memory
+ * regions must lie within their files; a file shrunk under a mapping
+ * stops that port's rings (backend counter memory_faults), not the
+ * process. Backend counters (hs_port_backend_counters): connected,
+ * connects, disconnects, messages, bad_messages, broken_rings,
+ * memory_faults, bad_rx_buffers (receive buffers in more pieces than the
+ * switch can track, given back unused).
  *
  * Threading: the socket is handled on the switch's loop thread; rings are
  * processed by the data path. Guests are untrusted: every descriptor,
@@ -33,6 +47,8 @@ extern "C" {
 /* hs_vhost_user_config.flags */
 #define HS_VU_CLIENT 0x1 /* connect to the VMM's socket, and reconnect
 			    whenever it goes away (default: listen on it) */
+#define HS_VU_SOCKET_OWNER 0x2 /* server mode: give the socket the owner
+				  socket_uid and group socket_gid */
 
 /* Backend config for hs_port_config.backend_config ("vhost-user"). */
 struct hs_vhost_user_config {
@@ -43,6 +59,13 @@ struct hs_vhost_user_config {
 	uint32_t reconnect_ms; /* client mode retry interval; 0 -> 500 */
 	uint64_t features_off; /* virtio feature bits never offered, e.g.
 				  1ull << 34 (RING_PACKED) to force split */
+	/* Server mode: who may connect. The socket gets these permission
+	 * bits (0 -> 0600: the switch's own user only) and, with
+	 * HS_VU_SOCKET_OWNER, this owner and group, before it listens. A
+	 * VMM running as another user (e.g. libvirt's qemu) needs a group
+	 * and 0660. */
+	uint32_t socket_mode;
+	uint32_t socket_uid, socket_gid;
 };
 
 /* Virtio feature bits, for features_off and hs_vhost_user_features(). */

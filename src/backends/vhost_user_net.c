@@ -214,8 +214,24 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 			goto undo;
 		r->n_chain++;
 		rv->n++;
-		if (bad) /* more pieces than our scratch holds: try later */
-			goto undo;
+		if (bad) {
+			/* More pieces than the scratch has left. From an empty
+			 * scratch it may fit: try again in the next reservation.
+			 * The first chain of a reservation never will: give it
+			 * back unused (nothing popped before it is waiting to be
+			 * pushed, so the used ring stays in order) and count it,
+			 * instead of stalling this receiver for good. */
+			if (r->n_chain > 1)
+				goto undo;
+			r->n_chain = 0;
+			rv->n = 0;
+			vq_push(vq, ch, 0);
+			if (!atomic_fetch_add_explicit(&r->bad_buffers, 1, memory_order_relaxed))
+				hs_port_log(d->port, HS_LOG_WARN, "receive buffer in more than %u "
+					    "pieces given back unused (counted in bad_rx_buffers)",
+					    r->seg_cap);
+			continue;
+		}
 		r->n_seg += ch->nseg;
 		cap += ch->len;
 	}

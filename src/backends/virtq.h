@@ -31,10 +31,11 @@
 struct vu_region {
 	uint64_t gpa, size, uva, mmap_off;
 	uint8_t *hva;    /* where gpa is mapped here */
-	void *map;       /* mmap base, for munmap */
+	void *map;       /* the reservation: guard, file mapping, guard */
 	size_t map_len;
 	uint32_t refs;   /* ADD_MEM_REG of an identical region (one per
 			  * vhost device of a multiqueue QEMU) adds a ref */
+	int fault_slot;  /* registration with the SIGBUS handler (vu_mem.c) */
 };
 
 struct vu_mem {

@@ -1,7 +1,15 @@
 /*
- * vu_dev.h - private state of one vhost-user port, shared by the control
- * plane (vhost_user.c: socket, messages, memory table, vring setup) and
- * the data path (vhost_user_net.c: the backend ops on the rings).
+ * vu_dev.h - private state of one vhost-user port, shared by the files of
+ * the backend:
+ *   vu_conn.c           the socket (server or reconnecting client), message
+ *                       framing and dispatch, the backend's lifecycle;
+ *   vu_msg.c            the message handlers (one table, one row each);
+ *   vu_ring.c           vring state: the one place where a ring becomes
+ *                       live (vu_rings_update) and where it starts/stops;
+ *   vu_mem.c            guest memory regions: mapping, checks against the
+ *                       file, what a fault in guest memory does;
+ *   vhost_user_net.c    the data path (virtio-net on the rings);
+ *   virtq.c             split and packed rings, device side.
  *
  * Ownership: the control plane runs on the switch's loop thread and
  * changes anything the data path reads only while the port is quiesced
@@ -13,6 +21,7 @@
 #define HS_VU_DEV_H
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "backends.h"
 #include "hyperswitch/vhost_user.h"
@@ -23,15 +32,95 @@
 #define VU_TX_SEGS 64      /* segments of one transmitted frame */
 #define VU_RX_MAX_CHAINS 64 /* receive buffers merged into one frame */
 
-/* One vring as the control plane sees it. */
+/* Protocol constants (docs/interop/vhost-user.rst). */
+enum {
+	VU_GET_FEATURES = 1,
+	VU_SET_FEATURES = 2,
+	VU_SET_OWNER = 3,
+	VU_RESET_OWNER = 4,
+	VU_SET_MEM_TABLE = 5,
+	VU_SET_VRING_NUM = 8,
+	VU_SET_VRING_ADDR = 9,
+	VU_SET_VRING_BASE = 10,
+	VU_GET_VRING_BASE = 11,
+	VU_SET_VRING_KICK = 12,
+	VU_SET_VRING_CALL = 13,
+	VU_SET_VRING_ERR = 14,
+	VU_GET_PROTOCOL_FEATURES = 15,
+	VU_SET_PROTOCOL_FEATURES = 16,
+	VU_GET_QUEUE_NUM = 17,
+	VU_SET_VRING_ENABLE = 18,
+	VU_NET_SET_MTU = 20,
+	VU_GET_MAX_MEM_SLOTS = 36,
+	VU_ADD_MEM_REG = 37,
+	VU_REM_MEM_REG = 38,
+	VU_SET_STATUS = 39,
+	VU_GET_STATUS = 40,
+};
+
+#define VU_VERSION 0x1
+#define VU_FLAG_REPLY 0x4
+#define VU_FLAG_NEED_REPLY 0x8
+#define VU_F_PROTOCOL_FEATURES 30
+#define VU_F_LOG_ALL 26
+#define VU_PF_MQ 0
+#define VU_PF_REPLY_ACK 3
+#define VU_PF_MTU 4
+#define VU_PF_MEM_SLOTS 15
+#define VU_PF_STATUS 16
+#define VU_VRING_NOFD 0x100
+#define VU_VRING_IDX 0xff
+#define VU_MAX_PAYLOAD 4096
+#define VU_MAX_MEM_SLOTS VU_MAX_REGIONS
+
+struct vu_hdr {
+	uint32_t request, flags, size;
+};
+
+struct vu_state {
+	uint32_t index, num;
+};
+
+struct vu_addr {
+	uint32_t index, flags;
+	uint64_t desc, used, avail, log;
+};
+
+struct vu_region_desc {
+	uint64_t gpa, size, uva, mmap_off;
+};
+
+struct vu_memory {
+	uint32_t nregions, padding;
+	struct vu_region_desc r[8];
+};
+
+/* One message being handled: header, payload, the fds that came with it
+ * (a handler takes what it keeps), and the reply payload. */
+struct vu_msg {
+	struct vu_hdr hdr;
+	uint8_t *payload;
+	int *fds;
+	unsigned nfds;
+	uint8_t reply[64];
+	uint32_t reply_size;
+};
+
+/* One vring. What the front-end sets is kept as it sent it and
+ * interpreted only by vu_ring_start (position, size) and vu_rings_update
+ * (addresses against the memory table in force), never on arrival: the
+ * front-end chooses the order of its messages. */
 struct vu_vring {
-	uint32_t num;              /* size set by SET_VRING_NUM */
-	uint64_t desc_uva, avail_uva, used_uva;
+	uint32_t num;              /* SET_VRING_NUM */
+	uint64_t desc_uva, avail_uva, used_uva; /* SET_VRING_ADDR */
 	bool addr_set;
-	uint32_t base;             /* from SET_VRING_BASE */
+	uint32_t base;             /* SET_VRING_BASE; where a stopped ring was */
 	int kickfd, callfd, errfd;
-	bool kick_set, enabled;
+	bool started;              /* SET_VRING_KICK seen, GET_VRING_BASE not since */
+	bool fresh;                /* started, notifications not yet set up */
+	bool enabled;              /* SET_VRING_ENABLE */
 	bool live;                 /* the data path may use it */
+	const char *why_not;       /* why it is not live (logged on change) */
 	bool kicks_off;            /* data path: a poller suppressed kicks */
 	struct vq vq;              /* data-path state */
 };
@@ -43,7 +132,7 @@ struct vu_resv {
 	uint16_t nhdr;
 };
 
-/* Scratch of one receive ring, sized from its ring size when it is set up
+/* Scratch of one receive ring, sized from its ring size when it starts
  * (a reservation can never pop more chains than the ring holds). */
 struct vu_rxq {
 	struct vq_chain *chain;    /* [chain_cap] */
@@ -52,6 +141,7 @@ struct vu_rxq {
 	uint32_t seg_cap, n_seg;
 	struct vu_resv resv[HS_RESERVE_MAX];
 	uint32_t n_resv;
+	_Atomic uint64_t bad_buffers; /* receive buffers given back unused */
 };
 
 struct vu_txq {
@@ -69,10 +159,14 @@ struct vu_dev {
 	bool created_socket;
 	hs_watch_t *listen_w, *conn_w;
 	hs_timer_t *retry_t;
-	uint8_t rbuf[4096 + 12];
+	uint8_t rbuf[VU_MAX_PAYLOAD + sizeof(struct vu_hdr)];
 	size_t rlen;
 	int rfds[8];
 	unsigned nrfds;
+
+	/* guest memory faults (vu_mem.c): the SIGBUS handler signals fault_fd */
+	int fault_fd;
+	hs_watch_t *fault_w;
 
 	/* negotiation */
 	uint64_t offered, features, proto_offered, proto;
@@ -81,6 +175,7 @@ struct vu_dev {
 	uint16_t hdr_len;          /* 10 or 12 */
 	bool mrg;
 	uint32_t tx_caps;          /* HS_CAP_* the guest may send (HOST_*) */
+	uint32_t mtu;              /* NET_SET_MTU, 0: none */
 
 	struct vu_mem *mem;        /* current table; data path reads it */
 	struct vu_vring vr[2 * VU_MAX_QP];
@@ -91,8 +186,46 @@ struct vu_dev {
 	_Atomic uint64_t acked;    /* features, for hs_vhost_user_features */
 	uint16_t active_qp; /* queue pairs live, last logged */
 	/* counters */
-	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings;
+	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings,
+		memory_faults;
 };
+
+static inline bool vu_has(const struct vu_dev *d, unsigned bit)
+{
+	return (d->features >> bit) & 1;
+}
+
+static inline void vu_close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* vu_conn.c */
+void vu_disconnect(struct vu_dev *d, const char *why);
+void vu_device_reset(struct vu_dev *d);
+
+/* vu_msg.c: handles one complete message; false ends the connection */
+bool vu_dispatch(struct vu_dev *d, struct vu_msg *m);
+
+/* vu_ring.c (control plane, port quiesced unless said otherwise) */
+void vu_rings_update(struct vu_dev *d);
+int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd);
+uint32_t vu_ring_stop(struct vu_dev *d, unsigned i);
+void vu_ring_reset(struct vu_dev *d, unsigned i);
+const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i);
+/* data path: a ring broke while the data path used it */
+void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
+
+/* vu_mem.c */
+int vu_region_map(struct vu_dev *d, struct vu_region *out,
+		  const struct vu_region_desc *rd, int fd);
+void vu_region_unmap(struct vu_region *r);
+void vu_mem_free(struct vu_mem *m);
+bool vu_regions_overlap(const struct vu_mem *m);
+struct vu_mem *vu_mem_install(struct vu_dev *d, struct vu_mem *m);
+int vu_faults_watch(struct vu_dev *d);
 
 /* vhost_user_net.c: the data-path ops */
 unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max);
@@ -103,9 +236,6 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 			unsigned n);
 void vu_notify(void *priv, uint16_t q, unsigned ev);
 bool vu_set_notify(void *priv, uint16_t q, unsigned ev, bool enable);
-
-/* vhost_user.c: a ring broke while the data path used it */
-void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
 
 extern const struct hs_backend_ops hs__vhost_user_ops;
 

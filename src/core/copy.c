@@ -236,19 +236,11 @@ int hs__copy_flush(struct hs__dl *dl)
 {
 	int rc = 0;
 	if (dl->n_ops_src) {
-		const struct hs_backend_ops *o = dl->src_port ? dl->src_port->ops
-							      : NULL;
-		rc = (o && o->copy) ? o->copy(dl->src_port->priv, dl->ops_src,
-					      dl->n_ops_src)
-				    : -ENOTSUP;
+		rc = hs__be_copy(dl->src_port, dl->ops_src, dl->n_ops_src);
 		dl->n_ops_src = 0;
 	}
 	if (dl->n_ops_dst) {
-		const struct hs_backend_ops *o = dl->dst_port ? dl->dst_port->ops
-							      : NULL;
-		int rc2 = (o && o->copy) ? o->copy(dl->dst_port->priv, dl->ops_dst,
-						   dl->n_ops_dst)
-					 : -ENOTSUP;
+		int rc2 = hs__be_copy(dl->dst_port, dl->ops_dst, dl->n_ops_dst);
 		dl->n_ops_dst = 0;
 		if (!rc)
 			rc = rc2;

@@ -5,6 +5,7 @@
 #ifndef HS_CORE_COPY_H
 #define HS_CORE_COPY_H
 
+#include "beops.h"
 #include "internal.h"
 
 #define HS__HDR_MAX 192      /* largest L2..L4 header we segment behind */

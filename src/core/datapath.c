@@ -63,11 +63,40 @@ bool hs__q_acquire(struct hs__inq *iq, bool from_epoll)
 	}
 }
 
-bool hs__q_release(struct hs__inq *iq)
+/* Enables or suppresses the peer's kicks on an owned queue: the one place
+ * that does, so that HS__Q_KICKS_OFF always says whether they are off.
+ * Returns the backend's answer when enabling (work already waiting). */
+bool hs__q_kicks(struct hs__inq *iq, bool enable)
+{
+	struct hs_port *p = iq->port;
+	if (!p->ops->set_notify)
+		return false;
+	if (enable)
+		atomic_fetch_and(&iq->state, ~(uint32_t)HS__Q_KICKS_OFF);
+	else
+		atomic_fetch_or(&iq->state, HS__Q_KICKS_OFF);
+	return hs__be_set_notify(p, iq->qid, HS_EV_KICK, enable);
+}
+
+/* Lets go of an owned queue: the only way a queue stops being owned, so
+ * the invariant "an unowned queue has its kicks enabled" lives here.
+ * Kicks a poller suppressed are enabled first, also on a port being
+ * paused (quiesce waits for this owner, so the backend is still ours);
+ * only a port going away is left as it is. If that finds frames waiting,
+ * or a kick marked the queue PENDING meanwhile, the queue is kept (returns
+ * false: run it again) unless the port is being paused, when PENDING
+ * stays set for hs_port_resume to act on, or `force` (the caller made sure
+ * somebody comes back, e.g. by signalling the queue's fd). */
+bool hs__q_release(struct hs__inq *iq, bool force)
 {
 	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	if ((s & HS__Q_KICKS_OFF) && !(s & HS__Q_DEAD)) {
+		if (hs__q_kicks(iq, true))
+			atomic_fetch_or(&iq->state, HS__Q_PENDING);
+		s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	}
 	for (;;) {
-		if ((s & HS__Q_PENDING) && !(s & (HS__Q_PAUSED | HS__Q_DEAD))) {
+		if (!force && (s & HS__Q_PENDING) && !(s & (HS__Q_PAUSED | HS__Q_DEAD))) {
 			if (atomic_compare_exchange_weak_explicit(
 				    &iq->state, &s, s & ~HS__Q_PENDING,
 				    memory_order_acq_rel, memory_order_relaxed))
@@ -100,28 +129,20 @@ int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget)
 		}
 		if (budget && total >= budget) {
 			/* Out of budget with work left: let go and make sure
-			 * somebody comes back (the kick fd is in the epoll set).
-			 * A level-triggered fd is still readable: epoll reports
-			 * it again once the release re-arms it. */
+			 * somebody comes back through the epoll set. A
+			 * level-triggered fd is still readable: epoll reports it
+			 * again once the release re-arms it; an eventfd gets a
+			 * signal. With neither, nothing would bring the queue
+			 * back: finish it now. */
 			bool level = atomic_load_explicit(&iq->kick_level, memory_order_relaxed);
-			int fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
-			if (!level && fd < 0) {
-				budget = 0; /* nothing would bring it back: finish now */
+			if (!level && !hs__dp_signal(iq)) {
+				budget = 0;
 				continue;
 			}
-			if (!level) {
-				uint64_t one = 1;
-				ssize_t w = write(fd, &one, sizeof(one));
-				(void)w;
-			}
-			/* A false return means another thread marked the queue
-			 * pending meanwhile and we still own it: our signal
-			 * brings it back, so let go regardless. */
-			while (!hs__q_release(iq))
-				;
+			hs__q_release(iq, true);
 			break;
 		}
-		if (hs__q_release(iq))
+		if (hs__q_release(iq, false))
 			break;
 	}
 	return (int)total;
@@ -181,7 +202,8 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	const bool learn = !(in->flags & HS_PORT_NO_LEARN);
 	const bool access = in->vlan_mode == HS_VLAN_ACCESS;
 	const uint16_t pvid = in->pvid;
-	const uint32_t max_len = in->mtu + HS_ETH_HLEN;
+	const uint32_t max_len = atomic_load_explicit(&in->mtu, memory_order_relaxed) +
+				 HS_ETH_HLEN;
 	const uint32_t now = c->now_s;
 	struct hs_port *const *ports = t->port;
 	const uint32_t max_ports = t->max_ports;
@@ -309,7 +331,7 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_acquire) &
 			 (HS__Q_DEAD | HS__Q_PAUSED)))
 		return 0;
-	unsigned n = in->ops->recv_burst(in->priv, iq->qid, c->pkts, sw->cfg.burst);
+	unsigned n = hs__be_recv_burst(in, iq->qid, c->pkts, sw->cfg.burst);
 	if (!n)
 		return 0;
 	if (n > sw->cfg.burst)
@@ -332,17 +354,16 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 	unsigned ev = 0;
 	if (HS__UNLIKELY(sw->cfg.flags & HS_SW_NOTIFY_EACH)) {
 		for (unsigned i = 0; i < n; i++)
-			if (in->ops->recv_done(in->priv, iq->qid, &c->pkts[i], 1) &
-			    HS_EV_COMPLETED) {
+			if (hs__be_recv_done(in, iq->qid, &c->pkts[i], 1) & HS_EV_COMPLETED) {
 				hs__ctr_add(&iq->rx_notify, 1);
-				in->ops->notify(in->priv, iq->qid, HS_EV_COMPLETED);
+				hs__be_notify(in, iq->qid, HS_EV_COMPLETED);
 			}
 	} else {
-		ev = in->ops->recv_done(in->priv, iq->qid, c->pkts, n);
+		ev = hs__be_recv_done(in, iq->qid, c->pkts, n);
 	}
 	if (ev & HS_EV_COMPLETED) {
 		hs__ctr_add(&iq->rx_notify, 1);
-		in->ops->notify(in->priv, iq->qid, HS_EV_COMPLETED);
+		hs__be_notify(in, iq->qid, HS_EV_COMPLETED);
 	}
 	hs__flush_deferred(c);
 	hs__ctr_add(&c->rounds, 1);
@@ -388,7 +409,12 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 		if (!c)
 			return; /* the next delivery drains it */
 	}
+	/* Online in RCU while draining: the notification at its end must be
+	 * inside the grace period hs_port_quiesce waits for (outside it, a
+	 * reset could close the call fd under the write). */
+	hs__rcu_enter();
 	hs__posted(c, port, oq);
+	hs__rcu_leave();
 	if (own)
 		hs__ctx_put(c);
 }

@@ -26,7 +26,7 @@
 
 #include "copy.h"
 
-#define HS__F(sw, f) ((sw)->cfg.flags & (f))
+#define HS__SW_ABLATION (HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH | HS_SW_NO_BACKLOG)
 
 /* ---- backlog --------------------------------------------------------------- */
 
@@ -362,19 +362,18 @@ static int copy_out(struct hs__dl *dl, struct hs__src *s, unsigned piece,
 static void notify_now(struct hs_port *dp, struct hs__outq *oq, unsigned ev)
 {
 	hs__ctr_add(&oq->tx_notify, 1);
-	dp->ops->notify(dp->priv, oq->qid, ev);
+	hs__be_notify(dp, oq->qid, ev);
 }
 
 /* Delivers srcs[0..ns) in order. Returns how many were delivered
- * completely; the next one's `first` tells how far it got. */
+ * completely; the next one's `first` tells how far it got. `each`: one
+ * frame per commit, each notified (the HS_SW_NOTIFY_EACH measurement). */
 static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 			  struct hs__outq *oq, struct hs__src *srcs, unsigned ns,
-			  unsigned *ev)
+			  unsigned *ev, bool each)
 {
 	struct hs__dl *dl = c->dl;
-	const struct hs_backend_ops *ops = dp->ops;
 	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
-	bool each = HS__F(c->sw, HS_SW_NOTIFY_EACH);
 	unsigned chunk = each ? 1 : HS__OUT_MAX;
 	unsigned si = 0;
 	uint64_t pk = 0, by = 0, seg = 0, csw = 0;
@@ -394,8 +393,7 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		}
 		if (sj < ns)
 			srcs[sj].first = (uint16_t)pj;
-		unsigned k = ops->send_reserve(dp->priv, oq->qid, dl->out, no,
-					       dl->bufs);
+		unsigned k = hs__be_send_reserve(dp, oq->qid, dl->out, no, dl->bufs);
 		if (k > no)
 			k = no;
 		dl->ops_err = 0;
@@ -428,7 +426,7 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 				}
 			}
 		}
-		*ev |= ops->send_commit(dp->priv, oq->qid, dl->out, k);
+		*ev |= hs__be_send_commit(dp, oq->qid, dl->out, k);
 		for (unsigned j = 0; j < k; j++) {
 			if (!dl->bufs[j].nsegs || !dl->out[j].len)
 				continue;
@@ -463,7 +461,7 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 /* ---- backlog drain ------------------------------------------------------------ */
 
 void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
-		       struct hs__outq *oq, unsigned *ev)
+		       struct hs__outq *oq, unsigned *ev, bool each)
 {
 	struct hs__dl *dl = c->dl;
 	struct hs__backlog *bl = &oq->bl;
@@ -500,7 +498,7 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 			bl_pop(bl, dropped_head);
 			continue;
 		}
-		unsigned done = send_srcs(c, dp, oq, dl->blsrc, ns, ev);
+		unsigned done = send_srcs(c, dp, oq, dl->blsrc, ns, ev, each);
 		bl_pop(bl, done);
 		if (done < ns) {
 			bl->ent[bl->ent_head].first = dl->blsrc[done].first;
@@ -510,15 +508,18 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 	atomic_store_explicit(&oq->bl_count, bl->ent_n, memory_order_relaxed);
 }
 
-/* After a delivery: ask for (or stop) "buffers posted" signals while the
- * backlog holds frames. Returns true if buffers appeared meanwhile. */
+/* After a delivery to a port that is not paused (under the egress lock):
+ * ask for (or stop) "buffers posted" signals while the backlog holds
+ * frames. Returns true if buffers appeared meanwhile. A paused port's
+ * backend is not ours to call: hs_port_resume drains its backlog, and
+ * that drain comes back here. */
 static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
 {
 	bool want = oq->bl.ent_n != 0;
 	if (want == oq->posted_armed || !dp->ops->set_notify)
 		return false;
 	oq->posted_armed = want;
-	return dp->ops->set_notify(dp->priv, oq->qid, HS_EV_POSTED, want) && want;
+	return hs__be_set_notify(dp, oq->qid, HS_EV_POSTED, want) && want;
 }
 
 /* Decides the notification for a batch that asked (ev): returns the
@@ -570,7 +571,7 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 		dl->out[n].off = (struct hs_offload){0};
 		n++;
 	}
-	unsigned k = dp->ops->send_reserve(dp->priv, oq->qid, dl->out, n, dl->bufs);
+	unsigned k = hs__be_send_reserve(dp, oq->qid, dl->out, n, dl->bufs);
 	if (k > n)
 		k = n;
 	uint64_t by = 0, pk_ok = 0, foreign = 0;
@@ -614,7 +615,7 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 			}
 		}
 	}
-	*ev |= dp->ops->send_commit(dp->priv, oq->qid, dl->out, k);
+	*ev |= hs__be_send_commit(dp, oq->qid, dl->out, k);
 	hs__ctr_add(&oq->tx_packets, pk_ok);
 	hs__ctr_add(&oq->tx_bytes, by);
 	for (unsigned j = 0; j < k; j++)
@@ -632,18 +633,103 @@ static void unlock_and_notify(struct hs__ctx *c, struct hs_port *dp,
 		hs__ctr_add(&oq->tx_notify, 1);
 	hs__spin_unlock(&oq->lock);
 	if (now)
-		dp->ops->notify(dp->priv, oq->qid, now);
+		hs__be_notify(dp, oq->qid, now);
+}
+
+/* Describes the frames of `mask` as sources for dp (VLAN change, offload
+ * plan) in dl->src; frames dp cannot take are dropped and counted.
+ * Returns how many sources there are. */
+static unsigned prepare_mask(struct hs__ctx *c, struct hs_port *dp,
+			     struct hs__outq *oq, uint64_t mask)
+{
+	struct hs__dl *dl = c->dl;
+	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
+	unsigned ns = 0, bad = 0;
+	for (uint64_t m = mask; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		struct hs__src *s = &dl->src[ns];
+		vlan_change(c, i, dp, s);
+		if (HS__UNLIKELY(prepare(s, &c->pkts[i], &dl->l4in[i], caps, dl->tmpl[ns])))
+			bad++;
+		else
+			ns++;
+	}
+	if (bad)
+		hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], bad);
+	return ns;
+}
+
+/* Frames that found no buffer wait in the backlog (or, full, are dropped
+ * and counted). */
+static void backlog_srcs(struct hs__ctx *c, struct hs__outq *oq, const struct hs__src *srcs,
+			 unsigned n, bool drop)
+{
+	for (unsigned j = 0; j < n; j++) {
+		if (!drop && bl_push(c->dl, &oq->bl, &srcs[j]))
+			hs__ctr_add(&oq->tx_backlogged, 1);
+		else
+			hs__ctr_add(&oq->drops[HS_DROP_NO_BUFFER], 1);
+	}
+}
+
+static bool all_plain(const struct hs__ctx *c, const struct hs_port *dp, uint64_t mask)
+{
+	for (uint64_t m = mask; m; m &= m - 1)
+		if (!frame_plain(c, (unsigned)__builtin_ctzll(m), dp))
+			return false;
+	return true;
+}
+
+/* The production delivery, under the egress lock of a port that is up and
+ * not paused: frames go straight into the receiver's posted buffers, in
+ * order behind anything already waiting; what finds no buffer waits. */
+static void deliver_now(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
+			uint64_t mask, unsigned *ev)
+{
+	unsigned done = 0, ns;
+	if (!oq->bl.ent_n && all_plain(c, dp, mask)) {
+		mask = send_plain(c, dp, oq, mask, ev); /* left: no buffer */
+		ns = prepare_mask(c, dp, oq, mask);
+	} else {
+		if (oq->bl.ent_n)
+			hs__drain_backlog(c, dp, oq, ev, false);
+		ns = prepare_mask(c, dp, oq, mask);
+		if (!oq->bl.ent_n)
+			done = send_srcs(c, dp, oq, c->dl->src, ns, ev, false);
+	}
+	backlog_srcs(c, oq, c->dl->src + done, ns - done, false);
+}
+
+/* The measured variants of the ablation table, kept apart so that the
+ * production path above carries none of their decisions:
+ * HS_SW_DOUBLE_COPY (every frame through the backlog: a second copy),
+ * HS_SW_NOTIFY_EACH (one frame per commit, each notified) and
+ * HS_SW_NO_BACKLOG (no buffer: dropped at once). */
+static void deliver_ablation(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
+			     uint64_t mask, unsigned *ev)
+{
+	uint32_t f = c->sw->cfg.flags;
+	bool each = f & HS_SW_NOTIFY_EACH;
+	unsigned ns = prepare_mask(c, dp, oq, mask), done = 0;
+	if (f & HS_SW_DOUBLE_COPY) {
+		backlog_srcs(c, oq, c->dl->src, ns, false);
+		hs__drain_backlog(c, dp, oq, ev, each);
+		return;
+	}
+	if (oq->bl.ent_n)
+		hs__drain_backlog(c, dp, oq, ev, each);
+	if (!oq->bl.ent_n)
+		done = send_srcs(c, dp, oq, c->dl->src, ns, ev, each);
+	backlog_srcs(c, oq, c->dl->src + done, ns - done, f & HS_SW_NO_BACKLOG);
 }
 
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
-	struct hs_switch *sw = c->sw;
-	struct hs__dl *dl = c->dl;
 	struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(&dp->nq_active,
 								       memory_order_relaxed)];
 	unsigned ev = 0;
 
-	dl->dst_port = dp;
+	c->dl->dst_port = dp;
 	hs__spin_lock(&oq->lock);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
@@ -655,51 +741,19 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 		return;
 	}
 	/* Acquire: a backend changes what the data path reads while the port
-	 * is paused; seeing `paused` clear makes those changes visible. */
-	bool paused = atomic_load_explicit(&dp->paused, memory_order_acquire);
-	bool sent = false;
-	if (!oq->bl.ent_n && !paused &&
-	    !(sw->cfg.flags & (HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH))) {
-		bool all_plain = true;
-		for (uint64_t m = mask; m && all_plain; m &= m - 1)
-			all_plain = frame_plain(c, (unsigned)__builtin_ctzll(m), dp);
-		if (all_plain) {
-			mask = send_plain(c, dp, oq, mask, &ev);
-			sent = true; /* what is left found no buffer */
-		}
-	}
-
-	/* General path: VLAN changes, offloads, backlog, ablation modes. */
-	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
-	unsigned ns = 0, bad = 0, done = 0;
-	for (uint64_t m = mask; m; m &= m - 1) {
-		unsigned i = (unsigned)__builtin_ctzll(m);
-		struct hs__src *s = &dl->src[ns];
-		vlan_change(c, i, dp, s);
-		if (HS__UNLIKELY(prepare(s, &c->pkts[i], &dl->l4in[i], caps,
-					 dl->tmpl[ns])))
-			bad++;
+	 * is paused; seeing `paused` clear makes those changes visible. A
+	 * paused port's backend is not called at all: its frames wait, and
+	 * hs_port_resume delivers them. */
+	if (HS__UNLIKELY(atomic_load_explicit(&dp->paused, memory_order_acquire))) {
+		backlog_srcs(c, oq, c->dl->src, prepare_mask(c, dp, oq, mask), false);
+	} else {
+		if (HS__LIKELY(!(c->sw->cfg.flags & HS__SW_ABLATION)))
+			deliver_now(c, dp, oq, mask, &ev);
 		else
-			ns++;
+			deliver_ablation(c, dp, oq, mask, &ev);
+		while (posted_watch(dp, oq))
+			hs__drain_backlog(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH);
 	}
-	if (bad)
-		hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], bad);
-	if (!sent) {
-		if (oq->bl.ent_n && !paused)
-			hs__drain_backlog(c, dp, oq, &ev);
-		if (!oq->bl.ent_n && !paused && !(sw->cfg.flags & HS_SW_DOUBLE_COPY))
-			done = send_srcs(c, dp, oq, dl->src, ns, &ev);
-	}
-	for (unsigned j = done; j < ns; j++) {
-		if (!(sw->cfg.flags & HS_SW_NO_BACKLOG) && bl_push(dl, &oq->bl, &dl->src[j]))
-			hs__ctr_add(&oq->tx_backlogged, 1);
-		else
-			hs__ctr_add(&oq->drops[HS_DROP_NO_BUFFER], 1);
-	}
-	if ((sw->cfg.flags & HS_SW_DOUBLE_COPY) && !paused)
-		hs__drain_backlog(c, dp, oq, &ev);
-	while (posted_watch(dp, oq) && !paused)
-		hs__drain_backlog(c, dp, oq, &ev);
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }
@@ -709,14 +763,16 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 {
 	unsigned ev = 0;
+	bool each = c->sw->cfg.flags & HS_SW_NOTIFY_EACH;
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
 	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		do
-			hs__drain_backlog(c, dp, oq, &ev);
+			hs__drain_backlog(c, dp, oq, &ev, each);
 		while (posted_watch(dp, oq));
 	}
+	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }
 
@@ -725,7 +781,7 @@ void hs__flush_deferred(struct hs__ctx *c)
 {
 	for (unsigned i = 0; i < c->n_defer; i++) {
 		struct hs__notify *n = &c->defer[i];
-		n->port->ops->notify(n->port->priv, n->qid, n->ev);
+		hs__be_notify(n->port, n->qid, n->ev);
 	}
 	c->n_defer = 0;
 }

@@ -90,6 +90,12 @@ void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
 #define HS__Q_PAUSED 0x08   /* hs_port_quiesce: no new owner */
 #define HS__Q_DEAD 0x10     /* port going away: no new owner, owner drops */
 #define HS__Q_POLLED 0x20   /* owned by a worker that busy-polls it */
+#define HS__Q_KICKS_OFF 0x40 /* the backend suppresses the peer's kicks (a
+				poller did): only hs__q_release lets go of such
+				a queue, enabling them first; if the port is
+				paused or dead the bit stays and resume visits
+				the queue, so it is never left unowned, unpolled
+				and deaf */
 
 struct hs__inq {
 	_Atomic uint32_t state;
@@ -159,12 +165,15 @@ struct hs_port {
 	enum hs_vlan_mode vlan_mode;
 	uint16_t pvid;             /* access VLAN, or trunk native VLAN (0: none) */
 	uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
-	uint32_t mtu, flags, mac_limit;
+	uint32_t cfg_mtu, flags, mac_limit;
+	_Atomic uint32_t mtu;      /* in force: cfg_mtu, or the peer's if smaller */
 
 	_Atomic uint32_t caps;     /* HS_CAP_* of the receiver */
 	_Atomic bool link_up;
 	_Atomic bool dead;         /* being deleted: not a destination */
 	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
+	_Atomic bool quiesced;     /* hs_port_quiesce returned, resume not yet:
+				      no data-path op may run (beops.h) */
 	void *data;
 
 	/* forwarding-table accounting, under the fdb lock */
@@ -297,14 +306,15 @@ extern _Thread_local struct hs__ctx *hs__cur_ctx;
 /* datapath.c */
 unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq);
 bool hs__q_acquire(struct hs__inq *iq, bool from_epoll);
-bool hs__q_release(struct hs__inq *iq);
+bool hs__q_release(struct hs__inq *iq, bool force);
+bool hs__q_kicks(struct hs__inq *iq, bool enable);
 int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget);
 void hs__flush_deferred(struct hs__ctx *c);
 
 /* deliver.c */
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask);
 void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
-		       struct hs__outq *oq, unsigned *ev);
+		       struct hs__outq *oq, unsigned *ev, bool each);
 void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);
 int hs__dl_init(struct hs__ctx *c);
 void hs__dl_fini(struct hs__ctx *c);
@@ -328,6 +338,7 @@ bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq);
 int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd);
 void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev);
 void hs__dp_rearm(struct hs_switch *sw, struct hs__inq *iq);
+bool hs__dp_signal(struct hs__inq *iq);
 /* The loop thread's share of the data plane when there are no workers:
  * handles ready queue fds without blocking. */
 unsigned hs__dp_dispatch(struct hs_switch *sw, struct hs__ctx *c,

@@ -51,6 +51,10 @@ struct hs__worker {
 	int cpu;
 	unsigned n_owned;
 	struct hs__inq *owned[HS__WORKER_QMAX];
+	/* adaptive polling */
+	unsigned empty, iter;     /* empty rounds in a row; rounds */
+	uint64_t idle_since;      /* start of the idle streak (ns) */
+	bool avail;               /* counted in sw->workers_avail */
 };
 
 struct hs__pool {
@@ -118,16 +122,23 @@ void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev)
 	pthread_mutex_unlock(&sw->dp_lock);
 }
 
+/* Readers of a queue's fd slot (re-arm, drain, signal) hold dp_lock like
+ * the writers do: a removed fd is closed by its backend as soon as
+ * hs_port_set_queue_fd(-1) returns, and its number may at once belong to
+ * another file, which a racing epoll_ctl, read or write would then hit
+ * (a MOD re-arming another port's registration with our key, a read
+ * eating another queue's signal). */
 static void rearm(struct hs_switch *sw, struct hs_port *p, uint16_t q,
 		  unsigned ev)
 {
-	int fd = atomic_load(fd_slot(p, q, ev));
-	if (fd < 0)
-		return;
 	struct epoll_event e = {.events = EPOLLIN | EPOLLONESHOT,
 				.data.u64 = ev_key(p, q, ev)};
+	pthread_mutex_lock(&sw->dp_lock);
+	int fd = atomic_load(fd_slot(p, q, ev));
 	/* ENOENT: the fd left the set meanwhile (port removal, new fd). */
-	epoll_ctl(sw->dp_epfd, EPOLL_CTL_MOD, fd, &e);
+	if (fd >= 0)
+		epoll_ctl(sw->dp_epfd, EPOLL_CTL_MOD, fd, &e);
+	pthread_mutex_unlock(&sw->dp_lock);
 }
 
 void hs__dp_rearm(struct hs_switch *sw, struct hs__inq *iq)
@@ -135,13 +146,30 @@ void hs__dp_rearm(struct hs_switch *sw, struct hs__inq *iq)
 	rearm(sw, iq->port, iq->qid, HS_EV_KICK);
 }
 
-static void drain_fd(int fd)
+/* Consumes an eventfd's readiness. */
+static void drain(struct hs_switch *sw, struct hs_port *p, uint16_t q, unsigned ev)
 {
 	uint64_t v;
+	pthread_mutex_lock(&sw->dp_lock);
+	int fd = atomic_load(fd_slot(p, q, ev));
 	if (fd >= 0) {
 		ssize_t r = read(fd, &v, sizeof(v));
 		(void)r;
 	}
+	pthread_mutex_unlock(&sw->dp_lock);
+}
+
+bool hs__dp_signal(struct hs__inq *iq)
+{
+	struct hs_switch *sw = iq->port->sw;
+	bool ok = false;
+	uint64_t one = 1;
+	pthread_mutex_lock(&sw->dp_lock);
+	int fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
+	if (fd >= 0 && !atomic_load_explicit(&iq->kick_level, memory_order_relaxed))
+		ok = write(fd, &one, sizeof(one)) == sizeof(one);
+	pthread_mutex_unlock(&sw->dp_lock);
+	return ok;
 }
 
 /* Resolves an event to its port in the current topology (caller online). */
@@ -172,14 +200,14 @@ static struct hs__inq *take(struct hs_switch *sw, struct hs__ctx *c,
 	if (!p)
 		return NULL;
 	if (ev == HS_EV_POSTED) {
-		drain_fd(atomic_load(&p->outq[q].posted_fd));
+		drain(sw, p, q, HS_EV_POSTED);
 		hs__posted(c, p, &p->outq[q]);
 		rearm(sw, p, q, HS_EV_POSTED);
 		return NULL;
 	}
 	struct hs__inq *iq = &p->inq[q];
-	if (!iq->kick_level)
-		drain_fd(atomic_load(&iq->kick_fd));
+	if (!atomic_load_explicit(&iq->kick_level, memory_order_relaxed))
+		drain(sw, p, q, HS_EV_KICK);
 	return hs__q_acquire(iq, true) ? iq : NULL;
 }
 
@@ -200,70 +228,75 @@ unsigned hs__dp_dispatch(struct hs_switch *sw, struct hs__ctx *c, unsigned budge
 
 bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq)
 {
-	int fd;
 	if (!sw->pool || !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
 		return false;
-	fd = atomic_load_explicit(&iq->kick_fd, memory_order_relaxed);
-	if (fd < 0 || iq->kick_level)
-		return false;
-	uint64_t one = 1;
-	return write(fd, &one, sizeof(one)) == sizeof(one);
+	return hs__dp_signal(iq);
 }
 
-/* ---- workers --------------------------------------------------------------------- */
+/* ---- workers --------------------------------------------------------------------- *
+ *
+ * The worker loop, step by step (worker_main):
+ *   sleep         nothing owned: wait in epoll for a ready queue, own it
+ *                 (its kicks suppressed: the worker will poll it);
+ *   poll          one round on every owned queue; queues of ports being
+ *                 paused or removed are let go;
+ *   busy / idle   a round that moved frames ends any idle streak; a
+ *                 streak of empty rounds makes the worker "available"
+ *                 after poll_us/8 (senders hand it their queues, it
+ *                 takes ready ones) and lets go after poll_us;
+ *   release idle  every owned queue that is still empty is let go, its
+ *                 kicks enabled (hs__q_release); one that got frames
+ *                 meanwhile stays, polled.
+ * A queue leaves a worker only through hs__q_release (worker_let_go), so
+ * never with its kicks left suppressed.
+ */
 
 static void own(struct hs__worker *w, struct hs__inq *iq)
 {
-	struct hs_port *p = iq->port;
 	if (w->n_owned == HS__WORKER_QMAX) {
 		/* Full: serve it once, like a sender would. */
 		hs__q_run(w->ctx, iq, 0);
 		return;
 	}
 	atomic_fetch_or(&iq->state, HS__Q_POLLED);
-	if (p->ops->set_notify)
-		p->ops->set_notify(p->priv, iq->qid, HS_EV_KICK, false);
+	hs__q_kicks(iq, false);
 	w->owned[w->n_owned++] = iq;
 }
 
-static void disown(struct hs__worker *w, unsigned i)
-{
-	w->owned[i] = w->owned[--w->n_owned];
-}
-
-/* Lets go of queue i if it is idle; returns true if it did. */
-static bool try_release(struct hs__worker *w, unsigned i)
+/* Lets go of owned queue i. Returns true if it did; false if frames
+ * arrived meanwhile: the queue stays, polled, its kicks suppressed again. */
+static bool worker_let_go(struct hs__worker *w, unsigned i)
 {
 	struct hs__inq *iq = w->owned[i];
-	struct hs_port *p = iq->port;
-	uint32_t st = atomic_load(&iq->state);
-	if (!(st & (HS__Q_DEAD | HS__Q_PAUSED)) && p->ops->set_notify &&
-	    p->ops->set_notify(p->priv, iq->qid, HS_EV_KICK, true)) {
-		/* Frames arrived while we were deciding: keep polling. */
-		p->ops->set_notify(p->priv, iq->qid, HS_EV_KICK, false);
-		return false;
+	if (hs__q_release(iq, false)) {
+		w->owned[i] = w->owned[--w->n_owned];
+		return true;
 	}
-	if (!hs__q_release(iq)) {
-		if (p->ops->set_notify)
-			p->ops->set_notify(p->priv, iq->qid, HS_EV_KICK, false);
-		return false;
-	}
-	disown(w, i);
-	return true;
+	hs__q_kicks(iq, false);
+	return false;
 }
 
-static void take_ready(struct hs__worker *w, int timeout)
+/* Owns the queues of n ready events (caller online). */
+static void own_ready(struct hs__worker *w, const struct epoll_event *evs, int n,
+		      bool handoff)
 {
-	struct hs_switch *sw = w->sw;
-	struct epoll_event evs[16];
-	int n = epoll_wait(sw->dp_epfd, evs, 16, timeout);
 	for (int i = 0; i < n; i++) {
 		if (evs[i].data.u64 == HS__EV_STOP)
 			continue;
-		struct hs__inq *iq = take(sw, w->ctx, evs[i].data.u64);
-		if (iq)
+		struct hs__inq *iq = take(w->sw, w->ctx, evs[i].data.u64);
+		if (iq) {
 			own(w, iq);
+			if (handoff)
+				hs__ctr_add(&w->ctx->handoffs, 1);
+		}
 	}
+}
+
+/* Takes queues that are ready now, without waiting. */
+static void take_ready(struct hs__worker *w)
+{
+	struct epoll_event evs[16];
+	own_ready(w, evs, epoll_wait(w->sw->dp_epfd, evs, 16, 0), false);
 }
 
 static uint64_t mono_ns(void)
@@ -273,6 +306,84 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Available: asleep, or polling queues that have been empty a while. */
+static void set_avail(struct hs__worker *w, bool avail)
+{
+	if (w->avail == avail)
+		return;
+	w->avail = avail;
+	if (avail)
+		atomic_fetch_add(&w->sw->workers_avail, 1);
+	else
+		atomic_fetch_sub(&w->sw->workers_avail, 1);
+}
+
+/* Step "sleep": no queue owned. Offline in RCU while asleep. */
+static void worker_sleep(struct hs__worker *w)
+{
+	struct hs_switch *sw = w->sw;
+	set_avail(w, true);
+	atomic_fetch_add(&sw->workers_idle, 1);
+	hs__ctr_add(&w->ctx->sleeps, 1);
+	hs__rcu_leave();
+	struct epoll_event evs[16];
+	int n = epoll_wait(sw->dp_epfd, evs, 16, -1);
+	hs__rcu_enter();
+	atomic_fetch_sub(&sw->workers_idle, 1);
+	set_avail(w, false);
+	own_ready(w, evs, n, true);
+	w->empty = 0;
+}
+
+/* Step "poll": one round on every owned queue. Returns frames moved. */
+static unsigned worker_poll(struct hs__worker *w)
+{
+	unsigned moved = 0;
+	for (unsigned i = 0; i < w->n_owned;) {
+		struct hs__inq *iq = w->owned[i];
+		if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
+				 (HS__Q_DEAD | HS__Q_PAUSED)) &&
+		    worker_let_go(w, i))
+			continue; /* owned[i] is another queue now */
+		moved += hs__round(w->ctx, iq);
+		i++;
+	}
+	return moved;
+}
+
+/* Step "idle": after a round that moved nothing. An idle streak starts at
+ * its 32nd empty round; the clock is read only every 32 empty rounds. A
+ * worker whose queues have been empty for poll_us/8 has a free core: it
+ * says so (senders then hand it their queues) and takes ready queues as
+ * it keeps polling. Returns true once the streak lasted poll_us (or at
+ * once without polling): time to let go. */
+static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
+{
+	if (!poll_ns)
+		return true;
+	if (++w->empty & 31) {
+		__builtin_ia32_pause();
+		return false;
+	}
+	uint64_t now = mono_ns();
+	if (w->empty == 32)
+		w->idle_since = now;
+	if (now - w->idle_since >= poll_ns / 8) {
+		set_avail(w, true);
+		take_ready(w);
+	}
+	return now - w->idle_since >= poll_ns;
+}
+
+/* Step "release idle": lets go of every queue still empty. */
+static void worker_release_idle(struct hs__worker *w)
+{
+	for (unsigned i = 0; i < w->n_owned;)
+		if (!worker_let_go(w, i))
+			i++;
+	w->empty = 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct hs__worker *w = arg;
@@ -280,8 +391,6 @@ static void *worker_main(void *arg)
 	struct hs__pool *pool = sw->pool;
 	uint32_t flags = sw->cfg.flags;
 	uint64_t poll_ns = (flags & HS_SW_NO_POLL) ? 0 : sw->cfg.poll_us * 1000ull;
-	uint64_t idle_since = 0;
-	unsigned empty = 0, iter = 0;
 
 	if (w->cpu >= 0) {
 		cpu_set_t set;
@@ -292,95 +401,33 @@ static void *worker_main(void *arg)
 	hs__cur_ctx = w->ctx;
 	hs__rcu_register();
 	hs__rcu_enter();
-	bool avail = false; /* counted in workers_avail while idle-polling */
 	while (!atomic_load_explicit(&pool->stop, memory_order_relaxed)) {
 		if (!w->n_owned) {
-			if (avail)
-				avail = false;
-			else
-				atomic_fetch_add(&sw->workers_avail, 1);
-			atomic_fetch_add(&sw->workers_idle, 1);
-			hs__ctr_add(&w->ctx->sleeps, 1);
-			hs__rcu_leave();
-			struct epoll_event evs[16];
-			int n = epoll_wait(sw->dp_epfd, evs, 16, -1);
-			hs__rcu_enter();
-			atomic_fetch_sub(&sw->workers_idle, 1);
-			atomic_fetch_sub(&sw->workers_avail, 1);
-			for (int i = 0; i < n; i++) {
-				if (evs[i].data.u64 == HS__EV_STOP)
-					continue;
-				struct hs__inq *iq = take(sw, w->ctx, evs[i].data.u64);
-				if (iq) {
-					own(w, iq);
-					hs__ctr_add(&w->ctx->handoffs, 1);
-				}
-			}
-			empty = 0;
+			worker_sleep(w);
 			continue;
 		}
-		unsigned moved = 0;
-		for (unsigned i = 0; i < w->n_owned;) {
-			struct hs__inq *iq = w->owned[i];
-			if (atomic_load_explicit(&iq->state, memory_order_relaxed) &
-			    (HS__Q_DEAD | HS__Q_PAUSED)) {
-				hs__q_release(iq);
-				disown(w, i);
-				continue;
-			}
-			moved += hs__round(w->ctx, iq);
-			i++;
-		}
+		unsigned moved = worker_poll(w);
 		hs__rcu_quiescent();
 		/* Nobody available to take newly ready queues: take them. */
-		if ((++iter & 15) == 0 && !avail &&
+		if ((++w->iter & 15) == 0 && !w->avail &&
 		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
-			take_ready(w, 0);
+			take_ready(w);
 		if (moved) {
-			empty = 0;
-			if (avail) {
-				avail = false;
-				atomic_fetch_sub(&sw->workers_avail, 1);
-			}
+			w->empty = 0;
+			set_avail(w, false);
 			continue;
 		}
 		if (flags & HS_SW_BUSY_POLL) {
 			__builtin_ia32_pause();
 			continue;
 		}
-		/* An idle streak starts at its 32nd empty round; the clock is
-		 * read only every 32 empty rounds. A worker whose queues have
-		 * been empty for poll_us/8 has a free core: it says so (senders
-		 * then hand their queues to it) and takes ready queues while it
-		 * keeps polling; after poll_us it lets go and sleeps. */
-		if (poll_ns) {
-			if (++empty & 31) {
-				__builtin_ia32_pause();
-				continue;
-			}
-			uint64_t now = mono_ns();
-			if (empty == 32)
-				idle_since = now;
-			if (now - idle_since >= poll_ns / 8) {
-				if (!avail) {
-					avail = true;
-					atomic_fetch_add(&sw->workers_avail, 1);
-				}
-				take_ready(w, 0);
-			}
-			if (now - idle_since < poll_ns)
-				continue;
-		}
-		for (unsigned i = 0; i < w->n_owned;)
-			if (!try_release(w, i))
-				i++;
-		empty = 0;
+		if (worker_idle(w, poll_ns))
+			worker_release_idle(w);
 	}
-	if (avail)
-		atomic_fetch_sub(&sw->workers_avail, 1);
+	set_avail(w, false);
 	while (w->n_owned) {
-		hs__q_release(w->owned[0]);
-		disown(w, 0);
+		hs__q_release(w->owned[0], true);
+		w->owned[0] = w->owned[--w->n_owned];
 	}
 	hs__rcu_leave();
 	hs__rcu_unregister();

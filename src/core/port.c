@@ -247,7 +247,8 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	p->ops = ops;
 	p->data = cfg->data;
 	p->flags = cfg->flags;
-	p->mtu = cfg->mtu ? cfg->mtu : 1500;
+	p->cfg_mtu = cfg->mtu ? cfg->mtu : 1500;
+	atomic_init(&p->mtu, p->cfg_mtu);
 	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
 		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
 						: UINT32_MAX;
@@ -538,6 +539,15 @@ int hs_port_set_link(hs_port_t *port, bool up)
 	return 0;
 }
 
+int hs_port_set_mtu(hs_port_t *port, uint32_t mtu)
+{
+	if (!port || (mtu && mtu < 68))
+		return -EINVAL;
+	atomic_store_explicit(&port->mtu, mtu && mtu < port->cfg_mtu ? mtu : port->cfg_mtu,
+			      memory_order_relaxed);
+	return 0;
+}
+
 int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev, int fd)
 {
 	bool level = ev & HS_EV_FD_LEVEL;
@@ -552,6 +562,15 @@ int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev, int fd)
 		port->inq[q].kick_level = level;
 	return fd >= 0 ? hs__dp_fd_add(port, q, ev, fd) : 0;
 }
+
+#ifndef NDEBUG
+void hs__be_violation(const struct hs_port *p, const char *op)
+{
+	hs__log(p->sw, HS_LOG_ERROR, "%s: backend op %s called while the port is "
+		"quiesced (hs_port_quiesce's contract broken)", p->name, op);
+	abort();
+}
+#endif
 
 int hs_port_quiesce(hs_port_t *port)
 {
@@ -573,6 +592,7 @@ int hs_port_quiesce(hs_port_t *port)
 	 * round (an RCU read-side section): one grace period later no
 	 * notification that read the backend's old state is in flight. */
 	hs__rcu_synchronize();
+	atomic_store_explicit(&port->quiesced, true, memory_order_release);
 	return 0;
 }
 
@@ -582,7 +602,12 @@ int hs_port_resume(hs_port_t *port)
 		return -EINVAL;
 	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
 		return -EDEADLK;
+	atomic_store_explicit(&port->quiesced, false, memory_order_release);
 	atomic_store(&port->paused, false);
+	/* Nothing signalled while paused is lost: a queue whose fd fired
+	 * (DISARMED) is re-armed, one that had work (PENDING: a kick, or its
+	 * last owner found frames when it enabled kicks) is run now, and
+	 * frames that waited for a receiver are delivered. */
 	for (unsigned q = 0; q < port->nq; q++) {
 		struct hs__inq *iq = &port->inq[q];
 		uint32_t s = atomic_fetch_and(&iq->state,

@@ -1,0 +1,274 @@
+/*
+ * vu_ring.c - the life of a vring, control side, and the one place where
+ * a ring becomes live for the data path.
+ *
+ * A front-end sends a ring's size, position and addresses in any order,
+ * before or after the features and the memory table, and may send them
+ * again. vu_msg.c stores them as sent; they are interpreted here only:
+ *  - vu_ring_start (SET_VRING_KICK) checks the size against the layout
+ *    the features chose (split: a power of two up to 32768; packed: up to
+ *    32768) and the position against that size (split: a 16-bit index;
+ *    packed: the next available slot below the size with its wrap counter
+ *    in bit 15, and, as QEMU sends it, the used slot and wrap counter in
+ *    the upper half, also below the size), and only then gives the data
+ *    path its geometry and position. While a ring
+ *    runs, its size, position and layout cannot change: SET_VRING_NUM,
+ *    SET_VRING_BASE and feature changes are refused then (as DPDK does),
+ *    because they were validated together.
+ *  - vu_rings_update, after every change (addresses, memory table, enable,
+ *    a fault, a broken ring), translates each started ring's areas
+ *    through the memory table in force, with the sizes and alignments its
+ *    layout needs, and lets the data path use (live) exactly the rings
+ *    for which all of it holds; a ring that goes live for the first time
+ *    gets its notifications enabled and one look for work queued before.
+ * Everything here runs while the port is quiesced.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "vu_dev.h"
+
+static const char not_started[] = "not started", disabled[] = "disabled";
+
+/* Translates a started ring's areas into vq (pointers only; NULL pointers
+ * when it fails). Returns NULL, or why the ring cannot be used. */
+static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
+			     struct vq *vq)
+{
+	vq->desc = NULL;
+	vq->avail = vq->used = NULL;
+	vq->pdesc = NULL;
+	vq->drv_evt = vq->dev_evt = NULL;
+	vq->mem = d->mem;
+	if (!d->mem)
+		return "no memory table";
+	if (!vr->addr_set)
+		return "no ring addresses";
+	uint64_t n = vq->size;
+	if (!vq->packed) {
+		struct vring_desc *desc = (void *)vu_uva(d->mem, vr->desc_uva, 16 * n);
+		uint16_t *avail = (void *)vu_uva(d->mem, vr->avail_uva, 6 + 2 * n);
+		uint16_t *used = (void *)vu_uva(d->mem, vr->used_uva, 6 + 8 * n);
+		if (!desc || !avail || !used)
+			return "ring outside guest memory";
+		if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3))
+			return "misaligned ring";
+		vq->desc = desc;
+		vq->avail = avail;
+		vq->used = used;
+		return NULL;
+	}
+	struct vring_packed_desc *pdesc = (void *)vu_uva(d->mem, vr->desc_uva, 16 * n);
+	struct vring_packed_event *drv = (void *)vu_uva(d->mem, vr->avail_uva, 4);
+	struct vring_packed_event *dev = (void *)vu_uva(d->mem, vr->used_uva, 4);
+	if (!pdesc || !drv || !dev)
+		return "ring outside guest memory";
+	if (((uintptr_t)pdesc & 15) || ((uintptr_t)drv & 3) || ((uintptr_t)dev & 3))
+		return "misaligned ring";
+	vq->pdesc = pdesc;
+	vq->drv_evt = drv;
+	vq->dev_evt = dev;
+	return NULL;
+}
+
+/* Whether ring i's addresses would translate with the size and layout
+ * known now (an early answer to SET_VRING_ADDR); NULL when they would or
+ * when that cannot be told yet. */
+const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i)
+{
+	const struct vu_vring *vr = &d->vr[i];
+	struct vq vq = vr->vq;
+	if (!vr->started) {
+		if (!vr->num || vr->num > VQ_MAX_SIZE)
+			return NULL;
+		vq.size = (uint16_t)vr->num;
+		vq.packed = vu_has(d, HS_VIRTIO_F_RING_PACKED);
+	}
+	if (!d->mem)
+		return NULL;
+	return translate(d, vr, &vq);
+}
+
+/* First time live: notifications on (a ring may keep a previous owner's
+ * "no kicks, I poll" in guest memory, e.g. after the switch restarted),
+ * and one look at what the driver queued before (it may have done so
+ * without kicking, as it was told). */
+static void ring_arm(struct vu_dev *d, struct vu_vring *vr)
+{
+	(void)d;
+	vr->kicks_off = false;
+	vq_set_kicks(&vr->vq, true);
+	uint64_t one = 1;
+	if (vr->kickfd >= 0 && write(vr->kickfd, &one, sizeof(one)) < 0) {
+		/* a full eventfd is signalled already */
+	}
+}
+
+void vu_rings_update(struct vu_dev *d)
+{
+	uint16_t active = 0;
+	bool prefix = true;
+	for (unsigned i = 0; i < 2u * d->nqp; i++) {
+		struct vu_vring *vr = &d->vr[i];
+		const char *why;
+		if (!vr->started)
+			why = not_started;
+		else if (vr->vq.broken)
+			why = vr->vq.broken;
+		else if ((why = translate(d, vr, &vr->vq)) == NULL && !vr->enabled)
+			why = disabled;
+		bool was = vr->live;
+		vr->live = !why;
+		if (was && !vr->live)
+			hs_port_log(d->port, HS_LOG_INFO, "vring %u stopped: %s", i, why);
+		else if (vr->started && why && why != vr->why_not && why != disabled)
+			hs_port_log(d->port, HS_LOG_WARN, "vring %u not usable: %s", i, why);
+		vr->why_not = why;
+		if (vr->live && vr->fresh) {
+			ring_arm(d, vr);
+			vr->fresh = false;
+		}
+	}
+	for (unsigned q = 0; q < d->nqp; q++) {
+		if (prefix && d->vr[2 * q].live)
+			active++;
+		else
+			prefix = false;
+	}
+	if (active != d->active_qp && active)
+		hs_port_log(d->port, HS_LOG_INFO, "%u of %u queue pair(s) active", active,
+			    d->nqp);
+	d->active_qp = active;
+	hs_port_set_active_queues(d->port, active ? active : 1);
+	hs_port_set_link(d->port, active > 0);
+}
+
+/* Receive rings get reservation scratch sized from the ring. */
+static int rx_scratch(struct vu_dev *d, unsigned q, uint32_t n)
+{
+	struct vu_rxq *r = &d->rxq[q];
+	if (r->chain_cap >= n)
+		return 0;
+	free(r->chain);
+	free(r->segs);
+	r->chain = calloc(n, sizeof(*r->chain));
+	r->segs = calloc(4 * (size_t)n + 64, sizeof(*r->segs));
+	if (!r->chain || !r->segs) {
+		free(r->chain);
+		free(r->segs);
+		r->chain = NULL;
+		r->segs = NULL;
+		r->chain_cap = r->seg_cap = 0;
+		return -ENOMEM;
+	}
+	r->chain_cap = n;
+	r->seg_cap = 4 * n + 64;
+	return 0;
+}
+
+int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd)
+{
+	struct vu_vring *vr = &d->vr[i];
+	bool packed = vu_has(d, HS_VIRTIO_F_RING_PACKED);
+	uint32_t n = vr->num;
+	const char *why = NULL;
+	if (!n || n > VQ_MAX_SIZE)
+		why = "no valid ring size";
+	else if (!packed && (n & (n - 1)))
+		why = "split ring size not a power of two";
+	else if (!packed && vr->base > 0xffff)
+		why = "split ring position wider than 16 bits";
+	else if (packed && ((vr->base & 0x7fff) >= n || ((vr->base >> 16) & 0x7fff) >= n))
+		why = "packed ring position outside the ring";
+	if (why) {
+		hs_port_log(d->port, HS_LOG_WARN, "vring %u not started: %s (size %u, "
+			    "position %#x, %s)", i, why, n, vr->base,
+			    packed ? "packed" : "split");
+		return -EINVAL;
+	}
+	if (!(i & 1) && rx_scratch(d, i / 2, n))
+		return -ENOMEM;
+	struct vq *vq = &vr->vq;
+	vq_reset(vq);
+	vq->size = (uint16_t)n;
+	vq->packed = packed;
+	vq->event_idx = vu_has(d, HS_VIRTIO_F_EVENT_IDX);
+	vq->indirect = vu_has(d, HS_VIRTIO_F_INDIRECT_DESC);
+	if (packed)
+		vq_set_base(vq, (uint16_t)(vr->base & 0x7fff), (vr->base >> 15) & 1);
+	else
+		vq_set_base(vq, (uint16_t)vr->base, true);
+	int rc = hs_port_set_queue_fd(d->port, (uint16_t)(i / 2),
+				      (i & 1) ? HS_EV_KICK : HS_EV_POSTED, kickfd);
+	if (rc)
+		return rc;
+	vr->kickfd = kickfd;
+	vr->started = true;
+	vr->fresh = true;
+	vr->kicks_off = false;
+	/* Without protocol features a ring is enabled as soon as it starts. */
+	if (!vu_has(d, VU_F_PROTOCOL_FEATURES))
+		vr->enabled = true;
+	vu_rings_update(d);
+	return 0;
+}
+
+uint32_t vu_ring_stop(struct vu_dev *d, unsigned i)
+{
+	struct vu_vring *vr = &d->vr[i];
+	if (vr->started) {
+		hs_port_set_queue_fd(d->port, (uint16_t)(i / 2),
+				     (i & 1) ? HS_EV_KICK : HS_EV_POSTED, -1);
+		vu_close_fd(&vr->kickfd);
+		const struct vq *vq = &vr->vq;
+		/* Quiesced: every chain popped was also used, so the next
+		 * available one is where the ring resumes. A packed ring's
+		 * position carries the used slot and wrap counter in its upper
+		 * half, which QEMU reads back. */
+		if (vq->packed)
+			vr->base = (uint32_t)(vq->last_avail | (vq->avail_wrap ? 0x8000 : 0)) |
+				   (uint32_t)(vq->used_idx | (vq->used_wrap ? 0x8000 : 0)) << 16;
+		else
+			vr->base = vq->last_avail;
+		vr->started = false;
+		vr->fresh = false;
+	}
+	vu_rings_update(d);
+	return vr->base;
+}
+
+void vu_ring_reset(struct vu_dev *d, unsigned i)
+{
+	struct vu_vring *vr = &d->vr[i];
+	if (vr->started)
+		hs_port_set_queue_fd(d->port, (uint16_t)(i / 2),
+				     (i & 1) ? HS_EV_KICK : HS_EV_POSTED, -1);
+	vu_close_fd(&vr->kickfd);
+	vu_close_fd(&vr->callfd);
+	vu_close_fd(&vr->errfd);
+	vr->num = 0;
+	vr->addr_set = false;
+	vr->base = 0;
+	vr->started = vr->fresh = vr->enabled = vr->live = false;
+	vr->kicks_off = false;
+	vr->why_not = NULL;
+	vq_reset(&vr->vq);
+}
+
+/* The data path found a ring broken (a guest bug or attack). Called by
+ * the ring's data-path user; the control plane's next update keeps it
+ * down (vq.broken) until the front-end starts the ring again. */
+void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr)
+{
+	atomic_fetch_add(&d->broken_rings, 1);
+	hs_port_log(d->port, HS_LOG_ERROR, "vring %u stopped: %s; link down until reset",
+		    (unsigned)(vr - d->vr), vr->vq.broken ? vr->vq.broken : "?");
+	vr->live = false;
+	hs_port_set_link(d->port, false);
+	if (vr->errfd >= 0) {
+		uint64_t one = 1;
+		if (write(vr->errfd, &one, sizeof(one)) < 0) {
+			/* nobody listens: the log line stays */
+		}
+	}
+}

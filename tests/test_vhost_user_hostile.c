@@ -1,0 +1,765 @@
+/*
+ * test_vhost_user_hostile.c - what a hostile or merely unusual front-end
+ * may choose, against the vhost-user backend:
+ *  - the order of the setup messages (any order is either correct or
+ *    refused; a ring never becomes live with a position outside it);
+ *  - control messages in the middle of traffic while workers poll (a
+ *    queue must never be left with its kicks suppressed and nobody
+ *    polling it);
+ *  - memory files shorter than the regions they are said to back, or
+ *    shrunk while mapped (the switch must neither die nor stop others).
+ * Guest memory outside the rings is filled with a canary and checked: the
+ * switch must not write outside the rings and buffers it was given.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+
+#include "vu_env.h"
+
+#define F(b) (1ull << (b))
+static const uint64_t base = F(HS_VIRTIO_F_VERSION_1) | F(30);
+
+#define CANARY 0x5a
+#define CANARY_LEN (1u << 20)
+
+/* ---- 1. packed ring positions -------------------------------------------------- */
+
+enum order {
+	NUM_BIG_BASE_NUM_SMALL, /* NUM(32768), BASE(20000), NUM(256) */
+	BASE_BEFORE_NUM,        /* BASE(20000), NUM(256) */
+	SPLIT_BASE_THEN_PACKED, /* features without RING_PACKED, BASE(20000), then
+				 * SET_FEATURES with RING_PACKED */
+	N_ORDER
+};
+
+/* The transmit ring's descriptor table sits on its own page with a
+ * canary megabyte after it, where slot 20000 would be; a valid-looking
+ * descriptor is planted there. The switch must neither forward that frame
+ * nor write anything past the ring. */
+static void packed_position(enum order order)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	uint64_t want = base | F(HS_VIRTIO_F_RING_PACKED);
+	uint64_t first = order == SPLIT_BASE_THEN_PACKED ? base : want;
+	ck_assert_int_eq(vud_hello(&a, want), 0);
+	ck_assert(a.packed);
+	ck_assert_int_eq(vud_u64(&a, VUD_SET_FEATURES, first), 0);
+	ck_assert_int_eq(vud_mem_table(&a), 0);
+	a.nqp = 1;
+	vud_ring_alloc(&a, &a.r[0], true);
+	vud_ring_alloc(&a, &a.r[1], false);
+	struct vud_ring *tx = &a.r[1];
+	tx->pdesc = vud_alloc(&a, 4096, 4096);
+	uint8_t *canary = vud_alloc(&a, CANARY_LEN, 4096);
+	memset(canary, CANARY, CANARY_LEN);
+	/* A frame the ring does not hold, at slot 20000 of a ring that large. */
+	static uint8_t f[200];
+	size_t n = mkframe(f, 0, 1, 100, 1);
+	uint8_t *buf = vud_alloc(&a, 512, 64);
+	memset(buf, 0, a.hdr_len);
+	memcpy(buf + a.hdr_len, f, n);
+	uint8_t *slot = (uint8_t *)tx->pdesc + 20000 * 16;
+	ck_assert((uintptr_t)slot >= (uintptr_t)canary);
+	struct { uint64_t addr; uint32_t len; uint16_t id, flags; } d = {
+		vud_gpa(&a, buf), (uint32_t)(a.hdr_len + n), 7, 1 << 7};
+	memcpy(slot, &d, sizeof(d));
+	static uint8_t before[CANARY_LEN];
+	memcpy(before, canary, CANARY_LEN);
+
+	/* The receive ring, canonically. */
+	ck_assert_int_eq(vud_ring_setup(&a, 0), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 16, VUD_BUF), 0);
+	/* The transmit ring in the chosen order; any step may be refused. */
+	int rc = 0;
+	switch (order) {
+	case NUM_BIG_BASE_NUM_SMALL:
+		rc |= vud_state(&a, VUD_SET_VRING_NUM, 1, 32768);
+		rc |= vud_state(&a, VUD_SET_VRING_BASE, 1, 20000 | 0x8000);
+		rc |= vud_state(&a, VUD_SET_VRING_NUM, 1, 256);
+		break;
+	case BASE_BEFORE_NUM:
+		rc |= vud_state(&a, VUD_SET_VRING_BASE, 1, 20000 | 0x8000);
+		rc |= vud_state(&a, VUD_SET_VRING_NUM, 1, 256);
+		break;
+	case SPLIT_BASE_THEN_PACKED:
+		rc |= vud_state(&a, VUD_SET_VRING_NUM, 1, 256);
+		rc |= vud_state(&a, VUD_SET_VRING_BASE, 1, 20000 | 0x8000);
+		rc |= vud_u64(&a, VUD_SET_FEATURES, want);
+		break;
+	default:
+		break;
+	}
+	rc |= vud_ring_addr(&a, 1);
+	rc |= vud_ring_fd(&a, VUD_SET_VRING_KICK, 1, tx->kick);
+	rc |= vud_ring_fd(&a, VUD_SET_VRING_CALL, 1, tx->call);
+	rc |= vud_state(&a, VUD_SET_VRING_ENABLE, 1, 1);
+	(void)rc; /* refusing a step is a correct answer */
+	vud_kick(tx);
+	/* What the bug did: read the planted descriptor (the frame floods
+	 * to m) and mark it used (a write into the canary). */
+	ck_assert_msg(!TH_WAIT(th_pending(m) > 0 || memcmp(before, canary, CANARY_LEN), 300),
+		      "order %d: the switch used memory outside the ring", order);
+	ck_assert_uint_eq(th_pstats(e.p[0]).rx_packets, 0);
+	/* The switch and its other ports carry on. */
+	hs_port_t *m2 = th_port(e.sw, "m2", 0);
+	n = mkframe(f, 0, 9, 100, 2);
+	ck_assert_int_eq(th_send(m2, f, n), 0);
+	ck_assert_int_eq(th_drain(m), 1);
+	vud_close(&a);
+	env_down(&e);
+}
+
+START_TEST(packed_position_outside_the_ring_is_never_used)
+{
+	packed_position((enum order)_i);
+}
+END_TEST
+
+/* ---- 2. control messages in the middle of traffic, workers polling ---------------- */
+
+enum ctl { CTL_CALL, CTL_ENABLE, CTL_MEM_ADD, CTL_ERR, N_CTL };
+
+/* a sends `total` frames to b while the switch's worker polls a's transmit
+ * queue (kicks suppressed); every 100 frames a's front-end sends a control
+ * message that pauses the port. Every frame must arrive. */
+static void traffic_with_control(uint64_t want, enum ctl ctl)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 100000};
+	struct env e;
+	env_up_cfg(&e, 0, &cfg);
+	struct vud a, b;
+	guest_up(&a, e.path[0], want, e.p[0]);
+	guest_up(&b, e.path[1], want, e.p[1]);
+	static uint8_t f[2000], g[2000];
+	size_t n = mkframe(f, 0, 2, 64, 0); /* b announces itself */
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	const uint32_t total = 1000;
+	int extra_fd = -1;
+	for (uint32_t i = 1; i <= total; i++) {
+		n = mkframe(f, 2, 1, 60 + i % 700, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
+			vud_reap_tx(&a, 0);
+		int got = recv_wait(&b, g, sizeof(g), NULL);
+		ck_assert_msg(got == (int)n, "frame %u of %u stuck after a control message "
+			      "(%d, features %llx)", i, total, ctl,
+			      (unsigned long long)a.features);
+		ck_assert_int_eq(memcmp(g, f, n), 0);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+		vud_reap_tx(&a, 0);
+		if (i % 100)
+			continue;
+		switch (ctl) {
+		case CTL_CALL: /* QEMU does this when a guest masks a vector */
+			ck_assert_int_eq(vud_ring_fd(&a, VUD_SET_VRING_CALL, 1, a.r[1].call), 0);
+			break;
+		case CTL_ENABLE: /* ethtool -L, or a repeated enable */
+			ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 1), 0);
+			break;
+		case CTL_MEM_ADD: { /* memory hot-plug: a region added, then removed */
+			if (extra_fd < 0) {
+				extra_fd = memfd_create("vud-extra", MFD_CLOEXEC);
+				ck_assert_int_eq(ftruncate(extra_fd, 1 << 20), 0);
+			}
+			uint64_t reg[5] = {0, 0x100000000ull, 1 << 20, 0x10000000000ull, 0};
+			uint32_t req = (i / 100) % 2 ? VUD_ADD_MEM_REG : VUD_REM_MEM_REG;
+			ck_assert_int_eq(vud_call(&a, req, reg, sizeof(reg), &extra_fd, 1), 0);
+			break;
+		}
+		case CTL_ERR: {
+			int efd = eventfd(0, EFD_CLOEXEC);
+			ck_assert_int_eq(vud_ring_fd(&a, VUD_SET_VRING_ERR, 1, efd), 0);
+			close(efd);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	if (extra_fd >= 0)
+		close(extra_fd);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+
+START_TEST(control_messages_mid_traffic_never_stall_a_polled_queue)
+{
+	static const uint64_t rings[] = {
+		0, F(HS_VIRTIO_F_EVENT_IDX), F(HS_VIRTIO_F_RING_PACKED),
+		F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_EVENT_IDX)};
+	traffic_with_control(base | rings[_i % 4], (enum ctl)(_i / 4));
+}
+END_TEST
+
+/* ---- 3. memory files ---------------------------------------------------------------- */
+
+START_TEST(a_region_larger_than_its_file_is_refused)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud v;
+	ck_assert_int_eq(vud_connect(&v, e.path[0]), 0);
+	ck_assert_int_eq(vud_hello(&v, base), 0);
+	ck_assert_int_eq(vud_u64(&v, VUD_SET_FEATURES, v.features), 0);
+	int small = memfd_create("vud-small", MFD_CLOEXEC);
+	ck_assert_int_eq(ftruncate(small, 4096), 0);
+	/* 16 MiB described, 4 KiB behind it; then an offset past the end. */
+	uint64_t mt[5] = {1, VUD_GPA, VUD_MEM, (uint64_t)(uintptr_t)v.mem, 0};
+	ck_assert_int_eq(vud_call(&v, VUD_SET_MEM_TABLE, mt, 8 + 32, &small, 1), -EIO);
+	uint64_t mt2[5] = {1, VUD_GPA, 4096, (uint64_t)(uintptr_t)v.mem, 4096};
+	ck_assert_int_eq(vud_call(&v, VUD_SET_MEM_TABLE, mt2, 8 + 32, &small, 1), -EIO);
+	uint64_t reg[5] = {0, VUD_GPA, VUD_MEM, (uint64_t)(uintptr_t)v.mem, 0};
+	ck_assert_int_eq(vud_call(&v, VUD_ADD_MEM_REG, reg, sizeof(reg), &small, 1), -EIO);
+	close(small);
+	/* The same connection then sets up properly and works. */
+	ck_assert_int_eq(vud_mem_table(&v), 0);
+	v.nqp = 1;
+	for (unsigned i = 0; i < 2; i++) {
+		vud_ring_alloc(&v, &v.r[i], !(i & 1));
+		ck_assert_int_eq(vud_ring_setup(&v, i), 0);
+	}
+	ck_assert_int_eq(vud_post_rx(&v, 0, 16, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	vud_close(&v);
+	env_down(&e);
+}
+END_TEST
+
+/* The front-end shrinks its memory file after the switch mapped it: the
+ * switch's next access to the rings is past the end of the file. */
+START_TEST(a_memory_file_shrunk_under_the_switch_stops_only_its_port)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m1 = th_port(e.sw, "m1", 0), *m2 = th_port(e.sw, "m2", 0);
+	struct vud a;
+	guest_up(&a, e.path[0], base | (_i ? F(HS_VIRTIO_F_RING_PACKED) : 0), e.p[0]);
+	/* Our own view of the memory goes first: we must not touch it. */
+	munmap(a.mem, VUD_MEM);
+	a.mem = NULL;
+	ck_assert_int_eq(ftruncate(a.memfd, 0), 0);
+	vud_kick(&a.r[1]);
+	static uint8_t f[200];
+	size_t n = mkframe(f, 0, 9, 100, 1);
+	ck_assert_int_eq(th_send(m1, f, n), 0); /* floods into a's rings too */
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "memory_faults") >= 1, 3000));
+	/* Everyone else keeps switching; a new front-end on the port works. */
+	others_keep_switching_then_port_recovers(&e, &a, m1, m2, base);
+	env_down(&e);
+}
+END_TEST
+
+/* ---- 4. setup messages in any order -------------------------------------------------- */
+
+/* Steps of a front-end's setup, applied to both rings of queue pair 0. */
+enum step {
+	S_END, S_FEAT, S_MEM, S_NUM, S_BASE, S_ADDR, S_KICK, S_CALL, S_ENABLE,
+	S_FEAT_OTHER,   /* features that differ (EVENT_IDX toggled) */
+	S_NUM_OTHER,    /* another ring size */
+	S_BASE_OTHER,   /* another position */
+	S_MEM_NORING,   /* a table without the rings' region */
+	S_GET_BASE,     /* stop the rings */
+	S_ADDR_BAD,     /* addresses outside guest memory */
+	S_BASE_WIDE,    /* a position wider than 16 bits */
+	S_NUM_BIG,      /* 32768 */
+	S_BASE_FAR,     /* slot 20000 */
+	S_BASE_USED_FAR, /* packed: used slot 20000 (upper half, as QEMU sends it) */
+};
+
+enum expect { WORKS, REFUSED, EITHER };
+
+struct scenario {
+	const char *name;
+	enum expect expect;
+	enum step steps[24];
+};
+
+#define CANON S_FEAT, S_MEM, S_NUM, S_BASE, S_ADDR, S_KICK, S_CALL, S_ENABLE
+static const struct scenario scenarios[] = {
+	{"canonical", WORKS, {CANON}},
+	{"memory before features", WORKS,
+	 {S_MEM, S_FEAT, S_NUM, S_BASE, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"rings before features and memory", WORKS,
+	 {S_NUM, S_BASE, S_ADDR, S_CALL, S_FEAT, S_MEM, S_KICK, S_ENABLE}},
+	{"kick before memory", WORKS,
+	 {S_FEAT, S_NUM, S_BASE, S_ADDR, S_KICK, S_CALL, S_ENABLE, S_MEM}},
+	{"addresses before size", WORKS,
+	 {S_FEAT, S_MEM, S_ADDR, S_BASE, S_NUM, S_KICK, S_CALL, S_ENABLE}},
+	{"enable before kick", WORKS,
+	 {S_FEAT, S_MEM, S_NUM, S_BASE, S_ADDR, S_ENABLE, S_CALL, S_KICK}},
+	{"everything twice", WORKS,
+	 {S_FEAT, S_FEAT, S_MEM, S_MEM, S_NUM, S_NUM, S_BASE, S_BASE, S_ADDR, S_ADDR,
+	  S_KICK, S_KICK, S_CALL, S_CALL, S_ENABLE, S_ENABLE}},
+	{"features changed after start", WORKS, {CANON, S_FEAT_OTHER}},
+	{"size changed after start", WORKS, {CANON, S_NUM_OTHER}},
+	{"position changed after start", WORKS, {CANON, S_BASE_OTHER}},
+	{"memory table replaced under live rings", WORKS, {CANON, S_MEM, S_MEM}},
+	{"rings' memory removed, then back", WORKS, {CANON, S_MEM_NORING, S_MEM}},
+	{"stopped and started again", WORKS, {CANON, S_GET_BASE, S_KICK}},
+	{"bad addresses, then good ones", WORKS,
+	 {S_FEAT, S_MEM, S_NUM, S_BASE, S_ADDR_BAD, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"rings' memory removed", REFUSED, {CANON, S_MEM_NORING}},
+	{"stopped", REFUSED, {CANON, S_GET_BASE}},
+	{"kick before size", REFUSED,
+	 {S_FEAT, S_MEM, S_KICK, S_NUM, S_BASE, S_ADDR, S_CALL, S_ENABLE}},
+	{"position wider than 16 bits", EITHER,
+	 {S_FEAT, S_MEM, S_NUM, S_BASE_WIDE, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"big ring, far position, small ring", EITHER,
+	 {S_FEAT, S_MEM, S_NUM_BIG, S_BASE_FAR, S_NUM, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"far position before size", EITHER,
+	 {S_FEAT, S_MEM, S_BASE_FAR, S_NUM, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"bad addresses only", REFUSED,
+	 {S_FEAT, S_MEM, S_NUM, S_BASE, S_ADDR_BAD, S_KICK, S_CALL, S_ENABLE}},
+	{"no position", EITHER, {S_FEAT, S_MEM, S_NUM, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+	{"used position far outside", REFUSED,
+	 {S_FEAT, S_MEM, S_NUM, S_BASE_USED_FAR, S_ADDR, S_KICK, S_CALL, S_ENABLE}},
+};
+#define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
+
+/* Guest memory for the permutation test: region 0 holds the rings, each
+ * ring's last area ending on a page boundary, and the region ends right
+ * after the transmit ring (the switch maps a guard after every region:
+ * an access past that ring faults); region 1 holds the buffer pools and,
+ * after them, the canary. */
+#define PERM_R0 (64u << 10)
+#define POOL_N 64
+
+struct perm {
+	struct vud v;
+	uint8_t *rx_pool, *tx_pool, *canary;
+	size_t canary_len;
+	unsigned rx_next, tx_next;
+	uint64_t feat;
+};
+
+static int perm_mem(struct perm *p, bool with_rings)
+{
+	struct vud *v = &p->v;
+	uint64_t mt[1 + 2 * 4] = {0};
+	uint32_t n = with_rings ? 2 : 1;
+	memcpy(mt, &n, 4);
+	uint64_t *r = mt + 1;
+	if (with_rings) {
+		r[0] = VUD_GPA, r[1] = PERM_R0, r[2] = (uint64_t)(uintptr_t)v->mem, r[3] = 0;
+		r += 4;
+	}
+	r[0] = VUD_GPA + PERM_R0, r[1] = VUD_MEM - PERM_R0;
+	r[2] = (uint64_t)(uintptr_t)v->mem + PERM_R0, r[3] = PERM_R0;
+	int fds[2] = {v->memfd, v->memfd};
+	return vud_call(v, VUD_SET_MEM_TABLE, mt, 8 + 32 * n, fds, n);
+}
+
+/* Lays out one ring so that its last area ends at `end` (page aligned). */
+static void perm_ring(struct perm *p, unsigned i, size_t end)
+{
+	struct vud *v = &p->v;
+	struct vud_ring *r = &v->r[i];
+	vud_ring_alloc(v, r, !(i & 1)); /* state and fds; areas placed below */
+	uint8_t *e = v->mem + end;
+	if (!v->packed) {
+		r->used = (uint16_t *)(e - 2056);           /* 6 + 8n, 8-aligned start */
+		r->avail = (uint16_t *)(e - 4096 - 520);    /* 6 + 2n */
+		r->desc = (void *)(e - 8192);               /* 16n */
+	} else {
+		r->pdesc = (void *)(e - 4096);
+		r->drv_evt = (uint16_t *)(e - 8192);
+		r->dev_evt = (uint16_t *)(e - 8192 + 64);
+	}
+}
+
+static int perm_step(struct perm *p, enum step st)
+{
+	struct vud *v = &p->v;
+	int rc = 0;
+	for (unsigned i = 0; i < 2 && !rc; i++) {
+		struct vud_ring *r = &v->r[i];
+		switch (st) {
+		case S_FEAT:
+			return vud_u64(v, VUD_SET_FEATURES, p->feat);
+		case S_FEAT_OTHER:
+			return vud_u64(v, VUD_SET_FEATURES, p->feat ^ F(HS_VIRTIO_F_EVENT_IDX));
+		case S_MEM:
+			return perm_mem(p, true);
+		case S_MEM_NORING:
+			return perm_mem(p, false);
+		case S_NUM:
+			rc = vud_state(v, VUD_SET_VRING_NUM, i, VUD_QSIZE);
+			break;
+		case S_NUM_OTHER:
+			rc = vud_state(v, VUD_SET_VRING_NUM, i, VUD_QSIZE / 2);
+			break;
+		case S_NUM_BIG:
+			rc = vud_state(v, VUD_SET_VRING_NUM, i, 32768);
+			break;
+		case S_BASE:
+			rc = vud_state(v, VUD_SET_VRING_BASE, i, v->packed ? 0x8000 : 0);
+			break;
+		case S_BASE_OTHER:
+			rc = vud_state(v, VUD_SET_VRING_BASE, i, v->packed ? 0x8000 | 7 : 7);
+			break;
+		case S_BASE_WIDE:
+			rc = vud_state(v, VUD_SET_VRING_BASE, i, 0x18000);
+			break;
+		case S_BASE_FAR:
+			rc = vud_state(v, VUD_SET_VRING_BASE, i, 0x8000 | 20000);
+			break;
+		case S_BASE_USED_FAR:
+			rc = vud_state(v, VUD_SET_VRING_BASE, i, 0x8000 | (0x8000u | 20000) << 16);
+			break;
+		case S_ADDR:
+			rc = vud_ring_addr(v, i);
+			break;
+		case S_ADDR_BAD: {
+			uint64_t a[5] = {i, 0x10, 0x10, 0x10, 0};
+			rc = vud_call(v, VUD_SET_VRING_ADDR, a, 40, NULL, 0);
+			break;
+		}
+		case S_KICK:
+			rc = vud_ring_fd(v, VUD_SET_VRING_KICK, i, r->kick);
+			break;
+		case S_CALL:
+			rc = vud_ring_fd(v, VUD_SET_VRING_CALL, i, r->call);
+			break;
+		case S_ENABLE:
+			rc = vud_state(v, VUD_SET_VRING_ENABLE, i, 1);
+			break;
+		case S_GET_BASE: {
+			uint32_t stt[2] = {i, 0}, out[2];
+			rc = vud_send_msg(v, VUD_GET_VRING_BASE, 0, stt, 8, NULL, 0);
+			if (!rc)
+				rc = vud_recv_reply(v, VUD_GET_VRING_BASE, out, 8) == 8 ? 0 : -EPROTO;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	return rc;
+}
+
+static void perm_post(struct perm *p, unsigned n)
+{
+	struct vud_ring *r = &p->v.r[0];
+	uint16_t old = r->avail_idx;
+	for (unsigned k = 0; k < n; k++) {
+		uint64_t g = vud_gpa(&p->v, p->rx_pool + (p->rx_next++ % POOL_N) * VUD_BUF);
+		uint32_t len = VUD_BUF;
+		if (vud_add(&p->v, r, &g, &len, 1, g))
+			break;
+	}
+	vud_kick_if_needed(&p->v, r, old);
+}
+
+static void perm_send(struct perm *p, const uint8_t *f, uint32_t n)
+{
+	struct vud *v = &p->v;
+	struct vud_ring *r = &v->r[1];
+	vud_reap_tx(v, 0);
+	uint8_t *b = p->tx_pool + (p->tx_next++ % POOL_N) * VUD_BUF;
+	memset(b, 0, v->hdr_len);
+	memcpy(b + v->hdr_len, f, n);
+	uint64_t g = vud_gpa(v, b);
+	uint32_t len = v->hdr_len + n;
+	uint16_t old = r->avail_idx;
+	if (!vud_add(v, r, &g, &len, 1, g))
+		vud_kick_if_needed(v, r, old);
+}
+
+static void permutation(const struct scenario *sc, bool packed)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0), *m2 = th_port(e.sw, "m2", 0);
+	static struct perm p;
+	memset(&p, 0, sizeof(p));
+	struct vud *v = &p.v;
+	ck_assert_int_eq(vud_connect(v, e.path[0]), 0);
+	uint64_t want = base | F(HS_VIRTIO_F_EVENT_IDX) | (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	ck_assert_int_eq(vud_hello(v, want), 0);
+	p.feat = v->features;
+	v->nqp = 1;
+	perm_ring(&p, 0, PERM_R0 / 2);
+	perm_ring(&p, 1, PERM_R0);
+	v->used_mem = PERM_R0;
+	p.rx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
+	p.tx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
+	p.canary = vud_alloc(v, 1, 4096);
+	p.canary_len = VUD_MEM - (size_t)(p.canary - v->mem);
+	memset(p.canary, CANARY, p.canary_len);
+	int refused = 0;
+	for (unsigned k = 0; k < 24 && sc->steps[k] != S_END; k++)
+		refused += perm_step(&p, sc->steps[k]) != 0;
+	perm_post(&p, 32);
+	/* Traffic both ways: m floods to the guest, the guest answers m. */
+	static uint8_t f[200], g[2100];
+	size_t n = mkframe(f, 0, 7, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	int got = 0;
+	TH_WAIT((got = vud_recv(v, 0, g, sizeof(g), NULL)) != 0, sc->expect == WORKS ? 3000 : 200);
+	n = mkframe(f, 7, 1, 100, 2);
+	perm_send(&p, f, (uint32_t)n);
+	bool back = TH_WAIT(th_pending(m) > 0, sc->expect == WORKS ? 3000 : 200);
+	bool works = got == (int)n && back;
+	if (sc->expect == WORKS)
+		ck_assert_msg(works, "%s (%s): no traffic (got %d, back %d, %d steps refused)",
+			      sc->name, packed ? "packed" : "split", got, back, refused);
+	else if (sc->expect == REFUSED)
+		ck_assert_msg(!works, "%s (%s): traffic through a ring that should not run",
+			      sc->name, packed ? "packed" : "split");
+	/* Whatever happened, nothing was written outside the rings and the
+	 * buffers, and the rest of the switch works. */
+	size_t bad = 0;
+	while (bad < p.canary_len && p.canary[bad] == CANARY)
+		bad++;
+	ck_assert_msg(bad == p.canary_len, "%s (%s): byte %zu past the pools written",
+		      sc->name, packed ? "packed" : "split", bad);
+	th_drain(m);
+	th_drain(m2);
+	n = mkframe(f, 0, 9, 100, 3);
+	hs_port_t *m3 = th_port(e.sw, "m3", 0);
+	ck_assert_int_eq(th_send(m3, f, n), 0);
+	ck_assert(TH_WAIT(th_drain(m2) == 1, 3000));
+	vud_close(v);
+	env_down(&e);
+}
+
+START_TEST(setup_messages_in_any_order_work_or_are_refused)
+{
+	permutation(&scenarios[_i / 2], _i % 2);
+}
+END_TEST
+
+/* ---- 5. hostile packed rings --------------------------------------------------------- */
+
+enum pabuse { P_LOOP, P_OUTSIDE, P_WRONG_DIR, P_NESTED_INDIRECT, P_BAD_INDIRECT_LEN,
+	      P_INDIRECT_NOT_NEGOTIATED, P_INDIRECT_WITH_NEXT, N_PBROKEN,
+	      /* not breaking the ring, but not to be taken as frames either */
+	      P_WRONG_WRAP = N_PBROKEN, P_USED_LOOKING, N_PABUSE };
+
+struct pdesc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id, flags;
+};
+
+static void abuse_packed(struct vud *v, enum pabuse kind)
+{
+	struct vud_ring *r = &v->r[1];
+	struct pdesc *ring = (struct pdesc *)r->pdesc;
+	uint16_t s = r->avail_idx;
+	uint16_t av = r->avail_wrap ? (1 << 7) : (1 << 15);
+	uint8_t *b = vud_alloc(v, 4096, 64);
+	memset(b, 0, 4096);
+	struct pdesc d = {vud_gpa(v, b), 100, 3, av};
+	switch (kind) {
+	case P_LOOP: /* every slot says NEXT: a chain longer than the ring */
+		for (unsigned k = 0; k < r->size; k++)
+			ring[k] = (struct pdesc){vud_gpa(v, b), 8, 3, (uint16_t)(av | 1)};
+		d.flags = (uint16_t)(av | 1);
+		break;
+	case P_OUTSIDE:
+		d.addr = 0x10;
+		break;
+	case P_WRONG_DIR:
+		d.flags = (uint16_t)(av | 2);
+		break;
+	case P_NESTED_INDIRECT: {
+		struct pdesc *t = (struct pdesc *)(b + 1024);
+		t[0] = (struct pdesc){vud_gpa(v, b), 16, 0, 4};
+		d = (struct pdesc){vud_gpa(v, t), 16, 3, (uint16_t)(av | 4)};
+		break;
+	}
+	case P_BAD_INDIRECT_LEN:
+		d = (struct pdesc){vud_gpa(v, b), 17, 3, (uint16_t)(av | 4)};
+		break;
+	case P_INDIRECT_NOT_NEGOTIATED: /* the port below does not offer it */
+		d = (struct pdesc){vud_gpa(v, b), 16, 3, (uint16_t)(av | 4)};
+		break;
+	case P_INDIRECT_WITH_NEXT:
+		d = (struct pdesc){vud_gpa(v, b), 16, 3, (uint16_t)(av | 4 | 1)};
+		break;
+	case P_WRONG_WRAP: /* marked available for the other lap */
+		d.flags = (uint16_t)(av ^ ((1 << 7) | (1 << 15)));
+		break;
+	case P_USED_LOOKING: /* both bits as this lap's used descriptors */
+		d.flags = r->avail_wrap ? (uint16_t)((1 << 7) | (1 << 15)) : 0;
+		break;
+	default:
+		break;
+	}
+	ring[s] = d;
+	vud_kick(r);
+}
+
+START_TEST(hostile_packed_rings_stop_only_their_port)
+{
+	enum pabuse kind = (enum pabuse)_i;
+	struct env e;
+	uint64_t off = kind == P_INDIRECT_NOT_NEGOTIATED ? F(HS_VIRTIO_F_INDIRECT_DESC) : 0;
+	env_up(&e, off);
+	hs_port_t *m1 = th_port(e.sw, "m1", 0), *m2 = th_port(e.sw, "m2", 0);
+	struct vud a;
+	uint64_t want = base | F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_INDIRECT_DESC);
+	guest_up(&a, e.path[0], want, e.p[0]);
+	abuse_packed(&a, kind);
+	if (kind < N_PBROKEN) {
+		ck_assert_msg(TH_WAIT(!hs_port_link_up(e.p[0]), 3000), "abuse %d", kind);
+		ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 1);
+	} else {
+		/* Not available to the device: nothing taken, nothing broken. */
+		ck_assert(!TH_WAIT(th_pstats(e.p[0]).rx_packets > 0 ||
+				   backend_ctr(e.p[0], "broken_rings") > 0, 200));
+		ck_assert(hs_port_link_up(e.p[0]));
+	}
+	others_keep_switching_then_port_recovers(&e, &a, m1, m2, want);
+	env_down(&e);
+}
+END_TEST
+
+/* Packed buffer ids are the driver's: any 16-bit value comes back as it
+ * was given, and an indirect table in a packed ring carries a frame. */
+START_TEST(packed_ids_and_indirect_tables_are_the_drivers)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	uint64_t want = base | F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_INDIRECT_DESC);
+	guest_up(&a, e.path[0], want, e.p[0]);
+	struct vud_ring *r = &a.r[1];
+	struct pdesc *ring = (struct pdesc *)r->pdesc;
+	static uint8_t f[300];
+	size_t n = mkframe(f, 5, 1, 200, 1);
+	uint8_t *b = vud_alloc(&a, 512, 64);
+	memset(b, 0, a.hdr_len);
+	memcpy(b + a.hdr_len, f, n);
+	/* An indirect table of three pieces, buffer id 60000. */
+	struct pdesc *t = vud_alloc(&a, 3 * 16, 16);
+	t[0] = (struct pdesc){vud_gpa(&a, b), a.hdr_len, 0, 0};
+	t[1] = (struct pdesc){vud_gpa(&a, b + a.hdr_len), 50, 0, 0};
+	t[2] = (struct pdesc){vud_gpa(&a, b + a.hdr_len + 50), (uint32_t)n - 50, 0, 0};
+	uint16_t s = r->avail_idx;
+	ring[s] = (struct pdesc){vud_gpa(&a, t), 48, 60000,
+				 (uint16_t)((r->avail_wrap ? 1 << 7 : 1 << 15) | 4)};
+	vud_kick(r);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	struct hs_mem_frame fr;
+	ck_assert_int_eq(hs_mem_rx_burst(m, 0, &fr, 1), 1);
+	ck_assert_uint_eq(fr.len, n);
+	ck_assert_int_eq(memcmp(fr.data, f, n), 0);
+	hs_mem_rx_release(m, 0, 1);
+	/* The used descriptor carries id 60000 in the slot of the chain. */
+	ck_assert(TH_WAIT(__atomic_load_n(&ring[s].flags, __ATOMIC_ACQUIRE) ==
+				  (r->avail_wrap ? ((1 << 7) | (1 << 15)) : 0), 3000));
+	ck_assert_uint_eq(ring[s].id, 60000);
+	ck_assert(hs_port_link_up(e.p[0]));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* A receive buffer in more pieces than the switch can track is given back
+ * unused and counted; the receiver keeps getting frames. */
+START_TEST(a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	uint64_t want = base | F(HS_VIRTIO_F_INDIRECT_DESC) | (_i ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, want, 1), 0);
+	struct vud_ring *r = &a.r[0];
+	/* 2000 one-byte pieces, every other byte: nothing merges. */
+	uint8_t *b = vud_alloc(&a, 4096, 64);
+	void *tbl = vud_alloc(&a, 2000 * 16, 16);
+	for (unsigned k = 0; k < 2000; k++) {
+		uint64_t addr = vud_gpa(&a, b + 2 * k);
+		if (a.packed)
+			((struct pdesc *)tbl)[k] = (struct pdesc){addr, 1, 0, 2};
+		else
+			((struct vring_d { uint64_t a; uint32_t l; uint16_t f, n; } *)tbl)[k] =
+				(struct vring_d){addr, 1, (uint16_t)(2 | (k + 1 < 2000)),
+						 (uint16_t)(k + 1)};
+	}
+	if (a.packed) {
+		struct pdesc *ring = (struct pdesc *)r->pdesc;
+		ring[r->avail_idx] = (struct pdesc){vud_gpa(&a, tbl), 2000 * 16, 0,
+						     (uint16_t)((1 << 7) | 4 | 2)};
+		r->avail_idx++;
+		r->nfree--;
+		r->chain_len[0] = 1;
+		r->n_id_free--; /* id 0 (the next free one) taken */
+	} else {
+		uint16_t head = r->free_head;
+		r->desc[head].addr = vud_gpa(&a, tbl);
+		r->desc[head].len = 2000 * 16;
+		r->desc[head].flags = 4 | 2;
+		r->free_head = r->next_free[head];
+		r->nfree--;
+		r->chain_len[head] = 1;
+		r->avail[2 + (r->avail_idx & (r->size - 1))] = head;
+		r->avail_idx++;
+		__atomic_store_n(&r->avail[1], r->avail_idx, __ATOMIC_RELEASE);
+	}
+	ck_assert_int_eq(vud_post_rx(&a, 0, 8, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[200], g[2100];
+	for (uint32_t i = 0; i < 3; i++) {
+		size_t n = mkframe(f, 0, 7, 100, i);
+		ck_assert_int_eq(th_send(m, f, n), 0);
+		int got = 0;
+		if (i == 0) /* the bad buffer comes back empty first */
+			TH_WAIT((got = vud_recv(&a, 0, g, sizeof(g), NULL)) != 0, 3000);
+		TH_WAIT((got = vud_recv(&a, 0, g, sizeof(g), NULL)) != 0, 3000);
+		ck_assert_int_eq(got, (int)n);
+	}
+	ck_assert_uint_eq(backend_ctr(e.p[0], "bad_rx_buffers"), 1);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("vhost_user_hostile");
+	TCase *tc = tcase_create("orders");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, packed_position_outside_the_ring_is_never_used, 0, N_ORDER);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("control_mid_traffic");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, control_messages_mid_traffic_never_stall_a_polled_queue, 0,
+			    4 * N_CTL);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("permutations");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, setup_messages_in_any_order_work_or_are_refused, 0,
+			    2 * N_SCENARIOS);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("hostile_rings");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, hostile_packed_rings_stop_only_their_port, 0, N_PABUSE);
+	tcase_add_test(tc, packed_ids_and_indirect_tables_are_the_drivers);
+	tcase_add_loop_test(tc, a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest,
+			    0, 2);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("memory_files");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, a_region_larger_than_its_file_is_refused);
+	tcase_add_loop_test(tc, a_memory_file_shrunk_under_the_switch_stops_only_its_port, 0, 2);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}

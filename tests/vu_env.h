@@ -1,0 +1,146 @@
+/*
+ * vu_env.h - a switch with two vhost-user ports (server mode) and its loop
+ * thread, for the vhost-user test programs. HS_TEST_WORKERS=N in the
+ * environment runs the switch with N polling workers (the suite runs once
+ * without and once with them: a worker owns a queue and suppresses its
+ * kicks, which is a different life for every ring).
+ */
+#ifndef HS_VU_ENV_H
+#define HS_VU_ENV_H
+
+#include <pthread.h>
+#include <stdio.h>
+
+#include "helpers.h"
+#include "vu_driver.h"
+
+struct env {
+	hs_switch_t *sw;
+	pthread_t loop;
+	char path[2][108];
+	hs_port_t *p[2];
+};
+
+static void *env_loop_main(void *arg)
+{
+	hs_run(arg);
+	return NULL;
+}
+
+static inline unsigned env_workers(void)
+{
+	const char *w = getenv("HS_TEST_WORKERS");
+	return w ? (unsigned)atoi(w) : 0;
+}
+
+static inline hs_port_t *vu_port(hs_switch_t *sw, const char *name, const char *path,
+				 uint32_t flags, uint16_t qp, uint64_t off)
+{
+	struct hs_vhost_user_config vc = {.path = path, .flags = flags, .queue_pairs = qp,
+					  .features_off = off, .mtu = 9000};
+	struct hs_port_config pc = {.name = name, .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc),
+				    .mtu = 9000};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	return p;
+}
+
+/* A switch (with `cfg`, or the environment's worker count) and two ports. */
+static inline void env_up_cfg(struct env *e, uint64_t off, const struct hs_switch_config *cfg)
+{
+	memset(e, 0, sizeof(*e));
+	struct hs_switch_config c = {.n_workers = env_workers()};
+	if (cfg)
+		c = *cfg;
+	e->sw = th_switch(&c);
+	for (int i = 0; i < 2; i++) {
+		snprintf(e->path[i], sizeof(e->path[i]), "/tmp/hs-vu-test-%d-%d.sock",
+			 (int)getpid(), i);
+		e->p[i] = vu_port(e->sw, i ? "vb" : "va", e->path[i], 0, 1, off);
+	}
+	pthread_create(&e->loop, NULL, env_loop_main, e->sw);
+}
+
+static inline void env_up(struct env *e, uint64_t off)
+{
+	env_up_cfg(e, off, NULL);
+}
+
+static inline void env_down(struct env *e)
+{
+	hs_stop(e->sw);
+	pthread_join(e->loop, NULL);
+	hs_switch_destroy(e->sw);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_ne(access(e->path[i], F_OK), 0); /* socket removed */
+}
+
+static inline void guest_up(struct vud *v, const char *path, uint64_t want, hs_port_t *p)
+{
+	ck_assert_int_eq(vud_connect(v, path), 0);
+	ck_assert_int_eq(vud_start(v, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(v, 0, 128, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(p), 3000));
+}
+
+static inline size_t mkframe(uint8_t *f, unsigned dst, unsigned src, size_t len,
+			     uint32_t seq)
+{
+	uint8_t d[6], s[6];
+	th_mac(d, dst);
+	th_mac(s, src);
+	return th_frame(f, dst ? d : th_bcast, s, -1, len, seq);
+}
+
+/* Waits for one frame on v's queue 0. */
+static inline int recv_wait(struct vud *v, uint8_t *buf, uint32_t max,
+			    struct vud_net_hdr *h)
+{
+	int n = 0;
+	TH_WAIT((n = vud_recv(v, 0, buf, max, h)) != 0, 3000);
+	return n;
+}
+
+/* Counter `name` of a port's backend (UINT64_MAX if it has none). */
+struct env_ctr {
+	const char *name;
+	uint64_t v;
+};
+
+static inline void env_ctr_cb(void *arg, const char *name, uint64_t v)
+{
+	struct env_ctr *c = arg;
+	if (!strcmp(name, c->name))
+		c->v = v;
+}
+
+static inline uint64_t backend_ctr(hs_port_t *p, const char *name)
+{
+	struct env_ctr c = {.name = name, .v = UINT64_MAX};
+	hs_port_backend_counters(p, env_ctr_cb, &c);
+	return c.v;
+}
+
+/* After port 0's front-end misbehaved: mem port m1's broadcast still
+ * reaches m2, and once the front-end is replaced (a new connection,
+ * features `want`) port 0 carries m1's frames again. Closes *a. */
+static inline void others_keep_switching_then_port_recovers(struct env *e, struct vud *a,
+							    hs_port_t *m1, hs_port_t *m2,
+							    uint64_t want)
+{
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 9, 100, 1);
+	th_drain(m2);
+	ck_assert_int_eq(th_send(m1, f, n), 0);
+	ck_assert(TH_WAIT(th_drain(m2) == 1, 3000));
+	vud_close(a);
+	struct vud a2;
+	guest_up(&a2, e->path[0], want, e->p[0]);
+	n = mkframe(f, 0, 9, 100, 2);
+	ck_assert_int_eq(th_send(m1, f, n), 0);
+	ck_assert_int_eq(recv_wait(&a2, g, sizeof(g), NULL), (int)n);
+	vud_close(&a2);
+}
+
+#endif /* HS_VU_ENV_H */
