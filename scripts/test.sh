@@ -6,7 +6,10 @@
 #     included) and runs every test again;
 #  3. builds with ThreadSanitizer and runs every test again (RCU grace
 #     periods are annotated for it in src/core/rcu.c);
-#  4. runs the core suites under valgrind memcheck (leaks are errors).
+#  4. runs the core suites under valgrind memcheck (leaks are errors);
+#  5. fuzzes for a bounded time (scripts/fuzz.sh, FUZZ_SECONDS per target,
+#     default 40): four libFuzzer targets (ASan + UBSan) and the process
+#     fuzzer of the vhost-user socket against the ASan-built vswitch.
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -87,6 +90,17 @@ for t in api datapath port loop; do
     echo "valgrind $t: FAILED"; tail -n 30 "build/valgrind-$t.log"; failed=$((failed + 1))
   fi
 done
+
+echo "== 5. fuzzing (${FUZZ_SECONDS:-40} s per target) =="
+fuzz_out=$(scripts/fuzz.sh "${FUZZ_SECONDS:-40}" 2>&1)
+fuzz_rc=$?
+echo "$fuzz_out" | tail -n 40
+fpass=$(echo "$fuzz_out" | grep -c -E ": [0-9]+ executions in .*no crash$|^vu_session: seed .* 0 failures$")
+passed=$((passed + fpass))
+if [ "$fuzz_rc" != 0 ]; then
+  failed=$((failed + 1))
+  fail_out+="---- fuzzing ----"$'\n'"$(echo "$fuzz_out" | tail -n 60)"$'\n'
+fi
 
 echo
 [ -z "$fail_out" ] || printf "failed tests' output:\n%s" "$fail_out"

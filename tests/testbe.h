@@ -16,6 +16,7 @@
 #ifndef HS_TESTBE_H
 #define HS_TESTBE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -30,7 +31,9 @@
 #define TBE_TXMAX 1024
 #define TBE_RXMAX 4096
 #define TBE_SEGS 64
+#ifndef TBE_ARENA /* bytes of memory for segments; half of it in use at most */
 #define TBE_ARENA (16u << 20)
+#endif
 #define TBE_DEFER 16384
 
 struct tbe_config {

@@ -82,6 +82,7 @@ struct tap_q {
 	 * between queues is written. What the core counts already (frames,
 	 * drops by reason) is not counted again here. */
 	_Atomic uint64_t read_errors, write_errors, by_ref, by_ref_staged;
+	int write_errno;       /* the last write error logged (egress lock) */
 };
 
 struct tap_port {
@@ -561,6 +562,14 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 			incomplete++; /* the sender's memory went away under us */
 		} else {
 			failed++;
+			if (errno != q->write_errno) { /* once per kind, not per frame */
+				q->write_errno = errno;
+				hs_port_log(t->port, HS_LOG_WARN, "the kernel refused a frame "
+					    "(%u bytes, gso type %u size %u, checksum %u+%u): %s",
+					    out[i].len, out[i].off.gso_type, out[i].off.gso_size,
+					    out[i].off.csum_start, out[i].off.csum_offset,
+					    strerror(errno));
+			}
 			if (is_gone_errno(errno))
 				gone(t, -errno);
 		}

@@ -335,7 +335,10 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	if (hlen >= 18 && rd16(hdr + 12) == 0x8100)
 		l2 += HS_VLAN_HLEN;
 	if (o->flags & HS_OFF_NEEDS_CSUM) {
-		if (o->csum_start < l2 ||
+		/* A partial checksum starts past an IP header at least (20
+		 * bytes): Linux refuses less (fuzz_tap: a tap writes EINVAL,
+		 * a guest drops the frame). */
+		if (o->csum_start < l2 + 20 ||
 		    (uint32_t)o->csum_start + o->csum_offset + 2 > p->len)
 			return -EINVAL;
 	}
@@ -391,6 +394,14 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	if (h > hlen || h > HS__HDR_MAX || h >= p->len)
 		return -EINVAL;
 	if ((p->len - h + o->gso_size - 1) / o->gso_size > HS__GSO_PIECES_MAX)
+		return -EINVAL;
+	/* TCP and UDP segmentation offload hand the receiver a partial
+	 * checksum of the L4 header: it must be there, exactly. Linux refuses
+	 * anything else (virtio_net_hdr_to_skb: EINVAL on a tap, a dropped
+	 * frame in a guest); found by fuzz_tap. */
+	if (o->gso_type != HS_GSO_UDP &&
+	    (!(o->flags & HS_OFF_NEEDS_CSUM) || o->csum_start != l4o ||
+	     o->csum_offset != (proto == IPPROTO_TCP ? 16 : 6)))
 		return -EINVAL;
 	l4->l3_off = (uint16_t)l3;
 	l4->l4_off = (uint16_t)l4o;

@@ -78,7 +78,7 @@ static inline void hs__spin_unlock(hs__spin *l)
 void hs__log(const hs_switch_t *sw, enum hs_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
-	      const char *fmt, va_list ap);
+	      const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 /* ---- ingress queue: owned by one thread at a time ----------------------- */
 
