@@ -727,6 +727,80 @@ START_TEST(a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest)
 }
 END_TEST
 
+/* ---- 6. a front-end that stops posting receive buffers ---------------------------------- */
+
+/* b's guest stops posting receive buffers (a hung guest, a driver that
+ * stopped NAPI) while a sends to it: a is never held up, b's frames wait
+ * in its bounded backlog and the rest are dropped and counted, another
+ * port keeps getting traffic; when b posts again it gets the backlog, in
+ * order. Every frame is accounted for. */
+START_TEST(a_receiver_that_stops_posting_buffers_holds_up_nobody)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	uint64_t want = base | (_i ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], want, e.p[0]);
+	ck_assert_int_eq(vud_connect(&b, e.path[1]), 0);
+	ck_assert_int_eq(vud_start(&b, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&b, 0, 8, VUD_BUF), 0); /* 8, then nothing */
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[1]), 3000));
+	static uint8_t f[300], g[2100];
+	size_t n = mkframe(f, 0, 2, 64, 0); /* b announces itself */
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	ck_assert(TH_WAIT(th_drain(m) == 1, 3000));
+	const uint32_t total = 600;
+	for (uint32_t i = 1; i <= total; i++) {
+		n = mkframe(f, 2, 1, 200, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
+			ck_assert(TH_WAIT(vud_reap_tx(&a, 0) > 0, 3000)); /* never held up */
+		if (i % 100 == 0) { /* the others keep forwarding meanwhile */
+			size_t k = mkframe(f, 0, 1, 64, 10000 + i);
+			ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)k, NULL, 1), 0);
+			ck_assert(TH_WAIT(th_drain(m) == 1, 3000));
+		}
+	}
+	ck_assert(TH_WAIT((vud_reap_tx(&a, 0), th_pstats(e.p[0]).rx_packets == total + 6), 3000));
+	const uint64_t to_b = total + 6; /* the unicast frames and the broadcasts */
+	struct hs_port_stats sb = th_pstats(e.p[1]);
+	ck_assert_uint_eq(sb.tx_packets, 8);
+	ck_assert_uint_gt(sb.tx_backlogged, 0);
+	ck_assert_uint_gt(sb.drops[HS_DROP_NO_BUFFER], 0);
+	/* b takes its 8, then posts again, a few at a time: the backlog comes,
+	 * in order, until it is empty. */
+	uint32_t got = 0, last = 0;
+	for (;;) {
+		int r;
+		while ((r = vud_recv(&b, 0, g, sizeof(g), NULL)) != 0) {
+			ck_assert_int_gt(r, 0);
+			uint32_t seq;
+			memcpy(&seq, g + 14, 4);
+			if (seq < 10000) { /* unicast ones: increasing, gaps are drops */
+				ck_assert_uint_gt(seq, last);
+				last = seq;
+			}
+			got++;
+		}
+		uint64_t before = th_pstats(e.p[1]).tx_packets;
+		ck_assert_int_eq(vud_post_rx(&b, 0, 32, VUD_BUF), 0);
+		if (!TH_WAIT(th_pstats(e.p[1]).tx_packets > before, 300))
+			break;
+	}
+	sb = th_pstats(e.p[1]);
+	ck_assert_uint_eq(sb.tx_packets, got);
+	/* Sent to b = delivered + dropped with a reason: nothing lost silently. */
+	ck_assert_msg(to_b == sb.tx_packets + sb.drops[HS_DROP_NO_BUFFER],
+		      "%llu frames for b: %llu delivered, %llu dropped (no buffer)",
+		      (unsigned long long)to_b, (unsigned long long)sb.tx_packets,
+		      (unsigned long long)sb.drops[HS_DROP_NO_BUFFER]);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user_hostile");
@@ -750,6 +824,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, packed_ids_and_indirect_tables_are_the_drivers);
 	tcase_add_loop_test(tc, a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest,
 			    0, 2);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("stuck_receiver");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, a_receiver_that_stops_posting_buffers_holds_up_nobody, 0, 2);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("memory_files");
 	tcase_set_timeout(tc, 120);

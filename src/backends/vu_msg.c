@@ -389,8 +389,6 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 		return -EINVAL;
 	if ((f >> HS_VIRTIO_F_RING_PACKED & 1) && !(f >> HS_VIRTIO_F_VERSION_1 & 1))
 		return -EINVAL; /* packed rings exist only in virtio 1 */
-	if (f == d->features)
-		return 0;
 	if (any_started(d) && ((f ^ d->features) & ~(1ull << VU_F_LOG_ALL))) {
 		hs_port_log(d->port, HS_LOG_WARN, "features changed while rings run: "
 			    "refused (stop the rings first)");
