@@ -20,6 +20,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -204,6 +205,35 @@ START_TEST(staged_taps_never_write_by_reference)
 }
 END_TEST
 
+/* A frame the kernel refuses (here: the interface is down, EIO) is a
+ * drop with a reason, not a transmission: sent = transmitted + dropped
+ * (it was counted as both before; found by tests/interop/test_faults.sh). */
+START_TEST(frames_the_kernel_refuses_are_drops_not_transmissions)
+{
+	struct rig r;
+	rig_up(&r, 0);
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", hs_tap_ifname(r.tap));
+	ck_assert_int_eq(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags = (short)(ifr.ifr_flags & ~IFF_UP);
+	ck_assert_int_eq(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
+	close(s);
+	struct hs_port_stats before = th_pstats(r.tap);
+	static uint8_t f[200];
+	for (unsigned i = 0; i < 10; i++) {
+		frame(f, sizeof(f), i);
+		tbe_queue(r.src, 0, f, sizeof(f), NULL, NULL);
+	}
+	ck_assert_int_ge(tbe_kick(r.src, 0), 0);
+	ck_assert(TH_WAIT(th_pstats(r.tap).drops[HS_DROP_PORT_DOWN] -
+				  before.drops[HS_DROP_PORT_DOWN] == 10, 3000));
+	struct hs_port_stats after = th_pstats(r.tap);
+	ck_assert_uint_eq(after.tx_packets, before.tx_packets);
+	rig_down(&r);
+}
+END_TEST
+
 START_TEST(frames_from_the_kernel_reach_the_switch)
 {
 	struct rig r;
@@ -249,6 +279,7 @@ int main(void)
 	tcase_add_test(tc, a_round_beyond_the_iovec_pool_falls_back_to_staging);
 	tcase_add_test(tc, staged_taps_never_write_by_reference);
 	tcase_add_test(tc, frames_from_the_kernel_reach_the_switch);
+	tcase_add_test(tc, frames_the_kernel_refuses_are_drops_not_transmissions);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

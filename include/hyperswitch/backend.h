@@ -230,7 +230,9 @@ HS_EXTERN void hs_port_posted(hs_port_t *port, uint16_t q);
 
 /* Counts n frames the backend could not hand to its peer after the switch
  * delivered them (e.g. the kernel refused a write: HS_DROP_NO_BUFFER).
- * Call from send_commit, under egress queue q's lock. */
+ * They count as dropped with `reason`, not as transmitted (tx_packets),
+ * so that sent = transmitted + dropped holds. Call from send_commit,
+ * under egress queue q's lock. */
 HS_EXTERN void hs_port_count_tx_drop(hs_port_t *port, uint16_t q,
 				     enum hs_drop_reason reason, unsigned n);
 

@@ -427,8 +427,10 @@ static bool drop_args_ok(const hs_port_t *port, uint16_t q, enum hs_drop_reason 
 void hs_port_count_tx_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,
 			   unsigned n)
 {
-	if (drop_args_ok(port, q, reason))
+	if (drop_args_ok(port, q, reason)) {
 		hs__ctr_add(&port->outq[q].drops[reason], n);
+		hs__ctr_add(&port->outq[q].tx_lost, n);
+	}
 }
 
 void hs_port_count_drop(hs_port_t *port, uint16_t q, enum hs_drop_reason reason,

@@ -142,6 +142,8 @@ struct hs__outq {
 	bool posted_armed;          /* under lock: HS_EV_POSTED enabled */
 	/* counters written under lock */
 	hs__ctr tx_packets, tx_bytes, tx_notify, tx_backlogged;
+	hs__ctr tx_lost;            /* of tx_packets, dropped by the backend
+				       after delivery (hs_port_count_tx_drop) */
 	hs__ctr tx_gso_segments, tx_csum_sw;
 	hs__ctr drops[HS_DROP__COUNT];
 } HS__ALIGNED;

@@ -484,7 +484,11 @@ int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 		st->rx_multicast += hs__ctr_get(&iq->rx_mcast);
 		st->rx_flooded += hs__ctr_get(&iq->rx_flooded);
 		st->rx_notify += hs__ctr_get(&iq->rx_notify);
-		st->tx_packets += hs__ctr_get(&oq->tx_packets);
+		/* Frames the backend lost after delivery are drops, not
+		 * transmissions. tx_lost is added first (inside send_commit),
+		 * tx_packets after: a reader in between must not go below. */
+		uint64_t txp = hs__ctr_get(&oq->tx_packets), lost = hs__ctr_get(&oq->tx_lost);
+		st->tx_packets += txp > lost ? txp - lost : 0;
 		st->tx_bytes += hs__ctr_get(&oq->tx_bytes);
 		st->tx_notify += hs__ctr_get(&oq->tx_notify);
 		st->tx_backlogged += hs__ctr_get(&oq->tx_backlogged);
