@@ -12,8 +12,8 @@
  * switch must not write outside the rings and buffers it was given.
  */
 #include <fcntl.h>
-#include <setjmp.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include "vu_env.h"
 
@@ -801,6 +801,174 @@ START_TEST(a_receiver_that_stops_posting_buffers_holds_up_nobody)
 }
 END_TEST
 
+/* ---- 7. what a cold review found (each once broke as described) ---------------------- */
+
+/* A port that fails to start leaves nothing behind: its memory-fault
+ * watch used to stay registered on freed memory, so the next port's
+ * memory fault wrote into it (use-after-free under ASan). */
+START_TEST(a_port_that_fails_to_start_leaves_nothing_behind)
+{
+	struct env e;
+	env_up(&e, 0);
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/hs-vu-notsock-%d", (int)getpid());
+	int f = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600); /* not a socket */
+	close(f);
+	struct hs_vhost_user_config vc = {.path = path};
+	struct hs_port_config pc = {.name = "bad", .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc)};
+	hs_port_t *bad;
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &bad), -EEXIST);
+	ck_assert_int_eq(access(path, F_OK), 0); /* never removed: not ours */
+	unlink(path);
+	/* A second server on a socket somebody listens on: refused, the
+	 * first keeps it. */
+	vc.path = e.path[1];
+	pc.name = "thief";
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &bad), -EADDRINUSE);
+	struct vud a;
+	guest_up(&a, e.path[1], base, e.p[1]);
+	munmap(a.mem, VUD_MEM);
+	a.mem = NULL;
+	ck_assert_int_eq(ftruncate(a.memfd, 0), 0);
+	vud_kick(&a.r[1]);
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "memory_faults") >= 1, 3000));
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* Kick, call and error fds must be eventfds (a pipe without a reader
+ * killed the switch with SIGPIPE on the first delivery; a memfd as a new
+ * kick fd was refused only after the old one had left the epoll set,
+ * leaving a running ring deaf); an eventfd is made non-blocking. */
+START_TEST(ring_fds_must_be_eventfds_and_a_refused_one_changes_nothing)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	close(p[0]);
+	int mfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+	for (uint32_t req = VUD_SET_VRING_KICK; req <= VUD_SET_VRING_ERR; req++) {
+		ck_assert_int_eq(vud_ring_fd(&a, req, 0, p[1]), -EIO);
+		ck_assert_int_eq(vud_ring_fd(&a, req, 1, mfd), -EIO);
+	}
+	close(p[1]);
+	close(mfd);
+	int blocking = eventfd(0, EFD_CLOEXEC);
+	ck_assert_int_eq(vud_ring_fd(&a, VUD_SET_VRING_CALL, 0, blocking), 0);
+	ck_assert(fcntl(blocking, F_GETFL) & O_NONBLOCK);
+	close(blocking);
+	/* Both rings still work. */
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 9, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	n = mkframe(f, 0, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* SET_VRING_ADDR with addresses outside guest memory on a running ring is
+ * refused before anything changes (it used to stop the ring and lose its
+ * good addresses); a broken transmit ring keeps the link down through
+ * unrelated updates until the front-end restarts it. */
+START_TEST(refusals_change_nothing_and_broken_rings_stay_down)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	uint64_t bad[5] = {1, 0x10, 0x10, 0x10, 0};
+	ck_assert_int_eq(vud_call(&a, VUD_SET_VRING_ADDR, bad, 40, NULL, 0), -EIO);
+	static uint8_t f[200];
+	size_t n = mkframe(f, 0, 1, 100, 1);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	/* Break the transmit ring: a descriptor outside guest memory. */
+	struct vud_ring *tx = &a.r[1];
+	uint16_t head = tx->free_head;
+	tx->desc[head].addr = 0x10;
+	tx->desc[head].len = 100;
+	tx->desc[head].flags = 0;
+	tx->avail[2 + (tx->avail_idx & (tx->size - 1))] = head;
+	tx->avail_idx++;
+	__atomic_store_n(&tx->avail[1], tx->avail_idx, __ATOMIC_RELEASE);
+	vud_kick(tx);
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
+	ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 0, 1), 0); /* any update */
+	ck_assert(!TH_WAIT(hs_port_link_up(e.p[0]), 200));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* A receive buffer whose virtio-net header spans several descriptors
+ * (4 + 4 + 4 bytes, then the frame) is legal; it used to be put back and
+ * retried by every frame, stalling the guest's receive ring for good. */
+START_TEST(a_header_in_pieces_is_written_in_pieces)
+{
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, base | (_i ? F(HS_VIRTIO_F_RING_PACKED) : 0), 1), 0);
+	uint8_t *b = vud_alloc(&a, 4096, 64);
+	uint64_t g[4] = {vud_gpa(&a, b), vud_gpa(&a, b + 64), vud_gpa(&a, b + 128),
+			 vud_gpa(&a, b + 192)}; /* not contiguous: not merged */
+	uint32_t l[4] = {4, 4, 4, 2048};
+	ck_assert_int_eq(vud_add(&a, &a.r[0], g, l, 4, g[0]), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[200];
+	size_t n = mkframe(f, 0, 9, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	uint64_t tag;
+	uint32_t len;
+	ck_assert(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000));
+	ck_assert_uint_eq(len, a.hdr_len + n);
+	struct vud_net_hdr h;
+	memcpy(&h, b, 4);
+	memcpy((uint8_t *)&h + 4, b + 64, 4);
+	memcpy((uint8_t *)&h + 8, b + 128, 4);
+	ck_assert_uint_eq(h.flags, 0);
+	ck_assert_uint_eq(h.gso_type, 0);
+	ck_assert_int_eq(memcmp(b + 192, f, n), 0);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* A SIGBUS sent to the process (not a fault in guest memory) still does
+ * what it would do without the switch: it kills. It used to be swallowed,
+ * with the handler gone for good. */
+START_TEST(a_sent_sigbus_still_kills)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct env e;
+		env_up(&e, 0);
+		struct vud a;
+		guest_up(&a, e.path[0], base, e.p[0]); /* a region: the handler is in */
+		kill(getpid(), SIGBUS);
+		_exit(0); /* survived */
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFSIGNALED(st), "the process survived a sent SIGBUS");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user_hostile");
@@ -828,6 +996,14 @@ static Suite *suite(void)
 	tc = tcase_create("stuck_receiver");
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, a_receiver_that_stops_posting_buffers_holds_up_nobody, 0, 2);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("review");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, a_port_that_fails_to_start_leaves_nothing_behind);
+	tcase_add_test(tc, ring_fds_must_be_eventfds_and_a_refused_one_changes_nothing);
+	tcase_add_test(tc, refusals_change_nothing_and_broken_rings_stay_down);
+	tcase_add_loop_test(tc, a_header_in_pieces_is_written_in_pieces, 0, 2);
+	tcase_add_test(tc, a_sent_sigbus_still_kills);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("memory_files");
 	tcase_set_timeout(tc, 120);

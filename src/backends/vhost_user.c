@@ -257,15 +257,73 @@ static int try_connect(struct vu_dev *d)
 	return adopt(d, fd);
 }
 
+/* Whether a socket listens at path: /proc/net/unix lists every bound unix
+ * socket of this network namespace with its flags (__SO_ACCEPTCON,
+ * 0x10000, once it listens). Read, not probed with a connect, which
+ * another server would take for a front-end. */
+static bool socket_in_use(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "re");
+	if (!f)
+		return false;
+	char line[512];
+	bool used = false;
+	size_t plen = strlen(path);
+	while (!used && fgets(line, sizeof(line), f)) {
+		unsigned long flags;
+		int at = 0;
+		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %n", &flags, &at) != 1 || !at)
+			continue;
+		const char *p = line + at;
+		used = (flags & 0x10000) && !strncmp(p, path, plen) &&
+		       (p[plen] == '\n' || p[plen] == 0);
+	}
+	fclose(f);
+	return used;
+}
+
+/* Gives the socket just bound at d->path its mode and owner without
+ * following the path anywhere else: the inode is opened with O_PATH |
+ * O_NOFOLLOW and must be a socket (whoever can write the directory could
+ * otherwise swap the name for a symlink between bind and chmod, and the
+ * switch, often root, would hand that symlink's target to the VMM's
+ * user). */
+static int socket_perms(struct vu_dev *d)
+{
+	int pfd = open(d->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	char via[40];
+	snprintf(via, sizeof(via), "/proc/self/fd/%d", pfd);
+	mode_t mode = d->cfg.socket_mode ? (mode_t)d->cfg.socket_mode : 0600;
+	if (fstat(pfd, &st))
+		rc = -errno;
+	else if (!S_ISSOCK(st.st_mode))
+		rc = -ELOOP; /* not the socket we bound: somebody swapped the name */
+	else if (chmod(via, mode)) /* the inode pfd holds, through /proc */
+		rc = -errno;
+	else if ((d->cfg.flags & HS_VU_SOCKET_OWNER) &&
+		 fchownat(pfd, "", (uid_t)d->cfg.socket_uid, (gid_t)d->cfg.socket_gid,
+			  AT_EMPTY_PATH))
+		rc = -errno;
+	close(pfd);
+	return rc;
+}
+
 /* Listens on the socket path: bound, given its owner and mode, and only
  * then listening (a connect before that is refused by the kernel), so no
- * front-end connects through permissions it was not meant to have. */
+ * front-end connects through permissions it was not meant to have. On
+ * failure nothing is left behind. */
 static int start_server(struct vu_dev *d)
 {
 	struct stat st;
 	if (!lstat(d->path, &st)) {
 		if (!S_ISSOCK(st.st_mode))
 			return -EEXIST; /* never remove anything but a socket */
+		if (socket_in_use(d->path))
+			return -EADDRINUSE; /* another switch (or port) serves it */
 		unlink(d->path); /* a stale socket of an earlier run */
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -279,20 +337,22 @@ static int start_server(struct vu_dev *d)
 		close(fd);
 		return rc;
 	}
-	d->created_socket = true;
-	mode_t mode = d->cfg.socket_mode ? (mode_t)d->cfg.socket_mode : 0600;
-	if (chmod(d->path, mode) ||
-	    ((d->cfg.flags & HS_VU_SOCKET_OWNER) &&
-	     chown(d->path, (uid_t)d->cfg.socket_uid, (gid_t)d->cfg.socket_gid)) ||
-	    listen(fd, 4)) {
+	rc = socket_perms(d);
+	if (!rc && listen(fd, 4))
 		rc = -errno;
-		hs_port_log(d->port, HS_LOG_ERROR, "socket %s: %s", d->path, strerror(errno));
+	if (!rc)
+		rc = hs_watch_add(hs_port_switch(d->port), fd, HS_WATCH_READ, accept_cb, d,
+				  &d->listen_w);
+	if (rc) {
+		hs_port_log(d->port, HS_LOG_ERROR, "socket %s: %s", d->path, hs_strerror(rc));
+		if (rc != -ELOOP)
+			unlink(d->path);
 		close(fd);
 		return rc;
 	}
+	d->created_socket = true;
 	d->listen_fd = fd;
-	return hs_watch_add(hs_port_switch(d->port), fd, HS_WATCH_READ, accept_cb, d,
-			    &d->listen_w);
+	return 0;
 }
 
 /* ---- backend lifecycle -------------------------------------------------------------------- */
@@ -374,9 +434,13 @@ static int vu_start(void *priv)
 		return rc;
 	if (!(d->cfg.flags & HS_VU_CLIENT)) {
 		rc = start_server(d);
-		if (rc)
+		if (rc) {
+			/* A failed start is never stopped: undo it here. */
 			hs_port_log(d->port, HS_LOG_ERROR, "cannot listen on %s: %s", d->path,
 				    hs_strerror(rc));
+			hs_watch_del(d->fault_w);
+			d->fault_w = NULL;
+		}
 		return rc;
 	}
 	if (try_connect(d))

@@ -275,17 +275,10 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		unsigned ns = r->n_seg - seg0;
 		rv->nhdr = 0;
 		for (unsigned k = 0, left = d->hdr_len; k < ns && left; k++) {
+			/* at least a byte each (pieces are never empty): 12 at most */
 			uint32_t take = s[k].len < left ? s[k].len : left;
 			rv->hdr[rv->nhdr++] = (struct hs_seg){.base = s[k].base, .len = take};
 			left -= take;
-			if (rv->nhdr == 2 && left) { /* header over 3+ descriptors */
-				vq_unpop(&vr->vq, &r->chain[rv->first], rv->n);
-				r->n_chain = rv->first;
-				r->n_seg = seg0;
-				bufs[i].nsegs = 0;
-				rv->n = 0;
-				goto next;
-			}
 		}
 		ns = segs_skip(s, ns, d->hdr_len);
 		r->n_seg = seg0 + ns;
@@ -293,7 +286,6 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		vq_prefetch_w(rv->hdr[0].base);
 		bufs[i].segs = s;
 		bufs[i].nsegs = (uint16_t)ns;
-next:;
 	}
 	r->n_resv = i;
 	vq_prefetch_used(&vr->vq, r->n_chain);

@@ -128,7 +128,8 @@ struct vu_vring {
 /* A receive reservation: the buffers given for one outgoing frame. */
 struct vu_resv {
 	uint16_t first, n;         /* chains in vu_rxq.chain[] */
-	struct hs_seg hdr[2];      /* where the virtio-net header goes */
+	struct hs_seg hdr[HSB_VNET_HDR_LEN]; /* where the virtio-net header goes:
+				      any layout, down to a byte a piece */
 	uint16_t nhdr;
 };
 
@@ -214,7 +215,7 @@ void vu_rings_update(struct vu_dev *d);
 int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd);
 uint32_t vu_ring_stop(struct vu_dev *d, unsigned i);
 void vu_ring_reset(struct vu_dev *d, unsigned i);
-const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i);
+const char *vu_ring_check_addr(const struct vu_dev *d, const struct vu_vring *vr);
 /* data path: a ring broke while the data path used it */
 void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
 

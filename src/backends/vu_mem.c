@@ -4,8 +4,10 @@
  * when guest memory stops being there.
  *
  * Security model: a region is accepted only if its file is a regular file
- * (memfd, hugetlbfs, tmpfs, a plain file) that holds every byte the
- * region says it does (offset + size within the file's size), its
+ * on tmpfs, hugetlbfs or ramfs (memfd, /dev/shm, /dev/hugepages: a page
+ * fault on FUSE or a network filesystem can wait forever, holding up
+ * every quiesce) that holds every byte the region says it does (offset +
+ * size within the file's size), its
  * addresses do not overflow and no two regions overlap. Each region is
  * mapped between two guard reservations (PROT_NONE, 1 MiB or one of the
  * file's pages, whichever is larger): an access that ran past a region
@@ -37,6 +39,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 #include "vu_dev.h"
 
@@ -48,6 +52,7 @@
  * signal dispositions are; it grows by blocks that are never freed, so
  * the handler can read it at any moment. */
 struct fault_slot {
+	_Atomic unsigned gen;    /* odd while being written (a seqlock) */
 	_Atomic uintptr_t start; /* 0: free */
 	_Atomic uintptr_t end, align;
 	_Atomic int fd;
@@ -65,6 +70,8 @@ static void fault_chain(int sig, siginfo_t *si, void *uc)
 {
 	/* sa_handler and sa_sigaction share storage: SIG_DFL/SIG_IGN read
 	 * the same through either. */
+	if (fault_prev.sa_handler == SIG_IGN && si->si_code <= 0)
+		return; /* a sent SIGBUS the process chose to ignore */
 	if (fault_prev.sa_handler != SIG_DFL && fault_prev.sa_handler != SIG_IGN) {
 		if (fault_prev.sa_flags & SA_SIGINFO)
 			fault_prev.sa_sigaction(sig, si, uc);
@@ -72,11 +79,14 @@ static void fault_chain(int sig, siginfo_t *si, void *uc)
 			fault_prev.sa_handler(sig);
 		return;
 	}
-	/* Default: returning re-runs the access, which faults again with the
-	 * default disposition (the process dies, as it would have). */
+	/* The default action: the process dies, as it would have without
+	 * this handler. A fault dies by re-running the access, a sent signal
+	 * by being raised again (SA_NODEFER: it is not blocked here). */
 	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigemptyset(&dfl.sa_mask);
 	sigaction(SIGBUS, &dfl, NULL);
+	if (si->si_code <= 0)
+		raise(SIGBUS);
 }
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
@@ -93,18 +103,23 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			break;
 		for (unsigned i = 0; i < FAULT_BLOCK_SLOTS; i++) {
 			struct fault_slot *s = &blk[i];
-			uintptr_t start = atomic_load_explicit(&s->start, memory_order_acquire);
-			uintptr_t end = atomic_load_explicit(&s->end, memory_order_relaxed);
-			if (!start || a < start || a >= end)
+			unsigned g = atomic_load(&s->gen);
+			uintptr_t start = atomic_load(&s->start);
+			uintptr_t end = atomic_load(&s->end), align = atomic_load(&s->align);
+			int fd = atomic_load(&s->fd);
+			/* A slot being written, or written again while we read
+			 * it, is not trusted (a torn read could name a wrong
+			 * range); its region is being mapped or unmapped. */
+			if ((g & 1) || atomic_load(&s->gen) != g || !start || a < start || a >= end)
 				continue;
-			uintptr_t from = a & ~(atomic_load(&s->align) - 1);
+			uintptr_t from = a & ~(align - 1);
 			void *m = mmap((void *)from, end - from, PROT_READ | PROT_WRITE,
 				       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 				       -1, 0);
 			if (m == MAP_FAILED)
 				break;
 			uint64_t one = 1;
-			ssize_t w = write(atomic_load(&s->fd), &one, sizeof(one));
+			ssize_t w = write(fd, &one, sizeof(one));
 			(void)w;
 			return;
 		}
@@ -136,10 +151,12 @@ static int fault_register(uintptr_t start, uintptr_t end, uintptr_t align, int f
 			struct fault_slot *s = &blk[i];
 			if (atomic_load(&s->start))
 				continue;
+			atomic_fetch_add(&s->gen, 1);
 			atomic_store(&s->end, end);
 			atomic_store(&s->align, align);
 			atomic_store(&s->fd, fd);
-			atomic_store_explicit(&s->start, start, memory_order_release);
+			atomic_store(&s->start, start);
+			atomic_fetch_add(&s->gen, 1);
 			id = (int)(b * FAULT_BLOCK_SLOTS + i);
 			break;
 		}
@@ -153,8 +170,10 @@ static void fault_unregister(int id)
 	if (id < 0)
 		return;
 	pthread_mutex_lock(&fault_lock);
-	struct fault_slot *blk = atomic_load(&fault_blocks[id / FAULT_BLOCK_SLOTS]);
-	atomic_store(&blk[id % FAULT_BLOCK_SLOTS].start, 0);
+	struct fault_slot *s = &atomic_load(&fault_blocks[id / FAULT_BLOCK_SLOTS])[id % FAULT_BLOCK_SLOTS];
+	atomic_fetch_add(&s->gen, 1);
+	atomic_store(&s->start, 0);
+	atomic_fetch_add(&s->gen, 1);
 	pthread_mutex_unlock(&fault_lock);
 }
 
@@ -198,6 +217,15 @@ int vu_region_map(struct vu_dev *d, struct vu_region *out,
 		goto out;
 	if (fstat(fd, &st)) {
 		rc = -errno;
+		goto out;
+	}
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) || (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC &&
+				  sfs.f_type != RAMFS_MAGIC)) {
+		/* A page fault on a FUSE or network file can wait forever, and
+		 * a data-path thread waiting in one holds up every quiesce. */
+		hs_port_log(d->port, HS_LOG_WARN, "memory region refused: its file is not "
+			    "on tmpfs, hugetlbfs or ramfs (memfd, /dev/shm, /dev/hugepages)");
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < 0 ||

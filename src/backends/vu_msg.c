@@ -16,7 +16,9 @@
  * Threads: the switch's loop thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -211,6 +213,18 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	int i = vring_index(d, a.index);
 	if (i < 0 || (a.flags & 1)) /* VHOST_VRING_F_LOG: logging not offered */
 		return -EINVAL;
+	/* Checked before anything changes: refused, the ring keeps what it
+	 * had (a running ring its old, valid addresses). */
+	struct vu_vring cand = d->vr[i];
+	cand.desc_uva = a.desc;
+	cand.used_uva = a.used;
+	cand.avail_uva = a.avail;
+	cand.addr_set = true;
+	const char *why = vu_ring_check_addr(d, &cand);
+	if (why) {
+		hs_port_log(d->port, HS_LOG_WARN, "vring %d: %s", i, why);
+		return -EINVAL;
+	}
 	struct vu_vring *vr = &d->vr[i];
 	quiesce(d);
 	vr->desc_uva = a.desc;
@@ -218,11 +232,8 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	vr->avail_uva = a.avail;
 	vr->addr_set = true;
 	vu_rings_update(d);
-	const char *why = vu_ring_check_addr(d, (unsigned)i);
 	resume(d);
-	if (why)
-		hs_port_log(d->port, HS_LOG_WARN, "vring %d: %s", i, why);
-	return why ? -EINVAL : 0;
+	return 0;
 }
 
 static int h_set_vring_base(struct vu_dev *d, struct vu_msg *m)
@@ -253,13 +264,32 @@ static int h_get_vring_base(struct vu_dev *d, struct vu_msg *m)
 	return 0;
 }
 
+/* Kick, call and error fds must be eventfds, made non-blocking: the data
+ * path reads and writes them. A pipe would kill the process with SIGPIPE
+ * once its reader went away, a blocking eventfd at its maximum count
+ * would stop a worker (and every quiesce behind it), a regular file
+ * cannot join the epoll set. (The front-end shares the file description
+ * and could clear O_NONBLOCK again; DPDK and libvhost-user share that
+ * exposure; see docs/design.md.) */
+static bool is_eventfd(int fd)
+{
+	char via[40], what[32];
+	snprintf(via, sizeof(via), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(via, what, sizeof(what) - 1);
+	if (n < 0)
+		return false;
+	what[n] = 0;
+	return !strcmp(what, "anon_inode:[eventfd]") &&
+	       fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0;
+}
+
 static int vring_fd_msg(struct vu_dev *d, struct vu_msg *m, int *idx, int *fd)
 {
 	uint64_t v = u64_of(m);
 	*idx = vring_index(d, (uint32_t)(v & VU_VRING_IDX));
 	*fd = (v & VU_VRING_NOFD) ? -1 : take_fd(m, 0);
 	if (*idx < 0 || (v & ~(uint64_t)(VU_VRING_IDX | VU_VRING_NOFD)) ||
-	    (!(v & VU_VRING_NOFD) && *fd < 0)) {
+	    (!(v & VU_VRING_NOFD) && (*fd < 0 || !is_eventfd(*fd)))) {
 		vu_close_fd(fd);
 		return -EINVAL;
 	}
@@ -279,15 +309,18 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 	struct vu_vring *vr = &d->vr[i];
 	quiesce(d);
 	if (vr->started) {
-		/* A new fd for a running ring: its position stays. */
-		rc = hs_port_set_queue_fd(d->port, (uint16_t)(i / 2),
-					  (i & 1) ? HS_EV_KICK : HS_EV_POSTED, fd);
+		/* A new fd for a running ring: its position stays; if the new
+		 * fd cannot be watched, the old one is watched again. */
+		unsigned ev = (i & 1) ? HS_EV_KICK : HS_EV_POSTED;
+		rc = hs_port_set_queue_fd(d->port, (uint16_t)(i / 2), ev, fd);
 		if (!rc) {
 			vu_close_fd(&vr->kickfd);
 			vr->kickfd = fd;
 			uint64_t one = 1; /* look once: a kick may be on the old fd */
 			if (write(fd, &one, sizeof(one)) < 0) {
 			}
+		} else {
+			hs_port_set_queue_fd(d->port, (uint16_t)(i / 2), ev, vr->kickfd);
 		}
 	} else {
 		rc = vu_ring_start(d, (unsigned)i, fd);

@@ -71,12 +71,12 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 	return NULL;
 }
 
-/* Whether ring i's addresses would translate with the size and layout
- * known now (an early answer to SET_VRING_ADDR); NULL when they would or
- * when that cannot be told yet. */
-const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i)
+/* Whether a ring's addresses (vr, a candidate copy) would translate with
+ * the size and layout known now (the answer to SET_VRING_ADDR, before it
+ * changes anything); NULL when they would or when that cannot be told
+ * yet (no size or no memory table). */
+const char *vu_ring_check_addr(const struct vu_dev *d, const struct vu_vring *vr)
 {
-	const struct vu_vring *vr = &d->vr[i];
 	struct vq vq = vr->vq;
 	if (!vr->started) {
 		if (!vr->num || vr->num > VQ_MAX_SIZE)
@@ -129,6 +129,9 @@ void vu_rings_update(struct vu_dev *d)
 			vr->fresh = false;
 		}
 	}
+	bool broken = false; /* down until the front-end starts it again */
+	for (unsigned i = 0; i < 2u * d->nqp; i++)
+		broken |= d->vr[i].started && d->vr[i].vq.broken;
 	for (unsigned q = 0; q < d->nqp; q++) {
 		if (prefix && d->vr[2 * q].live)
 			active++;
@@ -140,7 +143,7 @@ void vu_rings_update(struct vu_dev *d)
 			    d->nqp);
 	d->active_qp = active;
 	hs_port_set_active_queues(d->port, active ? active : 1);
-	hs_port_set_link(d->port, active > 0);
+	hs_port_set_link(d->port, active > 0 && !broken);
 }
 
 /* Receive rings get reservation scratch sized from the ring. */
