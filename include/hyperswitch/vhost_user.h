@@ -20,9 +20,12 @@
  * addresses may come in any order and are checked together when the ring
  * starts (SET_VRING_KICK); its size, position and the features cannot
  * change while it runs (-EBUSY, until GET_VRING_BASE stops it). Memory
- * regions must lie within their files; a file shrunk under a mapping
- * stops that port's rings (backend counter memory_faults), not the
- * process. Backend counters (hs_port_backend_counters): connected,
+ * regions must lie within their files, on tmpfs, hugetlbfs or ramfs
+ * (memfd, /dev/shm, /dev/hugepages); a file shrunk under a mapping stops
+ * that port's rings (backend counter memory_faults), not the process.
+ * Kick, call and error fds must be eventfds (made non-blocking). The
+ * backend installs a process-wide SIGBUS handler for that, chained to
+ * the one it replaces for every other SIGBUS. Backend counters (hs_port_backend_counters): connected,
  * connects, disconnects, messages, bad_messages, broken_rings,
  * memory_faults, bad_rx_buffers (receive buffers in more pieces than the
  * switch can track, given back unused).
