@@ -51,7 +51,7 @@ for t in "${targets[@]}"; do
       echo "vu_session: not built"; crashes=$((crashes + 1)); continue
     fi
     seed=${FUZZ_SEED:-$(date +%s)}
-    out=$(ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$sess" --vswitch "$vs" \
+    out=$(ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$sess" --vswitch "$vs" --fd-types \
             --seconds "$secs" --seed "$seed" 2>&1)
     rc=$?
     echo "$out" | tail -n 1

@@ -439,8 +439,13 @@ bool vq_set_kicks(struct vq *vq, bool enable)
 		return false;
 	if (!vq->packed) {
 		if (vq->event_idx) {
+			/* The driver kicks when its index crosses this one as it
+			 * publishes: ask for the next thing it publishes (what
+			 * Linux's vhost writes: the index it read last), not for
+			 * what we have taken so far, which may lie behind it
+			 * (the driver would then kick only 65536 posts later). */
 			if (enable)
-				st16(split_avail_event(vq), vq->last_avail);
+				st16(split_avail_event(vq), ld16_acq(split_avail_idx(vq)));
 		} else {
 			st16(vq->used, enable ? 0 : VRING_USED_F_NO_NOTIFY);
 		}

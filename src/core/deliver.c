@@ -509,17 +509,35 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 }
 
 /* After a delivery to a port that is not paused (under the egress lock):
- * ask for (or stop) "buffers posted" signals while the backlog holds
- * frames. Returns true if buffers appeared meanwhile. A paused port's
- * backend is not ours to call: hs_port_resume drains its backlog, and
- * that drain comes back here. */
+ * while the backlog holds frames, ask for a "buffers posted" signal, and
+ * ask again after every drain (a peer with event indexes is only asked
+ * for the next post: a request made before buffers were taken is stale,
+ * and the receiver stalled with frames waiting, found by the vu_session
+ * fuzzer); once it is empty, stop asking. Returns true if buffers are
+ * there already. A paused port's backend is not ours to call:
+ * hs_port_resume drains its backlog, and that drain comes back here. */
 static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
 {
 	bool want = oq->bl.ent_n != 0;
-	if (want == oq->posted_armed || !dp->ops->set_notify)
+	if ((!want && !oq->posted_armed) || !dp->ops->set_notify)
 		return false;
 	oq->posted_armed = want;
 	return hs__be_set_notify(dp, oq->qid, HS_EV_POSTED, want) && want;
+}
+
+/* Drains the backlog while the receiver has buffers for it, leaving the
+ * "posted" request in place while frames still wait. Stops when a drain
+ * moves nothing (buffers there, but too few for the next frame: the next
+ * post signals). */
+static void drain_posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
+			 unsigned *ev, bool each)
+{
+	while (posted_watch(dp, oq)) {
+		uint32_t before = oq->bl.ent_n;
+		hs__drain_backlog(c, dp, oq, ev, each);
+		if (oq->bl.ent_n == before)
+			break;
+	}
 }
 
 /* Decides the notification for a batch that asked (ev): returns the
@@ -751,8 +769,7 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 			deliver_now(c, dp, oq, mask, &ev);
 		else
 			deliver_ablation(c, dp, oq, mask, &ev);
-		while (posted_watch(dp, oq))
-			hs__drain_backlog(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH);
+		drain_posted(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH);
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
@@ -768,9 +785,8 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
 	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
-		do
-			hs__drain_backlog(c, dp, oq, &ev, each);
-		while (posted_watch(dp, oq));
+		hs__drain_backlog(c, dp, oq, &ev, each);
+		drain_posted(c, dp, oq, &ev, each);
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);

@@ -3,52 +3,83 @@
  * socket, as a hostile VMM would be.
  *
  *   vu_session --vswitch PATH [--seconds N] [--sessions N] [--from K]
- *              [--seed S] [--workers N] [--dir DIR] [--verbose]
+ *              [--seed S] [--workers N] [--dir DIR] [--keep] [--fd-types]
+ *              [--verbose]
  *
  * It starts the switch under test (PATH, e.g. build-asan/examples/vswitch)
- * as a child with three vhost-user server ports in DIR: A (fuzzed, two
- * queue pairs), B and C (well-behaved clients made with ../vu_driver.h,
- * connected for the whole run). Then, session after session, a fresh
- * front-end connects to A and sends a protocol-shaped but hostile session
- * derived from (seed, session number) only: setup messages in random
- * orders with omissions, duplicates and targeted mutations (features,
- * memory tables from memfds that are short, overlapping, past their end,
- * truncated after mapping; ring sizes, positions, addresses, eventfds,
- * bad indexes, wrong payload sizes, fd counts and version flags, unknown
- * requests, oversized payloads), then guest ring contents (split or
- * packed, valid frames mixed with garbage descriptors: outside memory,
- * huge lengths, loops, indirect tables nested or of bad lengths, wrong
- * directions, ids and wrap bits), kicks, more control messages in the
- * middle of the traffic, and a close (sometimes in the middle of a
- * message).
+ * as a child, with --workers N (default 2) and three vhost-user server
+ * ports on sockets in DIR (default: a fresh mktemp -d under /tmp): A
+ * (fuzzed, two queue pairs), B and C (well-behaved front-ends made with
+ * ../vu_driver.h: B split rings, C packed, both EVENT_IDX and MRG_RXBUF,
+ * connected for the whole run). Its output goes to DIR/vswitch.log.
+ *
+ * Session after session, a fresh front-end connects to A and sends a
+ * protocol-shaped but hostile session derived from (seed, session number)
+ * only: setup messages in random orders with omissions, duplicates and
+ * targeted mutations (features, protocol features, owner; memory tables
+ * and ADD/REM_MEM_REG from memfds that are shorter than their regions,
+ * overlapping, past their end, aliased, truncated after the switch mapped
+ * them; ring sizes, positions, addresses inside/outside/straddling memory
+ * and misaligned; kick/call/err eventfds, NOFD, bad indexes; enable, get
+ * base, queue number, MTU, status; unknown requests, wrong payload sizes,
+ * fd counts and version flags, and rarely an oversized payload). Then
+ * guest ring contents (split or packed): valid frames (plain, IPv4/IPv6
+ * TCP/UDP with checksum and segmentation offloads) mixed with garbage
+ * descriptors (outside memory, huge lengths, loops, NEXT chains, indirect
+ * tables nested or of bad lengths, wrong directions, ids out of range,
+ * wrong wrap bits, pointing into the canary), receive buffers (also in
+ * tiny and in thousands of pieces), kicks, frames from B to A, control
+ * messages in the middle of the traffic, and a close (sometimes in the
+ * middle of a message).
  *
  * After each session it checks, and fails loudly (exit 1) otherwise:
- *  (a) the switch is alive and its log has no sanitizer report;
+ *  (a) the switch is alive, its log has no sanitizer report, it answers
+ *      on its socket (a reply to GET_FEATURES within 10 s; a new front-end
+ *      on A accepted within 15 s, which also proves A was reset);
  *  (b) B and C still get service: C announces itself to B, then B sends
  *      C a batch of frames with unique sequence numbers, and every one
- *      arrives intact within a bounded time;
+ *      arrives intact within 5 s; every 16th session and at the end, a
+ *      well-behaved front-end on A itself gets service too;
  *  (c) A's guest memory is intact outside what the switch was given to
- *      write (used areas and packed descriptor rings at the addresses and
- *      sizes sent, buffers of device-writable descriptors): the fuzzer
- *      fills everything with a canary and keeps a shadow copy of every
- *      byte it wrote itself, and compares after the switch released the
- *      memory (a new front-end was accepted on A, so A was reset).
+ *      write: the fuzzer fills everything with a canary and keeps a
+ *      shadow copy of every byte it wrote itself, and compares once the
+ *      switch let the memory go (except what truncation took away);
+ *  (d) every reply from the switch is well-formed.
+ * What the switch was given (used areas and packed descriptor rings at
+ * the addresses and with the largest sizes sent, buffers of descriptors
+ * with WRITE, canary-pointing ones included) is computed as a superset
+ * from the messages as sent, accepted or not, and every descriptor
+ * written, through every memory region proposed in the session, so that
+ * only a write the switch had no licence for can fail (c). Sessions whose
+ * device-written ring areas overlap what the switch reads as descriptors
+ * (a used ring put on a descriptor table) are not checked for (c): the
+ * switch's own writes make new descriptors there, which may point anywhere.
  *
- * What the switch was given is computed as a superset from the messages
- * as sent (whether or not the switch accepted them) and every descriptor
- * written, through every memory region proposed in the session, so a
- * check can only fail on a write the switch had no licence for.
+ * On failure it prints the seed, the session, the last 30 messages and
+ * events of that session, the failing check, B's and C's ring state (and
+ * whether extra kicks unblock them), the switch's thread stacks (gdb, for
+ * hangs) and the tail of vswitch.log, keeps DIR and exits 1. Otherwise
+ * one line: "vu_session: seed S, N sessions, M messages, F frames, T s,
+ * 0 failures", and DIR is removed (unless --keep).
  *
- * A run is reproducible from --seed and --sessions (each session draws
- * from its own generator seeded by the run seed and its number; nothing
- * the switch answers changes what is sent); --from K starts at session K.
- * With --sessions and no --seconds there is no time limit.
+ * A run is reproducible from --seed and --sessions: each session draws
+ * from its own generator seeded by the run seed and its number, and
+ * nothing the switch answers changes what is drawn (timing still decides
+ * what the switch sees when). --from K starts at session K (a session
+ * alone: --from K --sessions 1). With --sessions and no --seconds there is
+ * no time limit; the default is --seconds 60, checked between sessions.
+ * --fd-types also hands the switch pipes, sockets, /dev/null and memfds
+ * where eventfds belong (off by default: the switch writes to those fds).
+ *
+ * Debugging aids (environment): VU_SESSION_MUT=P and VU_SESSION_GARBAGE=P
+ * fix the mutation and garbage rates (percent), VU_SESSION_ORDER=0 keeps
+ * the setup order, VU_SESSION_PEER_KICK=1 makes B and C kick after every
+ * post whether asked or not (hides lost wake-ups of their rings).
  *
  * Plain C11 and libc; builds with
  *   gcc -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wshadow \
  *       -I tests -o vu_session tests/fuzz/vu_session.c
  */
-#include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -179,20 +210,21 @@ static struct {
 	bool sessions_set;
 	uint64_t seed;
 	unsigned workers;
-	char dir[200];
+	char dir[96]; /* + "/a.sock" within a socket address */
 	bool dir_given;
-	bool verbose, keep;
+	bool verbose, keep, fd_types;
 	uint64_t from;
 } opt = {.seconds = 60, .workers = 2};
 
 static int g_force_mut = -1, g_force_garbage = -1, g_force_order = -1; /* debugging */
 static bool g_peer_kick; /* debugging: B and C kick after every post (hides lost wake-ups) */
 static pid_t sw_pid = -1;
-static char sock_a[260], sock_b[260], sock_c[260], log_path[260];
+static char sock_a[108], sock_b[108], sock_c[108], log_path[128];
 static bool dir_made;
 static off_t log_scanned;
 static uint64_t offered_feat, offered_proto; /* learned from A */
-static uint64_t tot_msgs, tot_frames, tot_chains, tot_sessions;
+static uint64_t tot_msgs, tot_frames, tot_chains, tot_sessions, tot_unchecked, tot_oddfd,
+	tot_a_checks;
 static uint64_t cur_session = UINT64_MAX;
 static uint64_t run_start;
 
@@ -309,6 +341,9 @@ static void start_switch(void)
 		exit(2);
 	}
 	if (pid == 0) {
+		/* an ignored signal stays ignored across exec: the switch gets
+		 * the dispositions it would have had on its own */
+		signal(SIGPIPE, SIG_DFL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(lfd, 1);
 		dup2(lfd, 2);
@@ -504,6 +539,50 @@ static int peer_post(struct peer *p, uint64_t g)
 	return 0;
 }
 
+static struct peer pa = {.name = "A", .mac = {0x02, 0, 0, 0, 0, 0x0a}};
+static bool pa_up;
+
+static void peer_pools(struct peer *p)
+{
+	p->mrg = (p->v.features >> VF_MRG) & 1;
+	p->rxpool = vud_alloc(&p->v, VUD_QSIZE * PBUF, 4096);
+	p->txpool = vud_alloc(&p->v, VUD_QSIZE * PBUF, 4096);
+}
+
+/* A well-behaved front-end on A, retrying while the switch still refuses
+ * a second one (the previous was not let go yet). */
+static int peer_try_up(struct peer *p, const char *path, uint64_t want, uint64_t deadline,
+		       char *why, size_t n)
+{
+	for (;;) {
+		memset(p->rx_out, 0, sizeof(p->rx_out));
+		memset(p->tx_out, 0, sizeof(p->tx_out));
+		p->err[0] = 0;
+		int rc = vud_connect(&p->v, path);
+		if (!rc)
+			rc = vud_start(&p->v, want, 1);
+		if (!rc)
+			break;
+		vud_close(&p->v);
+		if (now_ns() > deadline) {
+			snprintf(why, n, "a well-behaved front-end could not set up port %s: %s",
+				 p->name, strerror(-rc));
+			return -1;
+		}
+		wait_ms(2);
+	}
+	peer_pools(p);
+	struct vud_ring *r = &p->v.r[0];
+	uint16_t old = r->avail_idx;
+	for (unsigned i = 0; i < VUD_QSIZE; i++)
+		if (peer_post(p, vud_gpa(&p->v, p->rxpool + i * PBUF))) {
+			snprintf(why, n, "%s", p->err);
+			return -1;
+		}
+	vud_kick_if_needed(&p->v, r, old);
+	return 0;
+}
+
 static void peer_up(struct peer *p, const char *path, uint64_t want)
 {
 	int rc = vud_connect(&p->v, path);
@@ -514,9 +593,7 @@ static void peer_up(struct peer *p, const char *path, uint64_t want)
 		print_log_tail(30);
 		exit(2);
 	}
-	p->mrg = (p->v.features >> VF_MRG) & 1;
-	p->rxpool = vud_alloc(&p->v, VUD_QSIZE * PBUF, 4096);
-	p->txpool = vud_alloc(&p->v, VUD_QSIZE * PBUF, 4096);
+	peer_pools(p);
 	struct vud_ring *r = &p->v.r[0];
 	uint16_t old = r->avail_idx;
 	for (unsigned i = 0; i < VUD_QSIZE; i++)
@@ -533,8 +610,8 @@ static int peer_reap_tx(struct peer *p)
 	uint32_t len;
 	int rc;
 	while ((rc = peer_peek(p, 1, p->tx_out, &id, &len)) == 1) {
-		uint64_t tag;
-		uint32_t l2;
+		uint64_t tag = 0;
+		uint32_t l2 = 0;
 		vud_used(&p->v, &p->v.r[1], &tag, &l2);
 		p->tx_out[id] = false;
 	}
@@ -588,9 +665,12 @@ static int peer_take_rx(struct peer *p, uint8_t *dst, uint32_t *len)
 			 "receive buffer", p->name, *len, PBUF);
 		return -1;
 	}
-	uint64_t tag;
+	uint64_t tag = 0;
 	uint32_t l2;
-	vud_used(&p->v, &p->v.r[0], &tag, &l2);
+	if (!vud_used(&p->v, &p->v.r[0], &tag, &l2)) {
+		snprintf(p->err, sizeof(p->err), "%s: receive ring bookkeeping", p->name);
+		return -1;
+	}
 	p->rx_out[id] = false;
 	memcpy(dst, vud_hva(&p->v, tag), *len);
 	return peer_post(p, tag) ? -1 : 1;
@@ -661,6 +741,10 @@ static struct {
 	unsigned received, dup;
 	uint64_t announce; /* C's announcement B waits for */
 	bool announced;
+	/* the check of A: A sends C frames, B sends A frames */
+	uint64_t a_first, b_first;
+	unsigned a_n, b_n, a_got, b_got;
+	bool a_seen[8], b_seen[8];
 	char bad[300];
 } ck;
 
@@ -735,9 +819,44 @@ static void on_b_frame(struct peer *p, const uint8_t *f, uint32_t n)
 			 ck.announced ? ", already received" : "");
 }
 
+/* A batch of check frames from src (first, n, seen): marks the one in f. */
+static void batch_frame(const char *who, const uint8_t *f, uint32_t n, const uint8_t *dst,
+			const uint8_t *src, uint64_t first, unsigned cnt, bool *seen, unsigned *got)
+{
+	uint64_t seq;
+	int rc = check_parse(f, n, dst, src, &seq);
+	if (rc == 2 || rc == 0)
+		return;
+	if (rc < 0 || seq < first || seq >= first + cnt) {
+		snprintf(ck.bad, sizeof(ck.bad), "%s: a damaged or unexpected frame (%u bytes)",
+			 who, n);
+		return;
+	}
+	if (seen[seq - first]) {
+		snprintf(ck.bad, sizeof(ck.bad), "%s: frame %" PRIu64 " twice", who, seq);
+		return;
+	}
+	seen[seq - first] = true;
+	(*got)++;
+}
+
+static void on_a_frame(struct peer *p, const uint8_t *f, uint32_t n)
+{
+	if (n >= 12 && !memcmp(f + 6, pb.mac, 6))
+		batch_frame("A from B", f, n, pa.mac, pb.mac, ck.b_first, ck.b_n, ck.b_seen,
+			    &ck.b_got);
+	else
+		p->foreign++;
+}
+
 static void on_c_frame(struct peer *p, const uint8_t *f, uint32_t n)
 {
 	uint64_t seq;
+	if (n >= 12 && !memcmp(f + 6, pa.mac, 6)) {
+		batch_frame("C from A", f, n, pc.mac, pa.mac, ck.a_first, ck.a_n, ck.a_seen,
+			    &ck.a_got);
+		return;
+	}
 	int rc = check_parse(f, n, pc.mac, pb.mac, &seq);
 	if (rc == 0) {
 		p->foreign++;
@@ -784,17 +903,25 @@ static int pump(char *why, size_t n)
 		snprintf(why, n, "%s", pc.err);
 		return -1;
 	}
-	return a + b;
+	int c = pa_up ? peer_rx(&pa, on_a_frame) : 0;
+	if (c < 0) {
+		snprintf(why, n, "%s", pa.err);
+		return -1;
+	}
+	return a + b + c;
 }
 
 /* Waits up to ms for a notification from B's or C's receive ring. */
 static void wait_peers(int ms)
 {
-	struct pollfd pf[2] = {{.fd = pb.v.r[0].call, .events = POLLIN},
-			       {.fd = pc.v.r[0].call, .events = POLLIN}};
-	if (poll(pf, 2, ms) > 0) {
+	struct pollfd pf[3] = {{.fd = pb.v.r[0].call, .events = POLLIN},
+			       {.fd = pc.v.r[0].call, .events = POLLIN},
+			       {.fd = pa_up ? pa.v.r[0].call : -1, .events = POLLIN}};
+	if (poll(pf, 3, ms) > 0) {
 		vud_calls(&pb.v.r[0]);
 		vud_calls(&pc.v.r[0]);
+		if (pa_up)
+			vud_calls(&pa.v.r[0]);
 	}
 }
 
@@ -837,7 +964,8 @@ struct area {
 struct wdesc {
 	uint64_t addr;
 	uint32_t len;
-	bool w; /* WRITE in either 16-bit field (split or packed reading) */
+	bool w;   /* WRITE in either 16-bit field (split or packed reading) */
+	bool ind; /* INDIRECT in either: a table the switch may read */
 };
 
 struct alloc_rec {
@@ -911,11 +1039,15 @@ struct sess {
 };
 
 static struct sess S1;
-static uint8_t *g_shadow, *g_given;
+static uint8_t *g_shadow, *g_given, *g_rmap;
 static struct wdesc *g_wd;
 
 /* ---- the session's log and failure report ------------------------------------------- */
 
+#define PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+static void slog(struct sess *s, bool event, uint32_t req, uint32_t flags, uint32_t size,
+		 uint32_t nfds, const char *fmt, ...) PRINTF(7, 8);
 static void slog(struct sess *s, bool event, uint32_t req, uint32_t flags, uint32_t size,
 		 uint32_t nfds, const char *fmt, ...)
 {
@@ -973,9 +1105,8 @@ static void dump_peer(struct peer *p)
 			uint16_t aev = *(uint16_t *)((uint32_t *)(r->used + 2) + 2 * r->size);
 			fprintf(stderr, "  %s ring: avail idx %u (in memory %u), used idx seen %u, "
 				"device's used idx %u, used flags %#x, avail_event %u, avail flags %#x,"
-				" %u outstanding, kick eventfd %s\n", i ? "transmit" : "receive",
-				r->avail_idx, r->avail[1], r->used_idx, r->used[1], r->used[0], aev,
-				r->avail[0], out, "");
+				" %u outstanding\n", i ? "transmit" : "receive", r->avail_idx,
+				r->avail[1], r->used_idx, r->used[1], r->used[0], aev, r->avail[0], out);
 		} else {
 			fprintf(stderr, "  %s ring: next avail slot %u wrap %u, next used slot %u wrap "
 				"%u, device event flags %#x off_wrap %#x, driver event flags %#x, %u "
@@ -985,34 +1116,43 @@ static void dump_peer(struct peer *p)
 	}
 }
 
-/* After a service failure: does a kick on every ring of B and C (one the
- * device may not have asked for) bring the frames? Tells a lost wake-up
- * from a lost frame. */
+/* After a service failure: do kicks on one ring of B or C (kicks the
+ * device did not ask for, every 5 ms for 2 s) bring the frames? Tells a
+ * lost wake-up from a lost frame; counts every frame that comes. */
 static void kick_experiment(void)
 {
 	static const char *const names[4] = {"B's receive ring", "B's transmit ring",
 					     "C's receive ring", "C's transmit ring"};
 	for (unsigned k = 0; k < 4; k++) {
 		struct peer *p = k < 2 ? &pb : &pc;
-		vud_kick(&p->v.r[k & 1]);
-		uint64_t end = now_ns() + ms_ns(1000);
+		uint64_t fb = pb.frames, fc = pc.frames;
+		uint64_t end = now_ns() + ms_ns(2000), next = 0;
 		char why[300];
-		unsigned before = ck.received;
+		unsigned before = ck.received, kicks = 0;
 		bool ann = ck.announced;
 		while (now_ns() < end && (ck.received < ck.n || !ck.announced)) {
+			if (now_ns() >= next) {
+				vud_kick(&p->v.r[k & 1]);
+				kicks++;
+				next = now_ns() + ms_ns(5);
+			}
 			if (pump(why, sizeof(why)) < 0)
 				break;
 			wait_peers(1);
 		}
 		bool came = (!ann && ck.announced) || ck.received > before;
-		fprintf(stderr, "vu_session: after an extra kick on %s: %s\n", names[k],
-			came ? "frames came (a wake-up the switch did not ask for was needed)"
-			     : "nothing");
+		fprintf(stderr, "vu_session: %u extra kick(s) on %s: %s; meanwhile B received %"
+			PRIu64 " and C %" PRIu64 " frame(s)\n", kicks, names[k],
+			came ? "the missing frames came (a wake-up the switch did not ask for was "
+			       "needed)" : "the missing frames did not come",
+			pb.frames - fb, pc.frames - fc);
 		if (ck.announced && ck.received >= ck.n)
 			break;
 	}
 }
 
+static _Noreturn void fail(struct sess *s, bool hang, const char *check, const char *fmt, ...)
+	PRINTF(4, 5);
 static _Noreturn void fail(struct sess *s, bool hang, const char *check, const char *fmt, ...)
 {
 	char msg[1024];
@@ -1023,22 +1163,21 @@ static _Noreturn void fail(struct sess *s, bool hang, const char *check, const c
 	fprintf(stderr, "\nvu_session: FAILED check %s: %s\n", check, msg);
 	fprintf(stderr, "vu_session: seed %" PRIu64 ", session %" PRIu64 " (%" PRIu64
 		" sessions done)\n", opt.seed, cur_session, tot_sessions);
-	fprintf(stderr, "vu_session: reproduce: %s --vswitch %s --workers %u --seed %" PRIu64
-		" --sessions %" PRIu64 "%s%s\n", program_invocation_name, opt.vswitch,
-		opt.workers, opt.seed,
-		cur_session != UINT64_MAX ? cur_session + 1 - opt.from : tot_sessions + 1,
-		opt.from ? " --from " : "", "");
-	if (opt.from)
-		fprintf(stderr, "vu_session:   (with --from %" PRIu64 ")\n", opt.from);
+	uint64_t upto = cur_session != UINT64_MAX ? cur_session + 1 : opt.from + tot_sessions;
+	fprintf(stderr, "vu_session: reproduce: %s --vswitch %s --workers %u%s --seed %" PRIu64
+		" --sessions %" PRIu64 "\n", program_invocation_name, opt.vswitch, opt.workers,
+		opt.fd_types ? " --fd-types" : "", opt.seed, upto);
 	if (cur_session != UINT64_MAX)
-		fprintf(stderr, "vu_session:   or alone: --seed %" PRIu64 " --from %" PRIu64
-			" --sessions 1\n", opt.seed, cur_session);
+		fprintf(stderr, "vu_session:   or this session alone (the switch fresh): --seed %"
+			PRIu64 " --from %" PRIu64 " --sessions 1\n", opt.seed, cur_session);
 	print_session_log(s, 30);
 	if (hang)
 		capture_stacks();
 	if (hang && !strncmp(check, "(b)", 3)) {
 		dump_peer(&pb);
 		dump_peer(&pc);
+		if (pa_up)
+			dump_peer(&pa);
 		kick_experiment();
 		dump_peer(&pb);
 		dump_peer(&pc);
@@ -1148,7 +1287,8 @@ static int new_eventfd(struct sess *s)
 static void log_desc(struct sess *s, uint64_t addr, uint32_t len, uint16_t f12, uint16_t f14)
 {
 	if (s->nwd < MAX_WD)
-		g_wd[s->nwd++] = (struct wdesc){addr, len, ((f12 | f14) & 2) != 0};
+		g_wd[s->nwd++] = (struct wdesc){addr, len, ((f12 | f14) & 2) != 0,
+						((f12 | f14) & 4) != 0};
 }
 
 static void add_preg(struct sess *s, const uint8_t *rd)
@@ -1356,6 +1496,8 @@ static const uint32_t unknown_reqs[] = {0, 6, 7, 19, 21, 22, 23, 24, 25, 26, 27,
 /* Sends a message after (maybe) mutating it: the payload size, the fds,
  * the flags, the request, a field. */
 static void a_msg(struct sess *s, uint32_t req, const void *payload, uint32_t size,
+		  const struct fdspec *fds_in, unsigned nfds, const char *fmt, ...) PRINTF(7, 8);
+static void a_msg(struct sess *s, uint32_t req, const void *payload, uint32_t size,
 		  const struct fdspec *fds_in, unsigned nfds, const char *fmt, ...)
 {
 	struct rng *r = &s->r;
@@ -1364,7 +1506,8 @@ static void a_msg(struct sess *s, uint32_t req, const void *payload, uint32_t si
 	if (size)
 		memcpy(pl, payload, size);
 	struct fdspec fds[16];
-	memcpy(fds, fds_in, nfds * sizeof(*fds));
+	if (nfds)
+		memcpy(fds, fds_in, nfds * sizeof(*fds));
 	uint32_t flags = 1 | (rpct(r, 60) ? 0x8 : 0);
 	char note[96];
 	va_list ap;
@@ -1533,6 +1676,7 @@ static int a_connect(struct sess *prev, const char *when)
 
 /* ---- setup messages -------------------------------------------------------------------- */
 
+static void m_u64(struct sess *s, uint32_t req, uint64_t v, const char *fmt, ...) PRINTF(4, 5);
 static void m_u64(struct sess *s, uint32_t req, uint64_t v, const char *fmt, ...)
 {
 	char note[96];
@@ -1666,6 +1810,70 @@ static void op_addr(struct sess *s, unsigned i)
 	      *w2 ? " " : "", w2, ad[3], *w3 ? " " : "", w3);
 }
 
+static int new_extra(struct sess *s, size_t *size);
+
+/* Writes into a pipe or socket until it is full (then blocking again). */
+static void fill_up(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	static const uint8_t junk[4096];
+	while (write(fd, junk, sizeof(junk)) > 0)
+		;
+	while (write(fd, junk, 1) > 0)
+		;
+	fcntl(fd, F_SETFL, fl);
+}
+
+/* --fd-types: something else than an eventfd where one is expected. */
+static int odd_fd(struct sess *s, const char **what)
+{
+	struct rng *r = &s->r;
+	int p[2] = {-1, -1}, fd = -1;
+	switch (rbelow(r, 6)) {
+	case 0: /* a pipe whose reader is gone: a write raises SIGPIPE */
+		if (!pipe2(p, O_CLOEXEC)) {
+			close(p[0]);
+			fd = p[1];
+		}
+		*what = " (pipe, reader closed)";
+		break;
+	case 1: /* a full pipe nobody reads: the next write blocks */
+		if (!pipe2(p, O_CLOEXEC)) {
+			fill_up(p[1]);
+			keep_fd(s, p[0]);
+			fd = p[1];
+		}
+		*what = " (full pipe nobody reads)";
+		break;
+	case 2: /* the read end of a pipe */
+		if (!pipe2(p, O_CLOEXEC)) {
+			keep_fd(s, p[1]);
+			fd = p[0];
+		}
+		*what = " (read end of a pipe)";
+		break;
+	case 3:
+		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		*what = " (/dev/null)";
+		break;
+	case 4: /* a full socket nobody reads */
+		if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p)) {
+			fill_up(p[0]);
+			keep_fd(s, p[1]);
+			fd = p[0];
+		}
+		*what = " (full socket nobody reads)";
+		break;
+	default: { /* a regular file (not the guest's memory) */
+		size_t xs;
+		*what = " (a memfd)";
+		return new_extra(s, &xs);
+	}
+	}
+	return keep_fd(s, fd);
+}
+
 /* SET_VRING_KICK/CALL/ERR: an eventfd, or NOFD, bad indexes, stray bits. */
 static void op_fd(struct sess *s, uint32_t req, unsigned i)
 {
@@ -1680,9 +1888,13 @@ static void op_fd(struct sess *s, uint32_t req, unsigned i)
 		what = " NOFD";
 	} else {
 		fd = (struct fdspec){new_eventfd(s), FK_EVENT};
+		if (opt.fd_types && rpct(r, 8)) {
+			fd = (struct fdspec){odd_fd(s, &what), FK_OTHER};
+			tot_oddfd++;
+		}
 		nfd = 1;
-		if (req == RQ_SET_VRING_KICK)
-			s->ring[i].kick = fd.fd;
+		if (req == RQ_SET_VRING_KICK) /* kicked by us only if an eventfd */
+			s->ring[i].kick = fd.kind == FK_EVENT ? fd.fd : -1;
 	}
 	if (rpct(r, s->p_mut / 2 + 2)) {
 		switch (rbelow(r, 6)) {
@@ -1963,9 +2175,13 @@ static void layout_ring(struct sess *s, unsigned i)
 		a->avail = take(s, 6u + 2u * n, 2, "split available ring", (int)i);
 		a->used = take(s, 6u + 8u * n, 4, "split used ring", (int)i);
 	} else {
+		/* The event areas get the room of a split ring's: a ring the
+		 * switch starts before it knows the ring is packed reads and
+		 * writes them as such (and writing used elements over
+		 * descriptors would make the canary check meaningless). */
 		a->desc = take(s, 16u * n, 16, "packed descriptor ring", (int)i);
-		a->avail = take(s, 4, 4, "packed driver event area", (int)i);
-		a->used = take(s, 4, 4, "packed device event area", (int)i);
+		a->avail = take(s, 6u + 2u * n, 4, "packed driver event area", (int)i);
+		a->used = take(s, 6u + 8u * n, 4, "packed device event area", (int)i);
 	}
 	if (a->desc == SIZE_MAX || a->avail == SIZE_MAX || a->used == SIZE_MAX)
 		return;
@@ -1996,11 +2212,17 @@ static void layout_ring(struct sess *s, unsigned i)
 
 /* ---- A's rings: descriptors and frames ----------------------------------------------------- */
 
-/* A garbage guest address: outside, canary, straddling, extra, alias. */
-static uint64_t bad_gpa(struct sess *s, uint32_t *len, const char **what)
+/* A garbage guest address: outside, canary, straddling, extra, alias.
+ * For an indirect table (table): never inside our own structures at a
+ * random offset (the alias), whose bytes read at another phase would be
+ * descriptors nobody wrote as such. */
+static uint64_t bad_gpa_for(struct sess *s, uint32_t *len, const char **what, bool table)
 {
 	struct rng *r = &s->r;
-	switch (rbelow(r, 9)) {
+	unsigned k = rbelow(r, 9);
+	if (table && k == 7)
+		k = 5;
+	switch (k) {
 	case 0: *what = "address 0"; return 0;
 	case 1: *what = "address ~0"; return UINT64_MAX - rbelow(r, 64);
 	case 2: *what = "just past memory"; return gpa_of(s, s->S) + rbelow(r, 64);
@@ -2018,6 +2240,11 @@ static uint64_t bad_gpa(struct sess *s, uint32_t *len, const char **what)
 		return s->G2 + rbelow(r, (uint32_t)s->S);
 	default: *what = "random"; return rnext(r);
 	}
+}
+
+static uint64_t bad_gpa(struct sess *s, uint32_t *len, const char **what)
+{
+	return bad_gpa_for(s, len, what, false);
 }
 
 static uint32_t bad_len(struct sess *s)
@@ -2339,7 +2566,7 @@ static bool bad_table(struct sess *s, bool rx, struct piece *out, const char **w
 			tf |= 1;
 			*what = "indirect with NEXT";
 		} else {
-			ta = bad_gpa(s, &tl, what);
+			ta = bad_gpa_for(s, &tl, what, true);
 			*what = "indirect table outside";
 		}
 		break;
@@ -2646,16 +2873,16 @@ static void run_op(struct sess *s, struct step st)
 	unsigned i = st.ring;
 	switch (st.op) {
 	case OP_GET_FEATURES:
-		a_msg(s, RQ_GET_FEATURES, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_GET_FEATURES, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_GET_PROTO:
-		a_msg(s, RQ_GET_PROTOCOL_FEATURES, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_GET_PROTOCOL_FEATURES, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_SET_PROTO:
 		op_proto(s);
 		break;
 	case OP_SET_OWNER:
-		a_msg(s, RQ_SET_OWNER, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_SET_OWNER, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_SET_FEATURES:
 		op_features(s);
@@ -2664,10 +2891,10 @@ static void run_op(struct sess *s, struct step st)
 		op_mem(s);
 		break;
 	case OP_GET_QNUM:
-		a_msg(s, RQ_GET_QUEUE_NUM, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_GET_QUEUE_NUM, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_GET_SLOTS:
-		a_msg(s, RQ_GET_MAX_MEM_SLOTS, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_GET_MAX_MEM_SLOTS, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_MTU: {
 		static const uint64_t v[] = {0, 67, 68, 1500, 9000, 9001, 65535, 65536};
@@ -2680,10 +2907,10 @@ static void run_op(struct sess *s, struct step st)
 		break;
 	}
 	case OP_GET_STATUS:
-		a_msg(s, RQ_GET_STATUS, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_GET_STATUS, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_RESET_OWNER:
-		a_msg(s, RQ_RESET_OWNER, NULL, 0, NULL, 0, "");
+		a_msg(s, RQ_RESET_OWNER, NULL, 0, NULL, 0, "%s", "");
 		break;
 	case OP_UNKNOWN: {
 		uint8_t pl[64];
@@ -2880,7 +3107,7 @@ static void flood_to_a(struct sess *s)
 {
 	struct rng *r = &s->r;
 	unsigned k = rbelow(r, 9);
-	static uint64_t fseq = 1ull << 40;
+	static uint64_t fseq = 1ull << 62; /* read as an address: far outside */
 	static uint8_t f[2048];
 	static const uint8_t bc[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	unsigned sent = 0;
@@ -2920,11 +3147,19 @@ static void session_setup_memory(struct sess *s)
 	s->alloc_lim = s->S - deep;
 	s->bump = rbelow(r, 4096);
 	/* addresses: gpa below 2^47 and above 2^40, far apart */
-	s->G0 = (uint64_t)rrange(r, 0x100, 0x3fff) << 32;
+	/* Guest addresses the switch's own writes cannot spell: the upper 32
+	 * bits in [0x40001, 0x7ffff] with a nonzero low half, which no used
+	 * length, id, index or flags word (nor a window of the frames B sends
+	 * to A) forms; an address made of device-written bits and ours is a
+	 * session whose rings overlap descriptors (check_canary skips those). */
+	uint32_t x = rrange(r, 0x40001, 0x4ffff);
+	if (!(x & 0xffff))
+		x++;
+	s->G0 = (uint64_t)x << 32;
 	s->U0 = 0x7f0000000000ull + ((uint64_t)rbelow(r, 0xfff) << 24);
-	s->G1 = s->G0 + (1ull << 46) / 4;
+	s->G1 = s->G0 + (0x20000ull << 32); /* extra memfds */
 	s->U1 = s->U0 - (1ull << 36);
-	s->G2 = s->G0 + (1ull << 46) / 2;
+	s->G2 = s->G0 + (0x10000ull << 32); /* an alias of the main file */
 	s->U2 = s->U0 - (1ull << 37);
 	s->mfd = memfd_create("vu-session-guest", MFD_CLOEXEC);
 	if (s->mfd < 0 || ftruncate(s->mfd, (off_t)s->S)) {
@@ -2997,21 +3232,23 @@ static void session_close(struct sess *s)
 {
 	struct rng *r = &s->r;
 	unsigned how = rbelow(r, 100);
+	size_t n = rrange(r, 1, 30); /* drawn whatever happens: the draws never
+				      * depend on what the switch did */
+	uint32_t size = rpct(r, 50) ? MAX_PAYLOAD + 1 + rbelow(r, 64) : (uint32_t)rnext(r);
+	uint32_t req = rrange(r, 1, 40);
 	if (how < 12 && !s->dead) {
 		uint8_t part[40] = {0};
 		uint32_t h[3] = {RQ_SET_VRING_ADDR, 1, 40};
 		memcpy(part, h, 12);
-		size_t n = rrange(r, 1, 30);
 		slog(s, false, RQ_SET_VRING_ADDR, 1, 40, 0, "cut after %zu of 52 bytes, then close", n);
 		a_write(s, part, n, NULL, 0);
 		s->msgs++;
 		tot_msgs++;
 	} else if (how < 15 && !s->dead) {
-		uint32_t size = rpct(r, 50) ? MAX_PAYLOAD + 1 + rbelow(r, 64) : (uint32_t)rnext(r);
 		static uint8_t big[12 + 8192];
-		uint32_t h[3] = {rrange(r, 1, 40), 1, size};
+		uint32_t h[3] = {req, 1, size};
 		memcpy(big, h, 12);
-		size_t n = 12 + (size < 8192 ? size : 8192);
+		n = 12 + (size < 8192 ? size : 8192);
 		slog(s, false, h[0], 1, size, 0, "oversized: %zu bytes sent, then close", n - 12);
 		a_write(s, big, n, NULL, 0);
 		s->msgs++;
@@ -3021,12 +3258,99 @@ static void session_close(struct sess *s)
 	s->sock = -1;
 }
 
+/* Calls fn for every file range of the main memfd that [a, a+len) (a guest
+ * address if gpa, else a front-end address) may reach through the regions
+ * proposed in the session. */
+static void each_file_range(struct sess *s, uint64_t a, uint64_t len, bool gpa,
+			    void (*fn)(struct sess *, size_t, size_t, size_t), size_t arg)
+{
+	for (unsigned j = 0; j < s->npreg; j++) {
+		const struct preg *p = &s->preg[j];
+		uint64_t base = gpa ? p->gpa : p->uva;
+		uint64_t lo = a > base ? a : base;
+		uint64_t hi = sat_add(a, len), ph = sat_add(base, p->size);
+		if (hi > ph)
+			hi = ph;
+		if (lo >= hi)
+			continue;
+		uint64_t fo = sat_add(p->off, lo - base), fe = sat_add(fo, hi - lo);
+		if (fo >= s->S)
+			continue;
+		if (fe > s->S)
+			fe = s->S;
+		/* the phase of the first byte within a 16-byte descriptor at a */
+		fn(s, (size_t)fo, (size_t)fe, (size_t)((lo - a) % 16) + arg);
+	}
+}
+
+static void mark_given(struct sess *s, size_t fo, size_t fe, size_t phase)
+{
+	(void)phase;
+	memset(g_given + fo, 1, fe - fo);
+	(void)s;
+}
+
+/* g_rmap: where the switch reads descriptors (1 + phase within a 16-byte
+ * descriptor, 0xff for several phases). */
+static void mark_read(struct sess *s, size_t fo, size_t fe, size_t phase)
+{
+	(void)s;
+	phase %= 16;
+	for (size_t i = fo; i < fe; i++, phase = (phase + 1) % 16) {
+		uint8_t v = (uint8_t)(1 + phase);
+		g_rmap[i] = g_rmap[i] && g_rmap[i] != v ? 0xff : v;
+	}
+}
+
+static bool g_overlap;
+
+/* A used area (arg 16) written over descriptors: any overlap; a packed
+ * descriptor ring (arg = phase) over descriptors read at another phase. */
+static void find_overlap(struct sess *s, size_t fo, size_t fe, size_t arg)
+{
+	(void)s;
+	size_t phase = arg % 16;
+	bool any = arg >= 16;
+	for (size_t i = fo; i < fe && !g_overlap; i++, phase = (phase + 1) % 16)
+		if (g_rmap[i] && (any || g_rmap[i] != 1 + phase))
+			g_overlap = true;
+}
+
 /* (c): A's memory outside what the switch may have been given. */
 static void check_canary(struct sess *s)
 {
 	size_t S = s->S;
 	uint8_t *given = g_given;
 	memset(given, 0, S);
+	/* Rings whose device-written areas overlap what is read as
+	 * descriptors (a used ring on a descriptor table, a packed ring
+	 * shifted over another): the switch's writes make new descriptors,
+	 * which may point anywhere. Nothing can be told about the canary. */
+	memset(g_rmap, 0, S);
+	for (unsigned k = 0; k < s->narea; k++) {
+		uint64_t n = s->nmax[s->area[k].ring];
+		if (n)
+			each_file_range(s, s->area[k].desc, 16 * n, false, mark_read, 0);
+	}
+	for (unsigned k = 0; k < s->nwd; k++)
+		if (g_wd[k].ind)
+			each_file_range(s, g_wd[k].addr, g_wd[k].len < 65536 ? g_wd[k].len : 65536,
+					true, mark_read, 0);
+	g_overlap = false;
+	for (unsigned k = 0; k < s->narea && !g_overlap; k++) {
+		uint64_t n = s->nmax[s->area[k].ring];
+		if (!n)
+			continue;
+		each_file_range(s, s->area[k].used, 6 + 8 * n, false, find_overlap, 16);
+		if (s->ever_packed)
+			each_file_range(s, s->area[k].desc, 16 * n, false, find_overlap, 0);
+	}
+	if (g_overlap) {
+		slog(s, true, 0, 0, 0, 0, "canary not checked: device-written ring areas overlap "
+		     "descriptors");
+		tot_unchecked++;
+		return;
+	}
 	bool pad_all = s->packed_then_split;
 	for (unsigned k = 0; k < s->nwd; k++) {
 		const struct wdesc *w = &g_wd[k];
@@ -3035,45 +3359,16 @@ static void check_canary(struct sess *s)
 		uint64_t len = w->len;
 		if ((s->ever_packed || pad_all) && len < 2048)
 			len = 2048; /* a used length the switch wrote, read back (header) */
-		for (unsigned j = 0; j < s->npreg; j++) {
-			const struct preg *p = &s->preg[j];
-			uint64_t lo = w->addr > p->gpa ? w->addr : p->gpa;
-			uint64_t hi = sat_add(w->addr, len), ph = sat_add(p->gpa, p->size);
-			if (hi > ph)
-				hi = ph;
-			if (lo >= hi)
-				continue;
-			uint64_t fo = sat_add(p->off, lo - p->gpa), fe = sat_add(fo, hi - lo);
-			if (fo >= S)
-				continue;
-			if (fe > S)
-				fe = S;
-			memset(given + fo, 1, (size_t)(fe - fo));
-		}
+		each_file_range(s, w->addr, len, true, mark_given, 0);
 	}
 	for (unsigned k = 0; k < s->narea; k++) {
 		const struct area *a = &s->area[k];
 		uint64_t n = s->nmax[a->ring];
 		if (!n)
 			continue;
-		uint64_t rng2[2][2] = {{a->used, 6 + 8 * n}, {a->desc, s->ever_packed ? 16 * n : 0}};
-		for (int q = 0; q < 2; q++)
-			for (unsigned j = 0; j < s->npreg && rng2[q][1]; j++) {
-				const struct preg *p = &s->preg[j];
-				uint64_t lo = rng2[q][0] > p->uva ? rng2[q][0] : p->uva;
-				uint64_t hi = sat_add(rng2[q][0], rng2[q][1]);
-				uint64_t ph = sat_add(p->uva, p->size);
-				if (hi > ph)
-					hi = ph;
-				if (lo >= hi)
-					continue;
-				uint64_t fo = sat_add(p->off, lo - p->uva), fe = sat_add(fo, hi - lo);
-				if (fo >= S)
-					continue;
-				if (fe > S)
-					fe = S;
-				memset(given + fo, 1, (size_t)(fe - fo));
-			}
+		each_file_range(s, a->used, 6 + 8 * n, false, mark_given, 0);
+		if (s->ever_packed)
+			each_file_range(s, a->desc, 16 * n, false, mark_given, 0);
 	}
 	size_t lim = s->lim, bad = 0, first = SIZE_MAX, last = 0;
 	for (size_t o = 0; o < lim; o += 4096) {
@@ -3091,7 +3386,7 @@ static void check_canary(struct sess *s)
 	if (!bad)
 		return;
 	/* what is there */
-	const struct alloc_rec *in = NULL, *before = NULL;
+	const struct alloc_rec *in = NULL, *before = NULL, *after = NULL;
 	for (unsigned k = 0; k < s->nal; k++) {
 		const struct alloc_rec *a = &s->al[k];
 		if (first >= a->off && first < (size_t)a->off + a->len)
@@ -3099,17 +3394,34 @@ static void check_canary(struct sess *s)
 		else if ((size_t)a->off + a->len <= first &&
 			 (!before || a->off + a->len > before->off + before->len))
 			before = a;
+		else if (a->off > first && (!after || a->off < after->off))
+			after = a;
 	}
-	char where[200];
-	if (in)
-		snprintf(where, sizeof(where), "inside %s%s%.0u [%#x, +%u), which the switch was "
-			 "not given to write", in->what, in->ring < 4 ? " of ring " : "",
-			 in->ring < 4 ? in->ring : 0, in->off, in->len);
-	else if (before)
-		snprintf(where, sizeof(where), "in canary %zu bytes after %s [%#x, +%u)",
-			 first - before->off - before->len, before->what, before->off, before->len);
-	else
-		snprintf(where, sizeof(where), "in canary before every structure");
+	char where[300] = "", ring[16] = "";
+	if (in) {
+		if (in->ring < 4)
+			snprintf(ring, sizeof(ring), " of ring %u", in->ring);
+		snprintf(where, sizeof(where), "inside %s%s [%#x, +%u), which the switch was not "
+			 "given to write", in->what, ring, in->off, in->len);
+	} else {
+		size_t l = 0;
+		l += (size_t)snprintf(where, sizeof(where), "in canary");
+		if (before) {
+			if (before->ring < 4)
+				snprintf(ring, sizeof(ring), " of ring %u", before->ring);
+			l += (size_t)snprintf(where + l, sizeof(where) - l, " %zu byte(s) after %s%s "
+					      "[%#x, +%u)", first - before->off - before->len,
+					      before->what, ring, before->off, before->len);
+		}
+		if (after && l < sizeof(where)) {
+			ring[0] = 0;
+			if (after->ring < 4)
+				snprintf(ring, sizeof(ring), " of ring %u", after->ring);
+			snprintf(where + l, sizeof(where) - l, "%s %zu byte(s) before %s%s [%#x, +%u)",
+				 before ? " and" : "", after->off - first, after->what, ring,
+				 after->off, after->len);
+		}
+	}
 	char bytes[100] = "";
 	for (size_t i = first, k = 0; i < lim && k < 16; i++, k++)
 		snprintf(bytes + strlen(bytes), sizeof(bytes) - strlen(bytes), "%02x/%02x ",
@@ -3212,6 +3524,72 @@ static void check_service(struct sess *s, struct rng *cr)
 
 static int g_next_sock = -1;
 
+/* (b) for A itself, now and then: after the hostile sessions, a
+ * well-behaved front-end on A gets service (nothing a session did
+ * outlives its connection). A sends C frames, B sends A frames. */
+static void check_a_recovers(struct sess *s, struct rng *cr)
+{
+	char why[300];
+	if (g_next_sock >= 0)
+		close(g_next_sock);
+	g_next_sock = -1;
+	uint64_t want = FB(VF_V1) | FB(VF_PROTO) | (rpct(cr, 50) ? FB(VF_PACKED) : 0) |
+			(rpct(cr, 50) ? FB(VF_EVENT_IDX) : 0) | (rpct(cr, 50) ? FB(VF_MRG) : 0);
+	if (peer_try_up(&pa, sock_a, want, now_ns() + ms_ns(15000), why, sizeof(why)))
+		fail(s, true, "(b) service of A", "%s", why);
+	pa_up = true;
+	static uint8_t f[2048];
+	static uint64_t seq = 1ull << 32;
+	memset(ck.a_seen, 0, sizeof(ck.a_seen));
+	memset(ck.b_seen, 0, sizeof(ck.b_seen));
+	ck.bad[0] = 0;
+	ck.a_got = ck.b_got = 0;
+	ck.a_n = ck.b_n = 4;
+	ck.a_first = seq;
+	seq += 4;
+	ck.b_first = seq;
+	seq += 4;
+	uint64_t end = now_ns() + ms_ns(5000);
+	int rc;
+	for (unsigned i = 0; i < ck.a_n; i++) { /* A to C (and A's address learned) */
+		uint32_t n = check_frame(f, pc.mac, pa.mac, ck.a_first + i, rrange(cr, 60, 1514));
+		while ((rc = peer_send(&pa, f, n)) == -ENOSPC && now_ns() < end)
+			if (pump(why, sizeof(why)) < 0)
+				fail(s, false, "(b) service of A", "%s", why);
+		if (rc)
+			fail(s, true, "(b) service of A", "A could not send (%s)", pa.err);
+	}
+	while (ck.a_got < ck.a_n && !ck.bad[0] && now_ns() < end) {
+		if (pump(why, sizeof(why)) < 0)
+			fail(s, false, "(b) service of A", "%s", why);
+		wait_peers(1);
+	}
+	if (ck.bad[0] || ck.a_got < ck.a_n)
+		fail(s, true, "(b) service of A", "%s", ck.bad[0] ? ck.bad :
+		     "C did not receive the frames of a well-behaved front-end on A within 5 s");
+	for (unsigned i = 0; i < ck.b_n; i++) { /* B to A */
+		uint32_t n = check_frame(f, pa.mac, pb.mac, ck.b_first + i, rrange(cr, 60, 1514));
+		while ((rc = peer_send(&pb, f, n)) == -ENOSPC && now_ns() < end)
+			if (pump(why, sizeof(why)) < 0)
+				fail(s, false, "(b) service of A", "%s", why);
+		if (rc)
+			fail(s, true, "(b) service of A", "B could not send (%s)", pb.err);
+	}
+	while (ck.b_got < ck.b_n && !ck.bad[0] && now_ns() < end) {
+		if (pump(why, sizeof(why)) < 0)
+			fail(s, false, "(b) service of A", "%s", why);
+		wait_peers(1);
+	}
+	if (ck.bad[0] || ck.b_got < ck.b_n)
+		fail(s, true, "(b) service of A", "%s", ck.bad[0] ? ck.bad :
+		     "a well-behaved front-end on A did not receive B's frames within 5 s");
+	pa_up = false;
+	vud_close(&pa.v);
+	tot_frames += ck.a_n + ck.b_n;
+	tot_a_checks++;
+	g_next_sock = a_connect(s, "after the check of A");
+}
+
 static void run_session(uint64_t no)
 {
 	struct sess *s = &S1;
@@ -3268,6 +3646,8 @@ static void run_session(uint64_t no)
 		fail(s, false, "(a) sanitizer", "the switch reported: %s", why);
 	struct rng cr = rng_for(opt.seed, 2, no);
 	check_service(s, &cr);
+	if (no % 16 == 15)
+		check_a_recovers(s, &cr);
 	if (!sw_alive(why, sizeof(why)))
 		fail(s, false, "(a) alive", "%s", why);
 	if (opt.verbose)
@@ -3282,6 +3662,11 @@ static void run_session(uint64_t no)
 static void final_summary(const char *failures)
 {
 	double t = (double)(now_ns() - run_start) / 1e9;
+	if (opt.verbose)
+		fprintf(stderr, "vu_session: %" PRIu64 " chains from A; canary not checkable in %"
+			PRIu64 " session(s) (rings over descriptors); %" PRIu64 " fds of other "
+			"types; A served a well-behaved front-end %" PRIu64 " time(s)\n", tot_chains,
+			tot_unchecked, tot_oddfd, tot_a_checks);
 	printf("vu_session: seed %" PRIu64 ", %" PRIu64 " sessions, %" PRIu64 " messages, %"
 	       PRIu64 " frames, %.0f s, %s\n", opt.seed, tot_sessions, tot_msgs, tot_frames, t,
 	       failures);
@@ -3326,7 +3711,7 @@ static void rm_dir(void)
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s --vswitch PATH [--seconds N] [--sessions N] [--from K] "
-		"[--seed S] [--workers N] [--dir DIR] [--keep] [--verbose]\n", argv0);
+		"[--seed S] [--workers N] [--dir DIR] [--keep] [--fd-types] [--verbose]\n", argv0);
 	exit(2);
 }
 
@@ -3341,11 +3726,12 @@ int main(int argc, char **argv)
 					   {"dir", required_argument, 0, 'd'},
 					   {"verbose", no_argument, 0, 'V'},
 					   {"keep", no_argument, 0, 'k'},
+					   {"fd-types", no_argument, 0, 'F'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
 	bool seed_set = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "v:t:n:f:s:w:d:Vkh", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "v:t:n:f:s:w:d:VkFh", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'v': opt.vswitch = optarg; break;
 		case 't': opt.seconds = (unsigned)strtoul(optarg, NULL, 0); opt.seconds_set = true; break;
@@ -3354,11 +3740,17 @@ int main(int argc, char **argv)
 		case 's': opt.seed = strtoull(optarg, NULL, 0); seed_set = true; break;
 		case 'w': opt.workers = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'd':
+			if (strlen(optarg) >= sizeof(opt.dir)) {
+				fprintf(stderr, "vu_session: --dir: at most %zu characters (socket "
+					"paths)\n", sizeof(opt.dir) - 1);
+				return 2;
+			}
 			snprintf(opt.dir, sizeof(opt.dir), "%s", optarg);
 			opt.dir_given = true;
 			break;
 		case 'V': opt.verbose = true; break;
 		case 'k': opt.keep = true; break;
+		case 'F': opt.fd_types = true; break;
 		default: usage(argv[0]);
 		}
 	}
@@ -3413,8 +3805,9 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_stop);
 	g_shadow = malloc(MAX_S);
 	g_given = malloc(MAX_S);
+	g_rmap = malloc(MAX_S);
 	g_wd = malloc(MAX_WD * sizeof(*g_wd));
-	if (!g_shadow || !g_given || !g_wd) {
+	if (!g_shadow || !g_given || !g_rmap || !g_wd) {
 		fprintf(stderr, "vu_session: out of memory\n");
 		return 2;
 	}
@@ -3448,6 +3841,10 @@ int main(int argc, char **argv)
 		cur_session = k;
 		run_session(k);
 		/* a check of the service every session already; nothing else between */
+	}
+	if (tot_sessions && !g_stop) { /* the last word: A works for a well-behaved front-end */
+		struct rng cr = rng_for(opt.seed, 3, cur_session);
+		check_a_recovers(NULL, &cr);
 	}
 	cur_session = UINT64_MAX;
 	if (g_next_sock >= 0)
