@@ -75,6 +75,7 @@ run_pass() {
 	guest gb "$work/b.sock" 52:54:00:00:00:02 server 10.0.0.2 10.0.0.1 >/dev/null
 	local ga
 	ga=$(guest ga "$work/a.sock" 52:54:00:00:00:01 client 10.0.0.1 10.0.0.2)
+	pids+=("$ga") # started in a subshell: its own pids+= did not reach us
 	wait_for "$work/ga.log" "HS-PING-OK" 120 || fail "$name: guest a cannot ping b"
 	wait_for "$work/ga.log" "HS-FRAG-OK" 60 || fail "$name: fragmented ping failed"
 	wait_for "$work/gb.log" "HS-RECEIVED" 120 || fail "$name: TCP stream did not arrive"
