@@ -68,8 +68,9 @@
  * what the switch sees when). --from K starts at session K (a session
  * alone: --from K --sessions 1). With --sessions and no --seconds there is
  * no time limit; the default is --seconds 60, checked between sessions.
- * --fd-types also hands the switch pipes, sockets, /dev/null and memfds
- * where eventfds belong (off by default: the switch writes to those fds).
+ * --fd-types also hands the switch pipes, sockets, /dev/null, memfds and
+ * blocking eventfds at their maximum where (non-blocking) eventfds belong
+ * (off by default: the switch writes to those fds).
  *
  * Debugging aids (environment): VU_SESSION_MUT=P and VU_SESSION_GARBAGE=P
  * fix the mutation and garbage rates (percent), VU_SESSION_ORDER=0 keeps
@@ -1825,12 +1826,21 @@ static void fill_up(int fd)
 	fcntl(fd, F_SETFL, fl);
 }
 
-/* --fd-types: something else than an eventfd where one is expected. */
+/* --fd-types: something else than an eventfd where one is expected (or
+ * one that blocks). */
 static int odd_fd(struct sess *s, const char **what)
 {
 	struct rng *r = &s->r;
 	int p[2] = {-1, -1}, fd = -1;
-	switch (rbelow(r, 6)) {
+	switch (rbelow(r, 7)) {
+	case 6: { /* a blocking eventfd at its maximum: the next write blocks */
+		fd = eventfd(0, EFD_CLOEXEC);
+		uint64_t max = UINT64_MAX - 1;
+		if (fd >= 0 && write(fd, &max, sizeof(max)) != sizeof(max)) {
+		}
+		*what = " (blocking eventfd at its maximum)";
+		break;
+	}
 	case 0: /* a pipe whose reader is gone: a write raises SIGPIPE */
 		if (!pipe2(p, O_CLOEXEC)) {
 			close(p[0]);
