@@ -270,6 +270,9 @@ typedef struct hs_timer hs_timer_t;
 typedef void (*hs_watch_cb)(hs_watch_t *w, int fd, unsigned events, void *arg);
 typedef void (*hs_timer_cb)(hs_timer_t *t, void *arg);
 
+/* Watches fd (which stays the caller's: the switch polls a duplicate of
+ * it, so fd may be closed as soon as hs_watch_del has returned, even
+ * while the loop thread has yet to let go of its poll). */
 HS_EXTERN int hs_watch_add(hs_switch_t *sw, int fd, unsigned events,
 			   hs_watch_cb cb, void *arg, hs_watch_t **out);
 /* Changes the events watched for. */

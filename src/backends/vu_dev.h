@@ -215,7 +215,8 @@ void vu_rings_update(struct vu_dev *d);
 int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd);
 uint32_t vu_ring_stop(struct vu_dev *d, unsigned i);
 void vu_ring_reset(struct vu_dev *d, unsigned i);
-const char *vu_ring_check_addr(const struct vu_dev *d, const struct vu_vring *vr);
+const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc,
+			       uint64_t avail, uint64_t used);
 /* data path: a ring broke while the data path used it */
 void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
 

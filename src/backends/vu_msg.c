@@ -215,12 +215,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 		return -EINVAL;
 	/* Checked before anything changes: refused, the ring keeps what it
 	 * had (a running ring its old, valid addresses). */
-	struct vu_vring cand = d->vr[i];
-	cand.desc_uva = a.desc;
-	cand.used_uva = a.used;
-	cand.avail_uva = a.avail;
-	cand.addr_set = true;
-	const char *why = vu_ring_check_addr(d, &cand);
+	const char *why = vu_ring_check_addr(d, (unsigned)i, a.desc, a.avail, a.used);
 	if (why) {
 		hs_port_log(d->port, HS_LOG_WARN, "vring %d: %s", i, why);
 		return -EINVAL;

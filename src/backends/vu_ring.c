@@ -71,14 +71,23 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 	return NULL;
 }
 
-/* Whether a ring's addresses (vr, a candidate copy) would translate with
- * the size and layout known now (the answer to SET_VRING_ADDR, before it
- * changes anything); NULL when they would or when that cannot be told
- * yet (no size or no memory table). */
-const char *vu_ring_check_addr(const struct vu_dev *d, const struct vu_vring *vr)
+/* Whether ring i would translate with these addresses, the size and the
+ * layout known now (the answer to SET_VRING_ADDR, before it changes
+ * anything); NULL when it would or when that cannot be told yet (no size
+ * or no memory table). Reads only what the control plane writes: the
+ * data path may be running the ring. */
+const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc,
+			       uint64_t avail, uint64_t used)
 {
-	struct vq vq = vr->vq;
-	if (!vr->started) {
+	const struct vu_vring *vr = &d->vr[i];
+	struct vu_vring cand = {.desc_uva = desc, .avail_uva = avail, .used_uva = used,
+				.addr_set = true};
+	struct vq vq;
+	vq_reset(&vq);
+	if (vr->started) { /* its geometry, fixed at start */
+		vq.size = vr->vq.size;
+		vq.packed = vr->vq.packed;
+	} else {
 		if (!vr->num || vr->num > VQ_MAX_SIZE)
 			return NULL;
 		vq.size = (uint16_t)vr->num;
@@ -86,7 +95,7 @@ const char *vu_ring_check_addr(const struct vu_dev *d, const struct vu_vring *vr
 	}
 	if (!d->mem)
 		return NULL;
-	return translate(d, vr, &vq);
+	return translate(d, &cand, &vq);
 }
 
 /* First time live: notifications on (a ring may keep a previous owner's

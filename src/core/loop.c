@@ -24,7 +24,9 @@
  * signal through fds are served by the loop thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "internal.h"
@@ -40,11 +42,17 @@ struct uvw {          /* libuv side of a watch or timer */
 struct hs_watch {
 	struct hs__loop *l;
 	int fd;
+	int own_fd;             /* a dup of fd: what libuv polls. The caller may
+				   close fd once hs_watch_del returns, while the
+				   loop thread has yet to drop its poll handle;
+				   the dup keeps that number from being reused
+				   under libuv's epoll_ctl calls */
 	unsigned events;
 	hs_watch_cb cb;
 	void *arg;
 	struct uvw *u;
-	bool dead, dirty;
+	_Atomic bool dead;      /* written under cb_lock, read under lock too */
+	bool dirty;
 	struct hs_watch *next;
 };
 
@@ -54,7 +62,7 @@ struct hs_timer {
 	hs_timer_cb cb;
 	void *arg;
 	struct uvw *u;
-	bool dead;
+	_Atomic bool dead;      /* written under cb_lock, read under lock too */
 	struct hs_timer *next;
 };
 
@@ -143,14 +151,15 @@ static void reconcile(struct hs__loop *l)
 		struct hs_watch *w = *pp;
 		if (w->dead) {
 			if (w->u)
-				uvw_close(w->u);
+				uvw_close(w->u); /* out of epoll now */
 			*pp = w->next;
+			close(w->own_fd);
 			free(w);
 			continue;
 		}
 		if (!w->u && l->loop) {
 			struct uvw *u = calloc(1, sizeof(*u));
-			if (u && !uv_poll_init(l->loop, &u->h.poll, w->fd)) {
+			if (u && !uv_poll_init(l->loop, &u->h.poll, w->own_fd)) {
 				u->obj = w;
 				w->u = u;
 				w->dirty = true;
@@ -354,6 +363,7 @@ void hs__loop_fini(struct hs_switch *sw)
 	while (l->watches) {
 		struct hs_watch *w = l->watches;
 		l->watches = w->next;
+		close(w->own_fd);
 		free(w);
 	}
 	while (l->timers) {
@@ -520,7 +530,12 @@ int hs_watch_add(hs_switch_t *sw, int fd, unsigned events, hs_watch_cb cb,
 	if (!w)
 		return -ENOMEM;
 	*w = (struct hs_watch){.l = l, .fd = fd, .events = events, .cb = cb,
-			       .arg = arg};
+			       .arg = arg, .own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)};
+	if (w->own_fd < 0) {
+		int rc = -errno;
+		free(w);
+		return rc;
+	}
 	pthread_mutex_lock(&l->lock);
 	w->next = l->watches;
 	l->watches = w;
@@ -546,10 +561,10 @@ int hs_watch_modify(hs_watch_t *w, unsigned events)
 /* Marks a watch or timer dead: its callback cannot start once this
  * returns (cb_lock), and its memory goes at the next reconcile (now, when
  * the switch is attached to no loop). */
-static void retire(struct hs__loop *l, bool *dead)
+static void retire(struct hs__loop *l, _Atomic bool *dead)
 {
 	pthread_mutex_lock(&l->cb_lock);
-	*dead = true;
+	atomic_store(dead, true);
 	pthread_mutex_unlock(&l->cb_lock);
 	poke(l);
 	pthread_mutex_lock(&l->lock);
