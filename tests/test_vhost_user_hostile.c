@@ -23,6 +23,17 @@ static const uint64_t base = F(HS_VIRTIO_F_VERSION_1) | F(30);
 #define CANARY 0x5a
 #define CANARY_LEN (1u << 20)
 
+/* The front-end shrinks its memory file under the switch (our own view
+ * of that memory goes first: we must not touch it any more), then kicks:
+ * the switch's next look at the rings is past the end of the file. */
+static void shrink_guest_memory(struct vud *a)
+{
+	munmap(a->mem, VUD_MEM);
+	a->mem = NULL;
+	ck_assert_int_eq(ftruncate(a->memfd, 0), 0);
+	vud_kick(&a->r[1]);
+}
+
 /* ---- 1. packed ring positions -------------------------------------------------- */
 
 enum order {
@@ -240,11 +251,7 @@ START_TEST(a_memory_file_shrunk_under_the_switch_stops_only_its_port)
 	hs_port_t *m1 = th_port(e.sw, "m1", 0), *m2 = th_port(e.sw, "m2", 0);
 	struct vud a;
 	guest_up(&a, e.path[0], base | (_i ? F(HS_VIRTIO_F_RING_PACKED) : 0), e.p[0]);
-	/* Our own view of the memory goes first: we must not touch it. */
-	munmap(a.mem, VUD_MEM);
-	a.mem = NULL;
-	ck_assert_int_eq(ftruncate(a.memfd, 0), 0);
-	vud_kick(&a.r[1]);
+	shrink_guest_memory(&a);
 	static uint8_t f[200];
 	size_t n = mkframe(f, 0, 9, 100, 1);
 	ck_assert_int_eq(th_send(m1, f, n), 0); /* floods into a's rings too */
@@ -875,10 +882,7 @@ START_TEST(a_port_that_fails_to_start_leaves_nothing_behind)
 	ck_assert_int_eq(hs_port_add(e.sw, &pc, &bad), -EADDRINUSE);
 	struct vud a;
 	guest_up(&a, e.path[1], base, e.p[1]);
-	munmap(a.mem, VUD_MEM);
-	a.mem = NULL;
-	ck_assert_int_eq(ftruncate(a.memfd, 0), 0);
-	vud_kick(&a.r[1]);
+	shrink_guest_memory(&a);
 	ck_assert(TH_WAIT(backend_ctr(e.p[1], "memory_faults") >= 1, 3000));
 	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
 	vud_close(&a);
