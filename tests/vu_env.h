@@ -143,4 +143,29 @@ static inline void others_keep_switching_then_port_recovers(struct env *e, struc
 	vud_close(&a2);
 }
 
+/* A TCP/IPv4 frame from guest 1 to guest 2 with `payload` bytes and the
+ * virtio-net header that asks for TSO (MSS 1448) and checksum offload. */
+static inline uint32_t tcp_frame(uint8_t *f, uint32_t payload, struct vud_net_hdr *h)
+{
+	uint8_t d[6], s[6];
+	th_mac(d, 2);
+	th_mac(s, 1);
+	memcpy(f, d, 6);
+	memcpy(f + 6, s, 6);
+	f[12] = 0x08, f[13] = 0x00;
+	uint8_t *ip = f + 14, *tcp = ip + 20;
+	memset(ip, 0, 40);
+	uint32_t len = 14 + 20 + 20 + payload;
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((len - 14) >> 8), ip[3] = (uint8_t)(len - 14);
+	ip[8] = 64, ip[9] = 6;
+	ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2;
+	tcp[12] = 0x50, tcp[13] = 0x10;
+	for (uint32_t i = 0; i < payload; i++)
+		f[54 + i] = (uint8_t)i;
+	*h = (struct vud_net_hdr){.flags = 1, .gso_type = 1, .hdr_len = 54,
+				  .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
+	return len;
+}
+
 #endif /* HS_VU_ENV_H */

@@ -141,7 +141,8 @@ static uint64_t offered_features(const struct vu_dev *d)
 		     (1ull << HS_VIRTIO_NET_F_GUEST_ECN) |
 		     (1ull << HS_VIRTIO_NET_F_GUEST_USO4) |
 		     (1ull << HS_VIRTIO_NET_F_GUEST_USO6) |
-		     (1ull << HS_VIRTIO_NET_F_STATUS) | (1ull << HS_VIRTIO_NET_F_CTRL_VQ);
+		     (1ull << HS_VIRTIO_NET_F_STATUS) | (1ull << HS_VIRTIO_NET_F_CTRL_VQ) |
+		     (1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE) | (1ull << VU_F_LOG_ALL);
 	if (d->nqp > 1)
 		f |= 1ull << HS_VIRTIO_NET_F_MQ;
 	if (d->cfg.mtu)
@@ -157,6 +158,7 @@ void vu_device_reset(struct vu_dev *d)
 		vu_ring_reset(d, i);
 	vu_mem_free(d->mem);
 	d->mem = NULL;
+	vu_log_reset(d);
 	d->features = d->proto = 0;
 	d->owner = false;
 	d->status = 0;
@@ -368,6 +370,7 @@ static void vu_close(void *priv)
 		vu_close_fd(&d->vr[i].errfd);
 	}
 	vu_mem_free(d->mem);
+	vu_log_reset(d);
 	vu_close_fd(&d->fault_fd);
 	if (d->rxq)
 		for (unsigned q = 0; q < d->nqp; q++) {
@@ -404,6 +407,9 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->nqp = c.queue_pairs;
 	d->listen_fd = d->conn_fd = -1;
 	d->hdr_len = 12;
+	d->log_fd = -1;
+	d->log.overflow = &d->log_overflow;
+	d->log_map.fault_slot = -1;
 	d->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (unsigned i = 0; i < 2u * VU_MAX_QP; i++) {
 		d->vr[i].kickfd = d->vr[i].callfd = d->vr[i].errfd = -1;
@@ -418,6 +424,7 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->offered = offered_features(d);
 	d->proto_offered = (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 			   (1ull << VU_PF_MEM_SLOTS) | (1ull << VU_PF_STATUS) |
+			   (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_RARP) |
 			   (d->cfg.mtu ? 1ull << VU_PF_MTU : 0);
 	*priv = d;
 	info->n_queues = d->nqp;
@@ -482,6 +489,8 @@ static void vu_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	for (unsigned q = 0; q < d->nqp; q++)
 		bad_rx += atomic_load_explicit(&d->rxq[q].bad_buffers, memory_order_relaxed);
 	cb(arg, "bad_rx_buffers", bad_rx);
+	cb(arg, "dirty_log_overflow", atomic_load(&d->log_overflow));
+	cb(arg, "announces", atomic_load(&d->announces));
 }
 
 const struct hs_backend_ops hs__vhost_user_ops = {

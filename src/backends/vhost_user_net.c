@@ -115,6 +115,17 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 	unsigned got = 0, n = 0, bad_desc = 0, bad_off = 0;
 	if (max > 64)
 		max = 64;
+	if (q == 0 && max && atomic_load_explicit(&d->announce, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&d->announce, false, memory_order_acquire)) {
+		/* SEND_RARP: the guest's announce goes first (vu_log.c). */
+		struct hs_pkt *p = &pkts[n++];
+		*p = (struct hs_pkt){.segs = p->seg, .nsegs = 1,
+				     .len = sizeof(d->announce_frame),
+				     .token = VU_TOKEN_ANNOUNCE};
+		p->seg[0] = (struct hs_seg){.base = d->announce_frame,
+					    .len = sizeof(d->announce_frame)};
+		max--;
+	}
 	/* Pass 1: pop the chains and start loading each frame's first bytes
 	 * (virtio-net and Ethernet headers), so that the cache misses on
 	 * memory the guest just wrote overlap instead of queueing up. */
@@ -179,9 +190,13 @@ unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigne
 	struct vu_dev *d = priv;
 	struct vu_vring *vr = &d->vr[2 * q + 1];
 	for (unsigned i = 0; i < n; i++) {
+		if (pkts[i].token == VU_TOKEN_ANNOUNCE)
+			continue; /* the switch's own frame: no chain */
 		struct vq_chain ch = chain_of(pkts[i].token);
 		vq_push(&vr->vq, &ch, 0);
 	}
+	if (vr->vq.log && vr->vq.pending)
+		vu_log_signal(d);
 	return vq_flush(&vr->vq) ? HS_EV_COMPLETED : 0;
 }
 
@@ -282,6 +297,8 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		}
 		ns = segs_skip(s, ns, d->hdr_len);
 		r->n_seg = seg0 + ns;
+		rv->seg0 = seg0;
+		rv->nseg = (uint16_t)ns;
 		/* The copy writes here soon: start owning the line now. */
 		vq_prefetch_w(rv->hdr[0].base);
 		bufs[i].segs = s;
@@ -290,6 +307,21 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 	r->n_resv = i;
 	vq_prefetch_used(&vr->vq, r->n_chain);
 	return i;
+}
+
+/* Dirty logging: marks the pages one frame was written to (its header
+ * and its first len bytes, whichever path of the copy engine wrote them). */
+static void log_frame(const struct vq *vq, const struct vu_rxq *r,
+		      const struct vu_resv *rv, uint32_t len)
+{
+	for (unsigned k = 0; k < rv->nhdr; k++)
+		vu_log_hva(vq->log, vq->mem, rv->hdr[k].base, rv->hdr[k].len);
+	for (unsigned k = 0; k < rv->nseg && len; k++) {
+		const struct hs_seg *s = &r->segs[rv->seg0 + k];
+		uint32_t n = s->len < len ? s->len : len;
+		vu_log_hva(vq->log, vq->mem, s->base, n);
+		len -= n;
+	}
 }
 
 unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
@@ -307,6 +339,8 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off,
 								      (uint16_t)rv->n);
 			segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);
+			if (vq->log)
+				log_frame(vq, r, rv, out[i].len);
 		}
 		for (unsigned k = 0; k < rv->n; k++) {
 			const struct vq_chain *ch = &r->chain[rv->first + k];
@@ -316,6 +350,8 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 		}
 	}
 	r->n_resv = 0;
+	if (vq->log && vq->pending)
+		vu_log_signal(d);
 	return vq_flush(vq) ? HS_EV_DELIVERED : 0;
 }
 

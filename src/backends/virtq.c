@@ -46,6 +46,32 @@ uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len)
 	return NULL;
 }
 
+bool vu_uva_gpa(const struct vu_mem *m, uint64_t uva, uint64_t *gpa)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		if (uva >= r->uva && uva - r->uva < r->size) {
+			*gpa = r->gpa + (uva - r->uva);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool vu_hva_gpa(const struct vu_mem *m, const void *p, uint64_t *gpa)
+{
+	uintptr_t a = (uintptr_t)p;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		uintptr_t h = (uintptr_t)r->hva;
+		if (a >= h && a - h < r->size) {
+			*gpa = r->gpa + (a - h);
+			return true;
+		}
+	}
+	return false;
+}
+
 void vq_reset(struct vq *vq)
 {
 	memset(vq, 0, sizeof(*vq));
@@ -381,12 +407,26 @@ void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len)
 	if (ch->writable)
 		flags |= VRING_DESC_F_WRITE;
 	st16_rel(&d->flags, flags);
+	if (vq->log)
+		vu_log_gpa(vq->log, vq->log_used + 16ull * vq->used_idx, 16);
 	vq->used_idx = (uint16_t)(vq->used_idx + ch->ndesc);
 	if (vq->used_idx >= vq->size) {
 		vq->used_idx = (uint16_t)(vq->used_idx - vq->size);
 		vq->used_wrap = !vq->used_wrap;
 	}
 	vq->pending++;
+}
+
+/* Marks the used elements [from, from + n) and the used index dirty. */
+static void split_log_used(struct vq *vq, uint16_t from, uint16_t n)
+{
+	uint16_t first = from & (vq->size - 1);
+	uint16_t till_end = (uint16_t)(vq->size - first);
+	uint16_t a = n < till_end ? n : till_end;
+	vu_log_gpa(vq->log, vq->log_used + 4 + 8ull * first, 8ull * a);
+	if (n > a)
+		vu_log_gpa(vq->log, vq->log_used + 4, 8ull * (n - a));
+	vu_log_gpa(vq->log, vq->log_used + 2, 2);
 }
 
 /* vring_need_event: the driver wants an event when the used index passes
@@ -405,6 +445,8 @@ bool vq_flush(struct vq *vq)
 	if (!vq->packed) {
 		uint16_t new_idx = (uint16_t)(vq->used_idx + vq->pending);
 		st16_rel(split_used_idx(vq), new_idx);
+		if (vq->log)
+			split_log_used(vq, vq->used_idx, vq->pending);
 		vq->used_idx = new_idx;
 		vq->pending = 0;
 		vq->signalled = new_idx;
@@ -444,14 +486,21 @@ bool vq_set_kicks(struct vq *vq, bool enable)
 			 * Linux's vhost writes: the index it read last), not for
 			 * what we have taken so far, which may lie behind it
 			 * (the driver would then kick only 65536 posts later). */
-			if (enable)
+			if (enable) {
 				st16(split_avail_event(vq), ld16_acq(split_avail_idx(vq)));
+				if (vq->log)
+					vu_log_gpa(vq->log, vq->log_used + 4 + 8ull * vq->size, 2);
+			}
 		} else {
 			st16(vq->used, enable ? 0 : VRING_USED_F_NO_NOTIFY);
+			if (vq->log)
+				vu_log_gpa(vq->log, vq->log_used, 2);
 		}
 	} else {
 		st16(&vq->dev_evt->flags, enable ? VRING_EVENT_F_ENABLE
 						 : VRING_EVENT_F_DISABLE);
+		if (vq->log)
+			vu_log_gpa(vq->log, vq->log_evt + 2, 2);
 	}
 	if (!enable)
 		return false;

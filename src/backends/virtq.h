@@ -72,6 +72,58 @@ static inline uint8_t *vu_gpa_whole(const struct vu_mem *m, uint64_t gpa,
 /* Translates a front-end virtual address range (vring addresses). */
 uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len);
 
+/* The guest physical address of a front-end virtual address, or of a
+ * host address inside a mapped region; false if in none. */
+bool vu_uva_gpa(const struct vu_mem *m, uint64_t uva, uint64_t *gpa);
+bool vu_hva_gpa(const struct vu_mem *m, const void *p, uint64_t *gpa);
+
+/* ---- dirty page log (live migration) ----------------------------------------
+ *
+ * While the front-end migrates the guest (VHOST_F_LOG_ALL), every byte the
+ * switch writes into guest memory marks its 4 KiB guest page in a bitmap
+ * the front-end shares (SET_LOG_BASE) and clears as it copies pages: bit
+ * (gpa / 4096) % 8 of byte gpa / 4096 / 8. A bit is set (atomically: the
+ * front-end clears bits concurrently) after the bytes it covers were
+ * written, so that a page the front-end copies after clearing its bit
+ * holds them. A page beyond the bitmap cannot be marked: it is counted
+ * (dirty_log_overflow), never silently skipped. */
+#define VU_LOG_PAGE_SHIFT 12
+
+struct vu_log {
+	uint8_t *bits;               /* NULL: no log */
+	uint64_t len;                /* bytes of bitmap */
+	_Atomic uint64_t *overflow;  /* pages that were beyond it */
+};
+
+static inline void vu_log_gpa(const struct vu_log *l, uint64_t gpa, uint64_t len)
+{
+	if (!len)
+		return;
+	uint64_t page = gpa >> VU_LOG_PAGE_SHIFT;
+	uint64_t last = (gpa + (len - 1)) >> VU_LOG_PAGE_SHIFT;
+	if (gpa + (len - 1) < gpa)
+		last = UINT64_MAX >> VU_LOG_PAGE_SHIFT;
+	for (; page <= last; page++) {
+		if (page / 8 >= l->len) {
+			atomic_fetch_add_explicit(l->overflow, last - page + 1,
+						  memory_order_relaxed);
+			return;
+		}
+		__atomic_fetch_or(&l->bits[page / 8], (uint8_t)(1u << (page % 8)),
+				  __ATOMIC_RELEASE);
+	}
+}
+
+/* Marks a written range given by its host address (a segment of a
+ * translated chain: inside one region). */
+static inline void vu_log_hva(const struct vu_log *l, const struct vu_mem *m,
+			      const void *p, uint64_t len)
+{
+	uint64_t gpa;
+	if (vu_hva_gpa(m, p, &gpa))
+		vu_log_gpa(l, gpa, len);
+}
+
 /* ---- rings ------------------------------------------------------------------ */
 
 #define VRING_DESC_F_NEXT 1
@@ -117,6 +169,11 @@ struct vq {
 	struct vring_packed_event *drv_evt;    /* packed: driver area */
 	struct vring_packed_event *dev_evt;    /* packed: device area */
 	const struct vu_mem *mem;
+	/* dirty logging: NULL when off; the guest physical addresses of the
+	 * areas the device writes: split: the used ring; packed: the
+	 * descriptor ring (log_used) and the device event area (log_evt) */
+	const struct vu_log *log;
+	uint64_t log_used, log_evt;
 
 	/* data path */
 	uint16_t last_avail;  /* split: free running; packed: slot */

@@ -39,6 +39,8 @@ enum {
 	VU_SET_OWNER = 3,
 	VU_RESET_OWNER = 4,
 	VU_SET_MEM_TABLE = 5,
+	VU_SET_LOG_BASE = 6,
+	VU_SET_LOG_FD = 7,
 	VU_SET_VRING_NUM = 8,
 	VU_SET_VRING_ADDR = 9,
 	VU_SET_VRING_BASE = 10,
@@ -50,6 +52,7 @@ enum {
 	VU_SET_PROTOCOL_FEATURES = 16,
 	VU_GET_QUEUE_NUM = 17,
 	VU_SET_VRING_ENABLE = 18,
+	VU_SEND_RARP = 19,
 	VU_NET_SET_MTU = 20,
 	VU_GET_MAX_MEM_SLOTS = 36,
 	VU_ADD_MEM_REG = 37,
@@ -64,13 +67,17 @@ enum {
 #define VU_F_PROTOCOL_FEATURES 30
 #define VU_F_LOG_ALL 26
 #define VU_PF_MQ 0
+#define VU_PF_LOG_SHMFD 1
+#define VU_PF_RARP 2
 #define VU_PF_REPLY_ACK 3
 #define VU_PF_MTU 4
 #define VU_PF_MEM_SLOTS 15
 #define VU_PF_STATUS 16
+#define VU_VRING_F_LOG 0x1 /* SET_VRING_ADDR flags: log the used ring */
 #define VU_VRING_NOFD 0x100
 #define VU_VRING_IDX 0xff
 #define VU_MAX_PAYLOAD 4096
+#define VU_TOKEN_ANNOUNCE UINT64_MAX /* recv_burst token of the announce frame */
 #define VU_MAX_MEM_SLOTS VU_MAX_REGIONS
 
 struct vu_hdr {
@@ -84,6 +91,10 @@ struct vu_state {
 struct vu_addr {
 	uint32_t index, flags;
 	uint64_t desc, used, avail, log;
+};
+
+struct vu_log_desc {
+	uint64_t mmap_size, mmap_offset;
 };
 
 struct vu_region_desc {
@@ -114,6 +125,8 @@ struct vu_vring {
 	uint32_t num;              /* SET_VRING_NUM */
 	uint64_t desc_uva, avail_uva, used_uva; /* SET_VRING_ADDR */
 	bool addr_set;
+	bool log_used;             /* VHOST_VRING_F_LOG */
+	uint64_t log_gpa;          /* where the front-end says the used ring is */
 	uint32_t base;             /* SET_VRING_BASE; where a stopped ring was */
 	int kickfd, callfd, errfd;
 	bool started;              /* SET_VRING_KICK seen, GET_VRING_BASE not since */
@@ -128,6 +141,8 @@ struct vu_vring {
 /* A receive reservation: the buffers given for one outgoing frame. */
 struct vu_resv {
 	uint16_t first, n;         /* chains in vu_rxq.chain[] */
+	uint32_t seg0;             /* where the frame goes: vu_rxq.segs[seg0..] */
+	uint16_t nseg;
 	struct hs_seg hdr[HSB_VNET_HDR_LEN]; /* where the virtio-net header goes:
 				      any layout, down to a byte a piece */
 	uint16_t nhdr;
@@ -178,6 +193,21 @@ struct vu_dev {
 	uint32_t tx_caps;          /* HS_CAP_* the guest may send (HOST_*) */
 	uint32_t mtu;              /* NET_SET_MTU, 0: none */
 
+	/* live migration: the dirty page log (SET_LOG_BASE) the data path
+	 * marks while VHOST_F_LOG_ALL is negotiated (vu_rings_update gives
+	 * each ring's vq a pointer to `log`), and the optional eventfd
+	 * (SET_LOG_FD) signalled after a burst marked pages */
+	struct vu_log log;
+	struct vu_region log_map;
+	int log_fd;
+
+	/* announce (SEND_RARP): a RARP frame from the guest's MAC that the
+	 * next transmit burst of queue 0 hands the switch as if the guest had
+	 * sent it, so the switch learns where the guest is now and the rest
+	 * of the network hears it */
+	_Atomic bool announce;
+	uint8_t announce_frame[60];
+
 	struct vu_mem *mem;        /* current table; data path reads it */
 	struct vu_vring vr[2 * VU_MAX_QP];
 	struct vu_txq *txq;        /* [nqp] */
@@ -188,7 +218,7 @@ struct vu_dev {
 	uint16_t active_qp; /* queue pairs live, last logged */
 	/* counters */
 	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings,
-		memory_faults;
+		memory_faults, log_overflow, announces;
 };
 
 static inline bool vu_has(const struct vu_dev *d, unsigned bit)
@@ -219,6 +249,20 @@ const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc
 			       uint64_t avail, uint64_t used);
 /* data path: a ring broke while the data path used it */
 void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
+
+/* vu_log.c (control plane) */
+int vu_log_set(struct vu_dev *d, const struct vu_log_desc *ld, int fd);
+void vu_log_reset(struct vu_dev *d);
+void vu_log_ring(const struct vu_dev *d, const struct vu_vring *vr, struct vq *vq);
+void vu_announce(struct vu_dev *d, const uint8_t mac[6]);
+/* data path: signals the log eventfd (SET_LOG_FD) after a burst */
+static inline void vu_log_signal(const struct vu_dev *d)
+{
+	uint64_t one = 1;
+	if (d->log_fd >= 0 && write(d->log_fd, &one, sizeof(one)) < 0) {
+		/* full: the front-end has not read it yet */
+	}
+}
 
 /* vu_mem.c */
 int vu_region_map(struct vu_dev *d, struct vu_region *out,

@@ -211,7 +211,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	struct vu_addr a;
 	memcpy(&a, m->payload, sizeof(a));
 	int i = vring_index(d, a.index);
-	if (i < 0 || (a.flags & 1)) /* VHOST_VRING_F_LOG: logging not offered */
+	if (i < 0 || (a.flags & ~(uint32_t)VU_VRING_F_LOG))
 		return -EINVAL;
 	/* Checked before anything changes: refused, the ring keeps what it
 	 * had (a running ring its old, valid addresses). */
@@ -226,8 +226,15 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	vr->used_uva = a.used;
 	vr->avail_uva = a.avail;
 	vr->addr_set = true;
+	vr->log_used = a.flags & VU_VRING_F_LOG;
+	vr->log_gpa = a.log;
 	vu_rings_update(d);
 	resume(d);
+	if (vr->log_used && vr->vq.log && vr->live &&
+	    vr->log_gpa != (vr->vq.packed ? vr->vq.log_evt : vr->vq.log_used))
+		hs_port_log(d->port, HS_LOG_WARN, "vring %d: log address %#llx is not the "
+			    "used ring's; the pages written are logged", i,
+			    (unsigned long long)vr->log_gpa);
 	return 0;
 }
 
@@ -364,6 +371,53 @@ static int h_set_vring_enable(struct vu_dev *d, struct vu_msg *m)
 	return 0;
 }
 
+/* ---- live migration ---------------------------------------------------------------------- */
+
+/* The dirty page log (VHOST_USER_PROTOCOL_F_LOG_SHMFD): QEMU waits for an
+ * empty reply. A log refused ends the connection (the reply cannot say
+ * "no", and migrating without it would corrupt the guest). */
+static int h_set_log_base(struct vu_dev *d, struct vu_msg *m)
+{
+	struct vu_log_desc ld;
+	memcpy(&ld, m->payload, sizeof(ld));
+	m->reply_size = 0;
+	return vu_log_set(d, &ld, take_fd(m, 0));
+}
+
+/* An eventfd signalled after bursts that marked pages (as the kernel's
+ * VHOST_SET_LOG_FD); -1 (no fd) removes it. */
+static int h_set_log_fd(struct vu_dev *d, struct vu_msg *m)
+{
+	int fd = take_fd(m, 0);
+	if (fd >= 0 && !is_eventfd(fd)) {
+		vu_close_fd(&fd);
+		return -EINVAL;
+	}
+	quiesce(d);
+	vu_close_fd(&d->log_fd);
+	d->log_fd = fd;
+	resume(d);
+	return 0;
+}
+
+/* The guest arrived here: announce it (vu_log.c). The MAC is the first six
+ * bytes of the payload; only a unicast MAC can be a guest's. */
+static int h_send_rarp(struct vu_dev *d, struct vu_msg *m)
+{
+	uint8_t mac[6];
+	memcpy(mac, m->payload, 6);
+	static const uint8_t zero[6];
+	if ((mac[0] & 1) || !memcmp(mac, zero, 6))
+		return -EINVAL;
+	quiesce(d); /* the frame a burst may still hand out is rewritten */
+	vu_announce(d, mac);
+	resume(d);
+	atomic_fetch_add(&d->announces, 1);
+	hs_port_log(d->port, HS_LOG_INFO, "announcing %02x:%02x:%02x:%02x:%02x:%02x (RARP)",
+		    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	return 0;
+}
+
 /* ---- features ---------------------------------------------------------------------------- */
 
 #define F(bit) (1ull << HS_VIRTIO_NET_F_##bit)
@@ -422,6 +476,7 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 			    "refused (stop the rings first)");
 		return -EBUSY;
 	}
+	bool log_was = vu_has(d, VU_F_LOG_ALL);
 	quiesce(d);
 	d->features = f;
 	d->mrg = vu_has(d, HS_VIRTIO_NET_F_MRG_RXBUF);
@@ -431,6 +486,11 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 	atomic_store(&d->acked, f);
 	vu_rings_update(d);
 	resume(d);
+	if (log_was != vu_has(d, VU_F_LOG_ALL))
+		hs_port_log(d->port, d->log.bits || log_was ? HS_LOG_INFO : HS_LOG_WARN,
+			    "dirty logging %s%s", log_was ? "off" : "on",
+			    d->log.bits || log_was ? "" : " without a log (SET_LOG_BASE): "
+			    "nothing can be marked");
 	return 0;
 }
 
@@ -530,6 +590,9 @@ static const struct handler handlers[] = {
 	{VU_RESET_OWNER, "RESET_OWNER", h_reset_owner, 0, 0, 0, false},
 	{VU_SET_MEM_TABLE, "SET_MEM_TABLE", h_set_mem_table, 8, 8 + 32,
 	 sizeof(struct vu_memory), false},
+	{VU_SET_LOG_BASE, "SET_LOG_BASE", h_set_log_base, 1, sizeof(struct vu_log_desc),
+	 sizeof(struct vu_log_desc), true},
+	{VU_SET_LOG_FD, "SET_LOG_FD", h_set_log_fd, 1, 0, U64, false},
 	{VU_SET_VRING_NUM, "SET_VRING_NUM", h_set_vring_num, 0, STATE, STATE, false},
 	{VU_SET_VRING_ADDR, "SET_VRING_ADDR", h_set_vring_addr, 0,
 	 sizeof(struct vu_addr), sizeof(struct vu_addr), false},
@@ -544,6 +607,7 @@ static const struct handler handlers[] = {
 	 U64, U64, false},
 	{VU_GET_QUEUE_NUM, "GET_QUEUE_NUM", h_get_queue_num, 0, 0, 0, true},
 	{VU_SET_VRING_ENABLE, "SET_VRING_ENABLE", h_set_vring_enable, 0, STATE, STATE, false},
+	{VU_SEND_RARP, "SEND_RARP", h_send_rarp, 0, U64, U64, false},
 	{VU_NET_SET_MTU, "NET_SET_MTU", h_net_set_mtu, 0, U64, U64, false},
 	{VU_GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", h_get_max_mem_slots, 0, 0, 0, true},
 	{VU_ADD_MEM_REG, "ADD_MEM_REG", h_add_mem_reg, 1, 8 + 32, 8 + 32, false},
@@ -574,6 +638,10 @@ static bool allowed(const struct vu_dev *d, uint32_t req)
 		return (d->proto >> VU_PF_MQ) & 1;
 	case VU_NET_SET_MTU:
 		return (d->proto >> VU_PF_MTU) & 1;
+	case VU_SET_LOG_BASE:
+		return (d->proto >> VU_PF_LOG_SHMFD) & 1;
+	case VU_SEND_RARP:
+		return (d->proto >> VU_PF_RARP) & 1;
 	case VU_GET_MAX_MEM_SLOTS:
 	case VU_ADD_MEM_REG:
 	case VU_REM_MEM_REG:

@@ -20,7 +20,8 @@
  *    through the memory table in force, with the sizes and alignments its
  *    layout needs, and lets the data path use (live) exactly the rings
  *    for which all of it holds; a ring that goes live for the first time
- *    gets its notifications enabled and one look for work queued before.
+ *    gets its notifications enabled and one look for work queued before;
+ *    a ring in use while dirty logging is on gets the log (vu_log.c).
  * Everything here runs while the port is quiesced.
  */
 #include <errno.h>
@@ -36,6 +37,7 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 			     struct vq *vq)
 {
 	vq->desc = NULL;
+	vq->log = NULL;
 	vq->avail = vq->used = NULL;
 	vq->pdesc = NULL;
 	vq->drv_evt = vq->dev_evt = NULL;
@@ -56,6 +58,7 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 		vq->desc = desc;
 		vq->avail = avail;
 		vq->used = used;
+		vu_log_ring(d, vr, vq);
 		return NULL;
 	}
 	struct vring_packed_desc *pdesc = (void *)vu_uva(d->mem, vr->desc_uva, 16 * n);
@@ -68,6 +71,7 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 	vq->pdesc = pdesc;
 	vq->drv_evt = drv;
 	vq->dev_evt = dev;
+	vu_log_ring(d, vr, vq);
 	return NULL;
 }
 
@@ -120,6 +124,7 @@ void vu_rings_update(struct vu_dev *d)
 	for (unsigned i = 0; i < 2u * d->nqp; i++) {
 		struct vu_vring *vr = &d->vr[i];
 		const char *why;
+		vr->vq.log = NULL; /* translate() sets it again for a ring in use */
 		if (!vr->started)
 			why = not_started;
 		else if (vr->vq.broken)
@@ -259,7 +264,8 @@ void vu_ring_reset(struct vu_dev *d, unsigned i)
 	vu_close_fd(&vr->callfd);
 	vu_close_fd(&vr->errfd);
 	vr->num = 0;
-	vr->addr_set = false;
+	vr->addr_set = vr->log_used = false;
+	vr->log_gpa = 0;
 	vr->base = 0;
 	vr->started = vr->fresh = vr->enabled = vr->live = false;
 	vr->kicks_off = false;
