@@ -5,7 +5,7 @@
  * forwarding table on exit.
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
- *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed]]...
+ *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
@@ -34,7 +34,7 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 	fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
-/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,mode=0660][,owner=UID]
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce][,mode=0660][,owner=UID]
  * [,group=GID]" (mode, owner, group: who may connect to a server socket). */
 static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
@@ -53,6 +53,8 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 			pc.vlan = (uint16_t)atoi(tok + 5);
 		else if (!strcmp(tok, "no-packed"))
 			vc.features_off |= 1ull << HS_VIRTIO_F_RING_PACKED;
+		else if (!strcmp(tok, "no-announce")) /* the VMM sends SEND_RARP instead */
+			vc.features_off |= 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE;
 		else if (!strncmp(tok, "mode=", 5))
 			vc.socket_mode = (uint32_t)strtoul(tok + 5, NULL, 8);
 		else if (!strncmp(tok, "owner=", 6) || !strncmp(tok, "group=", 6)) {
@@ -221,7 +223,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
+				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
 			return 2;
 		}

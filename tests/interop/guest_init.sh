@@ -12,13 +12,15 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
 	 virtio_pci failover net_failover virtio_net; do
 	insmod /lib/modules/$m.ko 2>/dev/null
 done
-role=none ip='' peer='' bytes=1048576
+role=none ip='' peer='' bytes=1048576 pace=0.1 pause=''
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	hs.role=*) role=${a#hs.role=} ;;
 	hs.ip=*) ip=${a#hs.ip=} ;;
 	hs.peer=*) peer=${a#hs.peer=} ;;
 	hs.bytes=*) bytes=${a#hs.bytes=} ;;
+	hs.pace=*) pace=${a#hs.pace=} ;;
+	hs.pause=*) pause=${a#hs.pause=} ;;
 	esac
 done
 i=0
@@ -40,7 +42,22 @@ wait_peer() {
 case "$role" in
 server)
 	# A listener whose stdin stays open (busybox nc quits at stdin EOF).
-	sleep 100000 | nc -l -p 5001 > /tmp/data &
+	# hs.pause=BYTES:SECONDS: after BYTES the reader stops for SECONDS,
+	# with a receive window of megabytes: what arrives meanwhile stays in
+	# the pages the device wrote (a live migration test moves the guest
+	# then; those pages must come along through the dirty log).
+	if [ -n "$pause" ]; then
+		echo "4096 4194304 8388608" > /proc/sys/net/ipv4/tcp_rmem
+		sleep 100000 | nc -l -p 5001 | {
+			dd bs=65536 count=$((${pause%:*} / 65536)) 2>/dev/null
+			echo "HS-SINK-PAUSE" >&2
+			sleep "${pause#*:}"
+			echo "HS-SINK-RESUME" >&2
+			cat
+		} > /tmp/data &
+	else
+		sleep 100000 | nc -l -p 5001 > /tmp/data &
+	fi
 	echo "HS-LISTENING"
 	wait_peer && echo "HS-PING-OK $peer"
 	while [ "$(wc -c < /tmp/data)" -lt "$bytes" ]; do sleep 0.2; done
@@ -56,6 +73,30 @@ client)
 		n=$((n+1)); [ $n -gt 30 ] && break; sleep 1
 	done
 	echo "HS-SENT"
+	;;
+stream)
+	# A TCP stream paced to last a while (64 KiB every hs.pace seconds),
+	# e.g. across a live migration of its peer, with pings every 50 ms
+	# beside it: HS-PINGSTAT says how many were lost.
+	wait_peer && echo "HS-PING-OK $peer"
+	chunks=$((bytes / 65536))
+	dd if=/dev/urandom of=/tmp/data bs=65536 count=$chunks 2>/dev/null
+	echo "HS-DATA $(md5sum < /tmp/data | cut -d' ' -f1)"
+	ping -q -i 0.05 -w 600 "$peer" > /tmp/ping.txt 2>&1 &
+	pp=$!
+	echo "HS-STREAM-START"
+	i=0
+	while [ $i -lt $chunks ]; do
+		dd if=/tmp/data bs=65536 skip=$i count=1 2>/dev/null
+		i=$((i + 1))
+		[ $((i % 16)) = 0 ] && echo "HS-CHUNKS $i" >&2
+		sleep "$pace"
+	done | nc "$peer" 5001
+	echo "HS-SENT"
+	sleep 2
+	kill -INT $pp
+	wait $pp
+	echo "HS-PINGSTAT $(grep transmitted /tmp/ping.txt)"
 	;;
 ping)
 	# Pings for ever and numbers each answer, so that the test can tell
