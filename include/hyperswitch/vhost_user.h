@@ -12,7 +12,10 @@
  * frames pass through unsegmented where both ends allow), MQ, MTU; the
  * protocol features MQ, REPLY_ACK, MTU (NET_SET_MTU: larger frames from
  * the guest are dropped as oversize), CONFIGURE_MEM_SLOTS (ADD_MEM_REG,
- * REM_MEM_REG) and STATUS. Live migration (dirty logging) is not offered.
+ * REM_MEM_REG) and STATUS. Live migration: VHOST_F_LOG_ALL with LOG_SHMFD
+ * (every guest page the switch writes is marked in the VMM's dirty log),
+ * GUEST_ANNOUNCE and RARP (SEND_RARP: a RARP from the guest's MAC enters
+ * the switch from the port, so the table moves at once).
  * Little-endian hosts only; legacy (pre-1.0) guests must share the host's
  * byte order (cross-endian is not offered, so QEMU refuses the others).
  *
@@ -28,7 +31,8 @@
  * the one it replaces for every other SIGBUS. Backend counters (hs_port_backend_counters): connected,
  * connects, disconnects, messages, bad_messages, broken_rings,
  * memory_faults, bad_rx_buffers (receive buffers in more pieces than the
- * switch can track, given back unused).
+ * switch can track, given back unused), dirty_log_overflow (pages written
+ * beyond the dirty log: the VMM gave too small a log), announces.
  *
  * Threading: the socket is handled on the switch's loop thread; rings are
  * processed by the data path. Guests are untrusted: every descriptor,
