@@ -477,6 +477,81 @@ START_TEST(a_log_shrunk_under_the_switch_stops_only_its_port)
 }
 END_TEST
 
+/* LOG_ALL without a log (the front-end never sent one): nothing can be
+ * marked, and every page written is counted instead of skipped. */
+START_TEST(logging_without_a_log_counts_every_page)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
+	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
+	log_all(&b, true);
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 2, 1, 100, 1);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "dirty_log_overflow") >= 2, 3000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "dirty_log_overflow"), 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* Stops and starts ring i again on the same connection (GET_VRING_BASE,
+ * SET_VRING_BASE, SET_VRING_KICK), as a front-end does after an error. */
+static void ring_restart(struct vud *v, unsigned i)
+{
+	uint32_t st[2] = {i, 0};
+	ck_assert_int_eq(vud_send_msg(v, VUD_GET_VRING_BASE, 0, st, 8, NULL, 0), 0);
+	ck_assert_int_eq(vud_recv_reply(v, VUD_GET_VRING_BASE, st, 8), 8);
+	ck_assert_int_eq(vud_state(v, VUD_SET_VRING_BASE, i, st[1]), 0);
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	close(v->r[i].kick);
+	v->r[i].kick = kick;
+	ck_assert_int_eq(vud_ring_fd(v, VUD_SET_VRING_KICK, i, kick), 0);
+}
+
+/* The log's file shrinks (a fault): the log is dropped with the rings;
+ * rings restarted with LOG_ALL still on count what they write instead
+ * of marking zero pages nobody reads. */
+START_TEST(a_faulted_log_is_dropped_not_written_in_vain)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
+	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
+	struct dlog lb;
+	dlog_make(&lb, LOG_BYTES, 0, LOG_BYTES);
+	ck_assert_int_eq(dlog_send(&b, &lb), 0);
+	log_all(&b, true);
+	ck_assert_int_eq(ftruncate(lb.fd, 0), 0);
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 2, 1, 100, 1);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "memory_faults") >= 1, 3000));
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
+	ring_restart(&b, 0);
+	ring_restart(&b, 1);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[1]), 3000));
+	uint64_t over = backend_ctr(e.p[1], "dirty_log_overflow");
+	n = mkframe(f, 2, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	int got;
+	do
+		got = recv_wait(&b, g, sizeof(g), NULL);
+	while (got > 0 && memcmp(g, f, (size_t)got));
+	ck_assert_int_eq(got, (int)n);
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "dirty_log_overflow") > over, 3000));
+	vud_close(&a);
+	vud_close(&b);
+	dlog_free(&lb, LOG_BYTES);
+	env_down(&e);
+}
+END_TEST
+
 /* SET_LOG_FD: an eventfd, signalled after bursts that marked pages. */
 START_TEST(the_log_eventfd_is_signalled)
 {
@@ -560,6 +635,30 @@ START_TEST(send_rarp_teaches_the_switch_and_the_network)
 }
 END_TEST
 
+/* SEND_RARP while queue 0's transmit ring is disabled: the announce goes
+ * out as soon as the ring is enabled again. */
+START_TEST(send_rarp_waits_for_a_disabled_ring)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_RARP));
+	guest_up(&b, e.path[1], base, e.p[1]);
+	ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 0), 0);
+	uint8_t mac[8] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
+	ck_assert_int_eq(vud_call(&a, VUD_SEND_RARP, mac, 8, NULL, 0), 0);
+	static uint8_t g[200];
+	usleep(200000);
+	ck_assert_int_eq(vud_recv(&b, 0, g, sizeof(g), NULL), 0);
+	ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 1), 0);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), 60);
+	ck_assert_int_eq(memcmp(g + 6, mac, 6), 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 /* Without the protocol feature SEND_RARP is not supported. */
 START_TEST(send_rarp_needs_its_protocol_feature)
 {
@@ -588,8 +687,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, hostile_logs_are_refused);
 	tcase_add_test(tc, an_unaligned_log_is_marked_where_it_is);
 	tcase_add_test(tc, a_log_shrunk_under_the_switch_stops_only_its_port);
+	tcase_add_test(tc, logging_without_a_log_counts_every_page);
+	tcase_add_test(tc, a_faulted_log_is_dropped_not_written_in_vain);
 	tcase_add_test(tc, the_log_eventfd_is_signalled);
 	tcase_add_test(tc, send_rarp_teaches_the_switch_and_the_network);
+	tcase_add_test(tc, send_rarp_waits_for_a_disabled_ring);
 	tcase_add_test(tc, send_rarp_needs_its_protocol_feature);
 	suite_add_tcase(s, tc);
 	return s;

@@ -195,9 +195,11 @@ unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigne
 		struct vq_chain ch = chain_of(pkts[i].token);
 		vq_push(&vr->vq, &ch, 0);
 	}
-	if (vr->vq.log && vr->vq.pending)
-		vu_log_signal(d);
-	return vq_flush(&vr->vq) ? HS_EV_COMPLETED : 0;
+	bool logged = vr->vq.log && vr->vq.pending;
+	unsigned ev = vq_flush(&vr->vq) ? HS_EV_COMPLETED : 0;
+	if (logged)
+		vu_log_signal(d); /* after the used ring's marks */
+	return ev;
 }
 
 /* ---- receive: frames into the guest's buffers ---------------------------------- */
@@ -350,9 +352,11 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 		}
 	}
 	r->n_resv = 0;
-	if (vq->log && vq->pending)
-		vu_log_signal(d);
-	return vq_flush(vq) ? HS_EV_DELIVERED : 0;
+	bool logged = vq->log && vq->pending;
+	unsigned ev = vq_flush(vq) ? HS_EV_DELIVERED : 0;
+	if (logged)
+		vu_log_signal(d); /* after the used ring's marks */
+	return ev;
 }
 
 /* ---- notifications ------------------------------------------------------------------ */

@@ -85,8 +85,9 @@ bool vu_hva_gpa(const struct vu_mem *m, const void *p, uint64_t *gpa);
  * (gpa / 4096) % 8 of byte gpa / 4096 / 8. A bit is set (atomically: the
  * front-end clears bits concurrently) after the bytes it covers were
  * written, so that a page the front-end copies after clearing its bit
- * holds them. A page beyond the bitmap cannot be marked: it is counted
- * (dirty_log_overflow), never silently skipped. */
+ * holds them. A page beyond the bitmap (or any page, with an empty log:
+ * LOG_ALL without one) cannot be marked: it is counted
+ * (dirty_log_overflow). */
 #define VU_LOG_PAGE_SHIFT 12
 
 struct vu_log {
@@ -122,6 +123,8 @@ static inline void vu_log_hva(const struct vu_log *l, const struct vu_mem *m,
 	uint64_t gpa;
 	if (vu_hva_gpa(m, p, &gpa))
 		vu_log_gpa(l, gpa, len);
+	else /* cannot happen for a translated chain; never silent */
+		atomic_fetch_add_explicit(l->overflow, 1, memory_order_relaxed);
 }
 
 /* ---- rings ------------------------------------------------------------------ */

@@ -253,6 +253,7 @@ void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr);
 /* vu_log.c (control plane) */
 int vu_log_set(struct vu_dev *d, const struct vu_log_desc *ld, int fd);
 void vu_log_reset(struct vu_dev *d);
+void vu_log_drop(struct vu_dev *d); /* unmaps the log; quiesced */
 void vu_log_ring(const struct vu_dev *d, const struct vu_vring *vr, struct vq *vq);
 void vu_announce(struct vu_dev *d, const uint8_t mac[6]);
 /* data path: signals the log eventfd (SET_LOG_FD) after a burst */

@@ -17,8 +17,10 @@
  * file must hold it (vu_region_map: tmpfs/hugetlbfs/ramfs, within the
  * file, guard pages, SIGBUS policy), it must cover the memory table in
  * force when it is set, and a page the data path writes beyond it is
- * counted (dirty_log_overflow) and reported once, never silently left
- * out. Used-ring writes are logged whenever LOG_ALL is on, whether or not
+ * counted (dirty_log_overflow), never silently left out; so is every
+ * page written while LOG_ALL is on without a log (none sent, or the log
+ * dropped because guest memory faulted: its file may be the one that
+ * shrank, and marks in the zero pages put there would reach nobody). Used-ring writes are logged whenever LOG_ALL is on, whether or not
  * a ring asked with VHOST_VRING_F_LOG: a page marked without need costs
  * a copy, a page left out corrupts the guest.
  *
@@ -36,7 +38,8 @@ static uint64_t log_bytes_needed(const struct vu_mem *m)
 	uint64_t need = 0;
 	for (uint32_t i = 0; m && i < m->n; i++) {
 		uint64_t end = m->r[i].gpa + m->r[i].size; /* no overflow: checked at map */
-		uint64_t pages = (end + (1ull << VU_LOG_PAGE_SHIFT) - 1) >> VU_LOG_PAGE_SHIFT;
+		uint64_t pages = (end >> VU_LOG_PAGE_SHIFT) +
+				 !!(end & ((1ull << VU_LOG_PAGE_SHIFT) - 1));
 		uint64_t bytes = (pages + 7) / 8;
 		if (bytes > need)
 			need = bytes;
@@ -83,13 +86,18 @@ int vu_log_set(struct vu_dev *d, const struct vu_log_desc *ld, int fd)
 	return 0;
 }
 
-void vu_log_reset(struct vu_dev *d)
+void vu_log_drop(struct vu_dev *d)
 {
 	d->log.bits = NULL;
 	d->log.len = 0;
 	if (d->log_map.map)
 		vu_region_unmap(&d->log_map);
 	d->log_map = (struct vu_region){.fault_slot = -1};
+}
+
+void vu_log_reset(struct vu_dev *d)
+{
+	vu_log_drop(d);
 	vu_close_fd(&d->log_fd);
 	atomic_store(&d->announce, false);
 }
@@ -97,7 +105,9 @@ void vu_log_reset(struct vu_dev *d)
 void vu_log_ring(const struct vu_dev *d, const struct vu_vring *vr, struct vq *vq)
 {
 	vq->log = NULL;
-	if (!d->log.bits || !vu_has(d, VU_F_LOG_ALL) || !d->mem)
+	/* LOG_ALL without a log (never sent, or dropped after a fault): the
+	 * empty log counts every page as beyond it (dirty_log_overflow). */
+	if (!vu_has(d, VU_F_LOG_ALL) || !d->mem)
 		return;
 	uint64_t used, evt = 0;
 	if (!vu_uva_gpa(d->mem, vq->packed ? vr->desc_uva : vr->used_uva, &used) ||

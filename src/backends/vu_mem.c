@@ -194,6 +194,14 @@ static void fault_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
 		if (d->vr[i].started && !d->vr[i].vq.broken)
 			d->vr[i].vq.broken = "guest memory truncated";
+	if (d->log.bits) {
+		/* The dirty log may be the file that shrank: marks in the zero
+		 * pages put over it would reach nobody. Until a new SET_LOG_BASE
+		 * they are counted as dirty_log_overflow instead. */
+		hs_port_log(d->port, HS_LOG_ERROR, "dirty log dropped with the faulted "
+			    "memory: pages written are counted, not marked");
+		vu_log_drop(d);
+	}
 	vu_rings_update(d);
 	hs_port_resume(d->port);
 }

@@ -141,6 +141,11 @@ void vu_rings_update(struct vu_dev *d)
 		if (vr->live && vr->fresh) {
 			ring_arm(d, vr);
 			vr->fresh = false;
+		} else if (vr->live && !was && i == 1 && atomic_load(&d->announce)) {
+			/* an announce waits for queue 0's transmit ring: look */
+			uint64_t one = 1;
+			if (vr->kickfd >= 0 && write(vr->kickfd, &one, sizeof(one)) < 0) {
+			}
 		}
 	}
 	bool broken = false; /* down until the front-end starts it again */

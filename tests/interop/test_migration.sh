@@ -16,6 +16,10 @@
 # Passes: split ring with the guest announcing itself (GUEST_ANNOUNCE),
 # packed ring with the switch announcing it (SEND_RARP, no-announce).
 #   test_migration.sh BUILD_DIR SOURCE_DIR [PASS...]   (KEEP=1: keep the work folder)
+# HS_MIG_SWITCH=ovs-dpdk runs the same migration through Open vSwitch with
+# its DPDK datapath instead (bench/migration.sh compares the two; root,
+# hugepages, ovs-vswitchd-dpdk): the checks that read hyperswitch's own
+# log and counters are left out then.
 # Exits 77 (skipped) when QEMU or a guest kernel is not installed.
 set -uo pipefail
 build=$1 src=$2
@@ -25,11 +29,19 @@ qmp=$src/tests/interop/qmp.py
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: no qemu-system-x86_64"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 77; }
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
+sw=${HS_MIG_SWITCH:-hyperswitch}
+ovs=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+case $sw in
+hyperswitch) ;;
+ovs-dpdk) [ -x "$ovs" ] || { echo "SKIP: no $ovs"; exit 77; } ;;
+*) echo "unknown switch $sw"; exit 2 ;;
+esac
 work=$(mktemp -d /tmp/hs-mig.XXXXXX)
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait 2>/dev/null
+	[ "$sw" = ovs-dpdk ] && rm -f /dev/hugepages/hsm-ovs* 2>/dev/null
 	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -70,18 +82,81 @@ guest() {
 	pids+=("$!")
 }
 
+# ---- the switch under test: ports vhu0..2 on $work/{a,b,c}.sock ----
+start_switch() { # PORT_OPTS (of b's ports)
+	if [ "$sw" = hyperswitch ]; then
+		# b's two ports must offer the same features: QEMU refuses to
+		# load a guest whose features the destination's back-end lacks
+		"$vswitch" --stats 1 --vhost-user "$work/a.sock" --vhost-user "$work/b.sock$1" \
+			--vhost-user "$work/c.sock$1" >"$work/vswitch.log" 2>&1 &
+		vs=$!
+		pids+=("$vs")
+		wait_for "$work/vswitch.log" "running" 10
+		return
+	fi
+	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 600 ]; then
+		echo 1024 > /proc/sys/vm/nr_hugepages
+	fi
+	mkdir -p /dev/hugepages
+	mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+	local d=$work/ovs
+	rm -rf "$d"
+	mkdir -p "$d"
+	export OVS_RUNDIR=$d OVS_LOGDIR=$d OVS_DBDIR=$d
+	ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
+	ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb.pid" \
+		--log-file="$d/ovsdb.log" --detach || return 1
+	pids+=("$(cat "$d/ovsdb.pid")")
+	ovsvs=(ovs-vsctl "--db=unix:$d/db.sock")
+	"${ovsvs[@]}" --no-wait init
+	"${ovsvs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+		other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
+		other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=hsm-ovs"
+	"$ovs" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --detach \
+		--log-file="$d/vswitchd.log" || return 1
+	vs=$(cat "$d/vswitchd.pid")
+	pids+=("$vs")
+	"${ovsvs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
+	local i=0
+	for n in a b c; do
+		"${ovsvs[@]}" add-port br0 vh$i -- set Interface vh$i type=dpdkvhostuser || return 1
+		local end=$((SECONDS + 20))
+		until [ -S "$d/vh$i" ]; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
+		ln -sf "$d/vh$i" "$work/$n.sock"
+		i=$((i + 1))
+	done
+	ovsctl=$d/ovs-vswitchd-dpdk.$vs.ctl
+	unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR
+}
+
+# Whether the switch's table has b's MAC on the destination port now.
+b_on_destination() { # LOG_MARK
+	if [ "$sw" = hyperswitch ]; then
+		tail -n +"$1" "$work/vswitch.log" | grep -q "^fdb: $mac_b vlan 1 on vhu2"
+		return
+	fi
+	local port
+	port=$("${ovsvs[@]}" get Interface vh2 ofport)
+	ovs-appctl -t "$ovsctl" fdb/show br0 | awk -v m=$mac_b -v p="$port" '$3 == m && $1 == p {f=1} END {exit !f}'
+}
+
+stop_switch() {
+	if [ "$sw" = hyperswitch ]; then
+		kill -INT "$vs"
+		wait "$vs"
+		return
+	fi
+	kill -TERM "$(cat "$work/ovs/vswitchd.pid")" "$(cat "$work/ovs/ovsdb.pid")" 2>/dev/null
+	sleep 1
+}
+
 # run_pass NAME DEVICE_OPTS PORT_OPTS (of b's ports, vhu1 and vhu2)
 run_pass() {
 	local name=$1 c_opt=$3
 	dev=$2
 	rm -f "$work"/*.log "$work"/*.sock "$work"/*.qmp "$work"/*.qemu
-	# b's two ports must offer the same features: QEMU refuses to load a
-	# guest whose features the destination's back-end lacks
-	"$vswitch" --stats 1 --vhost-user "$work/a.sock" --vhost-user "$work/b.sock$c_opt" \
-		--vhost-user "$work/c.sock$c_opt" >"$work/vswitch.log" 2>&1 &
-	local vs=$!
-	pids+=("$vs")
-	wait_for "$work/vswitch.log" "running" 10 || fail "$name: vswitch did not start"
+	[ "$sw" = hyperswitch ] || c_opt=
+	start_switch "$c_opt" || fail "$name: $sw did not start"
 
 	guest gb "$work/b.sock" $mac_b server 10.0.0.2 10.0.0.1
 	local gb=$!
@@ -103,14 +178,14 @@ run_pass() {
 	# migrated guest finds stale used rings and stale frames)
 	res=$("$qmp" "$work/gb.qmp" migrate "unix:$work/mig.sock" 24 2>"$work/qmp.err") ||
 		fail "$name: migration failed: $res $(cat "$work/qmp.err")"
-	local mark
-	mark=$(wc -l <"$work/vswitch.log")
+	local mark=0
+	[ "$sw" = hyperswitch ] && mark=$(wc -l <"$work/vswitch.log")
 	echo "$name: migration done in $((SECONDS - t0)) s: $res"
 	# Right after the switch-over the table points b's MAC at vhu2 (the
 	# counters and table are printed every second).
 	local end=$((SECONDS + 3)) moved=0
 	while [ $SECONDS -lt $end ]; do
-		if tail -n +"$mark" "$work/vswitch.log" | grep -q "^fdb: $mac_b vlan 1 on vhu2"; then
+		if b_on_destination "$mark"; then
 			moved=1
 			break
 		fi
@@ -129,8 +204,15 @@ run_pass() {
 	wait_for "$work/ga.log" "HS-PINGSTAT" 60 || fail "$name: no ping statistics"
 	local pings
 	pings=$(grep -o 'HS-PINGSTAT.*' "$work/ga.log")
-	kill -INT "$vs"
-	wait "$vs" || fail "$name: the switch exited with status $? (sanitizer report in its log?)"
+	stop_switch || fail "$name: the switch exited with status $? (sanitizer report in its log?)"
+	if [ "$sw" != hyperswitch ]; then
+		echo "MIGRATION switch=$sw pass=$name $(echo "$res" | tr -d '{}"' | tr ',' ' ') pings: ${pings#HS-PINGSTAT }"
+		echo "$name: stream of $bytes bytes intact across the migration"
+		for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+		wait 2>/dev/null
+		pids=()
+		return
+	fi
 	grep -q "vhu1: dirty log of" "$work/vswitch.log" || fail "$name: QEMU never gave the switch a dirty log"
 	if [ "$c_opt" = ",no-announce" ]; then
 		grep -q "vhu2: announcing $mac_b (RARP)" "$work/vswitch.log" ||
@@ -145,7 +227,7 @@ run_pass() {
 	fi
 	local overflow
 	overflow=$(grep -oE "dirty_log_overflow [0-9]+" "$work/vswitch.log" | sort -u | tr '\n' ' ')
-	echo "MIGRATION pass=$name $(echo "$res" | tr -d '{}"' | tr ',' ' ') pings: ${pings#HS-PINGSTAT } switch drops: ${drops:-none}"
+	echo "MIGRATION switch=$sw pass=$name $(echo "$res" | tr -d '{}"' | tr ',' ' ') pings: ${pings#HS-PINGSTAT } switch drops: ${drops:-none}"
 	[ "$overflow" = "dirty_log_overflow 0 " ] || fail "$name: pages beyond the log: $overflow"
 	echo "$name: stream of $bytes bytes intact across the migration"
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
