@@ -112,12 +112,9 @@ start_switch() { # PORT_OPTS (of b's ports)
 	"${ovsvs[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
 		other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
 		other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=hsm-ovs"
-	"$ovs" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --detach \
-		--log-file="$d/vswitchd.log" || return 1
-	vs=$(cat "$d/vswitchd.pid")
-	pids+=("$vs")
+	ovs_vswitchd "$d" || return 1
 	"${ovsvs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
-	local i=0
+	local i=0 n
 	for n in a b c; do
 		"${ovsvs[@]}" add-port br0 vh$i -- set Interface vh$i type=dpdkvhostuser || return 1
 		local end=$((SECONDS + 20))
@@ -125,8 +122,46 @@ start_switch() { # PORT_OPTS (of b's ports)
 		ln -sf "$d/vh$i" "$work/$n.sock"
 		i=$((i + 1))
 	done
-	ovsctl=$d/ovs-vswitchd-dpdk.$vs.ctl
 	unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR
+}
+
+ovs_vswitchd() { # DIR
+	OVS_RUNDIR=$1 OVS_LOGDIR=$1 OVS_DBDIR=$1 "$ovs" "unix:$1/db.sock" \
+		--pidfile="$1/vswitchd.pid" --detach --log-file="$1/vswitchd.log" || return 1
+	vs=$(cat "$1/vswitchd.pid")
+	pids+=("$vs")
+	ovsctl=$1/ovs-vswitchd-dpdk.$vs.ctl
+}
+
+# Kills the switch (SIGKILL) under traffic and starts it again; sets
+# restart_ms: how long until both guests' ports were up again. (Not in a
+# subshell: it waits for the killed process and records the new one.)
+restart_switch() {
+	local t0 t1
+	t0=$(date +%s%N)
+	if [ "$sw" = hyperswitch ]; then
+		kill -KILL "$vs"
+		wait "$vs" 2>/dev/null
+		"$vswitch" --stats 1 --vhost-user "$work/a.sock" --vhost-user "$work/b.sock" \
+			--vhost-user "$work/c.sock" >"$work/vswitch2.log" 2>&1 &
+		vs=$!
+		pids+=("$vs")
+		wait_for "$work/vswitch2.log" "vhu0: link up" 60 &&
+			wait_for "$work/vswitch2.log" "vhu1: link up" 60 || return 1
+	else
+		kill -KILL "$vs"
+		while kill -0 "$vs" 2>/dev/null; do sleep 0.05; done
+		# OVS's server-mode vhost ports do not bind over their stale
+		# sockets ("failed to bind: Address already in use"): an operator
+		# removes them first (hyperswitch removes a socket nobody listens on)
+		rm -f "$work"/ovs/vh[0-9]
+		mv "$work/ovs/vswitchd.log" "$work/ovs/vswitchd-first.log"
+		ovs_vswitchd "$work/ovs" || return 1
+		wait_for "$work/ovs/vswitchd.log" "vh0' has been added" 60 &&
+			wait_for "$work/ovs/vswitchd.log" "vh1' has been added" 60 || return 1
+	fi
+	t1=$(date +%s%N)
+	restart_ms=$(((t1 - t0) / 1000000))
 }
 
 # Whether the switch's table has b's MAC on the destination port now.
@@ -162,8 +197,8 @@ run_pass() {
 	local gb=$!
 	guest ga "$work/a.sock" 52:54:00:00:00:01 stream 10.0.0.1 10.0.0.2
 	# the destination waits for the guest's state on a unix socket
-	guest gb2 "$work/c.sock" $mac_b server 10.0.0.2 10.0.0.1 -incoming "unix:$work/mig.sock"
-	local gb2=$!
+	[ "$name" = restart ] ||
+		guest gb2 "$work/c.sock" $mac_b server 10.0.0.2 10.0.0.1 -incoming "unix:$work/mig.sock"
 	wait_for "$work/ga.log" "HS-STREAM-START" 180 || fail "$name: the stream did not start"
 	wait_for "$work/ga.log" "HS-CHUNKS 16" 60 || fail "$name: the stream does not flow"
 	# b's reader pauses: frames now stay unread in the pages the switch
@@ -172,6 +207,16 @@ run_pass() {
 
 	local t0=$SECONDS
 	local res
+	if [ "$name" = restart ]; then
+		# The switch dies under the stream and comes back; QEMU
+		# reconnects (reconnect=1) and resumes the split rings from
+		# their used index: nothing is lost, the stream goes on.
+		restart_switch || fail "$name: the guests did not come back to the restarted switch"
+		res="status: restarted, downtime_ms: $restart_ms, total_ms: $restart_ms"
+		echo "$name: switch killed and restarted; ports up again after $restart_ms ms"
+		finish_pass "$name" gb "$res" "$c_opt"
+		return
+	fi
 	# 24 MiB/s: the first pass over the guest's memory takes about three
 	# seconds while the stream writes into it, so pages the switch writes
 	# after QEMU copied them must come again through the dirty log (or the
@@ -195,11 +240,17 @@ run_pass() {
 	[ "$("$qmp" "$work/gb2.qmp" status)" = running ] || fail "$name: the migrated guest is not running"
 	"$qmp" "$work/gb.qmp" quit 2>/dev/null
 	wait "$gb" 2>/dev/null
+	finish_pass "$name" gb2 "$res" "$c_opt"
+}
 
-	wait_for "$work/gb2.log" "HS-RECEIVED" 180 || fail "$name: the stream did not arrive at the migrated guest"
+# finish_pass NAME RECEIVER RESULT PORT_OPTS: the stream arrived whole at
+# the receiving guest; counters and the report line.
+finish_pass() {
+	local name=$1 dst=$2 res=$3 c_opt=$4 p
+	wait_for "$work/$dst.log" "HS-RECEIVED" 180 || fail "$name: the stream did not arrive at $dst"
 	local sent got
 	sent=$(grep -o 'HS-DATA [0-9a-f]*' "$work/ga.log" | cut -d' ' -f2)
-	got=$(grep -o 'HS-RECEIVED [0-9]* [0-9a-f]*' "$work/gb2.log")
+	got=$(grep -o 'HS-RECEIVED [0-9]* [0-9a-f]*' "$work/$dst.log")
 	[ "$got" = "HS-RECEIVED $bytes $sent" ] || fail "$name: stream corrupted: sent $sent, $got"
 	wait_for "$work/ga.log" "HS-PINGSTAT" 60 || fail "$name: no ping statistics"
 	local pings
@@ -207,42 +258,47 @@ run_pass() {
 	stop_switch || fail "$name: the switch exited with status $? (sanitizer report in its log?)"
 	if [ "$sw" != hyperswitch ]; then
 		echo "MIGRATION switch=$sw pass=$name $(echo "$res" | tr -d '{}"' | tr ',' ' ') pings: ${pings#HS-PINGSTAT }"
-		echo "$name: stream of $bytes bytes intact across the migration"
+		echo "$name: stream of $bytes bytes intact"
 		for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 		wait 2>/dev/null
 		pids=()
 		return
 	fi
-	grep -q "vhu1: dirty log of" "$work/vswitch.log" || fail "$name: QEMU never gave the switch a dirty log"
+	local slog=$work/vswitch.log
+	if [ "$name" = restart ]; then
+		slog=$work/vswitch2.log
+	else
+		grep -q "vhu1: dirty log of" "$slog" || fail "$name: QEMU never gave the switch a dirty log"
+	fi
 	if [ "$c_opt" = ",no-announce" ]; then
-		grep -q "vhu2: announcing $mac_b (RARP)" "$work/vswitch.log" ||
+		grep -q "vhu2: announcing $mac_b (RARP)" "$slog" ||
 			fail "$name: QEMU did not ask the switch to announce the guest"
 	fi
 	local drops
-	drops=$(grep -E "^port vhu[0-9]: " "$work/vswitch.log" | tail -n 3 |
+	drops=$(grep -E "^port vhu[0-9]: " "$slog" | tail -n 3 |
 		grep -oE "(rx_no_buffer|link_down|bad_[a-z_]*|no_port|oversize|copy_error) [0-9]+" |
 		tr '\n' ' ')
-	if grep -E "^port .*(bad_descriptor|bad_offload|copy_error)" "$work/vswitch.log"; then
+	if grep -E "^port .*(bad_descriptor|bad_offload|copy_error)" "$slog"; then
 		fail "$name: unexpected drops"
 	fi
 	local overflow
-	overflow=$(grep -oE "dirty_log_overflow [0-9]+" "$work/vswitch.log" | sort -u | tr '\n' ' ')
+	overflow=$(grep -oE "dirty_log_overflow [0-9]+" "$slog" | sort -u | tr '\n' ' ')
 	echo "MIGRATION switch=$sw pass=$name $(echo "$res" | tr -d '{}"' | tr ',' ' ') pings: ${pings#HS-PINGSTAT } switch drops: ${drops:-none}"
 	[ "$overflow" = "dirty_log_overflow 0 " ] || fail "$name: pages beyond the log: $overflow"
-	echo "$name: stream of $bytes bytes intact across the migration"
+	echo "$name: stream of $bytes bytes intact"
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	pids=()
-	: "$gb2"
 }
 
 passes=("$@")
-[ ${#passes[@]} -gt 0 ] || passes=(split packed)
+[ ${#passes[@]} -gt 0 ] || passes=(split packed restart)
 n=0
 for p in "${passes[@]}"; do
 	case $p in
 	split) run_pass split ",mrg_rxbuf=off" "" ;;
 	packed) run_pass packed ",packed=on,mrg_rxbuf=off" ",no-announce" ;;
+	restart) run_pass restart ",mrg_rxbuf=off" "" ;;
 	*) echo "unknown pass $p"; exit 2 ;;
 	esac
 	n=$((n + 1))
