@@ -600,8 +600,8 @@ START_TEST(malformed_messages_get_errors_not_crashes)
 	/* a vring address outside guest memory */
 	uint64_t addr[5] = {0, 0x10, 0x10, 0x10, 0};
 	ck_assert_int_eq(vud_call(&v, VUD_SET_VRING_ADDR, addr, 40, NULL, 0), -EIO);
-	/* a kick without an fd (polling) is not supported */
-	ck_assert_int_eq(vud_u64(&v, VUD_SET_VRING_KICK, 0x100), -EIO);
+	/* a kick with flags the protocol does not have */
+	ck_assert_int_eq(vud_u64(&v, VUD_SET_VRING_KICK, 0x200 | 0x100), -EIO);
 	/* still alive: a good request works */
 	uint64_t f;
 	ck_assert_int_eq(vud_get_u64(&v, VUD_GET_FEATURES, &f), 0);
@@ -640,6 +640,89 @@ START_TEST(a_second_front_end_is_refused)
 }
 END_TEST
 
+/* ---- front-ends that poll, device reset ------------------------------------------ */
+
+/* A front-end that polls its rings and never kicks (NOFD kick fds, as a
+ * busy-polling virtio-user does): the switch looks at the rings itself,
+ * and frames flow both ways with every kick the driver writes going
+ * nowhere. */
+START_TEST(a_front_end_that_polls_gets_its_frames)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	uint64_t want = base | F(HS_VIRTIO_F_EVENT_IDX);
+	guest_up(&a, e.path[0], want, e.p[0]);
+	guest_up(&b, e.path[1], want, e.p[1]);
+	for (unsigned i = 0; i < 2; i++) {
+		uint64_t nofd = i | 0x100;
+		ck_assert_int_eq(vud_call(&a, VUD_SET_VRING_KICK, &nofd, 8, NULL, 0), 0);
+		ck_assert_int_eq(vud_call(&b, VUD_SET_VRING_KICK, &nofd, 8, NULL, 0), 0);
+	}
+	static uint8_t f[2000], g[2000];
+	for (uint32_t i = 1; i <= 200; i++) {
+		size_t n = mkframe(f, 2, 1, 60 + i % 1400, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
+			vud_reap_tx(&a, 0);
+		ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+		ck_assert_int_eq(memcmp(g, f, n), 0);
+		if (i % 100 == 0) /* b reposts: the switch must notice by itself */
+			ck_assert_int_eq(vud_post_rx(&b, 0, 100, VUD_BUF), 0);
+	}
+	ck_assert(TH_WAIT(th_pstats(e.p[0]).rx_packets == 200, 3000));
+	ck_assert_uint_eq(th_pstats(e.p[1]).tx_packets, 200);
+	/* back to kicks: the switch's polling stops, frames still flow */
+	ck_assert_int_eq(vud_ring_fd(&a, VUD_SET_VRING_KICK, 1, a.r[1].kick), 0);
+	size_t n = mkframe(f, 2, 1, 100, 999);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	vud_kick(&a.r[1]);
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* RESET_DEVICE: the rings stop and the device forgets its configuration
+ * but keeps the connection; configured again on it, it carries traffic. */
+START_TEST(reset_device_keeps_the_connection)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.proto_extra = 1ull << 13; /* VHOST_USER_PROTOCOL_F_RESET_DEVICE */
+	ck_assert_int_eq(vud_start(&a, base, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 64, VUD_BUF), 0);
+	ck_assert((a.proto >> 13) & 1);
+	guest_up(&b, e.path[1], base, e.p[1]);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	ck_assert_int_eq(vud_call(&a, 34, NULL, 0, NULL, 0), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
+	ck_assert_uint_eq(hs_vhost_user_features(e.p[0]), 0);
+	ck_assert_int_eq(hs_vhost_user_connected(e.p[0]), 1);
+	/* the same connection, configured again (no SET_OWNER, no protocol
+	 * features: they stayed) */
+	ck_assert_int_eq(vud_u64(&a, VUD_SET_FEATURES, a.features), 0);
+	ck_assert_int_eq(vud_mem_table(&a), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		close(a.r[i].kick);
+		close(a.r[i].call);
+		vud_ring_alloc(&a, &a.r[i], !(i & 1));
+		ck_assert_int_eq(vud_ring_setup(&a, i), 0);
+	}
+	ck_assert_int_eq(vud_post_rx(&a, 0, 64, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 0, 2, 100, 1);
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user");
@@ -664,6 +747,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, oversized_and_overlong_chains_are_refused_not_fatal);
 	tcase_add_test(tc, malformed_messages_get_errors_not_crashes);
 	tcase_add_test(tc, a_second_front_end_is_refused);
+	tcase_add_test(tc, a_front_end_that_polls_gets_its_frames);
+	tcase_add_test(tc, reset_device_keeps_the_connection);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -15,7 +15,10 @@
  * REM_MEM_REG) and STATUS. Live migration: VHOST_F_LOG_ALL with LOG_SHMFD
  * (every guest page the switch writes is marked in the VMM's dirty log),
  * GUEST_ANNOUNCE and RARP (SEND_RARP: a RARP from the guest's MAC enters
- * the switch from the port, so the table moves at once).
+ * the switch from the port, so the table moves at once). RESET_DEVICE
+ * (the device forgets its configuration, the connection stays). A
+ * front-end that polls its rings (kick without an fd,
+ * VHOST_USER_VRING_NOFD_MASK) has them looked at every millisecond.
  * Little-endian hosts only; legacy (pre-1.0) guests must share the host's
  * byte order (cross-endian is not offered, so QEMU refuses the others).
  *

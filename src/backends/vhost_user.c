@@ -151,7 +151,7 @@ static uint64_t offered_features(const struct vu_dev *d)
 }
 
 /* Back to the state of a device nobody configured (keeps the connection). */
-void vu_device_reset(struct vu_dev *d)
+void vu_device_reset(struct vu_dev *d, bool keep_session)
 {
 	hs_port_quiesce(d->port);
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
@@ -159,8 +159,11 @@ void vu_device_reset(struct vu_dev *d)
 	vu_mem_free(d->mem);
 	d->mem = NULL;
 	vu_log_reset(d);
-	d->features = d->proto = 0;
-	d->owner = false;
+	d->features = 0;
+	if (!keep_session) {
+		d->proto = 0;
+		d->owner = false;
+	}
 	d->status = 0;
 	d->hdr_len = 12;
 	d->mrg = false;
@@ -204,7 +207,7 @@ void vu_disconnect(struct vu_dev *d, const char *why)
 	vu_close_fd(&d->conn_fd);
 	drop_fds(d);
 	d->rlen = 0;
-	vu_device_reset(d);
+	vu_device_reset(d, false);
 	atomic_store(&d->connected, false);
 	if (d->cfg.flags & HS_VU_CLIENT)
 		schedule_retry(d);
@@ -425,6 +428,7 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->proto_offered = (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 			   (1ull << VU_PF_MEM_SLOTS) | (1ull << VU_PF_STATUS) |
 			   (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_RARP) |
+			   (1ull << VU_PF_RESET_DEVICE) |
 			   (d->cfg.mtu ? 1ull << VU_PF_MTU : 0);
 	*priv = d;
 	info->n_queues = d->nqp;
@@ -462,6 +466,8 @@ static void vu_stop(void *priv)
 	d->fault_w = NULL;
 	hs_timer_del(d->retry_t);
 	d->retry_t = NULL;
+	hs_timer_del(d->poll_t);
+	d->poll_t = NULL;
 	hs_watch_del(d->listen_w);
 	d->listen_w = NULL;
 	hs_watch_del(d->conn_w);

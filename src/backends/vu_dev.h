@@ -57,6 +57,7 @@ enum {
 	VU_GET_MAX_MEM_SLOTS = 36,
 	VU_ADD_MEM_REG = 37,
 	VU_REM_MEM_REG = 38,
+	VU_RESET_DEVICE = 34,
 	VU_SET_STATUS = 39,
 	VU_GET_STATUS = 40,
 };
@@ -72,6 +73,7 @@ enum {
 #define VU_PF_REPLY_ACK 3
 #define VU_PF_MTU 4
 #define VU_PF_MEM_SLOTS 15
+#define VU_PF_RESET_DEVICE 13
 #define VU_PF_STATUS 16
 #define VU_VRING_F_LOG 0x1 /* SET_VRING_ADDR flags: log the used ring */
 #define VU_VRING_NOFD 0x100
@@ -135,6 +137,10 @@ struct vu_vring {
 	bool live;                 /* the data path may use it */
 	const char *why_not;       /* why it is not live (logged on change) */
 	bool kicks_off;            /* data path: a poller suppressed kicks */
+	bool polled;               /* started without a kick fd (NOFD): the
+				      front-end polls, so the switch looks at
+				      the ring every millisecond (its own
+				      eventfd as kickfd, vu_ring.c) */
 	struct vq vq;              /* data-path state */
 };
 
@@ -175,6 +181,7 @@ struct vu_dev {
 	bool created_socket;
 	hs_watch_t *listen_w, *conn_w;
 	hs_timer_t *retry_t;
+	hs_timer_t *poll_t;        /* while some ring is polled */
 	uint8_t rbuf[VU_MAX_PAYLOAD + sizeof(struct vu_hdr)];
 	size_t rlen;
 	int rfds[8];
@@ -235,7 +242,9 @@ static inline void vu_close_fd(int *fd)
 
 /* vu_conn.c */
 void vu_disconnect(struct vu_dev *d, const char *why);
-void vu_device_reset(struct vu_dev *d);
+/* Back to a device nobody configured; RESET_DEVICE keeps the owner and
+ * the protocol features (the session), a disconnect does not. */
+void vu_device_reset(struct vu_dev *d, bool keep_session);
 
 /* vu_msg.c: handles one complete message; false ends the connection */
 bool vu_dispatch(struct vu_dev *d, struct vu_msg *m);
@@ -245,6 +254,7 @@ void vu_rings_update(struct vu_dev *d);
 int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd);
 uint32_t vu_ring_stop(struct vu_dev *d, unsigned i);
 void vu_ring_reset(struct vu_dev *d, unsigned i);
+void vu_poll_update(struct vu_dev *d); /* polled rings: timer on or off */
 const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc,
 			       uint64_t avail, uint64_t used);
 /* data path: a ring broke while the data path used it */

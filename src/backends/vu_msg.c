@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include "vu_dev.h"
@@ -303,10 +304,14 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 	int i, fd, rc = 0;
 	if (vring_fd_msg(d, m, &i, &fd))
 		return -EINVAL;
-	if (fd < 0) {
-		hs_port_log(d->port, HS_LOG_WARN, "vring %d: polling mode (no kick fd) "
-			    "is not supported", i);
-		return -ENOTSUP;
+	bool polled = fd < 0;
+	if (polled) {
+		/* The front-end polls and never kicks (VHOST_USER_VRING_NOFD_MASK):
+		 * the switch looks every millisecond, through an eventfd of its
+		 * own that the data path waits on as on a kick fd. */
+		fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd < 0)
+			return -errno;
 	}
 	struct vu_vring *vr = &d->vr[i];
 	quiesce(d);
@@ -326,6 +331,13 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 		}
 	} else {
 		rc = vu_ring_start(d, (unsigned)i, fd);
+	}
+	if (!rc) {
+		if (polled != vr->polled)
+			hs_port_log(d->port, HS_LOG_INFO, "vring %d: %s", i, polled ?
+				    "no kick fd: polled every millisecond" : "kicked again");
+		vr->polled = polled;
+		vu_poll_update(d);
 	}
 	resume(d);
 	if (rc)
@@ -516,6 +528,17 @@ static int h_set_owner(struct vu_dev *d, struct vu_msg *m)
 	return 0;
 }
 
+/* RESET_DEVICE: every ring stopped, memory, log and features gone, the
+ * device as nobody configured it; the connection, its owner and the
+ * protocol features stay (the front-end configures the device again). */
+static int h_reset_device(struct vu_dev *d, struct vu_msg *m)
+{
+	(void)m;
+	hs_port_log(d->port, HS_LOG_INFO, "device reset by the front-end");
+	vu_device_reset(d, true);
+	return 0;
+}
+
 static int h_reset_owner(struct vu_dev *d, struct vu_msg *m)
 {
 	(void)d, (void)m; /* deprecated: ignored, as the spec recommends */
@@ -612,6 +635,7 @@ static const struct handler handlers[] = {
 	{VU_GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", h_get_max_mem_slots, 0, 0, 0, true},
 	{VU_ADD_MEM_REG, "ADD_MEM_REG", h_add_mem_reg, 1, 8 + 32, 8 + 32, false},
 	{VU_REM_MEM_REG, "REM_MEM_REG", h_rem_mem_reg, 1, 8 + 32, 8 + 32, false},
+	{VU_RESET_DEVICE, "RESET_DEVICE", h_reset_device, 0, 0, 0, false},
 	{VU_SET_STATUS, "SET_STATUS", h_set_status, 0, U64, U64, false},
 	{VU_GET_STATUS, "GET_STATUS", h_get_status, 0, 0, 0, true},
 };
@@ -638,6 +662,8 @@ static bool allowed(const struct vu_dev *d, uint32_t req)
 		return (d->proto >> VU_PF_MQ) & 1;
 	case VU_NET_SET_MTU:
 		return (d->proto >> VU_PF_MTU) & 1;
+	case VU_RESET_DEVICE:
+		return (d->proto >> VU_PF_RESET_DEVICE) & 1;
 	case VU_SET_LOG_BASE:
 		return (d->proto >> VU_PF_LOG_SHMFD) & 1;
 	case VU_SEND_RARP:

@@ -254,9 +254,41 @@ uint32_t vu_ring_stop(struct vu_dev *d, unsigned i)
 			vr->base = vq->last_avail;
 		vr->started = false;
 		vr->fresh = false;
+		vr->polled = false;
+		vu_poll_update(d);
 	}
 	vu_rings_update(d);
 	return vr->base;
+}
+
+/* Polled rings (NOFD): a look every millisecond from the loop, through
+ * the ring's own eventfd, as a kick would. While the data path owns the
+ * queue in a polling worker the kicks only find it busy. */
+static void poll_cb(hs_timer_t *t, void *arg)
+{
+	struct vu_dev *d = arg;
+	(void)t;
+	uint64_t one = 1;
+	for (unsigned i = 0; i < 2u * d->nqp; i++)
+		if (d->vr[i].polled && d->vr[i].live && d->vr[i].kickfd >= 0 &&
+		    write(d->vr[i].kickfd, &one, sizeof(one)) < 0) {
+			/* full: a look is pending */
+		}
+}
+
+void vu_poll_update(struct vu_dev *d)
+{
+	bool any = false;
+	for (unsigned i = 0; i < 2u * d->nqp; i++)
+		any |= d->vr[i].started && d->vr[i].polled;
+	if (any && !d->poll_t) {
+		if (hs_timer_add(hs_port_switch(d->port), 1, 1, poll_cb, d, &d->poll_t))
+			hs_port_log(d->port, HS_LOG_ERROR, "cannot poll the rings of a "
+				    "front-end without kick fds");
+	} else if (!any && d->poll_t) {
+		hs_timer_del(d->poll_t);
+		d->poll_t = NULL;
+	}
 }
 
 void vu_ring_reset(struct vu_dev *d, unsigned i)
@@ -274,8 +306,10 @@ void vu_ring_reset(struct vu_dev *d, unsigned i)
 	vr->base = 0;
 	vr->started = vr->fresh = vr->enabled = vr->live = false;
 	vr->kicks_off = false;
+	vr->polled = false;
 	vr->why_not = NULL;
 	vq_reset(&vr->vq);
+	vu_poll_update(d);
 }
 
 /* The data path found a ring broken (a guest bug or attack). Called by
