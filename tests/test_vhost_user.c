@@ -14,7 +14,7 @@
 #include "vu_env.h"
 
 #define F(b) (1ull << (b))
-#define ALL_FEATURES (~0ull)
+#define ALL_FEATURES (~F(HS_VIRTIO_F_IOMMU_PLATFORM)) /* no vIOMMU: addresses are GPAs */
 
 /* ---- negotiation -------------------------------------------------------------------- */
 

@@ -77,6 +77,9 @@ struct vud {
 	unsigned nqp;
 	unsigned mem_adds; /* >0: memory by ADD_MEM_REG, sent this many times
 			    * (as a multiqueue QEMU does, once per device) */
+	bool iommu;        /* VIRTIO_F_IOMMU_PLATFORM negotiated: ring addresses
+			    * are IOVAs (the driver's GPAs, which the test maps
+			    * through IOTLB updates) */
 	struct vud_ring r[8];
 };
 
@@ -269,6 +272,9 @@ static inline int vud_ring_addr(struct vud *v, unsigned i)
 		addr[2] = (uint64_t)(uintptr_t)r->dev_evt;
 		addr[3] = (uint64_t)(uintptr_t)r->drv_evt;
 	}
+	if (v->iommu) /* behind the IOMMU the device sees IOVAs: our GPAs */
+		for (int k = 1; k <= 3; k++)
+			addr[k] = vud_gpa(v, (void *)(uintptr_t)addr[k]);
 	return vud_call(v, VUD_SET_VRING_ADDR, addr, 40, NULL, 0);
 }
 
@@ -330,6 +336,7 @@ static inline int vud_start(struct vud *v, uint64_t want, unsigned nqp)
 		return rc;
 	v->features = offered & want;
 	v->packed = (v->features >> 34) & 1;
+	v->iommu = (v->features >> 33) & 1;
 	v->hdr_len = ((v->features >> 32) & 1) || ((v->features >> 15) & 1) ? 12 : 10;
 	if ((v->features >> 30) & 1) {
 		uint64_t pf;

@@ -142,7 +142,8 @@ static uint64_t offered_features(const struct vu_dev *d)
 		     (1ull << HS_VIRTIO_NET_F_GUEST_USO4) |
 		     (1ull << HS_VIRTIO_NET_F_GUEST_USO6) |
 		     (1ull << HS_VIRTIO_NET_F_STATUS) | (1ull << HS_VIRTIO_NET_F_CTRL_VQ) |
-		     (1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE) | (1ull << VU_F_LOG_ALL);
+		     (1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE) | (1ull << VU_F_LOG_ALL) |
+		     (1ull << HS_VIRTIO_F_IOMMU_PLATFORM);
 	if (d->nqp > 1)
 		f |= 1ull << HS_VIRTIO_NET_F_MQ;
 	if (d->cfg.mtu)
@@ -159,6 +160,7 @@ void vu_device_reset(struct vu_dev *d, bool keep_session)
 	vu_mem_free(d->mem);
 	d->mem = NULL;
 	vu_log_reset(d);
+	vu_iotlb_reset(d, keep_session);
 	d->features = 0;
 	if (!keep_session) {
 		d->proto = 0;
@@ -374,6 +376,8 @@ static void vu_close(void *priv)
 	}
 	vu_mem_free(d->mem);
 	vu_log_reset(d);
+	vu_iotlb_reset(d, false);
+	pthread_mutex_destroy(&d->backend_lock);
 	vu_close_fd(&d->fault_fd);
 	if (d->rxq)
 		for (unsigned q = 0; q < d->nqp; q++) {
@@ -411,6 +415,8 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->listen_fd = d->conn_fd = -1;
 	d->hdr_len = 12;
 	d->log_fd = -1;
+	d->backend_fd = -1;
+	pthread_mutex_init(&d->backend_lock, NULL);
 	d->log.overflow = &d->log_overflow;
 	d->log_map.fault_slot = -1;
 	d->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -428,7 +434,8 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->proto_offered = (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 			   (1ull << VU_PF_MEM_SLOTS) | (1ull << VU_PF_STATUS) |
 			   (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_RARP) |
-			   (1ull << VU_PF_RESET_DEVICE) |
+			   (1ull << VU_PF_RESET_DEVICE) | (1ull << VU_PF_BACKEND_REQ) |
+			   (1ull << VU_PF_IOTLB) |
 			   (d->cfg.mtu ? 1ull << VU_PF_MTU : 0);
 	*priv = d;
 	info->n_queues = d->nqp;
@@ -497,6 +504,10 @@ static void vu_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "bad_rx_buffers", bad_rx);
 	cb(arg, "dirty_log_overflow", atomic_load(&d->log_overflow));
 	cb(arg, "announces", atomic_load(&d->announces));
+	cb(arg, "iotlb_misses", atomic_load(&d->iotlb_misses));
+	cb(arg, "iotlb_updates", atomic_load(&d->iotlb_updates));
+	cb(arg, "iotlb_invalidates", atomic_load(&d->iotlb_invalidates));
+	cb(arg, "iotlb_flushes", atomic_load(&d->iotlb_flushes));
 }
 
 const struct hs_backend_ops hs__vhost_user_ops = {

@@ -133,6 +133,10 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		int rc = vq_pop(vq, false, &ch[got], t->segs[got], VU_TX_SEGS,
 				d->hdr_len + HS_FRAME_MAX, &bad[got]);
 		if (rc == 0) {
+			if (vq->miss) { /* behind an IOMMU: ask, come back on UPDATE */
+				vu_iotlb_report(d, vr);
+				break;
+			}
 			/* Drained. With EVENT_IDX the driver kicks only when it
 			 * passes avail_event: move it here while kicks are wanted,
 			 * then look once more (it may have added meanwhile). */
@@ -281,6 +285,8 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 			break;
 		}
 		if (!rc) {
+			if (vr->vq.miss) /* behind an IOMMU: ask, come back on UPDATE */
+				vu_iotlb_report(d, vr);
 			if (!too_big)
 				break; /* out of buffers */
 			bufs[i].nsegs = 0; /* larger than the guest's buffers */

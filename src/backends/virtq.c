@@ -46,6 +46,63 @@ uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len)
 	return NULL;
 }
 
+uint8_t *vu_uva_part(const struct vu_mem *m, uint64_t uva, uint64_t len, uint64_t *got)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		if (uva >= r->uva && uva - r->uva < r->size) {
+			uint64_t left = r->size - (uva - r->uva);
+			*got = len < left ? len : left;
+			return r->hva + (uva - r->uva);
+		}
+	}
+	return NULL;
+}
+
+int vu_iotlb_lookup(const struct vu_iotlb *t, uint64_t iova, uint64_t len,
+		    uint8_t perm, uint64_t *uva, uint64_t *n)
+{
+	uint32_t lo = 0, hi = t->n;
+	while (lo < hi) { /* the first entry that ends after iova */
+		uint32_t mid = (lo + hi) / 2;
+		const struct vu_iotlb_entry *e = &t->e[mid];
+		if (e->iova + (e->size - 1) < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == t->n || t->e[lo].iova > iova)
+		return 0;
+	const struct vu_iotlb_entry *e = &t->e[lo];
+	if ((e->perm & perm) != perm)
+		return -1;
+	uint64_t off = iova - e->iova, left = e->size - off;
+	*uva = e->uva + off;
+	*n = len < left ? len : left;
+	return 1;
+}
+
+/* Host address of [addr, addr + len) as far as it is contiguous here
+ * (*got). NULL with *miss when the IOTLB lacks it (vq->miss records it),
+ * NULL without when it is nowhere or not allowed. */
+static uint8_t *vq_map(struct vq *vq, uint64_t addr, uint64_t len, uint8_t perm,
+		       uint64_t *got, bool *miss)
+{
+	*miss = false;
+	if (!vq->iotlb)
+		return vu_gpa(vq->mem, addr, len, got);
+	uint64_t uva, n;
+	int rc = vu_iotlb_lookup(vq->iotlb, addr, len, perm, &uva, &n);
+	if (rc == 0) {
+		*miss = true;
+		vq->miss = true;
+		vq->miss_iova = addr;
+		vq->miss_perm = perm;
+		return NULL;
+	}
+	return rc < 0 ? NULL : vu_uva_part(vq->mem, uva, n, got);
+}
+
 bool vu_uva_gpa(const struct vu_mem *m, uint64_t uva, uint64_t *gpa)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
@@ -115,7 +172,8 @@ struct walk {
 	bool *bad;
 };
 
-/* Adds [addr, addr+len) to the chain. Returns -1 if outside guest memory. */
+/* Adds [addr, addr+len) to the chain. Returns -1 if outside guest memory
+ * (or not allowed), -2 on an IOTLB miss (vq->miss). */
 static int add_range(struct walk *w, uint64_t addr, uint32_t len)
 {
 	struct vq_chain *ch = w->ch;
@@ -126,9 +184,11 @@ static int add_range(struct walk *w, uint64_t addr, uint32_t len)
 	}
 	while (len) {
 		uint64_t got;
-		uint8_t *p = vu_gpa(w->vq->mem, addr, len, &got);
+		bool miss;
+		uint8_t *p = vq_map(w->vq, addr, len, w->writable ? VU_PERM_WO : VU_PERM_RO,
+				    &got, &miss);
 		if (!p)
-			return -1;
+			return miss ? -2 : -1;
 		if (!*w->bad) {
 			struct hs_seg *prev = ch->nseg ? &w->segs[ch->nseg - 1] : NULL;
 			if (prev && prev->base + prev->len == p) {
@@ -167,8 +227,9 @@ static int walk_indirect_split(struct walk *w, const struct vring_desc *table,
 			return broken(w->vq, "nested indirect descriptor table");
 		if (check_dir(w, d.flags))
 			return broken(w->vq, "descriptor with the wrong direction");
-		if (add_range(w, d.addr, d.len))
-			return broken(w->vq, "descriptor outside guest memory");
+		int rc = add_range(w, d.addr, d.len);
+		if (rc)
+			return rc == -2 ? -2 : broken(w->vq, "descriptor outside guest memory");
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 0;
 		i = d.next;
@@ -177,17 +238,23 @@ static int walk_indirect_split(struct walk *w, const struct vring_desc *table,
 	}
 }
 
+/* The table of an indirect descriptor; NULL with the ring broken, or
+ * with *miss on an IOTLB miss. */
 static const void *indirect_table(struct walk *w, uint64_t addr, uint32_t len,
-				  uint16_t flags)
+				  uint16_t flags, bool *miss)
 {
+	*miss = false;
 	if (!w->vq->indirect)
 		return broken(w->vq, "indirect descriptor not negotiated"), NULL;
 	if (flags & VRING_DESC_F_NEXT)
 		return broken(w->vq, "indirect descriptor with NEXT"), NULL;
 	if (!len || len % 16 || len / 16 > VQ_MAX_INDIRECT)
 		return broken(w->vq, "bad indirect table length"), NULL;
-	const void *t = vu_gpa_whole(w->vq->mem, addr, len);
-	if (!t || ((uintptr_t)t & 7))
+	uint64_t got = 0;
+	const void *t = vq_map(w->vq, addr, len, VU_PERM_RO, &got, miss);
+	if (*miss)
+		return NULL;
+	if (!t || got != len || ((uintptr_t)t & 7))
 		return broken(w->vq, "indirect table outside guest memory"), NULL;
 	return t;
 }
@@ -213,6 +280,8 @@ static uint16_t split_refill(struct vq *vq)
 	return n;
 }
 
+static int split_walk(struct walk *w, uint16_t head);
+
 static int split_pop(struct walk *w)
 {
 	struct vq *vq = w->vq;
@@ -224,10 +293,20 @@ static int split_pop(struct walk *w)
 	vq->last_avail++;
 	w->ch->id = head;
 	w->ch->ndesc = 1;
+	int rc = split_walk(w, head);
+	if (rc == -2) { /* IOTLB miss: the chain stays in the ring */
+		vq->last_avail--;
+		return 0;
+	}
+	return rc;
+}
 
+static int split_walk(struct walk *w, uint16_t head)
+{
+	struct vq *vq = w->vq;
 	uint16_t i = head;
 	uint32_t count = 0;
-	{
+	if (!vq->iotlb) {
 		/* Fast path: one direct descriptor (how drivers post most
 		 * frames and receive buffers), inside one region. */
 		struct vring_desc d;
@@ -249,16 +328,19 @@ static int split_pop(struct walk *w)
 		if (++count > vq->size)
 			return broken(vq, "descriptor chain loops");
 		if (d.flags & VRING_DESC_F_INDIRECT) {
+			bool miss;
 			const struct vring_desc *t = indirect_table(w, d.addr, d.len,
-								    d.flags);
+								    d.flags, &miss);
 			if (!t)
-				return -1;
-			return walk_indirect_split(w, t, d.len / 16) ? -1 : 1;
+				return miss ? -2 : -1;
+			int rc = walk_indirect_split(w, t, d.len / 16);
+			return rc == -2 ? -2 : rc ? -1 : 1;
 		}
 		if (check_dir(w, d.flags))
 			return broken(vq, "descriptor with the wrong direction");
-		if (add_range(w, d.addr, d.len))
-			return broken(vq, "descriptor outside guest memory");
+		int rc = add_range(w, d.addr, d.len);
+		if (rc)
+			return rc == -2 ? -2 : broken(vq, "descriptor outside guest memory");
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 1;
 		i = d.next;
@@ -290,11 +372,13 @@ static int packed_pop(struct walk *w)
 		if (++count > vq->size)
 			return broken(vq, "packed descriptor chain longer than the ring");
 		w->ch->id = d.id; /* the buffer id of a chain is in its last */
+		int rc;
 		if (d.flags & VRING_DESC_F_INDIRECT) {
+			bool miss;
 			const struct vring_packed_desc *t =
-				indirect_table(w, d.addr, d.len, d.flags);
+				indirect_table(w, d.addr, d.len, d.flags, &miss);
 			if (!t)
-				return -1;
+				return miss ? 0 : -1; /* a miss: nothing consumed yet */
 			for (uint32_t k = 0; k < d.len / 16; k++) {
 				struct vring_packed_desc e;
 				memcpy(&e, (const void *)&t[k], sizeof(e));
@@ -302,14 +386,14 @@ static int packed_pop(struct walk *w)
 					return broken(vq, "nested indirect descriptor table");
 				if (check_dir(w, e.flags))
 					return broken(vq, "descriptor with the wrong direction");
-				if (add_range(w, e.addr, e.len))
-					return broken(vq, "descriptor outside guest memory");
+				if ((rc = add_range(w, e.addr, e.len)))
+					return rc == -2 ? 0 : broken(vq, "descriptor outside guest memory");
 			}
 		} else {
 			if (check_dir(w, d.flags))
 				return broken(vq, "descriptor with the wrong direction");
-			if (add_range(w, d.addr, d.len))
-				return broken(vq, "descriptor outside guest memory");
+			if ((rc = add_range(w, d.addr, d.len)))
+				return rc == -2 ? 0 : broken(vq, "descriptor outside guest memory");
 		}
 		if (++slot == vq->size) {
 			slot = 0;
@@ -328,7 +412,7 @@ static int packed_pop(struct walk *w)
 
 bool vq_has_avail(struct vq *vq)
 {
-	if (vq->broken || !vq->size)
+	if (vq->broken || !vq->size || vq->miss) /* a miss waits for its UPDATE */
 		return false;
 	if (vq->packed)
 		return packed_avail(ld16_acq(&vq->pdesc[vq->last_avail].flags),
@@ -342,6 +426,8 @@ int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *seg
 	*bad = false;
 	if (vq->broken)
 		return -1;
+	if (vq->miss)
+		return 0;
 	*ch = (struct vq_chain){.writable = writable};
 	struct walk w = {.vq = vq, .ch = ch, .segs = segs, .seg_max = seg_max,
 			 .limit = limit, .writable = writable, .bad = bad};

@@ -71,6 +71,37 @@ static inline uint8_t *vu_gpa_whole(const struct vu_mem *m, uint64_t gpa,
 
 /* Translates a front-end virtual address range (vring addresses). */
 uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len);
+/* Like vu_gpa, by front-end virtual address: how much is contiguous. */
+uint8_t *vu_uva_part(const struct vu_mem *m, uint64_t uva, uint64_t len, uint64_t *got);
+
+/* ---- device IOTLB (VIRTIO_F_IOMMU_PLATFORM) -----------------------------------
+ *
+ * With a virtual IOMMU every address the guest gives the device (ring
+ * areas, descriptors) is an I/O virtual address. The front-end tells the
+ * back-end what an IOVA range maps to (front-end virtual address, like a
+ * ring address) and with which permission (IOTLB_MSG UPDATE), withdraws
+ * it (INVALIDATE), and answers a miss the back-end reports. The table is
+ * kept sorted by IOVA, entries never overlap; the control plane changes
+ * it only while the port is quiesced, the data path reads it. */
+#define VU_IOTLB_MAX 4096
+#define VU_PERM_RO 1 /* the device reads */
+#define VU_PERM_WO 2 /* the device writes */
+
+struct vu_iotlb_entry {
+	uint64_t iova, size, uva;
+	uint8_t perm;
+};
+
+struct vu_iotlb {
+	uint32_t n;
+	struct vu_iotlb_entry e[VU_IOTLB_MAX];
+};
+
+/* Looks iova up: 1 with the front-end virtual address and how many of
+ * len bytes the entry covers (*n), 0 if no entry holds it (a miss), -1
+ * if one does without the permission asked. */
+int vu_iotlb_lookup(const struct vu_iotlb *t, uint64_t iova, uint64_t len,
+		    uint8_t perm, uint64_t *uva, uint64_t *n);
 
 /* The guest physical address of a front-end virtual address, or of a
  * host address inside a mapped region; false if in none. */
@@ -177,6 +208,14 @@ struct vq {
 	 * descriptor ring (log_used) and the device event area (log_evt) */
 	const struct vu_log *log;
 	uint64_t log_used, log_evt;
+	/* vIOMMU: descriptor addresses are IOVAs translated through this
+	 * table (NULL: guest physical addresses). A chain that needs an IOVA
+	 * the table lacks is left in the ring and `miss` says which (the
+	 * back-end asks the front-end; an UPDATE clears it). */
+	const struct vu_iotlb *iotlb;
+	bool miss;
+	uint64_t miss_iova;
+	uint8_t miss_perm;
 
 	/* data path */
 	uint16_t last_avail;  /* split: free running; packed: slot */
@@ -224,8 +263,9 @@ bool vq_has_avail(struct vq *vq);
 /* Pops the next available chain, translating it into at most seg_max
  * segments of guest memory; `writable` says whether the device writes it
  * (receive) or reads it (transmit): every descriptor must agree.
- * Returns 1 with the chain, 0 if none is available, -1 if the ring is
- * broken (vq->broken says why) or the chain needs more than seg_max
+ * Returns 1 with the chain, 0 if none is available (or, with vq->miss
+ * set, the next one needs an IOVA the IOTLB lacks: it stays in the ring),
+ * -1 if the ring is broken (vq->broken says why) or the chain needs more than seg_max
  * segments or `limit` bytes (then *bad is set and the chain was consumed:
  * complete it with vq_push(len 0)). */
 int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,

@@ -20,6 +20,7 @@
 #ifndef HS_VU_DEV_H
 #define HS_VU_DEV_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -54,6 +55,8 @@ enum {
 	VU_SET_VRING_ENABLE = 18,
 	VU_SEND_RARP = 19,
 	VU_NET_SET_MTU = 20,
+	VU_SET_BACKEND_REQ_FD = 21,
+	VU_IOTLB_MSG = 22,
 	VU_GET_MAX_MEM_SLOTS = 36,
 	VU_ADD_MEM_REG = 37,
 	VU_REM_MEM_REG = 38,
@@ -71,10 +74,16 @@ enum {
 #define VU_PF_LOG_SHMFD 1
 #define VU_PF_RARP 2
 #define VU_PF_REPLY_ACK 3
+#define VU_PF_BACKEND_REQ 5
+#define VU_PF_IOTLB 7
 #define VU_PF_MTU 4
 #define VU_PF_MEM_SLOTS 15
 #define VU_PF_RESET_DEVICE 13
 #define VU_PF_STATUS 16
+#define VU_BACKEND_IOTLB_MSG 1 /* back-end -> front-end request */
+#define VU_IOTLB_MISS 1
+#define VU_IOTLB_UPDATE 2
+#define VU_IOTLB_INVALIDATE 3
 #define VU_VRING_F_LOG 0x1 /* SET_VRING_ADDR flags: log the used ring */
 #define VU_VRING_NOFD 0x100
 #define VU_VRING_IDX 0xff
@@ -93,6 +102,12 @@ struct vu_state {
 struct vu_addr {
 	uint32_t index, flags;
 	uint64_t desc, used, avail, log;
+};
+
+struct vu_iotlb_msg {
+	uint64_t iova, size, uaddr;
+	uint8_t perm, type;
+	uint8_t pad[6];
 };
 
 struct vu_log_desc {
@@ -137,6 +152,7 @@ struct vu_vring {
 	bool live;                 /* the data path may use it */
 	const char *why_not;       /* why it is not live (logged on change) */
 	bool kicks_off;            /* data path: a poller suppressed kicks */
+	bool miss_reported;        /* vq.miss was sent to the front-end */
 	bool polled;               /* started without a kick fd (NOFD): the
 				      front-end polls, so the switch looks at
 				      the ring every millisecond (its own
@@ -208,6 +224,14 @@ struct vu_dev {
 	struct vu_region log_map;
 	int log_fd;
 
+	/* vIOMMU (vu_iotlb.c): the device IOTLB (with VIRTIO_F_IOMMU_PLATFORM
+	 * every ring and descriptor address is an IOVA translated through
+	 * it), its scratch, and the back-end request channel on which misses
+	 * are reported (data-path threads too: backend_lock) */
+	struct vu_iotlb *iotlb, *iotlb_tmp;
+	int backend_fd;
+	pthread_mutex_t backend_lock;
+
 	/* announce (SEND_RARP): a RARP frame from the guest's MAC that the
 	 * next transmit burst of queue 0 hands the switch as if the guest had
 	 * sent it, so the switch learns where the guest is now and the rest
@@ -225,7 +249,8 @@ struct vu_dev {
 	uint16_t active_qp; /* queue pairs live, last logged */
 	/* counters */
 	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings,
-		memory_faults, log_overflow, announces;
+		memory_faults, log_overflow, announces, iotlb_misses, iotlb_updates,
+		iotlb_invalidates, iotlb_flushes;
 };
 
 static inline bool vu_has(const struct vu_dev *d, unsigned bit)
@@ -274,6 +299,16 @@ static inline void vu_log_signal(const struct vu_dev *d)
 		/* full: the front-end has not read it yet */
 	}
 }
+
+/* vu_iotlb.c */
+int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m);
+int vu_iotlb_set_channel(struct vu_dev *d, int fd);
+void vu_iotlb_reset(struct vu_dev *d, bool keep_channel);
+const char *vu_ring_area(const struct vu_dev *d, struct vq *vq, uint64_t addr,
+			 uint64_t len, uint8_t perm, void **out);
+/* reports vr's IOTLB miss to the front-end once (data path or control) */
+void vu_iotlb_report(struct vu_dev *d, struct vu_vring *vr);
+extern const char vu_iotlb_wait[]; /* why a ring waits for an entry */
 
 /* vu_mem.c */
 int vu_region_map(struct vu_dev *d, struct vu_region *out,

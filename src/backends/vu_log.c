@@ -109,9 +109,12 @@ void vu_log_ring(const struct vu_dev *d, const struct vu_vring *vr, struct vq *v
 	 * empty log counts every page as beyond it (dirty_log_overflow). */
 	if (!vu_has(d, VU_F_LOG_ALL) || !d->mem)
 		return;
+	/* from the host addresses translate() found: with an IOMMU the ring
+	 * addresses the front-end gave are IOVAs */
+	(void)vr;
 	uint64_t used, evt = 0;
-	if (!vu_uva_gpa(d->mem, vq->packed ? vr->desc_uva : vr->used_uva, &used) ||
-	    (vq->packed && !vu_uva_gpa(d->mem, vr->used_uva, &evt)))
+	if (!vu_hva_gpa(d->mem, vq->packed ? (void *)vq->pdesc : (void *)vq->used, &used) ||
+	    (vq->packed && !vu_hva_gpa(d->mem, vq->dev_evt, &evt)))
 		return; /* not translated: not live either */
 	vq->log_used = used;
 	vq->log_evt = evt;

@@ -430,6 +430,25 @@ static int h_send_rarp(struct vu_dev *d, struct vu_msg *m)
 	return 0;
 }
 
+/* ---- vIOMMU (vu_iotlb.c) ---------------------------------------------------------------- */
+
+static int h_set_backend_req_fd(struct vu_dev *d, struct vu_msg *m)
+{
+	return vu_iotlb_set_channel(d, take_fd(m, 0));
+}
+
+static int h_iotlb_msg(struct vu_dev *d, struct vu_msg *m)
+{
+	struct vu_iotlb_msg im = {0};
+	memcpy(&im, m->payload, m->hdr.size < sizeof(im) ? m->hdr.size : sizeof(im));
+	int rc = vu_iotlb_msg(d, &im);
+	if (rc)
+		hs_port_log(d->port, HS_LOG_WARN, "IOTLB message (type %u, iova %#llx, size "
+			    "%#llx) refused", im.type, (unsigned long long)im.iova,
+			    (unsigned long long)im.size);
+	return rc;
+}
+
 /* ---- features ---------------------------------------------------------------------------- */
 
 #define F(bit) (1ull << HS_VIRTIO_NET_F_##bit)
@@ -631,6 +650,8 @@ static const struct handler handlers[] = {
 	{VU_GET_QUEUE_NUM, "GET_QUEUE_NUM", h_get_queue_num, 0, 0, 0, true},
 	{VU_SET_VRING_ENABLE, "SET_VRING_ENABLE", h_set_vring_enable, 0, STATE, STATE, false},
 	{VU_SEND_RARP, "SEND_RARP", h_send_rarp, 0, U64, U64, false},
+	{VU_SET_BACKEND_REQ_FD, "SET_BACKEND_REQ_FD", h_set_backend_req_fd, 1, 0, U64, false},
+	{VU_IOTLB_MSG, "IOTLB_MSG", h_iotlb_msg, 0, 26, sizeof(struct vu_iotlb_msg), false},
 	{VU_NET_SET_MTU, "NET_SET_MTU", h_net_set_mtu, 0, U64, U64, false},
 	{VU_GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", h_get_max_mem_slots, 0, 0, 0, true},
 	{VU_ADD_MEM_REG, "ADD_MEM_REG", h_add_mem_reg, 1, 8 + 32, 8 + 32, false},
@@ -662,6 +683,10 @@ static bool allowed(const struct vu_dev *d, uint32_t req)
 		return (d->proto >> VU_PF_MQ) & 1;
 	case VU_NET_SET_MTU:
 		return (d->proto >> VU_PF_MTU) & 1;
+	case VU_SET_BACKEND_REQ_FD:
+		return (d->proto >> VU_PF_BACKEND_REQ) & 1;
+	case VU_IOTLB_MSG:
+		return (d->proto >> VU_PF_IOTLB) & 1;
 	case VU_RESET_DEVICE:
 		return (d->proto >> VU_PF_RESET_DEVICE) & 1;
 	case VU_SET_LOG_BASE:

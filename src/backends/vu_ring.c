@@ -32,7 +32,8 @@
 static const char not_started[] = "not started", disabled[] = "disabled";
 
 /* Translates a started ring's areas into vq (pointers only; NULL pointers
- * when it fails). Returns NULL, or why the ring cannot be used. */
+ * when it fails). Returns NULL, or why the ring cannot be used
+ * (vu_iotlb_wait: an area's IOVA is not in the IOTLB yet, vq->miss). */
 static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 			     struct vq *vq)
 {
@@ -42,17 +43,23 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 	vq->pdesc = NULL;
 	vq->drv_evt = vq->dev_evt = NULL;
 	vq->mem = d->mem;
+	vq->iotlb = NULL;
+	if (vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM)) {
+		static const struct vu_iotlb empty;
+		vq->iotlb = d->iotlb ? d->iotlb : &empty;
+	}
 	if (!d->mem)
 		return "no memory table";
 	if (!vr->addr_set)
 		return "no ring addresses";
 	uint64_t n = vq->size;
+	const char *why;
 	if (!vq->packed) {
-		struct vring_desc *desc = (void *)vu_uva(d->mem, vr->desc_uva, 16 * n);
-		uint16_t *avail = (void *)vu_uva(d->mem, vr->avail_uva, 6 + 2 * n);
-		uint16_t *used = (void *)vu_uva(d->mem, vr->used_uva, 6 + 8 * n);
-		if (!desc || !avail || !used)
-			return "ring outside guest memory";
+		void *desc, *avail, *used;
+		if ((why = vu_ring_area(d, vq, vr->desc_uva, 16 * n, VU_PERM_RO, &desc)) ||
+		    (why = vu_ring_area(d, vq, vr->avail_uva, 6 + 2 * n, VU_PERM_RO, &avail)) ||
+		    (why = vu_ring_area(d, vq, vr->used_uva, 6 + 8 * n, VU_PERM_WO, &used)))
+			return why;
 		if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3))
 			return "misaligned ring";
 		vq->desc = desc;
@@ -61,11 +68,11 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 		vu_log_ring(d, vr, vq);
 		return NULL;
 	}
-	struct vring_packed_desc *pdesc = (void *)vu_uva(d->mem, vr->desc_uva, 16 * n);
-	struct vring_packed_event *drv = (void *)vu_uva(d->mem, vr->avail_uva, 4);
-	struct vring_packed_event *dev = (void *)vu_uva(d->mem, vr->used_uva, 4);
-	if (!pdesc || !drv || !dev)
-		return "ring outside guest memory";
+	void *pdesc, *drv, *dev;
+	if ((why = vu_ring_area(d, vq, vr->desc_uva, 16 * n, VU_PERM_RO | VU_PERM_WO, &pdesc)) ||
+	    (why = vu_ring_area(d, vq, vr->avail_uva, 4, VU_PERM_RO, &drv)) ||
+	    (why = vu_ring_area(d, vq, vr->used_uva, 4, VU_PERM_WO, &dev)))
+		return why;
 	if (((uintptr_t)pdesc & 15) || ((uintptr_t)drv & 3) || ((uintptr_t)dev & 3))
 		return "misaligned ring";
 	vq->pdesc = pdesc;
@@ -99,7 +106,8 @@ const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc
 	}
 	if (!d->mem)
 		return NULL;
-	return translate(d, &cand, &vq);
+	const char *why = translate(d, &cand, &vq);
+	return why == vu_iotlb_wait ? NULL : why; /* behind an IOMMU: told later */
 }
 
 /* First time live: notifications on (a ring may keep a previous owner's
@@ -133,6 +141,8 @@ void vu_rings_update(struct vu_dev *d)
 			why = disabled;
 		bool was = vr->live;
 		vr->live = !why;
+		if (why == vu_iotlb_wait)
+			vu_iotlb_report(d, vr); /* the front-end answers with an UPDATE */
 		if (was && !vr->live)
 			hs_port_log(d->port, HS_LOG_INFO, "vring %u stopped: %s", i, why);
 		else if (vr->started && why && why != vr->why_not && why != disabled)
