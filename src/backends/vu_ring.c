@@ -143,10 +143,14 @@ void vu_rings_update(struct vu_dev *d)
 		vr->live = !why;
 		if (why == vu_iotlb_wait)
 			vu_iotlb_report(d, vr); /* the front-end answers with an UPDATE */
-		if (was && !vr->live)
+		if (why == vu_iotlb_wait) {
+			/* routine behind an IOMMU (the guest remapped a ring's
+			 * pages): not logged, not a link event */
+		} else if (was && !vr->live) {
 			hs_port_log(d->port, HS_LOG_INFO, "vring %u stopped: %s", i, why);
-		else if (vr->started && why && why != vr->why_not && why != disabled)
+		} else if (vr->started && why && why != vr->why_not && why != disabled) {
 			hs_port_log(d->port, HS_LOG_WARN, "vring %u not usable: %s", i, why);
+		}
 		vr->why_not = why;
 		if (vr->live && vr->fresh) {
 			ring_arm(d, vr);
@@ -162,7 +166,11 @@ void vu_rings_update(struct vu_dev *d)
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
 		broken |= d->vr[i].started && d->vr[i].vq.broken;
 	for (unsigned q = 0; q < d->nqp; q++) {
-		if (prefix && d->vr[2 * q].live)
+		/* A receive ring that waits for an IOTLB entry stays in the
+		 * count: frames for it wait in the backlog until the UPDATE
+		 * (which looks at every ring again) instead of being dropped
+		 * as for a port whose link went down. */
+		if (prefix && (d->vr[2 * q].live || d->vr[2 * q].why_not == vu_iotlb_wait))
 			active++;
 		else
 			prefix = false;
