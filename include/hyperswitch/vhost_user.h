@@ -19,6 +19,9 @@
  * (the device forgets its configuration, the connection stays). A
  * front-end that polls its rings (kick without an fd,
  * VHOST_USER_VRING_NOFD_MASK) has them looked at every millisecond.
+ * Guests behind a virtual IOMMU: IOMMU_PLATFORM with the protocol
+ * features IOTLB and BACKEND_REQ (a device IOTLB the front-end fills,
+ * misses reported on the back-end channel).
  * Little-endian hosts only; legacy (pre-1.0) guests must share the host's
  * byte order (cross-endian is not offered, so QEMU refuses the others).
  *
@@ -35,7 +38,9 @@
  * connects, disconnects, messages, bad_messages, broken_rings,
  * memory_faults, bad_rx_buffers (receive buffers in more pieces than the
  * switch can track, given back unused), dirty_log_overflow (pages written
- * beyond the dirty log: the VMM gave too small a log), announces.
+ * beyond the dirty log: the VMM gave too small a log), announces,
+ * iotlb_misses, iotlb_updates, iotlb_invalidates, iotlb_flushes (a full
+ * IOTLB emptied).
  *
  * Threading: the socket is handled on the switch's loop thread; rings are
  * processed by the data path. Guests are untrusted: every descriptor,
