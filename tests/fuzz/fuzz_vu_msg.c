@@ -1,6 +1,6 @@
 /*
  * fuzz_vu_msg.c - libFuzzer target (a): a vhost-user message stream, with
- * file descriptors (memfds, eventfds, a short file, a non-regular file),
+ * file descriptors (memfds, eventfds, a short file, a non-regular file, a socket),
  * into the backend's connection state machine (vu_dispatch and every
  * handler), then the data path over whatever rings the stream set up:
  * the guest's transmit rings are kicked (sender context) and a broadcast
@@ -73,7 +73,7 @@ static uint32_t take(struct cursor *c, unsigned bytes)
 /* A file descriptor of the kind the input asks for. */
 static int make_fd(unsigned kind, int memfd)
 {
-	switch (kind % 5) {
+	switch (kind % 6) {
 	case 0:
 		return dup(memfd);
 	case 1:
@@ -86,6 +86,17 @@ static int make_fd(unsigned kind, int memfd)
 	}
 	case 3:
 		return open("/dev/null", O_RDWR | O_CLOEXEC);
+	case 4: { /* a socket (the back-end request channel): its peer stays
+		   * open until the next one, so reports are really sent */
+		static int peer = -1;
+		int sp[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp))
+			return -1;
+		if (peer >= 0)
+			close(peer);
+		peer = sp[1];
+		return sp[0];
+	}
 	default:
 		return -1; /* "no fd" where one was promised */
 	}

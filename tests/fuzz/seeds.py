@@ -162,14 +162,15 @@ def msg(req, payload=b"", fds=(), flags=0x9):
     return struct.pack("<BBBH", req, flags, len(fds), len(payload)) + payload + bytes(fds)
 
 
-def vu_session(packed, nq=1, mem_reg=False, order="canonical", extra=b""):
+def vu_session(packed, nq=1, mem_reg=False, order="canonical", extra=b"", feats_extra=0,
+               proto_extra=0, before_rings=b""):
     pages = 15
     mem = bytearray(pages * 4096)
     feats = (1 << F_VERSION_1) | (1 << F_PROTO) | (1 << F_EVENT_IDX) | (1 << F_INDIRECT) | \
-        (1 << F_MRG) | (1 << F_CSUM) | (1 << F_GCSUM) | (packed << F_PACKED)
+        (1 << F_MRG) | (1 << F_CSUM) | (1 << F_GCSUM) | (packed << F_PACKED) | feats_extra
     setup = [msg(1, flags=1), msg(15, flags=1),
-             msg(16, struct.pack("<Q", (1 << 0) | (1 << 3) | (1 << 4) | (1 << 15) | (1 << 16)),
-                 flags=1),
+             msg(16, struct.pack("<Q", (1 << 0) | (1 << 3) | (1 << 4) | (1 << 15) | (1 << 16) |
+                                 proto_extra), flags=1),
              msg(3)]
     feat_msg = msg(2, struct.pack("<Q", feats))
     region = struct.pack("<QQQQ", 0, len(mem), UVA, 0)
@@ -212,7 +213,7 @@ def vu_session(packed, nq=1, mem_reg=False, order="canonical", extra=b""):
         if not packed:
             struct.pack_into("<HH", mem, avail, 0, len(bufs))
     if order == "canonical":
-        msgs = setup + [feat_msg, mem_msg] + rings
+        msgs = setup + [feat_msg, mem_msg, before_rings] + rings
     elif order == "rings-first":
         msgs = setup + rings + [feat_msg, mem_msg]
     else:
@@ -234,6 +235,27 @@ def vu_msg_seeds():
         s = bytearray(vu_session(packed))
         s[1] = 0x31  # the memory file shrinks to 1.5 KiB under the switch
         write("vu_msg", "seed-%s-truncated" % name, bytes(s))
+        # live migration: a dirty log (the guest memfd itself), LOG_ALL on
+        # the running rings, ring 0 logged, an announce, a device reset
+        feats = (1 << F_VERSION_1) | (1 << F_PROTO) | (1 << F_EVENT_IDX) | (1 << F_INDIRECT) | \
+            (1 << F_MRG) | (1 << F_CSUM) | (1 << F_GCSUM) | (packed << F_PACKED)
+        mig = (msg(6, struct.pack("<QQ", 64, 0), fds=[0], flags=1) +
+               msg(2, struct.pack("<Q", feats | (1 << 26))) +
+               msg(9, struct.pack("<IIQQQQ", 0, 1, UVA + 0x1000, UVA + 0x1200, UVA + 0x1100,
+                                  0x1200)) +
+               msg(19, bytes([0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0])) +
+               msg(7, fds=[1]) + msg(34))
+        write("vu_msg", "seed-%s-migration" % name,
+              vu_session(packed, extra=mig, proto_extra=(1 << 1) | (1 << 2) | (1 << 13)))
+        # behind a vIOMMU: IOVAs 0.. (descriptors) and UVA.. (ring
+        # addresses) map the guest memory; an invalidation at the end
+        length = 15 * 4096
+        upd = b"".join(msg(22, struct.pack("<QQQBB6x", iova, length, UVA, 3, 2))
+                       for iova in (0, UVA))
+        inval = msg(22, struct.pack("<QQQBB6x", 0x8000, 0x1000, 0, 0, 3))
+        write("vu_msg", "seed-%s-iommu" % name,
+              vu_session(packed, feats_extra=1 << 33, proto_extra=(1 << 5) | (1 << 7),
+                         before_rings=msg(21, fds=[4]) + upd, extra=inval))
 
 
 def frame_seeds():
