@@ -31,7 +31,7 @@ for r in $(seq 1 "$rounds"); do
 			rc=$?
 			line=$(grep -m1 '^MIGRATION ' <<<"$log")
 			why=$(grep -m1 '^FAIL' <<<"$log")
-			panic=$(grep -m1 -o 'kernel BUG at [^!]*\|Kernel panic[^\r]*' <<<"$log")
+			panic=$(grep -o 'kernel BUG at [^!]*\|Kernel panic[^\r]*' <<<"$log" | head -n 1)
 			echo "round $r $s $p rc=$rc ${line:-$why} ${panic:+(guest: $panic)}" >&2
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$p" "$rc" "$line" "$why" "$panic" >>"$out"
 		done

@@ -347,7 +347,10 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	if (o->gso_type != HS_GSO_TCPV4 && o->gso_type != HS_GSO_TCPV6 &&
 	    o->gso_type != HS_GSO_UDP_L4 && o->gso_type != HS_GSO_UDP)
 		return -EINVAL;
-	if (!o->gso_size || p->len > HS__GSO_MAX_LEN)
+	/* 0xffff is GSO_BY_FRAGS inside Linux, refused from a virtio header
+	 * (a tap writes EINVAL, a guest drops it): found by a long fuzz_tap
+	 * run. */
+	if (!o->gso_size || o->gso_size == 0xffff || p->len > HS__GSO_MAX_LEN)
 		return -EINVAL;
 	/* Parse the real headers: the sender's hdr_len is only a hint. */
 	if (hlen < l2 + 20)
@@ -393,7 +396,11 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	}
 	if (h > hlen || h > HS__HDR_MAX || h >= p->len)
 		return -EINVAL;
-	if ((p->len - h + o->gso_size - 1) / o->gso_size > HS__GSO_PIECES_MAX)
+	uint32_t pieces = (p->len - h + o->gso_size - 1) / o->gso_size;
+	if (pieces > HS__GSO_PIECES_MAX)
+		return -EINVAL;
+	/* Linux takes USO in at most UDP_MAX_SEGMENTS (128) pieces. */
+	if (o->gso_type == HS_GSO_UDP_L4 && pieces > 128)
 		return -EINVAL;
 	/* TCP and UDP segmentation offload hand the receiver a partial
 	 * checksum of the L4 header: it must be there, exactly. Linux refuses
