@@ -212,51 +212,84 @@ static int check_dir(struct walk *w, uint16_t flags)
 	return !!(flags & VRING_DESC_F_WRITE) == w->writable ? 0 : -1;
 }
 
-/* Walks an indirect table of `n` split-layout descriptors (packed tables
- * use the same 16-byte layout with id/flags: handled by the caller). */
-static int walk_indirect_split(struct walk *w, const struct vring_desc *table,
-			       uint32_t n)
+/* An indirect table: its host address when it lies in one piece there,
+ * else (across IOTLB entries or memory regions) read a descriptor at a
+ * time through the translation. */
+struct itab {
+	const uint8_t *p;
+	uint64_t addr;
+	uint32_t n;
+};
+
+/* Copies descriptor k of t (16 bytes, read once). 0, -1 (outside guest
+ * memory or not readable) or -2 (an IOTLB miss). */
+static int itab_read(struct walk *w, const struct itab *t, uint32_t k, void *out)
+{
+	if (t->p) {
+		memcpy(out, t->p + 16 * (size_t)k, 16);
+		return 0;
+	}
+	uint64_t addr = t->addr + 16ull * k, left = 16;
+	uint8_t *dst = out;
+	while (left) {
+		uint64_t got;
+		bool miss;
+		const uint8_t *p = vq_map(w->vq, addr, left, VU_PERM_RO, &got, &miss);
+		if (!p)
+			return miss ? -2 : -1;
+		memcpy(dst, p, got);
+		dst += got;
+		addr += got;
+		left -= got;
+	}
+	return 0;
+}
+
+/* Walks an indirect table of split-layout descriptors (packed tables use
+ * the same 16-byte layout with id/flags: handled by the caller). */
+static int walk_indirect_split(struct walk *w, const struct itab *t)
 {
 	uint32_t i = 0, count = 0;
 	for (;;) {
 		struct vring_desc d;
-		memcpy(&d, (const void *)&table[i], sizeof(d)); /* read once */
-		if (++count > n)
+		int rc = itab_read(w, t, i, &d);
+		if (rc)
+			return rc == -2 ? -2 : broken(w->vq, "indirect table outside guest memory");
+		if (++count > t->n)
 			return broken(w->vq, "indirect descriptor chain loops");
 		if (d.flags & VRING_DESC_F_INDIRECT)
 			return broken(w->vq, "nested indirect descriptor table");
 		if (check_dir(w, d.flags))
 			return broken(w->vq, "descriptor with the wrong direction");
-		int rc = add_range(w, d.addr, d.len);
+		rc = add_range(w, d.addr, d.len);
 		if (rc)
 			return rc == -2 ? -2 : broken(w->vq, "descriptor outside guest memory");
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 0;
 		i = d.next;
-		if (i >= n)
+		if (i >= t->n)
 			return broken(w->vq, "indirect next index out of range");
 	}
 }
 
-/* The table of an indirect descriptor; NULL with the ring broken, or
- * with *miss on an IOTLB miss. */
-static const void *indirect_table(struct walk *w, uint64_t addr, uint32_t len,
-				  uint16_t flags, bool *miss)
+/* The table of an indirect descriptor: 0, -1 (the ring broke) or -2 (an
+ * IOTLB miss on its first piece). */
+static int indirect_table(struct walk *w, uint64_t addr, uint32_t len, uint16_t flags,
+			  struct itab *t)
 {
-	*miss = false;
 	if (!w->vq->indirect)
-		return broken(w->vq, "indirect descriptor not negotiated"), NULL;
+		return broken(w->vq, "indirect descriptor not negotiated");
 	if (flags & VRING_DESC_F_NEXT)
-		return broken(w->vq, "indirect descriptor with NEXT"), NULL;
+		return broken(w->vq, "indirect descriptor with NEXT");
 	if (!len || len % 16 || len / 16 > VQ_MAX_INDIRECT)
-		return broken(w->vq, "bad indirect table length"), NULL;
+		return broken(w->vq, "bad indirect table length");
 	uint64_t got = 0;
-	const void *t = vq_map(w->vq, addr, len, VU_PERM_RO, &got, miss);
-	if (*miss)
-		return NULL;
-	if (!t || got != len || ((uintptr_t)t & 7))
-		return broken(w->vq, "indirect table outside guest memory"), NULL;
-	return t;
+	bool miss;
+	const uint8_t *p = vq_map(w->vq, addr, len, VU_PERM_RO, &got, &miss);
+	if (!p)
+		return miss ? -2 : broken(w->vq, "indirect table outside guest memory");
+	*t = (struct itab){.p = got == len ? p : NULL, .addr = addr, .n = len / 16};
+	return 0;
 }
 
 /* ---- split ---------------------------------------------------------------------- */
@@ -328,12 +361,10 @@ static int split_walk(struct walk *w, uint16_t head)
 		if (++count > vq->size)
 			return broken(vq, "descriptor chain loops");
 		if (d.flags & VRING_DESC_F_INDIRECT) {
-			bool miss;
-			const struct vring_desc *t = indirect_table(w, d.addr, d.len,
-								    d.flags, &miss);
-			if (!t)
-				return miss ? -2 : -1;
-			int rc = walk_indirect_split(w, t, d.len / 16);
+			struct itab t;
+			int rc = indirect_table(w, d.addr, d.len, d.flags, &t);
+			if (!rc)
+				rc = walk_indirect_split(w, &t);
 			return rc == -2 ? -2 : rc ? -1 : 1;
 		}
 		if (check_dir(w, d.flags))
@@ -374,14 +405,13 @@ static int packed_pop(struct walk *w)
 		w->ch->id = d.id; /* the buffer id of a chain is in its last */
 		int rc;
 		if (d.flags & VRING_DESC_F_INDIRECT) {
-			bool miss;
-			const struct vring_packed_desc *t =
-				indirect_table(w, d.addr, d.len, d.flags, &miss);
-			if (!t)
-				return miss ? 0 : -1; /* a miss: nothing consumed yet */
-			for (uint32_t k = 0; k < d.len / 16; k++) {
+			struct itab t;
+			if ((rc = indirect_table(w, d.addr, d.len, d.flags, &t)))
+				return rc == -2 ? 0 : -1; /* a miss: nothing consumed yet */
+			for (uint32_t k = 0; k < t.n; k++) {
 				struct vring_packed_desc e;
-				memcpy(&e, (const void *)&t[k], sizeof(e));
+				if ((rc = itab_read(w, &t, k, &e)))
+					return rc == -2 ? 0 : broken(vq, "indirect table outside guest memory");
 				if (e.flags & VRING_DESC_F_INDIRECT)
 					return broken(vq, "nested indirect descriptor table");
 				if (check_dir(w, e.flags))

@@ -28,8 +28,9 @@
  * refill it. Changes happen with the port quiesced, so an INVALIDATE
  * is complete, as the protocol requires, when its reply goes out.
  * The request channel must be a unix socket; reports are sent without
- * blocking (a full channel drops the report: the miss is reported again
- * when the next UPDATE clears it without filling it).
+ * blocking, once per miss (a full channel drops the report; the next
+ * change of the table or of the channel asks again). A new memory table
+ * empties the table: its entries name front-end addresses of the old one.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -101,11 +102,7 @@ static bool in_memory(const struct vu_mem *m, uint64_t uva, uint64_t len)
  * looked at again (ring areas re-translated; stalled chains retried). */
 static void iotlb_changed(struct vu_dev *d)
 {
-	for (unsigned i = 0; i < 2u * d->nqp; i++) {
-		d->vr[i].vq.miss = false;
-		d->vr[i].miss_reported = false;
-	}
-	vu_rings_update(d);
+	vu_rings_update(d); /* clears every miss, re-translates ring areas */
 }
 
 static void look_again(struct vu_dev *d)
@@ -131,13 +128,15 @@ int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m)
 {
 	if (m->type != VU_IOTLB_UPDATE && m->type != VU_IOTLB_INVALIDATE)
 		return -EINVAL;
-	if (!m->size || m->iova + (m->size - 1) < m->iova)
+	/* INVALIDATE of iova 0, size 0: everything (as Linux's vhost reads it) */
+	bool all = m->type == VU_IOTLB_INVALIDATE && !m->iova && !m->size;
+	if (!all && (!m->size || m->iova + (m->size - 1) < m->iova))
 		return -EINVAL;
 	if (table(d))
 		return -ENOMEM;
 	if (m->type == VU_IOTLB_INVALIDATE) {
 		hs_port_quiesce(d->port);
-		iotlb_cut(d, m->iova, m->iova + (m->size - 1));
+		iotlb_cut(d, m->iova, all ? UINT64_MAX : m->iova + (m->size - 1));
 		atomic_fetch_add(&d->iotlb_invalidates, 1);
 		iotlb_changed(d); /* a ring whose areas went stops until they return */
 		hs_port_resume(d->port);
@@ -178,15 +177,15 @@ int vu_iotlb_set_channel(struct vu_dev *d, int fd)
 	vu_close_fd(&d->backend_fd);
 	d->backend_fd = fd;
 	pthread_mutex_unlock(&d->backend_lock);
-	for (unsigned i = 0; i < 2u * d->nqp; i++)
+	for (unsigned i = 0; i < 2u * d->nqp; i++) {
 		d->vr[i].miss_reported = false; /* nobody heard them */
+		vu_iotlb_report(d, &d->vr[i]);  /* quiesced: the data path is not */
+	}
 	hs_port_resume(d->port);
-	for (unsigned i = 0; i < 2u * d->nqp; i++)
-		vu_iotlb_report(d, &d->vr[i]);
 	return 0;
 }
 
-/* Quiesced (device reset, disconnect). */
+/* Quiesced (device reset, disconnect, a new memory table). */
 void vu_iotlb_reset(struct vu_dev *d, bool keep_channel)
 {
 	if (d->iotlb)
@@ -205,8 +204,10 @@ void vu_iotlb_report(struct vu_dev *d, struct vu_vring *vr)
 {
 	if (!vr->vq.miss || vr->miss_reported)
 		return;
+	/* Once per miss, sent or not: a front-end that does not read its
+	 * channel gets no retry storm (the next change of the table or of
+	 * the channel asks again). */
 	vr->miss_reported = true;
-	atomic_fetch_add_explicit(&d->iotlb_misses, 1, memory_order_relaxed);
 	struct vu_hdr h = {VU_BACKEND_IOTLB_MSG, VU_VERSION, sizeof(struct vu_iotlb_msg)};
 	struct vu_iotlb_msg m = {.iova = vr->vq.miss_iova, .perm = vr->vq.miss_perm,
 				 .type = VU_IOTLB_MISS};
@@ -215,10 +216,8 @@ void vu_iotlb_report(struct vu_dev *d, struct vu_vring *vr)
 	memcpy(msg + sizeof(h), &m, sizeof(m));
 	pthread_mutex_lock(&d->backend_lock);
 	if (d->backend_fd >= 0 &&
-	    send(d->backend_fd, msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-		/* full or gone: reported again after the next change */
-		vr->miss_reported = false;
-	}
+	    send(d->backend_fd, msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(msg))
+		atomic_fetch_add_explicit(&d->iotlb_misses, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&d->backend_lock);
 }
 

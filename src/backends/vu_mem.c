@@ -321,6 +321,7 @@ struct vu_mem *vu_mem_install(struct vu_dev *d, struct vu_mem *m)
 	hs_port_quiesce(d->port);
 	struct vu_mem *old = d->mem;
 	d->mem = m;
+	vu_iotlb_reset(d, true); /* its entries name addresses of the old table */
 	vu_rings_update(d);
 	hs_port_resume(d->port);
 	return old;

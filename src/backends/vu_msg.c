@@ -231,7 +231,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	vr->log_gpa = a.log;
 	vu_rings_update(d);
 	resume(d);
-	if (vr->log_used && vr->vq.log && vr->live &&
+	if (vr->log_used && vr->vq.log && vr->live && !vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM) &&
 	    vr->log_gpa != (vr->vq.packed ? vr->vq.log_evt : vr->vq.log_used))
 		hs_port_log(d->port, HS_LOG_WARN, "vring %d: log address %#llx is not the "
 			    "used ring's; the pages written are logged", i,
@@ -502,6 +502,14 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 		return -EINVAL;
 	if ((f >> HS_VIRTIO_F_RING_PACKED & 1) && !(f >> HS_VIRTIO_F_VERSION_1 & 1))
 		return -EINVAL; /* packed rings exist only in virtio 1 */
+	if ((f >> HS_VIRTIO_F_IOMMU_PLATFORM & 1) &&
+	    (!((d->proto >> VU_PF_IOTLB) & 1) || !((d->proto >> VU_PF_BACKEND_REQ) & 1))) {
+		/* Addresses would be IOVAs nobody translates: every ring would
+		 * wait for ever (QEMU itself insists on both). */
+		hs_port_log(d->port, HS_LOG_WARN, "IOMMU_PLATFORM refused: it needs the "
+			    "IOTLB and BACKEND_REQ protocol features");
+		return -EINVAL;
+	}
 	if (any_started(d) && ((f ^ d->features) & ~(1ull << VU_F_LOG_ALL))) {
 		hs_port_log(d->port, HS_LOG_WARN, "features changed while rings run: "
 			    "refused (stop the rings first)");
@@ -746,7 +754,10 @@ bool vu_dispatch(struct vu_dev *d, struct vu_msg *m)
 			return false;
 		return send_reply(d, m, m->reply, m->reply_size) == 0;
 	}
-	if ((m->hdr.flags & VU_FLAG_NEED_REPLY) && ((d->proto >> VU_PF_REPLY_ACK) & 1)) {
+	/* IOTLB_MSG is answered whenever asked (QEMU waits for it), REPLY_ACK
+	 * negotiated or not. */
+	if ((m->hdr.flags & VU_FLAG_NEED_REPLY) &&
+	    (((d->proto >> VU_PF_REPLY_ACK) & 1) || m->hdr.request == VU_IOTLB_MSG)) {
 		uint64_t v = rc ? 1 : 0;
 		return send_reply(d, m, &v, sizeof(v)) == 0;
 	}

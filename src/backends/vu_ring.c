@@ -133,6 +133,10 @@ void vu_rings_update(struct vu_dev *d)
 		struct vu_vring *vr = &d->vr[i];
 		const char *why;
 		vr->vq.log = NULL; /* translate() sets it again for a ring in use */
+		/* Every miss is looked up again (the areas here, a stalled chain
+		 * by the data path): what was missing may be there now. */
+		vr->vq.miss = false;
+		vr->miss_reported = false;
 		if (!vr->started)
 			why = not_started;
 		else if (vr->vq.broken)
@@ -246,6 +250,7 @@ int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd)
 	vr->started = true;
 	vr->fresh = true;
 	vr->kicks_off = false;
+	vr->miss_reported = false;
 	/* Without protocol features a ring is enabled as soon as it starts. */
 	if (!vu_has(d, VU_F_PROTOCOL_FEATURES))
 		vr->enabled = true;
@@ -325,6 +330,7 @@ void vu_ring_reset(struct vu_dev *d, unsigned i)
 	vr->started = vr->fresh = vr->enabled = vr->live = false;
 	vr->kicks_off = false;
 	vr->polled = false;
+	vr->miss_reported = false;
 	vr->why_not = NULL;
 	vq_reset(&vr->vq);
 	vu_poll_update(d);
