@@ -406,17 +406,12 @@ static void indirect_straddle(bool packed)
 				   .flags = packed ? 0 : VRING_DESC_F_NEXT, .next = 1};
 	t[1] = (struct vring_desc){.addr = vud_gpa(&a, buf) + a.hdr_len, .len = (uint32_t)n};
 	struct vud_ring *r = &a.r[1];
-	uint16_t old = r->avail_idx;
 	uint64_t ga = P - 16;
 	uint32_t la = 32;
-	ck_assert_int_eq(vud_add(&a, r, &ga, &la, 1, vud_gpa(&a, buf)), 0);
-	/* make that one descriptor indirect */
-	if (!packed)
-		r->desc[r->avail[2 + ((r->avail_idx - 1) & (r->size - 1))]].flags |=
-			VRING_DESC_F_INDIRECT;
-	else
-		__atomic_fetch_or(&r->pdesc[old].flags, VRING_DESC_F_INDIRECT,
-				  __ATOMIC_RELEASE);
+	/* indirect from the moment it is published (a polling worker may pop
+	 * it at once) */
+	ck_assert_int_eq(vud_add_flags(&a, r, &ga, &la, 1, vud_gpa(&a, buf),
+				       VRING_DESC_F_INDIRECT), 0);
 	vud_kick(r);
 	int got = recv_wait(&b, g, sizeof(g), NULL);
 	ck_assert_msg(got == (int)n, "frame not delivered (got %d), broken_rings=%llu", got,

@@ -395,11 +395,12 @@ static inline void vud_kick_if_needed(struct vud *v, struct vud_ring *r, uint16_
 		vud_kick(r);
 }
 
-/* Makes one buffer of `n` descriptors (gpa/len pairs) available. */
-static inline int vud_add(struct vud *v, struct vud_ring *r, const uint64_t *gpa,
-			  const uint32_t *len, unsigned n, uint64_t tag)
+/* Makes one buffer of `n` descriptors (gpa/len pairs) available, each
+ * descriptor also carrying `flags` (e.g. INDIRECT) from the start. */
+static inline int vud_add_flags(struct vud *v, struct vud_ring *r, const uint64_t *gpa,
+				const uint32_t *len, unsigned n, uint64_t tag, uint16_t flags)
 {
-	uint16_t wflag = r->rx ? 2 : 0;
+	uint16_t wflag = (uint16_t)((r->rx ? 2 : 0) | flags);
 	if (!v->packed) {
 		if (r->nfree < n)
 			return -ENOSPC;
@@ -447,6 +448,13 @@ static inline int vud_add(struct vud *v, struct vud_ring *r, const uint64_t *gpa
 	/* The first descriptor's flags go last: the chain appears at once. */
 	__atomic_store_n(&r->pdesc[first].flags, first_flags, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* Makes one buffer of `n` descriptors (gpa/len pairs) available. */
+static inline int vud_add(struct vud *v, struct vud_ring *r, const uint64_t *gpa,
+			  const uint32_t *len, unsigned n, uint64_t tag)
+{
+	return vud_add_flags(v, r, gpa, len, n, tag, 0);
 }
 
 /* Takes one used buffer; returns 1 with its tag and length, or 0. */
