@@ -370,18 +370,11 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 void vu_notify(void *priv, uint16_t q, unsigned ev)
 {
 	struct vu_dev *d = priv;
-	uint64_t one = 1;
-	if (ev & HS_EV_DELIVERED) {
-		int fd = d->vr[2 * q].callfd;
-		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
-			/* A full or closed eventfd: the guest polls. */
-		}
-	}
-	if (ev & HS_EV_COMPLETED) {
-		int fd = d->vr[2 * q + 1].callfd;
-		if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
-		}
-	}
+	/* a full or closed call fd: the guest polls */
+	if (ev & HS_EV_DELIVERED)
+		vu_poke(d->vr[2 * q].callfd);
+	if (ev & HS_EV_COMPLETED)
+		vu_poke(d->vr[2 * q + 1].callfd);
 }
 
 bool vu_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)

@@ -258,6 +258,23 @@ static inline bool vu_has(const struct vu_dev *d, unsigned bit)
 	return (d->features >> bit) & 1;
 }
 
+/* Adds one to an eventfd (kick, call, error or log fd): the one way the
+ * backend signals. A full counter is signalled already; a front-end that
+ * closed its end gets nothing (and no SIGPIPE: eventfds only). */
+static inline void vu_poke(int fd)
+{
+	uint64_t one = 1;
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* full or gone: nothing more to do */
+	}
+}
+
+/* Makes the data path look at a ring as a kick from the driver would. */
+static inline void vu_ring_look(const struct vu_vring *vr)
+{
+	vu_poke(vr->kickfd);
+}
+
 static inline void vu_close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -294,10 +311,7 @@ void vu_announce(struct vu_dev *d, const uint8_t mac[6]);
 /* data path: signals the log eventfd (SET_LOG_FD) after a burst */
 static inline void vu_log_signal(const struct vu_dev *d)
 {
-	uint64_t one = 1;
-	if (d->log_fd >= 0 && write(d->log_fd, &one, sizeof(one)) < 0) {
-		/* full: the front-end has not read it yet */
-	}
+	vu_poke(d->log_fd);
 }
 
 /* vu_iotlb.c */

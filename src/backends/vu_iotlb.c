@@ -98,21 +98,14 @@ static bool in_memory(const struct vu_mem *m, uint64_t uva, uint64_t len)
 	return m != NULL;
 }
 
-/* After the table changed: every miss may be answered, every ring is
- * looked at again (ring areas re-translated; stalled chains retried). */
-static void iotlb_changed(struct vu_dev *d)
-{
-	vu_rings_update(d); /* clears every miss, re-translates ring areas */
-}
-
+/* After an UPDATE every ring is looked at again: a chain that waited for
+ * it is retried (vu_rings_update, which every change runs, cleared the
+ * misses and re-translated the ring areas). */
 static void look_again(struct vu_dev *d)
 {
-	uint64_t one = 1;
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
-		if (d->vr[i].live && d->vr[i].kickfd >= 0 &&
-		    write(d->vr[i].kickfd, &one, sizeof(one)) < 0) {
-			/* full: a look is pending */
-		}
+		if (d->vr[i].live)
+			vu_ring_look(&d->vr[i]);
 }
 
 static int table(struct vu_dev *d)
@@ -138,7 +131,7 @@ int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m)
 		hs_port_quiesce(d->port);
 		iotlb_cut(d, m->iova, all ? UINT64_MAX : m->iova + (m->size - 1));
 		atomic_fetch_add(&d->iotlb_invalidates, 1);
-		iotlb_changed(d); /* a ring whose areas went stops until they return */
+		vu_rings_update(d); /* a ring whose areas went waits until they return */
 		hs_port_resume(d->port);
 		return 0;
 	}
@@ -159,7 +152,7 @@ int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m)
 	iotlb_cut(d, m->iova, m->iova + (m->size - 1));
 	iotlb_insert(d, &e);
 	atomic_fetch_add(&d->iotlb_updates, 1);
-	iotlb_changed(d);
+	vu_rings_update(d);
 	hs_port_resume(d->port);
 	look_again(d);
 	return 0;

@@ -139,8 +139,5 @@ void vu_announce(struct vu_dev *d, const uint8_t mac[6])
 	memcpy(f + 32, mac, 6);
 	atomic_store_explicit(&d->announce, true, memory_order_release);
 	/* The transmit ring of queue 0 takes it on its next burst: look now. */
-	uint64_t one = 1;
-	if (d->vr[1].kickfd >= 0 && write(d->vr[1].kickfd, &one, sizeof(one)) < 0) {
-		/* full: a look is due anyway */
-	}
+	vu_ring_look(&d->vr[1]);
 }

@@ -323,9 +323,7 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 		if (!rc) {
 			vu_close_fd(&vr->kickfd);
 			vr->kickfd = fd;
-			uint64_t one = 1; /* look once: a kick may be on the old fd */
-			if (write(fd, &one, sizeof(one)) < 0) {
-			}
+			vu_ring_look(vr); /* a kick may have gone to the old fd */
 		} else {
 			hs_port_set_queue_fd(d->port, (uint16_t)(i / 2), ev, vr->kickfd);
 		}

@@ -119,10 +119,7 @@ static void ring_arm(struct vu_dev *d, struct vu_vring *vr)
 	(void)d;
 	vr->kicks_off = false;
 	vq_set_kicks(&vr->vq, true);
-	uint64_t one = 1;
-	if (vr->kickfd >= 0 && write(vr->kickfd, &one, sizeof(one)) < 0) {
-		/* a full eventfd is signalled already */
-	}
+	vu_ring_look(vr);
 }
 
 void vu_rings_update(struct vu_dev *d)
@@ -161,9 +158,7 @@ void vu_rings_update(struct vu_dev *d)
 			vr->fresh = false;
 		} else if (vr->live && !was && i == 1 && atomic_load(&d->announce)) {
 			/* an announce waits for queue 0's transmit ring: look */
-			uint64_t one = 1;
-			if (vr->kickfd >= 0 && write(vr->kickfd, &one, sizeof(one)) < 0) {
-			}
+			vu_ring_look(vr);
 		}
 	}
 	bool broken = false; /* down until the front-end starts it again */
@@ -291,12 +286,9 @@ static void poll_cb(hs_timer_t *t, void *arg)
 {
 	struct vu_dev *d = arg;
 	(void)t;
-	uint64_t one = 1;
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
-		if (d->vr[i].polled && d->vr[i].live && d->vr[i].kickfd >= 0 &&
-		    write(d->vr[i].kickfd, &one, sizeof(one)) < 0) {
-			/* full: a look is pending */
-		}
+		if (d->vr[i].polled && d->vr[i].live)
+			vu_ring_look(&d->vr[i]);
 }
 
 void vu_poll_update(struct vu_dev *d)
@@ -346,10 +338,5 @@ void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr)
 		    (unsigned)(vr - d->vr), vr->vq.broken ? vr->vq.broken : "?");
 	vr->live = false;
 	hs_port_set_link(d->port, false);
-	if (vr->errfd >= 0) {
-		uint64_t one = 1;
-		if (write(vr->errfd, &one, sizeof(one)) < 0) {
-			/* nobody listens: the log line stays */
-		}
-	}
+	vu_poke(vr->errfd); /* nobody may listen: the log line stays */
 }
