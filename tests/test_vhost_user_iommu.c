@@ -55,6 +55,25 @@ static void iommu_up(struct vud *v, const char *path, uint64_t want, int *chan)
 	*chan = sp[0];
 }
 
+/* Two front-ends behind IOMMUs on the switch's two ports (their rings
+ * wait for IOTLB entries), and their request channels. */
+static void pair_up(struct env *e, struct vud *a, struct vud *b, int *ca, int *cb,
+		    uint64_t want)
+{
+	env_up(e, 0);
+	iommu_up(a, e->path[0], want, ca);
+	iommu_up(b, e->path[1], want, cb);
+}
+
+static void pair_down(struct env *e, struct vud *a, struct vud *b, int ca, int cb)
+{
+	close(ca);
+	close(cb);
+	vud_close(a);
+	vud_close(b);
+	env_down(e);
+}
+
 static int iotlb(struct vud *v, uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr,
 		 uint8_t perm)
 {
@@ -106,11 +125,9 @@ static void drain_misses(int chan)
 static void mapped_traffic(uint64_t want)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], want, &ca);
-	iommu_up(&b, e.path[1], want, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, want);
 	/* nothing mapped: the rings wait and their areas are asked for */
 	uint8_t perm = 0;
 	uint64_t miss = next_miss(ca, &perm);
@@ -134,11 +151,7 @@ static void mapped_traffic(uint64_t want)
 	}
 	ck_assert_uint_eq(th_pstats(e.p[1]).tx_packets, 200);
 	ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 0);
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 
 START_TEST(split_rings_behind_an_iommu)
@@ -160,11 +173,9 @@ END_TEST
 START_TEST(misses_are_answered_page_by_page)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], base, &ca);
-	iommu_up(&b, e.path[1], base, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, base);
 	ck_assert_int_eq(map(&b, VUD_GPA, VUD_MEM, 3), 0); /* b: all of it */
 	ck_assert_int_eq(vud_post_rx(&b, 0, 64, VUD_BUF), 0);
 	ck_assert_int_eq(vud_post_rx(&a, 0, 16, VUD_BUF), 0);
@@ -197,11 +208,7 @@ START_TEST(misses_are_answered_page_by_page)
 	}
 	ck_assert_uint_ge(answered, 3); /* rings and buffers were asked for */
 	ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 0);
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 END_TEST
 
@@ -210,11 +217,9 @@ END_TEST
 START_TEST(invalidated_ring_areas_stop_the_ring_until_mapped_again)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], base, &ca);
-	iommu_up(&b, e.path[1], base, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, base);
 	ck_assert_int_eq(map(&a, VUD_GPA, VUD_MEM, 3), 0);
 	ck_assert_int_eq(map(&b, VUD_GPA, VUD_MEM, 3), 0);
 	ck_assert_int_eq(vud_post_rx(&b, 0, 64, VUD_BUF), 0);
@@ -245,11 +250,7 @@ START_TEST(invalidated_ring_areas_stop_the_ring_until_mapped_again)
 	for (int r = 0; r < HS_DROP__COUNT; r++)
 		ck_assert_msg(th_pstats(e.p[1]).drops[r] == 0, "dropped: %s",
 			      hs_drop_reason_name(r));
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 END_TEST
 
@@ -258,11 +259,9 @@ END_TEST
 START_TEST(a_buffer_without_the_permission_stops_the_ring)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], base, &ca);
-	iommu_up(&b, e.path[1], base, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, base);
 	ck_assert_int_eq(map(&b, VUD_GPA, VUD_MEM, 3), 0);
 	ck_assert_int_eq(vud_post_rx(&b, 0, 64, VUD_BUF), 0);
 	/* a: rings read-write, everything after them write-only */
@@ -277,11 +276,7 @@ START_TEST(a_buffer_without_the_permission_stops_the_ring)
 	ck_assert(TH_WAIT(backend_ctr(e.p[0], "broken_rings") == 1, 3000));
 	ck_assert(TH_WAIT(!hs_port_link_up(e.p[0]), 3000));
 	ck_assert(hs_port_link_up(e.p[1]));
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 END_TEST
 
@@ -328,11 +323,9 @@ END_TEST
 START_TEST(a_full_iotlb_is_emptied_and_refilled)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], base, &ca);
-	iommu_up(&b, e.path[1], base, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, base);
 	ck_assert_int_eq(map(&b, VUD_GPA, VUD_MEM, 3), 0);
 	ck_assert_int_eq(vud_post_rx(&b, 0, 64, VUD_BUF), 0);
 	for (uint64_t p = 0; p < VUD_MEM; p += 4096) /* 4096 pages */
@@ -366,11 +359,7 @@ START_TEST(a_full_iotlb_is_emptied_and_refilled)
 		vud_post_rx(&b, 0, 1, VUD_BUF);
 		vud_reap_tx(&a, 0);
 	}
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 END_TEST
 
@@ -417,11 +406,7 @@ static void indirect_straddle(bool packed)
 	ck_assert_msg(got == (int)n, "frame not delivered (got %d), broken_rings=%llu", got,
 		      (unsigned long long)backend_ctr(e.p[0], "broken_rings"));
 	ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 0);
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 
 START_TEST(indirect_table_straddling_two_entries_split)
@@ -542,11 +527,9 @@ END_TEST
 START_TEST(stale_miss_after_set_vring_addr)
 {
 	struct env e;
-	env_up(&e, 0);
 	struct vud a, b;
 	int ca, cb;
-	iommu_up(&a, e.path[0], base, &ca);
-	iommu_up(&b, e.path[1], base, &cb);
+	pair_up(&e, &a, &b, &ca, &cb, base);
 	ck_assert_int_eq(map(&b, VUD_GPA, VUD_MEM, 3), 0);
 	ck_assert_int_eq(vud_post_rx(&b, 0, 64, VUD_BUF), 0);
 	/* a: map only the upper half; rings (in the lower half) wait */
@@ -571,11 +554,7 @@ START_TEST(stale_miss_after_set_vring_addr)
 	ck_assert_msg(got == (int)n, "frame from a ring that went live by SET_VRING_ADDR "
 		      "not delivered (got %d, rx_packets %llu)", got,
 		      (unsigned long long)th_pstats(e.p[0]).rx_packets);
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 END_TEST
 
@@ -630,11 +609,7 @@ static void partial_misses(bool packed)
 	for (int r = 0; r < HS_DROP__COUNT; r++)
 		ck_assert_msg(th_pstats(e.p[1]).drops[r] == 0, "dropped: %s",
 			      hs_drop_reason_name(r));
-	close(ca);
-	close(cb);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	pair_down(&e, &a, &b, ca, cb);
 }
 
 START_TEST(partial_misses_split)

@@ -142,6 +142,49 @@ static void fresh_page(struct vud *v)
 	v->used_mem = (v->used_mem + 4095) & ~(size_t)4095;
 }
 
+/* Two guests that may log (LOG_SHMFD); b has a log of `len` bytes at
+ * `off` in a file of `file` bytes (file 0: no log sent). */
+struct logged {
+	struct env e;
+	struct vud a, b;
+	struct dlog lb;
+	size_t file;
+};
+
+static void logged_up(struct logged *m, uint64_t want, size_t off, size_t file)
+{
+	env_up(&m->e, 0);
+	guest_up_proto(&m->a, m->e.path[0], want, m->e.p[0], F(PF_LOG_SHMFD));
+	guest_up_proto(&m->b, m->e.path[1], want, m->e.p[1], F(PF_LOG_SHMFD));
+	m->file = file;
+	if (file) {
+		dlog_make(&m->lb, LOG_BYTES, off, file);
+		ck_assert_int_eq(dlog_send(&m->b, &m->lb), 0);
+	}
+}
+
+static void logged_down(struct logged *m)
+{
+	vud_close(&m->a);
+	vud_close(&m->b);
+	if (m->file)
+		dlog_free(&m->lb, m->file);
+	env_down(&m->e);
+}
+
+/* b logging, then its log file shrinks under the switch: a frame for b
+ * faults, the fault is caught and b's rings stop. */
+static void shrink_the_log(struct logged *m)
+{
+	log_all(&m->b, true);
+	ck_assert_int_eq(ftruncate(m->lb.fd, 0), 0);
+	static uint8_t f[200];
+	size_t n = mkframe(f, 2, 1, 100, 1);
+	ck_assert_int_eq(vud_send(&m->a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert(TH_WAIT(backend_ctr(m->e.p[1], "memory_faults") >= 1, 3000));
+	ck_assert(TH_WAIT(!hs_port_link_up(m->e.p[1]), 3000));
+}
+
 /* ---- the log --------------------------------------------------------------------------- */
 
 static void marks_what_the_switch_writes(uint64_t want)
@@ -301,33 +344,24 @@ END_TEST
  * last buffers are marked. With workers the rings are being polled. */
 START_TEST(logging_toggles_mid_traffic)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	uint64_t want = base | F(HS_VIRTIO_F_EVENT_IDX) | F(HS_VIRTIO_NET_F_MRG_RXBUF);
-	guest_up_proto(&a, e.path[0], want, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], want, e.p[1], F(PF_LOG_SHMFD));
-	struct dlog lb;
-	dlog_make(&lb, LOG_BYTES, 0, LOG_BYTES);
-	ck_assert_int_eq(dlog_send(&b, &lb), 0);
+	struct logged m;
+	logged_up(&m, base | F(HS_VIRTIO_F_EVENT_IDX) | F(HS_VIRTIO_NET_F_MRG_RXBUF), 0,
+		  LOG_BYTES);
 	static uint8_t f[2000], g[10000];
 	for (uint32_t i = 1; i <= 300; i++) {
 		if (i % 50 == 0)
-			log_all(&b, (i / 50) % 2);
+			log_all(&m.b, (i / 50) % 2);
 		size_t n = mkframe(f, 2, 1, 60 + i % 1000, i);
-		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
-			vud_reap_tx(&a, 0);
-		ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+		while (vud_send(&m.a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
+			vud_reap_tx(&m.a, 0);
+		ck_assert_int_eq(recv_wait(&m.b, g, sizeof(g), NULL), (int)n);
 		ck_assert_int_eq(memcmp(g, f, n), 0);
-		vud_post_rx(&b, 0, 1, VUD_BUF);
+		vud_post_rx(&m.b, 0, 1, VUD_BUF);
 	}
 	/* logging is on since frame 250 */
-	ck_assert(range_marked(&lb, vud_gpa(&b, b.r[0].used) + 2, 2));
-	ck_assert_uint_eq(th_pstats(e.p[1]).tx_packets, 300);
-	vud_close(&a);
-	vud_close(&b);
-	dlog_free(&lb, LOG_BYTES);
-	env_down(&e);
+	ck_assert(range_marked(&m.lb, vud_gpa(&m.b, m.b.r[0].used) + 2, 2));
+	ck_assert_uint_eq(th_pstats(m.e.p[1]).tx_packets, 300);
+	logged_down(&m);
 }
 END_TEST
 
@@ -420,27 +454,15 @@ END_TEST
 /* An unaligned log at an odd offset gets its bits at that offset. */
 START_TEST(an_unaligned_log_is_marked_where_it_is)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
-	struct dlog lb;
-	dlog_make(&lb, LOG_BYTES, 4097 + 3, LOG_BYTES + 8192);
-	ck_assert_int_eq(dlog_send(&b, &lb), 0);
-	log_all(&b, true);
-	static uint8_t f[200], g[200];
-	size_t n = mkframe(f, 2, 1, 100, 1);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
-	ck_assert(range_marked(&lb, vud_gpa(&b, b.r[0].used) + 2, 2));
+	struct logged m;
+	logged_up(&m, base, 4097 + 3, LOG_BYTES + 8192);
+	log_all(&m.b, true);
+	frame_a_to_b(&m.a, &m.b, 1);
+	ck_assert(range_marked(&m.lb, vud_gpa(&m.b, m.b.r[0].used) + 2, 2));
 	/* nothing before the offset was touched */
-	for (size_t i = 0; i < lb.off; i++)
-		ck_assert_uint_eq(lb.bits[i], 0);
-	vud_close(&a);
-	vud_close(&b);
-	dlog_free(&lb, LOG_BYTES + 8192);
-	env_down(&e);
+	for (size_t i = 0; i < m.lb.off; i++)
+		ck_assert_uint_eq(m.lb.bits[i], 0);
+	logged_down(&m);
 }
 END_TEST
 
@@ -449,31 +471,14 @@ END_TEST
  * new front-end on that port works. */
 START_TEST(a_log_shrunk_under_the_switch_stops_only_its_port)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
-	struct dlog lb;
-	dlog_make(&lb, LOG_BYTES, 0, LOG_BYTES);
-	ck_assert_int_eq(dlog_send(&b, &lb), 0);
-	log_all(&b, true);
-	ck_assert_int_eq(ftruncate(lb.fd, 0), 0);
-	static uint8_t f[200], g[200];
-	size_t n = mkframe(f, 2, 1, 100, 1);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert(TH_WAIT(backend_ctr(e.p[1], "memory_faults") >= 1, 3000));
-	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
-	vud_close(&b);
-	dlog_free(&lb, LOG_BYTES);
-	struct vud b2;
-	guest_up(&b2, e.path[1], base, e.p[1]);
-	n = mkframe(f, 2, 1, 100, 2);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&b2, g, sizeof(g), NULL), (int)n);
-	vud_close(&a);
-	vud_close(&b2);
-	env_down(&e);
+	struct logged m;
+	logged_up(&m, base, 0, LOG_BYTES);
+	shrink_the_log(&m);
+	/* a new front-end on b's port */
+	vud_close(&m.b);
+	guest_up(&m.b, m.e.path[1], base, m.e.p[1]);
+	frame_a_to_b(&m.a, &m.b, 2);
+	logged_down(&m);
 }
 END_TEST
 
@@ -481,21 +486,13 @@ END_TEST
  * marked, and every page written is counted instead of skipped. */
 START_TEST(logging_without_a_log_counts_every_page)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
-	log_all(&b, true);
-	static uint8_t f[200], g[200];
-	size_t n = mkframe(f, 2, 1, 100, 1);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
-	ck_assert(TH_WAIT(backend_ctr(e.p[1], "dirty_log_overflow") >= 2, 3000));
-	ck_assert_uint_eq(backend_ctr(e.p[0], "dirty_log_overflow"), 0);
-	vud_close(&a);
-	vud_close(&b);
-	env_down(&e);
+	struct logged m;
+	logged_up(&m, base, 0, 0);
+	log_all(&m.b, true);
+	frame_a_to_b(&m.a, &m.b, 1);
+	ck_assert(TH_WAIT(backend_ctr(m.e.p[1], "dirty_log_overflow") >= 2, 3000));
+	ck_assert_uint_eq(backend_ctr(m.e.p[0], "dirty_log_overflow"), 0);
+	logged_down(&m);
 }
 END_TEST
 
@@ -518,71 +515,46 @@ static void ring_restart(struct vud *v, unsigned i)
  * of marking zero pages nobody reads. */
 START_TEST(a_faulted_log_is_dropped_not_written_in_vain)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
-	struct dlog lb;
-	dlog_make(&lb, LOG_BYTES, 0, LOG_BYTES);
-	ck_assert_int_eq(dlog_send(&b, &lb), 0);
-	log_all(&b, true);
-	ck_assert_int_eq(ftruncate(lb.fd, 0), 0);
+	struct logged m;
+	logged_up(&m, base, 0, LOG_BYTES);
+	shrink_the_log(&m);
+	ring_restart(&m.b, 0);
+	ring_restart(&m.b, 1);
+	ck_assert(TH_WAIT(hs_port_link_up(m.e.p[1]), 3000));
+	uint64_t over = backend_ctr(m.e.p[1], "dirty_log_overflow");
 	static uint8_t f[200], g[200];
-	size_t n = mkframe(f, 2, 1, 100, 1);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert(TH_WAIT(backend_ctr(e.p[1], "memory_faults") >= 1, 3000));
-	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
-	ring_restart(&b, 0);
-	ring_restart(&b, 1);
-	ck_assert(TH_WAIT(hs_port_link_up(e.p[1]), 3000));
-	uint64_t over = backend_ctr(e.p[1], "dirty_log_overflow");
-	n = mkframe(f, 2, 1, 100, 2);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	int got;
+	size_t n = mkframe(f, 2, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&m.a, 0, f, (uint32_t)n, NULL, 1), 0);
+	int got; /* the frame that faulted may come first */
 	do
-		got = recv_wait(&b, g, sizeof(g), NULL);
+		got = recv_wait(&m.b, g, sizeof(g), NULL);
 	while (got > 0 && memcmp(g, f, (size_t)got));
 	ck_assert_int_eq(got, (int)n);
-	ck_assert(TH_WAIT(backend_ctr(e.p[1], "dirty_log_overflow") > over, 3000));
-	vud_close(&a);
-	vud_close(&b);
-	dlog_free(&lb, LOG_BYTES);
-	env_down(&e);
+	ck_assert(TH_WAIT(backend_ctr(m.e.p[1], "dirty_log_overflow") > over, 3000));
+	logged_down(&m);
 }
 END_TEST
 
 /* SET_LOG_FD: an eventfd, signalled after bursts that marked pages. */
 START_TEST(the_log_eventfd_is_signalled)
 {
-	struct env e;
-	env_up(&e, 0);
-	struct vud a, b;
-	guest_up_proto(&a, e.path[0], base, e.p[0], F(PF_LOG_SHMFD));
-	guest_up_proto(&b, e.path[1], base, e.p[1], F(PF_LOG_SHMFD));
-	struct dlog lb;
-	dlog_make(&lb, LOG_BYTES, 0, LOG_BYTES);
-	ck_assert_int_eq(dlog_send(&b, &lb), 0);
+	struct logged m;
+	logged_up(&m, base, 0, LOG_BYTES);
+	struct vud *a = &m.a, *b = &m.b;
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ck_assert_int_eq(vud_call(&b, VUD_SET_LOG_FD, NULL, 0, &efd, 1), 0);
+	ck_assert_int_eq(vud_call(b, VUD_SET_LOG_FD, NULL, 0, &efd, 1), 0);
 	/* a pipe is refused */
 	int pp[2];
 	ck_assert_int_eq(pipe(pp), 0);
-	ck_assert_int_ne(vud_call(&b, VUD_SET_LOG_FD, NULL, 0, &pp[1], 1), 0);
+	ck_assert_int_ne(vud_call(b, VUD_SET_LOG_FD, NULL, 0, &pp[1], 1), 0);
 	close(pp[0]);
 	close(pp[1]);
-	log_all(&b, true);
-	static uint8_t f[200], g[200];
-	size_t n = mkframe(f, 2, 1, 100, 1);
-	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)n);
+	log_all(b, true);
+	frame_a_to_b(a, b, 1);
 	uint64_t c = 0;
 	ck_assert(TH_WAIT(read(efd, &c, 8) == 8 && c > 0, 3000));
 	close(efd);
-	vud_close(&a);
-	vud_close(&b);
-	dlog_free(&lb, LOG_BYTES);
-	env_down(&e);
+	logged_down(&m);
 }
 END_TEST
 

@@ -102,6 +102,17 @@ static inline int recv_wait(struct vud *v, uint8_t *buf, uint32_t max,
 	return n;
 }
 
+/* A frame (sequence seq) from guest 1 on a to guest 2 on b, in one
+ * descriptor: it must arrive whole. */
+static inline void frame_a_to_b(struct vud *a, struct vud *b, uint32_t seq)
+{
+	static uint8_t f[200], g[200];
+	size_t n = mkframe(f, 2, 1, 100, seq);
+	ck_assert_int_eq(vud_send(a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(b, g, sizeof(g), NULL), (int)n);
+	ck_assert_int_eq(memcmp(g, f, n), 0);
+}
+
 /* Counter `name` of a port's backend (UINT64_MAX if it has none). */
 struct env_ctr {
 	const char *name;

@@ -20,7 +20,6 @@ set -uo pipefail
 build=$1 src=$2
 shift 2
 vswitch=$build/examples/vswitch
-command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: no qemu-system-x86_64"; exit 77; }
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
 work=$(mktemp -d /tmp/hs-viommu.XXXXXX)
 pids=()
@@ -31,23 +30,8 @@ cleanup() {
 	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-kernel=$("$src/tests/interop/build_guest.sh" "$work/initrd.gz" 2>"$work/guest.err") ||
-	{ echo "SKIP: cannot build guest: $(tr '\n' ' ' <"$work/guest.err")"; exit 77; }
-
-fail() {
-	echo "FAIL: $*"
-	for f in "$work"/*.log "$work"/*.qemu; do [ -s "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
-	exit 1
-}
-
-wait_for() { # FILE PATTERN SECONDS
-	local end=$((SECONDS + $3))
-	while [ $SECONDS -lt $end ]; do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.5
-	done
-	return 1
-}
+. "$src/tests/interop/guests.sh"
+guest_kit
 
 # guest NAME SOCKET MAC ROLE IP PEER (APPEND and DEV from the pass)
 guest() {
@@ -82,10 +66,7 @@ run_pass() {
 	wait_for "$work/ga.log" "HS-PING-OK" 180 || fail "$name: guest a cannot ping b"
 	wait_for "$work/ga.log" "HS-FRAG-OK" 60 || fail "$name: fragmented ping failed"
 	wait_for "$work/gb.log" "HS-RECEIVED" 180 || fail "$name: TCP stream did not arrive"
-	local sent got
-	sent=$(grep -o 'HS-DATA [0-9a-f]*' "$work/ga.log" | cut -d' ' -f2)
-	got=$(grep -o 'HS-RECEIVED [0-9]* [0-9a-f]*' "$work/gb.log")
-	[ "$got" = "HS-RECEIVED 1048576 $sent" ] || fail "$name: stream corrupted: sent $sent, $got"
+	stream_intact "$name" "$work/ga.log" "$work/gb.log" 1048576
 	kill -INT "$vs"
 	wait "$vs" || fail "$name: the switch exited with status $? (sanitizer report in its log?)"
 	if grep -E "^port .*(bad_src_mac|bad_descriptor|bad_offload|copy_error)" "$work/vswitch.log"; then
