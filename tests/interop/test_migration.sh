@@ -13,7 +13,8 @@
 # the switch-over, and the switch counted pages. Reported (one MIGRATION
 # line per pass): QEMU's downtime and total time, pings lost (50 ms each),
 # the switch's drop counters.
-# Passes: split ring with the guest announcing itself (GUEST_ANNOUNCE);
+# Passes: split ring with the guest announcing itself (GUEST_ANNOUNCE),
+# with a polling worker (its queues' kicks off: logging from the worker);
 # packed ring with the switch announcing it (SEND_RARP, no-announce: not
 # run by default, see below); restart (the switch SIGKILLed under the
 # stream).
@@ -28,7 +29,6 @@ build=$1 src=$2
 shift 2
 vswitch=$build/examples/vswitch
 qmp=$src/tests/interop/qmp.py
-command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: no qemu-system-x86_64"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 77; }
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
 sw=${HS_MIG_SWITCH:-hyperswitch}
@@ -47,23 +47,8 @@ cleanup() {
 	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-kernel=$("$src/tests/interop/build_guest.sh" "$work/initrd.gz" 2>"$work/guest.err") ||
-	{ echo "SKIP: cannot build guest: $(tr '\n' ' ' <"$work/guest.err")"; exit 77; }
-
-fail() {
-	echo "FAIL: $*"
-	for f in "$work"/*.log "$work"/*.qemu; do [ -s "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }; done
-	exit 1
-}
-
-wait_for() { # FILE PATTERN SECONDS
-	local end=$((SECONDS + $3))
-	while [ $SECONDS -lt $end ]; do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	return 1
-}
+. "$src/tests/interop/guests.sh"
+guest_kit
 
 bytes=$((8 << 20))
 mac_b=52:54:00:00:00:02
@@ -89,7 +74,8 @@ start_switch() { # PORT_OPTS (of b's ports)
 	if [ "$sw" = hyperswitch ]; then
 		# b's two ports must offer the same features: QEMU refuses to
 		# load a guest whose features the destination's back-end lacks
-		"$vswitch" --stats 1 --vhost-user "$work/a.sock" --vhost-user "$work/b.sock$1" \
+		"$vswitch" --stats 1 --workers "$workers" --vhost-user "$work/a.sock" \
+			--vhost-user "$work/b.sock$1" \
 			--vhost-user "$work/c.sock$1" >"$work/vswitch.log" 2>&1 &
 		vs=$!
 		pids+=("$vs")
@@ -144,7 +130,8 @@ restart_switch() {
 	if [ "$sw" = hyperswitch ]; then
 		kill -KILL "$vs"
 		wait "$vs" 2>/dev/null
-		"$vswitch" --stats 1 --vhost-user "$work/a.sock" --vhost-user "$work/b.sock" \
+		"$vswitch" --stats 1 --workers "$workers" --vhost-user "$work/a.sock" \
+			--vhost-user "$work/b.sock" \
 			--vhost-user "$work/c.sock" >"$work/vswitch2.log" 2>&1 &
 		vs=$!
 		pids+=("$vs")
@@ -250,10 +237,7 @@ run_pass() {
 finish_pass() {
 	local name=$1 dst=$2 res=$3 c_opt=$4 p
 	wait_for "$work/$dst.log" "HS-RECEIVED" 180 || fail "$name: the stream did not arrive at $dst"
-	local sent got
-	sent=$(grep -o 'HS-DATA [0-9a-f]*' "$work/ga.log" | cut -d' ' -f2)
-	got=$(grep -o 'HS-RECEIVED [0-9]* [0-9a-f]*' "$work/$dst.log")
-	[ "$got" = "HS-RECEIVED $bytes $sent" ] || fail "$name: stream corrupted: sent $sent, $got"
+	stream_intact "$name" "$work/ga.log" "$work/$dst.log" "$bytes"
 	wait_for "$work/ga.log" "HS-PINGSTAT" 60 || fail "$name: no ping statistics"
 	local pings
 	pings=$(grep -o 'HS-PINGSTAT.*' "$work/ga.log")
@@ -304,9 +288,9 @@ passes=("$@")
 n=0
 for p in "${passes[@]}"; do
 	case $p in
-	split) run_pass split ",mrg_rxbuf=off" "" ;;
-	packed) run_pass packed ",packed=on,mrg_rxbuf=off" ",no-announce" ;;
-	restart) run_pass restart ",mrg_rxbuf=off" "" ;;
+	split) workers=1 run_pass split ",mrg_rxbuf=off" "" ;;
+	packed) workers=0 run_pass packed ",packed=on,mrg_rxbuf=off" ",no-announce" ;;
+	restart) workers=0 run_pass restart ",mrg_rxbuf=off" "" ;;
 	*) echo "unknown pass $p"; exit 2 ;;
 	esac
 	n=$((n + 1))
