@@ -307,6 +307,80 @@ START_TEST(run_and_attach_exclude_each_other)
 }
 END_TEST
 
+static int n_logged;
+
+static void count_log(void *opaque, enum hs_log_level level, const char *msg)
+{
+	(void)opaque;
+	(void)level;
+	(void)msg;
+	n_logged++;
+}
+
+/* The level changes at once; bad levels are refused. */
+START_TEST(log_level_changes_at_run_time)
+{
+	struct hs_switch_config c = {.log_fn = count_log, .log_level = HS_LOG_ERROR};
+	hs_switch_t *sw = th_switch(&c);
+	hs_port_t *p;
+	ck_assert_int_eq(hs_switch_set_log_level(sw, HS_LOG_ERROR), 0);
+	n_logged = 0;
+	ck_assert_int_eq(hs_port_add(sw, &(struct hs_port_config){.name = "p0"}, &p), 0);
+	ck_assert_int_eq(n_logged, 0); /* "added" is info */
+	ck_assert_int_eq(hs_switch_set_log_level(sw, HS_LOG_DEBUG), 0);
+	hs_port_log(p, HS_LOG_DEBUG, "now heard");
+	ck_assert_int_eq(n_logged, 1);
+	ck_assert_int_eq(hs_switch_set_log_level(sw, (enum hs_log_level)4), -EINVAL);
+	ck_assert_int_eq(hs_switch_set_log_level(NULL, HS_LOG_INFO), -EINVAL);
+	ck_assert_int_eq(hs_switch_set_log_level(sw, HS_LOG_WARN), 0);
+	hs_port_log(p, HS_LOG_INFO, "not heard");
+	ck_assert_int_eq(n_logged, 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Per-worker counters: numbered workers, sizes checked, an older (smaller)
+ * caller struct filled only as far as it goes. */
+START_TEST(worker_stats_by_index_and_size)
+{
+	int cpus[2] = {1, 0};
+	struct hs_switch_config c = {.n_workers = 2, .worker_cpus = cpus};
+	hs_switch_t *sw = th_switch(&c);
+	struct hs_worker_stats ws = {.size = sizeof(ws)};
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 0, &ws), 0);
+	ck_assert_int_eq(ws.size, sizeof(ws));
+	ck_assert_int_eq(ws.cpu, 1);
+	ws.size = sizeof(ws);
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 1, &ws), 0);
+	ck_assert_int_eq(ws.cpu, 0);
+	ws.size = sizeof(ws);
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 2, &ws), -ENOENT);
+	ws.size = 8;
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 0, &ws), -EINVAL);
+	ck_assert_int_eq(hs_switch_worker_stats(NULL, 0, &ws), -EINVAL);
+	/* a caller whose struct is bigger than ours (a newer header): we
+	 * fill ours and say so */
+	struct {
+		struct hs_worker_stats s;
+		uint64_t future;
+	} big = {.s = {.size = sizeof(big)}, .future = 0x1234};
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 0, &big.s), 0);
+	ck_assert_int_eq(big.s.size, sizeof(struct hs_worker_stats));
+	ck_assert_uint_eq(big.future, 0x1234);
+	hs_switch_destroy(sw);
+	hs_switch_t *none = th_switch(NULL);
+	ws.size = sizeof(ws);
+	ck_assert_int_eq(hs_switch_worker_stats(none, 0, &ws), -ENOENT);
+	hs_switch_destroy(none);
+	struct hs_switch_config c1 = {.n_workers = 1};
+	hs_switch_t *free_cpu = th_switch(&c1);
+	ws.size = sizeof(ws);
+	ck_assert_int_eq(hs_switch_worker_stats(free_cpu, 0, &ws), 0);
+	ck_assert_int_eq(ws.cpu, -1);
+	hs_switch_destroy(free_cpu);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("api");
@@ -320,6 +394,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, port_calls_reject_bad_queues_and_values);
 	tcase_add_test(tc, backend_registration_rules);
 	tcase_add_test(tc, run_and_attach_exclude_each_other);
+	tcase_add_test(tc, log_level_changes_at_run_time);
+	tcase_add_test(tc, worker_stats_by_index_and_size);
 	suite_add_tcase(s, tc);
 	return s;
 }

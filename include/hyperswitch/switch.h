@@ -83,6 +83,11 @@ HS_EXTERN void *hs_switch_data(const hs_switch_t *sw);
 HS_EXTERN void hs_switch_set_data(hs_switch_t *sw, void *data);
 HS_EXTERN const char *hs_switch_name(const hs_switch_t *sw);
 
+/* Changes the most verbose level passed to log_fn (initially
+ * hs_switch_config.log_level). Any thread; takes effect at once, also in
+ * data-path threads. Returns 0 or -EINVAL. */
+HS_EXTERN int hs_switch_set_log_level(hs_switch_t *sw, enum hs_log_level level);
+
 /* ---- Event loop ----------------------------------------------------------
  * The control plane (backend sockets, MAC aging, stop requests) and, when
  * n_workers is 0, the processing of queues that signal work through file
@@ -182,6 +187,24 @@ struct hs_switch_stats {
 
 /* Sums the per-queue and per-thread counters. Any thread. */
 HS_EXTERN int hs_switch_get_stats(hs_switch_t *sw, struct hs_switch_stats *st);
+
+/* Counters of one offload worker. The caller sets `size` to
+ * sizeof(struct hs_worker_stats) as its header has it; the library fills
+ * that many bytes at most (fields added later stay untouched for callers
+ * built against an older header) and sets `size` to what it filled. */
+struct hs_worker_stats {
+	uint32_t size;     /* in: the caller's sizeof; out: bytes filled */
+	int32_t cpu;       /* the CPU it is pinned to, -1: not pinned */
+	uint64_t rounds;   /* rounds that moved at least one frame */
+	uint64_t handoffs; /* queues it took over */
+	uint64_t sleeps;   /* times it went to sleep */
+};
+#define HS_WORKER_STATS_SIZE_V1 32 /* the first layout: every field above */
+
+/* Workers are numbered 0..n_workers-1. Any thread. Returns 0, -EINVAL
+ * (size below HS_WORKER_STATS_SIZE_V1) or -ENOENT (no such worker). */
+HS_EXTERN int hs_switch_worker_stats(hs_switch_t *sw, unsigned worker,
+				     struct hs_worker_stats *st);
 
 #ifdef __cplusplus
 }

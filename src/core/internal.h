@@ -255,6 +255,7 @@ struct hs_switch {
 	struct hs_switch_config cfg;   /* defaults filled in */
 	char name[32];
 	void *data;
+	_Atomic int log_level;         /* hs_switch_set_log_level */
 
 	pthread_mutex_t ctl_lock;      /* port add/del, topology writers */
 	uint32_t next_serial;

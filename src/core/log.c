@@ -10,7 +10,8 @@
 void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
 	      const char *fmt, va_list ap)
 {
-	if (!sw || !sw->cfg.log_fn || lvl > sw->cfg.log_level)
+	if (!sw || !sw->cfg.log_fn ||
+	    (int)lvl > atomic_load_explicit(&sw->log_level, memory_order_relaxed))
 		return;
 	char msg[512];
 	int off = snprintf(msg, sizeof(msg), "%s: %s%s", sw->name,

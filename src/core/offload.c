@@ -511,3 +511,22 @@ void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
 		*sleeps += hs__ctr_get(&pool->w[i].ctx->sleeps);
 	}
 }
+
+int hs_switch_worker_stats(hs_switch_t *sw, unsigned worker, struct hs_worker_stats *st)
+{
+	if (!sw || !st || st->size < HS_WORKER_STATS_SIZE_V1)
+		return -EINVAL;
+	struct hs__pool *pool = sw->pool;
+	if (!pool || worker >= pool->n)
+		return -ENOENT;
+	const struct hs__worker *w = &pool->w[worker];
+	/* fill what both sides know: a caller built against an older header
+	 * passes a smaller size and gets the fields it has */
+	struct hs_worker_stats v = {.size = st->size < sizeof(v) ? st->size : (uint32_t)sizeof(v),
+				    .cpu = w->cpu,
+				    .rounds = hs__ctr_get(&w->ctx->rounds),
+				    .handoffs = hs__ctr_get(&w->ctx->handoffs),
+				    .sleeps = hs__ctr_get(&w->ctx->sleeps)};
+	memcpy(st, &v, v.size);
+	return 0;
+}

@@ -79,6 +79,7 @@ int hs_switch_create(const struct hs_switch_config *cfg, hs_switch_t **out)
 	if (!sw)
 		return -ENOMEM;
 	sw->cfg = *cfg;
+	atomic_init(&sw->log_level, (int)cfg->log_level);
 	apply_defaults(&sw->cfg);
 	snprintf(sw->name, sizeof(sw->name), "%s", cfg->name ? cfg->name : "hs0");
 	sw->cfg.name = sw->name;
@@ -146,6 +147,14 @@ void hs_switch_set_data(hs_switch_t *sw, void *data)
 {
 	if (sw)
 		sw->data = data;
+}
+
+int hs_switch_set_log_level(hs_switch_t *sw, enum hs_log_level level)
+{
+	if (!sw || (unsigned)level > HS_LOG_DEBUG)
+		return -EINVAL;
+	atomic_store_explicit(&sw->log_level, (int)level, memory_order_relaxed);
+	return 0;
 }
 
 const char *hs_switch_name(const hs_switch_t *sw)
