@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# hyperswitchd and hsctl as an operator uses them: the daemon started from
+# a config file with three taps moved into network namespaces made here
+# (A and B in VLAN 10, C in VLAN 20) and a vhost-user port with DPDK's
+# testpmd (virtio-user) connected. Checked:
+#  - ping A<->B through the daemon, C isolated;
+#  - every hsctl command (show, stats, stats -i, fdb show/add/del/flush,
+#    port add/set/del, vlan, log level, version, reload), with --json read
+#    back, and bad arguments (exit 2), daemon-side errors (exit 1), a dead
+#    socket (exit 3);
+#  - the protocol's hostile cases on the raw socket: malformed JSON, an
+#    oversized line, an unknown command or argument, a version the daemon
+#    does not speak; the daemon keeps serving;
+#  - reload under traffic (a ping every 10 ms A->B): C's VLAN changed, a
+#    port added, another removed; A and B untouched: no ping lost, their
+#    learned MACs and counters kept, testpmd still on its first connection;
+#  - a file with an error is rejected whole (file:line in the message),
+#    at reload and with --check; the running configuration stays;
+#  - the metrics endpoint: the Prometheus text parses (python3-prometheus-
+#    client's parser when installed), port counters agree with hsctl
+#    stats, every drop reason is a series;
+#  - SIGHUP reloads; a second daemon on the same pid file is refused;
+#  - SIGTERM stops it cleanly: exit 0, socket, pid file and taps gone.
+#   test_daemon.sh BUILD_DIR SOURCE_DIR
+# Exits 77 (skipped) when not root or without ip/ping/python3.
+set -uo pipefail
+build=$1 src=$2
+hsd=$build/tools/hyperswitchd/hyperswitchd
+hsctl_bin=$build/tools/hsctl/hsctl
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+for c in ip ping python3; do
+	command -v $c >/dev/null || { echo "SKIP: no $c"; exit 77; }
+done
+[ -x "$hsd" ] && [ -x "$hsctl_bin" ] || { echo "SKIP: hyperswitchd/hsctl not built"; exit 77; }
+if [ ! -c /dev/net/tun ]; then
+	mkdir -p /dev/net && mknod /dev/net/tun c 10 200 2>/dev/null
+	[ -c /dev/net/tun ] || { echo "SKIP: no /dev/net/tun"; exit 77; }
+fi
+
+id=$$
+ns=("hsd-$id-a" "hsd-$id-b" "hsd-$id-c")
+tap=("hsd${id}a" "hsd${id}b" "hsd${id}c")
+ip4=(10.78.0.1 10.78.0.2 10.78.0.3)
+work=$(mktemp -d /tmp/hs-daemon.XXXXXX)
+sock=$work/ctl.sock
+mport=$((20000 + id % 20000))
+conf=$work/hs.conf
+pids=()
+daemon=
+cleanup() {
+	for p in "${pids[@]}" $daemon; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	for n in "${ns[@]}"; do
+		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$n" 2>/dev/null
+	done
+	for t in "${tap[@]}" "hsd${id}d"; do ip link del "$t" 2>/dev/null; done
+	rm -rf "$work" /dev/hugepages/hsd-tp-* 2>/dev/null
+}
+trap cleanup EXIT
+say() { echo "[${SECONDS}s] $*"; }
+. "$src/tests/interop/guests.sh" # fail, wait_for
+hsctl() { "$hsctl_bin" -s "$sock" "$@"; }
+# jq-like: json FILTER (python expression on `r`), reading stdin
+json() { python3 -c "import json,sys; r=json.load(sys.stdin); print($1)"; }
+# expect_rc RC COMMAND...: runs hsctl, checks its exit code
+expect_rc() {
+	local want=$1 rc
+	shift
+	hsctl "$@" >"$work/out.txt" 2>"$work/err.txt"
+	rc=$?
+	[ $rc = "$want" ] ||
+		fail "hsctl $* exited $rc, expected $want: $(cat "$work/out.txt" "$work/err.txt")"
+}
+
+# ---- the config: taps A, B (VLAN 10), C (VLAN 20), vhost-user vm1 (VLAN 10),
+# and a tap D that the reload removes ----
+write_conf() { # C_VLAN WITH_D WITH_E
+	{
+		cat <<-EOF
+		switch = { name = "hsd"; workers = ${HS_TEST_WORKERS:-0}; fdb = { aging_s = 600; }; };
+		control = { socket = "$sock"; };
+		metrics = { listen = "127.0.0.1:$mport"; };
+		log = { level = "info"; };
+		ports = (
+		  { name = "a"; type = "tap"; ifname = "${tap[0]}"; vlan = 10; },
+		  { name = "b"; type = "tap"; ifname = "${tap[1]}"; vlan = 10; },
+		  { name = "c"; type = "tap"; ifname = "${tap[2]}"; vlan = $1; },
+		  { name = "vm1"; type = "vhost-user"; path = "$work/vm1.sock"; vlan = 10; }
+		EOF
+		[ "$2" = 1 ] && echo "  , { name = \"d\"; type = \"tap\"; ifname = \"hsd${id}d\"; vlan = 30; }"
+		[ "$3" = 1 ] && echo "  , { name = \"e\"; type = \"vhost-user\"; path = \"$work/e.sock\"; vlan_mode = \"trunk\"; trunks = (10, \"100-102\"); }"
+		echo ");"
+	} >"$conf"
+}
+write_conf 20 1 0
+
+say "config check"
+"$hsd" -c "$conf" --check >"$work/check.log" 2>&1 || fail "--check refused a valid file"
+grep -q "valid" "$work/check.log" || fail "--check did not say valid"
+printf 'ports = ( { name = "x"; type = "tap"; vlan = 5000; } );\n' >"$work/bad.conf"
+"$hsd" -c "$work/bad.conf" --check >"$work/check2.log" 2>&1 && fail "--check passed a bad VLAN"
+grep -q "bad.conf:1: port x: vlan: 5000 is out of range" "$work/check2.log" ||
+	fail "--check's message lacks file, line and setting: $(cat "$work/check2.log")"
+
+say "start"
+"$hsd" -c "$conf" -p "$work/hsd.pid" >"$work/daemon.log" 2>&1 &
+daemon=$!
+wait_for "$work/daemon.log" "running" 20 || fail "the daemon did not start"
+[ "$(cat "$work/hsd.pid")" = "$daemon" ] || fail "pid file does not hold the daemon's pid"
+[ "$(stat -c %a "$sock")" = 600 ] || fail "control socket mode $(stat -c %a "$sock"), expected 600"
+"$hsd" -c "$conf" -p "$work/hsd.pid" -s "$work/other.sock" >"$work/second.log" 2>&1 &&
+	fail "a second daemon on the same pid file started"
+grep -q "runs already" "$work/second.log" || fail "the second daemon did not say why it stopped"
+
+for i in 0 1 2; do
+	ip netns add "${ns[$i]}" || fail "cannot create namespace ${ns[$i]}"
+	ip netns exec "${ns[$i]}" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	ip link set "${tap[$i]}" netns "${ns[$i]}" || fail "cannot move ${tap[$i]}"
+	ip -n "${ns[$i]}" addr add "${ip4[$i]}/24" dev "${tap[$i]}"
+	ip -n "${ns[$i]}" link set "${tap[$i]}" up
+	ip -n "${ns[$i]}" link set lo up
+done
+
+# testpmd on vm1, receiving (optional: skipped without DPDK or hugepages)
+tp=
+if command -v dpdk-testpmd >/dev/null; then
+	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 300 ]; then
+		echo 1024 >/proc/sys/vm/nr_hugepages
+		mkdir -p /dev/hugepages
+		mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+	fi
+	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ]; then
+		mkfifo "$work/tp.in"
+		dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsd-tp --no-pci -m 256 \
+			--single-file-segments --iova-mode=va \
+			--vdev "net_virtio_user0,path=$work/vm1.sock,queues=1,mac=02:00:00:00:00:42" \
+			-- -i --forward-mode=rxonly --nb-cores=1 <"$work/tp.in" >"$work/testpmd.log" 2>&1 &
+		tp=$!
+		pids+=("$tp")
+		exec 7>"$work/tp.in"
+		echo start >&7
+		wait_for "$work/testpmd.log" "Checking link" 60 || fail "testpmd did not start"
+	fi
+fi
+[ -n "$tp" ] || say "no testpmd (dpdk-testpmd or hugepages missing): vm1 stays without a peer"
+
+say "traffic"
+ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[1]}" >"$work/ping-ab.log" 2>&1 ||
+	fail "A cannot ping B through the daemon"
+ip netns exec "${ns[0]}" ping -c 2 -i 0.2 -W 1 "${ip4[2]}" >/dev/null 2>&1 &&
+	fail "A reached C across VLANs"
+
+say "hsctl show / stats / fdb / vlan / version"
+expect_rc 0 show
+grep -q "vm1" "$work/out.txt" && grep -q "${tap[0]}" "$work/out.txt" || fail "show lacks ports: $(cat "$work/out.txt")"
+hsctl --json show >"$work/show.json" || fail "show --json failed"
+[ "$(json 'len(r["ports"])' <"$work/show.json")" = 5 ] || fail "show has not 5 ports"
+[ "$(json '[p["link"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/show.json")" = up ] ||
+	fail "port a's link is not up"
+if [ -n "$tp" ]; then
+	[ "$(json '[p["peer"]["connected"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/show.json")" = True ] ||
+		fail "show does not see testpmd on vm1"
+fi
+expect_rc 0 stats
+hsctl --json stats >"$work/stats1.json" || fail "stats --json failed"
+a_rx1=$(json '[p["rx_packets"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/stats1.json")
+[ "$a_rx1" -ge 3 ] || fail "port a received $a_rx1 frames, expected at least 3"
+json 'r["ports"][0]["drops"]["rx_no_buffer"]' <"$work/stats1.json" >/dev/null ||
+	fail "stats has no per-reason drops"
+expect_rc 0 stats a -i 1
+hsctl --json fdb show >"$work/fdb1.json" || fail "fdb show --json failed"
+mac_a=$(ip -n "${ns[0]}" -j link show "${tap[0]}" | json 'r[0]["address"]')
+mac_b=$(ip -n "${ns[1]}" -j link show "${tap[1]}" | json 'r[0]["address"]')
+[ "$(json "[e['port'] for e in r['entries'] if e['mac']=='$mac_a'][0]" <"$work/fdb1.json")" = a ] ||
+	fail "fdb show does not have A's MAC on a"
+expect_rc 0 fdb add 02:00:00:00:10:01 b --vlan 10
+expect_rc 0 fdb show --port b
+grep -q "02:00:00:00:10:01" "$work/out.txt" || fail "the static entry is not shown"
+expect_rc 0 fdb del 02:00:00:00:10:01 --vlan 10
+expect_rc 1 fdb del 02:00:00:00:10:01 --vlan 10
+expect_rc 1 fdb add 01:00:5e:00:00:01 b
+expect_rc 0 vlan
+grep -q "20" "$work/out.txt" || fail "vlan does not list VLAN 20"
+expect_rc 0 version
+expect_rc 0 log level debug
+[ "$(hsctl --json log level | json 'r["level"]')" = debug ] || fail "log level not debug"
+expect_rc 0 log level info
+
+say "metrics"
+/usr/bin/python3 - "$mport" "$work/stats1.json" <<'EOF' || fail "the metrics endpoint is wrong"
+import json, sys, urllib.request, urllib.error
+port, stats = sys.argv[1], json.load(open(sys.argv[2]))
+url = "http://127.0.0.1:%s" % port
+r = urllib.request.urlopen(url + "/metrics", timeout=10)
+assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+text = r.read().decode()
+try:
+    urllib.request.urlopen(url + "/other", timeout=10)
+    raise SystemExit("a path other than /metrics answered")
+except urllib.error.HTTPError as e:
+    assert e.code == 404, e.code
+samples = {}
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    how = "prometheus_client's parser"
+except ImportError:
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        labels = ()
+        if "{" in name:
+            name, rest = name.split("{", 1)
+            pairs = [kv.split("=", 1) for kv in rest.rstrip("}").split(",")]
+            labels = tuple(sorted((k, v.strip('"')) for k, v in pairs))
+        samples[(name, labels)] = float(value)
+    how = "a plain line reader"
+a_rx = samples[("hyperswitch_port_rx_packets_total", (("port", "a"),))]
+a_stats = [p for p in stats["ports"] if p["name"] == "a"][0]["rx_packets"]
+assert a_rx >= a_stats, (a_rx, a_stats)
+reasons = {dict(l)["reason"] for (n, l) in samples
+           if n == "hyperswitch_port_drops_total" and dict(l)["port"] == "a"}
+assert reasons == set(stats["ports"][0]["drops"]), reasons
+assert samples[("hyperswitch_ports", ())] == 5
+print("metrics: %d series, read with %s; port a rx %d (hsctl said %d before)"
+      % (len(samples), how, a_rx, a_stats))
+EOF
+
+say "hsctl errors"
+expect_rc 2 bogus
+expect_rc 2 port add t9 tap vlan=abc
+expect_rc 2 fdb add
+expect_rc 1 port del nosuch
+expect_rc 1 port add t9 tap vlan=5000
+grep -q "out of range" "$work/err.txt" || fail "port add's error lacks the reason: $(cat "$work/err.txt")"
+expect_rc 1 port add a tap
+"$hsctl_bin" -s "$work/nobody.sock" show >/dev/null 2>&1
+[ $? = 3 ] || fail "hsctl on a dead socket did not exit 3"
+
+say "port add / set / del at run time"
+expect_rc 0 port add t9 vhost-user path="$work/t9.sock" vlan=10
+[ -S "$work/t9.sock" ] || fail "port add did not create t9's socket"
+expect_rc 0 port set t9 vlan=11
+[ "$(hsctl --json show t9 | json 'r["ports"][0]["vlan"]')" = 11 ] || fail "port set did not change the VLAN"
+expect_rc 0 port del t9
+[ -e "$work/t9.sock" ] && fail "t9's socket stayed after port del"
+
+say "raw protocol: hostile requests"
+python3 - "$sock" <<'EOF' || fail "the protocol checks failed"
+import json, socket, sys
+path = sys.argv[1]
+def ask(raw, expect_close=False):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(raw)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    r = json.loads(data)
+    if expect_close:
+        s.settimeout(5)
+        try:
+            rest = s.recv(1)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b"", "connection not closed"
+    s.close()
+    return r
+r = ask(b"this is not json\n", True)
+assert r["ok"] is False and r["error"]["code"] == "EPROTO", r
+r = ask(b"[1,2]\n", True)
+assert r["error"]["code"] == "EPROTO", r
+r = ask(b'{"command": "x' + b"y" * 70000 + b'"}\n', True)
+assert r["error"]["code"] == "EMSGSIZE", r
+r = ask(b'{"version": 1, "id": "q", "command": "nope"}\n')
+assert r["error"]["code"] == "ENOSYS" and r["id"] == "q", r
+r = ask(b'{"command": "show", "args": {"colour": "red"}}\n')
+assert r["error"]["code"] == "EINVAL", r
+r = ask(b'{"version": 2, "command": "show"}\n')
+assert r["error"]["code"] == "EPROTONOSUPPORT" and r["error"]["versions"] == [1, 1], r
+r = ask(b'{"command": "fdb.add", "args": {"mac": "zz", "port": "a"}}\n')
+assert r["error"]["code"] == "EINVAL", r
+# two requests in one write, answered in order
+s = socket.socket(socket.AF_UNIX); s.connect(path)
+s.sendall(b'{"id": 1, "command": "version"}\n{"id": 2, "command": "version"}\n')
+f = s.makefile("rb")
+assert json.loads(f.readline())["id"] == 1 and json.loads(f.readline())["id"] == 2
+s.close()
+print("protocol: 8 hostile or odd requests answered as specified")
+EOF
+expect_rc 0 version
+
+say "reload under traffic"
+ip netns exec "${ns[0]}" ping -i 0.01 -c 400 -W 1 "${ip4[1]}" >"$work/ping-reload.log" 2>&1 &
+pinger=$!
+pids+=("$pinger")
+sleep 1
+write_conf 10 0 1
+expect_rc 0 reload
+hsctl --json reload >/dev/null # nothing changed now
+cp "$work/out.txt" "$work/reload.txt"
+sleep 1
+wait "$pinger"
+lost=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$work/ping-reload.log")
+[ "$lost" = 400 ] || fail "A->B lost frames across the reload: $(tail -n 3 "$work/ping-reload.log")"
+hsctl --json show >"$work/show2.json"
+python3 - "$work/show2.json" <<'EOF' || fail "the reload did not apply as expected"
+import json, sys
+r = json.load(open(sys.argv[1]))
+ports = {p["name"]: p for p in r["ports"]}
+assert set(ports) == {"a", "b", "c", "vm1", "e"}, sorted(ports)
+assert ports["c"]["vlan"] == 10, ports["c"]
+assert ports["e"]["trunks"] == [10, "100-102"], ports["e"]["trunks"]
+EOF
+hsctl --json fdb show >"$work/fdb2.json"
+[ "$(json "[e['port'] for e in r['entries'] if e['mac']=='$mac_a'][0]" <"$work/fdb2.json")" = a ] ||
+	fail "A's learned MAC was lost in the reload"
+hsctl --json stats >"$work/stats2.json"
+a_rx2=$(json '[p["rx_packets"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/stats2.json")
+[ "$a_rx2" -ge $((a_rx1 + 400)) ] || fail "port a's counters restarted ($a_rx1 -> $a_rx2)"
+if [ -n "$tp" ]; then
+	[ "$(json '[p["backend"]["connects"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/stats2.json")" = 1 ] ||
+		fail "testpmd had to reconnect to vm1 across the reload"
+fi
+# C moved to VLAN 10: A reaches it now (C's tap was re-created: move it again)
+ip link set "${tap[2]}" netns "${ns[2]}" 2>/dev/null
+ip -n "${ns[2]}" addr add "${ip4[2]}/24" dev "${tap[2]}" 2>/dev/null
+ip -n "${ns[2]}" link set "${tap[2]}" up
+ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[2]}" >/dev/null 2>&1 ||
+	fail "A cannot reach C after C moved to VLAN 10"
+
+say "a bad file is rejected whole"
+cp "$conf" "$work/good.conf"
+printf 'ports = ( { name = "a"; type = "tap"; vlan = } );\n' >"$conf" # no value
+expect_rc 1 reload
+grep -q "hs.conf:1" "$work/err.txt" || fail "reload error lacks file:line: $(cat "$work/err.txt")"
+printf 'ports = ( { name = "a"; type = "tap"; colour = "red"; } );\n' >"$conf"
+expect_rc 1 reload
+grep -q "colour: unknown setting" "$work/err.txt" || fail "unknown key not named: $(cat "$work/err.txt")"
+[ "$(hsctl --json show | json 'len(r["ports"])')" = 5 ] || fail "a rejected reload changed the ports"
+
+say "SIGHUP"
+cp "$work/good.conf" "$conf"
+write_conf 10 0 0
+kill -HUP "$daemon"
+end=$((SECONDS + 10))
+until [ "$(hsctl --json show | json 'len(r["ports"])')" = 4 ]; do
+	[ $SECONDS -lt $end ] || fail "SIGHUP did not reload (e still there)"
+	sleep 0.2
+done
+
+say "stop"
+if [ -n "$tp" ]; then
+	printf 'stop\nquit\n' >&7
+	exec 7>&-
+fi
+kill -TERM "$daemon"
+wait "$daemon"
+rc=$?
+daemon=
+[ $rc = 0 ] || fail "the daemon exited with $rc on SIGTERM"
+[ -e "$sock" ] && fail "the control socket stayed"
+[ -e "$work/hsd.pid" ] && fail "the pid file stayed"
+ip -n "${ns[0]}" link show "${tap[0]}" >/dev/null 2>&1 && fail "tap A stayed after the daemon stopped"
+grep -q "stopped" "$work/daemon.log" || fail "the daemon did not log its stop"
+say "daemon: PASS"

@@ -1,0 +1,109 @@
+/*
+ * conf.h - hyperswitchd's configuration: what the file (or a control
+ * request) says, checked, as plain structs the daemon applies through the
+ * library's public API. One parser reads both libconfig settings and JSON
+ * objects (hsctl port add/set), so the two cannot disagree.
+ */
+#ifndef HSD_CONF_H
+#define HSD_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <hyperswitch/hyperswitch.h>
+
+#define HSD_DEFAULT_CONFIG "/etc/hyperswitch/hyperswitchd.conf"
+#define HSD_DEFAULT_SOCKET "/run/hyperswitch/hyperswitchd.sock"
+#define HSD_MAX_PORTS 4096
+#define HSD_MAX_WORKERS 256
+
+enum hsd_port_type { HSD_VHOST_USER, HSD_TAP };
+
+/* One port as configured. Strings are owned (malloc'd). */
+struct hsd_port_conf {
+	char *name;
+	enum hsd_port_type type;
+	/* common */
+	enum hs_vlan_mode vlan_mode;
+	uint16_t vlan;
+	uint16_t n_trunks;  /* 0: every VLAN (trunk) */
+	uint16_t *trunks;   /* sorted, unique */
+	uint32_t mtu, mac_limit;
+	bool mtu_set; /* given (a tap's device MTU is then set to it) */
+	bool learn, flood;
+	/* vhost-user */
+	char *path;
+	bool client, packed, guest_announce, offer_mtu;
+	uint16_t queues;
+	uint32_t reconnect_ms, socket_mode;
+	bool socket_owner_set;
+	uint32_t socket_uid, socket_gid;
+	char *socket_owner, *socket_group; /* as written, for show */
+	/* tap */
+	char *ifname;
+	bool attach, up, offload, staged;
+	uint16_t ring;
+};
+
+/* Switch settings that need a restart to change, and those that do not. */
+struct hsd_conf {
+	char *file;
+	/* switch */
+	char *name;
+	uint32_t workers, n_cpus;
+	int *cpus;
+	uint32_t flags; /* HS_SW_BUSY_POLL / HS_SW_NO_POLL */
+	uint32_t poll_us, burst, max_ports;
+	uint32_t fdb_capacity, fdb_aging_s, fdb_port_limit;
+	uint32_t backlog_frames, backlog_bytes;
+	/* control */
+	char *socket;
+	uint32_t socket_mode;
+	bool socket_group_set;
+	uint32_t socket_gid;
+	/* metrics: "ADDR:PORT", NULL when off */
+	char *metrics_listen;
+	/* log */
+	enum hs_log_level log_level;
+	bool syslog;
+	/* ports */
+	unsigned n_ports;
+	struct hsd_port_conf *ports;
+};
+
+/* Reads and checks FILE. On error returns -EINVAL (or -errno when the file
+ * cannot be read) with "file:line: reason" in err. */
+int hsd_conf_load(const char *file, struct hsd_conf *c, char *err, size_t errlen);
+void hsd_conf_free(struct hsd_conf *c);
+
+/* A port from a JSON object with the config file's keys (port.add). */
+int hsd_port_from_json(json_t *obj, struct hsd_port_conf *p, char *err, size_t errlen);
+/* Applies the keys of a JSON object on top of a copy of `base` (port.set):
+ * `name` and `type` may not change. */
+int hsd_port_update_json(const struct hsd_port_conf *base, json_t *obj,
+			 struct hsd_port_conf *out, char *err, size_t errlen);
+/* Checks a port against the others (unique name, path, ifname). */
+int hsd_port_check_unique(const struct hsd_port_conf *p, const struct hsd_port_conf *others,
+			  unsigned n, const char *skip_name, char *err, size_t errlen);
+
+void hsd_port_conf_free(struct hsd_port_conf *p);
+int hsd_port_conf_copy(struct hsd_port_conf *dst, const struct hsd_port_conf *src);
+/* Appends the names of the settings that differ to the JSON array
+ * `changed`; true when any does. */
+bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_conf *b,
+			json_t *changed);
+/* A trunk port's VLANs as the config writes them: ids, and "A-B" for
+ * three or more in a row; [] for every VLAN. */
+json_t *hsd_trunks_json(const struct hsd_port_conf *p);
+/* The port as a JSON object with the config file's keys (show). */
+json_t *hsd_port_conf_json(const struct hsd_port_conf *p);
+
+/* Whether a metrics.listen value parses (metrics.c). */
+int hsd_metrics_check_listen(const char *listen);
+
+const char *hsd_level_name(enum hs_log_level l);
+int hsd_level_parse(const char *s, enum hs_log_level *out);
+
+#endif /* HSD_CONF_H */

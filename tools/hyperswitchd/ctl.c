@@ -1,0 +1,847 @@
+/*
+ * ctl.c - the control socket: one JSON request per line, one JSON response
+ * per line (docs/control.md). Runs on the daemon's loop; requests are
+ * answered in order, each completely before the next is read, so a
+ * command sees the state the previous one left.
+ *
+ * The socket is the daemon's trust boundary for local users: it is owner
+ * only (0600) unless the config opens it to a group, a line is at most
+ * 64 KiB, connections are limited in number and idle time, and every
+ * request is checked (unknown commands and arguments are errors).
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hsd.h"
+
+#define LINE_MAX_BYTES 65536
+#define MAX_CONNS 64
+#define IDLE_MS 60000
+#define PROTO_MIN 1
+#define PROTO_MAX 1
+
+struct conn {
+	uv_pipe_t pipe;
+	uv_timer_t idle;
+	struct hsd *d;
+	struct conn *next;
+	size_t len;
+	bool closing;
+	int handles; /* open uv handles: freed at 0 */
+	char buf[LINE_MAX_BYTES + 1];
+};
+
+struct hsd_ctl {
+	uv_pipe_t server;
+	struct conn *conns;
+	unsigned n_conns;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+/* ---- responses --------------------------------------------------------- */
+
+struct req {
+	struct hsd *d;
+	json_t *args;    /* borrowed */
+	json_t *result;  /* set on success */
+	int err;         /* negative errno on failure */
+	char msg[512];
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int req_fail(struct req *r, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	va_end(ap);
+	r->err = err;
+	return err;
+}
+
+static json_t *error_obj(int err, const char *msg)
+{
+	const char *name = strerrorname_np(-err);
+	return json_pack("{s:s, s:i, s:s}", "code", name ? name : "EIO", "errno", -err,
+			 "message", msg);
+}
+
+/* ---- argument helpers ---------------------------------------------------- */
+
+static int args_known(struct req *r, const char *const *known)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(r->args, k, v) {
+		bool ok = false;
+		for (const char *const *q = known; *q; q++)
+			ok |= !strcmp(*q, k);
+		if (!ok)
+			return req_fail(r, -EINVAL, "unknown argument \"%s\"", k);
+	}
+	return 0;
+}
+
+/* A string argument; NULL when absent (then an error if required). */
+static int arg_str(struct req *r, const char *key, bool required, const char **out)
+{
+	json_t *v = json_object_get(r->args, key);
+	*out = NULL;
+	if (!v)
+		return required ? req_fail(r, -EINVAL, "argument \"%s\" is required", key) : 0;
+	if (!json_is_string(v))
+		return req_fail(r, -EINVAL, "argument \"%s\" must be a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int arg_vlan(struct req *r, uint16_t *vid, bool *given)
+{
+	json_t *v = json_object_get(r->args, "vlan");
+	if (given)
+		*given = v != NULL;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	    json_integer_value(v) > HS_VLAN_MAX)
+		return req_fail(r, -EINVAL, "argument \"vlan\" must be 1..%d", HS_VLAN_MAX);
+	*vid = (uint16_t)json_integer_value(v);
+	return 0;
+}
+
+static int arg_port(struct req *r, const char *key, bool required, struct hsd_port **out)
+{
+	const char *name;
+	int rc = arg_str(r, key, required, &name);
+	*out = NULL;
+	if (rc || !name)
+		return rc;
+	*out = hsd_port_get(r->d, name);
+	if (!*out)
+		return req_fail(r, -ENOENT, "no port named %s", name);
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned b[6];
+	char tail;
+	if (!s || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
+			 &b[5], &tail) != 6 || strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	return 0;
+}
+
+static void fmt_mac(const uint8_t m[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int cmd_version(struct req *r)
+{
+	static const char *const known[] = {NULL};
+	if (args_known(r, known))
+		return r->err;
+	r->result = json_pack("{s:s, s:s, s:[i,i]}", "daemon", HS_VERSION_STRING, "library",
+			      HS_VERSION_STRING, "protocol", PROTO_MIN, PROTO_MAX);
+	return 0;
+}
+
+static json_t *port_json(struct hsd_port *p)
+{
+	const struct hsd_port_conf *c = &p->conf;
+	struct hs_port_stats st;
+	memset(&st, 0, sizeof(st));
+	hs_port_get_stats(p->port, &st);
+	json_t *trunks = hsd_trunks_json(c);
+	json_t *peer;
+	if (c->type == HSD_VHOST_USER) {
+		uint64_t f = hs_vhost_user_features(p->port);
+		char feat[24];
+		snprintf(feat, sizeof(feat), "0x%llx", (unsigned long long)f);
+		peer = json_pack("{s:s, s:s, s:b, s:s, s:b}", "path", c->path, "mode",
+				 c->client ? "client" : "server", "connected",
+				 hs_vhost_user_connected(p->port) == 1, "features", feat, "packed",
+				 (f >> HS_VIRTIO_F_RING_PACKED) & 1);
+	} else {
+		const char *ifn = hs_tap_ifname(p->port);
+		peer = json_pack("{s:s, s:b}", "ifname", ifn ? ifn : c->ifname, "offload",
+				 c->offload);
+	}
+	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:I, s:I, s:b, s:b, s:I, s:o, "
+			 "s:o}",
+			 "name", c->name, "type", c->type == HSD_VHOST_USER ? "vhost-user" : "tap",
+			 "link", hs_port_link_up(p->port) ? "up" : "down", "queues",
+			 (int)hs_port_n_queues(p->port), "vlan_mode",
+			 c->vlan_mode == HS_VLAN_TRUNK ? "trunk" : "access", "vlan", (int)c->vlan,
+			 "trunks", trunks, "mtu", (json_int_t)c->mtu, "mac_limit",
+			 (json_int_t)c->mac_limit, "learn", c->learn, "flood", c->flood, "macs",
+			 (json_int_t)st.fdb_entries, "peer", peer, "config",
+			 hsd_port_conf_json(c));
+}
+
+static int cmd_show(struct req *r)
+{
+	static const char *const known[] = {"port", NULL};
+	struct hsd_port *only;
+	if (args_known(r, known) || arg_port(r, "port", false, &only))
+		return r->err;
+	struct hsd *d = r->d;
+	struct hs_switch_stats st;
+	memset(&st, 0, sizeof(st));
+	hs_switch_get_stats(d->sw, &st);
+	json_t *ports = json_array();
+	for (unsigned i = 0; i < d->n_ports; i++)
+		if (!only || only == &d->ports[i])
+			json_array_append_new(ports, port_json(&d->ports[i]));
+	json_t *sw = json_pack(
+		"{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "name",
+		d->conf.name, "config", d->config_file, "pid", (int)getpid(), "uptime_s",
+		(json_int_t)((hsd_now_ns() - d->start_ns) / 1000000000ull), "workers",
+		(json_int_t)d->conf.workers, "workers_idle", (json_int_t)st.workers_idle, "burst",
+		(json_int_t)d->conf.burst, "max_ports", (json_int_t)d->conf.max_ports,
+		"fdb_capacity", (json_int_t)st.fdb_capacity, "fdb_aging_s",
+		(json_int_t)d->conf.fdb_aging_s, "fdb_entries", (json_int_t)st.fdb_entries,
+		"log_level", hsd_level_name(hsd_log_level()), "polling",
+		(d->conf.flags & HS_SW_BUSY_POLL) ? "busy"
+		: (d->conf.flags & HS_SW_NO_POLL) ? "off"
+						  : "adaptive");
+	r->result = json_pack("{s:o, s:o}", "switch", sw, "ports", ports);
+	return 0;
+}
+
+static int cmd_port_add(struct req *r)
+{
+	static const char *const known[] = {"port", NULL};
+	if (args_known(r, known))
+		return r->err;
+	json_t *obj = json_object_get(r->args, "port");
+	if (!obj)
+		return req_fail(r, -EINVAL, "argument \"port\" is required");
+	struct hsd_port_conf pc;
+	int rc = hsd_port_from_json(obj, &pc, r->msg, sizeof(r->msg));
+	if (rc)
+		return r->err = rc;
+	rc = hsd_port_add(r->d, &pc, r->msg, sizeof(r->msg));
+	if (!rc)
+		r->result = json_pack("{s:s}", "port", pc.name);
+	hsd_port_conf_free(&pc);
+	return r->err = rc;
+}
+
+static int cmd_port_del(struct req *r)
+{
+	static const char *const known[] = {"name", NULL};
+	struct hsd_port *p;
+	if (args_known(r, known) || arg_port(r, "name", true, &p))
+		return r->err;
+	char *name = strdup(p->conf.name);
+	int rc = name ? hsd_port_del(r->d, name) : -ENOMEM;
+	if (rc)
+		req_fail(r, rc, "port %s: %s", p->conf.name, hs_strerror(rc));
+	else
+		r->result = json_pack("{s:s}", "port", name);
+	free(name);
+	return rc;
+}
+
+static int cmd_port_set(struct req *r)
+{
+	struct hsd_port *p;
+	if (arg_port(r, "name", true, &p))
+		return r->err;
+	json_t *settings = json_deep_copy(r->args);
+	json_object_del(settings, "name");
+	struct hsd_port_conf nc;
+	int rc = hsd_port_update_json(&p->conf, settings, &nc, r->msg, sizeof(r->msg));
+	json_decref(settings);
+	if (rc)
+		return r->err = rc;
+	json_t *changed = json_array();
+	if (hsd_port_conf_diff(&p->conf, &nc, changed)) {
+		rc = hsd_ports_unique(r->d, &nc, nc.name, r->msg, sizeof(r->msg));
+		if (!rc)
+			rc = hsd_port_replace(r->d, &nc, r->msg, sizeof(r->msg));
+	}
+	if (!rc)
+		r->result = json_pack("{s:s, s:O}", "port", nc.name, "changed", changed);
+	json_decref(changed);
+	hsd_port_conf_free(&nc);
+	return r->err = rc;
+}
+
+struct fdb_row {
+	uint8_t mac[6];
+	uint16_t vid;
+	hs_port_t *port;
+	uint32_t idle_s;
+	bool is_static;
+};
+
+struct fdb_rows {
+	struct fdb_row *v;
+	size_t n, cap;
+};
+
+static int collect_fdb(const struct hs_fdb_info *e, void *arg)
+{
+	struct fdb_rows *rows = arg;
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? 2 * rows->cap : 64;
+		struct fdb_row *nv = realloc(rows->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		rows->v = nv;
+		rows->cap = cap;
+	}
+	struct fdb_row *w = &rows->v[rows->n++];
+	memcpy(w->mac, e->mac, 6);
+	w->vid = e->vid;
+	w->port = e->port;
+	w->idle_s = e->idle_s;
+	w->is_static = e->is_static;
+	return 0;
+}
+
+static int cmp_row(const void *a, const void *b)
+{
+	const struct fdb_row *x = a, *y = b;
+	if (x->vid != y->vid)
+		return x->vid < y->vid ? -1 : 1;
+	return memcmp(x->mac, y->mac, 6);
+}
+
+static int cmd_fdb_show(struct req *r)
+{
+	static const char *const known[] = {"port", "vlan", NULL};
+	struct hsd_port *only;
+	uint16_t vid = 0;
+	bool by_vlan;
+	if (args_known(r, known) || arg_port(r, "port", false, &only) ||
+	    arg_vlan(r, &vid, &by_vlan))
+		return r->err;
+	struct fdb_rows rows = {0};
+	int rc = hs_fdb_dump(r->d->sw, collect_fdb, &rows);
+	if (rc) {
+		free(rows.v);
+		return req_fail(r, rc, "reading the table: %s", hs_strerror(rc));
+	}
+	qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
+	json_t *list = json_array();
+	for (size_t i = 0; i < rows.n; i++) {
+		const struct fdb_row *e = &rows.v[i];
+		if ((only && e->port != only->port) || (by_vlan && e->vid != vid))
+			continue;
+		char mac[18];
+		fmt_mac(e->mac, mac);
+		json_array_append_new(list, json_pack("{s:s, s:i, s:s, s:b, s:I}", "mac", mac,
+						      "vlan", (int)e->vid, "port",
+						      hs_port_name(e->port), "static",
+						      e->is_static, "idle_s",
+						      (json_int_t)e->idle_s));
+	}
+	free(rows.v);
+	r->result = json_pack("{s:o}", "entries", list);
+	return 0;
+}
+
+static int mac_arg(struct req *r, uint8_t mac[6])
+{
+	const char *s;
+	if (arg_str(r, "mac", true, &s))
+		return r->err;
+	if (parse_mac(s, mac))
+		return req_fail(r, -EINVAL, "\"%s\" is not a MAC like 52:54:00:00:00:01", s);
+	return 0;
+}
+
+static int cmd_fdb_add(struct req *r)
+{
+	static const char *const known[] = {"mac", "port", "vlan", NULL};
+	struct hsd_port *p;
+	uint8_t mac[6];
+	uint16_t vid = 1;
+	if (args_known(r, known) || mac_arg(r, mac) || arg_port(r, "port", true, &p) ||
+	    arg_vlan(r, &vid, NULL))
+		return r->err;
+	int rc = hs_fdb_add_static(r->d->sw, vid, mac, p->port);
+	if (rc)
+		return req_fail(r, rc, "%s", rc == -EINVAL ? "a multicast MAC cannot be static"
+							   : hs_strerror(rc));
+	r->result = json_object();
+	return 0;
+}
+
+static int cmd_fdb_del(struct req *r)
+{
+	static const char *const known[] = {"mac", "vlan", NULL};
+	uint8_t mac[6];
+	uint16_t vid = 1;
+	if (args_known(r, known) || mac_arg(r, mac) || arg_vlan(r, &vid, NULL))
+		return r->err;
+	int rc = hs_fdb_del(r->d->sw, vid, mac);
+	if (rc)
+		return req_fail(r, rc, "%s", rc == -ENOENT ? "no such entry" : hs_strerror(rc));
+	r->result = json_object();
+	return 0;
+}
+
+static int cmd_fdb_flush(struct req *r)
+{
+	static const char *const known[] = {"port", "static", NULL};
+	struct hsd_port *p;
+	if (args_known(r, known) || arg_port(r, "port", false, &p))
+		return r->err;
+	json_t *st = json_object_get(r->args, "static");
+	if (st && !json_is_boolean(st))
+		return req_fail(r, -EINVAL, "argument \"static\" must be true or false");
+	int n = hs_fdb_flush(r->d->sw, p ? p->port : NULL,
+			     json_is_true(st) ? HS_FDB_FLUSH_STATIC : 0);
+	if (n < 0)
+		return req_fail(r, n, "%s", hs_strerror(n));
+	r->result = json_pack("{s:i}", "removed", n);
+	return 0;
+}
+
+static json_t *drops_json(const uint64_t *drops)
+{
+	json_t *o = json_object();
+	for (int i = 0; i < HS_DROP__COUNT; i++)
+		json_object_set_new(o, hs_drop_reason_name((enum hs_drop_reason)i),
+				    json_integer((json_int_t)drops[i]));
+	return o;
+}
+
+static void backend_ctr(void *arg, const char *name, uint64_t v)
+{
+	json_object_set_new(arg, name, json_integer((json_int_t)v));
+}
+
+static json_t *port_stats_json(struct hsd_port *p)
+{
+	struct hs_port_stats s;
+	memset(&s, 0, sizeof(s));
+	hs_port_get_stats(p->port, &s);
+	json_t *be = json_object();
+	hs_port_backend_counters(p->port, backend_ctr, be);
+#define C(f) #f, (json_int_t)s.f
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:I, s:I, s:o, s:o}",
+			 "name", p->conf.name, C(rx_packets), C(rx_bytes), C(tx_packets),
+			 C(tx_bytes), C(rx_broadcast), C(rx_multicast), C(rx_flooded),
+			 C(tx_notify), C(rx_notify), C(tx_backlogged), C(tx_gso_segments),
+			 C(tx_csum_sw), C(fdb_entries), C(fdb_limit_hits), "drops",
+			 drops_json(s.drops), "backend", be);
+#undef C
+}
+
+static int cmd_stats(struct req *r)
+{
+	static const char *const known[] = {"port", NULL};
+	struct hsd_port *only;
+	if (args_known(r, known) || arg_port(r, "port", false, &only))
+		return r->err;
+	struct hs_switch_stats s;
+	memset(&s, 0, sizeof(s));
+	uint64_t now = hsd_now_ns();
+	hs_switch_get_stats(r->d->sw, &s);
+	json_t *ports = json_array();
+	for (unsigned i = 0; i < r->d->n_ports; i++)
+		if (!only || only == &r->d->ports[i])
+			json_array_append_new(ports, port_stats_json(&r->d->ports[i]));
+#define C(f) #f, (json_int_t)s.f
+	json_t *sw = json_pack("{s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			       "s:I, s:I, s:I, s:I, s:I, s:I}",
+			       C(rx_packets), C(rx_bytes), C(tx_packets), C(tx_bytes), "drops",
+			       drops_json(s.drops), C(n_ports), C(fdb_entries), C(fdb_capacity),
+			       C(fdb_learned), C(fdb_moved), C(fdb_aged), C(fdb_evicted),
+			       C(fdb_static_refused), C(rounds), C(rounds_sender),
+			       C(rounds_worker), C(handoffs), C(worker_sleeps));
+#undef C
+	json_object_set_new(sw, "workers_idle", json_integer(s.workers_idle));
+	r->result = json_pack("{s:I, s:o, s:o}", "time_ns", (json_int_t)now, "switch", sw,
+			      "ports", ports);
+	return 0;
+}
+
+static int cmd_log_level(struct req *r)
+{
+	static const char *const known[] = {"level", NULL};
+	const char *lv;
+	if (args_known(r, known) || arg_str(r, "level", false, &lv))
+		return r->err;
+	if (lv) {
+		enum hs_log_level l;
+		if (hsd_level_parse(lv, &l))
+			return req_fail(r, -EINVAL, "\"%s\" is not error, warn, info or debug", lv);
+		hsd_log_set_level(l);
+		hs_switch_set_log_level(r->d->sw, l);
+		hsd_log(HS_LOG_INFO, "log level set to %s", lv);
+	}
+	r->result = json_pack("{s:s}", "level", hsd_level_name(hsd_log_level()));
+	return 0;
+}
+
+static int cmd_reload(struct req *r)
+{
+	static const char *const known[] = {NULL};
+	if (args_known(r, known))
+		return r->err;
+	int rc = hsd_reload(r->d, &r->result, r->msg, sizeof(r->msg));
+	return r->err = rc;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct req *r);
+} commands[] = {
+	{"version", cmd_version},   {"show", cmd_show},         {"port.add", cmd_port_add},
+	{"port.del", cmd_port_del}, {"port.set", cmd_port_set}, {"fdb.show", cmd_fdb_show},
+	{"fdb.add", cmd_fdb_add},   {"fdb.del", cmd_fdb_del},   {"fdb.flush", cmd_fdb_flush},
+	{"stats", cmd_stats},       {"log.level", cmd_log_level}, {"reload", cmd_reload},
+};
+
+/* Answers one request line. Returns the response; *close_after when the
+ * connection cannot go on. */
+static json_t *handle_line(struct hsd *d, const char *line, size_t len, bool *close_after)
+{
+	json_error_t jerr;
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *resp = json_object();
+	json_object_set_new(resp, "version", json_integer(PROTO_MAX));
+	if (!req || !json_is_object(req)) {
+		char m[300];
+		snprintf(m, sizeof(m), "not a JSON object: %s", req ? "another value" : jerr.text);
+		json_object_set_new(resp, "ok", json_false());
+		json_object_set_new(resp, "error", error_obj(-EPROTO, m));
+		json_decref(req);
+		*close_after = true;
+		return resp;
+	}
+	json_t *id = json_object_get(req, "id");
+	if (id)
+		json_object_set(resp, "id", id);
+	struct req r = {.d = d};
+	json_t *ver = json_object_get(req, "version");
+	json_t *cmd = json_object_get(req, "command");
+	json_t *args = json_object_get(req, "args");
+	const char *k;
+	json_t *v;
+	json_object_foreach(req, k, v) {
+		if (strcmp(k, "version") && strcmp(k, "id") && strcmp(k, "command") &&
+		    strcmp(k, "args")) {
+			req_fail(&r, -EINVAL, "unknown request field \"%s\"", k);
+			break;
+		}
+	}
+	if (r.err) {
+	} else if (ver && (!json_is_integer(ver) || json_integer_value(ver) < PROTO_MIN ||
+			   json_integer_value(ver) > PROTO_MAX)) {
+		req_fail(&r, -EPROTONOSUPPORT, "protocol versions %d..%d are spoken here",
+			 PROTO_MIN, PROTO_MAX);
+	} else if (!json_is_string(cmd)) {
+		req_fail(&r, -EINVAL, "\"command\" (a string) is required");
+		*close_after = true;
+	} else if (args && !json_is_object(args)) {
+		req_fail(&r, -EINVAL, "\"args\" must be an object");
+	} else {
+		json_t *empty = json_object();
+		r.args = args ? args : empty;
+		size_t i;
+		for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (!strcmp(commands[i].name, json_string_value(cmd)))
+				break;
+		if (i == sizeof(commands) / sizeof(commands[0]))
+			req_fail(&r, -ENOSYS, "unknown command \"%s\"", json_string_value(cmd));
+		else if (commands[i].fn(&r) && !r.err)
+			r.err = -EIO;
+		else if (!r.err && !r.result) /* json_pack failed: a bug or no memory */
+			req_fail(&r, -EIO, "internal error: the result could not be built");
+		hsd_log(HS_LOG_DEBUG, "control: %s: %s", json_string_value(cmd),
+			r.err ? r.msg : "ok");
+		json_decref(empty);
+	}
+	if (r.err) {
+		json_decref(r.result);
+		json_object_set_new(resp, "ok", json_false());
+		json_t *e = error_obj(r.err, r.msg[0] ? r.msg : hs_strerror(r.err));
+		if (r.err == -EPROTONOSUPPORT)
+			json_object_set_new(e, "versions", json_pack("[i,i]", PROTO_MIN, PROTO_MAX));
+		json_object_set_new(resp, "error", e);
+	} else {
+		json_object_set_new(resp, "ok", json_true());
+		json_object_set_new(resp, "result", r.result ? r.result : json_object());
+	}
+	json_decref(req);
+	return resp;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	if (--c->handles == 0)
+		free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	struct hsd_ctl *ctl = c->d->ctl;
+	for (struct conn **pp = &ctl->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	ctl->n_conns--;
+	uv_close((uv_handle_t *)&c->pipe, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+	(void)status;
+	conn_close(req->data);
+	free(req);
+}
+
+struct wreq {
+	uv_write_t w;
+	char *text;
+};
+
+static void write_done(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	free(wr->text);
+	free(wr);
+	if (status < 0 && status != UV_ECANCELED)
+		hsd_log(HS_LOG_DEBUG, "control: write: %s", uv_strerror(status));
+}
+
+static void conn_send(struct conn *c, json_t *resp, bool close_after)
+{
+	char *text = json_dumps(resp, JSON_COMPACT);
+	struct wreq *wr = text ? malloc(sizeof(*wr)) : NULL;
+	if (!wr) {
+		free(text);
+		conn_close(c);
+		return;
+	}
+	size_t n = strlen(text);
+	text[n] = '\n'; /* replaces the NUL: one line */
+	wr->text = text;
+	uv_buf_t b = uv_buf_init(text, (unsigned)n + 1);
+	if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done)) {
+		free(text);
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	if (close_after) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		uv_shutdown_t *sr = malloc(sizeof(*sr));
+		if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
+			free(sr);
+			conn_close(c);
+			return;
+		}
+		sr->data = c;
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	(void)hint;
+	struct conn *c = h->data;
+	*buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES + 1 - c->len));
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	hsd_log(HS_LOG_DEBUG, "control: closing a connection idle for %d s", IDLE_MS / 1000);
+	conn_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	(void)buf;
+	struct conn *c = s->data;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	uv_timer_again(&c->idle);
+	char *start = c->buf, *nl;
+	while (!c->closing && (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+		bool close_after = false;
+		json_t *resp = handle_line(c->d, start, (size_t)(nl - start), &close_after);
+		conn_send(c, resp, close_after);
+		json_decref(resp);
+		start = nl + 1;
+		if (close_after)
+			return;
+	}
+	if (c->closing)
+		return;
+	c->len -= (size_t)(start - c->buf);
+	memmove(c->buf, start, c->len);
+	if (c->len > LINE_MAX_BYTES) {
+		char m[96];
+		snprintf(m, sizeof(m), "request longer than %d bytes", LINE_MAX_BYTES);
+		json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
+					 "error", error_obj(-EMSGSIZE, m));
+		hsd_log(HS_LOG_WARN, "control: %s: connection closed", m);
+		conn_send(c, resp, true);
+		json_decref(resp);
+	}
+}
+
+static void on_connect(uv_stream_t *server, int status)
+{
+	struct hsd *d = server->data;
+	if (status < 0)
+		return;
+	struct conn *c = malloc(sizeof(*c));
+	if (!c)
+		return;
+	memset(c, 0, offsetof(struct conn, buf));
+	c->d = d;
+	uv_pipe_init(d->loop, &c->pipe, 0);
+	uv_timer_init(d->loop, &c->idle);
+	c->pipe.data = c->idle.data = c;
+	c->handles = 2;
+	c->next = d->ctl->conns;
+	d->ctl->conns = c;
+	d->ctl->n_conns++;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe)) {
+		conn_close(c);
+		return;
+	}
+	if (d->ctl->n_conns > MAX_CONNS) {
+		hsd_log(HS_LOG_WARN, "control: more than %d connections: closing the new one",
+			MAX_CONNS);
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->idle, on_idle, IDLE_MS, IDLE_MS);
+	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+/* ---- the listening socket ------------------------------------------------- */
+
+static int mkdir_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(dir, 0755) && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A socket file nobody listens on is a leftover; one that answers belongs
+ * to a running daemon. */
+static int take_path(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	int live = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	if (live)
+		return -EADDRINUSE;
+	return unlink(path) ? -errno : 0;
+}
+
+int hsd_ctl_start(struct hsd *d, char *err, size_t errlen)
+{
+	struct hsd_ctl *ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	snprintf(ctl->path, sizeof(ctl->path), "%s", d->conf.socket);
+	int rc = mkdir_parent(ctl->path);
+	if (!rc)
+		rc = take_path(ctl->path);
+	if (rc) {
+		snprintf(err, errlen, "control socket %s: %s", ctl->path,
+			 rc == -EADDRINUSE ? "another hyperswitchd answers on it" : strerror(-rc));
+		free(ctl);
+		return rc;
+	}
+	uv_pipe_init(d->loop, &ctl->server, 0);
+	ctl->server.data = d;
+	/* created owner-only, then opened as configured, before listen() */
+	mode_t old = umask(0177);
+	rc = uv_pipe_bind(&ctl->server, ctl->path);
+	umask(old);
+	if (!rc && chmod(ctl->path, d->conf.socket_mode))
+		rc = -errno;
+	if (!rc && d->conf.socket_group_set && chown(ctl->path, (uid_t)-1, d->conf.socket_gid))
+		rc = -errno;
+	if (!rc)
+		rc = uv_listen((uv_stream_t *)&ctl->server, 16, on_connect);
+	if (rc) {
+		snprintf(err, errlen, "control socket %s: %s", ctl->path, uv_strerror(rc));
+		uv_close((uv_handle_t *)&ctl->server, NULL);
+		unlink(ctl->path);
+		uv_run(d->loop, UV_RUN_NOWAIT);
+		free(ctl);
+		return rc;
+	}
+	d->ctl = ctl;
+	hsd_log(HS_LOG_INFO, "control socket %s (mode %04o)", ctl->path, d->conf.socket_mode);
+	return 0;
+}
+
+static void server_closed(uv_handle_t *h)
+{
+	struct hsd *d = h->data;
+	free(d->ctl);
+	d->ctl = NULL;
+}
+
+void hsd_ctl_stop(struct hsd *d)
+{
+	if (!d->ctl)
+		return;
+	while (d->ctl->conns)
+		conn_close(d->ctl->conns);
+	unlink(d->ctl->path);
+	uv_close((uv_handle_t *)&d->ctl->server, server_closed);
+}

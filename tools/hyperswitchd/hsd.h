@@ -1,0 +1,77 @@
+/*
+ * hsd.h - hyperswitchd's state. Everything here runs on the daemon's one
+ * libuv loop (the switch's control plane is attached to the same loop);
+ * only the log functions are called from other threads (the library's
+ * data-path and worker threads log through them).
+ */
+#ifndef HSD_H
+#define HSD_H
+
+#include <stdarg.h>
+#include <uv.h>
+
+#include "conf.h"
+
+struct hsd_port {
+	struct hsd_port_conf conf;
+	hs_port_t *port;
+};
+
+struct hsd_ctl;     /* ctl.c */
+struct hsd_metrics; /* metrics.c */
+
+struct hsd {
+	uv_loop_t *loop;
+	hs_switch_t *sw;
+	struct hsd_conf conf;  /* switch, control and log settings in force;
+				  its ports are not used (see ports below) */
+	const char *config_file;
+	struct hsd_port *ports; /* the running ports, in order */
+	unsigned n_ports, cap_ports;
+	uint64_t start_ns;
+	struct hsd_ctl *ctl;
+	struct hsd_metrics *metrics;
+	bool stopping;
+	bool level_from_cmdline; /* -l: reload leaves the level alone */
+};
+
+/* ---- log.c ---- */
+void hsd_log_init(enum hs_log_level level, bool use_syslog);
+void hsd_log_set_level(enum hs_log_level level);
+enum hs_log_level hsd_log_level(void);
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void hsd_log(enum hs_log_level level, const char *fmt, ...);
+/* The library's log callback (any thread). */
+void hsd_log_lib(void *opaque, enum hs_log_level level, const char *msg);
+
+/* ---- ports.c ---- */
+/* Adds a port from its config; on failure err says why. */
+int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen);
+int hsd_port_del(struct hsd *d, const char *name);
+/* Whether pc clashes with a running port other than `skip`. */
+int hsd_ports_unique(struct hsd *d, const struct hsd_port_conf *pc, const char *skip,
+		     char *err, size_t errlen);
+struct hsd_port *hsd_port_get(struct hsd *d, const char *name);
+/* Replaces a port by one with new settings (delete, then add). */
+int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen);
+/* Reads the config file again and applies the difference; fills `result`
+ * as the reload command returns it. -EINVAL (err set) when the file is
+ * rejected; then nothing changed. */
+int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen);
+void hsd_ports_del_all(struct hsd *d);
+
+/* ---- ctl.c ---- */
+int hsd_ctl_start(struct hsd *d, char *err, size_t errlen);
+void hsd_ctl_stop(struct hsd *d);
+
+/* ---- metrics.c ---- */
+int hsd_metrics_start(struct hsd *d, char *err, size_t errlen); /* 0 when off */
+void hsd_metrics_stop(struct hsd *d);
+/* The Prometheus text; malloc'd, *len bytes. */
+char *hsd_metrics_render(struct hsd *d, size_t *len);
+
+uint64_t hsd_now_ns(void);
+
+#endif /* HSD_H */

@@ -1,0 +1,285 @@
+/*
+ * ports.c - the running ports: adding them from their config through the
+ * public API, and reload, which applies only the difference between the
+ * running ports and the file so that untouched ports lose nothing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsd.h"
+
+struct hsd_port *hsd_port_get(struct hsd *d, const char *name)
+{
+	for (unsigned i = 0; i < d->n_ports; i++)
+		if (!strcmp(d->ports[i].conf.name, name))
+			return &d->ports[i];
+	return NULL;
+}
+
+/* The library's port config for `pc`; vc/tc are the backend configs it
+ * points at. */
+static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
+		   struct hs_vhost_user_config *vc, struct hs_tap_config *tc)
+{
+	memset(c, 0, sizeof(*c));
+	c->name = pc->name;
+	c->vlan_mode = pc->vlan_mode;
+	c->vlan = pc->vlan;
+	c->trunks = pc->n_trunks ? pc->trunks : NULL;
+	c->n_trunks = pc->n_trunks;
+	c->mac_limit = pc->mac_limit;
+	c->mtu = pc->mtu;
+	c->flags = (pc->learn ? 0 : HS_PORT_NO_LEARN) | (pc->flood ? 0 : HS_PORT_NO_FLOOD);
+	if (pc->type == HSD_VHOST_USER) {
+		memset(vc, 0, sizeof(*vc));
+		vc->path = pc->path;
+		vc->flags = (pc->client ? HS_VU_CLIENT : 0) |
+			    (pc->socket_owner_set ? HS_VU_SOCKET_OWNER : 0);
+		vc->queue_pairs = pc->queues;
+		vc->mtu = pc->offer_mtu ? (uint16_t)pc->mtu : 0;
+		vc->reconnect_ms = pc->reconnect_ms;
+		vc->features_off = (pc->packed ? 0 : 1ull << HS_VIRTIO_F_RING_PACKED) |
+				   (pc->guest_announce ? 0 : 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE);
+		vc->socket_mode = pc->socket_mode;
+		vc->socket_uid = pc->socket_uid;
+		vc->socket_gid = pc->socket_gid;
+		c->backend = HS_VHOST_USER_BACKEND;
+		c->backend_config = vc;
+		c->backend_config_size = sizeof(*vc);
+	} else {
+		memset(tc, 0, sizeof(*tc));
+		tc->ifname = pc->ifname;
+		tc->flags = (pc->attach ? HS_TAP_ATTACH : 0) | (pc->up ? HS_TAP_UP : 0) |
+			    (pc->offload ? 0 : HS_TAP_NO_OFFLOAD) | (pc->staged ? HS_TAP_STAGED : 0);
+		tc->queues = pc->queues;
+		tc->ring = pc->ring;
+		tc->mtu = pc->mtu_set ? (uint16_t)pc->mtu : 0;
+		c->backend = HS_TAP_BACKEND;
+		c->backend_config = tc;
+		c->backend_config_size = sizeof(*tc);
+	}
+}
+
+int hsd_ports_unique(struct hsd *d, const struct hsd_port_conf *pc, const char *skip,
+		     char *err, size_t errlen)
+{
+	struct hsd_port_conf *running = malloc((d->n_ports + 1) * sizeof(*running));
+	if (!running)
+		return -ENOMEM;
+	for (unsigned i = 0; i < d->n_ports; i++)
+		running[i] = d->ports[i].conf;
+	int rc = hsd_port_check_unique(pc, running, d->n_ports, skip, err, errlen);
+	free(running);
+	return rc;
+}
+
+int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen)
+{
+	if (hsd_port_get(d, pc->name)) {
+		snprintf(err, errlen, "port %s exists already", pc->name);
+		return -EEXIST;
+	}
+	int rc = hsd_ports_unique(d, pc, NULL, err, errlen);
+	if (rc)
+		return rc;
+	if (d->n_ports == d->cap_ports) {
+		unsigned cap = d->cap_ports ? 2 * d->cap_ports : 16;
+		struct hsd_port *np = realloc(d->ports, cap * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		d->ports = np;
+		d->cap_ports = cap;
+	}
+	struct hsd_port *p = &d->ports[d->n_ports];
+	if ((rc = hsd_port_conf_copy(&p->conf, pc))) {
+		snprintf(err, errlen, "port %s: out of memory", pc->name);
+		return rc;
+	}
+	struct hs_port_config c;
+	struct hs_vhost_user_config vc;
+	struct hs_tap_config tc;
+	to_lib(&p->conf, &c, &vc, &tc);
+	rc = hs_port_add(d->sw, &c, &p->port);
+	if (rc) {
+		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
+		hsd_port_conf_free(&p->conf);
+		return rc;
+	}
+	d->n_ports++;
+	hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
+		pc->type == HSD_VHOST_USER ? "vhost-user" : "tap",
+		pc->type == HSD_VHOST_USER ? pc->path : pc->ifname);
+	return 0;
+}
+
+int hsd_port_del(struct hsd *d, const char *name)
+{
+	struct hsd_port *p = hsd_port_get(d, name);
+	if (!p)
+		return -ENOENT;
+	int rc = hs_port_del(p->port);
+	if (rc)
+		return rc;
+	hsd_log(HS_LOG_INFO, "port %s deleted", name);
+	hsd_port_conf_free(&p->conf);
+	unsigned i = (unsigned)(p - d->ports);
+	memmove(p, p + 1, (d->n_ports - i - 1) * sizeof(*p));
+	d->n_ports--;
+	return 0;
+}
+
+int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen)
+{
+	int rc = hsd_port_del(d, pc->name);
+	if (rc) {
+		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
+		return rc;
+	}
+	return hsd_port_add(d, pc, err, errlen);
+}
+
+void hsd_ports_del_all(struct hsd *d)
+{
+	while (d->n_ports)
+		hsd_port_del(d, d->ports[d->n_ports - 1].conf.name);
+	free(d->ports);
+	d->ports = NULL;
+	d->cap_ports = 0;
+}
+
+/* Switch settings that only a restart changes. */
+static void restart_needed(const struct hsd_conf *a, const struct hsd_conf *b, json_t *out)
+{
+#define R(cond, key)                                                        \
+	do {                                                                \
+		if (cond)                                                   \
+			json_array_append_new(out, json_string(key));       \
+	} while (0)
+	R(strcmp(a->name, b->name), "switch.name");
+	R(a->workers != b->workers, "switch.workers");
+	R(a->n_cpus != b->n_cpus ||
+		  (a->n_cpus && memcmp(a->cpus, b->cpus, a->n_cpus * sizeof(int))),
+	  "switch.worker_cpus");
+	R(a->flags != b->flags, "switch.polling");
+	R(a->poll_us != b->poll_us, "switch.poll_us");
+	R(a->burst != b->burst, "switch.burst");
+	R(a->max_ports != b->max_ports, "switch.max_ports");
+	R(a->fdb_capacity != b->fdb_capacity, "switch.fdb.capacity");
+	R(a->fdb_aging_s != b->fdb_aging_s, "switch.fdb.aging_s");
+	R(a->fdb_port_limit != b->fdb_port_limit, "switch.fdb.port_limit");
+	R(a->backlog_frames != b->backlog_frames, "switch.backlog.frames");
+	R(a->backlog_bytes != b->backlog_bytes, "switch.backlog.bytes");
+	R(strcmp(a->socket, b->socket), "control.socket");
+	R(a->socket_mode != b->socket_mode, "control.mode");
+	R(a->socket_group_set != b->socket_group_set || a->socket_gid != b->socket_gid,
+	  "control.group");
+	R(a->syslog != b->syslog, "log.syslog");
+	R((a->metrics_listen || b->metrics_listen) &&
+		  (!a->metrics_listen || !b->metrics_listen ||
+		   strcmp(a->metrics_listen, b->metrics_listen)),
+	  "metrics.listen");
+#undef R
+}
+
+static bool in_file(const struct hsd_conf *c, const char *name)
+{
+	for (unsigned i = 0; i < c->n_ports; i++)
+		if (!strcmp(c->ports[i].name, name))
+			return true;
+	return false;
+}
+
+static bool listed(json_t *names, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(names, i, v) {
+		if (!strcmp(json_string_value(v), name))
+			return true;
+	}
+	return false;
+}
+
+static void failed(json_t *list, const char *name, const char *why)
+{
+	hsd_log(HS_LOG_ERROR, "reload: %s", why);
+	json_array_append_new(list, json_pack("{s:s, s:s}", "port", name, "error", why));
+}
+
+int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
+{
+	struct hsd_conf nc;
+	int rc = hsd_conf_load(d->config_file, &nc, err, errlen);
+	if (rc) {
+		hsd_log(HS_LOG_ERROR, "reload rejected, running configuration kept: %s", err);
+		return -EINVAL;
+	}
+	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
+	json_t *fails = json_array(), *restart = json_array();
+	restart_needed(&d->conf, &nc, restart);
+	unsigned unchanged = 0;
+	char why[512];
+	/* removals first, so that a path or device a removed port held can
+	 * go to another port of the file */
+	for (unsigned i = d->n_ports; i-- > 0;) {
+		const char *name = d->ports[i].conf.name;
+		if (in_file(&nc, name))
+			continue;
+		json_array_append_new(removed, json_string(name));
+		if ((rc = hsd_port_del(d, name)))
+			failed(fails, name, hs_strerror(rc));
+	}
+	for (unsigned i = 0; i < nc.n_ports; i++) {
+		const struct hsd_port_conf *pc = &nc.ports[i];
+		struct hsd_port *p = hsd_port_get(d, pc->name);
+		if (!p)
+			continue;
+		json_t *what = json_array();
+		if (!hsd_port_conf_diff(&p->conf, pc, what)) {
+			unchanged++;
+			json_decref(what);
+			continue;
+		}
+		char *list = json_dumps(what, JSON_COMPACT);
+		hsd_log(HS_LOG_INFO, "reload: port %s changed: %s", pc->name, list ? list : "?");
+		free(list);
+		json_decref(what);
+		json_array_append_new(changed, json_string(pc->name));
+		if (hsd_port_replace(d, pc, why, sizeof(why)))
+			failed(fails, pc->name, why);
+	}
+	for (unsigned i = 0; i < nc.n_ports; i++) {
+		const struct hsd_port_conf *pc = &nc.ports[i];
+		if (hsd_port_get(d, pc->name) || listed(changed, pc->name))
+			continue; /* running, or changed and failed above */
+		json_array_append_new(added, json_string(pc->name));
+		if (hsd_port_add(d, pc, why, sizeof(why)))
+			failed(fails, pc->name, why);
+	}
+	/* the running list in the file's order (ports added by hsctl and
+	 * not in the file are gone by now) */
+	for (unsigned i = 0, at = 0; i < nc.n_ports; i++) {
+		struct hsd_port *p = hsd_port_get(d, nc.ports[i].name);
+		if (!p)
+			continue;
+		struct hsd_port t = *p;
+		*p = d->ports[at];
+		d->ports[at++] = t;
+	}
+	if (!d->level_from_cmdline && nc.log_level != hsd_log_level()) {
+		hsd_log_set_level(nc.log_level);
+		hs_switch_set_log_level(d->sw, nc.log_level);
+	}
+	d->conf.log_level = nc.log_level;
+	hsd_log(HS_LOG_INFO, "reload: %zu added, %zu removed, %zu changed, %u unchanged, "
+		"%zu failed%s", json_array_size(added), json_array_size(removed),
+		json_array_size(changed), unchanged, json_array_size(fails),
+		json_array_size(restart) ? "; switch settings need a restart" : "");
+	hsd_conf_free(&nc);
+	*result = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "added", added, "removed", removed,
+			    "changed", changed, "unchanged", (json_int_t)unchanged, "failed",
+			    fails, "restart_needed", restart);
+	return 0;
+}
