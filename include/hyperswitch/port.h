@@ -119,6 +119,51 @@ HS_EXTERN int hs_port_kick(hs_port_t *port, uint16_t queue);
 HS_EXTERN int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
 				     enum hs_peer_state state);
 
+/* ---- Mirrors -------------------------------------------------------------
+ * A mirror copies the frames one port receives (HS_MIRROR_RX: what its
+ * peer sent, once they passed the switch's checks) and/or the frames the
+ * switch delivers to it (HS_MIRROR_TX) to another port, the output: e.g. a
+ * tap that tcpdump reads, or a mem port an application captures from.
+ * Each copy is delivered like any frame: formatted for the output port's
+ * VLAN mode (an access output gets untagged frames, a trunk output tagged
+ * ones), counted in its tx counters, and dropped and counted
+ * (rx_no_buffer) when the output has no room; so a slow output never slows
+ * the data path beyond the copy itself. A frame that several mirrored
+ * ports get in one round reaches an output they share once.
+ *
+ * An output port is for mirroring only: it leaves flooding, and what its
+ * peer sends is dropped (HS_DROP_MIRROR_PORT); its learned MACs are
+ * forgotten. A port is either a source or an output of mirrors, not both,
+ * and a source has at most HS_MIRROR_MAX outputs per direction.
+ *
+ * Threading: like hs_port_add/hs_port_del (any thread, not from a
+ * data-path callback). Deleting either port deletes the mirror: its handle
+ * is then invalid. */
+
+typedef struct hs_mirror hs_mirror_t;
+
+#define HS_MIRROR_RX 0x1 /* frames the switch receives from `src` */
+#define HS_MIRROR_TX 0x2 /* frames the switch delivers to `src` */
+#define HS_MIRROR_MAX 4
+
+struct hs_mirror_config {
+	uint32_t size;  /* sizeof(struct hs_mirror_config): the struct may grow */
+	uint32_t flags; /* HS_MIRROR_RX and/or HS_MIRROR_TX */
+	hs_port_t *src; /* the port whose traffic is copied */
+	hs_port_t *dst; /* the output */
+};
+#define HS_MIRROR_CONFIG_SIZE_V1 24
+
+/* Errors: -EINVAL (bad config, ports of another switch, src == dst, a port
+ * that would be both source and output), -EEXIST (src already mirrored to
+ * dst), -ENOSPC (src has HS_MIRROR_MAX outputs), -ENOMEM. */
+HS_EXTERN int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg,
+			    hs_mirror_t **out);
+/* Stops the mirror and frees the handle; the output port returns to
+ * normal switching when no other mirror uses it. Returns 0, -EINVAL,
+ * -EDEADLK (from a data-path callback) or -ENOMEM (then it stays). */
+HS_EXTERN int hs_mirror_del(hs_mirror_t *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -144,8 +144,15 @@ enum hs_drop_reason {
 				  the peer (bad descriptor, address, length) */
 	HS_DROP_COPY_ERROR,    /* the backend's copy hook failed */
 	HS_DROP_NO_ROUTE,      /* flood with no other member in the VLAN */
-	HS_DROP__COUNT
+	HS_DROP_MIRROR_PORT,   /* sent by the peer of a mirror output port */
+	HS_DROP__COUNT         /* reasons this header knows; grows */
 };
+
+/* The drops arrays below have room for HS_DROP_SLOTS reasons, so that new
+ * reasons do not change the structs' size: a program built against an
+ * older header reads the reasons it knows (HS_DROP__COUNT of its time)
+ * and the slots after them stay zero for it. */
+#define HS_DROP_SLOTS 32
 
 /* Stable, short name for a drop reason ("rx_no_buffer", ...). */
 HS_EXTERN const char *hs_drop_reason_name(enum hs_drop_reason r);
@@ -164,13 +171,13 @@ struct hs_port_stats {
 	uint64_t tx_csum_sw;      /* checksums completed in software */
 	uint64_t fdb_entries;     /* MACs currently learned on the port */
 	uint64_t fdb_limit_hits;  /* learning refused/evicted by mac_limit */
-	uint64_t drops[HS_DROP__COUNT]; /* drops attributed to this port */
+	uint64_t drops[HS_DROP_SLOTS]; /* by reason; [0, HS_DROP__COUNT) used */
 };
 
 struct hs_switch_stats {
 	uint32_t n_ports;
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
-	uint64_t drops[HS_DROP__COUNT]; /* summed over ports */
+	uint64_t drops[HS_DROP_SLOTS]; /* summed over ports, by reason */
 	/* forwarding table */
 	uint64_t fdb_entries, fdb_capacity;
 	uint64_t fdb_learned, fdb_moved, fdb_aged, fdb_evicted;

@@ -207,7 +207,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	const uint32_t now = c->now_s;
 	struct hs_port *const *ports = t->port;
 	const uint32_t max_ports = t->max_ports;
-	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0;
+	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0, ok = 0;
 	uint64_t dkey[HS__BURST_MAX], skey[HS__BURST_MAX];
 	uint64_t dh[HS__BURST_MAX], sh[HS__BURST_MAX];
 
@@ -284,6 +284,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 			drop(iq, HS_DROP_OVERSIZE);
 			continue;
 		}
+		ok |= 1ull << i;
 		if (learn)
 			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
 		if (dkey[i] & 1) { /* group address: byte 0, bit 0 */
@@ -312,6 +313,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		flood(c, t, in, iq, vid, i);
 	}
 	c->plain = plain;
+	c->ok = ok;
 	hs__ctr_add(&iq->rx_packets, n);
 	hs__ctr_add(&iq->rx_bytes, bytes);
 	if (bc)
@@ -320,6 +322,35 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		hs__ctr_add(&iq->rx_mcast, mc);
 	if (fl)
 		hs__ctr_add(&iq->rx_flooded, fl);
+}
+
+/* ---- mirrors ------------------------------------------------------------------ */
+
+static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
+{
+	if (!m)
+		return;
+	if (!c->mask[pidx])
+		c->touched[c->n_touched++] = pidx;
+	c->mask[pidx] |= m;
+}
+
+/* Adds the mirror outputs to the round's destinations: the frames `in`
+ * received go to its rx outputs, and the frames each destination gets go
+ * to that destination's tx outputs. Runs only when the snapshot has
+ * mirrors. */
+static void mirror_marks(struct hs__ctx *c, const struct hs__topo *t, const struct hs_port *in)
+{
+	const struct hs__mir *mi = &t->mir[in->index];
+	unsigned touched = c->n_touched; /* the outputs added below are not sources */
+	for (unsigned k = 0; k < touched; k++) {
+		uint16_t d = c->touched[k];
+		const struct hs__mir *md = &t->mir[d];
+		for (unsigned j = 0; j < md->n_tx; j++)
+			mark_mask(c, md->tx[j], c->mask[d]);
+	}
+	for (unsigned j = 0; j < mi->n_rx; j++)
+		mark_mask(c, mi->rx[j], c->ok);
 }
 
 /* ---- the round ---------------------------------------------------------------- */
@@ -341,7 +372,21 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 	const struct hs__topo *t = hs__topo_get(sw);
 	c->dl->src_port = in;
 
-	classify(c, in, iq, n, t);
+	if (HS__UNLIKELY(t->mir != NULL)) {
+		if (t->mir[in->index].is_out) { /* a mirror output: not switched */
+			uint64_t bytes = 0;
+			for (unsigned i = 0; i < n; i++)
+				bytes += c->pkts[i].len;
+			hs__ctr_add(&iq->rx_packets, n);
+			hs__ctr_add(&iq->rx_bytes, bytes);
+			hs__ctr_add(&iq->drops[HS_DROP_MIRROR_PORT], n);
+		} else {
+			classify(c, in, iq, n, t);
+			mirror_marks(c, t, in);
+		}
+	} else {
+		classify(c, in, iq, n, t);
+	}
 	for (unsigned k = 0; k < c->n_touched; k++) {
 		uint16_t m = c->touched[k];
 		struct hs_port *dp = t->port[m];

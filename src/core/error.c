@@ -28,6 +28,7 @@ static const char *const drop_names[HS_DROP__COUNT] = {
 	[HS_DROP_BAD_DESC] = "bad_descriptor",
 	[HS_DROP_COPY_ERROR] = "copy_error",
 	[HS_DROP_NO_ROUTE] = "no_route",
+	[HS_DROP_MIRROR_PORT] = "mirror_port",
 };
 
 const char *hs_drop_reason_name(enum hs_drop_reason r)

@@ -60,12 +60,25 @@ typedef struct {
 	atomic_flag f;
 } hs__spin;
 
+/* Tells the CPU we are spinning: PAUSE on x86, YIELD on arm64, a
+ * compiler barrier elsewhere. */
+static inline void hs__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ volatile("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
 static inline void hs__spin_init(hs__spin *l) { atomic_flag_clear(&l->f); }
 
 static inline void hs__spin_lock(hs__spin *l)
 {
 	while (atomic_flag_test_and_set_explicit(&l->f, memory_order_acquire))
-		__builtin_ia32_pause();
+		hs__cpu_relax();
 }
 
 static inline void hs__spin_unlock(hs__spin *l)
@@ -198,10 +211,31 @@ struct hs__vset {          /* ports that receive flooded frames of a VLAN */
 	uint16_t port[];
 };
 
+/* Mirrors of one port (by port index in the snapshot): where copies of
+ * what it receives (rx) and of what it is sent (tx) go, and whether the
+ * port is itself a mirror output (then it is out of flooding and what it
+ * sends is dropped). */
+#define HS__MIRROR_MAX 4
+_Static_assert(HS_DROP__COUNT <= HS_DROP_SLOTS, "room for the drop reasons");
+
+struct hs__mir {
+	uint8_t n_rx, n_tx;
+	bool is_out;
+	uint16_t rx[HS__MIRROR_MAX], tx[HS__MIRROR_MAX];
+};
+
+struct hs_mirror {
+	struct hs_switch *sw;
+	struct hs_port *src, *dst;
+	uint32_t flags;               /* HS_MIRROR_RX | HS_MIRROR_TX */
+	struct hs_mirror *next;       /* sw->mirrors, under ctl_lock */
+};
+
 struct hs__topo {
 	uint32_t max_ports;
 	struct hs_port **port;            /* [max_ports], NULL: free slot */
 	struct hs__vset *vset[HS__NVID];  /* NULL: no member */
+	struct hs__mir *mir;              /* [max_ports]; NULL: no mirror at all */
 };
 
 /* ---- forwarding table (fdb.c) -------------------------------------------- */
@@ -227,6 +261,7 @@ struct hs__ctx {
 	uint16_t tci[HS__BURST_MAX];   /* ingress 802.1Q TCI, if tagged */
 	uint64_t tagged;               /* frames with an 802.1Q tag (bit i) */
 	uint64_t plain;                /* frames without offload metadata */
+	uint64_t ok;                   /* frames that passed classification */
 	uint8_t hdr[HS__BURST_MAX][20];/* first bytes when seg 0 is short */
 
 	/* grouping: bit i of mask[p] = frame i goes to port p */
@@ -261,6 +296,7 @@ struct hs_switch {
 	uint32_t next_serial;
 	struct hs__topo *_Atomic topo; /* RCU */
 	uint32_t n_ports;
+	struct hs_mirror *mirrors;     /* under ctl_lock */
 
 	struct hs__fdb fdb;
 	uint64_t clock_base_ns;
@@ -328,6 +364,11 @@ void hs__backlog_fini(struct hs__backlog *bl);
 void hs__port_del_all(struct hs_switch *sw);
 struct hs__topo *hs__topo_get(struct hs_switch *sw);
 int hs__topo_init(struct hs_switch *sw);
+int hs__topo_rebuild(struct hs_switch *sw);
+/* mirror.c: mirrors with `p` at either end, taken off sw->mirrors (ctl_lock
+ * held); freed after the snapshot without them is published. */
+struct hs_mirror *hs__mirrors_unlink_port(struct hs_switch *sw, struct hs_port *p);
+void hs__mirrors_free(struct hs_mirror *list);
 void hs__topo_fini(struct hs_switch *sw);
 
 /* offload.c: worker pool, data-plane epoll set, adaptive polling */

@@ -33,6 +33,7 @@ static void topo_free(struct hs__topo *t)
 	for (unsigned v = 0; v < HS__NVID; v++)
 		free(t->vset[v]);
 	free(t->port);
+	free(t->mir);
 	free(t);
 }
 
@@ -55,11 +56,24 @@ static struct hs__topo *topo_build(struct hs_switch *sw, struct hs_port *add,
 		t->port[del->index] = NULL;
 	if (add)
 		t->port[add->index] = add;
+	if (sw->mirrors) {
+		t->mir = calloc(t->max_ports, sizeof(*t->mir));
+		if (!t->mir)
+			goto fail;
+		for (const struct hs_mirror *m = sw->mirrors; m; m = m->next) {
+			struct hs__mir *src = &t->mir[m->src->index];
+			if (m->flags & HS_MIRROR_RX)
+				src->rx[src->n_rx++] = m->dst->index;
+			if (m->flags & HS_MIRROR_TX)
+				src->tx[src->n_tx++] = m->dst->index;
+			t->mir[m->dst->index].is_out = true;
+		}
+	}
 
 	uint16_t count[HS__NVID] = {0};
 	for (unsigned i = 0; i < t->max_ports; i++) {
 		struct hs_port *p = t->port[i];
-		if (!p || (p->flags & HS_PORT_NO_FLOOD))
+		if (!p || (p->flags & HS_PORT_NO_FLOOD) || (t->mir && t->mir[i].is_out))
 			continue;
 		for (unsigned v = 1; v <= HS_VLAN_MAX; v++)
 			if (hs__port_in_vlan(p, (uint16_t)v))
@@ -76,7 +90,7 @@ static struct hs__topo *topo_build(struct hs_switch *sw, struct hs_port *add,
 	}
 	for (unsigned i = 0; i < t->max_ports; i++) {
 		struct hs_port *p = t->port[i];
-		if (!p || (p->flags & HS_PORT_NO_FLOOD))
+		if (!p || (p->flags & HS_PORT_NO_FLOOD) || (t->mir && t->mir[i].is_out))
 			continue;
 		for (unsigned v = 1; v <= HS_VLAN_MAX; v++)
 			if (t->vset[v] && hs__port_in_vlan(p, (uint16_t)v))
@@ -95,6 +109,16 @@ static void topo_publish(struct hs_switch *sw, struct hs__topo *t)
 	hs__rcu_store(sw->topo, t);
 	hs__rcu_synchronize();
 	topo_free(old);
+}
+
+/* A new snapshot after a change of the mirrors. ctl_lock held. */
+int hs__topo_rebuild(struct hs_switch *sw)
+{
+	struct hs__topo *t = topo_build(sw, NULL, NULL);
+	if (!t)
+		return -ENOMEM;
+	topo_publish(sw, t);
+	return 0;
 }
 
 int hs__topo_init(struct hs_switch *sw)
@@ -346,6 +370,9 @@ static void port_del_locked(struct hs_port *p)
 	atomic_store(&p->dead, true);
 	for (unsigned q = 0; q < p->nq; q++)
 		atomic_fetch_or(&p->inq[q].state, HS__Q_DEAD);
+	/* its mirrors go with it (the snapshot below no longer has them;
+	 * the data path knows mirrors only by port index) */
+	struct hs_mirror *gone = hs__mirrors_unlink_port(sw, p);
 	struct hs__topo *t = topo_build(sw, NULL, p);
 	if (t) {
 		topo_publish(sw, t);
@@ -357,6 +384,7 @@ static void port_del_locked(struct hs_port *p)
 		__atomic_store_n(&cur->port[p->index], NULL, __ATOMIC_RELEASE);
 		hs__rcu_synchronize();
 	}
+	hs__mirrors_free(gone);
 	hs__fdb_flush_port(sw, p, true);
 	for (unsigned q = 0; q < p->nq; q++) {
 		hs__dp_fd_del(p, (uint16_t)q, HS_EV_KICK);
