@@ -7,7 +7,8 @@
 #  3. builds with ThreadSanitizer and runs every test again (RCU grace
 #     periods are annotated for it in src/core/rcu.c);
 #  4. runs the core suites under valgrind memcheck (leaks are errors);
-#  5. fuzzes for a bounded time (scripts/fuzz.sh, FUZZ_SECONDS per target,
+#  5. cross-compiles for arm64 and runs the unit tests under qemu-user;
+#  6. fuzzes for a bounded time (scripts/fuzz.sh, FUZZ_SECONDS per target,
 #     default 40): four libFuzzer targets (ASan + UBSan) and the process
 #     fuzzer of the vhost-user socket against the ASan-built vswitch.
 # Ends with one line "tests: N passed, N failed".
@@ -17,9 +18,9 @@ scripts/deps.sh test || exit 1
 jobs=$(nproc)
 passed=0 failed=0 skipped=0 skip_why= fail_out=
 
-ctest_run() { # dir label
+ctest_run() { # dir label [ctest args...]
   local out
-  out=$(cd "$1" && ctest --output-on-failure --timeout 600 2>&1)
+  out=$(cd "$1" && ctest --output-on-failure --timeout 600 "${@:3}" 2>&1)
   local rc=$?
   echo "$out" | tail -n 25
   local total fails
@@ -91,7 +92,14 @@ for t in api datapath port loop; do
   fi
 done
 
-echo "== 5. fuzzing (${FUZZ_SECONDS:-40} s per target) =="
+echo "== 5. aarch64: cross-compiled (-Werror), unit tests under qemu-user =="
+if scripts/cross_aarch64.sh build-aarch64 --build-only; then
+  ctest_run build-aarch64 aarch64 -E '^link$'
+else
+  echo "aarch64 build failed"; failed=$((failed + 1))
+fi
+
+echo "== 6. fuzzing (${FUZZ_SECONDS:-40} s per target) =="
 fuzz_out=$(scripts/fuzz.sh "${FUZZ_SECONDS:-40}" 2>&1)
 fuzz_rc=$?
 echo "$fuzz_out" | tail -n 40

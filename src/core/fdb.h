@@ -123,7 +123,7 @@ static inline bool hs__fdb_lookup_h(const struct hs__fdb *f, uint64_t key,
 						     memory_order_relaxed);
 		if (!(seq & 1) && seq == seq2)
 			return false;
-		__builtin_ia32_pause();
+		hs__cpu_relax();
 	}
 }
 

@@ -362,7 +362,7 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 	if (!poll_ns)
 		return true;
 	if (++w->empty & 31) {
-		__builtin_ia32_pause();
+		hs__cpu_relax();
 		return false;
 	}
 	uint64_t now = mono_ns();
@@ -418,7 +418,7 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		if (flags & HS_SW_BUSY_POLL) {
-			__builtin_ia32_pause();
+			hs__cpu_relax();
 			continue;
 		}
 		if (worker_idle(w, poll_ns))

@@ -11,8 +11,12 @@
 #  - the protocol's hostile cases on the raw socket: malformed JSON, an
 #    oversized line, an unknown command or argument, a version the daemon
 #    does not speak; the daemon keeps serving;
-#  - reload under traffic (a ping every 10 ms A->B): C's VLAN changed, a
-#    port added, another removed; A and B untouched: no ping lost, their
+#  - a mirror of A to tap D read with tcpdump (3 echo requests, no reply:
+#    rx only); hsctl capture of A to a pcap file read back with tcpdump,
+#    the frames sent from A compared byte for byte;
+#  - reload under traffic (a ping every 10 ms A->B): C's VLAN changed (a
+#    capture of C running: the daemon ends it, hsctl exits 0), a port
+#    added, another removed; A and B untouched: no ping lost, their
 #    learned MACs and counters kept, testpmd still on its first connection;
 #  - a file with an error is rejected whole (file:line in the message),
 #    at reload and with --check; the running configuration stays;
@@ -124,6 +128,7 @@ done
 
 # testpmd on vm1, receiving (optional: skipped without DPDK or hugepages)
 tp=
+td=
 if command -v dpdk-testpmd >/dev/null; then
 	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 300 ]; then
 		echo 1024 >/proc/sys/vm/nr_hugepages
@@ -298,10 +303,107 @@ print("protocol: 8 hostile or odd requests answered as specified")
 EOF
 expect_rc 0 version
 
+say "mirror to a tap, read with tcpdump"
+have_tcpdump=
+command -v tcpdump >/dev/null && have_tcpdump=1
+expect_rc 0 mirror add a d --rx
+expect_rc 0 mirror show
+grep -q "a *d *rx" "$work/out.txt" || fail "mirror show: $(cat "$work/out.txt")"
+expect_rc 1 mirror add b a      # a is a source: it cannot be an output
+expect_rc 1 mirror add a a
+expect_rc 2 mirror add a
+if [ -n "$have_tcpdump" ]; then
+	tcpdump -i "hsd${id}d" -nn -U -w "$work/mirror.pcap" icmp >"$work/tcpdump-mirror.log" 2>&1 &
+	td=$!
+	pids+=("$td")
+	wait_for "$work/tcpdump-mirror.log" "listening on" 10 || fail "tcpdump did not start"
+fi
+ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[1]}" >/dev/null 2>&1 || fail "A->B failed with a mirror on A"
+if [ -n "$td" ]; then
+	sleep 0.5
+	kill -INT "$td"
+	wait "$td"
+	req=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "${ip4[0]} > ${ip4[1]}: ICMP echo request")
+	rep=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "ICMP echo reply")
+	[ "$req" = 3 ] && [ "$rep" = 0 ] ||
+		fail "the rx mirror of A showed $req requests and $rep replies, expected 3 and 0"
+fi
+expect_rc 0 mirror del a d
+expect_rc 1 mirror del a d
+
+say "capture to a pcap file, checked byte for byte"
+# the binary itself in the background ($! must be hsctl's pid); stopped
+# with SIGTERM: a background job's SIGINT is ignored, and hsctl keeps it so
+# (as tcpdump does)
+"$hsctl_bin" -s "$sock" capture a -w "$work/cap.pcap" >"$work/capture.log" 2>&1 &
+cap=$!
+pids+=("$cap")
+sleep 1
+ip netns exec "${ns[0]}" python3 - "${tap[0]}" "$mac_b" "$mac_a" <<'EOF' || fail "cannot send raw frames from A"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+dst, src = bytes.fromhex(sys.argv[2].replace(":", "")), bytes.fromhex(sys.argv[3].replace(":", ""))
+for i in range(10):
+    s.send(dst + src + b"\x88\xb5" + bytes((i * 7 + k) & 255 for k in range(46 + 146 * i)))
+EOF
+ip netns exec "${ns[0]}" ping -c 2 -i 0.2 -W 2 "${ip4[1]}" >/dev/null 2>&1
+sleep 1.5
+kill -TERM "$cap"
+end=$((SECONDS + 10))
+while kill -0 "$cap" 2>/dev/null; do
+	[ $SECONDS -lt $end ] || fail "hsctl capture did not stop on SIGTERM"
+	sleep 0.1
+done
+wait "$cap"
+rc=$?
+[ $rc = 0 ] || fail "hsctl capture exited $rc: $(cat "$work/capture.log")"
+grep -q "frames captured" "$work/capture.log" || fail "capture did not report its counts: $(cat "$work/capture.log")"
+/usr/bin/python3 - "$work/cap.pcap" "$mac_b" "$mac_a" "${have_tcpdump:-0}" <<'EOF' || fail "the capture file is wrong"
+import struct, subprocess, sys
+path, dst, src, td = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), bytes.fromhex(sys.argv[3].replace(":", "")), sys.argv[4] == "1"
+want = [dst + src + b"\x88\xb5" + bytes((i * 7 + k) & 255 for k in range(46 + 146 * i)) for i in range(10)]
+frames = []
+if td:
+    # read back with tcpdump: every frame's bytes from its -xx hex dump
+    out = subprocess.run(["tcpdump", "-r", path, "-nn", "-xx", "ether proto 0x88b5"],
+                         capture_output=True, text=True, check=True).stdout
+    cur = None
+    for line in out.splitlines():
+        if line.startswith("\t0x"):
+            cur += bytes.fromhex("".join(line.split(":", 1)[1].split()))
+        else:
+            if cur is not None:
+                frames.append(cur)
+            cur = b""
+    if cur:
+        frames.append(cur)
+    how = "tcpdump"
+else:
+    data = open(path, "rb").read()
+    magic = struct.unpack("<I", data[:4])[0]
+    assert magic in (0xa1b2c3d4, 0xa1b23c4d), hex(magic)
+    o = 24
+    while o < len(data):
+        _, _, incl, orig = struct.unpack("<IIII", data[o:o + 16])
+        f = data[o + 16:o + 16 + incl]
+        if f[12:14] == b"\x88\xb5":
+            frames.append(f)
+        o += 16 + incl
+    how = "a pcap reader"
+assert frames == want, "captured %d frames of ours, expected %d; sizes %s" % (
+    len(frames), len(want), [len(f) for f in frames])
+print("capture: 10 frames read back with %s, byte for byte" % how)
+EOF
+
 say "reload under traffic"
 ip netns exec "${ns[0]}" ping -i 0.01 -c 400 -W 1 "${ip4[1]}" >"$work/ping-reload.log" 2>&1 &
 pinger=$!
 pids+=("$pinger")
+# a capture of C, which the reload replaces: the daemon ends it
+"$hsctl_bin" -s "$sock" capture c -w "$work/cap-c.pcap" >"$work/capture-c.log" 2>&1 &
+capc=$!
+pids+=("$capc")
 sleep 1
 write_conf 10 0 1
 expect_rc 0 reload
@@ -309,6 +411,12 @@ hsctl --json reload >/dev/null # nothing changed now
 cp "$work/out.txt" "$work/reload.txt"
 sleep 1
 wait "$pinger"
+end=$((SECONDS + 10))
+while kill -0 "$capc" 2>/dev/null; do
+	[ $SECONDS -lt $end ] || fail "the capture of C did not end when the reload replaced C"
+	sleep 0.1
+done
+wait "$capc" || fail "hsctl capture of C exited $? when C went: $(cat "$work/capture-c.log")"
 lost=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$work/ping-reload.log")
 [ "$lost" = 400 ] || fail "A->B lost frames across the reload: $(tail -n 3 "$work/ping-reload.log")"
 hsctl --json show >"$work/show2.json"

@@ -3,6 +3,8 @@
  * object on a line each way, over a fresh connection to the daemon's unix
  * socket. The socket is non-blocking and every wait is a poll() bounded by
  * one deadline (-t), so a daemon that hangs costs at most that long.
+ * "capture" keeps the connection after the answer: binary records follow
+ * it (capture.c reads them).
  */
 #include <errno.h>
 #include <limits.h>
@@ -159,8 +161,9 @@ static int grow(const struct conn *c, char **buf, size_t *cap)
 
 /* Reads up to the first newline, however the bytes come; *buf (freed by
  * the caller, also on failure) holds the line, *len its length without the
- * newline. Bytes after the newline are not ours: one request was sent. */
-static int conn_read_line(struct conn *c, char **buf, size_t *len)
+ * newline, *used all that was read: the bytes after the newline belong to
+ * a stream that follows the answer (capture), if any. */
+static int conn_read_line(struct conn *c, char **buf, size_t *len, size_t *usedp)
 {
 	size_t used = 0, cap = 0;
 	for (;;) {
@@ -173,6 +176,7 @@ static int conn_read_line(struct conn *c, char **buf, size_t *len)
 			used += (size_t)n;
 			if (nl) {
 				*len = (size_t)(nl - *buf);
+				*usedp = used;
 				return HSCTL_OK;
 			}
 		} else if (n == 0) {
@@ -211,20 +215,29 @@ static json_t *parse(const struct conn *c, const char *line, size_t len)
 	return NULL;
 }
 
-/* Connects, sends the request line and reads the answer line. */
-static int exchange(struct conn *c, const char *request, json_t **response)
+/* Connects, sends the request line and reads the answer line. With s,
+ * the connection and the bytes read past the line go to s on success
+ * (whatever the answer says: the caller checks it first). */
+static int exchange(struct conn *c, const char *request, json_t **response,
+		    struct hsctl_stream *s)
 {
 	char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, used = 0;
 	int rc = conn_open(c);
 	if (!rc)
 		rc = conn_send(c, request, strlen(request));
 	if (!rc)
-		rc = conn_read_line(c, &buf, &len);
-	if (c->fd >= 0)
-		close(c->fd);
+		rc = conn_read_line(c, &buf, &len, &used);
 	if (!rc && !(*response = parse(c, buf, len)))
 		rc = HSCTL_ECONN;
+	if (!rc && s) {
+		used -= len + 1;
+		memmove(buf, buf + len + 1, used);
+		*s = (struct hsctl_stream){.fd = c->fd, .buf = buf, .len = used};
+		return HSCTL_OK;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
 	free(buf);
 	return rc;
 }
@@ -297,10 +310,8 @@ static int unpack(const struct conn *c, json_t *resp, const json_t *id, json_t *
 	return HSCTL_OK;
 }
 
-/* Sends command with args (a reference the call takes; NULL: memory ran
- * out building it) and, when the daemon answers ok, sets *result to a new
- * reference to its result object. Failures are reported on stderr. */
-int hsctl_call(struct hsctl *h, const char *command, json_t *args, json_t **result)
+static int call(struct hsctl *h, const char *command, json_t *args, json_t **result,
+		struct hsctl_stream *s)
 {
 	struct conn c = {.h = h, .command = command, .fd = -1};
 	json_t *id = json_integer(h->next_id++), *resp = NULL;
@@ -310,12 +321,40 @@ int hsctl_call(struct hsctl *h, const char *command, json_t *args, json_t **resu
 	if (!rc) {
 		if (h->timeout_s > 0)
 			c.deadline = now_ns() + (int64_t)(h->timeout_s * 1e9);
-		rc = exchange(&c, line, &resp);
+		rc = exchange(&c, line, &resp, s);
 	}
 	if (!rc)
 		rc = unpack(&c, resp, id, result);
+	if (rc && s && s->fd >= 0)	/* a refusal: nothing follows it */
+		hsctl_stream_close(s);
 	json_decref(resp);
 	json_decref(id);
 	free(line);
 	return rc;
+}
+
+/* Sends command with args (a reference the call takes; NULL: memory ran
+ * out building it) and, when the daemon answers ok, sets *result to a new
+ * reference to its result object. Failures are reported on stderr. */
+int hsctl_call(struct hsctl *h, const char *command, json_t *args, json_t **result)
+{
+	return call(h, command, args, result, NULL);
+}
+
+/* As hsctl_call, for a command whose answer a stream follows: on success
+ * *s holds the open connection (non-blocking) and the bytes of the stream
+ * read with the answer. The deadline (-t) ends with the answer. */
+int hsctl_call_stream(struct hsctl *h, const char *command, json_t *args, json_t **result,
+		      struct hsctl_stream *s)
+{
+	*s = (struct hsctl_stream){.fd = -1};
+	return call(h, command, args, result, s);
+}
+
+void hsctl_stream_close(struct hsctl_stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->buf);
+	*s = (struct hsctl_stream){.fd = -1};
 }

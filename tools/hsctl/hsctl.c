@@ -4,7 +4,8 @@
  *   hsctl [-s SOCKET] [--json] [-t TIMEOUT_S] COMMAND [ARG]...
  *
  * Each command is one request on the daemon's control socket (see
- * docs/control.md; "stats -i" makes two). The options before the command
+ * docs/control.md; "stats -i" makes two; "capture" keeps the connection
+ * for the frames that follow its answer). The options before the command
  * may also follow it. "hsctl help" lists the commands and exit codes.
  */
 #include <stdarg.h>
@@ -33,6 +34,11 @@ static const char usage_text[] =
 	"  fdb flush [--port P] [--static]    remove learned entries (--static: static too)\n"
 	"  stats [PORT] [-i SECONDS]          counters; -i: two samples, and rates\n"
 	"  vlan                               each VLAN and its member ports\n"
+	"  mirror add SRC DST [--rx|--tx]     send copies of SRC's frames to port DST\n"
+	"  mirror del SRC DST                 stop a mirror\n"
+	"  mirror show                        the mirrors, and the captures in progress\n"
+	"  capture PORT -w FILE [-c COUNT] [-G SECONDS] [--rx|--tx] [-s SNAPLEN]\n"
+	"                                     PORT's frames into pcap FILE (- is stdout)\n"
 	"  log level [LEVEL]                  the log level: error, warn, info, debug\n"
 	"  reload                             read the config file again, apply changes\n"
 	"  help                               all options, settings and exit codes\n";
@@ -53,6 +59,20 @@ static const char exit_text[] =
 	"  lists     trunks=10,100-199 (VLANs and ranges; empty: all)\n"
 	"  strings   any other key (vlan_mode, path, ifname, socket_mode, ...)\n"
 	"\n"
+	"capture PORT -w FILE (all its messages go to stderr):\n"
+	"  -w, --write FILE      the pcap file; - is stdout, as in\n"
+	"                        hsctl capture vm1 -w - | tcpdump -r -\n"
+	"  -c, --count N         stop after N frames\n"
+	"  -G, --rotate SECS     a new file every SECS seconds, by the frames' times;\n"
+	"                        FILE is then a strftime(3) pattern and needs a %\n"
+	"                        (e.g. vm1-%Y%m%d-%H%M%S.pcap)\n"
+	"  -s, --snaplen BYTES   bytes kept of each frame (64..262144, default 262144);\n"
+	"                        after \"capture\" -s is this: give the socket before it\n"
+	"  --rx, --tx            only what PORT receives from its peer, or what is sent\n"
+	"                        to it (default: both)\n"
+	"  It ends on -c, SIGINT or SIGTERM (a second one kills), or when the port goes\n"
+	"  away; the file is complete then. Last line: the frames captured and dropped.\n"
+	"\n"
 	"exit status:\n"
 	"  0  success\n"
 	"  1  the daemon answered with an error (shown as \"hsctl: CODE: message\"),\n"
@@ -60,7 +80,8 @@ static const char exit_text[] =
 	"  2  usage error: bad command or arguments; nothing was sent\n"
 	"  3  no usable answer: cannot connect, the daemon closed the connection or\n"
 	"     timed out, the answer was malformed (or hsctl ran out of memory or\n"
-	"     could not write its output)\n";
+	"     could not write its output); for capture also a malformed record, or\n"
+	"     the connection lost before the daemon's end record\n";
 
 /* "  integers  vlan mtu ...", wrapped before 80 columns. */
 static void print_keys(const char *label, const char *const *keys)
@@ -522,6 +543,10 @@ static const struct command {
 	{"fdb", "flush", cmd_fdb_flush},
 	{"stats", NULL, hsctl_cmd_stats},
 	{"vlan", NULL, hsctl_cmd_vlan},
+	{"mirror", "add", hsctl_cmd_mirror_add},
+	{"mirror", "del", hsctl_cmd_mirror_del},
+	{"mirror", "show", hsctl_cmd_mirror_show},
+	{"capture", NULL, hsctl_cmd_capture},
 	{"log", "level", cmd_log_level},
 	{"reload", NULL, cmd_reload},
 	{"help", NULL, cmd_help},

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -55,6 +56,16 @@ int hsctl_request(struct hsctl *h, const char *command, json_t *args, hsctl_prin
 /* conn.c */
 int hsctl_call(struct hsctl *h, const char *command, json_t *args, json_t **result);
 
+/* A connection kept after the answer, for the records that follow it. */
+struct hsctl_stream {
+	int fd;			/* non-blocking; -1: none */
+	char *buf;		/* what came after the answer line (malloc'ed) */
+	size_t len;
+};
+int hsctl_call_stream(struct hsctl *h, const char *command, json_t *args, json_t **result,
+		      struct hsctl_stream *s);
+void hsctl_stream_close(struct hsctl_stream *s);
+
 /* value.c */
 extern const char *const hsctl_int_keys[];
 extern const char *const hsctl_bool_keys[];
@@ -65,10 +76,25 @@ int hsctl_set_string(json_t *obj, const char *key, const char *s);
 int hsctl_set_int(json_t *obj, const char *key, const char *s, const char *what);
 int hsctl_port_settings(json_t *port, char **kv, int n, const char *what);
 
-/* show.c, stats.c */
+/* show.c, stats.c, mirror.c, capture.c */
 int hsctl_cmd_show(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_vlan(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_stats(struct hsctl *h, int argc, char **argv);
+int hsctl_cmd_mirror_add(struct hsctl *h, int argc, char **argv);
+int hsctl_cmd_mirror_del(struct hsctl *h, int argc, char **argv);
+int hsctl_cmd_mirror_show(struct hsctl *h, int argc, char **argv);
+int hsctl_cmd_capture(struct hsctl *h, int argc, char **argv);
+int hsctl_set_direction(json_t *args, bool rx, bool tx, const char *cmd);
+
+/* dump.c: the pcap files of a capture. A failure is reported on stderr
+ * and returns HSCTL_ECONN ("could not write its output"). */
+struct dump;
+int dump_open(struct dump **dp, const char *file, double rotate_s, int linktype,
+	      int snaplen);
+int dump_frame(struct dump *d, uint64_t ts_ns, uint32_t orig_len, const unsigned char *data,
+	       uint32_t caplen);
+int dump_flush(struct dump *d);
+int dump_close(struct dump *d);
 
 /* table.c: aligned columns; errors are sticky and reported by table_print. */
 struct table;

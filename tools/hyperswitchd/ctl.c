@@ -27,20 +27,22 @@
 #define PROTO_MIN 1
 #define PROTO_MAX 1
 
-struct conn {
+struct hsd_conn {
 	uv_pipe_t pipe;
 	uv_timer_t idle;
 	struct hsd *d;
-	struct conn *next;
+	struct hsd_conn *next;
+	struct hsd_capture *capture; /* streaming a capture: requests ignored */
 	size_t len;
 	bool closing;
+	bool ending; /* shut down after what is queued */
 	int handles; /* open uv handles: freed at 0 */
 	char buf[LINE_MAX_BYTES + 1];
 };
 
 struct hsd_ctl {
 	uv_pipe_t server;
-	struct conn *conns;
+	struct hsd_conn *conns;
 	unsigned n_conns;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
@@ -49,6 +51,7 @@ struct hsd_ctl {
 
 struct req {
 	struct hsd *d;
+	struct hsd_conn *conn;
 	json_t *args;    /* borrowed */
 	json_t *result;  /* set on success */
 	int err;         /* negative errno on failure */
@@ -495,6 +498,81 @@ static int cmd_log_level(struct req *r)
 	return 0;
 }
 
+static int arg_dir(struct req *r, uint32_t *flags)
+{
+	const char *dir;
+	if (arg_str(r, "direction", false, &dir))
+		return r->err;
+	if (hsd_dir_parse(dir, flags))
+		return req_fail(r, -EINVAL, "direction \"%s\" is not rx, tx or both", dir);
+	return 0;
+}
+
+static int cmd_mirror_add(struct req *r)
+{
+	static const char *const known[] = {"src", "dst", "direction", NULL};
+	const char *src, *dst;
+	uint32_t flags;
+	if (args_known(r, known) || arg_str(r, "src", true, &src) ||
+	    arg_str(r, "dst", true, &dst) || arg_dir(r, &flags))
+		return r->err;
+	int rc = hsd_mirror_add(r->d, src, dst, flags, r->msg, sizeof(r->msg));
+	if (rc)
+		return r->err = rc;
+	r->result = json_pack("{s:s, s:s, s:s}", "src", src, "dst", dst, "direction",
+			      flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "both"
+			      : flags == HS_MIRROR_RX		    ? "rx"
+								    : "tx");
+	return 0;
+}
+
+static int cmd_mirror_del(struct req *r)
+{
+	static const char *const known[] = {"src", "dst", NULL};
+	const char *src, *dst;
+	if (args_known(r, known) || arg_str(r, "src", true, &src) ||
+	    arg_str(r, "dst", true, &dst))
+		return r->err;
+	int rc = hsd_mirror_del(r->d, src, dst, r->msg, sizeof(r->msg));
+	if (rc)
+		return r->err = rc;
+	r->result = json_object();
+	return 0;
+}
+
+static int cmd_mirror_show(struct req *r)
+{
+	static const char *const known[] = {NULL};
+	if (args_known(r, known))
+		return r->err;
+	r->result = json_pack("{s:o}", "mirrors", hsd_mirrors_json(r->d));
+	return 0;
+}
+
+static int cmd_capture(struct req *r)
+{
+	static const char *const known[] = {"port", "direction", "snaplen", NULL};
+	const char *port;
+	uint32_t flags, max = hsd_capture_snaplen_max(), snaplen = max;
+	if (args_known(r, known) || arg_str(r, "port", true, &port) || arg_dir(r, &flags))
+		return r->err;
+	json_t *sl = json_object_get(r->args, "snaplen");
+	if (sl) {
+		if (!json_is_integer(sl) || json_integer_value(sl) < 64 ||
+		    json_integer_value(sl) > max)
+			return req_fail(r, -EINVAL, "snaplen must be 64..%u", max);
+		snaplen = (uint32_t)json_integer_value(sl);
+	}
+	if (r->conn->capture)
+		return req_fail(r, -EBUSY, "this connection captures already");
+	int rc = hsd_capture_start(r->d, r->conn, port, flags, snaplen, r->msg, sizeof(r->msg));
+	if (rc)
+		return r->err = rc;
+	r->result = json_pack("{s:s, s:i, s:I}", "port", port, "linktype", 1, "snaplen",
+			      (json_int_t)snaplen);
+	return 0;
+}
+
 static int cmd_reload(struct req *r)
 {
 	static const char *const known[] = {NULL};
@@ -512,12 +590,15 @@ static const struct {
 	{"port.del", cmd_port_del}, {"port.set", cmd_port_set}, {"fdb.show", cmd_fdb_show},
 	{"fdb.add", cmd_fdb_add},   {"fdb.del", cmd_fdb_del},   {"fdb.flush", cmd_fdb_flush},
 	{"stats", cmd_stats},       {"log.level", cmd_log_level}, {"reload", cmd_reload},
+	{"mirror.add", cmd_mirror_add}, {"mirror.del", cmd_mirror_del},
+	{"mirror.show", cmd_mirror_show}, {"capture", cmd_capture},
 };
 
 /* Answers one request line. Returns the response; *close_after when the
  * connection cannot go on. */
-static json_t *handle_line(struct hsd *d, const char *line, size_t len, bool *close_after)
+static json_t *handle_line(struct hsd_conn *c, const char *line, size_t len, bool *close_after)
 {
+	struct hsd *d = c->d;
 	json_error_t jerr;
 	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	json_t *resp = json_object();
@@ -534,7 +615,7 @@ static json_t *handle_line(struct hsd *d, const char *line, size_t len, bool *cl
 	json_t *id = json_object_get(req, "id");
 	if (id)
 		json_object_set(resp, "id", id);
-	struct req r = {.d = d};
+	struct req r = {.d = d, .conn = c};
 	json_t *ver = json_object_get(req, "version");
 	json_t *cmd = json_object_get(req, "command");
 	json_t *args = json_object_get(req, "args");
@@ -593,23 +674,28 @@ static json_t *handle_line(struct hsd *d, const char *line, size_t len, bool *cl
 
 static void conn_handle_closed(uv_handle_t *h)
 {
-	struct conn *c = h->data;
+	struct hsd_conn *c = h->data;
 	if (--c->handles == 0)
 		free(c);
 }
 
-static void conn_close(struct conn *c)
+static void conn_close(struct hsd_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
 	struct hsd_ctl *ctl = c->d->ctl;
-	for (struct conn **pp = &ctl->conns; *pp; pp = &(*pp)->next)
+	for (struct hsd_conn **pp = &ctl->conns; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
 	ctl->n_conns--;
+	if (c->capture) {
+		struct hsd_capture *cap = c->capture;
+		c->capture = NULL;
+		hsd_capture_conn_closed(cap);
+	}
 	uv_close((uv_handle_t *)&c->pipe, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
 }
@@ -635,7 +721,7 @@ static void write_done(uv_write_t *w, int status)
 		hsd_log(HS_LOG_DEBUG, "control: write: %s", uv_strerror(status));
 }
 
-static void conn_send(struct conn *c, json_t *resp, bool close_after)
+static void conn_send(struct hsd_conn *c, json_t *resp, bool close_after)
 {
 	char *text = json_dumps(resp, JSON_COMPACT);
 	struct wreq *wr = text ? malloc(sizeof(*wr)) : NULL;
@@ -666,16 +752,66 @@ static void conn_send(struct conn *c, json_t *resp, bool close_after)
 	}
 }
 
+void hsd_conn_send_raw(struct hsd_conn *c, void *buf, size_t len)
+{
+	if (c->closing || c->ending) {
+		free(buf);
+		return;
+	}
+	struct wreq *wr = malloc(sizeof(*wr));
+	if (!wr) {
+		free(buf);
+		return;
+	}
+	wr->text = buf;
+	uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+	if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done)) {
+		free(buf);
+		free(wr);
+	}
+}
+
+size_t hsd_conn_pending(struct hsd_conn *c)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+}
+
+void hsd_conn_end(struct hsd_conn *c)
+{
+	if (c->closing || c->ending)
+		return;
+	c->ending = true;
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	uv_shutdown_t *sr = malloc(sizeof(*sr));
+	if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
+		free(sr);
+		conn_close(c);
+		return;
+	}
+	sr->data = c;
+}
+
+void hsd_conn_attach_capture(struct hsd_conn *c, struct hsd_capture *cap)
+{
+	c->capture = cap;
+	uv_timer_stop(&c->idle); /* a capture may be quiet for long */
+}
+
+void hsd_conn_detach_capture(struct hsd_conn *c)
+{
+	c->capture = NULL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	(void)hint;
-	struct conn *c = h->data;
+	struct hsd_conn *c = h->data;
 	*buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES + 1 - c->len));
 }
 
 static void on_idle(uv_timer_t *t)
 {
-	struct conn *c = t->data;
+	struct hsd_conn *c = t->data;
 	hsd_log(HS_LOG_DEBUG, "control: closing a connection idle for %d s", IDLE_MS / 1000);
 	conn_close(c);
 }
@@ -683,9 +819,13 @@ static void on_idle(uv_timer_t *t)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	(void)buf;
-	struct conn *c = s->data;
+	struct hsd_conn *c = s->data;
 	if (n < 0) {
 		conn_close(c);
+		return;
+	}
+	if (c->capture) { /* only the close matters now */
+		c->len = 0;
 		return;
 	}
 	c->len += (size_t)n;
@@ -693,12 +833,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	char *start = c->buf, *nl;
 	while (!c->closing && (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
 		bool close_after = false;
-		json_t *resp = handle_line(c->d, start, (size_t)(nl - start), &close_after);
+		/* a capture's response goes out before its first record: the
+		 * records are written from later loop callbacks */
+		json_t *resp = handle_line(c, start, (size_t)(nl - start), &close_after);
 		conn_send(c, resp, close_after);
 		json_decref(resp);
 		start = nl + 1;
 		if (close_after)
 			return;
+		if (c->capture) { /* the rest is a stream: what the client sends is ignored */
+			c->len = 0;
+			return;
+		}
 	}
 	if (c->closing)
 		return;
@@ -720,10 +866,10 @@ static void on_connect(uv_stream_t *server, int status)
 	struct hsd *d = server->data;
 	if (status < 0)
 		return;
-	struct conn *c = malloc(sizeof(*c));
+	struct hsd_conn *c = malloc(sizeof(*c));
 	if (!c)
 		return;
-	memset(c, 0, offsetof(struct conn, buf));
+	memset(c, 0, offsetof(struct hsd_conn, buf));
 	c->d = d;
 	uv_pipe_init(d->loop, &c->pipe, 0);
 	uv_timer_init(d->loop, &c->idle);

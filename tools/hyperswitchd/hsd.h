@@ -18,6 +18,9 @@ struct hsd_port {
 };
 
 struct hsd_ctl;     /* ctl.c */
+struct hsd_conn;    /* ctl.c: one control connection */
+struct hsd_mirror;  /* mirror.c */
+struct hsd_capture; /* mirror.c */
 struct hsd_metrics; /* metrics.c */
 
 struct hsd {
@@ -31,6 +34,8 @@ struct hsd {
 	uint64_t start_ns;
 	struct hsd_ctl *ctl;
 	struct hsd_metrics *metrics;
+	struct hsd_mirror *mirrors;
+	unsigned capture_serial;
 	bool stopping;
 	bool level_from_cmdline; /* -l: reload leaves the level alone */
 };
@@ -65,6 +70,28 @@ void hsd_ports_del_all(struct hsd *d);
 /* ---- ctl.c ---- */
 int hsd_ctl_start(struct hsd *d, char *err, size_t errlen);
 void hsd_ctl_stop(struct hsd *d);
+
+/* Streams on a control connection (captures): the connection owns buf
+ * (malloc'd) once called; bytes queued and not yet written; shutdown
+ * after what is queued. */
+void hsd_conn_send_raw(struct hsd_conn *c, void *buf, size_t len);
+size_t hsd_conn_pending(struct hsd_conn *c);
+void hsd_conn_end(struct hsd_conn *c);
+void hsd_conn_attach_capture(struct hsd_conn *c, struct hsd_capture *cap);
+void hsd_conn_detach_capture(struct hsd_conn *c);
+
+/* ---- mirror.c ---- */
+int hsd_dir_parse(const char *s, uint32_t *flags);
+int hsd_mirror_add(struct hsd *d, const char *src, const char *dst, uint32_t flags,
+		   char *err, size_t errlen);
+int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, size_t errlen);
+json_t *hsd_mirrors_json(struct hsd *d);
+int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, uint32_t flags,
+		      uint32_t snaplen, char *err, size_t errlen);
+void hsd_capture_conn_closed(struct hsd_capture *c);
+uint32_t hsd_capture_snaplen_max(void);
+void hsd_mirrors_port_gone(struct hsd *d, const char *name);
+void hsd_mirrors_del_all(struct hsd *d);
 
 /* ---- metrics.c ---- */
 int hsd_metrics_start(struct hsd *d, char *err, size_t errlen); /* 0 when off */

@@ -299,6 +299,7 @@ int main(int argc, char **argv)
 	}
 	/* the ports go first (their peers see them close), then the switch */
 	hsd_metrics_stop(&d);
+	hsd_mirrors_del_all(&d);
 	hsd_ctl_stop(&d);
 	hsd_ports_del_all(&d);
 	if (d.sw) {

@@ -119,6 +119,7 @@ int hsd_port_del(struct hsd *d, const char *name)
 	struct hsd_port *p = hsd_port_get(d, name);
 	if (!p)
 		return -ENOENT;
+	hsd_mirrors_port_gone(d, name);
 	int rc = hs_port_del(p->port);
 	if (rc)
 		return rc;
