@@ -241,13 +241,18 @@ HS_EXTERN void hs_port_count_tx_drop(hs_port_t *port, uint16_t q,
 HS_EXTERN void hs_port_count_drop(hs_port_t *port, uint16_t q,
 				  enum hs_drop_reason reason, unsigned n);
 
-/* Pauses the data path on the port: when it returns, no thread is inside a
- * data-path call for it (notify() included) and none will start until
- * hs_port_resume(). Use it
- * around changes the data path must not see half-done (e.g. a new guest
- * memory table). Control thread, not from a data-path callback. */
-HS_EXTERN int hs_port_quiesce(hs_port_t *port);
-HS_EXTERN int hs_port_resume(hs_port_t *port);
+/* Pauses the data path on the port: when it returns 0, no thread is inside
+ * a data-path call for it (notify() included) and none will start until
+ * the matching hs_port_resume(). Use it around changes the data path must
+ * not see half-done (e.g. a new guest memory table). Control threads
+ * only: from a data-path callback it fails with -EDEADLK and the port
+ * keeps running, so the result must be checked.
+ * Nestable: calls may nest (also from several control threads); the port
+ * is paused from the first quiesce until the resume that matches it, and
+ * a nested quiesce returns only once the port is quiet. hs_port_resume
+ * without a quiesce to match returns -EINVAL. */
+HS_EXTERN HS_MUST_CHECK int hs_port_quiesce(hs_port_t *port);
+HS_EXTERN HS_MUST_CHECK int hs_port_resume(hs_port_t *port);
 
 /* Logs through the switch's log callback, prefixed with the port name. */
 HS_EXTERN void hs_port_log(const hs_port_t *port, enum hs_log_level level,

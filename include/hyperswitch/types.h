@@ -27,6 +27,14 @@ extern "C" {
 #define HS_EXTERN
 #endif
 
+/* Results a caller must look at (a quiesce that failed leaves the port
+ * running). */
+#if defined(__GNUC__)
+#define HS_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define HS_MUST_CHECK
+#endif
+
 typedef struct hs_switch hs_switch_t;
 typedef struct hs_port hs_port_t;
 

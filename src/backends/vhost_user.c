@@ -154,7 +154,7 @@ static uint64_t offered_features(const struct vu_dev *d)
 /* Back to the state of a device nobody configured (keeps the connection). */
 void vu_device_reset(struct vu_dev *d, bool keep_session)
 {
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
 		vu_ring_reset(d, i);
 	vu_mem_free(d->mem);
@@ -174,7 +174,7 @@ void vu_device_reset(struct vu_dev *d, bool keep_session)
 	d->mtu = 0;
 	hs_port_set_mtu(d->port, 0);
 	vu_rings_update(d);
-	hs_port_resume(d->port);
+	vu_resume(d);
 }
 
 static void accept_cb(hs_watch_t *w, int fd, unsigned events, void *arg);

@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "backends.h"
@@ -308,6 +309,30 @@ void vu_log_reset(struct vu_dev *d);
 void vu_log_drop(struct vu_dev *d); /* unmaps the log; quiesced */
 void vu_log_ring(const struct vu_dev *d, const struct vu_vring *vr, struct vq *vq);
 void vu_announce(struct vu_dev *d, const uint8_t mac[6]);
+/* Pauses and resumes the port's data path around a change it must not see
+ * half-done. The backend does this from the switch's loop thread only,
+ * never inside a round, where hs_port_quiesce cannot fail; a failure is a
+ * broken invariant, and going on would let the data path read memory
+ * being replaced: stop. */
+static inline void vu_quiesce(struct vu_dev *d)
+{
+	int rc = hs_port_quiesce(d->port);
+	if (rc) {
+		hs_port_log(d->port, HS_LOG_ERROR, "cannot pause the data path: %s",
+			    hs_strerror(rc));
+		abort();
+	}
+}
+
+static inline void vu_resume(struct vu_dev *d)
+{
+	int rc = hs_port_resume(d->port);
+	if (rc) {
+		hs_port_log(d->port, HS_LOG_ERROR, "unbalanced resume: %s", hs_strerror(rc));
+		abort();
+	}
+}
+
 /* data path: signals the log eventfd (SET_LOG_FD) after a burst */
 static inline void vu_log_signal(const struct vu_dev *d)
 {

@@ -128,11 +128,11 @@ int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m)
 	if (table(d))
 		return -ENOMEM;
 	if (m->type == VU_IOTLB_INVALIDATE) {
-		hs_port_quiesce(d->port);
+		vu_quiesce(d);
 		iotlb_cut(d, m->iova, all ? UINT64_MAX : m->iova + (m->size - 1));
 		atomic_fetch_add(&d->iotlb_invalidates, 1);
 		vu_rings_update(d); /* a ring whose areas went waits until they return */
-		hs_port_resume(d->port);
+		vu_resume(d);
 		return 0;
 	}
 	if (!m->perm || m->perm > (VU_PERM_RO | VU_PERM_WO) ||
@@ -148,12 +148,12 @@ int vu_iotlb_msg(struct vu_dev *d, const struct vu_iotlb_msg *m)
 		return -EINVAL;
 	}
 	struct vu_iotlb_entry e = {m->iova, m->size, m->uaddr, m->perm};
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	iotlb_cut(d, m->iova, m->iova + (m->size - 1));
 	iotlb_insert(d, &e);
 	atomic_fetch_add(&d->iotlb_updates, 1);
 	vu_rings_update(d);
-	hs_port_resume(d->port);
+	vu_resume(d);
 	look_again(d);
 	return 0;
 }
@@ -165,7 +165,7 @@ int vu_iotlb_set_channel(struct vu_dev *d, int fd)
 		vu_close_fd(&fd);
 		return -EINVAL;
 	}
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	pthread_mutex_lock(&d->backend_lock);
 	vu_close_fd(&d->backend_fd);
 	d->backend_fd = fd;
@@ -174,7 +174,7 @@ int vu_iotlb_set_channel(struct vu_dev *d, int fd)
 		d->vr[i].miss_reported = false; /* nobody heard them */
 		vu_iotlb_report(d, &d->vr[i]);  /* quiesced: the data path is not */
 	}
-	hs_port_resume(d->port);
+	vu_resume(d);
 	return 0;
 }
 

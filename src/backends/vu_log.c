@@ -71,13 +71,13 @@ int vu_log_set(struct vu_dev *d, const struct vu_log_desc *ld, int fd)
 		vu_region_unmap(&r);
 		return -EINVAL;
 	}
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	struct vu_region old = d->log_map;
 	d->log_map = r;
 	d->log.bits = r.hva;
 	d->log.len = ld->mmap_size;
 	vu_rings_update(d);
-	hs_port_resume(d->port);
+	vu_resume(d);
 	if (old.map)
 		vu_region_unmap(&old);
 	hs_port_log(d->port, HS_LOG_INFO, "dirty log of %llu bytes (guest memory up to "

@@ -190,7 +190,7 @@ static void fault_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	hs_port_log(d->port, HS_LOG_ERROR,
 		    "guest memory shrank under the switch (its file was truncated): "
 		    "every ring stopped until the front-end restarts them");
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
 		if (d->vr[i].started && !d->vr[i].vq.broken)
 			d->vr[i].vq.broken = "guest memory truncated";
@@ -203,7 +203,7 @@ static void fault_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 		vu_log_drop(d);
 	}
 	vu_rings_update(d);
-	hs_port_resume(d->port);
+	vu_resume(d);
 }
 
 int vu_faults_watch(struct vu_dev *d)
@@ -318,11 +318,11 @@ bool vu_regions_overlap(const struct vu_mem *m)
  * not share and frees it. */
 struct vu_mem *vu_mem_install(struct vu_dev *d, struct vu_mem *m)
 {
-	hs_port_quiesce(d->port);
+	vu_quiesce(d);
 	struct vu_mem *old = d->mem;
 	d->mem = m;
 	vu_iotlb_reset(d, true); /* its entries name addresses of the old table */
 	vu_rings_update(d);
-	hs_port_resume(d->port);
+	vu_resume(d);
 	return old;
 }

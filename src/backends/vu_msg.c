@@ -51,16 +51,6 @@ static void reply_u64(struct vu_msg *m, uint64_t v)
 	m->reply_size = sizeof(v);
 }
 
-static void quiesce(struct vu_dev *d)
-{
-	hs_port_quiesce(d->port);
-}
-
-static void resume(struct vu_dev *d)
-{
-	hs_port_resume(d->port);
-}
-
 static int vring_index(const struct vu_dev *d, uint32_t idx)
 {
 	return idx < 2u * d->nqp ? (int)idx : -1;
@@ -222,7 +212,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 		return -EINVAL;
 	}
 	struct vu_vring *vr = &d->vr[i];
-	quiesce(d);
+	vu_quiesce(d);
 	vr->desc_uva = a.desc;
 	vr->used_uva = a.used;
 	vr->avail_uva = a.avail;
@@ -230,7 +220,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	vr->log_used = a.flags & VU_VRING_F_LOG;
 	vr->log_gpa = a.log;
 	vu_rings_update(d);
-	resume(d);
+	vu_resume(d);
 	if (vr->log_used && vr->vq.log && vr->live && !vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM) &&
 	    vr->log_gpa != (vr->vq.packed ? vr->vq.log_evt : vr->vq.log_used))
 		hs_port_log(d->port, HS_LOG_WARN, "vring %d: log address %#llx is not the "
@@ -259,9 +249,9 @@ static int h_get_vring_base(struct vu_dev *d, struct vu_msg *m)
 	int i = vring_index(d, st.index);
 	if (i < 0)
 		return -EINVAL;
-	quiesce(d);
+	vu_quiesce(d);
 	st.num = vu_ring_stop(d, (unsigned)i); /* GET_VRING_BASE stops the ring */
-	resume(d);
+	vu_resume(d);
 	memcpy(m->reply, &st, sizeof(st));
 	m->reply_size = sizeof(st);
 	return 0;
@@ -314,7 +304,7 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 			return -errno;
 	}
 	struct vu_vring *vr = &d->vr[i];
-	quiesce(d);
+	vu_quiesce(d);
 	if (vr->started) {
 		/* A new fd for a running ring: its position stays; if the new
 		 * fd cannot be watched, the old one is watched again. */
@@ -337,7 +327,7 @@ static int h_set_vring_kick(struct vu_dev *d, struct vu_msg *m)
 		vr->polled = polled;
 		vu_poll_update(d);
 	}
-	resume(d);
+	vu_resume(d);
 	if (rc)
 		vu_close_fd(&fd);
 	return rc;
@@ -350,10 +340,10 @@ static int set_vring_fd(struct vu_dev *d, struct vu_msg *m, size_t field)
 	if (vring_fd_msg(d, m, &i, &fd))
 		return -EINVAL;
 	int *slot = (int *)((uint8_t *)&d->vr[i] + field);
-	quiesce(d);
+	vu_quiesce(d);
 	vu_close_fd(slot);
 	*slot = fd;
-	resume(d);
+	vu_resume(d);
 	return 0;
 }
 
@@ -374,10 +364,10 @@ static int h_set_vring_enable(struct vu_dev *d, struct vu_msg *m)
 	int i = vring_index(d, st.index);
 	if (i < 0 || st.num > 1)
 		return -EINVAL;
-	quiesce(d);
+	vu_quiesce(d);
 	d->vr[i].enabled = st.num;
 	vu_rings_update(d);
-	resume(d);
+	vu_resume(d);
 	return 0;
 }
 
@@ -403,10 +393,10 @@ static int h_set_log_fd(struct vu_dev *d, struct vu_msg *m)
 		vu_close_fd(&fd);
 		return -EINVAL;
 	}
-	quiesce(d);
+	vu_quiesce(d);
 	vu_close_fd(&d->log_fd);
 	d->log_fd = fd;
-	resume(d);
+	vu_resume(d);
 	return 0;
 }
 
@@ -419,9 +409,9 @@ static int h_send_rarp(struct vu_dev *d, struct vu_msg *m)
 	static const uint8_t zero[6];
 	if ((mac[0] & 1) || !memcmp(mac, zero, 6))
 		return -EINVAL;
-	quiesce(d); /* the frame a burst may still hand out is rewritten */
+	vu_quiesce(d); /* the frame a burst may still hand out is rewritten */
 	vu_announce(d, mac);
-	resume(d);
+	vu_resume(d);
 	atomic_fetch_add(&d->announces, 1);
 	hs_port_log(d->port, HS_LOG_INFO, "announcing %02x:%02x:%02x:%02x:%02x:%02x (RARP)",
 		    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
@@ -514,7 +504,7 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 		return -EBUSY;
 	}
 	bool log_was = vu_has(d, VU_F_LOG_ALL);
-	quiesce(d);
+	vu_quiesce(d);
 	d->features = f;
 	d->mrg = vu_has(d, HS_VIRTIO_NET_F_MRG_RXBUF);
 	d->hdr_len = (d->mrg || vu_has(d, HS_VIRTIO_F_VERSION_1)) ? HSB_VNET_HDR_LEN : 10;
@@ -522,7 +512,7 @@ static int h_set_features(struct vu_dev *d, struct vu_msg *m)
 	hs_port_set_caps(d->port, caps_of(d, rx_caps, sizeof(rx_caps) / sizeof(rx_caps[0])));
 	atomic_store(&d->acked, f);
 	vu_rings_update(d);
-	resume(d);
+	vu_resume(d);
 	if (log_was != vu_has(d, VU_F_LOG_ALL))
 		hs_port_log(d->port, d->log.bits || log_was ? HS_LOG_INFO : HS_LOG_WARN,
 			    "dirty logging %s%s", log_was ? "off" : "on",

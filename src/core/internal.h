@@ -187,6 +187,8 @@ struct hs_port {
 	_Atomic bool link_up;
 	_Atomic bool dead;         /* being deleted: not a destination */
 	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
+	pthread_mutex_t quiesce_lock; /* serialises quiesce/resume */
+	unsigned quiesce_depth;    /* nested hs_port_quiesce calls, under it */
 	_Atomic bool quiesced;     /* hs_port_quiesce returned, resume not yet:
 				      no data-path op may run (beops.h) */
 	void *data;

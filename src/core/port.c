@@ -273,6 +273,7 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	p->flags = cfg->flags;
 	p->cfg_mtu = cfg->mtu ? cfg->mtu : 1500;
 	atomic_init(&p->mtu, p->cfg_mtu);
+	pthread_mutex_init(&p->quiesce_lock, NULL);
 	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
 		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
 						: UINT32_MAX;
@@ -604,12 +605,26 @@ void hs__be_violation(const struct hs_port *p, const char *op)
 }
 #endif
 
+static void pause_port(struct hs_port *port);
+static void resume_port(struct hs_port *port);
+
 int hs_port_quiesce(hs_port_t *port)
 {
 	if (!port)
 		return -EINVAL;
 	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
 		return -EDEADLK;
+	/* Nested: only the outermost call pauses; the others hold the lock
+	 * until it is done, so none returns before the port is quiet. */
+	pthread_mutex_lock(&port->quiesce_lock);
+	if (port->quiesce_depth++ == 0)
+		pause_port(port);
+	pthread_mutex_unlock(&port->quiesce_lock);
+	return 0;
+}
+
+static void pause_port(struct hs_port *port)
+{
 	atomic_store(&port->paused, true);
 	for (unsigned q = 0; q < port->nq; q++)
 		atomic_fetch_or(&port->inq[q].state, HS__Q_PAUSED);
@@ -625,7 +640,6 @@ int hs_port_quiesce(hs_port_t *port)
 	 * notification that read the backend's old state is in flight. */
 	hs__rcu_synchronize();
 	atomic_store_explicit(&port->quiesced, true, memory_order_release);
-	return 0;
 }
 
 int hs_port_resume(hs_port_t *port)
@@ -634,6 +648,18 @@ int hs_port_resume(hs_port_t *port)
 		return -EINVAL;
 	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
 		return -EDEADLK;
+	pthread_mutex_lock(&port->quiesce_lock);
+	int rc = 0;
+	if (!port->quiesce_depth)
+		rc = -EINVAL; /* not quiesced: an unbalanced resume */
+	else if (--port->quiesce_depth == 0)
+		resume_port(port);
+	pthread_mutex_unlock(&port->quiesce_lock);
+	return rc;
+}
+
+static void resume_port(struct hs_port *port)
+{
 	atomic_store_explicit(&port->quiesced, false, memory_order_release);
 	atomic_store(&port->paused, false);
 	/* Nothing signalled while paused is lost: a queue whose fd fired
@@ -651,5 +677,4 @@ int hs_port_resume(hs_port_t *port)
 			hs_port_kick(port, (uint16_t)q);
 		hs_port_posted(port, (uint16_t)q);
 	}
-	return 0;
 }
