@@ -51,9 +51,15 @@ enum hs_log_level {
 };
 
 /* Host-supplied log sink. Called from any library thread, possibly
- * concurrently; `msg` is only valid during the call and has no newline.
- * The library never prints on its own: without a callback, logs are
- * discarded. */
+ * concurrently: the loop thread, offload workers and the threads of hosts
+ * that switch in sender context, also in the middle of a round (the data
+ * path logs what a hostile peer did). So it must be thread-safe, must not
+ * block for long (a slow sink slows switching; hand lines to another
+ * thread if it may) and must not call back into the library. `msg` is
+ * only valid during the call and has no newline. The level filter
+ * (hs_switch_config.log_level, hs_switch_set_log_level) is applied before
+ * the message is formatted. The library never prints on its own: without
+ * a callback, logs are discarded. */
 typedef void (*hs_log_fn)(void *opaque, enum hs_log_level level,
 			  const char *msg);
 
