@@ -122,11 +122,17 @@ START_TEST(an_output_leaves_switching)
 	uint8_t ma[6], mm[6], f[128];
 	th_mac(ma, 1);
 	th_mac(mm, 9);
+	uint8_t ms[6];
+	th_mac(ms, 10);
 	th_send(m, f, th_frame(f, th_bcast, mm, -1, 64, 0));
 	ck_assert_int_eq(th_drain(a), 1);
 	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mm, NULL), 0);
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, ms, m), 0);
 	hs_mirror_t *x = mirror(sw, a, m, HS_MIRROR_TX);
+	/* no MAC leads to an output, static ones included */
 	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mm, NULL), -ENOENT);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ms, NULL), -ENOENT);
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, ms, m), -EBUSY);
 	for (int i = 0; i < 3; i++)
 		th_send(m, f, th_frame(f, ma, mm, -1, 64, (uint32_t)i));
 	ck_assert_int_eq(th_pending(a), 0);

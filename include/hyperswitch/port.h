@@ -131,9 +131,9 @@ HS_EXTERN int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
  * the data path beyond the copy itself. A frame that several mirrored
  * ports get in one round reaches an output they share once.
  *
- * An output port is for mirroring only: it leaves flooding, and what its
- * peer sends is dropped (HS_DROP_MIRROR_PORT); its learned MACs are
- * forgotten. A port is either a source or an output of mirrors, not both,
+ * An output port is for mirroring only: it leaves flooding, what its peer
+ * sends is dropped (HS_DROP_MIRROR_PORT), and no MAC leads to it: its
+ * entries, static ones too, are removed and no static entry may name it. A port is either a source or an output of mirrors, not both,
  * and a source has at most HS_MIRROR_MAX outputs per direction.
  *
  * Threading: like hs_port_add/hs_port_del (any thread, not from a

@@ -17,6 +17,7 @@
  * callbacks) except open/start/stop/close (the hs_port_add/del caller).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +265,31 @@ static int try_connect(struct vu_dev *d)
 	return adopt(d, fd);
 }
 
+/* The socket's path with its directory resolved (symlinks, ".", "..",
+ * doubled slashes), so that two spellings of one path are one path for
+ * socket_in_use, which compares the names the kernel lists. Left as
+ * given when the directory does not resolve (bind then reports why). */
+static void canonical_path(const char *in, char *out, size_t n)
+{
+	snprintf(out, n, "%s", in);
+	char dir[PATH_MAX];
+	const char *slash = strrchr(in, '/');
+	if (!slash || !slash[1])
+		return;
+	size_t dl = slash == in ? 1 : (size_t)(slash - in);
+	if (dl >= sizeof(dir))
+		return;
+	memcpy(dir, in, dl);
+	dir[dl] = 0;
+	char real[PATH_MAX];
+	if (!realpath(dir, real))
+		return;
+	char buf[PATH_MAX + 2];
+	int len = snprintf(buf, sizeof(buf), "%s/%s", strcmp(real, "/") ? real : "", slash + 1);
+	if (len > 0 && (size_t)len < n)
+		memcpy(out, buf, (size_t)len + 1);
+}
+
 /* Whether a socket listens at path: /proc/net/unix lists every bound unix
  * socket of this network namespace with its flags (__SO_ACCEPTCON,
  * 0x10000, once it listens). Read, not probed with a connect, which
@@ -409,7 +435,10 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 		return -ENOMEM;
 	d->port = port;
 	d->cfg = c;
-	snprintf(d->path, sizeof(d->path), "%s", c.path);
+	if (c.flags & HS_VU_CLIENT)
+		snprintf(d->path, sizeof(d->path), "%s", c.path);
+	else
+		canonical_path(c.path, d->path, sizeof(d->path));
 	d->cfg.path = d->path;
 	d->nqp = c.queue_pairs;
 	d->listen_fd = d->conn_fd = -1;

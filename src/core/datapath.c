@@ -339,13 +339,13 @@ static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
  * received go to its rx outputs, and the frames each destination gets go
  * to that destination's tx outputs. Runs only when the snapshot has
  * mirrors. */
-static void mirror_marks(struct hs__ctx *c, const struct hs__topo *t, const struct hs_port *in)
+static void mirror_marks(struct hs__ctx *c, const struct hs__mir *mir, const struct hs_port *in)
 {
-	const struct hs__mir *mi = &t->mir[in->index];
+	const struct hs__mir *mi = &mir[in->index];
 	unsigned touched = c->n_touched; /* the outputs added below are not sources */
 	for (unsigned k = 0; k < touched; k++) {
 		uint16_t d = c->touched[k];
-		const struct hs__mir *md = &t->mir[d];
+		const struct hs__mir *md = &mir[d];
 		for (unsigned j = 0; j < md->n_tx; j++)
 			mark_mask(c, md->tx[j], c->mask[d]);
 	}
@@ -372,8 +372,11 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 	const struct hs__topo *t = hs__topo_get(sw);
 	c->dl->src_port = in;
 
-	if (HS__UNLIKELY(t->mir != NULL)) {
-		if (t->mir[in->index].is_out) { /* a mirror output: not switched */
+	/* one load: port.c may take a snapshot's mirrors away in place when
+	 * it is out of memory (then frees them a grace period later) */
+	const struct hs__mir *mir = __atomic_load_n(&t->mir, __ATOMIC_ACQUIRE);
+	if (HS__UNLIKELY(mir != NULL)) {
+		if (mir[in->index].is_out) { /* a mirror output: not switched */
 			uint64_t bytes = 0;
 			for (unsigned i = 0; i < n; i++)
 				bytes += c->pkts[i].len;
@@ -382,7 +385,7 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 			hs__ctr_add(&iq->drops[HS_DROP_MIRROR_PORT], n);
 		} else {
 			classify(c, in, iq, n, t);
-			mirror_marks(c, t, in);
+			mirror_marks(c, mir, in);
 		}
 	} else {
 		classify(c, in, iq, n, t);

@@ -391,6 +391,10 @@ int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 		rc = -EINVAL;
 		goto out;
 	}
+	if (hs__mirror_is_output(sw, port)) {
+		rc = -EBUSY; /* it serves a mirror only */
+		goto out;
+	}
 	uint32_t now = hs__now_s(sw);
 	struct hs__fdb_ent *e = find_locked(f, key);
 	if (e) {

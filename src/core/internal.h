@@ -371,6 +371,7 @@ int hs__topo_rebuild(struct hs_switch *sw);
  * held); freed after the snapshot without them is published. */
 struct hs_mirror *hs__mirrors_unlink_port(struct hs_switch *sw, struct hs_port *p);
 void hs__mirrors_free(struct hs_mirror *list);
+bool hs__mirror_is_output(const struct hs_switch *sw, const struct hs_port *p); /* ctl_lock */
 void hs__topo_fini(struct hs_switch *sw);
 
 /* offload.c: worker pool, data-plane epoll set, adaptive polling */

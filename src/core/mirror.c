@@ -75,8 +75,9 @@ int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg, hs_mirror
 		}
 	}
 	if (!rc) {
-		/* what the output's peer sent before is no longer switched */
-		hs__fdb_flush_port(sw, m->dst, false);
+		/* the output serves the mirror only: no MAC leads to it any
+		 * more, static ones included */
+		hs__fdb_flush_port(sw, m->dst, true);
 		hs__log(sw, HS_LOG_INFO, "mirror %s%s%s of %s to %s",
 			(m->flags & HS_MIRROR_RX) ? "rx" : "",
 			m->flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "+" : "",
@@ -115,6 +116,11 @@ int hs_mirror_del(hs_mirror_t *m)
 	if (!rc)
 		free(m);
 	return rc;
+}
+
+bool hs__mirror_is_output(const struct hs_switch *sw, const struct hs_port *p)
+{
+	return is_output(sw, p);
 }
 
 struct hs_mirror *hs__mirrors_unlink_port(struct hs_switch *sw, struct hs_port *p)

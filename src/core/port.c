@@ -383,7 +383,15 @@ static void port_del_locked(struct hs_port *p)
 		 * deliveries still in flight see `dead` and drop. */
 		struct hs__topo *cur = hs__topo_get(sw);
 		__atomic_store_n(&cur->port[p->index], NULL, __ATOMIC_RELEASE);
+		/* its mirrors are in the old tables by index, and the index
+		 * will be reused: every mirror stops until the next snapshot
+		 * (rounds load the pointer once) */
+		struct hs__mir *mir = __atomic_exchange_n(&cur->mir, NULL, __ATOMIC_ACQ_REL);
+		if (mir)
+			hs__log(sw, HS_LOG_ERROR, "out of memory: mirrors stopped until the next "
+				"port or mirror change");
 		hs__rcu_synchronize();
+		free(mir);
 	}
 	hs__mirrors_free(gone);
 	hs__fdb_flush_port(sw, p, true);

@@ -18,6 +18,9 @@
 #    capture of C running: the daemon ends it, hsctl exits 0), a port
 #    added, another removed; A and B untouched: no ping lost, their
 #    learned MACs and counters kept, testpmd still on its first connection;
+#    two ports swapping their sockets in one reload;
+#  - a client that never reads its answers costs bounded memory; a port
+#    set the system refuses leaves the port as it was;
 #  - a file with an error is rejected whole (file:line in the message),
 #    at reload and with --check; the running configuration stays;
 #  - the metrics endpoint: the Prometheus text parses (python3-prometheus-
@@ -79,7 +82,7 @@ expect_rc() {
 
 # ---- the config: taps A, B (VLAN 10), C (VLAN 20), vhost-user vm1 (VLAN 10),
 # and a tap D that the reload removes ----
-write_conf() { # C_VLAN WITH_D WITH_E
+write_conf() { # C_VLAN WITH_D WITH_E [S1_SOCK S2_SOCK]
 	{
 		cat <<-EOF
 		switch = { name = "hsd"; workers = ${HS_TEST_WORKERS:-0}; fdb = { aging_s = 600; }; };
@@ -90,7 +93,9 @@ write_conf() { # C_VLAN WITH_D WITH_E
 		  { name = "a"; type = "tap"; ifname = "${tap[0]}"; vlan = 10; },
 		  { name = "b"; type = "tap"; ifname = "${tap[1]}"; vlan = 10; },
 		  { name = "c"; type = "tap"; ifname = "${tap[2]}"; vlan = $1; },
-		  { name = "vm1"; type = "vhost-user"; path = "$work/vm1.sock"; vlan = 10; }
+		  { name = "vm1"; type = "vhost-user"; path = "$work/vm1.sock"; vlan = 10; },
+		  { name = "s1"; type = "vhost-user"; path = "$work/${4:-p}.sock"; },
+		  { name = "s2"; type = "vhost-user"; path = "$work/${5:-q}.sock"; }
 		EOF
 		[ "$2" = 1 ] && echo "  , { name = \"d\"; type = \"tap\"; ifname = \"hsd${id}d\"; vlan = 30; }"
 		[ "$3" = 1 ] && echo "  , { name = \"e\"; type = \"vhost-user\"; path = \"$work/e.sock\"; vlan_mode = \"trunk\"; trunks = (10, \"100-102\"); }"
@@ -160,7 +165,7 @@ say "hsctl show / stats / fdb / vlan / version"
 expect_rc 0 show
 grep -q "vm1" "$work/out.txt" && grep -q "${tap[0]}" "$work/out.txt" || fail "show lacks ports: $(cat "$work/out.txt")"
 hsctl --json show >"$work/show.json" || fail "show --json failed"
-[ "$(json 'len(r["ports"])' <"$work/show.json")" = 5 ] || fail "show has not 5 ports"
+[ "$(json 'len(r["ports"])' <"$work/show.json")" = 7 ] || fail "show has not 7 ports"
 [ "$(json '[p["link"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/show.json")" = up ] ||
 	fail "port a's link is not up"
 if [ -n "$tp" ]; then
@@ -230,7 +235,7 @@ assert a_rx >= a_stats, (a_rx, a_stats)
 reasons = {dict(l)["reason"] for (n, l) in samples
            if n == "hyperswitch_port_drops_total" and dict(l)["port"] == "a"}
 assert reasons == set(stats["ports"][0]["drops"]), reasons
-assert samples[("hyperswitch_ports", ())] == 5
+assert samples[("hyperswitch_ports", ())] == 7
 print("metrics: %d series, read with %s; port a rx %d (hsctl said %d before)"
       % (len(samples), how, a_rx, a_stats))
 EOF
@@ -302,6 +307,39 @@ s.close()
 print("protocol: 8 hostile or odd requests answered as specified")
 EOF
 expect_rc 0 version
+
+say "a client that does not read its answers costs bounded memory"
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$daemon/status"; }
+rss0=$(rss)
+python3 - "$sock" <<'EOF' || fail "the non-reading client check failed"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.setblocking(False)
+req = b'{"command": "stats"}\n' * 2000
+sent, end = 0, time.time() + 3
+while time.time() < end and sent < 40 << 20:
+    try:
+        sent += s.send(req)
+    except BlockingIOError:
+        time.sleep(0.01)
+print("non-reading client: %d KiB of requests written before the daemon stopped reading" % (sent >> 10))
+s.close()
+EOF
+rss1=$(rss)
+[ $((rss1 - rss0)) -lt 65536 ] ||
+	fail "the daemon grew by $(((rss1 - rss0) >> 10)) MiB for a client that does not read"
+expect_rc 0 version
+
+say "port set: new settings the system refuses leave the port as it was"
+expect_rc 0 port add t8 vhost-user path="$work/t8.sock"
+expect_rc 1 port set t8 path=/nonexistent-dir/t8.sock
+[ -S "$work/t8.sock" ] || fail "port t8 did not come back on its old socket"
+[ "$(hsctl --json show t8 | json 'r["ports"][0]["peer"]["path"]')" = "$work/t8.sock" ] ||
+	fail "port t8's settings changed after a refused port set"
+expect_rc 0 port del t8
+expect_rc 1 fdb add 02:00:00:00:10:01 ' b'
+expect_rc 1 fdb add ' 2:00:00:00:10:01' b
 
 say "mirror to a tap, read with tcpdump"
 have_tcpdump=
@@ -405,7 +443,7 @@ pids+=("$pinger")
 capc=$!
 pids+=("$capc")
 sleep 1
-write_conf 10 0 1
+write_conf 10 0 1 q p # and s1, s2 swap their sockets
 expect_rc 0 reload
 hsctl --json reload >/dev/null # nothing changed now
 cp "$work/out.txt" "$work/reload.txt"
@@ -424,7 +462,9 @@ python3 - "$work/show2.json" <<'EOF' || fail "the reload did not apply as expect
 import json, sys
 r = json.load(open(sys.argv[1]))
 ports = {p["name"]: p for p in r["ports"]}
-assert set(ports) == {"a", "b", "c", "vm1", "e"}, sorted(ports)
+assert set(ports) == {"a", "b", "c", "vm1", "e", "s1", "s2"}, sorted(ports)
+assert ports["s1"]["peer"]["path"].endswith("/q.sock"), ports["s1"]["peer"]
+assert ports["s2"]["peer"]["path"].endswith("/p.sock"), ports["s2"]["peer"]
 assert ports["c"]["vlan"] == 10, ports["c"]
 assert ports["e"]["trunks"] == [10, "100-102"], ports["e"]["trunks"]
 EOF
@@ -453,14 +493,14 @@ grep -q "hs.conf:1" "$work/err.txt" || fail "reload error lacks file:line: $(cat
 printf 'ports = ( { name = "a"; type = "tap"; colour = "red"; } );\n' >"$conf"
 expect_rc 1 reload
 grep -q "colour: unknown setting" "$work/err.txt" || fail "unknown key not named: $(cat "$work/err.txt")"
-[ "$(hsctl --json show | json 'len(r["ports"])')" = 5 ] || fail "a rejected reload changed the ports"
+[ "$(hsctl --json show | json 'len(r["ports"])')" = 7 ] || fail "a rejected reload changed the ports"
 
 say "SIGHUP"
 cp "$work/good.conf" "$conf"
 write_conf 10 0 0
 kill -HUP "$daemon"
 end=$((SECONDS + 10))
-until [ "$(hsctl --json show | json 'len(r["ports"])')" = 4 ]; do
+until [ "$(hsctl --json show | json 'len(r["ports"])')" = 6 ]; do
 	[ $SECONDS -lt $end ] || fail "SIGHUP did not reload (e still there)"
 	sleep 0.2
 done

@@ -8,6 +8,7 @@
  * are errors that name the place and the setting.
  */
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -287,6 +288,61 @@ static int parse_id(const char *v, bool user, uint32_t *out)
 	return 0;
 }
 
+/* One spelling per socket path, so that two spellings of one socket are
+ * caught as the same path: "." and empty parts dropped, ".." taken back
+ * lexically, then the directory resolved (symlinks too) when it exists.
+ * `in` is absolute. Returns a malloc'd string, NULL when out of memory or
+ * too long for a socket. */
+static char *normalize_path(const char *in)
+{
+	size_t n = strlen(in);
+	char *tmp = malloc(n + 2);
+	if (!tmp)
+		return NULL;
+	size_t o = 0;
+	for (const char *p = in; *p;) {
+		while (*p == '/')
+			p++;
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (!len)
+			break;
+		if (len == 1 && p[0] == '.') {
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && tmp[--o] != '/')
+				;
+		} else {
+			tmp[o++] = '/';
+			memcpy(tmp + o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	tmp[o] = 0;
+	char *slash = strrchr(tmp, '/');
+	char real[PATH_MAX];
+	char *out = NULL;
+	if (slash && slash != tmp) {
+		*slash = 0;
+		if (realpath(tmp, real)) {
+			size_t rl = strlen(real), bl = strlen(slash + 1);
+			out = malloc(rl + bl + 2);
+			if (out)
+				snprintf(out, rl + bl + 2, "%s/%s", strcmp(real, "/") ? real : "",
+					 slash + 1);
+		}
+		*slash = '/';
+	}
+	if (!out)
+		out = strdup(tmp);
+	free(tmp);
+	if (out && strlen(out) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 static char *dup_or_null(const char *v)
 {
 	return v ? strdup(v) : NULL;
@@ -457,13 +513,14 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_bool(s, "offer_mtu", &p->offer_mtu)))
 			return rc;
 		if (path) {
+			if (path[0] != '/')
+				return fail(s, "path", "\"%s\" is not an absolute path", path);
 			free(p->path);
-			p->path = strdup(path);
+			if (!(p->path = normalize_path(path)))
+				return fail(s, "path", "\"%s\" is too long for a socket", path);
 		}
 		if (!p->path)
 			return fail(s, "path", "required for vhost-user ports");
-		if (p->path[0] != '/')
-			return fail(s, "path", "\"%s\" is not an absolute path", p->path);
 		if (owner) {
 			free(p->socket_owner);
 			p->socket_owner = strdup(owner);

@@ -9,6 +9,7 @@
  * 64 KiB, connections are limited in number and idle time, and every
  * request is checked (unknown commands and arguments are errors).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <stdio.h>
@@ -24,6 +25,9 @@
 #define LINE_MAX_BYTES 65536
 #define MAX_CONNS 64
 #define IDLE_MS 60000
+/* Responses a client has not read: past this, its requests wait (reading
+ * stops) until it reads; so a client that never reads costs this much. */
+#define RESP_BACKLOG (1u << 20)
 #define PROTO_MIN 1
 #define PROTO_MAX 1
 
@@ -35,7 +39,8 @@ struct hsd_conn {
 	struct hsd_capture *capture; /* streaming a capture: requests ignored */
 	size_t len;
 	bool closing;
-	bool ending; /* shut down after what is queued */
+	bool ending;    /* shut down after what is queued */
+	bool throttled; /* reading stopped: RESP_BACKLOG unread */
 	int handles; /* open uv handles: freed at 0 */
 	char buf[LINE_MAX_BYTES + 1];
 };
@@ -134,15 +139,18 @@ static int arg_port(struct req *r, const char *key, bool required, struct hsd_po
 	return 0;
 }
 
+/* Exactly "xx:xx:xx:xx:xx:xx" (hex digits, either case). */
 static int parse_mac(const char *s, uint8_t mac[6])
 {
-	unsigned b[6];
-	char tail;
-	if (!s || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
-			 &b[5], &tail) != 6 || strlen(s) != 17)
+	if (!s || strlen(s) != 17)
 		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)b[i];
+	for (int i = 0; i < 6; i++) {
+		const char *p = s + 3 * i;
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+		    (i < 5 && p[2] != ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)strtoul((char[3]){p[0], p[1], 0}, NULL, 16);
+	}
 	return 0;
 }
 
@@ -383,7 +391,8 @@ static int cmd_fdb_add(struct req *r)
 	int rc = hs_fdb_add_static(r->d->sw, vid, mac, p->port);
 	if (rc)
 		return req_fail(r, rc, "%s", rc == -EINVAL ? "a multicast MAC cannot be static"
-							   : hs_strerror(rc));
+					     : rc == -EBUSY ? "the port is a mirror output"
+							    : hs_strerror(rc));
 	r->result = json_object();
 	return 0;
 }
@@ -710,15 +719,30 @@ static void shutdown_done(uv_shutdown_t *req, int status)
 struct wreq {
 	uv_write_t w;
 	char *text;
+	struct hsd_conn *conn;
 };
 
+static void conn_process(struct hsd_conn *c);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* Write callbacks run before the connection's close callback (libuv
+ * cancels pending writes first), so wr->conn is valid here. */
 static void write_done(uv_write_t *w, int status)
 {
 	struct wreq *wr = (struct wreq *)w;
+	struct hsd_conn *c = wr->conn;
 	free(wr->text);
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED)
 		hsd_log(HS_LOG_DEBUG, "control: write: %s", uv_strerror(status));
+	if (c->throttled && !c->closing && !c->ending &&
+	    hsd_conn_pending(c) < RESP_BACKLOG / 4) {
+		c->throttled = false;
+		conn_process(c);
+		if (!c->throttled && !c->closing && !c->ending && !c->capture)
+			uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	}
 }
 
 static void conn_send(struct hsd_conn *c, json_t *resp, bool close_after)
@@ -733,6 +757,7 @@ static void conn_send(struct hsd_conn *c, json_t *resp, bool close_after)
 	size_t n = strlen(text);
 	text[n] = '\n'; /* replaces the NUL: one line */
 	wr->text = text;
+	wr->conn = c;
 	uv_buf_t b = uv_buf_init(text, (unsigned)n + 1);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done)) {
 		free(text);
@@ -764,6 +789,7 @@ void hsd_conn_send_raw(struct hsd_conn *c, void *buf, size_t len)
 		return;
 	}
 	wr->text = buf;
+	wr->conn = c;
 	uv_buf_t b = uv_buf_init(buf, (unsigned)len);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done)) {
 		free(buf);
@@ -816,23 +842,21 @@ static void on_idle(uv_timer_t *t)
 	conn_close(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Answers the complete request lines in the buffer, in order, until the
+ * client has RESP_BACKLOG of answers unread (then reading stops until
+ * it reads: write_done resumes). The idle timer restarts only for a whole
+ * request, so a client dribbling bytes cannot hold a connection. */
+static void conn_process(struct hsd_conn *c)
 {
-	(void)buf;
-	struct hsd_conn *c = s->data;
-	if (n < 0) {
-		conn_close(c);
-		return;
-	}
-	if (c->capture) { /* only the close matters now */
-		c->len = 0;
-		return;
-	}
-	c->len += (size_t)n;
-	uv_timer_again(&c->idle);
 	char *start = c->buf, *nl;
 	while (!c->closing && (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+		if (hsd_conn_pending(c) > RESP_BACKLOG) {
+			c->throttled = true;
+			uv_read_stop((uv_stream_t *)&c->pipe);
+			break;
+		}
 		bool close_after = false;
+		uv_timer_again(&c->idle);
 		/* a capture's response goes out before its first record: the
 		 * records are written from later loop callbacks */
 		json_t *resp = handle_line(c, start, (size_t)(nl - start), &close_after);
@@ -850,7 +874,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	c->len -= (size_t)(start - c->buf);
 	memmove(c->buf, start, c->len);
-	if (c->len > LINE_MAX_BYTES) {
+	if (c->len > LINE_MAX_BYTES && !memchr(c->buf, '\n', c->len)) {
 		char m[96];
 		snprintf(m, sizeof(m), "request longer than %d bytes", LINE_MAX_BYTES);
 		json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
@@ -859,6 +883,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		conn_send(c, resp, true);
 		json_decref(resp);
 	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	(void)buf;
+	struct hsd_conn *c = s->data;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->capture) { /* only the close matters now */
+		c->len = 0;
+		return;
+	}
+	c->len += (size_t)n;
+	conn_process(c);
 }
 
 static void on_connect(uv_stream_t *server, int status)

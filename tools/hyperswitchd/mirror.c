@@ -181,8 +181,12 @@ static uint64_t port_drops(hs_port_t *p)
 	return n;
 }
 
-static void send_counters(struct hsd_capture *c)
+/* Once a second; skipped while the client is CAP_BACKLOG behind (it does
+ * not read: nothing may grow without bound), except the last one. */
+static void send_counters(struct hsd_capture *c, bool last)
 {
+	if (!last && hsd_conn_pending(c->conn) > CAP_BACKLOG)
+		return;
 	uint8_t p[24];
 	put64(p, c->sent);
 	put64(p + 8, port_drops(c->port));
@@ -245,7 +249,7 @@ static void on_tick(uv_timer_t *t)
 {
 	struct hsd_capture *c = t->data;
 	drain(c);
-	send_counters(c);
+	send_counters(c, false);
 }
 
 static void cap_handle_closed(uv_handle_t *h)
@@ -265,7 +269,7 @@ static void capture_end(struct hsd_capture *c, bool final)
 	uv_timer_stop(&c->timer);
 	if (final) {
 		drain(c);
-		send_counters(c);
+		send_counters(c, true);
 		send_record(c, 3, NULL, 0);
 	}
 	hsd_log(HS_LOG_INFO, "capture of %s ended: %llu frames sent, %llu dropped by the "
@@ -317,11 +321,17 @@ int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, ui
 		.flags = HS_PORT_NO_LEARN | HS_PORT_NO_FLOOD};
 	int rc = hs_port_add(d->sw, &pc, &c->port);
 	if (rc) {
-		snprintf(err, errlen, "capture port: %s", hs_strerror(rc));
+		snprintf(err, errlen, "capture of %s: %s", port, hs_strerror(rc));
 		free(c);
 		return rc;
 	}
 	rc = mirror_make(d, src->port, c->port, name, flags, &c->mirror, err, errlen);
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "capture of %s: it is a mirror output (its frames are "
+			 "not switched): capture the mirror's source", port);
+	else if (rc == -ENOSPC)
+		snprintf(err, errlen, "capture of %s: it has the most mirror outputs a port "
+			 "can have (4) in that direction", port);
 	if (rc) {
 		hs_port_del(c->port);
 		free(c);

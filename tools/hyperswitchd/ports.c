@@ -133,12 +133,33 @@ int hsd_port_del(struct hsd *d, const char *name)
 
 int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen)
 {
-	int rc = hsd_port_del(d, pc->name);
+	struct hsd_port *p = hsd_port_get(d, pc->name);
+	if (!p) {
+		snprintf(err, errlen, "no port named %s", pc->name);
+		return -ENOENT;
+	}
+	struct hsd_port_conf old;
+	int rc = hsd_port_conf_copy(&old, &p->conf);
+	if (!rc && (rc = hsd_port_del(d, pc->name)))
+		hsd_port_conf_free(&old);
 	if (rc) {
 		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
 		return rc;
 	}
-	return hsd_port_add(d, pc, err, errlen);
+	rc = hsd_port_add(d, pc, err, errlen);
+	if (rc) {
+		/* the new settings were refused (e.g. by the kernel): the port
+		 * comes back as it was, so a bad change does not cost it */
+		char why[256];
+		if (hsd_port_add(d, &old, why, sizeof(why)))
+			hsd_log(HS_LOG_ERROR, "port %s: the old settings failed too: %s",
+				pc->name, why);
+		else
+			hsd_log(HS_LOG_WARN, "port %s: new settings refused; the old ones are "
+				"back (its mirrors and learned MACs are gone)", pc->name);
+	}
+	hsd_port_conf_free(&old);
+	return rc;
 }
 
 void hsd_ports_del_all(struct hsd *d)
@@ -232,6 +253,8 @@ int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		if ((rc = hsd_port_del(d, name)))
 			failed(fails, name, hs_strerror(rc));
 	}
+	/* changed ports go first, all of them, and come back below with the
+	 * new ones: two ports that swap a path or device never clash */
 	for (unsigned i = 0; i < nc.n_ports; i++) {
 		const struct hsd_port_conf *pc = &nc.ports[i];
 		struct hsd_port *p = hsd_port_get(d, pc->name);
@@ -248,14 +271,15 @@ int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		free(list);
 		json_decref(what);
 		json_array_append_new(changed, json_string(pc->name));
-		if (hsd_port_replace(d, pc, why, sizeof(why)))
-			failed(fails, pc->name, why);
+		if ((rc = hsd_port_del(d, pc->name)))
+			failed(fails, pc->name, hs_strerror(rc));
 	}
 	for (unsigned i = 0; i < nc.n_ports; i++) {
 		const struct hsd_port_conf *pc = &nc.ports[i];
-		if (hsd_port_get(d, pc->name) || listed(changed, pc->name))
-			continue; /* running, or changed and failed above */
-		json_array_append_new(added, json_string(pc->name));
+		if (hsd_port_get(d, pc->name))
+			continue; /* unchanged, or a changed one that could not go */
+		if (!listed(changed, pc->name))
+			json_array_append_new(added, json_string(pc->name));
 		if (hsd_port_add(d, pc, why, sizeof(why)))
 			failed(fails, pc->name, why);
 	}
