@@ -310,6 +310,51 @@ START_TEST(quiesced_port_holds_traffic_until_resumed)
 }
 END_TEST
 
+struct evlog {
+	int n;
+	struct hs_event last;
+	char reason[64];
+};
+
+static void log_event(void *opaque, const struct hs_event *ev)
+{
+	struct evlog *l = opaque;
+	l->n++;
+	l->last = *ev;
+	snprintf(l->reason, sizeof(l->reason), "%s", ev->reason ? ev->reason : "");
+}
+
+/* Link changes and broken queues reach the event callback once each;
+ * a cleared callback hears nothing. */
+START_TEST(events_report_link_and_broken_queues)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct evlog l = {0};
+	ck_assert_int_eq(hs_switch_set_event_fn(NULL, log_event, &l), -EINVAL);
+	ck_assert_int_eq(hs_switch_set_event_fn(sw, log_event, &l), 0);
+	ck_assert_int_eq(hs_port_set_link(a, false), 0);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_int_eq(l.last.type, HS_EVENT_LINK);
+	ck_assert(l.last.port == a && !l.last.link_up);
+	ck_assert_uint_eq(l.last.size, sizeof(struct hs_event));
+	ck_assert_int_eq(hs_port_set_link(a, false), 0); /* no change, no event */
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_int_eq(hs_port_set_link(a, true), 0);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert(l.last.link_up);
+	ck_assert_int_eq(hs_port_report_broken(a, 0, "descriptor loop"), 0);
+	ck_assert_int_eq(l.n, 3);
+	ck_assert_int_eq(l.last.type, HS_EVENT_BROKEN);
+	ck_assert_str_eq(l.reason, "descriptor loop");
+	ck_assert_int_eq(hs_port_report_broken(a, 7, "x"), -EINVAL);
+	ck_assert_int_eq(hs_switch_set_event_fn(sw, NULL, NULL), 0);
+	ck_assert_int_eq(hs_port_set_link(a, false), 0);
+	ck_assert_int_eq(l.n, 3);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Quiesce nests: the port runs again at the resume that matches the
  * first quiesce; an unbalanced resume is refused. */
 START_TEST(quiesce_nests)
@@ -472,6 +517,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, removed_port_forgets_its_macs);
 	tcase_add_test(tc, quiesced_port_holds_traffic_until_resumed);
 	tcase_add_test(tc, quiesce_nests);
+	tcase_add_test(tc, events_report_link_and_broken_queues);
 	tcase_add_test(tc, quiesce_nests_across_threads);
 	tcase_add_loop_test(tc, a_quiesced_port_sees_no_data_path_call, 0, 4);
 	tcase_add_test(tc, link_down_drops_and_counts);

@@ -605,12 +605,35 @@ static void abuse_packed(struct vud *v, enum pabuse kind)
 	vud_kick(r);
 }
 
+/* What a management plane hears of a broken ring (HS_EVENT_BROKEN) and
+ * the link it takes down (HS_EVENT_LINK): counted, the reason kept. */
+struct heard {
+	_Atomic int broken, link_down;
+	char reason[96];
+	hs_port_t *port;
+};
+
+static void hear(void *opaque, const struct hs_event *ev)
+{
+	struct heard *h = opaque;
+	if (ev->type == HS_EVENT_BROKEN && ev->port == h->port) {
+		snprintf(h->reason, sizeof(h->reason), "%s", ev->reason);
+		atomic_fetch_add(&h->broken, 1);
+	} else if (ev->type == HS_EVENT_LINK && ev->port == h->port && !ev->link_up) {
+		atomic_fetch_add(&h->link_down, 1);
+	}
+}
+
 START_TEST(hostile_packed_rings_stop_only_their_port)
 {
 	enum pabuse kind = (enum pabuse)_i;
 	struct env e;
 	uint64_t off = kind == P_INDIRECT_NOT_NEGOTIATED ? F(HS_VIRTIO_F_INDIRECT_DESC) : 0;
 	env_up(&e, off);
+	static struct heard h;
+	memset(&h, 0, sizeof(h));
+	h.port = e.p[0];
+	ck_assert_int_eq(hs_switch_set_event_fn(e.sw, hear, &h), 0);
 	hs_port_t *m1 = th_port(e.sw, "m1", 0), *m2 = th_port(e.sw, "m2", 0);
 	struct vud a;
 	uint64_t want = base | F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_INDIRECT_DESC);
@@ -619,6 +642,9 @@ START_TEST(hostile_packed_rings_stop_only_their_port)
 	if (kind < N_PBROKEN) {
 		ck_assert_msg(TH_WAIT(!hs_port_link_up(e.p[0]), 3000), "abuse %d", kind);
 		ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 1);
+		ck_assert_int_eq(atomic_load(&h.broken), 1);
+		ck_assert(h.reason[0] && strcmp(h.reason, "?"));
+		ck_assert_int_ge(atomic_load(&h.link_down), 1);
 	} else {
 		/* Not available to the device: nothing taken, nothing broken. */
 		ck_assert(!TH_WAIT(th_pstats(e.p[0]).rx_packets > 0 ||
@@ -626,6 +652,7 @@ START_TEST(hostile_packed_rings_stop_only_their_port)
 		ck_assert(hs_port_link_up(e.p[0]));
 	}
 	others_keep_switching_then_port_recovers(&e, &a, m1, m2, want);
+	ck_assert_int_eq(hs_switch_set_event_fn(e.sw, NULL, NULL), 0);
 	env_down(&e);
 }
 END_TEST

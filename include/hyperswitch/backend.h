@@ -206,6 +206,11 @@ HS_EXTERN int hs_port_set_active_queues(hs_port_t *port, uint16_t n);
  * dropped (HS_DROP_PORT_DOWN). Any thread. */
 HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);
 
+/* A backend found its peer breaking the rules on queue pair q and stopped
+ * it: logged, and HS_EVENT_BROKEN goes to the host's event callback.
+ * Any thread. */
+HS_EXTERN int hs_port_report_broken(hs_port_t *port, uint16_t q, const char *reason);
+
 /* The peer's own MTU (e.g. what a VMM configured for its guest): frames
  * from the port larger than the smaller of it and the port's configured
  * MTU are dropped (HS_DROP_OVERSIZE). 0 goes back to the configured MTU.

@@ -125,6 +125,38 @@ HS_EXTERN int hs_switch_fd(hs_switch_t *sw);
 HS_EXTERN int hs_switch_timeout_ms(hs_switch_t *sw);
 HS_EXTERN int hs_switch_dispatch(hs_switch_t *sw);
 
+/* ---- Events --------------------------------------------------------------
+ * What a management plane would otherwise poll counters for: a port's
+ * link going up or down, a queue stopped because its peer broke the rules. */
+
+enum hs_event_type {
+	HS_EVENT_LINK = 1,   /* the port's link changed: see link_up */
+	HS_EVENT_BROKEN = 2, /* the peer broke the rules on `queue`; `reason`
+				says how; the backend keeps the queue (and, for
+				vhost-user, the link) down until the peer resets */
+};
+
+struct hs_event {
+	uint32_t size;           /* sizeof(struct hs_event) as the library has
+				    it: fields are only added at the end */
+	enum hs_event_type type;
+	hs_port_t *port;         /* valid during the call */
+	uint16_t queue;          /* HS_EVENT_BROKEN: the queue (pair) index */
+	bool link_up;            /* HS_EVENT_LINK: the new state */
+	const char *reason;      /* HS_EVENT_BROKEN: text, valid during the call */
+};
+
+typedef void (*hs_event_fn)(void *opaque, const struct hs_event *ev);
+
+/* Sets (fn non-NULL) or clears the switch's event callback. Events are
+ * delivered one at a time, in the thread where they happen (the loop
+ * thread, a worker, a sender's thread in the middle of a round), so the
+ * callback has the log callback's rules: thread-safe, quick, and no call
+ * back into the library (hand the event to another thread if it must do
+ * more). When this returns, the previous callback is not running and will
+ * not be called again. Any thread except from inside the callback. */
+HS_EXTERN int hs_switch_set_event_fn(hs_switch_t *sw, hs_event_fn fn, void *opaque);
+
 /* ---- Counters ------------------------------------------------------------ */
 
 /* Every place the switch can drop a frame has a reason and a counter. */

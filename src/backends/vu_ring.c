@@ -337,6 +337,8 @@ void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr)
 	hs_port_log(d->port, HS_LOG_ERROR, "vring %u stopped: %s; link down until reset",
 		    (unsigned)(vr - d->vr), vr->vq.broken ? vr->vq.broken : "?");
 	vr->live = false;
+	hs_port_report_broken(d->port, (uint16_t)((vr - d->vr) / 2),
+			      vr->vq.broken ? vr->vq.broken : "?");
 	hs_port_set_link(d->port, false);
 	vu_poke(vr->errfd); /* nobody may listen: the log line stays */
 }

@@ -88,6 +88,7 @@ static inline void hs__spin_unlock(hs__spin *l)
 
 /* ---- logging ------------------------------------------------------------ */
 
+void hs__event(struct hs_switch *sw, const struct hs_event *ev);
 void hs__log(const hs_switch_t *sw, enum hs_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
@@ -293,6 +294,9 @@ struct hs_switch {
 	char name[32];
 	void *data;
 	_Atomic int log_level;         /* hs_switch_set_log_level */
+	pthread_mutex_t ev_lock;       /* held while the event callback runs */
+	hs_event_fn ev_fn;             /* under ev_lock */
+	void *ev_opaque;
 
 	pthread_mutex_t ctl_lock;      /* port add/del, topology writers */
 	uint32_t next_serial;

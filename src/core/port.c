@@ -575,8 +575,22 @@ int hs_port_set_link(hs_port_t *port, bool up)
 	if (!port)
 		return -EINVAL;
 	bool was = atomic_exchange(&port->link_up, up);
-	if (was != up)
+	if (was != up) {
 		hs_port_log(port, HS_LOG_INFO, "link %s", up ? "up" : "down");
+		struct hs_event ev = {.size = sizeof(ev), .type = HS_EVENT_LINK, .port = port,
+				      .link_up = up};
+		hs__event(port->sw, &ev);
+	}
+	return 0;
+}
+
+int hs_port_report_broken(hs_port_t *port, uint16_t q, const char *reason)
+{
+	if (!port || q >= port->nq)
+		return -EINVAL;
+	struct hs_event ev = {.size = sizeof(ev), .type = HS_EVENT_BROKEN, .port = port,
+			      .queue = q, .reason = reason ? reason : "?"};
+	hs__event(port->sw, &ev);
 	return 0;
 }
 

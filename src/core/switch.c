@@ -87,6 +87,7 @@ int hs_switch_create(const struct hs_switch_config *cfg, hs_switch_t **out)
 	sw->data = cfg->data;
 	sw->dp_epfd = -1;
 	pthread_mutex_init(&sw->ctl_lock, NULL);
+	pthread_mutex_init(&sw->ev_lock, NULL);
 	atomic_init(&sw->ctx_free, ~0ull);
 	sw->clock_base_ns = hs__now_ns(sw);
 
@@ -135,6 +136,7 @@ void hs_switch_destroy(hs_switch_t *sw)
 	if (sw->fdb.b)
 		hs__fdb_fini(&sw->fdb);
 	pthread_mutex_destroy(&sw->ctl_lock);
+	pthread_mutex_destroy(&sw->ev_lock);
 	free(sw);
 }
 
@@ -147,6 +149,27 @@ void hs_switch_set_data(hs_switch_t *sw, void *data)
 {
 	if (sw)
 		sw->data = data;
+}
+
+int hs_switch_set_event_fn(hs_switch_t *sw, hs_event_fn fn, void *opaque)
+{
+	if (!sw)
+		return -EINVAL;
+	pthread_mutex_lock(&sw->ev_lock);
+	sw->ev_fn = fn;
+	sw->ev_opaque = opaque;
+	pthread_mutex_unlock(&sw->ev_lock);
+	return 0;
+}
+
+/* Events are rare (link flaps, broken rings): one lock serialises them,
+ * which also lets hs_switch_set_event_fn promise the old callback is done. */
+void hs__event(struct hs_switch *sw, const struct hs_event *ev)
+{
+	pthread_mutex_lock(&sw->ev_lock);
+	if (sw->ev_fn)
+		sw->ev_fn(sw->ev_opaque, ev);
+	pthread_mutex_unlock(&sw->ev_lock);
 }
 
 int hs_switch_set_log_level(hs_switch_t *sw, enum hs_log_level level)

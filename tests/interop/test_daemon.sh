@@ -171,6 +171,8 @@ hsctl --json show >"$work/show.json" || fail "show --json failed"
 if [ -n "$tp" ]; then
 	[ "$(json '[p["peer"]["connected"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/show.json")" = True ] ||
 		fail "show does not see testpmd on vm1"
+	[ "$(json '[p["link_changes"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/show.json")" -ge 1 ] ||
+		fail "the daemon heard no link event for vm1 when testpmd came"
 fi
 expect_rc 0 stats
 hsctl --json stats >"$work/stats1.json" || fail "stats --json failed"

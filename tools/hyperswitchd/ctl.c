@@ -192,7 +192,7 @@ static json_t *port_json(struct hsd_port *p)
 		peer = json_pack("{s:s, s:b}", "ifname", ifn ? ifn : c->ifname, "offload",
 				 c->offload);
 	}
-	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:I, s:I, s:b, s:b, s:I, s:o, "
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:I, s:I, s:b, s:b, s:I, s:o, "
 			 "s:o}",
 			 "name", c->name, "type", c->type == HSD_VHOST_USER ? "vhost-user" : "tap",
 			 "link", hs_port_link_up(p->port) ? "up" : "down", "queues",
@@ -202,6 +202,12 @@ static json_t *port_json(struct hsd_port *p)
 			 (json_int_t)c->mac_limit, "learn", c->learn, "flood", c->flood, "macs",
 			 (json_int_t)st.fdb_entries, "peer", peer, "config",
 			 hsd_port_conf_json(c));
+	if (o)
+		json_object_update_new(o, json_pack("{s:I, s:I, s:s}", "link_changes",
+						    (json_int_t)p->link_changes, "broken",
+						    (json_int_t)p->broken, "last_broken",
+						    p->last_broken));
+	return o;
 }
 
 static int cmd_show(struct req *r)

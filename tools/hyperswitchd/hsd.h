@@ -15,6 +15,8 @@
 struct hsd_port {
 	struct hsd_port_conf conf;
 	hs_port_t *port;
+	uint64_t link_changes, broken; /* events.c, on the loop */
+	char last_broken[96];
 };
 
 struct hsd_ctl;     /* ctl.c */
@@ -92,6 +94,10 @@ void hsd_capture_conn_closed(struct hsd_capture *c);
 uint32_t hsd_capture_snaplen_max(void);
 void hsd_mirrors_port_gone(struct hsd *d, const char *name);
 void hsd_mirrors_del_all(struct hsd *d);
+
+/* ---- events.c ---- */
+int hsd_events_start(struct hsd *d);
+void hsd_events_stop(struct hsd *d);
 
 /* ---- metrics.c ---- */
 int hsd_metrics_start(struct hsd *d, char *err, size_t errlen); /* 0 when off */

@@ -273,6 +273,8 @@ int main(int argc, char **argv)
 	d.loop = &loop;
 	d.start_ns = hsd_now_ns();
 	rc = start_switch(&d);
+	if (!rc && (rc = hsd_events_start(&d)))
+		hsd_log(HS_LOG_ERROR, "events: %s", hs_strerror(rc));
 	for (unsigned i = 0; !rc && i < file.n_ports; i++)
 		if ((rc = hsd_port_add(&d, &file.ports[i], err, sizeof(err))))
 			hsd_log(HS_LOG_ERROR, "%s", err);
@@ -302,6 +304,8 @@ int main(int argc, char **argv)
 	hsd_mirrors_del_all(&d);
 	hsd_ctl_stop(&d);
 	hsd_ports_del_all(&d);
+	if (d.sw)
+		hsd_events_stop(&d);
 	if (d.sw) {
 		hs_switch_detach(d.sw);
 		hs_switch_destroy(d.sw);

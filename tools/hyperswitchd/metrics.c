@@ -160,6 +160,16 @@ static void render_ports(FILE *f, struct hsd *d)
 	for (unsigned i = 0; i < n; i++)
 		port_sample(f, "hyperswitch_port_fdb_entries", d->ports[i].conf.name,
 			    st[i].fdb_entries);
+	family(f, "hyperswitch_port_link_changes_total", "counter",
+	       "Times the port's link went up or down (library events).");
+	for (unsigned i = 0; i < n; i++)
+		port_sample(f, "hyperswitch_port_link_changes_total", d->ports[i].conf.name,
+			    d->ports[i].link_changes);
+	family(f, "hyperswitch_port_broken_total", "counter",
+	       "Times the port's peer broke the rules and a queue was stopped.");
+	for (unsigned i = 0; i < n; i++)
+		port_sample(f, "hyperswitch_port_broken_total", d->ports[i].conf.name,
+			    d->ports[i].broken);
 #define X(field, help)                                                              \
 	family(f, "hyperswitch_port_" #field "_total", "counter", help);            \
 	for (unsigned i = 0; i < n; i++)                                            \

@@ -93,6 +93,7 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		d->cap_ports = cap;
 	}
 	struct hsd_port *p = &d->ports[d->n_ports];
+	memset(p, 0, sizeof(*p));
 	if ((rc = hsd_port_conf_copy(&p->conf, pc))) {
 		snprintf(err, errlen, "port %s: out of memory", pc->name);
 		return rc;
