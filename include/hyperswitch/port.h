@@ -12,6 +12,15 @@
  *  - The switch owns the port; the handle stays valid until hs_port_del()
  *    returns (or the switch is destroyed). hs_port_del() waits until no
  *    thread processes the port any more, then closes its backend.
+ *  - A thread that may use a handle while another deletes the port (a
+ *    management thread reading counters while the VMM tears a device
+ *    down) holds it: hs_port_hold, or hs_port_find_hold. A held handle
+ *    outlives hs_port_del: on a deleted port hs_port_name and
+ *    hs_port_data still work, hs_port_link_up is false, hs_port_get_stats
+ *    and hs_port_backend_counters return -ENODEV, hs_port_del returns
+ *    -ENODEV; nothing else may be called. hs_port_release drops the hold
+ *    (the last one frees the handle); release every hold before
+ *    destroying the switch.
  *  - hs_port_kick, hs_port_set_peer_state, getters and stats: any thread
  *    while the handle is valid.
  */
@@ -69,13 +78,23 @@ HS_EXTERN int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 
 /* Removes a port, also while traffic flows: it stops being a destination,
  * its MACs are forgotten, threads processing it let go, then its backend
- * is closed and the handle freed. Frames for it still in flight are
- * dropped and counted (port_down). Returns 0, -EINVAL, or -EDEADLK when
+ * is closed and the handle freed (unless held: see above). Frames for it
+ * still in flight are dropped and counted (port_down). Returns 0, -EINVAL,
+ * -ENODEV (a held handle of a port deleted already), or -EDEADLK when
  * called from a data-path callback. */
 HS_EXTERN int hs_port_del(hs_port_t *port);
 
 /* Finds a port by name; -ENOENT if none. */
 HS_EXTERN int hs_port_find(hs_switch_t *sw, const char *name, hs_port_t **out);
+/* The same, and with `hold` the handle is held (atomically with the
+ * lookup: it cannot be deleted in between); release it with
+ * hs_port_release. */
+HS_EXTERN int hs_port_find_hold(hs_switch_t *sw, const char *name, bool hold,
+				hs_port_t **out);
+/* Holds a handle the caller knows is valid now (any thread): it stays
+ * usable, as described above, after the port is deleted. */
+HS_EXTERN int hs_port_hold(hs_port_t *port);
+HS_EXTERN void hs_port_release(hs_port_t *port);
 
 HS_EXTERN const char *hs_port_name(const hs_port_t *port);
 HS_EXTERN hs_switch_t *hs_port_switch(const hs_port_t *port);

@@ -187,6 +187,7 @@ struct hs_port {
 	_Atomic uint32_t caps;     /* HS_CAP_* of the receiver */
 	_Atomic bool link_up;
 	_Atomic bool dead;         /* being deleted: not a destination */
+	_Atomic uint32_t refs;     /* the switch's 1 + hs_port_hold()s */
 	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
 	pthread_mutex_t quiesce_lock; /* serialises quiesce/resume */
 	unsigned quiesce_depth;    /* nested hs_port_quiesce calls, under it */

@@ -273,6 +273,7 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	p->flags = cfg->flags;
 	p->cfg_mtu = cfg->mtu ? cfg->mtu : 1500;
 	atomic_init(&p->mtu, p->cfg_mtu);
+	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->quiesce_lock, NULL);
 	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
 		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
@@ -365,10 +366,34 @@ static void wait_unowned(struct hs_port *p)
 }
 
 /* Removes port p; ctl_lock held. */
+/* The last reference frees what is left of a deleted port: the struct. */
+static void port_put(struct hs_port *p)
+{
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+		pthread_mutex_destroy(&p->quiesce_lock);
+		free(p);
+	}
+}
+
+int hs_port_hold(hs_port_t *port)
+{
+	if (!port)
+		return -EINVAL;
+	atomic_fetch_add_explicit(&port->refs, 1, memory_order_relaxed);
+	return 0;
+}
+
+void hs_port_release(hs_port_t *port)
+{
+	if (port)
+		port_put(port);
+}
+
 static void port_del_locked(struct hs_port *p)
 {
 	struct hs_switch *sw = p->sw;
 	atomic_store(&p->dead, true);
+	atomic_store(&p->link_up, false); /* what a held handle reads */
 	for (unsigned q = 0; q < p->nq; q++)
 		atomic_fetch_or(&p->inq[q].state, HS__Q_DEAD);
 	/* its mirrors go with it (the snapshot below no longer has them;
@@ -413,7 +438,7 @@ static void port_del_locked(struct hs_port *p)
 	hs__log(sw, HS_LOG_INFO, "%s: removed", p->name);
 	queues_free(p);
 	hs__backend_put(p->ops);
-	free(p);
+	port_put(p);
 }
 
 int hs_port_del(hs_port_t *port)
@@ -424,9 +449,13 @@ int hs_port_del(hs_port_t *port)
 		return -EDEADLK;
 	struct hs_switch *sw = port->sw;
 	pthread_mutex_lock(&sw->ctl_lock);
-	port_del_locked(port);
+	int rc = 0;
+	if (atomic_load(&port->dead))
+		rc = -ENODEV; /* deleted already: a held handle */
+	else
+		port_del_locked(port);
 	pthread_mutex_unlock(&sw->ctl_lock);
-	return 0;
+	return rc;
 }
 
 void hs__port_del_all(struct hs_switch *sw)
@@ -445,10 +474,17 @@ void hs__port_del_all(struct hs_switch *sw)
 
 int hs_port_find(hs_switch_t *sw, const char *name, hs_port_t **out)
 {
+	return hs_port_find_hold(sw, name, false, out);
+}
+
+int hs_port_find_hold(hs_switch_t *sw, const char *name, bool hold, hs_port_t **out)
+{
 	if (!sw || !name || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&sw->ctl_lock);
 	struct hs_port *p = find_locked(sw, name);
+	if (p && hold)
+		atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&sw->ctl_lock);
 	if (!p)
 		return -ENOENT;
@@ -497,14 +533,21 @@ bool hs_port_link_up(const hs_port_t *port)
 	return port && atomic_load(&((hs_port_t *)port)->link_up);
 }
 
+/* The getters below may race with hs_port_del on a held handle: they
+ * look at `dead` inside an RCU read-side section, and the deletion waits
+ * for a grace period between setting it and freeing the queues and the
+ * backend. */
 int hs_port_backend_counters(const hs_port_t *port,
 			     void (*cb)(void *arg, const char *name, uint64_t value), void *arg)
 {
 	if (!port || !cb)
 		return -EINVAL;
-	if (port->ops->counters)
+	hs__rcu_enter();
+	int rc = atomic_load(&((hs_port_t *)port)->dead) ? -ENODEV : 0;
+	if (!rc && port->ops->counters)
 		port->ops->counters(port->priv, cb, arg);
-	return 0;
+	hs__rcu_leave();
+	return rc;
 }
 
 int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
@@ -512,6 +555,11 @@ int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 	if (!port || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
+	hs__rcu_enter();
+	if (atomic_load(&((hs_port_t *)port)->dead)) {
+		hs__rcu_leave();
+		return -ENODEV;
+	}
 	for (unsigned q = 0; q < port->nq; q++) {
 		const struct hs__inq *iq = &port->inq[q];
 		const struct hs__outq *oq = &port->outq[q];
@@ -537,6 +585,7 @@ int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 	}
 	st->fdb_entries = atomic_load_explicit(&port->fdb_count, memory_order_relaxed);
 	st->fdb_limit_hits = hs__ctr_get(&port->fdb_limit_hits);
+	hs__rcu_leave();
 	return 0;
 }
 
