@@ -307,6 +307,64 @@ START_TEST(run_and_attach_exclude_each_other)
 }
 END_TEST
 
+/* Caller structs that grow: size 0 is the first layout, smaller than it
+ * is refused, bigger is accepted with a zero tail (a newer caller that
+ * asked for nothing new) and refused with E2BIG otherwise. */
+START_TEST(config_structs_carry_their_size)
+{
+	struct {
+		struct hs_switch_config c;
+		uint64_t newer;
+	} big = {.c = {.size = sizeof(big)}};
+	hs_switch_t *sw;
+	ck_assert_int_eq(hs_switch_create(&big.c, &sw), 0);
+	hs_switch_destroy(sw);
+	big.newer = 1;
+	ck_assert_int_eq(hs_switch_create(&big.c, &sw), -E2BIG);
+	struct hs_switch_config small = {.size = HS_SWITCH_CONFIG_SIZE_V1 - 1};
+	ck_assert_int_eq(hs_switch_create(&small, &sw), -EINVAL);
+	small.size = 0; /* the first layout */
+	ck_assert_int_eq(hs_switch_create(&small, &sw), 0);
+
+	struct {
+		struct hs_port_config c;
+		uint64_t newer;
+	} pbig = {.c = {.size = sizeof(pbig), .name = "p"}};
+	hs_port_t *p;
+	ck_assert_int_eq(hs_port_add(sw, &pbig.c, &p), 0);
+	pbig.newer = 7;
+	pbig.c.name = "q";
+	ck_assert_int_eq(hs_port_add(sw, &pbig.c, &p), -E2BIG);
+	struct hs_port_config ps = {.size = 8, .name = "r"};
+	ck_assert_int_eq(hs_port_add(sw, &ps, &p), -EINVAL);
+
+	/* a backend config: an older (shorter) one is refused below V1,
+	 * a newer one with an unknown non-zero field too */
+	struct {
+		struct hs_mem_config m;
+		uint32_t newer;
+	} mbig = {.m = {.ring_size = 64}};
+	struct hs_port_config pc = {.name = "m", .backend = HS_MEM_BACKEND,
+				    .backend_config = &mbig, .backend_config_size = sizeof(mbig)};
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	mbig.newer = 1;
+	pc.name = "m2";
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), -E2BIG);
+	pc.backend_config_size = HS_MEM_CONFIG_SIZE_V1 - 1;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), -EINVAL);
+	hs_switch_destroy(sw);
+
+	/* the copy itself: zero-extends what the caller did not have */
+	uint8_t out[8], in[4] = {1, 2, 3, 4};
+	memset(out, 0xaa, sizeof(out));
+	ck_assert_int_eq(hs_config_copy(out, sizeof(out), in, sizeof(in), 2), 0);
+	ck_assert_uint_eq(out[3], 4);
+	ck_assert_uint_eq(out[4], 0);
+	ck_assert_int_eq(hs_config_copy(out, sizeof(out), in, 1, 2), -EINVAL);
+	ck_assert_int_eq(hs_config_copy(NULL, sizeof(out), in, 4, 2), -EINVAL);
+}
+END_TEST
+
 static int n_logged;
 
 static void count_log(void *opaque, enum hs_log_level level, const char *msg)
@@ -395,6 +453,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, backend_registration_rules);
 	tcase_add_test(tc, run_and_attach_exclude_each_other);
 	tcase_add_test(tc, log_level_changes_at_run_time);
+	tcase_add_test(tc, config_structs_carry_their_size);
 	tcase_add_test(tc, worker_stats_by_index_and_size);
 	suite_add_tcase(s, tc);
 	return s;

@@ -50,6 +50,7 @@ struct hs_mem_config {
 			       frames are finished in software otherwise */
 	uint32_t flags;     /* HS_MEM_* */
 };
+#define HS_MEM_CONFIG_SIZE_V1 (offsetof(struct hs_mem_config, flags) + sizeof(uint32_t))
 
 /* One frame. On transmit: either data/len, or iov/iovcnt when iov is set
  * (a scatter-gather frame); the memory must stay untouched until the

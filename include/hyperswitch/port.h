@@ -47,11 +47,16 @@ enum hs_vlan_mode {
 
 /* Port configuration. Valid when zero-initialised. */
 struct hs_port_config {
+	uint32_t size;             /* bytes the caller filled: sizeof(struct
+				      hs_port_config), or 0 for the first
+				      layout (HS_PORT_CONFIG_SIZE_V1) */
 	const char *name;          /* unique in the switch; NULL -> "portN" */
 	const char *backend;       /* backend name; NULL -> "mem" */
 	const void *backend_config;/* the backend's own config struct (e.g.
 				      struct hs_mem_config), or NULL */
-	size_t backend_config_size;/* sizeof(*backend_config) */
+	size_t backend_config_size;/* sizeof(*backend_config): backends take
+				      smaller (older) and bigger (newer, zero
+				      tail) structs, see types.h */
 
 	enum hs_vlan_mode vlan_mode;
 	uint16_t vlan;             /* access: its VLAN (0 -> 1); trunk: the
@@ -67,7 +72,9 @@ struct hs_port_config {
 				      (+4 when tagged); GSO frames exempt */
 	uint32_t flags;            /* HS_PORT_* */
 	void *data;                /* host's own pointer: hs_port_data() */
+	/* fields added later go here, and HS_PORT_CONFIG_SIZE_V1 stays */
 };
+#define HS_PORT_CONFIG_SIZE_V1 (offsetof(struct hs_port_config, data) + sizeof(void *))
 
 /* Adds a port. `cfg` is copied. On success stores the handle in *out
  * (which may be NULL) and returns 0. Errors: -EINVAL bad config, -ENOENT
@@ -171,7 +178,7 @@ struct hs_mirror_config {
 	hs_port_t *src; /* the port whose traffic is copied */
 	hs_port_t *dst; /* the output */
 };
-#define HS_MIRROR_CONFIG_SIZE_V1 24
+#define HS_MIRROR_CONFIG_SIZE_V1 (offsetof(struct hs_mirror_config, dst) + sizeof(void *))
 
 /* Errors: -EINVAL (bad config, ports of another switch, src == dst, a port
  * that would be both source and output), -EEXIST (src already mirrored to

@@ -38,6 +38,9 @@ extern "C" {
 
 /* Switch configuration. Valid when zero-initialised; 0 means default. */
 struct hs_switch_config {
+	uint32_t size;           /* bytes the caller filled: sizeof(struct
+				    hs_switch_config), or 0 for the first
+				    layout (HS_SWITCH_CONFIG_SIZE_V1) */
 	const char *name;        /* for logs; default "hs0" */
 	uint32_t max_ports;      /* 0 -> 1024; at most 65534 */
 	uint32_t burst;          /* frames per round; 0 -> 32; at most 64 */
@@ -65,7 +68,9 @@ struct hs_switch_config {
 	void *clock_opaque;
 
 	void *data;              /* host's own pointer: hs_switch_data() */
+	/* fields added later go here, and HS_SWITCH_CONFIG_SIZE_V1 stays */
 };
+#define HS_SWITCH_CONFIG_SIZE_V1 (offsetof(struct hs_switch_config, data) + sizeof(void *))
 
 /* Creates a switch. `cfg` may be NULL for all defaults; it is copied (the
  * name string too). Starts n_workers threads. On success stores the handle

@@ -63,6 +63,7 @@ struct hs_tap_config {
 	uint16_t ring;      /* receive buffers per queue, 0 -> 64; frames the
 			       kernel sends wait in them for the switch */
 };
+#define HS_TAP_CONFIG_SIZE_V1 (offsetof(struct hs_tap_config, ring) + sizeof(uint16_t))
 
 /* The device's name (as the kernel named it). NULL if port is not a tap. */
 HS_EXTERN const char *hs_tap_ifname(hs_port_t *port);

@@ -7,6 +7,12 @@
  *    into text.
  *  - Handles (hs_switch_t, hs_port_t) are opaque.
  *  - Config structs are valid when zero-initialised: zero means "default".
+ *  - Structs the caller fills can grow (new fields only at the end): the
+ *    caller says how many bytes it filled, in a `size` field (0: the
+ *    first layout, HS_..._SIZE_V1) or a size argument. A library older
+ *    than the caller accepts a bigger struct when the bytes it does not
+ *    know are zero (-E2BIG otherwise: the caller asked for something it
+ *    cannot do); a newer library zero-extends a smaller one.
  */
 #ifndef HYPERSWITCH_TYPES_H
 #define HYPERSWITCH_TYPES_H
@@ -37,6 +43,13 @@ extern "C" {
 
 typedef struct hs_switch hs_switch_t;
 typedef struct hs_port hs_port_t;
+
+/* Copies a caller's struct of `size` bytes into `out` (`out_size` bytes,
+ * the library's layout) by the rules above: -EINVAL when size is below
+ * min_size (the first layout), -E2BIG when bytes past out_size are not
+ * zero. For backends reading their config (hs_backend_ops.open). */
+HS_EXTERN int hs_config_copy(void *out, size_t out_size, const void *in, size_t size,
+			     size_t min_size);
 
 /* Returns a static, human-readable string for a (negative) error code. */
 HS_EXTERN const char *hs_strerror(int err);

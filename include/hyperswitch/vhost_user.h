@@ -82,6 +82,8 @@ struct hs_vhost_user_config {
 	uint32_t socket_mode;
 	uint32_t socket_uid, socket_gid;
 };
+#define HS_VHOST_USER_CONFIG_SIZE_V1 \
+	(offsetof(struct hs_vhost_user_config, socket_gid) + sizeof(uint32_t))
 
 /* Virtio feature bits, for features_off and hs_vhost_user_features(). */
 #define HS_VIRTIO_NET_F_CSUM 0

@@ -115,9 +115,9 @@ static int mem_open(hs_port_t *port, const void *config, size_t size,
 {
 	struct hs_mem_config c = {0};
 	if (config) {
-		if (size != sizeof(c))
-			return -EINVAL;
-		memcpy(&c, config, sizeof(c));
+		int rc = hs_config_copy(&c, sizeof(c), config, size, HS_MEM_CONFIG_SIZE_V1);
+		if (rc)
+			return rc;
 	}
 	if (!c.n_queues)
 		c.n_queues = 1;

@@ -218,9 +218,11 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 		    struct hs_port_info *info)
 {
 	struct hs_tap_config c = {0};
-	if (!config || size != sizeof(c))
+	if (!config)
 		return -EINVAL;
-	memcpy(&c, config, sizeof(c));
+	int crc = hs_config_copy(&c, sizeof(c), config, size, HS_TAP_CONFIG_SIZE_V1);
+	if (crc)
+		return crc;
 	size_t nl = c.ifname ? strlen(c.ifname) : 0;
 	if (!c.queues)
 		c.queues = 1;

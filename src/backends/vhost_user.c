@@ -419,9 +419,11 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 		   struct hs_port_info *info)
 {
 	struct hs_vhost_user_config c;
-	if (!config || size != sizeof(c))
+	if (!config)
 		return -EINVAL;
-	memcpy(&c, config, sizeof(c));
+	int crc = hs_config_copy(&c, sizeof(c), config, size, HS_VHOST_USER_CONFIG_SIZE_V1);
+	if (crc)
+		return crc;
 	if (!c.path || !c.path[0] || strlen(c.path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -EINVAL;
 	if (!c.queue_pairs)

@@ -1,6 +1,7 @@
 /*
  * error.c - error strings, drop-reason names and the run-time version.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "internal.h"
@@ -46,4 +47,17 @@ unsigned hs_version(void)
 const char *hs_version_string(void)
 {
 	return HS_VERSION_STRING;
+}
+
+int hs_config_copy(void *out, size_t out_size, const void *in, size_t size, size_t min_size)
+{
+	if (!out || !in || size < min_size)
+		return -EINVAL;
+	const unsigned char *b = in;
+	for (size_t i = out_size; i < size; i++)
+		if (b[i])
+			return -E2BIG; /* a field this library does not know */
+	memset(out, 0, out_size);
+	memcpy(out, in, size < out_size ? size : out_size);
+	return 0;
 }

@@ -36,7 +36,7 @@ static bool is_source(const struct hs_switch *sw, const struct hs_port *p)
 
 static int check(const struct hs_switch *sw, const struct hs_mirror_config *c)
 {
-	if (!c || c->size < HS_MIRROR_CONFIG_SIZE_V1 || !c->src || !c->dst ||
+	if (!c->src || !c->dst ||
 	    !c->flags || (c->flags & ~(uint32_t)(HS_MIRROR_RX | HS_MIRROR_TX)) ||
 	    c->src == c->dst || c->src->sw != sw || c->dst->sw != sw ||
 	    atomic_load(&c->src->dead) || atomic_load(&c->dst->dead))
@@ -58,6 +58,11 @@ int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg, hs_mirror
 		return -EINVAL;
 	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
 		return -EDEADLK;
+	struct hs_mirror_config mine;
+	if (!cfg || hs_config_copy(&mine, sizeof(mine), cfg, cfg->size,
+				   HS_MIRROR_CONFIG_SIZE_V1))
+		return cfg && cfg->size > sizeof(mine) ? -E2BIG : -EINVAL;
+	cfg = &mine;
 	pthread_mutex_lock(&sw->ctl_lock);
 	int rc = check(sw, cfg);
 	struct hs_mirror *m = NULL;

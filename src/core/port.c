@@ -252,7 +252,14 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 		return -EINVAL;
 	if (!cfg)
 		cfg = &defaults;
-	int rc = check_config(sw, cfg);
+	struct hs_port_config mine;
+	int rc = hs_config_copy(&mine, sizeof(mine), cfg,
+				cfg->size ? cfg->size : HS_PORT_CONFIG_SIZE_V1,
+				HS_PORT_CONFIG_SIZE_V1);
+	if (rc)
+		return rc;
+	cfg = &mine;
+	rc = check_config(sw, cfg);
 	if (rc)
 		return rc;
 	if (hs__rcu_thread_online())

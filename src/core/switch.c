@@ -70,7 +70,15 @@ int hs_switch_create(const struct hs_switch_config *cfg, hs_switch_t **out)
 		return -EINVAL;
 	if (!cfg)
 		cfg = &defaults;
-	int rc = check_config(cfg);
+	/* the caller's layout (an older or newer header) into ours */
+	struct hs_switch_config mine;
+	int rc = hs_config_copy(&mine, sizeof(mine), cfg,
+				cfg->size ? cfg->size : HS_SWITCH_CONFIG_SIZE_V1,
+				HS_SWITCH_CONFIG_SIZE_V1);
+	if (rc)
+		return rc;
+	cfg = &mine;
+	rc = check_config(cfg);
 	if (rc)
 		return rc;
 	hs__backends_builtin();
