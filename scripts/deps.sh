@@ -9,6 +9,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check libconfig-dev libjansson-dev
+      libpcap-dev
       libsystemd-dev libmicrohttpd-dev)
 case "${1:-build}" in
 build) ;;
