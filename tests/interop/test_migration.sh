@@ -278,7 +278,7 @@ finish_pass() {
 }
 
 # The packed pass is not in the default set: in 1 of about 15 runs (once
-# in CI, 0 of 28 runs here since) the migrated guest's driver reported
+# in CI, 0 of 40 runs here since) the migrated guest's driver reported
 # "output.0:id N is not a head!" right after the switch-over and hung. The
 # ring positions handed over were checked equal on both sides in the runs
 # that passed; the cause is not found yet (see docs/design.md). Run it
