@@ -69,8 +69,8 @@ START_TEST(getters_tolerate_null)
 	ck_assert(!hs_port_link_up(NULL));
 	hs_port_set_data(NULL, NULL);
 	hs_switch_set_data(NULL, NULL);
-	ck_assert_int_eq(hs_switch_get_stats(NULL, NULL), -EINVAL);
-	ck_assert_int_eq(hs_port_get_stats(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(hs_switch_get_stats_sized(NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(hs_port_get_stats_sized(NULL, NULL, 0), -EINVAL);
 	ck_assert_int_eq(hs_run(NULL), -EINVAL);
 	ck_assert_int_eq(hs_stop(NULL), -EINVAL);
 	ck_assert_int_eq(hs_switch_attach(NULL, NULL), -EINVAL);

@@ -73,6 +73,11 @@ START_TEST(rx_and_tx_copies_reach_the_output)
 	ck_assert_int_eq(th_drain(b), 1);
 	ck_assert_int_eq(th_drain(c), 1);
 	ck_assert_int_eq(th_drain(m), 1);
+	/* b's link down: what is sent to it is dropped, not copied */
+	ck_assert_int_eq(hs_port_set_link(b, false), 0);
+	th_send(c, f, th_frame(f, mb, mc, -1, 64, 14));
+	ck_assert_int_eq(th_pending(m), 0);
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
 	ck_assert_int_eq(hs_mirror_del(rx), 0);
 	ck_assert_int_eq(hs_mirror_del(tx), 0);
 	/* back to normal: m gets floods again, a's traffic is not copied */
@@ -159,6 +164,12 @@ START_TEST(rules_are_enforced)
 	ck_assert_int_eq(hs_mirror_add(sw, NULL, &h), -EINVAL);
 	c.size = 8;
 	ck_assert_int_eq(hs_mirror_add(sw, &c, &h), -EINVAL);
+	c.size = 0; /* the first layout */
+	c.flags = HS_MIRROR_TX;
+	c.dst = b;
+	ck_assert_int_eq(hs_mirror_add(sw, &c, &h), 0);
+	ck_assert_int_eq(hs_mirror_del(h), 0);
+	c.dst = m;
 	c.size = sizeof(c);
 	c.flags = 0;
 	ck_assert_int_eq(hs_mirror_add(sw, &c, &h), -EINVAL);

@@ -331,10 +331,15 @@ START_TEST(held_handles_outlive_delete)
 	ck_assert_ptr_eq(hs_port_data(a), (void *)0x5);
 	ck_assert(!hs_port_link_up(a));
 	ck_assert_int_eq(hs_port_del(a), -ENODEV);
+	ck_assert_int_eq(hs_port_quiesce(a), -ENODEV);
+	ck_assert_int_eq(hs_port_resume(a), -ENODEV);
 	hs_port_release(a);
 	ck_assert_int_eq(hs_port_get_stats(b, &st), 0);
 	hs_port_release(b); /* b is still on the switch: the switch's own hold stays */
 	ck_assert_int_eq(hs_port_get_stats(b, &st), 0);
+	hs_port_release(b); /* without a hold: refused, b lives on */
+	ck_assert_int_eq(hs_port_get_stats(b, &st), 0);
+	ck_assert_str_eq(hs_port_name(b), "b");
 	hs_port_release(NULL);
 	hs_switch_destroy(sw);
 }
@@ -426,9 +431,39 @@ START_TEST(events_report_link_and_broken_queues)
 	ck_assert_int_eq(l.last.type, HS_EVENT_BROKEN);
 	ck_assert_str_eq(l.reason, "descriptor loop");
 	ck_assert_int_eq(hs_port_report_broken(a, 7, "x"), -EINVAL);
+	/* deleting a port whose link is up reports it going */
+	hs_port_t *b = th_port(sw, "b", 0);
+	ck_assert_int_eq(hs_port_del(b), 0);
+	ck_assert_int_eq(l.n, 4);
+	ck_assert_int_eq(l.last.type, HS_EVENT_LINK);
+	ck_assert(!l.last.link_up);
 	ck_assert_int_eq(hs_switch_set_event_fn(sw, NULL, NULL), 0);
 	ck_assert_int_eq(hs_port_set_link(a, false), 0);
-	ck_assert_int_eq(l.n, 3);
+	ck_assert_int_eq(l.n, 4);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static hs_switch_t *reentry_sw;
+static int reentry_rc = 1;
+
+static void set_from_inside(void *opaque, const struct hs_event *ev)
+{
+	(void)opaque;
+	(void)ev;
+	reentry_rc = hs_switch_set_event_fn(reentry_sw, NULL, NULL);
+}
+
+/* The callback runs under the event lock: setting it from inside is
+ * refused, not a deadlock. */
+START_TEST(event_fn_cannot_be_set_from_inside)
+{
+	hs_switch_t *sw = reentry_sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	ck_assert_int_eq(hs_switch_set_event_fn(sw, set_from_inside, NULL), 0);
+	ck_assert_int_eq(hs_port_set_link(a, false), 0);
+	ck_assert_int_eq(reentry_rc, -EDEADLK);
+	ck_assert_int_eq(hs_switch_set_event_fn(sw, NULL, NULL), 0);
 	hs_switch_destroy(sw);
 }
 END_TEST
@@ -598,6 +633,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, held_handles_outlive_delete);
 	tcase_add_test(tc, held_handle_read_while_deleted);
 	tcase_add_test(tc, events_report_link_and_broken_queues);
+	tcase_add_test(tc, event_fn_cannot_be_set_from_inside);
 	tcase_add_test(tc, quiesce_nests_across_threads);
 	tcase_add_loop_test(tc, a_quiesced_port_sees_no_data_path_call, 0, 4);
 	tcase_add_test(tc, link_down_drops_and_counts);

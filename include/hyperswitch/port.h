@@ -18,9 +18,11 @@
  *    outlives hs_port_del: on a deleted port hs_port_name and
  *    hs_port_data still work, hs_port_link_up is false, hs_port_get_stats
  *    and hs_port_backend_counters return -ENODEV, hs_port_del returns
- *    -ENODEV; nothing else may be called. hs_port_release drops the hold
- *    (the last one frees the handle); release every hold before
- *    destroying the switch.
+ *    -ENODEV, so do hs_port_quiesce and hs_port_resume; nothing else may
+ *    be called. hs_port_release drops one hold (the last reference frees
+ *    the handle; a release without a hold is refused and logged);
+ *    release every hold before destroying the switch. Deleting a port
+ *    whose link is up reports HS_EVENT_LINK (down).
  *  - hs_port_kick, hs_port_set_peer_state, getters and stats: any thread
  *    while the handle is valid.
  */
@@ -113,13 +115,20 @@ HS_EXTERN uint32_t hs_port_caps(const hs_port_t *port);
 HS_EXTERN bool hs_port_link_up(const hs_port_t *port);
 
 struct hs_port_stats;
-/* Sums the port's per-queue counters into *st. */
-HS_EXTERN int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st);
+/* Sums the port's per-queue counters into *st (the macro passes the
+ * caller's sizeof: see hs_switch_get_stats). -ENODEV for a deleted port's
+ * held handle. */
+HS_EXTERN int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *st,
+				      size_t size);
+#define hs_port_get_stats(port, st) hs_port_get_stats_sized((port), (st), sizeof(*(st)))
 
 /* Calls cb once per backend-specific counter of the port (e.g. vhost-user:
  * connects, disconnects, bad_messages, broken_rings), by name. Any thread
- * that may use the handle (not concurrently with hs_port_del). Returns 0,
- * or -EINVAL. A backend without such counters calls cb never. */
+ * that may use the handle (a held one too: -ENODEV once deleted). Returns
+ * 0, -EINVAL or -ENODEV. A backend without such counters calls cb never.
+ * This and hs_port_get_stats register the calling thread with the
+ * library's RCU (liburcu-qsbr) until it exits; a host thread that uses
+ * liburcu-qsbr itself must not call them (see src/core/rcu.c). */
 HS_EXTERN int hs_port_backend_counters(const hs_port_t *port,
 				       void (*cb)(void *arg, const char *name, uint64_t value),
 				       void *arg);
@@ -169,7 +178,8 @@ HS_EXTERN int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
 typedef struct hs_mirror hs_mirror_t;
 
 #define HS_MIRROR_RX 0x1 /* frames the switch receives from `src` */
-#define HS_MIRROR_TX 0x2 /* frames the switch delivers to `src` */
+#define HS_MIRROR_TX 0x2 /* frames the switch sends to `src` while its link
+			    is up (also those `src` then has no room for) */
 #define HS_MIRROR_MAX 4
 
 struct hs_mirror_config {

@@ -211,6 +211,8 @@ struct hs_port_stats {
 	uint64_t drops[HS_DROP_SLOTS]; /* by reason; [0, HS_DROP__COUNT) used */
 };
 
+#define HS_PORT_STATS_SIZE_V1 (offsetof(struct hs_port_stats, drops) + sizeof(uint64_t) * HS_DROP_SLOTS)
+
 struct hs_switch_stats {
 	uint32_t n_ports;
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
@@ -229,8 +231,15 @@ struct hs_switch_stats {
 	uint32_t workers_idle;    /* workers asleep now */
 };
 
-/* Sums the per-queue and per-thread counters. Any thread. */
-HS_EXTERN int hs_switch_get_stats(hs_switch_t *sw, struct hs_switch_stats *st);
+#define HS_SWITCH_STATS_SIZE_V1 (offsetof(struct hs_switch_stats, workers_idle) + sizeof(uint32_t))
+
+/* Sums the per-queue and per-thread counters. Any thread. The macro passes
+ * the caller's sizeof, so the struct can grow: the library fills what
+ * both know and zeroes the rest of the caller's struct. -EINVAL below
+ * HS_SWITCH_STATS_SIZE_V1. */
+HS_EXTERN int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *st,
+					size_t size);
+#define hs_switch_get_stats(sw, st) hs_switch_get_stats_sized((sw), (st), sizeof(*(st)))
 
 /* Counters of one offload worker. The caller sets `size` to
  * sizeof(struct hs_worker_stats) as its header has it; the library fills

@@ -339,13 +339,20 @@ static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
  * received go to its rx outputs, and the frames each destination gets go
  * to that destination's tx outputs. Runs only when the snapshot has
  * mirrors. */
-static void mirror_marks(struct hs__ctx *c, const struct hs__mir *mir, const struct hs_port *in)
+static void mirror_marks(struct hs__ctx *c, const struct hs__topo *t, const struct hs__mir *mir,
+			 const struct hs_port *in)
 {
 	const struct hs__mir *mi = &mir[in->index];
 	unsigned touched = c->n_touched; /* the outputs added below are not sources */
 	for (unsigned k = 0; k < touched; k++) {
 		uint16_t d = c->touched[k];
 		const struct hs__mir *md = &mir[d];
+		const struct hs_port *dp = t->port[d];
+		/* what a port with its link down is sent is dropped, not
+		 * delivered: not a frame it gets, not copied */
+		if (md->n_tx && (!dp || !atomic_load_explicit(&((struct hs_port *)dp)->link_up,
+							      memory_order_relaxed)))
+			continue;
 		for (unsigned j = 0; j < md->n_tx; j++)
 			mark_mask(c, md->tx[j], c->mask[d]);
 	}
@@ -385,7 +392,7 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 			hs__ctr_add(&iq->drops[HS_DROP_MIRROR_PORT], n);
 		} else {
 			classify(c, in, iq, n, t);
-			mirror_marks(c, mir, in);
+			mirror_marks(c, t, mir, in);
 		}
 	} else {
 		classify(c, in, iq, n, t);

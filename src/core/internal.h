@@ -89,6 +89,8 @@ static inline void hs__spin_unlock(hs__spin *l)
 /* ---- logging ------------------------------------------------------------ */
 
 void hs__event(struct hs_switch *sw, const struct hs_event *ev);
+void hs__event_locked(struct hs_switch *sw, const struct hs_event *ev); /* ev_lock held */
+void hs__stats_out(void *dst, size_t size, const void *src, size_t have);
 void hs__log(const hs_switch_t *sw, enum hs_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
@@ -188,6 +190,7 @@ struct hs_port {
 	_Atomic bool link_up;
 	_Atomic bool dead;         /* being deleted: not a destination */
 	_Atomic uint32_t refs;     /* the switch's 1 + hs_port_hold()s */
+	_Atomic uint32_t holds;    /* hs_port_hold()s not released yet */
 	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
 	pthread_mutex_t quiesce_lock; /* serialises quiesce/resume */
 	unsigned quiesce_depth;    /* nested hs_port_quiesce calls, under it */

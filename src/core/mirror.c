@@ -59,9 +59,13 @@ int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg, hs_mirror
 	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
 		return -EDEADLK;
 	struct hs_mirror_config mine;
-	if (!cfg || hs_config_copy(&mine, sizeof(mine), cfg, cfg->size,
-				   HS_MIRROR_CONFIG_SIZE_V1))
-		return cfg && cfg->size > sizeof(mine) ? -E2BIG : -EINVAL;
+	if (!cfg)
+		return -EINVAL;
+	int crc = hs_config_copy(&mine, sizeof(mine), cfg,
+				 cfg->size ? cfg->size : HS_MIRROR_CONFIG_SIZE_V1,
+				 HS_MIRROR_CONFIG_SIZE_V1);
+	if (crc)
+		return crc;
 	cfg = &mine;
 	pthread_mutex_lock(&sw->ctl_lock);
 	int rc = check(sw, cfg);

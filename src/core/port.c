@@ -386,21 +386,42 @@ int hs_port_hold(hs_port_t *port)
 {
 	if (!port)
 		return -EINVAL;
+	atomic_fetch_add_explicit(&port->holds, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&port->refs, 1, memory_order_relaxed);
 	return 0;
 }
 
 void hs_port_release(hs_port_t *port)
 {
-	if (port)
-		port_put(port);
+	if (!port)
+		return;
+	/* a release without a hold would free a port the switch still has:
+	 * refused (and said), not carried out */
+	uint32_t h = atomic_load_explicit(&port->holds, memory_order_relaxed);
+	do {
+		if (!h) {
+			hs_port_log(port, HS_LOG_ERROR, "hs_port_release without a hold: ignored");
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&port->holds, &h, h - 1,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	port_put(port);
 }
 
 static void port_del_locked(struct hs_port *p)
 {
 	struct hs_switch *sw = p->sw;
 	atomic_store(&p->dead, true);
-	atomic_store(&p->link_up, false); /* what a held handle reads */
+	/* what a held handle reads; and a management plane that tracks links
+	 * hears this one go */
+	pthread_mutex_lock(&sw->ev_lock);
+	if (atomic_exchange(&p->link_up, false)) {
+		struct hs_event ev = {.size = sizeof(ev), .type = HS_EVENT_LINK, .port = p,
+				      .link_up = false};
+		hs__event_locked(sw, &ev);
+	}
+	pthread_mutex_unlock(&sw->ev_lock);
 	for (unsigned q = 0; q < p->nq; q++)
 		atomic_fetch_or(&p->inq[q].state, HS__Q_DEAD);
 	/* its mirrors go with it (the snapshot below no longer has them;
@@ -491,7 +512,7 @@ int hs_port_find_hold(hs_switch_t *sw, const char *name, bool hold, hs_port_t **
 	pthread_mutex_lock(&sw->ctl_lock);
 	struct hs_port *p = find_locked(sw, name);
 	if (p && hold)
-		atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+		hs_port_hold(p);
 	pthread_mutex_unlock(&sw->ctl_lock);
 	if (!p)
 		return -ENOENT;
@@ -557,10 +578,20 @@ int hs_port_backend_counters(const hs_port_t *port,
 	return rc;
 }
 
-int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
+/* Copies what both sides know into the caller's struct of `size` bytes
+ * and zeroes the rest of it. */
+void hs__stats_out(void *dst, size_t size, const void *src, size_t have)
 {
-	if (!port || !st)
+	memcpy(dst, src, size < have ? size : have);
+	if (size > have)
+		memset((char *)dst + have, 0, size - have);
+}
+
+int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *out, size_t size)
+{
+	if (!port || !out || size < HS_PORT_STATS_SIZE_V1)
 		return -EINVAL;
+	struct hs_port_stats mine, *st = &mine;
 	memset(st, 0, sizeof(*st));
 	hs__rcu_enter();
 	if (atomic_load(&((hs_port_t *)port)->dead)) {
@@ -593,6 +624,7 @@ int hs_port_get_stats(const hs_port_t *port, struct hs_port_stats *st)
 	st->fdb_entries = atomic_load_explicit(&port->fdb_count, memory_order_relaxed);
 	st->fdb_limit_hits = hs__ctr_get(&port->fdb_limit_hits);
 	hs__rcu_leave();
+	hs__stats_out(out, size, st, sizeof(*st));
 	return 0;
 }
 
@@ -630,13 +662,17 @@ int hs_port_set_link(hs_port_t *port, bool up)
 {
 	if (!port)
 		return -EINVAL;
+	/* the change and its event under one lock: two threads changing the
+	 * link report in the order the changes happened */
+	pthread_mutex_lock(&port->sw->ev_lock);
 	bool was = atomic_exchange(&port->link_up, up);
 	if (was != up) {
 		hs_port_log(port, HS_LOG_INFO, "link %s", up ? "up" : "down");
 		struct hs_event ev = {.size = sizeof(ev), .type = HS_EVENT_LINK, .port = port,
 				      .link_up = up};
-		hs__event(port->sw, &ev);
+		hs__event_locked(port->sw, &ev);
 	}
+	pthread_mutex_unlock(&port->sw->ev_lock);
 	return 0;
 }
 
@@ -695,10 +731,13 @@ int hs_port_quiesce(hs_port_t *port)
 	/* Nested: only the outermost call pauses; the others hold the lock
 	 * until it is done, so none returns before the port is quiet. */
 	pthread_mutex_lock(&port->quiesce_lock);
-	if (port->quiesce_depth++ == 0)
+	int rc = 0;
+	if (atomic_load(&port->dead))
+		rc = -ENODEV; /* a held handle of a deleted port */
+	else if (port->quiesce_depth++ == 0)
 		pause_port(port);
 	pthread_mutex_unlock(&port->quiesce_lock);
-	return 0;
+	return rc;
 }
 
 static void pause_port(struct hs_port *port)
@@ -728,7 +767,9 @@ int hs_port_resume(hs_port_t *port)
 		return -EDEADLK;
 	pthread_mutex_lock(&port->quiesce_lock);
 	int rc = 0;
-	if (!port->quiesce_depth)
+	if (atomic_load(&port->dead))
+		rc = -ENODEV; /* a held handle of a deleted port */
+	else if (!port->quiesce_depth)
 		rc = -EINVAL; /* not quiesced: an unbalanced resume */
 	else if (--port->quiesce_depth == 0)
 		resume_port(port);

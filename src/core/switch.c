@@ -159,10 +159,14 @@ void hs_switch_set_data(hs_switch_t *sw, void *data)
 		sw->data = data;
 }
 
+static _Thread_local bool in_event; /* this thread runs the event callback */
+
 int hs_switch_set_event_fn(hs_switch_t *sw, hs_event_fn fn, void *opaque)
 {
 	if (!sw)
 		return -EINVAL;
+	if (in_event)
+		return -EDEADLK; /* from inside the callback: it holds ev_lock */
 	pthread_mutex_lock(&sw->ev_lock);
 	sw->ev_fn = fn;
 	sw->ev_opaque = opaque;
@@ -172,11 +176,19 @@ int hs_switch_set_event_fn(hs_switch_t *sw, hs_event_fn fn, void *opaque)
 
 /* Events are rare (link flaps, broken rings): one lock serialises them,
  * which also lets hs_switch_set_event_fn promise the old callback is done. */
+void hs__event_locked(struct hs_switch *sw, const struct hs_event *ev)
+{
+	if (sw->ev_fn) {
+		in_event = true;
+		sw->ev_fn(sw->ev_opaque, ev);
+		in_event = false;
+	}
+}
+
 void hs__event(struct hs_switch *sw, const struct hs_event *ev)
 {
 	pthread_mutex_lock(&sw->ev_lock);
-	if (sw->ev_fn)
-		sw->ev_fn(sw->ev_opaque, ev);
+	hs__event_locked(sw, ev);
 	pthread_mutex_unlock(&sw->ev_lock);
 }
 
@@ -193,10 +205,11 @@ const char *hs_switch_name(const hs_switch_t *sw)
 	return sw ? sw->name : NULL;
 }
 
-int hs_switch_get_stats(hs_switch_t *sw, struct hs_switch_stats *st)
+int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size_t size)
 {
-	if (!sw || !st)
+	if (!sw || !out || size < HS_SWITCH_STATS_SIZE_V1)
 		return -EINVAL;
+	struct hs_switch_stats mine, *st = &mine;
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&sw->ctl_lock);
 	struct hs__topo *t = hs__topo_get(sw);
@@ -239,5 +252,6 @@ int hs_switch_get_stats(hs_switch_t *sw, struct hs_switch_stats *st)
 	}
 	st->rounds = st->rounds_sender + st->rounds_worker;
 	st->workers_idle = atomic_load(&sw->workers_idle);
+	hs__stats_out(out, size, st, sizeof(*st));
 	return 0;
 }

@@ -167,7 +167,7 @@ static int cmd_version(struct req *r)
 	if (args_known(r, known))
 		return r->err;
 	r->result = json_pack("{s:s, s:s, s:[i,i]}", "daemon", HS_VERSION_STRING, "library",
-			      HS_VERSION_STRING, "protocol", PROTO_MIN, PROTO_MAX);
+			      hs_version_string(), "protocol", PROTO_MIN, PROTO_MAX);
 	return 0;
 }
 
