@@ -333,6 +333,9 @@ static void arm_timer(struct hsd_metrics *m)
 		uv_timer_stop(&m->timer);
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 0)))
+#endif
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
