@@ -535,9 +535,7 @@ static int cmd_mirror_add(struct req *r)
 	if (rc)
 		return r->err = rc;
 	r->result = json_pack("{s:s, s:s, s:s}", "src", src, "dst", dst, "direction",
-			      flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "both"
-			      : flags == HS_MIRROR_RX		    ? "rx"
-								    : "tx");
+			      hsd_dir_name(flags));
 	return 0;
 }
 

@@ -84,6 +84,7 @@ void hsd_conn_detach_capture(struct hsd_conn *c);
 
 /* ---- mirror.c ---- */
 int hsd_dir_parse(const char *s, uint32_t *flags);
+const char *hsd_dir_name(uint32_t flags); /* "rx", "tx", "both" */
 int hsd_mirror_add(struct hsd *d, const char *src, const char *dst, uint32_t flags,
 		   char *err, size_t errlen);
 int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, size_t errlen);

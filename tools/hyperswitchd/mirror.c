@@ -42,7 +42,7 @@ struct hsd_capture {
 	uint64_t sent, dropped;
 };
 
-static const char *dir_name(uint32_t f)
+const char *hsd_dir_name(uint32_t f)
 {
 	return f == (HS_MIRROR_RX | HS_MIRROR_TX) ? "both" : f == HS_MIRROR_RX ? "rx" : "tx";
 }
@@ -106,7 +106,7 @@ int hsd_mirror_add(struct hsd *d, const char *src, const char *dst, uint32_t fla
 	struct hsd_mirror *m;
 	int rc = mirror_make(d, s->port, t->port, dst, flags, &m, err, errlen);
 	if (!rc)
-		hsd_log(HS_LOG_INFO, "mirror %s of %s to %s", dir_name(flags), src, dst);
+		hsd_log(HS_LOG_INFO, "mirror %s of %s to %s", hsd_dir_name(flags), src, dst);
 	return rc;
 }
 
@@ -138,7 +138,7 @@ json_t *hsd_mirrors_json(struct hsd *d)
 	json_t *list = json_array();
 	for (const struct hsd_mirror *m = d->mirrors; m; m = m->next)
 		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}", "src", m->src, "dst",
-						      m->dst, "direction", dir_name(m->flags),
+						      m->dst, "direction", hsd_dir_name(m->flags),
 						      "capture", m->cap != NULL));
 	return list;
 }
@@ -346,7 +346,7 @@ int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, ui
 	uv_timer_start(&c->timer, on_tick, 1000, 1000);
 	hs_mem_rx_arm(c->port, 0);
 	hsd_conn_attach_capture(conn, c);
-	hsd_log(HS_LOG_INFO, "capture of %s (%s) started on %s", port, dir_name(flags), name);
+	hsd_log(HS_LOG_INFO, "capture of %s (%s) started on %s", port, hsd_dir_name(flags), name);
 	return 0;
 }
 
