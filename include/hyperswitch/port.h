@@ -93,6 +93,38 @@ HS_EXTERN int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
  * called from a data-path callback. */
 HS_EXTERN int hs_port_del(hs_port_t *port);
 
+/* What hs_port_reconfigure changes (the other fields of its config are
+ * ignored): */
+#define HS_PORT_SET_VLAN      0x1 /* vlan_mode, vlan, trunks, n_trunks */
+#define HS_PORT_SET_MTU       0x2 /* mtu */
+#define HS_PORT_SET_MAC_LIMIT 0x4 /* mac_limit */
+#define HS_PORT_SET_FLAGS     0x8 /* flags (HS_PORT_NO_LEARN, HS_PORT_NO_FLOOD) */
+#define HS_PORT_SET_ALL       0xf
+
+/* Changes settings of a port in place: its backend, peer connection,
+ * queues, counters and the MACs it keeps stay. Only the fields `what`
+ * names are read from `cfg` (checked as hs_port_add checks them).
+ *  - VLAN and flags: the port is quiesced for the change (its peer's
+ *    frames wait, frames for it wait in its backlog: none is lost for
+ *    it). When no thread decides with the old settings any more, frames
+ *    still waiting that the port no longer takes as they were formatted
+ *    (a VLAN it left, or tagged where it now wants them untagged, or the
+ *    other way round) are dropped and counted (HS_DROP_VLAN), and its
+ *    learned MACs in VLANs it left are forgotten; static entries stay.
+ *    Flooding follows the new settings. Turning HS_PORT_NO_LEARN on
+ *    keeps what was learned until it ages.
+ *  - MTU: rounds that start after the call use it (the smaller of it and
+ *    the peer's, hs_port_set_mtu, is in force). A backend's own MTU (a
+ *    tap device's, the MTU a vhost-user port offers its guest) does not
+ *    change.
+ *  - MAC limit: a port above a lowered limit keeps its entries until
+ *    they age; a new MAC then replaces one of its own.
+ * Threading: like hs_port_add (any thread, not from a data-path
+ * callback). Returns 0, -EINVAL (bad config or `what`), -ENODEV (a held
+ * handle of a deleted port), -EDEADLK, or -ENOMEM (nothing changed). */
+HS_EXTERN int hs_port_reconfigure(hs_port_t *port, const struct hs_port_config *cfg,
+				  uint32_t what);
+
 /* Finds a port by name; -ENOENT if none. */
 HS_EXTERN int hs_port_find(hs_switch_t *sw, const char *name, hs_port_t **out);
 /* The same, and with `hold` the handle is held (atomically with the

@@ -106,6 +106,7 @@ struct hs__src {
 	struct hs__l4 l4;        /* SEGMENT/CSUM: layout after the change */
 	uint16_t pieces;         /* SEGMENT: number of pieces, else 1 */
 	uint16_t first;          /* first piece still to deliver */
+	uint16_t vid;            /* its VLAN, | HS__BL_TAGGED if it leaves tagged */
 	uint8_t *hdr;            /* SEGMENT: header template (post-VLAN) */
 };
 

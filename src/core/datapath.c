@@ -200,8 +200,8 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	/* Invariants in locals: stores into the per-frame arrays below would
 	 * otherwise force the compiler to reload them for every frame. */
 	const bool learn = !(in->flags & HS_PORT_NO_LEARN);
-	const bool access = in->vlan_mode == HS_VLAN_ACCESS;
-	const uint16_t pvid = in->pvid;
+	const bool access = hs__port_vmode(in) == HS_VLAN_ACCESS;
+	const uint16_t pvid = hs__port_pvid(in);
 	const uint32_t max_len = atomic_load_explicit(&in->mtu, memory_order_relaxed) +
 				 HS_ETH_HLEN;
 	const uint32_t now = c->now_s;

@@ -102,6 +102,7 @@ static bool bl_push(struct hs__dl *dl, struct hs__backlog *bl,
 	e->len = s->len;
 	e->off_meta = s->off;
 	e->first = s->first;
+	e->vid = s->vid;
 	e->l4 = s->l4;
 	bl->ent_n++;
 	bl->buf_tail = off + s->len;
@@ -114,6 +115,51 @@ static void bl_pop(struct hs__backlog *bl, unsigned n)
 	bl->ent_n -= n;
 	if (!bl->ent_n)
 		bl->ent_head = bl->buf_tail = 0;
+}
+
+/* Drops what the backlogs of p hold that p no longer takes as stored,
+ * after a change of its VLANs: frames of a VLAN it left (a mirror output
+ * takes every VLAN) or tagged where they now leave untagged, or the other
+ * way round. Counted as vlan drops; the rest keep their order. */
+unsigned hs__backlog_purge_vlans(struct hs_port *p, bool mirror_out)
+{
+	unsigned total = 0;
+	for (unsigned q = 0; q < p->nq; q++) {
+		struct hs__outq *oq = &p->outq[q];
+		struct hs__backlog *bl = &oq->bl;
+		hs__spin_lock(&oq->lock);
+		uint32_t kept = 0;
+		for (uint32_t r = 0; r < bl->ent_n; r++) {
+			struct hs__bl_ent *e = &bl->ent[(bl->ent_head + r) % bl->ent_cap];
+			uint16_t vid = e->vid & 0x0fff;
+			bool tagged = e->vid & HS__BL_TAGGED;
+			if (tagged != hs__port_tags(p, vid) ||
+			    (!mirror_out && !hs__port_in_vlan(p, vid)))
+				continue;
+			struct hs__bl_ent *w = &bl->ent[(bl->ent_head + kept) % bl->ent_cap];
+			if (w != e)
+				*w = *e;
+			kept++;
+		}
+		unsigned gone = bl->ent_n - kept;
+		if (gone) {
+			bl->ent_n = kept;
+			if (!kept) {
+				bl->ent_head = bl->buf_tail = 0;
+			} else {
+				/* space freed inside the ring comes back as the
+				 * frames before it drain; what was at its end now */
+				const struct hs__bl_ent *last =
+					&bl->ent[(bl->ent_head + kept - 1) % bl->ent_cap];
+				bl->buf_tail = last->off + last->len;
+			}
+			hs__ctr_add(&oq->drops[HS_DROP_VLAN], gone);
+			atomic_store_explicit(&oq->bl_count, kept, memory_order_relaxed);
+		}
+		hs__spin_unlock(&oq->lock);
+		total += gone;
+	}
+	return total;
 }
 
 /* ---- per-destination preparation ---------------------------------------- */
@@ -201,12 +247,13 @@ static int prepare(struct hs__src *s, const struct hs_pkt *p,
 
 /* The VLAN change for frame i of the round towards port dp. */
 static void vlan_change(const struct hs__ctx *c, unsigned i,
-			const struct hs_port *dp, struct hs__src *s)
+			struct hs__vout vo, struct hs__src *s)
 {
 	uint16_t vid = c->vid[i];
 	bool in = (c->tagged >> i) & 1;
-	bool out = dp->vlan_mode == HS_VLAN_TRUNK && vid != dp->pvid;
+	bool out = hs__vout_tags(vo, vid);
 	s->first = 0;
+	s->vid = (uint16_t)(vid | (out ? HS__BL_TAGGED : 0));
 	if (in == out && (!in || (c->tci[i] & 0x0fff) == vid)) {
 		s->strip = s->ins = 0;
 		s->delta = 0;
@@ -564,11 +611,11 @@ static unsigned notify_decide(struct hs__ctx *c, struct hs_port *dp,
 /* True if frame i of the round leaves for dp exactly as it came: no
  * offload metadata and no VLAN change. */
 static inline bool frame_plain(const struct hs__ctx *c, unsigned i,
-			       const struct hs_port *dp)
+			       struct hs__vout vo)
 {
 	if (!(c->plain & (1ull << i)))
 		return false;
-	bool out = dp->vlan_mode == HS_VLAN_TRUNK && c->vid[i] != dp->pvid;
+	bool out = hs__vout_tags(vo, c->vid[i]);
 	return (bool)((c->tagged >> i) & 1) == out &&
 	       (!out || (c->tci[i] & 0x0fff) == c->vid[i]);
 }
@@ -663,10 +710,11 @@ static unsigned prepare_mask(struct hs__ctx *c, struct hs_port *dp,
 	struct hs__dl *dl = c->dl;
 	uint32_t caps = atomic_load_explicit(&dp->caps, memory_order_relaxed);
 	unsigned ns = 0, bad = 0;
+	const struct hs__vout vo = hs__port_vout(dp);
 	for (uint64_t m = mask; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		struct hs__src *s = &dl->src[ns];
-		vlan_change(c, i, dp, s);
+		vlan_change(c, i, vo, s);
 		if (HS__UNLIKELY(prepare(s, &c->pkts[i], &dl->l4in[i], caps, dl->tmpl[ns])))
 			bad++;
 		else
@@ -692,8 +740,9 @@ static void backlog_srcs(struct hs__ctx *c, struct hs__outq *oq, const struct hs
 
 static bool all_plain(const struct hs__ctx *c, const struct hs_port *dp, uint64_t mask)
 {
+	const struct hs__vout vo = hs__port_vout(dp);
 	for (uint64_t m = mask; m; m &= m - 1)
-		if (!frame_plain(c, (unsigned)__builtin_ctzll(m), dp))
+		if (!frame_plain(c, (unsigned)__builtin_ctzll(m), vo))
 			return false;
 	return true;
 }

@@ -337,16 +337,19 @@ static int walk(struct hs_switch *sw,
 struct flush_arg {
 	const struct hs_port *p;
 	bool include_static;
+	bool left_vlans;  /* only entries in VLANs p is not a member of */
 };
 
 static int flush_fn(struct hs__fdb_ent *e, uint64_t key, uint32_t w,
 		    uint32_t stamp, void *arg)
 {
 	const struct flush_arg *a = arg;
-	(void)e, (void)key, (void)stamp;
+	(void)e, (void)stamp;
 	if ((w & HS__FDB_STATIC) && !a->include_static)
 		return 0;
-	return !a->p || (w & HS__FDB_PORT_MASK) == a->p->index;
+	if (a->p && (w & HS__FDB_PORT_MASK) != a->p->index)
+		return 0;
+	return !a->left_vlans || !hs__port_in_vlan(a->p, (uint16_t)((key >> 48) & 0xfff));
 }
 
 unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
@@ -357,6 +360,22 @@ unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
 	int n = walk(sw, flush_fn, &a);
 	pthread_mutex_unlock(&sw->fdb.lock);
 	return (unsigned)n;
+}
+
+unsigned hs__fdb_flush_left_vlans(struct hs_switch *sw, struct hs_port *p)
+{
+	struct flush_arg a = {.p = p, .left_vlans = true};
+	pthread_mutex_lock(&sw->fdb.lock);
+	int n = walk(sw, flush_fn, &a);
+	pthread_mutex_unlock(&sw->fdb.lock);
+	return (unsigned)n;
+}
+
+void hs__fdb_set_limit(struct hs_switch *sw, struct hs_port *p, uint32_t limit)
+{
+	pthread_mutex_lock(&sw->fdb.lock);
+	p->mac_limit = limit;
+	pthread_mutex_unlock(&sw->fdb.lock);
 }
 
 /* ---- public API ---------------------------------------------------------- */

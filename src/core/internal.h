@@ -32,6 +32,7 @@
 #define HS__PORT_NONE 0xffffu
 #define HS__MAX_PORTS 65534u
 #define HS__NVID 4096
+#define HS__BL_TAGGED 0x8000 /* hs__bl_ent.vid: the frame is stored tagged */
 #define HS__CTX_MAX 64        /* sender-context scratch areas per switch */
 #define HS__GSO_MAX_LEN HS_FRAME_MAX
 
@@ -138,6 +139,7 @@ struct hs__bl_ent {        /* one frame waiting for receiver buffers */
 	uint32_t off, len;     /* bytes in the backlog's byte ring */
 	struct hs_offload off_meta;
 	uint16_t first;        /* GSO frames cut in software: next piece */
+	uint16_t vid;          /* its VLAN, HS__BL_TAGGED if stored tagged */
 	struct hs__l4 l4;      /* layout, as the frame is stored */
 };
 
@@ -179,12 +181,19 @@ struct hs_port {
 	struct hs__inq *inq;       /* [nq] */
 	struct hs__outq *outq;     /* [nq] */
 
-	/* VLAN and limits: fixed while the port exists */
-	enum hs_vlan_mode vlan_mode;
-	uint16_t pvid;             /* access VLAN, or trunk native VLAN (0: none) */
-	uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
-	uint32_t cfg_mtu, flags, mac_limit;
-	_Atomic uint32_t mtu;      /* in force: cfg_mtu, or the peer's if smaller */
+	/* VLANs: any round reads them without a lock (a port's own rounds,
+	 * and every round that sends to it); hs_port_reconfigure changes
+	 * them only while the port is quiesced, so a round that mixes old
+	 * and new values decides only about frames that wait in the port's
+	 * backlog, which the change then checks again (port.c). */
+	_Atomic uint8_t vmode;     /* enum hs_vlan_mode */
+	_Atomic uint16_t pvid;     /* access VLAN, or trunk native VLAN (0: none) */
+	_Atomic uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
+	/* flags: read by the port's own rounds and under ctl_lock, changed
+	 * while quiesced; mac_limit: under the fdb lock */
+	uint32_t flags, mac_limit;
+	_Atomic uint32_t mtu;      /* in force: the smaller of cfg_mtu and
+				      peer_mtu (at the end, with mtu_lock) */
 
 	_Atomic uint32_t caps;     /* HS_CAP_* of the receiver */
 	_Atomic bool link_up;
@@ -202,13 +211,50 @@ struct hs_port {
 	_Atomic uint32_t fdb_count; /* written under the fdb lock, read by stats */
 	hs__ctr fdb_limit_hits;
 	bool started;
+
+	pthread_mutex_t mtu_lock;  /* orders changes of mtu and the two below */
+	uint32_t cfg_mtu, peer_mtu;/* the host's, the backend's (0: none) */
 };
+
+static inline enum hs_vlan_mode hs__port_vmode(const struct hs_port *p)
+{
+	return (enum hs_vlan_mode)atomic_load_explicit(&p->vmode, memory_order_relaxed);
+}
+
+static inline uint16_t hs__port_pvid(const struct hs_port *p)
+{
+	return atomic_load_explicit(&p->pvid, memory_order_relaxed);
+}
 
 static inline bool hs__port_in_vlan(const struct hs_port *p, uint16_t vid)
 {
-	if (p->vlan_mode == HS_VLAN_ACCESS)
-		return p->pvid == vid;
-	return (p->trunk[vid >> 6] >> (vid & 63)) & 1;
+	if (hs__port_vmode(p) == HS_VLAN_ACCESS)
+		return hs__port_pvid(p) == vid;
+	return (atomic_load_explicit(&p->trunk[vid >> 6], memory_order_relaxed) >>
+		(vid & 63)) & 1;
+}
+
+/* How frames leave towards a port, read once per destination: tagged
+ * unless it is an access port or the frame's VLAN is its native one. */
+struct hs__vout {
+	uint32_t untagged; /* the VLAN that leaves untagged; HS__NVID: all */
+};
+
+static inline struct hs__vout hs__port_vout(const struct hs_port *p)
+{
+	return (struct hs__vout){hs__port_vmode(p) == HS_VLAN_TRUNK ? hs__port_pvid(p)
+								    : HS__NVID};
+}
+
+static inline bool hs__vout_tags(struct hs__vout vo, uint16_t vid)
+{
+	return vo.untagged != HS__NVID && vid != vo.untagged;
+}
+
+/* Whether a frame of VLAN vid leaves towards p tagged. */
+static inline bool hs__port_tags(const struct hs_port *p, uint16_t vid)
+{
+	return hs__vout_tags(hs__port_vout(p), vid);
 }
 
 /* ---- topology: ports by index and flood sets, one RCU snapshot ---------- */
@@ -368,6 +414,7 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);
 int hs__dl_init(struct hs__ctx *c);
 void hs__dl_fini(struct hs__ctx *c);
 int hs__backlog_init(struct hs__backlog *bl, uint32_t frames, uint32_t bytes);
+unsigned hs__backlog_purge_vlans(struct hs_port *p, bool mirror_out);
 void hs__backlog_fini(struct hs__backlog *bl);
 
 /* port.c */

@@ -224,24 +224,38 @@ static int queues_alloc(struct hs_port *p)
 	return 0;
 }
 
+/* Stores c's VLANs into p. Readers see each word old or new (port.c's
+ * hs_port_reconfigure deals with rounds that mix them). */
 static void set_vlans(struct hs_port *p, const struct hs_port_config *c)
 {
-	p->vlan_mode = c->vlan_mode;
+	uint64_t trunk[HS__NVID / 64] = {0};
+	uint16_t pvid;
 	if (c->vlan_mode == HS_VLAN_ACCESS) {
-		p->pvid = c->vlan ? c->vlan : 1;
-		return;
-	}
-	p->pvid = c->vlan; /* native VLAN, 0: none */
-	if (!c->n_trunks) {
-		memset(p->trunk, 0xff, sizeof(p->trunk));
-		p->trunk[0] &= ~1ull;                 /* VLAN 0 */
-		p->trunk[HS__NVID / 64 - 1] &= ~(1ull << 63); /* VLAN 4095 */
+		pvid = c->vlan ? c->vlan : 1;
 	} else {
-		for (unsigned i = 0; i < c->n_trunks; i++)
-			p->trunk[c->trunks[i] >> 6] |= 1ull << (c->trunks[i] & 63);
+		pvid = c->vlan; /* native VLAN, 0: none */
+		if (!c->n_trunks) {
+			memset(trunk, 0xff, sizeof(trunk));
+			trunk[0] &= ~1ull;                         /* VLAN 0 */
+			trunk[HS__NVID / 64 - 1] &= ~(1ull << 63); /* VLAN 4095 */
+		} else {
+			for (unsigned i = 0; i < c->n_trunks; i++)
+				trunk[c->trunks[i] >> 6] |= 1ull << (c->trunks[i] & 63);
+		}
+		if (pvid)
+			trunk[pvid >> 6] |= 1ull << (pvid & 63);
 	}
-	if (p->pvid)
-		p->trunk[p->pvid >> 6] |= 1ull << (p->pvid & 63);
+	atomic_store_explicit(&p->vmode, (uint8_t)c->vlan_mode, memory_order_relaxed);
+	atomic_store_explicit(&p->pvid, pvid, memory_order_relaxed);
+	for (unsigned i = 0; i < HS__NVID / 64; i++)
+		atomic_store_explicit(&p->trunk[i], trunk[i], memory_order_relaxed);
+}
+
+/* The MTU in force: the host's, or the peer's when smaller. mtu_lock. */
+static void mtu_update(struct hs_port *p)
+{
+	uint32_t m = p->peer_mtu && p->peer_mtu < p->cfg_mtu ? p->peer_mtu : p->cfg_mtu;
+	atomic_store_explicit(&p->mtu, m, memory_order_relaxed);
 }
 
 int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
@@ -282,6 +296,7 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	atomic_init(&p->mtu, p->cfg_mtu);
 	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->quiesce_lock, NULL);
+	pthread_mutex_init(&p->mtu_lock, NULL);
 	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
 		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
 						: UINT32_MAX;
@@ -358,7 +373,143 @@ fail_close:
 fail_unlock:
 	pthread_mutex_unlock(&sw->ctl_lock);
 	hs__backend_put(ops);
+	pthread_mutex_destroy(&p->quiesce_lock);
+	pthread_mutex_destroy(&p->mtu_lock);
 	free(p);
+	return rc;
+}
+
+/* ---- change in place -------------------------------------------------------- */
+
+struct vlan_save {
+	uint8_t vmode;
+	uint16_t pvid;
+	uint32_t flags;
+	uint64_t trunk[HS__NVID / 64];
+};
+
+static void vlan_save(const struct hs_port *p, struct vlan_save *v)
+{
+	v->vmode = atomic_load_explicit(&p->vmode, memory_order_relaxed);
+	v->pvid = hs__port_pvid(p);
+	v->flags = p->flags;
+	for (unsigned i = 0; i < HS__NVID / 64; i++)
+		v->trunk[i] = atomic_load_explicit(&p->trunk[i], memory_order_relaxed);
+}
+
+static void vlan_restore(struct hs_port *p, const struct vlan_save *v)
+{
+	atomic_store_explicit(&p->vmode, v->vmode, memory_order_relaxed);
+	atomic_store_explicit(&p->pvid, v->pvid, memory_order_relaxed);
+	p->flags = v->flags;
+	for (unsigned i = 0; i < HS__NVID / 64; i++)
+		atomic_store_explicit(&p->trunk[i], v->trunk[i], memory_order_relaxed);
+}
+
+/* VLANs and flags of a quiesced port; ctl_lock held. Rounds read the
+ * VLAN words without a lock, and a round that began before the change
+ * may have decided with old and new words mixed; but every frame such a
+ * round sends to this port waits in its backlog (it is paused), and this
+ * one's own rounds are stopped. So: change the words, publish a snapshot
+ * with the new flood sets, wait a grace period (no round of the old
+ * words left), then drop from the backlog what the port no longer takes
+ * as it was stored. */
+static int change_vlans(struct hs_port *p, const struct hs_port_config *c, uint32_t what)
+{
+	struct hs_switch *sw = p->sw;
+	struct vlan_save *old = malloc(sizeof(*old));
+	if (!old)
+		return -ENOMEM;
+	vlan_save(p, old);
+	if (what & HS_PORT_SET_VLAN)
+		set_vlans(p, c);
+	if (what & HS_PORT_SET_FLAGS)
+		p->flags = c->flags;
+	int rc = 0;
+	struct hs__topo *t = topo_build(sw, NULL, NULL);
+	if (t) {
+		topo_publish(sw, t);
+	} else {
+		vlan_restore(p, old);
+		hs__rcu_synchronize();
+		rc = -ENOMEM;
+	}
+	free(old);
+	unsigned purged = hs__backlog_purge_vlans(p, hs__mirror_is_output(sw, p));
+	unsigned forgot = rc ? 0 : hs__fdb_flush_left_vlans(sw, p);
+	if (purged || forgot)
+		hs_port_log(p, HS_LOG_INFO, "VLAN change: %u waiting frame%s dropped, "
+			    "%u MAC%s forgotten", purged, purged == 1 ? "" : "s",
+			    forgot, forgot == 1 ? "" : "s");
+	return rc;
+}
+
+int hs_port_reconfigure(hs_port_t *port, const struct hs_port_config *cfg, uint32_t what)
+{
+	if (!port || !cfg || !what || (what & ~(uint32_t)HS_PORT_SET_ALL))
+		return -EINVAL;
+	struct hs_port_config c;
+	int rc = hs_config_copy(&c, sizeof(c), cfg,
+				cfg->size ? cfg->size : HS_PORT_CONFIG_SIZE_V1,
+				HS_PORT_CONFIG_SIZE_V1);
+	if (rc)
+		return rc;
+	/* check the fields that change, the others as if zero */
+	struct hs_port_config chk = {.size = sizeof(chk)};
+	if (what & HS_PORT_SET_VLAN) {
+		chk.vlan_mode = c.vlan_mode;
+		chk.vlan = c.vlan;
+		chk.trunks = c.trunks;
+		chk.n_trunks = c.n_trunks;
+	}
+	if (what & HS_PORT_SET_MTU)
+		chk.mtu = c.mtu;
+	if (what & HS_PORT_SET_FLAGS)
+		chk.flags = c.flags;
+	rc = check_config(port->sw, &chk);
+	if (rc)
+		return rc;
+	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+		return -EDEADLK;
+
+	struct hs_switch *sw = port->sw;
+	bool quiet = what & (HS_PORT_SET_VLAN | HS_PORT_SET_FLAGS);
+	if (quiet) {
+		rc = hs_port_quiesce(port); /* nests in the host's own */
+		if (rc)
+			return rc;
+	}
+	pthread_mutex_lock(&sw->ctl_lock);
+	if (atomic_load(&port->dead)) {
+		rc = -ENODEV;
+		goto out;
+	}
+	if (quiet) {
+		rc = change_vlans(port, &c, what);
+		if (rc)
+			goto out;
+	}
+	if (what & HS_PORT_SET_MAC_LIMIT)
+		hs__fdb_set_limit(sw, port, c.mac_limit ? c.mac_limit
+					    : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
+								     : UINT32_MAX);
+	if (what & HS_PORT_SET_MTU) {
+		pthread_mutex_lock(&port->mtu_lock);
+		port->cfg_mtu = c.mtu ? c.mtu : 1500;
+		mtu_update(port);
+		pthread_mutex_unlock(&port->mtu_lock);
+	}
+	hs_port_log(port, HS_LOG_INFO, "reconfigured:%s%s%s%s",
+		    what & HS_PORT_SET_VLAN ? " vlan" : "", what & HS_PORT_SET_MTU ? " mtu" : "",
+		    what & HS_PORT_SET_MAC_LIMIT ? " mac_limit" : "",
+		    what & HS_PORT_SET_FLAGS ? " flags" : "");
+out:
+	pthread_mutex_unlock(&sw->ctl_lock);
+	if (quiet) {
+		int r2 = hs_port_resume(port);
+		if (!rc && r2 && r2 != -ENODEV)
+			rc = r2;
+	}
 	return rc;
 }
 
@@ -378,6 +529,7 @@ static void port_put(struct hs_port *p)
 {
 	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
 		pthread_mutex_destroy(&p->quiesce_lock);
+		pthread_mutex_destroy(&p->mtu_lock);
 		free(p);
 	}
 }
@@ -690,8 +842,10 @@ int hs_port_set_mtu(hs_port_t *port, uint32_t mtu)
 {
 	if (!port || (mtu && mtu < 68))
 		return -EINVAL;
-	atomic_store_explicit(&port->mtu, mtu && mtu < port->cfg_mtu ? mtu : port->cfg_mtu,
-			      memory_order_relaxed);
+	pthread_mutex_lock(&port->mtu_lock);
+	port->peer_mtu = mtu;
+	mtu_update(port);
+	pthread_mutex_unlock(&port->mtu_lock);
 	return 0;
 }
 
