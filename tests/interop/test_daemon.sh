@@ -14,11 +14,13 @@
 #  - a mirror of A to tap D read with tcpdump (3 echo requests, no reply:
 #    rx only); hsctl capture of A to a pcap file read back with tcpdump,
 #    the frames sent from A compared byte for byte;
-#  - reload under traffic (a ping every 10 ms A->B): C's VLAN changed (a
-#    capture of C running: the daemon ends it, hsctl exits 0), a port
-#    added, another removed; A and B untouched: no ping lost, their
-#    learned MACs and counters kept, testpmd still on its first connection;
-#    two ports swapping their sockets in one reload;
+#  - reload under traffic (a ping every 10 ms A->B): C's VLAN changed in
+#    place (the same tap, its counters kept, a capture of C goes on and
+#    sees C's new VLAN), a port added, another removed; A and B untouched:
+#    no ping lost, their learned MACs and counters kept, testpmd still on
+#    its first connection; two ports swapping their sockets in one reload
+#    (a capture of one running: the daemon ends it, hsctl exits 0);
+#  - port set in place (VLANs, trunks, MTU, learning) and replacing (queues);
 #  - a client that never reads its answers costs bounded memory; a port
 #    set the system refuses leaves the port as it was;
 #  - a file with an error is rejected whole (file:line in the message),
@@ -258,6 +260,15 @@ expect_rc 0 port add t9 vhost-user path="$work/t9.sock" vlan=10
 [ -S "$work/t9.sock" ] || fail "port add did not create t9's socket"
 expect_rc 0 port set t9 vlan=11
 [ "$(hsctl --json show t9 | json 'r["ports"][0]["vlan"]')" = 11 ] || fail "port set did not change the VLAN"
+grep -q "changed in place" "$work/out.txt" || fail "a VLAN change was not made in place: $(cat "$work/out.txt")"
+expect_rc 0 --json port set t9 vlan_mode=trunk trunks=11,20-22 mtu=9000 learn=false
+[ "$(json 'r["in_place"]' <"$work/out.txt")" = True ] || fail "port set was not in place: $(cat "$work/out.txt")"
+hsctl --json show t9 >"$work/t9.json"
+[ "$(json 'r["ports"][0]["trunks"]' <"$work/t9.json")" = "[11, '20-22']" ] ||
+	fail "port set did not change the trunks: $(cat "$work/t9.json")"
+expect_rc 0 --json port set t9 queues=2
+[ "$(json 'r["in_place"]' <"$work/out.txt")" = False ] || fail "a queue change was made in place"
+grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
 expect_rc 0 port del t9
 [ -e "$work/t9.sock" ] && fail "t9's socket stayed after port del"
 
@@ -440,23 +451,32 @@ say "reload under traffic"
 ip netns exec "${ns[0]}" ping -i 0.01 -c 400 -W 1 "${ip4[1]}" >"$work/ping-reload.log" 2>&1 &
 pinger=$!
 pids+=("$pinger")
-# a capture of C, which the reload replaces: the daemon ends it
+# a capture of s1, which the reload replaces: the daemon ends it; one of
+# C, which changes VLAN in place: it goes on, in C's new VLAN
+"$hsctl_bin" -s "$sock" capture s1 -w "$work/cap-s1.pcap" >"$work/capture-s1.log" 2>&1 &
+caps1=$!
+pids+=("$caps1")
 "$hsctl_bin" -s "$sock" capture c -w "$work/cap-c.pcap" >"$work/capture-c.log" 2>&1 &
 capc=$!
 pids+=("$capc")
+c_ifindex=$(ip -n "${ns[2]}" -o link show "${tap[2]}" | cut -d: -f1)
+c_rx1=$(hsctl --json stats c | json '[p["rx_packets"] for p in r["ports"] if p["name"]=="c"][0]')
 sleep 1
 write_conf 10 0 1 q p # and s1, s2 swap their sockets
-expect_rc 0 reload
+expect_rc 0 --json reload
+cp "$work/out.txt" "$work/reload.json"
+[ "$(json 'r["in_place"]' <"$work/reload.json")" = "['c']" ] ||
+	fail "C's VLAN change was not made in place: $(cat "$work/reload.json")"
 hsctl --json reload >/dev/null # nothing changed now
-cp "$work/out.txt" "$work/reload.txt"
 sleep 1
 wait "$pinger"
 end=$((SECONDS + 10))
-while kill -0 "$capc" 2>/dev/null; do
-	[ $SECONDS -lt $end ] || fail "the capture of C did not end when the reload replaced C"
+while kill -0 "$caps1" 2>/dev/null; do
+	[ $SECONDS -lt $end ] || fail "the capture of s1 did not end when the reload replaced s1"
 	sleep 0.1
 done
-wait "$capc" || fail "hsctl capture of C exited $? when C went: $(cat "$work/capture-c.log")"
+wait "$caps1" || fail "hsctl capture of s1 exited $? when s1 went: $(cat "$work/capture-s1.log")"
+kill -0 "$capc" 2>/dev/null || fail "the capture of C ended though C changed in place"
 lost=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$work/ping-reload.log")
 [ "$lost" = 400 ] || fail "A->B lost frames across the reload: $(tail -n 3 "$work/ping-reload.log")"
 hsctl --json show >"$work/show2.json"
@@ -480,12 +500,19 @@ if [ -n "$tp" ]; then
 	[ "$(json '[p["backend"]["connects"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/stats2.json")" = 1 ] ||
 		fail "testpmd had to reconnect to vm1 across the reload"
 fi
-# C moved to VLAN 10: A reaches it now (C's tap was re-created: move it again)
-ip link set "${tap[2]}" netns "${ns[2]}" 2>/dev/null
-ip -n "${ns[2]}" addr add "${ip4[2]}/24" dev "${tap[2]}" 2>/dev/null
-ip -n "${ns[2]}" link set "${tap[2]}" up
+# C moved to VLAN 10 in place: the same tap, in its namespace still, its
+# counters kept; A reaches it now, and the capture of C sees that
+[ "$(ip -n "${ns[2]}" -o link show "${tap[2]}" 2>/dev/null | cut -d: -f1)" = "$c_ifindex" ] ||
+	fail "C's tap was made again by a VLAN change"
+c_rx2=$(hsctl --json stats c | json '[p["rx_packets"] for p in r["ports"] if p["name"]=="c"][0]')
+[ "$c_rx2" -ge "$c_rx1" ] || fail "port c's counters restarted ($c_rx1 -> $c_rx2)"
 ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[2]}" >/dev/null 2>&1 ||
 	fail "A cannot reach C after C moved to VLAN 10"
+sleep 0.5
+kill -TERM "$capc"
+wait "$capc" || fail "hsctl capture of C exited $?: $(cat "$work/capture-c.log")"
+n=$(tcpdump -nr "$work/cap-c.pcap" "icmp[icmptype] = icmp-echo and src host ${ip4[0]} and not vlan" 2>/dev/null | wc -l)
+[ "$n" -ge 3 ] || fail "the capture of C saw $n of A's echo requests after C changed VLAN"
 
 say "a bad file is rejected whole"
 cp "$conf" "$work/good.conf"

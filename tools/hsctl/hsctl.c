@@ -342,7 +342,9 @@ static int print_port_set(struct hsctl *h, json_t *r)
 	if (!json_array_size(changed)) {
 		printf("%s: nothing changed\n", port);
 	} else {
-		snprintf(label, sizeof(label), "%s: changed", port);
+		snprintf(label, sizeof(label), "%s: changed%s", port,
+			 json_is_true(json_object_get(r, "in_place")) ? " in place"
+								       : " (port made again)");
 		print_list(label, changed);
 	}
 	return HSCTL_OK;
@@ -487,7 +489,8 @@ static int reload_failed(const json_t *failed)
 
 static void print_reload(const json_t *r)
 {
-	static const char *const lists[] = {"added", "removed", "changed", "restart_needed"};
+	static const char *const lists[] = {"added", "removed", "changed", "in_place",
+					    "restart_needed"};
 	char buf[32];
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		const json_t *l = json_object_get(r, lists[i]);

@@ -288,13 +288,18 @@ static int cmd_port_set(struct req *r)
 	if (rc)
 		return r->err = rc;
 	json_t *changed = json_array();
+	bool in_place = false;
 	if (hsd_port_conf_diff(&p->conf, &nc, changed)) {
-		rc = hsd_ports_unique(r->d, &nc, nc.name, r->msg, sizeof(r->msg));
-		if (!rc)
+		uint32_t bits = hsd_port_in_place(&p->conf, &nc);
+		in_place = bits != 0;
+		if (in_place)
+			rc = hsd_port_reconfigure(r->d, &nc, bits, r->msg, sizeof(r->msg));
+		else if (!(rc = hsd_ports_unique(r->d, &nc, nc.name, r->msg, sizeof(r->msg))))
 			rc = hsd_port_replace(r->d, &nc, r->msg, sizeof(r->msg));
 	}
 	if (!rc)
-		r->result = json_pack("{s:s, s:O}", "port", nc.name, "changed", changed);
+		r->result = json_pack("{s:s, s:O, s:b}", "port", nc.name, "changed", changed,
+				      "in_place", in_place);
 	json_decref(changed);
 	hsd_port_conf_free(&nc);
 	return r->err = rc;

@@ -63,6 +63,12 @@ int hsd_ports_unique(struct hsd *d, const struct hsd_port_conf *pc, const char *
 struct hsd_port *hsd_port_get(struct hsd *d, const char *name);
 /* Replaces a port by one with new settings (delete, then add). */
 int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen);
+/* The HS_PORT_SET_* bits that change port a into b in place, or 0 when it
+ * must be made again (a backend setting changed). */
+uint32_t hsd_port_in_place(const struct hsd_port_conf *a, const struct hsd_port_conf *b);
+/* Applies pc to the running port of its name with hs_port_reconfigure. */
+int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t bits,
+			 char *err, size_t errlen);
 /* Reads the config file again and applies the difference; fills `result`
  * as the reload command returns it. -EINVAL (err set) when the file is
  * rejected; then nothing changed. */
@@ -94,6 +100,8 @@ int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, ui
 void hsd_capture_conn_closed(struct hsd_capture *c);
 uint32_t hsd_capture_snaplen_max(void);
 void hsd_mirrors_port_gone(struct hsd *d, const char *name);
+/* Captures of a port whose VLANs changed take the new ones. */
+void hsd_captures_follow(struct hsd *d, const struct hsd_port_conf *pc);
 void hsd_mirrors_del_all(struct hsd *d);
 
 /* ---- events.c ---- */

@@ -353,6 +353,22 @@ int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, ui
 /* Before a port is deleted: mirrors at either end go (the library would
  * free them with the port; the daemon forgets them first), captures of it
  * end and tell their client. */
+void hsd_captures_follow(struct hsd *d, const struct hsd_port_conf *pc)
+{
+	struct hs_port_config c = {.size = sizeof(c), .vlan_mode = pc->vlan_mode,
+				   .vlan = pc->vlan,
+				   .trunks = pc->n_trunks ? pc->trunks : NULL,
+				   .n_trunks = pc->n_trunks};
+	for (struct hsd_mirror *m = d->mirrors; m; m = m->next) {
+		if (!m->cap || strcmp(m->src, pc->name))
+			continue;
+		int rc = hs_port_reconfigure(m->cap->port, &c, HS_PORT_SET_VLAN);
+		if (rc)
+			hsd_log(HS_LOG_WARN, "capture %s of %s keeps the old VLANs: %s", m->dst,
+				pc->name, hs_strerror(rc));
+	}
+}
+
 void hsd_mirrors_port_gone(struct hsd *d, const char *name)
 {
 	struct hsd_mirror *m = d->mirrors;

@@ -163,6 +163,78 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 	return rc;
 }
 
+uint32_t hsd_port_in_place(const struct hsd_port_conf *a, const struct hsd_port_conf *b)
+{
+	/* a with b's switch-side settings: if that equals b, nothing else
+	 * changed */
+	struct hsd_port_conf t = *a;
+	t.vlan_mode = b->vlan_mode;
+	t.vlan = b->vlan;
+	t.trunks = b->trunks;
+	t.n_trunks = b->n_trunks;
+	t.mtu = b->mtu;
+	t.mac_limit = b->mac_limit;
+	t.learn = b->learn;
+	t.flood = b->flood;
+	json_t *rest = json_array();
+	bool other = !rest || hsd_port_conf_diff(&t, b, rest);
+	json_decref(rest);
+	if (other)
+		return 0;
+	uint32_t bits = 0;
+	if (a->vlan_mode != b->vlan_mode || a->vlan != b->vlan || a->n_trunks != b->n_trunks ||
+	    (a->n_trunks && memcmp(a->trunks, b->trunks, a->n_trunks * sizeof(uint16_t))))
+		bits |= HS_PORT_SET_VLAN;
+	if (a->mtu != b->mtu) {
+		/* a backend that was given the MTU (the MTU a vhost-user port
+		 * offers its guest, a tap device's) takes it only when the port
+		 * is made again */
+		bool backend = a->type == HSD_VHOST_USER ? a->offer_mtu || b->offer_mtu
+							 : a->mtu_set || b->mtu_set;
+		if (backend)
+			return 0;
+		bits |= HS_PORT_SET_MTU;
+	}
+	if (a->mac_limit != b->mac_limit)
+		bits |= HS_PORT_SET_MAC_LIMIT;
+	if (a->learn != b->learn || a->flood != b->flood)
+		bits |= HS_PORT_SET_FLAGS;
+	return bits;
+}
+
+int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t bits,
+			 char *err, size_t errlen)
+{
+	struct hsd_port *p = hsd_port_get(d, pc->name);
+	if (!p) {
+		snprintf(err, errlen, "no port named %s", pc->name);
+		return -ENOENT;
+	}
+	struct hsd_port_conf nc;
+	int rc = hsd_port_conf_copy(&nc, pc);
+	if (rc) {
+		snprintf(err, errlen, "port %s: out of memory", pc->name);
+		return rc;
+	}
+	struct hs_port_config c;
+	struct hs_vhost_user_config vc;
+	struct hs_tap_config tc;
+	to_lib(&nc, &c, &vc, &tc);
+	c.size = sizeof(c);
+	rc = hs_port_reconfigure(p->port, &c, bits);
+	if (rc) {
+		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
+		hsd_port_conf_free(&nc);
+		return rc;
+	}
+	if (bits & HS_PORT_SET_VLAN)
+		hsd_captures_follow(d, &nc);
+	hsd_port_conf_free(&p->conf);
+	p->conf = nc;
+	hsd_log(HS_LOG_INFO, "port %s changed in place", pc->name);
+	return 0;
+}
+
 void hsd_ports_del_all(struct hsd *d)
 {
 	while (d->n_ports)
@@ -240,7 +312,7 @@ int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
-	json_t *fails = json_array(), *restart = json_array();
+	json_t *fails = json_array(), *restart = json_array(), *in_place = json_array();
 	restart_needed(&d->conf, &nc, restart);
 	unsigned unchanged = 0;
 	char why[512];
@@ -272,6 +344,14 @@ int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		free(list);
 		json_decref(what);
 		json_array_append_new(changed, json_string(pc->name));
+		uint32_t bits = hsd_port_in_place(&p->conf, pc);
+		if (bits) {
+			if (hsd_port_reconfigure(d, pc, bits, why, sizeof(why)))
+				failed(fails, pc->name, why);
+			else
+				json_array_append_new(in_place, json_string(pc->name));
+			continue;
+		}
 		if ((rc = hsd_port_del(d, pc->name)))
 			failed(fails, pc->name, hs_strerror(rc));
 	}
@@ -304,8 +384,8 @@ int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		json_array_size(changed), unchanged, json_array_size(fails),
 		json_array_size(restart) ? "; switch settings need a restart" : "");
 	hsd_conf_free(&nc);
-	*result = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "added", added, "removed", removed,
-			    "changed", changed, "unchanged", (json_int_t)unchanged, "failed",
-			    fails, "restart_needed", restart);
+	*result = json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "added", added, "removed",
+			    removed, "changed", changed, "in_place", in_place, "unchanged",
+			    (json_int_t)unchanged, "failed", fails, "restart_needed", restart);
 	return 0;
 }
