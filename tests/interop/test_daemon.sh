@@ -115,7 +115,25 @@ grep -q "bad.conf:1: port x: vlan: 5000 is out of range" "$work/check2.log" ||
 	fail "--check's message lacks file, line and setting: $(cat "$work/check2.log")"
 
 say "start"
-"$hsd" -c "$conf" -p "$work/hsd.pid" >"$work/daemon.log" 2>&1 &
+# systemd's side of Type=notify: a datagram socket in NOTIFY_SOCKET that
+# records what the daemon says (when it was built with libsystemd)
+notify=
+if ldd "$hsd" | grep -q libsystemd; then
+	python3 - "$work/notify.sock" "$work/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as out:
+    print("listening", file=out)
+    while True:
+        msg = s.recv(4096).decode()
+        print(" ".join(msg.split("\n")), file=out)
+EOF
+	notify=$!
+	pids+=("$notify")
+	wait_for "$work/notify.log" "listening" 10 || fail "the notify listener did not start"
+fi
+NOTIFY_SOCKET=${notify:+$work/notify.sock} "$hsd" -c "$conf" -p "$work/hsd.pid" >"$work/daemon.log" 2>&1 &
 daemon=$!
 wait_for "$work/daemon.log" "running" 20 || fail "the daemon did not start"
 [ "$(cat "$work/hsd.pid")" = "$daemon" ] || fail "pid file does not hold the daemon's pid"
@@ -548,4 +566,28 @@ daemon=
 [ -e "$work/hsd.pid" ] && fail "the pid file stayed"
 ip -n "${ns[0]}" link show "${tap[0]}" >/dev/null 2>&1 && fail "tap A stayed after the daemon stopped"
 grep -q "stopped" "$work/daemon.log" || fail "the daemon did not log its stop"
+if [ -n "$notify" ]; then
+	# READY once running, RELOADING then READY around each reload,
+	# STOPPING at the end, and nothing before READY
+	python3 - "$work/notify.log" <<'EOF' || fail "sd_notify: $(cat "$work/notify.log")"
+import sys
+msgs = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+flat = [m for line in msgs for m in line if m.split("=")[0] in ("READY", "RELOADING", "STOPPING")]
+assert flat[0] == "READY=1", flat
+assert flat[-1] == "STOPPING=1", flat
+reloads = flat.count("RELOADING=1")
+assert reloads >= 3, flat  # hsctl reloads and the SIGHUP
+for i, m in enumerate(flat):
+    if m == "RELOADING=1":
+        assert flat[i + 1] == "READY=1", flat
+print("sd_notify: READY, %d reloads each closed by READY, STOPPING" % reloads)
+EOF
+fi
+# the unit as installed, with this build's paths, checked by systemd
+if command -v systemd-analyze >/dev/null; then
+	sed "s|^\(Exec[A-Za-z]*=\)[^ ]*/hyperswitchd|\1$hsd|" \
+		"$build/tools/hyperswitchd/hyperswitchd.service" >"$work/hyperswitchd.service"
+	systemd-analyze verify "$work/hyperswitchd.service" >"$work/verify.log" 2>&1 ||
+		fail "systemd-analyze verify: $(cat "$work/verify.log")"
+fi
 say "daemon: PASS"

@@ -42,6 +42,11 @@ struct hsd {
 	bool level_from_cmdline; /* -l: reload leaves the level alone */
 };
 
+/* ---- main.c ---- */
+/* Tells systemd (Type=notify) the daemon's state; nothing without
+ * libsystemd or NOTIFY_SOCKET. */
+void hsd_notify(const char *state);
+
 /* ---- log.c ---- */
 void hsd_log_init(enum hs_log_level level, bool use_syslog);
 void hsd_log_set_level(enum hs_log_level level);

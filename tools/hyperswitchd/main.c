@@ -183,19 +183,25 @@ static void ready(int status)
 	}
 }
 
+void hsd_notify(const char *state)
+{
+	notify(state);
+#ifndef HAVE_SYSTEMD
+	(void)state;
+#endif
+}
+
 /* ---- signals ------------------------------------------------------------- */
 
 static void on_signal(uv_signal_t *h, int sig)
 {
 	struct hsd *d = h->data;
 	if (sig == SIGHUP) {
-		notify("RELOADING=1");
 		json_t *res = NULL;
 		char err[512];
 		hsd_log(HS_LOG_INFO, "SIGHUP: reloading %s", d->config_file);
 		hsd_reload(d, &res, err, sizeof(err));
 		json_decref(res);
-		notify("READY=1");
 		return;
 	}
 	hsd_log(HS_LOG_INFO, "%s: stopping", strsignal(sig));

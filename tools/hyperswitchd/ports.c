@@ -303,7 +303,18 @@ static void failed(json_t *list, const char *name, const char *why)
 	json_array_append_new(list, json_pack("{s:s, s:s}", "port", name, "error", why));
 }
 
+static int reload(struct hsd *d, json_t **result, char *err, size_t errlen);
+
 int hsd_reload(struct hsd *d, json_t **result, char *err, size_t errlen)
+{
+	/* SIGHUP or hsctl: systemd hears of both */
+	hsd_notify("RELOADING=1");
+	int rc = reload(d, result, err, errlen);
+	hsd_notify("READY=1");
+	return rc;
+}
+
+static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 {
 	struct hsd_conf nc;
 	int rc = hsd_conf_load(d->config_file, &nc, err, errlen);
