@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #     SECONDS_PER_TARGET  default 45 (what CI runs); the long run is
 #                         scripts/fuzz.sh 3600   (an hour each)
-#     TARGET              virtq vu_msg frame tap vu_session (default: all)
+#     TARGET              virtq vu_msg frame tap conf vu_session (default: all)
 # Every target's corpus grows in build-fuzz/corpus/NAME (the seeds in
 # tests/fuzz/corpus/NAME are never written); a crash is kept as
 # build-fuzz/crash-NAME-* with the command that reproduces it, and makes
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${1:-45}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(virtq vu_msg frame tap vu_session)
+((${#targets[@]})) || targets=(virtq vu_msg frame tap conf vu_session)
 jobs=$(nproc)
 
 missing=()
@@ -69,6 +69,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus"
   log=build-fuzz/fuzz-$t.log
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="build-fuzz/crash-$t-" "$corpus" "tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?

@@ -278,10 +278,37 @@ def frame_seeds():
             write(target, name, bytes([0]) + vnet(hdr) + fr)
 
 
+# ---- (d) hyperswitchd's config: files and hsctl's port objects ------------------------------
+
+def conf_seeds():
+    # mode byte: even = a config file, odd = JSON (port.add NUL port.set)
+    sample = os.path.join(HERE, "..", "..", "tools", "hyperswitchd", "hyperswitchd.conf")
+    with open(sample, "rb") as f:
+        write("conf", "seed-sample", b"0" + f.read())
+    write("conf", "seed-small", b"0" + b"""switch = { workers = 2; fdb = { aging_s = 60; }; };
+control = { socket = "/run/x.sock"; mode = "0660"; };
+metrics = { listen = "[::1]:9477"; };
+ports = (
+  { name = "a"; type = "tap"; ifname = "t0"; vlan = 10; mtu = 9000; },
+  { name = "b"; type = "vhost-user"; path = "/tmp/b.sock"; vlan_mode = "trunk";
+    vlan = 5; trunks = (5, "10-20", 4094); queues = 2; offer_mtu = true; }
+);
+""")
+    write("conf", "seed-error", b"0ports = ( { name = \"x\"; type = \"tap\"; vlan = 5000; } );\n")
+    write("conf", "seed-json-tap",
+          b'1{"name": "t1", "type": "tap", "ifname": "hs-t1", "vlan": 10, "mtu": 1400}'
+          b'\0{"vlan_mode": "trunk", "trunks": [10, "100-102"], "learn": false}')
+    write("conf", "seed-json-vu",
+          b'1{"name": "vm1", "type": "vhost-user", "path": "/tmp/vm1.sock", "client": true,'
+          b' "queues": 4, "reconnect_ms": 500, "packed": false}'
+          b'\0{"mac_limit": 16, "flood": false, "socket_mode": "0600"}')
+
+
 def main():
     virtq_seeds()
     vu_msg_seeds()
     frame_seeds()
+    conf_seeds()
 
 
 if __name__ == "__main__":

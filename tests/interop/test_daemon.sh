@@ -113,6 +113,17 @@ printf 'ports = ( { name = "x"; type = "tap"; vlan = 5000; } );\n' >"$work/bad.c
 "$hsd" -c "$work/bad.conf" --check >"$work/check2.log" 2>&1 && fail "--check passed a bad VLAN"
 grep -q "bad.conf:1: port x: vlan: 5000 is out of range" "$work/check2.log" ||
 	fail "--check's message lacks file, line and setting: $(cat "$work/check2.log")"
+# libconfig's own @include would read any file, and its scanner exits the
+# process on a directory: refused with a reason, at --check as at reload
+printf 'log = { level = "info"; };\n  @include "."\n' >"$work/inc.conf"
+"$hsd" -c "$work/inc.conf" --check >"$work/check3.log" 2>&1
+[ $? = 1 ] || fail "--check of an @include did not exit 1: $(cat "$work/check3.log")"
+grep -q "inc.conf:2: @ directives (@include) are not supported" "$work/check3.log" ||
+	fail "@include not refused by name: $(cat "$work/check3.log")"
+printf 'ports = ( { name = "x\xc3"; type = "tap"; } );\n' >"$work/utf.conf"
+"$hsd" -c "$work/utf.conf" --check >"$work/check4.log" 2>&1 && fail "--check passed a name that is not UTF-8"
+grep -q "not valid UTF-8" "$work/check4.log" || fail "bad UTF-8 not named: $(cat "$work/check4.log")"
+"$hsd" -c "$work" --check >"$work/check5.log" 2>&1 && fail "--check passed a directory"
 
 say "start"
 # systemd's side of Type=notify: a datagram socket in NOTIFY_SOCKET that

@@ -7,6 +7,7 @@
  * every key is checked: unknown keys, wrong types and values out of range
  * are errors that name the place and the setting.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <grp.h>
@@ -199,6 +200,11 @@ static int get_str(const struct src *s, const char *key, size_t maxlen, const ch
 		return fail(s, key, "must not be empty");
 	if (strlen(v) > maxlen)
 		return fail(s, key, "longer than %zu characters", maxlen);
+	/* the control protocol shows every setting in JSON, which is UTF-8 */
+	json_t *probe = json_string(v);
+	if (!probe)
+		return fail(s, key, "not valid UTF-8");
+	json_decref(probe);
 	*out = v;
 	return 0;
 }
@@ -351,6 +357,47 @@ static char *dup_or_null(const char *v)
 /* ---- levels ----------------------------------------------------------- */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* "ADDR:PORT" or "[ADDR6]:PORT". */
+int hsd_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return -EINVAL;
+	char *end;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || !port || port > 65535)
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = 0;
+	memset(ss, 0, sizeof(*ss));
+	size_t hl = strlen(host);
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		host[hl - 1] = 0;
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+			return -EINVAL;
+		*sl = sizeof(*a);
+		return 0;
+	}
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		return -EINVAL;
+	*sl = sizeof(*a);
+	return 0;
+}
+
+int hsd_metrics_check_listen(const char *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	return hsd_listen_parse(s, &ss, &sl);
+}
 
 const char *hsd_level_name(enum hs_log_level l)
 {
@@ -518,6 +565,8 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 			free(p->path);
 			if (!(p->path = normalize_path(path)))
 				return fail(s, "path", "\"%s\" is too long for a socket", path);
+			if (!p->path[0])
+				return fail(s, "path", "\"%s\" names no file", path);
 		}
 		if (!p->path)
 			return fail(s, "path", "required for vhost-user ports");
@@ -755,15 +804,17 @@ json_t *hsd_trunks_json(const struct hsd_port_conf *p)
 
 json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 {
-	json_t *tr = hsd_trunks_json(p);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:o, s:I, s:I, s:b, s:b}", "name", p->name,
+	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:b, s:b}", "name", p->name,
 			      "type", p->type == HSD_VHOST_USER ? "vhost-user" : "tap",
 			      "vlan_mode", p->vlan_mode == HS_VLAN_TRUNK ? "trunk" : "access",
-			      "vlan", (int)p->vlan, "trunks", tr, "mtu", (json_int_t)p->mtu,
+			      "vlan", (int)p->vlan, "mtu", (json_int_t)p->mtu,
 			      "mac_limit", (json_int_t)p->mac_limit, "learn", p->learn,
 			      "flood", p->flood);
 	if (!o)
 		return NULL;
+	/* as the file writes them: a trunk of every VLAN has no list */
+	if (p->n_trunks)
+		json_object_set_new(o, "trunks", hsd_trunks_json(p));
 	if (p->type == HSD_VHOST_USER) {
 		char mode[8];
 		snprintf(mode, sizeof(mode), "0%03o", p->socket_mode);
@@ -942,6 +993,77 @@ static int load_ports(const struct src *top, struct hsd_conf *c)
 	return 0;
 }
 
+#define CONF_MAX (4u << 20) /* a config file larger than this is refused */
+
+/* The file's text, NUL-terminated, read whole: libconfig then parses
+ * memory, never a stream, so a read error cannot reach its scanner (the
+ * flex scanner of libconfig 1.5 exits the process on one). Refuses what
+ * the text may not hold: NUL bytes, and @include (libconfig reads the
+ * named file itself, with the same fatal exit on a directory: an
+ * operator's typo would stop the switch at a reload). */
+static char *read_text(const char *file, char *err, size_t errlen, int *rc)
+{
+	FILE *f = fopen(file, "r");
+	if (!f) {
+		*rc = -errno;
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	errno = 0;
+	*rc = buf ? 0 : -ENOMEM;
+	while (!*rc) {
+		if (n + 1 == cap) {
+			char *nb = cap < CONF_MAX ? realloc(buf, cap * 2) : NULL;
+			if (!nb) {
+				*rc = cap < CONF_MAX ? -ENOMEM : -EFBIG;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		size_t got = fread(buf + n, 1, cap - 1 - n, f);
+		n += got;
+		if (got == 0) {
+			if (ferror(f))
+				*rc = errno ? -errno : -EIO;
+			break;
+		}
+	}
+	fclose(f);
+	if (*rc) {
+		snprintf(err, errlen, "%s: %s", file,
+			 *rc == -EFBIG ? "larger than 4 MiB" : strerror(-*rc));
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	unsigned line = 1;
+	const char *why = NULL;
+	bool line_start = true; /* only blanks so far on this line */
+	for (size_t i = 0; i < n && !why; i++) {
+		if (!buf[i])
+			why = "a NUL byte (not a text file)";
+		else if (buf[i] == '@' && line_start)
+			why = "@ directives (@include) are not supported: put every "
+			      "setting in this file";
+		if (buf[i] == '\n') {
+			line++;
+			line_start = true;
+		} else if (buf[i] != ' ' && buf[i] != '\t') {
+			line_start = false;
+		}
+	}
+	if (why) {
+		snprintf(err, errlen, "%s:%u: %s", file, line, why);
+		*rc = -EINVAL;
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
 int hsd_conf_load(const char *file, struct hsd_conf *c, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof(*c));
@@ -964,11 +1086,12 @@ int hsd_conf_load(const char *file, struct hsd_conf *c, char *err, size_t errlen
 	config_t cfg;
 	config_init(&cfg);
 	int rc = 0;
-	FILE *f = fopen(file, "r");
-	if (!f) {
-		rc = -errno;
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-	} else if (config_read(&cfg, f) != CONFIG_TRUE) {
+	if (errlen)
+		err[0] = 0;
+	char *text = read_text(file, err, errlen, &rc);
+	if (!text) {
+		/* rc and err say why */
+	} else if (config_read_string(&cfg, text) != CONFIG_TRUE) {
 		snprintf(err, errlen, "%s:%d: %s", file, config_error_line(&cfg),
 			 config_error_text(&cfg));
 		rc = -EINVAL;
@@ -981,8 +1104,7 @@ int hsd_conf_load(const char *file, struct hsd_conf *c, char *err, size_t errlen
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "%s: out of memory", file);
 	}
-	if (f)
-		fclose(f);
+	free(text);
 	config_destroy(&cfg);
 	if (rc)
 		hsd_conf_free(c);

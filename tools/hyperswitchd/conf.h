@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <sys/socket.h>
 
 #include <hyperswitch/hyperswitch.h>
 
@@ -102,6 +103,8 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p);
 
 /* Whether a metrics.listen value parses (metrics.c). */
 int hsd_metrics_check_listen(const char *listen);
+/* metrics.listen: "ADDR:PORT" or "[ADDR6]:PORT" into a socket address. */
+int hsd_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sl);
 
 const char *hsd_level_name(enum hs_log_level l);
 int hsd_level_parse(const char *s, enum hs_log_level *out);

@@ -345,54 +345,13 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 	hsd_log(HS_LOG_WARN, "metrics: %s", msg);
 }
 
-/* "ADDR:PORT" or "[ADDR6]:PORT". */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -EINVAL;
-	char *end;
-	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (*end || end == colon + 1 || !port || port > 65535)
-		return -EINVAL;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = 0;
-	memset(ss, 0, sizeof(*ss));
-	size_t hl = strlen(host);
-	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
-		host[hl - 1] = 0;
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
-			return -EINVAL;
-		*sl = sizeof(*a);
-		return 0;
-	}
-	struct sockaddr_in *a = (struct sockaddr_in *)ss;
-	a->sin_family = AF_INET;
-	a->sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-		return -EINVAL;
-	*sl = sizeof(*a);
-	return 0;
-}
-
-int hsd_metrics_check_listen(const char *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	return parse_listen(s, &ss, &sl);
-}
-
 int hsd_metrics_start(struct hsd *d, char *err, size_t errlen)
 {
 	if (!d->conf.metrics_listen)
 		return 0;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (parse_listen(d->conf.metrics_listen, &ss, &sl)) {
+	if (hsd_listen_parse(d->conf.metrics_listen, &ss, &sl)) {
 		snprintf(err, errlen, "metrics: bad listen address %s", d->conf.metrics_listen);
 		return -EINVAL;
 	}
