@@ -7,6 +7,7 @@
  * lose, reorder or misformat no frame.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -316,6 +317,7 @@ END_TEST
 
 struct flipper {
 	hs_port_t *b;
+	bool leave;          /* also move b out of VLAN 10 (to 20) */
 	_Atomic bool stop;
 	unsigned flips;
 };
@@ -325,12 +327,13 @@ static void *flip_main(void *arg)
 	struct flipper *fl = arg;
 	static const uint16_t tr[] = {10};
 	while (!atomic_load(&fl->stop)) {
-		/* access 10 (untagged), trunk {10} (tagged), access 20 (gone) */
+		/* access 10 (untagged), trunk {10} (tagged), and maybe access
+		 * 20 (gone from 10) */
 		int rc;
-		switch (fl->flips % 3) {
+		switch (fl->flips % (fl->leave ? 3 : 2)) {
 		case 0: rc = reconf_vlan(fl->b, HS_VLAN_TRUNK, 0, tr, 1); break;
-		case 1: rc = reconf_vlan(fl->b, HS_VLAN_ACCESS, 20, NULL, 0); break;
-		default: rc = reconf_vlan(fl->b, HS_VLAN_ACCESS, 10, NULL, 0); break;
+		case 1: rc = reconf_vlan(fl->b, HS_VLAN_ACCESS, 10, NULL, 0); break;
+		default: rc = reconf_vlan(fl->b, HS_VLAN_ACCESS, 20, NULL, 0); break;
 		}
 		if (rc)
 			abort();
@@ -339,65 +342,99 @@ static void *flip_main(void *arg)
 	return NULL;
 }
 
+/* Takes what b received, checking each frame; returns how many. */
+static uint32_t take_checked(hs_port_t *b, uint32_t *last)
+{
+	struct hs_mem_frame r[64];
+	int n;
+	uint32_t got = 0;
+	while ((n = hs_mem_rx_burst(b, 0, r, 64)) > 0) {
+		for (int k = 0; k < n; k++) {
+			const uint8_t *d = r[k].data;
+			uint32_t s;
+			if (r[k].len == 68) {
+				ck_assert_uint_eq(d[12], 0x81);
+				ck_assert_uint_eq(((d[14] & 0x0f) << 8) | d[15], 10);
+				memcpy(&s, d + 18, 4);
+			} else {
+				ck_assert_uint_eq(r[k].len, 64);
+				ck_assert_uint_eq(d[12], 0x88);
+				memcpy(&s, d + 14, 4);
+			}
+			ck_assert_uint_gt(s, *last);
+			*last = s;
+			got++;
+		}
+		hs_mem_rx_release(b, 0, (unsigned)n);
+	}
+	return got;
+}
+
 /* a sends numbered frames to b (a static entry in VLAN 10) while another
- * thread moves b between untagged 10, tagged 10 and VLAN 20. Every frame
- * is either received by b, well-formed and in order, or counted as a VLAN
- * drop (at a when b was elsewhere, at b when it waited across a change):
- * none is lost uncounted, none reaches b in a VLAN it had left. */
-START_TEST(vlans_flip_under_traffic)
+ * thread changes b's VLANs; b drains its small ring only every 8 frames,
+ * so frames wait in its backlog across changes. Every frame is either
+ * received by b, well-formed and in order, or counted: as a VLAN drop at
+ * a (b was out of VLAN 10: only when `leave`), as a VLAN drop at b (it
+ * waited across a change of its tagging or VLANs), or as no_buffer (the
+ * backlog was full). None is lost uncounted; none reaches b in a VLAN it
+ * had left; a VLAN b stays in never drops a frame at the sender. */
+static void flip_under_traffic(bool leave)
 {
 	hs_switch_t *sw = th_switch(NULL);
 	hs_port_t *a = th_port(sw, "a", 10);
-	struct th_port_opts bo = {.name = "b", .vlan = 10, .ring = 64};
+	struct th_port_opts bo = {.name = "b", .vlan = 10, .ring = 8};
 	hs_port_t *b = th_port_opts(sw, &bo);
 	hs_port_t *c = th_port(sw, "c", 20);
 	uint8_t ma[6], mb[6], f[128];
 	th_mac(ma, 1);
 	th_mac(mb, 2);
 	ck_assert_int_eq(hs_fdb_add_static(sw, 10, mb, b), 0);
-	struct flipper fl = {.b = b};
+	struct flipper fl = {.b = b, .leave = leave};
 	pthread_t t;
 	pthread_create(&t, NULL, flip_main, &fl);
-	const uint32_t total = 3000;
+	const uint32_t total = 4000;
 	uint32_t got = 0, last = 0;
 	for (uint32_t i = 1; i <= total; i++) {
 		ck_assert_int_eq(th_send(a, f, th_frame(f, mb, ma, -1, 64, i)), 0);
-		struct hs_mem_frame r[64];
-		int n;
-		while ((n = hs_mem_rx_burst(b, 0, r, 64)) > 0) {
-			for (int k = 0; k < n; k++) {
-				const uint8_t *d = r[k].data;
-				uint32_t s;
-				if (r[k].len == 68) {
-					ck_assert_uint_eq(d[12], 0x81);
-					ck_assert_uint_eq(((d[14] & 0x0f) << 8) | d[15], 10);
-					memcpy(&s, d + 18, 4);
-				} else {
-					ck_assert_uint_eq(r[k].len, 64);
-					ck_assert_uint_eq(d[12], 0x88);
-					memcpy(&s, d + 14, 4);
-				}
-				ck_assert_uint_gt(s, last);
-				last = s;
-				got++;
-			}
-			hs_mem_rx_release(b, 0, (unsigned)n);
-		}
+		if (i % 8 == 0)
+			got += take_checked(b, &last);
 	}
 	atomic_store(&fl.stop, true);
 	pthread_join(t, NULL);
 	ck_assert_int_eq(reconf_vlan(b, HS_VLAN_ACCESS, 10, NULL, 0), 0);
-	got += (uint32_t)th_drain(b);
+	/* what still waits comes out as b's ring drains */
+	for (int k = 0; k < 100 && th_pstats(b).tx_packets + th_pstats(b).drops[HS_DROP_VLAN] +
+					   th_pstats(b).drops[HS_DROP_NO_BUFFER] +
+					   th_pstats(a).drops[HS_DROP_VLAN] < total; k++) {
+		got += take_checked(b, &last);
+		usleep(1000);
+	}
+	got += take_checked(b, &last);
 	struct hs_port_stats sa = th_pstats(a), sb = th_pstats(b);
 	ck_assert_int_eq(th_drain(c), 0); /* VLAN 20 never saw a's frames */
-	fprintf(stderr, "flips %u: b got %u, dropped %llu at a, %llu waiting at b\n",
-		fl.flips, got, (unsigned long long)sa.drops[HS_DROP_VLAN],
-		(unsigned long long)sb.drops[HS_DROP_VLAN]);
+	fprintf(stderr, "flips %u%s: b got %u, dropped %llu at a, %llu waiting at b, "
+		"%llu for room\n", fl.flips, leave ? " (leaving 10)" : "", got,
+		(unsigned long long)sa.drops[HS_DROP_VLAN],
+		(unsigned long long)sb.drops[HS_DROP_VLAN],
+		(unsigned long long)sb.drops[HS_DROP_NO_BUFFER]);
 	ck_assert_uint_gt(fl.flips, 3);
+	if (!leave)
+		ck_assert_uint_eq(sa.drops[HS_DROP_VLAN], 0);
 	ck_assert_uint_eq(got + sa.drops[HS_DROP_VLAN] + sb.drops[HS_DROP_VLAN] +
 				  sb.drops[HS_DROP_NO_BUFFER],
 			  total);
 	hs_switch_destroy(sw);
+}
+
+START_TEST(tagging_flips_under_traffic)
+{
+	flip_under_traffic(false);
+}
+END_TEST
+
+START_TEST(vlans_flip_under_traffic)
+{
+	flip_under_traffic(true);
 }
 END_TEST
 
@@ -412,6 +449,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, mtu_changes_in_place);
 	tcase_add_test(tc, flags_and_limit_change_in_place);
 	tcase_add_test(tc, bad_requests_change_nothing);
+	tcase_add_test(tc, tagging_flips_under_traffic);
 	tcase_add_test(tc, vlans_flip_under_traffic);
 	suite_add_tcase(s, tc);
 	return s;

@@ -105,14 +105,17 @@ HS_EXTERN int hs_port_del(hs_port_t *port);
  * queues, counters and the MACs it keeps stay. Only the fields `what`
  * names are read from `cfg` (checked as hs_port_add checks them).
  *  - VLAN and flags: the port is quiesced for the change (its peer's
- *    frames wait, frames for it wait in its backlog: none is lost for
- *    it). When no thread decides with the old settings any more, frames
- *    still waiting that the port no longer takes as they were formatted
- *    (a VLAN it left, or tagged where it now wants them untagged, or the
- *    other way round) are dropped and counted (HS_DROP_VLAN), and its
- *    learned MACs in VLANs it left are forgotten; static entries stay.
- *    Flooding follows the new settings. Turning HS_PORT_NO_LEARN on
- *    keeps what was learned until it ages.
+ *    frames wait; frames for it wait in its backlog, dropped and counted
+ *    as no_buffer only if that fills, as for a receiver out of buffers).
+ *    Every thread sees the old VLANs or the new ones, never a mix, so a
+ *    VLAN the port keeps loses nothing. When no thread decides with the
+ *    old settings any more, frames still waiting that the port no longer
+ *    takes as they were formatted (a VLAN it left, or tagged where it now
+ *    wants them untagged, or the other way round) are dropped and counted
+ *    (HS_DROP_VLAN); after the port resumes, its learned MACs in VLANs it
+ *    left are forgotten; static entries stay. Flooding follows the new
+ *    settings (flooded frames already waiting are delivered). Turning
+ *    HS_PORT_NO_LEARN on keeps what was learned until it ages.
  *  - MTU: rounds that start after the call use it (the smaller of it and
  *    the peer's, hs_port_set_mtu, is in force). A backend's own MTU (a
  *    tap device's, the MTU a vhost-user port offers its guest) does not

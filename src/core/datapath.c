@@ -200,8 +200,9 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	/* Invariants in locals: stores into the per-frame arrays below would
 	 * otherwise force the compiler to reload them for every frame. */
 	const bool learn = !(in->flags & HS_PORT_NO_LEARN);
-	const bool access = hs__port_vmode(in) == HS_VLAN_ACCESS;
-	const uint16_t pvid = hs__port_pvid(in);
+	const struct hs__pvlan *ivl = hs__port_vl(in);
+	const bool access = ivl->mode == HS_VLAN_ACCESS;
+	const uint16_t pvid = ivl->pvid;
 	const uint32_t max_len = atomic_load_explicit(&in->mtu, memory_order_relaxed) +
 				 HS_ETH_HLEN;
 	const uint32_t now = c->now_s;
@@ -239,7 +240,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 			if (access)
 				vid = tv ? 0 : pvid;
 			else if (tv)
-				vid = hs__port_in_vlan(in, tv) ? tv : 0;
+				vid = hs__vl_has(ivl, tv) ? tv : 0;
 		}
 		if (HS__UNLIKELY(!vid)) {
 			drop(iq, HS_DROP_VLAN);

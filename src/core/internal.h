@@ -168,6 +168,12 @@ struct hs__outq {
 
 /* ---- port --------------------------------------------------------------- */
 
+struct hs__pvlan {             /* a port's VLANs (immutable once published) */
+	uint8_t mode;              /* enum hs_vlan_mode */
+	uint16_t pvid;             /* access VLAN, or trunk native VLAN (0: none) */
+	uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
+};
+
 struct hs_port {
 	struct hs_switch *sw;
 	uint16_t index;            /* slot in the topology's port array */
@@ -181,14 +187,11 @@ struct hs_port {
 	struct hs__inq *inq;       /* [nq] */
 	struct hs__outq *outq;     /* [nq] */
 
-	/* VLANs: any round reads them without a lock (a port's own rounds,
-	 * and every round that sends to it); hs_port_reconfigure changes
-	 * them only while the port is quiesced, so a round that mixes old
-	 * and new values decides only about frames that wait in the port's
-	 * backlog, which the change then checks again (port.c). */
-	_Atomic uint8_t vmode;     /* enum hs_vlan_mode */
-	_Atomic uint16_t pvid;     /* access VLAN, or trunk native VLAN (0: none) */
-	_Atomic uint64_t trunk[HS__NVID / 64]; /* trunk: allowed VLAN bitmap */
+	/* VLANs: an immutable object any round reads without a lock (the
+	 * port's own rounds, and every round that sends to it), replaced by
+	 * hs_port_reconfigure (RCU, freed after a grace period): a round
+	 * sees one version or the other, never a mix. */
+	struct hs__pvlan *_Atomic vl;
 	/* flags: read by the port's own rounds and under ctl_lock, changed
 	 * while quiesced; mac_limit: under the fdb lock */
 	uint32_t flags, mac_limit;
@@ -216,22 +219,21 @@ struct hs_port {
 	uint32_t cfg_mtu, peer_mtu;/* the host's, the backend's (0: none) */
 };
 
-static inline enum hs_vlan_mode hs__port_vmode(const struct hs_port *p)
+static inline const struct hs__pvlan *hs__port_vl(const struct hs_port *p)
 {
-	return (enum hs_vlan_mode)atomic_load_explicit(&p->vmode, memory_order_relaxed);
+	return hs__rcu_load(((struct hs_port *)p)->vl);
 }
 
-static inline uint16_t hs__port_pvid(const struct hs_port *p)
+static inline bool hs__vl_has(const struct hs__pvlan *v, uint16_t vid)
 {
-	return atomic_load_explicit(&p->pvid, memory_order_relaxed);
+	if (v->mode == HS_VLAN_ACCESS)
+		return v->pvid == vid;
+	return (v->trunk[vid >> 6] >> (vid & 63)) & 1;
 }
 
 static inline bool hs__port_in_vlan(const struct hs_port *p, uint16_t vid)
 {
-	if (hs__port_vmode(p) == HS_VLAN_ACCESS)
-		return hs__port_pvid(p) == vid;
-	return (atomic_load_explicit(&p->trunk[vid >> 6], memory_order_relaxed) >>
-		(vid & 63)) & 1;
+	return hs__vl_has(hs__port_vl(p), vid);
 }
 
 /* How frames leave towards a port, read once per destination: tagged
@@ -240,10 +242,14 @@ struct hs__vout {
 	uint32_t untagged; /* the VLAN that leaves untagged; HS__NVID: all */
 };
 
+static inline struct hs__vout hs__vl_vout(const struct hs__pvlan *v)
+{
+	return (struct hs__vout){v->mode == HS_VLAN_TRUNK ? v->pvid : HS__NVID};
+}
+
 static inline struct hs__vout hs__port_vout(const struct hs_port *p)
 {
-	return (struct hs__vout){hs__port_vmode(p) == HS_VLAN_TRUNK ? hs__port_pvid(p)
-								    : HS__NVID};
+	return hs__vl_vout(hs__port_vl(p));
 }
 
 static inline bool hs__vout_tags(struct hs__vout vo, uint16_t vid)

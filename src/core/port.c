@@ -3,8 +3,9 @@
  * index and per-VLAN flood sets, published with RCU), per-port state the
  * backends change, and counters.
  *
- * Threads: add/del/quiesce/resume/set_queue_fd run in any host thread and
- * are serialised by the switch's ctl_lock (lock order: ctl_lock -> fdb
+ * Threads: add/del/reconfigure/set_queue_fd run in any host thread and
+ * are serialised by the switch's ctl_lock; quiesce/resume by the port's
+ * quiesce_lock (lock order: ctl_lock -> quiesce_lock, ctl_lock -> fdb
  * lock -> egress queue lock). The data path reads the topology lock-free.
  *
  * Removal while traffic flows (hs_port_del): the port is marked dead (no
@@ -224,31 +225,29 @@ static int queues_alloc(struct hs_port *p)
 	return 0;
 }
 
-/* Stores c's VLANs into p. Readers see each word old or new (port.c's
- * hs_port_reconfigure deals with rounds that mix them). */
-static void set_vlans(struct hs_port *p, const struct hs_port_config *c)
+/* c's VLANs as an object for p->vl (NULL: out of memory). */
+static struct hs__pvlan *vlans_make(const struct hs_port_config *c)
 {
-	uint64_t trunk[HS__NVID / 64] = {0};
-	uint16_t pvid;
+	struct hs__pvlan *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->mode = (uint8_t)c->vlan_mode;
 	if (c->vlan_mode == HS_VLAN_ACCESS) {
-		pvid = c->vlan ? c->vlan : 1;
-	} else {
-		pvid = c->vlan; /* native VLAN, 0: none */
-		if (!c->n_trunks) {
-			memset(trunk, 0xff, sizeof(trunk));
-			trunk[0] &= ~1ull;                         /* VLAN 0 */
-			trunk[HS__NVID / 64 - 1] &= ~(1ull << 63); /* VLAN 4095 */
-		} else {
-			for (unsigned i = 0; i < c->n_trunks; i++)
-				trunk[c->trunks[i] >> 6] |= 1ull << (c->trunks[i] & 63);
-		}
-		if (pvid)
-			trunk[pvid >> 6] |= 1ull << (pvid & 63);
+		v->pvid = c->vlan ? c->vlan : 1;
+		return v;
 	}
-	atomic_store_explicit(&p->vmode, (uint8_t)c->vlan_mode, memory_order_relaxed);
-	atomic_store_explicit(&p->pvid, pvid, memory_order_relaxed);
-	for (unsigned i = 0; i < HS__NVID / 64; i++)
-		atomic_store_explicit(&p->trunk[i], trunk[i], memory_order_relaxed);
+	v->pvid = c->vlan; /* native VLAN, 0: none */
+	if (!c->n_trunks) {
+		memset(v->trunk, 0xff, sizeof(v->trunk));
+		v->trunk[0] &= ~1ull;                         /* VLAN 0 */
+		v->trunk[HS__NVID / 64 - 1] &= ~(1ull << 63); /* VLAN 4095 */
+	} else {
+		for (unsigned i = 0; i < c->n_trunks; i++)
+			v->trunk[c->trunks[i] >> 6] |= 1ull << (c->trunks[i] & 63);
+	}
+	if (v->pvid)
+		v->trunk[v->pvid >> 6] |= 1ull << (v->pvid & 63);
+	return v;
 }
 
 /* The MTU in force: the host's, or the peer's when smaller. mtu_lock. */
@@ -300,7 +299,15 @@ int hs_port_add(hs_switch_t *sw, const struct hs_port_config *cfg,
 	p->mac_limit = cfg->mac_limit ? cfg->mac_limit
 		       : sw->cfg.fdb_port_limit ? sw->cfg.fdb_port_limit
 						: UINT32_MAX;
-	set_vlans(p, cfg);
+	struct hs__pvlan *vl = vlans_make(cfg);
+	if (!vl) {
+		hs__backend_put(ops);
+		pthread_mutex_destroy(&p->quiesce_lock);
+		pthread_mutex_destroy(&p->mtu_lock);
+		free(p);
+		return -ENOMEM;
+	}
+	atomic_init(&p->vl, vl);
 
 	pthread_mutex_lock(&sw->ctl_lock);
 	if (cfg->name && find_locked(sw, cfg->name)) {
@@ -375,73 +382,52 @@ fail_unlock:
 	hs__backend_put(ops);
 	pthread_mutex_destroy(&p->quiesce_lock);
 	pthread_mutex_destroy(&p->mtu_lock);
+	free(atomic_load(&p->vl));
 	free(p);
 	return rc;
 }
 
 /* ---- change in place -------------------------------------------------------- */
 
-struct vlan_save {
-	uint8_t vmode;
-	uint16_t pvid;
-	uint32_t flags;
-	uint64_t trunk[HS__NVID / 64];
-};
-
-static void vlan_save(const struct hs_port *p, struct vlan_save *v)
-{
-	v->vmode = atomic_load_explicit(&p->vmode, memory_order_relaxed);
-	v->pvid = hs__port_pvid(p);
-	v->flags = p->flags;
-	for (unsigned i = 0; i < HS__NVID / 64; i++)
-		v->trunk[i] = atomic_load_explicit(&p->trunk[i], memory_order_relaxed);
-}
-
-static void vlan_restore(struct hs_port *p, const struct vlan_save *v)
-{
-	atomic_store_explicit(&p->vmode, v->vmode, memory_order_relaxed);
-	atomic_store_explicit(&p->pvid, v->pvid, memory_order_relaxed);
-	p->flags = v->flags;
-	for (unsigned i = 0; i < HS__NVID / 64; i++)
-		atomic_store_explicit(&p->trunk[i], v->trunk[i], memory_order_relaxed);
-}
-
-/* VLANs and flags of a quiesced port; ctl_lock held. Rounds read the
- * VLAN words without a lock, and a round that began before the change
- * may have decided with old and new words mixed; but every frame such a
- * round sends to this port waits in its backlog (it is paused), and this
- * one's own rounds are stopped. So: change the words, publish a snapshot
- * with the new flood sets, wait a grace period (no round of the old
- * words left), then drop from the backlog what the port no longer takes
- * as it was stored. */
-static int change_vlans(struct hs_port *p, const struct hs_port_config *c, uint32_t what)
+/* VLANs and flags of a quiesced port; ctl_lock held. The VLANs are an
+ * object rounds read whole, replaced here: a round sees the old one or
+ * the new one. Rounds that decided with the old one may have sent frames
+ * for this port, but it is paused: they wait in its backlog. So: publish
+ * the new object and a snapshot with the new flood sets, wait a grace
+ * period (no round of the old one left), then drop from the backlog what
+ * the port no longer takes as it was stored. */
+static int change_vlans(struct hs_port *p, const struct hs_port_config *c, uint32_t what,
+			struct hs__pvlan **old_vl)
 {
 	struct hs_switch *sw = p->sw;
-	struct vlan_save *old = malloc(sizeof(*old));
-	if (!old)
-		return -ENOMEM;
-	vlan_save(p, old);
-	if (what & HS_PORT_SET_VLAN)
-		set_vlans(p, c);
+	struct hs__pvlan *old = atomic_load(&p->vl), *nv = NULL;
+	uint32_t old_flags = p->flags;
+	if (what & HS_PORT_SET_VLAN) {
+		if (!(nv = vlans_make(c)))
+			return -ENOMEM;
+		hs__rcu_store(p->vl, nv);
+	}
 	if (what & HS_PORT_SET_FLAGS)
 		p->flags = c->flags;
-	int rc = 0;
 	struct hs__topo *t = topo_build(sw, NULL, NULL);
-	if (t) {
-		topo_publish(sw, t);
-	} else {
-		vlan_restore(p, old);
+	if (!t) {
+		/* nothing changes; rounds that saw the new object had their
+		 * frames for this port wait, and are checked below */
+		if (nv)
+			hs__rcu_store(p->vl, old);
+		p->flags = old_flags;
 		hs__rcu_synchronize();
-		rc = -ENOMEM;
+		hs__backlog_purge_vlans(p, hs__mirror_is_output(sw, p));
+		free(nv);
+		return -ENOMEM;
 	}
-	free(old);
+	topo_publish(sw, t); /* and its grace period */
+	*old_vl = nv ? old : NULL;
 	unsigned purged = hs__backlog_purge_vlans(p, hs__mirror_is_output(sw, p));
-	unsigned forgot = rc ? 0 : hs__fdb_flush_left_vlans(sw, p);
-	if (purged || forgot)
-		hs_port_log(p, HS_LOG_INFO, "VLAN change: %u waiting frame%s dropped, "
-			    "%u MAC%s forgotten", purged, purged == 1 ? "" : "s",
-			    forgot, forgot == 1 ? "" : "s");
-	return rc;
+	if (purged)
+		hs_port_log(p, HS_LOG_INFO, "VLAN change: %u waiting frame%s dropped", purged,
+			    purged == 1 ? "" : "s");
+	return 0;
 }
 
 int hs_port_reconfigure(hs_port_t *port, const struct hs_port_config *cfg, uint32_t what)
@@ -473,6 +459,7 @@ int hs_port_reconfigure(hs_port_t *port, const struct hs_port_config *cfg, uint3
 		return -EDEADLK;
 
 	struct hs_switch *sw = port->sw;
+	struct hs__pvlan *old_vl = NULL;
 	bool quiet = what & (HS_PORT_SET_VLAN | HS_PORT_SET_FLAGS);
 	if (quiet) {
 		rc = hs_port_quiesce(port); /* nests in the host's own */
@@ -485,7 +472,7 @@ int hs_port_reconfigure(hs_port_t *port, const struct hs_port_config *cfg, uint3
 		goto out;
 	}
 	if (quiet) {
-		rc = change_vlans(port, &c, what);
+		rc = change_vlans(port, &c, what, &old_vl);
 		if (rc)
 			goto out;
 	}
@@ -510,6 +497,19 @@ out:
 		if (!rc && r2 && r2 != -ENODEV)
 			rc = r2;
 	}
+	if (old_vl) {
+		/* no round has used it since change_vlans' grace period */
+		free(old_vl);
+		/* learned MACs in VLANs the port left go, after the pause so
+		 * that the table walk does not lengthen it (a frame for one of
+		 * them meanwhile is dropped and counted as vlan) */
+		pthread_mutex_lock(&sw->ctl_lock);
+		unsigned forgot = atomic_load(&port->dead) ? 0 : hs__fdb_flush_left_vlans(sw, port);
+		pthread_mutex_unlock(&sw->ctl_lock);
+		if (forgot)
+			hs_port_log(port, HS_LOG_INFO, "VLAN change: %u MAC%s forgotten", forgot,
+				    forgot == 1 ? "" : "s");
+	}
 	return rc;
 }
 
@@ -530,6 +530,7 @@ static void port_put(struct hs_port *p)
 	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
 		pthread_mutex_destroy(&p->quiesce_lock);
 		pthread_mutex_destroy(&p->mtu_lock);
+		free(atomic_load(&p->vl));
 		free(p);
 	}
 }
@@ -564,7 +565,12 @@ void hs_port_release(hs_port_t *port)
 static void port_del_locked(struct hs_port *p)
 {
 	struct hs_switch *sw = p->sw;
+	/* under quiesce_lock: a quiesce or resume running now finishes with
+	 * the queues before they go, and later ones see `dead` (lock order:
+	 * ctl_lock, then quiesce_lock) */
+	pthread_mutex_lock(&p->quiesce_lock);
 	atomic_store(&p->dead, true);
+	pthread_mutex_unlock(&p->quiesce_lock);
 	/* what a held handle reads; and a management plane that tracks links
 	 * hears this one go */
 	pthread_mutex_lock(&sw->ev_lock);
