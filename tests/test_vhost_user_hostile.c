@@ -730,6 +730,7 @@ START_TEST(a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest)
 		r->avail_idx++;
 		r->nfree--;
 		r->chain_len[0] = 1;
+		r->out[0] = true;
 		r->n_id_free--; /* id 0 (the next free one) taken */
 	} else {
 		uint16_t head = r->free_head;
@@ -739,6 +740,7 @@ START_TEST(a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest)
 		r->free_head = r->next_free[head];
 		r->nfree--;
 		r->chain_len[head] = 1;
+		r->out[head] = true;
 		r->avail[2 + (r->avail_idx & (r->size - 1))] = head;
 		r->avail_idx++;
 		__atomic_store_n(&r->avail[1], r->avail_idx, __ATOMIC_RELEASE);

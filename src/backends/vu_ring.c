@@ -233,10 +233,28 @@ int vu_ring_start(struct vu_dev *d, unsigned i, int kickfd)
 	vq->packed = packed;
 	vq->event_idx = vu_has(d, HS_VIRTIO_F_EVENT_IDX);
 	vq->indirect = vu_has(d, HS_VIRTIO_F_INDIRECT_DESC);
-	if (packed)
-		vq_set_base(vq, (uint16_t)(vr->base & 0x7fff), (vr->base >> 15) & 1);
-	else
+	if (packed) {
+		uint16_t a = vr->base & 0x7fff, u = (vr->base >> 16) & 0x7fff;
+		bool aw = (vr->base >> 15) & 1, uw = (vr->base >> 31) & 1;
+		if ((vr->base >> 16) && (u != a || uw != aw)) {
+			/* The front-end hands over a used position other than
+			 * the available one: the chains between were taken and
+			 * never given back (the back-end before stopped midway).
+			 * Resume from the used position, where the driver waits:
+			 * they are taken again (a frame may go twice, none is
+			 * lost), as a split ring resumes from its used index. */
+			hs_port_log(d->port, HS_LOG_WARN, "vring %u: used position %u (wrap %d) "
+				    "is not the available one, %u (wrap %d): resuming from "
+				    "the used one", i, u, uw, a, aw);
+			a = u;
+			aw = uw;
+		}
+		vq_set_base(vq, a, aw);
+		hs_port_log(d->port, HS_LOG_INFO, "vring %u (packed) starts at %u, wrap %d", i, a,
+			    aw);
+	} else {
 		vq_set_base(vq, (uint16_t)vr->base, true);
+	}
 	int rc = hs_port_set_queue_fd(d->port, (uint16_t)(i / 2),
 				      (i & 1) ? HS_EV_KICK : HS_EV_POSTED, kickfd);
 	if (rc)
@@ -265,11 +283,17 @@ uint32_t vu_ring_stop(struct vu_dev *d, unsigned i)
 		 * available one is where the ring resumes. A packed ring's
 		 * position carries the used slot and wrap counter in its upper
 		 * half, which QEMU reads back. */
-		if (vq->packed)
+		if (vq->packed) {
 			vr->base = (uint32_t)(vq->last_avail | (vq->avail_wrap ? 0x8000 : 0)) |
 				   (uint32_t)(vq->used_idx | (vq->used_wrap ? 0x8000 : 0)) << 16;
-		else
+			hs_port_log(d->port,
+				    vq->used_idx != vq->last_avail || vq->used_wrap != vq->avail_wrap
+					    ? HS_LOG_ERROR : HS_LOG_INFO,
+				    "vring %u (packed) stops at %u, wrap %d; used %u, wrap %d", i,
+				    vq->last_avail, vq->avail_wrap, vq->used_idx, vq->used_wrap);
+		} else {
 			vr->base = vq->last_avail;
+		}
 		vr->started = false;
 		vr->fresh = false;
 		vr->polled = false;
