@@ -304,11 +304,39 @@ ports = (
           b'\0{"mac_limit": 16, "flood": false, "socket_mode": "0600"}')
 
 
+# ---- (f) the Xen transmit ring -----------------------------------------------------------
+
+NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_MORE, NETTXF_EXTRA = 1, 2, 4, 8
+
+
+def txreq(gref, off, flags, rid, size):
+    return struct.pack("<IHHHH", gref, off, flags, rid, size)
+
+
+def txextra_gso(size, gtype, more=False):
+    return struct.pack("<BBHBBHI", 1, 1 if more else 0, size, gtype, 0, 0, 0)
+
+
+def xen_tx_seeds():
+    # cons, produced count, then the ring's request slots
+    ring = (txreq(8, 100, NETTXF_CSUM_BLANK, 1, 60) +
+            txreq(9, 0, NETTXF_MORE, 2, 1514) + txreq(10, 3596, NETTXF_MORE, 3, 500) +
+            txreq(11, 0, 0, 4, 500) +
+            txreq(12, 0, NETTXF_EXTRA | NETTXF_MORE, 5, 3000) + txextra_gso(1448, 1) +
+            txreq(13, 0, 0, 6, 2000))
+    write("xen_tx", "seed-three-packets", struct.pack("<IH", 0, 8) + ring)
+    write("xen_tx", "seed-wrapping-index", struct.pack("<IH", 0xfffffffe, 8) + ring)
+    many = txreq(8, 0, NETTXF_MORE, 1, 18 * 60) + b"".join(
+        txreq(8, 0, NETTXF_MORE if i < 17 else 0, i + 1, 60) for i in range(1, 18))
+    write("xen_tx", "seed-18-slots", struct.pack("<IH", 250, 18) + many)
+
+
 def main():
     virtq_seeds()
     vu_msg_seeds()
     frame_seeds()
     conf_seeds()
+    xen_tx_seeds()
 
 
 if __name__ == "__main__":
