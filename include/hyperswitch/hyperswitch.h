@@ -19,5 +19,6 @@
 #include <hyperswitch/mem.h>
 #include <hyperswitch/vhost_user.h>
 #include <hyperswitch/tap.h>
+#include <hyperswitch/xen.h>
 
 #endif /* HYPERSWITCH_HYPERSWITCH_H */

@@ -376,6 +376,8 @@ static int gnt_copy(void *g, uint32_t n, struct hs__xcopy *segs)
 		}
 		memmove(dst, src, s->len);
 		bytes += s->len;
+		if ((s->flags & HS__XCOPY_SRC_GREF) && (s->flags & HS__XCOPY_DST_GREF))
+			x->st.copy_g2g++;
 		s->status = HS__GNTST_OKAY;
 	}
 	x->st.copy_calls++;

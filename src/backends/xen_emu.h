@@ -68,6 +68,8 @@ struct hs__xemu_stats {
 	uint64_t copy_segs;     /* segments in them */
 	uint64_t copy_bytes;
 	uint64_t copy_errors;   /* segments that failed */
+	uint64_t copy_g2g;      /* segments from one grant straight into
+				   another (guest to guest: the single copy) */
 	uint64_t maps;          /* pages mapped */
 	uint64_t notifies;
 };

@@ -1,0 +1,49 @@
+/*
+ * hyperswitch/xen.h - the Xen netif backend: a port is one guest's
+ * virtual interface (vif), reached through the hypervisor's grant tables,
+ * event channels and xenstore, as Linux's xen-netback is.
+ *
+ * The switch plays the back-end half of the xenstore handshake: it writes
+ * its features and state under its backend path, watches the front-end's
+ * state, and when the front-end (Linux netfront, or any that follows
+ * xen/io/netif.h) has written its ring references and event channel,
+ * maps the rings and connects; it disconnects when the front-end closes
+ * and connects again when it comes back. Frames move by grant copy: a
+ * frame from one Xen guest to another goes in one copy from the sender's
+ * granted page into the receiver's (no buffer in between), and frames to
+ * and from other kinds of ports too.
+ *
+ * Supported now: one queue pair per vif and one event channel; scatter-
+ * gather, checksum offload and TCP segmentation offload (v4 and v6) both
+ * ways; a front-end that breaks the protocol stops its own vif only.
+ *
+ * Threads and ownership: as for every port (port.h). The handshake runs
+ * on the switch's loop.
+ */
+#ifndef HYPERSWITCH_XEN_H
+#define HYPERSWITCH_XEN_H
+
+#include <hyperswitch/port.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_XEN_BACKEND "xen"
+
+struct hs_xen_config {
+	uint32_t frontend_domid; /* the guest */
+	uint32_t devid;          /* its vif number (device/vif/<devid>) */
+	uint32_t backend_domid;  /* the domain this switch runs in (0: dom0) */
+	uint32_t flags;          /* none yet: 0 */
+	void *hypervisor;        /* NULL: Xen itself, through libxen; else
+				    the project's in-process emulation (its
+				    tests and benchmarks) */
+};
+#define HS_XEN_CONFIG_SIZE_V1 (offsetof(struct hs_xen_config, hypervisor) + sizeof(void *))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_XEN_H */

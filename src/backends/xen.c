@@ -1,0 +1,888 @@
+/*
+ * xen.c - the Xen netif backend (include/hyperswitch/xen.h): a userspace
+ * netback on the hypervisor services of xen_svc.h.
+ *
+ * Handshake (on the switch's loop): open writes the back-end's features
+ * and state InitWait; a watch on the front-end's state connects when the
+ * front-end has written its rings and event channel (Initialised or
+ * Connected), disconnects when it closes or goes away, and waits again
+ * when it comes back (Initialising).
+ *
+ * Transmit (guest -> switch), by the queue's owner: xen_tx.c parses each
+ * packet off the shared ring (refused ones are answered with an error at
+ * once, a broken ring stops the vif); the first HS_PKT_HDR_MIN bytes of
+ * every packet of the burst come into local memory in one grant-copy
+ * call; the rest stays in the guest's pages as foreign segments, which
+ * the receiver's copy reads by grant copy: a frame is copied once.
+ * recv_done answers the requests and tells the front-end if it asked.
+ *
+ * Receive (switch -> guest), under the egress lock: send_reserve takes a
+ * receive request (a granted page) per 4 KiB of the frame, plus a slot
+ * for the GSO extra; the copy hook turns the switch's copies into one
+ * grant-copy call per batch, straight from the sender's grant when the
+ * sender is a Xen guest too; send_commit answers each request in its own
+ * ring slot.
+ *
+ * Events: one event channel per vif; the loop reads it, unmasks it, and
+ * hands the work to the data path: the queue's kick eventfd for transmit
+ * requests, hs_port_posted for receive buffers.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backends.h"
+#include "hyperswitch/xen.h"
+#include "xen_emu.h"
+#include "xen_netif.h"
+
+#define TX_BURST 64
+#define RX_SLOTS_MAX 17 /* a 64 KiB frame in 4 KiB pages, and a bit */
+#define COPY_CHUNK 64
+
+/* xenbus states (xen/io/xenbus.h) */
+enum { XB_UNKNOWN, XB_INITIALISING, XB_INITWAIT, XB_INITIALISED, XB_CONNECTED,
+       XB_CLOSING, XB_CLOSED, XB_RECONFIGURING, XB_RECONFIGURED };
+
+/* A foreign segment's reference: a tag, the granting domain, the offset
+ * in the page and the grant reference. */
+#define XREF_TAG 0xaull
+static inline uint64_t xref(uint32_t domid, uint32_t gref, uint32_t off)
+{
+	return XREF_TAG << 60 | (uint64_t)(domid & 0xffff) << 44 |
+	       (uint64_t)(off & 0xfff) << 32 | gref;
+}
+
+struct txpkt {                  /* a packet of the current burst */
+	struct hs__xtx_pkt p;
+	uint8_t hdr[HS_PKT_HDR_MIN];
+	struct hs_seg segs[1 + HS__XTX_SLOTS_MAX];
+	bool copy_failed;
+};
+
+struct rxres {                  /* one reserved frame */
+	RING_IDX idx;           /* its first request's ring index */
+	uint8_t nslots;         /* requests taken (data slots + GSO extra) */
+	bool gso;
+	uint16_t id[RX_SLOTS_MAX + 1];
+	struct hs_seg seg[RX_SLOTS_MAX];
+};
+
+struct xnb {
+	hs_port_t *port;
+	struct hs_xen_config cfg;
+	const struct hs__xsvc_ops *ops;
+	void *gnt, *evt, *xs;
+	char fe_path[96], be_path[96];
+	hs_watch_t *xs_watch, *evt_watch;
+	int state;                  /* ours, XB_* */
+	_Atomic bool live;          /* rings mapped, event channel bound */
+	_Atomic bool broken;        /* the front-end broke the protocol */
+	_Atomic bool kicks_off;     /* a poller suppressed transmit kicks */
+	bool fe_sg;
+	uint32_t local_port;
+	int kick_fd;
+	void *tx_page, *rx_page;
+	netif_tx_back_ring_t tx;    /* the owner's */
+	netif_rx_back_ring_t rx;    /* under the egress lock */
+	struct txpkt txp[TX_BURST];
+	struct hs__xcopy hcopy[TX_BURST * HS__XTX_SLOTS_MAX];
+	struct rxres res[HS_RESERVE_MAX];
+	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
+		copy_errors, grant_copies, grant_copy_segs;
+	unsigned refused_logged;
+};
+
+/* ---- xenstore ---------------------------------------------------------------- */
+
+static bool xs_put(struct xnb *x, uint32_t t, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static bool xs_put(struct xnb *x, uint32_t t, const char *key, const char *fmt, ...)
+{
+	char path[160], val[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s", x->be_path, key);
+	return x->ops->xs_write(x->xs, t, path, val, (unsigned)strlen(val));
+}
+
+/* The front-end's key as a number: 0 and *v, -ENOENT if absent, -EINVAL
+ * if not a decimal number up to max. */
+static int fe_uint(struct xnb *x, const char *key, uint32_t max, uint32_t *v)
+{
+	char path[160];
+	snprintf(path, sizeof(path), "%s/%s", x->fe_path, key);
+	unsigned len = 0;
+	char *s = x->ops->xs_read(x->xs, HS__XBT_NULL, path, &len);
+	if (!s)
+		return -ENOENT;
+	int rc = 0;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(s, &end, 10);
+	if (!len || end != s + len || errno || n > max || s[0] == '-' || s[0] == ' ')
+		rc = -EINVAL;
+	else
+		*v = (uint32_t)n;
+	free(s);
+	return rc;
+}
+
+static bool fe_flag(struct xnb *x, const char *key)
+{
+	uint32_t v = 0;
+	return fe_uint(x, key, 1, &v) == 0 && v == 1;
+}
+
+static void set_state(struct xnb *x, int state)
+{
+	if (x->state == state)
+		return;
+	x->state = state;
+	if (!xs_put(x, HS__XBT_NULL, "state", "%d", state))
+		hs_port_log(x->port, HS_LOG_WARN, "xenstore: cannot write state %d", state);
+}
+
+/* ---- connect and disconnect ---------------------------------------------------- */
+
+static void disconnect(struct xnb *x)
+{
+	if (!x->live)
+		return;
+	hs_port_set_link(x->port, false);
+	bool quiet = hs_port_quiesce(x->port) == 0;
+	x->live = false;
+	hs_port_set_queue_fd(x->port, 0, HS_EV_KICK, -1);
+	close(x->kick_fd);
+	x->kick_fd = -1;
+	x->ops->evt_unbind(x->evt, x->local_port);
+	x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
+	x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
+	x->tx_page = x->rx_page = NULL;
+	if (quiet && hs_port_resume(x->port))
+		hs_port_log(x->port, HS_LOG_ERROR, "resume after disconnect failed");
+	atomic_fetch_add(&x->disconnects, 1);
+	hs_port_log(x->port, HS_LOG_INFO, "front-end disconnected");
+}
+
+static int connect_fail(struct xnb *x, const char *why)
+{
+	hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: %s", x->fe_path, why);
+	if (x->tx_page)
+		x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
+	if (x->rx_page)
+		x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
+	x->tx_page = x->rx_page = NULL;
+	atomic_fetch_add(&x->protocol_errors, 1);
+	return -EPROTO;
+}
+
+static int connect(struct xnb *x)
+{
+	uint32_t tx_ref, rx_ref, evtchn, v;
+	if (!fe_flag(x, "request-rx-copy"))
+		return connect_fail(x, "it does not ask for receive by copy (request-rx-copy)");
+	if (!fe_flag(x, "feature-rx-notify"))
+		return connect_fail(x, "it does not say feature-rx-notify");
+	if (fe_uint(x, "multi-queue-num-queues", 0xffff, &v) == 0 && v != 1)
+		return connect_fail(x, "it asks for several queues (not offered)");
+	if (fe_uint(x, "tx-ring-ref", UINT32_MAX, &tx_ref) ||
+	    fe_uint(x, "rx-ring-ref", UINT32_MAX, &rx_ref))
+		return connect_fail(x, "no valid tx-ring-ref and rx-ring-ref");
+	if (fe_uint(x, "event-channel", UINT32_MAX, &evtchn))
+		return connect_fail(x, "no valid event-channel (split channels are not offered)");
+	bool sg = fe_flag(x, "feature-sg");
+	bool gso4 = fe_flag(x, "feature-gso-tcpv4"), gso6 = fe_flag(x, "feature-gso-tcpv6");
+	bool csum = !fe_flag(x, "feature-no-csum-offload") &&
+		    fe_flag(x, "feature-ipv6-csum-offload");
+	uint32_t fe = x->cfg.frontend_domid;
+	x->tx_page = x->ops->gnt_map(x->gnt, 1, fe, &tx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
+	x->rx_page = x->ops->gnt_map(x->gnt, 1, fe, &rx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
+	if (!x->tx_page || !x->rx_page)
+		return connect_fail(x, "its ring pages cannot be mapped");
+	int lp = x->ops->evt_bind(x->evt, fe, evtchn);
+	if (lp < 0)
+		return connect_fail(x, "its event channel cannot be bound");
+	x->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (x->kick_fd < 0) {
+		x->ops->evt_unbind(x->evt, (uint32_t)lp);
+		return connect_fail(x, "out of file descriptors");
+	}
+	x->local_port = (uint32_t)lp;
+	BACK_RING_INIT(&x->tx, (netif_tx_sring_t *)x->tx_page, HS__XEN_PAGE);
+	BACK_RING_INIT(&x->rx, (netif_rx_sring_t *)x->rx_page, HS__XEN_PAGE);
+	x->fe_sg = sg;
+	atomic_store(&x->broken, false);
+	atomic_store(&x->kicks_off, false);
+	hs_port_set_caps(x->port, (csum ? HS_CAP_CSUM : 0) |
+				  (csum && sg && gso4 ? HS_CAP_GSO_TCPV4 : 0) |
+				  (csum && sg && gso6 ? HS_CAP_GSO_TCPV6 : 0));
+	x->live = true;
+	int rc = hs_port_set_queue_fd(x->port, 0, HS_EV_KICK, x->kick_fd);
+	if (rc) {
+		x->live = true;
+		disconnect(x);
+		return rc;
+	}
+	hs_port_set_link(x->port, true);
+	set_state(x, XB_CONNECTED);
+	atomic_fetch_add(&x->connects, 1);
+	hs_port_log(x->port, HS_LOG_INFO, "front-end %s connected (%s%s%s%s)", x->fe_path,
+		    sg ? "sg" : "no sg", csum ? ", csum" : "", gso4 ? ", gso tcpv4" : "",
+		    gso6 ? ", gso tcpv6" : "");
+	/* requests may be waiting already */
+	uint64_t one = 1;
+	if (write(x->kick_fd, &one, 8) != 8) {
+		/* an eventfd does not refuse 1 */
+	}
+	hs_port_posted(x->port, 0);
+	return 0;
+}
+
+/* The front-end's state changed (or may have). */
+static void fe_changed(struct xnb *x)
+{
+	uint32_t st = XB_UNKNOWN;
+	if (fe_uint(x, "state", XB_RECONFIGURED, &st))
+		st = XB_UNKNOWN; /* gone, or nonsense: treated as gone */
+	switch (st) {
+	case XB_INITIALISED:
+	case XB_CONNECTED:
+		if (!x->live && x->state == XB_INITWAIT && connect(x))
+			set_state(x, XB_CLOSING); /* it must start over */
+		break;
+	case XB_INITIALISING:
+	case XB_INITWAIT:
+		disconnect(x);
+		if (x->state != XB_INITWAIT)
+			set_state(x, XB_INITWAIT);
+		break;
+	case XB_CLOSING:
+		disconnect(x);
+		set_state(x, XB_CLOSING);
+		break;
+	default: /* closed, gone, unknown */
+		disconnect(x);
+		if (x->state != XB_INITWAIT || st == XB_CLOSED)
+			set_state(x, XB_CLOSED);
+		break;
+	}
+}
+
+static void xs_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct xnb *x = arg;
+	(void)w, (void)fd, (void)events;
+	char **ev;
+	bool any = false;
+	while ((ev = x->ops->xs_check_watch(x->xs))) {
+		free(ev);
+		any = true;
+	}
+	if (any)
+		fe_changed(x);
+}
+
+static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct xnb *x = arg;
+	(void)w, (void)fd, (void)events;
+	int p;
+	while ((p = x->ops->evt_pending(x->evt)) >= 0) {
+		x->ops->evt_unmask(x->evt, (uint32_t)p);
+		if (!x->live || (uint32_t)p != x->local_port)
+			continue;
+		uint64_t one = 1;
+		if (write(x->kick_fd, &one, 8) != 8) {
+			/* the counter is full: the queue is signalled anyway */
+		}
+		hs_port_posted(x->port, 0);
+	}
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static int xnb_open(hs_port_t *port, const void *config, size_t size, void **priv,
+		    struct hs_port_info *info)
+{
+	struct hs_xen_config c = {0};
+	if (!config)
+		return -EINVAL;
+	int rc = hs_config_copy(&c, sizeof(c), config, size, HS_XEN_CONFIG_SIZE_V1);
+	if (rc)
+		return rc;
+	if (c.flags || c.frontend_domid > 0x7fef || c.backend_domid > 0x7fef ||
+	    c.frontend_domid == c.backend_domid)
+		return -EINVAL;
+	const struct hs__xsvc_ops *ops = c.hypervisor ? hs__xemu_ops() : hs__xsvc_real();
+	if (!ops) {
+		hs_port_log(port, HS_LOG_ERROR, "built without libxen: no Xen here");
+		return -ENOTSUP;
+	}
+	struct xnb *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->port = port;
+	x->cfg = c;
+	x->ops = ops;
+	x->kick_fd = -1;
+	x->state = XB_UNKNOWN;
+	snprintf(x->fe_path, sizeof(x->fe_path), "/local/domain/%u/device/vif/%u",
+		 c.frontend_domid, c.devid);
+	snprintf(x->be_path, sizeof(x->be_path), "/local/domain/%u/backend/vif/%u/%u",
+		 c.backend_domid, c.frontend_domid, c.devid);
+	x->gnt = ops->gnt_open(c.hypervisor);
+	x->evt = ops->evt_open(c.hypervisor);
+	x->xs = ops->xs_open(c.hypervisor);
+	if (!x->gnt || !x->evt || !x->xs) {
+		rc = errno ? -errno : -ENODEV;
+		goto fail;
+	}
+	/* the back-end's features, in one transaction (redone on EAGAIN) */
+	bool ok = false;
+	for (int tries = 0; !ok && tries < 16; tries++) {
+		uint32_t t = ops->xs_transaction_start(x->xs);
+		if (t == HS__XBT_NULL)
+			break;
+		bool w = xs_put(x, t, "frontend", "%s", x->fe_path) &&
+			 xs_put(x, t, "frontend-id", "%u", c.frontend_domid) &&
+			 xs_put(x, t, "handle", "%u", c.devid) &&
+			 xs_put(x, t, "feature-sg", "1") && xs_put(x, t, "feature-gso-tcpv4", "1") &&
+			 xs_put(x, t, "feature-gso-tcpv6", "1") &&
+			 xs_put(x, t, "feature-ipv6-csum-offload", "1") &&
+			 xs_put(x, t, "feature-rx-copy", "1") && xs_put(x, t, "feature-rx-flip", "0") &&
+			 xs_put(x, t, "state", "%d", XB_INITWAIT);
+		ok = ops->xs_transaction_end(x->xs, t, !w) && w;
+		if (!w || (!ok && errno != EAGAIN))
+			break;
+	}
+	if (!ok) {
+		hs_port_log(port, HS_LOG_ERROR, "xenstore: cannot write %s", x->be_path);
+		rc = -EIO;
+		goto fail;
+	}
+	x->state = XB_INITWAIT;
+	*priv = x;
+	info->n_queues = 1;
+	info->caps = 0;
+	info->link_up = false;
+	return 0;
+fail:
+	if (x->xs)
+		ops->xs_close(x->xs);
+	if (x->evt)
+		ops->evt_close(x->evt);
+	if (x->gnt)
+		ops->gnt_close(x->gnt);
+	free(x);
+	return rc;
+}
+
+static int xnb_start(void *priv)
+{
+	struct xnb *x = priv;
+	hs_switch_t *sw = hs_port_switch(x->port);
+	int rc = hs_watch_add(sw, x->ops->xs_fileno(x->xs), HS_WATCH_READ, xs_cb, x,
+			      &x->xs_watch);
+	if (!rc)
+		rc = hs_watch_add(sw, x->ops->evt_fd(x->evt), HS_WATCH_READ, evt_cb, x,
+				  &x->evt_watch);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/state", x->fe_path);
+	if (!rc && !x->ops->xs_watch(x->xs, path, "fe"))
+		rc = -EIO; /* it fires once now: the loop looks at the state */
+	return rc;
+}
+
+static void xnb_stop(void *priv)
+{
+	struct xnb *x = priv;
+	if (x->xs_watch)
+		hs_watch_del(x->xs_watch);
+	if (x->evt_watch)
+		hs_watch_del(x->evt_watch);
+	x->xs_watch = x->evt_watch = NULL;
+	char path[160];
+	snprintf(path, sizeof(path), "%s/state", x->fe_path);
+	x->ops->xs_unwatch(x->xs, path, "fe");
+	/* no data-path call any more: let go without a quiesce */
+	if (x->live) {
+		x->live = false;
+		close(x->kick_fd);
+		x->kick_fd = -1;
+		x->ops->evt_unbind(x->evt, x->local_port);
+		x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
+		x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
+	}
+	set_state(x, XB_CLOSED);
+}
+
+static void xnb_close(void *priv)
+{
+	struct xnb *x = priv;
+	x->ops->xs_close(x->xs);
+	x->ops->evt_close(x->evt);
+	x->ops->gnt_close(x->gnt);
+	free(x);
+}
+
+/* ---- transmit: guest -> switch -------------------------------------------------- */
+
+static void tx_respond(struct xnb *x, const struct hs__xtx_pkt *p, int16_t status)
+{
+	netif_tx_response_t *r = RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++);
+	r->id = p->ids[0];
+	r->status = status;
+	for (unsigned e = 0; e < p->n_extra; e++)
+		RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++)->status = NETIF_RSP_NULL;
+	for (unsigned i = 1; i < p->n_slots; i++) {
+		r = RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++);
+		r->id = p->ids[i];
+		r->status = status;
+	}
+}
+
+static bool tx_push(struct xnb *x)
+{
+	int notify;
+	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&x->tx, notify);
+	return notify;
+}
+
+static void protocol_error(struct xnb *x, const char *why)
+{
+	if (atomic_exchange(&x->broken, true))
+		return;
+	atomic_fetch_add(&x->protocol_errors, 1);
+	hs_port_set_link(x->port, false);
+	hs_port_report_broken(x->port, 0, why);
+	hs_port_log(x->port, HS_LOG_ERROR, "front-end broke the transmit ring: %s; the vif "
+		    "stays down until it connects again", why);
+}
+
+/* Offload metadata from the packet's flags and its local header. */
+static int tx_offload(const struct txpkt *t, uint32_t hl, struct hs_offload *o)
+{
+	const struct hs__xtx_pkt *p = &t->p;
+	const uint8_t *h = t->hdr;
+	memset(o, 0, sizeof(*o));
+	if (p->flags & NETTXF_data_validated)
+		o->flags |= HS_OFF_DATA_VALID;
+	if (!(p->flags & NETTXF_csum_blank) && !p->gso_size)
+		return 0;
+	uint32_t l3 = 14;
+	if (hl < 14)
+		return -1;
+	uint16_t et = (uint16_t)(h[12] << 8 | h[13]);
+	if (et == 0x8100) {
+		if (hl < 18)
+			return -1;
+		l3 = 18;
+		et = (uint16_t)(h[16] << 8 | h[17]);
+	}
+	uint32_t l4;
+	uint8_t proto;
+	bool v6 = false;
+	if (et == 0x0800 && hl >= l3 + 20) {
+		l4 = l3 + (uint32_t)(h[l3] & 15) * 4;
+		proto = h[l3 + 9];
+	} else if (et == 0x86dd && hl >= l3 + 40) {
+		l4 = l3 + 40;
+		proto = h[l3 + 6];
+		v6 = true;
+	} else {
+		return -1;
+	}
+	if (proto != 6 && (proto != 17 || p->gso_size))
+		return -1;
+	o->flags |= HS_OFF_NEEDS_CSUM;
+	o->csum_start = (uint16_t)l4;
+	o->csum_offset = proto == 6 ? 16 : 6;
+	if (p->gso_size) {
+		if ((p->gso_type == XEN_NETIF_GSO_TYPE_TCPV6) != v6 || hl < l4 + 13)
+			return -1;
+		o->gso_type = v6 ? HS_GSO_TCPV6 : HS_GSO_TCPV4;
+		o->gso_size = p->gso_size;
+		o->hdr_len = (uint16_t)(l4 + (uint32_t)(h[l4 + 12] >> 4) * 4);
+	}
+	return 0;
+}
+
+static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
+{
+	struct xnb *x = priv;
+	(void)q;
+	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
+		return 0;
+	if (max > TX_BURST)
+		max = TX_BURST;
+	unsigned size = RING_SIZE(&x->tx);
+	RING_IDX prod = __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE);
+	uint32_t fe = x->cfg.frontend_domid;
+	unsigned n = 0, nseg = 0, refused = 0;
+	bool notify = false;
+	while (n < max) {
+		struct txpkt *t = &x->txp[n];
+		unsigned taken;
+		const char *why;
+		enum hs__xtx_verdict v = hs__xtx_parse(x->tx.sring, size, x->tx.req_cons, prod,
+						       &t->p, &taken, &why);
+		if (v == HS__XTX_NONE) {
+			/* re-arm the front-end's kick, then look once more
+			 * (RING_FINAL_CHECK_FOR_REQUESTS), unless a poller
+			 * keeps the kicks off */
+			if (atomic_load_explicit(&x->kicks_off, memory_order_relaxed))
+				break;
+			x->tx.sring->req_event = x->tx.req_cons + 1;
+			xen_mb();
+			prod = __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE);
+			if (prod == x->tx.req_cons)
+				break;
+			continue;
+		}
+		if (v == HS__XTX_FATAL) {
+			protocol_error(x, why);
+			break;
+		}
+		x->tx.req_cons += taken;
+		if (v == HS__XTX_REFUSED) {
+			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			refused++;
+			if (x->refused_logged < 8) {
+				x->refused_logged++;
+				hs_port_log(x->port, HS_LOG_WARN, "transmit packet refused: %s", why);
+			}
+			continue;
+		}
+		/* its first bytes into local memory (one call for the burst) */
+		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
+		for (unsigned i = 0; got < hl; i++) {
+			const struct hs__xtx_slot *s = &t->p.slot[i];
+			uint32_t k = s->len < hl - got ? s->len : hl - got;
+			if (!k)
+				continue;
+			x->hcopy[nseg++] = (struct hs__xcopy){
+				.source.foreign = {.ref = s->gref, .offset = s->offset, .domid = (uint16_t)fe},
+				.dest.virt = t->hdr + got, .len = (uint16_t)k,
+				.flags = HS__XCOPY_SRC_GREF};
+			got += k;
+		}
+		t->copy_failed = false;
+		n++;
+	}
+	if (refused) {
+		atomic_fetch_add(&x->tx_refused, refused);
+		hs_port_count_drop(x->port, 0, HS_DROP_BAD_DESC, refused);
+		notify |= tx_push(x);
+	}
+	if (!n) {
+		if (notify)
+			x->ops->evt_notify(x->evt, x->local_port);
+		return 0;
+	}
+	bool fail = x->ops->gnt_copy(x->gnt, nseg, x->hcopy) != 0;
+	atomic_fetch_add(&x->grant_copies, 1);
+	atomic_fetch_add(&x->grant_copy_segs, nseg);
+	/* which packets' headers did not arrive */
+	unsigned si = 0;
+	for (unsigned k = 0; k < n; k++) {
+		struct txpkt *t = &x->txp[k];
+		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
+		for (unsigned i = 0; got < hl; i++) {
+			uint32_t sl = t->p.slot[i].len;
+			uint32_t c = sl < hl - got ? sl : hl - got;
+			if (!c)
+				continue;
+			if (fail || x->hcopy[si].status != HS__GNTST_OKAY)
+				t->copy_failed = true;
+			si++;
+			got += c;
+		}
+	}
+	/* the packets, their first bytes local and the rest foreign */
+	unsigned out = 0, bad_copy = 0, bad_off = 0;
+	for (unsigned k = 0; k < n; k++) {
+		struct txpkt *t = &x->txp[k];
+		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN;
+		struct hs_pkt *pk = &pkts[out];
+		if (t->copy_failed) {
+			bad_copy++;
+			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			continue;
+		}
+		if (tx_offload(t, hl, &pk->off)) {
+			bad_off++;
+			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			continue;
+		}
+		unsigned ns = 0;
+		t->segs[ns++] = (struct hs_seg){.base = t->hdr, .len = hl};
+		uint32_t skip = hl;
+		for (unsigned i = 0; i < t->p.n_slots; i++) {
+			const struct hs__xtx_slot *s = &t->p.slot[i];
+			uint32_t k2 = skip < s->len ? skip : s->len;
+			skip -= k2;
+			if (s->len > k2)
+				t->segs[ns++] = (struct hs_seg){
+					.len = s->len - k2, .flags = HS_SEG_FOREIGN,
+					.ref = xref(fe, s->gref, s->offset + k2)};
+		}
+		pk->segs = t->segs;
+		pk->nsegs = (uint16_t)ns;
+		pk->len = t->p.len;
+		pk->token = k;
+		out++;
+	}
+	if (bad_copy) {
+		atomic_fetch_add(&x->tx_copy_errors, bad_copy);
+		hs_port_count_drop(x->port, 0, HS_DROP_COPY_ERROR, bad_copy);
+	}
+	if (bad_off)
+		hs_port_count_drop(x->port, 0, HS_DROP_BAD_OFFLOAD, bad_off);
+	if (bad_copy || bad_off)
+		notify |= tx_push(x);
+	if (notify)
+		x->ops->evt_notify(x->evt, x->local_port);
+	return out;
+}
+
+static unsigned xnb_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigned n)
+{
+	struct xnb *x = priv;
+	(void)q;
+	for (unsigned i = 0; i < n; i++)
+		tx_respond(x, &x->txp[pkts[i].token].p, NETIF_RSP_OKAY);
+	return n && tx_push(x) ? HS_EV_COMPLETED : 0;
+}
+
+/* ---- receive: switch -> guest ---------------------------------------------------- */
+
+static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
+				 struct hs_iobuf *bufs)
+{
+	struct xnb *x = priv;
+	(void)q;
+	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
+		return 0;
+	RING_IDX prod = __atomic_load_n(&x->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+	RING_IDX cons = x->rx.req_cons;
+	unsigned size = RING_SIZE(&x->rx);
+	if (prod - cons > size) {
+		protocol_error(x, "receive producer index ahead of what the ring holds");
+		return 0;
+	}
+	uint32_t fe = x->cfg.frontend_domid;
+	unsigned i;
+	for (i = 0; i < n; i++) {
+		struct rxres *r = &x->res[i];
+		uint32_t len = out[i].len;
+		unsigned ns = len ? (len + HS__XEN_PAGE - 1) / HS__XEN_PAGE : 1;
+		bool gso = out[i].off.gso_type != HS_GSO_NONE;
+		r->nslots = 0;
+		if (ns > RX_SLOTS_MAX || (ns > 1 && !x->fe_sg)) {
+			bufs[i].nsegs = 0; /* can never fit: the switch drops it */
+			continue;
+		}
+		unsigned need = ns + gso;
+		if (prod - cons < need || cons + need - x->rx.rsp_prod_pvt > size)
+			break;
+		r->idx = cons;
+		r->nslots = (uint8_t)need;
+		r->gso = gso;
+		uint32_t left = len;
+		for (unsigned s = 0, d = 0; s < need; s++) {
+			const volatile netif_rx_request_t *vq =
+				(const volatile netif_rx_request_t *)RING_GET_REQUEST(&x->rx, cons + s);
+			uint16_t id = vq->id;
+			uint32_t gref = vq->gref;
+			r->id[s] = id;
+			if (gso && s == 1)
+				continue; /* the extra's slot: its page is not used */
+			uint32_t k = left < HS__XEN_PAGE ? left : HS__XEN_PAGE;
+			r->seg[d++] = (struct hs_seg){.len = k, .flags = HS_SEG_FOREIGN,
+						      .ref = xref(fe, gref, 0)};
+			left -= k;
+		}
+		cons += need;
+		bufs[i].segs = r->seg;
+		bufs[i].nsegs = (uint16_t)ns;
+	}
+	x->rx.req_cons = cons;
+	return i;
+}
+
+static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
+{
+	struct xnb *x = priv;
+	(void)q;
+	bool any = false;
+	for (unsigned i = 0; i < n; i++) {
+		const struct rxres *r = &x->res[i];
+		if (!r->nslots)
+			continue;
+		any = true;
+		uint32_t len = out[i].len, left = len;
+		bool fail = !len;
+		unsigned ns = r->nslots - r->gso;
+		uint16_t f0 = 0;
+		if (out[i].off.flags & HS_OFF_NEEDS_CSUM)
+			f0 |= NETRXF_csum_blank | NETRXF_data_validated;
+		else if (out[i].off.flags & HS_OFF_DATA_VALID)
+			f0 |= NETRXF_data_validated;
+		for (unsigned s = 0, d = 0; s < r->nslots; s++) {
+			RING_IDX idx = r->idx + s;
+			if (r->gso && s == 1 && !fail) {
+				netif_extra_info_t *e = (netif_extra_info_t *)RING_GET_RESPONSE(&x->rx, idx);
+				memset(e, 0, sizeof(*e));
+				e->type = XEN_NETIF_EXTRA_TYPE_GSO;
+				e->u.gso.size = out[i].off.gso_size;
+				e->u.gso.type = out[i].off.gso_type == HS_GSO_TCPV6
+							? XEN_NETIF_GSO_TYPE_TCPV6
+							: XEN_NETIF_GSO_TYPE_TCPV4;
+				continue;
+			}
+			netif_rx_response_t *rsp = RING_GET_RESPONSE(&x->rx, idx);
+			rsp->id = r->id[s];
+			rsp->offset = 0;
+			if (fail) {
+				rsp->flags = 0;
+				rsp->status = NETIF_RSP_ERROR;
+				continue;
+			}
+			uint32_t k = left < HS__XEN_PAGE ? left : HS__XEN_PAGE;
+			left -= k;
+			uint16_t fl = d + 1 < ns ? NETRXF_more_data : 0;
+			if (d == 0)
+				fl |= f0 | (r->gso ? NETRXF_extra_info : 0);
+			rsp->flags = fl;
+			rsp->status = (int16_t)k;
+			d++;
+		}
+		x->rx.rsp_prod_pvt = r->idx + r->nslots;
+	}
+	if (!any)
+		return 0;
+	int notify;
+	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&x->rx, notify);
+	return notify ? HS_EV_DELIVERED : 0;
+}
+
+static void xnb_notify(void *priv, uint16_t q, unsigned ev)
+{
+	struct xnb *x = priv;
+	(void)q, (void)ev;
+	if (x->live)
+		x->ops->evt_notify(x->evt, x->local_port);
+}
+
+/* One side of a copy op as a grant-copy pointer; false if it cannot be. */
+static bool copy_side(const struct hs_seg *s, uint32_t off, uint32_t len,
+		      union hs__xcopy_ptr *p, uint16_t *flags, uint16_t gref_flag)
+{
+	if (!(s->flags & HS_SEG_FOREIGN)) {
+		p->virt = s->base + off;
+		return true;
+	}
+	if ((s->ref >> 60) != XREF_TAG)
+		return false; /* another backend's memory */
+	uint32_t poff = (uint32_t)(s->ref >> 32) & 0xfff;
+	if (poff + off + len > HS__XEN_PAGE)
+		return false;
+	p->foreign.ref = (uint32_t)s->ref;
+	p->foreign.offset = (uint16_t)(poff + off);
+	p->foreign.domid = (uint16_t)(s->ref >> 44);
+	*flags |= gref_flag;
+	return true;
+}
+
+static int xnb_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
+{
+	struct xnb *x = priv;
+	struct hs__xcopy seg[COPY_CHUNK];
+	int rc = 0;
+	for (unsigned base = 0; base < n; base += COPY_CHUNK) {
+		unsigned k = n - base < COPY_CHUNK ? n - base : COPY_CHUNK;
+		for (unsigned i = 0; i < k; i++) {
+			const struct hs_copy_op *op = &ops[base + i];
+			struct hs__xcopy *c = &seg[i];
+			c->flags = 0;
+			c->len = (uint16_t)op->len;
+			if (op->len > HS__XEN_PAGE ||
+			    !copy_side(op->src, op->src_off, op->len, &c->source, &c->flags,
+				       HS__XCOPY_SRC_GREF) ||
+			    !copy_side(op->dst, op->dst_off, op->len, &c->dest, &c->flags,
+				       HS__XCOPY_DST_GREF)) {
+				atomic_fetch_add(&x->copy_errors, 1);
+				return -EINVAL;
+			}
+		}
+		atomic_fetch_add(&x->grant_copies, 1);
+		atomic_fetch_add(&x->grant_copy_segs, k);
+		if (x->ops->gnt_copy(x->gnt, k, seg)) {
+			atomic_fetch_add(&x->copy_errors, k);
+			rc = -EIO;
+			continue;
+		}
+		for (unsigned i = 0; i < k; i++)
+			if (seg[i].status != HS__GNTST_OKAY) {
+				atomic_fetch_add(&x->copy_errors, 1);
+				rc = -EIO;
+			}
+	}
+	return rc;
+}
+
+static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
+{
+	struct xnb *x = priv;
+	(void)q;
+	if (ev == HS_EV_KICK)
+		atomic_store_explicit(&x->kicks_off, !enable, memory_order_relaxed);
+	if (!x->live || !enable)
+		return false; /* a request index not moved: the front-end stays quiet */
+	if (ev == HS_EV_KICK) {
+		x->tx.sring->req_event = x->tx.req_cons + 1;
+		xen_mb();
+		return __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE) != x->tx.req_cons;
+	}
+	x->rx.sring->req_event = x->rx.req_cons + 1;
+	xen_mb();
+	return __atomic_load_n(&x->rx.sring->req_prod, __ATOMIC_ACQUIRE) != x->rx.req_cons;
+}
+
+static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uint64_t v),
+			 void *arg)
+{
+	struct xnb *x = priv;
+	cb(arg, "connects", atomic_load(&x->connects));
+	cb(arg, "disconnects", atomic_load(&x->disconnects));
+	cb(arg, "protocol_errors", atomic_load(&x->protocol_errors));
+	cb(arg, "tx_refused", atomic_load(&x->tx_refused));
+	cb(arg, "tx_copy_errors", atomic_load(&x->tx_copy_errors));
+	cb(arg, "copy_errors", atomic_load(&x->copy_errors));
+	cb(arg, "grant_copies", atomic_load(&x->grant_copies));
+	cb(arg, "grant_copy_segments", atomic_load(&x->grant_copy_segs));
+}
+
+const struct hs_backend_ops hs__xen_ops = {
+	.name = HS_XEN_BACKEND,
+	.abi = HS_BACKEND_ABI,
+	.open = xnb_open,
+	.start = xnb_start,
+	.stop = xnb_stop,
+	.close = xnb_close,
+	.recv_burst = xnb_recv_burst,
+	.recv_done = xnb_recv_done,
+	.send_reserve = xnb_send_reserve,
+	.send_commit = xnb_send_commit,
+	.notify = xnb_notify,
+	.copy = xnb_copy,
+	.set_notify = xnb_set_notify,
+	.counters = xnb_counters,
+};
