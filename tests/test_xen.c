@@ -7,6 +7,7 @@
  * closes and comes back. HS_TEST_WORKERS=N runs it with polling workers.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "xen_front.h"
@@ -287,6 +288,225 @@ START_TEST(a_front_end_closes_and_comes_back)
 }
 END_TEST
 
+/* A TCP/IPv4 frame from MAC src to dst with `payload` bytes, checksum
+ * field holding the pseudo-header sum (what a sender asking for checksum
+ * offload leaves there). */
+static uint32_t tcp4(uint8_t *f, unsigned dst, unsigned src, uint32_t payload)
+{
+	uint8_t d[6], s2[6];
+	th_mac(d, dst);
+	th_mac(s2, src);
+	memcpy(f, d, 6);
+	memcpy(f + 6, s2, 6);
+	f[12] = 0x08, f[13] = 0x00;
+	uint8_t *ip = f + 14, *tcp = ip + 20;
+	memset(ip, 0, 40);
+	uint32_t len = 14 + 20 + 20 + payload;
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((len - 14) >> 8), ip[3] = (uint8_t)(len - 14);
+	ip[8] = 64, ip[9] = 6;
+	ip[12] = 10, ip[15] = (uint8_t)src, ip[16] = 10, ip[19] = (uint8_t)dst;
+	tcp[12] = 0x50, tcp[13] = 0x10;
+	for (uint32_t i = 0; i < payload; i++)
+		f[54 + i] = (uint8_t)(i * 7);
+	return len;
+}
+
+/* TCP segmentation offload both ways: a guest's GSO frame reaches another
+ * Xen guest whole (with its GSO extra) and a port without TSO cut into
+ * MSS pieces; a GSO frame from that port reaches the guest whole. */
+START_TEST(tso_both_ways)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront a, b;
+	guest_up(&e, &a, "xa", 1);
+	guest_up(&e, &b, "xb", 2);
+	static uint8_t fr[70000], got[70000];
+	struct xf_rx ri;
+	/* everybody announces itself */
+	uint32_t n = tcp4(fr, 0xff, 2, 10);
+	memset(fr, 0xff, 6);
+	xf_send(&b, fr, n, 1, 0, 0, 0, 0);
+	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	n = tcp4(fr, 0xff, 9, 10);
+	memset(fr, 0xff, 6);
+	ck_assert_int_eq(th_send(e.m, fr, n), 0);
+	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(recv_wait(&b, got, sizeof(got), &ri), 1);
+	th_drain(e.m);
+	/* a -> b: 20000 bytes of TCP in 5 pages, as GSO: arrives whole */
+	n = tcp4(fr, 2, 1, 20000);
+	xf_send(&a, fr, n, 5, 0, NETTXF_csum_blank, 1448, XEN_NETIF_GSO_TYPE_TCPV4);
+	ck_assert_int_eq(recv_wait(&b, got, sizeof(got), &ri), 1);
+	ck_assert_uint_eq(ri.len, n);
+	ck_assert_mem_eq(got, fr, n);
+	ck_assert_uint_eq(ri.gso_size, 1448);
+	ck_assert_uint_eq(ri.gso_type, XEN_NETIF_GSO_TYPE_TCPV4);
+	ck_assert(ri.flags & NETRXF_csum_blank);
+	ck_assert(ri.flags & NETRXF_extra_info);
+	/* a -> m (no TSO): cut into ceil(20000 / 1448) frames */
+	n = tcp4(fr, 9, 1, 20000);
+	xf_send(&a, fr, n, 5, 0, NETTXF_csum_blank, 1448, XEN_NETIF_GSO_TYPE_TCPV4);
+	unsigned pieces = (20000 + 1447) / 1448;
+	ck_assert(TH_WAIT(th_pending(e.m) == (int)pieces, 3000));
+	struct hs_mem_frame mf[64];
+	int k = hs_mem_rx_burst(e.m, 0, mf, 64);
+	ck_assert_int_eq(k, (int)pieces);
+	uint32_t at = 0;
+	for (int i = 0; i < k; i++) {
+		const uint8_t *d = mf[i].data;
+		ck_assert_uint_le(mf[i].len, 14 + 40 + 1448);
+		ck_assert_mem_eq(d + 54, fr + 54 + at, mf[i].len - 54);
+		at += mf[i].len - 54;
+	}
+	ck_assert_uint_eq(at, 20000);
+	hs_mem_rx_release(e.m, 0, (unsigned)k);
+	/* m -> a as GSO: whole, with its extra */
+	n = tcp4(fr, 1, 9, 30000);
+	struct hs_offload off = {.flags = HS_OFF_NEEDS_CSUM, .gso_type = HS_GSO_TCPV4,
+				 .hdr_len = 54, .gso_size = 1400, .csum_start = 34,
+				 .csum_offset = 16};
+	ck_assert_int_eq(th_send_off(e.m, fr, n, &off), 0);
+	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_uint_eq(ri.len, n);
+	ck_assert_mem_eq(got, fr, n);
+	ck_assert_uint_eq(ri.gso_size, 1400);
+	ck_assert_uint_eq(ri.slots, (n + 4095) / 4096 + 1);
+	xf_destroy(&a);
+	xf_destroy(&b);
+	xenv_down(&e);
+}
+END_TEST
+
+/* Handshakes that cannot complete: a ring reference never granted, no
+ * request-rx-copy, a front-end whose directory goes away. The back-end
+ * says why, counts it, and connects once the front-end starts over
+ * properly. */
+START_TEST(bad_handshakes_are_refused)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront f;
+	xf_create(&f, e.emu, 1, 0, 0);
+	hs_port_t *x = xen_port(&e, "x1", 1);
+	f.bad_tx_ref = 9999;
+	xf_offer(&f);
+	ck_assert(xf_wait_be(&f, 5, 3000)); /* Closing: start over */
+	ck_assert(!hs_port_link_up(x));
+	ck_assert_uint_eq(ctr(x, "protocol_errors"), 1);
+	f.bad_tx_ref = 0;
+	xf_putu(&f, "state", 1);
+	f.no_rx_copy = true;
+	ck_assert(xf_wait_be(&f, 2, 3000));
+	xf_offer(&f);
+	ck_assert(xf_wait_be(&f, 5, 3000));
+	ck_assert_uint_eq(ctr(x, "protocol_errors"), 2);
+	f.no_rx_copy = false;
+	xf_putu(&f, "state", 1);
+	xf_connect(&f);
+	ck_assert(TH_WAIT(hs_port_link_up(x), 3000));
+	/* the guest goes away: its directory with it */
+	ck_assert(f.ops->xs_rm(f.xs, HS__XBT_NULL, f.fe));
+	ck_assert(xf_wait_be(&f, 6, 3000));
+	ck_assert(!hs_port_link_up(x));
+	xf_destroy(&f);
+	xenv_down(&e);
+}
+END_TEST
+
+/* A guest that posts few receive buffers and then none: frames for it
+ * wait in the switch's bounded backlog, the rest are dropped and
+ * counted, the other guest's traffic goes on; buffers posted later get
+ * what waited, in order. */
+START_TEST(a_guest_without_buffers_holds_up_nobody)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront a, b;
+	guest_up(&e, &a, "xa", 1);
+	xf_create(&b, e.emu, 2, 0, 0);
+	b.post_rx = 4;
+	hs_port_t *xb = xen_port(&e, "xb", 2);
+	xf_connect(&b);
+	ck_assert(TH_WAIT(hs_port_link_up(xb), 3000));
+	static uint8_t fr[2000], got[70000];
+	uint8_t ma[6], mb[6];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	struct xf_rx ri;
+	size_t n = th_frame(fr, th_bcast, mb, -1, 64, 0);
+	xf_send(&b, fr, (uint32_t)n, 1, 0, 0, 0, 0);
+	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	th_drain(e.m);
+	const uint32_t total = 600;
+	for (uint32_t i = 1; i <= total; i++) {
+		n = th_frame(fr, mb, ma, -1, 200, i);
+		xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
+		while (a.tx_out > 200)
+			xf_reap_tx(&a);
+	}
+	ck_assert(TH_WAIT((xf_reap_tx(&a), a.tx_out == 0), 3000));
+	/* a's own traffic to m goes on meanwhile */
+	n = th_frame(fr, th_bcast, ma, -1, 64, 9999);
+	xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
+	ck_assert(TH_WAIT(th_pending(e.m) >= 1, 3000));
+	struct hs_port_stats sb = th_pstats(xb);
+	ck_assert_uint_gt(sb.drops[HS_DROP_NO_BUFFER], 0); /* the backlog is bounded */
+	ck_assert_uint_le(sb.tx_packets, 4);
+	/* b takes its 4, posts 60 pages: the frames that waited come, in order */
+	uint32_t last = 0, seen = 0;
+	for (int round = 0; round < 20; round++) {
+		while (xf_recv(&b, got, sizeof(got), &ri)) {
+			uint32_t seq;
+			memcpy(&seq, got + 14, 4);
+			ck_assert_uint_gt(seq, last);
+			last = seq;
+			seen++;
+		}
+		xf_post(&b, 4 + (unsigned)round * 3, 3);
+		usleep(2000);
+		xf_events(&b);
+	}
+	sb = th_pstats(xb);
+	/* every frame for b (600, and a's broadcast) was received or counted */
+	ck_assert_uint_eq(seen, sb.tx_packets);
+	ck_assert_uint_eq(seen + sb.drops[HS_DROP_NO_BUFFER], total + 1);
+	ck_assert_uint_gt(seen, 200);
+	xf_destroy(&a);
+	xf_destroy(&b);
+	xenv_down(&e);
+}
+END_TEST
+
+/* A producer index further ahead than the ring holds: the vif stops. */
+START_TEST(a_bogus_producer_index_stops_the_vif)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront a;
+	hs_port_t *xa = guest_up(&e, &a, "xa", 1);
+	a.tx.sring->req_prod = a.tx.req_prod_pvt + 1000;
+	ck_assert_int_eq(a.ops->evt_notify(a.evt, (uint32_t)a.port), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
+	ck_assert_uint_eq(ctr(xa, "protocol_errors"), 1);
+	/* it connects again and works */
+	xf_putu(&a, "state", 5);
+	ck_assert(xf_wait_be(&a, 5, 3000));
+	xf_putu(&a, "state", 1);
+	xf_connect(&a);
+	ck_assert(TH_WAIT(hs_port_link_up(xa), 3000));
+	static uint8_t fr[200];
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	size_t n = th_frame(fr, th_bcast, ma, -1, 64, 1);
+	xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
+	ck_assert(TH_WAIT(th_pending(e.m) == 1, 3000));
+	xf_destroy(&a);
+	xenv_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("xen");
@@ -296,6 +516,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, guest_to_guest_in_one_grant_copy);
 	tcase_add_test(tc, hostile_front_ends_stop_only_themselves);
 	tcase_add_test(tc, a_front_end_closes_and_comes_back);
+	tcase_add_test(tc, tso_both_ways);
+	tcase_add_test(tc, bad_handshakes_are_refused);
+	tcase_add_test(tc, a_guest_without_buffers_holds_up_nobody);
+	tcase_add_test(tc, a_bogus_producer_index_stops_the_vif);
 	suite_add_tcase(s, tc);
 	return s;
 }

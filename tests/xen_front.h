@@ -43,6 +43,9 @@ struct xfront {
 	char fe[96], be[96];
 	/* features this front-end announces */
 	bool sg, gso4, gso6, no_csum;
+	bool no_rx_copy;          /* leaves request-rx-copy out */
+	unsigned post_rx;         /* receive pages posted at connect (0: all) */
+	uint32_t bad_tx_ref;      /* if set, written as tx-ring-ref */
 };
 
 static inline uint8_t *xf_page(struct xfront *f, unsigned page)
@@ -135,9 +138,10 @@ static inline void xf_kick_if(struct xfront *f, int notify)
 		ck_assert_int_eq(f->ops->evt_notify(f->evt, (uint32_t)f->port), 0);
 }
 
-/* The handshake, the front-end's half: rings, event channel, keys, every
- * receive page posted, state Connected. */
-static inline void xf_connect(struct xfront *f)
+/* The handshake, the front-end's half: rings, event channel, keys,
+ * receive pages posted, state Connected (the back-end's answer is the
+ * caller's to wait for). */
+static inline void xf_offer(struct xfront *f)
 {
 	ck_assert(xf_wait_be(f, 2, 3000)); /* InitWait */
 	netif_tx_sring_t *txs = (netif_tx_sring_t *)xf_page(f, 0);
@@ -154,15 +158,23 @@ static inline void xf_connect(struct xfront *f)
 	ck_assert_int_gt(f->port, 0);
 	f->tx_out = 0;
 	unsigned n = RING_SIZE(&f->rx) < XF_RXP ? RING_SIZE(&f->rx) : XF_RXP;
+	if (f->post_rx && f->post_rx < n)
+		n = f->post_rx;
 	for (unsigned i = 0; i < n; i++)
 		xf_post_one(f, i);
 	int notify;
 	RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&f->rx, notify);
 	(void)notify;
-	xf_putu(f, "tx-ring-ref", f->tx_ref);
+	xf_putu(f, "tx-ring-ref", f->bad_tx_ref ? f->bad_tx_ref : f->tx_ref);
 	xf_putu(f, "rx-ring-ref", f->rx_ref);
 	xf_putu(f, "event-channel", (unsigned)f->port);
-	xf_put(f, "request-rx-copy", "1");
+	if (!f->no_rx_copy) {
+		xf_put(f, "request-rx-copy", "1");
+	} else {
+		char path[160];
+		snprintf(path, sizeof(path), "%s/request-rx-copy", f->fe);
+		f->ops->xs_rm(f->xs, HS__XBT_NULL, path); /* from an earlier offer */
+	}
 	xf_put(f, "feature-rx-notify", "1");
 	xf_put(f, "feature-sg", f->sg ? "1" : "0");
 	xf_put(f, "feature-gso-tcpv4", f->gso4 ? "1" : "0");
@@ -171,7 +183,23 @@ static inline void xf_connect(struct xfront *f)
 	if (f->no_csum)
 		xf_put(f, "feature-no-csum-offload", "1");
 	xf_putu(f, "state", 4);
+}
+
+/* The handshake to the end: the back-end Connected. */
+static inline void xf_connect(struct xfront *f)
+{
+	xf_offer(f);
 	ck_assert(xf_wait_be(f, 4, 3000));
+}
+
+/* Posts receive pages [from, from + n) and kicks as the ring says. */
+static inline void xf_post(struct xfront *f, unsigned from, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		xf_post_one(f, from + i);
+	int notify;
+	RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&f->rx, notify);
+	xf_kick_if(f, notify);
 }
 
 /* Sends a frame in `slots` transmit slots (each on a page of its own,
