@@ -41,16 +41,22 @@ static void xenv_up(struct xenv *e)
 	pthread_create(&e->loop, NULL, loop_main, e->sw);
 }
 
-static hs_port_t *xen_port(struct xenv *e, const char *name, uint32_t domid)
+static hs_port_t *xen_port_q(struct xenv *e, const char *name, uint32_t domid,
+			     uint32_t max_queues)
 {
 	struct hs_xen_config xc = {.frontend_domid = domid, .devid = 0, .backend_domid = 0,
-				   .hypervisor = e->dom0};
+				   .max_queues = max_queues, .hypervisor = e->dom0};
 	struct hs_port_config pc = {.name = name, .backend = HS_XEN_BACKEND,
 				    .backend_config = &xc, .backend_config_size = sizeof(xc),
 				    .mtu = 9000};
 	hs_port_t *p = NULL;
 	ck_assert_int_eq(hs_port_add(e->sw, &pc, &p), 0);
 	return p;
+}
+
+static hs_port_t *xen_port(struct xenv *e, const char *name, uint32_t domid)
+{
+	return xen_port_q(e, name, domid, 1);
 }
 
 static void xenv_down(struct xenv *e)
@@ -224,7 +230,7 @@ START_TEST(hostile_front_ends_stop_only_themselves)
 	ck_assert(TH_WAIT((xf_reap_tx(&a), a.tx_out == 0), 3000));
 	ck_assert_int_eq(a.last_tx_status, NETIF_RSP_ERROR);
 	ck_assert_uint_eq(th_pstats(xa).drops[HS_DROP_COPY_ERROR], 1);
-	a.txp_ref[pg] = (uint32_t)hs__xemu_grant(a.dom, 2 + pg, 0, true);
+	a.txp_ref[pg] = (uint32_t)hs__xemu_grant(a.dom, XF_TXP0 + pg, 0, true);
 	/* still fine */
 	xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
 	ck_assert(TH_WAIT(th_pending(e.m) == 1, 3000));
@@ -456,7 +462,9 @@ START_TEST(a_guest_without_buffers_holds_up_nobody)
 	ck_assert_uint_le(sb.tx_packets, 4);
 	/* b takes its 4, posts 60 pages: the frames that waited come, in order */
 	uint32_t last = 0, seen = 0;
-	for (int round = 0; round < 20; round++) {
+	unsigned posted = 4;
+	uint64_t deadline = th_mono_ms() + 20000;
+	while (th_mono_ms() < deadline) {
 		while (xf_recv(&b, got, sizeof(got), &ri)) {
 			uint32_t seq;
 			memcpy(&seq, got + 14, 4);
@@ -464,8 +472,14 @@ START_TEST(a_guest_without_buffers_holds_up_nobody)
 			last = seq;
 			seen++;
 		}
-		xf_post(&b, 4 + (unsigned)round * 3, 3);
-		usleep(2000);
+		sb = th_pstats(xb);
+		if (seen + sb.drops[HS_DROP_NO_BUFFER] >= total + 1)
+			break;
+		if (posted < 64) {
+			xf_post(&b, posted, 4);
+			posted += 4;
+		}
+		usleep(1000);
 		xf_events(&b);
 	}
 	sb = th_pstats(xb);
@@ -486,8 +500,8 @@ START_TEST(a_bogus_producer_index_stops_the_vif)
 	xenv_up(&e);
 	struct xfront a;
 	hs_port_t *xa = guest_up(&e, &a, "xa", 1);
-	a.tx.sring->req_prod = a.tx.req_prod_pvt + 1000;
-	ck_assert_int_eq(a.ops->evt_notify(a.evt, (uint32_t)a.port), 0);
+	a.q[0].tx.sring->req_prod = a.q[0].tx.req_prod_pvt + 1000;
+	ck_assert_int_eq(a.ops->evt_notify(a.evt, (uint32_t)a.q[0].port_tx), 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
 	ck_assert_uint_eq(ctr(xa, "protocol_errors"), 1);
 	/* it connects again and works */
@@ -507,6 +521,77 @@ START_TEST(a_bogus_producer_index_stops_the_vif)
 }
 END_TEST
 
+/* A guest that asks for 3 of the 4 queues offered, with split event
+ * channels: frames go out on every queue and come in on them all. */
+START_TEST(several_queues_with_split_channels)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront f;
+	xf_create(&f, e.emu, 1, 0, 0);
+	f.nq = 3;
+	f.split = true;
+	hs_port_t *x = xen_port_q(&e, "x1", 1, 4);
+	ck_assert_uint_eq(hs_port_n_queues(x), 4);
+	xf_connect(&f);
+	ck_assert(TH_WAIT(hs_port_link_up(x), 3000));
+	char path[160];
+	snprintf(path, sizeof(path), "%s/multi-queue-max-queues", f.be);
+	unsigned len;
+	char *v = f.ops->xs_read(f.xs, HS__XBT_NULL, path, &len);
+	ck_assert_str_eq(v, "4");
+	free(v);
+	static uint8_t fr[2000], got[70000];
+	uint8_t mx[6], mm[6];
+	th_mac(mx, 1);
+	th_mac(mm, 2);
+	struct hs_mem_frame mf;
+	for (uint32_t i = 0; i < 90; i++) {
+		size_t n = th_frame(fr, i ? mm : th_bcast, mx, -1, 100 + i, i);
+		xf_send_q(&f, i % 3, fr, (uint32_t)n, 1 + i % 2, 0, 0, 0, 0);
+		ck_assert(TH_WAIT(th_pending(e.m) == 1, 3000));
+		ck_assert_int_eq(hs_mem_rx_burst(e.m, 0, &mf, 1), 1);
+		ck_assert_uint_eq(mf.len, n);
+		ck_assert_mem_eq(mf.data, fr, n);
+		hs_mem_rx_release(e.m, 0, 1);
+	}
+	ck_assert(TH_WAIT((xf_reap_tx(&f), f.tx_out == 0), 3000));
+	ck_assert_uint_eq(th_pstats(x).rx_packets, 90);
+	/* and into the guest: every frame arrives, on one of the 3 queues */
+	unsigned per_q[3] = {0};
+	for (uint32_t i = 0; i < 60; i++) {
+		size_t n = th_frame(fr, mx, mm, -1, 200 + i, 1000 + i);
+		ck_assert_int_eq(th_send(e.m, fr, n), 0);
+		struct xf_rx ri;
+		int r = 0;
+		TH_WAIT((xf_events(&f), r = xf_recv(&f, got, sizeof(got), &ri)) != 0, 3000);
+		ck_assert_int_eq(r, 1);
+		ck_assert_uint_eq(ri.len, n);
+		ck_assert_mem_eq(got, fr, n);
+		ck_assert_uint_lt(ri.queue, 3);
+		per_q[ri.queue]++;
+	}
+	ck_assert_uint_eq(per_q[0] + per_q[1] + per_q[2], 60);
+	/* asking for more queues than offered is refused */
+	xf_putu(&f, "state", 5);
+	ck_assert(xf_wait_be(&f, 5, 3000));
+	xf_putu(&f, "state", 1);
+	f.nq = 4;
+	xf_connect(&f);
+	f.nq = 4;
+	xf_putu(&f, "state", 5);
+	ck_assert(xf_wait_be(&f, 5, 3000));
+	xf_putu(&f, "state", 1);
+	ck_assert(xf_wait_be(&f, 2, 3000));
+	xf_putu(&f, "multi-queue-num-queues", 5);
+	xf_putu(&f, "state", 4);
+	ck_assert(xf_wait_be(&f, 5, 3000));
+	ck_assert_uint_eq(ctr(x, "protocol_errors"), 1);
+	xf_destroy(&f);
+	xenv_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("xen");
@@ -520,6 +605,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_handshakes_are_refused);
 	tcase_add_test(tc, a_guest_without_buffers_holds_up_nobody);
 	tcase_add_test(tc, a_bogus_producer_index_stops_the_vif);
+	tcase_add_test(tc, several_queues_with_split_channels);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -13,9 +13,11 @@
  * granted page into the receiver's (no buffer in between), and frames to
  * and from other kinds of ports too.
  *
- * Supported now: one queue pair per vif and one event channel; scatter-
- * gather, checksum offload and TCP segmentation offload (v4 and v6) both
- * ways; a front-end that breaks the protocol stops its own vif only.
+ * Supported: multi-queue (the front-end picks up to max_queues queue
+ * pairs), one event channel per queue or split ones (transmit and
+ * receive), scatter-gather, checksum offload and TCP segmentation
+ * offload (v4 and v6) both ways; a front-end that breaks the protocol
+ * stops its own vif only.
  *
  * Threads and ownership: as for every port (port.h). The handshake runs
  * on the switch's loop.
@@ -35,6 +37,8 @@ struct hs_xen_config {
 	uint32_t frontend_domid; /* the guest */
 	uint32_t devid;          /* its vif number (device/vif/<devid>) */
 	uint32_t backend_domid;  /* the domain this switch runs in (0: dom0) */
+	uint32_t max_queues;     /* queue pairs offered (multi-queue-max-
+				    queues); 0 -> 1 */
 	uint32_t flags;          /* none yet: 0 */
 	void *hypervisor;        /* NULL: Xen itself, through libxen; else
 				    the project's in-process emulation (its

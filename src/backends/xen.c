@@ -72,6 +72,21 @@ struct rxres {                  /* one reserved frame */
 	struct hs_seg seg[RX_SLOTS_MAX];
 };
 
+struct xq {                      /* one queue pair */
+	struct xnb *x;
+	uint16_t qid;
+	_Atomic bool kicks_off;     /* a poller suppressed transmit kicks */
+	uint32_t tx_port, rx_port;  /* local event channels (equal unless split) */
+	int kick_fd;
+	void *tx_page, *rx_page;
+	netif_tx_back_ring_t tx;    /* the owner's */
+	netif_rx_back_ring_t rx;    /* under the egress lock */
+	struct txpkt txp[TX_BURST];
+	struct hs__xcopy hcopy[TX_BURST * HS__XTX_SLOTS_MAX];
+	struct rxres res[HS_RESERVE_MAX];
+	unsigned refused_logged;
+};
+
 struct xnb {
 	hs_port_t *port;
 	struct hs_xen_config cfg;
@@ -80,21 +95,13 @@ struct xnb {
 	char fe_path[96], be_path[96];
 	hs_watch_t *xs_watch, *evt_watch;
 	int state;                  /* ours, XB_* */
-	_Atomic bool live;          /* rings mapped, event channel bound */
+	_Atomic bool live;          /* rings mapped, event channels bound */
 	_Atomic bool broken;        /* the front-end broke the protocol */
-	_Atomic bool kicks_off;     /* a poller suppressed transmit kicks */
-	bool fe_sg;
-	uint32_t local_port;
-	int kick_fd;
-	void *tx_page, *rx_page;
-	netif_tx_back_ring_t tx;    /* the owner's */
-	netif_rx_back_ring_t rx;    /* under the egress lock */
-	struct txpkt txp[TX_BURST];
-	struct hs__xcopy hcopy[TX_BURST * HS__XTX_SLOTS_MAX];
-	struct rxres res[HS_RESERVE_MAX];
+	bool fe_sg, split;
+	uint16_t nq;                /* queues the front-end connected */
+	struct xq *q;               /* [cfg.max_queues] */
 	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
 		copy_errors, grant_copies, grant_copy_segs;
-	unsigned refused_logged;
 };
 
 /* ---- xenstore ---------------------------------------------------------------- */
@@ -151,97 +158,158 @@ static void set_state(struct xnb *x, int state)
 
 /* ---- connect and disconnect ---------------------------------------------------- */
 
+/* The front-end's key for queue q: under queue-<q>/ when it connected
+ * several queues (multi-queue-num-queues), else at its top. */
+static int fe_qkey(struct xnb *x, unsigned nq, unsigned q, const char *key, uint32_t *v)
+{
+	char k[64];
+	if (nq > 1)
+		snprintf(k, sizeof(k), "queue-%u/%s", q, key);
+	else
+		snprintf(k, sizeof(k), "%s", key);
+	return fe_uint(x, k, UINT32_MAX, v);
+}
+
+/* Lets go of what queue q holds: kick fd, event channels, rings. */
+static void queue_release(struct xnb *x, struct xq *xq)
+{
+	if (xq->kick_fd >= 0)
+		close(xq->kick_fd);
+	xq->kick_fd = -1;
+	if (xq->rx_port && xq->rx_port != xq->tx_port)
+		x->ops->evt_unbind(x->evt, xq->rx_port);
+	if (xq->tx_port)
+		x->ops->evt_unbind(x->evt, xq->tx_port);
+	xq->tx_port = xq->rx_port = 0;
+	if (xq->tx_page)
+		x->ops->gnt_unmap(x->gnt, xq->tx_page, 1);
+	if (xq->rx_page)
+		x->ops->gnt_unmap(x->gnt, xq->rx_page, 1);
+	xq->tx_page = xq->rx_page = NULL;
+}
+
 static void disconnect(struct xnb *x)
 {
-	if (!x->live)
+	if (!atomic_load(&x->live))
 		return;
 	hs_port_set_link(x->port, false);
 	bool quiet = hs_port_quiesce(x->port) == 0;
-	x->live = false;
-	hs_port_set_queue_fd(x->port, 0, HS_EV_KICK, -1);
-	close(x->kick_fd);
-	x->kick_fd = -1;
-	x->ops->evt_unbind(x->evt, x->local_port);
-	x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
-	x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
-	x->tx_page = x->rx_page = NULL;
+	atomic_store(&x->live, false);
+	for (unsigned q = 0; q < x->nq; q++) {
+		hs_port_set_queue_fd(x->port, (uint16_t)q, HS_EV_KICK, -1);
+		queue_release(x, &x->q[q]);
+	}
+	x->nq = 0;
 	if (quiet && hs_port_resume(x->port))
 		hs_port_log(x->port, HS_LOG_ERROR, "resume after disconnect failed");
 	atomic_fetch_add(&x->disconnects, 1);
 	hs_port_log(x->port, HS_LOG_INFO, "front-end disconnected");
 }
 
-static int connect_fail(struct xnb *x, const char *why)
+static int connect_fail(struct xnb *x, const char *why, unsigned q)
 {
-	hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: %s", x->fe_path, why);
-	if (x->tx_page)
-		x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
-	if (x->rx_page)
-		x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
-	x->tx_page = x->rx_page = NULL;
+	hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: queue %u: %s", x->fe_path,
+		    q, why);
+	for (unsigned i = 0; i < x->cfg.max_queues; i++)
+		queue_release(x, &x->q[i]);
 	atomic_fetch_add(&x->protocol_errors, 1);
 	return -EPROTO;
 }
 
+/* Maps queue q's rings and binds its event channel(s); NULL or why not. */
+static const char *queue_connect(struct xnb *x, unsigned nq, unsigned q)
+{
+	struct xq *xq = &x->q[q];
+	uint32_t tx_ref, rx_ref, ech, ech_tx, ech_rx, fe = x->cfg.frontend_domid;
+	if (fe_qkey(x, nq, q, "tx-ring-ref", &tx_ref) || fe_qkey(x, nq, q, "rx-ring-ref", &rx_ref))
+		return "no valid tx-ring-ref and rx-ring-ref";
+	bool split = !fe_qkey(x, nq, q, "event-channel-tx", &ech_tx) &&
+		     !fe_qkey(x, nq, q, "event-channel-rx", &ech_rx);
+	if (!split && fe_qkey(x, nq, q, "event-channel", &ech))
+		return "no valid event-channel, nor event-channel-tx and -rx";
+	xq->tx_page = x->ops->gnt_map(x->gnt, 1, fe, &tx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
+	xq->rx_page = x->ops->gnt_map(x->gnt, 1, fe, &rx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
+	if (!xq->tx_page || !xq->rx_page)
+		return "its ring pages cannot be mapped";
+	int tp = x->ops->evt_bind(x->evt, fe, split ? ech_tx : ech);
+	if (tp < 0)
+		return "its event channel cannot be bound";
+	xq->tx_port = xq->rx_port = (uint32_t)tp;
+	if (split) {
+		int rp = x->ops->evt_bind(x->evt, fe, ech_rx);
+		if (rp < 0)
+			return "its receive event channel cannot be bound";
+		xq->rx_port = (uint32_t)rp;
+	}
+	xq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (xq->kick_fd < 0)
+		return "out of file descriptors";
+	BACK_RING_INIT(&xq->tx, (netif_tx_sring_t *)xq->tx_page, HS__XEN_PAGE);
+	BACK_RING_INIT(&xq->rx, (netif_rx_sring_t *)xq->rx_page, HS__XEN_PAGE);
+	atomic_store(&xq->kicks_off, false);
+	xq->refused_logged = 0;
+	return NULL;
+}
+
+static void wake(struct xnb *x, unsigned q, bool tx, bool rx)
+{
+	if (tx) {
+		uint64_t one = 1;
+		if (write(x->q[q].kick_fd, &one, 8) != 8) {
+			/* the counter is full: the queue is signalled anyway */
+		}
+	}
+	if (rx)
+		hs_port_posted(x->port, (uint16_t)q);
+}
+
 static int connect(struct xnb *x)
 {
-	uint32_t tx_ref, rx_ref, evtchn, v;
+	uint32_t v, nq = 1;
 	if (!fe_flag(x, "request-rx-copy"))
-		return connect_fail(x, "it does not ask for receive by copy (request-rx-copy)");
+		return connect_fail(x, "it does not ask for receive by copy (request-rx-copy)", 0);
 	if (!fe_flag(x, "feature-rx-notify"))
-		return connect_fail(x, "it does not say feature-rx-notify");
-	if (fe_uint(x, "multi-queue-num-queues", 0xffff, &v) == 0 && v != 1)
-		return connect_fail(x, "it asks for several queues (not offered)");
-	if (fe_uint(x, "tx-ring-ref", UINT32_MAX, &tx_ref) ||
-	    fe_uint(x, "rx-ring-ref", UINT32_MAX, &rx_ref))
-		return connect_fail(x, "no valid tx-ring-ref and rx-ring-ref");
-	if (fe_uint(x, "event-channel", UINT32_MAX, &evtchn))
-		return connect_fail(x, "no valid event-channel (split channels are not offered)");
+		return connect_fail(x, "it does not say feature-rx-notify", 0);
+	if (fe_uint(x, "multi-queue-num-queues", 0xffff, &v) == 0) {
+		if (v < 1 || v > x->cfg.max_queues)
+			return connect_fail(x, "it asks for more queues than offered", 0);
+		nq = v;
+	}
+	for (unsigned q = 0; q < nq; q++) {
+		const char *why = queue_connect(x, nq, q);
+		if (why)
+			return connect_fail(x, why, q);
+	}
 	bool sg = fe_flag(x, "feature-sg");
 	bool gso4 = fe_flag(x, "feature-gso-tcpv4"), gso6 = fe_flag(x, "feature-gso-tcpv6");
 	bool csum = !fe_flag(x, "feature-no-csum-offload") &&
 		    fe_flag(x, "feature-ipv6-csum-offload");
-	uint32_t fe = x->cfg.frontend_domid;
-	x->tx_page = x->ops->gnt_map(x->gnt, 1, fe, &tx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
-	x->rx_page = x->ops->gnt_map(x->gnt, 1, fe, &rx_ref, HS__XMAP_READ | HS__XMAP_WRITE);
-	if (!x->tx_page || !x->rx_page)
-		return connect_fail(x, "its ring pages cannot be mapped");
-	int lp = x->ops->evt_bind(x->evt, fe, evtchn);
-	if (lp < 0)
-		return connect_fail(x, "its event channel cannot be bound");
-	x->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (x->kick_fd < 0) {
-		x->ops->evt_unbind(x->evt, (uint32_t)lp);
-		return connect_fail(x, "out of file descriptors");
-	}
-	x->local_port = (uint32_t)lp;
-	BACK_RING_INIT(&x->tx, (netif_tx_sring_t *)x->tx_page, HS__XEN_PAGE);
-	BACK_RING_INIT(&x->rx, (netif_rx_sring_t *)x->rx_page, HS__XEN_PAGE);
 	x->fe_sg = sg;
+	x->nq = (uint16_t)nq;
+	x->split = x->q[0].rx_port != x->q[0].tx_port;
 	atomic_store(&x->broken, false);
-	atomic_store(&x->kicks_off, false);
 	hs_port_set_caps(x->port, (csum ? HS_CAP_CSUM : 0) |
 				  (csum && sg && gso4 ? HS_CAP_GSO_TCPV4 : 0) |
 				  (csum && sg && gso6 ? HS_CAP_GSO_TCPV6 : 0));
-	x->live = true;
-	int rc = hs_port_set_queue_fd(x->port, 0, HS_EV_KICK, x->kick_fd);
-	if (rc) {
-		x->live = true;
-		disconnect(x);
-		return rc;
+	hs_port_set_active_queues(x->port, (uint16_t)nq);
+	atomic_store(&x->live, true);
+	for (unsigned q = 0; q < nq; q++) {
+		int rc = hs_port_set_queue_fd(x->port, (uint16_t)q, HS_EV_KICK, x->q[q].kick_fd);
+		if (rc) {
+			disconnect(x);
+			return rc;
+		}
 	}
 	hs_port_set_link(x->port, true);
 	set_state(x, XB_CONNECTED);
 	atomic_fetch_add(&x->connects, 1);
-	hs_port_log(x->port, HS_LOG_INFO, "front-end %s connected (%s%s%s%s)", x->fe_path,
-		    sg ? "sg" : "no sg", csum ? ", csum" : "", gso4 ? ", gso tcpv4" : "",
-		    gso6 ? ", gso tcpv6" : "");
+	hs_port_log(x->port, HS_LOG_INFO, "front-end %s connected: %u queue%s, %s event "
+		    "channels (%s%s%s%s)", x->fe_path, nq, nq == 1 ? "" : "s",
+		    x->split ? "split" : "shared", sg ? "sg" : "no sg", csum ? ", csum" : "",
+		    gso4 ? ", gso tcpv4" : "", gso6 ? ", gso tcpv6" : "");
 	/* requests may be waiting already */
-	uint64_t one = 1;
-	if (write(x->kick_fd, &one, 8) != 8) {
-		/* an eventfd does not refuse 1 */
-	}
-	hs_port_posted(x->port, 0);
+	for (unsigned q = 0; q < nq; q++)
+		wake(x, q, true, true);
 	return 0;
 }
 
@@ -254,7 +322,7 @@ static void fe_changed(struct xnb *x)
 	switch (st) {
 	case XB_INITIALISED:
 	case XB_CONNECTED:
-		if (!x->live && x->state == XB_INITWAIT && connect(x))
+		if (!atomic_load(&x->live) && x->state == XB_INITWAIT && connect(x))
 			set_state(x, XB_CLOSING); /* it must start over */
 		break;
 	case XB_INITIALISING:
@@ -296,13 +364,12 @@ static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	int p;
 	while ((p = x->ops->evt_pending(x->evt)) >= 0) {
 		x->ops->evt_unmask(x->evt, (uint32_t)p);
-		if (!x->live || (uint32_t)p != x->local_port)
+		if (!atomic_load(&x->live))
 			continue;
-		uint64_t one = 1;
-		if (write(x->kick_fd, &one, 8) != 8) {
-			/* the counter is full: the queue is signalled anyway */
-		}
-		hs_port_posted(x->port, 0);
+		for (unsigned q = 0; q < x->nq; q++)
+			if (x->q[q].tx_port == (uint32_t)p || x->q[q].rx_port == (uint32_t)p)
+				wake(x, q, x->q[q].tx_port == (uint32_t)p,
+				     x->q[q].rx_port == (uint32_t)p);
 	}
 }
 
@@ -317,8 +384,10 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 	int rc = hs_config_copy(&c, sizeof(c), config, size, HS_XEN_CONFIG_SIZE_V1);
 	if (rc)
 		return rc;
+	if (!c.max_queues)
+		c.max_queues = 1;
 	if (c.flags || c.frontend_domid > 0x7fef || c.backend_domid > 0x7fef ||
-	    c.frontend_domid == c.backend_domid)
+	    c.frontend_domid == c.backend_domid || c.max_queues > HS_MAX_QUEUES)
 		return -EINVAL;
 	const struct hs__xsvc_ops *ops = c.hypervisor ? hs__xemu_ops() : hs__xsvc_real();
 	if (!ops) {
@@ -328,10 +397,19 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 	struct xnb *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
+	x->q = calloc(c.max_queues, sizeof(*x->q));
+	if (!x->q) {
+		free(x);
+		return -ENOMEM;
+	}
+	for (unsigned q = 0; q < c.max_queues; q++) {
+		x->q[q].x = x;
+		x->q[q].qid = (uint16_t)q;
+		x->q[q].kick_fd = -1;
+	}
 	x->port = port;
 	x->cfg = c;
 	x->ops = ops;
-	x->kick_fd = -1;
 	x->state = XB_UNKNOWN;
 	snprintf(x->fe_path, sizeof(x->fe_path), "/local/domain/%u/device/vif/%u",
 		 c.frontend_domid, c.devid);
@@ -357,6 +435,8 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 			 xs_put(x, t, "feature-gso-tcpv6", "1") &&
 			 xs_put(x, t, "feature-ipv6-csum-offload", "1") &&
 			 xs_put(x, t, "feature-rx-copy", "1") && xs_put(x, t, "feature-rx-flip", "0") &&
+			 xs_put(x, t, "feature-split-event-channels", "1") &&
+			 xs_put(x, t, "multi-queue-max-queues", "%u", c.max_queues) &&
 			 xs_put(x, t, "state", "%d", XB_INITWAIT);
 		ok = ops->xs_transaction_end(x->xs, t, !w) && w;
 		if (!w || (!ok && errno != EAGAIN))
@@ -369,7 +449,7 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 	}
 	x->state = XB_INITWAIT;
 	*priv = x;
-	info->n_queues = 1;
+	info->n_queues = (uint16_t)c.max_queues;
 	info->caps = 0;
 	info->link_up = false;
 	return 0;
@@ -380,6 +460,7 @@ fail:
 		ops->evt_close(x->evt);
 	if (x->gnt)
 		ops->gnt_close(x->gnt);
+	free(x->q);
 	free(x);
 	return rc;
 }
@@ -412,14 +493,10 @@ static void xnb_stop(void *priv)
 	snprintf(path, sizeof(path), "%s/state", x->fe_path);
 	x->ops->xs_unwatch(x->xs, path, "fe");
 	/* no data-path call any more: let go without a quiesce */
-	if (x->live) {
-		x->live = false;
-		close(x->kick_fd);
-		x->kick_fd = -1;
-		x->ops->evt_unbind(x->evt, x->local_port);
-		x->ops->gnt_unmap(x->gnt, x->tx_page, 1);
-		x->ops->gnt_unmap(x->gnt, x->rx_page, 1);
-	}
+	atomic_store(&x->live, false);
+	for (unsigned q = 0; q < x->cfg.max_queues; q++)
+		queue_release(x, &x->q[q]);
+	x->nq = 0;
 	set_state(x, XB_CLOSED);
 }
 
@@ -429,39 +506,41 @@ static void xnb_close(void *priv)
 	x->ops->xs_close(x->xs);
 	x->ops->evt_close(x->evt);
 	x->ops->gnt_close(x->gnt);
+	free(x->q);
 	free(x);
 }
 
 /* ---- transmit: guest -> switch -------------------------------------------------- */
 
-static void tx_respond(struct xnb *x, const struct hs__xtx_pkt *p, int16_t status)
+static void tx_respond(struct xq *xq, const struct hs__xtx_pkt *p, int16_t status)
 {
-	netif_tx_response_t *r = RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++);
+	netif_tx_response_t *r = RING_GET_RESPONSE(&xq->tx, xq->tx.rsp_prod_pvt++);
 	r->id = p->ids[0];
 	r->status = status;
 	for (unsigned e = 0; e < p->n_extra; e++)
-		RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++)->status = NETIF_RSP_NULL;
+		RING_GET_RESPONSE(&xq->tx, xq->tx.rsp_prod_pvt++)->status = NETIF_RSP_NULL;
 	for (unsigned i = 1; i < p->n_slots; i++) {
-		r = RING_GET_RESPONSE(&x->tx, x->tx.rsp_prod_pvt++);
+		r = RING_GET_RESPONSE(&xq->tx, xq->tx.rsp_prod_pvt++);
 		r->id = p->ids[i];
 		r->status = status;
 	}
 }
 
-static bool tx_push(struct xnb *x)
+static bool tx_push(struct xq *xq)
 {
 	int notify;
-	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&x->tx, notify);
+	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&xq->tx, notify);
 	return notify;
 }
 
-static void protocol_error(struct xnb *x, const char *why)
+static void protocol_error(struct xq *xq, const char *why)
 {
+	struct xnb *x = xq->x;
 	if (atomic_exchange(&x->broken, true))
 		return;
 	atomic_fetch_add(&x->protocol_errors, 1);
 	hs_port_set_link(x->port, false);
-	hs_port_report_broken(x->port, 0, why);
+	hs_port_report_broken(x->port, xq->qid, why);
 	hs_port_log(x->port, HS_LOG_ERROR, "front-end broke the transmit ring: %s; the vif "
 		    "stays down until it connects again", why);
 }
@@ -517,45 +596,45 @@ static int tx_offload(const struct txpkt *t, uint32_t hl, struct hs_offload *o)
 static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
 {
 	struct xnb *x = priv;
-	(void)q;
+	struct xq *xq = &x->q[q];
 	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
 		return 0;
 	if (max > TX_BURST)
 		max = TX_BURST;
-	unsigned size = RING_SIZE(&x->tx);
-	RING_IDX prod = __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE);
+	unsigned size = RING_SIZE(&xq->tx);
+	RING_IDX prod = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 	uint32_t fe = x->cfg.frontend_domid;
 	unsigned n = 0, nseg = 0, refused = 0;
 	bool notify = false;
 	while (n < max) {
-		struct txpkt *t = &x->txp[n];
+		struct txpkt *t = &xq->txp[n];
 		unsigned taken;
 		const char *why;
-		enum hs__xtx_verdict v = hs__xtx_parse(x->tx.sring, size, x->tx.req_cons, prod,
+		enum hs__xtx_verdict v = hs__xtx_parse(xq->tx.sring, size, xq->tx.req_cons, prod,
 						       &t->p, &taken, &why);
 		if (v == HS__XTX_NONE) {
 			/* re-arm the front-end's kick, then look once more
 			 * (RING_FINAL_CHECK_FOR_REQUESTS), unless a poller
 			 * keeps the kicks off */
-			if (atomic_load_explicit(&x->kicks_off, memory_order_relaxed))
+			if (atomic_load_explicit(&xq->kicks_off, memory_order_relaxed))
 				break;
-			x->tx.sring->req_event = x->tx.req_cons + 1;
+			xq->tx.sring->req_event = xq->tx.req_cons + 1;
 			xen_mb();
-			prod = __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE);
-			if (prod == x->tx.req_cons)
+			prod = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
+			if (prod == xq->tx.req_cons)
 				break;
 			continue;
 		}
 		if (v == HS__XTX_FATAL) {
-			protocol_error(x, why);
+			protocol_error(xq, why);
 			break;
 		}
-		x->tx.req_cons += taken;
+		xq->tx.req_cons += taken;
 		if (v == HS__XTX_REFUSED) {
-			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			tx_respond(xq, &t->p, NETIF_RSP_ERROR);
 			refused++;
-			if (x->refused_logged < 8) {
-				x->refused_logged++;
+			if (xq->refused_logged < 8) {
+				xq->refused_logged++;
 				hs_port_log(x->port, HS_LOG_WARN, "transmit packet refused: %s", why);
 			}
 			continue;
@@ -567,7 +646,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 			uint32_t k = s->len < hl - got ? s->len : hl - got;
 			if (!k)
 				continue;
-			x->hcopy[nseg++] = (struct hs__xcopy){
+			xq->hcopy[nseg++] = (struct hs__xcopy){
 				.source.foreign = {.ref = s->gref, .offset = s->offset, .domid = (uint16_t)fe},
 				.dest.virt = t->hdr + got, .len = (uint16_t)k,
 				.flags = HS__XCOPY_SRC_GREF};
@@ -579,27 +658,27 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	if (refused) {
 		atomic_fetch_add(&x->tx_refused, refused);
 		hs_port_count_drop(x->port, 0, HS_DROP_BAD_DESC, refused);
-		notify |= tx_push(x);
+		notify |= tx_push(xq);
 	}
 	if (!n) {
 		if (notify)
-			x->ops->evt_notify(x->evt, x->local_port);
+			x->ops->evt_notify(x->evt, xq->tx_port);
 		return 0;
 	}
-	bool fail = x->ops->gnt_copy(x->gnt, nseg, x->hcopy) != 0;
+	bool fail = x->ops->gnt_copy(x->gnt, nseg, xq->hcopy) != 0;
 	atomic_fetch_add(&x->grant_copies, 1);
 	atomic_fetch_add(&x->grant_copy_segs, nseg);
 	/* which packets' headers did not arrive */
 	unsigned si = 0;
 	for (unsigned k = 0; k < n; k++) {
-		struct txpkt *t = &x->txp[k];
+		struct txpkt *t = &xq->txp[k];
 		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
 		for (unsigned i = 0; got < hl; i++) {
 			uint32_t sl = t->p.slot[i].len;
 			uint32_t c = sl < hl - got ? sl : hl - got;
 			if (!c)
 				continue;
-			if (fail || x->hcopy[si].status != HS__GNTST_OKAY)
+			if (fail || xq->hcopy[si].status != HS__GNTST_OKAY)
 				t->copy_failed = true;
 			si++;
 			got += c;
@@ -608,17 +687,17 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	/* the packets, their first bytes local and the rest foreign */
 	unsigned out = 0, bad_copy = 0, bad_off = 0;
 	for (unsigned k = 0; k < n; k++) {
-		struct txpkt *t = &x->txp[k];
+		struct txpkt *t = &xq->txp[k];
 		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN;
 		struct hs_pkt *pk = &pkts[out];
 		if (t->copy_failed) {
 			bad_copy++;
-			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			tx_respond(xq, &t->p, NETIF_RSP_ERROR);
 			continue;
 		}
 		if (tx_offload(t, hl, &pk->off)) {
 			bad_off++;
-			tx_respond(x, &t->p, NETIF_RSP_ERROR);
+			tx_respond(xq, &t->p, NETIF_RSP_ERROR);
 			continue;
 		}
 		unsigned ns = 0;
@@ -646,19 +725,19 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	if (bad_off)
 		hs_port_count_drop(x->port, 0, HS_DROP_BAD_OFFLOAD, bad_off);
 	if (bad_copy || bad_off)
-		notify |= tx_push(x);
+		notify |= tx_push(xq);
 	if (notify)
-		x->ops->evt_notify(x->evt, x->local_port);
+		x->ops->evt_notify(x->evt, xq->tx_port);
 	return out;
 }
 
 static unsigned xnb_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigned n)
 {
 	struct xnb *x = priv;
-	(void)q;
+	struct xq *xq = &x->q[q];
 	for (unsigned i = 0; i < n; i++)
-		tx_respond(x, &x->txp[pkts[i].token].p, NETIF_RSP_OKAY);
-	return n && tx_push(x) ? HS_EV_COMPLETED : 0;
+		tx_respond(xq, &xq->txp[pkts[i].token].p, NETIF_RSP_OKAY);
+	return n && tx_push(xq) ? HS_EV_COMPLETED : 0;
 }
 
 /* ---- receive: switch -> guest ---------------------------------------------------- */
@@ -667,20 +746,20 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 				 struct hs_iobuf *bufs)
 {
 	struct xnb *x = priv;
-	(void)q;
+	struct xq *xq = &x->q[q];
 	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
 		return 0;
-	RING_IDX prod = __atomic_load_n(&x->rx.sring->req_prod, __ATOMIC_ACQUIRE);
-	RING_IDX cons = x->rx.req_cons;
-	unsigned size = RING_SIZE(&x->rx);
+	RING_IDX prod = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+	RING_IDX cons = xq->rx.req_cons;
+	unsigned size = RING_SIZE(&xq->rx);
 	if (prod - cons > size) {
-		protocol_error(x, "receive producer index ahead of what the ring holds");
+		protocol_error(xq, "receive producer index ahead of what the ring holds");
 		return 0;
 	}
 	uint32_t fe = x->cfg.frontend_domid;
 	unsigned i;
 	for (i = 0; i < n; i++) {
-		struct rxres *r = &x->res[i];
+		struct rxres *r = &xq->res[i];
 		uint32_t len = out[i].len;
 		unsigned ns = len ? (len + HS__XEN_PAGE - 1) / HS__XEN_PAGE : 1;
 		bool gso = out[i].off.gso_type != HS_GSO_NONE;
@@ -690,7 +769,7 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 			continue;
 		}
 		unsigned need = ns + gso;
-		if (prod - cons < need || cons + need - x->rx.rsp_prod_pvt > size)
+		if (prod - cons < need || cons + need - xq->rx.rsp_prod_pvt > size)
 			break;
 		r->idx = cons;
 		r->nslots = (uint8_t)need;
@@ -698,7 +777,7 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 		uint32_t left = len;
 		for (unsigned s = 0, d = 0; s < need; s++) {
 			const volatile netif_rx_request_t *vq =
-				(const volatile netif_rx_request_t *)RING_GET_REQUEST(&x->rx, cons + s);
+				(const volatile netif_rx_request_t *)RING_GET_REQUEST(&xq->rx, cons + s);
 			uint16_t id = vq->id;
 			uint32_t gref = vq->gref;
 			r->id[s] = id;
@@ -713,17 +792,17 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 		bufs[i].segs = r->seg;
 		bufs[i].nsegs = (uint16_t)ns;
 	}
-	x->rx.req_cons = cons;
+	xq->rx.req_cons = cons;
 	return i;
 }
 
 static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
 {
 	struct xnb *x = priv;
-	(void)q;
+	struct xq *xq = &x->q[q];
 	bool any = false;
 	for (unsigned i = 0; i < n; i++) {
-		const struct rxres *r = &x->res[i];
+		const struct rxres *r = &xq->res[i];
 		if (!r->nslots)
 			continue;
 		any = true;
@@ -738,7 +817,7 @@ static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out
 		for (unsigned s = 0, d = 0; s < r->nslots; s++) {
 			RING_IDX idx = r->idx + s;
 			if (r->gso && s == 1 && !fail) {
-				netif_extra_info_t *e = (netif_extra_info_t *)RING_GET_RESPONSE(&x->rx, idx);
+				netif_extra_info_t *e = (netif_extra_info_t *)RING_GET_RESPONSE(&xq->rx, idx);
 				memset(e, 0, sizeof(*e));
 				e->type = XEN_NETIF_EXTRA_TYPE_GSO;
 				e->u.gso.size = out[i].off.gso_size;
@@ -747,7 +826,7 @@ static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out
 							: XEN_NETIF_GSO_TYPE_TCPV4;
 				continue;
 			}
-			netif_rx_response_t *rsp = RING_GET_RESPONSE(&x->rx, idx);
+			netif_rx_response_t *rsp = RING_GET_RESPONSE(&xq->rx, idx);
 			rsp->id = r->id[s];
 			rsp->offset = 0;
 			if (fail) {
@@ -764,21 +843,25 @@ static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out
 			rsp->status = (int16_t)k;
 			d++;
 		}
-		x->rx.rsp_prod_pvt = r->idx + r->nslots;
+		xq->rx.rsp_prod_pvt = r->idx + r->nslots;
 	}
 	if (!any)
 		return 0;
 	int notify;
-	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&x->rx, notify);
+	RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&xq->rx, notify);
 	return notify ? HS_EV_DELIVERED : 0;
 }
 
 static void xnb_notify(void *priv, uint16_t q, unsigned ev)
 {
 	struct xnb *x = priv;
-	(void)q, (void)ev;
-	if (x->live)
-		x->ops->evt_notify(x->evt, x->local_port);
+	struct xq *xq = &x->q[q];
+	if (!atomic_load_explicit(&x->live, memory_order_acquire))
+		return;
+	if (ev & HS_EV_COMPLETED)
+		x->ops->evt_notify(x->evt, xq->tx_port);
+	if ((ev & HS_EV_DELIVERED) && (xq->rx_port != xq->tx_port || !(ev & HS_EV_COMPLETED)))
+		x->ops->evt_notify(x->evt, xq->rx_port);
 }
 
 /* One side of a copy op as a grant-copy pointer; false if it cannot be. */
@@ -841,19 +924,20 @@ static int xnb_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 {
 	struct xnb *x = priv;
-	(void)q;
+	struct xq *xq = &x->q[q];
 	if (ev == HS_EV_KICK)
-		atomic_store_explicit(&x->kicks_off, !enable, memory_order_relaxed);
-	if (!x->live || !enable)
+		atomic_store_explicit(&xq->kicks_off, !enable, memory_order_relaxed);
+	if (!atomic_load_explicit(&x->live, memory_order_acquire) || !enable)
 		return false; /* a request index not moved: the front-end stays quiet */
 	if (ev == HS_EV_KICK) {
-		x->tx.sring->req_event = x->tx.req_cons + 1;
+		xq->tx.sring->req_event = xq->tx.req_cons + 1;
 		xen_mb();
-		return __atomic_load_n(&x->tx.sring->req_prod, __ATOMIC_ACQUIRE) != x->tx.req_cons;
+		return __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE) !=
+		       xq->tx.req_cons;
 	}
-	x->rx.sring->req_event = x->rx.req_cons + 1;
+	xq->rx.sring->req_event = xq->rx.req_cons + 1;
 	xen_mb();
-	return __atomic_load_n(&x->rx.sring->req_prod, __ATOMIC_ACQUIRE) != x->rx.req_cons;
+	return __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE) != xq->rx.req_cons;
 }
 
 static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uint64_t v),
