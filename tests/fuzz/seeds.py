@@ -331,7 +331,35 @@ def xen_tx_seeds():
     write("xen_tx", "seed-18-slots", struct.pack("<IH", 250, 18) + many)
 
 
+def xen_xs_seeds():
+    # steps [op, key, value]: keys index the target's list
+    K = {"state": 0, "tx": 1, "rx": 2, "ev": 3, "evtx": 4, "evrx": 5, "copy": 6,
+         "notify": 7, "sg": 8, "gso4": 9, "mq": 13, "q0tx": 14, "q0rx": 15, "q0ev": 16,
+         "q1tx": 17, "q1rx": 18, "q1ev": 19}
+
+    def w(key, v):
+        return bytes([0, K[key], v])
+
+    def state(v):
+        return bytes([3, 0, v])
+    run, kick = bytes([4, 0, 0]), bytes([5, 0, 0])
+
+    def pkt(v):
+        return bytes([6, 0, v])
+    base = w("copy", 1) + w("notify", 1) + w("sg", 1) + w("gso4", 1)
+    one = w("tx", 200) + w("rx", 201) + w("ev", 208) + base + state(4) + run
+    write("xen_xs", "seed-connect", one + pkt(20) + kick + run + pkt(90) + kick + run)
+    write("xen_xs", "seed-reconnect", one + state(5) + run + state(6) + run + state(1) + run +
+          one + pkt(40) + kick + run)
+    two = (w("mq", 2) + w("q0tx", 200) + w("q0rx", 201) + w("q0ev", 208) + w("q1tx", 202) +
+           w("q1rx", 203) + w("q1ev", 209) + base + state(4) + run)
+    write("xen_xs", "seed-two-queues", two + pkt(30) + kick + run + bytes([7, 0, 0]) + run)
+    write("xen_xs", "seed-split", w("tx", 200) + w("rx", 201) + w("evtx", 208) +
+          w("evrx", 209) + base + state(4) + run + pkt(10) + kick + run)
+
+
 def main():
+    xen_xs_seeds()
     virtq_seeds()
     vu_msg_seeds()
     frame_seeds()
