@@ -130,6 +130,7 @@ int cmd_scaling(struct bench_opts *o);
 int cmd_latency(struct bench_opts *o);
 int cmd_idle(struct bench_opts *o);
 int cmd_all(struct bench_opts *o);
+int cmd_xen(struct bench_opts *o);
 double memcpy_rate(size_t size, double seconds);
 
 #endif /* HS_BENCH_H */

@@ -6,6 +6,7 @@
  *   scaling   aggregate throughput as sender/receiver pairs grow
  *   latency   one-way latency to a blocked receiver
  *   idle      CPU used by an idle switch
+ *   xen       Xen vifs through the emulated hypervisor, with copy accounting
  *   all       every one of them
  *
  * Every figure is printed as a table and, with --json, written as one JSON
@@ -33,6 +34,7 @@ static void usage(void)
 		"  scaling   aggregate throughput for 1..16 sender/receiver pairs\n"
 		"  latency   one-way latency to a blocked receiver, p50/p99\n"
 		"  idle      CPU used by an idle switch with workers\n"
+		"  xen       Xen vifs (emulated hypervisor): rate, grant copies per frame\n"
 		"  all       all of the above (--json names a directory)\n");
 }
 
@@ -78,6 +80,10 @@ int main(int argc, char **argv)
 		return cmd_latency(&o);
 	if (!strcmp(cmd, "idle"))
 		return cmd_idle(&o);
+#ifdef HS_BENCH_XEN
+	if (!strcmp(cmd, "xen"))
+		return cmd_xen(&o);
+#endif
 	if (!strcmp(cmd, "all"))
 		return cmd_all(&o);
 	usage();

@@ -17,9 +17,43 @@
 #define HS_TEST_XEN_FRONT_H
 
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backends/xen_emu.h"
 #include "backends/xen_netif.h"
+
+#ifndef ck_assert
+/* Outside a Check test (hs-bench): a failed expectation aborts. */
+#define XF_FAIL(c) (fprintf(stderr, "xen_front: %s\n", c), abort())
+#define ck_assert(c) ((c) ? (void)0 : XF_FAIL(#c))
+#define ck_assert_msg(c, ...) ck_assert(c)
+#define ck_assert_int_eq(a, b) ck_assert((a) == (b))
+#define ck_assert_int_ge(a, b) ck_assert((a) >= (b))
+#define ck_assert_int_gt(a, b) ck_assert((a) > (b))
+#define ck_assert_uint_eq(a, b) ck_assert((a) == (b))
+#define ck_assert_uint_le(a, b) ck_assert((a) <= (b))
+#define ck_assert_ptr_nonnull(a) ck_assert((a) != NULL)
+#endif
+#ifndef TH_WAIT
+#include <sched.h>
+#include <time.h>
+static inline uint64_t xf_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+#define TH_WAIT(cond, ms)                                                   \
+	({                                                                  \
+		uint64_t xf_dl_ = xf_ms() + (ms);                           \
+		bool xf_ok_;                                                \
+		while (!(xf_ok_ = (cond)) && xf_ms() < xf_dl_)              \
+			sched_yield();                                      \
+		xf_ok_;                                                     \
+	})
+#endif
 
 #define XF_QMAX 4
 #define XF_TXP 256
