@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "testbe.h"
 #include "xen_front.h"
 
 struct xenv {
@@ -236,9 +237,9 @@ START_TEST(hostile_front_ends_stop_only_themselves)
 	ck_assert(TH_WAIT(th_pending(e.m) == 1, 3000));
 	th_drain(e.m);
 	ck_assert(TH_WAIT(recv_wait(&b, got, sizeof(got), &(struct xf_rx){0}) == 1, 3000));
-	/* 20 slots: a broken ring; a's vif goes down, b goes on */
-	n = th_frame(fr, th_bcast, ma, -1, 20 * 100, 2);
-	xf_send(&a, fr, (uint32_t)n, 20, 0, 0, 0, 0);
+	/* 21 slots: a broken ring; a's vif goes down, b goes on */
+	n = th_frame(fr, th_bcast, ma, -1, 21 * 100, 2);
+	xf_send(&a, fr, (uint32_t)n, 21, 0, 0, 0, 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
 	ck_assert_uint_eq(ctr(xa, "protocol_errors"), 1);
 	ck_assert(hs_port_link_up(xb));
@@ -592,6 +593,99 @@ START_TEST(several_queues_with_split_channels)
 }
 END_TEST
 
+/* To a port whose buffers are another backend's foreign memory (as a
+ * tap's by-reference frames are): neither copy hook reaches the other's
+ * memory, so the frame is fetched local first, and arrives whole. */
+START_TEST(to_another_backends_foreign_buffers)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront a;
+	guest_up(&e, &a, "xa", 1);
+	struct tbe_config tc = {.foreign_rx = true, .rx_seg = 2048, .rx_posted = 64};
+	hs_port_t *t = tbe_port(e.sw, "t", &tc, 0);
+	ck_assert_ptr_nonnull(t);
+	static uint8_t fr[2000];
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	for (uint32_t i = 0; i < 20; i++) {
+		size_t n = th_frame(fr, th_bcast, ma, -1, 60 + i * 70, i);
+		xf_send(&a, fr, (uint32_t)n, 1 + i % 3, 0, 0, 0, 0);
+		struct tbe_rxf r;
+		ck_assert(TH_WAIT(tbe_pop(t, 0, &r), 3000));
+		ck_assert_uint_eq(r.len, n);
+		ck_assert_mem_eq(r.data, fr, n);
+		free(r.data);
+		th_drain(e.m);
+	}
+	ck_assert_uint_eq(th_pstats(t).drops[HS_DROP_COPY_ERROR], 0);
+	xf_destroy(&a);
+	xenv_down(&e);
+}
+END_TEST
+
+/* Frames wait in a 4-queue guest's backlogs (it posted one buffer per
+ * queue); it reconnects with one queue; the host then pauses and resumes
+ * the port. What waited for the old connection is dropped and counted
+ * when it goes, never written into the new rings nor through a queue the
+ * new connection did not set up (found by a review: the switch wrote
+ * into the old, unmapped rings). */
+START_TEST(a_reconnect_with_fewer_queues_drops_what_waited)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront f;
+	xf_create(&f, e.emu, 1, 0, 0);
+	f.nq = 4;
+	f.post_rx = 1;
+	hs_port_t *x = xen_port_q(&e, "x1", 1, 4);
+	xf_connect(&f);
+	ck_assert(TH_WAIT(hs_port_link_up(x), 3000));
+	static uint8_t fr[2000];
+	uint8_t mx[6], mm[6];
+	th_mac(mx, 1);
+	th_mac(mm, 2);
+	size_t n = th_frame(fr, th_bcast, mx, -1, 100, 0);
+	xf_send_q(&f, 0, fr, (uint32_t)n, 1, 0, 0, 0, 0);
+	ck_assert(TH_WAIT(th_pending(e.m) >= 1, 3000));
+	th_drain(e.m);
+	const unsigned total = 400;
+	for (unsigned i = 0; i < total; i++) {
+		n = th_frame(fr, mx, mm, -1, 200, i);
+		ck_assert_int_eq(th_send(e.m, fr, n), 0);
+	}
+	ck_assert_uint_gt(th_pstats(x).tx_backlogged, 0);
+	xf_putu(&f, "state", 5);
+	ck_assert(xf_wait_be(&f, 5, 3000));
+	xf_putu(&f, "state", 6);
+	ck_assert(xf_wait_be(&f, 6, 3000));
+	char path[160];
+	snprintf(path, sizeof(path), "%s/multi-queue-num-queues", f.fe);
+	f.ops->xs_rm(f.xs, HS__XBT_NULL, path);
+	f.nq = 0;
+	f.post_rx = 0;
+	xf_putu(&f, "state", 1);
+	xf_connect(&f);
+	ck_assert(TH_WAIT(hs_port_link_up(x), 3000));
+	ck_assert_int_eq(hs_port_quiesce(x), 0);
+	ck_assert_int_eq(hs_port_resume(x), 0);
+	struct hs_port_stats st = th_pstats(x);
+	ck_assert_uint_eq(st.tx_packets + st.drops[HS_DROP_NO_BUFFER] +
+				  st.drops[HS_DROP_PORT_DOWN],
+			  total);
+	/* the new connection carries traffic, nothing of the old */
+	struct xf_rx ri;
+	static uint8_t got[70000];
+	ck_assert_int_eq(xf_recv(&f, got, sizeof(got), &ri), 0);
+	n = th_frame(fr, mx, mm, -1, 300, 9999);
+	ck_assert_int_eq(th_send(e.m, fr, n), 0);
+	ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+	ck_assert_mem_eq(got, fr, n);
+	xf_destroy(&f);
+	xenv_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("xen");
@@ -606,6 +700,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_guest_without_buffers_holds_up_nobody);
 	tcase_add_test(tc, a_bogus_producer_index_stops_the_vif);
 	tcase_add_test(tc, several_queues_with_split_channels);
+	tcase_add_test(tc, to_another_backends_foreign_buffers);
+	tcase_add_test(tc, a_reconnect_with_fewer_queues_drops_what_waited);
 	suite_add_tcase(s, tc);
 	return s;
 }

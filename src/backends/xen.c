@@ -186,6 +186,16 @@ static void queue_release(struct xnb *x, struct xq *xq)
 	if (xq->rx_page)
 		x->ops->gnt_unmap(x->gnt, xq->rx_page, 1);
 	xq->tx_page = xq->rx_page = NULL;
+	memset(&xq->tx, 0, sizeof(xq->tx));
+	memset(&xq->rx, 0, sizeof(xq->rx));
+}
+
+/* Whether the data path may use queue q now: connected, and a queue the
+ * front-end set up (the core still calls the others, e.g. to drain their
+ * backlogs after a reconnect with fewer queues). */
+static inline bool q_live(const struct xnb *x, uint16_t q)
+{
+	return atomic_load_explicit(&x->live, memory_order_acquire) && q < x->nq;
 }
 
 static void disconnect(struct xnb *x)
@@ -193,14 +203,18 @@ static void disconnect(struct xnb *x)
 	if (!atomic_load(&x->live))
 		return;
 	hs_port_set_link(x->port, false);
-	bool quiet = hs_port_quiesce(x->port) == 0;
+	if (hs_port_quiesce(x->port)) {
+		/* the port is being deleted (a round may still run): stop
+		 * releases everything once no round does */
+		return;
+	}
 	atomic_store(&x->live, false);
 	for (unsigned q = 0; q < x->nq; q++) {
 		hs_port_set_queue_fd(x->port, (uint16_t)q, HS_EV_KICK, -1);
 		queue_release(x, &x->q[q]);
 	}
 	x->nq = 0;
-	if (quiet && hs_port_resume(x->port))
+	if (hs_port_resume(x->port))
 		hs_port_log(x->port, HS_LOG_ERROR, "resume after disconnect failed");
 	atomic_fetch_add(&x->disconnects, 1);
 	hs_port_log(x->port, HS_LOG_INFO, "front-end disconnected");
@@ -478,6 +492,14 @@ static int xnb_start(void *priv)
 	snprintf(path, sizeof(path), "%s/state", x->fe_path);
 	if (!rc && !x->ops->xs_watch(x->xs, path, "fe"))
 		rc = -EIO; /* it fires once now: the loop looks at the state */
+	if (rc) {
+		/* the port goes without stop: nothing may call back into x */
+		if (x->xs_watch)
+			hs_watch_del(x->xs_watch);
+		if (x->evt_watch)
+			hs_watch_del(x->evt_watch);
+		x->xs_watch = x->evt_watch = NULL;
+	}
 	return rc;
 }
 
@@ -597,7 +619,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 {
 	struct xnb *x = priv;
 	struct xq *xq = &x->q[q];
-	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
+	if (!q_live(x, q) || atomic_load_explicit(&x->broken, memory_order_relaxed))
 		return 0;
 	if (max > TX_BURST)
 		max = TX_BURST;
@@ -657,7 +679,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	}
 	if (refused) {
 		atomic_fetch_add(&x->tx_refused, refused);
-		hs_port_count_drop(x->port, 0, HS_DROP_BAD_DESC, refused);
+		hs_port_count_drop(x->port, q, HS_DROP_BAD_DESC, refused);
 		notify |= tx_push(xq);
 	}
 	if (!n) {
@@ -720,10 +742,10 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	}
 	if (bad_copy) {
 		atomic_fetch_add(&x->tx_copy_errors, bad_copy);
-		hs_port_count_drop(x->port, 0, HS_DROP_COPY_ERROR, bad_copy);
+		hs_port_count_drop(x->port, q, HS_DROP_COPY_ERROR, bad_copy);
 	}
 	if (bad_off)
-		hs_port_count_drop(x->port, 0, HS_DROP_BAD_OFFLOAD, bad_off);
+		hs_port_count_drop(x->port, q, HS_DROP_BAD_OFFLOAD, bad_off);
 	if (bad_copy || bad_off)
 		notify |= tx_push(xq);
 	if (notify)
@@ -735,6 +757,8 @@ static unsigned xnb_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts,
 {
 	struct xnb *x = priv;
 	struct xq *xq = &x->q[q];
+	if (!q_live(x, q))
+		return 0; /* cannot happen: rings go only while no round runs */
 	for (unsigned i = 0; i < n; i++)
 		tx_respond(xq, &xq->txp[pkts[i].token].p, NETIF_RSP_OKAY);
 	return n && tx_push(xq) ? HS_EV_COMPLETED : 0;
@@ -747,7 +771,7 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 {
 	struct xnb *x = priv;
 	struct xq *xq = &x->q[q];
-	if (!x->live || atomic_load_explicit(&x->broken, memory_order_relaxed))
+	if (!q_live(x, q) || atomic_load_explicit(&x->broken, memory_order_relaxed))
 		return 0;
 	RING_IDX prod = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
 	RING_IDX cons = xq->rx.req_cons;
@@ -800,6 +824,8 @@ static unsigned xnb_send_commit(void *priv, uint16_t q, const struct hs_out *out
 {
 	struct xnb *x = priv;
 	struct xq *xq = &x->q[q];
+	if (!q_live(x, q))
+		return 0; /* send_reserve gave nothing on such a queue */
 	bool any = false;
 	for (unsigned i = 0; i < n; i++) {
 		const struct rxres *r = &xq->res[i];
@@ -856,7 +882,7 @@ static void xnb_notify(void *priv, uint16_t q, unsigned ev)
 {
 	struct xnb *x = priv;
 	struct xq *xq = &x->q[q];
-	if (!atomic_load_explicit(&x->live, memory_order_acquire))
+	if (!q_live(x, q))
 		return;
 	if (ev & HS_EV_COMPLETED)
 		x->ops->evt_notify(x->evt, xq->tx_port);
@@ -927,7 +953,7 @@ static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 	struct xq *xq = &x->q[q];
 	if (ev == HS_EV_KICK)
 		atomic_store_explicit(&xq->kicks_off, !enable, memory_order_relaxed);
-	if (!atomic_load_explicit(&x->live, memory_order_acquire) || !enable)
+	if (!q_live(x, q) || !enable)
 		return false; /* a request index not moved: the front-end stays quiet */
 	if (ev == HS_EV_KICK) {
 		xq->tx.sring->req_event = xq->tx.req_cons + 1;

@@ -20,8 +20,8 @@
  *    and counted): a packet under 14 bytes, more than
  *    XEN_NETIF_NR_SLOTS_MIN data slots, a fragment larger than what the
  *    total leaves;
- *  - fatal (the front-end is broken: its queue stops, as Linux disables
- *    the interface): 20 or more slots, a fragment or the first slot
+ *  - fatal (the front-end is broken: its vif stops, as Linux disables
+ *    the interface): 21 or more slots, a fragment or the first slot
  *    crossing its page, a packet or its extras running past what the
  *    front-end produced, an unknown or repeated extra type, a GSO extra
  *    with size 0 or an unknown GSO type, a producer index further ahead
@@ -45,9 +45,11 @@
 #include "xen_svc.h"
 
 /* Data slots a packet may have (more is refused), and the count from
- * which a front-end is treated as broken (Linux's fatal_skb_slots). */
+ * which a front-end is treated as broken: Linux drops a packet with more
+ * than 18 slots and disables the interface when 20 or more follow the
+ * first (fatal_skb_slots), i.e. from 21 in all. */
 #define HS__XTX_SLOTS_MAX XEN_NETIF_NR_SLOTS_MIN
-#define HS__XTX_SLOTS_FATAL 20
+#define HS__XTX_SLOTS_FATAL 21
 
 struct hs__xtx_slot {
 	uint32_t gref;
@@ -66,7 +68,7 @@ struct hs__xtx_pkt {
 	uint8_t n_extra;       /* extra-info slots taken (answered NULL) */
 	uint16_t n_slots;      /* data slots taken (all of them, also when
 				  refused: each is answered) */
-	uint16_t ids[HS__XTX_SLOTS_FATAL]; /* the data slots' ids, in order */
+	uint16_t ids[HS__XTX_SLOTS_FATAL - 1]; /* the data slots' ids, in order */
 	struct hs__xtx_slot slot[HS__XTX_SLOTS_MAX];
 };
 /* Its requests are answered in ring order: the first data slot, its

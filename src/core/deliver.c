@@ -299,9 +299,16 @@ static void out_desc(const struct hs__src *s, unsigned piece, uint32_t caps,
  * software checksums can read it. Copy ops still pending may read the
  * bounce buffer (pieces of the previous frame for a foreign receiver):
  * they run first. */
-static int bounce_in(struct hs__dl *dl, struct hs__src *s)
+static bool buf_foreign(const struct hs_iobuf *b)
 {
-	const struct hs_pkt *p = s->pkt;
+	for (unsigned i = 0; i < b->nsegs; i++)
+		if (b->segs[i].flags & HS_SEG_FOREIGN)
+			return true;
+	return false;
+}
+
+static int bounce_pkt(struct hs__dl *dl, const struct hs_pkt *p)
+{
 	if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
 		return dl->ops_err;
 	struct hs_iobuf b = {.segs = &dl->bounce_seg, .nsegs = 1};
@@ -316,17 +323,27 @@ static int bounce_in(struct hs__dl *dl, struct hs__src *s)
 	dl->bounce_pkt = *p;
 	dl->bounce_pkt.segs = &dl->bounce_seg;
 	dl->bounce_pkt.nsegs = 1;
+	return 0;
+}
+
+static int bounce_in(struct hs__dl *dl, struct hs__src *s)
+{
+	int rc = bounce_pkt(dl, s->pkt);
+	if (rc)
+		return rc;
 	s->pkt = &dl->bounce_pkt;
 	s->local = 1;
 	return 0;
 }
 
-static bool buf_foreign(const struct hs_iobuf *b)
+/* Foreign memory on both sides, of two backends: each copy hook reaches
+ * its own backend's memory only, so such a frame comes local first (a
+ * second copy, for such pairs only; between two ports of one backend,
+ * e.g. two Xen guests, its hook copies straight). */
+static bool cross_foreign(const struct hs__dl *dl, bool src_local, const struct hs_iobuf *b)
 {
-	for (unsigned i = 0; i < b->nsegs; i++)
-		if (b->segs[i].flags & HS_SEG_FOREIGN)
-			return true;
-	return false;
+	return !src_local && dl->src_port && dl->src_port->ops != dl->dst_port->ops &&
+	       buf_foreign(b);
 }
 
 /* Writes out frame `oi` (piece `piece` of s) into dl->bufs[oi]. */
@@ -334,6 +351,11 @@ static int copy_out(struct hs__dl *dl, struct hs__src *s, unsigned piece,
 		    unsigned oi, uint32_t caps)
 {
 	const struct hs_iobuf *b = &dl->bufs[oi];
+	if (HS__UNLIKELY(cross_foreign(dl, s->local, b))) {
+		int rc = bounce_in(dl, s);
+		if (rc)
+			return rc;
+	}
 	const struct hs_pkt *p = s->pkt;
 	if (s->mode == HS__PASS) {
 		/* The common case: one segment each side, nothing to change. */
@@ -653,10 +675,16 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 				 HS_SEG_FOREIGN))) {
 			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
 		} else {
+			int rc = 0;
+			if (HS__UNLIKELY(cross_foreign(dl, pkt_local(p), b))) {
+				rc = bounce_pkt(dl, p);
+				p = &dl->bounce_pkt;
+			}
 			struct hs__view v = {.n = 1, .len = p->len,
 					     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
 			unsigned before = dl->n_ops_src + dl->n_ops_dst;
-			int rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
+			if (!rc)
+				rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
 			if (dl->n_ops_src + dl->n_ops_dst != before)
 				foreign |= 1ull << j;
 			if (rc) {
@@ -833,7 +861,13 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
-	if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
+	if (oq->bl.ent_n && (!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
+			     atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
+		/* the peer went away: what waited for it goes, counted (also
+		 * on queues it no longer uses, which no delivery visits) */
+		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], oq->bl.ent_n);
+		bl_pop(&oq->bl, oq->bl.ent_n);
+	} else if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		hs__drain_backlog(c, dp, oq, &ev, each);
 		drain_posted(c, dp, oq, &ev, each);
 	}
