@@ -361,9 +361,11 @@ static void xs_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 {
 	struct xnb *x = arg;
 	(void)w, (void)fd, (void)events;
+	/* a bounded number per turn: a guest rewriting its keys without end
+	 * does not keep the loop from its other work (the fd stays readable) */
 	char **ev;
 	bool any = false;
-	while ((ev = x->ops->xs_check_watch(x->xs))) {
+	for (unsigned k = 0; k < 64 && (ev = x->ops->xs_check_watch(x->xs)); k++) {
 		free(ev);
 		any = true;
 	}
@@ -376,7 +378,9 @@ static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	struct xnb *x = arg;
 	(void)w, (void)fd, (void)events;
 	int p;
-	while ((p = x->ops->evt_pending(x->evt)) >= 0) {
+	/* bounded per turn, as above: a guest kicking without end shares
+	 * the loop (the fd stays readable while events wait) */
+	for (unsigned k = 0; k < 256 && (p = x->ops->evt_pending(x->evt)) >= 0; k++) {
 		x->ops->evt_unmask(x->evt, (uint32_t)p);
 		if (!atomic_load(&x->live))
 			continue;
