@@ -438,6 +438,10 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 	x->xs = ops->xs_open(c.hypervisor);
 	if (!x->gnt || !x->evt || !x->xs) {
 		rc = errno ? -errno : -ENODEV;
+		hs_port_log(port, HS_LOG_ERROR, "no Xen here: cannot open the %s (%s); a vif "
+			    "needs a Xen domain with xen-gntdev, xen-evtchn and xenstore",
+			    !x->gnt ? "grant device" : !x->evt ? "event channel device" : "xenstore",
+			    hs_strerror(rc));
 		goto fail;
 	}
 	/* the back-end's features, in one transaction (redone on EAGAIN) */

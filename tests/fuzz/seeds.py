@@ -291,13 +291,17 @@ metrics = { listen = "[::1]:9477"; };
 ports = (
   { name = "a"; type = "tap"; ifname = "t0"; vlan = 10; mtu = 9000; },
   { name = "b"; type = "vhost-user"; path = "/tmp/b.sock"; vlan_mode = "trunk";
-    vlan = 5; trunks = (5, "10-20", 4094); queues = 2; offer_mtu = true; }
+    vlan = 5; trunks = (5, "10-20", 4094); queues = 2; offer_mtu = true; },
+  { name = "x"; type = "xen"; domid = 7; devid = 1; queues = 4; learn = false; }
 );
 """)
     write("conf", "seed-error", b"0ports = ( { name = \"x\"; type = \"tap\"; vlan = 5000; } );\n")
     write("conf", "seed-json-tap",
           b'1{"name": "t1", "type": "tap", "ifname": "hs-t1", "vlan": 10, "mtu": 1400}'
           b'\0{"vlan_mode": "trunk", "trunks": [10, "100-102"], "learn": false}')
+    write("conf", "seed-json-xen",
+          b'1{"name": "vm7", "type": "xen", "domid": 7, "queues": 2}'
+          b'\0{"vlan": 20, "queues": 4, "devid": 3}')
     write("conf", "seed-json-vu",
           b'1{"name": "vm1", "type": "vhost-user", "path": "/tmp/vm1.sock", "client": true,'
           b' "queues": 4, "reconnect_ms": 500, "packed": false}'

@@ -120,6 +120,15 @@ printf 'log = { level = "info"; };\n  @include "."\n' >"$work/inc.conf"
 [ $? = 1 ] || fail "--check of an @include did not exit 1: $(cat "$work/check3.log")"
 grep -q "inc.conf:2: @ directives (@include) are not supported" "$work/check3.log" ||
 	fail "@include not refused by name: $(cat "$work/check3.log")"
+# xen ports parse and are checked (no Xen runs here: adding one fails,
+# saying why)
+printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10; },\n  { name = "vm8"; type = "xen"; domid = 7; } );\n' >"$work/xen.conf"
+"$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 && fail "--check passed two xen ports on one vif"
+grep -q "vif (domid, devid) is the same as port vm7" "$work/check6.log" ||
+	fail "the vif clash was not named: $(cat "$work/check6.log")"
+printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10; } );\n' >"$work/xen.conf"
+"$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused a xen port: $(cat "$work/check6.log")"
+grep -q '"type":"xen".*"domid":7' "$work/check6.log" || fail "--check did not show the xen port"
 printf 'ports = ( { name = "x\xc3"; type = "tap"; } );\n' >"$work/utf.conf"
 "$hsd" -c "$work/utf.conf" --check >"$work/check4.log" 2>&1 && fail "--check passed a name that is not UTF-8"
 grep -q "not valid UTF-8" "$work/check4.log" || fail "bad UTF-8 not named: $(cat "$work/check4.log")"
@@ -300,6 +309,10 @@ expect_rc 0 --json port set t9 queues=2
 grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
 expect_rc 0 port del t9
 [ -e "$work/t9.sock" ] && fail "t9's socket stayed after port del"
+expect_rc 1 port add x9 xen domid=5
+grep -q "needs the switch to run in a Xen domain" "$work/err.txt" ||
+	fail "a xen port on a machine without Xen: no reason given: $(cat "$work/err.txt")"
+grep -q "x9: no Xen here" "$work/daemon.log" || fail "the daemon's log does not say what Xen lacked"
 
 say "raw protocol: hostile requests"
 python3 - "$sock" <<'EOF' || fail "the protocol checks failed"

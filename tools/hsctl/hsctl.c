@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"commands:\n"
 	"  show [PORT]                        the switch and its ports\n"
 	"  version                            versions of hsctl, the daemon, the library\n"
-	"  port add NAME TYPE [KEY=VALUE]...  add a port (TYPE: vhost-user or tap)\n"
+	"  port add NAME TYPE [KEY=VALUE]...  add a port (TYPE: vhost-user, tap or xen)\n"
 	"  port del NAME                      delete a port\n"
 	"  port set NAME KEY=VALUE...         change a port's settings (it is re-created)\n"
 	"  fdb show [--port P] [--vlan V]     the forwarding table\n"

@@ -110,7 +110,8 @@ static void print_vlan(FILE *f, const json_t *port)
 }
 
 /* "server /run/hyperswitch/vm1.sock, connected, packed", "hs-ns1,
- * offload"; a peer of a type hsctl does not know, as compact JSON. */
+ * offload", "domain 7 vif 0, connected"; a peer of a type hsctl does not
+ * know, as compact JSON. */
 static void print_peer(FILE *f, const json_t *port)
 {
 	const char *type = json_string_value(json_object_get(port, "type"));
@@ -129,6 +130,10 @@ static void print_peer(FILE *f, const json_t *port)
 		fprintf(f, "%s", F("ifname", b1));
 		fputs(json_is_false(json_object_get(peer, "offload")) ? ", no offload"
 								       : ", offload", f);
+	} else if (type && !strcmp(type, "xen")) {
+		fprintf(f, "domain %s vif %s", F("domid", b1), F("devid", b2));
+		fputs(json_is_true(json_object_get(peer, "connected")) ? ", connected"
+								       : ", not connected", f);
 	} else {
 		json_dumpf(peer, f, JSON_COMPACT);
 	}

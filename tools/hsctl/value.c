@@ -15,7 +15,8 @@
 #include "hsctl.h"
 
 const char *const hsctl_int_keys[] = {
-	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", NULL,
+	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", "domid", "devid",
+	"backend_domid", NULL,
 };
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",

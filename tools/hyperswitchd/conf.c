@@ -423,6 +423,12 @@ static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms"
 				      "packed", "guest_announce", "offer_mtu"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
 				       "queues", "ring"};
+static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues"};
+
+const char *hsd_port_type_name(enum hsd_port_type t)
+{
+	return t == HSD_VHOST_USER ? "vhost-user" : t == HSD_TAP ? "tap" : "xen";
+}
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
 static bool name_ok(const char *n)
@@ -533,8 +539,12 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 	    (rc = get_u32(s, "mac_limit", 0, UINT32_MAX, &p->mac_limit)) ||
 	    (rc = get_bool(s, "learn", &p->learn)) || (rc = get_bool(s, "flood", &p->flood)))
 		return rc;
-	const char *const *keys = p->type == HSD_VHOST_USER ? vu_keys : tap_keys;
-	size_t nk = p->type == HSD_VHOST_USER ? NKEYS(vu_keys) : NKEYS(tap_keys);
+	const char *const *keys = p->type == HSD_VHOST_USER ? vu_keys
+				  : p->type == HSD_TAP	  ? tap_keys
+							  : xen_keys;
+	size_t nk = p->type == HSD_VHOST_USER ? NKEYS(vu_keys)
+		    : p->type == HSD_TAP     ? NKEYS(tap_keys)
+					     : NKEYS(xen_keys);
 	const char *known[NKEYS(common_keys) + NKEYS(vu_keys) + 1];
 	size_t n = 0;
 	for (size_t i = 0; i < NKEYS(common_keys); i++)
@@ -542,8 +552,9 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 	for (size_t i = 0; i < nk; i++)
 		known[n++] = keys[i];
 	known[n] = NULL;
-	if ((rc = src_known(s, known, p->type == HSD_VHOST_USER ? "of vhost-user ports"
-								: "of tap ports")))
+	char of[32];
+	snprintf(of, sizeof(of), "of %s ports", hsd_port_type_name(p->type));
+	if ((rc = src_known(s, known, of)))
 		return rc;
 	if (p->type == HSD_VHOST_USER) {
 		const char *path = NULL, *owner = NULL, *group = NULL;
@@ -590,6 +601,19 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 				    "(the VMM owns a client port's socket)");
 		if (p->offer_mtu && p->mtu > 65535)
 			return fail(s, "offer_mtu", "mtu %u cannot be offered", p->mtu);
+	} else if (p->type == HSD_XEN) {
+		/* domain ids below DOMID_FIRST_RESERVED (0x7ff0) */
+		bool has_domid = src_type(s, "domid") != V_ABSENT;
+		if ((rc = get_u32(s, "domid", 1, 0x7fef, &p->domid)) ||
+		    (rc = get_u32(s, "devid", 0, 0xffff, &p->devid)) ||
+		    (rc = get_u32(s, "backend_domid", 0, 0x7fef, &p->backend_domid)) ||
+		    (rc = get_u16(s, "queues", 1, HS_MAX_QUEUES, &p->queues)))
+			return rc;
+		if (!has_domid && !p->domid)
+			return fail(s, "domid", "required for xen ports (the guest's domain)");
+		if (p->domid == p->backend_domid)
+			return fail(s, "domid", "the guest cannot be the back-end's own domain %u",
+				    p->domid);
 	} else {
 		const char *ifname = NULL;
 		if ((rc = get_str(s, "ifname", 15, &ifname)) ||
@@ -635,13 +659,15 @@ static int port_parse(const struct src *s0, struct hsd_port_conf *p)
 	if ((rc = get_str(&s, "type", 16, &type)))
 		return rc;
 	if (!type)
-		return fail(&s, "type", "required (\"vhost-user\" or \"tap\")");
+		return fail(&s, "type", "required (\"vhost-user\", \"tap\" or \"xen\")");
 	if (!strcmp(type, "vhost-user"))
 		p->type = HSD_VHOST_USER;
 	else if (!strcmp(type, "tap"))
 		p->type = HSD_TAP;
+	else if (!strcmp(type, "xen"))
+		p->type = HSD_XEN;
 	else
-		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap)", type);
+		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap, xen)", type);
 	return port_fill(&s, p);
 }
 
@@ -658,6 +684,9 @@ int hsd_port_check_unique(const struct hsd_port_conf *p, const struct hsd_port_c
 			clash = "path";
 		else if (p->ifname && o[i].ifname && !strcmp(p->ifname, o[i].ifname))
 			clash = "ifname";
+		else if (p->type == HSD_XEN && o[i].type == HSD_XEN && p->domid == o[i].domid &&
+			 p->devid == o[i].devid && p->backend_domid == o[i].backend_domid)
+			clash = "vif (domid, devid)";
 		if (clash) {
 			snprintf(err, errlen, "port %s: %s is the same as port %s's", p->name,
 				 clash, o[i].name);
@@ -769,6 +798,11 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->packed != b->packed, "packed");
 		D(a->guest_announce != b->guest_announce, "guest_announce");
 		D(a->offer_mtu != b->offer_mtu, "offer_mtu");
+	} else if (a->type == b->type && a->type == HSD_XEN) {
+		D(a->domid != b->domid, "domid");
+		D(a->devid != b->devid, "devid");
+		D(a->backend_domid != b->backend_domid, "backend_domid");
+		D(a->queues != b->queues, "queues");
 	} else if (a->type == b->type) {
 		D(!str_eq(a->ifname, b->ifname), "ifname");
 		D(a->attach != b->attach, "attach");
@@ -805,7 +839,7 @@ json_t *hsd_trunks_json(const struct hsd_port_conf *p)
 json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:b, s:b}", "name", p->name,
-			      "type", p->type == HSD_VHOST_USER ? "vhost-user" : "tap",
+			      "type", hsd_port_type_name(p->type),
 			      "vlan_mode", p->vlan_mode == HS_VLAN_TRUNK ? "trunk" : "access",
 			      "vlan", (int)p->vlan, "mtu", (json_int_t)p->mtu,
 			      "mac_limit", (json_int_t)p->mac_limit, "learn", p->learn,
@@ -828,6 +862,10 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			json_object_set_new(o, "socket_owner", json_string(p->socket_owner));
 		if (p->socket_group)
 			json_object_set_new(o, "socket_group", json_string(p->socket_group));
+	} else if (p->type == HSD_XEN) {
+		json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:i}", "domid",
+			(json_int_t)p->domid, "devid", (json_int_t)p->devid, "backend_domid",
+			(json_int_t)p->backend_domid, "queues", (int)p->queues));
 	} else {
 		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,

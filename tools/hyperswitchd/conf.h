@@ -20,7 +20,7 @@
 #define HSD_MAX_PORTS 4096
 #define HSD_MAX_WORKERS 256
 
-enum hsd_port_type { HSD_VHOST_USER, HSD_TAP };
+enum hsd_port_type { HSD_VHOST_USER, HSD_TAP, HSD_XEN };
 
 /* One port as configured. Strings are owned (malloc'd). */
 struct hsd_port_conf {
@@ -46,7 +46,12 @@ struct hsd_port_conf {
 	char *ifname;
 	bool attach, up, offload, staged;
 	uint16_t ring;
+	/* xen (queues above: the most the guest may use) */
+	uint32_t domid, devid, backend_domid;
 };
+
+/* "vhost-user", "tap", "xen" */
+const char *hsd_port_type_name(enum hsd_port_type t);
 
 /* Switch settings that need a restart to change, and those that do not. */
 struct hsd_conf {

@@ -187,6 +187,9 @@ static json_t *port_json(struct hsd_port *p)
 				 c->client ? "client" : "server", "connected",
 				 hs_vhost_user_connected(p->port) == 1, "features", feat, "packed",
 				 (f >> HS_VIRTIO_F_RING_PACKED) & 1);
+	} else if (c->type == HSD_XEN) {
+		peer = json_pack("{s:I, s:I, s:b}", "domid", (json_int_t)c->domid, "devid",
+				 (json_int_t)c->devid, "connected", hs_port_link_up(p->port));
 	} else {
 		const char *ifn = hs_tap_ifname(p->port);
 		peer = json_pack("{s:s, s:b}", "ifname", ifn ? ifn : c->ifname, "offload",
@@ -194,7 +197,7 @@ static json_t *port_json(struct hsd_port *p)
 	}
 	json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:I, s:I, s:b, s:b, s:I, s:o, "
 			 "s:o}",
-			 "name", c->name, "type", c->type == HSD_VHOST_USER ? "vhost-user" : "tap",
+			 "name", c->name, "type", hsd_port_type_name(c->type),
 			 "link", hs_port_link_up(p->port) ? "up" : "down", "queues",
 			 (int)hs_port_n_queues(p->port), "vlan_mode",
 			 c->vlan_mode == HS_VLAN_TRUNK ? "trunk" : "access", "vlan", (int)c->vlan,

@@ -149,7 +149,7 @@ static void render_ports(FILE *f, struct hsd *d)
 		fprintf(f, "hyperswitch_port_info{port=\"");
 		label(f, c->name);
 		fprintf(f, "\",type=\"%s\",vlan_mode=\"%s\"} 1\n",
-			c->type == HSD_VHOST_USER ? "vhost-user" : "tap",
+			hsd_port_type_name(c->type),
 			c->vlan_mode == HS_VLAN_TRUNK ? "trunk" : "access");
 	}
 	family(f, "hyperswitch_port_link_up", "gauge", "1 when the port's link is up.");

@@ -21,7 +21,8 @@ struct hsd_port *hsd_port_get(struct hsd *d, const char *name)
 /* The library's port config for `pc`; vc/tc are the backend configs it
  * points at. */
 static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
-		   struct hs_vhost_user_config *vc, struct hs_tap_config *tc)
+		   struct hs_vhost_user_config *vc, struct hs_tap_config *tc,
+		   struct hs_xen_config *xc)
 {
 	memset(c, 0, sizeof(*c));
 	c->name = pc->name;
@@ -48,6 +49,15 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
 		c->backend = HS_VHOST_USER_BACKEND;
 		c->backend_config = vc;
 		c->backend_config_size = sizeof(*vc);
+	} else if (pc->type == HSD_XEN) {
+		memset(xc, 0, sizeof(*xc));
+		xc->frontend_domid = pc->domid;
+		xc->devid = pc->devid;
+		xc->backend_domid = pc->backend_domid;
+		xc->max_queues = pc->queues;
+		c->backend = HS_XEN_BACKEND;
+		c->backend_config = xc;
+		c->backend_config_size = sizeof(*xc);
 	} else {
 		memset(tc, 0, sizeof(*tc));
 		tc->ifname = pc->ifname;
@@ -101,17 +111,25 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 	struct hs_port_config c;
 	struct hs_vhost_user_config vc;
 	struct hs_tap_config tc;
-	to_lib(&p->conf, &c, &vc, &tc);
+	struct hs_xen_config xc;
+	to_lib(&p->conf, &c, &vc, &tc, &xc);
 	rc = hs_port_add(d->sw, &c, &p->port);
 	if (rc) {
-		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
+		snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
+			 pc->type == HSD_XEN ? " (a xen port needs the switch to run in a Xen "
+					       "domain: the daemon's log says what was missing)"
+					     : "");
 		hsd_port_conf_free(&p->conf);
 		return rc;
 	}
 	d->n_ports++;
-	hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
-		pc->type == HSD_VHOST_USER ? "vhost-user" : "tap",
-		pc->type == HSD_VHOST_USER ? pc->path : pc->ifname);
+	if (pc->type == HSD_XEN)
+		hsd_log(HS_LOG_INFO, "port %s added (xen: domain %u vif %u)", pc->name, pc->domid,
+			pc->devid);
+	else
+		hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
+			hsd_port_type_name(pc->type),
+			pc->type == HSD_VHOST_USER ? pc->path : pc->ifname);
 	return 0;
 }
 
@@ -190,7 +208,8 @@ uint32_t hsd_port_in_place(const struct hsd_port_conf *a, const struct hsd_port_
 		 * offers its guest, a tap device's) takes it only when the port
 		 * is made again */
 		bool backend = a->type == HSD_VHOST_USER ? a->offer_mtu || b->offer_mtu
-							 : a->mtu_set || b->mtu_set;
+			       : a->type == HSD_TAP	 ? a->mtu_set || b->mtu_set
+							 : false;
 		if (backend)
 			return 0;
 		bits |= HS_PORT_SET_MTU;
@@ -219,7 +238,8 @@ int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t
 	struct hs_port_config c;
 	struct hs_vhost_user_config vc;
 	struct hs_tap_config tc;
-	to_lib(&nc, &c, &vc, &tc);
+	struct hs_xen_config xc;
+	to_lib(&nc, &c, &vc, &tc, &xc);
 	c.size = sizeof(c);
 	rc = hs_port_reconfigure(p->port, &c, bits);
 	if (rc) {
