@@ -518,18 +518,22 @@ static struct eport *port_new(struct hs__xemu *x, uint32_t domid, struct evt_han
 	return p;
 }
 
+/* What both kinds of handle start with: the domain they were opened for
+ * (the ctx of *_open) and their event queue. */
+static int handle_init(void *ctx, struct hs__xemu_dom **d, struct semq *q)
+{
+	if (!ctx) {
+		errno = EINVAL;
+		return -1;
+	}
+	*d = ctx;
+	return semq_init(q) ? -1 : 0;
+}
+
 static void *evt_open(void *ctx)
 {
-	struct hs__xemu_dom *d = ctx;
-	if (!d) {
-		errno = EINVAL;
-		return NULL;
-	}
 	struct evt_handle *h = calloc(1, sizeof(*h));
-	if (!h)
-		return NULL;
-	h->d = d;
-	if (semq_init(&h->q)) {
+	if (!h || handle_init(ctx, &h->d, &h->q)) {
 		free(h);
 		return NULL;
 	}
@@ -825,23 +829,16 @@ static void fire(struct hs__xemu *x, const char *path)
 
 static void *xs_open_e(void *ctx)
 {
-	struct hs__xemu_dom *d = ctx;
-	if (!d) {
-		errno = EINVAL;
-		return NULL;
-	}
 	struct xs_handle_e *h = calloc(1, sizeof(*h));
-	if (!h)
-		return NULL;
-	h->d = d;
-	if (semq_init(&h->q)) {
+	if (!h || handle_init(ctx, &h->d, &h->q)) {
 		free(h);
 		return NULL;
 	}
-	pthread_mutex_lock(&d->x->lock);
-	h->next = d->x->xs_handles;
-	d->x->xs_handles = h;
-	pthread_mutex_unlock(&d->x->lock);
+	struct hs__xemu *x = h->d->x;
+	pthread_mutex_lock(&x->lock);
+	h->next = x->xs_handles;
+	x->xs_handles = h;
+	pthread_mutex_unlock(&x->lock);
 	return h;
 }
 
