@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "vu_env.h"
 #include "testbe.h"
 #include "xen_front.h"
 
@@ -93,7 +93,7 @@ static uint64_t ctr(hs_port_t *p, const char *name)
 }
 
 /* Waits for a frame on the front-end. */
-static int recv_wait(struct xfront *f, uint8_t *buf, uint32_t max, struct xf_rx *info)
+static int xrecv_wait(struct xfront *f, uint8_t *buf, uint32_t max, struct xf_rx *info)
 {
 	int got = 0;
 	TH_WAIT((xf_events(f), got = xf_recv(f, buf, max, info)) != 0, 3000);
@@ -101,7 +101,7 @@ static int recv_wait(struct xfront *f, uint8_t *buf, uint32_t max, struct xf_rx 
 }
 
 /* A guest up: its vif on the switch, the handshake done. */
-static hs_port_t *guest_up(struct xenv *e, struct xfront *f, const char *name, uint32_t domid)
+static hs_port_t *xguest_up(struct xenv *e, struct xfront *f, const char *name, uint32_t domid)
 {
 	xf_create(f, e->emu, domid, 0, 0);
 	hs_port_t *p = xen_port(e, name, domid);
@@ -115,7 +115,7 @@ START_TEST(frames_both_ways_in_one_and_many_slots)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront f;
-	hs_port_t *x = guest_up(&e, &f, "x1", 1);
+	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
 	ck_assert_uint_eq(ctr(x, "connects"), 1);
 	static uint8_t fr[10000], got[70000];
 	uint8_t mx[6], mm[6];
@@ -143,13 +143,13 @@ START_TEST(frames_both_ways_in_one_and_many_slots)
 	struct xf_rx ri;
 	n = th_frame(fr, mx, mm, -1, 1514, 3);
 	ck_assert_int_eq(th_send(e.m, fr, n), 0);
-	ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_uint_eq(ri.slots, 1);
 	ck_assert_mem_eq(got, fr, n);
 	n = th_frame(fr, mx, mm, -1, 9000, 4);
 	ck_assert_int_eq(th_send(e.m, fr, n), 0);
-	ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_uint_eq(ri.slots, 3);
 	ck_assert_mem_eq(got, fr, n);
@@ -164,7 +164,7 @@ START_TEST(frames_both_ways_in_one_and_many_slots)
 		xf_reap_tx(&f);
 		n = th_frame(fr, mx, mm, -1, 64 + (i * 53) % 6000, 1000 + i);
 		ck_assert_int_eq(th_send(e.m, fr, n), 0);
-		ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+		ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 		ck_assert_uint_eq(ri.len, n);
 		ck_assert_mem_eq(got, fr, n);
 	}
@@ -180,8 +180,8 @@ START_TEST(guest_to_guest_in_one_grant_copy)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a, b;
-	guest_up(&e, &a, "xa", 1);
-	guest_up(&e, &b, "xb", 2);
+	xguest_up(&e, &a, "xa", 1);
+	xguest_up(&e, &b, "xb", 2);
 	static uint8_t fr[4000], got[70000];
 	uint8_t ma[6], mb[6];
 	th_mac(ma, 1);
@@ -190,13 +190,13 @@ START_TEST(guest_to_guest_in_one_grant_copy)
 	/* b announces itself (a gets the flood) */
 	size_t n = th_frame(fr, th_bcast, mb, -1, 64, 0);
 	xf_send(&b, fr, (uint32_t)n, 1, 0, 0, 0, 0);
-	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
 	th_drain(e.m);
 	struct hs__xemu_stats s0, s1;
 	hs__xemu_stats(e.emu, &s0);
 	n = th_frame(fr, mb, ma, -1, 1514, 1);
 	xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
-	ck_assert_int_eq(recv_wait(&b, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&b, got, sizeof(got), &ri), 1);
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_mem_eq(got, fr, n);
 	hs__xemu_stats(e.emu, &s1);
@@ -217,8 +217,8 @@ START_TEST(hostile_front_ends_stop_only_themselves)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a, b;
-	hs_port_t *xa = guest_up(&e, &a, "xa", 1);
-	hs_port_t *xb = guest_up(&e, &b, "xb", 2);
+	hs_port_t *xa = xguest_up(&e, &a, "xa", 1);
+	hs_port_t *xb = xguest_up(&e, &b, "xb", 2);
 	static uint8_t fr[4000], got[70000];
 	uint8_t ma[6], mm[6];
 	th_mac(ma, 1);
@@ -241,7 +241,7 @@ START_TEST(hostile_front_ends_stop_only_themselves)
 	xf_send(&a, fr, (uint32_t)n, 1, 0, 0, 0, 0);
 	ck_assert(TH_WAIT(th_pending(e.m) == 1, 3000));
 	th_drain(e.m);
-	ck_assert(TH_WAIT(recv_wait(&b, got, sizeof(got), &(struct xf_rx){0}) == 1, 3000));
+	ck_assert(TH_WAIT(xrecv_wait(&b, got, sizeof(got), &(struct xf_rx){0}) == 1, 3000));
 	/* 21 slots: a broken ring; a's vif goes down, b goes on */
 	n = th_frame(fr, th_bcast, ma, -1, 21 * 100, 2);
 	xf_send(&a, fr, (uint32_t)n, 21, 0, 0, 0, 0);
@@ -266,7 +266,7 @@ START_TEST(a_front_end_closes_and_comes_back)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront f;
-	hs_port_t *x = guest_up(&e, &f, "x1", 1);
+	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
 	static uint8_t fr[2000], got[70000];
 	uint8_t mx[6], mm[6];
 	th_mac(mx, 1);
@@ -287,7 +287,7 @@ START_TEST(a_front_end_closes_and_comes_back)
 		n = th_frame(fr, mx, mm, -1, 200, (uint32_t)round);
 		ck_assert_int_eq(th_send(e.m, fr, n), 0);
 		struct xf_rx ri;
-		ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+		ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 		ck_assert_mem_eq(got, fr, n);
 	}
 	ck_assert_uint_eq(ctr(x, "connects"), 4);
@@ -332,25 +332,25 @@ START_TEST(tso_both_ways)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a, b;
-	guest_up(&e, &a, "xa", 1);
-	guest_up(&e, &b, "xb", 2);
+	xguest_up(&e, &a, "xa", 1);
+	xguest_up(&e, &b, "xb", 2);
 	static uint8_t fr[70000], got[70000];
 	struct xf_rx ri;
 	/* everybody announces itself */
 	uint32_t n = tcp4(fr, 0xff, 2, 10);
 	memset(fr, 0xff, 6);
 	xf_send(&b, fr, n, 1, 0, 0, 0, 0);
-	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
 	n = tcp4(fr, 0xff, 9, 10);
 	memset(fr, 0xff, 6);
 	ck_assert_int_eq(th_send(e.m, fr, n), 0);
-	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
-	ck_assert_int_eq(recv_wait(&b, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&b, got, sizeof(got), &ri), 1);
 	th_drain(e.m);
 	/* a -> b: 20000 bytes of TCP in 5 pages, as GSO: arrives whole */
 	n = tcp4(fr, 2, 1, 20000);
 	xf_send(&a, fr, n, 5, 0, NETTXF_csum_blank, 1448, XEN_NETIF_GSO_TYPE_TCPV4);
-	ck_assert_int_eq(recv_wait(&b, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&b, got, sizeof(got), &ri), 1);
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_mem_eq(got, fr, n);
 	ck_assert_uint_eq(ri.gso_size, 1448);
@@ -380,7 +380,7 @@ START_TEST(tso_both_ways)
 				 .hdr_len = 54, .gso_size = 1400, .csum_start = 34,
 				 .csum_offset = 16};
 	ck_assert_int_eq(th_send_off(e.m, fr, n, &off), 0);
-	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_mem_eq(got, fr, n);
 	ck_assert_uint_eq(ri.gso_size, 1400);
@@ -436,7 +436,7 @@ START_TEST(a_guest_without_buffers_holds_up_nobody)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a, b;
-	guest_up(&e, &a, "xa", 1);
+	xguest_up(&e, &a, "xa", 1);
 	xf_create(&b, e.emu, 2, 0, 0);
 	b.post_rx = 4;
 	hs_port_t *xb = xen_port(&e, "xb", 2);
@@ -449,7 +449,7 @@ START_TEST(a_guest_without_buffers_holds_up_nobody)
 	struct xf_rx ri;
 	size_t n = th_frame(fr, th_bcast, mb, -1, 64, 0);
 	xf_send(&b, fr, (uint32_t)n, 1, 0, 0, 0, 0);
-	ck_assert_int_eq(recv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
 	th_drain(e.m);
 	const uint32_t total = 600;
 	for (uint32_t i = 1; i <= total; i++) {
@@ -505,7 +505,7 @@ START_TEST(a_bogus_producer_index_stops_the_vif)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a;
-	hs_port_t *xa = guest_up(&e, &a, "xa", 1);
+	hs_port_t *xa = xguest_up(&e, &a, "xa", 1);
 	a.q[0].tx.sring->req_prod = a.q[0].tx.req_prod_pvt + 1000;
 	ck_assert_int_eq(a.ops->evt_notify(a.evt, (uint32_t)a.q[0].port_tx), 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
@@ -606,7 +606,7 @@ START_TEST(to_another_backends_foreign_buffers)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a;
-	guest_up(&e, &a, "xa", 1);
+	xguest_up(&e, &a, "xa", 1);
 	struct tbe_config tc = {.foreign_rx = true, .rx_seg = 2048, .rx_posted = 64};
 	hs_port_t *t = tbe_port(e.sw, "t", &tc, 0);
 	ck_assert_ptr_nonnull(t);
@@ -684,7 +684,7 @@ START_TEST(a_reconnect_with_fewer_queues_drops_what_waited)
 	ck_assert_int_eq(xf_recv(&f, got, sizeof(got), &ri), 0);
 	n = th_frame(fr, mx, mm, -1, 300, 9999);
 	ck_assert_int_eq(th_send(e.m, fr, n), 0);
-	ck_assert_int_eq(recv_wait(&f, got, sizeof(got), &ri), 1);
+	ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 	ck_assert_mem_eq(got, fr, n);
 	xf_destroy(&f);
 	xenv_down(&e);
@@ -705,7 +705,7 @@ START_TEST(to_and_from_a_tap)
 	struct xenv e;
 	xenv_up(&e);
 	struct xfront a;
-	guest_up(&e, &a, "xa", 1);
+	xguest_up(&e, &a, "xa", 1);
 	char name[IFNAMSIZ];
 	snprintf(name, sizeof(name), "hsx%d", (int)getpid() % 100000);
 	struct hs_tap_config tc = {.ifname = name, .flags = HS_TAP_UP};
@@ -756,7 +756,7 @@ START_TEST(to_and_from_a_tap)
 	struct xf_rx ri;
 	bool found = false;
 	for (int k = 0; k < 20 && !found; k++) {
-		if (recv_wait(&a, got, sizeof(got), &ri) != 1)
+		if (xrecv_wait(&a, got, sizeof(got), &ri) != 1)
 			break;
 		found = ri.len >= 14 && got[12] == 0x88 && got[13] == 0xb5;
 	}
@@ -764,6 +764,67 @@ START_TEST(to_and_from_a_tap)
 	ck_assert_uint_eq(ri.len, n);
 	ck_assert_mem_eq(got, fr, n);
 	close(ps);
+	xf_destroy(&a);
+	xenv_down(&e);
+}
+END_TEST
+
+/* A Xen guest and a vhost-user guest (the in-tree driver of
+ * vu_driver.h as its front-end): frames both ways, one and many slots,
+ * a GSO frame from the Xen guest arriving whole in the virtio guest. */
+START_TEST(to_and_from_a_vhost_user_guest)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront a;
+	xguest_up(&e, &a, "xa", 1);
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/hs-xen-vu-%d.sock", (int)getpid());
+	hs_port_t *vp = vu_port(e.sw, "vu", path, 0, 1, 0);
+	struct vud v;
+	/* VERSION_1, protocol features, MRG_RXBUF, CSUM, GUEST_CSUM,
+	 * GUEST_TSO4, HOST_TSO4 */
+	uint64_t want = (1ull << HS_VIRTIO_F_VERSION_1) | (1ull << 30) | (1ull << 15) |
+			(1ull << 0) | (1ull << 1) | (1ull << 7) | (1ull << 11);
+	guest_up(&v, path, want, vp);
+	static uint8_t fr[70000], got[70000];
+	uint8_t ma[6], mv[6];
+	th_mac(ma, 1);
+	th_mac(mv, 2);
+	/* the virtio guest announces itself */
+	size_t n = th_frame(fr, th_bcast, mv, -1, 64, 0);
+	ck_assert_int_eq(vud_send(&v, 0, fr, (uint32_t)n, NULL, 1), 0);
+	struct xf_rx ri;
+	ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
+	ck_assert_mem_eq(got, fr, n);
+	th_drain(e.m);
+	for (uint32_t i = 0; i < 20; i++) {
+		/* Xen -> virtio */
+		n = th_frame(fr, mv, ma, -1, 64 + i * 97, i);
+		xf_send(&a, fr, (uint32_t)n, 1 + i % 3, 0, 0, 0, 0);
+		struct vud_net_hdr h;
+		ck_assert_int_eq(recv_wait(&v, got, sizeof(got), &h), (int)n);
+		ck_assert_mem_eq(got, fr, n);
+		/* virtio -> Xen */
+		n = th_frame(fr, ma, mv, -1, 80 + i * 61, 100 + i);
+		ck_assert_int_eq(vud_send(&v, 0, fr, (uint32_t)n, NULL, 1 + i % 2), 0);
+		ck_assert_int_eq(xrecv_wait(&a, got, sizeof(got), &ri), 1);
+		ck_assert_uint_eq(ri.len, n);
+		ck_assert_mem_eq(got, fr, n);
+		vud_reap_tx(&v, 0);
+		xf_reap_tx(&a);
+	}
+	/* a TSO frame from the Xen guest: whole in the virtio guest, which
+	 * negotiated TSO (guest_tso4 and mergeable buffers) */
+	uint32_t tn = tcp4(fr, 2, 1, 20000);
+	xf_send(&a, fr, tn, 5, 0, NETTXF_csum_blank, 1448, XEN_NETIF_GSO_TYPE_TCPV4);
+	struct vud_net_hdr h;
+	ck_assert_int_eq(recv_wait(&v, got, sizeof(got), &h), (int)tn);
+	ck_assert_mem_eq(got, fr, tn);
+	ck_assert_uint_eq(h.gso_type, 1);
+	ck_assert_uint_eq(h.gso_size, 1448);
+	vud_close(&v);
+	ck_assert_int_eq(hs_port_del(vp), 0);
 	xf_destroy(&a);
 	xenv_down(&e);
 }
@@ -786,6 +847,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, to_another_backends_foreign_buffers);
 	tcase_add_test(tc, a_reconnect_with_fewer_queues_drops_what_waited);
 	tcase_add_test(tc, to_and_from_a_tap);
+	tcase_add_test(tc, to_and_from_a_vhost_user_guest);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -255,7 +255,10 @@ HS_EXTERN void hs_port_count_drop(hs_port_t *port, uint16_t q,
  * Nestable: calls may nest (also from several control threads); the port
  * is paused from the first quiesce until the resume that matches it, and
  * a nested quiesce returns only once the port is quiet. hs_port_resume
- * without a quiesce to match returns -EINVAL. */
+ * without a quiesce to match returns -EINVAL. A port being deleted still
+ * pauses and resumes until its backend's stop has returned (so a
+ * backend's own control path, which stop ends, never sees a failure);
+ * after that both return -ENODEV (a held handle). */
 HS_EXTERN HS_MUST_CHECK int hs_port_quiesce(hs_port_t *port);
 HS_EXTERN HS_MUST_CHECK int hs_port_resume(hs_port_t *port);
 

@@ -206,6 +206,10 @@ struct hs_port {
 	_Atomic bool paused;       /* hs_port_quiesce: frames wait in backlog */
 	pthread_mutex_t quiesce_lock; /* serialises quiesce/resume */
 	unsigned quiesce_depth;    /* nested hs_port_quiesce calls, under it */
+	bool gone;                 /* deleted and its backend stopped: the
+				      queues go, quiesce/resume refuse (under
+				      quiesce_lock); a port being deleted
+				      until then still pauses and resumes */
 	_Atomic bool quiesced;     /* hs_port_quiesce returned, resume not yet:
 				      no data-path op may run (beops.h) */
 	void *data;

@@ -565,12 +565,7 @@ void hs_port_release(hs_port_t *port)
 static void port_del_locked(struct hs_port *p)
 {
 	struct hs_switch *sw = p->sw;
-	/* under quiesce_lock: a quiesce or resume running now finishes with
-	 * the queues before they go, and later ones see `dead` (lock order:
-	 * ctl_lock, then quiesce_lock) */
-	pthread_mutex_lock(&p->quiesce_lock);
 	atomic_store(&p->dead, true);
-	pthread_mutex_unlock(&p->quiesce_lock);
 	/* what a held handle reads; and a management plane that tracks links
 	 * hears this one go */
 	pthread_mutex_lock(&sw->ev_lock);
@@ -619,6 +614,12 @@ static void port_del_locked(struct hs_port *p)
 	}
 	if (p->started && p->ops->stop)
 		p->ops->stop(p->priv);
+	/* Until here the backend's own control path (its loop callbacks,
+	 * which stop has ended) could still pause and resume the dying
+	 * port; from here its queues go. */
+	pthread_mutex_lock(&p->quiesce_lock);
+	p->gone = true;
+	pthread_mutex_unlock(&p->quiesce_lock);
 	p->ops->close(p->priv);
 	sw->n_ports--;
 	hs__log(sw, HS_LOG_INFO, "%s: removed", p->name);
@@ -892,7 +893,7 @@ int hs_port_quiesce(hs_port_t *port)
 	 * until it is done, so none returns before the port is quiet. */
 	pthread_mutex_lock(&port->quiesce_lock);
 	int rc = 0;
-	if (atomic_load(&port->dead))
+	if (port->gone)
 		rc = -ENODEV; /* a held handle of a deleted port */
 	else if (port->quiesce_depth++ == 0)
 		pause_port(port);
@@ -927,7 +928,7 @@ int hs_port_resume(hs_port_t *port)
 		return -EDEADLK;
 	pthread_mutex_lock(&port->quiesce_lock);
 	int rc = 0;
-	if (atomic_load(&port->dead))
+	if (port->gone)
 		rc = -ENODEV; /* a held handle of a deleted port */
 	else if (!port->quiesce_depth)
 		rc = -EINVAL; /* not quiesced: an unbalanced resume */
