@@ -662,6 +662,79 @@ START_TEST(bad_offload_metadata_is_dropped)
 }
 END_TEST
 
+/* ---- two backends' foreign memory ------------------------------------------ */
+
+/* A second test backend: the same code under another name, so that its
+ * foreign memory is another backend's. */
+static struct hs_backend_ops tbe2_ops;
+
+static hs_port_t *tbe2_port(hs_switch_t *sw, const char *name, struct tbe_config c)
+{
+	tbe2_ops = tbe_ops;
+	tbe2_ops.name = "tbe2";
+	int rc = hs_backend_register(&tbe2_ops);
+	if (rc && rc != -EEXIST)
+		abort();
+	struct hs_port_config pc = {.name = name, .backend = "tbe2", .backend_config = &c,
+				    .backend_config_size = sizeof(c)};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	return p;
+}
+
+/* Frames from one backend's foreign memory into another's foreign
+ * buffers: neither copy hook reaches the other's memory, so the switch
+ * fetches each frame local first and they arrive intact, on the plain
+ * path and the prepared one. When the receiver's hook fails, no frame
+ * goes out with bytes that were never written: each is counted (a
+ * review found the plain path publishing the frame whose copy failed and
+ * blaming the next one). */
+static void cross(bool plain, bool fails)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config sc = {.foreign_tx = true};
+	hs_port_t *s = tbe_port(sw, "src", &sc, 0);
+	struct tbe_config dc = {.foreign_rx = true, .hook_fails = fails};
+	hs_port_t *d = tbe2_port(sw, "dst", dc);
+	static uint8_t fr[2][1000];
+	uint8_t ms[6];
+	th_mac(ms, 1);
+	struct hs_offload off = {.flags = HS_OFF_DATA_VALID};
+	size_t n[2];
+	for (unsigned i = 0; i < 2; i++) {
+		n[i] = th_frame(fr[i], th_bcast, ms, -1, 600 + i * 100, i);
+		tbe_queue(s, 0, fr[i], (uint32_t)n[i], plain ? NULL : &off, NULL);
+	}
+	ck_assert_int_eq(tbe_kick(s, 0), 2); /* one round, both frames */
+	struct tbe *t2 = hs_port_backend_priv(d, &tbe2_ops);
+	struct tbe_q *tq = &t2->q[0];
+	unsigned got = tq->rx_tail - tq->rx_head;
+	struct hs_port_stats st = th_pstats(d);
+	if (fails) {
+		ck_assert_uint_eq(got, 0);
+		ck_assert_uint_eq(st.drops[HS_DROP_COPY_ERROR], 2);
+		ck_assert_uint_eq(st.tx_packets, 0);
+	} else {
+		ck_assert_uint_eq(got, 2);
+		for (unsigned i = 0; i < 2; i++) {
+			struct tbe_rxf *r = &tq->rx[(tq->rx_head + i) % TBE_RXMAX];
+			ck_assert_uint_eq(r->len, n[i]);
+			ck_assert_mem_eq(r->data, fr[i], n[i]);
+		}
+		ck_assert_uint_eq(st.drops[HS_DROP_COPY_ERROR], 0);
+	}
+	hs_switch_destroy(sw);
+}
+
+START_TEST(two_backends_foreign_memory)
+{
+	cross(true, false);
+	cross(false, false);
+	cross(true, true);
+	cross(false, true);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("copy");
@@ -682,6 +755,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, gso_segments_get_the_vlan_change);
 	tcase_add_test(tc, gso_pieces_wait_in_the_backlog_in_order);
 	tcase_add_test(tc, bad_offload_metadata_is_dropped);
+	tcase_add_test(tc, two_backends_foreign_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }

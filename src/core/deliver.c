@@ -662,6 +662,7 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 	if (k > n)
 		k = n;
 	uint64_t by = 0, pk_ok = 0, foreign = 0;
+	dl->ops_err = 0; /* any flush of this batch that fails sets it */
 	for (unsigned j = 0; j < k; j++) {
 		const struct hs_iobuf *b = &dl->bufs[j];
 		const struct hs_pkt *p = pk[j];
@@ -676,17 +677,19 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
 		} else {
 			int rc = 0;
-			if (HS__UNLIKELY(cross_foreign(dl, pkt_local(p), b))) {
+			bool local = pkt_local(p);
+			/* its bytes move through a copy hook, maybe in a batch
+			 * that runs later (and may fail then) */
+			if (!local || buf_foreign(b))
+				foreign |= 1ull << j;
+			if (HS__UNLIKELY(cross_foreign(dl, local, b))) {
 				rc = bounce_pkt(dl, p);
 				p = &dl->bounce_pkt;
 			}
 			struct hs__view v = {.n = 1, .len = p->len,
 					     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
-			unsigned before = dl->n_ops_src + dl->n_ops_dst;
 			if (!rc)
 				rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
-			if (dl->n_ops_src + dl->n_ops_dst != before)
-				foreign |= 1ull << j;
 			if (rc) {
 				dl->out[j].len = 0;
 				hs__ctr_add(&oq->drops[rc == -EMSGSIZE ? HS_DROP_OVERSIZE
@@ -697,7 +700,12 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 		pk_ok++;
 		by += p->len;
 	}
-	if (HS__UNLIKELY(dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl)) {
+	if (HS__UNLIKELY(dl->n_ops_src || dl->n_ops_dst))
+		hs__copy_flush(dl);
+	if (HS__UNLIKELY(dl->ops_err)) {
+		/* A batch of the hook failed (at the end, or earlier: when the
+		 * ops array filled, or before a bounce): which frame's bytes
+		 * made it is unknown, so none with foreign memory goes out. */
 		for (uint64_t m = foreign; m; m &= m - 1) {
 			unsigned j = (unsigned)__builtin_ctzll(m);
 			if (dl->out[j].len) {
