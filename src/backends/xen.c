@@ -204,8 +204,9 @@ static void disconnect(struct xnb *x)
 		return;
 	hs_port_set_link(x->port, false);
 	if (hs_port_quiesce(x->port)) {
-		/* the port is being deleted (a round may still run): stop
-		 * releases everything once no round does */
+		/* cannot happen from the loop (a port being deleted still
+		 * pauses until stop, which ends these callbacks); if it did,
+		 * a round might run: leave the release to stop */
 		return;
 	}
 	atomic_store(&x->live, false);
