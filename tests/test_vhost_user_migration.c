@@ -660,6 +660,23 @@ START_TEST(send_rarp_teaches_the_switch_and_the_network)
 	/* now it arrived on port 0 */
 	ck_assert_int_eq(vud_call(&a, VUD_SEND_RARP, mac, 8, NULL, 0), 0);
 	int got = recv_wait(&b, g, sizeof(g), NULL);
+	if (got != 60) {
+		/* seen once in CI-like runs (ASan, 2 workers): say where it went */
+		struct hs_port_stats sa = th_pstats(e.p[0]), sb = th_pstats(e.p[1]);
+		fprintf(stderr, "RARP not received (%d): a rx %llu, announces %llu; b tx %llu "
+			"backlogged %llu; drops a:", got, (unsigned long long)sa.rx_packets,
+			(unsigned long long)backend_ctr(e.p[0], "announces"),
+			(unsigned long long)sb.tx_packets, (unsigned long long)sb.tx_backlogged);
+		for (int k = 0; k < HS_DROP__COUNT; k++)
+			if (sa.drops[k] || sb.drops[k])
+				fprintf(stderr, " %s=%llu/%llu", hs_drop_reason_name(k),
+					(unsigned long long)sa.drops[k],
+					(unsigned long long)sb.drops[k]);
+		fprintf(stderr, "\n");
+		/* late, or lost? (late still fails: a wakeup was missed) */
+		fprintf(stderr, "a second wait of 3 s: %d\n",
+			recv_wait(&b, g, sizeof(g), NULL));
+	}
 	ck_assert_int_eq(got, 60);
 	ck_assert_int_eq(memcmp(g, th_bcast, 6), 0);
 	ck_assert_int_eq(memcmp(g + 6, mac, 6), 0);
