@@ -61,7 +61,7 @@ struct txpkt {                  /* a packet of the current burst */
 	struct hs__xtx_pkt p;
 	uint8_t hdr[HS_PKT_HDR_MIN];
 	struct hs_seg segs[1 + HS__XTX_SLOTS_MAX];
-	bool copy_failed;
+	uint16_t hseg0, nhseg;  /* its header's segments in the burst's hcopy */
 };
 
 struct rxres {                  /* one reserved frame */
@@ -672,6 +672,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 		}
 		/* its first bytes into local memory (one call for the burst) */
 		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
+		t->hseg0 = (uint16_t)nseg;
 		for (unsigned i = 0; got < hl; i++) {
 			const struct hs__xtx_slot *s = &t->p.slot[i];
 			uint32_t k = s->len < hl - got ? s->len : hl - got;
@@ -683,7 +684,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 				.flags = HS__XCOPY_SRC_GREF};
 			got += k;
 		}
-		t->copy_failed = false;
+		t->nhseg = (uint16_t)(nseg - t->hseg0);
 		n++;
 	}
 	if (refused) {
@@ -699,29 +700,16 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	bool fail = x->ops->gnt_copy(x->gnt, nseg, xq->hcopy) != 0;
 	atomic_fetch_add(&x->grant_copies, 1);
 	atomic_fetch_add(&x->grant_copy_segs, nseg);
-	/* which packets' headers did not arrive */
-	unsigned si = 0;
-	for (unsigned k = 0; k < n; k++) {
-		struct txpkt *t = &xq->txp[k];
-		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
-		for (unsigned i = 0; got < hl; i++) {
-			uint32_t sl = t->p.slot[i].len;
-			uint32_t c = sl < hl - got ? sl : hl - got;
-			if (!c)
-				continue;
-			if (fail || xq->hcopy[si].status != HS__GNTST_OKAY)
-				t->copy_failed = true;
-			si++;
-			got += c;
-		}
-	}
 	/* the packets, their first bytes local and the rest foreign */
 	unsigned out = 0, bad_copy = 0, bad_off = 0;
 	for (unsigned k = 0; k < n; k++) {
 		struct txpkt *t = &xq->txp[k];
 		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN;
 		struct hs_pkt *pk = &pkts[out];
-		if (t->copy_failed) {
+		bool copy_failed = fail;
+		for (unsigned i = 0; i < t->nhseg; i++)
+			copy_failed |= xq->hcopy[t->hseg0 + i].status != HS__GNTST_OKAY;
+		if (copy_failed) {
 			bad_copy++;
 			tx_respond(xq, &t->p, NETIF_RSP_ERROR);
 			continue;

@@ -607,21 +607,27 @@ static int evt_bind(void *e, uint32_t domid, uint32_t remote)
 	return rc;
 }
 
+/* Port `port` of handle h, or NULL with errno EINVAL (none, or another
+ * handle's). x->lock. */
+static struct eport *own_port(struct evt_handle *h, uint32_t port)
+{
+	struct eport *p = port_find(h->d->x, h->d->domid, port);
+	if (p && p->h == h)
+		return p;
+	errno = EINVAL;
+	return NULL;
+}
+
 static int evt_unbind(void *e, uint32_t port)
 {
 	struct evt_handle *h = e;
 	struct hs__xemu *x = h->d->x;
 	pthread_mutex_lock(&x->lock);
-	struct eport *p = port_find(x, h->d->domid, port);
-	int rc = 0;
-	if (!p || p->h != h) {
-		rc = -1;
-		errno = EINVAL;
-	} else {
+	struct eport *p = own_port(h, port);
+	if (p)
 		port_close(p);
-	}
 	pthread_mutex_unlock(&x->lock);
-	return rc;
+	return p ? 0 : -1;
 }
 
 /* The upcall of a port that is not masked: masked, queued on its handle.
@@ -640,12 +646,8 @@ static int evt_notify(void *e, uint32_t port)
 	struct evt_handle *h = e;
 	struct hs__xemu *x = h->d->x;
 	pthread_mutex_lock(&x->lock);
-	struct eport *p = port_find(x, h->d->domid, port);
-	int rc = 0;
-	if (!p || p->h != h) {
-		rc = -1;
-		errno = EINVAL;
-	} else if (p->peer) { /* to a closed end: nothing happens */
+	struct eport *p = own_port(h, port);
+	if (p && p->peer) { /* to a closed end: nothing happens */
 		struct eport *r = p->peer;
 		r->pending = true;
 		if (!r->masked)
@@ -653,7 +655,7 @@ static int evt_notify(void *e, uint32_t port)
 		x->st.notifies++;
 	}
 	pthread_mutex_unlock(&x->lock);
-	return rc;
+	return p ? 0 : -1;
 }
 
 static int evt_pending(void *e)
@@ -681,18 +683,14 @@ static int evt_unmask(void *e, uint32_t port)
 	struct evt_handle *h = e;
 	struct hs__xemu *x = h->d->x;
 	pthread_mutex_lock(&x->lock);
-	struct eport *p = port_find(x, h->d->domid, port);
-	int rc = 0;
-	if (!p || p->h != h) {
-		rc = -1;
-		errno = EINVAL;
-	} else if (p->masked && !p->queued) {
+	struct eport *p = own_port(h, port);
+	if (p && p->masked && !p->queued) {
 		p->masked = false;
 		if (p->pending)
 			upcall(p);
 	}
 	pthread_mutex_unlock(&x->lock);
-	return rc;
+	return p ? 0 : -1;
 }
 
 /* ---- xenstore ------------------------------------------------------------------ */
