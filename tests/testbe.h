@@ -47,6 +47,9 @@ struct tbe_config {
 	bool want_delivered;  /* peer asks for a notification on every commit */
 	bool want_completed;
 	bool kick_fd;         /* frames are signalled through an eventfd */
+	bool notify_blind;    /* set_notify never reports work waiting (work
+				 only its kick says is there, as a vhost-user
+				 announce is): every kick must get a round */
 	bool hook_fails;      /* the copy hook returns -EIO */
 	bool defer_stable;    /* the hook defers HS_COPY_SRC_STABLE copies to
 				 send_commit, as the tap backend does: a
@@ -360,7 +363,7 @@ static inline bool tbe_set_notify(void *priv, uint16_t q, unsigned ev, bool enab
 	if (ev != HS_EV_KICK)
 		return false;
 	atomic_store(&tq->kicks_on, enable);
-	if (!enable)
+	if (!enable || t->cfg.notify_blind)
 		return false;
 	pthread_mutex_lock(&tq->lock);
 	bool pending = tq->tx_head + tq->tx_inflight != tq->tx_tail;

@@ -276,27 +276,30 @@ static bool worker_let_go(struct hs__worker *w, unsigned i)
 	return false;
 }
 
-/* Owns the queues of n ready events (caller online). */
-static void own_ready(struct hs__worker *w, const struct epoll_event *evs, int n,
-		      bool handoff)
+/* Owns the queues of n ready events (caller online). Returns how many. */
+static unsigned own_ready(struct hs__worker *w, const struct epoll_event *evs, int n,
+			  bool handoff)
 {
+	unsigned took = 0;
 	for (int i = 0; i < n; i++) {
 		if (evs[i].data.u64 == HS__EV_STOP)
 			continue;
 		struct hs__inq *iq = take(w->sw, w->ctx, evs[i].data.u64);
 		if (iq) {
 			own(w, iq);
+			took++;
 			if (handoff)
 				hs__ctr_add(&w->ctx->handoffs, 1);
 		}
 	}
+	return took;
 }
 
-/* Takes queues that are ready now, without waiting. */
-static void take_ready(struct hs__worker *w)
+/* Takes queues that are ready now, without waiting. Returns how many. */
+static unsigned take_ready(struct hs__worker *w)
 {
 	struct epoll_event evs[16];
-	own_ready(w, evs, epoll_wait(w->sw->dp_epfd, evs, 16, 0), false);
+	return own_ready(w, evs, epoll_wait(w->sw->dp_epfd, evs, 16, 0), false);
 }
 
 static uint64_t mono_ns(void)
@@ -341,10 +344,16 @@ static unsigned worker_poll(struct hs__worker *w)
 	unsigned moved = 0;
 	for (unsigned i = 0; i < w->n_owned;) {
 		struct hs__inq *iq = w->owned[i];
-		if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
-				 (HS__Q_DEAD | HS__Q_PAUSED)) &&
-		    worker_let_go(w, i))
-			continue; /* owned[i] is another queue now */
+		uint32_t st = atomic_load_explicit(&iq->state, memory_order_relaxed);
+		if (HS__UNLIKELY(st & (HS__Q_DEAD | HS__Q_PAUSED))) {
+			/* A queue of a port being paused may have been taken on
+			 * a signal it has not had a round for (drained from its
+			 * fd): leave it PENDING, so that resume runs it. */
+			if (!(st & HS__Q_DEAD))
+				atomic_fetch_or(&iq->state, HS__Q_PENDING);
+			if (worker_let_go(w, i))
+				continue; /* owned[i] is another queue now */
+		}
 		moved += hs__round(w->ctx, iq);
 		i++;
 	}
@@ -355,8 +364,10 @@ static unsigned worker_poll(struct hs__worker *w)
  * its 32nd empty round; the clock is read only every 32 empty rounds. A
  * worker whose queues have been empty for poll_us/8 has a free core: it
  * says so (senders then hand it their queues) and takes ready queues as
- * it keeps polling. Returns true once the streak lasted poll_us (or at
- * once without polling): time to let go. */
+ * it keeps polling; taking any ends the streak, so that each gets its
+ * rounds before it can be let go (the signal that made it ready was
+ * drained: let go unpolled, it was lost). Returns true once the streak
+ * lasted poll_us (or at once without polling): time to let go. */
 static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 {
 	if (!poll_ns)
@@ -370,7 +381,10 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 		w->idle_since = now;
 	if (now - w->idle_since >= poll_ns / 8) {
 		set_avail(w, true);
-		take_ready(w);
+		if (take_ready(w)) {
+			w->empty = 0;
+			return false;
+		}
 	}
 	return now - w->idle_since >= poll_ns;
 }
@@ -408,10 +422,14 @@ static void *worker_main(void *arg)
 		}
 		unsigned moved = worker_poll(w);
 		hs__rcu_quiescent();
-		/* Nobody available to take newly ready queues: take them. */
+		/* Nobody available to take newly ready queues: take them, and
+		 * poll them before anything can be let go idle. */
 		if ((++w->iter & 15) == 0 && !w->avail &&
-		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed))
-			take_ready(w);
+		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed) &&
+		    take_ready(w)) {
+			w->empty = 0;
+			continue;
+		}
 		if (moved) {
 			w->empty = 0;
 			set_avail(w, false);
