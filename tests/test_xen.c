@@ -110,6 +110,21 @@ static hs_port_t *xguest_up(struct xenv *e, struct xfront *f, const char *name, 
 	return p;
 }
 
+/* A frame from m (MAC 2) to the guest (MAC 1): it arrives whole. */
+static void m_to_guest(struct xenv *e, struct xfront *f, uint32_t len, uint32_t seq)
+{
+	static uint8_t fr[10000], got[70000];
+	uint8_t mx[6], mm[6];
+	th_mac(mx, 1);
+	th_mac(mm, 2);
+	struct xf_rx ri;
+	size_t n = th_frame(fr, mx, mm, -1, len, seq);
+	ck_assert_int_eq(th_send(e->m, fr, n), 0);
+	ck_assert_int_eq(xrecv_wait(f, got, sizeof(got), &ri), 1);
+	ck_assert_uint_eq(ri.len, n);
+	ck_assert_mem_eq(got, fr, n);
+}
+
 START_TEST(frames_both_ways_in_one_and_many_slots)
 {
 	struct xenv e;
@@ -830,6 +845,96 @@ START_TEST(to_and_from_a_vhost_user_guest)
 }
 END_TEST
 
+/* The paper's VM-state-aware notification, live for Xen guests: in dom0
+ * the switch reads each guest's vCPU state and tells the core, per
+ * queue; a guest that is not running is notified at once, one that runs
+ * once per round. Where the state cannot be read (a driver domain without
+ * the privilege), or when the port is told not to, nothing is assumed. */
+START_TEST(a_guests_vcpu_state_drives_its_notifications)
+{
+	struct xenv e;
+	xenv_up(&e);
+	struct xfront f, g;
+	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
+	struct hs__xemu_dom *d1 = f.dom;
+	/* new domains are blocked: notified at once */
+	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
+	hs__xemu_sched(d1, HS__XEMU_RUNNING);
+	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
+	ck_assert_uint_eq(ctr(x, "peer_running"), 1);
+	/* frames still arrive, and the guest was notified (it asked) */
+	struct hs__xemu_stats s0, s1;
+	hs__xemu_stats(e.emu, &s0);
+	m_to_guest(&e, &f, 1000, 1);
+	hs__xemu_stats(e.emu, &s1);
+	ck_assert_uint_gt(s1.notifies, s0.notifies);
+	/* waiting for a CPU, paused, blocked again: not running */
+	hs__xemu_sched(d1, HS__XEMU_RUNNABLE);
+	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
+	hs__xemu_sched(d1, HS__XEMU_RUNNING);
+	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
+	hs__xemu_sched(d1, HS__XEMU_PAUSED);
+	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
+	ck_assert_uint_eq(ctr(x, "peer_running"), 2);
+	ck_assert_uint_eq(ctr(x, "peer_not_running"), 3);
+	ck_assert_uint_gt(ctr(x, "vcpu_state_reads"), 0);
+	ck_assert_uint_eq(ctr(x, "vcpu_state_errors"), 0);
+	/* a domain that is gone: unknown, the ring's requests decide */
+	struct hs_xen_config gone = {.frontend_domid = 40, .hypervisor = e.dom0};
+	struct hs_port_config pc = {.name = "x40", .backend = HS_XEN_BACKEND,
+				    .backend_config = &gone, .backend_config_size = sizeof(gone)};
+	hs_port_t *y = NULL;
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &y), 0);
+	ck_assert(TH_WAIT(ctr(y, "vcpu_state_reads") > 2, 3000));
+	ck_assert_int_eq(hs_port_peer_state(y, 0), HS_PEER_UNKNOWN);
+	ck_assert_int_eq(hs_port_del(y), 0);
+	/* told not to read it */
+	xf_create(&g, e.emu, 2, 0, 0);
+	hs__xemu_sched(g.dom, HS__XEMU_RUNNING);
+	struct hs_xen_config nc = {.frontend_domid = 2, .flags = HS_XEN_NO_VCPU_STATE,
+				   .hypervisor = e.dom0};
+	pc = (struct hs_port_config){.name = "x2", .backend = HS_XEN_BACKEND,
+				     .backend_config = &nc, .backend_config_size = sizeof(nc)};
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &y), 0);
+	xf_connect(&g);
+	ck_assert(TH_WAIT(hs_port_link_up(y), 3000));
+	ck_assert_uint_eq(ctr(y, "vcpu_state_reads"), 0);
+	ck_assert_int_eq(hs_port_peer_state(y, 0), HS_PEER_UNKNOWN);
+	/* an unknown flag is refused */
+	nc.flags = 0x80;
+	pc.name = "x3";
+	hs_port_t *z = NULL;
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &z), -EINVAL);
+	xf_destroy(&g);
+	ck_assert_int_eq(hs_port_del(y), 0);
+	/* the port leaves the core as it found it */
+	ck_assert_int_eq(hs_port_del(x), 0);
+	xf_destroy(&f);
+	xenv_down(&e);
+}
+END_TEST
+
+/* In a driver domain without the privilege, the state cannot be read: the
+ * port says so once and works as without the mechanism. */
+START_TEST(an_unprivileged_switch_does_without_vcpu_state)
+{
+	struct xenv e;
+	xenv_up(&e);
+	hs__xemu_privileged(e.dom0, false);
+	struct xfront f;
+	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
+	hs__xemu_sched(f.dom, HS__XEMU_RUNNING);
+	ck_assert(TH_WAIT(ctr(x, "vcpu_state_errors") == 1, 3000));
+	usleep(20000); /* it stopped asking */
+	ck_assert_uint_eq(ctr(x, "vcpu_state_reads"), 1);
+	ck_assert_uint_eq(ctr(x, "vcpu_state_errors"), 1);
+	ck_assert_int_eq(hs_port_peer_state(x, 0), HS_PEER_UNKNOWN);
+	m_to_guest(&e, &f, 1000, 1);
+	xf_destroy(&f);
+	xenv_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("xen");
@@ -848,6 +953,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_reconnect_with_fewer_queues_drops_what_waited);
 	tcase_add_test(tc, to_and_from_a_tap);
 	tcase_add_test(tc, to_and_from_a_vhost_user_guest);
+	tcase_add_test(tc, a_guests_vcpu_state_drives_its_notifications);
+	tcase_add_test(tc, an_unprivileged_switch_does_without_vcpu_state);
 	suite_add_tcase(s, tc);
 	return s;
 }

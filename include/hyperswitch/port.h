@@ -188,6 +188,9 @@ HS_EXTERN int hs_port_kick(hs_port_t *port, uint16_t queue);
  */
 HS_EXTERN int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
 				     enum hs_peer_state state);
+/* The peer state in force for a queue (whoever set it: the VMM, or a
+ * backend that reads it, as the Xen backend does in dom0), or -EINVAL. */
+HS_EXTERN int hs_port_peer_state(const hs_port_t *port, uint16_t queue);
 
 /* ---- Mirrors -------------------------------------------------------------
  * A mirror copies the frames one port receives (HS_MIRROR_RX: what its

@@ -39,11 +39,18 @@ struct hs_xen_config {
 	uint32_t backend_domid;  /* the domain this switch runs in (0: dom0) */
 	uint32_t max_queues;     /* queue pairs offered (multi-queue-max-
 				    queues); 0 -> 1 */
-	uint32_t flags;          /* none yet: 0 */
+	uint32_t flags;          /* HS_XEN_* */
 	void *hypervisor;        /* NULL: Xen itself, through libxen; else
 				    the project's in-process emulation (its
 				    tests and benchmarks) */
 };
+/* Do not read the guest's vCPU state (the peer-state mechanism). By
+ * default a switch in a domain that may read it (dom0) does, every
+ * millisecond, and notifies a guest that is not running at the end of
+ * each batch, one that is running once per round; elsewhere the ring's
+ * event requests alone decide. */
+#define HS_XEN_NO_VCPU_STATE 0x1u
+
 #define HS_XEN_CONFIG_SIZE_V1 (offsetof(struct hs_xen_config, hypervisor) + sizeof(void *))
 
 #ifdef __cplusplus

@@ -26,6 +26,15 @@
  * Events: one event channel per vif; the loop reads it, unmasks it, and
  * hands the work to the data path: the queue's kick eventfd for transmit
  * requests, hs_port_posted for receive buffers.
+ *
+ * Peer state (the paper's VM-state-aware notification): where the switch's
+ * domain may read the guest's domain information (dom0; libxenctrl), the
+ * loop reads it every millisecond and tells the core whether the guest is
+ * running (a vCPU on a CPU: its notifications wait for the end of the
+ * round and go out once) or not (notified at the end of each batch). A
+ * sample, not the scheduler's own view: Xen does not tell a userspace
+ * back-end when a vCPU blocks. Elsewhere (EPERM) the ring's event requests
+ * alone decide, as without the mechanism.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -43,6 +52,7 @@
 #define TX_BURST 64
 #define RX_SLOTS_MAX 17 /* a 64 KiB frame in 4 KiB pages, and a bit */
 #define COPY_CHUNK 64
+#define VCPU_PERIOD_MS 1 /* how often the guest's vCPU state is read */
 
 /* xenbus states (xen/io/xenbus.h) */
 enum { XB_UNKNOWN, XB_INITIALISING, XB_INITWAIT, XB_INITIALISED, XB_CONNECTED,
@@ -100,8 +110,12 @@ struct xnb {
 	bool fe_sg, split;
 	uint16_t nq;                /* queues the front-end connected */
 	struct xq *q;               /* [cfg.max_queues] */
+	void *ctl;                  /* domain control: NULL when not readable */
+	hs_timer_t *vcpu_timer;
+	enum hs_peer_state peer;    /* what the core was last told (loop) */
 	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
-		copy_errors, grant_copies, grant_copy_segs;
+		copy_errors, grant_copies, grant_copy_segs, vcpu_reads, vcpu_errors,
+		peer_running, peer_not_running;
 };
 
 /* ---- xenstore ---------------------------------------------------------------- */
@@ -405,7 +419,7 @@ static int xnb_open(hs_port_t *port, const void *config, size_t size, void **pri
 		return rc;
 	if (!c.max_queues)
 		c.max_queues = 1;
-	if (c.flags || c.frontend_domid > 0x7fef || c.backend_domid > 0x7fef ||
+	if ((c.flags & ~HS_XEN_NO_VCPU_STATE) || c.frontend_domid > 0x7fef || c.backend_domid > 0x7fef ||
 	    c.frontend_domid == c.backend_domid || c.max_queues > HS_MAX_QUEUES)
 		return -EINVAL;
 	const struct hs__xsvc_ops *ops = c.hypervisor ? hs__xemu_ops() : hs__xsvc_real();
@@ -488,6 +502,82 @@ fail:
 	return rc;
 }
 
+/* ---- the guest's vCPU state ------------------------------------------------------- */
+
+static void set_peer(struct xnb *x, enum hs_peer_state st)
+{
+	if (st == x->peer)
+		return;
+	x->peer = st;
+	for (unsigned q = 0; q < x->cfg.max_queues; q++)
+		hs_port_set_peer_state(x->port, (uint16_t)q, st);
+	if (st == HS_PEER_RUNNING)
+		atomic_fetch_add(&x->peer_running, 1);
+	else if (st == HS_PEER_BLOCKED)
+		atomic_fetch_add(&x->peer_not_running, 1);
+}
+
+static void vcpu_stop(struct xnb *x)
+{
+	if (x->vcpu_timer)
+		hs_timer_del(x->vcpu_timer);
+	x->vcpu_timer = NULL;
+	if (x->ctl)
+		x->ops->ctl_close(x->ctl);
+	x->ctl = NULL;
+	set_peer(x, HS_PEER_UNKNOWN);
+}
+
+static void vcpu_cb(hs_timer_t *t, void *arg)
+{
+	struct xnb *x = arg;
+	(void)t;
+	struct hs__xdominfo di;
+	int n = x->ops->ctl_getinfo(x->ctl, x->cfg.frontend_domid, 1, &di);
+	atomic_fetch_add(&x->vcpu_reads, 1);
+	if (n < 0) {
+		int e = errno;
+		atomic_fetch_add(&x->vcpu_errors, 1);
+		if (e == EPERM || e == EACCES) {
+			hs_port_log(x->port, HS_LOG_INFO, "domain %u's vCPU state is not "
+				    "readable from here (%s): notifications follow the "
+				    "ring's event requests only", x->cfg.frontend_domid,
+				    hs_strerror(-e));
+			vcpu_stop(x);
+			return;
+		}
+		set_peer(x, HS_PEER_UNKNOWN); /* tried again next time */
+		return;
+	}
+	if (n == 0 || di.domid != x->cfg.frontend_domid || di.dying) {
+		set_peer(x, HS_PEER_UNKNOWN); /* the domain is gone (or going) */
+		return;
+	}
+	/* Running: it will look at its rings soon. Anything else (blocked,
+	 * waiting for a CPU, paused) gets its notification at once: an event
+	 * is what wakes a blocked vCPU. */
+	set_peer(x, di.running ? HS_PEER_RUNNING : HS_PEER_BLOCKED);
+}
+
+static void vcpu_start(struct xnb *x)
+{
+	if (x->cfg.flags & HS_XEN_NO_VCPU_STATE)
+		return;
+	x->ctl = x->ops->ctl_open(x->cfg.hypervisor);
+	if (!x->ctl) {
+		hs_port_log(x->port, HS_LOG_INFO, "domain %u's vCPU state not known: no domain "
+			    "control here (%s)", x->cfg.frontend_domid, hs_strerror(-errno));
+		return;
+	}
+	if (hs_timer_add(hs_port_switch(x->port), VCPU_PERIOD_MS, VCPU_PERIOD_MS, vcpu_cb, x,
+			 &x->vcpu_timer)) {
+		x->ops->ctl_close(x->ctl);
+		x->ctl = NULL;
+		hs_port_log(x->port, HS_LOG_WARN, "domain %u's vCPU state not read: no timer",
+			    x->cfg.frontend_domid);
+	}
+}
+
 static int xnb_start(void *priv)
 {
 	struct xnb *x = priv;
@@ -508,6 +598,8 @@ static int xnb_start(void *priv)
 		if (x->evt_watch)
 			hs_watch_del(x->evt_watch);
 		x->xs_watch = x->evt_watch = NULL;
+	} else {
+		vcpu_start(x);
 	}
 	return rc;
 }
@@ -515,6 +607,7 @@ static int xnb_start(void *priv)
 static void xnb_stop(void *priv)
 {
 	struct xnb *x = priv;
+	vcpu_stop(x);
 	if (x->xs_watch)
 		hs_watch_del(x->xs_watch);
 	if (x->evt_watch)
@@ -975,6 +1068,10 @@ static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uin
 	cb(arg, "copy_errors", atomic_load(&x->copy_errors));
 	cb(arg, "grant_copies", atomic_load(&x->grant_copies));
 	cb(arg, "grant_copy_segments", atomic_load(&x->grant_copy_segs));
+	cb(arg, "vcpu_state_reads", atomic_load(&x->vcpu_reads));
+	cb(arg, "vcpu_state_errors", atomic_load(&x->vcpu_errors));
+	cb(arg, "peer_running", atomic_load(&x->peer_running));
+	cb(arg, "peer_not_running", atomic_load(&x->peer_not_running));
 }
 
 const struct hs_backend_ops hs__xen_ops = {

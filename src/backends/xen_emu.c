@@ -33,6 +33,8 @@ struct hs__xemu_dom {
 	uint32_t npages;
 	struct grant *grants; /* by reference */
 	uint32_t n_grants;
+	enum hs__xemu_sched sched; /* what its vCPUs do (domain control) */
+	bool privileged;      /* may ask about other domains (dom0) */
 };
 
 struct evt_handle;
@@ -232,6 +234,8 @@ struct hs__xemu_dom *hs__xemu_domain(struct hs__xemu *x, uint32_t domid, uint32_
 		d->x = x;
 		d->domid = domid;
 		d->memfd = -1;
+		d->sched = HS__XEMU_BLOCKED; /* idle until a test says */
+		d->privileged = domid == 0;
 		if (npages) {
 			d->memfd = memfd_create("xen-domain", MFD_CLOEXEC);
 			if (d->memfd < 0 || ftruncate(d->memfd, (off_t)npages * HS__XEN_PAGE))
@@ -1147,6 +1151,68 @@ void hs__xemu_stats(struct hs__xemu *x, struct hs__xemu_stats *st)
 	pthread_mutex_unlock(&x->lock);
 }
 
+/* ---- domain control ---------------------------------------------------------------- */
+
+void hs__xemu_sched(struct hs__xemu_dom *d, enum hs__xemu_sched st)
+{
+	pthread_mutex_lock(&d->x->lock);
+	d->sched = st;
+	pthread_mutex_unlock(&d->x->lock);
+}
+
+void hs__xemu_privileged(struct hs__xemu_dom *d, bool privileged)
+{
+	pthread_mutex_lock(&d->x->lock);
+	d->privileged = privileged;
+	pthread_mutex_unlock(&d->x->lock);
+}
+
+static void *ctl_open(void *ctx)
+{
+	if (!ctx) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return ctx; /* the domain is the handle; privilege is checked per call */
+}
+
+static void ctl_close(void *c)
+{
+	(void)c;
+}
+
+/* As Xen's getdomaininfo: the domains that exist from first_domid on, in
+ * order; only a privileged caller may ask (a domU's privcmd hypercall
+ * fails with EPERM). */
+static int ctl_getinfo(void *c, uint32_t first_domid, unsigned max,
+		       struct hs__xdominfo *info)
+{
+	struct hs__xemu_dom *self = c;
+	struct hs__xemu *x = self->x;
+	pthread_mutex_lock(&x->lock);
+	x->st.ctl_calls++;
+	if (!self->privileged) {
+		pthread_mutex_unlock(&x->lock);
+		errno = EPERM;
+		return -1;
+	}
+	int n = 0;
+	for (uint32_t id = first_domid; id < MAX_DOMS && (unsigned)n < max; id++) {
+		const struct hs__xemu_dom *d = x->dom[id];
+		if (!d)
+			continue;
+		info[n++] = (struct hs__xdominfo){
+			.domid = id,
+			.paused = d->sched == HS__XEMU_PAUSED,
+			.running = d->sched == HS__XEMU_RUNNING,
+			/* as Xen computes it: every online vCPU blocked */
+			.blocked = d->sched == HS__XEMU_BLOCKED,
+			.nr_online_vcpus = 1};
+	}
+	pthread_mutex_unlock(&x->lock);
+	return n;
+}
+
 static const struct hs__xsvc_ops emu_ops = {
 	.name = "emulated",
 	.gnt_open = gnt_open,
@@ -1174,6 +1240,9 @@ static const struct hs__xsvc_ops emu_ops = {
 	.xs_unwatch = xs_unwatch_e,
 	.xs_fileno = xs_fileno_e,
 	.xs_check_watch = xs_check_watch_e,
+	.ctl_open = ctl_open,
+	.ctl_close = ctl_close,
+	.ctl_getinfo = ctl_getinfo,
 };
 
 const struct hs__xsvc_ops *hs__xemu_ops(void)

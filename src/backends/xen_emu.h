@@ -23,7 +23,10 @@
  *    meanwhile (or when a test asks), watches that fire once when set and
  *    on every change at, below or above their path. Nodes have no
  *    permissions: every domain may write everywhere (a hostile front-end
- *    test writes where it likes).
+ *    test writes where it likes);
+ *  - domain control: what a domain's vCPUs do (running, runnable, blocked,
+ *    paused: set by the test), readable only by a privileged domain (dom0
+ *    unless a test says otherwise), others getting EPERM.
  * Counters say how many grant-copy calls and segments ran, for the copy
  * accounting of the benchmarks.
  *
@@ -60,6 +63,17 @@ int hs__xemu_ungrant(struct hs__xemu_dom *d, uint32_t ref);
 /* An unbound port of d that domain `remote` may bind to, on event
  * handle e (opened with d as its ctx); the port or -errno. */
 int hs__xemu_evt_alloc_unbound(void *e, uint32_t remote);
+/* What d's vCPUs do, as the scheduler would report it (domain control);
+ * a new domain is blocked. */
+enum hs__xemu_sched {
+	HS__XEMU_BLOCKED,  /* every vCPU waits for an event */
+	HS__XEMU_RUNNING,  /* a vCPU is on a physical CPU */
+	HS__XEMU_RUNNABLE, /* wants a CPU, has none now */
+	HS__XEMU_PAUSED,
+};
+void hs__xemu_sched(struct hs__xemu_dom *d, enum hs__xemu_sched st);
+/* Whether d may read other domains' information (dom0: yes). */
+void hs__xemu_privileged(struct hs__xemu_dom *d, bool privileged);
 /* The next `n` transaction ends fail with EAGAIN. */
 void hs__xemu_fail_transactions(struct hs__xemu *x, unsigned n);
 
@@ -72,6 +86,7 @@ struct hs__xemu_stats {
 				   another (guest to guest: the single copy) */
 	uint64_t maps;          /* pages mapped */
 	uint64_t notifies;
+	uint64_t ctl_calls;     /* domain control calls (vCPU state reads) */
 };
 void hs__xemu_stats(struct hs__xemu *x, struct hs__xemu_stats *st);
 

@@ -19,6 +19,10 @@
  *    transaction's end may fail with EAGAIN (then redo it); watches fire
  *    once when set, then on every change at or below their path, and may
  *    fire spuriously; their events are read from a pollable fd.
+ *  - domain control (libxenctrl): what the scheduler says of a domain's
+ *    vCPUs, for the peer-state mechanism. Only a privileged domain may
+ *    ask about another (dom0, or one the XSM policy allows): elsewhere
+ *    the interface opens and the call fails with EPERM.
  *
  * Threads: one handle of each kind per user; calls on one handle are not
  * made concurrently, except grant copy and event notify, which the data
@@ -73,6 +77,15 @@ struct hs__xcopy {
 #define HS__XS_WATCH_PATH 0
 #define HS__XS_WATCH_TOKEN 1
 
+/* One domain's entry of xc_domain_getinfo (the fields the backend uses). */
+struct hs__xdominfo {
+	uint32_t domid;
+	bool dying, shutdown, paused;
+	bool blocked;  /* every online vCPU waits for an event */
+	bool running;  /* some vCPU is on a physical CPU now */
+	uint32_t nr_online_vcpus;
+};
+
 struct hs__xsvc_ops {
 	const char *name; /* "xen", "emulated" */
 
@@ -116,6 +129,15 @@ struct hs__xsvc_ops {
 	/* a fired watch (one malloc'ed block: path, token), or NULL with
 	 * errno EAGAIN when none waits */
 	char **(*xs_check_watch)(void *x);
+
+	/* domain control (xc_*) */
+	void *(*ctl_open)(void *ctx);
+	void (*ctl_close)(void *c);
+	/* xc_domain_getinfo: the domains from first_domid on (at most max):
+	 * how many were filled, or -1. The first may not be first_domid
+	 * (that one is gone): check its domid. */
+	int (*ctl_getinfo)(void *c, uint32_t first_domid, unsigned max,
+			   struct hs__xdominfo *info);
 };
 
 /* The real hypervisor's services, or NULL when the library was built

@@ -801,6 +801,14 @@ int hs_port_set_peer_state(hs_port_t *port, uint16_t queue,
 	return 0;
 }
 
+int hs_port_peer_state(const hs_port_t *port, uint16_t queue)
+{
+	if (!port || queue >= port->nq)
+		return -EINVAL;
+	return atomic_load_explicit(&((hs_port_t *)port)->outq[queue].peer_state,
+				    memory_order_relaxed);
+}
+
 int hs_port_set_caps(hs_port_t *port, uint32_t caps)
 {
 	if (!port || (caps & ~HS_CAP_ALL))

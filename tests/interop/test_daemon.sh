@@ -126,9 +126,10 @@ printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10
 "$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 && fail "--check passed two xen ports on one vif"
 grep -q "vif (domid, devid) is the same as port vm7" "$work/check6.log" ||
 	fail "the vif clash was not named: $(cat "$work/check6.log")"
-printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10; } );\n' >"$work/xen.conf"
+printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10; vcpu_state = false; } );\n' >"$work/xen.conf"
 "$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused a xen port: $(cat "$work/check6.log")"
 grep -q '"type":"xen".*"domid":7' "$work/check6.log" || fail "--check did not show the xen port"
+grep -q '"vcpu_state":false' "$work/check6.log" || fail "--check did not show vcpu_state"
 printf 'ports = ( { name = "x\xc3"; type = "tap"; } );\n' >"$work/utf.conf"
 "$hsd" -c "$work/utf.conf" --check >"$work/check4.log" 2>&1 && fail "--check passed a name that is not UTF-8"
 grep -q "not valid UTF-8" "$work/check4.log" || fail "bad UTF-8 not named: $(cat "$work/check4.log")"

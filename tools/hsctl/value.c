@@ -20,7 +20,7 @@ const char *const hsctl_int_keys[] = {
 };
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",
-	"attach", "up", "offload", "staged", NULL,
+	"attach", "up", "offload", "staged", "vcpu_state", NULL,
 };
 
 static bool in_list(const char *const *list, const char *s)

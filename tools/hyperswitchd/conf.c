@@ -423,7 +423,8 @@ static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms"
 				      "packed", "guest_announce", "offer_mtu"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
 				       "queues", "ring"};
-static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues"};
+static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
+				       "vcpu_state"};
 
 const char *hsd_port_type_name(enum hsd_port_type t)
 {
@@ -494,7 +495,7 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->vlan_mode = HS_VLAN_ACCESS;
 	p->mtu = 1500;
 	p->learn = p->flood = true;
-	p->packed = p->guest_announce = true;
+	p->packed = p->guest_announce = p->vcpu_state = true;
 	p->queues = 1;
 	p->reconnect_ms = 500;
 	p->socket_mode = 0600;
@@ -607,7 +608,8 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		if ((rc = get_u32(s, "domid", 1, 0x7fef, &p->domid)) ||
 		    (rc = get_u32(s, "devid", 0, 0xffff, &p->devid)) ||
 		    (rc = get_u32(s, "backend_domid", 0, 0x7fef, &p->backend_domid)) ||
-		    (rc = get_u16(s, "queues", 1, HS_MAX_QUEUES, &p->queues)))
+		    (rc = get_u16(s, "queues", 1, HS_MAX_QUEUES, &p->queues)) ||
+		    (rc = get_bool(s, "vcpu_state", &p->vcpu_state)))
 			return rc;
 		if (!has_domid && !p->domid)
 			return fail(s, "domid", "required for xen ports (the guest's domain)");
@@ -803,6 +805,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->devid != b->devid, "devid");
 		D(a->backend_domid != b->backend_domid, "backend_domid");
 		D(a->queues != b->queues, "queues");
+		D(a->vcpu_state != b->vcpu_state, "vcpu_state");
 	} else if (a->type == b->type) {
 		D(!str_eq(a->ifname, b->ifname), "ifname");
 		D(a->attach != b->attach, "attach");
@@ -863,9 +866,10 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 		if (p->socket_group)
 			json_object_set_new(o, "socket_group", json_string(p->socket_group));
 	} else if (p->type == HSD_XEN) {
-		json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:i}", "domid",
+		json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:i, s:b}", "domid",
 			(json_int_t)p->domid, "devid", (json_int_t)p->devid, "backend_domid",
-			(json_int_t)p->backend_domid, "queues", (int)p->queues));
+			(json_int_t)p->backend_domid, "queues", (int)p->queues, "vcpu_state",
+			p->vcpu_state));
 	} else {
 		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,

@@ -48,6 +48,7 @@ struct hsd_port_conf {
 	uint16_t ring;
 	/* xen (queues above: the most the guest may use) */
 	uint32_t domid, devid, backend_domid;
+	bool vcpu_state;             /* read the guest's vCPU state (dom0) */
 };
 
 /* "vhost-user", "tap", "xen" */

@@ -55,6 +55,7 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
 		xc->devid = pc->devid;
 		xc->backend_domid = pc->backend_domid;
 		xc->max_queues = pc->queues;
+		xc->flags = pc->vcpu_state ? 0 : HS_XEN_NO_VCPU_STATE;
 		c->backend = HS_XEN_BACKEND;
 		c->backend_config = xc;
 		c->backend_config_size = sizeof(*xc);
