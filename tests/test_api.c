@@ -80,6 +80,7 @@ START_TEST(getters_tolerate_null)
 	ck_assert_int_eq(hs_port_kick(NULL, 0), -EINVAL);
 	ck_assert_int_eq(hs_port_del(NULL), -EINVAL);
 	ck_assert_int_eq(hs_port_set_peer_state(NULL, 0, HS_PEER_RUNNING), -EINVAL);
+	ck_assert_int_eq(hs_port_peer_state(NULL, 0), -EINVAL);
 	ck_assert_int_eq(hs_port_set_caps(NULL, 0), -EINVAL);
 	ck_assert_int_eq(hs_port_set_link(NULL, true), -EINVAL);
 	ck_assert_int_eq(hs_port_set_queue_fd(NULL, 0, HS_EV_KICK, -1), -EINVAL);
@@ -181,6 +182,11 @@ START_TEST(port_calls_reject_bad_queues_and_values)
 	hs_port_t *p = th_port(sw, "p", 0);
 	ck_assert_int_eq(hs_port_kick(p, 1), -EINVAL);
 	ck_assert_int_eq(hs_port_set_peer_state(p, 1, HS_PEER_RUNNING), -EINVAL);
+	ck_assert_int_eq(hs_port_peer_state(p, 1), -EINVAL);
+	ck_assert_int_eq(hs_port_peer_state(p, 0), HS_PEER_UNKNOWN);
+	ck_assert_int_eq(hs_port_set_peer_state(p, 0, HS_PEER_RUNNING), 0);
+	ck_assert_int_eq(hs_port_peer_state(p, 0), HS_PEER_RUNNING);
+	ck_assert_int_eq(hs_port_set_peer_state(p, 0, HS_PEER_UNKNOWN), 0);
 	ck_assert_int_eq(hs_port_set_caps(p, 0x1000), -EINVAL);
 	ck_assert_int_eq(hs_port_set_queue_fd(p, 0, HS_EV_DELIVERED, -1), -EINVAL);
 	ck_assert_int_eq(hs_port_set_queue_fd(p, 3, HS_EV_KICK, -1), -EINVAL);
