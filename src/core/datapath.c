@@ -84,9 +84,10 @@ bool hs__q_kicks(struct hs__inq *iq, bool enable)
  * paused (quiesce waits for this owner, so the backend is still ours);
  * only a port going away is left as it is. If that finds frames waiting,
  * or a kick marked the queue PENDING meanwhile, the queue is kept (returns
- * false: run it again) unless the port is being paused, when PENDING
- * stays set for hs_port_resume to act on, or `force` (the caller made sure
- * somebody comes back, e.g. by signalling the queue's fd). */
+ * false: run it again) unless the port is being paused, when it is left
+ * PENDING for hs_port_resume to act on (always: see below), or `force`
+ * (the caller made sure somebody comes back, e.g. by signalling the
+ * queue's fd). */
 bool hs__q_release(struct hs__inq *iq, bool force)
 {
 	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
@@ -104,6 +105,12 @@ bool hs__q_release(struct hs__inq *iq, bool force)
 			continue;
 		}
 		uint32_t ns = s & ~(HS__Q_OWNED | HS__Q_DISARMED | HS__Q_POLLED);
+		/* Let go because the port pauses: the owner may have drained a
+		 * signal it had no round for (the round saw PAUSED first), so
+		 * the queue is owed one: resume runs it (one spare round at
+		 * most). */
+		if ((s & HS__Q_PAUSED) && !(s & HS__Q_DEAD))
+			ns |= HS__Q_PENDING;
 		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
 							  memory_order_release,
 							  memory_order_relaxed)) {
@@ -440,8 +447,8 @@ int hs_port_kick(hs_port_t *port, uint16_t queue)
 	if (!(sw->cfg.flags & HS_SW_NO_OFFLOAD) && hs__pool_handoff(sw, iq))
 		return 0;
 	struct hs__ctx *c = hs__ctx_get(sw);
-	if (!c)
-		return -EBUSY;
+	if (!c) /* every sender context busy: through the fd, if it has one */
+		return hs__dp_signal(iq) ? 0 : -EBUSY;
 	int n = 0;
 	hs__rcu_enter();
 	if (hs__q_acquire(iq, false))

@@ -344,16 +344,11 @@ static unsigned worker_poll(struct hs__worker *w)
 	unsigned moved = 0;
 	for (unsigned i = 0; i < w->n_owned;) {
 		struct hs__inq *iq = w->owned[i];
-		uint32_t st = atomic_load_explicit(&iq->state, memory_order_relaxed);
-		if (HS__UNLIKELY(st & (HS__Q_DEAD | HS__Q_PAUSED))) {
-			/* A queue of a port being paused may have been taken on
-			 * a signal it has not had a round for (drained from its
-			 * fd): leave it PENDING, so that resume runs it. */
-			if (!(st & HS__Q_DEAD))
-				atomic_fetch_or(&iq->state, HS__Q_PENDING);
-			if (worker_let_go(w, i))
-				continue; /* owned[i] is another queue now */
-		}
+		if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
+				 (HS__Q_DEAD | HS__Q_PAUSED)) &&
+		    worker_let_go(w, i))
+			continue; /* owned[i] is another queue now (a paused one
+				     left PENDING: resume runs it) */
 		moved += hs__round(w->ctx, iq);
 		i++;
 	}
@@ -364,10 +359,10 @@ static unsigned worker_poll(struct hs__worker *w)
  * its 32nd empty round; the clock is read only every 32 empty rounds. A
  * worker whose queues have been empty for poll_us/8 has a free core: it
  * says so (senders then hand it their queues) and takes ready queues as
- * it keeps polling; taking any ends the streak, so that each gets its
- * rounds before it can be let go (the signal that made it ready was
- * drained: let go unpolled, it was lost). Returns true once the streak
- * lasted poll_us (or at once without polling): time to let go. */
+ * it keeps polling; a queue taken gets a round before the worker can let
+ * go (the signal that made it ready was drained: let go unpolled, it was
+ * lost). Returns true once the streak lasted poll_us (or at once without
+ * polling): time to let go. */
 static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 {
 	if (!poll_ns)
@@ -381,10 +376,8 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 		w->idle_since = now;
 	if (now - w->idle_since >= poll_ns / 8) {
 		set_avail(w, true);
-		if (take_ready(w)) {
-			w->empty = 0;
-			return false;
-		}
+		if (take_ready(w))
+			return false; /* polled before the next release check */
 	}
 	return now - w->idle_since >= poll_ns;
 }
@@ -426,10 +419,8 @@ static void *worker_main(void *arg)
 		 * poll them before anything can be let go idle. */
 		if ((++w->iter & 15) == 0 && !w->avail &&
 		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed) &&
-		    take_ready(w)) {
-			w->empty = 0;
+		    take_ready(w))
 			continue;
-		}
 		if (moved) {
 			w->empty = 0;
 			set_avail(w, false);
