@@ -112,7 +112,7 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 	struct vu_txq *t = &d->txq[q];
 	struct vq_chain ch[64];
 	bool bad[64];
-	unsigned got = 0, n = 0, bad_desc = 0, bad_off = 0;
+	unsigned got, n = 0, bad_desc, bad_off;
 	if (max > 64)
 		max = 64;
 	if (q == 0 && max && atomic_load_explicit(&d->announce, memory_order_relaxed) &&
@@ -126,6 +126,8 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 					    .len = sizeof(d->announce_frame)};
 		max--;
 	}
+again:
+	got = bad_desc = bad_off = 0;
 	/* Pass 1: pop the chains and start loading each frame's first bytes
 	 * (virtio-net and Ethernet headers), so that the cache misses on
 	 * memory the guest just wrote overlap instead of queueing up. */
@@ -186,6 +188,11 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		hs_port_count_drop(d->port, q, HS_DROP_BAD_OFFLOAD, bad_off);
 	if ((bad_desc || bad_off) && !n && vq_flush(vq))
 		vu_notify(d, q, HS_EV_COMPLETED);
+	/* A whole burst of bad chains: more may wait, and pass 1 ended before
+	 * moving avail_event; returning nothing would read as "drained" to
+	 * the owner, and the driver would not kick again. */
+	if (!n && got == max && max)
+		goto again;
 	return n;
 }
 

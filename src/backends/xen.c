@@ -726,8 +726,9 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	if (max > TX_BURST)
 		max = TX_BURST;
 	unsigned size = RING_SIZE(&xq->tx);
-	RING_IDX prod = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 	uint32_t fe = x->cfg.frontend_domid;
+again:;
+	RING_IDX prod = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 	unsigned n = 0, nseg = 0, refused = 0;
 	bool notify = false;
 	while (n < max) {
@@ -840,6 +841,11 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 		notify |= tx_push(xq);
 	if (notify)
 		x->ops->evt_notify(x->evt, xq->tx_port);
+	/* A whole burst answered with errors: more may wait, and the loop
+	 * ended before re-arming req_event; returning nothing would read as
+	 * "drained" to the owner, and the front-end would not kick again. */
+	if (!out && n == max)
+		goto again;
 	return out;
 }
 
