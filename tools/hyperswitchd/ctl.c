@@ -171,6 +171,19 @@ static int cmd_version(struct req *r)
 	return 0;
 }
 
+/* Per queue: what the VM-state-aware notification knows of the peer
+ * (a Xen guest's vCPU state in dom0; "unknown": its own signals decide). */
+static json_t *peer_state_json(hs_port_t *port)
+{
+	static const char *const names[] = {"unknown", "running", "blocked"};
+	json_t *a = json_array();
+	for (uint16_t q = 0; a && q < hs_port_n_queues(port); q++) {
+		int st = hs_port_peer_state(port, q);
+		json_array_append_new(a, json_string(st >= 0 && st <= 2 ? names[st] : "unknown"));
+	}
+	return a;
+}
+
 static json_t *port_json(struct hsd_port *p)
 {
 	const struct hsd_port_conf *c = &p->conf;
@@ -206,10 +219,11 @@ static json_t *port_json(struct hsd_port *p)
 			 (json_int_t)st.fdb_entries, "peer", peer, "config",
 			 hsd_port_conf_json(c));
 	if (o)
-		json_object_update_new(o, json_pack("{s:I, s:I, s:s}", "link_changes",
+		json_object_update_new(o, json_pack("{s:I, s:I, s:s, s:o}", "link_changes",
 						    (json_int_t)p->link_changes, "broken",
 						    (json_int_t)p->broken, "last_broken",
-						    p->last_broken));
+						    p->last_broken, "peer_state",
+						    peer_state_json(p->port)));
 	return o;
 }
 
