@@ -152,10 +152,10 @@ static void put_bad(struct txring *r, int k)
 		put(r, 10, 0, NETTXF_more_data, 1, 100);
 		put(r, 11, 0, 0, 2, 200);
 		break;
-	case 3: /* 21 slots: fatal */
-		put(r, 10, 0, NETTXF_more_data, 1, 21 * 60);
-		for (int s = 1; s < 21; s++)
-			put(r, 10, 0, s < 20 ? NETTXF_more_data : 0, (uint16_t)(s + 1), 60);
+	case 3: /* 22 slots: fatal (as Linux's fatal_skb_slots) */
+		put(r, 10, 0, NETTXF_more_data, 1, 22 * 60);
+		for (int s = 1; s < 22; s++)
+			put(r, 10, 0, s < 21 ? NETTXF_more_data : 0, (uint16_t)(s + 1), 60);
 		break;
 	case 4: /* a fragment crossing its page */
 		put(r, 10, 0, NETTXF_more_data, 1, 200);
@@ -193,10 +193,15 @@ static void put_bad(struct txring *r, int k)
 		put(r, 10, 0, NETTXF_extra_info, 1, 300);
 		put_extra(r, XEN_NETIF_EXTRA_TYPE_NONE, 0, 0, 0);
 		break;
-	case 13: /* 20 slots: refused (Linux drops it; 21 would be fatal) */
+	case 13: /* 20 slots: refused (Linux drops it; 22 would be fatal) */
 		put(r, 10, 0, NETTXF_more_data, 1, 20 * 60);
 		for (int s = 1; s < 20; s++)
 			put(r, 10, 0, s < 19 ? NETTXF_more_data : 0, (uint16_t)(s + 1), 60);
+		break;
+	case 14: /* 21 slots: refused too (Linux drops it), all taken */
+		put(r, 10, 0, NETTXF_more_data, 1, 21 * 60);
+		for (int s = 1; s < 21; s++)
+			put(r, 10, 0, s < 20 ? NETTXF_more_data : 0, (uint16_t)(s + 1), 60);
 		break;
 	}
 }
@@ -207,7 +212,7 @@ START_TEST(bad_packets_are_refused_or_fatal)
 		{"runt", HS__XTX_REFUSED, 1},
 		{"19 slots", HS__XTX_REFUSED, 19},
 		{"fragment too large", HS__XTX_REFUSED, 2},
-		{"21 slots", HS__XTX_FATAL, 0},
+		{"22 slots", HS__XTX_FATAL, 0},
 		{"fragment crosses page", HS__XTX_FATAL, 0},
 		{"first crosses page", HS__XTX_FATAL, 0},
 		{"continues past prod", HS__XTX_FATAL, 0},
@@ -218,6 +223,7 @@ START_TEST(bad_packets_are_refused_or_fatal)
 		{"GSO type", HS__XTX_FATAL, 0},
 		{"extra type NONE", HS__XTX_FATAL, 0},
 		{"20 slots", HS__XTX_REFUSED, 20},
+		{"21 slots", HS__XTX_REFUSED, 21},
 	};
 	for (int k = 0; k < (int)(sizeof(cases) / sizeof(cases[0])); k++) {
 		struct txring r;

@@ -112,7 +112,7 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 	struct vu_txq *t = &d->txq[q];
 	struct vq_chain ch[64];
 	bool bad[64];
-	unsigned got, n = 0, bad_desc, bad_off;
+	unsigned got = 0, n = 0, bad_desc = 0, bad_off = 0;
 	if (max > 64)
 		max = 64;
 	if (q == 0 && max && atomic_load_explicit(&d->announce, memory_order_relaxed) &&
@@ -126,8 +126,6 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 					    .len = sizeof(d->announce_frame)};
 		max--;
 	}
-again:
-	got = bad_desc = bad_off = 0;
 	/* Pass 1: pop the chains and start loading each frame's first bytes
 	 * (virtio-net and Ethernet headers), so that the cache misses on
 	 * memory the guest just wrote overlap instead of queueing up. */
@@ -189,10 +187,12 @@ again:
 	if ((bad_desc || bad_off) && !n && vq_flush(vq))
 		vu_notify(d, q, HS_EV_COMPLETED);
 	/* A whole burst of bad chains: more may wait, and pass 1 ended before
-	 * moving avail_event; returning nothing would read as "drained" to
-	 * the owner, and the driver would not kick again. */
+	 * moving avail_event; returning nothing reads as "drained" to the
+	 * owner, and the driver would not kick again. Look again later,
+	 * through the ring's kick (after the other queues: a driver that
+	 * keeps posting bad chains does not hold the thread). */
 	if (!n && got == max && max)
-		goto again;
+		vu_ring_look(vr);
 	return n;
 }
 

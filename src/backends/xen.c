@@ -113,6 +113,8 @@ struct xnb {
 	void *ctl;                  /* domain control: NULL when not readable */
 	hs_timer_t *vcpu_timer;
 	enum hs_peer_state peer;    /* what the core was last told (loop) */
+	unsigned vcpu_backoff;      /* ticks to skip after an error (loop) */
+	int vcpu_errno;             /* the last error logged (loop) */
 	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
 		copy_errors, grant_copies, grant_copy_segs, vcpu_reads, vcpu_errors,
 		peer_running, peer_not_running;
@@ -532,6 +534,13 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 {
 	struct xnb *x = arg;
 	(void)t;
+	/* only a connected guest gets notifications */
+	if (!atomic_load_explicit(&x->live, memory_order_relaxed) || x->vcpu_backoff) {
+		if (x->vcpu_backoff)
+			x->vcpu_backoff--;
+		set_peer(x, HS_PEER_UNKNOWN);
+		return;
+	}
 	struct hs__xdominfo di;
 	int n = x->ops->ctl_getinfo(x->ctl, x->cfg.frontend_domid, 1, &di);
 	atomic_fetch_add(&x->vcpu_reads, 1);
@@ -546,9 +555,15 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 			vcpu_stop(x);
 			return;
 		}
-		set_peer(x, HS_PEER_UNKNOWN); /* tried again next time */
+		if (e != x->vcpu_errno)
+			hs_port_log(x->port, HS_LOG_WARN, "domain %u's vCPU state: %s (tried "
+				    "again every second)", x->cfg.frontend_domid, hs_strerror(-e));
+		x->vcpu_errno = e;
+		x->vcpu_backoff = 1000 / VCPU_PERIOD_MS;
+		set_peer(x, HS_PEER_UNKNOWN);
 		return;
 	}
+	x->vcpu_errno = 0;
 	if (n == 0 || di.domid != x->cfg.frontend_domid || di.dying) {
 		set_peer(x, HS_PEER_UNKNOWN); /* the domain is gone (or going) */
 		return;
@@ -727,11 +742,10 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 		max = TX_BURST;
 	unsigned size = RING_SIZE(&xq->tx);
 	uint32_t fe = x->cfg.frontend_domid;
-again:;
 	RING_IDX prod = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 	unsigned n = 0, nseg = 0, refused = 0;
 	bool notify = false;
-	while (n < max) {
+	while (n + refused < max) { /* refused ones count: bounded per call */
 		struct txpkt *t = &xq->txp[n];
 		unsigned taken;
 		const char *why;
@@ -789,6 +803,8 @@ again:;
 	if (!n) {
 		if (notify)
 			x->ops->evt_notify(x->evt, xq->tx_port);
+		if (n + refused == max && !atomic_load_explicit(&xq->kicks_off, memory_order_relaxed))
+			wake(x, q, true, false); /* more may wait: come back later */
 		return 0;
 	}
 	bool fail = x->ops->gnt_copy(x->gnt, nseg, xq->hcopy) != 0;
@@ -843,9 +859,12 @@ again:;
 		x->ops->evt_notify(x->evt, xq->tx_port);
 	/* A whole burst answered with errors: more may wait, and the loop
 	 * ended before re-arming req_event; returning nothing would read as
-	 * "drained" to the owner, and the front-end would not kick again. */
-	if (!out && n == max)
-		goto again;
+	 * "drained" to the owner, and the front-end would not kick again.
+	 * The queue signals itself instead of looping (as netback's NAPI
+	 * reschedules), so a front-end that keeps producing bad requests
+	 * waits its turn behind the other queues. */
+	if (!out && n + refused == max && !atomic_load_explicit(&xq->kicks_off, memory_order_relaxed))
+		wake(x, q, true, false); /* as napi_schedule: after the others */
 	return out;
 }
 
@@ -1057,9 +1076,13 @@ static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 		return __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE) !=
 		       xq->tx.req_cons;
 	}
-	xq->rx.sring->req_event = xq->rx.req_cons + 1;
+	/* as xenvif_rx_ring_slots_available: the next post signals, even
+	 * when some requests (too few for the waiting frame) are there */
+	RING_IDX prod = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+	xq->rx.sring->req_event = prod + 1;
 	xen_mb();
-	return __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE) != xq->rx.req_cons;
+	RING_IDX now = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+	return now != prod || prod != xq->rx.req_cons;
 }
 
 static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uint64_t v),

@@ -21,7 +21,8 @@
  *    XEN_NETIF_NR_SLOTS_MIN data slots, a fragment larger than what the
  *    total leaves;
  *  - fatal (the front-end is broken: its vif stops, as Linux disables
- *    the interface): 21 or more slots, a fragment or the first slot
+ *    the interface): 22 or more slots (Linux's fatal_skb_slots: 20
+ *    followers read, another announced; 19 to 21 slots are dropped), a fragment or the first slot
  *    crossing its page, a packet or its extras running past what the
  *    front-end produced, an unknown or repeated extra type, a GSO extra
  *    with size 0 or an unknown GSO type, a producer index further ahead
@@ -49,7 +50,7 @@
  * than 18 slots and disables the interface when 20 or more follow the
  * first (fatal_skb_slots), i.e. from 21 in all. */
 #define HS__XTX_SLOTS_MAX XEN_NETIF_NR_SLOTS_MIN
-#define HS__XTX_SLOTS_FATAL 21
+#define HS__XTX_SLOTS_FATAL 22
 
 struct hs__xtx_slot {
 	uint32_t gref;

@@ -133,9 +133,9 @@ struct hs__xsvc_ops {
 	/* domain control (xc_*) */
 	void *(*ctl_open)(void *ctx);
 	void (*ctl_close)(void *c);
-	/* xc_domain_getinfo: the domains from first_domid on (at most max):
-	 * how many were filled, or -1. The first may not be first_domid
-	 * (that one is gone): check its domid. */
+	/* xc_domain_getinfolist: the domains from first_domid on (at most
+	 * max): how many were filled, or -1. The first may not be
+	 * first_domid (that one is gone): check its domid. */
 	int (*ctl_getinfo)(void *c, uint32_t first_domid, unsigned max,
 			   struct hs__xdominfo *info);
 };

@@ -213,20 +213,24 @@ static void ctl_close(void *c)
 	xc_interface_close(c);
 }
 
+/* xc_domain_getinfolist (the sysctl: the domains from first_domid on),
+ * not xc_domain_getinfo, which Xen 4.18 removed. */
 static int ctl_getinfo(void *c, uint32_t first_domid, unsigned max, struct hs__xdominfo *info)
 {
-	xc_dominfo_t di[8];
+	xc_domaininfo_t di[8];
 	if (max > 8)
 		max = 8;
-	int n = xc_domain_getinfo(c, first_domid, max, di);
-	for (int i = 0; i < n; i++)
-		info[i] = (struct hs__xdominfo){.domid = di[i].domid,
-						.dying = di[i].dying,
-						.shutdown = di[i].shutdown,
-						.paused = di[i].paused,
-						.blocked = di[i].blocked,
-						.running = di[i].running,
+	int n = xc_domain_getinfolist(c, first_domid, max, di);
+	for (int i = 0; i < n; i++) {
+		uint32_t f = di[i].flags;
+		info[i] = (struct hs__xdominfo){.domid = di[i].domain,
+						.dying = f & XEN_DOMINF_dying,
+						.shutdown = f & XEN_DOMINF_shutdown,
+						.paused = f & XEN_DOMINF_paused,
+						.blocked = f & XEN_DOMINF_blocked,
+						.running = f & XEN_DOMINF_running,
 						.nr_online_vcpus = di[i].nr_online_vcpus};
+	}
 	return n;
 }
 

@@ -101,7 +101,7 @@ enum hs__xtx_verdict hs__xtx_parse(const netif_tx_sring_t *s, unsigned size, RIN
 			*why = "packet continues past the producer index";
 			return HS__XTX_FATAL;
 		}
-		if (pkt->n_slots + 1 >= HS__XTX_SLOTS_FATAL) { /* this would be the 21st */
+		if (pkt->n_slots + 1 >= HS__XTX_SLOTS_FATAL) { /* this would be the 22nd */
 			*why = "packet in too many slots";
 			return HS__XTX_FATAL;
 		}
