@@ -1,17 +1,18 @@
 /*
  * vswitch.c - a switch process for virtual machines: vhost-user ports
- * for VMMs (QEMU, cloud-hypervisor) and DPDK virtio-user, and tap devices
- * for the host's network stack, until SIGINT/SIGTERM; counters and the
- * forwarding table on exit.
+ * for VMMs (QEMU, cloud-hypervisor) and DPDK virtio-user, tap devices
+ * for the host's network stack and VXLAN tunnels to other hosts, until
+ * SIGINT/SIGTERM; counters and the forwarding tables on exit.
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
+ *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
  * "client": the switch connects to the VMM's PATH and reconnects); each
  * --tap a tap device (created, or an existing one with "attach"), brought
- * up, as port IFNAME.
+ * up, as port IFNAME; each --vxlan a tunnel endpoint at address LOCAL.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -118,6 +119,60 @@ static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 	return rc;
 }
 
+/* Parses "LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]":
+ * a VXLAN tunnel endpoint at address LOCAL for VNI N, flooding to every
+ * remote VTEP (head-end replication), as port vxlanN. */
+static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
+{
+	struct hs_vxlan_config vc = {0};
+	struct hs_port_config pc = {.backend = HS_VXLAN_BACKEND, .backend_config = &vc,
+				    .backend_config_size = sizeof(vc)};
+	const char *remotes[16];
+	unsigned nr = 0;
+	char *save = NULL, *tok = strtok_r(spec, ",", &save);
+	vc.local = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "vni=", 4))
+			vc.vni = (uint32_t)strtoul(tok + 4, NULL, 10);
+		else if (!strncmp(tok, "remote=", 7) && nr < 16)
+			remotes[nr++] = tok + 7;
+		else if (!strncmp(tok, "vlan=", 5))
+			pc.vlan = (uint16_t)atoi(tok + 5);
+		else if (!strncmp(tok, "port=", 5))
+			vc.dst_port = (uint16_t)atoi(tok + 5);
+		else if (!strncmp(tok, "mtu=", 4))
+			vc.underlay_mtu = (uint16_t)atoi(tok + 4);
+		else if (!strcmp(tok, "no-learn"))
+			vc.flags |= HS_VXLAN_NO_LEARN;
+		else if (!strcmp(tok, "no-csum"))
+			vc.flags |= HS_VXLAN_NO_UDP_CSUM;
+		else {
+			fprintf(stderr, "unknown option %s\n", tok);
+			return -EINVAL;
+		}
+	}
+	char name[32];
+	snprintf(name, sizeof(name), "vxlan%u", vc.vni);
+	pc.name = name;
+	int rc = hs_port_add(sw, &pc, out);
+	static const uint8_t flood[6];
+	for (unsigned i = 0; !rc && i < nr; i++)
+		if ((rc = hs_vxlan_fdb_add(*out, flood, remotes[i], 0)))
+			fprintf(stderr, "vxlan remote %s: %s\n", remotes[i], hs_strerror(rc));
+	if (rc)
+		fprintf(stderr, "vxlan port %s: %s\n", name, hs_strerror(rc));
+	return rc;
+}
+
+static int print_vxlan_entry(void *arg, const struct hs_vxlan_fdb_entry *e)
+{
+	printf("vxlan %s: %02x:%02x:%02x:%02x:%02x:%02x dst %s%s%s\n", (const char *)arg,
+	       e->mac[0], e->mac[1], e->mac[2], e->mac[3], e->mac[4], e->mac[5], e->remote,
+	       (e->flags & HS_VXLAN_FDB_STATIC) ? " static" : "",
+	       (e->flags & HS_VXLAN_FDB_EXTERN) ? " extern" : "");
+	return 0;
+}
+
 static int print_fdb_entry(const struct hs_fdb_info *e, void *arg)
 {
 	(void)arg;
@@ -159,6 +214,7 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 		printf("\nport %s backend:", hs_port_name(ports[i]));
 		hs_port_backend_counters(ports[i], print_counter, NULL);
 		printf("\n");
+		hs_vxlan_fdb_dump(ports[i], print_vxlan_entry, (void *)hs_port_name(ports[i]));
 	}
 	hs_fdb_dump(sw, print_fdb_entry, NULL);
 	fflush(stdout);
@@ -203,11 +259,12 @@ int main(int argc, char **argv)
 					   {"burst", required_argument, 0, 'b'},
 					   {"vhost-user", required_argument, 0, 'v'},
 					   {"tap", required_argument, 0, 't'},
+					   {"vxlan", required_argument, 0, 'x'},
 					   {"stats", required_argument, 0, 's'},
 					   {"pidfile", required_argument, 0, 'p'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:t:s:p:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:s:p:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
@@ -215,6 +272,7 @@ int main(int argc, char **argv)
 		case 'p': pidfile = optarg; break;
 		case 'v':
 		case 't':
+		case 'x':
 			if (nspecs < MAX_PORTS) {
 				kinds[nspecs] = (char)ch;
 				specs[nspecs++] = optarg;
@@ -224,7 +282,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
-				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...\n", argv[0]);
+				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
+				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]]...\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -243,8 +303,9 @@ int main(int argc, char **argv)
 	}
 	hs_port_t *ports[MAX_PORTS];
 	for (unsigned i = 0, nvu = 0; i < nspecs; i++) {
-		rc = kinds[i] == 'v' ? add_vhost_user(sw, specs[i], nvu++, &ports[i])
-				     : add_tap(sw, specs[i], &ports[i]);
+		rc = kinds[i] == 'v'   ? add_vhost_user(sw, specs[i], nvu++, &ports[i])
+		     : kinds[i] == 't' ? add_tap(sw, specs[i], &ports[i])
+				       : add_vxlan(sw, specs[i], &ports[i]);
 		if (rc) {
 			hs_switch_destroy(sw);
 			return 1;

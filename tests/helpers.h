@@ -173,6 +173,26 @@ static inline int th_send(hs_port_t *p, const void *frame, size_t len)
 	return th_send_off(p, frame, len, NULL);
 }
 
+/* Counter `name` of a port's backend (UINT64_MAX if it has none). */
+struct env_ctr {
+	const char *name;
+	uint64_t v;
+};
+
+static inline void env_ctr_cb(void *arg, const char *name, uint64_t v)
+{
+	struct env_ctr *c = arg;
+	if (!strcmp(name, c->name))
+		c->v = v;
+}
+
+static inline uint64_t backend_ctr(hs_port_t *p, const char *name)
+{
+	struct env_ctr c = {.name = name, .v = UINT64_MAX};
+	hs_port_backend_counters(p, env_ctr_cb, &c);
+	return c.v;
+}
+
 /* Number of frames waiting on a port (not consumed). */
 static inline int th_pending(hs_port_t *p)
 {

@@ -73,24 +73,6 @@ static void xenv_down(struct xenv *e)
 	hs__xemu_destroy(e->emu);
 }
 
-struct ctr_arg {
-	const char *name;
-	uint64_t v;
-};
-
-static void ctr_cb(void *arg, const char *n, uint64_t v)
-{
-	struct ctr_arg *c = arg;
-	if (!strcmp(c->name, n))
-		c->v = v;
-}
-
-static uint64_t ctr(hs_port_t *p, const char *name)
-{
-	struct ctr_arg c = {name, UINT64_MAX};
-	hs_port_backend_counters(p, ctr_cb, &c);
-	return c.v;
-}
 
 /* Waits for a frame on the front-end. */
 static int xrecv_wait(struct xfront *f, uint8_t *buf, uint32_t max, struct xf_rx *info)
@@ -131,7 +113,7 @@ START_TEST(frames_both_ways_in_one_and_many_slots)
 	xenv_up(&e);
 	struct xfront f;
 	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
-	ck_assert_uint_eq(ctr(x, "connects"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "connects"), 1);
 	static uint8_t fr[10000], got[70000];
 	uint8_t mx[6], mm[6];
 	th_mac(mx, 1);
@@ -261,7 +243,7 @@ START_TEST(hostile_front_ends_stop_only_themselves)
 	n = th_frame(fr, th_bcast, ma, -1, 22 * 100, 2);
 	xf_send(&a, fr, (uint32_t)n, 22, 0, 0, 0, 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
-	ck_assert_uint_eq(ctr(xa, "protocol_errors"), 1);
+	ck_assert_uint_eq(backend_ctr(xa, "protocol_errors"), 1);
 	ck_assert(hs_port_link_up(xb));
 	uint8_t mbb[6];
 	th_mac(mbb, 2);
@@ -305,8 +287,8 @@ START_TEST(a_front_end_closes_and_comes_back)
 		ck_assert_int_eq(xrecv_wait(&f, got, sizeof(got), &ri), 1);
 		ck_assert_mem_eq(got, fr, n);
 	}
-	ck_assert_uint_eq(ctr(x, "connects"), 4);
-	ck_assert_uint_eq(ctr(x, "disconnects"), 3);
+	ck_assert_uint_eq(backend_ctr(x, "connects"), 4);
+	ck_assert_uint_eq(backend_ctr(x, "disconnects"), 3);
 	/* the port goes: the back-end says Closed */
 	ck_assert_int_eq(hs_port_del(x), 0);
 	ck_assert_int_eq(xf_be_state(&f), 6);
@@ -421,14 +403,14 @@ START_TEST(bad_handshakes_are_refused)
 	xf_offer(&f);
 	ck_assert(xf_wait_be(&f, 5, 3000)); /* Closing: start over */
 	ck_assert(!hs_port_link_up(x));
-	ck_assert_uint_eq(ctr(x, "protocol_errors"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "protocol_errors"), 1);
 	f.bad_tx_ref = 0;
 	xf_putu(&f, "state", 1);
 	f.no_rx_copy = true;
 	ck_assert(xf_wait_be(&f, 2, 3000));
 	xf_offer(&f);
 	ck_assert(xf_wait_be(&f, 5, 3000));
-	ck_assert_uint_eq(ctr(x, "protocol_errors"), 2);
+	ck_assert_uint_eq(backend_ctr(x, "protocol_errors"), 2);
 	f.no_rx_copy = false;
 	xf_putu(&f, "state", 1);
 	xf_connect(&f);
@@ -524,7 +506,7 @@ START_TEST(a_bogus_producer_index_stops_the_vif)
 	a.q[0].tx.sring->req_prod = a.q[0].tx.req_prod_pvt + 1000;
 	ck_assert_int_eq(a.ops->evt_notify(a.evt, (uint32_t)a.q[0].port_tx), 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(xa), 3000));
-	ck_assert_uint_eq(ctr(xa, "protocol_errors"), 1);
+	ck_assert_uint_eq(backend_ctr(xa, "protocol_errors"), 1);
 	/* it connects again and works */
 	xf_putu(&a, "state", 5);
 	ck_assert(xf_wait_be(&a, 5, 3000));
@@ -607,7 +589,7 @@ START_TEST(several_queues_with_split_channels)
 	xf_putu(&f, "multi-queue-num-queues", 5);
 	xf_putu(&f, "state", 4);
 	ck_assert(xf_wait_be(&f, 5, 3000));
-	ck_assert_uint_eq(ctr(x, "protocol_errors"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "protocol_errors"), 1);
 	xf_destroy(&f);
 	xenv_down(&e);
 }
@@ -892,7 +874,7 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
 	hs__xemu_sched(d1, HS__XEMU_RUNNING);
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
-	ck_assert_uint_eq(ctr(x, "peer_running"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "peer_running"), 1);
 	/* frames still arrive, and the guest was notified (it asked) */
 	struct hs__xemu_stats s0, s1;
 	hs__xemu_stats(e.emu, &s0);
@@ -906,10 +888,10 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
 	hs__xemu_sched(d1, HS__XEMU_PAUSED);
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
-	ck_assert_uint_eq(ctr(x, "peer_running"), 2);
-	ck_assert_uint_eq(ctr(x, "peer_not_running"), 3);
-	ck_assert_uint_gt(ctr(x, "vcpu_state_reads"), 0);
-	ck_assert_uint_eq(ctr(x, "vcpu_state_errors"), 0);
+	ck_assert_uint_eq(backend_ctr(x, "peer_running"), 2);
+	ck_assert_uint_eq(backend_ctr(x, "peer_not_running"), 3);
+	ck_assert_uint_gt(backend_ctr(x, "vcpu_state_reads"), 0);
+	ck_assert_uint_eq(backend_ctr(x, "vcpu_state_errors"), 0);
 	/* a vif no front-end connected costs no hypercall, and says unknown */
 	struct hs_xen_config gone = {.frontend_domid = 40, .hypervisor = e.dom0};
 	struct hs_port_config pc = {.name = "x40", .backend = HS_XEN_BACKEND,
@@ -917,7 +899,7 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	hs_port_t *y = NULL;
 	ck_assert_int_eq(hs_port_add(e.sw, &pc, &y), 0);
 	usleep(20000);
-	ck_assert_uint_eq(ctr(y, "vcpu_state_reads"), 0);
+	ck_assert_uint_eq(backend_ctr(y, "vcpu_state_reads"), 0);
 	ck_assert_int_eq(hs_port_peer_state(y, 0), HS_PEER_UNKNOWN);
 	ck_assert_int_eq(hs_port_del(y), 0);
 	/* told not to read it */
@@ -930,7 +912,7 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	ck_assert_int_eq(hs_port_add(e.sw, &pc, &y), 0);
 	xf_connect(&g);
 	ck_assert(TH_WAIT(hs_port_link_up(y), 3000));
-	ck_assert_uint_eq(ctr(y, "vcpu_state_reads"), 0);
+	ck_assert_uint_eq(backend_ctr(y, "vcpu_state_reads"), 0);
 	ck_assert_int_eq(hs_port_peer_state(y, 0), HS_PEER_UNKNOWN);
 	/* an unknown flag is refused */
 	nc.flags = 0x80;
@@ -960,10 +942,10 @@ START_TEST(an_unprivileged_switch_does_without_vcpu_state)
 	struct xfront f;
 	hs_port_t *x = xguest_up(&e, &f, "x1", 1);
 	hs__xemu_sched(f.dom, HS__XEMU_RUNNING);
-	ck_assert(TH_WAIT(ctr(x, "vcpu_state_errors") == 1, 3000));
+	ck_assert(TH_WAIT(backend_ctr(x, "vcpu_state_errors") == 1, 3000));
 	usleep(20000); /* it stopped asking */
-	ck_assert_uint_eq(ctr(x, "vcpu_state_reads"), 1);
-	ck_assert_uint_eq(ctr(x, "vcpu_state_errors"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "vcpu_state_reads"), 1);
+	ck_assert_uint_eq(backend_ctr(x, "vcpu_state_errors"), 1);
 	ck_assert_int_eq(hs_port_peer_state(x, 0), HS_PEER_UNKNOWN);
 	m_to_guest(&e, &f, 1000, 1);
 	xf_destroy(&f);

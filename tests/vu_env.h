@@ -113,26 +113,6 @@ static inline void frame_a_to_b(struct vud *a, struct vud *b, uint32_t seq)
 	ck_assert_int_eq(memcmp(g, f, n), 0);
 }
 
-/* Counter `name` of a port's backend (UINT64_MAX if it has none). */
-struct env_ctr {
-	const char *name;
-	uint64_t v;
-};
-
-static inline void env_ctr_cb(void *arg, const char *name, uint64_t v)
-{
-	struct env_ctr *c = arg;
-	if (!strcmp(name, c->name))
-		c->v = v;
-}
-
-static inline uint64_t backend_ctr(hs_port_t *p, const char *name)
-{
-	struct env_ctr c = {.name = name, .v = UINT64_MAX};
-	hs_port_backend_counters(p, env_ctr_cb, &c);
-	return c.v;
-}
-
 /* After port 0's front-end misbehaved: mem port m1's broadcast still
  * reaches m2, and once the front-end is replaced (a new connection,
  * features `want`) port 0 carries m1's frames again. Closes *a. */

@@ -20,5 +20,6 @@
 #include <hyperswitch/vhost_user.h>
 #include <hyperswitch/tap.h>
 #include <hyperswitch/xen.h>
+#include <hyperswitch/vxlan.h>
 
 #endif /* HYPERSWITCH_HYPERSWITCH_H */

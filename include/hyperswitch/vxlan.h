@@ -1,0 +1,106 @@
+/*
+ * hyperswitch/vxlan.h - the "vxlan" backend: a VXLAN tunnel endpoint
+ * (VTEP, RFC 7348) as a port, so that the switch's VMs share a layer-2
+ * network with VMs on other hosts: other hyperswitch instances, a Linux
+ * vxlan device (with or without FRR's BGP EVPN), Open vSwitch.
+ *
+ * A port is one VNI. Frames the switch sends to it go to the remote VTEP
+ * its tunnel table names for their destination MAC, or, for broadcast,
+ * multicast and unknown unicast, to every VTEP of the VNI's flood list
+ * (head-end replication; entries with the all-zeros MAC, as in the Linux
+ * vxlan device's FDB). Frames from the tunnel teach the table where their
+ * source MAC lives (flood-and-learn), unless the port says not to.
+ *
+ * The table follows the Linux vxlan FDB's semantics, which FRR's zebra
+ * programs for EVPN: learned entries move when their MAC shows up behind
+ * another VTEP and age out (ageing_s); static entries (HS_VXLAN_FDB_STATIC,
+ * like NUD_PERMANENT) and entries a control plane learned
+ * (HS_VXLAN_FDB_EXTERN, like NTF_EXT_LEARNED with NUD_NOARP) never age and
+ * are never moved by learning: a frame from another VTEP with such a
+ * source MAC is dropped and counted (src_pinned). Nothing goes back to
+ * the VTEP it came from (the switch never sends a frame back out of the
+ * port it entered by).
+ *
+ * On the wire: UDP to dst_port (4789 by default), VXLAN flags 0x08, the
+ * UDP source port a hash of the inner flow (MACs, IP addresses and ports)
+ * within [src_min, src_max], so that ECMP and RSS on the way spread flows;
+ * outer UDP checksum on IPv4 unless HS_VXLAN_NO_UDP_CSUM (always on IPv6),
+ * zero checksums accepted on receive over IPv4. Frames larger than
+ * underlay_mtu minus the encapsulation (50 bytes over IPv4, 70 over IPv6)
+ * are dropped and counted (oversize), never fragmented; the inner MTU is
+ * the port's MTU (hs_port_set_mtu), so guests can be told.
+ *
+ * The underlay here is the host's IP stack: a UDP socket bound to the
+ * local address and dst_port receives, a raw socket sends (the outer IP
+ * header, its routing and its next hop are the kernel's). Needs
+ * CAP_NET_RAW. Received frames must carry the port's VNI; others are
+ * dropped (unknown_vni).
+ *
+ * Threads: the hs_vxlan_fdb_* calls from any thread.
+ */
+#ifndef HYPERSWITCH_VXLAN_H
+#define HYPERSWITCH_VXLAN_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_VXLAN_BACKEND "vxlan"
+
+/* hs_vxlan_config.flags */
+#define HS_VXLAN_NO_LEARN 0x1    /* frames from the tunnel teach nothing */
+#define HS_VXLAN_NO_UDP_CSUM 0x2 /* zero outer UDP checksum (IPv4 only) */
+#define HS_VXLAN_DF 0x4          /* set DF on the outer IPv4 header */
+
+struct hs_vxlan_config {
+	const char *local;     /* the local VTEP address (IPv4 or IPv6
+				  literal): the tunnel's source, bound */
+	uint32_t vni;          /* 1..16777215 */
+	uint16_t dst_port;     /* 0 -> 4789 */
+	uint16_t src_min;      /* source port range; 0, 0 -> 32768..60999 */
+	uint16_t src_max;
+	uint16_t underlay_mtu; /* 0 -> 1500 */
+	uint32_t ageing_s;     /* learned entries; 0 -> 300 */
+	uint32_t max_entries;  /* table size; 0 -> 4096 */
+	uint8_t ttl;           /* 0 -> 64 */
+	uint8_t tos;           /* outer TOS/traffic class */
+	uint32_t flags;        /* HS_VXLAN_* */
+};
+#define HS_VXLAN_CONFIG_SIZE_V1 (offsetof(struct hs_vxlan_config, flags) + sizeof(uint32_t))
+
+/* Tunnel table entry flags */
+#define HS_VXLAN_FDB_STATIC 0x1 /* never aged, never moved by learning */
+#define HS_VXLAN_FDB_EXTERN 0x2 /* learned by a control plane (EVPN):
+				   never aged, never moved by learning */
+#define HS_VXLAN_FDB_LEARNED 0x4 /* (dump only) learned from the tunnel */
+
+struct hs_vxlan_fdb_entry {
+	uint8_t mac[6];        /* all zeros: a flood-list entry */
+	char remote[46];       /* the remote VTEP's address, as text */
+	uint32_t flags;        /* HS_VXLAN_FDB_* */
+	uint32_t age_s;        /* seconds since last seen (learned entries) */
+};
+
+/* Adds (or, for a unicast MAC, replaces) the entry mac -> remote. The
+ * all-zeros MAC adds remote to the flood list (one entry per VTEP). A
+ * learned entry for mac is replaced. remote must be of the local
+ * address's family. -EINVAL (bad MAC, address or flags), -ENOSPC (table
+ * full), -ENODEV (not a vxlan port). */
+HS_EXTERN int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote,
+			       uint32_t flags);
+/* Deletes mac's entry (remote NULL: whatever VTEP; for the all-zeros MAC,
+ * NULL empties the flood list). -ENOENT if none matched. */
+HS_EXTERN int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote);
+/* Calls cb for every entry (a snapshot); a non-zero return stops the walk
+ * and is returned. */
+HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
+				int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
+				void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_VXLAN_H */

@@ -1,0 +1,844 @@
+/*
+ * vxlan.c - the "vxlan" backend: a VXLAN tunnel endpoint as a port (see
+ * include/hyperswitch/vxlan.h for what it does on the wire).
+ *
+ *  tunnel -> switch (recv_burst): recvmmsg() on a UDP socket bound to the
+ *    local VTEP address and port fills up to a burst of buffers; each
+ *    datagram's VXLAN header is checked (I flag, the port's VNI), its
+ *    inner source MAC is learned behind the sender's address, and the
+ *    inner frame is handed to the switch where it lies. recv_done has
+ *    nothing to give back: the buffers are the queue's, reused next burst.
+ *  switch -> tunnel (send_reserve/send_commit): the switch writes each
+ *    frame into a staging slot with room for the UDP and VXLAN headers in
+ *    front; send_commit looks up the remote VTEP(s) of the whole burst
+ *    under one lock, writes the headers (source port from the inner
+ *    flow's hash, checksum) and sends every copy of the burst with one
+ *    sendmmsg() on a raw socket (the kernel adds the outer IP header).
+ *    Broadcast, multicast and unknown unicast go to every VTEP of the
+ *    flood list, one message each, from the same staged frame.
+ *
+ * The tunnel table is a hash of MAC -> VTEP over a fixed pool, plus the
+ * flood list; one mutex guards both, taken once per burst on the data
+ * path and by the control calls. A timer on the loop ages learned
+ * entries once a second.
+ *
+ * The tunnel is as hostile as a guest: short datagrams, a missing I
+ * flag, another VNI, a pinned MAC from the wrong VTEP are dropped and
+ * counted (the port's bad_descriptor, plus a backend counter per cause).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/filter.h>
+
+#include "backends.h"
+#include "hyperswitch/vxlan.h"
+
+#define VX_HDRS 16            /* UDP 8 + VXLAN 8 */
+#define VX_BURST 64           /* receive buffers per queue: one burst */
+#define VX_FLOOD_MAX 256      /* VTEPs in the flood list */
+#define VX_MSG_MAX 512        /* messages in one sendmmsg */
+#define VX_DEF_PORT 4789
+#define VX_DEF_SRC_MIN 32768  /* Linux's ephemeral range */
+#define VX_DEF_SRC_MAX 60999
+#define VX_OVER4 36           /* outer IPv4 20 + UDP 8 + VXLAN 8 */
+#define VX_OVER6 56           /* outer IPv6 40 + UDP 8 + VXLAN 8 */
+
+union vx_addr {
+	struct in_addr v4;
+	struct in6_addr v6;
+};
+
+struct vx_ent {
+	uint8_t mac[6];
+	uint8_t flags;          /* HS_VXLAN_FDB_* */
+	int32_t next;           /* chain, or the free list */
+	union vx_addr remote;
+	uint64_t seen_s;        /* last seen (learned entries) */
+};
+
+struct vx_msg_hdr {             /* the headers in front of one copy */
+	uint8_t b[VX_HDRS];
+};
+
+struct vxlan {
+	hs_port_t *port;
+	struct hs_vxlan_config cfg;
+	int family;             /* AF_INET or AF_INET6 */
+	union vx_addr local;
+	int rx_fd, tx_fd;
+	uint32_t max_frame;     /* largest inner frame the underlay carries */
+	/* tunnel table */
+	pthread_mutex_t lock;
+	struct vx_ent *ent;     /* [cfg.max_entries] */
+	int32_t *bucket;        /* [nbucket] */
+	uint32_t nbucket, n_ent;
+	int32_t free_head;
+	union vx_addr flood[VX_FLOOD_MAX];
+	unsigned n_flood;
+	hs_timer_t *age_t;
+	/* tunnel -> switch (the ingress owner) */
+	uint8_t *rx_area;       /* VX_BURST buffers of rx_buf bytes */
+	uint32_t rx_buf;
+	struct mmsghdr rx_msg[VX_BURST];
+	struct iovec rx_iov[VX_BURST];
+	struct sockaddr_in6 rx_from[VX_BURST];
+	/* switch -> tunnel (under the egress lock) */
+	uint8_t *stage;         /* HS_RESERVE_MAX slots of slot bytes */
+	size_t stage_len;
+	uint32_t slot;
+	struct hs_seg tx_segs[HS_RESERVE_MAX];
+	struct mmsghdr tx_msg[VX_MSG_MAX];
+	struct iovec tx_iov[VX_MSG_MAX][2];
+	struct vx_msg_hdr tx_hdr[VX_MSG_MAX];
+	struct sockaddr_in6 tx_to[VX_MSG_MAX];
+	int32_t tx_frame[VX_MSG_MAX]; /* the frame each message carries */
+	uint16_t tx_fail[HS_RESERVE_MAX]; /* messages of a frame that failed */
+	uint16_t tx_sent[HS_RESERVE_MAX]; /* ... that went */
+	union vx_addr tx_dst[VX_FLOOD_MAX];
+	int tx_errno;           /* the last send error logged */
+	/* counters (one writer each, or atomic adds from the control side) */
+	_Atomic uint64_t bad_header, unknown_vni, src_pinned, learned, moved, aged, no_vtep,
+		send_errors, replicated, table_full;
+};
+
+static uint64_t now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+static void ctr_add(_Atomic uint64_t *c, uint64_t n)
+{
+	if (n)
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static bool mac_zero(const uint8_t *m)
+{
+	static const uint8_t z[6];
+	return !memcmp(m, z, 6);
+}
+
+static uint32_t mac_hash(const uint8_t *m, uint32_t nb)
+{
+	uint64_t k = 0;
+	memcpy(&k, m, 6);
+	k *= 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(k >> 32) & (nb - 1);
+}
+
+static bool addr_eq(const struct vxlan *v, const union vx_addr *a, const union vx_addr *b)
+{
+	return v->family == AF_INET ? a->v4.s_addr == b->v4.s_addr
+				    : !memcmp(&a->v6, &b->v6, sizeof(a->v6));
+}
+
+static int parse_addr(int family, const char *s, union vx_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (!s || inet_pton(family, s, family == AF_INET ? (void *)&a->v4 : (void *)&a->v6) != 1)
+		return -EINVAL;
+	if (family == AF_INET && (a->v4.s_addr == 0 || IN_MULTICAST(ntohl(a->v4.s_addr))))
+		return -EINVAL; /* no multicast underlay (yet): head-end replication */
+	if (family == AF_INET6 && (IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6)))
+		return -EINVAL;
+	return 0;
+}
+
+static void fill_sa(const struct vxlan *v, const union vx_addr *a, uint16_t port,
+		    struct sockaddr_in6 *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (v->family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		s4->sin_addr = a->v4;
+		*len = sizeof(*s4);
+	} else {
+		ss->sin6_family = AF_INET6;
+		ss->sin6_port = htons(port);
+		ss->sin6_addr = a->v6;
+		*len = sizeof(*ss);
+	}
+}
+
+/* ---- the tunnel table (lock held) -------------------------------------------------- */
+
+static struct vx_ent *ent_find(struct vxlan *v, const uint8_t *mac, int32_t **link)
+{
+	int32_t *l = &v->bucket[mac_hash(mac, v->nbucket)];
+	for (; *l >= 0; l = &v->ent[*l].next)
+		if (!memcmp(v->ent[*l].mac, mac, 6)) {
+			if (link)
+				*link = l;
+			return &v->ent[*l];
+		}
+	return NULL;
+}
+
+static struct vx_ent *ent_new(struct vxlan *v, const uint8_t *mac)
+{
+	if (v->free_head < 0)
+		return NULL;
+	int32_t i = v->free_head;
+	struct vx_ent *e = &v->ent[i];
+	v->free_head = e->next;
+	int32_t *b = &v->bucket[mac_hash(mac, v->nbucket)];
+	memset(e, 0, sizeof(*e));
+	memcpy(e->mac, mac, 6);
+	e->next = *b;
+	*b = i;
+	v->n_ent++;
+	return e;
+}
+
+static void ent_unlink(struct vxlan *v, int32_t *link)
+{
+	int32_t i = *link;
+	*link = v->ent[i].next;
+	v->ent[i].next = v->free_head;
+	v->free_head = i;
+	v->n_ent--;
+}
+
+/* Learns mac behind `from`. Returns false if the frame must be dropped (a
+ * pinned MAC behind another VTEP). */
+static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from, uint64_t now)
+{
+	struct vx_ent *e = ent_find(v, mac, NULL);
+	if (e) {
+		if (addr_eq(v, &e->remote, from)) {
+			e->seen_s = now;
+			return true;
+		}
+		if (e->flags & (HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)) {
+			ctr_add(&v->src_pinned, 1);
+			return false;
+		}
+		e->remote = *from;
+		e->seen_s = now;
+		ctr_add(&v->moved, 1);
+		return true;
+	}
+	if (v->cfg.flags & HS_VXLAN_NO_LEARN)
+		return true;
+	e = ent_new(v, mac);
+	if (!e) {
+		ctr_add(&v->table_full, 1);
+		return true;
+	}
+	e->flags = HS_VXLAN_FDB_LEARNED;
+	e->remote = *from;
+	e->seen_s = now;
+	ctr_add(&v->learned, 1);
+	return true;
+}
+
+static void age_cb(hs_timer_t *t, void *arg)
+{
+	struct vxlan *v = arg;
+	(void)t;
+	uint64_t now = now_s(), n = 0;
+	pthread_mutex_lock(&v->lock);
+	for (uint32_t b = 0; b < v->nbucket; b++)
+		for (int32_t *l = &v->bucket[b]; *l >= 0;) {
+			struct vx_ent *e = &v->ent[*l];
+			if ((e->flags & HS_VXLAN_FDB_LEARNED) && now - e->seen_s >= v->cfg.ageing_s) {
+				ent_unlink(v, l);
+				n++;
+			} else {
+				l = &e->next;
+			}
+		}
+	pthread_mutex_unlock(&v->lock);
+	ctr_add(&v->aged, n);
+}
+
+/* ---- control ----------------------------------------------------------------------- */
+
+static void vx_close(void *priv);
+
+static int open_sockets(struct vxlan *v)
+{
+	struct sockaddr_in6 sa;
+	socklen_t len;
+	v->rx_fd = socket(v->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+	if (v->rx_fd < 0)
+		return -errno;
+	fill_sa(v, &v->local, v->cfg.dst_port, &sa, &len);
+	if (bind(v->rx_fd, (struct sockaddr *)&sa, len))
+		return -errno;
+	/* raw UDP: the kernel routes and adds the IP header, the UDP header
+	 * (its source port per flow) is ours */
+	v->tx_fd = socket(v->family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+	if (v->tx_fd < 0)
+		return -errno;
+	fill_sa(v, &v->local, 0, &sa, &len);
+	if (bind(v->tx_fd, (struct sockaddr *)&sa, len))
+		return -errno;
+	/* it would also get a copy of every UDP datagram of the host: none */
+	struct sock_filter none = BPF_STMT(BPF_RET | BPF_K, 0);
+	struct sock_fprog prog = {.len = 1, .filter = &none};
+	if (setsockopt(v->tx_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
+		return -errno;
+	int ttl = v->cfg.ttl, tos = v->cfg.tos;
+	if (v->family == AF_INET) {
+		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT;
+		if (setsockopt(v->tx_fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu)))
+			return -errno;
+	} else {
+		int off = 6; /* the kernel fills the UDP checksum (mandatory over IPv6) */
+		int pmtu = IPV6_PMTUDISC_PROBE;
+		if (setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof(pmtu)))
+			return -errno;
+	}
+	return 0;
+}
+
+static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv,
+		   struct hs_port_info *info)
+{
+	struct hs_vxlan_config c = {0};
+	if (!config)
+		return -EINVAL;
+	int rc = hs_config_copy(&c, sizeof(c), config, size, HS_VXLAN_CONFIG_SIZE_V1);
+	if (rc)
+		return rc;
+	if (!c.dst_port)
+		c.dst_port = VX_DEF_PORT;
+	if (!c.src_min && !c.src_max) {
+		c.src_min = VX_DEF_SRC_MIN;
+		c.src_max = VX_DEF_SRC_MAX;
+	}
+	if (!c.underlay_mtu)
+		c.underlay_mtu = 1500;
+	if (!c.ageing_s)
+		c.ageing_s = 300;
+	if (!c.max_entries)
+		c.max_entries = 4096;
+	if (!c.ttl)
+		c.ttl = 64;
+	if (!c.vni || c.vni > 0xffffff || c.src_min > c.src_max || !c.src_min ||
+	    c.underlay_mtu < 576 || c.max_entries > (1u << 20) ||
+	    (c.flags & ~(HS_VXLAN_NO_LEARN | HS_VXLAN_NO_UDP_CSUM | HS_VXLAN_DF)))
+		return -EINVAL;
+	struct vxlan *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->port = port;
+	v->cfg = c;
+	v->cfg.local = NULL; /* not the caller's string beyond open */
+	v->rx_fd = v->tx_fd = -1;
+	pthread_mutex_init(&v->lock, NULL);
+	if (!parse_addr(AF_INET, c.local, &v->local))
+		v->family = AF_INET;
+	else if (!parse_addr(AF_INET6, c.local, &v->local))
+		v->family = AF_INET6;
+	else {
+		hs_port_log(port, HS_LOG_ERROR, "local VTEP address \"%s\" is not a unicast IPv4 or "
+			    "IPv6 address", c.local ? c.local : "(none)");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (v->family == AF_INET6 && (c.flags & HS_VXLAN_NO_UDP_CSUM)) {
+		hs_port_log(port, HS_LOG_ERROR, "an IPv6 underlay needs UDP checksums");
+		rc = -EINVAL;
+		goto fail;
+	}
+	uint32_t over = v->family == AF_INET ? VX_OVER4 : VX_OVER6;
+	v->max_frame = c.underlay_mtu - over;
+	v->nbucket = 1;
+	while (v->nbucket < c.max_entries)
+		v->nbucket <<= 1;
+	v->ent = calloc(c.max_entries, sizeof(*v->ent));
+	v->bucket = malloc(v->nbucket * sizeof(*v->bucket));
+	v->rx_buf = (c.underlay_mtu + 63) & ~63u;
+	v->rx_area = malloc((size_t)VX_BURST * v->rx_buf);
+	v->slot = (VX_HDRS + v->max_frame + 63) & ~63u;
+	v->stage_len = (size_t)HS_RESERVE_MAX * v->slot;
+	v->stage = mmap(NULL, v->stage_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+			MAP_NORESERVE, -1, 0);
+	if (v->stage == MAP_FAILED)
+		v->stage = NULL;
+	if (!v->ent || !v->bucket || !v->rx_area || !v->stage) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t b = 0; b < v->nbucket; b++)
+		v->bucket[b] = -1;
+	for (uint32_t i = 0; i < c.max_entries; i++)
+		v->ent[i].next = i + 1 < c.max_entries ? (int32_t)(i + 1) : -1;
+	v->free_head = 0;
+	for (unsigned i = 0; i < VX_BURST; i++) {
+		v->rx_iov[i] = (struct iovec){v->rx_area + (size_t)i * v->rx_buf, v->rx_buf};
+		v->rx_msg[i].msg_hdr = (struct msghdr){.msg_iov = &v->rx_iov[i], .msg_iovlen = 1};
+	}
+	rc = open_sockets(v);
+	if (rc) {
+		char a[INET6_ADDRSTRLEN];
+		inet_ntop(v->family, &v->local, a, sizeof(a));
+		hs_port_log(port, HS_LOG_ERROR, "cannot open the tunnel's sockets on %s port %u: %s%s",
+			    a, c.dst_port, hs_strerror(rc),
+			    rc == -EPERM ? " (sending needs CAP_NET_RAW)" : "");
+		goto fail;
+	}
+	if (hs_port_set_mtu(port, v->max_frame - 14) == 0)
+		hs_port_log(port, HS_LOG_INFO, "VNI %u over %s: inner MTU %u", c.vni,
+			    v->family == AF_INET ? "IPv4" : "IPv6", v->max_frame - 14);
+	*priv = v;
+	info->n_queues = 1;
+	info->caps = 0;
+	info->link_up = true;
+	return 0;
+fail:
+	vx_close(v);
+	return rc;
+}
+
+static int vx_start(void *priv)
+{
+	struct vxlan *v = priv;
+	int rc = hs_port_set_queue_fd(v->port, 0, HS_EV_KICK | HS_EV_FD_LEVEL, v->rx_fd);
+	if (!rc)
+		rc = hs_timer_add(hs_port_switch(v->port), 1000, 1000, age_cb, v, &v->age_t);
+	return rc;
+}
+
+static void vx_stop(void *priv)
+{
+	struct vxlan *v = priv;
+	hs_port_set_queue_fd(v->port, 0, HS_EV_KICK, -1);
+	if (v->age_t)
+		hs_timer_del(v->age_t);
+	v->age_t = NULL;
+}
+
+static void vx_close(void *priv)
+{
+	struct vxlan *v = priv;
+	if (v->rx_fd >= 0)
+		close(v->rx_fd);
+	if (v->tx_fd >= 0)
+		close(v->tx_fd);
+	if (v->stage)
+		munmap(v->stage, v->stage_len);
+	free(v->rx_area);
+	free(v->ent);
+	free(v->bucket);
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+/* ---- tunnel -> switch ------------------------------------------------------------ */
+
+static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
+{
+	struct vxlan *v = priv;
+	if (max > VX_BURST)
+		max = VX_BURST;
+	for (unsigned i = 0; i < max; i++) {
+		v->rx_msg[i].msg_hdr.msg_name = &v->rx_from[i];
+		v->rx_msg[i].msg_hdr.msg_namelen = sizeof(v->rx_from[i]);
+	}
+	int got = recvmmsg(v->rx_fd, v->rx_msg, max, MSG_DONTWAIT, NULL);
+	if (got <= 0)
+		return 0;
+	unsigned n = 0, bad = 0, vni = 0, pinned = 0;
+	uint64_t now = now_s();
+	pthread_mutex_lock(&v->lock);
+	for (int i = 0; i < got; i++) {
+		uint8_t *b = v->rx_iov[i].iov_base;
+		uint32_t len = v->rx_msg[i].msg_len;
+		if (len < 8 + 14 || !(b[0] & 0x08) || (v->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+			bad++;
+			continue;
+		}
+		if ((((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 8) | b[6]) != v->cfg.vni) {
+			vni++;
+			continue;
+		}
+		union vx_addr from;
+		if (v->family == AF_INET)
+			from.v4 = ((struct sockaddr_in *)&v->rx_from[i])->sin_addr;
+		else
+			from.v6 = v->rx_from[i].sin6_addr;
+		const uint8_t *src = b + 8 + 6;
+		if (!(src[0] & 1) && !mac_zero(src) && !learn(v, src, &from, now)) {
+			pinned++;
+			continue;
+		}
+		pkts[n] = (struct hs_pkt){.segs = pkts[n].seg, .nsegs = 1, .len = len - 8};
+		pkts[n].seg[0] = (struct hs_seg){.base = b + 8, .len = len - 8};
+		n++;
+	}
+	pthread_mutex_unlock(&v->lock);
+	ctr_add(&v->bad_header, bad);
+	ctr_add(&v->unknown_vni, vni);
+	if (bad + vni + pinned)
+		hs_port_count_drop(v->port, q, HS_DROP_BAD_DESC, bad + vni + pinned);
+	return n;
+}
+
+static unsigned vx_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigned n)
+{
+	(void)priv, (void)q, (void)pkts, (void)n; /* the buffers are reused next burst */
+	return 0;
+}
+
+/* ---- switch -> tunnel ------------------------------------------------------------ */
+
+static unsigned vx_send_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
+				struct hs_iobuf *bufs)
+{
+	struct vxlan *v = priv;
+	(void)q;
+	for (unsigned i = 0; i < n; i++) {
+		v->tx_segs[i] = (struct hs_seg){.base = v->stage + (size_t)i * v->slot + VX_HDRS,
+						 .len = out[i].len};
+		bufs[i] = (struct hs_iobuf){.segs = &v->tx_segs[i],
+					    .nsegs = out[i].len <= v->max_frame ? 1 : 0};
+	}
+	return n;
+}
+
+/* The UDP source port: a hash of the inner flow (MACs and EtherType, and
+ * the IP protocol, addresses and ports when the frame has them), within
+ * the configured range. */
+static uint64_t mix(uint64_t h, const uint8_t *p, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static uint16_t flow_port(const struct vxlan *v, const uint8_t *f, uint32_t len)
+{
+	uint32_t l3 = 14;
+	uint16_t et = (uint16_t)(f[12] << 8 | f[13]);
+	if (et == 0x8100 && len >= 18) {
+		et = (uint16_t)(f[16] << 8 | f[17]);
+		l3 = 18;
+	}
+	uint64_t h = mix(0xcbf29ce484222325ull, f, 14);
+	uint32_t l4 = 0;
+	if (et == 0x0800 && len >= l3 + 20 && (f[l3] >> 4) == 4) {
+		uint32_t ihl = (uint32_t)(f[l3] & 15) * 4;
+		uint8_t p = f[l3 + 9];
+		bool frag = ((f[l3 + 6] & 0x3f) | f[l3 + 7]) != 0;
+		h = mix(mix(h, &p, 1), f + l3 + 12, 8);
+		if (!frag && (p == 6 || p == 17) && ihl >= 20 && len >= l3 + ihl + 4)
+			l4 = l3 + ihl;
+	} else if (et == 0x86dd && len >= l3 + 40) {
+		uint8_t p = f[l3 + 6];
+		h = mix(mix(h, &p, 1), f + l3 + 8, 32);
+		if ((p == 6 || p == 17) && len >= l3 + 44)
+			l4 = l3 + 40;
+	}
+	if (l4)
+		h = mix(h, f + l4, 4);
+	h ^= h >> 29;
+	uint32_t range = (uint32_t)v->cfg.src_max - v->cfg.src_min + 1;
+	return (uint16_t)(v->cfg.src_min + (uint32_t)(h % range));
+}
+
+static uint32_t csum_add(uint32_t s, const uint8_t *p, uint32_t len)
+{
+	uint32_t i = 0;
+	for (; i + 1 < len; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (i < len)
+		s += (uint32_t)p[i] << 8;
+	return s;
+}
+
+static uint16_t csum_fold(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+/* Fills the UDP and VXLAN headers for one copy of a frame of flen bytes
+ * (whose bytes sum to fsum, for the checksum) to dst. */
+static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_t fsum,
+		      uint32_t flen, const union vx_addr *dst)
+{
+	uint32_t ulen = VX_HDRS + flen;
+	h[0] = (uint8_t)(sport >> 8), h[1] = (uint8_t)sport;
+	h[2] = (uint8_t)(v->cfg.dst_port >> 8), h[3] = (uint8_t)v->cfg.dst_port;
+	h[4] = (uint8_t)(ulen >> 8), h[5] = (uint8_t)ulen;
+	h[6] = h[7] = 0;
+	h[8] = 0x08, h[9] = h[10] = h[11] = 0;
+	h[12] = (uint8_t)(v->cfg.vni >> 16), h[13] = (uint8_t)(v->cfg.vni >> 8);
+	h[14] = (uint8_t)v->cfg.vni, h[15] = 0;
+	if (v->family != AF_INET || (v->cfg.flags & HS_VXLAN_NO_UDP_CSUM))
+		return; /* IPv6: the kernel fills it (IPV6_CHECKSUM) */
+	uint32_t s = fsum + 17 + ulen; /* pseudo-header: protocol, UDP length */
+	s = csum_add(s, (const uint8_t *)&v->local.v4, 4);
+	s = csum_add(s, (const uint8_t *)&dst->v4, 4);
+	s = csum_add(s, h, VX_HDRS);
+	uint16_t c = csum_fold(s);
+	if (!c)
+		c = 0xffff;
+	h[6] = (uint8_t)(c >> 8), h[7] = (uint8_t)c;
+}
+
+/* Sends messages [0, m); counts what failed per frame. */
+static void flush(struct vxlan *v, unsigned m)
+{
+	unsigned done = 0;
+	while (done < m) {
+		int k = sendmmsg(v->tx_fd, v->tx_msg + done, m - done, MSG_DONTWAIT);
+		if (k > 0) {
+			for (int i = 0; i < k; i++)
+				v->tx_sent[v->tx_frame[done + (unsigned)i]]++;
+			done += (unsigned)k;
+			continue;
+		}
+		/* the message at `done` failed: count it, go on after it */
+		int e = k < 0 ? errno : EIO;
+		if (e == EINTR)
+			continue;
+		if (e != v->tx_errno && e != EAGAIN && e != ENOBUFS) {
+			v->tx_errno = e;
+			hs_port_log(v->port, HS_LOG_WARN, "tunnel send failed: %s", strerror(e));
+		}
+		v->tx_fail[v->tx_frame[done]]++;
+		ctr_add(&v->send_errors, 1);
+		done++;
+	}
+}
+
+static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
+{
+	struct vxlan *v = priv;
+	unsigned m = 0, no_vtep = 0, copies = 0;
+	memset(v->tx_fail, 0, n * sizeof(v->tx_fail[0]));
+	memset(v->tx_sent, 0, n * sizeof(v->tx_sent[0]));
+	bool csum = v->family == AF_INET && !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM);
+	pthread_mutex_lock(&v->lock);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t len = out[i].len;
+		if (!len || len > v->max_frame)
+			continue; /* not written, or dropped as oversize */
+		const uint8_t *f = v->tx_segs[i].base;
+		/* its VTEPs, copied: the lock may be dropped to send */
+		struct vx_ent *e = (f[0] & 1) ? NULL : ent_find(v, f, NULL);
+		unsigned nd = e ? 1 : v->n_flood;
+		if (e)
+			v->tx_dst[0] = e->remote;
+		else if (nd)
+			memcpy(v->tx_dst, v->flood, nd * sizeof(v->flood[0]));
+		if (!nd) {
+			no_vtep++;
+			v->tx_fail[i] = 1;
+			continue;
+		}
+		uint16_t sport = flow_port(v, f, len);
+		uint32_t fsum = csum ? csum_add(0, f, len) : 0;
+		for (unsigned d = 0; d < nd; d++) {
+			if (m == VX_MSG_MAX) {
+				pthread_mutex_unlock(&v->lock);
+				flush(v, m);
+				pthread_mutex_lock(&v->lock);
+				m = 0;
+			}
+			socklen_t sl;
+			fill_hdrs(v, v->tx_hdr[m].b, sport, fsum, len, &v->tx_dst[d]);
+			fill_sa(v, &v->tx_dst[d], 0, &v->tx_to[m], &sl);
+			v->tx_iov[m][0] = (struct iovec){v->tx_hdr[m].b, VX_HDRS};
+			v->tx_iov[m][1] = (struct iovec){(void *)f, len};
+			v->tx_msg[m].msg_hdr = (struct msghdr){.msg_name = &v->tx_to[m],
+							       .msg_namelen = sl,
+							       .msg_iov = v->tx_iov[m],
+							       .msg_iovlen = 2};
+			v->tx_frame[m] = (int32_t)i;
+			m++;
+		}
+		copies += nd - 1;
+	}
+	pthread_mutex_unlock(&v->lock);
+	flush(v, m);
+	unsigned lost = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (v->tx_fail[i] && !v->tx_sent[i])
+			lost++;
+	lost -= no_vtep;
+	ctr_add(&v->no_vtep, no_vtep);
+	ctr_add(&v->replicated, copies);
+	if (no_vtep)
+		hs_port_count_tx_drop(v->port, q, HS_DROP_NO_ROUTE, no_vtep);
+	if (lost)
+		hs_port_count_tx_drop(v->port, q, HS_DROP_NO_BUFFER, lost);
+	return 0;
+}
+
+static void vx_notify(void *priv, uint16_t q, unsigned ev)
+{
+	(void)priv, (void)q, (void)ev; /* datagrams need no signal */
+}
+
+static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint64_t v),
+			void *arg)
+{
+	struct vxlan *v = priv;
+	cb(arg, "bad_header", atomic_load(&v->bad_header));
+	cb(arg, "unknown_vni", atomic_load(&v->unknown_vni));
+	cb(arg, "src_pinned", atomic_load(&v->src_pinned));
+	cb(arg, "learned", atomic_load(&v->learned));
+	cb(arg, "moved", atomic_load(&v->moved));
+	cb(arg, "aged", atomic_load(&v->aged));
+	cb(arg, "no_vtep", atomic_load(&v->no_vtep));
+	cb(arg, "send_errors", atomic_load(&v->send_errors));
+	cb(arg, "replicated", atomic_load(&v->replicated));
+	cb(arg, "table_full", atomic_load(&v->table_full));
+	pthread_mutex_lock(&v->lock);
+	uint64_t ne = v->n_ent, nf = v->n_flood;
+	pthread_mutex_unlock(&v->lock);
+	cb(arg, "entries", ne);
+	cb(arg, "flood_vteps", nf);
+}
+
+const struct hs_backend_ops hs__vxlan_ops = {
+	.name = HS_VXLAN_BACKEND,
+	.abi = HS_BACKEND_ABI,
+	.open = vx_open,
+	.start = vx_start,
+	.stop = vx_stop,
+	.close = vx_close,
+	.recv_burst = vx_recv_burst,
+	.recv_done = vx_recv_done,
+	.send_reserve = vx_send_reserve,
+	.send_commit = vx_send_commit,
+	.notify = vx_notify,
+	.counters = vx_counters,
+};
+
+/* ---- the table's API ------------------------------------------------------------- */
+
+static struct vxlan *vx_of(hs_port_t *port)
+{
+	return port ? hs_port_backend_priv(port, &hs__vxlan_ops) : NULL;
+}
+
+int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote, uint32_t flags)
+{
+	struct vxlan *v = vx_of(port);
+	if (!v)
+		return -ENODEV;
+	union vx_addr a;
+	if (!mac || (mac[0] & 1) || parse_addr(v->family, remote, &a) ||
+	    (flags & ~(HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)) ||
+	    (flags == (HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)))
+		return -EINVAL;
+	int rc = 0;
+	pthread_mutex_lock(&v->lock);
+	if (mac_zero(mac)) {
+		bool have = false;
+		for (unsigned i = 0; i < v->n_flood; i++)
+			have |= addr_eq(v, &v->flood[i], &a);
+		if (!have && v->n_flood == VX_FLOOD_MAX)
+			rc = -ENOSPC;
+		else if (!have)
+			v->flood[v->n_flood++] = a;
+	} else {
+		struct vx_ent *e = ent_find(v, mac, NULL);
+		if (!e)
+			e = ent_new(v, mac);
+		if (!e) {
+			rc = -ENOSPC;
+		} else {
+			/* a learned entry becomes what the caller says; a static
+			 * or external one without either flag becomes learned */
+			e->flags = (uint8_t)(flags ? flags : HS_VXLAN_FDB_LEARNED);
+			e->remote = a;
+			e->seen_s = now_s();
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
+{
+	struct vxlan *v = vx_of(port);
+	if (!v)
+		return -ENODEV;
+	union vx_addr a;
+	if (!mac || (remote && parse_addr(v->family, remote, &a)))
+		return -EINVAL;
+	int rc = -ENOENT;
+	pthread_mutex_lock(&v->lock);
+	if (mac_zero(mac)) {
+		for (unsigned i = 0; i < v->n_flood;) {
+			if (!remote || addr_eq(v, &v->flood[i], &a)) {
+				v->flood[i] = v->flood[--v->n_flood];
+				rc = 0;
+			} else {
+				i++;
+			}
+		}
+	} else {
+		int32_t *link;
+		struct vx_ent *e = ent_find(v, mac, &link);
+		if (e && (!remote || addr_eq(v, &e->remote, &a))) {
+			ent_unlink(v, link);
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+int hs_vxlan_fdb_dump(hs_port_t *port, int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
+		      void *arg)
+{
+	struct vxlan *v = vx_of(port);
+	if (!v)
+		return -ENODEV;
+	if (!cb)
+		return -EINVAL;
+	/* a snapshot, so that cb may call back into the table */
+	pthread_mutex_lock(&v->lock);
+	size_t n = v->n_ent + v->n_flood, k = 0;
+	struct hs_vxlan_fdb_entry *s = calloc(n ? n : 1, sizeof(*s));
+	uint64_t now = now_s();
+	for (unsigned i = 0; s && i < v->n_flood; i++, k++) {
+		inet_ntop(v->family, &v->flood[i], s[k].remote, sizeof(s[k].remote));
+		s[k].flags = HS_VXLAN_FDB_STATIC;
+	}
+	for (uint32_t b = 0; s && b < v->nbucket; b++)
+		for (int32_t i = v->bucket[b]; i >= 0; i = v->ent[i].next, k++) {
+			const struct vx_ent *e = &v->ent[i];
+			memcpy(s[k].mac, e->mac, 6);
+			inet_ntop(v->family, &e->remote, s[k].remote, sizeof(s[k].remote));
+			s[k].flags = e->flags;
+			s[k].age_s = (e->flags & HS_VXLAN_FDB_LEARNED) ? (uint32_t)(now - e->seen_s) : 0;
+		}
+	pthread_mutex_unlock(&v->lock);
+	if (!s)
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; i < k && !rc; i++)
+		rc = cb(arg, &s[i]);
+	free(s);
+	return rc;
+}

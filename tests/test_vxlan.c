@@ -1,0 +1,432 @@
+/*
+ * test_vxlan.c - the vxlan backend between two switches of this process
+ * over the loopback, in a network namespace of the test's own (root):
+ * frames both ways with flood-and-learn, head-end replication to a third
+ * VTEP (a plain UDP socket that reads the datagrams as they are on the
+ * wire: flags, VNI, ports, checksums the kernel verified), what the table
+ * does with static, external and learned entries (moves, pinning,
+ * ageing), hostile datagrams, frames too large for the underlay, an IPv6
+ * underlay. HS_TEST_WORKERS=N runs it with polling workers.
+ * The Linux kernel's own vxlan device is the peer in
+ * tests/interop/test_vxlan.sh.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+struct side {
+	hs_switch_t *sw;
+	pthread_t loop;
+	hs_port_t *m, *vx;
+};
+
+static void *loop_main(void *arg)
+{
+	hs_run(arg);
+	return NULL;
+}
+
+/* A network namespace of this test case's own (Check runs each case in a
+ * child), its loopback up with the addresses the VTEPs use. */
+static bool own_netns(void)
+{
+	if (geteuid() != 0 || unshare(CLONE_NEWNET))
+		return false;
+	return system("ip link set lo up && ip -6 addr add fd00::1/128 dev lo nodad && "
+		      "ip -6 addr add fd00::2/128 dev lo nodad && "
+		      "ip -6 addr add fd00::3/128 dev lo nodad") == 0;
+}
+
+/* Skips a case that needs its own network namespace where it cannot have
+ * one (not root). */
+#define NEED_NETNS()                                                              \
+	do {                                                                      \
+		if (!own_netns()) {                                               \
+			fprintf(stderr, "skipped: needs root (a network namespace)\n"); \
+			return;                                                   \
+		}                                                                 \
+	} while (0)
+
+static hs_port_t *vx_port(hs_switch_t *sw, const char *name, const struct hs_vxlan_config *vc)
+{
+	struct hs_port_config pc = {.name = name, .backend = HS_VXLAN_BACKEND,
+				    .backend_config = vc, .backend_config_size = sizeof(*vc)};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	return p;
+}
+
+static void side_up(struct side *s, const char *local, uint32_t ageing, uint32_t flags)
+{
+	const char *w = getenv("HS_TEST_WORKERS");
+	struct hs_switch_config c = {.n_workers = w ? (unsigned)atoi(w) : 0};
+	s->sw = th_switch(&c);
+	s->m = th_port(s->sw, "m", 0);
+	struct hs_vxlan_config vc = {.local = local, .vni = 42, .ageing_s = ageing,
+				     .flags = flags};
+	s->vx = vx_port(s->sw, "vx", &vc);
+	pthread_create(&s->loop, NULL, loop_main, s->sw);
+}
+
+static void side_down(struct side *s)
+{
+	hs_stop(s->sw);
+	pthread_join(s->loop, NULL);
+	hs_switch_destroy(s->sw);
+}
+
+
+struct find {
+	const uint8_t *mac;
+	struct hs_vxlan_fdb_entry e;
+	int n;
+};
+
+static int find_cb(void *arg, const struct hs_vxlan_fdb_entry *e)
+{
+	struct find *f = arg;
+	if (!memcmp(e->mac, f->mac, 6)) {
+		f->e = *e;
+		f->n++;
+	}
+	return 0;
+}
+
+/* mac's entry in port p's table: its remote, or "" */
+static const char *where(hs_port_t *p, const uint8_t *mac, uint32_t *flags)
+{
+	static struct find f;
+	memset(&f, 0, sizeof(f));
+	f.mac = mac;
+	ck_assert_int_eq(hs_vxlan_fdb_dump(p, find_cb, &f), 0);
+	if (flags)
+		*flags = f.e.flags;
+	return f.n ? f.e.remote : "";
+}
+
+/* Waits for one frame on mem port p, checks it is f. */
+static void expect(hs_port_t *p, const uint8_t *f, size_t n)
+{
+	ck_assert(TH_WAIT(th_pending(p) >= 1, 3000));
+	struct hs_mem_frame mf;
+	ck_assert_int_eq(hs_mem_rx_burst(p, 0, &mf, 1), 1);
+	ck_assert_uint_eq(mf.len, n);
+	ck_assert_mem_eq(mf.data, f, n);
+	hs_mem_rx_release(p, 0, 1);
+}
+
+/* addr:4789 as a socket address; its length. */
+static socklen_t vtep_sa(int family, const char *addr, struct sockaddr_in6 *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(4789);
+		ck_assert_int_eq(inet_pton(AF_INET, addr, &s4->sin_addr), 1);
+		return sizeof(*s4);
+	}
+	sa->sin6_family = AF_INET6;
+	sa->sin6_port = htons(4789);
+	ck_assert_int_eq(inet_pton(AF_INET6, addr, &sa->sin6_addr), 1);
+	return sizeof(*sa);
+}
+
+/* A UDP socket at addr:4789: a third VTEP that reads what arrives. */
+static int fake_vtep(int family, const char *addr)
+{
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in6 sa;
+	socklen_t len = vtep_sa(family, addr, &sa);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, len), 0);
+	struct timeval tv = {3, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Reads one datagram; returns its length, *sport its source port. */
+static int fake_read(int fd, uint8_t *buf, size_t max, uint16_t *sport)
+{
+	struct sockaddr_in6 from;
+	socklen_t fl = sizeof(from);
+	ssize_t n = recvfrom(fd, buf, max, 0, (struct sockaddr *)&from, &fl);
+	if (sport)
+		*sport = ntohs(from.sin6_port); /* same offset in sockaddr_in */
+	return (int)n;
+}
+
+/* Sends a datagram from fd to addr:4789. */
+static void fake_send(int fd, int family, const char *addr, const void *b, size_t n)
+{
+	struct sockaddr_in6 sa;
+	socklen_t len = vtep_sa(family, addr, &sa);
+	ck_assert_int_eq(sendto(fd, b, n, 0, (struct sockaddr *)&sa, len), (ssize_t)n);
+}
+
+static const uint8_t zero_mac[6];
+
+/* A VXLAN datagram (VNI 42) carrying a broadcast from MAC `src`: its
+ * length. */
+static size_t datagram(uint8_t *d, unsigned src)
+{
+	uint8_t m[6];
+	th_mac(m, src);
+	memset(d, 0, 8);
+	d[0] = 0x08;
+	d[6] = 42;
+	return 8 + th_frame(d + 8, th_bcast, m, -1, 100, 1);
+}
+
+static void two_sides(int family, const char *la, const char *lb)
+{
+	struct side a, b;
+	side_up(&a, la, 0, 0);
+	side_up(&b, lb, 0, 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, lb, 0), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(b.vx, zero_mac, la, 0), 0);
+	uint8_t m1[6], m2[6];
+	th_mac(m1, 1);
+	th_mac(m2, 2);
+	static uint8_t f[2000];
+	/* broadcast from a: flooded to b, which learns m1 behind a */
+	size_t n = th_frame(f, th_bcast, m1, -1, 100, 1);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	expect(b.m, f, n);
+	ck_assert_str_eq(where(b.vx, m1, NULL), la);
+	/* unicast back, to the learned VTEP (not flooded) */
+	n = th_frame(f, m1, m2, -1, 1400, 2);
+	ck_assert_int_eq(th_send(b.m, f, n), 0);
+	expect(a.m, f, n);
+	ck_assert_str_eq(where(a.vx, m2, NULL), lb);
+	ck_assert_uint_eq(backend_ctr(a.vx, "learned"), 1);
+	ck_assert_uint_eq(backend_ctr(b.vx, "learned"), 1);
+	/* the largest frame the underlay carries, and one byte more */
+	size_t max = family == AF_INET ? 1500 - 36 : 1500 - 56;
+	n = th_frame(f, m2, m1, -1, max, 3);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	expect(b.m, f, n);
+	struct hs_port_stats s0 = th_pstats(a.vx);
+	n = th_frame(f, m2, m1, -1, max + 1, 4);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	ck_assert(TH_WAIT(th_pstats(a.vx).drops[HS_DROP_OVERSIZE] == s0.drops[HS_DROP_OVERSIZE] + 1,
+			  3000));
+	ck_assert_int_eq(th_pending(b.m), 0);
+	side_down(&a);
+	side_down(&b);
+}
+
+START_TEST(frames_cross_the_tunnel_both_ways_ipv4)
+{
+	NEED_NETNS();
+	two_sides(AF_INET, "127.0.0.1", "127.0.0.2");
+}
+END_TEST
+
+START_TEST(frames_cross_the_tunnel_both_ways_ipv6)
+{
+	NEED_NETNS();
+	two_sides(AF_INET6, "fd00::1", "fd00::2");
+}
+END_TEST
+
+/* Broadcast goes to every VTEP of the flood list, each copy a proper
+ * VXLAN datagram; the source port follows the inner flow. */
+START_TEST(head_end_replication_and_the_wire_format)
+{
+	NEED_NETNS();
+	struct side a, b;
+	side_up(&a, "127.0.0.1", 0, 0);
+	side_up(&b, "127.0.0.2", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.2", 0), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.3", 0), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.3", 0), 0); /* once */
+	ck_assert_uint_eq(backend_ctr(a.vx, "flood_vteps"), 2);
+	uint8_t m1[6];
+	th_mac(m1, 1);
+	static uint8_t f[2000], d[2100];
+	size_t n = th_frame(f, th_bcast, m1, -1, 200, 1);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	expect(b.m, f, n);
+	uint16_t sport;
+	int got = fake_read(c, d, sizeof(d), &sport);
+	ck_assert_int_eq(got, (int)n + 8);
+	ck_assert_uint_eq(d[0], 0x08); /* I flag */
+	ck_assert_uint_eq(d[1] | d[2] | d[3] | d[7], 0);
+	ck_assert_uint_eq((unsigned)(d[4] << 16 | d[5] << 8 | d[6]), 42);
+	ck_assert_mem_eq(d + 8, f, n);
+	ck_assert(sport >= 32768 && sport <= 60999);
+	ck_assert_uint_eq(backend_ctr(a.vx, "replicated"), 1);
+	/* inner UDP flows to 8 ports: the outer source port varies (and a
+	 * datagram with a wrong checksum would not have reached c) */
+	uint16_t seen[8];
+	unsigned distinct = 0;
+	for (unsigned i = 0; i < 8; i++) {
+		n = th_frame(f, th_bcast, m1, -1, 100, i);
+		/* an IPv4/UDP header inside: th_frame fills from byte 14 on */
+		f[12] = 0x08, f[13] = 0x00;
+		f[14] = 0x45, f[20] = f[21] = 0, f[23] = 17;
+		f[36] = (uint8_t)(i >> 8), f[37] = (uint8_t)i; /* destination port */
+		ck_assert_int_eq(th_send(a.m, f, n), 0);
+		ck_assert_int_eq(fake_read(c, d, sizeof(d), &seen[i]), (int)n + 8);
+		bool dup = false;
+		for (unsigned k = 0; k < i; k++)
+			dup |= seen[k] == seen[i];
+		distinct += !dup;
+	}
+	ck_assert_uint_ge(distinct, 4);
+	th_drain(b.m);
+	close(c);
+	side_down(&a);
+	side_down(&b);
+}
+END_TEST
+
+/* Datagrams a hostile or broken VTEP sends: counted, dropped, and the
+ * port goes on. Static and external entries are not moved by a frame
+ * from another VTEP: the frame is dropped instead. */
+START_TEST(hostile_datagrams_and_pinned_macs)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	uint8_t m5[6], m6[6], m7[6];
+	th_mac(m5, 5);
+	th_mac(m6, 6);
+	th_mac(m7, 7);
+	static uint8_t d[300];
+	size_t n = datagram(d, 5);
+	/* short, no I flag, another VNI */
+	fake_send(c, AF_INET, "127.0.0.1", d, 8 + 13);
+	d[0] = 0;
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	d[0] = 0x08, d[6] = 43;
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(th_pstats(a.vx).drops[HS_DROP_BAD_DESC] == 3, 3000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "bad_header"), 2);
+	ck_assert_uint_eq(backend_ctr(a.vx, "unknown_vni"), 1);
+	ck_assert_int_eq(th_pending(a.m), 0);
+	/* a good one: learned behind 127.0.0.3 */
+	d[6] = 42;
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	uint32_t fl;
+	ck_assert_str_eq(where(a.vx, m5, &fl), "127.0.0.3");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_LEARNED);
+	/* m6 static at .2, m7 external at .2: from .3 they are dropped */
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.2", HS_VXLAN_FDB_STATIC), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m7, "127.0.0.2", HS_VXLAN_FDB_EXTERN), 0);
+	memcpy(d + 8 + 6, m6, 6);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	memcpy(d + 8 + 6, m7, 6);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "src_pinned") == 2, 3000));
+	ck_assert_str_eq(where(a.vx, m6, &fl), "127.0.0.2");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_STATIC);
+	ck_assert_str_eq(where(a.vx, m7, &fl), "127.0.0.2");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_EXTERN);
+	ck_assert_int_eq(th_pending(a.m), 0);
+	/* a learned one moves */
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m7, "127.0.0.2", 0), 0);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	ck_assert_str_eq(where(a.vx, m7, &fl), "127.0.0.3");
+	ck_assert_uint_eq(backend_ctr(a.vx, "moved"), 1);
+	/* the API refuses nonsense */
+	uint8_t mc[6] = {1, 0, 0x5e, 0, 0, 1};
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, mc, "127.0.0.2", 0), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "fd00::2", 0), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "224.0.0.1", 0), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.2", 0x80), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.m, m6, "127.0.0.2", 0), -ENODEV);
+	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, m6, "127.0.0.9"), -ENOENT);
+	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, m6, NULL), 0);
+	ck_assert_str_eq(where(a.vx, m6, NULL), "");
+	/* nowhere to send: no flood list, unknown unicast */
+	struct hs_port_stats s0 = th_pstats(a.vx);
+	uint8_t f[200];
+	n = th_frame(f, m6, m5, -1, 100, 9);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	ck_assert(TH_WAIT(th_pstats(a.vx).drops[HS_DROP_NO_ROUTE] ==
+				  s0.drops[HS_DROP_NO_ROUTE] + 1, 3000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "no_vtep"), 1);
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+/* Learned entries age out; static and external ones do not. */
+START_TEST(learned_entries_age_out)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 1, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	uint8_t m5[6], m6[6];
+	th_mac(m5, 5);
+	th_mac(m6, 6);
+	static uint8_t d[300];
+	size_t n = datagram(d, 5);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.2", HS_VXLAN_FDB_EXTERN), 0);
+	ck_assert_str_eq(where(a.vx, m5, NULL), "127.0.0.3");
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "aged") == 1, 4000));
+	ck_assert_str_eq(where(a.vx, m5, NULL), "");
+	ck_assert_str_eq(where(a.vx, m6, NULL), "127.0.0.2");
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+START_TEST(bad_configs_are_refused)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct hs_vxlan_config bad[] = {
+		{.local = "127.0.0.1", .vni = 0},
+		{.local = "127.0.0.1", .vni = 1u << 24},
+		{.local = "nowhere", .vni = 1},
+		{.local = NULL, .vni = 1},
+		{.local = "224.0.0.1", .vni = 1},
+		{.local = "127.0.0.1", .vni = 1, .src_min = 5000, .src_max = 4000},
+		{.local = "127.0.0.1", .vni = 1, .underlay_mtu = 100},
+		{.local = "127.0.0.1", .vni = 1, .flags = 0x100},
+		{.local = "::1", .vni = 1, .flags = HS_VXLAN_NO_UDP_CSUM},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct hs_port_config pc = {.name = "vx", .backend = HS_VXLAN_BACKEND,
+					    .backend_config = &bad[i],
+					    .backend_config_size = sizeof(bad[i])};
+		hs_port_t *p = NULL;
+		ck_assert_msg(hs_port_add(sw, &pc, &p) < 0, "config %zu accepted", i);
+	}
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("vxlan");
+	TCase *tc = tcase_create("vxlan");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, frames_cross_the_tunnel_both_ways_ipv4);
+	tcase_add_test(tc, frames_cross_the_tunnel_both_ways_ipv6);
+	tcase_add_test(tc, head_end_replication_and_the_wire_format);
+	tcase_add_test(tc, hostile_datagrams_and_pinned_macs);
+	tcase_add_test(tc, learned_entries_age_out);
+	tcase_add_test(tc, bad_configs_are_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(suite());
+}
