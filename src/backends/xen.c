@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backends.h"
@@ -95,6 +96,12 @@ struct xq {                      /* one queue pair */
 	struct hs__xcopy hcopy[TX_BURST * HS__XTX_SLOTS_MAX];
 	struct rxres res[HS_RESERVE_MAX];
 	unsigned refused_logged;
+	/* the loop's view, for events that bring nothing (late unmask) */
+	RING_IDX tx_seen, rx_seen;  /* req_prod at the last event */
+	struct xport_eoi {
+		unsigned spurious;  /* events in a row that found nothing new */
+		uint64_t until_ms;  /* deferred: unmask then (0: not deferred) */
+	} eoi[2];                   /* [0]: tx_port, [1]: rx_port (if split) */
 };
 
 struct xnb {
@@ -112,12 +119,13 @@ struct xnb {
 	struct xq *q;               /* [cfg.max_queues] */
 	void *ctl;                  /* domain control: NULL when not readable */
 	hs_timer_t *vcpu_timer;
+	hs_timer_t *eoi_timer;      /* unmasks deferred event channels (loop) */
 	enum hs_peer_state peer;    /* what the core was last told (loop) */
 	unsigned vcpu_backoff;      /* ticks to skip after an error (loop) */
 	int vcpu_errno;             /* the last error logged (loop) */
 	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
 		copy_errors, grant_copies, grant_copy_segs, vcpu_reads, vcpu_errors,
-		peer_running, peer_not_running;
+		peer_running, peer_not_running, events_spurious, events_deferred;
 };
 
 /* ---- xenstore ---------------------------------------------------------------- */
@@ -197,6 +205,8 @@ static void queue_release(struct xnb *x, struct xq *xq)
 	if (xq->tx_port)
 		x->ops->evt_unbind(x->evt, xq->tx_port);
 	xq->tx_port = xq->rx_port = 0;
+	memset(xq->eoi, 0, sizeof(xq->eoi));
+	xq->tx_seen = xq->rx_seen = 0;
 	if (xq->tx_page)
 		x->ops->gnt_unmap(x->gnt, xq->tx_page, 1);
 	if (xq->rx_page)
@@ -390,6 +400,83 @@ static void xs_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 		fe_changed(x);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Deferred unmasks whose time came (the timer runs while any waits). */
+static void eoi_cb(hs_timer_t *t, void *arg)
+{
+	struct xnb *x = arg;
+	(void)t;
+	uint64_t now = mono_ms();
+	bool waiting = false;
+	for (unsigned q = 0; q < x->nq; q++)
+		for (unsigned k = 0; k < 2; k++) {
+			struct xport_eoi *e = &x->q[q].eoi[k];
+			if (!e->until_ms)
+				continue;
+			if (now < e->until_ms) {
+				waiting = true;
+				continue;
+			}
+			e->until_ms = 0;
+			x->ops->evt_unmask(x->evt, k ? x->q[q].rx_port : x->q[q].tx_port);
+		}
+	if (!waiting) {
+		hs_timer_del(x->eoi_timer);
+		x->eoi_timer = NULL;
+	}
+}
+
+/* Events are unmasked at once while they bring work. One that finds
+ * neither new transmit nor new receive requests is spurious: from the
+ * second in a row on, its port stays masked for 1, 2, 4 ... up to 1000
+ * ms (as Linux's late EOI, XSA-332), so a guest that notifies without
+ * end costs the loop little; any event with work ends the streak. */
+static void evt_one(struct xnb *x, uint32_t p)
+{
+	for (unsigned q = 0; q < x->nq; q++) {
+		struct xq *xq = &x->q[q];
+		bool on_tx = xq->tx_port == p, on_rx = xq->rx_port == p;
+		if (!on_tx && !on_rx)
+			continue;
+		RING_IDX tp = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
+		RING_IDX rp = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+		bool tx = on_tx && tp != xq->tx_seen, rx = on_rx && rp != xq->rx_seen;
+		if (on_tx)
+			xq->tx_seen = tp;
+		if (on_rx)
+			xq->rx_seen = rp;
+		struct xport_eoi *e = &xq->eoi[on_tx ? 0 : 1];
+		if (tx || rx) {
+			e->spurious = 0;
+			x->ops->evt_unmask(x->evt, p);
+			wake(x, q, tx, rx);
+			return;
+		}
+		atomic_fetch_add(&x->events_spurious, 1);
+		if (++e->spurious < 2) {
+			x->ops->evt_unmask(x->evt, p);
+			return;
+		}
+		unsigned sh = e->spurious - 2 < 10 ? e->spurious - 2 : 10;
+		uint64_t delay = (uint64_t)1 << sh;
+		e->until_ms = mono_ms() + (delay < 1000 ? delay : 1000);
+		atomic_fetch_add(&x->events_deferred, 1);
+		if (!x->eoi_timer &&
+		    hs_timer_add(hs_port_switch(x->port), 1, 1, eoi_cb, x, &x->eoi_timer)) {
+			e->until_ms = 0; /* no timer: unmask now rather than never */
+			x->ops->evt_unmask(x->evt, p);
+		}
+		return;
+	}
+	x->ops->evt_unmask(x->evt, p); /* not ours any more (a queue gone) */
+}
+
 static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 {
 	struct xnb *x = arg;
@@ -398,13 +485,11 @@ static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	/* bounded per turn, as above: a guest kicking without end shares
 	 * the loop (the fd stays readable while events wait) */
 	for (unsigned k = 0; k < 256 && (p = x->ops->evt_pending(x->evt)) >= 0; k++) {
-		x->ops->evt_unmask(x->evt, (uint32_t)p);
-		if (!atomic_load(&x->live))
+		if (!atomic_load(&x->live)) {
+			x->ops->evt_unmask(x->evt, (uint32_t)p);
 			continue;
-		for (unsigned q = 0; q < x->nq; q++)
-			if (x->q[q].tx_port == (uint32_t)p || x->q[q].rx_port == (uint32_t)p)
-				wake(x, q, x->q[q].tx_port == (uint32_t)p,
-				     x->q[q].rx_port == (uint32_t)p);
+		}
+		evt_one(x, (uint32_t)p);
 	}
 }
 
@@ -623,6 +708,9 @@ static void xnb_stop(void *priv)
 {
 	struct xnb *x = priv;
 	vcpu_stop(x);
+	if (x->eoi_timer)
+		hs_timer_del(x->eoi_timer);
+	x->eoi_timer = NULL;
 	if (x->xs_watch)
 		hs_watch_del(x->xs_watch);
 	if (x->evt_watch)
@@ -1101,6 +1189,8 @@ static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uin
 	cb(arg, "vcpu_state_errors", atomic_load(&x->vcpu_errors));
 	cb(arg, "peer_running", atomic_load(&x->peer_running));
 	cb(arg, "peer_not_running", atomic_load(&x->peer_not_running));
+	cb(arg, "events_spurious", atomic_load(&x->events_spurious));
+	cb(arg, "events_deferred", atomic_load(&x->events_deferred));
 }
 
 const struct hs_backend_ops hs__xen_ops = {
