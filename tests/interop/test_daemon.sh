@@ -130,6 +130,10 @@ printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10
 "$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused a xen port: $(cat "$work/check6.log")"
 grep -q '"type":"xen".*"domid":7' "$work/check6.log" || fail "--check did not show the xen port"
 grep -q '"vcpu_state":false' "$work/check6.log" || fail "--check did not show vcpu_state"
+printf 'ports = ( { name = "vx"; type = "vxlan"; local = "192.0.2.1"; vni = 42; remotes = ["192.0.2.2"]; } );\n' >"$work/vx.conf"
+"$hsd" -c "$work/vx.conf" --check >"$work/check7.log" 2>&1 || fail "--check refused a vxlan port: $(cat "$work/check7.log")"
+grep -q '"type":"vxlan".*"vni":42,"remotes":\["192.0.2.2"\]' "$work/check7.log" ||
+	fail "--check did not show the vxlan port: $(cat "$work/check7.log")"
 printf 'ports = ( { name = "x\xc3"; type = "tap"; } );\n' >"$work/utf.conf"
 "$hsd" -c "$work/utf.conf" --check >"$work/check4.log" 2>&1 && fail "--check passed a name that is not UTF-8"
 grep -q "not valid UTF-8" "$work/check4.log" || fail "bad UTF-8 not named: $(cat "$work/check4.log")"
@@ -314,6 +318,21 @@ expect_rc 1 port add x9 xen domid=5
 grep -q "needs the switch to run in a Xen domain" "$work/err.txt" ||
 	fail "a xen port on a machine without Xen: no reason given: $(cat "$work/err.txt")"
 grep -q "x9: no Xen here" "$work/daemon.log" || fail "the daemon's log does not say what Xen lacked"
+# a vxlan port: its flood list from hsctl, shown as given, then removed
+expect_rc 0 port add v9 vxlan local=127.0.0.1 vni=4242 dst_port=47891 remotes=127.0.0.2,127.0.0.3 vlan=10
+hsctl --json show v9 >"$work/v9.json"
+[ "$(json 'r["ports"][0]["config"]["remotes"]' <"$work/v9.json")" = "['127.0.0.2', '127.0.0.3']" ] ||
+	fail "the vxlan port's flood list: $(cat "$work/v9.json")"
+[ "$(json 'r["ports"][0]["peer"]["vni"]' <"$work/v9.json")" = 4242 ] ||
+	fail "the vxlan port's peer: $(cat "$work/v9.json")"
+hsctl show >"$work/show-v9.txt" 2>&1
+grep -q "VTEP 127.0.0.1 VNI 4242" "$work/show-v9.txt" || fail "show's table: $(cat "$work/show-v9.txt")"
+expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=7 dst_port=47891
+grep -q "VTEP (local, dst_port) is the same as port v9" "$work/err.txt" ||
+	fail "two vxlan ports on one VTEP: $(cat "$work/err.txt")"
+expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=7 remotes=::1
+grep -q "not a unicast IPv4 address" "$work/err.txt" || fail "a mixed flood list: $(cat "$work/err.txt")"
+expect_rc 0 port del v9
 
 say "raw protocol: hostile requests"
 python3 - "$sock" <<'EOF' || fail "the protocol checks failed"

@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"commands:\n"
 	"  show [PORT]                        the switch and its ports\n"
 	"  version                            versions of hsctl, the daemon, the library\n"
-	"  port add NAME TYPE [KEY=VALUE]...  add a port (TYPE: vhost-user, tap or xen)\n"
+	"  port add NAME TYPE [KEY=VALUE]...  add a port (TYPE: vhost-user, tap, xen or vxlan)\n"
 	"  port del NAME                      delete a port\n"
 	"  port set NAME KEY=VALUE...         change a port's settings (it is re-created)\n"
 	"  fdb show [--port P] [--vlan V]     the forwarding table\n"
@@ -56,7 +56,8 @@ static const char help_text[] =
 	"port settings (KEY=VALUE; the keys of hyperswitchd.conf(5)):\n";
 
 static const char exit_text[] =
-	"  lists     trunks=10,100-199 (VLANs and ranges; empty: all)\n"
+	"  lists     trunks=10,100-199 (VLANs and ranges; empty: all),\n"
+	"            remotes=192.0.2.1,192.0.2.2 (a vxlan port's flood list)\n"
 	"  strings   any other key (vlan_mode, path, ifname, socket_mode, ...)\n"
 	"\n"
 	"capture PORT -w FILE (all its messages go to stderr):\n"

@@ -16,11 +16,13 @@
 
 const char *const hsctl_int_keys[] = {
 	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", "domid", "devid",
-	"backend_domid", NULL,
+	"backend_domid", "vni", "dst_port", "src_port_min", "src_port_max", "underlay_mtu",
+	"ageing_s", "max_entries", "ttl", "tos", NULL,
 };
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",
-	"attach", "up", "offload", "staged", "vcpu_state", NULL,
+	"attach", "up", "offload", "staged", "vcpu_state", "remote_learning", "udp_csum", "df",
+	NULL,
 };
 
 static bool in_list(const char *const *list, const char *s)
@@ -198,6 +200,25 @@ static int setting(json_t *port, const char *key, const char *val)
 		json_t *list = NULL;
 		int rc = trunks_value(val, &list);
 		return rc ? rc : set_new(port, key, list);
+	}
+	if (!strcmp(key, "remotes")) { /* "a,b": ["a", "b"]; "": none */
+		if (!hsctl_utf8_valid(val))
+			return hsctl_usage_error("remotes: not valid UTF-8");
+		json_t *list = json_array();
+		int rc = list ? HSCTL_OK : hsctl_nomem();
+		for (const char *q = val; *q && !rc;) {
+			size_t n = strcspn(q, ",");
+			if (!n)
+				rc = hsctl_usage_error("remotes: an empty item");
+			else if (json_array_append_new(list, json_stringn(q, n)))
+				rc = hsctl_nomem();
+			q += n + (q[n] == ',');
+		}
+		if (rc) {
+			json_decref(list);
+			return rc;
+		}
+		return set_new(port, key, list);
 	}
 	/* Other keys, known or not, go as strings: the daemon rejects a key it
 	 * does not know, so a typo still fails, with its message. */

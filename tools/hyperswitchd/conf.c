@@ -425,10 +425,15 @@ static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "sta
 				       "queues", "ring"};
 static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
 				       "vcpu_state"};
+static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
+					 "src_port_min", "src_port_max", "underlay_mtu",
+					 "ageing_s", "max_entries", "ttl", "tos",
+					 "remote_learning", "udp_csum", "df"};
 
 const char *hsd_port_type_name(enum hsd_port_type t)
 {
-	return t == HSD_VHOST_USER ? "vhost-user" : t == HSD_TAP ? "tap" : "xen";
+	return t == HSD_VHOST_USER ? "vhost-user" : t == HSD_TAP ? "tap"
+		: t == HSD_XEN ? "xen" : "vxlan";
 }
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -501,6 +506,76 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->socket_mode = 0600;
 	p->up = p->offload = true;
 	p->ring = 64;
+	p->dst_port = 4789;
+	p->src_port_min = 32768;
+	p->src_port_max = 60999;
+	p->underlay_mtu = 1500;
+	p->ageing_s = 300;
+	p->max_entries = 4096;
+	p->ttl = 64;
+	p->remote_learning = p->udp_csum = true;
+}
+
+/* An IPv4 or IPv6 unicast address, written back in its usual form;
+ * *family gets its family. false if it is none. */
+static bool vtep_addr(const char *s, int *family, char out[INET6_ADDRSTRLEN])
+{
+	unsigned char a[16];
+	if (inet_pton(AF_INET, s, a) == 1) {
+		*family = AF_INET;
+		if ((a[0] & 0xf0) == 0xe0 || !(a[0] | a[1] | a[2] | a[3]))
+			return false;
+	} else if (inet_pton(AF_INET6, s, a) == 1) {
+		static const unsigned char zero[16];
+		*family = AF_INET6;
+		if (a[0] == 0xff || !memcmp(a, zero, 16))
+			return false;
+	} else {
+		return false;
+	}
+	return inet_ntop(*family, a, out, INET6_ADDRSTRLEN) != NULL;
+}
+
+/* "remotes": a list of VTEP addresses of the local address's family. */
+static int get_remotes(const struct src *s, struct hsd_port_conf *p, int family)
+{
+	bool present;
+	int rc = want(s, "remotes", V_LIST, &present);
+	if (rc || !present)
+		return rc;
+	unsigned n = list_len(s, "remotes");
+	if (n > 256)
+		return fail(s, "remotes", "%u VTEPs: at most 256", n);
+	size_t cap = (size_t)n * INET6_ADDRSTRLEN + 1, len = 0;
+	char *all = malloc(cap);
+	if (!all)
+		return -ENOMEM;
+	all[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		long long iv;
+		const char *sv = NULL;
+		char a[INET6_ADDRSTRLEN];
+		int f;
+		if (list_elem(s, "remotes", i, &iv, &sv) != V_STR || !vtep_addr(sv, &f, a) ||
+		    f != family) {
+			free(all);
+			return fail(s, "remotes", "item %u is not a unicast %s address", i + 1,
+				    family == AF_INET ? "IPv4" : "IPv6");
+		}
+		/* each once */
+		for (const char *q = all; *q;) {
+			size_t k = strcspn(q, ",");
+			if (k == strlen(a) && !strncmp(q, a, k)) {
+				free(all);
+				return fail(s, "remotes", "%s is there twice", a);
+			}
+			q += k + (q[k] == ',');
+		}
+		len += (size_t)snprintf(all + len, cap - len, "%s%s", len ? "," : "", a);
+	}
+	free(p->remotes);
+	p->remotes = all;
+	return 0;
 }
 
 /* The settings of the port's type; everything else in `p` is already
@@ -542,11 +617,13 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		return rc;
 	const char *const *keys = p->type == HSD_VHOST_USER ? vu_keys
 				  : p->type == HSD_TAP	  ? tap_keys
-							  : xen_keys;
+				  : p->type == HSD_XEN	  ? xen_keys
+							  : vxlan_keys;
 	size_t nk = p->type == HSD_VHOST_USER ? NKEYS(vu_keys)
 		    : p->type == HSD_TAP     ? NKEYS(tap_keys)
-					     : NKEYS(xen_keys);
-	const char *known[NKEYS(common_keys) + NKEYS(vu_keys) + 1];
+		    : p->type == HSD_XEN     ? NKEYS(xen_keys)
+					     : NKEYS(vxlan_keys);
+	const char *known[NKEYS(common_keys) + NKEYS(vxlan_keys) + 1];
 	size_t n = 0;
 	for (size_t i = 0; i < NKEYS(common_keys); i++)
 		known[n++] = common_keys[i];
@@ -616,6 +693,61 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		if (p->domid == p->backend_domid)
 			return fail(s, "domid", "the guest cannot be the back-end's own domain %u",
 				    p->domid);
+	} else if (p->type == HSD_VXLAN) {
+		const char *local = NULL;
+		bool has_vni = src_type(s, "vni") != V_ABSENT;
+		if ((rc = get_str(s, "local", INET6_ADDRSTRLEN - 1, &local)) ||
+		    (rc = get_u32(s, "vni", 1, 0xffffff, &p->vni)) ||
+		    (rc = get_u16(s, "dst_port", 1, 65535, &p->dst_port)) ||
+		    (rc = get_u16(s, "src_port_min", 1, 65535, &p->src_port_min)) ||
+		    (rc = get_u16(s, "src_port_max", 1, 65535, &p->src_port_max)) ||
+		    (rc = get_u16(s, "underlay_mtu", 576, 65535, &p->underlay_mtu)) ||
+		    (rc = get_u32(s, "ageing_s", 1, 86400 * 365, &p->ageing_s)) ||
+		    (rc = get_u32(s, "max_entries", 1, 1u << 20, &p->max_entries)) ||
+		    (rc = get_u16(s, "ttl", 1, 255, &p->ttl)) ||
+		    (rc = get_u16(s, "tos", 0, 255, &p->tos)) ||
+		    (rc = get_bool(s, "remote_learning", &p->remote_learning)) ||
+		    (rc = get_bool(s, "udp_csum", &p->udp_csum)) ||
+		    (rc = get_bool(s, "df", &p->df)))
+			return rc;
+		int family = 0;
+		char a[INET6_ADDRSTRLEN];
+		if (local) {
+			if (!vtep_addr(local, &family, a))
+				return fail(s, "local", "\"%s\" is not a unicast IPv4 or IPv6 address",
+					    local);
+			free(p->local);
+			p->local = strdup(a);
+		}
+		if (!p->local)
+			return fail(s, "local", "required for vxlan ports (the VTEP's address)");
+		if (!local && !vtep_addr(p->local, &family, a))
+			return fail(s, "local", "\"%s\" is not an address", p->local);
+		if (!has_vni && !p->vni)
+			return fail(s, "vni", "required for vxlan ports (1..16777215)");
+		if (p->src_port_min > p->src_port_max)
+			return fail(s, "src_port_min", "%u is above src_port_max %u",
+				    p->src_port_min, p->src_port_max);
+		if (family == AF_INET6 && !p->udp_csum)
+			return fail(s, "udp_csum", "an IPv6 underlay needs UDP checksums");
+		if (src_type(s, "remotes") != V_ABSENT || (p->remotes && local)) {
+			/* a new local address: the list is checked again */
+			if (src_type(s, "remotes") == V_ABSENT) {
+				char *old = p->remotes;
+				for (char *q = old; q && *q;) {
+					size_t k = strcspn(q, ",");
+					char item[INET6_ADDRSTRLEN];
+					int f;
+					snprintf(item, sizeof(item), "%.*s", (int)k, q);
+					if (!vtep_addr(item, &f, a) || f != family)
+						return fail(s, "remotes", "%s is not of the local "
+							    "address's family", item);
+					q += k + (q[k] == ',');
+				}
+			} else if ((rc = get_remotes(s, p, family))) {
+				return rc;
+			}
+		}
 	} else {
 		const char *ifname = NULL;
 		if ((rc = get_str(s, "ifname", 15, &ifname)) ||
@@ -661,15 +793,18 @@ static int port_parse(const struct src *s0, struct hsd_port_conf *p)
 	if ((rc = get_str(&s, "type", 16, &type)))
 		return rc;
 	if (!type)
-		return fail(&s, "type", "required (\"vhost-user\", \"tap\" or \"xen\")");
+		return fail(&s, "type", "required (\"vhost-user\", \"tap\", \"xen\" or \"vxlan\")");
 	if (!strcmp(type, "vhost-user"))
 		p->type = HSD_VHOST_USER;
 	else if (!strcmp(type, "tap"))
 		p->type = HSD_TAP;
 	else if (!strcmp(type, "xen"))
 		p->type = HSD_XEN;
+	else if (!strcmp(type, "vxlan"))
+		p->type = HSD_VXLAN;
 	else
-		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap, xen)", type);
+		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap, xen, vxlan)",
+			    type);
 	return port_fill(&s, p);
 }
 
@@ -689,6 +824,9 @@ int hsd_port_check_unique(const struct hsd_port_conf *p, const struct hsd_port_c
 		else if (p->type == HSD_XEN && o[i].type == HSD_XEN && p->domid == o[i].domid &&
 			 p->devid == o[i].devid && p->backend_domid == o[i].backend_domid)
 			clash = "vif (domid, devid)";
+		else if (p->type == HSD_VXLAN && o[i].type == HSD_VXLAN &&
+			 !strcmp(p->local, o[i].local) && p->dst_port == o[i].dst_port)
+			clash = "VTEP (local, dst_port)";
 		if (clash) {
 			snprintf(err, errlen, "port %s: %s is the same as port %s's", p->name,
 				 clash, o[i].name);
@@ -737,6 +875,8 @@ void hsd_port_conf_free(struct hsd_port_conf *p)
 	free(p->socket_owner);
 	free(p->socket_group);
 	free(p->ifname);
+	free(p->local);
+	free(p->remotes);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -748,6 +888,8 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	d->socket_owner = dup_or_null(s->socket_owner);
 	d->socket_group = dup_or_null(s->socket_group);
 	d->ifname = dup_or_null(s->ifname);
+	d->local = dup_or_null(s->local);
+	d->remotes = dup_or_null(s->remotes);
 	d->trunks = NULL;
 	if (s->n_trunks) {
 		d->trunks = malloc(s->n_trunks * sizeof(*d->trunks));
@@ -756,7 +898,8 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	}
 	if (!d->name || (s->path && !d->path) || (s->ifname && !d->ifname) ||
 	    (s->socket_owner && !d->socket_owner) || (s->socket_group && !d->socket_group) ||
-	    (s->n_trunks && !d->trunks)) {
+	    (s->n_trunks && !d->trunks) || (s->local && !d->local) ||
+	    (s->remotes && !d->remotes)) {
 		hsd_port_conf_free(d);
 		return -ENOMEM;
 	}
@@ -806,6 +949,21 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->backend_domid != b->backend_domid, "backend_domid");
 		D(a->queues != b->queues, "queues");
 		D(a->vcpu_state != b->vcpu_state, "vcpu_state");
+	} else if (a->type == b->type && a->type == HSD_VXLAN) {
+		D(!str_eq(a->local, b->local), "local");
+		D(a->vni != b->vni, "vni");
+		D(!str_eq(a->remotes, b->remotes), "remotes");
+		D(a->dst_port != b->dst_port, "dst_port");
+		D(a->src_port_min != b->src_port_min, "src_port_min");
+		D(a->src_port_max != b->src_port_max, "src_port_max");
+		D(a->underlay_mtu != b->underlay_mtu, "underlay_mtu");
+		D(a->ageing_s != b->ageing_s, "ageing_s");
+		D(a->max_entries != b->max_entries, "max_entries");
+		D(a->ttl != b->ttl, "ttl");
+		D(a->tos != b->tos, "tos");
+		D(a->remote_learning != b->remote_learning, "remote_learning");
+		D(a->udp_csum != b->udp_csum, "udp_csum");
+		D(a->df != b->df, "df");
 	} else if (a->type == b->type) {
 		D(!str_eq(a->ifname, b->ifname), "ifname");
 		D(a->attach != b->attach, "attach");
@@ -870,6 +1028,21 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			(json_int_t)p->domid, "devid", (json_int_t)p->devid, "backend_domid",
 			(json_int_t)p->backend_domid, "queues", (int)p->queues, "vcpu_state",
 			p->vcpu_state));
+	} else if (p->type == HSD_VXLAN) {
+		json_t *r = json_array();
+		for (const char *q = p->remotes; r && q && *q;) {
+			size_t k = strcspn(q, ",");
+			json_array_append_new(r, json_stringn(q, k));
+			q += k + (q[k] == ',');
+		}
+		json_object_update_new(o, json_pack("{s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:I, s:I, "
+			"s:i, s:i, s:b, s:b, s:b}", "local", p->local, "vni", (json_int_t)p->vni,
+			"remotes", r, "dst_port", (int)p->dst_port, "src_port_min",
+			(int)p->src_port_min, "src_port_max", (int)p->src_port_max,
+			"underlay_mtu", (int)p->underlay_mtu, "ageing_s", (json_int_t)p->ageing_s,
+			"max_entries", (json_int_t)p->max_entries, "ttl", (int)p->ttl, "tos",
+			(int)p->tos, "remote_learning", p->remote_learning, "udp_csum", p->udp_csum,
+			"df", p->df));
 	} else {
 		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,

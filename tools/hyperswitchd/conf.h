@@ -20,7 +20,7 @@
 #define HSD_MAX_PORTS 4096
 #define HSD_MAX_WORKERS 256
 
-enum hsd_port_type { HSD_VHOST_USER, HSD_TAP, HSD_XEN };
+enum hsd_port_type { HSD_VHOST_USER, HSD_TAP, HSD_XEN, HSD_VXLAN };
 
 /* One port as configured. Strings are owned (malloc'd). */
 struct hsd_port_conf {
@@ -49,9 +49,16 @@ struct hsd_port_conf {
 	/* xen (queues above: the most the guest may use) */
 	uint32_t domid, devid, backend_domid;
 	bool vcpu_state;             /* read the guest's vCPU state (dom0) */
+	/* vxlan */
+	char *local;                 /* the VTEP address, normalised */
+	char *remotes;               /* the flood list: addresses, ',' between */
+	uint32_t vni, ageing_s, max_entries;
+	uint16_t dst_port, src_port_min, src_port_max, underlay_mtu;
+	uint16_t ttl, tos;
+	bool remote_learning, udp_csum, df;
 };
 
-/* "vhost-user", "tap", "xen" */
+/* "vhost-user", "tap", "xen", "vxlan" */
 const char *hsd_port_type_name(enum hsd_port_type t);
 
 /* Switch settings that need a restart to change, and those that do not. */

@@ -203,6 +203,9 @@ static json_t *port_json(struct hsd_port *p)
 	} else if (c->type == HSD_XEN) {
 		peer = json_pack("{s:I, s:I, s:b}", "domid", (json_int_t)c->domid, "devid",
 				 (json_int_t)c->devid, "connected", hs_port_link_up(p->port));
+	} else if (c->type == HSD_VXLAN) {
+		peer = json_pack("{s:s, s:I, s:i}", "local", c->local, "vni", (json_int_t)c->vni,
+				 "dst_port", (int)c->dst_port);
 	} else {
 		const char *ifn = hs_tap_ifname(p->port);
 		peer = json_pack("{s:s, s:b}", "ifname", ifn ? ifn : c->ifname, "offload",

@@ -18,12 +18,20 @@ struct hsd_port *hsd_port_get(struct hsd *d, const char *name)
 	return NULL;
 }
 
-/* The library's port config for `pc`; vc/tc are the backend configs it
- * points at. */
-static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
-		   struct hs_vhost_user_config *vc, struct hs_tap_config *tc,
-		   struct hs_xen_config *xc)
+/* The backend configs a library port config may point at. */
+struct lib_cfgs {
+	struct hs_vhost_user_config vc;
+	struct hs_tap_config tc;
+	struct hs_xen_config xc;
+	struct hs_vxlan_config xl;
+};
+
+/* The library's port config for `pc`, pointing into `b`. */
+static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, struct lib_cfgs *b)
 {
+	struct hs_vhost_user_config *vc = &b->vc;
+	struct hs_tap_config *tc = &b->tc;
+	struct hs_xen_config *xc = &b->xc;
 	memset(c, 0, sizeof(*c));
 	c->name = pc->name;
 	c->vlan_mode = pc->vlan_mode;
@@ -59,6 +67,24 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c,
 		c->backend = HS_XEN_BACKEND;
 		c->backend_config = xc;
 		c->backend_config_size = sizeof(*xc);
+	} else if (pc->type == HSD_VXLAN) {
+		struct hs_vxlan_config *xl = &b->xl;
+		memset(xl, 0, sizeof(*xl));
+		xl->local = pc->local;
+		xl->vni = pc->vni;
+		xl->dst_port = pc->dst_port;
+		xl->src_min = pc->src_port_min;
+		xl->src_max = pc->src_port_max;
+		xl->underlay_mtu = pc->underlay_mtu;
+		xl->ageing_s = pc->ageing_s;
+		xl->max_entries = pc->max_entries;
+		xl->ttl = (uint8_t)pc->ttl;
+		xl->tos = (uint8_t)pc->tos;
+		xl->flags = (pc->remote_learning ? 0 : HS_VXLAN_NO_LEARN) |
+			    (pc->udp_csum ? 0 : HS_VXLAN_NO_UDP_CSUM) | (pc->df ? HS_VXLAN_DF : 0);
+		c->backend = HS_VXLAN_BACKEND;
+		c->backend_config = xl;
+		c->backend_config_size = sizeof(*xl);
 	} else {
 		memset(tc, 0, sizeof(*tc));
 		tc->ifname = pc->ifname;
@@ -110,11 +136,21 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		return rc;
 	}
 	struct hs_port_config c;
-	struct hs_vhost_user_config vc;
-	struct hs_tap_config tc;
-	struct hs_xen_config xc;
-	to_lib(&p->conf, &c, &vc, &tc, &xc);
+	struct lib_cfgs b;
+	to_lib(&p->conf, &c, &b);
 	rc = hs_port_add(d->sw, &c, &p->port);
+	/* a vxlan port's flood list */
+	static const uint8_t flood[6];
+	for (const char *q = pc->remotes; !rc && pc->type == HSD_VXLAN && q && *q;) {
+		size_t k = strcspn(q, ",");
+		char a[64];
+		snprintf(a, sizeof(a), "%.*s", (int)k, q);
+		if ((rc = hs_vxlan_fdb_add(p->port, flood, a, 0))) {
+			hs_port_del(p->port);
+			p->port = NULL;
+		}
+		q += k + (q[k] == ',');
+	}
 	if (rc) {
 		snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
 			 pc->type == HSD_XEN ? " (a xen port needs the switch to run in a Xen "
@@ -127,6 +163,9 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 	if (pc->type == HSD_XEN)
 		hsd_log(HS_LOG_INFO, "port %s added (xen: domain %u vif %u)", pc->name, pc->domid,
 			pc->devid);
+	else if (pc->type == HSD_VXLAN)
+		hsd_log(HS_LOG_INFO, "port %s added (vxlan: VTEP %s, VNI %u)", pc->name, pc->local,
+			pc->vni);
 	else
 		hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
 			hsd_port_type_name(pc->type),
@@ -237,10 +276,8 @@ int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t
 		return rc;
 	}
 	struct hs_port_config c;
-	struct hs_vhost_user_config vc;
-	struct hs_tap_config tc;
-	struct hs_xen_config xc;
-	to_lib(&nc, &c, &vc, &tc, &xc);
+	struct lib_cfgs b;
+	to_lib(&nc, &c, &b);
 	c.size = sizeof(c);
 	rc = hs_port_reconfigure(p->port, &c, bits);
 	if (rc) {
