@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -345,6 +347,8 @@ START_TEST(hostile_datagrams_and_pinned_macs)
 	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "fd00::2", 0), -EINVAL);
 	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "224.0.0.1", 0), -EINVAL);
 	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.2", 0x80), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "255.255.255.255", 0), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.1", 0), -EINVAL); /* ourselves */
 	ck_assert_int_eq(hs_vxlan_fdb_add(a.m, m6, "127.0.0.2", 0), -ENODEV);
 	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, m6, "127.0.0.9"), -ENOENT);
 	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, m6, NULL), 0);
@@ -411,6 +415,190 @@ START_TEST(bad_configs_are_refused)
 }
 END_TEST
 
+/* With HS_VXLAN_NO_LEARN the tunnel teaches nothing: not even a move of
+ * an entry the control plane gave without a pin (as the kernel's
+ * nolearning), and a pinned MAC's frame from another VTEP is delivered,
+ * not dropped (EVPN mobility: the moved host's GARP comes before the
+ * route). Found by a review. */
+START_TEST(no_learning_moves_nothing)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, HS_VXLAN_NO_LEARN);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	uint8_t m7[6], m6[6];
+	th_mac(m7, 7);
+	th_mac(m6, 6);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m7, "127.0.0.2", 0), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m6, "127.0.0.2", HS_VXLAN_FDB_EXTERN), 0);
+	static uint8_t d[300];
+	size_t n = datagram(d, 7);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	ck_assert_str_eq(where(a.vx, m7, NULL), "127.0.0.2");
+	n = datagram(d, 6);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	ck_assert_str_eq(where(a.vx, m6, NULL), "127.0.0.2");
+	ck_assert_uint_eq(backend_ctr(a.vx, "moved"), 0);
+	ck_assert_uint_eq(backend_ctr(a.vx, "src_pinned"), 0);
+	ck_assert_uint_eq(backend_ctr(a.vx, "learned"), 0);
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+/* A remote VTEP fills the table with junk source MACs; the control plane
+ * (EVPN: external entries) can still install its own, the oldest learned
+ * entry making room. Found by a review. */
+START_TEST(learned_junk_does_not_lock_out_the_control_plane)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	static uint8_t d[300];
+	for (unsigned i = 0; i < 4200; i++) {
+		size_t n = datagram(d, 0x10000 + i);
+		d[8 + 12] = 0x81, d[8 + 13] = 0, d[8 + 14] = 0, d[8 + 15] = 99; /* VID 99: the core drops it */
+		fake_send(c, AF_INET, "127.0.0.1", d, n);
+		if (i % 100 == 99)
+			TH_WAIT(th_pstats(a.vx).drops[HS_DROP_VLAN] >= i + 1, 3000);
+	}
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "entries") == 4096, 3000));
+	ck_assert_uint_gt(backend_ctr(a.vx, "table_full"), 0);
+	uint8_t m9[6];
+	th_mac(m9, 9);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m9, "127.0.0.2", HS_VXLAN_FDB_EXTERN), 0);
+	ck_assert_str_eq(where(a.vx, m9, NULL), "127.0.0.2");
+	ck_assert_uint_eq(backend_ctr(a.vx, "entries"), 4096);
+	/* an unpinned add does not evict: it is no better than learning */
+	uint8_t m8[6];
+	th_mac(m8, 8);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m8, "127.0.0.2", 0), -ENOSPC);
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+/* Flags other than I, or reserved bytes set (VXLAN-GPE's next protocol,
+ * group policy): dropped and counted, as Linux and Open vSwitch do. */
+START_TEST(reserved_bits_are_refused)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	static uint8_t d[300];
+	size_t n = datagram(d, 5);
+	d[0] = 0x0c, d[3] = 0x01; /* GPE: P bit, next protocol IPv4 */
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	n = datagram(d, 5);
+	d[7] = 0xff;
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "bad_header") == 2, 3000));
+	ck_assert_int_eq(th_pending(a.m), 0);
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+/* IPv4: a UDP checksum that computes to 0 goes out as 0xffff (RFC 768):
+ * the frame is adjusted so that its sum makes the checksum 0. */
+START_TEST(a_zero_udp_checksum_is_sent_as_ffff)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	int raw = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+	ck_assert_int_ge(raw, 0);
+	struct timeval tv = {3, 0};
+	setsockopt(raw, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.3", 0), 0);
+	uint8_t m1[6];
+	th_mac(m1, 1);
+	static uint8_t f[300], pk[2000];
+	size_t n = th_frame(f, th_bcast, m1, -1, 100, 1);
+	uint16_t csum = 0;
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(th_send(a.m, f, n), 0);
+		for (;;) {
+			ssize_t k = recv(raw, pk, sizeof(pk), 0);
+			ck_assert_int_gt(k, 0);
+			unsigned ihl = (pk[0] & 15) * 4;
+			const uint8_t *u = pk + ihl;
+			if (!memcmp(pk + 16, "\x7f\x00\x00\x03", 4) && u[2] == 0x12 && u[3] == 0xb5) {
+				csum = (uint16_t)(u[6] << 8 | u[7]);
+				break;
+			}
+		}
+		uint8_t tmp[300];
+		ck_assert_int_eq(fake_read(c, tmp, sizeof(tmp), NULL), (int)n + 8);
+		if (round == 0) {
+			/* w' = w +' c makes the one's complement sum 0xffff */
+			uint32_t w = (uint32_t)(f[40] << 8 | f[41]) + csum;
+			w = (w & 0xffff) + (w >> 16);
+			f[40] = (uint8_t)(w >> 8), f[41] = (uint8_t)w;
+		}
+	}
+	ck_assert_uint_eq(csum, 0xffff);
+	close(raw);
+	close(c);
+	th_drain(a.m);
+	side_down(&a);
+}
+END_TEST
+
+/* The table's calls from a control thread while hs_port_del runs (a
+ * netlink follower racing a reload): refused, never a use after free.
+ * The switch's "removed" log line holds hs_port_del after close while
+ * another thread calls in. Found by a review. */
+static sem_t del_go, del_done;
+static hs_port_t *del_victim;
+static int del_rc = 1;
+
+static void del_log(void *o, enum hs_log_level l, const char *msg)
+{
+	th_log(o, l, msg);
+	if (strstr(msg, "vx: removed")) {
+		sem_post(&del_go);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 3;
+		sem_timedwait(&del_done, &ts);
+	}
+}
+
+static void *del_ctl(void *arg)
+{
+	(void)arg;
+	sem_wait(&del_go);
+	uint8_t m[6];
+	th_mac(m, 77);
+	del_rc = hs_vxlan_fdb_add(del_victim, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN);
+	sem_post(&del_done);
+	return NULL;
+}
+
+START_TEST(table_calls_racing_port_deletion_are_refused)
+{
+	NEED_NETNS();
+	sem_init(&del_go, 0, 0);
+	sem_init(&del_done, 0, 0);
+	struct hs_switch_config c = {.log_fn = del_log};
+	hs_switch_t *sw = th_switch(&c);
+	struct hs_vxlan_config vc = {.local = "127.0.0.1", .vni = 42};
+	del_victim = vx_port(sw, "vx", &vc);
+	pthread_t t;
+	pthread_create(&t, NULL, del_ctl, NULL);
+	ck_assert_int_eq(hs_port_del(del_victim), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(del_rc, -ENODEV);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -422,6 +610,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, hostile_datagrams_and_pinned_macs);
 	tcase_add_test(tc, learned_entries_age_out);
 	tcase_add_test(tc, bad_configs_are_refused);
+	tcase_add_test(tc, no_learning_moves_nothing);
+	tcase_add_test(tc, learned_junk_does_not_lock_out_the_control_plane);
+	tcase_add_test(tc, reserved_bits_are_refused);
+	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
+	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

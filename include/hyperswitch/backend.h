@@ -194,6 +194,15 @@ HS_EXTERN int hs_backend_unregister(const char *name);
 HS_EXTERN void *hs_port_backend_priv(const hs_port_t *port,
 				     const struct hs_backend_ops *ops);
 
+/* Calls fn(priv, arg) if `port` belongs to the backend `ops` and is not
+ * being deleted, such that its private state cannot be freed during the
+ * call (a backend's own API, called from any thread while another may be
+ * deleting the port, goes through here). fn must not block for long nor
+ * delete ports. Returns fn's result, or -ENODEV (another backend's port,
+ * or one being deleted). */
+HS_EXTERN int hs_port_backend_call(hs_port_t *port, const struct hs_backend_ops *ops,
+				   int (*fn)(void *priv, void *arg), void *arg);
+
 /* The peer's receive capabilities changed (e.g. after feature
  * negotiation). Any thread. */
 HS_EXTERN int hs_port_set_caps(hs_port_t *port, uint32_t caps);

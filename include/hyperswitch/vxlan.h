@@ -17,9 +17,18 @@
  * like NUD_PERMANENT) and entries a control plane learned
  * (HS_VXLAN_FDB_EXTERN, like NTF_EXT_LEARNED with NUD_NOARP) never age and
  * are never moved by learning: a frame from another VTEP with such a
- * source MAC is dropped and counted (src_pinned). Nothing goes back to
- * the VTEP it came from (the switch never sends a frame back out of the
- * port it entered by).
+ * source MAC is dropped and counted (src_pinned). With HS_VXLAN_NO_LEARN
+ * the tunnel teaches nothing at all (as the kernel's nolearning): no
+ * entry moves, none is learned, no frame is dropped for its source. When
+ * the table is full, a static or external entry takes the place of the
+ * least recently seen learned one. Nothing goes back to the VTEP it came
+ * from (the switch never sends a frame back out of the port it entered
+ * by).
+ *
+ * Flood-and-learn trusts the underlay: any host that can send to the
+ * VTEP's port can claim any source MAC. Filter spoofed sources in the
+ * underlay, pin the MACs that matter (static or external entries) and
+ * bound what the port may teach the switch (hs_port_config.mac_limit).
  *
  * On the wire: UDP to dst_port (4789 by default), VXLAN flags 0x08, the
  * UDP source port a hash of the inner flow (MACs, IP addresses and ports)
@@ -33,8 +42,9 @@
  * The underlay here is the host's IP stack: a UDP socket bound to the
  * local address and dst_port receives, a raw socket sends (the outer IP
  * header, its routing and its next hop are the kernel's). Needs
- * CAP_NET_RAW. Received frames must carry the port's VNI; others are
- * dropped (unknown_vni).
+ * CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)
+ * and flags of exactly I with the reserved bytes zero, as Linux and Open
+ * vSwitch require (bad_header): others are dropped and counted.
  *
  * Threads: the hs_vxlan_fdb_* calls from any thread.
  */
@@ -85,9 +95,11 @@ struct hs_vxlan_fdb_entry {
 
 /* Adds (or, for a unicast MAC, replaces) the entry mac -> remote. The
  * all-zeros MAC adds remote to the flood list (one entry per VTEP). A
- * learned entry for mac is replaced. remote must be of the local
- * address's family. -EINVAL (bad MAC, address or flags), -ENOSPC (table
- * full), -ENODEV (not a vxlan port). */
+ * learned entry for mac is replaced. remote must be a unicast address of
+ * the local address's family, not the local one (nor IPv6 link-local or
+ * v4-mapped). -EINVAL (bad MAC, address or flags), -ENOSPC (table full:
+ * for flags 0, or no learned entry to replace), -ENODEV (not a vxlan
+ * port, or one being deleted). */
 HS_EXTERN int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote,
 			       uint32_t flags);
 /* Deletes mac's entry (remote NULL: whatever VTEP; for the all-zeros MAC,

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,6 +84,7 @@ struct vxlan {
 	struct vx_ent *ent;     /* [cfg.max_entries] */
 	int32_t *bucket;        /* [nbucket] */
 	uint32_t nbucket, n_ent;
+	uint64_t seed;          /* random: no chosen collisions */
 	int32_t free_head;
 	union vx_addr flood[VX_FLOOD_MAX];
 	unsigned n_flood;
@@ -106,7 +108,9 @@ struct vxlan {
 	uint16_t tx_fail[HS_RESERVE_MAX]; /* messages of a frame that failed */
 	uint16_t tx_sent[HS_RESERVE_MAX]; /* ... that went */
 	union vx_addr tx_dst[VX_FLOOD_MAX];
+	unsigned tx_rot;
 	int tx_errno;           /* the last send error logged */
+	uint64_t tx_logged_s;   /* when */
 	/* counters (one writer each, or atomic adds from the control side) */
 	_Atomic uint64_t bad_header, unknown_vni, src_pinned, learned, moved, aged, no_vtep,
 		send_errors, replicated, table_full;
@@ -131,12 +135,16 @@ static bool mac_zero(const uint8_t *m)
 	return !memcmp(m, z, 6);
 }
 
-static uint32_t mac_hash(const uint8_t *m, uint32_t nb)
+/* Seeded and mixed through a 128-bit product: every bucket bit depends on
+ * every MAC bit, and a remote VTEP cannot choose MACs that collide (it
+ * can send any source MAC it likes). */
+static uint32_t mac_hash(const struct vxlan *v, const uint8_t *m)
 {
 	uint64_t k = 0;
 	memcpy(&k, m, 6);
-	k *= 0x9e3779b97f4a7c15ull;
-	return (uint32_t)(k >> 32) & (nb - 1);
+	__uint128_t x = (__uint128_t)(k ^ v->seed) * 0x9e3779b97f4a7c15ull;
+	uint64_t h = (uint64_t)x ^ (uint64_t)(x >> 64);
+	return (uint32_t)(h >> 32) & (v->nbucket - 1);
 }
 
 static bool addr_eq(const struct vxlan *v, const union vx_addr *a, const union vx_addr *b)
@@ -150,9 +158,13 @@ static int parse_addr(int family, const char *s, union vx_addr *a)
 	memset(a, 0, sizeof(*a));
 	if (!s || inet_pton(family, s, family == AF_INET ? (void *)&a->v4 : (void *)&a->v6) != 1)
 		return -EINVAL;
-	if (family == AF_INET && (a->v4.s_addr == 0 || IN_MULTICAST(ntohl(a->v4.s_addr))))
-		return -EINVAL; /* no multicast underlay (yet): head-end replication */
-	if (family == AF_INET6 && (IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6)))
+	/* unicast only (head-end replication: no multicast underlay yet);
+	 * no link-local IPv6 (it would need a scope) or v4-mapped address */
+	if (family == AF_INET && (a->v4.s_addr == 0 || a->v4.s_addr == INADDR_BROADCAST ||
+				  IN_MULTICAST(ntohl(a->v4.s_addr))))
+		return -EINVAL;
+	if (family == AF_INET6 && (IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6) ||
+				   IN6_IS_ADDR_LINKLOCAL(&a->v6) || IN6_IS_ADDR_V4MAPPED(&a->v6)))
 		return -EINVAL;
 	return 0;
 }
@@ -179,7 +191,7 @@ static void fill_sa(const struct vxlan *v, const union vx_addr *a, uint16_t port
 
 static struct vx_ent *ent_find(struct vxlan *v, const uint8_t *mac, int32_t **link)
 {
-	int32_t *l = &v->bucket[mac_hash(mac, v->nbucket)];
+	int32_t *l = &v->bucket[mac_hash(v, mac)];
 	for (; *l >= 0; l = &v->ent[*l].next)
 		if (!memcmp(v->ent[*l].mac, mac, 6)) {
 			if (link)
@@ -196,7 +208,7 @@ static struct vx_ent *ent_new(struct vxlan *v, const uint8_t *mac)
 	int32_t i = v->free_head;
 	struct vx_ent *e = &v->ent[i];
 	v->free_head = e->next;
-	int32_t *b = &v->bucket[mac_hash(mac, v->nbucket)];
+	int32_t *b = &v->bucket[mac_hash(v, mac)];
 	memset(e, 0, sizeof(*e));
 	memcpy(e->mac, mac, 6);
 	e->next = *b;
@@ -233,8 +245,6 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
 		ctr_add(&v->moved, 1);
 		return true;
 	}
-	if (v->cfg.flags & HS_VXLAN_NO_LEARN)
-		return true;
 	e = ent_new(v, mac);
 	if (!e) {
 		ctr_add(&v->table_full, 1);
@@ -251,12 +261,13 @@ static void age_cb(hs_timer_t *t, void *arg)
 {
 	struct vxlan *v = arg;
 	(void)t;
-	uint64_t now = now_s(), n = 0;
+	uint64_t n = 0;
 	pthread_mutex_lock(&v->lock);
+	uint64_t now = now_s(); /* under the lock: no seen_s is newer */
 	for (uint32_t b = 0; b < v->nbucket; b++)
 		for (int32_t *l = &v->bucket[b]; *l >= 0;) {
 			struct vx_ent *e = &v->ent[*l];
-			if ((e->flags & HS_VXLAN_FDB_LEARNED) && now - e->seen_s >= v->cfg.ageing_s) {
+			if ((e->flags & HS_VXLAN_FDB_LEARNED) && e->seen_s + v->cfg.ageing_s <= now) {
 				ent_unlink(v, l);
 				n++;
 			} else {
@@ -294,6 +305,13 @@ static int open_sockets(struct vxlan *v)
 	struct sock_fprog prog = {.len = 1, .filter = &none};
 	if (setsockopt(v->tx_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
 		return -errno;
+	char sink[1];
+	while (recv(v->tx_fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+		/* datagrams queued before the filter: gone */
+	}
+	/* room for a burst's copies (the kernel caps it at wmem_max) */
+	int sndbuf = 4 << 20;
+	setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	int ttl = v->cfg.ttl, tos = v->cfg.tos;
 	if (v->family == AF_INET) {
 		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT;
@@ -382,6 +400,8 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 		rc = -ENOMEM;
 		goto fail;
 	}
+	if (getrandom(&v->seed, sizeof(v->seed), GRND_NONBLOCK) != sizeof(v->seed))
+		v->seed = (uint64_t)now_s() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)v;
 	for (uint32_t b = 0; b < v->nbucket; b++)
 		v->bucket[b] = -1;
 	for (uint32_t i = 0; i < c.max_entries; i++)
@@ -462,12 +482,15 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 	if (got <= 0)
 		return 0;
 	unsigned n = 0, bad = 0, vni = 0, pinned = 0;
-	uint64_t now = now_s();
 	pthread_mutex_lock(&v->lock);
+	uint64_t now = now_s();
 	for (int i = 0; i < got; i++) {
 		uint8_t *b = v->rx_iov[i].iov_base;
 		uint32_t len = v->rx_msg[i].msg_len;
-		if (len < 8 + 14 || !(b[0] & 0x08) || (v->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+		/* flags exactly I, reserved bytes zero: Linux and Open vSwitch
+		 * drop the rest (VXLAN-GPE's next protocol, group policy) */
+		if (len < 8 + 14 || b[0] != 0x08 || b[1] | b[2] | b[3] | b[7] ||
+		    (v->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)) {
 			bad++;
 			continue;
 		}
@@ -481,7 +504,8 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 		else
 			from.v6 = v->rx_from[i].sin6_addr;
 		const uint8_t *src = b + 8 + 6;
-		if (!(src[0] & 1) && !mac_zero(src) && !learn(v, src, &from, now)) {
+		if (!(v->cfg.flags & HS_VXLAN_NO_LEARN) && !(src[0] & 1) && !mac_zero(src) &&
+		    !learn(v, src, &from, now)) {
 			pinned++;
 			continue;
 		}
@@ -613,12 +637,22 @@ static void flush(struct vxlan *v, unsigned m)
 			done += (unsigned)k;
 			continue;
 		}
-		/* the message at `done` failed: count it, go on after it */
 		int e = k < 0 ? errno : EIO;
 		if (e == EINTR)
 			continue;
-		if (e != v->tx_errno && e != EAGAIN && e != ENOBUFS) {
+		if (e == EAGAIN || e == ENOBUFS) {
+			/* no room: the rest would fail one syscall each */
+			ctr_add(&v->send_errors, m - done);
+			for (; done < m; done++)
+				v->tx_fail[v->tx_frame[done]]++;
+			break;
+		}
+		/* the message at `done` failed (its address, say): count it, go
+		 * on after it; logged once per error, and once a second at most */
+		uint64_t now = now_s();
+		if (e != v->tx_errno && now != v->tx_logged_s) {
 			v->tx_errno = e;
+			v->tx_logged_s = now;
 			hs_port_log(v->port, HS_LOG_WARN, "tunnel send failed: %s", strerror(e));
 		}
 		v->tx_fail[v->tx_frame[done]]++;
@@ -643,10 +677,15 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 		/* its VTEPs, copied: the lock may be dropped to send */
 		struct vx_ent *e = (f[0] & 1) ? NULL : ent_find(v, f, NULL);
 		unsigned nd = e ? 1 : v->n_flood;
-		if (e)
+		if (e) {
 			v->tx_dst[0] = e->remote;
-		else if (nd)
-			memcpy(v->tx_dst, v->flood, nd * sizeof(v->flood[0]));
+		} else if (nd) {
+			/* the first VTEP turns: when the socket runs out of room
+			 * mid-list, the same ones do not always go without */
+			unsigned r = v->tx_rot++ % nd;
+			memcpy(v->tx_dst, v->flood + r, (nd - r) * sizeof(v->flood[0]));
+			memcpy(v->tx_dst + (nd - r), v->flood, r * sizeof(v->flood[0]));
+		}
 		if (!nd) {
 			no_vtep++;
 			v->tx_fail[i] = 1;
@@ -673,14 +712,16 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 			v->tx_frame[m] = (int32_t)i;
 			m++;
 		}
-		copies += nd - 1;
 	}
 	pthread_mutex_unlock(&v->lock);
 	flush(v, m);
 	unsigned lost = 0;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		if (v->tx_fail[i] && !v->tx_sent[i])
 			lost++;
+		if (v->tx_sent[i] > 1)
+			copies += v->tx_sent[i] - 1u; /* copies that went */
+	}
 	lost -= no_vtep;
 	ctr_add(&v->no_vtep, no_vtep);
 	ctr_add(&v->replicated, copies);
@@ -732,26 +773,53 @@ const struct hs_backend_ops hs__vxlan_ops = {
 	.counters = vx_counters,
 };
 
-/* ---- the table's API ------------------------------------------------------------- */
+/* ---- the table's API ------------------------------------------------------------- *
+ * Each call goes through hs_port_backend_call, so that a port being
+ * deleted meanwhile (a control plane's thread racing hs_port_del) is
+ * refused instead of its state being used after close.
+ */
 
-static struct vxlan *vx_of(hs_port_t *port)
+/* The least recently seen learned entry, unlinked (lock held), to make
+ * room for a control plane's entry: learned entries are soft state, and
+ * a remote sending junk source MACs must not lock EVPN out. */
+static bool evict_learned(struct vxlan *v)
 {
-	return port ? hs_port_backend_priv(port, &hs__vxlan_ops) : NULL;
+	int32_t *best = NULL;
+	uint64_t oldest = UINT64_MAX;
+	for (uint32_t b = 0; b < v->nbucket; b++)
+		for (int32_t *l = &v->bucket[b]; *l >= 0; l = &v->ent[*l].next) {
+			const struct vx_ent *e = &v->ent[*l];
+			if ((e->flags & HS_VXLAN_FDB_LEARNED) && e->seen_s < oldest) {
+				oldest = e->seen_s;
+				best = l;
+			}
+		}
+	if (!best)
+		return false;
+	ent_unlink(v, best);
+	return true;
 }
 
-int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote, uint32_t flags)
+struct fdb_op {
+	const uint8_t *mac;
+	const char *remote;
+	uint32_t flags;
+	int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e);
+	void *arg;
+	struct hs_vxlan_fdb_entry *snap; /* dump: what was copied */
+	size_t n;
+};
+
+static int fdb_add_cb(void *priv, void *arg)
 {
-	struct vxlan *v = vx_of(port);
-	if (!v)
-		return -ENODEV;
+	struct vxlan *v = priv;
+	const struct fdb_op *op = arg;
 	union vx_addr a;
-	if (!mac || (mac[0] & 1) || parse_addr(v->family, remote, &a) ||
-	    (flags & ~(HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)) ||
-	    (flags == (HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)))
+	if (parse_addr(v->family, op->remote, &a) || addr_eq(v, &a, &v->local))
 		return -EINVAL;
 	int rc = 0;
 	pthread_mutex_lock(&v->lock);
-	if (mac_zero(mac)) {
+	if (mac_zero(op->mac)) {
 		bool have = false;
 		for (unsigned i = 0; i < v->n_flood; i++)
 			have |= addr_eq(v, &v->flood[i], &a);
@@ -760,15 +828,15 @@ int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote, 
 		else if (!have)
 			v->flood[v->n_flood++] = a;
 	} else {
-		struct vx_ent *e = ent_find(v, mac, NULL);
-		if (!e)
-			e = ent_new(v, mac);
+		struct vx_ent *e = ent_find(v, op->mac, NULL);
+		if (!e && !(e = ent_new(v, op->mac)) && op->flags && evict_learned(v))
+			e = ent_new(v, op->mac);
 		if (!e) {
 			rc = -ENOSPC;
 		} else {
 			/* a learned entry becomes what the caller says; a static
 			 * or external one without either flag becomes learned */
-			e->flags = (uint8_t)(flags ? flags : HS_VXLAN_FDB_LEARNED);
+			e->flags = (uint8_t)(op->flags ? op->flags : HS_VXLAN_FDB_LEARNED);
 			e->remote = a;
 			e->seen_s = now_s();
 		}
@@ -777,19 +845,28 @@ int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote, 
 	return rc;
 }
 
-int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
+int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char *remote, uint32_t flags)
 {
-	struct vxlan *v = vx_of(port);
-	if (!v)
-		return -ENODEV;
+	if (!mac || (mac[0] & 1) || !remote ||
+	    (flags & ~(HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)) ||
+	    flags == (HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN))
+		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
+	struct fdb_op op = {.mac = mac, .remote = remote, .flags = flags};
+	return hs_port_backend_call(port, &hs__vxlan_ops, fdb_add_cb, &op);
+}
+
+static int fdb_del_cb(void *priv, void *arg)
+{
+	struct vxlan *v = priv;
+	const struct fdb_op *op = arg;
 	union vx_addr a;
-	if (!mac || (remote && parse_addr(v->family, remote, &a)))
+	if (op->remote && parse_addr(v->family, op->remote, &a))
 		return -EINVAL;
 	int rc = -ENOENT;
 	pthread_mutex_lock(&v->lock);
-	if (mac_zero(mac)) {
+	if (mac_zero(op->mac)) {
 		for (unsigned i = 0; i < v->n_flood;) {
-			if (!remote || addr_eq(v, &v->flood[i], &a)) {
+			if (!op->remote || addr_eq(v, &v->flood[i], &a)) {
 				v->flood[i] = v->flood[--v->n_flood];
 				rc = 0;
 			} else {
@@ -798,8 +875,8 @@ int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
 		}
 	} else {
 		int32_t *link;
-		struct vx_ent *e = ent_find(v, mac, &link);
-		if (e && (!remote || addr_eq(v, &e->remote, &a))) {
+		struct vx_ent *e = ent_find(v, op->mac, &link);
+		if (e && (!op->remote || addr_eq(v, &e->remote, &a))) {
 			ent_unlink(v, link);
 			rc = 0;
 		}
@@ -808,37 +885,81 @@ int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
 	return rc;
 }
 
+int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
+{
+	if (!mac)
+		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
+	struct fdb_op op = {.mac = mac, .remote = remote};
+	return hs_port_backend_call(port, &hs__vxlan_ops, fdb_del_cb, &op);
+}
+
+/* Copies the table (raw entries, formatted after the lock is let go: the
+ * data path waits on it). The copy is sized before locking; a table that
+ * grew meanwhile is sized again. */
+static int fdb_snap_cb(void *priv, void *arg)
+{
+	struct vxlan *v = priv;
+	struct fdb_op *op = arg;
+	for (int tries = 0; tries < 4; tries++) {
+		pthread_mutex_lock(&v->lock);
+		size_t want = v->n_ent + v->n_flood;
+		pthread_mutex_unlock(&v->lock);
+		struct raw {
+			uint8_t mac[6];
+			uint8_t flags;
+			union vx_addr a;
+			uint64_t seen;
+		} *raw = calloc(want ? want : 1, sizeof(*raw));
+		if (!raw)
+			return -ENOMEM;
+		size_t k = 0;
+		pthread_mutex_lock(&v->lock);
+		bool fits = v->n_ent + v->n_flood <= want;
+		for (unsigned i = 0; fits && i < v->n_flood; i++, k++)
+			raw[k] = (struct raw){.flags = HS_VXLAN_FDB_STATIC, .a = v->flood[i]};
+		for (uint32_t b = 0; fits && b < v->nbucket; b++)
+			for (int32_t i = v->bucket[b]; i >= 0; i = v->ent[i].next, k++) {
+				const struct vx_ent *e = &v->ent[i];
+				raw[k] = (struct raw){.flags = e->flags, .a = e->remote,
+						      .seen = e->seen_s};
+				memcpy(raw[k].mac, e->mac, 6);
+			}
+		uint64_t now = now_s();
+		pthread_mutex_unlock(&v->lock);
+		if (!fits) {
+			free(raw);
+			continue;
+		}
+		op->snap = calloc(k ? k : 1, sizeof(*op->snap));
+		if (!op->snap) {
+			free(raw);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < k; i++) {
+			struct hs_vxlan_fdb_entry *e = &op->snap[i];
+			memcpy(e->mac, raw[i].mac, 6);
+			inet_ntop(v->family, &raw[i].a, e->remote, sizeof(e->remote));
+			e->flags = raw[i].flags;
+			e->age_s = (raw[i].flags & HS_VXLAN_FDB_LEARNED) && now > raw[i].seen
+					   ? (uint32_t)(now - raw[i].seen) : 0;
+		}
+		op->n = k;
+		free(raw);
+		return 0;
+	}
+	return -EAGAIN;
+}
+
 int hs_vxlan_fdb_dump(hs_port_t *port, int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
 		      void *arg)
 {
-	struct vxlan *v = vx_of(port);
-	if (!v)
-		return -ENODEV;
 	if (!cb)
-		return -EINVAL;
-	/* a snapshot, so that cb may call back into the table */
-	pthread_mutex_lock(&v->lock);
-	size_t n = v->n_ent + v->n_flood, k = 0;
-	struct hs_vxlan_fdb_entry *s = calloc(n ? n : 1, sizeof(*s));
-	uint64_t now = now_s();
-	for (unsigned i = 0; s && i < v->n_flood; i++, k++) {
-		inet_ntop(v->family, &v->flood[i], s[k].remote, sizeof(s[k].remote));
-		s[k].flags = HS_VXLAN_FDB_STATIC;
-	}
-	for (uint32_t b = 0; s && b < v->nbucket; b++)
-		for (int32_t i = v->bucket[b]; i >= 0; i = v->ent[i].next, k++) {
-			const struct vx_ent *e = &v->ent[i];
-			memcpy(s[k].mac, e->mac, 6);
-			inet_ntop(v->family, &e->remote, s[k].remote, sizeof(s[k].remote));
-			s[k].flags = e->flags;
-			s[k].age_s = (e->flags & HS_VXLAN_FDB_LEARNED) ? (uint32_t)(now - e->seen_s) : 0;
-		}
-	pthread_mutex_unlock(&v->lock);
-	if (!s)
-		return -ENOMEM;
-	int rc = 0;
-	for (size_t i = 0; i < k && !rc; i++)
-		rc = cb(arg, &s[i]);
-	free(s);
+		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
+	struct fdb_op op = {0};
+	int rc = hs_port_backend_call(port, &hs__vxlan_ops, fdb_snap_cb, &op);
+	/* cb runs outside the port's protection: it may call back in */
+	for (size_t i = 0; !rc && i < op.n; i++)
+		rc = cb(arg, &op.snap[i]);
+	free(op.snap);
 	return rc;
 }

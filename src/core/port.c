@@ -705,6 +705,21 @@ void *hs_port_backend_priv(const hs_port_t *port, const struct hs_backend_ops *o
 	return port && ops && port->ops == ops ? port->priv : NULL;
 }
 
+int hs_port_backend_call(hs_port_t *port, const struct hs_backend_ops *ops,
+			 int (*fn)(void *priv, void *arg), void *arg)
+{
+	if (!port || !ops || !fn)
+		return -EINVAL;
+	if (port->ops != ops)
+		return -ENODEV;
+	/* close runs a grace period after `dead` is set: inside this read
+	 * section the private state outlives the call */
+	hs__rcu_enter();
+	int rc = atomic_load(&port->dead) ? -ENODEV : fn(port->priv, arg);
+	hs__rcu_leave();
+	return rc;
+}
+
 uint16_t hs_port_n_queues(const hs_port_t *port)
 {
 	return port ? port->nq : 0;
