@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #     SECONDS_PER_TARGET  default 45 (what CI runs); the long run is
 #                         scripts/fuzz.sh 3600   (an hour each)
-#     TARGET              virtq vu_msg frame tap conf xen_tx xen_xs vu_session (default: all)
+#     TARGET              virtq vu_msg frame tap vxlan conf xen_tx xen_xs vu_session (default: all)
 # Every target's corpus grows in build-fuzz/corpus/NAME (the seeds in
 # tests/fuzz/corpus/NAME are never written); a crash is kept as
 # build-fuzz/crash-NAME-* with the command that reproduces it, and makes
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${1:-45}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(virtq vu_msg frame tap conf xen_tx xen_xs vu_session)
+((${#targets[@]})) || targets=(virtq vu_msg frame tap vxlan conf xen_tx xen_xs vu_session)
 jobs=$(nproc)
 
 missing=()
