@@ -536,6 +536,16 @@ static bool vtep_addr(const char *s, int *family, char out[INET6_ADDRSTRLEN])
 	return inet_ntop(*family, a, out, INET6_ADDRSTRLEN) != NULL;
 }
 
+bool hsd_remotes_next(const char **q, char out[64])
+{
+	if (!*q || !**q)
+		return false;
+	size_t k = strcspn(*q, ",");
+	snprintf(out, 64, "%.*s", (int)k, *q);
+	*q += k + ((*q)[k] == ',');
+	return true;
+}
+
 /* "remotes": a list of VTEP addresses of the local address's family. */
 static int get_remotes(const struct src *s, struct hsd_port_conf *p, int family)
 {
@@ -563,14 +573,13 @@ static int get_remotes(const struct src *s, struct hsd_port_conf *p, int family)
 				    family == AF_INET ? "IPv4" : "IPv6");
 		}
 		/* each once */
-		for (const char *q = all; *q;) {
-			size_t k = strcspn(q, ",");
-			if (k == strlen(a) && !strncmp(q, a, k)) {
+		const char *q = all;
+		char seen[64];
+		while (hsd_remotes_next(&q, seen))
+			if (!strcmp(seen, a)) {
 				free(all);
 				return fail(s, "remotes", "%s is there twice", a);
 			}
-			q += k + (q[k] == ',');
-		}
 		len += (size_t)snprintf(all + len, cap - len, "%s%s", len ? "," : "", a);
 	}
 	free(p->remotes);
@@ -733,17 +742,13 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		if (src_type(s, "remotes") != V_ABSENT || (p->remotes && local)) {
 			/* a new local address: the list is checked again */
 			if (src_type(s, "remotes") == V_ABSENT) {
-				char *old = p->remotes;
-				for (char *q = old; q && *q;) {
-					size_t k = strcspn(q, ",");
-					char item[INET6_ADDRSTRLEN];
-					int f;
-					snprintf(item, sizeof(item), "%.*s", (int)k, q);
+				const char *q = p->remotes;
+				char item[64];
+				int f;
+				while (hsd_remotes_next(&q, item))
 					if (!vtep_addr(item, &f, a) || f != family)
 						return fail(s, "remotes", "%s is not of the local "
 							    "address's family", item);
-					q += k + (q[k] == ',');
-				}
 			} else if ((rc = get_remotes(s, p, family))) {
 				return rc;
 			}
@@ -1030,11 +1035,10 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			p->vcpu_state));
 	} else if (p->type == HSD_VXLAN) {
 		json_t *r = json_array();
-		for (const char *q = p->remotes; r && q && *q;) {
-			size_t k = strcspn(q, ",");
-			json_array_append_new(r, json_stringn(q, k));
-			q += k + (q[k] == ',');
-		}
+		const char *q = p->remotes;
+		char item[64];
+		while (r && hsd_remotes_next(&q, item))
+			json_array_append_new(r, json_string(item));
 		json_object_update_new(o, json_pack("{s:s, s:I, s:o, s:i, s:i, s:i, s:i, s:I, s:I, "
 			"s:i, s:i, s:b, s:b, s:b}", "local", p->local, "vni", (json_int_t)p->vni,
 			"remotes", r, "dst_port", (int)p->dst_port, "src_port_min",

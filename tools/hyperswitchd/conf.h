@@ -58,6 +58,10 @@ struct hsd_port_conf {
 	bool remote_learning, udp_csum, df;
 };
 
+/* The next address of a vxlan port's remotes: walks *q (NULL or "a,b")
+ * and copies each into out; false at the end. */
+bool hsd_remotes_next(const char **q, char out[64]);
+
 /* "vhost-user", "tap", "xen", "vxlan" */
 const char *hsd_port_type_name(enum hsd_port_type t);
 

@@ -141,16 +141,13 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 	rc = hs_port_add(d->sw, &c, &p->port);
 	/* a vxlan port's flood list */
 	static const uint8_t flood[6];
-	for (const char *q = pc->remotes; !rc && pc->type == HSD_VXLAN && q && *q;) {
-		size_t k = strcspn(q, ",");
-		char a[64];
-		snprintf(a, sizeof(a), "%.*s", (int)k, q);
+	const char *q = pc->type == HSD_VXLAN ? pc->remotes : NULL;
+	char a[64];
+	while (!rc && hsd_remotes_next(&q, a))
 		if ((rc = hs_vxlan_fdb_add(p->port, flood, a, 0))) {
 			hs_port_del(p->port);
 			p->port = NULL;
 		}
-		q += k + (q[k] == ',');
-	}
 	if (rc) {
 		snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
 			 pc->type == HSD_XEN ? " (a xen port needs the switch to run in a Xen "
