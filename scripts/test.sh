@@ -48,9 +48,13 @@ ctest_run() { # dir label [ctest args...]
   # LastTest.log between "<N>/<M> Testing: NAME" and the next such line.
   local t
   for t in $(echo "$out" | sed -n 's/^[[:space:]]*[0-9]* - \([a-z_]*\) (\(Failed\|Timeout\|SEGFAULT\|Subprocess aborted\|Exception\|Not Run\|Child aborted\)).*/\1/p'); do
-    fail_out+="---- $2: $t (last 60 lines of its output) ----"$'\n'
-    fail_out+="$(awk -v t="$t" '/^[0-9]+\/[0-9]+ Testing: / { on = ($3 == t) } on' \
-                 "$1/Testing/Temporary/LastTest.log" 2>/dev/null | tail -n 60)"$'\n'
+    local tout
+    tout=$(awk -v t="$t" '/^[0-9]+\/[0-9]+ Testing: / { on = ($3 == t) } on' \
+           "$1/Testing/Temporary/LastTest.log" 2>/dev/null)
+    # The lines that say why first (a truncated log keeps them), then the end.
+    fail_out+="---- $2: $t (why, then the last 60 lines of its output) ----"$'\n'
+    fail_out+="$(echo "$tout" | grep -E 'FAIL|Kernel panic|BUG:|Oops|Sanitizer|Assertion|exited with' | head -n 20)"$'\n'
+    fail_out+="$(echo "$tout" | tail -n 60)"$'\n'
   done
   [ "$rc" = 0 ] || [ "$fails" != 0 ] || failed=$((failed + 1))
 }

@@ -20,6 +20,7 @@ fail() {
 	for f in "$work"/*.log "$work"/*.qemu; do
 		[ -s "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }
 	done
+	echo "FAIL: $*"
 	exit 1
 }
 

@@ -7,6 +7,11 @@
                              prints one JSON object: status, total_ms,
                              downtime_ms, setup_ms, ram_mb, dirty_pages_rate
   qmp.py SOCK status         prints the VM's run state
+  qmp.py SOCK wait-status STATE SECONDS
+                             waits until the run state is STATE
+  qmp.py SOCK pmemsave FILE BYTES
+                             writes guest physical memory [0, BYTES) to FILE
+  qmp.py SOCK cont           resumes a paused VM
   qmp.py SOCK quit           ends the QEMU process
 Exits 1 when the command fails (the migration did not complete).
 """
@@ -55,6 +60,16 @@ def main():
     what = sys.argv[2]
     if what == "status":
         print(q.cmd("query-status")["status"])
+    elif what == "wait-status":
+        end = time.time() + float(sys.argv[4])
+        while q.cmd("query-status")["status"] != sys.argv[3]:
+            if time.time() > end:
+                sys.exit(f"not {sys.argv[3]} after {sys.argv[4]} s")
+            time.sleep(0.1)
+    elif what == "pmemsave":
+        q.cmd("pmemsave", val=0, size=int(sys.argv[4]), filename=sys.argv[3])
+    elif what == "cont":
+        q.cmd("cont")
     elif what == "quit":
         try:
             q.cmd("quit")

@@ -9,8 +9,10 @@
 # completes, the stream arrives whole (md5 compared) at the migrated
 # guest (b's reader pauses during the migration, so the frames that
 # arrive then stay in the pages the switch wrote: without their dirty
-# bits the migrated guest reads stale bytes), the forwarding table points b's MAC at vhu2 within a second of
-# the switch-over, and the switch counted pages. Reported (one MIGRATION
+# bits the migrated guest reads stale bytes), the destination's memory
+# equals the source's page for page before the destination runs (-S), the
+# forwarding table points b's MAC at vhu2 within a second of the
+# switch-over, and the switch counted pages. Reported (one MIGRATION
 # line per pass): QEMU's downtime and total time, pings lost (50 ms each),
 # the switch's drop counters.
 # Passes: split ring with the guest announcing itself (GUEST_ANNOUNCE),
@@ -51,16 +53,25 @@ guest_kit
 
 bytes=$((8 << 20))
 mac_b=52:54:00:00:00:02
+# Guest RAM: 128 MiB and 8 KiB. QEMU before 9.0 loses guest stores under
+# TCG while it migrates a RAM block whose size is a multiple of 256 KiB:
+# its dirty bitmap's fast path clears bits without resetting the TCG TLB
+# (fixed upstream by "physmem: Fix migration dirty bitmap coherency with
+# TCG memory access", 2024). Debian 12's 7.2 has that path: the migrated
+# guest then crashed in about one run of six here (pages of its kernel
+# that the switch never wrote differed, checked with the memory compare
+# below); with a size off that multiple, 0 of 20.
+mem_k=131080
 
 # guest NAME SOCKET MAC ROLE IP PEER [EXTRA QEMU ARGS...] (DEV from the pass)
 guest() {
 	local name=$1 sock=$2 mac=$3 role=$4 ip=$5 peer=$6
 	shift 6
 	# b's reader stops after 2 MiB for 10 s: the migration runs then
-	qemu-system-x86_64 -accel tcg -m 128 -smp 1 -display none -monitor none \
+	qemu-system-x86_64 -accel tcg -m "${mem_k}K" -smp 1 -display none -monitor none \
 		-no-reboot -kernel "$kernel" -initrd "$work/initrd.gz" \
 		-append "console=ttyS0 panic=-1 quiet hs.role=$role hs.ip=$ip hs.peer=$peer hs.bytes=$bytes hs.pace=0.1 hs.pause=2097152:10" \
-		-object memory-backend-memfd,id=mem,size=128M,share=on -numa node,memdev=mem \
+		-object "memory-backend-memfd,id=mem,size=${mem_k}K,share=on" -numa node,memdev=mem \
 		-chardev "socket,id=c0,path=$sock,reconnect=1" -netdev "vhost-user,id=n0,chardev=c0" \
 		-device "virtio-net-pci,netdev=n0,mac=$mac,vectors=0$dev" \
 		-qmp "unix:$work/$name.qmp,server=on,wait=off" \
@@ -184,9 +195,11 @@ run_pass() {
 	guest gb "$work/b.sock" $mac_b server 10.0.0.2 10.0.0.1
 	local gb=$!
 	guest ga "$work/a.sock" 52:54:00:00:00:01 stream 10.0.0.1 10.0.0.2
-	# the destination waits for the guest's state on a unix socket
+	# the destination waits for the guest's state on a unix socket and
+	# stays stopped after it (-S) until its memory was compared
 	[ "$name" = restart ] ||
-		guest gb2 "$work/c.sock" $mac_b server 10.0.0.2 10.0.0.1 -incoming "unix:$work/mig.sock"
+		guest gb2 "$work/c.sock" $mac_b server 10.0.0.2 10.0.0.1 -incoming "unix:$work/mig.sock" -S
+	local gb2=$!
 	wait_for "$work/ga.log" "HS-STREAM-START" 180 || fail "$name: the stream did not start"
 	wait_for "$work/ga.log" "HS-CHUNKS 16" 60 || fail "$name: the stream does not flow"
 	# b's reader pauses: frames now stay unread in the pages the switch
@@ -211,9 +224,13 @@ run_pass() {
 	# migrated guest finds stale used rings and stale frames)
 	res=$("$qmp" "$work/gb.qmp" migrate "unix:$work/mig.sock" 24 2>"$work/qmp.err") ||
 		fail "$name: migration failed: $res $(cat "$work/qmp.err")"
+	echo "$name: migration done in $((SECONDS - t0)) s: $res"
+	# (HS_MIG_MEMCMP=0 leaves the compare out: its pause costs pings,
+	# which bench/migration.sh counts)
+	[ "${HS_MIG_MEMCMP:-1}" = 0 ] || same_memory "$name"
+	"$qmp" "$work/gb2.qmp" cont || fail "$name: the migrated guest does not start"
 	local mark=0
 	[ "$sw" = hyperswitch ] && mark=$(wc -l <"$work/vswitch.log")
-	echo "$name: migration done in $((SECONDS - t0)) s: $res"
 	# Right after the switch-over the table points b's MAC at vhu2 (the
 	# counters and table are printed every second).
 	local end=$((SECONDS + 3)) moved=0
@@ -225,10 +242,36 @@ run_pass() {
 		sleep 0.1
 	done
 	[ $moved = 1 ] || fail "$name: the forwarding table did not move $mac_b to vhu2"
-	[ "$("$qmp" "$work/gb2.qmp" status)" = running ] || fail "$name: the migrated guest is not running"
+	local st
+	st=$("$qmp" "$work/gb2.qmp" status 2>/dev/null)
+	if [ "$st" != running ]; then
+		# QEMU -no-reboot exits quietly when the guest panics or resets
+		kill -0 "$gb2" 2>/dev/null || { wait "$gb2"; st="exited with status $?"; }
+		fail "$name: the migrated guest is not running (${st:-no answer}): $(grep -E 'panic|BUG|Oops|RIP' "$work/gb2.log" | head -n 5)"
+	fi
 	"$qmp" "$work/gb.qmp" quit 2>/dev/null
 	wait "$gb" 2>/dev/null
 	finish_pass "$name" gb2 "$res" "$c_opt"
+}
+
+# same_memory NAME: the destination holds every page of the source: the
+# source is stopped after the switch-over, the destination not started
+# yet, so any page that differs is one the migration left behind, e.g. a
+# page the switch wrote without marking it in the dirty log (the stream
+# check alone misses a frame the guest had not read yet, or a used ring
+# entry it reads again).
+same_memory() {
+	"$qmp" "$work/gb2.qmp" wait-status paused 30 ||
+		fail "$1: the destination did not load the guest"
+	local bytes=$((mem_k * 1024)) out
+	"$qmp" "$work/gb.qmp" pmemsave "$work/src.mem" $bytes &&
+		"$qmp" "$work/gb2.qmp" pmemsave "$work/dst.mem" $bytes ||
+		fail "$1: cannot read the guests' memory"
+	out=$("$src/tests/interop/memdiff.py" "$work/src.mem" "$work/dst.mem")
+	local rc=$?
+	rm -f "$work/src.mem" "$work/dst.mem"
+	[ $rc = 0 ] || fail "$1: the migrated guest's memory differs: $(echo "$out" | tail -n 9 | tr '\n' ';')"
+	echo "$1: destination memory identical to the source (${mem_k} KiB)"
 }
 
 # finish_pass NAME RECEIVER RESULT PORT_OPTS: the stream arrived whole at
