@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build-aarch64}
 build_only=${2:-}
 pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libuv1-dev:arm64
-      liburcu-dev:arm64 check:arm64 pkg-config cmake)
+      liburcu-dev:arm64 check:arm64 libmnl-dev:arm64 pkg-config cmake)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check libconfig-dev libjansson-dev
-      libpcap-dev
+      libpcap-dev libmnl-dev
       libsystemd-dev libmicrohttpd-dev libxen-dev)
 case "${1:-build}" in
 build) ;;

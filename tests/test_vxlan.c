@@ -599,6 +599,114 @@ START_TEST(table_calls_racing_port_deletion_are_refused)
 }
 END_TEST
 
+struct flood_find {
+	const char *remote;
+	int n;
+};
+
+static int flood_cb(void *arg, const struct hs_vxlan_fdb_entry *e)
+{
+	struct flood_find *f = arg;
+	if (!memcmp(e->mac, zero_mac, 6) && !strcmp(e->remote, f->remote))
+		f->n++;
+	return 0;
+}
+
+/* whether remote is in port p's flood list */
+static bool in_flood(hs_port_t *p, const char *remote)
+{
+	struct flood_find f = {remote, 0};
+	ck_assert_int_eq(hs_vxlan_fdb_dump(p, flood_cb, &f), 0);
+	return f.n == 1;
+}
+
+static void sh(const char *cmd)
+{
+	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+}
+
+/* The table follows a Linux vxlan device's FDB over rtnetlink, as FRR's
+ * zebra and `bridge fdb` program it: the entries it holds when following
+ * starts, then its changes; only what it may take (this VNI, this port,
+ * not the device's own learning). The device stays down: no socket of
+ * its own on 4789, which this port binds. */
+START_TEST(the_table_follows_a_kernel_vxlan_fdb)
+{
+#ifdef HS_TEST_EMULATED
+	fprintf(stderr, "skipped: qemu-user does not translate rtnetlink neighbour messages\n");
+	return;
+#endif
+	NEED_NETNS();
+	sh("ip link add vx0 type vxlan id 42 dstport 4789 local 127.0.0.1 nolearning && "
+	   "bridge fdb append 00:00:00:00:00:00 dev vx0 dst 127.0.0.2 && "
+	   "bridge fdb add 02:00:00:00:00:11 dev vx0 dst 127.0.0.3 && "
+	   "bridge fdb add 02:00:00:00:00:12 dev vx0 dst 127.0.0.4 extern_learn && "
+	   "bridge fdb add 02:00:00:00:00:13 dev vx0 dst 127.0.0.5 port 4790 && "
+	   "bridge fdb add 02:00:00:00:00:14 dev vx0 dst 127.0.0.6 static && "
+	   "ip link add vx1 type vxlan id 43 dstport 4789 local 127.0.0.1");
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	uint8_t m11[6] = {2, 0, 0, 0, 0, 0x11}, m12[6] = {2, 0, 0, 0, 0, 0x12},
+		m13[6] = {2, 0, 0, 0, 0, 0x13}, m14[6] = {2, 0, 0, 0, 0, 0x14},
+		m15[6] = {2, 0, 0, 0, 0, 0x15};
+	/* what cannot be followed */
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, "nosuchdev"), -ENODEV);
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, "lo"), -EINVAL);  /* not vxlan */
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, "vx1"), -EINVAL); /* VNI 43 */
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, ""), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_follow(a.m, "vx0"), -ENODEV);  /* not a vxlan port */
+	/* what the device held: in the table on return */
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, "vx0"), 0);
+	ck_assert_int_eq(hs_vxlan_follow(a.vx, "vx0"), -EBUSY);
+	uint32_t fl = 0;
+	ck_assert(in_flood(a.vx, "127.0.0.2"));
+	ck_assert_str_eq(where(a.vx, m11, &fl), "127.0.0.3");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_STATIC);
+	ck_assert_str_eq(where(a.vx, m12, &fl), "127.0.0.4");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_EXTERN);
+	ck_assert_str_eq(where(a.vx, m13, NULL), ""); /* UDP port 4790 */
+	ck_assert_str_eq(where(a.vx, m14, &fl), "127.0.0.6");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_STATIC);
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_added"), 4);
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_skipped"), 1);
+	/* changes follow: an add, a move, a delete, a flood VTEP */
+	sh("bridge fdb add 02:00:00:00:00:15 dev vx0 dst 127.0.0.7 extern_learn && "
+	   "bridge fdb replace 02:00:00:00:00:11 dev vx0 dst 127.0.0.8 && "
+	   "bridge fdb del 02:00:00:00:00:12 dev vx0 && "
+	   "bridge fdb append 00:00:00:00:00:00 dev vx0 dst 127.0.0.9");
+	ck_assert(TH_WAIT(!strcmp(where(a.vx, m15, NULL), "127.0.0.7") &&
+			  !strcmp(where(a.vx, m11, NULL), "127.0.0.8") &&
+			  !where(a.vx, m12, NULL)[0] && in_flood(a.vx, "127.0.0.9"), 3000));
+	/* and the data path uses them: a frame for m15 goes to its VTEP */
+	int v7 = fake_vtep(AF_INET, "127.0.0.7");
+	static uint8_t f[200], d[300];
+	uint8_t src[6];
+	th_mac(src, 1);
+	size_t n = th_frame(f, m15, src, -1, 100, 1);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	ck_assert_int_eq(fake_read(v7, d, sizeof(d), NULL), (int)(8 + n));
+	ck_assert_mem_eq(d + 8, f, n);
+	close(v7);
+	/* a flood VTEP deleted; an entry added through the API is not the
+	 * follower's to delete */
+	uint8_t m16[6] = {2, 0, 0, 0, 0, 0x16};
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m16, "127.0.0.10", HS_VXLAN_FDB_STATIC), 0);
+	sh("bridge fdb del 00:00:00:00:00:00 dev vx0 dst 127.0.0.2 && "
+	   "bridge fdb add 02:00:00:00:00:16 dev vx0 dst 127.0.0.11 && "
+	   "bridge fdb del 02:00:00:00:00:16 dev vx0");
+	ck_assert(TH_WAIT(!in_flood(a.vx, "127.0.0.2") &&
+			  backend_ctr(a.vx, "follow_removed") >= 3, 3000));
+	ck_assert(in_flood(a.vx, "127.0.0.9"));
+	/* the device's replace of m16 took it over; its delete removed it */
+	ck_assert_str_eq(where(a.vx, m16, NULL), "");
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_errors"), 0);
+	/* the device going away ends nothing here: its entries go with it */
+	sh("ip link del vx0");
+	ck_assert(TH_WAIT(!where(a.vx, m15, NULL)[0] && !in_flood(a.vx, "127.0.0.9"), 3000));
+	side_down(&a); /* the follower goes with the port */
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -615,6 +723,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, reserved_bits_are_refused);
 	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);
+	tcase_add_test(tc, the_table_follows_a_kernel_vxlan_fdb);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -111,6 +111,27 @@ HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
 				int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
 				void *arg);
 
+/* Follows the FDB of the Linux vxlan device `ifname` (in the calling
+ * thread's network namespace) over rtnetlink, so that `bridge fdb`
+ * commands and FRR's zebra (BGP EVPN) program this port as they program
+ * the kernel's device. Its entries of this port's VNI go into the table:
+ * NTF_EXT_LEARNED ones (zebra's remote MACs) as HS_VXLAN_FDB_EXTERN,
+ * permanent or static ones (`bridge fdb add MAC dev DEV dst IP`) as
+ * HS_VXLAN_FDB_STATIC, the all-zeros MAC to the flood list; the entries
+ * the device learned from its own traffic are not taken, nor those of
+ * another address family or UDP port (counted: follow_skipped). On
+ * return the table holds the device's entries; later changes follow on
+ * the switch's loop, and what the device deletes is deleted here (only
+ * what the follower added). A lost notification (the socket overflowed)
+ * makes it read the whole FDB again (follow_resyncs). The device may be
+ * down: it then holds no UDP socket, and this port may own the VTEP's.
+ * The device must carry this port's VNI, or be an external (collect
+ * metadata) one whose entries name their VNI.
+ * One device per port, for the port's life: -EBUSY for a second call.
+ * -ENODEV (no such device, or not a vxlan port), -EINVAL (not a vxlan
+ * device, or another VNI), or a netlink error. Any thread. */
+HS_EXTERN int hs_vxlan_follow(hs_port_t *port, const char *ifname);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,6 +44,7 @@
 
 #include "backends.h"
 #include "hyperswitch/vxlan.h"
+#include "vxlan_follow.h"
 
 #define VX_HDRS 16            /* UDP 8 + VXLAN 8 */
 #define VX_BURST 64           /* receive buffers per queue: one burst */
@@ -89,6 +90,8 @@ struct vxlan {
 	union vx_addr flood[VX_FLOOD_MAX];
 	unsigned n_flood;
 	hs_timer_t *age_t;
+	struct vx_follow *follow; /* a Linux vxlan device's FDB, under lock */
+	bool follow_opening;
 	/* tunnel -> switch (the ingress owner) */
 	uint8_t *rx_area;       /* VX_BURST buffers of rx_buf bytes */
 	uint32_t rx_buf;
@@ -445,6 +448,11 @@ static int vx_start(void *priv)
 static void vx_stop(void *priv)
 {
 	struct vxlan *v = priv;
+	pthread_mutex_lock(&v->lock);
+	struct vx_follow *fol = v->follow;
+	v->follow = NULL;
+	pthread_mutex_unlock(&v->lock);
+	vx_follow_close(fol); /* its watch first: it changes the table */
 	hs_port_set_queue_fd(v->port, 0, HS_EV_KICK, -1);
 	if (v->age_t)
 		hs_timer_del(v->age_t);
@@ -454,6 +462,7 @@ static void vx_stop(void *priv)
 static void vx_close(void *priv)
 {
 	struct vxlan *v = priv;
+	vx_follow_close(v->follow); /* never started */
 	if (v->rx_fd >= 0)
 		close(v->rx_fd);
 	if (v->tx_fd >= 0)
@@ -756,6 +765,10 @@ static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	pthread_mutex_unlock(&v->lock);
 	cb(arg, "entries", ne);
 	cb(arg, "flood_vteps", nf);
+	pthread_mutex_lock(&v->lock);
+	if (v->follow)
+		vx_follow_counters(v->follow, cb, arg);
+	pthread_mutex_unlock(&v->lock);
 }
 
 const struct hs_backend_ops hs__vxlan_ops = {
@@ -962,4 +975,50 @@ int hs_vxlan_fdb_dump(hs_port_t *port, int (*cb)(void *arg, const struct hs_vxla
 		rc = cb(arg, &op.snap[i]);
 	free(op.snap);
 	return rc;
+}
+
+/* ---- following a Linux vxlan device's FDB (vxlan_follow.c) ---------------------- */
+
+static int follow_apply(void *arg, bool add, const uint8_t mac[6], const char *remote,
+			uint32_t flags)
+{
+	struct fdb_op op = {.mac = mac, .remote = remote, .flags = flags};
+	return add ? fdb_add_cb(arg, &op) : fdb_del_cb(arg, &op);
+}
+
+/* In the port's RCU read section (hs_port_backend_call): nothing here
+ * waits for the loop, whose callbacks may be waiting for a grace period
+ * (a watch is only deleted when the port stops, outside it). */
+static int follow_cb(void *priv, void *arg)
+{
+	struct vxlan *v = priv;
+	pthread_mutex_lock(&v->lock);
+	bool busy = v->follow || v->follow_opening;
+	v->follow_opening = true;
+	pthread_mutex_unlock(&v->lock);
+	if (busy)
+		return -EBUSY;
+	struct vx_follow_config c = {
+		.ifname = arg,
+		.vni = v->cfg.vni,
+		.dst_port = v->cfg.dst_port,
+		.family = v->family,
+		.max = v->cfg.max_entries + VX_FLOOD_MAX,
+		.apply = follow_apply,
+		.arg = v,
+	};
+	struct vx_follow *f = NULL;
+	int rc = vx_follow_open(v->port, &c, &f);
+	pthread_mutex_lock(&v->lock);
+	v->follow = f;
+	v->follow_opening = false;
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+int hs_vxlan_follow(hs_port_t *port, const char *ifname)
+{
+	if (!ifname || !ifname[0] || strlen(ifname) >= 16)
+		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
+	return hs_port_backend_call(port, &hs__vxlan_ops, follow_cb, (void *)ifname);
 }

@@ -63,7 +63,7 @@ cleanup() {
 		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 		ip netns del "$n" 2>/dev/null
 	done
-	for t in "${tap[@]}" "hsd${id}d"; do ip link del "$t" 2>/dev/null; done
+	for t in "${tap[@]}" "hsd${id}d" "hsd${id}x"; do ip link del "$t" 2>/dev/null; done
 	rm -rf "$work" /dev/hugepages/hsd-tp-* 2>/dev/null
 }
 trap cleanup EXIT
@@ -333,6 +333,31 @@ grep -q "VTEP (local, dst_port) is the same as port v9" "$work/err.txt" ||
 expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=7 remotes=::1
 grep -q "not a unicast IPv4 address" "$work/err.txt" || fail "a mixed flood list: $(cat "$work/err.txt")"
 expect_rc 0 port del v9
+# a vxlan port following a Linux vxlan device's FDB (kept down: it holds
+# no socket); a device that is not there is refused with the reason
+vx=hsd${id}x
+ip link add "$vx" type vxlan id 4243 dstport 47892 local 127.0.0.1 nolearning ||
+	fail "cannot create a vxlan device"
+bridge fdb append 00:00:00:00:00:00 dev "$vx" dst 127.0.0.5 &&
+	bridge fdb add 02:00:00:00:00:31 dev "$vx" dst 127.0.0.6 extern_learn ||
+	fail "cannot program $vx's FDB"
+expect_rc 1 port add v7 vxlan local=127.0.0.1 vni=4243 dst_port=47892 follow=hsdnosuch
+grep -q "following the FDB of hsdnosuch" "$work/err.txt" ||
+	fail "following a missing device: $(cat "$work/err.txt")"
+expect_rc 0 port add v7 vxlan local=127.0.0.1 vni=4243 dst_port=47892 follow="$vx"
+bridge fdb add 02:00:00:00:00:32 dev "$vx" dst 127.0.0.7
+end=$((SECONDS + 5))
+until hsctl --json stats v7 >"$work/v7.json" &&
+	[ "$(json 'r["ports"][0]["backend"]["follow_added"]' <"$work/v7.json")" = 3 ]; do
+	[ $SECONDS -lt $end ] || fail "v7 did not take $vx's entries: $(cat "$work/v7.json")"
+	sleep 0.2
+done
+[ "$(json 'r["ports"][0]["backend"]["flood_vteps"]' <"$work/v7.json")" = 1 ] ||
+	fail "v7's flood list: $(cat "$work/v7.json")"
+hsctl show v7 >"$work/show-v7.txt" 2>&1
+grep -q "follows $vx" "$work/show-v7.txt" || fail "show does not say what v7 follows: $(cat "$work/show-v7.txt")"
+expect_rc 0 port del v7
+ip link del "$vx"
 
 say "raw protocol: hostile requests"
 python3 - "$sock" <<'EOF' || fail "the protocol checks failed"

@@ -132,6 +132,8 @@ static void print_peer(FILE *f, const json_t *port)
 								       : ", offload", f);
 	} else if (type && !strcmp(type, "vxlan")) {
 		fprintf(f, "VTEP %s VNI %s", F("local", b1), F("vni", b2));
+		if (json_is_string(json_object_get(peer, "follow")))
+			fprintf(f, ", follows %s", F("follow", b1));
 	} else if (type && !strcmp(type, "xen")) {
 		fprintf(f, "domain %s vif %s", F("domid", b1), F("devid", b2));
 		fputs(json_is_true(json_object_get(peer, "connected")) ? ", connected"

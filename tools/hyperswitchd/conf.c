@@ -428,7 +428,7 @@ static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queue
 static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
 					 "src_port_min", "src_port_max", "underlay_mtu",
 					 "ageing_s", "max_entries", "ttl", "tos",
-					 "remote_learning", "udp_csum", "df"};
+					 "remote_learning", "udp_csum", "df", "follow"};
 
 const char *hsd_port_type_name(enum hsd_port_type t)
 {
@@ -703,9 +703,10 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 			return fail(s, "domid", "the guest cannot be the back-end's own domain %u",
 				    p->domid);
 	} else if (p->type == HSD_VXLAN) {
-		const char *local = NULL;
+		const char *local = NULL, *follow = NULL;
 		bool has_vni = src_type(s, "vni") != V_ABSENT;
 		if ((rc = get_str(s, "local", INET6_ADDRSTRLEN - 1, &local)) ||
+		    (rc = get_str(s, "follow", 15, &follow)) ||
 		    (rc = get_u32(s, "vni", 1, 0xffffff, &p->vni)) ||
 		    (rc = get_u16(s, "dst_port", 1, 65535, &p->dst_port)) ||
 		    (rc = get_u16(s, "src_port_min", 1, 65535, &p->src_port_min)) ||
@@ -719,6 +720,11 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_bool(s, "udp_csum", &p->udp_csum)) ||
 		    (rc = get_bool(s, "df", &p->df)))
 			return rc;
+		if (follow) {
+			free(p->follow);
+			if (!(p->follow = strdup(follow)))
+				return -ENOMEM;
+		}
 		int family = 0;
 		char a[INET6_ADDRSTRLEN];
 		if (local) {
@@ -882,6 +888,7 @@ void hsd_port_conf_free(struct hsd_port_conf *p)
 	free(p->ifname);
 	free(p->local);
 	free(p->remotes);
+	free(p->follow);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -895,6 +902,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	d->ifname = dup_or_null(s->ifname);
 	d->local = dup_or_null(s->local);
 	d->remotes = dup_or_null(s->remotes);
+	d->follow = dup_or_null(s->follow);
 	d->trunks = NULL;
 	if (s->n_trunks) {
 		d->trunks = malloc(s->n_trunks * sizeof(*d->trunks));
@@ -904,7 +912,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	if (!d->name || (s->path && !d->path) || (s->ifname && !d->ifname) ||
 	    (s->socket_owner && !d->socket_owner) || (s->socket_group && !d->socket_group) ||
 	    (s->n_trunks && !d->trunks) || (s->local && !d->local) ||
-	    (s->remotes && !d->remotes)) {
+	    (s->remotes && !d->remotes) || (s->follow && !d->follow)) {
 		hsd_port_conf_free(d);
 		return -ENOMEM;
 	}
@@ -958,6 +966,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(!str_eq(a->local, b->local), "local");
 		D(a->vni != b->vni, "vni");
 		D(!str_eq(a->remotes, b->remotes), "remotes");
+		D(!str_eq(a->follow, b->follow), "follow");
 		D(a->dst_port != b->dst_port, "dst_port");
 		D(a->src_port_min != b->src_port_min, "src_port_min");
 		D(a->src_port_max != b->src_port_max, "src_port_max");

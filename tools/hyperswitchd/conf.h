@@ -52,6 +52,7 @@ struct hsd_port_conf {
 	/* vxlan */
 	char *local;                 /* the VTEP address, normalised */
 	char *remotes;               /* the flood list: addresses, ',' between */
+	char *follow;                /* a Linux vxlan device whose FDB it follows */
 	uint32_t vni, ageing_s, max_entries;
 	uint16_t dst_port, src_port_min, src_port_max, underlay_mtu;
 	uint16_t ttl, tos;

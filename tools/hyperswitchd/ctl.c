@@ -206,6 +206,8 @@ static json_t *port_json(struct hsd_port *p)
 	} else if (c->type == HSD_VXLAN) {
 		peer = json_pack("{s:s, s:I, s:i}", "local", c->local, "vni", (json_int_t)c->vni,
 				 "dst_port", (int)c->dst_port);
+		if (peer && c->follow)
+			json_object_set_new(peer, "follow", json_string(c->follow));
 	} else {
 		const char *ifn = hs_tap_ifname(p->port);
 		peer = json_pack("{s:s, s:b}", "ifname", ifn ? ifn : c->ifname, "offload",

@@ -144,15 +144,23 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 	const char *q = pc->type == HSD_VXLAN ? pc->remotes : NULL;
 	char a[64];
 	while (!rc && hsd_remotes_next(&q, a))
-		if ((rc = hs_vxlan_fdb_add(p->port, flood, a, 0))) {
-			hs_port_del(p->port);
-			p->port = NULL;
-		}
+		rc = hs_vxlan_fdb_add(p->port, flood, a, 0);
+	/* and the Linux vxlan device whose FDB it follows */
+	bool following = !rc && pc->type == HSD_VXLAN && pc->follow;
+	if (following)
+		rc = hs_vxlan_follow(p->port, pc->follow);
+	if (rc && p->port) {
+		hs_port_del(p->port);
+		p->port = NULL;
+	}
 	if (rc) {
-		snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
+		snprintf(err, errlen, "port %s: %s%s%s", pc->name, hs_strerror(rc),
 			 pc->type == HSD_XEN ? " (a xen port needs the switch to run in a Xen "
 					       "domain: the daemon's log says what was missing)"
-					     : "");
+			 : following ? " (following the FDB of " : "",
+			 following ? pc->follow : "");
+		if (following)
+			snprintf(err + strlen(err), errlen - strlen(err), ")");
 		hsd_port_conf_free(&p->conf);
 		return rc;
 	}
@@ -161,8 +169,9 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		hsd_log(HS_LOG_INFO, "port %s added (xen: domain %u vif %u)", pc->name, pc->domid,
 			pc->devid);
 	else if (pc->type == HSD_VXLAN)
-		hsd_log(HS_LOG_INFO, "port %s added (vxlan: VTEP %s, VNI %u)", pc->name, pc->local,
-			pc->vni);
+		hsd_log(HS_LOG_INFO, "port %s added (vxlan: VTEP %s, VNI %u%s%s)", pc->name,
+			pc->local, pc->vni, pc->follow ? ", following " : "",
+			pc->follow ? pc->follow : "");
 	else
 		hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
 			hsd_port_type_name(pc->type),

@@ -1,0 +1,496 @@
+/*
+ * vxlan_follow.c - a vxlan port's table following a Linux vxlan device's
+ * FDB over rtnetlink (libmnl), in the semantics FRR's zebra programs for
+ * EVPN and `bridge fdb` gives an operator:
+ *
+ *  - an entry with NTF_EXT_LEARNED (zebra's remote MACs) becomes an
+ *    external entry (HS_VXLAN_FDB_EXTERN); one that is NUD_PERMANENT or
+ *    NUD_NOARP (`bridge fdb add ... dst`, `... static`) a static one; the
+ *    all-zeros MAC (zebra's and the operator's flood entries) a flood-list
+ *    VTEP. Entries the kernel device learned itself from its own traffic
+ *    (reachable/stale, no NTF_EXT_LEARNED) are its data plane, not a
+ *    control plane: left out.
+ *  - only entries of the port's VNI (NDA_VNI; without it, the device's
+ *    own VNI, which must then be the port's), of the port's address family
+ *    and, when NDA_PORT names one, of the port's UDP port are taken; the
+ *    others are counted (follow_skipped).
+ *  - RTM_DELNEIGH removes what this follower added, nothing else.
+ *
+ * The device is only read: it may be down (a vxlan device opens its UDP
+ * socket only when up, so a host may keep one down as the control plane's
+ * copy while hyperswitch owns the VTEP's port). A unicast MAC has one VTEP
+ * here (the kernel may append several): the last one given wins.
+ *
+ * Lost notifications (ENOBUFS: the socket's buffer overflowed) are not
+ * lost entries: the follower dumps the FDB again, and what it had added
+ * that the dump no longer holds is removed (follow_resyncs).
+ *
+ * Threads: open runs the first dump on the caller's thread, before the
+ * watch exists; after that only the watch callback (the loop) touches the
+ * state, and close deletes the watch first.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+
+#include "hyperswitch/port.h"
+#include "hyperswitch/vxlan.h"
+#include "vxlan_follow.h"
+
+#define FOLLOW_RCVBUF (1 << 20) /* socket buffer: bursts of zebra's adds */
+#define FOLLOW_READS 64         /* datagrams per callback: the loop goes on */
+
+struct follow_ent {
+	uint8_t mac[6];
+	bool stale;             /* a resync's dump has not shown it yet */
+	uint32_t flags;
+	char remote[INET6_ADDRSTRLEN];
+};
+
+struct vx_follow {
+	hs_port_t *port;
+	struct vx_follow_config c;
+	char ifname[IF_NAMESIZE];
+	int ifindex;
+	bool external;          /* a collect-metadata device: VNIs per entry */
+	struct mnl_socket *nl;
+	hs_watch_t *w;
+	uint32_t seq;
+	uint32_t dump_seq;      /* a resync's dump is running */
+	bool resync_again;      /* overflowed during that dump */
+	struct follow_ent *ent; /* what this follower added */
+	unsigned n;
+	char *buf;              /* MNL_SOCKET_BUFFER_SIZE */
+	_Atomic uint64_t added, removed, skipped, resyncs, errors;
+};
+
+/* ---- parsing ---------------------------------------------------------------------- */
+
+struct attrs {
+	const struct nlattr *a[NDA_MAX + 1];
+};
+
+static int neigh_attr(const struct nlattr *attr, void *data)
+{
+	struct attrs *t = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type > NDA_MAX)
+		return MNL_CB_OK; /* newer kernels' attributes */
+	size_t len = mnl_attr_get_payload_len(attr);
+	bool ok = true;
+	switch (type) {
+	case NDA_LLADDR: ok = len == 6; break;
+	case NDA_DST: ok = len == 4 || len == 16; break;
+	case NDA_VNI: ok = len == 4; break;
+	case NDA_PORT: ok = len == 2; break;
+	default: break;
+	}
+	if (ok)
+		t->a[type] = attr;
+	return MNL_CB_OK;
+}
+
+static struct follow_ent *find(struct vx_follow *f, const uint8_t mac[6], const char *remote)
+{
+	static const uint8_t zero[6];
+	bool flood = !memcmp(mac, zero, 6);
+	for (unsigned i = 0; i < f->n; i++)
+		if (!memcmp(f->ent[i].mac, mac, 6) && (!flood || !strcmp(f->ent[i].remote, remote)))
+			return &f->ent[i];
+	return NULL;
+}
+
+static void forget(struct vx_follow *f, struct follow_ent *e)
+{
+	*e = f->ent[--f->n];
+}
+
+static void apply_del(struct vx_follow *f, struct follow_ent *e)
+{
+	int rc = f->c.apply(f->c.arg, false, e->mac, e->remote, 0);
+	if (rc && rc != -ENOENT) /* gone already: deleted through the API */
+		atomic_fetch_add(&f->errors, 1);
+	else
+		atomic_fetch_add(&f->removed, 1);
+	forget(f, e);
+}
+
+static void skip(struct vx_follow *f, const char *why, const uint8_t *m)
+{
+	/* the first is logged: a misconfiguration shows at once */
+	if (!atomic_fetch_add(&f->skipped, 1))
+		hs_port_log(f->port, HS_LOG_WARN, "%s: entry %02x:%02x:%02x:%02x:%02x:%02x "
+			    "left out: %s (counted in follow_skipped)", f->ifname, m[0], m[1], m[2],
+			    m[3], m[4], m[5], why);
+}
+
+static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
+{
+	bool add = nlh->nlmsg_type == RTM_NEWNEIGH;
+	if (mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ndmsg)) {
+		atomic_fetch_add(&f->errors, 1);
+		return;
+	}
+	const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+	if (ndm->ndm_family != AF_BRIDGE || ndm->ndm_ifindex != f->ifindex)
+		return; /* another device's, or the IP neighbour table */
+	struct attrs t = {0};
+	mnl_attr_parse(nlh, sizeof(*ndm), neigh_attr, &t);
+	if (!t.a[NDA_LLADDR] || !t.a[NDA_DST])
+		return; /* not a VTEP entry (e.g. the device's own address) */
+	const uint8_t *mac = mnl_attr_get_payload(t.a[NDA_LLADDR]);
+	size_t alen = mnl_attr_get_payload_len(t.a[NDA_DST]);
+	char remote[INET6_ADDRSTRLEN];
+	int fam = alen == 4 ? AF_INET : AF_INET6;
+	inet_ntop(fam, mnl_attr_get_payload(t.a[NDA_DST]), remote, sizeof(remote));
+	struct follow_ent *e = find(f, mac, remote);
+	if (!add) {
+		if (e && !strcmp(e->remote, remote))
+			apply_del(f, e);
+		return;
+	}
+	if (t.a[NDA_VNI] ? mnl_attr_get_u32(t.a[NDA_VNI]) != f->c.vni : f->external)
+		return; /* another VNI's: not this port's (not counted) */
+	const char *why = fam != f->c.family ? "VTEP of the other address family"
+			  : t.a[NDA_PORT] && ntohs(mnl_attr_get_u16(t.a[NDA_PORT])) != f->c.dst_port
+			  ? "VTEP on another UDP port"
+			  : mac[0] & 1 ? "multicast MAC" : NULL;
+	if (why) {
+		skip(f, why, mac);
+		return;
+	}
+	uint32_t flags;
+	if (ndm->ndm_flags & NTF_EXT_LEARNED)
+		flags = HS_VXLAN_FDB_EXTERN;
+	else if (ndm->ndm_state & (NUD_PERMANENT | NUD_NOARP))
+		flags = HS_VXLAN_FDB_STATIC;
+	else
+		return; /* learned by the device's own data plane */
+	if (e && !strcmp(e->remote, remote) && e->flags == flags) {
+		e->stale = false; /* a dump showing what is there */
+		return;
+	}
+	if (!e && f->n == f->c.max) {
+		atomic_fetch_add(&f->errors, 1);
+		hs_port_log(f->port, HS_LOG_WARN, "%s: more entries than the port's table holds",
+			    f->ifname);
+		return;
+	}
+	int rc = f->c.apply(f->c.arg, true, mac, remote, flags);
+	if (rc) {
+		atomic_fetch_add(&f->errors, 1);
+		hs_port_log(f->port, HS_LOG_WARN, "%s: entry %02x:%02x:%02x:%02x:%02x:%02x -> %s "
+			    "not added: %s", f->ifname, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
+			    remote, strerror(-rc));
+		return;
+	}
+	atomic_fetch_add(&f->added, 1);
+	if (!e)
+		e = &f->ent[f->n++];
+	memcpy(e->mac, mac, 6);
+	memcpy(e->remote, remote, sizeof(remote));
+	e->flags = flags;
+	e->stale = false;
+}
+
+/* One datagram's messages; true when it ended the running dump. */
+static bool on_datagram(struct vx_follow *f, size_t len, uint32_t seq)
+{
+	bool done = false;
+	const struct nlmsghdr *nlh = (const struct nlmsghdr *)f->buf;
+	for (int left = (int)len; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+		if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) {
+			if (seq && nlh->nlmsg_seq == seq)
+				done = true;
+			if (nlh->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
+				if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(*err) && err->error)
+					atomic_fetch_add(&f->errors, 1);
+			}
+			continue;
+		}
+		if (nlh->nlmsg_type == RTM_NEWNEIGH || nlh->nlmsg_type == RTM_DELNEIGH)
+			on_neigh(f, nlh);
+	}
+	return done;
+}
+
+/* ---- dumps ------------------------------------------------------------------------ */
+
+static int dump_request(struct vx_follow *f)
+{
+	char req[MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(struct ndmsg))];
+	memset(req, 0, sizeof(req));
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = RTM_GETNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++f->seq ? f->seq : ++f->seq;
+	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = AF_BRIDGE; /* every device's FDB: filtered here */
+	if (mnl_socket_sendto(f->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The end of a resync's dump: what it did not show is gone. */
+static void resync_done(struct vx_follow *f)
+{
+	f->dump_seq = 0;
+	for (unsigned i = 0; i < f->n;)
+		if (f->ent[i].stale)
+			apply_del(f, &f->ent[i]); /* moves the last one here */
+		else
+			i++;
+	if (f->resync_again) {
+		f->resync_again = false;
+		for (unsigned i = 0; i < f->n; i++)
+			f->ent[i].stale = true;
+		if (!dump_request(f))
+			f->dump_seq = f->seq;
+	}
+}
+
+static void resync(struct vx_follow *f)
+{
+	atomic_fetch_add(&f->resyncs, 1);
+	hs_port_log(f->port, HS_LOG_WARN, "%s: notifications lost (socket buffer full): "
+		    "reading the FDB again", f->ifname);
+	if (f->dump_seq) { /* one dump at a time per socket */
+		f->resync_again = true;
+		return;
+	}
+	for (unsigned i = 0; i < f->n; i++)
+		f->ent[i].stale = true;
+	int rc = dump_request(f);
+	if (rc) {
+		atomic_fetch_add(&f->errors, 1);
+		return;
+	}
+	f->dump_seq = f->seq;
+}
+
+static void on_readable(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct vx_follow *f = arg;
+	(void)w, (void)events;
+	for (int i = 0; i < FOLLOW_READS; i++) {
+		ssize_t n = recv(fd, f->buf, MNL_SOCKET_BUFFER_SIZE, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == ENOBUFS) {
+				resync(f);
+				continue;
+			}
+			if (errno != EAGAIN && errno != EINTR)
+				atomic_fetch_add(&f->errors, 1);
+			return;
+		}
+		if (on_datagram(f, (size_t)n, f->dump_seq) && f->dump_seq)
+			resync_done(f);
+	}
+}
+
+/* ---- the device ------------------------------------------------------------------- */
+
+struct link_info {
+	char kind[16];
+	uint32_t vni;
+	bool have_vni, external;
+};
+
+static int info_data_attr(const struct nlattr *attr, void *data)
+{
+	struct link_info *li = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type == IFLA_VXLAN_ID && mnl_attr_get_payload_len(attr) == 4) {
+		li->vni = mnl_attr_get_u32(attr);
+		li->have_vni = true;
+	} else if (type == IFLA_VXLAN_COLLECT_METADATA && mnl_attr_get_payload_len(attr) >= 1) {
+		li->external = mnl_attr_get_u8(attr) != 0;
+	}
+	return MNL_CB_OK;
+}
+
+static int info_attr(const struct nlattr *attr, void *data)
+{
+	struct link_info *li = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type == IFLA_INFO_KIND) {
+		size_t len = mnl_attr_get_payload_len(attr);
+		if (len > sizeof(li->kind) - 1)
+			len = sizeof(li->kind) - 1;
+		memcpy(li->kind, mnl_attr_get_payload(attr), len);
+		li->kind[len] = 0;
+	} else if (type == IFLA_INFO_DATA) {
+		mnl_attr_parse_nested(attr, info_data_attr, li);
+	}
+	return MNL_CB_OK;
+}
+
+static int link_attr(const struct nlattr *attr, void *data)
+{
+	if (mnl_attr_get_type(attr) == IFLA_LINKINFO)
+		mnl_attr_parse_nested(attr, info_attr, data);
+	return MNL_CB_OK;
+}
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	if (nlh->nlmsg_type == RTM_NEWLINK &&
+	    mnl_nlmsg_get_payload_len(nlh) >= sizeof(struct ifinfomsg))
+		mnl_attr_parse(nlh, sizeof(struct ifinfomsg), link_attr, data);
+	return MNL_CB_OK;
+}
+
+/* What kind of device ifindex is, on a socket of its own. */
+static int link_query(int ifindex, struct link_info *li)
+{
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!nl)
+		return -errno;
+	char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	int rc = buf ? 0 : -ENOMEM;
+	if (!rc && mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		rc = -errno;
+	if (!rc) {
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		nlh->nlmsg_type = RTM_GETLINK;
+		nlh->nlmsg_flags = NLM_F_REQUEST;
+		nlh->nlmsg_seq = 1;
+		struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+		ifm->ifi_family = AF_UNSPEC;
+		ifm->ifi_index = ifindex;
+		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+			rc = -errno;
+	}
+	while (!rc) {
+		ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		/* one request, one answer: the device or an error */
+		if (mnl_cb_run(buf, (size_t)n, 1, mnl_socket_get_portid(nl), link_cb, li) ==
+		    MNL_CB_ERROR)
+			rc = errno ? -errno : -EIO;
+		break;
+	}
+	free(buf);
+	mnl_socket_close(nl);
+	return rc;
+}
+
+int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_follow **out)
+{
+	if (!c->ifname || !c->ifname[0] || strlen(c->ifname) >= IF_NAMESIZE || !c->max)
+		return -EINVAL;
+	int ifindex = (int)if_nametoindex(c->ifname);
+	if (!ifindex)
+		return -ENODEV;
+	struct link_info li = {0};
+	int rc = link_query(ifindex, &li);
+	if (rc)
+		return rc;
+	if (strcmp(li.kind, "vxlan")) {
+		hs_port_log(port, HS_LOG_WARN, "%s is not a vxlan device (%s)", c->ifname,
+			    li.kind[0] ? li.kind : "no kind");
+		return -EINVAL;
+	}
+	if (!li.external && (!li.have_vni || li.vni != c->vni)) {
+		hs_port_log(port, HS_LOG_WARN, "%s carries VNI %u, this port %u", c->ifname, li.vni,
+			    c->vni);
+		return -EINVAL;
+	}
+	struct vx_follow *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->port = port;
+	f->c = *c;
+	f->c.ifname = f->ifname;
+	strcpy(f->ifname, c->ifname);
+	f->ifindex = ifindex;
+	f->external = li.external;
+	f->ent = calloc(c->max, sizeof(*f->ent));
+	f->buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	f->nl = mnl_socket_open(NETLINK_ROUTE);
+	rc = f->ent && f->buf ? 0 : -ENOMEM;
+	if (!rc && !f->nl)
+		rc = -errno;
+	int sz = FOLLOW_RCVBUF;
+	struct timeval tv = {.tv_sec = 5};
+	/* subscribed before the dump: nothing changes unseen in between */
+	if (!rc && (mnl_socket_bind(f->nl, RTMGRP_NEIGH, MNL_SOCKET_AUTOPID) < 0 ||
+		    setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVBUF, &sz,
+			       sizeof(sz)) < 0 ||
+		    setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
+			       sizeof(tv)) < 0))
+		rc = -errno;
+	if (!rc)
+		rc = dump_request(f);
+	/* The first dump on this thread, notifications interleaved as they
+	 * come (applied in order, they leave the same table). */
+	bool overflowed = false;
+	while (!rc) {
+		ssize_t n = recv(mnl_socket_get_fd(f->nl), f->buf, MNL_SOCKET_BUFFER_SIZE, 0);
+		if (n < 0 && errno == ENOBUFS) {
+			overflowed = true; /* the dump goes on; read it again after */
+			continue;
+		}
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (on_datagram(f, (size_t)n, f->seq))
+			break;
+	}
+	if (!rc && overflowed)
+		resync(f); /* its answer comes to the watch */
+	unsigned taken = f->n;
+	uint64_t left_out = atomic_load(&f->skipped);
+	/* from here on the loop may run on_readable: f is the watch's */
+	if (!rc)
+		rc = hs_watch_add(hs_port_switch(port), mnl_socket_get_fd(f->nl), HS_WATCH_READ,
+				  on_readable, f, &f->w);
+	if (rc) {
+		if (f->nl)
+			mnl_socket_close(f->nl);
+		free(f->buf);
+		free(f->ent);
+		free(f);
+		return rc;
+	}
+	hs_port_log(port, HS_LOG_INFO, "following the FDB of %s (%u entries taken, %llu left out)",
+		    c->ifname, taken, (unsigned long long)left_out);
+	*out = f;
+	return 0;
+}
+
+void vx_follow_close(struct vx_follow *f)
+{
+	if (!f)
+		return;
+	hs_watch_del(f->w);
+	mnl_socket_close(f->nl);
+	free(f->buf);
+	free(f->ent);
+	free(f);
+}
+
+void vx_follow_counters(struct vx_follow *f,
+			void (*cb)(void *arg, const char *name, uint64_t v), void *arg)
+{
+	cb(arg, "follow_added", atomic_load(&f->added));
+	cb(arg, "follow_removed", atomic_load(&f->removed));
+	cb(arg, "follow_skipped", atomic_load(&f->skipped));
+	cb(arg, "follow_resyncs", atomic_load(&f->resyncs));
+	cb(arg, "follow_errors", atomic_load(&f->errors));
+}
