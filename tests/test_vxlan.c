@@ -700,6 +700,31 @@ START_TEST(the_table_follows_a_kernel_vxlan_fdb)
 	/* the device's replace of m16 took it over; its delete removed it */
 	ck_assert_str_eq(where(a.vx, m16, NULL), "");
 	ck_assert_uint_eq(backend_ctr(a.vx, "follow_errors"), 0);
+	/* an entry sent with another VNI (translation) is not this port's */
+	uint8_t m17[6] = {2, 0, 0, 0, 0, 0x17};
+	sh("bridge fdb add 02:00:00:00:00:17 dev vx0 dst 127.0.0.12 vni 44");
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "follow_skipped") == 2, 3000));
+	ck_assert_str_eq(where(a.vx, m17, NULL), "");
+	/* an external (collect-metadata) device: entries name their VNI */
+	sh("ip link add vxe type vxlan dstport 4789 local 127.0.0.9 external && "
+	   "bridge fdb add 02:00:00:00:00:21 dev vxe dst 127.0.0.3 src_vni 42 && "
+	   "bridge fdb add 02:00:00:00:00:22 dev vxe dst 127.0.0.3 src_vni 43 && "
+	   "bridge fdb add 02:00:00:00:00:22 dev vxe dst 127.0.0.4 src_vni 42 vni 44");
+	struct hs_vxlan_config ve = {.local = "127.0.0.9", .vni = 42};
+	hs_port_t *pe = vx_port(a.sw, "vxe", &ve);
+	ck_assert_int_eq(hs_vxlan_follow(pe, "vxe"), 0);
+	uint8_t m21[6] = {2, 0, 0, 0, 0, 0x21}, m22[6] = {2, 0, 0, 0, 0, 0x22};
+	ck_assert_str_eq(where(pe, m21, NULL), "127.0.0.3");
+	ck_assert_str_eq(where(pe, m22, NULL), ""); /* VNI 43's; VNI 42's translated */
+	ck_assert_uint_eq(backend_ctr(pe, "follow_skipped"), 1);
+	/* another VNI's delete of the same MAC and VTEP leaves ours */
+	sh("bridge fdb add 02:00:00:00:00:21 dev vxe dst 127.0.0.3 src_vni 43 && "
+	   "bridge fdb del 02:00:00:00:00:21 dev vxe dst 127.0.0.3 src_vni 43 && "
+	   "bridge fdb add 02:00:00:00:00:23 dev vxe dst 127.0.0.5 src_vni 42");
+	uint8_t m23[6] = {2, 0, 0, 0, 0, 0x23};
+	ck_assert(TH_WAIT(!strcmp(where(pe, m23, NULL), "127.0.0.5"), 3000));
+	ck_assert_str_eq(where(pe, m21, NULL), "127.0.0.3");
+	ck_assert_int_eq(hs_port_del(pe), 0); /* with its follower */
 	/* the device going away ends nothing here: its entries go with it */
 	sh("ip link del vx0");
 	ck_assert(TH_WAIT(!where(a.vx, m15, NULL)[0] && !in_flood(a.vx, "127.0.0.9"), 3000));

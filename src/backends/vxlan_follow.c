@@ -10,10 +10,12 @@
  *    VTEP. Entries the kernel device learned itself from its own traffic
  *    (reachable/stale, no NTF_EXT_LEARNED) are its data plane, not a
  *    control plane: left out.
- *  - only entries of the port's VNI (NDA_VNI; without it, the device's
- *    own VNI, which must then be the port's), of the port's address family
- *    and, when NDA_PORT names one, of the port's UDP port are taken; the
- *    others are counted (follow_skipped).
+ *  - only entries of the port's VNI are taken (an external device's name
+ *    theirs in NDA_SRC_VNI; a plain device's are of its own VNI, which
+ *    must be the port's), of the port's address family, sent with that
+ *    VNI (NDA_VNI, where given, the same: no translation) and, when
+ *    NDA_PORT names one, to the port's UDP port; the others of this VNI
+ *    are counted (follow_skipped).
  *  - RTM_DELNEIGH removes what this follower added, nothing else.
  *
  * The device is only read: it may be down (a vxlan device opens its UDP
@@ -92,6 +94,7 @@ static int neigh_attr(const struct nlattr *attr, void *data)
 	case NDA_LLADDR: ok = len == 6; break;
 	case NDA_DST: ok = len == 4 || len == 16; break;
 	case NDA_VNI: ok = len == 4; break;
+	case NDA_SRC_VNI: ok = len == 4; break;
 	case NDA_PORT: ok = len == 2; break;
 	default: break;
 	}
@@ -148,6 +151,12 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 	mnl_attr_parse(nlh, sizeof(*ndm), neigh_attr, &t);
 	if (!t.a[NDA_LLADDR] || !t.a[NDA_DST])
 		return; /* not a VTEP entry (e.g. the device's own address) */
+	/* The entry's own VNI: an external device's name it (NDA_SRC_VNI),
+	 * a plain device's are of its VNI, the port's (checked at open).
+	 * NDA_VNI is the VNI to send with, put where it is not the default:
+	 * translating between VNIs is not this port's. */
+	if (f->external && (!t.a[NDA_SRC_VNI] || mnl_attr_get_u32(t.a[NDA_SRC_VNI]) != f->c.vni))
+		return; /* another VNI's: not this port's (not counted) */
 	const uint8_t *mac = mnl_attr_get_payload(t.a[NDA_LLADDR]);
 	size_t alen = mnl_attr_get_payload_len(t.a[NDA_DST]);
 	char remote[INET6_ADDRSTRLEN];
@@ -159,12 +168,12 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 			apply_del(f, e);
 		return;
 	}
-	if (t.a[NDA_VNI] ? mnl_attr_get_u32(t.a[NDA_VNI]) != f->c.vni : f->external)
-		return; /* another VNI's: not this port's (not counted) */
+	bool translated = t.a[NDA_VNI] && mnl_attr_get_u32(t.a[NDA_VNI]) != f->c.vni;
 	const char *why = fam != f->c.family ? "VTEP of the other address family"
 			  : t.a[NDA_PORT] && ntohs(mnl_attr_get_u16(t.a[NDA_PORT])) != f->c.dst_port
 			  ? "VTEP on another UDP port"
-			  : mac[0] & 1 ? "multicast MAC" : NULL;
+			  : mac[0] & 1 ? "multicast MAC"
+			  : translated ? "sent with another VNI (translation)" : NULL;
 	if (why) {
 		skip(f, why, mac);
 		return;
