@@ -653,6 +653,15 @@ START_TEST(the_table_follows_a_kernel_vxlan_fdb)
 	ck_assert_int_eq(hs_vxlan_follow(a.vx, "nosuchdev"), -ENODEV);
 	ck_assert_int_eq(hs_vxlan_follow(a.vx, "lo"), -EINVAL);  /* not vxlan */
 	ck_assert_int_eq(hs_vxlan_follow(a.vx, "vx1"), -EINVAL); /* VNI 43 */
+	/* a device on another UDP port: its entries (no NDA_PORT) are not ours */
+	sh("ip link add vx2 type vxlan id 42 dstport 4790 local 127.0.0.1 && "
+	   "bridge fdb add 02:00:00:00:00:31 dev vx2 dst 127.0.0.3");
+	struct hs_vxlan_config v2c = {.local = "127.0.0.10", .vni = 42};
+	hs_port_t *p2 = vx_port(a.sw, "vx2", &v2c);
+	ck_assert_int_eq(hs_vxlan_follow(p2, "vx2"), 0);
+	ck_assert_uint_eq(backend_ctr(p2, "follow_added"), 0);
+	ck_assert_uint_eq(backend_ctr(p2, "follow_skipped"), 1);
+	ck_assert_int_eq(hs_port_del(p2), 0);
 	ck_assert_int_eq(hs_vxlan_follow(a.vx, ""), -EINVAL);
 	ck_assert_int_eq(hs_vxlan_follow(a.m, "vx0"), -ENODEV);  /* not a vxlan port */
 	/* what the device held: in the table on return */
@@ -700,10 +709,16 @@ START_TEST(the_table_follows_a_kernel_vxlan_fdb)
 	/* the device's replace of m16 took it over; its delete removed it */
 	ck_assert_str_eq(where(a.vx, m16, NULL), "");
 	ck_assert_uint_eq(backend_ctr(a.vx, "follow_errors"), 0);
+	/* a followed entry replaced by one this port cannot take is gone */
+	sh("bridge fdb replace 02:00:00:00:00:15 dev vx0 dst 127.0.0.7 port 4790");
+	ck_assert(TH_WAIT(!where(a.vx, m15, NULL)[0], 3000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_skipped"), 2);
+	sh("bridge fdb replace 02:00:00:00:00:15 dev vx0 dst 127.0.0.7 extern_learn");
+	ck_assert(TH_WAIT(!strcmp(where(a.vx, m15, NULL), "127.0.0.7"), 3000));
 	/* an entry sent with another VNI (translation) is not this port's */
 	uint8_t m17[6] = {2, 0, 0, 0, 0, 0x17};
 	sh("bridge fdb add 02:00:00:00:00:17 dev vx0 dst 127.0.0.12 vni 44");
-	ck_assert(TH_WAIT(backend_ctr(a.vx, "follow_skipped") == 2, 3000));
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "follow_skipped") == 3, 3000));
 	ck_assert_str_eq(where(a.vx, m17, NULL), "");
 	/* an external (collect-metadata) device: entries name their VNI */
 	sh("ip link add vxe type vxlan dstport 4789 local 127.0.0.9 external && "

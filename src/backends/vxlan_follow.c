@@ -44,6 +44,7 @@
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 
 #include "hyperswitch/port.h"
 #include "hyperswitch/vxlan.h"
@@ -65,6 +66,8 @@ struct vx_follow {
 	char ifname[IF_NAMESIZE];
 	int ifindex;
 	bool external;          /* a collect-metadata device: VNIs per entry */
+	uint16_t dev_port;      /* the device's UDP port: entries without NDA_PORT */
+	uint32_t drops;         /* the socket's drop count when a dump began */
 	struct mnl_socket *nl;
 	hs_watch_t *w;
 	uint32_t seq;
@@ -169,22 +172,25 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 		return;
 	}
 	bool translated = t.a[NDA_VNI] && mnl_attr_get_u32(t.a[NDA_VNI]) != f->c.vni;
+	uint16_t udp = t.a[NDA_PORT] ? ntohs(mnl_attr_get_u16(t.a[NDA_PORT])) : f->dev_port;
 	const char *why = fam != f->c.family ? "VTEP of the other address family"
-			  : t.a[NDA_PORT] && ntohs(mnl_attr_get_u16(t.a[NDA_PORT])) != f->c.dst_port
-			  ? "VTEP on another UDP port"
+			  : udp && udp != f->c.dst_port ? "VTEP on another UDP port"
 			  : mac[0] & 1 ? "multicast MAC"
 			  : translated ? "sent with another VNI (translation)" : NULL;
-	if (why) {
-		skip(f, why, mac);
-		return;
-	}
-	uint32_t flags;
+	uint32_t flags = 0;
 	if (ndm->ndm_flags & NTF_EXT_LEARNED)
 		flags = HS_VXLAN_FDB_EXTERN;
 	else if (ndm->ndm_state & (NUD_PERMANENT | NUD_NOARP))
 		flags = HS_VXLAN_FDB_STATIC;
-	else
-		return; /* learned by the device's own data plane */
+	if (why || !flags) {
+		/* (!flags: learned by the device's own data plane.) What this
+		 * entry replaced, if it was ours, is gone from the device. */
+		if (why)
+			skip(f, why, mac);
+		if (e)
+			apply_del(f, e);
+		return;
+	}
 	if (e && !strcmp(e->remote, remote) && e->flags == flags) {
 		e->stale = false; /* a dump showing what is there */
 		return;
@@ -251,10 +257,26 @@ static int dump_request(struct vx_follow *f)
 	return 0;
 }
 
-/* The end of a resync's dump: what it did not show is gone. */
+/* Notifications the socket dropped so far (SO_MEMINFO); 0 if unknown. */
+static uint32_t sock_drops(struct vx_follow *f)
+{
+	uint32_t mi[SK_MEMINFO_VARS] = {0};
+	socklen_t len = sizeof(mi);
+	if (getsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_MEMINFO, mi, &len) ||
+	    len <= SK_MEMINFO_DROPS * sizeof(uint32_t))
+		return 0;
+	return mi[SK_MEMINFO_DROPS];
+}
+
+/* The end of a resync's dump: what it did not show is gone. The kernel
+ * reports ENOBUFS once per overflow: notifications dropped while the
+ * dump ran (its cursor already past their entries) show only in the
+ * socket's drop count, and then it reads everything again. */
 static void resync_done(struct vx_follow *f)
 {
 	f->dump_seq = 0;
+	if (sock_drops(f) != f->drops)
+		f->resync_again = true;
 	for (unsigned i = 0; i < f->n;)
 		if (f->ent[i].stale)
 			apply_del(f, &f->ent[i]); /* moves the last one here */
@@ -262,8 +284,10 @@ static void resync_done(struct vx_follow *f)
 			i++;
 	if (f->resync_again) {
 		f->resync_again = false;
+		atomic_fetch_add(&f->resyncs, 1);
 		for (unsigned i = 0; i < f->n; i++)
 			f->ent[i].stale = true;
+		f->drops = sock_drops(f);
 		if (!dump_request(f))
 			f->dump_seq = f->seq;
 	}
@@ -280,6 +304,7 @@ static void resync(struct vx_follow *f)
 	}
 	for (unsigned i = 0; i < f->n; i++)
 		f->ent[i].stale = true;
+	f->drops = sock_drops(f);
 	int rc = dump_request(f);
 	if (rc) {
 		atomic_fetch_add(&f->errors, 1);
@@ -313,6 +338,7 @@ static void on_readable(hs_watch_t *w, int fd, unsigned events, void *arg)
 struct link_info {
 	char kind[16];
 	uint32_t vni;
+	uint16_t port;
 	bool have_vni, external;
 };
 
@@ -323,6 +349,8 @@ static int info_data_attr(const struct nlattr *attr, void *data)
 	if (type == IFLA_VXLAN_ID && mnl_attr_get_payload_len(attr) == 4) {
 		li->vni = mnl_attr_get_u32(attr);
 		li->have_vni = true;
+	} else if (type == IFLA_VXLAN_PORT && mnl_attr_get_payload_len(attr) == 2) {
+		li->port = ntohs(mnl_attr_get_u16(attr));
 	} else if (type == IFLA_VXLAN_COLLECT_METADATA && mnl_attr_get_payload_len(attr) >= 1) {
 		li->external = mnl_attr_get_u8(attr) != 0;
 	}
@@ -428,6 +456,7 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 	strcpy(f->ifname, c->ifname);
 	f->ifindex = ifindex;
 	f->external = li.external;
+	f->dev_port = li.port;
 	f->ent = calloc(c->max, sizeof(*f->ent));
 	f->buf = malloc(MNL_SOCKET_BUFFER_SIZE);
 	f->nl = mnl_socket_open(NETLINK_ROUTE);
@@ -443,8 +472,10 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		    setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
 			       sizeof(tv)) < 0))
 		rc = -errno;
-	if (!rc)
+	if (!rc) {
+		f->drops = sock_drops(f);
 		rc = dump_request(f);
+	}
 	/* The first dump on this thread, notifications interleaved as they
 	 * come (applied in order, they leave the same table). */
 	bool overflowed = false;
@@ -461,7 +492,7 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		if (on_datagram(f, (size_t)n, f->seq))
 			break;
 	}
-	if (!rc && overflowed)
+	if (!rc && (overflowed || sock_drops(f) != f->drops))
 		resync(f); /* its answer comes to the watch */
 	unsigned taken = f->n;
 	uint64_t left_out = atomic_load(&f->skipped);

@@ -341,9 +341,10 @@ static int connect(struct xnb *x)
 			return rc;
 		}
 	}
+	/* counted before the link goes up: whoever sees it up sees it counted */
+	atomic_fetch_add(&x->connects, 1);
 	hs_port_set_link(x->port, true);
 	set_state(x, XB_CONNECTED);
-	atomic_fetch_add(&x->connects, 1);
 	hs_port_log(x->port, HS_LOG_INFO, "front-end %s connected: %u queue%s, %s event "
 		    "channels (%s%s%s%s)", x->fe_path, nq, nq == 1 ? "" : "s",
 		    x->split ? "split" : "shared", sg ? "sg" : "no sg", csum ? ", csum" : "",

@@ -58,7 +58,7 @@ mac_b=52:54:00:00:00:02
 # its dirty bitmap's fast path clears bits without resetting the TCG TLB
 # (fixed upstream by "physmem: Fix migration dirty bitmap coherency with
 # TCG memory access", 2024). Debian 12's 7.2 has that path: the migrated
-# guest then crashed in about one run of six here (pages of its kernel
+# guest then crashed or differed in about one run of ten here (pages of its kernel
 # that the switch never wrote differed, checked with the memory compare
 # below); with a size off that multiple, 0 of 20.
 mem_k=131080
