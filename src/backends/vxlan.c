@@ -760,15 +760,19 @@ static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "send_errors", atomic_load(&v->send_errors));
 	cb(arg, "replicated", atomic_load(&v->replicated));
 	cb(arg, "table_full", atomic_load(&v->table_full));
+	/* one look under the lock (the follower is freed once let go of);
+	 * the callbacks after it */
+	uint64_t fc[VX_FOLLOW_NCTR];
 	pthread_mutex_lock(&v->lock);
 	uint64_t ne = v->n_ent, nf = v->n_flood;
+	bool following = v->follow;
+	if (following)
+		vx_follow_read(v->follow, fc);
 	pthread_mutex_unlock(&v->lock);
 	cb(arg, "entries", ne);
 	cb(arg, "flood_vteps", nf);
-	pthread_mutex_lock(&v->lock);
-	if (v->follow)
-		vx_follow_counters(v->follow, cb, arg);
-	pthread_mutex_unlock(&v->lock);
+	for (unsigned i = 0; following && i < VX_FOLLOW_NCTR; i++)
+		cb(arg, vx_follow_counter_names[i], fc[i]);
 }
 
 const struct hs_backend_ops hs__vxlan_ops = {

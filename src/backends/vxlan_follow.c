@@ -525,12 +525,14 @@ void vx_follow_close(struct vx_follow *f)
 	free(f);
 }
 
-void vx_follow_counters(struct vx_follow *f,
-			void (*cb)(void *arg, const char *name, uint64_t v), void *arg)
+const char *const vx_follow_counter_names[VX_FOLLOW_NCTR] = {
+	"follow_added", "follow_removed", "follow_skipped", "follow_resyncs", "follow_errors"};
+
+void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 {
-	cb(arg, "follow_added", atomic_load(&f->added));
-	cb(arg, "follow_removed", atomic_load(&f->removed));
-	cb(arg, "follow_skipped", atomic_load(&f->skipped));
-	cb(arg, "follow_resyncs", atomic_load(&f->resyncs));
-	cb(arg, "follow_errors", atomic_load(&f->errors));
+	out[0] = atomic_load(&f->added);
+	out[1] = atomic_load(&f->removed);
+	out[2] = atomic_load(&f->skipped);
+	out[3] = atomic_load(&f->resyncs);
+	out[4] = atomic_load(&f->errors);
 }

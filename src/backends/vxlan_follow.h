@@ -36,7 +36,9 @@ struct vx_follow_config {
 int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_follow **out);
 /* Stops watching (the entries it added stay in the table). */
 void vx_follow_close(struct vx_follow *f);
-void vx_follow_counters(struct vx_follow *f,
-			void (*cb)(void *arg, const char *name, uint64_t v), void *arg);
+/* Its counters, in the order of vx_follow_counter_names. */
+#define VX_FOLLOW_NCTR 5
+extern const char *const vx_follow_counter_names[VX_FOLLOW_NCTR];
+void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR]);
 
 #endif

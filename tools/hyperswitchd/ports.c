@@ -154,13 +154,14 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		p->port = NULL;
 	}
 	if (rc) {
-		snprintf(err, errlen, "port %s: %s%s%s", pc->name, hs_strerror(rc),
-			 pc->type == HSD_XEN ? " (a xen port needs the switch to run in a Xen "
-					       "domain: the daemon's log says what was missing)"
-			 : following ? " (following the FDB of " : "",
-			 following ? pc->follow : "");
 		if (following)
-			snprintf(err + strlen(err), errlen - strlen(err), ")");
+			snprintf(err, errlen, "port %s: %s (following the FDB of %s)", pc->name,
+				 hs_strerror(rc), pc->follow);
+		else
+			snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
+				 pc->type == HSD_XEN ? " (a xen port needs the switch to run in "
+						       "a Xen domain: the daemon's log says what "
+						       "was missing)" : "");
 		hsd_port_conf_free(&p->conf);
 		return rc;
 	}
