@@ -8,11 +8,14 @@
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]]...
+ *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
  * "client": the switch connects to the VMM's PATH and reconnects); each
  * --tap a tap device (created, or an existing one with "attach"), brought
- * up, as port IFNAME; each --vxlan a tunnel endpoint at address LOCAL.
+ * up, as port IFNAME; each --vxlan a tunnel endpoint at address LOCAL;
+ * each --uplink a host interface (a NIC, a veth) as port IFNAME, "trunk"
+ * making it carry every VLAN tagged.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -116,6 +119,43 @@ static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 	if (rc)
 		fprintf(stderr, "tap port %s: %s\n", tc.ifname ? tc.ifname : "?",
 			hs_strerror(rc));
+	return rc;
+}
+
+/* Parses "IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]":
+ * the host interface IFNAME as port IFNAME. */
+static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
+{
+	struct hs_uplink_config uc = {0};
+	struct hs_port_config pc = {.backend = HS_UPLINK_BACKEND, .backend_config = &uc,
+				    .backend_config_size = sizeof(uc)};
+	char *save = NULL, *tok = strtok_r(spec, ",", &save);
+	uc.ifname = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "no-offload"))
+			uc.flags |= HS_UPLINK_NO_OFFLOAD;
+		else if (!strcmp(tok, "no-promisc"))
+			uc.flags |= HS_UPLINK_NO_PROMISC;
+		else if (!strcmp(tok, "bypass"))
+			uc.flags |= HS_UPLINK_QDISC_BYPASS;
+		else if (!strcmp(tok, "trunk"))
+			pc.vlan_mode = HS_VLAN_TRUNK;
+		else if (!strncmp(tok, "queues=", 7))
+			uc.queues = (uint16_t)atoi(tok + 7);
+		else if (!strncmp(tok, "vlan=", 5))
+			pc.vlan = (uint16_t)atoi(tok + 5);
+		else {
+			fprintf(stderr, "unknown option %s\n", tok);
+			return -EINVAL;
+		}
+	}
+	pc.name = uc.ifname;
+	int rc = hs_port_add(sw, &pc, out);
+	if (rc)
+		fprintf(stderr, "uplink port %s: %s\n", uc.ifname ? uc.ifname : "?",
+			hs_strerror(rc));
+	else
+		printf("uplink %s: mode %s\n", uc.ifname, hs_uplink_mode(*out));
 	return rc;
 }
 
@@ -260,11 +300,12 @@ int main(int argc, char **argv)
 					   {"vhost-user", required_argument, 0, 'v'},
 					   {"tap", required_argument, 0, 't'},
 					   {"vxlan", required_argument, 0, 'x'},
+					   {"uplink", required_argument, 0, 'u'},
 					   {"stats", required_argument, 0, 's'},
 					   {"pidfile", required_argument, 0, 'p'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:s:p:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
@@ -273,6 +314,7 @@ int main(int argc, char **argv)
 		case 'v':
 		case 't':
 		case 'x':
+		case 'u':
 			if (nspecs < MAX_PORTS) {
 				kinds[nspecs] = (char)ch;
 				specs[nspecs++] = optarg;
@@ -283,7 +325,8 @@ int main(int argc, char **argv)
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
-				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]]...\n",
+				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]]... [--uplink IFNAME"
+				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...\n",
 				argv[0]);
 			return 2;
 		}
@@ -305,6 +348,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0, nvu = 0; i < nspecs; i++) {
 		rc = kinds[i] == 'v'   ? add_vhost_user(sw, specs[i], nvu++, &ports[i])
 		     : kinds[i] == 't' ? add_tap(sw, specs[i], &ports[i])
+		     : kinds[i] == 'u' ? add_uplink(sw, specs[i], &ports[i])
 				       : add_vxlan(sw, specs[i], &ports[i]);
 		if (rc) {
 			hs_switch_destroy(sw);

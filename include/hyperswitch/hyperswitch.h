@@ -19,6 +19,7 @@
 #include <hyperswitch/mem.h>
 #include <hyperswitch/vhost_user.h>
 #include <hyperswitch/tap.h>
+#include <hyperswitch/uplink.h>
 #include <hyperswitch/xen.h>
 #include <hyperswitch/vxlan.h>
 

@@ -16,6 +16,7 @@
 extern const struct hs_backend_ops hs__mem_ops;
 extern const struct hs_backend_ops hs__vhost_user_ops;
 extern const struct hs_backend_ops hs__tap_ops;
+extern const struct hs_backend_ops hs__uplink_ops;
 extern const struct hs_backend_ops hs__vxlan_ops;
 #ifdef HS_HAVE_XEN_NETIF
 extern const struct hs_backend_ops hs__xen_ops;

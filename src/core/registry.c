@@ -58,6 +58,7 @@ static void register_builtins(void)
 	do_register(&hs__mem_ops);
 	do_register(&hs__vhost_user_ops);
 	do_register(&hs__tap_ops);
+	do_register(&hs__uplink_ops);
 	do_register(&hs__vxlan_ops);
 #ifdef HS_HAVE_XEN_NETIF
 	do_register(&hs__xen_ops);

@@ -1,0 +1,106 @@
+/*
+ * hyperswitch/uplink.h - the "uplink" backend: a network interface of the
+ * host (a NIC, a veth, a bond) as a port, so that the switch's VMs reach
+ * the physical network, as an interface enslaved to a Linux bridge does,
+ * while the host's own stack keeps using the same interface.
+ *
+ * Mode: AF_PACKET (HS_UPLINK_PACKET), with TPACKET_V3 rings in memory
+ * shared with the kernel, mapped once:
+ *  - receive: frames arrive packed in blocks of the receive ring; the
+ *    switch copies them from there into their destinations (the one copy
+ *    of the design; no system call per frame or per burst). A block goes
+ *    back to the kernel once every frame in it has been switched. The
+ *    kernel hands a block over when it is full or when block_tov_ms has
+ *    passed since its first frame: at low rates that is the latency the
+ *    ring adds (1 ms by default), the price of its batching.
+ *  - send: the switch copies each frame straight into a slot of the send
+ *    ring (preemptive copying); one send() per burst tells the kernel,
+ *    which sends every published slot; large frames leave the ring's pages
+ *    without another copy.
+ *  - PACKET_VNET_HDR: checksum-offloaded and TSO/USO frames cross both ways
+ *    with their metadata (a guest's 64 KiB TCP frame leaves as one frame;
+ *    the NIC or the kernel segments it), unless HS_UPLINK_NO_OFFLOAD.
+ *  - VLAN tags the NIC took off on receive are put back, so the switch
+ *    sees the frame as it was on the wire.
+ * HS_UPLINK_AUTO picks the best mode this build has; today that is
+ * AF_PACKET (AF_XDP is to come), and hs_uplink_mode() says which it got.
+ *
+ * The host's own traffic on the interface is left alone: frames the host
+ * sends through it are not seen by the switch (PACKET_IGNORE_OUTGOING), and
+ * frames to the interface's own MAC address are not taken by the switch (a
+ * socket filter), so the host's unicast never floods to VMs. Broadcast and
+ * multicast reach both the host and the switch, as on a bridge. The
+ * switch's frames go to the wire, not up the host's stack: to reach the
+ * host itself, give it a tap port. The interface is put in promiscuous
+ * mode while the port lives (so a NIC passes frames for the VMs' MACs),
+ * unless HS_UPLINK_NO_PROMISC.
+ *
+ * Several queues are several sockets in one PACKET_FANOUT group (hashed by
+ * flow), each with its own rings, so polling workers split the receive
+ * work. Needs CAP_NET_RAW.
+ *
+ * Nothing is lost silently: frames larger than a receive block (truncated
+ * by the kernel: rx_truncated, dropped as oversize), frames the kernel
+ * dropped because the ring was full (rx_kernel_drops, from
+ * PACKET_STATISTICS), refused sends (tx_errors) are counted
+ * (hs_port_backend_counters), besides the port's own counters. The
+ * interface going down is logged and its sends counted as failed; the
+ * interface going away (deleted, moved to another namespace) takes the
+ * port's link down; other ports keep running.
+ */
+#ifndef HYPERSWITCH_UPLINK_H
+#define HYPERSWITCH_UPLINK_H
+
+#include <hyperswitch/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_UPLINK_BACKEND "uplink"
+
+enum hs_uplink_mode {
+	HS_UPLINK_AUTO = 0,   /* the best this build and interface allow */
+	HS_UPLINK_PACKET = 1, /* AF_PACKET, TPACKET_V3 rings */
+};
+
+/* hs_uplink_config.flags */
+#define HS_UPLINK_NO_PROMISC 0x1  /* leave the interface's promiscuity */
+#define HS_UPLINK_NO_OFFLOAD 0x2  /* hand the kernel plain frames only: the
+				     switch checksums and segments first */
+#define HS_UPLINK_QDISC_BYPASS 0x4 /* send past the interface's qdisc
+				      (PACKET_QDISC_BYPASS): faster, but no
+				      traffic shaping and no queue to absorb
+				      bursts */
+
+/* Backend config for hs_port_config.backend_config ("uplink"). */
+struct hs_uplink_config {
+	const char *ifname;    /* the interface (must exist), in the calling
+				  thread's network namespace */
+	uint32_t mode;         /* enum hs_uplink_mode */
+	uint32_t flags;        /* HS_UPLINK_* */
+	uint16_t queues;       /* sockets in a fanout group; 0 -> 1; <= 16 */
+	uint16_t rx_blocks;    /* receive blocks per queue; 0 -> 16; 2..256 (kernel
+				  memory, allocated up front) */
+	uint32_t rx_block_kib; /* receive block size in KiB; 0 -> 256;
+				  128..4096 (a block holds at least one
+				  64 KiB frame) */
+	uint16_t tx_slots;     /* send ring slots per queue; 0 -> 60;
+				  15..1020, rounded up to a multiple of 15
+				  (15 slots of 64 KiB share a 1 MiB block;
+				  the kernel allocates the ring up front) */
+	uint16_t block_tov_ms; /* hand over a receive block this long after
+				  its first frame; 0 -> 1 */
+};
+#define HS_UPLINK_CONFIG_SIZE_V1 \
+	(offsetof(struct hs_uplink_config, block_tov_ms) + sizeof(uint16_t))
+
+/* "packet" (or, later, "xdp-zerocopy", "xdp-native", "xdp-generic"): the
+ * mode the port got. NULL if port is not an uplink. Any thread. */
+HS_EXTERN const char *hs_uplink_mode(hs_port_t *port);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HYPERSWITCH_UPLINK_H */
