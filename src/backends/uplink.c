@@ -651,6 +651,8 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 			bufs[i].nsegs = 0;
 			continue;
 		}
+		if (s - q->tx_head == u->tx_nslots)
+			break; /* the whole ring, in this one reservation */
 		struct tpacket3_hdr *h = slot(q, s, u->tx_nslots);
 		uint32_t st = ld_status(&h->tp_status);
 		if (st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT)
