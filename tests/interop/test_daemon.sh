@@ -63,7 +63,7 @@ cleanup() {
 		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 		ip netns del "$n" 2>/dev/null
 	done
-	for t in "${tap[@]}" "hsd${id}d" "hsd${id}x"; do ip link del "$t" 2>/dev/null; done
+	for t in "${tap[@]}" "hsd${id}d" "hsd${id}x" "hsd${id}u"; do ip link del "$t" 2>/dev/null; done
 	rm -rf "$work" /dev/hugepages/hsd-tp-* 2>/dev/null
 }
 trap cleanup EXIT
@@ -358,6 +358,36 @@ hsctl show v7 >"$work/show-v7.txt" 2>&1
 grep -q "follows $vx" "$work/show-v7.txt" || fail "show does not say what v7 follows: $(cat "$work/show-v7.txt")"
 expect_rc 0 port del v7
 ip link del "$vx"
+# an uplink on one end of a veth pair: its mode shown, frames from the
+# other end counted; a missing interface refused with the reason
+ul=hsd${id}u
+ip link add "$ul" type veth peer name "${ul}p" && ip link set "$ul" up &&
+	ip link set "${ul}p" up || fail "cannot make a veth pair"
+expect_rc 1 port add u9 uplink ifname=hsdnosuch
+grep -q "u9: No such device" "$work/err.txt" || fail "an uplink on a missing interface: $(cat "$work/err.txt")"
+expect_rc 1 port add u9 uplink ifname="$ul" rx_block_kib=300
+grep -q "rx_block_kib.*not a power of two" "$work/err.txt" ||
+	fail "a bad block size was not refused: $(cat "$work/err.txt")"
+expect_rc 0 port add u9 uplink ifname="$ul" vlan=10 queues=2
+hsctl show u9 >"$work/show-u9.txt" 2>&1
+grep -q "$ul, packet, offload" "$work/show-u9.txt" || fail "show's uplink: $(cat "$work/show-u9.txt")"
+python3 -c "
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(('${ul}p', 0))
+for i in range(5):
+    s.send(b'\xff' * 6 + bytes([2, 0, 0, 0, 0, 0x77]) + b'\x88\xb5' + bytes(50))
+" || fail "cannot send on ${ul}p"
+end=$((SECONDS + 5))
+until hsctl --json stats u9 >"$work/u9.json" &&
+	[ "$(json 'r["ports"][0]["rx_packets"]' <"$work/u9.json")" -ge 5 ]; do
+	[ $SECONDS -lt $end ] || fail "u9 did not receive from ${ul}p: $(cat "$work/u9.json")"
+	sleep 0.2
+done
+[ "$(json 'r["ports"][0]["backend"]["rx_kernel_drops"]' <"$work/u9.json")" = 0 ] ||
+	fail "u9's backend counters: $(cat "$work/u9.json")"
+expect_rc 0 port del u9
+ip link del "$ul"
 
 say "raw protocol: hostile requests"
 python3 - "$sock" <<'EOF' || fail "the protocol checks failed"

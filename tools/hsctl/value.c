@@ -17,11 +17,13 @@
 const char *const hsctl_int_keys[] = {
 	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", "domid", "devid",
 	"backend_domid", "vni", "dst_port", "src_port_min", "src_port_max", "underlay_mtu",
-	"ageing_s", "max_entries", "ttl", "tos", NULL,
+	"ageing_s", "max_entries", "ttl", "tos", "rx_blocks", "rx_block_kib", "tx_slots",
+	"block_tov_ms", NULL,
 };
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",
 	"attach", "up", "offload", "staged", "vcpu_state", "remote_learning", "udp_csum", "df",
+	"promisc", "qdisc_bypass",
 	NULL,
 };
 

@@ -429,11 +429,14 @@ static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
 					 "src_port_min", "src_port_max", "underlay_mtu",
 					 "ageing_s", "max_entries", "ttl", "tos",
 					 "remote_learning", "udp_csum", "df", "follow"};
+static const char *const uplink_keys[] = {"ifname", "queues", "offload", "promisc",
+					  "qdisc_bypass", "rx_blocks", "rx_block_kib",
+					  "tx_slots", "block_tov_ms"};
 
 const char *hsd_port_type_name(enum hsd_port_type t)
 {
 	return t == HSD_VHOST_USER ? "vhost-user" : t == HSD_TAP ? "tap"
-		: t == HSD_XEN ? "xen" : "vxlan";
+		: t == HSD_XEN ? "xen" : t == HSD_VXLAN ? "vxlan" : "uplink";
 }
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -514,6 +517,11 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->max_entries = 4096;
 	p->ttl = 64;
 	p->remote_learning = p->udp_csum = true;
+	p->promisc = true;
+	p->rx_blocks = 16;
+	p->rx_block_kib = 256;
+	p->tx_slots = 60;
+	p->block_tov_ms = 1;
 }
 
 /* An IPv4 or IPv6 unicast address, written back in its usual form;
@@ -627,10 +635,12 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 	const char *const *keys = p->type == HSD_VHOST_USER ? vu_keys
 				  : p->type == HSD_TAP	  ? tap_keys
 				  : p->type == HSD_XEN	  ? xen_keys
+				  : p->type == HSD_UPLINK ? uplink_keys
 							  : vxlan_keys;
 	size_t nk = p->type == HSD_VHOST_USER ? NKEYS(vu_keys)
 		    : p->type == HSD_TAP     ? NKEYS(tap_keys)
 		    : p->type == HSD_XEN     ? NKEYS(xen_keys)
+		    : p->type == HSD_UPLINK  ? NKEYS(uplink_keys)
 					     : NKEYS(vxlan_keys);
 	const char *known[NKEYS(common_keys) + NKEYS(vxlan_keys) + 1];
 	size_t n = 0;
@@ -759,6 +769,28 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 				return rc;
 			}
 		}
+	} else if (p->type == HSD_UPLINK) {
+		const char *ifname = NULL;
+		if ((rc = get_str(s, "ifname", 15, &ifname)) ||
+		    (rc = get_u16(s, "queues", 1, 16, &p->queues)) ||
+		    (rc = get_bool(s, "offload", &p->offload)) ||
+		    (rc = get_bool(s, "promisc", &p->promisc)) ||
+		    (rc = get_bool(s, "qdisc_bypass", &p->qdisc_bypass)) ||
+		    (rc = get_u16(s, "rx_blocks", 2, 256, &p->rx_blocks)) ||
+		    (rc = get_u32(s, "rx_block_kib", 128, 4096, &p->rx_block_kib)) ||
+		    (rc = get_u16(s, "tx_slots", 15, 1020, &p->tx_slots)) ||
+		    (rc = get_u16(s, "block_tov_ms", 1, 1000, &p->block_tov_ms)))
+			return rc;
+		if (p->rx_block_kib & (p->rx_block_kib - 1))
+			return fail(s, "rx_block_kib", "%u is not a power of two", p->rx_block_kib);
+		if (ifname) {
+			free(p->ifname);
+			p->ifname = strdup(ifname);
+		}
+		if (!p->ifname)
+			return fail(s, "ifname", "required for uplink ports (the host interface)");
+		if (!name_ok(p->ifname) || strchr(p->ifname, ':'))
+			return fail(s, "ifname", "\"%s\" is not a valid device name", p->ifname);
 	} else {
 		const char *ifname = NULL;
 		if ((rc = get_str(s, "ifname", 15, &ifname)) ||
@@ -804,7 +836,8 @@ static int port_parse(const struct src *s0, struct hsd_port_conf *p)
 	if ((rc = get_str(&s, "type", 16, &type)))
 		return rc;
 	if (!type)
-		return fail(&s, "type", "required (\"vhost-user\", \"tap\", \"xen\" or \"vxlan\")");
+		return fail(&s, "type", "required (\"vhost-user\", \"tap\", \"xen\", \"vxlan\" or "
+			    "\"uplink\")");
 	if (!strcmp(type, "vhost-user"))
 		p->type = HSD_VHOST_USER;
 	else if (!strcmp(type, "tap"))
@@ -813,8 +846,11 @@ static int port_parse(const struct src *s0, struct hsd_port_conf *p)
 		p->type = HSD_XEN;
 	else if (!strcmp(type, "vxlan"))
 		p->type = HSD_VXLAN;
+	else if (!strcmp(type, "uplink"))
+		p->type = HSD_UPLINK;
 	else
-		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap, xen, vxlan)",
+		return fail(&s, "type", "\"%s\" is not a port type (vhost-user, tap, xen, vxlan, "
+			    "uplink)",
 			    type);
 	return port_fill(&s, p);
 }
@@ -978,6 +1014,16 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->remote_learning != b->remote_learning, "remote_learning");
 		D(a->udp_csum != b->udp_csum, "udp_csum");
 		D(a->df != b->df, "df");
+	} else if (a->type == b->type && a->type == HSD_UPLINK) {
+		D(!str_eq(a->ifname, b->ifname), "ifname");
+		D(a->queues != b->queues, "queues");
+		D(a->offload != b->offload, "offload");
+		D(a->promisc != b->promisc, "promisc");
+		D(a->qdisc_bypass != b->qdisc_bypass, "qdisc_bypass");
+		D(a->rx_blocks != b->rx_blocks, "rx_blocks");
+		D(a->rx_block_kib != b->rx_block_kib, "rx_block_kib");
+		D(a->tx_slots != b->tx_slots, "tx_slots");
+		D(a->block_tov_ms != b->block_tov_ms, "block_tov_ms");
 	} else if (a->type == b->type) {
 		D(!str_eq(a->ifname, b->ifname), "ifname");
 		D(a->attach != b->attach, "attach");
@@ -1056,6 +1102,12 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			"max_entries", (json_int_t)p->max_entries, "ttl", (int)p->ttl, "tos",
 			(int)p->tos, "remote_learning", p->remote_learning, "udp_csum", p->udp_csum,
 			"df", p->df));
+	} else if (p->type == HSD_UPLINK) {
+		json_object_update_new(o, json_pack("{s:s, s:i, s:b, s:b, s:b, s:i, s:I, s:i, s:i}",
+			"ifname", p->ifname, "queues", (int)p->queues, "offload", p->offload,
+			"promisc", p->promisc, "qdisc_bypass", p->qdisc_bypass, "rx_blocks",
+			(int)p->rx_blocks, "rx_block_kib", (json_int_t)p->rx_block_kib,
+			"tx_slots", (int)p->tx_slots, "block_tov_ms", (int)p->block_tov_ms));
 	} else {
 		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,

@@ -20,7 +20,7 @@
 #define HSD_MAX_PORTS 4096
 #define HSD_MAX_WORKERS 256
 
-enum hsd_port_type { HSD_VHOST_USER, HSD_TAP, HSD_XEN, HSD_VXLAN };
+enum hsd_port_type { HSD_VHOST_USER, HSD_TAP, HSD_XEN, HSD_VXLAN, HSD_UPLINK };
 
 /* One port as configured. Strings are owned (malloc'd). */
 struct hsd_port_conf {
@@ -42,10 +42,14 @@ struct hsd_port_conf {
 	bool socket_owner_set;
 	uint32_t socket_uid, socket_gid;
 	char *socket_owner, *socket_group; /* as written, for show */
-	/* tap */
+	/* tap (uplink: ifname, offload, queues) */
 	char *ifname;
 	bool attach, up, offload, staged;
 	uint16_t ring;
+	/* uplink */
+	bool promisc, qdisc_bypass;
+	uint16_t rx_blocks, tx_slots, block_tov_ms;
+	uint32_t rx_block_kib;
 	/* xen (queues above: the most the guest may use) */
 	uint32_t domid, devid, backend_domid;
 	bool vcpu_state;             /* read the guest's vCPU state (dom0) */
@@ -63,7 +67,7 @@ struct hsd_port_conf {
  * and copies each into out; false at the end. */
 bool hsd_remotes_next(const char **q, char out[64]);
 
-/* "vhost-user", "tap", "xen", "vxlan" */
+/* "vhost-user", "tap", "xen", "vxlan", "uplink" */
 const char *hsd_port_type_name(enum hsd_port_type t);
 
 /* Switch settings that need a restart to change, and those that do not. */

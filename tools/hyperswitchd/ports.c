@@ -24,6 +24,7 @@ struct lib_cfgs {
 	struct hs_tap_config tc;
 	struct hs_xen_config xc;
 	struct hs_vxlan_config xl;
+	struct hs_uplink_config ul;
 };
 
 /* The library's port config for `pc`, pointing into `b`. */
@@ -85,6 +86,22 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		c->backend = HS_VXLAN_BACKEND;
 		c->backend_config = xl;
 		c->backend_config_size = sizeof(*xl);
+	} else if (pc->type == HSD_UPLINK) {
+		struct hs_uplink_config *ul = &b->ul;
+		memset(ul, 0, sizeof(*ul));
+		ul->ifname = pc->ifname;
+		ul->mode = HS_UPLINK_AUTO;
+		ul->flags = (pc->offload ? 0 : HS_UPLINK_NO_OFFLOAD) |
+			    (pc->promisc ? 0 : HS_UPLINK_NO_PROMISC) |
+			    (pc->qdisc_bypass ? HS_UPLINK_QDISC_BYPASS : 0);
+		ul->queues = pc->queues;
+		ul->rx_blocks = pc->rx_blocks;
+		ul->rx_block_kib = pc->rx_block_kib;
+		ul->tx_slots = pc->tx_slots;
+		ul->block_tov_ms = pc->block_tov_ms;
+		c->backend = HS_UPLINK_BACKEND;
+		c->backend_config = ul;
+		c->backend_config_size = sizeof(*ul);
 	} else {
 		memset(tc, 0, sizeof(*tc));
 		tc->ifname = pc->ifname;
@@ -173,6 +190,9 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		hsd_log(HS_LOG_INFO, "port %s added (vxlan: VTEP %s, VNI %u%s%s)", pc->name,
 			pc->local, pc->vni, pc->follow ? ", following " : "",
 			pc->follow ? pc->follow : "");
+	else if (pc->type == HSD_UPLINK)
+		hsd_log(HS_LOG_INFO, "port %s added (uplink %s, mode %s)", pc->name, pc->ifname,
+			hs_uplink_mode(p->port));
 	else
 		hsd_log(HS_LOG_INFO, "port %s added (%s %s)", pc->name,
 			hsd_port_type_name(pc->type),
