@@ -7,7 +7,8 @@
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
- *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]]...
+ *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
+ *                    [,ageing=S][,follow=DEV]]...
  *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
@@ -159,15 +160,16 @@ static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
 	return rc;
 }
 
-/* Parses "LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]":
- * a VXLAN tunnel endpoint at address LOCAL for VNI N, flooding to every
- * remote VTEP (head-end replication), as port vxlanN. */
+/* Parses "LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]
+ * [,ageing=S][,follow=DEV]": a VXLAN tunnel endpoint at address LOCAL for VNI N,
+ * flooding to every remote VTEP (head-end replication), as port vxlanN;
+ * "follow" takes the FDB of the Linux vxlan device DEV (hs_vxlan_follow). */
 static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 {
 	struct hs_vxlan_config vc = {0};
 	struct hs_port_config pc = {.backend = HS_VXLAN_BACKEND, .backend_config = &vc,
 				    .backend_config_size = sizeof(vc)};
-	const char *remotes[16];
+	const char *remotes[16], *follow = NULL;
 	unsigned nr = 0;
 	char *save = NULL, *tok = strtok_r(spec, ",", &save);
 	vc.local = tok;
@@ -186,6 +188,10 @@ static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 			vc.flags |= HS_VXLAN_NO_LEARN;
 		else if (!strcmp(tok, "no-csum"))
 			vc.flags |= HS_VXLAN_NO_UDP_CSUM;
+		else if (!strncmp(tok, "ageing=", 7))
+			vc.ageing_s = (uint32_t)strtoul(tok + 7, NULL, 10);
+		else if (!strncmp(tok, "follow=", 7))
+			follow = tok + 7;
 		else {
 			fprintf(stderr, "unknown option %s\n", tok);
 			return -EINVAL;
@@ -199,6 +205,8 @@ static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 	for (unsigned i = 0; !rc && i < nr; i++)
 		if ((rc = hs_vxlan_fdb_add(*out, flood, remotes[i], 0)))
 			fprintf(stderr, "vxlan remote %s: %s\n", remotes[i], hs_strerror(rc));
+	if (!rc && follow && (rc = hs_vxlan_follow(*out, follow)))
+		fprintf(stderr, "vxlan: following %s: %s\n", follow, hs_strerror(rc));
 	if (rc)
 		fprintf(stderr, "vxlan port %s: %s\n", name, hs_strerror(rc));
 	return rc;
@@ -325,7 +333,7 @@ int main(int argc, char **argv)
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
-				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]]... [--uplink IFNAME"
+				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...\n",
 				argv[0]);
 			return 2;
