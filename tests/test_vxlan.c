@@ -740,9 +740,32 @@ START_TEST(the_table_follows_a_kernel_vxlan_fdb)
 	ck_assert(TH_WAIT(!strcmp(where(pe, m23, NULL), "127.0.0.5"), 3000));
 	ck_assert_str_eq(where(pe, m21, NULL), "127.0.0.3");
 	ck_assert_int_eq(hs_port_del(pe), 0); /* with its follower */
-	/* the device going away ends nothing here: its entries go with it */
+	/* an entry naming a nexthop group (EVPN multihoming) is counted and
+	 * left out */
+	uint64_t skipped = backend_ctr(a.vx, "follow_skipped");
+	if (system("ip nexthop add id 1 via 127.0.0.13 fdb && "
+		   "ip nexthop add id 10 group 1 fdb && "
+		   "bridge fdb add 02:00:00:00:00:18 dev vx0 nhid 10 self") == 0) {
+		ck_assert(TH_WAIT(backend_ctr(a.vx, "follow_skipped") == skipped + 1, 3000));
+		ck_assert_str_eq(where(a.vx, (uint8_t[6]){2, 0, 0, 0, 0, 0x18}, NULL), "");
+	} else {
+		fprintf(stderr, "no fdb nexthop groups here: that check skipped\n");
+	}
+	/* the device going away: its entries go with it */
 	sh("ip link del vx0");
 	ck_assert(TH_WAIT(!where(a.vx, m15, NULL)[0] && !in_flood(a.vx, "127.0.0.9"), 3000));
+	/* made again (a control plane restarting): followed again, from its
+	 * first entries on; a device of another VNI by that name is not */
+	sh("ip link add vx0 type vxlan id 44 dstport 4789 local 127.0.0.1 nolearning");
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "follow_errors") == 1, 3000));
+	sh("ip link del vx0 && "
+	   "ip link add vx0 type vxlan id 42 dstport 4789 local 127.0.0.1 nolearning && "
+	   "bridge fdb add 02:00:00:00:00:19 dev vx0 dst 127.0.0.14 && "
+	   "bridge fdb append 00:00:00:00:00:00 dev vx0 dst 127.0.0.15");
+	uint8_t m19[6] = {2, 0, 0, 0, 0, 0x19};
+	ck_assert(TH_WAIT(!strcmp(where(a.vx, m19, NULL), "127.0.0.14") &&
+			  in_flood(a.vx, "127.0.0.15"), 3000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_relinks"), 1);
 	side_down(&a); /* the follower goes with the port */
 }
 END_TEST

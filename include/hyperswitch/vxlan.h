@@ -126,7 +126,11 @@ HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
  * makes it read the whole FDB again (follow_resyncs). The device may be
  * down: it then holds no UDP socket, and this port may own the VTEP's.
  * The device must carry this port's VNI, or be an external (collect
- * metadata) one whose entries name their VNI.
+ * metadata) one whose entries name their VNI. If it is deleted, what the
+ * follower added goes; a device made again under the same name (a
+ * control plane restarting) is followed again if it still suits the port
+ * (follow_relinks). Entries naming a nexthop group instead of a VTEP
+ * (EVPN multihoming) are counted in follow_skipped and left out.
  * One device per port, for the port's life: -EBUSY for a second call.
  * -ENODEV (no such device, or not a vxlan port), -EINVAL (not a vxlan
  * device, or another VNI), or a netlink error. Any thread. */

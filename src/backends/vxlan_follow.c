@@ -23,6 +23,16 @@
  * copy while hyperswitch owns the VTEP's port). A unicast MAC has one VTEP
  * here (the kernel may append several): the last one given wins.
  *
+ * The device may be deleted and made again (FRR restarting, an operator's
+ * script): the follower watches links too, removes what it had added
+ * when the device goes, and takes the new device of the same name (if it
+ * still suits the port) and its FDB when it comes (follow_relinks).
+ * Entries that name a nexthop group (NDA_NH_ID: EVPN multihoming) instead
+ * of a VTEP are not supported yet: counted (follow_skipped), left out.
+ *
+ * The entries it added are indexed by a hash of (MAC, and for the flood
+ * list VTEP), so a dump of many thousand entries costs linear time.
+ *
  * Lost notifications (ENOBUFS: the socket's buffer overflowed) are not
  * lost entries: the follower dumps the FDB again, and what it had added
  * that the dump no longer holds is removed (follow_resyncs).
@@ -57,6 +67,8 @@ struct follow_ent {
 	uint8_t mac[6];
 	bool stale;             /* a resync's dump has not shown it yet */
 	uint32_t flags;
+	uint32_t next;          /* the next in its hash chain, index + 1 */
+	uint32_t hash;
 	char remote[INET6_ADDRSTRLEN];
 };
 
@@ -75,8 +87,10 @@ struct vx_follow {
 	bool resync_again;      /* overflowed during that dump */
 	struct follow_ent *ent; /* what this follower added */
 	unsigned n;
+	uint32_t *bucket;       /* hash chains: the first index + 1, 0: none */
+	uint32_t nbucket;       /* a power of two */
 	char *buf;              /* MNL_SOCKET_BUFFER_SIZE */
-	_Atomic uint64_t added, removed, skipped, resyncs, errors;
+	_Atomic uint64_t added, removed, skipped, resyncs, errors, relinks;
 };
 
 /* ---- parsing ---------------------------------------------------------------------- */
@@ -99,6 +113,7 @@ static int neigh_attr(const struct nlattr *attr, void *data)
 	case NDA_VNI: ok = len == 4; break;
 	case NDA_SRC_VNI: ok = len == 4; break;
 	case NDA_PORT: ok = len == 2; break;
+	case NDA_NH_ID: ok = len == 4; break;
 	default: break;
 	}
 	if (ok)
@@ -106,19 +121,59 @@ static int neigh_attr(const struct nlattr *attr, void *data)
 	return MNL_CB_OK;
 }
 
+static const uint8_t zero_mac[6];
+
+/* A unicast MAC has one entry (its VTEP may change); the flood list one
+ * per VTEP. */
+static uint32_t ent_hash(const uint8_t mac[6], const char *remote)
+{
+	uint32_t h = 2166136261u;
+	for (int i = 0; i < 6; i++)
+		h = (h ^ mac[i]) * 16777619u;
+	if (!memcmp(mac, zero_mac, 6))
+		for (const char *c = remote; *c; c++)
+			h = (h ^ (uint8_t)*c) * 16777619u;
+	return h;
+}
+
 static struct follow_ent *find(struct vx_follow *f, const uint8_t mac[6], const char *remote)
 {
-	static const uint8_t zero[6];
-	bool flood = !memcmp(mac, zero, 6);
-	for (unsigned i = 0; i < f->n; i++)
-		if (!memcmp(f->ent[i].mac, mac, 6) && (!flood || !strcmp(f->ent[i].remote, remote)))
-			return &f->ent[i];
+	bool flood = !memcmp(mac, zero_mac, 6);
+	uint32_t h = ent_hash(mac, remote);
+	for (uint32_t i = f->bucket[h & (f->nbucket - 1)]; i; i = f->ent[i - 1].next) {
+		struct follow_ent *e = &f->ent[i - 1];
+		if (e->hash == h && !memcmp(e->mac, mac, 6) &&
+		    (!flood || !strcmp(e->remote, remote)))
+			return e;
+	}
 	return NULL;
 }
 
+static void link_in(struct vx_follow *f, uint32_t i)
+{
+	uint32_t *b = &f->bucket[f->ent[i].hash & (f->nbucket - 1)];
+	f->ent[i].next = *b;
+	*b = i + 1;
+}
+
+static void link_out(struct vx_follow *f, uint32_t i)
+{
+	uint32_t *p = &f->bucket[f->ent[i].hash & (f->nbucket - 1)];
+	while (*p != i + 1)
+		p = &f->ent[*p - 1].next;
+	*p = f->ent[i].next;
+}
+
+/* Drops e from the index; the last entry moves into its place. */
 static void forget(struct vx_follow *f, struct follow_ent *e)
 {
-	*e = f->ent[--f->n];
+	uint32_t i = (uint32_t)(e - f->ent), last = --f->n;
+	link_out(f, i);
+	if (i != last) {
+		link_out(f, last);
+		*e = f->ent[last];
+		link_in(f, i);
+	}
 }
 
 static void apply_del(struct vx_follow *f, struct follow_ent *e)
@@ -152,6 +207,13 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 		return; /* another device's, or the IP neighbour table */
 	struct attrs t = {0};
 	mnl_attr_parse(nlh, sizeof(*ndm), neigh_attr, &t);
+	if (t.a[NDA_LLADDR] && !t.a[NDA_DST] && t.a[NDA_NH_ID] && add &&
+	    (!f->external ||
+	     (t.a[NDA_SRC_VNI] && mnl_attr_get_u32(t.a[NDA_SRC_VNI]) == f->c.vni))) {
+		skip(f, "a nexthop group (EVPN multihoming), not supported yet",
+		     mnl_attr_get_payload(t.a[NDA_LLADDR]));
+		return;
+	}
 	if (!t.a[NDA_LLADDR] || !t.a[NDA_DST])
 		return; /* not a VTEP entry (e.g. the device's own address) */
 	/* The entry's own VNI: an external device's name it (NDA_SRC_VNI),
@@ -210,32 +272,152 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 		return;
 	}
 	atomic_fetch_add(&f->added, 1);
-	if (!e)
+	if (e) /* a unicast MAC moved to another VTEP: same key */
+		link_out(f, (uint32_t)(e - f->ent));
+	else
 		e = &f->ent[f->n++];
 	memcpy(e->mac, mac, 6);
 	memcpy(e->remote, remote, sizeof(remote));
 	e->flags = flags;
 	e->stale = false;
+	e->hash = ent_hash(mac, remote);
+	link_in(f, (uint32_t)(e - f->ent));
 }
 
-/* One datagram's messages; true when it ended the running dump. */
-static bool on_datagram(struct vx_follow *f, size_t len, uint32_t seq)
+/* ---- the device going and coming back --------------------------------------------- */
+
+struct link_info {
+	char kind[16];
+	char name[IF_NAMESIZE];
+	uint32_t vni;
+	uint16_t port;
+	bool have_vni, external;
+};
+
+static int info_data_attr(const struct nlattr *attr, void *data)
+{
+	struct link_info *li = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type == IFLA_VXLAN_ID && mnl_attr_get_payload_len(attr) == 4) {
+		li->vni = mnl_attr_get_u32(attr);
+		li->have_vni = true;
+	} else if (type == IFLA_VXLAN_PORT && mnl_attr_get_payload_len(attr) == 2) {
+		li->port = ntohs(mnl_attr_get_u16(attr));
+	} else if (type == IFLA_VXLAN_COLLECT_METADATA && mnl_attr_get_payload_len(attr) >= 1) {
+		li->external = mnl_attr_get_u8(attr) != 0;
+	}
+	return MNL_CB_OK;
+}
+
+static int info_attr(const struct nlattr *attr, void *data)
+{
+	struct link_info *li = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type == IFLA_INFO_KIND) {
+		size_t len = mnl_attr_get_payload_len(attr);
+		if (len > sizeof(li->kind) - 1)
+			len = sizeof(li->kind) - 1;
+		memcpy(li->kind, mnl_attr_get_payload(attr), len);
+		li->kind[len] = 0;
+	} else if (type == IFLA_INFO_DATA) {
+		mnl_attr_parse_nested(attr, info_data_attr, li);
+	}
+	return MNL_CB_OK;
+}
+
+static int link_attr(const struct nlattr *attr, void *data)
+{
+	struct link_info *li = data;
+	uint16_t type = mnl_attr_get_type(attr);
+	if (type == IFLA_LINKINFO) {
+		mnl_attr_parse_nested(attr, info_attr, data);
+	} else if (type == IFLA_IFNAME) {
+		size_t len = strnlen(mnl_attr_get_payload(attr), mnl_attr_get_payload_len(attr));
+		if (len < sizeof(li->name)) {
+			memcpy(li->name, mnl_attr_get_payload(attr), len);
+			li->name[len] = 0;
+		}
+	}
+	return MNL_CB_OK;
+}
+
+/* Whether a device can be followed by this port; logs why not. */
+static int suits(hs_port_t *port, const char *ifname, const struct link_info *li, uint32_t vni)
+{
+	if (strcmp(li->kind, "vxlan")) {
+		hs_port_log(port, HS_LOG_WARN, "%s is not a vxlan device (%s)", ifname,
+			    li->kind[0] ? li->kind : "no kind");
+		return -EINVAL;
+	}
+	if (!li->external && (!li->have_vni || li->vni != vni)) {
+		hs_port_log(port, HS_LOG_WARN, "%s carries VNI %u, this port %u", ifname, li->vni,
+			    vni);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void start_dump(struct vx_follow *f);
+
+static void on_link(struct vx_follow *f, const struct nlmsghdr *nlh)
+{
+	if (mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
+		return;
+	const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	if (nlh->nlmsg_type == RTM_DELLINK) {
+		if (ifm->ifi_index != f->ifindex)
+			return;
+		/* Its entries go with it (the kernel says so too, entry by
+		 * entry; this also covers what a full socket lost). */
+		hs_port_log(f->port, HS_LOG_WARN, "%s was deleted: its entries are removed; "
+			    "following it again if it comes back", f->ifname);
+		while (f->n)
+			apply_del(f, &f->ent[f->n - 1]);
+		f->ifindex = 0;
+		return;
+	}
+	if (f->ifindex)
+		return; /* ours changing state, or another device */
+	struct link_info li = {0};
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr, &li);
+	if (strcmp(li.name, f->ifname))
+		return;
+	if (suits(f->port, f->ifname, &li, f->c.vni)) {
+		atomic_fetch_add(&f->errors, 1);
+		return;
+	}
+	f->ifindex = ifm->ifi_index;
+	f->external = li.external;
+	f->dev_port = li.port;
+	atomic_fetch_add(&f->relinks, 1);
+	hs_port_log(f->port, HS_LOG_INFO, "%s is back: reading its FDB", f->ifname);
+	start_dump(f);
+}
+
+/* One datagram's messages; true when it ended the running dump (seq),
+ * *err then the error the kernel ended it with (0: none). */
+static bool on_datagram(struct vx_follow *f, size_t len, uint32_t seq, int *err)
 {
 	bool done = false;
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)f->buf;
 	for (int left = (int)len; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
 		if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) {
-			if (seq && nlh->nlmsg_seq == seq)
-				done = true;
+			bool ours = seq && nlh->nlmsg_seq == seq;
+			done |= ours;
 			if (nlh->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
-				if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(*err) && err->error)
+				const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+				if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(*e) && e->error) {
 					atomic_fetch_add(&f->errors, 1);
+					if (ours && err)
+						*err = e->error;
+				}
 			}
 			continue;
 		}
 		if (nlh->nlmsg_type == RTM_NEWNEIGH || nlh->nlmsg_type == RTM_DELNEIGH)
 			on_neigh(f, nlh);
+		else if (nlh->nlmsg_type == RTM_NEWLINK || nlh->nlmsg_type == RTM_DELLINK)
+			on_link(f, nlh);
 	}
 	return done;
 }
@@ -293,11 +475,9 @@ static void resync_done(struct vx_follow *f)
 	}
 }
 
-static void resync(struct vx_follow *f)
+/* Reads the whole FDB again: what it no longer shows is removed. */
+static void start_dump(struct vx_follow *f)
 {
-	atomic_fetch_add(&f->resyncs, 1);
-	hs_port_log(f->port, HS_LOG_WARN, "%s: notifications lost (socket buffer full): "
-		    "reading the FDB again", f->ifname);
 	if (f->dump_seq) { /* one dump at a time per socket */
 		f->resync_again = true;
 		return;
@@ -311,6 +491,14 @@ static void resync(struct vx_follow *f)
 		return;
 	}
 	f->dump_seq = f->seq;
+}
+
+static void resync(struct vx_follow *f)
+{
+	atomic_fetch_add(&f->resyncs, 1);
+	hs_port_log(f->port, HS_LOG_WARN, "%s: notifications lost (socket buffer full): "
+		    "reading the FDB again", f->ifname);
+	start_dump(f);
 }
 
 static void on_readable(hs_watch_t *w, int fd, unsigned events, void *arg)
@@ -328,57 +516,12 @@ static void on_readable(hs_watch_t *w, int fd, unsigned events, void *arg)
 				atomic_fetch_add(&f->errors, 1);
 			return;
 		}
-		if (on_datagram(f, (size_t)n, f->dump_seq) && f->dump_seq)
+		if (on_datagram(f, (size_t)n, f->dump_seq, NULL) && f->dump_seq)
 			resync_done(f);
 	}
 }
 
 /* ---- the device ------------------------------------------------------------------- */
-
-struct link_info {
-	char kind[16];
-	uint32_t vni;
-	uint16_t port;
-	bool have_vni, external;
-};
-
-static int info_data_attr(const struct nlattr *attr, void *data)
-{
-	struct link_info *li = data;
-	uint16_t type = mnl_attr_get_type(attr);
-	if (type == IFLA_VXLAN_ID && mnl_attr_get_payload_len(attr) == 4) {
-		li->vni = mnl_attr_get_u32(attr);
-		li->have_vni = true;
-	} else if (type == IFLA_VXLAN_PORT && mnl_attr_get_payload_len(attr) == 2) {
-		li->port = ntohs(mnl_attr_get_u16(attr));
-	} else if (type == IFLA_VXLAN_COLLECT_METADATA && mnl_attr_get_payload_len(attr) >= 1) {
-		li->external = mnl_attr_get_u8(attr) != 0;
-	}
-	return MNL_CB_OK;
-}
-
-static int info_attr(const struct nlattr *attr, void *data)
-{
-	struct link_info *li = data;
-	uint16_t type = mnl_attr_get_type(attr);
-	if (type == IFLA_INFO_KIND) {
-		size_t len = mnl_attr_get_payload_len(attr);
-		if (len > sizeof(li->kind) - 1)
-			len = sizeof(li->kind) - 1;
-		memcpy(li->kind, mnl_attr_get_payload(attr), len);
-		li->kind[len] = 0;
-	} else if (type == IFLA_INFO_DATA) {
-		mnl_attr_parse_nested(attr, info_data_attr, li);
-	}
-	return MNL_CB_OK;
-}
-
-static int link_attr(const struct nlattr *attr, void *data)
-{
-	if (mnl_attr_get_type(attr) == IFLA_LINKINFO)
-		mnl_attr_parse_nested(attr, info_attr, data);
-	return MNL_CB_OK;
-}
 
 static int link_cb(const struct nlmsghdr *nlh, void *data)
 {
@@ -435,18 +578,10 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		return -ENODEV;
 	struct link_info li = {0};
 	int rc = link_query(ifindex, &li);
+	if (!rc)
+		rc = suits(port, c->ifname, &li, c->vni);
 	if (rc)
 		return rc;
-	if (strcmp(li.kind, "vxlan")) {
-		hs_port_log(port, HS_LOG_WARN, "%s is not a vxlan device (%s)", c->ifname,
-			    li.kind[0] ? li.kind : "no kind");
-		return -EINVAL;
-	}
-	if (!li.external && (!li.have_vni || li.vni != c->vni)) {
-		hs_port_log(port, HS_LOG_WARN, "%s carries VNI %u, this port %u", c->ifname, li.vni,
-			    c->vni);
-		return -EINVAL;
-	}
 	struct vx_follow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -458,17 +593,22 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 	f->external = li.external;
 	f->dev_port = li.port;
 	f->ent = calloc(c->max, sizeof(*f->ent));
+	for (f->nbucket = 16; f->nbucket < c->max; f->nbucket <<= 1)
+		;
+	f->bucket = calloc(f->nbucket, sizeof(*f->bucket));
 	f->buf = malloc(MNL_SOCKET_BUFFER_SIZE);
 	f->nl = mnl_socket_open(NETLINK_ROUTE);
-	rc = f->ent && f->buf ? 0 : -ENOMEM;
+	rc = f->ent && f->bucket && f->buf ? 0 : -ENOMEM;
 	if (!rc && !f->nl)
 		rc = -errno;
 	int sz = FOLLOW_RCVBUF;
 	struct timeval tv = {.tv_sec = 5};
-	/* subscribed before the dump: nothing changes unseen in between */
-	if (!rc && (mnl_socket_bind(f->nl, RTMGRP_NEIGH, MNL_SOCKET_AUTOPID) < 0 ||
-		    setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVBUF, &sz,
-			       sizeof(sz)) < 0 ||
+	/* subscribed before the dump: nothing changes unseen in between;
+	 * the buffer past rmem_max where the caller may (CAP_NET_ADMIN) */
+	if (!rc && setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVBUFFORCE, &sz,
+			      sizeof(sz)) < 0)
+		setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (!rc && (mnl_socket_bind(f->nl, RTMGRP_NEIGH | RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0 ||
 		    setsockopt(mnl_socket_get_fd(f->nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
 			       sizeof(tv)) < 0))
 		rc = -errno;
@@ -489,8 +629,11 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 			rc = -errno;
 			break;
 		}
-		if (on_datagram(f, (size_t)n, f->seq))
+		int derr = 0;
+		if (on_datagram(f, (size_t)n, f->seq, &derr)) {
+			rc = derr; /* the dump failed: nothing is followed */
 			break;
+		}
 	}
 	if (!rc && (overflowed || sock_drops(f) != f->drops))
 		resync(f); /* its answer comes to the watch */
@@ -501,9 +644,13 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		rc = hs_watch_add(hs_port_switch(port), mnl_socket_get_fd(f->nl), HS_WATCH_READ,
 				  on_readable, f, &f->w);
 	if (rc) {
+		/* what a failed dump added goes again */
+		for (; f->n; f->n--)
+			f->c.apply(f->c.arg, false, f->ent[f->n - 1].mac, f->ent[f->n - 1].remote, 0);
 		if (f->nl)
 			mnl_socket_close(f->nl);
 		free(f->buf);
+		free(f->bucket);
 		free(f->ent);
 		free(f);
 		return rc;
@@ -521,12 +668,14 @@ void vx_follow_close(struct vx_follow *f)
 	hs_watch_del(f->w);
 	mnl_socket_close(f->nl);
 	free(f->buf);
+	free(f->bucket);
 	free(f->ent);
 	free(f);
 }
 
 const char *const vx_follow_counter_names[VX_FOLLOW_NCTR] = {
-	"follow_added", "follow_removed", "follow_skipped", "follow_resyncs", "follow_errors"};
+	"follow_added", "follow_removed", "follow_skipped", "follow_resyncs", "follow_errors",
+	"follow_relinks"};
 
 void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 {
@@ -535,4 +684,5 @@ void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 	out[2] = atomic_load(&f->skipped);
 	out[3] = atomic_load(&f->resyncs);
 	out[4] = atomic_load(&f->errors);
+	out[5] = atomic_load(&f->relinks);
 }
