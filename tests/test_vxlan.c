@@ -770,6 +770,134 @@ START_TEST(the_table_follows_a_kernel_vxlan_fdb)
 }
 END_TEST
 
+/* An inner frame: Ethernet, then IPv4 (ver 4) or IPv6 (ver 6) whose ECN
+ * field is `ecn`, a UDP datagram behind it; IPv4's header checksum valid.
+ * Its length. */
+static size_t ip_frame(uint8_t *f, const uint8_t *dst, const uint8_t *src, int ver, unsigned ecn)
+{
+	memset(f, 0, 120);
+	memcpy(f, dst, 6);
+	memcpy(f + 6, src, 6);
+	uint8_t *ip = f + 14;
+	if (ver == 4) {
+		f[12] = 0x08, f[13] = 0x00;
+		ip[0] = 0x45, ip[1] = (uint8_t)(0x20 | ecn), ip[3] = 100, ip[8] = 64, ip[9] = 17;
+		ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2;
+		uint32_t sum = 0;
+		for (int i = 0; i < 20; i += 2)
+			sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		ip[10] = (uint8_t)(~sum >> 8), ip[11] = (uint8_t)~sum;
+		return 14 + 100;
+	}
+	f[12] = 0x86, f[13] = 0xdd;
+	ip[0] = 0x60 | 0x02, ip[1] = (uint8_t)(ecn << 4), ip[5] = 60, ip[6] = 17, ip[7] = 64;
+	ip[8] = 0xfd, ip[23] = 1, ip[24] = 0xfd, ip[39] = 2;
+	return 14 + 100;
+}
+
+/* The inner IPv4 header's checksum is right. */
+static bool ip4_csum_ok(const uint8_t *ip)
+{
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* A datagram's outer ECN field, read with IP_RECVTOS; its length. */
+static int fake_read_tos(int fd, uint8_t *buf, size_t max, unsigned *ecn)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cb;
+	struct iovec iov = {buf, max};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cb,
+			    .msg_controllen = sizeof(cb)};
+	ssize_t n = recvmsg(fd, &mh, 0);
+	*ecn = 99;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS)
+			*ecn = *(uint8_t *)CMSG_DATA(c) & 3u;
+	return (int)n;
+}
+
+/* ECN through the tunnel as RFC 6040 says: encapsulation copies the inner
+ * field to the outer header (normal mode, CE included); decapsulation
+ * brings a CE mark to an ECN-capable inner header (its IPv4 checksum
+ * kept right), drops a CE-marked frame that is not ECN-capable (counted),
+ * turns ECT(0) into ECT(1) under an ECT(1) outer header, and changes
+ * nothing under a Not-ECT or ECT(0) one. */
+START_TEST(ecn_crosses_the_tunnel_as_rfc_6040_says)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int fd = fake_vtep(AF_INET, "127.0.0.2");
+	int on = 1;
+	ck_assert_int_eq(setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on)), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.2", 0), 0);
+	uint8_t me[6], far[6], f[200], d[300];
+	th_mac(me, 1);
+	th_mac(far, 2);
+	/* encapsulation: the outer field is the inner one */
+	static const unsigned ecns[] = {0, 1, 2, 3};
+	for (int ver = 4; ver <= 6; ver += 2)
+		for (unsigned k = 0; k < 4; k++) {
+			size_t n = ip_frame(f, far, me, ver, ecns[k]);
+			ck_assert_int_eq(th_send(a.m, f, n), 0);
+			unsigned outer;
+			ck_assert_int_eq(fake_read_tos(fd, d, sizeof(d), &outer), (int)(8 + n));
+			ck_assert_uint_eq(outer, ecns[k]);
+			ck_assert_mem_eq(d + 8, f, n); /* the inner frame untouched */
+		}
+	/* decapsulation: outer field x inner field -> what the VM gets */
+	static const struct {
+		int ver;
+		unsigned outer, inner, want; /* want 9: dropped */
+	} t[] = {
+		{4, 3, 2, 3}, {4, 3, 1, 3}, {4, 3, 3, 3}, {4, 3, 0, 9}, {4, 1, 2, 1},
+		{4, 1, 0, 0}, {4, 2, 1, 1}, {4, 0, 2, 2}, {6, 3, 1, 3}, {6, 1, 2, 1},
+		{6, 3, 0, 9},
+	};
+	uint64_t drops = 0;
+	for (unsigned k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+		memset(d, 0, 8);
+		d[0] = 0x08;
+		d[6] = 42;
+		size_t n = ip_frame(d + 8, me, far, t[k].ver, t[k].inner);
+		int tos = (int)t[k].outer;
+		ck_assert_int_eq(setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)), 0);
+		fake_send(fd, AF_INET, "127.0.0.1", d, 8 + n);
+		if (t[k].want == 9) {
+			drops++;
+			ck_assert(TH_WAIT(backend_ctr(a.vx, "ecn_dropped") == drops, 3000));
+			continue;
+		}
+		ck_assert(TH_WAIT(th_pending(a.m) >= 1, 3000));
+		struct hs_mem_frame mf;
+		ck_assert_int_eq(hs_mem_rx_burst(a.m, 0, &mf, 1), 1);
+		ck_assert_uint_eq(mf.len, n);
+		const uint8_t *ip = (const uint8_t *)mf.data + 14;
+		unsigned got = t[k].ver == 4 ? ip[1] & 3u : (ip[1] >> 4) & 3u;
+		ck_assert_msg(got == t[k].want, "case %u: outer %u inner %u: got %u, want %u", k,
+			      t[k].outer, t[k].inner, got, t[k].want);
+		if (t[k].ver == 4)
+			ck_assert(ip4_csum_ok(ip));
+		hs_mem_rx_release(a.m, 0, 1);
+	}
+	ck_assert_uint_eq(backend_ctr(a.vx, "ecn_dropped"), 2);
+	ck_assert_uint_eq(backend_ctr(a.vx, "ecn_marked"), 3);
+	ck_assert_int_eq(th_pending(a.m), 0);
+	close(fd);
+	side_down(&a);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -787,6 +915,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);
 	tcase_add_test(tc, the_table_follows_a_kernel_vxlan_fdb);
+	tcase_add_test(tc, ecn_crosses_the_tunnel_as_rfc_6040_says);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -37,7 +37,14 @@
  * zero checksums accepted on receive over IPv4. Frames larger than
  * underlay_mtu minus the encapsulation (50 bytes over IPv4, 70 over IPv6)
  * are dropped and counted (oversize), never fragmented; the inner MTU is
- * the port's MTU (hs_port_set_mtu), so guests can be told.
+ * the port's MTU (hs_port_set_mtu), so guests can be told. With
+ * HS_VXLAN_DF a datagram the kernel refuses as larger than the path MTU
+ * is counted as too_big. ECN as RFC 6040 says (normal mode): the outer
+ * header's ECN field is the inner IP header's (the rest of the outer
+ * TOS/traffic class is `tos`); on receive a CE mark on the outer header
+ * reaches an ECN-capable inner header (ecn_marked; an IPv4 header's
+ * checksum is updated), a CE-marked frame that is not ECN-capable is
+ * dropped (ecn_dropped), ECT(1) outside turns an inner ECT(0) into ECT(1).
  *
  * The underlay here is the host's IP stack: a UDP socket bound to the
  * local address and dst_port receives, a raw socket sends (the outer IP

@@ -73,6 +73,11 @@ struct vx_msg_hdr {             /* the headers in front of one copy */
 	uint8_t b[VX_HDRS];
 };
 
+union vx_ctl {                  /* one int of ancillary data: TOS, TCLASS */
+	struct cmsghdr h;
+	char b[CMSG_SPACE(sizeof(int))];
+};
+
 struct vxlan {
 	hs_port_t *port;
 	struct hs_vxlan_config cfg;
@@ -98,6 +103,7 @@ struct vxlan {
 	struct mmsghdr rx_msg[VX_BURST];
 	struct iovec rx_iov[VX_BURST];
 	struct sockaddr_in6 rx_from[VX_BURST];
+	union vx_ctl rx_ctl[VX_BURST]; /* the outer TOS / traffic class */
 	/* switch -> tunnel (under the egress lock) */
 	uint8_t *stage;         /* HS_RESERVE_MAX slots of slot bytes */
 	size_t stage_len;
@@ -107,6 +113,7 @@ struct vxlan {
 	struct iovec tx_iov[VX_MSG_MAX][2];
 	struct vx_msg_hdr tx_hdr[VX_MSG_MAX];
 	struct sockaddr_in6 tx_to[VX_MSG_MAX];
+	union vx_ctl tx_ctl[VX_MSG_MAX]; /* the outer ECN, where not Not-ECT */
 	int32_t tx_frame[VX_MSG_MAX]; /* the frame each message carries */
 	uint16_t tx_fail[HS_RESERVE_MAX]; /* messages of a frame that failed */
 	uint16_t tx_sent[HS_RESERVE_MAX]; /* ... that went */
@@ -116,7 +123,7 @@ struct vxlan {
 	uint64_t tx_logged_s;   /* when */
 	/* counters (one writer each, or atomic adds from the control side) */
 	_Atomic uint64_t bad_header, unknown_vni, src_pinned, learned, moved, aged, no_vtep,
-		send_errors, replicated, table_full;
+		send_errors, replicated, table_full, too_big, ecn_marked, ecn_dropped;
 };
 
 static uint64_t now_s(void)
@@ -315,17 +322,22 @@ static int open_sockets(struct vxlan *v)
 	/* room for a burst's copies (the kernel caps it at wmem_max) */
 	int sndbuf = 4 << 20;
 	setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	int ttl = v->cfg.ttl, tos = v->cfg.tos;
+	/* The outer ECN field is the inner one's (RFC 6040, normal mode): the
+	 * socket's default is Not-ECT, a message of an ECN-capable frame
+	 * carries its own (send_commit). */
+	int ttl = v->cfg.ttl, tos = v->cfg.tos & ~3, on = 1;
 	if (v->family == AF_INET) {
 		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT;
-		if (setsockopt(v->tx_fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) ||
+		if (setsockopt(v->rx_fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu)))
 			return -errno;
 	} else {
 		int off = 6; /* the kernel fills the UDP checksum (mandatory over IPv6) */
 		int pmtu = IPV6_PMTUDISC_PROBE;
-		if (setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) ||
+		if (setsockopt(v->rx_fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof(on)) ||
+		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof(pmtu)))
@@ -478,6 +490,100 @@ static void vx_close(void *priv)
 
 /* ---- tunnel -> switch ------------------------------------------------------------ */
 
+/* ---- ECN through the tunnel (RFC 6040) --------------------------------------------- */
+
+#define ECN_NOT_ECT 0
+#define ECN_ECT1 1
+#define ECN_ECT0 2
+#define ECN_CE 3
+
+/* Where an inner frame's IP header starts (past one VLAN tag) and its
+ * version; -1 if it has none. */
+static int inner_ip(const uint8_t *f, uint32_t len, int *ver)
+{
+	uint32_t o = 12;
+	uint16_t et = (uint16_t)(f[o] << 8 | f[o + 1]);
+	if ((et == 0x8100 || et == 0x88a8) && len >= 18) {
+		o += 4;
+		et = (uint16_t)(f[o] << 8 | f[o + 1]);
+	}
+	o += 2;
+	if (et == 0x0800 && len >= o + 20 && (f[o] >> 4) == 4) {
+		*ver = 4;
+		return (int)o;
+	}
+	if (et == 0x86dd && len >= o + 40 && (f[o] >> 4) == 6) {
+		*ver = 6;
+		return (int)o;
+	}
+	return -1;
+}
+
+static unsigned inner_ecn(const uint8_t *ip, int ver)
+{
+	return ver == 4 ? ip[1] & 3u : (ip[1] >> 4) & 3u;
+}
+
+/* Sets the inner header's ECN field (an IPv4 header's checksum updated
+ * as RFC 1624 says). */
+static void set_inner_ecn(uint8_t *ip, int ver, unsigned ecn)
+{
+	if (ver == 6) {
+		ip[1] = (uint8_t)((ip[1] & 0xcf) | ecn << 4);
+		return;
+	}
+	uint16_t old = (uint16_t)(ip[0] << 8 | ip[1]);
+	ip[1] = (uint8_t)((ip[1] & ~3u) | ecn);
+	uint16_t neu = (uint16_t)(ip[0] << 8 | ip[1]);
+	uint32_t sum = (uint16_t)~(ip[10] << 8 | ip[11]);
+	sum += (uint16_t)~old;
+	sum += neu;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	uint16_t c = (uint16_t)~sum;
+	ip[10] = (uint8_t)(c >> 8), ip[11] = (uint8_t)c;
+}
+
+/* The outer header's ECN field, from a datagram's ancillary data. */
+static unsigned outer_ecn(const struct vxlan *v, struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (v->family == AF_INET && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS &&
+		    c->cmsg_len >= CMSG_LEN(1))
+			return *(uint8_t *)CMSG_DATA(c) & 3u;
+		if (v->family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 &&
+		    c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			int tc;
+			memcpy(&tc, CMSG_DATA(c), sizeof(tc));
+			return (unsigned)tc & 3u;
+		}
+	}
+	return ECN_NOT_ECT;
+}
+
+/* Decapsulation (RFC 6040, section 4.2): the outer field's congestion
+ * mark reaches the inner header; CE on a frame that is not ECN-capable
+ * is a drop (false: drop it). Non-IP frames have no field: unchanged. */
+static bool decap_ecn(uint8_t *f, uint32_t len, unsigned outer, bool *marked)
+{
+	int ver;
+	int o = outer == ECN_NOT_ECT || outer == ECN_ECT0 ? -1 : inner_ip(f, len, &ver);
+	if (o < 0)
+		return true;
+	unsigned in = inner_ecn(f + o, ver);
+	if (outer == ECN_CE) {
+		if (in == ECN_NOT_ECT)
+			return false;
+		if (in != ECN_CE) {
+			set_inner_ecn(f + o, ver, ECN_CE);
+			*marked = true;
+		}
+	} else if (in == ECN_ECT0) { /* outer ECT(1) */
+		set_inner_ecn(f + o, ver, ECN_ECT1);
+	}
+	return true;
+}
+
 static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
 {
 	struct vxlan *v = priv;
@@ -486,11 +592,13 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 	for (unsigned i = 0; i < max; i++) {
 		v->rx_msg[i].msg_hdr.msg_name = &v->rx_from[i];
 		v->rx_msg[i].msg_hdr.msg_namelen = sizeof(v->rx_from[i]);
+		v->rx_msg[i].msg_hdr.msg_control = &v->rx_ctl[i];
+		v->rx_msg[i].msg_hdr.msg_controllen = sizeof(v->rx_ctl[i]);
 	}
 	int got = recvmmsg(v->rx_fd, v->rx_msg, max, MSG_DONTWAIT, NULL);
 	if (got <= 0)
 		return 0;
-	unsigned n = 0, bad = 0, vni = 0, pinned = 0;
+	unsigned n = 0, bad = 0, vni = 0, pinned = 0, ecn_drop = 0, ecn_mark = 0;
 	pthread_mutex_lock(&v->lock);
 	uint64_t now = now_s();
 	for (int i = 0; i < got; i++) {
@@ -518,6 +626,12 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 			pinned++;
 			continue;
 		}
+		bool marked = false;
+		if (!decap_ecn(b + 8, len - 8, outer_ecn(v, &v->rx_msg[i].msg_hdr), &marked)) {
+			ecn_drop++;
+			continue;
+		}
+		ecn_mark += marked;
 		pkts[n] = (struct hs_pkt){.segs = pkts[n].seg, .nsegs = 1, .len = len - 8};
 		pkts[n].seg[0] = (struct hs_seg){.base = b + 8, .len = len - 8};
 		n++;
@@ -525,8 +639,10 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 	pthread_mutex_unlock(&v->lock);
 	ctr_add(&v->bad_header, bad);
 	ctr_add(&v->unknown_vni, vni);
-	if (bad + vni + pinned)
-		hs_port_count_drop(v->port, q, HS_DROP_BAD_DESC, bad + vni + pinned);
+	ctr_add(&v->ecn_dropped, ecn_drop);
+	ctr_add(&v->ecn_marked, ecn_mark);
+	if (bad + vni + pinned + ecn_drop)
+		hs_port_count_drop(v->port, q, HS_DROP_BAD_DESC, bad + vni + pinned + ecn_drop);
 	return n;
 }
 
@@ -665,7 +781,7 @@ static void flush(struct vxlan *v, unsigned m)
 			hs_port_log(v->port, HS_LOG_WARN, "tunnel send failed: %s", strerror(e));
 		}
 		v->tx_fail[v->tx_frame[done]]++;
-		ctr_add(&v->send_errors, 1);
+		ctr_add(e == EMSGSIZE ? &v->too_big : &v->send_errors, 1);
 		done++;
 	}
 }
@@ -702,6 +818,8 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 		}
 		uint16_t sport = flow_port(v, f, len);
 		uint32_t fsum = csum ? csum_add(0, f, len) : 0;
+		int ver, o = inner_ip(f, len, &ver);
+		unsigned ecn = o < 0 ? ECN_NOT_ECT : inner_ecn(f + o, ver);
 		for (unsigned d = 0; d < nd; d++) {
 			if (m == VX_MSG_MAX) {
 				pthread_mutex_unlock(&v->lock);
@@ -718,6 +836,16 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 							       .msg_namelen = sl,
 							       .msg_iov = v->tx_iov[m],
 							       .msg_iovlen = 2};
+			if (ecn != ECN_NOT_ECT) {
+				union vx_ctl *c = &v->tx_ctl[m];
+				int tos = (v->cfg.tos & ~3) | (int)ecn;
+				c->h.cmsg_len = CMSG_LEN(sizeof(int));
+				c->h.cmsg_level = v->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+				c->h.cmsg_type = v->family == AF_INET ? IP_TOS : IPV6_TCLASS;
+				memcpy(CMSG_DATA(&c->h), &tos, sizeof(tos));
+				v->tx_msg[m].msg_hdr.msg_control = c;
+				v->tx_msg[m].msg_hdr.msg_controllen = sizeof(*c);
+			}
 			v->tx_frame[m] = (int32_t)i;
 			m++;
 		}
@@ -760,6 +888,9 @@ static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "send_errors", atomic_load(&v->send_errors));
 	cb(arg, "replicated", atomic_load(&v->replicated));
 	cb(arg, "table_full", atomic_load(&v->table_full));
+	cb(arg, "too_big", atomic_load(&v->too_big));
+	cb(arg, "ecn_marked", atomic_load(&v->ecn_marked));
+	cb(arg, "ecn_dropped", atomic_load(&v->ecn_dropped));
 	/* one look under the lock (the follower is freed once let go of);
 	 * the callbacks after it */
 	uint64_t fc[VX_FOLLOW_NCTR];
