@@ -25,10 +25,10 @@
  * HS_UPLINK_AUTO picks the best mode this build has; today that is
  * AF_PACKET (AF_XDP is to come), and hs_uplink_mode() says which it got.
  *
- * The host's own traffic on the interface is left alone: frames the host
- * sends through it are not seen by the switch (PACKET_IGNORE_OUTGOING), and
- * frames to the interface's own MAC address are not taken by the switch (a
- * socket filter), so the host's unicast never floods to VMs. Broadcast and
+ * The host's own traffic on the interface is left alone: a socket filter
+ * keeps out what the host sends through it and what is addressed to the
+ * host (the kernel's PACKET_HOST: its own MAC address, whatever it is now),
+ * so the host's unicast never floods to VMs. Broadcast and
  * multicast reach both the host and the switch, as on a bridge. The
  * switch's frames go to the wire, not up the host's stack: to reach the
  * host itself, give it a tap port. The interface is put in promiscuous
@@ -39,14 +39,22 @@
  * flow), each with its own rings, so polling workers split the receive
  * work. Needs CAP_NET_RAW.
  *
+ * The port's link follows the interface (rtnetlink, on the switch's
+ * loop): up while it is up with a carrier, down otherwise (the switch then
+ * drops and counts frames for it: port_down); the interface going away
+ * (deleted, moved to another namespace) takes the link down for good.
+ * Other ports keep running.
+ *
  * Nothing is lost silently: frames larger than a receive block (truncated
  * by the kernel: rx_truncated, dropped as oversize), frames the kernel
- * dropped because the ring was full (rx_kernel_drops, from
- * PACKET_STATISTICS), refused sends (tx_errors) are counted
- * (hs_port_backend_counters), besides the port's own counters. The
- * interface going down is logged and its sends counted as failed; the
- * interface going away (deleted, moved to another namespace) takes the
- * port's link down; other ports keep running.
+ * dropped because the receive ring was full (rx_kernel_drops, from
+ * PACKET_STATISTICS) are counted (hs_port_backend_counters), besides the
+ * port's own counters. A send the kernel stops early (its qdisc or send
+ * buffer full) leaves the rest published; a timer retries it, waiting
+ * longer while nothing moves (tx_retries); sends it refuses for other
+ * reasons are tx_kick_errors. A frame the switch sends that the kernel
+ * finds malformed is skipped by it (PACKET_LOSS) and not counted: the
+ * switch only sends offload metadata it checked.
  */
 #ifndef HYPERSWITCH_UPLINK_H
 #define HYPERSWITCH_UPLINK_H

@@ -46,7 +46,10 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
+#include <libmnl/libmnl.h>
+#include <linux/rtnetlink.h>
 
 #include "backends.h"
 #include "vnet_hdr.h"
@@ -70,6 +73,11 @@
 /* frames in a receive block start at multiples of this (V3_ALIGNMENT) */
 #define UL_V3_ALIGN 8
 #define UL_EMPTY_CHECK 64 /* empty rounds between two SO_ERROR checks */
+/* Retrying the kernel's send of published slots, and waiting for room in
+ * the send ring: first after this, then twice as long each time nothing
+ * moved, up to the maximum. */
+#define UL_RETRY_MIN_NS 100000
+#define UL_RETRY_MAX_NS 10000000
 
 struct ul_port;
 
@@ -97,15 +105,21 @@ struct ul_q {
 	struct hs_seg tx_segs[HS_RESERVE_MAX];
 	unsigned n_resv;
 	int kick_errno;           /* the last send() error logged (egress lock) */
-	/* Room in the send ring for the switch's backlog: while it waits
-	 * (set_notify HS_EV_POSTED), a watch on the socket's writability
-	 * (the kernel freed a slot) signals posted_fd. */
-	int posted_fd;
-	pthread_mutex_t room_lock;
-	hs_watch_t *room_w;
-	bool room_wanted;
-	/* Counters, one writer each (ingress owner or egress lock holder). */
-	_Atomic uint64_t rx_truncated, rx_vlan_restored, tx_kick_errors, tx_skipped;
+	/* The kernel has no "slot freed" readiness, and a send() may stop
+	 * before the last published slot (a qdisc full, the interface down).
+	 * A one-shot timer, watched on the loop from start to stop, retries
+	 * the send() while published slots may wait (pending) and, while the
+	 * switch's backlog waits for room (want_room, set_notify), signals
+	 * posted_fd, the queue's HS_EV_POSTED eventfd, once there is room. */
+	int posted_fd, retry_fd;
+	hs_watch_t *retry_w;
+	_Atomic bool pending, want_room, armed;
+	_Atomic uint32_t retry_ns;  /* the next wait */
+	_Atomic uint32_t tx_head_pub; /* tx_head, for the loop */
+	/* Counters, one writer each (ingress owner or egress lock holder;
+	 * the loop's retries add atomically). */
+	_Atomic uint64_t rx_truncated, rx_vlan_restored, tx_kick_errors, tx_skipped,
+		tx_retries;
 };
 
 struct ul_port {
@@ -113,13 +127,18 @@ struct ul_port {
 	struct hs_uplink_config cfg;
 	char ifname[IFNAMSIZ];
 	int ifindex;
-	uint8_t own_mac[6];
 	uint32_t caps;            /* what the port accepts from the switch */
 	uint32_t bsize, nblocks;  /* receive ring */
 	uint32_t tx_nslots;
 	struct ul_q *q;
+	/* The interface's state, followed over rtnetlink on the loop: the
+	 * port's link is up while the interface is up with a carrier; its
+	 * deletion (or move to another namespace) ends the port's data path. */
+	struct mnl_socket *nl;
+	hs_watch_t *nl_w;
+	char *nl_buf;
+	bool if_up;
 	_Atomic bool gone;
-	hs_timer_t *gone_t;
 	pthread_mutex_t stats_lock; /* PACKET_STATISTICS reads and resets */
 	uint64_t kernel_drops;
 };
@@ -162,22 +181,23 @@ static int sockopt_int(struct ul_port *u, int fd, int level, int name, int v,
 	return sockopt(u, fd, level, name, &v, sizeof(v), what);
 }
 
-/* The filter: frames whose destination is the interface's own unicast
- * address belong to the host, not the switch. */
-static int attach_filter(struct ul_port *u, int fd)
+/* The filter: what the host sends out of the interface (a fanout group
+ * ignores PACKET_IGNORE_OUTGOING before Linux 6.2's group flag) and what
+ * is addressed to the host itself (its unicast, whatever its MAC is now)
+ * belong to the host, not the switch. `none` drops everything (while a
+ * socket is being set up). */
+static int attach_filter(struct ul_port *u, int fd, bool none)
 {
-	const uint8_t *m = u->own_mac;
-	uint32_t hi = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
-	uint32_t lo = (uint32_t)m[4] << 8 | m[5];
 	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, hi, 0, 2),
-		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 4),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, lo, 1, 0),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_AD_OFF + SKF_AD_PKTTYPE),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_HOST, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
 		BPF_STMT(BPF_RET | BPF_K, 0),
 	};
-	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+	struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+	struct sock_fprog prog = {.len = none ? 1 : sizeof(code) / sizeof(code[0]),
+				  .filter = none ? &drop : code};
 	return sockopt(u, fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog),
 		       "socket filter");
 }
@@ -232,7 +252,8 @@ static int open_queue(struct ul_port *u, struct ul_q *q, int *fanout_id)
 	q->done = calloc(u->nblocks, sizeof(*q->done));
 	if (!q->total || !q->done)
 		return -ENOMEM;
-	rc = attach_filter(u, fd);
+	/* nothing gets in before the socket has joined its group */
+	rc = attach_filter(u, fd, true);
 	if (!rc)
 		rc = sockopt_int(u, fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1,
 				 "PACKET_IGNORE_OUTGOING");
@@ -244,8 +265,13 @@ static int open_queue(struct ul_port *u, struct ul_q *q, int *fanout_id)
 	/* The send ring bounds what is in flight: with room for all of it in
 	 * the send buffer, a send() never stops half-way for lack of memory. */
 	int sndbuf = (int)(q->map_len - rx_len) * 2;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)))
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf))) {
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+		if (q->qi == 0)
+			hs_port_log(u->port, HS_LOG_INFO, "uplink %s: send buffer capped by "
+				    "net.core.wmem_max (no CAP_NET_ADMIN): a send() may stop "
+				    "early and be retried", u->ifname);
+	}
 	struct sockaddr_ll sa = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
 				 .sll_ifindex = u->ifindex};
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -276,9 +302,12 @@ static int open_queue(struct ul_port *u, struct ul_q *q, int *fanout_id)
 			*fanout_id = v & 0xffff;
 		}
 	}
-	return 0;
+	/* In its group: the real filter; what the drop-all one let into
+	 * the ring meanwhile is nothing. */
+	return attach_filter(u, fd, false);
 }
 
+/* The interface: Ethernet? up with a carrier? */
 static int if_info(struct ul_port *u)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -289,11 +318,88 @@ static int if_info(struct ul_port *u)
 	int rc = ioctl(s, SIOCGIFHWADDR, &ifr) < 0 ? -errno : 0;
 	if (!rc && ifr.ifr_hwaddr.sa_family != 1 /* ARPHRD_ETHER */)
 		rc = -EPROTONOSUPPORT;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, u->ifname, IFNAMSIZ);
+	if (!rc && ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		rc = -errno;
 	if (!rc)
-		memcpy(u->own_mac, ifr.ifr_hwaddr.sa_data, 6);
+		u->if_up = (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
 	close(s);
 	return rc;
 }
+
+/* ---- the interface's state, on the loop ---------------------------------------- */
+
+static void unwatch(struct ul_port *u)
+{
+	for (uint16_t i = 0; i < u->cfg.queues; i++) {
+		hs_port_set_queue_fd(u->port, i, HS_EV_KICK, -1);
+		hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, -1);
+	}
+}
+
+/* The interface was deleted or left the namespace: the port's link goes
+ * down for good, its fds leave the data path (a socket whose device is
+ * gone would report an error forever). */
+static void gone(struct ul_port *u)
+{
+	if (atomic_exchange(&u->gone, true))
+		return;
+	hs_port_log(u->port, HS_LOG_ERROR, "uplink %s is gone; link down", u->ifname);
+	hs_port_set_link(u->port, false);
+	unwatch(u);
+}
+
+static void set_up(struct ul_port *u, bool up)
+{
+	if (up == u->if_up || atomic_load(&u->gone))
+		return;
+	u->if_up = up;
+	hs_port_log(u->port, up ? HS_LOG_INFO : HS_LOG_WARN, "uplink %s is %s: link %s",
+		    u->ifname, up ? "up" : "down or without carrier", up ? "up" : "down");
+	hs_port_set_link(u->port, up);
+}
+
+static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct ul_port *u = arg;
+	(void)w, (void)events;
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(fd, u->nl_buf, MNL_SOCKET_BUFFER_SIZE, MSG_DONTWAIT);
+		if (n < 0 && errno == ENOBUFS) {
+			/* notifications lost: read the state instead */
+			char name[IFNAMSIZ];
+			bool was = u->if_up;
+			if (!if_indextoname((unsigned)u->ifindex, name)) {
+				gone(u);
+			} else if (!if_info(u)) { /* reads the state into if_up */
+				bool now = u->if_up;
+				u->if_up = was;
+				set_up(u, now);
+			}
+			continue;
+		}
+		if (n <= 0)
+			return;
+		const struct nlmsghdr *h = (const struct nlmsghdr *)u->nl_buf;
+		for (int left = (int)n; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+			if ((h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) ||
+			    mnl_nlmsg_get_payload_len(h) < sizeof(struct ifinfomsg))
+				continue;
+			const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(h);
+			if (ifm->ifi_index != u->ifindex)
+				continue;
+			if (h->nlmsg_type == RTM_DELLINK)
+				gone(u);
+			else
+				set_up(u, (ifm->ifi_flags & IFF_UP) && (ifm->ifi_flags & IFF_RUNNING));
+		}
+	}
+}
+
+/* ---- control ---------------------------------------------------------------------- */
+
+static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg);
 
 static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv,
 		   struct hs_port_info *info)
@@ -337,29 +443,32 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 		ul_close(u);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < c.queues; i++) {
-		u->q[i].fd = -1;
-		u->q[i].u = u;
-		u->q[i].qi = (uint16_t)i;
-		pthread_mutex_init(&u->q[i].room_lock, NULL);
-		u->q[i].posted_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (u->q[i].posted_fd < 0) {
-			u->q[i].posted_fd = -1; /* closed with the rest below */
-		}
-	}
 	int rc = 0;
+	for (unsigned i = 0; i < c.queues; i++) {
+		struct ul_q *q = &u->q[i];
+		q->fd = -1;
+		q->u = u;
+		q->qi = (uint16_t)i;
+		q->posted_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		q->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		atomic_store(&q->retry_ns, UL_RETRY_MIN_NS);
+		if (q->posted_fd < 0 || q->retry_fd < 0)
+			rc = -errno;
+	}
 	u->ifindex = (int)if_nametoindex(u->ifname);
-	if (!u->ifindex) {
+	if (!rc && !u->ifindex) {
 		hs_port_log(port, HS_LOG_ERROR, "uplink %s does not exist", u->ifname);
 		rc = -ENODEV;
 	}
+	/* subscribed before the state is read: no change is missed between */
+	u->nl_buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	if (!rc && (!u->nl_buf || !(u->nl = mnl_socket_open(NETLINK_ROUTE)) ||
+		    mnl_socket_bind(u->nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0))
+		rc = u->nl_buf ? -errno : -ENOMEM;
 	if (!rc && (rc = if_info(u)))
 		hs_port_log(port, HS_LOG_ERROR, "uplink %s: %s", u->ifname,
 			    rc == -EPROTONOSUPPORT ? "not an Ethernet interface"
 						   : hs_strerror(rc));
-	for (unsigned i = 0; !rc && i < c.queues; i++)
-		if (u->q[i].posted_fd < 0)
-			rc = -ENOMEM;
 	int fanout_id = -1;
 	for (unsigned i = 0; !rc && i < c.queues; i++)
 		rc = open_queue(u, &u->q[i], &fanout_id);
@@ -372,7 +481,7 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 			  HS_CAP_GSO_UDP_L4;
 	info->n_queues = c.queues;
 	info->caps = u->caps;
-	info->link_up = true;
+	info->link_up = u->if_up;
 	*priv = u;
 	return 0;
 }
@@ -380,43 +489,35 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 static int ul_start(void *priv)
 {
 	struct ul_port *u = priv;
-	for (uint16_t i = 0; i < u->cfg.queues; i++) {
-		int rc = hs_port_set_queue_fd(u->port, i, HS_EV_KICK | HS_EV_FD_LEVEL,
-					      u->q[i].fd);
+	hs_switch_t *sw = hs_port_switch(u->port);
+	int rc = hs_watch_add(sw, mnl_socket_get_fd(u->nl), HS_WATCH_READ, nl_cb, u, &u->nl_w);
+	for (uint16_t i = 0; !rc && i < u->cfg.queues; i++) {
+		struct ul_q *q = &u->q[i];
+		rc = hs_watch_add(sw, q->retry_fd, HS_WATCH_READ, retry_cb, q, &q->retry_w);
 		if (!rc)
-			rc = hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, u->q[i].posted_fd);
-		if (rc)
-			return rc;
+			rc = hs_port_set_queue_fd(u->port, i, HS_EV_KICK | HS_EV_FD_LEVEL, q->fd);
+		if (!rc)
+			rc = hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, q->posted_fd);
 	}
+	if (rc)
+		return rc;
 	hs_port_log(u->port, HS_LOG_INFO,
 		    "uplink %s: AF_PACKET, %u queue(s), receive %u x %u KiB, send %u "
-		    "slots, offloads %s", u->ifname, u->cfg.queues, u->nblocks, u->bsize >> 10,
-		    u->tx_nslots, u->caps ? "on" : "off");
+		    "slots, offloads %s, link %s", u->ifname, u->cfg.queues, u->nblocks,
+		    u->bsize >> 10, u->tx_nslots, u->caps ? "on" : "off", u->if_up ? "up" : "down");
 	return 0;
-}
-
-static void unwatch(struct ul_port *u)
-{
-	for (uint16_t i = 0; i < u->cfg.queues; i++) {
-		hs_port_set_queue_fd(u->port, i, HS_EV_KICK, -1);
-		hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, -1);
-	}
 }
 
 static void ul_stop(void *priv)
 {
 	struct ul_port *u = priv;
-	hs_timer_del(u->gone_t);
-	u->gone_t = NULL;
+	/* the only place watches are deleted: each waits for its callback */
+	hs_watch_del(u->nl_w);
+	u->nl_w = NULL;
 	unwatch(u);
 	for (uint16_t i = 0; i < u->cfg.queues; i++) {
-		struct ul_q *q = &u->q[i];
-		pthread_mutex_lock(&q->room_lock);
-		hs_watch_t *w = q->room_w;
-		q->room_w = NULL;
-		q->room_wanted = false;
-		pthread_mutex_unlock(&q->room_lock);
-		hs_watch_del(w);
+		hs_watch_del(u->q[i].retry_w);
+		u->q[i].retry_w = NULL;
 	}
 }
 
@@ -433,35 +534,15 @@ static void ul_close(void *priv)
 		free(q->done);
 		if (q->posted_fd >= 0)
 			close(q->posted_fd);
-		pthread_mutex_destroy(&q->room_lock);
+		if (q->retry_fd >= 0)
+			close(q->retry_fd);
 	}
+	if (u->nl)
+		mnl_socket_close(u->nl);
+	free(u->nl_buf);
 	free(u->q);
 	pthread_mutex_destroy(&u->stats_lock);
 	free(u);
-}
-
-static void gone_cb(hs_timer_t *tm, void *arg)
-{
-	(void)tm;
-	unwatch(arg);
-}
-
-/* The socket reported an error: the interface went down (logged; it
- * comes back by itself) or away (the port's link goes down). */
-static void sock_error(struct ul_port *u, int err)
-{
-	char name[IFNAMSIZ];
-	if ((err == ENETDOWN || err == ENXIO || err == ENODEV) &&
-	    !if_indextoname((unsigned)u->ifindex, name)) {
-		if (!atomic_exchange(&u->gone, true)) {
-			hs_port_log(u->port, HS_LOG_ERROR, "uplink %s is gone; link down",
-				    u->ifname);
-			hs_port_set_link(u->port, false);
-			hs_timer_add(hs_port_switch(u->port), 0, 0, gone_cb, u, &u->gone_t);
-		}
-		return;
-	}
-	hs_port_log(u->port, HS_LOG_WARN, "uplink %s: %s", u->ifname, strerror(err));
 }
 
 /* ---- kernel -> switch ------------------------------------------------------ */
@@ -517,7 +598,7 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 {
 	struct ul_port *u = priv;
 	struct ul_q *q = &u->q[qi];
-	unsigned n = 0, bad = 0, trunc = 0, bad_off = 0, vlan = 0;
+	unsigned n = 0, bad = 0, trunc = 0, bad_off = 0, vlan = 0, runt = 0;
 	if (atomic_load_explicit(&u->gone, memory_order_relaxed))
 		return 0;
 	if (max > HS_RESERVE_MAX)
@@ -555,7 +636,7 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 			if (len < f->tp_len)
 				trunc++;
 			else
-				bad++;
+				runt++;
 			q->done[bi]++;
 			continue;
 		}
@@ -597,22 +678,24 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 		hs_port_count_drop(u->port, qi, HS_DROP_BAD_DESC, bad);
 	if (trunc)
 		hs_port_count_drop(u->port, qi, HS_DROP_OVERSIZE, trunc);
+	if (runt)
+		hs_port_count_drop(u->port, qi, HS_DROP_RUNT, runt);
 	if (bad_off)
 		hs_port_count_drop(u->port, qi, HS_DROP_BAD_OFFLOAD, bad_off);
 	ctr_add(&q->rx_truncated, trunc);
 	ctr_add(&q->rx_vlan_restored, vlan);
-	if (bad || trunc || bad_off)
+	if (bad || trunc || bad_off || runt)
 		release_blocks(u, q); /* blocks whose frames were all dropped */
-	if (n || bad || trunc || bad_off) {
+	if (n || bad || trunc || bad_off || runt) {
 		q->empty = 0;
 	} else if (++q->empty >= UL_EMPTY_CHECK) {
-		/* Woken for nothing, again and again: an error (the
-		 * interface went down or away) keeps the socket readable. */
+		/* Woken for nothing, again and again: a pending error (the
+		 * interface went down) keeps the socket readable. Reading it
+		 * clears it; what it means comes from rtnetlink (nl_cb). */
 		q->empty = 0;
 		int err = 0;
 		socklen_t l = sizeof(err);
-		if (getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
-			sock_error(u, err);
+		getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &l);
 	}
 	return n;
 }
@@ -636,6 +719,49 @@ static struct tpacket3_hdr *slot(const struct ul_q *q, uint32_t s, uint32_t nslo
 				       (size_t)(s % UL_TX_PER_BLOCK) * UL_TX_SLOT);
 }
 
+/* A slot the kernel is done with (the kernel's own test: neither
+ * waiting to be sent nor being sent; timestamp bits may be set). */
+static bool slot_free(const struct tpacket3_hdr *h)
+{
+	return !(ld_status(&h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING));
+}
+
+/* Has the kernel send every published slot; false if some may be left
+ * (the qdisc was full, the send buffer, the interface is down): they
+ * stay published and a retry sends them. Any thread: the kernel
+ * serialises sends on a ring, and only takes slots marked for it. */
+static bool kick(struct ul_port *u, struct ul_q *q, bool log)
+{
+	ssize_t r;
+	do
+		r = send(q->fd, NULL, 0, MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r >= 0)
+		return true;
+	int e = errno;
+	if (e == EAGAIN || e == ENOBUFS)
+		return false; /* room comes back by itself: retried soon */
+	atomic_fetch_add(&q->tx_kick_errors, 1);
+	if (log && e != q->kick_errno) { /* once per kind, not per burst */
+		q->kick_errno = e;
+		hs_port_log(u->port, HS_LOG_WARN, "uplink %s: the kernel refused to send: %s "
+			    "(retrying)", u->ifname, hs_strerror(-e));
+	}
+	return false;
+}
+
+/* Arms the retry timer (once until it fires). */
+static void arm_retry(struct ul_q *q)
+{
+	if (atomic_exchange(&q->armed, true))
+		return;
+	uint32_t ns = atomic_load_explicit(&q->retry_ns, memory_order_relaxed);
+	struct itimerspec it = {.it_value = {.tv_sec = ns / 1000000000u,
+					     .tv_nsec = ns % 1000000000u}};
+	if (timerfd_settime(q->retry_fd, 0, &it, NULL))
+		atomic_store(&q->armed, false);
+}
+
 static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *out,
 				unsigned n, struct hs_iobuf *bufs)
 {
@@ -643,6 +769,9 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 	struct ul_q *q = &u->q[qi];
 	if (n > HS_RESERVE_MAX)
 		n = HS_RESERVE_MAX;
+	/* A full ring may only be waiting for a send() that stopped early. */
+	if (!slot_free(slot(q, q->tx_head, u->tx_nslots)) && kick(u, q, true))
+		atomic_store(&q->pending, false);
 	uint32_t s = q->tx_head;
 	unsigned i;
 	for (i = 0; i < n; i++) {
@@ -654,8 +783,7 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 		if (s - q->tx_head == u->tx_nslots)
 			break; /* the whole ring, in this one reservation */
 		struct tpacket3_hdr *h = slot(q, s, u->tx_nslots);
-		uint32_t st = ld_status(&h->tp_status);
-		if (st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT)
+		if (!slot_free(h))
 			break; /* the kernel still has it */
 		q->slot_of[i] = (int16_t)(s - q->tx_head);
 		q->tx_segs[i] = (struct hs_seg){.base = (uint8_t *)h + UL_TX_MAC,
@@ -693,56 +821,67 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 		st_status(&h->tp_status, TP_STATUS_SEND_REQUEST);
 	}
 	q->tx_head += used;
+	atomic_store_explicit(&q->tx_head_pub, q->tx_head, memory_order_relaxed);
 	q->n_resv = 0;
 	ctr_add(&q->tx_skipped, skipped);
 	if (!used)
 		return 0;
-	ssize_t r;
-	do
-		r = send(q->fd, NULL, 0, MSG_DONTWAIT);
-	while (r < 0 && errno == EINTR);
-	if (r < 0 && errno != EAGAIN) {
-		/* The frames stay published; the next send() retries them
-		 * (e.g. once the interface is up again). Meanwhile the ring
-		 * fills and the switch counts what does not fit
-		 * (rx_no_buffer). */
-		ctr_add(&q->tx_kick_errors, 1);
-		if (errno != q->kick_errno) {
-			q->kick_errno = errno;
-			sock_error(u, errno);
-		}
-	} else {
+	if (kick(u, q, true)) {
 		q->kick_errno = 0;
+	} else if (!atomic_exchange(&q->pending, true)) {
+		/* published frames wait: the timer retries the send, also if
+		 * no frame follows these */
+		arm_retry(q);
 	}
 	return 0;
 }
 
-/* True if the next slot to reserve is free. */
+/* True if the next slot to reserve is free (from the loop: as of the
+ * last commit, which is enough to wake the switch; it checks again). */
 static bool tx_room(const struct ul_port *u, const struct ul_q *q)
 {
-	uint32_t st = ld_status(&slot(q, q->tx_head, u->tx_nslots)->tp_status);
-	return st == TP_STATUS_AVAILABLE || st == TP_STATUS_WRONG_FORMAT;
+	uint32_t head = atomic_load_explicit(&q->tx_head_pub, memory_order_relaxed);
+	return slot_free(slot(q, head, u->tx_nslots));
 }
 
-/* On the loop: the kernel freed a send slot (the socket is writable). */
-static void room_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+/* On the loop: the retry timer fired. Sends what waits, tells the switch
+ * when its backlog has room, and waits longer each time nothing moved. */
+static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 {
 	struct ul_q *q = arg;
-	(void)fd;
-	(void)events;
-	pthread_mutex_lock(&q->room_lock);
-	bool wanted = q->room_wanted;
-	q->room_wanted = false;
-	if (q->room_w == w)
-		q->room_w = NULL;
-	pthread_mutex_unlock(&q->room_lock);
-	hs_watch_del(w); /* on the loop's thread: at once */
-	if (wanted) {
-		uint64_t one = 1;
-		if (write(q->posted_fd, &one, sizeof(one)) < 0) {
-			/* the counter is full: already signalled */
+	struct ul_port *u = q->u;
+	(void)w, (void)events;
+	uint64_t x;
+	if (read(fd, &x, sizeof(x)) < 0) {
+		/* not expired yet (re-armed meanwhile): nothing to do */
+	}
+	atomic_store(&q->armed, false);
+	bool again = false, moved = false;
+	if (atomic_load(&q->pending) || atomic_load(&q->want_room)) {
+		atomic_fetch_add(&q->tx_retries, 1);
+		if (kick(u, q, false)) {
+			moved = atomic_exchange(&q->pending, false);
+		} else {
+			atomic_store(&q->pending, true);
+			again = true;
 		}
 	}
+	if (atomic_load(&q->want_room)) {
+		if (tx_room(u, q) && atomic_exchange(&q->want_room, false)) {
+			uint64_t one = 1;
+			if (write(q->posted_fd, &one, sizeof(one)) < 0) {
+				/* the counter is full: it is signalled already */
+			}
+			moved = true;
+		} else {
+			again = true;
+		}
+	}
+	uint32_t ns = atomic_load(&q->retry_ns);
+	ns = moved || !again ? UL_RETRY_MIN_NS : ns >= UL_RETRY_MAX_NS / 2 ? UL_RETRY_MAX_NS : ns * 2;
+	atomic_store(&q->retry_ns, ns);
+	if (again)
+		arm_retry(q);
 }
 
 /* The switch has frames waiting for room in the send ring (enable) or
@@ -754,24 +893,14 @@ static bool ul_set_notify(void *priv, uint16_t qi, unsigned ev, bool enable)
 	if (ev != HS_EV_POSTED)
 		return false;
 	if (!enable) {
-		pthread_mutex_lock(&q->room_lock);
-		q->room_wanted = false;
-		pthread_mutex_unlock(&q->room_lock);
+		atomic_store(&q->want_room, false);
 		return false;
 	}
 	if (tx_room(u, q))
 		return true;
-	pthread_mutex_lock(&q->room_lock);
-	q->room_wanted = true;
-	if (!q->room_w && hs_watch_add(hs_port_switch(u->port), q->fd, HS_WATCH_WRITE, room_cb,
-				       q, &q->room_w)) {
-		q->room_w = NULL;
-		q->room_wanted = false;
-		pthread_mutex_unlock(&q->room_lock);
-		return true; /* cannot wait: let the switch retry */
-	}
-	pthread_mutex_unlock(&q->room_lock);
-	return tx_room(u, q); /* freed before the watch was in place */
+	atomic_store(&q->want_room, true);
+	arm_retry(q);
+	return tx_room(u, q); /* freed meanwhile */
 }
 
 static void ul_notify(void *priv, uint16_t q, unsigned ev)
@@ -785,7 +914,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 			void *arg)
 {
 	struct ul_port *u = priv;
-	uint64_t trunc = 0, vlan = 0, kerr = 0, skip = 0;
+	uint64_t trunc = 0, vlan = 0, kerr = 0, skip = 0, retries = 0;
 	pthread_mutex_lock(&u->stats_lock);
 	for (unsigned i = 0; i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
@@ -793,6 +922,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 		vlan += atomic_load_explicit(&q->rx_vlan_restored, memory_order_relaxed);
 		kerr += atomic_load_explicit(&q->tx_kick_errors, memory_order_relaxed);
 		skip += atomic_load_explicit(&q->tx_skipped, memory_order_relaxed);
+		retries += atomic_load_explicit(&q->tx_retries, memory_order_relaxed);
 		struct tpacket_stats_v3 st;
 		socklen_t l = sizeof(st);
 		/* reading resets the kernel's counters: they add up here */
@@ -806,6 +936,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "rx_vlan_restored", vlan);
 	cb(arg, "tx_kick_errors", kerr);
 	cb(arg, "tx_skipped", skip);
+	cb(arg, "tx_retries", retries);
 }
 
 const struct hs_backend_ops hs__uplink_ops = {
