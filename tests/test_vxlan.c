@@ -898,6 +898,115 @@ START_TEST(ecn_crosses_the_tunnel_as_rfc_6040_says)
 }
 END_TEST
 
+/* A VXLAN datagram of VNI `vni` carrying a broadcast from MAC `src`. */
+static size_t datagram_vni(uint8_t *d, unsigned src, uint32_t vni)
+{
+	size_t n = datagram(d, src);
+	d[4] = (uint8_t)(vni >> 16), d[5] = (uint8_t)(vni >> 8), d[6] = (uint8_t)vni;
+	return n;
+}
+
+static uint64_t unknown_vnis(hs_port_t *const *p, unsigned n)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (p[i])
+			sum += backend_ctr(p[i], "unknown_vni");
+	return sum;
+}
+
+/* Several VNIs on one VTEP (one address and UDP port), as EVPN runs them:
+ * a port per VNI, each datagram reaching its VNI's port; an unknown VNI
+ * counted once; ports of a VNI leaving and others joining, the first one
+ * included, without disturbing the rest; a second port for one VNI
+ * refused. */
+START_TEST(several_vnis_share_a_vtep)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0); /* VNI 42, VLAN 1 */
+	int fd = fake_vtep(AF_INET, "127.0.0.2");
+	hs_port_t *vx[6] = {a.vx}, *m[6] = {a.m};
+	uint32_t vnis[6] = {42, 43, 44, 45};
+	for (int i = 1; i < 3; i++) {
+		struct hs_vxlan_config c = {.local = "127.0.0.1", .vni = vnis[i]};
+		char name[16];
+		snprintf(name, sizeof(name), "vx%u", vnis[i]);
+		struct hs_port_config pc = {.name = name, .backend = HS_VXLAN_BACKEND,
+					    .backend_config = &c, .backend_config_size = sizeof(c),
+					    .vlan = (uint16_t)vnis[i]};
+		ck_assert_int_eq(hs_port_add(a.sw, &pc, &vx[i]), 0);
+		snprintf(name, sizeof(name), "m%u", vnis[i]);
+		m[i] = th_port(a.sw, name, (uint16_t)vnis[i]);
+	}
+	struct hs_vxlan_config dup = {.local = "127.0.0.1", .vni = 43};
+	struct hs_port_config dpc = {.name = "dup", .backend = HS_VXLAN_BACKEND,
+				     .backend_config = &dup, .backend_config_size = sizeof(dup)};
+	hs_port_t *d0 = NULL;
+	ck_assert_int_eq(hs_port_add(a.sw, &dpc, &d0), -EEXIST);
+	uint8_t d[300];
+	/* each VNI to its port, and only there */
+	for (int i = 0; i < 3; i++) {
+		size_t n = datagram_vni(d, 100 + (unsigned)i, vnis[i]);
+		fake_send(fd, AF_INET, "127.0.0.1", d, n);
+		expect(m[i], d + 8, n - 8);
+	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(th_pending(m[i]), 0);
+	/* an unknown VNI: counted once, by one of them */
+	size_t n = datagram_vni(d, 110, 99);
+	fake_send(fd, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(unknown_vnis(vx, 3) == 1, 3000));
+	/* the middle one leaves: the others still get theirs; its VNI is
+	 * unknown now */
+	ck_assert_int_eq(hs_port_del(vx[1]), 0);
+	vx[1] = NULL;
+	n = datagram_vni(d, 111, 43);
+	fake_send(fd, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(unknown_vnis(vx, 3) == 2, 3000));
+	n = datagram_vni(d, 112, 44);
+	fake_send(fd, AF_INET, "127.0.0.1", d, n);
+	expect(m[2], d + 8, n - 8);
+	/* a new VNI joins (taking the place the old one left) */
+	{
+		struct hs_vxlan_config c = {.local = "127.0.0.1", .vni = 45};
+		struct hs_port_config pc = {.name = "vx45", .backend = HS_VXLAN_BACKEND,
+					    .backend_config = &c, .backend_config_size = sizeof(c),
+					    .vlan = 45};
+		ck_assert_int_eq(hs_port_add(a.sw, &pc, &vx[3]), 0);
+		m[3] = th_port(a.sw, "m45", 45);
+	}
+	for (int i = 2; i < 4; i++) {
+		n = datagram_vni(d, 120 + (unsigned)i, vnis[i]);
+		fake_send(fd, AF_INET, "127.0.0.1", d, n);
+		expect(m[i], d + 8, n - 8);
+	}
+	/* the first one (the catch-all) leaves */
+	ck_assert_int_eq(hs_port_del(vx[0]), 0);
+	vx[0] = NULL;
+	for (int i = 2; i < 4; i++) {
+		n = datagram_vni(d, 130 + (unsigned)i, vnis[i]);
+		fake_send(fd, AF_INET, "127.0.0.1", d, n);
+		expect(m[i], d + 8, n - 8);
+	}
+	uint64_t before = unknown_vnis(vx, 4);
+	n = datagram_vni(d, 140, 42);
+	fake_send(fd, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(unknown_vnis(vx, 4) == before + 1, 3000));
+	/* and the way out: VNI 45's port floods to the fake VTEP with 45 */
+	ck_assert_int_eq(hs_vxlan_fdb_add(vx[3], zero_mac, "127.0.0.2", 0), 0);
+	uint8_t f[200], src[6];
+	th_mac(src, 7);
+	size_t fl = th_frame(f, th_bcast, src, -1, 100, 1);
+	ck_assert_int_eq(th_send(m[3], f, fl), 0);
+	ck_assert_int_eq(fake_read(fd, d, sizeof(d), NULL), (int)(8 + fl));
+	ck_assert_uint_eq(d[6], 45);
+	ck_assert_mem_eq(d + 8, f, fl);
+	close(fd);
+	side_down(&a);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -916,6 +1025,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);
 	tcase_add_test(tc, the_table_follows_a_kernel_vxlan_fdb);
 	tcase_add_test(tc, ecn_crosses_the_tunnel_as_rfc_6040_says);
+	tcase_add_test(tc, several_vnis_share_a_vtep);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,7 +4,11 @@
  * network with VMs on other hosts: other hyperswitch instances, a Linux
  * vxlan device (with or without FRR's BGP EVPN), Open vSwitch.
  *
- * A port is one VNI. Frames the switch sends to it go to the remote VTEP
+ * A port is one VNI; several ports (VNIs) may share a VTEP (the same local
+ * address and dst_port), each datagram reaching its VNI's port (another
+ * port of the same VNI on it: -EEXIST from hs_port_add). Map each VNI to a
+ * VLAN of the switch with the port's VLAN settings. Frames the switch
+ * sends to it go to the remote VTEP
  * its tunnel table names for their destination MAC, or, for broadcast,
  * multicast and unknown unicast, to every VTEP of the VNI's flood list
  * (head-end replication; entries with the all-zeros MAC, as in the Linux

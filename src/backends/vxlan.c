@@ -45,6 +45,7 @@
 #include "backends.h"
 #include "hyperswitch/vxlan.h"
 #include "vxlan_follow.h"
+#include "vxlan_vtep.h"
 
 #define VX_HDRS 16            /* UDP 8 + VXLAN 8 */
 #define VX_BURST 64           /* receive buffers per queue: one burst */
@@ -83,7 +84,8 @@ struct vxlan {
 	struct hs_vxlan_config cfg;
 	int family;             /* AF_INET or AF_INET6 */
 	union vx_addr local;
-	int rx_fd, tx_fd;
+	int rx_fd, tx_fd;       /* rx_fd: the VTEP group's (vxlan_vtep.c) */
+	struct vx_vtep *vtep;
 	uint32_t max_frame;     /* largest inner frame the underlay carries */
 	/* tunnel table */
 	pthread_mutex_t lock;
@@ -296,12 +298,11 @@ static int open_sockets(struct vxlan *v)
 {
 	struct sockaddr_in6 sa;
 	socklen_t len;
-	v->rx_fd = socket(v->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
-	if (v->rx_fd < 0)
-		return -errno;
+	/* this VNI's socket on the VTEP, which other VNIs' ports may share */
 	fill_sa(v, &v->local, v->cfg.dst_port, &sa, &len);
-	if (bind(v->rx_fd, (struct sockaddr *)&sa, len))
-		return -errno;
+	int rc = vx_vtep_join((struct sockaddr *)&sa, len, v->cfg.vni, &v->rx_fd, &v->vtep);
+	if (rc)
+		return rc;
 	/* raw UDP: the kernel routes and adds the IP header, the UDP header
 	 * (its source port per flow) is ours */
 	v->tx_fd = socket(v->family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
@@ -432,7 +433,11 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 		inet_ntop(v->family, &v->local, a, sizeof(a));
 		hs_port_log(port, HS_LOG_ERROR, "cannot open the tunnel's sockets on %s port %u: %s%s",
 			    a, c.dst_port, hs_strerror(rc),
-			    rc == -EPERM ? " (sending needs CAP_NET_RAW)" : "");
+			    rc == -EPERM	 ? " (sending needs CAP_NET_RAW)"
+			    : rc == -EEXIST	 ? " (another port has this VNI on this VTEP)"
+			    : rc == -EADDRINUSE ? " (another program, or a kernel vxlan device "
+						  "that is up, holds it)"
+						: "");
 		goto fail;
 	}
 	if (hs_port_set_mtu(port, v->max_frame - 14) == 0)
@@ -475,8 +480,7 @@ static void vx_close(void *priv)
 {
 	struct vxlan *v = priv;
 	vx_follow_close(v->follow); /* never started */
-	if (v->rx_fd >= 0)
-		close(v->rx_fd);
+	vx_vtep_leave(v->vtep, v->cfg.vni); /* rx_fd stays the group's */
 	if (v->tx_fd >= 0)
 		close(v->tx_fd);
 	if (v->stage)

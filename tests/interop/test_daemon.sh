@@ -327,9 +327,12 @@ hsctl --json show v9 >"$work/v9.json"
 	fail "the vxlan port's peer: $(cat "$work/v9.json")"
 hsctl show >"$work/show-v9.txt" 2>&1
 grep -q "VTEP 127.0.0.1 VNI 4242" "$work/show-v9.txt" || fail "show's table: $(cat "$work/show-v9.txt")"
-expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=7 dst_port=47891
-grep -q "VTEP (local, dst_port) is the same as port v9" "$work/err.txt" ||
-	fail "two vxlan ports on one VTEP: $(cat "$work/err.txt")"
+expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=4242 dst_port=47891
+grep -q "VNI on its VTEP (local, dst_port, vni) is the same as port v9" "$work/err.txt" ||
+	fail "two vxlan ports of one VNI on one VTEP: $(cat "$work/err.txt")"
+# another VNI on the same VTEP is fine
+expect_rc 0 port add v8 vxlan local=127.0.0.1 vni=7 dst_port=47891
+expect_rc 0 port del v8
 expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=7 remotes=::1
 grep -q "not a unicast IPv4 address" "$work/err.txt" || fail "a mixed flood list: $(cat "$work/err.txt")"
 expect_rc 0 port del v9

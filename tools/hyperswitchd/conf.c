@@ -872,8 +872,9 @@ int hsd_port_check_unique(const struct hsd_port_conf *p, const struct hsd_port_c
 			 p->devid == o[i].devid && p->backend_domid == o[i].backend_domid)
 			clash = "vif (domid, devid)";
 		else if (p->type == HSD_VXLAN && o[i].type == HSD_VXLAN &&
-			 !strcmp(p->local, o[i].local) && p->dst_port == o[i].dst_port)
-			clash = "VTEP (local, dst_port)";
+			 !strcmp(p->local, o[i].local) && p->dst_port == o[i].dst_port &&
+			 p->vni == o[i].vni)
+			clash = "VNI on its VTEP (local, dst_port, vni)";
 		if (clash) {
 			snprintf(err, errlen, "port %s: %s is the same as port %s's", p->name,
 				 clash, o[i].name);
