@@ -27,6 +27,7 @@
  * counted (the port's bad_descriptor, plus a backend counter per cause).
  */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -675,11 +676,26 @@ static unsigned vx_send_reserve(void *priv, uint16_t q, const struct hs_out *out
 /* The UDP source port: a hash of the inner flow (MACs and EtherType, and
  * the IP protocol, addresses and ports when the frame has them), within
  * the configured range. */
-static uint64_t mix(uint64_t h, const uint8_t *p, uint32_t n)
+static inline uint64_t ld64(const uint8_t *p)
 {
-	for (uint32_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
+	uint64_t x;
+	memcpy(&x, p, sizeof(x));
+	return x;
+}
+
+static inline uint64_t ld32(const uint8_t *p)
+{
+	uint32_t x;
+	memcpy(&x, p, sizeof(x));
+	return x;
+}
+
+/* One word into the flow hash: a multiply and a shift, not a loop per
+ * byte (the port is computed for every frame). */
+static inline uint64_t mix(uint64_t h, uint64_t x)
+{
+	h = (h ^ x) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 31);
 }
 
 static uint16_t flow_port(const struct vxlan *v, const uint8_t *f, uint32_t len)
@@ -690,36 +706,50 @@ static uint16_t flow_port(const struct vxlan *v, const uint8_t *f, uint32_t len)
 		et = (uint16_t)(f[16] << 8 | f[17]);
 		l3 = 18;
 	}
-	uint64_t h = mix(0xcbf29ce484222325ull, f, 14);
+	/* the MACs and the EtherType (14 bytes: frames are at least that) */
+	uint64_t h = mix(mix(v->seed, ld64(f)), ld32(f + 8) << 16 | (uint64_t)et);
 	uint32_t l4 = 0;
 	if (et == 0x0800 && len >= l3 + 20 && (f[l3] >> 4) == 4) {
 		uint32_t ihl = (uint32_t)(f[l3] & 15) * 4;
 		uint8_t p = f[l3 + 9];
 		bool frag = ((f[l3 + 6] & 0x3f) | f[l3 + 7]) != 0;
-		h = mix(mix(h, &p, 1), f + l3 + 12, 8);
+		h = mix(h, ld64(f + l3 + 12) ^ p); /* addresses, protocol */
 		if (!frag && (p == 6 || p == 17) && ihl >= 20 && len >= l3 + ihl + 4)
 			l4 = l3 + ihl;
 	} else if (et == 0x86dd && len >= l3 + 40) {
 		uint8_t p = f[l3 + 6];
-		h = mix(mix(h, &p, 1), f + l3 + 8, 32);
+		const uint8_t *a = f + l3 + 8;
+		h = mix(mix(mix(mix(h, ld64(a) ^ p), ld64(a + 8)), ld64(a + 16)), ld64(a + 24));
 		if ((p == 6 || p == 17) && len >= l3 + 44)
 			l4 = l3 + 40;
 	}
 	if (l4)
-		h = mix(h, f + l4, 4);
-	h ^= h >> 29;
+		h = mix(h, ld32(f + l4)); /* the ports */
 	uint32_t range = (uint32_t)v->cfg.src_max - v->cfg.src_min + 1;
-	return (uint16_t)(v->cfg.src_min + (uint32_t)(h % range));
+	return (uint16_t)(v->cfg.src_min + (uint32_t)((h >> 16) % range));
 }
 
+/* Adds the bytes at p to a ones'-complement sum of big-endian 16-bit
+ * words, 8 bytes at a time (a sum of 32-bit words is the same modulo
+ * 0xffff); the result stays below 0x20000 so that callers may add a few
+ * more words before folding. */
 static uint32_t csum_add(uint32_t s, const uint8_t *p, uint32_t len)
 {
+	uint64_t acc = s;
 	uint32_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = be64toh(ld64(p + i));
+		acc += (w >> 32) + (w & 0xffffffffu);
+	}
 	for (; i + 1 < len; i += 2)
-		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+		acc += (uint32_t)(p[i] << 8 | p[i + 1]);
 	if (i < len)
-		s += (uint32_t)p[i] << 8;
-	return s;
+		acc += (uint32_t)p[i] << 8;
+	acc = (acc & 0xffffffffu) + (acc >> 32);
+	acc = (acc & 0xffffffffu) + (acc >> 32);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	return (uint32_t)acc;
 }
 
 static uint16_t csum_fold(uint32_t s)
