@@ -609,6 +609,34 @@ START_TEST(link_down_drops_and_counts)
 }
 END_TEST
 
+/* Frames waiting in a port's backlog when its link goes down waited for a
+ * peer that went away: once the link is up again they are dropped and
+ * counted, not delivered late. */
+START_TEST(a_backlog_from_before_a_down_is_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o = {.name = "b", .ring = 4};
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port_opts(sw, &o);
+	uint8_t ma[6], f[64];
+	th_mac(ma, 1);
+	for (uint32_t i = 0; i < 10; i++) /* 4 in b's ring, 6 in its backlog */
+		th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, i));
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 6);
+	ck_assert_int_eq(hs_port_set_link(b, false), 0);
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
+	ck_assert_int_eq(th_drain(b), 4); /* posts buffers: nothing old follows */
+	th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, 100));
+	struct hs_mem_frame mf;
+	ck_assert_int_eq(hs_mem_rx_burst(b, 0, &mf, 1), 1);
+	uint32_t seq;
+	memcpy(&seq, (uint8_t *)mf.data + 14, 4);
+	ck_assert_uint_eq(seq, 100);
+	hs_mem_rx_release(b, 0, 1);
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_PORT_DOWN], 6);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(caps_and_user_data_round_trip)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -644,6 +672,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, quiesce_nests_across_threads);
 	tcase_add_loop_test(tc, a_quiesced_port_sees_no_data_path_call, 0, 4);
 	tcase_add_test(tc, link_down_drops_and_counts);
+	tcase_add_test(tc, a_backlog_from_before_a_down_is_dropped);
 	tcase_add_test(tc, caps_and_user_data_round_trip);
 	suite_add_tcase(s, tc);
 	return s;

@@ -475,6 +475,55 @@ START_TEST(a_full_qdisc_is_retried)
 }
 END_TEST
 
+/* Frames the kernel had not sent when the interface went down (held back
+ * by a slow qdisc) are dropped, not sent late when it comes back
+ * (tx_stale); and the interface leaving a bridge is not it going away. */
+START_TEST(no_stale_frames_after_a_down)
+{
+	NEED_NETNS();
+	if (system("tc qdisc add dev ul0 root tbf rate 1mbit burst 2kb limit 3kb")) {
+		fprintf(stderr, "skipped: no tc/tbf\n");
+		return;
+	}
+	ck_assert_int_eq(system("ip link add br0 type bridge && ip link set ul0 master br0"), 0);
+	struct rig r;
+	struct hs_uplink_config uc = {.tx_slots = 15};
+	rig_up(&r, &uc, false);
+	uint8_t a[6], b[6], g[1600];
+	th_mac(a, 0xa);
+	th_mac(b, 0xb);
+	/* leaving the bridge: the bridge's own link messages about its port
+	 * are not the interface's deletion */
+	ck_assert_int_eq(system("ip link set ul0 nomaster && ip link del br0"), 0);
+	usleep(200000);
+	ck_assert(hs_port_link_up(r.up));
+	static uint8_t frames[30][1600];
+	struct hs_mem_frame mf[30];
+	for (uint32_t i = 0; i < 30; i++) {
+		size_t n = th_frame(frames[i], b, a, -1, 1400, i);
+		mf[i] = (struct hs_mem_frame){.data = frames[i], .len = (uint32_t)n};
+	}
+	ck_assert_int_eq(hs_mem_tx_burst(r.m, 0, mf, 30), 30); /* ~350 ms at 1 Mbit/s */
+	usleep(50000);
+	ck_assert_int_eq(system("ip link set ul0 down"), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.up), 3000));
+	int vlan;
+	while (wire_next(&r, g, sizeof(g), &vlan) > 0) {
+		/* what left before the down */
+	}
+	ck_assert_int_eq(system("ip link set ul0 up"), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.up), 5000));
+	uint8_t f[1600];
+	size_t n = th_frame(f, b, a, -1, 100, 100);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	ssize_t got = wire_next(&r, g, sizeof(g), &vlan);
+	ck_assert_int_eq(got, (ssize_t)n); /* the new frame, none before it */
+	ck_assert_mem_eq(g, f, n);
+	ck_assert_uint_gt(backend_ctr(r.up, "tx_stale"), 0);
+	rig_down(&r);
+}
+END_TEST
+
 START_TEST(bad_configs)
 {
 	NEED_NETNS();
@@ -515,6 +564,7 @@ int main(void)
 	tcase_add_test(tc, fanout_queues);
 	tcase_add_test(tc, interface_down_up_and_gone);
 	tcase_add_test(tc, a_full_qdisc_is_retried);
+	tcase_add_test(tc, no_stale_frames_after_a_down);
 	tcase_add_test(tc, bad_configs);
 	suite_add_tcase(s, tc);
 	return th_run(s);

@@ -51,8 +51,12 @@
  * PACKET_STATISTICS) are counted (hs_port_backend_counters), besides the
  * port's own counters. A send the kernel stops early (its qdisc or send
  * buffer full) leaves the rest published; a timer retries it, waiting
- * longer while nothing moves (tx_retries); sends it refuses for other
- * reasons are tx_kick_errors. A frame the switch sends that the kernel
+ * longer while nothing moves (tx_retries, which also counts the checks
+ * for room while the switch's backlog waits); sends it refuses for other
+ * reasons (the interface down or gone) are tx_kick_errors, and stop the
+ * retries. Frames the kernel had not sent when the interface went down
+ * are dropped when it is up again, not sent late (tx_stale; they were
+ * counted as transmitted), as is the switch's backlog for the port. A frame the switch sends that the kernel
  * finds malformed is skipped by it (PACKET_LOSS) and not counted: the
  * switch only sends offload metadata it checked.
  */

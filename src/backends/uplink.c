@@ -116,10 +116,11 @@ struct ul_q {
 	_Atomic bool pending, want_room, armed;
 	_Atomic uint32_t retry_ns;  /* the next wait */
 	_Atomic uint32_t tx_head_pub; /* tx_head, for the loop */
+	uint32_t seen_down;       /* the port's downs this queue has seen */
 	/* Counters, one writer each (ingress owner or egress lock holder;
 	 * the loop's retries add atomically). */
 	_Atomic uint64_t rx_truncated, rx_vlan_restored, tx_kick_errors, tx_skipped,
-		tx_retries;
+		tx_retries, tx_stale;
 };
 
 struct ul_port {
@@ -138,6 +139,7 @@ struct ul_port {
 	hs_watch_t *nl_w;
 	char *nl_buf;
 	bool if_up;
+	_Atomic uint32_t downs;   /* times the link went down (loop) */
 	_Atomic bool gone;
 	pthread_mutex_t stats_lock; /* PACKET_STATISTICS reads and resets */
 	uint64_t kernel_drops;
@@ -346,6 +348,7 @@ static void gone(struct ul_port *u)
 	if (atomic_exchange(&u->gone, true))
 		return;
 	hs_port_log(u->port, HS_LOG_ERROR, "uplink %s is gone; link down", u->ifname);
+	atomic_fetch_add(&u->downs, 1);
 	hs_port_set_link(u->port, false);
 	unwatch(u);
 }
@@ -357,7 +360,28 @@ static void set_up(struct ul_port *u, bool up)
 	u->if_up = up;
 	hs_port_log(u->port, up ? HS_LOG_INFO : HS_LOG_WARN, "uplink %s is %s: link %s",
 		    u->ifname, up ? "up" : "down or without carrier", up ? "up" : "down");
+	/* Frames published before the down are not sent after it: the next
+	 * commit skips them (tx_stale). */
+	if (!up)
+		atomic_fetch_add(&u->downs, 1);
 	hs_port_set_link(u->port, up);
+}
+
+/* The interface's state by its index (its name may have changed). */
+static void resync_state(struct ul_port *u)
+{
+	char name[IFNAMSIZ];
+	if (!if_indextoname((unsigned)u->ifindex, name)) {
+		gone(u);
+		return;
+	}
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = {0};
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	if (s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0)
+		set_up(u, (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING));
+	if (s >= 0)
+		close(s);
 }
 
 static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
@@ -367,17 +391,14 @@ static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	for (int i = 0; i < 16; i++) {
 		ssize_t n = recv(fd, u->nl_buf, MNL_SOCKET_BUFFER_SIZE, MSG_DONTWAIT);
 		if (n < 0 && errno == ENOBUFS) {
-			/* notifications lost: read the state instead */
-			char name[IFNAMSIZ];
-			bool was = u->if_up;
-			if (!if_indextoname((unsigned)u->ifindex, name)) {
-				gone(u);
-			} else if (!if_info(u)) { /* reads the state into if_up */
-				bool now = u->if_up;
-				u->if_up = was;
-				set_up(u, now);
+			/* Notifications lost, the newest among them: what is still
+			 * queued is older than the state now. Drop it, then read
+			 * the state. */
+			while (recv(fd, u->nl_buf, MNL_SOCKET_BUFFER_SIZE, MSG_DONTWAIT) > 0 ||
+			       errno == ENOBUFS) {
 			}
-			continue;
+			resync_state(u);
+			return;
 		}
 		if (n <= 0)
 			return;
@@ -387,11 +408,15 @@ static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 			    mnl_nlmsg_get_payload_len(h) < sizeof(struct ifinfomsg))
 				continue;
 			const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(h);
-			if (ifm->ifi_index != u->ifindex)
+			/* (a bridge's own messages about its ports are AF_BRIDGE:
+			 * a port leaving a bridge is not the device going) */
+			if (ifm->ifi_index != u->ifindex || ifm->ifi_family != AF_UNSPEC)
 				continue;
-			if (h->nlmsg_type == RTM_DELLINK)
-				gone(u);
-			else
+			char name[IFNAMSIZ];
+			if (h->nlmsg_type == RTM_DELLINK) {
+				if (!if_indextoname((unsigned)u->ifindex, name))
+					gone(u);
+			} else
 				set_up(u, (ifm->ifi_flags & IFF_UP) && (ifm->ifi_flags & IFF_RUNNING));
 		}
 	}
@@ -400,6 +425,7 @@ static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 /* ---- control ---------------------------------------------------------------------- */
 
 static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg);
+static void ul_stop(void *priv);
 
 static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv,
 		   struct hs_port_info *info)
@@ -490,7 +516,11 @@ static int ul_start(void *priv)
 {
 	struct ul_port *u = priv;
 	hs_switch_t *sw = hs_port_switch(u->port);
-	int rc = hs_watch_add(sw, mnl_socket_get_fd(u->nl), HS_WATCH_READ, nl_cb, u, &u->nl_w);
+	hs_port_log(u->port, HS_LOG_INFO,
+		    "uplink %s: AF_PACKET, %u queue(s), receive %u x %u KiB, send %u "
+		    "slots, offloads %s, link %s", u->ifname, u->cfg.queues, u->nblocks,
+		    u->bsize >> 10, u->tx_nslots, u->caps ? "on" : "off", u->if_up ? "up" : "down");
+	int rc = 0;
 	for (uint16_t i = 0; !rc && i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
 		rc = hs_watch_add(sw, q->retry_fd, HS_WATCH_READ, retry_cb, q, &q->retry_w);
@@ -499,13 +529,12 @@ static int ul_start(void *priv)
 		if (!rc)
 			rc = hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, q->posted_fd);
 	}
+	/* the interface's state last: its callback may take the fds out */
+	if (!rc)
+		rc = hs_watch_add(sw, mnl_socket_get_fd(u->nl), HS_WATCH_READ, nl_cb, u, &u->nl_w);
 	if (rc)
-		return rc;
-	hs_port_log(u->port, HS_LOG_INFO,
-		    "uplink %s: AF_PACKET, %u queue(s), receive %u x %u KiB, send %u "
-		    "slots, offloads %s, link %s", u->ifname, u->cfg.queues, u->nblocks,
-		    u->bsize >> 10, u->tx_nslots, u->caps ? "on" : "off", u->if_up ? "up" : "down");
-	return 0;
+		ul_stop(u); /* the core calls stop only for a port that started */
+	return rc;
 }
 
 static void ul_stop(void *priv)
@@ -726,28 +755,38 @@ static bool slot_free(const struct tpacket3_hdr *h)
 	return !(ld_status(&h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING));
 }
 
-/* Has the kernel send every published slot; false if some may be left
- * (the qdisc was full, the send buffer, the interface is down): they
- * stay published and a retry sends them. Any thread: the kernel
- * serialises sends on a ring, and only takes slots marked for it. */
-static bool kick(struct ul_port *u, struct ul_q *q, bool log)
+enum kick_result {
+	KICK_DONE,  /* every published slot taken */
+	KICK_AGAIN, /* some left for lack of room (qdisc, send buffer): retry */
+	KICK_DOWN,  /* refused (the interface down or gone): no use retrying */
+};
+
+/* Has the kernel send every published slot. Any thread: the kernel
+ * serialises sends on a ring, and only takes slots marked for it. A
+ * send() that stops early for lack of room may still return a count:
+ * the last published slot tells. */
+static enum kick_result kick(struct ul_port *u, struct ul_q *q, bool log)
 {
 	ssize_t r;
 	do
 		r = send(q->fd, NULL, 0, MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
-	if (r >= 0)
-		return true;
+	if (r >= 0) {
+		uint32_t last = atomic_load_explicit(&q->tx_head_pub, memory_order_relaxed) - 1;
+		return ld_status(&slot(q, last, u->tx_nslots)->tp_status) & TP_STATUS_SEND_REQUEST
+			       ? KICK_AGAIN
+			       : KICK_DONE;
+	}
 	int e = errno;
 	if (e == EAGAIN || e == ENOBUFS)
-		return false; /* room comes back by itself: retried soon */
+		return KICK_AGAIN; /* room comes back by itself */
 	atomic_fetch_add(&q->tx_kick_errors, 1);
 	if (log && e != q->kick_errno) { /* once per kind, not per burst */
 		q->kick_errno = e;
-		hs_port_log(u->port, HS_LOG_WARN, "uplink %s: the kernel refused to send: %s "
-			    "(retrying)", u->ifname, hs_strerror(-e));
+		hs_port_log(u->port, HS_LOG_WARN, "uplink %s: the kernel refused to send: %s",
+			    u->ifname, hs_strerror(-e));
 	}
-	return false;
+	return KICK_DOWN;
 }
 
 /* Arms the retry timer (once until it fires). */
@@ -770,7 +809,7 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 	if (n > HS_RESERVE_MAX)
 		n = HS_RESERVE_MAX;
 	/* A full ring may only be waiting for a send() that stopped early. */
-	if (!slot_free(slot(q, q->tx_head, u->tx_nslots)) && kick(u, q, true))
+	if (!slot_free(slot(q, q->tx_head, u->tx_nslots)) && kick(u, q, true) == KICK_DONE)
 		atomic_store(&q->pending, false);
 	uint32_t s = q->tx_head;
 	unsigned i;
@@ -801,7 +840,23 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 {
 	struct ul_port *u = priv;
 	struct ul_q *q = &u->q[qi];
-	unsigned used = 0, skipped = 0;
+	unsigned used = 0, skipped = 0, stale = 0;
+	uint32_t downs = atomic_load_explicit(&u->downs, memory_order_relaxed);
+	if (HSB_UNLIKELY(downs != q->seen_down)) {
+		/* The link went down since the last commit: frames published
+		 * before it and not sent are dropped, not sent late (the kernel
+		 * skips a slot of length 0; if it is sending one now, it reads
+		 * the length either way). They were counted as transmitted. */
+		q->seen_down = downs;
+		for (uint32_t k = q->tx_head - u->tx_nslots; k != q->tx_head; k++) {
+			struct tpacket3_hdr *h = slot(q, k, u->tx_nslots);
+			if (ld_status(&h->tp_status) & TP_STATUS_SEND_REQUEST) {
+				h->tp_len = 0;
+				stale++;
+			}
+		}
+		ctr_add(&q->tx_stale, stale);
+	}
 	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
 		if (q->slot_of[i] < 0)
 			continue;
@@ -824,13 +879,16 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 	atomic_store_explicit(&q->tx_head_pub, q->tx_head, memory_order_relaxed);
 	q->n_resv = 0;
 	ctr_add(&q->tx_skipped, skipped);
-	if (!used)
+	if (!used && !stale)
 		return 0;
-	if (kick(u, q, true)) {
+	enum kick_result k = kick(u, q, true);
+	if (k == KICK_DONE) {
 		q->kick_errno = 0;
-	} else if (!atomic_exchange(&q->pending, true)) {
+	} else if (k == KICK_AGAIN) {
 		/* published frames wait: the timer retries the send, also if
-		 * no frame follows these */
+		 * no frame follows these (pending first: the timer's callback
+		 * clears it before it sends) */
+		atomic_store(&q->pending, true);
 		arm_retry(q);
 	}
 	return 0;
@@ -856,17 +914,22 @@ static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 		/* not expired yet (re-armed meanwhile): nothing to do */
 	}
 	atomic_store(&q->armed, false);
+	if (atomic_load(&u->gone))
+		return; /* nothing will ever be sent */
 	bool again = false, moved = false;
-	if (atomic_load(&q->pending) || atomic_load(&q->want_room)) {
+	bool pend = atomic_exchange(&q->pending, false); /* before the send: see commit */
+	if (pend || atomic_load(&q->want_room)) {
 		atomic_fetch_add(&q->tx_retries, 1);
-		if (kick(u, q, false)) {
-			moved = atomic_exchange(&q->pending, false);
+		enum kick_result k = kick(u, q, false);
+		if (k == KICK_DONE) {
+			moved = pend;
 		} else {
 			atomic_store(&q->pending, true);
-			again = true;
+			/* down: the next commit, once it is up, sends again */
+			again = k == KICK_AGAIN;
 		}
 	}
-	if (atomic_load(&q->want_room)) {
+	if (atomic_load(&q->want_room) && u->if_up) {
 		if (tx_room(u, q) && atomic_exchange(&q->want_room, false)) {
 			uint64_t one = 1;
 			if (write(q->posted_fd, &one, sizeof(one)) < 0) {
@@ -914,7 +977,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 			void *arg)
 {
 	struct ul_port *u = priv;
-	uint64_t trunc = 0, vlan = 0, kerr = 0, skip = 0, retries = 0;
+	uint64_t trunc = 0, vlan = 0, kerr = 0, skip = 0, retries = 0, stale = 0;
 	pthread_mutex_lock(&u->stats_lock);
 	for (unsigned i = 0; i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
@@ -923,6 +986,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 		kerr += atomic_load_explicit(&q->tx_kick_errors, memory_order_relaxed);
 		skip += atomic_load_explicit(&q->tx_skipped, memory_order_relaxed);
 		retries += atomic_load_explicit(&q->tx_retries, memory_order_relaxed);
+		stale += atomic_load_explicit(&q->tx_stale, memory_order_relaxed);
 		struct tpacket_stats_v3 st;
 		socklen_t l = sizeof(st);
 		/* reading resets the kernel's counters: they add up here */
@@ -937,6 +1001,7 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "tx_kick_errors", kerr);
 	cb(arg, "tx_skipped", skip);
 	cb(arg, "tx_retries", retries);
+	cb(arg, "tx_stale", stale);
 }
 
 const struct hs_backend_ops hs__uplink_ops = {

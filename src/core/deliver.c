@@ -826,6 +826,21 @@ static void deliver_ablation(struct hs__ctx *c, struct hs_port *dp, struct hs__o
 	backlog_srcs(c, oq, c->dl->src + done, ns - done, f & HS_SW_NO_BACKLOG);
 }
 
+/* Under oq's lock: the link went down since this queue last looked, so
+ * its backlog waited for a peer that went away; it goes, counted, also
+ * when the link is up again by now (it is stale). */
+static inline void drop_backlog_after_down(struct hs_port *dp, struct hs__outq *oq)
+{
+	uint32_t downs = atomic_load_explicit(&dp->link_downs, memory_order_relaxed);
+	if (HS__LIKELY(downs == oq->seen_down))
+		return;
+	oq->seen_down = downs;
+	if (oq->bl.ent_n) {
+		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], oq->bl.ent_n);
+		bl_pop(&oq->bl, oq->bl.ent_n);
+	}
+}
+
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
 	struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(&dp->nq_active,
@@ -834,6 +849,7 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 
 	c->dl->dst_port = dp;
 	hs__spin_lock(&oq->lock);
+	drop_backlog_after_down(dp, oq);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
 		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN],
@@ -869,6 +885,7 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
 	hs__spin_lock(&oq->lock);
+	drop_backlog_after_down(dp, oq);
 	if (oq->bl.ent_n && (!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			     atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
 		/* the peer went away: what waited for it goes, counted (also

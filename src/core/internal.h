@@ -158,6 +158,7 @@ struct hs__outq {
 	_Atomic uint32_t bl_count;  /* backlog frames: read without the lock */
 	struct hs__backlog bl;      /* under lock */
 	bool posted_armed;          /* under lock: HS_EV_POSTED enabled */
+	uint32_t seen_down;         /* under lock: the port's link downs seen */
 	/* counters written under lock */
 	hs__ctr tx_packets, tx_bytes, tx_notify, tx_backlogged;
 	hs__ctr tx_lost;            /* of tx_packets, dropped by the backend
@@ -200,6 +201,9 @@ struct hs_port {
 
 	_Atomic uint32_t caps;     /* HS_CAP_* of the receiver */
 	_Atomic bool link_up;
+	_Atomic uint32_t link_downs; /* times the link went down: a backlog
+					from before a down is dropped, not
+					delivered once it is up again */
 	_Atomic bool dead;         /* being deleted: not a destination */
 	_Atomic uint32_t refs;     /* the switch's 1 + hs_port_hold()s */
 	_Atomic uint32_t holds;    /* hs_port_hold()s not released yet */

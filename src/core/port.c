@@ -848,6 +848,8 @@ int hs_port_set_link(hs_port_t *port, bool up)
 	 * link report in the order the changes happened */
 	pthread_mutex_lock(&port->sw->ev_lock);
 	bool was = atomic_exchange(&port->link_up, up);
+	if (was && !up)
+		atomic_fetch_add(&port->link_downs, 1);
 	if (was != up) {
 		hs_port_log(port, HS_LOG_INFO, "link %s", up ? "up" : "down");
 		struct hs_event ev = {.size = sizeof(ev), .type = HS_EVENT_LINK, .port = port,
