@@ -88,6 +88,7 @@ struct vxlan {
 	int rx_fd, tx_fd;       /* rx_fd: the VTEP group's (vxlan_vtep.c) */
 	struct vx_vtep *vtep;
 	uint32_t max_frame;     /* largest inner frame the underlay carries */
+	uint32_t csum_const;    /* IPv4: the outer UDP checksum's constant words */
 	/* tunnel table */
 	pthread_mutex_t lock;
 	struct vx_ent *ent;     /* [cfg.max_entries] */
@@ -397,6 +398,11 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 		hs_port_log(port, HS_LOG_ERROR, "an IPv6 underlay needs UDP checksums");
 		rc = -EINVAL;
 		goto fail;
+	}
+	if (v->family == AF_INET) {
+		uint32_t l = ntohl(v->local.v4.s_addr);
+		v->csum_const = 17 + (l >> 16) + (l & 0xffff) + c.dst_port + 0x0800 +
+				((c.vni >> 8) & 0xffff) + ((c.vni & 0xff) << 8);
 	}
 	uint32_t over = v->family == AF_INET ? VX_OVER4 : VX_OVER6;
 	v->max_frame = c.underlay_mtu - over;
@@ -774,10 +780,12 @@ static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_
 	h[14] = (uint8_t)v->cfg.vni, h[15] = 0;
 	if (v->family != AF_INET || (v->cfg.flags & HS_VXLAN_NO_UDP_CSUM))
 		return; /* IPv6: the kernel fills it (IPV6_CHECKSUM) */
-	uint32_t s = fsum + 17 + ulen; /* pseudo-header: protocol, UDP length */
-	s = csum_add(s, (const uint8_t *)&v->local.v4, 4);
-	s = csum_add(s, (const uint8_t *)&dst->v4, 4);
-	s = csum_add(s, h, VX_HDRS);
+	/* What is the same for every datagram (protocol, our address, the
+	 * ports' and VXLAN header's constant words) is summed once, at open;
+	 * per datagram: the destination, the source port, the UDP length
+	 * (in the pseudo-header and the header). */
+	uint32_t d = ntohl(dst->v4.s_addr);
+	uint32_t s = fsum + v->csum_const + (d >> 16) + (d & 0xffff) + sport + 2 * ulen;
 	uint16_t c = csum_fold(s);
 	if (!c)
 		c = 0xffff;
