@@ -442,6 +442,8 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 			    a, c.dst_port, hs_strerror(rc),
 			    rc == -EPERM	 ? " (sending needs CAP_NET_RAW)"
 			    : rc == -EEXIST	 ? " (another port has this VNI on this VTEP)"
+			    : rc == -EOPNOTSUPP ? " (several VNIs on one VTEP need "
+						  "SO_ATTACH_REUSEPORT_CBPF)"
 			    : rc == -EADDRINUSE ? " (another program, or a kernel vxlan device "
 						  "that is up, holds it)"
 						: "");

@@ -68,6 +68,9 @@ static int steer(struct vx_vtep *g)
 		catchall++;
 	if (catchall == g->n)
 		return 0; /* nobody left: the group is about to close */
+	if (g->n == 1)
+		return 0; /* one socket gets everything: no program needed (nor
+			     supported everywhere: a user-mode emulator) */
 	size_t cap = 6 + 2 * (size_t)g->live;
 	struct sock_filter *p = calloc(cap, sizeof(*p));
 	if (!p)
@@ -88,6 +91,8 @@ static int steer(struct vx_vtep *g)
 	struct sock_fprog prog = {.len = (unsigned short)k, .filter = p};
 	int rc = setsockopt(g->m[catchall].fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
 			    sizeof(prog)) ? -errno : 0;
+	if (rc == -ENOPROTOOPT || rc == -EINVAL)
+		rc = -EOPNOTSUPP; /* several VNIs on one VTEP need it */
 	free(p);
 	return rc;
 }
