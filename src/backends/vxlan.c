@@ -510,13 +510,18 @@ static void vx_close(void *priv)
 #define ECN_ECT0 2
 #define ECN_CE 3
 
-/* Where an inner frame's IP header starts (past one VLAN tag) and its
- * version; -1 if it has none. */
+static bool is_vlan_tpid(uint16_t et)
+{
+	return et == 0x8100 || et == 0x88a8 || et == 0x9100;
+}
+
+/* Where an inner frame's IP header starts (past up to two VLAN tags:
+ * QinQ) and its version; -1 if it has none. */
 static int inner_ip(const uint8_t *f, uint32_t len, int *ver)
 {
 	uint32_t o = 12;
 	uint16_t et = (uint16_t)(f[o] << 8 | f[o + 1]);
-	if ((et == 0x8100 || et == 0x88a8) && len >= 18) {
+	for (int tags = 0; tags < 2 && is_vlan_tpid(et) && len >= o + 6; tags++) {
 		o += 4;
 		et = (uint16_t)(f[o] << 8 | f[o + 1]);
 	}
@@ -710,12 +715,13 @@ static uint16_t flow_port(const struct vxlan *v, const uint8_t *f, uint32_t len)
 {
 	uint32_t l3 = 14;
 	uint16_t et = (uint16_t)(f[12] << 8 | f[13]);
-	if (et == 0x8100 && len >= 18) {
-		et = (uint16_t)(f[16] << 8 | f[17]);
-		l3 = 18;
-	}
-	/* the MACs and the EtherType (14 bytes: frames are at least that) */
+	/* the MACs and the outer EtherType (frames are at least 14 bytes) */
 	uint64_t h = mix(mix(v->seed, ld64(f)), ld32(f + 8) << 16 | (uint64_t)et);
+	for (int tags = 0; tags < 2 && is_vlan_tpid(et) && len >= l3 + 4; tags++) {
+		h = mix(h, ld32(f + l3 - 2)); /* the tag: its VLAN goes in */
+		et = (uint16_t)(f[l3 + 2] << 8 | f[l3 + 3]);
+		l3 += 4;
+	}
 	uint32_t l4 = 0;
 	if (et == 0x0800 && len >= l3 + 20 && (f[l3] >> 4) == 4) {
 		uint32_t ihl = (uint32_t)(f[l3] & 15) * 4;

@@ -358,6 +358,8 @@ static int suits(hs_port_t *port, const char *ifname, const struct link_info *li
 }
 
 static void start_dump(struct vx_follow *f);
+static void device_gone(struct vx_follow *f);
+static void relink(struct vx_follow *f, int ifindex, const struct link_info *li);
 
 static void on_link(struct vx_follow *f, const struct nlmsghdr *nlh)
 {
@@ -369,11 +371,7 @@ static void on_link(struct vx_follow *f, const struct nlmsghdr *nlh)
 			return;
 		/* Its entries go with it (the kernel says so too, entry by
 		 * entry; this also covers what a full socket lost). */
-		hs_port_log(f->port, HS_LOG_WARN, "%s was deleted: its entries are removed; "
-			    "following it again if it comes back", f->ifname);
-		while (f->n)
-			apply_del(f, &f->ent[f->n - 1]);
-		f->ifindex = 0;
+		device_gone(f);
 		return;
 	}
 	if (f->ifindex)
@@ -386,12 +384,28 @@ static void on_link(struct vx_follow *f, const struct nlmsghdr *nlh)
 		atomic_fetch_add(&f->errors, 1);
 		return;
 	}
-	f->ifindex = ifm->ifi_index;
-	f->external = li.external;
-	f->dev_port = li.port;
+	relink(f, ifm->ifi_index, &li);
+	start_dump(f);
+}
+
+/* The device went away: what was taken from it goes. */
+static void device_gone(struct vx_follow *f)
+{
+	hs_port_log(f->port, HS_LOG_WARN, "%s was deleted: its entries are removed; "
+		    "following it again if it comes back", f->ifname);
+	while (f->n)
+		apply_del(f, &f->ent[f->n - 1]);
+	f->ifindex = 0;
+}
+
+/* A device of the name, made again: followed from now on. */
+static void relink(struct vx_follow *f, int ifindex, const struct link_info *li)
+{
+	f->ifindex = ifindex;
+	f->external = li->external;
+	f->dev_port = li->port;
 	atomic_fetch_add(&f->relinks, 1);
 	hs_port_log(f->port, HS_LOG_INFO, "%s is back: reading its FDB", f->ifname);
-	start_dump(f);
 }
 
 /* One datagram's messages; true when it ended the running dump (seq),
@@ -401,6 +415,8 @@ static bool on_datagram(struct vx_follow *f, size_t len, uint32_t seq, int *err)
 	bool done = false;
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)f->buf;
 	for (int left = (int)len; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+		if (seq && nlh->nlmsg_seq == seq && (nlh->nlmsg_flags & NLM_F_DUMP_INTR))
+			f->resync_again = true; /* the FDB changed under the dump */
 		if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR) {
 			bool ours = seq && nlh->nlmsg_seq == seq;
 			done |= ours;
@@ -475,9 +491,28 @@ static void resync_done(struct vx_follow *f)
 	}
 }
 
-/* Reads the whole FDB again: what it no longer shows is removed. */
+static void relink(struct vx_follow *f, int ifindex, const struct link_info *li);
+static int link_query(int ifindex, struct link_info *li);
+
+/* Reads the whole FDB again: what it no longer shows is removed. First,
+ * the device by its name: the notifications of its deletion and of its
+ * making again may have been among those lost. */
 static void start_dump(struct vx_follow *f)
 {
+	int idx = (int)if_nametoindex(f->ifname);
+	if (idx != f->ifindex) {
+		struct link_info li = {0};
+		if (f->ifindex)
+			device_gone(f);
+		if (idx && !link_query(idx, &li) && !suits(f->port, f->ifname, &li, f->c.vni)) {
+			relink(f, idx, &li);
+		} else if (idx) {
+			atomic_fetch_add(&f->errors, 1);
+			return;
+		} else {
+			return; /* no device: nothing to read */
+		}
+	}
 	if (f->dump_seq) { /* one dump at a time per socket */
 		f->resync_again = true;
 		return;
@@ -516,8 +551,21 @@ static void on_readable(hs_watch_t *w, int fd, unsigned events, void *arg)
 				atomic_fetch_add(&f->errors, 1);
 			return;
 		}
-		if (on_datagram(f, (size_t)n, f->dump_seq, NULL) && f->dump_seq)
-			resync_done(f);
+		int derr = 0;
+		if (on_datagram(f, (size_t)n, f->dump_seq, &derr) && f->dump_seq) {
+			if (derr) {
+				/* a dump that failed showed nothing: nothing is
+				 * removed for it; the next overflow or a new
+				 * device reads again */
+				hs_port_log(f->port, HS_LOG_WARN, "%s: reading the FDB failed: %s",
+					    f->ifname, strerror(-derr));
+				f->dump_seq = 0;
+				for (unsigned k = 0; k < f->n; k++)
+					f->ent[k].stale = false;
+			} else {
+				resync_done(f);
+			}
+		}
 	}
 }
 
@@ -617,8 +665,11 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		rc = dump_request(f);
 	}
 	/* The first dump on this thread, notifications interleaved as they
-	 * come (applied in order, they leave the same table). */
+	 * come (applied in order, they leave the same table). It counts as
+	 * the running dump: a device made again meanwhile asks for another
+	 * after it, not beside it. */
 	bool overflowed = false;
+	f->dump_seq = f->seq;
 	while (!rc) {
 		ssize_t n = recv(mnl_socket_get_fd(f->nl), f->buf, MNL_SOCKET_BUFFER_SIZE, 0);
 		if (n < 0 && errno == ENOBUFS) {
@@ -635,8 +686,11 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 			break;
 		}
 	}
-	if (!rc && (overflowed || sock_drops(f) != f->drops))
+	f->dump_seq = 0;
+	if (!rc && (overflowed || sock_drops(f) != f->drops || f->resync_again)) {
+		f->resync_again = false;
 		resync(f); /* its answer comes to the watch */
+	}
 	unsigned taken = f->n;
 	uint64_t left_out = atomic_load(&f->skipped);
 	/* from here on the loop may run on_readable: f is the watch's */

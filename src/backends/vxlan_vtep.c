@@ -60,15 +60,16 @@ static int drop_all(int fd)
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) ? -errno : 0;
 }
 
-/* Builds and attaches the steering program (lock held). */
-static int steer(struct vx_vtep *g)
+/* Builds and attaches the steering program (lock held). A group of one
+ * socket needs none unless `force` (one is about to join it). */
+static int steer(struct vx_vtep *g, bool force)
 {
 	unsigned catchall = 0;
 	while (catchall < g->n && !g->m[catchall].vni)
 		catchall++;
 	if (catchall == g->n)
 		return 0; /* nobody left: the group is about to close */
-	if (g->n == 1)
+	if (g->n == 1 && !force)
 		return 0; /* one socket gets everything: no program needed (nor
 			     supported everywhere: a user-mode emulator) */
 	size_t cap = 6 + 2 * (size_t)g->live;
@@ -103,7 +104,11 @@ static int new_socket(struct vx_vtep *g)
 	if (fd < 0)
 		return -errno;
 	int one = 1;
+	/* the outer ECN field of every datagram, from the first one on */
+	bool v4 = g->sa.ss_family == AF_INET;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
+		       sizeof(one)) ||
 	    bind(fd, (const struct sockaddr *)&g->sa, g->len)) {
 		int e = -errno;
 		close(fd);
@@ -148,6 +153,14 @@ int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd
 	unsigned at = 0;
 	while (!rc && at < g->n && g->m[at].vni)
 		at++;
+	/* A socket joining a group of one: the group gets its program first,
+	 * for the member it has (the kernel would otherwise spread that
+	 * member's flows over both by hash until the new program is in). A
+	 * kernel without reuseport programs refuses here, before any socket
+	 * exists. */
+	if (!rc && at == g->n && g->n == 1)
+		rc = steer(g, true);
+	bool appended = false;
 	if (!rc && at == g->n) { /* no placeholder: a new socket at the end */
 		if (g->n == g->cap) {
 			unsigned cap = g->cap ? 2 * g->cap : 4;
@@ -160,8 +173,10 @@ int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd
 		int s = rc ? -1 : new_socket(g);
 		if (!rc && s < 0)
 			rc = s;
-		if (!rc)
+		if (!rc) {
 			g->m[g->n++] = (struct member){.fd = s};
+			appended = true;
+		}
 	} else if (!rc) { /* a placeholder taken over: its filter goes */
 		char sink[1];
 		int zero = 0; /* (the kernel wants an int's length, and ignores it) */
@@ -174,12 +189,18 @@ int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd
 	if (!rc) {
 		g->m[at].vni = vni;
 		g->live++;
-		rc = steer(g);
-		if (rc) { /* back to a placeholder */
+		rc = steer(g, false);
+		if (rc) {
 			g->m[at].vni = 0;
 			g->live--;
-			drop_all(g->m[at].fd);
-			steer(g);
+			if (appended) {
+				/* the last socket goes: no other index moves */
+				close(g->m[at].fd);
+				g->n--;
+			} else { /* back to a placeholder */
+				drop_all(g->m[at].fd);
+			}
+			steer(g, false);
 		}
 	}
 	if (!rc) {
@@ -207,6 +228,9 @@ void vx_vtep_leave(struct vx_vtep *g, uint32_t vni)
 		g->m[i].vni = 0;
 		g->live--;
 		drop_all(g->m[i].fd);
+		char sink[1]; /* what waited in it goes now, not at a takeover */
+		while (recv(g->m[i].fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+		}
 		break;
 	}
 	if (!g->live) {
@@ -216,7 +240,7 @@ void vx_vtep_leave(struct vx_vtep *g, uint32_t vni)
 		*pp = g->next;
 		free_group(g);
 	} else {
-		steer(g);
+		steer(g, false);
 	}
 	pthread_mutex_unlock(&reg_lock);
 }

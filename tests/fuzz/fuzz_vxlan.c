@@ -214,8 +214,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				memcpy(d + 8, b, len);
 				n = 8u + len;
 			}
-			if (sendto(rfd[(op >> 2) & 3], d, n, 0, (struct sockaddr *)&vtep,
-				   sizeof(vtep)) < 0) {
+			/* with an outer ECN field from the op byte: the
+			 * decapsulation rewrites the inner header (RFC 6040) */
+			int tos = (op >> 5) & 3;
+			union {
+				struct cmsghdr h;
+				char c[CMSG_SPACE(sizeof(int))];
+			} cb;
+			struct iovec iov = {d, n};
+			struct msghdr mh = {.msg_name = &vtep, .msg_namelen = sizeof(vtep),
+					    .msg_iov = &iov, .msg_iovlen = 1};
+			if (tos) {
+				cb.h.cmsg_len = CMSG_LEN(sizeof(int));
+				cb.h.cmsg_level = IPPROTO_IP;
+				cb.h.cmsg_type = IP_TOS;
+				memcpy(CMSG_DATA(&cb.h), &tos, sizeof(tos));
+				mh.msg_control = &cb;
+				mh.msg_controllen = sizeof(cb);
+			}
+			if (sendmsg(rfd[(op >> 2) & 3], &mh, 0) < 0) {
 				/* full: the switch takes them below */
 			}
 			break;
