@@ -566,9 +566,15 @@ static void abuse_packed(struct vud *v, enum pabuse kind)
 	memset(b, 0, 4096);
 	struct pdesc d = {vud_gpa(v, b), 100, 3, av};
 	switch (kind) {
-	case P_LOOP: /* every slot says NEXT: a chain longer than the ring */
+	case P_LOOP: /* every slot says NEXT: a chain longer than the ring.
+		      * The head last, as a driver publishes a chain: a polling
+		      * worker may look at the ring while it is being written,
+		      * and would take the part written so far for a chain of
+		      * its own (which ends where the writing is). */
 		for (unsigned k = 0; k < r->size; k++)
-			ring[k] = (struct pdesc){vud_gpa(v, b), 8, 3, (uint16_t)(av | 1)};
+			if (k != s)
+				ring[k] = (struct pdesc){vud_gpa(v, b), 8, 3, (uint16_t)(av | 1)};
+		__atomic_thread_fence(__ATOMIC_RELEASE);
 		d.flags = (uint16_t)(av | 1);
 		break;
 	case P_OUTSIDE:
@@ -601,7 +607,11 @@ static void abuse_packed(struct vud *v, enum pabuse kind)
 	default:
 		break;
 	}
-	ring[s] = d;
+	/* the flags last: they make the descriptor available */
+	ring[s].addr = d.addr;
+	ring[s].len = d.len;
+	ring[s].id = d.id;
+	__atomic_store_n(&ring[s].flags, d.flags, __ATOMIC_RELEASE);
 	vud_kick(r);
 }
 
