@@ -116,7 +116,8 @@ struct ul_q {
 	_Atomic bool pending, want_room, armed;
 	_Atomic uint32_t retry_ns;  /* the next wait */
 	_Atomic uint32_t tx_head_pub; /* tx_head, for the loop */
-	uint32_t seen_down;       /* the port's downs this queue has seen */
+	_Atomic uint32_t seen_down; /* the port's downs this queue has seen
+				       (written under the egress lock) */
 	/* Counters, one writer each (ingress owner or egress lock holder;
 	 * the loop's retries add atomically). */
 	_Atomic uint64_t rx_truncated, rx_vlan_restored, tx_kick_errors, tx_skipped,
@@ -808,8 +809,27 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 	struct ul_q *q = &u->q[qi];
 	if (n > HS_RESERVE_MAX)
 		n = HS_RESERVE_MAX;
-	/* A full ring may only be waiting for a send() that stopped early. */
-	if (!slot_free(slot(q, q->tx_head, u->tx_nslots)) && kick(u, q, true) == KICK_DONE)
+	unsigned stale = 0;
+	uint32_t downs = atomic_load_explicit(&u->downs, memory_order_relaxed);
+	if (HSB_UNLIKELY(downs != atomic_load_explicit(&q->seen_down, memory_order_relaxed))) {
+		/* The link went down since the last reservation: frames published
+		 * before it and not sent are dropped, not sent late (the kernel
+		 * skips a slot of length 0; if it is sending one now, it reads
+		 * the length either way). They were counted as transmitted. */
+		atomic_store_explicit(&q->seen_down, downs, memory_order_relaxed);
+		for (uint32_t k = q->tx_head - u->tx_nslots; k != q->tx_head; k++) {
+			struct tpacket3_hdr *h = slot(q, k, u->tx_nslots);
+			if (ld_status(&h->tp_status) & TP_STATUS_SEND_REQUEST) {
+				h->tp_len = 0;
+				stale++;
+			}
+		}
+		ctr_add(&q->tx_stale, stale);
+	}
+	/* A full ring may only be waiting for a send() that stopped early
+	 * (the kernel skips what was just marked stale). */
+	if ((stale || !slot_free(slot(q, q->tx_head, u->tx_nslots))) &&
+	    kick(u, q, true) == KICK_DONE)
 		atomic_store(&q->pending, false);
 	uint32_t s = q->tx_head;
 	unsigned i;
@@ -840,23 +860,7 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 {
 	struct ul_port *u = priv;
 	struct ul_q *q = &u->q[qi];
-	unsigned used = 0, skipped = 0, stale = 0;
-	uint32_t downs = atomic_load_explicit(&u->downs, memory_order_relaxed);
-	if (HSB_UNLIKELY(downs != q->seen_down)) {
-		/* The link went down since the last commit: frames published
-		 * before it and not sent are dropped, not sent late (the kernel
-		 * skips a slot of length 0; if it is sending one now, it reads
-		 * the length either way). They were counted as transmitted. */
-		q->seen_down = downs;
-		for (uint32_t k = q->tx_head - u->tx_nslots; k != q->tx_head; k++) {
-			struct tpacket3_hdr *h = slot(q, k, u->tx_nslots);
-			if (ld_status(&h->tp_status) & TP_STATUS_SEND_REQUEST) {
-				h->tp_len = 0;
-				stale++;
-			}
-		}
-		ctr_add(&q->tx_stale, stale);
-	}
+	unsigned used = 0, skipped = 0;
 	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
 		if (q->slot_of[i] < 0)
 			continue;
@@ -879,7 +883,7 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 	atomic_store_explicit(&q->tx_head_pub, q->tx_head, memory_order_relaxed);
 	q->n_resv = 0;
 	ctr_add(&q->tx_skipped, skipped);
-	if (!used && !stale)
+	if (!used)
 		return 0;
 	enum kick_result k = kick(u, q, true);
 	if (k == KICK_DONE) {
@@ -916,6 +920,9 @@ static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	atomic_store(&q->armed, false);
 	if (atomic_load(&u->gone))
 		return; /* nothing will ever be sent */
+	if (atomic_load(&u->downs) != atomic_load(&q->seen_down))
+		return; /* stale frames wait: the next reservation drops them
+			   first, and sends */
 	bool again = false, moved = false;
 	bool pend = atomic_exchange(&q->pending, false); /* before the send: see commit */
 	if (pend || atomic_load(&q->want_room)) {
