@@ -310,6 +310,17 @@ static int open_queue(struct ul_port *u, struct ul_q *q, int *fanout_id)
 	return attach_filter(u, fd, false);
 }
 
+/* Whether the interface `name` is up with a carrier. 0 or -errno. */
+static int if_running(int s, const char *name, bool *up)
+{
+	struct ifreq ifr = {0};
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		return -errno;
+	*up = (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+	return 0;
+}
+
 /* The interface: Ethernet? up with a carrier? */
 static int if_info(struct ul_port *u)
 {
@@ -321,12 +332,8 @@ static int if_info(struct ul_port *u)
 	int rc = ioctl(s, SIOCGIFHWADDR, &ifr) < 0 ? -errno : 0;
 	if (!rc && ifr.ifr_hwaddr.sa_family != 1 /* ARPHRD_ETHER */)
 		rc = -EPROTONOSUPPORT;
-	memset(&ifr, 0, sizeof(ifr));
-	memcpy(ifr.ifr_name, u->ifname, IFNAMSIZ);
-	if (!rc && ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		rc = -errno;
 	if (!rc)
-		u->if_up = (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+		rc = if_running(s, u->ifname, &u->if_up);
 	close(s);
 	return rc;
 }
@@ -377,10 +384,9 @@ static void resync_state(struct ul_port *u)
 		return;
 	}
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr = {0};
-	memcpy(ifr.ifr_name, name, IFNAMSIZ);
-	if (s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0)
-		set_up(u, (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING));
+	bool up = false;
+	if (s >= 0 && !if_running(s, name, &up))
+		set_up(u, up);
 	if (s >= 0)
 		close(s);
 }
@@ -827,8 +833,10 @@ static unsigned ul_send_reserve(void *priv, uint16_t qi, const struct hs_out *ou
 		ctr_add(&q->tx_stale, stale);
 	}
 	/* A full ring may only be waiting for a send() that stopped early
-	 * (the kernel skips what was just marked stale). */
-	if ((stale || !slot_free(slot(q, q->tx_head, u->tx_nslots))) &&
+	 * (pending; the kernel skips what was just marked stale). One that
+	 * the kernel is still sending needs no system call per reservation. */
+	if ((stale || (atomic_load_explicit(&q->pending, memory_order_relaxed) &&
+		       !slot_free(slot(q, q->tx_head, u->tx_nslots)))) &&
 	    kick(u, q, true) == KICK_DONE)
 		atomic_store(&q->pending, false);
 	uint32_t s = q->tx_head;
@@ -888,12 +896,14 @@ static unsigned ul_send_commit(void *priv, uint16_t qi, const struct hs_out *out
 	enum kick_result k = kick(u, q, true);
 	if (k == KICK_DONE) {
 		q->kick_errno = 0;
-	} else if (k == KICK_AGAIN) {
-		/* published frames wait: the timer retries the send, also if
-		 * no frame follows these (pending first: the timer's callback
-		 * clears it before it sends) */
+	} else {
+		/* published frames wait (pending first: the timer's callback
+		 * clears it before it sends); for lack of room the timer
+		 * retries, also if no frame follows these; refused, the next
+		 * reservation does */
 		atomic_store(&q->pending, true);
-		arm_retry(q);
+		if (k == KICK_AGAIN)
+			arm_retry(q);
 	}
 	return 0;
 }

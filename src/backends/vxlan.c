@@ -314,14 +314,8 @@ static int open_sockets(struct vxlan *v)
 	if (bind(v->tx_fd, (struct sockaddr *)&sa, len))
 		return -errno;
 	/* it would also get a copy of every UDP datagram of the host: none */
-	struct sock_filter none = BPF_STMT(BPF_RET | BPF_K, 0);
-	struct sock_fprog prog = {.len = 1, .filter = &none};
-	if (setsockopt(v->tx_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
-		return -errno;
-	char sink[1];
-	while (recv(v->tx_fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
-		/* datagrams queued before the filter: gone */
-	}
+	if ((rc = vx_sock_deaf(v->tx_fd)))
+		return rc;
 	/* room for a burst's copies (the kernel caps it at wmem_max) */
 	int sndbuf = 4 << 20;
 	setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));

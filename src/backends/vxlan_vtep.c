@@ -53,11 +53,22 @@ struct vx_vtep {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vx_vtep *groups;
 
-static int drop_all(int fd)
+/* Reads away what a socket holds. */
+static void drain(int fd)
+{
+	char sink[1];
+	while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+	}
+}
+
+int vx_sock_deaf(int fd)
 {
 	struct sock_filter none = BPF_STMT(BPF_RET | BPF_K, 0);
 	struct sock_fprog prog = {.len = 1, .filter = &none};
-	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) ? -errno : 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
+		return -errno;
+	drain(fd);
+	return 0;
 }
 
 /* Builds and attaches the steering program (lock held). A group of one
@@ -178,13 +189,11 @@ int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd
 			appended = true;
 		}
 	} else if (!rc) { /* a placeholder taken over: its filter goes */
-		char sink[1];
 		int zero = 0; /* (the kernel wants an int's length, and ignores it) */
 		if (setsockopt(g->m[at].fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof(zero)))
 			rc = -errno;
-		while (!rc && recv(g->m[at].fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
-			/* nothing should be there: the filter dropped all */
-		}
+		else
+			drain(g->m[at].fd); /* nothing should be there */
 	}
 	if (!rc) {
 		g->m[at].vni = vni;
@@ -198,7 +207,7 @@ int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd
 				close(g->m[at].fd);
 				g->n--;
 			} else { /* back to a placeholder */
-				drop_all(g->m[at].fd);
+				vx_sock_deaf(g->m[at].fd);
 			}
 			steer(g, false);
 		}
@@ -227,10 +236,7 @@ void vx_vtep_leave(struct vx_vtep *g, uint32_t vni)
 			continue;
 		g->m[i].vni = 0;
 		g->live--;
-		drop_all(g->m[i].fd);
-		char sink[1]; /* what waited in it goes now, not at a takeover */
-		while (recv(g->m[i].fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
-		}
+		vx_sock_deaf(g->m[i].fd); /* what waited in it goes now */
 		break;
 	}
 	if (!g->live) {

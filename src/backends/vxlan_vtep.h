@@ -19,6 +19,10 @@ struct vx_vtep;
  * up) holds the address and port; other -errno. Any thread. */
 int vx_vtep_join(const struct sockaddr *sa, socklen_t len, uint32_t vni, int *fd,
 		 struct vx_vtep **out);
+/* Makes a socket deaf: a drop-all filter, and what was queued before it
+ * read away. 0 or -errno. */
+int vx_sock_deaf(int fd);
+
 /* Leaves: the VNI's datagrams go nowhere (counted by the group's other
  * ports as unknown VNIs); the last one out closes the group. */
 void vx_vtep_leave(struct vx_vtep *g, uint32_t vni);
