@@ -2,9 +2,11 @@
 # The uplink benchmark: a VM's stand-in (namespace V) reaches the
 # "physical network" (namespace P, behind a veth) through the host S,
 # where the last hop is
-#   hyperswitch  the vswitch example: a tap to V and an uplink port on
+#   packet       the vswitch example: a tap to V and an uplink port on
 #                S's end of the veth (AF_PACKET, TPACKET_V3 rings; one
 #                worker, pinned to CPU 0)
+#   xdp          the same with the uplink in AF_XDP mode (native XDP on
+#                the veth, copy mode: veth has no zero-copy), where built
 #   bridge       the Linux bridge with a veth to V and S's end of the veth
 #                to P (what an uplink replaces: an interface enslaved to
 #                a bridge)
@@ -64,14 +66,17 @@ setup_common() {
 	ip -n "$nsP" addr add 10.78.0.2/24 dev ul && ip -n "$nsP" link set ul up
 }
 
-setup_hyperswitch() {
-	ip netns exec "$nsS" taskset -c 0 "$vswitch" --workers 1 --tap vmv --uplink ul \
+setup_hyperswitch() { # uplink mode: packet or xdp
+	ip netns exec "$nsS" taskset -c 0 "$vswitch" --workers 1 --tap vmv --uplink "ul,$1" \
 		>"$work/vswitch.log" 2>&1 &
 	vs=$!
 	for _ in $(seq 50); do grep -q running "$work/vswitch.log" && break; sleep 0.1; done
 	ip -n "$nsS" link set vmv netns "$nsV"
 	ip -n "$nsV" addr add 10.78.0.3/24 dev vmv && ip -n "$nsV" link set vmv up
 }
+
+setup_packet() { setup_hyperswitch packet; }
+setup_xdp() { setup_hyperswitch xdp; }
 
 setup_bridge() {
 	ip -n "$nsS" link add br0 type bridge && ip -n "$nsS" link set br0 up
@@ -120,27 +125,35 @@ PY
 }
 
 declare -A res
+modes="packet xdp bridge"
+[ -f "$build/uplink_xdp_plain.bpf.o" ] || modes="packet bridge"
 for r in $(seq 1 "$rounds"); do
-	for m in hyperswitch bridge; do
+	for m in $modes; do
 		v=$(run "$m" "$r")
 		res[$m]+="$v;"
 		echo "round $r $m: TCP V->P, P->V Gbit/s, 64-byte P->V pps: $v"
 	done
 done
-python3 - "${res[hyperswitch]}" "${res[bridge]}" "$secs" "$json" <<'PY'
+python3 - "${res[packet]}" "${res[xdp]:-}" "${res[bridge]}" "$secs" "$json" <<'PY'
 import json, statistics, sys
 def parse(s):
     rows = [[float(x) for x in r.split()] for r in s.split(";") if r.strip()]
     return [list(c) for c in zip(*rows)]
-hs, br = parse(sys.argv[1]), parse(sys.argv[2])
+modes = {"packet": parse(sys.argv[1]), "xdp": parse(sys.argv[2]), "bridge": parse(sys.argv[3])}
 m = statistics.median
 names = ["tcp_vp_gbps", "tcp_pv_gbps", "udp64_pps"]
-out = {"test": "uplink", "seconds": int(sys.argv[3])}
+out = {"test": "uplink", "seconds": int(sys.argv[4])}
+br = modes["bridge"]
+for mode in ("packet", "xdp"):
+    hs = modes[mode]
+    if not hs:
+        continue
+    for i, n in enumerate(names):
+        out[mode + "_" + n] = hs[i]
+        out["ratio_" + mode + "_" + n] = m(hs[i]) / m(br[i]) if m(br[i]) else None
 for i, n in enumerate(names):
-    out["hyperswitch_" + n] = hs[i]
     out["bridge_" + n] = br[i]
-    out["ratio_" + n] = m(hs[i]) / m(br[i]) if m(br[i]) else None
 print(json.dumps(out))
-if sys.argv[4]:
-    json.dump(out, open(sys.argv[4], "w"), indent=1)
+if sys.argv[5]:
+    json.dump(out, open(sys.argv[5], "w"), indent=1)
 PY

@@ -9,14 +9,15 @@
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,follow=DEV]]...
- *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...
+ *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
  * "client": the switch connects to the VMM's PATH and reconnects); each
  * --tap a tap device (created, or an existing one with "attach"), brought
  * up, as port IFNAME; each --vxlan a tunnel endpoint at address LOCAL;
  * each --uplink a host interface (a NIC, a veth) as port IFNAME, "trunk"
- * making it carry every VLAN tagged.
+ * making it carry every VLAN tagged; AF_XDP where it can attach, else
+ * AF_PACKET, unless "packet" or "xdp" (or "xdp-generic") says which.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -141,7 +142,14 @@ static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
 			uc.flags |= HS_UPLINK_QDISC_BYPASS;
 		else if (!strcmp(tok, "trunk"))
 			pc.vlan_mode = HS_VLAN_TRUNK;
-		else if (!strncmp(tok, "queues=", 7))
+		else if (!strcmp(tok, "packet"))
+			uc.mode = HS_UPLINK_PACKET;
+		else if (!strcmp(tok, "xdp"))
+			uc.mode = HS_UPLINK_XDP;
+		else if (!strcmp(tok, "xdp-generic")) {
+			uc.mode = HS_UPLINK_XDP;
+			uc.flags |= HS_UPLINK_XDP_GENERIC;
+		} else if (!strncmp(tok, "queues=", 7))
 			uc.queues = (uint16_t)atoi(tok + 7);
 		else if (!strncmp(tok, "vlan=", 5))
 			pc.vlan = (uint16_t)atoi(tok + 5);
@@ -334,7 +342,7 @@ int main(int argc, char **argv)
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV]]... [--uplink IFNAME"
-				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass]]...\n",
+				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...\n",
 				argv[0]);
 			return 2;
 		}

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${1:-45}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(virtq vu_msg frame tap vxlan conf xen_tx xen_xs vu_session)
+((${#targets[@]})) || targets=(virtq vu_msg frame tap vxlan uplink conf xen_tx xen_xs vu_session)
 jobs=$(nproc)
 
 missing=()

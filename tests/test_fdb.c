@@ -299,6 +299,45 @@ START_TEST(dump_lists_every_entry)
 }
 END_TEST
 
+struct walk_count {
+	unsigned n, stop_at;
+	uint8_t last[6];
+};
+
+static int walk_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+{
+	struct walk_count *w = arg;
+	ck_assert_uint_eq(vid, 1);
+	memcpy(w->last, mac, 6);
+	return ++w->n == w->stop_at ? 7 : 0;
+}
+
+/* hs_fdb_walk_macs: every MAC except those of one port, and a callback's
+ * non-zero return stops it. */
+START_TEST(walk_macs_skips_a_port)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	th_port(sw, "c", 0);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 10; i++) {
+		th_mac(m, i + 1);
+		th_send(i < 4 ? a : b, fb, th_frame(fb, th_bcast, m, -1, 64, i));
+	}
+	struct walk_count w = {0};
+	ck_assert_int_eq(hs_fdb_walk_macs(sw, a, walk_cb, &w), 0);
+	ck_assert_uint_eq(w.n, 6);
+	w = (struct walk_count){0};
+	ck_assert_int_eq(hs_fdb_walk_macs(sw, NULL, walk_cb, &w), 0);
+	ck_assert_uint_eq(w.n, 10);
+	w = (struct walk_count){.stop_at = 3};
+	ck_assert_int_eq(hs_fdb_walk_macs(sw, NULL, walk_cb, &w), 7);
+	ck_assert_uint_eq(w.n, 3);
+	ck_assert_int_eq(hs_fdb_walk_macs(sw, NULL, NULL, NULL), -EINVAL);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Many MACs: cuckoo displacement keeps every learned key findable. */
 START_TEST(large_table_keeps_every_key)
 {
@@ -399,6 +438,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, same_mac_in_two_vlans_is_two_entries);
 	tcase_add_test(tc, flush_forgets_a_ports_macs);
 	tcase_add_test(tc, dump_lists_every_entry);
+	tcase_add_test(tc, walk_macs_skips_a_port);
 	tcase_add_test(tc, large_table_keeps_every_key);
 	tcase_add_test(tc, concurrent_lookups_see_only_real_ports);
 	suite_add_tcase(s, tc);

@@ -87,8 +87,16 @@ static void rig_up(struct rig *r, struct hs_uplink_config *uc, bool trunk)
 	if (trunk)
 		r->m7 = th_port(r->sw, "m7", 7);
 	uc->ifname = "ul0";
+	/* HS_TEST_UPLINK_MODE=xdp: the cases that take the default mode
+	 * (AF_PACKET) run in AF_XDP mode (where built) */
+	const char *m = getenv("HS_TEST_UPLINK_MODE");
+	if (!uc->mode && m && !strcmp(m, "xdp"))
+		uc->mode = HS_UPLINK_XDP;
 	ck_assert_int_eq(uplink_add(r->sw, uc, trunk, &r->up), 0);
-	ck_assert_str_eq(hs_uplink_mode(r->up), "packet");
+	const char *want = uc->mode != HS_UPLINK_XDP || !hs_uplink_xdp_built() ? "packet"
+			   : (uc->flags & HS_UPLINK_XDP_GENERIC)                ? "xdp-generic"
+										: "xdp-native";
+	ck_assert_str_eq(hs_uplink_mode(r->up), want);
 	pthread_create(&r->loop, NULL, loop_main, r->sw);
 
 	r->ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
@@ -541,6 +549,125 @@ START_TEST(no_stale_frames_after_a_down)
 }
 END_TEST
 
+/* The AF_XDP fast path: unicast to a MAC the switch has behind another
+ * port goes through the XDP program and the AF_XDP socket (xdp_rx_frames),
+ * byte for byte; what the program must leave to the host's stack does not:
+ * the host's own MAC (even when a VM claims it), broadcast, frames larger
+ * than an AF_XDP frame, MACs the switch forgot. Nothing is lost either way. */
+START_TEST(xdp_takes_only_the_switchs_unicast)
+{
+	NEED_NETNS();
+	if (!hs_uplink_xdp_built()) {
+		fprintf(stderr, "skipped: built without AF_XDP\n");
+		return;
+	}
+	/* room for frames larger than an AF_XDP frame (native XDP on a veth
+	 * allows an MTU up to about 3.5 KiB) */
+	ck_assert_int_eq(system("ip link set ul0 mtu 2500 && ip link set ul1 mtu 2500"), 0);
+	struct rig r;
+	struct hs_uplink_config uc = {.mode = HS_UPLINK_XDP};
+	rig_up(&r, &uc, false);
+	struct hs_port_config mc = {.mtu = 2500};
+	ck_assert_int_eq(hs_port_reconfigure(r.m, &mc, HS_PORT_SET_MTU), 0);
+	ck_assert_int_eq(hs_port_reconfigure(r.up, &mc, HS_PORT_SET_MTU), 0);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_queues"), 1);
+	uint8_t a[6], b[6], f[2600];
+	th_mac(a, 0xa);
+	th_mac(b, 0xb);
+	/* a is learned behind m; the map follows within a tick */
+	size_t n = th_frame(f, b, a, -1, 100, 1);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
+	for (unsigned i = 0; i < 50; i++) {
+		n = th_frame(f, a, b, -1, 60 + i * 30, 10 + i);
+		inject(&r, f, n);
+		expect(r.m, f, n);
+	}
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 50);
+	/* larger than an AF_XDP frame: the AF_PACKET way, whole */
+	n = th_frame(f, a, b, -1, 2000, 99);
+	inject(&r, f, n);
+	expect(r.m, f, n);
+	/* broadcast: the AF_PACKET way (the host gets it too) */
+	n = th_frame(f, th_bcast, b, -1, 80, 100);
+	inject(&r, f, n);
+	expect(r.m, f, n);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 50);
+	/* a VM claiming the host's MAC does not get the host's unicast */
+	n = th_frame(f, b, r.ul0_mac, -1, 100, 101);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	usleep(300000); /* three ticks */
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_macs"), 1);
+	n = th_frame(f, r.ul0_mac, b, -1, 100, 102);
+	inject(&r, f, n);
+	n = th_frame(f, th_bcast, b, -1, 60, 103);
+	inject(&r, f, n);
+	expect(r.m, f, n);
+	usleep(20000);
+	ck_assert_int_eq(th_pending(r.m), 0);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 50);
+	/* forgotten: out of the map, flooded the AF_PACKET way */
+	hs_fdb_flush(r.sw, r.m, 0);
+	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 0, 3000));
+	n = th_frame(f, a, b, -1, 300, 104);
+	inject(&r, f, n);
+	expect(r.m, f, n);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 50);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_kernel_drops"), 0);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_bad"), 0);
+	rig_down(&r);
+	/* the program went with the port */
+	ck_assert_int_ne(system("ip link show ul0 | grep -q xdp"), 0);
+}
+END_TEST
+
+/* An interface that already has an XDP program (here another switch's
+ * uplink) is left alone: the uplink falls back to AF_PACKET and says so;
+ * the other program stays until its owner goes. Then generic XDP on
+ * request. */
+START_TEST(xdp_refused_falls_back)
+{
+	NEED_NETNS();
+	if (!hs_uplink_xdp_built()) {
+		fprintf(stderr, "skipped: built without AF_XDP\n");
+		return;
+	}
+	hs_switch_t *other = th_switch(NULL);
+	hs_port_t *op = NULL;
+	struct hs_uplink_config oc = {.ifname = "ul0", .mode = HS_UPLINK_XDP};
+	ck_assert_int_eq(uplink_add(other, &oc, false, &op), 0);
+	ck_assert_str_eq(hs_uplink_mode(op), "xdp-native");
+	ck_assert_uint_eq(backend_ctr(op, "xdp_vlan_hint"), 1);
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *p = NULL;
+	struct hs_uplink_config uc = {.ifname = "ul0", .mode = HS_UPLINK_XDP};
+	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), 0);
+	ck_assert_str_eq(hs_uplink_mode(p), "packet");
+	ck_assert_int_eq(hs_port_del(p), 0);
+	/* the other's program is still there, and goes with it */
+	ck_assert_int_eq(system("ip link show ul0 | grep -q xdp"), 0);
+	ck_assert_int_eq(hs_port_del(op), 0);
+	ck_assert_int_ne(system("ip link show ul0 | grep -q xdp"), 0);
+	hs_switch_destroy(other);
+	hs_switch_destroy(sw);
+
+	struct rig r;
+	struct hs_uplink_config gc = {.mode = HS_UPLINK_XDP, .flags = HS_UPLINK_XDP_GENERIC};
+	rig_up(&r, &gc, false);
+	uint8_t a[6], b[6], f[200];
+	th_mac(a, 0xa);
+	th_mac(b, 0xb);
+	size_t n = th_frame(f, b, a, -1, 100, 1);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
+	n = th_frame(f, a, b, -1, 100, 2);
+	inject(&r, f, n);
+	expect(r.m, f, n);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 1);
+	rig_down(&r);
+}
+END_TEST
+
 START_TEST(bad_configs)
 {
 	NEED_NETNS();
@@ -559,6 +686,15 @@ START_TEST(bad_configs)
 	uc.queues = 0;
 	uc.mode = 7;
 	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), -EINVAL);
+	uc.mode = 0;
+	uc.xdp_frames = 100; /* not a power of two */
+	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), -EINVAL);
+	uc.xdp_frames = 1u << 16;
+	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), -EINVAL);
+	uc.xdp_frames = 0;
+	uc.xdp_macs = (1u << 20) + 1;
+	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), -EINVAL);
+	uc.xdp_macs = 0;
 	uc.mode = HS_UPLINK_PACKET;
 	uc.ifname = "lo"; /* not Ethernet */
 	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), -EPROTONOSUPPORT);
@@ -582,6 +718,8 @@ int main(void)
 	tcase_add_test(tc, interface_down_up_and_gone);
 	tcase_add_test(tc, a_full_qdisc_is_retried);
 	tcase_add_test(tc, no_stale_frames_after_a_down);
+	tcase_add_test(tc, xdp_takes_only_the_switchs_unicast);
+	tcase_add_test(tc, xdp_refused_falls_back);
 	tcase_add_test(tc, bad_configs);
 	suite_add_tcase(s, tc);
 	return th_run(s);

@@ -22,8 +22,52 @@
  *    the NIC or the kernel segments it), unless HS_UPLINK_NO_OFFLOAD.
  *  - VLAN tags the NIC took off on receive are put back, so the switch
  *    sees the frame as it was on the wire.
- * HS_UPLINK_AUTO picks the best mode this build has; today that is
- * AF_PACKET (AF_XDP is to come), and hs_uplink_mode() says which it got.
+ *
+ * Mode: AF_XDP (HS_UPLINK_XDP), on top of the above, in builds with
+ * libxdp/libbpf (HS_HAVE_XDP; hs_uplink_xdp_built()): a small XDP program
+ * of the library's own is attached to the interface. It takes unicast
+ * frames addressed to a MAC the switch has learned (or was given) behind
+ * one of its other ports, up to 1792 bytes, straight to an AF_XDP socket
+ * of the uplink's, before the host's stack sees them: no skb (on a NIC's
+ * native XDP), no packet socket, no block timeout. Everything else (the
+ * host's traffic, broadcast, multicast, unknown unicast, frames larger
+ * than the interface's MTU, tagged or not, or than an AF_XDP frame) goes
+ * on to the host's stack and reaches the switch over AF_PACKET as above,
+ * so the XDP path changes how fast, never what the switch gets.
+ *  - The MACs: the port copies the switch's table into the program's map
+ *    every 100 ms (xdp_macs entries at most; more go the AF_PACKET way
+ *    and count xdp_map_full). The interface's own MAC is never taken.
+ *  - Sockets: one per queue, bound to the interface's receive queue of
+ *    the same number, each with its own UMEM of xdp_frames frames of
+ *    2 KiB; queues beyond the interface's receive queues, and receive
+ *    queues beyond the uplink's, have none (their frames go the AF_PACKET
+ *    way): give the uplink as many queues as the NIC has receive queues.
+ *  - Attaching tries native XDP with zero-copy, native XDP with copies,
+ *    then generic XDP (HS_UPLINK_XDP_GENERIC: generic only), and
+ *    hs_uplink_mode() says which it got. An interface that already has an
+ *    XDP program is left alone, and the program is detached with the
+ *    port only if it is still this port's.
+ *  - Sending stays on the AF_PACKET ring (offload metadata; one path
+ *    keeps a flow's frames in order).
+ *  - Frames the XDP path takes are not seen by packet captures (tcpdump)
+ *    on the interface. AF_XDP has no checksum metadata: a TCP or UDP
+ *    frame whose checksum field holds just the pseudo-header's sum (what
+ *    a local sender leaving checksums to offloading writes, e.g. a veth
+ *    peer's stack) and does not verify is marked as needing its
+ *    checksum, as AF_PACKET's header would have said
+ *    (xdp_rx_csum_partial).
+ *  - The NIC must not strip VLAN tags before XDP (ethtool -K IF rxvlan
+ *    off) for a trunk uplink: XDP sees a stripped frame as untagged.
+ *  - If XDP cannot attach (not built, an XDP program there already, the
+ *    driver refuses), the port runs on AF_PACKET alone and logs why;
+ *    hs_uplink_mode() says which mode it got.
+ * HS_UPLINK_AUTO is AF_PACKET: on the interfaces measured here (veth,
+ * docs/benchmarks.md) it takes small frames faster than AF_XDP (veth's
+ * XDP starts from an skb it must copy, and its NAPI costs more per
+ * frame), and bulk TCP much faster (AF_PACKET gets GRO's aggregates;
+ * XDP runs before GRO, and a veth with an XDP program stops its peer's
+ * GSO). Native XDP on a NIC driver, which this machine cannot measure,
+ * is where HS_UPLINK_XDP is meant to pay.
  *
  * The host's own traffic on the interface is left alone: a socket filter
  * keeps out what the host sends through it and what is addressed to the
@@ -72,8 +116,11 @@ extern "C" {
 #define HS_UPLINK_BACKEND "uplink"
 
 enum hs_uplink_mode {
-	HS_UPLINK_AUTO = 0,   /* the best this build and interface allow */
+	HS_UPLINK_AUTO = 0,   /* the mode measured best: AF_PACKET today */
 	HS_UPLINK_PACKET = 1, /* AF_PACKET, TPACKET_V3 rings */
+	HS_UPLINK_XDP = 2,    /* AF_XDP for the switch's unicast, AF_PACKET
+				 for the rest; AF_PACKET alone (logged) if
+				 XDP cannot attach */
 };
 
 /* hs_uplink_config.flags */
@@ -84,6 +131,7 @@ enum hs_uplink_mode {
 				      (PACKET_QDISC_BYPASS): faster, but no
 				      traffic shaping and no queue to absorb
 				      bursts */
+#define HS_UPLINK_XDP_GENERIC 0x8 /* generic XDP only (not the driver's) */
 
 /* Backend config for hs_port_config.backend_config ("uplink"). */
 struct hs_uplink_config {
@@ -103,13 +151,23 @@ struct hs_uplink_config {
 				  the kernel allocates the ring up front) */
 	uint16_t block_tov_ms; /* hand over a receive block this long after
 				  its first frame; 0 -> 1 */
+	/* since HS_UPLINK_CONFIG_SIZE_V2 */
+	uint32_t xdp_frames;   /* AF_XDP frames (2 KiB) per queue; 0 -> 2048;
+				  64..32768, a power of two */
+	uint32_t xdp_macs;     /* MACs the XDP program takes; 0 -> 8192;
+				  1..1048576 */
 };
 #define HS_UPLINK_CONFIG_SIZE_V1 \
 	(offsetof(struct hs_uplink_config, block_tov_ms) + sizeof(uint16_t))
+#define HS_UPLINK_CONFIG_SIZE_V2 \
+	(offsetof(struct hs_uplink_config, xdp_macs) + sizeof(uint32_t))
 
-/* "packet" (or, later, "xdp-zerocopy", "xdp-native", "xdp-generic"): the
- * mode the port got. NULL if port is not an uplink. Any thread. */
+/* "packet", "xdp-zerocopy", "xdp-native" or "xdp-generic": the mode the
+ * port got. NULL if port is not an uplink. Any thread. */
 HS_EXTERN const char *hs_uplink_mode(hs_port_t *port);
+
+/* Whether this build has the AF_XDP mode. */
+HS_EXTERN bool hs_uplink_xdp_built(void);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -52,6 +53,7 @@
 #include <linux/rtnetlink.h>
 
 #include "backends.h"
+#include "uplink_xdp.h"
 #include "vnet_hdr.h"
 
 #ifndef PACKET_IGNORE_OUTGOING
@@ -78,11 +80,15 @@
  * moved, up to the maximum. */
 #define UL_RETRY_MIN_NS 100000
 #define UL_RETRY_MAX_NS 10000000
+/* the XDP program's MAC map follows the switch's table this often */
+#define UL_XDP_SYNC_NS 100000000
 
 struct ul_port;
 
 struct ul_q {
 	int fd;
+	int ep;                   /* AF_XDP mode: epoll of fd and the queue's
+				     AF_XDP socket, the queue's kick fd */
 	struct ul_port *u;
 	uint16_t qi;
 	uint8_t *map;
@@ -144,6 +150,11 @@ struct ul_port {
 	_Atomic bool gone;
 	pthread_mutex_t stats_lock; /* PACKET_STATISTICS reads and resets */
 	uint64_t kernel_drops;
+	/* AF_XDP mode: the receive fast path, and the timer that keeps its
+	 * MAC map in step with the switch's table (on the loop) */
+	struct ul_xdp *xdp;
+	int sync_fd;
+	hs_watch_t *sync_w;
 };
 
 static void ul_close(void *priv);
@@ -434,6 +445,77 @@ static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 static void retry_cb(hs_watch_t *w, int fd, unsigned events, void *arg);
 static void ul_stop(void *priv);
 
+/* AF_XDP on top of the AF_PACKET sockets: a queue with an AF_XDP socket
+ * is kicked by an epoll of both. Not getting XDP is not an error: the
+ * port stays on AF_PACKET, and says so. */
+static int open_xdp(struct ul_port *u)
+{
+	struct ul_xdp_params p = {.ifname = u->ifname, .ifindex = u->ifindex,
+				  .queues = u->cfg.queues, .frames = u->cfg.xdp_frames,
+				  .max_macs = u->cfg.xdp_macs,
+				  .generic_only = u->cfg.flags & HS_UPLINK_XDP_GENERIC,
+				  .port = u->port};
+	int rc = ul_xdp_open(&p, &u->xdp);
+	if (rc) {
+		u->xdp = NULL;
+		hs_port_log(u->port, HS_LOG_WARN, "uplink %s: AF_XDP not available (%s): "
+			    "AF_PACKET only", u->ifname,
+			    rc == -EOPNOTSUPP ? "not in this build, or refused"
+			    : rc == -EBUSY    ? "the interface has another XDP program"
+					      : hs_strerror(rc));
+		return 0;
+	}
+	for (unsigned i = 0; i < u->cfg.queues; i++) {
+		struct ul_q *q = &u->q[i];
+		int xfd = ul_xdp_fd(u->xdp, i);
+		if (xfd < 0)
+			continue;
+		q->ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event e1 = {.events = EPOLLIN, .data.fd = q->fd};
+		struct epoll_event e2 = {.events = EPOLLIN, .data.fd = xfd};
+		if (q->ep < 0 || epoll_ctl(q->ep, EPOLL_CTL_ADD, q->fd, &e1) ||
+		    epoll_ctl(q->ep, EPOLL_CTL_ADD, xfd, &e2))
+			return -errno;
+	}
+	u->sync_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (u->sync_fd < 0)
+		return -errno;
+	struct itimerspec its = {.it_interval = {.tv_nsec = UL_XDP_SYNC_NS},
+				 .it_value = {.tv_nsec = UL_XDP_SYNC_NS}};
+	if (timerfd_settime(u->sync_fd, 0, &its, NULL))
+		return -errno;
+	return 0;
+}
+
+/* The XDP program's MAC map brought to the switch's table (on the loop). */
+static void sync_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct ul_port *u = arg;
+	(void)w, (void)events;
+	uint64_t ticks;
+	if (read(fd, &ticks, sizeof(ticks)) < 0 || atomic_load(&u->gone))
+		return;
+	/* the interface's MAC now: never taken from the host */
+	uint8_t mac[6] = {0};
+	char name[IFNAMSIZ];
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = {0};
+	if (s < 0 || !if_indextoname((unsigned)u->ifindex, name)) {
+		if (s >= 0)
+			close(s);
+		return;
+	}
+	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	int rc = ioctl(s, SIOCGIFHWADDR, &ifr);
+	if (!rc)
+		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	if (!rc && !(rc = ioctl(s, SIOCGIFMTU, &ifr)))
+		ul_xdp_set_mtu(u->xdp, (uint32_t)ifr.ifr_mtu);
+	close(s);
+	if (!rc)
+		ul_xdp_sync_macs(u->xdp, hs_port_switch(u->port), mac);
+}
+
 static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv,
 		   struct hs_port_info *info)
 {
@@ -454,11 +536,19 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 		c.tx_slots = 4 * UL_TX_PER_BLOCK;
 	if (!c.block_tov_ms)
 		c.block_tov_ms = 1;
-	if (!nl || nl >= IFNAMSIZ || c.mode > HS_UPLINK_PACKET || c.queues > UL_QUEUES_MAX ||
+	if (!c.xdp_frames)
+		c.xdp_frames = 2048;
+	if (!c.xdp_macs)
+		c.xdp_macs = 8192;
+	if (c.xdp_frames < 64 || c.xdp_frames > 32768 || (c.xdp_frames & (c.xdp_frames - 1)) ||
+	    c.xdp_macs > (1u << 20))
+		return -EINVAL;
+	if (!nl || nl >= IFNAMSIZ || c.mode > HS_UPLINK_XDP || c.queues > UL_QUEUES_MAX ||
 	    c.rx_blocks < 2 || c.rx_blocks > 256 || c.rx_block_kib < 128 ||
 	    c.rx_block_kib > 4096 || (c.rx_block_kib & (c.rx_block_kib - 1)) ||
 	    c.tx_slots < UL_TX_PER_BLOCK || c.tx_slots > 68 * UL_TX_PER_BLOCK ||
-	    (c.flags & ~(HS_UPLINK_NO_PROMISC | HS_UPLINK_NO_OFFLOAD | HS_UPLINK_QDISC_BYPASS)))
+	    (c.flags & ~(HS_UPLINK_NO_PROMISC | HS_UPLINK_NO_OFFLOAD | HS_UPLINK_QDISC_BYPASS |
+			 HS_UPLINK_XDP_GENERIC)))
 		return -EINVAL;
 	struct ul_port *u = calloc(1, sizeof(*u));
 	if (!u)
@@ -471,6 +561,7 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 	u->nblocks = c.rx_blocks;
 	u->tx_nslots = (c.tx_slots + UL_TX_PER_BLOCK - 1) / UL_TX_PER_BLOCK * UL_TX_PER_BLOCK;
 	pthread_mutex_init(&u->stats_lock, NULL);
+	u->sync_fd = -1;
 	u->q = calloc(c.queues, sizeof(*u->q));
 	if (!u->q) {
 		ul_close(u);
@@ -480,6 +571,7 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 	for (unsigned i = 0; i < c.queues; i++) {
 		struct ul_q *q = &u->q[i];
 		q->fd = -1;
+		q->ep = -1;
 		q->u = u;
 		q->qi = (uint16_t)i;
 		q->posted_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -505,6 +597,8 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 	int fanout_id = -1;
 	for (unsigned i = 0; !rc && i < c.queues; i++)
 		rc = open_queue(u, &u->q[i], &fanout_id);
+	if (!rc && c.mode == HS_UPLINK_XDP)
+		rc = open_xdp(u);
 	if (rc) {
 		ul_close(u);
 		return rc;
@@ -524,15 +618,19 @@ static int ul_start(void *priv)
 	struct ul_port *u = priv;
 	hs_switch_t *sw = hs_port_switch(u->port);
 	hs_port_log(u->port, HS_LOG_INFO,
-		    "uplink %s: AF_PACKET, %u queue(s), receive %u x %u KiB, send %u "
-		    "slots, offloads %s, link %s", u->ifname, u->cfg.queues, u->nblocks,
+		    "uplink %s: %s, %u queue(s), receive %u x %u KiB, send %u "
+		    "slots, offloads %s, link %s", u->ifname,
+		    u->xdp ? ul_xdp_mode(u->xdp) : "AF_PACKET", u->cfg.queues, u->nblocks,
 		    u->bsize >> 10, u->tx_nslots, u->caps ? "on" : "off", u->if_up ? "up" : "down");
 	int rc = 0;
+	if (u->xdp)
+		rc = hs_watch_add(sw, u->sync_fd, HS_WATCH_READ, sync_cb, u, &u->sync_w);
 	for (uint16_t i = 0; !rc && i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
 		rc = hs_watch_add(sw, q->retry_fd, HS_WATCH_READ, retry_cb, q, &q->retry_w);
 		if (!rc)
-			rc = hs_port_set_queue_fd(u->port, i, HS_EV_KICK | HS_EV_FD_LEVEL, q->fd);
+			rc = hs_port_set_queue_fd(u->port, i, HS_EV_KICK | HS_EV_FD_LEVEL,
+						  q->ep >= 0 ? q->ep : q->fd);
 		if (!rc)
 			rc = hs_port_set_queue_fd(u->port, i, HS_EV_POSTED, q->posted_fd);
 	}
@@ -550,6 +648,8 @@ static void ul_stop(void *priv)
 	/* the only place watches are deleted: each waits for its callback */
 	hs_watch_del(u->nl_w);
 	u->nl_w = NULL;
+	hs_watch_del(u->sync_w);
+	u->sync_w = NULL;
 	unwatch(u);
 	for (uint16_t i = 0; i < u->cfg.queues; i++) {
 		hs_watch_del(u->q[i].retry_w);
@@ -560,8 +660,14 @@ static void ul_stop(void *priv)
 static void ul_close(void *priv)
 {
 	struct ul_port *u = priv;
+	/* the program first: the host's stack gets every frame back */
+	ul_xdp_close(u->xdp);
+	if (u->sync_fd >= 0)
+		close(u->sync_fd);
 	for (unsigned i = 0; u->q && i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
+		if (q->ep >= 0)
+			close(q->ep);
 		if (q->map)
 			munmap(q->map, q->map_len);
 		if (q->fd >= 0)
@@ -639,6 +745,8 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 		return 0;
 	if (max > HS_RESERVE_MAX)
 		max = HS_RESERVE_MAX;
+	if (u->xdp)
+		n = ul_xdp_recv(u->xdp, qi, pkts, q->rx_segs, max);
 	while (n < max) {
 		if (!q->rd_left && !open_block(u, q, qi))
 			break;
@@ -740,8 +848,22 @@ static unsigned ul_recv_done(void *priv, uint16_t qi, const struct hs_pkt *pkts,
 {
 	struct ul_port *u = priv;
 	struct ul_q *q = &u->q[qi];
-	for (unsigned i = 0; i < n; i++)
-		q->done[pkts[i].token]++;
+	uint64_t xt[64];
+	unsigned nx = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t = pkts[i].token;
+		if (!(t & UL_XDP_TOKEN)) {
+			q->done[t]++;
+			continue;
+		}
+		xt[nx++] = t;
+		if (nx == sizeof(xt) / sizeof(xt[0])) {
+			ul_xdp_done(u->xdp, qi, xt, nx);
+			nx = 0;
+		}
+	}
+	if (nx)
+		ul_xdp_done(u->xdp, qi, xt, nx);
 	release_blocks(u, q);
 	return 0;
 }
@@ -1019,6 +1141,8 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "tx_skipped", skip);
 	cb(arg, "tx_retries", retries);
 	cb(arg, "tx_stale", stale);
+	if (u->xdp)
+		ul_xdp_counters(u->xdp, cb, arg);
 }
 
 const struct hs_backend_ops hs__uplink_ops = {
@@ -1039,5 +1163,17 @@ const struct hs_backend_ops hs__uplink_ops = {
 
 const char *hs_uplink_mode(hs_port_t *port)
 {
-	return hs_port_backend_priv(port, &hs__uplink_ops) ? "packet" : NULL;
+	struct ul_port *u = hs_port_backend_priv(port, &hs__uplink_ops);
+	if (!u)
+		return NULL;
+	return u->xdp ? ul_xdp_mode(u->xdp) : "packet";
+}
+
+bool hs_uplink_xdp_built(void)
+{
+#ifdef HS_HAVE_XDP
+	return true;
+#else
+	return false;
+#endif
 }

@@ -221,7 +221,7 @@ static void fz_switch_frame(const uint8_t *frame, uint32_t len, const struct hs_
 
 /* Input: [mode 1][vnet header 12][frame]. mode bit 0: the sender's
  * memory is foreign; bits 1-3: how the frame is cut into segments. */
-static void fz_run(const uint8_t *data, size_t size, uint32_t sender_caps, bool one_piece)
+static inline void fz_run(const uint8_t *data, size_t size, uint32_t sender_caps, bool one_piece)
 {
 	if (!fz_sw)
 		fz_setup();

@@ -278,6 +278,55 @@ def frame_seeds():
             write(target, name, bytes([0]) + vnet(hdr) + fr)
 
 
+# ---- (i) the uplink's AF_XDP path: frames without metadata ------------------------------
+
+def fold(s):
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def with_l4_csum(f, l3, partial):
+    """f with its TCP/UDP checksum set: complete, or (partial) just the
+    pseudo-header's sum, as a sender that leaves it to offloading does."""
+    f = bytearray(f)
+    v4 = f[l3] >> 4 == 4
+    if v4:
+        l4 = l3 + (f[l3] & 15) * 4
+        proto, plen = f[l3 + 9], len(f) - l4
+        ps = sum(struct.unpack("!4H", bytes(f[l3 + 12:l3 + 20])))
+    else:
+        l4 = l3 + 40
+        proto, plen = f[l3 + 6], len(f) - l4
+        ps = sum(struct.unpack("!16H", bytes(f[l3 + 8:l3 + 40])))
+    ps += proto + plen
+    at = l4 + (16 if proto == 6 else 6)
+    f[at:at + 2] = b"\0\0"
+    if partial:
+        v = fold(ps)
+    else:
+        seg = bytes(f[l4:]) + (b"\0" if plen % 2 else b"")
+        v = (~fold(ps + sum(struct.unpack("!%dH" % (len(seg) // 2), seg)))) & 0xFFFF
+    f[at:at + 2] = struct.pack("!H", v)
+    return bytes(f)
+
+
+def uplink_seeds():
+    data = bytes(range(256)) * 8
+    cases = [
+        ("tcp4", eth(B, A, 0x0800, ipv4(6, tcp(data[:100]))), 14),
+        ("tcp4-vlan", eth(B, A, 0x0800, ipv4(6, tcp(data[:1400])), vlan=9), 18),
+        ("udp4", eth(B, A, 0x0800, ipv4(17, udp(data[:33]))), 14),
+        ("tcp6", eth(B, A, 0x86DD, ipv6(6, tcp(data[:700]))), 14),
+        ("udp6", eth(B, A, 0x86DD, ipv6(17, udp(data[:64]))), 14),
+    ]
+    for i, (name, f, l3) in enumerate(cases):
+        for partial in (True, False):
+            write("uplink", "seed-%s-%s" % (name, "partial" if partial else "whole"),
+                  bytes([i & 1]) + with_l4_csum(f, l3, partial))
+    write("uplink", "seed-plain", bytes([0]) + eth(B, A, 0x88B5, data[:60]))
+
+
 # ---- (d) hyperswitchd's config: files and hsctl's port objects ------------------------------
 
 def conf_seeds():
@@ -367,6 +416,7 @@ def main():
     virtq_seeds()
     vu_msg_seeds()
     frame_seeds()
+    uplink_seeds()
     conf_seeds()
     xen_tx_seeds()
 

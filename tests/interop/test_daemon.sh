@@ -390,6 +390,16 @@ done
 [ "$(json 'r["ports"][0]["backend"]["rx_kernel_drops"]' <"$work/u9.json")" = 0 ] ||
 	fail "u9's backend counters: $(cat "$work/u9.json")"
 expect_rc 0 port del u9
+# AF_XDP mode on request (native XDP on a veth, where built)
+expect_rc 1 port add u8 uplink ifname="$ul" mode=fast
+grep -q "mode.*not auto, packet, xdp or xdp-generic" "$work/err.txt" ||
+	fail "a bad uplink mode was not refused: $(cat "$work/err.txt")"
+expect_rc 0 port add u8 uplink ifname="$ul" mode=xdp xdp_frames=256
+hsctl show u8 >"$work/show-u8.txt" 2>&1
+want=packet
+[ -f "$build/uplink_xdp_plain.bpf.o" ] && want=xdp-native
+grep -q "$ul, $want, offload" "$work/show-u8.txt" || fail "show's uplink in mode xdp: $(cat "$work/show-u8.txt")"
+expect_rc 0 port del u8
 ip link del "$ul"
 
 say "raw protocol: hostile requests"

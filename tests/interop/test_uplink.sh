@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The uplink backend (AF_PACKET, TPACKET_V3) on one end of a veth pair,
+# The uplink backend (AF_PACKET, TPACKET_V3; or AF_XDP with
+# HS_TEST_UPLINK_MODE=xdp or xdp-generic) on one end of a veth pair,
 # between network namespaces made here:
 #   S: the host: the vswitch example with the uplink on vethS, which also
 #      carries the host's own address 10.78.0.1 (the host stack keeps the
@@ -79,11 +80,22 @@ ip -n "$nsS" link add "$vethS" type veth peer name "$vethP" netns "$nsP" &&
 smac=$(ip -n "$nsS" -o link show "$vethS" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 
 workers=${HS_TEST_WORKERS:-0}
+# HS_TEST_UPLINK_MODE: packet, xdp or xdp-generic; unset: the default
+# (AF_PACKET); AF_XDP native on a veth where built
+umode=${HS_TEST_UPLINK_MODE:-}
 ip netns exec "$nsS" "$vswitch" --workers "$workers" --stats 1 --tap "$tap" \
-	--uplink "$vethS" >"$work/vswitch.log" 2>&1 &
+	--uplink "$vethS${umode:+,$umode}" >"$work/vswitch.log" 2>&1 &
 vs=$!
 wait_for "$work/vswitch.log" running 10 || fail "vswitch did not start"
-grep -q "uplink $vethS: mode packet" "$work/vswitch.log" || fail "the uplink's mode is not reported"
+got=$(sed -n "s/^uplink $vethS: mode //p" "$work/vswitch.log")
+case "${umode:-default}" in
+default | packet) want=packet ;;
+xdp) want=xdp-native ;;
+xdp-generic) want=xdp-generic ;;
+esac
+[ -f "$build/uplink_xdp_plain.bpf.o" ] || want=packet # built without AF_XDP
+[ -n "$got" ] && [ "$got" = "$want" ] || fail "the uplink's mode is ${got:-not reported}, not $want"
+say "uplink mode: $got"
 ip -n "$nsS" link set "$tap" netns "$nsV" &&
 	ip -n "$nsV" addr add 10.78.0.3/24 dev "$tap" && ip -n "$nsV" link set "$tap" up ||
 	fail "cannot move the tap to $nsV"
@@ -135,6 +147,16 @@ gso=$(counter "$vethS" tx_gso_segments)
 gso=$(counter "$tap" tx_gso_segments)
 [ "${gso:-x}" = 0 ] || fail "the switch cut TSO frames from the uplink for the tap (tx_gso_segments ${gso:-?})"
 say "large frames crossed whole both ways"
+if [ "$got" != packet ]; then
+	# the frames to V's MAC took the XDP path, their partial checksums
+	# (a veth peer's) marked for finishing
+	bl=$(grep "^port $vethS backend: " "$work/vswitch.log" | tail -n 1)
+	xr=$(echo "$bl" | grep -o " xdp_rx_frames [0-9]*" | awk '{print $2}')
+	xp=$(echo "$bl" | grep -o " xdp_rx_csum_partial [0-9]*" | awk '{print $2}')
+	[ "${xr:-0}" -gt 1000 ] || fail "few frames took the XDP path: $bl"
+	[ "${xp:-0}" -gt 0 ] || fail "no partial checksum was marked: $bl"
+	say "$xr frames took the XDP path ($xp with partial checksums)"
+fi
 line=$(grep "^port $vethS: " "$work/vswitch.log" | tail -n 1)
 for d in bad_descriptor bad_offload oversize; do
 	case "$line" in *" $d "*) fail "the uplink dropped frames from the kernel: $line" ;; esac

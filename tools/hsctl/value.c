@@ -18,7 +18,7 @@ const char *const hsctl_int_keys[] = {
 	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", "domid", "devid",
 	"backend_domid", "vni", "dst_port", "src_port_min", "src_port_max", "underlay_mtu",
 	"ageing_s", "max_entries", "ttl", "tos", "rx_blocks", "rx_block_kib", "tx_slots",
-	"block_tov_ms", NULL,
+	"block_tov_ms", "xdp_frames", "xdp_macs", NULL,
 };
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",

@@ -431,7 +431,8 @@ static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
 					 "remote_learning", "udp_csum", "df", "follow"};
 static const char *const uplink_keys[] = {"ifname", "queues", "offload", "promisc",
 					  "qdisc_bypass", "rx_blocks", "rx_block_kib",
-					  "tx_slots", "block_tov_ms"};
+					  "tx_slots", "block_tov_ms", "mode", "xdp_frames",
+					  "xdp_macs"};
 
 const char *hsd_port_type_name(enum hsd_port_type t)
 {
@@ -522,6 +523,8 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->rx_block_kib = 256;
 	p->tx_slots = 60;
 	p->block_tov_ms = 1;
+	p->xdp_frames = 2048;
+	p->xdp_macs = 8192;
 }
 
 /* An IPv4 or IPv6 unicast address, written back in its usual form;
@@ -779,10 +782,26 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_u16(s, "rx_blocks", 2, 256, &p->rx_blocks)) ||
 		    (rc = get_u32(s, "rx_block_kib", 128, 4096, &p->rx_block_kib)) ||
 		    (rc = get_u16(s, "tx_slots", 15, 1020, &p->tx_slots)) ||
-		    (rc = get_u16(s, "block_tov_ms", 1, 1000, &p->block_tov_ms)))
+		    (rc = get_u16(s, "block_tov_ms", 1, 1000, &p->block_tov_ms)) ||
+		    (rc = get_u32(s, "xdp_frames", 64, 32768, &p->xdp_frames)) ||
+		    (rc = get_u32(s, "xdp_macs", 1, 1 << 20, &p->xdp_macs)))
 			return rc;
 		if (p->rx_block_kib & (p->rx_block_kib - 1))
 			return fail(s, "rx_block_kib", "%u is not a power of two", p->rx_block_kib);
+		if (p->xdp_frames & (p->xdp_frames - 1))
+			return fail(s, "xdp_frames", "%u is not a power of two", p->xdp_frames);
+		const char *mode = NULL;
+		if ((rc = get_str(s, "mode", 16, &mode)))
+			return rc;
+		if (mode && strcmp(mode, "auto") && strcmp(mode, "packet") && strcmp(mode, "xdp") &&
+		    strcmp(mode, "xdp-generic"))
+			return fail(s, "mode", "\"%s\" is not auto, packet, xdp or xdp-generic", mode);
+		if (mode) {
+			free(p->uplink_mode);
+			p->uplink_mode = strdup(mode);
+			if (!p->uplink_mode)
+				return -ENOMEM;
+		}
 		if (ifname) {
 			free(p->ifname);
 			p->ifname = strdup(ifname);
@@ -926,6 +945,7 @@ void hsd_port_conf_free(struct hsd_port_conf *p)
 	free(p->local);
 	free(p->remotes);
 	free(p->follow);
+	free(p->uplink_mode);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -939,6 +959,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	d->ifname = dup_or_null(s->ifname);
 	d->local = dup_or_null(s->local);
 	d->remotes = dup_or_null(s->remotes);
+	d->uplink_mode = dup_or_null(s->uplink_mode);
 	d->follow = dup_or_null(s->follow);
 	d->trunks = NULL;
 	if (s->n_trunks) {
@@ -949,7 +970,8 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	if (!d->name || (s->path && !d->path) || (s->ifname && !d->ifname) ||
 	    (s->socket_owner && !d->socket_owner) || (s->socket_group && !d->socket_group) ||
 	    (s->n_trunks && !d->trunks) || (s->local && !d->local) ||
-	    (s->remotes && !d->remotes) || (s->follow && !d->follow)) {
+	    (s->remotes && !d->remotes) || (s->follow && !d->follow) ||
+	    (s->uplink_mode && !d->uplink_mode)) {
 		hsd_port_conf_free(d);
 		return -ENOMEM;
 	}
@@ -1025,6 +1047,9 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->rx_block_kib != b->rx_block_kib, "rx_block_kib");
 		D(a->tx_slots != b->tx_slots, "tx_slots");
 		D(a->block_tov_ms != b->block_tov_ms, "block_tov_ms");
+		D(!str_eq(a->uplink_mode, b->uplink_mode), "mode");
+		D(a->xdp_frames != b->xdp_frames, "xdp_frames");
+		D(a->xdp_macs != b->xdp_macs, "xdp_macs");
 	} else if (a->type == b->type) {
 		D(!str_eq(a->ifname, b->ifname), "ifname");
 		D(a->attach != b->attach, "attach");
@@ -1109,6 +1134,9 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			"promisc", p->promisc, "qdisc_bypass", p->qdisc_bypass, "rx_blocks",
 			(int)p->rx_blocks, "rx_block_kib", (json_int_t)p->rx_block_kib,
 			"tx_slots", (int)p->tx_slots, "block_tov_ms", (int)p->block_tov_ms));
+		json_object_update_new(o, json_pack("{s:s, s:I, s:I}", "mode",
+			p->uplink_mode ? p->uplink_mode : "auto", "xdp_frames",
+			(json_int_t)p->xdp_frames, "xdp_macs", (json_int_t)p->xdp_macs));
 	} else {
 		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,

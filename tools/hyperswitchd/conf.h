@@ -50,6 +50,8 @@ struct hsd_port_conf {
 	bool promisc, qdisc_bypass;
 	uint16_t rx_blocks, tx_slots, block_tov_ms;
 	uint32_t rx_block_kib;
+	char *uplink_mode;           /* "auto", "packet", "xdp", "xdp-generic" */
+	uint32_t xdp_frames, xdp_macs;
 	/* xen (queues above: the most the guest may use) */
 	uint32_t domid, devid, backend_domid;
 	bool vcpu_state;             /* read the guest's vCPU state (dom0) */

@@ -90,10 +90,16 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		struct hs_uplink_config *ul = &b->ul;
 		memset(ul, 0, sizeof(*ul));
 		ul->ifname = pc->ifname;
-		ul->mode = HS_UPLINK_AUTO;
+		const char *m = pc->uplink_mode ? pc->uplink_mode : "auto";
+		ul->mode = !strcmp(m, "packet")		? HS_UPLINK_PACKET
+			   : !strncmp(m, "xdp", 3)	? HS_UPLINK_XDP
+							: HS_UPLINK_AUTO;
 		ul->flags = (pc->offload ? 0 : HS_UPLINK_NO_OFFLOAD) |
 			    (pc->promisc ? 0 : HS_UPLINK_NO_PROMISC) |
-			    (pc->qdisc_bypass ? HS_UPLINK_QDISC_BYPASS : 0);
+			    (pc->qdisc_bypass ? HS_UPLINK_QDISC_BYPASS : 0) |
+			    (!strcmp(m, "xdp-generic") ? HS_UPLINK_XDP_GENERIC : 0);
+		ul->xdp_frames = pc->xdp_frames;
+		ul->xdp_macs = pc->xdp_macs;
 		ul->queues = pc->queues;
 		ul->rx_blocks = pc->rx_blocks;
 		ul->rx_block_kib = pc->rx_block_kib;

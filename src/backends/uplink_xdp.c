@@ -1,0 +1,568 @@
+/*
+ * uplink_xdp.c - the uplink's AF_XDP receive path (see uplink.h).
+ *
+ * The program (bpf/uplink_xdp.bpf.c, built with clang and embedded as
+ * hs_uplink_xdp_obj) redirects to an AF_XDP socket only the unicast
+ * frames for MACs in its map, the MACs the switch has behind its other
+ * ports; everything else takes the AF_PACKET path as before. So frames
+ * for VMs skip the host's stack (no skb, no packet socket), while the
+ * host, broadcast and multicast, and anything the map does not know yet
+ * keep working unchanged.
+ *
+ * Per queue (of the uplink's, up to the interface's receive queues): a
+ * UMEM of `frames` frames of HS_XDP_CHUNK bytes, a fill ring and a
+ * receive ring of as many entries (so every frame can always go back to
+ * the fill ring, in any order), no send ring: the switch sends through
+ * the AF_PACKET ring, which carries the offload metadata AF_XDP lacks,
+ * and one path keeps a flow's frames in order.
+ *
+ * A received frame is handed to the switch where it lies in the UMEM;
+ * its token is its frame index; it goes back to the fill ring when the
+ * switch is done with it. Descriptors from the kernel are checked against
+ * the UMEM before use.
+ *
+ * The MAC map is brought to the switch's table by the uplink's timer on
+ * the loop (ul_xdp_sync_macs): a VM's MAC takes the fast path within a
+ * tick of being learned, and leaves it within a tick of aging out or
+ * moving behind the uplink. The interface's own MAC is never in the map:
+ * the host's unicast cannot be taken from it, whatever a VM claims.
+ */
+#include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <xdp/xsk.h>
+
+#include "backends.h"
+#include "bpf/uplink_xdp_abi.h"
+#include "uplink_xdp.h"
+
+#ifndef BPF_F_XDP_DEV_BOUND_ONLY
+#define UL_XDP_DEV_BOUND (1u << 6) /* linux 6.3 */
+#else
+#define UL_XDP_DEV_BOUND BPF_F_XDP_DEV_BOUND_ONLY
+#endif
+
+/* the program, built with the VLAN hint and without */
+extern const unsigned char hs_uplink_xdp_vlan_obj[], hs_uplink_xdp_plain_obj[];
+extern const size_t hs_uplink_xdp_vlan_obj_len, hs_uplink_xdp_plain_obj_len;
+
+struct ul_xsk {
+	struct xsk_socket *xsk;
+	struct xsk_umem *umem;
+	struct xsk_ring_prod fq;
+	struct xsk_ring_cons cq, rx;
+	uint8_t *area;
+	size_t area_len;
+	int fd;
+	/* by the queue's ingress owner; read by the counters */
+	_Atomic uint64_t rx_frames, rx_bad, rx_partial;
+};
+
+struct ul_xdp {
+	hs_port_t *port;
+	int ifindex;
+	uint32_t attach_flags;   /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+	const char *mode;
+	bool hint;               /* the program sees VLAN tags kept out of frames */
+	struct bpf_object *obj;
+	int prog_fd, xsks_fd, macs_fd, cfg_fd;
+	uint32_t max_l2;         /* hs_cfg[0] as last set */
+	unsigned nq;             /* queues with a socket */
+	uint32_t frames;
+	struct ul_xsk *s;        /* [nq] */
+	/* the map's MACs (sorted keys), the loop's alone */
+	uint64_t *macs;
+	size_t n_macs;
+	uint32_t max_macs;
+	_Atomic uint64_t map_full, map_errors, n_macs_pub;
+};
+
+static void unload(struct ul_xdp *x)
+{
+	if (x->obj)
+		bpf_object__close(x->obj);
+	x->obj = NULL;
+	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = -1;
+	x->max_l2 = 0;
+}
+
+/* The program with the VLAN hint is bound to the device (ifindex). */
+static int load(struct ul_xdp *x, bool hint)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, o, .object_name = "hs_uplink_xdp");
+	x->obj = hint ? bpf_object__open_mem(hs_uplink_xdp_vlan_obj, hs_uplink_xdp_vlan_obj_len, &o)
+		      : bpf_object__open_mem(hs_uplink_xdp_plain_obj, hs_uplink_xdp_plain_obj_len,
+					     &o);
+	if (!x->obj)
+		return errno ? -errno : -EINVAL;
+	struct bpf_map *macs = bpf_object__find_map_by_name(x->obj, "hs_macs");
+	struct bpf_map *xsks = bpf_object__find_map_by_name(x->obj, "hs_xsks");
+	struct bpf_map *cfg = bpf_object__find_map_by_name(x->obj, "hs_cfg");
+	struct bpf_program *prog = bpf_object__find_program_by_name(x->obj, "hs_uplink_xdp");
+	if (!macs || !xsks || !cfg || !prog)
+		return -EINVAL;
+	int rc = bpf_map__set_max_entries(macs, x->max_macs);
+	if (!rc && hint) {
+		bpf_program__set_ifindex(prog, (__u32)x->ifindex);
+		rc = bpf_program__set_flags(prog, bpf_program__flags(prog) | UL_XDP_DEV_BOUND);
+	}
+	if (!rc)
+		rc = bpf_object__load(x->obj);
+	if (rc)
+		return rc < 0 ? rc : -EINVAL;
+	x->prog_fd = bpf_program__fd(prog);
+	x->xsks_fd = bpf_map__fd(xsks);
+	x->macs_fd = bpf_map__fd(macs);
+	x->cfg_fd = bpf_map__fd(cfg);
+	return x->prog_fd < 0 || x->xsks_fd < 0 || x->macs_fd < 0 || x->cfg_fd < 0 ? -EINVAL : 0;
+}
+
+/* The interface's receive queues (ETHTOOL_GCHANNELS; 1 if it cannot say). */
+static unsigned rx_queues(const char *ifname)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return 1;
+	struct ethtool_channels ch = {.cmd = ETHTOOL_GCHANNELS};
+	struct ifreq ifr = {0};
+	memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));
+	ifr.ifr_data = (void *)&ch;
+	unsigned n = 1;
+	if (ioctl(s, SIOCETHTOOL, &ifr) == 0 && ch.rx_count + ch.combined_count > 0)
+		n = ch.rx_count + ch.combined_count;
+	close(s);
+	return n;
+}
+
+static void close_sockets(struct ul_xdp *x)
+{
+	for (unsigned i = 0; x->s && i < x->nq; i++) {
+		struct ul_xsk *s = &x->s[i];
+		if (s->xsk) {
+			uint32_t k = i;
+			bpf_map_delete_elem(x->xsks_fd, &k);
+			xsk_socket__delete(s->xsk);
+		}
+		if (s->umem)
+			xsk_umem__delete(s->umem);
+		if (s->area)
+			munmap(s->area, s->area_len);
+	}
+	free(x->s);
+	x->s = NULL;
+	x->nq = 0;
+}
+
+static int open_socket(struct ul_xdp *x, const char *ifname, unsigned qi, uint16_t bind)
+{
+	struct ul_xsk *s = &x->s[qi];
+	s->fd = -1;
+	s->area_len = (size_t)x->frames * HS_XDP_CHUNK;
+	s->area = mmap(NULL, s->area_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (s->area == MAP_FAILED) {
+		s->area = NULL;
+		return -errno;
+	}
+	struct xsk_umem_config uc = {.fill_size = x->frames, .comp_size = 64,
+				     .frame_size = HS_XDP_CHUNK};
+	int rc = xsk_umem__create(&s->umem, s->area, s->area_len, &s->fq, &s->cq, &uc);
+	if (rc) {
+		s->umem = NULL;
+		return rc;
+	}
+	struct xsk_socket_config sc = {.rx_size = x->frames,
+				       .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+				       .bind_flags = bind | XDP_USE_NEED_WAKEUP};
+	rc = xsk_socket__create(&s->xsk, ifname, qi, s->umem, &s->rx, NULL, &sc);
+	if (rc) {
+		s->xsk = NULL;
+		return rc;
+	}
+	s->fd = xsk_socket__fd(s->xsk);
+	/* every frame to the kernel */
+	uint32_t idx = 0;
+	if (xsk_ring_prod__reserve(&s->fq, x->frames, &idx) != x->frames)
+		return -ENOSPC;
+	for (uint32_t f = 0; f < x->frames; f++)
+		*xsk_ring_prod__fill_addr(&s->fq, idx + f) = (uint64_t)f * HS_XDP_CHUNK;
+	xsk_ring_prod__submit(&s->fq, x->frames);
+	uint32_t k = qi;
+	int fd = s->fd;
+	if (bpf_map_update_elem(x->xsks_fd, &k, &fd, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static int open_sockets(struct ul_xdp *x, const char *ifname, unsigned nq, uint16_t bind)
+{
+	x->s = calloc(nq, sizeof(*x->s));
+	if (!x->s)
+		return -ENOMEM;
+	x->nq = nq;
+	int rc = 0;
+	for (unsigned i = 0; !rc && i < nq; i++)
+		rc = open_socket(x, ifname, i, bind);
+	if (rc)
+		close_sockets(x);
+	return rc;
+}
+
+static void detach(struct ul_xdp *x)
+{
+	/* only our own program: another one attached since stays */
+	LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = x->prog_fd);
+	bpf_xdp_detach(x->ifindex, x->attach_flags | XDP_FLAGS_REPLACE, &o);
+}
+
+/* One way to attach: the program, the attach, the sockets; nothing left
+ * on failure. *stage says how far it got (0: load, 1: attach). */
+static int try_mode(struct ul_xdp *x, const struct ul_xdp_params *p, unsigned nq,
+		    uint32_t attach, uint16_t bind, bool hint, int *stage)
+{
+	*stage = 0;
+	int rc = load(x, hint);
+	if (rc) {
+		unload(x);
+		return rc;
+	}
+	*stage = 1;
+	rc = bpf_xdp_attach(x->ifindex, x->prog_fd, attach | XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
+	if (rc) {
+		unload(x);
+		return rc;
+	}
+	x->attach_flags = attach;
+	*stage = 2;
+	rc = open_sockets(x, p->ifname, nq, bind);
+	if (rc) {
+		detach(x);
+		x->attach_flags = 0;
+		unload(x);
+	}
+	return rc;
+}
+
+int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out)
+{
+	struct ul_xdp *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->port = p->port;
+	x->ifindex = p->ifindex;
+	x->frames = p->frames;
+	x->max_macs = p->max_macs;
+	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = -1;
+	unsigned nq = rx_queues(p->ifname);
+	if (nq > p->queues)
+		nq = p->queues;
+	if (nq > HS_XDP_MAX_QUEUES)
+		nq = HS_XDP_MAX_QUEUES;
+	static const struct {
+		uint32_t attach;
+		uint16_t bind;
+		const char *mode;
+	} tries[] = {
+		{XDP_FLAGS_DRV_MODE, XDP_ZEROCOPY, "xdp-zerocopy"},
+		{XDP_FLAGS_DRV_MODE, XDP_COPY, "xdp-native"},
+		{XDP_FLAGS_SKB_MODE, XDP_COPY, "xdp-generic"},
+	};
+	bool hint = true;
+	int rc = -EOPNOTSUPP;
+	for (size_t t = p->generic_only ? 2 : 0; t < sizeof(tries) / sizeof(tries[0]); t++) {
+		bool native = tries[t].attach == XDP_FLAGS_DRV_MODE;
+		int stage;
+		rc = try_mode(x, p, nq, tries[t].attach, tries[t].bind, native && hint, &stage);
+		if (rc && native && hint && stage == 0) {
+			/* a kernel before 6.8: no VLAN hint */
+			hint = false;
+			hs_port_log(p->port, HS_LOG_WARN,
+				    "uplink %s: no XDP VLAN hint in this kernel (%s): a tag the "
+				    "NIC strips is not seen by XDP (ethtool -K %s rxvlan off)",
+				    p->ifname, hs_strerror(rc), p->ifname);
+			rc = try_mode(x, p, nq, tries[t].attach, tries[t].bind, false, &stage);
+		}
+		if (!rc) {
+			x->mode = tries[t].mode;
+			x->hint = native && hint;
+			*out = x;
+			return 0;
+		}
+		if (stage == 0) {
+			hs_port_log(p->port, HS_LOG_WARN, "uplink %s: XDP program not loaded: %s",
+				    p->ifname, hs_strerror(rc));
+			break;
+		}
+		if (rc == -EBUSY) {
+			/* someone else's program: not ours to replace, and
+			 * generic mode cannot sit beside it */
+			hs_port_log(p->port, HS_LOG_INFO,
+				    "uplink %s: the interface has an XDP program already",
+				    p->ifname);
+			break;
+		}
+		hs_port_log(p->port, HS_LOG_INFO, "uplink %s: %s refused: %s", p->ifname,
+			    tries[t].mode, hs_strerror(rc));
+	}
+	ul_xdp_close(x);
+	return rc ? rc : -EOPNOTSUPP;
+}
+
+void ul_xdp_close(struct ul_xdp *x)
+{
+	if (!x)
+		return;
+	close_sockets(x);
+	if (x->attach_flags)
+		detach(x);
+	unload(x);
+	free(x->macs);
+	free(x);
+}
+
+const char *ul_xdp_mode(const struct ul_xdp *x)
+{
+	return x->mode;
+}
+
+int ul_xdp_fd(const struct ul_xdp *x, unsigned qi)
+{
+	return x && qi < x->nq ? x->s[qi].fd : -1;
+}
+
+/* Frames back to the kernel's fill ring (room for all of them, always). */
+static void refill(struct ul_xdp *x, struct ul_xsk *s, const uint32_t *fr, unsigned n)
+{
+	uint32_t idx = 0;
+	if (!n || xsk_ring_prod__reserve(&s->fq, n, &idx) != n)
+		return; /* cannot happen: the ring holds every frame */
+	for (unsigned i = 0; i < n; i++)
+		*xsk_ring_prod__fill_addr(&s->fq, idx + i) = (uint64_t)fr[i] * HS_XDP_CHUNK;
+	xsk_ring_prod__submit(&s->fq, n);
+	if (xsk_ring_prod__needs_wakeup(&s->fq))
+		recvfrom(s->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+	(void)x;
+}
+
+/* ---- receive ----------------------------------------------------------------------- */
+
+unsigned ul_xdp_recv(struct ul_xdp *x, unsigned qi, struct hs_pkt *pkts, struct hs_seg *segs,
+		     unsigned max)
+{
+	if (!x || qi >= x->nq || !max)
+		return 0;
+	struct ul_xsk *s = &x->s[qi];
+	uint32_t idx = 0;
+	unsigned got = xsk_ring_cons__peek(&s->rx, max, &idx), n = 0, bad = 0, runt = 0,
+		 partial = 0;
+	uint32_t back[HS_RESERVE_MAX];
+	unsigned nback = 0;
+	for (unsigned i = 0; i < got; i++) {
+		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&s->rx, idx + i);
+		uint64_t addr = d->addr;
+		uint32_t len = d->len;
+		uint64_t f = addr / HS_XDP_CHUNK, off = addr % HS_XDP_CHUNK;
+		if (f >= x->frames) {
+			bad++; /* not ours: nothing to give back */
+			continue;
+		}
+		if (off + len > HS_XDP_CHUNK || len < HS_ETH_HLEN) {
+			if (len < HS_ETH_HLEN)
+				runt++;
+			else
+				bad++;
+			if (nback < HS_RESERVE_MAX)
+				back[nback++] = (uint32_t)f;
+			continue;
+		}
+		struct hs_pkt *pk = &pkts[n];
+		segs[n] = (struct hs_seg){.base = s->area + addr, .len = len};
+		pk->segs = &segs[n];
+		pk->nsegs = 1;
+		pk->len = len;
+		memset(&pk->off, 0, sizeof(pk->off));
+		partial += ul_partial_csum(s->area + addr, len, &pk->off);
+		pk->token = UL_XDP_TOKEN | f;
+		n++;
+	}
+	if (got)
+		xsk_ring_cons__release(&s->rx, got);
+	if (nback)
+		refill(x, s, back, nback);
+	if (bad) {
+		hs_port_count_drop(x->port, (uint16_t)qi, HS_DROP_BAD_DESC, bad);
+		atomic_fetch_add_explicit(&s->rx_bad, bad, memory_order_relaxed);
+	}
+	if (runt)
+		hs_port_count_drop(x->port, (uint16_t)qi, HS_DROP_RUNT, runt);
+	if (n)
+		atomic_store_explicit(&s->rx_frames,
+				      atomic_load_explicit(&s->rx_frames, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	if (partial)
+		atomic_store_explicit(&s->rx_partial,
+				      atomic_load_explicit(&s->rx_partial, memory_order_relaxed) +
+					      partial,
+				      memory_order_relaxed);
+	return n;
+}
+
+void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *tokens, unsigned n)
+{
+	if (!x || qi >= x->nq)
+		return;
+	struct ul_xsk *s = &x->s[qi];
+	uint32_t back[64];
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t f = tokens[i] & ~UL_XDP_TOKEN;
+		if (f >= x->frames)
+			continue;
+		back[k++] = (uint32_t)f;
+		if (k == sizeof(back) / sizeof(back[0])) {
+			refill(x, s, back, k);
+			k = 0;
+		}
+	}
+	if (k)
+		refill(x, s, back, k);
+}
+
+/* ---- the MAC map, on the loop ---------------------------------------------------- */
+
+struct mac_walk {
+	uint64_t own;
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static uint64_t mac_key(const uint8_t mac[6])
+{
+	uint64_t k = 0;
+	memcpy(&k, mac, 6);
+	return k;
+}
+
+static int mac_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+{
+	struct mac_walk *w = arg;
+	(void)vid;
+	uint64_t k = mac_key(mac);
+	if ((mac[0] & 1) || k == w->own)
+		return 0;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		uint64_t *v = realloc(w->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->n++] = k;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void ul_xdp_set_mtu(struct ul_xdp *x, uint32_t mtu)
+{
+	uint32_t v = mtu + HS_ETH_HLEN, k = 0;
+	if (v == x->max_l2)
+		return;
+	if (bpf_map_update_elem(x->cfg_fd, &k, &v, BPF_ANY) == 0)
+		x->max_l2 = v;
+	else
+		atomic_fetch_add(&x->map_errors, 1);
+}
+
+void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const uint8_t own_mac[6])
+{
+	struct mac_walk w = {.own = mac_key(own_mac)};
+	if (hs_fdb_walk_macs(sw, x->port, mac_cb, &w)) {
+		free(w.v);
+		atomic_fetch_add(&x->map_errors, 1);
+		return;
+	}
+	if (w.n)
+		qsort(w.v, w.n, sizeof(*w.v), cmp_u64);
+	size_t m = 0; /* the same MAC in several VLANs: once */
+	for (size_t i = 0; i < w.n; i++)
+		if (!m || w.v[m - 1] != w.v[i])
+			w.v[m++] = w.v[i];
+	w.n = m;
+	/* merge: in the new list only -> add; in the old only -> delete */
+	size_t i = 0, j = 0, kept = 0;
+	uint32_t one = 1;
+	while (i < w.n || j < x->n_macs) {
+		if (j == x->n_macs || (i < w.n && w.v[i] < x->macs[j])) {
+			if (bpf_map_update_elem(x->macs_fd, &w.v[i], &one, BPF_ANY) == 0)
+				w.v[kept++] = w.v[i];
+			else if (errno == E2BIG)
+				atomic_fetch_add(&x->map_full, 1);
+			else
+				atomic_fetch_add(&x->map_errors, 1);
+			i++;
+		} else if (i == w.n || x->macs[j] < w.v[i]) {
+			if (bpf_map_delete_elem(x->macs_fd, &x->macs[j]) && errno != ENOENT)
+				atomic_fetch_add(&x->map_errors, 1);
+			j++;
+		} else {
+			w.v[kept++] = w.v[i];
+			i++;
+			j++;
+		}
+	}
+	/* kept is in order: only entries that failed to go in were left out */
+	free(x->macs);
+	x->macs = w.v;
+	x->n_macs = kept;
+	atomic_store(&x->n_macs_pub, kept);
+}
+
+void ul_xdp_counters(struct ul_xdp *x, void (*cb)(void *arg, const char *name, uint64_t v),
+		     void *arg)
+{
+	uint64_t rx = 0, bad = 0, partial = 0, dropped = 0, full = 0, fill_empty = 0, invalid = 0;
+	for (unsigned i = 0; i < x->nq; i++) {
+		struct ul_xsk *s = &x->s[i];
+		rx += atomic_load_explicit(&s->rx_frames, memory_order_relaxed);
+		bad += atomic_load_explicit(&s->rx_bad, memory_order_relaxed);
+		partial += atomic_load_explicit(&s->rx_partial, memory_order_relaxed);
+		struct xdp_statistics st = {0};
+		socklen_t l = sizeof(st);
+		if (getsockopt(s->fd, SOL_XDP, XDP_STATISTICS, &st, &l) == 0) {
+			dropped += st.rx_dropped;
+			full += st.rx_ring_full;
+			fill_empty += st.rx_fill_ring_empty_descs;
+			invalid += st.rx_invalid_descs;
+		}
+	}
+	cb(arg, "xdp_queues", x->nq);
+	cb(arg, "xdp_vlan_hint", x->hint);
+	cb(arg, "xdp_rx_frames", rx);
+	cb(arg, "xdp_rx_bad", bad);
+	cb(arg, "xdp_rx_csum_partial", partial);
+	cb(arg, "xdp_macs", atomic_load(&x->n_macs_pub));
+	cb(arg, "xdp_map_full", atomic_load(&x->map_full));
+	cb(arg, "xdp_map_errors", atomic_load(&x->map_errors));
+	/* frames the kernel redirected to a socket but could not queue */
+	cb(arg, "xdp_kernel_drops", dropped + full + invalid);
+	cb(arg, "xdp_fill_empty", fill_empty);
+}
