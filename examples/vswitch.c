@@ -8,7 +8,7 @@
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
- *                    [,ageing=S][,follow=DEV]]...
+ *                    [,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
  *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
@@ -169,15 +169,19 @@ static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
 }
 
 /* Parses "LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]
- * [,ageing=S][,follow=DEV]": a VXLAN tunnel endpoint at address LOCAL for VNI N,
- * flooding to every remote VTEP (head-end replication), as port vxlanN;
- * "follow" takes the FDB of the Linux vxlan device DEV (hs_vxlan_follow). */
+ * [,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]": a VXLAN tunnel
+ * endpoint at address LOCAL for VNI N, flooding to every remote VTEP
+ * (head-end replication), as port vxlanN; "follow" takes the FDB of the
+ * Linux vxlan device DEV (hs_vxlan_follow_with), "follow-any-port" whatever
+ * DEV's UDP port, and "export" keeps the switch's local MACs as static
+ * entries on BRPORT, a port of DEV's bridge (for FRR's EVPN). */
 static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 {
 	struct hs_vxlan_config vc = {0};
 	struct hs_port_config pc = {.backend = HS_VXLAN_BACKEND, .backend_config = &vc,
 				    .backend_config_size = sizeof(vc)};
-	const char *remotes[16], *follow = NULL;
+	const char *remotes[16];
+	struct hs_vxlan_follow_opts fo = {0};
 	unsigned nr = 0;
 	char *save = NULL, *tok = strtok_r(spec, ",", &save);
 	vc.local = tok;
@@ -199,7 +203,11 @@ static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 		else if (!strncmp(tok, "ageing=", 7))
 			vc.ageing_s = (uint32_t)strtoul(tok + 7, NULL, 10);
 		else if (!strncmp(tok, "follow=", 7))
-			follow = tok + 7;
+			fo.ifname = tok + 7;
+		else if (!strcmp(tok, "follow-any-port"))
+			fo.flags |= HS_VXLAN_FOLLOW_ANY_PORT;
+		else if (!strncmp(tok, "export=", 7))
+			fo.export_port = tok + 7;
 		else {
 			fprintf(stderr, "unknown option %s\n", tok);
 			return -EINVAL;
@@ -213,8 +221,12 @@ static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 	for (unsigned i = 0; !rc && i < nr; i++)
 		if ((rc = hs_vxlan_fdb_add(*out, flood, remotes[i], 0)))
 			fprintf(stderr, "vxlan remote %s: %s\n", remotes[i], hs_strerror(rc));
-	if (!rc && follow && (rc = hs_vxlan_follow(*out, follow)))
-		fprintf(stderr, "vxlan: following %s: %s\n", follow, hs_strerror(rc));
+	if (!rc && (fo.export_port || fo.flags) && !fo.ifname) {
+		fprintf(stderr, "vxlan: export and follow-any-port go with follow=DEV\n");
+		rc = -EINVAL;
+	}
+	if (!rc && fo.ifname && (rc = hs_vxlan_follow_with(*out, &fo, sizeof(fo))))
+		fprintf(stderr, "vxlan: following %s: %s\n", fo.ifname, hs_strerror(rc));
 	if (rc)
 		fprintf(stderr, "vxlan port %s: %s\n", name, hs_strerror(rc));
 	return rc;
@@ -341,7 +353,7 @@ int main(int argc, char **argv)
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
-				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV]]... [--uplink IFNAME"
+				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...\n",
 				argv[0]);
 			return 2;

@@ -4,7 +4,8 @@
 #   deps.sh         building and the demo
 #   deps.sh test    + the test suite's peers: valgrind, DPDK's testpmd,
 #                   QEMU, a Debian guest kernel and busybox, iproute2,
-#                   ping and iperf3 (namespaces), clang with libFuzzer
+#                   ping and iperf3 (namespaces), clang with libFuzzer, FRR
+#                   (zebra and bgpd for the EVPN test)
 #   deps.sh bench   + the benchmarks' peers: Open vSwitch with DPDK, iperf3
 set -euo pipefail
 
@@ -15,7 +16,7 @@ case "${1:-build}" in
 build) ;;
 test) pkgs+=(valgrind dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio
              iproute2 iputils-ping iperf3 python3 python3-prometheus-client tcpdump ethtool clang
-             libclang-rt-14-dev) ;;
+             libclang-rt-14-dev frr) ;;
 bench) pkgs+=(dpdk-dev openvswitch-switch-dpdk iperf3 iproute2 iputils-ping python3 linux-perf) ;;
 *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac

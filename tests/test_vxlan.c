@@ -832,6 +832,80 @@ static int fake_read_tos(int fd, uint8_t *buf, size_t max, unsigned *ecn)
  * kept right), drops a CE-marked frame that is not ECN-capable (counted),
  * turns ECT(0) into ECT(1) under an ECT(1) outer header, and changes
  * nothing under a Not-ECT or ECT(0) one. */
+static bool hsx_has(const char *mac)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd),
+		 "bridge fdb show dev hsx | grep -q '^%s master br0 static'", mac);
+	return system(cmd) == 0;
+}
+
+/* Options of following (hs_vxlan_follow_with): a device on another UDP
+ * port (a control plane's copy, kept up beside this port) taken whole
+ * with HS_VXLAN_FOLLOW_ANY_PORT; the switch's local MACs of this port's
+ * VLAN kept as static entries on a bridge port (for zebra to advertise),
+ * and taken away when the switch forgets them or the port goes. */
+START_TEST(the_follower_takes_any_port_and_exports_local_macs)
+{
+#ifdef HS_TEST_EMULATED
+	fprintf(stderr, "skipped: qemu-user does not translate rtnetlink neighbour messages\n");
+	return;
+#endif
+	NEED_NETNS();
+	sh("ip link add br0 type bridge && ip link set br0 up && "
+	   "ip link add vx2 type vxlan id 42 dstport 4790 local 127.0.0.1 nolearning && "
+	   "ip link set vx2 master br0 && "
+	   "bridge fdb add 02:00:00:00:00:31 dev vx2 dst 127.0.0.3 extern_learn && "
+	   "ip link add hsx type veth peer name hsxp && ip link set hsx master br0 && "
+	   "ip link set hsx up && ip link set hsxp up");
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	uint8_t m31[6] = {2, 0, 0, 0, 0, 0x31};
+	struct hs_vxlan_follow_opts o = {.ifname = "vx2", .export_port = "nosuch0",
+					 .flags = HS_VXLAN_FOLLOW_ANY_PORT};
+	ck_assert_int_eq(hs_vxlan_follow_with(a.vx, &o, sizeof(o)), -ENODEV);
+	o.flags = 0x80;
+	ck_assert_int_eq(hs_vxlan_follow_with(a.vx, &o, sizeof(o)), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_follow_with(a.vx, NULL, sizeof(o)), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_follow_with(a.m, &o, sizeof(o)), -ENODEV);
+	o.flags = HS_VXLAN_FOLLOW_ANY_PORT;
+	o.export_port = "hsx";
+	ck_assert_int_eq(hs_vxlan_follow_with(a.vx, &o, sizeof(o)), 0);
+	uint32_t fl = 0;
+	ck_assert_str_eq(where(a.vx, m31, &fl), "127.0.0.3");
+	ck_assert_uint_eq(fl, HS_VXLAN_FDB_EXTERN);
+	ck_assert_uint_eq(backend_ctr(a.vx, "follow_skipped"), 0);
+	/* a MAC learned behind m (VLAN 1, the vxlan port's): exported; one
+	 * in another VLAN is not */
+	hs_port_t *m9 = th_port(a.sw, "m9", 9);
+	static uint8_t f[200];
+	uint8_t src[6], src9[6];
+	th_mac(src, 0x41);
+	th_mac(src9, 0x42);
+	ck_assert_int_eq(th_send(a.m, f, th_frame(f, m31, src, -1, 100, 1)), 0);
+	ck_assert_int_eq(th_send(m9, f, th_frame(f, th_bcast, src9, -1, 100, 2)), 0);
+	char ms[18], ms9[18];
+	snprintf(ms, sizeof(ms), "%02x:%02x:%02x:%02x:%02x:%02x", src[0], src[1], src[2], src[3],
+		 src[4], src[5]);
+	snprintf(ms9, sizeof(ms9), "%02x:%02x:%02x:%02x:%02x:%02x", src9[0], src9[1], src9[2],
+		 src9[3], src9[4], src9[5]);
+	ck_assert(TH_WAIT(hsx_has(ms), 5000));
+	ck_assert(!hsx_has(ms9));
+	ck_assert_uint_eq(backend_ctr(a.vx, "exported"), 1);
+	/* forgotten by the switch: gone from the bridge */
+	hs_fdb_flush(a.sw, a.m, 0);
+	ck_assert(TH_WAIT(!hsx_has(ms), 5000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "export_removed"), 1);
+	/* learned again, then the port goes: gone with it */
+	ck_assert_int_eq(th_send(a.m, f, th_frame(f, m31, src, -1, 100, 3)), 0);
+	ck_assert(TH_WAIT(hsx_has(ms), 5000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "export_errors"), 0);
+	ck_assert_int_eq(hs_port_del(a.vx), 0);
+	ck_assert(!hsx_has(ms));
+	side_down(&a);
+}
+END_TEST
+
 START_TEST(ecn_crosses_the_tunnel_as_rfc_6040_says)
 {
 	NEED_NETNS();
@@ -1028,6 +1102,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);
 	tcase_add_test(tc, the_table_follows_a_kernel_vxlan_fdb);
+	tcase_add_test(tc, the_follower_takes_any_port_and_exports_local_macs);
 	tcase_add_test(tc, ecn_crosses_the_tunnel_as_rfc_6040_says);
 	tcase_add_test(tc, several_vnis_share_a_vtep);
 	suite_add_tcase(s, tc);

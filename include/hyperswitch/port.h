@@ -148,6 +148,9 @@ HS_EXTERN uint16_t hs_port_n_queues(const hs_port_t *port);
 /* Offloads the port's receiver accepts now (HS_CAP_*). */
 HS_EXTERN uint32_t hs_port_caps(const hs_port_t *port);
 HS_EXTERN bool hs_port_link_up(const hs_port_t *port);
+/* The port's access VLAN, or a trunk's native VLAN (0: none); -ENODEV
+ * for a deleted port's held handle, -EINVAL for NULL. Any thread. */
+HS_EXTERN int hs_port_pvid(const hs_port_t *port);
 
 struct hs_port_stats;
 /* Sums the port's per-queue counters into *st (the macro passes the

@@ -147,6 +147,38 @@ HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
  * device, or another VNI), or a netlink error. Any thread. */
 HS_EXTERN int hs_vxlan_follow(hs_port_t *port, const char *ifname);
 
+/* hs_vxlan_follow_opts.flags */
+#define HS_VXLAN_FOLLOW_ANY_PORT 0x1 /* entries that name no UDP port of
+	their own are this port's, whatever the device's port is: the device
+	is the control plane's copy of the VTEP, kept up on another UDP port
+	(zebra advertises a VNI only while its device is up, and an up device
+	holds its port, which is this port's on the wire) */
+
+struct hs_vxlan_follow_opts {
+	const char *ifname;      /* the Linux vxlan device to follow */
+	const char *export_port; /* NULL, or a port of the Linux bridge the
+				    device is in (a veth, say): the MACs the
+				    switch has in this port's VLAN behind its
+				    other ports are kept there as static bridge
+				    FDB entries (`bridge fdb ... master static`),
+				    added within a second of being learned and
+				    removed within a second of going, so that
+				    the control plane (FRR's zebra) takes them
+				    for local MACs and BGP advertises them
+				    (EVPN type-2). A bridge without VLAN
+				    filtering (one bridge per VNI, zebra's
+				    classic model). Counted: export_added,
+				    export_removed, export_errors, exported. */
+	uint32_t flags;          /* HS_VXLAN_FOLLOW_* */
+};
+#define HS_VXLAN_FOLLOW_OPTS_SIZE_V1 \
+	(offsetof(struct hs_vxlan_follow_opts, flags) + sizeof(uint32_t))
+
+/* hs_vxlan_follow with options. The same errors, and -ENODEV for a
+ * missing export_port. */
+HS_EXTERN int hs_vxlan_follow_with(hs_port_t *port, const struct hs_vxlan_follow_opts *opts,
+				   size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,6 +47,7 @@
 
 #include "backends.h"
 #include "bpf/uplink_xdp_abi.h"
+#include "keyset.h"
 #include "uplink_xdp.h"
 
 #ifndef BPF_F_XDP_DEV_BOUND_ONLY
@@ -83,9 +84,7 @@ struct ul_xdp {
 	unsigned nq;             /* queues with a socket */
 	uint32_t frames;
 	struct ul_xsk *s;        /* [nq] */
-	/* the map's MACs (sorted keys), the loop's alone */
-	uint64_t *macs;
-	size_t n_macs;
+	struct hs_keyset macs;   /* the map's MACs, the loop's alone */
 	uint32_t max_macs;
 	_Atomic uint64_t map_full, map_errors, n_macs_pub;
 };
@@ -329,7 +328,7 @@ void ul_xdp_close(struct ul_xdp *x)
 	if (x->attach_flags)
 		detach(x);
 	unload(x);
-	free(x->macs);
+	hs_keyset_free(&x->macs);
 	free(x);
 }
 
@@ -445,8 +444,7 @@ void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *tokens, unsigned
 
 struct mac_walk {
 	uint64_t own;
-	uint64_t *v;
-	size_t n, cap;
+	struct hs_keyset set;
 };
 
 static uint64_t mac_key(const uint8_t mac[6])
@@ -463,22 +461,24 @@ static int mac_cb(const uint8_t mac[6], uint16_t vid, void *arg)
 	uint64_t k = mac_key(mac);
 	if ((mac[0] & 1) || k == w->own)
 		return 0;
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 64;
-		uint64_t *v = realloc(w->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		w->v = v;
-		w->cap = cap;
-	}
-	w->v[w->n++] = k;
-	return 0;
+	return hs_keyset_push(&w->set, k);
 }
 
-static int cmp_u64(const void *a, const void *b)
+static bool map_add(void *arg, uint64_t k)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	struct ul_xdp *x = arg;
+	uint32_t one = 1;
+	if (bpf_map_update_elem(x->macs_fd, &k, &one, BPF_ANY) == 0)
+		return true;
+	atomic_fetch_add(errno == E2BIG ? &x->map_full : &x->map_errors, 1);
+	return false;
+}
+
+static void map_del(void *arg, uint64_t k)
+{
+	struct ul_xdp *x = arg;
+	if (bpf_map_delete_elem(x->macs_fd, &k) && errno != ENOENT)
+		atomic_fetch_add(&x->map_errors, 1);
 }
 
 void ul_xdp_set_mtu(struct ul_xdp *x, uint32_t mtu)
@@ -496,44 +496,13 @@ void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const uint8_t own_mac[6
 {
 	struct mac_walk w = {.own = mac_key(own_mac)};
 	if (hs_fdb_walk_macs(sw, x->port, mac_cb, &w)) {
-		free(w.v);
+		hs_keyset_free(&w.set);
 		atomic_fetch_add(&x->map_errors, 1);
 		return;
 	}
-	if (w.n)
-		qsort(w.v, w.n, sizeof(*w.v), cmp_u64);
-	size_t m = 0; /* the same MAC in several VLANs: once */
-	for (size_t i = 0; i < w.n; i++)
-		if (!m || w.v[m - 1] != w.v[i])
-			w.v[m++] = w.v[i];
-	w.n = m;
-	/* merge: in the new list only -> add; in the old only -> delete */
-	size_t i = 0, j = 0, kept = 0;
-	uint32_t one = 1;
-	while (i < w.n || j < x->n_macs) {
-		if (j == x->n_macs || (i < w.n && w.v[i] < x->macs[j])) {
-			if (bpf_map_update_elem(x->macs_fd, &w.v[i], &one, BPF_ANY) == 0)
-				w.v[kept++] = w.v[i];
-			else if (errno == E2BIG)
-				atomic_fetch_add(&x->map_full, 1);
-			else
-				atomic_fetch_add(&x->map_errors, 1);
-			i++;
-		} else if (i == w.n || x->macs[j] < w.v[i]) {
-			if (bpf_map_delete_elem(x->macs_fd, &x->macs[j]) && errno != ENOENT)
-				atomic_fetch_add(&x->map_errors, 1);
-			j++;
-		} else {
-			w.v[kept++] = w.v[i];
-			i++;
-			j++;
-		}
-	}
-	/* kept is in order: only entries that failed to go in were left out */
-	free(x->macs);
-	x->macs = w.v;
-	x->n_macs = kept;
-	atomic_store(&x->n_macs_pub, kept);
+	hs_keyset_sort(&w.set); /* the same MAC in several VLANs: once */
+	hs_keyset_apply(&x->macs, &w.set, map_add, map_del, x);
+	atomic_store(&x->n_macs_pub, x->macs.n);
 }
 
 void ul_xdp_counters(struct ul_xdp *x, void (*cb)(void *arg, const char *name, uint64_t v),

@@ -1171,6 +1171,7 @@ static int follow_apply(void *arg, bool add, const uint8_t mac[6], const char *r
 static int follow_cb(void *priv, void *arg)
 {
 	struct vxlan *v = priv;
+	const struct hs_vxlan_follow_opts *o = arg;
 	pthread_mutex_lock(&v->lock);
 	bool busy = v->follow || v->follow_opening;
 	v->follow_opening = true;
@@ -1178,7 +1179,9 @@ static int follow_cb(void *priv, void *arg)
 	if (busy)
 		return -EBUSY;
 	struct vx_follow_config c = {
-		.ifname = arg,
+		.ifname = o->ifname,
+		.export_ifname = o->export_port,
+		.any_port = o->flags & HS_VXLAN_FOLLOW_ANY_PORT,
 		.vni = v->cfg.vni,
 		.dst_port = v->cfg.dst_port,
 		.family = v->family,
@@ -1195,9 +1198,25 @@ static int follow_cb(void *priv, void *arg)
 	return rc;
 }
 
+int hs_vxlan_follow_with(hs_port_t *port, const struct hs_vxlan_follow_opts *opts, size_t size)
+{
+	struct hs_vxlan_follow_opts o = {0};
+	if (!port || !hs_port_backend_priv(port, &hs__vxlan_ops))
+		return -ENODEV;
+	if (!opts)
+		return -EINVAL;
+	int rc = hs_config_copy(&o, sizeof(o), opts, size, HS_VXLAN_FOLLOW_OPTS_SIZE_V1);
+	if (rc)
+		return rc;
+	if (!o.ifname || !o.ifname[0] || strlen(o.ifname) >= 16 ||
+	    (o.export_port && (!o.export_port[0] || strlen(o.export_port) >= 16)) ||
+	    (o.flags & ~HS_VXLAN_FOLLOW_ANY_PORT))
+		return -EINVAL;
+	return hs_port_backend_call(port, &hs__vxlan_ops, follow_cb, &o);
+}
+
 int hs_vxlan_follow(hs_port_t *port, const char *ifname)
 {
-	if (!ifname || !ifname[0] || strlen(ifname) >= 16)
-		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
-	return hs_port_backend_call(port, &hs__vxlan_ops, follow_cb, (void *)ifname);
+	struct hs_vxlan_follow_opts o = {.ifname = ifname};
+	return hs_vxlan_follow_with(port, &o, sizeof(o));
 }

@@ -49,6 +49,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
@@ -56,12 +57,15 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 
+#include "hyperswitch/fdb.h"
 #include "hyperswitch/port.h"
 #include "hyperswitch/vxlan.h"
+#include "keyset.h"
 #include "vxlan_follow.h"
 
 #define FOLLOW_RCVBUF (1 << 20) /* socket buffer: bursts of zebra's adds */
 #define FOLLOW_READS 64         /* datagrams per callback: the loop goes on */
+#define EXPORT_NS 1000000000L   /* the local MACs go to the bridge this often */
 
 struct follow_ent {
 	uint8_t mac[6];
@@ -91,6 +95,16 @@ struct vx_follow {
 	uint32_t nbucket;       /* a power of two */
 	char *buf;              /* MNL_SOCKET_BUFFER_SIZE */
 	_Atomic uint64_t added, removed, skipped, resyncs, errors, relinks;
+	/* Exporting the switch's local MACs to a bridge port (the loop's,
+	 * through its own timer and request socket) */
+	char export_name[IF_NAMESIZE];
+	int export_ifindex;
+	int export_tfd;
+	hs_watch_t *export_w;
+	struct mnl_socket *enl;
+	uint32_t eseq;
+	struct hs_keyset exp;   /* MACs there now */
+	_Atomic uint64_t export_added, export_removed, export_errors, exported;
 };
 
 /* ---- parsing ---------------------------------------------------------------------- */
@@ -234,7 +248,9 @@ static void on_neigh(struct vx_follow *f, const struct nlmsghdr *nlh)
 		return;
 	}
 	bool translated = t.a[NDA_VNI] && mnl_attr_get_u32(t.a[NDA_VNI]) != f->c.vni;
-	uint16_t udp = t.a[NDA_PORT] ? ntohs(mnl_attr_get_u16(t.a[NDA_PORT])) : f->dev_port;
+	uint16_t udp = t.a[NDA_PORT] ? ntohs(mnl_attr_get_u16(t.a[NDA_PORT]))
+		       : f->c.any_port ? f->c.dst_port
+				       : f->dev_port;
 	const char *why = fam != f->c.family ? "VTEP of the other address family"
 			  : udp && udp != f->c.dst_port ? "VTEP on another UDP port"
 			  : mac[0] & 1 ? "multicast MAC"
@@ -617,6 +633,141 @@ static int link_query(int ifindex, struct link_info *li)
 	return rc;
 }
 
+/* ---- exporting local MACs to a bridge port ---------------------------------------- */
+
+/* Adds (add) or deletes the static bridge FDB entry mac on the export
+ * port; waits for the kernel's answer. 0 or a negative errno. */
+static int export_req(struct vx_follow *f, bool add, uint64_t key)
+{
+	char buf[256];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = add ? RTM_NEWNEIGH : RTM_DELNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+	nlh->nlmsg_seq = ++f->eseq;
+	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = AF_BRIDGE;
+	ndm->ndm_ifindex = f->export_ifindex;
+	ndm->ndm_state = NUD_NOARP; /* static: never aged by the bridge */
+	ndm->ndm_flags = NTF_MASTER;
+	uint8_t mac[6];
+	memcpy(mac, &key, 6);
+	mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+	if (mnl_socket_sendto(f->enl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	char ans[8192];
+	for (;;) {
+		ssize_t n = mnl_socket_recvfrom(f->enl, ans, sizeof(ans));
+		if (n < 0)
+			return -errno;
+		int r = mnl_cb_run(ans, (size_t)n, f->eseq, mnl_socket_get_portid(f->enl), NULL,
+				   NULL);
+		if (r == MNL_CB_ERROR)
+			return errno ? -errno : -EIO;
+		if (r == MNL_CB_STOP || r == MNL_CB_OK)
+			return 0;
+	}
+}
+
+struct export_walk {
+	int pvid;
+	struct hs_keyset set;
+};
+
+static int export_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+{
+	struct export_walk *w = arg;
+	if (vid != w->pvid || (mac[0] & 1))
+		return 0;
+	uint64_t k = 0;
+	memcpy(&k, mac, 6);
+	return hs_keyset_push(&w->set, k);
+}
+
+static bool export_add(void *arg, uint64_t k)
+{
+	struct vx_follow *f = arg;
+	if (export_req(f, true, k)) {
+		atomic_fetch_add(&f->export_errors, 1); /* again next time */
+		return false;
+	}
+	atomic_fetch_add(&f->export_added, 1);
+	return true;
+}
+
+static void export_del(void *arg, uint64_t k)
+{
+	struct vx_follow *f = arg;
+	int rc = export_req(f, false, k);
+	atomic_fetch_add(rc && rc != -ENOENT ? &f->export_errors : &f->export_removed, 1);
+}
+
+/* Brings the export port's static entries to the MACs the switch has in
+ * this port's VLAN behind its other ports. */
+static void export_sync(struct vx_follow *f)
+{
+	char name[IF_NAMESIZE];
+	if (!f->export_ifindex || !if_indextoname((unsigned)f->export_ifindex, name) ||
+	    strcmp(name, f->export_name)) {
+		/* gone, or made again: its entries went with it */
+		f->export_ifindex = (int)if_nametoindex(f->export_name);
+		f->exp.n = 0;
+		if (!f->export_ifindex) {
+			atomic_store(&f->exported, 0);
+			return;
+		}
+	}
+	struct export_walk w = {.pvid = hs_port_pvid(f->port)};
+	if (w.pvid > 0 && hs_fdb_walk_macs(hs_port_switch(f->port), f->port, export_cb, &w)) {
+		hs_keyset_free(&w.set);
+		atomic_fetch_add(&f->export_errors, 1);
+		return;
+	}
+	hs_keyset_sort(&w.set);
+	hs_keyset_apply(&f->exp, &w.set, export_add, export_del, f);
+	atomic_store(&f->exported, f->exp.n);
+}
+
+static void on_export_tick(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	(void)w, (void)events;
+	uint64_t ticks;
+	if (read(fd, &ticks, sizeof(ticks)) > 0)
+		export_sync(arg);
+}
+
+/* The export's socket and timer (its watch comes after the follower's). */
+static int export_open(struct vx_follow *f)
+{
+	strcpy(f->export_name, f->c.export_ifname);
+	f->c.export_ifname = f->export_name;
+	f->export_ifindex = (int)if_nametoindex(f->export_name);
+	if (!f->export_ifindex)
+		return -ENODEV;
+	struct timeval tv = {.tv_sec = 2};
+	f->enl = mnl_socket_open(NETLINK_ROUTE);
+	if (!f->enl || mnl_socket_bind(f->enl, 0, MNL_SOCKET_AUTOPID) < 0 ||
+	    setsockopt(mnl_socket_get_fd(f->enl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+		return -errno;
+	f->export_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	struct itimerspec its = {.it_interval = {.tv_nsec = EXPORT_NS - 1},
+				 .it_value = {.tv_nsec = 100000000}};
+	if (f->export_tfd < 0 || timerfd_settime(f->export_tfd, 0, &its, NULL))
+		return -errno;
+	return 0;
+}
+
+/* After the export's watch is gone: its entries leave the bridge. */
+static void export_close(struct vx_follow *f)
+{
+	for (size_t i = 0; f->enl && f->export_ifindex && i < f->exp.n; i++)
+		export_req(f, false, f->exp.v[i]);
+	if (f->enl)
+		mnl_socket_close(f->enl);
+	if (f->export_tfd >= 0)
+		close(f->export_tfd);
+	hs_keyset_free(&f->exp);
+}
+
 int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_follow **out)
 {
 	if (!c->ifname || !c->ifname[0] || strlen(c->ifname) >= IF_NAMESIZE || !c->max)
@@ -638,8 +789,16 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 	f->c.ifname = f->ifname;
 	strcpy(f->ifname, c->ifname);
 	f->ifindex = ifindex;
+	f->export_tfd = -1;
 	f->external = li.external;
 	f->dev_port = li.port;
+	if (c->export_ifname && (rc = export_open(f))) {
+		hs_port_log(port, HS_LOG_WARN, "cannot export local MACs to %s: %s",
+			    c->export_ifname, hs_strerror(rc));
+		export_close(f);
+		free(f);
+		return rc;
+	}
 	f->ent = calloc(c->max, sizeof(*f->ent));
 	for (f->nbucket = 16; f->nbucket < c->max; f->nbucket <<= 1)
 		;
@@ -697,7 +856,12 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 	if (!rc)
 		rc = hs_watch_add(hs_port_switch(port), mnl_socket_get_fd(f->nl), HS_WATCH_READ,
 				  on_readable, f, &f->w);
+	if (!rc && f->enl &&
+	    (rc = hs_watch_add(hs_port_switch(port), f->export_tfd, HS_WATCH_READ,
+			       on_export_tick, f, &f->export_w)))
+		hs_watch_del(f->w); /* (out of memory: rare) */
 	if (rc) {
+		export_close(f);
 		/* what a failed dump added goes again */
 		for (; f->n; f->n--)
 			f->c.apply(f->c.arg, false, f->ent[f->n - 1].mac, f->ent[f->n - 1].remote, 0);
@@ -709,8 +873,10 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 		free(f);
 		return rc;
 	}
-	hs_port_log(port, HS_LOG_INFO, "following the FDB of %s (%u entries taken, %llu left out)",
-		    c->ifname, taken, (unsigned long long)left_out);
+	hs_port_log(port, HS_LOG_INFO,
+		    "following the FDB of %s (%u entries taken, %llu left out)%s%s", c->ifname,
+		    taken, (unsigned long long)left_out, c->export_ifname ? "; local MACs to " : "",
+		    c->export_ifname ? c->export_ifname : "");
 	*out = f;
 	return 0;
 }
@@ -720,6 +886,8 @@ void vx_follow_close(struct vx_follow *f)
 	if (!f)
 		return;
 	hs_watch_del(f->w);
+	hs_watch_del(f->export_w);
+	export_close(f);
 	mnl_socket_close(f->nl);
 	free(f->buf);
 	free(f->bucket);
@@ -729,7 +897,7 @@ void vx_follow_close(struct vx_follow *f)
 
 const char *const vx_follow_counter_names[VX_FOLLOW_NCTR] = {
 	"follow_added", "follow_removed", "follow_skipped", "follow_resyncs", "follow_errors",
-	"follow_relinks"};
+	"follow_relinks", "export_added", "export_removed", "export_errors", "exported"};
 
 void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 {
@@ -739,4 +907,8 @@ void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 	out[3] = atomic_load(&f->resyncs);
 	out[4] = atomic_load(&f->errors);
 	out[5] = atomic_load(&f->relinks);
+	out[6] = atomic_load(&f->export_added);
+	out[7] = atomic_load(&f->export_removed);
+	out[8] = atomic_load(&f->export_errors);
+	out[9] = atomic_load(&f->exported);
 }

@@ -21,6 +21,8 @@ typedef int (*vx_follow_apply)(void *arg, bool add, const uint8_t mac[6], const 
 
 struct vx_follow_config {
 	const char *ifname;  /* the Linux vxlan device */
+	const char *export_ifname; /* NULL, or the bridge port for local MACs */
+	bool any_port;       /* HS_VXLAN_FOLLOW_ANY_PORT */
 	uint32_t vni;        /* the port's */
 	uint16_t dst_port;   /* the port's */
 	int family;          /* the port's underlay: AF_INET or AF_INET6 */
@@ -37,7 +39,7 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 /* Stops watching (the entries it added stay in the table). */
 void vx_follow_close(struct vx_follow *f);
 /* Its counters, in the order of vx_follow_counter_names. */
-#define VX_FOLLOW_NCTR 6
+#define VX_FOLLOW_NCTR 10
 extern const char *const vx_follow_counter_names[VX_FOLLOW_NCTR];
 void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR]);
 

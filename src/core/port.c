@@ -735,6 +735,16 @@ bool hs_port_link_up(const hs_port_t *port)
 	return port && atomic_load(&((hs_port_t *)port)->link_up);
 }
 
+int hs_port_pvid(const hs_port_t *port)
+{
+	if (!port)
+		return -EINVAL;
+	hs__rcu_enter();
+	int rc = atomic_load(&((hs_port_t *)port)->dead) ? -ENODEV : hs__port_vl(port)->pvid;
+	hs__rcu_leave();
+	return rc;
+}
+
 /* The getters below may race with hs_port_del on a held handle: they
  * look at `dead` inside an RCU read-side section, and the deletion waits
  * for a grace period between setting it and freeing the queues and the

@@ -360,6 +360,25 @@ done
 hsctl show v7 >"$work/show-v7.txt" 2>&1
 grep -q "follows $vx" "$work/show-v7.txt" || fail "show does not say what v7 follows: $(cat "$work/show-v7.txt")"
 expect_rc 0 port del v7
+# follow's options: export without follow refused; a device on another
+# UDP port taken whole with follow_any_port; the local MACs' bridge port
+expect_rc 1 port add v8 vxlan local=127.0.0.1 vni=4243 export=hsdnosuch
+grep -q "export.*goes with follow" "$work/err.txt" ||
+	fail "export without follow: $(cat "$work/err.txt")"
+br=hsd${id}b ex=hsd${id}e
+ip link add "$br" type bridge && ip link set "$vx" master "$br" &&
+	ip link add "$ex" type veth peer name "${ex}p" && ip link set "$ex" master "$br" &&
+	ip link set "$ex" up && ip link set "${ex}p" up || fail "cannot make a bridge for export"
+expect_rc 0 port add v8 vxlan local=127.0.0.1 vni=4243 dst_port=47893 follow="$vx" \
+	follow_any_port=true export="$ex"
+hsctl --json stats v8 >"$work/v8.json" || fail "no stats for v8"
+[ "$(json 'r["ports"][0]["backend"]["follow_added"]' <"$work/v8.json")" = 3 ] &&
+	[ "$(json 'r["ports"][0]["backend"]["follow_skipped"]' <"$work/v8.json")" = 0 ] &&
+	[ "$(json 'r["ports"][0]["backend"]["export_errors"]' <"$work/v8.json")" = 0 ] ||
+	fail "v8 (follow_any_port, export): $(cat "$work/v8.json")"
+expect_rc 0 port del v8
+ip link del "$ex"
+ip link del "$br"
 ip link del "$vx"
 # an uplink on one end of a veth pair: its mode shown, frames from the
 # other end counted; a missing interface refused with the reason

@@ -23,7 +23,7 @@ const char *const hsctl_int_keys[] = {
 const char *const hsctl_bool_keys[] = {
 	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",
 	"attach", "up", "offload", "staged", "vcpu_state", "remote_learning", "udp_csum", "df",
-	"promisc", "qdisc_bypass",
+	"promisc", "qdisc_bypass", "follow_any_port",
 	NULL,
 };
 

@@ -428,7 +428,8 @@ static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queue
 static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
 					 "src_port_min", "src_port_max", "underlay_mtu",
 					 "ageing_s", "max_entries", "ttl", "tos",
-					 "remote_learning", "udp_csum", "df", "follow"};
+					 "remote_learning", "udp_csum", "df", "follow",
+					 "follow_any_port", "export"};
 static const char *const uplink_keys[] = {"ifname", "queues", "offload", "promisc",
 					  "qdisc_bypass", "rx_blocks", "rx_block_kib",
 					  "tx_slots", "block_tov_ms", "mode", "xdp_frames",
@@ -716,10 +717,12 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 			return fail(s, "domid", "the guest cannot be the back-end's own domain %u",
 				    p->domid);
 	} else if (p->type == HSD_VXLAN) {
-		const char *local = NULL, *follow = NULL;
+		const char *local = NULL, *follow = NULL, *exp = NULL;
 		bool has_vni = src_type(s, "vni") != V_ABSENT;
 		if ((rc = get_str(s, "local", INET6_ADDRSTRLEN - 1, &local)) ||
 		    (rc = get_str(s, "follow", 15, &follow)) ||
+		    (rc = get_str(s, "export", 15, &exp)) ||
+		    (rc = get_bool(s, "follow_any_port", &p->follow_any_port)) ||
 		    (rc = get_u32(s, "vni", 1, 0xffffff, &p->vni)) ||
 		    (rc = get_u16(s, "dst_port", 1, 65535, &p->dst_port)) ||
 		    (rc = get_u16(s, "src_port_min", 1, 65535, &p->src_port_min)) ||
@@ -738,6 +741,16 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 			if (!(p->follow = strdup(follow)))
 				return -ENOMEM;
 		}
+		if (exp) {
+			if (!name_ok(exp) || strchr(exp, ':'))
+				return fail(s, "export", "\"%s\" is not a valid device name", exp);
+			free(p->export_port);
+			if (!(p->export_port = strdup(exp)))
+				return -ENOMEM;
+		}
+		if ((p->export_port || p->follow_any_port) && !p->follow)
+			return fail(s, p->export_port ? "export" : "follow_any_port",
+				    "goes with follow (the Linux vxlan device)");
 		int family = 0;
 		char a[INET6_ADDRSTRLEN];
 		if (local) {
@@ -945,6 +958,7 @@ void hsd_port_conf_free(struct hsd_port_conf *p)
 	free(p->local);
 	free(p->remotes);
 	free(p->follow);
+	free(p->export_port);
 	free(p->uplink_mode);
 	memset(p, 0, sizeof(*p));
 }
@@ -961,6 +975,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	d->remotes = dup_or_null(s->remotes);
 	d->uplink_mode = dup_or_null(s->uplink_mode);
 	d->follow = dup_or_null(s->follow);
+	d->export_port = dup_or_null(s->export_port);
 	d->trunks = NULL;
 	if (s->n_trunks) {
 		d->trunks = malloc(s->n_trunks * sizeof(*d->trunks));
@@ -971,7 +986,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	    (s->socket_owner && !d->socket_owner) || (s->socket_group && !d->socket_group) ||
 	    (s->n_trunks && !d->trunks) || (s->local && !d->local) ||
 	    (s->remotes && !d->remotes) || (s->follow && !d->follow) ||
-	    (s->uplink_mode && !d->uplink_mode)) {
+	    (s->uplink_mode && !d->uplink_mode) || (s->export_port && !d->export_port)) {
 		hsd_port_conf_free(d);
 		return -ENOMEM;
 	}
@@ -1026,6 +1041,8 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->vni != b->vni, "vni");
 		D(!str_eq(a->remotes, b->remotes), "remotes");
 		D(!str_eq(a->follow, b->follow), "follow");
+		D(!str_eq(a->export_port, b->export_port), "export");
+		D(a->follow_any_port != b->follow_any_port, "follow_any_port");
 		D(a->dst_port != b->dst_port, "dst_port");
 		D(a->src_port_min != b->src_port_min, "src_port_min");
 		D(a->src_port_max != b->src_port_max, "src_port_max");
@@ -1128,6 +1145,10 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			"max_entries", (json_int_t)p->max_entries, "ttl", (int)p->ttl, "tos",
 			(int)p->tos, "remote_learning", p->remote_learning, "udp_csum", p->udp_csum,
 			"df", p->df));
+		if (p->follow_any_port)
+			json_object_set_new(o, "follow_any_port", json_true());
+		if (p->export_port)
+			json_object_set_new(o, "export", json_string(p->export_port));
 	} else if (p->type == HSD_UPLINK) {
 		json_object_update_new(o, json_pack("{s:s, s:i, s:b, s:b, s:b, s:i, s:I, s:i, s:i}",
 			"ifname", p->ifname, "queues", (int)p->queues, "offload", p->offload,

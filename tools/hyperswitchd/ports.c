@@ -170,8 +170,12 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 		rc = hs_vxlan_fdb_add(p->port, flood, a, 0);
 	/* and the Linux vxlan device whose FDB it follows */
 	bool following = !rc && pc->type == HSD_VXLAN && pc->follow;
-	if (following)
-		rc = hs_vxlan_follow(p->port, pc->follow);
+	if (following) {
+		struct hs_vxlan_follow_opts fo = {
+			.ifname = pc->follow, .export_port = pc->export_port,
+			.flags = pc->follow_any_port ? HS_VXLAN_FOLLOW_ANY_PORT : 0};
+		rc = hs_vxlan_follow_with(p->port, &fo, sizeof(fo));
+	}
 	if (rc && p->port) {
 		hs_port_del(p->port);
 		p->port = NULL;
