@@ -9,7 +9,7 @@
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
- *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...
+ *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
  * "client": the switch connects to the VMM's PATH and reconnects); each
@@ -146,7 +146,10 @@ static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
 			uc.mode = HS_UPLINK_PACKET;
 		else if (!strcmp(tok, "xdp"))
 			uc.mode = HS_UPLINK_XDP;
-		else if (!strcmp(tok, "xdp-generic")) {
+		else if (!strcmp(tok, "xdp-zerocopy")) {
+			uc.mode = HS_UPLINK_XDP;
+			uc.flags |= HS_UPLINK_XDP_ZEROCOPY;
+		} else if (!strcmp(tok, "xdp-generic")) {
 			uc.mode = HS_UPLINK_XDP;
 			uc.flags |= HS_UPLINK_XDP_GENERIC;
 		} else if (!strncmp(tok, "queues=", 7))
@@ -354,7 +357,7 @@ int main(int argc, char **argv)
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
-				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-generic]]...\n",
+				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",
 				argv[0]);
 			return 2;
 		}

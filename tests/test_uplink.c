@@ -15,7 +15,9 @@
  * Needs root (skips otherwise).
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <linux/if_ether.h>
+#include <linux/if_tun.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -668,6 +670,136 @@ START_TEST(xdp_refused_falls_back)
 }
 END_TEST
 
+/* A secondary MAC of the interface (a macvlan's here: a container's or
+ * the host's) is the host's too: a VM that claims it does not take its
+ * unicast through the XDP path. */
+START_TEST(xdp_never_takes_the_hosts_secondary_macs)
+{
+	NEED_NETNS();
+	if (!hs_uplink_xdp_built())
+		return;
+	struct rig r;
+	struct hs_uplink_config uc = {.mode = HS_UPLINK_XDP};
+	rig_up(&r, &uc, false);
+	if (system("ip link add mv0 link ul0 type macvlan mode bridge && "
+		   "ip link set mv0 address 02:00:00:00:0c:01 && ip link set mv0 up")) {
+		fprintf(stderr, "skipped: no macvlan\n");
+		rig_down(&r);
+		return;
+	}
+	uint8_t mv[6] = {2, 0, 0, 0, 0x0c, 1}, b[6], f[200], g[400];
+	th_mac(b, 0xb);
+	int hs = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	struct sockaddr_ll sa = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				 .sll_ifindex = (int)if_nametoindex("mv0")};
+	ck_assert_int_eq(bind(hs, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* the VM claims the macvlan's MAC, and one of its own */
+	uint8_t a[6];
+	th_mac(a, 0xa);
+	size_t n = th_frame(f, b, mv, -1, 100, 1);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	n = th_frame(f, b, a, -1, 100, 2);
+	ck_assert_int_eq(th_send(r.m, f, n), 0);
+	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
+	usleep(300000);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_macs"), 1);
+	for (unsigned i = 0; i < 10; i++) {
+		n = th_frame(f, mv, b, -1, 100, 10 + i);
+		inject(&r, f, n);
+	}
+	unsigned got = 0;
+	uint64_t end = th_mono_ms() + 3000;
+	while (got < 10 && th_mono_ms() < end) {
+		ssize_t k = recv(hs, g, sizeof(g), 0);
+		if (k >= 14 && g[12] == 0x88 && g[13] == 0xb5 && !memcmp(g, mv, 6))
+			got++;
+		else if (k < 0)
+			usleep(1000);
+	}
+	ck_assert_uint_eq(got, 10);
+	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 0);
+	close(hs);
+	rig_down(&r);
+}
+END_TEST
+
+/* The program is a bpf_link's: the interface moving to another namespace
+ * takes it off there (no frames for VMs dropped into unbound sockets, no
+ * program left for good), and the port going does too. While attached,
+ * the interface's MTU may still be raised (the program takes
+ * multi-buffer frames: it passes them). */
+START_TEST(xdp_leaves_with_the_interface)
+{
+	NEED_NETNS();
+	if (!hs_uplink_xdp_built())
+		return;
+	struct rig r;
+	struct hs_uplink_config uc = {.mode = HS_UPLINK_XDP};
+	rig_up(&r, &uc, false);
+	ck_assert_int_eq(system("ip link show ul0 | grep -q xdp"), 0);
+	ck_assert_int_eq(system("ip link set ul1 mtu 9000 && ip link set ul0 mtu 9000"), 0);
+	ck_assert_int_eq(system("ip link set ul0 mtu 1500 && ip link set ul1 mtu 1500"), 0);
+	char ns[32], cmd[160];
+	snprintf(ns, sizeof(ns), "hsxdp%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "ip netns add %s && ip link set ul0 netns %s", ns, ns);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.up), 3000));
+	snprintf(cmd, sizeof(cmd), "ip -n %s link show ul0 | grep -q xdp", ns);
+	int there = system(cmd);
+	rig_down(&r);
+	int after = system(cmd);
+	snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);
+	system(cmd);
+	ck_assert_int_ne(there, 0);
+	ck_assert_int_ne(after, 0);
+}
+END_TEST
+
+/* A driver without the VLAN hint (tun): with no VLAN offload on the
+ * device, its untagged frames are taken all the same. */
+START_TEST(xdp_on_a_driver_without_the_vlan_hint)
+{
+	NEED_NETNS();
+	if (!hs_uplink_xdp_built())
+		return;
+	int tfd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (tfd < 0) {
+		fprintf(stderr, "skipped: no /dev/net/tun\n");
+		return;
+	}
+	struct ifreq ifr = {0};
+	strcpy(ifr.ifr_name, "tp0");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	ck_assert_int_eq(ioctl(tfd, TUNSETIFF, &ifr), 0);
+	ck_assert_int_eq(system("ip link set tp0 up"), 0);
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *m = th_port(sw, "m", 0), *up = NULL;
+	struct hs_uplink_config uc = {.ifname = "tp0", .mode = HS_UPLINK_XDP};
+	ck_assert_int_eq(uplink_add(sw, &uc, false, &up), 0);
+	ck_assert_str_eq(hs_uplink_mode(up), "xdp-native");
+	pthread_t loop;
+	pthread_create(&loop, NULL, loop_main, sw);
+	uint8_t a[6], b[6], f[200];
+	th_mac(a, 0xa);
+	th_mac(b, 0xb);
+	size_t n = th_frame(f, b, a, -1, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	ck_assert(TH_WAIT(backend_ctr(up, "xdp_macs") == 1, 3000));
+	usleep(200000);
+	for (unsigned i = 0; i < 20; i++) {
+		n = th_frame(f, a, b, -1, 100, 10 + i);
+		ck_assert_int_eq(write(tfd, f, n), (ssize_t)n);
+		expect(m, f, n);
+	}
+	ck_assert_uint_eq(backend_ctr(up, "xdp_rx_frames"), 20);
+	ck_assert_uint_eq(backend_ctr(up, "xdp_no_hint_passed"), 0);
+	hs_stop(sw);
+	pthread_join(loop, NULL);
+	hs_switch_destroy(sw);
+	close(tfd);
+}
+END_TEST
+
 START_TEST(bad_configs)
 {
 	NEED_NETNS();
@@ -720,6 +852,9 @@ int main(void)
 	tcase_add_test(tc, no_stale_frames_after_a_down);
 	tcase_add_test(tc, xdp_takes_only_the_switchs_unicast);
 	tcase_add_test(tc, xdp_refused_falls_back);
+	tcase_add_test(tc, xdp_never_takes_the_hosts_secondary_macs);
+	tcase_add_test(tc, xdp_leaves_with_the_interface);
+	tcase_add_test(tc, xdp_on_a_driver_without_the_vlan_hint);
 	tcase_add_test(tc, bad_configs);
 	suite_add_tcase(s, tc);
 	return th_run(s);

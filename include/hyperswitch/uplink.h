@@ -36,38 +36,56 @@
  * so the XDP path changes how fast, never what the switch gets.
  *  - The MACs: the port copies the switch's table into the program's map
  *    every 100 ms (xdp_macs entries at most; more go the AF_PACKET way
- *    and count xdp_map_full). The interface's own MAC is never taken.
+ *    and count xdp_map_full). The interface's own unicast MACs are never
+ *    taken, whatever a VM claims: its address and the secondary ones of
+ *    its unicast list (macvlan children, VRRP), read each time; if they
+ *    cannot be read, the map is not changed (xdp_host_mac_errors).
  *  - Sockets: one per queue, bound to the interface's receive queue of
  *    the same number, each with its own UMEM of xdp_frames frames of
  *    2 KiB; queues beyond the interface's receive queues, and receive
  *    queues beyond the uplink's, have none (their frames go the AF_PACKET
  *    way): give the uplink as many queues as the NIC has receive queues.
- *  - Attaching tries native XDP with zero-copy, native XDP with copies,
- *    then generic XDP (HS_UPLINK_XDP_GENERIC: generic only), and
- *    hs_uplink_mode() says which it got. An interface that already has an
- *    XDP program is left alone, and the program is detached with the
- *    port only if it is still this port's.
+ *  - Attaching: native XDP (hs_uplink_mode() "xdp-native"); with
+ *    HS_UPLINK_XDP_ZEROCOPY, zero-copy first ("xdp-zerocopy": the NIC
+ *    then puts every frame of the queue, the host's too, in the switch's
+ *    UMEM, so the host's traffic depends on the switch returning frames);
+ *    with HS_UPLINK_XDP_GENERIC, generic XDP instead ("xdp-generic").
+ *    The program is a bpf_link's: nothing else can replace it, an
+ *    interface with another XDP program is left alone, and it goes with
+ *    the port, or when the interface is deleted or leaves the namespace.
+ *    It declares multi-buffer support (and passes such frames), so the
+ *    interface's MTU may still be raised while it is attached.
+ *  - VLANs: a tag the NIC (rx-vlan-offload) or a veth peer's VLAN device
+ *    keeps outside the frame is invisible to plain XDP, which would take
+ *    the frame for an untagged one. Native XDP asks the driver (the VLAN
+ *    hint, Linux 6.8+) and leaves tagged frames to AF_PACKET, which puts
+ *    the tag back; a driver without the hint gets its frames taken only
+ *    while its rx-vlan-offload is off (else they pass: counted in
+ *    xdp_no_hint_passed). Kernels without the hint get no native XDP.
+ *    Generic XDP cannot ask: only where the interface carries no VLANs.
  *  - Sending stays on the AF_PACKET ring (offload metadata; one path
- *    keeps a flow's frames in order).
+ *    keeps a flow's frames in order). A flow whose MAC enters the map
+ *    may see its frames reordered once, at that moment (the ring is read
+ *    first, but a block it has not handed over yet waits).
  *  - Frames the XDP path takes are not seen by packet captures (tcpdump)
  *    on the interface. AF_XDP has no checksum metadata: a TCP or UDP
- *    frame whose checksum field holds just the pseudo-header's sum (what
+ *    frame (IPv4, or IPv6 without extension headers, behind at most one
+ *    tag) whose checksum field holds just the pseudo-header's sum (what
  *    a local sender leaving checksums to offloading writes, e.g. a veth
- *    peer's stack) and does not verify is marked as needing its
- *    checksum, as AF_PACKET's header would have said
- *    (xdp_rx_csum_partial).
- *  - The NIC must not strip VLAN tags before XDP (ethtool -K IF rxvlan
- *    off) for a trunk uplink: XDP sees a stripped frame as untagged.
+ *    peer's stack) and does not verify is marked as needing its checksum,
+ *    as AF_PACKET's header would have said (xdp_rx_csum_partial); other
+ *    offloaded checksums from a local sender (SCTP, IPv6 extension
+ *    headers, tunnels) are not recognised: use AF_PACKET for such peers.
  *  - If XDP cannot attach (not built, an XDP program there already, the
- *    driver refuses), the port runs on AF_PACKET alone and logs why;
- *    hs_uplink_mode() says which mode it got.
+ *    driver refuses, no VLAN hint), the port runs on AF_PACKET alone and
+ *    logs why; hs_uplink_mode() says which mode it got.
  * HS_UPLINK_AUTO is AF_PACKET: on the interfaces measured here (veth,
  * docs/benchmarks.md) it takes small frames faster than AF_XDP (veth's
  * XDP starts from an skb it must copy, and its NAPI costs more per
  * frame), and bulk TCP much faster (AF_PACKET gets GRO's aggregates;
- * XDP runs before GRO, and a veth with an XDP program stops its peer's
- * GSO). Native XDP on a NIC driver, which this machine cannot measure,
- * is where HS_UPLINK_XDP is meant to pay.
+ * XDP runs before GRO, and a veth with an XDP program turns its peer's
+ * TSO off). Native XDP on a NIC driver, which this machine cannot
+ * measure, is where HS_UPLINK_XDP is meant to pay.
  *
  * The host's own traffic on the interface is left alone: a socket filter
  * keeps out what the host sends through it and what is addressed to the
@@ -131,7 +149,12 @@ enum hs_uplink_mode {
 				      (PACKET_QDISC_BYPASS): faster, but no
 				      traffic shaping and no queue to absorb
 				      bursts */
-#define HS_UPLINK_XDP_GENERIC 0x8 /* generic XDP only (not the driver's) */
+#define HS_UPLINK_XDP_GENERIC 0x8 /* generic XDP (not the driver's): it cannot
+				     see VLAN tags kept outside frames, so
+				     only where the interface has no VLANs */
+#define HS_UPLINK_XDP_ZEROCOPY 0x10 /* native XDP: try zero-copy first (the
+				       NIC then puts the queue's every frame,
+				       the host's too, in the switch's UMEM) */
 
 /* Backend config for hs_port_config.backend_config ("uplink"). */
 struct hs_uplink_config {

@@ -24,6 +24,21 @@ static int cmp_key(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+bool hs_keyset_has(const struct hs_keyset *s, uint64_t k)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->v[mid] == k)
+			return true;
+		if (s->v[mid] < k)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 void hs_keyset_sort(struct hs_keyset *s)
 {
 	if (s->n > 1)

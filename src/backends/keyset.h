@@ -17,6 +17,8 @@ struct hs_keyset {
 
 /* Appends k (unsorted until hs_keyset_sort). 0 or -ENOMEM. */
 int hs_keyset_push(struct hs_keyset *s, uint64_t k);
+/* Whether sorted s holds k. */
+bool hs_keyset_has(const struct hs_keyset *s, uint64_t k);
 /* Sorts and drops duplicates. */
 void hs_keyset_sort(struct hs_keyset *s);
 /* Brings cur (sorted) to want (sorted): add(arg, k) for each key only in

@@ -50,7 +50,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <libmnl/libmnl.h>
+#include <linux/ethtool.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
+#include <linux/sockios.h>
+#include <time.h>
 
 #include "backends.h"
 #include "uplink_xdp.h"
@@ -155,6 +159,10 @@ struct ul_port {
 	struct ul_xdp *xdp;
 	int sync_fd;
 	hs_watch_t *sync_w;
+	struct mnl_socket *nlq;   /* dumps of the interface's unicast list */
+	char *nlq_buf;
+	struct hs_keyset host;    /* the interface's own unicast MACs */
+	_Atomic uint64_t host_errors;
 };
 
 static void ul_close(void *priv);
@@ -370,6 +378,9 @@ static void gone(struct ul_port *u)
 	atomic_fetch_add(&u->downs, 1);
 	hs_port_set_link(u->port, false);
 	unwatch(u);
+	/* moved to another namespace, the interface would keep the program,
+	 * redirecting to sockets it unbound */
+	ul_xdp_detach(u->xdp);
 }
 
 static void set_up(struct ul_port *u, bool up)
@@ -448,14 +459,40 @@ static void ul_stop(void *priv);
 /* AF_XDP on top of the AF_PACKET sockets: a queue with an AF_XDP socket
  * is kicked by an epoll of both. Not getting XDP is not an error: the
  * port stays on AF_PACKET, and says so. */
+static void close_xdp(struct ul_port *u)
+{
+	/* the program first: the host's stack gets every frame back */
+	ul_xdp_close(u->xdp);
+	u->xdp = NULL;
+	if (u->sync_fd >= 0)
+		close(u->sync_fd);
+	u->sync_fd = -1;
+	for (unsigned i = 0; u->q && i < u->cfg.queues; i++) {
+		if (u->q[i].ep >= 0)
+			close(u->q[i].ep);
+		u->q[i].ep = -1;
+	}
+	if (u->nlq)
+		mnl_socket_close(u->nlq);
+	u->nlq = NULL;
+	free(u->nlq_buf);
+	u->nlq_buf = NULL;
+	hs_keyset_free(&u->host);
+}
+
+static int open_xdp_rest(struct ul_port *u);
+
 static int open_xdp(struct ul_port *u)
 {
 	struct ul_xdp_params p = {.ifname = u->ifname, .ifindex = u->ifindex,
 				  .queues = u->cfg.queues, .frames = u->cfg.xdp_frames,
 				  .max_macs = u->cfg.xdp_macs,
 				  .generic_only = u->cfg.flags & HS_UPLINK_XDP_GENERIC,
+				  .zerocopy = u->cfg.flags & HS_UPLINK_XDP_ZEROCOPY,
 				  .port = u->port};
 	int rc = ul_xdp_open(&p, &u->xdp);
+	if (!rc && (rc = open_xdp_rest(u)))
+		close_xdp(u);
 	if (rc) {
 		u->xdp = NULL;
 		hs_port_log(u->port, HS_LOG_WARN, "uplink %s: AF_XDP not available (%s): "
@@ -463,8 +500,23 @@ static int open_xdp(struct ul_port *u)
 			    rc == -EOPNOTSUPP ? "not in this build, or refused"
 			    : rc == -EBUSY    ? "the interface has another XDP program"
 					      : hs_strerror(rc));
-		return 0;
 	}
+	return 0;
+}
+
+/* The epolls, the sync timer and the netlink socket of the AF_XDP mode. */
+static int open_xdp_rest(struct ul_port *u)
+{
+	int one = 1;
+	u->nlq_buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	if (!u->nlq_buf || !(u->nlq = mnl_socket_open(NETLINK_ROUTE)) ||
+	    mnl_socket_bind(u->nlq, 0, MNL_SOCKET_AUTOPID) < 0)
+		return u->nlq_buf ? -errno : -ENOMEM;
+	/* a dump of this device only (else of every device, filtered here) */
+	setsockopt(mnl_socket_get_fd(u->nlq), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
+		   sizeof(one));
+	struct timeval tv = {.tv_sec = 1};
+	setsockopt(mnl_socket_get_fd(u->nlq), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	for (unsigned i = 0; i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
 		int xfd = ul_xdp_fd(u->xdp, i);
@@ -487,6 +539,70 @@ static int open_xdp(struct ul_port *u)
 	return 0;
 }
 
+struct uc_walk {
+	int ifindex;
+	struct hs_keyset *set;
+	int rc;
+};
+
+static int uc_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct uc_walk *w = data;
+	if (nlh->nlmsg_type != RTM_NEWNEIGH ||
+	    mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ndmsg))
+		return MNL_CB_OK;
+	const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+	if (ndm->ndm_ifindex != w->ifindex || !(ndm->ndm_flags & NTF_SELF))
+		return MNL_CB_OK;
+	const struct nlattr *a;
+	mnl_attr_for_each(a, nlh, sizeof(*ndm)) {
+		if (mnl_attr_get_type(a) != NDA_LLADDR || mnl_attr_get_payload_len(a) != 6)
+			continue;
+		const uint8_t *m = mnl_attr_get_payload(a);
+		uint64_t k = 0;
+		memcpy(&k, m, 6);
+		if (!(m[0] & 1) && (w->rc = hs_keyset_push(w->set, k)))
+			return MNL_CB_ERROR;
+	}
+	return MNL_CB_OK;
+}
+
+/* The interface's own unicast MACs, which the XDP path must never take
+ * whatever a VM claims: its address, and the secondary ones its unicast
+ * list holds (macvlan and macvtap children, VRRP's virtual MACs), which
+ * the kernel lists as the device's "self permanent" FDB entries. */
+static int host_macs(struct ul_port *u, const uint8_t own[6], struct hs_keyset *out)
+{
+	uint64_t k = 0;
+	memcpy(&k, own, 6);
+	int rc = hs_keyset_push(out, k);
+	char *buf = u->nlq_buf;
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	uint32_t seq = nlh->nlmsg_seq = (uint32_t)time(NULL);
+	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = AF_BRIDGE;
+	ndm->ndm_ifindex = u->ifindex;
+	if (!rc && mnl_socket_sendto(u->nlq, nlh, nlh->nlmsg_len) < 0)
+		rc = -errno;
+	struct uc_walk w = {.ifindex = u->ifindex, .set = out};
+	while (!rc) {
+		ssize_t n = mnl_socket_recvfrom(u->nlq, buf, MNL_SOCKET_BUFFER_SIZE);
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		int r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(u->nlq), uc_cb, &w);
+		if (r == MNL_CB_ERROR)
+			rc = w.rc ? w.rc : errno ? -errno : -EIO;
+		if (r <= MNL_CB_STOP)
+			break;
+	}
+	hs_keyset_sort(out);
+	return rc;
+}
+
 /* The XDP program's MAC map brought to the switch's table (on the loop). */
 static void sync_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 {
@@ -495,8 +611,6 @@ static void sync_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	uint64_t ticks;
 	if (read(fd, &ticks, sizeof(ticks)) < 0 || atomic_load(&u->gone))
 		return;
-	/* the interface's MAC now: never taken from the host */
-	uint8_t mac[6] = {0};
 	char name[IFNAMSIZ];
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct ifreq ifr = {0};
@@ -506,14 +620,29 @@ static void sync_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 		return;
 	}
 	memcpy(ifr.ifr_name, name, IFNAMSIZ);
+	uint8_t mac[6] = {0};
 	int rc = ioctl(s, SIOCGIFHWADDR, &ifr);
 	if (!rc)
 		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-	if (!rc && !(rc = ioctl(s, SIOCGIFMTU, &ifr)))
-		ul_xdp_set_mtu(u->xdp, (uint32_t)ifr.ifr_mtu);
+	/* the MTU, and whether the NIC keeps VLAN tags out of frames */
+	if (!rc && !(rc = ioctl(s, SIOCGIFMTU, &ifr))) {
+		uint32_t mtu = (uint32_t)ifr.ifr_mtu;
+		struct ethtool_value ev = {.cmd = ETHTOOL_GFLAGS};
+		ifr.ifr_data = (void *)&ev;
+		bool no_rxvlan = ioctl(s, SIOCETHTOOL, &ifr) == 0 && !(ev.data & ETH_FLAG_RXVLAN);
+		ul_xdp_set_dev(u->xdp, mtu, no_rxvlan);
+	}
 	close(s);
-	if (!rc)
-		ul_xdp_sync_macs(u->xdp, hs_port_switch(u->port), mac);
+	struct hs_keyset host = {0};
+	if (!rc && !(rc = host_macs(u, mac, &host))) {
+		hs_keyset_free(&u->host);
+		u->host = host;
+		ul_xdp_sync_macs(u->xdp, hs_port_switch(u->port), &u->host);
+	} else {
+		/* without the host's MACs, no new MAC goes in this tick */
+		hs_keyset_free(&host);
+		atomic_fetch_add(&u->host_errors, 1);
+	}
 }
 
 static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv,
@@ -548,7 +677,7 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 	    c.rx_block_kib > 4096 || (c.rx_block_kib & (c.rx_block_kib - 1)) ||
 	    c.tx_slots < UL_TX_PER_BLOCK || c.tx_slots > 68 * UL_TX_PER_BLOCK ||
 	    (c.flags & ~(HS_UPLINK_NO_PROMISC | HS_UPLINK_NO_OFFLOAD | HS_UPLINK_QDISC_BYPASS |
-			 HS_UPLINK_XDP_GENERIC)))
+			 HS_UPLINK_XDP_GENERIC | HS_UPLINK_XDP_ZEROCOPY)))
 		return -EINVAL;
 	struct ul_port *u = calloc(1, sizeof(*u));
 	if (!u)
@@ -660,14 +789,9 @@ static void ul_stop(void *priv)
 static void ul_close(void *priv)
 {
 	struct ul_port *u = priv;
-	/* the program first: the host's stack gets every frame back */
-	ul_xdp_close(u->xdp);
-	if (u->sync_fd >= 0)
-		close(u->sync_fd);
+	close_xdp(u);
 	for (unsigned i = 0; u->q && i < u->cfg.queues; i++) {
 		struct ul_q *q = &u->q[i];
-		if (q->ep >= 0)
-			close(q->ep);
 		if (q->map)
 			munmap(q->map, q->map_len);
 		if (q->fd >= 0)
@@ -745,8 +869,6 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 		return 0;
 	if (max > HS_RESERVE_MAX)
 		max = HS_RESERVE_MAX;
-	if (u->xdp)
-		n = ul_xdp_recv(u->xdp, qi, pkts, q->rx_segs, max);
 	while (n < max) {
 		if (!q->rd_left && !open_block(u, q, qi))
 			break;
@@ -818,6 +940,10 @@ static unsigned ul_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts, unsi
 		p->token = bi;
 		n++;
 	}
+	/* the AF_XDP socket's after the ring's: a flow whose MAC just came
+	 * into the map has its older frames in the ring */
+	if (u->xdp && n < max)
+		n += ul_xdp_recv(u->xdp, qi, pkts + n, q->rx_segs + n, max - n);
 	if (bad)
 		hs_port_count_drop(u->port, qi, HS_DROP_BAD_DESC, bad);
 	if (trunc)
@@ -1141,8 +1267,10 @@ static void ul_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "tx_skipped", skip);
 	cb(arg, "tx_retries", retries);
 	cb(arg, "tx_stale", stale);
-	if (u->xdp)
+	if (u->xdp) {
 		ul_xdp_counters(u->xdp, cb, arg);
+		cb(arg, "xdp_host_mac_errors", atomic_load(&u->host_errors));
+	}
 }
 
 const struct hs_backend_ops hs__uplink_ops = {

@@ -24,8 +24,13 @@
  * The MAC map is brought to the switch's table by the uplink's timer on
  * the loop (ul_xdp_sync_macs): a VM's MAC takes the fast path within a
  * tick of being learned, and leaves it within a tick of aging out or
- * moving behind the uplink. The interface's own MAC is never in the map:
- * the host's unicast cannot be taken from it, whatever a VM claims.
+ * moving behind the uplink. The interface's own unicast MACs are never in
+ * the map: the host's unicast cannot be taken from it, whatever a VM
+ * claims.
+ *
+ * The program is attached through a bpf_link (closing it detaches; no
+ * one else can replace it), native XDP with the driver's VLAN hint by
+ * default: the attach order and why are at ul_xdp_open.
  */
 #include <errno.h>
 #include <linux/ethtool.h>
@@ -75,12 +80,13 @@ struct ul_xsk {
 struct ul_xdp {
 	hs_port_t *port;
 	int ifindex;
-	uint32_t attach_flags;   /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+	int link_fd;             /* the attachment (a bpf_link: it goes with the
+				    fd, the device, or the device's namespace) */
 	const char *mode;
 	bool hint;               /* the program sees VLAN tags kept out of frames */
 	struct bpf_object *obj;
-	int prog_fd, xsks_fd, macs_fd, cfg_fd;
-	uint32_t max_l2;         /* hs_cfg[0] as last set */
+	int prog_fd, xsks_fd, macs_fd, cfg_fd, stats_fd;
+	uint32_t cfg[2];         /* hs_cfg as last set */
 	unsigned nq;             /* queues with a socket */
 	uint32_t frames;
 	struct ul_xsk *s;        /* [nq] */
@@ -94,8 +100,8 @@ static void unload(struct ul_xdp *x)
 	if (x->obj)
 		bpf_object__close(x->obj);
 	x->obj = NULL;
-	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = -1;
-	x->max_l2 = 0;
+	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = x->stats_fd = -1;
+	x->cfg[0] = x->cfg[1] = 0;
 }
 
 /* The program with the VLAN hint is bound to the device (ifindex). */
@@ -110,8 +116,9 @@ static int load(struct ul_xdp *x, bool hint)
 	struct bpf_map *macs = bpf_object__find_map_by_name(x->obj, "hs_macs");
 	struct bpf_map *xsks = bpf_object__find_map_by_name(x->obj, "hs_xsks");
 	struct bpf_map *cfg = bpf_object__find_map_by_name(x->obj, "hs_cfg");
+	struct bpf_map *stats = bpf_object__find_map_by_name(x->obj, "hs_stats");
 	struct bpf_program *prog = bpf_object__find_program_by_name(x->obj, "hs_uplink_xdp");
-	if (!macs || !xsks || !cfg || !prog)
+	if (!macs || !xsks || !cfg || !stats || !prog)
 		return -EINVAL;
 	int rc = bpf_map__set_max_entries(macs, x->max_macs);
 	if (!rc && hint) {
@@ -126,7 +133,11 @@ static int load(struct ul_xdp *x, bool hint)
 	x->xsks_fd = bpf_map__fd(xsks);
 	x->macs_fd = bpf_map__fd(macs);
 	x->cfg_fd = bpf_map__fd(cfg);
-	return x->prog_fd < 0 || x->xsks_fd < 0 || x->macs_fd < 0 || x->cfg_fd < 0 ? -EINVAL : 0;
+	x->stats_fd = bpf_map__fd(stats);
+	return x->prog_fd < 0 || x->xsks_fd < 0 || x->macs_fd < 0 || x->cfg_fd < 0 ||
+			       x->stats_fd < 0
+		       ? -EINVAL
+		       : 0;
 }
 
 /* The interface's receive queues (ETHTOOL_GCHANNELS; 1 if it cannot say). */
@@ -220,11 +231,14 @@ static int open_sockets(struct ul_xdp *x, const char *ifname, unsigned nq, uint1
 	return rc;
 }
 
+/* Closing the link detaches the program (if the device still has it:
+ * the kernel detaches it itself when the device goes or changes
+ * namespace). Nobody else can replace or remove a link's program. */
 static void detach(struct ul_xdp *x)
 {
-	/* only our own program: another one attached since stays */
-	LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = x->prog_fd);
-	bpf_xdp_detach(x->ifindex, x->attach_flags | XDP_FLAGS_REPLACE, &o);
+	if (x->link_fd >= 0)
+		close(x->link_fd);
+	x->link_fd = -1;
 }
 
 /* One way to attach: the program, the attach, the sockets; nothing left
@@ -239,17 +253,18 @@ static int try_mode(struct ul_xdp *x, const struct ul_xdp_params *p, unsigned nq
 		return rc;
 	}
 	*stage = 1;
-	rc = bpf_xdp_attach(x->ifindex, x->prog_fd, attach | XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
-	if (rc) {
+	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = attach);
+	x->link_fd = bpf_link_create(x->prog_fd, x->ifindex, BPF_XDP, &lo);
+	if (x->link_fd < 0) {
+		rc = x->link_fd;
+		x->link_fd = -1;
 		unload(x);
 		return rc;
 	}
-	x->attach_flags = attach;
 	*stage = 2;
 	rc = open_sockets(x, p->ifname, nq, bind);
 	if (rc) {
 		detach(x);
-		x->attach_flags = 0;
 		unload(x);
 	}
 	return rc;
@@ -264,12 +279,19 @@ int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out)
 	x->ifindex = p->ifindex;
 	x->frames = p->frames;
 	x->max_macs = p->max_macs;
-	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = -1;
+	x->prog_fd = x->xsks_fd = x->macs_fd = x->cfg_fd = x->stats_fd = -1;
+	x->link_fd = -1;
 	unsigned nq = rx_queues(p->ifname);
 	if (nq > p->queues)
 		nq = p->queues;
 	if (nq > HS_XDP_MAX_QUEUES)
 		nq = HS_XDP_MAX_QUEUES;
+	/* Native XDP (zero-copy only on request: with it the NIC puts every
+	 * frame of the queue, the host's too, in the switch's UMEM, so the
+	 * host's traffic would wait on the switch's fill ring), with the VLAN
+	 * hint; generic XDP only on request: it cannot see a tag kept outside
+	 * the frame, nor can native XDP without the hint (kernels before
+	 * 6.8), which is therefore not used. */
 	static const struct {
 		uint32_t attach;
 		uint16_t bind;
@@ -279,38 +301,37 @@ int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out)
 		{XDP_FLAGS_DRV_MODE, XDP_COPY, "xdp-native"},
 		{XDP_FLAGS_SKB_MODE, XDP_COPY, "xdp-generic"},
 	};
-	bool hint = true;
 	int rc = -EOPNOTSUPP;
-	for (size_t t = p->generic_only ? 2 : 0; t < sizeof(tries) / sizeof(tries[0]); t++) {
+	size_t first = p->generic_only ? 2 : p->zerocopy ? 0 : 1;
+	size_t last = p->generic_only ? 2 : 1;
+	for (size_t t = first; t <= last; t++) {
 		bool native = tries[t].attach == XDP_FLAGS_DRV_MODE;
 		int stage;
-		rc = try_mode(x, p, nq, tries[t].attach, tries[t].bind, native && hint, &stage);
-		if (rc && native && hint && stage == 0) {
-			/* a kernel before 6.8: no VLAN hint */
-			hint = false;
-			hs_port_log(p->port, HS_LOG_WARN,
-				    "uplink %s: no XDP VLAN hint in this kernel (%s): a tag the "
-				    "NIC strips is not seen by XDP (ethtool -K %s rxvlan off)",
-				    p->ifname, hs_strerror(rc), p->ifname);
-			rc = try_mode(x, p, nq, tries[t].attach, tries[t].bind, false, &stage);
-		}
+		rc = try_mode(x, p, nq, tries[t].attach, tries[t].bind, native, &stage);
 		if (!rc) {
 			x->mode = tries[t].mode;
-			x->hint = native && hint;
+			x->hint = native;
+			if (!native)
+				hs_port_log(p->port, HS_LOG_WARN,
+					    "uplink %s: generic XDP cannot see a VLAN tag kept "
+					    "outside a frame (a NIC's rx-vlan-offload, a peer's VLAN "
+					    "device): such frames are taken as untagged; use it only "
+					    "where the interface carries no VLANs", p->ifname);
 			*out = x;
 			return 0;
 		}
 		if (stage == 0) {
-			hs_port_log(p->port, HS_LOG_WARN, "uplink %s: XDP program not loaded: %s",
-				    p->ifname, hs_strerror(rc));
+			hs_port_log(p->port, HS_LOG_WARN, "uplink %s: XDP program not loaded: %s%s",
+				    p->ifname, hs_strerror(rc),
+				    native ? " (native XDP needs the VLAN hint: Linux 6.8)" : "");
 			break;
 		}
-		if (rc == -EBUSY) {
-			/* someone else's program: not ours to replace, and
-			 * generic mode cannot sit beside it */
+		if (stage == 1 && (rc == -EBUSY || rc == -EEXIST)) {
+			/* someone else's program: not ours to replace */
 			hs_port_log(p->port, HS_LOG_INFO,
 				    "uplink %s: the interface has an XDP program already",
 				    p->ifname);
+			rc = -EBUSY;
 			break;
 		}
 		hs_port_log(p->port, HS_LOG_INFO, "uplink %s: %s refused: %s", p->ifname,
@@ -320,13 +341,18 @@ int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out)
 	return rc ? rc : -EOPNOTSUPP;
 }
 
+void ul_xdp_detach(struct ul_xdp *x)
+{
+	if (x)
+		detach(x);
+}
+
 void ul_xdp_close(struct ul_xdp *x)
 {
 	if (!x)
 		return;
 	close_sockets(x);
-	if (x->attach_flags)
-		detach(x);
+	detach(x);
 	unload(x);
 	hs_keyset_free(&x->macs);
 	free(x);
@@ -443,7 +469,7 @@ void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *tokens, unsigned
 /* ---- the MAC map, on the loop ---------------------------------------------------- */
 
 struct mac_walk {
-	uint64_t own;
+	const struct hs_keyset *host; /* the interface's own unicast MACs */
 	struct hs_keyset set;
 };
 
@@ -459,7 +485,7 @@ static int mac_cb(const uint8_t mac[6], uint16_t vid, void *arg)
 	struct mac_walk *w = arg;
 	(void)vid;
 	uint64_t k = mac_key(mac);
-	if ((mac[0] & 1) || k == w->own)
+	if ((mac[0] & 1) || hs_keyset_has(w->host, k))
 		return 0;
 	return hs_keyset_push(&w->set, k);
 }
@@ -481,20 +507,22 @@ static void map_del(void *arg, uint64_t k)
 		atomic_fetch_add(&x->map_errors, 1);
 }
 
-void ul_xdp_set_mtu(struct ul_xdp *x, uint32_t mtu)
+void ul_xdp_set_dev(struct ul_xdp *x, uint32_t mtu, bool no_rxvlan)
 {
-	uint32_t v = mtu + HS_ETH_HLEN, k = 0;
-	if (v == x->max_l2)
-		return;
-	if (bpf_map_update_elem(x->cfg_fd, &k, &v, BPF_ANY) == 0)
-		x->max_l2 = v;
-	else
-		atomic_fetch_add(&x->map_errors, 1);
+	uint32_t v[2] = {mtu + HS_ETH_HLEN, no_rxvlan};
+	for (uint32_t k = 0; k < 2; k++) {
+		if (v[k] == x->cfg[k])
+			continue;
+		if (bpf_map_update_elem(x->cfg_fd, &k, &v[k], BPF_ANY) == 0)
+			x->cfg[k] = v[k];
+		else
+			atomic_fetch_add(&x->map_errors, 1);
+	}
 }
 
-void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const uint8_t own_mac[6])
+void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const struct hs_keyset *host)
 {
-	struct mac_walk w = {.own = mac_key(own_mac)};
+	struct mac_walk w = {.host = host};
 	if (hs_fdb_walk_macs(sw, x->port, mac_cb, &w)) {
 		hs_keyset_free(&w.set);
 		atomic_fetch_add(&x->map_errors, 1);
@@ -523,8 +551,18 @@ void ul_xdp_counters(struct ul_xdp *x, void (*cb)(void *arg, const char *name, u
 			invalid += st.rx_invalid_descs;
 		}
 	}
+	/* frames the driver could not vouch for (no VLAN hint), per CPU */
+	uint64_t unknown = 0;
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *pc = ncpu > 0 ? calloc((size_t)ncpu, sizeof(*pc)) : NULL;
+	uint32_t k0 = 0;
+	if (pc && bpf_map_lookup_elem(x->stats_fd, &k0, pc) == 0)
+		for (int c = 0; c < ncpu; c++)
+			unknown += pc[c];
+	free(pc);
 	cb(arg, "xdp_queues", x->nq);
 	cb(arg, "xdp_vlan_hint", x->hint);
+	cb(arg, "xdp_no_hint_passed", unknown);
 	cb(arg, "xdp_rx_frames", rx);
 	cb(arg, "xdp_rx_bad", bad);
 	cb(arg, "xdp_rx_csum_partial", partial);

@@ -13,6 +13,8 @@
 
 #include <hyperswitch/backend.h>
 
+#include "keyset.h"
+
 /* A frame's token on the XDP path: this bit, and its UMEM frame's index. */
 #define UL_XDP_TOKEN (1ull << 63)
 
@@ -32,7 +34,8 @@ struct ul_xdp_params {
 			      interface's receive queues */
 	uint32_t frames;   /* UMEM frames per socket (a power of two) */
 	uint32_t max_macs; /* entries of the program's MAC map */
-	bool generic_only; /* skip native XDP */
+	bool generic_only; /* generic XDP (not the driver's) */
+	bool zerocopy;     /* native XDP: try zero-copy first */
 	hs_port_t *port;   /* for the log */
 };
 
@@ -42,6 +45,9 @@ struct ul_xdp_params {
  * nothing left attached. */
 int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out);
 void ul_xdp_close(struct ul_xdp *x);
+/* Takes the program off the interface now (it left the namespace: the
+ * kernel keeps a link's program on a device that moves), before close. */
+void ul_xdp_detach(struct ul_xdp *x);
 /* "xdp-zerocopy", "xdp-native" or "xdp-generic" */
 const char *ul_xdp_mode(const struct ul_xdp *x);
 /* Queue qi's socket (to poll for frames), or -1: no socket for it. */
@@ -53,11 +59,13 @@ unsigned ul_xdp_recv(struct ul_xdp *x, unsigned qi, struct hs_pkt *pkts,
 /* Frames back from the switch (tokens from ul_xdp_recv), by the owner. */
 void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *tokens, unsigned n);
 /* Brings the program's MAC map to the MACs the switch has behind its
- * other ports (except own_mac, the interface's). On the loop. */
-void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const uint8_t own_mac[6]);
-/* The interface's MTU: larger frames stay on the AF_PACKET path. On the
- * loop (and before the port starts). */
-void ul_xdp_set_mtu(struct ul_xdp *x, uint32_t mtu);
+ * other ports, except the interface's own unicast MACs (host: sorted).
+ * On the loop. */
+void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const struct hs_keyset *host);
+/* The interface's MTU (larger frames stay on the AF_PACKET path) and
+ * whether it keeps VLAN tags out of frames (rx-vlan-offload). On the
+ * loop. */
+void ul_xdp_set_dev(struct ul_xdp *x, uint32_t mtu, bool no_rxvlan);
 void ul_xdp_counters(struct ul_xdp *x, void (*cb)(void *arg, const char *name, uint64_t v),
 		     void *arg);
 #else
@@ -67,6 +75,7 @@ static inline int ul_xdp_open(const struct ul_xdp_params *p, struct ul_xdp **out
 	return -EOPNOTSUPP;
 }
 static inline void ul_xdp_close(struct ul_xdp *x) { (void)x; }
+static inline void ul_xdp_detach(struct ul_xdp *x) { (void)x; }
 static inline const char *ul_xdp_mode(const struct ul_xdp *x)
 {
 	(void)x;
@@ -88,13 +97,14 @@ static inline void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *to
 {
 	(void)x, (void)qi, (void)tokens, (void)n;
 }
-static inline void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw, const uint8_t own_mac[6])
+static inline void ul_xdp_sync_macs(struct ul_xdp *x, hs_switch_t *sw,
+				    const struct hs_keyset *host)
 {
-	(void)x, (void)sw, (void)own_mac;
+	(void)x, (void)sw, (void)host;
 }
-static inline void ul_xdp_set_mtu(struct ul_xdp *x, uint32_t mtu)
+static inline void ul_xdp_set_dev(struct ul_xdp *x, uint32_t mtu, bool no_rxvlan)
 {
-	(void)x, (void)mtu;
+	(void)x, (void)mtu, (void)no_rxvlan;
 }
 static inline void ul_xdp_counters(struct ul_xdp *x,
 				   void (*cb)(void *arg, const char *name, uint64_t v), void *arg)

@@ -411,7 +411,7 @@ done
 expect_rc 0 port del u9
 # AF_XDP mode on request (native XDP on a veth, where built)
 expect_rc 1 port add u8 uplink ifname="$ul" mode=fast
-grep -q "mode.*not auto, packet, xdp or xdp-generic" "$work/err.txt" ||
+grep -q "mode.*not auto, packet, xdp, xdp-zerocopy or xdp-generic" "$work/err.txt" ||
 	fail "a bad uplink mode was not refused: $(cat "$work/err.txt")"
 expect_rc 0 port add u8 uplink ifname="$ul" mode=xdp xdp_frames=256
 hsctl show u8 >"$work/show-u8.txt" 2>&1

@@ -807,8 +807,10 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		if ((rc = get_str(s, "mode", 16, &mode)))
 			return rc;
 		if (mode && strcmp(mode, "auto") && strcmp(mode, "packet") && strcmp(mode, "xdp") &&
-		    strcmp(mode, "xdp-generic"))
-			return fail(s, "mode", "\"%s\" is not auto, packet, xdp or xdp-generic", mode);
+		    strcmp(mode, "xdp-generic") && strcmp(mode, "xdp-zerocopy"))
+			return fail(s, "mode",
+				    "\"%s\" is not auto, packet, xdp, xdp-zerocopy or xdp-generic",
+				    mode);
 		if (mode) {
 			free(p->uplink_mode);
 			p->uplink_mode = strdup(mode);

@@ -97,7 +97,8 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		ul->flags = (pc->offload ? 0 : HS_UPLINK_NO_OFFLOAD) |
 			    (pc->promisc ? 0 : HS_UPLINK_NO_PROMISC) |
 			    (pc->qdisc_bypass ? HS_UPLINK_QDISC_BYPASS : 0) |
-			    (!strcmp(m, "xdp-generic") ? HS_UPLINK_XDP_GENERIC : 0);
+			    (!strcmp(m, "xdp-generic") ? HS_UPLINK_XDP_GENERIC : 0) |
+			    (!strcmp(m, "xdp-zerocopy") ? HS_UPLINK_XDP_ZEROCOPY : 0);
 		ul->xdp_frames = pc->xdp_frames;
 		ul->xdp_macs = pc->xdp_macs;
 		ul->queues = pc->queues;

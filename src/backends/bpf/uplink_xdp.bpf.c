@@ -32,6 +32,7 @@
 extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto,
 					__u16 *vlan_tci) __ksym;
 #define HS_ENODATA 61
+#define HS_EOPNOTSUPP 95
 #endif
 
 struct {
@@ -53,15 +54,30 @@ struct {
 /* [0]: the largest untagged frame to take, the interface's MTU + 14 (set
  * by the loader, and again when the MTU changes; 0 takes nothing). A
  * larger frame is a GRO or GSO aggregate whose segment size only the
- * stack knows (AF_PACKET carries it), or a jumbo frame. */
+ * stack knows (AF_PACKET carries it), or a jumbo frame.
+ * [1]: 1 if the interface keeps no VLAN tag outside the frame (its
+ * rx-vlan-offload is off), so a driver that cannot tell (the VLAN hint's
+ * -EOPNOTSUPP) still has its untagged frames taken. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } hs_cfg SEC(".maps");
 
-SEC("xdp")
+/* [0]: frames passed because the driver could not say whether a tag was
+ * kept outside them (per CPU; summed by the loader) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} hs_stats SEC(".maps");
+
+/* xdp.frags: the program copes with multi-buffer frames (it passes them),
+ * so drivers need not cap the MTU while it is attached, nor (veth) turn
+ * off the peer's GSO. */
+SEC("xdp.frags")
 int hs_uplink_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -69,11 +85,14 @@ int hs_uplink_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end || end - data > HS_XDP_FRAME_MAX)
 		return XDP_PASS;
+	if (bpf_xdp_get_buff_len(ctx) != (__u64)(end - data))
+		return XDP_PASS; /* more than one buffer: the stack's */
 	if (eth->h_dest[0] & 1)
 		return XDP_PASS; /* broadcast, multicast: the host's too */
-	__u32 zero = 0;
+	__u32 zero = 0, one = 1;
 	__u32 *max = bpf_map_lookup_elem(&hs_cfg, &zero);
-	if (!max)
+	__u32 *no_rxvlan = bpf_map_lookup_elem(&hs_cfg, &one);
+	if (!max || !no_rxvlan)
 		return XDP_PASS;
 	__u32 lim = *max;
 	if (eth->h_proto == __builtin_bswap16(ETH_P_8021Q) ||
@@ -81,18 +100,25 @@ int hs_uplink_xdp(struct xdp_md *ctx)
 		lim += 4;
 	if (end - data > lim)
 		return XDP_PASS;
-#ifdef HS_XDP_VLAN_HINT
-	/* a tag outside the frame, or a driver that cannot tell: the
-	 * AF_PACKET path, which puts tags back */
-	__be16 vproto;
-	__u16 vtci;
-	if (bpf_xdp_metadata_rx_vlan_tag(ctx, &vproto, &vtci) != -HS_ENODATA)
-		return XDP_PASS;
-#endif
 	__u64 key = 0;
 	__builtin_memcpy(&key, eth->h_dest, ETH_ALEN);
 	if (!bpf_map_lookup_elem(&hs_macs, &key))
 		return XDP_PASS;
+#ifdef HS_XDP_VLAN_HINT
+	/* a tag outside the frame: the AF_PACKET path, which puts tags back;
+	 * a driver that cannot tell: only if the interface strips none */
+	__be16 vproto;
+	__u16 vtci;
+	int r = bpf_xdp_metadata_rx_vlan_tag(ctx, &vproto, &vtci);
+	if (r != -HS_ENODATA && !(r == -HS_EOPNOTSUPP && *no_rxvlan)) {
+		if (r == -HS_EOPNOTSUPP) {
+			__u64 *n = bpf_map_lookup_elem(&hs_stats, &zero);
+			if (n)
+				(*n)++;
+		}
+		return XDP_PASS;
+	}
+#endif
 	/* no socket on this queue: XDP_PASS */
 	return bpf_redirect_map(&hs_xsks, ctx->rx_queue_index, XDP_PASS);
 }
