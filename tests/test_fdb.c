@@ -304,10 +304,11 @@ struct walk_count {
 	uint8_t last[6];
 };
 
-static int walk_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+static int walk_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg)
 {
 	struct walk_count *w = arg;
 	ck_assert_uint_eq(vid, 1);
+	ck_assert_uint_le(idle_s, 2);
 	memcpy(w->last, mac, 6);
 	return ++w->n == w->stop_at ? 7 : 0;
 }

@@ -826,17 +826,11 @@ static int fake_read_tos(int fd, uint8_t *buf, size_t max, unsigned *ecn)
 	return (int)n;
 }
 
-/* ECN through the tunnel as RFC 6040 says: encapsulation copies the inner
- * field to the outer header (normal mode, CE included); decapsulation
- * brings a CE mark to an ECN-capable inner header (its IPv4 checksum
- * kept right), drops a CE-marked frame that is not ECN-capable (counted),
- * turns ECT(0) into ECT(1) under an ECT(1) outer header, and changes
- * nothing under a Not-ECT or ECT(0) one. */
 static bool hsx_has(const char *mac)
 {
 	char cmd[160];
 	snprintf(cmd, sizeof(cmd),
-		 "bridge fdb show dev hsx | grep -q '^%s master br0 static'", mac);
+		 "bridge fdb show dev hsx | grep -q '^%s .*master br0 static'", mac);
 	return system(cmd) == 0;
 }
 
@@ -844,7 +838,11 @@ static bool hsx_has(const char *mac)
  * port (a control plane's copy, kept up beside this port) taken whole
  * with HS_VXLAN_FOLLOW_ANY_PORT; the switch's local MACs of this port's
  * VLAN kept as static entries on a bridge port (for zebra to advertise),
- * and taken away when the switch forgets them or the port goes. */
+ * and taken away when the switch forgets them or the port goes; the
+ * bridge side repaired when it changes (the port rejoining its bridge), a
+ * MAC the control plane moved to the vxlan device taken back only once
+ * the switch sees it again, a static entry the switch lacks removed, the
+ * bridge's own address never taken. */
 START_TEST(the_follower_takes_any_port_and_exports_local_macs)
 {
 #ifdef HS_TEST_EMULATED
@@ -899,6 +897,35 @@ START_TEST(the_follower_takes_any_port_and_exports_local_macs)
 	/* learned again, then the port goes: gone with it */
 	ck_assert_int_eq(th_send(a.m, f, th_frame(f, m31, src, -1, 100, 3)), 0);
 	ck_assert(TH_WAIT(hsx_has(ms), 5000));
+	/* the bridge loses the entry (the port left it and came back): put
+	 * back at the next pass */
+	sh("ip link set hsx nomaster && ip link set hsx master br0");
+	ck_assert(!hsx_has(ms));
+	ck_assert(TH_WAIT(hsx_has(ms), 5000));
+	/* the control plane moves it to the vxlan device (advertised from
+	 * another VTEP): it stays there while the switch does not see it,
+	 * and comes back when it does */
+	char cmd[200];
+	th_advance_s(3); /* the MAC silent for a while (the switch's clock) */
+	snprintf(cmd, sizeof(cmd), "bridge fdb replace %s dev vx2 master static extern_learn", ms);
+	sh(cmd);
+	usleep(2200000); /* two passes */
+	ck_assert(!hsx_has(ms));
+	snprintf(cmd, sizeof(cmd), "bridge fdb show dev vx2 | grep -q '^%s .*extern_learn'", ms);
+	sh(cmd);
+	ck_assert_int_eq(th_send(a.m, f, th_frame(f, m31, src, -1, 100, 4)), 0);
+	ck_assert(TH_WAIT(hsx_has(ms), 5000));
+	/* the port is the switch's: a static entry it does not have goes;
+	 * the bridge's own address is never taken */
+	sh("bridge fdb add 02:00:00:00:00:77 dev hsx master static");
+	ck_assert(TH_WAIT(!hsx_has("02:00:00:00:00:77"), 5000));
+	sh("ip link set br0 address 02:00:00:00:00:78");
+	uint8_t brmac[6] = {2, 0, 0, 0, 0, 0x78};
+	ck_assert_int_eq(th_send(a.m, f, th_frame(f, m31, brmac, -1, 100, 5)), 0);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "export_conflicts") >= 1, 5000));
+	ck_assert(!hsx_has("02:00:00:00:00:78"));
+	ck_assert_int_eq(system("bridge fdb show br br0 | grep -q '^02:00:00:00:00:78 .*permanent'"),
+			 0);
 	ck_assert_uint_eq(backend_ctr(a.vx, "export_errors"), 0);
 	ck_assert_int_eq(hs_port_del(a.vx), 0);
 	ck_assert(!hsx_has(ms));
@@ -906,6 +933,12 @@ START_TEST(the_follower_takes_any_port_and_exports_local_macs)
 }
 END_TEST
 
+/* ECN through the tunnel as RFC 6040 says: encapsulation copies the inner
+ * field to the outer header (normal mode, CE included); decapsulation
+ * brings a CE mark to an ECN-capable inner header (its IPv4 checksum
+ * kept right), drops a CE-marked frame that is not ECN-capable (counted),
+ * turns ECT(0) into ECT(1) under an ECT(1) outer header, and changes
+ * nothing under a Not-ECT or ECT(0) one. */
 START_TEST(ecn_crosses_the_tunnel_as_rfc_6040_says)
 {
 	NEED_NETNS();

@@ -60,14 +60,16 @@ HS_EXTERN int hs_fdb_dump(hs_switch_t *sw,
 			  int (*cb)(const struct hs_fdb_info *e, void *arg),
 			  void *arg);
 
-/* Calls cb for the MAC and VLAN of every entry that is not on port
- * `except` (NULL: every entry), for a backend that mirrors the table (the
- * uplink's XDP map). Unlike hs_fdb_dump it takes only the table's lock,
+/* Calls cb for the MAC, VLAN and idle time (seconds since last
+ * refreshed) of every entry that is not on port `except` (NULL: every
+ * entry), for a backend that mirrors the table (the uplink's XDP map, the
+ * vxlan port's export). Unlike hs_fdb_dump it takes only the table's lock,
  * not the switch's control lock, so a loop callback (hs_watch_add) may
  * call it while ports are added and deleted; cb must not call hs_*
  * functions. A non-zero return from cb stops the walk and is returned. */
 HS_EXTERN int hs_fdb_walk_macs(hs_switch_t *sw, const hs_port_t *except,
-			       int (*cb)(const uint8_t mac[6], uint16_t vid, void *arg),
+			       int (*cb)(const uint8_t mac[6], uint16_t vid, uint32_t idle_s,
+					 void *arg),
 			       void *arg);
 
 #ifdef __cplusplus

@@ -157,18 +157,31 @@ HS_EXTERN int hs_vxlan_follow(hs_port_t *port, const char *ifname);
 struct hs_vxlan_follow_opts {
 	const char *ifname;      /* the Linux vxlan device to follow */
 	const char *export_port; /* NULL, or a port of the Linux bridge the
-				    device is in (a veth, say): the MACs the
-				    switch has in this port's VLAN behind its
-				    other ports are kept there as static bridge
-				    FDB entries (`bridge fdb ... master static`),
-				    added within a second of being learned and
-				    removed within a second of going, so that
-				    the control plane (FRR's zebra) takes them
-				    for local MACs and BGP advertises them
-				    (EVPN type-2). A bridge without VLAN
-				    filtering (one bridge per VNI, zebra's
-				    classic model). Counted: export_added,
-				    export_removed, export_errors, exported. */
+				    device is in, left to the switch (a veth
+				    with `learning off`): the MACs the switch
+				    has in this port's VLAN behind its other
+				    ports are kept there as static bridge FDB
+				    entries, so that the control plane (FRR's
+				    zebra) takes them for local MACs and BGP
+				    advertises them (EVPN type-2). Once a
+				    second the bridge is read and brought to
+				    the switch's table (at most 256 changes a
+				    pass), so whatever else changed it is
+				    repaired: static entries on the port that
+				    the switch does not have are removed;
+				    entries on other ports and the bridge's own
+				    are never touched (export_conflicts); a
+				    MAC the control plane moved to the vxlan
+				    device (advertised from another VTEP) is
+				    taken back, in one move, only once the
+				    switch sees it here again (MAC mobility).
+				    A bridge without VLAN filtering (one
+				    bridge per VNI, zebra's classic model),
+				    holding the followed device: otherwise
+				    nothing is exported and the reason is
+				    logged. Counted: export_added,
+				    export_removed, export_errors,
+				    export_conflicts, exported. */
 	uint32_t flags;          /* HS_VXLAN_FOLLOW_* */
 };
 #define HS_VXLAN_FOLLOW_OPTS_SIZE_V1 \

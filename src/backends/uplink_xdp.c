@@ -480,10 +480,10 @@ static uint64_t mac_key(const uint8_t mac[6])
 	return k;
 }
 
-static int mac_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+static int mac_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg)
 {
 	struct mac_walk *w = arg;
-	(void)vid;
+	(void)vid, (void)idle_s;
 	uint64_t k = mac_key(mac);
 	if ((mac[0] & 1) || hs_keyset_has(w->host, k))
 		return 0;

@@ -103,8 +103,10 @@ struct vx_follow {
 	hs_watch_t *export_w;
 	struct mnl_socket *enl;
 	uint32_t eseq;
-	struct hs_keyset exp;   /* MACs there now */
-	_Atomic uint64_t export_added, export_removed, export_errors, exported;
+	char *ebuf;             /* MNL_SOCKET_BUFFER_SIZE */
+	const char *export_why; /* the last reason nothing was exported */
+	_Atomic uint64_t export_added, export_removed, export_errors, exported,
+		export_conflicts;
 };
 
 /* ---- parsing ---------------------------------------------------------------------- */
@@ -128,6 +130,7 @@ static int neigh_attr(const struct nlattr *attr, void *data)
 	case NDA_SRC_VNI: ok = len == 4; break;
 	case NDA_PORT: ok = len == 2; break;
 	case NDA_NH_ID: ok = len == 4; break;
+	case NDA_MASTER: ok = len == 4; break;
 	default: break;
 	}
 	if (ok)
@@ -308,12 +311,19 @@ struct link_info {
 	uint32_t vni;
 	uint16_t port;
 	bool have_vni, external;
+	uint32_t master;        /* IFLA_MASTER: the bridge it is a port of */
+	bool vlan_filtering;    /* a bridge's IFLA_BR_VLAN_FILTERING */
 };
 
 static int info_data_attr(const struct nlattr *attr, void *data)
 {
 	struct link_info *li = data;
 	uint16_t type = mnl_attr_get_type(attr);
+	if (!strcmp(li->kind, "bridge")) {
+		if (type == IFLA_BR_VLAN_FILTERING && mnl_attr_get_payload_len(attr) >= 1)
+			li->vlan_filtering = mnl_attr_get_u8(attr) != 0;
+		return MNL_CB_OK;
+	}
 	if (type == IFLA_VXLAN_ID && mnl_attr_get_payload_len(attr) == 4) {
 		li->vni = mnl_attr_get_u32(attr);
 		li->have_vni = true;
@@ -347,6 +357,8 @@ static int link_attr(const struct nlattr *attr, void *data)
 	uint16_t type = mnl_attr_get_type(attr);
 	if (type == IFLA_LINKINFO) {
 		mnl_attr_parse_nested(attr, info_attr, data);
+	} else if (type == IFLA_MASTER && mnl_attr_get_payload_len(attr) == 4) {
+		li->master = mnl_attr_get_u32(attr);
 	} else if (type == IFLA_IFNAME) {
 		size_t len = strnlen(mnl_attr_get_payload(attr), mnl_attr_get_payload_len(attr));
 		if (len < sizeof(li->name)) {
@@ -633,20 +645,37 @@ static int link_query(int ifindex, struct link_info *li)
 	return rc;
 }
 
-/* ---- exporting local MACs to a bridge port ---------------------------------------- */
+/* ---- exporting local MACs to a bridge port ---------------------------------------- *
+ *
+ * Once a second (on the loop) the export port's bridge is read and
+ * brought to the switch's table: every pass compares what the bridge
+ * holds now with what the switch has, so whatever else changed the
+ * bridge (zebra moving a MAC to the vxlan device, the port leaving and
+ * rejoining its bridge, an entry deleted by hand, a crash that left
+ * entries behind) is repaired at the next pass. The export port is the
+ * switch's: the static entries on it are the switch's MACs, and those
+ * the switch does not have are removed. Entries on other ports and the
+ * bridge's own (local, permanent) are never touched; a MAC zebra moved
+ * to the vxlan device (it was advertised from another VTEP) comes back
+ * only when the switch sees it again behind a local port, as a Linux
+ * bridge port would take it back. At most EXPORT_OPS requests a pass,
+ * the rest at the next: the loop is not held long. */
 
-/* Adds (add) or deletes the static bridge FDB entry mac on the export
- * port; waits for the kernel's answer. 0 or a negative errno. */
-static int export_req(struct vx_follow *f, bool add, uint64_t key)
+#define EXPORT_OPS 256
+
+/* Sends one request and waits for its own answer (answers to earlier
+ * requests that timed out are skipped). 0 or a negative errno. */
+static int export_req(struct vx_follow *f, bool add, bool replace, int ifindex, uint64_t key)
 {
-	char buf[256];
+	char *buf = f->ebuf;
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = add ? RTM_NEWNEIGH : RTM_DELNEIGH;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
-	nlh->nlmsg_seq = ++f->eseq;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK |
+			   (add ? NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL) : 0);
+	uint32_t seq = nlh->nlmsg_seq = ++f->eseq;
 	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
 	ndm->ndm_family = AF_BRIDGE;
-	ndm->ndm_ifindex = f->export_ifindex;
+	ndm->ndm_ifindex = ifindex;
 	ndm->ndm_state = NUD_NOARP; /* static: never aged by the bridge */
 	ndm->ndm_flags = NTF_MASTER;
 	uint8_t mac[6];
@@ -654,77 +683,260 @@ static int export_req(struct vx_follow *f, bool add, uint64_t key)
 	mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
 	if (mnl_socket_sendto(f->enl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
-	char ans[8192];
 	for (;;) {
-		ssize_t n = mnl_socket_recvfrom(f->enl, ans, sizeof(ans));
+		ssize_t n = mnl_socket_recvfrom(f->enl, buf, MNL_SOCKET_BUFFER_SIZE);
 		if (n < 0)
 			return -errno;
-		int r = mnl_cb_run(ans, (size_t)n, f->eseq, mnl_socket_get_portid(f->enl), NULL,
-				   NULL);
-		if (r == MNL_CB_ERROR)
-			return errno ? -errno : -EIO;
-		if (r == MNL_CB_STOP || r == MNL_CB_OK)
-			return 0;
+		const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+		for (int left = (int)n; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+			if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq != seq ||
+			    mnl_nlmsg_get_payload_len(h) < sizeof(struct nlmsgerr))
+				continue; /* an earlier request's answer */
+			const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+			return e->error;
+		}
 	}
+}
+
+/* What the bridge holds for one MAC, from a dump of its FDB. */
+struct br_ent {
+	uint64_t key;
+	uint8_t where;          /* BR_* */
+};
+enum { BR_EXPORT = 1, BR_REMOTE = 2, BR_OTHER = 4 };
+
+struct br_dump {
+	int bridge, export_ifindex, vx_ifindex;
+	struct br_ent *v;
+	size_t n, cap;
+	int rc;
+};
+
+static int br_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct br_dump *d = data;
+	if (nlh->nlmsg_type != RTM_NEWNEIGH || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ndmsg))
+		return MNL_CB_OK;
+	const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+	struct attrs t = {0};
+	mnl_attr_parse(nlh, sizeof(*ndm), neigh_attr, &t);
+	if (ndm->ndm_family != AF_BRIDGE || !t.a[NDA_LLADDR] || t.a[NDA_DST] ||
+	    (ndm->ndm_flags & NTF_SELF))
+		return MNL_CB_OK; /* a VTEP entry, or a device's own list */
+	if (t.a[NDA_MASTER] && (int)mnl_attr_get_u32(t.a[NDA_MASTER]) != d->bridge)
+		return MNL_CB_OK; /* another bridge's (an unfiltered dump) */
+	const uint8_t *mac = mnl_attr_get_payload(t.a[NDA_LLADDR]);
+	if (mac[0] & 1)
+		return MNL_CB_OK;
+	uint8_t where = BR_OTHER;
+	if (ndm->ndm_ifindex == d->export_ifindex && (ndm->ndm_state & NUD_NOARP) &&
+	    !(ndm->ndm_state & NUD_PERMANENT))
+		where = BR_EXPORT;
+	else if (ndm->ndm_ifindex == d->vx_ifindex && (ndm->ndm_flags & NTF_EXT_LEARNED) &&
+		 !(ndm->ndm_state & NUD_PERMANENT))
+		where = BR_REMOTE;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 256;
+		struct br_ent *v = realloc(d->v, cap * sizeof(*v));
+		if (!v) {
+			d->rc = -ENOMEM;
+			return MNL_CB_ERROR;
+		}
+		d->v = v;
+		d->cap = cap;
+	}
+	uint64_t k = 0;
+	memcpy(&k, mac, 6);
+	d->v[d->n++] = (struct br_ent){.key = k, .where = where};
+	return MNL_CB_OK;
+}
+
+static int cmp_br(const void *a, const void *b)
+{
+	const struct br_ent *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* The bridge's FDB (its ports' entries), sorted by MAC; a MAC on several
+ * ports (several VLANs) has every place or'ed into one. */
+static int br_read(struct vx_follow *f, int bridge, struct br_dump *d)
+{
+	*d = (struct br_dump){.bridge = bridge, .export_ifindex = f->export_ifindex,
+			      .vx_ifindex = f->ifindex};
+	char *buf = f->ebuf;
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	uint32_t seq = nlh->nlmsg_seq = ++f->eseq;
+	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
+	ndm->ndm_family = AF_BRIDGE;
+	mnl_attr_put_u32(nlh, NDA_MASTER, (uint32_t)bridge);
+	int rc = mnl_socket_sendto(f->enl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
+	while (!rc) {
+		ssize_t n = mnl_socket_recvfrom(f->enl, buf, MNL_SOCKET_BUFFER_SIZE);
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		int r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(f->enl), br_cb, d);
+		if (r == MNL_CB_ERROR) {
+			if (errno == ESRCH)
+				continue; /* an earlier request's late answer */
+			rc = d->rc ? d->rc : errno ? -errno : -EIO;
+		}
+		if (r <= MNL_CB_STOP)
+			break;
+	}
+	if (rc) {
+		free(d->v);
+		d->v = NULL;
+		return rc;
+	}
+	if (d->n)
+		qsort(d->v, d->n, sizeof(*d->v), cmp_br);
+	size_t m = 0;
+	for (size_t i = 0; i < d->n; i++) {
+		if (m && d->v[m - 1].key == d->v[i].key)
+			d->v[m - 1].where |= d->v[i].where;
+		else
+			d->v[m++] = d->v[i];
+	}
+	d->n = m;
+	return 0;
 }
 
 struct export_walk {
 	int pvid;
-	struct hs_keyset set;
+	struct hs_keyset set, fresh; /* the switch's MACs; those seen a pass ago */
 };
 
-static int export_cb(const uint8_t mac[6], uint16_t vid, void *arg)
+static int export_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg)
 {
 	struct export_walk *w = arg;
 	if (vid != w->pvid || (mac[0] & 1))
 		return 0;
 	uint64_t k = 0;
 	memcpy(&k, mac, 6);
-	return hs_keyset_push(&w->set, k);
+	int rc = hs_keyset_push(&w->set, k);
+	if (!rc && idle_s <= 1)
+		rc = hs_keyset_push(&w->fresh, k);
+
+	return rc;
 }
 
-static bool export_add(void *arg, uint64_t k)
+/* Says once (per reason) why nothing is exported. */
+static void export_off(struct vx_follow *f, const char *why)
 {
-	struct vx_follow *f = arg;
-	if (export_req(f, true, k)) {
-		atomic_fetch_add(&f->export_errors, 1); /* again next time */
-		return false;
-	}
-	atomic_fetch_add(&f->export_added, 1);
-	return true;
+	if (f->export_why != why)
+		hs_port_log(f->port, HS_LOG_WARN, "not exporting local MACs to %s: %s",
+			    f->export_name, why);
+	f->export_why = why;
+	atomic_store(&f->exported, 0);
 }
 
-static void export_del(void *arg, uint64_t k)
-{
-	struct vx_follow *f = arg;
-	int rc = export_req(f, false, k);
-	atomic_fetch_add(rc && rc != -ENOENT ? &f->export_errors : &f->export_removed, 1);
-}
-
-/* Brings the export port's static entries to the MACs the switch has in
- * this port's VLAN behind its other ports. */
-static void export_sync(struct vx_follow *f)
+/* Where the export port is: its bridge, the followed device's too, not
+ * VLAN-filtering. 0 and the bridge's ifindex, or why not. */
+static const char *export_bridge(struct vx_follow *f, int *bridge)
 {
 	char name[IF_NAMESIZE];
-	if (!f->export_ifindex || !if_indextoname((unsigned)f->export_ifindex, name) ||
-	    strcmp(name, f->export_name)) {
-		/* gone, or made again: its entries went with it */
-		f->export_ifindex = (int)if_nametoindex(f->export_name);
-		f->exp.n = 0;
-		if (!f->export_ifindex) {
-			atomic_store(&f->exported, 0);
-			return;
-		}
-	}
+	if (!f->export_ifindex || !if_indextoname((unsigned)f->export_ifindex, name))
+		f->export_ifindex = (int)if_nametoindex(f->export_name); /* made again */
+	if (!f->export_ifindex)
+		return "the port does not exist";
+	struct link_info pl = {0}, dl = {0}, bl = {0};
+	if (link_query(f->export_ifindex, &pl) || link_query(f->ifindex, &dl))
+		return "cannot read the ports";
+	if (!pl.master)
+		return "the port is in no bridge";
+	if (pl.master != dl.master)
+		return "the port is not in the followed device's bridge";
+	if (link_query((int)pl.master, &bl) || strcmp(bl.kind, "bridge"))
+		return "the port's master is not a bridge";
+	if (bl.vlan_filtering)
+		return "the bridge filters VLANs (one bridge per VNI is supported)";
+	*bridge = (int)pl.master;
+	return NULL;
+}
+
+/* One pass: the export port's static entries brought to the MACs the
+ * switch has in this port's VLAN behind its other ports. */
+static void export_sync(struct vx_follow *f)
+{
+	int bridge = 0;
+	const char *why = export_bridge(f, &bridge);
 	struct export_walk w = {.pvid = hs_port_pvid(f->port)};
-	if (w.pvid > 0 && hs_fdb_walk_macs(hs_port_switch(f->port), f->port, export_cb, &w)) {
-		hs_keyset_free(&w.set);
-		atomic_fetch_add(&f->export_errors, 1);
+	if (!why && w.pvid <= 0)
+		why = "the vxlan port has no access or native VLAN";
+	if (why) {
+		export_off(f, why);
 		return;
 	}
+	struct br_dump d;
+	if (br_read(f, bridge, &d) ||
+	    hs_fdb_walk_macs(hs_port_switch(f->port), f->port, export_cb, &w)) {
+		atomic_fetch_add(&f->export_errors, 1);
+		hs_keyset_free(&w.set);
+		hs_keyset_free(&w.fresh);
+		free(d.v);
+		return;
+	}
+	f->export_why = NULL;
 	hs_keyset_sort(&w.set);
-	hs_keyset_apply(&f->exp, &w.set, export_add, export_del, f);
-	atomic_store(&f->exported, f->exp.n);
+	hs_keyset_sort(&w.fresh);
+	unsigned ops = 0;
+	uint64_t there = 0;
+	/* both sorted: one merge */
+	size_t i = 0, j = 0;
+	while (i < w.set.n || j < d.n) {
+		bool in_want = i < w.set.n && (j == d.n || w.set.v[i] <= d.v[j].key);
+		bool in_br = j < d.n && (i == w.set.n || d.v[j].key <= w.set.v[i]);
+		uint64_t k = in_want ? w.set.v[i] : d.v[j].key;
+		uint8_t where = in_br ? d.v[j].where : 0;
+		i += in_want;
+		j += in_br;
+		if (in_want && (where & BR_EXPORT)) {
+			there++;
+			continue;
+		}
+		if (!in_want) {
+			/* the switch's port: a static MAC the switch lacks goes */
+			if ((where & BR_EXPORT) && ops < EXPORT_OPS) {
+				ops++;
+				int rc = export_req(f, false, false, f->export_ifindex, k);
+				atomic_fetch_add(rc && rc != -ENOENT ? &f->export_errors
+								      : &f->export_removed, 1);
+			}
+			continue;
+		}
+		if (where & BR_OTHER) {
+			/* on another port, or the bridge's own: not ours */
+			atomic_fetch_add(&f->export_conflicts, 1);
+			continue;
+		}
+		/* absent, or moved to the vxlan device by the control plane:
+		 * back only once the switch sees it here again */
+		bool remote = where & BR_REMOTE;
+		if ((remote && !hs_keyset_has(&w.fresh, k)) || ops >= EXPORT_OPS)
+			continue;
+		ops++;
+		/* a remote entry is moved (replaced) in one step, as the
+		 * bridge's own learning moves it: zebra takes the move for the
+		 * MAC's return (a higher sequence number). Deleting it first
+		 * would have zebra put its remote entry back. */
+		int rc = export_req(f, true, remote, f->export_ifindex, k);
+		if (!rc) {
+			there++;
+			atomic_fetch_add(&f->export_added, 1);
+		} else if (rc == -EEXIST) {
+			atomic_fetch_add(&f->export_conflicts, 1); /* came meanwhile */
+		} else {
+			atomic_fetch_add(&f->export_errors, 1);
+		}
+	}
+	atomic_store(&f->exported, there);
+	hs_keyset_free(&w.set);
+	hs_keyset_free(&w.fresh);
+	free(d.v);
 }
 
 static void on_export_tick(hs_watch_t *w, int fd, unsigned events, void *arg)
@@ -743,11 +955,20 @@ static int export_open(struct vx_follow *f)
 	f->export_ifindex = (int)if_nametoindex(f->export_name);
 	if (!f->export_ifindex)
 		return -ENODEV;
+	if (f->export_ifindex == f->ifindex)
+		return -EINVAL; /* the followed device itself */
 	struct timeval tv = {.tv_sec = 2};
+	int one = 1;
+	f->ebuf = malloc(MNL_SOCKET_BUFFER_SIZE);
 	f->enl = mnl_socket_open(NETLINK_ROUTE);
+	if (!f->ebuf)
+		return -ENOMEM;
 	if (!f->enl || mnl_socket_bind(f->enl, 0, MNL_SOCKET_AUTOPID) < 0 ||
 	    setsockopt(mnl_socket_get_fd(f->enl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
 		return -errno;
+	/* dumps of one bridge's FDB (else of every one, filtered here) */
+	setsockopt(mnl_socket_get_fd(f->enl), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
+		   sizeof(one));
 	f->export_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	struct itimerspec its = {.it_interval = {.tv_nsec = EXPORT_NS - 1},
 				 .it_value = {.tv_nsec = 100000000}};
@@ -756,16 +977,22 @@ static int export_open(struct vx_follow *f)
 	return 0;
 }
 
-/* After the export's watch is gone: its entries leave the bridge. */
+/* After the export's watch is gone: the switch's MACs leave the bridge
+ * (every static entry on its port, with no limit per pass). */
 static void export_close(struct vx_follow *f)
 {
-	for (size_t i = 0; f->enl && f->export_ifindex && i < f->exp.n; i++)
-		export_req(f, false, f->exp.v[i]);
+	int bridge = 0;
+	struct br_dump d = {0};
+	if (f->enl && f->ebuf && !export_bridge(f, &bridge) && !br_read(f, bridge, &d))
+		for (size_t i = 0; i < d.n; i++)
+			if (d.v[i].where & BR_EXPORT)
+				export_req(f, false, false, f->export_ifindex, d.v[i].key);
+	free(d.v);
 	if (f->enl)
 		mnl_socket_close(f->enl);
 	if (f->export_tfd >= 0)
 		close(f->export_tfd);
-	hs_keyset_free(&f->exp);
+	free(f->ebuf);
 }
 
 int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_follow **out)
@@ -897,7 +1124,8 @@ void vx_follow_close(struct vx_follow *f)
 
 const char *const vx_follow_counter_names[VX_FOLLOW_NCTR] = {
 	"follow_added", "follow_removed", "follow_skipped", "follow_resyncs", "follow_errors",
-	"follow_relinks", "export_added", "export_removed", "export_errors", "exported"};
+	"follow_relinks", "export_added", "export_removed", "export_errors", "exported",
+	"export_conflicts"};
 
 void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 {
@@ -911,4 +1139,5 @@ void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR])
 	out[7] = atomic_load(&f->export_removed);
 	out[8] = atomic_load(&f->export_errors);
 	out[9] = atomic_load(&f->exported);
+	out[10] = atomic_load(&f->export_conflicts);
 }

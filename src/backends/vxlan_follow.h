@@ -39,7 +39,7 @@ int vx_follow_open(hs_port_t *port, const struct vx_follow_config *c, struct vx_
 /* Stops watching (the entries it added stay in the table). */
 void vx_follow_close(struct vx_follow *f);
 /* Its counters, in the order of vx_follow_counter_names. */
-#define VX_FOLLOW_NCTR 10
+#define VX_FOLLOW_NCTR 11
 extern const char *const vx_follow_counter_names[VX_FOLLOW_NCTR];
 void vx_follow_read(struct vx_follow *f, uint64_t out[VX_FOLLOW_NCTR]);
 

@@ -552,7 +552,8 @@ static int dump_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp
 
 struct macs_arg {
 	uint32_t except;      /* a port index, or UINT32_MAX */
-	int (*cb)(const uint8_t mac[6], uint16_t vid, void *arg);
+	uint32_t now;
+	int (*cb)(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg);
 	void *arg;
 	int rc;
 };
@@ -560,13 +561,13 @@ struct macs_arg {
 static int macs_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp, void *arg)
 {
 	struct macs_arg *a = arg;
-	(void)e, (void)stamp;
+	(void)e;
 	if ((w & HS__FDB_PORT_MASK) == a->except)
 		return 0;
 	uint64_t m = k & 0xffffffffffffull;
 	uint8_t mac[HS_ETH_ALEN];
 	memcpy(mac, &m, HS_ETH_ALEN);
-	a->rc = a->cb(mac, (uint16_t)((k >> 48) & 0xfff), a->arg);
+	a->rc = a->cb(mac, (uint16_t)((k >> 48) & 0xfff), a->now - stamp, a->arg);
 	return a->rc ? -1 : 0;
 }
 
@@ -574,12 +575,14 @@ static int macs_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp
  * index), so that loop callbacks may call it while a port is being
  * deleted under ctl_lock. */
 int hs_fdb_walk_macs(hs_switch_t *sw, const hs_port_t *except,
-		     int (*cb)(const uint8_t mac[6], uint16_t vid, void *arg), void *arg)
+		     int (*cb)(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg),
+		     void *arg)
 {
 	if (!sw || !cb)
 		return -EINVAL;
 	struct macs_arg a = {.except = except ? except->index : UINT32_MAX, .cb = cb, .arg = arg};
 	pthread_mutex_lock(&sw->fdb.lock);
+	a.now = hs__now_s(sw);
 	walk(sw, macs_fn, &a);
 	pthread_mutex_unlock(&sw->fdb.lock);
 	return a.rc;

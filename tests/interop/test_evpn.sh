@@ -10,14 +10,16 @@
 #       follows vx100's FDB (follow-any-port: zebra's entries name no port)
 #       and keeps its local MACs as static entries on hsx, a port of br100
 #       (export=hsx), which zebra takes for local MACs.
-#   H2: the Linux kernel: vx100 (VNI 100, port 4789, nolearning) and a
-#       veth to V2 (10.81.0.2) in bridge br100, as an EVPN host runs it.
+#   H2: the Linux kernel: vx100 (VNI 100, port 4789, nolearning) and
+#       veths to V2 (10.81.0.2) and V3 (10.81.0.3) in bridge br100, as an
+#       EVPN host runs it.
 # Checks: BGP carries V1's MAC (type-2, learned by hyperswitch, exported)
 # to H2, where zebra puts it in the kernel's FDB (extern_learn, dst
 # 10.80.0.1), and V2's MAC and H2's flood entry (type-3) to H1, where
 # zebra puts them in vx100's FDB and hyperswitch follows; V1 and V2 ping
-# each other both ways; when the switch stops, its exported MAC leaves
-# br100 and BGP withdraws it from H2. Processes and namespaces are
+# each other both ways; V1's MAC moves to H2 (V2 takes it) and comes back
+# (MAC mobility: advertised from H1 again, V1 pings V3 on H2); when the
+# switch stops, its exported MAC leaves br100 and BGP withdraws it from H2. Processes and namespaces are
 # removed on every exit path.
 #   test_evpn.sh BUILD_DIR SOURCE_DIR   (HS_TEST_WORKERS=N: polling workers)
 # Exits 77 (skipped) when not root or without FRR, ip, bridge or ping.
@@ -39,7 +41,7 @@ fi
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
 
 id=$$
-h1="hs-$id-e1" h2="hs-$id-e2" v1="hs-$id-ev1" v2="hs-$id-ev2"
+h1="hs-$id-e1" h2="hs-$id-e2" v1="hs-$id-ev1" v2="hs-$id-ev2" v3="hs-$id-ev3"
 tap="hse$id"
 work=$(mktemp -d /tmp/hs-evpn.XXXXXX)
 chmod 755 "$work"
@@ -52,7 +54,7 @@ cleanup() {
 		done
 	done
 	wait 2>/dev/null
-	for n in "$h1" "$h2" "$v1" "$v2"; do
+	for n in "$h1" "$h2" "$v1" "$v2" "$v3"; do
 		ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 		ip netns del "$n" 2>/dev/null
 	done
@@ -87,8 +89,12 @@ counter() { # name: the last value vswitch printed for the vxlan port
 		grep -o " $1 [0-9]*" | awk '{print $2}'
 }
 
-for n in "$h1" "$h2" "$v1" "$v2"; do
+for n in "$h1" "$h2" "$v1" "$v2" "$v3"; do
 	ip netns add "$n" && ip -n "$n" link set lo up || fail "cannot create namespace $n"
+done
+for n in "$v1" "$v2" "$v3"; do # the VMs say only what the test makes them say
+	ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+		net.ipv6.conf.default.disable_ipv6=1
 done
 ip -n "$h1" link add u1 type veth peer name u2 netns "$h2" &&
 	ip -n "$h1" addr add 10.80.0.1/24 dev u1 && ip -n "$h1" link set u1 up &&
@@ -107,11 +113,15 @@ done
 ip -n "$h1" link add hsx type veth peer name hsxp && ip -n "$h1" link set hsx master br100 &&
 	ip -n "$h1" link set hsx type bridge_slave learning off &&
 	ip -n "$h1" link set hsx up && ip -n "$h1" link set hsxp up || fail "cannot make hsx"
-# V2 on H2's bridge
-ip -n "$h2" link add v2 type veth peer name eth0 netns "$v2" &&
-	ip -n "$h2" link set v2 master br100 && ip -n "$h2" link set v2 up &&
-	ip -n "$v2" addr add 10.81.0.2/24 dev eth0 && ip -n "$v2" link set eth0 up ||
-	fail "cannot make V2"
+# V2 and V3 on H2's bridge
+for i in 2 3; do
+	v=$v2
+	[ $i = 3 ] && v=$v3
+	ip -n "$h2" link add v$i type veth peer name eth0 netns "$v" &&
+		ip -n "$h2" link set v$i master br100 && ip -n "$h2" link set v$i up &&
+		ip -n "$v" addr add 10.81.0.$i/24 dev eth0 && ip -n "$v" link set eth0 up ||
+		fail "cannot make V$i"
+done
 
 # FRR on both hosts: zebra and bgpd, iBGP over the underlay
 for h in 1 2; do
@@ -164,7 +174,7 @@ fdb_has() { # ns mac pattern
 until_ok 30 fdb_has "$h2" "$m1" "dst 10.80.0.1 self extern_learn" ||
 	fail "BGP did not carry V1's MAC ($m1) to H2's kernel FDB"
 say "V1's MAC learned by hyperswitch, advertised by BGP, in H2's kernel FDB"
-bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 master br100 static" ||
+bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 .*master br100 static" ||
 	fail "V1's MAC is not a static entry on hsx"
 # V2 speaks: its MAC comes to H1's vx100 (zebra) and hyperswitch's table
 ip netns exec "$v2" ping -c 1 -W 1 10.81.0.1 >/dev/null 2>&1
@@ -187,6 +197,32 @@ done
 [ "$(counter follow_skipped)" = 0 ] || fail "follow_skipped $(counter follow_skipped)"
 [ "$(counter export_errors)" = 0 ] || fail "export_errors $(counter export_errors)"
 grep "^port vxlan100 backend: " "$work/vswitch.log" | tail -n 1
+
+# MAC mobility: V1's MAC appears behind H2 (V2 takes it and talks to V3,
+# unicast only, so hyperswitch still has it behind its tap), then comes
+# back: the switch sees it again and takes it back from zebra's remote
+# entry; BGP advertises it from H1 again (a higher sequence number)
+m3=$(mac_of "$v3" eth0)
+ip -n "$v2" link set eth0 address "$m1" && ip -n "$v2" addr add 10.81.0.11/24 dev eth0 &&
+	ip -n "$v2" neigh replace 10.81.0.3 lladdr "$m3" dev eth0 nud permanent &&
+	ip -n "$v3" neigh replace 10.81.0.11 lladdr "$m1" dev eth0 nud permanent ||
+	fail "cannot move V1's MAC to V2"
+ip netns exec "$v2" ping -I 10.81.0.11 -c 3 -i 0.3 -W 1 10.81.0.3 >/dev/null 2>&1
+until_ok 20 fdb_has "$h1" "$m1" "dst 10.80.0.2 self extern_learn" ||
+	fail "BGP did not move V1's MAC to H2"
+say "V1's MAC moved to H2 (advertised from there, remote at H1)"
+ip -n "$v2" link set eth0 address "$m2" || fail "cannot give V2 its MAC back"
+ip -n "$v1" neigh replace 10.81.0.3 lladdr "$m3" dev "$tap" nud permanent &&
+	ip -n "$v3" neigh replace 10.81.0.1 lladdr "$m1" dev eth0 nud permanent ||
+	fail "cannot set V1's and V3's neighbours"
+ip netns exec "$v1" ping -c 6 -i 0.5 -W 1 10.81.0.3 >/dev/null 2>&1
+until_ok 20 fdb_has "$h2" "$m1" "dst 10.80.0.1 self extern_learn" ||
+	fail "V1's MAC did not come back to H1 (still advertised from H2)"
+ip netns exec "$v1" ping -c 3 -i 0.2 -W 2 10.81.0.3 >"$work/ping13.log" 2>&1 ||
+	fail "V1 cannot ping V3 after its MAC came back"
+bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 .*master br100 static" ||
+	fail "V1's MAC is not back on hsx"
+say "V1's MAC back at H1: advertised again, V1 <-> V3"
 
 # the switch stops: its MAC leaves br100, BGP withdraws it from H2
 kill -INT "$vs"
