@@ -174,6 +174,24 @@ static void expect(hs_port_t *p, const uint8_t *f, size_t n)
 	hs_mem_rx_release(p, 0, 1);
 }
 
+#define NEED_XDP()                                                                \
+	do {                                                                      \
+		if (!hs_uplink_xdp_built()) {                                     \
+			fprintf(stderr, "skipped: built without AF_XDP\n");     \
+			return;                                                   \
+		}                                                                 \
+	} while (0)
+
+/* Port m sends a frame from `mac`; the uplink's XDP map holds `want`
+ * MACs within three seconds (its sync ticks every 100 ms). */
+static void learn_behind(hs_port_t *m, hs_port_t *up, const uint8_t mac[6], uint64_t want)
+{
+	uint8_t f[200], b[6];
+	th_mac(b, 0xb);
+	ck_assert_int_eq(th_send(m, f, th_frame(f, b, mac, -1, 100, 1)), 0);
+	ck_assert(TH_WAIT(backend_ctr(up, "xdp_macs") == want, 3000));
+}
+
 START_TEST(frames_cross_both_ways)
 {
 	NEED_NETNS();
@@ -559,10 +577,7 @@ END_TEST
 START_TEST(xdp_takes_only_the_switchs_unicast)
 {
 	NEED_NETNS();
-	if (!hs_uplink_xdp_built()) {
-		fprintf(stderr, "skipped: built without AF_XDP\n");
-		return;
-	}
+	NEED_XDP();
 	/* room for frames larger than an AF_XDP frame (native XDP on a veth
 	 * allows an MTU up to about 3.5 KiB) */
 	ck_assert_int_eq(system("ip link set ul0 mtu 2500 && ip link set ul1 mtu 2500"), 0);
@@ -577,9 +592,8 @@ START_TEST(xdp_takes_only_the_switchs_unicast)
 	th_mac(a, 0xa);
 	th_mac(b, 0xb);
 	/* a is learned behind m; the map follows within a tick */
-	size_t n = th_frame(f, b, a, -1, 100, 1);
-	ck_assert_int_eq(th_send(r.m, f, n), 0);
-	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
+	learn_behind(r.m, r.up, a, 1);
+	size_t n;
 	for (unsigned i = 0; i < 50; i++) {
 		n = th_frame(f, a, b, -1, 60 + i * 30, 10 + i);
 		inject(&r, f, n);
@@ -630,10 +644,7 @@ END_TEST
 START_TEST(xdp_refused_falls_back)
 {
 	NEED_NETNS();
-	if (!hs_uplink_xdp_built()) {
-		fprintf(stderr, "skipped: built without AF_XDP\n");
-		return;
-	}
+	NEED_XDP();
 	hs_switch_t *other = th_switch(NULL);
 	hs_port_t *op = NULL;
 	struct hs_uplink_config oc = {.ifname = "ul0", .mode = HS_UPLINK_XDP};
@@ -659,10 +670,8 @@ START_TEST(xdp_refused_falls_back)
 	uint8_t a[6], b[6], f[200];
 	th_mac(a, 0xa);
 	th_mac(b, 0xb);
-	size_t n = th_frame(f, b, a, -1, 100, 1);
-	ck_assert_int_eq(th_send(r.m, f, n), 0);
-	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
-	n = th_frame(f, a, b, -1, 100, 2);
+	learn_behind(r.m, r.up, a, 1);
+	size_t n = th_frame(f, a, b, -1, 100, 2);
 	inject(&r, f, n);
 	expect(r.m, f, n);
 	ck_assert_uint_eq(backend_ctr(r.up, "xdp_rx_frames"), 1);
@@ -676,8 +685,7 @@ END_TEST
 START_TEST(xdp_never_takes_the_hosts_secondary_macs)
 {
 	NEED_NETNS();
-	if (!hs_uplink_xdp_built())
-		return;
+	NEED_XDP();
 	struct rig r;
 	struct hs_uplink_config uc = {.mode = HS_UPLINK_XDP};
 	rig_up(&r, &uc, false);
@@ -698,9 +706,7 @@ START_TEST(xdp_never_takes_the_hosts_secondary_macs)
 	th_mac(a, 0xa);
 	size_t n = th_frame(f, b, mv, -1, 100, 1);
 	ck_assert_int_eq(th_send(r.m, f, n), 0);
-	n = th_frame(f, b, a, -1, 100, 2);
-	ck_assert_int_eq(th_send(r.m, f, n), 0);
-	ck_assert(TH_WAIT(backend_ctr(r.up, "xdp_macs") == 1, 3000));
+	learn_behind(r.m, r.up, a, 1);
 	usleep(300000);
 	ck_assert_uint_eq(backend_ctr(r.up, "xdp_macs"), 1);
 	for (unsigned i = 0; i < 10; i++) {
@@ -731,8 +737,7 @@ END_TEST
 START_TEST(xdp_leaves_with_the_interface)
 {
 	NEED_NETNS();
-	if (!hs_uplink_xdp_built())
-		return;
+	NEED_XDP();
 	struct rig r;
 	struct hs_uplink_config uc = {.mode = HS_UPLINK_XDP};
 	rig_up(&r, &uc, false);
@@ -760,8 +765,7 @@ END_TEST
 START_TEST(xdp_on_a_driver_without_the_vlan_hint)
 {
 	NEED_NETNS();
-	if (!hs_uplink_xdp_built())
-		return;
+	NEED_XDP();
 	int tfd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (tfd < 0) {
 		fprintf(stderr, "skipped: no /dev/net/tun\n");
@@ -782,10 +786,9 @@ START_TEST(xdp_on_a_driver_without_the_vlan_hint)
 	uint8_t a[6], b[6], f[200];
 	th_mac(a, 0xa);
 	th_mac(b, 0xb);
-	size_t n = th_frame(f, b, a, -1, 100, 1);
-	ck_assert_int_eq(th_send(m, f, n), 0);
-	ck_assert(TH_WAIT(backend_ctr(up, "xdp_macs") == 1, 3000));
+	learn_behind(m, up, a, 1);
 	usleep(200000);
+	size_t n;
 	for (unsigned i = 0; i < 20; i++) {
 		n = th_frame(f, a, b, -1, 100, 10 + i);
 		ck_assert_int_eq(write(tfd, f, n), (ssize_t)n);

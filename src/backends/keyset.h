@@ -9,11 +9,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct hs_keyset {
 	uint64_t *v;
 	size_t n, cap;
 };
+
+/* A MAC address as a key: its 6 bytes, zero above. */
+static inline uint64_t hs_mac_key(const uint8_t mac[6])
+{
+	uint64_t k = 0;
+	memcpy(&k, mac, 6);
+	return k;
+}
 
 /* Appends k (unsorted until hs_keyset_sort). 0 or -ENOMEM. */
 int hs_keyset_push(struct hs_keyset *s, uint64_t k);

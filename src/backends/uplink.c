@@ -54,9 +54,9 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
-#include <time.h>
 
 #include "backends.h"
+#include "nl_dump.h"
 #include "uplink_xdp.h"
 #include "vnet_hdr.h"
 
@@ -161,6 +161,7 @@ struct ul_port {
 	hs_watch_t *sync_w;
 	struct mnl_socket *nlq;   /* dumps of the interface's unicast list */
 	char *nlq_buf;
+	uint32_t nlq_seq;
 	struct hs_keyset host;    /* the interface's own unicast MACs */
 	_Atomic uint64_t host_errors;
 };
@@ -559,9 +560,7 @@ static int uc_cb(const struct nlmsghdr *nlh, void *data)
 		if (mnl_attr_get_type(a) != NDA_LLADDR || mnl_attr_get_payload_len(a) != 6)
 			continue;
 		const uint8_t *m = mnl_attr_get_payload(a);
-		uint64_t k = 0;
-		memcpy(&k, m, 6);
-		if (!(m[0] & 1) && (w->rc = hs_keyset_push(w->set, k)))
+		if (!(m[0] & 1) && (w->rc = hs_keyset_push(w->set, hs_mac_key(m))))
 			return MNL_CB_ERROR;
 	}
 	return MNL_CB_OK;
@@ -573,32 +572,17 @@ static int uc_cb(const struct nlmsghdr *nlh, void *data)
  * the kernel lists as the device's "self permanent" FDB entries. */
 static int host_macs(struct ul_port *u, const uint8_t own[6], struct hs_keyset *out)
 {
-	uint64_t k = 0;
-	memcpy(&k, own, 6);
-	int rc = hs_keyset_push(out, k);
-	char *buf = u->nlq_buf;
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	int rc = hs_keyset_push(out, hs_mac_key(own));
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(u->nlq_buf);
 	nlh->nlmsg_type = RTM_GETNEIGH;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	uint32_t seq = nlh->nlmsg_seq = (uint32_t)time(NULL);
+	nlh->nlmsg_seq = ++u->nlq_seq;
 	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
 	ndm->ndm_family = AF_BRIDGE;
 	ndm->ndm_ifindex = u->ifindex;
-	if (!rc && mnl_socket_sendto(u->nlq, nlh, nlh->nlmsg_len) < 0)
-		rc = -errno;
 	struct uc_walk w = {.ifindex = u->ifindex, .set = out};
-	while (!rc) {
-		ssize_t n = mnl_socket_recvfrom(u->nlq, buf, MNL_SOCKET_BUFFER_SIZE);
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		int r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(u->nlq), uc_cb, &w);
-		if (r == MNL_CB_ERROR)
-			rc = w.rc ? w.rc : errno ? -errno : -EIO;
-		if (r <= MNL_CB_STOP)
-			break;
-	}
+	if (!rc)
+		rc = hs_nl_request(u->nlq, u->nlq_buf, uc_cb, &w, &w.rc);
 	hs_keyset_sort(out);
 	return rc;
 }

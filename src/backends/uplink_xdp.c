@@ -369,7 +369,7 @@ int ul_xdp_fd(const struct ul_xdp *x, unsigned qi)
 }
 
 /* Frames back to the kernel's fill ring (room for all of them, always). */
-static void refill(struct ul_xdp *x, struct ul_xsk *s, const uint32_t *fr, unsigned n)
+static void refill(struct ul_xsk *s, const uint32_t *fr, unsigned n)
 {
 	uint32_t idx = 0;
 	if (!n || xsk_ring_prod__reserve(&s->fq, n, &idx) != n)
@@ -379,7 +379,6 @@ static void refill(struct ul_xdp *x, struct ul_xsk *s, const uint32_t *fr, unsig
 	xsk_ring_prod__submit(&s->fq, n);
 	if (xsk_ring_prod__needs_wakeup(&s->fq))
 		recvfrom(s->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
-	(void)x;
 }
 
 /* ---- receive ----------------------------------------------------------------------- */
@@ -426,7 +425,7 @@ unsigned ul_xdp_recv(struct ul_xdp *x, unsigned qi, struct hs_pkt *pkts, struct 
 	if (got)
 		xsk_ring_cons__release(&s->rx, got);
 	if (nback)
-		refill(x, s, back, nback);
+		refill(s, back, nback);
 	if (bad) {
 		hs_port_count_drop(x->port, (uint16_t)qi, HS_DROP_BAD_DESC, bad);
 		atomic_fetch_add_explicit(&s->rx_bad, bad, memory_order_relaxed);
@@ -458,12 +457,12 @@ void ul_xdp_done(struct ul_xdp *x, unsigned qi, const uint64_t *tokens, unsigned
 			continue;
 		back[k++] = (uint32_t)f;
 		if (k == sizeof(back) / sizeof(back[0])) {
-			refill(x, s, back, k);
+			refill(s, back, k);
 			k = 0;
 		}
 	}
 	if (k)
-		refill(x, s, back, k);
+		refill(s, back, k);
 }
 
 /* ---- the MAC map, on the loop ---------------------------------------------------- */
@@ -473,18 +472,11 @@ struct mac_walk {
 	struct hs_keyset set;
 };
 
-static uint64_t mac_key(const uint8_t mac[6])
-{
-	uint64_t k = 0;
-	memcpy(&k, mac, 6);
-	return k;
-}
-
 static int mac_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg)
 {
 	struct mac_walk *w = arg;
 	(void)vid, (void)idle_s;
-	uint64_t k = mac_key(mac);
+	uint64_t k = hs_mac_key(mac);
 	if ((mac[0] & 1) || hs_keyset_has(w->host, k))
 		return 0;
 	return hs_keyset_push(&w->set, k);

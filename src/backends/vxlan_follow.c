@@ -61,6 +61,7 @@
 #include "hyperswitch/port.h"
 #include "hyperswitch/vxlan.h"
 #include "keyset.h"
+#include "nl_dump.h"
 #include "vxlan_follow.h"
 
 #define FOLLOW_RCVBUF (1 << 20) /* socket buffer: bursts of zebra's adds */
@@ -625,20 +626,8 @@ static int link_query(int ifindex, struct link_info *li)
 		struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 		ifm->ifi_family = AF_UNSPEC;
 		ifm->ifi_index = ifindex;
-		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-			rc = -errno;
-	}
-	while (!rc) {
-		ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
 		/* one request, one answer: the device or an error */
-		if (mnl_cb_run(buf, (size_t)n, 1, mnl_socket_get_portid(nl), link_cb, li) ==
-		    MNL_CB_ERROR)
-			rc = errno ? -errno : -EIO;
-		break;
+		rc = hs_nl_request(nl, buf, link_cb, li, NULL);
 	}
 	free(buf);
 	mnl_socket_close(nl);
@@ -667,35 +656,18 @@ static int link_query(int ifindex, struct link_info *li)
  * requests that timed out are skipped). 0 or a negative errno. */
 static int export_req(struct vx_follow *f, bool add, bool replace, int ifindex, uint64_t key)
 {
-	char *buf = f->ebuf;
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(f->ebuf);
 	nlh->nlmsg_type = add ? RTM_NEWNEIGH : RTM_DELNEIGH;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK |
 			   (add ? NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL) : 0);
-	uint32_t seq = nlh->nlmsg_seq = ++f->eseq;
+	nlh->nlmsg_seq = ++f->eseq;
 	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
 	ndm->ndm_family = AF_BRIDGE;
 	ndm->ndm_ifindex = ifindex;
 	ndm->ndm_state = NUD_NOARP; /* static: never aged by the bridge */
 	ndm->ndm_flags = NTF_MASTER;
-	uint8_t mac[6];
-	memcpy(mac, &key, 6);
-	mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
-	if (mnl_socket_sendto(f->enl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		ssize_t n = mnl_socket_recvfrom(f->enl, buf, MNL_SOCKET_BUFFER_SIZE);
-		if (n < 0)
-			return -errno;
-		const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
-		for (int left = (int)n; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
-			if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq != seq ||
-			    mnl_nlmsg_get_payload_len(h) < sizeof(struct nlmsgerr))
-				continue; /* an earlier request's answer */
-			const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
-			return e->error;
-		}
-	}
+	mnl_attr_put(nlh, NDA_LLADDR, 6, &key); /* the key's first 6 bytes */
+	return hs_nl_request(f->enl, f->ebuf, NULL, NULL, NULL);
 }
 
 /* What the bridge holds for one MAC, from a dump of its FDB. */
@@ -745,9 +717,7 @@ static int br_cb(const struct nlmsghdr *nlh, void *data)
 		d->v = v;
 		d->cap = cap;
 	}
-	uint64_t k = 0;
-	memcpy(&k, mac, 6);
-	d->v[d->n++] = (struct br_ent){.key = k, .where = where};
+	d->v[d->n++] = (struct br_ent){.key = hs_mac_key(mac), .where = where};
 	return MNL_CB_OK;
 }
 
@@ -763,30 +733,14 @@ static int br_read(struct vx_follow *f, int bridge, struct br_dump *d)
 {
 	*d = (struct br_dump){.bridge = bridge, .export_ifindex = f->export_ifindex,
 			      .vx_ifindex = f->ifindex};
-	char *buf = f->ebuf;
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(f->ebuf);
 	nlh->nlmsg_type = RTM_GETNEIGH;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	uint32_t seq = nlh->nlmsg_seq = ++f->eseq;
+	nlh->nlmsg_seq = ++f->eseq;
 	struct ndmsg *ndm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ndm));
 	ndm->ndm_family = AF_BRIDGE;
 	mnl_attr_put_u32(nlh, NDA_MASTER, (uint32_t)bridge);
-	int rc = mnl_socket_sendto(f->enl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
-	while (!rc) {
-		ssize_t n = mnl_socket_recvfrom(f->enl, buf, MNL_SOCKET_BUFFER_SIZE);
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		int r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(f->enl), br_cb, d);
-		if (r == MNL_CB_ERROR) {
-			if (errno == ESRCH)
-				continue; /* an earlier request's late answer */
-			rc = d->rc ? d->rc : errno ? -errno : -EIO;
-		}
-		if (r <= MNL_CB_STOP)
-			break;
-	}
+	int rc = hs_nl_request(f->enl, f->ebuf, br_cb, d, &d->rc);
 	if (rc) {
 		free(d->v);
 		d->v = NULL;
@@ -815,8 +769,7 @@ static int export_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *
 	struct export_walk *w = arg;
 	if (vid != w->pvid || (mac[0] & 1))
 		return 0;
-	uint64_t k = 0;
-	memcpy(&k, mac, 6);
+	uint64_t k = hs_mac_key(mac);
 	int rc = hs_keyset_push(&w->set, k);
 	if (!rc && idle_s <= 1)
 		rc = hs_keyset_push(&w->fresh, k);
