@@ -8,7 +8,7 @@
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
- *                    [,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
+ *                    [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
  *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...
  *
  * Each --vhost-user adds a port (server mode: the VMM connects to PATH;
@@ -172,11 +172,12 @@ static int add_uplink(hs_switch_t *sw, char *spec, hs_port_t **out)
 }
 
 /* Parses "LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum]
- * [,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]": a VXLAN tunnel
+ * [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]": a VXLAN tunnel
  * endpoint at address LOCAL for VNI N, flooding to every remote VTEP
  * (head-end replication), as port vxlanN; "follow" takes the FDB of the
  * Linux vxlan device DEV (hs_vxlan_follow_with), "follow-any-port" whatever
- * DEV's UDP port, and "export" keeps the switch's local MACs as static
+ * DEV's UDP port, "underlay" sends through interface IF (next hops resolved
+ * by the switch), and "export" keeps the switch's local MACs as static
  * entries on BRPORT, a port of DEV's bridge (for FRR's EVPN). */
 static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 {
@@ -199,6 +200,8 @@ static int add_vxlan(hs_switch_t *sw, char *spec, hs_port_t **out)
 			vc.dst_port = (uint16_t)atoi(tok + 5);
 		else if (!strncmp(tok, "mtu=", 4))
 			vc.underlay_mtu = (uint16_t)atoi(tok + 4);
+		else if (!strncmp(tok, "underlay=", 9))
+			vc.underlay_if = tok + 9;
 		else if (!strcmp(tok, "no-learn"))
 			vc.flags |= HS_VXLAN_NO_LEARN;
 		else if (!strcmp(tok, "no-csum"))
@@ -356,7 +359,7 @@ int main(int argc, char **argv)
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
-				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
+				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",
 				argv[0]);
 			return 2;

@@ -6,11 +6,15 @@
  * wire: flags, VNI, ports, checksums the kernel verified), what the table
  * does with static, external and learned entries (moves, pinning,
  * ageing), hostile datagrams, frames too large for the underlay, an IPv6
- * underlay. HS_TEST_WORKERS=N runs it with polling workers.
+ * underlay; datagrams sent through an underlay interface of their own
+ * (a veth), read off its peer: headers, next hops from the neighbour
+ * table, a gateway, the embedder, the kernel's way while unresolved.
+ * HS_TEST_WORKERS=N runs it with polling workers.
  * The Linux kernel's own vxlan device is the peer in
  * tests/interop/test_vxlan.sh.
  */
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -18,6 +22,8 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 
 #include "helpers.h"
 
@@ -1118,6 +1124,294 @@ START_TEST(several_vnis_share_a_vtep)
 }
 END_TEST
 
+/* ---- the underlay interface (underlay_if) ---------------------------------------- */
+
+/* A packet socket on interface `ifname` that reads every frame arriving
+ * there, with the kernel's word on their checksums (PACKET_AUXDATA). */
+static int wire_open(const char *ifname)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_ll sa = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				 .sll_ifindex = (int)if_nametoindex(ifname)};
+	ck_assert_int_gt(sa.sll_ifindex, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int on = 1;
+	ck_assert_int_eq(setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &on, sizeof(on)), 0);
+	struct timeval tv = {0, 300000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* The next frame of EtherType `et` (for IP: a UDP datagram to 4789)
+ * within 300 ms: its length (0: none); *partial whether its checksum is
+ * left to offloading. */
+static size_t wire_read(int fd, uint8_t *b, size_t max, uint16_t et, bool *partial)
+{
+	for (;;) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+		} ctl;
+		struct iovec iov = {b, max};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				    .msg_controllen = sizeof(ctl)};
+		ssize_t n = recvmsg(fd, &mh, 0);
+		if (n <= 0)
+			return 0;
+		if (n < 14 || (b[12] << 8 | b[13]) != et)
+			continue;
+		unsigned l3 = et == 0x0800 ? 20 : 40, proto = et == 0x0800 ? b[23] : b[20];
+		if (et != 0x0806 && ((size_t)n < 14 + l3 + 16 || proto != 17 ||
+				     (b[14 + l3 + 2] << 8 | b[14 + l3 + 3]) != 4789))
+			continue;
+		*partial = false;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
+				struct tpacket_auxdata ad;
+				memcpy(&ad, CMSG_DATA(c), sizeof(ad));
+				*partial = ad.tp_status & TP_STATUS_CSUMNOTREADY;
+			}
+		return (size_t)n;
+	}
+}
+
+static uint32_t sum16(const uint8_t *p, size_t n)
+{
+	uint32_t s = 0;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		s += (uint32_t)p[n - 1] << 8;
+	return s;
+}
+
+static uint16_t fold16(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+/* Checks a datagram read off the wire: Ethernet to `dmac` from `smac`,
+ * the outer IP header (addresses, TTL, TOS, DF, lengths, header
+ * checksum), UDP to 4789 with a good checksum (or, left to offloading,
+ * the pseudo-header's sum), VXLAN VNI 42, then the inner frame f. */
+static void check_datagram(const uint8_t *b, size_t n, bool partial, int family,
+			   const uint8_t *dmac, const uint8_t *smac, const char *src,
+			   const char *dst, const uint8_t *f, size_t fl, uint8_t tos)
+{
+	ck_assert_mem_eq(b, dmac, 6);
+	ck_assert_mem_eq(b + 6, smac, 6);
+	const uint8_t *ip = b + 14;
+	uint8_t sa[16], da[16];
+	unsigned al = family == AF_INET ? 4 : 16, l3 = family == AF_INET ? 20 : 40;
+	ck_assert_int_eq(inet_pton(family, src, sa), 1);
+	ck_assert_int_eq(inet_pton(family, dst, da), 1);
+	ck_assert_uint_eq(n, 14 + l3 + 16 + fl);
+	const uint8_t *u = ip + l3;
+	uint32_t ulen = (uint32_t)(16 + fl), pseudo;
+	if (family == AF_INET) {
+		ck_assert_uint_eq(ip[0], 0x45);
+		ck_assert_uint_eq(ip[1], tos);
+		ck_assert_uint_eq((uint32_t)(ip[2] << 8 | ip[3]), l3 + ulen);
+		ck_assert_uint_eq(ip[6], 0x40); /* DF: the test's config */
+		ck_assert_uint_eq(ip[8], 33);
+		ck_assert_uint_eq(fold16(sum16(ip, 20)), 0xffff);
+		ck_assert_mem_eq(ip + 12, sa, 4);
+		ck_assert_mem_eq(ip + 16, da, 4);
+		pseudo = sum16(ip + 12, 8) + 17 + ulen;
+	} else {
+		ck_assert_uint_eq(ip[0] >> 4, 6);
+		ck_assert_uint_eq((uint8_t)((ip[0] & 15) << 4 | ip[1] >> 4), tos);
+		ck_assert_uint_eq((uint32_t)(ip[4] << 8 | ip[5]), ulen);
+		ck_assert_uint_eq(ip[6], 17);
+		ck_assert_uint_eq(ip[7], 33);
+		ck_assert_mem_eq(ip + 8, sa, al);
+		ck_assert_mem_eq(ip + 24, da, al);
+		pseudo = sum16(ip + 8, 32) + 17 + ulen;
+	}
+	ck_assert_uint_eq((uint32_t)(u[2] << 8 | u[3]), 4789);
+	ck_assert_uint_eq((uint32_t)(u[4] << 8 | u[5]), ulen);
+	uint16_t ck = (uint16_t)(u[6] << 8 | u[7]);
+	if (partial)
+		ck_assert_uint_eq(ck, fold16(pseudo));
+	else
+		ck_assert_uint_eq(fold16(pseudo + sum16(u, ulen)), 0xffff);
+	ck_assert_uint_eq(u[8], 0x08);
+	ck_assert_uint_eq(u[14], 42);
+	ck_assert_mem_eq(u + 16, f, fl);
+}
+
+/* Sends f from port m until a datagram (or, et 0x0806, an ARP request)
+ * shows on the wire: its length. */
+static size_t send_until(hs_port_t *m, const uint8_t *f, size_t fl, int wfd, uint8_t *b,
+			 size_t max, uint16_t et, bool *partial)
+{
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(th_send(m, f, fl), 0);
+		size_t n = wire_read(wfd, b, max, et, partial);
+		if (n)
+			return n;
+	}
+	ck_abort_msg("nothing of EtherType %#x on the wire", et);
+	return 0;
+}
+
+/* Datagrams sent while `cond`; reads off the wire until one of them is
+ * through the interface with next hop dmac. */
+static size_t next_hop_is(hs_port_t *m, hs_port_t *vx, const uint8_t *f, size_t fl, int wfd,
+			  uint8_t *b, size_t max, uint16_t et, const uint8_t *dmac, bool *partial)
+{
+	for (int i = 0; i < 40; i++) {
+		uint64_t before = backend_ctr(vx, "underlay_sent");
+		size_t n = send_until(m, f, fl, wfd, b, max, et, partial);
+		if (backend_ctr(vx, "underlay_sent") > before && !memcmp(b, dmac, 6))
+			return n;
+		usleep(50000);
+	}
+	ck_abort_msg("the datagrams never went through the interface to the next hop");
+	return 0;
+}
+
+static void underlay(int family)
+{
+	NEED_NETNS();
+	bool v4 = family == AF_INET;
+	const char *local = v4 ? "10.77.0.1" : "fd77::1", *peer = v4 ? "10.77.0.2" : "fd77::2";
+	const char *far = v4 ? "10.88.0.9" : "fd88::9", *other = v4 ? "10.99.0.9" : "fd99::9";
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "ip link add u0 type veth peer name u1 && ip link set u0 address 02:77:00:00:00:01 "
+		 "&& ip link set u1 address 02:77:00:00:00:02 && ip link set u0 up && "
+		 "ip link set u1 up && ip link add d0 type veth peer name d1 && ip link set d0 up && "
+		 "ip %s addr add %s/%d dev u0 %s && ip %s neigh add %s lladdr 02:77:00:00:00:02 "
+		 "dev u0 nud permanent && ip %s route add %s via %s dev u0 && "
+		 "ip %s neigh add %s lladdr 02:77:00:00:00:fe dev u0 nud permanent && "
+		 "ip %s route add %s dev d0",
+		 v4 ? "" : "-6", local, v4 ? 24 : 64, v4 ? "" : "nodad", v4 ? "" : "-6", peer,
+		 v4 ? "" : "-6", v4 ? "10.88.0.0/24" : "fd88::/64", v4 ? "10.77.0.254" : "fd77::fe",
+		 v4 ? "" : "-6", v4 ? "10.77.0.254" : "fd77::fe", v4 ? "" : "-6",
+		 v4 ? "10.99.0.0/24" : "fd99::/64");
+	ck_assert_int_eq(system(cmd), 0);
+	const uint8_t ifmac[6] = {2, 0x77, 0, 0, 0, 1}, peermac[6] = {2, 0x77, 0, 0, 0, 2},
+		      gwmac[6] = {2, 0x77, 0, 0, 0, 0xfe}, pinmac[6] = {2, 0x77, 0, 0, 0, 0x42};
+	int wfd = wire_open("u1");
+	const char *w = getenv("HS_TEST_WORKERS");
+	struct hs_switch_config c = {.n_workers = w ? (unsigned)atoi(w) : 0};
+	struct side a;
+	a.sw = th_switch(&c);
+	a.m = th_port(a.sw, "m", 0);
+	struct hs_vxlan_config vc = {.local = local, .vni = 42, .ttl = 33, .tos = 0x20,
+				     .flags = HS_VXLAN_DF, .underlay_if = "u0"};
+	a.vx = vx_port(a.sw, "vx", &vc);
+	pthread_create(&a.loop, NULL, loop_main, a.sw);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, peer, 0), 0);
+	static uint8_t f[1500], b[2048];
+	uint8_t src[6];
+	th_mac(src, 1);
+	size_t fl = th_frame(f, th_bcast, src, -1, 300, 1);
+	bool partial;
+	/* the neighbour's MAC, the whole datagram as built here */
+	size_t n = next_hop_is(a.m, a.vx, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd,
+			       peermac, &partial);
+	check_datagram(b, n, partial, family, peermac, ifmac, local, peer, f, fl, 0x20);
+	ck_assert_uint_ge(backend_ctr(a.vx, "nh_resolved"), 1);
+	/* a next hop the embedder gives: at once */
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, peer, pinmac), 0);
+	n = send_until(a.m, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, &partial);
+	check_datagram(b, n, partial, family, pinmac, ifmac, local, peer, f, fl, 0x20);
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, peer, NULL), 0);
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, peer, NULL), -ENOENT);
+	next_hop_is(a.m, a.vx, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, peermac, &partial);
+	/* the neighbour entry replaced: followed */
+	snprintf(cmd, sizeof(cmd), "ip %s neigh replace %s lladdr 02:77:00:00:00:33 dev u0 nud "
+		 "permanent", v4 ? "" : "-6", peer);
+	ck_assert_int_eq(system(cmd), 0);
+	const uint8_t newmac[6] = {2, 0x77, 0, 0, 0, 0x33};
+	next_hop_is(a.m, a.vx, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, newmac, &partial);
+	ck_assert_uint_ge(backend_ctr(a.vx, "nh_changed"), 1);
+	/* a VTEP behind a gateway: the gateway's MAC, the VTEP's address */
+	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, zero_mac, NULL), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, far, 0), 0);
+	n = next_hop_is(a.m, a.vx, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, gwmac, &partial);
+	check_datagram(b, n, partial, family, gwmac, ifmac, local, far, f, fl, 0x20);
+	/* a VTEP whose route leaves by another interface: the kernel's way */
+	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, zero_mac, NULL), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, other, 0), 0);
+	uint64_t k0 = backend_ctr(a.vx, "underlay_kernel");
+	for (int i = 0; i < 10 && !backend_ctr(a.vx, "nh_other_if"); i++) {
+		ck_assert_int_eq(th_send(a.m, f, fl), 0);
+		usleep(100000);
+	}
+	ck_assert_uint_ge(backend_ctr(a.vx, "nh_other_if"), 1);
+	ck_assert_uint_gt(backend_ctr(a.vx, "underlay_kernel"), k0);
+	/* a VTEP with no neighbour entry: the kernel's way, which (and the
+	 * switch's NTF_USE) asks for it on the wire */
+	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, zero_mac, NULL), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, peer, 0), 0);
+	snprintf(cmd, sizeof(cmd), "ip %s neigh del %s dev u0", v4 ? "" : "-6", peer);
+	ck_assert_int_eq(system(cmd), 0);
+	k0 = backend_ctr(a.vx, "underlay_kernel");
+	if (v4) {
+		n = send_until(a.m, f, fl, wfd, b, sizeof(b), 0x0806, &partial);
+		ck_assert_uint_eq(b[21], 1); /* a request */
+		uint8_t tpa[4];
+		inet_pton(AF_INET, peer, tpa);
+		ck_assert_mem_eq(b + 38, tpa, 4);
+	}
+	for (int i = 0; i < 30 && backend_ctr(a.vx, "underlay_kernel") == k0; i++) {
+		ck_assert_int_eq(th_send(a.m, f, fl), 0);
+		usleep(100000);
+	}
+	ck_assert_uint_gt(backend_ctr(a.vx, "underlay_kernel"), k0);
+	/* refused */
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, peer, th_bcast), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, local, pinmac), -EINVAL);
+	ck_assert_int_eq(hs_vxlan_set_nexthop(a.m, peer, pinmac), -ENODEV);
+	close(wfd);
+	side_down(&a);
+}
+
+START_TEST(datagrams_leave_through_the_underlay_interface_ipv4)
+{
+	underlay(AF_INET);
+}
+END_TEST
+
+START_TEST(datagrams_leave_through_the_underlay_interface_ipv6)
+{
+	underlay(AF_INET6);
+}
+END_TEST
+
+START_TEST(bad_underlays_are_refused)
+{
+	NEED_NETNS();
+	hs_switch_t *sw = th_switch(NULL);
+	struct hs_vxlan_config vc = {.local = "127.0.0.1", .vni = 1, .underlay_if = "nonesuch"};
+	struct hs_port_config pc = {.name = "vx", .backend = HS_VXLAN_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc)};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), -ENODEV);
+	vc.underlay_if = "lo"; /* not Ethernet */
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), -EINVAL);
+	vc.underlay_if = "";
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), -EINVAL);
+	/* without one, no next hops to give */
+	vc.underlay_if = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
+	ck_assert_int_eq(hs_vxlan_set_nexthop(p, "127.0.0.2", mac), -EOPNOTSUPP);
+	/* a V1 config (no underlay_if) still opens */
+	pc.name = "vx1";
+	vc.vni = 2;
+	pc.backend_config_size = HS_VXLAN_CONFIG_SIZE_V1;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -1138,6 +1432,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, the_follower_takes_any_port_and_exports_local_macs);
 	tcase_add_test(tc, ecn_crosses_the_tunnel_as_rfc_6040_says);
 	tcase_add_test(tc, several_vnis_share_a_vtep);
+	tcase_add_test(tc, datagrams_leave_through_the_underlay_interface_ipv4);
+	tcase_add_test(tc, datagrams_leave_through_the_underlay_interface_ipv6);
+	tcase_add_test(tc, bad_underlays_are_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

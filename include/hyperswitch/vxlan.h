@@ -50,10 +50,36 @@
  * checksum is updated), a CE-marked frame that is not ECN-capable is
  * dropped (ecn_dropped), ECT(1) outside turns an inner ECT(0) into ECT(1).
  *
- * The underlay here is the host's IP stack: a UDP socket bound to the
- * local address and dst_port receives, a raw socket sends (the outer IP
- * header, its routing and its next hop are the kernel's). Needs
- * CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)
+ * The underlay is the host's IP stack: a UDP socket bound to the local
+ * address and dst_port receives (the kernel's GRO and RSS apply), and by
+ * default a raw socket sends (the outer IP header, its routing and its
+ * next hop are the kernel's). With underlay_if, datagrams leave through
+ * that Ethernet interface instead, by a packet socket (one sendmmsg per
+ * burst; no routing, netfilter or neighbour code per datagram), their
+ * Ethernet and IP headers built here from a template per remote VTEP and
+ * patched per datagram, the outer UDP checksum left to the interface (or
+ * to the kernel where the interface cannot: captures on the sending side
+ * show it unfilled, as for any checksum offload). A remote VTEP's next
+ * hop is found through the host's tables, as the kernel would: the route
+ * to it from the local address (it must leave by underlay_if, directly or
+ * through a gateway), then that next hop's MAC in the neighbour table
+ * (reachable, stale, delay or probe, permanent), looked up again every
+ * second while in use (after a pause of two seconds, a VTEP's datagrams
+ * take the kernel's way until it has been looked up again); the kernel is asked to resolve or confirm entries
+ * that are missing, failed or stale (NTF_USE), since these datagrams
+ * never pass its neighbour code. Or the embedder gives the next hop
+ * (hs_vxlan_set_nexthop). Until a VTEP's next hop is known, and whenever
+ * it stops being (the route moves to another interface, the entry fails,
+ * the interface goes), its datagrams take the kernel's way above, so
+ * nothing waits on resolution; the frames of a flow may be reordered once,
+ * as they change ways. One route per VTEP: an ECMP route's paths are not
+ * spread over by flow. Counted: underlay_sent, underlay_kernel (sent the
+ * kernel's way instead), nh_resolved, nh_changed (a next hop's MAC
+ * changed), nh_errors (no route, or netlink failed), nh_other_if (the
+ * route leaves by another interface). UDP-tunnel segmentation offload is
+ * not available through packet sockets (Linux takes it only from taps
+ * and virtio devices): frames a guest hands over as TSO are cut by the
+ * switch before encapsulation. Needs CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)
  * and flags of exactly I with the reserved bytes zero, as Linux and Open
  * vSwitch require (bad_header): others are dropped and counted.
  *
@@ -88,8 +114,15 @@ struct hs_vxlan_config {
 	uint8_t ttl;           /* 0 -> 64 */
 	uint8_t tos;           /* outer TOS/traffic class */
 	uint32_t flags;        /* HS_VXLAN_* */
+	/* since HS_VXLAN_CONFIG_SIZE_V2 */
+	const char *underlay_if; /* NULL, or the Ethernet interface (in the
+				    calling thread's network namespace) the
+				    datagrams leave through, next hops
+				    resolved here (see above) */
 };
 #define HS_VXLAN_CONFIG_SIZE_V1 (offsetof(struct hs_vxlan_config, flags) + sizeof(uint32_t))
+#define HS_VXLAN_CONFIG_SIZE_V2 \
+	(offsetof(struct hs_vxlan_config, underlay_if) + sizeof(const char *))
 
 /* Tunnel table entry flags */
 #define HS_VXLAN_FDB_STATIC 0x1 /* never aged, never moved by learning */
@@ -121,6 +154,15 @@ HS_EXTERN int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char
 HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
 				int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
 				void *arg);
+
+/* Pins the next hop of the remote VTEP `remote` (an address of the local
+ * one's family) to the MAC `mac`, for a port with an underlay_if: its
+ * datagrams go there without asking the neighbour table. mac NULL: the
+ * neighbour table says again. -EINVAL (bad address or MAC), -ENOSPC (as
+ * many VTEPs as the table holds: max_entries + 256), -ENOENT (nothing
+ * pinned to unpin), -EOPNOTSUPP (no underlay_if), -ENODEV (not a vxlan
+ * port). Any thread. */
+HS_EXTERN int hs_vxlan_set_nexthop(hs_port_t *port, const char *remote, const uint8_t mac[6]);
 
 /* Follows the FDB of the Linux vxlan device `ifname` (in the calling
  * thread's network namespace) over rtnetlink, so that `bridge fdb`

@@ -42,10 +42,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/filter.h>
+#include <linux/if_packet.h>
 
 #include "backends.h"
 #include "hyperswitch/vxlan.h"
+#include "vnet_hdr.h"
 #include "vxlan_follow.h"
+#include "vxlan_nh.h"
 #include "vxlan_vtep.h"
 
 #define VX_HDRS 16            /* UDP 8 + VXLAN 8 */
@@ -57,11 +60,7 @@
 #define VX_DEF_SRC_MAX 60999
 #define VX_OVER4 36           /* outer IPv4 20 + UDP 8 + VXLAN 8 */
 #define VX_OVER6 56           /* outer IPv6 40 + UDP 8 + VXLAN 8 */
-
-union vx_addr {
-	struct in_addr v4;
-	struct in6_addr v6;
-};
+#define VX_NH_TICK_MS 250     /* the underlay's next hops looked up */
 
 struct vx_ent {
 	uint8_t mac[6];
@@ -73,6 +72,11 @@ struct vx_ent {
 
 struct vx_msg_hdr {             /* the headers in front of one copy */
 	uint8_t b[VX_HDRS];
+};
+
+#define VX_VNET 10              /* PACKET_VNET_HDR's header */
+struct vx_pk_hdr {              /* ... sent through the underlay interface */
+	uint8_t b[VX_VNET + VX_NH_L2L3_MAX + VX_HDRS];
 };
 
 union vx_ctl {                  /* one int of ancillary data: TOS, TCLASS */
@@ -123,12 +127,28 @@ struct vxlan {
 	uint16_t tx_sent[HS_RESERVE_MAX]; /* ... that went */
 	union vx_addr tx_dst[VX_FLOOD_MAX];
 	unsigned tx_rot;
+	/* the underlay interface (underlay_if): its own messages */
+	struct vx_nh_tab *nh;
+	hs_timer_t *nh_t;
+	uint16_t ip_id;
+	struct sockaddr_ll pk_sa;
+	struct mmsghdr pk_msg[VX_MSG_MAX];
+	struct iovec pk_iov[VX_MSG_MAX][2];
+	struct vx_pk_hdr pk_hdr[VX_MSG_MAX];
+	int32_t pk_frame[VX_MSG_MAX];
 	int tx_errno;           /* the last send error logged */
 	uint64_t tx_logged_s;   /* when */
 	/* counters (one writer each, or atomic adds from the control side) */
 	_Atomic uint64_t bad_header, unknown_vni, src_pinned, learned, moved, aged, no_vtep,
 		send_errors, replicated, table_full, too_big, ecn_marked, ecn_dropped;
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static uint64_t now_s(void)
 {
@@ -375,7 +395,7 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 		return -ENOMEM;
 	v->port = port;
 	v->cfg = c;
-	v->cfg.local = NULL; /* not the caller's string beyond open */
+	v->cfg.local = v->cfg.underlay_if = NULL; /* not the caller's strings beyond open */
 	v->rx_fd = v->tx_fd = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	if (!parse_addr(AF_INET, c.local, &v->local))
@@ -385,6 +405,10 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 	else {
 		hs_port_log(port, HS_LOG_ERROR, "local VTEP address \"%s\" is not a unicast IPv4 or "
 			    "IPv6 address", c.local ? c.local : "(none)");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (c.underlay_if && !*c.underlay_if) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -443,6 +467,19 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 						: "");
 		goto fail;
 	}
+	if (c.underlay_if) {
+		struct vx_nh_params np = {.ifname = c.underlay_if, .family = v->family,
+					  .local = v->local, .ttl = c.ttl,
+					  .tos = (uint8_t)(c.tos & ~3),
+					  .df = (c.flags & HS_VXLAN_DF) != 0,
+					  .capacity = c.max_entries + VX_FLOOD_MAX};
+		if ((rc = vx_nh_open(&v->nh, &np, port))) {
+			hs_port_log(port, HS_LOG_ERROR, "cannot send through underlay %s: %s%s",
+				    c.underlay_if, hs_strerror(rc),
+				    rc == -EPERM ? " (needs CAP_NET_RAW)" : "");
+			goto fail;
+		}
+	}
 	if (hs_port_set_mtu(port, v->max_frame - 14) == 0)
 		hs_port_log(port, HS_LOG_INFO, "VNI %u over %s: inner MTU %u", c.vni,
 			    v->family == AF_INET ? "IPv4" : "IPv6", v->max_frame - 14);
@@ -456,12 +493,22 @@ fail:
 	return rc;
 }
 
+/* The underlay's next hops looked up (on the loop). */
+static void nh_cb(hs_timer_t *t, void *arg)
+{
+	struct vxlan *v = arg;
+	(void)t;
+	vx_nh_tick(v->nh, &v->lock);
+}
+
 static int vx_start(void *priv)
 {
 	struct vxlan *v = priv;
 	int rc = hs_port_set_queue_fd(v->port, 0, HS_EV_KICK | HS_EV_FD_LEVEL, v->rx_fd);
 	if (!rc)
 		rc = hs_timer_add(hs_port_switch(v->port), 1000, 1000, age_cb, v, &v->age_t);
+	if (!rc && v->nh)
+		rc = hs_timer_add(hs_port_switch(v->port), 0, VX_NH_TICK_MS, nh_cb, v, &v->nh_t);
 	return rc;
 }
 
@@ -477,6 +524,9 @@ static void vx_stop(void *priv)
 	if (v->age_t)
 		hs_timer_del(v->age_t);
 	v->age_t = NULL;
+	if (v->nh_t)
+		hs_timer_del(v->nh_t);
+	v->nh_t = NULL;
 }
 
 static void vx_close(void *priv)
@@ -484,6 +534,7 @@ static void vx_close(void *priv)
 	struct vxlan *v = priv;
 	vx_follow_close(v->follow); /* never started */
 	vx_vtep_leave(v->vtep, v->cfg.vni); /* rx_fd stays the group's */
+	vx_nh_close(v->nh);
 	if (v->tx_fd >= 0)
 		close(v->tx_fd);
 	if (v->stage)
@@ -767,12 +818,9 @@ static uint16_t csum_fold(uint32_t s)
 	return (uint16_t)~s;
 }
 
-/* Fills the UDP and VXLAN headers for one copy of a frame of flen bytes
- * (whose bytes sum to fsum, for the checksum) to dst. */
-static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_t fsum,
-		      uint32_t flen, const union vx_addr *dst)
+/* The UDP and VXLAN headers, the checksum 0. */
+static void fill_udp(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_t ulen)
 {
-	uint32_t ulen = VX_HDRS + flen;
 	h[0] = (uint8_t)(sport >> 8), h[1] = (uint8_t)sport;
 	h[2] = (uint8_t)(v->cfg.dst_port >> 8), h[3] = (uint8_t)v->cfg.dst_port;
 	h[4] = (uint8_t)(ulen >> 8), h[5] = (uint8_t)ulen;
@@ -780,6 +828,15 @@ static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_
 	h[8] = 0x08, h[9] = h[10] = h[11] = 0;
 	h[12] = (uint8_t)(v->cfg.vni >> 16), h[13] = (uint8_t)(v->cfg.vni >> 8);
 	h[14] = (uint8_t)v->cfg.vni, h[15] = 0;
+}
+
+/* Fills the UDP and VXLAN headers for one copy of a frame of flen bytes
+ * (whose bytes sum to fsum, for the checksum) to dst. */
+static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_t fsum,
+		      uint32_t flen, const union vx_addr *dst)
+{
+	uint32_t ulen = VX_HDRS + flen;
+	fill_udp(v, h, sport, ulen);
 	if (v->family != AF_INET || (v->cfg.flags & HS_VXLAN_NO_UDP_CSUM))
 		return; /* IPv6: the kernel fills it (IPV6_CHECKSUM) */
 	/* What is the same for every datagram (protocol, our address, the
@@ -794,15 +851,58 @@ static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_
 	h[6] = (uint8_t)(c >> 8), h[7] = (uint8_t)c;
 }
 
-/* Sends messages [0, m); counts what failed per frame. */
-static void flush(struct vxlan *v, unsigned m)
+/* Every header in front of one copy of a frame of flen bytes sent
+ * through the underlay interface to nh (the virtio-net header, Ethernet,
+ * IP, UDP, VXLAN): their length. The outer UDP checksum is left to the
+ * interface (or the kernel, where it cannot): the field holds the
+ * pseudo-header's sum, as for any checksum offload. */
+static unsigned fill_under(struct vxlan *v, const struct vx_nh *nh, uint8_t *b, uint16_t sport,
+			   uint32_t flen, unsigned ecn)
+{
+	bool v4 = v->family == AF_INET;
+	unsigned l3 = v4 ? 20 : 40;
+	uint8_t *ip = b + VX_VNET + 14, *u = ip + l3;
+	uint32_t ulen = VX_HDRS + flen;
+	memcpy(b + VX_VNET, nh->hdr, 14 + l3);
+	if (v4) {
+		uint32_t tot = l3 + ulen;
+		uint16_t id = v->ip_id++;
+		ip[1] |= (uint8_t)ecn;
+		ip[2] = (uint8_t)(tot >> 8), ip[3] = (uint8_t)tot;
+		ip[4] = (uint8_t)(id >> 8), ip[5] = (uint8_t)id;
+		uint16_t c = csum_fold(nh->ipsum + tot + id + ecn);
+		ip[10] = (uint8_t)(c >> 8), ip[11] = (uint8_t)c;
+	} else {
+		/* the flow label from the inner flow, as the kernel's own */
+		uint32_t fl = ((uint32_t)sport * 2654435761u) >> 12 & 0xfffff;
+		ip[1] |= (uint8_t)(ecn << 4 | fl >> 16);
+		ip[2] = (uint8_t)(fl >> 8), ip[3] = (uint8_t)fl;
+		ip[4] = (uint8_t)(ulen >> 8), ip[5] = (uint8_t)ulen;
+	}
+	fill_udp(v, u, sport, ulen);
+	struct hsb_vnet_hdr vh = {0};
+	if (!v4 || !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM)) {
+		uint32_t s = nh->psum + ulen;
+		while (s >> 16)
+			s = (s & 0xffff) + (s >> 16);
+		u[6] = (uint8_t)(s >> 8), u[7] = (uint8_t)s;
+		vh.flags = HSB_VNET_F_NEEDS_CSUM;
+		vh.csum_start = (uint16_t)(14 + l3);
+		vh.csum_offset = 6;
+	}
+	memcpy(b, &vh, VX_VNET);
+	return VX_VNET + 14 + l3 + VX_HDRS;
+}
+
+/* Sends messages [0, m) of msg on fd; counts what failed per frame. */
+static void flush(struct vxlan *v, int fd, struct mmsghdr *msg, const int32_t *frame, unsigned m)
 {
 	unsigned done = 0;
 	while (done < m) {
-		int k = sendmmsg(v->tx_fd, v->tx_msg + done, m - done, MSG_DONTWAIT);
+		int k = sendmmsg(fd, msg + done, m - done, MSG_DONTWAIT);
 		if (k > 0) {
 			for (int i = 0; i < k; i++)
-				v->tx_sent[v->tx_frame[done + (unsigned)i]]++;
+				v->tx_sent[frame[done + (unsigned)i]]++;
 			done += (unsigned)k;
 			continue;
 		}
@@ -813,7 +913,7 @@ static void flush(struct vxlan *v, unsigned m)
 			/* no room: the rest would fail one syscall each */
 			ctr_add(&v->send_errors, m - done);
 			for (; done < m; done++)
-				v->tx_fail[v->tx_frame[done]]++;
+				v->tx_fail[frame[done]]++;
 			break;
 		}
 		/* the message at `done` failed (its address, say): count it, go
@@ -824,7 +924,7 @@ static void flush(struct vxlan *v, unsigned m)
 			v->tx_logged_s = now;
 			hs_port_log(v->port, HS_LOG_WARN, "tunnel send failed: %s", strerror(e));
 		}
-		v->tx_fail[v->tx_frame[done]]++;
+		v->tx_fail[frame[done]]++;
 		ctr_add(e == EMSGSIZE ? &v->too_big : &v->send_errors, 1);
 		done++;
 	}
@@ -833,11 +933,15 @@ static void flush(struct vxlan *v, unsigned m)
 static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsigned n)
 {
 	struct vxlan *v = priv;
-	unsigned m = 0, no_vtep = 0, copies = 0;
+	unsigned m = 0, k = 0, no_vtep = 0, copies = 0, through = 0, kernel = 0;
 	memset(v->tx_fail, 0, n * sizeof(v->tx_fail[0]));
 	memset(v->tx_sent, 0, n * sizeof(v->tx_sent[0]));
 	bool csum = v->family == AF_INET && !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM);
+	uint64_t now = v->nh ? mono_ms() : 0;
+	socklen_t pk_len = 0;
 	pthread_mutex_lock(&v->lock);
+	if (v->nh)
+		pk_len = vx_nh_sa(v->nh, &v->pk_sa);
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t len = out[i].len;
 		if (!len || len > v->max_frame)
@@ -861,15 +965,37 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 			continue;
 		}
 		uint16_t sport = flow_port(v, f, len);
-		uint32_t fsum = csum ? csum_add(0, f, len) : 0;
+		uint32_t fsum = 0;
+		bool have_fsum = !csum;
 		int ver, o = inner_ip(f, len, &ver);
 		unsigned ecn = o < 0 ? ECN_NOT_ECT : inner_ecn(f + o, ver);
 		for (unsigned d = 0; d < nd; d++) {
-			if (m == VX_MSG_MAX) {
+			if (m == VX_MSG_MAX || k == VX_MSG_MAX) {
 				pthread_mutex_unlock(&v->lock);
-				flush(v, m);
+				flush(v, v->nh ? vx_nh_fd(v->nh) : -1, v->pk_msg, v->pk_frame, k);
+				flush(v, v->tx_fd, v->tx_msg, v->tx_frame, m);
 				pthread_mutex_lock(&v->lock);
-				m = 0;
+				m = k = 0;
+			}
+			/* through the underlay interface, once the VTEP's next
+			 * hop is known; the kernel's way until then */
+			struct vx_nh *nh = v->nh ? vx_nh_get(v->nh, &v->tx_dst[d], now) : NULL;
+			if (nh && vx_nh_usable(nh, now)) {
+				unsigned hl = fill_under(v, nh, v->pk_hdr[k].b, sport, len, ecn);
+				v->pk_iov[k][0] = (struct iovec){v->pk_hdr[k].b, hl};
+				v->pk_iov[k][1] = (struct iovec){(void *)f, len};
+				v->pk_msg[k].msg_hdr = (struct msghdr){.msg_name = &v->pk_sa,
+								       .msg_namelen = pk_len,
+								       .msg_iov = v->pk_iov[k],
+								       .msg_iovlen = 2};
+				v->pk_frame[k++] = (int32_t)i;
+				through++;
+				continue;
+			}
+			kernel += v->nh != NULL;
+			if (!have_fsum) {
+				fsum = csum_add(0, f, len);
+				have_fsum = true;
 			}
 			socklen_t sl;
 			fill_hdrs(v, v->tx_hdr[m].b, sport, fsum, len, &v->tx_dst[d]);
@@ -895,7 +1021,11 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 		}
 	}
 	pthread_mutex_unlock(&v->lock);
-	flush(v, m);
+	if (k)
+		flush(v, vx_nh_fd(v->nh), v->pk_msg, v->pk_frame, k);
+	flush(v, v->tx_fd, v->tx_msg, v->tx_frame, m);
+	if (v->nh)
+		vx_nh_count(v->nh, through, kernel);
 	unsigned lost = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (v->tx_fail[i] && !v->tx_sent[i])
@@ -948,6 +1078,12 @@ static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "flood_vteps", nf);
 	for (unsigned i = 0; following && i < VX_FOLLOW_NCTR; i++)
 		cb(arg, vx_follow_counter_names[i], fc[i]);
+	if (v->nh) {
+		uint64_t nc[VX_NH_NCTR];
+		vx_nh_read(v->nh, nc);
+		for (unsigned i = 0; i < VX_NH_NCTR; i++)
+			cb(arg, vx_nh_counter_names[i], nc[i]);
+	}
 }
 
 const struct hs_backend_ops hs__vxlan_ops = {
@@ -1157,6 +1293,37 @@ int hs_vxlan_fdb_dump(hs_port_t *port, int (*cb)(void *arg, const struct hs_vxla
 }
 
 /* ---- following a Linux vxlan device's FDB (vxlan_follow.c) ---------------------- */
+
+/* ---- the underlay's next hops --------------------------------------------------- */
+
+struct nh_op {
+	const char *remote;
+	const uint8_t *mac;
+};
+
+static int nh_pin_cb(void *priv, void *arg)
+{
+	struct vxlan *v = priv;
+	const struct nh_op *op = arg;
+	union vx_addr a;
+	if (!v->nh)
+		return -EOPNOTSUPP;
+	if (parse_addr(v->family, op->remote, &a) || addr_eq(v, &a, &v->local))
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	int rc = vx_nh_pin(v->nh, &a, op->mac);
+	pthread_mutex_unlock(&v->lock);
+	return rc;
+}
+
+int hs_vxlan_set_nexthop(hs_port_t *port, const char *remote, const uint8_t mac[6])
+{
+	static const uint8_t zero[6];
+	if (!remote || (mac && ((mac[0] & 1) || !memcmp(mac, zero, 6))))
+		return port && hs_port_backend_priv(port, &hs__vxlan_ops) ? -EINVAL : -ENODEV;
+	struct nh_op op = {.remote = remote, .mac = mac};
+	return hs_port_backend_call(port, &hs__vxlan_ops, nh_pin_cb, &op);
+}
 
 static int follow_apply(void *arg, bool add, const uint8_t mac[6], const char *remote,
 			uint32_t flags)

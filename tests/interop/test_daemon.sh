@@ -377,6 +377,15 @@ hsctl --json stats v8 >"$work/v8.json" || fail "no stats for v8"
 	[ "$(json 'r["ports"][0]["backend"]["export_errors"]' <"$work/v8.json")" = 0 ] ||
 	fail "v8 (follow_any_port, export): $(cat "$work/v8.json")"
 expect_rc 0 port del v8
+# an underlay interface: a missing one refused, one there taken (its
+# counters among the port's)
+expect_rc 1 port add v9 vxlan local=127.0.0.1 vni=4244 underlay=hsdnosuch
+grep -q "v9: No such device" "$work/err.txt" || fail "a missing underlay: $(cat "$work/err.txt")"
+expect_rc 0 port add v9 vxlan local=127.0.0.1 vni=4244 underlay="$ex"
+hsctl --json stats v9 >"$work/v9.json" || fail "no stats for v9"
+[ "$(json 'r["ports"][0]["backend"]["underlay_sent"]' <"$work/v9.json")" = 0 ] ||
+	fail "v9's underlay counters: $(cat "$work/v9.json")"
+expect_rc 0 port del v9
 ip link del "$ex"
 ip link del "$br"
 ip link del "$vx"

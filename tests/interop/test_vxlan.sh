@@ -14,6 +14,13 @@
 # the underlay is counted, not fragmented. Namespaces are removed on every
 # exit path.
 #   test_vxlan.sh BUILD_DIR SOURCE_DIR   (HS_TEST_WORKERS=N: polling workers)
+# HS_TEST_UNDERLAY=1: our datagrams leave through the veth's packet socket
+# (underlay_if), next hops resolved by the switch: S's neighbour table is
+# emptied first (the first datagrams take the kernel's way, which resolves
+# it), then most must go through the veth (underlay_sent); the veth
+# computes no checksums there, so the capture checks the pseudo-header
+# sums the switch left for offloading; a wrong neighbour entry must stop
+# traffic and its removal restore it, which shows the table is followed.
 # The kernel side's checksum and segmentation offloads are turned off
 # (ethtool): between namespaces nothing ever reaches a wire, so the kernel
 # would hand over frames with checksums left to a NIC, and tunnel
@@ -89,8 +96,14 @@ kmtu=$(ip -n "$nsU" -o link show vx0 | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
 
 # ours
 workers=${HS_TEST_WORKERS:-0}
+under=
+if [ -n "${HS_TEST_UNDERLAY:-}" ]; then
+	under=",underlay=$vethS"
+	ip netns exec "$nsS" ethtool -K "$vethS" tx off >/dev/null || fail "ethtool on $vethS"
+	ip -n "$nsS" neigh flush all
+fi
 ip netns exec "$nsS" "$vswitch" --workers "$workers" --tap "$tap,mtu=9000" \
-	--vxlan 192.168.77.1,vni=42,remote=192.168.77.2 >"$work/vswitch.log" 2>&1 &
+	--vxlan "192.168.77.1,vni=42,remote=192.168.77.2$under" >"$work/vswitch.log" 2>&1 &
 vs=$!
 wait_for "$work/vswitch.log" running 10 || fail "vswitch did not start"
 grep -q "inner MTU $kmtu" "$work/vswitch.log" ||
@@ -112,6 +125,18 @@ ip netns exec "$nsV" ping -c 3 -i 0.2 -W 2 10.9.0.2 >"$work/ping-vu.log" 2>&1 ||
 ip netns exec "$nsU" ping -c 3 -i 0.2 -W 2 10.9.0.1 >"$work/ping-uv.log" 2>&1 ||
 	fail "the kernel's side cannot ping V"
 say "ping V<->U over VXLAN ok"
+if [ -n "$under" ]; then
+	# a wrong next hop in S's neighbour table stops our datagrams (the veth
+	# drops frames for another MAC); its removal brings them back
+	ip -n "$nsS" neigh replace 192.168.77.2 lladdr 02:00:00:00:00:99 dev "$vethS" nud permanent
+	sleep 2.5
+	ip netns exec "$nsV" ping -c 2 -i 0.2 -W 1 10.9.0.2 >/dev/null 2>&1 &&
+		fail "pings crossed with a wrong next hop in the neighbour table: not followed"
+	ip -n "$nsS" neigh del 192.168.77.2 dev "$vethS"
+	ip netns exec "$nsV" ping -c 3 -i 0.5 -W 2 10.9.0.2 >"$work/ping-back.log" 2>&1 ||
+		fail "no traffic once the wrong neighbour entry went"
+	say "the switch follows S's neighbour table"
+fi
 # several inner flows (UDP to ten ports; the kernel answers port unreachable)
 for p in $(seq 5001 5010); do
 	ip netns exec "$nsV" bash -c "echo x > /dev/udp/10.9.0.2/$p" 2>/dev/null
@@ -207,4 +232,12 @@ if ours < 10 or len(ports) < 3 or big:
 PY
 say "wire: $(cat "$work/wire.txt"); port 4789, flags 0x08, VNI 42, checksums valid"
 grep "^port vxlan42" "$work/vswitch.log"
+if [ -n "$under" ]; then
+	ctr() { grep -o "$1 [0-9]*" "$work/vswitch.log" | tail -1 | cut -d' ' -f2; }
+	sent=$(ctr underlay_sent) kern=$(ctr underlay_kernel) res=$(ctr nh_resolved) chg=$(ctr nh_changed)
+	say "underlay: $sent datagrams through $vethS, ${kern:-?} the kernel's way, $res resolutions, $chg changes"
+	[ "${sent:-0}" -gt 1000 ] && [ "${sent:-0}" -gt "$((${kern:-0} * 10))" ] && [ "${res:-0}" -ge 2 ] &&
+		[ "${chg:-0}" -ge 1 ] ||
+		fail "the datagrams did not go through the underlay interface"
+fi
 say "vxlan: PASS"

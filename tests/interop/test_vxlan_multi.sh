@@ -2,7 +2,9 @@
 # One VXLAN network (VNI 42) across three hosts, each a network namespace
 # made here, on an underlay bridge (namespace N, 192.168.88.0/24):
 #   H1: hyperswitch (the vswitch example), VTEP 192.168.88.1, its flood
-#       list given on the command line; a tap to V1 (10.10.0.1);
+#       list given on the command line, sending through its underlay
+#       interface's packet socket (underlay_if), next hops resolved by the
+#       switch; a tap to V1 (10.10.0.1);
 #   H2: the Linux kernel: a vxlan device in a bridge with a veth to V2
 #       (10.10.0.2), flooding to both other VTEPs;
 #   H3: hyperswitch again, VTEP 192.168.88.3, with no flood list of its
@@ -16,7 +18,8 @@
 # on H3's device appears in H3's table as static and goes with `bridge
 # fdb del`; a flood VTEP deleted there leaves H3's flood list; learned
 # entries age out (ageing 4 s) once the traffic stops, flood entries
-# stay. Namespaces are removed on every exit path.
+# stay; H1's datagrams to both other VTEPs went through its interface.
+# Namespaces are removed on every exit path.
 #   test_vxlan_multi.sh BUILD_DIR SOURCE_DIR   (HS_TEST_WORKERS=N: workers)
 # The kernel side's checksum and segmentation offloads are off, as in
 # test_vxlan.sh (between namespaces nothing reaches a wire).
@@ -125,7 +128,7 @@ ip -n "$h3" link add vxf type vxlan id 42 dstport 4789 local 192.168.88.3 nolear
 
 workers=${HS_TEST_WORKERS:-0}
 ip netns exec "$h1" "$vswitch" --workers "$workers" --stats 1 --tap t1 \
-	--vxlan 192.168.88.1,vni=42,remote=192.168.88.2,remote=192.168.88.3,ageing=4 \
+	--vxlan 192.168.88.1,vni=42,remote=192.168.88.2,remote=192.168.88.3,ageing=4,underlay=ul \
 	>"$work/h1.log" 2>&1 &
 vs1=$!
 ip netns exec "$h3" "$vswitch" --workers "$workers" --stats 1 --tap t3 \
@@ -188,4 +191,8 @@ for p in $vs1 $vs3; do
 done
 vs1= vs3=
 grep "^port vxlan42" "$work/h1.log" | tail -n 2
+ctr() { grep -o "$1 [0-9]*" "$work/h1.log" | tail -1 | cut -d' ' -f2; }
+[ "$(ctr underlay_sent)" -gt 0 ] && [ "$(ctr nh_resolved)" -ge 2 ] ||
+	fail "H1's datagrams did not go through its underlay interface"
+say "H1: $(ctr underlay_sent) datagrams through its interface, $(ctr underlay_kernel) the kernel's way"
 say "vxlan_multi: PASS"

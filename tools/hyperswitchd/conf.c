@@ -429,7 +429,7 @@ static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
 					 "src_port_min", "src_port_max", "underlay_mtu",
 					 "ageing_s", "max_entries", "ttl", "tos",
 					 "remote_learning", "udp_csum", "df", "follow",
-					 "follow_any_port", "export"};
+					 "follow_any_port", "export", "underlay"};
 static const char *const uplink_keys[] = {"ifname", "queues", "offload", "promisc",
 					  "qdisc_bypass", "rx_blocks", "rx_block_kib",
 					  "tx_slots", "block_tov_ms", "mode", "xdp_frames",
@@ -717,11 +717,12 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 			return fail(s, "domid", "the guest cannot be the back-end's own domain %u",
 				    p->domid);
 	} else if (p->type == HSD_VXLAN) {
-		const char *local = NULL, *follow = NULL, *exp = NULL;
+		const char *local = NULL, *follow = NULL, *exp = NULL, *under = NULL;
 		bool has_vni = src_type(s, "vni") != V_ABSENT;
 		if ((rc = get_str(s, "local", INET6_ADDRSTRLEN - 1, &local)) ||
 		    (rc = get_str(s, "follow", 15, &follow)) ||
 		    (rc = get_str(s, "export", 15, &exp)) ||
+		    (rc = get_str(s, "underlay", 15, &under)) ||
 		    (rc = get_bool(s, "follow_any_port", &p->follow_any_port)) ||
 		    (rc = get_u32(s, "vni", 1, 0xffffff, &p->vni)) ||
 		    (rc = get_u16(s, "dst_port", 1, 65535, &p->dst_port)) ||
@@ -746,6 +747,14 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 				return fail(s, "export", "\"%s\" is not a valid device name", exp);
 			free(p->export_port);
 			if (!(p->export_port = strdup(exp)))
+				return -ENOMEM;
+		}
+		if (under) {
+			if (!name_ok(under) || strchr(under, ':'))
+				return fail(s, "underlay", "\"%s\" is not a valid device name",
+					    under);
+			free(p->underlay_if);
+			if (!(p->underlay_if = strdup(under)))
 				return -ENOMEM;
 		}
 		if ((p->export_port || p->follow_any_port) && !p->follow)
@@ -961,6 +970,7 @@ void hsd_port_conf_free(struct hsd_port_conf *p)
 	free(p->remotes);
 	free(p->follow);
 	free(p->export_port);
+	free(p->underlay_if);
 	free(p->uplink_mode);
 	memset(p, 0, sizeof(*p));
 }
@@ -978,6 +988,7 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	d->uplink_mode = dup_or_null(s->uplink_mode);
 	d->follow = dup_or_null(s->follow);
 	d->export_port = dup_or_null(s->export_port);
+	d->underlay_if = dup_or_null(s->underlay_if);
 	d->trunks = NULL;
 	if (s->n_trunks) {
 		d->trunks = malloc(s->n_trunks * sizeof(*d->trunks));
@@ -988,7 +999,8 @@ int hsd_port_conf_copy(struct hsd_port_conf *d, const struct hsd_port_conf *s)
 	    (s->socket_owner && !d->socket_owner) || (s->socket_group && !d->socket_group) ||
 	    (s->n_trunks && !d->trunks) || (s->local && !d->local) ||
 	    (s->remotes && !d->remotes) || (s->follow && !d->follow) ||
-	    (s->uplink_mode && !d->uplink_mode) || (s->export_port && !d->export_port)) {
+	    (s->uplink_mode && !d->uplink_mode) || (s->export_port && !d->export_port) ||
+	    (s->underlay_if && !d->underlay_if)) {
 		hsd_port_conf_free(d);
 		return -ENOMEM;
 	}
@@ -1044,6 +1056,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(!str_eq(a->remotes, b->remotes), "remotes");
 		D(!str_eq(a->follow, b->follow), "follow");
 		D(!str_eq(a->export_port, b->export_port), "export");
+		D(!str_eq(a->underlay_if, b->underlay_if), "underlay");
 		D(a->follow_any_port != b->follow_any_port, "follow_any_port");
 		D(a->dst_port != b->dst_port, "dst_port");
 		D(a->src_port_min != b->src_port_min, "src_port_min");
@@ -1151,6 +1164,8 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			json_object_set_new(o, "follow_any_port", json_true());
 		if (p->export_port)
 			json_object_set_new(o, "export", json_string(p->export_port));
+		if (p->underlay_if)
+			json_object_set_new(o, "underlay", json_string(p->underlay_if));
 	} else if (p->type == HSD_UPLINK) {
 		json_object_update_new(o, json_pack("{s:s, s:i, s:b, s:b, s:b, s:i, s:I, s:i, s:i}",
 			"ifname", p->ifname, "queues", (int)p->queues, "offload", p->offload,

@@ -60,6 +60,7 @@ struct hsd_port_conf {
 	char *remotes;               /* the flood list: addresses, ',' between */
 	char *follow;                /* a Linux vxlan device whose FDB it follows */
 	bool follow_any_port;        /* HS_VXLAN_FOLLOW_ANY_PORT */
+	char *underlay_if;           /* hs_vxlan_config.underlay_if */
 	char *export_port;           /* a bridge port for the local MACs */
 	uint32_t vni, ageing_s, max_entries;
 	uint16_t dst_port, src_port_min, src_port_max, underlay_mtu;

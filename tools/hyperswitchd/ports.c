@@ -77,6 +77,7 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		xl->src_min = pc->src_port_min;
 		xl->src_max = pc->src_port_max;
 		xl->underlay_mtu = pc->underlay_mtu;
+		xl->underlay_if = pc->underlay_if;
 		xl->ageing_s = pc->ageing_s;
 		xl->max_entries = pc->max_entries;
 		xl->ttl = (uint8_t)pc->ttl;
