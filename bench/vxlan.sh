@@ -4,6 +4,8 @@
 # underlay), the VTEP on V's side being
 #   hyperswitch  the vswitch example: a tap to V, a vxlan port (one
 #                worker, pinned to CPU 1)
+#   hyperswitch-underlay  the same, its datagrams sent through the veth's
+#                packet socket (underlay_if), next hops resolved here
 #   kernel       the Linux bridge with a veth to V and a kernel vxlan
 #                device (its offloads on: TSO through the tunnel)
 #   kernel-seg   the same with the offloads of V's veth and of the vxlan
@@ -77,12 +79,16 @@ teardown() {
 
 setup_hyperswitch() {
 	ip netns exec "$nsS" taskset -c 0 "$vswitch" --workers 1 --tap vmv \
-		--vxlan 192.168.77.1,vni=42,remote=192.168.77.2 >"$work/vswitch.log" 2>&1 &
+		--vxlan "192.168.77.1,vni=42,remote=192.168.77.2${1:-}" >"$work/vswitch.log" 2>&1 &
 	vs=$!
 	for _ in $(seq 50); do grep -q running "$work/vswitch.log" && break; sleep 0.1; done
 	ip -n "$nsS" link set vmv netns "$nsV"
 	ip -n "$nsV" link set vmv mtu 1450
 	ip -n "$nsV" addr add 10.9.0.1/24 dev vmv && ip -n "$nsV" link set vmv up
+}
+
+setup_hyperswitch-underlay() {
+	setup_hyperswitch ",underlay=ul"
 }
 
 setup_kernel() {
@@ -123,21 +129,26 @@ run() {
 
 declare -A res
 for r in $(seq 1 "$rounds"); do
-	for m in hyperswitch kernel kernel-seg; do
+	for m in hyperswitch hyperswitch-underlay kernel kernel-seg; do
 		g=$(run "$m" "$r")
 		res[$m]+="$g "
 		echo "round $r $m: $g Gbit/s"
 	done
 done
-python3 - "${res[hyperswitch]}" "${res[kernel]}" "${res[kernel-seg]}" "$secs" "$json" <<'PY'
+python3 - "${res[hyperswitch]}" "${res[kernel]}" "${res[kernel-seg]}" "$secs" "$json" \
+	"${res[hyperswitch-underlay]}" <<'PY'
 import json, statistics, sys
 hs, k, ks = ([float(x) for x in a.split()] for a in sys.argv[1:4])
+hu = [float(x) for x in sys.argv[6].split()]
 m = statistics.median
 out = {"test": "vxlan_tcp", "seconds": int(sys.argv[4]),
-       "hyperswitch_gbps": hs, "kernel_gbps": k, "kernel_seg_gbps": ks,
-       "median_hyperswitch": m(hs), "median_kernel": m(k), "median_kernel_seg": m(ks),
+       "hyperswitch_gbps": hs, "hyperswitch_underlay_gbps": hu, "kernel_gbps": k,
+       "kernel_seg_gbps": ks, "median_hyperswitch": m(hs), "median_hyperswitch_underlay": m(hu),
+       "median_kernel": m(k), "median_kernel_seg": m(ks),
        "ratio_kernel": m(hs) / m(k) if m(k) else None,
-       "ratio_kernel_seg": m(hs) / m(ks) if m(ks) else None}
+       "ratio_kernel_seg": m(hs) / m(ks) if m(ks) else None,
+       "ratio_underlay_kernel": m(hu) / m(k) if m(k) else None,
+       "ratio_underlay_kernel_seg": m(hu) / m(ks) if m(ks) else None}
 print(json.dumps(out))
 if sys.argv[5]:
     json.dump(out, open(sys.argv[5], "w"), indent=1)

@@ -6,12 +6,22 @@
  * mem ports of one switch, the plain switching the tunnel adds to.
  * Unicast IPv4/UDP frames to a learned MAC (no flooding), paced so that
  * no datagram is lost. Needs 127.0.0.1 and 127.0.0.2 (any loopback).
+ * With "underlay", the first port sends through an underlay interface
+ * instead (hs_vxlan_config.underlay_if): a veth pair in a network
+ * namespace of the program's own (root), 10.66.0.1 on one end, the
+ * second port at 10.66.0.2 on the other, the next hop given
+ * (hs_vxlan_set_nexthop: both ends are local, so no route leaves by the
+ * veth).
  *
- *   vxlan_cost FRAMES FRAME_BYTES
+ *   vxlan_cost FRAMES FRAME_BYTES [underlay]
  */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +57,11 @@ static hs_port_t *mem_port(hs_switch_t *sw, const char *name)
 	return p;
 }
 
-static hs_port_t *vx_port(hs_switch_t *sw, const char *local, const char *remote)
+static hs_port_t *vx_port(hs_switch_t *sw, const char *local, const char *remote,
+			  const char *underlay)
 {
-	struct hs_vxlan_config vc = {.local = local, .vni = 42, .dst_port = 47899};
+	struct hs_vxlan_config vc = {.local = local, .vni = 42, .dst_port = 47899,
+				     .underlay_if = underlay};
 	struct hs_port_config pc = {.name = "vx", .backend = HS_VXLAN_BACKEND,
 				    .backend_config = &vc, .backend_config_size = sizeof(vc)};
 	hs_port_t *p;
@@ -112,8 +124,9 @@ static void run(hs_port_t *from, hs_port_t *to, unsigned n, unsigned len, const 
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		return fprintf(stderr, "usage: %s FRAMES FRAME_BYTES\n", argv[0]), 2;
+	bool under = argc == 4 && !strcmp(argv[3], "underlay");
+	if (argc != 3 && !under)
+		return fprintf(stderr, "usage: %s FRAMES FRAME_BYTES [underlay]\n", argv[0]), 2;
 	unsigned n = (unsigned)atoi(argv[1]), len = (unsigned)atoi(argv[2]);
 	if (len < 60 || len > 1450)
 		return fprintf(stderr, "FRAME_BYTES: 60..1450 (the underlay's MTU)\n"), 2;
@@ -122,8 +135,29 @@ int main(int argc, char **argv)
 	pthread_t t1, t2;
 	hs_switch_t *s1 = sw_new(&t1), *s2 = sw_new(&t2);
 	hs_port_t *a = mem_port(s1, "a"), *b = mem_port(s2, "b");
-	vx_port(s1, "127.0.0.1", "127.0.0.2");
-	vx_port(s2, "127.0.0.2", "127.0.0.1");
+	if (under) {
+		if (unshare(CLONE_NEWNET) ||
+		    system("ip link set lo up && ip link add u0 type veth peer name u1 && "
+			   "ip addr add 10.66.0.1/24 dev u0 && ip addr add 10.66.0.2/24 dev u1 && "
+			   "ip link set u0 up && ip link set u1 up && "
+			   "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.u1.rp_filter=0 "
+			   "net.ipv4.conf.u1.accept_local=1"))
+			return fprintf(stderr, "underlay: needs root (a network namespace)\n"), 1;
+		/* u1's MAC: the next hop */
+		struct ifreq ifr = {0};
+		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "u1");
+		if (fd < 0 || ioctl(fd, SIOCGIFHWADDR, &ifr))
+			return 1;
+		close(fd);
+		hs_port_t *v1 = vx_port(s1, "10.66.0.1", "10.66.0.2", "u0");
+		vx_port(s2, "10.66.0.2", "10.66.0.1", NULL);
+		if (hs_vxlan_set_nexthop(v1, "10.66.0.2", (const uint8_t *)ifr.ifr_hwaddr.sa_data))
+			return 1;
+	} else {
+		vx_port(s1, "127.0.0.1", "127.0.0.2", NULL);
+		vx_port(s2, "127.0.0.2", "127.0.0.1", NULL);
+	}
 	run(b, a, 1, len, ma, mb); /* every table learns b, then a */
 	run(a, b, 1, len, mb, ma);
 	run(a, b, n, len, mb, ma);
@@ -133,7 +167,8 @@ int main(int argc, char **argv)
 	pthread_join(t2, NULL);
 	struct hs_port_stats st;
 	hs_port_get_stats(b, &st);
-	printf("tunnel: %llu frames of %u bytes to b\n", (unsigned long long)st.tx_packets, len);
+	printf("tunnel%s: %llu frames of %u bytes to b\n", under ? " (underlay)" : "",
+	       (unsigned long long)st.tx_packets, len);
 	hs_switch_destroy(s1);
 	hs_switch_destroy(s2);
 	/* plain switching: C -> D */

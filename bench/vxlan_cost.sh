@@ -5,7 +5,8 @@
 # ports, whose backend's work is the plain-switching reference. Prints,
 # and with --json writes, instructions per frame of each backend call
 # (inclusive: what it calls, the libc side of its syscalls included; the
-# kernel's work is not counted).
+# kernel's work is not counted). Then again with the first port sending
+# through an underlay interface (a veth; "underlay_*" in the JSON).
 #   bench/vxlan_cost.sh [--build DIR] [--frames N] [--json FILE]
 # Needs valgrind (scripts/deps.sh test).
 set -uo pipefail
@@ -23,11 +24,14 @@ command -v valgrind >/dev/null || { echo "no valgrind: scripts/deps.sh test" >&2
 [ -x "$build/bench/vxlan_cost" ] || { echo "no $build/bench/vxlan_cost: build first" >&2; exit 1; }
 work=$(mktemp -d /tmp/hs-vxlan-cost.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-for len in 64 1450; do
-	valgrind --tool=callgrind --callgrind-out-file="$work/$len.out" \
-		"$build/bench/vxlan_cost" "$frames" "$len" >"$work/$len.log" 2>&1 ||
-		{ echo "vxlan_cost failed: $(tail -3 "$work/$len.log")" >&2; exit 1; }
-	callgrind_annotate --inclusive=yes --threshold=100 "$work/$len.out" >"$work/$len.txt" 2>/dev/null
+for mode in "" underlay; do
+	for len in 64 1450; do
+		o=$work/$mode$len
+		valgrind --tool=callgrind --callgrind-out-file="$o.out" \
+			"$build/bench/vxlan_cost" "$frames" "$len" $mode >"$o.log" 2>&1 ||
+			{ echo "vxlan_cost failed: $(tail -3 "$o.log")" >&2; exit 1; }
+		callgrind_annotate --inclusive=yes --threshold=100 "$o.out" >"$o.txt" 2>/dev/null
+	done
 done
 python3 - "$work" "$frames" "$json" <<'PY'
 import json, re, sys
@@ -35,9 +39,9 @@ work, frames, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 fns = ["vx_send_reserve", "vx_send_commit", "vx_recv_burst", "vx_recv_done",
        "mem_send_reserve", "mem_send_commit", "mem_recv_burst", "mem_recv_done"]
 res = {"test": "vxlan_cost", "frames": frames}
-for ln in (64, 1450):
+for mode, ln in [(m, l) for m in ("", "underlay") for l in (64, 1450)]:
     ir = {}
-    for line in open("%s/%d.txt" % (work, ln)):
+    for line in open("%s/%s%d.txt" % (work, mode, ln)):
         m = re.match(r"\s*([\d,]+) .*:(\w+) \[", line)
         if m and m.group(2) in fns and m.group(2) not in ir:
             ir[m.group(2)] = int(m.group(1).replace(",", ""))
@@ -47,12 +51,13 @@ for ln in (64, 1450):
     decap = per["vx_recv_burst"] + per["vx_recv_done"]
     mem_tx = per["mem_send_reserve"] + per["mem_send_commit"]
     mem_rx = (per["mem_recv_burst"] + per["mem_recv_done"]) / 2  # both runs send from mem
-    res[str(ln)] = {"encap_ir": round(encap), "decap_ir": round(decap),
+    res[(mode + "_" if mode else "") + str(ln)] = {"encap_ir": round(encap), "decap_ir": round(decap),
                     "mem_send_ir": round(mem_tx / 2), "mem_recv_ir": round(mem_rx),
                     "encap_over_plain_ir": round(encap - mem_tx / 2),
                     "decap_over_plain_ir": round(decap - mem_rx)}
-    print("%4d bytes: encapsulation %d, decapsulation %d instructions per frame "
-          "(a mem port: send %d, receive %d)" % (ln, encap, decap, mem_tx / 2, mem_rx))
+    print("%4d bytes%s: encapsulation %d, decapsulation %d instructions per frame "
+          "(a mem port: send %d, receive %d)" % (ln, " through the underlay" if mode else "",
+                                               encap, decap, mem_tx / 2, mem_rx))
 print(json.dumps(res))
 if out:
     json.dump(res, open(out, "w"), indent=1)

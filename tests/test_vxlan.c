@@ -1274,6 +1274,42 @@ static size_t next_hop_is(hs_port_t *m, hs_port_t *vx, const uint8_t *f, size_t 
 	return 0;
 }
 
+/* An IPv4/UDP frame from src of len bytes whose UDP checksum field holds
+ * only the pseudo-header's sum, as a sender leaving it to offloading
+ * writes it. */
+static size_t csum_frame(uint8_t *f, const uint8_t *src, size_t len)
+{
+	memset(f, 0, len);
+	memcpy(f, th_bcast, 6);
+	memcpy(f + 6, src, 6);
+	f[12] = 0x08;
+	uint8_t *ip = f + 14, *u = ip + 20;
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((len - 14) >> 8), ip[3] = (uint8_t)(len - 14);
+	ip[8] = 64, ip[9] = 17;
+	ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2;
+	uint16_t ic = (uint16_t)~fold16(sum16(ip, 20));
+	ip[10] = (uint8_t)(ic >> 8), ip[11] = (uint8_t)ic;
+	uint32_t ul = (uint32_t)(len - 34);
+	u[1] = 7, u[3] = 9;
+	u[4] = (uint8_t)(ul >> 8), u[5] = (uint8_t)ul;
+	for (size_t i = 42; i < len; i++)
+		f[i] = (uint8_t)(i * 13);
+	uint16_t p = fold16(sum16(ip + 12, 8) + 17 + ul);
+	u[6] = (uint8_t)(p >> 8), u[7] = (uint8_t)p;
+	return len;
+}
+
+/* What a NIC does with such a frame: the UDP checksum over the field's
+ * pseudo-header sum and the datagram. */
+static void fill_udp_csum(uint8_t *f)
+{
+	uint8_t *u = f + 34;
+	uint32_t ul = (uint32_t)(u[4] << 8 | u[5]);
+	uint16_t c = (uint16_t)~fold16(sum16(u, ul));
+	u[6] = (uint8_t)(c >> 8), u[7] = (uint8_t)c;
+}
+
 static void underlay(int family)
 {
 	NEED_NETNS();
@@ -1288,11 +1324,12 @@ static void underlay(int family)
 		 "ip %s addr add %s/%d dev u0 %s && ip %s neigh add %s lladdr 02:77:00:00:00:02 "
 		 "dev u0 nud permanent && ip %s route add %s via %s dev u0 && "
 		 "ip %s neigh add %s lladdr 02:77:00:00:00:fe dev u0 nud permanent && "
-		 "ip %s route add %s dev d0",
+		 "ip %s route add %s dev d0 && ip %s neigh add %s lladdr 02:99:00:00:00:09 dev d0 "
+		 "nud permanent && ip link set d1 up",
 		 v4 ? "" : "-6", local, v4 ? 24 : 64, v4 ? "" : "nodad", v4 ? "" : "-6", peer,
 		 v4 ? "" : "-6", v4 ? "10.88.0.0/24" : "fd88::/64", v4 ? "10.77.0.254" : "fd77::fe",
 		 v4 ? "" : "-6", v4 ? "10.77.0.254" : "fd77::fe", v4 ? "" : "-6",
-		 v4 ? "10.99.0.0/24" : "fd99::/64");
+		 v4 ? "10.99.0.0/24" : "fd99::/64", v4 ? "" : "-6", other);
 	ck_assert_int_eq(system(cmd), 0);
 	const uint8_t ifmac[6] = {2, 0x77, 0, 0, 0, 1}, peermac[6] = {2, 0x77, 0, 0, 0, 2},
 		      gwmac[6] = {2, 0x77, 0, 0, 0, 0xfe}, pinmac[6] = {2, 0x77, 0, 0, 0, 0x42};
@@ -1301,7 +1338,8 @@ static void underlay(int family)
 	struct hs_switch_config c = {.n_workers = w ? (unsigned)atoi(w) : 0};
 	struct side a;
 	a.sw = th_switch(&c);
-	a.m = th_port(a.sw, "m", 0);
+	struct th_port_opts mo = {.name = "m", .caps = HS_CAP_CSUM};
+	a.m = th_port_opts(a.sw, &mo);
 	struct hs_vxlan_config vc = {.local = local, .vni = 42, .ttl = 33, .tos = 0x20,
 				     .flags = HS_VXLAN_DF, .underlay_if = "u0"};
 	a.vx = vx_port(a.sw, "vx", &vc);
@@ -1317,6 +1355,23 @@ static void underlay(int family)
 			       peermac, &partial);
 	check_datagram(b, n, partial, family, peermac, ifmac, local, peer, f, fl, 0x20);
 	ck_assert_uint_ge(backend_ctr(a.vx, "nh_resolved"), 1);
+	/* a frame whose UDP checksum is left to offloading: left to the
+	 * interface, the outer checksum done ahead (local checksum offload) */
+	uint8_t g[200];
+	size_t gl = csum_frame(g, src, 150);
+	struct hs_offload off = {.flags = HS_OFF_NEEDS_CSUM, .csum_start = 34, .csum_offset = 6};
+	ck_assert_int_eq(th_send_off(a.m, g, gl, &off), 0);
+	n = wire_read(wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, &partial);
+	ck_assert_uint_gt(n, gl);
+	unsigned l3 = v4 ? 20 : 40, hl = (unsigned)(n - gl), oul = (unsigned)(16 + gl);
+	uint8_t *in = b + hl;
+	if (partial) /* the interface's work, done here */
+		fill_udp_csum(in);
+	/* the inner checksum good, and the outer one over the finished frame */
+	ck_assert_uint_eq(fold16(sum16(in + 26, 8) + 17 + (uint32_t)(gl - 34) +
+				 sum16(in + 34, gl - 34)), 0xffff);
+	uint32_t ps = v4 ? sum16(b + 26, 8) : sum16(b + 22, 32);
+	ck_assert_uint_eq(fold16(ps + 17 + oul + sum16(b + 14 + l3, oul)), 0xffff);
 	/* a next hop the embedder gives: at once */
 	ck_assert_int_eq(hs_vxlan_set_nexthop(a.vx, peer, pinmac), 0);
 	n = send_until(a.m, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, &partial);
@@ -1346,6 +1401,20 @@ static void underlay(int family)
 	}
 	ck_assert_uint_ge(backend_ctr(a.vx, "nh_other_if"), 1);
 	ck_assert_uint_gt(backend_ctr(a.vx, "underlay_kernel"), k0);
+	/* ... where a checksum left to offloading is finished here */
+	int wfd2 = wire_open("d1");
+	ck_assert_int_eq(th_send_off(a.m, g, gl, &off), 0);
+	n = wire_read(wfd2, b, sizeof(b), v4 ? 0x0800 : 0x86dd, &partial);
+	ck_assert_uint_eq(n, hl + gl);
+	ck_assert(!partial || !v4); /* IPv6: the kernel fills the outer one */
+	in = b + hl;
+	ck_assert_uint_eq(fold16(sum16(in + 26, 8) + 17 + (uint32_t)(gl - 34) +
+				 sum16(in + 34, gl - 34)), 0xffff);
+	if (!partial) {
+		ps = v4 ? sum16(b + 26, 8) : sum16(b + 22, 32);
+		ck_assert_uint_eq(fold16(ps + 17 + oul + sum16(b + 14 + l3, oul)), 0xffff);
+	}
+	close(wfd2);
 	/* a VTEP with no neighbour entry: the kernel's way, which (and the
 	 * switch's NTF_USE) asks for it on the wire */
 	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, zero_mac, NULL), 0);

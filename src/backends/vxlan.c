@@ -485,7 +485,9 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 			    v->family == AF_INET ? "IPv4" : "IPv6", v->max_frame - 14);
 	*priv = v;
 	info->n_queues = 1;
-	info->caps = 0;
+	/* through an underlay interface, a frame's checksum left to offloading
+	 * is left to the interface (or the kernel) */
+	info->caps = v->nh ? HS_CAP_CSUM : 0;
 	info->link_up = true;
 	return 0;
 fail:
@@ -857,13 +859,16 @@ static void fill_hdrs(const struct vxlan *v, uint8_t *h, uint16_t sport, uint32_
  * interface (or the kernel, where it cannot): the field holds the
  * pseudo-header's sum, as for any checksum offload. */
 static unsigned fill_under(struct vxlan *v, const struct vx_nh *nh, uint8_t *b, uint16_t sport,
-			   uint32_t flen, unsigned ecn)
+			   uint32_t flen, unsigned ecn, const struct hs_offload *in, uint32_t lco)
 {
 	bool v4 = v->family == AF_INET;
 	unsigned l3 = v4 ? 20 : 40;
 	uint8_t *ip = b + VX_VNET + 14, *u = ip + l3;
 	uint32_t ulen = VX_HDRS + flen;
-	memcpy(b + VX_VNET, nh->hdr, 14 + l3);
+	if (v4) /* constant lengths: copied inline */
+		memcpy(b + VX_VNET, nh->hdr, 14 + 20);
+	else
+		memcpy(b + VX_VNET, nh->hdr, 14 + 40);
 	if (v4) {
 		uint32_t tot = l3 + ulen;
 		uint16_t id = v->ip_id++;
@@ -881,7 +886,24 @@ static unsigned fill_under(struct vxlan *v, const struct vx_nh *nh, uint8_t *b, 
 	}
 	fill_udp(v, u, sport, ulen);
 	struct hsb_vnet_hdr vh = {0};
-	if (!v4 || !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM)) {
+	bool outer = !v4 || !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM);
+	if (in) {
+		/* The inner checksum is the interface's to fill; the outer one
+		 * is known already (local checksum offload): once the inner
+		 * field is filled, the inner bytes from its csum_start on sum
+		 * to the complement of what the field holds now, so the outer
+		 * checksum needs only the headers and the bytes before it
+		 * (lco: their sum, and that complement). */
+		if (outer) {
+			uint16_t c = csum_fold(nh->psum + ulen + csum_add(0, u, VX_HDRS) + lco);
+			if (!c)
+				c = 0xffff;
+			u[6] = (uint8_t)(c >> 8), u[7] = (uint8_t)c;
+		}
+		vh.flags = HSB_VNET_F_NEEDS_CSUM;
+		vh.csum_start = (uint16_t)(14 + l3 + VX_HDRS + in->csum_start);
+		vh.csum_offset = in->csum_offset;
+	} else if (outer) {
 		uint32_t s = nh->psum + ulen;
 		while (s >> 16)
 			s = (s & 0xffff) + (s >> 16);
@@ -892,6 +914,16 @@ static unsigned fill_under(struct vxlan *v, const struct vx_nh *nh, uint8_t *b, 
 	}
 	memcpy(b, &vh, VX_VNET);
 	return VX_VNET + 14 + l3 + VX_HDRS;
+}
+
+/* Fills in the checksum a frame left to offloading (bounds checked). */
+static void finish_csum(uint8_t *f, uint32_t len, const struct hs_offload *o)
+{
+	uint8_t *c = f + o->csum_start + o->csum_offset;
+	uint16_t v = csum_fold(csum_add(0, f + o->csum_start, len - o->csum_start));
+	if (!v)
+		v = 0xffff;
+	c[0] = (uint8_t)(v >> 8), c[1] = (uint8_t)v;
 }
 
 /* Sends messages [0, m) of msg on fd; counts what failed per frame. */
@@ -939,6 +971,7 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 	bool csum = v->family == AF_INET && !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM);
 	uint64_t now = v->nh ? mono_ms() : 0;
 	socklen_t pk_len = 0;
+	struct vx_nh *last = NULL; /* the burst's last next hop: most frames share it */
 	pthread_mutex_lock(&v->lock);
 	if (v->nh)
 		pk_len = vx_nh_sa(v->nh, &v->pk_sa);
@@ -965,8 +998,21 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 			continue;
 		}
 		uint16_t sport = flow_port(v, f, len);
-		uint32_t fsum = 0;
+		uint32_t fsum = 0, lco = 0;
 		bool have_fsum = !csum;
+		/* a checksum left to offloading (only with an underlay) */
+		const struct hs_offload *in = NULL;
+		if (out[i].off.flags & HS_OFF_NEEDS_CSUM) {
+			uint32_t cs = out[i].off.csum_start, co = out[i].off.csum_offset;
+			if ((cs & 1) || cs + co + 2 > len || co & 1) {
+				/* the core checked it; never sent wrong */
+				v->tx_fail[i] = 1;
+				ctr_add(&v->send_errors, 1);
+				continue;
+			}
+			in = &out[i].off;
+			lco = csum_add(0, f, cs) + (uint16_t)~(f[cs + co] << 8 | f[cs + co + 1]);
+		}
 		int ver, o = inner_ip(f, len, &ver);
 		unsigned ecn = o < 0 ? ECN_NOT_ECT : inner_ecn(f + o, ver);
 		for (unsigned d = 0; d < nd; d++) {
@@ -976,12 +1022,16 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 				flush(v, v->tx_fd, v->tx_msg, v->tx_frame, m);
 				pthread_mutex_lock(&v->lock);
 				m = k = 0;
+				last = NULL; /* the resolver may have let it go meanwhile */
 			}
 			/* through the underlay interface, once the VTEP's next
 			 * hop is known; the kernel's way until then */
-			struct vx_nh *nh = v->nh ? vx_nh_get(v->nh, &v->tx_dst[d], now) : NULL;
+			struct vx_nh *nh = last;
+			if (v->nh && (!nh || !vx_addr_same(v->family, &nh->remote, &v->tx_dst[d])))
+				nh = last = vx_nh_get(v->nh, &v->tx_dst[d], now);
 			if (nh && vx_nh_usable(nh, now)) {
-				unsigned hl = fill_under(v, nh, v->pk_hdr[k].b, sport, len, ecn);
+				unsigned hl = fill_under(v, nh, v->pk_hdr[k].b, sport, len, ecn, in,
+							 lco);
 				v->pk_iov[k][0] = (struct iovec){v->pk_hdr[k].b, hl};
 				v->pk_iov[k][1] = (struct iovec){(void *)f, len};
 				v->pk_msg[k].msg_hdr = (struct msghdr){.msg_name = &v->pk_sa,
@@ -993,6 +1043,17 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 				continue;
 			}
 			kernel += v->nh != NULL;
+			if (in) {
+				/* the kernel's way takes finished frames: the
+				 * checksum is done here, once the messages that
+				 * left it to the interface are gone */
+				if (k && v->pk_frame[k - 1] == (int32_t)i) {
+					flush(v, vx_nh_fd(v->nh), v->pk_msg, v->pk_frame, k);
+					k = 0;
+				}
+				finish_csum((uint8_t *)f, len, in);
+				in = NULL;
+			}
 			if (!have_fsum) {
 				fsum = csum_add(0, f, len);
 				have_fsum = true;

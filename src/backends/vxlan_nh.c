@@ -81,7 +81,10 @@ static unsigned alen(const struct vx_nh_tab *t)
 static uint32_t hash(const struct vx_nh_tab *t, const union vx_addr *a)
 {
 	uint64_t h = t->seed, w[2] = {0, 0};
-	memcpy(w, a, alen(t));
+	if (t->p.family == AF_INET)
+		memcpy(w, a, 4);
+	else
+		memcpy(w, a, 16);
 	h = (h ^ w[0]) * 0x9e3779b97f4a7c15ull;
 	h = (h ^ (h >> 29) ^ w[1]) * 0x9e3779b97f4a7c15ull;
 	return (uint32_t)(h >> 32) & (t->nbucket - 1);
@@ -91,7 +94,7 @@ static struct vx_nh *find(struct vx_nh_tab *t, const union vx_addr *a, int32_t *
 {
 	int32_t *l = &t->bucket[hash(t, a)];
 	for (; *l >= 0; l = &t->ent[*l].next)
-		if (!memcmp(&t->ent[*l].remote, a, alen(t)))
+		if (vx_addr_same(t->p.family, &t->ent[*l].remote, a))
 			break;
 	if (link)
 		*link = l;
@@ -322,23 +325,21 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 }
 
 /* The interface's index and MAC now (by name: it may have been made
- * again). Rebinds the socket to a new index. */
+ * again). Rebinds the socket to a new index. The ioctls go through the
+ * packet socket: they look in its network namespace (the one the port
+ * was opened in), not the loop thread's. */
 static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 {
 	struct ifreq ifr = {0};
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int idx = 0;
 	uint8_t mac[6] = {0};
-	if (s >= 0) {
-		memcpy(ifr.ifr_name, t->ifname, sizeof(t->ifname));
-		if (!ioctl(s, SIOCGIFINDEX, &ifr))
-			idx = ifr.ifr_ifindex;
-		if (idx && !ioctl(s, SIOCGIFHWADDR, &ifr) && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER)
-			memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-		else
-			idx = 0;
-		close(s);
-	}
+	memcpy(ifr.ifr_name, t->ifname, sizeof(t->ifname));
+	if (!ioctl(t->fd, SIOCGIFINDEX, &ifr))
+		idx = ifr.ifr_ifindex;
+	if (idx && !ioctl(t->fd, SIOCGIFHWADDR, &ifr) && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER)
+		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	else
+		idx = 0;
 	if (idx == t->ifindex && !memcmp(mac, t->ifmac, 6))
 		return;
 	if (idx && idx != t->ifindex) {

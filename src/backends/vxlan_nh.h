@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hyperswitch/port.h"
 
@@ -24,6 +25,18 @@ union vx_addr {
 	struct in_addr v4;
 	struct in6_addr v6;
 };
+
+/* Whether a and b are the same address of family (AF_INET: only the
+ * first 4 bytes count). */
+static inline bool vx_addr_same(int family, const union vx_addr *a, const union vx_addr *b)
+{
+	if (family == AF_INET)
+		return a->v4.s_addr == b->v4.s_addr;
+	uint64_t x[2], y[2];
+	memcpy(x, a, 16);
+	memcpy(y, b, 16);
+	return !((x[0] ^ y[0]) | (x[1] ^ y[1]));
+}
 
 #define VX_NH_L2L3_MAX (14 + 40) /* Ethernet + IPv6 */
 
