@@ -794,7 +794,8 @@ static uint16_t flow_port(const struct vxlan *v, const uint8_t *f, uint32_t len)
  * words, 8 bytes at a time (a sum of 32-bit words is the same modulo
  * 0xffff); the result stays below 0x20000 so that callers may add a few
  * more words before folding. */
-static uint32_t csum_add(uint32_t s, const uint8_t *p, uint32_t len)
+static inline __attribute__((always_inline)) uint32_t csum_add(uint32_t s, const uint8_t *p,
+								uint32_t len)
 {
 	uint64_t acc = s;
 	uint32_t i = 0;
