@@ -1386,6 +1386,21 @@ static void underlay(int family)
 	const uint8_t newmac[6] = {2, 0x77, 0, 0, 0, 0x33};
 	next_hop_is(a.m, a.vx, f, fl, wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, newmac, &partial);
 	ck_assert_uint_ge(backend_ctr(a.vx, "nh_changed"), 1);
+	/* larger than the interface's MTU: the kernel's way (DF here: refused
+	 * there, too_big), never sent too large */
+	ck_assert_int_eq(system("ip link set u0 mtu 1400"), 0);
+	usleep(400000); /* a tick */
+	uint64_t s0 = backend_ctr(a.vx, "underlay_sent"), k1 = backend_ctr(a.vx, "underlay_kernel");
+	static uint8_t big[1500];
+	size_t bl = th_frame(big, th_bcast, src, -1, 1400, 9);
+	ck_assert_int_eq(th_send(a.m, big, bl), 0);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "underlay_kernel") == k1 + 1, 3000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "underlay_sent"), s0);
+	if (v4)
+		ck_assert(TH_WAIT(backend_ctr(a.vx, "too_big") >= 1, 3000));
+	ck_assert_int_eq(system("ip link set u0 mtu 1500"), 0);
+	while (wire_read(wfd, b, sizeof(b), v4 ? 0x0800 : 0x86dd, &partial))
+		; /* what went meanwhile */
 	/* a VTEP behind a gateway: the gateway's MAC, the VTEP's address */
 	ck_assert_int_eq(hs_vxlan_fdb_del(a.vx, zero_mac, NULL), 0);
 	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, far, 0), 0);

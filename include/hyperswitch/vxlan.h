@@ -72,8 +72,13 @@
  * it stops being (the route moves to another interface, the entry fails,
  * the interface goes), its datagrams take the kernel's way above, so
  * nothing waits on resolution; the frames of a flow may be reordered once,
- * as they change ways. One route per VTEP: an ECMP route's paths are not
- * spread over by flow. Counted: underlay_sent, underlay_kernel (sent the
+ * as they change ways. Datagrams larger than the interface's MTU or the
+ * route's take the kernel's way too, which fragments them (or, with
+ * HS_VXLAN_DF, refuses them: too_big): nothing is fragmented here. Each
+ * lookup tick (every 250 ms) looks up at most 64 VTEPs, in turn; one
+ * whose next hop is not usable is looked up again every half second. One route per VTEP: an ECMP route's paths are not
+ * spread over by flow. Counted: underlay_sent (handed to the interface's
+ * socket; one it refuses is also a send error), underlay_kernel (sent the
  * kernel's way instead), nh_resolved, nh_changed (a next hop's MAC
  * changed), nh_errors (no route, or netlink failed), nh_other_if (the
  * route leaves by another interface). UDP-tunnel segmentation offload is

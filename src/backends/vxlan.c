@@ -443,6 +443,7 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 	}
 	if (getrandom(&v->seed, sizeof(v->seed), GRND_NONBLOCK) != sizeof(v->seed))
 		v->seed = (uint64_t)now_s() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)v;
+	v->ip_id = (uint16_t)(v->seed >> 48); /* ports sharing an address: apart */
 	for (uint32_t b = 0; b < v->nbucket; b++)
 		v->bucket[b] = -1;
 	for (uint32_t i = 0; i < c.max_entries; i++)
@@ -973,6 +974,7 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 	uint64_t now = v->nh ? mono_ms() : 0;
 	socklen_t pk_len = 0;
 	struct vx_nh *last = NULL; /* the burst's last next hop: most frames share it */
+	uint32_t over_ip = (v->family == AF_INET ? 20 : 40) + VX_HDRS;
 	pthread_mutex_lock(&v->lock);
 	if (v->nh)
 		pk_len = vx_nh_sa(v->nh, &v->pk_sa);
@@ -1005,14 +1007,21 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 		const struct hs_offload *in = NULL;
 		if (out[i].off.flags & HS_OFF_NEEDS_CSUM) {
 			uint32_t cs = out[i].off.csum_start, co = out[i].off.csum_offset;
-			if ((cs & 1) || cs + co + 2 > len || co & 1) {
+			if (cs + co + 2 > len) {
 				/* the core checked it; never sent wrong */
 				v->tx_fail[i] = 1;
 				ctr_add(&v->send_errors, 1);
 				continue;
 			}
-			in = &out[i].off;
-			lco = csum_add(0, f, cs) + (uint16_t)~(f[cs + co] << 8 | f[cs + co + 1]);
+			if ((cs | co) & 1 || cs + 14 + 40 + VX_HDRS > 0xffff) {
+				/* odd offsets (only a broken or hostile guest sends
+				 * them), or beyond the header's 16 bits: done here */
+				finish_csum((uint8_t *)f, len, &out[i].off);
+			} else {
+				in = &out[i].off;
+				lco = csum_add(0, f, cs) +
+				      (uint16_t)~(f[cs + co] << 8 | f[cs + co + 1]);
+			}
 		}
 		int ver, o = inner_ip(f, len, &ver);
 		unsigned ecn = o < 0 ? ECN_NOT_ECT : inner_ecn(f + o, ver);
@@ -1030,7 +1039,7 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 			struct vx_nh *nh = last;
 			if (v->nh && (!nh || !vx_addr_same(v->family, &nh->remote, &v->tx_dst[d])))
 				nh = last = vx_nh_get(v->nh, &v->tx_dst[d], now);
-			if (nh && vx_nh_usable(nh, now)) {
+			if (nh && vx_nh_usable(nh, now, over_ip + len)) {
 				unsigned hl = fill_under(v, nh, v->pk_hdr[k].b, sport, len, ecn, in,
 							 lco);
 				v->pk_iov[k][0] = (struct iovec){v->pk_hdr[k].b, hl};

@@ -38,6 +38,7 @@
 
 #define NH_RECHECK_MS 1000 /* an entry in use is looked up again this often */
 #define NH_IDLE_MS 60000   /* an entry nobody used this long goes */
+#define NH_RETRY_MS 500    /* ... and one not usable, this often */
 #define NH_PER_TICK 64     /* lookups per tick at most */
 
 const char *const vx_nh_counter_names[VX_NH_NCTR] = {
@@ -49,6 +50,7 @@ struct vx_nh_tab {
 	struct vx_nh_params p;
 	char ifname[IF_NAMESIZE];
 	int ifindex;            /* 0: the interface is gone */
+	uint32_t ifmtu;
 	uint8_t ifmac[6];
 	int fd;
 	struct sockaddr_ll sa;
@@ -60,6 +62,7 @@ struct vx_nh_tab {
 	int32_t *bucket;
 	uint32_t nbucket, cap;
 	int32_t free_head;
+	uint32_t cursor;        /* the bucket the next tick's lookups start at */
 	uint64_t seed;
 	_Atomic uint64_t ctr[VX_NH_NCTR];
 };
@@ -143,6 +146,16 @@ static void build(const struct vx_nh_tab *t, struct vx_nh *e)
 	}
 }
 
+/* The largest IP packet through the interface to a VTEP whose route says
+ * route_mtu (0: nothing). */
+static uint16_t path_mtu(const struct vx_nh_tab *t, uint32_t route_mtu)
+{
+	uint32_t m = t->ifmtu;
+	if (route_mtu && route_mtu < m)
+		m = route_mtu;
+	return (uint16_t)(m > 65535 ? 65535 : m);
+}
+
 struct vx_nh *vx_nh_get(struct vx_nh_tab *t, const union vx_addr *remote, uint64_t now)
 {
 	int32_t *link;
@@ -156,6 +169,7 @@ struct vx_nh *vx_nh_get(struct vx_nh_tab *t, const union vx_addr *remote, uint64
 		memset(e, 0, sizeof(*e));
 		e->remote = *remote;
 		e->next = -1;
+		e->mtu = path_mtu(t, 0);
 		*link = i;
 	}
 	e->used = true;
@@ -171,7 +185,7 @@ int vx_nh_pin(struct vx_nh_tab *t, const union vx_addr *remote, const uint8_t *m
 			return -ENOENT;
 		e->pinned = false;
 		e->ok = false; /* the neighbour table says again */
-		e->checked_ms = 0;
+		e->tried_ms = 0;
 		return 0;
 	}
 	struct vx_nh *e = vx_nh_get(t, remote, now_ms());
@@ -189,9 +203,18 @@ int vx_nh_pin(struct vx_nh_tab *t, const union vx_addr *remote, const uint8_t *m
 struct route_ans {
 	int family;
 	int oif;
+	uint32_t mtu;           /* the route's, or 0 */
 	bool unicast, gw;
 	union vx_addr via;
 };
+
+static int metric_attr(const struct nlattr *a, void *data)
+{
+	struct route_ans *r = data;
+	if (mnl_attr_get_type(a) == RTAX_MTU && mnl_attr_get_payload_len(a) >= 4)
+		r->mtu = mnl_attr_get_u32(a);
+	return MNL_CB_OK;
+}
 
 static int route_attr(const struct nlattr *a, void *data)
 {
@@ -207,6 +230,9 @@ static int route_attr(const struct nlattr *a, void *data)
 			memcpy(&r->via, mnl_attr_get_payload(a), al);
 			r->gw = true;
 		}
+		break;
+	case RTA_METRICS:
+		mnl_attr_parse_nested(a, metric_attr, r);
 		break;
 	case RTA_VIA: /* an IPv4 route through an IPv6 next hop: not taken */
 		r->unicast = false;
@@ -269,6 +295,7 @@ static struct nlmsghdr *req(struct vx_nh_tab *t, uint16_t type, uint16_t flags)
 struct answer {
 	bool ok, other_if, error;
 	uint8_t mac[6];
+	uint32_t mtu;           /* the route's, or 0 */
 };
 
 /* Where remote's datagrams would go: the route from the local address,
@@ -294,6 +321,7 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 		out->other_if = true;
 		return;
 	}
+	out->mtu = r.mtu;
 	union vx_addr hop = r.gw ? r.via : *remote;
 	nlh = req(t, RTM_GETNEIGH, 0);
 	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
@@ -324,14 +352,15 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 		out->error = !out->ok;
 }
 
-/* The interface's index and MAC now (by name: it may have been made
- * again). Rebinds the socket to a new index. The ioctls go through the
- * packet socket: they look in its network namespace (the one the port
+/* The interface's index, MAC and MTU now (by name: it may have been
+ * made again). Rebinds the socket to a new index. The ioctls go through
+ * the packet socket: they look in its network namespace (the one the port
  * was opened in), not the loop thread's. */
 static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 {
 	struct ifreq ifr = {0};
 	int idx = 0;
+	uint32_t mtu = 0;
 	uint8_t mac[6] = {0};
 	memcpy(ifr.ifr_name, t->ifname, sizeof(t->ifname));
 	if (!ioctl(t->fd, SIOCGIFINDEX, &ifr))
@@ -340,11 +369,22 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
 	else
 		idx = 0;
-	if (idx == t->ifindex && !memcmp(mac, t->ifmac, 6))
+	if (idx && !ioctl(t->fd, SIOCGIFMTU, &ifr) && ifr.ifr_mtu > 0)
+		mtu = (uint32_t)ifr.ifr_mtu;
+	if (idx == t->ifindex && !memcmp(mac, t->ifmac, 6)) {
+		if (mtu && mtu != t->ifmtu) {
+			pthread_mutex_lock(lock);
+			t->ifmtu = mtu;
+			for (uint32_t i = 0; i < t->cap; i++)
+				t->ent[i].mtu = path_mtu(t, t->ent[i].route_mtu);
+			pthread_mutex_unlock(lock);
+		}
 		return;
+	}
 	if (idx && idx != t->ifindex) {
 		struct sockaddr_ll sa = t->sa;
 		sa.sll_ifindex = idx;
+		sa.sll_protocol = 0; /* still send only */
 		if (bind(t->fd, (struct sockaddr *)&sa, sizeof(sa)))
 			idx = 0;
 	}
@@ -355,10 +395,14 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 	pthread_mutex_lock(lock);
 	t->ifindex = idx;
 	t->sa.sll_ifindex = idx;
+	if (mtu)
+		t->ifmtu = mtu;
 	memcpy(t->ifmac, mac, 6);
 	for (uint32_t i = 0; i < t->cap; i++) {
 		struct vx_nh *e = &t->ent[i];
-		e->checked_ms = 0; /* looked up again: the routes may differ */
+		e->tried_ms = 0; /* looked up again: the routes may differ */
+		e->route_mtu = 0;
+		e->mtu = path_mtu(t, 0);
 		if (!e->pinned)
 			e->ok = false;
 		else if ((e->ok = idx > 0))
@@ -367,32 +411,52 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 	pthread_mutex_unlock(lock);
 }
 
+/* How long ago t was, from now (signed: a data path that read the clock
+ * before this thread may have stored a later time). */
+static int64_t since(uint64_t now, uint64_t t)
+{
+	return (int64_t)(now - t);
+}
+
 void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 {
 	follow_link(t, lock);
 	union vx_addr todo[NH_PER_TICK];
 	unsigned n = 0;
-	uint64_t now = now_ms();
 	pthread_mutex_lock(lock);
-	for (uint32_t b = 0; b < t->nbucket; b++) {
+	uint64_t now = now_ms();
+	/* every bucket, for the idle entries; the lookups from where the last
+	 * tick ran out of them, so that each entry's turn comes */
+	uint32_t next = t->cursor;
+	bool full = false;
+	for (uint32_t k = 0; k < t->nbucket; k++) {
+		uint32_t b = (t->cursor + k) & (t->nbucket - 1);
 		for (int32_t *l = &t->bucket[b]; *l >= 0;) {
 			struct vx_nh *e = &t->ent[*l];
-			if (!e->pinned && now - e->used_ms >= NH_IDLE_MS) {
+			if (!e->pinned && since(now, e->used_ms) >= NH_IDLE_MS) {
 				int32_t i = *l;
 				*l = e->next;
 				e->next = t->free_head;
 				t->free_head = i;
 				continue;
 			}
+			/* usable ones again each second while in use; the others
+			 * at once when new, then every half second */
 			bool due = !e->pinned && e->used && t->ifindex > 0 &&
-				   (!e->ok || now - e->checked_ms >= NH_RECHECK_MS);
+				   (!e->tried_ms ||
+				    since(now, e->tried_ms) >= (e->ok ? NH_RECHECK_MS : NH_RETRY_MS));
 			if (due && n < NH_PER_TICK) {
 				todo[n++] = e->remote;
 				e->used = false;
+				e->tried_ms = now;
+			} else if (due && !full) {
+				full = true;
+				next = b;
 			}
 			l = &e->next;
 		}
 	}
+	t->cursor = next;
 	pthread_mutex_unlock(lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct answer a;
@@ -407,6 +471,8 @@ void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 				build(t, e);
 			}
 			e->ok = a.ok;
+			e->route_mtu = a.mtu;
+			e->mtu = path_mtu(t, a.mtu);
 		}
 		pthread_mutex_unlock(lock);
 		if (a.other_if)
@@ -477,6 +543,11 @@ int vx_nh_open(struct vx_nh_tab **out, const struct vx_nh_params *p, hs_port_t *
 		goto fail;
 	}
 	memcpy(t->ifmac, ifr.ifr_hwaddr.sa_data, 6);
+	if (ioctl(t->fd, SIOCGIFMTU, &ifr) || ifr.ifr_mtu <= 0) {
+		rc = -errno;
+		goto fail;
+	}
+	t->ifmtu = (uint32_t)ifr.ifr_mtu;
 	struct sockaddr_ll sa = t->sa;
 	sa.sll_protocol = 0;
 	if (bind(t->fd, (struct sockaddr *)&sa, sizeof(sa))) {

@@ -50,8 +50,11 @@ struct vx_nh {
 	bool ok;                /* hdr is good: send through the interface */
 	bool used;              /* the data path wanted it since the last look */
 	bool pinned;            /* mac given by the embedder */
+	uint16_t mtu;           /* the largest IP packet that goes this way */
+	uint32_t route_mtu;     /* the route's MTU, 0 if it gives none */
 	uint64_t used_ms;       /* last wanted */
-	uint64_t checked_ms;    /* last resolved */
+	uint64_t checked_ms;    /* last looked up */
+	uint64_t tried_ms;      /* last taken for a lookup (0: never) */
 	int32_t next;           /* chain, or the free list */
 };
 
@@ -61,10 +64,14 @@ struct vx_nh {
  * after a pause. */
 #define VX_NH_FRESH_MS 2000
 
-/* (Lock held.) Whether e's datagrams may go through the interface now. */
-static inline bool vx_nh_usable(const struct vx_nh *e, uint64_t now_ms)
+/* (Lock held.) Whether e's datagrams of ip_len bytes (the outer IP
+ * packet) may go through the interface now: not larger than its MTU or
+ * the route's (those take the kernel's way, which fragments them unless
+ * DF is set). */
+static inline bool vx_nh_usable(const struct vx_nh *e, uint64_t now_ms, uint32_t ip_len)
 {
-	return e->ok && (e->pinned || now_ms - e->checked_ms < VX_NH_FRESH_MS);
+	return e->ok && ip_len <= e->mtu &&
+	       (e->pinned || (int64_t)(now_ms - e->checked_ms) < VX_NH_FRESH_MS);
 }
 
 struct vx_nh_params {
