@@ -75,8 +75,10 @@
  * as they change ways. Datagrams larger than the interface's MTU or the
  * route's take the kernel's way too, which fragments them (or, with
  * HS_VXLAN_DF, refuses them: too_big): nothing is fragmented here. Each
- * lookup tick (every 250 ms) looks up at most 64 VTEPs, in turn; one
- * whose next hop is not usable is looked up again every half second. One route per VTEP: an ECMP route's paths are not
+ * lookup tick (every 250 ms) looks up at most 256 VTEPs, in turn, so up
+ * to about 1000 VTEPs in steady use stay fresh (beyond, some of their
+ * datagrams take the kernel's way at times); one whose next hop is not
+ * usable is looked up again every half second. One route per VTEP: an ECMP route's paths are not
  * spread over by flow. Counted: underlay_sent (handed to the interface's
  * socket; one it refuses is also a send error), underlay_kernel (sent the
  * kernel's way instead), nh_resolved, nh_changed (a next hop's MAC

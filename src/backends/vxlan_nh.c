@@ -39,7 +39,7 @@
 #define NH_RECHECK_MS 1000 /* an entry in use is looked up again this often */
 #define NH_IDLE_MS 60000   /* an entry nobody used this long goes */
 #define NH_RETRY_MS 500    /* ... and one not usable, this often */
-#define NH_PER_TICK 64     /* lookups per tick at most */
+#define NH_PER_TICK 256    /* lookups per tick at most: 1024 a second */
 
 const char *const vx_nh_counter_names[VX_NH_NCTR] = {
 	"underlay_sent", "underlay_kernel", "nh_resolved", "nh_changed", "nh_errors", "nh_other_if",
