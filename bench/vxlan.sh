@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The VXLAN benchmark: a TCP stream (iperf3) from a namespace V through a
-# VTEP to a kernel vxlan device in namespace U (VNI 42, over a veth
+# The VXLAN benchmark: TCP and 64-byte UDP (iperf3) between a namespace V
+# and, through a VTEP, a kernel vxlan device in namespace U (VNI 42, over a veth
 # underlay), the VTEP on V's side being
 #   hyperswitch  the vswitch example: a tap to V, a vxlan port (one
-#                worker, pinned to CPU 1)
+#                worker, pinned to CPU 0; the iperf3 client on CPU 1)
 #   hyperswitch-underlay  the same, its datagrams sent through the veth's
 #                packet socket (underlay_if), next hops resolved here
 #   kernel       the Linux bridge with a veth to V and a kernel vxlan
@@ -11,7 +11,9 @@
 #   kernel-seg   the same with the offloads of V's veth and of the vxlan
 #                device off: every frame segmented and checksummed by
 #                the kernel, as hyperswitch's vxlan port does for now
-# in interleaved rounds; Gbit/s at the receiver. U's side is the same in
+# in interleaved rounds: one TCP stream V -> U (Gbit/s at the receiver),
+# then 64-byte frames (iperf3 UDP, 18-byte payloads) V -> U and U -> V
+# (packets per second received). U's side is the same in
 # both (its vxlan device and veth with offloads off, as the interop test
 # needs: between namespaces the kernel would hand a socket checksums left
 # to hardware). The namespaces are made here and removed on every exit.
@@ -108,48 +110,76 @@ setup_kernel-seg() {
 	ip netns exec "$nsV" ethtool -K vmv tx off tso off gso off >/dev/null
 }
 
-# run MODE ROUND: one TCP stream V -> U; prints Gbit/s
+# iperf SERVER_NS SERVER_ADDR CLIENT_NS CLIENT_CPU OUT [client options]: one run
+iperf() {
+	local sns=$1 addr=$2 cns=$3 cpu=$4 out=$5
+	shift 5
+	ip netns exec "$sns" iperf3 -s -1 -B "$addr" >/dev/null 2>&1 &
+	local srv=$!
+	for _ in $(seq 100); do
+		ip netns exec "$sns" ss -Hltn "sport = :5201" | grep -q . && break
+		sleep 0.1
+	done
+	ip netns exec "$cns" taskset -c "$cpu" iperf3 -c "$addr" -t "$secs" -J "$@" >"$out" 2>/dev/null
+	wait "$srv" 2>/dev/null
+}
+
+# run MODE ROUND: one TCP stream V -> U (Gbit/s), then 64-byte frames
+# (iperf3 UDP, 18-byte payloads, as fast as the sender goes) V -> U and
+# U -> V (packets per second received); prints the three
 run() {
 	setup_u
 	"setup_$1"
-	ip netns exec "$nsV" ping -c 1 -W 3 10.9.0.2 >/dev/null 2>&1 || { echo 0; teardown; return; }
-	ip netns exec "$nsU" iperf3 -s -1 -B 10.9.0.2 >/dev/null 2>&1 &
-	local srv=$!
-	for _ in $(seq 100); do
-		ip netns exec "$nsU" ss -Hltn "sport = :5201" | grep -q . && break
-		sleep 0.1
-	done
-	ip netns exec "$nsV" taskset -c 1 iperf3 -c 10.9.0.2 -t "$secs" -J \
-		>"$work/$1-$2.json" 2>/dev/null
-	wait "$srv" 2>/dev/null
+	if ! ip netns exec "$nsV" ping -c 1 -W 3 10.9.0.2 >/dev/null 2>&1; then
+		teardown
+		echo "0 0 0"
+		return
+	fi
+	iperf "$nsU" 10.9.0.2 "$nsV" 1 "$work/$1-$2-tcp.json"
+	iperf "$nsU" 10.9.0.2 "$nsV" 1 "$work/$1-$2-vu.json" -u -l 18 -b 0
+	iperf "$nsV" 10.9.0.1 "$nsU" 1 "$work/$1-$2-uv.json" -u -l 18 -b 0
 	teardown
-	python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]; print("%.2f" % (e["sum_received"]["bits_per_second"]/1e9))' \
-		"$work/$1-$2.json" 2>/dev/null || echo 0
+	python3 - "$work/$1-$2" <<'PY' 2>/dev/null || echo "0 0 0"
+import json, sys
+b = sys.argv[1]
+def pps(f):
+    u = json.load(open(f))["end"]["sum"]
+    return (u["packets"] - u["lost_packets"]) / u["seconds"]
+t = json.load(open(b + "-tcp.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
+print("%.2f %.0f %.0f" % (t, pps(b + "-vu.json"), pps(b + "-uv.json")))
+PY
 }
 
+modes="hyperswitch hyperswitch-underlay kernel kernel-seg"
 declare -A res
 for r in $(seq 1 "$rounds"); do
-	for m in hyperswitch hyperswitch-underlay kernel kernel-seg; do
-		g=$(run "$m" "$r")
-		res[$m]+="$g "
-		echo "round $r $m: $g Gbit/s"
+	for m in $modes; do
+		v=$(run "$m" "$r")
+		res[$m]+="$v;"
+		echo "round $r $m: TCP V->U Gbit/s, 64-byte V->U pps, 64-byte U->V pps: $v"
 	done
 done
-python3 - "${res[hyperswitch]}" "${res[kernel]}" "${res[kernel-seg]}" "$secs" "$json" \
-	"${res[hyperswitch-underlay]}" <<'PY'
+python3 - "$secs" "$json" "${res[hyperswitch]}" "${res[hyperswitch-underlay]}" \
+	"${res[kernel]}" "${res[kernel-seg]}" <<'PY'
 import json, statistics, sys
-hs, k, ks = ([float(x) for x in a.split()] for a in sys.argv[1:4])
-hu = [float(x) for x in sys.argv[6].split()]
+def parse(s):
+    rows = [[float(x) for x in r.split()] for r in s.split(";") if r.strip()]
+    return [list(c) for c in zip(*rows)]
+names = ["tcp_gbps", "udp64_vu_pps", "udp64_uv_pps"]
+modes = dict(zip(["hyperswitch", "hyperswitch_underlay", "kernel", "kernel_seg"],
+                 [parse(a) for a in sys.argv[3:7]]))
 m = statistics.median
-out = {"test": "vxlan_tcp", "seconds": int(sys.argv[4]),
-       "hyperswitch_gbps": hs, "hyperswitch_underlay_gbps": hu, "kernel_gbps": k,
-       "kernel_seg_gbps": ks, "median_hyperswitch": m(hs), "median_hyperswitch_underlay": m(hu),
-       "median_kernel": m(k), "median_kernel_seg": m(ks),
-       "ratio_kernel": m(hs) / m(k) if m(k) else None,
-       "ratio_kernel_seg": m(hs) / m(ks) if m(ks) else None,
-       "ratio_underlay_kernel": m(hu) / m(k) if m(k) else None,
-       "ratio_underlay_kernel_seg": m(hu) / m(ks) if m(ks) else None}
+out = {"test": "vxlan", "seconds": int(sys.argv[1])}
+for mode, cols in modes.items():
+    for n, c in zip(names, cols):
+        out["%s_%s" % (mode, n)] = c
+        out["median_%s_%s" % (mode, n)] = m(c)
+for hs in ("hyperswitch", "hyperswitch_underlay"):
+    for ref in ("kernel", "kernel_seg"):
+        for n in names:
+            d = out.get("median_%s_%s" % (ref, n))
+            out["ratio_%s_%s_%s" % (hs, ref, n)] = out["median_%s_%s" % (hs, n)] / d if d else None
 print(json.dumps(out))
-if sys.argv[5]:
-    json.dump(out, open(sys.argv[5], "w"), indent=1)
+if sys.argv[2]:
+    json.dump(out, open(sys.argv[2], "w"), indent=1)
 PY
