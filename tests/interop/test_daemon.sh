@@ -382,6 +382,8 @@ expect_rc 0 port del v8
 expect_rc 1 port add v9 vxlan local=127.0.0.1 vni=4244 underlay=hsdnosuch
 grep -q "v9: No such device" "$work/err.txt" || fail "a missing underlay: $(cat "$work/err.txt")"
 expect_rc 0 port add v9 vxlan local=127.0.0.1 vni=4244 underlay="$ex"
+hsctl show v9 >"$work/show-v9.txt" 2>&1
+grep -q "through $ex" "$work/show-v9.txt" || fail "show does not say v9's underlay: $(cat "$work/show-v9.txt")"
 hsctl --json stats v9 >"$work/v9.json" || fail "no stats for v9"
 [ "$(json 'r["ports"][0]["backend"]["underlay_sent"]' <"$work/v9.json")" = 0 ] ||
 	fail "v9's underlay counters: $(cat "$work/v9.json")"

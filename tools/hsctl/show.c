@@ -134,6 +134,8 @@ static void print_peer(FILE *f, const json_t *port)
 		fprintf(f, "VTEP %s VNI %s", F("local", b1), F("vni", b2));
 		if (json_is_string(json_object_get(peer, "follow")))
 			fprintf(f, ", follows %s", F("follow", b1));
+		if (json_is_string(json_object_get(peer, "underlay")))
+			fprintf(f, ", through %s", F("underlay", b1));
 	} else if (type && !strcmp(type, "uplink")) {
 		fprintf(f, "%s, %s", F("ifname", b1), F("mode", b2));
 		fputs(json_is_false(json_object_get(peer, "offload")) ? ", no offload"

@@ -208,6 +208,8 @@ static json_t *port_json(struct hsd_port *p)
 				 "dst_port", (int)c->dst_port);
 		if (peer && c->follow)
 			json_object_set_new(peer, "follow", json_string(c->follow));
+		if (peer && c->underlay_if)
+			json_object_set_new(peer, "underlay", json_string(c->underlay_if));
 	} else if (c->type == HSD_UPLINK) {
 		peer = json_pack("{s:s, s:s, s:b}", "ifname", c->ifname, "mode",
 				 hs_uplink_mode(p->port), "offload", c->offload);
