@@ -290,6 +290,18 @@ static struct nlmsghdr *req(struct vx_nh_tab *t, uint16_t type, uint16_t flags)
 	return nlh;
 }
 
+/* A neighbour request about hop on the interface, built in t->buf. */
+static void neigh_req(struct vx_nh_tab *t, uint16_t type, uint16_t flags, uint8_t ndm_flags,
+		      const union vx_addr *hop)
+{
+	struct nlmsghdr *nlh = req(t, type, flags);
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	nd->ndm_family = (uint8_t)t->p.family;
+	nd->ndm_ifindex = t->ifindex;
+	nd->ndm_flags = ndm_flags;
+	mnl_attr_put(nlh, NDA_DST, alen(t), hop);
+}
+
 #define NUD_USABLE (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)
 
 struct answer {
@@ -323,11 +335,7 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 	}
 	out->mtu = r.mtu;
 	union vx_addr hop = r.gw ? r.via : *remote;
-	nlh = req(t, RTM_GETNEIGH, 0);
-	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
-	nd->ndm_family = (uint8_t)t->p.family;
-	nd->ndm_ifindex = t->ifindex;
-	mnl_attr_put(nlh, NDA_DST, al, &hop);
+	neigh_req(t, RTM_GETNEIGH, 0, 0, &hop);
 	struct neigh_ans n = {0};
 	int rc = hs_nl_request(t->nl, t->buf, neigh_cb, &n, NULL);
 	if (rc && rc != -ENOENT) {
@@ -342,12 +350,7 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 			       NUD_DELAY | NUD_PROBE)))
 		return; /* known, or being confirmed or resolved already */
 	/* none, failed or stale: in use, so have the kernel (re)confirm it */
-	nlh = req(t, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_ACK);
-	nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
-	nd->ndm_family = (uint8_t)t->p.family;
-	nd->ndm_ifindex = t->ifindex;
-	nd->ndm_flags = NTF_USE;
-	mnl_attr_put(nlh, NDA_DST, al, &hop);
+	neigh_req(t, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_ACK, NTF_USE, &hop);
 	if (hs_nl_request(t->nl, t->buf, NULL, NULL, NULL))
 		out->error = !out->ok;
 }
