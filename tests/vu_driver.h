@@ -64,6 +64,7 @@ struct vud_ring {
 	uint16_t id_free[VUD_QSIZE], n_id_free;
 	bool out[VUD_QSIZE];           /* head (split) / id (packed) with the device */
 	int kick, call;
+	unsigned kicks;                /* kicks the driver made */
 };
 
 /* A used entry for a buffer the driver does not have out: Linux's
@@ -376,6 +377,7 @@ static inline int vud_start(struct vud *v, uint64_t want, unsigned nqp)
 static inline void vud_kick(struct vud_ring *r)
 {
 	uint64_t one = 1;
+	r->kicks++;
 	if (write(r->kick, &one, 8) != 8) {
 	}
 }

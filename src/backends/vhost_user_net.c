@@ -388,6 +388,8 @@ bool vu_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 {
 	struct vu_dev *d = priv;
 	struct vu_vring *vr = &d->vr[ev == HS_EV_KICK ? 2 * q + 1 : 2 * q];
+	if (ev == HS_EV_POSTED) /* applied again when the ring goes live */
+		atomic_store_explicit(&vr->posted_want, enable, memory_order_relaxed);
 	if (!vr->live)
 		return false;
 	if (ev == HS_EV_KICK)

@@ -153,6 +153,9 @@ struct vu_vring {
 	bool live;                 /* the data path may use it */
 	const char *why_not;       /* why it is not live (logged on change) */
 	bool kicks_off;            /* data path: a poller suppressed kicks */
+	_Atomic bool posted_want;  /* a receive ring: the switch asked to be
+				      told of posted buffers (frames wait in
+				      its backlog); kept across restarts */
 	bool miss_reported;        /* vq.miss was sent to the front-end */
 	bool polled;               /* started without a kick fd (NOFD): the
 				      front-end polls, so the switch looks at

@@ -110,15 +110,28 @@ const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc
 	return why == vu_iotlb_wait ? NULL : why; /* behind an IOMMU: told later */
 }
 
-/* First time live: notifications on (a ring may keep a previous owner's
- * "no kicks, I poll" in guest memory, e.g. after the switch restarted),
- * and one look at what the driver queued before (it may have done so
- * without kicking, as it was told). */
+/* First time live: a transmit ring's kicks on (a ring may keep a previous
+ * owner's "no kicks, I poll" in guest memory, e.g. after the switch
+ * restarted), and one look at what the driver queued before (it may have
+ * done so without kicking, as it was told). */
 static void ring_arm(struct vu_dev *d, struct vu_vring *vr)
 {
 	(void)d;
 	vr->kicks_off = false;
 	vq_set_kicks(&vr->vq, true);
+	vu_ring_look(vr);
+}
+
+/* A receive ring going live: its "buffers posted" kicks on only while the
+ * switch wants them (frames wait in its backlog: vu_set_notify). Left on,
+ * a driver without event indexes (DPDK's virtio) kicks after every refill,
+ * a system call per burst on the guest's core and an event for the switch
+ * to read and re-arm. The look runs the backlog, which asks again if it
+ * still waits (a request made while the ring was not live was kept, not
+ * applied). */
+static void rx_ring_arm(struct vu_vring *vr)
+{
+	vq_set_kicks(&vr->vq, atomic_load_explicit(&vr->posted_want, memory_order_relaxed));
 	vu_ring_look(vr);
 }
 
@@ -153,7 +166,10 @@ void vu_rings_update(struct vu_dev *d)
 			hs_port_log(d->port, HS_LOG_WARN, "vring %u not usable: %s", i, why);
 		}
 		vr->why_not = why;
-		if (vr->live && vr->fresh) {
+		if (vr->live && !(i & 1) && (vr->fresh || !was)) {
+			rx_ring_arm(vr);
+			vr->fresh = false;
+		} else if (vr->live && vr->fresh) {
 			ring_arm(d, vr);
 			vr->fresh = false;
 		} else if (vr->live && !was && i == 1 && atomic_load(&d->announce)) {
