@@ -5,7 +5,8 @@
  * SIGINT/SIGTERM; counters and the forwarding tables on exit.
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
- *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce]]...
+ *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
+ *                         [,no-announce]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
@@ -40,7 +41,7 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 	fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
-/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-announce][,mode=0660][,owner=UID]
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order][,no-announce][,mode=0660][,owner=UID]
  * [,group=GID]" (mode, owner, group: who may connect to a server socket). */
 static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
@@ -59,6 +60,8 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 			pc.vlan = (uint16_t)atoi(tok + 5);
 		else if (!strcmp(tok, "no-packed"))
 			vc.features_off |= 1ull << HS_VIRTIO_F_RING_PACKED;
+		else if (!strcmp(tok, "no-in-order")) /* for the ablation */
+			vc.features_off |= 1ull << HS_VIRTIO_F_IN_ORDER;
 		else if (!strcmp(tok, "no-announce")) /* the VMM sends SEND_RARP instead */
 			vc.features_off |= 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE;
 		else if (!strncmp(tok, "mode=", 5))
@@ -357,7 +360,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
+				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",

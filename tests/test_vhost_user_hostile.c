@@ -1080,6 +1080,70 @@ START_TEST(a_burst_of_bad_chains_does_not_stall_the_ring)
 }
 END_TEST
 
+/* VIRTIO_F_IN_ORDER: chains come back in the order the driver made them
+ * available, also when some are refused (too short for the header, or
+ * offloads not negotiated) between good frames. A refused chain used to
+ * go back at once, ahead of the good frames before it. */
+static void refused_in_place(uint64_t want)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guest_up(&a, e.path[0], want, e.p[0]);
+	guest_up(&b, e.path[1], want, e.p[1]);
+	ck_assert_uint_eq(hs_vhost_user_features(e.p[0]) & F(HS_VIRTIO_F_IN_ORDER),
+			  want & F(HS_VIRTIO_F_IN_ORDER));
+	ck_assert_int_eq(hs_port_quiesce(e.p[0]), 0); /* all of it seen at once */
+	struct vud_ring *r = &a.r[1];
+	uint64_t tags[12];
+	static uint8_t f[200], g2[200];
+	unsigned good = 0;
+	for (unsigned i = 0; i < 12; i++) {
+		uint32_t l;
+		uint8_t *buf = vud_alloc(&a, 256, 64);
+		memset(buf, 0, a.hdr_len);
+		if (i % 3 == 1) {
+			l = 4; /* shorter than the header */
+		} else if (i % 3 == 2 && i != 11) {
+			buf[0] = 1; /* NEEDS_CSUM, not negotiated */
+			l = a.hdr_len + 100;
+		} else {
+			size_t n = mkframe(f, 2, 1, 100, i);
+			memcpy(buf + a.hdr_len, f, n);
+			l = a.hdr_len + (uint32_t)n;
+			good++;
+		}
+		tags[i] = vud_gpa(&a, buf);
+		uint16_t old = r->avail_idx;
+		ck_assert_int_eq(vud_add(&a, r, &tags[i], &l, 1, tags[i]), 0);
+		vud_kick_if_needed(&a, r, old);
+	}
+	ck_assert_int_eq(hs_port_resume(e.p[0]), 0);
+	for (unsigned i = 0; i < good; i++)
+		ck_assert_int_gt(recv_wait(&b, g2, sizeof(g2), NULL), 0);
+	for (unsigned i = 0; i < 12; i++) {
+		uint64_t tag = 0;
+		uint32_t len;
+		ck_assert(TH_WAIT(vud_used(&a, r, &tag, &len), 3000));
+		ck_assert_msg(tag == tags[i], "used entry %u is chain %d", i,
+			      tag == tags[(i + 1) % 12] ? (int)(i + 1) % 12 : -1);
+	}
+	struct hs_port_stats st = th_pstats(e.p[0]);
+	ck_assert_uint_eq(st.drops[HS_DROP_BAD_DESC], 4);
+	ck_assert_uint_eq(st.drops[HS_DROP_BAD_OFFLOAD], 3);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+
+START_TEST(refused_chains_are_used_in_their_place)
+{
+	refused_in_place(base | F(HS_VIRTIO_F_IN_ORDER));
+	refused_in_place(base | F(HS_VIRTIO_F_IN_ORDER) | F(HS_VIRTIO_F_RING_PACKED));
+	refused_in_place(base); /* the same order without it */
+}
+END_TEST
+
 START_TEST(a_sent_sigbus_still_kills)
 {
 #if defined(__SANITIZE_THREAD__)
@@ -1147,6 +1211,7 @@ static Suite *suite(void)
 	tc = tcase_create("memory_files");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, a_region_larger_than_its_file_is_refused);
+	tcase_add_test(tc, refused_chains_are_used_in_their_place);
 	tcase_add_loop_test(tc, a_memory_file_shrunk_under_the_switch_stops_only_its_port, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;

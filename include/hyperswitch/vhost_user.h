@@ -107,6 +107,7 @@ struct hs_vhost_user_config {
 #define HS_VIRTIO_F_VERSION_1 32
 #define HS_VIRTIO_F_IOMMU_PLATFORM 33
 #define HS_VIRTIO_F_RING_PACKED 34
+#define HS_VIRTIO_F_IN_ORDER 35 /* buffers are used in the order made available */
 #define HS_VIRTIO_NET_F_GUEST_USO4 54
 #define HS_VIRTIO_NET_F_GUEST_USO6 55
 #define HS_VIRTIO_NET_F_HOST_USO 56

@@ -132,7 +132,7 @@ static uint64_t offered_features(const struct vu_dev *d)
 {
 	uint64_t f = (1ull << HS_VIRTIO_F_VERSION_1) | (1ull << VU_F_PROTOCOL_FEATURES) |
 		     (1ull << HS_VIRTIO_F_RING_PACKED) | (1ull << HS_VIRTIO_F_EVENT_IDX) |
-		     (1ull << HS_VIRTIO_F_INDIRECT_DESC) |
+		     (1ull << HS_VIRTIO_F_INDIRECT_DESC) | (1ull << HS_VIRTIO_F_IN_ORDER) |
 		     (1ull << HS_VIRTIO_NET_F_MRG_RXBUF) | (1ull << HS_VIRTIO_NET_F_CSUM) |
 		     (1ull << HS_VIRTIO_NET_F_GUEST_CSUM) |
 		     (1ull << HS_VIRTIO_NET_F_HOST_TSO4) | (1ull << HS_VIRTIO_NET_F_HOST_TSO6) |
@@ -412,6 +412,7 @@ static void vu_close(void *priv)
 		}
 	free(d->rxq);
 	free(d->txq);
+	free(d->txlate);
 	free(d);
 }
 
@@ -456,8 +457,9 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 		vq_reset(&d->vr[i].vq);
 	}
 	d->txq = calloc(d->nqp, sizeof(*d->txq));
+	d->txlate = calloc(d->nqp, sizeof(*d->txlate));
 	d->rxq = calloc(d->nqp, sizeof(*d->rxq));
-	if (!d->txq || !d->rxq || d->fault_fd < 0) {
+	if (!d->txq || !d->txlate || !d->rxq || d->fault_fd < 0) {
 		vu_close(d);
 		return -ENOMEM;
 	}

@@ -102,6 +102,21 @@ static struct vq_chain chain_of(uint64_t token)
 	return (struct vq_chain){.id = (uint16_t)token, .ndesc = (uint16_t)(token >> 16)};
 }
 
+/* A chain refused in pass 2 goes back to the driver with length 0: at once
+ * if no frame of the burst comes before it, else right after the frames
+ * before it (vu_recv_done), so that chains are used in the order the
+ * driver made them available, as VIRTIO_F_IN_ORDER promises. */
+static void refuse(struct vq *vq, struct vu_txlate *l, const struct vq_chain *ch,
+		   unsigned before)
+{
+	if (!before) {
+		vq_push(vq, ch, 0);
+		return;
+	}
+	l->ch[l->n] = *ch;
+	l->at[l->n++] = (uint8_t)before;
+}
+
 unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max)
 {
 	struct vu_dev *d = priv;
@@ -115,6 +130,8 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 	unsigned got = 0, n = 0, bad_desc = 0, bad_off = 0;
 	if (max > 64)
 		max = 64;
+	struct vu_txlate *late = &d->txlate[q];
+	late->n = late->next = late->done = 0;
 	if (q == 0 && max && atomic_load_explicit(&d->announce, memory_order_relaxed) &&
 	    atomic_exchange_explicit(&d->announce, false, memory_order_acquire)) {
 		/* SEND_RARP: the guest's announce goes first (vu_log.c). */
@@ -163,14 +180,14 @@ unsigned vu_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsigned max
 		struct hs_seg *segs = t->segs[i];
 		struct hsb_vnet_hdr h = {0};
 		if (bad[i] || ch[i].len < d->hdr_len) {
-			vq_push(vq, &ch[i], 0);
+			refuse(vq, late, &ch[i], n);
 			bad_desc++;
 			continue;
 		}
 		segs_read(segs, ch[i].nseg, 0, (uint8_t *)&h, d->hdr_len);
 		struct hs_pkt *p = &pkts[n];
 		if (!hsb_vnet_to_offload(&h, d->tx_caps, &p->off)) {
-			vq_push(vq, &ch[i], 0);
+			refuse(vq, late, &ch[i], n);
 			bad_off++;
 			continue;
 		}
@@ -200,11 +217,17 @@ unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigne
 {
 	struct vu_dev *d = priv;
 	struct vu_vring *vr = &d->vr[2 * q + 1];
+	struct vu_txlate *late = &d->txlate[q];
 	for (unsigned i = 0; i < n; i++) {
-		if (pkts[i].token == VU_TOKEN_ANNOUNCE)
-			continue; /* the switch's own frame: no chain */
-		struct vq_chain ch = chain_of(pkts[i].token);
-		vq_push(&vr->vq, &ch, 0);
+		if (pkts[i].token != VU_TOKEN_ANNOUNCE) { /* the switch's own: no chain */
+			struct vq_chain ch = chain_of(pkts[i].token);
+			vq_push(&vr->vq, &ch, 0);
+		}
+		if (__builtin_expect(late->n != 0, 0)) { /* refused chains after it */
+			late->done++;
+			while (late->next < late->n && late->at[late->next] <= late->done)
+				vq_push(&vr->vq, &late->ch[late->next++], 0);
+		}
 	}
 	bool logged = vr->vq.log && vr->vq.pending;
 	unsigned ev = vq_flush(&vr->vq) ? HS_EV_COMPLETED : 0;

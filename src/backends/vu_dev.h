@@ -190,6 +190,15 @@ struct vu_txq {
 	struct hs_seg segs[64][VU_TX_SEGS];
 };
 
+/* Refused chains of a transmit ring's current burst that follow good
+ * frames: given back after the frames before them (recv_done), so that
+ * the used ring keeps the order the chains came in (VIRTIO_F_IN_ORDER). */
+struct vu_txlate {
+	struct vq_chain ch[64];
+	uint8_t at[64];       /* how many of the burst's frames come first */
+	uint8_t n, next, done;
+};
+
 struct vu_dev {
 	hs_port_t *port;
 	struct hs_vhost_user_config cfg;
@@ -246,6 +255,7 @@ struct vu_dev {
 	struct vu_mem *mem;        /* current table; data path reads it */
 	struct vu_vring vr[2 * VU_MAX_QP];
 	struct vu_txq *txq;        /* [nqp] */
+	struct vu_txlate *txlate;  /* [nqp] */
 	struct vu_rxq *rxq;        /* [nqp] */
 
 	_Atomic bool connected;

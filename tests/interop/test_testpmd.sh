@@ -3,7 +3,8 @@
 # (receiver, rxonly) and another (sender, exactly 100 bursts of 32 frames,
 # in 25 rounds of "start tx_first 4") on two ports of the vswitch example; every
 # frame sent must arrive, and the switch's counters must say the same.
-# Split and packed rings.
+# Split and packed rings, each in order (VIRTIO_F_IN_ORDER: DPDK's default
+# when the switch offers it, with its in-order paths) and not.
 #   test_testpmd.sh BUILD_DIR SOURCE_DIR
 # Exits 77 (skipped) without dpdk-testpmd or hugepages.
 set -uo pipefail
@@ -115,4 +116,6 @@ pass() { # name vdev-extra
 
 pass split ",packed_vq=0"
 pass packed ",packed_vq=1"
-echo "2 passed, 0 failed"
+pass "split, not in order" ",packed_vq=0,in_order=0"
+pass "packed, not in order" ",packed_vq=1,in_order=0"
+echo "4 passed, 0 failed"

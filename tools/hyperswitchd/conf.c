@@ -420,7 +420,7 @@ static const char *const common_keys[] = {"name", "type", "vlan_mode", "vlan", "
 					  "mtu", "mac_limit", "learn", "flood"};
 static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms",
 				      "socket_mode", "socket_owner", "socket_group",
-				      "packed", "guest_announce", "offer_mtu"};
+				      "packed", "in_order", "guest_announce", "offer_mtu"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
 				       "queues", "ring"};
 static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
@@ -505,7 +505,7 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->vlan_mode = HS_VLAN_ACCESS;
 	p->mtu = 1500;
 	p->learn = p->flood = true;
-	p->packed = p->guest_announce = p->vcpu_state = true;
+	p->packed = p->in_order = p->guest_announce = p->vcpu_state = true;
 	p->queues = 1;
 	p->reconnect_ms = 500;
 	p->socket_mode = 0600;
@@ -668,6 +668,7 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_str(s, "socket_owner", 64, &owner)) ||
 		    (rc = get_str(s, "socket_group", 64, &group)) ||
 		    (rc = get_bool(s, "packed", &p->packed)) ||
+		    (rc = get_bool(s, "in_order", &p->in_order)) ||
 		    (rc = get_bool(s, "guest_announce", &p->guest_announce)) ||
 		    (rc = get_bool(s, "offer_mtu", &p->offer_mtu)))
 			return rc;
@@ -1042,6 +1043,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->socket_owner_set != b->socket_owner_set || a->socket_gid != b->socket_gid,
 		  "socket_group");
 		D(a->packed != b->packed, "packed");
+		D(a->in_order != b->in_order, "in_order");
 		D(a->guest_announce != b->guest_announce, "guest_announce");
 		D(a->offer_mtu != b->offer_mtu, "offer_mtu");
 	} else if (a->type == b->type && a->type == HSD_XEN) {
@@ -1131,10 +1133,11 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 	if (p->type == HSD_VHOST_USER) {
 		char mode[8];
 		snprintf(mode, sizeof(mode), "0%03o", p->socket_mode);
-		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b}",
+		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b, s:b}",
 			"path", p->path, "client", p->client, "queues", (int)p->queues,
 			"reconnect_ms", (json_int_t)p->reconnect_ms, "packed", p->packed,
-			"guest_announce", p->guest_announce, "offer_mtu", p->offer_mtu));
+			"in_order", p->in_order, "guest_announce", p->guest_announce,
+			"offer_mtu", p->offer_mtu));
 		if (!p->client)
 			json_object_set_new(o, "socket_mode", json_string(mode));
 		if (p->socket_owner)

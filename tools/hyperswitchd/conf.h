@@ -36,7 +36,7 @@ struct hsd_port_conf {
 	bool learn, flood;
 	/* vhost-user */
 	char *path;
-	bool client, packed, guest_announce, offer_mtu;
+	bool client, packed, in_order, guest_announce, offer_mtu;
 	uint16_t queues;
 	uint32_t reconnect_ms, socket_mode;
 	bool socket_owner_set;
