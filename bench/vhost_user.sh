@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # The vhost-user benchmark: two DPDK virtio-user clients (one dpdk-testpmd,
-# flowgen, one forwarding core on CPU 0) exchange traffic through
+# one forwarding core on CPU 0) exchange traffic through
 #   hyperswitch  the vswitch example, one worker, CPU 1
 #   ovs-dpdk     Open vSwitch with its DPDK datapath, bridge with action
 #                NORMAL (L2 learning), PMD thread on CPU 1
 #   iofwd        testpmd's own vhost PMD in io-forward mode, CPU 1: a wire
 #                with no switching logic (the ceiling of a two-copy switch)
+#   base         the vswitch example of another build (--base DIR), as
+#                hyperswitch: interleaved A/B runs of a change
 # in interleaved rounds (the machine is shared and noisy: compare figures
 # of one run). Each run lasts SECONDS; its figure is the median, after 3 s
-# of warm-up, of the per-second sum of both clients' Rx-pps.
+# of warm-up, of the per-second sum of both clients' Rx-pps. The traffic
+# comes in three shapes (--shapes):
+#   flood    open loop, testpmd flowgen: this DPDK sends every frame from
+#            one fixed MAC to another on both ports, so a learning switch
+#            floods every frame and moves the source every burst
+#   unicast  saturated loop, testpmd mac mode: each port sends with its own
+#            MAC to the other's (learned unicast), whatever a port receives
+#            it sends on; 64 bursts per port are put in at the start, more
+#            than the rings hold, so every stage stays busy as in an open
+#            loop (the surplus is dropped once, at the start)
+#   closed   closed loop, the same with only 4 bursts per port in flight:
+#            the switch's per-round latency bounds the rate, as it bounds
+#            TCP between guests
 #
 #   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
-#                       [--json FILE]
+#                       [--shapes "flood unicast closed"] [--base DIR] [--json FILE]
 #
 # Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
 # (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
@@ -21,6 +35,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
+shapes="flood unicast closed" base=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -28,8 +43,10 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--sizes) sizes=$2; shift 2 ;;
 	--peers) peers=$2; shift 2 ;;
+	--shapes) shapes=$2; shift 2 ;;
+	--base) base=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--json FILE]" >&2
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--json FILE]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -38,6 +55,9 @@ ovs=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "no dpdk-testpmd: scripts/deps.sh bench" >&2; exit 1; }
 [ -x "$vswitch" ] || { echo "no $vswitch: build first (cmake --build build)" >&2; exit 1; }
+case " $peers " in *" base "*)
+	[ -x "$base/examples/vswitch" ] || { echo "peer base needs --base DIR (a build)" >&2; exit 1; } ;;
+esac
 case " $peers " in *" ovs-dpdk "*)
 	[ -x "$ovs" ] || { echo "no $ovs: scripts/deps.sh bench" >&2; exit 1; } ;;
 esac
@@ -74,8 +94,8 @@ wait_for_sock() { # path seconds
 }
 
 # ---- the switches under test: each listens on $work/s0 and $work/s1 ----
-start_hyperswitch() {
-	taskset -c 1 "$vswitch" --workers 1 --vhost-user "$work/s0" --vhost-user "$work/s1" \
+start_hyperswitch() { # [vswitch binary]
+	taskset -c 1 "${1:-$vswitch}" --workers 1 --vhost-user "$work/s0" --vhost-user "$work/s1" \
 		>"$work/sw.log" 2>&1 &
 	pids+=("$!")
 }
@@ -115,11 +135,39 @@ start_ovs() {
 	unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR
 }
 
-# one_run PEER SIZE -> prints Mpps (empty on failure)
+# The client for $secs seconds: client SIZE SHAPE (output in $work/cl.log).
+# It prints each port's Rx-pps once a second, port 0 then port 1.
+client() {
+	local eal=(-l 1,0 --main-lcore 1 --file-prefix hsb-cl --no-pci -m 512
+		--single-file-segments --iova-mode=va
+		--vdev "net_virtio_user0,path=$work/s0,queues=1,mac=02:00:00:00:00:01"
+		--vdev "net_virtio_user1,path=$work/s1,queues=1,mac=02:00:00:00:00:02")
+	local app=(--eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01
+		--nb-cores=1 --burst=32 --txpkts="$1")
+	local mode start
+	case $2 in
+	flood) mode=flowgen start=start ;;
+	unicast) mode=mac start="start tx_first 64" ;;
+	closed) mode=mac start="start tx_first 4" ;;
+	esac
+	# mac mode: a frame taken on one port leaves by the other, from that
+	# port's MAC to its peer's; "start tx_first N" puts N bursts in.
+	{
+		sleep 3
+		echo "$start"
+		for _ in $(seq 1 "$secs"); do sleep 1; echo "show port stats all"; done
+		echo stop
+		echo quit
+	} | timeout -s INT $((secs + 20)) dpdk-testpmd "${eal[@]}" -- -i --forward-mode=$mode \
+		"${app[@]}" >"$work/cl.log" 2>&1
+}
+
+# one_run PEER SIZE SHAPE -> prints Mpps (empty on failure)
 one_run() {
 	rm -f "$work/s0" "$work/s1" "$work/cl.log"
 	case $1 in
 	hyperswitch) start_hyperswitch ;;
+	base) start_hyperswitch "$base/examples/vswitch" ;;
 	iofwd) start_iofwd ;;
 	ovs-dpdk) start_ovs || { echo "ovs failed to start" >&2; stop_all; return; } ;;
 	esac
@@ -129,32 +177,28 @@ one_run() {
 		stop_all
 		return
 	fi
-	# The client, for $secs seconds (SIGINT stops it and prints totals).
-	timeout -s INT "$secs" dpdk-testpmd -l 1,0 --main-lcore 1 --file-prefix hsb-cl --no-pci \
-		-m 512 --single-file-segments --iova-mode=va \
-		--vdev "net_virtio_user0,path=$work/s0,queues=1,mac=02:00:00:00:00:01" \
-		--vdev "net_virtio_user1,path=$work/s1,queues=1,mac=02:00:00:00:00:02" \
-		-- --forward-mode=flowgen --eth-peer=0,02:00:00:00:00:02 \
-		--eth-peer=1,02:00:00:00:00:01 --nb-cores=1 --stats-period 1 --burst=32 \
-		--txpkts="$2" </dev/null >"$work/cl.log" 2>&1
+	client "$2" "$3"
 	stop_all
-	cp "$work/cl.log" "$work/cl-$1-$2.log"
-	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2.log" 2>/dev/null
+	cp "$work/cl.log" "$work/cl-$1-$2-$3.log"
+	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2-$3.log" 2>/dev/null
 	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up.
 	awk '/Rx-pps:/ {v[n++]=$2} END {for (i=0; i+1<n; i+=2) print v[i]+v[i+1]}' "$work/cl.log" |
 		tail -n +4 | sort -n |
 		awk '{a[NR]=$1} END {if (NR) printf "%.3f\n", a[int((NR+1)/2)]/1e6}'
 }
 
-echo "vhost-user benchmark: peers $peers; sizes $sizes; $rounds round(s) of $secs s" >&2
+echo "vhost-user benchmark: peers $peers; sizes $sizes; shapes $shapes;" \
+	"$rounds round(s) of $secs s" >&2
 results=()
 for r in $(seq 1 "$rounds"); do
-	for size in $sizes; do
-		for peer in $peers; do
-			m=$(one_run "$peer" "$size")
-			[ -n "$m" ] || m=0
-			echo "round $r size $size $peer: $m Mpps" >&2
-			results+=("$peer $size $r $m")
+	for shape in $shapes; do
+		for size in $sizes; do
+			for peer in $peers; do
+				m=$(one_run "$peer" "$size" "$shape")
+				[ -n "$m" ] || m=0
+				echo "round $r $shape size $size $peer: $m Mpps" >&2
+				results+=("$peer $shape $size $r $m")
+			done
 		done
 	done
 done
@@ -165,45 +209,56 @@ import json, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 secs, rounds = int(sys.argv[2]), int(sys.argv[3])
 res = {}
-for peer, size, r, m in rows:
-    res.setdefault((peer, int(size)), []).append(float(m))
+for peer, shape, size, r, m in rows:
+    res.setdefault((peer, shape, int(size)), []).append(float(m))
 def cpu():
     for l in open('/proc/cpuinfo'):
         if l.startswith('model name'):
             return l.split(':', 1)[1].strip()
+shape_doc = {
+    "flood": "open loop, testpmd flowgen: one fixed MAC pair on both ports (flooded, source moves)",
+    "unicast": "saturated loop, testpmd mac mode, learned unicast MACs, 64 bursts per port put in",
+    "closed": "closed loop, testpmd mac mode, learned unicast MACs, 4 bursts per port in flight",
+}
 out = {
-    "benchmark": "vhost-user, two virtio-user clients (testpmd flowgen, 1 core) through the switch (1 core)",
+    "benchmark": "vhost-user, two virtio-user clients (testpmd, 1 core) through the switch (1 core)",
     "date": datetime.date.today().isoformat(),
     "machine": f"{cpu()}, {subprocess.getoutput('nproc')} CPUs, {platform.release()}",
     "seconds_per_run": secs, "rounds": rounds,
+    "shapes": {k: v for k, v in shape_doc.items() if any(k == s for _, s, _ in res)},
     "results": [], "ratios": [],
 }
+order = {"flood": 0, "unicast": 1, "closed": 2}
 med = {}
-for (peer, size), v in sorted(res.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+for (peer, shape, size), v in sorted(res.items(),
+                                     key=lambda kv: (order.get(kv[0][1], 9), kv[0][2], kv[0][0])):
     m = statistics.median(v)
-    med[(peer, size)] = m
-    out["results"].append({"peer": peer, "frame_bytes": size, "mpps_runs": v,
+    med[(peer, shape, size)] = m
+    out["results"].append({"peer": peer, "shape": shape, "frame_bytes": size, "mpps_runs": v,
                            "mpps_median": round(m, 3),
                            "gbps_median": round(m * size * 8 / 1000, 2)})
-sizes = sorted({s for _, s in med})
-for size in sizes:
-    hs = med.get(("hyperswitch", size))
-    for other in ("ovs-dpdk", "iofwd"):
-        o = med.get((other, size))
+for shape, size in sorted({(sh, sz) for _, sh, sz in med}, key=lambda k: (order.get(k[0], 9), k[1])):
+    hs = med.get(("hyperswitch", shape, size))
+    for other in ("ovs-dpdk", "iofwd", "base"):
+        o = med.get((other, shape, size))
         if hs is not None and o:
             # ratio of medians, and the range of per-round ratios
-            per = [a / b for a, b in zip(res[("hyperswitch", size)], res[(other, size)]) if b]
-            out["ratios"].append({"frame_bytes": size, "vs": other,
+            per = [a / b for a, b in zip(res[("hyperswitch", shape, size)],
+                                         res[(other, shape, size)]) if b]
+            out["ratios"].append({"shape": shape, "frame_bytes": size, "vs": other,
                                   "ratio_of_medians": round(hs / o, 2),
                                   "per_round": [round(x, 2) for x in per]})
 print(json.dumps(out, indent=1))
 tab = sys.stderr
-print("\n%-12s %6s %10s %10s   %s" % ("peer", "bytes", "Mpps", "Gbps", "runs (Mpps)"), file=tab)
+print("\n%-12s %-8s %6s %10s %10s   %s" % ("peer", "shape", "bytes", "Mpps", "Gbps", "runs (Mpps)"),
+      file=tab)
 for e in out["results"]:
-    print("%-12s %6d %10.2f %10.2f   %s" % (e["peer"], e["frame_bytes"], e["mpps_median"],
-          e["gbps_median"], " ".join("%.2f" % x for x in e["mpps_runs"])), file=tab)
+    print("%-12s %-8s %6d %10.2f %10.2f   %s" % (e["peer"], e["shape"], e["frame_bytes"],
+          e["mpps_median"], e["gbps_median"], " ".join("%.2f" % x for x in e["mpps_runs"])),
+          file=tab)
 for e in out["ratios"]:
-    print("hyperswitch / %-9s at %4d B: %.2fx (rounds: %s)" % (e["vs"], e["frame_bytes"],
-          e["ratio_of_medians"], " ".join("%.2f" % x for x in e["per_round"])), file=tab)
+    print("hyperswitch / %-9s %-8s at %4d B: %.2fx (rounds: %s)" % (e["vs"], e["shape"],
+          e["frame_bytes"], e["ratio_of_medians"], " ".join("%.2f" % x for x in e["per_round"])),
+          file=tab)
 EOF
 [ -z "$json" ] || cp "$work/out.json" "$json"
