@@ -7,7 +7,9 @@
 #   iofwd        testpmd's own vhost PMD in io-forward mode, CPU 1: a wire
 #                with no switching logic (the ceiling of a two-copy switch)
 #   base         the vswitch example of another build (--base DIR), as
-#                hyperswitch: interleaved A/B runs of a change
+#                hyperswitch: interleaved A/B runs of a change; --base-opts
+#                adds port options (e.g. ",no-in-order", with --base naming
+#                the same build: one mechanism off)
 # in interleaved rounds (the machine is shared and noisy: compare figures
 # of one run). Each run lasts SECONDS; its figure is the median, after 3 s
 # of warm-up, of the per-second sum of both clients' Rx-pps. The traffic
@@ -26,7 +28,8 @@
 #
 #   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
-#                       [--shapes "flood unicast closed"] [--base DIR] [--json FILE]
+#                       [--shapes "flood unicast closed"] [--base DIR]
+#                       [--base-opts OPTS] [--json FILE]
 #
 # Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
 # (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
@@ -35,7 +38,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
-shapes="flood unicast closed" base=
+shapes="flood unicast closed" base= base_opts=
+args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -45,8 +49,9 @@ while [ $# -gt 0 ]; do
 	--peers) peers=$2; shift 2 ;;
 	--shapes) shapes=$2; shift 2 ;;
 	--base) base=$2; shift 2 ;;
+	--base-opts) base_opts=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--json FILE]" >&2
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--json FILE]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -94,8 +99,9 @@ wait_for_sock() { # path seconds
 }
 
 # ---- the switches under test: each listens on $work/s0 and $work/s1 ----
-start_hyperswitch() { # [vswitch binary]
-	taskset -c 1 "${1:-$vswitch}" --workers 1 --vhost-user "$work/s0" --vhost-user "$work/s1" \
+start_hyperswitch() { # [vswitch binary] [port options]
+	taskset -c 1 "${1:-$vswitch}" --workers 1 --vhost-user "$work/s0${2:-}" \
+		--vhost-user "$work/s1${2:-}" \
 		>"$work/sw.log" 2>&1 &
 	pids+=("$!")
 }
@@ -167,7 +173,7 @@ one_run() {
 	rm -f "$work/s0" "$work/s1" "$work/cl.log"
 	case $1 in
 	hyperswitch) start_hyperswitch ;;
-	base) start_hyperswitch "$base/examples/vswitch" ;;
+	base) start_hyperswitch "$base/examples/vswitch" "$base_opts" ;;
 	iofwd) start_iofwd ;;
 	ovs-dpdk) start_ovs || { echo "ovs failed to start" >&2; stop_all; return; } ;;
 	esac
@@ -204,7 +210,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 printf '%s\n' "${results[@]}" > "$work/results.txt"
-python3 - "$work/results.txt" "$secs" "$rounds" "$*" <<'EOF' | tee "$work/out.json"
+python3 - "$work/results.txt" "$secs" "$rounds" "$args" <<'EOF' | tee "$work/out.json"
 import json, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 secs, rounds = int(sys.argv[2]), int(sys.argv[3])
@@ -224,6 +230,7 @@ out = {
     "benchmark": "vhost-user, two virtio-user clients (testpmd, 1 core) through the switch (1 core)",
     "date": datetime.date.today().isoformat(),
     "machine": f"{cpu()}, {subprocess.getoutput('nproc')} CPUs, {platform.release()}",
+    "arguments": sys.argv[4],
     "seconds_per_run": secs, "rounds": rounds,
     "shapes": {k: v for k, v in shape_doc.items() if any(k == s for _, s, _ in res)},
     "results": [], "ratios": [],
