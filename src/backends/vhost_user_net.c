@@ -240,7 +240,11 @@ unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigne
 
 /* Pops the buffers for one frame of `need` bytes (header included).
  * Returns 1, 0 (not enough buffers now: nothing kept) or -1 (broken);
- * *too_big when a single buffer (no MRG_RXBUF) is smaller than the frame. */
+ * *too_big when the frame can never fit: a single buffer (no MRG_RXBUF)
+ * is smaller than it, or it needs more buffers than one frame may take
+ * (VU_RX_MAX_CHAINS) or than the ring holds. Taken for "not now", such a
+ * frame (a TSO frame into small buffers) would wait at the head of the
+ * backlog for good, and every frame behind it too. */
 static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 		       uint32_t need, struct vu_resv *rv, bool *too_big)
 {
@@ -253,7 +257,11 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 			*too_big = true;
 			goto undo;
 		}
-		if (r->n_chain == r->chain_cap || rv->n == VU_RX_MAX_CHAINS)
+		if (rv->n == VU_RX_MAX_CHAINS || rv->n == r->chain_cap) {
+			*too_big = true;
+			goto undo;
+		}
+		if (r->n_chain == r->chain_cap)
 			goto undo;
 		struct vq_chain *ch = &r->chain[r->n_chain];
 		bool bad;

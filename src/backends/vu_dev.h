@@ -155,7 +155,8 @@ struct vu_vring {
 	bool kicks_off;            /* data path: a poller suppressed kicks */
 	_Atomic bool posted_want;  /* a receive ring: the switch asked to be
 				      told of posted buffers (frames wait in
-				      its backlog); kept across restarts */
+				      its backlog); kept across ring restarts,
+				      cleared by a device reset */
 	bool miss_reported;        /* vq.miss was sent to the front-end */
 	bool polled;               /* started without a kick fd (NOFD): the
 				      front-end polls, so the switch looks at

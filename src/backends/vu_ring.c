@@ -361,6 +361,10 @@ void vu_ring_reset(struct vu_dev *d, unsigned i)
 	vr->base = 0;
 	vr->started = vr->fresh = vr->enabled = vr->live = false;
 	vr->kicks_off = false;
+	/* The device is reset (or the front-end gone): its link went down and
+	 * the backlog was dropped; a kept request would have the next
+	 * connection's driver kick after every refill until a frame came. */
+	atomic_store_explicit(&vr->posted_want, false, memory_order_relaxed);
 	vr->polled = false;
 	vr->miss_reported = false;
 	vr->why_not = NULL;

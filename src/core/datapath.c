@@ -469,8 +469,14 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 	bool own = !c || c->sw != port->sw || c->in_round;
 	if (own) {
 		c = hs__ctx_get(port->sw);
-		if (!c)
-			return; /* the next delivery drains it */
+		if (!c) {
+			/* No context free now: through the queue's "posted" fd,
+			 * as the peer's own signal would come (a receiver whose
+			 * signals are off until frames wait may send none, and a
+			 * next delivery may never come). */
+			hs__dp_signal_posted(port, q);
+			return;
+		}
 	}
 	/* Online in RCU while draining: the notification at its end must be
 	 * inside the grace period hs_port_quiesce waits for (outside it, a

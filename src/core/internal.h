@@ -455,6 +455,9 @@ int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd);
 void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev);
 void hs__dp_rearm(struct hs_switch *sw, struct hs__inq *iq);
 bool hs__dp_signal(struct hs__inq *iq);
+/* Signals queue q's "buffers posted" fd, as the peer would: whoever
+ * handles it drains the backlog. False without one. */
+bool hs__dp_signal_posted(struct hs_port *p, uint16_t q);
 /* The loop thread's share of the data plane when there are no workers:
  * handles ready queue fds without blocking. */
 unsigned hs__dp_dispatch(struct hs_switch *sw, struct hs__ctx *c,

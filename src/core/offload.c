@@ -172,6 +172,19 @@ bool hs__dp_signal(struct hs__inq *iq)
 	return ok;
 }
 
+bool hs__dp_signal_posted(struct hs_port *p, uint16_t q)
+{
+	struct hs_switch *sw = p->sw;
+	bool ok = false;
+	uint64_t one = 1;
+	pthread_mutex_lock(&sw->dp_lock);
+	int fd = atomic_load(fd_slot(p, q, HS_EV_POSTED));
+	if (fd >= 0)
+		ok = write(fd, &one, sizeof(one)) == sizeof(one);
+	pthread_mutex_unlock(&sw->dp_lock);
+	return ok;
+}
+
 /* Resolves an event to its port in the current topology (caller online). */
 static struct hs_port *ev_port(struct hs_switch *sw, uint64_t key, uint16_t *q,
 			       unsigned *ev)

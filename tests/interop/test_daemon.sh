@@ -312,6 +312,8 @@ hsctl --json show t9 >"$work/t9.json"
 expect_rc 0 --json port set t9 queues=2
 [ "$(json 'r["in_place"]' <"$work/out.txt")" = False ] || fail "a queue change was made in place"
 grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
+# a boolean key: hsctl must send false, not "false" (which is refused)
+expect_rc 0 port set t9 in_order=false
 expect_rc 0 port del t9
 [ -e "$work/t9.sock" ] && fail "t9's socket stayed after port del"
 expect_rc 1 port add x9 xen domid=5

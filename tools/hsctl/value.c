@@ -21,7 +21,7 @@ const char *const hsctl_int_keys[] = {
 	"block_tov_ms", "xdp_frames", "xdp_macs", NULL,
 };
 const char *const hsctl_bool_keys[] = {
-	"learn", "flood", "client", "packed", "guest_announce", "offer_mtu",
+	"learn", "flood", "client", "packed", "in_order", "guest_announce", "offer_mtu",
 	"attach", "up", "offload", "staged", "vcpu_state", "remote_learning", "udp_csum", "df",
 	"promisc", "qdisc_bypass", "follow_any_port",
 	NULL,
