@@ -83,10 +83,16 @@ stop_all() {
 	pids=()
 	wait 2>/dev/null
 }
+# Open vSwitch's netdev datapath leaves taps behind (its bridge's, and
+# ovs-netdev): removed unless they were there before.
+had_ovs_netdev=false
+ip link show ovs-netdev >/dev/null 2>&1 && had_ovs_netdev=true
 cleanup() {
 	stop_all
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsb-* 2>/dev/null
+	ip link del hsb-br0 2>/dev/null
+	$had_ovs_netdev || ip link del ovs-netdev 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -132,9 +138,9 @@ start_ovs() {
 	"$ovs" "unix:$d/db.sock" --pidfile="$d/vswitchd.pid" --detach \
 		--log-file="$d/vswitchd.log" 2>>"$d/start.log" || return 1
 	pids+=("$(cat "$d/vswitchd.pid")")
-	"${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
-	"${vs[@]}" add-port br0 vh0 -- set Interface vh0 type=dpdkvhostuser || return 1
-	"${vs[@]}" add-port br0 vh1 -- set Interface vh1 type=dpdkvhostuser || return 1
+	"${vs[@]}" add-br hsb-br0 -- set bridge hsb-br0 datapath_type=netdev || return 1
+	"${vs[@]}" add-port hsb-br0 vh0 -- set Interface vh0 type=dpdkvhostuser || return 1
+	"${vs[@]}" add-port hsb-br0 vh1 -- set Interface vh1 type=dpdkvhostuser || return 1
 	wait_for_sock "$d/vh0" 20 && wait_for_sock "$d/vh1" 20 || return 1
 	ln -sf "$d/vh0" "$work/s0"
 	ln -sf "$d/vh1" "$work/s1"

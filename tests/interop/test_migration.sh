@@ -44,9 +44,16 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	[ "$sw" = ovs-dpdk ] && rm -f /dev/hugepages/hsm-ovs* 2>/dev/null
+	if [ "$sw" = ovs-dpdk ]; then
+		rm -f /dev/hugepages/hsm-ovs* 2>/dev/null
+		# the netdev datapath's taps outlive it: ours go
+		ip link del hsm-br0 2>/dev/null
+		$had_ovs_netdev || ip link del ovs-netdev 2>/dev/null
+	fi
 	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
+had_ovs_netdev=false
+ip link show ovs-netdev >/dev/null 2>&1 && had_ovs_netdev=true
 trap cleanup EXIT
 . "$src/tests/interop/guests.sh"
 guest_kit
@@ -111,10 +118,10 @@ start_switch() { # PORT_OPTS (of b's ports)
 		other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
 		other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=hsm-ovs"
 	ovs_vswitchd "$d" || return 1
-	"${ovsvs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
+	"${ovsvs[@]}" add-br hsm-br0 -- set bridge hsm-br0 datapath_type=netdev || return 1
 	local i=0 n
 	for n in a b c; do
-		"${ovsvs[@]}" add-port br0 vh$i -- set Interface vh$i type=dpdkvhostuser || return 1
+		"${ovsvs[@]}" add-port hsm-br0 vh$i -- set Interface vh$i type=dpdkvhostuser || return 1
 		local end=$((SECONDS + 20))
 		until [ -S "$d/vh$i" ]; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
 		ln -sf "$d/vh$i" "$work/$n.sock"
@@ -171,7 +178,7 @@ b_on_destination() { # LOG_MARK
 	fi
 	local port
 	port=$("${ovsvs[@]}" get Interface vh2 ofport)
-	ovs-appctl -t "$ovsctl" fdb/show br0 | awk -v m=$mac_b -v p="$port" '$3 == m && $1 == p {f=1} END {exit !f}'
+	ovs-appctl -t "$ovsctl" fdb/show hsm-br0 | awk -v m=$mac_b -v p="$port" '$3 == m && $1 == p {f=1} END {exit !f}'
 }
 
 stop_switch() {
