@@ -129,6 +129,7 @@ int cmd_ablation(struct bench_opts *o);
 int cmd_scaling(struct bench_opts *o);
 int cmd_latency(struct bench_opts *o);
 int cmd_idle(struct bench_opts *o);
+int cmd_fanin(struct bench_opts *o);
 int cmd_all(struct bench_opts *o);
 int cmd_xen(struct bench_opts *o);
 double memcpy_rate(size_t size, double seconds);

@@ -11,6 +11,10 @@
  *   latency   one-way latency (p50/p99) to a receiver blocked on its
  *             eventfd, with immediate notification on and off.
  *   idle      CPU used by an idle switch with workers.
+ *   fanin     1..8 senders to one receiver port, switching in their own
+ *             threads, spread over every CPU (more threads than cores
+ *             from 4 on a 2-CPU machine): the receiver's egress lock
+ *             under contention and preemption.
  *
  * Each pair is a sender thread (a "VM" transmitting on its port, switching
  * in its own thread unless a worker takes the queue) and a receiver thread
@@ -86,10 +90,13 @@ static void build(uint8_t *f, size_t len, const uint8_t *dst, const uint8_t *src
 struct pair {
 	hs_port_t *tx, *rx;
 	int cpu;                     /* VM core this pair runs on */
+	int rx_cpu;                  /* fan-in: the receiver's, if >= 0 */
 	size_t frame;
 	bool one_shot;               /* receiver arms before sleeping */
 	_Atomic bool *stop;
 	_Atomic uint64_t sent, consumed;
+	/* fan-in: the window is shared by every sender (pair 0's counters) */
+	_Atomic uint64_t *gsent, *gconsumed;
 	uint8_t *frames;
 	pthread_t ts, tr;
 };
@@ -117,10 +124,11 @@ static void *sender(void *arg)
 					     .off = off};
 	uint64_t ck[RING];
 	unsigned inflight = 0;
+	_Atomic uint64_t *sentp = p->gsent ? p->gsent : &p->sent;
+	_Atomic uint64_t *consp = p->gconsumed ? p->gconsumed : &p->consumed;
 	while (!atomic_load_explicit(p->stop, memory_order_relaxed)) {
-		uint64_t sent = atomic_load_explicit(&p->sent, memory_order_relaxed);
-		if (sent - atomic_load_explicit(&p->consumed, memory_order_acquire) + B >
-		    RING) {
+		uint64_t sent = atomic_load_explicit(sentp, memory_order_relaxed);
+		if (sent - atomic_load_explicit(consp, memory_order_acquire) + B > RING) {
 			sched_yield();
 			continue;
 		}
@@ -129,8 +137,12 @@ static void *sender(void *arg)
 		int n = hs_mem_tx_burst(p->tx, 0, f, B);
 		if (n > 0) {
 			inflight += (unsigned)n;
-			atomic_store_explicit(&p->sent, sent + (uint64_t)n,
-					      memory_order_relaxed);
+			if (p->gsent)
+				atomic_fetch_add_explicit(sentp, (uint64_t)n,
+							  memory_order_relaxed);
+			else
+				atomic_store_explicit(sentp, sent + (uint64_t)n,
+						      memory_order_relaxed);
 		}
 		int r = hs_mem_tx_reap(p->tx, 0, ck, RING);
 		if (r > 0)
@@ -144,7 +156,7 @@ static void *sender(void *arg)
 static void *receiver(void *arg)
 {
 	struct pair *p = arg;
-	pin(p->cpu);
+	pin(p->rx_cpu >= 0 ? p->rx_cpu : p->cpu);
 	int fd = hs_mem_rx_fd(p->rx, 0);
 	struct hs_mem_frame f[64];
 	volatile uint8_t sink = 0;
@@ -179,6 +191,8 @@ struct dp_setup {
 	uint32_t flags;
 	size_t frame;
 	bool notify_each_frame; /* receivers ask for every frame (baseline) */
+	bool fanin;             /* every sender to pair 0's receiver; senders
+				   spread over all CPUs, the receiver on the last */
 	double seconds;
 };
 
@@ -186,6 +200,7 @@ struct dp_result {
 	double mpps, gbps, cycles, notify, cpu;
 	uint64_t frames, drops;
 	uint64_t handoffs, sleeps, rounds_worker, rounds_sender;
+	uint64_t lock_sleeps;   /* deliveries that slept for an egress lock */
 };
 
 static int run_pairs(const struct dp_setup *su, struct dp_result *res)
@@ -205,6 +220,7 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 		return -1;
 	struct pair *pr = calloc(su->pairs, sizeof(*pr));
 	_Atomic bool stop = false;
+	unsigned nrx = su->fanin ? 1 : su->pairs; /* receiver ports and threads */
 	uint32_t buf = frame <= 2048 ? 2048 : (uint32_t)frame;
 	for (unsigned i = 0; i < su->pairs; i++) {
 		struct hs_mem_config tx = {.ring_size = RING};
@@ -216,17 +232,26 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 					    .backend_config_size = sizeof(tx), .mtu = 9000};
 		struct hs_port_config pr_ = {.backend = HS_MEM_BACKEND, .backend_config = &rx,
 					     .backend_config_size = sizeof(rx), .mtu = 9000};
-		if (hs_port_add(sw, &pt, &pr[i].tx) || hs_port_add(sw, &pr_, &pr[i].rx))
+		if (hs_port_add(sw, &pt, &pr[i].tx) ||
+		    (i < nrx && hs_port_add(sw, &pr_, &pr[i].rx)))
 			return -1;
 		pr[i].frame = frame;
 		pr[i].cpu = (int)(i % (su->vm_cpus ? su->vm_cpus : 1));
+		pr[i].rx_cpu = -1;
+		if (su->fanin) {
+			pr[i].rx = pr[0].rx;
+			pr[i].gsent = &pr[0].sent;
+			pr[i].gconsumed = &pr[0].consumed;
+			pr[i].cpu = (int)(i % (unsigned)cpus);
+			pr[i].rx_cpu = (int)cpus - 1;
+		}
 		pr[i].one_shot = !su->notify_each_frame;
 		pr[i].stop = &stop;
 		pr[i].frames = aligned_alloc(64, (frame + 63) & ~(size_t)63);
 		/* Learn both MACs, so that traffic is unicast. */
 		uint8_t f[64], dummy[64];
 		struct hs_offload off;
-		for (int side = 0; side < 2; side++) {
+		for (int side = 0; side < (i < nrx ? 2 : 1); side++) {
 			uint8_t m[6], bc[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 			mac(m, 2 * i + (unsigned)side);
 			build(f, 64, bc, m, &off);
@@ -238,12 +263,12 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 				sched_yield();
 		}
 		(void)dummy;
-		mac(pr[i].frames, 2 * i + 1);
+		mac(pr[i].frames, su->fanin ? 1 : 2 * i + 1);
 		mac(pr[i].frames + 6, 2 * i);
 	}
 	/* Empty the rings of the learning floods. */
 	for (unsigned i = 0; i < su->pairs; i++)
-		for (int side = 0; side < 2; side++) {
+		for (int side = 0; side < (i < nrx ? 2 : 1); side++) {
 			hs_port_t *p = side ? pr[i].rx : pr[i].tx;
 			struct hs_mem_frame f[64];
 			int n;
@@ -251,7 +276,8 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 				hs_mem_rx_release(p, 0, (unsigned)n);
 		}
 	for (unsigned i = 0; i < su->pairs; i++) {
-		pthread_create(&pr[i].tr, NULL, receiver, &pr[i]);
+		if (i < nrx)
+			pthread_create(&pr[i].tr, NULL, receiver, &pr[i]);
 		pthread_create(&pr[i].ts, NULL, sender, &pr[i]);
 	}
 	/* Warm up, then measure a window. */
@@ -260,22 +286,24 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 		usleep(10000);
 	struct hs_switch_stats s0;
 	hs_switch_get_stats(sw, &s0);
-	uint64_t n0 = 0, notif0 = 0;
-	for (unsigned i = 0; i < su->pairs; i++) {
+	uint64_t n0 = 0, notif0 = 0, ls0 = 0;
+	for (unsigned i = 0; i < nrx; i++) {
 		struct hs_port_stats ps;
 		hs_port_get_stats(pr[i].rx, &ps);
 		notif0 += ps.tx_notify;
+		ls0 += ps.tx_lock_sleeps;
 		n0 += atomic_load(&pr[i].consumed);
 	}
 	double c0 = cpu_now(), t0 = bench_now();
 	while (bench_now() - t0 < su->seconds)
 		usleep(20000);
 	double c1 = cpu_now(), t1 = bench_now();
-	uint64_t n1 = 0, notif1 = 0;
-	for (unsigned i = 0; i < su->pairs; i++) {
+	uint64_t n1 = 0, notif1 = 0, ls1 = 0;
+	for (unsigned i = 0; i < nrx; i++) {
 		struct hs_port_stats ps;
 		hs_port_get_stats(pr[i].rx, &ps);
 		notif1 += ps.tx_notify;
+		ls1 += ps.tx_lock_sleeps;
 		n1 += atomic_load(&pr[i].consumed);
 	}
 	struct hs_switch_stats s1;
@@ -283,7 +311,8 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 	atomic_store(&stop, true);
 	for (unsigned i = 0; i < su->pairs; i++) {
 		pthread_join(pr[i].ts, NULL);
-		pthread_join(pr[i].tr, NULL);
+		if (i < nrx)
+			pthread_join(pr[i].tr, NULL);
 		free(pr[i].frames);
 	}
 	res->frames = n1 - n0;
@@ -297,6 +326,7 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 		res->drops += s1.drops[r] - s0.drops[r];
 	res->handoffs = s1.handoffs - s0.handoffs;
 	res->sleeps = s1.worker_sleeps - s0.worker_sleeps;
+	res->lock_sleeps = ls1 - ls0;
 	res->rounds_worker = s1.rounds_worker - s0.rounds_worker;
 	res->rounds_sender = s1.rounds_sender - s0.rounds_sender;
 	free(pr);
@@ -441,6 +471,48 @@ int cmd_scaling(struct bench_opts *o)
 	bench_json_end(o);
 	printf("summary: best aggregate %.2f Mpps = %.2fx one pair in sender context "
 	       "(%ld CPUs)\n", best, one > 0 ? best / one : 0, cpus);
+	return 0;
+}
+
+/* ---- fan-in: many senders, one receiver --------------------------------------------- */
+
+int cmd_fanin(struct bench_opts *o)
+{
+	static const unsigned senders[] = {1, 2, 4, 8};
+	static const size_t frames[] = {64, 1518};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 3;
+	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.0);
+	bench_json_begin(o, "fanin");
+	printf("N senders to one receiver port, switching in their own threads (no "
+	       "workers), spread over %ld CPU(s), the receiver on the last; %u run(s) "
+	       "of %.1f s, median\n", cpus, reps, secs);
+	printf("%6s %8s %9s %9s %11s %8s %12s\n", "frame", "senders", "Mpps", "Gbit/s",
+	       "cycles/frm", "CPU", "lock sleeps");
+	for (unsigned f = 0; f < 2; f++) {
+		if (o->only_frame && o->only_frame != frames[f])
+			continue;
+		for (unsigned i = 0; i < 4; i++) {
+			struct dp_setup su = {.name = "fanin", .pairs = senders[i],
+					      .vm_cpus = (unsigned)cpus, .fanin = true,
+					      .frame = frames[f], .seconds = secs,
+					      .flags = HS_SW_NO_OFFLOAD};
+			struct dp_result res;
+			if (run_median(&su, reps, &res))
+				return 1;
+			double ls = res.frames ? (double)res.lock_sleeps * 1e3 / (double)res.frames : 0;
+			printf("%6zu %8u %9.3f %9.2f %11.0f %7.0f%% %9.2f/k\n", frames[f], su.pairs,
+			       res.mpps, res.gbps, res.cycles, res.cpu * 100, ls);
+			fflush(stdout);
+			bench_json_item(o,
+					"{\"case\":\"fanin\",\"frame\":%zu,\"senders\":%u,"
+					"\"mpps\":%.4f,\"gbps\":%.3f,\"cycles_per_frame\":%.0f,"
+					"\"cpu\":%.3f,\"drops\":%llu,\"lock_sleeps_per_kframe\":%.3f}",
+					frames[f], su.pairs, res.mpps, res.gbps, res.cycles,
+					res.cpu, (unsigned long long)res.drops, ls);
+		}
+	}
+	bench_json_end(o);
 	return 0;
 }
 

@@ -6,6 +6,7 @@
  *   scaling   aggregate throughput as sender/receiver pairs grow
  *   latency   one-way latency to a blocked receiver
  *   idle      CPU used by an idle switch
+ *   fanin     1..8 senders to one receiver port (the contended egress lock)
  *   xen       Xen vifs through the emulated hypervisor, with copy accounting
  *   all       every one of them
  *
@@ -34,6 +35,7 @@ static void usage(void)
 		"  scaling   aggregate throughput for 1..16 sender/receiver pairs\n"
 		"  latency   one-way latency to a blocked receiver, p50/p99\n"
 		"  idle      CPU used by an idle switch with workers\n"
+		"  fanin     1..8 senders to one receiver port, sender context\n"
 		"  xen       Xen vifs (emulated hypervisor): rate, grant copies per frame\n"
 		"  all       all of the above (--json names a directory)\n");
 }
@@ -80,6 +82,8 @@ int main(int argc, char **argv)
 		return cmd_latency(&o);
 	if (!strcmp(cmd, "idle"))
 		return cmd_idle(&o);
+	if (!strcmp(cmd, "fanin"))
+		return cmd_fanin(&o);
 #ifdef HS_BENCH_XEN
 	if (!strcmp(cmd, "xen"))
 		return cmd_xen(&o);

@@ -209,6 +209,11 @@ struct hs_port_stats {
 	uint64_t fdb_entries;     /* MACs currently learned on the port */
 	uint64_t fdb_limit_hits;  /* learning refused/evicted by mac_limit */
 	uint64_t drops[HS_DROP_SLOTS]; /* by reason; [0, HS_DROP__COUNT) used */
+	/* Added after HS_PORT_STATS_SIZE_V1: filled when the caller's struct has it. */
+	uint64_t tx_lock_sleeps;  /* deliveries to the port that found its
+				     egress queue lock busy past a short spin
+				     and slept for it: contention among the
+				     threads switching toward this port */
 };
 
 #define HS_PORT_STATS_SIZE_V1 (offsetof(struct hs_port_stats, drops) + sizeof(uint64_t) * HS_DROP_SLOTS)

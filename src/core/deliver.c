@@ -127,7 +127,7 @@ unsigned hs__backlog_purge_vlans(struct hs_port *p, bool mirror_out)
 	for (unsigned q = 0; q < p->nq; q++) {
 		struct hs__outq *oq = &p->outq[q];
 		struct hs__backlog *bl = &oq->bl;
-		hs__spin_lock(&oq->lock);
+		hs__lock_take(&oq->lock);
 		uint32_t kept = 0;
 		for (uint32_t r = 0; r < bl->ent_n; r++) {
 			struct hs__bl_ent *e = &bl->ent[(bl->ent_head + r) % bl->ent_cap];
@@ -156,7 +156,7 @@ unsigned hs__backlog_purge_vlans(struct hs_port *p, bool mirror_out)
 			hs__ctr_add(&oq->drops[HS_DROP_VLAN], gone);
 			atomic_store_explicit(&oq->bl_count, kept, memory_order_relaxed);
 		}
-		hs__spin_unlock(&oq->lock);
+		hs__lock_release(&oq->lock);
 		total += gone;
 	}
 	return total;
@@ -732,7 +732,7 @@ static void unlock_and_notify(struct hs__ctx *c, struct hs_port *dp,
 	unsigned now = notify_decide(c, dp, oq, ev);
 	if (now)
 		hs__ctr_add(&oq->tx_notify, 1);
-	hs__spin_unlock(&oq->lock);
+	hs__lock_release(&oq->lock);
 	if (now)
 		hs__be_notify(dp, oq->qid, now);
 }
@@ -848,7 +848,8 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 	unsigned ev = 0;
 
 	c->dl->dst_port = dp;
-	hs__spin_lock(&oq->lock);
+	if (HS__UNLIKELY(hs__lock_take(&oq->lock)))
+		hs__ctr_add(&oq->tx_lock_sleeps, 1);
 	drop_backlog_after_down(dp, oq);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
@@ -856,7 +857,7 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 			    (uint64_t)__builtin_popcountll(mask) + oq->bl.ent_n);
 		bl_pop(&oq->bl, oq->bl.ent_n);
 		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
-		hs__spin_unlock(&oq->lock);
+		hs__lock_release(&oq->lock);
 		return;
 	}
 	/* Acquire: a backend changes what the data path reads while the port
@@ -884,7 +885,8 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	bool each = c->sw->cfg.flags & HS_SW_NOTIFY_EACH;
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
-	hs__spin_lock(&oq->lock);
+	if (HS__UNLIKELY(hs__lock_take(&oq->lock)))
+		hs__ctr_add(&oq->tx_lock_sleeps, 1);
 	drop_backlog_after_down(dp, oq);
 	if (oq->bl.ent_n && (!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			     atomic_load_explicit(&dp->dead, memory_order_relaxed))) {

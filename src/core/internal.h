@@ -55,12 +55,6 @@ static inline uint64_t hs__ctr_get(const hs__ctr *c)
 	return atomic_load_explicit((hs__ctr *)c, memory_order_relaxed);
 }
 
-/* ---- a small spinlock, held only across reserve/copy/commit ------------- */
-
-typedef struct {
-	atomic_flag f;
-} hs__spin;
-
 /* Tells the CPU we are spinning: PAUSE on x86, YIELD on arm64, a
  * compiler barrier elsewhere. */
 static inline void hs__cpu_relax(void)
@@ -74,17 +68,43 @@ static inline void hs__cpu_relax(void)
 #endif
 }
 
-static inline void hs__spin_init(hs__spin *l) { atomic_flag_clear(&l->f); }
+/* ---- the egress queue lock: spin briefly, then sleep --------------------- *
+ *
+ * Held across one destination's reserve/copy/commit of a burst, which for
+ * large frames is several microseconds of copying, and taken by sender
+ * threads the host may preempt. A pure spin lock loses there: waiters burn
+ * their time slice while the holder waits for a CPU. This one spins for
+ * about as long as a burst takes, then sleeps on a futex (state 2 says
+ * someone may sleep; the release that sees it wakes one). Uncontended, it
+ * costs what a spin lock does: one compare-and-swap to take, one exchange
+ * to release. */
 
-static inline void hs__spin_lock(hs__spin *l)
+typedef struct {
+	_Atomic uint32_t v;   /* 0 free, 1 held, 2 held and a waiter may sleep */
+} hs__lock;
+
+bool hs__lock_wait(hs__lock *l);   /* lock.c: the contended path */
+void hs__lock_wake(hs__lock *l);
+
+static inline void hs__lock_init(hs__lock *l)
 {
-	while (atomic_flag_test_and_set_explicit(&l->f, memory_order_acquire))
-		hs__cpu_relax();
+	atomic_init(&l->v, 0);
 }
 
-static inline void hs__spin_unlock(hs__spin *l)
+/* Returns true when the wait ended in sleep (the caller counts it). */
+static inline bool hs__lock_take(hs__lock *l)
 {
-	atomic_flag_clear_explicit(&l->f, memory_order_release);
+	uint32_t z = 0;
+	if (HS__LIKELY(atomic_compare_exchange_strong_explicit(
+		    &l->v, &z, 1, memory_order_acquire, memory_order_relaxed)))
+		return false;
+	return hs__lock_wait(l);
+}
+
+static inline void hs__lock_release(hs__lock *l)
+{
+	if (HS__UNLIKELY(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
+		hs__lock_wake(l);
 }
 
 /* ---- logging ------------------------------------------------------------ */
@@ -151,7 +171,7 @@ struct hs__backlog {       /* bounded, FIFO; the only second copy */
 };
 
 struct hs__outq {
-	hs__spin lock;
+	hs__lock lock;
 	uint16_t qid;
 	_Atomic int posted_fd;      /* HS_EV_POSTED fd in the epoll set */
 	_Atomic int peer_state;     /* enum hs_peer_state, set by the host */
@@ -164,6 +184,7 @@ struct hs__outq {
 	hs__ctr tx_lost;            /* of tx_packets, dropped by the backend
 				       after delivery (hs_port_count_tx_drop) */
 	hs__ctr tx_gso_segments, tx_csum_sw;
+	hs__ctr tx_lock_sleeps;     /* deliveries that slept for the lock */
 	hs__ctr drops[HS_DROP__COUNT];
 } HS__ALIGNED;
 

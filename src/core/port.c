@@ -212,7 +212,7 @@ static int queues_alloc(struct hs_port *p)
 		atomic_init(&iq->kick_fd, -1);
 		oq->qid = (uint16_t)q;
 		atomic_init(&oq->posted_fd, -1);
-		hs__spin_init(&oq->lock);
+		hs__lock_init(&oq->lock);
 	}
 	for (unsigned q = 0; q < p->nq; q++) {
 		int rc = hs__backlog_init(&p->outq[q].bl, sw->cfg.backlog_frames,
@@ -609,8 +609,8 @@ static void port_del_locked(struct hs_port *p)
 	hs__rcu_synchronize();
 	/* Serialise with any hs_port_posted still draining. */
 	for (unsigned q = 0; q < p->nq; q++) {
-		hs__spin_lock(&p->outq[q].lock);
-		hs__spin_unlock(&p->outq[q].lock);
+		(void)hs__lock_take(&p->outq[q].lock);
+		hs__lock_release(&p->outq[q].lock);
 	}
 	if (p->started && p->ops->stop)
 		p->ops->stop(p->priv);
@@ -801,6 +801,7 @@ int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *out, si
 		st->tx_backlogged += hs__ctr_get(&oq->tx_backlogged);
 		st->tx_gso_segments += hs__ctr_get(&oq->tx_gso_segments);
 		st->tx_csum_sw += hs__ctr_get(&oq->tx_csum_sw);
+		st->tx_lock_sleeps += hs__ctr_get(&oq->tx_lock_sleeps);
 		for (unsigned r = 0; r < HS_DROP__COUNT; r++)
 			st->drops[r] += hs__ctr_get(&iq->drops[r]) +
 					hs__ctr_get(&oq->drops[r]);
@@ -945,8 +946,8 @@ static void pause_port(struct hs_port *port)
 	/* Deliveries check `paused` under the queue lock: after taking each
 	 * lock once, none is in progress with the old value. */
 	for (unsigned q = 0; q < port->nq; q++) {
-		hs__spin_lock(&port->outq[q].lock);
-		hs__spin_unlock(&port->outq[q].lock);
+		(void)hs__lock_take(&port->outq[q].lock);
+		hs__lock_release(&port->outq[q].lock);
 	}
 	/* A delivery notifies after releasing the queue lock, inside its
 	 * round (an RCU read-side section): one grace period later no

@@ -489,11 +489,11 @@ static json_t *port_stats_json(struct hsd_port *p)
 	hs_port_backend_counters(p->port, backend_ctr, be);
 #define C(f) #f, (json_int_t)s.f
 	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:I, s:o, s:o}",
+			 "s:I, s:I, s:I, s:o, s:o}",
 			 "name", p->conf.name, C(rx_packets), C(rx_bytes), C(tx_packets),
 			 C(tx_bytes), C(rx_broadcast), C(rx_multicast), C(rx_flooded),
 			 C(tx_notify), C(rx_notify), C(tx_backlogged), C(tx_gso_segments),
-			 C(tx_csum_sw), C(fdb_entries), C(fdb_limit_hits), "drops",
+			 C(tx_csum_sw), C(tx_lock_sleeps), C(fdb_entries), C(fdb_limit_hits), "drops",
 			 drops_json(s.drops), "backend", be);
 #undef C
 }

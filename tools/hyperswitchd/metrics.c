@@ -65,6 +65,7 @@ static void port_sample(FILE *f, const char *name, const char *port, uint64_t v)
 	X(tx_backlogged, "Frames that waited in the backlog for receive buffers.")      \
 	X(tx_gso_segments, "Frames cut from GSO frames in software.")                   \
 	X(tx_csum_sw, "Checksums completed in software.")                               \
+	X(tx_lock_sleeps, "Deliveries that slept for the port's egress queue lock.")      \
 	X(fdb_limit_hits, "Learning refused or evicted by the port's MAC limit.")
 
 struct backend_ctx {

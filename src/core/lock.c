@@ -1,0 +1,58 @@
+/*
+ * lock.c - the contended path of the egress queue lock (internal.h).
+ *
+ * The states: 0 free, 1 held, 2 held and a waiter may be asleep. A waiter
+ * first spins, re-trying only when the word reads free, for about as long
+ * as a burst of large copies holds the lock on this kind of machine; then
+ * it marks the word 2 and sleeps in FUTEX_WAIT until a release that saw 2
+ * wakes one sleeper. A woken waiter takes the lock as 2, not 1: it cannot
+ * know whether others still sleep, and a spare wake costs one system call,
+ * a lost one a stalled queue. This is the classic three-state futex mutex
+ * (Drepper, "Futexes Are Tricky", mutex 3) with a bounded spin in front.
+ *
+ * Why not sched_yield: with CFS a yielding thread keeps its place, so the
+ * preempted holder gets no earlier turn; a sleeper leaves the run queue.
+ */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Relax rounds before sleeping. PAUSE takes 10 to 140 cycles depending on
+ * the core, so this is 5 to 70 thousand cycles: a burst of 32 frames of
+ * 1518 bytes copies in about 10 to 15 thousand. Chosen with
+ * `hs-bench fanin` (docs/benchmarks.md 5b); -DHS__LOCK_SPINS=N builds
+ * another for such comparisons. */
+#ifndef HS__LOCK_SPINS
+#define HS__LOCK_SPINS 512
+#endif
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t val)
+{
+	/* EAGAIN (the word changed) and EINTR both just mean: look again */
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+bool hs__lock_wait(hs__lock *l)
+{
+	for (unsigned i = 0; i < HS__LOCK_SPINS; i++) {
+		uint32_t z = 0;
+		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
+							  memory_order_relaxed))
+			return false;
+		hs__cpu_relax();
+	}
+	bool slept = false;
+	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0) {
+		futex_wait(&l->v, 2);
+		slept = true;
+	}
+	return slept;
+}
+
+void hs__lock_wake(hs__lock *l)
+{
+	syscall(SYS_futex, (uint32_t *)&l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
