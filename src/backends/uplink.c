@@ -500,6 +500,8 @@ static int open_xdp(struct ul_port *u)
 			    "AF_PACKET only", u->ifname,
 			    rc == -EOPNOTSUPP ? "not in this build, or refused"
 			    : rc == -EBUSY    ? "the interface has another XDP program"
+			    : rc == -EADDRINUSE ? "a queue of the interface is bound to "
+						  "another AF_XDP socket"
 					      : hs_strerror(rc));
 	}
 	return 0;

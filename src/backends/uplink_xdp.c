@@ -157,20 +157,26 @@ static unsigned rx_queues(const char *ifname)
 	return n;
 }
 
+static void close_socket(struct ul_xdp *x, unsigned qi)
+{
+	struct ul_xsk *s = &x->s[qi];
+	if (s->xsk) {
+		uint32_t k = qi;
+		bpf_map_delete_elem(x->xsks_fd, &k);
+		xsk_socket__delete(s->xsk);
+	}
+	if (s->umem)
+		xsk_umem__delete(s->umem);
+	if (s->area)
+		munmap(s->area, s->area_len);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+}
+
 static void close_sockets(struct ul_xdp *x)
 {
-	for (unsigned i = 0; x->s && i < x->nq; i++) {
-		struct ul_xsk *s = &x->s[i];
-		if (s->xsk) {
-			uint32_t k = i;
-			bpf_map_delete_elem(x->xsks_fd, &k);
-			xsk_socket__delete(s->xsk);
-		}
-		if (s->umem)
-			xsk_umem__delete(s->umem);
-		if (s->area)
-			munmap(s->area, s->area_len);
-	}
+	for (unsigned i = 0; x->s && i < x->nq; i++)
+		close_socket(x, i);
 	free(x->s);
 	x->s = NULL;
 	x->nq = 0;
@@ -224,8 +230,22 @@ static int open_sockets(struct ul_xdp *x, const char *ifname, unsigned nq, uint1
 		return -ENOMEM;
 	x->nq = nq;
 	int rc = 0;
-	for (unsigned i = 0; !rc && i < nq; i++)
-		rc = open_socket(x, ifname, i, bind);
+	for (unsigned i = 0, t; !rc && i < nq; i++) {
+		/* EBUSY: the queue still has a socket's buffer pool. The kernel
+		 * lets go of a closed socket's pool in a work item, so one
+		 * closed just before (this port deleted and added again, a
+		 * restart) holds the queue a moment longer: wait for it, up to
+		 * a second, then say whose it must be. */
+		for (t = 0; (rc = open_socket(x, ifname, i, bind)) == -EBUSY && t < 50; t++) {
+			close_socket(x, i);
+			usleep(20000);
+		}
+		if (rc == -EBUSY)
+			rc = -EADDRINUSE;
+		else if (t)
+			hs_port_log(x->port, HS_LOG_INFO, "uplink %s: queue %u was held by a "
+				    "closed AF_XDP socket: waited %u ms", ifname, i, t * 20);
+	}
 	if (rc)
 		close_sockets(x);
 	return rc;
