@@ -445,6 +445,39 @@ START_TEST(worker_stats_by_index_and_size)
 }
 END_TEST
 
+/* A caller built against the first layout of struct hs_port_stats gets
+ * that much filled and nothing written past it; a larger caller gets the
+ * tail zeroed; a smaller one is refused. */
+START_TEST(port_stats_fill_what_the_caller_has)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	th_send(a, f, th_frame(f, th_bcast, m, -1, 64, 0));
+	uint8_t buf[sizeof(struct hs_port_stats) + 64];
+	memset(buf, 0xa5, sizeof(buf));
+	ck_assert_int_eq(hs_port_get_stats_sized(a, (struct hs_port_stats *)(void *)buf,
+						 HS_PORT_STATS_SIZE_V1), 0);
+	struct hs_port_stats st;
+	memcpy(&st, buf, HS_PORT_STATS_SIZE_V1);
+	ck_assert_uint_eq(st.rx_packets, 1);
+	for (size_t i = HS_PORT_STATS_SIZE_V1; i < sizeof(buf); i++)
+		ck_assert_uint_eq(buf[i], 0xa5);
+	memset(buf, 0xa5, sizeof(buf));
+	ck_assert_int_eq(hs_port_get_stats_sized(a, (struct hs_port_stats *)(void *)buf,
+						 sizeof(buf)), 0);
+	memcpy(&st, buf, sizeof(st));
+	ck_assert_uint_eq(st.rx_packets, 1);
+	ck_assert_uint_eq(st.tx_lock_sleeps, 0);
+	for (size_t i = sizeof(st); i < sizeof(buf); i++)
+		ck_assert_uint_eq(buf[i], 0);
+	ck_assert_int_eq(hs_port_get_stats_sized(a, &st, HS_PORT_STATS_SIZE_V1 - 8), -EINVAL);
+	(void)b;
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("api");
@@ -453,6 +486,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, error_strings_are_readable);
 	tcase_add_test(tc, switch_create_rejects_bad_config);
 	tcase_add_test(tc, getters_tolerate_null);
+	tcase_add_test(tc, port_stats_fill_what_the_caller_has);
 	tcase_add_test(tc, port_add_rejects_bad_config);
 	tcase_add_test(tc, port_table_full_is_enospc);
 	tcase_add_test(tc, port_calls_reject_bad_queues_and_values);

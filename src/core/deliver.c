@@ -127,7 +127,7 @@ unsigned hs__backlog_purge_vlans(struct hs_port *p, bool mirror_out)
 	for (unsigned q = 0; q < p->nq; q++) {
 		struct hs__outq *oq = &p->outq[q];
 		struct hs__backlog *bl = &oq->bl;
-		hs__lock_take(&oq->lock);
+		(void)hs__lock_take(&oq->lock);
 		uint32_t kept = 0;
 		for (uint32_t r = 0; r < bl->ent_n; r++) {
 			struct hs__bl_ent *e = &bl->ent[(bl->ent_head + r) % bl->ent_cap];
@@ -848,7 +848,8 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 	unsigned ev = 0;
 
 	c->dl->dst_port = dp;
-	if (HS__UNLIKELY(hs__lock_take(&oq->lock)))
+	if (HS__UNLIKELY(hs__lock_take_ex(&oq->lock,
+					  !(c->sw->cfg.flags & HS_SW_BUSY_POLL))))
 		hs__ctr_add(&oq->tx_lock_sleeps, 1);
 	drop_backlog_after_down(dp, oq);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
@@ -885,7 +886,8 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 	bool each = c->sw->cfg.flags & HS_SW_NOTIFY_EACH;
 	c->dl->dst_port = dp;
 	c->dl->src_port = NULL;
-	if (HS__UNLIKELY(hs__lock_take(&oq->lock)))
+	if (HS__UNLIKELY(hs__lock_take_ex(&oq->lock,
+					  !(c->sw->cfg.flags & HS_SW_BUSY_POLL))))
 		hs__ctr_add(&oq->tx_lock_sleeps, 1);
 	drop_backlog_after_down(dp, oq);
 	if (oq->bl.ent_n && (!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||

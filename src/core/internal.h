@@ -83,7 +83,7 @@ typedef struct {
 	_Atomic uint32_t v;   /* 0 free, 1 held, 2 held and a waiter may sleep */
 } hs__lock;
 
-bool hs__lock_wait(hs__lock *l);   /* lock.c: the contended path */
+bool hs__lock_wait(hs__lock *l, bool may_sleep); /* lock.c: contended path */
 void hs__lock_wake(hs__lock *l);
 
 static inline void hs__lock_init(hs__lock *l)
@@ -91,14 +91,21 @@ static inline void hs__lock_init(hs__lock *l)
 	atomic_init(&l->v, 0);
 }
 
-/* Returns true when the wait ended in sleep (the caller counts it). */
-static inline bool hs__lock_take(hs__lock *l)
+/* Returns true when the wait included a sleep (the caller counts it).
+ * may_sleep false: spin without bound (switches in HS_SW_BUSY_POLL, whose
+ * threads promise never to sleep). */
+static inline bool hs__lock_take_ex(hs__lock *l, bool may_sleep)
 {
 	uint32_t z = 0;
 	if (HS__LIKELY(atomic_compare_exchange_strong_explicit(
 		    &l->v, &z, 1, memory_order_acquire, memory_order_relaxed)))
 		return false;
-	return hs__lock_wait(l);
+	return hs__lock_wait(l, may_sleep);
+}
+
+static inline bool hs__lock_take(hs__lock *l)
+{
+	return hs__lock_take_ex(l, true);
 }
 
 static inline void hs__lock_release(hs__lock *l)

@@ -28,14 +28,24 @@
 #define HS__LOCK_SPINS 512
 #endif
 
-static void futex_wait(_Atomic uint32_t *w, uint32_t val)
+/* Returns true if it slept: EAGAIN (the word changed before we slept)
+ * and EINTR both just mean "look again". */
+static bool futex_wait(_Atomic uint32_t *w, uint32_t val)
 {
-	/* EAGAIN (the word changed) and EINTR both just mean: look again */
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0) == 0;
 }
 
-bool hs__lock_wait(hs__lock *l)
+bool hs__lock_wait(hs__lock *l, bool may_sleep)
 {
+	while (!may_sleep) {
+		/* HS_SW_BUSY_POLL: its threads never sleep, here neither */
+		uint32_t z = 0;
+		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
+							  memory_order_relaxed))
+			return false;
+		hs__cpu_relax();
+	}
 	for (unsigned i = 0; i < HS__LOCK_SPINS; i++) {
 		uint32_t z = 0;
 		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
@@ -45,10 +55,8 @@ bool hs__lock_wait(hs__lock *l)
 		hs__cpu_relax();
 	}
 	bool slept = false;
-	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0) {
-		futex_wait(&l->v, 2);
-		slept = true;
-	}
+	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+		slept |= futex_wait(&l->v, 2);
 	return slept;
 }
 
