@@ -307,6 +307,7 @@ void vu_vcpu_stop(struct vu_dev *d)
 	vu_close_fd(&v->procfd);
 	v->pid = 0;
 	v->at = 0;
+	v->full_logged = false;
 	atomic_store_explicit(&d->vcpu_threads, 0, memory_order_relaxed);
 	set_peer(d, HS_PEER_UNKNOWN);
 }
