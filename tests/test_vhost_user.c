@@ -997,6 +997,11 @@ START_TEST(vcpu_threads_are_found_after_the_connect_and_lost_when_they_end)
 	fake_vcpu_end(&cpu); /* no vCPU left */
 	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
 	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 0);
+	/* QEMU's single-threaded TCG runs every vCPU on one thread */
+	fake_vcpu_start(&cpu, "ALL CPUs/TCG", FV_SPIN);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 3000));
+	fake_vcpu_end(&cpu);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
 	vud_close(&a);
 	env_down(&e);
 }
@@ -1010,7 +1015,7 @@ START_TEST(no_peer_state_without_vcpu_threads_or_with_the_flag)
 	env_up(&e, 0);
 	static const char *const lookalike[] = {"CPU /KVM", "CPU 0", "CPU x/TCG", "cpu 0/KVM",
 						"vcpu", "vcpu0x", "fc_vcpu", "fc_vcpu 1a",
-						" CPU 0/KVM", "vcpu 0"};
+						" CPU 0/KVM", "vcpu 0", "ALL CPUs/KVM"};
 	enum { NL = sizeof(lookalike) / sizeof(lookalike[0]) };
 	struct fake_vcpu other[NL];
 	for (unsigned i = 0; i < NL; i++)

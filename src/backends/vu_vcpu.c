@@ -59,11 +59,14 @@
 #define VU_VCPU_SCAN_MAX 4096   /* directory entries read per scan */
 
 /* Whether a thread name (up to 15 bytes, as the kernel keeps them) is a
- * vCPU's: "CPU <digits>/..." (QEMU, any accelerator), "vcpu<digits>"
- * (cloud-hypervisor), "fc_vcpu <digits>" (Firecracker). */
+ * vCPU's: "CPU <digits>/..." (QEMU, any accelerator), "ALL CPUs/TCG"
+ * (QEMU's single-threaded TCG: one thread runs every vCPU in turn),
+ * "vcpu<digits>" (cloud-hypervisor), "fc_vcpu <digits>" (Firecracker). */
 static bool vcpu_name(const char *s, size_t n)
 {
 	size_t i;
+	if (n == 12 && !memcmp(s, "ALL CPUs/TCG", 12))
+		return true;
 	if (n > 4 && !memcmp(s, "CPU ", 4)) {
 		for (i = 4; i < n && isdigit((unsigned char)s[i]); i++)
 			;
