@@ -417,6 +417,7 @@ static void vu_close(void *priv)
 	vu_log_reset(d);
 	vu_iotlb_reset(d, false);
 	pthread_mutex_destroy(&d->backend_lock);
+	pthread_mutex_destroy(&d->vcpu.tlock);
 	vu_close_fd(&d->fault_fd);
 	if (d->rxq)
 		for (unsigned q = 0; q < d->nqp; q++) {
@@ -463,6 +464,7 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->log_fd = -1;
 	d->backend_fd = -1;
 	pthread_mutex_init(&d->backend_lock, NULL);
+	pthread_mutex_init(&d->vcpu.tlock, NULL);
 	d->log.overflow = &d->log_overflow;
 	d->log_map.fault_slot = -1;
 	d->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -132,6 +132,8 @@ static bool tracked(const struct vu_vcpus *v, unsigned tid)
 	return false;
 }
 
+static char vcpu_state(int fd);
+
 /* Reads the front-end's thread list and starts sampling every vCPU
  * thread not sampled yet (up to VU_VCPU_MAX). */
 static void vcpu_scan(struct vu_dev *d)
@@ -168,6 +170,13 @@ static void vcpu_scan(struct vu_dev *d)
 		int fd = openat(taskfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
 			continue; /* gone already, or out of fds: next scan */
+		if (!vcpu_state(fd)) {
+			/* a zombie (a leader that called pthread_exit stays
+			 * listed): taking it would only drop it again and force
+			 * a rescan every other tick */
+			close(fd);
+			continue;
+		}
 		v->fd[v->n] = fd;
 		v->tid[v->n] = tid;
 		v->n++;
@@ -212,18 +221,23 @@ static void set_peer(struct vu_dev *d, enum hs_peer_state st)
 static void vcpu_cb(hs_timer_t *t, void *arg);
 
 /* The timer at `ms` (1 while vCPUs are sampled, the rescan period while
- * none is known). */
+ * none is known). On the loop thread only (the callback, or the connect),
+ * where deleting a timer is immediate, so tlock may be held across it.
+ * The callback calls it last and touches nothing after: vu_vcpu_stop may
+ * free what it samples as soon as it has deleted the new timer. */
 static void vcpu_period(struct vu_dev *d, uint32_t ms)
 {
 	struct vu_vcpus *v = &d->vcpu;
-	if (v->timer && v->period_ms == ms)
-		return;
-	if (v->timer)
-		hs_timer_del(v->timer);
-	v->timer = NULL;
-	v->period_ms = ms;
-	if (hs_timer_add(hs_port_switch(d->port), ms, ms, vcpu_cb, d, &v->timer))
-		v->timer = NULL; /* sampling stops; the state stays what it was told */
+	pthread_mutex_lock(&v->tlock);
+	if (!v->stopping && !(v->timer && v->period_ms == ms)) {
+		if (v->timer)
+			hs_timer_del(v->timer);
+		v->timer = NULL;
+		v->period_ms = ms;
+		if (hs_timer_add(hs_port_switch(d->port), ms, ms, vcpu_cb, d, &v->timer))
+			v->timer = NULL; /* sampling stops; the state stays as told */
+	}
+	pthread_mutex_unlock(&v->tlock);
 }
 
 static void vcpu_cb(hs_timer_t *t, void *arg)
@@ -301,9 +315,17 @@ void vu_vcpu_start(struct vu_dev *d, int conn_fd)
 void vu_vcpu_stop(struct vu_dev *d)
 {
 	struct vu_vcpus *v = &d->vcpu;
-	if (v->timer)
-		hs_timer_del(v->timer);
+	pthread_mutex_lock(&v->tlock);
+	v->stopping = true;
+	hs_timer_t *t = v->timer;
 	v->timer = NULL;
+	pthread_mutex_unlock(&v->tlock);
+	/* off the loop thread this waits for a running callback, which may
+	 * not arm another (stopping) */
+	hs_timer_del(t);
+	pthread_mutex_lock(&v->tlock);
+	v->stopping = false;
+	pthread_mutex_unlock(&v->tlock);
 	v->period_ms = 0;
 	while (v->n)
 		vcpu_drop(v, v->n - 1);
