@@ -6,7 +6,7 @@
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
- *                         [,no-announce]]...
+ *                         [,no-announce][,no-vcpu-state]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
@@ -41,7 +41,7 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 	fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
-/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order][,no-announce][,mode=0660][,owner=UID]
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=0660][,owner=UID]
  * [,group=GID]" (mode, owner, group: who may connect to a server socket). */
 static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
@@ -64,6 +64,8 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 			vc.features_off |= 1ull << HS_VIRTIO_F_IN_ORDER;
 		else if (!strcmp(tok, "no-announce")) /* the VMM sends SEND_RARP instead */
 			vc.features_off |= 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE;
+		else if (!strcmp(tok, "no-vcpu-state")) /* for the ablation */
+			vc.flags |= HS_VU_NO_VCPU_STATE;
 		else if (!strncmp(tok, "mode=", 5))
 			vc.socket_mode = (uint32_t)strtoul(tok + 5, NULL, 8);
 		else if (!strncmp(tok, "owner=", 6) || !strncmp(tok, "group=", 6)) {
@@ -277,13 +279,14 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 		struct hs_port_stats ps;
 		hs_port_get_stats(ports[i], &ps);
 		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu "
-		       "rx_flooded %llu macs %llu tx_gso_segments %llu tx_csum_sw %llu",
+		       "rx_flooded %llu macs %llu tx_gso_segments %llu tx_csum_sw %llu "
+		       "tx_notify %llu",
 		       hs_port_name(ports[i]), (unsigned long long)ps.rx_packets,
 		       (unsigned long long)ps.tx_packets, (unsigned long long)ps.rx_bytes,
 		       (unsigned long long)ps.tx_bytes, (unsigned long long)ps.rx_flooded,
 		       (unsigned long long)ps.fdb_entries,
 		       (unsigned long long)ps.tx_gso_segments,
-		       (unsigned long long)ps.tx_csum_sw);
+		       (unsigned long long)ps.tx_csum_sw, (unsigned long long)ps.tx_notify);
 		for (int r = 0; r < HS_DROP__COUNT; r++)
 			if (ps.drops[r])
 				printf(" %s %llu", hs_drop_reason_name(r),
@@ -360,7 +363,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
+				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",

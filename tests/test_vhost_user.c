@@ -879,6 +879,181 @@ START_TEST(reset_device_keeps_the_connection)
 }
 END_TEST
 
+/* ---- the guest's vCPU state ---------------------------------------------------------
+ * The front-end is this process (SO_PEERCRED gives the test's own pid), so
+ * a thread of the test named like a VMM's vCPU thread is the guest's vCPU:
+ * spinning it is "running" ('R'), waiting on a condition is "blocked"
+ * ('S'). The test's other threads (the switch's loop, workers, the
+ * test's own TH_WAIT, which spins) must not count. */
+
+enum { FV_SPIN, FV_SLEEP, FV_EXIT };
+
+struct fake_vcpu {
+	pthread_t t;
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	_Atomic int mode;
+};
+
+static void *fake_vcpu_main(void *arg)
+{
+	struct fake_vcpu *v = arg;
+	for (;;) {
+		int m = atomic_load(&v->mode);
+		if (m == FV_EXIT)
+			return NULL;
+		if (m == FV_SLEEP) {
+			pthread_mutex_lock(&v->m);
+			while (atomic_load(&v->mode) == FV_SLEEP)
+				pthread_cond_wait(&v->c, &v->m);
+			pthread_mutex_unlock(&v->m);
+		}
+	}
+}
+
+/* A thread named `name` (set before this returns), in `mode`. */
+static void fake_vcpu_start(struct fake_vcpu *v, const char *name, int mode)
+{
+	pthread_mutex_init(&v->m, NULL);
+	pthread_cond_init(&v->c, NULL);
+	atomic_store(&v->mode, mode);
+	ck_assert_int_eq(pthread_create(&v->t, NULL, fake_vcpu_main, v), 0);
+	ck_assert_int_eq(pthread_setname_np(v->t, name), 0);
+}
+
+static void fake_vcpu_set(struct fake_vcpu *v, int mode)
+{
+	pthread_mutex_lock(&v->m);
+	atomic_store(&v->mode, mode);
+	pthread_cond_signal(&v->c);
+	pthread_mutex_unlock(&v->m);
+}
+
+static void fake_vcpu_end(struct fake_vcpu *v)
+{
+	fake_vcpu_set(v, FV_EXIT);
+	pthread_join(v->t, NULL);
+	pthread_mutex_destroy(&v->m);
+	pthread_cond_destroy(&v->c);
+}
+
+START_TEST(the_peer_state_follows_the_front_ends_vcpu_thread)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct fake_vcpu cpu;
+	fake_vcpu_start(&cpu, "CPU 0/TCG", FV_SPIN);
+	ck_assert_int_eq(hs_port_peer_state(e.p[0], 0), HS_PEER_UNKNOWN);
+	struct vud a;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 1000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 1); /* this one only */
+	ck_assert_int_eq(hs_port_peer_state(e.p[1], 0), HS_PEER_UNKNOWN); /* no front-end */
+	/* the vCPU halts, runs again, halts */
+	fake_vcpu_set(&cpu, FV_SLEEP);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_BLOCKED, 1000));
+	fake_vcpu_set(&cpu, FV_SPIN);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 1000));
+	fake_vcpu_set(&cpu, FV_SLEEP);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_BLOCKED, 1000));
+	ck_assert_uint_ge(backend_ctr(e.p[0], "peer_running"), 2);
+	ck_assert_uint_ge(backend_ctr(e.p[0], "peer_not_running"), 2);
+	ck_assert_uint_gt(backend_ctr(e.p[0], "vcpu_state_reads"), 0);
+	/* traffic still flows while the state is known */
+	struct vud b;
+	guest_up(&b, e.path[1], base, e.p[1]);
+	frame_a_to_b(&a, &b, 1);
+	/* the front-end goes: nobody's state is known */
+	fake_vcpu_set(&cpu, FV_SPIN);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 1000));
+	vud_close(&a);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 0);
+	vud_close(&b);
+	fake_vcpu_end(&cpu);
+	env_down(&e);
+}
+END_TEST
+
+/* QEMU connects the netdev before it creates its vCPUs, and vCPUs come and
+ * go (hot-plug): the thread list is read again. */
+START_TEST(vcpu_threads_are_found_after_the_connect_and_lost_when_they_end)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	ck_assert_uint_ge(backend_ctr(e.p[0], "vcpu_scans"), 1);
+	ck_assert_int_eq(hs_port_peer_state(e.p[0], 0), HS_PEER_UNKNOWN);
+	struct fake_vcpu cpu;
+	fake_vcpu_start(&cpu, "vcpu0", FV_SLEEP); /* cloud-hypervisor's name */
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_BLOCKED, 3000));
+	struct fake_vcpu cpu2;
+	fake_vcpu_start(&cpu2, "fc_vcpu 1", FV_SPIN); /* Firecracker's */
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 3000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 2);
+	fake_vcpu_end(&cpu2); /* unplugged: the other one decides */
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_BLOCKED, 1000));
+	fake_vcpu_end(&cpu); /* no vCPU left */
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 0);
+	/* QEMU's single-threaded TCG runs every vCPU on one thread */
+	fake_vcpu_start(&cpu, "ALL CPUs/TCG", FV_SPIN);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 3000));
+	fake_vcpu_end(&cpu);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* Threads whose names only look like vCPUs' are not vCPUs, and a port
+ * with HS_VU_NO_VCPU_STATE samples nothing. */
+START_TEST(no_peer_state_without_vcpu_threads_or_with_the_flag)
+{
+	struct env e;
+	env_up(&e, 0);
+	static const char *const lookalike[] = {"CPU /KVM", "CPU 0", "CPU x/TCG", "cpu 0/KVM",
+						"vcpu", "vcpu0x", "fc_vcpu", "fc_vcpu 1a",
+						" CPU 0/KVM", "vcpu 0", "ALL CPUs/KVM"};
+	enum { NL = sizeof(lookalike) / sizeof(lookalike[0]) };
+	struct fake_vcpu other[NL];
+	for (unsigned i = 0; i < NL; i++)
+		fake_vcpu_start(&other[i], lookalike[i], i < 2 ? FV_SPIN : FV_SLEEP);
+	struct vud a;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	/* two thread lists read (a second apart): none of them counted */
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_scans") >= 2, 3000));
+	ck_assert_int_eq(hs_port_peer_state(e.p[0], 0), HS_PEER_UNKNOWN);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_threads"), 0);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "peer_running"), 0);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "peer_not_running"), 0);
+	for (unsigned i = 0; i < NL; i++)
+		fake_vcpu_end(&other[i]);
+	/* a third port, opted out, next to port 0, which samples the same
+	 * process: port 0 sees the vCPU, port 2 does not look */
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/hs-vu-test-%d-2.sock", (int)getpid());
+	hs_port_t *p2 = vu_port(e.sw, "vc", path, HS_VU_NO_VCPU_STATE, 1, 0);
+	struct fake_vcpu cpu;
+	fake_vcpu_start(&cpu, "CPU 12/KVM", FV_SPIN);
+	struct vud c;
+	guest_up(&c, path, base, p2);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 3000));
+	uint64_t scans = backend_ctr(e.p[0], "vcpu_scans");
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_scans") > scans, 3000));
+	ck_assert_int_eq(hs_port_peer_state(p2, 0), HS_PEER_UNKNOWN);
+	ck_assert_uint_eq(backend_ctr(p2, "vcpu_scans"), 0);
+	ck_assert_uint_eq(backend_ctr(p2, "vcpu_state_reads"), 0);
+	vud_close(&c);
+	vud_close(&a);
+	fake_vcpu_end(&cpu);
+	hs_port_del(p2);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	env_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user");
@@ -908,6 +1083,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_second_front_end_is_refused);
 	tcase_add_test(tc, a_front_end_that_polls_gets_its_frames);
 	tcase_add_test(tc, reset_device_keeps_the_connection);
+	tcase_add_test(tc, the_peer_state_follows_the_front_ends_vcpu_thread);
+	tcase_add_test(tc, vcpu_threads_are_found_after_the_connect_and_lost_when_they_end);
+	tcase_add_test(tc, no_peer_state_without_vcpu_threads_or_with_the_flag);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -40,7 +40,10 @@
  * switch can track, given back unused), dirty_log_overflow (pages written
  * beyond the dirty log: the VMM gave too small a log), announces,
  * iotlb_misses, iotlb_updates, iotlb_invalidates, iotlb_flushes (a full
- * IOTLB emptied).
+ * IOTLB emptied), and for the vCPU state (HS_VU_NO_VCPU_STATE):
+ * vcpu_state_reads (samples taken), vcpu_scans (thread lists read),
+ * vcpu_threads (vCPU threads sampled now), peer_running and
+ * peer_not_running (changes of the peer state to running / blocked).
  *
  * Threading: the socket is handled on the switch's loop thread; rings are
  * processed by the data path. Guests are untrusted: every descriptor,
@@ -64,6 +67,24 @@ extern "C" {
 			    whenever it goes away (default: listen on it) */
 #define HS_VU_SOCKET_OWNER 0x2 /* server mode: give the socket the owner
 				  socket_uid and group socket_gid */
+/* Do not sample the front-end's vCPU state (the peer-state mechanism,
+ * as HS_XEN_NO_VCPU_STATE). By default, when a front-end connects, the
+ * switch takes its process from the socket (SO_PEERCRED), finds that
+ * process's vCPU threads by name (QEMU "CPU <n>/KVM" and the like,
+ * cloud-hypervisor "vcpu<n>", Firecracker "fc_vcpu <n>"; at most 512,
+ * looked for again every second) and reads their scheduler state from
+ * /proc every millisecond: a vCPU runnable makes the guest running (its
+ * notifications wait for the end of the round and go out once), all
+ * asleep make it blocked (notified at the end of each batch). The sample
+ * is an estimate ('R' is also "waiting for a CPU", and halt polling
+ * keeps a halted vCPU runnable for a while). Where the VMM embeds the
+ * library, hs_port_set_peer_state from the VMM is the exact path: set
+ * this flag there, so the sample does not overwrite what the VMM says. A
+ * front-end without vCPU threads (DPDK's virtio-user), one in another
+ * pid namespace, or one whose socket another process opened (a listening
+ * socket libvirt passed to QEMU) leaves the state unknown: the ring's
+ * event requests alone decide, as with this flag. */
+#define HS_VU_NO_VCPU_STATE 0x4
 
 /* Backend config for hs_port_config.backend_config ("vhost-user"). */
 struct hs_vhost_user_config {

@@ -13,6 +13,17 @@
  * gets its owner and mode (default 0600: only the switch's own user may
  * connect) before it listens, so no connection is possible in between.
  *
+ * Peer state (the paper's VM-state-aware notification): at a connect the
+ * front-end's process (SO_PEERCRED) and its vCPU threads (by name) are
+ * found, and their scheduler state is read every millisecond
+ * (vu_vcpu.c): a vCPU runnable tells the core the guest runs (its
+ * notifications go out once, at the end of the round), all asleep that
+ * it is blocked (notified at the end of each batch). An estimate from
+ * outside; a VMM that embeds the library says it exactly with
+ * hs_port_set_peer_state (and HS_VU_NO_VCPU_STATE). No vCPU threads
+ * (DPDK virtio-user, another pid namespace), no front-end, or the flag:
+ * the state stays unknown and the ring's event requests alone decide.
+ *
  * Threads: all of this runs on the switch's loop thread (watch and timer
  * callbacks) except open/start/stop/close (the hs_port_add/del caller).
  */
@@ -207,6 +218,7 @@ void vu_disconnect(struct vu_dev *d, const char *why)
 	atomic_fetch_add(&d->disconnects, 1);
 	hs_watch_del(d->conn_w);
 	d->conn_w = NULL;
+	vu_vcpu_stop(d);
 	vu_close_fd(&d->conn_fd);
 	drop_fds(d);
 	d->rlen = 0;
@@ -228,6 +240,7 @@ static int adopt(struct vu_dev *d, int fd)
 	atomic_store(&d->connected, true);
 	atomic_fetch_add(&d->connects, 1);
 	hs_port_log(d->port, HS_LOG_INFO, "front-end connected on %s", d->path);
+	vu_vcpu_start(d, fd);
 	return 0;
 }
 
@@ -404,6 +417,7 @@ static void vu_close(void *priv)
 	vu_log_reset(d);
 	vu_iotlb_reset(d, false);
 	pthread_mutex_destroy(&d->backend_lock);
+	pthread_mutex_destroy(&d->vcpu.tlock);
 	vu_close_fd(&d->fault_fd);
 	if (d->rxq)
 		for (unsigned q = 0; q < d->nqp; q++) {
@@ -430,7 +444,7 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	if (!c.queue_pairs)
 		c.queue_pairs = 1;
 	if (c.queue_pairs > VU_MAX_QP ||
-	    (c.flags & ~(uint32_t)(HS_VU_CLIENT | HS_VU_SOCKET_OWNER)) ||
+	    (c.flags & ~(uint32_t)(HS_VU_CLIENT | HS_VU_SOCKET_OWNER | HS_VU_NO_VCPU_STATE)) ||
 	    (c.mtu && c.mtu < 68) || (c.socket_mode & ~0777u))
 		return -EINVAL;
 	struct vu_dev *d = calloc(1, sizeof(*d));
@@ -445,10 +459,12 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->cfg.path = d->path;
 	d->nqp = c.queue_pairs;
 	d->listen_fd = d->conn_fd = -1;
+	d->vcpu.procfd = -1;
 	d->hdr_len = 12;
 	d->log_fd = -1;
 	d->backend_fd = -1;
 	pthread_mutex_init(&d->backend_lock, NULL);
+	pthread_mutex_init(&d->vcpu.tlock, NULL);
 	d->log.overflow = &d->log_overflow;
 	d->log_map.fault_slot = -1;
 	d->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -512,6 +528,7 @@ static void vu_stop(void *priv)
 	d->listen_w = NULL;
 	hs_watch_del(d->conn_w);
 	d->conn_w = NULL;
+	vu_vcpu_stop(d); /* no callback can start it again now */
 	vu_close_fd(&d->conn_fd);
 	vu_close_fd(&d->listen_fd);
 	drop_fds(d);
@@ -541,6 +558,11 @@ static void vu_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "iotlb_updates", atomic_load(&d->iotlb_updates));
 	cb(arg, "iotlb_invalidates", atomic_load(&d->iotlb_invalidates));
 	cb(arg, "iotlb_flushes", atomic_load(&d->iotlb_flushes));
+	cb(arg, "vcpu_state_reads", atomic_load(&d->vcpu_reads));
+	cb(arg, "vcpu_scans", atomic_load(&d->vcpu_scans));
+	cb(arg, "vcpu_threads", atomic_load(&d->vcpu_threads));
+	cb(arg, "peer_running", atomic_load(&d->peer_running));
+	cb(arg, "peer_not_running", atomic_load(&d->peer_not_running));
 }
 
 const struct hs_backend_ops hs__vhost_user_ops = {

@@ -8,6 +8,8 @@
  *                       live (vu_rings_update) and where it starts/stops;
  *   vu_mem.c            guest memory regions: mapping, checks against the
  *                       file, what a fault in guest memory does;
+ *   vu_vcpu.c           the front-end's vCPU threads, sampled for the
+ *                       peer state (VM-state-aware notification);
  *   vhost_user_net.c    the data path (virtio-net on the rings);
  *   virtq.c             split and packed rings, device side.
  *
@@ -33,6 +35,7 @@
 #define VU_MAX_QP 32
 #define VU_TX_SEGS 64      /* segments of one transmitted frame */
 #define VU_RX_MAX_CHAINS 64 /* receive buffers merged into one frame */
+#define VU_VCPU_MAX 512     /* vCPU threads of a front-end sampled */
 
 /* Protocol constants (docs/interop/vhost-user.rst). */
 enum {
@@ -200,6 +203,26 @@ struct vu_txlate {
 	uint8_t n, next, done;
 };
 
+/* The front-end's vCPU threads (vu_vcpu.c; loop thread). */
+struct vu_vcpus {
+	int procfd;                /* /proc/<pid> of the front-end; -1: none */
+	pid_t pid;
+	/* The timer is replaced by its own callback (on the loop) when the
+	 * period changes, and deleted by vu_vcpu_stop, which the port's stop
+	 * calls from the hs_port_del caller's thread: `tlock` orders the two,
+	 * and `stopping` keeps the callback from arming a new one. */
+	pthread_mutex_t tlock;
+	bool stopping;             /* under tlock */
+	hs_timer_t *timer;         /* under tlock */
+	uint32_t period_ms;        /* the timer's */
+	uint32_t ms;               /* since the thread list was read */
+	unsigned n, at;            /* threads sampled; the last found running */
+	bool full_logged;          /* more than VU_VCPU_MAX: said once */
+	enum hs_peer_state peer;   /* what the core was last told */
+	int fd[VU_VCPU_MAX];       /* task/<tid>/stat, open */
+	unsigned tid[VU_VCPU_MAX];
+};
+
 struct vu_dev {
 	hs_port_t *port;
 	struct hs_vhost_user_config cfg;
@@ -259,13 +282,16 @@ struct vu_dev {
 	struct vu_txlate *txlate;  /* [nqp] */
 	struct vu_rxq *rxq;        /* [nqp] */
 
+	struct vu_vcpus vcpu;
+
 	_Atomic bool connected;
 	_Atomic uint64_t acked;    /* features, for hs_vhost_user_features */
 	uint16_t active_qp; /* queue pairs live, last logged */
 	/* counters */
 	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings,
 		memory_faults, log_overflow, announces, iotlb_misses, iotlb_updates,
-		iotlb_invalidates, iotlb_flushes;
+		iotlb_invalidates, iotlb_flushes, vcpu_reads, vcpu_scans, vcpu_threads,
+		peer_running, peer_not_running;
 };
 
 static inline bool vu_has(const struct vu_dev *d, unsigned bit)
@@ -302,6 +328,12 @@ void vu_disconnect(struct vu_dev *d, const char *why);
 /* Back to a device nobody configured; RESET_DEVICE keeps the owner and
  * the protocol features (the session), a disconnect does not. */
 void vu_device_reset(struct vu_dev *d, bool keep_session);
+
+/* vu_vcpu.c (loop thread; stop also from the port's stop): sampling the
+ * vCPU state of the process at the other end of conn_fd starts at a
+ * connect and stops (peer state back to unknown) at a disconnect */
+void vu_vcpu_start(struct vu_dev *d, int conn_fd);
+void vu_vcpu_stop(struct vu_dev *d);
 
 /* vu_msg.c: handles one complete message; false ends the connection */
 bool vu_dispatch(struct vu_dev *d, struct vu_msg *m);

@@ -130,6 +130,9 @@ printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10
 "$hsd" -c "$work/xen.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused a xen port: $(cat "$work/check6.log")"
 grep -q '"type":"xen".*"domid":7' "$work/check6.log" || fail "--check did not show the xen port"
 grep -q '"vcpu_state":false' "$work/check6.log" || fail "--check did not show vcpu_state"
+printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; vcpu_state = false; } );\n' "$work" >"$work/vu.conf"
+"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused vcpu_state on vhost-user: $(cat "$work/check6.log")"
+grep -q '"type":"vhost-user".*"vcpu_state":false' "$work/check6.log" || fail "--check did not show a vhost-user port's vcpu_state"
 printf 'ports = ( { name = "vx"; type = "vxlan"; local = "192.0.2.1"; vni = 42; remotes = ["192.0.2.2"]; } );\n' >"$work/vx.conf"
 "$hsd" -c "$work/vx.conf" --check >"$work/check7.log" 2>&1 || fail "--check refused a vxlan port: $(cat "$work/check7.log")"
 grep -q '"type":"vxlan".*"vni":42,"remotes":\["192.0.2.2"\]' "$work/check7.log" ||

@@ -420,7 +420,8 @@ static const char *const common_keys[] = {"name", "type", "vlan_mode", "vlan", "
 					  "mtu", "mac_limit", "learn", "flood"};
 static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms",
 				      "socket_mode", "socket_owner", "socket_group",
-				      "packed", "in_order", "guest_announce", "offer_mtu"};
+				      "packed", "in_order", "guest_announce", "offer_mtu",
+				      "vcpu_state"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
 				       "queues", "ring"};
 static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
@@ -670,7 +671,8 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_bool(s, "packed", &p->packed)) ||
 		    (rc = get_bool(s, "in_order", &p->in_order)) ||
 		    (rc = get_bool(s, "guest_announce", &p->guest_announce)) ||
-		    (rc = get_bool(s, "offer_mtu", &p->offer_mtu)))
+		    (rc = get_bool(s, "offer_mtu", &p->offer_mtu)) ||
+		    (rc = get_bool(s, "vcpu_state", &p->vcpu_state)))
 			return rc;
 		if (path) {
 			if (path[0] != '/')
@@ -1046,6 +1048,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->in_order != b->in_order, "in_order");
 		D(a->guest_announce != b->guest_announce, "guest_announce");
 		D(a->offer_mtu != b->offer_mtu, "offer_mtu");
+		D(a->vcpu_state != b->vcpu_state, "vcpu_state");
 	} else if (a->type == b->type && a->type == HSD_XEN) {
 		D(a->domid != b->domid, "domid");
 		D(a->devid != b->devid, "devid");
@@ -1133,11 +1136,11 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 	if (p->type == HSD_VHOST_USER) {
 		char mode[8];
 		snprintf(mode, sizeof(mode), "0%03o", p->socket_mode);
-		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b, s:b}",
+		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b}",
 			"path", p->path, "client", p->client, "queues", (int)p->queues,
 			"reconnect_ms", (json_int_t)p->reconnect_ms, "packed", p->packed,
 			"in_order", p->in_order, "guest_announce", p->guest_announce,
-			"offer_mtu", p->offer_mtu));
+			"offer_mtu", p->offer_mtu, "vcpu_state", p->vcpu_state));
 		if (!p->client)
 			json_object_set_new(o, "socket_mode", json_string(mode));
 		if (p->socket_owner)

@@ -54,7 +54,8 @@ struct hsd_port_conf {
 	uint32_t xdp_frames, xdp_macs;
 	/* xen (queues above: the most the guest may use) */
 	uint32_t domid, devid, backend_domid;
-	bool vcpu_state;             /* read the guest's vCPU state (dom0) */
+	bool vcpu_state;             /* read the guest's vCPU state (xen: dom0;
+					vhost-user: the front-end's threads) */
 	/* vxlan */
 	char *local;                 /* the VTEP address, normalised */
 	char *remotes;               /* the flood list: addresses, ',' between */

@@ -46,7 +46,8 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		memset(vc, 0, sizeof(*vc));
 		vc->path = pc->path;
 		vc->flags = (pc->client ? HS_VU_CLIENT : 0) |
-			    (pc->socket_owner_set ? HS_VU_SOCKET_OWNER : 0);
+			    (pc->socket_owner_set ? HS_VU_SOCKET_OWNER : 0) |
+			    (pc->vcpu_state ? 0 : HS_VU_NO_VCPU_STATE);
 		vc->queue_pairs = pc->queues;
 		vc->mtu = pc->offer_mtu ? (uint16_t)pc->mtu : 0;
 		vc->reconnect_ms = pc->reconnect_ms;
