@@ -83,7 +83,9 @@ extern "C" {
  * front-end without vCPU threads (DPDK's virtio-user), one in another
  * pid namespace, or one whose socket another process opened (a listening
  * socket libvirt passed to QEMU) leaves the state unknown: the ring's
- * event requests alone decide, as with this flag. */
+ * event requests alone decide, as with this flag. So does QEMU started
+ * without `-name ...,debug-threads=on`: only then does it name its vCPU
+ * threads (libvirt always asks for it). */
 #define HS_VU_NO_VCPU_STATE 0x4
 
 /* Backend config for hs_port_config.backend_config ("vhost-user"). */

@@ -98,6 +98,20 @@ stream)
 	wait $pp
 	echo "HS-PINGSTAT $(grep transmitted /tmp/ping.txt)"
 	;;
+measure)
+	# For bench/vcpu_state.sh: round trips (200 pings, 20 ms apart), then
+	# hs.bytes over TCP to a server, timed (uptime: 10 ms resolution).
+	wait_peer && echo "HS-PING-OK $peer"
+	echo "HS-RTT $(ping -q -c 200 -i 0.02 "$peer" 2>&1 | grep -E 'round-trip|loss' | tr '\n' ' ')"
+	dd if=/dev/zero of=/tmp/data bs=65536 count=$((bytes / 65536)) 2>/dev/null
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	n=0
+	until nc "$peer" 5001 < /tmp/data; do
+		n=$((n+1)); [ $n -gt 30 ] && break; sleep 1
+	done
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	echo "HS-XFER $(wc -c < /tmp/data) $t0 $t1"
+	;;
 ping)
 	# Pings for ever and numbers each answer, so that the test can tell
 	# answers that came after an event (a switch restart) from older ones.
