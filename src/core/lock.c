@@ -35,25 +35,28 @@ static bool futex_wait(_Atomic uint32_t *w, uint32_t val)
 	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0) == 0;
 }
 
+/* One spin round: takes the lock if the word reads free (reading before
+ * the CAS keeps waiters off the holder's cache line). */
+static inline bool spin_take(hs__lock *l)
+{
+	uint32_t z = 0;
+	if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+	    atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
+						  memory_order_relaxed))
+		return true;
+	hs__cpu_relax();
+	return false;
+}
+
 bool hs__lock_wait(hs__lock *l, bool may_sleep)
 {
-	while (!may_sleep) {
-		/* HS_SW_BUSY_POLL: its threads never sleep, here neither */
-		uint32_t z = 0;
-		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
-		    atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
-							  memory_order_relaxed))
+	/* HS_SW_BUSY_POLL: its threads never sleep, here neither */
+	while (!may_sleep)
+		if (spin_take(l))
 			return false;
-		hs__cpu_relax();
-	}
-	for (unsigned i = 0; i < HS__LOCK_SPINS; i++) {
-		uint32_t z = 0;
-		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
-		    atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
-							  memory_order_relaxed))
+	for (unsigned i = 0; i < HS__LOCK_SPINS; i++)
+		if (spin_take(l))
 			return false;
-		hs__cpu_relax();
-	}
 	bool slept = false;
 	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
 		slept |= futex_wait(&l->v, 2);
