@@ -386,7 +386,9 @@ START_TEST(a_reconnected_guest_is_not_asked_for_kicks)
 			vud_reap_tx(&a, 0);
 	}
 	ck_assert(TH_WAIT((vud_reap_tx(&a, 0), th_pstats(e.p[1]).tx_backlogged == 20), 3000));
-	ck_assert_uint_eq(b.r[0].used[0] & 1, 0); /* kicks asked for */
+	/* kicks asked for: the switch clears NO_NOTIFY after it counts the
+	 * frames backlogged (a worker may still be between the two) */
+	ck_assert(TH_WAIT(!(__atomic_load_n(&b.r[0].used[0], __ATOMIC_ACQUIRE) & 1), 3000));
 	vud_close(&b);
 	ck_assert(TH_WAIT(!hs_port_link_up(e.p[1]), 3000));
 	struct vud b2;
