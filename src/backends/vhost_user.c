@@ -192,14 +192,17 @@ void vu_device_reset(struct vu_dev *d, bool keep_session)
 static void accept_cb(hs_watch_t *w, int fd, unsigned events, void *arg);
 static int try_connect(struct vu_dev *d);
 
+/* Once armed, the retry timer stays for the port's life and only vu_stop
+ * deletes it: a callback that deleted its own timer raced vu_stop on the
+ * hs_port_del caller's thread, which could then delete a freed timer
+ * (the review of the vCPU sampler found the pattern). While connected a
+ * tick costs one compare, every reconnect_ms. */
 static void retry_cb(hs_timer_t *t, void *arg)
 {
 	struct vu_dev *d = arg;
 	(void)t;
-	if (d->conn_fd < 0 && try_connect(d) == 0) {
-		hs_timer_del(d->retry_t);
-		d->retry_t = NULL;
-	}
+	if (d->conn_fd < 0)
+		try_connect(d);
 }
 
 static void schedule_retry(struct vu_dev *d)
