@@ -42,17 +42,8 @@ trap cleanup EXIT
 guest_kit
 
 guest() { # NAME SOCKET MAC ROLE IP PEER
-	# debug-threads=on names the vCPU threads ("CPU 0/TCG"), as libvirt
-	# always asks; without it QEMU's threads all carry the process name
-	# and the sampler finds no vCPU (the state stays unknown).
-	qemu-system-x86_64 -name "$1,debug-threads=on" -accel "$accel" -m 256 -smp "$smp" -display none -monitor none \
-		-no-reboot -kernel "$kernel" -initrd "$work/initrd.gz" \
-		-append "console=ttyS0 panic=-1 quiet hs.role=$4 hs.ip=$5 hs.peer=$6 hs.bytes=$bytes" \
-		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-		-chardev "socket,id=c0,path=$2,reconnect=1" -netdev "vhost-user,id=n0,chardev=c0" \
-		-device "virtio-net-pci,netdev=n0,mac=$3,vectors=0" \
-		-serial "file:$work/$1.log" >"$work/$1.qemu" 2>&1 &
-	pids+=("$!")
+	HS_GUEST_ACCEL=$accel guest_qemu "$1" "$smp" "socket,id=c0,path=$2,reconnect=1" "" \
+		",mac=$3,vectors=0" "hs.role=$4 hs.ip=$5 hs.peer=$6 hs.bytes=$bytes"
 }
 
 # counter LOG PORT NAME: the last value of NAME on PORT's port line

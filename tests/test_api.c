@@ -102,6 +102,7 @@ START_TEST(getters_tolerate_null)
 	ck_assert_int_eq(hs_watch_add(NULL, 0, HS_WATCH_READ, NULL, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(hs_timer_add(NULL, 0, 0, NULL, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(hs_watch_modify(NULL, HS_WATCH_READ), -EINVAL);
+	ck_assert_int_eq(hs_timer_modify(NULL, 1, 1), -EINVAL);
 	hs_watch_del(NULL);
 	hs_timer_del(NULL);
 }

@@ -1,6 +1,6 @@
 /*
  * test_loop.c - the libuv adapter (src/core/loop.c): hs_run/hs_stop, fd
- * watches and timers from any thread, attaching to a host loop, the
+ * watches and timers from any thread (timers changed in place too), attaching to a host loop, the
  * fd + dispatch mode, MAC aging on the loop, and fd-driven queues served
  * by the loop thread when there are no workers.
  */
@@ -118,6 +118,44 @@ START_TEST(timers_repeat_until_deleted)
 	ck_assert_int_eq(hs_run(sw), 0);
 	ck_assert_int_eq(atomic_load(&c1.hits), 1);
 	hs_timer_del(t);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* A one-shot timer that makes itself repeat from its callback. */
+static void self_modify_cb(hs_timer_t *t, void *arg)
+{
+	struct tctx *c = arg;
+	if (atomic_fetch_add(&c->hits, 1) == 0)
+		ck_assert_int_eq(hs_timer_modify(t, 1, 1), 0);
+}
+
+START_TEST(timers_change_their_period_in_place)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, run_main, sw);
+	/* from another thread: a timer an hour away is due in 5 ms, then
+	 * every 5 ms */
+	struct tctx c = {.sw = sw};
+	hs_timer_t *t;
+	ck_assert_int_eq(hs_timer_add(sw, 3600000, 0, timer_cb, &c, &t), 0);
+	ck_assert_int_eq(hs_timer_modify(t, 5, 5), 0);
+	ck_assert(TH_WAIT(atomic_load(&c.hits) >= 3, 3000));
+	/* and back to an hour: it stops firing */
+	ck_assert_int_eq(hs_timer_modify(t, 3600000, 0), 0);
+	usleep(50000);
+	int h = atomic_load(&c.hits);
+	usleep(100000);
+	ck_assert_int_eq(atomic_load(&c.hits), h);
+	hs_timer_del(t);
+	/* from its own callback: a one-shot that goes on repeating */
+	struct tctx c2 = {.sw = sw};
+	ck_assert_int_eq(hs_timer_add(sw, 1, 0, self_modify_cb, &c2, &t), 0);
+	ck_assert(TH_WAIT(atomic_load(&c2.hits) >= 5, 3000));
+	hs_timer_del(t);
+	hs_stop(sw);
+	pthread_join(th, NULL);
 	hs_switch_destroy(sw);
 }
 END_TEST
@@ -245,6 +283,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, run_returns_after_stop_from_another_thread);
 	tcase_add_test(tc, watches_fire_and_stop_after_delete);
 	tcase_add_test(tc, timers_repeat_until_deleted);
+	tcase_add_test(tc, timers_change_their_period_in_place);
 	tcase_add_test(tc, attached_to_a_host_loop);
 	tcase_add_test(tc, destroyed_while_attached_leaves_the_host_loop_clean);
 	tcase_add_test(tc, fd_and_dispatch_for_other_loops);

@@ -305,6 +305,12 @@ HS_EXTERN void hs_watch_del(hs_watch_t *w);
 HS_EXTERN int hs_timer_add(hs_switch_t *sw, uint64_t after_ms,
 			   uint64_t repeat_ms, hs_timer_cb cb, void *arg,
 			   hs_timer_t **out);
+/* Calls cb `after_ms` from now, then every `repeat_ms` if non-zero,
+ * instead of what the timer had. Any thread, its own callback included:
+ * a callback that wants another period changes it here rather than
+ * deleting its timer and adding another, which a hs_timer_del of the old
+ * one on another thread would race. */
+HS_EXTERN int hs_timer_modify(hs_timer_t *t, uint64_t after_ms, uint64_t repeat_ms);
 HS_EXTERN void hs_timer_del(hs_timer_t *t);
 
 #ifdef __cplusplus

@@ -194,9 +194,8 @@ static int try_connect(struct vu_dev *d);
 
 /* Once armed, the retry timer stays for the port's life and only vu_stop
  * deletes it: a callback that deleted its own timer raced vu_stop on the
- * hs_port_del caller's thread, which could then delete a freed timer
- * (the review of the vCPU sampler found the pattern). While connected a
- * tick costs one compare, every reconnect_ms. */
+ * hs_port_del caller's thread, which could then delete a freed timer.
+ * While connected a tick costs one compare, every reconnect_ms. */
 static void retry_cb(hs_timer_t *t, void *arg)
 {
 	struct vu_dev *d = arg;
@@ -420,7 +419,6 @@ static void vu_close(void *priv)
 	vu_log_reset(d);
 	vu_iotlb_reset(d, false);
 	pthread_mutex_destroy(&d->backend_lock);
-	pthread_mutex_destroy(&d->vcpu.tlock);
 	vu_close_fd(&d->fault_fd);
 	if (d->rxq)
 		for (unsigned q = 0; q < d->nqp; q++) {
@@ -467,7 +465,6 @@ static int vu_open(hs_port_t *port, const void *config, size_t size, void **priv
 	d->log_fd = -1;
 	d->backend_fd = -1;
 	pthread_mutex_init(&d->backend_lock, NULL);
-	pthread_mutex_init(&d->vcpu.tlock, NULL);
 	d->log.overflow = &d->log_overflow;
 	d->log_map.fault_slot = -1;
 	d->fault_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

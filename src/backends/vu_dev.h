@@ -207,13 +207,7 @@ struct vu_txlate {
 struct vu_vcpus {
 	int procfd;                /* /proc/<pid> of the front-end; -1: none */
 	pid_t pid;
-	/* The timer is replaced by its own callback (on the loop) when the
-	 * period changes, and deleted by vu_vcpu_stop, which the port's stop
-	 * calls from the hs_port_del caller's thread: `tlock` orders the two,
-	 * and `stopping` keeps the callback from arming a new one. */
-	pthread_mutex_t tlock;
-	bool stopping;             /* under tlock */
-	hs_timer_t *timer;         /* under tlock */
+	hs_timer_t *timer;         /* from the connect to vu_vcpu_stop */
 	uint32_t period_ms;        /* the timer's */
 	uint32_t ms;               /* since the thread list was read */
 	unsigned n, at;            /* threads sampled; the last found running */

@@ -41,7 +41,10 @@
  * end) or more often.
  *
  * Threads: everything here runs on the switch's loop (connect, timer),
- * except vu_vcpu_stop from the port's stop (the hs_port_del caller).
+ * except vu_vcpu_stop from the port's stop (the hs_port_del caller). The
+ * timer changes its own period in place (hs_timer_modify) and only
+ * vu_vcpu_stop deletes it, so the two never race over which timer is
+ * armed.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -221,23 +224,14 @@ static void set_peer(struct vu_dev *d, enum hs_peer_state st)
 static void vcpu_cb(hs_timer_t *t, void *arg);
 
 /* The timer at `ms` (1 while vCPUs are sampled, the rescan period while
- * none is known). On the loop thread only (the callback, or the connect),
- * where deleting a timer is immediate, so tlock may be held across it.
- * The callback calls it last and touches nothing after: vu_vcpu_stop may
- * free what it samples as soon as it has deleted the new timer. */
+ * none is known), changed in place: the timer is added at the connect
+ * and deleted only by vu_vcpu_stop, which may run on the hs_port_del
+ * caller's thread. */
 static void vcpu_period(struct vu_dev *d, uint32_t ms)
 {
 	struct vu_vcpus *v = &d->vcpu;
-	pthread_mutex_lock(&v->tlock);
-	if (!v->stopping && !(v->timer && v->period_ms == ms)) {
-		if (v->timer)
-			hs_timer_del(v->timer);
-		v->timer = NULL;
+	if (v->timer && v->period_ms != ms && !hs_timer_modify(v->timer, ms, ms))
 		v->period_ms = ms;
-		if (hs_timer_add(hs_port_switch(d->port), ms, ms, vcpu_cb, d, &v->timer))
-			v->timer = NULL; /* sampling stops; the state stays as told */
-	}
-	pthread_mutex_unlock(&v->tlock);
 }
 
 static void vcpu_cb(hs_timer_t *t, void *arg)
@@ -250,12 +244,8 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 		v->ms = 0;
 		vcpu_scan(d);
 	}
-	if (!v->n) {
-		set_peer(d, HS_PEER_UNKNOWN);
-		vcpu_period(d, VU_VCPU_RESCAN_MS);
-		return;
-	}
-	atomic_fetch_add_explicit(&d->vcpu_reads, 1, memory_order_relaxed);
+	if (v->n)
+		atomic_fetch_add_explicit(&d->vcpu_reads, 1, memory_order_relaxed);
 	/* Any runnable vCPU will look at the rings soon: stop at the first,
 	 * and start there next time (a busy vCPU tends to stay busy). */
 	bool running = false, lost = false;
@@ -263,9 +253,9 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 		unsigned i = (v->at + k) % v->n;
 		char st = vcpu_state(v->fd[i]);
 		if (!st) {
-			vcpu_drop(v, i); /* gone (unplugged, or the process) */
+			vcpu_drop(v, i); /* gone (unplugged, or the process); the
+					    last one moved into slot i: read it next */
 			lost = true;
-			k = 0;
 			continue;
 		}
 		if (st == 'R') {
@@ -278,10 +268,7 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 		v->ms = VU_VCPU_RESCAN_MS; /* look for its replacement next tick */
 		atomic_store_explicit(&d->vcpu_threads, v->n, memory_order_relaxed);
 	}
-	if (!v->n)
-		set_peer(d, HS_PEER_UNKNOWN);
-	else
-		set_peer(d, running ? HS_PEER_RUNNING : HS_PEER_BLOCKED);
+	set_peer(d, !v->n ? HS_PEER_UNKNOWN : running ? HS_PEER_RUNNING : HS_PEER_BLOCKED);
 	vcpu_period(d, v->n ? VU_VCPU_PERIOD_MS : VU_VCPU_RESCAN_MS);
 }
 
@@ -309,23 +296,18 @@ void vu_vcpu_start(struct vu_dev *d, int conn_fd)
 	v->pid = cr.pid;
 	v->ms = 0;
 	vcpu_scan(d);
-	vcpu_period(d, v->n ? VU_VCPU_PERIOD_MS : VU_VCPU_RESCAN_MS);
+	v->period_ms = v->n ? VU_VCPU_PERIOD_MS : VU_VCPU_RESCAN_MS;
+	if (hs_timer_add(hs_port_switch(d->port), v->period_ms, v->period_ms, vcpu_cb, d,
+			 &v->timer))
+		v->timer = NULL; /* no sampling: the state stays unknown */
 }
 
 void vu_vcpu_stop(struct vu_dev *d)
 {
 	struct vu_vcpus *v = &d->vcpu;
-	pthread_mutex_lock(&v->tlock);
-	v->stopping = true;
-	hs_timer_t *t = v->timer;
+	/* off the loop thread this waits for a running callback */
+	hs_timer_del(v->timer);
 	v->timer = NULL;
-	pthread_mutex_unlock(&v->tlock);
-	/* off the loop thread this waits for a running callback, which may
-	 * not arm another (stopping) */
-	hs_timer_del(t);
-	pthread_mutex_lock(&v->tlock);
-	v->stopping = false;
-	pthread_mutex_unlock(&v->tlock);
 	v->period_ms = 0;
 	while (v->n)
 		vcpu_drop(v, v->n - 1);

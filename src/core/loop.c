@@ -63,6 +63,7 @@ struct hs_timer {
 	void *arg;
 	struct uvw *u;
 	_Atomic bool dead;      /* written under cb_lock, read under lock too */
+	bool dirty;             /* under lock: after/repeat changed */
 	struct hs_timer *next;
 };
 
@@ -189,8 +190,12 @@ static void reconcile(struct hs__loop *l)
 				uv_timer_init(l->loop, &u->h.timer);
 				u->obj = t;
 				t->u = u;
-				uv_timer_start(&u->h.timer, timer_cb, t->after, t->repeat);
+				t->dirty = true;
 			}
+		}
+		if (t->u && t->dirty) { /* (re)starts it: also from its own callback */
+			uv_timer_start(&t->u->h.timer, timer_cb, t->after, t->repeat);
+			t->dirty = false;
 		}
 		pp = &t->next;
 	}
@@ -595,6 +600,20 @@ int hs_timer_add(hs_switch_t *sw, uint64_t after_ms, uint64_t repeat_ms,
 	l->timers = t;
 	pthread_mutex_unlock(&l->lock);
 	*out = t;
+	poke(l);
+	return 0;
+}
+
+int hs_timer_modify(hs_timer_t *t, uint64_t after_ms, uint64_t repeat_ms)
+{
+	if (!t)
+		return -EINVAL;
+	struct hs__loop *l = t->l;
+	pthread_mutex_lock(&l->lock);
+	t->after = after_ms;
+	t->repeat = repeat_ms;
+	t->dirty = true;
+	pthread_mutex_unlock(&l->lock);
 	poke(l);
 	return 0;
 }

@@ -6,6 +6,13 @@
 #   stream_intact NAME SENDER RECEIVER BYTES
 #                      fails unless the receiver's HS-RECEIVED matches the
 #                      size and md5 the sender's HS-DATA announced
+#   guest_qemu NAME CPUS CHARDEV NETDEV_OPTS DEVICE_OPTS APPEND [QEMU_ARG...]
+#                      starts a guest of the kit in the background ($! and
+#                      pids+=): 256 MiB of shared memfd memory, one
+#                      vhost-user netdev on CHARDEV (id c0), the console in
+#                      $work/NAME.log; its threads named (debug-threads=on,
+#                      as libvirt asks: the switch's vCPU sampler finds
+#                      them); HS_GUEST_ACCEL picks the accelerator (tcg)
 # The caller sets $work (its scratch folder) and $src (the source tree).
 
 guest_kit() {
@@ -38,4 +45,18 @@ stream_intact() {
 	sent=$(grep -o 'HS-DATA [0-9a-f]*' "$2" | cut -d' ' -f2)
 	got=$(grep -o 'HS-RECEIVED [0-9]* [0-9a-f]*' "$3")
 	[ "$got" = "HS-RECEIVED $4 $sent" ] || fail "$1: stream corrupted: sent $sent, $got"
+}
+
+guest_qemu() {
+	local name=$1 cpus=$2 chr=$3 net=$4 dev=$5 append=$6
+	shift 6
+	qemu-system-x86_64 -name "$name,debug-threads=on" -accel "${HS_GUEST_ACCEL:-tcg}" \
+		-m 256 -smp "$cpus" -display none -monitor none -no-reboot \
+		-kernel "$kernel" -initrd "$work/initrd.gz" \
+		-append "console=ttyS0 panic=-1 quiet $append" \
+		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+		-chardev "$chr" -netdev "vhost-user,id=n0,chardev=c0$net" \
+		-device "virtio-net-pci,netdev=n0$dev" "$@" \
+		-serial "file:$work/$name.log" >"$work/$name.qemu" 2>&1 &
+	pids+=("$!")
 }

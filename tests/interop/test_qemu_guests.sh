@@ -25,14 +25,8 @@ guest_kit
 
 # guest NAME SOCKET MAC ROLE IP PEER (CPUS, DEV, NET and CHR from run_pass)
 guest() {
-	qemu-system-x86_64 -accel tcg -m 256 -smp "$cpus" -display none -monitor none \
-		-no-reboot -kernel "$kernel" -initrd "$work/initrd.gz" \
-		-append "console=ttyS0 panic=-1 quiet hs.role=$4 hs.ip=$5 hs.peer=$6 hs.bytes=1048576" \
-		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-		-chardev "socket,id=c0,path=$2$chr" -netdev "vhost-user,id=n0,chardev=c0$net" \
-		-device "virtio-net-pci,netdev=n0,mac=$3,vectors=0$dev" \
-		-serial "file:$work/$1.log" >"$work/$1.qemu" 2>&1 &
-	pids+=("$!")
+	guest_qemu "$1" "$cpus" "socket,id=c0,path=$2$chr" "$net" ",mac=$3,vectors=0$dev" \
+		"hs.role=$4 hs.ip=$5 hs.peer=$6 hs.bytes=1048576"
 	echo $!
 }
 
