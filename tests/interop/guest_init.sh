@@ -12,7 +12,7 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
 	 virtio_pci failover net_failover virtio_net; do
 	insmod /lib/modules/$m.ko 2>/dev/null
 done
-role=none ip='' peer='' bytes=1048576 pace=0.1 pause=''
+role=none ip='' peer='' bytes=1048576 pace=0.1 pause='' rx=0
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	hs.role=*) role=${a#hs.role=} ;;
@@ -21,6 +21,7 @@ for a in $(cat /proc/cmdline); do
 	hs.bytes=*) bytes=${a#hs.bytes=} ;;
 	hs.pace=*) pace=${a#hs.pace=} ;;
 	hs.pause=*) pause=${a#hs.pause=} ;;
+	hs.rx=*) rx=${a#hs.rx=} ;;
 	esac
 done
 i=0
@@ -102,8 +103,8 @@ measure)
 	# For bench/vcpu_state.sh: round trips (200 pings, 20 ms apart), then
 	# hs.bytes over TCP to a server, timed (uptime: 10 ms resolution).
 	wait_peer && echo "HS-PING-OK $peer"
-	echo "HS-RTT $(ping -q -c 200 -i 0.02 "$peer" 2>&1 | grep -E 'round-trip|loss' | tr '\n' ' ')"
 	dd if=/dev/zero of=/tmp/data bs=65536 count=$((bytes / 65536)) 2>/dev/null
+	echo "HS-RTT $(ping -q -c 200 -i 0.02 "$peer" 2>&1 | grep -E 'round-trip|loss' | tr '\n' ' ')"
 	t0=$(cut -d' ' -f1 /proc/uptime)
 	n=0
 	until nc "$peer" 5001 < /tmp/data; do
@@ -111,6 +112,18 @@ measure)
 	done
 	t1=$(cut -d' ' -f1 /proc/uptime)
 	echo "HS-XFER $(wc -c < /tmp/data) $t0 $t1"
+	# hs.rx=BYTES (bench/guest_host.sh): then receive BYTES on port 5002,
+	# timed from the first byte seen (20 ms polls) to the last (50 ms).
+	if [ "$rx" -gt 0 ]; then
+		rm -f /tmp/data
+		sleep 100000 | nc -l -p 5002 > /tmp/rx &
+		echo "HS-RX-READY"
+		while [ ! -s /tmp/rx ]; do sleep 0.02; done
+		t0=$(cut -d' ' -f1 /proc/uptime)
+		while [ "$(wc -c < /tmp/rx)" -lt "$rx" ]; do sleep 0.05; done
+		t1=$(cut -d' ' -f1 /proc/uptime)
+		echo "HS-RX $(wc -c < /tmp/rx) $t0 $t1"
+	fi
 	;;
 ping)
 	# Pings for ever and numbers each answer, so that the test can tell

@@ -12,7 +12,9 @@
 #                      vhost-user netdev on CHARDEV (id c0), the console in
 #                      $work/NAME.log; its threads named (debug-threads=on,
 #                      as libvirt asks: the switch's vCPU sampler finds
-#                      them); HS_GUEST_ACCEL picks the accelerator (tcg)
+#                      them); HS_GUEST_ACCEL picks the accelerator (tcg).
+#                      An empty CHARDEV makes NETDEV_OPTS the whole -netdev
+#                      (another back end: tap,id=n0,...)
 # The caller sets $work (its scratch folder) and $src (the source tree).
 
 guest_kit() {
@@ -48,15 +50,19 @@ stream_intact() {
 }
 
 guest_qemu() {
-	local name=$1 cpus=$2 chr=$3 net=$4 dev=$5 append=$6
+	local name=$1 cpus=$2 chr=$3 net=$4 dev=$5 append=$6 nd
 	shift 6
+	if [ -n "$chr" ]; then
+		nd=(-chardev "$chr" -netdev "vhost-user,id=n0,chardev=c0$net")
+	else
+		nd=(-netdev "$net") # another back end, e.g. tap,id=n0,...
+	fi
 	qemu-system-x86_64 -name "$name,debug-threads=on" -accel "${HS_GUEST_ACCEL:-tcg}" \
 		-m 256 -smp "$cpus" -display none -monitor none -no-reboot \
 		-kernel "$kernel" -initrd "$work/initrd.gz" \
 		-append "console=ttyS0 panic=-1 quiet $append" \
 		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-		-chardev "$chr" -netdev "vhost-user,id=n0,chardev=c0$net" \
-		-device "virtio-net-pci,netdev=n0$dev" "$@" \
+		"${nd[@]}" -device "virtio-net-pci,netdev=n0$dev" "$@" \
 		-serial "file:$work/$name.log" >"$work/$name.qemu" 2>&1 &
 	pids+=("$!")
 }
