@@ -942,7 +942,9 @@ static void fake_vcpu_end(struct fake_vcpu *v)
 START_TEST(the_peer_state_follows_the_front_ends_vcpu_thread)
 {
 	struct env e;
+	vu_env_vcpu_idle_ms = HS_VU_VCPU_IDLE_NEVER; /* no traffic here */
 	env_up(&e, 0);
+	vu_env_vcpu_idle_ms = 0;
 	struct fake_vcpu cpu;
 	fake_vcpu_start(&cpu, "CPU 0/TCG", FV_SPIN);
 	ck_assert_int_eq(hs_port_peer_state(e.p[0], 0), HS_PEER_UNKNOWN);
@@ -982,7 +984,9 @@ END_TEST
 START_TEST(vcpu_threads_are_found_after_the_connect_and_lost_when_they_end)
 {
 	struct env e;
+	vu_env_vcpu_idle_ms = HS_VU_VCPU_IDLE_NEVER; /* no traffic here */
 	env_up(&e, 0);
+	vu_env_vcpu_idle_ms = 0;
 	struct vud a;
 	guest_up(&a, e.path[0], base, e.p[0]);
 	ck_assert_uint_ge(backend_ctr(e.p[0], "vcpu_scans"), 1);
@@ -1014,7 +1018,9 @@ END_TEST
 START_TEST(no_peer_state_without_vcpu_threads_or_with_the_flag)
 {
 	struct env e;
+	vu_env_vcpu_idle_ms = HS_VU_VCPU_IDLE_NEVER; /* no traffic here */
 	env_up(&e, 0);
+	vu_env_vcpu_idle_ms = 0;
 	static const char *const lookalike[] = {"CPU /KVM", "CPU 0", "CPU x/TCG", "cpu 0/KVM",
 						"vcpu", "vcpu0x", "fc_vcpu", "fc_vcpu 1a",
 						" CPU 0/KVM", "vcpu 0", "ALL CPUs/KVM"};
@@ -1056,6 +1062,43 @@ START_TEST(no_peer_state_without_vcpu_threads_or_with_the_flag)
 }
 END_TEST
 
+/* A quiet port stops sampling (the state goes back to unknown: every
+ * batch the guest asks for is notified), and the next frame starts it
+ * again; vcpu_idle_ms sets how long quiet is. */
+START_TEST(vcpu_sampling_pauses_while_the_port_is_quiet)
+{
+	struct env e;
+	vu_env_vcpu_idle_ms = 50;
+	env_up(&e, 0);
+	vu_env_vcpu_idle_ms = 0;
+	struct fake_vcpu cpu;
+	fake_vcpu_start(&cpu, "CPU 0/KVM", FV_SPIN);
+	struct vud a, b;
+	guest_up(&a, e.path[0], base, e.p[0]);
+	guest_up(&b, e.path[1], base, e.p[1]);
+	/* no frame yet: it samples, then pauses */
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_idle") == 1, 3000));
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
+	uint64_t reads = backend_ctr(e.p[0], "vcpu_state_reads");
+	usleep(200 * 1000); /* ~200 samples if it did not pause */
+	ck_assert_uint_le(backend_ctr(e.p[0], "vcpu_state_reads"), reads + 5);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_idle"), 1);
+	/* a frame through the port: sampling resumes, the guest runs */
+	frame_a_to_b(&a, &b, 1);
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 1000));
+	ck_assert_uint_gt(backend_ctr(e.p[0], "vcpu_state_reads"), reads);
+	/* and pauses again once quiet */
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_idle") == 2, 3000));
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
+	/* port 1 moved the same frame (received it): it resumed too */
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "vcpu_idle") == 2, 3000));
+	vud_close(&a);
+	vud_close(&b);
+	fake_vcpu_end(&cpu);
+	env_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user");
@@ -1088,6 +1131,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, the_peer_state_follows_the_front_ends_vcpu_thread);
 	tcase_add_test(tc, vcpu_threads_are_found_after_the_connect_and_lost_when_they_end);
 	tcase_add_test(tc, no_peer_state_without_vcpu_threads_or_with_the_flag);
+	tcase_add_test(tc, vcpu_sampling_pauses_while_the_port_is_quiet);
 	suite_add_tcase(s, tc);
 	return s;
 }

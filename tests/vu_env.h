@@ -33,11 +33,16 @@ static inline unsigned env_workers(void)
 	return w ? (unsigned)atoi(w) : 0;
 }
 
+/* The ports' vcpu_idle_ms (0: the default); a test that watches the vCPU
+ * sampler on a port without traffic sets HS_VU_VCPU_IDLE_NEVER. */
+static uint32_t vu_env_vcpu_idle_ms;
+
 static inline hs_port_t *vu_port(hs_switch_t *sw, const char *name, const char *path,
 				 uint32_t flags, uint16_t qp, uint64_t off)
 {
 	struct hs_vhost_user_config vc = {.path = path, .flags = flags, .queue_pairs = qp,
-					  .features_off = off, .mtu = 9000};
+					  .features_off = off, .mtu = 9000,
+					  .vcpu_idle_ms = vu_env_vcpu_idle_ms};
 	struct hs_port_config pc = {.name = name, .backend = HS_VHOST_USER_BACKEND,
 				    .backend_config = &vc, .backend_config_size = sizeof(vc),
 				    .mtu = 9000};

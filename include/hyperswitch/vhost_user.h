@@ -43,7 +43,9 @@
  * IOTLB emptied), and for the vCPU state (HS_VU_NO_VCPU_STATE):
  * vcpu_state_reads (samples taken), vcpu_scans (thread lists read),
  * vcpu_threads (vCPU threads sampled now), peer_running and
- * peer_not_running (changes of the peer state to running / blocked).
+ * peer_not_running (changes of the peer state to running / blocked),
+ * vcpu_idle (times sampling paused because the port moved no frame for
+ * 100 ms; the state is then unknown until the next frame).
  *
  * Threading: the socket is handled on the switch's loop thread; rings are
  * processed by the data path. Guests are untrusted: every descriptor,
@@ -104,9 +106,17 @@ struct hs_vhost_user_config {
 	 * and 0660. */
 	uint32_t socket_mode;
 	uint32_t socket_uid, socket_gid;
+	/* The vCPU sampler (unless HS_VU_NO_VCPU_STATE) pauses after this
+	 * many milliseconds in which the port moved no frame, and starts
+	 * again with the next one (within 10 ms; meanwhile the state is
+	 * unknown: the guest's own event requests decide). 0 -> 100;
+	 * HS_VU_VCPU_IDLE_NEVER: never pauses. Absent (a V1-sized config):
+	 * 100. */
+	uint32_t vcpu_idle_ms;
 };
 #define HS_VHOST_USER_CONFIG_SIZE_V1 \
 	(offsetof(struct hs_vhost_user_config, socket_gid) + sizeof(uint32_t))
+#define HS_VU_VCPU_IDLE_NEVER UINT32_MAX
 
 /* Virtio feature bits, for features_off and hs_vhost_user_features(). */
 #define HS_VIRTIO_NET_F_CSUM 0

@@ -563,6 +563,7 @@ static void vu_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "vcpu_threads", atomic_load(&d->vcpu_threads));
 	cb(arg, "peer_running", atomic_load(&d->peer_running));
 	cb(arg, "peer_not_running", atomic_load(&d->peer_not_running));
+	cb(arg, "vcpu_idle", atomic_load(&d->vcpu_idle));
 }
 
 const struct hs_backend_ops hs__vhost_user_ops = {

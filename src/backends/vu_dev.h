@@ -212,6 +212,10 @@ struct vu_vcpus {
 	uint32_t ms;               /* since the thread list was read */
 	unsigned n, at;            /* threads sampled; the last found running */
 	bool full_logged;          /* more than VU_VCPU_MAX: said once */
+	bool idle;                 /* no frames lately: not sampled */
+	uint32_t quiet_ms;         /* since the port last moved a frame */
+	uint32_t act_ms;           /* since its frame count was read */
+	uint64_t frames;           /* rx + tx, when last read */
 	enum hs_peer_state peer;   /* what the core was last told */
 	int fd[VU_VCPU_MAX];       /* task/<tid>/stat, open */
 	unsigned tid[VU_VCPU_MAX];
@@ -285,7 +289,7 @@ struct vu_dev {
 	_Atomic uint64_t msgs, bad_msgs, connects, disconnects, broken_rings,
 		memory_faults, log_overflow, announces, iotlb_misses, iotlb_updates,
 		iotlb_invalidates, iotlb_flushes, vcpu_reads, vcpu_scans, vcpu_threads,
-		peer_running, peer_not_running;
+		peer_running, peer_not_running, vcpu_idle;
 };
 
 static inline bool vu_has(const struct vu_dev *d, unsigned bit)
