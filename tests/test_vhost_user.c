@@ -1064,37 +1064,67 @@ END_TEST
 
 /* A quiet port stops sampling (the state goes back to unknown: every
  * batch the guest asks for is notified), and the next frame starts it
- * again; vcpu_idle_ms sets how long quiet is. */
+ * again. vcpu_idle_ms: 0 is the default (100 ms), HS_VU_VCPU_IDLE_NEVER
+ * keeps sampling, and a caller built against the V1 config (48 bytes, its
+ * tail padding unset) gets the default. */
 START_TEST(vcpu_sampling_pauses_while_the_port_is_quiet)
 {
 	struct env e;
-	vu_env_vcpu_idle_ms = 50;
-	env_up(&e, 0);
-	vu_env_vcpu_idle_ms = 0;
+	env_up(&e, 0); /* both ports: vcpu_idle_ms 0 */
 	struct fake_vcpu cpu;
 	fake_vcpu_start(&cpu, "CPU 0/KVM", FV_SPIN);
-	struct vud a, b;
+	char path[2][108];
+	hs_port_t *q[2];
+	for (int i = 0; i < 2; i++)
+		snprintf(path[i], sizeof(path[i]), "/tmp/hs-vu-test-%d-%d.sock", (int)getpid(),
+			 2 + i);
+	vu_env_vcpu_idle_ms = HS_VU_VCPU_IDLE_NEVER;
+	q[0] = vu_port(e.sw, "never", path[0], 0, 1, 0);
+	vu_env_vcpu_idle_ms = 0;
+	struct hs_vhost_user_config old = {.path = path[1], .queue_pairs = 1};
+	memset((char *)&old + HS_VHOST_USER_CONFIG_SIZE_V1, 0xaa, 4); /* V1's padding */
+	struct hs_port_config pc = {.name = "v1", .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &old,
+				    .backend_config_size = HS_VHOST_USER_CONFIG_SIZE_V1 + 4};
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &q[1]), 0);
+	struct vud a, b, c, d;
 	guest_up(&a, e.path[0], base, e.p[0]);
 	guest_up(&b, e.path[1], base, e.p[1]);
-	/* no frame yet: it samples, then pauses */
+	guest_up(&c, path[0], base, q[0]);
+	guest_up(&d, path[1], base, q[1]);
+	/* no frame yet: they sample, then pause; the V1 caller's too */
 	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_idle") == 1, 3000));
+	ck_assert(TH_WAIT(backend_ctr(e.p[1], "vcpu_idle") == 1, 3000));
+	ck_assert(TH_WAIT(backend_ctr(q[1], "vcpu_idle") == 1, 3000));
 	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
 	uint64_t reads = backend_ctr(e.p[0], "vcpu_state_reads");
-	usleep(200 * 1000); /* ~200 samples if it did not pause */
+	uint64_t scans = backend_ctr(e.p[0], "vcpu_scans");
+	uint64_t never = backend_ctr(q[0], "vcpu_state_reads");
+	usleep(1200 * 1000); /* ~1200 samples and a rescan if it did not pause */
 	ck_assert_uint_le(backend_ctr(e.p[0], "vcpu_state_reads"), reads + 5);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_scans"), scans);
 	ck_assert_uint_eq(backend_ctr(e.p[0], "vcpu_idle"), 1);
-	/* a frame through the port: sampling resumes, the guest runs */
+	/* the port that never pauses went on, running */
+	ck_assert_uint_eq(backend_ctr(q[0], "vcpu_idle"), 0);
+	ck_assert_uint_gt(backend_ctr(q[0], "vcpu_state_reads"), never + 100);
+	ck_assert_int_eq(hs_port_peer_state(q[0], 0), HS_PEER_RUNNING);
+	/* a frame from a to b: both ports resume (a rescan fell due: it
+	 * comes first), see the guest running, and pause again once quiet */
+	uint64_t running = backend_ctr(e.p[0], "peer_running");
 	frame_a_to_b(&a, &b, 1);
-	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_RUNNING, 1000));
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "peer_running") > running, 1000));
 	ck_assert_uint_gt(backend_ctr(e.p[0], "vcpu_state_reads"), reads);
-	/* and pauses again once quiet */
+	ck_assert_uint_gt(backend_ctr(e.p[0], "vcpu_scans"), scans);
 	ck_assert(TH_WAIT(backend_ctr(e.p[0], "vcpu_idle") == 2, 3000));
-	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
-	/* port 1 moved the same frame (received it): it resumed too */
 	ck_assert(TH_WAIT(backend_ctr(e.p[1], "vcpu_idle") == 2, 3000));
+	ck_assert(TH_WAIT(hs_port_peer_state(e.p[0], 0) == HS_PEER_UNKNOWN, 1000));
 	vud_close(&a);
 	vud_close(&b);
+	vud_close(&c);
+	vud_close(&d);
 	fake_vcpu_end(&cpu);
+	hs_port_del(q[0]);
+	hs_port_del(q[1]);
 	env_down(&e);
 }
 END_TEST

@@ -106,16 +106,22 @@ struct hs_vhost_user_config {
 	 * and 0660. */
 	uint32_t socket_mode;
 	uint32_t socket_uid, socket_gid;
+	/* V1 ends here, with 4 bytes of tail padding that callers built
+	 * against it pass in (sizeof was 48) and may leave unset: the
+	 * library ignores this word. */
+	uint32_t reserved0;
 	/* The vCPU sampler (unless HS_VU_NO_VCPU_STATE) pauses after this
 	 * many milliseconds in which the port moved no frame, and starts
-	 * again with the next one (within 10 ms; meanwhile the state is
+	 * again with the next one (within 50 ms; meanwhile the state is
 	 * unknown: the guest's own event requests decide). 0 -> 100;
-	 * HS_VU_VCPU_IDLE_NEVER: never pauses. Absent (a V1-sized config):
-	 * 100. */
+	 * HS_VU_VCPU_IDLE_NEVER: never pauses. Absent (a V1 config): 100. */
 	uint32_t vcpu_idle_ms;
+	uint32_t reserved1; /* zero; no tail padding for a later version */
 };
 #define HS_VHOST_USER_CONFIG_SIZE_V1 \
 	(offsetof(struct hs_vhost_user_config, socket_gid) + sizeof(uint32_t))
+#define HS_VHOST_USER_CONFIG_SIZE_V2 \
+	(offsetof(struct hs_vhost_user_config, vcpu_idle_ms) + sizeof(uint32_t))
 #define HS_VU_VCPU_IDLE_NEVER UINT32_MAX
 
 /* Virtio feature bits, for features_off and hs_vhost_user_features(). */

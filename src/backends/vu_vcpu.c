@@ -44,12 +44,15 @@
  * that is 0.2% of a core per idle vCPU, which adds up on a host full of
  * quiet guests. The port's frame count (both directions) is read every
  * VU_VCPU_ACT_MS; when it has not moved for VU_VCPU_IDLE_MS (or the
- * port's vcpu_idle_ms) the samples
- * stop, the state goes back to UNKNOWN (a notification for every batch
- * the guest asks for: the latency-safe side) and the timer runs at
- * VU_VCPU_ACT_MS, reading only the count. The first tick that sees frames
+ * port's vcpu_idle_ms) the samples and the thread-list rescans stop, the
+ * state goes back to UNKNOWN (a notification for every batch the guest
+ * asks for: the latency-safe side) and the timer runs at
+ * VU_VCPU_IDLE_TICK_MS, reading only the count (each wakeup of the loop
+ * costs more than the read: bench/vcpu_idle.sh). The first tick that
+ * sees frames rescans the thread list if a rescan fell due meanwhile and
  * samples again at once, so a burst after a pause is treated as without
- * the mechanism for at most VU_VCPU_ACT_MS.
+ * the mechanism for at most VU_VCPU_IDLE_TICK_MS. A vCPU thread that
+ * ends during a pause keeps its fd until then (its read then fails).
  *
  * Threads: everything here runs on the switch's loop (connect, timer),
  * except vu_vcpu_stop from the port's stop (the hs_port_del caller). The
@@ -73,6 +76,7 @@
 #define VU_VCPU_SCAN_MAX 4096   /* directory entries read per scan */
 #define VU_VCPU_ACT_MS 10       /* how often the port's frame count is read */
 #define VU_VCPU_IDLE_MS 100     /* default: no frame for this long: sampling pauses */
+#define VU_VCPU_IDLE_TICK_MS 50 /* the timer's period while paused */
 
 /* Whether a thread name (up to 15 bytes, as the kernel keeps them) is a
  * vCPU's: "CPU <digits>/..." (QEMU, any accelerator), "ALL CPUs/TCG"
@@ -285,15 +289,16 @@ static void vcpu_cb(hs_timer_t *t, void *arg)
 	struct vu_dev *d = arg;
 	struct vu_vcpus *v = &d->vcpu;
 	(void)t;
-	v->ms += v->period_ms;
+	if (v->ms < VU_VCPU_RESCAN_MS)
+		v->ms += v->period_ms;
+	if (v->n && vcpu_quiet(d)) {
+		set_peer(d, HS_PEER_UNKNOWN);
+		vcpu_period(d, VU_VCPU_IDLE_TICK_MS);
+		return;
+	}
 	if (v->ms >= VU_VCPU_RESCAN_MS || !v->n) {
 		v->ms = 0;
 		vcpu_scan(d);
-	}
-	if (v->n && vcpu_quiet(d)) {
-		set_peer(d, HS_PEER_UNKNOWN);
-		vcpu_period(d, VU_VCPU_ACT_MS);
-		return;
 	}
 	if (v->n)
 		atomic_fetch_add_explicit(&d->vcpu_reads, 1, memory_order_relaxed);
