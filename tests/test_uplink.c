@@ -837,6 +837,16 @@ START_TEST(bad_configs)
 	ck_assert_int_eq(uplink_add(sw, &uc, false, &p), 0);
 	ck_assert_ptr_null(hs_uplink_mode(th_port(sw, "m", 0)));
 	ck_assert_int_eq(hs_port_del(p), 0);
+	/* a caller built against V1 passes its sizeof (32), tail padding
+	 * unset, where xdp_frames now is: ignored, not refused */
+	memset((char *)&uc + HS_UPLINK_CONFIG_SIZE_V1, 0xaa,
+	       offsetof(struct hs_uplink_config, xdp_frames) + 4 - HS_UPLINK_CONFIG_SIZE_V1);
+	struct hs_port_config pc = {.name = "v1", .backend = HS_UPLINK_BACKEND,
+				    .backend_config = &uc,
+				    .backend_config_size = offsetof(struct hs_uplink_config,
+								    xdp_frames) + 4};
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	ck_assert_int_eq(hs_port_del(p), 0);
 	hs_switch_destroy(sw);
 }
 END_TEST

@@ -174,7 +174,9 @@ struct hs_uplink_config {
 				  the kernel allocates the ring up front) */
 	uint16_t block_tov_ms; /* hand over a receive block this long after
 				  its first frame; 0 -> 1 */
-	/* since HS_UPLINK_CONFIG_SIZE_V2 */
+	/* since HS_UPLINK_CONFIG_SIZE_V2 (read only from a config at least
+	 * that long: a V1 caller's sizeof, 32, covers xdp_frames's place
+	 * with its unset tail padding) */
 	uint32_t xdp_frames;   /* AF_XDP frames (2 KiB) per queue; 0 -> 2048;
 				  64..32768, a power of two */
 	uint32_t xdp_macs;     /* MACs the XDP program takes; 0 -> 8192;

@@ -640,6 +640,10 @@ static int ul_open(hs_port_t *port, const void *config, size_t size, void **priv
 	int crc = hs_config_copy(&c, sizeof(c), config, size, HS_UPLINK_CONFIG_SIZE_V1);
 	if (crc)
 		return crc;
+	/* xdp_frames sits where V1's tail padding was: a caller built
+	 * against V1 passes that padding (sizeof was 32), maybe unset */
+	if (size < HS_UPLINK_CONFIG_SIZE_V2)
+		c.xdp_frames = c.xdp_macs = 0;
 	size_t nl = c.ifname ? strlen(c.ifname) : 0;
 	if (!c.queues)
 		c.queues = 1;
