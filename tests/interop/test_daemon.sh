@@ -133,6 +133,13 @@ grep -q '"vcpu_state":false' "$work/check6.log" || fail "--check did not show vc
 printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; vcpu_state = false; } );\n' "$work" >"$work/vu.conf"
 "$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused vcpu_state on vhost-user: $(cat "$work/check6.log")"
 grep -q '"type":"vhost-user".*"vcpu_state":false' "$work/check6.log" || fail "--check did not show a vhost-user port's vcpu_state"
+grep -q '"type":"vhost-user".*"vcpu_idle_ms":100' "$work/check6.log" || fail "--check did not show the default vcpu_idle_ms"
+printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; vcpu_idle_ms = 0; } );\n' "$work" >"$work/vu.conf"
+"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused vcpu_idle_ms = 0: $(cat "$work/check6.log")"
+grep -q '"vcpu_idle_ms":0' "$work/check6.log" || fail "--check did not show vcpu_idle_ms = 0"
+printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; vcpu_idle_ms = 90000000; } );\n' "$work" >"$work/vu.conf"
+"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 && fail "--check took vcpu_idle_ms = 90000000"
+grep -q 'vcpu_idle_ms' "$work/check6.log" || fail "the refusal did not name vcpu_idle_ms: $(cat "$work/check6.log")"
 printf 'ports = ( { name = "vx"; type = "vxlan"; local = "192.0.2.1"; vni = 42; remotes = ["192.0.2.2"]; } );\n' >"$work/vx.conf"
 "$hsd" -c "$work/vx.conf" --check >"$work/check7.log" 2>&1 || fail "--check refused a vxlan port: $(cat "$work/check7.log")"
 grep -q '"type":"vxlan".*"vni":42,"remotes":\["192.0.2.2"\]' "$work/check7.log" ||

@@ -15,8 +15,8 @@
 #include "hsctl.h"
 
 const char *const hsctl_int_keys[] = {
-	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "ring", "domid", "devid",
-	"backend_domid", "vni", "dst_port", "src_port_min", "src_port_max", "underlay_mtu",
+	"vlan", "mtu", "mac_limit", "queues", "reconnect_ms", "vcpu_idle_ms", "ring", "domid",
+	"devid", "backend_domid", "vni", "dst_port", "src_port_min", "src_port_max", "underlay_mtu",
 	"ageing_s", "max_entries", "ttl", "tos", "rx_blocks", "rx_block_kib", "tx_slots",
 	"block_tov_ms", "xdp_frames", "xdp_macs", NULL,
 };

@@ -421,7 +421,7 @@ static const char *const common_keys[] = {"name", "type", "vlan_mode", "vlan", "
 static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms",
 				      "socket_mode", "socket_owner", "socket_group",
 				      "packed", "in_order", "guest_announce", "offer_mtu",
-				      "vcpu_state"};
+				      "vcpu_state", "vcpu_idle_ms"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
 				       "queues", "ring"};
 static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
@@ -509,6 +509,7 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->packed = p->in_order = p->guest_announce = p->vcpu_state = true;
 	p->queues = 1;
 	p->reconnect_ms = 500;
+	p->vcpu_idle_ms = 100;
 	p->socket_mode = 0600;
 	p->up = p->offload = true;
 	p->ring = 64;
@@ -672,7 +673,8 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_bool(s, "in_order", &p->in_order)) ||
 		    (rc = get_bool(s, "guest_announce", &p->guest_announce)) ||
 		    (rc = get_bool(s, "offer_mtu", &p->offer_mtu)) ||
-		    (rc = get_bool(s, "vcpu_state", &p->vcpu_state)))
+		    (rc = get_bool(s, "vcpu_state", &p->vcpu_state)) ||
+		    (rc = get_u32(s, "vcpu_idle_ms", 0, 86400000, &p->vcpu_idle_ms)))
 			return rc;
 		if (path) {
 			if (path[0] != '/')
@@ -1049,6 +1051,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->guest_announce != b->guest_announce, "guest_announce");
 		D(a->offer_mtu != b->offer_mtu, "offer_mtu");
 		D(a->vcpu_state != b->vcpu_state, "vcpu_state");
+		D(a->vcpu_idle_ms != b->vcpu_idle_ms, "vcpu_idle_ms");
 	} else if (a->type == b->type && a->type == HSD_XEN) {
 		D(a->domid != b->domid, "domid");
 		D(a->devid != b->devid, "devid");
@@ -1136,11 +1139,12 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 	if (p->type == HSD_VHOST_USER) {
 		char mode[8];
 		snprintf(mode, sizeof(mode), "0%03o", p->socket_mode);
-		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b}",
+		json_object_update_new(o, json_pack("{s:s, s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b, s:I}",
 			"path", p->path, "client", p->client, "queues", (int)p->queues,
 			"reconnect_ms", (json_int_t)p->reconnect_ms, "packed", p->packed,
 			"in_order", p->in_order, "guest_announce", p->guest_announce,
-			"offer_mtu", p->offer_mtu, "vcpu_state", p->vcpu_state));
+			"offer_mtu", p->offer_mtu, "vcpu_state", p->vcpu_state,
+			"vcpu_idle_ms", (json_int_t)p->vcpu_idle_ms));
 		if (!p->client)
 			json_object_set_new(o, "socket_mode", json_string(mode));
 		if (p->socket_owner)

@@ -56,6 +56,8 @@ struct hsd_port_conf {
 	uint32_t domid, devid, backend_domid;
 	bool vcpu_state;             /* read the guest's vCPU state (xen: dom0;
 					vhost-user: the front-end's threads) */
+	uint32_t vcpu_idle_ms;       /* vhost-user: the sampler pauses after
+					this long without a frame; 0: never */
 	/* vxlan */
 	char *local;                 /* the VTEP address, normalised */
 	char *remotes;               /* the flood list: addresses, ',' between */

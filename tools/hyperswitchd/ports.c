@@ -51,6 +51,7 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		vc->queue_pairs = pc->queues;
 		vc->mtu = pc->offer_mtu ? (uint16_t)pc->mtu : 0;
 		vc->reconnect_ms = pc->reconnect_ms;
+		vc->vcpu_idle_ms = pc->vcpu_idle_ms ? pc->vcpu_idle_ms : HS_VU_VCPU_IDLE_NEVER;
 		vc->features_off = (pc->packed ? 0 : 1ull << HS_VIRTIO_F_RING_PACKED) |
 				   (pc->in_order ? 0 : 1ull << HS_VIRTIO_F_IN_ORDER) |
 				   (pc->guest_announce ? 0 : 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE);
