@@ -145,9 +145,7 @@ one() { # MODE ROUND
 	local fr=''
 	if [ -n "$vs" ]; then
 		sleep 2.2 # one more stats block
-		fr=$(awk '/^port vhu0: /{a = $0} END { n = split(a, w, " ");
-			for (i = 1; i < n; i++) { if (w[i] == "rx_packets") r = w[i + 1];
-				if (w[i] == "tx_packets") t = w[i + 1] } printf "%s %s", r, t }' "$work/sw.log")
+		fr="$(sw_counter "$work/sw.log" vhu0 rx_packets) $(sw_counter "$work/sw.log" vhu0 tx_packets)"
 	fi
 	local cpu
 	cpu=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$bytes" -v hz="$(getconf CLK_TCK)" 'BEGIN {

@@ -25,15 +25,8 @@ done
 for b in $builds; do
 	[ -x "$b/examples/vswitch" ] || { echo "no $b/examples/vswitch: build first" >&2; exit 1; }
 done
-work=$(mktemp -d /tmp/hs-vidle.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
 . "$src/tests/interop/guests.sh"
+guest_work hs-vidle
 guest_kit
 
 one() { # BUILD PORT_OPTS

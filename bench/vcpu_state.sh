@@ -30,15 +30,8 @@ while [ $# -gt 0 ]; do
 done
 vswitch=$build/examples/vswitch
 [ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
-work=$(mktemp -d /tmp/hs-vcpu.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
 . "$src/tests/interop/guests.sh"
+guest_work hs-vcpu
 guest_kit
 
 guest() { # NAME SOCKET MAC ROLE IP PEER
@@ -46,10 +39,6 @@ guest() { # NAME SOCKET MAC ROLE IP PEER
 		",mac=$3,vectors=0" "hs.role=$4 hs.ip=$5 hs.peer=$6 hs.bytes=$bytes"
 }
 
-# counter LOG PORT NAME: the last value of NAME on PORT's port line
-counter() {
-	grep "^port $2: " "$1" | tail -1 | grep -o " $3 [0-9]*" | tail -1 | cut -d' ' -f3
-}
 bcounter() {
 	grep "^port $2 backend:" "$1" | tail -1 | grep -o " $3 [0-9]*" | tail -1 | cut -d' ' -f3
 }
@@ -81,8 +70,8 @@ one() { # MODE ROUND
 	mbps=$(echo "$x" | awk '{d = $4 - $3; printf "%.1f", (d > 0 ? $2 * 8 / d / 1e6 : 0)}')
 	local ta na tb nb thr run notrun
 	# the vswitch names its ports vhu0 (a.sock, guest A), vhu1 (b.sock, B)
-	ta=$(counter "$work/sw.log" vhu0 tx_packets) na=$(counter "$work/sw.log" vhu0 tx_notify)
-	tb=$(counter "$work/sw.log" vhu1 tx_packets) nb=$(counter "$work/sw.log" vhu1 tx_notify)
+	ta=$(sw_counter "$work/sw.log" vhu0 tx_packets) na=$(sw_counter "$work/sw.log" vhu0 tx_notify)
+	tb=$(sw_counter "$work/sw.log" vhu1 tx_packets) nb=$(sw_counter "$work/sw.log" vhu1 tx_notify)
 	thr=$(bcounter "$work/sw.log" vhu1 vcpu_threads)
 	run=$(bcounter "$work/sw.log" vhu1 peer_running)
 	notrun=$(bcounter "$work/sw.log" vhu1 peer_not_running)

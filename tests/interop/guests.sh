@@ -15,7 +15,23 @@
 #                      them); HS_GUEST_ACCEL picks the accelerator (tcg).
 #                      An empty CHARDEV makes NETDEV_OPTS the whole -netdev
 #                      (another back end: tap,id=n0,...)
-# The caller sets $work (its scratch folder) and $src (the source tree).
+#   guest_work PREFIX  makes $work (/tmp/PREFIX.XXXXXX) and pids=(); on exit
+#                      kills every pid in pids and removes $work
+#   sw_counter LOG PORT NAME
+#                      the last value of counter NAME on PORT's line of the
+#                      vswitch example's --stats output in LOG
+# The caller sets $src (the source tree), and $work unless guest_work does.
+
+guest_work() {
+	work=$(mktemp -d "/tmp/$1.XXXXXX")
+	pids=()
+	trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	      wait 2>/dev/null; rm -rf "$work"' EXIT
+}
+
+sw_counter() {
+	grep "^port $2: " "$1" | tail -1 | grep -o " $3 [0-9]*" | tail -1 | cut -d' ' -f3
+}
 
 guest_kit() {
 	command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: no qemu-system-x86_64"; exit 77; }

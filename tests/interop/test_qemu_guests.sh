@@ -12,15 +12,8 @@ set -uo pipefail
 build=$1 src=$2
 vswitch=$build/examples/vswitch
 [ -x "$vswitch" ] || { echo "SKIP: $vswitch not built"; exit 77; }
-work=$(mktemp -d /tmp/hs-qemu.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
 . "$src/tests/interop/guests.sh"
+guest_work hs-qemu
 guest_kit
 
 # guest NAME SOCKET MAC ROLE IP PEER (CPUS, DEV, NET and CHR from run_pass)
