@@ -169,7 +169,10 @@ struct hs_backend_ops {
 	/* Optional, for adaptive polling: enable (or suppress) the peer's
 	 * signals `ev` (HS_EV_KICK or HS_EV_POSTED) on queue q. When enabling,
 	 * returns true if work is already pending (the caller must then not
-	 * sleep). Called by the ingress owner (HS_EV_KICK) or under the egress
+	 * sleep); for HS_EV_POSTED, true if buffers are posted now, read after
+	 * a full fence (a backend that signals posts through hs_port_posted
+	 * must still answer this, or a post made while the switch looked is
+	 * lost). Called by the ingress owner (HS_EV_KICK) or under the egress
 	 * lock (HS_EV_POSTED). */
 	bool (*set_notify)(void *priv, uint16_t q, unsigned ev, bool enable);
 
@@ -239,7 +242,12 @@ HS_EXTERN int hs_port_set_queue_fd(hs_port_t *port, uint16_t q, unsigned ev,
 
 /* The peer posted receive buffers on queue q: frames waiting in the
  * switch's backlog for it are delivered now, in the calling thread. Any
- * thread; cheap when the backlog is empty. */
+ * thread; cheap when the backlog is empty (a fence and a load). Call it
+ * after the buffers are visible to send_reserve. A post that races a
+ * delivery is not lost: the switch marks frames as waiting, fences, and
+ * only then looks for buffers (set_notify(HS_EV_POSTED), or without
+ * set_notify another send_reserve), while this call fences before it
+ * reads the mark, so one side or the other delivers them. */
 HS_EXTERN void hs_port_posted(hs_port_t *port, uint16_t q);
 
 /* Counts n frames the backend could not hand to its peer after the switch

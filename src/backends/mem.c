@@ -300,8 +300,18 @@ static void mem_notify(void *priv, uint16_t q, unsigned ev)
 static bool mem_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 {
 	struct mem_port *m = priv;
-	if (ev != HS_EV_KICK)
-		return false; /* hs_mem_rx_release always drains the backlog */
+	if (ev == HS_EV_POSTED) {
+		/* hs_mem_rx_release signals every post (hs_port_posted); the
+		 * switch asks here whether buffers came before it looked. Its
+		 * own fence orders "frames waiting" before this read. */
+		if (!enable)
+			return false;
+		struct mem_rxq *r = &m->rx[q];
+		atomic_thread_fence(memory_order_seq_cst);
+		return atomic_load_explicit(&r->prod, memory_order_relaxed) -
+			       atomic_load_explicit(&r->cons, memory_order_acquire) <
+		       m->cfg.ring_size;
+	}
 	struct mem_txq *t = &m->tx[q];
 	atomic_store_explicit(&t->need_kick, enable, memory_order_relaxed);
 	if (!enable)
@@ -428,10 +438,15 @@ int hs_mem_rx_burst(hs_port_t *port, uint16_t q, struct hs_mem_frame *frames,
 	struct mem_rxq *r = &m->rx[q];
 	uint32_t prod = atomic_load_explicit(&r->prod, memory_order_acquire);
 	uint32_t cons = atomic_load_explicit(&r->cons, memory_order_relaxed);
-	/* Frames whose copy failed were published empty: skip them. */
+	/* Frames whose copy failed were published empty: skip them. Their
+	 * slots are buffers posted again, as a release would post them. */
+	uint32_t from = cons;
 	while (cons != prod && !r->meta[cons & m->mask].len)
 		cons++;
-	atomic_store_explicit(&r->cons, cons, memory_order_release);
+	if (cons != from) {
+		atomic_store_explicit(&r->cons, cons, memory_order_release);
+		hs_port_posted(port, q);
+	}
 	uint32_t k = prod - cons;
 	if (k > n)
 		k = n;

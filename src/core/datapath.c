@@ -463,6 +463,10 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 	if (!port || q >= port->nq)
 		return;
 	struct hs__outq *oq = &port->outq[q];
+	/* The caller's post before the read of bl_count; pairs with the fence
+	 * in deliver.c's posted_watch (frames published, then buffers looked
+	 * for): one of the two sides sees the other. */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load_explicit(&oq->bl_count, memory_order_relaxed))
 		return;
 	struct hs__ctx *c = hs__cur_ctx;

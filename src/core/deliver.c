@@ -588,8 +588,20 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
 {
 	bool want = oq->bl.ent_n != 0;
-	if ((!want && !oq->posted_armed) || !dp->ops->set_notify)
+	if (!want && !oq->posted_armed)
 		return false;
+	if (want) {
+		/* Frames wait: say so before looking for buffers. A receiver
+		 * posting after the look below sees them waiting (hs_port_posted
+		 * fences, then reads bl_count) and drains; one that posted
+		 * before it is seen by the look. Published only after the look,
+		 * a post in between was lost, and the frames waited for a
+		 * delivery that may never come (found by the churn test). */
+		atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	if (!dp->ops->set_notify)
+		return want; /* the look is a drain: it reserves what is there */
 	oq->posted_armed = want;
 	return hs__be_set_notify(dp, oq->qid, HS_EV_POSTED, want) && want;
 }
