@@ -749,8 +749,12 @@ START_TEST(xdp_leaves_with_the_interface)
 	snprintf(cmd, sizeof(cmd), "ip netns add %s && ip link set ul0 netns %s", ns, ns);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(r.up), 3000));
+	/* The link may go down on the interface's down event, before the
+	 * one that says it left the namespace (which detaches): wait for
+	 * the program to go, not for the link. */
 	snprintf(cmd, sizeof(cmd), "ip -n %s link show ul0 | grep -q xdp", ns);
-	int there = system(cmd);
+	int there = 0;
+	TH_WAIT((there = system(cmd)) != 0, 3000);
 	rig_down(&r);
 	int after = system(cmd);
 	snprintf(cmd, sizeof(cmd), "ip netns del %s", ns);

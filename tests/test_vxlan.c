@@ -117,10 +117,21 @@ static const char *where(hs_port_t *p, const uint8_t *mac, uint32_t *flags)
 	return f.n ? f.e.remote : "";
 }
 
-/* Waits for one frame on mem port p, checks it is f. */
-static void expect(hs_port_t *p, const uint8_t *f, size_t n)
+/* Waits for one frame on mem port p, checks it is f; says which call
+ * waited in vain, and what p's switch counted. */
+#define expect(p, f, n) expect_at(p, f, n, __LINE__)
+static void expect_at(hs_port_t *p, const uint8_t *f, size_t n, int line)
 {
-	ck_assert(TH_WAIT(th_pending(p) >= 1, 3000));
+	if (!TH_WAIT(th_pending(p) >= 1, 3000)) {
+		struct hs_switch_stats ss = th_sstats(hs_port_switch(p));
+		uint64_t drops = 0;
+		for (unsigned r = 0; r < HS_DROP_SLOTS; r++)
+			drops += ss.drops[r];
+		ck_abort_msg("line %d: no frame within 3 s; its switch: %llu frames in, "
+			     "%llu switched, %llu dropped",
+			     line, (unsigned long long)ss.rx_packets,
+			     (unsigned long long)ss.tx_packets, (unsigned long long)drops);
+	}
 	struct hs_mem_frame mf;
 	ck_assert_int_eq(hs_mem_rx_burst(p, 0, &mf, 1), 1);
 	ck_assert_uint_eq(mf.len, n);

@@ -376,12 +376,13 @@ static void gone(struct ul_port *u)
 	if (atomic_exchange(&u->gone, true))
 		return;
 	hs_port_log(u->port, HS_LOG_ERROR, "uplink %s is gone; link down", u->ifname);
+	/* moved to another namespace, the interface would keep the program,
+	 * redirecting to sockets it unbound; detached before the link goes
+	 * down, so whoever sees the down sees the program gone */
+	ul_xdp_detach(u->xdp);
 	atomic_fetch_add(&u->downs, 1);
 	hs_port_set_link(u->port, false);
 	unwatch(u);
-	/* moved to another namespace, the interface would keep the program,
-	 * redirecting to sockets it unbound */
-	ul_xdp_detach(u->xdp);
 }
 
 static void set_up(struct ul_port *u, bool up)
