@@ -541,6 +541,8 @@ static void *bl_reader_main(void *arg)
 		if (n > 0) {
 			hs_mem_rx_release(r->port, 0, (unsigned)n);
 			atomic_fetch_add(&r->got, (uint64_t)n);
+		} else {
+			sched_yield(); /* valgrind runs one thread at a time */
 		}
 	}
 	return NULL;
@@ -552,6 +554,38 @@ static uint64_t all_drops(const struct hs_port_stats *st)
 	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
 		d += st->drops[r];
 	return d;
+}
+
+/* Sends the 32 frames f and waits until the switch completed them all. */
+static void send32(hs_port_t *a, struct hs_mem_frame *f)
+{
+	ck_assert_int_eq(hs_mem_tx_burst(a, 0, f, 32), 32);
+	uint64_t ck[32];
+	unsigned done = 0;
+	ck_assert(TH_WAIT(({
+		int k = hs_mem_tx_reap(a, 0, ck, 32);
+		done += k > 0 ? (unsigned)k : 0;
+		done == 32;
+	}), 5000));
+}
+
+/* Waits until every frame sent to r was read or counted as dropped;
+ * fails saying how many were left waiting after `rounds` rounds. */
+static void all_accounted(hs_port_t *r, struct bl_reader *rd, uint64_t sent, uint64_t rounds)
+{
+	bool ok = TH_WAIT(({
+		struct hs_port_stats st = th_pstats(r);
+		atomic_load(&rd->got) == st.tx_packets && st.tx_packets + all_drops(&st) == sent;
+	}), 2000);
+	if (!ok) {
+		struct hs_port_stats st = th_pstats(r);
+		ck_abort_msg("round %llu: sent %llu, read %llu, dropped %llu: "
+			     "%llu frames left waiting",
+			     (unsigned long long)rounds, (unsigned long long)sent,
+			     (unsigned long long)atomic_load(&rd->got),
+			     (unsigned long long)all_drops(&st),
+			     (unsigned long long)(sent - st.tx_packets - all_drops(&st)));
+	}
 }
 
 START_TEST(buffers_posted_during_a_delivery_drain_the_backlog)
@@ -571,40 +605,112 @@ START_TEST(buffers_posted_during_a_delivery_drain_the_backlog)
 		f[i] = (struct hs_mem_frame){
 			.data = frames[i],
 			.len = (uint32_t)th_frame(frames[i], mr, ma, -1, 128, i)};
-	struct bl_reader rd = {.port = r};
+	/* static: a failed check (CK_FORK=no under valgrind) leaves the
+	 * thread running, reading it */
+	static struct bl_reader rd;
+	rd = (struct bl_reader){.port = r};
 	pthread_t t;
 	pthread_create(&t, NULL, bl_reader_main, &rd);
 	uint64_t sent = 0, rounds = 0, deadline = th_mono_ms() + 1500;
 	while (th_mono_ms() < deadline || rounds < 50) {
-		int n = hs_mem_tx_burst(a, 0, f, 32);
-		ck_assert_int_eq(n, 32);
-		uint64_t ck[32];
-		unsigned done = 0;
-		while (done < 32) {
-			int k = hs_mem_tx_reap(a, 0, ck, 32);
-			done += k > 0 ? (unsigned)k : 0;
-		}
+		send32(a, f);
 		sent += 32;
 		rounds++;
 		/* Nothing else is sent until the reader has it all: a frame
 		 * left waiting now waits for good. */
-		bool ok = TH_WAIT(({
-			struct hs_port_stats st = th_pstats(r);
-			atomic_load(&rd.got) == st.tx_packets &&
-				st.tx_packets + all_drops(&st) == sent;
-		}), 2000);
-		if (!ok) {
-			struct hs_port_stats st = th_pstats(r);
-			ck_abort_msg("round %llu: sent %llu, read %llu, dropped %llu: "
-				     "%llu frames left waiting",
-				     (unsigned long long)rounds, (unsigned long long)sent,
-				     (unsigned long long)atomic_load(&rd.got),
-				     (unsigned long long)all_drops(&st),
-				     (unsigned long long)(sent - st.tx_packets -
-							  all_drops(&st)));
-		}
+		all_accounted(r, &rd, sent, rounds);
 	}
 	atomic_store(&rd.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_uint_gt(th_pstats(r).tx_backlogged, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* The same with the receiver paused and resumed around each burst: a
+ * delivery that finds the port paused backlogs its frames, and the resume
+ * must drain them even when it comes in the middle of that delivery
+ * (found by review: resume read "nothing waits" before the delivery
+ * stored that something did). */
+struct pause_ctl {
+	hs_port_t *port;
+	_Atomic int phase; /* 0 idle, 1 go, 2 paused, 3 resumed, 4 sent */
+	_Atomic bool stop, hold; /* hold: resume only once the burst is sent */
+	unsigned seed;
+};
+
+static void *pause_ctl_main(void *arg)
+{
+	struct pause_ctl *c = arg;
+	while (!atomic_load(&c->stop)) {
+		if (atomic_load(&c->phase) != 1) {
+			sched_yield();
+			continue;
+		}
+		ck_assert_int_eq(hs_port_quiesce(c->port), 0);
+		atomic_store(&c->phase, 2);
+		/* Resume as soon as the burst's first frame is put in the
+		 * backlog, in the middle of that delivery (or after 0-15 us
+		 * if none is seen: sometimes before the delivery) */
+		if (atomic_load(&c->hold))
+			while (atomic_load(&c->phase) != 4)
+				sched_yield();
+		uint64_t bl0 = th_pstats(c->port).tx_backlogged;
+		struct timespec t0, t1;
+		long wait = (long)(rand_r(&c->seed) % 15000);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+		while ((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec < wait &&
+		       th_pstats(c->port).tx_backlogged == bl0);
+		ck_assert_int_eq(hs_port_resume(c->port), 0);
+		atomic_store(&c->phase, 3);
+	}
+	return NULL;
+}
+
+START_TEST(a_resume_during_a_paused_delivery_drains_the_backlog)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "r", .ring = 256};
+	hs_port_t *r = th_port_opts(sw, &o);
+	static uint8_t frames[32][1500];
+	uint8_t ma[6], mr[6];
+	th_mac(ma, 1);
+	th_mac(mr, 2);
+	th_send(r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0));
+	th_drain(a);
+	struct hs_mem_frame f[32];
+	for (unsigned i = 0; i < 32; i++)
+		f[i] = (struct hs_mem_frame){
+			.data = frames[i],
+			.len = (uint32_t)th_frame(frames[i], mr, ma, -1, 1500, i)};
+	static struct bl_reader rd; /* static: as above */
+	static struct pause_ctl ctl;
+	rd = (struct bl_reader){.port = r};
+	ctl = (struct pause_ctl){.port = r, .seed = 1};
+	pthread_t t, tc;
+	pthread_create(&t, NULL, bl_reader_main, &rd);
+	pthread_create(&tc, NULL, pause_ctl_main, &ctl);
+	uint64_t sent = 0, rounds = 0, deadline = th_mono_ms() + 1500;
+	while (th_mono_ms() < deadline || rounds < 50) {
+		/* every fourth burst surely meets the port paused */
+		atomic_store(&ctl.hold, rounds % 4 == 0);
+		atomic_store(&ctl.phase, 1);
+		ck_assert(TH_WAIT(atomic_load(&ctl.phase) != 1, 5000));
+		send32(a, f);
+		sent += 32;
+		rounds++;
+		if (atomic_load(&ctl.hold))
+			atomic_store(&ctl.phase, 4);
+		ck_assert(TH_WAIT(atomic_load(&ctl.phase) == 3, 5000));
+		atomic_store(&ctl.phase, 0);
+		all_accounted(r, &rd, sent, rounds);
+	}
+	atomic_store(&ctl.stop, true);
+	atomic_store(&rd.stop, true);
+	pthread_join(tc, NULL);
 	pthread_join(t, NULL);
 	ck_assert_uint_gt(th_pstats(r).tx_backlogged, 0);
 	hs_switch_destroy(sw);
@@ -729,6 +835,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, double_copy_mode_delivers_the_same_frames);
 	tcase_add_test(tc, backlog_bytes_bound_is_enforced);
 	tcase_add_loop_test(tc, buffers_posted_during_a_delivery_drain_the_backlog, 0, 2);
+	tcase_add_test(tc, a_resume_during_a_paused_delivery_drains_the_backlog);
 	tcase_add_test(tc, unarmed_receiver_gets_no_notification);
 	tcase_add_test(tc, armed_receiver_is_notified_once_per_batch);
 	tcase_add_test(tc, always_notify_receiver_gets_one_per_round_or_one_per_frame);

@@ -360,6 +360,17 @@ static inline bool tbe_set_notify(void *priv, uint16_t q, unsigned ev, bool enab
 	tbe_check_active(t);
 	struct tbe_q *tq = &t->q[q];
 	atomic_fetch_add(&t->set_notify_calls, 1);
+	if (ev == HS_EV_POSTED) {
+		/* tbe_post signals every post (hs_port_posted); asked whether
+		 * buffers are there now, it answers, or a post made while the
+		 * switch looked would be lost */
+		if (!enable)
+			return false;
+		pthread_mutex_lock(&tq->lock);
+		bool room = tq->posted && tq->rx_tail - tq->rx_head < TBE_RXMAX;
+		pthread_mutex_unlock(&tq->lock);
+		return room;
+	}
 	if (ev != HS_EV_KICK)
 		return false;
 	atomic_store(&tq->kicks_on, enable);

@@ -169,11 +169,11 @@ struct hs_backend_ops {
 	/* Optional, for adaptive polling: enable (or suppress) the peer's
 	 * signals `ev` (HS_EV_KICK or HS_EV_POSTED) on queue q. When enabling,
 	 * returns true if work is already pending (the caller must then not
-	 * sleep); for HS_EV_POSTED, true if buffers are posted now, read after
-	 * a full fence (a backend that signals posts through hs_port_posted
-	 * must still answer this, or a post made while the switch looked is
-	 * lost). Called by the ingress owner (HS_EV_KICK) or under the egress
-	 * lock (HS_EV_POSTED). */
+	 * sleep); for HS_EV_POSTED, true if buffers are posted now (the switch
+	 * has fenced since it published that frames wait; a backend that
+	 * signals posts through hs_port_posted must still answer this, or a
+	 * post made while the switch looked is lost). Called by the ingress
+	 * owner (HS_EV_KICK) or under the egress lock (HS_EV_POSTED). */
 	bool (*set_notify)(void *priv, uint16_t q, unsigned ev, bool enable);
 
 	/* Optional: reports backend-specific counters by name. Any thread. */

@@ -78,12 +78,15 @@ HS_EXTERN int hs_mem_tx_reap(hs_port_t *port, uint16_t q, uint64_t *cookies,
 			     unsigned n);
 
 /* Returns up to n received frames (pointing into the port's buffers),
- * oldest first, without consuming them. */
+ * oldest first, without consuming them. Slots of frames whose copy failed
+ * (published empty) are skipped and posted again, which, like a release,
+ * may move frames waiting in the switch's backlog in, in this thread. */
 HS_EXTERN int hs_mem_rx_burst(hs_port_t *port, uint16_t q,
 			      struct hs_mem_frame *frames, unsigned n);
 
 /* Consumes the n oldest received frames and posts their buffers again;
- * frames waiting in the switch's backlog for this queue move in at once. */
+ * frames waiting in the switch's backlog for this queue move in at once,
+ * in this thread (it may wait for a delivery to the queue to finish). */
 HS_EXTERN int hs_mem_rx_release(hs_port_t *port, uint16_t q, unsigned n);
 
 /* Copies the oldest received frame into buf (up to len bytes), releases it

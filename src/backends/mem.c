@@ -302,12 +302,11 @@ static bool mem_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 	struct mem_port *m = priv;
 	if (ev == HS_EV_POSTED) {
 		/* hs_mem_rx_release signals every post (hs_port_posted); the
-		 * switch asks here whether buffers came before it looked. Its
-		 * own fence orders "frames waiting" before this read. */
+		 * switch asks here whether buffers came before it looked. It
+		 * fenced after publishing "frames waiting", before this call. */
 		if (!enable)
 			return false;
 		struct mem_rxq *r = &m->rx[q];
-		atomic_thread_fence(memory_order_seq_cst);
 		return atomic_load_explicit(&r->prod, memory_order_relaxed) -
 			       atomic_load_explicit(&r->cons, memory_order_acquire) <
 		       m->cfg.ring_size;

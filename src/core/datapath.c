@@ -16,6 +16,7 @@
  * topology snapshot read at the start of a round stays valid to its end.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,9 +478,13 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 			/* No context free now: through the queue's "posted" fd,
 			 * as the peer's own signal would come (a receiver whose
 			 * signals are off until frames wait may send none, and a
-			 * next delivery may never come). */
-			hs__dp_signal_posted(port, q);
-			return;
+			 * next delivery may never come). A backend without that
+			 * fd (mem, Xen) has only this call: wait for a context,
+			 * which a round holds only while it runs. */
+			if (hs__dp_signal_posted(port, q))
+				return;
+			while (!(c = hs__ctx_get(port->sw)))
+				sched_yield();
 		}
 	}
 	/* Online in RCU while draining: the notification at its end must be

@@ -582,21 +582,26 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
  * ask again after every drain (a peer with event indexes is only asked
  * for the next post: a request made before buffers were taken is stale,
  * and the receiver stalled with frames waiting, found by the vu_session
- * fuzzer); once it is empty, stop asking. Returns true if buffers are
- * there already. A paused port's backend is not ours to call:
- * hs_port_resume drains its backlog, and that drain comes back here. */
+ * fuzzer); once it is empty, stop asking. Returns true while frames wait:
+ * the caller then looks for buffers by draining. A paused port's backend
+ * is not ours to call: hs_port_resume drains its backlog, and that drain
+ * comes back here.
+ *
+ * Frames waiting are published (bl_count) and fenced before that look. A
+ * receiver posting after the look sees them (hs_port_posted fences, then
+ * reads bl_count) and drains; one that posted before it is seen by the
+ * look. Published only after the look, as before, a post in between was
+ * lost and the frames waited for a delivery that might never come (found
+ * by a churn test in CI). The look is set_notify's answer (buffers there
+ * now?), or for a backend without set_notify a drain: not a drain always,
+ * since a drain that finds no buffers still prepares a burst of the
+ * backlog, on every delivery to an overloaded receiver. */
 static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
 {
 	bool want = oq->bl.ent_n != 0;
 	if (!want && !oq->posted_armed)
 		return false;
 	if (want) {
-		/* Frames wait: say so before looking for buffers. A receiver
-		 * posting after the look below sees them waiting (hs_port_posted
-		 * fences, then reads bl_count) and drains; one that posted
-		 * before it is seen by the look. Published only after the look,
-		 * a post in between was lost, and the frames waited for a
-		 * delivery that may never come (found by the churn test). */
 		atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 		atomic_thread_fence(memory_order_seq_cst);
 	}

@@ -991,6 +991,13 @@ static void resume_port(struct hs_port *port)
 			hs__dp_rearm(port->sw, iq);
 		if (s & HS__Q_PENDING)
 			hs_port_kick(port, (uint16_t)q);
+		/* A delivery that saw `paused` set backlogs its frames and
+		 * stores bl_count under the queue's lock: once we have held
+		 * it, that store is visible to hs_port_posted, and later
+		 * deliveries see the port resumed (found by review: without
+		 * this, such frames waited for a next delivery). */
+		(void)hs__lock_take(&port->outq[q].lock);
+		hs__lock_release(&port->outq[q].lock);
 		hs_port_posted(port, (uint16_t)q);
 	}
 }
