@@ -226,6 +226,40 @@ static inline struct hs_switch_stats th_sstats(hs_switch_t *sw)
 	return st;
 }
 
+/* Frames dropped on a port, all reasons together. */
+static inline uint64_t th_all_drops(const struct hs_port_stats *st)
+{
+	uint64_t d = 0;
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		d += st->drops[r];
+	return d;
+}
+
+/* A thread that reads and releases everything arriving on queue 0 of a
+ * mem port until `stop`, counting the frames in `got`. Keep it static in
+ * a test: a failed check under CK_FORK=no leaves the thread running. */
+struct th_reader {
+	hs_port_t *port;
+	_Atomic bool stop;
+	_Atomic uint64_t got;
+};
+
+static inline void *th_reader_main(void *arg)
+{
+	struct th_reader *r = arg;
+	struct hs_mem_frame f[64];
+	while (!atomic_load(&r->stop)) {
+		int n = hs_mem_rx_burst(r->port, 0, f, 64);
+		if (n > 0) {
+			hs_mem_rx_release(r->port, 0, (unsigned)n);
+			atomic_fetch_add(&r->got, (uint64_t)n);
+		} else {
+			sched_yield(); /* valgrind runs one thread at a time */
+		}
+	}
+	return NULL;
+}
+
 /* Runs a suite and returns the process exit status. */
 static inline int th_run(Suite *s)
 {

@@ -520,42 +520,6 @@ static void burst_to(hs_port_t *a, const uint8_t *dst, const uint8_t *src,
 	ck_assert_int_eq(hs_mem_tx_reap(a, 0, ck, 32), (int)n);
 }
 
-/* A receiver that takes frames while the switch is still delivering to it
- * must find its backlog drained: the buffers it releases in the middle of
- * a delivery (after the ring was found full, before the frames that did
- * not fit were stored as waiting) are a "posted" signal that must not be
- * lost, or the frames wait until some later delivery, which may never
- * come (seen in CI as 32 frames left over at the end of a churn test). */
-struct bl_reader {
-	hs_port_t *port;
-	_Atomic bool stop;
-	_Atomic uint64_t got;
-};
-
-static void *bl_reader_main(void *arg)
-{
-	struct bl_reader *r = arg;
-	struct hs_mem_frame f[64];
-	while (!atomic_load(&r->stop)) {
-		int n = hs_mem_rx_burst(r->port, 0, f, 64);
-		if (n > 0) {
-			hs_mem_rx_release(r->port, 0, (unsigned)n);
-			atomic_fetch_add(&r->got, (uint64_t)n);
-		} else {
-			sched_yield(); /* valgrind runs one thread at a time */
-		}
-	}
-	return NULL;
-}
-
-static uint64_t all_drops(const struct hs_port_stats *st)
-{
-	uint64_t d = 0;
-	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
-		d += st->drops[r];
-	return d;
-}
-
 /* Sends the 32 frames f and waits until the switch completed them all. */
 static void send32(hs_port_t *a, struct hs_mem_frame *f)
 {
@@ -571,11 +535,11 @@ static void send32(hs_port_t *a, struct hs_mem_frame *f)
 
 /* Waits until every frame sent to r was read or counted as dropped;
  * fails saying how many were left waiting after `rounds` rounds. */
-static void all_accounted(hs_port_t *r, struct bl_reader *rd, uint64_t sent, uint64_t rounds)
+static void all_accounted(hs_port_t *r, struct th_reader *rd, uint64_t sent, uint64_t rounds)
 {
 	bool ok = TH_WAIT(({
 		struct hs_port_stats st = th_pstats(r);
-		atomic_load(&rd->got) == st.tx_packets && st.tx_packets + all_drops(&st) == sent;
+		atomic_load(&rd->got) == st.tx_packets && st.tx_packets + th_all_drops(&st) == sent;
 	}), 2000);
 	if (!ok) {
 		struct hs_port_stats st = th_pstats(r);
@@ -583,34 +547,48 @@ static void all_accounted(hs_port_t *r, struct bl_reader *rd, uint64_t sent, uin
 			     "%llu frames left waiting",
 			     (unsigned long long)rounds, (unsigned long long)sent,
 			     (unsigned long long)atomic_load(&rd->got),
-			     (unsigned long long)all_drops(&st),
-			     (unsigned long long)(sent - st.tx_packets - all_drops(&st)));
+			     (unsigned long long)th_all_drops(&st),
+			     (unsigned long long)(sent - st.tx_packets - th_all_drops(&st)));
 	}
 }
 
+/* Sender a and receiver r (learned, ring slots) on sw, and f: 32 frames
+ * of len bytes from a to r. */
+static void race_rig(hs_switch_t *sw, uint32_t ring, uint32_t len, hs_port_t **a,
+		     hs_port_t **r, struct hs_mem_frame f[32])
+{
+	static uint8_t frames[32][1500];
+	*a = th_port(sw, "a", 0);
+	struct th_port_opts o = {.name = "r", .ring = ring};
+	*r = th_port_opts(sw, &o);
+	uint8_t ma[6], mr[6];
+	th_mac(ma, 1);
+	th_mac(mr, 2);
+	th_send(*r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0));
+	th_drain(*a);
+	for (unsigned i = 0; i < 32; i++)
+		f[i] = (struct hs_mem_frame){
+			.data = frames[i],
+			.len = (uint32_t)th_frame(frames[i], mr, ma, -1, len, i)};
+}
+
+/* A receiver that takes frames while the switch is still delivering to it
+ * must find its backlog drained: the buffers it releases in the middle of
+ * a delivery (after the ring was found full, before the frames that did
+ * not fit were stored as waiting) are a "posted" signal that must not be
+ * lost, or the frames wait until some later delivery, which may never
+ * come (seen in CI as 32 frames left over at the end of a churn test). */
 START_TEST(buffers_posted_during_a_delivery_drain_the_backlog)
 {
 	struct hs_switch_config cfg = {.n_workers = (unsigned)_i * 2};
 	hs_switch_t *sw = th_switch(&cfg);
-	hs_port_t *a = th_port(sw, "a", 0);
-	struct th_port_opts o = {.name = "r", .ring = 16};
-	hs_port_t *r = th_port_opts(sw, &o);
-	uint8_t ma[6], mr[6], frames[32][128];
-	th_mac(ma, 1);
-	th_mac(mr, 2);
-	th_send(r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0));
-	th_drain(a);
+	hs_port_t *a, *r;
 	struct hs_mem_frame f[32];
-	for (unsigned i = 0; i < 32; i++)
-		f[i] = (struct hs_mem_frame){
-			.data = frames[i],
-			.len = (uint32_t)th_frame(frames[i], mr, ma, -1, 128, i)};
-	/* static: a failed check (CK_FORK=no under valgrind) leaves the
-	 * thread running, reading it */
-	static struct bl_reader rd;
-	rd = (struct bl_reader){.port = r};
+	race_rig(sw, 16, 128, &a, &r, f);
+	static struct th_reader rd; /* static: see th_reader */
+	rd = (struct th_reader){.port = r};
 	pthread_t t;
-	pthread_create(&t, NULL, bl_reader_main, &rd);
+	pthread_create(&t, NULL, th_reader_main, &rd);
 	uint64_t sent = 0, rounds = 0, deadline = th_mono_ms() + 1500;
 	while (th_mono_ms() < deadline || rounds < 50) {
 		send32(a, f);
@@ -672,26 +650,15 @@ static void *pause_ctl_main(void *arg)
 START_TEST(a_resume_during_a_paused_delivery_drains_the_backlog)
 {
 	hs_switch_t *sw = th_switch(NULL);
-	hs_port_t *a = th_port(sw, "a", 0);
-	struct th_port_opts o = {.name = "r", .ring = 256};
-	hs_port_t *r = th_port_opts(sw, &o);
-	static uint8_t frames[32][1500];
-	uint8_t ma[6], mr[6];
-	th_mac(ma, 1);
-	th_mac(mr, 2);
-	th_send(r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0));
-	th_drain(a);
+	hs_port_t *a, *r;
 	struct hs_mem_frame f[32];
-	for (unsigned i = 0; i < 32; i++)
-		f[i] = (struct hs_mem_frame){
-			.data = frames[i],
-			.len = (uint32_t)th_frame(frames[i], mr, ma, -1, 1500, i)};
-	static struct bl_reader rd; /* static: as above */
+	race_rig(sw, 256, 1500, &a, &r, f);
+	static struct th_reader rd; /* static: see th_reader */
 	static struct pause_ctl ctl;
-	rd = (struct bl_reader){.port = r};
+	rd = (struct th_reader){.port = r};
 	ctl = (struct pause_ctl){.port = r, .seed = 1};
 	pthread_t t, tc;
-	pthread_create(&t, NULL, bl_reader_main, &rd);
+	pthread_create(&t, NULL, th_reader_main, &rd);
 	pthread_create(&tc, NULL, pause_ctl_main, &ctl);
 	uint64_t sent = 0, rounds = 0, deadline = th_mono_ms() + 1500;
 	while (th_mono_ms() < deadline || rounds < 50) {

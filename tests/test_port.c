@@ -120,28 +120,6 @@ END_TEST
  * get their share of traffic too: they announced a MAC). Every frame
  * sent is accounted for: delivered to the receiver, or dropped with a
  * reason at the sender's ingress or the receiver's egress. */
-struct reader {
-	hs_port_t *port;
-	_Atomic bool *stop;
-	_Atomic uint64_t got;
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	struct hs_mem_frame f[64];
-	while (!atomic_load(r->stop)) {
-		int n = hs_mem_rx_burst(r->port, 0, f, 64);
-		if (n > 0) {
-			hs_mem_rx_release(r->port, 0, (unsigned)n);
-			atomic_fetch_add(&r->got, (uint64_t)n);
-		} else {
-			sched_yield();
-		}
-	}
-	return NULL;
-}
-
 struct ustream {
 	hs_port_t *port;
 	unsigned id;
@@ -175,19 +153,11 @@ static void *ustream_main(void *arg)
 	return NULL;
 }
 
-static uint64_t all_drops(const struct hs_port_stats *st)
-{
-	uint64_t d = 0;
-	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
-		d += st->drops[r];
-	return d;
-}
-
 static void churn_accounted(unsigned workers)
 {
 	struct hs_switch_config cfg = {.n_workers = workers};
 	hs_switch_t *sw = th_switch(&cfg);
-	_Atomic bool stop = false, stop_reader = false;
+	_Atomic bool stop = false;
 	struct th_port_opts ro = {.name = "r", .ring = 256};
 	hs_port_t *r = th_port_opts(sw, &ro);
 	uint8_t fr[64], m[6];
@@ -195,10 +165,11 @@ static void churn_accounted(unsigned workers)
 	ck_assert_int_eq(th_send(r, fr, th_frame(fr, th_bcast, m, -1, 64, 0)), 0); /* learned */
 	struct hs_port_stats r0 = th_pstats(r); /* its own frame: no_route, nobody else yet */
 	uint64_t drops_in = 0; /* at the senders' ingress */
-	struct reader rd = {.port = r, .stop = &stop_reader};
+	static struct th_reader rd; /* static: see th_reader */
+	rd = (struct th_reader){.port = r};
 	struct ustream u[2];
 	pthread_t tr, tu[2];
-	pthread_create(&tr, NULL, reader_main, &rd);
+	pthread_create(&tr, NULL, th_reader_main, &rd);
 	for (unsigned i = 0; i < 2; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "u%u", i);
@@ -228,22 +199,22 @@ static void churn_accounted(unsigned workers)
 	for (unsigned i = 0; i < 2; i++) {
 		struct hs_port_stats st = th_pstats(u[i].port);
 		ck_assert_uint_eq(st.rx_packets, u[i].sent);
-		drops_in += all_drops(&st);
+		drops_in += th_all_drops(&st);
 	}
 	TH_WAIT(({
 		struct hs_port_stats q = th_pstats(r);
 		atomic_load(&rd.got) == q.tx_packets &&
-			sent + all_drops(&r0) == q.tx_packets + all_drops(&q) + drops_in;
+			sent + th_all_drops(&r0) == q.tx_packets + th_all_drops(&q) + drops_in;
 	}), 5000);
-	atomic_store(&stop_reader, true);
+	atomic_store(&rd.stop, true);
 	pthread_join(tr, NULL);
 	struct hs_port_stats rs = th_pstats(r);
 	/* Delivered = read by the receiver; sent = delivered + counted drops. */
 	ck_assert_uint_eq(atomic_load(&rd.got), rs.tx_packets);
-	ck_assert_msg(sent + all_drops(&r0) == rs.tx_packets + all_drops(&rs) + drops_in,
+	ck_assert_msg(sent + th_all_drops(&r0) == rs.tx_packets + th_all_drops(&rs) + drops_in,
 		      "sent %llu, delivered %llu, dropped at the receiver %llu, at the senders %llu",
 		      (unsigned long long)sent, (unsigned long long)rs.tx_packets,
-		      (unsigned long long)(all_drops(&rs) - all_drops(&r0)),
+		      (unsigned long long)(th_all_drops(&rs) - th_all_drops(&r0)),
 		      (unsigned long long)drops_in);
 	ck_assert_uint_gt(rs.tx_packets, 0);
 	ck_assert_uint_gt(cycles, 10);
