@@ -178,7 +178,9 @@ HS_EXTERN int hs_port_backend_counters(const hs_port_t *port,
  * are switched right here, in the caller's thread, before it returns.
  * Returns the number of frames switched in the caller's thread (0 when
  * handed off, or when another thread is processing the queue and will see
- * the new frames), or a negative errno.
+ * the new frames), or a negative errno: -EINVAL, -EDEADLK (called from
+ * inside a round), -EBUSY (every sender context busy and the queue has no
+ * kick fd to take the signal), -ENOMEM.
  */
 HS_EXTERN int hs_port_kick(hs_port_t *port, uint16_t queue);
 

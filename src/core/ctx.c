@@ -52,8 +52,10 @@ struct hs__ctx *hs__ctx_get(struct hs_switch *sw)
 	uint64_t f = atomic_load_explicit(&sw->ctx_free, memory_order_relaxed);
 	unsigned i;
 	for (;;) {
-		if (!f)
+		if (!f) {
+			errno = EBUSY;
 			return NULL;
+		}
 		i = (unsigned)__builtin_ctzll(f);
 		if (atomic_compare_exchange_weak_explicit(&sw->ctx_free, &f,
 							  f & ~(1ull << i),
@@ -67,6 +69,7 @@ struct hs__ctx *hs__ctx_get(struct hs_switch *sw)
 		c = hs__ctx_new(sw, sw->cfg.n_workers + 1 + i);
 		if (!c) {
 			atomic_fetch_or(&sw->ctx_free, 1ull << i);
+			errno = ENOMEM;
 			return NULL;
 		}
 		__atomic_store_n(&sw->ctxs[i], c, __ATOMIC_RELEASE);

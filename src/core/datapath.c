@@ -448,8 +448,10 @@ int hs_port_kick(hs_port_t *port, uint16_t queue)
 	if (!(sw->cfg.flags & HS_SW_NO_OFFLOAD) && hs__pool_handoff(sw, iq))
 		return 0;
 	struct hs__ctx *c = hs__ctx_get(sw);
-	if (!c) /* every sender context busy: through the fd, if it has one */
-		return hs__dp_signal(iq) ? 0 : -EBUSY;
+	if (!c) { /* every sender context busy: through the fd, if it has one */
+		int err = errno;
+		return hs__dp_signal(iq) ? 0 : -err;
+	}
 	int n = 0;
 	hs__rcu_enter();
 	if (hs__q_acquire(iq, false))
@@ -483,8 +485,18 @@ void hs_port_posted(hs_port_t *port, uint16_t q)
 			 * which a round holds only while it runs. */
 			if (hs__dp_signal_posted(port, q))
 				return;
-			while (!(c = hs__ctx_get(port->sw)))
+			while (!(c = hs__ctx_get(port->sw))) {
+				if (errno == ENOMEM) {
+					/* a context cannot be made: the frames
+					 * wait for the next delivery or post */
+					hs_port_log(port, HS_LOG_ERROR,
+						    "queue %u: buffers posted, but no memory "
+						    "to switch the frames waiting for them",
+						    q);
+					return;
+				}
 				sched_yield();
+			}
 		}
 	}
 	/* Online in RCU while draining: the notification at its end must be
