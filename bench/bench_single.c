@@ -191,16 +191,19 @@ int cmd_single(struct bench_opts *o)
 {
 	static const size_t sizes[] = {64, 1518, 9000};
 	static const unsigned ports[] = {2, 8, 64};
-	static const unsigned macs[] = {1024, 65536};
-	enum { NCASE = 18 };
+	/* 0: one MAC per port, as guests send (every frame of a burst has
+	 * the same source and destination); then tables of 1k and 64k */
+	static const unsigned macs[] = {0, 1024, 65536};
+	enum { NCASE = 27 };
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 2.0);
 	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 1;
 	struct single_case cases[NCASE];
 	unsigned nc = 0;
 	for (unsigned s = 0; s < 3; s++)
 		for (unsigned p = 0; p < 3; p++)
-			for (unsigned m = 0; m < 2; m++) {
-				struct single_case c = {.ports = ports[p], .macs = macs[m],
+			for (unsigned m = 0; m < 3; m++) {
+				struct single_case c = {.ports = ports[p],
+							.macs = macs[m] ? macs[m] : ports[p],
 							.frame = sizes[s]};
 				if ((o->only_frame && o->only_frame != c.frame) ||
 				    (o->only_ports && o->only_ports != c.ports) ||

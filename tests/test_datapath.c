@@ -775,6 +775,171 @@ START_TEST(multiqueue_ports_use_every_queue)
 }
 END_TEST
 
+/* ---- bursts of one flow and mixed bursts ----------------------------------------- */
+
+/* A burst whose frames share one source and one unicast destination takes
+ * a shorter path (the table is asked once for the burst). The same frames
+ * sent as bursts of one flow each and as mixed bursts must be switched
+ * alike, every counter included: a known destination, an unknown one, a
+ * destination behind the sender, a source that is static elsewhere (the
+ * refusal counted per frame), a source that moves, a frame over the MTU,
+ * a port at its MAC limit. */
+enum { FLOW_ROWS = 7, FLOW_REPS = 4 };
+
+struct flow_rig {
+	hs_switch_t *sw;
+	hs_port_t *a, *b, *c, *lim;
+	uint8_t frame[FLOW_ROWS][1600];
+	uint32_t len[FLOW_ROWS];
+	hs_port_t *from[FLOW_ROWS];
+};
+
+static void flow_rig_up(struct flow_rig *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->sw = th_switch(NULL);
+	r->a = th_port(r->sw, "a", 0);
+	r->b = th_port(r->sw, "b", 0);
+	r->c = th_port(r->sw, "c", 0);
+	struct th_port_opts o = {.name = "lim", .mac_limit = 1};
+	r->lim = th_port_opts(r->sw, &o);
+	uint8_t ma[6], mb[6], mc[6], mu[6], mx[6], mm[6], ml[6], m2[6], m3[6], mn[6];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	th_mac(mc, 3);
+	th_mac(mu, 4);  /* never seen */
+	th_mac(mx, 5);  /* static on b */
+	th_mac(mm, 6);  /* learned on c, then sent from a */
+	th_mac(ml, 7);  /* lim's one MAC */
+	th_mac(m2, 8);
+	th_mac(m3, 9);
+	th_mac(mn, 10); /* new on lim */
+	ck_assert_int_eq(hs_fdb_add_static(r->sw, 1, mx, r->b), 0);
+	const struct {
+		hs_port_t *p;
+		const uint8_t *m;
+	} learn[] = {{r->a, ma}, {r->b, mb}, {r->c, mc}, {r->c, mm}, {r->lim, ml}};
+	for (unsigned k = 0; k < sizeof(learn) / sizeof(learn[0]); k++)
+		ck_assert_int_eq(th_send(learn[k].p, fb, th_frame(fb, th_bcast, learn[k].m, -1, 64, k)), 0);
+	const struct {
+		hs_port_t *p;
+		const uint8_t *dst, *src;
+		uint32_t len;
+	} row[FLOW_ROWS] = {
+		{r->a, mb, ma, 64},     /* to b */
+		{r->a, mu, m2, 64},     /* flooded; m2 learned */
+		{r->a, ma, m3, 64},     /* behind the sender: dropped; m3 learned */
+		{r->a, mc, mx, 64},     /* static on b: refused each time, to c */
+		{r->a, mb, mm, 128},    /* mm moves from c to a, to b */
+		{r->a, mb, ma, 1515},   /* over the MTU */
+		{r->lim, mb, mn, 64},   /* lim at its limit: ml evicted for mn */
+	};
+	for (unsigned k = 0; k < FLOW_ROWS; k++) {
+		r->from[k] = row[k].p;
+		r->len[k] = (uint32_t)th_frame(r->frame[k], row[k].dst, row[k].src, -1, row[k].len, k);
+	}
+	th_drain(r->a);
+	th_drain(r->b);
+	th_drain(r->c);
+	th_drain(r->lim);
+}
+
+static void flow_send(hs_port_t *p, struct hs_mem_frame *f, unsigned n)
+{
+	ck_assert_int_eq(hs_mem_tx_burst(p, 0, f, n), (int)n);
+	uint64_t ck[64];
+	unsigned got = 0;
+	uint64_t dl = th_mono_ms() + 5000;
+	while (got < n && th_mono_ms() < dl) {
+		int k = hs_mem_tx_reap(p, 0, ck, 64);
+		if (k > 0)
+			got += (unsigned)k;
+		else
+			sched_yield();
+	}
+	ck_assert_uint_eq(got, n);
+}
+
+struct flow_result {
+	int got[4];
+	struct hs_port_stats st[4];
+	struct hs_switch_stats sw;
+};
+
+static void flow_take(struct flow_rig *r, struct flow_result *o)
+{
+	hs_port_t *ps[4] = {r->a, r->b, r->c, r->lim};
+	for (unsigned k = 0; k < 4; k++) {
+		o->got[k] = th_drain(ps[k]);
+		o->st[k] = th_pstats(ps[k]);
+	}
+	o->sw = th_sstats(r->sw);
+	hs_switch_destroy(r->sw);
+}
+
+START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
+{
+	static struct flow_rig r;
+	struct flow_result one, mixed;
+	struct hs_mem_frame f[FLOW_ROWS * FLOW_REPS];
+
+	/* each row as a burst of FLOW_REPS identical frames */
+	flow_rig_up(&r);
+	for (unsigned k = 0; k < FLOW_ROWS; k++) {
+		for (unsigned j = 0; j < FLOW_REPS; j++)
+			f[j] = (struct hs_mem_frame){.data = r.frame[k], .len = r.len[k]};
+		flow_send(r.from[k], f, FLOW_REPS);
+	}
+	flow_take(&r, &one);
+
+	/* the same frames, FLOW_REPS rounds of a burst with one of each */
+	flow_rig_up(&r);
+	for (unsigned j = 0; j < FLOW_REPS; j++) {
+		unsigned n = 0;
+		for (unsigned k = 0; k < FLOW_ROWS; k++)
+			if (r.from[k] == r.a)
+				f[n++] = (struct hs_mem_frame){.data = r.frame[k], .len = r.len[k]};
+		flow_send(r.a, f, n);
+		for (unsigned k = 0; k < FLOW_ROWS; k++)
+			if (r.from[k] != r.a)
+				flow_send(r.from[k], &(struct hs_mem_frame){.data = r.frame[k],
+									    .len = r.len[k]},
+					  1);
+	}
+	flow_take(&r, &mixed);
+
+	/* what a frame-by-frame switch does with FLOW_REPS of each row */
+	struct flow_result *x = &one;
+	ck_assert_int_eq(x->got[1], FLOW_REPS * 4); /* b: rows 0, 1, 4, 6 */
+	ck_assert_int_eq(x->got[2], FLOW_REPS * 2); /* c: rows 1, 3 */
+	ck_assert_int_eq(x->got[3], FLOW_REPS);     /* lim: row 1 */
+	ck_assert_int_eq(x->got[0], 0);
+	ck_assert_uint_eq(x->st[0].rx_flooded, FLOW_REPS);
+	ck_assert_uint_eq(x->st[0].drops[HS_DROP_SAME_PORT], FLOW_REPS);
+	ck_assert_uint_eq(x->st[0].drops[HS_DROP_OVERSIZE], FLOW_REPS);
+	ck_assert_uint_eq(x->sw.fdb_static_refused, FLOW_REPS);
+	ck_assert_uint_eq(x->sw.fdb_moved, 1); /* mm to a */
+	ck_assert_uint_eq(x->st[3].fdb_limit_hits, 1);
+	ck_assert_uint_eq(x->st[3].fdb_entries, 1);
+
+	/* and the mixed bursts the same, counter by counter */
+	for (unsigned k = 0; k < 4; k++) {
+		ck_assert_int_eq(mixed.got[k], one.got[k]);
+		ck_assert_uint_eq(mixed.st[k].rx_packets, one.st[k].rx_packets);
+		ck_assert_uint_eq(mixed.st[k].rx_flooded, one.st[k].rx_flooded);
+		ck_assert_uint_eq(mixed.st[k].tx_packets, one.st[k].tx_packets);
+		ck_assert_uint_eq(mixed.st[k].fdb_entries, one.st[k].fdb_entries);
+		ck_assert_uint_eq(mixed.st[k].fdb_limit_hits, one.st[k].fdb_limit_hits);
+		for (unsigned d = 0; d < HS_DROP__COUNT; d++)
+			ck_assert_uint_eq(mixed.st[k].drops[d], one.st[k].drops[d]);
+	}
+	ck_assert_uint_eq(mixed.sw.fdb_entries, one.sw.fdb_entries);
+	ck_assert_uint_eq(mixed.sw.fdb_learned, one.sw.fdb_learned);
+	ck_assert_uint_eq(mixed.sw.fdb_moved, one.sw.fdb_moved);
+	ck_assert_uint_eq(mixed.sw.fdb_static_refused, one.sw.fdb_static_refused);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("datapath");
@@ -785,6 +950,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, frames_over_the_mtu_are_dropped);
 	tcase_add_test(tc, frames_larger_than_receiver_buffers_are_dropped_there);
 	tcase_add_test(tc, destination_on_ingress_port_is_dropped);
+	tcase_add_test(tc, bursts_of_one_flow_and_mixed_bursts_are_switched_alike);
 	tcase_add_test(tc, flood_with_no_other_member_counts_no_route);
 	tcase_add_test(tc, broadcast_reaches_everyone_but_the_sender);
 	tcase_add_test(tc, multicast_is_flooded_and_counted);

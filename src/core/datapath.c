@@ -174,6 +174,15 @@ static inline void mark(struct hs__ctx *c, uint32_t pidx, unsigned i)
 	c->mask[pidx] |= 1ull << i;
 }
 
+static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
+{
+	if (!m)
+		return;
+	if (!c->mask[pidx])
+		c->touched[c->n_touched++] = pidx;
+	c->mask[pidx] |= m;
+}
+
 static void flood(struct hs__ctx *c, const struct hs__topo *t,
 		  const struct hs_port *in, struct hs__inq *iq, uint16_t vid,
 		  unsigned i)
@@ -195,6 +204,28 @@ static void drop(struct hs__inq *iq, enum hs_drop_reason r)
 	hs__ctr_add(&iq->drops[r], 1);
 }
 
+/* The checks a parsed frame passes before it is switched: offload
+ * metadata that matches its headers, and a size within the port's MTU. */
+static inline bool frame_ok(struct hs__ctx *c, struct hs__inq *iq, unsigned i, bool plain,
+			    bool tagged, uint32_t max_len)
+{
+	struct hs_pkt *p = &c->pkts[i];
+	if (HS__UNLIKELY(!plain)) {
+		uint8_t tmp[HS__HDR_MAX];
+		uint32_t hl = p->len < HS__HDR_MAX ? p->len : HS__HDR_MAX;
+		hl = hs__pkt_gather(p, 0, tmp, hl);
+		if (hs__offload_check(p, tmp, hl, &c->dl->l4in[i])) {
+			drop(iq, HS_DROP_BAD_OFFLOAD);
+			return false;
+		}
+	}
+	if (HS__UNLIKELY(p->len > max_len + (tagged ? HS_VLAN_HLEN : 0)) && !p->off.gso_type) {
+		drop(iq, HS_DROP_OVERSIZE);
+		return false;
+	}
+	return true;
+}
+
 /* Decides every frame's destination set (c->mask), in two passes over the
  * burst: parse headers and prefetch both table buckets, then learn, look
  * up and mark. Sets c->plain: frames with no offload metadata (their
@@ -204,7 +235,6 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 {
 	struct hs_switch *sw = c->sw;
 	struct hs__fdb *f = &sw->fdb;
-	struct hs__dl *dl = c->dl;
 	/* Invariants in locals: stores into the per-frame arrays below would
 	 * otherwise force the compiler to reload them for every frame. */
 	const bool learn = !(in->flags & HS_PORT_NO_LEARN);
@@ -219,6 +249,8 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0, ok = 0;
 	uint64_t dkey[HS__BURST_MAX], skey[HS__BURST_MAX];
 	uint64_t dh[HS__BURST_MAX], sh[HS__BURST_MAX];
+	/* all keys equal when their OR equals their AND */
+	uint64_t sor = 0, sand = ~0ull, dor = 0, dand = ~0ull;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct hs_pkt *p = &c->pkts[i];
@@ -263,6 +295,10 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		tagm |= (uint64_t)tagged << i;
 		dkey[i] = hs__fdb_key(vid, dst);
 		skey[i] = hs__fdb_key(vid, src);
+		sor |= skey[i];
+		sand &= skey[i];
+		dor |= dkey[i];
+		dand &= dkey[i];
 		sh[i] = hs__fdb_hash(f, skey[i]);
 		hs__fdb_prefetch(f, sh[i]);
 		if (!(dst & 1)) {
@@ -275,24 +311,51 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	}
 	c->tagged = tagm;
 
-	for (uint64_t m = live; m; m &= m - 1) {
-		unsigned i = (unsigned)__builtin_ctzll(m);
-		struct hs_pkt *p = &c->pkts[i];
-		uint16_t vid = c->vid[i];
-		if (HS__UNLIKELY(!(plain & (1ull << i)))) {
-			uint8_t tmp[HS__HDR_MAX];
-			uint32_t hl = p->len < HS__HDR_MAX ? p->len : HS__HDR_MAX;
-			hl = hs__pkt_gather(p, 0, tmp, hl);
-			if (hs__offload_check(p, tmp, hl, &dl->l4in[i])) {
-				drop(iq, HS_DROP_BAD_OFFLOAD);
-				continue;
+	unsigned i0 = live ? (unsigned)__builtin_ctzll(live) : 0;
+	if (live && sor == sand && dor == dand && !(dkey[i0] & 1)) {
+		/* One source, one unicast destination: a guest's burst towards
+		 * its peer or its gateway. The table is asked once; the answers
+		 * are those a frame-by-frame pass would get (a learn that takes
+		 * the slow path, a new MAC, a move or a refusal, is repeated
+		 * for each frame, with its counters). */
+		for (uint64_t m = live; m; m &= m - 1) {
+			unsigned i = (unsigned)__builtin_ctzll(m);
+			if (frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
+				ok |= 1ull << i;
+		}
+		if (ok) {
+			i0 = (unsigned)__builtin_ctzll(ok);
+			if (learn && !hs__fdb_learn(sw, f, skey[i0], sh[i0], in, now))
+				for (uint64_t m = ok & (ok - 1); m; m &= m - 1)
+					hs__fdb_learn(sw, f, skey[i0], sh[i0], in, now);
+			unsigned nok = (unsigned)__builtin_popcountll(ok);
+			uint32_t w, stamp;
+			const struct hs_port *dp = NULL;
+			if (hs__fdb_lookup_h(f, dkey[i0], dh[i0], &w, &stamp)) {
+				uint32_t pidx = w & HS__FDB_PORT_MASK;
+				dp = pidx < max_ports ? ports[pidx] : NULL;
+			}
+			if (HS__LIKELY(dp)) {
+				if (HS__UNLIKELY(dp == in))
+					hs__ctr_add(&iq->drops[HS_DROP_SAME_PORT], nok);
+				else if (HS__UNLIKELY(!hs__port_in_vlan(dp, c->vid[i0])))
+					hs__ctr_add(&iq->drops[HS_DROP_VLAN], nok);
+				else
+					mark_mask(c, (uint16_t)(w & HS__FDB_PORT_MASK), ok);
+			} else {
+				fl = nok;
+				for (uint64_t m = ok; m; m &= m - 1)
+					flood(c, t, in, iq, c->vid[i0], (unsigned)__builtin_ctzll(m));
 			}
 		}
-		if (HS__UNLIKELY(p->len > max_len + (((tagm >> i) & 1) ? HS_VLAN_HLEN : 0)) &&
-		    !p->off.gso_type) {
-			drop(iq, HS_DROP_OVERSIZE);
+		live = 0; /* done */
+	}
+
+	for (uint64_t m = live; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		uint16_t vid = c->vid[i];
+		if (!frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
 			continue;
-		}
 		ok |= 1ull << i;
 		if (learn)
 			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
@@ -334,15 +397,6 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 }
 
 /* ---- mirrors ------------------------------------------------------------------ */
-
-static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
-{
-	if (!m)
-		return;
-	if (!c->mask[pidx])
-		c->touched[c->n_touched++] = pidx;
-	c->mask[pidx] |= m;
-}
 
 /* Adds the mirror outputs to the round's destinations: the frames `in`
  * received go to its rx outputs, and the frames each destination gets go

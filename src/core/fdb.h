@@ -142,7 +142,9 @@ static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
 void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 			uint32_t now);
 
-static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
+/* Returns true when the fast path found the key already behind p (learned
+ * or static), false when it took the slow path. */
+static inline bool hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
 				 uint64_t key, uint64_t h, struct hs_port *p,
 				 uint32_t now)
 {
@@ -154,12 +156,13 @@ static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
 							      memory_order_relaxed) != now))
 				atomic_store_explicit(&e->stamp, now,
 						      memory_order_relaxed);
-			return;
+			return true;
 		}
 		if (w == (p->index | HS__FDB_STATIC))
-			return;
+			return true;
 	}
 	hs__fdb_learn_slow(sw, key, p, now);
+	return false;
 }
 
 /* Control plane (fdb.c): removal of a port's entries, aging. */
