@@ -778,13 +778,14 @@ END_TEST
 /* ---- bursts of one flow and mixed bursts ----------------------------------------- */
 
 /* A burst whose frames share one source and one unicast destination takes
- * a shorter path (the table is asked once for the burst). The same frames
- * sent as bursts of one flow each and as mixed bursts must be switched
- * alike, every counter included: a known destination, an unknown one, a
+ * a shorter path (the table is asked once for the burst) when its source
+ * is already learned, and the frame-by-frame loop otherwise. The same
+ * frames sent as bursts of one flow each and as mixed bursts must be
+ * switched alike, every counter included: a known destination, an unknown one, a
  * destination behind the sender, a source that is static elsewhere (the
  * refusal counted per frame), a source that moves, a frame over the MTU,
  * a port at its MAC limit. */
-enum { FLOW_ROWS = 7, FLOW_REPS = 4 };
+enum { FLOW_ROWS = 8, FLOW_REPS = 4 };
 
 struct flow_rig {
 	hs_switch_t *sw;
@@ -833,6 +834,7 @@ static void flow_rig_up(struct flow_rig *r)
 		{r->a, mb, mm, 128},    /* mm moves from c to a, to b */
 		{r->a, mb, ma, 1515},   /* over the MTU */
 		{r->lim, mb, mn, 64},   /* lim at its limit: ml evicted for mn */
+		{r->lim, mc, mn, 64},   /* to c */
 	};
 	for (unsigned k = 0; k < FLOW_ROWS; k++) {
 		r->from[k] = row[k].p;
@@ -892,26 +894,25 @@ START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 	}
 	flow_take(&r, &one);
 
-	/* the same frames, FLOW_REPS rounds of a burst with one of each */
+	/* the same frames, FLOW_REPS rounds of a burst per sender with one
+	 * of each of its rows */
 	flow_rig_up(&r);
-	for (unsigned j = 0; j < FLOW_REPS; j++) {
-		unsigned n = 0;
-		for (unsigned k = 0; k < FLOW_ROWS; k++)
-			if (r.from[k] == r.a)
-				f[n++] = (struct hs_mem_frame){.data = r.frame[k], .len = r.len[k]};
-		flow_send(r.a, f, n);
-		for (unsigned k = 0; k < FLOW_ROWS; k++)
-			if (r.from[k] != r.a)
-				flow_send(r.from[k], &(struct hs_mem_frame){.data = r.frame[k],
-									    .len = r.len[k]},
-					  1);
-	}
+	for (unsigned j = 0; j < FLOW_REPS; j++)
+		for (unsigned s = 0; s < 2; s++) {
+			hs_port_t *from = s ? r.lim : r.a;
+			unsigned n = 0;
+			for (unsigned k = 0; k < FLOW_ROWS; k++)
+				if (r.from[k] == from)
+					f[n++] = (struct hs_mem_frame){.data = r.frame[k],
+								       .len = r.len[k]};
+			flow_send(from, f, n);
+		}
 	flow_take(&r, &mixed);
 
 	/* what a frame-by-frame switch does with FLOW_REPS of each row */
 	struct flow_result *x = &one;
 	ck_assert_int_eq(x->got[1], FLOW_REPS * 4); /* b: rows 0, 1, 4, 6 */
-	ck_assert_int_eq(x->got[2], FLOW_REPS * 2); /* c: rows 1, 3 */
+	ck_assert_int_eq(x->got[2], FLOW_REPS * 3); /* c: rows 1, 3, 7 */
 	ck_assert_int_eq(x->got[3], FLOW_REPS);     /* lim: row 1 */
 	ck_assert_int_eq(x->got[0], 0);
 	ck_assert_uint_eq(x->st[0].rx_flooded, FLOW_REPS);
@@ -936,6 +937,7 @@ START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 	ck_assert_uint_eq(mixed.sw.fdb_entries, one.sw.fdb_entries);
 	ck_assert_uint_eq(mixed.sw.fdb_learned, one.sw.fdb_learned);
 	ck_assert_uint_eq(mixed.sw.fdb_moved, one.sw.fdb_moved);
+	ck_assert_uint_eq(mixed.sw.fdb_evicted, one.sw.fdb_evicted);
 	ck_assert_uint_eq(mixed.sw.fdb_static_refused, one.sw.fdb_static_refused);
 }
 END_TEST

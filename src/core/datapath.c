@@ -311,23 +311,26 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	}
 	c->tagged = tagm;
 
+	/* One source, one unicast destination: a guest's burst towards its
+	 * peer or its gateway. Once every frame is checked, if the source is
+	 * already behind this port (the learn's fast path: the later frames'
+	 * learns would change nothing), the table is asked once for the
+	 * burst. Otherwise (a new MAC, a move, a refusal: the slow path, whose
+	 * changes a later frame's lookup may see) the checked frames go
+	 * through the frame-by-frame loop below. */
+	uint64_t todo = live;
+	bool checked = false;
 	unsigned i0 = live ? (unsigned)__builtin_ctzll(live) : 0;
 	if (live && sor == sand && dor == dand && !(dkey[i0] & 1)) {
-		/* One source, one unicast destination: a guest's burst towards
-		 * its peer or its gateway. The table is asked once; the answers
-		 * are those a frame-by-frame pass would get (a learn that takes
-		 * the slow path, a new MAC, a move or a refusal, is repeated
-		 * for each frame, with its counters). */
 		for (uint64_t m = live; m; m &= m - 1) {
 			unsigned i = (unsigned)__builtin_ctzll(m);
 			if (frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
 				ok |= 1ull << i;
 		}
-		if (ok) {
-			i0 = (unsigned)__builtin_ctzll(ok);
-			if (learn && !hs__fdb_learn(sw, f, skey[i0], sh[i0], in, now))
-				for (uint64_t m = ok & (ok - 1); m; m &= m - 1)
-					hs__fdb_learn(sw, f, skey[i0], sh[i0], in, now);
+		todo = ok;
+		checked = true;
+		i0 = ok ? (unsigned)__builtin_ctzll(ok) : 0;
+		if (ok && (!learn || hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now))) {
 			unsigned nok = (unsigned)__builtin_popcountll(ok);
 			uint32_t w, stamp;
 			const struct hs_port *dp = NULL;
@@ -347,14 +350,14 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 				for (uint64_t m = ok; m; m &= m - 1)
 					flood(c, t, in, iq, c->vid[i0], (unsigned)__builtin_ctzll(m));
 			}
+			todo = 0;
 		}
-		live = 0; /* done */
 	}
 
-	for (uint64_t m = live; m; m &= m - 1) {
+	for (uint64_t m = todo; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		uint16_t vid = c->vid[i];
-		if (!frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
+		if (!checked && !frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
 			continue;
 		ok |= 1ull << i;
 		if (learn)

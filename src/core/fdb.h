@@ -142,27 +142,30 @@ static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
 void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 			uint32_t now);
 
-/* Returns true when the fast path found the key already behind p (learned
- * or static), false when it took the slow path. */
-static inline bool hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
+/* The fast path alone: true when the key is already behind p (learned:
+ * its stamp refreshed; or static), false when learning needs the slow
+ * path, which this does not take. */
+static inline bool hs__fdb_learn_fast(struct hs__fdb *f, uint64_t key, uint64_t h,
+				      const struct hs_port *p, uint32_t now)
+{
+	struct hs__fdb_ent *e = hs__fdb_probe(f, key, h);
+	if (HS__UNLIKELY(e == NULL))
+		return false;
+	uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
+	if (HS__LIKELY(w == p->index)) { /* learned, not static */
+		if (HS__UNLIKELY(atomic_load_explicit(&e->stamp, memory_order_relaxed) != now))
+			atomic_store_explicit(&e->stamp, now, memory_order_relaxed);
+		return true;
+	}
+	return w == (p->index | HS__FDB_STATIC);
+}
+
+static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
 				 uint64_t key, uint64_t h, struct hs_port *p,
 				 uint32_t now)
 {
-	struct hs__fdb_ent *e = hs__fdb_probe(f, key, h);
-	if (HS__LIKELY(e != NULL)) {
-		uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
-		if (HS__LIKELY(w == p->index)) { /* learned, not static */
-			if (HS__UNLIKELY(atomic_load_explicit(&e->stamp,
-							      memory_order_relaxed) != now))
-				atomic_store_explicit(&e->stamp, now,
-						      memory_order_relaxed);
-			return true;
-		}
-		if (w == (p->index | HS__FDB_STATIC))
-			return true;
-	}
-	hs__fdb_learn_slow(sw, key, p, now);
-	return false;
+	if (!hs__fdb_learn_fast(f, key, h, p, now))
+		hs__fdb_learn_slow(sw, key, p, now);
 }
 
 /* Control plane (fdb.c): removal of a port's entries, aging. */
