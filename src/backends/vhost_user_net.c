@@ -97,11 +97,6 @@ static uint64_t token_of(const struct vq_chain *ch)
 	return (uint64_t)ch->id | ((uint64_t)ch->ndesc << 16);
 }
 
-static struct vq_chain chain_of(uint64_t token)
-{
-	return (struct vq_chain){.id = (uint16_t)token, .ndesc = (uint16_t)(token >> 16)};
-}
-
 /* A chain refused in pass 2 goes back to the driver with length 0: at once
  * if no frame of the burst comes before it, else right after the frames
  * before it (vu_recv_done), so that chains are used in the order the
@@ -219,10 +214,9 @@ unsigned vu_recv_done(void *priv, uint16_t q, const struct hs_pkt *pkts, unsigne
 	struct vu_vring *vr = &d->vr[2 * q + 1];
 	struct vu_txlate *late = &d->txlate[q];
 	for (unsigned i = 0; i < n; i++) {
-		if (pkts[i].token != VU_TOKEN_ANNOUNCE) { /* the switch's own: no chain */
-			struct vq_chain ch = chain_of(pkts[i].token);
-			vq_push(&vr->vq, &ch, 0);
-		}
+		uint64_t tok = pkts[i].token;
+		if (tok != VU_TOKEN_ANNOUNCE) /* the switch's own: no chain */
+			vq_push_id(&vr->vq, (uint16_t)tok, (uint16_t)(tok >> 16), false, 0);
 		if (__builtin_expect(late->n != 0, 0)) { /* refused chains after it */
 			late->done++;
 			while (late->next < late->n && late->at[late->next] <= late->done)
@@ -384,7 +378,10 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 		if (out[i].len) {
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off,
 								      (uint16_t)rv->n);
-			segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);
+			if (__builtin_expect(rv->nhdr == 1, 1))
+				hsb_vnet_store(rv->hdr[0].base, &h, d->hdr_len);
+			else
+				segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);
 			if (vq->log)
 				log_frame(vq, r, rv, out[i].len);
 		}

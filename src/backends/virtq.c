@@ -349,7 +349,14 @@ static int split_walk(struct walk *w, uint16_t head)
 		if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
 		    !check_dir(w, d.flags) && d.len && d.len <= w->limit && w->seg_max &&
 		    (p = vu_gpa(vq->mem, d.addr, d.len, &got)) && got == d.len) {
-			w->segs[0] = (struct hs_seg){.base = p, .len = d.len};
+			/* Field by field: a compound literal of the 24-byte
+			 * segment became a `rep stos` (tens of cycles to start)
+			 * on every frame of the hot path. */
+			struct hs_seg *s = &w->segs[0];
+			s->base = p;
+			s->len = d.len;
+			s->flags = 0;
+			s->ref = 0;
 			w->ch->nseg = 1;
 			w->ch->len = d.len;
 			return 1;
@@ -507,25 +514,25 @@ void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n)
 	}
 }
 
-void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len)
+void vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len)
 {
 	if (!vq->packed) {
 		uint32_t *e = split_used_elem(vq, (uint16_t)(vq->used_idx + vq->pending));
-		__atomic_store_n(&e[0], ch->id, __ATOMIC_RELAXED);
+		__atomic_store_n(&e[0], id, __ATOMIC_RELAXED);
 		__atomic_store_n(&e[1], len, __ATOMIC_RELAXED);
 		vq->pending++;
 		return;
 	}
 	struct vring_packed_desc *d = &vq->pdesc[vq->used_idx];
-	__atomic_store_n(&d->id, ch->id, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->id, id, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->len, len, __ATOMIC_RELAXED);
 	uint16_t flags = vq->used_wrap ? (VRING_PACKED_F_AVAIL | VRING_PACKED_F_USED) : 0;
-	if (ch->writable)
+	if (writable)
 		flags |= VRING_DESC_F_WRITE;
 	st16_rel(&d->flags, flags);
 	if (vq->log)
 		vu_log_gpa(vq->log, vq->log_used + 16ull * vq->used_idx, 16);
-	vq->used_idx = (uint16_t)(vq->used_idx + ch->ndesc);
+	vq->used_idx = (uint16_t)(vq->used_idx + ndesc);
 	if (vq->used_idx >= vq->size) {
 		vq->used_idx = (uint16_t)(vq->used_idx - vq->size);
 		vq->used_wrap = !vq->used_wrap;

@@ -278,8 +278,16 @@ void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap);
 void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n);
 
 /* Returns a chain to the driver with `len` bytes written; visible after
- * vq_flush. */
-void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len);
+ * vq_flush. vq_push_id takes the chain's fields themselves: a caller that
+ * has them packed in a token would otherwise build a vq_chain on its stack
+ * and have it read back wider than it was written (a store-forwarding
+ * stall per frame). */
+void vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len);
+
+static inline void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len)
+{
+	vq_push_id(vq, ch->id, ch->ndesc, ch->writable, len);
+}
 
 /* Publishes pushed chains; returns true if the driver asked to be
  * notified (interrupt) for them. */

@@ -7,6 +7,8 @@
 #ifndef HS_VNET_HDR_H
 #define HS_VNET_HDR_H
 
+#include <string.h>
+
 #include "backends.h"
 
 /* 12 bytes with VERSION_1 or MRG_RXBUF (and always for taps here); legacy
@@ -79,6 +81,22 @@ static inline struct hsb_vnet_hdr hsb_vnet_from_offload(const struct hs_offload 
 		.csum_offset = o->csum_offset,
 		.num_buffers = num_buffers,
 	};
+}
+
+/* Writes a header (len: 10 or 12 bytes, the second with num_buffers) to
+ * dst, which need not be aligned, a field at a time. Copying the struct
+ * instead reads it back in wider loads than the narrow stores that built
+ * it, which cannot be forwarded: a stall of a dozen cycles per frame. */
+static inline void hsb_vnet_store(uint8_t *dst, const struct hsb_vnet_hdr *h, uint32_t len)
+{
+	dst[0] = h->flags;
+	dst[1] = h->gso_type;
+	memcpy(dst + 2, &h->hdr_len, 2);
+	memcpy(dst + 4, &h->gso_size, 2);
+	memcpy(dst + 6, &h->csum_start, 2);
+	memcpy(dst + 8, &h->csum_offset, 2);
+	if (len >= HSB_VNET_HDR_LEN)
+		memcpy(dst + 10, &h->num_buffers, 2);
 }
 
 #endif /* HS_VNET_HDR_H */
