@@ -239,6 +239,111 @@ END_TEST
 
 /* ---- with mem ports --------------------------------------------------------------------- */
 
+/* The header the switch writes in front of a received frame, with offload
+ * metadata, comes out byte for byte the same whatever the shape of the
+ * guest's buffer: header and frame in one piece, the header exactly in its
+ * own piece, split across pieces, a byte per piece, one byte short; for
+ * both header sizes (12 bytes, and the legacy 10 without VERSION_1 or
+ * MRG_RXBUF) and both ring layouts. The one-piece header has its own fast
+ * path (hsb_vnet_store); the others take segs_write. */
+static void header_shapes(uint64_t want)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct th_port_opts o = {.name = "m", .caps = HS_CAP_ALL};
+	hs_port_t *m = th_port_opts(e.sw, &o);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, want, 1), 0);
+	const unsigned H = a.hdr_len;
+	ck_assert(H == 10 || H == 12);
+	uint8_t want_hdr[3][12];
+	for (int shape = 0; shape < 6; shape++) {
+		uint8_t *b = vud_alloc(&a, 16384, 64);
+		uint8_t *pp[16];
+		uint32_t pl[16];
+		unsigned n = 0, off = 0;
+		/* pieces 64 bytes apart: never merged into one segment */
+#define PIECE(L) (pp[n] = b + off, pl[n] = (L), off += (L) + 64, n++)
+		switch (shape) {
+		case 0: PIECE(H + 4000); break;
+		case 1: PIECE(H); PIECE(4000); break;
+		case 2: PIECE(5); PIECE(4000); break;
+		case 3: for (unsigned k = 0; k < H; k++) PIECE(1); PIECE(4000); break;
+		case 4: PIECE(H + 3); PIECE(4000); break;
+		case 5: PIECE(H - 1); PIECE(4000); break;
+		}
+#undef PIECE
+		uint64_t g[16];
+		for (unsigned k = 0; k < n; k++)
+			g[k] = vud_gpa(&a, pp[k]);
+		for (int fr = 0; fr < 3; fr++) {
+			memset(b, 0xee, 16384);
+			ck_assert_int_eq(vud_add(&a, &a.r[0], g, pl, n, g[0]), 0);
+			vud_kick(&a.r[0]);
+			if (shape == 0 && fr == 0)
+				ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+			static uint8_t f[4000], got[4100];
+			struct vud_net_hdr vh;
+			uint32_t fl = tcp_frame(f, fr == 2 ? 3000 : 200 + fr * 77, &vh);
+			th_mac(f, 0x21 + fr); /* unknown: flooded to the guest */
+			struct hs_offload md = {.flags = HS_OFF_DATA_VALID};
+			if (fr >= 1)
+				md = (struct hs_offload){.flags = HS_OFF_NEEDS_CSUM,
+							 .csum_start = 34, .csum_offset = 16};
+			if (fr == 2) {
+				md.gso_type = HS_GSO_TCPV4;
+				md.gso_size = 1448;
+				md.hdr_len = 54;
+			}
+			ck_assert_int_eq(th_send_off(m, f, fl, &md), 0);
+			uint64_t tag;
+			uint32_t len;
+			ck_assert(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000));
+			ck_assert_uint_eq(len, H + fl);
+			for (unsigned k = 0, at = 0; k < n && at < H + fl; k++) {
+				unsigned t = pl[k] < H + fl - at ? pl[k] : H + fl - at;
+				memcpy(got + at, pp[k], t);
+				ck_assert_uint_eq(pp[k][pl[k]], 0xee); /* nothing past a piece */
+				at += t;
+			}
+			ck_assert_int_eq(memcmp(got + H, f, fl), 0);
+			struct vud_net_hdr h = {0};
+			memcpy(&h, got, H);
+			ck_assert_uint_eq(h.flags, fr ? 1 : 2); /* NEEDS_CSUM / DATA_VALID */
+			ck_assert_uint_eq(h.csum_start, fr ? 34 : 0);
+			ck_assert_uint_eq(h.csum_offset, fr ? 16 : 0);
+			ck_assert_uint_eq(h.gso_type, fr == 2 ? 1 : 0);
+			ck_assert_uint_eq(h.gso_size, fr == 2 ? 1448 : 0);
+			if (H == 12)
+				ck_assert_uint_eq(h.num_buffers, 1);
+			if (shape == 0)
+				memcpy(want_hdr[fr], got, H);
+			else
+				ck_assert_int_eq(memcmp(got, want_hdr[fr], H), 0);
+		}
+	}
+	th_drain(m);
+	vud_close(&a);
+	env_down(&e);
+}
+
+START_TEST(receive_headers_are_whole_in_any_buffer_shape)
+{
+	uint64_t off = F(HS_VIRTIO_NET_F_CSUM) | F(HS_VIRTIO_NET_F_GUEST_CSUM) |
+		       F(HS_VIRTIO_NET_F_HOST_TSO4) | F(HS_VIRTIO_NET_F_GUEST_TSO4);
+	uint64_t legacy = (base & ~F(HS_VIRTIO_F_VERSION_1)) | off;
+	uint64_t mrg = F(HS_VIRTIO_NET_F_MRG_RXBUF);
+	uint64_t packed = F(HS_VIRTIO_F_RING_PACKED);
+	header_shapes(base | off);
+	header_shapes(base | off | mrg);
+	header_shapes(base | off | packed);
+	header_shapes(base | off | packed | mrg);
+	header_shapes(legacy); /* the 10-byte header */
+	header_shapes(legacy | mrg);
+}
+END_TEST
+
 START_TEST(vhost_user_and_mem_ports_talk)
 {
 	struct env e;
@@ -1142,6 +1247,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, frames_larger_than_single_buffers_are_dropped_oversize);
 	tcase_add_test(tc, gso_passes_through_or_is_segmented);
 	tcase_add_test(tc, offloads_not_negotiated_are_refused);
+	tcase_add_test(tc, receive_headers_are_whole_in_any_buffer_shape);
 	tcase_add_test(tc, vhost_user_and_mem_ports_talk);
 	tcase_add_test(tc, guest_gets_interrupts_only_when_it_asks);
 	tcase_add_test(tc, receive_rings_ask_for_kicks_only_while_frames_wait);

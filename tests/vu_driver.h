@@ -506,6 +506,13 @@ static inline int vud_used(struct vud *v, struct vud_ring *r, uint64_t *tag,
 	uint16_t id = r->pdesc[r->used_idx].id;
 	if (id >= VUD_QSIZE || !r->out[id])
 		vud_bad_used(r, id);
+	/* A used descriptor says whether the device wrote the buffer: this
+	 * switch writes every receive buffer and no transmit one. */
+	if (!!(f & 2 /* VRING_DESC_F_WRITE */) != r->rx) {
+		fprintf(stderr, "vu_driver: %s ring: used id %u with WRITE %s\n",
+			r->rx ? "receive" : "transmit", id, r->rx ? "clear" : "set");
+		abort();
+	}
 	r->out[id] = false;
 	*len = r->pdesc[r->used_idx].len;
 	*tag = r->buf_gpa[id];

@@ -378,7 +378,7 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 		if (out[i].len) {
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off,
 								      (uint16_t)rv->n);
-			if (__builtin_expect(rv->nhdr == 1, 1))
+			if (__builtin_expect(rv->hdr[0].len >= d->hdr_len, 1))
 				hsb_vnet_store(rv->hdr[0].base, &h, d->hdr_len);
 			else
 				segs_write(rv->hdr, rv->nhdr, (const uint8_t *)&h, d->hdr_len);

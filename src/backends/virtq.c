@@ -457,8 +457,8 @@ bool vq_has_avail(struct vq *vq)
 	return ld16_acq(split_avail_idx(vq)) != vq->last_avail;
 }
 
-int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
-	   unsigned seg_max, uint32_t limit, bool *bad)
+int vq_pop_slow(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
+		unsigned seg_max, uint32_t limit, bool *bad)
 {
 	*bad = false;
 	if (vq->broken)

@@ -20,7 +20,9 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hyperswitch/types.h"
 
@@ -268,8 +270,51 @@ bool vq_has_avail(struct vq *vq);
  * -1 if the ring is broken (vq->broken says why) or the chain needs more than seg_max
  * segments or `limit` bytes (then *bad is set and the chain was consumed:
  * complete it with vq_push(len 0)). */
-int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
-	   unsigned seg_max, uint32_t limit, bool *bad);
+int vq_pop_slow(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
+		unsigned seg_max, uint32_t limit, bool *bad);
+
+_Static_assert(sizeof(struct hs_seg) == 24,
+	       "vq_pop fills a segment field by field: add new fields there");
+
+static inline int vq_pop(struct vq *vq, bool writable, struct vq_chain *ch,
+			 struct hs_seg *segs, unsigned seg_max, uint32_t limit, bool *bad)
+{
+	/* Inline: a split ring without an IOMMU, an available index already
+	 * read (vq_pop_slow reads it, a batch at a time) and a chain of one
+	 * direct descriptor inside one region: how drivers post most frames
+	 * and receive buffers. The descriptor is copied once and only the
+	 * copy is checked and used; anything else, including every error,
+	 * goes to vq_pop_slow, which reads the descriptor again on its own. */
+	if (__builtin_expect(!vq->packed && !vq->iotlb && !vq->broken && !vq->miss &&
+			     vq->avail_shadow != vq->last_avail && seg_max, 1)) {
+		uint16_t head = __atomic_load_n(vq->avail + 2 + (vq->last_avail & (vq->size - 1)),
+						__ATOMIC_RELAXED);
+		if (head < vq->size) {
+			struct vring_desc d;
+			memcpy(&d, (const void *)&vq->desc[head], sizeof(d));
+			uint64_t got;
+			uint8_t *p;
+			if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
+			    !!(d.flags & VRING_DESC_F_WRITE) == writable && d.len &&
+			    d.len <= limit && (p = vu_gpa(vq->mem, d.addr, d.len, &got)) &&
+			    got == d.len) {
+				vq->last_avail++;
+				ch->id = head;
+				ch->ndesc = 1;
+				ch->len = d.len;
+				ch->nseg = 1;
+				ch->writable = writable;
+				segs[0].base = p; /* field by field: no rep stos */
+				segs[0].len = d.len;
+				segs[0].flags = 0;
+				segs[0].ref = 0;
+				*bad = false;
+				return 1;
+			}
+		}
+	}
+	return vq_pop_slow(vq, writable, ch, segs, seg_max, limit, bad);
+}
 
 /* Sets the ring's position (SET_VRING_BASE). */
 void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap);

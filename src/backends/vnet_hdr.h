@@ -7,6 +7,7 @@
 #ifndef HS_VNET_HDR_H
 #define HS_VNET_HDR_H
 
+#include <stddef.h>
 #include <string.h>
 
 #include "backends.h"
@@ -87,6 +88,10 @@ static inline struct hsb_vnet_hdr hsb_vnet_from_offload(const struct hs_offload 
  * dst, which need not be aligned, a field at a time. Copying the struct
  * instead reads it back in wider loads than the narrow stores that built
  * it, which cannot be forwarded: a stall of a dozen cycles per frame. */
+_Static_assert(sizeof(struct hsb_vnet_hdr) == HSB_VNET_HDR_LEN &&
+	       offsetof(struct hsb_vnet_hdr, num_buffers) == 10,
+	       "hsb_vnet_store writes the header's fields one by one: add new ones there");
+
 static inline void hsb_vnet_store(uint8_t *dst, const struct hsb_vnet_hdr *h, uint32_t len)
 {
 	dst[0] = h->flags;
