@@ -339,32 +339,13 @@ static int split_walk(struct walk *w, uint16_t head)
 	struct vq *vq = w->vq;
 	uint16_t i = head;
 	uint32_t count = 0;
-	if (!vq->iotlb) {
-		/* Fast path: one direct descriptor (how drivers post most
-		 * frames and receive buffers), inside one region. */
-		struct vring_desc d;
-		memcpy(&d, (const void *)&vq->desc[i], sizeof(d)); /* read once */
-		uint64_t got;
-		uint8_t *p;
-		if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
-		    !check_dir(w, d.flags) && d.len && d.len <= w->limit && w->seg_max &&
-		    (p = vu_gpa(vq->mem, d.addr, d.len, &got)) && got == d.len) {
-			/* Field by field: a compound literal of the 24-byte
-			 * segment became a `rep stos` (tens of cycles to start)
-			 * on every frame of the hot path. */
-			struct hs_seg *s = &w->segs[0];
-			s->base = p;
-			s->len = d.len;
-			s->flags = 0;
-			s->ref = 0;
-			w->ch->nseg = 1;
-			w->ch->len = d.len;
-			return 1;
-		}
-	}
+	/* Fast path: one direct descriptor (how drivers post most frames and
+	 * receive buffers), inside one region. */
+	if (!vq->iotlb && w->seg_max &&
+	    vq_split_direct(vq, head, w->writable, w->ch, w->segs, w->limit))
+		return 1;
 	for (;;) {
-		struct vring_desc d;
-		memcpy(&d, (const void *)&vq->desc[i], sizeof(d)); /* read once */
+		struct vring_desc d = vq_read_desc(&vq->desc[i]); /* read once */
 		if (++count > vq->size)
 			return broken(vq, "descriptor chain loops");
 		if (d.flags & VRING_DESC_F_INDIRECT) {

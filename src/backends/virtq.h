@@ -265,53 +265,77 @@ bool vq_has_avail(struct vq *vq);
 /* Pops the next available chain, translating it into at most seg_max
  * segments of guest memory; `writable` says whether the device writes it
  * (receive) or reads it (transmit): every descriptor must agree.
- * Returns 1 with the chain, 0 if none is available (or, with vq->miss
- * set, the next one needs an IOVA the IOTLB lacks: it stays in the ring),
- * -1 if the ring is broken (vq->broken says why) or the chain needs more than seg_max
- * segments or `limit` bytes (then *bad is set and the chain was consumed:
- * complete it with vq_push(len 0)). */
+ * Returns 1 with the chain; 1 with *bad set if it needs more than seg_max
+ * segments or `limit` bytes (it was consumed: complete it with
+ * vq_push(len 0)); 0 if none is available (or, with vq->miss set, the
+ * next one needs an IOVA the IOTLB lacks: it stays in the ring); -1 if
+ * the ring is broken (vq->broken says why). *bad means nothing unless 1
+ * is returned. vq_pop (below) is the same, with the common case inline. */
 int vq_pop_slow(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
 		unsigned seg_max, uint32_t limit, bool *bad);
 
-_Static_assert(sizeof(struct hs_seg) == 24,
-	       "vq_pop fills a segment field by field: add new fields there");
+/* Copies a split descriptor out of the ring: two relaxed 64-bit loads
+ * (rings are 16-byte aligned, vu_ring.c), so that no compiler may read
+ * the guest's memory again after the copy was checked. */
+static inline struct vring_desc vq_read_desc(const struct vring_desc *p)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p;
+	uint64_t v[2] = {__atomic_load_n(&w[0], __ATOMIC_RELAXED),
+			 __atomic_load_n(&w[1], __ATOMIC_RELAXED)};
+	struct vring_desc d;
+	memcpy(&d, v, sizeof(d));
+	return d;
+}
 
+_Static_assert(sizeof(struct hs_seg) == 24,
+	       "vq_split_direct fills a segment field by field: add new fields there");
+
+/* The common chain: the descriptor at `head` (< size) alone, direct, in
+ * the right direction, 1 to `limit` bytes, inside one region, on a ring
+ * without an IOMMU. Fills ch and segs[0] (field by field: a compound
+ * literal of the segment became a `rep stos`) and returns true; false
+ * changes nothing. The one place this is decided, for the inline vq_pop
+ * and the slow path's walk alike. */
+static inline __attribute__((always_inline)) bool
+vq_split_direct(const struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch,
+		struct hs_seg *segs, uint32_t limit)
+{
+	struct vring_desc d = vq_read_desc(&vq->desc[head]);
+	uint64_t got;
+	uint8_t *p;
+	if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) ||
+	    !!(d.flags & VRING_DESC_F_WRITE) != writable || !d.len || d.len > limit ||
+	    !(p = vu_gpa(vq->mem, d.addr, d.len, &got)) || got != d.len)
+		return false;
+	ch->id = head;
+	ch->ndesc = 1;
+	ch->len = d.len;
+	ch->nseg = 1;
+	ch->writable = writable;
+	segs[0].base = p;
+	segs[0].len = d.len;
+	segs[0].flags = 0;
+	segs[0].ref = 0;
+	return true;
+}
+
+/* Inline (forced: GCC kept an out-of-line copy per unit) for a split ring
+ * without an IOMMU whose available index was already read (vq_pop_slow
+ * reads it, a batch at a time) and a chain vq_split_direct takes: how
+ * drivers post most frames and receive buffers. Anything else, every
+ * error included, goes to vq_pop_slow, which reads the descriptor again. */
 static inline __attribute__((always_inline)) int
 vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
        unsigned seg_max, uint32_t limit, bool *bad)
 {
-	/* Inline (forced: GCC kept one out-of-line copy per unit): a split ring without an IOMMU, an available index already
-	 * read (vq_pop_slow reads it, a batch at a time) and a chain of one
-	 * direct descriptor inside one region: how drivers post most frames
-	 * and receive buffers. The descriptor is copied once and only the
-	 * copy is checked and used; anything else, including every error,
-	 * goes to vq_pop_slow, which reads the descriptor again on its own. */
 	if (__builtin_expect(!vq->packed && !vq->iotlb && !vq->broken && !vq->miss &&
 			     vq->avail_shadow != vq->last_avail && seg_max, 1)) {
 		uint16_t head = __atomic_load_n(vq->avail + 2 + (vq->last_avail & (vq->size - 1)),
 						__ATOMIC_RELAXED);
-		if (head < vq->size) {
-			struct vring_desc d;
-			memcpy(&d, (const void *)&vq->desc[head], sizeof(d));
-			uint64_t got;
-			uint8_t *p;
-			if (!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
-			    !!(d.flags & VRING_DESC_F_WRITE) == writable && d.len &&
-			    d.len <= limit && (p = vu_gpa(vq->mem, d.addr, d.len, &got)) &&
-			    got == d.len) {
-				vq->last_avail++;
-				ch->id = head;
-				ch->ndesc = 1;
-				ch->len = d.len;
-				ch->nseg = 1;
-				ch->writable = writable;
-				segs[0].base = p; /* field by field: no rep stos */
-				segs[0].len = d.len;
-				segs[0].flags = 0;
-				segs[0].ref = 0;
-				*bad = false;
-				return 1;
-			}
+		if (head < vq->size && vq_split_direct(vq, head, writable, ch, segs, limit)) {
+			vq->last_avail++;
+			*bad = false;
+			return 1;
 		}
 	}
 	return vq_pop_slow(vq, writable, ch, segs, seg_max, limit, bad);
