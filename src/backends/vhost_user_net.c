@@ -51,18 +51,11 @@ static void segs_read(const struct hs_seg *s, unsigned ns, uint32_t at,
 	}
 }
 
+/* (A header in one piece is written by hsb_vnet_store instead: this is
+ * the rare header split across the guest's descriptors.) */
 static void segs_write(const struct hs_seg *s, unsigned ns, const uint8_t *src,
 		       uint32_t n)
 {
-	if (__builtin_expect(!!(ns && s[0].len >= n), 1)) {
-		if (n == 12)
-			memcpy(s[0].base, src, 12);
-		else if (n == 10)
-			memcpy(s[0].base, src, 10);
-		else
-			memcpy(s[0].base, src, n);
-		return;
-	}
 	for (unsigned i = 0; i < ns && n; i++) {
 		uint32_t k = s[i].len < n ? s[i].len : n;
 		memcpy(s[i].base, src, k);
