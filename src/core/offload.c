@@ -22,8 +22,9 @@
  * come back every few microseconds or more) it re-enables kicks, checks
  * once more, lets go of every queue that is still empty (which re-arms
  * its fd) and sleeps in epoll_wait. An idle switch uses no CPU; a busy
- * one never sleeps. Busy workers also take newly ready queues, every 16
- * rounds but at most once per poll_us/8, capped at 25 us (look_due).
+ * one never sleeps. Busy workers also take newly ready queues every 16
+ * rounds; after rounds that moved frames, at most once per poll_us/8,
+ * capped at 25 us (look_due).
  *
  * Epoll events carry (port serial, index, queue, kind) rather than a
  * pointer: after waking, a thread goes online in RCU and looks the port up
@@ -396,21 +397,25 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 	return now - w->idle_since >= poll_ns;
 }
 
-/* Whether a busy worker looks for newly ready queues now (every 16
- * rounds, when no worker is available). The look is a system call (about
- * a microsecond in a VM) that mostly finds nothing, and rounds that move a
- * few frames each take well under a microsecond: counted in rounds alone,
- * the look cost a closed loop of two guests 9% of the worker's time. So
- * it also waits for poll_us/8 since the last one (the time after which an
- * idle worker would have said it is free and taken a ready queue), and
- * never longer than HS__LOOK_MAX_NS: a queue that becomes ready while
- * every worker is busy waits no longer than that. Without polling
- * (poll_ns 0) a worker sleeps as soon as a round moves nothing, so each
- * of its rounds moves frames: every 16 stays. */
+/* Whether a worker that polls queues looks for newly ready ones now
+ * (every 16 rounds, when no worker is available). The look is a system
+ * call (about a microsecond in a VM) that mostly finds nothing, and
+ * rounds that move a few frames each take well under a microsecond:
+ * counted in rounds alone, the look cost a closed loop of two guests 9%
+ * of the worker's time. So after a round that moved frames it also waits
+ * for poll_us/8 since the last look (the time after which an idle worker
+ * would offer itself and take a ready queue), at most HS__LOOK_MAX_NS: a
+ * queue that becomes ready while every worker is busy waits no longer
+ * than that plus 16 rounds. After an empty round the look takes no time
+ * from frames and is not held back: a worker not yet available (the
+ * first poll_us/8 of an idle streak), or one that never is
+ * (HS_SW_BUSY_POLL), takes a ready queue or a receiver's "buffers posted"
+ * as promptly as before. Without polling (poll_ns 0) a worker sleeps as
+ * soon as a round moves nothing: every 16 rounds stays. */
 #define HS__LOOK_MAX_NS 25000u
-static bool look_due(struct hs__worker *w, uint64_t poll_ns)
+static bool look_due(struct hs__worker *w, uint64_t poll_ns, unsigned moved)
 {
-	if (!poll_ns)
+	if (!poll_ns || !moved)
 		return true;
 	uint64_t now = mono_ns();
 	uint64_t every = poll_ns / 8 < HS__LOOK_MAX_NS ? poll_ns / 8 : HS__LOOK_MAX_NS;
@@ -457,7 +462,7 @@ static void *worker_main(void *arg)
 		 * poll them before anything can be let go idle. */
 		if ((++w->iter & 15) == 0 && !w->avail &&
 		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed) &&
-		    look_due(w, poll_ns) && take_ready(w))
+		    look_due(w, poll_ns, moved) && take_ready(w))
 			continue;
 		if (moved) {
 			w->empty = 0;
