@@ -153,7 +153,10 @@ struct vu_vring {
 	bool started;              /* SET_VRING_KICK seen, GET_VRING_BASE not since */
 	bool fresh;                /* started, notifications not yet set up */
 	bool enabled;              /* SET_VRING_ENABLE */
-	bool live;                 /* the data path may use it */
+	bool live;                 /* the data path may use it; the data
+				      path clears it too (vu_ring_broken):
+				      read with vu_ring_live outside
+				      vu_quiesce */
 	const char *why_not;       /* why it is not live (logged on change) */
 	bool kicks_off;            /* data path: a poller suppressed kicks */
 	_Atomic bool posted_want;  /* a receive ring: the switch asked to be
@@ -306,6 +309,14 @@ static inline void vu_poke(int fd)
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
 		/* full or gone: nothing more to do */
 	}
+}
+
+/* Whether the ring is live, read by the control plane while the data
+ * path runs: vu_ring_broken may clear it meanwhile (a stale answer only
+ * costs a look at a ring that just stopped). */
+static inline bool vu_ring_live(const struct vu_vring *vr)
+{
+	return __atomic_load_n(&vr->live, __ATOMIC_RELAXED);
 }
 
 /* Makes the data path look at a ring as a kick from the driver would. */

@@ -104,7 +104,7 @@ static bool in_memory(const struct vu_mem *m, uint64_t uva, uint64_t len)
 static void look_again(struct vu_dev *d)
 {
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
-		if (d->vr[i].live)
+		if (vu_ring_live(&d->vr[i]))
 			vu_ring_look(&d->vr[i]);
 }
 

@@ -221,7 +221,7 @@ static int h_set_vring_addr(struct vu_dev *d, struct vu_msg *m)
 	vr->log_gpa = a.log;
 	vu_rings_update(d);
 	vu_resume(d);
-	if (vr->log_used && vr->vq.log && vr->live && !vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM) &&
+	if (vr->log_used && vr->vq.log && vu_ring_live(vr) && !vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM) &&
 	    vr->log_gpa != (vr->vq.packed ? vr->vq.log_evt : vr->vq.log_used))
 		hs_port_log(d->port, HS_LOG_WARN, "vring %d: log address %#llx is not the "
 			    "used ring's; the pages written are logged", i,

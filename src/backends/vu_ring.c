@@ -327,7 +327,7 @@ static void poll_cb(hs_timer_t *t, void *arg)
 	struct vu_dev *d = arg;
 	(void)t;
 	for (unsigned i = 0; i < 2u * d->nqp; i++)
-		if (d->vr[i].polled && d->vr[i].live)
+		if (d->vr[i].polled && vu_ring_live(&d->vr[i]))
 			vu_ring_look(&d->vr[i]);
 }
 
@@ -380,7 +380,7 @@ void vu_ring_broken(struct vu_dev *d, struct vu_vring *vr)
 	atomic_fetch_add(&d->broken_rings, 1);
 	hs_port_log(d->port, HS_LOG_ERROR, "vring %u stopped: %s; link down until reset",
 		    (unsigned)(vr - d->vr), vr->vq.broken ? vr->vq.broken : "?");
-	vr->live = false;
+	__atomic_store_n(&vr->live, false, __ATOMIC_RELAXED); /* see vu_ring_live */
 	hs_port_report_broken(d->port, (uint16_t)((vr - d->vr) / 2),
 			      vr->vq.broken ? vr->vq.broken : "?");
 	hs_port_set_link(d->port, false);
