@@ -56,6 +56,7 @@ struct hs__worker {
 	unsigned empty, iter;     /* empty rounds in a row; rounds */
 	uint64_t idle_since;      /* start of the idle streak (ns) */
 	uint64_t looked;          /* last look for ready queues while busy */
+	uint64_t look_ns;         /* least time between such looks; 0: none */
 	bool avail;               /* counted in sw->workers_avail */
 };
 
@@ -410,16 +411,15 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
  * from frames and is not held back: a worker not yet available (the
  * first poll_us/8 of an idle streak), or one that never is
  * (HS_SW_BUSY_POLL), takes a ready queue or a receiver's "buffers posted"
- * as promptly as before. Without polling (poll_ns 0) a worker sleeps as
- * soon as a round moves nothing: every 16 rounds stays. */
+ * as promptly as before. Without polling (poll_ns 0, so look_ns 0) a
+ * worker sleeps as soon as a round moves nothing: every 16 rounds stays. */
 #define HS__LOOK_MAX_NS 25000u
-static bool look_due(struct hs__worker *w, uint64_t poll_ns, unsigned moved)
+static bool look_due(struct hs__worker *w, unsigned moved)
 {
-	if (!poll_ns || !moved)
+	if (!w->look_ns || !moved)
 		return true;
 	uint64_t now = mono_ns();
-	uint64_t every = poll_ns / 8 < HS__LOOK_MAX_NS ? poll_ns / 8 : HS__LOOK_MAX_NS;
-	if (now - w->looked < every)
+	if (now - w->looked < w->look_ns)
 		return false;
 	w->looked = now;
 	return true;
@@ -441,6 +441,7 @@ static void *worker_main(void *arg)
 	struct hs__pool *pool = sw->pool;
 	uint32_t flags = sw->cfg.flags;
 	uint64_t poll_ns = (flags & HS_SW_NO_POLL) ? 0 : sw->cfg.poll_us * 1000ull;
+	w->look_ns = poll_ns / 8 < HS__LOOK_MAX_NS ? poll_ns / 8 : HS__LOOK_MAX_NS;
 
 	if (w->cpu >= 0) {
 		cpu_set_t set;
@@ -462,7 +463,7 @@ static void *worker_main(void *arg)
 		 * poll them before anything can be let go idle. */
 		if ((++w->iter & 15) == 0 && !w->avail &&
 		    !atomic_load_explicit(&sw->workers_avail, memory_order_relaxed) &&
-		    look_due(w, poll_ns, moved) && take_ready(w))
+		    look_due(w, moved) && take_ready(w))
 			continue;
 		if (moved) {
 			w->empty = 0;
