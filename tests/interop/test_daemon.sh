@@ -153,7 +153,9 @@ say "start"
 # systemd's side of Type=notify: a datagram socket in NOTIFY_SOCKET that
 # records what the daemon says (when it was built with libsystemd)
 notify=
-if ldd "$hsd" | grep -q libsystemd; then
+# (grep without -q: it reads to the end, so the writer never dies of SIGPIPE,
+# which pipefail would report as a failure even when a line matched)
+if ldd "$hsd" | grep libsystemd >/dev/null; then
 	python3 - "$work/notify.sock" "$work/notify.log" <<'EOF' &
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

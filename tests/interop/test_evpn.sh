@@ -168,13 +168,15 @@ m1=$(mac_of "$v1" "$tap") m2=$(mac_of "$v2" eth0)
 # V1 speaks once (hyperswitch learns its MAC; its flood reaches nobody
 # yet, or H2): then the MAC goes to hsx, zebra, BGP, H2's kernel
 ip netns exec "$v1" ping -c 1 -W 1 10.81.0.2 >/dev/null 2>&1
+# (grep without -q: it reads to the end, so the writer never dies of SIGPIPE,
+# which pipefail would report as a failure even when a line matched)
 fdb_has() { # ns mac pattern
-	bridge -n "$1" fdb show dev vx100 | grep -q "^$2 .*$3"
+	bridge -n "$1" fdb show dev vx100 | grep "^$2 .*$3" >/dev/null
 }
 until_ok 30 fdb_has "$h2" "$m1" "dst 10.80.0.1 self extern_learn" ||
 	fail "BGP did not carry V1's MAC ($m1) to H2's kernel FDB"
 say "V1's MAC learned by hyperswitch, advertised by BGP, in H2's kernel FDB"
-bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 .*master br100 static" ||
+bridge -n "$h1" fdb show dev hsx | grep "^$m1 .*master br100 static" >/dev/null ||
 	fail "V1's MAC is not a static entry on hsx"
 # V2 speaks: its MAC comes to H1's vx100 (zebra) and hyperswitch's table
 ip netns exec "$v2" ping -c 1 -W 1 10.81.0.1 >/dev/null 2>&1
@@ -220,7 +222,7 @@ until_ok 20 fdb_has "$h2" "$m1" "dst 10.80.0.1 self extern_learn" ||
 	fail "V1's MAC did not come back to H1 (still advertised from H2)"
 ip netns exec "$v1" ping -c 3 -i 0.2 -W 2 10.81.0.3 >"$work/ping13.log" 2>&1 ||
 	fail "V1 cannot ping V3 after its MAC came back"
-bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 .*master br100 static" ||
+bridge -n "$h1" fdb show dev hsx | grep "^$m1 .*master br100 static" >/dev/null ||
 	fail "V1's MAC is not back on hsx"
 say "V1's MAC back at H1: advertised again, V1 <-> V3"
 
@@ -228,8 +230,8 @@ say "V1's MAC back at H1: advertised again, V1 <-> V3"
 kill -INT "$vs"
 wait "$vs" || fail "vswitch exited with status $?"
 vs=
-bridge -n "$h1" fdb show dev hsx | grep -q "^$m1 " && fail "V1's MAC stayed on hsx"
-until_ok 20 sh -c "! bridge -n $h2 fdb show dev vx100 | grep -q '^$m1 '" ||
+bridge -n "$h1" fdb show dev hsx | grep "^$m1 " >/dev/null && fail "V1's MAC stayed on hsx"
+until_ok 20 sh -c "! bridge -n $h2 fdb show dev vx100 | grep '^$m1 ' >/dev/null" ||
 	fail "BGP did not withdraw V1's MAC from H2"
 say "stopped: V1's MAC withdrawn from H2"
 say "evpn: PASS"

@@ -170,10 +170,12 @@ restart_switch() {
 	restart_ms=$(((t1 - t0) / 1000000))
 }
 
+# (grep without -q: it reads to the end, so the writer never dies of SIGPIPE,
+# which pipefail would report as a failure even when a line matched)
 # Whether the switch's table has b's MAC on the destination port now.
 b_on_destination() { # LOG_MARK
 	if [ "$sw" = hyperswitch ]; then
-		tail -n +"$1" "$work/vswitch.log" | grep -q "^fdb: $mac_b vlan 1 on vhu2"
+		tail -n +"$1" "$work/vswitch.log" | grep "^fdb: $mac_b vlan 1 on vhu2" >/dev/null
 		return
 	fi
 	local port

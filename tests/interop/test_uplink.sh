@@ -127,7 +127,7 @@ iperf() { # server-ns server-addr client-ns label
 	ip netns exec "$1" iperf3 -s -1 -B "$2" >"$work/iperf-s-$4.log" 2>&1 &
 	srv=$!
 	local end=$((SECONDS + 20))
-	until ip netns exec "$1" ss -Hltn "sport = :5201" | grep -q .; do
+	until ip netns exec "$1" ss -Hltn "sport = :5201" | grep . >/dev/null; do
 		[ $SECONDS -lt $end ] || fail "iperf3 server did not start"
 		sleep 0.1
 	done

@@ -160,7 +160,9 @@ cap=
 ip netns exec "$nsU" iperf3 -s -1 -B 10.9.0.2 >"$work/iperf-s.log" 2>&1 &
 srv=$!
 end=$((SECONDS + 20))
-until ip netns exec "$nsU" ss -Hltn "sport = :5201" | grep -q .; do
+# (grep without -q: it reads to the end, so the writer never dies of SIGPIPE,
+# which pipefail would report as a failure even when a line matched)
+until ip netns exec "$nsU" ss -Hltn "sport = :5201" | grep . >/dev/null; do
 	[ $SECONDS -lt $end ] || fail "iperf3 server did not start"
 	sleep 0.1
 done
@@ -176,7 +178,7 @@ ip netns exec "$nsV" ping -c 1 -W 1 -M do -s 3000 10.9.0.2 >/dev/null 2>&1 &&
 	fail "a 3000-byte ping crossed a 1500-byte underlay"
 
 # the kernel learned V's MAC behind our VTEP
-bridge -n "$nsU" fdb show dev vx0 | grep -q "^$vmac dst 192.168.77.1" ||
+bridge -n "$nsU" fdb show dev vx0 | grep "^$vmac dst 192.168.77.1" >/dev/null ||
 	fail "the kernel did not learn $vmac behind 192.168.77.1: $(bridge -n "$nsU" fdb show dev vx0)"
 kill -INT "$vs"
 wait "$vs"
