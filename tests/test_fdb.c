@@ -87,6 +87,52 @@ START_TEST(entries_age_out_unless_refreshed)
 }
 END_TEST
 
+static int idle_dump_cb(const struct hs_fdb_info *e, void *arg)
+{
+	*(uint32_t *)arg = e->idle_s;
+	return 0;
+}
+
+static int idle_walk_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle_s, void *arg)
+{
+	(void)mac, (void)vid;
+	*(uint32_t *)arg = idle_s;
+	return 0;
+}
+
+/* The data path refreshes an entry's stamp without the table's lock, from
+ * a clock it may read just after the ager (or a dump) read its own: the
+ * stamp is then a second ahead of the reader's clock. Such an entry was
+ * just seen: it stays, and reads as idle 0 s, not 2^32 - 1 s. Here the
+ * clock steps back a second to put the reader behind the stamp. */
+START_TEST(a_stamp_ahead_of_the_readers_clock_is_fresh)
+{
+	struct hs_switch_config cfg = {.fdb_aging_s = 300};
+	hs_switch_t *sw = th_switch(&cfg);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	th_advance_s(1);
+	ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, ma, -1, 64, 1)), 0);
+	atomic_fetch_sub(&th_now_ns, 1000000000ull);
+	ck_assert_int_eq(hs_fdb_age(sw), 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, NULL), 0);
+	uint32_t idle = 77;
+	ck_assert_int_eq(hs_fdb_dump(sw, idle_dump_cb, &idle), 0);
+	ck_assert_uint_eq(idle, 0);
+	idle = 77;
+	ck_assert_int_eq(hs_fdb_walk_macs(sw, NULL, idle_walk_cb, &idle), 0);
+	ck_assert_uint_eq(idle, 0);
+	ck_assert_uint_eq(th_sstats(sw).fdb_aged, 0);
+	/* and it still ages once really idle */
+	th_advance_s(301);
+	ck_assert_int_eq(hs_fdb_age(sw), 1);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ma, NULL), -ENOENT);
+	th_drain(b);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(aging_can_be_disabled)
 {
 	struct hs_switch_config cfg = {.fdb_aging_s = HS_FDB_AGING_NEVER};
@@ -431,6 +477,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, unknown_unicast_is_flooded_then_learned);
 	tcase_add_test(tc, entries_age_out_unless_refreshed);
+	tcase_add_test(tc, a_stamp_ahead_of_the_readers_clock_is_fresh);
 	tcase_add_test(tc, aging_can_be_disabled);
 	tcase_add_test(tc, mac_moves_to_the_port_it_appears_on);
 	tcase_add_test(tc, static_entries_never_move_or_age);

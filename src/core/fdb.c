@@ -498,12 +498,21 @@ struct age_arg {
 	uint32_t now;
 };
 
+/* Seconds an entry has been idle at `now`. The data path refreshes stamps
+ * without the table's lock, from a clock it may have read after the caller
+ * read `now`: a stamp one second ahead is an entry just seen (0), not one
+ * idle for 2^32 - 1 seconds, which aging would remove at once. */
+static uint32_t idle_at(uint32_t now, uint32_t stamp)
+{
+	return (int32_t)(now - stamp) > 0 ? now - stamp : 0;
+}
+
 static int age_fn(struct hs__fdb_ent *e, uint64_t key, uint32_t w, uint32_t stamp,
 		  void *arg)
 {
 	struct age_arg *a = arg;
 	(void)e, (void)key;
-	if ((w & HS__FDB_STATIC) || a->now - stamp < a->f->aging_s)
+	if ((w & HS__FDB_STATIC) || idle_at(a->now, stamp) < a->f->aging_s)
 		return 0;
 	ctr_inc(&a->f->aged);
 	return 1;
@@ -541,7 +550,7 @@ static int dump_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp
 	struct hs_fdb_info info = {
 		.vid = (uint16_t)((k >> 48) & 0xfff),
 		.port = port_at(a->sw, w),
-		.idle_s = a->now - stamp,
+		.idle_s = idle_at(a->now, stamp),
 		.is_static = (w & HS__FDB_STATIC) != 0,
 	};
 	uint64_t m = k & 0xffffffffffffull;
@@ -567,7 +576,7 @@ static int macs_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp
 	uint64_t m = k & 0xffffffffffffull;
 	uint8_t mac[HS_ETH_ALEN];
 	memcpy(mac, &m, HS_ETH_ALEN);
-	a->rc = a->cb(mac, (uint16_t)((k >> 48) & 0xfff), a->now - stamp, a->arg);
+	a->rc = a->cb(mac, (uint16_t)((k >> 48) & 0xfff), idle_at(a->now, stamp), a->arg);
 	return a->rc ? -1 : 0;
 }
 
