@@ -34,5 +34,5 @@ if [ "$(id -u)" != 0 ]; then
   sudo=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update
-"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+"${sudo[@]}" apt-get -o Acquire::Retries=3 update
+"${sudo[@]}" apt-get -o Acquire::Retries=3 install -y --no-install-recommends "${missing[@]}"

@@ -538,7 +538,10 @@ expect_rc 1 mirror add b a      # a is a source: it cannot be an output
 expect_rc 1 mirror add a a
 expect_rc 2 mirror add a
 if [ -n "$have_tcpdump" ]; then
-	tcpdump -i "hsd${id}d" -nn -U -w "$work/mirror.pcap" icmp >"$work/tcpdump-mirror.log" 2>&1 &
+	# --immediate-mode: otherwise frames wait in a kernel block that is handed
+	# over once a second, and those still there when tcpdump stops are lost
+	tcpdump -i "hsd${id}d" --immediate-mode -nn -U -w "$work/mirror.pcap" icmp \
+		>"$work/tcpdump-mirror.log" 2>&1 &
 	td=$!
 	pids+=("$td")
 	wait_for "$work/tcpdump-mirror.log" "listening on" 10 || fail "tcpdump did not start"
@@ -563,7 +566,7 @@ say "capture to a pcap file, checked byte for byte"
 "$hsctl_bin" -s "$sock" capture a -w "$work/cap.pcap" >"$work/capture.log" 2>&1 &
 cap=$!
 pids+=("$cap")
-sleep 1
+wait_for "$work/capture.log" "capturing on" 10 || fail "the capture did not start: $(cat "$work/capture.log")"
 ip netns exec "${ns[0]}" python3 - "${tap[0]}" "$mac_b" "$mac_a" <<'EOF' || fail "cannot send raw frames from A"
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -622,7 +625,9 @@ print("capture: 10 frames read back with %s, byte for byte" % how)
 EOF
 
 say "reload under traffic"
-ip netns exec "${ns[0]}" ping -i 0.01 -c 400 -W 1 "${ip4[1]}" >"$work/ping-reload.log" 2>&1 &
+# -w: wait for every reply (with -c alone, ping stops waiting twice the
+# slowest round trip after the last request, and a slow last reply is lost)
+ip netns exec "${ns[0]}" ping -i 0.01 -c 400 -w 30 "${ip4[1]}" >"$work/ping-reload.log" 2>&1 &
 pinger=$!
 pids+=("$pinger")
 # a capture of s1, which the reload replaces: the daemon ends it; one of
@@ -635,7 +640,10 @@ capc=$!
 pids+=("$capc")
 c_ifindex=$(ip -n "${ns[2]}" -o link show "${tap[2]}" | cut -d: -f1)
 c_rx1=$(hsctl --json stats c | json '[p["rx_packets"] for p in r["ports"] if p["name"]=="c"][0]')
-sleep 1
+for l in capture-s1 capture-c; do
+	wait_for "$work/$l.log" "capturing on" 10 || fail "$l did not start: $(cat "$work/$l.log")"
+done
+sleep 1 # traffic before the reload
 write_conf 10 0 1 q p # and s1, s2 swap their sockets
 expect_rc 0 --json reload
 cp "$work/out.txt" "$work/reload.json"

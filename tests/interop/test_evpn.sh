@@ -136,7 +136,7 @@ log file $d/bgpd.log
 router bgp 65000
  bgp router-id 10.80.0.$h
  no bgp default ipv4-unicast
- timers bgp 1 3
+ timers bgp 3 9
  neighbor 10.80.0.$o remote-as 65000
  neighbor 10.80.0.$o timers connect 1
  address-family l2vpn evpn

@@ -231,11 +231,13 @@ load_kern() {
 	done
 }
 # settle TAG: both sets of counters once the switch has printed a block that
-# began after this call (its flows are stopped: nothing changes any more).
+# began a second or more after this call (its flows are stopped: nothing
+# changes any more; the first block after the call may come a few ms
+# after a stop the switch has not finished taking).
 settle() {
 	local c0
 	c0=$(nblocks)
-	wait_for "$swout" '^switch: rx' 10 $((c0 + 2)) || fail "the switch stopped printing counters"
+	wait_for "$swout" '^switch: rx' 10 $((c0 + 3)) || fail "the switch stopped printing counters"
 	load_snap "$1" settled
 	load_kern "$1"
 }

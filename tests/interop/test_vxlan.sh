@@ -132,6 +132,10 @@ if [ -n "$under" ]; then
 	# a wrong next hop in S's neighbour table stops our datagrams (the veth
 	# drops frames for another MAC); its removal brings them back
 	ip -n "$nsS" neigh replace 192.168.77.2 lladdr 02:00:00:00:00:99 dev "$vethS" nud permanent
+	# one datagram through the entry (crossing or not): the switch looks
+	# again only at entries used since its last look, which may have come
+	# between the pings above and the replace
+	ip netns exec "$nsV" ping -c 1 -W 1 10.9.0.2 >/dev/null 2>&1
 	sleep 2.5
 	ip netns exec "$nsV" ping -c 2 -i 0.2 -W 1 10.9.0.2 >/dev/null 2>&1 &&
 		fail "pings crossed with a wrong next hop in the neighbour table: not followed"
