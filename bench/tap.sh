@@ -7,6 +7,9 @@
 #   hyperswitch-staged  (only if asked for with --modes) hyperswitch with
 #                every frame staged before its write (HS_TAP_STAGED), to
 #                show what writing from the sender's memory gains
+#   hyperswitch-syscalls  (only if asked for) hyperswitch with one read or
+#                writev per frame (HS_TAP_NO_URING), to show what batching
+#                a round's reads and writes through io_uring gains
 # and, in interleaved rounds, iperf3 between them: a TCP stream (Gbit/s at
 # the receiver) and a UDP flood of 64-byte payloads (datagrams per second
 # that arrive), and the switch's CPU seconds per GB moved in the TCP test.
@@ -83,6 +86,7 @@ setup_hyperswitch() {
 }
 
 setup_hyperswitch-staged() { tapopt=,staged; setup_hyperswitch; local rc=$?; tapopt=; return $rc; }
+setup_hyperswitch-syscalls() { tapopt=,no-uring; setup_hyperswitch; local rc=$?; tapopt=; return $rc; }
 
 setup_bridge() {
 	ip netns add "$na" && ip netns add "$nb" || return 1
@@ -179,6 +183,12 @@ h, b = out["results"].get("hyperswitch"), out["results"].get("bridge")
 st = out["results"].get("hyperswitch-staged")
 if h and st and st["tcp_gbps_median"]:
     out["ratios"]["tcp_vs_staged"] = round(h["tcp_gbps_median"] / st["tcp_gbps_median"], 2)
+sc = out["results"].get("hyperswitch-syscalls")
+if h and sc:
+    if sc["tcp_gbps_median"]:
+        out["ratios"]["tcp_vs_syscalls"] = round(h["tcp_gbps_median"] / sc["tcp_gbps_median"], 2)
+    if sc["udp64_pps_median"]:
+        out["ratios"]["udp64_vs_syscalls"] = round(h["udp64_pps_median"] / sc["udp64_pps_median"], 2)
 if h and b:
     if b["tcp_gbps_median"]:
         out["ratios"]["tcp"] = round(h["tcp_gbps_median"] / b["tcp_gbps_median"], 2)
@@ -192,6 +202,6 @@ for mode, v in out["results"].items():
           ("   switch CPU %.3f s/GB" % v["switch_cpu_s_per_gb_median"]
            if "switch_cpu_s_per_gb_median" in v else ""), file=sys.stderr)
 for k, v in out["ratios"].items():
-    print("hyperswitch / bridge, %s: %.2fx" % (k, v), file=sys.stderr)
+    print("ratio, hyperswitch to %s: %.2fx" % (k if "_vs_" in k else "bridge, " + k, v), file=sys.stderr)
 EOF
 [ -z "$json" ] || cp "$work/out.json" "$json"

@@ -7,7 +7,7 @@
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
  *                         [,no-announce][,no-vcpu-state]]...
- *           [--tap IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]...
+ *           [--tap IFNAME[,attach][,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
  *           [--uplink IFNAME[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...
@@ -94,7 +94,7 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 	return rc;
 }
 
-/* Parses "IFNAME[,attach][,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]": a tap
+/* Parses "IFNAME[,attach][,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]": a tap
  * device (created unless "attach"), brought up, as port IFNAME. */
 static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 {
@@ -110,6 +110,8 @@ static int add_tap(hs_switch_t *sw, char *spec, hs_port_t **out)
 			tc.flags |= HS_TAP_NO_OFFLOAD;
 		else if (!strcmp(tok, "staged"))
 			tc.flags |= HS_TAP_STAGED;
+		else if (!strcmp(tok, "no-uring"))
+			tc.flags |= HS_TAP_NO_URING;
 		else if (!strncmp(tok, "queues=", 7))
 			tc.queues = (uint16_t)atoi(tok + 7);
 		else if (!strncmp(tok, "vlan=", 5))
@@ -364,7 +366,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
 				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
-				"[,no-offload][,staged][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
+				"[,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",
 				argv[0]);

@@ -3,7 +3,7 @@
 # (warnings as errors) and runs its unit tests under qemu-user
 # (qemu-aarch64). Installs what is missing first: the arm64 architecture
 # in dpkg, gcc-aarch64-linux-gnu, qemu-user and the :arm64 -dev packages
-# of libuv, liburcu and check.
+# of libuv, liburcu, check, libmnl and liburing.
 #   scripts/cross_aarch64.sh [BUILD_DIR] [--build-only]   (default build-aarch64)
 # Ends with ctest's summary; exit status is ctest's. scripts/test.sh runs
 # it with --build-only and then the tests itself (to count them).
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build-aarch64}
 build_only=${2:-}
 pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libuv1-dev:arm64
-      liburcu-dev:arm64 check:arm64 libmnl-dev:arm64 pkg-config cmake)
+      liburcu-dev:arm64 check:arm64 libmnl-dev:arm64 liburing-dev:arm64 pkg-config cmake)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check libconfig-dev libjansson-dev
-      libpcap-dev libmnl-dev
+      libpcap-dev libmnl-dev liburing-dev
       libsystemd-dev libmicrohttpd-dev libxen-dev libbpf-dev libxdp-dev clang)
 case "${1:-build}" in
 build) ;;

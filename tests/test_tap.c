@@ -10,6 +10,11 @@
  * exceed the queue's iovec pool (both fall back to staging). And the other
  * way: a frame sent on the interface reaches the tbe port.
  *
+ * The suite runs twice (ctest: tap, tap_syscalls): with the port's
+ * default I/O (io_uring batches where the library has liburing and the
+ * kernel allows io_uring) and with HS_TAP_NO_URING (TEST_TAP_NO_URING=1):
+ * one read or writev per frame. Each run checks which of the two it got.
+ *
  * Needs root and /dev/net/tun; exits 77 (skipped) without them. The tap is
  * created here and removed by the switch (hs_port_del), also on failure
  * (the device is not persistent: it goes with its file).
@@ -23,11 +28,17 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef HS_HAVE_URING
+#include <liburing.h>
+#endif
 
 #include "helpers.h"
 #include "testbe.h"
 
 #define ETYPE 0x88b5 /* IEEE local experimental: nothing else sends it */
+
+static uint32_t mode_flags; /* HS_TAP_NO_URING in the tap_syscalls run */
+static bool uring_expected; /* the ports of this run batch through io_uring */
 
 struct rig {
 	hs_switch_t *sw;
@@ -40,11 +51,12 @@ static void rig_up(struct rig *r, uint32_t tap_flags)
 {
 	struct hs_switch_config c = {.n_workers = 1, .burst = 64};
 	r->sw = th_switch(&c);
-	r->src = tbe_port(r->sw, "src", NULL, 0);
+	struct tbe_config sc = {.rx_posted = 2048}; /* room for a test's bursts */
+	r->src = tbe_port(r->sw, "src", &sc, 0);
 	ck_assert_ptr_nonnull(r->src);
 	char name[IFNAMSIZ];
 	snprintf(name, sizeof(name), "hst%d", (int)getpid() % 100000);
-	struct hs_tap_config tc = {.ifname = name, .flags = HS_TAP_UP | tap_flags};
+	struct hs_tap_config tc = {.ifname = name, .flags = HS_TAP_UP | tap_flags | mode_flags};
 	struct hs_port_config pc = {.name = "tap", .backend = HS_TAP_BACKEND,
 				    .backend_config = &tc, .backend_config_size = sizeof(tc)};
 	ck_assert_int_eq(hs_port_add(r->sw, &pc, &r->tap), 0);
@@ -93,7 +105,7 @@ static ssize_t next_frame(struct rig *r, uint8_t *buf, size_t cap)
 }
 
 struct ctrs {
-	uint64_t by_ref, staged;
+	uint64_t by_ref, staged, rx_uring, tx_uring;
 };
 
 static void ctr_cb(void *arg, const char *name, uint64_t v)
@@ -103,6 +115,10 @@ static void ctr_cb(void *arg, const char *name, uint64_t v)
 		c->by_ref = v;
 	else if (!strcmp(name, "tx_by_reference_staged"))
 		c->staged = v;
+	else if (!strcmp(name, "rx_uring_calls"))
+		c->rx_uring = v;
+	else if (!strcmp(name, "tx_uring_calls"))
+		c->tx_uring = v;
 }
 
 static struct ctrs ctrs_of(hs_port_t *p)
@@ -264,6 +280,86 @@ START_TEST(frames_from_the_kernel_reach_the_switch)
 }
 END_TEST
 
+/* Many frames from the kernel at once, and many to it: every one arrives,
+ * in order, whichever way the port reads and writes; and the port used the
+ * I/O this run expects (io_uring batches in both directions, or none). */
+START_TEST(bursts_both_ways_keep_every_frame_in_order)
+{
+	struct rig r;
+	rig_up(&r, 0);
+	enum { N = 300, LEN = 200 };
+	static uint8_t f[LEN], got[4096];
+	struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_protocol = htons(ETYPE),
+				 .sll_ifindex = r.ifindex, .sll_halen = 6};
+	/* kernel -> switch: N frames sent as fast as the socket takes them */
+	for (unsigned i = 0; i < N; i++) {
+		frame(f, LEN, i);
+		memcpy(f, (uint8_t[]){0x02, 0, 0, 0, 0, 0x98}, 6);
+		memcpy(to.sll_addr, f, 6);
+		ck_assert_int_eq(sendto(r.ps, f, LEN, 0, (struct sockaddr *)&to, sizeof(to)),
+				 LEN);
+	}
+	unsigned next = 0;
+	uint64_t end = th_mono_ms() + 5000;
+	while (next < N && th_mono_ms() < end) {
+		struct tbe_rxf rx;
+		if (!tbe_pop(r.src, 0, &rx)) {
+			usleep(1000);
+			continue;
+		}
+		if (rx.len == LEN && rx.data[12] == (ETYPE >> 8) && rx.data[13] == (ETYPE & 0xff)) {
+			frame(f, LEN, next);
+			memcpy(f, (uint8_t[]){0x02, 0, 0, 0, 0, 0x98}, 6);
+			ck_assert_msg(!memcmp(rx.data, f, LEN), "frame %u from the kernel: "
+				      "other bytes (lost or reordered)", next);
+			next++;
+		}
+		free(rx.data);
+	}
+	ck_assert_msg(next == N, "%u of %u frames from the kernel reached the switch", next, N);
+	/* switch -> kernel: N frames queued at once, sent in bursts */
+	for (unsigned i = 0; i < N; i++) {
+		frame(f, LEN, 5000 + i);
+		tbe_queue(r.src, 0, f, LEN, NULL, NULL);
+	}
+	ck_assert_int_ge(tbe_kick(r.src, 0), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ssize_t n = next_frame(&r, got, sizeof(got));
+		ck_assert_msg(n == LEN, "frame %u to the kernel: got %zd", i, n);
+		frame(f, LEN, 5000 + i);
+		ck_assert_msg(!memcmp(got, f, LEN), "frame %u to the kernel: other bytes", i);
+	}
+	struct ctrs c = ctrs_of(r.tap);
+	if (uring_expected) {
+		ck_assert_uint_gt(c.rx_uring, 0);
+		ck_assert_uint_gt(c.tx_uring, 0);
+		/* batches: fewer submissions than the frames they wrote */
+		ck_assert_uint_lt(c.tx_uring, N);
+	} else {
+		ck_assert_uint_eq(c.rx_uring + c.tx_uring, 0);
+	}
+	struct hs_port_stats st = th_pstats(r.tap);
+	ck_assert_uint_eq(st.drops[HS_DROP_BAD_DESC] + st.drops[HS_DROP_NO_BUFFER] +
+				  st.drops[HS_DROP_PORT_DOWN] + st.drops[HS_DROP_COPY_ERROR], 0);
+	rig_down(&r);
+}
+END_TEST
+
+/* Whether this kernel lets this process use io_uring (what the port
+ * tries first). */
+static bool kernel_has_uring(void)
+{
+#ifdef HS_HAVE_URING
+	struct io_uring ring;
+	if (io_uring_queue_init(4, &ring, 0) < 0)
+		return false;
+	io_uring_queue_exit(&ring);
+	return true;
+#else
+	return false;
+#endif
+}
+
 int main(void)
 {
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -272,6 +368,13 @@ int main(void)
 		return 77;
 	}
 	close(fd);
+	const char *nu = getenv("TEST_TAP_NO_URING");
+	if (nu && *nu && strcmp(nu, "0"))
+		mode_flags = HS_TAP_NO_URING;
+	uring_expected = !mode_flags && kernel_has_uring();
+	printf("tap ports: %s\n", uring_expected ? "io_uring batches"
+				  : mode_flags	 ? "one system call per frame (HS_TAP_NO_URING)"
+						 : "one system call per frame (no io_uring here)");
 	Suite *s = suite_create("tap");
 	TCase *tc = tcase_create("tap");
 	tcase_set_timeout(tc, 60);
@@ -280,6 +383,7 @@ int main(void)
 	tcase_add_test(tc, staged_taps_never_write_by_reference);
 	tcase_add_test(tc, frames_from_the_kernel_reach_the_switch);
 	tcase_add_test(tc, frames_the_kernel_refuses_are_drops_not_transmissions);
+	tcase_add_test(tc, bursts_both_ways_keep_every_frame_in_order);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -16,14 +16,22 @@
  * and no software checksum is needed; small ones are staged first.
  *
  * I/O is non-blocking and batched: a round reads up to a burst of frames
- * (one read per frame, the tap interface has no multi-frame read), the
- * fd's readiness is watched by the switch's adaptive polling. Writes that
+ * and writes what the round sends, and the fd's readiness is watched by
+ * the switch's adaptive polling. The tap interface moves one frame per
+ * read or write; where the library was built with liburing and the
+ * kernel allows io_uring, a round's reads (and its writes) go to the
+ * kernel as one batch, one system call for all of them, each op
+ * non-blocking (RWF_NOWAIT) and complete before the round goes on, so
+ * frames keep their order and no op outlives the round. Otherwise, or
+ * with HS_TAP_NO_URING, one read or writev per frame. Writes that
  * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
  * counted (rx_no_buffer), never retried in a loop. Besides the port's
  * counters, hs_port_backend_counters gives read_errors and write_errors
  * (the kernel failed a read or write, not for lack of room),
- * tx_by_reference (frames written from the sender's memory) and
- * tx_by_reference_staged (large frames copied after all: too many pieces).
+ * tx_by_reference (frames written from the sender's memory),
+ * tx_by_reference_staged (large frames copied after all: too many pieces),
+ * and rx_uring_calls and tx_uring_calls (io_uring batches submitted for
+ * reads and for writes: 0 when the port does one system call per frame).
  *
  * Errors from the kernel (device gone, permission denied, name clash) are
  * returned by hs_port_add, or, once running, logged; the port's link then
@@ -52,6 +60,10 @@ extern "C" {
 				 default, with offloads on, frames of 512
 				 bytes or more go to writev() straight from
 				 the sender's buffers) */
+#define HS_TAP_NO_URING 0x10  /* one read or writev per frame, never
+				 io_uring batches (for comparisons; also what
+				 a port does when the library has no liburing
+				 or the kernel refuses io_uring) */
 
 /* Backend config for hs_port_config.backend_config ("tap"). */
 struct hs_tap_config {
