@@ -93,7 +93,7 @@ write_conf() { # C_VLAN WITH_D WITH_E [S1_SOCK S2_SOCK]
 		log = { level = "info"; };
 		ports = (
 		  { name = "a"; type = "tap"; ifname = "${tap[0]}"; vlan = 10; },
-		  { name = "b"; type = "tap"; ifname = "${tap[1]}"; vlan = 10; },
+		  { name = "b"; type = "tap"; ifname = "${tap[1]}"; vlan = 10; uring = false; },
 		  { name = "c"; type = "tap"; ifname = "${tap[2]}"; vlan = $1; },
 		  { name = "vm1"; type = "vhost-user"; path = "$work/vm1.sock"; vlan = 10; },
 		  { name = "s1"; type = "vhost-user"; path = "$work/${4:-p}.sock"; },
@@ -237,6 +237,17 @@ a_rx1=$(json '[p["rx_packets"] for p in r["ports"] if p["name"]=="a"][0]' <"$wor
 [ "$a_rx1" -ge 3 ] || fail "port a received $a_rx1 frames, expected at least 3"
 json 'r["ports"][0]["drops"]["rx_no_buffer"]' <"$work/stats1.json" >/dev/null ||
 	fail "stats has no per-reason drops"
+# b has uring = false: a system call per frame; a batches through io_uring
+# where the daemon's log says the kernel allows it
+uring_of() { json "[p['backend']['rx_uring_calls'] + p['backend']['tx_uring_calls'] for p in r['ports'] if p['name']=='$1'][0]" <"$work/stats1.json"; }
+grep -q "tap ${tap[1]}, 1 queue(s), offloads on, a system call per frame" "$work/daemon.log" ||
+	fail "the log does not say that b makes a system call per frame"
+[ "$(uring_of b)" = 0 ] || fail "b (uring = false) used io_uring: $(uring_of b) batches"
+if grep -q "tap ${tap[0]}, 1 queue(s), offloads on, io_uring batches" "$work/daemon.log"; then
+	[ "$(uring_of a)" -gt 0 ] || fail "a says io_uring batches but counted none"
+else
+	echo "no io_uring here: $(grep "tap ${tap[0]}" "$work/daemon.log" | head -2)"
+fi
 expect_rc 0 stats a -i 1
 hsctl --json fdb show >"$work/fdb1.json" || fail "fdb show --json failed"
 mac_a=$(ip -n "${ns[0]}" -j link show "${tap[0]}" | json 'r[0]["address"]')

@@ -423,7 +423,7 @@ static const char *const vu_keys[] = {"path", "client", "queues", "reconnect_ms"
 				      "packed", "in_order", "guest_announce", "offer_mtu",
 				      "vcpu_state", "vcpu_idle_ms"};
 static const char *const tap_keys[] = {"ifname", "attach", "up", "offload", "staged",
-				       "queues", "ring"};
+				       "uring", "queues", "ring"};
 static const char *const xen_keys[] = {"domid", "devid", "backend_domid", "queues",
 				       "vcpu_state"};
 static const char *const vxlan_keys[] = {"local", "vni", "remotes", "dst_port",
@@ -511,7 +511,7 @@ static void port_defaults(struct hsd_port_conf *p)
 	p->reconnect_ms = 500;
 	p->vcpu_idle_ms = 100;
 	p->socket_mode = 0600;
-	p->up = p->offload = true;
+	p->up = p->offload = p->uring = true;
 	p->ring = 64;
 	p->dst_port = 4789;
 	p->src_port_min = 32768;
@@ -845,6 +845,7 @@ static int port_fill(const struct src *s, struct hsd_port_conf *p)
 		    (rc = get_bool(s, "attach", &p->attach)) || (rc = get_bool(s, "up", &p->up)) ||
 		    (rc = get_bool(s, "offload", &p->offload)) ||
 		    (rc = get_bool(s, "staged", &p->staged)) ||
+		    (rc = get_bool(s, "uring", &p->uring)) ||
 		    (rc = get_u16(s, "queues", 1, HS_MAX_QUEUES, &p->queues)) ||
 		    (rc = get_u16(s, "ring", 1, 4096, &p->ring)))
 			return rc;
@@ -1096,6 +1097,7 @@ bool hsd_port_conf_diff(const struct hsd_port_conf *a, const struct hsd_port_con
 		D(a->up != b->up, "up");
 		D(a->offload != b->offload, "offload");
 		D(a->staged != b->staged, "staged");
+		D(a->uring != b->uring, "uring");
 		D(a->queues != b->queues, "queues");
 		D(a->ring != b->ring, "ring");
 	}
@@ -1186,9 +1188,10 @@ json_t *hsd_port_conf_json(const struct hsd_port_conf *p)
 			p->uplink_mode ? p->uplink_mode : "auto", "xdp_frames",
 			(json_int_t)p->xdp_frames, "xdp_macs", (json_int_t)p->xdp_macs));
 	} else {
-		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:i}",
+		json_object_update_new(o, json_pack("{s:s, s:b, s:b, s:b, s:b, s:b, s:i, s:i}",
 			"ifname", p->ifname, "attach", p->attach, "up", p->up,
-			"offload", p->offload, "staged", p->staged, "queues", (int)p->queues,
+			"offload", p->offload, "staged", p->staged, "uring", p->uring,
+			"queues", (int)p->queues,
 			"ring", (int)p->ring));
 	}
 	return o;

@@ -44,7 +44,7 @@ struct hsd_port_conf {
 	char *socket_owner, *socket_group; /* as written, for show */
 	/* tap (uplink: ifname, offload, queues) */
 	char *ifname;
-	bool attach, up, offload, staged;
+	bool attach, up, offload, staged, uring;
 	uint16_t ring;
 	/* uplink */
 	bool promisc, qdisc_bypass;

@@ -117,7 +117,8 @@ static void to_lib(const struct hsd_port_conf *pc, struct hs_port_config *c, str
 		memset(tc, 0, sizeof(*tc));
 		tc->ifname = pc->ifname;
 		tc->flags = (pc->attach ? HS_TAP_ATTACH : 0) | (pc->up ? HS_TAP_UP : 0) |
-			    (pc->offload ? 0 : HS_TAP_NO_OFFLOAD) | (pc->staged ? HS_TAP_STAGED : 0);
+			    (pc->offload ? 0 : HS_TAP_NO_OFFLOAD) | (pc->staged ? HS_TAP_STAGED : 0) |
+			    (pc->uring ? 0 : HS_TAP_NO_URING);
 		tc->queues = pc->queues;
 		tc->ring = pc->ring;
 		tc->mtu = pc->mtu_set ? (uint16_t)pc->mtu : 0;
