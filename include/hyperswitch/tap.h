@@ -23,7 +23,10 @@
  * kernel as one batch, one system call for all of them, each op
  * non-blocking (RWF_NOWAIT) and complete before the round goes on, so
  * frames keep their order and no op outlives the round. Otherwise, or
- * with HS_TAP_NO_URING, one read or writev per frame. Writes that
+ * with HS_TAP_NO_URING, one read or writev per frame. With io_uring a
+ * queue holds three files (the device and a ring per direction), against
+ * one without: a host with many taps may need a higher RLIMIT_NOFILE
+ * (hyperswitchd raises its soft limit to the hard one). Writes that
  * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
  * counted (rx_no_buffer), never retried in a loop. Besides the port's
  * counters, hs_port_backend_counters gives read_errors and write_errors

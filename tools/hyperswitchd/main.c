@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,6 +240,28 @@ static int start_switch(struct hsd *d)
 	return rc;
 }
 
+/* Every port holds files: a tap queue its device and two io_uring rings, a
+ * vhost-user port its socket, memory regions and a kick and call eventfd
+ * per ring. The soft limit (1024 under systemd) would cap a switch at a
+ * few hundred ports. The soft limit stays low for programs that use
+ * select() (FD_SETSIZE 1024); the daemon and its libraries poll with epoll
+ * only (libuv; libmicrohttpd with MHD_USE_EPOLL), so it takes the hard
+ * limit (systemd's default: 524288). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		hsd_log(HS_LOG_WARN, "cannot raise the open-files limit from %llu: %s",
+			(unsigned long long)was, strerror(errno));
+	else
+		hsd_log(HS_LOG_DEBUG, "open-files limit raised from %llu to %llu",
+			(unsigned long long)was, (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -268,6 +291,7 @@ int main(int argc, char **argv)
 	hsd_log_init(o.level >= 0 ? (enum hs_log_level)o.level : file.log_level,
 		     o.syslog || o.daemon || file.syslog);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (o.daemon)
 		daemonize();
 	if (o.pidfile && pidfile_take(o.pidfile)) {
