@@ -19,21 +19,23 @@
  * and writes what the round sends, and the fd's readiness is watched by
  * the switch's adaptive polling. The tap interface moves one frame per
  * read or write; where the library was built with liburing and the
- * kernel allows io_uring, a round's reads (and its writes) go to the
- * kernel as one batch, one system call for all of them, each op
+ * kernel allows io_uring and does non-blocking io_uring reads and writes
+ * of a tap (Linux 6.4 and later), a round's reads (and its writes) go to
+ * the kernel as one batch, one system call for all of them, each op
  * non-blocking (RWF_NOWAIT) and complete before the round goes on, so
  * frames keep their order and no op outlives the round. Otherwise, or
- * with HS_TAP_NO_URING, one read or writev per frame. With io_uring a
- * queue holds three files (the device and a ring per direction), against
- * one without: a host with many taps may need a higher RLIMIT_NOFILE
- * (hyperswitchd raises its soft limit to the hard one). Writes that
+ * with HS_TAP_NO_URING, one read or writev per frame. The rings belong to
+ * threads: each thread that moves a tap's frames (the switch's workers,
+ * a host thread switching in its own context, the thread that adds a tap
+ * port) gets one io_uring, one file, on first use, freed when the thread
+ * exits. Deleting a port touches no ring. Writes that
  * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
  * counted (rx_no_buffer), never retried in a loop. Besides the port's
  * counters, hs_port_backend_counters gives read_errors and write_errors
  * (the kernel failed a read or write, not for lack of room),
  * tx_by_reference (frames written from the sender's memory),
  * tx_by_reference_staged (large frames copied after all: too many pieces),
- * and rx_uring_calls and tx_uring_calls (io_uring batches submitted for
+ * and rx_uring_calls and tx_uring_calls (io_uring batches that ran, for
  * reads and for writes: 0 when the port does one system call per frame).
  *
  * Errors from the kernel (device gone, permission denied, name clash) are

@@ -25,15 +25,21 @@
  * writes of a send_commit. Every op carries RWF_NOWAIT: it completes
  * inside the submitting call (a read with no frame waiting gets EAGAIN),
  * so nothing is in flight once the call returns, order is kept, and the
- * data path never blocks. Each queue has two rings, one per direction,
- * used only by that direction's single user at a time (the ingress
- * queue's owner; the egress queue's lock holder). A read batch asks for
- * one more frame than the last burst brought, and for twice as many again
- * while every read finds one. Where io_uring cannot be set up, or an op
- * finds that the kernel cannot do it without blocking (EOPNOTSUPP), that
- * queue and direction go back to one system call per frame, logged once.
- * On this machine (a PVM guest) a system call costs ~1.2 us to enter and
- * leave; a batched read or write ~0.2-0.3 us.
+ * data path never blocks. Since no op outlives the call, rings belong to
+ * threads, not to queues: each thread that reads or writes a tap (a
+ * worker, a host thread switching in sender context, the thread adding
+ * a port) gets one ring on first use, kept until it exits. A ring torn
+ * down while other threads had used it would interrupt their sleeping
+ * system calls (the kernel's teardown signals every submitter), and a
+ * ring per queue and direction would triple a tap's files. A read batch
+ * asks for one more frame than the last burst brought, and for twice as
+ * many again while every read finds one. tun does RWF_NOWAIT ops only
+ * from Linux 6.4 (FMODE_NOWAIT): tap_open asks the kernel with a
+ * zero-length read (0 where supported, and no frame is taken; EOPNOTSUPP
+ * before), and a port whose kernel cannot, or a thread that cannot have a
+ * ring, makes one system call per frame. On this machine (a PVM guest) a
+ * system call costs ~1.2 us to enter and leave; a batched read or write
+ * ~0.2-0.3 us.
  *
  * The fd of each queue is given to the switch as a level-triggered kick
  * fd (HS_EV_FD_LEVEL): the switch polls it and never reads it; readiness
@@ -59,6 +65,7 @@
 
 #ifdef HS_HAVE_URING
 #include <liburing.h>
+#include <pthread.h>
 #endif
 
 #include "backends.h"
@@ -83,7 +90,9 @@ struct tap_q {
 	int fd;
 	/* kernel -> switch */
 	uint8_t *rx_area;        /* ring * TAP_BUF */
-	uint32_t rx_head, rx_tail; /* buffers in flight: [tail, head) */
+	/* buffers in flight: [tail, head), numbered from 0 (64 bits: they
+	 * never wrap; the slot of buffer i is i % ring) */
+	uint64_t rx_head, rx_tail;
 	struct hs_seg *rx_segs;  /* one per buffer */
 	/* switch -> kernel */
 	uint8_t *tx_area;        /* HS_RESERVE_MAX * TAP_BUF, reserved */
@@ -107,9 +116,9 @@ struct tap_q {
 	_Atomic uint64_t rx_uring_calls, tx_uring_calls;
 	int write_errno;       /* the last write error logged (egress lock) */
 #ifdef HS_HAVE_URING
-	/* one ring per direction (see the top of the file); *_on: in use */
-	struct io_uring rxr, txr;
-	bool rxr_init, txr_init, rxr_on, txr_on;
+	/* this direction batches (see the top of the file); each is only
+	 * read and written by that direction's user */
+	bool rx_uring, tx_uring;
 	uint16_t rx_want;        /* reads in the next burst's first batch */
 	struct iovec rx_iov[TAP_URING_N];
 	struct iovec tx_one[TAP_URING_N]; /* staged frames' single iovec */
@@ -124,6 +133,7 @@ struct tap_port {
 	uint32_t caps;           /* the same as HS_CAP_*, both directions */
 	struct tap_q *q;        /* cfg.queues */
 	_Atomic bool gone;
+	bool uring;              /* io_uring batches (set by tap_open) */
 	hs_timer_t *gone_t;      /* takes the fds out of the data path */
 	bool by_ref;             /* large frames sent by reference */
 };
@@ -140,12 +150,6 @@ static void ctr_add(_Atomic uint64_t *c, uint64_t n)
 
 static void free_q(struct tap_q *q, uint32_t ring)
 {
-#ifdef HS_HAVE_URING
-	if (q->rxr_init)
-		io_uring_queue_exit(&q->rxr);
-	if (q->txr_init)
-		io_uring_queue_exit(&q->txr);
-#endif
 	if (q->fd >= 0)
 		close(q->fd);
 	if (q->rx_area)
@@ -165,47 +169,81 @@ static void *reserve_area(size_t len)
 /* ---- io_uring batches ---------------------------------------------------------- */
 
 #ifdef HS_HAVE_URING
-/* The tap's fd is not registered with the rings: a registered file is
- * let go only when the ring's teardown (deferred by the kernel) ends, and
- * the device would outlive its port, and the process, by that long. */
-static int ring_init(struct io_uring *r)
+struct tap_ring {
+	struct io_uring ring;
+};
+static __thread struct tap_ring *tls_ring;
+static __thread int tls_ring_err; /* why this thread has none (once failed) */
+static pthread_key_t ring_key;   /* frees a thread's ring when it exits */
+static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
+static int ring_key_err;
+
+static void ring_free(void *p)
 {
-	return io_uring_queue_init(TAP_URING_N, r, 0);
+	struct tap_ring *r = p;
+	io_uring_queue_exit(&r->ring);
+	free(r);
 }
 
-/* Both rings of a queue, unless asked not to; a kernel that refuses
- * io_uring (ENOSYS, EPERM with kernel.io_uring_disabled, ENOMEM under a
- * small RLIMIT_MEMLOCK on old kernels) leaves the queue on system calls. */
-static void uring_setup(struct tap_port *t, struct tap_q *q)
+static void ring_key_make(void)
 {
-	if (t->cfg.flags & HS_TAP_NO_URING)
-		return;
-	int rc = ring_init(&q->rxr);
-	if (!rc) {
-		q->rxr_init = true;
-		rc = ring_init(&q->txr);
-		q->txr_init = !rc;
+	ring_key_err = -pthread_key_create(&ring_key, ring_free);
+}
+
+/* The calling thread's ring, made on its first use (one allocation and
+ * one file per thread, for the thread's life); NULL, with the reason in
+ * *err, if the thread cannot have one: io_uring refused (ENOSYS, EPERM
+ * under kernel.io_uring_disabled, EMFILE, ENOMEM), or its ring failed. */
+static struct io_uring *thread_ring(int *err)
+{
+	if (HSB_LIKELY(tls_ring != NULL))
+		return &tls_ring->ring;
+	if (tls_ring_err) {
+		*err = tls_ring_err;
+		return NULL;
 	}
+	pthread_once(&ring_once, ring_key_make);
+	int rc = ring_key_err;
+	struct tap_ring *r = NULL;
+	if (!rc && !(r = malloc(sizeof(*r))))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = io_uring_queue_init(TAP_URING_N, &r->ring, 0);
+	if (!rc && (rc = -pthread_setspecific(ring_key, r)))
+		io_uring_queue_exit(&r->ring);
 	if (rc) {
-		if (q == t->q) /* once per port */
-			hs_port_log(t->port, HS_LOG_INFO, "tap: no io_uring (%s): one "
-				    "system call per frame", hs_strerror(rc));
-		return;
+		free(r);
+		*err = tls_ring_err = rc < 0 ? rc : -EINVAL;
+		return NULL;
 	}
-	q->rxr_on = q->txr_on = true;
-	q->rx_want = 2;
+	tls_ring = r;
+	return &r->ring;
+}
+
+/* The thread's ring failed (a submission or a wait that did not work):
+ * its submission queue may hold ops that never went in, so it is never
+ * used again; the thread makes system calls from now on. */
+static void ring_failed(struct tap_port *t, int err)
+{
+	struct tap_ring *r = tls_ring;
+	tls_ring = NULL;
+	tls_ring_err = err;
+	pthread_setspecific(ring_key, NULL);
+	ring_free(r);
+	hs_port_log(t->port, HS_LOG_WARN, "tap %s: io_uring failed (%s): this thread makes a "
+		    "system call per frame from now on", t->ifname, hs_strerror(err));
 }
 
 /* Submits the k ops prepared on r (user_data: their index) and reaps
  * them into res[]. RWF_NOWAIT ops complete while they are submitted, so
  * the wait ends at once. Returns how many were submitted (in order: ops
- * from there on never ran); *ok is false if the ring failed, and then
+ * from there on never ran); *err is 0, or why the ring failed, and then
  * res[i] is -ECANCELED for an op whose completion never came (submitted:
  * its fate is unknown). */
-static unsigned uring_run(struct io_uring *r, unsigned k, int32_t *res, bool *ok)
+static unsigned uring_run(struct io_uring *r, unsigned k, int32_t *res, int *err)
 {
 	unsigned sub = 0, got = 0;
-	*ok = true;
+	*err = 0;
 	for (unsigned i = 0; i < k; i++)
 		res[i] = -ECANCELED;
 	while (sub < k) {
@@ -213,7 +251,7 @@ static unsigned uring_run(struct io_uring *r, unsigned k, int32_t *res, bool *ok
 		if (rc == -EINTR)
 			continue;
 		if (rc <= 0) {
-			*ok = false;
+			*err = rc < 0 ? rc : -EIO;
 			break;
 		}
 		sub += (unsigned)rc;
@@ -224,7 +262,7 @@ static unsigned uring_run(struct io_uring *r, unsigned k, int32_t *res, bool *ok
 		if (rc == -EINTR)
 			continue;
 		if (rc < 0) {
-			*ok = false;
+			*err = rc;
 			break;
 		}
 		uint64_t i = io_uring_cqe_get_data64(cqe);
@@ -236,7 +274,9 @@ static unsigned uring_run(struct io_uring *r, unsigned k, int32_t *res, bool *ok
 	return sub;
 }
 
-/* A direction of a queue goes back to system calls (once, logged). */
+/* A direction of a queue goes back to system calls (once, logged): the
+ * kernel refused an op without running it (EOPNOTSUPP), which the probe
+ * at open should have found first. */
 static void uring_off(struct tap_port *t, uint16_t qi, bool *on, const char *dir, int err)
 {
 	*on = false;
@@ -244,11 +284,42 @@ static void uring_off(struct tap_port *t, uint16_t qi, bool *on, const char *dir
 		    "one system call per frame from now on", t->ifname, qi, dir,
 		    hs_strerror(err));
 }
-#else
-static void uring_setup(struct tap_port *t, struct tap_q *q)
+
+/* Whether the port batches (t->uring): asks the kernel with a zero-length
+ * non-blocking read on the calling thread's ring. tun answers 0 without
+ * taking a frame where it does RWF_NOWAIT ops (Linux 6.4 on); io_uring
+ * answers EOPNOTSUPP before, without calling the device. Logs the
+ * reason when the port cannot batch. */
+static void uring_probe(struct tap_port *t)
 {
-	(void)t;
-	(void)q;
+	if (t->cfg.flags & HS_TAP_NO_URING)
+		return;
+	int err = 0;
+	struct io_uring *r = thread_ring(&err);
+	if (!r) {
+		hs_port_log(t->port, HS_LOG_INFO, "tap %s: no io_uring (%s)", t->ifname,
+			    hs_strerror(err));
+		return;
+	}
+	static uint8_t none;
+	struct iovec v = {.iov_base = &none, .iov_len = 0};
+	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	io_uring_prep_readv(sqe, t->q[0].fd, &v, 1, 0);
+	sqe->rw_flags = RWF_NOWAIT;
+	io_uring_sqe_set_data64(sqe, 0);
+	int32_t res;
+	unsigned sub = uring_run(r, 1, &res, &err);
+	if (err) {
+		ring_failed(t, err);
+		return;
+	}
+	if (sub == 1 && res == 0) {
+		t->uring = true;
+		return;
+	}
+	hs_port_log(t->port, HS_LOG_INFO, "tap %s: the kernel does no non-blocking io_uring "
+		    "reads of a tap (%s; Linux 6.4 and later do)", t->ifname,
+		    hs_strerror(sub == 1 ? res : -EIO));
 }
 #endif
 
@@ -305,7 +376,6 @@ static int open_queue(struct tap_port *t, struct tap_q *q, bool first)
 	q->rx_segs = calloc(t->cfg.ring, sizeof(*q->rx_segs));
 	if (!q->rx_area || !q->tx_area || !q->rx_segs)
 		return -ENOMEM;
-	uring_setup(t, q);
 	return 0;
 }
 
@@ -411,6 +481,13 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 	/* With checksum offload the switch never rewrites a frame for this
 	 * port: large ones can go out by reference. */
 	t->by_ref = (t->caps & HS_CAP_CSUM) && !(c.flags & HS_TAP_STAGED);
+#ifdef HS_HAVE_URING
+	uring_probe(t);
+	for (unsigned i = 0; i < t->cfg.queues; i++) {
+		t->q[i].rx_uring = t->q[i].tx_uring = t->uring;
+		t->q[i].rx_want = 2;
+	}
+#endif
 	info->link_up = true;
 	*priv = t;
 	return 0;
@@ -425,13 +502,9 @@ static int tap_start(void *priv)
 		if (rc)
 			return rc;
 	}
-	bool uring = false;
-#ifdef HS_HAVE_URING
-	uring = t->q[0].rxr_on && t->q[0].txr_on;
-#endif
 	hs_port_log(t->port, HS_LOG_INFO, "tap %s, %u queue(s), offloads %s, %s", t->ifname,
 		    t->cfg.queues, t->tun_offload ? "on" : "off",
-		    uring ? "io_uring batches" : "a system call per frame");
+		    t->uring ? "io_uring batches" : "a system call per frame");
 	return 0;
 }
 
@@ -489,11 +562,11 @@ static bool is_gone_errno(int e)
 
 /* A frame of r bytes read into buffer `idx` (absolute: slot idx % ring)
  * becomes pkts[*n] (its token is idx), or is counted as bad. */
-static bool take_frame(struct tap_port *t, struct tap_q *q, uint32_t idx, ssize_t r,
+static bool take_frame(struct tap_port *t, struct tap_q *q, uint64_t idx, ssize_t r,
 		       struct hs_pkt *p, unsigned *bad_desc, unsigned *bad_off)
 {
-	uint32_t slot = idx % t->cfg.ring;
-	uint8_t *b = q->rx_area + (size_t)slot * TAP_BUF + TAP_HEAD;
+	size_t slot = (size_t)(idx % t->cfg.ring);
+	uint8_t *b = q->rx_area + slot * TAP_BUF + TAP_HEAD;
 	if (r < TAP_HDR + HS_ETH_HLEN) {
 		(*bad_desc)++;
 		return false;
@@ -523,18 +596,25 @@ static void read_failed(struct tap_port *t, struct tap_q *q, int e)
 }
 
 #ifdef HS_HAVE_URING
-/* Reads through the queue's ring (see the top of the file). Sets
- * *fallback if the ring cannot be used (nothing was read then by the op
- * that found it). A buffer whose read brought a bad frame, or nothing,
- * before a good one is a hole: recv_done frees it with the good one. */
+/* Reads through the thread's ring (see the top of the file). Sets
+ * *fallback if the rest must be read with system calls (no op ran that
+ * was not taken into account). A buffer whose read brought a bad frame,
+ * or nothing, before a good one is a hole: recv_done frees it with the
+ * good one. */
 static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts, unsigned max,
 			   unsigned *bad_desc, unsigned *bad_off, bool *fallback)
 {
 	struct tap_q *q = &t->q[qi];
 	unsigned n = 0, want = q->rx_want, tries = 0;
 	const size_t len = TAP_BUF - TAP_HEAD;
+	int err = 0;
+	struct io_uring *r = thread_ring(&err);
+	if (!r) {
+		*fallback = true;
+		return 0;
+	}
 	for (;;) {
-		unsigned k = t->cfg.ring - (q->rx_head - q->rx_tail);
+		uint64_t k = t->cfg.ring - (q->rx_head - q->rx_tail);
 		if (k > max - n)
 			k = max - n;
 		if (k > want)
@@ -544,52 +624,50 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 		if (!k || tries >= 2 * max)
 			break;
 		for (unsigned j = 0; j < k; j++) {
-			uint32_t slot = (q->rx_head + j) % t->cfg.ring;
+			size_t slot = (size_t)((q->rx_head + j) % t->cfg.ring);
 			q->rx_iov[j] = (struct iovec){
-				.iov_base = q->rx_area + (size_t)slot * TAP_BUF + TAP_HEAD,
-				.iov_len = len};
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&q->rxr);
+				.iov_base = q->rx_area + slot * TAP_BUF + TAP_HEAD, .iov_len = len};
+			struct io_uring_sqe *sqe = io_uring_get_sqe(r);
 			io_uring_prep_readv(sqe, q->fd, &q->rx_iov[j], 1, 0);
 			sqe->rw_flags = RWF_NOWAIT;
 			io_uring_sqe_set_data64(sqe, j);
 		}
 		int32_t res[TAP_URING_N];
-		bool ok;
-		unsigned sub = uring_run(&q->rxr, k, res, &ok);
-		ctr_add(&q->rx_uring_calls, 1);
-		tries += k;
+		unsigned sub = uring_run(r, (unsigned)k, res, &err);
+		tries += (unsigned)k;
 		unsigned used = 0;
-		bool more = ok;
+		bool more = !err, refused = false;
 		for (unsigned j = 0; j < sub; j++) {
-			int32_t r = res[j];
-			if (r == -EOPNOTSUPP || r == -EINVAL) {
-				/* io_uring's refusal, before the device saw the op */
-				*fallback = true;
-				uring_off(t, qi, &q->rxr_on, "read", r);
+			int32_t rv = res[j];
+			if (rv == -EOPNOTSUPP) {
+				/* io_uring's refusal: the device never saw the op */
+				refused = true;
 				more = false;
-				break;
-			}
-			if (r < 0) {
-				if (r == -ECANCELED) /* a read that may have taken a frame */
-					ctr_add(&q->read_errors, 1);
-				else
-					read_failed(t, q, -r);
-				more = false;
-				continue; /* a later read may still have found one */
-			}
-			if (take_frame(t, q, q->rx_head + j, r, &pkts[n], bad_desc, bad_off)) {
+			} else if (rv == -ECANCELED) {
+				/* submitted, no completion: it may have taken a frame */
+				ctr_add(&q->read_errors, 1);
+			} else if (rv < 0) {
+				read_failed(t, q, -rv);
+				more = false; /* a later read may still have found one */
+			} else if (take_frame(t, q, q->rx_head + j, rv, &pkts[n], bad_desc, bad_off)) {
 				n++;
 				used = j + 1;
 			}
 		}
-		if (!ok && q->rxr_on) {
-			*fallback = sub < k;
-			uring_off(t, qi, &q->rxr_on, "read", -EIO);
-		}
+		if (sub && !refused)
+			ctr_add(&q->rx_uring_calls, 1);
 		q->rx_head += used;
+		if (refused)
+			uring_off(t, qi, &q->rx_uring, "read", -EOPNOTSUPP);
+		if (err)
+			ring_failed(t, err);
+		if (refused || err) {
+			*fallback = true;
+			break;
+		}
 		if (!more || atomic_load_explicit(&t->gone, memory_order_relaxed))
 			break;
-		want = 2 * k;
+		want = 2 * (unsigned)k;
 	}
 	/* the next burst's first batch: one more than this one brought */
 	q->rx_want = (uint16_t)(n + 1 < 2 ? 2 : n + 1 > TAP_URING_N ? TAP_URING_N : n + 1);
@@ -607,7 +685,7 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 		return 0;
 #ifdef HS_HAVE_URING
 	bool fallback = false;
-	if (q->rxr_on) {
+	if (q->rx_uring) {
 		n = recv_uring(t, qi, pkts, max, &bad_desc, &bad_off, &fallback);
 		if (!fallback)
 			goto out;
@@ -615,8 +693,8 @@ static unsigned tap_recv_burst(void *priv, uint16_t qi, struct hs_pkt *pkts,
 #endif
 	for (unsigned tries = 0; n < max && tries < 2 * max && q->rx_head - q->rx_tail < t->cfg.ring;
 	     tries++) {
-		uint32_t slot = q->rx_head % t->cfg.ring;
-		uint8_t *b = q->rx_area + (size_t)slot * TAP_BUF + TAP_HEAD;
+		size_t slot = (size_t)(q->rx_head % t->cfg.ring);
+		uint8_t *b = q->rx_area + slot * TAP_BUF + TAP_HEAD;
 		ssize_t r = read(q->fd, b, TAP_BUF - TAP_HEAD);
 		if (r < 0) {
 			if (errno == EINTR)
@@ -647,7 +725,7 @@ static unsigned tap_recv_done(void *priv, uint16_t qi, const struct hs_pkt *pkts
 	/* Returned in order; the buffers before the last one returned are
 	 * free too (frames returned earlier, or holes: see recv_uring). */
 	if (n)
-		t->q[qi].rx_tail = (uint32_t)pkts[n - 1].token + 1;
+		t->q[qi].rx_tail = pkts[n - 1].token + 1;
 	return 0;
 }
 
@@ -801,35 +879,41 @@ static void write_one(struct tap_port *t, struct tap_q *q, const struct hs_out *
 }
 
 #ifdef HS_HAVE_URING
-/* Writes the k frames prepared on the queue's ring (frame idx[j], iovecs
- * v[j], nv[j]); those the ring could not take go out one writev each. */
-static void write_batch(struct tap_port *t, uint16_t qi, const struct hs_out *out,
-			const uint16_t *idx, struct iovec *const *v, const int *nv, unsigned k,
-			struct tap_wres *w)
+/* Writes the k frames prepared on the thread's ring r (frame idx[j],
+ * iovecs v[j], nv[j]); those the ring could not take go out one writev
+ * each. Returns false if the rest of the commit must not use r (the ring
+ * failed and is gone, or the queue went back to system calls). */
+static bool write_batch(struct tap_port *t, uint16_t qi, struct io_uring *r,
+			const struct hs_out *out, const uint16_t *idx, struct iovec *const *v,
+			const int *nv, unsigned k, struct tap_wres *w)
 {
 	struct tap_q *q = &t->q[qi];
 	int32_t res[TAP_URING_N];
-	bool ok;
-	unsigned sub = uring_run(&q->txr, k, res, &ok);
-	ctr_add(&q->tx_uring_calls, 1);
+	int err;
+	unsigned sub = uring_run(r, k, res, &err);
+	bool refused = false;
 	for (unsigned j = 0; j < k; j++) {
 		const struct hs_out *o = &out[idx[j]];
-		int32_t r = res[j];
-		if (r >= 0)
+		int32_t rv = res[j];
+		if (rv >= 0)
 			continue;
-		if (j >= sub || r == -EOPNOTSUPP) {
+		if (j >= sub || rv == -EOPNOTSUPP) {
 			/* never ran: io_uring could not take it */
-			if (q->txr_on)
-				uring_off(t, qi, &q->txr_on, "write", j >= sub ? -EIO : r);
+			refused |= j < sub;
 			write_one(t, q, o, v[j], nv[j], w);
-		} else if (r == -ECANCELED) {
+		} else if (rv == -ECANCELED) {
 			w->failed++; /* submitted, and its completion never came */
 		} else {
-			write_failed(t, q, o, -r, w);
+			write_failed(t, q, o, -rv, w);
 		}
 	}
-	if (!ok && q->txr_on)
-		uring_off(t, qi, &q->txr_on, "write", -EIO);
+	if (sub && !refused)
+		ctr_add(&q->tx_uring_calls, 1);
+	if (refused && q->tx_uring)
+		uring_off(t, qi, &q->tx_uring, "write", -EOPNOTSUPP);
+	if (err)
+		ring_failed(t, err);
+	return !err && q->tx_uring;
 }
 #endif
 
@@ -845,6 +929,8 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 	struct iovec *bv[TAP_URING_N];
 	int bnv[TAP_URING_N];
 	unsigned k = 0;
+	int rerr = 0;
+	struct io_uring *r = q->tx_uring ? thread_ring(&rerr) : NULL;
 #endif
 	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
 		if (!out[i].len || out[i].len > HS_FRAME_MAX)
@@ -869,16 +955,14 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 		struct iovec one, *v = ref ? &q->iov[f->iov0 - 1] : &one;
 		int nv = ref ? f->niov + 1 : 1;
 #ifdef HS_HAVE_URING
-		if (q->txr_on) {
-			if (!ref)
-				v = &q->tx_one[k];
-		}
+		if (r && !ref)
+			v = &q->tx_one[k];
 #endif
 		*v = (struct iovec){.iov_base = hdr,
 				    .iov_len = TAP_HDR + (ref ? 0 : out[i].len)};
 #ifdef HS_HAVE_URING
-		if (q->txr_on) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&q->txr);
+		if (r) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(r);
 			io_uring_prep_writev(sqe, q->fd, v, (unsigned)nv, 0);
 			sqe->rw_flags = RWF_NOWAIT;
 			io_uring_sqe_set_data64(sqe, k);
@@ -886,7 +970,8 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 			bv[k] = v;
 			bnv[k] = nv;
 			if (++k == TAP_URING_N) {
-				write_batch(t, qi, out, idx, bv, bnv, k, &w);
+				if (!write_batch(t, qi, r, out, idx, bv, bnv, k, &w))
+					r = NULL;
 				k = 0;
 			}
 			continue;
@@ -896,7 +981,7 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 	}
 #ifdef HS_HAVE_URING
 	if (k)
-		write_batch(t, qi, out, idx, bv, bnv, k, &w);
+		write_batch(t, qi, r, out, idx, bv, bnv, k, &w);
 #endif
 	q->n_resv = 0;
 	ctr_add(&q->by_ref, by_ref);

@@ -240,9 +240,9 @@ static int start_switch(struct hsd *d)
 	return rc;
 }
 
-/* Every port holds files: a tap queue its device and two io_uring rings, a
- * vhost-user port its socket, memory regions and a kick and call eventfd
- * per ring. The soft limit (1024 under systemd) would cap a switch at a
+/* Every port holds files: a tap queue its device, a vhost-user port its
+ * socket, memory regions and a kick and call eventfd per ring (and each
+ * thread moving tap frames one io_uring). The soft limit (1024 under systemd) would cap a switch at a
  * few hundred ports. The soft limit stays low for programs that use
  * select() (FD_SETSIZE 1024); the daemon and its libraries poll with epoll
  * only (libuv; libmicrohttpd with MHD_USE_EPOLL), so it takes the hard
