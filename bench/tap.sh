@@ -12,7 +12,11 @@
 #                a round's reads and writes through io_uring gains
 # and, in interleaved rounds, iperf3 between them: a TCP stream (Gbit/s at
 # the receiver) and a UDP flood of 64-byte payloads (datagrams per second
-# that arrive), and the switch's CPU seconds per GB moved in the TCP test.
+# that arrive), and the switch's CPU seconds per GB moved in the TCP test;
+# for hyperswitch also the frames per second the switch wrote to the
+# receiving tap during the UDP test (the median second of its counters):
+# on a machine with few cores the receiver's socket, not the switch, may
+# be what limits the datagrams that arrive.
 # The namespaces, taps, veths and bridge are made here and
 # removed on every exit path.
 #
@@ -74,7 +78,8 @@ addr() { # ns dev ip
 
 setup_hyperswitch() {
 	ip netns add "$na" && ip netns add "$nb" || return 1
-	taskset -c 1 "$vswitch" --workers 1 --tap "$ta$tapopt" --tap "$tb$tapopt" >"$work/vs.log" 2>&1 &
+	taskset -c 1 "$vswitch" --workers 1 --stats 1 --tap "$ta$tapopt" --tap "$tb$tapopt" \
+		>"$work/vs.log" 2>&1 &
 	vs=$!
 	local end=$((SECONDS + 10))
 	until grep -q running "$work/vs.log"; do
@@ -105,10 +110,25 @@ cpu_ticks() {
 	if [ -n "$vs" ]; then awk '{print $14 + $15}' "/proc/$vs/stat" 2>/dev/null || echo 0; else echo 0; fi
 }
 
-# measure MODE ROUND: appends "MODE ROUND tcp_gbps udp_pps cpu_s_per_gb" to
-# results (the switch's CPU seconds per GB of the TCP test; 0 for the bridge)
+# stats_lines: how many counter lines the vswitch has printed (0: none)
+stats_lines() {
+	if [ -n "$vs" ]; then grep -c '^switch: rx' "$work/vs.log"; else echo 0; fi
+}
+# sw_rate FROM TO: the median, over the seconds between counter lines FROM
+# and TO (1-based), of the frames the switch transmitted per second
+sw_rate() {
+	[ "$2" -gt $(($1 + 1)) ] || { echo 0; return; }
+	grep '^switch: rx' "$work/vs.log" | sed -n "$1,$2p" | python3 -c '
+import re, statistics, sys
+tx = [int(re.search(r"tx (\d+)", l).group(1)) for l in sys.stdin]
+print(int(statistics.median(b - a for a, b in zip(tx, tx[1:]))))'
+}
+
+# measure MODE ROUND: appends "MODE ROUND tcp_gbps udp_pps cpu_s_per_gb
+# sw_fps" to results (the switch's CPU seconds per GB of the TCP test and
+# frames it wrote per second in the UDP test; 0 for the bridge)
 measure() {
-	local tcp=0 udp=0 c0 c1 cpugb
+	local tcp=0 udp=0 c0 c1 cpugb l0 l1 swfps
 	ip netns exec "$na" ping -c 2 -W 2 10.78.0.2 >/dev/null 2>&1 || { echo "$1: no connectivity" >&2; return; }
 	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
 	sleep 0.5
@@ -136,14 +156,19 @@ print("%.3f" % ((int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf("SC_CLK_TCK")
 		"$work/tcp.json" "$c0" "$c1" 2>/dev/null || echo 0)
 	ip netns exec "$nb" iperf3 -s -1 -B 10.78.0.2 >/dev/null 2>&1 &
 	sleep 0.5
+	l0=$(stats_lines)
 	ip netns exec "$na" iperf3 -c 10.78.0.2 -u -b 0 -l 64 -t "$secs" -J >"$work/udp.json" 2>/dev/null
+	l1=$(stats_lines)
 	wait $! 2>/dev/null
+	# the seconds wholly inside the test: its first and last are partial
+	swfps=$(sw_rate $((l0 + 2)) "$l1")
 	udp=$(python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["end"]["sum"]
 print(int((s["packets"] - s["lost_packets"]) / s["seconds"]))' "$work/udp.json" 2>/dev/null || echo 0)
-	echo "round $2 $1: TCP $tcp Gbit/s (switch CPU $cpugb s/GB), UDP 64 B $udp datagrams/s" >&2
-	echo "$1 $2 $tcp $udp $cpugb" >>"$work/results.txt"
+	echo "round $2 $1: TCP $tcp Gbit/s (switch CPU $cpugb s/GB), UDP 64 B $udp datagrams/s" \
+		"(switch wrote $swfps frames/s)" >&2
+	echo "$1 $2 $tcp $udp $cpugb $swfps" >>"$work/results.txt"
 }
 
 echo "tap benchmark: $rounds round(s), $secs s per test" >&2
@@ -163,11 +188,12 @@ python3 - "$work/results.txt" "$secs" "$rounds" <<'EOF' | tee "$work/out.json"
 import json, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 res = {}
-for mode, r, tcp, udp, cpugb in rows:
-    res.setdefault(mode, {"tcp": [], "udp": [], "cpu": []})
+for mode, r, tcp, udp, cpugb, swfps in rows:
+    res.setdefault(mode, {"tcp": [], "udp": [], "cpu": [], "sw": []})
     res[mode]["tcp"].append(float(tcp))
     res[mode]["udp"].append(int(udp))
     res[mode]["cpu"].append(float(cpugb))
+    res[mode]["sw"].append(int(swfps))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 out = {"benchmark": "tap: two namespaces through hyperswitch (taps, 1 worker) vs the Linux bridge (veths)",
        "date": datetime.date.today().isoformat(),
@@ -179,6 +205,9 @@ for mode, v in res.items():
     if any(v["cpu"]):
         out["results"][mode]["switch_cpu_s_per_gb_runs"] = v["cpu"]
         out["results"][mode]["switch_cpu_s_per_gb_median"] = statistics.median(v["cpu"])
+    if any(v["sw"]):
+        out["results"][mode]["udp64_switch_fps_runs"] = v["sw"]
+        out["results"][mode]["udp64_switch_fps_median"] = statistics.median(v["sw"])
 h, b = out["results"].get("hyperswitch"), out["results"].get("bridge")
 st = out["results"].get("hyperswitch-staged")
 if h and st and st["tcp_gbps_median"]:
@@ -189,6 +218,9 @@ if h and sc:
         out["ratios"]["tcp_vs_syscalls"] = round(h["tcp_gbps_median"] / sc["tcp_gbps_median"], 2)
     if sc["udp64_pps_median"]:
         out["ratios"]["udp64_vs_syscalls"] = round(h["udp64_pps_median"] / sc["udp64_pps_median"], 2)
+    if sc.get("udp64_switch_fps_median") and h.get("udp64_switch_fps_median"):
+        out["ratios"]["udp64_switch_fps_vs_syscalls"] = round(
+            h["udp64_switch_fps_median"] / sc["udp64_switch_fps_median"], 2)
 if h and b:
     if b["tcp_gbps_median"]:
         out["ratios"]["tcp"] = round(h["tcp_gbps_median"] / b["tcp_gbps_median"], 2)
@@ -200,7 +232,9 @@ for mode, v in out["results"].items():
           " ".join("%.2f" % x for x in v["tcp_gbps_runs"]), v["udp64_pps_median"],
           " ".join(str(x) for x in v["udp64_pps_runs"])) +
           ("   switch CPU %.3f s/GB" % v["switch_cpu_s_per_gb_median"]
-           if "switch_cpu_s_per_gb_median" in v else ""), file=sys.stderr)
+           if "switch_cpu_s_per_gb_median" in v else "") +
+          ("   switch wrote %d frames/s (UDP)" % v["udp64_switch_fps_median"]
+           if "udp64_switch_fps_median" in v else ""), file=sys.stderr)
 for k, v in out["ratios"].items():
     print("ratio, hyperswitch to %s: %.2fx" % (k if "_vs_" in k else "bridge, " + k, v), file=sys.stderr)
 EOF
