@@ -29,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #ifdef HS_HAVE_URING
@@ -410,6 +411,85 @@ START_TEST(deleting_a_tap_port_interrupts_no_other_thread)
 }
 END_TEST
 
+/* A host thread's own thread-exit code (a destructor of its own, run
+ * after the library's has freed the thread's ring) still sends to the tap:
+ * the frames go out with system calls, and nothing touches the freed
+ * ring. And a child of fork() (no exec) that switches frames to the tap
+ * through the ring it inherited from the forking thread neither crashes
+ * nor harms the parent's. (No workers: rounds run in the sending thread.) */
+static struct rig *late_rig;
+static pthread_key_t late_key;
+
+static void send_burst(hs_port_t *src, unsigned seed)
+{
+	static uint8_t f[200];
+	for (unsigned i = 0; i < 8; i++) {
+		frame(f, sizeof(f), seed + i);
+		tbe_queue(src, 0, f, sizeof(f), NULL, NULL);
+	}
+	tbe_kick(src, 0);
+}
+
+static void late_dtor(void *arg)
+{
+	(void)arg;
+	send_burst(late_rig->src, 8000);
+}
+
+static void *late_main(void *arg)
+{
+	(void)arg;
+	send_burst(late_rig->src, 8100); /* this thread's ring, and the library's key */
+	/* a key made after the library's: glibc runs its destructor later */
+	ck_assert_int_eq(pthread_key_create(&late_key, late_dtor), 0);
+	pthread_setspecific(late_key, late_rig);
+	return NULL;
+}
+
+/* frames of the ETYPE the packet socket got until it has been quiet 200 ms */
+static unsigned count_frames(struct rig *r)
+{
+	static uint8_t got[4096];
+	unsigned n = 0;
+	struct pollfd p = {.fd = r->ps, .events = POLLIN};
+	while (poll(&p, 1, 200) == 1 && recv(r->ps, got, sizeof(got), 0) >= 0)
+		n++;
+	return n;
+}
+
+START_TEST(thread_exit_and_fork_leave_the_rings_sound)
+{
+	struct rig r;
+	rig_up_w(&r, 0, 0);
+	late_rig = &r;
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, late_main, NULL), 0);
+	pthread_join(th, NULL);
+	pthread_key_delete(late_key);
+	ck_assert_uint_eq(count_frames(&r), 16);
+
+	send_burst(r.src, 8200); /* the forking thread has a ring now */
+	ck_assert_uint_eq(count_frames(&r), 8);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		send_burst(r.src, 8300);
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child ended with status %#x", st);
+	uint64_t batches = ctrs_of(r.tap).tx_uring;
+	send_burst(r.src, 8400);
+	ck_assert_uint_eq(count_frames(&r), 16); /* the child's 8, then the parent's */
+	if (uring_expected) /* the parent's ring still batches */
+		ck_assert_uint_gt(ctrs_of(r.tap).tx_uring, batches);
+	struct hs_port_stats stp = th_pstats(r.tap);
+	ck_assert_uint_eq(stp.drops[HS_DROP_PORT_DOWN] + stp.drops[HS_DROP_COPY_ERROR], 0);
+	rig_down(&r);
+}
+END_TEST
+
 /* Whether the tap ports here batch through io_uring: the kernel lets this
  * process use io_uring and tun does non-blocking io_uring reads (Linux 6.4
  * on; before, io_uring refuses RWF_NOWAIT on a tap with EOPNOTSUPP). The
@@ -468,6 +548,7 @@ int main(void)
 	tcase_add_test(tc, frames_the_kernel_refuses_are_drops_not_transmissions);
 	tcase_add_test(tc, bursts_both_ways_keep_every_frame_in_order);
 	tcase_add_test(tc, deleting_a_tap_port_interrupts_no_other_thread);
+	tcase_add_test(tc, thread_exit_and_fork_leave_the_rings_sound);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -66,6 +66,7 @@
 #ifdef HS_HAVE_URING
 #include <liburing.h>
 #include <pthread.h>
+#include <time.h>
 #endif
 
 #include "backends.h"
@@ -173,32 +174,83 @@ struct tap_ring {
 	struct io_uring ring;
 };
 static __thread struct tap_ring *tls_ring;
-static __thread int tls_ring_err; /* why this thread has none (once failed) */
+static __thread int tls_ring_err;       /* why this thread has none */
+static __thread uint64_t tls_ring_retry; /* when to try again (transient) */
+static __thread bool tls_ring_logged;
 static pthread_key_t ring_key;   /* frees a thread's ring when it exits */
 static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
-static int ring_key_err;
+static int ring_key_err;         /* 0 once ring_key exists */
+static _Atomic bool ring_key_live;
+/* What the kernel said to the probe at open: 0 not asked yet, 1 tun does
+ * non-blocking io_uring ops, -1 it does not (the same for every tap). */
+static _Atomic int kernel_batches;
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The thread-exit destructor (and the end of a failed ring). Other
+ * destructors may still run in this thread and send frames: they find no
+ * ring and make system calls. */
 static void ring_free(void *p)
 {
 	struct tap_ring *r = p;
+	if (r == tls_ring) {
+		tls_ring = NULL;
+		tls_ring_err = -ESRCH;
+		tls_ring_retry = UINT64_MAX;
+	}
 	io_uring_queue_exit(&r->ring);
 	free(r);
+}
+
+/* In a child of fork(): the ring inherited from the forking thread maps
+ * the parent's queues; the child lets go of its copy (the parent's ring is
+ * untouched: its file is still open there) and makes its own if it needs
+ * one. */
+static void ring_atfork_child(void)
+{
+	struct tap_ring *r = tls_ring;
+	tls_ring = NULL;
+	tls_ring_err = 0;
+	if (r) {
+		pthread_setspecific(ring_key, NULL);
+		io_uring_queue_exit(&r->ring);
+		free(r);
+	}
 }
 
 static void ring_key_make(void)
 {
 	ring_key_err = -pthread_key_create(&ring_key, ring_free);
+	if (!ring_key_err) {
+		atomic_store(&ring_key_live, true);
+		ring_key_err = -pthread_atfork(NULL, NULL, ring_atfork_child);
+	}
+}
+
+/* Unloading the library while threads with rings live: their destructor
+ * would be gone; the key goes first (their rings are then left to exit). */
+__attribute__((destructor)) static void ring_key_fini(void)
+{
+	if (atomic_load(&ring_key_live))
+		pthread_key_delete(ring_key);
 }
 
 /* The calling thread's ring, made on its first use (one allocation and
  * one file per thread, for the thread's life); NULL, with the reason in
- * *err, if the thread cannot have one: io_uring refused (ENOSYS, EPERM
- * under kernel.io_uring_disabled, EMFILE, ENOMEM), or its ring failed. */
-static struct io_uring *thread_ring(int *err)
+ * *err, if the thread has none: io_uring refused (ENOSYS, EPERM under
+ * kernel.io_uring_disabled) or could not have one now (EMFILE, ENFILE,
+ * ENOMEM: tried again a second later), or its ring failed. The first
+ * failure of a thread is logged (port t). */
+static struct io_uring *thread_ring(struct tap_port *t, int *err)
 {
 	if (HSB_LIKELY(tls_ring != NULL))
 		return &tls_ring->ring;
-	if (tls_ring_err) {
+	if (tls_ring_err && (tls_ring_retry == UINT64_MAX || mono_ms() < tls_ring_retry)) {
 		*err = tls_ring_err;
 		return NULL;
 	}
@@ -214,22 +266,31 @@ static struct io_uring *thread_ring(int *err)
 	if (rc) {
 		free(r);
 		*err = tls_ring_err = rc < 0 ? rc : -EINVAL;
+		bool transient = rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EAGAIN;
+		tls_ring_retry = transient ? mono_ms() + 1000 : UINT64_MAX;
+		if (!tls_ring_logged) {
+			tls_ring_logged = true;
+			hs_port_log(t->port, HS_LOG_WARN, "tap %s: this thread cannot have an "
+				    "io_uring (%s): a system call per frame%s", t->ifname,
+				    hs_strerror(rc), transient ? " until it can" : "");
+		}
 		return NULL;
 	}
 	tls_ring = r;
+	tls_ring_err = 0;
 	return &r->ring;
 }
 
 /* The thread's ring failed (a submission or a wait that did not work):
  * its submission queue may hold ops that never went in, so it is never
- * used again; the thread makes system calls from now on. */
+ * used again; the thread makes system calls from now on. (Its teardown
+ * may end one of this thread's sleeping system calls early: EINTR.) */
 static void ring_failed(struct tap_port *t, int err)
 {
 	struct tap_ring *r = tls_ring;
-	tls_ring = NULL;
-	tls_ring_err = err;
 	pthread_setspecific(ring_key, NULL);
 	ring_free(r);
+	tls_ring_err = err;
 	hs_port_log(t->port, HS_LOG_WARN, "tap %s: io_uring failed (%s): this thread makes a "
 		    "system call per frame from now on", t->ifname, hs_strerror(err));
 }
@@ -288,22 +349,32 @@ static void uring_off(struct tap_port *t, uint16_t qi, bool *on, const char *dir
 /* Whether the port batches (t->uring): asks the kernel with a zero-length
  * non-blocking read on the calling thread's ring. tun answers 0 without
  * taking a frame where it does RWF_NOWAIT ops (Linux 6.4 on); io_uring
- * answers EOPNOTSUPP before, without calling the device. Logs the
- * reason when the port cannot batch. */
+ * answers EOPNOTSUPP before, without calling the device. The answer is
+ * the same for every tap: once known, it is not asked again. A thread
+ * that cannot ask (no ring now) leaves the port batching: an op refused
+ * with EOPNOTSUPP sends that queue back to system calls. */
 static void uring_probe(struct tap_port *t)
 {
 	if (t->cfg.flags & HS_TAP_NO_URING)
 		return;
+	int known = atomic_load(&kernel_batches);
+	if (known) {
+		t->uring = known > 0;
+		return;
+	}
 	int err = 0;
-	struct io_uring *r = thread_ring(&err);
+	struct io_uring *r = thread_ring(t, &err);
 	if (!r) {
-		hs_port_log(t->port, HS_LOG_INFO, "tap %s: no io_uring (%s)", t->ifname,
-			    hs_strerror(err));
+		t->uring = err != -ENOSYS && err != -EPERM;
 		return;
 	}
 	static uint8_t none;
 	struct iovec v = {.iov_base = &none, .iov_len = 0};
 	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	if (!sqe) { /* never: nothing else is queued on the thread's ring */
+		t->uring = true;
+		return;
+	}
 	io_uring_prep_readv(sqe, t->q[0].fd, &v, 1, 0);
 	sqe->rw_flags = RWF_NOWAIT;
 	io_uring_sqe_set_data64(sqe, 0);
@@ -311,15 +382,16 @@ static void uring_probe(struct tap_port *t)
 	unsigned sub = uring_run(r, 1, &res, &err);
 	if (err) {
 		ring_failed(t, err);
-		return;
-	}
-	if (sub == 1 && res == 0) {
 		t->uring = true;
 		return;
 	}
-	hs_port_log(t->port, HS_LOG_INFO, "tap %s: the kernel does no non-blocking io_uring "
-		    "reads of a tap (%s; Linux 6.4 and later do)", t->ifname,
-		    hs_strerror(sub == 1 ? res : -EIO));
+	t->uring = sub == 1 && res == 0;
+	if (sub == 1 && (res == 0 || res == -EOPNOTSUPP))
+		atomic_store(&kernel_batches, res == 0 ? 1 : -1);
+	if (!t->uring)
+		hs_port_log(t->port, HS_LOG_INFO, "tap %s: the kernel does no non-blocking "
+			    "io_uring reads of a tap (%s; Linux 6.4 and later do)", t->ifname,
+			    hs_strerror(sub == 1 ? res : -EIO));
 }
 #endif
 
@@ -608,7 +680,7 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 	unsigned n = 0, want = q->rx_want, tries = 0;
 	const size_t len = TAP_BUF - TAP_HEAD;
 	int err = 0;
-	struct io_uring *r = thread_ring(&err);
+	struct io_uring *r = thread_ring(t, &err);
 	if (!r) {
 		*fallback = true;
 		return 0;
@@ -628,9 +700,17 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 			q->rx_iov[j] = (struct iovec){
 				.iov_base = q->rx_area + slot * TAP_BUF + TAP_HEAD, .iov_len = len};
 			struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+			if (HSB_UNLIKELY(!sqe)) { /* never: the queue is empty and k <= its size */
+				k = j;
+				break;
+			}
 			io_uring_prep_readv(sqe, q->fd, &q->rx_iov[j], 1, 0);
 			sqe->rw_flags = RWF_NOWAIT;
 			io_uring_sqe_set_data64(sqe, j);
+		}
+		if (!k) {
+			*fallback = true;
+			break;
 		}
 		int32_t res[TAP_URING_N];
 		unsigned sub = uring_run(r, (unsigned)k, res, &err);
@@ -930,7 +1010,7 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 	int bnv[TAP_URING_N];
 	unsigned k = 0;
 	int rerr = 0;
-	struct io_uring *r = q->tx_uring ? thread_ring(&rerr) : NULL;
+	struct io_uring *r = q->tx_uring ? thread_ring(t, &rerr) : NULL;
 #endif
 	for (unsigned i = 0; i < n && i < q->n_resv; i++) {
 		if (!out[i].len || out[i].len > HS_FRAME_MAX)
@@ -963,6 +1043,13 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 #ifdef HS_HAVE_URING
 		if (r) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+			if (HSB_UNLIKELY(!sqe)) { /* never: at most 63 ops are queued */
+				if (k && !write_batch(t, qi, r, out, idx, bv, bnv, k, &w))
+					r = NULL;
+				k = 0;
+				write_one(t, q, &out[i], v, nv, &w); /* after those: in order */
+				continue;
+			}
 			io_uring_prep_writev(sqe, q->fd, v, (unsigned)nv, 0);
 			sqe->rw_flags = RWF_NOWAIT;
 			io_uring_sqe_set_data64(sqe, k);
