@@ -66,6 +66,7 @@
 #ifdef HS_HAVE_URING
 #include <liburing.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #endif
 
@@ -210,7 +211,9 @@ static void ring_free(void *p)
 /* In a child of fork(): the ring inherited from the forking thread maps
  * the parent's queues; the child lets go of its copy (the parent's ring is
  * untouched: its file is still open there) and makes its own if it needs
- * one. */
+ * one. Other threads' rings stay in the child as unused files and
+ * mappings until it execs or exits; fork handlers the host registered
+ * before the library's first ring run before this one. */
 static void ring_atfork_child(void)
 {
 	struct tap_ring *r = tls_ring;
@@ -256,7 +259,19 @@ static struct io_uring *thread_ring(struct tap_port *t, int *err)
 	}
 	pthread_once(&ring_once, ring_key_make);
 	int rc = ring_key_err;
+	bool transient = false;
 	struct tap_ring *r = NULL;
+	if (!rc) {
+		/* A file free for the ring first: io_uring_setup that fails
+		 * for want of one (EMFILE) has already made the ring, and its
+		 * teardown ends this thread's next sleeping call (EINTR). */
+		int probe = eventfd(0, EFD_CLOEXEC);
+		if (probe < 0)
+			rc = -errno;
+		else
+			close(probe);
+		transient = rc != 0;
+	}
 	if (!rc && !(r = malloc(sizeof(*r))))
 		rc = -ENOMEM;
 	if (!rc)
@@ -266,7 +281,9 @@ static struct io_uring *thread_ring(struct tap_port *t, int *err)
 	if (rc) {
 		free(r);
 		*err = tls_ring_err = rc < 0 ? rc : -EINVAL;
-		bool transient = rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EAGAIN;
+		/* the key or fork handler failing is not tried again */
+		transient |= !ring_key_err &&
+			     (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EAGAIN);
 		tls_ring_retry = transient ? mono_ms() + 1000 : UINT64_MAX;
 		if (!tls_ring_logged) {
 			tls_ring_logged = true;
