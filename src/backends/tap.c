@@ -67,7 +67,6 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #endif
 
 #include "backends.h"
@@ -186,13 +185,6 @@ static _Atomic bool ring_key_live;
  * non-blocking io_uring ops, -1 it does not (the same for every tap). */
 static _Atomic int kernel_batches;
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The thread-exit destructor (and the end of a failed ring). Other
  * destructors may still run in this thread and send frames: they find no
  * ring and make system calls. */
@@ -253,7 +245,7 @@ static struct io_uring *thread_ring(struct tap_port *t, int *err)
 {
 	if (HSB_LIKELY(tls_ring != NULL))
 		return &tls_ring->ring;
-	if (tls_ring_err && (tls_ring_retry == UINT64_MAX || mono_ms() < tls_ring_retry)) {
+	if (tls_ring_err && (tls_ring_retry == UINT64_MAX || hsb_mono_ms() < tls_ring_retry)) {
 		*err = tls_ring_err;
 		return NULL;
 	}
@@ -284,7 +276,7 @@ static struct io_uring *thread_ring(struct tap_port *t, int *err)
 		/* the key or fork handler failing is not tried again */
 		transient |= !ring_key_err &&
 			     (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EAGAIN);
-		tls_ring_retry = transient ? mono_ms() + 1000 : UINT64_MAX;
+		tls_ring_retry = transient ? hsb_mono_ms() + 1000 : UINT64_MAX;
 		if (!tls_ring_logged) {
 			tls_ring_logged = true;
 			hs_port_log(t->port, HS_LOG_WARN, "tap %s: this thread cannot have an "
@@ -310,6 +302,14 @@ static void ring_failed(struct tap_port *t, int err)
 	tls_ring_err = err;
 	hs_port_log(t->port, HS_LOG_WARN, "tap %s: io_uring failed (%s): this thread makes a "
 		    "system call per frame from now on", t->ifname, hs_strerror(err));
+}
+
+/* Makes a prepared read or write non-blocking (see the top of the file)
+ * and tags it with its index in the batch. */
+static void nowait_op(struct io_uring_sqe *sqe, uint64_t index)
+{
+	sqe->rw_flags = RWF_NOWAIT;
+	io_uring_sqe_set_data64(sqe, index);
 }
 
 /* Submits the k ops prepared on r (user_data: their index) and reaps
@@ -393,8 +393,7 @@ static void uring_probe(struct tap_port *t)
 		return;
 	}
 	io_uring_prep_readv(sqe, t->q[0].fd, &v, 1, 0);
-	sqe->rw_flags = RWF_NOWAIT;
-	io_uring_sqe_set_data64(sqe, 0);
+	nowait_op(sqe, 0);
 	int32_t res;
 	unsigned sub = uring_run(r, 1, &res, &err);
 	if (err) {
@@ -650,7 +649,7 @@ static bool is_gone_errno(int e)
 /* ---- kernel -> switch ------------------------------------------------------ */
 
 /* A frame of r bytes read into buffer `idx` (absolute: slot idx % ring)
- * becomes pkts[*n] (its token is idx), or is counted as bad. */
+ * becomes *p (its token is idx); false if it is bad (counted). */
 static bool take_frame(struct tap_port *t, struct tap_q *q, uint64_t idx, ssize_t r,
 		       struct hs_pkt *p, unsigned *bad_desc, unsigned *bad_off)
 {
@@ -703,7 +702,8 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 		return 0;
 	}
 	for (;;) {
-		uint64_t k = t->cfg.ring - (q->rx_head - q->rx_tail);
+		/* free buffers: at most cfg.ring (<= TAP_MAX_RING) */
+		unsigned k = (unsigned)(t->cfg.ring - (q->rx_head - q->rx_tail));
 		if (k > max - n)
 			k = max - n;
 		if (k > want)
@@ -722,16 +722,15 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 				break;
 			}
 			io_uring_prep_readv(sqe, q->fd, &q->rx_iov[j], 1, 0);
-			sqe->rw_flags = RWF_NOWAIT;
-			io_uring_sqe_set_data64(sqe, j);
+			nowait_op(sqe, j);
 		}
 		if (!k) {
 			*fallback = true;
 			break;
 		}
 		int32_t res[TAP_URING_N];
-		unsigned sub = uring_run(r, (unsigned)k, res, &err);
-		tries += (unsigned)k;
+		unsigned sub = uring_run(r, k, res, &err);
+		tries += k;
 		unsigned used = 0;
 		bool more = !err, refused = false;
 		for (unsigned j = 0; j < sub; j++) {
@@ -764,7 +763,7 @@ static unsigned recv_uring(struct tap_port *t, uint16_t qi, struct hs_pkt *pkts,
 		}
 		if (!more || atomic_load_explicit(&t->gone, memory_order_relaxed))
 			break;
-		want = 2 * (unsigned)k;
+		want = 2 * k;
 	}
 	/* the next burst's first batch: one more than this one brought */
 	q->rx_want = (uint16_t)(n + 1 < 2 ? 2 : n + 1 > TAP_URING_N ? TAP_URING_N : n + 1);
@@ -1068,8 +1067,7 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 				continue;
 			}
 			io_uring_prep_writev(sqe, q->fd, v, (unsigned)nv, 0);
-			sqe->rw_flags = RWF_NOWAIT;
-			io_uring_sqe_set_data64(sqe, k);
+			nowait_op(sqe, k);
 			idx[k] = (uint16_t)i;
 			bv[k] = v;
 			bnv[k] = nv;

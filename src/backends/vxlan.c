@@ -143,13 +143,6 @@ struct vxlan {
 		send_errors, replicated, table_full, too_big, ecn_marked, ecn_dropped;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t now_s(void)
 {
 	struct timespec ts;
@@ -971,7 +964,7 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 	memset(v->tx_fail, 0, n * sizeof(v->tx_fail[0]));
 	memset(v->tx_sent, 0, n * sizeof(v->tx_sent[0]));
 	bool csum = v->family == AF_INET && !(v->cfg.flags & HS_VXLAN_NO_UDP_CSUM);
-	uint64_t now = v->nh ? mono_ms() : 0;
+	uint64_t now = v->nh ? hsb_mono_ms() : 0;
 	socklen_t pk_len = 0;
 	struct vx_nh *last = NULL; /* the burst's last next hop: most frames share it */
 	uint32_t over_ip = (v->family == AF_INET ? 20 : 40) + VX_HDRS;

@@ -69,13 +69,6 @@ struct vx_nh_tab {
 
 enum { C_SENT, C_KERNEL, C_RESOLVED, C_CHANGED, C_ERRORS, C_OTHER_IF };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static unsigned alen(const struct vx_nh_tab *t)
 {
 	return t->p.family == AF_INET ? 4 : 16;
@@ -188,7 +181,7 @@ int vx_nh_pin(struct vx_nh_tab *t, const union vx_addr *remote, const uint8_t *m
 		e->tried_ms = 0;
 		return 0;
 	}
-	struct vx_nh *e = vx_nh_get(t, remote, now_ms());
+	struct vx_nh *e = vx_nh_get(t, remote, hsb_mono_ms());
 	if (!e)
 		return -ENOSPC;
 	e->pinned = true;
@@ -427,7 +420,7 @@ void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 	union vx_addr todo[NH_PER_TICK];
 	unsigned n = 0;
 	pthread_mutex_lock(lock);
-	uint64_t now = now_ms();
+	uint64_t now = hsb_mono_ms();
 	/* every bucket, for the idle entries; the lookups from where the last
 	 * tick ran out of them, so that each entry's turn comes */
 	uint32_t next = t->cursor;
