@@ -15,7 +15,7 @@ pkgs=(build-essential cmake pkg-config libuv1-dev liburcu-dev check libconfig-de
 case "${1:-build}" in
 build) ;;
 test) pkgs+=(valgrind dpdk-dev qemu-system-x86 linux-image-amd64 busybox-static cpio
-             iproute2 iputils-ping iperf3 python3 python3-prometheus-client tcpdump ethtool clang
+             iproute2 iputils-ping iperf3 jq python3 python3-prometheus-client tcpdump ethtool clang
              libclang-rt-14-dev frr) ;;
 bench) pkgs+=(dpdk-dev openvswitch-switch-dpdk iperf3 iproute2 iputils-ping python3 linux-perf) ;;
 *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;

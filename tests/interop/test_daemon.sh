@@ -31,13 +31,13 @@
 #  - SIGHUP reloads; a second daemon on the same pid file is refused;
 #  - SIGTERM stops it cleanly: exit 0, socket, pid file and taps gone.
 #   test_daemon.sh BUILD_DIR SOURCE_DIR
-# Exits 77 (skipped) when not root or without ip/ping/python3.
+# Exits 77 (skipped) when not root or without ip/ping/python3/jq.
 set -uo pipefail
 build=$1 src=$2
 hsd=$build/tools/hyperswitchd/hyperswitchd
 hsctl_bin=$build/tools/hsctl/hsctl
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
-for c in ip ping python3; do
+for c in ip ping python3 jq; do
 	command -v $c >/dev/null || { echo "SKIP: no $c"; exit 77; }
 done
 [ -x "$hsd" ] && [ -x "$hsctl_bin" ] || { echo "SKIP: hyperswitchd/hsctl not built"; exit 77; }
@@ -70,8 +70,11 @@ trap cleanup EXIT
 say() { echo "[${SECONDS}s] $*"; }
 . "$src/tests/interop/guests.sh" # fail, wait_for
 hsctl() { "$hsctl_bin" -s "$sock" "$@"; }
-# jq-like: json FILTER (python expression on `r`), reading stdin
-json() { python3 -c "import json,sys; r=json.load(sys.stdin); print($1)"; }
+# json [jq options] FILTER: jq's raw output of FILTER on stdin (jq starts in
+# a few ms; python3 took ~0.35 s a call here, a third of this test's time)
+json() { jq -r "$@"; }
+# port_field NAME FILTER: FILTER on port NAME's object in stdin's "ports"
+port_field() { jq -r --arg n "$1" ".ports[] | select(.name == \$n) | $2"; }
 # expect_rc RC COMMAND...: runs hsctl, checks its exit code
 expect_rc() {
 	local want=$1 rc
@@ -222,24 +225,24 @@ say "hsctl show / stats / fdb / vlan / version"
 expect_rc 0 show
 grep -q "vm1" "$work/out.txt" && grep -q "${tap[0]}" "$work/out.txt" || fail "show lacks ports: $(cat "$work/out.txt")"
 hsctl --json show >"$work/show.json" || fail "show --json failed"
-[ "$(json 'len(r["ports"])' <"$work/show.json")" = 7 ] || fail "show has not 7 ports"
-[ "$(json '[p["link"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/show.json")" = up ] ||
+[ "$(json '.ports | length' <"$work/show.json")" = 7 ] || fail "show has not 7 ports"
+[ "$(port_field a .link <"$work/show.json")" = up ] ||
 	fail "port a's link is not up"
 if [ -n "$tp" ]; then
-	[ "$(json '[p["peer"]["connected"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/show.json")" = True ] ||
+	[ "$(port_field vm1 .peer.connected <"$work/show.json")" = true ] ||
 		fail "show does not see testpmd on vm1"
-	[ "$(json '[p["link_changes"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/show.json")" -ge 1 ] ||
+	[ "$(port_field vm1 .link_changes <"$work/show.json")" -ge 1 ] ||
 		fail "the daemon heard no link event for vm1 when testpmd came"
 fi
 expect_rc 0 stats
 hsctl --json stats >"$work/stats1.json" || fail "stats --json failed"
-a_rx1=$(json '[p["rx_packets"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/stats1.json")
+a_rx1=$(port_field a .rx_packets <"$work/stats1.json")
 [ "$a_rx1" -ge 3 ] || fail "port a received $a_rx1 frames, expected at least 3"
-json 'r["ports"][0]["drops"]["rx_no_buffer"]' <"$work/stats1.json" >/dev/null ||
+json '.ports[0].drops.rx_no_buffer' <"$work/stats1.json" | grep -E '^[0-9]+$' >/dev/null ||
 	fail "stats has no per-reason drops"
 # b has uring = false: a system call per frame; a batches through io_uring
 # where the daemon's log says the kernel allows it
-uring_of() { json "[p['backend']['rx_uring_calls'] + p['backend']['tx_uring_calls'] for p in r['ports'] if p['name']=='$1'][0]" <"$work/stats1.json"; }
+uring_of() { port_field "$1" '.backend.rx_uring_calls + .backend.tx_uring_calls' <"$work/stats1.json"; }
 grep -q "tap ${tap[1]}, 1 queue(s), offloads on, a system call per frame" "$work/daemon.log" ||
 	fail "the log does not say that b makes a system call per frame"
 [ "$(uring_of b)" = 0 ] || fail "b (uring = false) used io_uring: $(uring_of b) batches"
@@ -250,9 +253,9 @@ else
 fi
 expect_rc 0 stats a -i 1
 hsctl --json fdb show >"$work/fdb1.json" || fail "fdb show --json failed"
-mac_a=$(ip -n "${ns[0]}" -j link show "${tap[0]}" | json 'r[0]["address"]')
-mac_b=$(ip -n "${ns[1]}" -j link show "${tap[1]}" | json 'r[0]["address"]')
-[ "$(json "[e['port'] for e in r['entries'] if e['mac']=='$mac_a'][0]" <"$work/fdb1.json")" = a ] ||
+mac_a=$(ip -n "${ns[0]}" -j link show "${tap[0]}" | json '.[0].address')
+mac_b=$(ip -n "${ns[1]}" -j link show "${tap[1]}" | json '.[0].address')
+[ "$(jq -r --arg m "$mac_a" '.entries[] | select(.mac == $m) | .port' <"$work/fdb1.json")" = a ] ||
 	fail "fdb show does not have A's MAC on a"
 expect_rc 0 fdb add 02:00:00:00:10:01 b --vlan 10
 expect_rc 0 fdb show --port b
@@ -264,7 +267,7 @@ expect_rc 0 vlan
 grep -q "20" "$work/out.txt" || fail "vlan does not list VLAN 20"
 expect_rc 0 version
 expect_rc 0 log level debug
-[ "$(hsctl --json log level | json 'r["level"]')" = debug ] || fail "log level not debug"
+[ "$(hsctl --json log level | json .level)" = debug ] || fail "log level not debug"
 expect_rc 0 log level info
 
 say "metrics"
@@ -325,15 +328,15 @@ say "port add / set / del at run time"
 expect_rc 0 port add t9 vhost-user path="$work/t9.sock" vlan=10
 [ -S "$work/t9.sock" ] || fail "port add did not create t9's socket"
 expect_rc 0 port set t9 vlan=11
-[ "$(hsctl --json show t9 | json 'r["ports"][0]["vlan"]')" = 11 ] || fail "port set did not change the VLAN"
+[ "$(hsctl --json show t9 | json '.ports[0].vlan')" = 11 ] || fail "port set did not change the VLAN"
 grep -q "changed in place" "$work/out.txt" || fail "a VLAN change was not made in place: $(cat "$work/out.txt")"
 expect_rc 0 --json port set t9 vlan_mode=trunk trunks=11,20-22 mtu=9000 learn=false
-[ "$(json 'r["in_place"]' <"$work/out.txt")" = True ] || fail "port set was not in place: $(cat "$work/out.txt")"
+[ "$(json .in_place <"$work/out.txt")" = true ] || fail "port set was not in place: $(cat "$work/out.txt")"
 hsctl --json show t9 >"$work/t9.json"
-[ "$(json 'r["ports"][0]["trunks"]' <"$work/t9.json")" = "[11, '20-22']" ] ||
+[ "$(json -c '.ports[0].trunks' <"$work/t9.json")" = '[11,"20-22"]' ] ||
 	fail "port set did not change the trunks: $(cat "$work/t9.json")"
 expect_rc 0 --json port set t9 queues=2
-[ "$(json 'r["in_place"]' <"$work/out.txt")" = False ] || fail "a queue change was made in place"
+[ "$(json .in_place <"$work/out.txt")" = false ] || fail "a queue change was made in place"
 grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
 # a boolean key: hsctl must send false, not "false" (which is refused)
 expect_rc 0 port set t9 in_order=false
@@ -346,9 +349,9 @@ grep -q "x9: no Xen here" "$work/daemon.log" || fail "the daemon's log does not 
 # a vxlan port: its flood list from hsctl, shown as given, then removed
 expect_rc 0 port add v9 vxlan local=127.0.0.1 vni=4242 dst_port=47891 remotes=127.0.0.2,127.0.0.3 vlan=10
 hsctl --json show v9 >"$work/v9.json"
-[ "$(json 'r["ports"][0]["config"]["remotes"]' <"$work/v9.json")" = "['127.0.0.2', '127.0.0.3']" ] ||
+[ "$(json -c '.ports[0].config.remotes' <"$work/v9.json")" = '["127.0.0.2","127.0.0.3"]' ] ||
 	fail "the vxlan port's flood list: $(cat "$work/v9.json")"
-[ "$(json 'r["ports"][0]["peer"]["vni"]' <"$work/v9.json")" = 4242 ] ||
+[ "$(json '.ports[0].peer.vni' <"$work/v9.json")" = 4242 ] ||
 	fail "the vxlan port's peer: $(cat "$work/v9.json")"
 hsctl show >"$work/show-v9.txt" 2>&1
 grep -q "VTEP 127.0.0.1 VNI 4242" "$work/show-v9.txt" || fail "show's table: $(cat "$work/show-v9.txt")"
@@ -376,11 +379,11 @@ expect_rc 0 port add v7 vxlan local=127.0.0.1 vni=4243 dst_port=47892 follow="$v
 bridge fdb add 02:00:00:00:00:32 dev "$vx" dst 127.0.0.7
 end=$((SECONDS + 5))
 until hsctl --json stats v7 >"$work/v7.json" &&
-	[ "$(json 'r["ports"][0]["backend"]["follow_added"]' <"$work/v7.json")" = 3 ]; do
+	[ "$(json '.ports[0].backend.follow_added' <"$work/v7.json")" = 3 ]; do
 	[ $SECONDS -lt $end ] || fail "v7 did not take $vx's entries: $(cat "$work/v7.json")"
 	sleep 0.2
 done
-[ "$(json 'r["ports"][0]["backend"]["flood_vteps"]' <"$work/v7.json")" = 1 ] ||
+[ "$(json '.ports[0].backend.flood_vteps' <"$work/v7.json")" = 1 ] ||
 	fail "v7's flood list: $(cat "$work/v7.json")"
 hsctl show v7 >"$work/show-v7.txt" 2>&1
 grep -q "follows $vx" "$work/show-v7.txt" || fail "show does not say what v7 follows: $(cat "$work/show-v7.txt")"
@@ -397,9 +400,9 @@ ip link add "$br" type bridge && ip link set "$vx" master "$br" &&
 expect_rc 0 port add v8 vxlan local=127.0.0.1 vni=4243 dst_port=47893 follow="$vx" \
 	follow_any_port=true export="$ex"
 hsctl --json stats v8 >"$work/v8.json" || fail "no stats for v8"
-[ "$(json 'r["ports"][0]["backend"]["follow_added"]' <"$work/v8.json")" = 3 ] &&
-	[ "$(json 'r["ports"][0]["backend"]["follow_skipped"]' <"$work/v8.json")" = 0 ] &&
-	[ "$(json 'r["ports"][0]["backend"]["export_errors"]' <"$work/v8.json")" = 0 ] ||
+[ "$(json '.ports[0].backend.follow_added' <"$work/v8.json")" = 3 ] &&
+	[ "$(json '.ports[0].backend.follow_skipped' <"$work/v8.json")" = 0 ] &&
+	[ "$(json '.ports[0].backend.export_errors' <"$work/v8.json")" = 0 ] ||
 	fail "v8 (follow_any_port, export): $(cat "$work/v8.json")"
 expect_rc 0 port del v8
 # an underlay interface: a missing one refused, one there taken (its
@@ -410,7 +413,7 @@ expect_rc 0 port add v9 vxlan local=127.0.0.1 vni=4244 underlay="$ex"
 hsctl show v9 >"$work/show-v9.txt" 2>&1
 grep -q "through $ex" "$work/show-v9.txt" || fail "show does not say v9's underlay: $(cat "$work/show-v9.txt")"
 hsctl --json stats v9 >"$work/v9.json" || fail "no stats for v9"
-[ "$(json 'r["ports"][0]["backend"]["underlay_sent"]' <"$work/v9.json")" = 0 ] ||
+[ "$(json '.ports[0].backend.underlay_sent' <"$work/v9.json")" = 0 ] ||
 	fail "v9's underlay counters: $(cat "$work/v9.json")"
 expect_rc 0 port del v9
 ip link del "$ex"
@@ -438,11 +441,11 @@ for i in range(5):
 " || fail "cannot send on ${ul}p"
 end=$((SECONDS + 5))
 until hsctl --json stats u9 >"$work/u9.json" &&
-	[ "$(json 'r["ports"][0]["rx_packets"]' <"$work/u9.json")" -ge 5 ]; do
+	[ "$(json '.ports[0].rx_packets' <"$work/u9.json")" -ge 5 ]; do
 	[ $SECONDS -lt $end ] || fail "u9 did not receive from ${ul}p: $(cat "$work/u9.json")"
 	sleep 0.2
 done
-[ "$(json 'r["ports"][0]["backend"]["rx_kernel_drops"]' <"$work/u9.json")" = 0 ] ||
+[ "$(json '.ports[0].backend.rx_kernel_drops' <"$work/u9.json")" = 0 ] ||
 	fail "u9's backend counters: $(cat "$work/u9.json")"
 expect_rc 0 port del u9
 # AF_XDP mode on request (native XDP on a veth, where built)
@@ -533,7 +536,7 @@ say "port set: new settings the system refuses leave the port as it was"
 expect_rc 0 port add t8 vhost-user path="$work/t8.sock"
 expect_rc 1 port set t8 path=/nonexistent-dir/t8.sock
 [ -S "$work/t8.sock" ] || fail "port t8 did not come back on its old socket"
-[ "$(hsctl --json show t8 | json 'r["ports"][0]["peer"]["path"]')" = "$work/t8.sock" ] ||
+[ "$(hsctl --json show t8 | json '.ports[0].peer.path')" = "$work/t8.sock" ] ||
 	fail "port t8's settings changed after a refused port set"
 expect_rc 0 port del t8
 expect_rc 1 fdb add 02:00:00:00:10:01 ' b'
@@ -650,7 +653,7 @@ pids+=("$caps1")
 capc=$!
 pids+=("$capc")
 c_ifindex=$(ip -n "${ns[2]}" -o link show "${tap[2]}" | cut -d: -f1)
-c_rx1=$(hsctl --json stats c | json '[p["rx_packets"] for p in r["ports"] if p["name"]=="c"][0]')
+c_rx1=$(hsctl --json stats c | port_field c .rx_packets)
 for l in capture-s1 capture-c; do
 	wait_for "$work/$l.log" "capturing on" 10 || fail "$l did not start: $(cat "$work/$l.log")"
 done
@@ -658,7 +661,7 @@ sleep 1 # traffic before the reload
 write_conf 10 0 1 q p # and s1, s2 swap their sockets
 expect_rc 0 --json reload
 cp "$work/out.txt" "$work/reload.json"
-[ "$(json 'r["in_place"]' <"$work/reload.json")" = "['c']" ] ||
+[ "$(json -c .in_place <"$work/reload.json")" = '["c"]' ] ||
 	fail "C's VLAN change was not made in place: $(cat "$work/reload.json")"
 hsctl --json reload >/dev/null # nothing changed now
 sleep 1
@@ -684,20 +687,20 @@ assert ports["c"]["vlan"] == 10, ports["c"]
 assert ports["e"]["trunks"] == [10, "100-102"], ports["e"]["trunks"]
 EOF
 hsctl --json fdb show >"$work/fdb2.json"
-[ "$(json "[e['port'] for e in r['entries'] if e['mac']=='$mac_a'][0]" <"$work/fdb2.json")" = a ] ||
+[ "$(jq -r --arg m "$mac_a" '.entries[] | select(.mac == $m) | .port' <"$work/fdb2.json")" = a ] ||
 	fail "A's learned MAC was lost in the reload"
 hsctl --json stats >"$work/stats2.json"
-a_rx2=$(json '[p["rx_packets"] for p in r["ports"] if p["name"]=="a"][0]' <"$work/stats2.json")
+a_rx2=$(port_field a .rx_packets <"$work/stats2.json")
 [ "$a_rx2" -ge $((a_rx1 + 400)) ] || fail "port a's counters restarted ($a_rx1 -> $a_rx2)"
 if [ -n "$tp" ]; then
-	[ "$(json '[p["backend"]["connects"] for p in r["ports"] if p["name"]=="vm1"][0]' <"$work/stats2.json")" = 1 ] ||
+	[ "$(port_field vm1 .backend.connects <"$work/stats2.json")" = 1 ] ||
 		fail "testpmd had to reconnect to vm1 across the reload"
 fi
 # C moved to VLAN 10 in place: the same tap, in its namespace still, its
 # counters kept; A reaches it now, and the capture of C sees that
 [ "$(ip -n "${ns[2]}" -o link show "${tap[2]}" 2>/dev/null | cut -d: -f1)" = "$c_ifindex" ] ||
 	fail "C's tap was made again by a VLAN change"
-c_rx2=$(hsctl --json stats c | json '[p["rx_packets"] for p in r["ports"] if p["name"]=="c"][0]')
+c_rx2=$(hsctl --json stats c | port_field c .rx_packets)
 [ "$c_rx2" -ge "$c_rx1" ] || fail "port c's counters restarted ($c_rx1 -> $c_rx2)"
 ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[2]}" >/dev/null 2>&1 ||
 	fail "A cannot reach C after C moved to VLAN 10"
@@ -715,14 +718,14 @@ grep -q "hs.conf:1" "$work/err.txt" || fail "reload error lacks file:line: $(cat
 printf 'ports = ( { name = "a"; type = "tap"; colour = "red"; } );\n' >"$conf"
 expect_rc 1 reload
 grep -q "colour: unknown setting" "$work/err.txt" || fail "unknown key not named: $(cat "$work/err.txt")"
-[ "$(hsctl --json show | json 'len(r["ports"])')" = 7 ] || fail "a rejected reload changed the ports"
+[ "$(hsctl --json show | json '.ports | length')" = 7 ] || fail "a rejected reload changed the ports"
 
 say "SIGHUP"
 cp "$work/good.conf" "$conf"
 write_conf 10 0 0
 kill -HUP "$daemon"
 end=$((SECONDS + 10))
-until [ "$(hsctl --json show | json 'len(r["ports"])')" = 6 ]; do
+until [ "$(hsctl --json show | json '.ports | length')" = 6 ]; do
 	[ $SECONDS -lt $end ] || fail "SIGHUP did not reload (e still there)"
 	sleep 0.2
 done
