@@ -226,10 +226,12 @@ static inline bool frame_ok(struct hs__ctx *c, struct hs__inq *iq, unsigned i, b
 	return true;
 }
 
-/* Decides every frame's destination set (c->mask), in two passes over the
- * burst: parse headers and prefetch both table buckets, then learn, look
- * up and mark. Sets c->plain: frames with no offload metadata (their
- * delivery needs no transform beyond a possible VLAN change). */
+/* Decides every frame's destination set (c->mask): parses every frame's
+ * headers and checks it; then asks the table once for a one-flow burst,
+ * or else hashes every frame's keys and prefetches both table buckets
+ * before it learns, looks up and marks frame by frame. Sets c->plain:
+ * frames with no offload metadata (their delivery needs no transform
+ * beyond a possible VLAN change). */
 static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		     unsigned n, const struct hs__topo *t)
 {
@@ -246,7 +248,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	const uint32_t now = c->now_s;
 	struct hs_port *const *ports = t->port;
 	const uint32_t max_ports = t->max_ports;
-	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0, ok = 0;
+	uint64_t bytes = 0, bc = 0, mc = 0, fl = 0, live = 0, plain = 0, tagm = 0, big = 0;
 	uint64_t dkey[HS__BURST_MAX], skey[HS__BURST_MAX];
 	uint64_t dh[HS__BURST_MAX], sh[HS__BURST_MAX];
 	/* all keys equal when their OR equals their AND */
@@ -299,17 +301,23 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		sand &= skey[i];
 		dor |= dkey[i];
 		dand &= dkey[i];
-		sh[i] = hs__fdb_hash(f, skey[i]);
-		hs__fdb_prefetch(f, sh[i]);
-		if (!(dst & 1)) {
-			dh[i] = hs__fdb_hash(f, dkey[i]);
-			hs__fdb_prefetch(f, dh[i]);
-		}
 		if (HS__LIKELY(!p->off.flags && !p->off.gso_type))
 			plain |= 1ull << i;
+		/* above the MTU (a tag's 4 bytes allowed): frame_ok decides */
+		big |= (uint64_t)(len > max_len + (tagged ? HS_VLAN_HLEN : 0)) << i;
 		live |= 1ull << i;
 	}
 	c->tagged = tagm;
+
+	/* The checks after parsing: a plain frame within the MTU passes them
+	 * without a call; the others (offload metadata to check, a size to
+	 * judge against it) go through frame_ok. */
+	uint64_t ok = live & plain & ~big;
+	for (uint64_t m = live & ~ok; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		if (frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
+			ok |= 1ull << i;
+	}
 
 	/* One source, one unicast destination: a guest's burst towards its
 	 * peer or its gateway. Once every frame is checked, if the source is
@@ -318,19 +326,12 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	 * burst. Otherwise (a new MAC, a move, a refusal: the slow path, whose
 	 * changes a later frame's lookup may see) the checked frames go
 	 * through the frame-by-frame loop below. */
-	uint64_t todo = live;
-	bool checked = false;
-	unsigned i0 = live ? (unsigned)__builtin_ctzll(live) : 0;
-	if (live && sor == sand && dor == dand && !(dkey[i0] & 1)) {
-		for (uint64_t m = live; m; m &= m - 1) {
-			unsigned i = (unsigned)__builtin_ctzll(m);
-			if (frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
-				ok |= 1ull << i;
-		}
-		todo = ok;
-		checked = true;
-		i0 = ok ? (unsigned)__builtin_ctzll(ok) : 0;
-		if (ok && (!learn || hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now))) {
+	uint64_t todo = ok;
+	unsigned i0 = ok ? (unsigned)__builtin_ctzll(ok) : 0;
+	if (ok && sor == sand && dor == dand && !(dkey[i0] & 1)) {
+		sh[i0] = hs__fdb_hash(f, skey[i0]);
+		dh[i0] = hs__fdb_hash(f, dkey[i0]);
+		if (!learn || hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now)) {
 			unsigned nok = (unsigned)__builtin_popcountll(ok);
 			uint32_t w, stamp;
 			const struct hs_port *dp = NULL;
@@ -354,12 +355,21 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		}
 	}
 
+	/* Frame by frame: both table buckets of every frame prefetched
+	 * before the first lookup (hashed here, not while parsing: a one-flow
+	 * burst hashes once) */
+	for (uint64_t m = todo; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(m);
+		sh[i] = hs__fdb_hash(f, skey[i]);
+		hs__fdb_prefetch(f, sh[i]);
+		if (!(dkey[i] & 1)) {
+			dh[i] = hs__fdb_hash(f, dkey[i]);
+			hs__fdb_prefetch(f, dh[i]);
+		}
+	}
 	for (uint64_t m = todo; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		uint16_t vid = c->vid[i];
-		if (!checked && !frame_ok(c, iq, i, (plain >> i) & 1, (tagm >> i) & 1, max_len))
-			continue;
-		ok |= 1ull << i;
 		if (learn)
 			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
 		if (dkey[i] & 1) { /* group address: byte 0, bit 0 */
