@@ -201,9 +201,11 @@ static unsigned mem_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts,
 	uint32_t n = prod - t->next;
 	if (n > max)
 		n = max;
+	const uint32_t next = t->next, mask = m->mask;
+	const struct hs_mem_frame *ring = t->ring;
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t slot = (t->next + i) & m->mask;
-		const struct hs_mem_frame *f = &t->ring[slot];
+		uint32_t slot = (next + i) & mask;
+		const struct hs_mem_frame *f = &ring[slot];
 		struct hs_pkt *p = &pkts[i];
 		p->off = f->off;
 		p->token = slot;
@@ -244,18 +246,22 @@ static unsigned mem_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 	uint32_t cons = atomic_load_explicit(&r->cons, memory_order_acquire);
 	uint32_t room = m->cfg.ring_size - (prod - cons);
 	uint32_t slot = prod;
+	/* in locals: the stores below could alias them for the compiler */
+	const uint32_t buf_size = m->cfg.buf_size, mask = m->mask;
+	struct hs_seg *segs = r->segs;
+	uint8_t *got = r->got;
 	unsigned i;
 	for (i = 0; i < n; i++) {
-		if (HSB_UNLIKELY(out[i].len > m->cfg.buf_size)) {
+		if (HSB_UNLIKELY(out[i].len > buf_size)) {
 			bufs[i].nsegs = 0;
-			r->got[i] = 0;
+			got[i] = 0;
 			continue;
 		}
 		if (!room)
 			break;
-		bufs[i].segs = &r->segs[slot & m->mask];
+		bufs[i].segs = &segs[slot & mask];
 		bufs[i].nsegs = 1;
-		r->got[i] = 1;
+		got[i] = 1;
 		slot++;
 		room--;
 	}
@@ -269,10 +275,13 @@ static unsigned mem_send_commit(void *priv, uint16_t q, const struct hs_out *out
 	struct mem_port *m = priv;
 	struct mem_rxq *r = &m->rx[q];
 	uint32_t slot = atomic_load_explicit(&r->prod, memory_order_relaxed);
+	const uint32_t mask = m->mask;
+	const uint8_t *got = r->got;
+	struct mem_rxslot *meta = r->meta;
 	for (unsigned i = 0; i < n; i++) {
-		if (!r->got[i])
+		if (!got[i])
 			continue;
-		struct mem_rxslot *s = &r->meta[slot++ & m->mask];
+		struct mem_rxslot *s = &meta[slot++ & mask];
 		s->len = out[i].len;
 		s->off = out[i].off;
 	}

@@ -794,6 +794,11 @@ static void backlog_srcs(struct hs__ctx *c, struct hs__outq *oq, const struct hs
 static bool all_plain(const struct hs__ctx *c, const struct hs_port *dp, uint64_t mask)
 {
 	const struct hs__vout vo = hs__port_vout(dp);
+	if (mask & ~c->plain)
+		return false;
+	/* the common case at once: untagged frames to a port that tags none */
+	if (!(mask & c->tagged) && vo.untagged == HS__NVID)
+		return true;
 	for (uint64_t m = mask; m; m &= m - 1)
 		if (!frame_plain(c, (unsigned)__builtin_ctzll(m), vo))
 			return false;
