@@ -3,6 +3,8 @@
 # talking to a process in a network namespace of the host, through
 #   hyperswitch  the vswitch example: the guest on a vhost-user port, a tap
 #                (moved into the namespace) on another
+#   hyperswitch-syscalls  the same, the tap's reads and writes one system
+#                call each instead of io_uring batches (not run by default)
 #   qemu-tap     QEMU's own tap back end (vhost-net when /dev/vhost-net
 #                exists, else QEMU's userspace virtio-net) on a Linux
 #                bridge, and a veth pair into the namespace: what users
@@ -80,9 +82,9 @@ ns_up() { # DEV
 }
 
 vs=''
-setup_hyperswitch() {
+setup_hyperswitch() { # [TAP OPTIONS]
 	ip netns add "$ns" || return 1
-	"$vswitch" --stats 2 --vhost-user "$work/g.sock" --tap "$tap" >"$work/sw.log" 2>&1 &
+	"$vswitch" --stats 2 --vhost-user "$work/g.sock" --tap "$tap${1:-}" >"$work/sw.log" 2>&1 &
 	vs=$!
 	pids+=("$vs")
 	wait_for "$work/sw.log" running 10 || return 1
@@ -90,6 +92,10 @@ setup_hyperswitch() {
 	guest "socket,id=c0,path=$work/g.sock,reconnect=1" ""
 	qemu=$!
 }
+
+# the same with the tap's reads and writes one system call each (no
+# io_uring batches)
+setup_hyperswitch-syscalls() { setup_hyperswitch ,no-uring; }
 
 setup_qemu-tap() {
 	vs=''
