@@ -161,6 +161,54 @@ START_TEST(a_later_clock_on_the_data_path_frees_nothing)
 }
 END_TEST
 
+/* A next hop replaced or deleted in the neighbour table is followed at
+ * the next tick, not only at the entry's recheck a second later: the
+ * kernel queues its notice before `ip neigh` returns, so the tick finds
+ * it (nh_noticed says that the notice, not a recheck that came due on a
+ * slow machine, made the entry look again). */
+START_TEST(a_changed_or_deleted_next_hop_is_followed_at_the_next_tick)
+{
+	NEED_NETNS();
+	ck_assert_int_eq(system("ip neigh add 10.77.1.1 lladdr 02:00:00:00:00:01 dev u0 "
+				"nud permanent"), 0);
+	struct vx_nh_tab *t = tab(16);
+	union vx_addr a = addr(0, 77);
+	static const uint8_t m1[6] = {2, 0, 0, 0, 0, 1}, m2[6] = {2, 0, 0, 0, 0, 2};
+	uint64_t c[VX_NH_NCTR];
+	ck_assert_str_eq(vx_nh_counter_names[3], "nh_changed");
+	ck_assert_str_eq(vx_nh_counter_names[6], "nh_noticed");
+	pthread_mutex_lock(&lock);
+	vx_nh_get(t, &a, mono_ms());
+	pthread_mutex_unlock(&lock);
+	vx_nh_tick(t, &lock); /* looked up: m1 */
+	pthread_mutex_lock(&lock);
+	struct vx_nh *e = vx_nh_get(t, &a, mono_ms());
+	ck_assert(vx_nh_usable(e, mono_ms(), 100));
+	ck_assert_mem_eq(e->mac, m1, 6);
+	pthread_mutex_unlock(&lock);
+	ck_assert_int_eq(system("ip neigh replace 10.77.1.1 lladdr 02:00:00:00:00:02 dev u0 "
+				"nud permanent"), 0);
+	vx_nh_tick(t, &lock);
+	pthread_mutex_lock(&lock);
+	e = vx_nh_get(t, &a, mono_ms());
+	ck_assert(vx_nh_usable(e, mono_ms(), 100));
+	ck_assert_mem_eq(e->mac, m2, 6);
+	pthread_mutex_unlock(&lock);
+	vx_nh_read(t, c);
+	ck_assert_uint_eq(c[3], 1); /* counted as a change, not a resolution */
+	ck_assert_uint_eq(c[6], 1);
+	ck_assert_int_eq(system("ip neigh del 10.77.1.1 dev u0"), 0);
+	vx_nh_tick(t, &lock);
+	pthread_mutex_lock(&lock);
+	e = vx_nh_get(t, &a, mono_ms());
+	ck_assert(!vx_nh_usable(e, mono_ms(), 100)); /* nobody answers for it */
+	pthread_mutex_unlock(&lock);
+	vx_nh_read(t, c);
+	ck_assert_uint_eq(c[6], 2);
+	vx_nh_close(t);
+}
+END_TEST
+
 /* The protocol of the packet socket bound to interface index idx, from
  * /proc/net/packet (-1 if none). */
 static int packet_proto(int idx)
@@ -203,6 +251,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, vteps_that_never_resolve_do_not_starve_the_others);
 	tcase_add_test(tc, a_later_clock_on_the_data_path_frees_nothing);
 	tcase_add_test(tc, the_socket_stays_send_only_when_the_interface_is_made_again);
+	tcase_add_test(tc, a_changed_or_deleted_next_hop_is_followed_at_the_next_tick);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -78,12 +78,16 @@
  * lookup tick (every 250 ms) looks up at most 256 VTEPs, in turn, so up
  * to about 1000 VTEPs in steady use stay fresh (beyond, some of their
  * datagrams take the kernel's way at times); one whose next hop is not
- * usable is looked up again every half second. One route per VTEP: an ECMP route's paths are not
+ * usable is looked up again every half second. The neighbour table's
+ * notices are read each tick: a next hop deleted, failed or given another
+ * MAC stops being used at once and is looked up in that tick, rather than
+ * at the next second's look. One route per VTEP: an ECMP route's paths are not
  * spread over by flow. Counted: underlay_sent (handed to the interface's
  * socket; one it refuses is also a send error), underlay_kernel (sent the
  * kernel's way instead), nh_resolved, nh_changed (a next hop's MAC
  * changed), nh_errors (no route, or netlink failed), nh_other_if (the
- * route leaves by another interface). UDP-tunnel segmentation offload is
+ * route leaves by another interface), nh_noticed (entries a neighbour
+ * notice made look again). UDP-tunnel segmentation offload is
  * not available through packet sockets (Linux takes it only from taps
  * and virtio devices): frames a guest hands over as TSO are cut by the
  * switch before encapsulation. Needs CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)

@@ -12,7 +12,11 @@
  * the kernel to resolve (NTF_USE, as the kernel's own sending would) for
  * entries in use that are not usable, so a stale entry is confirmed and
  * an unknown one is looked for, since the datagrams sent here never pass
- * the kernel's neighbour code.
+ * the kernel's neighbour code. The neighbour table's own notices
+ * (RTNLGRP_NEIGH) are read each tick: an entry whose next hop was
+ * deleted, stopped being usable or changed its address takes the
+ * kernel's way at once and is looked up again in that tick if in use,
+ * rather than at its next recheck.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,6 +47,7 @@
 
 const char *const vx_nh_counter_names[VX_NH_NCTR] = {
 	"underlay_sent", "underlay_kernel", "nh_resolved", "nh_changed", "nh_errors", "nh_other_if",
+	"nh_noticed",
 };
 
 struct vx_nh_tab {
@@ -55,6 +60,7 @@ struct vx_nh_tab {
 	int fd;
 	struct sockaddr_ll sa;
 	struct mnl_socket *nl;
+	struct mnl_socket *mon; /* the neighbour table's notices, non-blocking */
 	char *buf;
 	uint32_t seq;
 	/* the table (under the port's lock) */
@@ -67,7 +73,7 @@ struct vx_nh_tab {
 	_Atomic uint64_t ctr[VX_NH_NCTR];
 };
 
-enum { C_SENT, C_KERNEL, C_RESOLVED, C_CHANGED, C_ERRORS, C_OTHER_IF };
+enum { C_SENT, C_KERNEL, C_RESOLVED, C_CHANGED, C_ERRORS, C_OTHER_IF, C_NOTICED };
 
 static unsigned alen(const struct vx_nh_tab *t)
 {
@@ -300,6 +306,7 @@ static void neigh_req(struct vx_nh_tab *t, uint16_t type, uint16_t flags, uint8_
 struct answer {
 	bool ok, other_if, error;
 	uint8_t mac[6];
+	union vx_addr hop;      /* the next hop looked up, where ok */
 	uint32_t mtu;           /* the route's, or 0 */
 };
 
@@ -338,6 +345,7 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 	if (!rc && (n.state & NUD_USABLE) && n.have_mac) {
 		out->ok = true;
 		memcpy(out->mac, n.mac, 6);
+		out->hop = hop;
 	}
 	if (!rc && (n.state & (NUD_REACHABLE | NUD_PERMANENT | NUD_NOARP | NUD_INCOMPLETE |
 			       NUD_DELAY | NUD_PROBE)))
@@ -407,6 +415,105 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 	pthread_mutex_unlock(lock);
 }
 
+/* ---- the neighbour table's notices ------------------------------------------------ */
+
+struct notice_ev {
+	union vx_addr hop;
+	bool gone;              /* deleted, or not usable */
+	bool have_mac;
+	uint8_t mac[6];
+};
+
+struct notice {
+	struct vx_nh_tab *t;
+	bool all;               /* notices were lost: every entry is looked up again */
+	unsigned n;
+	struct notice_ev ev[64];
+};
+
+static int notice_attr(const struct nlattr *a, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(a);
+	if (type == NDA_DST || type == NDA_LLADDR)
+		tb[type] = a;
+	return MNL_CB_OK;
+}
+
+static int notice_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct notice *no = data;
+	struct vx_nh_tab *t = no->t;
+	if ((nlh->nlmsg_type != RTM_NEWNEIGH && nlh->nlmsg_type != RTM_DELNEIGH) ||
+	    mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ndmsg))
+		return MNL_CB_OK;
+	const struct ndmsg *nd = mnl_nlmsg_get_payload(nlh);
+	if (nd->ndm_family != t->p.family || nd->ndm_ifindex != t->ifindex)
+		return MNL_CB_OK;
+	const struct nlattr *tb[NDA_MAX + 1] = {0};
+	mnl_attr_parse(nlh, sizeof(*nd), notice_attr, tb);
+	if (!tb[NDA_DST] || mnl_attr_get_payload_len(tb[NDA_DST]) != alen(t))
+		return MNL_CB_OK;
+	if (no->n == sizeof(no->ev) / sizeof(no->ev[0])) {
+		no->all = true;
+		return MNL_CB_OK;
+	}
+	struct notice_ev *v = &no->ev[no->n++];
+	memset(v, 0, sizeof(*v));
+	memcpy(&v->hop, mnl_attr_get_payload(tb[NDA_DST]), alen(t));
+	v->gone = nlh->nlmsg_type == RTM_DELNEIGH || !(nd->ndm_state & NUD_USABLE);
+	if (tb[NDA_LLADDR] && mnl_attr_get_payload_len(tb[NDA_LLADDR]) == 6) {
+		memcpy(v->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
+		v->have_mac = true;
+	}
+	return MNL_CB_OK;
+}
+
+/* (Lock held.) What the notices said: entries whose next hop went, or
+ * changed its address, stop being usable (the kernel's way, which is
+ * right whatever the table holds) and are due for a lookup now. */
+static void apply_notices(struct vx_nh_tab *t, const struct notice *no)
+{
+	for (uint32_t i = 0; i < t->cap; i++) {
+		struct vx_nh *e = &t->ent[i];
+		if (e->pinned || !e->ok)
+			continue;
+		bool hit = no->all;
+		for (unsigned k = 0; !hit && k < no->n; k++)
+			hit = vx_addr_same(t->p.family, &e->hop, &no->ev[k].hop) &&
+			      (no->ev[k].gone || !no->ev[k].have_mac ||
+			       memcmp(no->ev[k].mac, e->mac, 6));
+		if (hit) {
+			e->ok = false;
+			e->lapsed = true;
+			e->tried_ms = 0;
+			atomic_fetch_add(&t->ctr[C_NOTICED], 1);
+		}
+	}
+}
+
+/* The notices since the last tick, applied. */
+static void read_notices(struct vx_nh_tab *t, pthread_mutex_t *lock)
+{
+	if (!t->mon || t->ifindex <= 0)
+		return;
+	for (;;) {
+		struct notice no = {.t = t};
+		ssize_t len = mnl_socket_recvfrom(t->mon, t->buf, MNL_SOCKET_BUFFER_SIZE);
+		if (len < 0 && errno == ENOBUFS)
+			no.all = true; /* the socket overflowed: some were lost */
+		else if (len <= 0)
+			return; /* EAGAIN: none left */
+		else
+			mnl_cb_run(t->buf, (size_t)len, 0, 0, notice_cb, &no);
+		if (!no.all && !no.n)
+			continue;
+		pthread_mutex_lock(lock);
+		apply_notices(t, &no);
+		pthread_mutex_unlock(lock);
+	}
+}
+
 /* How long ago t was, from now (signed: a data path that read the clock
  * before this thread may have stored a later time). */
 static int64_t since(uint64_t now, uint64_t t)
@@ -417,6 +524,7 @@ static int64_t since(uint64_t now, uint64_t t)
 void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 {
 	follow_link(t, lock);
+	read_notices(t, lock);
 	union vx_addr todo[NH_PER_TICK];
 	unsigned n = 0;
 	pthread_mutex_lock(lock);
@@ -432,6 +540,7 @@ void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 			if (!e->pinned && since(now, e->used_ms) >= NH_IDLE_MS) {
 				int32_t i = *l;
 				*l = e->next;
+				e->ok = false; /* free: no notice applies to it */
 				e->next = t->free_head;
 				t->free_head = i;
 				continue;
@@ -462,11 +571,17 @@ void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 		if (e && !e->pinned && t->ifindex > 0) {
 			e->checked_ms = now;
 			if (a.ok && (!e->ok || memcmp(e->mac, a.mac, 6))) {
-				atomic_fetch_add(&t->ctr[e->ok ? C_CHANGED : C_RESOLVED], 1);
+				/* a notice's lapse counts as what it was: a change
+				 * of address, if the address changed */
+				bool chg = e->ok || (e->lapsed && memcmp(e->mac, a.mac, 6));
+				atomic_fetch_add(&t->ctr[chg ? C_CHANGED : C_RESOLVED], 1);
 				memcpy(e->mac, a.mac, 6);
 				build(t, e);
 			}
+			if (a.ok)
+				e->hop = a.hop;
 			e->ok = a.ok;
+			e->lapsed = false;
 			e->route_mtu = a.mtu;
 			e->mtu = path_mtu(t, a.mtu);
 		}
@@ -557,6 +672,18 @@ int vx_nh_open(struct vx_nh_tab **out, const struct vx_nh_params *p, hs_port_t *
 		rc = -errno;
 		goto fail;
 	}
+	/* the neighbour table's notices (without them, changes are seen at the
+	 * next recheck only) */
+	if (!(t->mon = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC)) ||
+	    mnl_socket_bind(t->mon, RTMGRP_NEIGH, MNL_SOCKET_AUTOPID) < 0) {
+		int err = errno;
+		if (t->mon)
+			mnl_socket_close(t->mon);
+		t->mon = NULL;
+		hs_port_log(port, HS_LOG_WARN, "underlay %s: no neighbour notices (%s): "
+			    "changes are seen within %d ms", t->ifname, strerror(err),
+			    NH_RECHECK_MS);
+	}
 	*out = t;
 	return 0;
 fail:
@@ -572,6 +699,8 @@ void vx_nh_close(struct vx_nh_tab *t)
 		close(t->fd);
 	if (t->nl)
 		mnl_socket_close(t->nl);
+	if (t->mon)
+		mnl_socket_close(t->mon);
 	free(t->buf);
 	free(t->ent);
 	free(t->bucket);

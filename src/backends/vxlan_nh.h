@@ -47,9 +47,11 @@ struct vx_nh {
 	uint32_t ipsum;         /* IPv4: the header's sum without those words */
 	uint32_t psum;          /* the UDP pseudo-header's sum without its length */
 	uint8_t mac[6];         /* the next hop's */
+	union vx_addr hop;      /* ... and its address (the VTEP or the gateway) */
 	bool ok;                /* hdr is good: send through the interface */
 	bool used;              /* the data path wanted it since the last look */
 	bool pinned;            /* mac given by the embedder */
+	bool lapsed;            /* not ok since a neighbour notice, until looked up */
 	uint16_t mtu;           /* the largest IP packet that goes this way */
 	uint32_t route_mtu;     /* the route's MTU, 0 if it gives none */
 	uint64_t used_ms;       /* last wanted */
@@ -86,7 +88,7 @@ struct vx_nh_params {
 struct vx_nh_tab;
 
 /* Counters (vx_nh_read), in this order. */
-#define VX_NH_NCTR 6
+#define VX_NH_NCTR 7
 extern const char *const vx_nh_counter_names[VX_NH_NCTR];
 
 /* Opens the interface's packet socket and a netlink socket. -ENODEV (no
