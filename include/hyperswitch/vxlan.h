@@ -87,7 +87,8 @@
  * kernel's way instead), nh_resolved, nh_changed (a next hop's MAC
  * changed), nh_errors (no route, or netlink failed), nh_other_if (the
  * route leaves by another interface), nh_noticed (entries a neighbour
- * notice made look again). UDP-tunnel segmentation offload is
+ * notice took out of use until looked up again), nh_notices_lost (the
+ * notice socket overflowed: every entry is looked up again). UDP-tunnel segmentation offload is
  * not available through packet sockets (Linux takes it only from taps
  * and virtio devices): frames a guest hands over as TSO are cut by the
  * switch before encapsulation. Needs CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)

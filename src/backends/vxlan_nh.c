@@ -20,6 +20,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <stdatomic.h>
@@ -31,6 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/neighbour.h>
@@ -47,7 +49,7 @@
 
 const char *const vx_nh_counter_names[VX_NH_NCTR] = {
 	"underlay_sent", "underlay_kernel", "nh_resolved", "nh_changed", "nh_errors", "nh_other_if",
-	"nh_noticed",
+	"nh_noticed", "nh_notices_lost",
 };
 
 struct vx_nh_tab {
@@ -73,7 +75,8 @@ struct vx_nh_tab {
 	_Atomic uint64_t ctr[VX_NH_NCTR];
 };
 
-enum { C_SENT, C_KERNEL, C_RESOLVED, C_CHANGED, C_ERRORS, C_OTHER_IF, C_NOTICED };
+enum { C_SENT, C_KERNEL, C_RESOLVED, C_CHANGED, C_ERRORS, C_OTHER_IF, C_NOTICED,
+       C_NOTICES_LOST };
 
 static unsigned alen(const struct vx_nh_tab *t)
 {
@@ -184,6 +187,7 @@ int vx_nh_pin(struct vx_nh_tab *t, const union vx_addr *remote, const uint8_t *m
 			return -ENOENT;
 		e->pinned = false;
 		e->ok = false; /* the neighbour table says again */
+		e->lapsed = false;
 		e->tried_ms = 0;
 		return 0;
 	}
@@ -191,6 +195,7 @@ int vx_nh_pin(struct vx_nh_tab *t, const union vx_addr *remote, const uint8_t *m
 	if (!e)
 		return -ENOSPC;
 	e->pinned = true;
+	e->lapsed = false;
 	memcpy(e->mac, mac, 6);
 	build(t, e);
 	e->ok = t->ifindex > 0;
@@ -356,6 +361,8 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 		out->error = !out->ok;
 }
 
+static int notice_filter(struct vx_nh_tab *t, int ifindex);
+
 /* The interface's index, MAC and MTU now (by name: it may have been
  * made again). Rebinds the socket to a new index. The ioctls go through
  * the packet socket: they look in its network namespace (the one the port
@@ -392,6 +399,10 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 		if (bind(t->fd, (struct sockaddr *)&sa, sizeof(sa)))
 			idx = 0;
 	}
+	/* the notices of the new index (0: none pass); those that came in
+	 * between do not matter: every entry is looked up again below */
+	if (t->mon && idx != t->ifindex)
+		notice_filter(t, idx);
 	hs_port_log(t->port, idx ? HS_LOG_INFO : HS_LOG_WARN,
 		    idx ? "underlay %s: index %d, address %02x:%02x:%02x:%02x:%02x:%02x"
 			: "underlay %s is gone: datagrams take the kernel's way",
@@ -405,6 +416,7 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 	for (uint32_t i = 0; i < t->cap; i++) {
 		struct vx_nh *e = &t->ent[i];
 		e->tried_ms = 0; /* looked up again: the routes may differ */
+		e->lapsed = false;
 		e->route_mtu = 0;
 		e->mtu = path_mtu(t, 0);
 		if (!e->pinned)
@@ -417,6 +429,9 @@ static void follow_link(struct vx_nh_tab *t, pthread_mutex_t *lock)
 
 /* ---- the neighbour table's notices ------------------------------------------------ */
 
+#define NOTICE_EV_MAX 64      /* distinct next hops a tick applies one by one */
+#define NOTICE_READS_MAX 1024 /* datagrams a tick reads at most */
+
 struct notice_ev {
 	union vx_addr hop;
 	bool gone;              /* deleted, or not usable */
@@ -426,10 +441,36 @@ struct notice_ev {
 
 struct notice {
 	struct vx_nh_tab *t;
-	bool all;               /* notices were lost: every entry is looked up again */
+	bool all;               /* some were lost, or too many: every entry looked up again */
 	unsigned n;
-	struct notice_ev ev[64];
+	struct notice_ev ev[NOTICE_EV_MAX];
 };
+
+/* The kernel sends RTM_NEWNEIGH/RTM_DELNEIGH for every neighbour of every
+ * interface and family (bridge FDBs included) to the group: a socket
+ * filter keeps only this interface's, of this family, so that other
+ * interfaces' churn neither fills the socket nor costs a tick. Netlink is
+ * host-endian; the filter's loads are big-endian, hence the byte swaps.
+ * Attached again when the interface's index changes. */
+static int notice_filter(struct vx_nh_tab *t, int ifindex)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWNEIGH), 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELNEIGH), 0, 5),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS,
+			 NLMSG_LENGTH(0) + offsetof(struct ndmsg, ndm_family)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)t->p.family, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 NLMSG_LENGTH(0) + offsetof(struct ndmsg, ndm_ifindex)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htonl((uint32_t)ifindex), 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	return setsockopt(mnl_socket_get_fd(t->mon), SOL_SOCKET, SO_ATTACH_FILTER, &prog,
+			  sizeof(prog)) ? -errno : 0;
+}
 
 static int notice_attr(const struct nlattr *a, void *data)
 {
@@ -454,31 +495,41 @@ static int notice_cb(const struct nlmsghdr *nlh, void *data)
 	mnl_attr_parse(nlh, sizeof(*nd), notice_attr, tb);
 	if (!tb[NDA_DST] || mnl_attr_get_payload_len(tb[NDA_DST]) != alen(t))
 		return MNL_CB_OK;
-	if (no->n == sizeof(no->ev) / sizeof(no->ev[0])) {
-		no->all = true;
-		return MNL_CB_OK;
-	}
-	struct notice_ev *v = &no->ev[no->n++];
-	memset(v, 0, sizeof(*v));
-	memcpy(&v->hop, mnl_attr_get_payload(tb[NDA_DST]), alen(t));
-	v->gone = nlh->nlmsg_type == RTM_DELNEIGH || !(nd->ndm_state & NUD_USABLE);
+	struct notice_ev v = {0};
+	memcpy(&v.hop, mnl_attr_get_payload(tb[NDA_DST]), alen(t));
+	v.gone = nlh->nlmsg_type == RTM_DELNEIGH || !(nd->ndm_state & NUD_USABLE);
 	if (tb[NDA_LLADDR] && mnl_attr_get_payload_len(tb[NDA_LLADDR]) == 6) {
-		memcpy(v->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
-		v->have_mac = true;
+		memcpy(v.mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
+		v.have_mac = true;
 	}
+	/* one event per next hop, the latest notice's */
+	for (unsigned k = 0; k < no->n; k++)
+		if (vx_addr_same(t->p.family, &no->ev[k].hop, &v.hop)) {
+			no->ev[k] = v;
+			return MNL_CB_OK;
+		}
+	if (no->n == NOTICE_EV_MAX)
+		no->all = true;
+	else
+		no->ev[no->n++] = v;
 	return MNL_CB_OK;
 }
 
-/* (Lock held.) What the notices said: entries whose next hop went, or
- * changed its address, stop being usable (the kernel's way, which is
- * right whatever the table holds) and are due for a lookup now. */
+/* (Lock held.) What the notices said, in one pass over the table: entries
+ * whose next hop went, or changed its address, stop being usable (the
+ * kernel's way, which is right whatever the table holds) and are due for
+ * a lookup now. Where notices were lost or too many, nothing is known to
+ * be wrong: every entry is due for a lookup, and the usable stay usable
+ * until it. */
 static void apply_notices(struct vx_nh_tab *t, const struct notice *no)
 {
 	for (uint32_t i = 0; i < t->cap; i++) {
 		struct vx_nh *e = &t->ent[i];
 		if (e->pinned || !e->ok)
 			continue;
-		bool hit = no->all;
+		if (no->all)
+			e->tried_ms = 0;
+		bool hit = false;
 		for (unsigned k = 0; !hit && k < no->n; k++)
 			hit = vx_addr_same(t->p.family, &e->hop, &no->ev[k].hop) &&
 			      (no->ev[k].gone || !no->ev[k].have_mac ||
@@ -492,26 +543,42 @@ static void apply_notices(struct vx_nh_tab *t, const struct notice *no)
 	}
 }
 
-/* The notices since the last tick, applied. */
+/* The notices since the last tick (at most NOTICE_READS_MAX datagrams: the
+ * rest wait for the next tick), applied once. Only the kernel's count
+ * (sender port 0). While the interface is gone they are read and dropped:
+ * its return looks every entry up again anyway. */
 static void read_notices(struct vx_nh_tab *t, pthread_mutex_t *lock)
 {
-	if (!t->mon || t->ifindex <= 0)
+	if (!t->mon)
 		return;
-	for (;;) {
-		struct notice no = {.t = t};
-		ssize_t len = mnl_socket_recvfrom(t->mon, t->buf, MNL_SOCKET_BUFFER_SIZE);
-		if (len < 0 && errno == ENOBUFS)
-			no.all = true; /* the socket overflowed: some were lost */
-		else if (len <= 0)
-			return; /* EAGAIN: none left */
-		else
-			mnl_cb_run(t->buf, (size_t)len, 0, 0, notice_cb, &no);
-		if (!no.all && !no.n)
+	struct notice no = {.t = t};
+	int fd = mnl_socket_get_fd(t->mon);
+	for (unsigned r = 0; r < NOTICE_READS_MAX; r++) {
+		struct sockaddr_nl from;
+		socklen_t fl = sizeof(from);
+		ssize_t len = recvfrom(fd, t->buf, MNL_SOCKET_BUFFER_SIZE, MSG_DONTWAIT,
+				       (struct sockaddr *)&from, &fl);
+		if (len < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			/* ENOBUFS: the socket overflowed, some were lost; any
+			 * other error: none can be trusted to have come */
+			if (errno == ENOBUFS)
+				atomic_fetch_add(&t->ctr[C_NOTICES_LOST], 1);
+			no.all = true;
+			break;
+		}
+		if (len == 0 || fl != sizeof(from) || from.nl_pid != 0 || t->ifindex <= 0)
 			continue;
-		pthread_mutex_lock(lock);
-		apply_notices(t, &no);
-		pthread_mutex_unlock(lock);
+		mnl_cb_run(t->buf, (size_t)len, 0, 0, notice_cb, &no);
 	}
+	if (t->ifindex <= 0 || (!no.all && !no.n))
+		return;
+	pthread_mutex_lock(lock);
+	apply_notices(t, &no);
+	pthread_mutex_unlock(lock);
 }
 
 /* How long ago t was, from now (signed: a data path that read the clock
@@ -570,11 +637,13 @@ void vx_nh_tick(struct vx_nh_tab *t, pthread_mutex_t *lock)
 		struct vx_nh *e = find(t, &todo[i], NULL);
 		if (e && !e->pinned && t->ifindex > 0) {
 			e->checked_ms = now;
-			if (a.ok && (!e->ok || memcmp(e->mac, a.mac, 6))) {
-				/* a notice's lapse counts as what it was: a change
-				 * of address, if the address changed */
-				bool chg = e->ok || (e->lapsed && memcmp(e->mac, a.mac, 6));
-				atomic_fetch_add(&t->ctr[chg ? C_CHANGED : C_RESOLVED], 1);
+			bool same = !memcmp(e->mac, a.mac, 6);
+			if (a.ok && (!e->ok || !same)) {
+				/* after a notice's lapse: a change if the address
+				 * changed, nothing if it came back as it was */
+				if (!e->lapsed || !same)
+					atomic_fetch_add(&t->ctr[e->ok || e->lapsed ? C_CHANGED
+										   : C_RESOLVED], 1);
 				memcpy(e->mac, a.mac, 6);
 				build(t, e);
 			}
@@ -683,6 +752,11 @@ int vx_nh_open(struct vx_nh_tab **out, const struct vx_nh_params *p, hs_port_t *
 		hs_port_log(port, HS_LOG_WARN, "underlay %s: no neighbour notices (%s): "
 			    "changes are seen within %d ms", t->ifname, strerror(err),
 			    NH_RECHECK_MS);
+	} else if ((rc = notice_filter(t, t->ifindex))) {
+		/* still right, only dearer: every neighbour's notice is read */
+		hs_port_log(port, HS_LOG_WARN, "underlay %s: no filter on the neighbour "
+			    "notices (%s)", t->ifname, strerror(-rc));
+		rc = 0;
 	}
 	*out = t;
 	return 0;

@@ -88,7 +88,7 @@ struct vx_nh_params {
 struct vx_nh_tab;
 
 /* Counters (vx_nh_read), in this order. */
-#define VX_NH_NCTR 7
+#define VX_NH_NCTR 8
 extern const char *const vx_nh_counter_names[VX_NH_NCTR];
 
 /* Opens the interface's packet socket and a netlink socket. -ENODEV (no
