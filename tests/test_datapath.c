@@ -928,6 +928,52 @@ START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 }
 END_TEST
 
+/* The tag's 4 bytes are allowed above the MTU: 1518 bytes tagged pass,
+ * 1519 do not, in one-flow and mixed bursts alike. */
+START_TEST(tagged_frames_over_the_mtu_are_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct th_port_opts o = {.name = "t", .mode = HS_VLAN_TRUNK, .vlan = 0};
+	hs_port_t *t = th_port_opts(sw, &o), *b = th_port(sw, "b", 0);
+	uint8_t mt[6];
+	th_mac(mt, 1);
+	static uint8_t fr[4][1600];
+	struct hs_mem_frame f[4];
+	uint32_t len[4] = {1518, 1519, 1518, 1519};
+	for (unsigned k = 0; k < 4; k++) {
+		th_frame(fr[k], th_bcast, mt, 1, len[k], k);
+		f[k] = (struct hs_mem_frame){.data = fr[k], .len = len[k]};
+	}
+	ck_assert_int_eq(hs_mem_tx_burst(t, 0, f, 4), 4);
+	uint64_t ck[4];
+	ck_assert(TH_WAIT(hs_mem_tx_reap(t, 0, ck, 4) == 4, 5000));
+	ck_assert_int_eq(recv_one(b, rb), 1514);
+	ck_assert_int_eq(recv_one(b, rb), 1514);
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(t, HS_DROP_OVERSIZE), 2);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Offload metadata is checked at the ingress also on a frame within the
+ * MTU (no GSO): an unknown flag, a checksum field beyond the frame. */
+START_TEST(small_frames_with_bad_offload_metadata_are_dropped)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t ma[6];
+	th_mac(ma, 1);
+	size_t n = th_frame(fb, th_bcast, ma, -1, 100, 1);
+	struct hs_offload bad1 = {.flags = 0x80};
+	struct hs_offload bad2 = {.flags = HS_OFF_NEEDS_CSUM, .csum_start = 90, .csum_offset = 16};
+	ck_assert_int_eq(th_send_off(a, fb, n, &bad1), 0);
+	ck_assert_int_eq(th_send_off(a, fb, n, &bad2), 0);
+	ck_assert_int_eq(th_drain(b), 0);
+	ck_assert_uint_eq(drops(a, HS_DROP_BAD_OFFLOAD), 2);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("datapath");
@@ -936,6 +982,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, runt_frames_are_dropped_and_counted);
 	tcase_add_test(tc, group_source_address_is_dropped);
 	tcase_add_test(tc, frames_over_the_mtu_are_dropped);
+	tcase_add_test(tc, tagged_frames_over_the_mtu_are_dropped);
+	tcase_add_test(tc, small_frames_with_bad_offload_metadata_are_dropped);
 	tcase_add_test(tc, frames_larger_than_receiver_buffers_are_dropped_there);
 	tcase_add_test(tc, destination_on_ingress_port_is_dropped);
 	tcase_add_loop_test(tc, bursts_of_one_flow_and_mixed_bursts_are_switched_alike, 0, 2);

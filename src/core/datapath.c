@@ -204,6 +204,13 @@ static void drop(struct hs__inq *iq, enum hs_drop_reason r)
 	hs__ctr_add(&iq->drops[r], 1);
 }
 
+/* Above the port's largest frame (max_len: MTU + Ethernet header), a
+ * tag's 4 bytes allowed. */
+static inline bool over_mtu(uint32_t len, uint32_t max_len, bool tagged)
+{
+	return len > max_len + (tagged ? HS_VLAN_HLEN : 0);
+}
+
 /* The checks a parsed frame passes before it is switched: offload
  * metadata that matches its headers, and a size within the port's MTU. */
 static inline bool frame_ok(struct hs__ctx *c, struct hs__inq *iq, unsigned i, bool plain,
@@ -219,7 +226,7 @@ static inline bool frame_ok(struct hs__ctx *c, struct hs__inq *iq, unsigned i, b
 			return false;
 		}
 	}
-	if (HS__UNLIKELY(p->len > max_len + (tagged ? HS_VLAN_HLEN : 0)) && !p->off.gso_type) {
+	if (HS__UNLIKELY(over_mtu(p->len, max_len, tagged)) && !p->off.gso_type) {
 		drop(iq, HS_DROP_OVERSIZE);
 		return false;
 	}
@@ -304,7 +311,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		if (HS__LIKELY(!p->off.flags && !p->off.gso_type))
 			plain |= 1ull << i;
 		/* above the MTU (a tag's 4 bytes allowed): frame_ok decides */
-		big |= (uint64_t)(len > max_len + (tagged ? HS_VLAN_HLEN : 0)) << i;
+		big |= (uint64_t)over_mtu(len, max_len, tagged) << i;
 		live |= 1ull << i;
 	}
 	c->tagged = tagm;
