@@ -199,7 +199,7 @@ struct dp_setup {
 struct dp_result {
 	double mpps, gbps, cycles, notify, cpu;
 	uint64_t frames, drops;
-	uint64_t handoffs, sleeps, rounds_worker, rounds_sender;
+	uint64_t handoffs, handbacks, sleeps, rounds_worker, rounds_sender;
 	uint64_t lock_sleeps;   /* deliveries that slept for an egress lock */
 };
 
@@ -325,6 +325,7 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
 		res->drops += s1.drops[r] - s0.drops[r];
 	res->handoffs = s1.handoffs - s0.handoffs;
+	res->handbacks = s1.handbacks - s0.handbacks;
 	res->sleeps = s1.worker_sleeps - s0.worker_sleeps;
 	res->lock_sleeps = ls1 - ls0;
 	res->rounds_worker = s1.rounds_worker - s0.rounds_worker;
@@ -434,9 +435,9 @@ int cmd_scaling(struct bench_opts *o)
 	printf("%zu-byte frames, all mechanisms on; pairs pinned to %u VM core(s), "
 	       "workers on the other %u; %u run(s) of %.1f s, median\n",
 	       frame, vm, wmax, reps, secs);
-	printf("%6s %8s %9s %9s %11s %8s  %9s %9s %10s %10s\n", "pairs", "workers", "Mpps",
-	       "Gbit/s", "cycles/frm", "CPU", "takeovers", "sleeps", "rnd_sender",
-	       "rnd_worker");
+	printf("%6s %8s %9s %9s %11s %8s  %9s %9s %9s %10s %10s\n", "pairs", "workers",
+	       "Mpps", "Gbit/s", "cycles/frm", "CPU", "takeovers", "handbacks", "sleeps",
+	       "rnd_sender", "rnd_worker");
 	double one = 0, best = 0;
 	for (unsigned i = 0; i < 5; i++)
 		for (unsigned w = 0; w <= wmax; w = w ? w * 2 : 1) {
@@ -449,18 +450,25 @@ int cmd_scaling(struct bench_opts *o)
 			struct dp_result res;
 			if (run_median(&su, reps, &res))
 				return 1;
-			printf("%6u %8u %9.3f %9.2f %11.0f %7.0f%%  %9llu %9llu %10llu %10llu\n",
+			printf("%6u %8u %9.3f %9.2f %11.0f %7.0f%%  %9llu %9llu %9llu %10llu %10llu\n",
 			       su.pairs, w, res.mpps, res.gbps, res.cycles, res.cpu * 100,
-			       (unsigned long long)res.handoffs, (unsigned long long)res.sleeps,
+			       (unsigned long long)res.handoffs, (unsigned long long)res.handbacks,
+			       (unsigned long long)res.sleeps,
 			       (unsigned long long)res.rounds_sender,
 			       (unsigned long long)res.rounds_worker);
 			fflush(stdout);
 			bench_json_item(o,
 					"{\"case\":\"scaling\",\"frame\":%zu,\"pairs\":%u,"
 					"\"workers\":%u,\"mpps\":%.4f,\"gbps\":%.3f,"
-					"\"cycles_per_frame\":%.0f,\"cpu\":%.3f,\"drops\":%llu}",
+					"\"cycles_per_frame\":%.0f,\"cpu\":%.3f,\"drops\":%llu,"
+					"\"handoffs\":%llu,\"handbacks\":%llu,"
+					"\"rounds_sender\":%llu,\"rounds_worker\":%llu}",
 					frame, su.pairs, w, res.mpps, res.gbps, res.cycles, res.cpu,
-					(unsigned long long)res.drops);
+					(unsigned long long)res.drops,
+					(unsigned long long)res.handoffs,
+					(unsigned long long)res.handbacks,
+					(unsigned long long)res.rounds_sender,
+					(unsigned long long)res.rounds_worker);
 			if (i == 0 && w == 0)
 				one = res.mpps;
 			if (res.mpps > best)
@@ -478,9 +486,11 @@ int cmd_scaling(struct bench_opts *o)
 
 int cmd_fanin(struct bench_opts *o)
 {
-	static const unsigned senders[] = {1, 2, 4, 8};
-	static const size_t frames[] = {64, 1518};
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* On a machine with more than 9 CPUs, a last row fills every CPU but
+	 * the receiver's with a sender: all of them really in parallel. */
+	unsigned senders[] = {1, 2, 4, 8, cpus > 9 ? (unsigned)cpus - 1 : 0};
+	static const size_t frames[] = {64, 1518};
 	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 3;
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.0);
 	bench_json_begin(o, "fanin");
@@ -492,7 +502,7 @@ int cmd_fanin(struct bench_opts *o)
 	for (unsigned f = 0; f < 2; f++) {
 		if (o->only_frame && o->only_frame != frames[f])
 			continue;
-		for (unsigned i = 0; i < 4; i++) {
+		for (unsigned i = 0; i < 5 && senders[i]; i++) {
 			struct dp_setup su = {.name = "fanin", .pairs = senders[i],
 					      .vm_cpus = (unsigned)cpus, .fanin = true,
 					      .frame = frames[f], .seconds = secs,

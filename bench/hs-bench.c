@@ -6,7 +6,7 @@
  *   scaling   aggregate throughput as sender/receiver pairs grow
  *   latency   one-way latency to a blocked receiver
  *   idle      CPU used by an idle switch
- *   fanin     1..8 senders to one receiver port (the contended egress lock)
+ *   fanin     1..8 senders (and one per CPU on >9 CPUs) to one receiver port
  *   xen       Xen vifs through the emulated hypervisor, with copy accounting
  *   all       every one of them
  *
@@ -35,7 +35,7 @@ static void usage(void)
 		"  scaling   aggregate throughput for 1..16 sender/receiver pairs\n"
 		"  latency   one-way latency to a blocked receiver, p50/p99\n"
 		"  idle      CPU used by an idle switch with workers\n"
-		"  fanin     1..8 senders to one receiver port, sender context\n"
+		"  fanin     1..8 senders (one per CPU too, >9 CPUs) to one receiver port\n"
 		"  xen       Xen vifs (emulated hypervisor): rate, grant copies per frame\n"
 		"  all       all of the above (--json names a directory)\n");
 }

@@ -517,6 +517,23 @@ START_TEST(the_egress_lock_excludes_and_sleeps_when_held_long)
 }
 END_TEST
 
+/* A frame from one of `senders` threads: its sender in byte 20, its
+ * sequence number in bytes 14..17. Returns the sender, with its next
+ * expected number advanced, if the frame is that number and `len` bytes
+ * long; `senders` if not (out of order, twice, torn). */
+static unsigned in_order(const struct hs_mem_frame *f, unsigned senders, uint64_t *next,
+			 uint32_t len)
+{
+	const uint8_t *d = f->data;
+	uint32_t seq;
+	memcpy(&seq, d + 14, 4);
+	unsigned src = d[20];
+	if (f->len != len || src >= senders || seq != (uint32_t)next[src])
+		return senders;
+	next[src]++;
+	return src;
+}
+
 /* Many senders toward one port, each switching in its own thread (more
  * threads than CPUs on a small machine, so lock holders get preempted):
  * nothing lost, every sender's frames in its order. */
@@ -595,23 +612,15 @@ START_TEST(many_senders_to_one_port_keep_their_order)
 	pthread_t t[FAN];
 	for (unsigned i = 0; i < FAN; i++)
 		pthread_create(&t[i], NULL, fan_main, &fa[i]);
-	uint32_t next[FAN] = {0};
+	uint64_t next[FAN] = {0};
 	uint64_t got = 0;
 	bool ordered = true;
 	uint64_t deadline = th_mono_ms() + 120000;
 	while (got < (uint64_t)FAN * FAN_FRAMES && th_mono_ms() < deadline) {
 		struct hs_mem_frame r[64];
 		int n = hs_mem_rx_burst(rx, 0, r, 64);
-		for (int i = 0; i < n; i++) {
-			const uint8_t *d = r[i].data;
-			uint32_t seq;
-			memcpy(&seq, d + 14, 4);
-			unsigned src = d[20];
-			if (r[i].len != FAN_LEN || src >= FAN || seq != next[src])
-				ordered = false;
-			else
-				next[src]++;
-		}
+		for (int i = 0; i < n; i++)
+			ordered &= in_order(&r[i], FAN, next, FAN_LEN) < FAN;
 		if (n > 0) {
 			hs_mem_rx_release(rx, 0, (unsigned)n);
 			got += (uint64_t)n;
@@ -637,6 +646,199 @@ START_TEST(many_senders_to_one_port_keep_their_order)
 }
 END_TEST
 
+/* ---- hand back: a busy worker gives a sender its queue back ---------------------- */
+/* Senders that keep their rings full, so that their queues carry frames
+ * at every round of the worker that polls them; one receiver port. */
+#define HB_RING 4096
+#define HB_WINDOW 6000
+
+struct hb {
+	hs_port_t *tx;
+	unsigned id;
+	_Atomic bool *stop;
+	_Atomic uint64_t sent, recv; /* recv: counted by the receiving thread */
+};
+
+static void *hb_main(void *arg)
+{
+	struct hb *h = arg;
+	uint8_t (*frames)[64] = malloc((size_t)HB_RING * 64);
+	uint8_t mac[6], dst[6];
+	th_mac(mac, 200 + h->id);
+	th_mac(dst, 299);
+	uint64_t ck[256];
+	uint64_t sent = 0, reaped = 0;
+	while (!atomic_load(h->stop)) {
+		int r;
+		while ((r = hs_mem_tx_reap(h->tx, 0, ck, 256)) > 0)
+			reaped += (uint64_t)r;
+		unsigned n = 0;
+		struct hs_mem_frame f[64];
+		/* a frame's buffer is its ring slot's: free once reaped */
+		while (n < 64 && sent + n - reaped < HB_RING &&
+		       sent + n - atomic_load(&h->recv) < HB_WINDOW) {
+			uint8_t *b = frames[(sent + n) % HB_RING];
+			th_frame(b, dst, mac, -1, 64, (uint32_t)(sent + n));
+			b[20] = (uint8_t)h->id;
+			f[n] = (struct hs_mem_frame){.data = b, .len = 64};
+			n++;
+		}
+		int k = n ? hs_mem_tx_burst(h->tx, 0, f, n) : 0;
+		ck_assert_int_ge(k, 0);
+		sent += (uint64_t)k;
+		atomic_store(&h->sent, sent);
+		if (k < 64)
+			sched_yield();
+	}
+	/* the switch may still read the buffers: wait for every frame */
+	uint64_t deadline = th_mono_ms() + 10000;
+	while (reaped < sent && th_mono_ms() < deadline) {
+		int r = hs_mem_tx_reap(h->tx, 0, ck, 256);
+		reaped += (uint64_t)r;
+		if (!r)
+			sched_yield();
+	}
+	free(frames);
+	return NULL;
+}
+
+/* Receives on rx until `until` holds or the deadline passes; checks every
+ * sender's order. Returns false on a frame out of order. */
+static bool hb_drain(hs_port_t *rx, struct hb *h, unsigned n, uint64_t *next,
+		     bool (*until)(void *), void *arg, uint64_t ms)
+{
+	bool ordered = true;
+	uint64_t deadline = th_mono_ms() + ms;
+	while (!until(arg) && th_mono_ms() < deadline) {
+		struct hs_mem_frame r[64];
+		int k = hs_mem_rx_burst(rx, 0, r, 64);
+		for (int i = 0; i < k; i++) {
+			unsigned src = in_order(&r[i], n, next, 64);
+			if (src < n)
+				atomic_store(&h[src].recv, next[src]);
+			else
+				ordered = false;
+		}
+		if (k > 0)
+			hs_mem_rx_release(rx, 0, (unsigned)k);
+		else
+			sched_yield();
+	}
+	return ordered;
+}
+
+struct hb_run {
+	hs_switch_t *sw;
+	struct hb *h;
+	unsigned n;
+	uint64_t handbacks, rounds_sender; /* seen at the first hand back */
+	uint64_t want_handbacks;
+};
+
+static bool hb_handed_back(void *arg)
+{
+	struct hb_run *r = arg;
+	struct hs_switch_stats st = th_sstats(r->sw);
+	if (st.handbacks < r->want_handbacks)
+		return false;
+	if (!r->handbacks) {
+		r->handbacks = st.handbacks;
+		r->rounds_sender = st.rounds_sender;
+	}
+	/* and the sender has switched frames itself since */
+	return st.rounds_sender > r->rounds_sender + 10;
+}
+
+static bool hb_all_in(void *arg)
+{
+	struct hb_run *r = arg;
+	for (unsigned i = 0; i < r->n; i++)
+		if (atomic_load(&r->h[i].recv) < atomic_load(&r->h[i].sent))
+			return false;
+	return true;
+}
+
+static bool hb_never(void *arg)
+{
+	(void)arg;
+	return false;
+}
+
+/* Runs n ring-filling senders through a switch with one worker: until the
+ * worker hands a queue back (want_handbacks 1), or for `ms` (0). Checks
+ * that every frame arrives once and in order. */
+static struct hb_run hb_run(unsigned n, uint64_t want_handbacks, uint64_t ms)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .backlog_frames = 8192,
+				       .backlog_bytes = 8u << 20};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct th_port_opts ro = {.name = "rx", .ring = 16384};
+	hs_port_t *rx = th_port_opts(sw, &ro);
+	struct hb h[2];
+	_Atomic bool stop = false;
+	uint8_t f[64], m[6];
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "tx%u", i);
+		struct th_port_opts o = {.name = name, .ring = HB_RING};
+		h[i] = (struct hb){.tx = th_port_opts(sw, &o), .id = i, .stop = &stop};
+		th_mac(m, 200 + i);
+		th_send(h[i].tx, f, th_frame(f, th_bcast, m, -1, 64, 0));
+	}
+	th_mac(m, 299);
+	th_send(rx, f, th_frame(f, th_bcast, m, -1, 64, 0));
+	th_drain(rx); /* th_send waited for each frame's delivery */
+	for (unsigned i = 0; i < n; i++)
+		th_drain(h[i].tx);
+	pthread_t t[2];
+	for (unsigned i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, hb_main, &h[i]);
+	uint64_t next[2] = {0, 0};
+	struct hb_run r = {.sw = sw, .h = h, .n = n, .want_handbacks = want_handbacks};
+	bool ordered = hb_drain(rx, h, n, next, want_handbacks ? hb_handed_back : hb_never,
+				&r, want_handbacks ? 30000 : ms);
+	atomic_store(&stop, true);
+	/* let the senders stop, then take in what is still on its way */
+	ordered &= hb_drain(rx, h, n, next, hb_all_in, &r, 10000);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	ordered &= hb_drain(rx, h, n, next, hb_all_in, &r, 10000);
+	ck_assert_msg(ordered, "a sender's frames arrived out of order or twice");
+	struct hs_switch_stats st = th_sstats(sw);
+	for (unsigned i = 0; i < n; i++)
+		ck_assert_uint_eq(atomic_load(&h[i].recv), atomic_load(&h[i].sent));
+	for (unsigned d = 0; d < HS_DROP__COUNT; d++)
+		ck_assert_msg(st.drops[d] == 0, "%llu frames dropped: %s",
+			      (unsigned long long)st.drops[d], hs_drop_reason_name(d));
+	r.handbacks = st.handbacks;
+	printf("hand back: %u sender(s): %llu sent, %llu handbacks, rounds %llu sender / "
+	       "%llu worker\n", n, (unsigned long long)(atomic_load(&h[0].sent) +
+						     (n > 1 ? atomic_load(&h[1].sent) : 0)),
+	       (unsigned long long)st.handbacks, (unsigned long long)st.rounds_sender,
+	       (unsigned long long)st.rounds_worker);
+	hs_switch_destroy(sw);
+	return r;
+}
+
+/* Two senders that never let their queues run dry, one worker: the worker
+ * cannot keep up with both, and gives one back; that sender switches its
+ * frames itself from then on. No frame lost, none out of order, across
+ * the change of owner. */
+START_TEST(a_busy_worker_gives_a_sender_its_queue_back)
+{
+	struct hb_run r = hb_run(2, 1, 0);
+	ck_assert_uint_ge(r.handbacks, 1);
+}
+END_TEST
+
+/* One such sender: its queue is all the worker has, so it keeps it. */
+START_TEST(a_worker_with_one_busy_queue_keeps_it)
+{
+	struct hb_run r = hb_run(1, 0, 1500);
+	ck_assert_uint_eq(r.handbacks, 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("offload");
@@ -654,6 +856,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, no_frame_lost_or_duplicated_with_workers);
 	tcase_add_test(tc, the_egress_lock_excludes_and_sleeps_when_held_long);
 	tcase_add_test(tc, many_senders_to_one_port_keep_their_order);
+	tcase_add_test(tc, a_busy_worker_gives_a_sender_its_queue_back);
+	tcase_add_test(tc, a_worker_with_one_busy_queue_keeps_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -234,6 +234,8 @@ struct hs_switch_stats {
 				     off by a sender, or woken by their fd) */
 	uint64_t worker_sleeps;   /* times a worker went to sleep */
 	uint32_t workers_idle;    /* workers asleep now */
+	uint64_t handbacks;       /* queues a busy worker gave back to their
+				     sender's thread (offload.c, "hand back") */
 };
 
 #define HS_SWITCH_STATS_SIZE_V1 (offsetof(struct hs_switch_stats, workers_idle) + sizeof(uint32_t))
@@ -256,6 +258,7 @@ struct hs_worker_stats {
 	uint64_t rounds;   /* rounds that moved at least one frame */
 	uint64_t handoffs; /* queues it took over */
 	uint64_t sleeps;   /* times it went to sleep */
+	uint64_t handbacks; /* queues it gave back to their sender, busy */
 };
 #define HS_WORKER_STATS_SIZE_V1 32 /* the first layout: every field above */
 

@@ -10,7 +10,8 @@
  *
  * Sender context: hs_port_kick() runs the rounds in the caller's thread,
  * unless an offload worker is idle (offload.c), in which case the queue
- * is handed to it.
+ * is handed to it; a worker that falls behind offers it back, and the
+ * sender's next kick takes it (hs__q_take_back).
  *
  * Threads: any data-plane thread, online in RCU for the whole round; the
  * topology snapshot read at the start of a round stays valid to its end.
@@ -105,7 +106,7 @@ bool hs__q_release(struct hs__inq *iq, bool force)
 				return false; /* more work: keep it */
 			continue;
 		}
-		uint32_t ns = s & ~(HS__Q_OWNED | HS__Q_DISARMED | HS__Q_POLLED);
+		uint32_t ns = s & ~(HS__Q_OWNED | HS__Q_DISARMED | HS__Q_POLLED | HS__Q_SHED);
 		/* Let go because the port pauses: the owner may have drained a
 		 * signal it had no round for (the round saw PAUSED first), so
 		 * the queue is owed one: resume runs it (one spare round at
@@ -118,6 +119,76 @@ bool hs__q_release(struct hs__inq *iq, bool force)
 			if ((s & HS__Q_DISARMED) && !(s & HS__Q_DEAD))
 				hs__dp_rearm(iq->port->sw, iq);
 			return true;
+		}
+	}
+}
+
+/* A sender takes back a queue that its busy worker offers (HS__Q_SHED):
+ * it asks (HS__Q_TAKE) and waits for the worker to pass ownership
+ * (HS__Q_GIVEN), which the worker does at its next round on the queue, or
+ * for the queue to be let go. Returns true if the caller owns the queue
+ * now. False if somebody else owns it (marked PENDING, as a kick that
+ * finds a queue owned does), or if the worker did not answer within
+ * HS__TAKE_BACK_NS: it still owns and polls the queue, so the frames
+ * wait for nobody. Every way out clears the caller's TAKE unless the
+ * worker consumed it. */
+#define HS__TAKE_BACK_NS 200000u
+bool hs__q_take_back(struct hs__inq *iq)
+{
+	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	uint64_t deadline = 0;
+	for (unsigned spin = 0;; spin++) {
+		uint32_t ns;
+		if (s & HS__Q_GIVEN) {
+			ns = s & ~HS__Q_GIVEN; /* ours: OWNED stays */
+		} else if (!(s & HS__Q_OWNED)) {
+			if (s & (HS__Q_PAUSED | HS__Q_DEAD)) {
+				ns = (s & ~HS__Q_TAKE) | HS__Q_PENDING;
+			} else {
+				ns = (s | HS__Q_OWNED) & ~(HS__Q_PENDING | HS__Q_TAKE);
+			}
+			if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+								  memory_order_acquire,
+								  memory_order_relaxed))
+				return !(ns & HS__Q_PENDING);
+			continue;
+		} else if (!(s & HS__Q_SHED) || (s & (HS__Q_PAUSED | HS__Q_DEAD))) {
+			ns = (s & ~HS__Q_TAKE) | HS__Q_PENDING; /* another owner */
+			if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+				return false;
+			continue;
+		} else if (!(s & HS__Q_TAKE)) {
+			ns = s | HS__Q_TAKE;
+		} else {
+			/* Asked: wait for the worker's round on the queue. */
+			if ((spin & 63) == 0) {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
+					       (uint64_t)ts.tv_nsec;
+				if (!deadline) {
+					deadline = now + HS__TAKE_BACK_NS;
+				} else if (now > deadline) {
+					ns = (s & ~HS__Q_TAKE) | HS__Q_PENDING;
+					if (atomic_compare_exchange_strong_explicit(
+						    &iq->state, &s, ns, memory_order_relaxed,
+						    memory_order_relaxed))
+						return false;
+					continue;
+				}
+			}
+			hs__cpu_relax();
+			s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+							  memory_order_acquire,
+							  memory_order_relaxed)) {
+			if (s & HS__Q_GIVEN)
+				return true;
+			s = ns;
 		}
 	}
 }
@@ -511,15 +582,19 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 
 /* ---- sender context ------------------------------------------------------------ */
 
-int hs_port_kick(hs_port_t *port, uint16_t queue)
+/* host: the caller is the queue's own sender (hs_port_kick), not the
+ * switch acting once for it (resume). */
+int hs__port_kick(struct hs_port *port, uint16_t queue, bool host)
 {
-	if (!port || queue >= port->nq)
-		return -EINVAL;
 	struct hs_switch *sw = port->sw;
 	struct hs__inq *iq = &port->inq[queue];
 	if (hs__rcu_thread_online())
 		return -EDEADLK; /* called from inside a round */
-	if (!(sw->cfg.flags & HS_SW_NO_OFFLOAD) && hs__pool_handoff(sw, iq))
+	if (host && HS__UNLIKELY(!atomic_load_explicit(&iq->sender, memory_order_relaxed)))
+		atomic_store_explicit(&iq->sender, true, memory_order_relaxed);
+	/* Offered back by its busy worker: take it rather than hand it off. */
+	bool back = atomic_load_explicit(&iq->state, memory_order_relaxed) & HS__Q_SHED;
+	if (!back && !(sw->cfg.flags & HS_SW_NO_OFFLOAD) && hs__pool_handoff(sw, iq))
 		return 0;
 	struct hs__ctx *c = hs__ctx_get(sw);
 	if (!c) { /* every sender context busy: through the fd, if it has one */
@@ -528,11 +603,18 @@ int hs_port_kick(hs_port_t *port, uint16_t queue)
 	}
 	int n = 0;
 	hs__rcu_enter();
-	if (hs__q_acquire(iq, false))
+	if (back ? hs__q_take_back(iq) : hs__q_acquire(iq, false))
 		n = hs__q_run(c, iq, 0);
 	hs__rcu_leave();
 	hs__ctx_put(c);
 	return n;
+}
+
+int hs_port_kick(hs_port_t *port, uint16_t queue)
+{
+	if (!port || queue >= port->nq)
+		return -EINVAL;
+	return hs__port_kick(port, queue, true);
 }
 
 void hs_port_posted(hs_port_t *port, uint16_t q)

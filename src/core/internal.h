@@ -140,6 +140,14 @@ void hs__vlog(const hs_switch_t *sw, enum hs_log_level lvl, const char *prefix,
 				paused or dead the bit stays and resume visits
 				the queue, so it is never left unowned, unpolled
 				and deaf */
+/* A busy worker gives a queue back to its sender (offload.c, "hand
+ * back"): SHED, set by the owning worker with the queue's kicks on,
+ * offers it; TAKE, set by a sender in hs_port_kick, asks for it; GIVEN,
+ * set by the worker as it lets go, passes ownership (OWNED stays set) to
+ * that waiting sender, which clears it. */
+#define HS__Q_SHED 0x80
+#define HS__Q_TAKE 0x100
+#define HS__Q_GIVEN 0x200
 
 struct hs__inq {
 	_Atomic uint32_t state;
@@ -147,6 +155,8 @@ struct hs__inq {
 	struct hs_port *port;
 	_Atomic int kick_fd; /* HS_EV_KICK fd in the data-plane epoll set */
 	_Atomic bool kick_level; /* kick_fd is level-triggered (HS_EV_FD_LEVEL) */
+	_Atomic bool sender;     /* a host thread kicks it (hs_port_kick): it
+				    can run its own rounds (hand back) */
 	/* owner-written counters */
 	hs__ctr rx_packets, rx_bytes, rx_bcast, rx_mcast, rx_flooded, rx_notify;
 	hs__ctr drops[HS_DROP__COUNT];
@@ -373,7 +383,7 @@ struct hs__ctx {
 	struct hs__dl *dl;
 
 	/* counters of this thread */
-	hs__ctr rounds, handoffs, sleeps;
+	hs__ctr rounds, handoffs, handbacks, sleeps;
 };
 
 /* ---- switch -------------------------------------------------------------- */
@@ -411,7 +421,7 @@ struct hs_switch {
 	struct hs__ctx *ctxs[HS__CTX_MAX];
 
 	/* totals of workers that were stopped */
-	hs__ctr rounds_worker, handoffs, worker_sleeps;
+	hs__ctr rounds_worker, handoffs, handbacks, worker_sleeps;
 	_Atomic uint32_t workers_idle;  /* asleep in epoll_wait */
 	_Atomic uint32_t workers_avail; /* asleep, or polling empty queues */
 };
@@ -445,6 +455,8 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq);
 bool hs__q_acquire(struct hs__inq *iq, bool from_epoll);
 bool hs__q_release(struct hs__inq *iq, bool force);
 bool hs__q_kicks(struct hs__inq *iq, bool enable);
+bool hs__q_take_back(struct hs__inq *iq);
+int hs__port_kick(struct hs_port *port, uint16_t queue, bool host);
 int hs__q_run(struct hs__ctx *c, struct hs__inq *iq, unsigned budget);
 void hs__flush_deferred(struct hs__ctx *c);
 
@@ -477,7 +489,7 @@ void hs__dp_fini(struct hs_switch *sw);
 int hs__pool_start(struct hs_switch *sw);
 void hs__pool_stop(struct hs_switch *sw);
 void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
-		    uint64_t *sleeps);
+		    uint64_t *handbacks, uint64_t *sleeps);
 bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq);
 int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd);
 void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev);

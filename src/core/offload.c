@@ -14,6 +14,8 @@
  * fd; otherwise the caller switches its own frames. A worker is available
  * while it sleeps, and while it polls queues that have carried no frame for
  * poll_us/8 (its core is free: it takes handed-off queues as it polls).
+ * A worker that falls behind on two or more busy queues gives one back to
+ * its sender's thread ("hand back", below).
  *
  * Adaptive polling: a worker that took a queue suppresses its kicks
  * (backend set_notify) and busy-polls it together with its other queues.
@@ -52,6 +54,8 @@ struct hs__worker {
 	int cpu;
 	unsigned n_owned;
 	struct hs__inq *owned[HS__WORKER_QMAX];
+	uint16_t streak[HS__WORKER_QMAX]; /* rounds in a row that moved frames */
+	struct hs__inq *shed;     /* the owned queue offered back, if any */
 	/* adaptive polling */
 	unsigned empty, iter;     /* empty rounds in a row; rounds */
 	uint64_t idle_since;      /* start of the idle streak (ns) */
@@ -276,20 +280,92 @@ static void own(struct hs__worker *w, struct hs__inq *iq)
 	}
 	atomic_fetch_or(&iq->state, HS__Q_POLLED);
 	hs__q_kicks(iq, false);
+	w->streak[w->n_owned] = 0;
 	w->owned[w->n_owned++] = iq;
 }
 
+/* Drops owned queue i from the worker's list (it has left already). */
+static void forget(struct hs__worker *w, unsigned i)
+{
+	if (w->shed == w->owned[i])
+		w->shed = NULL;
+	w->n_owned--;
+	w->owned[i] = w->owned[w->n_owned];
+	w->streak[i] = w->streak[w->n_owned];
+}
+
 /* Lets go of owned queue i. Returns true if it did; false if frames
- * arrived meanwhile: the queue stays, polled, its kicks suppressed again. */
+ * arrived meanwhile: the queue stays, polled, its kicks suppressed again
+ * (and no longer offered back). */
 static bool worker_let_go(struct hs__worker *w, unsigned i)
 {
 	struct hs__inq *iq = w->owned[i];
 	if (hs__q_release(iq, false)) {
-		w->owned[i] = w->owned[--w->n_owned];
+		forget(w, i);
 		return true;
+	}
+	if (w->shed == iq) {
+		atomic_fetch_and(&iq->state, ~(uint32_t)HS__Q_SHED);
+		w->shed = NULL;
 	}
 	hs__q_kicks(iq, false);
 	return false;
+}
+
+/* ---- hand back: a busy worker gives a queue back to its sender ------------------ *
+ *
+ * Offload pays while the worker has time to spare. A worker that polls
+ * two or more queues which all carry frames round after round is behind:
+ * their senders wait for it while their own threads could switch their
+ * frames (the Hyper-Switch policy: sender context unless a core is idle).
+ * So after HS__SHED_ROUNDS such rounds in a row on two queues, it offers
+ * one of them back (HS__Q_SHED), one at a time: a queue whose sender is a
+ * host thread that kicks it (hs_port_kick). Its kicks are turned on; the
+ * sender's next kick asks for it (hs__q_take_back) and the worker passes
+ * it over at its next round on it (worker_hand_back), between two rounds,
+ * so the queue's frames keep their order. Until then the worker polls it
+ * as before: a sender that never kicks again loses nothing. Queues whose
+ * only signal is an fd (a guest's kick) have no such thread and stay. Once
+ * back, the sender's kicks hand the queue to a worker again only when one
+ * is available (asleep, or idle a while). Counter: handbacks. */
+#ifndef HS__SHED_ROUNDS
+#define HS__SHED_ROUNDS 64 /* -DHS__SHED_ROUNDS=N for experiments; at most 65535 */
+#endif
+
+static bool worker_hand_back(struct hs__worker *w, unsigned i)
+{
+	struct hs__inq *iq = w->owned[i];
+	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+	for (;;) {
+		if ((s & (HS__Q_SHED | HS__Q_TAKE)) != (HS__Q_SHED | HS__Q_TAKE) ||
+		    (s & (HS__Q_PAUSED | HS__Q_DEAD | HS__Q_KICKS_OFF)))
+			return false;
+		uint32_t ns = (s & ~(HS__Q_SHED | HS__Q_TAKE | HS__Q_POLLED | HS__Q_DISARMED |
+				     HS__Q_PENDING)) |
+			      HS__Q_GIVEN;
+		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
+							  memory_order_release,
+							  memory_order_relaxed))
+			break;
+	}
+	/* as hs__q_release does: a queue taken from epoll goes back in */
+	if (s & HS__Q_DISARMED)
+		hs__dp_rearm(w->sw, iq);
+	forget(w, i);
+	hs__ctr_add(&w->ctx->handbacks, 1);
+	return true;
+}
+
+/* After a round: offers owned queue `cand` back if `busy` queues (two or
+ * more) have moved frames for HS__SHED_ROUNDS rounds in a row. */
+static void worker_shed(struct hs__worker *w, unsigned busy, unsigned cand)
+{
+	if (busy < 2 || cand >= w->n_owned || w->shed)
+		return;
+	struct hs__inq *iq = w->owned[cand];
+	atomic_fetch_or(&iq->state, HS__Q_SHED);
+	hs__q_kicks(iq, true); /* its sender kicks again; frames waiting are ours */
+	w->shed = iq;
 }
 
 /* Owns the queues of n ready events (caller online). Returns how many. */
@@ -357,17 +433,29 @@ static void worker_sleep(struct hs__worker *w)
 /* Step "poll": one round on every owned queue. Returns frames moved. */
 static unsigned worker_poll(struct hs__worker *w)
 {
-	unsigned moved = 0;
+	unsigned moved = 0, busy = 0, cand = UINT32_MAX;
 	for (unsigned i = 0; i < w->n_owned;) {
 		struct hs__inq *iq = w->owned[i];
-		if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_relaxed) &
-				 (HS__Q_DEAD | HS__Q_PAUSED)) &&
-		    worker_let_go(w, i))
+		uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
+		if (HS__UNLIKELY(s & (HS__Q_DEAD | HS__Q_PAUSED)) && worker_let_go(w, i))
 			continue; /* owned[i] is another queue now (a paused one
 				     left PENDING: resume runs it) */
-		moved += hs__round(w->ctx, iq);
+		if (HS__UNLIKELY(s & HS__Q_TAKE) && worker_hand_back(w, i))
+			continue;
+		unsigned n = hs__round(w->ctx, iq);
+		moved += n;
+		if (!n) {
+			w->streak[i] = 0;
+		} else if (w->streak[i] < HS__SHED_ROUNDS) {
+			w->streak[i]++;
+		} else {
+			busy++;
+			if (atomic_load_explicit(&iq->sender, memory_order_relaxed))
+				cand = i;
+		}
 		i++;
 	}
+	worker_shed(w, busy, cand);
 	return moved;
 }
 
@@ -540,6 +628,7 @@ void hs__pool_stop(struct hs_switch *sw)
 		pthread_join(w->tid, NULL);
 		hs__ctr_add(&sw->rounds_worker, hs__ctr_get(&w->ctx->rounds));
 		hs__ctr_add(&sw->handoffs, hs__ctr_get(&w->ctx->handoffs));
+		hs__ctr_add(&sw->handbacks, hs__ctr_get(&w->ctx->handbacks));
 		hs__ctr_add(&sw->worker_sleeps, hs__ctr_get(&w->ctx->sleeps));
 		hs__ctx_free(w->ctx);
 	}
@@ -552,15 +641,16 @@ void hs__pool_stop(struct hs_switch *sw)
 
 /* Live totals of the workers (for hs_switch_get_stats). */
 void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
-		    uint64_t *sleeps)
+		    uint64_t *handbacks, uint64_t *sleeps)
 {
 	struct hs__pool *pool = sw->pool;
-	*rounds = *handoffs = *sleeps = 0;
+	*rounds = *handoffs = *handbacks = *sleeps = 0;
 	if (!pool)
 		return;
 	for (unsigned i = 0; i < pool->n; i++) {
 		*rounds += hs__ctr_get(&pool->w[i].ctx->rounds);
 		*handoffs += hs__ctr_get(&pool->w[i].ctx->handoffs);
+		*handbacks += hs__ctr_get(&pool->w[i].ctx->handbacks);
 		*sleeps += hs__ctr_get(&pool->w[i].ctx->sleeps);
 	}
 }
@@ -579,7 +669,8 @@ int hs_switch_worker_stats(hs_switch_t *sw, unsigned worker, struct hs_worker_st
 				    .cpu = w->cpu,
 				    .rounds = hs__ctr_get(&w->ctx->rounds),
 				    .handoffs = hs__ctr_get(&w->ctx->handoffs),
-				    .sleeps = hs__ctr_get(&w->ctx->sleeps)};
+				    .sleeps = hs__ctr_get(&w->ctx->sleeps),
+				    .handbacks = hs__ctr_get(&w->ctx->handbacks)};
 	memcpy(st, &v, v.size);
 	return 0;
 }

@@ -990,7 +990,7 @@ static void resume_port(struct hs_port *port)
 		if (s & HS__Q_DISARMED)
 			hs__dp_rearm(port->sw, iq);
 		if (s & HS__Q_PENDING)
-			hs_port_kick(port, (uint16_t)q);
+			hs__port_kick(port, (uint16_t)q, false);
 		/* A delivery that saw `paused` set backlogs its frames and
 		 * stores bl_count under the queue's lock: once we have held
 		 * it, that store is visible to hs_port_posted, and later

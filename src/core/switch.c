@@ -239,10 +239,11 @@ int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size
 	st->fdb_evicted = atomic_load(&f->evicted);
 	st->fdb_static_refused = atomic_load(&f->static_refused);
 
-	uint64_t wr, wh, ws;
-	hs__pool_stats(sw, &wr, &wh, &ws);
+	uint64_t wr, wh, wb, ws;
+	hs__pool_stats(sw, &wr, &wh, &wb, &ws);
 	st->rounds_worker = hs__ctr_get(&sw->rounds_worker) + wr;
 	st->handoffs = hs__ctr_get(&sw->handoffs) + wh;
+	st->handbacks = hs__ctr_get(&sw->handbacks) + wb;
 	st->worker_sleeps = hs__ctr_get(&sw->worker_sleeps) + ws;
 	st->rounds_sender = hs__loop_rounds(sw);
 	for (unsigned i = 0; i < HS__CTX_MAX; i++) {

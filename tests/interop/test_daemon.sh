@@ -309,6 +309,11 @@ reasons = {dict(l)["reason"] for (n, l) in samples
            if n == "hyperswitch_port_drops_total" and dict(l)["port"] == "a"}
 assert reasons == set(stats["ports"][0]["drops"]), reasons
 assert samples[("hyperswitch_ports", ())] == 7
+nw = int(samples[("hyperswitch_workers", ())])
+for k in ("rounds", "handoffs", "sleeps", "handbacks"):
+    assert k in ("rounds", "sleeps") or k in stats["switch"], k
+    for w in range(nw):
+        assert ("hyperswitch_worker_%s_total" % k, (("worker", str(w)),)) in samples, (k, w)
 print("metrics: %d series, read with %s; port a rx %d (hsctl said %d before)"
       % (len(samples), how, a_rx, a_stats))
 EOF
