@@ -764,60 +764,94 @@ static bool hb_never(void *arg)
 	return false;
 }
 
-/* Runs n ring-filling senders through a switch with one worker: until the
- * worker hands a queue back (want_handbacks 1), or for `ms` (0). Checks
- * that every frame arrives once and in order. */
-static struct hb_run hb_run(unsigned n, uint64_t want_handbacks, uint64_t ms)
-{
-	struct hs_switch_config cfg = {.n_workers = 1, .backlog_frames = 8192,
-				       .backlog_bytes = 8u << 20};
-	hs_switch_t *sw = th_switch(&cfg);
-	struct th_port_opts ro = {.name = "rx", .ring = 16384};
-	hs_port_t *rx = th_port_opts(sw, &ro);
+/* A switch with one worker, a receiver port and n sender ports. */
+struct hb_env {
+	hs_switch_t *sw;
+	hs_port_t *rx;
 	struct hb h[2];
-	_Atomic bool stop = false;
-	uint8_t f[64], m[6];
+	unsigned n;
+	_Atomic bool stop;
+	pthread_t t[2];
+	uint64_t next[2];
+	bool ordered;
+	struct hb_run r;
+};
+
+static void hb_setup(struct hb_env *e, unsigned n, uint32_t poll_us, uint32_t mem_flags)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = poll_us,
+				       .backlog_frames = 8192, .backlog_bytes = 8u << 20};
+	*e = (struct hb_env){.sw = th_switch(&cfg), .n = n, .ordered = true};
+	struct th_port_opts ro = {.name = "rx", .ring = 16384};
+	e->rx = th_port_opts(e->sw, &ro);
 	for (unsigned i = 0; i < n; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "tx%u", i);
-		struct th_port_opts o = {.name = name, .ring = HB_RING};
-		h[i] = (struct hb){.tx = th_port_opts(sw, &o), .id = i, .stop = &stop};
-		th_mac(m, 200 + i);
-		th_send(h[i].tx, f, th_frame(f, th_bcast, m, -1, 64, 0));
+		struct th_port_opts o = {.name = name, .ring = HB_RING, .mem_flags = mem_flags};
+		e->h[i] = (struct hb){.tx = th_port_opts(e->sw, &o), .id = i, .stop = &e->stop};
 	}
+	e->r = (struct hb_run){.sw = e->sw, .h = e->h, .n = n};
+	uint8_t f[64], m[6];
 	th_mac(m, 299);
-	th_send(rx, f, th_frame(f, th_bcast, m, -1, 64, 0));
-	th_drain(rx); /* th_send waited for each frame's delivery */
-	for (unsigned i = 0; i < n; i++)
-		th_drain(h[i].tx);
-	pthread_t t[2];
-	for (unsigned i = 0; i < n; i++)
-		pthread_create(&t[i], NULL, hb_main, &h[i]);
-	uint64_t next[2] = {0, 0};
-	struct hb_run r = {.sw = sw, .h = h, .n = n, .want_handbacks = want_handbacks};
-	bool ordered = hb_drain(rx, h, n, next, want_handbacks ? hb_handed_back : hb_never,
-				&r, want_handbacks ? 30000 : ms);
-	atomic_store(&stop, true);
+	th_send(e->rx, f, th_frame(f, th_bcast, m, -1, 64, 0));
+	th_drain(e->rx); /* th_send waited for the frame's delivery */
+}
+
+/* Starts the senders and receives until `until` holds or `ms` pass. */
+static void hb_go(struct hb_env *e, bool (*until)(void *), uint64_t ms)
+{
+	for (unsigned i = 0; i < e->n; i++)
+		pthread_create(&e->t[i], NULL, hb_main, &e->h[i]);
+	e->ordered &= hb_drain(e->rx, e->h, e->n, e->next, until, &e->r, ms);
+}
+
+/* Stops the senders, takes in what is on its way and checks that every
+ * frame arrived once and in order, none dropped. Returns the stats. */
+static struct hs_switch_stats hb_finish(struct hb_env *e)
+{
+	atomic_store(&e->stop, true);
 	/* let the senders stop, then take in what is still on its way */
-	ordered &= hb_drain(rx, h, n, next, hb_all_in, &r, 10000);
-	for (unsigned i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	ordered &= hb_drain(rx, h, n, next, hb_all_in, &r, 10000);
-	ck_assert_msg(ordered, "a sender's frames arrived out of order or twice");
-	struct hs_switch_stats st = th_sstats(sw);
-	for (unsigned i = 0; i < n; i++)
-		ck_assert_uint_eq(atomic_load(&h[i].recv), atomic_load(&h[i].sent));
+	e->ordered &= hb_drain(e->rx, e->h, e->n, e->next, hb_all_in, &e->r, 10000);
+	for (unsigned i = 0; i < e->n; i++)
+		pthread_join(e->t[i], NULL);
+	e->ordered &= hb_drain(e->rx, e->h, e->n, e->next, hb_all_in, &e->r, 10000);
+	ck_assert_msg(e->ordered, "a sender's frames arrived out of order or twice");
+	uint64_t sent = 0;
+	for (unsigned i = 0; i < e->n; i++) {
+		ck_assert_uint_eq(atomic_load(&e->h[i].recv), atomic_load(&e->h[i].sent));
+		sent += atomic_load(&e->h[i].sent);
+	}
+	struct hs_switch_stats st = th_sstats(e->sw);
 	for (unsigned d = 0; d < HS_DROP__COUNT; d++)
 		ck_assert_msg(st.drops[d] == 0, "%llu frames dropped: %s",
 			      (unsigned long long)st.drops[d], hs_drop_reason_name(d));
-	r.handbacks = st.handbacks;
 	printf("hand back: %u sender(s): %llu sent, %llu handbacks, rounds %llu sender / "
-	       "%llu worker\n", n, (unsigned long long)(atomic_load(&h[0].sent) +
-						     (n > 1 ? atomic_load(&h[1].sent) : 0)),
+	       "%llu worker\n", e->n, (unsigned long long)sent,
 	       (unsigned long long)st.handbacks, (unsigned long long)st.rounds_sender,
 	       (unsigned long long)st.rounds_worker);
-	hs_switch_destroy(sw);
-	return r;
+	return st;
+}
+
+/* Runs n ring-filling senders through a switch with one worker: until the
+ * worker hands a queue back (want_handbacks 1), or for `ms` (0). Returns
+ * the hand-backs counted. */
+static uint64_t hb_run(unsigned n, uint64_t want_handbacks, uint64_t ms)
+{
+	struct hb_env e;
+	hb_setup(&e, n, 0, 0);
+	uint8_t f[64], m[6];
+	for (unsigned i = 0; i < n; i++) { /* learn the senders' MACs */
+		th_mac(m, 200 + i);
+		th_send(e.h[i].tx, f, th_frame(f, th_bcast, m, -1, 64, 0));
+	}
+	th_drain(e.rx);
+	for (unsigned i = 0; i < n; i++)
+		th_drain(e.h[i].tx);
+	e.r.want_handbacks = want_handbacks;
+	hb_go(&e, want_handbacks ? hb_handed_back : hb_never, want_handbacks ? 30000 : ms);
+	struct hs_switch_stats st = hb_finish(&e);
+	hs_switch_destroy(e.sw);
+	return st.handbacks;
 }
 
 /* Two senders that never let their queues run dry, one worker: the worker
@@ -826,16 +860,53 @@ static struct hb_run hb_run(unsigned n, uint64_t want_handbacks, uint64_t ms)
  * the change of owner. */
 START_TEST(a_busy_worker_gives_a_sender_its_queue_back)
 {
-	struct hb_run r = hb_run(2, 1, 0);
-	ck_assert_uint_ge(r.handbacks, 1);
+	ck_assert_uint_ge(hb_run(2, 1, 0), 1);
 }
 END_TEST
 
 /* One such sender: its queue is all the worker has, so it keeps it. */
 START_TEST(a_worker_with_one_busy_queue_keeps_it)
 {
-	struct hb_run r = hb_run(1, 0, 1500);
-	ck_assert_uint_eq(r.handbacks, 0);
+	ck_assert_uint_eq(hb_run(1, 0, 1500), 0);
+}
+END_TEST
+
+/* Hosts that never kick (HS_MEM_NO_KICK after one kick each): their
+ * queues are offered back, nobody asks, and each offer ends; the queue
+ * is not offered again until its host kicks, and nothing is lost. */
+static bool hb_offers_ended(void *arg)
+{
+	struct hb_run *r = arg;
+	for (unsigned i = 0; i < r->n; i++) {
+		struct hs__inq *iq = &r->h[i].tx->inq[0];
+		if (atomic_load(&iq->sender) || (atomic_load(&iq->state) & HS__Q_SHED))
+			return false;
+	}
+	return true;
+}
+
+START_TEST(an_offer_nobody_takes_ends)
+{
+	struct hb_env e;
+	hb_setup(&e, 2, 2000000, HS_MEM_NO_KICK);
+	/* One kick each while the worker is available: it owns both queues
+	 * (and, polling for 2 s, keeps them while they are empty). The
+	 * senders' MACs are learned from their frames on the way. */
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert(TH_WAIT(atomic_load(&e.sw->workers_avail) == 1, 3000));
+		ck_assert_int_eq(hs_port_kick(e.h[i].tx, 0), 0);
+		ck_assert(TH_WAIT(atomic_load(&e.h[i].tx->inq[0].state) & HS__Q_POLLED, 3000));
+		ck_assert(atomic_load(&e.h[i].tx->inq[0].sender));
+	}
+	hb_go(&e, hb_offers_ended, 20000);
+	ck_assert_msg(hb_offers_ended(&e.r), "an offer nobody took did not end");
+	struct hs_switch_stats st = hb_finish(&e);
+	ck_assert_uint_eq(st.handbacks, 0);
+	ck_assert_uint_eq(st.rounds_sender, 0);
+	/* The next kick marks the queue again. */
+	ck_assert_int_eq(hs_port_kick(e.h[0].tx, 0), 0);
+	ck_assert(atomic_load(&e.h[0].tx->inq[0].sender));
+	hs_switch_destroy(e.sw);
 }
 END_TEST
 
@@ -858,6 +929,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, many_senders_to_one_port_keep_their_order);
 	tcase_add_test(tc, a_busy_worker_gives_a_sender_its_queue_back);
 	tcase_add_test(tc, a_worker_with_one_busy_queue_keeps_it);
+	tcase_add_test(tc, an_offer_nobody_takes_ends);
 	suite_add_tcase(s, tc);
 	return s;
 }

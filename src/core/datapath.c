@@ -58,8 +58,11 @@ bool hs__q_acquire(struct hs__inq *iq, bool from_epoll)
 			     ~HS__Q_PENDING;
 			won = true;
 		}
+		/* acq_rel: winning takes the queue; marking PENDING tells the
+		 * owner of frames published before it (a weakly ordered CPU
+		 * must not let the owner see the mark before them) */
 		if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
-							  memory_order_acquire,
+							  memory_order_acq_rel,
 							  memory_order_relaxed))
 			return won;
 	}
@@ -129,10 +132,14 @@ bool hs__q_release(struct hs__inq *iq, bool force)
  * for the queue to be let go. Returns true if the caller owns the queue
  * now. False if somebody else owns it (marked PENDING, as a kick that
  * finds a queue owned does), or if the worker did not answer within
- * HS__TAKE_BACK_NS: it still owns and polls the queue, so the frames
- * wait for nobody. Every way out clears the caller's TAKE unless the
- * worker consumed it. */
+ * HS__TAKE_BACK_NS: then the sender declines the offer (clears SHED, and
+ * the worker turns the queue's kicks off again at its next round), so its
+ * later kicks do not wait again; the worker still owns and polls the
+ * queue, so the frames wait for nobody. The wait spins briefly, then
+ * yields: the worker may need this CPU to answer. Every way out clears
+ * the caller's TAKE unless the worker consumed it. */
 #define HS__TAKE_BACK_NS 200000u
+#define HS__TAKE_BACK_SPINS 256u
 bool hs__q_take_back(struct hs__inq *iq)
 {
 	uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
@@ -148,14 +155,14 @@ bool hs__q_take_back(struct hs__inq *iq)
 				ns = (s | HS__Q_OWNED) & ~(HS__Q_PENDING | HS__Q_TAKE);
 			}
 			if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
-								  memory_order_acquire,
+								  memory_order_acq_rel,
 								  memory_order_relaxed))
 				return !(ns & HS__Q_PENDING);
 			continue;
 		} else if (!(s & HS__Q_SHED) || (s & (HS__Q_PAUSED | HS__Q_DEAD))) {
 			ns = (s & ~HS__Q_TAKE) | HS__Q_PENDING; /* another owner */
 			if (atomic_compare_exchange_weak_explicit(&iq->state, &s, ns,
-								  memory_order_relaxed,
+								  memory_order_release,
 								  memory_order_relaxed))
 				return false;
 			continue;
@@ -163,7 +170,7 @@ bool hs__q_take_back(struct hs__inq *iq)
 			ns = s | HS__Q_TAKE;
 		} else {
 			/* Asked: wait for the worker's round on the queue. */
-			if ((spin & 63) == 0) {
+			if (spin >= HS__TAKE_BACK_SPINS || (spin & 63) == 0) {
 				struct timespec ts;
 				clock_gettime(CLOCK_MONOTONIC, &ts);
 				uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
@@ -171,15 +178,19 @@ bool hs__q_take_back(struct hs__inq *iq)
 				if (!deadline) {
 					deadline = now + HS__TAKE_BACK_NS;
 				} else if (now > deadline) {
-					ns = (s & ~HS__Q_TAKE) | HS__Q_PENDING;
+					/* decline: no more waits for this offer */
+					ns = (s & ~(HS__Q_TAKE | HS__Q_SHED)) | HS__Q_PENDING;
 					if (atomic_compare_exchange_strong_explicit(
-						    &iq->state, &s, ns, memory_order_relaxed,
+						    &iq->state, &s, ns, memory_order_release,
 						    memory_order_relaxed))
 						return false;
 					continue;
 				}
 			}
-			hs__cpu_relax();
+			if (spin < HS__TAKE_BACK_SPINS)
+				hs__cpu_relax();
+			else
+				sched_yield();
 			s = atomic_load_explicit(&iq->state, memory_order_relaxed);
 			continue;
 		}

@@ -54,8 +54,9 @@ struct hs__worker {
 	int cpu;
 	unsigned n_owned;
 	struct hs__inq *owned[HS__WORKER_QMAX];
-	uint16_t streak[HS__WORKER_QMAX]; /* rounds in a row that moved frames */
+	uint16_t streak[HS__WORKER_QMAX]; /* full rounds in a row */
 	struct hs__inq *shed;     /* the owned queue offered back, if any */
+	unsigned shed_age;        /* rounds on it since the offer */
 	/* adaptive polling */
 	unsigned empty, iter;     /* empty rounds in a row; rounds */
 	uint64_t idle_since;      /* start of the idle streak (ns) */
@@ -314,23 +315,42 @@ static bool worker_let_go(struct hs__worker *w, unsigned i)
 
 /* ---- hand back: a busy worker gives a queue back to its sender ------------------ *
  *
- * Offload pays while the worker has time to spare. A worker that polls
- * two or more queues which all carry frames round after round is behind:
- * their senders wait for it while their own threads could switch their
- * frames (the Hyper-Switch policy: sender context unless a core is idle).
+ * Offload pays while the worker has time to spare. A worker whose rounds
+ * on two or more queues all take a full burst, round after round, is
+ * behind: frames pile up while their senders' own threads could switch
+ * them (the Hyper-Switch policy: sender context unless a core is idle).
  * So after HS__SHED_ROUNDS such rounds in a row on two queues, it offers
  * one of them back (HS__Q_SHED), one at a time: a queue whose sender is a
  * host thread that kicks it (hs_port_kick). Its kicks are turned on; the
  * sender's next kick asks for it (hs__q_take_back) and the worker passes
  * it over at its next round on it (worker_hand_back), between two rounds,
  * so the queue's frames keep their order. Until then the worker polls it
- * as before: a sender that never kicks again loses nothing. Queues whose
- * only signal is an fd (a guest's kick) have no such thread and stay. Once
- * back, the sender's kicks hand the queue to a worker again only when one
- * is available (asleep, or idle a while). Counter: handbacks. */
+ * as before: a sender that never kicks again loses nothing. The offer
+ * ends (kicks off again) if the sender declines it (it waited too long
+ * for the worker's answer) or does not ask within HS__SHED_WAIT rounds
+ * on the queue: then the queue counts as not kicked by a host thread
+ * until its next hs_port_kick, and another may be offered. Queues whose
+ * only signal is an fd (a guest's kick) have no such thread and stay.
+ * Once back, the sender's kicks hand the queue to a worker again only
+ * when one is available (asleep, or idle a while). Counter: handbacks. */
 #ifndef HS__SHED_ROUNDS
 #define HS__SHED_ROUNDS 64 /* -DHS__SHED_ROUNDS=N for experiments; at most 65535 */
 #endif
+#define HS__SHED_WAIT (4 * HS__SHED_ROUNDS)
+
+/* Ends the offer of owned queue i: kicks off again, its streak restarts.
+ * `unasked`: its sender did not ask in time; it is not taken for a host
+ * thread's queue until it kicks again. */
+static void worker_withdraw(struct hs__worker *w, unsigned i, bool unasked)
+{
+	struct hs__inq *iq = w->owned[i];
+	atomic_fetch_and(&iq->state, ~(uint32_t)HS__Q_SHED);
+	if (unasked)
+		atomic_store_explicit(&iq->sender, false, memory_order_relaxed);
+	hs__q_kicks(iq, false);
+	w->streak[i] = 0;
+	w->shed = NULL;
+}
 
 static bool worker_hand_back(struct hs__worker *w, unsigned i)
 {
@@ -363,9 +383,13 @@ static void worker_shed(struct hs__worker *w, unsigned busy, unsigned cand)
 	if (busy < 2 || cand >= w->n_owned || w->shed)
 		return;
 	struct hs__inq *iq = w->owned[cand];
+	if (atomic_load_explicit(&iq->state, memory_order_relaxed) &
+	    (HS__Q_PAUSED | HS__Q_DEAD))
+		return;
 	atomic_fetch_or(&iq->state, HS__Q_SHED);
 	hs__q_kicks(iq, true); /* its sender kicks again; frames waiting are ours */
 	w->shed = iq;
+	w->shed_age = 0;
 }
 
 /* Owns the queues of n ready events (caller online). Returns how many. */
@@ -433,7 +457,7 @@ static void worker_sleep(struct hs__worker *w)
 /* Step "poll": one round on every owned queue. Returns frames moved. */
 static unsigned worker_poll(struct hs__worker *w)
 {
-	unsigned moved = 0, busy = 0, cand = UINT32_MAX;
+	unsigned moved = 0, busy = 0, cand = UINT32_MAX, full = w->sw->cfg.burst;
 	for (unsigned i = 0; i < w->n_owned;) {
 		struct hs__inq *iq = w->owned[i];
 		uint32_t s = atomic_load_explicit(&iq->state, memory_order_relaxed);
@@ -442,9 +466,15 @@ static unsigned worker_poll(struct hs__worker *w)
 				     left PENDING: resume runs it) */
 		if (HS__UNLIKELY(s & HS__Q_TAKE) && worker_hand_back(w, i))
 			continue;
+		if (HS__UNLIKELY(iq == w->shed)) {
+			if (!(s & HS__Q_SHED))
+				worker_withdraw(w, i, false); /* declined */
+			else if (++w->shed_age > HS__SHED_WAIT)
+				worker_withdraw(w, i, true);
+		}
 		unsigned n = hs__round(w->ctx, iq);
 		moved += n;
-		if (!n) {
+		if (n < full) {
 			w->streak[i] = 0;
 		} else if (w->streak[i] < HS__SHED_ROUNDS) {
 			w->streak[i]++;
