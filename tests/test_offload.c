@@ -898,11 +898,13 @@ START_TEST(an_offer_nobody_takes_ends)
 		ck_assert(TH_WAIT(atomic_load(&e.h[i].tx->inq[0].state) & HS__Q_POLLED, 3000));
 		ck_assert(atomic_load(&e.h[i].tx->inq[0].sender));
 	}
+	/* (the setup's own frame may have been switched in this thread) */
+	uint64_t sender0 = th_sstats(e.sw).rounds_sender;
 	hb_go(&e, hb_offers_ended, 20000);
 	ck_assert_msg(hb_offers_ended(&e.r), "an offer nobody took did not end");
 	struct hs_switch_stats st = hb_finish(&e);
 	ck_assert_uint_eq(st.handbacks, 0);
-	ck_assert_uint_eq(st.rounds_sender, 0);
+	ck_assert_uint_eq(st.rounds_sender, sender0);
 	/* The next kick marks the queue again. */
 	ck_assert_int_eq(hs_port_kick(e.h[0].tx, 0), 0);
 	ck_assert(atomic_load(&e.h[0].tx->inq[0].sender));

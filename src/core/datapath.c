@@ -136,7 +136,10 @@ bool hs__q_release(struct hs__inq *iq, bool force)
  * the worker turns the queue's kicks off again at its next round), so its
  * later kicks do not wait again; the worker still owns and polls the
  * queue, so the frames wait for nobody. The wait spins briefly, then
- * yields: the worker may need this CPU to answer. Every way out clears
+ * yields: the worker may need this CPU to answer. A yield can last a
+ * time slice when other threads want the CPU, so the wait can end past
+ * the deadline, and a hand-over can be claimed late: the queue then
+ * waits for this thread as for any preempted owner. Every way out clears
  * the caller's TAKE unless the worker consumed it. */
 #define HS__TAKE_BACK_NS 200000u
 #define HS__TAKE_BACK_SPINS 256u

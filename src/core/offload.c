@@ -56,6 +56,7 @@ struct hs__worker {
 	struct hs__inq *owned[HS__WORKER_QMAX];
 	uint16_t streak[HS__WORKER_QMAX]; /* full rounds in a row */
 	struct hs__inq *shed;     /* the owned queue offered back, if any */
+	uint64_t shed_at;         /* when it was offered (ns) */
 	unsigned shed_age;        /* rounds on it since the offer */
 	/* adaptive polling */
 	unsigned empty, iter;     /* empty rounds in a row; rounds */
@@ -71,6 +72,13 @@ struct hs__pool {
 	int stop_fd;
 	struct hs__worker *w;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- the epoll set ------------------------------------------------------------ */
 
@@ -327,16 +335,20 @@ static bool worker_let_go(struct hs__worker *w, unsigned i)
  * so the queue's frames keep their order. Until then the worker polls it
  * as before: a sender that never kicks again loses nothing. The offer
  * ends (kicks off again) if the sender declines it (it waited too long
- * for the worker's answer) or does not ask within HS__SHED_WAIT rounds
- * on the queue: then the queue counts as not kicked by a host thread
- * until its next hs_port_kick, and another may be offered. Queues whose
+ * for the worker's answer) or does not ask within HS__OFFER_NS: then the
+ * queue counts as not kicked by a host thread until its next
+ * hs_port_kick, and another may be offered. (A host whose tx calls kick
+ * only while asked, as mem's do, does not kick again while the worker
+ * keeps it: such a queue is not offered again before the worker lets it
+ * go. The time is long against a sender's next transmit, so only one
+ * that stalls that long is treated so.) Queues whose
  * only signal is an fd (a guest's kick) have no such thread and stay.
  * Once back, the sender's kicks hand the queue to a worker again only
  * when one is available (asleep, or idle a while). Counter: handbacks. */
 #ifndef HS__SHED_ROUNDS
 #define HS__SHED_ROUNDS 64 /* -DHS__SHED_ROUNDS=N for experiments; at most 65535 */
 #endif
-#define HS__SHED_WAIT (4 * HS__SHED_ROUNDS)
+#define HS__OFFER_NS 5000000u /* 5 ms */
 
 /* Ends the offer of owned queue i: kicks off again, its streak restarts.
  * `unasked`: its sender did not ask in time; it is not taken for a host
@@ -389,6 +401,7 @@ static void worker_shed(struct hs__worker *w, unsigned busy, unsigned cand)
 	atomic_fetch_or(&iq->state, HS__Q_SHED);
 	hs__q_kicks(iq, true); /* its sender kicks again; frames waiting are ours */
 	w->shed = iq;
+	w->shed_at = mono_ns();
 	w->shed_age = 0;
 }
 
@@ -416,13 +429,6 @@ static unsigned take_ready(struct hs__worker *w)
 {
 	struct epoll_event evs[16];
 	return own_ready(w, evs, epoll_wait(w->sw->dp_epfd, evs, 16, 0), false);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* Available: asleep, or polling queues that have been empty a while. */
@@ -469,8 +475,9 @@ static unsigned worker_poll(struct hs__worker *w)
 		if (HS__UNLIKELY(iq == w->shed)) {
 			if (!(s & HS__Q_SHED))
 				worker_withdraw(w, i, false); /* declined */
-			else if (++w->shed_age > HS__SHED_WAIT)
-				worker_withdraw(w, i, true);
+			else if ((++w->shed_age & 15) == 0 &&
+				 mono_ns() - w->shed_at > HS__OFFER_NS)
+				worker_withdraw(w, i, true); /* not asked for */
 		}
 		unsigned n = hs__round(w->ctx, iq);
 		moved += n;
