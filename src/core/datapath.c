@@ -174,10 +174,7 @@ bool hs__q_take_back(struct hs__inq *iq)
 		} else {
 			/* Asked: wait for the worker's round on the queue. */
 			if (spin >= HS__TAKE_BACK_SPINS || (spin & 63) == 0) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
-					       (uint64_t)ts.tv_nsec;
+				uint64_t now = hs__mono_ns();
 				if (!deadline) {
 					deadline = now + HS__TAKE_BACK_NS;
 				} else if (now > deadline) {

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #include "hyperswitch/hyperswitch.h"
 
@@ -57,6 +58,15 @@ static inline uint64_t hs__ctr_get(const hs__ctr *c)
 
 /* Tells the CPU we are spinning: PAUSE on x86, YIELD on arm64, a
  * compiler barrier elsewhere. */
+/* CLOCK_MONOTONIC in nanoseconds: for the data path's own short waits
+ * (not hs__now_ns, which is coarse and may be the host's clock_fn). */
+static inline uint64_t hs__mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static inline void hs__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -73,13 +73,6 @@ struct hs__pool {
 	struct hs__worker *w;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- the epoll set ------------------------------------------------------------ */
 
 static uint64_t ev_key(const struct hs_port *p, uint16_t q, unsigned ev)
@@ -388,8 +381,8 @@ static bool worker_hand_back(struct hs__worker *w, unsigned i)
 	return true;
 }
 
-/* After a round: offers owned queue `cand` back if `busy` queues (two or
- * more) have moved frames for HS__SHED_ROUNDS rounds in a row. */
+/* After a pass: offers owned queue `cand` back if `busy` queues (two or
+ * more) have taken full bursts for HS__SHED_ROUNDS rounds in a row. */
 static void worker_shed(struct hs__worker *w, unsigned busy, unsigned cand)
 {
 	if (busy < 2 || cand >= w->n_owned || w->shed)
@@ -401,7 +394,7 @@ static void worker_shed(struct hs__worker *w, unsigned busy, unsigned cand)
 	atomic_fetch_or(&iq->state, HS__Q_SHED);
 	hs__q_kicks(iq, true); /* its sender kicks again; frames waiting are ours */
 	w->shed = iq;
-	w->shed_at = mono_ns();
+	w->shed_at = hs__mono_ns();
 	w->shed_age = 0;
 }
 
@@ -476,7 +469,7 @@ static unsigned worker_poll(struct hs__worker *w)
 			if (!(s & HS__Q_SHED))
 				worker_withdraw(w, i, false); /* declined */
 			else if ((++w->shed_age & 15) == 0 &&
-				 mono_ns() - w->shed_at > HS__OFFER_NS)
+				 hs__mono_ns() - w->shed_at > HS__OFFER_NS)
 				worker_withdraw(w, i, true); /* not asked for */
 		}
 		unsigned n = hs__round(w->ctx, iq);
@@ -512,7 +505,7 @@ static bool worker_idle(struct hs__worker *w, uint64_t poll_ns)
 		hs__cpu_relax();
 		return false;
 	}
-	uint64_t now = mono_ns();
+	uint64_t now = hs__mono_ns();
 	if (w->empty == 32)
 		w->idle_since = now;
 	if (now - w->idle_since >= poll_ns / 8) {
@@ -543,7 +536,7 @@ static bool look_due(struct hs__worker *w, unsigned moved)
 {
 	if (!w->look_ns || !moved)
 		return true;
-	uint64_t now = mono_ns();
+	uint64_t now = hs__mono_ns();
 	if (now - w->looked < w->look_ns)
 		return false;
 	w->looked = now;
