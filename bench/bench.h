@@ -20,6 +20,7 @@ struct bench_opts {
 	unsigned only_frame, only_ports, only_macs; /* 0: all */
 	unsigned ring;                              /* mem ring size, 0: 256 */
 	unsigned repeat;                            /* runs per case, 0: 1 */
+	int flood;                                  /* single: flowgen's traffic */
 	double seconds;
 	const char *json_path;
 	FILE *json;

@@ -52,6 +52,7 @@ double memcpy_rate(size_t size, double seconds)
 struct single_case {
 	unsigned ports, macs;
 	size_t frame;
+	bool flood; /* one source on every port, an unlearned destination */
 };
 
 struct single_result {
@@ -81,7 +82,8 @@ static unsigned mac_id(unsigned p, unsigned j, unsigned ports)
 	return p + j * ports;
 }
 
-static int run_single(const struct single_case *c, unsigned ring, double seconds,
+/* noinline: bench/single_cost.sh counts the instructions inside it */
+__attribute__((noinline)) static int run_single(const struct single_case *c, unsigned ring, double seconds,
 		      struct single_result *r)
 {
 	const unsigned B = 32;
@@ -133,10 +135,18 @@ static int run_single(const struct single_case *c, unsigned ring, double seconds
 	hs_switch_get_stats(sw, &st0);
 
 	/* Traffic: port p sends to port p+1, walking through both ports' MACs
-	 * with different strides so that lookups hit the whole table. */
-	for (unsigned i = 0; i < B; i++)
+	 * with different strides so that lookups hit the whole table. Or,
+	 * flooding (testpmd flowgen's traffic), every port sends every frame
+	 * from one MAC to one no port sends from: the source moves to the
+	 * sending port every burst, and every frame goes to every other port
+	 * (received and counted at each). */
+	for (unsigned i = 0; i < B; i++) {
 		tx[i] = (struct hs_mem_frame){.data = frames + i * stride,
 					      .len = (uint32_t)c->frame};
+		uint64_t dm = mac_word(0xfffffd), sm = mac_word(0xfffffe);
+		memcpy(frames + i * stride, &dm, 6);
+		memcpy(frames + i * stride + 6, &sm, 6);
+	}
 	unsigned *cursor = calloc(c->ports, sizeof(unsigned));
 	uint64_t sent = 0, got = 0;
 	double t0 = bench_now(), t;
@@ -148,7 +158,7 @@ static int run_single(const struct single_case *c, unsigned ring, double seconds
 			unsigned k = cursor[p];
 			/* The generator's own work: two computed 6-byte stores
 			 * per frame, no table (no cache misses of its own). */
-			for (unsigned i = 0; i < B; i++, k++) {
+			for (unsigned i = 0; i < B && !c->flood; i++, k++) {
 				uint8_t *f = frames + i * stride;
 				uint64_t dm = mac_word(mac_id(d, (k * 7) % per, c->ports));
 				uint64_t sm = mac_word(mac_id(p, k % per, c->ports));
@@ -159,10 +169,16 @@ static int run_single(const struct single_case *c, unsigned ring, double seconds
 			int n = hs_mem_tx_burst(port[p], 0, tx, B);
 			hs_mem_tx_reap(port[p], 0, ck, 256);
 			sent += (uint64_t)(n > 0 ? n : 0);
-			int m = hs_mem_rx_burst(port[d], 0, rx, 32);
-			if (m > 0) {
-				hs_mem_rx_release(port[d], 0, (unsigned)m);
-				got += (uint64_t)m;
+			for (unsigned q = c->flood ? 0 : d; q < c->ports; q++) {
+				if (q == p)
+					continue;
+				int m = hs_mem_rx_burst(port[q], 0, rx, 32);
+				if (m > 0) {
+					hs_mem_rx_release(port[q], 0, (unsigned)m);
+					got += (uint64_t)m;
+				}
+				if (!c->flood)
+					break;
 			}
 		}
 		t = bench_now();
@@ -204,7 +220,9 @@ int cmd_single(struct bench_opts *o)
 			for (unsigned m = 0; m < 3; m++) {
 				struct single_case c = {.ports = ports[p],
 							.macs = macs[m] ? macs[m] : ports[p],
-							.frame = sizes[s]};
+							.frame = sizes[s], .flood = o->flood};
+				if (o->flood && macs[m])
+					continue; /* the table's size changes nothing */
 				if ((o->only_frame && o->only_frame != c.frame) ||
 				    (o->only_ports && o->only_ports != c.ports) ||
 				    (o->only_macs && o->only_macs != c.macs))
@@ -246,6 +264,9 @@ int cmd_single(struct bench_opts *o)
 				   "\"gbps\":%.3f}",
 				sizes[s], mc[s] / 1e6, mc[s] * (double)sizes[s] * 8 / 1e9);
 	}
+	if (o->flood)
+		printf("\ntraffic: flooded (one source MAC on every port, toward a MAC "
+		       "never learned); Mpps counts frames received at all ports\n");
 	printf("\n%6s %6s %7s %10s %9s %9s %13s %8s%s\n", "frame", "ports", "macs",
 	       "Mpps", "Gbit/s", "tsc/pkt", "vs memcpy", "drops",
 	       reps > 1 ? "  (min-max Mpps)" : "");
@@ -267,11 +288,12 @@ int cmd_single(struct bench_opts *o)
 			printf("  (%.2f-%.2f)", lo, hi);
 		printf("\n");
 		bench_json_item(o,
-				"{\"case\":\"single\",\"frame\":%zu,\"ports\":%u,"
+				"{\"case\":\"%s\",\"frame\":%zu,\"ports\":%u,"
 				"\"macs\":%u,\"mpps\":%.3f,\"mpps_min\":%.3f,"
 				"\"mpps_max\":%.3f,\"runs\":%u,\"gbps\":%.3f,"
 				"\"tsc_per_pkt\":%.1f,\"memcpy_ratio\":%.4f,\"drops\":%llu}",
-				c->frame, c->ports, c->macs, med, lo, hi, reps, gbps, t, ratio,
+				c->flood ? "single-flood" : "single", c->frame, c->ports,
+				c->macs, med, lo, hi, reps, gbps, t, ratio,
 				(unsigned long long)drops[i]);
 		if (c->frame == 64 && c->ports == 2 && c->macs == 1024) {
 			headline = med;

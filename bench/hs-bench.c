@@ -29,6 +29,9 @@ static void usage(void)
 		"       [--frame BYTES] [--ports N] [--macs N]   (run only matching cases)\n"
 		"       [--ring N]   mem ring entries per queue (default 256)\n"
 		"       [--repeat N] runs per case; the median is reported (max 32)\n"
+		"       [--flood]    single: every port sends from one MAC to one never\n"
+		"                    learned (testpmd flowgen's traffic): each burst moves\n"
+		"                    the source and is flooded\n"
 		"commands:\n"
 		"  single    frames through mem ports on one core vs memcpy\n"
 		"  ablation  baseline, +single copy, +batching, +offload\n"
@@ -56,6 +59,7 @@ int main(int argc, char **argv)
 					   {"macs", required_argument, 0, 'm'},
 					   {"ring", required_argument, 0, 'r'},
 					   {"repeat", required_argument, 0, 'n'},
+					   {"flood", no_argument, 0, 'F'},
 					   {0, 0, 0, 0}};
 	int ch;
 	optind = 2;
@@ -67,6 +71,7 @@ int main(int argc, char **argv)
 		case 'r': o.ring = (unsigned)atoi(optarg); break;
 		case 'n': o.repeat = (unsigned)atoi(optarg); break;
 		case 'q': o.quick = 1; break;
+		case 'F': o.flood = 1; break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'j': o.json_path = optarg; break;
 		default: usage(); return 2;
