@@ -29,7 +29,11 @@
 #   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
 #                       [--shapes "flood unicast closed"] [--base DIR]
-#                       [--base-opts OPTS] [--json FILE]
+#                       [--base-opts OPTS] [--json FILE] [--logs DIR]
+#
+# --logs DIR keeps each run's switch and client output there
+# (PEER-SHAPE-BYTES-rROUND.sw.log, .cl.log: the vswitch prints its counters,
+# rounds included, and its forwarding table on exit).
 #
 # Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
 # (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
@@ -38,7 +42,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
-shapes="flood unicast closed" base= base_opts=
+shapes="flood unicast closed" base= base_opts= logs=
 args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -51,10 +55,12 @@ while [ $# -gt 0 ]; do
 	--base) base=$2; shift 2 ;;
 	--base-opts) base_opts=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--json FILE]" >&2
+	--logs) logs=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--json FILE] [--logs DIR]" >&2
 	   exit 2 ;;
 	esac
 done
+[ -z "$logs" ] || mkdir -p "$logs" || exit 1
 vswitch=$build/examples/vswitch
 ovs=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
@@ -192,6 +198,10 @@ one_run() {
 	client "$2" "$3"
 	stop_all
 	cp "$work/cl.log" "$work/cl-$1-$2-$3.log"
+	if [ -n "$logs" ]; then
+		cp "$work/sw.log" "$logs/$1-$3-$2-r$r.sw.log" 2>/dev/null
+		cp "$work/cl.log" "$logs/$1-$3-$2-r$r.cl.log"
+	fi
 	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2-$3.log" 2>/dev/null
 	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up.
 	awk '/Rx-pps:/ {v[n++]=$2} END {for (i=0; i+1<n; i+=2) print v[i]+v[i+1]}' "$work/cl.log" |
