@@ -785,8 +785,8 @@ END_TEST
  * switched alike, every counter included: a known destination, an unknown one, a
  * destination behind the sender, a source that is static elsewhere (the
  * refusal counted per frame), a source that moves, a frame over the MTU,
- * a port at its MAC limit. */
-enum { FLOW_ROWS = 8, FLOW_REPS = 4 };
+ * a port at its MAC limit, a broadcast and a multicast destination. */
+enum { FLOW_ROWS = 10, FLOW_REPS = 4 };
 
 struct flow_rig {
 	hs_switch_t *sw;
@@ -806,7 +806,7 @@ static void flow_rig_up(struct flow_rig *r, unsigned workers)
 	r->c = th_port(r->sw, "c", 0);
 	struct th_port_opts o = {.name = "lim", .mac_limit = 1};
 	r->lim = th_port_opts(r->sw, &o);
-	uint8_t ma[6], mb[6], mc[6], mu[6], mx[6], mm[6], ml[6], m2[6], m3[6], mn[6];
+	uint8_t ma[6], mb[6], mc[6], mu[6], mx[6], mm[6], ml[6], m2[6], m3[6], mn[6], mv[6];
 	th_mac(ma, 1);
 	th_mac(mb, 2);
 	th_mac(mc, 3);
@@ -817,11 +817,14 @@ static void flow_rig_up(struct flow_rig *r, unsigned workers)
 	th_mac(m2, 8);
 	th_mac(m3, 9);
 	th_mac(mn, 10); /* new on lim */
+	th_mac(mv, 11); /* learned on b, then sent from a */
+	static const uint8_t mgrp[6] = {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};
 	ck_assert_int_eq(hs_fdb_add_static(r->sw, 1, mx, r->b), 0);
 	const struct {
 		hs_port_t *p;
 		const uint8_t *m;
-	} learn[] = {{r->a, ma}, {r->b, mb}, {r->c, mc}, {r->c, mm}, {r->lim, ml}};
+	} learn[] = {{r->a, ma}, {r->b, mb}, {r->c, mc}, {r->c, mm}, {r->lim, ml},
+				 {r->b, mv}};
 	for (unsigned k = 0; k < sizeof(learn) / sizeof(learn[0]); k++)
 		ck_assert_int_eq(th_send(learn[k].p, fb, th_frame(fb, th_bcast, learn[k].m, -1, 64, k)), 0);
 	const struct {
@@ -837,6 +840,8 @@ static void flow_rig_up(struct flow_rig *r, unsigned workers)
 		{r->a, mb, ma, 1515},   /* over the MTU */
 		{r->lim, mb, mn, 64},   /* lim at its limit: ml evicted for mn */
 		{r->lim, mc, mn, 64},   /* to c */
+		{r->a, th_bcast, ma, 64}, /* to b, c and lim */
+		{r->a, mgrp, mv, 64},   /* to b, c and lim; mv moves from b to a */
 	};
 	for (unsigned k = 0; k < FLOW_ROWS; k++) {
 		r->from[k] = row[k].p;
@@ -897,15 +902,17 @@ START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 
 	/* what a frame-by-frame switch does with FLOW_REPS of each row */
 	struct flow_result *x = &one;
-	ck_assert_int_eq(x->got[1], FLOW_REPS * 4); /* b: rows 0, 1, 4, 6 */
-	ck_assert_int_eq(x->got[2], FLOW_REPS * 3); /* c: rows 1, 3, 7 */
-	ck_assert_int_eq(x->got[3], FLOW_REPS);     /* lim: row 1 */
+	ck_assert_int_eq(x->got[1], FLOW_REPS * 6); /* b: rows 0, 1, 4, 6, 8, 9 */
+	ck_assert_int_eq(x->got[2], FLOW_REPS * 5); /* c: rows 1, 3, 7, 8, 9 */
+	ck_assert_int_eq(x->got[3], FLOW_REPS * 3); /* lim: rows 1, 8, 9 */
 	ck_assert_int_eq(x->got[0], 0);
 	ck_assert_uint_eq(x->st[0].rx_flooded, FLOW_REPS);
+	ck_assert_uint_eq(x->st[0].rx_broadcast, FLOW_REPS + 1); /* + the learning one */
+	ck_assert_uint_eq(x->st[0].rx_multicast, FLOW_REPS);
 	ck_assert_uint_eq(x->st[0].drops[HS_DROP_SAME_PORT], FLOW_REPS);
 	ck_assert_uint_eq(x->st[0].drops[HS_DROP_OVERSIZE], FLOW_REPS);
 	ck_assert_uint_eq(x->sw.fdb_static_refused, FLOW_REPS);
-	ck_assert_uint_eq(x->sw.fdb_moved, 1); /* mm to a */
+	ck_assert_uint_eq(x->sw.fdb_moved, 2); /* mm and mv to a */
 	ck_assert_uint_eq(x->st[3].fdb_limit_hits, 1);
 	ck_assert_uint_eq(x->st[3].fdb_entries, 1);
 
@@ -914,6 +921,8 @@ START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 		ck_assert_int_eq(mixed.got[k], one.got[k]);
 		ck_assert_uint_eq(mixed.st[k].rx_packets, one.st[k].rx_packets);
 		ck_assert_uint_eq(mixed.st[k].rx_flooded, one.st[k].rx_flooded);
+		ck_assert_uint_eq(mixed.st[k].rx_broadcast, one.st[k].rx_broadcast);
+		ck_assert_uint_eq(mixed.st[k].rx_multicast, one.st[k].rx_multicast);
 		ck_assert_uint_eq(mixed.st[k].tx_packets, one.st[k].tx_packets);
 		ck_assert_uint_eq(mixed.st[k].fdb_entries, one.st[k].fdb_entries);
 		ck_assert_uint_eq(mixed.st[k].fdb_limit_hits, one.st[k].fdb_limit_hits);

@@ -265,20 +265,22 @@ static void mark_mask(struct hs__ctx *c, uint16_t pidx, uint64_t m)
 	c->mask[pidx] |= m;
 }
 
+/* Marks the frames of mask m (one VLAN: vid) for every other port of the
+ * VLAN, or counts them as dropped when there is none. */
 static void flood(struct hs__ctx *c, const struct hs__topo *t,
 		  const struct hs_port *in, struct hs__inq *iq, uint16_t vid,
-		  unsigned i)
+		  uint64_t m)
 {
 	const struct hs__vset *vs = t->vset[vid];
 	unsigned n = 0;
 	if (vs)
 		for (unsigned k = 0; k < vs->n; k++)
 			if (vs->port[k] != in->index) {
-				mark(c, vs->port[k], i);
+				mark_mask(c, vs->port[k], m);
 				n++;
 			}
 	if (!n)
-		hs__ctr_add(&iq->drops[HS_DROP_NO_ROUTE], 1);
+		hs__ctr_add(&iq->drops[HS_DROP_NO_ROUTE], (uint64_t)__builtin_popcountll(m));
 }
 
 static void drop(struct hs__inq *iq, enum hs_drop_reason r)
@@ -408,23 +410,40 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 			ok |= 1ull << i;
 	}
 
-	/* One source, one unicast destination: a guest's burst towards its
-	 * peer or its gateway. Once every frame is checked, if the source is
-	 * already behind this port (the learn's fast path: the later frames'
-	 * learns would change nothing), the table is asked once for the
-	 * burst. Otherwise (a new MAC, a move, a refusal: the slow path, whose
-	 * changes a later frame's lookup may see) the checked frames go
-	 * through the frame-by-frame loop below. */
-	uint64_t todo = ok;
+	/* One source, one destination: a guest's burst towards its peer or
+	 * its gateway (or, flooded, towards a group address or a MAC not
+	 * learned). Once every frame is checked, the source is learned once
+	 * for the burst: if it is already behind this port (the learn's fast
+	 * path), the later frames' learns would change nothing; if it is new
+	 * or moved here, the first frame's learn (the slow path) makes it so.
+	 * Then the table is asked once, or the burst flooded as a whole. A
+	 * learn the slow path refuses (a static entry elsewhere, the port's
+	 * limit) leaves the checked frames to the frame-by-frame loop below,
+	 * which counts each refusal, the first frame's excepted (done here). */
+	uint64_t todo = ok, learned = 0;
 	unsigned i0 = ok ? (unsigned)__builtin_ctzll(ok) : 0;
-	if (ok && sor == sand && dor == dand && !(dkey[i0] & 1)) {
+	if (ok && sor == sand && dor == dand) {
 		sh[i0] = hs__fdb_hash(f, skey[i0]);
-		dh[i0] = hs__fdb_hash(f, dkey[i0]);
-		if (!learn || hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now)) {
-			unsigned nok = (unsigned)__builtin_popcountll(ok);
+		bool src_ok = !learn || hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now);
+		if (!src_ok) {
+			hs__fdb_learn_slow(sw, skey[i0], in, now);
+			learned = 1ull << i0;
+			src_ok = hs__fdb_learn_fast(f, skey[i0], sh[i0], in, now);
+		}
+		uint64_t dk = dkey[i0];
+		unsigned nok = (unsigned)__builtin_popcountll(ok);
+		if (src_ok && (dk & 1)) { /* group address: byte 0, bit 0 */
+			if (dk == hs__fdb_key(c->vid[i0], 0xffffffffffffull))
+				bc = nok;
+			else
+				mc = nok;
+			flood(c, t, in, iq, c->vid[i0], ok);
+			todo = 0;
+		} else if (src_ok) {
 			uint32_t w, stamp;
 			const struct hs_port *dp = NULL;
-			if (hs__fdb_lookup_h(f, dkey[i0], dh[i0], &w, &stamp)) {
+			dh[i0] = hs__fdb_hash(f, dk);
+			if (hs__fdb_lookup_h(f, dk, dh[i0], &w, &stamp)) {
 				uint32_t pidx = w & HS__FDB_PORT_MASK;
 				dp = pidx < max_ports ? ports[pidx] : NULL;
 			}
@@ -437,8 +456,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 					mark_mask(c, (uint16_t)(w & HS__FDB_PORT_MASK), ok);
 			} else {
 				fl = nok;
-				for (uint64_t m = ok; m; m &= m - 1)
-					flood(c, t, in, iq, c->vid[i0], (unsigned)__builtin_ctzll(m));
+				flood(c, t, in, iq, c->vid[i0], ok);
 			}
 			todo = 0;
 		}
@@ -459,14 +477,14 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 	for (uint64_t m = todo; m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(m);
 		uint16_t vid = c->vid[i];
-		if (learn)
+		if (learn && !((learned >> i) & 1))
 			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
 		if (dkey[i] & 1) { /* group address: byte 0, bit 0 */
 			if (dkey[i] == hs__fdb_key(vid, 0xffffffffffffull))
 				bc++;
 			else
 				mc++;
-			flood(c, t, in, iq, vid, i);
+			flood(c, t, in, iq, vid, 1ull << i);
 			continue;
 		}
 		uint32_t w, stamp;
@@ -484,7 +502,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 			}
 		}
 		fl++;
-		flood(c, t, in, iq, vid, i);
+		flood(c, t, in, iq, vid, 1ull << i);
 	}
 	c->plain = plain;
 	c->ok = ok;
