@@ -282,13 +282,14 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 		hs_port_get_stats(ports[i], &ps);
 		printf("port %s: rx_packets %llu tx_packets %llu rx_bytes %llu tx_bytes %llu "
 		       "rx_flooded %llu macs %llu tx_gso_segments %llu tx_csum_sw %llu "
-		       "tx_notify %llu",
+		       "tx_notify %llu tx_backlogged %llu",
 		       hs_port_name(ports[i]), (unsigned long long)ps.rx_packets,
 		       (unsigned long long)ps.tx_packets, (unsigned long long)ps.rx_bytes,
 		       (unsigned long long)ps.tx_bytes, (unsigned long long)ps.rx_flooded,
 		       (unsigned long long)ps.fdb_entries,
 		       (unsigned long long)ps.tx_gso_segments,
-		       (unsigned long long)ps.tx_csum_sw, (unsigned long long)ps.tx_notify);
+		       (unsigned long long)ps.tx_csum_sw, (unsigned long long)ps.tx_notify,
+		       (unsigned long long)ps.tx_backlogged);
 		for (int r = 0; r < HS_DROP__COUNT; r++)
 			if (ps.drops[r])
 				printf(" %s %llu", hs_drop_reason_name(r),

@@ -778,9 +778,10 @@ END_TEST
 
 /* ---- bursts of one flow and mixed bursts ----------------------------------------- */
 
-/* A burst whose frames share one source and one unicast destination takes
- * a shorter path (the table is asked once for the burst) when its source
- * is already learned, and the frame-by-frame loop otherwise. The same
+/* A burst whose frames share one source and one destination takes a
+ * shorter path (the source learned once, the table asked once or the
+ * burst flooded as a whole) unless learning its source is refused, which
+ * sends it through the frame-by-frame loop. The same
  * frames sent as bursts of one flow each and as mixed bursts must be
  * switched alike, every counter included: a known destination, an unknown one, a
  * destination behind the sender, a source that is static elsewhere (the
