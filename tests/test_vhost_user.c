@@ -577,6 +577,63 @@ START_TEST(a_restarted_front_end_gets_traffic_again)
 }
 END_TEST
 
+/* A front-end whose memory comes in several regions (DPDK gives one per
+ * memory segment): frames from buffers in every region, one after the
+ * other, each in another region than the last (the switch guesses the
+ * region of the last translation first), and one buffer across the
+ * boundary of two regions (contiguous for the guest, not for the switch:
+ * two pieces), all arrive intact and in order. */
+START_TEST(buffers_in_several_regions_are_translated)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.mem_split = 4;
+	ck_assert_int_eq(vud_start(&a, base, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 16, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	guest_up(&b, e.path[1], base, e.p[1]);
+	enum { PER = 3, NB = 4 * PER + 1 };
+	const size_t reg = VUD_MEM / 4;
+	uint8_t *buf[NB];
+	/* PER buffers near the start of each region (the rings lie in the
+	 * first), then one across the boundary of regions 2 and 3 */
+	for (unsigned k = 0; k < 4; k++) {
+		if (a.used_mem < k * reg + 4096)
+			a.used_mem = k * reg + 4096;
+		for (unsigned j = 0; j < PER; j++)
+			buf[j * 4 + k] = vud_alloc(&a, 256, 64);
+	}
+	buf[NB - 1] = a.mem + 3 * reg - 100;
+	struct vud_ring *r = &a.r[1];
+	static uint8_t f[NB][200], g[200];
+	size_t len[NB];
+	for (unsigned i = 0; i < NB; i++) {
+		ck_assert_ptr_nonnull(buf[i]);
+		memset(buf[i], 0, a.hdr_len);
+		len[i] = mkframe(f[i], 0, 1, 150, i);
+		memcpy(buf[i] + a.hdr_len, f[i], len[i]);
+		uint64_t gpa = vud_gpa(&a, buf[i]);
+		uint32_t l = a.hdr_len + (uint32_t)len[i];
+		uint16_t old = r->avail_idx;
+		ck_assert_int_eq(vud_add(&a, r, &gpa, &l, 1, gpa), 0);
+		vud_kick_if_needed(&a, r, old);
+	}
+	for (unsigned i = 0; i < NB; i++) {
+		ck_assert_int_eq(recv_wait(&b, g, sizeof(g), NULL), (int)len[i]);
+		ck_assert_msg(!memcmp(g, f[i], len[i]), "frame %u differs", i);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+	}
+	struct hs_port_stats st = th_pstats(e.p[0]);
+	for (unsigned d = 0; d < HS_DROP__COUNT; d++)
+		ck_assert_uint_eq(st.drops[d], 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 /* Memory given region by region (CONFIGURE_MEM_SLOTS), the same region
  * twice as QEMU does with one vhost device per queue pair: the region stays
  * mapped until it has been removed as many times as it was added. */
@@ -1256,6 +1313,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_reconnected_guest_is_not_asked_for_kicks);
 	tcase_add_test(tc, a_frame_needing_more_than_64_buffers_does_not_block_the_guest);
 	tcase_add_test(tc, a_restarted_front_end_gets_traffic_again);
+	tcase_add_test(tc, buffers_in_several_regions_are_translated);
 	tcase_add_test(tc, memory_slots_are_counted_per_add);
 	tcase_add_test(tc, client_mode_reconnects_to_the_vmm);
 	tcase_add_test(tc, the_socket_gets_its_mode_and_owner_before_it_listens);

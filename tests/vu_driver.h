@@ -89,6 +89,9 @@ struct vud {
 	unsigned nqp;
 	unsigned mem_adds; /* >0: memory by ADD_MEM_REG, sent this many times
 			    * (as a multiqueue QEMU does, once per device) */
+	unsigned mem_split; /* >1: SET_MEM_TABLE gives the memory as that many
+			     * regions of equal size (at most 8), the last
+			     * first (as DPDK gives one per memory segment) */
 	bool iommu;        /* VIRTIO_F_IOMMU_PLATFORM negotiated: ring addresses
 			    * are IOVAs (the driver's GPAs, which the test maps
 			    * through IOTLB updates) */
@@ -233,14 +236,20 @@ static inline int vud_mem_table(struct vud *v)
 		}
 		return 0;
 	}
-	uint64_t mt[2 + 4] = {0};
-	uint32_t n = 1;
+	uint64_t mt[1 + 4 * 8] = {0};
+	int fds[8];
+	uint32_t n = v->mem_split > 1 ? (v->mem_split < 8 ? v->mem_split : 8) : 1;
+	uint64_t sz = VUD_MEM / n;
 	memcpy(mt, &n, 4);
-	mt[1] = VUD_GPA;
-	mt[2] = VUD_MEM;
-	mt[3] = (uint64_t)(uintptr_t)v->mem;
-	mt[4] = 0;
-	return vud_call(v, VUD_SET_MEM_TABLE, mt, 8 + 32, &v->memfd, 1);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = (n - 1 - i) * sz;
+		mt[1 + 4 * i] = VUD_GPA + off;
+		mt[2 + 4 * i] = sz;
+		mt[3 + 4 * i] = (uint64_t)(uintptr_t)v->mem + off;
+		mt[4 + 4 * i] = off;
+		fds[i] = v->memfd;
+	}
+	return vud_call(v, VUD_SET_MEM_TABLE, mt, 8 + 32 * n, fds, n);
 }
 
 static inline void vud_ring_alloc(struct vud *v, struct vud_ring *r, bool rx)

@@ -90,7 +90,7 @@ static uint8_t *vq_map(struct vq *vq, uint64_t addr, uint64_t len, uint8_t perm,
 {
 	*miss = false;
 	if (!vq->iotlb)
-		return vu_gpa(vq->mem, addr, len, got);
+		return vu_gpa_hint(vq->mem, addr, len, got, &vq->mem_hint);
 	uint64_t uva, n;
 	int rc = vu_iotlb_lookup(vq->iotlb, addr, len, perm, &uva, &n);
 	if (rc == 0) {

@@ -45,6 +45,19 @@ struct vu_mem {
 	struct vu_region r[VU_MAX_REGIONS];
 };
 
+/* The host address of gpa if region r holds it, with in *got how many of
+ * the len bytes are there; NULL otherwise. */
+static inline uint8_t *vu_region_gpa(const struct vu_region *r, uint64_t gpa,
+				     uint64_t len, uint64_t *got)
+{
+	if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+		uint64_t left = r->size - (gpa - r->gpa);
+		*got = len < left ? len : left;
+		return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
 /* Translates a guest physical range: returns the host address of gpa and,
  * in *got, how many of the len bytes are contiguous there (a range may
  * continue in another region). NULL if gpa is in no region. */
@@ -52,11 +65,33 @@ static inline uint8_t *vu_gpa(const struct vu_mem *m, uint64_t gpa,
 			      uint64_t len, uint64_t *got)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
-		const struct vu_region *r = &m->r[i];
-		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
-			uint64_t left = r->size - (gpa - r->gpa);
-			*got = len < left ? len : left;
-			return r->hva + (gpa - r->gpa);
+		uint8_t *p = vu_region_gpa(&m->r[i], gpa, len, got);
+		if (p)
+			return p;
+	}
+	return NULL;
+}
+
+/* vu_gpa, trying region *hint first and leaving there the region gpa was
+ * found in. A ring's buffers mostly lie in one region, and the table is
+ * scanned in order: a front-end with several regions (DPDK's virtio-user
+ * registers one per memory segment) paid a comparison per region before
+ * its buffers' for every descriptor. The hint is only a guess, checked
+ * like any region, so a table changed meanwhile needs nothing done. */
+static inline uint8_t *vu_gpa_hint(const struct vu_mem *m, uint64_t gpa,
+				   uint64_t len, uint64_t *got, uint32_t *hint)
+{
+	uint32_t h = *hint;
+	if (h < m->n) {
+		uint8_t *p = vu_region_gpa(&m->r[h], gpa, len, got);
+		if (p)
+			return p;
+	}
+	for (uint32_t i = 0; i < m->n; i++) {
+		uint8_t *p = vu_region_gpa(&m->r[i], gpa, len, got);
+		if (p) {
+			*hint = i;
+			return p;
 		}
 	}
 	return NULL;
@@ -228,6 +263,7 @@ struct vq {
 	uint16_t signalled;   /* used index at the last notification */
 	bool signalled_valid;
 	uint16_t pending;     /* pushed but not yet published (split) */
+	uint32_t mem_hint;    /* region of the last translation (vu_gpa_hint) */
 	const char *broken;   /* why the ring was stopped, or NULL */
 };
 
@@ -297,7 +333,7 @@ _Static_assert(sizeof(struct hs_seg) == 24,
  * changes nothing. The one place this is decided, for the inline vq_pop
  * and the slow path's walk alike. */
 static inline __attribute__((always_inline)) bool
-vq_split_direct(const struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch,
+vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch,
 		struct hs_seg *segs, uint32_t limit)
 {
 	struct vring_desc d = vq_read_desc(&vq->desc[head]);
@@ -305,7 +341,7 @@ vq_split_direct(const struct vq *vq, uint16_t head, bool writable, struct vq_cha
 	uint8_t *p;
 	if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) ||
 	    !!(d.flags & VRING_DESC_F_WRITE) != writable || !d.len || d.len > limit ||
-	    !(p = vu_gpa(vq->mem, d.addr, d.len, &got)) || got != d.len)
+	    !(p = vu_gpa_hint(vq->mem, d.addr, d.len, &got, &vq->mem_hint)) || got != d.len)
 		return false;
 	ch->id = head;
 	ch->ndesc = 1;
