@@ -321,14 +321,26 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		 * the segments the switch writes the frame into. */
 		struct hs_seg *s = r->segs + seg0;
 		unsigned ns = r->n_seg - seg0;
-		rv->nhdr = 0;
-		for (unsigned k = 0, left = d->hdr_len; k < ns && left; k++) {
-			/* at least a byte each (pieces are never empty): 12 at most */
-			uint32_t take = s[k].len < left ? s[k].len : left;
-			rv->hdr[rv->nhdr++] = (struct hs_seg){.base = s[k].base, .len = take};
-			left -= take;
+		if (__builtin_expect(s[0].len > d->hdr_len, 1)) {
+			/* the common buffer: header and frame in one piece
+			 * (only base and len of a header piece are read) */
+			rv->hdr[0].base = s[0].base;
+			rv->hdr[0].len = d->hdr_len;
+			rv->nhdr = 1;
+			s[0].base += d->hdr_len;
+			s[0].len -= d->hdr_len;
+		} else {
+			rv->nhdr = 0;
+			for (unsigned k = 0, left = d->hdr_len; k < ns && left; k++) {
+				/* at least a byte each (pieces are never
+				 * empty): 12 at most */
+				uint32_t take = s[k].len < left ? s[k].len : left;
+				rv->hdr[rv->nhdr++] = (struct hs_seg){.base = s[k].base,
+								      .len = take};
+				left -= take;
+			}
+			ns = segs_skip(s, ns, d->hdr_len);
 		}
-		ns = segs_skip(s, ns, d->hdr_len);
 		r->n_seg = seg0 + ns;
 		rv->seg0 = seg0;
 		rv->nseg = (uint16_t)ns;
