@@ -151,10 +151,6 @@ static inline uint16_t *split_avail_ring(struct vq *vq, uint16_t i)
 }
 static inline uint16_t *split_used_event(struct vq *vq) { return vq->avail + 2 + vq->size; }
 static inline uint16_t *split_used_idx(struct vq *vq) { return vq->used + 1; }
-static inline uint32_t *split_used_elem(struct vq *vq, uint16_t i)
-{
-	return (uint32_t *)(vq->used + 2) + 2 * (i & (vq->size - 1));
-}
 static inline uint16_t *split_avail_event(struct vq *vq)
 {
 	return (uint16_t *)((uint32_t *)(vq->used + 2) + 2 * vq->size);
@@ -462,7 +458,7 @@ void vq_prefetch_used(const struct vq *vq, unsigned n)
 		 * first starts in. */
 		for (unsigned k = 0; k < n + 8; k += 8) {
 			uint16_t i = (uint16_t)(first + (k < n ? k : n - 1));
-			vq_prefetch_w(split_used_elem((struct vq *)vq, i));
+			vq_prefetch_w(vq_split_used_elem(vq, i));
 		}
 		vq_prefetch_w(vq->used); /* flags and the used index */
 		return;
@@ -495,15 +491,8 @@ void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n)
 	}
 }
 
-void vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len)
+void vq_push_packed(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len)
 {
-	if (!vq->packed) {
-		uint32_t *e = split_used_elem(vq, (uint16_t)(vq->used_idx + vq->pending));
-		__atomic_store_n(&e[0], id, __ATOMIC_RELAXED);
-		__atomic_store_n(&e[1], len, __ATOMIC_RELAXED);
-		vq->pending++;
-		return;
-	}
 	struct vring_packed_desc *d = &vq->pdesc[vq->used_idx];
 	__atomic_store_n(&d->id, id, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->len, len, __ATOMIC_RELAXED);

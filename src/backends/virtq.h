@@ -388,7 +388,27 @@ void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n);
  * has them packed in a token would otherwise build a vq_chain on its stack
  * and have it read back wider than it was written (a store-forwarding
  * stall per frame). */
-void vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len);
+void vq_push_packed(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len);
+
+/* Used element i (free running) of a split ring: {id, len}. */
+static inline uint32_t *vq_split_used_elem(const struct vq *vq, uint16_t i)
+{
+	return (uint32_t *)(vq->used + 2) + 2 * (i & (vq->size - 1));
+}
+
+/* Inline for a split ring (its used element: two stores), twice a frame. */
+static inline __attribute__((always_inline)) void
+vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len)
+{
+	if (__builtin_expect(!vq->packed, 1)) {
+		uint32_t *e = vq_split_used_elem(vq, (uint16_t)(vq->used_idx + vq->pending));
+		__atomic_store_n(&e[0], id, __ATOMIC_RELAXED);
+		__atomic_store_n(&e[1], len, __ATOMIC_RELAXED);
+		vq->pending++;
+		return;
+	}
+	vq_push_packed(vq, id, ndesc, writable, len);
+}
 
 static inline void vq_push(struct vq *vq, const struct vq_chain *ch, uint32_t len)
 {
