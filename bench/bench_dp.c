@@ -123,7 +123,6 @@ static void *sender(void *arg)
 		f[i] = (struct hs_mem_frame){.data = p->frames, .len = (uint32_t)p->frame,
 					     .off = off};
 	uint64_t ck[RING];
-	unsigned inflight = 0;
 	_Atomic uint64_t *sentp = p->gsent ? p->gsent : &p->sent;
 	_Atomic uint64_t *consp = p->gconsumed ? p->gconsumed : &p->consumed;
 	while (!atomic_load_explicit(p->stop, memory_order_relaxed)) {
@@ -136,7 +135,6 @@ static void *sender(void *arg)
 		 * reads it, so reusing it before completion is harmless. */
 		int n = hs_mem_tx_burst(p->tx, 0, f, B);
 		if (n > 0) {
-			inflight += (unsigned)n;
 			if (p->gsent)
 				atomic_fetch_add_explicit(sentp, (uint64_t)n,
 							  memory_order_relaxed);
@@ -144,9 +142,7 @@ static void *sender(void *arg)
 				atomic_store_explicit(sentp, sent + (uint64_t)n,
 						      memory_order_relaxed);
 		}
-		int r = hs_mem_tx_reap(p->tx, 0, ck, RING);
-		if (r > 0)
-			inflight -= (unsigned)r;
+		hs_mem_tx_reap(p->tx, 0, ck, RING);
 		if (n <= 0)
 			sched_yield();
 	}
