@@ -323,7 +323,8 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		unsigned ns = r->n_seg - seg0;
 		if (__builtin_expect(s[0].len > d->hdr_len, 1)) {
 			/* the common buffer: header and frame in one piece
-			 * (only base and len of a header piece are read) */
+			 * (only base and len of a header piece are read:
+			 * its flags and ref are left as they were) */
 			rv->hdr[0].base = s[0].base;
 			rv->hdr[0].len = d->hdr_len;
 			rv->nhdr = 1;

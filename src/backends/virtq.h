@@ -330,8 +330,8 @@ _Static_assert(sizeof(struct hs_seg) == 24,
  * the right direction, 1 to `limit` bytes, inside one region, on a ring
  * without an IOMMU. Fills ch and segs[0] (field by field: a compound
  * literal of the segment became a `rep stos`) and returns true; false
- * changes nothing. The one place this is decided, for the inline vq_pop
- * and the slow path's walk alike. */
+ * changes nothing but the ring's region hint (vu_gpa_hint). The one place
+ * this is decided, for the inline vq_pop and the slow path's walk alike. */
 static inline __attribute__((always_inline)) bool
 vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch,
 		struct hs_seg *segs, uint32_t limit)
@@ -383,11 +383,7 @@ void vq_set_base(struct vq *vq, uint16_t avail, bool avail_wrap);
 /* Gives back the last n popped chains (newest last in ch[]). */
 void vq_unpop(struct vq *vq, const struct vq_chain *ch, unsigned n);
 
-/* Returns a chain to the driver with `len` bytes written; visible after
- * vq_flush. vq_push_id takes the chain's fields themselves: a caller that
- * has them packed in a token would otherwise build a vq_chain on its stack
- * and have it read back wider than it was written (a store-forwarding
- * stall per frame). */
+/* vq_push_id of a packed ring (out of line). */
 void vq_push_packed(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len);
 
 /* Used element i (free running) of a split ring: {id, len}. */
@@ -396,7 +392,12 @@ static inline uint32_t *vq_split_used_elem(const struct vq *vq, uint16_t i)
 	return (uint32_t *)(vq->used + 2) + 2 * (i & (vq->size - 1));
 }
 
-/* Inline for a split ring (its used element: two stores), twice a frame. */
+/* Returns a chain to the driver with `len` bytes written; visible after
+ * vq_flush. vq_push_id takes the chain's fields themselves: a caller that
+ * has them packed in a token would otherwise build a vq_chain on its stack
+ * and have it read back wider than it was written (a store-forwarding
+ * stall per frame). Inline for a split ring (its used element: two
+ * stores), twice a frame. */
 static inline __attribute__((always_inline)) void
 vq_push_id(struct vq *vq, uint16_t id, uint16_t ndesc, bool writable, uint32_t len)
 {
