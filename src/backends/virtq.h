@@ -60,24 +60,13 @@ static inline uint8_t *vu_region_gpa(const struct vu_region *r, uint64_t gpa,
 
 /* Translates a guest physical range: returns the host address of gpa and,
  * in *got, how many of the len bytes are contiguous there (a range may
- * continue in another region). NULL if gpa is in no region. */
-static inline uint8_t *vu_gpa(const struct vu_mem *m, uint64_t gpa,
-			      uint64_t len, uint64_t *got)
-{
-	for (uint32_t i = 0; i < m->n; i++) {
-		uint8_t *p = vu_region_gpa(&m->r[i], gpa, len, got);
-		if (p)
-			return p;
-	}
-	return NULL;
-}
-
-/* vu_gpa, trying region *hint first and leaving there the region gpa was
- * found in. A ring's buffers mostly lie in one region, and the table is
- * scanned in order: a front-end with several regions (DPDK's virtio-user
- * registers one per memory segment) paid a comparison per region before
- * its buffers' for every descriptor. The hint is only a guess, checked
- * like any region, so a table changed meanwhile needs nothing done. */
+ * continue in another region); NULL if gpa is in no region. Region *hint
+ * is tried first, and left holding the region gpa was found in: a ring's
+ * buffers mostly lie in one region, and a front-end with several (DPDK's
+ * virtio-user registers one per memory segment) paid a comparison per
+ * region before its buffers' for every descriptor. The hint is only a
+ * guess, checked like any region, so a table changed meanwhile needs
+ * nothing done. */
 static inline uint8_t *vu_gpa_hint(const struct vu_mem *m, uint64_t gpa,
 				   uint64_t len, uint64_t *got, uint32_t *hint)
 {
@@ -97,18 +86,9 @@ static inline uint8_t *vu_gpa_hint(const struct vu_mem *m, uint64_t gpa,
 	return NULL;
 }
 
-/* Translates a whole guest physical range that must be contiguous here. */
-static inline uint8_t *vu_gpa_whole(const struct vu_mem *m, uint64_t gpa,
-				    uint64_t len)
-{
-	uint64_t got;
-	uint8_t *p = vu_gpa(m, gpa, len, &got);
-	return p && got == len ? p : NULL;
-}
-
 /* Translates a front-end virtual address range (vring addresses). */
 uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len);
-/* Like vu_gpa, by front-end virtual address: how much is contiguous. */
+/* Like vu_gpa_hint, by front-end virtual address: how much is contiguous. */
 uint8_t *vu_uva_part(const struct vu_mem *m, uint64_t uva, uint64_t len, uint64_t *got);
 
 /* ---- device IOTLB (VIRTIO_F_IOMMU_PLATFORM) -----------------------------------

@@ -283,6 +283,20 @@ static void flood(struct hs__ctx *c, const struct hs__topo *t,
 		hs__ctr_add(&iq->drops[HS_DROP_NO_ROUTE], (uint64_t)__builtin_popcountll(m));
 }
 
+/* flood() for frames towards a group address (key): broadcasts and
+ * multicasts counted in *bc and *mc. */
+static void flood_group(struct hs__ctx *c, const struct hs__topo *t,
+			const struct hs_port *in, struct hs__inq *iq, uint16_t vid,
+			uint64_t key, uint64_t m, uint64_t *bc, uint64_t *mc)
+{
+	uint64_t n = (uint64_t)__builtin_popcountll(m);
+	if (key == hs__fdb_key(vid, 0xffffffffffffull))
+		*bc += n;
+	else
+		*mc += n;
+	flood(c, t, in, iq, vid, m);
+}
+
 static void drop(struct hs__inq *iq, enum hs_drop_reason r)
 {
 	hs__ctr_add(&iq->drops[r], 1);
@@ -433,17 +447,12 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		uint64_t dk = dkey[i0];
 		unsigned nok = (unsigned)__builtin_popcountll(ok);
 		if (src_ok && (dk & 1)) { /* group address: byte 0, bit 0 */
-			if (dk == hs__fdb_key(c->vid[i0], 0xffffffffffffull))
-				bc = nok;
-			else
-				mc = nok;
-			flood(c, t, in, iq, c->vid[i0], ok);
+			flood_group(c, t, in, iq, c->vid[i0], dk, ok, &bc, &mc);
 			todo = 0;
 		} else if (src_ok) {
 			uint32_t w, stamp;
 			const struct hs_port *dp = NULL;
-			dh[i0] = hs__fdb_hash(f, dk);
-			if (hs__fdb_lookup_h(f, dk, dh[i0], &w, &stamp)) {
+			if (hs__fdb_lookup_h(f, dk, hs__fdb_hash(f, dk), &w, &stamp)) {
 				uint32_t pidx = w & HS__FDB_PORT_MASK;
 				dp = pidx < max_ports ? ports[pidx] : NULL;
 			}
@@ -480,11 +489,7 @@ static void classify(struct hs__ctx *c, struct hs_port *in, struct hs__inq *iq,
 		if (learn && !((learned >> i) & 1))
 			hs__fdb_learn(sw, f, skey[i], sh[i], in, now);
 		if (dkey[i] & 1) { /* group address: byte 0, bit 0 */
-			if (dkey[i] == hs__fdb_key(vid, 0xffffffffffffull))
-				bc++;
-			else
-				mc++;
-			flood(c, t, in, iq, vid, 1ull << i);
+			flood_group(c, t, in, iq, vid, dkey[i], 1ull << i, &bc, &mc);
 			continue;
 		}
 		uint32_t w, stamp;

@@ -56,8 +56,6 @@ static inline uint64_t hs__ctr_get(const hs__ctr *c)
 	return atomic_load_explicit((hs__ctr *)c, memory_order_relaxed);
 }
 
-/* Tells the CPU we are spinning: PAUSE on x86, YIELD on arm64, a
- * compiler barrier elsewhere. */
 /* CLOCK_MONOTONIC in nanoseconds: for the data path's own short waits
  * (not hs__now_ns, which is coarse and may be the host's clock_fn). */
 static inline uint64_t hs__mono_ns(void)
@@ -67,6 +65,8 @@ static inline uint64_t hs__mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Tells the CPU we are spinning: PAUSE on x86, YIELD on arm64, a
+ * compiler barrier elsewhere. */
 static inline void hs__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
