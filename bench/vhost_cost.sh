@@ -42,23 +42,15 @@ while [ $# -gt 0 ]; do
 	   exit 2 ;;
 	esac
 done
-case $shape in
-flood) mode=flowgen start=start ;;
-unicast) mode=mac start="start tx_first 64" ;;
-closed) mode=mac start="start tx_first 4" ;;
-*) echo "unknown shape $shape" >&2; exit 2 ;;
-esac
+case $shape in flood|unicast|closed) ;; *) echo "unknown shape $shape" >&2; exit 2 ;; esac
+. "$here/bench/vu_client.sh"
 vswitch=$build/examples/vswitch
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "no valgrind: scripts/deps.sh test" >&2; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "no dpdk-testpmd: scripts/deps.sh test" >&2; exit 1; }
 [ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
 
-if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 600 ]; then
-	echo 1024 > /proc/sys/vm/nr_hugepages
-fi
-mkdir -p /dev/hugepages
-mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+vu_hugepages 600 1024
 
 work=$(mktemp -d /tmp/hs-vucost.XXXXXX)
 swpid=
@@ -78,18 +70,7 @@ until [ -S "$work/s0" ] && [ -S "$work/s1" ]; do
 		{ echo "the vswitch did not open its sockets: $(tail -3 "$work/sw.log")" >&2; exit 1; }
 	sleep 0.2
 done
-{
-	sleep 3
-	echo "$start"
-	sleep "$secs"
-	echo stop
-	echo quit
-} | timeout -s INT $((secs + 40)) dpdk-testpmd -l 1,0 --main-lcore 1 --file-prefix hsc-cl \
-	--no-pci -m 512 --single-file-segments --iova-mode=va \
-	--vdev "net_virtio_user0,path=$work/s0,queues=1,mac=02:00:00:00:00:01" \
-	--vdev "net_virtio_user1,path=$work/s1,queues=1,mac=02:00:00:00:00:02" \
-	-- -i --forward-mode=$mode --eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01 \
-	--nb-cores=1 --burst=32 --txpkts="$size" >"$work/cl.log" 2>&1
+vu_client "$work" "$size" "$shape" "$secs" hsc-cl
 kill -INT "$swpid"
 for _ in $(seq 1 100); do kill -0 "$swpid" 2>/dev/null || break; sleep 0.2; done
 wait "$swpid" 2>/dev/null

@@ -74,11 +74,8 @@ case " $peers " in *" ovs-dpdk "*)
 esac
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs" >&2; exit 1; }
 
-if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt 1200 ]; then
-	echo 1536 > /proc/sys/vm/nr_hugepages
-fi
-mkdir -p /dev/hugepages
-mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+. "$here/bench/vu_client.sh"
+vu_hugepages 1200 1536
 
 work=$(mktemp -d /tmp/hs-vubench.XXXXXX)
 pids=()
@@ -153,34 +150,7 @@ start_ovs() {
 	unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR
 }
 
-# The client for $secs seconds: client SIZE SHAPE (output in $work/cl.log).
-# It prints each port's Rx-pps once a second, port 0 then port 1.
-client() {
-	local eal=(-l 1,0 --main-lcore 1 --file-prefix hsb-cl --no-pci -m 512
-		--single-file-segments --iova-mode=va
-		--vdev "net_virtio_user0,path=$work/s0,queues=1,mac=02:00:00:00:00:01"
-		--vdev "net_virtio_user1,path=$work/s1,queues=1,mac=02:00:00:00:00:02")
-	local app=(--eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01
-		--nb-cores=1 --burst=32 --txpkts="$1")
-	local mode start
-	case $2 in
-	flood) mode=flowgen start=start ;;
-	unicast) mode=mac start="start tx_first 64" ;;
-	closed) mode=mac start="start tx_first 4" ;;
-	esac
-	# mac mode: a frame taken on one port leaves by the other, from that
-	# port's MAC to its peer's; "start tx_first N" puts N bursts in.
-	{
-		sleep 3
-		echo "$start"
-		for _ in $(seq 1 "$secs"); do sleep 1; echo "show port stats all"; done
-		echo stop
-		echo quit
-	} | timeout -s INT $((secs + 20)) dpdk-testpmd "${eal[@]}" -- -i --forward-mode=$mode \
-		"${app[@]}" >"$work/cl.log" 2>&1
-}
-
-# one_run PEER SIZE SHAPE -> prints Mpps (empty on failure)
+# one_run PEER SIZE SHAPE ROUND -> prints Mpps (empty on failure)
 one_run() {
 	rm -f "$work/s0" "$work/s1" "$work/cl.log"
 	case $1 in
@@ -195,12 +165,12 @@ one_run() {
 		stop_all
 		return
 	fi
-	client "$2" "$3"
+	vu_client "$work" "$2" "$3" "$secs" hsb-cl
 	stop_all
 	cp "$work/cl.log" "$work/cl-$1-$2-$3.log"
 	if [ -n "$logs" ]; then
-		cp "$work/sw.log" "$logs/$1-$3-$2-r$r.sw.log" 2>/dev/null
-		cp "$work/cl.log" "$logs/$1-$3-$2-r$r.cl.log"
+		cp "$work/sw.log" "$logs/$1-$3-$2-r$4.sw.log" 2>/dev/null
+		cp "$work/cl.log" "$logs/$1-$3-$2-r$4.cl.log"
 	fi
 	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2-$3.log" 2>/dev/null
 	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up.
@@ -216,7 +186,7 @@ for r in $(seq 1 "$rounds"); do
 	for shape in $shapes; do
 		for size in $sizes; do
 			for peer in $peers; do
-				m=$(one_run "$peer" "$size" "$shape")
+				m=$(one_run "$peer" "$size" "$shape" "$r")
 				[ -n "$m" ] || m=0
 				echo "round $r $shape size $size $peer: $m Mpps" >&2
 				results+=("$peer $shape $size $r $m")

@@ -1,0 +1,47 @@
+# Sourced by bench/vhost_user.sh and bench/vhost_cost.sh: the testpmd
+# client both drive a switch with, so that a count and a rate are taken
+# with the same traffic.
+
+# vu_hugepages MIN_FREE PAGES: at least MIN_FREE free 2 MiB pages (else
+# PAGES in all), hugetlbfs on /dev/hugepages.
+vu_hugepages() {
+	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -lt "$1" ]; then
+		echo "$2" > /proc/sys/vm/nr_hugepages
+	fi
+	mkdir -p /dev/hugepages
+	mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+}
+
+# vu_client DIR SIZE SHAPE SECS PREFIX: one dpdk-testpmd, one forwarding
+# core on CPU 0, two virtio-user ports on DIR/s0 and DIR/s1, sends SIZE-byte
+# frames of SHAPE for SECS seconds and prints each port's statistics once
+# a second, port 0 then port 1 (output in DIR/cl.log). Shapes:
+#   flood    flowgen: this DPDK sends every frame from one fixed MAC to
+#            another on both ports (a learning switch floods them all)
+#   unicast  mac mode, 64 bursts per port put in at the start
+#   closed   mac mode, 4 bursts per port in flight
+# In mac mode a frame taken on one port leaves by the other, from that
+# port's MAC to its peer's; "start tx_first N" puts N bursts in.
+vu_client() {
+	local dir=$1 size=$2 shape=$3 secs=$4 prefix=$5 mode start
+	case $shape in
+	flood) mode=flowgen start=start ;;
+	unicast) mode=mac start="start tx_first 64" ;;
+	closed) mode=mac start="start tx_first 4" ;;
+	*) echo "unknown shape $shape" >&2; return 2 ;;
+	esac
+	local eal=(-l 1,0 --main-lcore 1 --file-prefix "$prefix" --no-pci -m 512
+		--single-file-segments --iova-mode=va
+		--vdev "net_virtio_user0,path=$dir/s0,queues=1,mac=02:00:00:00:00:01"
+		--vdev "net_virtio_user1,path=$dir/s1,queues=1,mac=02:00:00:00:00:02")
+	local app=(--eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01
+		--nb-cores=1 --burst=32 --txpkts="$size")
+	{
+		sleep 3
+		echo "$start"
+		for _ in $(seq 1 "$secs"); do sleep 1; echo "show port stats all"; done
+		echo stop
+		echo quit
+	} | timeout -s INT $((secs + 40)) dpdk-testpmd "${eal[@]}" -- -i --forward-mode=$mode \
+		"${app[@]}" >"$dir/cl.log" 2>&1
+}
