@@ -366,19 +366,13 @@ static int split_walk(struct walk *w, uint16_t head)
 
 /* ---- packed ---------------------------------------------------------------------- */
 
-static inline bool packed_avail(uint16_t flags, bool wrap)
-{
-	return !!(flags & VRING_PACKED_F_AVAIL) == wrap &&
-	       !!(flags & VRING_PACKED_F_USED) != wrap;
-}
-
 static int packed_pop(struct walk *w)
 {
 	struct vq *vq = w->vq;
 	uint16_t slot = vq->last_avail;
 	bool wrap = vq->avail_wrap;
 	uint16_t flags = ld16_acq(&vq->pdesc[slot].flags);
-	if (!packed_avail(flags, wrap))
+	if (!vq_packed_avail(flags, wrap))
 		return 0;
 	uint32_t count = 0;
 	for (;;) {
@@ -429,7 +423,7 @@ bool vq_has_avail(struct vq *vq)
 	if (vq->broken || !vq->size || vq->miss) /* a miss waits for its UPDATE */
 		return false;
 	if (vq->packed)
-		return packed_avail(ld16_acq(&vq->pdesc[vq->last_avail].flags),
+		return vq_packed_avail(ld16_acq(&vq->pdesc[vq->last_avail].flags),
 				    vq->avail_wrap);
 	return ld16_acq(split_avail_idx(vq)) != vq->last_avail;
 }

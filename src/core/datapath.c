@@ -550,18 +550,14 @@ static void mirror_marks(struct hs__ctx *c, const struct hs__topo *t, const stru
 
 /* ---- the round ---------------------------------------------------------------- */
 
-unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
+/* A round past its receive: the n frames in c->pkts switched, delivered
+ * and given back. Out of line, so that a poll that finds nothing (most
+ * polls of a busy worker) costs the caller's frame and little else. */
+static __attribute__((noinline)) unsigned hs__round_frames(struct hs__ctx *c,
+							   struct hs__inq *iq, unsigned n)
 {
 	struct hs_port *in = iq->port;
 	struct hs_switch *sw = c->sw;
-	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_acquire) &
-			 (HS__Q_DEAD | HS__Q_PAUSED)))
-		return 0;
-	unsigned n = hs__be_recv_burst(in, iq->qid, c->pkts, sw->cfg.burst);
-	if (!n)
-		return 0;
-	if (n > sw->cfg.burst)
-		n = sw->cfg.burst;
 	c->in_round = true;
 	c->now_s = hs__now_s(sw);
 	const struct hs__topo *t = hs__topo_get(sw);
@@ -612,6 +608,18 @@ unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
 	hs__ctr_add(&c->rounds, 1);
 	c->in_round = false;
 	return n;
+}
+
+unsigned hs__round(struct hs__ctx *c, struct hs__inq *iq)
+{
+	if (HS__UNLIKELY(atomic_load_explicit(&iq->state, memory_order_acquire) &
+			 (HS__Q_DEAD | HS__Q_PAUSED)))
+		return 0;
+	unsigned burst = c->sw->cfg.burst;
+	unsigned n = hs__be_recv_burst(iq->port, iq->qid, c->pkts, burst);
+	if (!n)
+		return 0;
+	return hs__round_frames(c, iq, n < burst ? n : burst);
 }
 
 /* ---- sender context ------------------------------------------------------------ */
