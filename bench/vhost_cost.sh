@@ -5,23 +5,29 @@
 # load (bench/vhost_user.sh's rates move by 2x between rounds).
 #
 # The vswitch example (one worker) runs under callgrind, collecting only
-# inside hs__round (a round on one queue: taking the guest's chains,
+# inside hs__round (one poll of one queue: taking the guest's chains,
 # classification, delivery into the other guest's buffers, returning the
 # chains); one dpdk-testpmd with two virtio-user ports drives it with the
 # traffic of bench/vhost_user.sh's shape (flood, unicast or closed) for
-# SECONDS. Under callgrind the switch is far slower than the client, so
-# its rounds are full and empty polling (outside hs__round anyway) does
-# not enter the count. The figure is the instructions counted divided by
-# the frames the switch took (its rx counter, printed on exit). Frames
-# that found the receiving guest without buffers wait in the switch's
-# backlog (a second copy, and drains): how many did is printed too, since
-# that share depends on how fast the client refills and is not steady
-# from run to run with the mac-mode shapes (unicast, closed); the flood
-# shape's receivers keep up. On an otherwise idle machine A the count
-# repeated within 0.2% (unicast, 8 runs: 699.2-700.5); in runs made while
-# other jobs built and tested on the machine it rose by up to 1.5x, with
-# fewer frames taken and none backlogged (not explained): count on an
-# idle machine, and repeat.
+# SECONDS. Two figures, each divided by the frames the switch took (its rx
+# counter, printed on exit):
+#   - per frame in rounds that took frames: the two functions that run
+#     only then (vu_recv_frames, the transmit ring's burst, and
+#     hs__round_frames, the rest of the round), read off the profile;
+#     the steady figure, by which a change to the data path is judged;
+#   - per frame, polls included: all of hs__round, with the polls that
+#     found the ring empty. How many there are per frame depends on how
+#     far the client is ahead of the switch, which the machine's load
+#     moves; the count of polls and their cost apart are printed too.
+# (Before 2026-12-05 only the second was printed, and the polls were
+# taken for negligible: in runs made while other jobs loaded the machine
+# it rose by up to 1.5x, each empty poll then costing ~200 instructions.)
+# Frames that found the receiving guest without buffers wait in the
+# switch's backlog (a second copy, and drains): how many did is printed
+# too, since that share depends on how fast the client refills and is not
+# steady from run to run with the mac-mode shapes (unicast, closed); the
+# flood shape's receivers keep up. On an otherwise idle machine A the
+# total repeated within 0.2% (unicast, 8 runs: 699.2-700.5).
 #
 #   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed]
 #                       [--size BYTES] [--seconds S] [--json FILE]
@@ -76,13 +82,44 @@ for _ in $(seq 1 100); do kill -0 "$swpid" 2>/dev/null || break; sleep 0.2; done
 wait "$swpid" 2>/dev/null
 swpid=
 python3 - "$work" "$json" "$shape" "$size" "$secs" "$build" <<'PY'
-import json, re, sys
+import collections, json, re, sys
 work, out, shape, size, secs, build = sys.argv[1:7]
-total = None
+# The profile, by function: own cost, and the calls each makes (count and
+# inclusive cost) -- callgrind's format with compressed names.
+names, own = {}, collections.Counter()
+calls, ncalls = collections.Counter(), collections.Counter()
+total = fn = cfn = pending = None
+def name(v):
+    m = re.match(r'\((\d+)\)(?: (.*))?$', v.strip())
+    if not m:
+        return v.strip()
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names[m.group(1)]
 for line in open(f'{work}/cg.out'):
-    m = re.match(r'^(?:totals|summary): (\d+)', line)
-    if m:
-        total = int(m.group(1))
+    if line.startswith('fn='):
+        fn = name(line[3:])
+    elif line.startswith('cfn='):
+        cfn = name(line[4:])
+    elif line.startswith('calls='):
+        pending = int(line[6:].split()[0])
+    elif line[:1] in '0123456789+-*':
+        f = line.split()
+        cost = int(f[1]) if len(f) > 1 else 0
+        if pending is not None:
+            calls[fn, cfn] += cost
+            ncalls[fn, cfn] += pending
+            pending = None
+        else:
+            own[fn] += cost
+    else:
+        m = re.match(r'^(?:totals|summary): (\d+)', line)
+        if m:
+            total = int(m.group(1))
+def incl(f):
+    return own[f] + sum(c for (a, _), c in calls.items() if a == f)
+def called(f):
+    return sum(n for (_, b), n in ncalls.items() if b == f)
 frames = rounds = None
 backlogged = 0
 for line in open(f'{work}/sw.log'):
@@ -94,15 +131,29 @@ for line in open(f'{work}/sw.log'):
         backlogged += int(m.group(1))
 if not total or not frames:
     sys.exit('could not count: instructions %s, frames %s' % (total, frames))
-ipf = total / frames
-print('vhost-user %s %s B: %.1f instructions per frame in hs__round '
-      '(%d frames, %.1f a round, %.1f%% through the backlog)' %
-      (shape, size, ipf, frames, frames / rounds, 100.0 * backlogged / frames))
+res = {'benchmark': 'vhost_cost', 'shape': shape, 'frame_bytes': int(size),
+       'seconds': float(secs), 'build': build, 'frames': frames, 'rounds': rounds,
+       'backlogged': backlogged, 'hs_round_per_frame': round(total / frames, 1)}
+polls = called('vu_recv_burst')
+if called('vu_recv_frames') and polls:
+    work_ir = incl('vu_recv_frames') + incl('hs__round_frames')
+    res.update(instructions_per_frame=round(work_ir / frames, 1), polls=polls,
+               empty_polls=polls - called('hs__round_frames'),
+               instructions_per_poll_besides=round((total - work_ir) / polls, 1))
+    print('vhost-user %s %s B: %.1f instructions per frame in rounds that took frames '
+          '(%d frames, %.1f a round, %.1f%% through the backlog); all of hs__round, '
+          'polls included: %.1f per frame (%d polls, %.2f empty ones per frame, '
+          '%.1f instructions a poll besides the frames\' work)' %
+          (shape, size, res['instructions_per_frame'], frames, frames / rounds,
+           100.0 * backlogged / frames, res['hs_round_per_frame'], polls,
+           res['empty_polls'] / frames, res['instructions_per_poll_besides']))
+else: # a build from before vu_recv_frames: the total only
+    print('vhost-user %s %s B: %.1f instructions per frame in hs__round, polls included '
+          '(%d frames, %.1f a round, %.1f%% through the backlog)' %
+          (shape, size, res['hs_round_per_frame'], frames, frames / rounds,
+           100.0 * backlogged / frames))
 if out:
     with open(out, 'w') as f:
-        json.dump({'benchmark': 'vhost_cost', 'shape': shape, 'frame_bytes': int(size),
-                   'seconds': float(secs), 'build': build,
-                   'instructions_per_frame': round(ipf, 1), 'frames': frames,
-                   'rounds': rounds, 'backlogged': backlogged}, f, indent=1)
+        json.dump(res, f, indent=1)
         f.write('\n')
 PY
