@@ -871,6 +871,87 @@ START_TEST(a_worker_with_one_busy_queue_keeps_it)
 }
 END_TEST
 
+/* Keeps port a's queue from running dry (frames to b), takes what b got
+ * and posts b's buffers again; returns how many of b's frames came from
+ * MAC `from`. */
+static unsigned quiet_feed(hs_port_t *a, hs_port_t *b, const uint8_t *f,
+			   const uint8_t from[6])
+{
+	while (tbe_pending_tx(a, 0) < 64)
+		tbe_queue(a, 0, f, 64, NULL, NULL);
+	struct tbe_rxf r;
+	unsigned got = 0, seen = 0;
+	while (tbe_pop(b, 0, &r)) {
+		seen += r.len >= 12 && !memcmp(r.data + 6, from, 6);
+		free(r.data);
+		got++;
+	}
+	if (got)
+		tbe_post(b, 0, got);
+	return seen;
+}
+
+/* A worker kept busy by one queue lets go of another that stays quiet for
+ * poll_us (its kicks on again, as an idle worker leaves them), keeps the
+ * busy one, and the quiet one's next kick brings its frame through.
+ * Before, every queue a busy worker had taken stayed with it, polled each
+ * round, for as long as any of them moved frames. */
+START_TEST(a_busy_worker_lets_go_of_a_quiet_queue)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 20000};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config kf = {.kick_fd = true};
+	hs_port_t *a = tbe_port(sw, "a", &kf, 0), *q = tbe_port(sw, "q", &kf, 0);
+	hs_port_t *b = tbe_port(sw, "b", NULL, 0);
+	_Atomic bool *a_kicks = &tbe_of(a)->q[0].kicks_on, *q_kicks = &tbe_of(q)->q[0].kicks_on;
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint8_t f[64], g[64], ma[6], mq[6], mb[6];
+	th_mac(ma, 1);
+	th_mac(mq, 2);
+	th_mac(mb, 3);
+	/* b's MAC learned (b has no fd: switched in this thread) */
+	tbe_queue(b, 0, f, (uint32_t)th_frame(f, th_bcast, mb, -1, 64, 0), NULL, NULL);
+	ck_assert_int_ge(tbe_kick(b, 0), 0);
+	ck_assert(TH_WAIT(tbe_rx_count(a, 0) == 1 && tbe_rx_count(q, 0) == 1, 3000));
+	/* a keeps the worker busy from here on, never running dry */
+	th_frame(f, mb, ma, -1, 64, 1);
+	quiet_feed(a, b, f, mq);
+	ck_assert_int_eq(tbe_kick(a, 0), 0);
+	uint64_t end = th_mono_ms() + 5000;
+	while (atomic_load(a_kicks) && th_mono_ms() < end)
+		quiet_feed(a, b, f, mq);
+	ck_assert_msg(!atomic_load(a_kicks), "the worker did not take the busy queue");
+	/* q sends once: the busy worker takes its queue at a look */
+	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 2), NULL, NULL);
+	ck_assert_int_eq(tbe_kick(q, 0), 0);
+	unsigned from_q = 0;
+	end = th_mono_ms() + 5000;
+	while (!(from_q && !atomic_load(q_kicks)) && th_mono_ms() < end)
+		from_q += quiet_feed(a, b, f, mq);
+	ck_assert_msg(from_q == 1 && !atomic_load(q_kicks), "q's frame %u, kicks on %d", from_q,
+		      atomic_load(q_kicks));
+	/* then, quiet for poll_us while a keeps the worker busy, q is let go */
+	end = th_mono_ms() + 10000;
+	while (!atomic_load(q_kicks) && th_mono_ms() < end)
+		quiet_feed(a, b, f, mq);
+	ck_assert_msg(atomic_load(q_kicks), "the quiet queue stayed with the busy worker");
+	ck_assert_msg(!atomic_load(a_kicks), "the busy queue was let go too");
+	ck_assert_uint_ge(th_sstats(sw).quiet_releases, 1);
+	struct hs_worker_stats ws = {.size = sizeof(ws)};
+	ck_assert_int_eq(hs_switch_worker_stats(sw, 0, &ws), 0);
+	ck_assert_uint_ge(ws.quiet_releases, 1);
+	/* q's next frame comes through its kick, a still busy */
+	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 3), NULL, NULL);
+	ck_assert_int_eq(tbe_kick(q, 0), 0);
+	from_q = 0;
+	end = th_mono_ms() + 5000;
+	while (!from_q && th_mono_ms() < end)
+		from_q += quiet_feed(a, b, f, mq);
+	ck_assert_msg(from_q == 1, "q's frame after its release: %u", from_q);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Hosts that never kick (HS_MEM_NO_KICK after one kick each): their
  * queues are offered back, nobody asks, and each offer ends; the queue
  * is not offered again until its host kicks, and nothing is lost. */
@@ -931,6 +1012,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, many_senders_to_one_port_keep_their_order);
 	tcase_add_test(tc, a_busy_worker_gives_a_sender_its_queue_back);
 	tcase_add_test(tc, a_worker_with_one_busy_queue_keeps_it);
+	tcase_add_test(tc, a_busy_worker_lets_go_of_a_quiet_queue);
 	tcase_add_test(tc, an_offer_nobody_takes_ends);
 	suite_add_tcase(s, tc);
 	return s;

@@ -33,6 +33,10 @@ extern "C" {
 #define HS_SW_NO_POLL 0x10      /* workers never busy-poll: re-arm
 				   notifications after every empty round */
 #define HS_SW_BUSY_POLL 0x20    /* workers never sleep (spin when idle) */
+#define HS_SW_KEEP_QUIET 0x40   /* a busy worker keeps every queue it took,
+				   polled each round, however long it stays
+				   without frames (by default one quiet for
+				   poll_us is let go, its kicks on again) */
 
 #define HS_FDB_AGING_NEVER UINT32_MAX
 
@@ -54,7 +58,9 @@ struct hs_switch_config {
 	uint32_t backlog_bytes;  /* per destination queue; 0 -> 512 KiB */
 	uint32_t poll_us;        /* adaptive polling: microseconds a worker
 				    keeps polling queues that carry no frame
-				    before it sleeps; 0 -> 200 */
+				    before it sleeps, and a busy worker one
+				    queue without frames before it lets it
+				    go; 0 -> 200 */
 	uint32_t flags;          /* HS_SW_* */
 	const int *worker_cpus;  /* optional CPU for each worker (n_workers) */
 
@@ -236,6 +242,10 @@ struct hs_switch_stats {
 	uint32_t workers_idle;    /* workers asleep now */
 	uint64_t handbacks;       /* queues a busy worker gave back to their
 				     sender's thread (offload.c, "hand back") */
+	uint64_t quiet_releases;  /* queues a busy worker let go after poll_us
+				     without a frame (offload.c, "release
+				     quiet"); their next kick or hs_port_kick
+				     brings them back */
 };
 
 #define HS_SWITCH_STATS_SIZE_V1 (offsetof(struct hs_switch_stats, workers_idle) + sizeof(uint32_t))
@@ -259,8 +269,9 @@ struct hs_worker_stats {
 	uint64_t handoffs; /* queues it took over */
 	uint64_t sleeps;   /* times it went to sleep */
 	uint64_t handbacks; /* queues it gave back to their sender, busy */
+	uint64_t quiet_releases; /* queues it let go, quiet while it was busy */
 };
-#define HS_WORKER_STATS_SIZE_V1 32 /* the first layout: every field above */
+#define HS_WORKER_STATS_SIZE_V1 32 /* the first layout: size to sleeps */
 
 /* Workers are numbered 0..n_workers-1. Any thread. Returns 0, -EINVAL
  * (size below HS_WORKER_STATS_SIZE_V1) or -ENOENT (no such worker). */

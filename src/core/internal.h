@@ -393,7 +393,7 @@ struct hs__ctx {
 	struct hs__dl *dl;
 
 	/* counters of this thread */
-	hs__ctr rounds, handoffs, handbacks, sleeps;
+	hs__ctr rounds, handoffs, handbacks, sleeps, quiet_releases;
 };
 
 /* ---- switch -------------------------------------------------------------- */
@@ -431,7 +431,7 @@ struct hs_switch {
 	struct hs__ctx *ctxs[HS__CTX_MAX];
 
 	/* totals of workers that were stopped */
-	hs__ctr rounds_worker, handoffs, handbacks, worker_sleeps;
+	hs__ctr rounds_worker, handoffs, handbacks, worker_sleeps, quiet_releases;
 	_Atomic uint32_t workers_idle;  /* asleep in epoll_wait */
 	_Atomic uint32_t workers_avail; /* asleep, or polling empty queues */
 };
@@ -499,7 +499,7 @@ void hs__dp_fini(struct hs_switch *sw);
 int hs__pool_start(struct hs_switch *sw);
 void hs__pool_stop(struct hs_switch *sw);
 void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
-		    uint64_t *handbacks, uint64_t *sleeps);
+		    uint64_t *handbacks, uint64_t *sleeps, uint64_t *quiet);
 bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq);
 int hs__dp_fd_add(struct hs_port *p, uint16_t q, unsigned ev, int fd);
 void hs__dp_fd_del(struct hs_port *p, uint16_t q, unsigned ev);

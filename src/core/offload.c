@@ -55,6 +55,8 @@ struct hs__worker {
 	unsigned n_owned;
 	struct hs__inq *owned[HS__WORKER_QMAX];
 	uint16_t streak[HS__WORKER_QMAX]; /* full rounds in a row */
+	uint32_t quiet[HS__WORKER_QMAX];  /* empty rounds in a row */
+	uint64_t quiet_since[HS__WORKER_QMAX]; /* when the quiet streak began (ns) */
 	struct hs__inq *shed;     /* the owned queue offered back, if any */
 	uint64_t shed_at;         /* when it was offered (ns) */
 	unsigned shed_age;        /* rounds on it since the offer */
@@ -268,7 +270,10 @@ bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq)
  *                 takes ready ones) and lets go after poll_us;
  *   release idle  every owned queue that is still empty is let go, its
  *                 kicks enabled (hs__q_release); one that got frames
- *                 meanwhile stays, polled.
+ *                 meanwhile stays, polled;
+ *   release quiet while the worker is busy, a queue with no frame for
+ *                 poll_us is let go alone (worker_quiet), as the whole
+ *                 set would be if the worker were idle.
  * A queue leaves a worker only through hs__q_release (worker_let_go), so
  * never with its kicks left suppressed.
  */
@@ -283,6 +288,7 @@ static void own(struct hs__worker *w, struct hs__inq *iq)
 	atomic_fetch_or(&iq->state, HS__Q_POLLED);
 	hs__q_kicks(iq, false);
 	w->streak[w->n_owned] = 0;
+	w->quiet[w->n_owned] = 0;
 	w->owned[w->n_owned++] = iq;
 }
 
@@ -294,6 +300,8 @@ static void forget(struct hs__worker *w, unsigned i)
 	w->n_owned--;
 	w->owned[i] = w->owned[w->n_owned];
 	w->streak[i] = w->streak[w->n_owned];
+	w->quiet[i] = w->quiet[w->n_owned];
+	w->quiet_since[i] = w->quiet_since[w->n_owned];
 }
 
 /* Lets go of owned queue i. Returns true if it did; false if frames
@@ -453,8 +461,35 @@ static void worker_sleep(struct hs__worker *w)
 	w->empty = 0;
 }
 
+/* Step "release quiet": owned queue i found nothing for the 32nd round in
+ * a row (a multiple of 32: the clock is read that seldom). While other
+ * queues keep the worker busy it never idles, so without this every queue
+ * it ever took stayed with it, polled each round: a host of many quiet
+ * guests and one busy pair would have its worker poll them all between
+ * the pair's bursts. One empty for poll_us is let go as an idle worker
+ * lets go of all of its (its guest kicks again; a ready queue is taken at
+ * the next look, within look_ns). Only while the worker is busy: idle,
+ * worker_idle decides for the whole set. Returns true if it let go
+ * (owned[i] is another queue now). */
+static bool worker_quiet(struct hs__worker *w, unsigned i, uint64_t poll_ns)
+{
+	uint64_t now = hs__mono_ns();
+	if (w->quiet[i] == 32) {
+		w->quiet_since[i] = now;
+		return false;
+	}
+	if (w->empty || !poll_ns || now - w->quiet_since[i] < poll_ns)
+		return false;
+	if (!worker_let_go(w, i)) {
+		w->quiet[i] = 0; /* frames came meanwhile: polled again */
+		return false;
+	}
+	hs__ctr_add(&w->ctx->quiet_releases, 1);
+	return true;
+}
+
 /* Step "poll": one round on every owned queue. Returns frames moved. */
-static unsigned worker_poll(struct hs__worker *w)
+static unsigned worker_poll(struct hs__worker *w, uint64_t poll_ns)
 {
 	unsigned moved = 0, busy = 0, cand = UINT32_MAX, full = w->sw->cfg.burst;
 	for (unsigned i = 0; i < w->n_owned;) {
@@ -474,6 +509,12 @@ static unsigned worker_poll(struct hs__worker *w)
 		}
 		unsigned n = hs__round(w->ctx, iq);
 		moved += n;
+		if (n) {
+			w->quiet[i] = 0;
+		} else if (HS__UNLIKELY((++w->quiet[i] & 31) == 0) &&
+			   worker_quiet(w, i, poll_ns)) {
+			continue;
+		}
 		if (n < full) {
 			w->streak[i] = 0;
 		} else if (w->streak[i] < HS__SHED_ROUNDS) {
@@ -575,7 +616,8 @@ static void *worker_main(void *arg)
 			worker_sleep(w);
 			continue;
 		}
-		unsigned moved = worker_poll(w);
+		unsigned moved = worker_poll(w, (flags & (HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET))
+							? 0 : poll_ns);
 		hs__rcu_quiescent();
 		/* Nobody available to take newly ready queues: take them, and
 		 * poll them before anything can be let go idle. */
@@ -660,6 +702,7 @@ void hs__pool_stop(struct hs_switch *sw)
 		hs__ctr_add(&sw->handoffs, hs__ctr_get(&w->ctx->handoffs));
 		hs__ctr_add(&sw->handbacks, hs__ctr_get(&w->ctx->handbacks));
 		hs__ctr_add(&sw->worker_sleeps, hs__ctr_get(&w->ctx->sleeps));
+		hs__ctr_add(&sw->quiet_releases, hs__ctr_get(&w->ctx->quiet_releases));
 		hs__ctx_free(w->ctx);
 	}
 	epoll_ctl(sw->dp_epfd, EPOLL_CTL_DEL, pool->stop_fd, NULL);
@@ -671,10 +714,10 @@ void hs__pool_stop(struct hs_switch *sw)
 
 /* Live totals of the workers (for hs_switch_get_stats). */
 void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
-		    uint64_t *handbacks, uint64_t *sleeps)
+		    uint64_t *handbacks, uint64_t *sleeps, uint64_t *quiet)
 {
 	struct hs__pool *pool = sw->pool;
-	*rounds = *handoffs = *handbacks = *sleeps = 0;
+	*rounds = *handoffs = *handbacks = *sleeps = *quiet = 0;
 	if (!pool)
 		return;
 	for (unsigned i = 0; i < pool->n; i++) {
@@ -682,6 +725,7 @@ void hs__pool_stats(struct hs_switch *sw, uint64_t *rounds, uint64_t *handoffs,
 		*handoffs += hs__ctr_get(&pool->w[i].ctx->handoffs);
 		*handbacks += hs__ctr_get(&pool->w[i].ctx->handbacks);
 		*sleeps += hs__ctr_get(&pool->w[i].ctx->sleeps);
+		*quiet += hs__ctr_get(&pool->w[i].ctx->quiet_releases);
 	}
 }
 
@@ -700,7 +744,8 @@ int hs_switch_worker_stats(hs_switch_t *sw, unsigned worker, struct hs_worker_st
 				    .rounds = hs__ctr_get(&w->ctx->rounds),
 				    .handoffs = hs__ctr_get(&w->ctx->handoffs),
 				    .sleeps = hs__ctr_get(&w->ctx->sleeps),
-				    .handbacks = hs__ctr_get(&w->ctx->handbacks)};
+				    .handbacks = hs__ctr_get(&w->ctx->handbacks),
+				    .quiet_releases = hs__ctr_get(&w->ctx->quiet_releases)};
 	memcpy(st, &v, v.size);
 	return 0;
 }

@@ -26,7 +26,7 @@ static int check_config(const struct hs_switch_config *c)
 {
 	const uint32_t flags = HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH |
 			       HS_SW_NO_BACKLOG | HS_SW_NO_OFFLOAD | HS_SW_NO_POLL |
-			       HS_SW_BUSY_POLL;
+			       HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET;
 	if (c->max_ports > HS__MAX_PORTS || c->burst > HS__BURST_MAX ||
 	    c->n_workers > MAX_WORKERS || c->fdb_capacity > MAX_FDB_CAPACITY ||
 	    (c->flags & ~flags) ||
@@ -239,12 +239,13 @@ int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size
 	st->fdb_evicted = atomic_load(&f->evicted);
 	st->fdb_static_refused = atomic_load(&f->static_refused);
 
-	uint64_t wr, wh, wb, ws;
-	hs__pool_stats(sw, &wr, &wh, &wb, &ws);
+	uint64_t wr, wh, wb, ws, wq;
+	hs__pool_stats(sw, &wr, &wh, &wb, &ws, &wq);
 	st->rounds_worker = hs__ctr_get(&sw->rounds_worker) + wr;
 	st->handoffs = hs__ctr_get(&sw->handoffs) + wh;
 	st->handbacks = hs__ctr_get(&sw->handbacks) + wb;
 	st->worker_sleeps = hs__ctr_get(&sw->worker_sleeps) + ws;
+	st->quiet_releases = hs__ctr_get(&sw->quiet_releases) + wq;
 	st->rounds_sender = hs__loop_rounds(sw);
 	for (unsigned i = 0; i < HS__CTX_MAX; i++) {
 		struct hs__ctx *c = __atomic_load_n(&sw->ctxs[i], __ATOMIC_ACQUIRE);

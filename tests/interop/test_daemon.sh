@@ -310,7 +310,7 @@ reasons = {dict(l)["reason"] for (n, l) in samples
 assert reasons == set(stats["ports"][0]["drops"]), reasons
 assert samples[("hyperswitch_ports", ())] == 7
 nw = int(samples[("hyperswitch_workers", ())])
-for k in ("rounds", "handoffs", "sleeps", "handbacks"):
+for k in ("rounds", "handoffs", "sleeps", "handbacks", "quiet_releases"):
     assert k in ("rounds", "sleeps") or k in stats["switch"], k
     for w in range(nw):
         assert ("hyperswitch_worker_%s_total" % k, (("worker", str(w)),)) in samples, (k, w)

@@ -514,12 +514,13 @@ static int cmd_stats(struct req *r)
 			json_array_append_new(ports, port_stats_json(&r->d->ports[i]));
 #define C(f) #f, (json_int_t)s.f
 	json_t *sw = json_pack("{s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			       "s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			       "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			       C(rx_packets), C(rx_bytes), C(tx_packets), C(tx_bytes), "drops",
 			       drops_json(s.drops), C(n_ports), C(fdb_entries), C(fdb_capacity),
 			       C(fdb_learned), C(fdb_moved), C(fdb_aged), C(fdb_evicted),
 			       C(fdb_static_refused), C(rounds), C(rounds_sender),
-			       C(rounds_worker), C(handoffs), C(handbacks), C(worker_sleeps));
+			       C(rounds_worker), C(handoffs), C(handbacks), C(worker_sleeps),
+			       C(quiet_releases));
 #undef C
 	json_object_set_new(sw, "workers_idle", json_integer(s.workers_idle));
 	r->result = json_pack("{s:I, s:o, s:o}", "time_ns", (json_int_t)now, "switch", sw,

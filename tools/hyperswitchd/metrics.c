@@ -229,12 +229,14 @@ static void render_switch(FILE *f, struct hsd *d)
 	fprintf(f, "hyperswitch_workers %u\n", d->conf.workers);
 	family(f, "hyperswitch_workers_idle", "gauge", "Offload workers asleep now.");
 	fprintf(f, "hyperswitch_workers_idle %u\n", s.workers_idle);
-	static const char *const wf[] = {"rounds", "handoffs", "sleeps", "handbacks"};
+	static const char *const wf[] = {"rounds", "handoffs", "sleeps", "handbacks",
+					 "quiet_releases"};
 	static const char *const wh[] = {"Rounds the worker ran that moved frames.",
 					 "Queues the worker took over.",
 					 "Times the worker went to sleep.",
-					 "Queues the worker, busy, gave back to their sender."};
-	for (int k = 0; k < 4 && d->conf.workers; k++) {
+					 "Queues the worker, busy, gave back to their sender.",
+					 "Queues the worker, busy, let go after poll_us without a frame."};
+	for (int k = 0; k < 5 && d->conf.workers; k++) {
 		char name[64];
 		snprintf(name, sizeof(name), "hyperswitch_worker_%s_total", wf[k]);
 		family(f, name, "counter", wh[k]);
@@ -245,7 +247,8 @@ static void render_switch(FILE *f, struct hsd *d)
 			uint64_t v = k == 0   ? ws.rounds
 				     : k == 1 ? ws.handoffs
 				     : k == 2 ? ws.sleeps
-						: ws.handbacks;
+				     : k == 3 ? ws.handbacks
+						: ws.quiet_releases;
 			fprintf(f, "%s{worker=\"%u\"} %llu\n", name, w, (unsigned long long)v);
 		}
 	}
