@@ -31,12 +31,20 @@
 #
 #   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed]
 #                       [--size BYTES] [--seconds S] [--json FILE]
+#                       [--quiet N] [--opts "VSWITCH OPTIONS"]
+#
+# --quiet N adds N quiet guests: N more vhost-user ports, whose
+# virtio-user front-ends (a second testpmd) start 2 s into the traffic
+# and never send. Their rings start while the worker is busy, so it takes
+# each once; whether it keeps polling them (HS_SW_KEEP_QUIET, vswitch
+# --keep-quiet through --opts) shows in the polls per frame. Use it with
+# unicast or closed: the flood shape would flood them too.
 #
 # Needs root (hugepages), valgrind and dpdk-testpmd (scripts/deps.sh test),
 # and a RelWithDebInfo build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build shape=flood size=64 secs=10 json=
+build=$here/build shape=flood size=64 secs=10 json= quiet=0 opts=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -44,7 +52,9 @@ while [ $# -gt 0 ]; do
 	--size) size=$2; shift 2 ;;
 	--seconds) secs=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE]" >&2
+	--quiet) quiet=$2; shift 2 ;;
+	--opts) opts=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -62,13 +72,21 @@ work=$(mktemp -d /tmp/hs-vucost.XXXXXX)
 swpid=
 cleanup() {
 	[ -n "$swpid" ] && kill -KILL "$swpid" 2>/dev/null
+	[ -n "${qpid:-}" ] && kill -KILL "$qpid" 2>/dev/null
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsc-* 2>/dev/null
 }
 trap cleanup EXIT
 
+qports=() qdevs=()
+for i in $(seq 1 "$quiet"); do
+	qports+=(--vhost-user "$work/q$i")
+	qdevs+=(--vdev "net_virtio_user$((i + 1)),path=$work/q$i,queues=1")
+done
+# shellcheck disable=SC2086 # opts: words
 valgrind --tool=callgrind --toggle-collect=hs__round --callgrind-out-file="$work/cg.out" \
-	"$vswitch" --workers 1 --vhost-user "$work/s0" --vhost-user "$work/s1" >"$work/sw.log" 2>&1 &
+	"$vswitch" --workers 1 $opts --vhost-user "$work/s0" --vhost-user "$work/s1" "${qports[@]}" \
+	>"$work/sw.log" 2>&1 &
 swpid=$!
 end=$((SECONDS + 60))
 until [ -S "$work/s0" ] && [ -S "$work/s1" ]; do
@@ -76,14 +94,28 @@ until [ -S "$work/s0" ] && [ -S "$work/s1" ]; do
 		{ echo "the vswitch did not open its sockets: $(tail -3 "$work/sw.log")" >&2; exit 1; }
 	sleep 0.2
 done
+qpid=
+if [ "$quiet" -gt 0 ]; then
+	# the quiet guests: ports started (rings live, receive buffers
+	# posted), nothing forwarded, until the busy pair's traffic ends
+	{
+		sleep 5
+		{ sleep $((secs - 2)); echo quit; } |
+			timeout -s INT $((secs + 30)) dpdk-testpmd -l 1,0 --main-lcore 1 \
+				--file-prefix hsc-q --no-pci -m 1024 --single-file-segments \
+				--iova-mode=va "${qdevs[@]}" -- -i --total-num-mbufs=$((quiet * 600 + 2048)) >"$work/q.log" 2>&1
+	} &
+	qpid=$!
+fi
 vu_client "$work" "$size" "$shape" "$secs" hsc-cl
+[ -n "$qpid" ] && wait "$qpid"
 kill -INT "$swpid"
 for _ in $(seq 1 100); do kill -0 "$swpid" 2>/dev/null || break; sleep 0.2; done
 wait "$swpid" 2>/dev/null
 swpid=
-python3 - "$work" "$json" "$shape" "$size" "$secs" "$build" <<'PY'
+python3 - "$work" "$json" "$shape" "$size" "$secs" "$build" "$quiet" "$opts" <<'PY'
 import collections, json, re, sys
-work, out, shape, size, secs, build = sys.argv[1:7]
+work, out, shape, size, secs, build, quiet, opts = sys.argv[1:9]
 # The profile, by function: own cost, and the calls each makes (count and
 # inclusive cost) -- callgrind's format with compressed names.
 names, own = {}, collections.Counter()
@@ -120,12 +152,15 @@ def incl(f):
     return own[f] + sum(c for (a, _), c in calls.items() if a == f)
 def called(f):
     return sum(n for (_, b), n in ncalls.items() if b == f)
-frames = rounds = None
+frames = rounds = res_quiet = None
 backlogged = 0
 for line in open(f'{work}/sw.log'):
     m = re.match(r'^switch: rx (\d+) .* rounds (\d+)', line)
     if m:
         frames, rounds = int(m.group(1)), int(m.group(2))
+    m = re.search(r' quiet_releases (\d+)', line)
+    if m:
+        res_quiet = int(m.group(1))
     m = re.match(r'^port .* tx_backlogged (\d+)', line)
     if m:
         backlogged += int(m.group(1))
@@ -133,7 +168,10 @@ if not total or not frames:
     sys.exit('could not count: instructions %s, frames %s' % (total, frames))
 res = {'benchmark': 'vhost_cost', 'shape': shape, 'frame_bytes': int(size),
        'seconds': float(secs), 'build': build, 'frames': frames, 'rounds': rounds,
-       'backlogged': backlogged, 'hs_round_per_frame': round(total / frames, 1)}
+       'backlogged': backlogged, 'hs_round_per_frame': round(total / frames, 1),
+       'quiet_ports': int(quiet), 'vswitch_opts': opts}
+if res_quiet is not None:
+    res['quiet_releases'] = res_quiet
 polls = called('vu_recv_burst')
 if called('vu_recv_frames') and polls:
     work_ir = incl('vu_recv_frames') + incl('hs__round_frames')
@@ -147,11 +185,16 @@ if called('vu_recv_frames') and polls:
           (shape, size, res['instructions_per_frame'], frames, frames / rounds,
            100.0 * backlogged / frames, res['hs_round_per_frame'], polls,
            res['empty_polls'] / frames, res['instructions_per_poll_besides']))
-else: # a build from before vu_recv_frames: the total only
+else: # a build from before vu_recv_frames: the total and the polls only
+    res.update(polls=polls, empty_polls=polls - rounds)
     print('vhost-user %s %s B: %.1f instructions per frame in hs__round, polls included '
-          '(%d frames, %.1f a round, %.1f%% through the backlog)' %
+          '(%d frames, %.1f a round, %.1f%% through the backlog; %d polls, %.2f empty '
+          'ones per frame)' %
           (shape, size, res['hs_round_per_frame'], frames, frames / rounds,
-           100.0 * backlogged / frames))
+           100.0 * backlogged / frames, polls, (polls - rounds) / frames))
+if int(quiet):
+    print('  %s quiet guests (vswitch options "%s"): %s queues let go while quiet' %
+          (quiet, opts, res.get('quiet_releases', '?')))
 if out:
     with open(out, 'w') as f:
         json.dump(res, f, indent=1)

@@ -4,7 +4,7 @@
  * for the host's network stack and VXLAN tunnels to other hosts, until
  * SIGINT/SIGTERM; counters and the forwarding tables on exit.
  *
- *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE]
+ *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE] [--keep-quiet]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
  *                         [,no-announce][,no-vcpu-state]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]...
@@ -19,6 +19,8 @@
  * each --uplink a host interface (a NIC, a veth) as port IFNAME, "trunk"
  * making it carry every VLAN tagged; AF_XDP where it can attach, else
  * AF_PACKET, unless "packet" or "xdp" (or "xdp-generic") says which.
+ * --keep-quiet sets HS_SW_KEEP_QUIET (a busy worker keeps polling every
+ * queue it took), to compare with the default.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -273,10 +275,12 @@ static void print_stats(hs_switch_t *sw, hs_port_t **ports, unsigned n)
 {
 	struct hs_switch_stats st;
 	hs_switch_get_stats(sw, &st);
-	printf("switch: rx %llu tx %llu, %llu MACs, rounds %llu (sender %llu, worker %llu)\n",
+	printf("switch: rx %llu tx %llu, %llu MACs, rounds %llu (sender %llu, worker %llu), "
+	       "handoffs %llu, quiet_releases %llu\n",
 	       (unsigned long long)st.rx_packets, (unsigned long long)st.tx_packets,
 	       (unsigned long long)st.fdb_entries, (unsigned long long)st.rounds,
-	       (unsigned long long)st.rounds_sender, (unsigned long long)st.rounds_worker);
+	       (unsigned long long)st.rounds_sender, (unsigned long long)st.rounds_worker,
+	       (unsigned long long)st.handoffs, (unsigned long long)st.quiet_releases);
 	for (unsigned i = 0; i < n; i++) {
 		struct hs_port_stats ps;
 		hs_port_get_stats(ports[i], &ps);
@@ -346,14 +350,16 @@ int main(int argc, char **argv)
 					   {"uplink", required_argument, 0, 'u'},
 					   {"stats", required_argument, 0, 's'},
 					   {"pidfile", required_argument, 0, 'p'},
+					   {"keep-quiet", no_argument, 0, 'k'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:k", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
 		case 's': stats_s = (unsigned)atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
+		case 'k': cfg.flags |= HS_SW_KEEP_QUIET; break; /* for comparison */
 		case 'v':
 		case 't':
 		case 'x':
@@ -365,7 +371,7 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
-				"[--pidfile F] [--vhost-user PATH[,client][,queues=N]"
+				"[--pidfile F] [--keep-quiet] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
