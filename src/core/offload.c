@@ -62,6 +62,7 @@ struct hs__worker {
 	unsigned shed_age;        /* rounds on it since the offer */
 	/* adaptive polling */
 	unsigned empty, iter;     /* empty rounds in a row; rounds */
+	bool busy;                /* its last sweep moved frames */
 	uint64_t idle_since;      /* start of the idle streak (ns) */
 	uint64_t looked;          /* last look for ready queues while busy */
 	uint64_t look_ns;         /* least time between such looks; 0: none */
@@ -461,25 +462,33 @@ static void worker_sleep(struct hs__worker *w)
 	w->empty = 0;
 }
 
+/* Never let a quiet queue go (HS_SW_BUSY_POLL, HS_SW_KEEP_QUIET). */
+#define HS__QUIET_NEVER UINT64_MAX
+
 /* Step "release quiet": owned queue i found nothing for the 32nd round in
- * a row (a multiple of 32: the clock is read that seldom). While other
- * queues keep the worker busy it never idles, so without this every queue
- * it ever took stayed with it, polled each round: a host of many quiet
- * guests and one busy pair would have its worker poll them all between
- * the pair's bursts. One empty for poll_us is let go as an idle worker
+ * a row (a multiple of 32: the clock is read that seldom; with quiet_ns 0,
+ * HS_SW_NO_POLL, every empty round lets go). While other queues keep the
+ * worker busy it never idles, so without this every queue it ever took
+ * stayed with it, polled each round: a host of many quiet guests and one
+ * busy pair would have its worker poll them all between the pair's
+ * bursts. One empty for quiet_ns (poll_us) is let go as an idle worker
  * lets go of all of its (its guest kicks again; a ready queue is taken at
- * the next look, within look_ns). Only while the worker is busy: idle,
- * worker_idle decides for the whole set. Returns true if it let go
- * (owned[i] is another queue now). */
-static bool worker_quiet(struct hs__worker *w, unsigned i, uint64_t poll_ns)
+ * the next look, within look_ns). Only while the worker is busy (its last
+ * sweep moved frames): idle, worker_idle decides for the whole set.
+ * Returns true if it let go (owned[i] is another queue now). */
+static bool worker_quiet(struct hs__worker *w, unsigned i, uint64_t quiet_ns)
 {
-	uint64_t now = hs__mono_ns();
-	if (w->quiet[i] == 32) {
-		w->quiet_since[i] = now;
+	if (!w->busy)
 		return false;
+	if (quiet_ns) {
+		uint64_t now = hs__mono_ns();
+		if (w->quiet[i] == 32) {
+			w->quiet_since[i] = now;
+			return false;
+		}
+		if (now - w->quiet_since[i] < quiet_ns)
+			return false;
 	}
-	if (w->empty || !poll_ns || now - w->quiet_since[i] < poll_ns)
-		return false;
 	if (!worker_let_go(w, i)) {
 		w->quiet[i] = 0; /* frames came meanwhile: polled again */
 		return false;
@@ -489,7 +498,7 @@ static bool worker_quiet(struct hs__worker *w, unsigned i, uint64_t poll_ns)
 }
 
 /* Step "poll": one round on every owned queue. Returns frames moved. */
-static unsigned worker_poll(struct hs__worker *w, uint64_t poll_ns)
+static unsigned worker_poll(struct hs__worker *w, uint64_t quiet_ns)
 {
 	unsigned moved = 0, busy = 0, cand = UINT32_MAX, full = w->sw->cfg.burst;
 	for (unsigned i = 0; i < w->n_owned;) {
@@ -511,8 +520,9 @@ static unsigned worker_poll(struct hs__worker *w, uint64_t poll_ns)
 		moved += n;
 		if (n) {
 			w->quiet[i] = 0;
-		} else if (HS__UNLIKELY((++w->quiet[i] & 31) == 0) &&
-			   worker_quiet(w, i, poll_ns)) {
+		} else if (quiet_ns != HS__QUIET_NEVER &&
+			   HS__UNLIKELY((++w->quiet[i] & 31) == 0 || !quiet_ns) &&
+			   worker_quiet(w, i, quiet_ns)) {
 			continue;
 		}
 		if (n < full) {
@@ -601,6 +611,8 @@ static void *worker_main(void *arg)
 	uint32_t flags = sw->cfg.flags;
 	uint64_t poll_ns = (flags & HS_SW_NO_POLL) ? 0 : sw->cfg.poll_us * 1000ull;
 	w->look_ns = poll_ns / 8 < HS__LOOK_MAX_NS ? poll_ns / 8 : HS__LOOK_MAX_NS;
+	uint64_t quiet_ns = (flags & (HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET)) ? HS__QUIET_NEVER
+									     : poll_ns;
 
 	if (w->cpu >= 0) {
 		cpu_set_t set;
@@ -616,8 +628,8 @@ static void *worker_main(void *arg)
 			worker_sleep(w);
 			continue;
 		}
-		unsigned moved = worker_poll(w, (flags & (HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET))
-							? 0 : poll_ns);
+		unsigned moved = worker_poll(w, quiet_ns);
+		w->busy = moved != 0;
 		hs__rcu_quiescent();
 		/* Nobody available to take newly ready queues: take them, and
 		 * poll them before anything can be let go idle. */
