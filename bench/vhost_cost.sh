@@ -34,11 +34,12 @@
 #                       [--quiet N] [--opts "VSWITCH OPTIONS"]
 #
 # --quiet N adds N quiet guests: N more vhost-user ports, whose
-# virtio-user front-ends (a second testpmd) start 2 s into the traffic
-# and never send. Their rings start while the worker is busy, so it takes
-# each once; whether it keeps polling them (HS_SW_KEEP_QUIET, vswitch
-# --keep-quiet through --opts) shows in the polls per frame. Use it with
-# unicast or closed: the flood shape would flood them too.
+# virtio-user front-ends (a second testpmd, started with the first) send
+# one burst each a second (and kick) while the busy pair runs: each
+# time the busy worker takes their queues. Whether it keeps polling them
+# (HS_SW_KEEP_QUIET, vswitch --keep-quiet through --opts) or lets them go
+# shows in the polls per frame. Use it with unicast or closed: the flood
+# shape would flood them too.
 #
 # Needs root (hugepages), valgrind and dpdk-testpmd (scripts/deps.sh test),
 # and a RelWithDebInfo build.
@@ -59,6 +60,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case $shape in flood|unicast|closed) ;; *) echo "unknown shape $shape" >&2; exit 2 ;; esac
+# Debian's DPDK takes 32 ports a process (RTE_MAX_ETHPORTS)
+[ "$quiet" -le 32 ] || { echo "--quiet: at most 32" >&2; exit 2; }
 . "$here/bench/vu_client.sh"
 vswitch=$build/examples/vswitch
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
@@ -78,10 +81,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-qports=() qdevs=()
+qports=() qdevs=() qpeers=()
 for i in $(seq 1 "$quiet"); do
 	qports+=(--vhost-user "$work/q$i")
 	qdevs+=(--vdev "net_virtio_user$((i + 1)),path=$work/q$i,queues=1")
+	# to the busy pair's first MAC, learned: not flooded
+	qpeers+=("--eth-peer=$((i - 1)),02:00:00:00:00:01")
 done
 # shellcheck disable=SC2086 # opts: words
 valgrind --tool=callgrind --toggle-collect=hs__round --callgrind-out-file="$work/cg.out" \
@@ -97,13 +102,24 @@ done
 qpid=
 if [ "$quiet" -gt 0 ]; then
 	# the quiet guests: ports started (rings live, receive buffers
-	# posted), nothing forwarded, until the busy pair's traffic ends
+	# posted); once a second each sends one burst (testpmd's tx_first,
+	# then stop: its forwarding core spins only that long), as a quiet
+	# guest's ARP or keepalive would, until the busy pair's traffic ends
 	{
-		sleep 5
-		{ sleep $((secs - 2)); echo quit; } |
-			timeout -s INT $((secs + 30)) dpdk-testpmd -l 1,0 --main-lcore 1 \
+		{
+			sleep 8 # both started, the busy pair's traffic running
+			for _ in $(seq 5 "$secs"); do
+				echo "start tx_first 1"
+				sleep 0.05
+				echo stop
+				sleep 0.95
+			done
+			echo quit
+		} |
+			timeout -s INT $((secs + 30)) dpdk-testpmd --lcores 0@1,1@1 --main-lcore 1 \
 				--file-prefix hsc-q --no-pci -m 1024 --single-file-segments \
-				--iova-mode=va "${qdevs[@]}" -- -i --total-num-mbufs=$((quiet * 600 + 2048)) >"$work/q.log" 2>&1
+				--iova-mode=va "${qdevs[@]}" -- -i "${qpeers[@]}" \
+				--total-num-mbufs=$((quiet * 600 + 2048)) >"$work/q.log" 2>&1
 	} &
 	qpid=$!
 fi
