@@ -952,6 +952,57 @@ START_TEST(a_busy_worker_lets_go_of_a_quiet_queue)
 }
 END_TEST
 
+/* The quiet time counts from the start of the queue's empty streak, also
+ * when the worker was not busy then: a queue taken by an idle worker,
+ * which becomes busy with another soon after, is let go poll_us after
+ * its last frame, not at once. (Stamped only while busy, the streak's
+ * start was the struct's zero, and the queue went at the first check:
+ * a host that kicks once and relies on the worker, as
+ * an_offer_nobody_takes_ends's do, lost its queue before it sent.) */
+START_TEST(a_quiet_queue_is_let_go_only_after_poll_us)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 1000000};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config kf = {.kick_fd = true};
+	hs_port_t *a = tbe_port(sw, "a", &kf, 0), *q = tbe_port(sw, "q", &kf, 0);
+	hs_port_t *b = tbe_port(sw, "b", NULL, 0);
+	_Atomic bool *q_kicks = &tbe_of(q)->q[0].kicks_on;
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint8_t f[64], g[64], ma[6], mq[6], mb[6];
+	th_mac(ma, 1);
+	th_mac(mq, 2);
+	th_mac(mb, 3);
+	tbe_queue(b, 0, f, (uint32_t)th_frame(f, th_bcast, mb, -1, 64, 0), NULL, NULL);
+	ck_assert_int_ge(tbe_kick(b, 0), 0);
+	ck_assert(TH_WAIT(tbe_rx_count(a, 0) == 1 && tbe_rx_count(q, 0) == 1, 3000));
+	/* q's one frame, taken by the idle worker */
+	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 1), NULL, NULL);
+	ck_assert_int_eq(tbe_kick(q, 0), 0);
+	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 1 && !atomic_load(q_kicks), 3000));
+	uint64_t last = th_mono_ms();
+	tbe_drop_all(b, 0);
+	tbe_post(b, 0, 1);
+	/* the worker polls q, empty, not busy, for a while; then a keeps it busy */
+	usleep(100000);
+	th_frame(f, mb, ma, -1, 64, 2);
+	quiet_feed(a, b, f, mq);
+	ck_assert_int_eq(tbe_kick(a, 0), 0);
+	/* q stays polled until poll_us after its frame (with a margin) */
+	while (th_mono_ms() < last + 600) {
+		quiet_feed(a, b, f, mq);
+		ck_assert_msg(!atomic_load(q_kicks), "q let go %llu ms after its frame, before poll_us",
+			      (unsigned long long)(th_mono_ms() - last));
+	}
+	/* and is let go after it, a still busy */
+	uint64_t end = th_mono_ms() + 5000;
+	while (!atomic_load(q_kicks) && th_mono_ms() < end)
+		quiet_feed(a, b, f, mq);
+	ck_assert_msg(atomic_load(q_kicks), "the quiet queue stayed with the busy worker");
+	ck_assert_uint_ge(th_sstats(sw).quiet_releases, 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Hosts that never kick (HS_MEM_NO_KICK after one kick each): their
  * queues are offered back, nobody asks, and each offer ends; the queue
  * is not offered again until its host kicks, and nothing is lost. */
@@ -1013,6 +1064,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_busy_worker_gives_a_sender_its_queue_back);
 	tcase_add_test(tc, a_worker_with_one_busy_queue_keeps_it);
 	tcase_add_test(tc, a_busy_worker_lets_go_of_a_quiet_queue);
+	tcase_add_test(tc, a_quiet_queue_is_let_go_only_after_poll_us);
 	tcase_add_test(tc, an_offer_nobody_takes_ends);
 	suite_add_tcase(s, tc);
 	return s;

@@ -478,17 +478,15 @@ static void worker_sleep(struct hs__worker *w)
  * Returns true if it let go (owned[i] is another queue now). */
 static bool worker_quiet(struct hs__worker *w, unsigned i, uint64_t quiet_ns)
 {
-	if (!w->busy)
+	if (quiet_ns && w->quiet[i] == 32) {
+		/* the streak's start, busy or not: it is what the time
+		 * counts from (unstamped, a later check would read the
+		 * previous streak's, or another queue's) */
+		w->quiet_since[i] = hs__mono_ns();
 		return false;
-	if (quiet_ns) {
-		uint64_t now = hs__mono_ns();
-		if (w->quiet[i] == 32) {
-			w->quiet_since[i] = now;
-			return false;
-		}
-		if (now - w->quiet_since[i] < quiet_ns)
-			return false;
 	}
+	if (!w->busy || (quiet_ns && hs__mono_ns() - w->quiet_since[i] < quiet_ns))
+		return false;
 	if (!worker_let_go(w, i)) {
 		w->quiet[i] = 0; /* frames came meanwhile: polled again */
 		return false;
