@@ -891,6 +891,57 @@ static unsigned quiet_feed(hs_port_t *a, hs_port_t *b, const uint8_t *f,
 	return seen;
 }
 
+/* The quiet-queue tests' switch: one worker, ports a (to be kept busy)
+ * and q (quiet) signalled by eventfd, b without one; b's MAC learned.
+ * f is a's frame to b, g q's. */
+struct quiet_env {
+	hs_switch_t *sw;
+	hs_port_t *a, *q, *b;
+	_Atomic bool *a_kicks, *q_kicks;
+	uint8_t f[64], g[64], ma[6], mq[6], mb[6];
+};
+
+static void quiet_setup(struct quiet_env *e, uint32_t poll_us)
+{
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = poll_us};
+	e->sw = th_switch(&cfg);
+	struct tbe_config kf = {.kick_fd = true};
+	e->a = tbe_port(e->sw, "a", &kf, 0);
+	e->q = tbe_port(e->sw, "q", &kf, 0);
+	e->b = tbe_port(e->sw, "b", NULL, 0);
+	e->a_kicks = &tbe_of(e->a)->q[0].kicks_on;
+	e->q_kicks = &tbe_of(e->q)->q[0].kicks_on;
+	ck_assert(TH_WAIT(th_sstats(e->sw).workers_idle == 1, 3000));
+	th_mac(e->ma, 1);
+	th_mac(e->mq, 2);
+	th_mac(e->mb, 3);
+	/* b's MAC learned (b has no fd: switched in this thread) */
+	tbe_queue(e->b, 0, e->f, (uint32_t)th_frame(e->f, th_bcast, e->mb, -1, 64, 0), NULL,
+		  NULL);
+	ck_assert_int_ge(tbe_kick(e->b, 0), 0);
+	ck_assert(TH_WAIT(tbe_rx_count(e->a, 0) == 1 && tbe_rx_count(e->q, 0) == 1, 3000));
+	th_frame(e->f, e->mb, e->ma, -1, 64, 1);
+}
+
+/* q sends one frame (sequence number seq) and kicks. */
+static void quiet_send_q(struct quiet_env *e, uint32_t seq)
+{
+	tbe_queue(e->q, 0, e->g, (uint32_t)th_frame(e->g, e->mb, e->mq, -1, 64, seq), NULL, NULL);
+	ck_assert_int_eq(tbe_kick(e->q, 0), 0);
+}
+
+/* Feeds a (quiet_feed) until `kicks` reads `want` and at least `frames`
+ * of q's frames reached b, or ms pass. Returns q's frames seen. */
+static unsigned quiet_feed_until(struct quiet_env *e, _Atomic bool *kicks, bool want,
+				 unsigned frames, uint64_t ms)
+{
+	unsigned from_q = 0;
+	uint64_t end = th_mono_ms() + ms;
+	while (!(atomic_load(kicks) == want && from_q >= frames) && th_mono_ms() < end)
+		from_q += quiet_feed(e->a, e->b, e->f, e->mq);
+	return from_q;
+}
+
 /* A worker kept busy by one queue lets go of another that stays quiet for
  * poll_us (its kicks on again, as an idle worker leaves them), keeps the
  * busy one, and the quiet one's next kick brings its frame through.
@@ -898,57 +949,31 @@ static unsigned quiet_feed(hs_port_t *a, hs_port_t *b, const uint8_t *f,
  * round, for as long as any of them moved frames. */
 START_TEST(a_busy_worker_lets_go_of_a_quiet_queue)
 {
-	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 20000};
-	hs_switch_t *sw = th_switch(&cfg);
-	struct tbe_config kf = {.kick_fd = true};
-	hs_port_t *a = tbe_port(sw, "a", &kf, 0), *q = tbe_port(sw, "q", &kf, 0);
-	hs_port_t *b = tbe_port(sw, "b", NULL, 0);
-	_Atomic bool *a_kicks = &tbe_of(a)->q[0].kicks_on, *q_kicks = &tbe_of(q)->q[0].kicks_on;
-	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
-	uint8_t f[64], g[64], ma[6], mq[6], mb[6];
-	th_mac(ma, 1);
-	th_mac(mq, 2);
-	th_mac(mb, 3);
-	/* b's MAC learned (b has no fd: switched in this thread) */
-	tbe_queue(b, 0, f, (uint32_t)th_frame(f, th_bcast, mb, -1, 64, 0), NULL, NULL);
-	ck_assert_int_ge(tbe_kick(b, 0), 0);
-	ck_assert(TH_WAIT(tbe_rx_count(a, 0) == 1 && tbe_rx_count(q, 0) == 1, 3000));
+	struct quiet_env e;
+	quiet_setup(&e, 20000);
 	/* a keeps the worker busy from here on, never running dry */
-	th_frame(f, mb, ma, -1, 64, 1);
-	quiet_feed(a, b, f, mq);
-	ck_assert_int_eq(tbe_kick(a, 0), 0);
-	uint64_t end = th_mono_ms() + 5000;
-	while (atomic_load(a_kicks) && th_mono_ms() < end)
-		quiet_feed(a, b, f, mq);
-	ck_assert_msg(!atomic_load(a_kicks), "the worker did not take the busy queue");
+	quiet_feed(e.a, e.b, e.f, e.mq);
+	ck_assert_int_eq(tbe_kick(e.a, 0), 0);
+	quiet_feed_until(&e, e.a_kicks, false, 0, 5000);
+	ck_assert_msg(!atomic_load(e.a_kicks), "the worker did not take the busy queue");
 	/* q sends once: the busy worker takes its queue at a look */
-	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 2), NULL, NULL);
-	ck_assert_int_eq(tbe_kick(q, 0), 0);
-	unsigned from_q = 0;
-	end = th_mono_ms() + 5000;
-	while (!(from_q && !atomic_load(q_kicks)) && th_mono_ms() < end)
-		from_q += quiet_feed(a, b, f, mq);
-	ck_assert_msg(from_q == 1 && !atomic_load(q_kicks), "q's frame %u, kicks on %d", from_q,
-		      atomic_load(q_kicks));
+	quiet_send_q(&e, 2);
+	unsigned from_q = quiet_feed_until(&e, e.q_kicks, false, 1, 5000);
+	ck_assert_msg(from_q == 1 && !atomic_load(e.q_kicks), "q's frame %u, kicks on %d", from_q,
+		      atomic_load(e.q_kicks));
 	/* then, quiet for poll_us while a keeps the worker busy, q is let go */
-	end = th_mono_ms() + 10000;
-	while (!atomic_load(q_kicks) && th_mono_ms() < end)
-		quiet_feed(a, b, f, mq);
-	ck_assert_msg(atomic_load(q_kicks), "the quiet queue stayed with the busy worker");
-	ck_assert_msg(!atomic_load(a_kicks), "the busy queue was let go too");
-	ck_assert_uint_ge(th_sstats(sw).quiet_releases, 1);
+	quiet_feed_until(&e, e.q_kicks, true, 0, 10000);
+	ck_assert_msg(atomic_load(e.q_kicks), "the quiet queue stayed with the busy worker");
+	ck_assert_msg(!atomic_load(e.a_kicks), "the busy queue was let go too");
+	ck_assert_uint_ge(th_sstats(e.sw).quiet_releases, 1);
 	struct hs_worker_stats ws = {.size = sizeof(ws)};
-	ck_assert_int_eq(hs_switch_worker_stats(sw, 0, &ws), 0);
+	ck_assert_int_eq(hs_switch_worker_stats(e.sw, 0, &ws), 0);
 	ck_assert_uint_ge(ws.quiet_releases, 1);
 	/* q's next frame comes through its kick, a still busy */
-	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 3), NULL, NULL);
-	ck_assert_int_eq(tbe_kick(q, 0), 0);
-	from_q = 0;
-	end = th_mono_ms() + 5000;
-	while (!from_q && th_mono_ms() < end)
-		from_q += quiet_feed(a, b, f, mq);
+	quiet_send_q(&e, 3);
+	from_q = quiet_feed_until(&e, e.q_kicks, atomic_load(e.q_kicks), 1, 5000);
 	ck_assert_msg(from_q == 1, "q's frame after its release: %u", from_q);
-	hs_switch_destroy(sw);
+	hs_switch_destroy(e.sw);
 }
 END_TEST
 
@@ -961,45 +986,30 @@ END_TEST
  * an_offer_nobody_takes_ends's do, lost its queue before it sent.) */
 START_TEST(a_quiet_queue_is_let_go_only_after_poll_us)
 {
-	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 1000000};
-	hs_switch_t *sw = th_switch(&cfg);
-	struct tbe_config kf = {.kick_fd = true};
-	hs_port_t *a = tbe_port(sw, "a", &kf, 0), *q = tbe_port(sw, "q", &kf, 0);
-	hs_port_t *b = tbe_port(sw, "b", NULL, 0);
-	_Atomic bool *q_kicks = &tbe_of(q)->q[0].kicks_on;
-	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
-	uint8_t f[64], g[64], ma[6], mq[6], mb[6];
-	th_mac(ma, 1);
-	th_mac(mq, 2);
-	th_mac(mb, 3);
-	tbe_queue(b, 0, f, (uint32_t)th_frame(f, th_bcast, mb, -1, 64, 0), NULL, NULL);
-	ck_assert_int_ge(tbe_kick(b, 0), 0);
-	ck_assert(TH_WAIT(tbe_rx_count(a, 0) == 1 && tbe_rx_count(q, 0) == 1, 3000));
+	struct quiet_env e;
+	quiet_setup(&e, 1000000);
 	/* q's one frame, taken by the idle worker */
-	tbe_queue(q, 0, g, (uint32_t)th_frame(g, mb, mq, -1, 64, 1), NULL, NULL);
-	ck_assert_int_eq(tbe_kick(q, 0), 0);
-	ck_assert(TH_WAIT(tbe_rx_count(b, 0) == 1 && !atomic_load(q_kicks), 3000));
+	quiet_send_q(&e, 2);
+	ck_assert(TH_WAIT(tbe_rx_count(e.b, 0) == 1 && !atomic_load(e.q_kicks), 3000));
 	uint64_t last = th_mono_ms();
-	tbe_drop_all(b, 0);
-	tbe_post(b, 0, 1);
+	tbe_drop_all(e.b, 0);
+	tbe_post(e.b, 0, 1);
 	/* the worker polls q, empty, not busy, for a while; then a keeps it busy */
 	usleep(100000);
-	th_frame(f, mb, ma, -1, 64, 2);
-	quiet_feed(a, b, f, mq);
-	ck_assert_int_eq(tbe_kick(a, 0), 0);
+	quiet_feed(e.a, e.b, e.f, e.mq);
+	ck_assert_int_eq(tbe_kick(e.a, 0), 0);
 	/* q stays polled until poll_us after its frame (with a margin) */
 	while (th_mono_ms() < last + 600) {
-		quiet_feed(a, b, f, mq);
-		ck_assert_msg(!atomic_load(q_kicks), "q let go %llu ms after its frame, before poll_us",
+		quiet_feed(e.a, e.b, e.f, e.mq);
+		ck_assert_msg(!atomic_load(e.q_kicks),
+			      "q let go %llu ms after its frame, before poll_us",
 			      (unsigned long long)(th_mono_ms() - last));
 	}
 	/* and is let go after it, a still busy */
-	uint64_t end = th_mono_ms() + 5000;
-	while (!atomic_load(q_kicks) && th_mono_ms() < end)
-		quiet_feed(a, b, f, mq);
-	ck_assert_msg(atomic_load(q_kicks), "the quiet queue stayed with the busy worker");
-	ck_assert_uint_ge(th_sstats(sw).quiet_releases, 1);
-	hs_switch_destroy(sw);
+	quiet_feed_until(&e, e.q_kicks, true, 0, 5000);
+	ck_assert_msg(atomic_load(e.q_kicks), "the quiet queue stayed with the busy worker");
+	ck_assert_uint_ge(th_sstats(e.sw).quiet_releases, 1);
+	hs_switch_destroy(e.sw);
 }
 END_TEST
 
