@@ -346,21 +346,29 @@ struct perm {
 	uint64_t feat;
 };
 
-static int perm_mem(struct perm *p, bool with_rings)
+/* A table with region 0 (the rings) and/or region 1 (the pools). */
+static int perm_mem_of(struct perm *p, bool with_rings, bool with_pools)
 {
 	struct vud *v = &p->v;
 	uint64_t mt[1 + 2 * 4] = {0};
-	uint32_t n = with_rings ? 2 : 1;
+	uint32_t n = (uint32_t)with_rings + (uint32_t)with_pools;
 	memcpy(mt, &n, 4);
 	uint64_t *r = mt + 1;
 	if (with_rings) {
 		r[0] = VUD_GPA, r[1] = PERM_R0, r[2] = (uint64_t)(uintptr_t)v->mem, r[3] = 0;
 		r += 4;
 	}
-	r[0] = VUD_GPA + PERM_R0, r[1] = VUD_MEM - PERM_R0;
-	r[2] = (uint64_t)(uintptr_t)v->mem + PERM_R0, r[3] = PERM_R0;
+	if (with_pools) {
+		r[0] = VUD_GPA + PERM_R0, r[1] = VUD_MEM - PERM_R0;
+		r[2] = (uint64_t)(uintptr_t)v->mem + PERM_R0, r[3] = PERM_R0;
+	}
 	int fds[2] = {v->memfd, v->memfd};
 	return vud_call(v, VUD_SET_MEM_TABLE, mt, 8 + 32 * n, fds, n);
+}
+
+static int perm_mem(struct perm *p, bool with_rings)
+{
+	return perm_mem_of(p, with_rings, true);
 }
 
 /* Lays out one ring so that its last area ends at `end` (page aligned). */
@@ -479,27 +487,35 @@ static void perm_send(struct perm *p, const uint8_t *f, uint32_t n)
 		vud_kick_if_needed(v, r, old);
 }
 
+/* Brings up the switch, connects to its port 0 and lays out the guest's
+ * memory (nothing sent yet). */
+static void perm_connect(struct perm *p, struct env *e, bool packed)
+{
+	env_up(e, 0);
+	memset(p, 0, sizeof(*p));
+	struct vud *v = &p->v;
+	ck_assert_int_eq(vud_connect(v, e->path[0]), 0);
+	uint64_t want = base | F(HS_VIRTIO_F_EVENT_IDX) | (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	ck_assert_int_eq(vud_hello(v, want), 0);
+	p->feat = v->features;
+	v->nqp = 1;
+	perm_ring(p, 0, PERM_R0 / 2);
+	perm_ring(p, 1, PERM_R0);
+	v->used_mem = PERM_R0;
+	p->rx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
+	p->tx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
+	p->canary = vud_alloc(v, 1, 4096);
+	p->canary_len = VUD_MEM - (size_t)(p->canary - v->mem);
+	memset(p->canary, CANARY, p->canary_len);
+}
+
 static void permutation(const struct scenario *sc, bool packed)
 {
 	struct env e;
-	env_up(&e, 0);
-	hs_port_t *m = th_port(e.sw, "m", 0), *m2 = th_port(e.sw, "m2", 0);
 	static struct perm p;
-	memset(&p, 0, sizeof(p));
 	struct vud *v = &p.v;
-	ck_assert_int_eq(vud_connect(v, e.path[0]), 0);
-	uint64_t want = base | F(HS_VIRTIO_F_EVENT_IDX) | (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0);
-	ck_assert_int_eq(vud_hello(v, want), 0);
-	p.feat = v->features;
-	v->nqp = 1;
-	perm_ring(&p, 0, PERM_R0 / 2);
-	perm_ring(&p, 1, PERM_R0);
-	v->used_mem = PERM_R0;
-	p.rx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
-	p.tx_pool = vud_alloc(v, POOL_N * VUD_BUF, 4096);
-	p.canary = vud_alloc(v, 1, 4096);
-	p.canary_len = VUD_MEM - (size_t)(p.canary - v->mem);
-	memset(p.canary, CANARY, p.canary_len);
+	perm_connect(&p, &e, packed);
+	hs_port_t *m = th_port(e.sw, "m", 0), *m2 = th_port(e.sw, "m2", 0);
 	int refused = 0;
 	for (unsigned k = 0; k < 24 && sc->steps[k] != S_END; k++)
 		refused += perm_step(&p, sc->steps[k]) != 0;
@@ -1144,6 +1160,67 @@ START_TEST(refused_chains_are_used_in_their_place)
 }
 END_TEST
 
+/* The ring keeps a copy of the bounds of the region its last buffer was
+ * in (vq_gpa), so that the next one is checked without the memory table.
+ * A table that no longer has that region (the guest's buffer memory
+ * unplugged by a new SET_MEM_TABLE) must make the copy go with it: a
+ * buffer the guest still posts there is outside guest memory, which stops
+ * the ring as any such descriptor does, and is never read or written
+ * through the range the switch unmapped (or whatever was mapped there
+ * since). _i: bit 0 packed, bit 1 the receive ring (else transmit). */
+START_TEST(a_removed_buffer_region_is_not_used_through_a_kept_copy)
+{
+	bool packed = _i & 1, rx = _i & 2;
+	struct env e;
+	static struct perm p;
+	struct vud *v = &p.v;
+	perm_connect(&p, &e, packed);
+	hs_port_t *m = th_port(e.sw, "m", 0), *m2 = th_port(e.sw, "m2", 0);
+	static const enum step canon[] = {CANON};
+	for (unsigned k = 0; k < sizeof(canon) / sizeof(canon[0]); k++)
+		ck_assert_int_eq(perm_step(&p, canon[k]), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	/* both rings translate a buffer in the pools' region (and keep it) */
+	static uint8_t f[200], g[2100];
+	perm_post(&p, 4);
+	size_t n = mkframe(f, 7, 1, 100, 1);
+	perm_send(&p, f, (uint32_t)n);
+	ck_assert(TH_WAIT(th_drain(m) == 1, 3000));
+	n = mkframe(f, 1, 7, 100, 2);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	int got = 0;
+	ck_assert(TH_WAIT((got = vud_recv(v, 0, g, sizeof(g), NULL)) != 0, 3000));
+	ck_assert_int_eq(got, (int)n);
+	/* the pools' region goes; the rings stay, and so does the link */
+	ck_assert_int_eq(perm_mem_of(&p, true, false), 0);
+	ck_assert(hs_port_link_up(e.p[0]));
+	if (rx) {
+		/* three receive buffers are left posted there */
+		n = mkframe(f, 1, 7, 100, 3);
+		ck_assert_int_eq(th_send(m, f, n), 0);
+	} else {
+		n = mkframe(f, 7, 1, 100, 3);
+		perm_send(&p, f, (uint32_t)n);
+	}
+	ck_assert_msg(TH_WAIT(!hs_port_link_up(e.p[0]), 3000),
+		      "a buffer outside guest memory was taken (%s, %s)",
+		      packed ? "packed" : "split", rx ? "receive" : "transmit");
+	ck_assert_int_eq(th_drain(m), 0);
+	ck_assert_int_eq(vud_recv(v, 0, g, sizeof(g), NULL), 0);
+	size_t bad = 0;
+	while (bad < p.canary_len && p.canary[bad] == CANARY)
+		bad++;
+	ck_assert_uint_eq(bad, p.canary_len);
+	/* the rest of the switch goes on */
+	th_drain(m2); /* the guest's first frame, flooded */
+	n = mkframe(f, 0, 9, 100, 4);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	ck_assert(TH_WAIT(th_drain(m2) == 1, 3000));
+	vud_close(v);
+	env_down(&e);
+}
+END_TEST
+
 START_TEST(a_sent_sigbus_still_kills)
 {
 #if defined(__SANITIZE_THREAD__)
@@ -1219,6 +1296,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, a_region_larger_than_its_file_is_refused);
 	tcase_add_test(tc, refused_chains_are_used_in_their_place);
+	tcase_add_loop_test(tc, a_removed_buffer_region_is_not_used_through_a_kept_copy, 0, 4);
 	tcase_add_loop_test(tc, a_memory_file_shrunk_under_the_switch_stops_only_its_port, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;

@@ -90,7 +90,7 @@ static uint8_t *vq_map(struct vq *vq, uint64_t addr, uint64_t len, uint8_t perm,
 {
 	*miss = false;
 	if (!vq->iotlb)
-		return vu_gpa_hint(vq->mem, addr, len, got, &vq->mem_hint);
+		return vq_gpa(vq, addr, len, got);
 	uint64_t uva, n;
 	int rc = vu_iotlb_lookup(vq->iotlb, addr, len, perm, &uva, &n);
 	if (rc == 0) {
@@ -101,6 +101,22 @@ static uint8_t *vq_map(struct vq *vq, uint64_t addr, uint64_t len, uint8_t perm,
 		return NULL;
 	}
 	return rc < 0 ? NULL : vu_uva_part(vq->mem, uva, n, got);
+}
+
+uint8_t *vq_gpa_find(struct vq *vq, uint64_t gpa, uint64_t len, uint64_t *got)
+{
+	const struct vu_mem *m = vq->mem;
+	for (uint32_t i = 0; m && i < m->n; i++) {
+		const struct vu_region *r = &m->r[i];
+		uint8_t *p = vu_region_gpa(r, gpa, len, got);
+		if (p) {
+			vq->reg_gpa = r->gpa;
+			vq->reg_size = r->size;
+			vq->reg_hva = r->hva;
+			return p;
+		}
+	}
+	return NULL;
 }
 
 bool vu_uva_gpa(const struct vu_mem *m, uint64_t uva, uint64_t *gpa)

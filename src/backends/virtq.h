@@ -58,37 +58,9 @@ static inline uint8_t *vu_region_gpa(const struct vu_region *r, uint64_t gpa,
 	return NULL;
 }
 
-/* Translates a guest physical range: returns the host address of gpa and,
- * in *got, how many of the len bytes are contiguous there (a range may
- * continue in another region); NULL if gpa is in no region. Region *hint
- * is tried first, and left holding the region gpa was found in: a ring's
- * buffers mostly lie in one region, and a front-end with several (DPDK's
- * virtio-user registers one per memory segment) paid a comparison per
- * region before its buffers' for every descriptor. The hint is only a
- * guess, checked like any region, so a table changed meanwhile needs
- * nothing done. */
-static inline uint8_t *vu_gpa_hint(const struct vu_mem *m, uint64_t gpa,
-				   uint64_t len, uint64_t *got, uint32_t *hint)
-{
-	uint32_t h = *hint;
-	if (h < m->n) {
-		uint8_t *p = vu_region_gpa(&m->r[h], gpa, len, got);
-		if (p)
-			return p;
-	}
-	for (uint32_t i = 0; i < m->n; i++) {
-		uint8_t *p = vu_region_gpa(&m->r[i], gpa, len, got);
-		if (p) {
-			*hint = i;
-			return p;
-		}
-	}
-	return NULL;
-}
-
 /* Translates a front-end virtual address range (vring addresses). */
 uint8_t *vu_uva(const struct vu_mem *m, uint64_t uva, uint64_t len);
-/* Like vu_gpa_hint, by front-end virtual address: how much is contiguous. */
+/* Like vq_gpa, by front-end virtual address: how much is contiguous. */
 uint8_t *vu_uva_part(const struct vu_mem *m, uint64_t uva, uint64_t len, uint64_t *got);
 
 /* ---- device IOTLB (VIRTIO_F_IOMMU_PLATFORM) -----------------------------------
@@ -243,7 +215,14 @@ struct vq {
 	uint16_t signalled;   /* used index at the last notification */
 	bool signalled_valid;
 	uint16_t pending;     /* pushed but not yet published (split) */
-	uint32_t mem_hint;    /* region of the last translation (vu_gpa_hint) */
+	/* the region of the last translation (vq_gpa): a copy of its bounds,
+	 * so that a descriptor in it is checked against two numbers in the
+	 * ring's own cache lines instead of through the memory table. Empty
+	 * (size 0) after vq_reset and vq_set_mem: the copy is only ever of a
+	 * region of the table the ring was translated with, and the control
+	 * plane changes that table only with the port quiesced. */
+	uint64_t reg_gpa, reg_size;
+	uint8_t *reg_hva;
 	const char *broken;   /* why the ring was stopped, or NULL */
 };
 
@@ -255,6 +234,37 @@ struct vq_chain {
 	uint16_t nseg;   /* segments it was translated into */
 	bool writable;   /* device-writable (a receive buffer) */
 };
+
+/* Where the ring's translations look (the table in force; vu_ring.c, while
+ * quiesced): forgets the region kept from the table before. */
+static inline void vq_set_mem(struct vq *vq, const struct vu_mem *m)
+{
+	vq->mem = m;
+	vq->reg_gpa = vq->reg_size = 0;
+	vq->reg_hva = NULL;
+}
+
+/* vq_gpa's search of the whole table (out of line): keeps the region
+ * found. */
+uint8_t *vq_gpa_find(struct vq *vq, uint64_t gpa, uint64_t len, uint64_t *got);
+
+/* Translates a guest physical range: returns the host address of gpa and,
+ * in *got, how many of the len bytes are contiguous there (a range may
+ * continue in another region); NULL if gpa is in no region. The region
+ * of the last translation is tried first: a ring's buffers mostly lie in
+ * one region, and a front-end with several (DPDK's virtio-user registers
+ * one per memory segment) paid a comparison per region before its
+ * buffers' for every descriptor. */
+static inline uint8_t *vq_gpa(struct vq *vq, uint64_t gpa, uint64_t len, uint64_t *got)
+{
+	uint64_t off = gpa - vq->reg_gpa;
+	if (__builtin_expect(off < vq->reg_size, 1)) {
+		uint64_t left = vq->reg_size - off;
+		*got = len < left ? len : left;
+		return vq->reg_hva + off;
+	}
+	return vq_gpa_find(vq, gpa, len, got);
+}
 
 /* Starts loading a cache line we are about to write, in exclusive state
  * (PREFETCHW; a no-op on x86 CPUs without it, a write prefetch elsewhere).
@@ -310,18 +320,23 @@ _Static_assert(sizeof(struct hs_seg) == 24,
  * the right direction, 1 to `limit` bytes, inside one region, on a ring
  * without an IOMMU. Fills ch and segs[0] (field by field: a compound
  * literal of the segment became a `rep stos`) and returns true; false
- * changes nothing but the ring's region hint (vu_gpa_hint). The one place
+ * changes nothing but the ring's kept region (vq_gpa). The one place
  * this is decided, for the inline vq_pop and the slow path's walk alike. */
 static inline __attribute__((always_inline)) bool
 vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch,
 		struct hs_seg *segs, uint32_t limit)
 {
 	struct vring_desc d = vq_read_desc(&vq->desc[head]);
-	uint64_t got;
+	uint64_t got, off = d.addr - vq->reg_gpa;
 	uint8_t *p;
 	if ((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) ||
-	    !!(d.flags & VRING_DESC_F_WRITE) != writable || !d.len || d.len > limit ||
-	    !(p = vu_gpa_hint(vq->mem, d.addr, d.len, &got, &vq->mem_hint)) || got != d.len)
+	    !!(d.flags & VRING_DESC_F_WRITE) != writable || !d.len || d.len > limit)
+		return false;
+	/* vq_gpa, with the whole descriptor in the kept region as one test
+	 * (both halves: off alone may have wrapped below the region) */
+	if (__builtin_expect(off < vq->reg_size && d.len <= vq->reg_size - off, 1))
+		p = vq->reg_hva + off;
+	else if (!(p = vq_gpa_find(vq, d.addr, d.len, &got)) || got != d.len)
 		return false;
 	ch->id = head;
 	ch->ndesc = 1;

@@ -42,7 +42,7 @@ static const char *translate(const struct vu_dev *d, const struct vu_vring *vr,
 	vq->avail = vq->used = NULL;
 	vq->pdesc = NULL;
 	vq->drv_evt = vq->dev_evt = NULL;
-	vq->mem = d->mem;
+	vq_set_mem(vq, d->mem);
 	vq->iotlb = NULL;
 	if (vu_has(d, HS_VIRTIO_F_IOMMU_PLATFORM)) {
 		static const struct vu_iotlb empty;
@@ -143,6 +143,7 @@ void vu_rings_update(struct vu_dev *d)
 		struct vu_vring *vr = &d->vr[i];
 		const char *why;
 		vr->vq.log = NULL; /* translate() sets it again for a ring in use */
+		vq_set_mem(&vr->vq, d->mem); /* and forgets the old table's region */
 		/* Every miss is looked up again (the areas here, a stalled chain
 		 * by the data path): what was missing may be there now. */
 		vr->vq.miss = false;

@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vq.packed = packed;
 	vq.event_idx = event_idx;
 	vq.indirect = indirect;
-	vq.mem = &mem;
+	vq_set_mem(&vq, &mem);
 	uint8_t *end = ring + ring_len;
 	if (packed) {
 		vq.pdesc = (void *)(end - 16 * n);
