@@ -11,6 +11,8 @@
  * fence separates publishing from reading the driver's notification
  * suppression fields.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "virtq.h"
@@ -118,6 +120,21 @@ uint8_t *vq_gpa_find(struct vq *vq, uint64_t gpa, uint64_t len, uint64_t *got)
 	}
 	return NULL;
 }
+
+#ifndef NDEBUG
+void vq_check_reg(const struct vq *vq)
+{
+	const struct vu_mem *m = vq->mem;
+	for (uint32_t i = 0; m && i < m->n; i++)
+		if (m->r[i].gpa == vq->reg_gpa && m->r[i].size == vq->reg_size &&
+		    m->r[i].hva == vq->reg_hva)
+			return;
+	fprintf(stderr, "virtq: the ring's kept region [%#llx, +%#llx) is not in its "
+		"memory table (changed without vq_set_mem)\n",
+		(unsigned long long)vq->reg_gpa, (unsigned long long)vq->reg_size);
+	abort();
+}
+#endif
 
 bool vu_uva_gpa(const struct vu_mem *m, uint64_t uva, uint64_t *gpa)
 {

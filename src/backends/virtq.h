@@ -248,6 +248,17 @@ static inline void vq_set_mem(struct vq *vq, const struct vu_mem *m)
  * found. */
 uint8_t *vq_gpa_find(struct vq *vq, uint64_t gpa, uint64_t len, uint64_t *got);
 
+/* Debug builds check, at every use of the kept region, that it is one of
+ * the table in force: a path that changed the table or a region without
+ * vq_set_mem (or vq_reset) aborts there instead of translating through
+ * memory the table no longer maps. Release builds compile it away. */
+#ifndef NDEBUG
+void vq_check_reg(const struct vq *vq);
+#define VQ_CHECK_REG(vq) vq_check_reg(vq)
+#else
+#define VQ_CHECK_REG(vq) ((void)0)
+#endif
+
 /* Translates a guest physical range: returns the host address of gpa and,
  * in *got, how many of the len bytes are contiguous there (a range may
  * continue in another region); NULL if gpa is in no region. The region
@@ -259,6 +270,7 @@ static inline uint8_t *vq_gpa(struct vq *vq, uint64_t gpa, uint64_t len, uint64_
 {
 	uint64_t off = gpa - vq->reg_gpa;
 	if (__builtin_expect(off < vq->reg_size, 1)) {
+		VQ_CHECK_REG(vq);
 		uint64_t left = vq->reg_size - off;
 		*got = len < left ? len : left;
 		return vq->reg_hva + off;
@@ -334,9 +346,10 @@ vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch
 		return false;
 	/* vq_gpa, with the whole descriptor in the kept region as one test
 	 * (both halves: off alone may have wrapped below the region) */
-	if (__builtin_expect(off < vq->reg_size && d.len <= vq->reg_size - off, 1))
+	if (__builtin_expect(off < vq->reg_size && d.len <= vq->reg_size - off, 1)) {
+		VQ_CHECK_REG(vq);
 		p = vq->reg_hva + off;
-	else if (!(p = vq_gpa_find(vq, d.addr, d.len, &got)) || got != d.len)
+	} else if (!(p = vq_gpa_find(vq, d.addr, d.len, &got)) || got != d.len)
 		return false;
 	ch->id = head;
 	ch->ndesc = 1;

@@ -14,8 +14,12 @@
  * control plane validated, or outside guest memory, is reported.
  *
  * Oracle: besides the sanitizers, every segment a pop returns must lie
- * inside a guest region, chains never exceed their limits, and the used
- * ring is written only inside the ring.
+ * inside a region of the memory table in force, chains never exceed their
+ * limits, and the used ring is written only inside the ring. One step
+ * changes the table (as SET_MEM_TABLE does, the rings staying where they
+ * are): the data region shrinks to its first half, or comes back, so that
+ * a translation through the region the ring kept from the table before
+ * (vq_gpa) is caught.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,6 +87,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				      .hva = buf};
 	mem.r[1] = (struct vu_region){.gpa = 0x900000, .size = ring_len, .uva = 0x900000,
 				      .hva = ring};
+	/* the other table: the data region's first half only */
+	struct vu_mem half = mem;
+	half.r[0].size = DATA_LEN / 2;
+	const struct vu_mem *cur = &mem;
 	/* Guest memory from the input (ring block, then data), the rest zero. */
 	memset(ring, 0, ring_len);
 	memset(buf, 0, DATA_LEN);
@@ -139,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (ch.nseg > seg_max)
 					abort();
 				for (unsigned k = 0; k < ch.nseg; k++) {
-					if (!inside(&mem, segs[k].base, segs[k].len))
+					if (!inside(cur, segs[k].base, segs[k].len))
 						abort(); /* a segment outside guest memory */
 					total += segs[k].len;
 				}
@@ -172,6 +180,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			vq_prefetch_used(&vq, take(&c, 1) % 64 + 1);
 			break;
 		case 7: { /* the guest writes its memory meanwhile */
+			if ((op & 0x30) == 0x30) { /* or the table changes */
+				cur = cur == &mem ? &half : &mem;
+				vq_set_mem(&vq, cur);
+				break;
+			}
 			uint8_t *area = (op & 8) ? ring : buf;
 			size_t len = (op & 8) ? ring_len : DATA_LEN;
 			size_t at = take(&c, 3) % len;
