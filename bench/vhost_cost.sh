@@ -32,6 +32,10 @@
 #   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed]
 #                       [--size BYTES] [--seconds S] [--json FILE]
 #                       [--quiet N] [--opts "VSWITCH OPTIONS"]
+#                       [--profile FILE]
+#
+# --profile FILE keeps callgrind's profile there (callgrind_annotate
+# --inclusive=yes FILE shows where the instructions went).
 #
 # --quiet N adds N quiet guests: N more vhost-user ports, whose
 # virtio-user front-ends (a second testpmd, started with the first) send
@@ -45,7 +49,7 @@
 # and a RelWithDebInfo build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build shape=flood size=64 secs=10 json= quiet=0 opts=
+build=$here/build shape=flood size=64 secs=10 json= quiet=0 opts= profile=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -55,7 +59,8 @@ while [ $# -gt 0 ]; do
 	--json) json=$2; shift 2 ;;
 	--quiet) quiet=$2; shift 2 ;;
 	--opts) opts=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O]" >&2
+	--profile) profile=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O] [--profile FILE]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -76,6 +81,7 @@ swpid=
 cleanup() {
 	[ -n "$swpid" ] && kill -KILL "$swpid" 2>/dev/null
 	[ -n "${qpid:-}" ] && kill -KILL "$qpid" 2>/dev/null
+	[ -n "$profile" ] && [ -f "$work/cg.out" ] && cp "$work/cg.out" "$profile"
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsc-* 2>/dev/null
 }

@@ -320,8 +320,32 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 	for (i = 0; i < n; i++) {
 		struct vu_resv *rv = &r->resv[i];
 		bool too_big;
-		uint32_t seg0 = r->n_seg;
-		int rc = reserve_one(d, &vr->vq, r, out[i].len + d->hdr_len, rv, &too_big);
+		uint32_t seg0 = r->n_seg, need = out[i].len + d->hdr_len;
+		struct vq_chain *ch = &r->chain[r->n_chain];
+		struct hs_seg *s = r->segs + seg0;
+		/* The common buffer: one descriptor that holds the header
+		 * and the whole (non-empty) frame after it. reserve_one
+		 * takes every other case. */
+		if (__builtin_expect(r->n_chain < r->chain_cap && seg0 < r->seg_cap &&
+				     out[i].len, 1) &&
+		    vq_peek_direct(&vr->vq, true, ch, s, UINT32_MAX / 2) && ch->len >= need) {
+			vq_take(&vr->vq);
+			rv->first = (uint16_t)r->n_chain++;
+			rv->n = 1;
+			rv->hdr[0].base = s[0].base;
+			rv->hdr[0].len = d->hdr_len;
+			rv->nhdr = 1;
+			s[0].base += d->hdr_len;
+			s[0].len -= d->hdr_len;
+			r->n_seg = seg0 + 1;
+			rv->seg0 = seg0;
+			rv->nseg = 1;
+			vq_prefetch_w(rv->hdr[0].base);
+			bufs[i].segs = s;
+			bufs[i].nsegs = 1;
+			continue;
+		}
+		int rc = reserve_one(d, &vr->vq, r, need, rv, &too_big);
 		if (rc < 0) {
 			vu_ring_broken(d, vr);
 			break;
@@ -336,7 +360,6 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		}
 		/* The header goes first: remember where, and leave it out of
 		 * the segments the switch writes the frame into. */
-		struct hs_seg *s = r->segs + seg0;
 		unsigned ns = r->n_seg - seg0;
 		if (__builtin_expect(s[0].len > d->hdr_len, 1)) {
 			/* the common buffer: header and frame in one piece

@@ -363,24 +363,43 @@ vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch
 	return true;
 }
 
-/* Inline (forced: GCC kept an out-of-line copy per unit) for a split ring
- * without an IOMMU whose available index was already read (vq_pop_slow
- * reads it, a batch at a time) and a chain vq_split_direct takes: how
- * drivers post most frames and receive buffers. Anything else, every
- * error included, goes to vq_pop_slow, which reads the descriptor again. */
+/* The inline half of vq_pop, without popping: for a split ring without an
+ * IOMMU whose available index was already read (vq_pop_slow reads it, a
+ * batch at a time), whether the next chain is one vq_split_direct takes
+ * (how drivers post most frames and receive buffers), filling ch and
+ * segs[0] if so. vq_take pops it; a caller that finds it unfit (a
+ * receive buffer too small for the frame) leaves it in the ring. Needs
+ * room for one segment. */
+static inline __attribute__((always_inline)) bool
+vq_peek_direct(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
+	       uint32_t limit)
+{
+	if (!__builtin_expect(!vq->packed && !vq->iotlb && !vq->broken && !vq->miss &&
+			      vq->avail_shadow != vq->last_avail, 1))
+		return false;
+	uint16_t head = __atomic_load_n(vq->avail + 2 + (vq->last_avail & (vq->size - 1)),
+					__ATOMIC_RELAXED);
+	return head < vq->size && vq_split_direct(vq, head, writable, ch, segs, limit);
+}
+
+/* Pops the chain vq_peek_direct found. */
+static inline void vq_take(struct vq *vq)
+{
+	vq->last_avail++;
+}
+
+/* Inline (forced: GCC kept an out-of-line copy per unit): the common chain
+ * (vq_peek_direct) here; anything else, every error included, goes to
+ * vq_pop_slow, which reads the descriptor again. */
 static inline __attribute__((always_inline)) int
 vq_pop(struct vq *vq, bool writable, struct vq_chain *ch, struct hs_seg *segs,
        unsigned seg_max, uint32_t limit, bool *bad)
 {
-	if (__builtin_expect(!vq->packed && !vq->iotlb && !vq->broken && !vq->miss &&
-			     vq->avail_shadow != vq->last_avail && seg_max, 1)) {
-		uint16_t head = __atomic_load_n(vq->avail + 2 + (vq->last_avail & (vq->size - 1)),
-						__ATOMIC_RELAXED);
-		if (head < vq->size && vq_split_direct(vq, head, writable, ch, segs, limit)) {
-			vq->last_avail++;
-			*bad = false;
-			return 1;
-		}
+	if (__builtin_expect(seg_max != 0, 1) &&
+	    vq_peek_direct(vq, writable, ch, segs, limit)) {
+		vq_take(vq);
+		*bad = false;
+		return 1;
 	}
 	return vq_pop_slow(vq, writable, ch, segs, seg_max, limit, bad);
 }
