@@ -416,11 +416,25 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 	struct vu_vring *vr = &d->vr[2 * q];
 	struct vu_rxq *r = &d->rxq[q];
 	struct vq *vq = &vr->vq;
-	for (unsigned i = 0; i < n && i < r->n_resv; i++) {
+	/* (read once: the header stores below write through byte pointers,
+	 * which the compiler must assume may change any field) */
+	const bool log = vq->log != NULL;
+	const uint32_t hdr_len = d->hdr_len, m = n < r->n_resv ? n : r->n_resv;
+	for (unsigned i = 0; i < m; i++) {
 		const struct vu_resv *rv = &r->resv[i];
+		/* The common frame: one buffer, the header in one piece. */
+		if (__builtin_expect(rv->n == 1 && out[i].len && rv->hdr[0].len >= hdr_len &&
+				     !log, 1)) {
+			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off, 1);
+			hsb_vnet_store(rv->hdr[0].base, &h, hdr_len);
+			const struct vq_chain *ch = &r->chain[rv->first];
+			uint32_t total = out[i].len + hdr_len;
+			vq_push_id(vq, ch->id, ch->ndesc, true, total < ch->len ? total : ch->len);
+			continue;
+		}
 		if (!rv->n)
 			continue;
-		uint32_t total = out[i].len ? out[i].len + d->hdr_len : 0;
+		uint32_t total = out[i].len ? out[i].len + hdr_len : 0;
 		if (out[i].len) {
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off,
 								      (uint16_t)rv->n);
