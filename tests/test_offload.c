@@ -965,7 +965,8 @@ START_TEST(a_busy_worker_lets_go_of_a_quiet_queue)
 	quiet_feed_until(&e, e.q_kicks, true, 0, 10000);
 	ck_assert_msg(atomic_load(e.q_kicks), "the quiet queue stayed with the busy worker");
 	ck_assert_msg(!atomic_load(e.a_kicks), "the busy queue was let go too");
-	ck_assert_uint_ge(th_sstats(e.sw).quiet_releases, 1);
+	/* (counted just after the kicks go back on) */
+	ck_assert(TH_WAIT(th_sstats(e.sw).quiet_releases >= 1, 3000));
 	struct hs_worker_stats ws = {.size = sizeof(ws)};
 	ck_assert_int_eq(hs_switch_worker_stats(e.sw, 0, &ws), 0);
 	ck_assert_uint_ge(ws.quiet_releases, 1);
@@ -1008,11 +1009,14 @@ START_TEST(a_quiet_queue_is_let_go_only_after_poll_us)
 	}
 	/* and is let go after it: by the quiet release, or, where the feeder
 	 * ran too slowly to keep the worker busy (seen under qemu-user), by
-	 * the worker idling as a whole (it then slept) */
+	 * the worker idling as a whole (it then slept). Either is counted
+	 * just after the kicks go back on: wait for the count. */
 	quiet_feed_until(&e, e.q_kicks, true, 0, 5000);
 	ck_assert_msg(atomic_load(e.q_kicks), "the quiet queue stayed with the busy worker");
-	struct hs_switch_stats st = th_sstats(e.sw);
-	ck_assert_msg(st.quiet_releases >= 1 || st.worker_sleeps > sleeps0,
+	struct hs_switch_stats st;
+	ck_assert_msg(TH_WAIT((st = th_sstats(e.sw), st.quiet_releases >= 1 ||
+						     st.worker_sleeps > sleeps0),
+			      3000),
 		      "q let go neither as quiet nor with the worker idle");
 	hs_switch_destroy(e.sw);
 }
