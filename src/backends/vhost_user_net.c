@@ -324,39 +324,30 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		struct vq_chain *ch = &r->chain[r->n_chain];
 		struct hs_seg *s = r->segs + seg0;
 		/* The common buffer: one descriptor that holds the header
-		 * and the whole (non-empty) frame after it. reserve_one
-		 * takes every other case. */
+		 * and the whole (non-empty) frame after it, popped here.
+		 * reserve_one takes every other case (and reads the
+		 * descriptor again: nothing of this look is kept). */
 		if (__builtin_expect(r->n_chain < r->chain_cap && seg0 < r->seg_cap &&
 				     out[i].len, 1) &&
 		    vq_peek_direct(&vr->vq, true, ch, s, UINT32_MAX / 2) && ch->len >= need) {
 			vq_take(&vr->vq);
 			rv->first = (uint16_t)r->n_chain++;
 			rv->n = 1;
-			rv->hdr[0].base = s[0].base;
-			rv->hdr[0].len = d->hdr_len;
-			rv->nhdr = 1;
-			s[0].base += d->hdr_len;
-			s[0].len -= d->hdr_len;
 			r->n_seg = seg0 + 1;
-			rv->seg0 = seg0;
-			rv->nseg = 1;
-			vq_prefetch_w(rv->hdr[0].base);
-			bufs[i].segs = s;
-			bufs[i].nsegs = 1;
-			continue;
-		}
-		int rc = reserve_one(d, &vr->vq, r, need, rv, &too_big);
-		if (rc < 0) {
-			vu_ring_broken(d, vr);
-			break;
-		}
-		if (!rc) {
-			if (vr->vq.miss) /* behind an IOMMU: ask, come back on UPDATE */
-				vu_iotlb_report(d, vr);
-			if (!too_big)
-				break; /* out of buffers */
-			bufs[i].nsegs = 0; /* larger than the guest's buffers */
-			continue;
+		} else {
+			int rc = reserve_one(d, &vr->vq, r, need, rv, &too_big);
+			if (rc < 0) {
+				vu_ring_broken(d, vr);
+				break;
+			}
+			if (!rc) {
+				if (vr->vq.miss) /* behind an IOMMU: ask, come back on UPDATE */
+					vu_iotlb_report(d, vr);
+				if (!too_big)
+					break; /* out of buffers */
+				bufs[i].nsegs = 0; /* larger than the guest's buffers */
+				continue;
+			}
 		}
 		/* The header goes first: remember where, and leave it out of
 		 * the segments the switch writes the frame into. */
@@ -428,6 +419,7 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off, 1);
 			hsb_vnet_store(rv->hdr[0].base, &h, hdr_len);
 			const struct vq_chain *ch = &r->chain[rv->first];
+			/* (the buffer holds it, as reserved; bounded all the same) */
 			uint32_t total = out[i].len + hdr_len;
 			vq_push_id(vq, ch->id, ch->ndesc, true, total < ch->len ? total : ch->len);
 			continue;
