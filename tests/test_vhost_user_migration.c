@@ -360,7 +360,7 @@ START_TEST(logging_toggles_mid_traffic)
 	}
 	/* logging is on since frame 250 */
 	ck_assert(range_marked(&m.lb, vud_gpa(&m.b, m.b.r[0].used) + 2, 2));
-	ck_assert_uint_eq(th_pstats(m.e.p[1]).tx_packets, 300);
+	ck_assert(TH_WAIT(th_pstats(m.e.p[1]).tx_packets == 300, 3000));
 	logged_down(&m);
 }
 END_TEST

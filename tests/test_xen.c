@@ -495,9 +495,10 @@ START_TEST(a_guest_without_buffers_holds_up_nobody)
 		usleep(1000);
 		xf_events(&b);
 	}
+	/* every frame for b (600, and a's broadcast) was received or counted
+	 * (tx_packets after the responses that made them seen) */
+	ck_assert(TH_WAIT(th_pstats(xb).tx_packets == seen, 3000));
 	sb = th_pstats(xb);
-	/* every frame for b (600, and a's broadcast) was received or counted */
-	ck_assert_uint_eq(seen, sb.tx_packets);
 	ck_assert_uint_eq(seen + sb.drops[HS_DROP_NO_BUFFER], total + 1);
 	ck_assert_uint_gt(seen, 200);
 	xf_destroy(&a);
@@ -884,13 +885,15 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
 	hs__xemu_sched(d1, HS__XEMU_RUNNING);
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
-	ck_assert_uint_eq(backend_ctr(x, "peer_running"), 1);
+	/* (the state is stored first, then counted) */
+	ck_assert(TH_WAIT(backend_ctr(x, "peer_running") == 1, 3000));
 	/* frames still arrive, and the guest was notified (it asked) */
 	struct hs__xemu_stats s0, s1;
 	hs__xemu_stats(e.emu, &s0);
 	m_to_guest(&e, &f, 1000, 1);
-	hs__xemu_stats(e.emu, &s1);
-	ck_assert_uint_gt(s1.notifies, s0.notifies);
+	/* (held to the end of the round for a running guest: after the
+	 * sender's completion, which m_to_guest may return at) */
+	ck_assert(TH_WAIT((hs__xemu_stats(e.emu, &s1), s1.notifies > s0.notifies), 3000));
 	/* waiting for a CPU, paused, blocked again: not running */
 	hs__xemu_sched(d1, HS__XEMU_RUNNABLE);
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
@@ -898,8 +901,9 @@ START_TEST(a_guests_vcpu_state_drives_its_notifications)
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_RUNNING, 3000));
 	hs__xemu_sched(d1, HS__XEMU_PAUSED);
 	ck_assert(TH_WAIT(hs_port_peer_state(x, 0) == HS_PEER_BLOCKED, 3000));
-	ck_assert_uint_eq(backend_ctr(x, "peer_running"), 2);
-	ck_assert_uint_eq(backend_ctr(x, "peer_not_running"), 3);
+	ck_assert(TH_WAIT(backend_ctr(x, "peer_running") == 2 &&
+				  backend_ctr(x, "peer_not_running") == 3,
+			  3000));
 	ck_assert_uint_gt(backend_ctr(x, "vcpu_state_reads"), 0);
 	ck_assert_uint_eq(backend_ctr(x, "vcpu_state_errors"), 0);
 	/* a vif no front-end connected costs no hypercall, and says unknown */
