@@ -144,7 +144,15 @@ START_TEST(timers_change_their_period_in_place)
 	ck_assert(TH_WAIT(atomic_load(&c.hits) >= 3, 3000));
 	/* and back to an hour: it stops firing */
 	ck_assert_int_eq(hs_timer_modify(t, 3600000, 0), 0);
-	usleep(50000);
+	/* The loop thread applies it at its next reconcile, which also
+	 * starts any timer added after it: once that one has fired, the
+	 * change is in (a fixed wait was not enough for a starved loop
+	 * thread). */
+	struct tctx cm = {.sw = sw};
+	hs_timer_t *mark;
+	ck_assert_int_eq(hs_timer_add(sw, 1, 0, timer_cb, &cm, &mark), 0);
+	ck_assert(TH_WAIT(atomic_load(&cm.hits) >= 1, 3000));
+	hs_timer_del(mark);
 	int h = atomic_load(&c.hits);
 	usleep(100000);
 	ck_assert_int_eq(atomic_load(&c.hits), h);
