@@ -413,7 +413,9 @@ unsigned vu_send_commit(void *priv, uint16_t q, const struct hs_out *out, unsign
 	const uint32_t hdr_len = d->hdr_len, m = n < r->n_resv ? n : r->n_resv;
 	for (unsigned i = 0; i < m; i++) {
 		const struct vu_resv *rv = &r->resv[i];
-		/* The common frame: one buffer, the header in one piece. */
+		/* The common frame: one buffer, the header in one piece. (The
+		 * general loop below does the same for it, 22 instructions a
+		 * frame slower by bench/vhost_cost.sh, hoisting or not.) */
 		if (__builtin_expect(rv->n == 1 && out[i].len && rv->hdr[0].len >= hdr_len &&
 				     !log, 1)) {
 			struct hsb_vnet_hdr h = hsb_vnet_from_offload(&out[i].off, 1);

@@ -345,7 +345,8 @@ vq_split_direct(struct vq *vq, uint16_t head, bool writable, struct vq_chain *ch
 	    !!(d.flags & VRING_DESC_F_WRITE) != writable || !d.len || d.len > limit)
 		return false;
 	/* vq_gpa, with the whole descriptor in the kept region as one test
-	 * (both halves: off alone may have wrapped below the region) */
+	 * (both halves: off alone may have wrapped below the region). Through
+	 * vq_gpa and `got != d.len` it cost 5 instructions a pop more. */
 	if (__builtin_expect(off < vq->reg_size && d.len <= vq->reg_size - off, 1)) {
 		VQ_CHECK_REG(vq);
 		p = vq->reg_hva + off;

@@ -143,7 +143,6 @@ void vu_rings_update(struct vu_dev *d)
 		struct vu_vring *vr = &d->vr[i];
 		const char *why;
 		vr->vq.log = NULL; /* translate() sets it again for a ring in use */
-		vq_set_mem(&vr->vq, d->mem); /* and forgets the old table's region */
 		/* Every miss is looked up again (the areas here, a stalled chain
 		 * by the data path): what was missing may be there now. */
 		vr->vq.miss = false;
