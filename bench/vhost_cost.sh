@@ -32,7 +32,24 @@
 #   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed]
 #                       [--size BYTES] [--seconds S] [--json FILE]
 #                       [--quiet N] [--opts "VSWITCH OPTIONS"]
-#                       [--profile FILE]
+#                       [--profile FILE] [--peer hyperswitch|iofwd]
+#
+# --peer iofwd counts testpmd's io-forward wire instead (its vhost PMD,
+# as bench/vhost_user.sh runs it), the same traffic, the same way: the
+# reference hyperswitch is timed against, counted where this machine's
+# phases cannot move the figure. Debian's testpmd has no symbols, so its
+# functions are found by what they call: the PMD's receive calls
+# rte_vhost_dequeue_burst, its transmit rte_vhost_enqueue_burst, the
+# forwarding function calls both (the transmit only after a receive that
+# got frames: a burst), and the frames are the calls of the transmit's
+# per-frame callee (the PMD's packet statistics in DPDK 22.11). The
+# forwarding lcore's instructions are counted in two windows: idle (the
+# client connected, no traffic yet), for the cost of a poll that finds
+# nothing, and traffic (from 3 s after it starts to the end), whose
+# frames' work is the forwarding function's total less its empty polls
+# at the idle cost. Outside rte_vhost nothing of testpmd's is inlined
+# from elsewhere, so the figures are the PMD's and the library's work,
+# mbuf allocation and freeing included, like hs__round's for the switch.
 #
 # --profile FILE keeps callgrind's profile there (callgrind_annotate
 # --inclusive=yes FILE shows where the instructions went).
@@ -49,7 +66,7 @@
 # and a RelWithDebInfo build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build shape=flood size=64 secs=10 json= quiet=0 opts= profile=
+peer=hyperswitch build=$here/build shape=flood size=64 secs=10 json= quiet=0 opts= profile=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -60,11 +77,15 @@ while [ $# -gt 0 ]; do
 	--quiet) quiet=$2; shift 2 ;;
 	--opts) opts=$2; shift 2 ;;
 	--profile) profile=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O] [--profile FILE]" >&2
+	--peer) peer=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O] [--profile FILE] [--peer hyperswitch|iofwd]" >&2
 	   exit 2 ;;
 	esac
 done
 case $shape in flood|unicast|closed) ;; *) echo "unknown shape $shape" >&2; exit 2 ;; esac
+case $peer in hyperswitch|iofwd) ;; *) echo "unknown peer $peer" >&2; exit 2 ;; esac
+[ "$peer" = iofwd ] && [ "$quiet" != 0 ] && { echo "--quiet: hyperswitch only" >&2; exit 2; }
+[ "$peer" = iofwd ] && [ "$secs" -lt 6 ] && { echo "--peer iofwd: at least 6 seconds" >&2; exit 2; }
 # Debian's DPDK takes 32 ports a process (RTE_MAX_ETHPORTS)
 [ "$quiet" -le 32 ] || { echo "--quiet: at most 32" >&2; exit 2; }
 . "$here/bench/vu_client.sh"
@@ -72,7 +93,7 @@ vswitch=$build/examples/vswitch
 [ "$(id -u)" = 0 ] || { echo "run as root (hugepages)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "no valgrind: scripts/deps.sh test" >&2; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "no dpdk-testpmd: scripts/deps.sh test" >&2; exit 1; }
-[ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
+[ "$peer" = iofwd ] || [ -x "$vswitch" ] || { echo "no $vswitch: build first" >&2; exit 1; }
 
 vu_hugepages 600 1024
 
@@ -81,7 +102,9 @@ swpid=
 cleanup() {
 	[ -n "$swpid" ] && kill -KILL "$swpid" 2>/dev/null
 	[ -n "${qpid:-}" ] && kill -KILL "$qpid" 2>/dev/null
+	[ -n "${ctl:-}" ] && kill -KILL "$ctl" 2>/dev/null
 	[ -n "$profile" ] && [ -f "$work/cg.out" ] && cp "$work/cg.out" "$profile"
+	[ -n "$profile" ] && [ "$peer" = iofwd ] && cp "$work"/cg.out.3-* "$(dirname "$profile")/" 2>/dev/null
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsc-* 2>/dev/null
 }
@@ -94,17 +117,51 @@ for i in $(seq 1 "$quiet"); do
 	# to the busy pair's first MAC, learned: not flooded
 	qpeers+=("--eth-peer=$((i - 1)),02:00:00:00:00:01")
 done
-# shellcheck disable=SC2086 # opts: words
-valgrind --tool=callgrind --toggle-collect=hs__round --callgrind-out-file="$work/cg.out" \
-	"$vswitch" --workers 1 $opts --vhost-user "$work/s0" --vhost-user "$work/s1" "${qports[@]}" \
-	>"$work/sw.log" 2>&1 &
+if [ "$peer" = iofwd ]; then
+	# --fair-sched: valgrind runs one thread at a time, and with its
+	# default lock the forwarding lcore stalled after the first bursts
+	# (checked). Instrumented from the start: callgrind names a function
+	# it first meets mid-way by that address, and later calls of it then
+	# split between two names (seen with the instrumentation switched on
+	# late)
+	valgrind --tool=callgrind --separate-threads=yes --fair-sched=yes \
+		--callgrind-out-file="$work/cg.out" \
+		dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsc-be --no-pci -m 512 \
+		--vdev "net_vhost0,iface=$work/s0,queues=1" --vdev "net_vhost1,iface=$work/s1,queues=1" \
+		-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32 \
+		</dev/null >"$work/sw.log" 2>&1 &
+else
+	# shellcheck disable=SC2086 # opts: words
+	valgrind --tool=callgrind --toggle-collect=hs__round --callgrind-out-file="$work/cg.out" \
+		"$vswitch" --workers 1 $opts --vhost-user "$work/s0" --vhost-user "$work/s1" "${qports[@]}" \
+		>"$work/sw.log" 2>&1 &
+fi
 swpid=$!
-end=$((SECONDS + 60))
+end=$((SECONDS + 90))
 until [ -S "$work/s0" ] && [ -S "$work/s1" ]; do
 	[ $SECONDS -lt $end ] && kill -0 "$swpid" 2>/dev/null ||
-		{ echo "the vswitch did not open its sockets: $(tail -3 "$work/sw.log")" >&2; exit 1; }
+		{ echo "the switch did not open its sockets: $(tail -3 "$work/sw.log")" >&2; exit 1; }
 	sleep 0.2
 done
+ctl=
+if [ "$peer" = iofwd ]; then
+	# the windows, timed from the client's start (vu_client: connected at
+	# once, traffic from 3 s for $secs s): start-up to 1.5 s (dump 1,
+	# not used), idle 1.5-2.8 s (dump 2), traffic 6 s to its end less
+	# 1 s (dump 3)
+	{
+		sleep 1.5
+		callgrind_control --dump=start "$swpid" >/dev/null 2>&1
+		sleep 1.3
+		callgrind_control --dump=idle "$swpid" >/dev/null 2>&1
+		sleep 3.2
+		callgrind_control -z "$swpid" >/dev/null 2>&1
+		sleep $((secs - 4))
+		callgrind_control --dump=traffic "$swpid" >/dev/null 2>&1
+		callgrind_control -i off "$swpid" >/dev/null 2>&1
+	} &
+	ctl=$!
+fi
 qpid=
 if [ "$quiet" -gt 0 ]; then
 	# the quiet guests: ports started (rings live, receive buffers
@@ -130,50 +187,108 @@ if [ "$quiet" -gt 0 ]; then
 	qpid=$!
 fi
 vu_client "$work" "$size" "$shape" "$secs" hsc-cl
+[ -n "$ctl" ] && wait "$ctl"
 [ -n "$qpid" ] && wait "$qpid"
 kill -INT "$swpid"
 for _ in $(seq 1 100); do kill -0 "$swpid" 2>/dev/null || break; sleep 0.2; done
 wait "$swpid" 2>/dev/null
 swpid=
-python3 - "$work" "$json" "$shape" "$size" "$secs" "$build" "$quiet" "$opts" <<'PY'
-import collections, json, re, sys
-work, out, shape, size, secs, build, quiet, opts = sys.argv[1:9]
-# The profile, by function: own cost, and the calls each makes (count and
-# inclusive cost) -- callgrind's format with compressed names.
-names, own = {}, collections.Counter()
-calls, ncalls = collections.Counter(), collections.Counter()
-total = fn = cfn = pending = None
-def name(v):
-    m = re.match(r'\((\d+)\)(?: (.*))?$', v.strip())
-    if not m:
-        return v.strip()
-    if m.group(2):
-        names[m.group(1)] = m.group(2)
-    return names[m.group(1)]
-for line in open(f'{work}/cg.out'):
-    if line.startswith('fn='):
-        fn = name(line[3:])
-    elif line.startswith('cfn='):
-        cfn = name(line[4:])
-    elif line.startswith('calls='):
-        pending = int(line[6:].split()[0])
-    elif line[:1] in '0123456789+-*':
-        f = line.split()
-        cost = int(f[1]) if len(f) > 1 else 0
-        if pending is not None:
-            calls[fn, cfn] += cost
-            ncalls[fn, cfn] += pending
-            pending = None
+python3 - "$work" "$json" "$shape" "$size" "$secs" "$build" "$quiet" "$opts" "$peer" <<'PY'
+import collections, glob, json, re, sys
+work, out, shape, size, secs, build, quiet, opts, peer = sys.argv[1:10]
+def parse(path):
+    """The profile, by function: own cost, the calls each makes (count
+    and inclusive cost), the total -- callgrind's format with compressed
+    names."""
+    names, own = {}, collections.Counter()
+    calls, ncalls = collections.Counter(), collections.Counter()
+    total = fn = cfn = pending = None
+    def name(v):
+        m = re.match(r'\((\d+)\)(?: (.*))?$', v.strip())
+        if not m:
+            return v.strip()
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names[m.group(1)]
+    for line in open(path):
+        if line.startswith('fn='):
+            fn = name(line[3:])
+        elif line.startswith('cfn='):
+            cfn = name(line[4:])
+        elif line.startswith('calls='):
+            pending = int(line[6:].split()[0])
+        elif line[:1] in '0123456789+-*':
+            f = line.split()
+            cost = int(f[1]) if len(f) > 1 else 0
+            if pending is not None:
+                calls[fn, cfn] += cost
+                ncalls[fn, cfn] += pending
+                pending = None
+            else:
+                own[fn] += cost
         else:
-            own[fn] += cost
-    else:
-        m = re.match(r'^(?:totals|summary): (\d+)', line)
-        if m:
-            total = int(m.group(1))
-def incl(f):
-    return own[f] + sum(c for (a, _), c in calls.items() if a == f)
-def called(f):
-    return sum(n for (_, b), n in ncalls.items() if b == f)
+            m = re.match(r'^(?:totals|summary): (\d+)', line)
+            if m:
+                total = int(m.group(1))
+    def incl(f):
+        return own[f] + sum(c for (a, _), c in calls.items() if a == f)
+    def called(f):
+        return sum(n for (_, b), n in ncalls.items() if b == f)
+    def caller(f):
+        return {a for (a, b) in ncalls if b == f}
+    def callees(f):
+        return {b: n for (a, b), n in ncalls.items() if a == f}
+    return total, incl, called, caller, callees
+if peer == 'iofwd':
+    def window(n):
+        """The forwarding lcore's profile in dump n: the thread's file
+        that calls rte_vhost_dequeue_burst."""
+        for path in sorted(glob.glob(f'{work}/cg.out.{n}-*')):
+            total, incl, called, caller, callees = parse(path)
+            rx = caller('rte_vhost_dequeue_burst')
+            if len(rx) > 1:
+                sys.exit(f'dump {n}: the receive goes by several names: {rx}')
+            if rx:
+                return total, incl, called, caller, callees, rx.pop()
+        sys.exit(f'no forwarding lcore in dump {n}: {glob.glob(work + "/cg.out*")}')
+    # idle: the thread only polls, so all it did, its loop included, over
+    # the receives
+    total, incl, called, caller, callees, rx = window(2)
+    idle_polls = called(rx)
+    if not idle_polls or called('rte_vhost_enqueue_burst'):
+        sys.exit('the idle window saw %d polls, %d bursts' %
+                 (idle_polls, called('rte_vhost_enqueue_burst')))
+    empty = total / idle_polls
+    _, incl, called, caller, callees, rx = window(3)
+    tx = caller('rte_vhost_enqueue_burst').pop()
+    fwd = caller(rx)
+    if len(fwd) != 1 or caller(tx) != fwd:
+        sys.exit('unexpected callers: %s %s' % (fwd, caller(tx)))
+    fwd = fwd.pop()
+    polls, bursts = called(fwd), called(tx)
+    per = max((n, f) for f, n in callees(tx).items() if f != 'rte_vhost_enqueue_burst')
+    frames = per[0]
+    # (a window may end inside a burst: one burst's frames of slack)
+    if not bursts or not frames <= 32 * (bursts + 1):
+        sys.exit('frames %d in %d bursts' % (frames, bursts))
+    work_ir = incl(fwd) - (polls - bursts) * empty
+    res = {'benchmark': 'vhost_cost', 'peer': 'iofwd', 'shape': shape,
+           'frame_bytes': int(size), 'seconds': float(secs), 'frames': frames,
+           'bursts': bursts, 'polls': polls, 'empty_polls': polls - bursts,
+           'instructions_per_empty_poll': round(empty, 1),
+           'instructions_per_frame': round(work_ir / frames, 1),
+           'polls_included_per_frame': round(incl(fwd) / frames, 1)}
+    print('io-forward wire %s %s B: %.1f instructions per frame in polls that took frames '
+          '(%d frames, %.1f a burst); polls included: %.1f per frame (%d polls, %.2f empty '
+          'ones per frame, %.1f instructions each, from the idle window)' %
+          (shape, size, res['instructions_per_frame'], frames, frames / bursts,
+           res['polls_included_per_frame'], polls, (polls - bursts) / frames, empty))
+    if out:
+        with open(out, 'w') as f:
+            json.dump(res, f, indent=1)
+            f.write('\n')
+    sys.exit(0)
+total, incl, called, _, _ = parse(f'{work}/cg.out')
 frames = rounds = res_quiet = None
 backlogged = 0
 for line in open(f'{work}/sw.log'):
@@ -188,7 +303,7 @@ for line in open(f'{work}/sw.log'):
         backlogged += int(m.group(1))
 if not total or not frames:
     sys.exit('could not count: instructions %s, frames %s' % (total, frames))
-res = {'benchmark': 'vhost_cost', 'shape': shape, 'frame_bytes': int(size),
+res = {'benchmark': 'vhost_cost', 'peer': 'hyperswitch', 'shape': shape, 'frame_bytes': int(size),
        'seconds': float(secs), 'build': build, 'frames': frames, 'rounds': rounds,
        'backlogged': backlogged, 'hs_round_per_frame': round(total / frames, 1),
        'quiet_ports': int(quiet), 'vswitch_opts': opts}
