@@ -38,6 +38,11 @@
 # Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
 # (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
 # Prints a table, the ratios, and one JSON document (to --json FILE too).
+# Also the phases: machine A's rate moves between levels that the host
+# sets (about 6-7 and 12-21 Mpps at 64 B), for a whole run or within
+# one, whichever peer runs; so the seconds of all runs of a shape are
+# pooled, split at their largest jump, and the peers compared within
+# each level ("phases" in the JSON).
 # Gbps counts frame bytes (no preamble, no CRC): Mpps x size x 8 / 1000.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -173,10 +178,12 @@ one_run() {
 		cp "$work/cl.log" "$logs/$1-$3-$2-r$4.cl.log"
 	fi
 	[ -d "$work/ovs" ] && cp "$work/ovs/vswitchd.log" "$work/ovs-$2-$3.log" 2>/dev/null
-	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up.
+	# Per-second Rx-pps of port 0 and port 1, summed; drop 3 s of warm-up
+	# (kept, one file a run, for the phases below); the run's median.
+	local sec=$work/sec-$1-$3-$2-r$4.txt
 	awk '/Rx-pps:/ {v[n++]=$2} END {for (i=0; i+1<n; i+=2) print v[i]+v[i+1]}' "$work/cl.log" |
-		tail -n +4 | sort -n |
-		awk '{a[NR]=$1} END {if (NR) printf "%.3f\n", a[int((NR+1)/2)]/1e6}'
+		tail -n +4 >"$sec"
+	sort -n "$sec" | awk '{a[NR]=$1} END {if (NR) printf "%.3f\n", a[int((NR+1)/2)]/1e6}'
 }
 
 echo "vhost-user benchmark: peers $peers; sizes $sizes; shapes $shapes;" \
@@ -196,8 +203,8 @@ for r in $(seq 1 "$rounds"); do
 done
 
 printf '%s\n' "${results[@]}" > "$work/results.txt"
-python3 - "$work/results.txt" "$secs" "$rounds" "$args" <<'EOF' | tee "$work/out.json"
-import json, statistics, sys, platform, datetime, subprocess
+python3 - "$work/results.txt" "$secs" "$rounds" "$args" "$work" <<'EOF' | tee "$work/out.json"
+import glob, json, os, re, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 secs, rounds = int(sys.argv[2]), int(sys.argv[3])
 res = {}
@@ -241,6 +248,40 @@ for shape, size in sorted({(sh, sz) for _, sh, sz in med}, key=lambda k: (order.
             out["ratios"].append({"shape": shape, "frame_bytes": size, "vs": other,
                                   "ratio_of_medians": round(hs / o, 2),
                                   "per_round": [round(x, 2) for x in per]})
+# Phases: this machine's rate moves between levels (on machine A about
+# 6-7 and 12-21 Mpps at 64 B) that the host sets, for whole runs or
+# within one, whichever peer runs (benchmarks.md, section 6). The
+# seconds of all runs of a shape and size, pooled over the peers, are
+# split at their largest jump if the next level is over 1.3x the one
+# below; within each level, each peer's median second, and hyperswitch
+# over the others where both have 3 seconds or more there.
+secs_of = {}
+for f in glob.glob(os.path.join(sys.argv[5], "sec-*.txt")):
+    m = re.match(r"sec-(.+)-(\w+)-(\d+)-r\d+\.txt$", os.path.basename(f))
+    v = [float(x) / 1e6 for x in open(f).read().split()]
+    if m and v:
+        secs_of.setdefault((m.group(1), m.group(2), int(m.group(3))), []).extend(v)
+out["phases"] = []
+for shape, size in sorted({(sh, sz) for _, sh, sz in secs_of}, key=lambda k: (order.get(k[0], 9), k[1])):
+    pool = sorted(x for (p, sh, sz), v in secs_of.items() if (sh, sz) == (shape, size)
+                  for x in v if x > 0)
+    if len(pool) < 2:
+        continue
+    jump, at = max((pool[i + 1] / pool[i], pool[i + 1]) for i in range(len(pool) - 1))
+    cuts = [(0.0, at), (at, float("inf"))] if jump > 1.3 else [(0.0, float("inf"))]
+    for lo, hi in cuts:
+        ph = {"shape": shape, "frame_bytes": size, "mpps_from": round(lo, 3),
+              "mpps_below": None if hi == float("inf") else round(hi, 3), "peers": {}}
+        for (p, sh, sz), v in sorted(secs_of.items()):
+            if (sh, sz) == (shape, size):
+                w = [x for x in v if lo <= x < hi]
+                if w:
+                    ph["peers"][p] = {"seconds": len(w), "mpps_median": round(statistics.median(w), 3)}
+        hs = ph["peers"].get("hyperswitch")
+        ph["ratios"] = {o: round(hs["mpps_median"] / e["mpps_median"], 2)
+                        for o, e in ph["peers"].items()
+                        if o != "hyperswitch" and hs and hs["seconds"] >= 3 and e["seconds"] >= 3}
+        out["phases"].append(ph)
 print(json.dumps(out, indent=1))
 tab = sys.stderr
 print("\n%-12s %-8s %6s %10s %10s   %s" % ("peer", "shape", "bytes", "Mpps", "Gbps", "runs (Mpps)"),
@@ -253,5 +294,13 @@ for e in out["ratios"]:
     print("hyperswitch / %-9s %-8s at %4d B: %.2fx (rounds: %s)" % (e["vs"], e["shape"],
           e["frame_bytes"], e["ratio_of_medians"], " ".join("%.2f" % x for x in e["per_round"])),
           file=tab)
+for ph in out["phases"]:
+    print("phase %-8s %4d B, seconds at %s Mpps: %s%s" % (
+          ph["shape"], ph["frame_bytes"],
+          ">= %.2f" % ph["mpps_from"] if ph["mpps_below"] is None else
+          "%.2f-%.2f" % (ph["mpps_from"], ph["mpps_below"]),
+          ", ".join("%s %.2f (%d s)" % (p, e["mpps_median"], e["seconds"])
+                    for p, e in ph["peers"].items()),
+          "".join("; hyperswitch / %s %.2fx" % kv for kv in ph["ratios"].items())), file=tab)
 EOF
 [ -z "$json" ] || cp "$work/out.json" "$json"
