@@ -38,11 +38,11 @@
 # Needs root (hugepages), dpdk-testpmd (dpdk-dev), ovs-vswitchd-dpdk
 # (openvswitch-switch-dpdk): scripts/deps.sh bench installs them.
 # Prints a table, the ratios, and one JSON document (to --json FILE too).
-# Also the phases: machine A's rate moves between levels that the host
-# sets (about 6-7 and 12-21 Mpps at 64 B), for a whole run or within
-# one, whichever peer runs; so the seconds of all runs of a shape are
-# pooled, split at their largest jump, and the peers compared within
-# each level ("phases" in the JSON).
+# Also the phases: machine A's rate moves between levels (mostly about
+# 6-7 and 12-21 Mpps at 64 B), for a whole run or within one; so the
+# seconds of all runs of a shape are pooled, split at their largest
+# jump, and the peers compared within each level ("phases" in the JSON;
+# conditional on the level, which the peer may influence: see below).
 # Gbps counts frame bytes (no preamble, no CRC): Mpps x size x 8 / 1000.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -248,39 +248,50 @@ for shape, size in sorted({(sh, sz) for _, sh, sz in med}, key=lambda k: (order.
             out["ratios"].append({"shape": shape, "frame_bytes": size, "vs": other,
                                   "ratio_of_medians": round(hs / o, 2),
                                   "per_round": [round(x, 2) for x in per]})
-# Phases: this machine's rate moves between levels (on machine A about
-# 6-7 and 12-21 Mpps at 64 B) that the host sets, for whole runs or
-# within one, whichever peer runs (benchmarks.md, section 6). The
-# seconds of all runs of a shape and size, pooled over the peers, are
-# split at their largest jump if the next level is over 1.3x the one
-# below; within each level, each peer's median second, and hyperswitch
-# over the others where both have 3 seconds or more there.
-secs_of = {}
-for f in glob.glob(os.path.join(sys.argv[5], "sec-*.txt")):
-    m = re.match(r"sec-(.+)-(\w+)-(\d+)-r\d+\.txt$", os.path.basename(f))
+# Phases: this machine's rate moves between levels (on machine A mostly
+# about 6-7 and 12-21 Mpps at 64 B, some runs between), for whole runs
+# or within one (benchmarks.md, section 6). The seconds of all runs of
+# a shape and size, pooled over the peers, are split at their largest
+# jump, if the level above is over 1.3x the one below and each side
+# holds a fifth of the seconds or more; within each level, each peer's
+# seconds (and from how many runs) and median second, and hyperswitch
+# over the others where both have seconds there from 2 runs or more.
+# The level is chosen by the outcome: a peer that lands in the slow
+# level more often (its share of seconds, printed) may be the cause of
+# it, so a within-level ratio is conditional on the level. Every
+# run's seconds go into the JSON ("seconds") so that a split can be
+# checked.
+secs_of, out["seconds"] = {}, {}
+for f in sorted(glob.glob(os.path.join(sys.argv[5], "sec-*.txt"))):
+    m = re.match(r"sec-(.+)-(\w+)-(\d+)-r(\d+)\.txt$", os.path.basename(f))
     v = [float(x) / 1e6 for x in open(f).read().split()]
+    v = [x for x in v if x > 0] # a second with nothing moved: the run stalled or ended
     if m and v:
-        secs_of.setdefault((m.group(1), m.group(2), int(m.group(3))), []).extend(v)
+        out["seconds"][os.path.basename(f)[4:-4]] = v
+        secs_of.setdefault((m.group(1), m.group(2), int(m.group(3))), []).extend(
+            (x, int(m.group(4))) for x in v)
 out["phases"] = []
 for shape, size in sorted({(sh, sz) for _, sh, sz in secs_of}, key=lambda k: (order.get(k[0], 9), k[1])):
     pool = sorted(x for (p, sh, sz), v in secs_of.items() if (sh, sz) == (shape, size)
-                  for x in v if x > 0)
-    if len(pool) < 2:
-        continue
-    jump, at = max((pool[i + 1] / pool[i], pool[i + 1]) for i in range(len(pool) - 1))
+                  for x, _ in v)
+    least = max(2, len(pool) // 5)
+    jumps = [(pool[i + 1] / pool[i], pool[i + 1]) for i in range(least - 1, len(pool) - least)]
+    jump, at = max(jumps) if jumps else (1.0, 0.0)
     cuts = [(0.0, at), (at, float("inf"))] if jump > 1.3 else [(0.0, float("inf"))]
     for lo, hi in cuts:
         ph = {"shape": shape, "frame_bytes": size, "mpps_from": round(lo, 3),
               "mpps_below": None if hi == float("inf") else round(hi, 3), "peers": {}}
         for (p, sh, sz), v in sorted(secs_of.items()):
             if (sh, sz) == (shape, size):
-                w = [x for x in v if lo <= x < hi]
-                if w:
-                    ph["peers"][p] = {"seconds": len(w), "mpps_median": round(statistics.median(w), 3)}
+                w = [(x, r) for x, r in v if lo <= x < hi]
+                ph["peers"][p] = {"seconds": len(w), "of": len(v),
+                                  "runs": len({r for _, r in w}),
+                                  "mpps_median": round(statistics.median(x for x, _ in w), 3)
+                                  if w else None}
         hs = ph["peers"].get("hyperswitch")
         ph["ratios"] = {o: round(hs["mpps_median"] / e["mpps_median"], 2)
                         for o, e in ph["peers"].items()
-                        if o != "hyperswitch" and hs and hs["seconds"] >= 3 and e["seconds"] >= 3}
+                        if o != "hyperswitch" and hs and hs["runs"] >= 2 and e["runs"] >= 2}
         out["phases"].append(ph)
 print(json.dumps(out, indent=1))
 tab = sys.stderr
@@ -299,7 +310,9 @@ for ph in out["phases"]:
           ph["shape"], ph["frame_bytes"],
           ">= %.2f" % ph["mpps_from"] if ph["mpps_below"] is None else
           "%.2f-%.2f" % (ph["mpps_from"], ph["mpps_below"]),
-          ", ".join("%s %.2f (%d s)" % (p, e["mpps_median"], e["seconds"])
+          ", ".join("%s %s (%d of its %d s, %d runs)" %
+                    (p, "-" if e["mpps_median"] is None else "%.2f" % e["mpps_median"],
+                     e["seconds"], e["of"], e["runs"])
                     for p, e in ph["peers"].items()),
           "".join("; hyperswitch / %s %.2fx" % kv for kv in ph["ratios"].items())), file=tab)
 EOF

@@ -12,7 +12,7 @@ vu_hugepages() {
 	mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
 }
 
-# vu_client DIR SIZE SHAPE SECS PREFIX: one dpdk-testpmd, one forwarding
+# vu_client DIR SIZE SHAPE SECS PREFIX [IDLE]: one dpdk-testpmd, one forwarding
 # core on CPU 0, two virtio-user ports on DIR/s0 and DIR/s1, sends SIZE-byte
 # frames of SHAPE for SECS seconds and prints each port's statistics once
 # a second, port 0 then port 1 (output in DIR/cl.log). Shapes:
@@ -21,9 +21,12 @@ vu_hugepages() {
 #   unicast  mac mode, 64 bursts per port put in at the start
 #   closed   mac mode, 4 bursts per port in flight
 # In mac mode a frame taken on one port leaves by the other, from that
-# port's MAC to its peer's; "start tx_first N" puts N bursts in.
+# port's MAC to its peer's; "start tx_first N" puts N bursts in. IDLE
+# (seconds, default 0): after the traffic stops, the ports stay
+# connected that long before testpmd quits (vhost_cost.sh --peer iofwd
+# counts an empty poll there).
 vu_client() {
-	local dir=$1 size=$2 shape=$3 secs=$4 prefix=$5 mode start
+	local dir=$1 size=$2 shape=$3 secs=$4 prefix=$5 idle=${6:-0} mode start
 	case $shape in
 	flood) mode=flowgen start=start ;;
 	unicast) mode=mac start="start tx_first 64" ;;
@@ -41,7 +44,8 @@ vu_client() {
 		echo "$start"
 		for _ in $(seq 1 "$secs"); do sleep 1; echo "show port stats all"; done
 		echo stop
+		sleep "$idle"
 		echo quit
-	} | timeout -s INT $((secs + 40)) dpdk-testpmd "${eal[@]}" -- -i --forward-mode=$mode \
+	} | timeout -s INT $((secs + idle + 40)) dpdk-testpmd "${eal[@]}" -- -i --forward-mode=$mode \
 		"${app[@]}" >"$dir/cl.log" 2>&1
 }
