@@ -160,8 +160,16 @@ if [ "$peer" = iofwd ]; then
 	# (dump 3; dump 2, the end of the traffic, is not used). Idle comes
 	# last because the client connects during its first seconds: polls
 	# before that return early in the PMD and are no switch's poll.
-	# (each one's exit status to $work/ctl, checked with the counts)
-	cgc() { callgrind_control "$@" "$swpid" >/dev/null 2>&1; echo $? >>"$work/ctl"; }
+	# (each one's result to $work/ctl, checked with the counts:
+	# callgrind_control exits 0 even when it found no such process, so
+	# its output is looked at)
+	cgc() {
+		if callgrind_control "$@" "$swpid" 2>&1 | grep -q '^Error'; then
+			echo 1 >>"$work/ctl"
+		else
+			echo 0 >>"$work/ctl"
+		fi
+	}
 	{
 		sleep 6
 		cgc -z
@@ -279,14 +287,14 @@ if peer == 'iofwd':
                          f'{called(rx)} polls found the device down: the window is not '
                          'inside the client\'s run (slow start, or late callgrind_control)')
             return path, incl, called, caller, callees, rx, fwd
-        sys.exit(f'no forwarding lcore in dump {n} (did the client connect? see its log): '
-                 f'{sorted(glob.glob(work + "/cg.out*"))}')
+        sys.exit(f'no forwarding lcore in dump {n} (the dump missing, or no poll of a '
+                 f'connected device in it): {sorted(glob.glob(work + "/cg.out*"))}')
     try:
         ctl = open(f'{work}/ctl').read().split()
     except OSError:
         ctl = []
     if ctl != ['0'] * 4:
-        sys.exit(f'callgrind_control failed (exit codes {ctl}): the windows are not known')
+        sys.exit(f'callgrind_control failed ({ctl}: 1 = an error): the windows are not known')
     # idle: every poll finds nothing; the forwarding function's cost a poll
     _, incl, called, caller, callees, rx, fwd = window(3)
     idle_polls = called(fwd)
@@ -296,13 +304,15 @@ if peer == 'iofwd':
     empty = incl(fwd) / idle_polls
     path, incl, called, caller, callees, rx, fwd = window(1)
     tx = caller('rte_vhost_enqueue_burst')
-    if tx != set(callees(fwd)) - {rx}:
+    if len(tx) != 1 or tx != set(callees(fwd)) - {rx}:
         sys.exit('the transmit is not the forwarding function\'s other callee: %s %s' %
                  (tx, callees(fwd)))
     tx = tx.pop()
     polls, bursts = called(fwd), called(tx)
-    per = max((n, f) for f, n in callees(tx).items() if f != 'rte_vhost_enqueue_burst')
-    frames = per[0]
+    per = [n for f, n in callees(tx).items() if f != 'rte_vhost_enqueue_burst']
+    if not per:
+        sys.exit('the transmit calls nothing per frame: not the PMD this script knows')
+    frames = max(per)
     # a per-burst callee would give about one a burst; a window may end
     # inside a burst (one burst's frames of slack); most polls must take
     # frames, or the window was not the traffic's
