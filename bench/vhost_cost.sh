@@ -133,12 +133,10 @@ if [ "$peer" = iofwd ]; then
 	# it first meets mid-way by that address, and later calls of it then
 	# split between two names (seen with the instrumentation switched on
 	# late)
+	# shellcheck disable=SC2046 # words, by design (vu_wire_args)
 	valgrind --tool=callgrind --separate-threads=yes --fair-sched=yes \
 		--callgrind-out-file="$work/cg.out" \
-		dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsc-be --no-pci -m 512 \
-		--vdev "net_vhost0,iface=$work/s0,queues=1" --vdev "net_vhost1,iface=$work/s1,queues=1" \
-		-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32 \
-		</dev/null >"$work/sw.log" 2>&1 &
+		dpdk-testpmd $(vu_wire_args "$work" hsc-be) </dev/null >"$work/sw.log" 2>&1 &
 else
 	# shellcheck disable=SC2086 # opts: words
 	valgrind --tool=callgrind --toggle-collect=hs__round --callgrind-out-file="$work/cg.out" \

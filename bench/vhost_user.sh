@@ -42,7 +42,7 @@
 # 6-7 and 12-21 Mpps at 64 B), for a whole run or within one; so the
 # seconds of all runs of a shape are pooled, split at their largest
 # jump, and the peers compared within each level ("phases" in the JSON;
-# conditional on the level, which the peer may influence: see below).
+# bench/vu_phases.py says how, and pools the JSON of several runs).
 # Gbps counts frame bytes (no preamble, no CRC): Mpps x size x 8 / 1000.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -121,10 +121,8 @@ start_hyperswitch() { # [vswitch binary] [port options]
 }
 
 start_iofwd() {
-	dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsb-be --no-pci -m 512 \
-		--vdev "net_vhost0,iface=$work/s0,queues=1" --vdev "net_vhost1,iface=$work/s1,queues=1" \
-		-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32 \
-		</dev/null >"$work/sw.log" 2>&1 &
+	# shellcheck disable=SC2046 # words, by design (vu_wire_args)
+	dpdk-testpmd $(vu_wire_args "$work" hsb-be) </dev/null >"$work/sw.log" 2>&1 &
 	pids+=("$!")
 }
 
@@ -203,7 +201,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 printf '%s\n' "${results[@]}" > "$work/results.txt"
-python3 - "$work/results.txt" "$secs" "$rounds" "$args" "$work" <<'EOF' | tee "$work/out.json"
+python3 - "$work/results.txt" "$secs" "$rounds" "$args" "$work" "$here/bench" <<'EOF' | tee "$work/out.json"
 import glob, json, os, re, statistics, sys, platform, datetime, subprocess
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 secs, rounds = int(sys.argv[2]), int(sys.argv[3])
@@ -248,51 +246,14 @@ for shape, size in sorted({(sh, sz) for _, sh, sz in med}, key=lambda k: (order.
             out["ratios"].append({"shape": shape, "frame_bytes": size, "vs": other,
                                   "ratio_of_medians": round(hs / o, 2),
                                   "per_round": [round(x, 2) for x in per]})
-# Phases: this machine's rate moves between levels (on machine A mostly
-# about 6-7 and 12-21 Mpps at 64 B, some runs between), for whole runs
-# or within one (benchmarks.md, section 6). The seconds of all runs of
-# a shape and size, pooled over the peers, are split at their largest
-# jump, if the level above is over 1.3x the one below and each side
-# holds a fifth of the seconds or more; within each level, each peer's
-# seconds (and from how many runs) and median second, and hyperswitch
-# over the others where both have seconds there from 2 runs or more.
-# The level is chosen by the outcome: a peer that lands in the slow
-# level more often (its share of seconds, printed) may be the cause of
-# it, so a within-level ratio is conditional on the level. Every
-# run's seconds go into the JSON ("seconds") so that a split can be
-# checked.
-secs_of, out["seconds"] = {}, {}
+# Phases (bench/vu_phases.py): every run's seconds go into the JSON
+# ("seconds"), so that a split can be checked, and runs pooled later.
+sys.path.insert(0, sys.argv[6])
+from vu_phases import phases, describe
+out["seconds"] = {}
 for f in sorted(glob.glob(os.path.join(sys.argv[5], "sec-*.txt"))):
-    m = re.match(r"sec-(.+)-(\w+)-(\d+)-r(\d+)\.txt$", os.path.basename(f))
-    v = [float(x) / 1e6 for x in open(f).read().split()]
-    v = [x for x in v if x > 0] # a second with nothing moved: the run stalled or ended
-    if m and v:
-        out["seconds"][os.path.basename(f)[4:-4]] = v
-        secs_of.setdefault((m.group(1), m.group(2), int(m.group(3))), []).extend(
-            (x, int(m.group(4))) for x in v)
-out["phases"] = []
-for shape, size in sorted({(sh, sz) for _, sh, sz in secs_of}, key=lambda k: (order.get(k[0], 9), k[1])):
-    pool = sorted(x for (p, sh, sz), v in secs_of.items() if (sh, sz) == (shape, size)
-                  for x, _ in v)
-    least = max(2, len(pool) // 5)
-    jumps = [(pool[i + 1] / pool[i], pool[i + 1]) for i in range(least - 1, len(pool) - least)]
-    jump, at = max(jumps) if jumps else (1.0, 0.0)
-    cuts = [(0.0, at), (at, float("inf"))] if jump > 1.3 else [(0.0, float("inf"))]
-    for lo, hi in cuts:
-        ph = {"shape": shape, "frame_bytes": size, "mpps_from": round(lo, 3),
-              "mpps_below": None if hi == float("inf") else round(hi, 3), "peers": {}}
-        for (p, sh, sz), v in sorted(secs_of.items()):
-            if (sh, sz) == (shape, size):
-                w = [(x, r) for x, r in v if lo <= x < hi]
-                ph["peers"][p] = {"seconds": len(w), "of": len(v),
-                                  "runs": len({r for _, r in w}),
-                                  "mpps_median": round(statistics.median(x for x, _ in w), 3)
-                                  if w else None}
-        hs = ph["peers"].get("hyperswitch")
-        ph["ratios"] = {o: round(hs["mpps_median"] / e["mpps_median"], 2)
-                        for o, e in ph["peers"].items()
-                        if o != "hyperswitch" and hs and hs["runs"] >= 2 and e["runs"] >= 2}
-        out["phases"].append(ph)
+    out["seconds"][os.path.basename(f)[4:-4]] = [float(x) / 1e6 for x in open(f).read().split()]
+out["phases"] = phases({(k, 0): v for k, v in out["seconds"].items()})
 print(json.dumps(out, indent=1))
 tab = sys.stderr
 print("\n%-12s %-8s %6s %10s %10s   %s" % ("peer", "shape", "bytes", "Mpps", "Gbps", "runs (Mpps)"),
@@ -305,15 +266,6 @@ for e in out["ratios"]:
     print("hyperswitch / %-9s %-8s at %4d B: %.2fx (rounds: %s)" % (e["vs"], e["shape"],
           e["frame_bytes"], e["ratio_of_medians"], " ".join("%.2f" % x for x in e["per_round"])),
           file=tab)
-for ph in out["phases"]:
-    print("phase %-8s %4d B, seconds at %s Mpps: %s%s" % (
-          ph["shape"], ph["frame_bytes"],
-          ">= %.2f" % ph["mpps_from"] if ph["mpps_below"] is None else
-          "%.2f-%.2f" % (ph["mpps_from"], ph["mpps_below"]),
-          ", ".join("%s %s (%d of its %d s, %d runs)" %
-                    (p, "-" if e["mpps_median"] is None else "%.2f" % e["mpps_median"],
-                     e["seconds"], e["of"], e["runs"])
-                    for p, e in ph["peers"].items()),
-          "".join("; hyperswitch / %s %.2fx" % kv for kv in ph["ratios"].items())), file=tab)
+describe(out["phases"], tab)
 EOF
 [ -z "$json" ] || cp "$work/out.json" "$json"

@@ -12,6 +12,15 @@ vu_hugepages() {
 	mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
 }
 
+# vu_wire_args DIR PREFIX: the arguments of testpmd's io-forward wire
+# (its vhost PMD, forwarding on CPU 1) serving DIR/s0 and DIR/s1, one
+# word each (DIR without spaces): the reference both scripts measure.
+vu_wire_args() {
+	echo "-l 0,1 --main-lcore 0 --file-prefix $2 --no-pci -m 512" \
+		"--vdev net_vhost0,iface=$1/s0,queues=1 --vdev net_vhost1,iface=$1/s1,queues=1" \
+		"-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32"
+}
+
 # vu_client DIR SIZE SHAPE SECS PREFIX [IDLE]: one dpdk-testpmd, one forwarding
 # core on CPU 0, two virtio-user ports on DIR/s0 and DIR/s1, sends SIZE-byte
 # frames of SHAPE for SECS seconds and prints each port's statistics once
