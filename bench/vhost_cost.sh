@@ -8,7 +8,7 @@
 # inside hs__round (one poll of one queue: taking the guest's chains,
 # classification, delivery into the other guest's buffers, returning the
 # chains); one dpdk-testpmd with two virtio-user ports drives it with the
-# traffic of bench/vhost_user.sh's shape (flood, unicast or closed) for
+# traffic of bench/vhost_user.sh's shape (flood, unicast, closed or closed-flood) for
 # SECONDS. Two figures, each divided by the frames the switch took (its rx
 # counter, printed on exit):
 #   - per frame in rounds that took frames: the two functions that run
@@ -29,7 +29,7 @@
 # flood shape's receivers keep up. On an otherwise idle machine A the
 # total repeated within 0.2% (unicast, 8 runs: 699.2-700.5).
 #
-#   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed]
+#   bench/vhost_cost.sh [--build DIR] [--shape flood|unicast|closed|closed-flood]
 #                       [--size BYTES] [--seconds S] [--json FILE]
 #                       [--quiet N] [--opts "VSWITCH OPTIONS"]
 #                       [--profile FILE] [--peer hyperswitch|iofwd]
@@ -84,11 +84,11 @@ while [ $# -gt 0 ]; do
 	--opts) opts=$2; shift 2 ;;
 	--profile) profile=$2; shift 2 ;;
 	--peer) peer=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O] [--profile FILE] [--peer hyperswitch|iofwd]" >&2
+	*) echo "usage: $0 [--build DIR] [--shape flood|unicast|closed|closed-flood] [--size BYTES] [--seconds S] [--json FILE] [--quiet N] [--opts O] [--profile FILE] [--peer hyperswitch|iofwd]" >&2
 	   exit 2 ;;
 	esac
 done
-case $shape in flood|unicast|closed) ;; *) echo "unknown shape $shape" >&2; exit 2 ;; esac
+case $shape in flood|unicast|closed|closed-flood) ;; *) echo "unknown shape $shape" >&2; exit 2 ;; esac
 case $peer in hyperswitch|iofwd) ;; *) echo "unknown peer $peer" >&2; exit 2 ;; esac
 [ "$peer" = iofwd ] && [ "$quiet" != 0 ] && { echo "--quiet: hyperswitch only" >&2; exit 2; }
 [ "$peer" = iofwd ] && [ "$secs" -lt 6 ] && { echo "--peer iofwd: at least 6 seconds" >&2; exit 2; }

@@ -9,11 +9,12 @@
 #   base         the vswitch example of another build (--base DIR), as
 #                hyperswitch: interleaved A/B runs of a change; --base-opts
 #                adds port options (e.g. ",no-in-order", with --base naming
-#                the same build: one mechanism off)
+#                the same build: one mechanism off), --base-args switch
+#                options (e.g. "--no-backlog")
 # in interleaved rounds (the machine is shared and noisy: compare figures
 # of one run). Each run lasts SECONDS; its figure is the median, after 3 s
 # of warm-up, of the per-second sum of both clients' Rx-pps. The traffic
-# comes in three shapes (--shapes):
+# comes in four shapes (--shapes):
 #   flood    open loop, testpmd flowgen: this DPDK sends every frame from
 #            one fixed MAC to another on both ports, so a learning switch
 #            floods every frame and moves the source every burst
@@ -25,11 +26,15 @@
 #   closed   closed loop, the same with only 4 bursts per port in flight:
 #            the switch's per-round latency bounds the rate, as it bounds
 #            TCP between guests
+#   closed-flood  the closed loop toward a MAC no port has: every frame
+#            flooded (to the one other port), sources learned and stable;
+#            against closed it isolates the flood from flood's open loop
+#            and moving source (not in the default list)
 #
 #   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
 #                       [--shapes "flood unicast closed"] [--base DIR]
-#                       [--base-opts OPTS] [--json FILE] [--logs DIR]
+#                       [--base-opts OPTS] [--base-args ARGS] [--json FILE] [--logs DIR]
 #
 # --logs DIR keeps each run's switch and client output there
 # (PEER-SHAPE-BYTES-rROUND.sw.log, .cl.log: the vswitch prints its counters,
@@ -47,7 +52,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
-shapes="flood unicast closed" base= base_opts= logs=
+shapes="flood unicast closed" base= base_opts= base_args= logs=
 args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -59,9 +64,10 @@ while [ $# -gt 0 ]; do
 	--shapes) shapes=$2; shift 2 ;;
 	--base) base=$2; shift 2 ;;
 	--base-opts) base_opts=$2; shift 2 ;;
+	--base-args) base_args=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--json FILE] [--logs DIR]" >&2
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--base-args ARGS] [--json FILE] [--logs DIR]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -113,8 +119,9 @@ wait_for_sock() { # path seconds
 }
 
 # ---- the switches under test: each listens on $work/s0 and $work/s1 ----
-start_hyperswitch() { # [vswitch binary] [port options]
-	taskset -c 1 "${1:-$vswitch}" --workers 1 --vhost-user "$work/s0${2:-}" \
+start_hyperswitch() { # [vswitch binary] [port options] [switch options]
+	# shellcheck disable=SC2086 # switch options: words, by design
+	taskset -c 1 "${1:-$vswitch}" --workers 1 ${3:-} --vhost-user "$work/s0${2:-}" \
 		--vhost-user "$work/s1${2:-}" \
 		>"$work/sw.log" 2>&1 &
 	pids+=("$!")
@@ -158,7 +165,7 @@ one_run() {
 	rm -f "$work/s0" "$work/s1" "$work/cl.log"
 	case $1 in
 	hyperswitch) start_hyperswitch ;;
-	base) start_hyperswitch "$base/examples/vswitch" "$base_opts" ;;
+	base) start_hyperswitch "$base/examples/vswitch" "$base_opts" "$base_args" ;;
 	iofwd) start_iofwd ;;
 	ovs-dpdk) start_ovs || { echo "ovs failed to start" >&2; stop_all; return; } ;;
 	esac
@@ -216,6 +223,7 @@ shape_doc = {
     "flood": "open loop, testpmd flowgen: one fixed MAC pair on both ports (flooded, source moves)",
     "unicast": "saturated loop, testpmd mac mode, learned unicast MACs, 64 bursts per port put in",
     "closed": "closed loop, testpmd mac mode, learned unicast MACs, 4 bursts per port in flight",
+    "closed-flood": "closed loop, testpmd mac mode, 4 bursts per port, toward a MAC no port has (flooded, sources stable)",
 }
 out = {
     "benchmark": "vhost-user, two virtio-user clients (testpmd, 1 core) through the switch (1 core)",
@@ -226,7 +234,7 @@ out = {
     "shapes": {k: v for k, v in shape_doc.items() if any(k == s for _, s, _ in res)},
     "results": [], "ratios": [],
 }
-order = {"flood": 0, "unicast": 1, "closed": 2}
+order = {"flood": 0, "unicast": 1, "closed": 2, "closed-flood": 3}
 med = {}
 for (peer, shape, size), v in sorted(res.items(),
                                      key=lambda kv: (order.get(kv[0][1], 9), kv[0][2], kv[0][0])):
@@ -256,10 +264,10 @@ for f in sorted(glob.glob(os.path.join(sys.argv[5], "sec-*.txt"))):
 out["phases"] = phases({(k, 0): v for k, v in out["seconds"].items()})
 print(json.dumps(out, indent=1))
 tab = sys.stderr
-print("\n%-12s %-8s %6s %10s %10s   %s" % ("peer", "shape", "bytes", "Mpps", "Gbps", "runs (Mpps)"),
+print("\n%-12s %-12s %6s %10s %10s   %s" % ("peer", "shape", "bytes", "Mpps", "Gbps", "runs (Mpps)"),
       file=tab)
 for e in out["results"]:
-    print("%-12s %-8s %6d %10.2f %10.2f   %s" % (e["peer"], e["shape"], e["frame_bytes"],
+    print("%-12s %-12s %6d %10.2f %10.2f   %s" % (e["peer"], e["shape"], e["frame_bytes"],
           e["mpps_median"], e["gbps_median"], " ".join("%.2f" % x for x in e["mpps_runs"])),
           file=tab)
 for e in out["ratios"]:

@@ -29,6 +29,8 @@ vu_wire_args() {
 #            another on both ports (a learning switch floods them all)
 #   unicast  mac mode, 64 bursts per port put in at the start
 #   closed   mac mode, 4 bursts per port in flight
+#   closed-flood  as closed, but both ports send to a MAC no port has
+#            (02:00:00:00:00:99): every frame flooded, sources stable
 # In mac mode a frame taken on one port leaves by the other, from that
 # port's MAC to its peer's; "start tx_first N" puts N bursts in. IDLE
 # (seconds, default 0): after the traffic stops, the ports stay
@@ -36,17 +38,19 @@ vu_wire_args() {
 # counts an empty poll there).
 vu_client() {
 	local dir=$1 size=$2 shape=$3 secs=$4 prefix=$5 idle=${6:-0} mode start
+	local peer0=02:00:00:00:00:02 peer1=02:00:00:00:00:01
 	case $shape in
 	flood) mode=flowgen start=start ;;
 	unicast) mode=mac start="start tx_first 64" ;;
 	closed) mode=mac start="start tx_first 4" ;;
+	closed-flood) mode=mac start="start tx_first 4" peer0=02:00:00:00:00:99 peer1=02:00:00:00:00:99 ;;
 	*) echo "unknown shape $shape" >&2; return 2 ;;
 	esac
 	local eal=(-l 1,0 --main-lcore 1 --file-prefix "$prefix" --no-pci -m 512
 		--single-file-segments --iova-mode=va
 		--vdev "net_virtio_user0,path=$dir/s0,queues=1,mac=02:00:00:00:00:01"
 		--vdev "net_virtio_user1,path=$dir/s1,queues=1,mac=02:00:00:00:00:02")
-	local app=(--eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01
+	local app=(--eth-peer=0,$peer0 --eth-peer=1,$peer1
 		--nb-cores=1 --burst=32 --txpkts="$size")
 	{
 		sleep 3

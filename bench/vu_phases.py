@@ -27,8 +27,11 @@ import re
 import statistics
 import sys
 
-ORDER = {"flood": 0, "unicast": 1, "closed": 2}
-RUN = re.compile(r"(.+)-(\w+)-(\d+)-r(\d+)$") # PEER-SHAPE-BYTES-rROUND
+ORDER = {"flood": 0, "unicast": 1, "closed": 2, "closed-flood": 3}
+# PEER-SHAPE-BYTES-rROUND; peers ("ovs-dpdk") and shapes ("closed-flood")
+# may hold a hyphen: the shortest peer followed by a known shape
+RUN = re.compile(r"(.+?)-(%s)-(\d+)-r(\d+)$" %
+                 "|".join(sorted(ORDER, key=len, reverse=True)))
 
 
 def phases(seconds):
