@@ -5,8 +5,9 @@
  * SIGINT/SIGTERM; counters and the forwarding tables on exit.
  *
  *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE] [--keep-quiet]
+ *           [--no-backlog] [--posted-each]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
- *                         [,no-announce][,no-vcpu-state]]...
+ *                         [,no-announce][,no-vcpu-state][,no-learn]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]...
  *           [--vxlan LOCAL,vni=N[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn]
  *                    [,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]...
@@ -20,7 +21,13 @@
  * making it carry every VLAN tagged; AF_XDP where it can attach, else
  * AF_PACKET, unless "packet" or "xdp" (or "xdp-generic") says which.
  * --keep-quiet sets HS_SW_KEEP_QUIET (a busy worker keeps polling every
- * queue it took), to compare with the default.
+ * queue it took), to compare with the default; --no-backlog sets
+ * HS_SW_NO_BACKLOG (a frame that finds no receive buffer is dropped at
+ * once), the ablation table's row; --posted-each sets HS_SW_POSTED_EACH
+ * (a receiver with a backlog is asked to signal its posts at every
+ * delivery), to compare with the default. "no-learn" on a vhost-user port sets
+ * HS_PORT_NO_LEARN: its source MACs are never learned (frames toward
+ * them are flooded), as for a port facing a hub or a monitor.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,7 +50,7 @@ static void log_line(void *opaque, enum hs_log_level level, const char *msg)
 	fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
-/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=0660][,owner=UID]
+/* Parses "PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,no-learn][,mode=0660][,owner=UID]
  * [,group=GID]" (mode, owner, group: who may connect to a server socket). */
 static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **out)
 {
@@ -68,6 +75,8 @@ static int add_vhost_user(hs_switch_t *sw, char *spec, unsigned n, hs_port_t **o
 			vc.features_off |= 1ull << HS_VIRTIO_NET_F_GUEST_ANNOUNCE;
 		else if (!strcmp(tok, "no-vcpu-state")) /* for the ablation */
 			vc.flags |= HS_VU_NO_VCPU_STATE;
+		else if (!strcmp(tok, "no-learn"))
+			pc.flags |= HS_PORT_NO_LEARN;
 		else if (!strncmp(tok, "mode=", 5))
 			vc.socket_mode = (uint32_t)strtoul(tok + 5, NULL, 8);
 		else if (!strncmp(tok, "owner=", 6) || !strncmp(tok, "group=", 6)) {
@@ -351,15 +360,19 @@ int main(int argc, char **argv)
 					   {"stats", required_argument, 0, 's'},
 					   {"pidfile", required_argument, 0, 'p'},
 					   {"keep-quiet", no_argument, 0, 'k'},
+					   {"no-backlog", no_argument, 0, 'n'},
+					   {"posted-each", no_argument, 0, 'e'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:k", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:kne", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
 		case 's': stats_s = (unsigned)atoi(optarg); break;
 		case 'p': pidfile = optarg; break;
 		case 'k': cfg.flags |= HS_SW_KEEP_QUIET; break; /* for comparison */
+		case 'n': cfg.flags |= HS_SW_NO_BACKLOG; break; /* the ablation's row */
+		case 'e': cfg.flags |= HS_SW_POSTED_EACH; break; /* for comparison */
 		case 'v':
 		case 't':
 		case 'x':
@@ -371,8 +384,8 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
-				"[--pidfile F] [--keep-quiet] [--vhost-user PATH[,client][,queues=N]"
-				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
+				"[--pidfile F] [--keep-quiet] [--no-backlog] [--posted-each] [--vhost-user PATH[,client][,queues=N]"
+				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,no-learn][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
 				"[,remote=ADDR]...[,vlan=V][,port=P][,mtu=M][,no-learn][,no-csum][,ageing=S][,underlay=IF][,follow=DEV[,follow-any-port][,export=BRPORT]]]... [--uplink IFNAME"
 				"[,queues=N][,vlan=V][,trunk][,no-offload][,no-promisc][,bypass][,packet|xdp|xdp-zerocopy|xdp-generic]]...\n",

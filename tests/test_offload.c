@@ -1037,6 +1037,96 @@ static bool hb_offers_ended(void *arg)
 	return true;
 }
 
+/* A worker that leaves frames waiting in a receiver's backlog does not
+ * ask the receiver for "buffers posted" while it keeps delivering there
+ * (its next delivery drains the backlog first), and asks once it missed
+ * HS__PEND_SWEEPS sweeps and pend_ns (hs__pend_flush); any other context
+ * asks at once. Rounds run
+ * here with a context of the test's own (no worker thread), so that each
+ * step is exact: the receiver b has 2 buffers, a sends 4 frames, then 1. */
+static uint32_t frame_seq(const struct tbe_rxf *r)
+{
+	uint32_t seq;
+	memcpy(&seq, r->data + 14, 4);
+	return seq;
+}
+
+static void posted_request(bool worker)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tb = {.rx_posted = 2};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0), *b = tbe_port(sw, "b", &tb, 0);
+	struct tbe *t = tbe_of(b);
+	struct hs__ctx *c = hs__ctx_new(sw, 0);
+	ck_assert_ptr_nonnull(c);
+	c->defer_posted = worker;
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (uint32_t i = 0; i < 4; i++)
+		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, i), NULL, NULL);
+	hs__rcu_enter();
+	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 4);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 2);
+	ck_assert_uint_eq(b->outq[0].bl.ent_n, 2);
+	if (!worker) {
+		ck_assert_uint_ge(atomic_load(&t->posted_asks), 1);
+		ck_assert(atomic_load(&t->posted_asked));
+		ck_assert_uint_eq(c->n_pend, 0);
+	} else {
+		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
+		ck_assert_uint_eq(c->n_pend, 1);
+		hs__pend_flush(c, false); /* the sweep delivered there: kept back */
+		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
+		ck_assert_uint_eq(c->n_pend, 1);
+		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 4), NULL, NULL);
+		ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+		hs__pend_flush(c, false); /* delivered again */
+		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
+		ck_assert_uint_eq(c->n_pend, 1);
+		/* sweeps without a delivery there: they must also take pend_ns */
+		c->pend_ns = 60ull * 1000000000;
+		for (unsigned i = 1; i < 4 * HS__PEND_SWEEPS; i++)
+			hs__pend_flush(c, false);
+		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
+		ck_assert_uint_eq(c->n_pend, 1);
+		c->pend_ns = 0;
+		hs__pend_flush(c, false); /* the 4 * HS__PEND_SWEEPS-th: looks */
+		ck_assert_uint_eq(atomic_load(&t->posted_asks), 1);
+		ck_assert(atomic_load(&t->posted_asked));
+		ck_assert_uint_eq(c->n_pend, 0);
+		/* asked, it is not asked again: the next delivery into the
+		 * backlog withdraws the request and keeps it back again */
+		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 5), NULL, NULL);
+		ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+		ck_assert(!atomic_load(&t->posted_asked));
+		ck_assert_uint_eq(c->n_pend, 1);
+		hs__pend_flush(c, true); /* a worker going to sleep: asks all */
+		ck_assert(atomic_load(&t->posted_asked));
+		ck_assert_uint_eq(c->n_pend, 0);
+	}
+	hs__rcu_leave();
+	/* the receiver posts: what waited comes, in order */
+	uint32_t sent = worker ? 6 : 4;
+	tbe_post(b, 0, 8);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), sent);
+	for (uint32_t i = 0; i < sent; i++) {
+		struct tbe_rxf r;
+		ck_assert(tbe_pop(b, 0, &r));
+		ck_assert_uint_eq(frame_seq(&r), i);
+		free(r.data);
+	}
+	ck_assert_uint_eq(b->outq[0].bl.ent_n, 0);
+	hs__ctx_free(c);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(a_worker_asks_for_buffers_posted_once_it_stops_delivering)
+{
+	posted_request(true);
+	posted_request(false);
+}
+END_TEST
+
 START_TEST(an_offer_nobody_takes_ends)
 {
 	struct hb_env e;
@@ -1086,6 +1176,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_busy_worker_lets_go_of_a_quiet_queue);
 	tcase_add_test(tc, a_quiet_queue_is_let_go_only_after_poll_us);
 	tcase_add_test(tc, an_offer_nobody_takes_ends);
+	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -101,6 +101,10 @@ struct tbe {
 	struct tbe_q q[TBE_Q];
 	_Atomic uint64_t n_delivered, n_completed, hook_calls, hook_ops,
 		set_notify_calls, commits, hook_stable_ops;
+	/* "buffers posted" requests: made (enable), and whether one stands
+	 * (a driver that signals only when asked would signal its posts) */
+	_Atomic uint64_t posted_asks;
+	_Atomic bool posted_asked;
 	/* Between tbe_quiesce and tbe_resume no data-path op may be called
 	 * (hs_port_quiesce's contract): each call then is counted here. */
 	_Atomic bool quiesced;
@@ -364,8 +368,10 @@ static inline bool tbe_set_notify(void *priv, uint16_t q, unsigned ev, bool enab
 		/* tbe_post signals every post (hs_port_posted); asked whether
 		 * buffers are there now, it answers, or a post made while the
 		 * switch looked would be lost */
+		atomic_store(&t->posted_asked, enable);
 		if (!enable)
 			return false;
+		atomic_fetch_add(&t->posted_asks, 1);
 		pthread_mutex_lock(&tq->lock);
 		bool room = tq->posted && tq->rx_tail - tq->rx_head < TBE_RXMAX;
 		pthread_mutex_unlock(&tq->lock);

@@ -37,6 +37,11 @@ extern "C" {
 				   polled each round, however long it stays
 				   without frames (by default one quiet for
 				   poll_us is let go, its kicks on again) */
+#define HS_SW_POSTED_EACH 0x80  /* a worker delivering to a receiver with a
+				   backlog asks it for a "buffers posted"
+				   signal at every delivery (by default it
+				   asks once it stops delivering there: its
+				   next delivery drains the backlog anyway) */
 
 #define HS_FDB_AGING_NEVER UINT32_MAX
 

@@ -611,13 +611,53 @@ static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
 	return hs__be_set_notify(dp, oq->qid, HS_EV_POSTED, want) && want;
 }
 
+/* A polling worker that leaves a backlog in a receiver it delivers to
+ * does not ask it for "buffers posted": its next delivery there drains
+ * the backlog first anyway, and a receiver asked posts with a signal
+ * (a guest's kick: a system call, or a VM exit) that costs both sides
+ * while a backlog stands, as it does when senders outpace a receiver
+ * that takes one burst for each it posts (benchmarks.md, section 6). The
+ * receiver goes on c->pend, and its request is dropped if it was made;
+ * hs__pend_flush asks it once the worker stops delivering there: after
+ * HS__PEND_SWEEPS sweeps in a row without a delivery there that also
+ * took c->pend_ns (the worker's look_ns, 25 us by default). Counted in
+ * sweeps alone, an open-loop sender whose ring was empty for a few
+ * sweeps now and then (empty sweeps are short) had it asked each time.
+ * Returns false if c cannot keep it (not a worker's, the list full):
+ * asked now. */
+static bool posted_defer(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
+{
+	if (!c->defer_posted || !dp->ops->set_notify)
+		return false;
+	unsigned i = 0;
+	while (i < c->n_pend && (c->pend[i].idx != dp->index ||
+				 c->pend[i].serial != dp->serial || c->pend[i].q != oq->qid))
+		i++;
+	if (i == c->n_pend) {
+		if (i == HS__PEND_MAX)
+			return false;
+		c->pend[c->n_pend++] = (struct hs__pend){
+			.serial = dp->serial, .idx = dp->index, .q = oq->qid};
+	}
+	c->pend[i].hit = true;
+	c->pend[i].missed = 0;
+	if (oq->posted_armed) {
+		oq->posted_armed = false;
+		hs__be_set_notify(dp, oq->qid, HS_EV_POSTED, false);
+	}
+	return true;
+}
+
 /* Drains the backlog while the receiver has buffers for it, leaving the
  * "posted" request in place while frames still wait. Stops when a drain
  * moves nothing (buffers there, but too few for the next frame: the next
- * post signals). */
+ * post signals). After a delivery (defer), a worker keeps the request
+ * back instead (posted_defer). */
 static void drain_posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
-			 unsigned *ev, bool each)
+			 unsigned *ev, bool each, bool defer)
 {
+	if (defer && oq->bl.ent_n && posted_defer(c, dp, oq))
+		return;
 	while (posted_watch(dp, oq)) {
 		uint32_t before = oq->bl.ent_n;
 		hs__drain_backlog(c, dp, oq, ev, each);
@@ -894,15 +934,21 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 			deliver_now(c, dp, oq, mask, &ev);
 		else
 			deliver_ablation(c, dp, oq, mask, &ev);
-		drain_posted(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH);
+		drain_posted(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH,
+			     !(c->sw->cfg.flags & HS_SW_POSTED_EACH));
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }
 
-/* Drains the backlog of (dp, q) outside a round: the receiver posted
- * buffers. */
-void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
+/* Drains the backlog of (dp, q) outside a round, and asks the receiver
+ * again while frames still wait: it posted buffers (defer: a worker then
+ * keeps the request back, as after a delivery: with event indexes a
+ * request is good for one signal, and renewed at each it would keep the
+ * receiver signalling while a backlog stands), or a worker that kept the
+ * request back no longer delivers there (hs__pend_flush: asked). */
+static void posted_run(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
+		       bool defer)
 {
 	unsigned ev = 0;
 	bool each = c->sw->cfg.flags & HS_SW_NOTIFY_EACH;
@@ -920,10 +966,44 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 		bl_pop(&oq->bl, oq->bl.ent_n);
 	} else if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		hs__drain_backlog(c, dp, oq, &ev, each);
-		drain_posted(c, dp, oq, &ev, each);
+		drain_posted(c, dp, oq, &ev, each, defer);
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
+}
+
+void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
+{
+	posted_run(c, dp, oq, !(c->sw->cfg.flags & HS_SW_POSTED_EACH));
+}
+
+void hs__pend_flush(struct hs__ctx *c, bool all)
+{
+	struct hs__topo *t = hs__topo_get(c->sw);
+	unsigned kept = 0;
+	for (unsigned i = 0; i < c->n_pend; i++) {
+		struct hs__pend e = c->pend[i];
+		if (!all) {
+			bool keep = true;
+			if (e.hit)
+				e.missed = 0;
+			else if (++e.missed == HS__PEND_SWEEPS)
+				e.since = hs__mono_ns(); /* the clock: seldom */
+			if (e.missed >= HS__PEND_SWEEPS && e.missed % HS__PEND_SWEEPS == 0)
+				keep = hs__mono_ns() - e.since < c->pend_ns;
+			if (keep) {
+				e.hit = false;
+				c->pend[kept++] = e;
+				continue;
+			}
+		}
+		/* a port removed since is gone from the topology, or another
+		 * port holds its slot (another serial): its backlog went with it */
+		struct hs_port *p = e.idx < t->max_ports ? t->port[e.idx] : NULL;
+		if (p && p->serial == e.serial && e.q < p->nq)
+			posted_run(c, p, &p->outq[e.q], false);
+	}
+	c->n_pend = kept;
 }
 
 /* End of round: the coalesced notifications of running peers. */

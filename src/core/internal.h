@@ -392,6 +392,26 @@ struct hs__ctx {
 	/* delivery scratch (copy.c / deliver.c) */
 	struct hs__dl *dl;
 
+	/* A polling worker's (defer_posted): receivers it left a backlog in
+	 * without asking them for "buffers posted", since its next delivery
+	 * drains the backlog anyway; hit: delivered to since the last
+	 * hs__pend_flush; missed: calls of it since then, and since: when
+	 * the HS__PEND_SWEEPS-th was. Asked once they missed that many
+	 * sweeps in a row and pend_ns went by (deliver.c). By port index
+	 * and serial: kept across quiescent states. */
+#define HS__PEND_MAX 16
+#define HS__PEND_SWEEPS 16
+	struct hs__pend {
+		uint32_t serial;
+		uint16_t idx, q;
+		bool hit;
+		uint32_t missed;
+		uint64_t since;
+	} pend[HS__PEND_MAX];
+	uint32_t n_pend;
+	bool defer_posted;
+	uint64_t pend_ns;
+
 	/* counters of this thread */
 	hs__ctr rounds, handoffs, handbacks, sleeps, quiet_releases;
 };
@@ -472,6 +492,12 @@ void hs__flush_deferred(struct hs__ctx *c);
 
 /* deliver.c */
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask);
+/* Asks the receivers c left a backlog in (c->pend) for "buffers posted",
+ * draining what their buffers take: all of them, or (all false) those c
+ * did not deliver to in its last HS__PEND_SWEEPS calls or more, for
+ * c->pend_ns. A worker calls it after every sweep (all false), before it
+ * sleeps and before it exits. */
+void hs__pend_flush(struct hs__ctx *c, bool all);
 void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 		       struct hs__outq *oq, unsigned *ev, bool each);
 void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);

@@ -449,6 +449,7 @@ static void set_avail(struct hs__worker *w, bool avail)
 static void worker_sleep(struct hs__worker *w)
 {
 	struct hs_switch *sw = w->sw;
+	hs__pend_flush(w->ctx, true); /* no delivery comes from here on */
 	set_avail(w, true);
 	atomic_fetch_add(&sw->workers_idle, 1);
 	hs__ctr_add(&w->ctx->sleeps, 1);
@@ -619,6 +620,8 @@ static void *worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	hs__cur_ctx = w->ctx;
+	w->ctx->defer_posted = !(flags & HS_SW_POSTED_EACH);
+	w->ctx->pend_ns = w->look_ns;
 	hs__rcu_register();
 	hs__rcu_enter();
 	while (!atomic_load_explicit(&pool->stop, memory_order_relaxed)) {
@@ -628,6 +631,10 @@ static void *worker_main(void *arg)
 		}
 		unsigned moved = worker_poll(w, quiet_ns);
 		w->busy = moved != 0;
+		/* receivers left with a backlog that it stopped delivering
+		 * to are asked for "buffers posted" (hs__pend_flush) */
+		if (w->ctx->n_pend)
+			hs__pend_flush(w->ctx, false);
 		hs__rcu_quiescent();
 		/* Nobody available to take newly ready queues: take them, and
 		 * poll them before anything can be let go idle. */
@@ -648,6 +655,7 @@ static void *worker_main(void *arg)
 			worker_release_idle(w);
 	}
 	set_avail(w, false);
+	hs__pend_flush(w->ctx, true);
 	while (w->n_owned) {
 		hs__q_release(w->owned[0], true);
 		w->owned[0] = w->owned[--w->n_owned];

@@ -26,7 +26,7 @@ static int check_config(const struct hs_switch_config *c)
 {
 	const uint32_t flags = HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH |
 			       HS_SW_NO_BACKLOG | HS_SW_NO_OFFLOAD | HS_SW_NO_POLL |
-			       HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET;
+			       HS_SW_BUSY_POLL | HS_SW_KEEP_QUIET | HS_SW_POSTED_EACH;
 	if (c->max_ports > HS__MAX_PORTS || c->burst > HS__BURST_MAX ||
 	    c->n_workers > MAX_WORKERS || c->fdb_capacity > MAX_FDB_CAPACITY ||
 	    (c->flags & ~flags) ||
