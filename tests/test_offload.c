@@ -1127,6 +1127,84 @@ START_TEST(a_worker_asks_for_buffers_posted_once_it_stops_delivering)
 }
 END_TEST
 
+/* Asking a listed receiver calls its backend (notify), which may hand
+ * the frames to its consumer at once: the consumer posts buffers and
+ * calls hs_port_posted, in the worker's thread and context, and that
+ * call keeps the request back again. The list must hold that entry after
+ * the flush (found by review: edited in place, the flush dropped it, and
+ * frames waited with nothing asked). Backend "tbn": tbe, whose notify
+ * does that once when armed. */
+static struct hs_backend_ops tbn_ops;
+static hs_port_t *tbn_port;
+static bool tbn_armed;
+
+/* The consumer takes what came and posts n buffers (tbe_of names tbe's
+ * ops only, so not through tbe_drop_all and tbe_post). */
+static void tbn_consume(struct tbe *t, uint16_t q, uint32_t n)
+{
+	pthread_mutex_lock(&t->q[q].lock);
+	while (t->q[q].rx_head != t->q[q].rx_tail)
+		free(t->q[q].rx[t->q[q].rx_head++ % TBE_RXMAX].data);
+	t->q[q].posted += n;
+	pthread_mutex_unlock(&t->q[q].lock);
+}
+
+static void tbn_notify(void *priv, uint16_t q, unsigned ev)
+{
+	tbe_notify(priv, q, ev);
+	if (!tbn_armed || !(ev & HS_EV_DELIVERED))
+		return;
+	tbn_armed = false;
+	tbn_consume(priv, q, 2);
+	hs_port_posted(tbn_port, q);
+}
+
+START_TEST(a_post_from_notify_while_asking_keeps_the_receiver_listed)
+{
+	tbn_ops = tbe_ops;
+	tbn_ops.name = "tbn";
+	tbn_ops.notify = tbn_notify;
+	int rc = hs_backend_register(&tbn_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	struct tbe_config tb = {.rx_posted = 2, .want_delivered = true};
+	struct hs_port_config pc = {.name = "b", .backend = "tbn", .backend_config = &tb,
+				    .backend_config_size = sizeof(tb)};
+	ck_assert_int_eq(hs_port_add(sw, &pc, &tbn_port), 0);
+	struct tbe *t = hs_port_backend_priv(tbn_port, &tbn_ops);
+	struct hs__ctx *c = hs__ctx_new(sw, 0);
+	ck_assert_ptr_nonnull(c);
+	c->defer_posted = true; /* a worker's, and this thread's (worker_main) */
+	hs__cur_ctx = c;
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (uint32_t i = 0; i < 10; i++)
+		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, i), NULL, NULL);
+	hs__rcu_enter();
+	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 10);
+	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 8);
+	ck_assert_uint_eq(c->n_pend, 1);
+	/* the consumer takes the 2 and posts 2 more, not asked to signal */
+	tbn_consume(t, 0, 2);
+	tbn_armed = true;
+	hs__pend_flush(c, true); /* asks: 2 go, notify; 2 more go, kept back */
+	ck_assert(!tbn_armed);
+	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 4);
+	ck_assert_msg(c->n_pend == 1 || atomic_load(&t->posted_asked),
+		      "frames wait, nothing asked, nobody keeps the receiver");
+	hs__pend_flush(c, true);
+	ck_assert(atomic_load(&t->posted_asked));
+	hs__rcu_leave();
+	hs__cur_ctx = NULL;
+	tbn_consume(t, 0, 8); /* the rest comes */
+	hs_port_posted(tbn_port, 0);
+	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 0);
+	hs__ctx_free(c);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(an_offer_nobody_takes_ends)
 {
 	struct hb_env e;
@@ -1177,6 +1255,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_quiet_queue_is_let_go_only_after_poll_us);
 	tcase_add_test(tc, an_offer_nobody_takes_ends);
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
+	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
 	suite_add_tcase(s, tc);
 	return s;
 }

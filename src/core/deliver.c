@@ -619,10 +619,12 @@ static bool posted_watch(struct hs_port *dp, struct hs__outq *oq)
  * that takes one burst for each it posts (benchmarks.md, section 6). The
  * receiver goes on c->pend, and its request is dropped if it was made;
  * hs__pend_flush asks it once the worker stops delivering there: after
- * HS__PEND_SWEEPS sweeps in a row without a delivery there that also
- * took c->pend_ns (the worker's look_ns, 25 us by default). Counted in
- * sweeps alone, an open-loop sender whose ring was empty for a few
- * sweeps now and then (empty sweeps are short) had it asked each time.
+ * 2 * HS__PEND_SWEEPS sweeps in a row or more without a delivery there,
+ * the last of them c->pend_ns (the worker's look_ns, 25 us by default)
+ * or more after the HS__PEND_SWEEPS-th (the clock is read every
+ * HS__PEND_SWEEPS sweeps). Counted in sweeps alone, an open-loop sender
+ * whose ring was empty for a few sweeps now and then (empty sweeps are
+ * short) had it asked each time.
  * Returns false if c cannot keep it (not a worker's, the list full):
  * asked now. */
 static bool posted_defer(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
@@ -979,8 +981,8 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 
 void hs__pend_flush(struct hs__ctx *c, bool all)
 {
-	struct hs__topo *t = hs__topo_get(c->sw);
-	unsigned kept = 0;
+	struct hs__pend ask[HS__PEND_MAX];
+	unsigned kept = 0, n_ask = 0;
 	for (unsigned i = 0; i < c->n_pend; i++) {
 		struct hs__pend e = c->pend[i];
 		if (!all) {
@@ -989,7 +991,7 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 				e.missed = 0;
 			else if (++e.missed == HS__PEND_SWEEPS)
 				e.since = hs__mono_ns(); /* the clock: seldom */
-			if (e.missed >= HS__PEND_SWEEPS && e.missed % HS__PEND_SWEEPS == 0)
+			if (e.missed > HS__PEND_SWEEPS && e.missed % HS__PEND_SWEEPS == 0)
 				keep = hs__mono_ns() - e.since < c->pend_ns;
 			if (keep) {
 				e.hit = false;
@@ -997,13 +999,24 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 				continue;
 			}
 		}
+		ask[n_ask++] = e;
+	}
+	/* The list is whole before anything is called: asking calls the
+	 * backend (its notify), which may post buffers and call
+	 * hs_port_posted, in this thread and with this context, and that
+	 * may keep a request back again, adding to the list (found by
+	 * review: edited in place, the entry it marked was then dropped,
+	 * and frames waited with nothing asked). */
+	c->n_pend = kept;
+	struct hs__topo *t = hs__topo_get(c->sw);
+	for (unsigned i = 0; i < n_ask; i++) {
 		/* a port removed since is gone from the topology, or another
 		 * port holds its slot (another serial): its backlog went with it */
+		struct hs__pend e = ask[i];
 		struct hs_port *p = e.idx < t->max_ports ? t->port[e.idx] : NULL;
 		if (p && p->serial == e.serial && e.q < p->nq)
 			posted_run(c, p, &p->outq[e.q], false);
 	}
-	c->n_pend = kept;
 }
 
 /* End of round: the coalesced notifications of running peers. */

@@ -396,9 +396,10 @@ struct hs__ctx {
 	 * without asking them for "buffers posted", since its next delivery
 	 * drains the backlog anyway; hit: delivered to since the last
 	 * hs__pend_flush; missed: calls of it since then, and since: when
-	 * the HS__PEND_SWEEPS-th was. Asked once they missed that many
-	 * sweeps in a row and pend_ns went by (deliver.c). By port index
-	 * and serial: kept across quiescent states. */
+	 * the HS__PEND_SWEEPS-th was. Asked once they missed twice that
+	 * many sweeps or more in a row, pend_ns after that one (deliver.c).
+	 * By port index and serial: kept across quiescent states. Only in
+	 * a worker's sweeps (defer_posted): hs__pend_flush follows them. */
 #define HS__PEND_MAX 16
 #define HS__PEND_SWEEPS 16
 	struct hs__pend {
@@ -494,9 +495,9 @@ void hs__flush_deferred(struct hs__ctx *c);
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask);
 /* Asks the receivers c left a backlog in (c->pend) for "buffers posted",
  * draining what their buffers take: all of them, or (all false) those c
- * did not deliver to in its last HS__PEND_SWEEPS calls or more, for
- * c->pend_ns. A worker calls it after every sweep (all false), before it
- * sleeps and before it exits. */
+ * has not delivered to for long enough (struct hs__ctx). A worker calls
+ * it after every sweep (all false), before it sleeps and before it
+ * exits. */
 void hs__pend_flush(struct hs__ctx *c, bool all);
 void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 		       struct hs__outq *oq, unsigned *ev, bool each);

@@ -282,8 +282,13 @@ bool hs__pool_handoff(struct hs_switch *sw, struct hs__inq *iq)
 static void own(struct hs__worker *w, struct hs__inq *iq)
 {
 	if (w->n_owned == HS__WORKER_QMAX) {
-		/* Full: serve it once, like a sender would. */
+		/* Full: serve it once, like a sender would, and like a sender
+		 * ask receivers at once (these rounds, until the queue is
+		 * empty, are not a sweep: no hs__pend_flush follows them) */
+		bool defer = w->ctx->defer_posted;
+		w->ctx->defer_posted = false;
 		hs__q_run(w->ctx, iq, 0);
+		w->ctx->defer_posted = defer;
 		return;
 	}
 	atomic_fetch_or(&iq->state, HS__Q_POLLED);
