@@ -72,16 +72,10 @@ count() {
 one_run() {
 	local v=$1 args=$1
 	[ "$v" = default ] && args=
-	rm -f "$work/s0" "$work/s1"
-	# shellcheck disable=SC2086 # options: words, by design
-	taskset -c 1 "$vswitch" --workers 1 $args --vhost-user "$work/s0" \
-		--vhost-user "$work/s1" >"$work/sw.log" 2>&1 &
-	sw=$!
-	local end=$((SECONDS + 30))
-	until [ -S "$work/s0" ] && [ -S "$work/s1" ]; do
-		[ $SECONDS -lt $end ] || { echo "vswitch did not open its sockets" >&2; return 1; }
-		sleep 0.2
-	done
+	vu_switch_start "$work" "$build" "$args"
+	local rc=$?
+	sw=$vu_sw
+	[ "$rc" = 0 ] || return 1
 	vu_client "$work" 64 "$shape" "$secs" hsk-cl &
 	cl=$!
 	# the client starts its traffic 3 s after it is launched (vu_client)

@@ -34,8 +34,12 @@
 #   bench/vhost_user.sh [--build DIR] [--seconds S] [--rounds R]
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
 #                       [--shapes "flood unicast closed"] [--base DIR]
-#                       [--base-opts OPTS] [--base-args ARGS] [--json FILE] [--logs DIR]
+#                       [--base-opts OPTS] [--base-args ARGS] [--client-args ARGS]
+#                       [--json FILE] [--logs DIR]
 #
+# --client-args passes testpmd options to the clients of every run (e.g.
+# --mbcache=512: their per-core mbuf cache, which the flood shape's
+# refills run through; benchmarks.md, section 6).
 # --logs DIR keeps each run's switch and client output there
 # (PEER-SHAPE-BYTES-rROUND.sw.log, .cl.log: the vswitch prints its counters,
 # rounds included, and its forwarding table on exit).
@@ -65,9 +69,10 @@ while [ $# -gt 0 ]; do
 	--base) base=$2; shift 2 ;;
 	--base-opts) base_opts=$2; shift 2 ;;
 	--base-args) base_args=$2; shift 2 ;;
+	--client-args) export VU_CLIENT_ARGS=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--base-args ARGS] [--json FILE] [--logs DIR]" >&2
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--base-args ARGS] [--client-args ARGS] [--json FILE] [--logs DIR]" >&2
 	   exit 2 ;;
 	esac
 done

@@ -21,6 +21,29 @@ vu_wire_args() {
 		"-- --forward-mode=io --nb-cores=1 --stats-period 1 --burst=32"
 }
 
+# vu_switch_start DIR BUILD [ARGS]: BUILD's vswitch example (one worker,
+# CPU 1) serving DIR/s0 and DIR/s1, with switch options ARGS (words); its
+# PID in vu_sw, its output in DIR/sw.log; returns once both sockets are
+# there (non-zero after 30 s without).
+vu_switch_start() {
+	rm -f "$1/s0" "$1/s1"
+	# shellcheck disable=SC2086 # options: words, by design
+	taskset -c 1 "$2/examples/vswitch" --workers 1 ${3:-} --vhost-user "$1/s0" \
+		--vhost-user "$1/s1" >"$1/sw.log" 2>&1 &
+	# shellcheck disable=SC2034 # read by the caller
+	vu_sw=$!
+	vu_wait_socks "$1"
+}
+
+# vu_wait_socks DIR: until DIR/s0 and DIR/s1 are sockets (30 s at most)
+vu_wait_socks() {
+	local end=$((SECONDS + 30))
+	until [ -S "$1/s0" ] && [ -S "$1/s1" ]; do
+		[ $SECONDS -lt $end ] || { echo "no sockets in $1 after 30 s" >&2; return 1; }
+		sleep 0.2
+	done
+}
+
 # vu_client DIR SIZE SHAPE SECS PREFIX [IDLE]: one dpdk-testpmd, one forwarding
 # core on CPU 0, two virtio-user ports on DIR/s0 and DIR/s1, sends SIZE-byte
 # frames of SHAPE for SECS seconds and prints each port's statistics once
@@ -35,7 +58,8 @@ vu_wire_args() {
 # port's MAC to its peer's; "start tx_first N" puts N bursts in. IDLE
 # (seconds, default 0): after the traffic stops, the ports stay
 # connected that long before testpmd quits (vhost_cost.sh --peer iofwd
-# counts an empty poll there).
+# counts an empty poll there). VU_CLIENT_ARGS: more testpmd options, one
+# word each (e.g. --mbcache=512, vhost_user.sh --client-args).
 vu_client() {
 	local dir=$1 size=$2 shape=$3 secs=$4 prefix=$5 idle=${6:-0} mode start
 	local peer0=02:00:00:00:00:02 peer1=02:00:00:00:00:01
@@ -50,8 +74,10 @@ vu_client() {
 		--single-file-segments --iova-mode=va
 		--vdev "net_virtio_user0,path=$dir/s0,queues=1,mac=02:00:00:00:00:01"
 		--vdev "net_virtio_user1,path=$dir/s1,queues=1,mac=02:00:00:00:00:02")
-	local app=(--eth-peer=0,$peer0 --eth-peer=1,$peer1
+	local app=("--eth-peer=0,$peer0" "--eth-peer=1,$peer1"
 		--nb-cores=1 --burst=32 --txpkts="$size")
+	# shellcheck disable=SC2206 # words, by design
+	app+=(${VU_CLIENT_ARGS:-})
 	{
 		sleep 3
 		echo "$start"
