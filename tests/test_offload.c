@@ -1188,13 +1188,28 @@ START_TEST(a_post_from_notify_while_asking_keeps_the_receiver_listed)
 	/* the consumer takes the 2 and posts 2 more, not asked to signal */
 	tbn_consume(t, 0, 2);
 	tbn_armed = true;
-	hs__pend_flush(c, true); /* asks: 2 go, notify; 2 more go, kept back */
+	hs__pend_flush(c, true); /* asks: 2 go, notify; 2 more go */
 	ck_assert(!tbn_armed);
 	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 4);
+	/* a flush of all is the worker's last before it sleeps: what waits
+	 * is asked for, not listed again */
+	ck_assert_msg(atomic_load(&t->posted_asked),
+		      "frames wait, nothing asked (listed: %u)", c->n_pend);
+	ck_assert_uint_eq(c->n_pend, 0);
+	/* the same in a sweep's flush keeps it listed, to be asked later */
+	tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 10), NULL, NULL);
+	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+	ck_assert(!atomic_load(&t->posted_asked));
+	ck_assert_uint_eq(c->n_pend, 1);
+	c->pend_ns = 0;
+	tbn_consume(t, 0, 2);
+	tbn_armed = true;
+	for (unsigned i = 0; i < 3 * HS__PEND_SWEEPS && !atomic_load(&t->posted_asked); i++)
+		hs__pend_flush(c, false);
+	ck_assert(!tbn_armed);
+	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 1);
 	ck_assert_msg(c->n_pend == 1 || atomic_load(&t->posted_asked),
 		      "frames wait, nothing asked, nobody keeps the receiver");
-	hs__pend_flush(c, true);
-	ck_assert(atomic_load(&t->posted_asked));
 	hs__rcu_leave();
 	hs__cur_ctx = NULL;
 	tbn_consume(t, 0, 8); /* the rest comes */

@@ -1006,8 +1006,14 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 	 * hs_port_posted, in this thread and with this context, and that
 	 * may keep a request back again, adding to the list (found by
 	 * review: edited in place, the entry it marked was then dropped,
-	 * and frames waited with nothing asked). */
+	 * and frames waited with nothing asked). A flush of all comes
+	 * before the worker sleeps or exits, when nothing would flush
+	 * again: there such a call asks at once, like a sender's (found
+	 * by the review of that fix). */
 	c->n_pend = kept;
+	bool defer = c->defer_posted;
+	if (all)
+		c->defer_posted = false;
 	struct hs__topo *t = hs__topo_get(c->sw);
 	for (unsigned i = 0; i < n_ask; i++) {
 		/* a port removed since is gone from the topology, or another
@@ -1017,6 +1023,7 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 		if (p && p->serial == e.serial && e.q < p->nq)
 			posted_run(c, p, &p->outq[e.q], false);
 	}
+	c->defer_posted = defer;
 }
 
 /* End of round: the coalesced notifications of running peers. */

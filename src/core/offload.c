@@ -284,7 +284,9 @@ static void own(struct hs__worker *w, struct hs__inq *iq)
 	if (w->n_owned == HS__WORKER_QMAX) {
 		/* Full: serve it once, like a sender would, and like a sender
 		 * ask receivers at once (these rounds, until the queue is
-		 * empty, are not a sweep: no hs__pend_flush follows them) */
+		 * empty, are not a sweep: no hs__pend_flush follows them,
+		 * so those listed already are asked first) */
+		hs__pend_flush(w->ctx, true);
 		bool defer = w->ctx->defer_posted;
 		w->ctx->defer_posted = false;
 		hs__q_run(w->ctx, iq, 0);
@@ -454,7 +456,8 @@ static void set_avail(struct hs__worker *w, bool avail)
 static void worker_sleep(struct hs__worker *w)
 {
 	struct hs_switch *sw = w->sw;
-	hs__pend_flush(w->ctx, true); /* no delivery comes from here on */
+	hs__pend_flush(w->ctx, true); /* every listed receiver asked: this
+					 worker sweeps no more until woken */
 	set_avail(w, true);
 	atomic_fetch_add(&sw->workers_idle, 1);
 	hs__ctr_add(&w->ctx->sleeps, 1);
