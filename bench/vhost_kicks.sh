@@ -11,11 +11,13 @@
 #                        [--seconds S] [--rounds R] [--variants "default;--posted-each"]
 #                        [--json FILE]
 #
-# Variants are separated by ";", "default" being no option. Per run: the
-# client's writes and the switch's reads and epoll_wait calls, per second
-# and per million frames; the frames: the median second of both ports'
-# Rx-pps in the window; the share of frames that went through the
-# switch's backlog (its tx_backlogged counters over its rx, whole run).
+# Variants are separated by ";", "default" being no option. Per run, per
+# second and per million frames: the client's kicks (its writes to its
+# eventfds) and all its writes (testpmd's console output included), the
+# switch's reads and epoll_wait calls (all its threads); the frames: the
+# median and the mean second of both ports' Rx-pps in the window (per
+# million frames divides by the mean); the share of frames that went
+# through the switch's backlog (its tx_backlogged over its rx, whole run).
 # A receiver asked for "buffers posted" (a backlog waits for it) makes
 # DPDK's virtio-user write its kick eventfd after every refill: with the
 # flood shape's open loop a backlog stands (benchmarks.md, section 6).
@@ -62,10 +64,25 @@ cleanup() {
 trap cleanup EXIT
 
 win=$((secs - 4)) # from 3 s into the traffic to 1 s before its end
-# count PID FILE: system calls of PID (all its threads) over the window
+# count PID FILE [FDS]: system calls of PID (all its threads) over the
+# window: write, read, epoll_wait, and writes to the fds FDS ("N M ...")
 count() {
+	local filt="fd == 4294967295" f
+	for f in ${3:-}; do filt="$filt || fd == $f"; done
 	perf stat -x, -e syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait \
+		-e syscalls:sys_enter_write --filter "$filt" \
 		-p "$1" -- sleep "$win" 2>"$2" >/dev/null
+}
+
+# eventfds PID: the eventfd descriptors PID holds. Those of DPDK's
+# virtio-user are its rings' kick and call fds; it writes only the kick
+# fds (the switch writes the call fds), so its writes to them are kicks.
+# Its other writes (testpmd's console output) are not.
+eventfds() {
+	local f
+	for f in /proc/"$1"/fd/*; do
+		[ "$(readlink "$f")" = "anon_inode:[eventfd]" ] && printf '%s ' "${f##*/}"
+	done
 }
 
 # one_run VARIANT ROUND -> appends a JSON line to $work/runs
@@ -74,6 +91,7 @@ one_run() {
 	[ "$v" = default ] && args=
 	vu_switch_start "$work" "$build" "$args"
 	local rc=$?
+	# shellcheck disable=SC2154 # set by vu_switch_start
 	sw=$vu_sw
 	[ "$rc" = 0 ] || return 1
 	vu_client "$work" 64 "$shape" "$secs" hsk-cl &
@@ -85,7 +103,7 @@ one_run() {
 		sleep 0.1
 	done
 	sleep 6
-	count "$tp" "$work/cl.perf" &
+	count "$tp" "$work/cl.perf" "$(eventfds "$tp")" &
 	local pc=$!
 	count "$sw" "$work/sw.perf"
 	wait "$pc"
@@ -98,11 +116,14 @@ one_run() {
 import json, re, statistics, sys
 v, rnd, work, win = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def perf(f):
+    # in the order counted: write, read, epoll_wait, write to the fds given
     out = {}
     for l in open(f):
         p = l.strip().split(",")
         if len(p) > 2 and p[2].startswith("syscalls:sys_enter_"):
-            out[p[2][len("syscalls:sys_enter_"):]] = int(p[0]) if p[0].isdigit() else None
+            k = p[2][len("syscalls:sys_enter_"):]
+            k = "fd_write" if k in out else k
+            out[k] = int(p[0]) if p[0].isdigit() else None
     return out
 pps = [float(x) for x in re.findall(r"Rx-pps:\s+(\d+)", open(work + "/cl.log").read())]
 secs = [a + b for a, b in zip(pps[0::2], pps[1::2])][3:-1]
@@ -111,14 +132,16 @@ rx = re.search(r"^switch: rx (\d+)", log, re.M)
 bl = sum(int(x) for x in re.findall(r"tx_backlogged (\d+)", log))
 cl, sw = perf(work + "/cl.perf"), perf(work + "/sw.perf")
 mpps = statistics.median(secs) / 1e6 if secs else 0.0
+mean = statistics.mean(secs) / 1e6 if secs else 0.0 # frames per second in the window
 r = {"variant": v, "round": rnd, "window_s": win, "mpps": round(mpps, 3),
+     "mpps_mean": round(mean, 3), "client_kicks": cl.get("fd_write"),
      "client_writes": cl.get("write"), "switch_reads": sw.get("read"),
      "switch_epoll_waits": sw.get("epoll_wait"),
      "backlogged_share": round(bl / int(rx.group(1)), 4) if rx and int(rx.group(1)) else None}
-for k in ("client_writes", "switch_reads", "switch_epoll_waits"):
+for k in ("client_kicks", "client_writes", "switch_reads", "switch_epoll_waits"):
     if r[k] is not None:
         r[k + "_per_s"] = round(r[k] / win)
-        r[k + "_per_mframe"] = round(r[k] / win / mpps, 1) if mpps else None
+        r[k + "_per_mframe"] = round(r[k] / win / mean, 1) if mean else None
 print(json.dumps(r))
 PY
 	tail -n 1 "$work/runs" >&2
@@ -147,7 +170,8 @@ out = {"benchmark": "vhost_kicks", "date": datetime.date.today().isoformat(),
 for v in dict.fromkeys(r["variant"] for r in runs):
     rs = [r for r in runs if r["variant"] == v]
     out["medians"][v] = {k: statistics.median(r[k] for r in rs)
-                         for k in ("mpps", "client_writes_per_s", "switch_reads_per_s",
+                         for k in ("mpps", "client_kicks_per_s", "client_writes_per_s",
+                                   "switch_reads_per_s",
                                    "switch_epoll_waits_per_s", "backlogged_share")
                          if all(r.get(k) is not None for r in rs)}
 print(json.dumps(out, indent=1))

@@ -35,11 +35,13 @@
 #                       [--sizes "64 1518"] [--peers "hyperswitch ovs-dpdk iofwd"]
 #                       [--shapes "flood unicast closed"] [--base DIR]
 #                       [--base-opts OPTS] [--base-args ARGS] [--client-args ARGS]
-#                       [--json FILE] [--logs DIR]
+#                       [--base-client-args ARGS] [--json FILE] [--logs DIR]
 #
 # --client-args passes testpmd options to the clients of every run (e.g.
 # --mbcache=512: their per-core mbuf cache, which the flood shape's
-# refills run through; benchmarks.md, section 6).
+# refills run through; benchmarks.md, section 6); --base-client-args to
+# the clients of the base peer's runs only, instead (with --base naming
+# the same build: the client's setting compared, interleaved).
 # --logs DIR keeps each run's switch and client output there
 # (PEER-SHAPE-BYTES-rROUND.sw.log, .cl.log: the vswitch prints its counters,
 # rounds included, and its forwarding table on exit).
@@ -56,7 +58,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=$here/build secs=10 rounds=3 sizes="64 1518" peers="hyperswitch ovs-dpdk iofwd" json=
-shapes="flood unicast closed" base= base_opts= base_args= logs=
+shapes="flood unicast closed" base= base_opts= base_args= base_client= logs=
 args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -70,9 +72,10 @@ while [ $# -gt 0 ]; do
 	--base-opts) base_opts=$2; shift 2 ;;
 	--base-args) base_args=$2; shift 2 ;;
 	--client-args) export VU_CLIENT_ARGS=$2; shift 2 ;;
+	--base-client-args) base_client=$2; shift 2 ;;
 	--json) json=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--base-args ARGS] [--client-args ARGS] [--json FILE] [--logs DIR]" >&2
+	*) echo "usage: $0 [--build DIR] [--seconds S] [--rounds R] [--sizes LIST] [--peers LIST] [--shapes LIST] [--base DIR] [--base-opts OPTS] [--base-args ARGS] [--client-args ARGS] [--base-client-args ARGS] [--json FILE] [--logs DIR]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -180,7 +183,11 @@ one_run() {
 		stop_all
 		return
 	fi
-	vu_client "$work" "$2" "$3" "$secs" hsb-cl
+	if [ "$1" = base ] && [ -n "$base_client" ]; then
+		VU_CLIENT_ARGS=$base_client vu_client "$work" "$2" "$3" "$secs" hsb-cl
+	else
+		vu_client "$work" "$2" "$3" "$secs" hsb-cl
+	fi
 	stop_all
 	cp "$work/cl.log" "$work/cl-$1-$2-$3.log"
 	if [ -n "$logs" ]; then

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Where the vhost-user benchmark's client (dpdk-testpmd, one forwarding
 # core) spends its time against a peer: perf samples (cpu-clock, so it
-# works without hardware counters) of the client for 3 s, from 3 s into
-# the traffic of bench/vhost_user.sh's shape, grouped by function. Debian's
-# DPDK is stripped, so a function is an address range of its unwind table
+# works without hardware counters) of the client's forwarding thread
+# (rte-worker-0) for 3 s, from 3 s into the traffic of
+# bench/vhost_user.sh's shape, grouped by function. Debian's DPDK is
+# stripped, so a function is an address range of its unwind table
 # (.eh_frame), named by its start address in its library; the same
 # library build gives the same names, so runs against different peers
 # compare.
@@ -12,8 +13,8 @@
 #                           [--shape flood|unicast|closed|closed-flood]
 #                           [--args "SWITCH OPTIONS"] [--top N]
 #
-# Prints the client's Rx-pps (both ports) per second, then the functions'
-# shares of the client's samples, most first.
+# Prints the client's Rx-pps (both ports) in each second of the window,
+# then the functions' shares of the thread's samples, most first.
 # Needs root (hugepages), dpdk-testpmd and perf (scripts/deps.sh bench).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +50,7 @@ trap cleanup EXIT
 if [ "$peer" = hyperswitch ]; then
 	vu_switch_start "$work" "$build" "$args"
 	rc=$?
+	# shellcheck disable=SC2154 # set by vu_switch_start
 	sw=$vu_sw
 else
 	# shellcheck disable=SC2046 # words, by design (vu_wire_args)
@@ -58,21 +60,39 @@ else
 	rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
+t0=$(date +%s%N)
 vu_client "$work" 64 "$shape" 10 hsq-cl &
 cl=$!
-sleep 0.5
-tp=$(pgrep -n -x dpdk-testpmd)
-sleep 6 # the client starts its traffic 3 s after it is launched
-perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -p "$tp" -- sleep 3 >/dev/null 2>&1
+# the client's testpmd (not the wire's: its file prefix), then its
+# forwarding lcore's thread
+tp="" tid=""
+for _ in $(seq 1 100); do
+	for p in $(pgrep -x dpdk-testpmd); do
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--file-prefix hsq-cl" && tp=$p
+	done
+	if [ -n "$tp" ]; then
+		for t in /proc/"$tp"/task/*; do
+			[ "$(cat "$t/comm" 2>/dev/null)" = rte-worker-0 ] && tid=${t##*/}
+		done
+	fi
+	[ -n "$tid" ] && break
+	sleep 0.05
+done
+[ -n "$tid" ] || { echo "no forwarding thread of the client found" >&2; exit 1; }
+# the traffic starts 3 s after the client is launched: 3 s into it
+sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print d > 0 ? d : 0}')"
+perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
+[ -s "$work/perf.data" ] || { echo "perf record failed:" >&2; cat "$work/perf.err" >&2; exit 1; }
 wait "$cl"
 cl=
 kill -INT "$sw"
 wait "$sw"
 sw=
-echo "client Rx-pps, both ports, per second:" \
-	"$(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=0; i+1<n; i+=2) printf "%d ", v[i]+v[i+1]}' "$work/cl.log")"
-perf report -i "$work/perf.data" --no-children --sort dso,sym -F overhead,dso,sym 2>/dev/null |
-	grep -v '^#' | awk 'NF >= 4 {gsub("%", "", $1); print $1, $2, $4}' >"$work/samples"
+# one print a second from the start of the traffic; the window is (3, 6] s
+echo "client Rx-pps, both ports, in the window's seconds:" \
+	"$(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=6; i<12 && i+1<n; i+=2) printf "%d ", v[i]+v[i+1]}' "$work/cl.log")"
+perf report -i "$work/perf.data" --no-children --sort dso,sym -F sample,dso,sym 2>/dev/null |
+	grep -v '^#' | awk 'NF >= 4 {print $1, $2, $4}' >"$work/samples"
 python3 - "$work/samples" "$top" <<'PY'
 import bisect, collections, os, re, subprocess, sys
 ranges = {}
@@ -88,15 +108,17 @@ def funcs(dso):
         ranges[dso] = fde
     return ranges[dso]
 share = collections.Counter()
-for line in open(sys.argv[1]):
-    pct, dso, sym = line.split()
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+total = sum(int(n) for n, _, _ in rows) or 1
+for n, dso, sym in rows:
+    pct = 100.0 * int(n) / total
     name = sym
     if sym.startswith("0x"):
         fde = funcs(dso)
         a = int(sym, 16)
         i = bisect.bisect_right([s for s, _ in fde], a) - 1
         name = hex(fde[i][0]) if i >= 0 and a < fde[i][1] else sym
-    share[(dso, name)] += float(pct)
+    share[(dso, name)] += pct
 for (dso, name), pct in share.most_common(int(sys.argv[2])):
     print("%6.2f%%  %-28s %s" % (pct, dso, name))
 PY
