@@ -80,7 +80,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$tid" ] || { echo "no forwarding thread of the client found" >&2; exit 1; }
 # the traffic starts 3 s after the client is launched: 3 s into it
-sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print d > 0 ? d : 0}')"
+sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print (d > 0 ? d : 0)}')"
 perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
 [ -s "$work/perf.data" ] || { echo "perf record failed:" >&2; cat "$work/perf.err" >&2; exit 1; }
 wait "$cl"
