@@ -11,14 +11,20 @@
 #
 #   bench/vu_client_prof.sh [--build DIR] [--peer hyperswitch|iofwd]
 #                           [--shape flood|unicast|closed|closed-flood]
-#                           [--args "SWITCH OPTIONS"] [--top N]
+#                           [--args "SWITCH OPTIONS"] [--client-args ARGS]
+#                           [--top N] [--ring]
 #
 # Prints the client's Rx-pps (both ports) in each second of the window,
-# then the functions' shares of the thread's samples, most first.
+# then the functions' shares of the thread's samples, most first. With
+# --ring, instead of sampling it counts, over the same window and
+# thread, the calls of each function of the mempool ring driver
+# (librte_mempool_ring.so: the shared pool a core's mbuf cache refills
+# from and flushes to), by uprobes at their starts, per 1000 frames.
+# --client-args: testpmd options for the client (VU_CLIENT_ARGS).
 # Needs root (hugepages), dpdk-testpmd and perf (scripts/deps.sh bench).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build peer=hyperswitch shape=flood args="" top=12
+build=$here/build peer=hyperswitch shape=flood args="" top=12 ring=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -26,7 +32,9 @@ while [ $# -gt 0 ]; do
 	--shape) shape=$2; shift 2 ;;
 	--args) args=$2; shift 2 ;;
 	--top) top=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--peer hyperswitch|iofwd] [--shape S] [--args A] [--top N]" >&2
+	--ring) ring=1; shift ;;
+	--client-args) export VU_CLIENT_ARGS=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--peer hyperswitch|iofwd] [--shape S] [--args A] [--client-args A] [--top N] [--ring]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -44,6 +52,7 @@ cleanup() {
 	wait 2>/dev/null
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsq-* 2>/dev/null
+	[ "$ring" = 0 ] || perf probe -q -d 'hsring:*' 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -60,6 +69,15 @@ else
 	rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
+if [ "$ring" = 1 ]; then
+	# a uprobe at the start of each function of the ring driver
+	ringlib=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_mempool_ring.so.23.0
+	perf probe -q -d 'hsring:*' 2>/dev/null
+	for a in $(readelf --debug-dump=frames "$ringlib" | sed -n 's/.*pc=0*\([0-9a-f]*\)\.\..*/\1/p' | sort -u); do
+		perf probe -q -x "$ringlib" -a "hsring:f$a=0x$a" 2>/dev/null
+	done
+	perf probe -l 'hsring:*' 2>/dev/null | grep -q hsring || { echo "no uprobes on $ringlib" >&2; exit 1; }
+fi
 t0=$(date +%s%N)
 vu_client "$work" 64 "$shape" 10 hsq-cl &
 cl=$!
@@ -81,8 +99,12 @@ done
 [ -n "$tid" ] || { echo "no forwarding thread of the client found" >&2; exit 1; }
 # the traffic starts 3 s after the client is launched: 3 s into it
 sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print (d > 0 ? d : 0)}')"
-perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
-[ -s "$work/perf.data" ] || { echo "perf record failed:" >&2; cat "$work/perf.err" >&2; exit 1; }
+if [ "$ring" = 1 ]; then
+	perf stat -x, -e 'hsring:*' -t "$tid" -- sleep 3 2>"$work/ring.txt" >/dev/null
+else
+	perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
+	[ -s "$work/perf.data" ] || { echo "perf record failed:" >&2; cat "$work/perf.err" >&2; exit 1; }
+fi
 wait "$cl"
 cl=
 kill -INT "$sw"
@@ -91,6 +113,14 @@ sw=
 # one print a second from the start of the traffic; the window is (3, 6] s
 echo "client Rx-pps, both ports, in the window's seconds:" \
 	"$(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=6; i<12 && i+1<n; i+=2) printf "%d ", v[i]+v[i+1]}' "$work/cl.log")"
+if [ "$ring" = 1 ]; then
+	frames=$(awk '/Rx-pps:/ {v[n++]=$2} END {s=0; for (i=6; i<12 && i+1<n; i+=2) s+=v[i]+v[i+1]; print s}' "$work/cl.log")
+	echo "calls into $ringlib per 1000 frames ($frames frames):"
+	awk -F, -v f="$frames" '$3 ~ /^hsring:/ && $1 > 0 {n = $3; sub("hsring:f", "0x", n);
+		printf "%10.3f  %s (%d calls)\n", 1000 * $1 / f, n, $1; t += $1}
+		END {printf "%10.3f  all\n", f ? 1000 * t / f : 0}' "$work/ring.txt"
+	exit 0
+fi
 perf report -i "$work/perf.data" --no-children --sort dso,sym -F sample,dso,sym 2>/dev/null |
 	grep -v '^#' | awk 'NF >= 4 {print $1, $2, $4}' >"$work/samples"
 python3 - "$work/samples" "$top" <<'PY'
