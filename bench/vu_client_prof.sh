@@ -12,7 +12,7 @@
 #   bench/vu_client_prof.sh [--build DIR] [--peer hyperswitch|iofwd]
 #                           [--shape flood|unicast|closed|closed-flood]
 #                           [--args "SWITCH OPTIONS"] [--client-args ARGS]
-#                           [--top N] [--ring]
+#                           [--top N] [--ring] [--probe LIB@ADDR]...
 #
 # Prints the client's Rx-pps (both ports) in each second of the window,
 # then the functions' shares of the thread's samples, most first. With
@@ -20,11 +20,15 @@
 # thread, the calls of each function of the mempool ring driver
 # (librte_mempool_ring.so: the shared pool a core's mbuf cache refills
 # from and flushes to), by uprobes at their starts, per 1000 frames.
+# --probe LIB@ADDR (repeatable, with or without --ring) counts, the same
+# way, the passes through address ADDR (hex) of library LIB (a file name
+# under the DPDK directories), e.g. a branch inside a function; the
+# addresses are those of one build (benchmarks.md names Debian 12's).
 # --client-args: testpmd options for the client (VU_CLIENT_ARGS).
 # Needs root (hugepages), dpdk-testpmd and perf (scripts/deps.sh bench).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=$here/build peer=hyperswitch shape=flood args="" top=12 ring=0
+build=$here/build peer=hyperswitch shape=flood args="" top=12 ring=0 probes=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -33,8 +37,9 @@ while [ $# -gt 0 ]; do
 	--args) args=$2; shift 2 ;;
 	--top) top=$2; shift 2 ;;
 	--ring) ring=1; shift ;;
+	--probe) probes+=("$2"); shift 2 ;;
 	--client-args) export VU_CLIENT_ARGS=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--peer hyperswitch|iofwd] [--shape S] [--args A] [--client-args A] [--top N] [--ring]" >&2
+	*) echo "usage: $0 [--build DIR] [--peer hyperswitch|iofwd] [--shape S] [--args A] [--client-args A] [--top N] [--ring] [--probe LIB@ADDR]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -69,15 +74,28 @@ else
 	rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
+ringlib=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_mempool_ring.so.23.0
+[ ${#probes[@]} = 0 ] || [ "$ring" = 1 ] || { ring=2; perf probe -q -d 'hsring:*' 2>/dev/null; }
 if [ "$ring" = 1 ]; then
 	# a uprobe at the start of each function of the ring driver
-	ringlib=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_mempool_ring.so.23.0
 	perf probe -q -d 'hsring:*' 2>/dev/null
 	for a in $(readelf --debug-dump=frames "$ringlib" | sed -n 's/.*pc=0*\([0-9a-f]*\)\.\..*/\1/p' | sort -u); do
 		perf probe -q -x "$ringlib" -a "hsring:f$a=0x$a" 2>/dev/null
 	done
 	perf probe -l 'hsring:*' 2>/dev/null | grep -q hsring || { echo "no uprobes on $ringlib" >&2; exit 1; }
 fi
+for pr in "${probes[@]}"; do
+	lib=${pr%@*} a=${pr#*@}
+	a=${a#0x}
+	path=""
+	for d in /usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0; do
+		[ -e "$d/$lib" ] && path=$d/$lib
+	done
+	if [ -z "$path" ] || ! perf probe -q -x "$path" -a "hsring:p$a=0x$a" 2>/dev/null; then
+		echo "cannot probe $pr" >&2
+		exit 1
+	fi
+done
 t0=$(date +%s%N)
 vu_client "$work" 64 "$shape" 10 hsq-cl &
 cl=$!
@@ -99,7 +117,7 @@ done
 [ -n "$tid" ] || { echo "no forwarding thread of the client found" >&2; exit 1; }
 # the traffic starts 3 s after the client is launched: 3 s into it
 sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print (d > 0 ? d : 0)}')"
-if [ "$ring" = 1 ]; then
+if [ "$ring" != 0 ]; then
 	perf stat -x, -e 'hsring:*' -t "$tid" -- sleep 3 2>"$work/ring.txt" >/dev/null
 else
 	perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
@@ -113,12 +131,13 @@ sw=
 # one print a second from the start of the traffic; the window is (3, 6] s
 echo "client Rx-pps, both ports, in the window's seconds:" \
 	"$(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=6; i<12 && i+1<n; i+=2) printf "%d ", v[i]+v[i+1]}' "$work/cl.log")"
-if [ "$ring" = 1 ]; then
+if [ "$ring" != 0 ]; then
 	frames=$(awk '/Rx-pps:/ {v[n++]=$2} END {s=0; for (i=6; i<12 && i+1<n; i+=2) s+=v[i]+v[i+1]; print s}' "$work/cl.log")
-	echo "calls into $ringlib per 1000 frames ($frames frames):"
-	awk -F, -v f="$frames" '$3 ~ /^hsring:/ && $1 > 0 {n = $3; sub("hsring:f", "0x", n);
+	[ "$ring" = 1 ] && echo "calls into $ringlib per 1000 frames ($frames frames):"
+	awk -F, -v f="$frames" '$3 ~ /^hsring:f/ && $1 > 0 {n = $3; sub("hsring:f", "0x", n);
 		printf "%10.3f  %s (%d calls)\n", 1000 * $1 / f, n, $1; t += $1}
-		END {printf "%10.3f  all\n", f ? 1000 * t / f : 0}' "$work/ring.txt"
+		$3 ~ /^hsring:p/ {n = $3; sub("hsring:p", "0x", n); p = p sprintf("%10.3f  passes at %s (%d)\n", 1000 * $1 / f, n, $1)}
+		END {if (t || !p) printf "%10.3f  all\n", f ? 1000 * t / f : 0; printf "%s", p}' "$work/ring.txt"
 	exit 0
 fi
 perf report -i "$work/perf.data" --no-children --sort dso,sym -F sample,dso,sym 2>/dev/null |
