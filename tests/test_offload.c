@@ -1051,21 +1051,59 @@ static uint32_t frame_seq(const struct tbe_rxf *r)
 	return seq;
 }
 
-static void posted_request(bool worker)
+/* The posted-request tests' setup: a switch without workers, a tbe port
+ * a, a receiver b of backend `ops` (registered here) and a context of
+ * the test's own (a worker's if `worker`), online in RCU. */
+struct pend_env {
+	hs_switch_t *sw;
+	hs_port_t *a, *b;
+	struct tbe *t; /* b's */
+	struct hs__ctx *c;
+};
+
+static void pend_up(struct pend_env *e, const struct hs_backend_ops *ops,
+		    const struct tbe_config *tb, bool worker)
 {
-	hs_switch_t *sw = th_switch(NULL);
-	struct tbe_config tb = {.rx_posted = 2};
-	hs_port_t *a = tbe_port(sw, "a", NULL, 0), *b = tbe_port(sw, "b", &tb, 0);
-	struct tbe *t = tbe_of(b);
-	struct hs__ctx *c = hs__ctx_new(sw, 0);
-	ck_assert_ptr_nonnull(c);
-	c->defer_posted = worker;
+	int rc = hs_backend_register(ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	e->sw = th_switch(NULL);
+	e->a = tbe_port(e->sw, "a", NULL, 0);
+	struct hs_port_config pc = {.name = "b", .backend = ops->name, .backend_config = tb,
+				    .backend_config_size = sizeof(*tb)};
+	ck_assert_int_eq(hs_port_add(e->sw, &pc, &e->b), 0);
+	e->t = hs_port_backend_priv(e->b, ops);
+	e->c = hs__ctx_new(e->sw, 0);
+	ck_assert_ptr_nonnull(e->c);
+	e->c->defer_posted = worker;
+	hs__rcu_enter();
+}
+
+/* a sends n broadcast frames, sequence numbers from seq, switched in one
+ * round with e's context */
+static void pend_send(struct pend_env *e, uint32_t seq, uint32_t n)
+{
 	uint8_t f[64], m[6];
 	th_mac(m, 1);
-	for (uint32_t i = 0; i < 4; i++)
-		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, i), NULL, NULL);
-	hs__rcu_enter();
-	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 4);
+	for (uint32_t i = 0; i < n; i++)
+		tbe_queue(e->a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, seq + i), NULL, NULL);
+	ck_assert_uint_eq(hs__round(e->c, &e->a->inq[0]), n);
+}
+
+static void pend_down(struct pend_env *e)
+{
+	hs__ctx_free(e->c);
+	hs_switch_destroy(e->sw);
+}
+
+static void posted_request(bool worker)
+{
+	struct pend_env e;
+	struct tbe_config tb = {.rx_posted = 2};
+	pend_up(&e, &tbe_ops, &tb, worker);
+	hs_port_t *b = e.b;
+	struct tbe *t = e.t;
+	struct hs__ctx *c = e.c;
+	pend_send(&e, 0, 4);
 	ck_assert_uint_eq(tbe_rx_count(b, 0), 2);
 	ck_assert_uint_eq(b->outq[0].bl.ent_n, 2);
 	if (!worker) {
@@ -1078,8 +1116,7 @@ static void posted_request(bool worker)
 		hs__pend_flush(c, false); /* the sweep delivered there: kept back */
 		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
 		ck_assert_uint_eq(c->n_pend, 1);
-		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 4), NULL, NULL);
-		ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+		pend_send(&e, 4, 1);
 		hs__pend_flush(c, false); /* delivered again */
 		ck_assert_uint_eq(atomic_load(&t->posted_asks), 0);
 		ck_assert_uint_eq(c->n_pend, 1);
@@ -1096,8 +1133,7 @@ static void posted_request(bool worker)
 		ck_assert_uint_eq(c->n_pend, 0);
 		/* asked, it is not asked again: the next delivery into the
 		 * backlog withdraws the request and keeps it back again */
-		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 5), NULL, NULL);
-		ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+		pend_send(&e, 5, 1);
 		ck_assert(!atomic_load(&t->posted_asked));
 		ck_assert_uint_eq(c->n_pend, 1);
 		hs__pend_flush(c, true); /* a worker going to sleep: asks all */
@@ -1116,8 +1152,7 @@ static void posted_request(bool worker)
 		free(r.data);
 	}
 	ck_assert_uint_eq(b->outq[0].bl.ent_n, 0);
-	hs__ctx_free(c);
-	hs_switch_destroy(sw);
+	pend_down(&e);
 }
 
 START_TEST(a_worker_asks_for_buffers_posted_once_it_stops_delivering)
@@ -1129,9 +1164,9 @@ END_TEST
 
 /* Asking a listed receiver calls its backend (notify), which may hand
  * the frames to its consumer at once: the consumer posts buffers and
- * calls hs_port_posted, in the worker's thread and context, and that
- * call keeps the request back again. The list must hold that entry after
- * the flush (found by review: edited in place, the flush dropped it, and
+ * calls hs_port_posted, in the worker's thread and context. What still
+ * waits must be asked for, or stay listed (found by review: the flush
+ * edited its list in place and dropped the entry that call made, and
  * frames waited with nothing asked). Backend "tbn": tbe, whose notify
  * does that once when armed. */
 static struct hs_backend_ops tbn_ops;
@@ -1164,25 +1199,14 @@ START_TEST(a_post_from_notify_while_asking_keeps_the_receiver_listed)
 	tbn_ops = tbe_ops;
 	tbn_ops.name = "tbn";
 	tbn_ops.notify = tbn_notify;
-	int rc = hs_backend_register(&tbn_ops);
-	ck_assert(rc == 0 || rc == -EEXIST);
-	hs_switch_t *sw = th_switch(NULL);
-	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	struct pend_env e;
 	struct tbe_config tb = {.rx_posted = 2, .want_delivered = true};
-	struct hs_port_config pc = {.name = "b", .backend = "tbn", .backend_config = &tb,
-				    .backend_config_size = sizeof(tb)};
-	ck_assert_int_eq(hs_port_add(sw, &pc, &tbn_port), 0);
-	struct tbe *t = hs_port_backend_priv(tbn_port, &tbn_ops);
-	struct hs__ctx *c = hs__ctx_new(sw, 0);
-	ck_assert_ptr_nonnull(c);
-	c->defer_posted = true; /* a worker's, and this thread's (worker_main) */
-	hs__cur_ctx = c;
-	uint8_t f[64], m[6];
-	th_mac(m, 1);
-	for (uint32_t i = 0; i < 10; i++)
-		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, i), NULL, NULL);
-	hs__rcu_enter();
-	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 10);
+	pend_up(&e, &tbn_ops, &tb, true);
+	tbn_port = e.b;
+	struct tbe *t = e.t;
+	struct hs__ctx *c = e.c;
+	hs__cur_ctx = c; /* this thread's, as worker_main sets it */
+	pend_send(&e, 0, 10);
 	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 8);
 	ck_assert_uint_eq(c->n_pend, 1);
 	/* the consumer takes the 2 and posts 2 more, not asked to signal */
@@ -1196,9 +1220,8 @@ START_TEST(a_post_from_notify_while_asking_keeps_the_receiver_listed)
 	ck_assert_msg(atomic_load(&t->posted_asked),
 		      "frames wait, nothing asked (listed: %u)", c->n_pend);
 	ck_assert_uint_eq(c->n_pend, 0);
-	/* the same in a sweep's flush keeps it listed, to be asked later */
-	tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, 10), NULL, NULL);
-	ck_assert_uint_eq(hs__round(c, &a->inq[0]), 1);
+	/* the same in a sweep's flush: asked, or still listed */
+	pend_send(&e, 10, 1);
 	ck_assert(!atomic_load(&t->posted_asked));
 	ck_assert_uint_eq(c->n_pend, 1);
 	c->pend_ns = 0;
@@ -1215,7 +1238,61 @@ START_TEST(a_post_from_notify_while_asking_keeps_the_receiver_listed)
 	tbn_consume(t, 0, 8); /* the rest comes */
 	hs_port_posted(tbn_port, 0);
 	ck_assert_uint_eq(tbn_port->outq[0].bl.ent_n, 0);
-	hs__ctx_free(c);
+	pend_down(&e);
+}
+END_TEST
+
+/* The same with a real worker (HS_SW_NO_POLL: it sleeps after an empty
+ * round, asking every listed receiver first): b's consumer posts 2
+ * unasked when the round delivers, then, when the worker's last flush
+ * asks, posts 2 more and calls hs_port_posted in the worker's thread.
+ * Once the worker is asleep, nothing may wait unasked (found by review:
+ * the worker slept with frames waiting and b listed, unasked). */
+static struct hs_backend_ops tbw_ops;
+static hs_port_t *tbw_port;
+static _Atomic unsigned tbw_deliveries;
+
+static void tbw_notify(void *priv, uint16_t q, unsigned ev)
+{
+	tbe_notify(priv, q, ev);
+	if (!(ev & HS_EV_DELIVERED))
+		return;
+	unsigned k = atomic_fetch_add(&tbw_deliveries, 1);
+	if (k < 2)
+		tbn_consume(priv, q, 2);
+	if (k == 1)
+		hs_port_posted(tbw_port, q);
+}
+
+START_TEST(a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile)
+{
+	tbw_ops = tbe_ops;
+	tbw_ops.name = "tbw";
+	tbw_ops.notify = tbw_notify;
+	int rc = hs_backend_register(&tbw_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct hs_switch_config cfg = {.n_workers = 1, .flags = HS_SW_NO_POLL};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config ta = {.kick_fd = true};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 0);
+	struct tbe_config tb = {.rx_posted = 2, .want_delivered = true};
+	struct hs_port_config pc = {.name = "b", .backend = "tbw", .backend_config = &tb,
+				    .backend_config_size = sizeof(tb)};
+	ck_assert_int_eq(hs_port_add(sw, &pc, &tbw_port), 0);
+	struct tbe *t = hs_port_backend_priv(tbw_port, &tbw_ops);
+	ck_assert(TH_WAIT(th_sstats(sw).workers_idle == 1, 3000));
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (uint32_t i = 0; i < 10; i++)
+		tbe_queue(a, 0, f, (uint32_t)th_frame(f, th_bcast, m, -1, 64, i), NULL, NULL);
+	ck_assert_int_eq(tbe_kick(a, 0), 0);
+	/* the worker's sleep counts it idle only after its last flush */
+	ck_assert(TH_WAIT(atomic_load(&tbw_deliveries) >= 2 &&
+			  th_sstats(sw).workers_idle == 1, 5000));
+	ck_assert_msg(atomic_load(&tbw_port->outq[0].bl_count) == 0 ||
+			      atomic_load(&t->posted_asked),
+		      "%u frames wait, the receiver not asked, the worker asleep",
+		      atomic_load(&tbw_port->outq[0].bl_count));
 	hs_switch_destroy(sw);
 }
 END_TEST
@@ -1271,6 +1348,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, an_offer_nobody_takes_ends);
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
+	tcase_add_test(tc, a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile);
 	suite_add_tcase(s, tc);
 	return s;
 }

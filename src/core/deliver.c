@@ -653,12 +653,12 @@ static bool posted_defer(struct hs__ctx *c, struct hs_port *dp, struct hs__outq 
 /* Drains the backlog while the receiver has buffers for it, leaving the
  * "posted" request in place while frames still wait. Stops when a drain
  * moves nothing (buffers there, but too few for the next frame: the next
- * post signals). After a delivery (defer), a worker keeps the request
- * back instead (posted_defer). */
+ * post signals). A worker in its sweeps keeps the request back instead
+ * (posted_defer). */
 static void drain_posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
-			 unsigned *ev, bool each, bool defer)
+			 unsigned *ev, bool each)
 {
-	if (defer && oq->bl.ent_n && posted_defer(c, dp, oq))
+	if (oq->bl.ent_n && posted_defer(c, dp, oq))
 		return;
 	while (posted_watch(dp, oq)) {
 		uint32_t before = oq->bl.ent_n;
@@ -936,21 +936,20 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 			deliver_now(c, dp, oq, mask, &ev);
 		else
 			deliver_ablation(c, dp, oq, mask, &ev);
-		drain_posted(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH,
-			     !(c->sw->cfg.flags & HS_SW_POSTED_EACH));
+		drain_posted(c, dp, oq, &ev, c->sw->cfg.flags & HS_SW_NOTIFY_EACH);
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }
 
 /* Drains the backlog of (dp, q) outside a round, and asks the receiver
- * again while frames still wait: it posted buffers (defer: a worker then
- * keeps the request back, as after a delivery: with event indexes a
- * request is good for one signal, and renewed at each it would keep the
- * receiver signalling while a backlog stands), or a worker that kept the
- * request back no longer delivers there (hs__pend_flush: asked). */
-static void posted_run(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq,
-		       bool defer)
+ * again while frames still wait: it posted buffers (a worker in its
+ * sweeps then keeps the request back, as after a delivery: with event
+ * indexes a request is good for one signal, and renewed at each it would
+ * keep the receiver signalling while a backlog stands), or a worker that
+ * kept the request back no longer delivers there (hs__pend_flush, which
+ * asks). */
+void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 {
 	unsigned ev = 0;
 	bool each = c->sw->cfg.flags & HS_SW_NOTIFY_EACH;
@@ -968,15 +967,10 @@ static void posted_run(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *o
 		bl_pop(&oq->bl, oq->bl.ent_n);
 	} else if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		hs__drain_backlog(c, dp, oq, &ev, each);
-		drain_posted(c, dp, oq, &ev, each, defer);
+		drain_posted(c, dp, oq, &ev, each);
 	}
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
-}
-
-void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
-{
-	posted_run(c, dp, oq, !(c->sw->cfg.flags & HS_SW_POSTED_EACH));
 }
 
 void hs__pend_flush(struct hs__ctx *c, bool all)
@@ -1001,19 +995,15 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 		}
 		ask[n_ask++] = e;
 	}
-	/* The list is whole before anything is called: asking calls the
-	 * backend (its notify), which may post buffers and call
-	 * hs_port_posted, in this thread and with this context, and that
-	 * may keep a request back again, adding to the list (found by
-	 * review: edited in place, the entry it marked was then dropped,
-	 * and frames waited with nothing asked). A flush of all comes
-	 * before the worker sleeps or exits, when nothing would flush
-	 * again: there such a call asks at once, like a sender's (found
-	 * by the review of that fix). */
+	/* The list is whole, and c asks at once, before anything is called:
+	 * asking calls the backend (its notify), which may post buffers and
+	 * call hs_port_posted, in this thread and with this context. Edited
+	 * in place, the entry such a call listed again was dropped (found by
+	 * review), and listed again in the flush before the worker sleeps,
+	 * it waited with nothing asked (found by the next). */
 	c->n_pend = kept;
 	bool defer = c->defer_posted;
-	if (all)
-		c->defer_posted = false;
+	c->defer_posted = false;
 	struct hs__topo *t = hs__topo_get(c->sw);
 	for (unsigned i = 0; i < n_ask; i++) {
 		/* a port removed since is gone from the topology, or another
@@ -1021,7 +1011,7 @@ void hs__pend_flush(struct hs__ctx *c, bool all)
 		struct hs__pend e = ask[i];
 		struct hs_port *p = e.idx < t->max_ports ? t->port[e.idx] : NULL;
 		if (p && p->serial == e.serial && e.q < p->nq)
-			posted_run(c, p, &p->outq[e.q], false);
+			hs__posted(c, p, &p->outq[e.q]);
 	}
 	c->defer_posted = defer;
 }
