@@ -55,9 +55,7 @@ vu_hugepages 1200 1536
 work=$(mktemp -d /tmp/hs-vukicks.XXXXXX)
 sw="" cl=""
 cleanup() {
-	[ -z "$cl" ] || kill -INT "$cl" 2>/dev/null
-	[ -z "$sw" ] || kill -INT "$sw" 2>/dev/null
-	wait 2>/dev/null
+	vu_stop "$cl" "$sw"
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsk-* 2>/dev/null
 }
@@ -94,23 +92,20 @@ one_run() {
 	# shellcheck disable=SC2154 # set by vu_switch_start
 	sw=$vu_sw
 	[ "$rc" = 0 ] || return 1
+	local t0 tp
+	t0=$(date +%s%N)
 	vu_client "$work" 64 "$shape" "$secs" hsk-cl &
 	cl=$!
+	tp=$(vu_client_pid hsk-cl) || return 1
 	# the client starts its traffic 3 s after it is launched (vu_client)
-	local tp=
-	for _ in $(seq 1 50); do
-		tp=$(pgrep -n -x dpdk-testpmd) && break
-		sleep 0.1
-	done
-	sleep 6
+	vu_sleep_since "$t0" 6
 	count "$tp" "$work/cl.perf" "$(eventfds "$tp")" &
 	local pc=$!
 	count "$sw" "$work/sw.perf"
 	wait "$pc"
 	wait "$cl"
 	cl=
-	kill -INT "$sw"
-	wait "$sw"
+	vu_stop "$sw"
 	sw=
 	python3 - "$v" "$2" "$work" "$win" <<'PY' >>"$work/runs"
 import json, re, statistics, sys

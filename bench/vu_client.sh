@@ -44,6 +44,39 @@ vu_wait_socks() {
 	done
 }
 
+# vu_client_pid PREFIX: the PID of the testpmd run with --file-prefix
+# PREFIX (vu_client's, not a wire's), once it is there (5 s at most)
+vu_client_pid() {
+	local p
+	for _ in $(seq 1 100); do
+		for p in $(pgrep -x dpdk-testpmd); do
+			if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--file-prefix $1 "; then
+				echo "$p"
+				return 0
+			fi
+		done
+		sleep 0.05
+	done
+	echo "no testpmd with file prefix $1" >&2
+	return 1
+}
+
+# vu_sleep_since T0 SECS: sleeps until SECS seconds after T0 (date +%s%N)
+vu_sleep_since() {
+	sleep "$(awk -v t0="$1" -v s="$2" -v now="$(date +%s%N)" \
+		'BEGIN {d = s - (now - t0) / 1e9; print (d > 0 ? d : 0)}')"
+}
+
+# vu_stop PID...: SIGINT to each PID given (empty ones skipped), then
+# waits for the caller's children
+vu_stop() {
+	local p
+	for p in "$@"; do
+		[ -z "$p" ] || kill -INT "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+}
+
 # vu_client DIR SIZE SHAPE SECS PREFIX [IDLE]: one dpdk-testpmd, one forwarding
 # core on CPU 0, two virtio-user ports on DIR/s0 and DIR/s1, sends SIZE-byte
 # frames of SHAPE for SECS seconds and prints each port's statistics once

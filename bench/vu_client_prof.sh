@@ -49,15 +49,23 @@ command -v perf >/dev/null || { echo "no perf: scripts/deps.sh bench" >&2; exit 
 . "$here/bench/vu_client.sh"
 vu_hugepages 1200 1536
 
+ringlib=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_mempool_ring.so.23.0
+# what is counted instead of sampled: --ring's function starts, "f"
+# probes; --probe's addresses, "p" probes
+if [ "$ring" = 1 ]; then
+	for a in $(readelf --debug-dump=frames "$ringlib" | sed -n 's/.*pc=0*\([0-9a-f]*\)\.\..*/\1/p' | sort -u); do
+		probes+=("f:$ringlib@$a")
+	done
+fi
+count=$((${#probes[@]} > 0))
+
 work=$(mktemp -d /tmp/hs-vuprof.XXXXXX)
 sw="" cl=""
 cleanup() {
-	[ -z "$cl" ] || kill -INT "$cl" 2>/dev/null
-	[ -z "$sw" ] || kill -INT "$sw" 2>/dev/null
-	wait 2>/dev/null
+	vu_stop "$cl" "$sw"
 	rm -rf "$work"
 	rm -f /dev/hugepages/hsq-* 2>/dev/null
-	[ "$ring" = 0 ] || perf probe -q -d 'hsring:*' 2>/dev/null
+	[ "$count" = 0 ] || perf probe -q -d 'hsring:*' 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -74,50 +82,38 @@ else
 	rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
-ringlib=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_mempool_ring.so.23.0
-[ ${#probes[@]} = 0 ] || [ "$ring" = 1 ] || { ring=2; perf probe -q -d 'hsring:*' 2>/dev/null; }
-if [ "$ring" = 1 ]; then
-	# a uprobe at the start of each function of the ring driver
+if [ "$count" = 1 ]; then
 	perf probe -q -d 'hsring:*' 2>/dev/null
-	for a in $(readelf --debug-dump=frames "$ringlib" | sed -n 's/.*pc=0*\([0-9a-f]*\)\.\..*/\1/p' | sort -u); do
-		perf probe -q -x "$ringlib" -a "hsring:f$a=0x$a" 2>/dev/null
+	for pr in "${probes[@]}"; do
+		kind=p
+		case $pr in f:*) kind=f pr=${pr#f:} ;; esac
+		lib=${pr%@*} a=${pr#*@}
+		a=${a#0x}
+		path=$lib
+		for d in /usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0; do
+			[ -e "$d/$lib" ] && path=$d/$lib
+		done
+		perf probe -q -x "$path" -a "hsring:$kind$a=0x$a" 2>/dev/null ||
+			{ echo "cannot probe $pr" >&2; exit 1; }
 	done
-	perf probe -l 'hsring:*' 2>/dev/null | grep -q hsring || { echo "no uprobes on $ringlib" >&2; exit 1; }
 fi
-for pr in "${probes[@]}"; do
-	lib=${pr%@*} a=${pr#*@}
-	a=${a#0x}
-	path=""
-	for d in /usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0; do
-		[ -e "$d/$lib" ] && path=$d/$lib
-	done
-	if [ -z "$path" ] || ! perf probe -q -x "$path" -a "hsring:p$a=0x$a" 2>/dev/null; then
-		echo "cannot probe $pr" >&2
-		exit 1
-	fi
-done
 t0=$(date +%s%N)
 vu_client "$work" 64 "$shape" 10 hsq-cl &
 cl=$!
-# the client's testpmd (not the wire's: its file prefix), then its
-# forwarding lcore's thread
-tp="" tid=""
+# the client's forwarding lcore's thread
+tp=$(vu_client_pid hsq-cl) || exit 1
+tid=""
 for _ in $(seq 1 100); do
-	for p in $(pgrep -x dpdk-testpmd); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--file-prefix hsq-cl" && tp=$p
+	for t in /proc/"$tp"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = rte-worker-0 ] && tid=${t##*/}
 	done
-	if [ -n "$tp" ]; then
-		for t in /proc/"$tp"/task/*; do
-			[ "$(cat "$t/comm" 2>/dev/null)" = rte-worker-0 ] && tid=${t##*/}
-		done
-	fi
 	[ -n "$tid" ] && break
 	sleep 0.05
 done
 [ -n "$tid" ] || { echo "no forwarding thread of the client found" >&2; exit 1; }
 # the traffic starts 3 s after the client is launched: 3 s into it
-sleep "$(awk -v t0="$t0" -v now="$(date +%s%N)" 'BEGIN {d = 6 - (now - t0) / 1e9; print (d > 0 ? d : 0)}')"
-if [ "$ring" != 0 ]; then
+vu_sleep_since "$t0" 6
+if [ "$count" = 1 ]; then
 	perf stat -x, -e 'hsring:*' -t "$tid" -- sleep 3 2>"$work/ring.txt" >/dev/null
 else
 	perf record -q -e cpu-clock -F 2000 -o "$work/perf.data" -t "$tid" -- sleep 3 2>"$work/perf.err" >/dev/null
@@ -125,14 +121,14 @@ else
 fi
 wait "$cl"
 cl=
-kill -INT "$sw"
-wait "$sw"
+vu_stop "$sw"
 sw=
 # one print a second from the start of the traffic; the window is (3, 6] s
-echo "client Rx-pps, both ports, in the window's seconds:" \
-	"$(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=6; i<12 && i+1<n; i+=2) printf "%d ", v[i]+v[i+1]}' "$work/cl.log")"
-if [ "$ring" != 0 ]; then
-	frames=$(awk '/Rx-pps:/ {v[n++]=$2} END {s=0; for (i=6; i<12 && i+1<n; i+=2) s+=v[i]+v[i+1]; print s}' "$work/cl.log")
+mapfile -t secs < <(awk '/Rx-pps:/ {v[n++]=$2} END {for (i=6; i<12 && i+1<n; i+=2) print v[i]+v[i+1]}' "$work/cl.log")
+echo "client Rx-pps, both ports, in the window's seconds: ${secs[*]}"
+if [ "$count" = 1 ]; then
+	frames=0
+	for x in "${secs[@]}"; do frames=$((frames + x)); done
 	[ "$ring" = 1 ] && echo "calls into $ringlib per 1000 frames ($frames frames):"
 	awk -F, -v f="$frames" '$3 ~ /^hsring:f/ && $1 > 0 {n = $3; sub("hsring:f", "0x", n);
 		printf "%10.3f  %s (%d calls)\n", 1000 * $1 / f, n, $1; t += $1}

@@ -74,7 +74,7 @@ def phases(seconds):
 
 def describe(levels, f):
     for ph in levels:
-        print("phase %-8s %4d B, seconds at %s Mpps: %s%s" % (
+        print("phase %-12s %4d B, seconds at %s Mpps: %s%s" % (
               ph["shape"], ph["frame_bytes"],
               ">= %.2f" % ph["mpps_from"] if ph["mpps_below"] is None else
               "%.2f-%.2f" % (ph["mpps_from"], ph["mpps_below"]),
