@@ -1297,6 +1297,47 @@ START_TEST(a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile)
 }
 END_TEST
 
+/* Frames that waited for a receiver's buffers are dropped when its link
+ * goes down; the "buffers posted" request made for them must go with
+ * them, whichever path drops them (a driver asked signals every post):
+ * _i 0, a delivery while the link is down; 1, the receiver posts while
+ * it is down; 2, it posts after the link came back (the stale backlog is
+ * dropped then). The paused case keeps the request until the next look. */
+START_TEST(a_dropped_backlog_takes_its_posted_request)
+{
+	struct pend_env e;
+	struct tbe_config tb = {.rx_posted = 2};
+	pend_up(&e, &tbe_ops, &tb, false);
+	pend_send(&e, 0, 4);
+	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 2);
+	ck_assert(atomic_load(&e.t->posted_asked));
+	ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
+	switch (_i) {
+	case 0:
+		pend_send(&e, 4, 1);
+		break;
+	case 1:
+		hs__rcu_leave();
+		tbe_post(e.b, 0, 0);
+		hs__rcu_enter();
+		break;
+	case 2:
+		ck_assert_int_eq(hs_port_set_link(e.b, true), 0);
+		hs__rcu_leave();
+		tbe_post(e.b, 0, 0);
+		hs__rcu_enter();
+		break;
+	}
+	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 0);
+	ck_assert_uint_eq(th_pstats(e.b).drops[HS_DROP_PORT_DOWN], _i == 0 ? 3 : 2);
+	ck_assert_msg(!atomic_load(&e.t->posted_asked),
+		      "nothing waits, yet the receiver is still asked to signal its posts");
+	ck_assert(!e.b->outq[0].posted_armed);
+	hs__rcu_leave();
+	pend_down(&e);
+}
+END_TEST
+
 START_TEST(an_offer_nobody_takes_ends)
 {
 	struct hb_env e;
@@ -1349,6 +1390,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
 	tcase_add_test(tc, a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile);
+	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

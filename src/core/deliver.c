@@ -905,6 +905,21 @@ static inline void drop_backlog_after_down(struct hs_port *dp, struct hs__outq *
 	}
 }
 
+/* Under oq's lock, after what waited in the backlog was dropped: the
+ * "buffers posted" request made for it goes too, or a driver that signals
+ * only when asked would go on signalling each post for nothing (seen by
+ * review after link flaps). A dead port's backend is not called (it is
+ * closing), nor a paused one's: the request then stays marked, and the
+ * next look (posted_watch) withdraws it. */
+static inline void posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
+{
+	if (HS__LIKELY(!oq->posted_armed) || oq->bl.ent_n ||
+	    atomic_load_explicit(&dp->dead, memory_order_relaxed) ||
+	    atomic_load_explicit(&dp->paused, memory_order_acquire))
+		return;
+	posted_watch(dp, oq);
+}
+
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
 	struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(&dp->nq_active,
@@ -922,6 +937,7 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 			    (uint64_t)__builtin_popcountll(mask) + oq->bl.ent_n);
 		bl_pop(&oq->bl, oq->bl.ent_n);
 		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
+		posted_withdraw(dp, oq);
 		hs__lock_release(&oq->lock);
 		return;
 	}
@@ -969,6 +985,7 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 		hs__drain_backlog(c, dp, oq, &ev, each);
 		drain_posted(c, dp, oq, &ev, each);
 	}
+	posted_withdraw(dp, oq);
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }
