@@ -5,6 +5,11 @@
 #                (moved into the namespace) on another
 #   hyperswitch-syscalls  the same, the tap's reads and writes one system
 #                call each instead of io_uring batches (not run by default)
+#   hyperswitch-poll  the same with one switch worker that busy-polls
+#                (--workers 1 --busy-poll): no wake-up of the switch on a
+#                frame's path, for a core (not run by default)
+#   hyperswitch-workers  one worker polling adaptively (--workers 1: it
+#                sleeps after 200 us without frames; not run by default)
 #   qemu-tap     QEMU's own tap back end (vhost-net when /dev/vhost-net
 #                exists, else QEMU's userspace virtio-net) on a Linux
 #                bridge, and a veth pair into the namespace: what users
@@ -82,9 +87,11 @@ ns_up() { # DEV
 }
 
 vs=''
-setup_hyperswitch() { # [TAP OPTIONS]
+setup_hyperswitch() { # [TAP OPTIONS [SWITCH OPTION...]]
+	local topt=${1:-}
+	shift || true
 	ip netns add "$ns" || return 1
-	"$vswitch" --stats 2 --vhost-user "$work/g.sock" --tap "$tap${1:-}" >"$work/sw.log" 2>&1 &
+	"$vswitch" --stats 2 "$@" --vhost-user "$work/g.sock" --tap "$tap$topt" >"$work/sw.log" 2>&1 &
 	vs=$!
 	pids+=("$vs")
 	wait_for "$work/sw.log" running 10 || return 1
@@ -96,6 +103,8 @@ setup_hyperswitch() { # [TAP OPTIONS]
 # the same with the tap's reads and writes one system call each (no
 # io_uring batches)
 setup_hyperswitch-syscalls() { setup_hyperswitch ,no-uring; }
+setup_hyperswitch-poll() { setup_hyperswitch "" --workers 1 --busy-poll; }
+setup_hyperswitch-workers() { setup_hyperswitch "" --workers 1; }
 
 setup_qemu-tap() {
 	vs=''

@@ -4,8 +4,8 @@
  * for the host's network stack and VXLAN tunnels to other hosts, until
  * SIGINT/SIGTERM; counters and the forwarding tables on exit.
  *
- *   vswitch [--workers N] [--burst N] [--stats SECONDS] [--pidfile FILE] [--keep-quiet]
- *           [--no-backlog] [--posted-each]
+ *   vswitch [--workers N] [--busy-poll] [--poll-us US] [--burst N] [--stats SECONDS]
+ *           [--pidfile FILE] [--keep-quiet] [--no-backlog] [--posted-each]
  *           [--vhost-user PATH[,client][,queues=N][,vlan=V][,no-packed][,no-in-order]
  *                         [,no-announce][,no-vcpu-state][,no-learn]]...
  *           [--tap IFNAME[,attach][,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]...
@@ -20,6 +20,10 @@
  * each --uplink a host interface (a NIC, a veth) as port IFNAME, "trunk"
  * making it carry every VLAN tagged; AF_XDP where it can attach, else
  * AF_PACKET, unless "packet" or "xdp" (or "xdp-generic") says which.
+ * --busy-poll sets HS_SW_BUSY_POLL (workers spin when idle instead of
+ * sleeping: no wake-up on the path of a frame, at the cost of a core per
+ * worker) and --poll-us the adaptive polling's poll_us; both mean
+ * something only with --workers.
  * --keep-quiet sets HS_SW_KEEP_QUIET (a busy worker keeps polling every
  * queue it took), to compare with the default; --no-backlog sets
  * HS_SW_NO_BACKLOG (a frame that finds no receive buffer is dropped at
@@ -362,9 +366,11 @@ int main(int argc, char **argv)
 					   {"keep-quiet", no_argument, 0, 'k'},
 					   {"no-backlog", no_argument, 0, 'n'},
 					   {"posted-each", no_argument, 0, 'e'},
+					   {"busy-poll", no_argument, 0, 'B'},
+					   {"poll-us", required_argument, 0, 'P'},
 					   {0, 0, 0, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:kne", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "w:b:v:t:x:u:s:p:kneBP:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w': cfg.n_workers = (uint32_t)atoi(optarg); break;
 		case 'b': cfg.burst = (uint32_t)atoi(optarg); break;
@@ -373,6 +379,8 @@ int main(int argc, char **argv)
 		case 'k': cfg.flags |= HS_SW_KEEP_QUIET; break; /* for comparison */
 		case 'n': cfg.flags |= HS_SW_NO_BACKLOG; break; /* the ablation's row */
 		case 'e': cfg.flags |= HS_SW_POSTED_EACH; break; /* for comparison */
+		case 'B': cfg.flags |= HS_SW_BUSY_POLL; break;
+		case 'P': cfg.poll_us = (uint32_t)atoi(optarg); break;
 		case 'v':
 		case 't':
 		case 'x':
@@ -383,7 +391,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		default:
-			fprintf(stderr, "usage: %s [--workers N] [--burst N] [--stats S] "
+			fprintf(stderr, "usage: %s [--workers N] [--busy-poll] [--poll-us US] [--burst N] [--stats S] "
 				"[--pidfile F] [--keep-quiet] [--no-backlog] [--posted-each] [--vhost-user PATH[,client][,queues=N]"
 				"[,vlan=V][,no-packed][,no-in-order][,no-announce][,no-vcpu-state][,no-learn][,mode=M][,owner=U][,group=G]]... [--tap IFNAME[,attach]"
 				"[,no-offload][,staged][,no-uring][,queues=N][,vlan=V][,mtu=M]]... [--vxlan LOCAL,vni=N"
