@@ -1302,7 +1302,10 @@ END_TEST
  * them, whichever path drops them (a driver asked signals every post):
  * _i 0, a delivery while the link is down; 1, the receiver posts while
  * it is down; 2, it posts after the link came back (the stale backlog is
- * dropped then). The paused case keeps the request until the next look. */
+ * dropped then); 3, a delivery drops it while the port is paused (as
+ * vhost-user's quiesce takes the link down), where the backend may not
+ * be called: the request goes at resume; 4, a VLAN change purges the
+ * backlog (with the port paused), then the same. */
 START_TEST(a_dropped_backlog_takes_its_posted_request)
 {
 	struct pend_env e;
@@ -1311,25 +1314,49 @@ START_TEST(a_dropped_backlog_takes_its_posted_request)
 	pend_send(&e, 0, 4);
 	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 2);
 	ck_assert(atomic_load(&e.t->posted_asked));
-	ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
+	uint64_t dropped = 2;
+	hs__rcu_leave();
 	switch (_i) {
 	case 0:
+		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
+		hs__rcu_enter();
 		pend_send(&e, 4, 1);
+		hs__rcu_leave();
+		dropped = 3;
 		break;
 	case 1:
-		hs__rcu_leave();
+		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
 		tbe_post(e.b, 0, 0);
-		hs__rcu_enter();
 		break;
 	case 2:
+		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
 		ck_assert_int_eq(hs_port_set_link(e.b, true), 0);
-		hs__rcu_leave();
 		tbe_post(e.b, 0, 0);
+		break;
+	case 3:
+		ck_assert_int_eq(tbe_quiesce(e.b), 0);
+		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
 		hs__rcu_enter();
+		pend_send(&e, 4, 1);
+		hs__rcu_leave();
+		ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 0);
+		ck_assert(atomic_load(&e.t->posted_asked)); /* not called while paused */
+		ck_assert_int_eq(hs_port_set_link(e.b, true), 0);
+		ck_assert_int_eq(tbe_resume(e.b), 0);
+		ck_assert_uint_eq(atomic_load(&e.t->calls_quiesced), 0);
+		dropped = 3;
+		break;
+	case 4: {
+		struct hs_port_config pc = {.size = sizeof(pc), .vlan_mode = HS_VLAN_ACCESS,
+					    .vlan = 20};
+		ck_assert_int_eq(hs_port_reconfigure(e.b, &pc, HS_PORT_SET_VLAN), 0);
 		break;
 	}
+	}
+	hs__rcu_enter();
 	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 0);
-	ck_assert_uint_eq(th_pstats(e.b).drops[HS_DROP_PORT_DOWN], _i == 0 ? 3 : 2);
+	ck_assert_uint_eq(th_pstats(e.b).drops[_i == 4 ? HS_DROP_VLAN : HS_DROP_PORT_DOWN],
+			  dropped);
 	ck_assert_msg(!atomic_load(&e.t->posted_asked),
 		      "nothing waits, yet the receiver is still asked to signal its posts");
 	ck_assert(!e.b->outq[0].posted_armed);
@@ -1390,7 +1417,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
 	tcase_add_test(tc, a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile);
-	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 3);
+	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 5);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -909,8 +909,10 @@ static inline void drop_backlog_after_down(struct hs_port *dp, struct hs__outq *
  * "buffers posted" request made for it goes too, or a driver that signals
  * only when asked would go on signalling each post for nothing (seen by
  * review after link flaps). A dead port's backend is not called (it is
- * closing), nor a paused one's: the request then stays marked, and the
- * next look (posted_watch) withdraws it. */
+ * closing), nor a paused one's: the request then stays marked, and
+ * resume_port (port.c) withdraws it through hs__posted_withdraw, as it
+ * does after a VLAN change's purge (hs__backlog_purge_vlans, which runs
+ * with the port paused). */
 static inline void posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
 {
 	if (HS__LIKELY(!oq->posted_armed) || oq->bl.ent_n ||
@@ -918,6 +920,11 @@ static inline void posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
 	    atomic_load_explicit(&dp->paused, memory_order_acquire))
 		return;
 	posted_watch(dp, oq);
+}
+
+void hs__posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
+{
+	posted_withdraw(dp, oq);
 }
 
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)

@@ -995,8 +995,12 @@ static void resume_port(struct hs_port *port)
 		 * stores bl_count under the queue's lock: once we have held
 		 * it, that store is visible to hs_port_posted, and later
 		 * deliveries see the port resumed (found by review: without
-		 * this, such frames waited for a next delivery). */
+		 * this, such frames waited for a next delivery). A backlog
+		 * dropped while paused (link down, a VLAN change's purge) left
+		 * its "buffers posted" request on: withdrawn here (found by
+		 * review: hs_port_posted returns early with nothing waiting). */
 		(void)hs__lock_take(&port->outq[q].lock);
+		hs__posted_withdraw(port, &port->outq[q]);
 		hs__lock_release(&port->outq[q].lock);
 		hs_port_posted(port, (uint16_t)q);
 	}
