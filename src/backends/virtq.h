@@ -212,7 +212,7 @@ struct vq {
 	bool avail_wrap;
 	uint16_t used_idx;    /* split: free running; packed: slot */
 	bool used_wrap;
-	uint16_t signalled;   /* used index at the last notification */
+	uint16_t signalled;   /* used index at the last flush (vring_need_event's old) */
 	bool signalled_valid;
 	uint16_t pending;     /* pushed but not yet published (split) */
 	/* the region of the last translation (vq_gpa): a copy of its bounds,
