@@ -183,11 +183,9 @@ one_run() {
 		stop_all
 		return
 	fi
-	if [ "$1" = base ] && [ -n "$base_client" ]; then
-		VU_CLIENT_ARGS=$base_client vu_client "$work" "$2" "$3" "$secs" hsb-cl
-	else
-		vu_client "$work" "$2" "$3" "$secs" hsb-cl
-	fi
+	local ca=${VU_CLIENT_ARGS:-}
+	[ "$1" = base ] && [ -n "$base_client" ] && ca=$base_client
+	VU_CLIENT_ARGS=$ca vu_client "$work" "$2" "$3" "$secs" hsb-cl
 	stop_all
 	cp "$work/cl.log" "$work/cl-$1-$2-$3.log"
 	if [ -n "$logs" ]; then

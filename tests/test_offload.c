@@ -1305,18 +1305,28 @@ END_TEST
  * dropped then); 3, a delivery drops it while the port is paused (as
  * vhost-user's quiesce takes the link down), where the backend may not
  * be called: the request goes at resume; 4, a VLAN change purges the
- * backlog (with the port paused), then the same. */
+ * backlog (with the port paused), then the same. _i 5-9: the same five
+ * with a worker's context, whose request was kept back and then asked
+ * (hs__pend_flush), and which flushes again at the end, as before it
+ * sleeps. */
 START_TEST(a_dropped_backlog_takes_its_posted_request)
 {
 	struct pend_env e;
 	struct tbe_config tb = {.rx_posted = 2};
-	pend_up(&e, &tbe_ops, &tb, false);
+	bool worker = _i >= 5;
+	int how = _i % 5;
+	pend_up(&e, &tbe_ops, &tb, worker);
 	pend_send(&e, 0, 4);
 	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 2);
+	if (worker) { /* kept back while the worker delivers there, then asked */
+		ck_assert(!atomic_load(&e.t->posted_asked));
+		ck_assert_uint_eq(e.c->n_pend, 1);
+		hs__pend_flush(e.c, true);
+	}
 	ck_assert(atomic_load(&e.t->posted_asked));
 	uint64_t dropped = 2;
 	hs__rcu_leave();
-	switch (_i) {
+	switch (how) {
 	case 0:
 		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
 		hs__rcu_enter();
@@ -1354,8 +1364,10 @@ START_TEST(a_dropped_backlog_takes_its_posted_request)
 	}
 	}
 	hs__rcu_enter();
+	if (worker)
+		hs__pend_flush(e.c, true);
 	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 0);
-	ck_assert_uint_eq(th_pstats(e.b).drops[_i == 4 ? HS_DROP_VLAN : HS_DROP_PORT_DOWN],
+	ck_assert_uint_eq(th_pstats(e.b).drops[how == 4 ? HS_DROP_VLAN : HS_DROP_PORT_DOWN],
 			  dropped);
 	ck_assert_msg(!atomic_load(&e.t->posted_asked),
 		      "nothing waits, yet the receiver is still asked to signal its posts");
@@ -1417,7 +1429,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
 	tcase_add_test(tc, a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile);
-	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 5);
+	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 10);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -890,6 +890,34 @@ static void deliver_ablation(struct hs__ctx *c, struct hs_port *dp, struct hs__o
 	backlog_srcs(c, oq, c->dl->src + done, ns - done, f & HS_SW_NO_BACKLOG);
 }
 
+/* Under oq's lock, with the backlog empty: the "buffers posted" request
+ * made for frames that are gone goes too, or a driver that signals only
+ * when asked would go on signalling each post for nothing (seen by
+ * review after link flaps). A dead port's backend is not called (it is
+ * closing), nor a paused one's: the request then stays marked, and
+ * resume_port (port.c) calls this again, which also covers a VLAN
+ * change's purge (hs__backlog_purge_vlans runs with the port paused). */
+void hs__posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
+{
+	if (HS__LIKELY(!oq->posted_armed) || oq->bl.ent_n ||
+	    atomic_load_explicit(&dp->dead, memory_order_relaxed) ||
+	    atomic_load_explicit(&dp->paused, memory_order_acquire))
+		return;
+	posted_watch(dp, oq);
+}
+
+/* Under oq's lock: every frame waiting in the backlog goes, counted as
+ * HS_DROP_PORT_DOWN with `more` frames of the caller's, and with them
+ * the request made for them (hs__posted_withdraw). */
+static void drop_backlog(struct hs_port *dp, struct hs__outq *oq, uint64_t more)
+{
+	if (!oq->bl.ent_n && !more)
+		return;
+	hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], oq->bl.ent_n + more);
+	bl_pop(&oq->bl, oq->bl.ent_n);
+	hs__posted_withdraw(dp, oq);
+}
+
 /* Under oq's lock: the link went down since this queue last looked, so
  * its backlog waited for a peer that went away; it goes, counted, also
  * when the link is up again by now (it is stale). */
@@ -899,32 +927,7 @@ static inline void drop_backlog_after_down(struct hs_port *dp, struct hs__outq *
 	if (HS__LIKELY(downs == oq->seen_down))
 		return;
 	oq->seen_down = downs;
-	if (oq->bl.ent_n) {
-		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], oq->bl.ent_n);
-		bl_pop(&oq->bl, oq->bl.ent_n);
-	}
-}
-
-/* Under oq's lock, after what waited in the backlog was dropped: the
- * "buffers posted" request made for it goes too, or a driver that signals
- * only when asked would go on signalling each post for nothing (seen by
- * review after link flaps). A dead port's backend is not called (it is
- * closing), nor a paused one's: the request then stays marked, and
- * resume_port (port.c) withdraws it through hs__posted_withdraw, as it
- * does after a VLAN change's purge (hs__backlog_purge_vlans, which runs
- * with the port paused). */
-static inline void posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
-{
-	if (HS__LIKELY(!oq->posted_armed) || oq->bl.ent_n ||
-	    atomic_load_explicit(&dp->dead, memory_order_relaxed) ||
-	    atomic_load_explicit(&dp->paused, memory_order_acquire))
-		return;
-	posted_watch(dp, oq);
-}
-
-void hs__posted_withdraw(struct hs_port *dp, struct hs__outq *oq)
-{
-	posted_withdraw(dp, oq);
+	drop_backlog(dp, oq, 0);
 }
 
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
@@ -940,11 +943,8 @@ void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 	drop_backlog_after_down(dp, oq);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
-		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN],
-			    (uint64_t)__builtin_popcountll(mask) + oq->bl.ent_n);
-		bl_pop(&oq->bl, oq->bl.ent_n);
+		drop_backlog(dp, oq, (uint64_t)__builtin_popcountll(mask));
 		atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
-		posted_withdraw(dp, oq);
 		hs__lock_release(&oq->lock);
 		return;
 	}
@@ -986,13 +986,14 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq)
 			     atomic_load_explicit(&dp->dead, memory_order_relaxed))) {
 		/* the peer went away: what waited for it goes, counted (also
 		 * on queues it no longer uses, which no delivery visits) */
-		hs__ctr_add(&oq->drops[HS_DROP_PORT_DOWN], oq->bl.ent_n);
-		bl_pop(&oq->bl, oq->bl.ent_n);
+		drop_backlog(dp, oq, 0);
 	} else if (oq->bl.ent_n && !atomic_load_explicit(&dp->paused, memory_order_acquire)) {
 		hs__drain_backlog(c, dp, oq, &ev, each);
 		drain_posted(c, dp, oq, &ev, each);
 	}
-	posted_withdraw(dp, oq);
+	/* also a request found standing over an empty backlog (a post or
+	 * a POSTED event after one dropped while the port was paused) */
+	hs__posted_withdraw(dp, oq);
 	atomic_store_explicit(&oq->bl_count, oq->bl.ent_n, memory_order_relaxed);
 	unlock_and_notify(c, dp, oq, ev);
 }

@@ -503,8 +503,8 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 		       struct hs__outq *oq, unsigned *ev, bool each);
 void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);
 /* Under oq's lock: withdraws the "buffers posted" request of a queue
- * whose backlog is empty (dropped while the port was paused), unless the
- * port is paused or dead. */
+ * whose backlog is empty (its frames dropped), unless the port is paused
+ * or dead (resume_port calls it again). */
 void hs__posted_withdraw(struct hs_port *dp, struct hs__outq *oq);
 int hs__dl_init(struct hs__ctx *c);
 void hs__dl_fini(struct hs__ctx *c);
