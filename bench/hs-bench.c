@@ -32,6 +32,8 @@ static void usage(void)
 		"       [--flood]    single: every port sends from one MAC to one never\n"
 		"                    learned (testpmd flowgen's traffic): each burst moves\n"
 		"                    the source and is flooded\n"
+		"       [--rx-poll]  ablation, scaling: receivers poll (yield when\n"
+		"                    empty, a guest that polls) instead of sleeping\n"
 		"commands:\n"
 		"  single    frames through mem ports on one core vs memcpy\n"
 		"  ablation  baseline, +single copy, +batching, +offload\n"
@@ -60,6 +62,7 @@ int main(int argc, char **argv)
 					   {"ring", required_argument, 0, 'r'},
 					   {"repeat", required_argument, 0, 'n'},
 					   {"flood", no_argument, 0, 'F'},
+					   {"rx-poll", no_argument, 0, 'P'},
 					   {0, 0, 0, 0}};
 	int ch;
 	optind = 2;
@@ -72,6 +75,7 @@ int main(int argc, char **argv)
 		case 'n': o.repeat = (unsigned)atoi(optarg); break;
 		case 'q': o.quick = 1; break;
 		case 'F': o.flood = 1; break;
+		case 'P': o.rx_poll = 1; break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'j': o.json_path = optarg; break;
 		default: usage(); return 2;
