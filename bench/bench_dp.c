@@ -44,7 +44,8 @@
 #include "bench.h"
 
 #define B 32
-#define RING 256
+#define RING 256     /* default ring, and the sender's window */
+#define RING_MAX 4096
 #define GSO_FRAME 65536
 
 static double cpu_now(void)
@@ -94,6 +95,7 @@ struct pair {
 	size_t frame;
 	bool one_shot;               /* receiver arms before sleeping */
 	bool rx_poll;                /* receiver never sleeps: yields when empty */
+	unsigned ring;               /* ring entries, and frames in flight at most */
 	_Atomic bool *stop;
 	_Atomic uint64_t sent, consumed;
 	/* fan-in: the window is shared by every sender (pair 0's counters) */
@@ -123,12 +125,13 @@ static void *sender(void *arg)
 	for (unsigned i = 0; i < B; i++)
 		f[i] = (struct hs_mem_frame){.data = p->frames, .len = (uint32_t)p->frame,
 					     .off = off};
-	uint64_t ck[RING];
+	uint64_t ck[RING_MAX];
+	const uint64_t window = p->ring;
 	_Atomic uint64_t *sentp = p->gsent ? p->gsent : &p->sent;
 	_Atomic uint64_t *consp = p->gconsumed ? p->gconsumed : &p->consumed;
 	while (!atomic_load_explicit(p->stop, memory_order_relaxed)) {
 		uint64_t sent = atomic_load_explicit(sentp, memory_order_relaxed);
-		if (sent - atomic_load_explicit(consp, memory_order_acquire) + B > RING) {
+		if (sent - atomic_load_explicit(consp, memory_order_acquire) + B > window) {
 			sched_yield();
 			continue;
 		}
@@ -143,7 +146,7 @@ static void *sender(void *arg)
 				atomic_store_explicit(sentp, sent + (uint64_t)n,
 						      memory_order_relaxed);
 		}
-		hs_mem_tx_reap(p->tx, 0, ck, RING);
+		hs_mem_tx_reap(p->tx, 0, ck, RING_MAX);
 		if (n <= 0)
 			sched_yield();
 	}
@@ -195,6 +198,7 @@ struct dp_setup {
 	size_t frame;
 	bool notify_each_frame; /* receivers ask for every frame (baseline) */
 	bool rx_poll;           /* receivers poll (yield when empty), never sleep */
+	unsigned ring;          /* mem ring entries and the senders' window; 0: RING */
 	bool fanin;             /* every sender to pair 0's receiver; senders
 				   spread over all CPUs, the receiver on the last */
 	double seconds;
@@ -227,9 +231,10 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 	unsigned nrx = su->fanin ? 1 : su->pairs; /* receiver ports and threads */
 	uint32_t buf = frame <= 2048 ? 2048 : (uint32_t)frame;
 	for (unsigned i = 0; i < su->pairs; i++) {
-		struct hs_mem_config tx = {.ring_size = RING};
+		unsigned ring = su->ring ? su->ring : RING;
+		struct hs_mem_config tx = {.ring_size = ring};
 		struct hs_mem_config rx = {
-			.ring_size = RING, .buf_size = buf,
+			.ring_size = ring, .buf_size = buf,
 			.caps = HS_CAP_CSUM | HS_CAP_GSO_TCPV4 | HS_CAP_GSO_TCPV6,
 			.flags = su->notify_each_frame ? HS_MEM_RX_NOTIFY_ALWAYS : 0};
 		struct hs_port_config pt = {.backend = HS_MEM_BACKEND, .backend_config = &tx,
@@ -251,6 +256,7 @@ static int run_pairs(const struct dp_setup *su, struct dp_result *res)
 		}
 		pr[i].one_shot = !su->notify_each_frame;
 		pr[i].rx_poll = su->rx_poll;
+		pr[i].ring = ring;
 		pr[i].stop = &stop;
 		pr[i].frames = aligned_alloc(64, (frame + 63) & ~(size_t)63);
 		/* Learn both MACs, so that traffic is unicast. */
@@ -365,6 +371,17 @@ static const char *size_name(size_t f)
 	return f == 64 ? "64 B" : f == 1518 ? "1518 B" : "64 KiB GSO";
 }
 
+/* --ring for the pairs' rings and window: a power of two the mem backend
+ * takes, at least two bursts (the sender sends whole bursts). */
+static bool ring_ok(const struct bench_opts *o)
+{
+	if (!o->ring || (o->ring >= 2 * B && o->ring <= RING_MAX &&
+			 !(o->ring & (o->ring - 1))))
+		return true;
+	fprintf(stderr, "--ring: a power of two from %u to %u\n", 2 * B, RING_MAX);
+	return false;
+}
+
 int cmd_ablation(struct bench_opts *o)
 {
 	static const size_t sizes[] = {64, 1518, GSO_FRAME};
@@ -379,11 +396,15 @@ int cmd_ablation(struct bench_opts *o)
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.5);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned vm = cpus > 1 ? (unsigned)cpus / 2 : 1;
+	unsigned ring = o->ring ? o->ring : RING;
+	if (!ring_ok(o))
+		return 2;
 	bench_json_begin(o, "ablation");
 	printf("one sender and one receiver thread pinned to %u VM core(s); offload "
 	       "workers on the other %ld; %u run(s) of %.1f s each, median; the "
-	       "receiver %s\n", vm, cpus - (long)vm, reps, secs,
-	       o->rx_poll ? "polls (yields when empty)" : "sleeps when empty");
+	       "receiver %s; rings of %u, as many frames in flight at most\n", vm,
+	       cpus - (long)vm, reps, secs,
+	       o->rx_poll ? "polls (yields when empty)" : "sleeps when empty", ring);
 	printf("%-11s %-13s %9s %9s %11s %10s %8s %7s\n", "frame", "mechanisms", "Mpps",
 	       "Gbit/s", "cycles/frm", "notif/frm", "CPU", "drops");
 	double first = 0, last = 0;
@@ -400,6 +421,7 @@ int cmd_ablation(struct bench_opts *o)
 			su.frame = sizes[s];
 			su.seconds = secs;
 			su.rx_poll = o->rx_poll;
+			su.ring = ring;
 			struct dp_result res;
 			if (run_median(&su, reps, &res))
 				return 1;
@@ -409,10 +431,11 @@ int cmd_ablation(struct bench_opts *o)
 			fflush(stdout);
 			bench_json_item(o,
 					"{\"case\":\"ablation\",\"frame\":%zu,\"mechanisms\":\"%s\","
-					"\"rx\":\"%s\",\"mpps\":%.4f,\"gbps\":%.3f,\"cycles_per_frame\":%.0f,"
+					"\"rx\":\"%s\",\"ring\":%u,\"mpps\":%.4f,\"gbps\":%.3f,\"cycles_per_frame\":%.0f,"
 					"\"notify_per_frame\":%.4f,\"cpu\":%.3f,\"drops\":%llu,"
 					"\"runs\":%u}",
-					sizes[s], su.name, o->rx_poll ? "poll" : "sleep", res.mpps, res.gbps, res.cycles, res.notify,
+					sizes[s], su.name, o->rx_poll ? "poll" : "sleep", ring,
+					res.mpps, res.gbps, res.cycles, res.notify,
 					res.cpu, (unsigned long long)res.drops, reps);
 			if (s == 0 && r == 0)
 				first = res.mpps;
@@ -438,10 +461,14 @@ int cmd_scaling(struct bench_opts *o)
 	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 1;
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.5);
 	size_t frame = o->only_frame ? o->only_frame : 1518;
+	unsigned ring = o->ring ? o->ring : RING;
+	if (!ring_ok(o))
+		return 2;
 	bench_json_begin(o, "scaling");
 	printf("%zu-byte frames, all mechanisms on; pairs pinned to %u VM core(s), "
-	       "workers on the other %u; %u run(s) of %.1f s, median\n",
-	       frame, vm, wmax, reps, secs);
+	       "workers on the other %u; %u run(s) of %.1f s, median; receivers %s; "
+	       "rings of %u\n", frame, vm, wmax, reps, secs,
+	       o->rx_poll ? "poll (yield when empty)" : "sleep when empty", ring);
 	printf("%6s %8s %9s %9s %11s %8s  %9s %9s %9s %10s %10s\n", "pairs", "workers",
 	       "Mpps", "Gbit/s", "cycles/frm", "CPU", "takeovers", "handbacks", "sleeps",
 	       "rnd_sender", "rnd_worker");
@@ -453,7 +480,7 @@ int cmd_scaling(struct bench_opts *o)
 			struct dp_setup su = {.name = "scaling", .pairs = pairs[i], .workers = w,
 					      .vm_cpus = vm,
 					      .frame = frame, .seconds = secs,
-					      .rx_poll = o->rx_poll != 0,
+					      .rx_poll = o->rx_poll != 0, .ring = ring,
 					      .flags = w ? 0 : HS_SW_NO_OFFLOAD};
 			struct dp_result res;
 			if (run_median(&su, reps, &res))
@@ -467,11 +494,12 @@ int cmd_scaling(struct bench_opts *o)
 			fflush(stdout);
 			bench_json_item(o,
 					"{\"case\":\"scaling\",\"frame\":%zu,\"pairs\":%u,"
-					"\"workers\":%u,\"mpps\":%.4f,\"gbps\":%.3f,"
+					"\"rx\":\"%s\",\"ring\":%u,\"workers\":%u,\"mpps\":%.4f,\"gbps\":%.3f,"
 					"\"cycles_per_frame\":%.0f,\"cpu\":%.3f,\"drops\":%llu,"
 					"\"handoffs\":%llu,\"handbacks\":%llu,"
 					"\"rounds_sender\":%llu,\"rounds_worker\":%llu}",
-					frame, su.pairs, w, res.mpps, res.gbps, res.cycles, res.cpu,
+					frame, su.pairs, o->rx_poll ? "poll" : "sleep", ring, w,
+					res.mpps, res.gbps, res.cycles, res.cpu,
 					(unsigned long long)res.drops,
 					(unsigned long long)res.handoffs,
 					(unsigned long long)res.handbacks,

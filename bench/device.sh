@@ -6,30 +6,37 @@
 #   bench/device.sh pack --build DIR      (here) copies DIR's hs-bench with
 #                                         every shared library it loads, the
 #                                         dynamic loader included, to .device/
-#   bench/device.sh run --out DIR [--quick] [--seconds S] [--repeat N]
+#   bench/device.sh run --out DIR [--seconds S] [--repeat N]
 #                                         (there) runs the list below through
-#                                         the carried loader; JSON and text
-#                                         into DIR
+#                                         the carried loader (0.5 s, 1 run a
+#                                         case by default); JSON and text into
+#                                         DIR, summaries and the ablation and
+#                                         fan-in rows on the console
 #
 # The list (docs/benchmarks.md, the sections named): the ablation with
 # sleeping and with polling receivers (section 2), pairs and workers at
 # 64 and 1518 bytes with sleeping and with polling receivers (section 3),
 # and many senders to one port (section 5b). With the device tool:
 #
-#   run(command="bench/device.sh run --out $OUT", carry=[".device"], timeout_s=420)
+#   run(command="bench/device.sh run --out $OUT", carry=[".device"], timeout_s=300)
 #
+# It took 30-40 s on this project's 2-CPU machine with --seconds 0.2-0.3;
+# on 16 CPUs scaling and fan-in have more rows (not yet timed there).
 # Rows that run one after another are of one build on one machine: compare
 # them as ratios within the run, as everywhere in benchmarks.md.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+# a path given relative to where the script was called from
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 
 pack() {
     local build=""
     while [ $# -gt 0 ]; do
         case "$1" in
-            --build) build="$2"; shift 2 ;;
+            --build) [ $# -ge 2 ] || usage; build=$(abspath "$2"); shift 2 ;;
             *) usage ;;
         esac
     done
@@ -40,20 +47,39 @@ pack() {
     mkdir -p .device/bin .device/lib
     cp "$build/bench/hs-bench" .device/bin/
     # every library the loader resolves, and the loader itself
-    ldd "$build/bench/hs-bench" | awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}' |
+    local libs
+    libs=$(ldd "$build/bench/hs-bench")
+    if grep -q "not found" <<<"$libs"; then
+        echo "device.sh: ldd finds no file for some libraries:" >&2
+        grep "not found" <<<"$libs" >&2; exit 1
+    fi
+    awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}' <<<"$libs" |
         while read -r lib; do cp -L "$lib" .device/lib/; done
     [ -e .device/lib/ld-linux-x86-64.so.2 ] || { echo "device.sh: no loader found by ldd" >&2; exit 1; }
-    git rev-parse --short HEAD > .device/commit 2>/dev/null || echo unknown > .device/commit
-    grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+    # what was built: the build's source tree, its commit (+dirty), its type
+    local src type commit
+    src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+    type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+    commit=$(git -C "${src:-.}" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git -C "${src:-.}" diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
+    echo "$commit ${type:-unknown build type} ($build)" > .device/commit
+    case "$type" in RelWithDebInfo|Release) ;; *) echo "device.sh: note: build type '${type:-?}', not RelWithDebInfo" >&2 ;; esac
+    # the device tool carries only ignored paths
+    local ex
+    if ex=$(git rev-parse --git-path info/exclude 2>/dev/null); then
+        mkdir -p "$(dirname "$ex")"
+        grep -qx '/.device/' "$ex" 2>/dev/null || echo '/.device/' >> "$ex"
+    fi
+    cat .device/commit
     du -sh .device
 }
 
 run() {
-    local out="" quick="" secs="" rep=""
+    local out="" secs="" rep=""
     while [ $# -gt 0 ]; do
+        [ $# -ge 2 ] || usage
         case "$1" in
-            --out) out="$2"; shift 2 ;;
-            --quick) quick=--quick; shift ;;
+            --out) out=$(abspath "$2"); shift 2 ;;
             --seconds) secs="--seconds $2"; shift 2 ;;
             --repeat) rep="--repeat $2"; shift 2 ;;
             *) usage ;;
@@ -81,9 +107,9 @@ run() {
         name="${s%% *}"
         # shellcheck disable=SC2086 # the step's arguments split on purpose
         set -- ${s#* }
-        echo "== $name: hs-bench $* $quick ${secs:---seconds 0.5} ${rep:---repeat 1}"
+        echo "== $name: hs-bench $* ${secs:---seconds 0.5} ${rep:---repeat 1}"
         # shellcheck disable=SC2086
-        if ! "${hb[@]}" "$@" $quick ${secs:---seconds 0.5} ${rep:---repeat 1} \
+        if ! "${hb[@]}" "$@" ${secs:---seconds 0.5} ${rep:---repeat 1} \
                 --json "$out/$name.json" > "$out/$name.txt" 2>&1; then
             echo "   FAILED"; failed=$((failed + 1))
         fi

@@ -27,7 +27,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: hs-bench COMMAND [--quick] [--seconds S] [--json FILE]\n"
 		"       [--frame BYTES] [--ports N] [--macs N]   (run only matching cases)\n"
-		"       [--ring N]   mem ring entries per queue (default 256)\n"
+		"       [--ring N]   mem ring entries per queue (default 256); ablation,\n"
+		"                    scaling: also the frames a sender keeps in flight\n"
 		"       [--repeat N] runs per case; the median is reported (max 32)\n"
 		"       [--flood]    single: every port sends from one MAC to one never\n"
 		"                    learned (testpmd flowgen's traffic): each burst moves\n"
@@ -80,6 +81,11 @@ int main(int argc, char **argv)
 		case 'j': o.json_path = optarg; break;
 		default: usage(); return 2;
 		}
+	}
+	if (o.rx_poll && strcmp(cmd, "ablation") && strcmp(cmd, "scaling") &&
+	    strcmp(cmd, "all")) {
+		fprintf(stderr, "--rx-poll: for ablation and scaling only\n");
+		return 2;
 	}
 	if (!strcmp(cmd, "single"))
 		return cmd_single(&o);
