@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "backends.h"
+#include "prefetch.h"
 
 #define MEM_MAX_SEGS 16
 #define DEF_RING 256
@@ -261,6 +262,9 @@ static unsigned mem_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 			break;
 		bufs[i].segs = &segs[slot & mask];
 		bufs[i].nsegs = 1;
+		/* the host's thread last read this buffer, maybe on another
+		 * core: the burst's first lines are fetched before any copy */
+		hsb_prefetch_w(segs[slot & mask].base);
 		got[i] = 1;
 		slot++;
 		room--;

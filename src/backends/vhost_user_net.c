@@ -377,7 +377,7 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		rv->seg0 = seg0;
 		rv->nseg = (uint16_t)ns;
 		/* The copy writes here soon: start owning the line now. */
-		vq_prefetch_w(rv->hdr[0].base);
+		hsb_prefetch_w(rv->hdr[0].base);
 		bufs[i].segs = s;
 		bufs[i].nsegs = (uint16_t)ns;
 	}

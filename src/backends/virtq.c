@@ -485,14 +485,14 @@ void vq_prefetch_used(const struct vq *vq, unsigned n)
 		 * first starts in. */
 		for (unsigned k = 0; k < n + 8; k += 8) {
 			uint16_t i = (uint16_t)(first + (k < n ? k : n - 1));
-			vq_prefetch_w(vq_split_used_elem(vq, i));
+			hsb_prefetch_w(vq_split_used_elem(vq, i));
 		}
-		vq_prefetch_w(vq->used); /* flags and the used index */
+		hsb_prefetch_w(vq->used); /* flags and the used index */
 		return;
 	}
 	for (unsigned k = 0; k < n + 4; k += 4) {
 		unsigned slot = vq->used_idx + (k < n ? k : n - 1);
-		vq_prefetch_w(&vq->pdesc[slot % vq->size]);
+		hsb_prefetch_w(&vq->pdesc[slot % vq->size]);
 	}
 }
 

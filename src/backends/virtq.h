@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "hyperswitch/types.h"
+#include "prefetch.h"
 
 /* ---- guest memory ---------------------------------------------------------- */
 
@@ -276,19 +277,6 @@ static inline uint8_t *vq_gpa(struct vq *vq, uint64_t gpa, uint64_t len, uint64_
 		return vq->reg_hva + off;
 	}
 	return vq_gpa_find(vq, gpa, len, got);
-}
-
-/* Starts loading a cache line we are about to write, in exclusive state
- * (PREFETCHW; a no-op on x86 CPUs without it, a write prefetch elsewhere).
- * The guest's other core last touched these lines: a plain prefetch would
- * fetch them shared and the store would still wait for the upgrade. */
-static inline void vq_prefetch_w(const void *p)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1);
-#endif
 }
 
 /* Prefetches (for writing) the used-ring space the next n pushes write. */
