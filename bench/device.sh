@@ -28,7 +28,7 @@ set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 # a path given relative to where the script was called from
 abspath() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 
@@ -92,7 +92,7 @@ run() {
     { echo "build $(cat .device/commit), $(nproc) CPUs, $(uname -r), $(date -u +%FT%TZ)"
       grep -m1 'model name' /proc/cpuinfo || true; } | tee "$out/machine.txt"
     # Each step: a name, then hs-bench's arguments. Short runs, so the list
-    # fits one call with time left to rerun it (about 3 minutes on 16 CPUs).
+    # fits one call with time left to rerun it (about 100 s estimated on 16 CPUs).
     local steps=(
         "ablation-sleep ablation"
         "ablation-poll ablation --rx-poll"
