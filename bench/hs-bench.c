@@ -13,6 +13,7 @@
  * Every figure is printed as a table and, with --json, written as one JSON
  * document per command; the last line of stdout is a one-line summary.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,21 @@ static void usage(void)
 		"  all       all of the above (--json names a directory)\n");
 }
 
+/* A count option's value: decimal digits only, so that "--ring abc" or
+ * "4096x" is refused instead of read as 0 (the default) or 4096. */
+static int num(const char *s, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || v > 0xffffffffu || *s == '-' || *s == '+') {
+		fprintf(stderr, "hs-bench: '%s' is not a count\n", s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_opts o = {0};
@@ -69,11 +85,11 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "qs:j:f:p:m:r:n:", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'f': o.only_frame = (unsigned)atoi(optarg); break;
-		case 'p': o.only_ports = (unsigned)atoi(optarg); break;
-		case 'm': o.only_macs = (unsigned)atoi(optarg); break;
-		case 'r': o.ring = (unsigned)atoi(optarg); break;
-		case 'n': o.repeat = (unsigned)atoi(optarg); break;
+		case 'f': if (num(optarg, &o.only_frame)) return 2; break;
+		case 'p': if (num(optarg, &o.only_ports)) return 2; break;
+		case 'm': if (num(optarg, &o.only_macs)) return 2; break;
+		case 'r': if (num(optarg, &o.ring)) return 2; break;
+		case 'n': if (num(optarg, &o.repeat)) return 2; break;
 		case 'q': o.quick = 1; break;
 		case 'F': o.flood = 1; break;
 		case 'P': o.rx_poll = 1; break;
