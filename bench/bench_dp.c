@@ -371,15 +371,16 @@ static const char *size_name(size_t f)
 	return f == 64 ? "64 B" : f == 1518 ? "1518 B" : "64 KiB GSO";
 }
 
-/* --ring for the pairs' rings and window: a power of two the mem backend
- * takes, at least two bursts (the sender sends whole bursts). */
-static bool ring_ok(const struct bench_opts *o)
+/* The pairs' rings and window: --ring, else RING. A power of two the mem
+ * backend takes, at least two bursts (the sender sends whole bursts);
+ * 0 after saying what is wrong. */
+static unsigned pairs_ring(const struct bench_opts *o)
 {
-	if (!o->ring || (o->ring >= 2 * B && o->ring <= RING_MAX &&
-			 !(o->ring & (o->ring - 1))))
-		return true;
+	unsigned r = o->ring ? o->ring : RING;
+	if (r >= 2 * B && r <= RING_MAX && !(r & (r - 1)))
+		return r;
 	fprintf(stderr, "--ring: a power of two from %u to %u\n", 2 * B, RING_MAX);
-	return false;
+	return 0;
 }
 
 int cmd_ablation(struct bench_opts *o)
@@ -396,8 +397,8 @@ int cmd_ablation(struct bench_opts *o)
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.5);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned vm = cpus > 1 ? (unsigned)cpus / 2 : 1;
-	unsigned ring = o->ring ? o->ring : RING;
-	if (!ring_ok(o))
+	unsigned ring = pairs_ring(o);
+	if (!ring)
 		return 2;
 	bench_json_begin(o, "ablation");
 	printf("one sender and one receiver thread pinned to %u VM core(s); offload "
@@ -461,8 +462,8 @@ int cmd_scaling(struct bench_opts *o)
 	unsigned reps = o->repeat ? (o->repeat < 32 ? o->repeat : 32) : 1;
 	double secs = o->seconds > 0 ? o->seconds : (o->quick ? 0.3 : 1.5);
 	size_t frame = o->only_frame ? o->only_frame : 1518;
-	unsigned ring = o->ring ? o->ring : RING;
-	if (!ring_ok(o))
+	unsigned ring = pairs_ring(o);
+	if (!ring)
 		return 2;
 	bench_json_begin(o, "scaling");
 	printf("%zu-byte frames, all mechanisms on; pairs pinned to %u VM core(s), "

@@ -75,13 +75,13 @@ pack() {
 }
 
 run() {
-    local out="" secs="" rep=""
+    local out="" secs=0.5 rep=1
     while [ $# -gt 0 ]; do
         [ $# -ge 2 ] || usage
         case "$1" in
             --out) out=$(abspath "$2"); shift 2 ;;
-            --seconds) secs="--seconds $2"; shift 2 ;;
-            --repeat) rep="--repeat $2"; shift 2 ;;
+            --seconds) secs=$2; shift 2 ;;
+            --repeat) rep=$2; shift 2 ;;
             *) usage ;;
         esac
     done
@@ -107,9 +107,8 @@ run() {
         name="${s%% *}"
         # shellcheck disable=SC2086 # the step's arguments split on purpose
         set -- ${s#* }
-        echo "== $name: hs-bench $* ${secs:---seconds 0.5} ${rep:---repeat 1}"
-        # shellcheck disable=SC2086
-        if ! "${hb[@]}" "$@" ${secs:---seconds 0.5} ${rep:---repeat 1} \
+        echo "== $name: hs-bench $* --seconds $secs --repeat $rep"
+        if ! "${hb[@]}" "$@" --seconds "$secs" --repeat "$rep" \
                 --json "$out/$name.json" > "$out/$name.txt" 2>&1; then
             echo "   FAILED"; failed=$((failed + 1))
         fi

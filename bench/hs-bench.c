@@ -13,7 +13,9 @@
  * Every figure is printed as a table and, with --json, written as one JSON
  * document per command; the last line of stdout is a one-line summary.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +56,7 @@ static int num(const char *s, unsigned *out)
 	char *end;
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || v > 0xffffffffu || *s == '-' || *s == '+') {
+	if (!isdigit((unsigned char)*s) || *end || errno || v > UINT_MAX) {
 		fprintf(stderr, "hs-bench: '%s' is not a count\n", s);
 		return -1;
 	}

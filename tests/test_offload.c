@@ -1305,16 +1305,18 @@ END_TEST
  * dropped then); 3, a delivery drops it while the port is paused (as
  * vhost-user's quiesce takes the link down), where the backend may not
  * be called: the request goes at resume; 4, a VLAN change purges the
- * backlog (with the port paused), then the same. _i 5-9: the same five
- * with a worker's context, whose request was kept back and then asked
+ * backlog (with the port paused), then the same; 5, the receiver posts
+ * while the port is paused and down (the post drops the backlog, and the
+ * backend may not be called either). _i 6-11: the same six with a
+ * worker's context, whose request was kept back and then asked
  * (hs__pend_flush), and which flushes again at the end, as before it
  * sleeps. */
 START_TEST(a_dropped_backlog_takes_its_posted_request)
 {
 	struct pend_env e;
 	struct tbe_config tb = {.rx_posted = 2};
-	bool worker = _i >= 5;
-	int how = _i % 5;
+	bool worker = _i >= 6;
+	int how = _i % 6;
 	pend_up(&e, &tbe_ops, &tb, worker);
 	pend_send(&e, 0, 4);
 	ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 2);
@@ -1344,17 +1346,22 @@ START_TEST(a_dropped_backlog_takes_its_posted_request)
 		tbe_post(e.b, 0, 0);
 		break;
 	case 3:
+	case 5:
 		ck_assert_int_eq(tbe_quiesce(e.b), 0);
 		ck_assert_int_eq(hs_port_set_link(e.b, false), 0);
-		hs__rcu_enter();
-		pend_send(&e, 4, 1);
-		hs__rcu_leave();
+		if (how == 3) {
+			hs__rcu_enter();
+			pend_send(&e, 4, 1);
+			hs__rcu_leave();
+			dropped = 3;
+		} else {
+			tbe_post(e.b, 0, 0);
+		}
 		ck_assert_uint_eq(e.b->outq[0].bl.ent_n, 0);
 		ck_assert(atomic_load(&e.t->posted_asked)); /* not called while paused */
 		ck_assert_int_eq(hs_port_set_link(e.b, true), 0);
 		ck_assert_int_eq(tbe_resume(e.b), 0);
 		ck_assert_uint_eq(atomic_load(&e.t->calls_quiesced), 0);
-		dropped = 3;
 		break;
 	case 4: {
 		struct hs_port_config pc = {.size = sizeof(pc), .vlan_mode = HS_VLAN_ACCESS,
@@ -1429,7 +1436,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_worker_asks_for_buffers_posted_once_it_stops_delivering);
 	tcase_add_test(tc, a_post_from_notify_while_asking_keeps_the_receiver_listed);
 	tcase_add_test(tc, a_worker_asks_before_it_sleeps_though_a_post_comes_meanwhile);
-	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 10);
+	tcase_add_loop_test(tc, a_dropped_backlog_takes_its_posted_request, 0, 12);
 	suite_add_tcase(s, tc);
 	return s;
 }
