@@ -29,6 +29,16 @@ struct bench_opts {
 	int json_items;
 };
 
+/* --ring: a power of two the mem backend takes, at least two of the
+ * benchmarks' 32-frame bursts (a sender sends whole bursts), at most the
+ * window a pair's sender tracks. */
+#define BENCH_RING_MIN 64u
+#define BENCH_RING_MAX 4096u
+static inline int bench_ring_ok(unsigned r)
+{
+	return r >= BENCH_RING_MIN && r <= BENCH_RING_MAX && !(r & (r - 1));
+}
+
 static inline double bench_now(void)
 {
 	struct timespec ts;

@@ -105,6 +105,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "--rx-poll: for ablation and scaling only\n");
 		return 2;
 	}
+	/* --ring is checked here, before anything runs: "all" would otherwise
+	 * run single with it and stop at ablation. */
+	if (o.ring && strcmp(cmd, "single") && strcmp(cmd, "ablation") &&
+	    strcmp(cmd, "scaling") && strcmp(cmd, "all")) {
+		fprintf(stderr, "--ring: for single, ablation and scaling only\n");
+		return 2;
+	}
+	if (o.ring && !bench_ring_ok(o.ring)) {
+		fprintf(stderr, "--ring: a power of two from %u to %u\n", BENCH_RING_MIN,
+			BENCH_RING_MAX);
+		return 2;
+	}
 	if (!strcmp(cmd, "single"))
 		return cmd_single(&o);
 	if (!strcmp(cmd, "ablation"))
