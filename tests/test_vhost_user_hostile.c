@@ -791,6 +791,106 @@ START_TEST(a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest)
 }
 END_TEST
 
+/* Receive buffers the switch can never use, anywhere in what one frame
+ * or one burst takes (found by a review): longer than the limit, shorter
+ * than the virtio-net header (the spec forbids both), after a good
+ * buffer too small for the frame (MRG_RXBUF: the reservation's second
+ * chain), or the first of a burst's second frame. Each goes back unused
+ * (with any buffer before it in its frame's reservation, in order) and
+ * is counted once in bad_rx_buffers; every frame arrives, in order, none
+ * dropped as oversize. Before, the first case stalled the queue for good
+ * (it popped the same two chains again each time, "out of buffers") and
+ * a zero-length buffer without MRG_RXBUF had every frame dropped as
+ * oversize. */
+enum unusable { UN_LONG_SECOND, UN_ZERO, UN_SHORT, UN_ZERO_IN_BURST, N_UNUSABLE };
+
+static void post_one_rx(struct vud *v, uint64_t gpa, uint32_t len)
+{
+	ck_assert_int_eq(vud_add(v, &v->r[0], &gpa, &len, 1, gpa), 0);
+}
+
+START_TEST(an_unusable_receive_buffer_is_given_back_wherever_it_is)
+{
+	enum unusable kind = (enum unusable)(_i / 4);
+	bool packed = _i & 1, mrg = _i & 2;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, base | (mrg ? F(HS_VIRTIO_NET_F_MRG_RXBUF) : 0) |
+					   (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0), 1), 0);
+	ck_assert(a.packed == packed);
+	uint8_t *small = vud_alloc(&a, 64, 64), *any = vud_alloc(&a, 4096, 64);
+	unsigned unused = 1; /* used entries of length 0 before the frames */
+	switch (kind) {
+	case UN_LONG_SECOND:
+		if (mrg) { /* too small for the frame: the bad one is second */
+			post_one_rx(&a, vud_gpa(&a, small), 64);
+			unused = 2;
+		}
+		post_one_rx(&a, vud_gpa(&a, any), 0x80000000u); /* > UINT32_MAX / 2 */
+		break;
+	case UN_ZERO:
+		post_one_rx(&a, vud_gpa(&a, any), 0);
+		break;
+	case UN_SHORT:
+		post_one_rx(&a, vud_gpa(&a, any), a.hdr_len - 1);
+		break;
+	case UN_ZERO_IN_BURST: /* the burst's first frame takes a good buffer */
+		ck_assert_int_eq(vud_post_rx(&a, 0, 1, VUD_BUF), 0);
+		post_one_rx(&a, vud_gpa(&a, any), 0);
+		break;
+	default:
+		ck_abort();
+	}
+	ck_assert_int_eq(vud_post_rx(&a, 0, 8, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+
+	/* two frames in one burst, 100 and 120 bytes */
+	static uint8_t f[2][200];
+	struct hs_mem_frame fr[2];
+	for (unsigned k = 0; k < 2; k++)
+		fr[k] = (struct hs_mem_frame){.data = f[k], .cookie = k,
+					      .len = (uint32_t)mkframe(f[k], 0, 7, 100 + 20 * k, k)};
+	ck_assert_int_eq(hs_mem_tx_burst(m, 0, fr, 2), 2);
+	uint64_t ck[2];
+	ck_assert(TH_WAIT(hs_mem_tx_reap(m, 0, ck, 2) == 2, 5000));
+	/* what the guest sees, in order: 0-length entries, then the frames
+	 * (the good buffer before the bad one in a burst holds the first) */
+	uint32_t want[4], got[4];
+	unsigned nw = 0, ng = 0;
+	if (kind == UN_ZERO_IN_BURST)
+		want[nw++] = fr[0].len + a.hdr_len;
+	for (unsigned k = 0; k < unused; k++)
+		want[nw++] = 0;
+	for (unsigned k = kind == UN_ZERO_IN_BURST; k < 2; k++)
+		want[nw++] = fr[k].len + a.hdr_len;
+	for (unsigned t = 0; t < 3000 && ng < nw; t++) {
+		uint64_t tag;
+		uint32_t len;
+		while (ng < 4 && vud_used(&a, &a.r[0], &tag, &len))
+			got[ng++] = len;
+		if (ng < nw)
+			usleep(1000);
+	}
+	struct hs_port_stats st = th_pstats(e.p[0]);
+	ck_assert_msg(ng == nw, "case %d: %u used entries of %u (tx_packets %llu, oversize "
+		      "%llu, bad_rx_buffers %llu)", _i, ng, nw,
+		      (unsigned long long)st.tx_packets,
+		      (unsigned long long)st.drops[HS_DROP_OVERSIZE],
+		      (unsigned long long)backend_ctr(e.p[0], "bad_rx_buffers"));
+	for (unsigned k = 0; k < nw; k++)
+		ck_assert_msg(got[k] == want[k], "case %d: used entry %u is %u bytes, not %u", _i,
+			      k, got[k], want[k]);
+	ck_assert_uint_eq(st.tx_packets, 2);
+	ck_assert_uint_eq(st.drops[HS_DROP_OVERSIZE], 0);
+	ck_assert_uint_eq(backend_ctr(e.p[0], "bad_rx_buffers"), 1);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
 /* ---- 6. a front-end that stops posting receive buffers ---------------------------------- */
 
 /* b's guest stops posting receive buffers (a hung guest, a driver that
@@ -1291,6 +1391,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, packed_ids_and_indirect_tables_are_the_drivers);
 	tcase_add_loop_test(tc, a_receive_buffer_in_too_many_pieces_does_not_stall_the_guest,
 			    0, 2);
+	tcase_add_loop_test(tc, an_unusable_receive_buffer_is_given_back_wherever_it_is, 0,
+			    4 * N_UNUSABLE);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("stuck_receiver");
 	tcase_set_timeout(tc, 120);

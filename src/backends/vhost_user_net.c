@@ -277,22 +277,32 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 			goto undo;
 		r->n_chain++;
 		rv->n++;
-		if (bad) {
-			/* More pieces than the scratch has left. From an empty
-			 * scratch it may fit: try again in the next reservation.
-			 * The first chain of a reservation never will: give it
-			 * back unused (nothing popped before it is waiting to be
-			 * pushed, so the used ring stays in order) and count it,
-			 * instead of stalling this receiver for good. */
-			if (r->n_chain > 1)
+		/* A chain that can never be used: more pieces than the scratch
+		 * holds, longer than the limit, or shorter than the virtio-net
+		 * header (which the spec forbids a driver, MRG_RXBUF or not). */
+		if (__builtin_expect(bad || ch->len < d->hdr_len, 0)) {
+			/* With reservations before it in the scratch, waiting
+			 * to be pushed, the next burst starts from an empty one.
+			 * From an empty scratch the chains of this reservation
+			 * would only be popped again, so they go back unused,
+			 * in order (IN_ORDER), and the reservation goes on with
+			 * the next ones, instead of stalling this receiver for
+			 * good (the good buffers before the bad one are lost to
+			 * this frame, not to the guest: it gets them back). */
+			if (rv->first)
 				goto undo;
-			r->n_chain = 0;
-			rv->n = 0;
-			vq_push(vq, ch, 0);
+			for (unsigned k = 0; k < rv->n; k++)
+				vq_push(vq, &r->chain[k], 0);
 			if (!atomic_fetch_add_explicit(&r->bad_buffers, 1, memory_order_relaxed))
-				hs_port_log(d->port, HS_LOG_WARN, "receive buffer in more than %u "
-					    "pieces given back unused (counted in bad_rx_buffers)",
-					    r->seg_cap);
+				hs_port_log(d->port, HS_LOG_WARN,
+					    "receive buffer %s given back unused (counted in "
+					    "bad_rx_buffers)",
+					    ch->len < d->hdr_len ? "shorter than the virtio-net header"
+					    : "in too many pieces or too long");
+			r->n_chain = 0;
+			r->n_seg = seg0;
+			rv->n = 0;
+			cap = 0;
 			continue;
 		}
 		r->n_seg += ch->nseg;

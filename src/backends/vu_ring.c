@@ -217,7 +217,9 @@ static int rx_scratch(struct vu_dev *d, unsigned q, uint32_t n)
 		return -ENOMEM;
 	}
 	r->chain_cap = n;
-	r->seg_cap = 4 * n + 64;
+	/* a reservation's pieces are counted in 16 bits (vu_resv.nseg,
+	 * hs_iobuf.nsegs): rings of 16384 and more would pass that */
+	r->seg_cap = 4 * n + 64 < UINT16_MAX ? 4 * n + 64 : UINT16_MAX;
 	return 0;
 }
 
