@@ -57,13 +57,9 @@ static void traffic(uint64_t want, unsigned pieces)
 	struct env e;
 	env_up(&e, 0);
 	struct vud a, b;
-	guest_up(&a, e.path[0], want, e.p[0]);
-	guest_up(&b, e.path[1], want, e.p[1]);
+	guests_up(&e, &a, &b, want); /* then a talks to b and b answers */
 	static uint8_t f[2000], g[10000];
-	/* b announces itself, then a talks to b and b answers. */
-	size_t n = mkframe(f, 0, 2, 64, 0);
-	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	size_t n;
 	for (uint32_t i = 1; i <= 300; i++) {
 		size_t len = 60 + (i * 37) % 1400;
 		n = mkframe(f, 2, 1, len, i);
@@ -405,13 +401,9 @@ static void rx_kicks(uint64_t want)
 	struct env e;
 	env_up(&e, 0);
 	struct vud a, b;
-	guest_up(&a, e.path[0], want, e.p[0]);
-	guest_up(&b, e.path[1], want, e.p[1]);
+	guests_up(&e, &a, &b, want);
 	static uint8_t f[200], g[200];
-	/* b announces itself: a learns where it is */
-	size_t n = mkframe(f, 0, 2, 64, 0);
-	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	size_t n;
 	struct vud_ring *rx = &b.r[0];
 	rx->kicks = 0;
 	for (uint32_t i = 1; i <= 20; i++) { /* buffers to spare: no kick wanted */

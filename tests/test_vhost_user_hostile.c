@@ -133,29 +133,38 @@ END_TEST
 
 /* ---- 2. control messages in the middle of traffic, workers polling ---------------- */
 
-enum ctl { CTL_CALL, CTL_ENABLE, CTL_MEM_ADD, CTL_ERR, N_CTL };
+enum ctl {
+	CTL_CALL, CTL_ENABLE, CTL_MEM_ADD, CTL_ERR, CTL_DISABLE, CTL_KICK, CTL_RX_KICK,
+	CTL_NOFD, CTL_STOP_START, CTL_ADDR, CTL_LOG_ALL, N_CTL
+};
 
 /* a sends `total` frames to b while the switch's worker polls a's transmit
- * queue (kicks suppressed); every 100 frames a's front-end sends a control
- * message that pauses the port. Every frame must arrive. */
+ * queue (kicks suppressed); every 40 frames a's front-end sends a control
+ * message that pauses the port. Every frame must arrive. CTL_DISABLE
+ * sends the next frame while a's transmit ring is disabled and enables it
+ * again: the guest's kick is taken while the ring is not live, and with
+ * EVENT_IDX the driver would not kick again (found by a review). */
 static void traffic_with_control(uint64_t want, enum ctl ctl)
 {
 	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 100000};
 	struct env e;
 	env_up_cfg(&e, 0, &cfg);
 	struct vud a, b;
-	guest_up(&a, e.path[0], want, e.p[0]);
-	guest_up(&b, e.path[1], want, e.p[1]);
+	guests_up(&e, &a, &b, want);
 	static uint8_t f[2000], g[2000];
-	size_t n = mkframe(f, 0, 2, 64, 0); /* b announces itself */
-	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
-	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
-	const uint32_t total = 1000;
+	size_t n;
+	const uint32_t total = 400;
 	int extra_fd = -1;
+	bool disabled = false, polled = false;
 	for (uint32_t i = 1; i <= total; i++) {
 		n = mkframe(f, 2, 1, 60 + i % 700, i);
 		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
 			vud_reap_tx(&a, 0);
+		if (disabled) { /* the frame and its kick went to a disabled ring */
+			usleep(20000);
+			ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 1), 0);
+			disabled = false;
+		}
 		int got = recv_wait(&b, g, sizeof(g), NULL);
 		ck_assert_msg(got == (int)n, "frame %u of %u stuck after a control message "
 			      "(%d, features %llx)", i, total, ctl,
@@ -163,7 +172,7 @@ static void traffic_with_control(uint64_t want, enum ctl ctl)
 		ck_assert_int_eq(memcmp(g, f, n), 0);
 		vud_post_rx(&b, 0, 1, VUD_BUF);
 		vud_reap_tx(&a, 0);
-		if (i % 100)
+		if (i % 40)
 			continue;
 		switch (ctl) {
 		case CTL_CALL: /* QEMU does this when a guest masks a vector */
@@ -178,7 +187,7 @@ static void traffic_with_control(uint64_t want, enum ctl ctl)
 				ck_assert_int_eq(ftruncate(extra_fd, 1 << 20), 0);
 			}
 			uint64_t reg[5] = {0, 0x100000000ull, 1 << 20, 0x10000000000ull, 0};
-			uint32_t req = (i / 100) % 2 ? VUD_ADD_MEM_REG : VUD_REM_MEM_REG;
+			uint32_t req = (i / 40) % 2 ? VUD_ADD_MEM_REG : VUD_REM_MEM_REG;
 			ck_assert_int_eq(vud_call(&a, req, reg, sizeof(reg), &extra_fd, 1), 0);
 			break;
 		}
@@ -188,6 +197,42 @@ static void traffic_with_control(uint64_t want, enum ctl ctl)
 			close(efd);
 			break;
 		}
+		case CTL_DISABLE: /* ethtool -L down and up again */
+			ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 0), 0);
+			disabled = true;
+			break;
+		case CTL_KICK: /* a new kick fd for the running transmit ring */
+		case CTL_RX_KICK: { /* and for the receiver's running receive ring */
+			struct vud *v = ctl == CTL_KICK ? &a : &b;
+			unsigned r = ctl == CTL_KICK ? 1 : 0;
+			int k = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			ck_assert_int_eq(vud_ring_fd(v, VUD_SET_VRING_KICK, r, k), 0);
+			close(v->r[r].kick);
+			v->r[r].kick = k;
+			break;
+		}
+		case CTL_NOFD: { /* the front-end starts or stops polling the ring */
+			uint64_t ki = 1 | (polled ? 0 : 0x100);
+			ck_assert_int_eq(vud_call(&a, VUD_SET_VRING_KICK, &ki, 8,
+						  polled ? &a.r[1].kick : NULL, polled ? 1 : 0), 0);
+			polled = !polled;
+			break;
+		}
+		case CTL_STOP_START: { /* vm stop / cont */
+			uint32_t st[2] = {1, 0};
+			ck_assert_int_eq(vud_send_msg(&a, VUD_GET_VRING_BASE, 0, st, 8, NULL, 0), 0);
+			ck_assert_int_eq(vud_recv_reply(&a, VUD_GET_VRING_BASE, st, 8), 8);
+			ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_BASE, 1, st[1]), 0);
+			ck_assert_int_eq(vud_ring_fd(&a, VUD_SET_VRING_KICK, 1, a.r[1].kick), 0);
+			break;
+		}
+		case CTL_ADDR: /* the same addresses again (QEMU on LOG toggles) */
+			ck_assert_int_eq(vud_ring_addr(&a, 1), 0);
+			break;
+		case CTL_LOG_ALL: /* LOG_ALL on and off while running */
+			ck_assert_int_eq(vud_u64(&a, VUD_SET_FEATURES,
+						 a.features | ((i / 40) % 2 ? F(26) : 0)), 0);
+			break;
 		default:
 			break;
 		}
@@ -1368,6 +1413,195 @@ START_TEST(a_sent_sigbus_still_kills)
 }
 END_TEST
 
+/* ---- found by a review of the control plane (2026-12-05) ------------------------- */
+
+/* A transmit ring that goes live again is looked at. */
+
+/* a's guest queues a frame (and kicks, as its driver is told to) while the
+ * front-end has its transmit ring disabled; the front-end enables it
+ * again. The frame must go out without another kick from the guest: the
+ * kick it made was consumed while the ring was not live. */
+static void live_again_case(uint64_t want, int how)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	guests_up(&e, &a, &b, want);
+	static uint8_t f[2000], g[2000];
+	size_t n;
+	frame_a_to_b(&a, &b, 1); /* a works */
+	vud_reap_tx(&a, 0);
+	unsigned kicks0 = a.r[1].kicks;
+	if (how == 0) {
+		ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 0), 0);
+	} else {
+		/* the same through the memory table: the rings' region goes
+		 * (REM) and comes back (ADD), as memory hot-unplug/plug of a
+		 * front-end that re-sends its table does */
+		ck_assert_int_eq(vud_mem_reg(&a, VUD_REM_MEM_REG), 0);
+	}
+	n = mkframe(f, 2, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_msg(a.r[1].kicks == kicks0 + 1, "the guest did not kick (%u)",
+		      a.r[1].kicks - kicks0);
+	usleep(100000); /* the switch takes the kick: the ring is not live */
+	if (how == 0)
+		ck_assert_int_eq(vud_state(&a, VUD_SET_VRING_ENABLE, 1, 1), 0);
+	else
+		ck_assert_int_eq(vud_mem_reg(&a, VUD_ADD_MEM_REG), 0);
+	int got = 0;
+	TH_WAIT((got = vud_recv(&b, 0, g, sizeof(g), NULL)) != 0, 2000);
+	if (got == 0) {
+		/* and later frames? */
+		unsigned k1 = a.r[1].kicks;
+		size_t n2 = mkframe(f, 2, 1, 100, 3);
+		ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n2, NULL, 1), 0);
+		TH_WAIT((got = vud_recv(&b, 0, g, sizeof(g), NULL)) != 0, 1000);
+		fprintf(stderr, "F1 (features %llx, workers %u): a later frame: guest kicked %u "
+			"time(s), %s\n", (unsigned long long)a.features, env_workers(),
+			a.r[1].kicks - k1, got ? "ring moves again" : "still stuck: for good");
+		got = 0;
+	}
+	ck_assert_msg(got == (int)n, "frame queued while the transmit ring was %s never "
+		      "sent after it came back (got %d, features %llx, workers %u)",
+		      how ? "unmapped" : "disabled", got, (unsigned long long)a.features,
+		      env_workers());
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+
+START_TEST(a_transmit_ring_live_again_is_looked_at)
+{
+	static const uint64_t rings[] = {F(HS_VIRTIO_F_EVENT_IDX), 0,
+					 F(HS_VIRTIO_F_RING_PACKED)};
+	live_again_case(base | rings[_i % 3], _i / 3);
+}
+END_TEST
+
+/* The guest's offload permissions end with its connection: a disconnect or
+ * RESET_DEVICE used to leave the last connection's HOST_* caps in force. */
+
+/* A connection that sets everything up except SET_FEATURES (features 0,
+ * legal: QEMU's vhost-user-test "connect-fail" style front-ends, or any
+ * front-end choosing the order). */
+static void featureless_up(struct vud *v, const char *path, hs_port_t *p)
+{
+	ck_assert_int_eq(vud_connect(v, path), 0);
+	v->features = 0;
+	v->hdr_len = 12; /* what the back-end uses without SET_FEATURES */
+	ck_assert_int_eq(vud_send_msg(v, VUD_SET_OWNER, 0, NULL, 0, NULL, 0), 0);
+	ck_assert_int_eq(vud_mem_table(v), 0);
+	v->nqp = 1;
+	for (unsigned i = 0; i < 2; i++) {
+		vud_ring_alloc(v, &v->r[i], !(i & 1));
+		ck_assert_int_eq(vud_ring_setup(v, i), 0);
+	}
+	ck_assert_int_eq(vud_post_rx(v, 0, 64, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(p), 3000));
+}
+
+static uint64_t bad_offload(hs_port_t *p)
+{
+	return th_pstats(p).drops[HS_DROP_BAD_OFFLOAD];
+}
+
+/* Sends a frame asking for checksum offload (VIRTIO_NET_HDR_F_NEEDS_CSUM)
+ * and returns whether the port refused it (bad_offload). */
+static bool csum_frame_refused(struct vud *v, hs_port_t *p)
+{
+	static uint8_t f[2000];
+	struct vud_net_hdr h;
+	uint32_t len = tcp_frame(f, 100, &h);
+	h.gso_type = 0, h.gso_size = 0; /* checksum only */
+	uint64_t before = bad_offload(p);
+	uint64_t tx0 = th_pstats(p).rx_packets;
+	ck_assert_int_eq(vud_send(v, 0, f, len, &h, 1), 0);
+	TH_WAIT(bad_offload(p) != before || th_pstats(p).rx_packets != tx0, 2000);
+	return bad_offload(p) != before;
+}
+
+START_TEST(offload_permissions_end_with_the_connection)
+{
+	struct env e;
+	env_up(&e, 0);
+	/* control: b never negotiated CSUM: its guest's request is refused */
+	struct vud b;
+	featureless_up(&b, e.path[1], e.p[1]);
+	ck_assert_msg(csum_frame_refused(&b, e.p[1]),
+		      "control: a fresh device accepted checksum offload it never negotiated");
+	/* a negotiates CSUM and TSO, then goes away */
+	struct vud a;
+	guest_up(&a, e.path[0],
+		 base | F(HS_VIRTIO_NET_F_CSUM) | F(HS_VIRTIO_NET_F_HOST_TSO4), e.p[0]);
+	ck_assert(!csum_frame_refused(&a, e.p[0]));
+	uint64_t disc = backend_ctr(e.p[0], "disconnects");
+	vud_close(&a);
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "disconnects") == disc + 1, 3000));
+	ck_assert(TH_WAIT(hs_vhost_user_features(e.p[0]) == 0, 3000));
+	/* the next front-end never sends SET_FEATURES */
+	featureless_up(&a, e.path[0], e.p[0]);
+	bool refused = csum_frame_refused(&a, e.p[0]);
+	ck_assert_msg(refused, "after a reconnect the device (features %llx) still "
+		      "accepts checksum offload from the guest: HOST_* caps of the "
+		      "previous connection", (unsigned long long)hs_vhost_user_features(e.p[0]));
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* In client mode the front-end (the VMM) listens. A hostile one listens
+ * with a full backlog (listen(0), one connection it never accepts), then
+ * drops the switch's connection: the switch's retry connects with a
+ * blocking socket from the loop thread, which then waits for ever, and
+ * every other port's control plane with it. */
+START_TEST(a_client_port_reconnecting_never_blocks_the_loop)
+{
+	struct env e;
+	env_up(&e, 0);
+	char cpath[108];
+	snprintf(cpath, sizeof(cpath), "/tmp/hs-hostile-client-%d.sock", (int)getpid());
+	unlink(cpath);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cpath);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	struct hs_vhost_user_config vc = {.path = cpath, .flags = HS_VU_CLIENT,
+					  .queue_pairs = 1, .reconnect_ms = 20};
+	struct hs_port_config pc = {.name = "vc", .backend = HS_VHOST_USER_BACKEND,
+				    .backend_config = &vc, .backend_config_size = sizeof(vc)};
+	hs_port_t *cp = NULL;
+	ck_assert_int_eq(hs_port_add(e.sw, &pc, &cp), 0);
+	int cfd = accept(lfd, NULL, NULL); /* the switch's connection */
+	ck_assert_int_ge(cfd, 0);
+	ck_assert(TH_WAIT(hs_vhost_user_connected(cp) == 1, 2000));
+	/* fill the backlog: a connection nobody accepts */
+	int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	ck_assert_int_eq(connect(filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(cfd); /* the front-end drops the switch */
+	ck_assert(TH_WAIT(hs_vhost_user_connected(cp) == 0, 2000));
+	usleep(200000); /* a few retries */
+	/* another port's front-end: does the switch still answer? */
+	struct vud b;
+	ck_assert_int_eq(vud_connect(&b, e.path[1]), 0);
+	uint64_t feat = 0;
+	int rc = vud_get_u64(&b, VUD_GET_FEATURES, &feat);
+	/* unblock the loop before judging, so the test can clean up */
+	int f2 = accept(lfd, NULL, NULL);
+	ck_assert_msg(rc == 0, "another port's GET_FEATURES got no answer in 5 s (%s): "
+		      "the loop thread is stuck in the client port's connect()",
+		      strerror(-rc));
+	close(f2);
+	close(filler);
+	vud_close(&b);
+	close(lfd);
+	unlink(cpath);
+	env_down(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user_hostile");
@@ -1407,6 +1641,9 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, a_header_in_pieces_is_written_in_pieces, 0, 2);
 	tcase_add_test(tc, a_burst_of_bad_chains_does_not_stall_the_ring);
 	tcase_add_test(tc, a_sent_sigbus_still_kills);
+	tcase_add_loop_test(tc, a_transmit_ring_live_again_is_looked_at, 0, 6);
+	tcase_add_test(tc, offload_permissions_end_with_the_connection);
+	tcase_add_test(tc, a_client_port_reconnecting_never_blocks_the_loop);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("memory_files");
 	tcase_set_timeout(tc, 120);

@@ -118,6 +118,19 @@ static inline void frame_a_to_b(struct vud *a, struct vud *b, uint32_t seq)
 	ck_assert_int_eq(memcmp(g, f, n), 0);
 }
 
+/* Guests a (guest 1, on port 0) and b (guest 2, on port 1) up with
+ * features `want`; b announces itself (a broadcast a receives), so that
+ * the switch knows where guest 2 is. */
+static inline void guests_up(struct env *e, struct vud *a, struct vud *b, uint64_t want)
+{
+	static uint8_t f[200], g[200];
+	guest_up(a, e->path[0], want, e->p[0]);
+	guest_up(b, e->path[1], want, e->p[1]);
+	size_t n = mkframe(f, 0, 2, 64, 0);
+	ck_assert_int_eq(vud_send(b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(a, g, sizeof(g), NULL), (int)n);
+}
+
 /* After port 0's front-end misbehaved: mem port m1's broadcast still
  * reaches m2, and once the front-end is replaced (a new connection,
  * features `want`) port 0 carries m1's frames again. Closes *a. */

@@ -182,6 +182,7 @@ void vu_device_reset(struct vu_dev *d, bool keep_session)
 	d->hdr_len = 12;
 	d->mrg = false;
 	atomic_store(&d->acked, 0);
+	d->tx_caps = 0; /* the guest's offload requests this connection allows */
 	hs_port_set_caps(d->port, 0);
 	d->mtu = 0;
 	hs_port_set_mtu(d->port, 0);
@@ -263,9 +264,15 @@ static void accept_cb(hs_watch_t *w, int lfd, unsigned events, void *arg)
 	adopt(d, fd);
 }
 
+/* Runs on the loop thread (retries) and on hs_port_add's caller's (the
+ * first try), so it must not wait: the socket is non-blocking before the
+ * connect. A Unix socket's connect completes at once or fails; with the
+ * VMM's listen backlog full it fails with EAGAIN (a blocking one would
+ * wait for ever, and every port's control plane, with no workers the
+ * switching too, with it), and the retry timer tries again. */
 static int try_connect(struct vu_dev *d)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -275,8 +282,6 @@ static int try_connect(struct vu_dev *d)
 		close(fd);
 		return rc;
 	}
-	int fl = fcntl(fd, F_GETFL);
-	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	return adopt(d, fd);
 }
 

@@ -110,10 +110,11 @@ const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc
 	return why == vu_iotlb_wait ? NULL : why; /* behind an IOMMU: told later */
 }
 
-/* First time live: a transmit ring's kicks on (a ring may keep a previous
- * owner's "no kicks, I poll" in guest memory, e.g. after the switch
- * restarted), and one look at what the driver queued before (it may have
- * done so without kicking, as it was told). */
+/* A transmit ring going live, first or again: its kicks on (a ring may
+ * keep a previous owner's "no kicks, I poll" in guest memory, e.g. after
+ * the switch restarted), and one look at what the driver queued before
+ * (it may have done so without kicking, as it was told, or kicked while
+ * the ring was not live). */
 static void ring_arm(struct vu_dev *d, struct vu_vring *vr)
 {
 	(void)d;
@@ -166,15 +167,17 @@ void vu_rings_update(struct vu_dev *d)
 			hs_port_log(d->port, HS_LOG_WARN, "vring %u not usable: %s", i, why);
 		}
 		vr->why_not = why;
-		if (vr->live && !(i & 1) && (vr->fresh || !was)) {
-			rx_ring_arm(vr);
+		/* A ring that goes live, first or again (enabled, its memory
+		 * back, an IOTLB entry come), is looked at: a kick the guest
+		 * made meanwhile was taken while it was not live, and with
+		 * EVENT_IDX a driver whose avail_event lies behind never kicks
+		 * again. (An announce also waits for queue 0's transmit ring.) */
+		if (vr->live && (vr->fresh || !was)) {
+			if (i & 1)
+				ring_arm(d, vr);
+			else
+				rx_ring_arm(vr);
 			vr->fresh = false;
-		} else if (vr->live && vr->fresh) {
-			ring_arm(d, vr);
-			vr->fresh = false;
-		} else if (vr->live && !was && i == 1 && atomic_load(&d->announce)) {
-			/* an announce waits for queue 0's transmit ring: look */
-			vu_ring_look(vr);
 		}
 	}
 	bool broken = false; /* down until the front-end starts it again */
