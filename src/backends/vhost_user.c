@@ -205,12 +205,15 @@ static void retry_cb(hs_timer_t *t, void *arg)
 		try_connect(d);
 }
 
-static void schedule_retry(struct vu_dev *d)
+/* first_ms: 0 for the first try, which thereby runs on the loop thread
+ * too, like every later one (from hs_port_add's caller's thread, adopt
+ * raced the loop thread's handling of the new connection). */
+static void schedule_retry(struct vu_dev *d, uint32_t first_ms)
 {
 	if (d->retry_t)
 		return;
 	uint32_t ms = d->cfg.reconnect_ms ? d->cfg.reconnect_ms : 500;
-	hs_timer_add(hs_port_switch(d->port), ms, ms, retry_cb, d, &d->retry_t);
+	hs_timer_add(hs_port_switch(d->port), first_ms, ms, retry_cb, d, &d->retry_t);
 }
 
 void vu_disconnect(struct vu_dev *d, const char *why)
@@ -228,22 +231,25 @@ void vu_disconnect(struct vu_dev *d, const char *why)
 	vu_device_reset(d, false);
 	atomic_store(&d->connected, false);
 	if (d->cfg.flags & HS_VU_CLIENT)
-		schedule_retry(d);
+		schedule_retry(d, d->cfg.reconnect_ms ? d->cfg.reconnect_ms : 500);
 }
 
+/* On the loop thread. The connection is set up whole before its watch
+ * exists: conn_cb may run as soon as it does. */
 static int adopt(struct vu_dev *d, int fd)
 {
+	d->conn_fd = fd;
+	vu_vcpu_start(d, fd);
 	int rc = hs_watch_add(hs_port_switch(d->port), fd, HS_WATCH_READ, conn_cb, d,
 			      &d->conn_w);
 	if (rc) {
-		close(fd);
+		vu_vcpu_stop(d);
+		vu_close_fd(&d->conn_fd);
 		return rc;
 	}
-	d->conn_fd = fd;
 	atomic_store(&d->connected, true);
 	atomic_fetch_add(&d->connects, 1);
 	hs_port_log(d->port, HS_LOG_INFO, "front-end connected on %s", d->path);
-	vu_vcpu_start(d, fd);
 	return 0;
 }
 
@@ -264,12 +270,12 @@ static void accept_cb(hs_watch_t *w, int lfd, unsigned events, void *arg)
 	adopt(d, fd);
 }
 
-/* Runs on the loop thread (retries) and on hs_port_add's caller's (the
- * first try), so it must not wait: the socket is non-blocking before the
- * connect. A Unix socket's connect completes at once or fails; with the
- * VMM's listen backlog full it fails with EAGAIN (a blocking one would
- * wait for ever, and every port's control plane, with no workers the
- * switching too, with it), and the retry timer tries again. */
+/* Runs on the loop thread (the retry timer's, first try included), so
+ * it must not wait: the socket is non-blocking before the connect. A Unix
+ * socket's connect completes at once or fails; with the VMM's listen
+ * backlog full it fails with EAGAIN (a blocking one would wait for ever,
+ * and every port's control plane, with no workers the switching too,
+ * with it), and the next tick tries again. */
 static int try_connect(struct vu_dev *d)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -515,8 +521,7 @@ static int vu_start(void *priv)
 		}
 		return rc;
 	}
-	if (try_connect(d))
-		schedule_retry(d);
+	schedule_retry(d, 0);
 	return 0;
 }
 

@@ -254,7 +254,11 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 {
 	rv->first = (uint16_t)r->n_chain;
 	rv->n = 0;
-	uint32_t cap = 0, seg0 = r->n_seg;
+	uint32_t cap = 0, seg0 = r->n_seg, given = 0;
+	/* a buffer smaller than this never holds anything: with MRG_RXBUF
+	 * the header (which the spec requires of every buffer), without it
+	 * the header and an Ethernet header */
+	const uint32_t least = d->hdr_len + (d->mrg ? 0 : 14);
 	*too_big = false;
 	while (cap < need) {
 		if (rv->n && !d->mrg) {
@@ -278,9 +282,8 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 		r->n_chain++;
 		rv->n++;
 		/* A chain that can never be used: more pieces than the scratch
-		 * holds, longer than the limit, or shorter than the virtio-net
-		 * header (which the spec forbids a driver, MRG_RXBUF or not). */
-		if (__builtin_expect(bad || ch->len < d->hdr_len, 0)) {
+		 * holds, longer than the limit, or too short for anything. */
+		if (__builtin_expect(bad || ch->len < least, 0)) {
 			/* With reservations before it in the scratch, waiting
 			 * to be pushed, the next burst starts from an empty one.
 			 * From an empty scratch the chains of this reservation
@@ -297,12 +300,19 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 				hs_port_log(d->port, HS_LOG_WARN,
 					    "receive buffer %s given back unused (counted in "
 					    "bad_rx_buffers)",
-					    ch->len < d->hdr_len ? "shorter than the virtio-net header"
+					    ch->len < least ? "too short to hold a frame"
 					    : "in too many pieces or too long");
+			given += rv->n;
 			r->n_chain = 0;
 			r->n_seg = seg0;
 			rv->n = 0;
 			cap = 0;
+			/* A guest that posts bad buffers again as fast as they
+			 * come back would keep this thread here (holding the
+			 * queue's lock): after a ring's worth, "out of buffers";
+			 * the posted-buffers look comes back to it. */
+			if (given >= r->chain_cap)
+				return 0;
 			continue;
 		}
 		r->n_seg += ch->nseg;
