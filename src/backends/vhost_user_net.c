@@ -396,8 +396,13 @@ unsigned vu_send_reserve(void *priv, uint16_t q, const struct hs_out *out,
 		r->n_seg = seg0 + ns;
 		rv->seg0 = seg0;
 		rv->nseg = (uint16_t)ns;
-		/* The copy writes here soon: start owning the line now. */
+		/* The copy writes here soon: start owning the lines now, the
+		 * header's and, where it is another, the frame's first (a
+		 * DPDK client's header ends where a line starts: its mbuf
+		 * headroom puts the frame at a line boundary). */
 		hsb_prefetch_w(rv->hdr[0].base);
+		if (ns && (((uintptr_t)s[0].base ^ (uintptr_t)rv->hdr[0].base) & ~(uintptr_t)63))
+			hsb_prefetch_w(s[0].base);
 		bufs[i].segs = s;
 		bufs[i].nsegs = (uint16_t)ns;
 	}
