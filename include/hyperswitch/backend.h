@@ -302,14 +302,17 @@ typedef void (*hs_timer_cb)(hs_timer_t *t, void *arg);
 
 /* Watches fd (which stays the caller's: the switch polls a duplicate of
  * it, so fd may be closed as soon as hs_watch_del has returned, even
- * while the loop thread has yet to let go of its poll). */
+ * while the loop thread has yet to let go of its poll). *out is set
+ * before cb can first run, on the loop thread, so cb may read it. */
 HS_EXTERN int hs_watch_add(hs_switch_t *sw, int fd, unsigned events,
 			   hs_watch_cb cb, void *arg, hs_watch_t **out);
 /* Changes the events watched for. */
 HS_EXTERN int hs_watch_modify(hs_watch_t *w, unsigned events);
 HS_EXTERN void hs_watch_del(hs_watch_t *w);
 
-/* Calls cb after `after_ms`, then every `repeat_ms` if non-zero. */
+/* Calls cb after `after_ms` (0: on the loop's next turn), then every
+ * `repeat_ms` if non-zero. As with hs_watch_add, *out is set before cb
+ * can first run. */
 HS_EXTERN int hs_timer_add(hs_switch_t *sw, uint64_t after_ms,
 			   uint64_t repeat_ms, hs_timer_cb cb, void *arg,
 			   hs_timer_t **out);

@@ -66,7 +66,9 @@ extern "C" {
 
 /* hs_vhost_user_config.flags */
 #define HS_VU_CLIENT 0x1 /* connect to the VMM's socket, and reconnect
-			    whenever it goes away (default: listen on it) */
+			    whenever it goes away (default: listen on it);
+			    the first try is the loop thread's, on its next
+			    turn after hs_port_add, never in it */
 #define HS_VU_SOCKET_OWNER 0x2 /* server mode: give the socket the owner
 				  socket_uid and group socket_gid */
 /* Do not sample the front-end's vCPU state (the peer-state mechanism,

@@ -208,12 +208,12 @@ static void retry_cb(hs_timer_t *t, void *arg)
 /* first_ms: 0 for the first try, which thereby runs on the loop thread
  * too, like every later one (from hs_port_add's caller's thread, adopt
  * raced the loop thread's handling of the new connection). */
-static void schedule_retry(struct vu_dev *d, uint32_t first_ms)
+static int schedule_retry(struct vu_dev *d, uint32_t first_ms)
 {
 	if (d->retry_t)
-		return;
+		return 0;
 	uint32_t ms = d->cfg.reconnect_ms ? d->cfg.reconnect_ms : 500;
-	hs_timer_add(hs_port_switch(d->port), first_ms, ms, retry_cb, d, &d->retry_t);
+	return hs_timer_add(hs_port_switch(d->port), first_ms, ms, retry_cb, d, &d->retry_t);
 }
 
 void vu_disconnect(struct vu_dev *d, const char *why)
@@ -521,8 +521,14 @@ static int vu_start(void *priv)
 		}
 		return rc;
 	}
-	schedule_retry(d, 0);
-	return 0;
+	rc = schedule_retry(d, 0);
+	if (rc) { /* it would never connect: say so, and undo the start */
+		hs_port_log(d->port, HS_LOG_ERROR, "cannot start connecting to %s: %s", d->path,
+			    hs_strerror(rc));
+		hs_watch_del(d->fault_w);
+		d->fault_w = NULL;
+	}
+	return rc;
 }
 
 static void vu_stop(void *priv)

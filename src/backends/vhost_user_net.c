@@ -309,8 +309,10 @@ static int reserve_one(struct vu_dev *d, struct vq *vq, struct vu_rxq *r,
 			cap = 0;
 			/* A guest that posts bad buffers again as fast as they
 			 * come back would keep this thread here (holding the
-			 * queue's lock): after a ring's worth, "out of buffers";
-			 * the posted-buffers look comes back to it. */
+			 * queue's lock): after a ring's worth, "out of buffers".
+			 * The frame waits in the backlog, and is tried again
+			 * when the guest posts buffers or the next frame for it
+			 * comes: only this guest's frames wait. */
 			if (given >= r->chain_cap)
 				return 0;
 			continue;

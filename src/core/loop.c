@@ -541,11 +541,11 @@ int hs_watch_add(hs_switch_t *sw, int fd, unsigned events, hs_watch_cb cb,
 		free(w);
 		return rc;
 	}
+	*out = w; /* before the loop can see it: cb may read it */
 	pthread_mutex_lock(&l->lock);
 	w->next = l->watches;
 	l->watches = w;
 	pthread_mutex_unlock(&l->lock);
-	*out = w;
 	poke(l);
 	return 0;
 }
@@ -595,11 +595,11 @@ int hs_timer_add(hs_switch_t *sw, uint64_t after_ms, uint64_t repeat_ms,
 		return -ENOMEM;
 	*t = (struct hs_timer){.l = l, .after = after_ms, .repeat = repeat_ms,
 			       .cb = cb, .arg = arg};
+	*out = t; /* before the loop can see it: cb may read it */
 	pthread_mutex_lock(&l->lock);
 	t->next = l->timers;
 	l->timers = t;
 	pthread_mutex_unlock(&l->lock);
-	*out = t;
 	poke(l);
 	return 0;
 }
