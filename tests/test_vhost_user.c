@@ -675,13 +675,8 @@ START_TEST(client_mode_reconnects_to_the_vmm)
 	struct hs_switch_config cfg = {.n_workers = env_workers()};
 	hs_switch_t *sw = th_switch(&cfg);
 	char path[108];
-	snprintf(path, sizeof(path), "/tmp/hs-vu-client-%d.sock", (int)getpid());
-	unlink(path);
-	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	listen(ls, 1);
+	struct sockaddr_un sa;
+	int ls = vmm_listen(path, "vu-client", 1, &sa);
 	struct hs_vhost_user_config vc = {.path = path, .flags = HS_VU_CLIENT,
 					  .reconnect_ms = 20};
 	struct hs_port_config pc = {.name = "c", .backend = HS_VHOST_USER_BACKEND,

@@ -1734,13 +1734,8 @@ START_TEST(a_client_port_reconnecting_never_blocks_the_loop)
 	struct env e;
 	env_up(&e, 0);
 	char cpath[108];
-	snprintf(cpath, sizeof(cpath), "/tmp/hs-hostile-client-%d.sock", (int)getpid());
-	unlink(cpath);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cpath);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(lfd, 0), 0);
+	struct sockaddr_un sa;
+	int lfd = vmm_listen(cpath, "hostile-client", 0, &sa);
 	struct hs_vhost_user_config vc = {.path = cpath, .flags = HS_VU_CLIENT,
 					  .queue_pairs = 1, .reconnect_ms = 20};
 	struct hs_port_config pc = {.name = "vc", .backend = HS_VHOST_USER_BACKEND,
@@ -1817,13 +1812,8 @@ START_TEST(a_client_ports_first_connection_answers_at_once)
 	struct env e;
 	env_up(&e, 0);
 	char cpath[108];
-	snprintf(cpath, sizeof(cpath), "/tmp/hs-eager-client-%d.sock", (int)getpid());
-	unlink(cpath);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cpath);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(lfd, 8), 0);
+	struct sockaddr_un sa;
+	int lfd = vmm_listen(cpath, "eager-client", 8, &sa);
 	struct eager_server srv = {.lfd = lfd, .rounds = 20};
 	pthread_t t;
 	pthread_create(&t, NULL, eager_server_main, &srv);

@@ -118,6 +118,23 @@ static inline void frame_a_to_b(struct vud *a, struct vud *b, uint32_t seq)
 	ck_assert_int_eq(memcmp(g, f, n), 0);
 }
 
+/* A VMM's listening socket for client ports: path[108] gets
+ * /tmp/hs-TAG-PID.sock, *sa its address (for connections of the test's
+ * own); returns the listening fd. */
+static inline int vmm_listen(char *path, const char *tag, int backlog,
+			     struct sockaddr_un *sa)
+{
+	snprintf(path, 108, "/tmp/hs-%s-%d.sock", tag, (int)getpid());
+	unlink(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	*sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	ck_assert_int_eq(listen(fd, backlog), 0);
+	return fd;
+}
+
 /* Guests a (guest 1, on port 0) and b (guest 2, on port 1) up with
  * features `want`; b announces itself (a broadcast a receives), so that
  * the switch knows where guest 2 is. */

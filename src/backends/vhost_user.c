@@ -205,15 +205,14 @@ static void retry_cb(hs_timer_t *t, void *arg)
 		try_connect(d);
 }
 
-/* first_ms: 0 for the first try, which thereby runs on the loop thread
- * too, like every later one (from hs_port_add's caller's thread, adopt
- * raced the loop thread's handling of the new connection). */
-static int schedule_retry(struct vu_dev *d, uint32_t first_ms)
+/* A client port's connection attempts: the first on the loop's next
+ * turn, so that every try runs on the loop thread (from hs_port_add's
+ * caller's thread, adopt raced the loop thread's handling of the new
+ * connection), then one every reconnect_ms while disconnected. */
+static int start_connecting(struct vu_dev *d)
 {
-	if (d->retry_t)
-		return 0;
 	uint32_t ms = d->cfg.reconnect_ms ? d->cfg.reconnect_ms : 500;
-	return hs_timer_add(hs_port_switch(d->port), first_ms, ms, retry_cb, d, &d->retry_t);
+	return hs_timer_add(hs_port_switch(d->port), 0, ms, retry_cb, d, &d->retry_t);
 }
 
 void vu_disconnect(struct vu_dev *d, const char *why)
@@ -229,9 +228,7 @@ void vu_disconnect(struct vu_dev *d, const char *why)
 	drop_fds(d);
 	d->rlen = 0;
 	vu_device_reset(d, false);
-	atomic_store(&d->connected, false);
-	if (d->cfg.flags & HS_VU_CLIENT)
-		schedule_retry(d, d->cfg.reconnect_ms ? d->cfg.reconnect_ms : 500);
+	atomic_store(&d->connected, false); /* a client's retry timer reconnects */
 }
 
 /* On the loop thread. The connection is set up whole before its watch
@@ -521,7 +518,7 @@ static int vu_start(void *priv)
 		}
 		return rc;
 	}
-	rc = schedule_retry(d, 0);
+	rc = start_connecting(d);
 	if (rc) { /* it would never connect: say so, and undo the start */
 		hs_port_log(d->port, HS_LOG_ERROR, "cannot start connecting to %s: %s", d->path,
 			    hs_strerror(rc));

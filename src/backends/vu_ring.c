@@ -115,9 +115,8 @@ const char *vu_ring_check_addr(const struct vu_dev *d, unsigned i, uint64_t desc
  * the switch restarted), and one look at what the driver queued before
  * (it may have done so without kicking, as it was told, or kicked while
  * the ring was not live). */
-static void ring_arm(struct vu_dev *d, struct vu_vring *vr)
+static void ring_arm(struct vu_vring *vr)
 {
-	(void)d;
 	vr->kicks_off = false;
 	vq_set_kicks(&vr->vq, true);
 	vu_ring_look(vr);
@@ -174,7 +173,7 @@ void vu_rings_update(struct vu_dev *d)
 		 * again. (An announce also waits for queue 0's transmit ring.) */
 		if (vr->live && (vr->fresh || !was)) {
 			if (i & 1)
-				ring_arm(d, vr);
+				ring_arm(vr);
 			else
 				rx_ring_arm(vr);
 			vr->fresh = false;
