@@ -98,6 +98,7 @@ struct xq {                      /* one queue pair */
 	unsigned refused_logged;
 	/* the loop's view, for events that bring nothing (late unmask) */
 	RING_IDX tx_seen, rx_seen;  /* req_prod at the last event */
+	_Atomic bool rx_wanted;     /* the core asked for "buffers posted" */
 	struct xport_eoi {
 		unsigned spurious;  /* events in a row that found nothing new */
 		uint64_t until_ms;  /* deferred: unmask then (0: not deferred) */
@@ -125,7 +126,7 @@ struct xnb {
 	int vcpu_errno;             /* the last error logged (loop) */
 	_Atomic uint64_t connects, disconnects, protocol_errors, tx_refused, tx_copy_errors,
 		copy_errors, grant_copies, grant_copy_segs, vcpu_reads, vcpu_errors,
-		peer_running, peer_not_running, events_spurious, events_deferred;
+		peer_running, peer_not_running, events, events_spurious, events_deferred;
 };
 
 /* ---- xenstore ---------------------------------------------------------------- */
@@ -207,6 +208,7 @@ static void queue_release(struct xnb *x, struct xq *xq)
 	xq->tx_port = xq->rx_port = 0;
 	memset(xq->eoi, 0, sizeof(xq->eoi));
 	xq->tx_seen = xq->rx_seen = 0;
+	atomic_store(&xq->rx_wanted, false);
 	if (xq->tx_page)
 		x->ops->gnt_unmap(x->gnt, xq->tx_page, 1);
 	if (xq->rx_page)
@@ -364,7 +366,16 @@ static void fe_changed(struct xnb *x)
 	switch (st) {
 	case XB_INITIALISED:
 	case XB_CONNECTED:
-		if (!atomic_load(&x->live) && x->state == XB_INITWAIT && connect(x))
+		if (atomic_load(&x->live))
+			break;
+		/* From Closed (the front-end closed, then connected with no
+		 * Initialising seen between, which a watch may merge), walk
+		 * through InitWait as Linux's netback does. Not from Closing:
+		 * the front-end must close first, so that a failed connect is
+		 * not tried again at each of its key writes. */
+		if (x->state == XB_CLOSED)
+			set_state(x, XB_INITWAIT);
+		if (x->state == XB_INITWAIT && connect(x))
 			set_state(x, XB_CLOSING); /* it must start over */
 		break;
 	case XB_INITIALISING:
@@ -433,11 +444,17 @@ static void eoi_cb(hs_timer_t *t, void *arg)
 	}
 }
 
-/* Events are unmasked at once while they bring work. One that finds
- * neither new transmit nor new receive requests is spurious: from the
- * second in a row on, its port stays masked for 1, 2, 4 ... up to 1000
- * ms (as Linux's late EOI, XSA-332), so a guest that notifies without
- * end costs the loop little; any event with work ends the streak. */
+/* Events are unmasked at once while they bring work: new transmit
+ * requests, or new receive requests while the core waits for buffers
+ * (it asked for "buffers posted": receive requests posted unasked are
+ * read when a frame comes, and an event for them is no work, as Linux's
+ * xenvif_have_rx_work counts one only when a waiting frame fits). An
+ * event with no work is spurious: from the second in a row on, its port
+ * stays masked for 1, 2, 4 ... up to 1000 ms (as Linux's late EOI,
+ * XSA-332), so a guest that notifies without end costs the loop little;
+ * any event with work ends the streak. A request index moved past what
+ * its ring holds is work: the ring's reader finds it and breaks the vif,
+ * whose events are then never unmasked (evt_cb) until it connects again. */
 static void evt_one(struct xnb *x, uint32_t p)
 {
 	for (unsigned q = 0; q < x->nq; q++) {
@@ -447,7 +464,8 @@ static void evt_one(struct xnb *x, uint32_t p)
 			continue;
 		RING_IDX tp = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 		RING_IDX rp = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
-		bool tx = on_tx && tp != xq->tx_seen, rx = on_rx && rp != xq->rx_seen;
+		bool tx = on_tx && tp != xq->tx_seen,
+		     rx = on_rx && rp != xq->rx_seen && atomic_load(&xq->rx_wanted);
 		if (on_tx)
 			xq->tx_seen = tp;
 		if (on_rx)
@@ -486,8 +504,16 @@ static void evt_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	/* bounded per turn, as above: a guest kicking without end shares
 	 * the loop (the fd stays readable while events wait) */
 	for (unsigned k = 0; k < 256 && (p = x->ops->evt_pending(x->evt)) >= 0; k++) {
+		atomic_fetch_add(&x->events, 1);
 		if (!atomic_load(&x->live)) {
 			x->ops->evt_unmask(x->evt, (uint32_t)p);
+			continue;
+		}
+		/* A front-end that broke the protocol is not served until it
+		 * connects again (Linux's xenvif_fatal_tx_err disables the
+		 * vif): its port stays masked, and a reconnect binds new ones. */
+		if (atomic_load(&x->broken)) {
+			atomic_fetch_add(&x->events_spurious, 1);
 			continue;
 		}
 		evt_one(x, (uint32_t)p);
@@ -1157,6 +1183,8 @@ static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 	struct xq *xq = &x->q[q];
 	if (ev == HS_EV_KICK)
 		atomic_store_explicit(&xq->kicks_off, !enable, memory_order_relaxed);
+	else
+		atomic_store(&xq->rx_wanted, enable); /* before req_event moves */
 	if (!q_live(x, q) || !enable)
 		return false; /* a request index not moved: the front-end stays quiet */
 	if (ev == HS_EV_KICK) {
@@ -1190,6 +1218,7 @@ static void xnb_counters(void *priv, void (*cb)(void *arg, const char *name, uin
 	cb(arg, "vcpu_state_errors", atomic_load(&x->vcpu_errors));
 	cb(arg, "peer_running", atomic_load(&x->peer_running));
 	cb(arg, "peer_not_running", atomic_load(&x->peer_not_running));
+	cb(arg, "events", atomic_load(&x->events));
 	cb(arg, "events_spurious", atomic_load(&x->events_spurious));
 	cb(arg, "events_deferred", atomic_load(&x->events_deferred));
 }

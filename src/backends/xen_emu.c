@@ -107,6 +107,7 @@ struct hs__xemu {
 	uint64_t gen;
 	uint32_t next_txn;
 	unsigned fail_txns;
+	unsigned fail_copies;       /* grant-copy calls still to fail whole */
 	struct xs_handle_e *xs_handles;
 	struct hs__xemu_stats st;
 };
@@ -360,6 +361,23 @@ static int gnt_copy(void *g, uint32_t n, struct hs__xcopy *segs)
 	struct hs__xemu *x = me->x;
 	uint64_t bytes = 0, errs = 0;
 	pthread_mutex_lock(&x->lock);
+	/* The whole call fails, the segments' statuses untouched: a failed
+	 * ioctl (as injected), or a segment with neither side a grant, which
+	 * Linux's gntdev refuses (EINVAL) before copying anything. */
+	int why = 0;
+	if (x->fail_copies) {
+		x->fail_copies--;
+		why = EIO;
+	}
+	for (uint32_t i = 0; i < n && !why; i++)
+		if (!(segs[i].flags & (HS__XCOPY_SRC_GREF | HS__XCOPY_DST_GREF)))
+			why = EINVAL;
+	if (why) {
+		x->st.copy_calls_failed++;
+		pthread_mutex_unlock(&x->lock);
+		errno = why;
+		return -1;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct hs__xcopy *s = &segs[i];
 		int16_t st = HS__GNTST_OKAY;
@@ -1141,6 +1159,13 @@ void hs__xemu_fail_transactions(struct hs__xemu *x, unsigned n)
 {
 	pthread_mutex_lock(&x->lock);
 	x->fail_txns = n;
+	pthread_mutex_unlock(&x->lock);
+}
+
+void hs__xemu_fail_copies(struct hs__xemu *x, unsigned n)
+{
+	pthread_mutex_lock(&x->lock);
+	x->fail_copies = n;
 	pthread_mutex_unlock(&x->lock);
 }
 

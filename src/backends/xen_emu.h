@@ -76,12 +76,16 @@ void hs__xemu_sched(struct hs__xemu_dom *d, enum hs__xemu_sched st);
 void hs__xemu_privileged(struct hs__xemu_dom *d, bool privileged);
 /* The next `n` transaction ends fail with EAGAIN. */
 void hs__xemu_fail_transactions(struct hs__xemu *x, unsigned n);
+/* The next `n` grant-copy calls (any domain's) fail whole, as a failed
+ * ioctl does: -1 with errno EIO, no segment copied or given a status. */
+void hs__xemu_fail_copies(struct hs__xemu *x, unsigned n);
 
 struct hs__xemu_stats {
 	uint64_t copy_calls;    /* grant-copy calls */
 	uint64_t copy_segs;     /* segments in them */
 	uint64_t copy_bytes;
 	uint64_t copy_errors;   /* segments that failed */
+	uint64_t copy_calls_failed; /* calls that failed whole */
 	uint64_t copy_g2g;      /* segments from one grant straight into
 				   another (guest to guest: the single copy) */
 	uint64_t maps;          /* pages mapped */
