@@ -21,7 +21,11 @@
 #    its first connection; two ports swapping their sockets in one reload
 #    (a capture of one running: the daemon ends it, hsctl exits 0);
 #  - port set in place (VLANs, trunks, MTU, learning) and replacing (queues);
-#  - a client that never reads its answers costs bounded memory; a port
+#  - a client that never reads its answers costs bounded memory; a client
+#    flooding requests gets turns, not the loop; a batch ended by
+#    SHUT_WR is answered whole; a shut-down client that never reads is
+#    closed; the connection limit answers EBUSY and keeps 8 for the
+#    daemon's own user; a port
 #    set the system refuses leaves the port as it was;
 #  - a file with an error is rejected whole (file:line in the message),
 #    at reload and with --check; the running configuration stays;
@@ -535,6 +539,137 @@ EOF
 rss1=$(rss)
 [ $((rss1 - rss0)) -lt 65536 ] ||
 	fail "the daemon grew by $(((rss1 - rss0) >> 10)) MiB for a client that does not read"
+expect_rc 0 version
+
+say "clients take turns; a batch ended by shutdown(SHUT_WR) is answered whole"
+# A client keeping the socket full of requests (reading every answer) used
+# to hold the loop for as long as it went on: another client waited the
+# whole flood (and with no workers, so did switching). Now each connection
+# runs at most a few requests a turn.
+python3 - "$sock" <<'EOF' || fail "the turns or the end-of-stream checks failed"
+import json, socket, sys, threading, time
+path = sys.argv[1]
+# the flood is of reloads (costly, with short answers), each changing
+# nothing: the ports running are the file's
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+s.sendall(b'{"command": "reload"}\n')
+r = json.loads(s.makefile("rb").readline())["result"]
+assert not (r["added"] or r["removed"] or r["changed"] or r["in_place"]), r
+s.close()
+stop = time.time() + 3
+def flood():
+    s = socket.socket(socket.AF_UNIX); s.connect(path)
+    got = [0]
+    def reader():
+        f = s.makefile("rb")
+        while f.readline():
+            got[0] += 1
+    t = threading.Thread(target=reader); t.start()
+    batch = b'{"command": "reload"}\n' * 3000
+    while time.time() < stop:
+        s.sendall(batch)
+    s.shutdown(socket.SHUT_WR); t.join(); s.close()
+    print("flooding client: %d answers" % got[0])
+th = threading.Thread(target=flood); th.start()
+time.sleep(0.5)
+worst = 0
+for i in range(5):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+    t0 = time.time()
+    s.sendall(b'{"command": "version"}\n')
+    assert json.loads(s.makefile("rb").readline())["ok"]
+    worst = max(worst, time.time() - t0)
+    s.close()
+th.join()
+print("another client during the flood: worst round trip %.3f s" % worst)
+# (the flood goes on 2.5 s after the first of these: waiting for its end
+# would take that long)
+assert worst < 1.5, "a flooding client held the loop: %.3f s for one request" % worst
+# a batch, then the end of the client's side: every answer comes, in order
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+s.sendall(b"".join(b'{"id": %d, "command": "version"}\n' % i for i in range(1500)))
+s.shutdown(socket.SHUT_WR)
+time.sleep(0.5)
+lines = s.makefile("rb").read().split(b"\n")
+assert lines[-1] == b"", "an answer was cut short"
+ids = [json.loads(l)["id"] for l in lines[:-1]]
+assert ids == list(range(1500)), "%d answers of 1500 after SHUT_WR" % len(ids)
+# a line the end of stream cuts short is refused, saying why
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+s.sendall(b'{"id": 1, "command": "version"}\n{"id": 2, "comm')
+s.shutdown(socket.SHUT_WR)
+f = s.makefile("rb")
+assert json.loads(f.readline())["id"] == 1
+r = json.loads(f.readline())
+assert r["error"]["code"] == "EPROTO" and "cut short" in r["error"]["message"], r
+assert f.readline() == b""
+print("end of stream: 1500 answers in order; a cut line refused")
+EOF
+
+say "connections: a shut-down client that never reads goes; the limit says why"
+python3 - "$sock" "$mport" <<'EOF' || fail "the connection limit checks failed"
+import re, socket, subprocess, sys, time, urllib.request
+path, mport = sys.argv[1], sys.argv[2]
+def metric(event):
+    t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=5).read().decode()
+    return int(re.search(r'hyperswitch_control_connections_total\{event="%s"\} (\d+)' % event,
+                         t).group(1))
+# answers it does not read (below the 1 MiB that stops its requests),
+# then a line that ends the connection: the
+# daemon shuts down after its queued answers, and closes it unread later
+u0 = metric("closed_unread")
+s = socket.socket(socket.AF_UNIX)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(path)
+s.setblocking(False)
+s.send(b'{"command": "stats"}\n' * 200 + b"not json\n")
+deadline = time.time() + 15
+while metric("closed_unread") == u0 and time.time() < deadline:
+    time.sleep(0.5)
+assert metric("closed_unread") == u0 + 1, "a non-reading client's connection was kept"
+s.close()
+# 64 connections: the next is told why
+held = []
+for i in range(64):
+    c = socket.socket(socket.AF_UNIX); c.connect(path); held.append(c)
+# (a timeout set before connect would make it fail at once, EAGAIN, while
+# the daemon has not yet taken the others from its listen backlog)
+c = socket.socket(socket.AF_UNIX); c.connect(path); c.settimeout(5)
+r = c.makefile("rb").readline()
+assert b'"EBUSY"' in r and b"too many control connections (64)" in r, r
+c.close()
+for c in held:
+    c.close()
+time.sleep(0.3)
+# users other than the daemon's have 56: the daemon's own user still gets in
+# (the socket and its directory opened to them for this)
+import os
+wdir = os.path.dirname(path)
+wmode = os.stat(wdir).st_mode & 0o7777
+os.chmod(wdir, wmode | 0o011)
+subprocess.run(["chmod", "0666", path], check=True)
+try:
+    script = ("import socket,sys,time\n"
+              "h=[]\n"
+              "for i in range(57):\n"
+              " c=socket.socket(socket.AF_UNIX);c.connect(sys.argv[1]);c.settimeout(5);h.append(c)\n"
+              "print(h[-1].makefile('rb').readline().decode().strip(),flush=True)\n"
+              "time.sleep(2)\n")
+    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "/usr/bin/python3", "-c", script, path], stdout=subprocess.PIPE)
+    line = p.stdout.readline().decode()
+    assert "EBUSY" in line and "other than the daemon" in line, line
+    c = socket.socket(socket.AF_UNIX); c.connect(path); c.settimeout(5)
+    c.sendall(b'{"command": "version"}\n')
+    assert b'"ok":true' in c.makefile("rb").readline()
+    c.close()
+    p.wait()
+finally:
+    subprocess.run(["chmod", "0600", path], check=True)
+    os.chmod(wdir, wmode)
+assert metric("refused_busy") >= 2
+print("connections: a shut-down one closed unread; EBUSY says why; 8 kept for the daemon's user")
+EOF
 expect_rc 0 version
 
 say "port set: new settings the system refuses leave the port as it was"

@@ -1,8 +1,9 @@
 /*
  * ctl.c - the control socket: one JSON request per line, one JSON response
  * per line (docs/control.md). Runs on the daemon's loop; requests are
- * answered in order, each completely before the next is read, so a
- * command sees the state the previous one left.
+ * answered in order, each completely before the next is run, so a
+ * command sees the state the previous one left; connections take turns
+ * (a few requests each), so one client cannot hold the loop.
  *
  * The socket is the daemon's trust boundary for local users: it is owner
  * only (0600) unless the config opens it to a group, a line is at most
@@ -24,10 +25,26 @@
 
 #define LINE_MAX_BYTES 65536
 #define MAX_CONNS 64
+/* Of MAX_CONNS, kept for the daemon's own user (root): group members the
+ * socket is opened to cannot lock the operator out. */
+#define OWNER_CONNS 8
 #define IDLE_MS 60000
+/* A connection being shut down (after an error, a capture's end, or the
+ * client's end of stream) whose client does not read what is left goes
+ * after this. */
+#define LINGER_MS 5000
 /* Responses a client has not read: past this, its requests wait (reading
  * stops) until it reads; so a client that never reads costs this much. */
 #define RESP_BACKLOG (1u << 20)
+/* Requests one connection may have run in one turn of the loop, and the
+ * time: past either, its other complete lines wait for the next turn
+ * (reading stopped meanwhile), so that the switch's watches, signals and
+ * other clients go between. All connections' turns together stop after
+ * TURN_NS (one connection at least), the next turn starting with the
+ * next connection. */
+#define CONN_REQS 8
+#define CONN_NS 1000000ull
+#define TURN_NS 2000000ull
 #define PROTO_MIN 1
 #define PROTO_MAX 1
 
@@ -39,16 +56,24 @@ struct hsd_conn {
 	struct hsd_capture *capture; /* streaming a capture: requests ignored */
 	size_t len;
 	bool closing;
-	bool ending;    /* shut down after what is queued */
+	bool ending;    /* shut down after what is queued (the linger timer runs) */
 	bool throttled; /* reading stopped: RESP_BACKLOG unread */
+	bool queued;    /* reading stopped: complete lines wait for the next turn */
+	bool eof;       /* the client ended its side: answer what came, then end */
 	int handles; /* open uv handles: freed at 0 */
 	char buf[LINE_MAX_BYTES + 1];
 };
 
 struct hsd_ctl {
 	uv_pipe_t server;
+	uv_idle_t turn;  /* runs while a connection is queued */
+	int handles;     /* server and turn: ctl freed at 0 */
 	struct hsd_conn *conns;
 	unsigned n_conns;
+	unsigned rr;     /* where the next turn starts */
+	struct hsd_ctl_stats st;
+	uint64_t refused_logged_ns;
+	uint64_t refused_since_log;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -753,13 +778,49 @@ static void shutdown_done(uv_shutdown_t *req, int status)
 	free(req);
 }
 
+static void on_idle(uv_timer_t *t)
+{
+	struct hsd_conn *c = t->data;
+	if (c->ending) {
+		c->d->ctl->st.lingered++;
+		hsd_log(HS_LOG_DEBUG, "control: closing a connection whose client did not "
+			"read its last %zu bytes in %d s", hsd_conn_pending(c), LINGER_MS / 1000);
+	} else {
+		c->d->ctl->st.idle++;
+		hsd_log(HS_LOG_DEBUG, "control: closing a connection idle for %d s",
+			IDLE_MS / 1000);
+	}
+	conn_close(c);
+}
+
+/* Shuts the connection down after what is queued; a client that does not
+ * read it loses the connection after LINGER_MS. */
+void hsd_conn_end(struct hsd_conn *c)
+{
+	if (c->closing || c->ending)
+		return;
+	c->ending = true;
+	c->queued = false;
+	c->len = 0; /* nothing more is read or run */
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	uv_timer_start(&c->idle, on_idle, LINGER_MS, 0);
+	uv_shutdown_t *sr = malloc(sizeof(*sr));
+	if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
+		free(sr);
+		conn_close(c);
+		return;
+	}
+	sr->data = c;
+}
+
 struct wreq {
 	uv_write_t w;
 	char *text;
 	struct hsd_conn *conn;
 };
 
-static void conn_process(struct hsd_conn *c);
+static void conn_next(struct hsd_conn *c);
+static void on_turn(uv_idle_t *h);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
@@ -776,9 +837,7 @@ static void write_done(uv_write_t *w, int status)
 	if (c->throttled && !c->closing && !c->ending &&
 	    hsd_conn_pending(c) < RESP_BACKLOG / 4) {
 		c->throttled = false;
-		conn_process(c);
-		if (!c->throttled && !c->closing && !c->ending && !c->capture)
-			uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+		conn_next(c);
 	}
 }
 
@@ -802,16 +861,18 @@ static void conn_send(struct hsd_conn *c, json_t *resp, bool close_after)
 		conn_close(c);
 		return;
 	}
-	if (close_after) {
-		uv_read_stop((uv_stream_t *)&c->pipe);
-		uv_shutdown_t *sr = malloc(sizeof(*sr));
-		if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
-			free(sr);
-			conn_close(c);
-			return;
-		}
-		sr->data = c;
-	}
+	if (close_after)
+		hsd_conn_end(c);
+}
+
+/* An error line, then the end of the connection. */
+static void conn_refuse(struct hsd_conn *c, int err, const char *msg)
+{
+	json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
+				 "error", error_obj(err, msg));
+	c->d->ctl->st.errors++;
+	conn_send(c, resp, true);
+	json_decref(resp);
 }
 
 void hsd_conn_send_raw(struct hsd_conn *c, void *buf, size_t len)
@@ -839,21 +900,6 @@ size_t hsd_conn_pending(struct hsd_conn *c)
 	return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
 }
 
-void hsd_conn_end(struct hsd_conn *c)
-{
-	if (c->closing || c->ending)
-		return;
-	c->ending = true;
-	uv_read_stop((uv_stream_t *)&c->pipe);
-	uv_shutdown_t *sr = malloc(sizeof(*sr));
-	if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
-		free(sr);
-		conn_close(c);
-		return;
-	}
-	sr->data = c;
-}
-
 void hsd_conn_attach_capture(struct hsd_conn *c, struct hsd_capture *cap)
 {
 	c->capture = cap;
@@ -872,70 +918,184 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES + 1 - c->len));
 }
 
-static void on_idle(uv_timer_t *t)
+static uint64_t now_ns(void)
 {
-	struct hsd_conn *c = t->data;
-	hsd_log(HS_LOG_DEBUG, "control: closing a connection idle for %d s", IDLE_MS / 1000);
-	conn_close(c);
+	return uv_hrtime();
 }
 
-/* Answers the complete request lines in the buffer, in order, until the
- * client has RESP_BACKLOG of answers unread (then reading stops until
- * it reads: write_done resumes). The idle timer restarts only for a whole
- * request, so a client dribbling bytes cannot hold a connection. */
+/* Answers complete request lines in the buffer, in order: at most
+ * CONN_REQS of them or CONN_NS of time, and none while the client has
+ * RESP_BACKLOG of answers unread (write_done resumes). The idle timer
+ * restarts only for a whole request, so a client dribbling bytes cannot
+ * hold a connection. */
 static void conn_process(struct hsd_conn *c)
 {
 	char *start = c->buf, *nl;
-	while (!c->closing && (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+	uint64_t t0 = now_ns();
+	unsigned done = 0;
+	while (!c->closing && !c->ending && !c->capture &&
+	       (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
 		if (hsd_conn_pending(c) > RESP_BACKLOG) {
 			c->throttled = true;
-			uv_read_stop((uv_stream_t *)&c->pipe);
 			break;
 		}
+		if (done == CONN_REQS || (done && now_ns() - t0 > CONN_NS))
+			break;
 		bool close_after = false;
 		uv_timer_again(&c->idle);
 		/* a capture's response goes out before its first record: the
 		 * records are written from later loop callbacks */
 		json_t *resp = handle_line(c, start, (size_t)(nl - start), &close_after);
+		c->d->ctl->st.requests++;
+		c->d->ctl->st.errors += close_after;
+		done++;
 		conn_send(c, resp, close_after);
 		json_decref(resp);
 		start = nl + 1;
-		if (close_after)
-			return;
-		if (c->capture) { /* the rest is a stream: what the client sends is ignored */
-			c->len = 0;
-			return;
-		}
 	}
-	if (c->closing)
+	if (c->closing || c->ending)
+		return; /* (hsd_conn_end emptied the buffer) */
+	if (c->capture) { /* the rest is a stream: what the client sends is ignored */
+		c->len = 0;
 		return;
+	}
 	c->len -= (size_t)(start - c->buf);
 	memmove(c->buf, start, c->len);
-	if (c->len > LINE_MAX_BYTES && !memchr(c->buf, '\n', c->len)) {
+}
+
+static bool conn_has_line(const struct hsd_conn *c)
+{
+	return memchr(c->buf, '\n', c->len) != NULL;
+}
+
+/* After requests ran: reading again, or waiting for the next turn (more
+ * complete lines), for the client to read (throttled), or the end. */
+static void conn_next(struct hsd_conn *c)
+{
+	if (c->closing || c->ending)
+		return;
+	c->queued = false;
+	bool read = true;
+	if (c->capture) {
+		/* read on, only to see the close */
+	} else if (c->throttled) {
+		read = false;
+	} else if (conn_has_line(c)) {
+		c->queued = true;
+		read = false;
+		uv_idle_start(&c->d->ctl->turn, on_turn);
+	} else if (c->len > LINE_MAX_BYTES) {
 		char m[96];
 		snprintf(m, sizeof(m), "request longer than %d bytes", LINE_MAX_BYTES);
-		json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
-					 "error", error_obj(-EMSGSIZE, m));
 		hsd_log(HS_LOG_WARN, "control: %s: connection closed", m);
-		conn_send(c, resp, true);
-		json_decref(resp);
+		conn_refuse(c, -EMSGSIZE, m);
+		return;
+	} else if (c->eof) {
+		/* what came before the end of stream is answered; a line the
+		 * end cut short cannot be */
+		if (c->len)
+			conn_refuse(c, -EPROTO, "request cut short by the end of the stream");
+		else
+			hsd_conn_end(c);
+		return;
 	}
+	/* (starting a stream that reads already changes nothing) */
+	if (read)
+		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	else
+		uv_read_stop((uv_stream_t *)&c->pipe);
+}
+
+/* One turn: each queued connection runs its share, from where the last
+ * turn stopped, until TURN_NS is spent. */
+static void on_turn(uv_idle_t *h)
+{
+	struct hsd_ctl *ctl = h->data;
+	struct hsd_conn *q[MAX_CONNS + 1];
+	unsigned n = 0;
+	for (struct hsd_conn *c = ctl->conns; c && n < MAX_CONNS + 1; c = c->next)
+		if (c->queued)
+			q[n++] = c;
+	if (!n) {
+		uv_idle_stop(h);
+		return;
+	}
+	uint64_t t0 = now_ns();
+	unsigned i = 0;
+	for (; i < n; i++) {
+		struct hsd_conn *c = q[(ctl->rr + i) % n];
+		if (i && now_ns() - t0 > TURN_NS)
+			break;
+		if (c->closing || !c->queued)
+			continue; /* (closed by another's request this turn) */
+		conn_process(c);
+		conn_next(c);
+	}
+	ctl->rr += i;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	(void)buf;
 	struct hsd_conn *c = s->data;
-	if (n < 0) {
-		conn_close(c);
+	if (n == 0 || c->closing || c->ending)
 		return;
-	}
-	if (c->capture) { /* only the close matters now */
+	if (n < 0) {
+		/* A client that ends its side (shutdown(SHUT_WR), as socat or
+		 * nc -N do after a batch) is answered first; any other error,
+		 * or the end while capturing, closes. */
+		if (n != UV_EOF || c->capture) {
+			conn_close(c);
+			return;
+		}
+		c->eof = true;
+	} else if (c->capture) { /* only the close matters now */
 		c->len = 0;
 		return;
+	} else {
+		c->len += (size_t)n;
 	}
-	c->len += (size_t)n;
 	conn_process(c);
+	conn_next(c);
+}
+
+static uid_t peer_uid(struct hsd_conn *c)
+{
+	uv_os_fd_t fd;
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l))
+		return (uid_t)-1;
+	return cr.uid;
+}
+
+/* Too many connections: the new one is told why and closed. Logged once,
+ * then as a count at most every 10 s. */
+static void refuse_busy(struct hsd_conn *c, bool owner)
+{
+	struct hsd_ctl *ctl = c->d->ctl;
+	char m[128];
+	snprintf(m, sizeof(m), "too many control connections (%d%s)",
+		 owner ? MAX_CONNS : MAX_CONNS - OWNER_CONNS,
+		 owner ? "" : " for users other than the daemon's");
+	static const char pre[] = "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"EBUSY\","
+				  "\"errno\":16,\"message\":\"";
+	char line[256];
+	int k = snprintf(line, sizeof(line), "%s%s\"}}\n", pre, m);
+	uv_buf_t b = uv_buf_init(line, (unsigned)k);
+	(void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1); /* a new socket: room */
+	ctl->st.refused++;
+	ctl->refused_since_log++;
+	uint64_t now = now_ns();
+	if (!ctl->refused_logged_ns || now - ctl->refused_logged_ns >= 10000000000ull) {
+		hsd_log(HS_LOG_WARN, "control: %s: refused %llu connection%s", m,
+			(unsigned long long)ctl->refused_since_log,
+			ctl->refused_since_log == 1 ? "" : "s (since the last such line)");
+		ctl->refused_logged_ns = now;
+		ctl->refused_since_log = 0;
+	}
+	conn_close(c);
 }
 
 static void on_connect(uv_stream_t *server, int status)
@@ -959,14 +1119,23 @@ static void on_connect(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	if (d->ctl->n_conns > MAX_CONNS) {
-		hsd_log(HS_LOG_WARN, "control: more than %d connections: closing the new one",
-			MAX_CONNS);
-		conn_close(c);
+	bool owner = peer_uid(c) == geteuid();
+	if (d->ctl->n_conns > (owner ? MAX_CONNS : MAX_CONNS - OWNER_CONNS)) {
+		refuse_busy(c, owner);
 		return;
 	}
+	d->ctl->st.accepted++;
 	uv_timer_start(&c->idle, on_idle, IDLE_MS, IDLE_MS);
 	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+void hsd_ctl_stats(struct hsd *d, struct hsd_ctl_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!d->ctl)
+		return;
+	*st = d->ctl->st;
+	st->connections = d->ctl->n_conns;
 }
 
 /* ---- the listening socket ------------------------------------------------- */
@@ -1028,7 +1197,10 @@ int hsd_ctl_start(struct hsd *d, char *err, size_t errlen)
 		return rc;
 	}
 	uv_pipe_init(d->loop, &ctl->server, 0);
+	uv_idle_init(d->loop, &ctl->turn);
 	ctl->server.data = d;
+	ctl->turn.data = ctl;
+	ctl->handles = 2;
 	/* created owner-only, then opened as configured, before listen() */
 	mode_t old = umask(0177);
 	rc = uv_pipe_bind(&ctl->server, ctl->path);
@@ -1042,6 +1214,7 @@ int hsd_ctl_start(struct hsd *d, char *err, size_t errlen)
 	if (rc) {
 		snprintf(err, errlen, "control socket %s: %s", ctl->path, uv_strerror(rc));
 		uv_close((uv_handle_t *)&ctl->server, NULL);
+		uv_close((uv_handle_t *)&ctl->turn, NULL);
 		unlink(ctl->path);
 		uv_run(d->loop, UV_RUN_NOWAIT);
 		free(ctl);
@@ -1052,11 +1225,11 @@ int hsd_ctl_start(struct hsd *d, char *err, size_t errlen)
 	return 0;
 }
 
-static void server_closed(uv_handle_t *h)
+static void ctl_handle_closed(uv_handle_t *h)
 {
-	struct hsd *d = h->data;
-	free(d->ctl);
-	d->ctl = NULL;
+	struct hsd_ctl *ctl = h->data;
+	if (--ctl->handles == 0)
+		free(ctl);
 }
 
 void hsd_ctl_stop(struct hsd *d)
@@ -1066,5 +1239,9 @@ void hsd_ctl_stop(struct hsd *d)
 	while (d->ctl->conns)
 		conn_close(d->ctl->conns);
 	unlink(d->ctl->path);
-	uv_close((uv_handle_t *)&d->ctl->server, server_closed);
+	/* (the server's data becomes the ctl: no connection comes now) */
+	d->ctl->server.data = d->ctl;
+	uv_close((uv_handle_t *)&d->ctl->server, ctl_handle_closed);
+	uv_close((uv_handle_t *)&d->ctl->turn, ctl_handle_closed);
+	d->ctl = NULL;
 }

@@ -83,6 +83,16 @@ void hsd_ports_del_all(struct hsd *d);
 /* ---- ctl.c ---- */
 int hsd_ctl_start(struct hsd *d, char *err, size_t errlen);
 void hsd_ctl_stop(struct hsd *d);
+struct hsd_ctl_stats {
+	uint64_t connections;   /* open now */
+	uint64_t accepted;      /* connections taken */
+	uint64_t refused;       /* too many: told EBUSY and closed */
+	uint64_t idle;          /* closed after IDLE_MS without a request */
+	uint64_t lingered;      /* shut down, closed unread after LINGER_MS */
+	uint64_t errors;        /* closed after a protocol error */
+	uint64_t requests;      /* requests answered */
+};
+void hsd_ctl_stats(struct hsd *d, struct hsd_ctl_stats *st);
 
 /* Streams on a control connection (captures): the connection owns buf
  * (malloc'd) once called; bytes queued and not yet written; shutdown

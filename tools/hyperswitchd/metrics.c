@@ -254,6 +254,26 @@ static void render_switch(FILE *f, struct hsd *d)
 	}
 }
 
+static void render_control(FILE *f, struct hsd *d)
+{
+	struct hsd_ctl_stats c;
+	hsd_ctl_stats(d, &c);
+	family(f, "hyperswitch_control_connections", "gauge",
+	       "Connections open on the control socket.");
+	fprintf(f, "hyperswitch_control_connections %llu\n", (unsigned long long)c.connections);
+	family(f, "hyperswitch_control_requests_total", "counter",
+	       "Requests answered on the control socket.");
+	fprintf(f, "hyperswitch_control_requests_total %llu\n", (unsigned long long)c.requests);
+	family(f, "hyperswitch_control_connections_total", "counter",
+	       "Control connections: accepted, and refused or closed by the daemon, by reason.");
+	const char *what[] = {"accepted", "refused_busy", "closed_idle", "closed_unread",
+			      "closed_error"};
+	uint64_t v[] = {c.accepted, c.refused, c.idle, c.lingered, c.errors};
+	for (unsigned i = 0; i < 5; i++)
+		fprintf(f, "hyperswitch_control_connections_total{event=\"%s\"} %llu\n", what[i],
+			(unsigned long long)v[i]);
+}
+
 char *hsd_metrics_render(struct hsd *d, size_t *len)
 {
 	char *buf = NULL;
@@ -261,6 +281,7 @@ char *hsd_metrics_render(struct hsd *d, size_t *len)
 	if (!f)
 		return NULL;
 	render_switch(f, d);
+	render_control(f, d);
 	render_ports(f, d);
 	if (fclose(f)) {
 		free(buf);
