@@ -68,7 +68,7 @@ cleanup() {
 		ip netns del "$n" 2>/dev/null
 	done
 	for t in "${tap[@]}" "hsd${id}d" "hsd${id}x" "hsd${id}u"; do ip link del "$t" 2>/dev/null; done
-	rm -rf "$work" /dev/hugepages/hsd-tp-* 2>/dev/null
+	rm -rf "$work" /dev/hugepages/"hsd-tp-$id"* /var/run/dpdk/"hsd-tp-$id" 2>/dev/null
 }
 trap cleanup EXIT
 say() { echo "[${SECONDS}s] $*"; }
@@ -206,7 +206,7 @@ if command -v dpdk-testpmd >/dev/null; then
 	fi
 	if [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge 300 ]; then
 		mkfifo "$work/tp.in"
-		dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix hsd-tp --no-pci -m 256 \
+		dpdk-testpmd -l 0,1 --main-lcore 0 --file-prefix "hsd-tp-$id" --no-pci -m 256 \
 			--single-file-segments --iova-mode=va \
 			--vdev "net_virtio_user0,path=$work/vm1.sock,queues=1,mac=02:00:00:00:00:42" \
 			-- -i --forward-mode=rxonly --nb-cores=1 <"$work/tp.in" >"$work/testpmd.log" 2>&1 &

@@ -195,13 +195,19 @@ static void send_counters(struct hsd_capture *c, bool last)
 }
 
 /* Moves what the switch delivered to the capture port onto the
- * connection, then re-arms the port's eventfd. */
+ * connection, then re-arms the port's eventfd: at most DRAIN_BURSTS
+ * bursts a call, so that frames arriving as fast as they are taken (with
+ * workers) cannot hold the loop; past that, the eventfd is signalled
+ * for the next turn. */
+#define DRAIN_BURSTS 8
 static void drain(struct hsd_capture *c)
 {
 	struct hs_mem_frame f[32];
 	int n;
+	unsigned bursts = 0;
 	do {
 		while ((n = hs_mem_rx_burst(c->port, 0, f, 32)) > 0) {
+			bursts++;
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			uint64_t ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -229,6 +235,13 @@ static void drain(struct hsd_capture *c)
 				c->sent += (uint64_t)n;
 			}
 			hs_mem_rx_release(c->port, 0, (unsigned)n);
+			if (bursts == DRAIN_BURSTS) {
+				uint64_t one = 1;
+				if (write(hs_mem_rx_fd(c->port, 0), &one, sizeof(one)) < 0) {
+					/* a full counter: it is signalled anyway */
+				}
+				return;
+			}
 		}
 	} while (hs_mem_rx_arm(c->port, 0) == 1);
 }
