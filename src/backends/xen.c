@@ -97,8 +97,9 @@ struct xq {                      /* one queue pair */
 	struct rxres res[HS_RESERVE_MAX];
 	unsigned refused_logged;
 	/* the loop's view, for events that bring nothing (late unmask) */
-	RING_IDX tx_seen, rx_seen;  /* req_prod at the last event */
-	_Atomic bool rx_wanted;     /* the core asked for "buffers posted" */
+	RING_IDX tx_seen;           /* transmit req_prod at the last event */
+	RING_IDX rx_seen;           /* the furthest receive req_prod seen */
+	_Atomic RING_IDX rx_cons;   /* rx.req_cons, published for the loop */
 	struct xport_eoi {
 		unsigned spurious;  /* events in a row that found nothing new */
 		uint64_t until_ms;  /* deferred: unmask then (0: not deferred) */
@@ -116,6 +117,8 @@ struct xnb {
 	_Atomic bool live;          /* rings mapped, event channels bound */
 	_Atomic bool broken;        /* the front-end broke the protocol */
 	bool fe_sg, split;
+	bool connect_failed;        /* our last connect failed: the front-end
+				       must leave Connected first (loop) */
 	uint16_t nq;                /* queues the front-end connected */
 	struct xq *q;               /* [cfg.max_queues] */
 	void *ctl;                  /* domain control: NULL when not readable */
@@ -208,7 +211,7 @@ static void queue_release(struct xnb *x, struct xq *xq)
 	xq->tx_port = xq->rx_port = 0;
 	memset(xq->eoi, 0, sizeof(xq->eoi));
 	xq->tx_seen = xq->rx_seen = 0;
-	atomic_store(&xq->rx_wanted, false);
+	atomic_store(&xq->rx_cons, 0);
 	if (xq->tx_page)
 		x->ops->gnt_unmap(x->gnt, xq->tx_page, 1);
 	if (xq->rx_page)
@@ -368,27 +371,33 @@ static void fe_changed(struct xnb *x)
 	case XB_CONNECTED:
 		if (atomic_load(&x->live))
 			break;
-		/* From Closed (the front-end closed, then connected with no
-		 * Initialising seen between, which a watch may merge), walk
-		 * through InitWait as Linux's netback does. Not from Closing:
-		 * the front-end must close first, so that a failed connect is
-		 * not tried again at each of its key writes. */
-		if (x->state == XB_CLOSED)
+		/* From Closed or Closing (the front-end closed, then
+		 * connected with no Initialising seen between, which a watch
+		 * may merge), walk through InitWait as Linux's netback does;
+		 * but not after a connect of ours failed: the front-end must
+		 * leave Connected first, so that the connect is not tried
+		 * again at each of its key writes. */
+		if ((x->state == XB_CLOSED || x->state == XB_CLOSING) && !x->connect_failed)
 			set_state(x, XB_INITWAIT);
-		if (x->state == XB_INITWAIT && connect(x))
+		if (x->state == XB_INITWAIT && connect(x)) {
+			x->connect_failed = true;
 			set_state(x, XB_CLOSING); /* it must start over */
+		}
 		break;
 	case XB_INITIALISING:
 	case XB_INITWAIT:
+		x->connect_failed = false;
 		disconnect(x);
 		if (x->state != XB_INITWAIT)
 			set_state(x, XB_INITWAIT);
 		break;
 	case XB_CLOSING:
+		x->connect_failed = false;
 		disconnect(x);
 		set_state(x, XB_CLOSING);
 		break;
 	default: /* closed, gone, unknown */
+		x->connect_failed = false;
 		disconnect(x);
 		if (x->state != XB_INITWAIT || st == XB_CLOSED)
 			set_state(x, XB_CLOSED);
@@ -445,16 +454,16 @@ static void eoi_cb(hs_timer_t *t, void *arg)
 }
 
 /* Events are unmasked at once while they bring work: new transmit
- * requests, or new receive requests while the core waits for buffers
- * (it asked for "buffers posted": receive requests posted unasked are
- * read when a frame comes, and an event for them is no work, as Linux's
- * xenvif_have_rx_work counts one only when a waiting frame fits). An
- * event with no work is spurious: from the second in a row on, its port
- * stays masked for 1, 2, 4 ... up to 1000 ms (as Linux's late EOI,
- * XSA-332), so a guest that notifies without end costs the loop little;
- * any event with work ends the streak. A request index moved past what
- * its ring holds is work: the ring's reader finds it and breaks the vif,
- * whose events are then never unmasked (evt_cb) until it connects again. */
+ * requests (an index moved anyhow: the ring's reader checks it, and one
+ * moved back or past the ring breaks the vif, whose events are then never
+ * unmasked, evt_cb), or new receive requests: the producer further than
+ * ever before and still within the ring, so that a guest moving it back
+ * and forth, or on past the ring, brings no work; one that posts buffers
+ * brings at most a ring's worth before they are used. An event with no
+ * work is spurious: from the second in a row on, its port stays masked
+ * for 1, 2, 4 ... up to 1000 ms (as Linux's late EOI, XSA-332), so a
+ * guest that notifies without end costs the loop little; any event with
+ * work ends the streak. */
 static void evt_one(struct xnb *x, uint32_t p)
 {
 	for (unsigned q = 0; q < x->nq; q++) {
@@ -464,11 +473,14 @@ static void evt_one(struct xnb *x, uint32_t p)
 			continue;
 		RING_IDX tp = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 		RING_IDX rp = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
+		unsigned size = RING_SIZE(&xq->rx);
+		RING_IDX cons = atomic_load_explicit(&xq->rx_cons, memory_order_acquire);
 		bool tx = on_tx && tp != xq->tx_seen,
-		     rx = on_rx && rp != xq->rx_seen && atomic_load(&xq->rx_wanted);
+		     rx = on_rx && rp != xq->rx_seen && rp - xq->rx_seen <= size &&
+			  rp - cons <= size;
 		if (on_tx)
 			xq->tx_seen = tp;
-		if (on_rx)
+		if (rx)
 			xq->rx_seen = rp;
 		struct xport_eoi *e = &xq->eoi[on_tx ? 0 : 1];
 		if (tx || rx) {
@@ -1047,6 +1059,7 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 		bufs[i].nsegs = (uint16_t)ns;
 	}
 	xq->rx.req_cons = cons;
+	atomic_store_explicit(&xq->rx_cons, cons, memory_order_release);
 	return i;
 }
 
@@ -1183,8 +1196,6 @@ static bool xnb_set_notify(void *priv, uint16_t q, unsigned ev, bool enable)
 	struct xq *xq = &x->q[q];
 	if (ev == HS_EV_KICK)
 		atomic_store_explicit(&xq->kicks_off, !enable, memory_order_relaxed);
-	else
-		atomic_store(&xq->rx_wanted, enable); /* before req_event moves */
 	if (!q_live(x, q) || !enable)
 		return false; /* a request index not moved: the front-end stays quiet */
 	if (ev == HS_EV_KICK) {
