@@ -607,26 +607,29 @@ print("end of stream: 1500 answers in order; a cut line refused")
 EOF
 
 say "connections: a shut-down client that never reads goes; the limit says why"
-python3 - "$sock" "$mport" <<'EOF' || fail "the connection limit checks failed"
+python3 - "$sock" "$mport" "$hsctl_bin" <<'EOF' || fail "the connection limit checks failed"
 import re, socket, subprocess, sys, time, urllib.request
-path, mport = sys.argv[1], sys.argv[2]
-def metric(event):
+path, mport, hsctl = sys.argv[1], sys.argv[2], sys.argv[3]
+def metric(event=None):
     t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=5).read().decode()
+    if event is None: # the connections open
+        return int(re.search(r'^hyperswitch_control_connections (\d+)$', t, re.M).group(1))
     return int(re.search(r'hyperswitch_control_connections_total\{event="%s"\} (\d+)' % event,
                          t).group(1))
 # answers it does not read (below the 1 MiB that stops its requests),
 # then a line that ends the connection: the
 # daemon shuts down after its queued answers, and closes it unread later
-u0 = metric("closed_unread")
+open0, err0 = metric(), metric("closed_error")
 s = socket.socket(socket.AF_UNIX)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(path)
 s.setblocking(False)
 s.send(b'{"command": "stats"}\n' * 200 + b"not json\n")
 deadline = time.time() + 15
-while metric("closed_unread") == u0 and time.time() < deadline:
+while metric() != open0 and time.time() < deadline:
     time.sleep(0.5)
-assert metric("closed_unread") == u0 + 1, "a non-reading client's connection was kept"
+assert metric() == open0, "a non-reading client's connection was kept"
+assert metric("closed_error") == err0 + 1 # (one close, one reason)
 s.close()
 # 64 connections: the next is told why
 held = []
@@ -638,6 +641,10 @@ c = socket.socket(socket.AF_UNIX); c.connect(path); c.settimeout(5)
 r = c.makefile("rb").readline()
 assert b'"EBUSY"' in r and b"too many control connections (64)" in r, r
 c.close()
+# hsctl sends at once: its send fails (EPIPE), and it reads the why
+for i in range(5):
+    p = subprocess.run([hsctl, "-s", path, "version"], capture_output=True, text=True)
+    assert p.returncode == 1 and "EBUSY: too many control connections" in p.stderr, p
 for c in held:
     c.close()
 time.sleep(0.3)

@@ -120,7 +120,11 @@ static int conn_open(struct conn *c)
 	return HSCTL_OK;
 }
 
-static int conn_send(struct conn *c, const char *buf, size_t len)
+/* Sends the request. A daemon that closed the connection at once may
+ * have said why first (too many connections: EBUSY): on EPIPE or
+ * ECONNRESET, *closed is set and nothing printed, for the caller to read
+ * that line. */
+static int conn_send(struct conn *c, const char *buf, size_t len, bool *closed)
 {
 	while (len) {
 		/* MSG_NOSIGNAL: a daemon gone is an error to report, not SIGPIPE. */
@@ -132,6 +136,9 @@ static int conn_send(struct conn *c, const char *buf, size_t len)
 			int err = wait_fd(c, POLLOUT);
 			if (err)
 				return fail(c, "send", err);
+		} else if ((errno == EPIPE || errno == ECONNRESET) && !*closed) {
+			*closed = true;
+			return HSCTL_ECONN;
 		} else if (errno != EINTR) {
 			return fail(c, "send", errno);
 		}
@@ -223,11 +230,18 @@ static int exchange(struct conn *c, const char *request, json_t **response,
 {
 	char *buf = NULL;
 	size_t len = 0, used = 0;
+	bool closed = false;
 	int rc = conn_open(c);
 	if (!rc)
-		rc = conn_send(c, request, strlen(request));
-	if (!rc)
+		rc = conn_send(c, request, strlen(request), &closed);
+	if (!rc || closed) {
+		int err = errno;
 		rc = conn_read_line(c, &buf, &len, &used);
+		if (closed && !rc)
+			s = NULL; /* the daemon's answer before it closed: an error */
+		else if (closed) /* (read_line said why it could not) */
+			fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(err));
+	}
 	if (!rc && !(*response = parse(c, buf, len)))
 		rc = HSCTL_ECONN;
 	if (!rc && s) {

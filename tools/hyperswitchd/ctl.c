@@ -30,8 +30,8 @@
 #define OWNER_CONNS 8
 #define IDLE_MS 60000
 /* A connection being shut down (after an error, a capture's end, or the
- * client's end of stream) whose client does not read what is left goes
- * after this. */
+ * client's end of stream) whose client reads nothing of what is left
+ * for this long goes. */
 #define LINGER_MS 5000
 /* Responses a client has not read: past this, its requests wait (reading
  * stops) until it reads; so a client that never reads costs this much. */
@@ -60,6 +60,7 @@ struct hsd_conn {
 	bool throttled; /* reading stopped: RESP_BACKLOG unread */
 	bool queued;    /* reading stopped: complete lines wait for the next turn */
 	bool eof;       /* the client ended its side: answer what came, then end */
+	bool error;     /* ending after a protocol error (counted as such) */
 	int handles; /* open uv handles: freed at 0 */
 	char buf[LINE_MAX_BYTES + 1];
 };
@@ -782,7 +783,7 @@ static void on_idle(uv_timer_t *t)
 {
 	struct hsd_conn *c = t->data;
 	if (c->ending) {
-		c->d->ctl->st.lingered++;
+		c->d->ctl->st.lingered += !c->error; /* (one close, one reason) */
 		hsd_log(HS_LOG_DEBUG, "control: closing a connection whose client did not "
 			"read its last %zu bytes in %d s", hsd_conn_pending(c), LINGER_MS / 1000);
 	} else {
@@ -793,8 +794,8 @@ static void on_idle(uv_timer_t *t)
 	conn_close(c);
 }
 
-/* Shuts the connection down after what is queued; a client that does not
- * read it loses the connection after LINGER_MS. */
+/* Shuts the connection down after what is queued; a client that reads
+ * none of it for LINGER_MS loses the connection. */
 void hsd_conn_end(struct hsd_conn *c)
 {
 	if (c->closing || c->ending)
@@ -834,6 +835,10 @@ static void write_done(uv_write_t *w, int status)
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED)
 		hsd_log(HS_LOG_DEBUG, "control: write: %s", uv_strerror(status));
+	/* the linger is LINGER_MS without progress: a client reading what
+	 * is left, however slowly, gets it all */
+	if (c->ending && !c->closing && status >= 0)
+		uv_timer_start(&c->idle, on_idle, LINGER_MS, 0);
 	if (c->throttled && !c->closing && !c->ending &&
 	    hsd_conn_pending(c) < RESP_BACKLOG / 4) {
 		c->throttled = false;
@@ -871,6 +876,7 @@ static void conn_refuse(struct hsd_conn *c, int err, const char *msg)
 	json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
 				 "error", error_obj(err, msg));
 	c->d->ctl->st.errors++;
+	c->error = true;
 	conn_send(c, resp, true);
 	json_decref(resp);
 }
@@ -948,6 +954,7 @@ static void conn_process(struct hsd_conn *c)
 		json_t *resp = handle_line(c, start, (size_t)(nl - start), &close_after);
 		c->d->ctl->st.requests++;
 		c->d->ctl->st.errors += close_after;
+		c->error = close_after;
 		done++;
 		conn_send(c, resp, close_after);
 		json_decref(resp);
@@ -1055,7 +1062,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	} else {
 		c->len += (size_t)n;
 	}
-	conn_process(c);
+	/* (the requests run in the loop's next turn, within its budget:
+	 * run here, each connection read would get its own) */
 	conn_next(c);
 }
 
