@@ -98,7 +98,8 @@ struct xq {                      /* one queue pair */
 	unsigned refused_logged;
 	/* the loop's view, for events that bring nothing (late unmask) */
 	RING_IDX tx_seen;           /* transmit req_prod at the last event */
-	RING_IDX rx_seen;           /* the furthest receive req_prod seen */
+	RING_IDX rx_seen;           /* the furthest receive req_prod seen (a
+				       ring behind the consumer at least) */
 	_Atomic RING_IDX rx_cons;   /* rx.req_cons, published for the loop */
 	struct xport_eoi {
 		unsigned spurious;  /* events in a row that found nothing new */
@@ -360,8 +361,9 @@ static int connect(struct xnb *x)
 	return 0;
 }
 
-/* The front-end's state changed (or may have). */
-static void fe_changed(struct xnb *x)
+/* The front-end's state changed (or may have); state_written: its state
+ * key was written (not only others). */
+static void fe_changed(struct xnb *x, bool state_written)
 {
 	uint32_t st = XB_UNKNOWN;
 	if (fe_uint(x, "state", XB_RECONFIGURED, &st))
@@ -374,10 +376,11 @@ static void fe_changed(struct xnb *x)
 		/* From Closed or Closing (the front-end closed, then
 		 * connected with no Initialising seen between, which a watch
 		 * may merge), walk through InitWait as Linux's netback does;
-		 * but not after a connect of ours failed: the front-end must
-		 * leave Connected first, so that the connect is not tried
-		 * again at each of its key writes. */
-		if ((x->state == XB_CLOSED || x->state == XB_CLOSING) && !x->connect_failed)
+		 * after a connect of ours failed, only when the front-end
+		 * writes its state again (as netback retries at each state
+		 * change), not at each write of its other keys. */
+		if ((x->state == XB_CLOSED || x->state == XB_CLOSING) &&
+		    (!x->connect_failed || state_written))
 			set_state(x, XB_INITWAIT);
 		if (x->state == XB_INITWAIT && connect(x)) {
 			x->connect_failed = true;
@@ -411,14 +414,16 @@ static void xs_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	(void)w, (void)fd, (void)events;
 	/* a bounded number per turn: a guest rewriting its keys without end
 	 * does not keep the loop from its other work (the fd stays readable) */
-	char **ev;
-	bool any = false;
+	char **ev, state[sizeof(x->fe_path) + 8];
+	snprintf(state, sizeof(state), "%s/state", x->fe_path);
+	bool any = false, state_written = false;
 	for (unsigned k = 0; k < 64 && (ev = x->ops->xs_check_watch(x->xs)); k++) {
+		state_written |= !strcmp(ev[HS__XS_WATCH_PATH], state);
 		free(ev);
 		any = true;
 	}
 	if (any)
-		fe_changed(x);
+		fe_changed(x, state_written);
 }
 
 static uint64_t mono_ms(void)
@@ -457,13 +462,13 @@ static void eoi_cb(hs_timer_t *t, void *arg)
  * requests (an index moved anyhow: the ring's reader checks it, and one
  * moved back or past the ring breaks the vif, whose events are then never
  * unmasked, evt_cb), or new receive requests: the producer further than
- * ever before and still within the ring, so that a guest moving it back
- * and forth, or on past the ring, brings no work; one that posts buffers
- * brings at most a ring's worth before they are used. An event with no
- * work is spurious: from the second in a row on, its port stays masked
- * for 1, 2, 4 ... up to 1000 ms (as Linux's late EOI, XSA-332), so a
- * guest that notifies without end costs the loop little; any event with
- * work ends the streak. */
+ * ever before and within a ring of the consumer, so that a guest moving
+ * it back and forth, or on past the ring, brings no work; one that posts
+ * buffers brings at most two rings' worth before some are used. An
+ * event with no work is spurious: from the second in a row on, its port
+ * stays masked for 1, 2, 4 ... up to 1000 ms (as Linux's late EOI,
+ * XSA-332), so a guest that notifies without end costs the loop little;
+ * any event with work ends the streak. */
 static void evt_one(struct xnb *x, uint32_t p)
 {
 	for (unsigned q = 0; q < x->nq; q++) {
@@ -474,10 +479,19 @@ static void evt_one(struct xnb *x, uint32_t p)
 		RING_IDX tp = __atomic_load_n(&xq->tx.sring->req_prod, __ATOMIC_ACQUIRE);
 		RING_IDX rp = __atomic_load_n(&xq->rx.sring->req_prod, __ATOMIC_ACQUIRE);
 		unsigned size = RING_SIZE(&xq->rx);
+		/* read after rp: a consumer moving between the two reads is
+		 * seen past rp, not behind it (a full ring stays within) */
 		RING_IDX cons = atomic_load_explicit(&xq->rx_cons, memory_order_acquire);
+		/* The window: a ring behind the consumer to a ring ahead. The
+		 * furthest seen is kept in it: a guest posts without events
+		 * while nobody asks (a stream), so the consumer runs ahead of
+		 * it; and a kick that comes after its buffers were used (the
+		 * consumer already at rp) is still new. */
+		RING_IDX lo = cons - size;
+		if (xq->rx_seen - lo > 2 * size)
+			xq->rx_seen = lo;
 		bool tx = on_tx && tp != xq->tx_seen,
-		     rx = on_rx && rp != xq->rx_seen && rp - xq->rx_seen <= size &&
-			  rp - cons <= size;
+		     rx = on_rx && rp - lo <= 2 * size && rp - xq->rx_seen - 1 < 2 * size;
 		if (on_tx)
 			xq->tx_seen = tp;
 		if (rx)
