@@ -614,6 +614,8 @@ def metric(event=None):
     t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=5).read().decode()
     if event is None: # the connections open
         return int(re.search(r'^hyperswitch_control_connections (\d+)$', t, re.M).group(1))
+    if event == "requests":
+        return int(re.search(r'^hyperswitch_control_requests_total (\d+)$', t, re.M).group(1))
     return int(re.search(r'hyperswitch_control_connections_total\{event="%s"\} (\d+)' % event,
                          t).group(1))
 # answers it does not read (below the 1 MiB that stops its requests),
@@ -631,6 +633,16 @@ while metric() != open0 and time.time() < deadline:
 assert metric() == open0, "a non-reading client's connection was kept"
 assert metric("closed_error") == err0 + 1 # (one close, one reason)
 s.close()
+# a client that sends a batch and goes: the rest of its batch is not run
+# (it used to be, all of it: seconds of the loop for nobody)
+req0 = metric("requests")
+s = socket.socket(socket.AF_UNIX); s.connect(path)
+s.sendall(b'{"command": "stats"}\n' * 3000)
+s.close()
+time.sleep(1.5)
+req1 = metric("requests")
+assert req1 - req0 < 1500, "%d requests of a client gone were run" % (req1 - req0)
+print("a client gone: %d of its 3000 requests run" % (req1 - req0))
 # 64 connections: the next is told why
 held = []
 for i in range(64):

@@ -237,9 +237,25 @@ static int exchange(struct conn *c, const char *request, json_t **response,
 	if (!rc || closed) {
 		int err = errno;
 		rc = conn_read_line(c, &buf, &len, &used);
-		if (closed && !rc)
-			s = NULL; /* the daemon's answer before it closed: an error */
-		else if (closed) /* (read_line said why it could not) */
+		if (closed && !rc) {
+			/* the daemon's answer before it closed: only an error
+			 * can be (the request never arrived whole) */
+			s = NULL;
+			*response = parse(c, buf, len);
+			if (*response && !json_is_false(json_object_get(*response, "ok"))) {
+				json_decref(*response);
+				*response = NULL;
+				fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(err));
+				rc = HSCTL_ECONN;
+			} else if (!*response) {
+				rc = HSCTL_ECONN;
+			}
+			if (c->fd >= 0)
+				close(c->fd);
+			free(buf);
+			return rc;
+		}
+		if (closed) /* (read_line said why it could not) */
 			fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(err));
 	}
 	if (!rc && !(*response = parse(c, buf, len)))

@@ -61,6 +61,7 @@ struct hsd_conn {
 	bool queued;    /* reading stopped: complete lines wait for the next turn */
 	bool eof;       /* the client ended its side: answer what came, then end */
 	bool error;     /* ending after a protocol error (counted as such) */
+	size_t linger_left; /* ending: bytes unsent at the last look */
 	int handles; /* open uv handles: freed at 0 */
 	char buf[LINE_MAX_BYTES + 1];
 };
@@ -783,6 +784,14 @@ static void on_idle(uv_timer_t *t)
 {
 	struct hsd_conn *c = t->data;
 	if (c->ending) {
+		/* the linger is LINGER_MS without progress: a client reading
+		 * what is left, however slowly, gets it all */
+		size_t left = hsd_conn_pending(c);
+		if (left && left < c->linger_left) {
+			c->linger_left = left;
+			uv_timer_start(&c->idle, on_idle, LINGER_MS, 0);
+			return;
+		}
 		c->d->ctl->st.lingered += !c->error; /* (one close, one reason) */
 		hsd_log(HS_LOG_DEBUG, "control: closing a connection whose client did not "
 			"read its last %zu bytes in %d s", hsd_conn_pending(c), LINGER_MS / 1000);
@@ -804,6 +813,7 @@ void hsd_conn_end(struct hsd_conn *c)
 	c->queued = false;
 	c->len = 0; /* nothing more is read or run */
 	uv_read_stop((uv_stream_t *)&c->pipe);
+	c->linger_left = hsd_conn_pending(c);
 	uv_timer_start(&c->idle, on_idle, LINGER_MS, 0);
 	uv_shutdown_t *sr = malloc(sizeof(*sr));
 	if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->pipe, shutdown_done)) {
@@ -833,12 +843,13 @@ static void write_done(uv_write_t *w, int status)
 	struct hsd_conn *c = wr->conn;
 	free(wr->text);
 	free(wr);
-	if (status < 0 && status != UV_ECANCELED)
+	if (status < 0 && status != UV_ECANCELED) {
 		hsd_log(HS_LOG_DEBUG, "control: write: %s", uv_strerror(status));
-	/* the linger is LINGER_MS without progress: a client reading what
-	 * is left, however slowly, gets it all */
-	if (c->ending && !c->closing && status >= 0)
-		uv_timer_start(&c->idle, on_idle, LINGER_MS, 0);
+		/* the client is gone (EPIPE, ECONNRESET): what it sent and
+		 * what it would be answered are dropped, not run */
+		conn_close(c);
+		return;
+	}
 	if (c->throttled && !c->closing && !c->ending &&
 	    hsd_conn_pending(c) < RESP_BACKLOG / 4) {
 		c->throttled = false;

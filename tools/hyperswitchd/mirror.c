@@ -198,9 +198,10 @@ static void send_counters(struct hsd_capture *c, bool last)
  * connection, then re-arms the port's eventfd: at most DRAIN_BURSTS
  * bursts a call, so that frames arriving as fast as they are taken (with
  * workers) cannot hold the loop; past that, the eventfd is signalled
- * for the next turn. */
+ * for the next turn. all: everything there (the mirror is gone: no more
+ * comes, and the ring bounds it). */
 #define DRAIN_BURSTS 8
-static void drain(struct hsd_capture *c)
+static void drain(struct hsd_capture *c, bool all)
 {
 	struct hs_mem_frame f[32];
 	int n;
@@ -235,7 +236,7 @@ static void drain(struct hsd_capture *c)
 				c->sent += (uint64_t)n;
 			}
 			hs_mem_rx_release(c->port, 0, (unsigned)n);
-			if (bursts == DRAIN_BURSTS) {
+			if (bursts == DRAIN_BURSTS && !all) {
 				uint64_t one = 1;
 				if (write(hs_mem_rx_fd(c->port, 0), &one, sizeof(one)) < 0) {
 					/* a full counter: it is signalled anyway */
@@ -255,13 +256,13 @@ static void on_readable(uv_poll_t *p, int status, int events)
 	if (read(hs_mem_rx_fd(c->port, 0), &v, sizeof(v)) < 0) {
 		/* nothing to clear: drain anyway */
 	}
-	drain(c);
+	drain(c, false);
 }
 
 static void on_tick(uv_timer_t *t)
 {
 	struct hsd_capture *c = t->data;
-	drain(c);
+	drain(c, false);
 	send_counters(c, false);
 }
 
@@ -280,15 +281,15 @@ static void capture_end(struct hsd_capture *c, bool final)
 	struct hsd *d = c->d;
 	uv_poll_stop(&c->poll);
 	uv_timer_stop(&c->timer);
+	hs_mirror_del(c->mirror->h); /* no frame comes after this */
 	if (final) {
-		drain(c);
+		drain(c, true);
 		send_counters(c, true);
 		send_record(c, 3, NULL, 0);
 	}
 	hsd_log(HS_LOG_INFO, "capture of %s ended: %llu frames sent, %llu dropped by the "
 		"switch, %llu by the daemon", c->mirror->src, (unsigned long long)c->sent,
 		(unsigned long long)port_drops(c->port), (unsigned long long)c->dropped);
-	hs_mirror_del(c->mirror->h);
 	mirror_unlink(d, c->mirror);
 	free(c->mirror);
 	hs_port_del(c->port);
