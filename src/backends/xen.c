@@ -118,8 +118,8 @@ struct xnb {
 	_Atomic bool live;          /* rings mapped, event channels bound */
 	_Atomic bool broken;        /* the front-end broke the protocol */
 	bool fe_sg, split;
-	bool connect_failed;        /* our last connect failed: the front-end
-				       must leave Connected first (loop) */
+	uint64_t fail_log_ms;       /* connect failures: the last logged */
+	unsigned fail_unlogged;     /* and how many since, not logged (loop) */
 	uint16_t nq;                /* queues the front-end connected */
 	struct xq *q;               /* [cfg.max_queues] */
 	void *ctl;                  /* domain control: NULL when not readable */
@@ -253,10 +253,23 @@ static void disconnect(struct xnb *x)
 	hs_port_log(x->port, HS_LOG_INFO, "front-end disconnected");
 }
 
+static uint64_t mono_ms(void);
+
+/* Logged once a second at most: a front-end may rewrite its state over
+ * bad keys at every turn of the loop (each write is a connect tried, as
+ * netback does), counted in protocol_errors. */
 static int connect_fail(struct xnb *x, const char *why, unsigned q)
 {
-	hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: queue %u: %s", x->fe_path,
-		    q, why);
+	uint64_t now = mono_ms();
+	if (!x->fail_log_ms || now - x->fail_log_ms >= 1000) {
+		hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: queue %u: %s%s",
+			    x->fe_path, q, why, x->fail_unlogged ? " (and earlier tries, "
+			    "not logged: see protocol_errors)" : "");
+		x->fail_log_ms = now;
+		x->fail_unlogged = 0;
+	} else {
+		x->fail_unlogged++;
+	}
 	for (unsigned i = 0; i < x->cfg.max_queues; i++)
 		queue_release(x, &x->q[i]);
 	atomic_fetch_add(&x->protocol_errors, 1);
@@ -361,9 +374,9 @@ static int connect(struct xnb *x)
 	return 0;
 }
 
-/* The front-end's state changed (or may have); state_written: its state
- * key was written (not only others). */
-static void fe_changed(struct xnb *x, bool state_written)
+/* The front-end's state changed (or may have): its state key was written
+ * (the one key watched). */
+static void fe_changed(struct xnb *x)
 {
 	uint32_t st = XB_UNKNOWN;
 	if (fe_uint(x, "state", XB_RECONFIGURED, &st))
@@ -375,32 +388,25 @@ static void fe_changed(struct xnb *x, bool state_written)
 			break;
 		/* From Closed or Closing (the front-end closed, then
 		 * connected with no Initialising seen between, which a watch
-		 * may merge), walk through InitWait as Linux's netback does;
-		 * after a connect of ours failed, only when the front-end
-		 * writes its state again (as netback retries at each state
-		 * change), not at each write of its other keys. */
-		if ((x->state == XB_CLOSED || x->state == XB_CLOSING) &&
-		    (!x->connect_failed || state_written))
+		 * may merge; or a connect of ours failed), walk through
+		 * InitWait as Linux's netback does: a connect is tried at
+		 * each write of the front-end's state, and only then. */
+		if (x->state == XB_CLOSED || x->state == XB_CLOSING)
 			set_state(x, XB_INITWAIT);
-		if (x->state == XB_INITWAIT && connect(x)) {
-			x->connect_failed = true;
+		if (x->state == XB_INITWAIT && connect(x))
 			set_state(x, XB_CLOSING); /* it must start over */
-		}
 		break;
 	case XB_INITIALISING:
 	case XB_INITWAIT:
-		x->connect_failed = false;
 		disconnect(x);
 		if (x->state != XB_INITWAIT)
 			set_state(x, XB_INITWAIT);
 		break;
 	case XB_CLOSING:
-		x->connect_failed = false;
 		disconnect(x);
 		set_state(x, XB_CLOSING);
 		break;
 	default: /* closed, gone, unknown */
-		x->connect_failed = false;
 		disconnect(x);
 		if (x->state != XB_INITWAIT || st == XB_CLOSED)
 			set_state(x, XB_CLOSED);
@@ -414,16 +420,14 @@ static void xs_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 	(void)w, (void)fd, (void)events;
 	/* a bounded number per turn: a guest rewriting its keys without end
 	 * does not keep the loop from its other work (the fd stays readable) */
-	char **ev, state[sizeof(x->fe_path) + 8];
-	snprintf(state, sizeof(state), "%s/state", x->fe_path);
-	bool any = false, state_written = false;
+	char **ev;
+	bool any = false;
 	for (unsigned k = 0; k < 64 && (ev = x->ops->xs_check_watch(x->xs)); k++) {
-		state_written |= !strcmp(ev[HS__XS_WATCH_PATH], state);
 		free(ev);
 		any = true;
 	}
 	if (any)
-		fe_changed(x, state_written);
+		fe_changed(x);
 }
 
 static uint64_t mono_ms(void)

@@ -281,9 +281,14 @@ static void capture_end(struct hsd_capture *c, bool final)
 	struct hsd *d = c->d;
 	uv_poll_stop(&c->poll);
 	uv_timer_stop(&c->timer);
-	hs_mirror_del(c->mirror->h); /* no frame comes after this */
+	/* no frame comes after this; if it fails (no memory), some may: the
+	 * last drain is then bounded as the others */
+	int mrc = hs_mirror_del(c->mirror->h);
+	if (mrc)
+		hsd_log(HS_LOG_ERROR, "capture of %s: the mirror stays: %s", c->mirror->src,
+			strerror(-mrc));
 	if (final) {
-		drain(c, true);
+		drain(c, mrc == 0);
 		send_counters(c, true);
 		send_record(c, 3, NULL, 0);
 	}
