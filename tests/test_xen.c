@@ -1225,8 +1225,8 @@ END_TEST
  * kick still brought new requests, so it is work, not spurious. Counted
  * as spurious (a fix of this review's first round did), a stream of such
  * kicks deferred the port for up to 1 s, and a frame waiting meanwhile
- * with it. No polling workers, for this interleaving. (Found by a
- * review.) */
+ * with it. (Found by a review; with polling workers too, xen_workers:
+ * each round waits for the switch to ask for buffers first.) */
 START_TEST(a_late_kick_for_buffers_already_used_is_work)
 {
 	struct xenv e;

@@ -253,14 +253,12 @@ static void disconnect(struct xnb *x)
 	hs_port_log(x->port, HS_LOG_INFO, "front-end disconnected");
 }
 
-static uint64_t mono_ms(void);
-
 /* Logged once a second at most: a front-end may rewrite its state over
  * bad keys at every turn of the loop (each write is a connect tried, as
  * netback does), counted in protocol_errors. */
 static int connect_fail(struct xnb *x, const char *why, unsigned q)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = hsb_mono_ms();
 	if (!x->fail_log_ms || now - x->fail_log_ms >= 1000) {
 		hs_port_log(x->port, HS_LOG_WARN, "front-end %s not connected: queue %u: %s%s",
 			    x->fe_path, q, why, x->fail_unlogged ? " (and earlier tries, "
@@ -1076,8 +1074,10 @@ static unsigned xnb_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 		bufs[i].segs = r->seg;
 		bufs[i].nsegs = (uint16_t)ns;
 	}
-	xq->rx.req_cons = cons;
-	atomic_store_explicit(&xq->rx_cons, cons, memory_order_release);
+	if (cons != xq->rx.req_cons) { /* (the loop reads it: written only when moved) */
+		xq->rx.req_cons = cons;
+		atomic_store_explicit(&xq->rx_cons, cons, memory_order_release);
+	}
 	return i;
 }
 

@@ -234,32 +234,23 @@ static int exchange(struct conn *c, const char *request, json_t **response,
 	int rc = conn_open(c);
 	if (!rc)
 		rc = conn_send(c, request, strlen(request), &closed);
-	if (!rc || closed) {
-		int err = errno;
+	int send_err = errno;
+	if (!rc || closed)
 		rc = conn_read_line(c, &buf, &len, &used);
-		if (closed && !rc) {
-			/* the daemon's answer before it closed: only an error
-			 * can be (the request never arrived whole) */
-			s = NULL;
-			*response = parse(c, buf, len);
-			if (*response && !json_is_false(json_object_get(*response, "ok"))) {
-				json_decref(*response);
-				*response = NULL;
-				fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(err));
-				rc = HSCTL_ECONN;
-			} else if (!*response) {
-				rc = HSCTL_ECONN;
-			}
-			if (c->fd >= 0)
-				close(c->fd);
-			free(buf);
-			return rc;
-		}
-		if (closed) /* (read_line said why it could not) */
-			fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(err));
-	}
 	if (!rc && !(*response = parse(c, buf, len)))
 		rc = HSCTL_ECONN;
+	if (closed) {
+		/* the daemon's answer before it closed: only an error can be
+		 * (the request never arrived whole), and no stream follows */
+		if (!rc && !json_is_false(json_object_get(*response, "ok"))) {
+			json_decref(*response);
+			*response = NULL;
+			rc = HSCTL_ECONN;
+		}
+		if (rc)
+			fprintf(stderr, "hsctl: %s: send: %s\n", c->h->socket, strerror(send_err));
+		s = NULL;
+	}
 	if (!rc && s) {
 		used -= len + 1;
 		memmove(buf, buf + len + 1, used);

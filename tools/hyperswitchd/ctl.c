@@ -877,17 +877,24 @@ static void conn_send(struct hsd_conn *c, json_t *resp, bool close_after)
 		conn_close(c);
 		return;
 	}
-	if (close_after)
+	if (close_after) { /* (only after a protocol error) */
+		c->d->ctl->st.errors++;
+		c->error = true;
 		hsd_conn_end(c);
+	}
+}
+
+/* A response that is only an error. */
+static json_t *error_resp(int err, const char *msg)
+{
+	return json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0, "error",
+			 error_obj(err, msg));
 }
 
 /* An error line, then the end of the connection. */
 static void conn_refuse(struct hsd_conn *c, int err, const char *msg)
 {
-	json_t *resp = json_pack("{s:i, s:b, s:o}", "version", PROTO_MAX, "ok", 0,
-				 "error", error_obj(err, msg));
-	c->d->ctl->st.errors++;
-	c->error = true;
+	json_t *resp = error_resp(err, msg);
 	conn_send(c, resp, true);
 	json_decref(resp);
 }
@@ -935,11 +942,6 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES + 1 - c->len));
 }
 
-static uint64_t now_ns(void)
-{
-	return uv_hrtime();
-}
-
 /* Answers complete request lines in the buffer, in order: at most
  * CONN_REQS of them or CONN_NS of time, and none while the client has
  * RESP_BACKLOG of answers unread (write_done resumes). The idle timer
@@ -948,7 +950,7 @@ static uint64_t now_ns(void)
 static void conn_process(struct hsd_conn *c)
 {
 	char *start = c->buf, *nl;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hsd_now_ns();
 	unsigned done = 0;
 	while (!c->closing && !c->ending && !c->capture &&
 	       (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
@@ -956,7 +958,7 @@ static void conn_process(struct hsd_conn *c)
 			c->throttled = true;
 			break;
 		}
-		if (done == CONN_REQS || (done && now_ns() - t0 > CONN_NS))
+		if (done == CONN_REQS || (done && hsd_now_ns() - t0 > CONN_NS))
 			break;
 		bool close_after = false;
 		uv_timer_again(&c->idle);
@@ -964,8 +966,6 @@ static void conn_process(struct hsd_conn *c)
 		 * records are written from later loop callbacks */
 		json_t *resp = handle_line(c, start, (size_t)(nl - start), &close_after);
 		c->d->ctl->st.requests++;
-		c->d->ctl->st.errors += close_after;
-		c->error = close_after;
 		done++;
 		conn_send(c, resp, close_after);
 		json_decref(resp);
@@ -1038,11 +1038,11 @@ static void on_turn(uv_idle_t *h)
 		uv_idle_stop(h);
 		return;
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hsd_now_ns();
 	unsigned i = 0;
 	for (; i < n; i++) {
 		struct hsd_conn *c = q[(ctl->rr + i) % n];
-		if (i && now_ns() - t0 > TURN_NS)
+		if (i && hsd_now_ns() - t0 > TURN_NS)
 			break;
 		if (c->closing || !c->queued)
 			continue; /* (closed by another's request this turn) */
@@ -1098,15 +1098,19 @@ static void refuse_busy(struct hsd_conn *c, bool owner)
 	snprintf(m, sizeof(m), "too many control connections (%d%s)",
 		 owner ? MAX_CONNS : MAX_CONNS - OWNER_CONNS,
 		 owner ? "" : " for users other than the daemon's");
-	static const char pre[] = "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"EBUSY\","
-				  "\"errno\":16,\"message\":\"";
-	char line[256];
-	int k = snprintf(line, sizeof(line), "%s%s\"}}\n", pre, m);
-	uv_buf_t b = uv_buf_init(line, (unsigned)k);
-	(void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1); /* a new socket: room */
+	json_t *resp = error_resp(-EBUSY, m);
+	char *line = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+	json_decref(resp);
+	if (line) { /* a new socket has room: written now, before the close */
+		size_t k = strlen(line);
+		line[k] = '\n'; /* replaces the NUL: one line */
+		uv_buf_t b = uv_buf_init(line, (unsigned)k + 1);
+		(void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+		free(line);
+	}
 	ctl->st.refused++;
 	ctl->refused_since_log++;
-	uint64_t now = now_ns();
+	uint64_t now = hsd_now_ns();
 	if (!ctl->refused_logged_ns || now - ctl->refused_logged_ns >= 10000000000ull) {
 		hsd_log(HS_LOG_WARN, "control: %s: refused %llu connection%s", m,
 			(unsigned long long)ctl->refused_since_log,
