@@ -6,7 +6,7 @@
 # resumes. Three device configurations: defaults (split ring, mergeable
 # buffers, event index, offloads), packed ring with multiqueue, and
 # everything off (no mrg_rxbuf, no event_idx, no checksum/TSO offloads).
-#   test_qemu_guests.sh BUILD_DIR SOURCE_DIR
+#   test_qemu_guests.sh BUILD_DIR SOURCE_DIR   (HS_TEST_WORKERS=N: polling workers)
 # Exits 77 (skipped) when QEMU or a guest kernel is not installed.
 set -uo pipefail
 build=$1 src=$2
@@ -23,8 +23,9 @@ guest() {
 	echo $!
 }
 
+workers=${HS_TEST_WORKERS:-0}
 start_switch() { # log
-	"$vswitch" --vhost-user "$work/a.sock$popt" --vhost-user "$work/b.sock$popt" \
+	"$vswitch" --workers "$workers" --vhost-user "$work/a.sock$popt" --vhost-user "$work/b.sock$popt" \
 		>"$work/$1" 2>&1 &
 	vs=$!
 	pids+=("$vs")

@@ -5,7 +5,7 @@
 # frame sent must arrive, and the switch's counters must say the same.
 # Split and packed rings, each in order (VIRTIO_F_IN_ORDER: DPDK's default
 # when the switch offers it, with its in-order paths) and not.
-#   test_testpmd.sh BUILD_DIR SOURCE_DIR
+#   test_testpmd.sh BUILD_DIR SOURCE_DIR   (HS_TEST_WORKERS=N: polling workers)
 # Exits 77 (skipped) without dpdk-testpmd or hugepages.
 set -uo pipefail
 build=$1
@@ -55,8 +55,8 @@ pass() { # name vdev-extra
 	# Fresh logs and sockets: the last pass's "running" and "Checking link"
 	# must not pass for this one's.
 	rm -f "$work"/*.log "$work"/*.sock
-	"$vswitch" --vhost-user "$work/a.sock" --vhost-user "$work/b.sock" \
-		>"$work/vswitch.log" 2>&1 &
+	"$vswitch" --workers "${HS_TEST_WORKERS:-0}" --vhost-user "$work/a.sock" \
+		--vhost-user "$work/b.sock" >"$work/vswitch.log" 2>&1 &
 	local vs=$!
 	pids+=("$vs")
 	wait_for "$work/vswitch.log" running 10 || fail "$name: vswitch did not start"
