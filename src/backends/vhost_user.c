@@ -75,6 +75,12 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 			struct vu_hdr h;
 			memcpy(&h, d->rbuf, sizeof(h));
 			if (h.size > VU_MAX_PAYLOAD) {
+				/* a bad message like any other, but there is
+				 * no reading past it: counted, then the end */
+				atomic_fetch_add(&d->bad_msgs, 1);
+				hs_port_log(d->port, HS_LOG_WARN,
+					    "request %u with a %u-byte payload (at most %u)",
+					    h.request, h.size, VU_MAX_PAYLOAD);
 				vu_disconnect(d, "oversized message");
 				return;
 			}
@@ -118,6 +124,9 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 				}
 			}
 			if (mh.msg_flags & MSG_CTRUNC) {
+				atomic_fetch_add(&d->bad_msgs, 1);
+				hs_port_log(d->port, HS_LOG_WARN,
+					    "a message with more file descriptors than any carries");
 				vu_disconnect(d, "too many file descriptors in one message");
 				return;
 			}

@@ -720,6 +720,7 @@ bool vu_dispatch(struct vu_dev *d, struct vu_msg *m)
 	const struct handler *h = handler_of(m->hdr.request);
 	int rc;
 	if ((m->hdr.flags & 3) != VU_VERSION) {
+		atomic_fetch_add(&d->bad_msgs, 1);
 		hs_port_log(d->port, HS_LOG_ERROR, "message with protocol version %u",
 			    m->hdr.flags & 3);
 		return false;
