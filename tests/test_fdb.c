@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "helpers.h"
+#include "core/internal.h" /* white box: the table's hash, to crowd one bucket */
 
 static uint8_t fb[2048];
 
@@ -16,6 +17,72 @@ static int count_port_entries(hs_switch_t *sw, hs_port_t *p)
 	(void)sw;
 	return (int)st.fdb_entries;
 }
+
+/* n MACs (VLAN 1) whose two cuckoo buckets are both bucket 0 of sw's
+ * table: the key has four slots only. */
+static unsigned one_bucket_macs(hs_switch_t *sw, uint8_t out[][6], unsigned n)
+{
+	const struct hs__fdb *f = &sw->fdb;
+	unsigned got = 0;
+	for (unsigned id = 1; got < n && id < 4000000; id++) {
+		uint8_t m[6];
+		th_mac(m, 0x500000 + id);
+		uint64_t mac = 0;
+		memcpy(&mac, m, 6);
+		uint64_t h = hs__fdb_hash(f, hs__fdb_key(1, mac));
+		if (hs__fdb_b1(f, h) == &f->b[0] && hs__fdb_b2(f, h) == &f->b[0])
+			memcpy(out[got++], m, 6);
+	}
+	return got;
+}
+
+/* Both slots' buckets of a key full of static entries: a cuckoo walk
+ * for it must not displace one (it used to drop whichever entry it was
+ * left holding, static or not), so the key finds no room instead. */
+START_TEST(static_entries_are_never_displaced)
+{
+	for (unsigned t = 0; t < 8; t++) {
+		struct hs_switch_config c = {.fdb_capacity = 64};
+		hs_switch_t *sw = th_switch(&c);
+		hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+		uint8_t m[5][6];
+		ck_assert_uint_eq(one_bucket_macs(sw, m, 5), 5);
+		for (unsigned k = 0; k < 4; k++)
+			ck_assert_int_eq(hs_fdb_add_static(sw, 1, m[k], b), 0);
+		if (t & 1) { /* learned from a frame */
+			ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, m[4], -1, 64, 1)), 0);
+			th_drain(b);
+			ck_assert_uint_eq(th_sstats(sw).fdb_learned, 0);
+			ck_assert_uint_eq(th_sstats(sw).fdb_evicted, 1);
+			ck_assert_int_eq(count_port_entries(sw, a), 0);
+		} else { /* added: refused, not half done */
+			ck_assert_int_eq(hs_fdb_add_static(sw, 1, m[4], a), -ENOSPC);
+		}
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, m[4], NULL), -ENOENT);
+		ck_assert_uint_eq(th_sstats(sw).fdb_entries, 4);
+		for (unsigned k = 0; k < 4; k++) {
+			hs_port_t *w = NULL;
+			ck_assert_int_eq(hs_fdb_lookup(sw, 1, m[k], &w), 0);
+			ck_assert_ptr_eq(w, b);
+		}
+		/* and a learned entry still goes in where there is room */
+		uint8_t other[6];
+		for (unsigned id = 7;; id++) { /* one with a bucket besides 0 */
+			th_mac(other, id);
+			uint64_t mac = 0;
+			memcpy(&mac, other, 6);
+			uint64_t h = hs__fdb_hash(&sw->fdb, hs__fdb_key(1, mac));
+			if (hs__fdb_b1(&sw->fdb, h) != &sw->fdb.b[0])
+				break;
+		}
+		ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, other, -1, 64, 2)), 0);
+		th_drain(b);
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, other, NULL), 0);
+		ck_assert_uint_eq(th_sstats(sw).fdb_entries, 5);
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
 
 START_TEST(unknown_unicast_is_flooded_then_learned)
 {
@@ -488,6 +555,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, dump_lists_every_entry);
 	tcase_add_test(tc, walk_macs_skips_a_port);
 	tcase_add_test(tc, large_table_keeps_every_key);
+	tcase_add_test(tc, static_entries_are_never_displaced);
 	tcase_add_test(tc, concurrent_lookups_see_only_real_ports);
 	suite_add_tcase(s, tc);
 	return s;

@@ -22,7 +22,8 @@ extern "C" {
 /* Adds or replaces a static entry: frames for (vid, mac) go to `port`.
  * Errors: -EINVAL (bad vid, multicast mac, port of another switch),
  * -EBUSY (the port is a mirror output: it takes mirrored frames only),
- * -ENOSPC (table full of static entries). */
+ * -ENOSPC (table full of static entries, or the two buckets this key may
+ * live in hold static entries only: static entries are never displaced). */
 HS_EXTERN int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 				const uint8_t mac[HS_ETH_ALEN], hs_port_t *port);
 

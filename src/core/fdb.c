@@ -124,7 +124,8 @@ static uint64_t xorshift(uint64_t *s)
 }
 
 /* Puts a key that is not in the table into it. Returns false only if a
- * cuckoo walk failed and `*lost` (a displaced entry) had to be dropped. */
+ * cuckoo walk failed: `*lost` is the entry left with no home, a learned
+ * one displaced on the way or the key itself (never another static one). */
 static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 		  uint32_t stamp, struct hs__fdb_ent *lost)
 {
@@ -146,7 +147,19 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 	struct hs__fdb_bucket *b = bs[xorshift(&f->cursor) & 1];
 	bool ok = false;
 	for (int step = 0; step < 256 && !ok; step++) {
-		struct hs__fdb_ent *v = &b->e[xorshift(&f->cursor) % HS__FDB_WAYS];
+		/* Static entries never move: the victim is the first learned
+		 * entry from a random way; a bucket of static entries only
+		 * ends the walk with the carried entry homeless. */
+		struct hs__fdb_ent *v = NULL;
+		uint32_t r = (uint32_t)xorshift(&f->cursor);
+		for (int i = 0; i < HS__FDB_WAYS && !v; i++) {
+			struct hs__fdb_ent *c = &b->e[(r + (uint32_t)i) % HS__FDB_WAYS];
+			if (!(atomic_load_explicit(&c->port, memory_order_relaxed) &
+			      HS__FDB_STATIC))
+				v = c;
+		}
+		if (!v)
+			break;
 		uint64_t vk = atomic_load_explicit(&v->key, memory_order_relaxed);
 		uint32_t vp = atomic_load_explicit(&v->port, memory_order_relaxed);
 		uint32_t vs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
@@ -240,19 +253,25 @@ static bool make_room(struct hs_switch *sw, struct hs__fdb *f, struct hs_port *p
 	return true;
 }
 
-static void insert_locked(struct hs_switch *sw, struct hs__fdb *f, uint64_t key,
+/* Inserts an entry counted by the caller (its port's fdb_count or
+ * n_static). Returns false if the entry itself found no home (its count
+ * undone, the table as it was); a learned entry displaced for it and left
+ * homeless is dropped like an eviction. Static entries are never lost. */
+static bool insert_locked(struct hs_switch *sw, struct hs__fdb *f, uint64_t key,
 			  uint32_t word, uint32_t now)
 {
 	struct hs__fdb_ent lost;
 	f->count++;
-	if (!place(f, key, word, now, &lost)) {
-		/* A displaced entry found no home: drop it like an eviction. */
-		struct hs__fdb_ent tmp;
-		atomic_init(&tmp.port, lost.port);
-		atomic_init(&tmp.key, lost.key);
-		ent_remove(sw, f, &tmp);
-		ctr_inc(&f->evicted);
-	}
+	if (place(f, key, word, now, &lost))
+		return true;
+	struct hs__fdb_ent tmp;
+	atomic_init(&tmp.port, lost.port);
+	atomic_init(&tmp.key, lost.key);
+	ent_remove(sw, f, &tmp);
+	if (lost.key == key)
+		return false;
+	ctr_inc(&f->evicted);
+	return true;
 }
 
 void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
@@ -298,8 +317,10 @@ void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 	if (!make_room(sw, f, p))
 		goto out;
 	p->fdb_count++;
-	insert_locked(sw, f, key, p->index, now);
-	ctr_inc(&f->learned);
+	if (insert_locked(sw, f, key, p->index, now))
+		ctr_inc(&f->learned);
+	else
+		ctr_inc(&f->evicted); /* no home for it: as if evicted at once */
 out:
 	pthread_mutex_unlock(&f->lock);
 }
@@ -437,7 +458,8 @@ int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 		}
 	}
 	f->n_static++;
-	insert_locked(sw, f, key, port->index | HS__FDB_STATIC, now);
+	if (!insert_locked(sw, f, key, port->index | HS__FDB_STATIC, now))
+		rc = -ENOSPC; /* both its buckets hold static entries only */
 out:
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_unlock(&sw->ctl_lock);
