@@ -32,7 +32,11 @@
 #  - the metrics endpoint: the Prometheus text parses (python3-prometheus-
 #    client's parser when installed), port counters agree with hsctl
 #    stats, every drop reason is a series;
-#  - SIGHUP reloads; a second daemon on the same pid file is refused;
+#  - a reload with a port the library refuses (failed, not added) and a
+#    setting for the next start (named, and logged as a warning);
+#  - SIGHUP reloads; a second daemon on the same pid file is refused, one
+#    on the same control socket too, before it makes any port; a failed
+#    start with --daemon says why on stderr;
 #  - SIGTERM stops it cleanly: exit 0, socket, pid file and taps gone.
 #   test_daemon.sh BUILD_DIR SOURCE_DIR
 # Exits 77 (skipped) when not root or without ip/ping/python3/jq.
@@ -127,6 +131,14 @@ printf 'log = { level = "info"; };\n  @include "."\n' >"$work/inc.conf"
 [ $? = 1 ] || fail "--check of an @include did not exit 1: $(cat "$work/check3.log")"
 grep -q "inc.conf:2: @ directives (@include) are not supported" "$work/check3.log" ||
 	fail "@include not refused by name: $(cat "$work/check3.log")"
+# --daemon: a start that fails says why on the terminal it was started
+# from (it logs to syslog, which this machine may not have)
+printf 'control = { socket = "%s/d.sock"; };\nports = ( { name = "v"; type = "vhost-user"; path = "%s/nodir/v.sock"; } );\n' \
+	"$work" "$work" >"$work/d.conf"
+"$hsd" -c "$work/d.conf" --daemon >"$work/d.log" 2>&1
+[ $? = 1 ] || fail "--daemon with a port that cannot start did not exit 1"
+grep -q "error.*cannot listen on $work/nodir/v.sock" "$work/d.log" ||
+	fail "--daemon's failed start did not say why: $(cat "$work/d.log")"
 # xen ports parse and are checked (no Xen runs here: adding one fails,
 # saying why)
 printf 'ports = ( { name = "vm7"; type = "xen"; domid = 7; queues = 2; vlan = 10; },\n  { name = "vm8"; type = "xen"; domid = 7; } );\n' >"$work/xen.conf"
@@ -185,6 +197,12 @@ wait_for "$work/daemon.log" "running" 20 || fail "the daemon did not start"
 "$hsd" -c "$conf" -p "$work/hsd.pid" -s "$work/other.sock" >"$work/second.log" 2>&1 &&
 	fail "a second daemon on the same pid file started"
 grep -q "runs already" "$work/second.log" || fail "the second daemon did not say why it stopped"
+# one on the same control socket (no pid file) stops before any port
+"$hsd" -c "$conf" >"$work/second2.log" 2>&1 && fail "a second daemon on the same socket started"
+grep -q "another hyperswitchd answers on it" "$work/second2.log" ||
+	fail "the second daemon did not name the running one: $(cat "$work/second2.log")"
+! grep -q "added" "$work/second2.log" ||
+	fail "the second daemon made ports first: $(cat "$work/second2.log")"
 
 for i in 0 1 2; do
 	ip netns add "${ns[$i]}" || fail "cannot create namespace ${ns[$i]}"
@@ -878,6 +896,21 @@ printf 'ports = ( { name = "a"; type = "tap"; colour = "red"; } );\n' >"$conf"
 expect_rc 1 reload
 grep -q "colour: unknown setting" "$work/err.txt" || fail "unknown key not named: $(cat "$work/err.txt")"
 [ "$(hsctl --json show | json '.ports | length')" = 7 ] || fail "a rejected reload changed the ports"
+
+say "a port the library refuses, and a setting for the next start"
+# a tap to attach that does not exist: failed, and not listed as added;
+# workers changed: named in the result and in a warning
+sed -e "s/workers = [0-9]*;/workers = 3;/" -e '$d' "$work/good.conf" >"$conf"
+printf '  , { name = "z"; type = "tap"; ifname = "hsd%sz"; attach = true; }\n);\n' "$id" >>"$conf"
+expect_rc 1 --json reload
+[ "$(json -c .added <"$work/out.txt")" = '[]' ] || fail "a refused port was listed as added: $(cat "$work/out.txt")"
+[ "$(json -r '.failed[0].port' <"$work/out.txt")" = z ] || fail "the refused port is not in failed: $(cat "$work/out.txt")"
+[ "$(json -c .restart_needed <"$work/out.txt")" = '["switch.workers"]' ] ||
+	fail "restart_needed: $(cat "$work/out.txt")"
+grep -q "warn.*running as before until a restart: switch.workers" "$work/daemon.log" ||
+	fail "no warning names the setting: $(grep reload "$work/daemon.log" | tail -n 3)"
+hsctl --json show | json -e '.ports[] | select(.name == "z")' >/dev/null &&
+	fail "the refused port z runs"
 
 say "SIGHUP"
 cp "$work/good.conf" "$conf"

@@ -49,6 +49,9 @@ void hsd_notify(const char *state);
 
 /* ---- log.c ---- */
 void hsd_log_init(enum hs_log_level level, bool use_syslog);
+/* With syslog: warnings and errors go to stderr too (a daemon before it
+ * detaches). */
+void hsd_log_stderr_too(bool on);
 void hsd_log_set_level(enum hs_log_level level);
 enum hs_log_level hsd_log_level(void);
 #if defined(__GNUC__)

@@ -13,6 +13,9 @@
 
 static _Atomic int level = HS_LOG_INFO;
 static bool to_syslog;
+/* a daemon not yet detached: its warnings and errors go to the terminal
+ * that started it as well, where the reason for a failed start belongs */
+static _Atomic bool also_stderr;
 
 void hsd_log_init(enum hs_log_level l, bool use_syslog)
 {
@@ -20,6 +23,11 @@ void hsd_log_init(enum hs_log_level l, bool use_syslog)
 	to_syslog = use_syslog;
 	if (use_syslog)
 		openlog("hyperswitchd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void hsd_log_stderr_too(bool on)
+{
+	atomic_store(&also_stderr, on);
 }
 
 void hsd_log_set_level(enum hs_log_level l)
@@ -37,7 +45,9 @@ static void emit(enum hs_log_level l, const char *msg)
 	if (to_syslog) {
 		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 		syslog(prio[l], "%s", msg);
-		return;
+		if (l > HS_LOG_WARN ||
+		    !atomic_load_explicit(&also_stderr, memory_order_relaxed))
+			return;
 	}
 	struct timeval tv;
 	gettimeofday(&tv, NULL);

@@ -174,6 +174,7 @@ static void ready(int status)
 	}
 	close(ready_fd);
 	ready_fd = -1;
+	hsd_log_stderr_too(false);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, 0);
@@ -290,6 +291,7 @@ int main(int argc, char **argv)
 	d.level_from_cmdline = o.level >= 0;
 	hsd_log_init(o.level >= 0 ? (enum hs_log_level)o.level : file.log_level,
 		     o.syslog || o.daemon || file.syslog);
+	hsd_log_stderr_too(o.daemon); /* until it is ready and detaches */
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	if (o.daemon)
@@ -305,11 +307,14 @@ int main(int argc, char **argv)
 	rc = start_switch(&d);
 	if (!rc && (rc = hsd_events_start(&d)))
 		hsd_log(HS_LOG_ERROR, "events: %s", hs_strerror(rc));
+	/* the control socket before the ports: a second daemon started by
+	 * mistake stops there, before it makes or takes any device or
+	 * socket (requests wait until the loop runs, after the ports) */
+	if (!rc && (rc = hsd_ctl_start(&d, err, sizeof(err))))
+		hsd_log(HS_LOG_ERROR, "%s", err);
 	for (unsigned i = 0; !rc && i < file.n_ports; i++)
 		if ((rc = hsd_port_add(&d, &file.ports[i], err, sizeof(err))))
 			hsd_log(HS_LOG_ERROR, "%s", err);
-	if (!rc && (rc = hsd_ctl_start(&d, err, sizeof(err))))
-		hsd_log(HS_LOG_ERROR, "%s", err);
 	if (!rc && (rc = hsd_metrics_start(&d, err, sizeof(err))))
 		hsd_log(HS_LOG_ERROR, "%s", err);
 	uv_signal_t sigs[3];

@@ -233,6 +233,18 @@ int hsd_port_del(struct hsd *d, const char *name)
 	return 0;
 }
 
+/* A port made again with new settings: a tap the daemon made is a new
+ * device, in the daemon's network namespace; what the old one had been
+ * given since (addresses, a namespace it was moved to) is gone, and the
+ * operator should hear of it where they look. */
+static void made_again(const struct hsd_port_conf *pc)
+{
+	if (pc->type == HSD_TAP && !pc->attach)
+		hsd_log(HS_LOG_WARN, "port %s: tap %s is a new device now, in the daemon's "
+			"network namespace: the old one's addresses, and a namespace it "
+			"was moved to, are gone", pc->name, pc->ifname);
+}
+
 int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen)
 {
 	struct hsd_port *p = hsd_port_get(d, pc->name);
@@ -260,6 +272,8 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 			hsd_log(HS_LOG_WARN, "port %s: new settings refused; the old ones are "
 				"back (its mirrors and learned MACs are gone)", pc->name);
 	}
+	if (hsd_port_get(d, pc->name))
+		made_again(rc ? &old : pc);
 	hsd_port_conf_free(&old);
 	return rc;
 }
@@ -434,9 +448,10 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		const char *name = d->ports[i].conf.name;
 		if (in_file(&nc, name))
 			continue;
-		json_array_append_new(removed, json_string(name));
 		if ((rc = hsd_port_del(d, name)))
 			failed(fails, name, hs_strerror(rc));
+		else
+			json_array_append_new(removed, json_string(name));
 	}
 	/* changed ports go first, all of them, and come back below with the
 	 * new ones: two ports that swap a path or device never clash */
@@ -471,10 +486,14 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		const struct hsd_port_conf *pc = &nc.ports[i];
 		if (hsd_port_get(d, pc->name))
 			continue; /* unchanged, or a changed one that could not go */
-		if (!listed(changed, pc->name))
-			json_array_append_new(added, json_string(pc->name));
+		/* a port is listed as added once it is there (a changed one
+		 * made again stays under changed) */
 		if (hsd_port_add(d, pc, why, sizeof(why)))
 			failed(fails, pc->name, why);
+		else if (!listed(changed, pc->name))
+			json_array_append_new(added, json_string(pc->name));
+		else
+			made_again(pc);
 	}
 	/* the running list in the file's order (ports added by hsctl and
 	 * not in the file are gone by now) */
@@ -492,9 +511,24 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 	}
 	d->conf.log_level = nc.log_level;
 	hsd_log(HS_LOG_INFO, "reload: %zu added, %zu removed, %zu changed, %u unchanged, "
-		"%zu failed%s", json_array_size(added), json_array_size(removed),
-		json_array_size(changed), unchanged, json_array_size(fails),
-		json_array_size(restart) ? "; switch settings need a restart" : "");
+		"%zu failed", json_array_size(added), json_array_size(removed),
+		json_array_size(changed), unchanged, json_array_size(fails));
+	if (json_array_size(restart)) {
+		/* kept as they run until the next start: said where a log at
+		 * "warn" shows it, and by name (SIGHUP has no other answer) */
+		char names[512] = "";
+		size_t at = 0, k;
+		json_t *v;
+		json_array_foreach(restart, k, v) {
+			int w = snprintf(names + at, sizeof(names) - at, "%s%s", k ? ", " : "",
+					 json_string_value(v));
+			if (w < 0 || (size_t)w >= sizeof(names) - at)
+				break;
+			at += (size_t)w;
+		}
+		hsd_log(HS_LOG_WARN, "reload: changed, running as before until a restart: %s",
+			names);
+	}
 	hsd_conf_free(&nc);
 	*result = json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "added", added, "removed",
 			    removed, "changed", changed, "in_place", in_place, "unchanged",
