@@ -284,6 +284,8 @@ expect_rc 0 fdb show --port b
 grep -q "02:00:00:00:10:01" "$work/out.txt" || fail "the static entry is not shown"
 expect_rc 0 fdb del 02:00:00:00:10:01 --vlan 10
 expect_rc 1 fdb del 02:00:00:00:10:01 --vlan 10
+grep -q "no entry for 02:00:00:00:10:01 in VLAN 10" "$work/err.txt" ||
+	fail "fdb del's error does not name the entry: $(cat "$work/err.txt")"
 expect_rc 1 fdb add 01:00:5e:00:00:01 b
 expect_rc 0 vlan
 grep -q "20" "$work/out.txt" || fail "vlan does not list VLAN 20"
@@ -348,6 +350,10 @@ expect_rc 1 port del nosuch
 expect_rc 1 port add t9 tap vlan=5000
 grep -q "out of range" "$work/err.txt" || fail "port add's error lacks the reason: $(cat "$work/err.txt")"
 expect_rc 1 port add a tap
+# a port the library refuses: the answer carries the library's reason
+expect_rc 1 port add t8 vhost-user path="$work/nodir/t8.sock"
+grep -q "cannot listen on $work/nodir/t8.sock" "$work/err.txt" ||
+	fail "port add's error lacks the library's reason: $(cat "$work/err.txt")"
 "$hsctl_bin" -s "$work/nobody.sock" show >/dev/null 2>&1
 [ $? = 3 ] || fail "hsctl on a dead socket did not exit 3"
 

@@ -471,7 +471,12 @@ static int cmd_fdb_del(struct req *r)
 		return r->err;
 	int rc = hs_fdb_del(r->d->sw, vid, mac);
 	if (rc)
-		return req_fail(r, rc, "%s", rc == -ENOENT ? "no such entry" : hs_strerror(rc));
+	if (rc == -ENOENT)
+		return req_fail(r, rc, "no entry for %02x:%02x:%02x:%02x:%02x:%02x in VLAN %u%s",
+				mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], vid,
+				json_object_get(r->args, "vlan") ? "" : ", the VLAN when none is given");
+	if (rc)
+		return req_fail(r, rc, "%s", hs_strerror(rc));
 	r->result = json_object();
 	return 0;
 }

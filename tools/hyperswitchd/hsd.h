@@ -52,6 +52,9 @@ void hsd_log_init(enum hs_log_level level, bool use_syslog);
 /* With syslog: warnings and errors go to stderr too (a daemon before it
  * detaches). */
 void hsd_log_stderr_too(bool on);
+/* Keeps the library's first error logged by this thread in buf (emptied
+ * here) until called again with NULL. */
+void hsd_log_capture(char *buf, size_t len);
 void hsd_log_set_level(enum hs_log_level level);
 enum hs_log_level hsd_log_level(void);
 #if defined(__GNUC__)

@@ -72,9 +72,24 @@ void hsd_log(enum hs_log_level l, const char *fmt, ...)
 	emit(l, msg);
 }
 
+/* The library's first error while a call of this thread runs (a port's
+ * add): it says more than the errno the call returns. */
+static _Thread_local char *cap_buf;
+static _Thread_local size_t cap_len;
+
+void hsd_log_capture(char *buf, size_t len)
+{
+	cap_buf = buf;
+	cap_len = len;
+	if (buf && len)
+		buf[0] = '\0';
+}
+
 void hsd_log_lib(void *opaque, enum hs_log_level l, const char *msg)
 {
 	(void)opaque;
+	if (cap_buf && l == HS_LOG_ERROR && !cap_buf[0])
+		snprintf(cap_buf, cap_len, "%s", msg);
 	if ((int)l <= atomic_load_explicit(&level, memory_order_relaxed))
 		emit(l, msg);
 }

@@ -167,6 +167,8 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 	struct hs_port_config c;
 	struct lib_cfgs b;
 	to_lib(&p->conf, &c, &b);
+	char why[256];
+	hsd_log_capture(why, sizeof(why));
 	rc = hs_port_add(d->sw, &c, &p->port);
 	/* a vxlan port's flood list */
 	static const uint8_t flood[6];
@@ -182,19 +184,22 @@ int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_
 			.flags = pc->follow_any_port ? HS_VXLAN_FOLLOW_ANY_PORT : 0};
 		rc = hs_vxlan_follow_with(p->port, &fo, sizeof(fo));
 	}
+	hsd_log_capture(NULL, 0);
 	if (rc && p->port) {
 		hs_port_del(p->port);
 		p->port = NULL;
 	}
 	if (rc) {
+		/* with the library's own words where it logged some */
 		if (following)
-			snprintf(err, errlen, "port %s: %s (following the FDB of %s)", pc->name,
-				 hs_strerror(rc), pc->follow);
+			snprintf(err, errlen, "port %s: %s (following the FDB of %s)%s%s",
+				 pc->name, hs_strerror(rc), pc->follow, why[0] ? ": " : "", why);
 		else
-			snprintf(err, errlen, "port %s: %s%s", pc->name, hs_strerror(rc),
+			snprintf(err, errlen, "port %s: %s%s%s%s", pc->name, hs_strerror(rc),
 				 pc->type == HSD_XEN ? " (a xen port needs the switch to run in "
 						       "a Xen domain: the daemon's log says what "
-						       "was missing)" : "");
+						       "was missing)" : "",
+				 why[0] ? ": " : "", why);
 		hsd_port_conf_free(&p->conf);
 		return rc;
 	}
