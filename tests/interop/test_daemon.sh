@@ -368,8 +368,12 @@ expect_rc 0 --json port set t9 vlan_mode=trunk trunks=11,20-22 mtu=9000 learn=fa
 hsctl --json show t9 >"$work/t9.json"
 [ "$(json -c '.ports[0].trunks' <"$work/t9.json")" = '[11,"20-22"]' ] ||
 	fail "port set did not change the trunks: $(cat "$work/t9.json")"
+expect_rc 0 fdb add 02:00:00:00:19:01 t9 --vlan 20
 expect_rc 0 --json port set t9 queues=2
 [ "$(json .in_place <"$work/out.txt")" = false ] || fail "a queue change was made in place"
+# the port made again keeps the static entry it was given
+hsctl --json fdb show --port t9 | json -e '.entries[] | select(.mac == "02:00:00:00:19:01" and .vlan == 20 and .static)' >/dev/null ||
+	fail "t9's static entry did not outlive t9's being made again: $(hsctl fdb show)"
 grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
 # a boolean key: hsctl must send false, not "false" (which is refused)
 expect_rc 0 port set t9 in_order=false

@@ -238,6 +238,65 @@ int hsd_port_del(struct hsd *d, const char *name)
 	return 0;
 }
 
+/* The static FDB entries an operator gave a port, kept across its being
+ * made again (the switch drops a deleted port's entries with it). */
+struct statics {
+	hs_port_t *of;
+	unsigned n, cap;
+	struct hs_fdb_info *e;
+};
+
+static int statics_cb(const struct hs_fdb_info *e, void *arg)
+{
+	struct statics *st = arg;
+	if (!e->is_static || e->port != st->of)
+		return 0;
+	if (st->n == st->cap) {
+		unsigned cap = st->cap ? 2 * st->cap : 8;
+		struct hs_fdb_info *ne = realloc(st->e, cap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		st->e = ne;
+		st->cap = cap;
+	}
+	st->e[st->n++] = *e;
+	return 0;
+}
+
+/* Before port p goes: its static entries into *st (none if memory runs
+ * out, said in the log). */
+static void statics_save(struct hsd *d, const struct hsd_port *p, struct statics *st)
+{
+	*st = (struct statics){.of = p->port};
+	if (hs_fdb_dump(d->sw, statics_cb, st)) {
+		hsd_log(HS_LOG_ERROR, "port %s: out of memory keeping its static FDB entries",
+			p->conf.name);
+		st->n = 0;
+	}
+}
+
+/* After the port named is back: its static entries again. */
+static void statics_restore(struct hsd *d, const char *name, struct statics *st)
+{
+	struct hsd_port *p = hsd_port_get(d, name);
+	unsigned kept = 0;
+	for (unsigned i = 0; p && i < st->n; i++) {
+		const struct hs_fdb_info *e = &st->e[i];
+		int rc = hs_fdb_add_static(d->sw, e->vid, e->mac, p->port);
+		if (rc)
+			hsd_log(HS_LOG_WARN, "port %s: static entry %02x:%02x:%02x:%02x:%02x:%02x "
+				"VLAN %u not kept: %s", name, e->mac[0], e->mac[1], e->mac[2],
+				e->mac[3], e->mac[4], e->mac[5], e->vid, hs_strerror(rc));
+		else
+			kept++;
+	}
+	if (kept)
+		hsd_log(HS_LOG_INFO, "port %s: %u static FDB entr%s kept", name, kept,
+			kept == 1 ? "y" : "ies");
+	free(st->e);
+	*st = (struct statics){0};
+}
+
 /* A port made again with new settings: a tap the daemon made is a new
  * device, in the daemon's network namespace; what the old one had been
  * given since (addresses, a namespace it was moved to) is gone, and the
@@ -258,10 +317,13 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 		return -ENOENT;
 	}
 	struct hsd_port_conf old;
+	struct statics st;
+	statics_save(d, p, &st);
 	int rc = hsd_port_conf_copy(&old, &p->conf);
 	if (!rc && (rc = hsd_port_del(d, pc->name)))
 		hsd_port_conf_free(&old);
 	if (rc) {
+		free(st.e);
 		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
 		return rc;
 	}
@@ -279,6 +341,7 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 	}
 	if (hsd_port_get(d, pc->name))
 		made_again(rc ? &old : pc);
+	statics_restore(d, pc->name, &st);
 	hsd_port_conf_free(&old);
 	return rc;
 }
@@ -444,6 +507,8 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 	}
 	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
 	json_t *fails = json_array(), *restart = json_array(), *in_place = json_array();
+	/* the static entries of ports made again, by their index in nc */
+	struct statics *st = calloc(nc.n_ports ? nc.n_ports : 1, sizeof(*st));
 	restart_needed(&d->conf, &nc, restart);
 	unsigned unchanged = 0;
 	char why[512];
@@ -484,6 +549,8 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 				json_array_append_new(in_place, json_string(pc->name));
 			continue;
 		}
+		if (st)
+			statics_save(d, p, &st[i]);
 		if ((rc = hsd_port_del(d, pc->name)))
 			failed(fails, pc->name, hs_strerror(rc));
 	}
@@ -499,6 +566,8 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 			json_array_append_new(added, json_string(pc->name));
 		else
 			made_again(pc);
+		if (st)
+			statics_restore(d, pc->name, &st[i]);
 	}
 	/* the running list in the file's order (ports added by hsctl and
 	 * not in the file are gone by now) */
@@ -515,6 +584,9 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		hs_switch_set_log_level(d->sw, nc.log_level);
 	}
 	d->conf.log_level = nc.log_level;
+	for (unsigned i = 0; st && i < nc.n_ports; i++)
+		free(st[i].e); /* a changed port that could not go, or not come back */
+	free(st);
 	hsd_log(HS_LOG_INFO, "reload: %zu added, %zu removed, %zu changed, %u unchanged, "
 		"%zu failed", json_array_size(added), json_array_size(removed),
 		json_array_size(changed), unchanged, json_array_size(fails));
