@@ -251,6 +251,7 @@ static unsigned mem_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 	const uint32_t buf_size = m->cfg.buf_size, mask = m->mask;
 	struct hs_seg *segs = r->segs;
 	uint8_t *got = r->got;
+	const unsigned pf = hsb_prefetch_count(out, n);
 	unsigned i;
 	for (i = 0; i < n; i++) {
 		if (HSB_UNLIKELY(out[i].len > buf_size)) {
@@ -263,8 +264,11 @@ static unsigned mem_send_reserve(void *priv, uint16_t q, const struct hs_out *ou
 		bufs[i].segs = &segs[slot & mask];
 		bufs[i].nsegs = 1;
 		/* the host's thread last read this buffer, maybe on another
-		 * core: the burst's first lines are fetched before any copy */
-		hsb_prefetch_w(segs[slot & mask].base);
+		 * core: its first line is fetched before the copy, here for
+		 * a small burst's and a large one's first, by the copy loop
+		 * for the rest (prefetch.h) */
+		if (i < pf)
+			hsb_prefetch_w(segs[slot & mask].base);
 		got[i] = 1;
 		slot++;
 		room--;

@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 
 #include "copy.h"
+#include "../backends/prefetch.h" /* one write-prefetch helper for both */
 
 #define HS__SW_ABLATION (HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH | HS_SW_NO_BACKLOG)
 
@@ -299,6 +300,24 @@ static void out_desc(const struct hs__src *s, unsigned piece, uint32_t caps,
  * software checksums can read it. Copy ops still pending may read the
  * bounce buffer (pieces of the previous frame for a foreign receiver):
  * they run first. */
+/* The copy loops' part of prefetching receive buffers (prefetch.h): a
+ * large burst of k frames is copied in runs of HSB_PREFETCH_AHEAD, and
+ * before each run the next run's buffers are prefetched (the backend did
+ * the first run's when it reserved them; vhost-user does all of its).
+ * A small burst is one run: its frames pay nothing for this. */
+static inline bool burst_large(const struct hs__dl *dl, unsigned n)
+{
+	return hsb_prefetch_count(dl->out, n) < n;
+}
+
+static inline void run_ahead(const struct hs__dl *dl, unsigned j0, unsigned k)
+{
+	unsigned a = j0 + HSB_PREFETCH_AHEAD, end = a + HSB_PREFETCH_AHEAD;
+	for (end = end < k ? end : k; a < end; a++)
+		if (dl->bufs[a].nsegs && !(dl->bufs[a].segs[0].flags & HS_SEG_FOREIGN))
+			hsb_prefetch_w(dl->bufs[a].segs[0].base);
+}
+
 static bool buf_foreign(const struct hs_iobuf *b)
 {
 	for (unsigned i = 0; i < b->nsegs; i++)
@@ -466,18 +485,24 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		if (k > no)
 			k = no;
 		dl->ops_err = 0;
-		for (unsigned j = 0; j < k; j++) {
-			if (!dl->bufs[j].nsegs) {
-				hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
-				continue;
-			}
-			struct hs__src *s = &srcs[dl->out_src[j]];
-			int rc = copy_out(dl, s, dl->out_piece[j], j, caps);
-			if (rc) {
-				dl->out[j].len = 0;
-				hs__ctr_add(&oq->drops[rc == -EMSGSIZE
-							? HS_DROP_OVERSIZE
-							: HS_DROP_COPY_ERROR], 1);
+		const unsigned run = burst_large(dl, no) ? HSB_PREFETCH_AHEAD : k;
+		for (unsigned j0 = 0, j1; j0 < k; j0 = j1) { /* as send_plain's */
+			j1 = j0 + run < k ? j0 + run : k;
+			if (run < k)
+				run_ahead(dl, j0, k);
+			for (unsigned j = j0; j < j1; j++) {
+				if (!dl->bufs[j].nsegs) {
+					hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
+					continue;
+				}
+				struct hs__src *s = &srcs[dl->out_src[j]];
+				int rc = copy_out(dl, s, dl->out_piece[j], j, caps);
+				if (rc) {
+					dl->out[j].len = 0;
+					hs__ctr_add(&oq->drops[rc == -EMSGSIZE
+								? HS_DROP_OVERSIZE
+								: HS_DROP_COPY_ERROR], 1);
+				}
 			}
 		}
 		if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
@@ -722,42 +747,50 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 		k = n;
 	uint64_t by = 0, pk_ok = 0, foreign = 0;
 	dl->ops_err = 0; /* any flush of this batch that fails sets it */
-	for (unsigned j = 0; j < k; j++) {
-		const struct hs_iobuf *b = &dl->bufs[j];
-		const struct hs_pkt *p = pk[j];
-		if (HS__UNLIKELY(!b->nsegs)) {
-			hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
-			continue;
-		}
-		if (HS__LIKELY(p->nsegs == 1 && b->nsegs == 1 &&
-			       b->segs[0].len >= p->len &&
-			       !((p->segs[0].flags | b->segs[0].flags) &
-				 HS_SEG_FOREIGN))) {
-			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
-		} else {
-			int rc = 0;
-			bool local = pkt_local(p);
-			/* its bytes move through a copy hook, maybe in a batch
-			 * that runs later (and may fail then) */
-			if (!local || buf_foreign(b))
-				foreign |= 1ull << j;
-			if (HS__UNLIKELY(cross_foreign(dl, local, b))) {
-				rc = bounce_pkt(dl, p);
-				p = &dl->bounce_pkt;
-			}
-			struct hs__view v = {.n = 1, .len = p->len,
-					     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
-			if (!rc)
-				rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
-			if (rc) {
-				dl->out[j].len = 0;
-				hs__ctr_add(&oq->drops[rc == -EMSGSIZE ? HS_DROP_OVERSIZE
-									: HS_DROP_COPY_ERROR], 1);
+	/* in runs: a large burst prefetches the next run's buffers before
+	 * each (run_ahead); a small one is a single run */
+	const unsigned run = burst_large(dl, n) ? HSB_PREFETCH_AHEAD : k;
+	for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
+		j1 = j0 + run < k ? j0 + run : k;
+		if (run < k)
+			run_ahead(dl, j0, k);
+		for (unsigned j = j0; j < j1; j++) {
+			const struct hs_iobuf *b = &dl->bufs[j];
+			const struct hs_pkt *p = pk[j];
+			if (HS__UNLIKELY(!b->nsegs)) {
+				hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
 				continue;
 			}
+			if (HS__LIKELY(p->nsegs == 1 && b->nsegs == 1 &&
+				       b->segs[0].len >= p->len &&
+				       !((p->segs[0].flags | b->segs[0].flags) &
+					 HS_SEG_FOREIGN))) {
+				hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
+			} else {
+				int rc = 0;
+				bool local = pkt_local(p);
+				/* its bytes move through a copy hook, maybe in a batch
+				 * that runs later (and may fail then) */
+				if (!local || buf_foreign(b))
+					foreign |= 1ull << j;
+				if (HS__UNLIKELY(cross_foreign(dl, local, b))) {
+					rc = bounce_pkt(dl, p);
+					p = &dl->bounce_pkt;
+				}
+				struct hs__view v = {.n = 1, .len = p->len,
+						     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
+				if (!rc)
+					rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
+				if (rc) {
+					dl->out[j].len = 0;
+					hs__ctr_add(&oq->drops[rc == -EMSGSIZE ? HS_DROP_OVERSIZE
+										: HS_DROP_COPY_ERROR], 1);
+					continue;
+				}
+			}
+			pk_ok++;
+			by += p->len;
 		}
-		pk_ok++;
-		by += p->len;
 	}
 	if (HS__UNLIKELY(dl->n_ops_src || dl->n_ops_dst))
 		hs__copy_flush(dl);
