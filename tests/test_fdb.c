@@ -84,6 +84,59 @@ START_TEST(static_entries_are_never_displaced)
 }
 END_TEST
 
+/* A key with one bucket of static entries and one of learned ones: the
+ * walk moves a learned entry, whichever bucket it happens to start from
+ * (it once stopped at the static bucket, refusing the key half the
+ * time). */
+static struct hs__fdb_bucket *bucket_of(hs_switch_t *sw, const uint8_t m[6], int which)
+{
+	uint64_t mac = 0;
+	memcpy(&mac, m, 6);
+	uint64_t h = hs__fdb_hash(&sw->fdb, hs__fdb_key(1, mac));
+	return which ? hs__fdb_b2(&sw->fdb, h) : hs__fdb_b1(&sw->fdb, h);
+}
+
+START_TEST(a_static_bucket_does_not_refuse_a_key_the_other_can_take)
+{
+	for (unsigned t = 0; t < 8; t++) {
+		struct hs_switch_config c = {.fdb_capacity = 64};
+		hs_switch_t *sw = th_switch(&c);
+		hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+		struct hs__fdb_bucket *b0 = &sw->fdb.b[0], *bk = NULL;
+		uint8_t st[4][6], key[6], ln[4][6];
+		ck_assert_uint_eq(one_bucket_macs(sw, st, 4), 4);
+		unsigned id = 1, nl = 0;
+		for (;; id++) { /* the key: a bucket 0 and another */
+			th_mac(key, 0x700000 + id);
+			struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
+			if ((x == b0) != (y == b0)) {
+				bk = x == b0 ? y : x;
+				break;
+			}
+		}
+		for (id = 1; nl < 4; id++) { /* learned ones that fill its other */
+			th_mac(ln[nl], 0x900000 + id);
+			struct hs__fdb_bucket *y = bucket_of(sw, ln[nl], 1);
+			if (bucket_of(sw, ln[nl], 0) == bk && y != bk && y != b0)
+				nl++;
+		}
+		for (unsigned k = 0; k < 4; k++)
+			ck_assert_int_eq(hs_fdb_add_static(sw, 1, st[k], b), 0);
+		for (unsigned k = 0; k < 4; k++)
+			ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, ln[k], -1, 64, k)), 0);
+		th_drain(b);
+		ck_assert_uint_eq(th_sstats(sw).fdb_entries, 8);
+		ck_assert_int_eq(hs_fdb_add_static(sw, 1, key, b), 0);
+		ck_assert_uint_eq(th_sstats(sw).fdb_entries, 9);
+		for (unsigned k = 0; k < 4; k++) {
+			ck_assert_int_eq(hs_fdb_lookup(sw, 1, st[k], NULL), 0);
+			ck_assert_int_eq(hs_fdb_lookup(sw, 1, ln[k], NULL), 0);
+		}
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
 START_TEST(unknown_unicast_is_flooded_then_learned)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -556,6 +609,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, walk_macs_skips_a_port);
 	tcase_add_test(tc, large_table_keeps_every_key);
 	tcase_add_test(tc, static_entries_are_never_displaced);
+	tcase_add_test(tc, a_static_bucket_does_not_refuse_a_key_the_other_can_take);
 	tcase_add_test(tc, concurrent_lookups_see_only_real_ports);
 	suite_add_tcase(s, tc);
 	return s;

@@ -77,6 +77,7 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 			if (h.size > VU_MAX_PAYLOAD) {
 				/* a bad message like any other, but there is
 				 * no reading past it: counted, then the end */
+				atomic_fetch_add(&d->msgs, 1);
 				atomic_fetch_add(&d->bad_msgs, 1);
 				hs_port_log(d->port, HS_LOG_WARN,
 					    "request %u with a %u-byte payload (at most %u)",
@@ -124,6 +125,7 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 				}
 			}
 			if (mh.msg_flags & MSG_CTRUNC) {
+				atomic_fetch_add(&d->msgs, 1);
 				atomic_fetch_add(&d->bad_msgs, 1);
 				hs_port_log(d->port, HS_LOG_WARN,
 					    "a message with more file descriptors than any carries");

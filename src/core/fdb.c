@@ -123,6 +123,15 @@ static uint64_t xorshift(uint64_t *s)
 	return x;
 }
 
+static bool all_static(const struct hs__fdb_bucket *b)
+{
+	for (int i = 0; i < HS__FDB_WAYS; i++)
+		if (!(atomic_load_explicit(&b->e[i].port, memory_order_relaxed) &
+		      HS__FDB_STATIC))
+			return false;
+	return true;
+}
+
 /* Puts a key that is not in the table into it. Returns false only if a
  * cuckoo walk failed: `*lost` is the entry left with no home, a learned
  * one displaced on the way or the key itself (never another static one). */
@@ -144,7 +153,13 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
 	uint64_t ck = key;
 	uint32_t cp = port, cs = stamp;
-	struct hs__fdb_bucket *b = bs[xorshift(&f->cursor) & 1];
+	/* from either bucket at random, but one with a learned entry to
+	 * move: a bucket of static entries alone must not refuse a key the
+	 * other could take */
+	unsigned first = (unsigned)(xorshift(&f->cursor) & 1);
+	struct hs__fdb_bucket *b = bs[first];
+	if (all_static(b))
+		b = bs[first ^ 1];
 	bool ok = false;
 	for (int step = 0; step < 256 && !ok; step++) {
 		/* Static entries never move: the victim is the first learned

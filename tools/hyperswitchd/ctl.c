@@ -470,7 +470,6 @@ static int cmd_fdb_del(struct req *r)
 	if (args_known(r, known) || mac_arg(r, mac) || arg_vlan(r, &vid, NULL))
 		return r->err;
 	int rc = hs_fdb_del(r->d->sw, vid, mac);
-	if (rc)
 	if (rc == -ENOENT)
 		return req_fail(r, rc, "no entry for %02x:%02x:%02x:%02x:%02x:%02x in VLAN %u%s",
 				mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], vid,

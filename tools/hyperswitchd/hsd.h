@@ -40,6 +40,7 @@ struct hsd {
 	unsigned capture_serial;
 	bool stopping;
 	bool level_from_cmdline; /* -l: reload leaves the level alone */
+	bool socket_from_cmdline; /* -s: the file's control.socket is not used */
 };
 
 /* ---- main.c ---- */

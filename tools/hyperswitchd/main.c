@@ -169,12 +169,13 @@ static void ready(int status)
 	if (ready_fd < 0)
 		return;
 	char st = (char)status;
+	/* the terminal hears no more once the parent may have gone */
+	hsd_log_stderr_too(false);
 	if (write(ready_fd, &st, 1) != 1) {
 		/* the parent is gone; nothing to tell */
 	}
 	close(ready_fd);
 	ready_fd = -1;
-	hsd_log_stderr_too(false);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, 0);
@@ -289,6 +290,7 @@ int main(int argc, char **argv)
 	d.conf = file;
 	d.config_file = d.conf.file;
 	d.level_from_cmdline = o.level >= 0;
+	d.socket_from_cmdline = o.socket != NULL;
 	hsd_log_init(o.level >= 0 ? (enum hs_log_level)o.level : file.log_level,
 		     o.syslog || o.daemon || file.syslog);
 	hsd_log_stderr_too(o.daemon); /* until it is ready and detaches */

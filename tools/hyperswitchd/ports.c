@@ -280,6 +280,9 @@ static void statics_restore(struct hsd *d, const char *name, struct statics *st)
 {
 	struct hsd_port *p = hsd_port_get(d, name);
 	unsigned kept = 0;
+	if (!p && st->n)
+		hsd_log(HS_LOG_WARN, "port %s did not come back: its %u static FDB entr%s "
+			"went with it", name, st->n, st->n == 1 ? "y" : "ies");
 	for (unsigned i = 0; p && i < st->n; i++) {
 		const struct hs_fdb_info *e = &st->e[i];
 		int rc = hs_fdb_add_static(d->sw, e->vid, e->mac, p->port);
@@ -428,7 +431,8 @@ void hsd_ports_del_all(struct hsd *d)
 }
 
 /* Switch settings that only a restart changes. */
-static void restart_needed(const struct hsd_conf *a, const struct hsd_conf *b, json_t *out)
+static void restart_needed(const struct hsd_conf *a, const struct hsd_conf *b,
+			   bool ignore_socket, json_t *out)
 {
 #define R(cond, key)                                                        \
 	do {                                                                \
@@ -449,7 +453,7 @@ static void restart_needed(const struct hsd_conf *a, const struct hsd_conf *b, j
 	R(a->fdb_port_limit != b->fdb_port_limit, "switch.fdb.port_limit");
 	R(a->backlog_frames != b->backlog_frames, "switch.backlog.frames");
 	R(a->backlog_bytes != b->backlog_bytes, "switch.backlog.bytes");
-	R(strcmp(a->socket, b->socket), "control.socket");
+	R(!ignore_socket && strcmp(a->socket, b->socket), "control.socket");
 	R(a->socket_mode != b->socket_mode, "control.mode");
 	R(a->socket_group_set != b->socket_group_set || a->socket_gid != b->socket_gid,
 	  "control.group");
@@ -509,7 +513,10 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 	json_t *fails = json_array(), *restart = json_array(), *in_place = json_array();
 	/* the static entries of ports made again, by their index in nc */
 	struct statics *st = calloc(nc.n_ports ? nc.n_ports : 1, sizeof(*st));
-	restart_needed(&d->conf, &nc, restart);
+	if (!st)
+		hsd_log(HS_LOG_WARN, "reload: out of memory: the static FDB entries of ports "
+			"made again are not kept");
+	restart_needed(&d->conf, &nc, d->socket_from_cmdline, restart); /* -s wins */
 	unsigned unchanged = 0;
 	char why[512];
 	/* removals first, so that a path or device a removed port held can
@@ -585,7 +592,8 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 	}
 	d->conf.log_level = nc.log_level;
 	for (unsigned i = 0; st && i < nc.n_ports; i++)
-		free(st[i].e); /* a changed port that could not go, or not come back */
+		statics_restore(d, nc.ports[i].name, &st[i]); /* a changed port
+								 that could not go */
 	free(st);
 	hsd_log(HS_LOG_INFO, "reload: %zu added, %zu removed, %zu changed, %u unchanged, "
 		"%zu failed", json_array_size(added), json_array_size(removed),
