@@ -525,10 +525,13 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		const char *name = d->ports[i].conf.name;
 		if (in_file(&nc, name))
 			continue;
-		if ((rc = hsd_port_del(d, name)))
+		json_t *gone = json_string(name); /* name goes with the port */
+		if ((rc = hsd_port_del(d, name))) {
+			json_decref(gone);
 			failed(fails, name, hs_strerror(rc));
-		else
-			json_array_append_new(removed, json_string(name));
+		} else {
+			json_array_append_new(removed, gone);
+		}
 	}
 	/* changed ports go first, all of them, and come back below with the
 	 * new ones: two ports that swap a path or device never clash */
