@@ -389,18 +389,28 @@ static uint32_t seq_of(const uint8_t *frame)
 	return s;
 }
 
+/* Port "a" and a receiver with options o, whose MAC (mr, a's ma) the
+ * switch has learned. Returns the receiver. */
+static hs_port_t *learned_pair(hs_switch_t *sw, const struct th_port_opts *o, hs_port_t **a,
+			       uint8_t ma[6], uint8_t mr[6])
+{
+	*a = th_port(sw, "a", 0);
+	hs_port_t *r = th_port_opts(sw, o);
+	th_mac(ma, 1);
+	th_mac(mr, 2);
+	th_send(r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0));
+	th_drain(*a);
+	return r;
+}
+
 START_TEST(backlog_holds_frames_until_buffers_are_posted_in_order)
 {
 	struct hs_switch_config cfg = {.backlog_frames = 16};
 	hs_switch_t *sw = th_switch(&cfg);
-	hs_port_t *a = th_port(sw, "a", 0);
 	struct th_port_opts o = {.name = "slow", .ring = 8};
-	hs_port_t *s = th_port_opts(sw, &o);
+	hs_port_t *a;
 	uint8_t ma[6], ms[6];
-	th_mac(ma, 1);
-	th_mac(ms, 2);
-	th_send(s, fb, th_frame(fb, th_bcast, ms, -1, 64, 0));
-	th_drain(a);
+	hs_port_t *s = learned_pair(sw, &o, &a, ma, ms);
 	send_seq(a, ms, ma, 0, 30, 200);
 	/* 8 in the ring, 16 waiting, 6 dropped. */
 	ck_assert_int_eq(th_pending(s), 8);
@@ -871,6 +881,58 @@ static void flow_take(struct flow_rig *r, struct flow_result *o)
 	hs_switch_destroy(r->sw);
 }
 
+/* Large frames are copied in runs of 8 (src/core/deliver.c, run_begin):
+ * bursts of 30 1000-byte frames, one of them too large for the
+ * receiver's buffers, into rings with room for 0 to 32, with and without
+ * a worker (_i & 1), through both copy loops (send_plain; with _i & 2,
+ * HS_SW_NO_BACKLOG's send_srcs): every frame that found a buffer arrives
+ * whole and in order, and the rest are counted. */
+START_TEST(large_bursts_arrive_whole_whatever_room_is_left)
+{
+	static const unsigned rooms[] = {0, 1, 7, 8, 9, 11, 12, 15, 16, 17, 24, 29, 32};
+	static uint8_t frames[30][1400];
+	struct hs_mem_frame f[30];
+	for (unsigned room = 0; room < sizeof(rooms) / sizeof(rooms[0]); room++) {
+		struct hs_switch_config cfg = {.flags = _i & 2 ? HS_SW_NO_BACKLOG : 0,
+					       .n_workers = (unsigned)_i & 1};
+		const unsigned big = 11; /* the frame over the buffer */
+		hs_switch_t *sw = th_switch(&cfg);
+		struct th_port_opts o = {.name = "r", .ring = 32, .buf = 1200};
+		hs_port_t *a;
+		uint8_t ma[6], mr[6];
+		hs_port_t *r = learned_pair(sw, &o, &a, ma, mr);
+		/* fill the ring but for `room` buffers */
+		send_seq(a, mr, ma, 1000, 32 - rooms[room], 64);
+		for (unsigned i = 0; i < 30; i++) {
+			size_t len = i == big ? 1300 : 1000;
+			f[i] = (struct hs_mem_frame){.data = frames[i],
+						     .len = th_frame(frames[i], mr, ma, -1, len, i)};
+		}
+		send_burst(a, f, 30);
+		/* the oversize frame takes no buffer, and is reached only if
+		 * the frames before it found theirs */
+		const unsigned reached = rooms[room] >= big;
+		unsigned want = rooms[room] < 29 ? rooms[room] : 29;
+		unsigned fill = 32 - rooms[room];
+		struct hs_mem_frame g[32];
+		int n = hs_mem_rx_burst(r, 0, g, 32);
+		ck_assert_int_eq(n, (int)(fill + want));
+		for (unsigned i = fill, seq = 0; i < (unsigned)n; i++, seq++) {
+			if (seq == big)
+				seq++;
+			ck_assert_uint_eq(g[i].len, 1000);
+			ck_assert(!memcmp(g[i].data, frames[seq], 1000));
+		}
+		/* (before a release lets a backlog drain) */
+		struct hs_port_stats st = th_pstats(r);
+		ck_assert_uint_eq(st.drops[HS_DROP_OVERSIZE], reached);
+		ck_assert_uint_eq(st.drops[HS_DROP_NO_BUFFER] + st.tx_backlogged + reached + want, 30);
+		hs_mem_rx_release(r, 0, (unsigned)n);
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
 START_TEST(bursts_of_one_flow_and_mixed_bursts_are_switched_alike)
 {
 	static struct flow_rig r;
@@ -1010,6 +1072,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, scatter_gather_frames_arrive_intact);
 	tcase_add_test(tc, bad_tx_descriptors_are_refused);
 	tcase_add_test(tc, backlog_holds_frames_until_buffers_are_posted_in_order);
+	tcase_add_loop_test(tc, large_bursts_arrive_whole_whatever_room_is_left, 0, 4);
 	tcase_add_test(tc, no_backlog_mode_drops_at_once);
 	tcase_add_test(tc, double_copy_mode_delivers_the_same_frames);
 	tcase_add_test(tc, backlog_bytes_bound_is_enforced);

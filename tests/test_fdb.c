@@ -18,19 +18,24 @@ static int count_port_entries(hs_switch_t *sw, hs_port_t *p)
 	return (int)st.fdb_entries;
 }
 
+/* The first (which 0) or second cuckoo bucket of MAC m in VLAN 1. */
+static struct hs__fdb_bucket *bucket_of(hs_switch_t *sw, const uint8_t m[6], int which)
+{
+	uint64_t mac = 0;
+	memcpy(&mac, m, 6);
+	uint64_t h = hs__fdb_hash(&sw->fdb, hs__fdb_key(1, mac));
+	return which ? hs__fdb_b2(&sw->fdb, h) : hs__fdb_b1(&sw->fdb, h);
+}
+
 /* n MACs (VLAN 1) whose two cuckoo buckets are both bucket 0 of sw's
  * table: the key has four slots only. */
 static unsigned one_bucket_macs(hs_switch_t *sw, uint8_t out[][6], unsigned n)
 {
-	const struct hs__fdb *f = &sw->fdb;
 	unsigned got = 0;
 	for (unsigned id = 1; got < n && id < 4000000; id++) {
 		uint8_t m[6];
 		th_mac(m, 0x500000 + id);
-		uint64_t mac = 0;
-		memcpy(&mac, m, 6);
-		uint64_t h = hs__fdb_hash(f, hs__fdb_key(1, mac));
-		if (hs__fdb_b1(f, h) == &f->b[0] && hs__fdb_b2(f, h) == &f->b[0])
+		if (bucket_of(sw, m, 0) == &sw->fdb.b[0] && bucket_of(sw, m, 1) == &sw->fdb.b[0])
 			memcpy(out[got++], m, 6);
 	}
 	return got;
@@ -69,10 +74,7 @@ START_TEST(static_entries_are_never_displaced)
 		uint8_t other[6];
 		for (unsigned id = 7;; id++) { /* one with a bucket besides 0 */
 			th_mac(other, id);
-			uint64_t mac = 0;
-			memcpy(&mac, other, 6);
-			uint64_t h = hs__fdb_hash(&sw->fdb, hs__fdb_key(1, mac));
-			if (hs__fdb_b1(&sw->fdb, h) != &sw->fdb.b[0])
+			if (bucket_of(sw, other, 0) != &sw->fdb.b[0])
 				break;
 		}
 		ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, other, -1, 64, 2)), 0);
@@ -88,14 +90,6 @@ END_TEST
  * walk moves a learned entry, whichever bucket it happens to start from
  * (it once stopped at the static bucket, refusing the key half the
  * time). */
-static struct hs__fdb_bucket *bucket_of(hs_switch_t *sw, const uint8_t m[6], int which)
-{
-	uint64_t mac = 0;
-	memcpy(&mac, m, 6);
-	uint64_t h = hs__fdb_hash(&sw->fdb, hs__fdb_key(1, mac));
-	return which ? hs__fdb_b2(&sw->fdb, h) : hs__fdb_b1(&sw->fdb, h);
-}
-
 START_TEST(a_static_bucket_does_not_refuse_a_key_the_other_can_take)
 {
 	for (unsigned t = 0; t < 8; t++) {

@@ -928,10 +928,21 @@ START_TEST(malformed_messages_get_errors_not_crashes)
 	ck_assert_int_eq(send(w.sock, hv, 12, MSG_NOSIGNAL), 12);
 	ck_assert(TH_WAIT(hs_vhost_user_connected(e.p[0]) == 0, 3000));
 	vud_close(&w);
-	/* Each refused request above was counted once, the oversized one
-	 * and the wrong version too (each ended its connection). */
-	ck_assert(TH_WAIT(backend_ctr(e.p[0], "disconnects") == 2, 3000));
-	ck_assert_uint_eq(backend_ctr(e.p[0], "bad_messages"), 12);
+	/* nor one that sends more descriptors than any message carries */
+	guest_up(&w, e.path[0], base, e.p[0]);
+	int many[12];
+	for (unsigned i = 0; i < 12; i++)
+		many[i] = w.memfd;
+	uint64_t msgs = backend_ctr(e.p[0], "messages");
+	ck_assert_int_eq(vud_send_msg(&w, VUD_GET_FEATURES, 0, NULL, 0, many, 12), 0);
+	ck_assert(TH_WAIT(hs_vhost_user_connected(e.p[0]) == 0, 3000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "messages"), msgs + 1); /* a message too */
+	vud_close(&w);
+	/* Each refused request above was counted once, the oversized one,
+	 * the wrong version and the descriptors too (each ended its
+	 * connection). */
+	ck_assert(TH_WAIT(backend_ctr(e.p[0], "disconnects") == 3, 3000));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "bad_messages"), 13);
 	env_down(&e);
 }
 END_TEST

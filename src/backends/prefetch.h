@@ -1,19 +1,14 @@
 /*
  * prefetch.h - a write prefetch for backends that fill memory another
  * core reads (a guest's buffers and used ring, a mem port's receive
- * buffers).
+ * buffers), and the rule by which backends and the core's copy loops
+ * share a burst's receive buffers between them.
  */
 #ifndef HS_BACKENDS_PREFETCH_H
 #define HS_BACKENDS_PREFETCH_H
 
 #include "hyperswitch/backend.h"
 
-/* Starts loading a cache line we are about to write, in exclusive state
- * (PREFETCHW; a no-op on x86 CPUs without it, a write prefetch elsewhere).
- * Another core last touched these lines: a plain prefetch would fetch them
- * shared and the store would still wait for the upgrade. Issued for a
- * whole burst before its copies, the misses overlap instead of each
- * stalling the copy that meets it. */
 /* How a burst's receive buffers are prefetched for the copies into them
  * (2026-12-06, docs/benchmarks.md: for large frames, 32 prefetches at
  * once outran the misses a core keeps in flight). A burst is large when
@@ -35,6 +30,12 @@ static inline unsigned hsb_prefetch_count(const struct hs_out *out, unsigned n)
 	return n;
 }
 
+/* Starts loading a cache line we are about to write, in exclusive state
+ * (PREFETCHW; a no-op on x86 CPUs without it, a write prefetch elsewhere).
+ * Another core last touched these lines: a plain prefetch would fetch them
+ * shared and the store would still wait for the upgrade. Issued ahead of
+ * the copies (the rule above), the misses overlap instead of each
+ * stalling the copy that meets it. */
 static inline void hsb_prefetch_w(const void *p)
 {
 #if defined(__x86_64__) || defined(__i386__)

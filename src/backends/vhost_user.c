@@ -62,6 +62,16 @@ static void drop_fds(struct vu_dev *d)
 	d->nrfds = 0;
 }
 
+/* A message the connection cannot read past: a bad message like any
+ * other (counted, said why), and then the end of the connection. */
+static void conn_refuse(struct vu_dev *d, const char *what, const char *why)
+{
+	atomic_fetch_add(&d->msgs, 1);
+	atomic_fetch_add(&d->bad_msgs, 1);
+	hs_port_log(d->port, HS_LOG_WARN, "%s", what);
+	vu_disconnect(d, why);
+}
+
 /* Reads what the socket has, one message at a time (header, then exactly
  * its payload), and dispatches every complete one. */
 static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
@@ -75,14 +85,11 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 			struct vu_hdr h;
 			memcpy(&h, d->rbuf, sizeof(h));
 			if (h.size > VU_MAX_PAYLOAD) {
-				/* a bad message like any other, but there is
-				 * no reading past it: counted, then the end */
-				atomic_fetch_add(&d->msgs, 1);
-				atomic_fetch_add(&d->bad_msgs, 1);
-				hs_port_log(d->port, HS_LOG_WARN,
-					    "request %u with a %u-byte payload (at most %u)",
-					    h.request, h.size, VU_MAX_PAYLOAD);
-				vu_disconnect(d, "oversized message");
+				char what[80];
+				snprintf(what, sizeof(what),
+					 "request %u with a %u-byte payload (at most %u)",
+					 h.request, h.size, VU_MAX_PAYLOAD);
+				conn_refuse(d, what, "oversized message");
 				return;
 			}
 			want += h.size;
@@ -125,11 +132,8 @@ static void conn_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
 				}
 			}
 			if (mh.msg_flags & MSG_CTRUNC) {
-				atomic_fetch_add(&d->msgs, 1);
-				atomic_fetch_add(&d->bad_msgs, 1);
-				hs_port_log(d->port, HS_LOG_WARN,
-					    "a message with more file descriptors than any carries");
-				vu_disconnect(d, "too many file descriptors in one message");
+				conn_refuse(d, "a message with more file descriptors than any carries",
+					    "too many file descriptors in one message");
 				return;
 			}
 			d->rlen += (size_t)r;

@@ -296,26 +296,31 @@ static void out_desc(const struct hs__src *s, unsigned piece, uint32_t caps,
 	}
 }
 
-/* Linearises a frame with foreign segments into the bounce buffer so that
- * software checksums can read it. Copy ops still pending may read the
- * bounce buffer (pieces of the previous frame for a foreign receiver):
- * they run first. */
 /* The copy loops' part of prefetching receive buffers (prefetch.h): a
- * large burst of k frames is copied in runs of HSB_PREFETCH_AHEAD, and
- * before each run the next run's buffers are prefetched (the backend did
- * the first run's when it reserved them; vhost-user does all of its).
- * A small burst is one run: its frames pay nothing for this. */
-static inline bool burst_large(const struct hs__dl *dl, unsigned n)
+ * large burst is copied in runs of HSB_PREFETCH_AHEAD frames, and before
+ * each run the next run's buffers are prefetched (the backend did the
+ * first run's when it reserved them; vhost-user does all of its). A small
+ * burst is one run: its frames pay nothing for this. The loops, where n
+ * frames asked for buffers and k got them:
+ *	run = run_len(dl, n, k);
+ *	for (j0 = 0; j0 < k; j0 = j1)
+ *		for (j = j0, j1 = run_begin(dl, j0, run, k); j < j1; j++) */
+static inline unsigned run_len(const struct hs__dl *dl, unsigned n, unsigned k)
 {
-	return hsb_prefetch_count(dl->out, n) < n;
+	return hsb_prefetch_count(dl->out, n) < n ? HSB_PREFETCH_AHEAD : k;
 }
 
-static inline void run_ahead(const struct hs__dl *dl, unsigned j0, unsigned k)
+/* Where the run from j0 ends, its next run's buffers prefetched. */
+static inline unsigned run_begin(const struct hs__dl *dl, unsigned j0, unsigned run,
+				 unsigned k)
 {
-	unsigned a = j0 + HSB_PREFETCH_AHEAD, end = a + HSB_PREFETCH_AHEAD;
-	for (end = end < k ? end : k; a < end; a++)
-		if (dl->bufs[a].nsegs && !(dl->bufs[a].segs[0].flags & HS_SEG_FOREIGN))
-			hsb_prefetch_w(dl->bufs[a].segs[0].base);
+	if (run < k) {
+		unsigned a = j0 + run, end = a + run < k ? a + run : k;
+		for (; a < end; a++)
+			if (dl->bufs[a].nsegs && !(dl->bufs[a].segs[0].flags & HS_SEG_FOREIGN))
+				hsb_prefetch_w(dl->bufs[a].segs[0].base);
+	}
+	return j0 + run < k ? j0 + run : k;
 }
 
 static bool buf_foreign(const struct hs_iobuf *b)
@@ -326,6 +331,10 @@ static bool buf_foreign(const struct hs_iobuf *b)
 	return false;
 }
 
+/* Linearises a frame with foreign segments into the bounce buffer so that
+ * software checksums can read it. Copy ops still pending may read the
+ * bounce buffer (pieces of the previous frame for a foreign receiver):
+ * they run first. */
 static int bounce_pkt(struct hs__dl *dl, const struct hs_pkt *p)
 {
 	if ((dl->n_ops_src || dl->n_ops_dst) && hs__copy_flush(dl))
@@ -485,11 +494,9 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		if (k > no)
 			k = no;
 		dl->ops_err = 0;
-		const unsigned run = burst_large(dl, no) ? HSB_PREFETCH_AHEAD : k;
-		for (unsigned j0 = 0, j1; j0 < k; j0 = j1) { /* as send_plain's */
-			j1 = j0 + run < k ? j0 + run : k;
-			if (run < k)
-				run_ahead(dl, j0, k);
+		const unsigned run = run_len(dl, no, k);
+		for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
+			j1 = run_begin(dl, j0, run, k);
 			for (unsigned j = j0; j < j1; j++) {
 				if (!dl->bufs[j].nsegs) {
 					hs__ctr_add(&oq->drops[HS_DROP_OVERSIZE], 1);
@@ -747,13 +754,9 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 		k = n;
 	uint64_t by = 0, pk_ok = 0, foreign = 0;
 	dl->ops_err = 0; /* any flush of this batch that fails sets it */
-	/* in runs: a large burst prefetches the next run's buffers before
-	 * each (run_ahead); a small one is a single run */
-	const unsigned run = burst_large(dl, n) ? HSB_PREFETCH_AHEAD : k;
+	const unsigned run = run_len(dl, n, k); /* in runs (run_begin) */
 	for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
-		j1 = j0 + run < k ? j0 + run : k;
-		if (run < k)
-			run_ahead(dl, j0, k);
+		j1 = run_begin(dl, j0, run, k);
 		for (unsigned j = j0; j < j1; j++) {
 			const struct hs_iobuf *b = &dl->bufs[j];
 			const struct hs_pkt *p = pk[j];

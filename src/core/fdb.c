@@ -123,13 +123,16 @@ static uint64_t xorshift(uint64_t *s)
 	return x;
 }
 
-static bool all_static(const struct hs__fdb_bucket *b)
+/* The first learned entry of bucket b from way `from` on (static entries
+ * never move), or NULL if it holds static entries only. */
+static struct hs__fdb_ent *learned_in(struct hs__fdb_bucket *b, uint32_t from)
 {
-	for (int i = 0; i < HS__FDB_WAYS; i++)
-		if (!(atomic_load_explicit(&b->e[i].port, memory_order_relaxed) &
-		      HS__FDB_STATIC))
-			return false;
-	return true;
+	for (uint32_t i = 0; i < HS__FDB_WAYS; i++) {
+		struct hs__fdb_ent *e = &b->e[(from + i) % HS__FDB_WAYS];
+		if (!(atomic_load_explicit(&e->port, memory_order_relaxed) & HS__FDB_STATIC))
+			return e;
+	}
+	return NULL;
 }
 
 /* Puts a key that is not in the table into it. Returns false only if a
@@ -158,21 +161,13 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 	 * other could take */
 	unsigned first = (unsigned)(xorshift(&f->cursor) & 1);
 	struct hs__fdb_bucket *b = bs[first];
-	if (all_static(b))
+	if (!learned_in(b, 0))
 		b = bs[first ^ 1];
 	bool ok = false;
 	for (int step = 0; step < 256 && !ok; step++) {
-		/* Static entries never move: the victim is the first learned
-		 * entry from a random way; a bucket of static entries only
-		 * ends the walk with the carried entry homeless. */
-		struct hs__fdb_ent *v = NULL;
-		uint32_t r = (uint32_t)xorshift(&f->cursor);
-		for (int i = 0; i < HS__FDB_WAYS && !v; i++) {
-			struct hs__fdb_ent *c = &b->e[(r + (uint32_t)i) % HS__FDB_WAYS];
-			if (!(atomic_load_explicit(&c->port, memory_order_relaxed) &
-			      HS__FDB_STATIC))
-				v = c;
-		}
+		/* the victim: a learned entry from a random way; a bucket of
+		 * static entries only ends the walk, the carried entry homeless */
+		struct hs__fdb_ent *v = learned_in(b, (uint32_t)xorshift(&f->cursor));
 		if (!v)
 			break;
 		uint64_t vk = atomic_load_explicit(&v->key, memory_order_relaxed);

@@ -181,11 +181,6 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
-static void fmt_mac(const uint8_t m[6], char out[18])
-{
-	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
-
 /* ---- commands ------------------------------------------------------------ */
 
 static int cmd_version(struct req *r)
@@ -359,42 +354,9 @@ static int cmd_port_set(struct req *r)
 	return r->err = rc;
 }
 
-struct fdb_row {
-	uint8_t mac[6];
-	uint16_t vid;
-	hs_port_t *port;
-	uint32_t idle_s;
-	bool is_static;
-};
-
-struct fdb_rows {
-	struct fdb_row *v;
-	size_t n, cap;
-};
-
-static int collect_fdb(const struct hs_fdb_info *e, void *arg)
-{
-	struct fdb_rows *rows = arg;
-	if (rows->n == rows->cap) {
-		size_t cap = rows->cap ? 2 * rows->cap : 64;
-		struct fdb_row *nv = realloc(rows->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		rows->v = nv;
-		rows->cap = cap;
-	}
-	struct fdb_row *w = &rows->v[rows->n++];
-	memcpy(w->mac, e->mac, 6);
-	w->vid = e->vid;
-	w->port = e->port;
-	w->idle_s = e->idle_s;
-	w->is_static = e->is_static;
-	return 0;
-}
-
 static int cmp_row(const void *a, const void *b)
 {
-	const struct fdb_row *x = a, *y = b;
+	const struct hs_fdb_info *x = a, *y = b;
 	if (x->vid != y->vid)
 		return x->vid < y->vid ? -1 : 1;
 	return memcmp(x->mac, y->mac, 6);
@@ -409,20 +371,18 @@ static int cmd_fdb_show(struct req *r)
 	if (args_known(r, known) || arg_port(r, "port", false, &only) ||
 	    arg_vlan(r, &vid, &by_vlan))
 		return r->err;
-	struct fdb_rows rows = {0};
-	int rc = hs_fdb_dump(r->d->sw, collect_fdb, &rows);
-	if (rc) {
-		free(rows.v);
+	struct hsd_fdb_rows rows = {0};
+	int rc = hsd_fdb_rows(r->d, &rows);
+	if (rc)
 		return req_fail(r, rc, "reading the table: %s", hs_strerror(rc));
-	}
 	qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
 	json_t *list = json_array();
 	for (size_t i = 0; i < rows.n; i++) {
-		const struct fdb_row *e = &rows.v[i];
+		const struct hs_fdb_info *e = &rows.v[i];
 		if ((only && e->port != only->port) || (by_vlan && e->vid != vid))
 			continue;
 		char mac[18];
-		fmt_mac(e->mac, mac);
+		hsd_fmt_mac(e->mac, mac);
 		json_array_append_new(list, json_pack("{s:s, s:i, s:s, s:b, s:I}", "mac", mac,
 						      "vlan", (int)e->vid, "port",
 						      hs_port_name(e->port), "static",
@@ -470,10 +430,12 @@ static int cmd_fdb_del(struct req *r)
 	if (args_known(r, known) || mac_arg(r, mac) || arg_vlan(r, &vid, NULL))
 		return r->err;
 	int rc = hs_fdb_del(r->d->sw, vid, mac);
-	if (rc == -ENOENT)
-		return req_fail(r, rc, "no entry for %02x:%02x:%02x:%02x:%02x:%02x in VLAN %u%s",
-				mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], vid,
+	if (rc == -ENOENT) {
+		char m[18];
+		hsd_fmt_mac(mac, m);
+		return req_fail(r, rc, "no entry for %s in VLAN %u%s", m, vid,
 				json_object_get(r->args, "vlan") ? "" : ", the VLAN when none is given");
+	}
 	if (rc)
 		return req_fail(r, rc, "%s", hs_strerror(rc));
 	r->result = json_object();

@@ -43,6 +43,17 @@ struct hsd {
 	bool socket_from_cmdline; /* -s: the file's control.socket is not used */
 };
 
+/* ---- ports.c: the forwarding table read out ---- */
+struct hsd_fdb_rows {
+	const hs_port_t *static_of; /* NULL: every entry; else this port's static ones */
+	struct hs_fdb_info *v;      /* to free */
+	size_t n, cap;
+};
+/* Reads the table's entries into rows; 0, or -ENOMEM (rows->v freed). */
+int hsd_fdb_rows(struct hsd *d, struct hsd_fdb_rows *rows);
+/* "aa:bb:cc:dd:ee:ff" */
+void hsd_fmt_mac(const uint8_t m[6], char out[18]);
+
 /* ---- main.c ---- */
 /* Tells systemd (Type=notify) the daemon's state; nothing without
  * libsystemd or NOTIFY_SOCKET. */

@@ -238,78 +238,89 @@ int hsd_port_del(struct hsd *d, const char *name)
 	return 0;
 }
 
-/* The static FDB entries an operator gave a port, kept across its being
- * made again (the switch drops a deleted port's entries with it). */
-struct statics {
-	hs_port_t *of;
-	unsigned n, cap;
-	struct hs_fdb_info *e;
-};
-
-static int statics_cb(const struct hs_fdb_info *e, void *arg)
+static int collect_row(const struct hs_fdb_info *e, void *arg)
 {
-	struct statics *st = arg;
-	if (!e->is_static || e->port != st->of)
+	struct hsd_fdb_rows *rows = arg;
+	if (rows->static_of && (!e->is_static || e->port != rows->static_of))
 		return 0;
-	if (st->n == st->cap) {
-		unsigned cap = st->cap ? 2 * st->cap : 8;
-		struct hs_fdb_info *ne = realloc(st->e, cap * sizeof(*ne));
-		if (!ne)
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? 2 * rows->cap : 64;
+		struct hs_fdb_info *nv = realloc(rows->v, cap * sizeof(*nv));
+		if (!nv)
 			return -ENOMEM;
-		st->e = ne;
-		st->cap = cap;
+		rows->v = nv;
+		rows->cap = cap;
 	}
-	st->e[st->n++] = *e;
+	rows->v[rows->n++] = *e;
 	return 0;
 }
 
+int hsd_fdb_rows(struct hsd *d, struct hsd_fdb_rows *rows)
+{
+	int rc = hs_fdb_dump(d->sw, collect_row, rows);
+	if (rc) {
+		free(rows->v);
+		rows->v = NULL;
+		rows->n = rows->cap = 0;
+	}
+	return rc;
+}
+
+void hsd_fmt_mac(const uint8_t m[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+/* The static FDB entries an operator gave a port are kept across its
+ * being made again (the switch drops a deleted port's entries with it). */
 /* Before port p goes: its static entries into *st (none if memory runs
  * out, said in the log). */
-static void statics_save(struct hsd *d, const struct hsd_port *p, struct statics *st)
+static void statics_save(struct hsd *d, const struct hsd_port *p, struct hsd_fdb_rows *st)
 {
-	*st = (struct statics){.of = p->port};
-	if (hs_fdb_dump(d->sw, statics_cb, st)) {
+	*st = (struct hsd_fdb_rows){.static_of = p->port};
+	if (hsd_fdb_rows(d, st))
 		hsd_log(HS_LOG_ERROR, "port %s: out of memory keeping its static FDB entries",
 			p->conf.name);
-		st->n = 0;
-	}
 }
 
 /* After the port named is back: its static entries again. */
-static void statics_restore(struct hsd *d, const char *name, struct statics *st)
+static void statics_restore(struct hsd *d, const char *name, struct hsd_fdb_rows *st)
 {
 	struct hsd_port *p = hsd_port_get(d, name);
 	unsigned kept = 0;
 	if (!p && st->n)
-		hsd_log(HS_LOG_WARN, "port %s did not come back: its %u static FDB entr%s "
+		hsd_log(HS_LOG_WARN, "port %s did not come back: its %zu static FDB entr%s "
 			"went with it", name, st->n, st->n == 1 ? "y" : "ies");
-	for (unsigned i = 0; p && i < st->n; i++) {
-		const struct hs_fdb_info *e = &st->e[i];
+	for (size_t i = 0; p && i < st->n; i++) {
+		const struct hs_fdb_info *e = &st->v[i];
 		int rc = hs_fdb_add_static(d->sw, e->vid, e->mac, p->port);
+		char m[18];
+		hsd_fmt_mac(e->mac, m);
 		if (rc)
-			hsd_log(HS_LOG_WARN, "port %s: static entry %02x:%02x:%02x:%02x:%02x:%02x "
-				"VLAN %u not kept: %s", name, e->mac[0], e->mac[1], e->mac[2],
-				e->mac[3], e->mac[4], e->mac[5], e->vid, hs_strerror(rc));
+			hsd_log(HS_LOG_WARN, "port %s: static entry %s VLAN %u not kept: %s", name,
+				m, e->vid, hs_strerror(rc));
 		else
 			kept++;
 	}
 	if (kept)
 		hsd_log(HS_LOG_INFO, "port %s: %u static FDB entr%s kept", name, kept,
 			kept == 1 ? "y" : "ies");
-	free(st->e);
-	*st = (struct statics){0};
+	free(st->v);
+	*st = (struct hsd_fdb_rows){0};
 }
 
-/* A port made again with new settings: a tap the daemon made is a new
- * device, in the daemon's network namespace; what the old one had been
- * given since (addresses, a namespace it was moved to) is gone, and the
- * operator should hear of it where they look. */
-static void made_again(const struct hsd_port_conf *pc)
+/* After a port was made again with settings pc (or failed to be): its
+ * static entries back, and if it is a tap the daemon made, a warning:
+ * that is a new device, in the daemon's network namespace, and what the
+ * old one had been given since (addresses, a namespace it was moved to)
+ * is gone; the operator should hear of it where they look. */
+static void came_back(struct hsd *d, const struct hsd_port_conf *pc, struct hsd_fdb_rows *st)
 {
-	if (pc->type == HSD_TAP && !pc->attach)
+	if (hsd_port_get(d, pc->name) && pc->type == HSD_TAP && !pc->attach)
 		hsd_log(HS_LOG_WARN, "port %s: tap %s is a new device now, in the daemon's "
 			"network namespace: the old one's addresses, and a namespace it "
 			"was moved to, are gone", pc->name, pc->ifname);
+	statics_restore(d, pc->name, st);
 }
 
 int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen)
@@ -320,13 +331,13 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 		return -ENOENT;
 	}
 	struct hsd_port_conf old;
-	struct statics st;
+	struct hsd_fdb_rows st;
 	statics_save(d, p, &st);
 	int rc = hsd_port_conf_copy(&old, &p->conf);
 	if (!rc && (rc = hsd_port_del(d, pc->name)))
 		hsd_port_conf_free(&old);
 	if (rc) {
-		free(st.e);
+		free(st.v);
 		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
 		return rc;
 	}
@@ -342,9 +353,7 @@ int hsd_port_replace(struct hsd *d, const struct hsd_port_conf *pc, char *err, s
 			hsd_log(HS_LOG_WARN, "port %s: new settings refused; the old ones are "
 				"back (its mirrors and learned MACs are gone)", pc->name);
 	}
-	if (hsd_port_get(d, pc->name))
-		made_again(rc ? &old : pc);
-	statics_restore(d, pc->name, &st);
+	came_back(d, rc ? &old : pc, &st);
 	hsd_port_conf_free(&old);
 	return rc;
 }
@@ -509,13 +518,16 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		hsd_log(HS_LOG_ERROR, "reload rejected, running configuration kept: %s", err);
 		return -EINVAL;
 	}
+	/* the static entries of ports made again, by their index in nc */
+	struct hsd_fdb_rows *st = calloc(nc.n_ports ? nc.n_ports : 1, sizeof(*st));
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		hsd_log(HS_LOG_ERROR, "reload rejected, running configuration kept: %s", err);
+		hsd_conf_free(&nc);
+		return -ENOMEM;
+	}
 	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
 	json_t *fails = json_array(), *restart = json_array(), *in_place = json_array();
-	/* the static entries of ports made again, by their index in nc */
-	struct statics *st = calloc(nc.n_ports ? nc.n_ports : 1, sizeof(*st));
-	if (!st)
-		hsd_log(HS_LOG_WARN, "reload: out of memory: the static FDB entries of ports "
-			"made again are not kept");
 	restart_needed(&d->conf, &nc, d->socket_from_cmdline, restart); /* -s wins */
 	unsigned unchanged = 0;
 	char why[512];
@@ -559,8 +571,7 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 				json_array_append_new(in_place, json_string(pc->name));
 			continue;
 		}
-		if (st)
-			statics_save(d, p, &st[i]);
+		statics_save(d, p, &st[i]);
 		if ((rc = hsd_port_del(d, pc->name)))
 			failed(fails, pc->name, hs_strerror(rc));
 	}
@@ -570,14 +581,13 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 			continue; /* unchanged, or a changed one that could not go */
 		/* a port is listed as added once it is there (a changed one
 		 * made again stays under changed) */
-		if (hsd_port_add(d, pc, why, sizeof(why)))
+		int arc = hsd_port_add(d, pc, why, sizeof(why));
+		if (arc)
 			failed(fails, pc->name, why);
-		else if (!listed(changed, pc->name))
+		if (listed(changed, pc->name))
+			came_back(d, pc, &st[i]);
+		else if (!arc)
 			json_array_append_new(added, json_string(pc->name));
-		else
-			made_again(pc);
-		if (st)
-			statics_restore(d, pc->name, &st[i]);
 	}
 	/* the running list in the file's order (ports added by hsctl and
 	 * not in the file are gone by now) */
@@ -594,9 +604,8 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 		hs_switch_set_log_level(d->sw, nc.log_level);
 	}
 	d->conf.log_level = nc.log_level;
-	for (unsigned i = 0; st && i < nc.n_ports; i++)
-		statics_restore(d, nc.ports[i].name, &st[i]); /* a changed port
-								 that could not go */
+	for (unsigned i = 0; i < nc.n_ports; i++)
+		free(st[i].v); /* a changed port that could not go: it kept them */
 	free(st);
 	hsd_log(HS_LOG_INFO, "reload: %zu added, %zu removed, %zu changed, %u unchanged, "
 		"%zu failed", json_array_size(added), json_array_size(removed),
