@@ -26,8 +26,11 @@
 #include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
@@ -114,7 +117,7 @@ static ssize_t next_frame(struct rig *r, uint8_t *buf, size_t cap)
 }
 
 struct ctrs {
-	uint64_t by_ref, staged, rx_uring, tx_uring;
+	uint64_t by_ref, staged, rx_uring, tx_uring, write_errors;
 };
 
 static void ctr_cb(void *arg, const char *name, uint64_t v)
@@ -128,6 +131,8 @@ static void ctr_cb(void *arg, const char *name, uint64_t v)
 		c->rx_uring = v;
 	else if (!strcmp(name, "tx_uring_calls"))
 		c->tx_uring = v;
+	else if (!strcmp(name, "write_errors"))
+		c->write_errors = v;
 }
 
 static struct ctrs ctrs_of(hs_port_t *p)
@@ -523,6 +528,149 @@ static bool kernel_has_uring(void)
 #endif
 }
 
+/* The port's link follows its device, in whatever network namespace the
+ * device is: down and up in the switch's namespace; moved into another
+ * (the move takes it down), up and down there; moved back; and when that
+ * other namespace ends, the device goes with it (the switch must not hold
+ * the namespace alive). While the link is down the switch does not write:
+ * frames count as port_down without a write error. The case runs in a
+ * namespace of its own, the other one belongs to a child that dies with
+ * the case, so nothing is left behind when it fails. */
+static void *loop_main(void *arg)
+{
+	hs_run(arg);
+	return NULL;
+}
+
+/* A child in a network namespace of its own until it is killed (or this
+ * process dies); its pid. */
+static pid_t ns_child(void)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		char ok = unshare(CLONE_NEWNET) == 0;
+		if (write(p[1], &ok, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	char ok = 0;
+	ck_assert_int_eq(read(p[0], &ok, 1), 1);
+	close(p[0]);
+	ck_assert(ok);
+	return pid;
+}
+
+/* Runs `cmd` in the network namespace of process `pid`; its exit status. */
+static int in_ns(pid_t pid, const char *cmd)
+{
+	char c[256];
+	snprintf(c, sizeof(c), "nsenter -t %d -n sh -c '%s'", (int)pid, cmd);
+	return system(c);
+}
+
+static uint64_t port_down(hs_port_t *p)
+{
+	return th_pstats(p).drops[HS_DROP_PORT_DOWN];
+}
+
+static uint64_t write_errors(hs_port_t *p)
+{
+	struct ctrs c = ctrs_of(p);
+	return c.write_errors;
+}
+
+/* Sends n frames to the tap; waits until each is either sent or counted
+ * as port_down. */
+static void send_n(struct rig *r, unsigned n)
+{
+	struct hs_port_stats b = th_pstats(r->tap);
+	static uint8_t f[200];
+	for (unsigned i = 0; i < n; i++) {
+		frame(f, sizeof(f), i);
+		tbe_queue(r->src, 0, f, sizeof(f), NULL, NULL);
+	}
+	ck_assert_int_ge(tbe_kick(r->src, 0), 0);
+	ck_assert(TH_WAIT(th_pstats(r->tap).tx_packets - b.tx_packets +
+				  port_down(r->tap) - b.drops[HS_DROP_PORT_DOWN] == n, 3000));
+}
+
+START_TEST(the_link_follows_the_device_into_other_namespaces)
+{
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "skipped: no network namespace of our own\n");
+		return;
+	}
+	struct rig r;
+	rig_up(&r, 0);
+	pthread_t loop;
+	ck_assert_int_eq(pthread_create(&loop, NULL, loop_main, r.sw), 0);
+	const char *dev = hs_tap_ifname(r.tap);
+	char cmd[200];
+	ck_assert(hs_port_link_up(r.tap));
+
+	/* here: down, then up */
+	snprintf(cmd, sizeof(cmd), "ip link set %s down", dev);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.tap), 3000));
+	uint64_t we = write_errors(r.tap), pd = port_down(r.tap);
+	send_n(&r, 10);
+	ck_assert_uint_eq(port_down(r.tap) - pd, 10);
+	ck_assert_uint_eq(write_errors(r.tap), we); /* not even tried */
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+
+	/* into another namespace: down with the move, up and down there */
+	pid_t other = ns_child();
+	snprintf(cmd, sizeof(cmd), "ip link set %s netns %d", dev, (int)other);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.tap), 3000));
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+	uint64_t tx = th_pstats(r.tap).tx_packets;
+	send_n(&r, 10);
+	ck_assert_uint_eq(th_pstats(r.tap).tx_packets - tx, 10);
+	snprintf(cmd, sizeof(cmd), "ip link set %s down", dev);
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.tap), 3000));
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+
+	/* back here, then up */
+	snprintf(cmd, sizeof(cmd), "ip link set %s netns %d", dev, (int)getpid());
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert(TH_WAIT(!hs_port_link_up(r.tap), 3000));
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+
+	/* away again, up there; that namespace ends, the device with it */
+	snprintf(cmd, sizeof(cmd), "ip link set %s netns %d", dev, (int)other);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	ck_assert_msg(TH_WAIT(!hs_port_link_up(r.tap), 10000),
+		      "the device outlived its namespace's last process");
+	pd = port_down(r.tap);
+	send_n(&r, 10);
+	ck_assert_uint_eq(port_down(r.tap) - pd, 10);
+	hs_stop(r.sw);
+	pthread_join(loop, NULL);
+	rig_down(&r);
+}
+END_TEST
+
 int main(void)
 {
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -549,6 +697,7 @@ int main(void)
 	tcase_add_test(tc, bursts_both_ways_keep_every_frame_in_order);
 	tcase_add_test(tc, deleting_a_tap_port_interrupts_no_other_thread);
 	tcase_add_test(tc, thread_exit_and_fork_leave_the_rings_sound);
+	tcase_add_test(tc, the_link_follows_the_device_into_other_namespaces);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -38,6 +38,19 @@
  * and rx_uring_calls and tx_uring_calls (io_uring batches that ran, for
  * reads and for writes: 0 when the port does one system call per frame).
  *
+ * The port's link follows the device: up while the device is up with a
+ * carrier (IFF_UP and IFF_RUNNING), in whatever network namespace it is
+ * moved to (a tap moved into a namespace goes down with the move, and up
+ * when it is set up there), read at hs_port_add and then from rtnetlink
+ * on the switch's loop (hs_run, or the host's loop). While it is down,
+ * frames to it count as port_down and are not written. Namespaces are
+ * followed without being held (no socket is opened in them, so `ip netns
+ * del` still ends a namespace and its devices); the device's namespace is
+ * given an id in the switch's own (RTM_NEWNSID) if it has none. Following a
+ * device in another namespace needs CAP_NET_ADMIN there and
+ * CAP_NET_BROADCAST here; without them the port logs that the device is
+ * not followed, and its link stays up.
+ *
  * Errors from the kernel (device gone, permission denied, name clash) are
  * returned by hs_port_add, or, once running, logged; the port's link then
  * goes down and other ports keep running.

@@ -26,3 +26,12 @@ int hs_nl_request(struct mnl_socket *nl, char *buf, mnl_cb_t cb, void *data, con
 			return 0;
 	}
 }
+
+struct nlmsghdr *hs_nl_req(char *buf, uint32_t *seq, uint16_t type, uint16_t flags)
+{
+	struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = type;
+	h->nlmsg_flags = NLM_F_REQUEST | flags;
+	h->nlmsg_seq = ++*seq;
+	return h;
+}

@@ -16,4 +16,8 @@
  * -errno (a receive timeout: -EAGAIN). */
 int hs_nl_request(struct mnl_socket *nl, char *buf, mnl_cb_t cb, void *data, const int *cb_rc);
 
+/* Starts a request of `type` at the start of buf: NLM_F_REQUEST | flags,
+ * the next sequence number of *seq. */
+struct nlmsghdr *hs_nl_req(char *buf, uint32_t *seq, uint16_t type, uint16_t flags);
+
 #endif

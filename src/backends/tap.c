@@ -52,7 +52,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libmnl/libmnl.h>
 #include <linux/if_tun.h>
+#include <linux/net_namespace.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -60,6 +63,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -70,6 +74,7 @@
 #endif
 
 #include "backends.h"
+#include "nl_dump.h"
 #include "vnet_hdr.h"
 
 #define TAP_HDR HSB_VNET_HDR_LEN
@@ -137,6 +142,21 @@ struct tap_port {
 	bool uring;              /* io_uring batches (set by tap_open) */
 	hs_timer_t *gone_t;      /* takes the fds out of the data path */
 	bool by_ref;             /* large frames sent by reference */
+	/* The device's state, followed over rtnetlink on the loop (see
+	 * "the device's state" below): the port's link is up while the
+	 * device is up with a carrier, in whatever namespace it is. */
+	struct mnl_socket *nl;   /* link events of every namespace with an id */
+	struct mnl_socket *nlq;  /* requests */
+	char *nl_buf;
+	hs_watch_t *nl_w;
+	struct stat own_ns;      /* the namespace of those sockets */
+	uint32_t nl_seq;
+	int nsid;                /* the device's namespace's id here; -1 ours */
+	int ifindex;             /* the device's index there; 0: not followed */
+	bool if_up;              /* up with a carrier, as last heard */
+	bool all_ns;             /* nl hears other namespaces */
+	bool unfollowed;         /* said why it is not followed */
+	bool started;            /* set_up changes the port's link */
 };
 
 static void tap_close(void *priv);
@@ -479,6 +499,286 @@ static int if_ioctl(const char *name, unsigned long req, struct ifreq *ifr)
 	return rc;
 }
 
+/* ---- the device's state ------------------------------------------------------- */
+
+/* A tap is often moved into another network namespace, where it goes
+ * down, comes up again, and may move on or be deleted. Its state is
+ * followed from here without holding that namespace: a socket opened
+ * there would keep it alive after `ip netns del`, with the device in it.
+ * One rtnetlink socket here hears the link messages of every namespace
+ * this one has an id for (NETLINK_LISTEN_ALL_NSID: a message from
+ * another namespace comes with that id as ancillary data); tun says which
+ * namespace its device is in (TUNGETDEVNETNS), and that namespace is
+ * given an id here if it has none (RTM_NEWNSID). A device's messages are
+ * known by that id and its index there. On a device's RTM_DELLINK (it
+ * left the namespace, or was deleted) everything is asked again. The
+ * first look is in tap_open; after that the loop reads the socket. Where
+ * the process lacks the rights for another namespace (CAP_NET_ADMIN
+ * there, CAP_NET_BROADCAST here), the port says so and its link stays up:
+ * frames to a down device are then refused by the kernel and counted as
+ * port_down, as before. */
+
+static void gone(struct tap_port *t, int err);
+static bool is_gone_errno(int e);
+
+/* The port's link follows the device (loop; tap_open before start). */
+static void set_up(struct tap_port *t, bool up)
+{
+	if (up == t->if_up || atomic_load(&t->gone))
+		return;
+	t->if_up = up;
+	if (!t->started)
+		return; /* tap_open reports it as the initial state */
+	hs_port_log(t->port, HS_LOG_INFO, "tap %s is %s", t->ifname,
+		    up ? "up" : "down or without carrier");
+	hs_port_set_link(t->port, up);
+	if (up && atomic_load(&t->gone)) /* gone() meanwhile, on a data path */
+		hs_port_set_link(t->port, false);
+}
+
+/* Stops following (the reason logged once); the link is left up. */
+static void unfollow(struct tap_port *t, const char *what, int err)
+{
+	t->ifindex = 0; /* matches no message */
+	if (!t->unfollowed) {
+		t->unfollowed = true;
+		hs_port_log(t->port, HS_LOG_WARN, "tap %s: its state is no longer followed "
+			    "(%s: %s); frames to it while it is down count as port_down",
+			    t->ifname, what, hs_strerror(err));
+	}
+	set_up(t, true);
+}
+
+struct tap_nl_ans {
+	bool got;
+	int nsid, ifindex;
+	unsigned flags;
+};
+
+static int nsid_cb(const struct nlmsghdr *h, void *data)
+{
+	struct tap_nl_ans *a = data;
+	const struct nlattr *at;
+	if (h->nlmsg_type != RTM_NEWNSID ||
+	    mnl_nlmsg_get_payload_len(h) < sizeof(struct rtgenmsg))
+		return MNL_CB_OK;
+	mnl_attr_for_each(at, h, sizeof(struct rtgenmsg)) {
+		if (mnl_attr_get_type(at) == NETNSA_NSID &&
+		    mnl_attr_validate(at, MNL_TYPE_U32) == 0) {
+			a->nsid = (int)mnl_attr_get_u32(at);
+			a->got = true;
+		}
+	}
+	return MNL_CB_OK;
+}
+
+/* The id this namespace has for the namespace `nsfd`, given one if it
+ * has none: >= 0, or -errno. */
+static int ns_id(struct tap_port *t, int nsfd)
+{
+	for (int pass = 0;; pass++) {
+		struct nlmsghdr *h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_GETNSID, 0);
+		struct rtgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+		g->rtgen_family = AF_UNSPEC;
+		mnl_attr_put_u32(h, NETNSA_FD, (uint32_t)nsfd);
+		struct tap_nl_ans a = {.nsid = -1};
+		int rc = hs_nl_request(t->nlq, t->nl_buf, nsid_cb, &a, NULL);
+		if (rc)
+			return rc;
+		if (a.got && a.nsid >= 0)
+			return a.nsid;
+		if (pass)
+			return -ENOENT;
+		h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_NEWNSID, NLM_F_ACK);
+		g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+		g->rtgen_family = AF_UNSPEC;
+		mnl_attr_put_u32(h, NETNSA_FD, (uint32_t)nsfd);
+		mnl_attr_put_u32(h, NETNSA_NSID, (uint32_t)-1); /* any free id */
+		rc = hs_nl_request(t->nlq, t->nl_buf, NULL, NULL, NULL);
+		if (rc && rc != -EEXIST) /* EEXIST: given one meanwhile */
+			return rc;
+	}
+}
+
+static int link_cb(const struct nlmsghdr *h, void *data)
+{
+	struct tap_nl_ans *a = data;
+	if (h->nlmsg_type == RTM_NEWLINK &&
+	    mnl_nlmsg_get_payload_len(h) >= sizeof(struct ifinfomsg)) {
+		const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(h);
+		a->ifindex = ifm->ifi_index;
+		a->flags = ifm->ifi_flags;
+		a->got = true;
+	}
+	return MNL_CB_OK;
+}
+
+/* The index and flags of the device `name` in namespace `nsid` (-1: this
+ * one). 0 or -errno (-ENODEV: no such device there). */
+static int get_link(struct tap_port *t, int nsid, const char *name, struct tap_nl_ans *a)
+{
+	struct nlmsghdr *h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_GETLINK, 0);
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(h, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(h, IFLA_IFNAME, name);
+	mnl_attr_put_u32(h, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	if (nsid >= 0)
+		mnl_attr_put_u32(h, IFLA_TARGET_NETNSID, (uint32_t)nsid);
+	*a = (struct tap_nl_ans){0};
+	int rc = hs_nl_request(t->nlq, t->nl_buf, link_cb, a, NULL);
+	return rc ? rc : a->got ? 0 : -ENODEV;
+}
+
+/* Finds the device (its namespace, index and state) and follows it. */
+static void follow(struct tap_port *t)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		if (atomic_load(&t->gone))
+			return;
+		int nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
+		if (nsfd < 0) {
+			if (is_gone_errno(errno) && t->started)
+				gone(t, -errno);
+			else
+				unfollow(t, "where is it", -errno);
+			return;
+		}
+		struct stat st;
+		int nsid = -1, rc = fstat(nsfd, &st) ? -errno : 0;
+		if (!rc && (st.st_ino != t->own_ns.st_ino || st.st_dev != t->own_ns.st_dev)) {
+			if (!t->all_ns)
+				rc = -EPERM; /* its messages would not come */
+			else
+				rc = nsid = ns_id(t, nsfd);
+		}
+		close(nsfd);
+		if (rc < 0) {
+			unfollow(t, "the id of its namespace", rc);
+			return;
+		}
+		struct ifreq ifr = {0};
+		if (ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0) {
+			if (is_gone_errno(errno) && t->started)
+				gone(t, -errno);
+			else
+				unfollow(t, "its name", -errno);
+			return;
+		}
+		struct tap_nl_ans a;
+		rc = get_link(t, nsid, ifr.ifr_name, &a);
+		if (rc == -ENODEV)
+			continue; /* moved (or renamed) meanwhile */
+		if (rc) {
+			unfollow(t, "its state", rc);
+			return;
+		}
+		/* still in that namespace? (else a name there may be another's) */
+		nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
+		struct stat now;
+		bool same = nsfd >= 0 && !fstat(nsfd, &now) && now.st_ino == st.st_ino &&
+			    now.st_dev == st.st_dev;
+		if (nsfd >= 0)
+			close(nsfd);
+		if (!same)
+			continue;
+		t->nsid = nsid;
+		t->ifindex = a.ifindex;
+		set_up(t, (a.flags & IFF_UP) && (a.flags & IFF_RUNNING));
+		return;
+	}
+	unfollow(t, "it kept moving", -EAGAIN);
+}
+
+/* The loop: link messages. */
+static void nl_cb(hs_watch_t *w, int fd, unsigned events, void *arg)
+{
+	struct tap_port *t = arg;
+	(void)w, (void)events;
+	bool again = false;
+	for (int i = 0; i < 16; i++) {
+		union {
+			char b[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} cm;
+		struct iovec iov = {.iov_base = t->nl_buf, .iov_len = MNL_SOCKET_BUFFER_SIZE};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+				   .msg_controllen = sizeof(cm.b)};
+		ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT);
+		if (n < 0 && errno == ENOBUFS) {
+			again = true; /* messages lost: the state is asked again */
+			continue;
+		}
+		if (n <= 0)
+			break;
+		int nsid = -1; /* no id: this namespace's own */
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+			if (c->cmsg_level == SOL_NETLINK && c->cmsg_type == NETLINK_LISTEN_ALL_NSID &&
+			    c->cmsg_len >= CMSG_LEN(sizeof(int)))
+				memcpy(&nsid, CMSG_DATA(c), sizeof(nsid));
+		if (nsid != t->nsid)
+			continue;
+		const struct nlmsghdr *h = (const struct nlmsghdr *)t->nl_buf;
+		for (int left = (int)n; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+			if ((h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) ||
+			    mnl_nlmsg_get_payload_len(h) < sizeof(struct ifinfomsg))
+				continue;
+			const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(h);
+			if (!t->ifindex || ifm->ifi_index != t->ifindex ||
+			    ifm->ifi_family != AF_UNSPEC)
+				continue;
+			if (h->nlmsg_type == RTM_DELLINK)
+				again = true; /* left the namespace, or deleted */
+			else
+				set_up(t, (ifm->ifi_flags & IFF_UP) && (ifm->ifi_flags & IFF_RUNNING));
+		}
+	}
+	if (again)
+		follow(t);
+}
+
+/* The sockets, and the first look (tap_open). A port that cannot follow
+ * its device says so and works as before. */
+static void follow_open(struct tap_port *t)
+{
+	t->nsid = -1;
+	t->if_up = true;
+	const char *what = "memory";
+	int one = 1, rc = -ENOMEM;
+	struct timeval tv = {.tv_sec = 1};
+	t->nl_buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	if (t->nl_buf) {
+		what = "rtnetlink";
+		rc = (t->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) &&
+				     mnl_socket_bind(t->nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID) == 0 &&
+				     (t->nlq = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) &&
+				     mnl_socket_bind(t->nlq, 0, MNL_SOCKET_AUTOPID) == 0 &&
+				     setsockopt(mnl_socket_get_fd(t->nlq), SOL_SOCKET, SO_RCVTIMEO,
+						&tv, sizeof(tv)) == 0
+			     ? 0
+			     : -errno;
+	}
+	if (!rc) {
+		what = "its namespace";
+		rc = stat("/proc/thread-self/ns/net", &t->own_ns) ? -errno : 0;
+	}
+	if (rc) {
+		unfollow(t, what, rc);
+		return;
+	}
+	t->all_ns = setsockopt(mnl_socket_get_fd(t->nl), SOL_NETLINK, NETLINK_LISTEN_ALL_NSID,
+			       &one, sizeof(one)) == 0;
+	follow(t);
+}
+
+static void follow_close(struct tap_port *t)
+{
+	if (t->nl)
+		mnl_socket_close(t->nl);
+	if (t->nlq)
+		mnl_socket_close(t->nlq);
+	free(t->nl_buf);
+}
+
 static uint32_t caps_of(unsigned tun)
 {
 	uint32_t c = 0;
@@ -576,7 +876,8 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 		t->q[i].rx_want = 2;
 	}
 #endif
-	info->link_up = true;
+	follow_open(t);
+	info->link_up = t->if_up;
 	*priv = t;
 	return 0;
 }
@@ -590,10 +891,20 @@ static int tap_start(void *priv)
 		if (rc)
 			return rc;
 	}
-	hs_port_log(t->port, HS_LOG_INFO, "tap %s, %u queue(s), offloads %s, %s", t->ifname,
-		    t->cfg.queues, t->tun_offload ? "on" : "off",
-		    t->uring ? "io_uring batches" : "a system call per frame");
-	return 0;
+	hs_port_log(t->port, HS_LOG_INFO, "tap %s, %u queue(s), offloads %s, %s, link %s%s",
+		    t->ifname, t->cfg.queues, t->tun_offload ? "on" : "off",
+		    t->uring ? "io_uring batches" : "a system call per frame",
+		    t->if_up ? "up" : "down", t->unfollowed ? " (not followed)" : "");
+	/* from here on the loop reads the device's messages and sets the link */
+	t->started = true;
+	int rc = t->nl ? hs_watch_add(hs_port_switch(t->port), mnl_socket_get_fd(t->nl),
+				      HS_WATCH_READ, nl_cb, t, &t->nl_w)
+		       : 0;
+	if (rc) {
+		for (uint16_t i = 0; i < t->cfg.queues; i++)
+			hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+	}
+	return rc;
 }
 
 /* Takes the queues' fds out of the data path. */
@@ -606,6 +917,8 @@ static void unwatch(struct tap_port *t)
 static void tap_stop(void *priv)
 {
 	struct tap_port *t = priv;
+	hs_watch_del(t->nl_w); /* waits for its callback */
+	t->nl_w = NULL;
 	hs_timer_del(t->gone_t);
 	t->gone_t = NULL;
 	unwatch(t);
@@ -617,6 +930,7 @@ static void tap_close(void *priv)
 	for (unsigned i = 0; i < t->cfg.queues; i++)
 		free_q(&t->q[i], t->cfg.ring);
 	free(t->q);
+	follow_close(t);
 	free(t);
 }
 
@@ -632,8 +946,12 @@ static void gone_cb(hs_timer_t *tm, void *arg)
 static void gone(struct tap_port *t, int err)
 {
 	if (!atomic_exchange(&t->gone, true)) {
-		hs_port_log(t->port, HS_LOG_ERROR, "tap %s: %s; link down", t->ifname,
-			    hs_strerror(err));
+		if (err == -EBADFD) /* tun's word for a file whose device went */
+			hs_port_log(t->port, HS_LOG_ERROR, "tap %s was deleted, or its "
+				    "namespace ended; link down", t->ifname);
+		else
+			hs_port_log(t->port, HS_LOG_ERROR, "tap %s: %s; link down", t->ifname,
+				    hs_strerror(err));
 		hs_port_set_link(t->port, false);
 		hs_timer_add(hs_port_switch(t->port), 0, 0, gone_cb, t, &t->gone_t);
 	}

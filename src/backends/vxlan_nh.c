@@ -285,20 +285,11 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static struct nlmsghdr *req(struct vx_nh_tab *t, uint16_t type, uint16_t flags)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(t->buf);
-	nlh->nlmsg_type = type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = ++t->seq;
-	return nlh;
-}
-
 /* A neighbour request about hop on the interface, built in t->buf. */
 static void neigh_req(struct vx_nh_tab *t, uint16_t type, uint16_t flags, uint8_t ndm_flags,
 		      const union vx_addr *hop)
 {
-	struct nlmsghdr *nlh = req(t, type, flags);
+	struct nlmsghdr *nlh = hs_nl_req(t->buf, &t->seq, type, flags);
 	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
 	nd->ndm_family = (uint8_t)t->p.family;
 	nd->ndm_ifindex = t->ifindex;
@@ -322,7 +313,7 @@ static void resolve(struct vx_nh_tab *t, const union vx_addr *remote, struct ans
 {
 	unsigned al = alen(t);
 	*out = (struct answer){0};
-	struct nlmsghdr *nlh = req(t, RTM_GETROUTE, 0);
+	struct nlmsghdr *nlh = hs_nl_req(t->buf, &t->seq, RTM_GETROUTE, 0);
 	struct rtmsg *rt = mnl_nlmsg_put_extra_header(nlh, sizeof(*rt));
 	rt->rtm_family = (uint8_t)t->p.family;
 	rt->rtm_dst_len = rt->rtm_src_len = (uint8_t)(al * 8);

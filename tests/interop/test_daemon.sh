@@ -250,6 +250,14 @@ hsctl --json show >"$work/show.json" || fail "show --json failed"
 [ "$(json '.ports | length' <"$work/show.json")" = 7 ] || fail "show has not 7 ports"
 [ "$(port_field a .link <"$work/show.json")" = up ] ||
 	fail "port a's link is not up"
+# the link follows the tap in its namespace: down there, down here
+link_of() { hsctl --json show | port_field "$1" .link; }
+ip -n "${ns[2]}" link set "${tap[2]}" down
+for _ in $(seq 50); do [ "$(link_of c)" = down ] && break; sleep 0.1; done
+[ "$(link_of c)" = down ] || fail "c's link is $(link_of c) with its tap down in ${ns[2]}"
+ip -n "${ns[2]}" link set "${tap[2]}" up
+for _ in $(seq 50); do [ "$(link_of c)" = up ] && break; sleep 0.1; done
+[ "$(link_of c)" = up ] || fail "c's link is $(link_of c) with its tap up again"
 if [ -n "$tp" ]; then
 	[ "$(port_field vm1 .peer.connected <"$work/show.json")" = true ] ||
 		fail "show does not see testpmd on vm1"
