@@ -4,7 +4,10 @@
  * foreign memory through the batched copy hook, VLAN changes inside the
  * copy, software checksums and GSO segmentation checked against an
  * independent reference, offload pass-through, bad metadata, and GSO
- * pieces through the backlog.
+ * pieces through the backlog. And metadata a sender may choose (a cold
+ * review's cases): a GSO flag on a frame that is not, a piece longer than
+ * an IP datagram or than the sender's MTU, a frame cut in part before its
+ * receiver took GSO, a failed sender copy where a tag goes in.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -494,7 +497,8 @@ START_TEST(gso_frames_are_segmented_for_receivers_without_gso)
 		uint32_t n = build_l4(fr, gc->ipv, gc->proto, 60000, -1, &off);
 		memcpy(fr, th_bcast, 6);
 		off.gso_type = gc->type;
-		off.gso_size = gc->proto == IPPROTO_TCP ? 1448 : 1400;
+		/* an MSS as Linux picks it: the headers and one fill an MTU of 1500 */
+		off.gso_size = gc->proto == IPPROTO_UDP ? 1400 : gc->ipv == V4 ? 1448 : 1428;
 		static const uint32_t split[] = {54, 1000, 7, 30000, 0};
 		tbe_queue(a, 0, fr, n, &off, split);
 		tbe_kick(a, 0);
@@ -735,6 +739,253 @@ START_TEST(two_backends_foreign_memory)
 }
 END_TEST
 
+/* ---- offload metadata a sender may choose (a cold review, 2026-12-06) ---- */
+
+/* HS_OFF_GSO_ECN belongs to GSO: alone, Linux refuses it (a virtio-net
+ * header of gso_type 0x80), so the frame is refused here and counted. */
+START_TEST(an_ecn_flag_without_gso_is_refused)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tc = {.caps = HS_CAP_CSUM};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tc, 0);
+	hs_port_t *n = tbe_port(sw, "n", NULL, 0);
+	static uint8_t fr[2000];
+	struct hs_offload off;
+	uint32_t len = build_l4(fr, V4, IPPROTO_TCP, 500, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.flags = HS_OFF_GSO_ECN;
+	tbe_queue(a, 0, fr, len, &off, NULL);
+	off.flags = HS_OFF_NEEDS_CSUM | HS_OFF_GSO_ECN;
+	tbe_queue(a, 0, fr, len, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(th_pstats(a).drops[HS_DROP_BAD_OFFLOAD], 2);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 0);
+	ck_assert_uint_eq(tbe_rx_count(n, 0), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* A frame without offload metadata that needs a VLAN change (access to
+ * trunk) goes the way of frames to be rewritten; if its sender's copy
+ * hook fails (a Xen guest that revoked its grants), it is withdrawn and
+ * counted, never published with its buffer's old bytes. */
+START_TEST(a_failed_sender_copy_is_counted_when_a_tag_goes_in)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config ta = {.foreign_tx = true, .hook_fails = true};
+	hs_port_t *a = tbe_port(sw, "a", &ta, 9); /* access VLAN 9 */
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config tt = {0};
+	struct hs_port_config pc = {.name = "trunk", .backend = TBE_NAME,
+				    .backend_config = &tt, .backend_config_size = sizeof(tt),
+				    .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *t;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &t), 0);
+	static uint8_t fr[1000];
+	uint8_t src[6];
+	th_mac(src, 1);
+	size_t n = th_frame(fr, th_bcast, src, -1, 600, 7);
+	tbe_queue(a, 0, fr, (uint32_t)n, NULL, NULL);
+	tbe_kick(a, 0);
+	struct hs_port_stats st = th_pstats(t);
+	ck_assert_uint_eq(tbe_rx_count(t, 0), 0);
+	ck_assert_uint_eq(st.tx_packets, 0);
+	ck_assert_uint_eq(st.drops[HS_DROP_COPY_ERROR], 1);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Ten pieces of a cut GSO frame go out, the rest waits (the receiver's
+ * buffers ran out); then the receiver takes TSO (hs_port_set_caps may
+ * come at any time). The rest is still cut: the whole frame again would
+ * deliver the first ten pieces' payload twice. */
+START_TEST(a_frame_cut_in_part_is_cut_to_the_end)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_posted = 10, .rx_seg = 65536};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 40000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 1448;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 10);
+	ck_assert_int_eq(hs_port_set_caps(b, HS_CAP_CSUM | HS_CAP_GSO_TCPV4), 0);
+	tbe_post(b, 0, 100);
+	uint32_t payload = 0, frames = 0;
+	struct tbe_rxf r;
+	while (tbe_pop(b, 0, &r)) {
+		ck_assert_uint_le(r.len, off.hdr_len + 1448u);
+		ck_assert_uint_eq(r.off.gso_type, HS_GSO_NONE);
+		ck_assert(!memcmp(r.data + off.hdr_len, fr + off.hdr_len + frames * 1448u,
+				  r.len - off.hdr_len));
+		payload += r.len - off.hdr_len;
+		frames++;
+		free(r.data);
+	}
+	ck_assert_uint_eq(payload, n - off.hdr_len);
+	ck_assert_uint_eq(frames, (40000 + 1447) / 1448);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* A TCPv4 GSO frame of the largest size whose gso_size covers all of its
+ * payload: its one piece would be an IP datagram of 65536 bytes, whose
+ * total length field cannot say so (it wrapped to 0). Refused. */
+START_TEST(a_piece_longer_than_an_ip_datagram_is_refused)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_seg = 32768, .rx_nseg = 3};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t pay = HS_FRAME_MAX - 14 - 20 - 32;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, pay, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	ck_assert_uint_eq(n, HS_FRAME_MAX);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = (uint16_t)pay;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	off.gso_size = 1448; /* the same frame in pieces of an MSS: fine */
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(th_pstats(a).drops[HS_DROP_BAD_OFFLOAD], 1);
+	ck_assert_uint_eq(th_pstats(b).tx_gso_segments, (pay + 1447) / 1448);
+	struct tbe_rxf r;
+	while (tbe_pop(b, 0, &r)) {
+		uint32_t tot = (uint32_t)r.data[16] << 8 | r.data[17];
+		ck_assert_uint_eq(tot, r.len - 14);
+		free(r.data);
+	}
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* A GSO frame may be larger than the sender's MTU, its pieces may not:
+ * one whose payload fits in one gso_size is one frame of that size to a
+ * receiver without TSO (Linux: "too small packets are not really GSO
+ * ones"), and one with a gso_size beyond the MTU makes pieces beyond it.
+ * Both are oversize, as the same frame without GSO is; an MSS within the
+ * MTU passes. */
+START_TEST(gso_pieces_keep_to_the_senders_mtu)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_seg = 65536, .rx_posted = 256};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0); /* MTU 1500 */
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 9000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	tbe_queue(a, 0, fr, n, &off, NULL); /* checksum offload only */
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 9000;                /* one piece */
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	off.gso_size = 3000;                /* three, each too large */
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	off.gso_size = (uint16_t)(1514 - off.hdr_len); /* the largest that fits */
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(th_pstats(a).drops[HS_DROP_OVERSIZE], 3);
+	struct tbe_rxf r;
+	uint32_t payload = 0;
+	while (tbe_pop(b, 0, &r)) {
+		ck_assert_uint_le(r.len, 1514);
+		payload += r.len - off.hdr_len;
+		free(r.data);
+	}
+	ck_assert_uint_eq(payload, 9000);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Hostile metadata: refused, counted, nothing delivered. */
+
+START_TEST(hostile_metadata_is_refused_and_counted)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", NULL, 0);
+	static uint8_t fr[70000];
+	struct hs_offload good;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 3000, -1, &good);
+	memcpy(fr, th_bcast, 6);
+	good.gso_type = HS_GSO_TCPV4;
+	good.gso_size = 1448;
+	unsigned sent = 0;
+	/* TCP data offset 0..4 words (doff < 20) */
+	static uint8_t f2[70000];
+	memcpy(f2, fr, n);
+	f2[14 + 20 + 12] = 0x40;
+	tbe_queue(a, 0, f2, n, &good, NULL), sent++;
+	/* IHL 15 with total frame shorter than IP header + TCP header */
+	memcpy(f2, fr, n);
+	f2[14] = 0x4f;
+	tbe_queue(a, 0, f2, 14 + 60 + 10, &good, NULL), sent++;
+	/* csum_offset pushes the field past the end */
+	struct hs_offload o = good;
+	o.gso_type = 0;
+	o.csum_offset = 0xffff;
+	tbe_queue(a, 0, fr, n, &o, NULL), sent++;
+	/* csum field exactly 1 byte over */
+	o.csum_offset = (uint16_t)(n - o.csum_start - 1);
+	tbe_queue(a, 0, fr, n, &o, NULL), sent++;
+	/* gso frame with only headers, no payload */
+	tbe_queue(a, 0, fr, 14 + 20 + 32, &good, NULL), sent++;
+	/* IPv6 with an extension header (hop-by-hop) */
+	uint32_t n6 = build_l4(f2, V6, IPPROTO_TCP, 3000, -1, &o);
+	memcpy(f2, th_bcast, 6);
+	f2[14 + 6] = 0;
+	o.gso_type = HS_GSO_TCPV6;
+	o.gso_size = 1000;
+	tbe_queue(a, 0, f2, n6, &o, NULL), sent++;
+	/* gso_size 1 with a 2000-byte payload: 2000 pieces */
+	o = good;
+	o.gso_size = 1;
+	tbe_queue(a, 0, fr, 14 + 20 + 32 + 2000, &o, NULL), sent++;
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 0);
+	ck_assert_uint_eq(th_pstats(a).drops[HS_DROP_BAD_OFFLOAD], sent);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* gso_size 1 with 1000 payload bytes: 1000 pieces, each correct. */
+START_TEST(a_tiny_mss_makes_correct_pieces)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_posted = 4000};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[4000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V6, IPPROTO_TCP, 1000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV6;
+	off.gso_size = 1;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 1000);
+	struct tbe_rxf r;
+	uint32_t i = 0;
+	while (tbe_pop(b, 0, &r)) {
+		ck_assert_uint_eq(r.len, off.hdr_len + 1);
+		ck_assert_uint_eq(r.data[r.len - 1], fr[off.hdr_len + i]);
+		i++;
+		free(r.data);
+	}
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("copy");
@@ -756,6 +1007,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, gso_pieces_wait_in_the_backlog_in_order);
 	tcase_add_test(tc, bad_offload_metadata_is_dropped);
 	tcase_add_test(tc, two_backends_foreign_memory);
+	tcase_add_test(tc, an_ecn_flag_without_gso_is_refused);
+	tcase_add_test(tc, a_failed_sender_copy_is_counted_when_a_tag_goes_in);
+	tcase_add_test(tc, a_frame_cut_in_part_is_cut_to_the_end);
+	tcase_add_test(tc, a_piece_longer_than_an_ip_datagram_is_refused);
+	tcase_add_test(tc, gso_pieces_keep_to_the_senders_mtu);
+	tcase_add_test(tc, hostile_metadata_is_refused_and_counted);
+	tcase_add_test(tc, a_tiny_mss_makes_correct_pieces);
 	suite_add_tcase(s, tc);
 	return s;
 }

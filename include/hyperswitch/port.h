@@ -71,7 +71,9 @@ struct hs_port_config {
 	uint32_t mac_limit;        /* MACs this port may hold in the table;
 				      0 -> the switch's fdb_port_limit */
 	uint32_t mtu;              /* 0 -> 1500; largest frame is mtu + 14
-				      (+4 when tagged); GSO frames exempt */
+				      (+4 when tagged); a GSO frame may be
+				      larger, its segments may not (headers
+				      plus gso_size) */
 	uint32_t flags;            /* HS_PORT_* */
 	void *data;                /* host's own pointer: hs_port_data() */
 	/* fields added later go here, and HS_PORT_CONFIG_SIZE_V1 stays */

@@ -30,7 +30,9 @@
  * port) gets one io_uring, one file, on first use, freed when the thread
  * exits. Deleting a port touches no ring. Writes that
  * the kernel refuses for lack of room (EAGAIN, ENOBUFS) are dropped and
- * counted (rx_no_buffer), never retried in a loop. Besides the port's
+ * counted (rx_no_buffer), never retried in a loop; a frame whose offload
+ * metadata the kernel refuses (EINVAL) counts as bad_offload, other
+ * refusals as port_down. Besides the port's
  * counters, hs_port_backend_counters gives read_errors and write_errors
  * (the kernel failed a read or write, not for lack of room),
  * tx_by_reference (frames written from the sender's memory),

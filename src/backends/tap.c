@@ -1256,7 +1256,7 @@ static int tap_copy(void *priv, const struct hs_copy_op *ops, unsigned n)
 
 /* What one commit's writes came to. */
 struct tap_wres {
-	unsigned refused, failed, incomplete;
+	unsigned refused, failed, incomplete, invalid;
 };
 
 /* A write of frame `o` failed with errno e. */
@@ -1268,7 +1268,11 @@ static void write_failed(struct tap_port *t, struct tap_q *q, const struct hs_ou
 	} else if (e == EFAULT) {
 		w->incomplete++; /* the sender's memory went away under us */
 	} else {
-		w->failed++;
+		/* EINVAL: the kernel refused the frame's virtio-net header */
+		if (e == EINVAL)
+			w->invalid++;
+		else
+			w->failed++;
 		if (e != q->write_errno) { /* once per kind, not per frame */
 			q->write_errno = e;
 			hs_port_log(t->port, HS_LOG_WARN, "the kernel refused a frame "
@@ -1406,13 +1410,15 @@ static unsigned tap_send_commit(void *priv, uint16_t qi, const struct hs_out *ou
 	q->n_resv = 0;
 	ctr_add(&q->by_ref, by_ref);
 	ctr_add(&q->by_ref_staged, staged);
-	ctr_add(&q->write_errors, w.failed);
+	ctr_add(&q->write_errors, w.failed + w.invalid);
 	if (w.incomplete)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_COPY_ERROR, w.incomplete);
 	if (w.refused)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_NO_BUFFER, w.refused);
 	if (w.failed)
 		hs_port_count_tx_drop(t->port, qi, HS_DROP_PORT_DOWN, w.failed);
+	if (w.invalid)
+		hs_port_count_tx_drop(t->port, qi, HS_DROP_BAD_OFFLOAD, w.invalid);
 	return 0; /* the kernel needs no notification */
 }
 

@@ -342,8 +342,8 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 		    (uint32_t)o->csum_start + o->csum_offset + 2 > p->len)
 			return -EINVAL;
 	}
-	if (o->gso_type == HS_GSO_NONE)
-		return 0;
+	if (o->gso_type == HS_GSO_NONE) /* ECN is a GSO flag: Linux refuses it alone */
+		return (o->flags & HS_OFF_GSO_ECN) ? -EINVAL : 0;
 	if (o->gso_type != HS_GSO_TCPV4 && o->gso_type != HS_GSO_TCPV6 &&
 	    o->gso_type != HS_GSO_UDP_L4 && o->gso_type != HS_GSO_UDP)
 		return -EINVAL;
@@ -398,6 +398,11 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 		return -EINVAL;
 	uint32_t pieces = (p->len - h + o->gso_size - 1) / o->gso_size;
 	if (pieces > HS__GSO_PIECES_MAX)
+		return -EINVAL;
+	/* Each piece's IP length must fit its 16-bit field (IPv6: the
+	 * payload's, past the 40-byte header). */
+	uint32_t piece = h + (p->len - h < o->gso_size ? p->len - h : o->gso_size);
+	if (piece - l3 - (v6 ? 40 : 0) > 0xffff)
 		return -EINVAL;
 	/* Linux takes USO in at most UDP_MAX_SEGMENTS (128) pieces. */
 	if (o->gso_type == HS_GSO_UDP_L4 && pieces > 128)

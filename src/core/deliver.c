@@ -198,11 +198,12 @@ static int prepare(struct hs__src *s, const struct hs_pkt *p,
 	s->off = p->off;
 	s->pieces = 1;
 	s->mode = HS__PASS;
-	s->local = 1;
+	/* whether every byte is addressable: a foreign frame's copy can fail
+	 * (its sender's hook), and then it must not be published */
+	s->local = pkt_local(p);
 	if (HS__LIKELY(!p->off.flags && !p->off.gso_type))
 		return 0;
 
-	s->local = pkt_local(p);
 	if (s->off.flags & HS_OFF_NEEDS_CSUM)
 		s->off.csum_start = (uint16_t)(s->off.csum_start + s->delta);
 	if (!(caps & HS_CAP_CSUM))
@@ -581,7 +582,11 @@ void hs__drain_backlog(struct hs__ctx *c, struct hs_port *dp,
 			struct hs__src *s = &dl->blsrc[ns];
 			s->strip = s->ins = 0;
 			s->delta = 0;
-			if (prepare(s, p, &e->l4, caps, dl->bltmpl[ns])) {
+			/* A frame partly cut already is cut to the end, even if
+			 * its receiver now takes it whole: its first pieces are
+			 * out. */
+			uint32_t fc = e->first ? caps & ~(gso_cap(&p->off) & ~HS_CAP_CSUM) : caps;
+			if (prepare(s, p, &e->l4, fc, dl->bltmpl[ns])) {
 				/* Its receiver changed and cannot take it. */
 				if (ns == 0) {
 					dropped_head++;
