@@ -1526,6 +1526,161 @@ START_TEST(bad_underlays_are_refused)
 }
 END_TEST
 
+/* ---- the underlay's hostile or lossy side (a cold review, 2026-12-06) ---- */
+
+/* A datagram whose outer source is the local VTEP address itself (a local
+ * process bound to it; over IPv6 any underlay host may claim it) would
+ * teach the table MAC -> ourselves, which hs_vxlan_fdb_add refuses: frames
+ * for that MAC would go to our own socket, come back in, and move the
+ * local sender's MAC in the switch to the vxlan port. It teaches nothing
+ * and reaches no port (src_local). */
+START_TEST(no_mac_is_learned_behind_our_own_address)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	hs_port_t *m2 = th_port(a.sw, "m2", 0);
+	uint8_t g[6], x[6], h[6];
+	th_mac(g, 1); /* a local guest on a.m */
+	th_mac(h, 2); /* another local guest on m2 */
+	th_mac(x, 5); /* the MAC the spoofer claims */
+	static uint8_t f[300], d[300];
+	size_t n = th_frame(f, th_bcast, g, -1, 100, 1);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	ck_assert(TH_WAIT(th_pending(m2) >= 1, 3000));
+	th_drain(m2);
+	/* the spoofer: a socket bound to the VTEP's own address */
+	int c = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	ck_assert_int_eq(bind(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	n = datagram(d, 5);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "src_local") == 1, 3000));
+	ck_assert_uint_eq(th_pstats(a.vx).drops[HS_DROP_BAD_DESC], 1);
+	ck_assert_int_eq(th_pending(m2), 0);
+	ck_assert_int_eq(th_pending(a.m), 0);
+	/* g talks to x: the frame is sent to ourselves and comes back */
+	n = th_frame(f, x, g, -1, 100, 2);
+	ck_assert_int_eq(th_send(a.m, f, n), 0);
+	usleep(300000);
+	/* h (another local port) to g: must reach a.m */
+	n = th_frame(f, g, h, -1, 100, 3);
+	ck_assert_int_eq(th_send(m2, f, n), 0);
+	bool got = TH_WAIT(th_pending(a.m) >= 1, 1000);
+	ck_assert_str_ne(where(a.vx, x, NULL), "127.0.0.1");
+	ck_assert_msg(got, "g's frames looped back through the tunnel: g blackholed");
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+/* HS_VXLAN_DF: a datagram larger than the path MTU (here a route's MTU
+ * of 1300, below the interface's) is refused by the kernel and counted as
+ * too_big, not sent with DF to be dropped by the first hop with the
+ * smaller MTU, uncounted. */
+START_TEST(df_datagrams_keep_to_the_route_mtu)
+{
+	NEED_NETNS();
+	ck_assert_int_eq(system("ip link add u0 type veth peer name u1 && ip link set u0 up && "
+				"ip link set u1 up && ip addr add 10.77.0.1/24 dev u0 && "
+				"ip neigh add 10.77.0.2 lladdr 02:77:00:00:00:02 dev u0 nud permanent && "
+				"ip route add 10.66.0.9/32 via 10.77.0.2 dev u0 mtu 1300"), 0);
+	int wfd = wire_open("u1");
+	struct side a;
+	a.sw = th_switch(NULL);
+	a.m = th_port(a.sw, "m", 0);
+	struct hs_vxlan_config vc = {.local = "10.77.0.1", .vni = 42, .flags = HS_VXLAN_DF};
+	a.vx = vx_port(a.sw, "vx", &vc);
+	pthread_create(&a.loop, NULL, loop_main, a.sw);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "10.66.0.9", 0), 0);
+	static uint8_t f[1500], b[2048];
+	uint8_t src[6];
+	th_mac(src, 1);
+	size_t fl = th_frame(f, th_bcast, src, -1, 1400, 1);
+	ck_assert_int_eq(th_send(a.m, f, fl), 0);
+	bool partial;
+	size_t n = wire_read(wfd, b, sizeof(b), 0x0800, &partial);
+	ck_assert_msg(n == 0 && backend_ctr(a.vx, "too_big") == 1,
+		      "a DF datagram larger than the route's MTU left (%zu bytes), too_big %llu", n,
+		      (unsigned long long)backend_ctr(a.vx, "too_big"));
+	close(wfd);
+	side_down(&a);
+}
+END_TEST
+
+/* Datagrams the kernel drops while the port cannot read (here: paused)
+ * are counted: the backend's rx_overflow within a second, the port's
+ * rx_no_buffer with its next burst. Received plus dropped is what was
+ * sent. */
+START_TEST(datagrams_the_kernel_drops_are_counted)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	static uint8_t d[1500];
+	size_t n = datagram(d, 5);
+	n = 8 + th_frame(d + 8, th_bcast, d + 8 + 6, -1, 1400, 1);
+	ck_assert_int_eq(hs_port_quiesce(a.vx), 0);
+	unsigned sent = 8000; /* more than an 8 MiB buffer holds */
+	for (unsigned i = 0; i < sent; i++)
+		fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert_int_eq(hs_port_resume(a.vx), 0);
+	ck_assert_msg(TH_WAIT(th_pstats(a.vx).rx_packets + backend_ctr(a.vx, "rx_overflow") ==
+				      sent, 5000),
+		      "received %llu, lost %llu of %u",
+		      (unsigned long long)th_pstats(a.vx).rx_packets,
+		      (unsigned long long)backend_ctr(a.vx, "rx_overflow"), sent);
+	ck_assert_uint_gt(backend_ctr(a.vx, "rx_overflow"), 0);
+	fake_send(c, AF_INET, "127.0.0.1", d, n); /* the port's next burst */
+	ck_assert(TH_WAIT(th_pstats(a.vx).rx_packets +
+				  th_pstats(a.vx).drops[HS_DROP_NO_BUFFER] == sent + 1, 3000));
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
+
+
+/* IPv6 without HS_VXLAN_DF: a datagram larger than the route's MTU is
+ * fragmented at the source (no router on the way will), not sent whole. */
+START_TEST(ipv6_datagrams_keep_to_the_route_mtu)
+{
+	NEED_NETNS();
+	ck_assert_int_eq(system("ip link add u0 type veth peer name u1 && ip link set u0 up && "
+				"ip link set u1 up && ip -6 addr add fd77::1/64 dev u0 nodad && "
+				"ip -6 neigh add fd77::2 lladdr 02:77:00:00:00:02 dev u0 nud permanent && "
+				"ip -6 route add fd66::9/128 via fd77::2 dev u0 mtu 1300"), 0);
+	int wfd = wire_open("u1");
+	struct side a;
+	a.sw = th_switch(NULL);
+	a.m = th_port(a.sw, "m", 0);
+	struct hs_vxlan_config vc = {.local = "fd77::1", .vni = 42};
+	a.vx = vx_port(a.sw, "vx", &vc);
+	pthread_create(&a.loop, NULL, loop_main, a.sw);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "fd66::9", 0), 0);
+	static uint8_t f[1500], b[2048];
+	uint8_t src[6];
+	th_mac(src, 1);
+	size_t fl = th_frame(f, th_bcast, src, -1, 1400, 1);
+	ck_assert_int_eq(th_send(a.m, f, fl), 0);
+	/* the datagram: whole (next header 17) or its first fragment (44) */
+	size_t n = 0;
+	for (int i = 0; i < 20 && !n; i++) {
+		ssize_t k = recv(wfd, b, sizeof(b), 0);
+		if (k > 54 && b[12] == 0x86 && b[13] == 0xdd && (b[20] == 17 || b[20] == 44))
+			n = (size_t)k;
+	}
+	ck_assert_msg(n, "no datagram left");
+	ck_assert_msg(b[20] == 44 && n - 14 <= 1300, "the datagram left whole: %zu bytes on "
+		      "the wire, next header %u", n, b[20]);
+	ck_assert_uint_eq(backend_ctr(a.vx, "too_big") + backend_ctr(a.vx, "send_errors"), 0);
+	close(wfd);
+	side_down(&a);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -1549,6 +1704,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, datagrams_leave_through_the_underlay_interface_ipv4);
 	tcase_add_test(tc, datagrams_leave_through_the_underlay_interface_ipv6);
 	tcase_add_test(tc, bad_underlays_are_refused);
+	tcase_add_test(tc, no_mac_is_learned_behind_our_own_address);
+	tcase_add_test(tc, df_datagrams_keep_to_the_route_mtu);
+	tcase_add_test(tc, ipv6_datagrams_keep_to_the_route_mtu);
+	tcase_add_test(tc, datagrams_the_kernel_drops_are_counted);
 	suite_add_tcase(s, tc);
 	return s;
 }

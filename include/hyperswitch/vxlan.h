@@ -43,7 +43,8 @@
  * are dropped and counted (oversize), never fragmented; the inner MTU is
  * the port's MTU (hs_port_set_mtu), so guests can be told. With
  * HS_VXLAN_DF a datagram the kernel refuses as larger than the path MTU
- * is counted as too_big. ECN as RFC 6040 says (normal mode): the outer
+ * (the route's, or one learned from ICMP) is counted as too_big; without
+ * it the kernel fragments such a datagram (IPv4 and IPv6 alike). ECN as RFC 6040 says (normal mode): the outer
  * header's ECN field is the inner IP header's (the rest of the outer
  * TOS/traffic class is `tos`); on receive a CE mark on the outer header
  * reaches an ECN-capable inner header (ecn_marked; an IPv4 header's
@@ -93,7 +94,15 @@
  * and virtio devices): frames a guest hands over as TSO are cut by the
  * switch before encapsulation. Needs CAP_NET_RAW. Received frames must carry the port's VNI (unknown_vni)
  * and flags of exactly I with the reserved bytes zero, as Linux and Open
- * vSwitch require (bad_header): others are dropped and counted.
+ * vSwitch require (bad_header): others are dropped and counted. So are
+ * datagrams whose outer source is no remote the API would take: this
+ * VTEP's own address (frames to the MACs it would teach would come back
+ * here; over IPv6 any underlay host can claim it), multicast, link-local
+ * (src_local); datagrams larger than any frame the port takes
+ * (rx_truncated, counted as oversize); and datagrams the kernel dropped
+ * before the port read them (rx_overflow, within a second; the port's
+ * rx_no_buffer by its next burst: a full receive buffer, 4 MiB where
+ * the process may set it, or a bad UDP checksum).
  *
  * Threads: the hs_vxlan_fdb_* calls from any thread.
  */
@@ -111,7 +120,8 @@ extern "C" {
 /* hs_vxlan_config.flags */
 #define HS_VXLAN_NO_LEARN 0x1    /* frames from the tunnel teach nothing */
 #define HS_VXLAN_NO_UDP_CSUM 0x2 /* zero outer UDP checksum (IPv4 only) */
-#define HS_VXLAN_DF 0x4          /* set DF on the outer IPv4 header */
+#define HS_VXLAN_DF 0x4          /* set DF on the outer IPv4 header; over
+				    IPv6, do not fragment at the source */
 
 struct hs_vxlan_config {
 	const char *local;     /* the local VTEP address (IPv4 or IPv6

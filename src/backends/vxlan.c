@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <linux/filter.h>
 #include <linux/if_packet.h>
+#include <linux/sock_diag.h>
 
 #include "backends.h"
 #include "hyperswitch/vxlan.h"
@@ -79,9 +80,9 @@ struct vx_pk_hdr {              /* ... sent through the underlay interface */
 	uint8_t b[VX_VNET + VX_NH_L2L3_MAX + VX_HDRS];
 };
 
-union vx_ctl {                  /* one int of ancillary data: TOS, TCLASS */
+union vx_ctl {                  /* ancillary data: TOS or TCLASS, SO_RXQ_OVFL */
 	struct cmsghdr h;
-	char b[CMSG_SPACE(sizeof(int))];
+	char b[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
 };
 
 struct vxlan {
@@ -141,6 +142,9 @@ struct vxlan {
 	/* counters (one writer each, or atomic adds from the control side) */
 	_Atomic uint64_t bad_header, unknown_vni, src_pinned, learned, moved, aged, no_vtep,
 		send_errors, replicated, table_full, too_big, ecn_marked, ecn_dropped;
+	_Atomic uint64_t src_local, rx_truncated, rx_overflow;
+	_Atomic uint32_t rx_ovfl_seen;   /* the socket's drop count, as last told */
+	_Atomic uint32_t rx_lost_pending; /* of those, not yet a port drop */
 };
 
 static uint64_t now_s(void)
@@ -180,20 +184,23 @@ static bool addr_eq(const struct vxlan *v, const union vx_addr *a, const union v
 				    : !memcmp(&a->v6, &b->v6, sizeof(a->v6));
 }
 
+/* unicast only (head-end replication: no multicast underlay yet); no
+ * link-local IPv6 (it would need a scope) or v4-mapped address */
+static bool unicast(int family, const union vx_addr *a)
+{
+	if (family == AF_INET)
+		return !(a->v4.s_addr == 0 || a->v4.s_addr == INADDR_BROADCAST ||
+			 IN_MULTICAST(ntohl(a->v4.s_addr)));
+	return !(IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6) ||
+		 IN6_IS_ADDR_LINKLOCAL(&a->v6) || IN6_IS_ADDR_V4MAPPED(&a->v6));
+}
+
 static int parse_addr(int family, const char *s, union vx_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (!s || inet_pton(family, s, family == AF_INET ? (void *)&a->v4 : (void *)&a->v6) != 1)
 		return -EINVAL;
-	/* unicast only (head-end replication: no multicast underlay yet);
-	 * no link-local IPv6 (it would need a scope) or v4-mapped address */
-	if (family == AF_INET && (a->v4.s_addr == 0 || a->v4.s_addr == INADDR_BROADCAST ||
-				  IN_MULTICAST(ntohl(a->v4.s_addr))))
-		return -EINVAL;
-	if (family == AF_INET6 && (IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6) ||
-				   IN6_IS_ADDR_LINKLOCAL(&a->v6) || IN6_IS_ADDR_V4MAPPED(&a->v6)))
-		return -EINVAL;
-	return 0;
+	return unicast(family, a) ? 0 : -EINVAL;
 }
 
 static void fill_sa(const struct vxlan *v, const union vx_addr *a, uint16_t port,
@@ -284,10 +291,33 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
 	return true;
 }
 
+/* The kernel's count of datagrams it dropped on the receive socket (a
+ * full buffer, a bad checksum) is now d: the growth since it was last
+ * told is counted (rx_overflow at once, the port's rx_no_buffer by the
+ * next burst, which owns that counter). From the burst (each datagram
+ * says the count as it was queued: SO_RXQ_OVFL) and once a second (the
+ * count now: SO_MEMINFO, for the drops after the last datagram queued). */
+static void kernel_drops(struct vxlan *v, uint32_t d)
+{
+	uint32_t old = atomic_load(&v->rx_ovfl_seen);
+	while ((int32_t)(d - old) > 0) {
+		if (atomic_compare_exchange_weak(&v->rx_ovfl_seen, &old, d)) {
+			atomic_fetch_add(&v->rx_overflow, d - old);
+			atomic_fetch_add(&v->rx_lost_pending, d - old);
+			return;
+		}
+	}
+}
+
 static void age_cb(hs_timer_t *t, void *arg)
 {
 	struct vxlan *v = arg;
 	(void)t;
+	uint32_t mi[SK_MEMINFO_VARS];
+	socklen_t ml = sizeof(mi);
+	if (!getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) &&
+	    ml > SK_MEMINFO_DROPS * sizeof(uint32_t))
+		kernel_drops(v, mi[SK_MEMINFO_DROPS]);
 	uint64_t n = 0;
 	pthread_mutex_lock(&v->lock);
 	uint64_t now = now_s(); /* under the lock: no seen_s is newer */
@@ -337,7 +367,9 @@ static int open_sockets(struct vxlan *v)
 	 * carries its own (send_commit). */
 	int ttl = v->cfg.ttl, tos = v->cfg.tos & ~3, on = 1;
 	if (v->family == AF_INET) {
-		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT;
+		/* DF: refused (too_big) above the path MTU, the route's or one
+		 * learned; else fragmented by it */
+		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
 		if (setsockopt(v->rx_fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)) ||
@@ -345,7 +377,8 @@ static int open_sockets(struct vxlan *v)
 			return -errno;
 	} else {
 		int off = 6; /* the kernel fills the UDP checksum (mandatory over IPv6) */
-		int pmtu = IPV6_PMTUDISC_PROBE;
+		/* the same; IPv6 has no DF bit: without it the source fragments */
+		int pmtu = (v->cfg.flags & HS_VXLAN_DF) ? IPV6_PMTUDISC_DO : IPV6_PMTUDISC_DONT;
 		if (setsockopt(v->rx_fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof(on)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) ||
 		    setsockopt(v->tx_fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos)) ||
@@ -604,20 +637,39 @@ static void set_inner_ecn(uint8_t *ip, int ver, unsigned ecn)
 }
 
 /* The outer header's ECN field, from a datagram's ancillary data. */
-static unsigned outer_ecn(const struct vxlan *v, struct msghdr *mh)
+/* A datagram's ancillary data: its outer ECN field (returned), and the
+ * socket's count of datagrams the kernel dropped before it was queued
+ * (SO_RXQ_OVFL). */
+static unsigned outer_ecn(struct vxlan *v, struct msghdr *mh)
 {
+	unsigned ecn = ECN_NOT_ECT;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		if (v->family == AF_INET && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS &&
 		    c->cmsg_len >= CMSG_LEN(1))
-			return *(uint8_t *)CMSG_DATA(c) & 3u;
+			ecn = *(uint8_t *)CMSG_DATA(c) & 3u;
 		if (v->family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 &&
 		    c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
 			int tc;
 			memcpy(&tc, CMSG_DATA(c), sizeof(tc));
-			return (unsigned)tc & 3u;
+			ecn = (unsigned)tc & 3u;
+		}
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+			uint32_t d;
+			memcpy(&d, CMSG_DATA(c), sizeof(d));
+			kernel_drops(v, d);
 		}
 	}
-	return ECN_NOT_ECT;
+	return ecn;
+}
+
+/* A datagram's outer source that may not teach the table: one the API
+ * refuses as a remote (multicast, link-local, v4-mapped...) or this VTEP
+ * itself (a local process bound to its address; over IPv6 any host on
+ * the underlay may claim it): frames to its MACs would come back here. */
+static bool bad_source(const struct vxlan *v, const union vx_addr *a)
+{
+	return addr_eq(v, a, &v->local) || !unicast(v->family, a);
 }
 
 /* Decapsulation (RFC 6040, section 4.2): the outer field's congestion
@@ -658,15 +710,20 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 	if (got <= 0)
 		return 0;
 	unsigned n = 0, bad = 0, vni = 0, pinned = 0, ecn_drop = 0, ecn_mark = 0;
+	unsigned local = 0, trunc = 0;
 	pthread_mutex_lock(&v->lock);
 	uint64_t now = now_s();
 	for (int i = 0; i < got; i++) {
 		uint8_t *b = v->rx_iov[i].iov_base;
 		uint32_t len = v->rx_msg[i].msg_len;
+		unsigned outer = outer_ecn(v, &v->rx_msg[i].msg_hdr);
+		if (v->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			trunc++; /* a frame larger than any this port takes */
+			continue;
+		}
 		/* flags exactly I, reserved bytes zero: Linux and Open vSwitch
 		 * drop the rest (VXLAN-GPE's next protocol, group policy) */
-		if (len < 8 + 14 || b[0] != 0x08 || b[1] | b[2] | b[3] | b[7] ||
-		    (v->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+		if (len < 8 + 14 || b[0] != 0x08 || b[1] | b[2] | b[3] | b[7]) {
 			bad++;
 			continue;
 		}
@@ -679,6 +736,10 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 			from.v4 = ((struct sockaddr_in *)&v->rx_from[i])->sin_addr;
 		else
 			from.v6 = v->rx_from[i].sin6_addr;
+		if (bad_source(v, &from)) {
+			local++;
+			continue;
+		}
 		const uint8_t *src = b + 8 + 6;
 		if (!(v->cfg.flags & HS_VXLAN_NO_LEARN) && !(src[0] & 1) && !mac_zero(src) &&
 		    !learn(v, src, &from, now)) {
@@ -686,7 +747,7 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 			continue;
 		}
 		bool marked = false;
-		if (!decap_ecn(b + 8, len - 8, outer_ecn(v, &v->rx_msg[i].msg_hdr), &marked)) {
+		if (!decap_ecn(b + 8, len - 8, outer, &marked)) {
 			ecn_drop++;
 			continue;
 		}
@@ -700,8 +761,16 @@ static unsigned vx_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsig
 	ctr_add(&v->unknown_vni, vni);
 	ctr_add(&v->ecn_dropped, ecn_drop);
 	ctr_add(&v->ecn_marked, ecn_mark);
-	if (bad + vni + pinned + ecn_drop)
-		hs_port_count_drop(v->port, q, HS_DROP_BAD_DESC, bad + vni + pinned + ecn_drop);
+	ctr_add(&v->src_local, local);
+	ctr_add(&v->rx_truncated, trunc);
+	uint32_t lost = atomic_exchange(&v->rx_lost_pending, 0);
+	if (bad + vni + pinned + ecn_drop + local)
+		hs_port_count_drop(v->port, q, HS_DROP_BAD_DESC,
+				   bad + vni + pinned + ecn_drop + local);
+	if (trunc)
+		hs_port_count_drop(v->port, q, HS_DROP_OVERSIZE, trunc);
+	if (lost)
+		hs_port_count_drop(v->port, q, HS_DROP_NO_BUFFER, lost);
 	return n;
 }
 
@@ -1078,7 +1147,7 @@ static unsigned vx_send_commit(void *priv, uint16_t q, const struct hs_out *out,
 				c->h.cmsg_type = v->family == AF_INET ? IP_TOS : IPV6_TCLASS;
 				memcpy(CMSG_DATA(&c->h), &tos, sizeof(tos));
 				v->tx_msg[m].msg_hdr.msg_control = c;
-				v->tx_msg[m].msg_hdr.msg_controllen = sizeof(*c);
+				v->tx_msg[m].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(int));
 			}
 			v->tx_frame[m] = (int32_t)i;
 			m++;
@@ -1127,6 +1196,9 @@ static void vx_counters(void *priv, void (*cb)(void *arg, const char *name, uint
 	cb(arg, "replicated", atomic_load(&v->replicated));
 	cb(arg, "table_full", atomic_load(&v->table_full));
 	cb(arg, "too_big", atomic_load(&v->too_big));
+	cb(arg, "src_local", atomic_load(&v->src_local));
+	cb(arg, "rx_truncated", atomic_load(&v->rx_truncated));
+	cb(arg, "rx_overflow", atomic_load(&v->rx_overflow));
 	cb(arg, "ecn_marked", atomic_load(&v->ecn_marked));
 	cb(arg, "ecn_dropped", atomic_load(&v->ecn_dropped));
 	/* one look under the lock (the follower is freed once let go of);

@@ -115,9 +115,18 @@ static int new_socket(struct vx_vtep *g)
 	if (fd < 0)
 		return -errno;
 	int one = 1;
+	/* Room for bursts while the switch is busy elsewhere (the kernel caps
+	 * SO_RCVBUF at rmem_max; FORCE, where allowed, does not), and the
+	 * kernel's count of the datagrams it dropped for want of it with
+	 * every datagram (SO_RXQ_OVFL): counted by the port, never lost
+	 * silently. */
+	int rcvbuf = 4 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	/* the outer ECN field of every datagram, from the first one on */
 	bool v4 = g->sa.ss_family == AF_INET;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) ||
 	    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
 		       sizeof(one)) ||
 	    bind(fd, (const struct sockaddr *)&g->sa, g->len)) {
