@@ -449,13 +449,17 @@ START_TEST(bad_handshakes_are_refused)
 	xf_offer(&f);
 	ck_assert(xf_wait_be(&f, 5, 3000)); /* Closing: start over */
 	ck_assert(!hs_port_link_up(x));
-	ck_assert_uint_eq(backend_ctr(x, "protocol_errors"), 1);
+	/* once, or twice where the watch's first firing (at its start)
+	 * came after the state was written and saw it too: each try that
+	 * fails counts */
+	uint64_t pe = backend_ctr(x, "protocol_errors");
+	ck_assert(pe == 1 || pe == 2);
 	/* tried again at each write of the state (as netback does; the
 	 * state is the one key watched): Connected again over the same bad
 	 * keys fails again; then Closed and Connected seen as one, the keys
 	 * fixed, connects (a review found it stayed Closing) */
 	xf_putu(&f, "state", 4);
-	ck_assert(TH_WAIT(backend_ctr(x, "protocol_errors") == 2, 3000));
+	ck_assert(TH_WAIT(backend_ctr(x, "protocol_errors") == pe + 1, 3000));
 	ck_assert(xf_wait_be(&f, 5, 3000));
 	f.bad_tx_ref = 0;
 	xf_putqu(&f, 0, "tx-ring-ref", f.q[0].tx_ref);
@@ -467,7 +471,7 @@ START_TEST(bad_handshakes_are_refused)
 	ck_assert(xf_wait_be(&f, 2, 3000));
 	xf_offer(&f);
 	ck_assert(xf_wait_be(&f, 5, 3000));
-	ck_assert_uint_eq(backend_ctr(x, "protocol_errors"), 3);
+	ck_assert(TH_WAIT(backend_ctr(x, "protocol_errors") == pe + 2, 3000));
 	f.no_rx_copy = false;
 	xf_putu(&f, "state", 1);
 	xf_connect(&f);

@@ -536,7 +536,7 @@ wait_answers ped 100 30 || fail "$P: D does not answer E"
 tdel=$(now)
 ip -n "${NS[d]}" link del "${TAP[d]}" || fail "$P: cannot delete ${TAP[d]}"
 live_taps="a b c e f"
-wait_for "$swerr" "${TAP[d]}: tap ${TAP[d]}: .*link down" 10 || fail "$P: no reason logged for ${TAP[d]}"
+wait_for "$swerr" "${TAP[d]}: tap ${TAP[d]}[: ].*link down" 10 || fail "$P: no reason logged for ${TAP[d]}"
 wait_for "$swerr" "${TAP[d]}: link down" 10 || fail "$P: ${TAP[d]} did not go down"
 # E keeps sending to D: every frame must be counted.
 end=$((SECONDS + 10))
