@@ -530,7 +530,8 @@ static bool kernel_has_uring(void)
 
 /* The port's link follows its device, in whatever network namespace the
  * device is: down and up in the switch's namespace; moved into another
- * (the move takes it down), up and down there; moved back; and when that
+ * (the move takes it down), up and down there, its MTU set there
+ * (hs_tap_set_mtu); moved back; and when that
  * other namespace ends, the device goes with it (the switch must not hold
  * the namespace alive). While the link is down the switch does not write:
  * frames count as port_down without a write error. The case runs in a
@@ -637,6 +638,13 @@ START_TEST(the_link_follows_the_device_into_other_namespaces)
 	uint64_t tx = th_pstats(r.tap).tx_packets;
 	send_n(&r, 10);
 	ck_assert_uint_eq(th_pstats(r.tap).tx_packets - tx, 10);
+	/* its MTU set there, in place: the device stays where it is */
+	ck_assert_int_eq(hs_tap_set_mtu(r.tap, 1400), 0);
+	snprintf(cmd, sizeof(cmd), "ip -o link show %s | grep -q \" mtu 1400 \"", dev);
+	ck_assert_int_eq(in_ns(other, cmd), 0);
+	ck_assert_int_eq(hs_tap_set_mtu(r.tap, 70000), -EINVAL);
+	ck_assert_int_eq(hs_tap_set_mtu(r.src, 1400), -EINVAL); /* not a tap */
+	ck_assert(hs_port_link_up(r.tap));
 	snprintf(cmd, sizeof(cmd), "ip link set %s down", dev);
 	ck_assert_int_eq(in_ns(other, cmd), 0);
 	ck_assert(TH_WAIT(!hs_port_link_up(r.tap), 3000));
@@ -651,6 +659,9 @@ START_TEST(the_link_follows_the_device_into_other_namespaces)
 	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+	ck_assert_int_eq(hs_tap_set_mtu(r.tap, 1500), 0); /* here */
+	snprintf(cmd, sizeof(cmd), "ip -o link show %s | grep -q \" mtu 1500 \"", dev);
+	ck_assert_int_eq(system(cmd), 0);
 
 	/* away again, up there; that namespace ends, the device with it */
 	snprintf(cmd, sizeof(cmd), "ip link set %s netns %d", dev, (int)other);

@@ -100,6 +100,16 @@ struct hs_tap_config {
 /* The device's name (as the kernel named it). NULL if port is not a tap. */
 HS_EXTERN const char *hs_tap_ifname(hs_port_t *port);
 
+/* Sets the device's MTU, in whatever network namespace the device is now
+ * (as its link is followed, above; moving it into another namespace
+ * keeps its addresses and routes there, where deleting and making the
+ * port again would lose them). The switch's side of the port is
+ * hs_port_reconfigure's (HS_PORT_SET_MTU). Blocks on rtnetlink; not from
+ * a data-path callback. -EINVAL (not a tap port, mtu outside 68..65535),
+ * or the kernel's error (-EINVAL above the device's largest MTU, -EPERM),
+ * also logged. */
+HS_EXTERN int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu);
+
 #ifdef __cplusplus
 }
 #endif

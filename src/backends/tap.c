@@ -57,6 +57,8 @@
 #include <linux/net_namespace.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +71,6 @@
 
 #ifdef HS_HAVE_URING
 #include <liburing.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #endif
 
@@ -131,6 +132,13 @@ struct tap_q {
 #endif
 };
 
+/* rtnetlink requests: a socket, its buffer, the next sequence number. */
+struct tap_req {
+	struct mnl_socket *s;
+	char *buf;
+	uint32_t seq;
+};
+
 struct tap_port {
 	hs_port_t *port;
 	struct hs_tap_config cfg;
@@ -146,11 +154,10 @@ struct tap_port {
 	 * "the device's state" below): the port's link is up while the
 	 * device is up with a carrier, in whatever namespace it is. */
 	struct mnl_socket *nl;   /* link events of every namespace with an id */
-	struct mnl_socket *nlq;  /* requests */
-	char *nl_buf;
+	char *nl_buf;            /* its messages */
+	struct tap_req req;      /* requests (the loop's, once started) */
 	hs_watch_t *nl_w;
 	struct stat own_ns;      /* the namespace of those sockets */
-	uint32_t nl_seq;
 	int nsid;                /* the device's namespace's id here; -1 ours */
 	int ifindex;             /* the device's index there; 0: not followed */
 	bool if_up;              /* up with a carrier, as last heard */
@@ -572,29 +579,50 @@ static int nsid_cb(const struct nlmsghdr *h, void *data)
 	return MNL_CB_OK;
 }
 
+static int req_open(struct tap_req *r)
+{
+	struct timeval tv = {.tv_sec = 1}; /* rtnetlink answers at once */
+	r->buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+	if (!r->buf)
+		return -ENOMEM;
+	if (!(r->s = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) ||
+	    mnl_socket_bind(r->s, 0, MNL_SOCKET_AUTOPID) ||
+	    setsockopt(mnl_socket_get_fd(r->s), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+		return -errno;
+	return 0;
+}
+
+static void req_close(struct tap_req *r)
+{
+	if (r->s)
+		mnl_socket_close(r->s);
+	free(r->buf);
+	*r = (struct tap_req){0};
+}
+
 /* The id this namespace has for the namespace `nsfd`, given one if it
  * has none: >= 0, or -errno. */
-static int ns_id(struct tap_port *t, int nsfd)
+static int ns_id(struct tap_req *r, int nsfd)
 {
 	for (int pass = 0;; pass++) {
-		struct nlmsghdr *h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_GETNSID, 0);
+		struct nlmsghdr *h = hs_nl_req(r->buf, &r->seq, RTM_GETNSID, 0);
 		struct rtgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
 		g->rtgen_family = AF_UNSPEC;
 		mnl_attr_put_u32(h, NETNSA_FD, (uint32_t)nsfd);
 		struct tap_nl_ans a = {.nsid = -1};
-		int rc = hs_nl_request(t->nlq, t->nl_buf, nsid_cb, &a, NULL);
+		int rc = hs_nl_request(r->s, r->buf, nsid_cb, &a, NULL);
 		if (rc)
 			return rc;
 		if (a.got && a.nsid >= 0)
 			return a.nsid;
 		if (pass)
 			return -ENOENT;
-		h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_NEWNSID, NLM_F_ACK);
+		h = hs_nl_req(r->buf, &r->seq, RTM_NEWNSID, NLM_F_ACK);
 		g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
 		g->rtgen_family = AF_UNSPEC;
 		mnl_attr_put_u32(h, NETNSA_FD, (uint32_t)nsfd);
 		mnl_attr_put_u32(h, NETNSA_NSID, (uint32_t)-1); /* any free id */
-		rc = hs_nl_request(t->nlq, t->nl_buf, NULL, NULL, NULL);
+		rc = hs_nl_request(r->s, r->buf, NULL, NULL, NULL);
 		if (rc && rc != -EEXIST) /* EEXIST: given one meanwhile */
 			return rc;
 	}
@@ -615,9 +643,9 @@ static int link_cb(const struct nlmsghdr *h, void *data)
 
 /* The index and flags of the device `name` in namespace `nsid` (-1: this
  * one). 0 or -errno (-ENODEV: no such device there). */
-static int get_link(struct tap_port *t, int nsid, const char *name, struct tap_nl_ans *a)
+static int get_link(struct tap_req *r, int nsid, const char *name, struct tap_nl_ans *a)
 {
-	struct nlmsghdr *h = hs_nl_req(t->nl_buf, &t->nl_seq, RTM_GETLINK, 0);
+	struct nlmsghdr *h = hs_nl_req(r->buf, &r->seq, RTM_GETLINK, 0);
 	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(h, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(h, IFLA_IFNAME, name);
@@ -625,53 +653,42 @@ static int get_link(struct tap_port *t, int nsid, const char *name, struct tap_n
 	if (nsid >= 0)
 		mnl_attr_put_u32(h, IFLA_TARGET_NETNSID, (uint32_t)nsid);
 	*a = (struct tap_nl_ans){0};
-	int rc = hs_nl_request(t->nlq, t->nl_buf, link_cb, a, NULL);
+	int rc = hs_nl_request(r->s, r->buf, link_cb, a, NULL);
 	return rc ? rc : a->got ? 0 : -ENODEV;
 }
 
-/* Finds the device (its namespace, index and state) and follows it. */
-static void follow(struct tap_port *t)
+/* Where the device is now: *a gets its namespace's id here (-1: this
+ * one, `own`), its index and flags there. 0; or -errno, *what the step
+ * that failed (a gone device's tun error from the first: is_gone_errno).
+ * A device in another namespace is located only if `other_ok` (the port
+ * hears that namespace's messages: NETLINK_LISTEN_ALL_NSID). */
+static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own, bool other_ok,
+		  struct tap_nl_ans *a, const char **what)
 {
 	for (int tries = 0; tries < 4; tries++) {
-		if (atomic_load(&t->gone))
-			return;
+		*what = "where is it";
 		int nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
-		if (nsfd < 0) {
-			if (is_gone_errno(errno) && t->started)
-				gone(t, -errno);
-			else
-				unfollow(t, "where is it", -errno);
-			return;
-		}
+		if (nsfd < 0)
+			return -errno;
 		struct stat st;
 		int nsid = -1, rc = fstat(nsfd, &st) ? -errno : 0;
-		if (!rc && (st.st_ino != t->own_ns.st_ino || st.st_dev != t->own_ns.st_dev)) {
-			if (!t->all_ns)
-				rc = -EPERM; /* its messages would not come */
-			else
-				rc = nsid = ns_id(t, nsfd);
+		if (!rc && (st.st_ino != own->st_ino || st.st_dev != own->st_dev)) {
+			*what = "the id of its namespace";
+			rc = other_ok ? (nsid = ns_id(r, nsfd)) : -EPERM;
 		}
 		close(nsfd);
-		if (rc < 0) {
-			unfollow(t, "the id of its namespace", rc);
-			return;
-		}
+		if (rc < 0)
+			return rc;
 		struct ifreq ifr = {0};
-		if (ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0) {
-			if (is_gone_errno(errno) && t->started)
-				gone(t, -errno);
-			else
-				unfollow(t, "its name", -errno);
-			return;
-		}
-		struct tap_nl_ans a;
-		rc = get_link(t, nsid, ifr.ifr_name, &a);
+		*what = "its name";
+		if (ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0)
+			return -errno;
+		*what = "its state";
+		rc = get_link(r, nsid, ifr.ifr_name, a);
 		if (rc == -ENODEV)
 			continue; /* moved (or renamed) meanwhile */
-		if (rc) {
-			unfollow(t, "its state", rc);
-			return;
-		}
+		if (rc)
+			return rc;
 		/* still in that namespace? (else a name there may be another's) */
 		nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
 		struct stat now;
@@ -679,14 +696,32 @@ static void follow(struct tap_port *t)
 			    now.st_dev == st.st_dev;
 		if (nsfd >= 0)
 			close(nsfd);
-		if (!same)
-			continue;
-		t->nsid = nsid;
+		if (same) {
+			a->nsid = nsid;
+			return 0;
+		}
+	}
+	*what = "it kept moving";
+	return -EAGAIN;
+}
+
+/* Finds the device (its namespace, index and state) and follows it. */
+static void follow(struct tap_port *t)
+{
+	if (atomic_load(&t->gone))
+		return;
+	struct tap_nl_ans a;
+	const char *what;
+	int rc = locate(t, &t->req, &t->own_ns, t->all_ns, &a, &what);
+	if (rc && is_gone_errno(-rc) && t->started) {
+		gone(t, rc);
+	} else if (rc) {
+		unfollow(t, what, rc);
+	} else {
+		t->nsid = a.nsid;
 		t->ifindex = a.ifindex;
 		set_up(t, (a.flags & IFF_UP) && (a.flags & IFF_RUNNING));
-		return;
 	}
-	unfollow(t, "it kept moving", -EAGAIN);
 }
 
 /* The loop: link messages. */
@@ -742,21 +777,15 @@ static void follow_open(struct tap_port *t)
 {
 	t->nsid = -1;
 	t->if_up = true;
-	const char *what = "memory";
-	int one = 1, rc = -ENOMEM;
-	struct timeval tv = {.tv_sec = 1};
+	const char *what = "rtnetlink";
+	int one = 1;
+	int rc = req_open(&t->req);
 	t->nl_buf = malloc(MNL_SOCKET_BUFFER_SIZE);
-	if (t->nl_buf) {
-		what = "rtnetlink";
-		rc = (t->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) &&
-				     mnl_socket_bind(t->nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID) == 0 &&
-				     (t->nlq = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) &&
-				     mnl_socket_bind(t->nlq, 0, MNL_SOCKET_AUTOPID) == 0 &&
-				     setsockopt(mnl_socket_get_fd(t->nlq), SOL_SOCKET, SO_RCVTIMEO,
-						&tv, sizeof(tv)) == 0
-			     ? 0
-			     : -errno;
-	}
+	if (!rc && !t->nl_buf)
+		rc = -ENOMEM;
+	if (!rc && (!(t->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC)) ||
+		    mnl_socket_bind(t->nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID)))
+		rc = -errno;
 	if (!rc) {
 		what = "its namespace";
 		rc = stat("/proc/thread-self/ns/net", &t->own_ns) ? -errno : 0;
@@ -774,9 +803,63 @@ static void follow_close(struct tap_port *t)
 {
 	if (t->nl)
 		mnl_socket_close(t->nl);
-	if (t->nlq)
-		mnl_socket_close(t->nlq);
+	req_close(&t->req);
 	free(t->nl_buf);
+}
+
+/* Sets a device's MTU by name from inside a namespace (rtnetlink takes no
+ * other namespace's id for changes): a thread of its own enters it, so
+ * no socket stays there and the caller's thread never moves. */
+struct mtu_job {
+	int nsfd;
+	char name[IFNAMSIZ];
+	uint32_t mtu;
+	int rc;
+};
+
+static void *mtu_main(void *arg)
+{
+	struct mtu_job *j = arg;
+	struct ifreq ifr = {.ifr_mtu = (int)j->mtu};
+	j->rc = setns(j->nsfd, CLONE_NEWNET) ? -errno : if_ioctl(j->name, SIOCSIFMTU, &ifr);
+	return NULL;
+}
+
+int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu)
+{
+	struct tap_port *t = hs_port_backend_priv(port, &hs__tap_ops);
+	if (!t || mtu < 68 || mtu > 65535)
+		return -EINVAL;
+	const char *what = "where is it";
+	int rc = -EAGAIN;
+	for (int tries = 0; tries < 4 && rc == -EAGAIN; tries++) {
+		struct mtu_job j = {.mtu = mtu, .nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS)};
+		struct ifreq ifr = {0};
+		if (j.nsfd < 0) {
+			rc = -errno;
+			break;
+		}
+		what = "its name";
+		rc = ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0 ? -errno : 0;
+		pthread_t th;
+		if (!rc) {
+			what = "a thread";
+			memcpy(j.name, ifr.ifr_name, IFNAMSIZ);
+			rc = -pthread_create(&th, NULL, mtu_main, &j);
+		}
+		if (!rc) {
+			pthread_join(th, NULL);
+			what = "its MTU";
+			rc = j.rc == -ENODEV ? -EAGAIN : j.rc; /* moved meanwhile */
+		}
+		close(j.nsfd);
+	}
+	if (rc)
+		hs_port_log(port, HS_LOG_ERROR, "tap %s: MTU %u: %s: %s", t->ifname, mtu, what,
+			    hs_strerror(rc));
+	else
+		hs_port_log(port, HS_LOG_INFO, "tap %s: MTU %u", t->ifname, mtu);
+	return rc;
 }
 
 static uint32_t caps_of(unsigned tun)

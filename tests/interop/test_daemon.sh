@@ -258,6 +258,13 @@ for _ in $(seq 50); do [ "$(link_of c)" = down ] && break; sleep 0.1; done
 ip -n "${ns[2]}" link set "${tap[2]}" up
 for _ in $(seq 50); do [ "$(link_of c)" = up ] && break; sleep 0.1; done
 [ "$(link_of c)" = up ] || fail "c's link is $(link_of c) with its tap up again"
+# a tap's MTU changes in place, on the device where it is now
+expect_rc 0 --json port set c mtu=1400
+[ "$(json .in_place <"$work/out.txt")" = true ] || fail "c's MTU was not changed in place: $(cat "$work/out.txt")"
+ip -n "${ns[2]}" -o link show "${tap[2]}" | grep -q " mtu 1400 " ||
+	fail "c's device in ${ns[2]}: $(ip -n "${ns[2]}" -o link show "${tap[2]}" 2>&1)"
+expect_rc 0 port set c mtu=1500
+ip -n "${ns[2]}" -o link show "${tap[2]}" | grep -q " mtu 1500 " || fail "c's MTU did not come back"
 if [ -n "$tp" ]; then
 	[ "$(port_field vm1 .peer.connected <"$work/show.json")" = true ] ||
 		fail "show does not see testpmd on vm1"

@@ -381,13 +381,10 @@ uint32_t hsd_port_in_place(const struct hsd_port_conf *a, const struct hsd_port_
 	    (a->n_trunks && memcmp(a->trunks, b->trunks, a->n_trunks * sizeof(uint16_t))))
 		bits |= HS_PORT_SET_VLAN;
 	if (a->mtu != b->mtu) {
-		/* a backend that was given the MTU (the MTU a vhost-user port
-		 * offers its guest, a tap device's) takes it only when the port
-		 * is made again */
-		bool backend = a->type == HSD_VHOST_USER ? a->offer_mtu || b->offer_mtu
-			       : a->type == HSD_TAP	 ? a->mtu_set || b->mtu_set
-							 : false;
-		if (backend)
+		/* the MTU a vhost-user port offers its guest is taken only when
+		 * the port is made again (the guest reads it at connection); a
+		 * tap device's is set where the device is (hsd_port_reconfigure) */
+		if (a->type == HSD_VHOST_USER && (a->offer_mtu || b->offer_mtu))
 			return 0;
 		bits |= HS_PORT_SET_MTU;
 	}
@@ -416,6 +413,15 @@ int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t
 	struct lib_cfgs b;
 	to_lib(&nc, &c, &b);
 	c.size = sizeof(c);
+	/* a tap given an MTU has it on its device too, in whatever namespace
+	 * the device was moved to; without one now, the default again */
+	if ((bits & HS_PORT_SET_MTU) && nc.type == HSD_TAP && (p->conf.mtu_set || nc.mtu_set) &&
+	    (rc = hs_tap_set_mtu(p->port, nc.mtu))) {
+		snprintf(err, errlen, "port %s: the tap's MTU %u: %s", pc->name, nc.mtu,
+			 hs_strerror(rc));
+		hsd_port_conf_free(&nc);
+		return rc;
+	}
 	rc = hs_port_reconfigure(p->port, &c, bits);
 	if (rc) {
 		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
