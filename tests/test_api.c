@@ -479,6 +479,36 @@ START_TEST(port_stats_fill_what_the_caller_has)
 }
 END_TEST
 
+/* The switch's totals count every port it has had: a port deleted
+ * leaves what it received, sent and dropped in them (an operator reads
+ * them as counters that never go back). */
+START_TEST(switch_totals_keep_deleted_ports_share)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t f[64], m[6];
+	th_mac(m, 1);
+	for (int i = 0; i < 3; i++)
+		th_send(a, f, th_frame(f, th_bcast, m, -1, 64, (unsigned)i));
+	th_send(a, f, 10); /* a runt: dropped */
+	struct hs_switch_stats before = th_sstats(sw);
+	ck_assert_uint_eq(before.rx_packets, 4);
+	ck_assert_uint_eq(before.tx_packets, 3);
+	ck_assert_uint_eq(before.drops[HS_DROP_RUNT], 1);
+	ck_assert_int_eq(hs_port_del(b), 0);
+	ck_assert_int_eq(hs_port_del(a), 0);
+	struct hs_switch_stats after = th_sstats(sw);
+	ck_assert_uint_eq(after.n_ports, 0);
+	ck_assert_uint_eq(after.rx_packets, before.rx_packets);
+	ck_assert_uint_eq(after.rx_bytes, before.rx_bytes);
+	ck_assert_uint_eq(after.tx_packets, before.tx_packets);
+	ck_assert_uint_eq(after.tx_bytes, before.tx_bytes);
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		ck_assert_uint_eq(after.drops[r], before.drops[r]);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("api");
@@ -488,6 +518,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, switch_create_rejects_bad_config);
 	tcase_add_test(tc, getters_tolerate_null);
 	tcase_add_test(tc, port_stats_fill_what_the_caller_has);
+	tcase_add_test(tc, switch_totals_keep_deleted_ports_share);
 	tcase_add_test(tc, port_add_rejects_bad_config);
 	tcase_add_test(tc, port_table_full_is_enospc);
 	tcase_add_test(tc, port_calls_reject_bad_queues_and_values);

@@ -231,8 +231,8 @@ struct hs_port_stats {
 
 struct hs_switch_stats {
 	uint32_t n_ports;
-	/* these two lines are sums over the ports there are now: a port
-	 * deleted takes its share with it (not monotonic across deletes) */
+	/* these two lines are sums over every port the switch has had: a
+	 * port deleted leaves its share in them (they never go back) */
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
 	uint64_t drops[HS_DROP_SLOTS]; /* summed over ports, by reason */
 	/* forwarding table */

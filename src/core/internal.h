@@ -436,6 +436,10 @@ struct hs_switch {
 	struct hs__topo *_Atomic topo; /* RCU */
 	uint32_t n_ports;
 	struct hs_mirror *mirrors;     /* under ctl_lock */
+	/* what deleted ports counted, so that the switch's totals never go
+	 * back (under ctl_lock) */
+	uint64_t gone_rx_packets, gone_rx_bytes, gone_tx_packets, gone_tx_bytes;
+	uint64_t gone_drops[HS_DROP__COUNT];
 
 	struct hs__fdb fdb;
 	uint64_t clock_base_ns;

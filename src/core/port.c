@@ -562,6 +562,8 @@ void hs_port_release(hs_port_t *port)
 	port_put(port);
 }
 
+static void port_stats(const struct hs_port *port, struct hs_port_stats *st);
+
 static void port_del_locked(struct hs_port *p)
 {
 	struct hs_switch *sw = p->sw;
@@ -620,6 +622,16 @@ static void port_del_locked(struct hs_port *p)
 	pthread_mutex_lock(&p->quiesce_lock);
 	p->gone = true;
 	pthread_mutex_unlock(&p->quiesce_lock);
+	/* its share of the switch's totals stays in them (under ctl_lock,
+	 * as hs_switch_get_stats reads them): no data path touches it now */
+	struct hs_port_stats ps;
+	port_stats(p, &ps);
+	sw->gone_rx_packets += ps.rx_packets;
+	sw->gone_rx_bytes += ps.rx_bytes;
+	sw->gone_tx_packets += ps.tx_packets;
+	sw->gone_tx_bytes += ps.tx_bytes;
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		sw->gone_drops[r] += ps.drops[r];
 	p->ops->close(p->priv);
 	sw->n_ports--;
 	hs__log(sw, HS_LOG_INFO, "%s: removed", p->name);
@@ -771,17 +783,10 @@ void hs__stats_out(void *dst, size_t size, const void *src, size_t have)
 		memset((char *)dst + have, 0, size - have);
 }
 
-int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *out, size_t size)
+/* The port's counters into *st (zeroed); its queues must be there. */
+static void port_stats(const struct hs_port *port, struct hs_port_stats *st)
 {
-	if (!port || !out || size < HS_PORT_STATS_SIZE_V1)
-		return -EINVAL;
-	struct hs_port_stats mine, *st = &mine;
 	memset(st, 0, sizeof(*st));
-	hs__rcu_enter();
-	if (atomic_load(&((hs_port_t *)port)->dead)) {
-		hs__rcu_leave();
-		return -ENODEV;
-	}
 	for (unsigned q = 0; q < port->nq; q++) {
 		const struct hs__inq *iq = &port->inq[q];
 		const struct hs__outq *oq = &port->outq[q];
@@ -808,8 +813,21 @@ int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *out, si
 	}
 	st->fdb_entries = atomic_load_explicit(&port->fdb_count, memory_order_relaxed);
 	st->fdb_limit_hits = hs__ctr_get(&port->fdb_limit_hits);
+}
+
+int hs_port_get_stats_sized(const hs_port_t *port, struct hs_port_stats *out, size_t size)
+{
+	if (!port || !out || size < HS_PORT_STATS_SIZE_V1)
+		return -EINVAL;
+	struct hs_port_stats st;
+	hs__rcu_enter();
+	if (atomic_load(&((hs_port_t *)port)->dead)) {
+		hs__rcu_leave();
+		return -ENODEV;
+	}
+	port_stats(port, &st);
 	hs__rcu_leave();
-	hs__stats_out(out, size, st, sizeof(*st));
+	hs__stats_out(out, size, &st, sizeof(st));
 	return 0;
 }
 

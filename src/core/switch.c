@@ -212,6 +212,12 @@ int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size
 	struct hs_switch_stats mine, *st = &mine;
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&sw->ctl_lock);
+	st->rx_packets = sw->gone_rx_packets;
+	st->rx_bytes = sw->gone_rx_bytes;
+	st->tx_packets = sw->gone_tx_packets;
+	st->tx_bytes = sw->gone_tx_bytes;
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		st->drops[r] = sw->gone_drops[r];
 	struct hs__topo *t = hs__topo_get(sw);
 	for (unsigned i = 0; i < t->max_ports; i++) {
 		struct hs_port *p = t->port[i];
