@@ -985,6 +985,58 @@ START_TEST(a_tiny_mss_makes_correct_pieces)
 }
 END_TEST
 
+/* A GSO frame passed whole is checked in its sender's memory, which a
+ * guest's other vCPUs may write until the copy has read it: a receiver
+ * taking the offload must not get metadata for headers that are no
+ * longer there. Made deterministic: the receiver's send_reserve (after
+ * the check, before the copy) rewrites the sender's IPv4 protocol to
+ * UDP, as a racing vCPU would. The frame is checked again in the
+ * receiver's buffer, and dropped (bad_offload). */
+static struct hs_backend_ops mut_ops;
+static uint8_t *mut_at;
+
+static unsigned mut_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
+			    struct hs_iobuf *bufs)
+{
+	if (mut_at)
+		*mut_at = IPPROTO_UDP;
+	return tbe_send_reserve(priv, q, out, n, bufs);
+}
+
+START_TEST(gso_metadata_matches_the_headers_delivered)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	mut_ops = tbe_ops;
+	mut_ops.name = "tbemut";
+	mut_ops.send_reserve = mut_reserve;
+	int rc = hs_backend_register(&mut_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config tg = {.caps = HS_CAP_CSUM | HS_CAP_GSO_TCPV4, .rx_seg = 65536};
+	struct hs_port_config pc = {.name = "g", .backend = "tbemut", .backend_config = &tg,
+				    .backend_config_size = sizeof(tg)};
+	hs_port_t *g;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &g), 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 20000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 1448;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	struct tbe *ta = tbe_of(a);
+	struct tbe_txf *f = &ta->q[0].tx[(ta->q[0].tx_tail - 1) % TBE_TXMAX];
+	mut_at = tbe_addr(&f->seg[0], 14 + 9);
+	tbe_kick(a, 0);
+	mut_at = NULL;
+	struct tbe *tgp = hs_port_backend_priv(g, &mut_ops);
+	struct tbe_q *tq = &tgp->q[0];
+	ck_assert_uint_eq(tq->rx_tail - tq->rx_head, 0);
+	ck_assert_uint_eq(th_pstats(g).drops[HS_DROP_BAD_OFFLOAD], 1);
+	ck_assert_uint_eq(th_pstats(g).tx_packets, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
 
 static Suite *suite(void)
 {
@@ -1014,6 +1066,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, gso_pieces_keep_to_the_senders_mtu);
 	tcase_add_test(tc, hostile_metadata_is_refused_and_counted);
 	tcase_add_test(tc, a_tiny_mss_makes_correct_pieces);
+	tcase_add_test(tc, gso_metadata_matches_the_headers_delivered);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -332,6 +332,25 @@ static bool buf_foreign(const struct hs_iobuf *b)
 	return false;
 }
 
+/* A GSO frame passed whole was checked in its sender's memory, which the
+ * sender (a guest's other vCPUs) may write until the copy has read it:
+ * the metadata must still describe the headers the receiver got. Checked
+ * in the receiver's buffer, which the sender cannot write (one where the
+ * switch can look: a foreign one's receiver checks for itself). */
+static bool passed_as_checked(const struct hs__src *s, const struct hs_out *o,
+			      const struct hs_iobuf *b)
+{
+	if (buf_foreign(b))
+		return true;
+	struct hs_pkt p = {.segs = b->segs, .nsegs = b->nsegs, .len = o->len, .off = o->off};
+	uint8_t hdr[HS__HDR_MAX];
+	uint32_t hl = hs__pkt_gather(&p, 0, hdr, o->len < HS__HDR_MAX ? o->len : HS__HDR_MAX);
+	struct hs__l4 l4;
+	return !hs__offload_check(&p, hdr, hl, &l4) && l4.l3_off == s->l4.l3_off &&
+	       l4.l4_off == s->l4.l4_off && l4.hdr_len == s->l4.hdr_len &&
+	       l4.proto == s->l4.proto && l4.ipv6 == s->l4.ipv6;
+}
+
 /* Linearises a frame with foreign segments into the bounce buffer so that
  * software checksums can read it. Copy ops still pending may read the
  * bounce buffer (pieces of the previous frame for a foreign receiver):
@@ -495,6 +514,9 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		if (k > no)
 			k = no;
 		dl->ops_err = 0;
+		bool gso_pass = false;
+		for (unsigned j = 0; j < no; j++)
+			gso_pass |= dl->out[j].off.gso_type != HS_GSO_NONE;
 		const unsigned run = run_len(dl, no, k);
 		for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
 			j1 = run_begin(dl, j0, run, k);
@@ -525,6 +547,16 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 				    (!s->local || buf_foreign(&dl->bufs[j]))) {
 					dl->out[j].len = 0;
 					hs__ctr_add(&oq->drops[HS_DROP_COPY_ERROR], 1);
+				}
+			}
+		}
+		if (HS__UNLIKELY(gso_pass)) {
+			for (unsigned j = 0; j < k; j++) {
+				const struct hs__src *s = &srcs[dl->out_src[j]];
+				if (dl->bufs[j].nsegs && dl->out[j].len && s->mode == HS__PASS &&
+				    s->off.gso_type && !passed_as_checked(s, &dl->out[j], &dl->bufs[j])) {
+					dl->out[j].len = 0;
+					hs__ctr_add(&oq->drops[HS_DROP_BAD_OFFLOAD], 1);
 				}
 			}
 		}
