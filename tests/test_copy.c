@@ -1038,6 +1038,104 @@ START_TEST(gso_metadata_matches_the_headers_delivered)
 }
 END_TEST
 
+/* UFO (HS_GSO_UDP) as Linux makes it: gso_size is the IP
+ * fragment's payload (UDP header included in the first), so a 1500-MTU
+ * sender's gso_size is 1480 and each fragment 14 + 20 + 1480 = 1514:
+ * within the MTU (the MTU rule once counted the UDP header twice). */
+START_TEST(ufo_of_a_1500_mtu_sender_passes)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tu = {.caps = HS_CAP_CSUM | HS_CAP_GSO_UDP, .rx_seg = 65536,
+				.rx_posted = 256};
+	hs_port_t *a = tbe_port(sw, "a", &tu, 0); /* MTU 1500 */
+	hs_port_t *b = tbe_port(sw, "b", &tu, 0);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_UDP, 3000, -1, &off);
+	fr[14 + 6] = 0; /* no DF: it is to be fragmented */
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_UDP;
+	off.gso_size = 1480;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	uint64_t over = th_pstats(a).drops[HS_DROP_OVERSIZE];
+	struct tbe_rxf r;
+	unsigned got = 0;
+	while (tbe_pop(b, 0, &r)) {
+		got++;
+		free(r.data);
+	}
+	hs_switch_destroy(sw);
+	ck_assert_msg(got == 1 && over == 0, "a Linux UFO frame (MTU 1500, gso_size 1480): "
+		      "delivered %u, oversize %llu", got, (unsigned long long)over);
+}
+END_TEST
+
+/* A GSO frame of nearly the largest length, passed whole to a trunk port
+ * (a tag pushed): 4 bytes longer than the largest untagged frame, and
+ * still right for the check in the receiver's buffer. */
+START_TEST(a_tag_pushed_on_the_largest_gso_frame_passes)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config tg = {.caps = HS_CAP_CSUM | HS_CAP_GSO_TCPV4, .rx_seg = 65536,
+				.rx_nseg = 2};
+	struct hs_port_config pc = {.name = "g", .backend = TBE_NAME, .backend_config = &tg,
+				    .backend_config_size = sizeof(tg), .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *g;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &g), 0);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 7);
+	static uint8_t fr[70000];
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 65549 - 66, -1, &off);
+	ck_assert_uint_eq(n, 65549);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 1448;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	struct hs_port_stats st = th_pstats(g);
+	ck_assert_uint_eq(st.drops[HS_DROP_BAD_OFFLOAD], 0);
+	ck_assert_uint_eq(tbe_rx_count(g, 0), 1);
+	struct tbe_rxf r;
+	ck_assert(tbe_pop(g, 0, &r));
+	ck_assert_uint_eq(r.len, n + 4);
+	free(r.data);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* Frames waiting in a port's backlog when it is deleted are dropped and
+ * counted (port_down): what the switch received is what it sent plus what
+ * it dropped. */
+START_TEST(a_deleted_ports_backlog_is_counted)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	struct tbe_config tb = {.rx_posted = 1};
+	hs_port_t *b = tbe_port(sw, "b", &tb, 0);
+	ck_assert_ptr_nonnull(b);
+	uint8_t fr[200], src[6];
+	th_mac(src, 1);
+	for (int i = 0; i < 5; i++) {
+		uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, -1, 100, (uint8_t)i);
+		tbe_queue(a, 0, fr, n, NULL, NULL);
+	}
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(th_pstats(b).tx_packets, 1);
+	ck_assert_int_eq(hs_port_del(b), 0);
+	struct hs_switch_stats ss;
+	ck_assert_int_eq(hs_switch_get_stats(sw, &ss), 0);
+	uint64_t d = 0;
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		d += ss.drops[r];
+	ck_assert_uint_eq(ss.drops[HS_DROP_PORT_DOWN], 4);
+	ck_assert_uint_eq(ss.rx_packets, ss.tx_packets + d);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("copy");
@@ -1064,6 +1162,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_frame_cut_in_part_is_cut_to_the_end);
 	tcase_add_test(tc, a_piece_longer_than_an_ip_datagram_is_refused);
 	tcase_add_test(tc, gso_pieces_keep_to_the_senders_mtu);
+	tcase_add_test(tc, ufo_of_a_1500_mtu_sender_passes);
+	tcase_add_test(tc, a_tag_pushed_on_the_largest_gso_frame_passes);
+	tcase_add_test(tc, a_deleted_ports_backlog_is_counted);
 	tcase_add_test(tc, hostile_metadata_is_refused_and_counted);
 	tcase_add_test(tc, a_tiny_mss_makes_correct_pieces);
 	tcase_add_test(tc, gso_metadata_matches_the_headers_delivered);

@@ -22,6 +22,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -30,7 +32,9 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
@@ -682,6 +686,211 @@ START_TEST(the_link_follows_the_device_into_other_namespaces)
 }
 END_TEST
 
+/* Moves device `name` into the namespace of nsfd through rtnetlink socket s. */
+static int nl_move(int s, const char *name, int nsfd)
+{
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+		char attrs[64];
+	} req;
+	memset(&req, 0, sizeof(req));
+	req.h.nlmsg_type = RTM_NEWLINK;
+	req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+	req.i.ifi_family = AF_UNSPEC;
+	struct rtattr *a = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.h.nlmsg_len));
+	a->rta_type = IFLA_IFNAME;
+	a->rta_len = (unsigned short)RTA_LENGTH(strlen(name) + 1);
+	memcpy(RTA_DATA(a), name, strlen(name) + 1);
+	req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_ALIGN(a->rta_len);
+	a = (struct rtattr *)((char *)&req + req.h.nlmsg_len);
+	a->rta_type = IFLA_NET_NS_FD;
+	a->rta_len = RTA_LENGTH(4);
+	uint32_t fd = (uint32_t)nsfd;
+	memcpy(RTA_DATA(a), &fd, 4);
+	req.h.nlmsg_len += RTA_ALIGN(a->rta_len);
+	if (send(s, &req, req.h.nlmsg_len, 0) < 0)
+		return -errno;
+	char buf[1024];
+	ssize_t n = recv(s, buf, sizeof(buf), 0);
+	if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+		return -EIO;
+	struct nlmsgerr *e = NLMSG_DATA((struct nlmsghdr *)buf);
+	return e->error;
+}
+
+/* A device moved to and fro quickly (600 moves, as fast as rtnetlink
+ * takes them): a look at it while it moves may fail, and is tried again
+ * later; once the moves stop and the device is down in the switch's
+ * namespace, the port's link follows it down. (Before, the fourth failed
+ * try ended the following for good.) */
+START_TEST(quick_moves_do_not_end_the_following)
+{
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "skipped\n");
+		return;
+	}
+	struct rig r;
+	rig_up(&r, 0);
+	pthread_t loop;
+	ck_assert_int_eq(pthread_create(&loop, NULL, loop_main, r.sw), 0);
+	const char *dev = hs_tap_ifname(r.tap);
+	pid_t other = ns_child();
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)other);
+	int bfd = open(path, O_RDONLY | O_CLOEXEC), afd = open("/proc/thread-self/ns/net",
+							       O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(bfd, 0);
+	ck_assert_int_ge(afd, 0);
+	int sa = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	ck_assert_int_eq(setns(bfd, CLONE_NEWNET), 0);
+	int sb = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	ck_assert_int_eq(setns(afd, CLONE_NEWNET), 0);
+	ck_assert_int_ge(sa, 0);
+	ck_assert_int_ge(sb, 0);
+	unsigned moves = 0;
+	const unsigned n = 300;
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_int_eq(nl_move(sa, dev, bfd), 0);
+		ck_assert_int_eq(nl_move(sb, dev, afd), 0);
+		moves += 2;
+	}
+	close(sb);
+	close(sa);
+	/* settled in our namespace: up, then down */
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "ip link set %s up", dev);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(r.tap), 3000));
+	usleep(300000);
+	snprintf(cmd, sizeof(cmd), "ip link set %s down", dev);
+	ck_assert_int_eq(system(cmd), 0);
+	bool down = TH_WAIT(!hs_port_link_up(r.tap), 3000);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	hs_stop(r.sw);
+	pthread_join(loop, NULL);
+	rig_down(&r);
+	ck_assert_msg(down, "after %u quick moves the port no longer follows its device", moves);
+}
+END_TEST
+
+/* A switch without CAP_NET_ADMIN attached to a persistent tap of its own
+ * user, in its own namespace: tun does not say where the device is
+ * (TUNGETDEVNETNS needs the right), and the device is followed in the
+ * switch's namespace all the same. */
+START_TEST(an_unprivileged_switch_follows_its_tap_here)
+{
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "skipped\n");
+		return;
+	}
+	ck_assert_int_eq(system("ip tuntap add hst45u mode tap user 65534 vnet_hdr && "
+				"ip link set hst45u up"), 0);
+	int go[2], res[2];
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(res), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(2);
+		hs_switch_t *sw = th_switch(NULL);
+		struct hs_tap_config tc = {.ifname = "hst45u", .flags = HS_TAP_ATTACH | mode_flags};
+		struct hs_port_config pc = {.name = "tap", .backend = HS_TAP_BACKEND,
+					    .backend_config = &tc, .backend_config_size = sizeof(tc)};
+		hs_port_t *p = NULL;
+		int rc = hs_port_add(sw, &pc, &p);
+		if (rc) {
+			fprintf(stderr, "attach as nobody: %d\n", rc);
+			_exit(3);
+		}
+		pthread_t loop;
+		pthread_create(&loop, NULL, loop_main, sw);
+		char c = hs_port_link_up(p) ? 'u' : 'd';
+		if (write(go[1], &c, 1) != 1)
+			_exit(4);
+		if (read(res[0], &c, 1) != 1) /* parent set it down */
+			_exit(4);
+		bool down = TH_WAIT(!hs_port_link_up(p), 3000);
+		hs_stop(sw);
+		pthread_join(loop, NULL);
+		hs_switch_destroy(sw);
+		_exit(down ? 0 : 1);
+	}
+	char c;
+	ck_assert_int_eq(read(go[0], &c, 1), 1);
+	ck_assert_int_eq(system("ip link set hst45u down"), 0);
+	ck_assert_int_eq(write(res[1], &c, 1), 1);
+	int st;
+	waitpid(pid, &st, 0);
+	system("ip link del hst45u");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "unprivileged switch, tap in its own namespace set down: port link "
+		      "stayed up (child status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+END_TEST
+
+/* hs_tap_set_mtu on a device in the caller's own namespace needs no
+ * CAP_SYS_ADMIN (no namespace is entered): a child of the case without it
+ * sets the MTU; the device in another namespace needs it, and the call
+ * says so. */
+START_TEST(a_tap_mtu_here_needs_no_namespace_entry)
+{
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "skipped: no network namespace of our own\n");
+		return;
+	}
+	struct rig r;
+	rig_up(&r, 0);
+	const char *dev = hs_tap_ifname(r.tap);
+	pid_t other = ns_child();
+#ifdef __SANITIZE_THREAD__
+	const int cases = 1; /* TSan does not start threads in a child of a threaded fork */
+#else
+	const int cases = 2;
+#endif
+	for (int away = 0; away < cases; away++) {
+		char cmd[200];
+		if (away) {
+			snprintf(cmd, sizeof(cmd), "ip link set %s netns %d", dev, (int)other);
+			ck_assert_int_eq(system(cmd), 0);
+		}
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (!pid) {
+			struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+			struct __user_cap_data_struct d[2];
+			if (syscall(SYS_capget, &h, d))
+				_exit(2);
+			d[CAP_SYS_ADMIN / 32].effective &= ~(1u << (CAP_SYS_ADMIN % 32));
+			d[CAP_SYS_ADMIN / 32].permitted &= ~(1u << (CAP_SYS_ADMIN % 32));
+			if (syscall(SYS_capset, &h, d))
+				_exit(2);
+			int rc = hs_tap_set_mtu(r.tap, 1400 - away);
+			_exit(rc == 0 ? 0 : rc == -EPERM ? 1 : 3);
+		}
+		int st;
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st));
+		if (!away) {
+			ck_assert_int_eq(WEXITSTATUS(st), 0);
+			snprintf(cmd, sizeof(cmd), "ip -o link show %s | grep -q \" mtu 1400 \"", dev);
+			ck_assert_int_eq(system(cmd), 0);
+		} else {
+			ck_assert_int_eq(WEXITSTATUS(st), 1); /* setns: EPERM, said */
+			ck_assert_int_eq(hs_tap_set_mtu(r.tap, 1399), 0);
+			snprintf(cmd, sizeof(cmd), "ip -o link show %s | grep -q \" mtu 1399 \"", dev);
+			ck_assert_int_eq(in_ns(other, cmd), 0);
+		}
+	}
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	rig_down(&r);
+}
+END_TEST
+
 int main(void)
 {
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -709,6 +918,9 @@ int main(void)
 	tcase_add_test(tc, deleting_a_tap_port_interrupts_no_other_thread);
 	tcase_add_test(tc, thread_exit_and_fork_leave_the_rings_sound);
 	tcase_add_test(tc, the_link_follows_the_device_into_other_namespaces);
+	tcase_add_test(tc, quick_moves_do_not_end_the_following);
+	tcase_add_test(tc, an_unprivileged_switch_follows_its_tap_here);
+	tcase_add_test(tc, a_tap_mtu_here_needs_no_namespace_entry);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

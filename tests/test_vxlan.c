@@ -1623,7 +1623,7 @@ START_TEST(datagrams_the_kernel_drops_are_counted)
 	size_t n = datagram(d, 5);
 	n = 8 + th_frame(d + 8, th_bcast, d + 8 + 6, -1, 1400, 1);
 	ck_assert_int_eq(hs_port_quiesce(a.vx), 0);
-	unsigned sent = 8000; /* more than an 8 MiB buffer holds */
+	unsigned sent = 8000; /* more than the receive buffer holds */
 	for (unsigned i = 0; i < sent; i++)
 		fake_send(c, AF_INET, "127.0.0.1", d, n);
 	ck_assert_int_eq(hs_port_resume(a.vx), 0);
@@ -1681,6 +1681,67 @@ START_TEST(ipv6_datagrams_keep_to_the_route_mtu)
 }
 END_TEST
 
+/* A VTEP keeps the socket of a VNI that leaves, for the next one to join:
+ * the kernel's drop count on it is the earlier port's, not the new one's
+ * (it dropped nothing). */
+static hs_port_t *vni_port(hs_switch_t *sw, uint32_t vni)
+{
+	struct hs_vxlan_config c = {.local = "127.0.0.1", .vni = vni};
+	char name[16];
+	snprintf(name, sizeof(name), "vx%u", vni);
+	struct hs_port_config pc = {.name = name, .backend = HS_VXLAN_BACKEND,
+				    .backend_config = &c, .backend_config_size = sizeof(c),
+				    .vlan = (uint16_t)vni};
+	hs_port_t *p = NULL;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &p), 0);
+	return p;
+}
+
+START_TEST(a_taken_over_socket_brings_no_drops)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up(&a, "127.0.0.1", 0, 0); /* VNI 42 */
+	hs_port_t *v43 = vni_port(a.sw, 43);
+	hs_port_t *m43 = th_port(a.sw, "m43", 43);
+	(void)m43;
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	static uint8_t d[1500];
+	size_t n = 8 + th_frame(d + 8, th_bcast, d + 8 + 6, -1, 1400, 1);
+	memset(d, 0, 8);
+	d[0] = 0x08;
+	d[6] = 43;
+	d[8 + 6] = 0x02;
+	ck_assert_int_eq(hs_port_quiesce(v43), 0);
+	unsigned sent = 8000;
+	for (unsigned i = 0; i < sent; i++)
+		fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert_int_eq(hs_port_resume(v43), 0);
+	ck_assert(TH_WAIT(th_pstats(v43).rx_packets + backend_ctr(v43, "rx_overflow") == sent,
+			  5000));
+	uint64_t lost = backend_ctr(v43, "rx_overflow");
+	ck_assert_uint_gt(lost, 0);
+	/* VNI 43 leaves: its socket stays as a placeholder */
+	ck_assert_int_eq(hs_port_del(v43), 0);
+	/* VNI 44 joins and takes it over; nothing was dropped since */
+	hs_port_t *v44 = vni_port(a.sw, 44);
+	th_port(a.sw, "m44", 44);
+	usleep(1500000); /* age_cb: SO_MEMINFO */
+	d[6] = 44;
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	ck_assert(TH_WAIT(th_pstats(v44).rx_packets == 1, 3000));
+	usleep(100000);
+	uint64_t ovf = backend_ctr(v44, "rx_overflow");
+	uint64_t nb = th_pstats(v44).drops[HS_DROP_NO_BUFFER];
+	close(c);
+	side_down(&a);
+	ck_assert_msg(ovf == 0 && nb == 0,
+		      "VNI 44's new port counts VNI 43's %llu old drops: rx_overflow %llu, "
+		      "rx_no_buffer %llu", (unsigned long long)lost, (unsigned long long)ovf,
+		      (unsigned long long)nb);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vxlan");
@@ -1708,6 +1769,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, df_datagrams_keep_to_the_route_mtu);
 	tcase_add_test(tc, ipv6_datagrams_keep_to_the_route_mtu);
 	tcase_add_test(tc, datagrams_the_kernel_drops_are_counted);
+	tcase_add_test(tc, a_taken_over_socket_brings_no_drops);
 	suite_add_tcase(s, tc);
 	return s;
 }

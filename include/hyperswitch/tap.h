@@ -50,8 +50,11 @@
  * del` still ends a namespace and its devices); the device's namespace is
  * given an id in the switch's own (RTM_NEWNSID) if it has none. Following a
  * device in another namespace needs CAP_NET_ADMIN there and
- * CAP_NET_BROADCAST here; without them the port logs that the device is
- * not followed, and its link stays up.
+ * CAP_NET_BROADCAST here; without CAP_NET_ADMIN a device is followed in
+ * the switch's own namespace only. Where it cannot be followed, the port
+ * logs why and its link stays up. A look that fails for a passing cause
+ * (the device moving meanwhile, rtnetlink busy) is tried again, from
+ * 100 ms to every 5 s.
  *
  * Errors from the kernel (device gone, permission denied, name clash) are
  * returned by hs_port_add, or, once running, logged; the port's link then

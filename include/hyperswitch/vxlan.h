@@ -44,7 +44,13 @@
  * the port's MTU (hs_port_set_mtu), so guests can be told. With
  * HS_VXLAN_DF a datagram the kernel refuses as larger than the path MTU
  * (the route's, or one learned from ICMP) is counted as too_big; without
- * it the kernel fragments such a datagram (IPv4 and IPv6 alike). ECN as RFC 6040 says (normal mode): the outer
+ * it the kernel fragments such a datagram (IPv4 and IPv6 alike). A path
+ * MTU learned from ICMP is the kernel's path MTU discovery, with its
+ * exposure: an ICMP "fragmentation needed" that quotes a datagram of this
+ * VTEP, forged or not, lowers it (to net.ipv4.route.min_pmtu, 552 by
+ * default, for net.ipv4.route.mtu_expires, 10 minutes), and frames larger
+ * than that then count as too_big; the senders inside the tunnel are not
+ * told (no ICMP towards them, no lower MTU for the port). ECN as RFC 6040 says (normal mode): the outer
  * header's ECN field is the inner IP header's (the rest of the outer
  * TOS/traffic class is `tos`); on receive a CE mark on the outer header
  * reaches an ECN-capable inner header (ecn_marked; an IPv4 header's
@@ -101,8 +107,8 @@
  * (src_local); datagrams larger than any frame the port takes
  * (rx_truncated, counted as oversize); and datagrams the kernel dropped
  * before the port read them (rx_overflow, within a second; the port's
- * rx_no_buffer by its next burst: a full receive buffer, 4 MiB where
- * the process may set it, or a bad UDP checksum).
+ * rx_no_buffer by its next burst: a full receive buffer, of 4 MiB or
+ * net.core.rmem_max if less, or a bad UDP checksum).
  *
  * Threads: the hs_vxlan_fdb_* calls from any thread.
  */

@@ -163,6 +163,10 @@ struct tap_port {
 	bool if_up;              /* up with a carrier, as last heard */
 	bool all_ns;             /* nl hears other namespaces */
 	bool unfollowed;         /* said why it is not followed */
+	bool retry_said;         /* said that a look failed and is retried */
+	bool retry_at_start;     /* a look in tap_open failed: again at start */
+	uint32_t retry_ms;       /* the wait before the next look (backoff) */
+	hs_timer_t *retry_t;     /* that look (the loop's) */
 	bool started;            /* set_up changes the port's link */
 };
 
@@ -543,7 +547,8 @@ static void set_up(struct tap_port *t, bool up)
 		hs_port_set_link(t->port, false);
 }
 
-/* Stops following (the reason logged once); the link is left up. */
+/* Stops following for good (no rights, a kernel without the ioctl; the
+ * reason logged once); the link is left up. */
 static void unfollow(struct tap_port *t, const char *what, int err)
 {
 	t->ifindex = 0; /* matches no message */
@@ -668,15 +673,19 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 	for (int tries = 0; tries < 4; tries++) {
 		*what = "where is it";
 		int nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
-		if (nsfd < 0)
+		/* Without CAP_NET_ADMIN tun does not say: the device is then
+		 * looked for in this namespace only (where it was opened). */
+		bool here_only = nsfd < 0 && errno == EPERM;
+		if (nsfd < 0 && !here_only)
 			return -errno;
-		struct stat st;
-		int nsid = -1, rc = fstat(nsfd, &st) ? -errno : 0;
+		struct stat st = *own;
+		int nsid = -1, rc = here_only || !fstat(nsfd, &st) ? 0 : -errno;
 		if (!rc && (st.st_ino != own->st_ino || st.st_dev != own->st_dev)) {
 			*what = "the id of its namespace";
 			rc = other_ok ? (nsid = ns_id(r, nsfd)) : -EPERM;
 		}
-		close(nsfd);
+		if (nsfd >= 0)
+			close(nsfd);
 		if (rc < 0)
 			return rc;
 		struct ifreq ifr = {0};
@@ -685,10 +694,18 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 			return -errno;
 		*what = "its state";
 		rc = get_link(r, nsid, ifr.ifr_name, a);
+		if (rc == -ENODEV && here_only) {
+			*what = "it left this namespace (another needs CAP_NET_ADMIN)";
+			return -EPERM;
+		}
 		if (rc == -ENODEV)
 			continue; /* moved (or renamed) meanwhile */
 		if (rc)
 			return rc;
+		if (here_only) {
+			a->nsid = -1;
+			return 0;
+		}
 		/* still in that namespace? (else a name there may be another's) */
 		nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
 		struct stat now;
@@ -705,21 +722,58 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 	return -EAGAIN;
 }
 
-/* Finds the device (its namespace, index and state) and follows it. */
+static void follow(struct tap_port *t);
+
+static void refollow_cb(hs_timer_t *tm, void *arg)
+{
+	(void)tm;
+	follow(arg);
+}
+
+/* A look failed for a cause that passes (the device moving while it was
+ * looked at, rtnetlink busy or its buffer full, a namespace ending): it
+ * is looked at again later, 100 ms on, doubling to 5 s; the messages it
+ * was known by still count meanwhile. */
+static void follow_later(struct tap_port *t, const char *what, int err)
+{
+	if (!t->retry_said) {
+		t->retry_said = true;
+		hs_port_log(t->port, HS_LOG_WARN, "tap %s: where it is and its state are not "
+			    "known (%s: %s); asked again", t->ifname, what, hs_strerror(err));
+	}
+	t->retry_ms = t->retry_ms ? (t->retry_ms < 2500 ? 2 * t->retry_ms : 5000) : 100;
+	if (!t->started)
+		t->retry_at_start = true;
+	else if (t->retry_t)
+		hs_timer_modify(t->retry_t, t->retry_ms, 0);
+	else
+		hs_timer_add(hs_port_switch(t->port), t->retry_ms, 0, refollow_cb, t, &t->retry_t);
+}
+
+/* Finds the device (its namespace, index and state) and follows it
+ * (tap_open; then the loop). */
 static void follow(struct tap_port *t)
 {
-	if (atomic_load(&t->gone))
+	if (atomic_load(&t->gone) || t->unfollowed)
 		return;
 	struct tap_nl_ans a;
 	const char *what;
 	int rc = locate(t, &t->req, &t->own_ns, t->all_ns, &a, &what);
 	if (rc && is_gone_errno(-rc) && t->started) {
 		gone(t, rc);
+	} else if (rc == -EPERM || rc == -EACCES || rc == -EINVAL || rc == -ENOTTY ||
+		   rc == -EOPNOTSUPP) {
+		unfollow(t, what, rc); /* no rights, or no such ioctl */
 	} else if (rc) {
-		unfollow(t, what, rc);
+		follow_later(t, what, rc);
 	} else {
 		t->nsid = a.nsid;
 		t->ifindex = a.ifindex;
+		t->retry_ms = 0;
+		if (t->retry_said) {
+			t->retry_said = false;
+			hs_port_log(t->port, HS_LOG_INFO, "tap %s: followed again", t->ifname);
+		}
 		set_up(t, (a.flags & IFF_UP) && (a.flags & IFF_RUNNING));
 	}
 }
@@ -807,12 +861,54 @@ static void follow_close(struct tap_port *t)
 	free(t->nl_buf);
 }
 
-/* Sets a device's MTU by name from inside a namespace (rtnetlink takes no
- * other namespace's id for changes): a thread of its own enters it, so
- * no socket stays there and the caller's thread never moves. */
+/* Sets the MTU of the tap's device, named `name` in the calling thread's
+ * namespace `ns`, by its index once the tun file says the device is that
+ * one (so the name cannot be another device's that took it meanwhile).
+ * 0, -EAGAIN (it moved or was renamed meanwhile: look again), -errno. */
+static int set_mtu_here(struct tap_port *t, const struct stat *ns, const char *name,
+			uint32_t mtu)
+{
+	unsigned idx = if_nametoindex(name);
+	if (!idx)
+		return errno == ENODEV || errno == ENXIO ? -EAGAIN : -errno;
+	struct ifreq ifr = {0};
+	if (ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0)
+		return -errno;
+	if (strncmp(ifr.ifr_name, name, IFNAMSIZ) || if_nametoindex(name) != idx)
+		return -EAGAIN;
+	int nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
+	if (nsfd >= 0) {
+		struct stat st;
+		bool same = !fstat(nsfd, &st) && st.st_ino == ns->st_ino && st.st_dev == ns->st_dev;
+		close(nsfd);
+		if (!same)
+			return -EAGAIN;
+	} else if (errno != EPERM) { /* EPERM: tun does not say; the name was here */
+		return -errno;
+	}
+	struct tap_req r = {0};
+	int rc = req_open(&r);
+	if (!rc) {
+		struct nlmsghdr *h = hs_nl_req(r.buf, &r.seq, RTM_SETLINK, NLM_F_ACK);
+		struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(h, sizeof(*ifm));
+		ifm->ifi_family = AF_UNSPEC;
+		ifm->ifi_index = (int)idx;
+		mnl_attr_put_u32(h, IFLA_MTU, mtu);
+		rc = hs_nl_request(r.s, r.buf, NULL, NULL, NULL);
+	}
+	req_close(&r);
+	return rc;
+}
+
+/* A device in another namespace: rtnetlink takes no other namespace's id
+ * for changes, so a thread of its own enters that one (setns, which needs
+ * CAP_SYS_ADMIN) and sets it there: no socket stays there, and the
+ * caller's thread never moves. */
 struct mtu_job {
+	struct tap_port *t;
 	int nsfd;
-	char name[IFNAMSIZ];
+	struct stat ns;
+	const char *name;
 	uint32_t mtu;
 	int rc;
 };
@@ -820,8 +916,7 @@ struct mtu_job {
 static void *mtu_main(void *arg)
 {
 	struct mtu_job *j = arg;
-	struct ifreq ifr = {.ifr_mtu = (int)j->mtu};
-	j->rc = setns(j->nsfd, CLONE_NEWNET) ? -errno : if_ioctl(j->name, SIOCSIFMTU, &ifr);
+	j->rc = setns(j->nsfd, CLONE_NEWNET) ? -errno : set_mtu_here(j->t, &j->ns, j->name, j->mtu);
 	return NULL;
 }
 
@@ -830,29 +925,37 @@ int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu)
 	struct tap_port *t = hs_port_backend_priv(port, &hs__tap_ops);
 	if (!t || mtu < 68 || mtu > 65535)
 		return -EINVAL;
-	const char *what = "where is it";
-	int rc = -EAGAIN;
+	struct stat own;
+	const char *what = "its namespace";
+	int rc = stat("/proc/thread-self/ns/net", &own) ? -errno : -EAGAIN;
 	for (int tries = 0; tries < 4 && rc == -EAGAIN; tries++) {
-		struct mtu_job j = {.mtu = mtu, .nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS)};
 		struct ifreq ifr = {0};
-		if (j.nsfd < 0) {
+		what = "its name";
+		if (ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0) {
 			rc = -errno;
 			break;
 		}
-		what = "its name";
-		rc = ioctl(t->q[0].fd, TUNGETIFF, &ifr) < 0 ? -errno : 0;
-		pthread_t th;
-		if (!rc) {
-			what = "a thread";
-			memcpy(j.name, ifr.ifr_name, IFNAMSIZ);
+		what = "its MTU";
+		struct mtu_job j = {.t = t, .name = ifr.ifr_name, .mtu = mtu, .ns = own,
+				    .nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS)};
+		if (j.nsfd < 0 && errno != EPERM) {
+			what = "where is it";
+			rc = -errno;
+			break;
+		}
+		if (j.nsfd < 0 || (!fstat(j.nsfd, &j.ns) && j.ns.st_ino == own.st_ino &&
+				   j.ns.st_dev == own.st_dev)) {
+			rc = set_mtu_here(t, &own, ifr.ifr_name, mtu); /* here: no thread */
+		} else {
+			pthread_t th;
 			rc = -pthread_create(&th, NULL, mtu_main, &j);
+			if (!rc) {
+				pthread_join(th, NULL);
+				rc = j.rc;
+			}
 		}
-		if (!rc) {
-			pthread_join(th, NULL);
-			what = "its MTU";
-			rc = j.rc == -ENODEV ? -EAGAIN : j.rc; /* moved meanwhile */
-		}
-		close(j.nsfd);
+		if (j.nsfd >= 0)
+			close(j.nsfd);
 	}
 	if (rc)
 		hs_port_log(port, HS_LOG_ERROR, "tap %s: MTU %u: %s: %s", t->ifname, mtu, what,
@@ -980,10 +1083,15 @@ static int tap_start(void *priv)
 		    t->if_up ? "up" : "down", t->unfollowed ? " (not followed)" : "");
 	/* from here on the loop reads the device's messages and sets the link */
 	t->started = true;
-	int rc = t->nl ? hs_watch_add(hs_port_switch(t->port), mnl_socket_get_fd(t->nl),
-				      HS_WATCH_READ, nl_cb, t, &t->nl_w)
+	hs_switch_t *sw = hs_port_switch(t->port);
+	int rc = t->nl ? hs_watch_add(sw, mnl_socket_get_fd(t->nl), HS_WATCH_READ, nl_cb, t,
+				      &t->nl_w)
 		       : 0;
+	if (!rc && t->retry_at_start) /* tap_open's look failed: again now */
+		rc = hs_timer_add(sw, 0, 0, refollow_cb, t, &t->retry_t);
 	if (rc) {
+		hs_watch_del(t->nl_w);
+		t->nl_w = NULL;
 		for (uint16_t i = 0; i < t->cfg.queues; i++)
 			hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
 	}
@@ -1002,6 +1110,8 @@ static void tap_stop(void *priv)
 	struct tap_port *t = priv;
 	hs_watch_del(t->nl_w); /* waits for its callback */
 	t->nl_w = NULL;
+	hs_timer_del(t->retry_t); /* made by the watch's callback, or this one's */
+	t->retry_t = NULL;
 	hs_timer_del(t->gone_t);
 	t->gone_t = NULL;
 	unwatch(t);

@@ -297,6 +297,19 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
  * next burst, which owns that counter). From the burst (each datagram
  * says the count as it was queued: SO_RXQ_OVFL) and once a second (the
  * count now: SO_MEMINFO, for the drops after the last datagram queued). */
+/* The receive socket's drop count now (SO_MEMINFO). 0 or -errno. */
+static int rx_drops(const struct vxlan *v, uint32_t *d)
+{
+	uint32_t mi[SK_MEMINFO_VARS];
+	socklen_t ml = sizeof(mi);
+	if (getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mi, &ml))
+		return -errno;
+	if (ml <= SK_MEMINFO_DROPS * sizeof(uint32_t))
+		return -EOPNOTSUPP;
+	*d = mi[SK_MEMINFO_DROPS];
+	return 0;
+}
+
 static void kernel_drops(struct vxlan *v, uint32_t d)
 {
 	uint32_t old = atomic_load(&v->rx_ovfl_seen);
@@ -313,11 +326,9 @@ static void age_cb(hs_timer_t *t, void *arg)
 {
 	struct vxlan *v = arg;
 	(void)t;
-	uint32_t mi[SK_MEMINFO_VARS];
-	socklen_t ml = sizeof(mi);
-	if (!getsockopt(v->rx_fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) &&
-	    ml > SK_MEMINFO_DROPS * sizeof(uint32_t))
-		kernel_drops(v, mi[SK_MEMINFO_DROPS]);
+	uint32_t d;
+	if (!rx_drops(v, &d))
+		kernel_drops(v, d);
 	uint64_t n = 0;
 	pthread_mutex_lock(&v->lock);
 	uint64_t now = now_s(); /* under the lock: no seen_s is newer */
@@ -346,6 +357,11 @@ static int open_sockets(struct vxlan *v)
 	/* this VNI's socket on the VTEP, which other VNIs' ports may share */
 	fill_sa(v, &v->local, v->cfg.dst_port, &sa, &len);
 	int rc = vx_vtep_join((struct sockaddr *)&sa, len, v->cfg.vni, &v->rx_fd, &v->vtep);
+	/* A VTEP keeps a VNI's socket when the VNI leaves, for the next
+	 * one: its drop count is the earlier port's, from here on ours. */
+	uint32_t d;
+	if (!rc && !rx_drops(v, &d))
+		atomic_store(&v->rx_ovfl_seen, d);
 	if (rc)
 		return rc;
 	/* raw UDP: the kernel routes and adds the IP header, the UDP header

@@ -115,14 +115,13 @@ static int new_socket(struct vx_vtep *g)
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	/* Room for bursts while the switch is busy elsewhere (the kernel caps
-	 * SO_RCVBUF at rmem_max; FORCE, where allowed, does not), and the
-	 * kernel's count of the datagrams it dropped for want of it with
-	 * every datagram (SO_RXQ_OVFL): counted by the port, never lost
-	 * silently. */
+	/* Room for bursts while the switch is busy elsewhere, as much as the
+	 * host allows a socket (net.core.rmem_max caps it: a VTEP may have a
+	 * thousand VNIs, each a socket), and the kernel's count of the
+	 * datagrams it dropped for want of it with every datagram
+	 * (SO_RXQ_OVFL): counted by the port, never lost silently. */
 	int rcvbuf = 4 << 20;
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	/* the outer ECN field of every datagram, from the first one on */
 	bool v4 = g->sa.ss_family == AF_INET;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||

@@ -325,6 +325,16 @@ static void wr32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
+uint32_t hs__largest_piece(uint32_t len, const struct hs_offload *o, const struct hs__l4 *l)
+{
+	/* UFO's pieces are IP fragments: gso_size bytes of the datagram, its
+	 * UDP header among them, behind the IP header (IPv6: and an 8-byte
+	 * fragment header); the others' are segments behind all headers */
+	bool ufo = o->gso_type == HS_GSO_UDP;
+	uint32_t at = ufo ? l->l4_off : l->hdr_len, body = len - at;
+	return at + (ufo && l->ipv6 ? 8u : 0u) + (body < o->gso_size ? body : o->gso_size);
+}
+
 int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 		      struct hs__l4 *l4)
 {
@@ -350,7 +360,9 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	/* 0xffff is GSO_BY_FRAGS inside Linux, refused from a virtio header
 	 * (a tap writes EINVAL, a guest drops it): found by a long fuzz_tap
 	 * run. */
-	if (!o->gso_size || o->gso_size == 0xffff || p->len > HS__GSO_MAX_LEN)
+	/* (a tag's 4 bytes above the largest: one pushed on the way) */
+	if (!o->gso_size || o->gso_size == 0xffff ||
+	    p->len > HS__GSO_MAX_LEN + (l2 > HS_ETH_HLEN ? HS_VLAN_HLEN : 0))
 		return -EINVAL;
 	/* Parse the real headers: the sender's hdr_len is only a hint. */
 	if (hlen < l2 + 20)
@@ -399,10 +411,14 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	uint32_t pieces = (p->len - h + o->gso_size - 1) / o->gso_size;
 	if (pieces > HS__GSO_PIECES_MAX)
 		return -EINVAL;
+	l4->l3_off = (uint16_t)l3;
+	l4->l4_off = (uint16_t)l4o;
+	l4->hdr_len = (uint16_t)h;
+	l4->ipv6 = v6;
+	l4->proto = proto;
 	/* Each piece's IP length must fit its 16-bit field (IPv6: the
 	 * payload's, past the 40-byte header). */
-	uint32_t piece = h + (p->len - h < o->gso_size ? p->len - h : o->gso_size);
-	if (piece - l3 - (v6 ? 40 : 0) > 0xffff)
+	if (hs__largest_piece(p->len, o, l4) - l3 - (v6 ? 40 : 0) > 0xffff)
 		return -EINVAL;
 	/* Linux takes USO in at most UDP_MAX_SEGMENTS (128) pieces. */
 	if (o->gso_type == HS_GSO_UDP_L4 && pieces > 128)
@@ -415,11 +431,6 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	    (!(o->flags & HS_OFF_NEEDS_CSUM) || o->csum_start != l4o ||
 	     o->csum_offset != (proto == IPPROTO_TCP ? 16 : 6)))
 		return -EINVAL;
-	l4->l3_off = (uint16_t)l3;
-	l4->l4_off = (uint16_t)l4o;
-	l4->hdr_len = (uint16_t)h;
-	l4->ipv6 = v6;
-	l4->proto = proto;
 	return 0;
 }
 

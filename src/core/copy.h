@@ -175,6 +175,9 @@ void hs__view_piece(const struct hs__src *s, unsigned piece, const uint8_t *hdr,
  * -EINVAL (drop: bad_offload). */
 int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 		      struct hs__l4 *l4);
+/* The largest frame a GSO frame of `len` bytes stands for (its layout l,
+ * as hs__offload_check found it): what must fit the sender's MTU. */
+uint32_t hs__largest_piece(uint32_t len, const struct hs_offload *o, const struct hs__l4 *l);
 
 /* Length of piece `i` of a SEGMENT frame, and its patched header (written
  * to out, from the template). The L4 checksum field gets the

@@ -328,11 +328,8 @@ static inline bool frame_ok(struct hs__ctx *c, struct hs__inq *iq, unsigned i, b
 	 * stands for: its largest piece (all of it, if it is one) must fit
 	 * as a frame would. Linux sends no larger ones: its MSS is the
 	 * MTU's. */
-	uint32_t len = p->len;
-	if (p->off.gso_type) {
-		uint32_t h = c->dl->l4in[i].hdr_len, g = p->off.gso_size;
-		len = h + (p->len - h < g ? p->len - h : g);
-	}
+	uint32_t len = p->off.gso_type ? hs__largest_piece(p->len, &p->off, &c->dl->l4in[i])
+				       : p->len;
 	if (HS__UNLIKELY(over_mtu(len, max_len, tagged))) {
 		drop(iq, HS_DROP_OVERSIZE);
 		return false;

@@ -622,8 +622,13 @@ static void port_del_locked(struct hs_port *p)
 	pthread_mutex_lock(&p->quiesce_lock);
 	p->gone = true;
 	pthread_mutex_unlock(&p->quiesce_lock);
-	/* its share of the switch's totals stays in them (under ctl_lock,
-	 * as hs_switch_get_stats reads them): no data path touches it now */
+	/* Frames still waiting for it are dropped (port_down): counted,
+	 * not lost. Then its share of the switch's totals stays in them
+	 * (under ctl_lock, as hs_switch_get_stats reads them): no data path
+	 * touches it now. */
+	for (unsigned q = 0; q < p->nq; q++)
+		if (p->outq[q].bl.ent_n)
+			hs__ctr_add(&p->outq[q].drops[HS_DROP_PORT_DOWN], p->outq[q].bl.ent_n);
 	struct hs_port_stats ps;
 	port_stats(p, &ps);
 	sw->gone_rx_packets += ps.rx_packets;

@@ -414,15 +414,20 @@ int hsd_port_reconfigure(struct hsd *d, const struct hsd_port_conf *pc, uint32_t
 	to_lib(&nc, &c, &b);
 	c.size = sizeof(c);
 	/* a tap given an MTU has it on its device too, in whatever namespace
-	 * the device was moved to; without one now, the default again */
-	if ((bits & HS_PORT_SET_MTU) && nc.type == HSD_TAP && (p->conf.mtu_set || nc.mtu_set) &&
-	    (rc = hs_tap_set_mtu(p->port, nc.mtu))) {
+	 * the device was moved to; one the daemon made whose MTU is taken out
+	 * of the file goes back to the default (1500, as a new device would
+	 * have); an attached device without one keeps its own */
+	bool dev = (bits & HS_PORT_SET_MTU) && nc.type == HSD_TAP &&
+		   (nc.mtu_set || (p->conf.mtu_set && !nc.attach));
+	if (dev && (rc = hs_tap_set_mtu(p->port, nc.mtu))) {
 		snprintf(err, errlen, "port %s: the tap's MTU %u: %s", pc->name, nc.mtu,
 			 hs_strerror(rc));
 		hsd_port_conf_free(&nc);
 		return rc;
 	}
 	rc = hs_port_reconfigure(p->port, &c, bits);
+	if (rc && dev && (p->conf.mtu_set || !p->conf.attach))
+		hs_tap_set_mtu(p->port, p->conf.mtu); /* the device as it was */
 	if (rc) {
 		snprintf(err, errlen, "port %s: %s", pc->name, hs_strerror(rc));
 		hsd_port_conf_free(&nc);
