@@ -107,10 +107,12 @@ HS_EXTERN const char *hs_tap_ifname(hs_port_t *port);
  * (as its link is followed, above; moving it into another namespace
  * keeps its addresses and routes there, where deleting and making the
  * port again would lose them). The switch's side of the port is
- * hs_port_reconfigure's (HS_PORT_SET_MTU). Blocks on rtnetlink; not from
- * a data-path callback. -EINVAL (not a tap port, mtu outside 68..65535),
- * or the kernel's error (-EINVAL above the device's largest MTU, -EPERM),
- * also logged. */
+ * hs_port_reconfigure's (HS_PORT_SET_MTU). Needs CAP_NET_ADMIN over the
+ * device's namespace, and CAP_SYS_ADMIN when that is not the caller's
+ * (the call enters it from a thread of its own). Blocks on rtnetlink; not
+ * from a data-path callback. -EINVAL (not a tap port, mtu outside
+ * 68..65535), or the kernel's error (-EINVAL above the device's largest
+ * MTU, -EPERM), also logged. */
 HS_EXTERN int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu);
 
 #ifdef __cplusplus

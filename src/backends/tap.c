@@ -164,9 +164,8 @@ struct tap_port {
 	bool all_ns;             /* nl hears other namespaces */
 	bool unfollowed;         /* said why it is not followed */
 	bool retry_said;         /* said that a look failed and is retried */
-	bool retry_at_start;     /* a look in tap_open failed: again at start */
 	uint32_t retry_ms;       /* the wait before the next look (backoff) */
-	hs_timer_t *retry_t;     /* that look (the loop's) */
+	hs_timer_t *retry_t;     /* that look (made by tap_start) */
 	bool started;            /* set_up changes the port's link */
 };
 
@@ -562,9 +561,10 @@ static void unfollow(struct tap_port *t, const char *what, int err)
 }
 
 struct tap_nl_ans {
-	bool got;
+	bool got, has_mac;
 	int nsid, ifindex;
 	unsigned flags;
+	uint8_t mac[6];
 };
 
 static int nsid_cb(const struct nlmsghdr *h, void *data)
@@ -642,6 +642,14 @@ static int link_cb(const struct nlmsghdr *h, void *data)
 		a->ifindex = ifm->ifi_index;
 		a->flags = ifm->ifi_flags;
 		a->got = true;
+		const struct nlattr *at;
+		mnl_attr_for_each(at, h, sizeof(*ifm)) {
+			if (mnl_attr_get_type(at) == IFLA_ADDRESS &&
+			    mnl_attr_get_payload_len(at) == 6) {
+				memcpy(a->mac, mnl_attr_get_payload(at), 6);
+				a->has_mac = true;
+			}
+		}
 	}
 	return MNL_CB_OK;
 }
@@ -676,8 +684,8 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 		/* Without CAP_NET_ADMIN tun does not say: the device is then
 		 * looked for in this namespace only (where it was opened). */
 		bool here_only = nsfd < 0 && errno == EPERM;
-		if (nsfd < 0 && !here_only)
-			return -errno;
+		if (nsfd < 0 && !here_only) /* EINVAL, ENOTTY: a kernel without it */
+			return errno == EINVAL || errno == ENOTTY ? -EOPNOTSUPP : -errno;
 		struct stat st = *own;
 		int nsid = -1, rc = here_only || !fstat(nsfd, &st) ? 0 : -errno;
 		if (!rc && (st.st_ino != own->st_ino || st.st_dev != own->st_dev)) {
@@ -703,6 +711,16 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 		if (rc)
 			return rc;
 		if (here_only) {
+			/* the device of that name here must be ours: the same
+			 * MAC (tun tells its own without privilege), or it left
+			 * and another took its name */
+			struct ifreq hw = {0};
+			if (ioctl(t->q[0].fd, SIOCGIFHWADDR, &hw) < 0)
+				return -errno;
+			if (!a->has_mac || memcmp(a->mac, hw.ifr_hwaddr.sa_data, 6)) {
+				*what = "it left this namespace (another needs CAP_NET_ADMIN)";
+				return -EPERM;
+			}
 			a->nsid = -1;
 			return 0;
 		}
@@ -724,10 +742,13 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 
 static void follow(struct tap_port *t);
 
+/* The retry timer: made (idle) by tap_start, armed by follow_later. */
 static void refollow_cb(hs_timer_t *tm, void *arg)
 {
+	struct tap_port *t = arg;
 	(void)tm;
-	follow(arg);
+	if (t->retry_ms)
+		follow(t);
 }
 
 /* A look failed for a cause that passes (the device moving while it was
@@ -742,12 +763,8 @@ static void follow_later(struct tap_port *t, const char *what, int err)
 			    "known (%s: %s); asked again", t->ifname, what, hs_strerror(err));
 	}
 	t->retry_ms = t->retry_ms ? (t->retry_ms < 2500 ? 2 * t->retry_ms : 5000) : 100;
-	if (!t->started)
-		t->retry_at_start = true;
-	else if (t->retry_t)
+	if (t->started) /* before: tap_start arms it */
 		hs_timer_modify(t->retry_t, t->retry_ms, 0);
-	else
-		hs_timer_add(hs_port_switch(t->port), t->retry_ms, 0, refollow_cb, t, &t->retry_t);
 }
 
 /* Finds the device (its namespace, index and state) and follows it
@@ -761,8 +778,7 @@ static void follow(struct tap_port *t)
 	int rc = locate(t, &t->req, &t->own_ns, t->all_ns, &a, &what);
 	if (rc && is_gone_errno(-rc) && t->started) {
 		gone(t, rc);
-	} else if (rc == -EPERM || rc == -EACCES || rc == -EINVAL || rc == -ENOTTY ||
-		   rc == -EOPNOTSUPP) {
+	} else if (rc == -EPERM || rc == -EACCES || rc == -EOPNOTSUPP) {
 		unfollow(t, what, rc); /* no rights, or no such ioctl */
 	} else if (rc) {
 		follow_later(t, what, rc);
@@ -877,15 +893,13 @@ static int set_mtu_here(struct tap_port *t, const struct stat *ns, const char *n
 	if (strncmp(ifr.ifr_name, name, IFNAMSIZ) || if_nametoindex(name) != idx)
 		return -EAGAIN;
 	int nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
-	if (nsfd >= 0) {
-		struct stat st;
-		bool same = !fstat(nsfd, &st) && st.st_ino == ns->st_ino && st.st_dev == ns->st_dev;
-		close(nsfd);
-		if (!same)
-			return -EAGAIN;
-	} else if (errno != EPERM) { /* EPERM: tun does not say; the name was here */
+	if (nsfd < 0)
 		return -errno;
-	}
+	struct stat st;
+	bool same = !fstat(nsfd, &st) && st.st_ino == ns->st_ino && st.st_dev == ns->st_dev;
+	close(nsfd);
+	if (!same)
+		return -EAGAIN;
 	struct tap_req r = {0};
 	int rc = req_open(&r);
 	if (!rc) {
@@ -938,13 +952,14 @@ int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu)
 		what = "its MTU";
 		struct mtu_job j = {.t = t, .name = ifr.ifr_name, .mtu = mtu, .ns = own,
 				    .nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS)};
-		if (j.nsfd < 0 && errno != EPERM) {
+		/* EPERM: no CAP_NET_ADMIN over the device's namespace, where
+		 * its MTU could not be set either */
+		if (j.nsfd < 0) {
 			what = "where is it";
 			rc = -errno;
 			break;
 		}
-		if (j.nsfd < 0 || (!fstat(j.nsfd, &j.ns) && j.ns.st_ino == own.st_ino &&
-				   j.ns.st_dev == own.st_dev)) {
+		if (!fstat(j.nsfd, &j.ns) && j.ns.st_ino == own.st_ino && j.ns.st_dev == own.st_dev) {
 			rc = set_mtu_here(t, &own, ifr.ifr_name, mtu); /* here: no thread */
 		} else {
 			pthread_t th;
@@ -954,8 +969,7 @@ int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu)
 				rc = j.rc;
 			}
 		}
-		if (j.nsfd >= 0)
-			close(j.nsfd);
+		close(j.nsfd);
 	}
 	if (rc)
 		hs_port_log(port, HS_LOG_ERROR, "tap %s: MTU %u: %s: %s", t->ifname, mtu, what,
@@ -1084,14 +1098,18 @@ static int tap_start(void *priv)
 	/* from here on the loop reads the device's messages and sets the link */
 	t->started = true;
 	hs_switch_t *sw = hs_port_switch(t->port);
-	int rc = t->nl ? hs_watch_add(sw, mnl_socket_get_fd(t->nl), HS_WATCH_READ, nl_cb, t,
-				      &t->nl_w)
-		       : 0;
-	if (!rc && t->retry_at_start) /* tap_open's look failed: again now */
-		rc = hs_timer_add(sw, 0, 0, refollow_cb, t, &t->retry_t);
+	/* the retry timer before the watch whose callback may arm it: now if
+	 * tap_open's look failed, else idle (an hour, then nothing to do) */
+	int rc = hs_timer_add(sw, t->retry_ms ? 0 : 3600 * 1000, 0, refollow_cb, t, &t->retry_t);
+	if (!rc && t->nl)
+		rc = hs_watch_add(sw, mnl_socket_get_fd(t->nl), HS_WATCH_READ, nl_cb, t, &t->nl_w);
 	if (rc) {
 		hs_watch_del(t->nl_w);
 		t->nl_w = NULL;
+		hs_timer_del(t->retry_t);
+		t->retry_t = NULL;
+		hs_timer_del(t->gone_t); /* gone() may have run meanwhile */
+		t->gone_t = NULL;
 		for (uint16_t i = 0; i < t->cfg.queues; i++)
 			hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
 	}
@@ -1110,7 +1128,7 @@ static void tap_stop(void *priv)
 	struct tap_port *t = priv;
 	hs_watch_del(t->nl_w); /* waits for its callback */
 	t->nl_w = NULL;
-	hs_timer_del(t->retry_t); /* made by the watch's callback, or this one's */
+	hs_timer_del(t->retry_t);
 	t->retry_t = NULL;
 	hs_timer_del(t->gone_t);
 	t->gone_t = NULL;

@@ -329,10 +329,13 @@ uint32_t hs__largest_piece(uint32_t len, const struct hs_offload *o, const struc
 {
 	/* UFO's pieces are IP fragments: gso_size bytes of the datagram, its
 	 * UDP header among them, behind the IP header (IPv6: and an 8-byte
-	 * fragment header); the others' are segments behind all headers */
+	 * fragment header); the others' are segments behind all headers. A
+	 * frame that is one piece is not cut at all. */
 	bool ufo = o->gso_type == HS_GSO_UDP;
 	uint32_t at = ufo ? l->l4_off : l->hdr_len, body = len - at;
-	return at + (ufo && l->ipv6 ? 8u : 0u) + (body < o->gso_size ? body : o->gso_size);
+	if (body <= o->gso_size)
+		return len; /* one piece: not cut at all */
+	return at + (ufo && l->ipv6 ? 8u : 0u) + o->gso_size;
 }
 
 int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
