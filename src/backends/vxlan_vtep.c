@@ -124,8 +124,10 @@ static int new_socket(struct vx_vtep *g)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	/* the outer ECN field of every datagram, from the first one on */
 	bool v4 = g->sa.ss_family == AF_INET;
+	/* (where it is refused, as by qemu-user, SO_MEMINFO still counts
+	 * them, once a second) */
+	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) ||
 	    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
 		       sizeof(one)) ||
 	    bind(fd, (const struct sockaddr *)&g->sa, g->len)) {
