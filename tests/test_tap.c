@@ -549,6 +549,20 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/* A rig in a network namespace of the case's own (it ends with the case),
+ * its switch's loop running (the device's messages are read there);
+ * false (said) where the case cannot have one. */
+static bool looped_rig(struct rig *r, pthread_t *loop)
+{
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "skipped: no network namespace of our own\n");
+		return false;
+	}
+	rig_up(r, 0);
+	ck_assert_int_eq(pthread_create(loop, NULL, loop_main, r->sw), 0);
+	return true;
+}
+
 /* A child in a network namespace of its own until it is killed (or this
  * process dies); its pid. */
 static pid_t ns_child(void)
@@ -615,14 +629,10 @@ START_TEST(the_link_follows_the_device_into_other_namespaces)
 	fprintf(stderr, "skipped: qemu-user does not carry TUNGETDEVNETNS or NETLINK_LISTEN_ALL_NSID\n");
 	return;
 #endif
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "skipped: no network namespace of our own\n");
-		return;
-	}
 	struct rig r;
-	rig_up(&r, 0);
 	pthread_t loop;
-	ck_assert_int_eq(pthread_create(&loop, NULL, loop_main, r.sw), 0);
+	if (!looped_rig(&r, &loop))
+		return;
 	const char *dev = hs_tap_ifname(r.tap);
 	char cmd[200];
 	ck_assert(hs_port_link_up(r.tap));
@@ -741,14 +751,10 @@ START_TEST(quick_moves_do_not_end_the_following)
 	fprintf(stderr, "skipped: qemu-user does not carry TUNGETDEVNETNS or NETLINK_LISTEN_ALL_NSID\n");
 	return;
 #endif
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "skipped\n");
-		return;
-	}
 	struct rig r;
-	rig_up(&r, 0);
 	pthread_t loop;
-	ck_assert_int_eq(pthread_create(&loop, NULL, loop_main, r.sw), 0);
+	if (!looped_rig(&r, &loop))
+		return;
 	const char *dev = hs_tap_ifname(r.tap);
 	pid_t other = ns_child();
 	char path[64];

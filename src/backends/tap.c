@@ -132,6 +132,12 @@ struct tap_q {
 #endif
 };
 
+/* Whether two namespace files (fstat'ed) are one namespace. */
+static bool same_ns(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
 /* rtnetlink requests: a socket, its buffer, the next sequence number. */
 struct tap_req {
 	struct mnl_socket *s;
@@ -688,7 +694,7 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 			return errno == EINVAL || errno == ENOTTY ? -EOPNOTSUPP : -errno;
 		struct stat st = *own;
 		int nsid = -1, rc = here_only || !fstat(nsfd, &st) ? 0 : -errno;
-		if (!rc && (st.st_ino != own->st_ino || st.st_dev != own->st_dev)) {
+		if (!rc && !same_ns(&st, own)) {
 			*what = "the id of its namespace";
 			rc = other_ok ? (nsid = ns_id(r, nsfd)) : -EPERM;
 		}
@@ -727,8 +733,7 @@ static int locate(struct tap_port *t, struct tap_req *r, const struct stat *own,
 		/* still in that namespace? (else a name there may be another's) */
 		nsfd = ioctl(t->q[0].fd, TUNGETDEVNETNS);
 		struct stat now;
-		bool same = nsfd >= 0 && !fstat(nsfd, &now) && now.st_ino == st.st_ino &&
-			    now.st_dev == st.st_dev;
+		bool same = nsfd >= 0 && !fstat(nsfd, &now) && same_ns(&now, &st);
 		if (nsfd >= 0)
 			close(nsfd);
 		if (same) {
@@ -896,7 +901,7 @@ static int set_mtu_here(struct tap_port *t, const struct stat *ns, const char *n
 	if (nsfd < 0)
 		return -errno;
 	struct stat st;
-	bool same = !fstat(nsfd, &st) && st.st_ino == ns->st_ino && st.st_dev == ns->st_dev;
+	bool same = !fstat(nsfd, &st) && same_ns(&st, ns);
 	close(nsfd);
 	if (!same)
 		return -EAGAIN;
@@ -959,7 +964,7 @@ int hs_tap_set_mtu(hs_port_t *port, uint32_t mtu)
 			rc = -errno;
 			break;
 		}
-		if (!fstat(j.nsfd, &j.ns) && j.ns.st_ino == own.st_ino && j.ns.st_dev == own.st_dev) {
+		if (!fstat(j.nsfd, &j.ns) && same_ns(&j.ns, &own)) {
 			rc = set_mtu_here(t, &own, ifr.ifr_name, mtu); /* here: no thread */
 		} else {
 			pthread_t th;
@@ -1082,6 +1087,13 @@ static int tap_open(hs_port_t *port, const void *config, size_t size, void **pri
 	return 0;
 }
 
+/* Takes the queues' fds out of the data path. */
+static void unwatch(struct tap_port *t)
+{
+	for (uint16_t i = 0; i < t->cfg.queues; i++)
+		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+}
+
 static int tap_start(void *priv)
 {
 	struct tap_port *t = priv;
@@ -1110,18 +1122,11 @@ static int tap_start(void *priv)
 		t->retry_t = NULL;
 		hs_timer_del(t->gone_t); /* gone() may have run meanwhile */
 		t->gone_t = NULL;
-		for (uint16_t i = 0; i < t->cfg.queues; i++)
-			hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
+		unwatch(t);
 	}
 	return rc;
 }
 
-/* Takes the queues' fds out of the data path. */
-static void unwatch(struct tap_port *t)
-{
-	for (uint16_t i = 0; i < t->cfg.queues; i++)
-		hs_port_set_queue_fd(t->port, i, HS_EV_KICK, -1);
-}
 
 static void tap_stop(void *priv)
 {

@@ -497,9 +497,11 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 
 	while (si < ns) {
 		unsigned no = 0, sj = si, pj = srcs[si].first;
+		bool gso_pass = false; /* frames passed whole as GSO: checked again */
 		while (sj < ns && no < chunk) {
 			struct hs__src *s = &srcs[sj];
 			out_desc(s, pj, caps, &dl->out[no]);
+			gso_pass |= dl->out[no].off.gso_type != HS_GSO_NONE;
 			dl->out_src[no] = (uint16_t)sj;
 			dl->out_piece[no] = (uint16_t)pj;
 			no++;
@@ -514,9 +516,6 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		if (k > no)
 			k = no;
 		dl->ops_err = 0;
-		bool gso_pass = false;
-		for (unsigned j = 0; j < no; j++)
-			gso_pass |= dl->out[j].off.gso_type != HS_GSO_NONE;
 		const unsigned run = run_len(dl, no, k);
 		for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
 			j1 = run_begin(dl, j0, run, k);

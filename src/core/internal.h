@@ -438,8 +438,7 @@ struct hs_switch {
 	struct hs_mirror *mirrors;     /* under ctl_lock */
 	/* what deleted ports counted, so that the switch's totals never go
 	 * back (under ctl_lock) */
-	uint64_t gone_rx_packets, gone_rx_bytes, gone_tx_packets, gone_tx_bytes;
-	uint64_t gone_drops[HS_DROP__COUNT];
+	struct hs_switch_stats gone;  /* only the ports' sums (hs__stats_sum) */
 
 	struct hs__fdb fdb;
 	uint64_t clock_base_ns;
@@ -464,6 +463,8 @@ struct hs_switch {
 /* ---- functions shared between core files --------------------------------- */
 
 uint64_t hs__loop_rounds(struct hs_switch *sw);
+/* Adds a port's counters to the switch's totals (rx/tx, drops). */
+void hs__stats_sum(struct hs_switch_stats *st, const struct hs_port_stats *ps);
 
 /* rcu.c */
 void hs__rcu_enter(void);   /* registers the thread if needed, goes online */

@@ -631,12 +631,7 @@ static void port_del_locked(struct hs_port *p)
 			hs__ctr_add(&p->outq[q].drops[HS_DROP_PORT_DOWN], p->outq[q].bl.ent_n);
 	struct hs_port_stats ps;
 	port_stats(p, &ps);
-	sw->gone_rx_packets += ps.rx_packets;
-	sw->gone_rx_bytes += ps.rx_bytes;
-	sw->gone_tx_packets += ps.tx_packets;
-	sw->gone_tx_bytes += ps.tx_bytes;
-	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
-		sw->gone_drops[r] += ps.drops[r];
+	hs__stats_sum(&sw->gone, &ps);
 	p->ops->close(p->priv);
 	sw->n_ports--;
 	hs__log(sw, HS_LOG_INFO, "%s: removed", p->name);

@@ -205,19 +205,23 @@ const char *hs_switch_name(const hs_switch_t *sw)
 	return sw ? sw->name : NULL;
 }
 
+void hs__stats_sum(struct hs_switch_stats *st, const struct hs_port_stats *ps)
+{
+	st->rx_packets += ps->rx_packets;
+	st->rx_bytes += ps->rx_bytes;
+	st->tx_packets += ps->tx_packets;
+	st->tx_bytes += ps->tx_bytes;
+	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
+		st->drops[r] += ps->drops[r];
+}
+
 int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size_t size)
 {
 	if (!sw || !out || size < HS_SWITCH_STATS_SIZE_V1)
 		return -EINVAL;
 	struct hs_switch_stats mine, *st = &mine;
-	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&sw->ctl_lock);
-	st->rx_packets = sw->gone_rx_packets;
-	st->rx_bytes = sw->gone_rx_bytes;
-	st->tx_packets = sw->gone_tx_packets;
-	st->tx_bytes = sw->gone_tx_bytes;
-	for (unsigned r = 0; r < HS_DROP__COUNT; r++)
-		st->drops[r] = sw->gone_drops[r];
+	*st = sw->gone; /* what deleted ports counted: the totals never go back */
 	struct hs__topo *t = hs__topo_get(sw);
 	for (unsigned i = 0; i < t->max_ports; i++) {
 		struct hs_port *p = t->port[i];
@@ -225,12 +229,7 @@ int hs_switch_get_stats_sized(hs_switch_t *sw, struct hs_switch_stats *out, size
 		if (!p || hs_port_get_stats(p, &ps))
 			continue;
 		st->n_ports++;
-		st->rx_packets += ps.rx_packets;
-		st->rx_bytes += ps.rx_bytes;
-		st->tx_packets += ps.tx_packets;
-		st->tx_bytes += ps.tx_bytes;
-		for (unsigned r = 0; r < HS_DROP__COUNT; r++)
-			st->drops[r] += ps.drops[r];
+		hs__stats_sum(st, &ps);
 	}
 	pthread_mutex_unlock(&sw->ctl_lock);
 
