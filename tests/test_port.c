@@ -584,6 +584,45 @@ START_TEST(link_down_drops_and_counts)
 }
 END_TEST
 
+/* A link that goes down forgets the MACs learned behind it (as a
+ * bridge's disabled port does), not its static ones: a frame for such a
+ * MAC is flooded to where the host may be now, not dropped as port_down
+ * until the entry ages; the MAC is learned again at its next frame. */
+START_TEST(a_down_link_forgets_its_learned_macs)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0), *c = th_port(sw, "c", 0);
+	uint8_t ma[6], mb[6], ms[6], f[64];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	th_mac(ms, 3);
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 1));
+	ck_assert_int_eq(th_drain(a) + th_drain(c), 2);
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, ms, b), 0);
+	hs_port_t *where = NULL;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &where), 0);
+	ck_assert_ptr_eq(where, b);
+	ck_assert_int_eq(hs_port_set_link(b, false), 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &where), -ENOENT);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, ms, &where), 0);
+	ck_assert_ptr_eq(where, b);
+	th_send(a, f, th_frame(f, mb, ma, -1, 64, 2));
+	ck_assert_int_eq(th_drain(c), 1); /* flooded */
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_PORT_DOWN], 1);
+	/* an up port keeps what it learned */
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 3));
+	ck_assert_int_eq(th_drain(a) + th_drain(c), 2);
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &where), 0);
+	ck_assert_ptr_eq(where, b);
+	th_send(a, f, th_frame(f, mb, ma, -1, 64, 4));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(c), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Frames waiting in a port's backlog when its link goes down waited for a
  * peer that went away: once the link is up again they are dropped and
  * counted, not delivered late. */
@@ -647,6 +686,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, quiesce_nests_across_threads);
 	tcase_add_loop_test(tc, a_quiesced_port_sees_no_data_path_call, 0, 4);
 	tcase_add_test(tc, link_down_drops_and_counts);
+	tcase_add_test(tc, a_down_link_forgets_its_learned_macs);
 	tcase_add_test(tc, a_backlog_from_before_a_down_is_dropped);
 	tcase_add_test(tc, caps_and_user_data_round_trip);
 	suite_add_tcase(s, tc);

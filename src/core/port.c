@@ -886,6 +886,13 @@ int hs_port_set_link(hs_port_t *port, bool up)
 		hs__event_locked(port->sw, &ev);
 	}
 	pthread_mutex_unlock(&port->sw->ev_lock);
+	/* The MACs learned behind a port whose link went down are forgotten
+	 * (static ones stay), as a bridge's disabled port's are: frames for
+	 * them are flooded to where they may be now instead of dropped as
+	 * port_down until they age; they are learned again at their next
+	 * frame. After the event (whose callback may use the table). */
+	if (was && !up)
+		hs__fdb_flush_port(port->sw, port, false);
 	return 0;
 }
 
