@@ -32,6 +32,8 @@
 
 #include <hyperswitch/hyperswitch.h>
 
+#include "bench_ctr.h"
+
 #define GEN_BURST 64
 
 static _Atomic bool stop;
@@ -110,25 +112,6 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-struct ctr {
-	const char *name;
-	uint64_t v;
-};
-
-static void ctr_cb(void *arg, const char *name, uint64_t v)
-{
-	struct ctr *c = arg;
-	if (!strcmp(name, c->name))
-		c->v = v;
-}
-
-static uint64_t backend_ctr(hs_port_t *p, const char *name)
-{
-	struct ctr c = {.name = name};
-	hs_port_backend_counters(p, ctr_cb, &c);
-	return c.v;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc != 6)
@@ -186,7 +169,8 @@ int main(int argc, char **argv)
 	hs_port_get_stats(up, &a);
 	hs_port_get_stats(sink, &sa);
 	uint64_t s0 = atomic_load(&sent);
-	uint64_t kd0 = backend_ctr(up, "rx_kernel_drops") + backend_ctr(up, "xdp_kernel_drops");
+	uint64_t kd0 = bench_backend_ctr(up, "rx_kernel_drops") +
+		       bench_backend_ctr(up, "xdp_kernel_drops");
 	double t0 = now(), t1;
 	struct hs_mem_frame rf[256];
 	while ((t1 = now()) - t0 < secs) {
@@ -199,8 +183,9 @@ int main(int argc, char **argv)
 	hs_port_get_stats(up, &b);
 	hs_port_get_stats(sink, &sb);
 	uint64_t s1 = atomic_load(&sent);
-	uint64_t kd1 = backend_ctr(up, "rx_kernel_drops") + backend_ctr(up, "xdp_kernel_drops");
-	uint64_t xr = backend_ctr(up, "xdp_rx_frames");
+	uint64_t kd1 = bench_backend_ctr(up, "rx_kernel_drops") +
+		       bench_backend_ctr(up, "xdp_kernel_drops");
+	uint64_t xr = bench_backend_ctr(up, "xdp_rx_frames");
 	atomic_store(&stop, true);
 	pthread_join(gt, NULL);
 	double dt = t1 - t0;

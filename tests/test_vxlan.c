@@ -498,6 +498,105 @@ START_TEST(learned_junk_does_not_lock_out_the_control_plane)
 }
 END_TEST
 
+static void side_up_max(struct side *s, uint32_t ageing, uint32_t max)
+{
+	const char *w = getenv("HS_TEST_WORKERS");
+	struct hs_switch_config c = {.n_workers = w ? (unsigned)atoi(w) : 0};
+	s->sw = th_switch(&c);
+	s->m = th_port(s->sw, "m", 0);
+	struct hs_vxlan_config vc = {.local = "127.0.0.1", .vni = 42, .ageing_s = ageing,
+				     .max_entries = max};
+	s->vx = vx_port(s->sw, "vx", &vc);
+	pthread_create(&s->loop, NULL, loop_main, s->sw);
+}
+
+/* The clock a learned entry's age is read from (whole seconds). */
+static uint64_t coarse_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* n learned entries (added without flags) behind 127.0.0.4, MACs from
+ * `first` on. */
+static void fill_learned(hs_port_t *vx, unsigned first, unsigned n)
+{
+	uint8_t m[6];
+	for (unsigned i = 0; i < n; i++) {
+		th_mac(m, first + i);
+		ck_assert_int_eq(hs_vxlan_fdb_add(vx, m, "127.0.0.4", 0), 0);
+	}
+}
+
+/* Learned entries are kept least recently seen first (the ageing timer
+ * and an eviction no longer walk the whole table under the lock the data
+ * path takes): a control plane's add into a full table takes the room of
+ * the entry seen longest ago, not of one the tunnel just refreshed; a
+ * full table whose entries are past their age learns at once, before the
+ * timer takes them; a large table that ages at once is emptied whole
+ * over a few ticks. */
+START_TEST(the_least_recently_seen_entry_goes_first)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up_max(&a, 0, 4096);
+	int c = fake_vtep(AF_INET, "127.0.0.3");
+	static uint8_t d[300];
+	uint8_t mx[6], m[6];
+	th_mac(mx, 5);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, mx, "127.0.0.3", 0), 0);
+	uint64_t t0 = coarse_s();
+	while (coarse_s() == t0)
+		usleep(5000);
+	fill_learned(a.vx, 0x10000, 4095);
+	ck_assert_uint_eq(backend_ctr(a.vx, "entries"), 4096);
+	/* mx, the oldest, is seen again through the tunnel: the newest now */
+	size_t n = datagram(d, 5);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	th_mac(m, 9);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN), 0);
+	ck_assert_str_eq(where(a.vx, mx, NULL), "127.0.0.3");
+	th_mac(m, 0x10000);
+	ck_assert_str_eq(where(a.vx, m, NULL), ""); /* the first of the fill */
+	th_mac(m, 0x10001);
+	ck_assert_str_eq(where(a.vx, m, NULL), "127.0.0.4");
+	ck_assert_uint_eq(backend_ctr(a.vx, "entries"), 4096);
+	side_down(&a);
+
+	/* ageing 1 s: the full table expires at the next second; a new
+	 * source sent then is learned whether or not the timer came first */
+	side_up_max(&a, 1, 4096);
+	fill_learned(a.vx, 0x10000, 4096);
+	t0 = coarse_s();
+	while (coarse_s() == t0)
+		usleep(1000);
+	n = datagram(d, 6);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	ck_assert_uint_eq(backend_ctr(a.vx, "learned"), 1);
+	ck_assert_uint_eq(backend_ctr(a.vx, "table_full"), 0);
+	side_down(&a);
+
+	/* more than the timer takes in one tick, all aged, the list whole */
+	const unsigned big = 70000;
+	side_up_max(&a, 1, 1u << 17);
+	fill_learned(a.vx, 0x100000, big);
+	ck_assert(TH_WAIT(backend_ctr(a.vx, "aged") == big, 8000));
+	ck_assert_uint_eq(backend_ctr(a.vx, "entries"), 0);
+	n = datagram(d, 7);
+	fake_send(c, AF_INET, "127.0.0.1", d, n);
+	expect(a.m, d + 8, n - 8);
+	th_mac(m, 7);
+	ck_assert_str_eq(where(a.vx, m, NULL), "127.0.0.3");
+	fill_learned(a.vx, 0x100000, 100);
+	ck_assert_uint_eq(backend_ctr(a.vx, "entries"), 101);
+	close(c);
+	side_down(&a);
+}
+END_TEST
+
 /* Flags other than I, or reserved bytes set (VXLAN-GPE's next protocol,
  * group policy): dropped and counted, as Linux and Open vSwitch do. */
 START_TEST(reserved_bits_are_refused)
@@ -1771,6 +1870,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_configs_are_refused);
 	tcase_add_test(tc, no_learning_moves_nothing);
 	tcase_add_test(tc, learned_junk_does_not_lock_out_the_control_plane);
+	tcase_add_test(tc, the_least_recently_seen_entry_goes_first);
 	tcase_add_test(tc, reserved_bits_are_refused);
 	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);

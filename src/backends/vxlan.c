@@ -62,6 +62,8 @@
 #define VX_OVER4 36           /* outer IPv4 20 + UDP 8 + VXLAN 8 */
 #define VX_OVER6 56           /* outer IPv6 40 + UDP 8 + VXLAN 8 */
 #define VX_NH_TICK_MS 250     /* the underlay's next hops looked up */
+#define VX_AGE_CHUNK 512      /* entries aged under the lock at a time */
+#define VX_AGE_CHUNKS 128     /* ... chunks in a tick */
 
 struct vx_ent {
 	uint8_t mac[6];
@@ -69,6 +71,7 @@ struct vx_ent {
 	int32_t next;           /* chain, or the free list */
 	union vx_addr remote;
 	uint64_t seen_s;        /* last seen (learned entries) */
+	int32_t older, newer;   /* learned entries: the ageing list */
 };
 
 struct vx_msg_hdr {             /* the headers in front of one copy */
@@ -101,6 +104,7 @@ struct vxlan {
 	uint32_t nbucket, n_ent;
 	uint64_t seed;          /* random: no chosen collisions */
 	int32_t free_head;
+	int32_t lru_old, lru_new; /* learned entries, least recently seen first */
 	union vx_addr flood[VX_FLOOD_MAX];
 	unsigned n_flood;
 	hs_timer_t *age_t;
@@ -245,19 +249,80 @@ static struct vx_ent *ent_new(struct vxlan *v, const uint8_t *mac)
 	int32_t *b = &v->bucket[mac_hash(v, mac)];
 	memset(e, 0, sizeof(*e));
 	memcpy(e->mac, mac, 6);
+	e->older = e->newer = -1;
 	e->next = *b;
 	*b = i;
 	v->n_ent++;
 	return e;
 }
 
+/* Learned entries are kept in the order they were last seen, so that
+ * ageing, and a control plane's add into a full table, take the least
+ * recently seen from one end instead of walking the table under the lock
+ * the data path takes (a table may hold 2^20). A hit moves its entry to
+ * the other end at most once a second: seen_s counts seconds, and all
+ * seen_s are taken under the lock from a monotonic clock, so the list is
+ * ordered by seen_s. */
+static void lru_del(struct vxlan *v, int32_t i)
+{
+	struct vx_ent *e = &v->ent[i];
+	if (e->older >= 0)
+		v->ent[e->older].newer = e->newer;
+	else
+		v->lru_old = e->newer;
+	if (e->newer >= 0)
+		v->ent[e->newer].older = e->older;
+	else
+		v->lru_new = e->older;
+	e->older = e->newer = -1;
+}
+
+static void lru_add(struct vxlan *v, int32_t i)
+{
+	struct vx_ent *e = &v->ent[i];
+	e->newer = -1;
+	e->older = v->lru_new;
+	if (v->lru_new >= 0)
+		v->ent[v->lru_new].newer = i;
+	else
+		v->lru_old = i;
+	v->lru_new = i;
+}
+
+/* A learned entry seen at `now`. */
+static void ent_seen(struct vxlan *v, struct vx_ent *e, uint64_t now)
+{
+	if (e->seen_s == now || !(e->flags & HS_VXLAN_FDB_LEARNED))
+		return;
+	e->seen_s = now;
+	int32_t i = (int32_t)(e - v->ent);
+	if (v->lru_new != i) {
+		lru_del(v, i);
+		lru_add(v, i);
+	}
+}
+
 static void ent_unlink(struct vxlan *v, int32_t *link)
 {
 	int32_t i = *link;
+	if (v->ent[i].flags & HS_VXLAN_FDB_LEARNED)
+		lru_del(v, i);
 	*link = v->ent[i].next;
 	v->ent[i].next = v->free_head;
 	v->free_head = i;
 	v->n_ent--;
+}
+
+/* The least recently seen learned entry, if there is one and, with
+ * `expired`, it is past its age (seen_s + ageing_s <= now): unlinked. */
+static bool unlink_oldest(struct vxlan *v, bool expired, uint64_t now)
+{
+	int32_t i = v->lru_old, *link;
+	if (i < 0 || (expired && v->ent[i].seen_s + v->cfg.ageing_s > now))
+		return false;
+	ent_find(v, v->ent[i].mac, &link);
+	ent_unlink(v, link);
+	return true;
 }
 
 /* Learns mac behind `from`. Returns false if the frame must be dropped (a
@@ -267,7 +332,7 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
 	struct vx_ent *e = ent_find(v, mac, NULL);
 	if (e) {
 		if (addr_eq(v, &e->remote, from)) {
-			e->seen_s = now;
+			ent_seen(v, e, now);
 			return true;
 		}
 		if (e->flags & (HS_VXLAN_FDB_STATIC | HS_VXLAN_FDB_EXTERN)) {
@@ -275,11 +340,17 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
 			return false;
 		}
 		e->remote = *from;
-		e->seen_s = now;
+		ent_seen(v, e, now);
 		ctr_add(&v->moved, 1);
 		return true;
 	}
 	e = ent_new(v, mac);
+	if (!e && unlink_oldest(v, true, now)) {
+		/* full, but its oldest is past its age (the timer takes a
+		 * bounded number a tick): its room is taken now */
+		ctr_add(&v->aged, 1);
+		e = ent_new(v, mac);
+	}
 	if (!e) {
 		ctr_add(&v->table_full, 1);
 		return true;
@@ -287,6 +358,7 @@ static bool learn(struct vxlan *v, const uint8_t *mac, const union vx_addr *from
 	e->flags = HS_VXLAN_FDB_LEARNED;
 	e->remote = *from;
 	e->seen_s = now;
+	lru_add(v, (int32_t)(e - v->ent));
 	ctr_add(&v->learned, 1);
 	return true;
 }
@@ -329,20 +401,23 @@ static void age_cb(hs_timer_t *t, void *arg)
 	uint32_t d;
 	if (!rx_drops(v, &d))
 		kernel_drops(v, d);
+	/* From the old end, in chunks with the lock let go between (the
+	 * data path waits on it), a bounded number a tick (the loop's other
+	 * work waits too): a table that aged at once (2^20 entries) is
+	 * emptied over a few ticks, and learning takes the room of an
+	 * expired entry meanwhile. */
 	uint64_t n = 0;
-	pthread_mutex_lock(&v->lock);
-	uint64_t now = now_s(); /* under the lock: no seen_s is newer */
-	for (uint32_t b = 0; b < v->nbucket; b++)
-		for (int32_t *l = &v->bucket[b]; *l >= 0;) {
-			struct vx_ent *e = &v->ent[*l];
-			if ((e->flags & HS_VXLAN_FDB_LEARNED) && e->seen_s + v->cfg.ageing_s <= now) {
-				ent_unlink(v, l);
-				n++;
-			} else {
-				l = &e->next;
-			}
-		}
-	pthread_mutex_unlock(&v->lock);
+	bool more = true;
+	for (unsigned c = 0; more && c < VX_AGE_CHUNKS; c++) {
+		unsigned k = 0;
+		pthread_mutex_lock(&v->lock);
+		uint64_t now = now_s(); /* under the lock: no seen_s is newer */
+		while (k < VX_AGE_CHUNK && unlink_oldest(v, true, now))
+			k++;
+		pthread_mutex_unlock(&v->lock);
+		more = k == VX_AGE_CHUNK;
+		n += k;
+	}
 	ctr_add(&v->aged, n);
 }
 
@@ -491,6 +566,7 @@ static int vx_open(hs_port_t *port, const void *config, size_t size, void **priv
 	for (uint32_t i = 0; i < c.max_entries; i++)
 		v->ent[i].next = i + 1 < c.max_entries ? (int32_t)(i + 1) : -1;
 	v->free_head = 0;
+	v->lru_old = v->lru_new = -1;
 	for (unsigned i = 0; i < VX_BURST; i++) {
 		v->rx_iov[i] = (struct iovec){v->rx_area + (size_t)i * v->rx_buf, v->rx_buf};
 		v->rx_msg[i].msg_hdr = (struct msghdr){.msg_iov = &v->rx_iov[i], .msg_iovlen = 1};
@@ -1259,27 +1335,6 @@ const struct hs_backend_ops hs__vxlan_ops = {
  * refused instead of its state being used after close.
  */
 
-/* The least recently seen learned entry, unlinked (lock held), to make
- * room for a control plane's entry: learned entries are soft state, and
- * a remote sending junk source MACs must not lock EVPN out. */
-static bool evict_learned(struct vxlan *v)
-{
-	int32_t *best = NULL;
-	uint64_t oldest = UINT64_MAX;
-	for (uint32_t b = 0; b < v->nbucket; b++)
-		for (int32_t *l = &v->bucket[b]; *l >= 0; l = &v->ent[*l].next) {
-			const struct vx_ent *e = &v->ent[*l];
-			if ((e->flags & HS_VXLAN_FDB_LEARNED) && e->seen_s < oldest) {
-				oldest = e->seen_s;
-				best = l;
-			}
-		}
-	if (!best)
-		return false;
-	ent_unlink(v, best);
-	return true;
-}
-
 struct fdb_op {
 	const uint8_t *mac;
 	const char *remote;
@@ -1309,16 +1364,25 @@ static int fdb_add_cb(void *priv, void *arg)
 			v->flood[v->n_flood++] = a;
 	} else {
 		struct vx_ent *e = ent_find(v, op->mac, NULL);
-		if (!e && !(e = ent_new(v, op->mac)) && op->flags && evict_learned(v))
+		/* a full table makes room for a control plane's entry from
+		 * the least recently seen learned one: learned entries are
+		 * soft state, and a remote sending junk source MACs must not
+		 * lock EVPN out */
+		if (!e && !(e = ent_new(v, op->mac)) && op->flags && unlink_oldest(v, false, 0))
 			e = ent_new(v, op->mac);
 		if (!e) {
 			rc = -ENOSPC;
 		} else {
 			/* a learned entry becomes what the caller says; a static
 			 * or external one without either flag becomes learned */
+			int32_t i = (int32_t)(e - v->ent);
+			if (e->flags & HS_VXLAN_FDB_LEARNED)
+				lru_del(v, i);
 			e->flags = (uint8_t)(op->flags ? op->flags : HS_VXLAN_FDB_LEARNED);
 			e->remote = a;
 			e->seen_s = now_s();
+			if (e->flags & HS_VXLAN_FDB_LEARNED)
+				lru_add(v, i);
 		}
 	}
 	pthread_mutex_unlock(&v->lock);

@@ -1,0 +1,232 @@
+/*
+ * vxlan_table.c - what a large VXLAN table costs the data path and the
+ * control plane (bench/vxlan_table.sh runs it). A vxlan port on
+ * 127.0.0.1 (a network namespace of the program's own) with a table of
+ * ENTRIES learned entries (added without flags: soft state, as learned
+ * from the tunnel), a mem port beside it, a fake VTEP on 127.0.0.3:
+ *
+ *  - evict: a control plane's external adds into the full table, each
+ *    taking the room of a learned entry (microseconds per add);
+ *  - steady: SECONDS of probe datagrams from the fake VTEP, one at a
+ *    time, each timed until the mem port has its frame (the ageing timer
+ *    runs once a second meanwhile; nothing is old enough to age);
+ *  - ageall: a second port, entries aged after 1 s, filled, then probed
+ *    the same way while the whole table ages (and until it is empty).
+ *
+ * One JSON object on stdout.
+ *
+ *   vxlan_table ENTRIES SECONDS
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hyperswitch/hyperswitch.h>
+
+#include "bench_ctr.h"
+
+#define EVICTS 1000
+#define VX_PORT 47898
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void *loop_main(void *arg)
+{
+	hs_run(arg);
+	return NULL;
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "vxlan_table: %s: %s\n", what, hs_strerror(rc));
+	exit(1);
+}
+
+struct side {
+	hs_switch_t *sw;
+	hs_port_t *vx, *m;
+	pthread_t loop;
+};
+
+static void side_up(struct side *s, uint32_t entries, uint32_t ageing)
+{
+	struct hs_switch_config c = {.log_level = HS_LOG_ERROR};
+	int rc = hs_switch_create(&c, &s->sw);
+	if (rc)
+		die("switch", rc);
+	struct hs_mem_config mc = {.ring_size = 256};
+	struct hs_port_config pc = {.name = "m", .backend = HS_MEM_BACKEND,
+				    .backend_config = &mc, .backend_config_size = sizeof(mc)};
+	if ((rc = hs_port_add(s->sw, &pc, &s->m)))
+		die("mem port", rc);
+	struct hs_vxlan_config vc = {.local = "127.0.0.1", .vni = 42, .dst_port = VX_PORT,
+				     .max_entries = entries, .ageing_s = ageing};
+	pc = (struct hs_port_config){.name = "vx", .backend = HS_VXLAN_BACKEND,
+				     .backend_config = &vc, .backend_config_size = sizeof(vc)};
+	if ((rc = hs_port_add(s->sw, &pc, &s->vx)))
+		die("vxlan port", rc);
+	pthread_create(&s->loop, NULL, loop_main, s->sw);
+}
+
+static void side_down(struct side *s)
+{
+	hs_stop(s->sw);
+	pthread_join(s->loop, NULL);
+	hs_switch_destroy(s->sw);
+}
+
+static void mac_of(uint8_t m[6], uint32_t i)
+{
+	m[0] = 2, m[1] = 0x42;
+	m[2] = (uint8_t)(i >> 24), m[3] = (uint8_t)(i >> 16), m[4] = (uint8_t)(i >> 8);
+	m[5] = (uint8_t)i;
+}
+
+/* entries learned entries, MACs from `first` on; adds a second. */
+static double fill(hs_port_t *vx, uint32_t first, uint32_t n)
+{
+	double t0 = now_ms();
+	uint8_t m[6];
+	for (uint32_t i = 0; i < n; i++) {
+		mac_of(m, first + i);
+		int rc = hs_vxlan_fdb_add(vx, m, "127.0.0.4", 0);
+		if (rc)
+			die("fill", rc);
+	}
+	return n / ((now_ms() - t0) / 1e3);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct probe {
+	double p50, p99, max;
+	unsigned n;
+};
+
+/* Datagrams one at a time for `secs` (and, with until_empty, at least
+ * until the port's table is empty, its time then in *empty_s). */
+static struct probe probe(struct side *s, int fd, double secs, bool until_empty, double *empty_s)
+{
+	static uint8_t d[8 + 100];
+	memset(d, 0, sizeof(d));
+	d[0] = 0x08;
+	d[6] = 42;
+	memset(d + 8, 0xff, 6); /* broadcast, from a MAC of its own */
+	mac_of(d + 8 + 6, 0xfffffff0);
+	d[8 + 12] = 0x08;
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(VX_PORT)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	static double lat[1 << 20];
+	unsigned n = 0;
+	double t_start = now_ms(), t_end = t_start + secs * 1e3;
+	bool empty = false;
+	while ((now_ms() < t_end || (until_empty && !empty)) && n < (1u << 20)) {
+		double t0 = now_ms();
+		if (sendto(fd, d, sizeof(d), 0, (struct sockaddr *)&to, sizeof(to)) != sizeof(d)) {
+			perror("sendto");
+			exit(1);
+		}
+		struct hs_mem_frame f;
+		while (hs_mem_rx_burst(s->m, 0, &f, 1) < 1) {
+			if (now_ms() - t0 > 5000) {
+				fprintf(stderr, "vxlan_table: a datagram lost\n");
+				exit(1);
+			}
+		}
+		hs_mem_rx_release(s->m, 0, 1);
+		lat[n++] = now_ms() - t0;
+		/* the probe's own MAC stays: empty means it alone */
+		if (until_empty && !empty && bench_backend_ctr(s->vx, "entries") <= 1) {
+			empty = true;
+			*empty_s = (now_ms() - t_start) / 1e3;
+		}
+	}
+	qsort(lat, n, sizeof(lat[0]), cmp_d);
+	return (struct probe){.p50 = lat[n / 2], .p99 = lat[n * 99 / 100], .max = lat[n - 1],
+			      .n = n};
+}
+
+static void own_netns(void)
+{
+	if (unshare(CLONE_NEWNET)) {
+		perror("unshare(CLONE_NEWNET): needs root");
+		exit(1);
+	}
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr))
+		exit(1);
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
+		exit(1);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3)
+		return fprintf(stderr, "usage: %s ENTRIES SECONDS\n", argv[0]), 2;
+	uint32_t entries = (uint32_t)strtoul(argv[1], NULL, 0);
+	double secs = atof(argv[2]);
+	if (entries < 2 * EVICTS || entries > (1u << 20) || secs <= 0)
+		return fprintf(stderr, "ENTRIES: %u..%u\n", 2 * EVICTS, 1u << 20), 2;
+	own_netns();
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in me = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.3", &me.sin_addr);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)))
+		return perror("fake VTEP"), 1;
+
+	struct side s;
+	side_up(&s, entries, 0);
+	double fill_rate = fill(s.vx, 0, entries);
+	double worst = 0, t0 = now_ms();
+	uint8_t m[6];
+	for (uint32_t i = 0; i < EVICTS; i++) {
+		mac_of(m, 0x40000000u + i);
+		double a = now_ms();
+		int rc = hs_vxlan_fdb_add(s.vx, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN);
+		if (rc)
+			die("external add", rc);
+		if (now_ms() - a > worst)
+			worst = now_ms() - a;
+	}
+	double evict_us = (now_ms() - t0) * 1e3 / EVICTS;
+	struct probe st = probe(&s, fd, secs, false, NULL);
+	side_down(&s);
+
+	side_up(&s, entries, 1);
+	fill(s.vx, 0, entries);
+	double empty_s = 0;
+	struct probe ag = probe(&s, fd, secs, true, &empty_s);
+	side_down(&s);
+	close(fd);
+	printf("{\"test\": \"vxlan_table\", \"entries\": %u, \"fill_adds_per_s\": %.0f, "
+	       "\"evict_add_us\": %.2f, \"evict_add_us_max\": %.1f, "
+	       "\"steady_probes\": %u, \"steady_rx_ms_p50\": %.3f, \"steady_rx_ms_p99\": %.3f, "
+	       "\"steady_rx_ms_max\": %.3f, \"ageall_probes\": %u, \"ageall_rx_ms_p50\": %.3f, "
+	       "\"ageall_rx_ms_p99\": %.3f, \"ageall_rx_ms_max\": %.3f, \"ageall_empty_s\": %.2f}\n",
+	       entries, fill_rate, evict_us, worst * 1e3, st.n, st.p50, st.p99, st.max, ag.n,
+	       ag.p50, ag.p99, ag.max, empty_s);
+	return 0;
+}
