@@ -77,9 +77,13 @@ START_TEST(rx_and_tx_copies_reach_the_output)
 	ck_assert_int_eq(hs_port_set_link(b, false), 0);
 	th_send(c, f, th_frame(f, mb, mc, -1, 64, 14));
 	ck_assert_int_eq(th_pending(m), 0);
+	ck_assert_int_eq(th_drain(a), 1); /* flooded: b forgot mb with its link */
 	ck_assert_int_eq(hs_port_set_link(b, true), 0);
 	ck_assert_int_eq(hs_mirror_del(rx), 0);
 	ck_assert_int_eq(hs_mirror_del(tx), 0);
+	/* mb learned again (the flood reaches m, not mirrored) */
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 15));
+	ck_assert_int_eq(th_drain(a) + th_drain(c) + th_drain(m), 3);
 	/* back to normal: m gets floods again, a's traffic is not copied */
 	th_send(a, f, th_frame(f, mb, ma, -1, 64, 12));
 	ck_assert_int_eq(th_drain(b), 1);

@@ -109,6 +109,11 @@ struct tbe {
 	 * (hs_port_quiesce's contract): each call then is counted here. */
 	_Atomic bool quiesced;
 	_Atomic uint64_t calls_quiesced;
+	/* The next receive burst that takes frames takes the link down too
+	 * and still returns them, as a backend that finds its peer broken in
+	 * the middle of a burst does (xen's protocol_error, vhost-user's
+	 * broken ring). */
+	_Atomic bool down_in_burst;
 	pthread_mutex_t defer_lock; /* deferred copies (defer_stable) */
 	struct tbe_defer {
 		uint8_t *dst;
@@ -224,6 +229,8 @@ static inline unsigned tbe_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkt
 		tq->tx_inflight++;
 	}
 	pthread_mutex_unlock(&tq->lock);
+	if (n && atomic_exchange(&t->down_in_burst, false))
+		hs_port_set_link(t->port, false);
 	return n;
 }
 

@@ -214,11 +214,13 @@ HS_EXTERN int hs_port_set_caps(hs_port_t *port, uint32_t caps);
  * now; frames are delivered to those only. Any thread. */
 HS_EXTERN int hs_port_set_active_queues(hs_port_t *port, uint16_t n);
 
-/* Link state. While down, the port is not polled and frames for it are
- * dropped (HS_DROP_PORT_DOWN). A link that goes down loses the MACs
- * learned behind it (static entries stay), as a bridge's disabled port
- * does: frames for them are flooded until they are learned again. Any
- * thread. */
+/* Link state. While down, frames for the port are dropped
+ * (HS_DROP_PORT_DOWN) and no MAC is learned behind it (frames it still
+ * returns are switched). A link that goes down loses the MACs learned
+ * behind it (static entries stay), as a bridge's disabled port does:
+ * frames for them are flooded until they are learned again. Any thread,
+ * but not from an hs_fdb_dump or hs_fdb_walk_macs callback (the table's
+ * lock is held there). */
 HS_EXTERN int hs_port_set_link(hs_port_t *port, bool up);
 
 /* A backend found its peer breaking the rules on queue pair q and stopped

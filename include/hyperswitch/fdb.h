@@ -55,8 +55,9 @@ struct hs_fdb_info {
 };
 
 /* Calls cb for every entry, in no particular order, with the table's
- * writer lock held (cb must not call other hs_fdb_* functions). A non-zero
- * return from cb stops the walk and is returned. */
+ * writer lock held (cb must not call other hs_fdb_* functions, nor
+ * hs_port_set_link, which forgets a port's entries when its link goes
+ * down). A non-zero return from cb stops the walk and is returned. */
 HS_EXTERN int hs_fdb_dump(hs_switch_t *sw,
 			  int (*cb)(const struct hs_fdb_info *e, void *arg),
 			  void *arg);

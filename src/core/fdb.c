@@ -291,7 +291,11 @@ void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 	if (p->flags & HS_PORT_NO_LEARN)
 		return;
 	pthread_mutex_lock(&f->lock);
-	if (atomic_load_explicit(&p->dead, memory_order_acquire))
+	/* nothing is learned behind a down link (a backend may still return
+	 * a burst it took before it found its peer gone): its entries were
+	 * forgotten when it went down (hs__fdb_forget_port, this lock) */
+	if (atomic_load_explicit(&p->dead, memory_order_acquire) ||
+	    !atomic_load_explicit(&p->link_up, memory_order_relaxed))
 		goto out;
 	struct hs__fdb_ent *e = find_locked(f, key);
 	if (e) {
@@ -391,6 +395,36 @@ unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
 	int n = walk(sw, flush_fn, &a);
 	pthread_mutex_unlock(&sw->fdb.lock);
 	return (unsigned)n;
+}
+
+/* The table's lock only, no topology (its callers, hs_port_set_link's,
+ * are on any thread, in no RCU read section and without ctl_lock, which
+ * hs_port_del holds while it waits for them): every entry removed is a
+ * learned one of p, whose count is p's own. Only while p's link is down
+ * (read under the lock: a link up again meanwhile keeps what it learned
+ * since; learning on a down port is refused under the same lock). */
+unsigned hs__fdb_forget_port(struct hs_switch *sw, struct hs_port *p)
+{
+	struct hs__fdb *f = &sw->fdb;
+	unsigned n = 0;
+	pthread_mutex_lock(&f->lock);
+	if (atomic_load_explicit(&p->link_up, memory_order_relaxed) || !p->fdb_count)
+		goto out;
+	for (uint64_t bi = 0; bi <= f->mask && p->fdb_count; bi++)
+		for (int i = 0; i < HS__FDB_WAYS; i++) {
+			struct hs__fdb_ent *e = &f->b[bi].e[i];
+			uint32_t w = atomic_load_explicit(&e->port, memory_order_relaxed);
+			if (!atomic_load_explicit(&e->key, memory_order_relaxed) ||
+			    (w & HS__FDB_STATIC) || (w & HS__FDB_PORT_MASK) != p->index)
+				continue;
+			atomic_store_explicit(&e->key, 0, memory_order_release);
+			f->count--;
+			p->fdb_count--;
+			n++;
+		}
+out:
+	pthread_mutex_unlock(&f->lock);
+	return n;
 }
 
 unsigned hs__fdb_flush_left_vlans(struct hs_switch *sw, struct hs_port *p)

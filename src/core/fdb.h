@@ -171,6 +171,9 @@ static inline void hs__fdb_learn(struct hs_switch *sw, struct hs__fdb *f,
 /* Control plane (fdb.c): removal of a port's entries, aging. */
 unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
 			    bool include_static);
+/* Removes p's learned entries while its link is down (any thread; the
+ * table's lock only). */
+unsigned hs__fdb_forget_port(struct hs_switch *sw, struct hs_port *p);
 /* Removes p's learned entries in VLANs it is no longer a member of. */
 unsigned hs__fdb_flush_left_vlans(struct hs_switch *sw, struct hs_port *p);
 /* Sets p's learning limit (under the table's lock, where it is read). */

@@ -889,10 +889,11 @@ int hs_port_set_link(hs_port_t *port, bool up)
 	/* The MACs learned behind a port whose link went down are forgotten
 	 * (static ones stay), as a bridge's disabled port's are: frames for
 	 * them are flooded to where they may be now instead of dropped as
-	 * port_down until they age; they are learned again at their next
-	 * frame. After the event (whose callback may use the table). */
+	 * port_down until they age; nothing is learned behind it while it is
+	 * down, and they are learned again at their next frame after. After
+	 * the event (whose callback may use the table). */
 	if (was && !up)
-		hs__fdb_flush_port(port->sw, port, false);
+		hs__fdb_forget_port(port->sw, port);
 	return 0;
 }
 
