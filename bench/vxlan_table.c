@@ -6,10 +6,14 @@
  * from the tunnel), a mem port beside it, a fake VTEP on 127.0.0.3:
  *
  *  - evict: a control plane's external adds into the full table, each
- *    taking the room of a learned entry (microseconds per add);
+ *    taking the room of a learned entry (microseconds per add; 1000
+ *    adds, or as many as 5 s allow);
  *  - steady: SECONDS of probe datagrams from the fake VTEP, one at a
  *    time, each timed until the mem port has its frame (the ageing timer
- *    runs once a second meanwhile; nothing is old enough to age);
+ *    runs once a second meanwhile; nothing is old enough to age): the
+ *    median, 99th percentile, worst, and how many waited over 5 ms (on
+ *    a shared machine the worst is often the scheduler's; a stall that
+ *    comes every second shows in the count);
  *  - ageall: a second port, entries aged after 1 s, filled, then probed
  *    the same way while the whole table ages (and until it is empty).
  *
@@ -119,7 +123,7 @@ static int cmp_d(const void *a, const void *b)
 
 struct probe {
 	double p50, p99, max;
-	unsigned n;
+	unsigned n, over_5ms; /* probes that waited longer than 5 ms */
 };
 
 /* Datagrams one at a time for `secs` (and, with until_empty, at least
@@ -161,8 +165,11 @@ static struct probe probe(struct side *s, int fd, double secs, bool until_empty,
 		}
 	}
 	qsort(lat, n, sizeof(lat[0]), cmp_d);
+	unsigned slow = 0;
+	while (slow < n && lat[n - 1 - slow] > 5.0)
+		slow++;
 	return (struct probe){.p50 = lat[n / 2], .p99 = lat[n * 99 / 100], .max = lat[n - 1],
-			      .n = n};
+			      .n = n, .over_5ms = slow};
 }
 
 static void own_netns(void)
@@ -202,7 +209,8 @@ int main(int argc, char **argv)
 	double fill_rate = fill(s.vx, 0, entries);
 	double worst = 0, t0 = now_ms();
 	uint8_t m[6];
-	for (uint32_t i = 0; i < EVICTS; i++) {
+	uint32_t evicts = 0;
+	for (uint32_t i = 0; i < EVICTS && now_ms() - t0 < 5000; i++, evicts++) {
 		mac_of(m, 0x40000000u + i);
 		double a = now_ms();
 		int rc = hs_vxlan_fdb_add(s.vx, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN);
@@ -211,7 +219,7 @@ int main(int argc, char **argv)
 		if (now_ms() - a > worst)
 			worst = now_ms() - a;
 	}
-	double evict_us = (now_ms() - t0) * 1e3 / EVICTS;
+	double evict_us = (now_ms() - t0) * 1e3 / evicts;
 	struct probe st = probe(&s, fd, secs, false, NULL);
 	side_down(&s);
 
@@ -222,11 +230,12 @@ int main(int argc, char **argv)
 	side_down(&s);
 	close(fd);
 	printf("{\"test\": \"vxlan_table\", \"entries\": %u, \"fill_adds_per_s\": %.0f, "
-	       "\"evict_add_us\": %.2f, \"evict_add_us_max\": %.1f, "
+	       "\"evicts\": %u, \"evict_add_us\": %.2f, \"evict_add_us_max\": %.1f, "
 	       "\"steady_probes\": %u, \"steady_rx_ms_p50\": %.3f, \"steady_rx_ms_p99\": %.3f, "
-	       "\"steady_rx_ms_max\": %.3f, \"ageall_probes\": %u, \"ageall_rx_ms_p50\": %.3f, "
-	       "\"ageall_rx_ms_p99\": %.3f, \"ageall_rx_ms_max\": %.3f, \"ageall_empty_s\": %.2f}\n",
-	       entries, fill_rate, evict_us, worst * 1e3, st.n, st.p50, st.p99, st.max, ag.n,
-	       ag.p50, ag.p99, ag.max, empty_s);
+	       "\"steady_rx_ms_max\": %.3f, \"steady_over_5ms\": %u, \"ageall_probes\": %u, "
+	       "\"ageall_rx_ms_p50\": %.3f, \"ageall_rx_ms_p99\": %.3f, \"ageall_rx_ms_max\": %.3f, "
+	       "\"ageall_over_5ms\": %u, \"ageall_empty_s\": %.2f}\n",
+	       entries, fill_rate, evicts, evict_us, worst * 1e3, st.n, st.p50, st.p99, st.max,
+	       st.over_5ms, ag.n, ag.p50, ag.p99, ag.max, ag.over_5ms, empty_s);
 	return 0;
 }

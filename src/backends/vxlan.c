@@ -62,8 +62,9 @@
 #define VX_OVER4 36           /* outer IPv4 20 + UDP 8 + VXLAN 8 */
 #define VX_OVER6 56           /* outer IPv6 40 + UDP 8 + VXLAN 8 */
 #define VX_NH_TICK_MS 250     /* the underlay's next hops looked up */
-#define VX_AGE_CHUNK 512      /* entries aged under the lock at a time */
-#define VX_AGE_CHUNKS 128     /* ... chunks in a tick */
+#define VX_AGE_CHUNK 256      /* entries aged under the lock at a time */
+#define VX_AGE_BUDGET_NS 1000000 /* ... for at most this long a turn */
+#define VX_AGE_AGAIN_MS 10    /* ... and the next turn, while more are due */
 
 struct vx_ent {
 	uint8_t mac[6];
@@ -394,21 +395,28 @@ static void kernel_drops(struct vxlan *v, uint32_t d)
 	}
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void age_cb(hs_timer_t *t, void *arg)
 {
 	struct vxlan *v = arg;
-	(void)t;
 	uint32_t d;
 	if (!rx_drops(v, &d))
 		kernel_drops(v, d);
 	/* From the old end, in chunks with the lock let go between (the
-	 * data path waits on it), a bounded number a tick (the loop's other
-	 * work waits too): a table that aged at once (2^20 entries) is
-	 * emptied over a few ticks, and learning takes the room of an
-	 * expired entry meanwhile. */
-	uint64_t n = 0;
-	bool more = true;
-	for (unsigned c = 0; more && c < VX_AGE_CHUNKS; c++) {
+	 * data path waits on it), for at most VX_AGE_BUDGET_NS a turn (the
+	 * loop's other work waits too, and so does the data path where it
+	 * runs on the loop): a table that aged at once (2^20 entries) is
+	 * emptied over some seconds, a turn every VX_AGE_AGAIN_MS, and
+	 * learning takes the room of an expired entry meanwhile. */
+	uint64_t n = 0, t0 = mono_ns();
+	bool more;
+	do {
 		unsigned k = 0;
 		pthread_mutex_lock(&v->lock);
 		uint64_t now = now_s(); /* under the lock: no seen_s is newer */
@@ -417,8 +425,10 @@ static void age_cb(hs_timer_t *t, void *arg)
 		pthread_mutex_unlock(&v->lock);
 		more = k == VX_AGE_CHUNK;
 		n += k;
-	}
+	} while (more && mono_ns() - t0 < VX_AGE_BUDGET_NS);
 	ctr_add(&v->aged, n);
+	if (more) /* the rest soon; then once a second again */
+		hs_timer_modify(t, VX_AGE_AGAIN_MS, 1000);
 }
 
 /* ---- control ----------------------------------------------------------------------- */
@@ -1365,11 +1375,18 @@ static int fdb_add_cb(void *priv, void *arg)
 	} else {
 		struct vx_ent *e = ent_find(v, op->mac, NULL);
 		/* a full table makes room for a control plane's entry from
-		 * the least recently seen learned one: learned entries are
+		 * the least recently seen learned one (learned entries are
 		 * soft state, and a remote sending junk source MACs must not
-		 * lock EVPN out */
-		if (!e && !(e = ent_new(v, op->mac)) && op->flags && unlink_oldest(v, false, 0))
-			e = ent_new(v, op->mac);
+		 * lock EVPN out); for a learned one only from one past its
+		 * age, as learning does */
+		if (!e && !(e = ent_new(v, op->mac))) {
+			bool expired = !op->flags;
+			if (unlink_oldest(v, expired, now_s())) {
+				if (expired)
+					ctr_add(&v->aged, 1);
+				e = ent_new(v, op->mac);
+			}
+		}
 		if (!e) {
 			rc = -ENOSPC;
 		} else {
