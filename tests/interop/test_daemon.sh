@@ -302,6 +302,22 @@ expect_rc 1 fdb del 02:00:00:00:10:01 --vlan 10
 grep -q "no entry for 02:00:00:00:10:01 in VLAN 10" "$work/err.txt" ||
 	fail "fdb del's error does not name the entry: $(cat "$work/err.txt")"
 expect_rc 1 fdb add 01:00:5e:00:00:01 b
+# an entry no frame could match is refused; without --vlan, the port's own
+expect_rc 1 fdb add 02:00:00:00:10:02 b --vlan 20
+grep -q "port b does not carry VLAN 20 (access VLAN 10)" "$work/err.txt" ||
+	fail "fdb add into a VLAN b does not carry: $(cat "$work/err.txt")"
+expect_rc 0 fdb add 02:00:00:00:10:02 b
+hsctl --json fdb show --port b | json -e '.entries[] | select(.mac == "02:00:00:00:10:02" and .vlan == 10 and .static)' >/dev/null ||
+	fail "fdb add without --vlan did not go into b's VLAN: $(hsctl fdb show)"
+# a static entry moves only with --replace (bridge fdb add / replace)
+expect_rc 1 fdb add 02:00:00:00:10:02 a
+grep -q "02:00:00:00:10:02 in VLAN 10 is static on port b already" "$work/err.txt" ||
+	fail "fdb add moved a static entry, or said nothing: $(cat "$work/err.txt")"
+expect_rc 0 fdb add 02:00:00:00:10:02 b
+expect_rc 0 fdb add 02:00:00:00:10:02 a --replace
+hsctl --json fdb show --port a | json -e '.entries[] | select(.mac == "02:00:00:00:10:02" and .static)' >/dev/null ||
+	fail "fdb add --replace did not move the entry: $(hsctl fdb show)"
+expect_rc 0 fdb del 02:00:00:00:10:02 --vlan 10
 expect_rc 0 vlan
 grep -q "20" "$work/out.txt" || fail "vlan does not list VLAN 20"
 expect_rc 0 version

@@ -31,7 +31,9 @@ static const char usage_text[] =
 	"  port set NAME KEY=VALUE...         change a port's settings (VLANs, limits in\n"
 	"                                      place; other settings re-create it)\n"
 	"  fdb show [--port P] [--vlan V]     the forwarding table\n"
-	"  fdb add MAC PORT [--vlan V]        add a static entry (VLAN 1 unless given)\n"
+	"  fdb add MAC PORT [--vlan V] [--replace]\n"
+	"                                      add a static entry (in the port's VLAN\n"
+	"                                      unless given; --replace moves one)\n"
 	"  fdb del MAC [--vlan V]             delete an entry (VLAN 1 unless given)\n"
 	"  fdb flush [--port P] [--static]    remove learned entries (--static: static too)\n"
 	"  stats [PORT] [-i SECONDS]          counters; -i: two samples, and rates\n"
@@ -404,11 +406,15 @@ static int cmd_fdb_show(struct hsctl *h, int argc, char **argv)
 	return send_built(h, rc, "fdb.show", args, print_fdb);
 }
 
-/* fdb add MAC PORT [--vlan V], fdb del MAC [--vlan V] */
+/* fdb add MAC PORT [--vlan V] [--replace], fdb del MAC [--vlan V] */
 static int fdb_entry(struct hsctl *h, int argc, char **argv, bool add)
 {
 	const char *vlan = NULL;
-	const struct opt opts[] = {{"--vlan", NULL, &vlan, NULL}, {NULL, NULL, NULL, NULL}};
+	bool replace = false;
+	/* (fdb del's list ends before --replace) */
+	const struct opt opts[] = {{"--vlan", NULL, &vlan, NULL},
+				   {add ? "--replace" : NULL, NULL, NULL, &replace},
+				   {NULL, NULL, NULL, NULL}};
 	const char *cmd = add ? "fdb add" : "fdb del";
 	int n, rc = hsctl_words(h, cmd, argc, argv, opts, add ? 2 : 1, add ? 2 : 1, &n);
 	if (rc)
@@ -419,6 +425,8 @@ static int fdb_entry(struct hsctl *h, int argc, char **argv, bool add)
 		rc = hsctl_set_string(args, "port", argv[1]);
 	if (vlan && !rc)
 		rc = hsctl_set_int(args, "vlan", vlan, "--vlan");
+	if (replace && !rc && json_object_set_new(args, "replace", json_true()))
+		rc = hsctl_nomem();
 	return send_built(h, rc, add ? "fdb.add" : "fdb.del", args, NULL);
 }
 

@@ -404,15 +404,73 @@ static int mac_arg(struct req *r, uint8_t mac[6])
 	return 0;
 }
 
+/* Whether the port's frames may be in VLAN vid: an access port's VLAN; a
+ * trunk's native VLAN and its allowed ones (every VLAN without a list). */
+static bool port_carries(const struct hsd_port_conf *c, uint16_t vid)
+{
+	if (c->vlan_mode != HS_VLAN_TRUNK)
+		return vid == (c->vlan ? c->vlan : 1);
+	if (vid == c->vlan || !c->n_trunks)
+		return true;
+	for (unsigned i = 0; i < c->n_trunks; i++)
+		if (c->trunks[i] == vid)
+			return true;
+	return false;
+}
+
+/* The port of the static entry (vid, mac) other than `p`, if any. */
+static const char *static_elsewhere(struct hsd *d, uint16_t vid, const uint8_t mac[6],
+				    const struct hsd_port *p)
+{
+	struct hsd_fdb_rows rows = {0};
+	const char *name = NULL;
+	if (hsd_fdb_rows(d, &rows))
+		return NULL; /* out of memory: hs_fdb_add_static decides */
+	for (size_t i = 0; i < rows.n && !name; i++) {
+		const struct hs_fdb_info *e = &rows.v[i];
+		if (e->is_static && e->vid == vid && !memcmp(e->mac, mac, 6) && e->port != p->port)
+			for (unsigned k = 0; k < d->n_ports && !name; k++)
+				if (d->ports[k].port == e->port)
+					name = d->ports[k].conf.name;
+	}
+	free(rows.v);
+	return name;
+}
+
 static int cmd_fdb_add(struct req *r)
 {
-	static const char *const known[] = {"mac", "port", "vlan", NULL};
+	static const char *const known[] = {"mac", "port", "vlan", "replace", NULL};
 	struct hsd_port *p;
 	uint8_t mac[6];
 	uint16_t vid = 1;
+	bool vlan_given;
 	if (args_known(r, known) || mac_arg(r, mac) || arg_port(r, "port", true, &p) ||
-	    arg_vlan(r, &vid, NULL))
+	    arg_vlan(r, &vid, &vlan_given))
 		return r->err;
+	json_t *rep = json_object_get(r->args, "replace");
+	if (rep && !json_is_boolean(rep))
+		return req_fail(r, -EINVAL, "argument \"replace\" must be true or false");
+	const struct hsd_port_conf *c = &p->conf;
+	/* without a VLAN: the port's own (an access port's, a trunk's native
+	 * one), where an entry for it can match traffic */
+	if (!vlan_given && c->vlan)
+		vid = c->vlan;
+	if (!port_carries(c, vid)) {
+		char what[48];
+		if (c->vlan_mode != HS_VLAN_TRUNK)
+			snprintf(what, sizeof(what), "access VLAN %u", c->vlan ? c->vlan : 1);
+		else
+			snprintf(what, sizeof(what), "a trunk without it");
+		return req_fail(r, -EINVAL, "port %s does not carry VLAN %u (%s): no frame could "
+				"match the entry", c->name, vid, what);
+	}
+	const char *other = json_is_true(rep) ? NULL : static_elsewhere(r->d, vid, mac, p);
+	if (other) {
+		char m[18];
+		hsd_fmt_mac(mac, m);
+		return req_fail(r, -EEXIST, "%s in VLAN %u is static on port %s already "
+				"(\"replace\": true moves it)", m, vid, other);
+	}
 	int rc = hs_fdb_add_static(r->d->sw, vid, mac, p->port);
 	if (rc)
 		return req_fail(r, rc, "%s", rc == -EINVAL ? "a multicast MAC cannot be static"
