@@ -3,9 +3,9 @@
 # each for a bounded time from its seed corpus, then the process-level
 # fuzzer of the vhost-user socket against the ASan-built vswitch.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-#     SECONDS_PER_TARGET  default 45 (scripts/test.sh, and so CI, runs 35);
+#     SECONDS_PER_TARGET  default 45 (scripts/test.sh, and so CI, runs 30);
 #                         the long run is scripts/fuzz.sh 3600 (an hour each)
-#     TARGET              virtq vu_msg frame tap vxlan uplink conf xen_tx xen_xs
+#     TARGET              virtq vu_msg frame tap vxlan uplink conf ctl xen_tx xen_xs
 #                         vu_session (default: all; the last is the process fuzzer)
 # Every target's corpus grows in build-fuzz/corpus/NAME (the seeds in
 # tests/fuzz/corpus/NAME are never written); a crash is kept as
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${1:-45}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(virtq vu_msg frame tap vxlan uplink conf xen_tx xen_xs vu_session)
+((${#targets[@]})) || targets=(virtq vu_msg frame tap vxlan uplink conf ctl xen_tx xen_xs vu_session)
 jobs=$(nproc)
 
 missing=()

@@ -10,7 +10,7 @@
 #  4. runs the core suites under valgrind memcheck (leaks are errors);
 #  5. cross-compiles for arm64 and runs the unit tests under qemu-user;
 #  6. fuzzes for a bounded time (scripts/fuzz.sh, FUZZ_SECONDS per target,
-#     default 35): nine libFuzzer targets (ASan + UBSan) and the process
+#     default 30): ten libFuzzer targets (ASan + UBSan) and the process
 #     fuzzer of the vhost-user socket against the ASan-built vswitch.
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
@@ -114,8 +114,8 @@ else
   echo "aarch64 build failed"; failed=$((failed + 1))
 fi
 
-echo "== 6. fuzzing (${FUZZ_SECONDS:-35} s per target) =="
-fuzz_out=$(scripts/fuzz.sh "${FUZZ_SECONDS:-35}" 2>&1)
+echo "== 6. fuzzing (${FUZZ_SECONDS:-30} s per target) =="
+fuzz_out=$(scripts/fuzz.sh "${FUZZ_SECONDS:-30}" 2>&1)
 fuzz_rc=$?
 echo "$fuzz_out" | tail -n 40
 fpass=$(echo "$fuzz_out" | grep -c -E ": [0-9]+ executions in .*no crash$|^vu_session: seed .* 0 failures$")

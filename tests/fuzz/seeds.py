@@ -357,6 +357,36 @@ ports = (
           b'\0{"mac_limit": 16, "flood": false, "socket_mode": "0600"}')
 
 
+# ---- (e2) hyperswitchd's control socket: one connection's bytes ----------------------------
+
+def ctl_seeds():
+    # the harness's daemon: ports a (vhost-user, VLAN 10), b (tap, trunk
+    # 1 + 10, 20-30), c (tap, VLAN 20)
+    def lines(*reqs):
+        return b"".join(r + b"\n" for r in reqs)
+    write("ctl", "seed-show", lines(
+        b'{"version":1,"id":1,"command":"version"}',
+        b'{"command":"show"}', b'{"command":"show","args":{"port":"b"}}',
+        b'{"command":"stats"}', b'{"command":"stats","args":{"port":"a"}}'))
+    write("ctl", "seed-fdb", lines(
+        b'{"command":"fdb.add","args":{"mac":"52:54:00:00:00:01","port":"b","vlan":10}}',
+        b'{"command":"fdb.add","args":{"mac":"52:54:00:00:00:02","port":"c"}}',
+        b'{"command":"fdb.show"}', b'{"command":"fdb.show","args":{"port":"b"}}',
+        b'{"command":"fdb.del","args":{"mac":"52:54:00:00:00:01","vlan":10}}',
+        b'{"command":"fdb.flush","args":{"port":"c","static":true}}'))
+    write("ctl", "seed-mirror", lines(
+        b'{"command":"mirror.add","args":{"src":"a","dst":"c","direction":"rx"}}',
+        b'{"command":"mirror.show"}',
+        b'{"command":"mirror.del","args":{"src":"a","dst":"c"}}',
+        b'{"command":"log.level","args":{"level":"warn"}}', b'{"command":"log.level"}'))
+    write("ctl", "seed-capture", lines(
+        b'{"command":"capture","args":{"port":"b","direction":"both","snaplen":128}}',
+        b'{"command":"show"}'))
+    write("ctl", "seed-errors", lines(
+        b'{"command":"nope"}', b'{"command":"show","args":{"bogus":1}}',
+        b'{"command":"port.del","args":{"name":"c"}}', b'[1,2]') + b'{"command":"sh')
+
+
 # ---- (f) the Xen transmit ring -----------------------------------------------------------
 
 NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_MORE, NETTXF_EXTRA = 1, 2, 4, 8
@@ -418,6 +448,7 @@ def main():
     frame_seeds()
     uplink_seeds()
     conf_seeds()
+    ctl_seeds()
     xen_tx_seeds()
 
 

@@ -77,6 +77,9 @@ void hsd_log(enum hs_log_level level, const char *fmt, ...);
 void hsd_log_lib(void *opaque, enum hs_log_level level, const char *msg);
 
 /* ---- ports.c ---- */
+/* Creates the switch d->conf describes and attaches it to d->loop; 0 or
+ * -errno (logged). */
+int hsd_switch_start(struct hsd *d);
 /* Adds a port from its config; on failure err says why. */
 int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen);
 int hsd_port_del(struct hsd *d, const char *name);

@@ -27,13 +27,6 @@
 
 #include "hsd.h"
 
-uint64_t hsd_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct opts {
 	const char *config, *pidfile, *socket;
 	bool check, daemon, syslog;
@@ -219,29 +212,6 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-static int start_switch(struct hsd *d)
-{
-	const struct hsd_conf *c = &d->conf;
-	struct hs_switch_config sc = {
-		.name = c->name, .max_ports = c->max_ports, .burst = c->burst,
-		.n_workers = c->workers, .fdb_capacity = c->fdb_capacity,
-		.fdb_aging_s = c->fdb_aging_s ? c->fdb_aging_s : HS_FDB_AGING_NEVER,
-		.fdb_port_limit = c->fdb_port_limit, .backlog_frames = c->backlog_frames,
-		.backlog_bytes = c->backlog_bytes, .poll_us = c->poll_us, .flags = c->flags,
-		.worker_cpus = c->n_cpus ? c->cpus : NULL, .log_fn = hsd_log_lib,
-		.log_level = hsd_log_level()};
-	int rc = hs_switch_create(&sc, &d->sw);
-	if (rc) {
-		hsd_log(HS_LOG_ERROR, "cannot create the switch: %s", hs_strerror(rc));
-		return rc;
-	}
-	rc = hs_switch_attach(d->sw, d->loop);
-	if (rc)
-		hsd_log(HS_LOG_ERROR, "cannot attach the switch to the loop: %s",
-			hs_strerror(rc));
-	return rc;
-}
-
 /* Every port holds files: a tap queue its device, a vhost-user port its
  * socket, memory regions and a kick and call eventfd per ring (and each
  * thread moving tap frames one io_uring). The soft limit (1024 under systemd) would cap a switch at a
@@ -306,7 +276,7 @@ int main(int argc, char **argv)
 	uv_loop_init(&loop);
 	d.loop = &loop;
 	d.start_ns = hsd_now_ns();
-	rc = start_switch(&d);
+	rc = hsd_switch_start(&d);
 	if (!rc && (rc = hsd_events_start(&d)))
 		hsd_log(HS_LOG_ERROR, "events: %s", hs_strerror(rc));
 	/* the control socket before the ports: a second daemon started by

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hsd.h"
 
@@ -642,4 +643,35 @@ static int reload(struct hsd *d, json_t **result, char *err, size_t errlen)
 			    removed, "changed", changed, "in_place", in_place, "unchanged",
 			    (json_int_t)unchanged, "failed", fails, "restart_needed", restart);
 	return 0;
+}
+
+/* The switch of d.conf, attached to d.loop. */
+int hsd_switch_start(struct hsd *d)
+{
+	const struct hsd_conf *c = &d->conf;
+	struct hs_switch_config sc = {
+		.name = c->name, .max_ports = c->max_ports, .burst = c->burst,
+		.n_workers = c->workers, .fdb_capacity = c->fdb_capacity,
+		.fdb_aging_s = c->fdb_aging_s ? c->fdb_aging_s : HS_FDB_AGING_NEVER,
+		.fdb_port_limit = c->fdb_port_limit, .backlog_frames = c->backlog_frames,
+		.backlog_bytes = c->backlog_bytes, .poll_us = c->poll_us, .flags = c->flags,
+		.worker_cpus = c->n_cpus ? c->cpus : NULL, .log_fn = hsd_log_lib,
+		.log_level = hsd_log_level()};
+	int rc = hs_switch_create(&sc, &d->sw);
+	if (rc) {
+		hsd_log(HS_LOG_ERROR, "cannot create the switch: %s", hs_strerror(rc));
+		return rc;
+	}
+	rc = hs_switch_attach(d->sw, d->loop);
+	if (rc)
+		hsd_log(HS_LOG_ERROR, "cannot attach the switch to the loop: %s",
+			hs_strerror(rc));
+	return rc;
+}
+
+uint64_t hsd_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
