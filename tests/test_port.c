@@ -659,6 +659,75 @@ START_TEST(a_burst_that_takes_the_link_down_learns_nothing)
 }
 END_TEST
 
+/* A link that goes down and up again before its forgetting gets the
+ * table's lock (held here by a walk whose callback waits) still forgets
+ * what was learned before the down (a review: it kept it). */
+static pthread_mutex_t st_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t st_cv = PTHREAD_COND_INITIALIZER;
+static int st_stage;
+
+static void stage_wait(int s)
+{
+	pthread_mutex_lock(&st_mu);
+	while (st_stage < s)
+		pthread_cond_wait(&st_cv, &st_mu);
+	pthread_mutex_unlock(&st_mu);
+}
+
+static void stage_set(int s)
+{
+	pthread_mutex_lock(&st_mu);
+	st_stage = s;
+	pthread_cond_broadcast(&st_cv);
+	pthread_mutex_unlock(&st_mu);
+}
+
+static int hold_cb(const uint8_t mac[6], uint16_t vid, uint32_t idle, void *arg)
+{
+	(void)mac, (void)vid, (void)idle, (void)arg;
+	stage_set(1);
+	stage_wait(2);
+	return 1;
+}
+
+static void *walker(void *sw)
+{
+	hs_fdb_walk_macs(sw, NULL, hold_cb, NULL);
+	return NULL;
+}
+
+static void *downer(void *b)
+{
+	hs_port_set_link(b, false);
+	return NULL;
+}
+
+START_TEST(a_quick_down_and_up_still_forgets)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint8_t mb[6], f[64];
+	th_mac(mb, 2);
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 1));
+	th_drain(a);
+	hs_port_t *where = NULL;
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &where), 0);
+	st_stage = 0;
+	pthread_t tw, td;
+	pthread_create(&tw, NULL, walker, sw);
+	stage_wait(1); /* the table's lock is held */
+	pthread_create(&td, NULL, downer, b);
+	ck_assert(TH_WAIT(!hs_port_link_up(b), 2000)); /* its forgetting waits */
+	usleep(50000);
+	ck_assert_int_eq(hs_port_set_link(b, true), 0);
+	stage_set(2);
+	pthread_join(tw, NULL);
+	pthread_join(td, NULL);
+	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mb, &where), -ENOENT);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Links going down on one thread (their entries forgotten) while ports
  * are added and deleted on another: the forgetting reads no topology,
  * which those replace and free (a review found a use-after-free there,
@@ -786,6 +855,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_down_link_forgets_its_learned_macs);
 	tcase_add_test(tc, a_burst_that_takes_the_link_down_learns_nothing);
 	tcase_add_test(tc, links_go_down_while_ports_come_and_go);
+	tcase_add_test(tc, a_quick_down_and_up_still_forgets);
 	tcase_add_test(tc, a_backlog_from_before_a_down_is_dropped);
 	tcase_add_test(tc, caps_and_user_data_round_trip);
 	suite_add_tcase(s, tc);

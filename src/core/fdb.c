@@ -288,7 +288,10 @@ void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 			uint32_t now)
 {
 	struct hs__fdb *f = &sw->fdb;
-	if (p->flags & HS_PORT_NO_LEARN)
+	/* (read again under the lock below: this one spares a down port
+	 * that still sends the lock for each of its frames) */
+	if ((p->flags & HS_PORT_NO_LEARN) ||
+	    !atomic_load_explicit(&p->link_up, memory_order_relaxed))
 		return;
 	pthread_mutex_lock(&f->lock);
 	/* nothing is learned behind a down link (a backend may still return
@@ -400,15 +403,15 @@ unsigned hs__fdb_flush_port(struct hs_switch *sw, struct hs_port *p,
 /* The table's lock only, no topology (its callers, hs_port_set_link's,
  * are on any thread, in no RCU read section and without ctl_lock, which
  * hs_port_del holds while it waits for them): every entry removed is a
- * learned one of p, whose count is p's own. Only while p's link is down
- * (read under the lock: a link up again meanwhile keeps what it learned
- * since; learning on a down port is refused under the same lock). */
+ * learned one of p, whose count is p's own. Also when the link is up
+ * again by the time the lock is had (what it learned before the down
+ * goes; what it learned since is learned again at its next frame). */
 unsigned hs__fdb_forget_port(struct hs_switch *sw, struct hs_port *p)
 {
 	struct hs__fdb *f = &sw->fdb;
 	unsigned n = 0;
 	pthread_mutex_lock(&f->lock);
-	if (atomic_load_explicit(&p->link_up, memory_order_relaxed) || !p->fdb_count)
+	if (!p->fdb_count)
 		goto out;
 	for (uint64_t bi = 0; bi <= f->mask && p->fdb_count; bi++)
 		for (int i = 0; i < HS__FDB_WAYS; i++) {
