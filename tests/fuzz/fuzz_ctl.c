@@ -24,6 +24,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,19 @@ static void lo_up(void)
 		close(fd);
 }
 
+/* The temporary directory's files (the sockets go with their ports and
+ * the control socket; what is left is removed here). */
+static void cleanup(void)
+{
+	char path[128];
+	static const char *const names[] = {"hyperswitchd.conf", "ctl.sock", "a.sock"};
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 static bool setup(void)
 {
 	if (unshare(CLONE_NEWNET)) {
@@ -76,6 +90,20 @@ static bool setup(void)
 		return false;
 	}
 	lo_up();
+	/* the kernel's own IPv6 traffic on the taps (router solicitations,
+	 * MLD) would teach the table between inputs */
+	for (const char *const *k = (const char *const[]){"all", "default", NULL}; *k; k++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", *k);
+		FILE *sf = fopen(path, "w");
+		if (sf) {
+			fputs("1", sf);
+			fclose(sf);
+		}
+	}
+	/* as the daemon (main.c): a client gone while answers are written
+	 * is an EPIPE, not the end of the process */
+	signal(SIGPIPE, SIG_IGN);
 	snprintf(dir, sizeof(dir), "/tmp/hs-fuzz-ctl.XXXXXX");
 	check(mkdtemp(dir) != NULL, "mkdtemp", strerror(errno));
 	char file[128];
@@ -105,16 +133,23 @@ static bool setup(void)
 	check(!hsd_switch_start(&d), "switch", NULL);
 	check(!hsd_events_start(&d), "events", NULL);
 	check(!hsd_ctl_start(&d, err, sizeof(err)), "control socket", err);
+	atexit(cleanup);
 	return true;
 }
 
-/* The ports of the config that a port.del took away, made again. */
-static void ports_back(void)
+/* Each input starts from the same state, so that a crash reproduces from
+ * its input alone: the ports of the config that a port.del took away made
+ * again, no mirror, an empty table, the log level the config's. */
+static void reset(void)
 {
 	char err[512];
 	for (unsigned i = 0; i < conf.n_ports; i++)
 		if (!hsd_port_get(&d, conf.ports[i].name))
 			check(!hsd_port_add(&d, &conf.ports[i], err, sizeof(err)), "port back", err);
+	hsd_mirrors_del_all(&d);
+	hs_fdb_flush(d.sw, NULL, HS_FDB_FLUSH_STATIC);
+	hsd_log_set_level(HS_LOG_ERROR);
+	hs_switch_set_log_level(d.sw, HS_LOG_ERROR);
 }
 
 /* Whether the daemon would run this line as port.add, port.set or reload
@@ -140,8 +175,29 @@ struct io {
 	bool shut;
 	char *in;
 	size_t in_len, in_cap;
+	size_t parsed; /* answer lines before this looked at (capture_started) */
 	bool eof;
 };
+
+/* Whether a complete answer line read so far starts a capture (its
+ * result has "linktype"); lines are looked at once each. */
+static bool capture_started(struct io *io)
+{
+	while (io->parsed < io->in_len) {
+		char *nl = memchr(io->in + io->parsed, '\n', io->in_len - io->parsed);
+		if (!nl)
+			return false;
+		json_t *r = json_loadb(io->in + io->parsed, (size_t)(nl - (io->in + io->parsed)), 0,
+				       NULL);
+		bool cap = json_is_true(json_object_get(r, "ok")) &&
+			   json_object_get(json_object_get(r, "result"), "linktype");
+		json_decref(r);
+		io->parsed = (size_t)(nl - io->in) + 1;
+		if (cap)
+			return true;
+	}
+	return false;
+}
 
 /* Sends what is left, reads what comes, runs the daemon's loop, until
  * the daemon ends the connection (or starts a capture's stream). */
@@ -182,7 +238,7 @@ static void pump(struct io *io)
 			break;
 		/* a capture's answer came: its stream goes on until the
 		 * client closes (also after the client's end of requests) */
-		if (io->in_len && memmem(io->in, io->in_len, "\"linktype\"", 10))
+		if (capture_started(io))
 			break;
 		struct pollfd p[2] = {
 			{.fd = io->fd, .events = POLLIN | (io->sent < io->out_len ? POLLOUT : 0)},
@@ -252,9 +308,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!ready)
 		return 0;
-	ports_back();
-	hsd_log_set_level(HS_LOG_ERROR);
-	hs_switch_set_log_level(d.sw, HS_LOG_ERROR);
+	reset();
 
 	/* the input, less the lines left out */
 	uint8_t *out = malloc(size ? size : 1);
