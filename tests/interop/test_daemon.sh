@@ -317,7 +317,9 @@ expect_rc 0 fdb add 02:00:00:00:10:02 b
 expect_rc 0 fdb add 02:00:00:00:10:02 a --replace
 hsctl --json fdb show --port a | json -e '.entries[] | select(.mac == "02:00:00:00:10:02" and .static)' >/dev/null ||
 	fail "fdb add --replace did not move the entry: $(hsctl fdb show)"
-expect_rc 0 fdb del 02:00:00:00:10:02 --vlan 10
+expect_rc 0 fdb del 02:00:00:00:10:02
+hsctl --json fdb show | json -e '.entries[] | select(.mac == "02:00:00:00:10:02")' >/dev/null &&
+	fail "fdb del without --vlan did not find the entry in VLAN 10"
 expect_rc 0 vlan
 grep -q "20" "$work/out.txt" || fail "vlan does not list VLAN 20"
 expect_rc 0 version
@@ -400,11 +402,17 @@ hsctl --json show t9 >"$work/t9.json"
 [ "$(json -c '.ports[0].trunks' <"$work/t9.json")" = '[11,"20-22"]' ] ||
 	fail "port set did not change the trunks: $(cat "$work/t9.json")"
 expect_rc 0 fdb add 02:00:00:00:19:01 t9 --vlan 20
-expect_rc 0 --json port set t9 queues=2
+expect_rc 0 fdb add 02:00:00:00:19:02 t9 --vlan 22
+expect_rc 0 --json port set t9 queues=2 trunks=11,20-21
 [ "$(json .in_place <"$work/out.txt")" = false ] || fail "a queue change was made in place"
-# the port made again keeps the static entry it was given
+# the port made again keeps the static entry it was given, in a VLAN it
+# still carries; not the one in VLAN 22, which it left (logged)
 hsctl --json fdb show --port t9 | json -e '.entries[] | select(.mac == "02:00:00:00:19:01" and .vlan == 20 and .static)' >/dev/null ||
 	fail "t9's static entry did not outlive t9's being made again: $(hsctl fdb show)"
+hsctl --json fdb show | json -e '.entries[] | select(.mac == "02:00:00:00:19:02")' >/dev/null &&
+	fail "t9's static entry in VLAN 22, which it left, came back"
+grep -q "port t9: static entry 02:00:00:00:19:02 VLAN 22 not kept: the port no longer carries VLAN 22" "$work/daemon.log" ||
+	fail "the daemon did not say why t9's entry in VLAN 22 went"
 grep -q "port t9 changed in place" "$work/daemon.log" || fail "the daemon did not log the in-place change"
 # a boolean key: hsctl must send false, not "false" (which is refused)
 expect_rc 0 port set t9 in_order=false

@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"  fdb add MAC PORT [--vlan V] [--replace]\n"
 	"                                      add a static entry (in the port's VLAN\n"
 	"                                      unless given; --replace moves one)\n"
-	"  fdb del MAC [--vlan V]             delete an entry (VLAN 1 unless given)\n"
+	"  fdb del MAC [--vlan V]             delete an entry (its one VLAN unless given)\n"
 	"  fdb flush [--port P] [--static]    remove learned entries (--static: static too)\n"
 	"  stats [PORT] [-i SECONDS]          counters; -i: two samples, and rates\n"
 	"  vlan                               each VLAN and its member ports\n"

@@ -404,20 +404,6 @@ static int mac_arg(struct req *r, uint8_t mac[6])
 	return 0;
 }
 
-/* Whether the port's frames may be in VLAN vid: an access port's VLAN; a
- * trunk's native VLAN and its allowed ones (every VLAN without a list). */
-static bool port_carries(const struct hsd_port_conf *c, uint16_t vid)
-{
-	if (c->vlan_mode != HS_VLAN_TRUNK)
-		return vid == (c->vlan ? c->vlan : 1);
-	if (vid == c->vlan || !c->n_trunks)
-		return true;
-	for (unsigned i = 0; i < c->n_trunks; i++)
-		if (c->trunks[i] == vid)
-			return true;
-	return false;
-}
-
 /* The port of the static entry (vid, mac) other than `p`, if any. */
 static const char *static_elsewhere(struct hsd *d, uint16_t vid, const uint8_t mac[6],
 				    const struct hsd_port *p)
@@ -455,7 +441,7 @@ static int cmd_fdb_add(struct req *r)
 	 * one), where an entry for it can match traffic */
 	if (!vlan_given && c->vlan)
 		vid = c->vlan;
-	if (!port_carries(c, vid)) {
+	if (!hsd_port_carries(c, vid)) {
 		char what[48];
 		if (c->vlan_mode != HS_VLAN_TRUNK)
 			snprintf(what, sizeof(what), "access VLAN %u", c->vlan ? c->vlan : 1);
@@ -480,19 +466,50 @@ static int cmd_fdb_add(struct req *r)
 	return 0;
 }
 
+/* Without a VLAN: the one VLAN the MAC has an entry in. 0, or an error
+ * (none, or several: the caller must say which). */
+static int vlan_of_mac(struct req *r, const uint8_t mac[6], uint16_t *vid)
+{
+	struct hsd_fdb_rows rows = {0};
+	if (hsd_fdb_rows(r->d, &rows))
+		return req_fail(r, -ENOMEM, "out of memory");
+	char m[18], list[128] = "";
+	hsd_fmt_mac(mac, m);
+	unsigned n = 0;
+	size_t at = 0;
+	for (size_t i = 0; i < rows.n; i++) {
+		if (memcmp(rows.v[i].mac, mac, 6))
+			continue;
+		*vid = rows.v[i].vid;
+		if (at < sizeof(list))
+			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%u", n ? ", " : "",
+					       rows.v[i].vid);
+		n++;
+	}
+	free(rows.v);
+	if (!n)
+		return req_fail(r, -ENOENT, "no entry for %s", m);
+	if (n > 1)
+		return req_fail(r, -EINVAL, "%s has entries in VLANs %s: say which (\"vlan\")", m,
+				list);
+	return 0;
+}
+
 static int cmd_fdb_del(struct req *r)
 {
 	static const char *const known[] = {"mac", "vlan", NULL};
 	uint8_t mac[6];
 	uint16_t vid = 1;
-	if (args_known(r, known) || mac_arg(r, mac) || arg_vlan(r, &vid, NULL))
+	bool given;
+	if (args_known(r, known) || mac_arg(r, mac) || arg_vlan(r, &vid, &given))
+		return r->err;
+	if (!given && vlan_of_mac(r, mac, &vid))
 		return r->err;
 	int rc = hs_fdb_del(r->d->sw, vid, mac);
 	if (rc == -ENOENT) {
 		char m[18];
 		hsd_fmt_mac(mac, m);
-		return req_fail(r, rc, "no entry for %s in VLAN %u%s", m, vid,
-				json_object_get(r->args, "vlan") ? "" : ", the VLAN when none is given");
+		return req_fail(r, rc, "no entry for %s in VLAN %u", m, vid);
 	}
 	if (rc)
 		return req_fail(r, rc, "%s", hs_strerror(rc));

@@ -80,6 +80,9 @@ void hsd_log_lib(void *opaque, enum hs_log_level level, const char *msg);
 /* Creates the switch d->conf describes and attaches it to d->loop; 0 or
  * -errno (logged). */
 int hsd_switch_start(struct hsd *d);
+/* Whether the port's frames may be in VLAN vid: an access port's VLAN; a
+ * trunk's native VLAN and its allowed ones (every VLAN without a list). */
+bool hsd_port_carries(const struct hsd_port_conf *c, uint16_t vid);
 /* Adds a port from its config; on failure err says why. */
 int hsd_port_add(struct hsd *d, const struct hsd_port_conf *pc, char *err, size_t errlen);
 int hsd_port_del(struct hsd *d, const char *name);

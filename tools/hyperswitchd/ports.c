@@ -284,7 +284,21 @@ static void statics_save(struct hsd *d, const struct hsd_port *p, struct hsd_fdb
 			p->conf.name);
 }
 
-/* After the port named is back: its static entries again. */
+bool hsd_port_carries(const struct hsd_port_conf *c, uint16_t vid)
+{
+	if (c->vlan_mode != HS_VLAN_TRUNK)
+		return vid == (c->vlan ? c->vlan : 1);
+	if (vid == c->vlan || !c->n_trunks)
+		return true;
+	for (unsigned i = 0; i < c->n_trunks; i++)
+		if (c->trunks[i] == vid)
+			return true;
+	return false;
+}
+
+/* After the port named is back: its static entries again, those in a
+ * VLAN it still carries (one it left could match no frame, and would
+ * keep the MAC from being learned where it is now). */
 static void statics_restore(struct hsd *d, const char *name, struct hsd_fdb_rows *st)
 {
 	struct hsd_port *p = hsd_port_get(d, name);
@@ -294,9 +308,14 @@ static void statics_restore(struct hsd *d, const char *name, struct hsd_fdb_rows
 			"went with it", name, st->n, st->n == 1 ? "y" : "ies");
 	for (size_t i = 0; p && i < st->n; i++) {
 		const struct hs_fdb_info *e = &st->v[i];
-		int rc = hs_fdb_add_static(d->sw, e->vid, e->mac, p->port);
 		char m[18];
 		hsd_fmt_mac(e->mac, m);
+		if (!hsd_port_carries(&p->conf, e->vid)) {
+			hsd_log(HS_LOG_WARN, "port %s: static entry %s VLAN %u not kept: the port "
+				"no longer carries VLAN %u", name, m, e->vid, e->vid);
+			continue;
+		}
+		int rc = hs_fdb_add_static(d->sw, e->vid, e->mac, p->port);
 		if (rc)
 			hsd_log(HS_LOG_WARN, "port %s: static entry %s VLAN %u not kept: %s", name,
 				m, e->vid, hs_strerror(rc));
