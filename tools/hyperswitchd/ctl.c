@@ -375,7 +375,8 @@ static int cmd_fdb_show(struct req *r)
 	int rc = hsd_fdb_rows(r->d, &rows);
 	if (rc)
 		return req_fail(r, rc, "reading the table: %s", hs_strerror(rc));
-	qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
+	if (rows.n) /* (an empty table: no array to sort, rows.v is NULL) */
+		qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
 	json_t *list = json_array();
 	for (size_t i = 0; i < rows.n; i++) {
 		const struct hs_fdb_info *e = &rows.v[i];
