@@ -38,6 +38,7 @@
 #include <hyperswitch/hyperswitch.h>
 
 #include "bench_ctr.h"
+#include "th_netns.h"
 
 #define EVICTS 1000
 #define VX_PORT 47898
@@ -172,23 +173,6 @@ static struct probe probe(struct side *s, int fd, double secs, bool until_empty,
 			      .n = n, .over_5ms = slow};
 }
 
-static void own_netns(void)
-{
-	if (unshare(CLONE_NEWNET)) {
-		perror("unshare(CLONE_NEWNET): needs root");
-		exit(1);
-	}
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	struct ifreq ifr = {0};
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr))
-		exit(1);
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
-		exit(1);
-	close(fd);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc != 3)
@@ -197,7 +181,10 @@ int main(int argc, char **argv)
 	double secs = atof(argv[2]);
 	if (entries < 2 * EVICTS || entries > (1u << 20) || secs <= 0)
 		return fprintf(stderr, "ENTRIES: %u..%u\n", 2 * EVICTS, 1u << 20), 2;
-	own_netns();
+	int rc = th_netns_own();
+	if (rc)
+		return fprintf(stderr, "a network namespace of our own: %s (needs root)\n",
+			       strerror(-rc)), 1;
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in me = {.sin_family = AF_INET};
 	inet_pton(AF_INET, "127.0.0.3", &me.sin_addr);
@@ -213,8 +200,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < EVICTS && now_ms() - t0 < 5000; i++, evicts++) {
 		mac_of(m, 0x40000000u + i);
 		double a = now_ms();
-		int rc = hs_vxlan_fdb_add(s.vx, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN);
-		if (rc)
+		if ((rc = hs_vxlan_fdb_add(s.vx, m, "127.0.0.2", HS_VXLAN_FDB_EXTERN)))
 			die("external add", rc);
 		if (now_ms() - a > worst)
 			worst = now_ms() - a;

@@ -97,20 +97,28 @@ static void ent_write(struct hs__fdb_ent *e, uint64_t key, uint32_t port,
 	atomic_store_explicit(&e->key, key, memory_order_release);
 }
 
-/* Removes an entry and fixes the accounting. */
+/* Removes an entry whose port word is `word` and whose port (for a
+ * learned one) is p, known to the caller or NULL, and fixes the
+ * accounting. */
+static void ent_remove_of(struct hs__fdb *f, struct hs__fdb_ent *e, uint32_t word,
+			  struct hs_port *p)
+{
+	atomic_store_explicit(&e->key, 0, memory_order_release);
+	f->count--;
+	if (word & HS__FDB_STATIC)
+		f->n_static--;
+	else if (p && p->fdb_count)
+		p->fdb_count--;
+}
+
+/* Removes an entry and fixes the accounting: its port from the topology
+ * (the caller is an RCU reader or holds ctl_lock). */
 static void ent_remove(struct hs_switch *sw, struct hs__fdb *f,
 		       struct hs__fdb_ent *e)
 {
 	uint32_t word = atomic_load_explicit(&e->port, memory_order_relaxed);
-	atomic_store_explicit(&e->key, 0, memory_order_release);
-	f->count--;
-	if (word & HS__FDB_STATIC) {
-		f->n_static--;
-		return;
-	}
-	struct hs_port *p = port_at(sw, word);
-	if (p && p->fdb_count)
-		p->fdb_count--;
+	ent_remove_of(f, e, word,
+		      (word & HS__FDB_STATIC) ? NULL : port_at(sw, word));
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -411,8 +419,6 @@ unsigned hs__fdb_forget_port(struct hs_switch *sw, struct hs_port *p)
 	struct hs__fdb *f = &sw->fdb;
 	unsigned n = 0;
 	pthread_mutex_lock(&f->lock);
-	if (!p->fdb_count)
-		goto out;
 	for (uint64_t bi = 0; bi <= f->mask && p->fdb_count; bi++)
 		for (int i = 0; i < HS__FDB_WAYS; i++) {
 			struct hs__fdb_ent *e = &f->b[bi].e[i];
@@ -420,12 +426,9 @@ unsigned hs__fdb_forget_port(struct hs_switch *sw, struct hs_port *p)
 			if (!atomic_load_explicit(&e->key, memory_order_relaxed) ||
 			    (w & HS__FDB_STATIC) || (w & HS__FDB_PORT_MASK) != p->index)
 				continue;
-			atomic_store_explicit(&e->key, 0, memory_order_release);
-			f->count--;
-			p->fdb_count--;
+			ent_remove_of(f, e, w, p);
 			n++;
 		}
-out:
 	pthread_mutex_unlock(&f->lock);
 	return n;
 }

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "../../tools/hyperswitchd/hsd.h"
+#include "th_netns.h"
 
 static struct hsd d;
 static uv_loop_t loop;
@@ -56,19 +57,6 @@ void hsd_notify(const char *state)
 	(void)state;
 }
 
-static void lo_up(void)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	struct ifreq ifr = {0};
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (fd >= 0 && !ioctl(fd, SIOCGIFFLAGS, &ifr)) {
-		ifr.ifr_flags |= IFF_UP;
-		ioctl(fd, SIOCSIFFLAGS, &ifr);
-	}
-	if (fd >= 0)
-		close(fd);
-}
-
 /* The temporary directory's files (the sockets go with their ports and
  * the control socket; what is left is removed here). */
 static void cleanup(void)
@@ -84,12 +72,11 @@ static void cleanup(void)
 
 static bool setup(void)
 {
-	if (unshare(CLONE_NEWNET)) {
+	if (th_netns_own()) {
 		fprintf(stderr, "fuzz_ctl: needs root (a network namespace): every input "
 			"is skipped\n");
 		return false;
 	}
-	lo_up();
 	/* the kernel's own IPv6 traffic on the taps (router solicitations,
 	 * MLD) would teach the table between inputs */
 	for (const char *const *k = (const char *const[]){"all", "default", NULL}; *k; k++) {

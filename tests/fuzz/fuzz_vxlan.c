@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "hyperswitch/hyperswitch.h"
+#include "th_netns.h"
 
 #define NREMOTE 4
 #define TABLE 64
@@ -64,20 +65,12 @@ static const char *remote_addr(int r)
 
 static void setup(void)
 {
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "fuzz_vxlan: no private network namespace (%s): needs root\n",
-			strerror(errno));
+	int rc = th_netns_own();
+	if (rc) {
+		fprintf(stderr, "fuzz_vxlan: no private network namespace with its loopback up "
+			"(%s): needs root\n", strerror(-rc));
 		abort();
 	}
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr = {0};
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr))
-		abort();
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr))
-		abort();
-	close(s);
 	struct hs_switch_config sc = {.log_fn = quiet};
 	if (hs_switch_create(&sc, &sw))
 		abort();

@@ -409,17 +409,13 @@ static int mac_arg(struct req *r, uint8_t mac[6])
 static const char *static_elsewhere(struct hsd *d, uint16_t vid, const uint8_t mac[6],
 				    const struct hsd_port *p)
 {
-	struct hsd_fdb_rows rows = {0};
+	struct hsd_fdb_rows rows = {.mac = mac};
 	const char *name = NULL;
 	if (hsd_fdb_rows(d, &rows))
 		return NULL; /* out of memory: hs_fdb_add_static decides */
-	for (size_t i = 0; i < rows.n && !name; i++) {
-		const struct hs_fdb_info *e = &rows.v[i];
-		if (e->is_static && e->vid == vid && !memcmp(e->mac, mac, 6) && e->port != p->port)
-			for (unsigned k = 0; k < d->n_ports && !name; k++)
-				if (d->ports[k].port == e->port)
-					name = d->ports[k].conf.name;
-	}
+	for (size_t i = 0; i < rows.n && !name; i++)
+		if (rows.v[i].is_static && rows.v[i].vid == vid && rows.v[i].port != p->port)
+			name = hs_port_name(rows.v[i].port);
 	free(rows.v);
 	return name;
 }
@@ -471,22 +467,18 @@ static int cmd_fdb_add(struct req *r)
  * (none, or several: the caller must say which). */
 static int vlan_of_mac(struct req *r, const uint8_t mac[6], uint16_t *vid)
 {
-	struct hsd_fdb_rows rows = {0};
+	struct hsd_fdb_rows rows = {.mac = mac};
 	if (hsd_fdb_rows(r->d, &rows))
 		return req_fail(r, -ENOMEM, "out of memory");
 	char m[18], list[128] = "";
 	hsd_fmt_mac(mac, m);
-	unsigned n = 0;
 	size_t at = 0;
-	for (size_t i = 0; i < rows.n; i++) {
-		if (memcmp(rows.v[i].mac, mac, 6))
-			continue;
-		*vid = rows.v[i].vid;
-		if (at < sizeof(list))
-			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%u", n ? ", " : "",
-					       rows.v[i].vid);
-		n++;
-	}
+	for (size_t i = 0; i < rows.n && at < sizeof(list); i++)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%u", i ? ", " : "",
+				       rows.v[i].vid);
+	size_t n = rows.n;
+	if (n == 1)
+		*vid = rows.v[0].vid;
 	free(rows.v);
 	if (!n)
 		return req_fail(r, -ENOENT, "no entry for %s", m);

@@ -46,6 +46,7 @@ struct hsd {
 /* ---- ports.c: the forwarding table read out ---- */
 struct hsd_fdb_rows {
 	const hs_port_t *static_of; /* NULL: every entry; else this port's static ones */
+	const uint8_t *mac;         /* NULL: every MAC; else this one's entries */
 	struct hs_fdb_info *v;      /* to free */
 	size_t n, cap;
 };

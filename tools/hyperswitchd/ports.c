@@ -242,7 +242,8 @@ int hsd_port_del(struct hsd *d, const char *name)
 static int collect_row(const struct hs_fdb_info *e, void *arg)
 {
 	struct hsd_fdb_rows *rows = arg;
-	if (rows->static_of && (!e->is_static || e->port != rows->static_of))
+	if ((rows->static_of && (!e->is_static || e->port != rows->static_of)) ||
+	    (rows->mac && memcmp(e->mac, rows->mac, 6)))
 		return 0;
 	if (rows->n == rows->cap) {
 		size_t cap = rows->cap ? 2 * rows->cap : 64;
