@@ -41,10 +41,12 @@ static unsigned one_bucket_macs(hs_switch_t *sw, uint8_t out[][6], unsigned n)
 	return got;
 }
 
-/* Both slots' buckets of a key full of static entries: a cuckoo walk
- * for it must not displace one (it used to drop whichever entry it was
- * left holding, static or not), so the key finds no room instead. */
-START_TEST(static_entries_are_never_displaced)
+/* Both slots' buckets of a key full of static entries that cannot move
+ * (their own two buckets are that one too): a cuckoo walk for the key
+ * must not drop one (it used to drop whichever entry it was left
+ * holding, static or not), so the key finds no room instead, and every
+ * static entry is where it was. */
+START_TEST(static_entries_are_never_lost)
 {
 	for (unsigned t = 0; t < 8; t++) {
 		struct hs_switch_config c = {.fdb_capacity = 64};
@@ -86,10 +88,10 @@ START_TEST(static_entries_are_never_displaced)
 }
 END_TEST
 
-/* A key with one bucket of static entries and one of learned ones: the
- * walk moves a learned entry, whichever bucket it happens to start from
- * (it once stopped at the static bucket, refusing the key half the
- * time). */
+/* A key with one bucket of static entries that cannot move (their two
+ * buckets are that one) and one of learned ones: the walk finds room,
+ * whichever bucket it happens to start from (it once stopped at the
+ * static bucket, refusing the key half the time). */
 START_TEST(a_static_bucket_does_not_refuse_a_key_the_other_can_take)
 {
 	for (unsigned t = 0; t < 8; t++) {
@@ -131,21 +133,97 @@ START_TEST(a_static_bucket_does_not_refuse_a_key_the_other_can_take)
 }
 END_TEST
 
-/* MACs handed out in sequence (a VM pool's last bytes counting up) take
- * as much room as random ones: 9,000 static entries in a 40,000 table
- * all fit. Statics are never moved, so the first is refused where its
- * two buckets are full: over 40 tables (random seeds) at 10,646-20,421
- * with this hash, at 6,170-7,407 with the one before (a review found it
- * clustering these MACs); 9,000 lies between with room both ways. */
-START_TEST(macs_in_sequence_spread_over_the_table)
+/* A key whose two buckets hold static entries that could live elsewhere:
+ * a walk moves one of them to its other bucket, the key goes in, every
+ * static entry is still found on its port (static entries once never
+ * moved, and such a key was refused). */
+START_TEST(static_entries_move_to_make_room)
+{
+	for (unsigned t = 0; t < 8; t++) {
+		struct hs_switch_config c = {.fdb_capacity = 64};
+		hs_switch_t *sw = th_switch(&c);
+		hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+		struct hs__fdb_bucket *b0 = &sw->fdb.b[0], *bk = NULL;
+		uint8_t key[6], st[8][6];
+		unsigned id = 1, n0 = 0, nk = 0;
+		for (;; id++) { /* the key: bucket 0 and another */
+			th_mac(key, 0x700000 + id);
+			struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
+			if (x == b0 && y != b0) {
+				bk = y;
+				break;
+			}
+		}
+		/* four static entries for each of the key's buckets, each with
+		 * a second bucket that is neither */
+		for (id = 1; n0 + nk < 8; id++) {
+			uint8_t m[6];
+			th_mac(m, 0x900000 + id);
+			struct hs__fdb_bucket *x = bucket_of(sw, m, 0), *y = bucket_of(sw, m, 1);
+			if (y == b0 || y == bk)
+				continue;
+			if (x == b0 && n0 < 4)
+				memcpy(st[n0++], m, 6);
+			else if (x == bk && nk < 4)
+				memcpy(st[4 + nk++], m, 6);
+		}
+		for (unsigned k = 0; k < 8; k++)
+			ck_assert_int_eq(hs_fdb_add_static(sw, 1, st[k], b), 0);
+		if (t & 1) { /* learned from a frame */
+			ck_assert_int_eq(th_send(a, fb, th_frame(fb, th_bcast, key, -1, 64, 1)), 0);
+			th_drain(b);
+			ck_assert_uint_eq(th_sstats(sw).fdb_learned, 1);
+			ck_assert_uint_eq(th_sstats(sw).fdb_evicted, 0);
+		} else {
+			ck_assert_int_eq(hs_fdb_add_static(sw, 1, key, a), 0);
+		}
+		hs_port_t *w = NULL;
+		ck_assert_int_eq(hs_fdb_lookup(sw, 1, key, &w), 0);
+		ck_assert_ptr_eq(w, a);
+		ck_assert_uint_eq(th_sstats(sw).fdb_entries, 9);
+		for (unsigned k = 0; k < 8; k++) {
+			w = NULL;
+			ck_assert_int_eq(hs_fdb_lookup(sw, 1, st[k], &w), 0);
+			ck_assert_ptr_eq(w, b);
+		}
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
+/* Static entries fill the table to its capacity, MACs handed out in
+ * sequence (a VM pool's last bytes counting up) as well as random ones;
+ * the next one is refused and the table is as it was. (Sequential MACs
+ * clustered in a third of the buckets until the hash's last fold, and
+ * static entries that could not move between buckets were refused from
+ * 40% of the capacity on.) */
+START_TEST(static_entries_fill_the_table_to_its_capacity)
 {
 	struct hs_switch_config cfg = {.fdb_capacity = 40000};
 	hs_switch_t *sw = th_switch(&cfg);
-	hs_port_t *a = th_port(sw, "a", 10), *b = th_port(sw, "b", 10);
-	for (unsigned i = 0; i < 9000; i++) {
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (unsigned i = 0; i < 40000; i++) {
 		uint8_t m[6] = {0x52, 0x54, 0, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
-		int rc = hs_fdb_add_static(sw, 10, m, i & 1 ? a : b);
+		uint16_t vid = 10;
+		if (i & 1) { /* random, locally administered unicast */
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(m, &x, 6);
+			m[0] = (uint8_t)((m[0] & 0xfc) | 2);
+			vid = 20;
+		}
+		int rc = hs_fdb_add_static(sw, vid, m, i & 2 ? a : b);
 		ck_assert_msg(rc == 0, "static entry %u refused: %d", i, rc);
+	}
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 40000);
+	uint8_t one[6] = {0x52, 0x54, 1, 0, 0, 1};
+	ck_assert_int_eq(hs_fdb_add_static(sw, 10, one, a), -ENOSPC);
+	ck_assert_uint_eq(th_sstats(sw).fdb_entries, 40000);
+	for (unsigned i = 0; i < 40000; i += 2) {
+		uint8_t m[6] = {0x52, 0x54, 0, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+		hs_port_t *w = NULL;
+		ck_assert_int_eq(hs_fdb_lookup(sw, 10, m, &w), 0);
+		ck_assert_ptr_eq(w, i & 2 ? a : b);
 	}
 	hs_switch_destroy(sw);
 }
@@ -333,9 +411,26 @@ START_TEST(static_entries_never_move_or_age)
 	th_send(c, fb, th_frame(fb, mx, mc, -1, 64, 2));
 	ck_assert_int_eq(th_drain(b), 1);
 	ck_assert_int_eq(th_drain(a), 0);
+	/* hs_fdb_get says it is static, and how long it has been idle;
+	 * mc, learned on c, is not static */
+	struct hs_fdb_info in;
+	th_advance_s(5);
+	ck_assert_int_eq(hs_fdb_get(sw, 1, mx, &in), 0);
+	ck_assert(in.is_static);
+	ck_assert_ptr_eq(in.port, b);
+	ck_assert_int_eq(memcmp(in.mac, mx, 6), 0);
+	ck_assert_uint_eq(in.vid, 1);
+	ck_assert_uint_eq(in.idle_s, 5);
+	ck_assert_int_eq(hs_fdb_get(sw, 1, mc, &in), 0);
+	ck_assert(!in.is_static);
+	ck_assert_ptr_eq(in.port, c);
+	ck_assert_int_eq(hs_fdb_get(sw, 2, mc, &in), -ENOENT);
+	ck_assert_int_eq(hs_fdb_get(sw, 0, mc, &in), -EINVAL);
+	ck_assert_int_eq(hs_fdb_get(sw, 1, mc, NULL), 0);
 	th_advance_s(10000);
 	hs_fdb_age(sw);
 	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
+	ck_assert_int_eq(hs_fdb_get(sw, 1, mc, &in), -ENOENT); /* aged */
 	/* Flush leaves static entries unless asked. */
 	hs_fdb_flush(sw, NULL, 0);
 	ck_assert_int_eq(hs_fdb_lookup(sw, 1, mx, &p), 0);
@@ -545,6 +640,7 @@ END_TEST
 struct churn {
 	hs_switch_t *sw;
 	hs_port_t *p[3];
+	bool fresh; /* new MACs from p[0] only, never aged */
 	_Atomic bool stop;
 	_Atomic unsigned iterations;
 };
@@ -555,6 +651,15 @@ static void *churn_writer(void *arg)
 	uint8_t buf[64], m[6];
 	unsigned i = 0;
 	while (!atomic_load(&ch->stop)) {
+		if (ch->fresh) {
+			th_mac(m, 0x300000 + i);
+			th_frame(buf, th_bcast, m, -1, 64, i);
+			th_send(ch->p[0], buf, 64);
+			if ((i & 255) == 255)
+				th_drain(ch->p[1]);
+			atomic_store(&ch->iterations, ++i);
+			continue;
+		}
 		/* MACs 1..512 move between p[0] and p[1] only. */
 		th_mac(m, 1 + (i % 512));
 		th_frame(buf, th_bcast, m, -1, 64, i);
@@ -604,6 +709,44 @@ START_TEST(concurrent_lookups_see_only_real_ports)
 }
 END_TEST
 
+/* Static entries that cuckoo walks move while others are learned and
+ * evicted around them are never missed by a reader: a table at 75% of
+ * its slots at capacity, two thirds of it static, a writer learning new
+ * MACs into it as fast as it can (each a walk when both buckets are
+ * full, moving static entries too, and an eviction once full). */
+START_TEST(moving_static_entries_are_never_missed)
+{
+	struct hs_switch_config cfg = {.fdb_capacity = 3072}; /* 1,024 buckets */
+	hs_switch_t *sw = th_switch(&cfg);
+	struct churn ch = {.sw = sw, .fresh = true};
+	ch.p[0] = th_port(sw, "a", 0);
+	ch.p[1] = th_port(sw, "b", 0);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 2048; i++) {
+		th_mac(m, 0x100000 + i);
+		ck_assert_int_eq(hs_fdb_add_static(sw, 1, m, ch.p[1]), 0);
+	}
+	pthread_t t;
+	pthread_create(&t, NULL, churn_writer, &ch);
+	uint64_t deadline = th_mono_ms() + 60000;
+	while (atomic_load(&ch.iterations) < 20000 && th_mono_ms() < deadline) {
+		for (unsigned i = 0; i < 2048; i++) {
+			hs_port_t *p = NULL;
+			th_mac(m, 0x100000 + i);
+			ck_assert_int_eq(hs_fdb_lookup(sw, 1, m, &p), 0);
+			ck_assert_ptr_eq(p, ch.p[1]);
+		}
+	}
+	atomic_store(&ch.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_uint_ge(atomic_load(&ch.iterations), 20000);
+	struct hs_switch_stats st = th_sstats(sw);
+	ck_assert_uint_eq(st.fdb_entries, 3072);
+	ck_assert_uint_gt(st.fdb_evicted, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fdb");
@@ -622,10 +765,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, dump_lists_every_entry);
 	tcase_add_test(tc, walk_macs_skips_a_port);
 	tcase_add_test(tc, large_table_keeps_every_key);
-	tcase_add_test(tc, static_entries_are_never_displaced);
+	tcase_add_test(tc, static_entries_are_never_lost);
+	tcase_add_test(tc, static_entries_move_to_make_room);
 	tcase_add_test(tc, a_static_bucket_does_not_refuse_a_key_the_other_can_take);
 	tcase_add_test(tc, concurrent_lookups_see_only_real_ports);
-	tcase_add_test(tc, macs_in_sequence_spread_over_the_table);
+	tcase_add_test(tc, static_entries_fill_the_table_to_its_capacity);
+	tcase_add_test(tc, moving_static_entries_are_never_missed);
 	suite_add_tcase(s, tc);
 	return s;
 }

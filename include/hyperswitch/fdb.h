@@ -3,9 +3,10 @@
  *
  * Entries are keyed by (VLAN, MAC). Learned entries age out after
  * fdb_aging_s seconds without traffic from that MAC; static entries never
- * age and never move. When the table is full, learning evicts the least
- * recently refreshed entry of the port that holds the most entries, so a
- * port flooding random source MACs only ever evicts its own.
+ * age and never move to another port. When the table is full, learning
+ * evicts the least recently refreshed entry of the port that holds the
+ * most entries, so a port flooding random source MACs only ever evicts
+ * its own.
  *
  * Threading: every function may be called from any thread; they take the
  * table's writer lock and are not meant for the data path.
@@ -22,8 +23,9 @@ extern "C" {
 /* Adds or replaces a static entry: frames for (vid, mac) go to `port`.
  * Errors: -EINVAL (bad vid, multicast mac, port of another switch),
  * -EBUSY (the port is a mirror output: it takes mirrored frames only),
- * -ENOSPC (table full of static entries, or the two buckets this key may
- * live in hold static entries only: static entries are never displaced). */
+ * -ENOSPC (table full of static entries, or no room could be made for
+ * the key by moving entries to their other bucket: keys chosen to share
+ * buckets; a static entry is never dropped to make room). */
 HS_EXTERN int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 				const uint8_t mac[HS_ETH_ALEN], hs_port_t *port);
 
@@ -53,6 +55,12 @@ struct hs_fdb_info {
 	uint32_t idle_s;   /* seconds since last refreshed */
 	bool is_static;
 };
+
+/* Looks an entry up, as hs_fdb_lookup, and stores all it says in *info
+ * (may be NULL): its port, whether it is static, its idle time. 0, or
+ * -ENOENT if absent, -EINVAL for a bad vid or a NULL mac. */
+HS_EXTERN int hs_fdb_get(hs_switch_t *sw, uint16_t vid,
+			 const uint8_t mac[HS_ETH_ALEN], struct hs_fdb_info *info);
 
 /* Calls cb for every entry, in no particular order, with the table's
  * writer lock held (cb must not call other hs_fdb_* functions, nor

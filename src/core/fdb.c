@@ -21,8 +21,9 @@
  * Defences: a per-port learning limit (a port at its limit replaces its
  * own least recently refreshed entry) and fair eviction when the table is
  * full (the least recently refreshed entry of the port that holds the most
- * entries goes, as in Open vSwitch); static entries never move, age or get
- * evicted. The "least recently refreshed" entry is the oldest of the
+ * entries goes, as in Open vSwitch); static entries never age, get evicted
+ * or change port (a cuckoo walk may move them to their other bucket, and
+ * never drops one). The "least recently refreshed" entry is the oldest of the
  * first 8 of that port's entries met from a rotating cursor (approximate
  * LRU, exact for ports with up to 8 entries): exact LRU lists would need a
  * write per refresh.
@@ -131,21 +132,25 @@ static uint64_t xorshift(uint64_t *s)
 	return x;
 }
 
-/* The first learned entry of bucket b from way `from` on (static entries
- * never move), or NULL if it holds static entries only. */
-static struct hs__fdb_ent *learned_in(struct hs__fdb_bucket *b, uint32_t from)
-{
-	for (uint32_t i = 0; i < HS__FDB_WAYS; i++) {
-		struct hs__fdb_ent *e = &b->e[(from + i) % HS__FDB_WAYS];
-		if (!(atomic_load_explicit(&e->port, memory_order_relaxed) & HS__FDB_STATIC))
-			return e;
-	}
-	return NULL;
-}
+/* The longest cuckoo walk: a table at most 75% full finds room in a few
+ * steps; a walk this long means the key's buckets and those reachable
+ * from them are full (crafted or pathological keys). */
+#define HS__FDB_WALK 256
+
+/* One slot a walk wrote over, with what it held: enough to undo it. */
+struct fdb_step {
+	struct hs__fdb_ent *e;
+	uint64_t key;
+	uint32_t port, stamp;
+};
 
 /* Puts a key that is not in the table into it. Returns false only if a
  * cuckoo walk failed: `*lost` is the entry left with no home, a learned
- * one displaced on the way or the key itself (never another static one). */
+ * one displaced on the way or the key itself. A static entry is never
+ * the one lost: a walk that ends holding one is undone, and the key gets
+ * no home. Entries of both kinds move between their two buckets (a
+ * static entry that could not move once made a table of static entries
+ * refuse keys at 40% of its capacity). */
 static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 		  uint32_t stamp, struct hs__fdb_ent *lost)
 {
@@ -160,29 +165,23 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 			}
 
 	/* Both buckets full: random-walk displacement. Readers that miss
-	 * while move_seq is odd retry. */
+	 * while move_seq is odd retry, through the undo too. */
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
+	struct fdb_step path[HS__FDB_WALK];
+	int n = 0;
 	uint64_t ck = key;
 	uint32_t cp = port, cs = stamp;
-	/* from either bucket at random, but one with a learned entry to
-	 * move: a bucket of static entries alone must not refuse a key the
-	 * other could take */
-	unsigned first = (unsigned)(xorshift(&f->cursor) & 1);
-	struct hs__fdb_bucket *b = bs[first];
-	if (!learned_in(b, 0))
-		b = bs[first ^ 1];
+	struct hs__fdb_bucket *b = bs[xorshift(&f->cursor) & 1];
 	bool ok = false;
-	for (int step = 0; step < 256 && !ok; step++) {
-		/* the victim: a learned entry from a random way; a bucket of
-		 * static entries only ends the walk, the carried entry homeless */
-		struct hs__fdb_ent *v = learned_in(b, (uint32_t)xorshift(&f->cursor));
-		if (!v)
-			break;
-		uint64_t vk = atomic_load_explicit(&v->key, memory_order_relaxed);
-		uint32_t vp = atomic_load_explicit(&v->port, memory_order_relaxed);
-		uint32_t vs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
+	while (n < HS__FDB_WALK && !ok) {
+		struct hs__fdb_ent *v = &b->e[xorshift(&f->cursor) % HS__FDB_WAYS];
+		struct fdb_step *st = &path[n++];
+		st->e = v;
+		st->key = atomic_load_explicit(&v->key, memory_order_relaxed);
+		st->port = atomic_load_explicit(&v->port, memory_order_relaxed);
+		st->stamp = atomic_load_explicit(&v->stamp, memory_order_relaxed);
 		ent_write(v, ck, cp, cs);
-		ck = vk, cp = vp, cs = vs;
+		ck = st->key, cp = st->port, cs = st->stamp;
 		uint64_t vh = hs__fdb_hash(f, ck);
 		b = (b == hs__fdb_b1(f, vh)) ? hs__fdb_b2(f, vh) : hs__fdb_b1(f, vh);
 		for (int i = 0; i < HS__FDB_WAYS; i++)
@@ -192,6 +191,13 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 				ok = true;
 				break;
 			}
+	}
+	if (!ok && (cp & HS__FDB_STATIC)) {
+		/* undo, last step first: every entry back where it was */
+		while (n--)
+			ent_write(path[n].e, path[n].key, path[n].port,
+				  path[n].stamp);
+		ck = key, cp = port, cs = stamp;
 	}
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
 	if (!ok) {
@@ -509,7 +515,7 @@ int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 	}
 	f->n_static++;
 	if (!insert_locked(sw, f, key, port->index | HS__FDB_STATIC, now))
-		rc = -ENOSPC; /* both its buckets hold static entries only */
+		rc = -ENOSPC; /* no room made for it by moving others */
 out:
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_unlock(&sw->ctl_lock);
@@ -534,24 +540,51 @@ int hs_fdb_del(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN])
 	return rc;
 }
 
-int hs_fdb_lookup(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN],
-		  hs_port_t **port)
+static uint32_t idle_at(uint32_t now, uint32_t stamp)
+{
+	return (int32_t)(now - stamp) > 0 ? now - stamp : 0;
+}
+
+/* What the entry (key k, port word w) says (ctl_lock or an RCU reader:
+ * its port from the topology). */
+static void info_of(struct hs_switch *sw, uint64_t k, uint32_t w, uint32_t idle_s,
+		    struct hs_fdb_info *info)
+{
+	*info = (struct hs_fdb_info){
+		.vid = (uint16_t)((k >> 48) & 0xfff),
+		.port = port_at(sw, w),
+		.idle_s = idle_s,
+		.is_static = (w & HS__FDB_STATIC) != 0,
+	};
+	uint64_t m = k & 0xffffffffffffull;
+	memcpy(info->mac, &m, HS_ETH_ALEN);
+}
+
+int hs_fdb_get(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN],
+	       struct hs_fdb_info *info)
 {
 	if (!sw || check_vid_mac(vid, mac))
 		return -EINVAL;
+	uint64_t key = hs__fdb_key(vid, mac_to_u64(mac));
 	uint32_t w, stamp;
 	int rc = -ENOENT;
 	pthread_mutex_lock(&sw->ctl_lock);
-	if (hs__fdb_lookup(&sw->fdb, hs__fdb_key(vid, mac_to_u64(mac)), &w,
-			   &stamp)) {
-		struct hs_port *p = port_at(sw, w);
-		if (p) {
-			if (port)
-				*port = p;
-			rc = 0;
-		}
+	if (hs__fdb_lookup(&sw->fdb, key, &w, &stamp) && port_at(sw, w)) {
+		if (info)
+			info_of(sw, key, w, idle_at(hs__now_s(sw), stamp), info);
+		rc = 0;
 	}
 	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}
+
+int hs_fdb_lookup(hs_switch_t *sw, uint16_t vid, const uint8_t mac[HS_ETH_ALEN],
+		  hs_port_t **port)
+{
+	struct hs_fdb_info info;
+	int rc = hs_fdb_get(sw, vid, mac, &info);
+	if (!rc && port)
+		*port = info.port;
 	return rc;
 }
 
@@ -574,11 +607,6 @@ struct age_arg {
  * without the table's lock, from a clock it may have read after the caller
  * read `now`: a stamp one second ahead is an entry just seen (0), not one
  * idle for 2^32 - 1 seconds, which aging would remove at once. */
-static uint32_t idle_at(uint32_t now, uint32_t stamp)
-{
-	return (int32_t)(now - stamp) > 0 ? now - stamp : 0;
-}
-
 static int age_fn(struct hs__fdb_ent *e, uint64_t key, uint32_t w, uint32_t stamp,
 		  void *arg)
 {
@@ -619,14 +647,8 @@ static int dump_fn(struct hs__fdb_ent *e, uint64_t k, uint32_t w, uint32_t stamp
 {
 	struct dump_arg *a = arg;
 	(void)e;
-	struct hs_fdb_info info = {
-		.vid = (uint16_t)((k >> 48) & 0xfff),
-		.port = port_at(a->sw, w),
-		.idle_s = idle_at(a->now, stamp),
-		.is_static = (w & HS__FDB_STATIC) != 0,
-	};
-	uint64_t m = k & 0xffffffffffffull;
-	memcpy(info.mac, &m, HS_ETH_ALEN);
+	struct hs_fdb_info info;
+	info_of(a->sw, k, w, idle_at(a->now, stamp), &info);
 	a->rc = a->cb(&info, a->arg);
 	return a->rc ? -1 : 0;
 }

@@ -409,15 +409,10 @@ static int mac_arg(struct req *r, uint8_t mac[6])
 static const char *static_elsewhere(struct hsd *d, uint16_t vid, const uint8_t mac[6],
 				    const struct hsd_port *p)
 {
-	struct hsd_fdb_rows rows = {.mac = mac};
-	const char *name = NULL;
-	if (hsd_fdb_rows(d, &rows))
-		return NULL; /* out of memory: hs_fdb_add_static decides */
-	for (size_t i = 0; i < rows.n && !name; i++)
-		if (rows.v[i].is_static && rows.v[i].vid == vid && rows.v[i].port != p->port)
-			name = hs_port_name(rows.v[i].port);
-	free(rows.v);
-	return name;
+	struct hs_fdb_info e;
+	if (hs_fdb_get(d->sw, vid, mac, &e) || !e.is_static || e.port == p->port)
+		return NULL;
+	return hs_port_name(e.port);
 }
 
 static int cmd_fdb_add(struct req *r)
