@@ -396,25 +396,33 @@ static inline void vud_kick(struct vud_ring *r)
  * suppression area for packed ones): a device that forgets to ask for
  * kicks stalls here, as it would with a real guest. `old` is the avail
  * index before the buffers just added. */
-static inline void vud_kick_if_needed(struct vud *v, struct vud_ring *r, uint16_t old)
+static inline bool vud_kick_wanted(struct vud *v, struct vud_ring *r, uint16_t old,
+				   uint16_t new_idx)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (!v->packed) {
-		uint16_t new_idx = r->avail_idx;
 		if ((v->features >> 29) & 1) {
 			uint16_t ev = __atomic_load_n((uint16_t *)((uint32_t *)(r->used + 2) +
 								   2 * r->size),
 						      __ATOMIC_RELAXED);
-			if ((uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old))
-				vud_kick(r);
-		} else if (!(__atomic_load_n(&r->used[0], __ATOMIC_RELAXED) & 1)) {
-			vud_kick(r);
+			return (uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old);
 		}
-		return;
+		return !(__atomic_load_n(&r->used[0], __ATOMIC_RELAXED) & 1);
 	}
 	uint16_t flags = __atomic_load_n(&r->dev_evt[1], __ATOMIC_RELAXED);
-	if (flags != 1) /* not DISABLE (DESC treated as ENABLE: conservative) */
+	return flags != 1; /* not DISABLE (DESC treated as ENABLE: conservative) */
+}
+
+static inline void vud_kick_if_needed(struct vud *v, struct vud_ring *r, uint16_t old)
+{
+	if (vud_kick_wanted(v, r, old, r->avail_idx))
 		vud_kick(r);
+}
+
+/* Whether the device asks now to be kicked for the next buffer added. */
+static inline bool vud_asks_for_kicks(struct vud *v, struct vud_ring *r)
+{
+	return vud_kick_wanted(v, r, r->avail_idx, (uint16_t)(r->avail_idx + 1));
 }
 
 /* Makes one buffer of `n` descriptors (gpa/len pairs) available, each
