@@ -2,7 +2,9 @@
 # What a large VXLAN table costs (bench/vxlan_table.c): a control plane's
 # adds into a full table of learned entries, and the delay of datagrams
 # into the switch while the ageing timer runs over it (nothing to age;
-# then the whole table ageing at once), per table size. With several
+# then the whole table ageing at once), and while another thread dumps
+# the table over and over (an operator's `vxlan fdb show`), per table
+# size. With several
 # --build, the builds take turns in each round (an A/B of two trees, the
 # same run); medians per build and size.
 #
@@ -44,7 +46,8 @@ python3 - "$out" "$secs" "$json" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 keys = ["fill_adds_per_s", "evicts", "evict_add_us", "evict_add_us_max", "steady_rx_ms_p50",
-        "steady_rx_ms_p99", "steady_rx_ms_max", "steady_over_5ms", "ageall_rx_ms_p50",
+        "steady_rx_ms_p99", "steady_rx_ms_max", "steady_over_5ms", "dump_ms", "dump_rx_ms_p50",
+        "dump_rx_ms_p99", "dump_rx_ms_max", "dump_over_5ms", "ageall_rx_ms_p50",
         "ageall_rx_ms_p99", "ageall_rx_ms_max", "ageall_over_5ms", "ageall_empty_s"]
 res = {"test": "vxlan_table", "seconds": float(sys.argv[2]), "results": []}
 for b in dict.fromkeys(r["build"] for r in rows):
@@ -54,10 +57,11 @@ for b in dict.fromkeys(r["build"] for r in rows):
         res["results"].append({"build": b, "entries": n, "rounds": len(rs), "median": med,
                                "all": {k: [x[k] for x in rs] for k in keys}})
         print("%-20s %8d entries: add into full %8.2f us (max %8.1f); rx p50 %.3f ms, "
-              "max %.2f ms, %g over 5 ms; all ageing: max %.2f ms, %g over 5 ms, empty "
-              "after %.2f s"
+              "max %.2f ms, %g over 5 ms; dumping (%.1f ms a dump): max %.2f ms, %g over 5 ms; "
+              "all ageing: max %.2f ms, %g over 5 ms, empty after %.2f s"
               % (b[-20:], n, med["evict_add_us"], med["evict_add_us_max"],
                  med["steady_rx_ms_p50"], med["steady_rx_ms_max"], med["steady_over_5ms"],
+                 med["dump_ms"], med["dump_rx_ms_max"], med["dump_over_5ms"],
                  med["ageall_rx_ms_max"], med["ageall_over_5ms"], med["ageall_empty_s"]))
 if sys.argv[3]:
     json.dump(res, open(sys.argv[3], "w"), indent=1)

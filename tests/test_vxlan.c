@@ -603,6 +603,97 @@ START_TEST(the_least_recently_seen_entry_goes_first)
 }
 END_TEST
 
+/* A dump of a large table is copied a slice of buckets at a time (the
+ * data path waits on the lock it takes): every entry present throughout
+ * is listed once, the flood list too, and an entry added or deleted
+ * meanwhile at most once, while another thread adds and deletes
+ * entries through the dumps. */
+struct dump_churn {
+	hs_port_t *vx;
+	_Atomic bool stop;
+	_Atomic unsigned rounds;
+};
+
+static void *dump_churner(void *arg)
+{
+	struct dump_churn *c = arg;
+	uint8_t m[6];
+	for (unsigned i = 0; !atomic_load(&c->stop); i++) {
+		th_mac(m, 0x800000 + i % 5000);
+		if (i / 5000 % 2 == 0)
+			ck_assert_int_eq(hs_vxlan_fdb_add(c->vx, m, "127.0.0.5", 0), 0);
+		else
+			ck_assert_int_eq(hs_vxlan_fdb_del(c->vx, m, NULL), 0);
+		atomic_store(&c->rounds, i / 5000);
+	}
+	return NULL;
+}
+
+struct dump_count {
+	uint8_t *steady, *churn;
+	unsigned flood, other;
+};
+
+static int dump_count_cb(void *arg, const struct hs_vxlan_fdb_entry *e)
+{
+	struct dump_count *d = arg;
+	uint32_t id = (uint32_t)e->mac[2] << 24 | (uint32_t)e->mac[3] << 16 |
+		      (uint32_t)e->mac[4] << 8 | e->mac[5];
+	uint8_t m[6];
+	th_mac(m, id);
+	if (!memcmp(e->mac, zero_mac, 6))
+		d->flood++;
+	else if (memcmp(m, e->mac, 6))
+		d->other++;
+	else if (id >= 0x100000 && id < 0x100000 + 30000)
+		d->steady[id - 0x100000]++;
+	else if (id >= 0x800000 && id < 0x800000 + 5000)
+		d->churn[id - 0x800000]++;
+	else
+		d->other++;
+	return 0;
+}
+
+START_TEST(a_large_table_is_dumped_whole_while_it_changes)
+{
+	NEED_NETNS();
+	struct side a;
+	side_up_max(&a, 0, 40000);
+	uint8_t m[6];
+	for (unsigned i = 0; i < 30000; i++) {
+		th_mac(m, 0x100000 + i);
+		ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, m, "127.0.0.4", HS_VXLAN_FDB_STATIC), 0);
+	}
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.6", 0), 0);
+	ck_assert_int_eq(hs_vxlan_fdb_add(a.vx, zero_mac, "127.0.0.7", 0), 0);
+	struct dump_churn c = {.vx = a.vx};
+	pthread_t t;
+	pthread_create(&t, NULL, dump_churner, &c);
+	static uint8_t steady[30000], churn[5000];
+	unsigned dumps = 0;
+	uint64_t deadline = th_mono_ms() + 30000;
+	while ((dumps < 5 || atomic_load(&c.rounds) < 3) && th_mono_ms() < deadline) {
+		memset(steady, 0, sizeof(steady));
+		memset(churn, 0, sizeof(churn));
+		struct dump_count d = {.steady = steady, .churn = churn};
+		ck_assert_int_eq(hs_vxlan_fdb_dump(a.vx, dump_count_cb, &d), 0);
+		ck_assert_uint_eq(d.flood, 2);
+		ck_assert_uint_eq(d.other, 0);
+		for (unsigned i = 0; i < 30000; i++)
+			ck_assert_msg(steady[i] == 1, "entry %u listed %u times", i, steady[i]);
+		for (unsigned i = 0; i < 5000; i++)
+			ck_assert_msg(churn[i] <= 1, "changing entry %u listed %u times", i,
+				      churn[i]);
+		dumps++;
+	}
+	atomic_store(&c.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_uint_ge(dumps, 5);
+	ck_assert_uint_ge(atomic_load(&c.rounds), 3);
+	side_down(&a);
+}
+END_TEST
+
 /* Flags other than I, or reserved bytes set (VXLAN-GPE's next protocol,
  * group policy): dropped and counted, as Linux and Open vSwitch do. */
 START_TEST(reserved_bits_are_refused)
@@ -1877,6 +1968,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, no_learning_moves_nothing);
 	tcase_add_test(tc, learned_junk_does_not_lock_out_the_control_plane);
 	tcase_add_test(tc, the_least_recently_seen_entry_goes_first);
+	tcase_add_test(tc, a_large_table_is_dumped_whole_while_it_changes);
 	tcase_add_test(tc, reserved_bits_are_refused);
 	tcase_add_test(tc, a_zero_udp_checksum_is_sent_as_ffff);
 	tcase_add_test(tc, table_calls_racing_port_deletion_are_refused);

@@ -177,8 +177,11 @@ HS_EXTERN int hs_vxlan_fdb_add(hs_port_t *port, const uint8_t mac[6], const char
 /* Deletes mac's entry (remote NULL: whatever VTEP; for the all-zeros MAC,
  * NULL empties the flood list). -ENOENT if none matched. */
 HS_EXTERN int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote);
-/* Calls cb for every entry (a snapshot); a non-zero return stops the walk
- * and is returned. */
+/* Calls cb for every entry, from a copy taken a slice of the table at a
+ * time (the data path is not held up by a large table's copy): an entry
+ * present throughout is listed once, one added or deleted meanwhile at
+ * most once. cb runs after the copy and may call hs_vxlan_* again. A
+ * non-zero return from cb stops the walk and is returned; -ENOMEM. */
 HS_EXTERN int hs_vxlan_fdb_dump(hs_port_t *port,
 				int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
 				void *arg);

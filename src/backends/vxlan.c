@@ -1454,61 +1454,96 @@ int hs_vxlan_fdb_del(hs_port_t *port, const uint8_t mac[6], const char *remote)
 	return hs_port_backend_call(port, &hs__vxlan_ops, fdb_del_cb, &op);
 }
 
-/* Copies the table (raw entries, formatted after the lock is let go: the
- * data path waits on it). The copy is sized before locking; a table that
- * grew meanwhile is sized again. */
+/* Buckets copied under one hold of the lock in a dump: about as many
+ * entries (the table has as many buckets as it may hold entries), tens of
+ * microseconds. */
+#define VX_DUMP_SLICE 4096
+
+struct vx_raw {
+	uint8_t mac[6];
+	uint8_t flags;
+	uint32_t age_s;
+	union vx_addr a;
+};
+
+/* Copies bucket b's chain to raw[*k..cap) (lock held). false, *k as it
+ * was, if it does not fit. */
+static bool copy_chain(struct vxlan *v, uint32_t b, uint64_t now, struct vx_raw *raw,
+		       size_t *k, size_t cap)
+{
+	size_t at = *k;
+	for (int32_t i = v->bucket[b]; i >= 0; i = v->ent[i].next) {
+		if (at == cap)
+			return false;
+		const struct vx_ent *e = &v->ent[i];
+		raw[at] = (struct vx_raw){.flags = e->flags, .a = e->remote,
+					  .age_s = (e->flags & HS_VXLAN_FDB_LEARNED) &&
+							   now > e->seen_s
+						   ? (uint32_t)(now - e->seen_s) : 0};
+		memcpy(raw[at++].mac, e->mac, 6);
+	}
+	*k = at;
+	return true;
+}
+
+/* Copies the table a slice of buckets at a time, formatted after the
+ * lock is let go: the data path and the ageing timer wait on that lock,
+ * and a table of 2^20 entries copied in one hold kept them waiting tens
+ * of milliseconds. Not a snapshot, as a netlink dump of a kernel table is
+ * not: an entry added or deleted while the dump runs is listed or not;
+ * none is listed twice (an entry never changes bucket), and one present
+ * throughout is always listed. */
 static int fdb_snap_cb(void *priv, void *arg)
 {
 	struct vxlan *v = priv;
 	struct fdb_op *op = arg;
-	for (int tries = 0; tries < 4; tries++) {
-		pthread_mutex_lock(&v->lock);
-		size_t want = v->n_ent + v->n_flood;
-		pthread_mutex_unlock(&v->lock);
-		struct raw {
-			uint8_t mac[6];
-			uint8_t flags;
-			union vx_addr a;
-			uint64_t seen;
-		} *raw = calloc(want ? want : 1, sizeof(*raw));
-		if (!raw)
-			return -ENOMEM;
-		size_t k = 0;
-		pthread_mutex_lock(&v->lock);
-		bool fits = v->n_ent + v->n_flood <= want;
-		for (unsigned i = 0; fits && i < v->n_flood; i++, k++)
-			raw[k] = (struct raw){.flags = HS_VXLAN_FDB_STATIC, .a = v->flood[i]};
-		for (uint32_t b = 0; fits && b < v->nbucket; b++)
-			for (int32_t i = v->bucket[b]; i >= 0; i = v->ent[i].next, k++) {
-				const struct vx_ent *e = &v->ent[i];
-				raw[k] = (struct raw){.flags = e->flags, .a = e->remote,
-						      .seen = e->seen_s};
-				memcpy(raw[k].mac, e->mac, 6);
+	struct vx_raw *raw = NULL;
+	size_t k = 0, cap = 0;
+	uint32_t b = 0;
+	pthread_mutex_lock(&v->lock);
+	size_t want = v->n_ent + v->n_flood; /* as it is now: grown if need be */
+	pthread_mutex_unlock(&v->lock);
+	bool flood = false, full = false;
+	while (!flood || b < v->nbucket) {
+		/* room for a slice at the table's load and the flood list, or
+		 * for a chain that did not fit */
+		if (full || cap - k < 2 * VX_DUMP_SLICE + VX_FLOOD_MAX) {
+			size_t ncap = cap ? 2 * cap : want + 2 * VX_DUMP_SLICE + VX_FLOOD_MAX;
+			struct vx_raw *n = realloc(raw, ncap * sizeof(*raw));
+			if (!n) {
+				free(raw);
+				return -ENOMEM;
 			}
+			raw = n, cap = ncap;
+		}
+		pthread_mutex_lock(&v->lock);
 		uint64_t now = now_s();
+		for (unsigned i = 0; !flood && i < v->n_flood; i++)
+			raw[k++] = (struct vx_raw){.flags = HS_VXLAN_FDB_STATIC, .a = v->flood[i]};
+		flood = true;
+		uint32_t end = b + VX_DUMP_SLICE < v->nbucket ? b + VX_DUMP_SLICE : v->nbucket;
+		for (full = false; b < end && !full;)
+			if (copy_chain(v, b, now, raw, &k, cap))
+				b++;
+			else
+				full = true;
 		pthread_mutex_unlock(&v->lock);
-		if (!fits) {
-			free(raw);
-			continue;
-		}
-		op->snap = calloc(k ? k : 1, sizeof(*op->snap));
-		if (!op->snap) {
-			free(raw);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < k; i++) {
-			struct hs_vxlan_fdb_entry *e = &op->snap[i];
-			memcpy(e->mac, raw[i].mac, 6);
-			inet_ntop(v->family, &raw[i].a, e->remote, sizeof(e->remote));
-			e->flags = raw[i].flags;
-			e->age_s = (raw[i].flags & HS_VXLAN_FDB_LEARNED) && now > raw[i].seen
-					   ? (uint32_t)(now - raw[i].seen) : 0;
-		}
-		op->n = k;
-		free(raw);
-		return 0;
 	}
-	return -EAGAIN;
+	op->snap = calloc(k ? k : 1, sizeof(*op->snap));
+	if (!op->snap) {
+		free(raw);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct hs_vxlan_fdb_entry *e = &op->snap[i];
+		memcpy(e->mac, raw[i].mac, 6);
+		inet_ntop(v->family, &raw[i].a, e->remote, sizeof(e->remote));
+		e->flags = raw[i].flags;
+		e->age_s = raw[i].age_s;
+	}
+	op->n = k;
+	free(raw);
+	return 0;
 }
 
 int hs_vxlan_fdb_dump(hs_port_t *port, int (*cb)(void *arg, const struct hs_vxlan_fdb_entry *e),
