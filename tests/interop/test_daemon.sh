@@ -167,6 +167,36 @@ printf 'ports = ( { name = "x\xc3"; type = "tap"; } );\n' >"$work/utf.conf"
 "$hsd" -c "$work/utf.conf" --check >"$work/check4.log" 2>&1 && fail "--check passed a name that is not UTF-8"
 grep -q "not valid UTF-8" "$work/check4.log" || fail "bad UTF-8 not named: $(cat "$work/check4.log")"
 "$hsd" -c "$work" --check >"$work/check5.log" 2>&1 && fail "--check passed a directory"
+# socket_mode as chmod takes it, with or without the leading 0; not as
+# anything else
+for m in 660 0660; do
+	printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; socket_mode = "%s"; } );\n' "$work" "$m" >"$work/vu.conf"
+	"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused socket_mode \"$m\": $(cat "$work/check6.log")"
+	grep -q '"socket_mode":"0660"' "$work/check6.log" || fail "socket_mode \"$m\" is not 0660: $(cat "$work/check6.log")"
+done
+for m in 689 1777 " 660" -660 rw; do
+	printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; socket_mode = "%s"; } );\n' "$work" "$m" >"$work/vu.conf"
+	"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 && fail "--check took socket_mode \"$m\""
+	grep -q 'not an octal mode' "$work/check6.log" || fail "socket_mode \"$m\": $(cat "$work/check6.log")"
+done
+# the metrics address in the forms an operator types
+for l in localhost:9477 :9477 "[::1]:9477" 127.0.0.1:9477; do
+	printf 'metrics = { listen = "%s"; };\nports = ( { name = "t"; type = "tap"; } );\n' "$l" >"$work/m.conf"
+	"$hsd" -c "$work/m.conf" --check >"$work/check8.log" 2>&1 || fail "--check refused listen \"$l\": $(cat "$work/check8.log")"
+done
+for l in example.com:9477 localhost: 9477 "localhost:0" "[::1]9477"; do
+	printf 'metrics = { listen = "%s"; };\nports = ( { name = "t"; type = "tap"; } );\n' "$l" >"$work/m.conf"
+	"$hsd" -c "$work/m.conf" --check >"$work/check8.log" 2>&1 && fail "--check took listen \"$l\""
+	grep -q "is not ADDR:PORT" "$work/check8.log" || fail "listen \"$l\": $(cat "$work/check8.log")"
+done
+# the version without a running daemon; a stray argument is named
+"$hsd" --version >"$work/ver.log" 2>&1 || fail "--version failed: $(cat "$work/ver.log")"
+grep -Eq '^hyperswitchd [0-9]+\.[0-9]+\.[0-9]+ \(library [0-9]+\.[0-9]+\.[0-9]+\)$' "$work/ver.log" ||
+	fail "--version printed: $(cat "$work/ver.log")"
+"$hsd" -V | cmp -s - "$work/ver.log" || fail "-V is not --version"
+"$hsd" bogus >"$work/bogus.log" 2>&1
+[ $? = 2 ] || fail "a stray argument did not exit 2"
+grep -q 'unexpected argument "bogus"' "$work/bogus.log" || fail "the stray argument was not named: $(cat "$work/bogus.log")"
 
 say "start"
 # systemd's side of Type=notify: a datagram socket in NOTIFY_SOCKET that
@@ -328,6 +358,14 @@ expect_rc 0 log level debug
 expect_rc 0 log level info
 
 say "metrics"
+# a second daemon whose metrics port the first holds: refused, the
+# message naming the port (libmicrohttpd's said "port 0")
+printf 'control = { socket = "%s/m2.sock"; };\nmetrics = { listen = "localhost:%s"; };\nports = ( );\n' "$work" "$mport" >"$work/m2.conf"
+timeout 20 "$hsd" -c "$work/m2.conf" >"$work/m2.log" 2>&1 && fail "a second daemon on a taken metrics port started"
+grep -q "port $mport: Address already in use" "$work/m2.log" ||
+	fail "the taken port was not named: $(cat "$work/m2.log")"
+grep -q "cannot listen on localhost:$mport" "$work/m2.log" ||
+	fail "the taken address was not named: $(cat "$work/m2.log")"
 /usr/bin/python3 - "$mport" "$work/stats1.json" <<'EOF' || fail "the metrics endpoint is wrong"
 import json, sys, urllib.request, urllib.error
 port, stats = sys.argv[1], json.load(open(sys.argv[2]))

@@ -257,7 +257,8 @@ static enum vtype list_elem(const struct src *s, const char *key, unsigned i,
 	return t;
 }
 
-/* A string of the form "0660": permission bits. */
+/* Permission bits as octal digits, "0660" or "660" (as chmod takes
+ * them). */
 static int get_mode(const struct src *s, const char *key, uint32_t *out)
 {
 	const char *v = NULL;
@@ -266,7 +267,7 @@ static int get_mode(const struct src *s, const char *key, uint32_t *out)
 		return rc;
 	char *end;
 	unsigned long m = strtoul(v, &end, 8);
-	if (*end || m > 0777 || v[0] != '0')
+	if (!*v || *end || m > 0777 || strspn(v, "01234567") != strlen(v))
 		return fail(s, key, "\"%s\" is not an octal mode like \"0660\"", v);
 	*out = (uint32_t)m;
 	return 0;
@@ -386,7 +387,14 @@ int hsd_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sl)
 	struct sockaddr_in *a = (struct sockaddr_in *)ss;
 	a->sin_family = AF_INET;
 	a->sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+	/* ":PORT" (every IPv4 address, as Prometheus' own
+	 * --web.listen-address writes it) and "localhost:PORT" (127.0.0.1;
+	 * no other name is looked up) */
+	if (!*host)
+		a->sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (!strcmp(host, "localhost"))
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
 		return -EINVAL;
 	*sl = sizeof(*a);
 	return 0;
@@ -1304,7 +1312,8 @@ static int load_control_log(const struct src *top, struct hsd_conf *c)
 		if ((rc = src_known(&s, mkeys, NULL)) || (rc = get_str(&s, "listen", 63, &listen)))
 			return rc;
 		if (listen && hsd_metrics_check_listen(listen))
-			return fail(&s, "listen", "\"%s\" is not ADDR:PORT or [ADDR6]:PORT", listen);
+			return fail(&s, "listen", "\"%s\" is not ADDR:PORT, [ADDR6]:PORT, "
+				    "localhost:PORT or :PORT", listen);
 		if (listen && !(c->metrics_listen = strdup(listen)))
 			return -ENOMEM;
 	}

@@ -37,7 +37,7 @@ static void usage(FILE *f, const char *argv0)
 {
 	fprintf(f,
 		"usage: %s [-c FILE] [--check] [-d|--daemon] [-p|--pidfile FILE] [--syslog]\n"
-		"       [-l|--log-level error|warn|info|debug] [-s|--socket PATH]\n"
+		"       [-l|--log-level error|warn|info|debug] [-s|--socket PATH] [-V|--version]\n"
 		"Runs a hyperswitch from FILE (default %s).\n"
 		"SIGTERM/SIGINT stop it, SIGHUP reloads FILE. See docs/hyperswitchd.md.\n",
 		argv0, HSD_DEFAULT_CONFIG);
@@ -50,10 +50,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"daemon", no_argument, 0, 'd'},       {"pidfile", required_argument, 0, 'p'},
 		{"syslog", no_argument, 0, 'S'},       {"log-level", required_argument, 0, 'l'},
 		{"socket", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0}};
+		{"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
 	*o = (struct opts){.config = HSD_DEFAULT_CONFIG, .level = -1};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "c:dp:l:s:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:dp:l:s:hV", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->config = optarg; break;
 		case 'C': o->check = true; break;
@@ -71,10 +71,18 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		}
 		case 'h': usage(stdout, argv[0]); exit(0);
-		default: usage(stderr, argv[0]); return 2;
+		case 'V':
+			/* the library this binary runs with may be newer than
+			 * the one it was built with: both */
+			printf("hyperswitchd %s (library %s)\n", HS_VERSION_STRING,
+			       hs_version_string());
+			exit(0);
+		default: usage(stderr, argv[0]); return 2; /* getopt said why */
 		}
 	}
 	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument \"%s\" (the config file goes after "
+			"-c)\n", argv[0], argv[optind]);
 		usage(stderr, argv[0]);
 		return 2;
 	}

@@ -389,7 +389,11 @@ int hsd_metrics_start(struct hsd *d, char *err, size_t errlen)
 		return -ENOMEM;
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 			 (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-	m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, answer, d, MHD_OPTION_EXTERNAL_LOGGER,
+	/* the port is the address's (MHD binds that); given here too, it is
+	 * the one MHD's messages name ("Failed to bind to port 0" otherwise) */
+	uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	m->mhd = MHD_start_daemon(flags, port, NULL, NULL, answer, d, MHD_OPTION_EXTERNAL_LOGGER,
 				  log_mhd, NULL, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT,
 				  10u, MHD_OPTION_END);
