@@ -216,6 +216,62 @@ START_TEST(rules_are_enforced)
 }
 END_TEST
 
+/* A mirror's direction changes in place: rx only, then tx only, then
+ * both, each copying just what it says; taking on a direction in which
+ * the source has HS_MIRROR_MAX outputs already is refused, and the
+ * mirror stays as it was. */
+START_TEST(a_mirrors_direction_changes_in_place)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0), *m = th_port(sw, "m", 0);
+	uint8_t ma[6], mb[6], f[128];
+	th_mac(ma, 1);
+	th_mac(mb, 2);
+	th_send(a, f, th_frame(f, th_bcast, ma, -1, 64, 0));
+	th_send(b, f, th_frame(f, th_bcast, mb, -1, 64, 0));
+	th_drain(a);
+	th_drain(b);
+	th_drain(m);
+	hs_mirror_t *h = mirror(sw, a, m, HS_MIRROR_RX);
+	/* copies of a -> b (a's rx) and of b -> a (a's tx), per flags */
+	static const struct {
+		uint32_t flags;
+		int rx, tx;
+	} step[] = {{HS_MIRROR_RX, 1, 0},
+		    {HS_MIRROR_TX, 0, 1},
+		    {HS_MIRROR_RX | HS_MIRROR_TX, 1, 1},
+		    {HS_MIRROR_RX, 1, 0}};
+	for (unsigned k = 0; k < sizeof(step) / sizeof(step[0]); k++) {
+		ck_assert_int_eq(hs_mirror_set_flags(h, step[k].flags), 0);
+		th_send(a, f, th_frame(f, mb, ma, -1, 64, 10 + k));
+		ck_assert_int_eq(th_drain(b), 1);
+		ck_assert_int_eq(th_drain(m), step[k].rx);
+		th_send(b, f, th_frame(f, ma, mb, -1, 64, 20 + k));
+		ck_assert_int_eq(th_drain(a), 1);
+		ck_assert_int_eq(th_drain(m), step[k].tx);
+	}
+	ck_assert_int_eq(hs_mirror_set_flags(h, 0), -EINVAL);
+	ck_assert_int_eq(hs_mirror_set_flags(h, 0x4), -EINVAL);
+	ck_assert_int_eq(hs_mirror_set_flags(NULL, HS_MIRROR_RX), -EINVAL);
+	/* a has HS_MIRROR_MAX tx outputs besides m: m cannot take on tx */
+	for (int i = 0; i < HS_MIRROR_MAX; i++) {
+		char n[8];
+		snprintf(n, sizeof(n), "o%d", i);
+		mirror(sw, a, th_port(sw, n, 0), HS_MIRROR_TX);
+	}
+	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_TX), -ENOSPC);
+	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_RX | HS_MIRROR_TX), -ENOSPC);
+	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_RX), 0); /* unchanged: fine */
+	th_send(a, f, th_frame(f, mb, ma, -1, 64, 30));
+	ck_assert_int_eq(th_drain(b), 1);
+	ck_assert_int_eq(th_drain(m), 1);
+	th_send(b, f, th_frame(f, ma, mb, -1, 64, 31));
+	ck_assert_int_eq(th_drain(a), 1);
+	ck_assert_int_eq(th_drain(m), 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 /* Deleting either end deletes the mirror; the output works normally
  * again once no mirror uses it. */
 START_TEST(mirrors_die_with_their_ports)
@@ -302,6 +358,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, copies_are_formatted_for_the_output);
 	tcase_add_test(tc, an_output_leaves_switching);
 	tcase_add_test(tc, rules_are_enforced);
+	tcase_add_test(tc, a_mirrors_direction_changes_in_place);
 	tcase_add_test(tc, mirrors_die_with_their_ports);
 	tcase_add_test(tc, mirrors_change_under_traffic);
 	suite_add_tcase(s, tc);

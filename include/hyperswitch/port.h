@@ -244,6 +244,12 @@ HS_EXTERN int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg,
  * normal switching when no other mirror uses it. Returns 0, -EINVAL,
  * -EDEADLK (from a data-path callback) or -ENOMEM (then it stays). */
 HS_EXTERN int hs_mirror_del(hs_mirror_t *m);
+/* Changes which frames of its source the mirror copies (HS_MIRROR_RX
+ * and/or HS_MIRROR_TX), in place: frames keep being copied the ways both
+ * the old and the new flags name. Returns 0, -EINVAL (bad flags or
+ * handle), -ENOSPC (the source has HS_MIRROR_MAX outputs a way the mirror
+ * would take on), -EDEADLK or -ENOMEM (then it is as it was). */
+HS_EXTERN int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags);
 
 #ifdef __cplusplus
 }

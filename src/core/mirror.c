@@ -127,6 +127,41 @@ int hs_mirror_del(hs_mirror_t *m)
 	return rc;
 }
 
+int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags)
+{
+	if (!m || !flags || (flags & ~(uint32_t)(HS_MIRROR_RX | HS_MIRROR_TX)))
+		return -EINVAL;
+	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+		return -EDEADLK;
+	struct hs_switch *sw = m->sw;
+	pthread_mutex_lock(&sw->ctl_lock);
+	struct hs_mirror *x = sw->mirrors;
+	while (x && x != m)
+		x = x->next;
+	int rc = x ? 0 : -EINVAL;
+	uint32_t old = m->flags, more = flags & ~old;
+	/* a direction it takes on counts against the source's outputs that
+	 * way (the mirror's own not among them yet) */
+	if (!rc && (((more & HS_MIRROR_RX) &&
+		     outputs(sw, m->src, HS_MIRROR_RX) >= HS_MIRROR_MAX) ||
+		    ((more & HS_MIRROR_TX) &&
+		     outputs(sw, m->src, HS_MIRROR_TX) >= HS_MIRROR_MAX)))
+		rc = -ENOSPC;
+	if (!rc && flags != old) {
+		m->flags = flags;
+		rc = hs__topo_rebuild(sw);
+		if (rc)
+			m->flags = old;
+		else
+			hs__log(sw, HS_LOG_INFO, "mirror of %s to %s now %s%s%s", m->src->name,
+				m->dst->name, (flags & HS_MIRROR_RX) ? "rx" : "",
+				flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "+" : "",
+				(flags & HS_MIRROR_TX) ? "tx" : "");
+	}
+	pthread_mutex_unlock(&sw->ctl_lock);
+	return rc;
+}
+
 bool hs__mirror_is_output(const struct hs_switch *sw, const struct hs_port *p)
 {
 	return is_output(sw, p);

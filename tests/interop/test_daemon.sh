@@ -812,28 +812,51 @@ command -v tcpdump >/dev/null && have_tcpdump=1
 expect_rc 0 mirror add a d --rx
 expect_rc 0 mirror show
 grep -q "a *d *rx" "$work/out.txt" || fail "mirror show: $(cat "$work/out.txt")"
+# the output is marked where an operator looks for its VLAN
+expect_rc 0 show d
+grep -q "30, mirror of a" "$work/out.txt" || fail "show d does not mark the output: $(cat "$work/out.txt")"
+expect_rc 0 vlan
+grep -q "d (mirror output)" "$work/out.txt" || fail "vlan does not mark the output: $(cat "$work/out.txt")"
 expect_rc 1 mirror add b a      # a is a source: it cannot be an output
 expect_rc 1 mirror add a a
 expect_rc 2 mirror add a
-if [ -n "$have_tcpdump" ]; then
-	# --immediate-mode: otherwise frames wait in a kernel block that is handed
-	# over once a second, and those still there when tcpdump stops are lost
-	tcpdump -i "hsd${id}d" --immediate-mode -nn -U -w "$work/mirror.pcap" icmp \
-		>"$work/tcpdump-mirror.log" 2>&1 &
-	td=$!
-	pids+=("$td")
-	wait_for "$work/tcpdump-mirror.log" "listening on" 10 || fail "tcpdump did not start"
-fi
-ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[1]}" >/dev/null 2>&1 || fail "A->B failed with a mirror on A"
-if [ -n "$td" ]; then
-	sleep 0.5
-	kill -INT "$td"
-	wait "$td"
-	req=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "${ip4[0]} > ${ip4[1]}: ICMP echo request")
-	rep=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "ICMP echo reply")
-	[ "$req" = 3 ] && [ "$rep" = 0 ] ||
-		fail "the rx mirror of A showed $req requests and $rep replies, expected 3 and 0"
-fi
+# three pings A->B; tcpdump on D (with one) counts WANT_REQ requests and
+# WANT_REP replies, what the mirror's direction says D gets
+mirror_pings() { # WANT_REQ WANT_REP WHAT
+	local td=
+	if [ -n "$have_tcpdump" ]; then
+		# --immediate-mode: otherwise frames wait in a kernel block that is
+		# handed over once a second, and those still there when tcpdump
+		# stops are lost
+		tcpdump -i "hsd${id}d" --immediate-mode -nn -U -w "$work/mirror.pcap" icmp \
+			>"$work/tcpdump-mirror.log" 2>&1 &
+		td=$!
+		pids+=("$td")
+		wait_for "$work/tcpdump-mirror.log" "listening on" 10 || fail "tcpdump did not start"
+	fi
+	ip netns exec "${ns[0]}" ping -c 3 -i 0.2 -W 2 "${ip4[1]}" >/dev/null 2>&1 ||
+		fail "A->B failed with a mirror on A"
+	if [ -n "$td" ]; then
+		sleep 0.5
+		kill -INT "$td"
+		wait "$td"
+		req=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "${ip4[0]} > ${ip4[1]}: ICMP echo request")
+		rep=$(tcpdump -r "$work/mirror.pcap" -nn 2>/dev/null | grep -c "${ip4[1]} > ${ip4[0]}: ICMP echo reply")
+		[ "$req" = "$1" ] && [ "$rep" = "$2" ] ||
+			fail "the $3 mirror of A showed $req requests and $rep replies, expected $1 and $2"
+	fi
+}
+mirror_pings 3 0 rx
+# the direction changed in place: now what the switch sends to A
+expect_rc 0 mirror set a d --tx
+expect_rc 0 mirror show
+grep -q "a *d *tx" "$work/out.txt" || fail "mirror show after set: $(cat "$work/out.txt")"
+mirror_pings 0 3 tx
+expect_rc 1 mirror set a b      # no such mirror
+grep -q "no mirror of a to b" "$work/err.txt" || fail "mirror set a b: $(cat "$work/err.txt")"
+expect_rc 0 mirror set a d
+expect_rc 0 mirror show
+grep -q "a *d *both" "$work/out.txt" || fail "mirror show after set: $(cat "$work/out.txt")"
 expect_rc 0 mirror del a d
 expect_rc 1 mirror del a d
 

@@ -39,6 +39,7 @@ static const char usage_text[] =
 	"  stats [PORT] [-i SECONDS]          counters; -i: two samples, and rates\n"
 	"  vlan                               each VLAN and its member ports\n"
 	"  mirror add SRC DST [--rx|--tx]     send copies of SRC's frames to port DST\n"
+	"  mirror set SRC DST [--rx|--tx]     change a mirror's direction (neither: both)\n"
 	"  mirror del SRC DST                 stop a mirror\n"
 	"  mirror show                        the mirrors, and the captures in progress\n"
 	"  capture PORT -w FILE [-c COUNT] [-G SECONDS] [--rx|--tx] [-s SNAPLEN]\n"
@@ -558,6 +559,7 @@ static const struct command {
 	{"stats", NULL, hsctl_cmd_stats},
 	{"vlan", NULL, hsctl_cmd_vlan},
 	{"mirror", "add", hsctl_cmd_mirror_add},
+	{"mirror", "set", hsctl_cmd_mirror_set},
 	{"mirror", "del", hsctl_cmd_mirror_del},
 	{"mirror", "show", hsctl_cmd_mirror_show},
 	{"capture", NULL, hsctl_cmd_capture},

@@ -81,6 +81,7 @@ int hsctl_cmd_show(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_vlan(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_stats(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_mirror_add(struct hsctl *h, int argc, char **argv);
+int hsctl_cmd_mirror_set(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_mirror_del(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_mirror_show(struct hsctl *h, int argc, char **argv);
 int hsctl_cmd_capture(struct hsctl *h, int argc, char **argv);

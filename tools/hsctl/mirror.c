@@ -1,10 +1,11 @@
 /*
- * mirror.c - "mirror add", "mirror del", "mirror show": copies of a
+ * mirror.c - "mirror add", "set", "del", "show": copies of a
  * port's traffic sent to another port (docs/control.md). Captures in
  * progress are mirrors too, to the daemon's internal ports: "show" lists
  * them, and "capture" (capture.c) shares the direction flags.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "hsctl.h"
 
@@ -21,15 +22,18 @@ int hsctl_set_direction(json_t *args, bool rx, bool tx, const char *cmd)
 	return hsctl_set_string(args, "direction", rx ? "rx" : "tx");
 }
 
-/* mirror add SRC DST [--rx|--tx], mirror del SRC DST */
-static int mirror_pair(struct hsctl *h, int argc, char **argv, bool add)
+/* mirror add|set SRC DST [--rx|--tx], mirror del SRC DST: `what` is
+ * "add", "set" or "del" */
+static int mirror_pair(struct hsctl *h, int argc, char **argv, const char *what)
 {
-	bool rx = false, tx = false;
+	bool rx = false, tx = false, del = !strcmp(what, "del");
 	const struct opt opts[] = {
 		{"--rx", NULL, NULL, &rx}, {"--tx", NULL, NULL, &tx}, {NULL, NULL, NULL, NULL},
 	};
-	const char *cmd = add ? "mirror add" : "mirror del";
-	int n, rc = hsctl_words(h, cmd, argc, argv, add ? opts : NULL, 2, 2, &n);
+	char cmd[16], req[16];
+	snprintf(cmd, sizeof(cmd), "mirror %s", what);
+	snprintf(req, sizeof(req), "mirror.%s", what);
+	int n, rc = hsctl_words(h, cmd, argc, argv, del ? NULL : opts, 2, 2, &n);
 	if (rc)
 		return rc;
 	json_t *args = json_object();
@@ -42,17 +46,22 @@ static int mirror_pair(struct hsctl *h, int argc, char **argv, bool add)
 		json_decref(args);
 		return rc;
 	}
-	return hsctl_request(h, add ? "mirror.add" : "mirror.del", args, NULL);
+	return hsctl_request(h, req, args, NULL);
 }
 
 int hsctl_cmd_mirror_add(struct hsctl *h, int argc, char **argv)
 {
-	return mirror_pair(h, argc, argv, true);
+	return mirror_pair(h, argc, argv, "add");
+}
+
+int hsctl_cmd_mirror_set(struct hsctl *h, int argc, char **argv)
+{
+	return mirror_pair(h, argc, argv, "set");
 }
 
 int hsctl_cmd_mirror_del(struct hsctl *h, int argc, char **argv)
 {
-	return mirror_pair(h, argc, argv, false);
+	return mirror_pair(h, argc, argv, "del");
 }
 
 static int print_mirrors(struct hsctl *h, json_t *r)

@@ -85,8 +85,31 @@ static void print_trunks(FILE *f, const json_t *trunks)
 	}
 }
 
-/* "10" for an access port; "trunk 10,100-199 native 5" for a trunk. */
+/* The sources of the mirrors a port is the output of ("a,b"), if any. */
+static void print_mirror_of(FILE *f, const json_t *port)
+{
+	const json_t *src = json_object_get(port, "mirror_of"), *v;
+	size_t i;
+	char buf[64];
+	json_array_foreach(src, i, v)
+		fprintf(f, "%s%s", i ? "," : "", hsctl_text(v, buf, sizeof(buf)));
+}
+
+static void print_vlan_mode(FILE *f, const json_t *port);
+
+/* "10" for an access port; "trunk 10,100-199 native 5" for a trunk;
+ * "..., mirror of a" for a mirror output, which takes mirrored frames
+ * only (its VLAN settings format them). */
 static void print_vlan(FILE *f, const json_t *port)
+{
+	print_vlan_mode(f, port);
+	if (json_array_size(json_object_get(port, "mirror_of"))) {
+		fputs(", mirror of ", f);
+		print_mirror_of(f, port);
+	}
+}
+
+static void print_vlan_mode(FILE *f, const json_t *port)
 {
 	const char *mode = json_string_value(json_object_get(port, "vlan_mode"));
 	const json_t *vlan = json_object_get(port, "vlan");
@@ -204,8 +227,9 @@ int hsctl_cmd_show(struct hsctl *h, int argc, char **argv)
 
 /* ---- vlan ---------------------------------------------------------------- */
 
-enum member { NONE, ACCESS, TRUNK, NATIVE };
-static const char *const member_names[] = {"none", "access", "trunk", "native"};
+enum member { NONE, ACCESS, TRUNK, NATIVE, MIRROR };
+static const char *const member_names[] = {"none", "access", "trunk", "native",
+					   "mirror output"};
 
 static void mark(unsigned char *m, long long first, long long last, enum member how)
 {
@@ -248,6 +272,12 @@ static void membership(const json_t *port, unsigned char *m)
 		json_int_t id = json_is_integer(vlan) ? json_integer_value(vlan) : 1;
 		mark(m, id, id, ACCESS);
 	}
+	/* a mirror output is in its VLANs only to format the copies: it
+	 * forwards nothing there */
+	if (json_array_size(json_object_get(port, "mirror_of")))
+		for (unsigned id = 0; id < VLAN_IDS; id++)
+			if (m[id] != NONE)
+				m[id] = MIRROR;
 }
 
 /* Whether VLANs a and b have the same members, in the same ways. */

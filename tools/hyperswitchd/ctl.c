@@ -206,7 +206,7 @@ static json_t *peer_state_json(hs_port_t *port)
 	return a;
 }
 
-static json_t *port_json(struct hsd_port *p)
+static json_t *port_json(struct hsd *d, struct hsd_port *p)
 {
 	const struct hsd_port_conf *c = &p->conf;
 	struct hs_port_stats st;
@@ -251,11 +251,12 @@ static json_t *port_json(struct hsd_port *p)
 			 (json_int_t)st.fdb_entries, "peer", peer, "config",
 			 hsd_port_conf_json(c));
 	if (o)
-		json_object_update_new(o, json_pack("{s:I, s:I, s:s, s:o}", "link_changes",
+		json_object_update_new(o, json_pack("{s:I, s:I, s:s, s:o, s:o}", "link_changes",
 						    (json_int_t)p->link_changes, "broken",
 						    (json_int_t)p->broken, "last_broken",
 						    p->last_broken, "peer_state",
-						    peer_state_json(p->port)));
+						    peer_state_json(p->port), "mirror_of",
+						    hsd_mirror_sources_json(d, c->name)));
 	return o;
 }
 
@@ -272,7 +273,7 @@ static int cmd_show(struct req *r)
 	json_t *ports = json_array();
 	for (unsigned i = 0; i < d->n_ports; i++)
 		if (!only || only == &d->ports[i])
-			json_array_append_new(ports, port_json(&d->ports[i]));
+			json_array_append_new(ports, port_json(d, &d->ports[i]));
 	json_t *sw = json_pack(
 		"{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "name",
 		d->conf.name, "config", d->config_file, "pid", (int)getpid(), "uptime_s",
@@ -612,7 +613,8 @@ static int arg_dir(struct req *r, uint32_t *flags)
 	return 0;
 }
 
-static int cmd_mirror_add(struct req *r)
+/* mirror.add, and mirror.set (set: an existing one's direction) */
+static int mirror_with_dir(struct req *r, bool set)
 {
 	static const char *const known[] = {"src", "dst", "direction", NULL};
 	const char *src, *dst;
@@ -620,12 +622,23 @@ static int cmd_mirror_add(struct req *r)
 	if (args_known(r, known) || arg_str(r, "src", true, &src) ||
 	    arg_str(r, "dst", true, &dst) || arg_dir(r, &flags))
 		return r->err;
-	int rc = hsd_mirror_add(r->d, src, dst, flags, r->msg, sizeof(r->msg));
+	int rc = (set ? hsd_mirror_set : hsd_mirror_add)(r->d, src, dst, flags, r->msg,
+							 sizeof(r->msg));
 	if (rc)
 		return r->err = rc;
 	r->result = json_pack("{s:s, s:s, s:s}", "src", src, "dst", dst, "direction",
 			      hsd_dir_name(flags));
 	return 0;
+}
+
+static int cmd_mirror_add(struct req *r)
+{
+	return mirror_with_dir(r, false);
+}
+
+static int cmd_mirror_set(struct req *r)
+{
+	return mirror_with_dir(r, true);
 }
 
 static int cmd_mirror_del(struct req *r)
@@ -693,6 +706,7 @@ static const struct {
 	{"fdb.add", cmd_fdb_add},   {"fdb.del", cmd_fdb_del},   {"fdb.flush", cmd_fdb_flush},
 	{"stats", cmd_stats},       {"log.level", cmd_log_level}, {"reload", cmd_reload},
 	{"mirror.add", cmd_mirror_add}, {"mirror.del", cmd_mirror_del},
+	{"mirror.set", cmd_mirror_set},
 	{"mirror.show", cmd_mirror_show}, {"capture", cmd_capture},
 };
 

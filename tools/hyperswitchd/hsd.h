@@ -134,6 +134,10 @@ const char *hsd_dir_name(uint32_t flags); /* "rx", "tx", "both" */
 int hsd_mirror_add(struct hsd *d, const char *src, const char *dst, uint32_t flags,
 		   char *err, size_t errlen);
 int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, size_t errlen);
+/* The sources of the operator's mirrors to port dst ([] if none). */
+json_t *hsd_mirror_sources_json(struct hsd *d, const char *dst);
+int hsd_mirror_set(struct hsd *d, const char *src, const char *dst, uint32_t flags,
+		   char *err, size_t errlen);
 json_t *hsd_mirrors_json(struct hsd *d);
 int hsd_capture_start(struct hsd *d, struct hsd_conn *conn, const char *port, uint32_t flags,
 		      uint32_t snaplen, char *err, size_t errlen);

@@ -110,16 +110,51 @@ int hsd_mirror_add(struct hsd *d, const char *src, const char *dst, uint32_t fla
 	return rc;
 }
 
-int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, size_t errlen)
+/* The operator's mirror of src to dst (not a capture's), or NULL and
+ * the reason in err. */
+static struct hsd_mirror *mirror_find(struct hsd *d, const char *src, const char *dst,
+				      int *rc, char *err, size_t errlen)
 {
 	for (struct hsd_mirror *m = d->mirrors; m; m = m->next) {
 		if (strcmp(m->src, src) || strcmp(m->dst, dst))
 			continue;
 		if (m->cap) {
 			snprintf(err, errlen, "that mirror is a capture: stop the hsctl capture");
-			return -EBUSY;
+			*rc = -EBUSY;
+			return NULL;
 		}
-		int rc = hs_mirror_del(m->h);
+		return m;
+	}
+	snprintf(err, errlen, "no mirror of %s to %s", src, dst);
+	*rc = -ENOENT;
+	return NULL;
+}
+
+int hsd_mirror_set(struct hsd *d, const char *src, const char *dst, uint32_t flags,
+		   char *err, size_t errlen)
+{
+	int rc;
+	struct hsd_mirror *m = mirror_find(d, src, dst, &rc, err, errlen);
+	if (!m)
+		return rc;
+	if ((rc = hs_mirror_set_flags(m->h, flags))) {
+		snprintf(err, errlen, "mirror of %s to %s: %s", src, dst,
+			 rc == -ENOSPC ? "the source has the most outputs it can have (4) that way"
+				       : hs_strerror(rc));
+		return rc;
+	}
+	if (m->flags != flags)
+		hsd_log(HS_LOG_INFO, "mirror of %s to %s now %s", src, dst, hsd_dir_name(flags));
+	m->flags = flags;
+	return 0;
+}
+
+int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, size_t errlen)
+{
+	int rc;
+	struct hsd_mirror *m = mirror_find(d, src, dst, &rc, err, errlen);
+	if (m) {
+		rc = hs_mirror_del(m->h);
 		if (rc) {
 			snprintf(err, errlen, "%s", hs_strerror(rc));
 			return rc;
@@ -127,10 +162,17 @@ int hsd_mirror_del(struct hsd *d, const char *src, const char *dst, char *err, s
 		mirror_unlink(d, m);
 		free(m);
 		hsd_log(HS_LOG_INFO, "mirror of %s to %s deleted", src, dst);
-		return 0;
 	}
-	snprintf(err, errlen, "no mirror of %s to %s", src, dst);
-	return -ENOENT;
+	return rc;
+}
+
+json_t *hsd_mirror_sources_json(struct hsd *d, const char *dst)
+{
+	json_t *list = json_array();
+	for (const struct hsd_mirror *m = d->mirrors; m; m = m->next)
+		if (!m->cap && !strcmp(m->dst, dst))
+			json_array_append_new(list, json_string(m->src));
+	return list;
 }
 
 json_t *hsd_mirrors_json(struct hsd *d)
