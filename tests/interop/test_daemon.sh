@@ -179,6 +179,11 @@ for m in 689 1777 " 660" -660 rw; do
 	"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 && fail "--check took socket_mode \"$m\""
 	grep -q 'not an octal mode' "$work/check6.log" || fail "socket_mode \"$m\": $(cat "$work/check6.log")"
 done
+# two ports of one name: said so, at the second's line
+printf 'ports = (\n  { name = "a"; type = "tap"; },\n  { name = "a"; type = "tap"; ifname = "x"; } );\n' >"$work/dup.conf"
+"$hsd" -c "$work/dup.conf" --check >"$work/check9.log" 2>&1 && fail "--check passed two ports named a"
+grep -q "dup.conf:3: port a: another port has this name" "$work/check9.log" ||
+	fail "the duplicate name was not said: $(cat "$work/check9.log")"
 # the metrics address in the forms an operator types
 for l in localhost:9477 :9477 "[::1]:9477" 127.0.0.1:9477; do
 	printf 'metrics = { listen = "%s"; };\nports = ( { name = "t"; type = "tap"; } );\n' "$l" >"$work/m.conf"
@@ -820,6 +825,9 @@ grep -q "d (mirror output)" "$work/out.txt" || fail "vlan does not mark the outp
 expect_rc 1 mirror add b a      # a is a source: it cannot be an output
 expect_rc 1 mirror add a a
 expect_rc 2 mirror add a
+# a usage error shows the command's own usage, not every command's
+grep -q "^  mirror add SRC DST" "$work/err.txt" && ! grep -q "fdb add" "$work/err.txt" ||
+	fail "mirror add's usage error: $(cat "$work/err.txt")"
 # three pings A->B; tcpdump on D (with one) counts WANT_REQ requests and
 # WANT_REP replies, what the mirror's direction says D gets
 mirror_pings() { # WANT_REQ WANT_REP WHAT

@@ -340,8 +340,8 @@ static void summary(const struct capture *c)
 	if (c->stop == STOP_END)
 		fprintf(stderr, "hsctl: capture: the daemon ended it (the port went away)\n");
 	if (!c->counted) {
-		fprintf(stderr, "%lld frames captured, drops unknown (no counters came from "
-			"the daemon)\n", c->frames);
+		fprintf(stderr, "%lld frames captured (ended before the daemon's drop counters, "
+			"sent once a second)\n", c->frames);
 		return;
 	}
 	fprintf(stderr, "%lld frames captured, %llu dropped (%llu by the switch, %llu by the "

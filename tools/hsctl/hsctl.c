@@ -111,6 +111,30 @@ static void print_help(void)
 	fputs(exit_text, stdout);
 }
 
+/* The command whose words are being read ("port set"), for a usage
+ * error to show its usage only. */
+static const char *usage_cmd;
+
+/* usage_text's lines for usage_cmd, with their continuation lines;
+ * false if it has none. */
+static bool print_cmd_usage(FILE *f)
+{
+	size_t n = usage_cmd ? strlen(usage_cmd) : 0;
+	bool any = false, in = false;
+	for (const char *l = usage_text; n && *l;) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) + 1 : strlen(l);
+		if (!strncmp(l, "  ", 2) && l[2] != ' ')
+			in = !strncmp(l + 2, usage_cmd, n) && (l[2 + n] == ' ' || l[2 + n] == '\n');
+		if (in) {
+			fprintf(f, "%s%.*s", any ? "" : "usage: hsctl [OPTIONS]\n", (int)len, l);
+			any = true;
+		}
+		l += len;
+	}
+	return any;
+}
+
 int hsctl_usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -119,7 +143,10 @@ int hsctl_usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputs("\n", stderr);
 	va_end(ap);
-	fputs(usage_text, stderr);
+	if (print_cmd_usage(stderr))
+		fputs("(hsctl help: every command and option)\n", stderr);
+	else
+		fputs(usage_text, stderr);
 	return HSCTL_EUSAGE;
 }
 
@@ -258,6 +285,7 @@ static int hsctl_globals(struct hsctl *h)
 int hsctl_words(struct hsctl *h, const char *cmd, int argc, char **argv,
 		const struct opt *opts, int min, int max, int *npos)
 {
+	usage_cmd = cmd;
 	int rc = hsctl_parse_args(h, argc, argv, opts, false, npos);
 	if (rc)
 		return rc;
@@ -584,6 +612,7 @@ static int dispatch(struct hsctl *h, int argc, char **argv)
 	}
 	if (!known)
 		return hsctl_usage_error("unknown command \"%s\"", argv[0]);
+	usage_cmd = argv[0]; /* its subcommands' lines */
 	if (argc < 2)
 		return hsctl_usage_error("%s: a subcommand is missing", argv[0]);
 	return hsctl_usage_error("%s: unknown subcommand \"%s\"", argv[0], argv[1]);

@@ -932,6 +932,10 @@ int hsd_port_check_unique(const struct hsd_port_conf *p, const struct hsd_port_c
 			 !strcmp(p->local, o[i].local) && p->dst_port == o[i].dst_port &&
 			 p->vni == o[i].vni)
 			clash = "VNI on its VTEP (local, dst_port, vni)";
+		if (clash && !strcmp(clash, "name")) {
+			snprintf(err, errlen, "port %s: another port has this name", p->name);
+			return -EEXIST;
+		}
 		if (clash) {
 			snprintf(err, errlen, "port %s: %s is the same as port %s's", p->name,
 				 clash, o[i].name);
