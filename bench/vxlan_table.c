@@ -16,7 +16,7 @@
  *    comes every second shows in the count);
  *  - dump: the same port probed the same way for SECONDS while another
  *    thread dumps the table over and over (hs_vxlan_fdb_dump, an
- *    operator's `vxlan fdb show`; SCHED_IDLE, so that the probes wait
+ *    operator's listing; SCHED_IDLE, so that the probes wait
  *    for its lock, not for a CPU): the probes, and a dump's time;
  *  - ageall: a second port, entries aged after 1 s, filled, then probed
  *    the same way while the whole table ages (and until it is empty).

@@ -3,7 +3,7 @@
 # adds into a full table of learned entries, and the delay of datagrams
 # into the switch while the ageing timer runs over it (nothing to age;
 # then the whole table ageing at once), and while another thread dumps
-# the table over and over (an operator's `vxlan fdb show`), per table
+# the table over and over (an operator's listing of it), per table
 # size. With several
 # --build, the builds take turns in each round (an A/B of two trees, the
 # same run); medians per build and size.

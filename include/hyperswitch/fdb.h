@@ -23,9 +23,10 @@ extern "C" {
 /* Adds or replaces a static entry: frames for (vid, mac) go to `port`.
  * Errors: -EINVAL (bad vid, multicast mac, port of another switch),
  * -EBUSY (the port is a mirror output: it takes mirrored frames only),
- * -ENOSPC (table full of static entries, or no room could be made for
- * the key by moving entries to their other bucket: keys chosen to share
- * buckets; a static entry is never dropped to make room). */
+ * -ENOSPC (table full of static entries, or the two buckets this key may
+ * live in hold static entries only and none of them could move to its
+ * other bucket: a static entry is never dropped to make room; a learned
+ * one is). */
 HS_EXTERN int hs_fdb_add_static(hs_switch_t *sw, uint16_t vid,
 				const uint8_t mac[HS_ETH_ALEN], hs_port_t *port);
 

@@ -147,10 +147,11 @@ struct fdb_step {
 /* Puts a key that is not in the table into it. Returns false only if a
  * cuckoo walk failed: `*lost` is the entry left with no home, a learned
  * one displaced on the way or the key itself. A static entry is never
- * the one lost: a walk that ends holding one is undone, and the key gets
- * no home. Entries of both kinds move between their two buckets (a
- * static entry that could not move once made a table of static entries
- * refuse keys at 40% of its capacity). */
+ * the one lost: a walk that ends holding one is undone, and the key then
+ * takes the place of a learned entry in its own buckets, or gets no home
+ * if they hold static entries only. Entries of both kinds move between
+ * their two buckets (a static entry that could not move once made a
+ * table of static entries refuse keys at 40% of its capacity). */
 static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 		  uint32_t stamp, struct hs__fdb_ent *lost)
 {
@@ -164,9 +165,13 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 				return true;
 			}
 
-	/* Both buckets full: random-walk displacement. Readers that miss
-	 * while move_seq is odd retry, through the undo too. */
+	/* Both buckets full: random-walk displacement. Readers retry while
+	 * move_seq is odd or changed, hits as well as misses, through the
+	 * undo too (a slot read mid-write, or one put back, cannot give a
+	 * key another's port). The fence orders the walk's stores after the
+	 * increment for a reader that sees one of them. */
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
+	atomic_thread_fence(memory_order_release);
 	struct fdb_step path[HS__FDB_WALK];
 	int n = 0;
 	uint64_t ck = key;
@@ -198,6 +203,20 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 			ent_write(path[n].e, path[n].key, path[n].port,
 				  path[n].stamp);
 		ck = key, cp = port, cs = stamp;
+		/* then the key takes the slot of a learned entry in one of its
+		 * own buckets, if they hold one: that entry is the one lost */
+		for (int k = 0; k < 2 && ck == key; k++)
+			for (int i = 0; i < HS__FDB_WAYS && ck == key; i++) {
+				struct hs__fdb_ent *v = &bs[k]->e[i];
+				uint32_t vp = atomic_load_explicit(&v->port,
+								   memory_order_relaxed);
+				if (vp & HS__FDB_STATIC)
+					continue;
+				ck = atomic_load_explicit(&v->key, memory_order_relaxed);
+				cp = vp;
+				cs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
+				ent_write(v, key, port, stamp);
+			}
 	}
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
 	if (!ok) {

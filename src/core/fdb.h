@@ -100,8 +100,10 @@ static inline struct hs__fdb_ent *hs__fdb_probe(const struct hs__fdb *f,
 }
 
 /* Looks key (whose hash is h) up; on a hit returns true with the entry's
- * port word and stamp. Retries while entries are being displaced, so a
- * present key is never missed. */
+ * port word and stamp. Retries while entries are being displaced (a
+ * seqlock: move_seq odd, or changed since the start), so a present key
+ * is never missed, and a hit is never a slot a walk was rewriting (its
+ * key with another entry's port, or one the walk's undo put back). */
 static inline bool hs__fdb_lookup_h(const struct hs__fdb *f, uint64_t key,
 				    uint64_t h, uint32_t *port, uint32_t *stamp)
 {
@@ -109,25 +111,25 @@ static inline bool hs__fdb_lookup_h(const struct hs__fdb *f, uint64_t key,
 		uint32_t seq = atomic_load_explicit(&f->move_seq,
 						    memory_order_acquire);
 		struct hs__fdb_ent *e = hs__fdb_probe(f, key, h);
+		uint32_t p = 0, s = 0;
+		bool hit = false;
 		if (e) {
-			uint32_t p = atomic_load_explicit(&e->port,
-							  memory_order_acquire);
-			uint32_t s = atomic_load_explicit(&e->stamp,
-							  memory_order_relaxed);
-			atomic_thread_fence(memory_order_acquire);
-			if (atomic_load_explicit(&e->key, memory_order_relaxed) ==
-			    key) {
-				*port = p;
-				*stamp = s;
-				return true;
-			}
-			continue;
+			p = atomic_load_explicit(&e->port, memory_order_acquire);
+			s = atomic_load_explicit(&e->stamp, memory_order_relaxed);
 		}
 		atomic_thread_fence(memory_order_acquire);
+		/* a slot reused outside a walk changes its key */
+		if (e)
+			hit = atomic_load_explicit(&e->key, memory_order_relaxed) == key;
 		uint32_t seq2 = atomic_load_explicit(&f->move_seq,
 						     memory_order_relaxed);
-		if (!(seq & 1) && seq == seq2)
-			return false;
+		if (!(seq & 1) && seq == seq2 && (hit || !e)) {
+			if (hit) {
+				*port = p;
+				*stamp = s;
+			}
+			return hit;
+		}
 		hs__cpu_relax();
 	}
 }
@@ -142,8 +144,10 @@ static inline bool hs__fdb_lookup(const struct hs__fdb *f, uint64_t key,
  * The fast path reads one entry and writes it only once per second (stamp
  * refresh); new MACs, moves and limits take the slow path, which re-checks
  * everything under the lock. The fast path may read a slot a writer is
- * reusing: the worst outcome is a needless slow path or one refresh
- * skipped, so it does without the consistency re-read of lookups. */
+ * reusing or a cuckoo walk is rewriting: the worst outcome is a needless
+ * slow path, one refresh skipped or given to the entry that takes the
+ * slot, or a move seen one frame late, so it does without the seqlock
+ * of lookups. */
 void hs__fdb_learn_slow(struct hs_switch *sw, uint64_t key, struct hs_port *p,
 			uint32_t now);
 
