@@ -691,7 +691,9 @@ START_TEST(concurrent_lookups_see_only_real_ports)
 	 * cycles (bounded in time: slow under valgrind). */
 	uint64_t deadline = th_mono_ms() + 60000;
 	unsigned hits = 0;
-	while (atomic_load(&ch.iterations) < 5000 && th_mono_ms() < deadline) {
+	/* (and until it hits: under valgrind the writer may run its 5,000
+	 * before the reader's first turn) */
+	while ((atomic_load(&ch.iterations) < 5000 || !hits) && th_mono_ms() < deadline) {
 		for (unsigned i = 1; i <= 512; i++) {
 			hs_port_t *p = NULL;
 			th_mac(m, i);
