@@ -246,9 +246,11 @@ HS_EXTERN int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg,
 HS_EXTERN int hs_mirror_del(hs_mirror_t *m);
 /* Changes which frames of its source the mirror copies (HS_MIRROR_RX
  * and/or HS_MIRROR_TX), in place: frames keep being copied the ways both
- * the old and the new flags name. Returns 0, -EINVAL (bad flags or
- * handle), -ENOSPC (the source has HS_MIRROR_MAX outputs a way the mirror
- * would take on), -EDEADLK or -ENOMEM (then it is as it was). */
+ * the old and the new flags name. Returns 0, -EINVAL (bad flags, NULL),
+ * -ENOSPC (the source has HS_MIRROR_MAX outputs a way the mirror would
+ * take on), -EDEADLK or -ENOMEM (then it is as it was). As for
+ * hs_mirror_del, a handle whose port was deleted is gone: not to be
+ * passed. */
 HS_EXTERN int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags);
 
 #ifdef __cplusplus

@@ -139,7 +139,7 @@ int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags)
 	while (x && x != m)
 		x = x->next;
 	int rc = x ? 0 : -EINVAL;
-	uint32_t old = m->flags, more = flags & ~old;
+	uint32_t old = x ? m->flags : 0, more = flags & ~old;
 	/* a direction it takes on counts against the source's outputs that
 	 * way (the mirror's own not among them yet) */
 	if (!rc && (((more & HS_MIRROR_RX) &&

@@ -174,10 +174,10 @@ for m in 660 0660; do
 	"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 || fail "--check refused socket_mode \"$m\": $(cat "$work/check6.log")"
 	grep -q '"socket_mode":"0660"' "$work/check6.log" || fail "socket_mode \"$m\" is not 0660: $(cat "$work/check6.log")"
 done
-for m in 689 1777 " 660" -660 rw; do
+for m in 689 1777 " 660" -660 rw 66 7 0 00660 7777 "660 "; do
 	printf 'ports = ( { name = "vm9"; type = "vhost-user"; path = "%s/vm9.sock"; socket_mode = "%s"; } );\n' "$work" "$m" >"$work/vu.conf"
 	"$hsd" -c "$work/vu.conf" --check >"$work/check6.log" 2>&1 && fail "--check took socket_mode \"$m\""
-	grep -q 'not an octal mode' "$work/check6.log" || fail "socket_mode \"$m\": $(cat "$work/check6.log")"
+	grep -q 'not a mode of 3 octal digits' "$work/check6.log" || fail "socket_mode \"$m\": $(cat "$work/check6.log")"
 done
 # two ports of one name: said so, at the second's line
 printf 'ports = (\n  { name = "a"; type = "tap"; },\n  { name = "a"; type = "tap"; ifname = "x"; } );\n' >"$work/dup.conf"
@@ -189,7 +189,7 @@ for l in localhost:9477 :9477 "[::1]:9477" 127.0.0.1:9477; do
 	printf 'metrics = { listen = "%s"; };\nports = ( { name = "t"; type = "tap"; } );\n' "$l" >"$work/m.conf"
 	"$hsd" -c "$work/m.conf" --check >"$work/check8.log" 2>&1 || fail "--check refused listen \"$l\": $(cat "$work/check8.log")"
 done
-for l in example.com:9477 localhost: 9477 "localhost:0" "[::1]9477"; do
+for l in example.com:9477 localhost: 9477 "localhost:0" "[::1]9477" ": 9477" ":+9477" "localhost: 9477" :123456; do
 	printf 'metrics = { listen = "%s"; };\nports = ( { name = "t"; type = "tap"; } );\n' "$l" >"$work/m.conf"
 	"$hsd" -c "$work/m.conf" --check >"$work/check8.log" 2>&1 && fail "--check took listen \"$l\""
 	grep -q "is not ADDR:PORT" "$work/check8.log" || fail "listen \"$l\": $(cat "$work/check8.log")"

@@ -271,6 +271,7 @@ int hsctl_parse_args(struct hsctl *h, int argc, char **argv, const struct opt *o
 /* The socket and the timeout, once all the words are read. */
 static int hsctl_globals(struct hsctl *h)
 {
+	usage_cmd = NULL; /* an error here is the options', not the command's */
 	const char *env = getenv("HSCTL_SOCKET");
 	h->socket = h->socket_arg ? h->socket_arg : env && *env ? env : HSCTL_SOCKET_DEFAULT;
 	if (!*h->socket || strlen(h->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))

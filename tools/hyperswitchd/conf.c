@@ -257,18 +257,20 @@ static enum vtype list_elem(const struct src *s, const char *key, unsigned i,
 	return t;
 }
 
-/* Permission bits as octal digits, "0660" or "660" (as chmod takes
- * them). */
+/* Permission bits as three octal digits, "660" as chmod takes them, or
+ * four with a leading 0, "0660" (a digit dropped, "66", would grant the
+ * world what the owner was meant to have: refused). */
 static int get_mode(const struct src *s, const char *key, uint32_t *out)
 {
 	const char *v = NULL;
 	int rc = get_str(s, key, 8, &v);
 	if (rc || !v)
 		return rc;
-	char *end;
-	unsigned long m = strtoul(v, &end, 8);
-	if (!*v || *end || m > 0777 || strspn(v, "01234567") != strlen(v))
-		return fail(s, key, "\"%s\" is not an octal mode like \"0660\"", v);
+	size_t n = strlen(v);
+	unsigned long m = strtoul(v, NULL, 8);
+	if (n < 3 || n > 4 || (n == 4 && v[0] != '0') || strspn(v, "01234567") != n)
+		return fail(s, key, "\"%s\" is not a mode of 3 octal digits like \"660\" "
+			    "(or \"0660\")", v);
 	*out = (uint32_t)m;
 	return 0;
 }
@@ -366,9 +368,11 @@ int hsd_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sl)
 	const char *colon = strrchr(s, ':');
 	if (!colon || (size_t)(colon - s) >= sizeof(host))
 		return -EINVAL;
-	char *end;
-	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (*end || end == colon + 1 || !port || port > 65535)
+	size_t nd = strlen(colon + 1);
+	if (!nd || nd > 5 || strspn(colon + 1, "0123456789") != nd)
+		return -EINVAL; /* digits only: ": 9477" is no port */
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	if (!port || port > 65535)
 		return -EINVAL;
 	memcpy(host, s, (size_t)(colon - s));
 	host[colon - s] = 0;

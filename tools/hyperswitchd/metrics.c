@@ -410,7 +410,11 @@ int hsd_metrics_start(struct hsd *d, char *err, size_t errlen)
 	uv_poll_start(&m->poll, UV_READABLE, on_poll);
 	arm_timer(m);
 	d->metrics = m;
-	hsd_log(HS_LOG_INFO, "metrics on http://%s/metrics", d->conf.metrics_listen);
+	if (d->conf.metrics_listen[0] == ':') /* ":PORT" */
+		hsd_log(HS_LOG_INFO, "metrics on http://0.0.0.0%s/metrics (every IPv4 address)",
+			d->conf.metrics_listen);
+	else
+		hsd_log(HS_LOG_INFO, "metrics on http://%s/metrics", d->conf.metrics_listen);
 	return 0;
 }
 

@@ -143,9 +143,7 @@ int hsd_mirror_set(struct hsd *d, const char *src, const char *dst, uint32_t fla
 				       : hs_strerror(rc));
 		return rc;
 	}
-	if (m->flags != flags)
-		hsd_log(HS_LOG_INFO, "mirror of %s to %s now %s", src, dst, hsd_dir_name(flags));
-	m->flags = flags;
+	m->flags = flags; /* (the library logs the change) */
 	return 0;
 }
 
@@ -170,8 +168,8 @@ json_t *hsd_mirror_sources_json(struct hsd *d, const char *dst)
 {
 	json_t *list = json_array();
 	for (const struct hsd_mirror *m = d->mirrors; m; m = m->next)
-		if (!m->cap && !strcmp(m->dst, dst))
-			json_array_append_new(list, json_string(m->src));
+		if (!m->cap && !strcmp(m->dst, dst)) /* (the list is newest first) */
+			json_array_insert_new(list, 0, json_string(m->src));
 	return list;
 }
 
