@@ -27,18 +27,38 @@ static struct hs__fdb_bucket *bucket_of(hs_switch_t *sw, const uint8_t m[6], int
 	return which ? hs__fdb_b2(&sw->fdb, h) : hs__fdb_b1(&sw->fdb, h);
 }
 
-/* n MACs (VLAN 1) whose two cuckoo buckets are both bucket 0 of sw's
- * table: the key has four slots only. */
-static unsigned one_bucket_macs(hs_switch_t *sw, uint8_t out[][6], unsigned n)
+/* n MACs (VLAN 1), from id base on, whose two cuckoo buckets are both
+ * bucket bk of sw's table: each has four slots only. */
+static unsigned one_bucket_macs_at(hs_switch_t *sw, struct hs__fdb_bucket *bk, uint32_t base,
+				   uint8_t out[][6], unsigned n)
 {
 	unsigned got = 0;
-	for (unsigned id = 1; got < n && id < 4000000; id++) {
+	for (unsigned id = 1; got < n && id < 8000000; id++) {
 		uint8_t m[6];
-		th_mac(m, 0x500000 + id);
-		if (bucket_of(sw, m, 0) == &sw->fdb.b[0] && bucket_of(sw, m, 1) == &sw->fdb.b[0])
+		th_mac(m, base + id);
+		if (bucket_of(sw, m, 0) == bk && bucket_of(sw, m, 1) == bk)
 			memcpy(out[got++], m, 6);
 	}
 	return got;
+}
+
+/* ... of bucket 0 */
+static unsigned one_bucket_macs(hs_switch_t *sw, uint8_t out[][6], unsigned n)
+{
+	return one_bucket_macs_at(sw, &sw->fdb.b[0], 0x500000, out, n);
+}
+
+/* A MAC (VLAN 1) one of whose buckets is bucket 0 and the other not:
+ * that other one is returned. */
+static struct hs__fdb_bucket *bucket0_and_another(hs_switch_t *sw, uint8_t key[6])
+{
+	struct hs__fdb_bucket *b0 = &sw->fdb.b[0];
+	for (unsigned id = 1;; id++) {
+		th_mac(key, 0x700000 + id);
+		struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
+		if ((x == b0) != (y == b0))
+			return x == b0 ? y : x;
+	}
 }
 
 /* Both slots' buckets of a key full of static entries that cannot move
@@ -101,16 +121,9 @@ START_TEST(a_static_bucket_does_not_refuse_a_key_the_other_can_take)
 		struct hs__fdb_bucket *b0 = &sw->fdb.b[0], *bk = NULL;
 		uint8_t st[4][6], key[6], ln[4][6];
 		ck_assert_uint_eq(one_bucket_macs(sw, st, 4), 4);
-		unsigned id = 1, nl = 0;
-		for (;; id++) { /* the key: a bucket 0 and another */
-			th_mac(key, 0x700000 + id);
-			struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
-			if ((x == b0) != (y == b0)) {
-				bk = x == b0 ? y : x;
-				break;
-			}
-		}
-		for (id = 1; nl < 4; id++) { /* learned ones that fill its other */
+		unsigned nl = 0;
+		bk = bucket0_and_another(sw, key);
+		for (unsigned id = 1; nl < 4; id++) { /* learned ones that fill its other */
 			th_mac(ln[nl], 0x900000 + id);
 			struct hs__fdb_bucket *y = bucket_of(sw, ln[nl], 1);
 			if (bucket_of(sw, ln[nl], 0) == bk && y != bk && y != b0)
@@ -145,18 +158,11 @@ START_TEST(static_entries_move_to_make_room)
 		hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
 		struct hs__fdb_bucket *b0 = &sw->fdb.b[0], *bk = NULL;
 		uint8_t key[6], st[8][6];
-		unsigned id = 1, n0 = 0, nk = 0;
-		for (;; id++) { /* the key: bucket 0 and another */
-			th_mac(key, 0x700000 + id);
-			struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
-			if (x == b0 && y != b0) {
-				bk = y;
-				break;
-			}
-		}
+		unsigned n0 = 0, nk = 0;
+		bk = bucket0_and_another(sw, key);
 		/* four static entries for each of the key's buckets, each with
 		 * a second bucket that is neither */
-		for (id = 1; n0 + nk < 8; id++) {
+		for (unsigned id = 1; n0 + nk < 8; id++) {
 			uint8_t m[6];
 			th_mac(m, 0x900000 + id);
 			struct hs__fdb_bucket *x = bucket_of(sw, m, 0), *y = bucket_of(sw, m, 1);
@@ -924,20 +930,6 @@ START_TEST(counts_agree_with_the_slots_through_failed_walks)
 }
 END_TEST
 
-/* n MACs (VLAN 1) whose two buckets are both bucket `bk`. */
-static unsigned one_bucket_macs_at(hs_switch_t *sw, struct hs__fdb_bucket *bk, uint32_t base,
-				   uint8_t out[][6], unsigned n)
-{
-	unsigned got = 0;
-	for (unsigned id = 1; got < n && id < 8000000; id++) {
-		uint8_t m[6];
-		th_mac(m, base + id);
-		if (bucket_of(sw, m, 0) == bk && bucket_of(sw, m, 1) == bk)
-			memcpy(out[got++], m, 6);
-	}
-	return got;
-}
-
 /* A static key K with buckets b0 and bk: b0 holds four static entries
  * that cannot move (both their buckets are b0), bk four learned ones
  * that cannot move either (both theirs are bk). A learned entry of bk
@@ -951,17 +943,9 @@ START_TEST(a_static_key_takes_a_learned_slot_of_its_own_buckets)
 		struct hs_switch_config c = {.fdb_capacity = 64};
 		hs_switch_t *sw = th_switch(&c);
 		hs_port_t *a = th_port(sw, "a", 0), *b = th_port(sw, "b", 0);
-		struct hs__fdb_bucket *b0 = &sw->fdb.b[0], *bk = NULL;
 		uint8_t st[4][6], ln[4][6], key[6];
 		ck_assert_uint_eq(one_bucket_macs(sw, st, 4), 4);
-		for (unsigned id = 1;; id++) {
-			th_mac(key, 0x700000 + id);
-			struct hs__fdb_bucket *x = bucket_of(sw, key, 0), *y = bucket_of(sw, key, 1);
-			if ((x == b0) != (y == b0)) {
-				bk = x == b0 ? y : x;
-				break;
-			}
-		}
+		struct hs__fdb_bucket *bk = bucket0_and_another(sw, key);
 		ck_assert_uint_eq(one_bucket_macs_at(sw, bk, 0x2000000, ln, 4), 4);
 		for (unsigned k = 0; k < 4; k++)
 			ck_assert_int_eq(hs_fdb_add_static(sw, 1, st[k], b), 0);

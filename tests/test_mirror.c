@@ -16,6 +16,17 @@ static hs_mirror_t *mirror(hs_switch_t *sw, hs_port_t *src, hs_port_t *dst, uint
 	return m;
 }
 
+/* HS_MIRROR_MAX new ports o0..o3, each an output of src's `flags`
+ * traffic: src has no room left that way. */
+static void fill_outputs(hs_switch_t *sw, hs_port_t *src, uint32_t flags)
+{
+	for (int i = 0; i < HS_MIRROR_MAX; i++) {
+		char n[8];
+		snprintf(n, sizeof(n), "o%d", i);
+		mirror(sw, src, th_port(sw, n, 0), flags);
+	}
+}
+
 /* Receives one frame from p into buf (returns its length, 0 if none). */
 static size_t take(hs_port_t *p, uint8_t *buf)
 {
@@ -195,15 +206,7 @@ START_TEST(rules_are_enforced)
 	chain.dst = a;
 	ck_assert_int_eq(hs_mirror_add(sw, &chain, NULL), -EINVAL);
 	/* at most HS_MIRROR_MAX outputs per direction */
-	hs_port_t *outs[HS_MIRROR_MAX];
-	for (int i = 0; i < HS_MIRROR_MAX; i++) {
-		char n[8];
-		snprintf(n, sizeof(n), "o%d", i);
-		outs[i] = th_port(sw, n, 0);
-		struct hs_mirror_config oc = {.size = sizeof(c), .flags = HS_MIRROR_TX, .src = b,
-					      .dst = outs[i]};
-		ck_assert_int_eq(hs_mirror_add(sw, &oc, NULL), 0);
-	}
+	fill_outputs(sw, b, HS_MIRROR_TX);
 	hs_port_t *one_more = th_port(sw, "o9", 0);
 	struct hs_mirror_config oc = {.size = sizeof(c), .flags = HS_MIRROR_TX, .src = b,
 				      .dst = one_more};
@@ -254,11 +257,7 @@ START_TEST(a_mirrors_direction_changes_in_place)
 	ck_assert_int_eq(hs_mirror_set_flags(h, 0x4), -EINVAL);
 	ck_assert_int_eq(hs_mirror_set_flags(NULL, HS_MIRROR_RX), -EINVAL);
 	/* a has HS_MIRROR_MAX tx outputs besides m: m cannot take on tx */
-	for (int i = 0; i < HS_MIRROR_MAX; i++) {
-		char n[8];
-		snprintf(n, sizeof(n), "o%d", i);
-		mirror(sw, a, th_port(sw, n, 0), HS_MIRROR_TX);
-	}
+	fill_outputs(sw, a, HS_MIRROR_TX);
 	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_TX), -ENOSPC);
 	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_RX | HS_MIRROR_TX), -ENOSPC);
 	ck_assert_int_eq(hs_mirror_set_flags(h, HS_MIRROR_RX), 0); /* unchanged: fine */
@@ -301,7 +300,7 @@ struct churn {
 	hs_switch_t *sw;
 	hs_port_t *a, *m;
 	_Atomic bool stop;
-	int cycles;
+	int cycles, set_failed;
 };
 
 static void *churn_main(void *arg)
@@ -312,6 +311,10 @@ static void *churn_main(void *arg)
 					      .src = ch->a, .dst = ch->m};
 		hs_mirror_t *h;
 		if (hs_mirror_add(ch->sw, &mc, &h) == 0) {
+			/* its direction changed in place too, with a worker
+			 * switching meanwhile */
+			ch->set_failed += hs_mirror_set_flags(h, HS_MIRROR_RX) != 0;
+			ch->set_failed += hs_mirror_set_flags(h, HS_MIRROR_TX) != 0;
 			hs_mirror_del(h);
 			ch->cycles++;
 		}
@@ -345,6 +348,7 @@ START_TEST(mirrors_change_under_traffic)
 	ck_assert_int_eq(got, 2000);
 	ck_assert_int_le(copies, 2000);
 	ck_assert_int_gt(ch.cycles, 0);
+	ck_assert_int_eq(ch.set_failed, 0);
 	hs_switch_destroy(sw);
 }
 END_TEST

@@ -615,6 +615,7 @@ struct dump_churn {
 	hs_port_t *vx;
 	_Atomic bool stop;
 	_Atomic unsigned rounds;
+	unsigned failed; /* adds and deletes refused (read after the join) */
 };
 
 static void *dump_churner(void *arg)
@@ -624,9 +625,9 @@ static void *dump_churner(void *arg)
 	for (unsigned i = 0; !atomic_load(&c->stop); i++) {
 		th_mac(m, 0x800000 + i % 5000);
 		if (i / 5000 % 2 == 0)
-			ck_assert_int_eq(hs_vxlan_fdb_add(c->vx, m, "127.0.0.5", 0), 0);
+			c->failed += hs_vxlan_fdb_add(c->vx, m, "127.0.0.5", 0) != 0;
 		else
-			ck_assert_int_eq(hs_vxlan_fdb_del(c->vx, m, NULL), 0);
+			c->failed += hs_vxlan_fdb_del(c->vx, m, NULL) != 0;
 		atomic_store(&c->rounds, i / 5000);
 	}
 	return NULL;
@@ -693,6 +694,7 @@ START_TEST(a_large_table_is_dumped_whole_while_it_changes)
 	pthread_join(t, NULL);
 	ck_assert_uint_ge(dumps, 4);
 	ck_assert_uint_ge(atomic_load(&c.rounds), 2);
+	ck_assert_uint_eq(c.failed, 0);
 	side_down(&a);
 }
 END_TEST

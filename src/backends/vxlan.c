@@ -1497,30 +1497,34 @@ static int fdb_snap_cb(void *priv, void *arg)
 {
 	struct vxlan *v = priv;
 	struct fdb_op *op = arg;
-	struct vx_raw *raw = NULL;
-	size_t k = 0, cap = 0;
-	uint32_t b = 0;
+	/* the flood list and the count, in one short hold */
+	union vx_addr flood[VX_FLOOD_MAX];
 	pthread_mutex_lock(&v->lock);
-	size_t want = v->n_ent + v->n_flood; /* as it is now: grown if need be */
+	unsigned nf = v->n_flood;
+	memcpy(flood, v->flood, nf * sizeof(flood[0]));
+	size_t want = v->n_ent; /* as it is now: grown if need be */
 	pthread_mutex_unlock(&v->lock);
-	bool flood = false, full = false;
-	while (!flood || b < v->nbucket) {
-		/* room for a slice at the table's load and the flood list, or
-		 * for a chain that did not fit */
-		if (full || cap - k < 2 * VX_DUMP_SLICE + VX_FLOOD_MAX) {
-			size_t ncap = cap ? 2 * cap : want + 2 * VX_DUMP_SLICE + VX_FLOOD_MAX;
-			struct vx_raw *n = realloc(raw, ncap * sizeof(*raw));
+	size_t k = 0, cap = nf + want + 2 * VX_DUMP_SLICE;
+	struct vx_raw *raw = malloc(cap * sizeof(*raw));
+	if (!raw)
+		return -ENOMEM;
+	for (; k < nf; k++)
+		raw[k] = (struct vx_raw){.flags = HS_VXLAN_FDB_STATIC, .a = flood[k]};
+	uint32_t b = 0;
+	bool full = false;
+	while (b < v->nbucket) {
+		/* room for a slice at the table's load, or for a chain that
+		 * did not fit */
+		if (full || cap - k < 2 * VX_DUMP_SLICE) {
+			struct vx_raw *n = realloc(raw, 2 * cap * sizeof(*raw));
 			if (!n) {
 				free(raw);
 				return -ENOMEM;
 			}
-			raw = n, cap = ncap;
+			raw = n, cap *= 2;
 		}
 		pthread_mutex_lock(&v->lock);
 		uint64_t now = now_s();
-		for (unsigned i = 0; !flood && i < v->n_flood; i++)
-			raw[k++] = (struct vx_raw){.flags = HS_VXLAN_FDB_STATIC, .a = v->flood[i]};
-		flood = true;
 		uint32_t end = b + VX_DUMP_SLICE < v->nbucket ? b + VX_DUMP_SLICE : v->nbucket;
 		for (full = false; b < end && !full;)
 			if (copy_chain(v, b, now, raw, &k, cap))

@@ -137,6 +137,17 @@ static uint64_t xorshift(uint64_t *s)
  * from them are full (crafted or pathological keys). */
 #define HS__FDB_WALK 256
 
+/* The first learned entry of bucket b, or NULL if it holds static
+ * entries only (a full bucket: every slot holds a key). */
+static struct hs__fdb_ent *learned_in(struct hs__fdb_bucket *b)
+{
+	for (int i = 0; i < HS__FDB_WAYS; i++)
+		if (!(atomic_load_explicit(&b->e[i].port, memory_order_relaxed) &
+		      HS__FDB_STATIC))
+			return &b->e[i];
+	return NULL;
+}
+
 /* One slot a walk wrote over, with what it held: enough to undo it. */
 struct fdb_step {
 	struct hs__fdb_ent *e;
@@ -205,18 +216,15 @@ static bool place(struct hs__fdb *f, uint64_t key, uint32_t port,
 		ck = key, cp = port, cs = stamp;
 		/* then the key takes the slot of a learned entry in one of its
 		 * own buckets, if they hold one: that entry is the one lost */
-		for (int k = 0; k < 2 && ck == key; k++)
-			for (int i = 0; i < HS__FDB_WAYS && ck == key; i++) {
-				struct hs__fdb_ent *v = &bs[k]->e[i];
-				uint32_t vp = atomic_load_explicit(&v->port,
-								   memory_order_relaxed);
-				if (vp & HS__FDB_STATIC)
-					continue;
-				ck = atomic_load_explicit(&v->key, memory_order_relaxed);
-				cp = vp;
-				cs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
-				ent_write(v, key, port, stamp);
-			}
+		struct hs__fdb_ent *v = learned_in(bs[0]);
+		if (!v)
+			v = learned_in(bs[1]);
+		if (v) {
+			ck = atomic_load_explicit(&v->key, memory_order_relaxed);
+			cp = atomic_load_explicit(&v->port, memory_order_relaxed);
+			cs = atomic_load_explicit(&v->stamp, memory_order_relaxed);
+			ent_write(v, key, port, stamp);
+		}
 	}
 	atomic_fetch_add_explicit(&f->move_seq, 1, memory_order_acq_rel);
 	if (!ok) {

@@ -34,10 +34,43 @@ static bool is_source(const struct hs_switch *sw, const struct hs_port *p)
 	return false;
 }
 
+static bool listed(const struct hs_switch *sw, const struct hs_mirror *m)
+{
+	for (const struct hs_mirror *x = sw->mirrors; x; x = x->next)
+		if (x == m)
+			return true;
+	return false;
+}
+
+static bool flags_ok(uint32_t flags)
+{
+	return flags && !(flags & ~(uint32_t)(HS_MIRROR_RX | HS_MIRROR_TX));
+}
+
+/* Whether src has room for one more output each way `flags` names. */
+static bool room_for(const struct hs_switch *sw, const struct hs_port *src, uint32_t flags)
+{
+	return !((flags & HS_MIRROR_RX) && outputs(sw, src, HS_MIRROR_RX) >= HS_MIRROR_MAX) &&
+	       !((flags & HS_MIRROR_TX) && outputs(sw, src, HS_MIRROR_TX) >= HS_MIRROR_MAX);
+}
+
+/* "rx", "tx" or "rx+tx", for the log */
+static const char *flags_name(uint32_t flags)
+{
+	return flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "rx+tx"
+	       : flags & HS_MIRROR_RX		      ? "rx"
+						      : "tx";
+}
+
+/* Mirrors change the topology, which waits for data-path threads. */
+static bool in_data_path(void)
+{
+	return hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round);
+}
+
 static int check(const struct hs_switch *sw, const struct hs_mirror_config *c)
 {
-	if (!c->src || !c->dst ||
-	    !c->flags || (c->flags & ~(uint32_t)(HS_MIRROR_RX | HS_MIRROR_TX)) ||
+	if (!c->src || !c->dst || !flags_ok(c->flags) ||
 	    c->src == c->dst || c->src->sw != sw || c->dst->sw != sw ||
 	    atomic_load(&c->src->dead) || atomic_load(&c->dst->dead))
 		return -EINVAL;
@@ -46,17 +79,14 @@ static int check(const struct hs_switch *sw, const struct hs_mirror_config *c)
 	for (const struct hs_mirror *m = sw->mirrors; m; m = m->next)
 		if (m->src == c->src && m->dst == c->dst)
 			return -EEXIST;
-	if (((c->flags & HS_MIRROR_RX) && outputs(sw, c->src, HS_MIRROR_RX) >= HS_MIRROR_MAX) ||
-	    ((c->flags & HS_MIRROR_TX) && outputs(sw, c->src, HS_MIRROR_TX) >= HS_MIRROR_MAX))
-		return -ENOSPC;
-	return 0;
+	return room_for(sw, c->src, c->flags) ? 0 : -ENOSPC;
 }
 
 int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg, hs_mirror_t **out)
 {
 	if (!sw)
 		return -EINVAL;
-	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+	if (in_data_path())
 		return -EDEADLK;
 	struct hs_mirror_config mine;
 	if (!cfg)
@@ -87,10 +117,8 @@ int hs_mirror_add(hs_switch_t *sw, const struct hs_mirror_config *cfg, hs_mirror
 		/* the output serves the mirror only: no MAC leads to it any
 		 * more, static ones included */
 		hs__fdb_flush_port(sw, m->dst, true);
-		hs__log(sw, HS_LOG_INFO, "mirror %s%s%s of %s to %s",
-			(m->flags & HS_MIRROR_RX) ? "rx" : "",
-			m->flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "+" : "",
-			(m->flags & HS_MIRROR_TX) ? "tx" : "", m->src->name, m->dst->name);
+		hs__log(sw, HS_LOG_INFO, "mirror %s of %s to %s", flags_name(m->flags),
+			m->src->name, m->dst->name);
 	}
 	pthread_mutex_unlock(&sw->ctl_lock);
 	if (!rc && out)
@@ -102,7 +130,7 @@ int hs_mirror_del(hs_mirror_t *m)
 {
 	if (!m)
 		return -EINVAL;
-	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+	if (in_data_path())
 		return -EDEADLK;
 	struct hs_switch *sw = m->sw;
 	pthread_mutex_lock(&sw->ctl_lock);
@@ -129,23 +157,17 @@ int hs_mirror_del(hs_mirror_t *m)
 
 int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags)
 {
-	if (!m || !flags || (flags & ~(uint32_t)(HS_MIRROR_RX | HS_MIRROR_TX)))
+	if (!m || !flags_ok(flags))
 		return -EINVAL;
-	if (hs__rcu_thread_online() || (hs__cur_ctx && hs__cur_ctx->in_round))
+	if (in_data_path())
 		return -EDEADLK;
 	struct hs_switch *sw = m->sw;
 	pthread_mutex_lock(&sw->ctl_lock);
-	struct hs_mirror *x = sw->mirrors;
-	while (x && x != m)
-		x = x->next;
-	int rc = x ? 0 : -EINVAL;
-	uint32_t old = x ? m->flags : 0, more = flags & ~old;
+	int rc = listed(sw, m) ? 0 : -EINVAL;
+	uint32_t old = rc ? 0 : m->flags;
 	/* a direction it takes on counts against the source's outputs that
 	 * way (the mirror's own not among them yet) */
-	if (!rc && (((more & HS_MIRROR_RX) &&
-		     outputs(sw, m->src, HS_MIRROR_RX) >= HS_MIRROR_MAX) ||
-		    ((more & HS_MIRROR_TX) &&
-		     outputs(sw, m->src, HS_MIRROR_TX) >= HS_MIRROR_MAX)))
+	if (!rc && !room_for(sw, m->src, flags & ~old))
 		rc = -ENOSPC;
 	if (!rc && flags != old) {
 		m->flags = flags;
@@ -153,10 +175,8 @@ int hs_mirror_set_flags(hs_mirror_t *m, uint32_t flags)
 		if (rc)
 			m->flags = old;
 		else
-			hs__log(sw, HS_LOG_INFO, "mirror of %s to %s now %s%s%s", m->src->name,
-				m->dst->name, (flags & HS_MIRROR_RX) ? "rx" : "",
-				flags == (HS_MIRROR_RX | HS_MIRROR_TX) ? "+" : "",
-				(flags & HS_MIRROR_TX) ? "tx" : "");
+			hs__log(sw, HS_LOG_INFO, "mirror of %s to %s now %s", m->src->name,
+				m->dst->name, flags_name(flags));
 	}
 	pthread_mutex_unlock(&sw->ctl_lock);
 	return rc;

@@ -85,30 +85,7 @@ static void print_trunks(FILE *f, const json_t *trunks)
 	}
 }
 
-/* The sources of the mirrors a port is the output of ("a,b"), if any. */
-static void print_mirror_of(FILE *f, const json_t *port)
-{
-	const json_t *src = json_object_get(port, "mirror_of"), *v;
-	size_t i;
-	char buf[64];
-	json_array_foreach(src, i, v)
-		fprintf(f, "%s%s", i ? "," : "", hsctl_text(v, buf, sizeof(buf)));
-}
-
-static void print_vlan_mode(FILE *f, const json_t *port);
-
-/* "10" for an access port; "trunk 10,100-199 native 5" for a trunk;
- * "..., mirror of a" for a mirror output, which takes mirrored frames
- * only (its VLAN settings format them). */
-static void print_vlan(FILE *f, const json_t *port)
-{
-	print_vlan_mode(f, port);
-	if (json_array_size(json_object_get(port, "mirror_of"))) {
-		fputs(", mirror of ", f);
-		print_mirror_of(f, port);
-	}
-}
-
+/* "10" for an access port; "trunk 10,100-199 native 5" for a trunk. */
 static void print_vlan_mode(FILE *f, const json_t *port)
 {
 	const char *mode = json_string_value(json_object_get(port, "vlan_mode"));
@@ -130,6 +107,18 @@ static void print_vlan_mode(FILE *f, const json_t *port)
 		fputs("all", f);
 	if (is_vid(vlan))
 		fprintf(f, " native %" JSON_INTEGER_FORMAT, json_integer_value(vlan));
+}
+
+/* print_vlan_mode, then ", mirror of a,b" for a mirror output, which
+ * takes mirrored frames only (its VLAN settings format them). */
+static void print_vlan(FILE *f, const json_t *port)
+{
+	const json_t *src = json_object_get(port, "mirror_of"), *v;
+	size_t i;
+	char buf[64];
+	print_vlan_mode(f, port);
+	json_array_foreach(src, i, v)
+		fprintf(f, "%s%s", i ? "," : ", mirror of ", hsctl_text(v, buf, sizeof(buf)));
 }
 
 /* "server /run/hyperswitch/vm1.sock, connected, packed", "hs-ns1,
