@@ -67,7 +67,7 @@ ctest_run() { # dir label [ctest args...]
 #   cd build && ctest -R '^interop_(faults|migration|viommu)$'
 guest_long='^interop_(faults|migration|viommu)$'
 
-echo "== 1. -Werror build, all tests (but $guest_long) =="
+echo "== 1. -Werror build, all tests (but $guest_long) == (at ${SECONDS} s)"
 if cmake -S . -B build -DHS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
    cmake --build build -j"$jobs"; then
   ctest_run build plain -E "$guest_long"
@@ -75,7 +75,7 @@ else
   echo "build failed"; failed=$((failed + 1))
 fi
 
-echo "== 2. ASan + UBSan build, all tests =="
+echo "== 2. ASan + UBSan build, all tests == (at ${SECONDS} s)"
 if cmake -S . -B build-asan -DHS_WERROR=ON -DHS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
      -DHS_BUILD_BENCH=OFF >/dev/null &&
    cmake --build build-asan -j"$jobs"; then
@@ -88,7 +88,7 @@ else
   echo "sanitizer build failed"; failed=$((failed + 1))
 fi
 
-echo "== 3. TSan build, all tests =="
+echo "== 3. TSan build, all tests == (at ${SECONDS} s)"
 if cmake -S . -B build-tsan -DHS_WERROR=ON -DHS_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug \
      -DHS_BUILD_BENCH=OFF -DHS_BUILD_EXAMPLES=OFF >/dev/null &&
    cmake --build build-tsan -j"$jobs"; then
@@ -97,7 +97,7 @@ else
   echo "tsan build failed"; failed=$((failed + 1))
 fi
 
-echo "== 4. valgrind memcheck =="
+echo "== 4. valgrind memcheck == (at ${SECONDS} s)"
 for t in api datapath port loop; do
   if CK_FORK=no valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
        --error-exitcode=9 "build/tests/test_$t" >"build/valgrind-$t.log" 2>&1; then
@@ -107,14 +107,14 @@ for t in api datapath port loop; do
   fi
 done
 
-echo "== 5. aarch64: cross-compiled (-Werror), unit tests under qemu-user =="
+echo "== 5. aarch64: cross-compiled (-Werror), unit tests under qemu-user == (at ${SECONDS} s)"
 if scripts/cross_aarch64.sh build-aarch64 --build-only; then
   ctest_run build-aarch64 aarch64 -E '^link$'
 else
   echo "aarch64 build failed"; failed=$((failed + 1))
 fi
 
-echo "== 6. fuzzing (${FUZZ_SECONDS:-30} s per target) =="
+echo "== 6. fuzzing (${FUZZ_SECONDS:-30} s per target) == (at ${SECONDS} s)"
 fuzz_out=$(scripts/fuzz.sh "${FUZZ_SECONDS:-30}" 2>&1)
 fuzz_rc=$?
 echo "$fuzz_out" | tail -n 40
@@ -128,5 +128,5 @@ fi
 echo
 [ -z "$fail_out" ] || printf "failed tests' output:\n%s" "$fail_out"
 [ "$skipped" = 0 ] || printf "skipped:\n%s" "$skip_why"
-echo "tests: $passed passed, $failed failed, $skipped skipped"
+echo "tests: $passed passed, $failed failed, $skipped skipped (in ${SECONDS} s)"
 [ "$failed" = 0 ]
