@@ -12,7 +12,12 @@
 #  6. fuzzes for a bounded time (scripts/fuzz.sh, FUZZ_SECONDS per target,
 #     default 30): ten libFuzzer targets (ASan + UBSan) and the process
 #     fuzzer of the vhost-user socket against the ASan-built vswitch.
-# Ends with one line "tests: N passed, N failed".
+# Ends with one line "tests: N passed, N failed, N skipped (in N s)"; each
+# stage's header says when it started. CI must stay under about 45 minutes:
+# on a 2-CPU machine with the packages installed (2026-12-06, 9d1fe7b)
+# the stages took 583, 645, 352, 20, 188 and 200 s, 1989 s in all (CI,
+# which installs the packages first, took 2719 s before the fuzzing stage
+# ran its targets side by side, saving about 150 s).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 scripts/deps.sh test || exit 1
