@@ -610,6 +610,80 @@ START_TEST(deferred_hook_copies_of_segmented_foreign_frames)
 }
 END_TEST
 
+/* A GSO frame cut across a reserve chunk (HS_RESERVE_MAX
+ * outputs) whose reservation stops at an earlier frame must go to the
+ * backlog whole, not with its first pieces skipped. */
+START_TEST(a_gso_frame_cut_by_a_chunk_keeps_its_first_pieces)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_posted = 1};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t small[2][200], fr[70000];
+	uint8_t src[6];
+	th_mac(src, 77);
+	for (unsigned k = 0; k < 2; k++) {
+		th_frame(small[k], th_bcast, src, -1, sizeof(small[k]), k);
+		tbe_queue(a, 0, small[k], sizeof(small[k]), NULL, NULL);
+	}
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 60000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 200; /* 300 pieces: more than one chunk of 256 */
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0); /* one round: 2 small frames and the GSO frame */
+	struct tbe_rxf r;
+	ck_assert(tbe_pop(b, 0, &r)); /* the one posted buffer: small[0] */
+	ck_assert_uint_eq(r.len, sizeof(small[0]));
+	free(r.data);
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 2);
+	tbe_post(b, 0, 1000);
+	ck_assert(tbe_pop(b, 0, &r)); /* small[1] */
+	ck_assert_uint_eq(r.len, sizeof(small[1]));
+	free(r.data);
+	uint32_t pieces = (n - off.hdr_len + off.gso_size - 1) / off.gso_size;
+	struct hs_port_stats st = th_pstats(b);
+	ck_assert_msg(st.tx_packets == 2 + pieces,
+		      "b got %llu frames, expected 2 + %u pieces (drops %llu)",
+		      (unsigned long long)st.tx_packets, pieces,
+		      (unsigned long long)th_all_drops(&st));
+	check_pieces(b, fr, n, &off, &gso_cases[0], false, 0);
+	hs_switch_destroy(sw);
+}
+END_TEST
+
+/* The common shape of that (review 48): a burst of 7 TSO frames of 64 KB (45
+ * pieces of 1448 each) towards a receiver without GSO whose ring has 1
+ * buffer free. The reserve chunk of 256 ends inside the sixth frame. */
+START_TEST(a_tso_burst_to_a_full_receiver_keeps_every_piece)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tn = {.rx_posted = 1};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t fr[7][66000];
+	struct hs_offload off[7];
+	uint32_t n[7], pieces = 0;
+	for (unsigned k = 0; k < 7; k++) {
+		n[k] = build_l4(fr[k], V4, IPPROTO_TCP, 65000, -1, &off[k]);
+		memcpy(fr[k], th_bcast, 6);
+		off[k].gso_type = HS_GSO_TCPV4;
+		off[k].gso_size = 1448;
+		pieces += (n[k] - off[k].hdr_len + 1447) / 1448;
+		tbe_queue(a, 0, fr[k], n[k], &off[k], NULL);
+	}
+	tbe_kick(a, 0);
+	tbe_post(b, 0, 4000);
+	struct hs_port_stats st = th_pstats(b);
+	ck_assert_msg(st.tx_packets + th_all_drops(&st) == pieces,
+		      "%u pieces sent, %llu delivered, %llu dropped",
+		      pieces, (unsigned long long)st.tx_packets,
+		      (unsigned long long)th_all_drops(&st));
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 START_TEST(bad_offload_metadata_is_dropped)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -1155,6 +1229,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, gso_frames_are_segmented_for_receivers_without_gso);
 	tcase_add_test(tc, gso_segments_get_the_vlan_change);
 	tcase_add_test(tc, gso_pieces_wait_in_the_backlog_in_order);
+	tcase_add_test(tc, a_gso_frame_cut_by_a_chunk_keeps_its_first_pieces);
+	tcase_add_test(tc, a_tso_burst_to_a_full_receiver_keeps_every_piece);
 	tcase_add_test(tc, bad_offload_metadata_is_dropped);
 	tcase_add_test(tc, two_backends_foreign_memory);
 	tcase_add_test(tc, an_ecn_flag_without_gso_is_refused);

@@ -1046,12 +1046,66 @@ START_TEST(small_frames_with_bad_offload_metadata_are_dropped)
 }
 END_TEST
 
+/* A receiver whose peer stops using a queue
+ * (hs_port_set_active_queues, as vhost-user does when a guest disables a
+ * queue pair) must not keep frames in that queue's backlog for good,
+ * neither delivered nor counted. */
+START_TEST(a_backlog_on_a_queue_no_longer_used_is_not_stranded)
+{
+	hs_switch_t *sw = th_switch(NULL); /* no workers: the sender's context */
+	hs_port_t *a = th_port(sw, "a", 0);
+	struct th_port_opts ro = {.name = "r", .ring = 4, .queues = 2};
+	hs_port_t *r = th_port_opts(sw, &ro);
+	uint8_t ma[6], mr[6];
+	th_mac(ma, 1);
+	th_mac(mr, 2);
+	ck_assert_int_eq(th_send(r, fb, th_frame(fb, th_bcast, mr, -1, 64, 0)), 0);
+	th_drain(a);
+	struct hs_mem_frame f[8];
+	unsigned sent = 0;
+	for (; sent < 10; sent++)
+		ck_assert_int_eq(th_send(a, fb, th_frame(fb, mr, ma, -1, 64, sent)), 0);
+	/* the one sender context has idx n_workers + 1 = 1: r's queue 1 got
+	 * 4 in its ring, 6 wait in its backlog */
+	ck_assert_int_eq(hs_mem_rx_burst(r, 0, f, 8), 0);
+	ck_assert_int_eq(hs_mem_rx_burst(r, 1, f, 8), 4);
+	ck_assert_uint_eq(th_pstats(r).tx_backlogged, 6);
+	/* the peer stops using queue 1: it reads and posts on queue 0 only;
+	 * what waited for queue 1 goes, counted, at once */
+	ck_assert_int_eq(hs_port_set_active_queues(r, 1), 0);
+	ck_assert_uint_eq(th_pstats(r).drops[HS_DROP_PORT_DOWN], 6);
+	for (; sent < 20; sent++)
+		ck_assert_int_eq(th_send(a, fb, th_frame(fb, mr, ma, -1, 64, sent)), 0);
+	int got0 = 0;
+	for (int n; (n = hs_mem_rx_burst(r, 0, f, 8)) > 0;) {
+		hs_mem_rx_release(r, 0, (unsigned)n);
+		got0 += n;
+	}
+	ck_assert_int_eq(got0, 10);
+	/* a link flap, and time: still nothing delivered or dropped */
+	ck_assert_int_eq(hs_port_set_link(r, false), 0);
+	ck_assert_int_eq(hs_port_set_link(r, true), 0);
+	for (; sent < 21; sent++)
+		ck_assert_int_eq(th_send(a, fb, th_frame(fb, mr, ma, -1, 64, sent)), 0);
+	ck_assert_int_eq(th_drain(r), 1);
+	struct hs_port_stats st = th_pstats(r);
+	/* 4 still in queue 1's ring (delivered), the rest read or dropped */
+	ck_assert_msg(st.tx_packets + th_all_drops(&st) == sent,
+		      "sent %u, delivered %llu, dropped %llu: %llu frames neither",
+		      sent, (unsigned long long)st.tx_packets,
+		      (unsigned long long)th_all_drops(&st),
+		      (unsigned long long)(sent - st.tx_packets - th_all_drops(&st)));
+	hs_switch_destroy(sw);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("datapath");
 	TCase *tc = tcase_create("datapath");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, runt_frames_are_dropped_and_counted);
+	tcase_add_test(tc, a_backlog_on_a_queue_no_longer_used_is_not_stranded);
 	tcase_add_test(tc, group_source_address_is_dropped);
 	tcase_add_test(tc, frames_over_the_mtu_are_dropped);
 	tcase_add_test(tc, tagged_frames_over_the_mtu_are_dropped);

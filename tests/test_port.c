@@ -834,6 +834,160 @@ START_TEST(caps_and_user_data_round_trip)
 }
 END_TEST
 
+/* ---- flaps under load, every frame accounted for (review 48) ------------------ */
+
+/* Two senders (in their own threads, or through two workers) into a
+ * receiver with a small ring read by a third thread, while a fourth
+ * pauses and resumes it, takes its link down and up, pauses a sender, or
+ * changes how many of its queues its peer uses, or all of these: every
+ * frame sent is delivered or dropped and counted, none left waiting. */
+
+struct flap_reader {
+	hs_port_t *port;
+	unsigned nq;
+	_Atomic bool stop;
+	_Atomic uint64_t got;
+};
+
+static void *flap_reader_main(void *arg)
+{
+	struct flap_reader *r = arg;
+	struct hs_mem_frame f[64];
+	while (!atomic_load(&r->stop)) {
+		bool any = false;
+		for (unsigned q = 0; q < r->nq; q++) {
+			int n = hs_mem_rx_burst(r->port, (uint16_t)q, f, 64);
+			if (n > 0) {
+				hs_mem_rx_release(r->port, (uint16_t)q, (unsigned)n);
+				atomic_fetch_add(&r->got, (uint64_t)n);
+				any = true;
+			}
+		}
+		if (!any)
+			sched_yield();
+	}
+	return NULL;
+}
+
+struct flapper {
+	hs_port_t *r, *u0;
+	unsigned mode;
+	_Atomic bool stop;
+	unsigned n;
+};
+
+static void *flapper_main(void *arg)
+{
+	struct flapper *f = arg;
+	while (!atomic_load(&f->stop)) {
+		switch (f->mode) {
+		case 0:
+			ck_assert_int_eq(hs_port_quiesce(f->r), 0);
+			sched_yield();
+			ck_assert_int_eq(hs_port_resume(f->r), 0);
+			break;
+		case 1:
+			ck_assert_int_eq(hs_port_set_link(f->r, false), 0);
+			sched_yield();
+			ck_assert_int_eq(hs_port_set_link(f->r, true), 0);
+			break;
+		case 2:
+			ck_assert_int_eq(hs_port_quiesce(f->u0), 0);
+			sched_yield();
+			ck_assert_int_eq(hs_port_resume(f->u0), 0);
+			break;
+		case 3:
+			ck_assert_int_eq(hs_port_set_active_queues(f->r, 1), 0);
+			sched_yield();
+			ck_assert_int_eq(hs_port_set_active_queues(f->r, 2), 0);
+			break;
+		case 4: /* everything at once, interleaved */
+			ck_assert_int_eq(hs_port_quiesce(f->r), 0);
+			ck_assert_int_eq(hs_port_set_link(f->r, false), 0);
+			ck_assert_int_eq(hs_port_quiesce(f->u0), 0);
+			ck_assert_int_eq(hs_port_set_active_queues(f->r, 1), 0);
+			ck_assert_int_eq(hs_port_resume(f->r), 0);
+			sched_yield();
+			ck_assert_int_eq(hs_port_set_link(f->r, true), 0);
+			ck_assert_int_eq(hs_port_resume(f->u0), 0);
+			ck_assert_int_eq(hs_port_set_active_queues(f->r, 2), 0);
+			break;
+		}
+		f->n++;
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void run_flaps(unsigned mode, unsigned workers)
+{
+	struct hs_switch_config cfg = {.n_workers = workers};
+	hs_switch_t *sw = th_switch(&cfg);
+	_Atomic bool stop = false;
+	struct th_port_opts ro = {.name = "r", .ring = 32, .queues = mode >= 3 ? 2 : 1};
+	hs_port_t *r = th_port_opts(sw, &ro);
+	uint8_t fr[64], m[6];
+	th_mac(m, 299);
+	ck_assert_int_eq(th_send(r, fr, th_frame(fr, th_bcast, m, -1, 64, 0)), 0);
+	/* static: a down link forgets learned MACs (frames then flood) */
+	ck_assert_int_eq(hs_fdb_add_static(sw, 1, m, r), 0);
+	struct hs_port_stats r0 = th_pstats(r);
+	static struct flap_reader rd;
+	rd = (struct flap_reader){.port = r, .nq = ro.queues};
+	struct ustream u[2];
+	pthread_t tr, tu[2], tf;
+	pthread_create(&tr, NULL, flap_reader_main, &rd);
+	for (unsigned i = 0; i < 2; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "u%u", i);
+		u[i] = (struct ustream){.port = th_port(sw, name, 0), .id = i, .stop = &stop};
+	}
+	static struct flapper fl;
+	fl = (struct flapper){.r = r, .u0 = u[0].port, .mode = mode};
+	for (unsigned i = 0; i < 2; i++)
+		pthread_create(&tu[i], NULL, ustream_main, &u[i]);
+	pthread_create(&tf, NULL, flapper_main, &fl);
+	usleep(400 * 1000);
+	atomic_store(&fl.stop, true);
+	pthread_join(tf, NULL);
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(tu[i], NULL);
+	uint64_t sent = u[0].sent + u[1].sent, drops_in = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		struct hs_port_stats st = th_pstats(u[i].port);
+		ck_assert_uint_eq(st.rx_packets, u[i].sent);
+		drops_in += th_all_drops(&st);
+	}
+	TH_WAIT(({
+		struct hs_port_stats q = th_pstats(r);
+		atomic_load(&rd.got) == q.tx_packets &&
+			sent + th_all_drops(&r0) == q.tx_packets + th_all_drops(&q) + drops_in;
+	}), 3000);
+	atomic_store(&rd.stop, true);
+	pthread_join(tr, NULL);
+	struct hs_port_stats rs = th_pstats(r);
+	ck_assert_msg(atomic_load(&rd.got) == rs.tx_packets &&
+		      sent + th_all_drops(&r0) == rs.tx_packets + th_all_drops(&rs) + drops_in,
+		      "mode %u workers %u flaps %u: sent %llu, read %llu, delivered %llu, "
+		      "backlogged %llu, dropped at r %llu (down %llu nobuf %llu), at senders %llu",
+		      mode, workers, fl.n, (unsigned long long)sent,
+		      (unsigned long long)atomic_load(&rd.got),
+		      (unsigned long long)rs.tx_packets, (unsigned long long)rs.tx_backlogged,
+		      (unsigned long long)(th_all_drops(&rs) - th_all_drops(&r0)),
+		      (unsigned long long)rs.drops[HS_DROP_PORT_DOWN],
+		      (unsigned long long)rs.drops[HS_DROP_NO_BUFFER],
+		      (unsigned long long)drops_in);
+	ck_assert_uint_gt(rs.tx_packets, 0);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(flaps_under_load_account_for_every_frame)
+{
+	run_flaps(_i / 2, _i % 2 ? 2 : 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("port");
@@ -859,6 +1013,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_backlog_from_before_a_down_is_dropped);
 	tcase_add_test(tc, caps_and_user_data_round_trip);
 	suite_add_tcase(s, tc);
+	TCase *rv = tcase_create("flaps");
+	tcase_set_timeout(rv, 120);
+	tcase_add_loop_test(rv, flaps_under_load_account_for_every_frame, 0, 10);
+	suite_add_tcase(s, rv);
 	return s;
 }
 

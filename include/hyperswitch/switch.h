@@ -187,7 +187,7 @@ enum hs_drop_reason {
 				  the backlog was full */
 	HS_DROP_BAD_OFFLOAD,   /* inconsistent checksum/GSO metadata or
 				  headers that cannot be segmented */
-	HS_DROP_PORT_DOWN,     /* destination link down or port going away */
+	HS_DROP_PORT_DOWN,     /* destination link down, port or queue going away */
 	HS_DROP_BAD_DESC,      /* the backend rejected a malformed frame from
 				  the peer (bad descriptor, address, length) */
 	HS_DROP_COPY_ERROR,    /* the backend's copy hook failed */

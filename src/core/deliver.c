@@ -510,6 +510,11 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 				pj = sj < ns ? srcs[sj].first : 0;
 			}
 		}
+		/* Where the next chunk resumes the frame this one ends in; put
+		 * back below if the reservation stops before that frame, or
+		 * the frame's first pieces would be skipped, never sent nor
+		 * counted (found by review: a TSO burst to a full ring). */
+		const uint16_t sj_first = sj < ns ? srcs[sj].first : 0;
 		if (sj < ns)
 			srcs[sj].first = (uint16_t)pj;
 		unsigned k = hs__be_send_reserve(dp, oq->qid, dl->out, no, dl->bufs);
@@ -576,6 +581,8 @@ static unsigned send_srcs(struct hs__ctx *c, struct hs_port *dp,
 		}
 		if (k < no) {
 			unsigned stop = dl->out_src[k];
+			if (sj < ns)
+				srcs[sj].first = sj_first;
 			srcs[stop].first = dl->out_piece[k];
 			si = stop;
 			break;
@@ -1002,16 +1009,45 @@ static inline void drop_backlog_after_down(struct hs_port *dp, struct hs__outq *
 	drop_backlog(dp, oq, 0);
 }
 
+/* Takes the lock of the queue of dp that c delivers to: one the peer
+ * still uses. The count is read again under the lock: a peer that stopped
+ * using the queue meanwhile (hs_port_set_active_queues) has retired it
+ * after storing the count, so either that retirement drops what we leave
+ * there or we see the new count and pick again; frames are never left
+ * where nobody looks (found by review). */
+static struct hs__outq *outq_take(struct hs__ctx *c, struct hs_port *dp)
+{
+	for (;;) {
+		struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(
+							 &dp->nq_active, memory_order_relaxed)];
+		if (HS__UNLIKELY(hs__lock_take_ex(&oq->lock,
+						  !(c->sw->cfg.flags & HS_SW_BUSY_POLL))))
+			hs__ctr_add(&oq->tx_lock_sleeps, 1);
+		if (HS__LIKELY(oq->qid < atomic_load_explicit(&dp->nq_active,
+							      memory_order_relaxed)))
+			return oq;
+		hs__lock_release(&oq->lock);
+	}
+}
+
+/* Under no lock, from hs_port_set_active_queues after it stored the new
+ * count: a queue the peer no longer uses drops what waits there (counted
+ * as port_down: the peer is gone from it) with its "buffers posted"
+ * request. */
+void hs__outq_retire(struct hs_port *dp, struct hs__outq *oq)
+{
+	(void)hs__lock_take(&oq->lock);
+	drop_backlog(dp, oq, 0);
+	atomic_store_explicit(&oq->bl_count, 0, memory_order_relaxed);
+	hs__lock_release(&oq->lock);
+}
+
 void hs__deliver(struct hs__ctx *c, struct hs_port *dp, uint64_t mask)
 {
-	struct hs__outq *oq = &dp->outq[c->idx % atomic_load_explicit(&dp->nq_active,
-								       memory_order_relaxed)];
 	unsigned ev = 0;
 
 	c->dl->dst_port = dp;
-	if (HS__UNLIKELY(hs__lock_take_ex(&oq->lock,
-					  !(c->sw->cfg.flags & HS_SW_BUSY_POLL))))
-		hs__ctr_add(&oq->tx_lock_sleeps, 1);
+	struct hs__outq *oq = outq_take(c, dp);
 	drop_backlog_after_down(dp, oq);
 	if (HS__UNLIKELY(!atomic_load_explicit(&dp->link_up, memory_order_relaxed) ||
 			 atomic_load_explicit(&dp->dead, memory_order_relaxed))) {

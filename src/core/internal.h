@@ -511,6 +511,9 @@ void hs__posted(struct hs__ctx *c, struct hs_port *dp, struct hs__outq *oq);
  * whose backlog is empty (its frames dropped), unless the port is paused
  * or dead (resume_port calls it again). */
 void hs__posted_withdraw(struct hs_port *dp, struct hs__outq *oq);
+/* A queue the peer stopped using: its backlog dropped (port_down) under
+ * its lock, its request withdrawn. */
+void hs__outq_retire(struct hs_port *dp, struct hs__outq *oq);
 int hs__dl_init(struct hs__ctx *c);
 void hs__dl_fini(struct hs__ctx *c);
 int hs__backlog_init(struct hs__backlog *bl, uint32_t frames, uint32_t bytes);

@@ -865,7 +865,14 @@ int hs_port_set_active_queues(hs_port_t *port, uint16_t n)
 {
 	if (!port || !n || n > port->nq)
 		return -EINVAL;
+	/* Frames that wait for a queue the peer no longer uses would wait
+	 * for good (it posts there no more): they go, counted. After the
+	 * store: a delivery that picked such a queue with the old count
+	 * either left its frames before the retirement below, or sees the
+	 * new count under the queue's lock and picks again (deliver.c). */
 	atomic_store(&port->nq_active, n);
+	for (uint16_t q = n; q < port->nq; q++)
+		hs__outq_retire(port, &port->outq[q]);
 	return 0;
 }
 
