@@ -1843,6 +1843,552 @@ START_TEST(a_client_ports_first_connection_answers_at_once)
 }
 END_TEST
 
+/* ---- layouts, lengths and control messages a cold review tried (review 48) ---- */
+
+/* One piece of a buffer: guest address and length. */
+struct rvp {
+	uint64_t gpa;
+	uint32_t len;
+};
+
+/* Makes one buffer of pieces available on r: as a chain of ring
+ * descriptors, or (tbl) through an indirect table written at tbl. */
+static void rv_post(struct vud *v, struct vud_ring *r, const struct rvp *pc, unsigned n,
+		    void *tbl, uint64_t tag)
+{
+	uint16_t w = r->rx ? 2 : 0;
+	if (!tbl) {
+		static uint64_t g[VUD_QSIZE];
+		static uint32_t l[VUD_QSIZE];
+		for (unsigned k = 0; k < n; k++)
+			g[k] = pc[k].gpa, l[k] = pc[k].len;
+		ck_assert_int_eq(vud_add(v, r, g, l, n, tag), 0);
+	} else {
+		if (!v->packed) {
+			struct sd { uint64_t a; uint32_t l; uint16_t f, nx; } *t = tbl;
+			for (unsigned k = 0; k < n; k++)
+				t[k] = (struct sd){pc[k].gpa, pc[k].len,
+						   (uint16_t)(w | (k + 1 < n ? 1 : 0)),
+						   (uint16_t)(k + 1)};
+		} else {
+			struct pdesc *t = tbl;
+			for (unsigned k = 0; k < n; k++)
+				t[k] = (struct pdesc){pc[k].gpa, pc[k].len, 0, w};
+		}
+		uint64_t g = vud_gpa(v, tbl);
+		uint32_t l = 16 * n;
+		ck_assert_int_eq(vud_add_flags(v, r, &g, &l, 1, tag, 4), 0);
+	}
+	vud_kick(r);
+}
+
+/* Bytes [0, len) of a buffer's pieces, gathered. */
+static uint32_t rv_gather(struct vud *v, const struct rvp *pc, unsigned n, uint8_t *out,
+			  uint32_t len)
+{
+	uint32_t got = 0;
+	for (unsigned k = 0; k < n && got < len; k++) {
+		uint32_t c = pc[k].len < len - got ? pc[k].len : len - got;
+		memcpy(out + got, vud_hva(v, pc[k].gpa), c);
+		got += c;
+	}
+	return got;
+}
+
+enum rv_layout {
+	RV_ZERO_OUTSIDE, /* a zero-length piece at an address outside guest memory */
+	RV_HDR_BYTES,    /* the header one byte a piece, none contiguous */
+	RV_SPAN,         /* one piece across two memory regions, inside the header */
+	RV_END,          /* one piece ending at the last byte of guest memory */
+	RV_IND_SPAN,     /* an indirect table across two regions, a zero piece in it */
+	N_RV_LAYOUT
+};
+
+#define RV_HALF (VUD_MEM / 2)
+
+/* The pieces of layout lay for a buffer of `total` bytes (header
+ * included); returns how many, and sets *tbl for indirect layouts. */
+static unsigned rv_layout(struct vud *v, enum rv_layout lay, uint32_t total, struct rvp *pc,
+			  void **tbl)
+{
+	*tbl = NULL;
+	unsigned n = 0;
+	switch (lay) {
+	case RV_ZERO_OUTSIDE: {
+		uint8_t *b = vud_alloc(v, total, 64);
+		pc[n++] = (struct rvp){vud_gpa(v, b), 5};
+		pc[n++] = (struct rvp){0x10, 0}; /* nowhere, but empty */
+		pc[n++] = (struct rvp){vud_gpa(v, b + 5), total - 5};
+		break;
+	}
+	case RV_HDR_BYTES: {
+		uint8_t *b = vud_alloc(v, 64 * 12 + total, 64);
+		for (unsigned k = 0; k < v->hdr_len; k++)
+			pc[n++] = (struct rvp){vud_gpa(v, b + 64 * k), 1};
+		pc[n++] = (struct rvp){vud_gpa(v, b + 64 * 12), total - v->hdr_len};
+		break;
+	}
+	case RV_SPAN: /* the region boundary 6 bytes into the piece */
+		pc[n++] = (struct rvp){VUD_GPA + RV_HALF - 6, total};
+		break;
+	case RV_END:
+		pc[n++] = (struct rvp){VUD_GPA + VUD_MEM - total, total};
+		break;
+	case RV_IND_SPAN: {
+		/* 5 entries, the table's boundary after the second; the
+		 * pieces themselves below the 1 MiB mark of the upper half */
+		uint8_t *t = v->mem + RV_HALF - 32;
+		uint8_t *b = v->mem + RV_HALF + 4096;
+		pc[n++] = (struct rvp){vud_gpa(v, b), 7};
+		pc[n++] = (struct rvp){vud_gpa(v, b + 100), 0};
+		pc[n++] = (struct rvp){vud_gpa(v, b + 200), 9};
+		pc[n++] = (struct rvp){vud_gpa(v, b + 300), 40};
+		pc[n++] = (struct rvp){vud_gpa(v, b + 400), total - 56};
+		*tbl = t;
+		break;
+	}
+	default:
+		break;
+	}
+	return n;
+}
+
+/* Transmit: every layout carries its frame whole, on split and packed
+ * rings, and breaks nothing. _i: layout * 2 + packed. */
+START_TEST(transmit_layouts_carry_the_frame_whole)
+{
+	enum rv_layout lay = (enum rv_layout)(_i / 2);
+	bool packed = _i & 1;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.mem_split = 2;
+	uint64_t want = base | F(HS_VIRTIO_F_INDIRECT_DESC) |
+			(packed ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	ck_assert_int_eq(vud_start(&a, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 16, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[400], frame[400];
+	size_t n = mkframe(f, 0, 1, 300, 1);
+	memset(frame, 0, a.hdr_len);
+	memcpy(frame + a.hdr_len, f, n);
+	uint32_t total = (uint32_t)(a.hdr_len + n);
+	struct rvp pc[32];
+	void *tbl;
+	unsigned np = rv_layout(&a, lay, total, pc, &tbl);
+	/* the frame's bytes into its pieces */
+	for (unsigned k = 0, at = 0; k < np; k++) {
+		if (pc[k].len)
+			memcpy(vud_hva(&a, pc[k].gpa), frame + at, pc[k].len);
+		at += pc[k].len;
+	}
+	rv_post(&a, &a.r[1], pc, np, tbl, 1);
+	ck_assert_msg(TH_WAIT(th_pending(m) == 1, 3000), "layout %d packed %d: no frame", lay,
+		      packed);
+	struct hs_mem_frame fr;
+	ck_assert_int_eq(hs_mem_rx_burst(m, 0, &fr, 1), 1);
+	ck_assert_uint_eq(fr.len, n);
+	ck_assert_int_eq(memcmp(fr.data, f, n), 0);
+	hs_mem_rx_release(m, 0, 1);
+	ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000));
+	ck_assert(hs_port_link_up(e.p[0]));
+	ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 0);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* Receive: every layout gets its frame whole, the header where the
+ * layout puts it, the used length exact. _i: layout * 2 + packed. */
+START_TEST(receive_layouts_get_the_frame_whole)
+{
+	enum rv_layout lay = (enum rv_layout)(_i / 2);
+	bool packed = _i & 1;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.mem_split = 2;
+	uint64_t want = base | F(HS_VIRTIO_F_INDIRECT_DESC) |
+			(packed ? F(HS_VIRTIO_F_RING_PACKED) : 0);
+	ck_assert_int_eq(vud_start(&a, want, 1), 0);
+	static uint8_t f[400], got[400];
+	size_t n = mkframe(f, 0, 9, 300, 1);
+	uint32_t total = (uint32_t)(a.hdr_len + n);
+	struct rvp pc[32];
+	void *tbl;
+	unsigned np = rv_layout(&a, lay, total, pc, &tbl);
+	for (unsigned k = 0; k < np; k++)
+		if (pc[k].len)
+			memset(vud_hva(&a, pc[k].gpa), 0xee, pc[k].len);
+	rv_post(&a, &a.r[0], pc, np, tbl, 77);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	uint64_t tag;
+	uint32_t len;
+	ck_assert_msg(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000),
+		      "layout %d packed %d: nothing received", lay, packed);
+	ck_assert_uint_eq(tag, 77);
+	ck_assert_uint_eq(len, total);
+	ck_assert_uint_eq(rv_gather(&a, pc, np, got, total), total);
+	struct vud_net_hdr h;
+	memcpy(&h, got, a.hdr_len);
+	ck_assert_uint_eq(h.flags, 0);
+	ck_assert_uint_eq(h.gso_type, 0);
+	ck_assert_uint_eq(h.num_buffers, 1);
+	ck_assert_int_eq(memcmp(got + a.hdr_len, f, n), 0);
+	ck_assert(hs_port_link_up(e.p[0]));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* Lengths whose 32-bit sum wraps: a transmit chain of two pieces of 2 GiB
+ * (sum 0 in 32 bits), and a receive buffer of 4 GiB - 1 bytes. Neither is
+ * used; neither stops the ring; the next frame goes through. _i: packed. */
+START_TEST(lengths_that_wrap_32_bits_are_refused)
+{
+	bool packed = _i & 1;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, base | (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0), 1), 0);
+	uint8_t *b = vud_alloc(&a, 4096, 64);
+	memset(b, 0, 4096);
+	/* receive: one huge buffer first, then good ones */
+	struct rvp big = {vud_gpa(&a, b), 0xffffffffu};
+	rv_post(&a, &a.r[0], &big, 1, NULL, 1);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 8, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[200], g[2100];
+	size_t n = mkframe(f, 0, 9, 100, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	uint64_t tag;
+	uint32_t len;
+	ck_assert(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000));
+	ck_assert_uint_eq(tag, 1); /* given back first, unused */
+	ck_assert_uint_eq(len, 0);
+	int got = 0;
+	TH_WAIT((got = vud_recv(&a, 0, g, sizeof(g), NULL)) != 0, 3000);
+	ck_assert_int_eq(got, (int)n);
+	/* transmit: 2 GiB + 2 GiB */
+	struct rvp two[2] = {{vud_gpa(&a, b), 0x80000000u}, {vud_gpa(&a, b), 0x80000000u}};
+	rv_post(&a, &a.r[1], two, 2, NULL, 2);
+	ck_assert(TH_WAIT(th_pstats(e.p[0]).drops[HS_DROP_BAD_DESC] == 1, 3000));
+	n = mkframe(f, 0, 1, 100, 2);
+	ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	ck_assert(hs_port_link_up(e.p[0]));
+	ck_assert_uint_eq(th_pstats(e.p[0]).rx_packets, 1);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* A chain as long as the ring (every descriptor of it, 256 one-byte
+ * pieces in a row), starting mid-ring so that it wraps: taken whole as one
+ * frame, used once, and the ring goes on after it. _i: packed. */
+START_TEST(a_chain_of_the_whole_ring_wraps_and_is_used_once)
+{
+	bool packed = _i & 1;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, base | (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0), 1), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 8, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[400], frame[400];
+	/* move the ring's position: 100 frames sent and used */
+	for (uint32_t i = 0; i < 100; i++) {
+		size_t n = mkframe(f, 0, 1, 100, i);
+		ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+		ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+		th_drain(m);
+		ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000));
+	}
+	size_t n = mkframe(f, 0, 1, VUD_QSIZE - a.hdr_len, 1000);
+	ck_assert_uint_eq(n + a.hdr_len, VUD_QSIZE);
+	memset(frame, 0, a.hdr_len);
+	memcpy(frame + a.hdr_len, f, n);
+	uint8_t *b = vud_alloc(&a, VUD_QSIZE, 64);
+	memcpy(b, frame, VUD_QSIZE);
+	struct rvp pc[VUD_QSIZE];
+	for (unsigned k = 0; k < VUD_QSIZE; k++)
+		pc[k] = (struct rvp){vud_gpa(&a, b + k), 1};
+	rv_post(&a, &a.r[1], pc, VUD_QSIZE, NULL, 5);
+	ck_assert(TH_WAIT(th_pending(m) == 1, 3000));
+	struct hs_mem_frame fr;
+	ck_assert_int_eq(hs_mem_rx_burst(m, 0, &fr, 1), 1);
+	ck_assert_uint_eq(fr.len, n);
+	ck_assert_int_eq(memcmp(fr.data, f, n), 0);
+	hs_mem_rx_release(m, 0, 1);
+	ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000));
+	ck_assert_int_eq(vud_reap_tx(&a, 0), 0);
+	/* and on */
+	for (uint32_t i = 0; i < 300; i++) {
+		n = mkframe(f, 0, 1, 100, 2000 + i);
+		ck_assert_int_eq(vud_send(&a, 0, f, (uint32_t)n, NULL, 1), 0);
+		ck_assert_msg(TH_WAIT(th_pending(m) == 1, 3000), "frame %u after", i);
+		th_drain(m);
+		ck_assert(TH_WAIT(vud_reap_tx(&a, 0) == 1, 3000));
+	}
+	ck_assert(hs_port_link_up(e.p[0]));
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* MRG_RXBUF with buffers that hold the header and nothing more, each
+ * followed by a larger one: a frame takes both (num_buffers 2), the
+ * header alone in the first, the frame whole in the second. _i: packed. */
+START_TEST(mergeable_buffers_of_exactly_a_header)
+{
+	bool packed = _i & 1;
+	struct env e;
+	env_up(&e, 0);
+	hs_port_t *m = th_port(e.sw, "m", 0);
+	struct vud a;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	ck_assert_int_eq(vud_start(&a, base | F(HS_VIRTIO_NET_F_MRG_RXBUF) |
+					       (packed ? F(HS_VIRTIO_F_RING_PACKED) : 0), 1), 0);
+	ck_assert_uint_eq(a.hdr_len, 12);
+	uint8_t *h0 = vud_alloc(&a, 64, 64), *b1 = vud_alloc(&a, 2048, 64);
+	struct rvp p0 = {vud_gpa(&a, h0), 12}, p1 = {vud_gpa(&a, b1), 2048};
+	rv_post(&a, &a.r[0], &p0, 1, NULL, 10);
+	rv_post(&a, &a.r[0], &p1, 1, NULL, 11);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	static uint8_t f[400];
+	size_t n = mkframe(f, 0, 9, 300, 1);
+	ck_assert_int_eq(th_send(m, f, n), 0);
+	uint64_t tag;
+	uint32_t len;
+	ck_assert(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000));
+	ck_assert_uint_eq(tag, 10);
+	ck_assert_uint_eq(len, 12);
+	struct vud_net_hdr h;
+	memcpy(&h, h0, 12);
+	ck_assert_uint_eq(h.num_buffers, 2);
+	ck_assert(TH_WAIT(vud_used(&a, &a.r[0], &tag, &len), 3000));
+	ck_assert_uint_eq(tag, 11);
+	ck_assert_uint_eq(len, n);
+	ck_assert_int_eq(memcmp(b1, f, n), 0);
+	vud_close(&a);
+	env_down(&e);
+}
+END_TEST
+
+/* More control messages in the middle of traffic while a worker polls (as
+ * traffic_with_control): a memory table sent again (QEMU on hot-plug: the
+ * same memory, new mappings), an announce (SEND_RARP; its RARP reaches b
+ * and is skipped there), a dirty log set and logging on for good, the ring
+ * addresses sent again with logging on. Every frame must arrive. _i:
+ * ctl * 4 + ring kind. */
+enum ctl2 { CTL2_MEM_TABLE, CTL2_RARP, CTL2_LOG, N_CTL2 };
+
+static int recv_skip_rarp(struct vud *v, uint8_t *g, uint32_t max)
+{
+	for (;;) {
+		int got = recv_wait(v, g, max, NULL);
+		if (got >= 14 && g[12] == 0x80 && g[13] == 0x35) {
+			vud_post_rx(v, 0, 1, VUD_BUF);
+			continue;
+		}
+		return got;
+	}
+}
+
+START_TEST(more_control_messages_mid_traffic)
+{
+	static const uint64_t rings[] = {
+		0, F(HS_VIRTIO_F_EVENT_IDX), F(HS_VIRTIO_F_RING_PACKED),
+		F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_EVENT_IDX)};
+	enum ctl2 ctl = (enum ctl2)(_i / 4);
+	uint64_t want = base | rings[_i % 4] | F(HS_VIRTIO_NET_F_MRG_RXBUF);
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 100000};
+	struct env e;
+	env_up_cfg(&e, 0, &cfg);
+	struct vud a, b;
+	ck_assert_int_eq(vud_connect(&a, e.path[0]), 0);
+	a.proto_extra = (1ull << 1) | (1ull << 2); /* LOG_SHMFD, RARP */
+	ck_assert_int_eq(vud_start(&a, want, 1), 0);
+	ck_assert_int_eq(vud_post_rx(&a, 0, 128, VUD_BUF), 0);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]), 3000));
+	guest_up(&b, e.path[1], want, e.p[1]);
+	static uint8_t f[2000], g[2000];
+	size_t n = mkframe(f, 0, 2, 64, 0);
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	int logfd = -1;
+	for (uint32_t i = 1; i <= 400; i++) {
+		n = mkframe(f, 2, 1, 60 + i % 700, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1) == -ENOSPC)
+			vud_reap_tx(&a, 0);
+		int got = recv_skip_rarp(&b, g, sizeof(g));
+		ck_assert_msg(got == (int)n, "frame %u stuck after a control message (%d, "
+			      "features %llx)", i, ctl, (unsigned long long)a.features);
+		ck_assert_int_eq(memcmp(g, f, n), 0);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+		vud_reap_tx(&a, 0);
+		if (i % 40)
+			continue;
+		switch (ctl) {
+		case CTL2_MEM_TABLE:
+			ck_assert_int_eq(vud_mem_table(&a), 0);
+			break;
+		case CTL2_RARP: {
+			uint64_t mac = 0;
+			uint8_t m6[6];
+			th_mac(m6, 1);
+			memcpy(&mac, m6, 6);
+			ck_assert_int_eq(vud_u64(&a, 19 /* SEND_RARP */, mac), 0);
+			break;
+		}
+		case CTL2_LOG:
+			if (logfd < 0) {
+				logfd = memfd_create("vud-log", MFD_CLOEXEC);
+				ck_assert_int_eq(ftruncate(logfd, 1 << 20), 0);
+				uint64_t ld[2] = {1 << 20, 0};
+				ck_assert_int_eq(vud_send_msg(&a, 6 /* SET_LOG_BASE */, 0, ld, 16,
+							      &logfd, 1), 0);
+				uint64_t r;
+				ck_assert_int_ge(vud_recv_reply(&a, 6, &r, 8), 0);
+				ck_assert_int_eq(vud_u64(&a, VUD_SET_FEATURES, a.features | F(26)),
+						 0);
+			} else {
+				ck_assert_int_eq(vud_ring_addr(&a, 1), 0);
+				ck_assert_int_eq(vud_ring_addr(&a, 0), 0);
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (logfd >= 0)
+		close(logfd);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* Behind an IOMMU, while a worker polls: every 40 frames the guest unmaps
+ * everything and maps it again (_i bit 2: it only unmaps, and each miss
+ * the switch reports is answered with its page, as a lazy guest IOMMU
+ * does). Every frame must arrive. _i & 3: ring kind. */
+struct rv_iotlb_msg {
+	uint64_t iova, size, uaddr;
+	uint8_t perm, type;
+	uint8_t pad[6];
+};
+
+static int rv_iotlb(struct vud *v, uint8_t type, uint64_t iova, uint64_t size, uint8_t perm)
+{
+	struct rv_iotlb_msg m = {.iova = iova, .size = size,
+				 .uaddr = type == 2 ? (uint64_t)(uintptr_t)vud_hva(v, iova) : 0,
+				 .perm = perm, .type = type};
+	return vud_call(v, 22 /* IOTLB_MSG */, &m, sizeof(m), NULL, 0);
+}
+
+/* Answers the misses waiting on chan with their pages; returns how many. */
+static unsigned rv_answer(struct vud *v, int chan)
+{
+	unsigned n = 0;
+	struct pollfd pf = {.fd = chan, .events = POLLIN};
+	while (poll(&pf, 1, 0) == 1) {
+		uint32_t h[3];
+		struct rv_iotlb_msg m;
+		if (recv(chan, h, 12, MSG_WAITALL) != 12 ||
+		    recv(chan, &m, sizeof(m), MSG_WAITALL) != sizeof(m))
+			break;
+		uint64_t page = m.iova & ~4095ull;
+		if (page >= VUD_GPA && page < VUD_GPA + VUD_MEM)
+			ck_assert_int_eq(rv_iotlb(v, 2, page, 4096, 3), 0);
+		n++;
+	}
+	return n;
+}
+
+static void rv_iommu_up(struct vud *v, const char *path, uint64_t want, int *chan)
+{
+	ck_assert_int_eq(vud_connect(v, path), 0);
+	v->proto_extra = (1ull << 5) | (1ull << 7); /* BACKEND_REQ, IOTLB */
+	ck_assert_int_eq(vud_start(v, want, 1), 0);
+	ck_assert(v->iommu);
+	int sp[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	ck_assert_int_eq(vud_call(v, 21 /* SET_BACKEND_REQ_FD */, NULL, 0, &sp[1], 1), 0);
+	close(sp[1]);
+	*chan = sp[0];
+	ck_assert_int_eq(rv_iotlb(v, 2, VUD_GPA, VUD_MEM, 3), 0);
+	ck_assert_int_eq(vud_post_rx(v, 0, 128, VUD_BUF), 0);
+}
+
+START_TEST(iotlb_changes_mid_traffic)
+{
+	static const uint64_t rings[] = {
+		0, F(HS_VIRTIO_F_EVENT_IDX), F(HS_VIRTIO_F_RING_PACKED),
+		F(HS_VIRTIO_F_RING_PACKED) | F(HS_VIRTIO_F_EVENT_IDX)};
+	bool lazy = _i & 4;
+	uint64_t want = base | rings[_i & 3] | F(HS_VIRTIO_F_IOMMU_PLATFORM) |
+			F(HS_VIRTIO_F_INDIRECT_DESC) | F(HS_VIRTIO_NET_F_MRG_RXBUF);
+	struct hs_switch_config cfg = {.n_workers = 1, .poll_us = 100000};
+	struct env e;
+	env_up_cfg(&e, 0, &cfg);
+	struct vud a, b;
+	int ca, cb;
+	rv_iommu_up(&a, e.path[0], want, &ca);
+	rv_iommu_up(&b, e.path[1], want, &cb);
+	ck_assert(TH_WAIT(hs_port_link_up(e.p[0]) && hs_port_link_up(e.p[1]), 3000));
+	static uint8_t f[2000], g[2000];
+	size_t n = mkframe(f, 0, 2, 64, 0);
+	ck_assert_int_eq(vud_send(&b, 0, f, (uint32_t)n, NULL, 1), 0);
+	ck_assert_int_eq(recv_wait(&a, g, sizeof(g), NULL), (int)n);
+	for (uint32_t i = 1; i <= 400; i++) {
+		n = mkframe(f, 2, 1, 60 + (i * 37) % 1400, i);
+		while (vud_send(&a, 0, f, (uint32_t)n, NULL, 1 + i % 3) == -ENOSPC)
+			vud_reap_tx(&a, 0);
+		int got = 0;
+		for (int t = 0; t < 3000 && !got; t++) {
+			rv_answer(&a, ca);
+			rv_answer(&b, cb);
+			got = vud_recv(&b, 0, g, sizeof(g), NULL);
+			if (!got)
+				usleep(1000);
+		}
+		ck_assert_msg(got == (int)n, "frame %u stuck (got %d; features %llx, lazy %d)",
+			      i, got, (unsigned long long)a.features, lazy);
+		ck_assert_int_eq(memcmp(g, f, n), 0);
+		vud_post_rx(&b, 0, 1, VUD_BUF);
+		vud_reap_tx(&a, 0);
+		if (i % 40)
+			continue;
+		struct vud *v = (i / 40) % 2 ? &a : &b;
+		ck_assert_int_eq(rv_iotlb(v, 3, 0, 0, 0), 0); /* everything */
+		if (!lazy)
+			ck_assert_int_eq(rv_iotlb(v, 2, VUD_GPA, VUD_MEM, 3), 0);
+	}
+	ck_assert_uint_eq(backend_ctr(e.p[0], "broken_rings"), 0);
+	ck_assert_uint_eq(backend_ctr(e.p[1], "broken_rings"), 0);
+	ck_assert_uint_ge(backend_ctr(e.p[0], "iotlb_invalidates"), 5);
+	if (lazy)
+		ck_assert_uint_ge(backend_ctr(e.p[0], "iotlb_misses"), 5);
+	close(ca);
+	close(cb);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
+/* RV48_MORE */
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vhost_user_hostile");
@@ -1895,6 +2441,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, refused_chains_are_used_in_their_place);
 	tcase_add_loop_test(tc, a_removed_buffer_region_is_not_used_through_a_kept_copy, 0, 4);
 	tcase_add_loop_test(tc, a_memory_file_shrunk_under_the_switch_stops_only_its_port, 0, 2);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("layouts");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, transmit_layouts_carry_the_frame_whole, 0, 2 * N_RV_LAYOUT);
+	tcase_add_loop_test(tc, receive_layouts_get_the_frame_whole, 0, 2 * N_RV_LAYOUT);
+	tcase_add_loop_test(tc, lengths_that_wrap_32_bits_are_refused, 0, 2);
+	tcase_add_loop_test(tc, a_chain_of_the_whole_ring_wraps_and_is_used_once, 0, 2);
+	tcase_add_loop_test(tc, mergeable_buffers_of_exactly_a_header, 0, 2);
+	tcase_add_loop_test(tc, more_control_messages_mid_traffic, 0, 4 * N_CTL2);
+	tcase_add_loop_test(tc, iotlb_changes_mid_traffic, 0, 8);
+	/* RV48_TCASE */
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -133,6 +133,8 @@ vu_recv_frames(struct vu_dev *d, uint16_t q, struct vu_vring *vr, struct hs_pkt 
 	/* Pass 1: pop the chains and start loading each frame's first bytes
 	 * (virtio-net and Ethernet headers), so that the cache misses on
 	 * memory the guest just wrote overlap instead of queueing up. */
+	unsigned empty_looks = 0; /* looks again that found nothing */
+	bool looked = false;
 	while (got < max) {
 		int rc = vq_pop(vq, false, &ch[got], t->segs[got], VU_TX_SEGS,
 				d->hdr_len + HS_FRAME_MAX, &bad[got]);
@@ -143,12 +145,23 @@ vu_recv_frames(struct vu_dev *d, uint16_t q, struct vu_vring *vr, struct hs_pkt 
 			}
 			/* Drained. With EVENT_IDX the driver kicks only when it
 			 * passes avail_event: move it here while kicks are wanted,
-			 * then look once more (it may have added meanwhile). */
+			 * then look once more (it may have added meanwhile). A
+			 * look that said "more" and a pop that then found none
+			 * means the index went back, which only a hostile driver
+			 * does: a few of those and the round ends, or one that
+			 * timed its flips could hold this thread here (review 48).
+			 * avail_event was moved at each look. */
+			if (looked && ++empty_looks > 4)
+				break;
+			looked = false;
 			if (!vr->kicks_off && vq->event_idx && !vq->packed &&
-			    vq_set_kicks(vq, true))
+			    vq_set_kicks(vq, true)) {
+				looked = true;
 				continue;
+			}
 			break;
 		}
+		looked = false;
 		if (rc < 0) {
 			vu_ring_broken(d, vr);
 			break;

@@ -255,7 +255,7 @@ struct itab {
 static int itab_read(struct walk *w, const struct itab *t, uint32_t k, void *out)
 {
 	if (t->p) {
-		memcpy(out, t->p + 16 * (size_t)k, 16);
+		vq_read_once16(out, t->p + 16 * (size_t)k);
 		return 0;
 	}
 	uint64_t addr = t->addr + 16ull * k, left = 16;
@@ -271,6 +271,7 @@ static int itab_read(struct walk *w, const struct itab *t, uint32_t k, void *out
 		addr += got;
 		left -= got;
 	}
+	vq_read_once16(out, out); /* pieced together: opaque all the same */
 	return 0;
 }
 
@@ -410,7 +411,7 @@ static int packed_pop(struct walk *w)
 	uint32_t count = 0;
 	for (;;) {
 		struct vring_packed_desc d;
-		memcpy(&d, (const void *)&vq->pdesc[slot], sizeof(d)); /* read once */
+		vq_read_once16(&d, (const void *)&vq->pdesc[slot]);
 		if (++count > vq->size)
 			return broken(vq, "packed descriptor chain longer than the ring");
 		w->ch->id = d.id; /* the buffer id of a chain is in its last */

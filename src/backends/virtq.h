@@ -313,6 +313,22 @@ static inline struct vring_desc vq_read_desc(const struct vring_desc *p)
 	return d;
 }
 
+/* Copies 16 bytes of a descriptor out of guest memory that need not be
+ * aligned (an indirect table's, or a packed ring's), read once: the
+ * values pass through an empty asm that the compiler cannot see through,
+ * so, as for vq_read_desc, no compiler may read the guest's memory again
+ * in place of the copy once it was checked (the guest may change it
+ * meanwhile). */
+static inline void vq_read_once16(void *out, const void *p)
+{
+	uint64_t w[2];
+	memcpy(w, p, sizeof(w));
+	__asm__("" : "+r"(w[0]), "+r"(w[1]));
+	memcpy(out, w, sizeof(w));
+}
+
+_Static_assert(sizeof(struct vring_desc) == 16 && sizeof(struct vring_packed_desc) == 16,
+	       "vq_read_desc and vq_read_once16 copy 16-byte descriptors");
 _Static_assert(sizeof(struct hs_seg) == 24,
 	       "vq_split_direct fills a segment field by field: add new fields there");
 
