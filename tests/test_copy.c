@@ -684,6 +684,131 @@ START_TEST(a_tso_burst_to_a_full_receiver_keeps_every_piece)
 }
 END_TEST
 
+/* A frame cut by a chunk, in each shape (review 48, second look). `nsmall`
+ * small frames then `ngso` GSO frames of 300 pieces, to a receiver without
+ * GSO with `posted` buffers; then buffers for all: every frame arrives, in
+ * order, whole, none dropped. */
+static void rv_cut(uint32_t flags, unsigned nsmall, unsigned ngso, uint32_t posted)
+{
+	struct hs_switch_config cfg = {.flags = flags};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config tn = {.rx_posted = posted};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t small[4][200], fr[70000];
+	uint8_t src[6];
+	th_mac(src, 78);
+	for (unsigned k = 0; k < nsmall; k++) {
+		th_frame(small[k], th_bcast, src, -1, sizeof(small[k]), k);
+		tbe_queue(a, 0, small[k], sizeof(small[k]), NULL, NULL);
+	}
+	struct hs_offload off;
+	uint32_t n = build_l4(fr, V4, IPPROTO_TCP, 60000, -1, &off);
+	memcpy(fr, th_bcast, 6);
+	off.gso_type = HS_GSO_TCPV4;
+	off.gso_size = 200; /* 300 pieces */
+	for (unsigned g = 0; g < ngso; g++)
+		tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	for (unsigned i = 0; i < 8; i++)
+		tbe_post(b, 0, 1000);
+	uint32_t pieces = (n - off.hdr_len + off.gso_size - 1) / off.gso_size;
+	struct hs_port_stats st = th_pstats(b);
+	ck_assert_msg(st.tx_packets == nsmall + ngso * pieces && !th_all_drops(&st),
+		      "flags %#x small %u gso %u posted %u: b got %llu, expected %u (drops %llu)",
+		      flags, nsmall, ngso, posted, (unsigned long long)st.tx_packets,
+		      nsmall + ngso * pieces, (unsigned long long)th_all_drops(&st));
+	for (unsigned k = 0; k < nsmall; k++) {
+		struct tbe_rxf r;
+		ck_assert(tbe_pop(b, 0, &r));
+		ck_assert_uint_eq(r.len, sizeof(small[k]));
+		ck_assert_int_eq(memcmp(r.data, small[k], r.len), 0);
+		free(r.data);
+	}
+	for (unsigned g = 0; g + 1 < ngso; g++)
+		check_pieces_of(b, fr, n, &off, &gso_cases[0], false, 0);
+	check_pieces(b, fr, n, &off, &gso_cases[0], false, 0);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(a_cut_frame_resumes_where_it_stopped_in_every_shape)
+{
+	static const struct { uint32_t flags; unsigned ns, ng; uint32_t posted; } c[] = {
+		{0, 2, 1, 100},   /* stop == sj: the cut frame partly reserved */
+		{0, 2, 1, 1},     /* stop < sj (the reviewer's) */
+		{0, 2, 1, 2},     /* k == index of the cut frame's first piece */
+		{0, 0, 2, 280},   /* 2nd chunk: stop == si < sj */
+		{0, 0, 2, 256},   /* 2nd chunk: k == 0, stop == si < sj */
+		{0, 0, 2, 400},   /* 2nd chunk: stop == sj */
+		{0, 0, 2, 512},   /* 2nd chunk ends exactly, 3rd k == 0 */
+		{0, 0, 1, 255},   /* one frame, 1st chunk k < no */
+		{HS_SW_NOTIFY_EACH, 2, 1, 1},
+		{HS_SW_NOTIFY_EACH, 2, 1, 100},
+		{HS_SW_NOTIFY_EACH, 0, 2, 300},
+		{HS_SW_NOTIFY_EACH, 0, 2, 301},
+		{HS_SW_DOUBLE_COPY, 2, 1, 100},
+		{HS_SW_DOUBLE_COPY, 0, 2, 280},
+		{HS_SW_DOUBLE_COPY | HS_SW_NOTIFY_EACH, 0, 2, 299},
+	};
+	rv_cut(c[_i].flags, c[_i].ns, c[_i].ng, c[_i].posted);
+}
+END_TEST
+
+/* A queue retired with a backlog (review 48, second look) and a "buffers
+ * posted" request standing, the receiver quiesced (as vhost-user does it)
+ * or not: the frames go, counted; the request goes (at once, or at
+ * resume); no data-path op while quiesced; later frames go to queue 0. */
+static void rv_retire(bool quiesced, uint32_t flags)
+{
+	struct hs_switch_config cfg = {.flags = flags};
+	hs_switch_t *sw = th_switch(&cfg);
+	struct tbe_config tn = {.n_queues = 2, .rx_posted = 1};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *b = tbe_port(sw, "b", &tn, 0);
+	static uint8_t f[8][200];
+	uint8_t src[6];
+	th_mac(src, 79);
+	for (unsigned k = 0; k < 4; k++) {
+		th_frame(f[k], th_bcast, src, -1, sizeof(f[k]), k);
+		tbe_queue(a, 0, f[k], sizeof(f[k]), NULL, NULL);
+	}
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 1), 1); /* the kicker's context: idx 1 */
+	ck_assert_uint_eq(th_pstats(b).tx_backlogged, 3);
+	ck_assert(atomic_load(&tbe_of(b)->posted_asked));
+	if (quiesced)
+		ck_assert_int_eq(tbe_quiesce(b), 0);
+	ck_assert_int_eq(hs_port_set_active_queues(b, 1), 0);
+	ck_assert_uint_eq(th_pstats(b).drops[HS_DROP_PORT_DOWN], 3);
+	if (quiesced) {
+		ck_assert(atomic_load(&tbe_of(b)->posted_asked)); /* not ours to call */
+		ck_assert_int_eq(tbe_resume(b), 0);
+		ck_assert_uint_eq(atomic_load(&tbe_of(b)->calls_quiesced), 0);
+	}
+	ck_assert_msg(!atomic_load(&tbe_of(b)->posted_asked), "request left on a retired queue");
+	for (unsigned k = 4; k < 8; k++) {
+		th_frame(f[k], th_bcast, src, -1, sizeof(f[k]), k);
+		tbe_queue(a, 0, f[k], sizeof(f[k]), NULL, NULL);
+	}
+	tbe_kick(a, 0);
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 1);
+	ck_assert_uint_eq(tbe_rx_count(b, 1), 1);
+	tbe_post(b, 0, 10);
+	tbe_post(b, 1, 10); /* the peer posts on the retired queue anyway */
+	ck_assert_uint_eq(tbe_rx_count(b, 0), 4);
+	ck_assert_uint_eq(tbe_rx_count(b, 1), 1);
+	struct hs_port_stats st = th_pstats(b);
+	ck_assert_uint_eq(st.tx_packets + th_all_drops(&st), 8);
+	hs_switch_destroy(sw);
+}
+
+START_TEST(a_queue_retired_with_a_request_standing_drops_both)
+{
+	rv_retire(_i & 1, _i & 2 ? HS_SW_NOTIFY_EACH : 0);
+}
+END_TEST
+
 START_TEST(bad_offload_metadata_is_dropped)
 {
 	hs_switch_t *sw = th_switch(NULL);
@@ -1232,6 +1357,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_gso_frame_cut_by_a_chunk_keeps_its_first_pieces);
 	tcase_add_test(tc, a_tso_burst_to_a_full_receiver_keeps_every_piece);
 	tcase_add_test(tc, bad_offload_metadata_is_dropped);
+	tcase_add_loop_test(tc, a_queue_retired_with_a_request_standing_drops_both, 0, 4);
+	tcase_add_loop_test(tc, a_cut_frame_resumes_where_it_stopped_in_every_shape, 0, 15);
 	tcase_add_test(tc, two_backends_foreign_memory);
 	tcase_add_test(tc, an_ecn_flag_without_gso_is_refused);
 	tcase_add_test(tc, a_failed_sender_copy_is_counted_when_a_tag_goes_in);

@@ -213,8 +213,9 @@ HS_EXTERN int hs_port_set_caps(hs_port_t *port, uint32_t caps);
 /* How many of the port's queues (the first n, 1..n_queues) the peer uses
  * now; frames are delivered to those only. Frames waiting for buffers on
  * a queue beyond n are dropped (HS_DROP_PORT_DOWN): the peer posts there
- * no more. Any thread, but not from the port's own send callbacks (it
- * takes the queues' locks). */
+ * no more. Any thread, but not from the port's own send_reserve,
+ * send_commit, copy or set_notify (they run under a queue's lock, which
+ * this takes). */
 HS_EXTERN int hs_port_set_active_queues(hs_port_t *port, uint16_t n);
 
 /* Link state. While down, frames for the port are dropped
