@@ -151,7 +151,7 @@ vu_recv_frames(struct vu_dev *d, uint16_t q, struct vu_vring *vr, struct hs_pkt 
 			 * does: a few of those and the round ends, or one that
 			 * timed its flips could hold this thread here (review 48).
 			 * avail_event was moved at each look. */
-			if (looked && ++empty_looks > 4)
+			if (looked && ++empty_looks >= 4)
 				break;
 			looked = false;
 			if (!vr->kicks_off && vq->event_idx && !vq->packed &&
