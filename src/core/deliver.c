@@ -256,7 +256,15 @@ static void vlan_change(const struct hs__ctx *c, unsigned i,
 	bool out = hs__vout_tags(vo, vid);
 	s->first = 0;
 	s->vid = (uint16_t)(vid | (out ? HS__BL_TAGGED : 0));
-	if (in == out && (!in || (c->tci[i] & 0x0fff) == vid)) {
+	/* A tag that leaves as it came is still written from the switch's
+	 * memory (taken out and put back): the sender's may be a guest's,
+	 * which another of its vCPUs can rewrite between classification
+	 * and the copy, and the frame, switched in its VLAN, would leave
+	 * tagged with another (found by review 48). Untagged frames leave
+	 * as they came: an ethertype turned into a tag then gives nothing a
+	 * priority-tagged frame with a tag inside does not (the outer tag
+	 * taken off leaves the inner one). */
+	if (!in && !out) {
 		s->strip = s->ins = 0;
 		s->delta = 0;
 		return;
@@ -765,15 +773,14 @@ static unsigned notify_decide(struct hs__ctx *c, struct hs_port *dp,
 }
 
 /* True if frame i of the round leaves for dp exactly as it came: no
- * offload metadata and no VLAN change. */
+ * offload metadata, untagged in and out (a tag is always written from
+ * the switch's memory: vlan_change). */
 static inline bool frame_plain(const struct hs__ctx *c, unsigned i,
 			       struct hs__vout vo)
 {
-	if (!(c->plain & (1ull << i)))
+	if (!(c->plain & (1ull << i)) || ((c->tagged >> i) & 1))
 		return false;
-	bool out = hs__vout_tags(vo, c->vid[i]);
-	return (bool)((c->tagged >> i) & 1) == out &&
-	       (!out || (c->tci[i] & 0x0fff) == c->vid[i]);
+	return !hs__vout_tags(vo, c->vid[i]);
 }
 
 /* The fast path: plain frames into a receiver with an empty backlog. One
