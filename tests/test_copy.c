@@ -1335,6 +1335,393 @@ START_TEST(a_deleted_ports_backlog_is_counted)
 }
 END_TEST
 
+
+/* ---- offload metadata and tags against Linux (review 48, a netdev maintainer) --- */
+
+#include "backends/vnet_hdr.h"
+
+/* Ethernet (+802.1Q tag) / IPv4 with `ihl` words (options: NOPs) or IPv6 /
+ * TCP with `doff` words (options: NOPs) or UDP / `pay` bytes. The L4
+ * checksum field holds the pseudo-header seed; *off is filled for
+ * NEEDS_CSUM at the L4 header. */
+static uint32_t rv_build(uint8_t *f, int ipv, uint8_t proto, unsigned ihl, unsigned doff,
+			 uint32_t pay, int vlan, struct hs_offload *off)
+{
+	memcpy(f, th_bcast, 6);
+	th_mac(f + 6, 1);
+	uint32_t o = 12;
+	if (vlan >= 0) {
+		f[o++] = 0x81, f[o++] = 0;
+		f[o++] = (uint8_t)(vlan >> 8), f[o++] = (uint8_t)vlan;
+	}
+	f[o++] = ipv == V4 ? 0x08 : 0x86;
+	f[o++] = ipv == V4 ? 0x00 : 0xdd;
+	uint32_t l3 = o, l3hl = ipv == V4 ? ihl * 4 : 40;
+	uint32_t l4hl = proto == IPPROTO_TCP ? doff * 4 : 8;
+	uint32_t l4 = l3 + l3hl, len = l4 + l4hl + pay, l4len = len - l4;
+	memset(f + l3, 1, l3hl + l4hl); /* NOP options */
+	uint32_t sum;
+	if (ipv == V4) {
+		f[l3] = (uint8_t)(0x40 | ihl);
+		f[l3 + 1] = 0;
+		f[l3 + 2] = (uint8_t)((len - l3) >> 8), f[l3 + 3] = (uint8_t)(len - l3);
+		f[l3 + 4] = 0x12, f[l3 + 5] = 0x34, f[l3 + 6] = 0x40, f[l3 + 7] = 0;
+		f[l3 + 8] = 64, f[l3 + 9] = proto, f[l3 + 10] = 0, f[l3 + 11] = 0;
+		uint8_t a[8] = {10, 0, 0, 1, 10, 0, 0, 2};
+		memcpy(f + l3 + 12, a, 8);
+		uint16_t c = (uint16_t)~ref_fold(ref_add(0, f + l3, l3hl));
+		f[l3 + 10] = (uint8_t)(c >> 8), f[l3 + 11] = (uint8_t)c;
+		sum = ref_add(0, f + l3 + 12, 8);
+	} else {
+		memset(f + l3, 0, 40);
+		f[l3] = 0x60;
+		f[l3 + 4] = (uint8_t)(l4len >> 8), f[l3 + 5] = (uint8_t)l4len;
+		f[l3 + 6] = proto, f[l3 + 7] = 64;
+		for (int i = 0; i < 16; i++)
+			f[l3 + 8 + i] = (uint8_t)(0x20 + i), f[l3 + 24 + i] = (uint8_t)(0x40 + i);
+		sum = ref_add(0, f + l3 + 8, 32);
+	}
+	sum += proto + l4len;
+	uint16_t seed = ref_fold(sum);
+	uint32_t cf;
+	if (proto == IPPROTO_TCP) {
+		memset(f + l4, 0, 20);
+		f[l4] = 0x30, f[l4 + 1] = 0x39, f[l4 + 3] = 0x50;
+		f[l4 + 4] = 0x11, f[l4 + 5] = 0x22, f[l4 + 6] = 0x33, f[l4 + 7] = 0x44;
+		f[l4 + 12] = (uint8_t)(doff << 4);
+		f[l4 + 13] = 0x18 | 0x01 | 0x80;
+		cf = 16;
+	} else {
+		f[l4] = 0x30, f[l4 + 1] = 0x39, f[l4 + 2] = 0, f[l4 + 3] = 0x35;
+		f[l4 + 4] = (uint8_t)(l4len >> 8), f[l4 + 5] = (uint8_t)l4len;
+		cf = 6;
+	}
+	f[l4 + cf] = (uint8_t)(seed >> 8), f[l4 + cf + 1] = (uint8_t)seed;
+	for (uint32_t i = 0; i < pay; i++)
+		f[l4 + l4hl + i] = (uint8_t)(i * 7 + (i >> 9) + 3);
+	if (off)
+		*off = (struct hs_offload){.flags = HS_OFF_NEEDS_CSUM, .csum_start = (uint16_t)l4,
+					   .csum_offset = (uint16_t)cf,
+					   .hdr_len = (uint16_t)(l4 + l4hl)};
+	return len;
+}
+
+static hs_port_t *rv_trunk(hs_switch_t *sw, const char *name, struct tbe_config *c)
+{
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct hs_port_config pc = {.name = name, .backend = TBE_NAME, .backend_config = c,
+				    .backend_config_size = sizeof(*c), .vlan_mode = HS_VLAN_TRUNK,
+				    .mtu = 9000};
+	hs_port_t *t;
+	ck_assert_int_eq(hs_port_add(sw, &pc, &t), 0);
+	return t;
+}
+
+/* R1. USO with the ECN flag (virtio gso_type 0x85), from a guest that
+ * negotiated HOST_USO and HOST_ECN, is accepted and passed whole to a
+ * receiver that takes USO and ECN (a tap with TUN_F_USO4|6|TSO_ECN, the
+ * uplink, a guest with GUEST_USO4|6|GUEST_ECN). Linux's
+ * virtio_net_hdr_to_skb refuses SKB_GSO_UDP_L4|SKB_GSO_TCP_ECN (EINVAL:
+ * "if (gso_type != SKB_GSO_UDP_L4) return -EINVAL"). */
+START_TEST(uso_with_ecn_is_refused)
+{
+	struct hsb_vnet_hdr vh = {.flags = HSB_VNET_F_NEEDS_CSUM,
+				  .gso_type = HS_GSO_UDP_L4 | HSB_VNET_GSO_ECN,
+				  .gso_size = 1400, .csum_start = 34, .csum_offset = 6};
+	struct hs_offload fromguest;
+	ck_assert(hsb_vnet_to_offload(&vh, HS_CAP_ALL & ~HS_CAP_GSO_UDP, &fromguest));
+	ck_assert(fromguest.flags & HS_OFF_GSO_ECN);
+
+	hs_switch_t *sw = th_switch(NULL);
+	struct tbe_config tg = {.caps = HS_CAP_CSUM | HS_CAP_GSO_UDP_L4 | HS_CAP_GSO_ECN,
+				.rx_seg = 65536};
+	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
+	hs_port_t *g = tbe_port(sw, "g", &tg, 0);
+	static uint8_t fr[8000];
+	struct hs_offload off;
+	uint32_t n = rv_build(fr, V4, IPPROTO_UDP, 5, 0, 4000, -1, &off);
+	off.gso_type = fromguest.gso_type;
+	off.gso_size = fromguest.gso_size;
+	off.flags = fromguest.flags;
+	tbe_queue(a, 0, fr, n, &off, NULL);
+	tbe_kick(a, 0);
+	struct tbe_rxf r;
+	bool got = tbe_pop(g, 0, &r);
+	unsigned t = got ? r.off.gso_type : 0, fl = got ? r.off.flags : 0;
+	if (got)
+		free(r.data);
+	uint64_t dropped = th_pstats(a).drops[HS_DROP_BAD_OFFLOAD];
+	hs_switch_destroy(sw);
+	ck_assert_msg(!(t == HS_GSO_UDP_L4 && (fl & HS_OFF_GSO_ECN)),
+		      "USO frame with ECN passed whole: receiver got gso_type %u flags %#x "
+		      "(virtio gso_type 0x85, which Linux refuses); bad_offload drops %llu",
+		      t, fl, (unsigned long long)dropped);
+}
+END_TEST
+
+/* Linux's skb_checksum_help on frame f (len bytes): sum [start, len),
+ * store the folded complement at start + coff (0 -> 0xffff). */
+static void rv_linux_csum(uint8_t *f, uint32_t len, uint32_t start, uint32_t coff)
+{
+	uint16_t c = (uint16_t)~ref_fold(ref_add(0, f + start, len - start));
+	if (!c)
+		c = 0xffff;
+	f[start + coff] = (uint8_t)(c >> 8);
+	f[start + coff + 1] = (uint8_t)c;
+}
+
+/* H1. Checksum completion at any csum_start/csum_offset (odd ones
+ * included), frames split at odd places, local or foreign, untagged to
+ * trunk (tag pushed) and tagged to access (tag popped): byte-identical to
+ * Linux's skb_checksum_help on the same frame. */
+START_TEST(checksum_completion_matches_linux_at_odd_offsets)
+{
+	static const uint32_t splits[][5] = {{0}, {1, 1, 1, 0}, {35, 3, 0}, {37, 1, 7, 0},
+					     {129, 0}, {15, 2, 600, 1, 0}};
+	static const uint16_t starts[] = {34, 35, 38, 41, 54, 55, 100};
+	static const uint16_t offs[] = {0, 1, 6, 7, 16, 17, 301};
+	static uint8_t fr[2000], ex[2000];
+	for (int foreign = 0; foreign < 2; foreign++)
+		for (int tagged = 0; tagged < 2; tagged++) {
+			hs_switch_t *sw = th_switch(NULL);
+			struct tbe_config ts = {.foreign_tx = foreign, .rx_posted = 4096};
+			struct tbe_config tr = {.rx_posted = 4096, .rx_seg = 13, .rx_nseg = 64};
+			hs_port_t *src, *dst;
+			if (tagged) { /* tagged sender (trunk) -> access 9: tag popped */
+				src = rv_trunk(sw, "s", &ts);
+				dst = tbe_port(sw, "d", &(struct tbe_config){.rx_posted = 4096}, 9);
+			} else { /* access 9 -> trunk: tag pushed */
+				src = tbe_port(sw, "s", &ts, 9);
+				dst = rv_trunk(sw, "d", &tr);
+			}
+			(void)tr;
+			for (unsigned si = 0; si < 6; si++)
+				for (unsigned a = 0; a < 7; a++)
+					for (unsigned b = 0; b < 7; b++) {
+						uint32_t n = rv_build(fr, V4, IPPROTO_TCP, 5, 5, 700,
+								      tagged ? 9 : -1, NULL);
+						uint32_t st = starts[a] + (tagged ? 4u : 0u);
+						if (st + offs[b] + 2u > n)
+							continue;
+						struct hs_offload off = {.flags = HS_OFF_NEEDS_CSUM,
+									 .csum_start = (uint16_t)st,
+									 .csum_offset = offs[b]};
+						tbe_queue(src, 0, fr, n, &off, splits[si]);
+						tbe_kick(src, 0);
+						/* expected: the frame after the VLAN change, then Linux */
+						uint32_t en;
+						if (tagged) {
+							memcpy(ex, fr, 12);
+							memcpy(ex + 12, fr + 16, n - 16);
+							en = n - 4;
+						} else {
+							memcpy(ex, fr, 12);
+							ex[12] = 0x81, ex[13] = 0, ex[14] = 0, ex[15] = 9;
+							memcpy(ex + 16, fr + 12, n - 12);
+							en = n + 4;
+						}
+						uint32_t est = tagged ? st - 4 : st + 4;
+						rv_linux_csum(ex, en, est, offs[b]);
+						struct tbe_rxf r;
+						ck_assert_msg(tbe_pop(dst, 0, &r), "split %u start %u off %u",
+							      si, st, offs[b]);
+						ck_assert_uint_eq(r.len, en);
+						ck_assert_msg(!memcmp(r.data, ex, en),
+							      "foreign %d tagged %d split %u start %u off %u: "
+							      "checksum differs from Linux's",
+							      foreign, tagged, si, st, offs[b]);
+						ck_assert_uint_eq(r.off.flags, 0);
+						free(r.data);
+					}
+			hs_switch_destroy(sw);
+		}
+}
+END_TEST
+
+/* H2. Segmentation with the longest headers (IPv4 IHL 15, TCP doff 15),
+ * header bytes in 1-byte segments, the sender's tag popped on the way,
+ * local and foreign: every piece right, for receivers with and without
+ * checksum offload; the GSO receiver gets the derived hdr_len, not the
+ * sender's lie. */
+static void rv_check_piece(const struct tbe_rxf *r, const uint8_t *orig, uint32_t oh,
+			   uint32_t mss, uint32_t i, uint32_t pieces, uint32_t len, bool partial,
+			   int delta, bool tcp)
+{
+	uint32_t pay = i + 1 == pieces ? len - oh - i * mss : mss;
+	uint32_t h = (uint32_t)((int)oh + delta);
+	ck_assert_uint_eq(r->len, h + pay);
+	ck_assert_int_eq(memcmp(r->data + h, orig + oh + i * mss, pay), 0);
+	uint8_t *d = r->data;
+	if (partial) {
+		ck_assert_uint_eq(r->off.flags, HS_OFF_NEEDS_CSUM);
+		rv_linux_csum(d, r->len, r->off.csum_start, r->off.csum_offset);
+	} else {
+		ck_assert_uint_eq(r->off.flags, 0);
+	}
+	uint32_t l3 = (d[12] == 0x81) ? 18 : 14;
+	ck_assert_msg(l4_ok(d, r->len, l3), "piece %u of %u: bad checksum or length", i, pieces);
+	(void)tcp;
+}
+
+START_TEST(longest_headers_in_byte_segments_with_a_tag_popped)
+{
+	static const uint32_t bytes[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+					 1, 1, 1, 0};
+	for (int ipv = V4; ipv <= V6; ipv++)
+		for (int proto = 0; proto < 2; proto++)
+			for (int foreign = 0; foreign < 2; foreign++) {
+				uint8_t pr = proto ? IPPROTO_UDP : IPPROTO_TCP;
+				hs_switch_t *sw = th_switch(NULL);
+				struct tbe_config ts = {.foreign_tx = foreign};
+				hs_port_t *s = rv_trunk(sw, "s", &ts);
+				struct tbe_config tn = {.rx_posted = 1000};
+				struct tbe_config tc = {.caps = HS_CAP_CSUM, .rx_posted = 1000,
+							.rx_seg = 3, .rx_nseg = 64};
+				struct tbe_config tg = {.caps = HS_CAP_ALL & ~HS_CAP_GSO_UDP,
+							.rx_seg = 65536};
+				hs_port_t *none = tbe_port(sw, "n", &tn, 9);
+				hs_port_t *cs = tbe_port(sw, "c", &tc, 9);
+				hs_port_t *g = tbe_port(sw, "g", &tg, 9);
+				ck_assert_ptr_nonnull(none);
+				ck_assert_ptr_nonnull(cs);
+				static uint8_t fr[20000];
+				struct hs_offload off;
+				/* foreign: the first 128 bytes only are local (HS_PKT_HDR_MIN) */
+				uint32_t n = rv_build(fr, ipv, pr, foreign ? 10 : 15, 15, 3000, 9, &off);
+				off.gso_type = pr == IPPROTO_UDP ? HS_GSO_UDP_L4
+					       : ipv == V4 ? HS_GSO_TCPV4 : HS_GSO_TCPV6;
+				off.gso_size = 100; /* 30 pieces, a 3-byte-segment receiver: ~60 segs */
+				uint32_t real_hdr = off.hdr_len;
+				off.hdr_len = 7; /* the sender's hint lies */
+				tbe_queue(s, 0, fr, n, &off, bytes);
+				tbe_kick(s, 0);
+				uint32_t pieces = (n - real_hdr + 99) / 100;
+				struct tbe_rxf r;
+				for (uint32_t i = 0; i < pieces; i++) {
+					ck_assert_msg(tbe_pop(none, 0, &r), "ipv %d pr %u foreign %d: "
+						      "piece %u missing (drops: %llu bad_offload at s)",
+						      ipv, pr, foreign, i,
+						      (unsigned long long)th_pstats(s).drops[HS_DROP_BAD_OFFLOAD]);
+					rv_check_piece(&r, fr, real_hdr, 100, i, pieces, n, false, -4,
+						       pr == IPPROTO_TCP);
+					free(r.data);
+				}
+				/* 3-byte segments x 64 hold 192: pieces of hdr+100 fit only
+				 * when the header is short; oversize is counted otherwise */
+				while (tbe_pop(cs, 0, &r)) {
+					free(r.data);
+				}
+				ck_assert(tbe_pop(g, 0, &r));
+				ck_assert_uint_eq(r.len, n - 4);
+				ck_assert_uint_eq(r.off.hdr_len, real_hdr - 4);
+				ck_assert_uint_eq(r.off.csum_start, off.csum_start - 4);
+				free(r.data);
+				hs_switch_destroy(sw);
+			}
+}
+END_TEST
+
+/* H3. Partial-checksum pieces (receiver with checksum offload, no GSO),
+ * tag pushed, IPv6 USO and TCPv4 with options, through the backlog too:
+ * the receiver finishing them as Linux does gets right checksums. */
+START_TEST(partial_pieces_finish_right_through_the_backlog)
+{
+	for (int k = 0; k < 4; k++) {
+		int ipv = k & 1 ? V6 : V4;
+		uint8_t pr = k & 2 ? IPPROTO_UDP : IPPROTO_TCP;
+		hs_switch_t *sw = th_switch(NULL);
+		hs_port_t *s = tbe_port(sw, "s", NULL, 9);
+		struct tbe_config tc = {.caps = HS_CAP_CSUM, .rx_posted = 3};
+		hs_port_t *t = rv_trunk(sw, "t", &tc);
+		static uint8_t fr[20000];
+		struct hs_offload off;
+		uint32_t n = rv_build(fr, ipv, pr, 7, 11, 5001, -1, &off);
+		off.gso_type = pr == IPPROTO_UDP ? HS_GSO_UDP_L4 : ipv == V4 ? HS_GSO_TCPV4 : HS_GSO_TCPV6;
+		off.gso_size = 999;
+		tbe_queue(s, 0, fr, n, &off, (const uint32_t[]){13, 29, 1, 0});
+		tbe_kick(s, 0);
+		tbe_post(t, 0, 100);
+		uint32_t pieces = (n - off.hdr_len + 998) / 999;
+		struct tbe_rxf r;
+		for (uint32_t i = 0; i < pieces; i++) {
+			ck_assert_msg(tbe_pop(t, 0, &r), "k %d piece %u", k, i);
+			rv_check_piece(&r, fr, off.hdr_len, 999, i, pieces, n, true, 4,
+				       pr == IPPROTO_TCP);
+			free(r.data);
+		}
+		ck_assert(!tbe_pop(t, 0, &r));
+		hs_switch_destroy(sw);
+	}
+}
+END_TEST
+
+/* R3. The VLAN a frame is switched in is read from the sender's memory at
+ * classification; a frame that leaves a trunk with its tag unchanged is
+ * then copied with the tag bytes as they are in the sender's memory at
+ * copy time. A guest's other vCPU that rewrites the tag in between (made
+ * deterministic here: the receiver's send_reserve, after classification
+ * and before the copy, rewrites VID 10 to 20 in the sender's frame) gets a
+ * frame switched in VLAN 10 out on a trunk tagged VLAN 20, a VLAN the
+ * sender's port does not even carry. */
+static struct hs_backend_ops rv_mut_ops;
+static uint8_t *rv_mut_at;
+
+static unsigned rv_mut_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
+			       struct hs_iobuf *bufs)
+{
+	if (rv_mut_at)
+		*rv_mut_at = 20; /* TCI low byte: VID 10 -> 20 */
+	return tbe_send_reserve(priv, q, out, n, bufs);
+}
+
+START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	static const uint16_t only10[] = {10};
+	struct tbe_config ts = {0};
+	struct hs_port_config pcs = {.name = "s", .backend = TBE_NAME, .backend_config = &ts,
+				     .backend_config_size = sizeof(ts), .vlan_mode = HS_VLAN_TRUNK,
+				     .trunks = only10, .n_trunks = 1};
+	hs_port_t *s;
+	ck_assert_int_eq(hs_port_add(sw, &pcs, &s), 0);
+	rv_mut_ops = tbe_ops;
+	rv_mut_ops.name = "tbemutvlan";
+	rv_mut_ops.send_reserve = rv_mut_reserve;
+	rc = hs_backend_register(&rv_mut_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config tu = {0};
+	struct hs_port_config pcu = {.name = "uplink", .backend = "tbemutvlan",
+				     .backend_config = &tu, .backend_config_size = sizeof(tu),
+				     .vlan_mode = HS_VLAN_TRUNK}; /* all VLANs */
+	hs_port_t *u;
+	ck_assert_int_eq(hs_port_add(sw, &pcu, &u), 0);
+	static uint8_t fr[200];
+	uint8_t src[6];
+	th_mac(src, 1);
+	uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, 10, 150, 1);
+	ck_assert_uint_eq(fr[15], 10);
+	tbe_queue(s, 0, fr, n, NULL, NULL);
+	struct tbe *tsp = tbe_of(s);
+	struct tbe_txf *f = &tsp->q[0].tx[(tsp->q[0].tx_tail - 1) % TBE_TXMAX];
+	rv_mut_at = tbe_addr(&f->seg[0], 15);
+	tbe_kick(s, 0);
+	rv_mut_at = NULL;
+	struct tbe *tup = hs_port_backend_priv(u, &rv_mut_ops);
+	struct tbe_q *tq = &tup->q[0];
+	ck_assert_uint_eq(tq->rx_tail - tq->rx_head, 1);
+	struct tbe_rxf *r = &tq->rx[tq->rx_head % TBE_RXMAX];
+	unsigned vid = (unsigned)((r->data[14] & 0x0f) << 8 | r->data[15]);
+	hs_switch_destroy(sw);
+	ck_assert_msg(vid == 10, "a frame switched in VLAN 10 left the trunk tagged VLAN %u "
+		      "(the sender's port carries VLAN 10 only)", vid);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("copy");
@@ -1371,6 +1758,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, hostile_metadata_is_refused_and_counted);
 	tcase_add_test(tc, a_tiny_mss_makes_correct_pieces);
 	tcase_add_test(tc, gso_metadata_matches_the_headers_delivered);
+	tcase_add_test(tc, uso_with_ecn_is_refused);
+	tcase_add_test(tc, checksum_completion_matches_linux_at_odd_offsets);
+	tcase_add_test(tc, longest_headers_in_byte_segments_with_a_tag_popped);
+	tcase_add_test(tc, partial_pieces_finish_right_through_the_backlog);
+	tcase_add_test(tc, a_tag_rewritten_after_classification_leaves_in_its_vlan);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -215,6 +215,38 @@ START_TEST(gso_passes_through_or_is_segmented)
 }
 END_TEST
 
+/* DATA_VALID is the device's word to the driver; a driver must not set
+ * it (virtio 1.2, 5.1.6.2.1), and Linux's tun ignores it on write. A
+ * guest's claim is dropped: a receiver that takes checksum offload does
+ * not get a frame with a wrong checksum marked verified (review 48). */
+START_TEST(a_guests_data_valid_is_not_passed_on)
+{
+	struct env e;
+	env_up(&e, 0);
+	struct vud a, b;
+	uint64_t cs = F(HS_VIRTIO_NET_F_CSUM) | F(HS_VIRTIO_NET_F_GUEST_CSUM);
+	guest_up(&a, e.path[0], base | cs, e.p[0]);
+	guest_up(&b, e.path[1], base | cs, e.p[1]);
+	vud_post_rx(&b, 0, 16, VUD_BUF);
+	static uint8_t f[4000], g[4000];
+	size_t n0 = mkframe(f, 0, 2, 64, 0); /* learn b */
+	vud_send(&b, 0, f, (uint32_t)n0, NULL, 1);
+	recv_wait(&a, g, sizeof(g), NULL);
+	struct vud_net_hdr h;
+	uint32_t n = tcp_frame(f, 500, &h);
+	f[n - 1] ^= 0xff; /* the TCP checksum no longer holds */
+	h = (struct vud_net_hdr){.flags = 2}; /* DATA_VALID */
+	ck_assert_int_eq(vud_send(&a, 0, f, n, &h, 1), 0);
+	struct vud_net_hdr rh;
+	ck_assert_int_eq(recv_wait(&b, g, sizeof(g), &rh), (int)n);
+	ck_assert_uint_eq(rh.flags, 0);
+	ck_assert_uint_eq(th_pstats(e.p[0]).drops[HS_DROP_BAD_OFFLOAD], 0);
+	vud_close(&a);
+	vud_close(&b);
+	env_down(&e);
+}
+END_TEST
+
 START_TEST(offloads_not_negotiated_are_refused)
 {
 	struct env e;
@@ -1314,6 +1346,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, frames_larger_than_single_buffers_are_dropped_oversize);
 	tcase_add_test(tc, gso_passes_through_or_is_segmented);
 	tcase_add_test(tc, offloads_not_negotiated_are_refused);
+	tcase_add_test(tc, a_guests_data_valid_is_not_passed_on);
 	tcase_add_test(tc, receive_headers_are_whole_in_any_buffer_shape);
 	tcase_add_test(tc, vhost_user_and_mem_ports_talk);
 	tcase_add_test(tc, guest_gets_interrupts_only_when_it_asks);

@@ -265,12 +265,86 @@ START_TEST(bad_packets_are_refused_or_fatal)
 }
 END_TEST
 
+
+/* review 48: random rings; the parser's promises hold for every verdict */
+static uint64_t rr_seed = 0x9e3779b97f4a7c15ull;
+static uint64_t rr_rnd(void)
+{
+	rr_seed ^= rr_seed << 13;
+	rr_seed ^= rr_seed >> 7;
+	rr_seed ^= rr_seed << 17;
+	return rr_seed;
+}
+
+START_TEST(random_rings_keep_the_parsers_promises)
+{
+	struct txring r;
+	unsigned counts[4] = {0};
+	for (unsigned iter = 0; iter < 200000; iter++) {
+		ring_new(&r, (RING_IDX)rr_rnd());
+		/* a mostly well-formed packet, each field wrong now and then */
+		unsigned slots = 1 + (unsigned)(rr_rnd() % 24);
+		uint32_t total = 0;
+		uint16_t sz[24];
+		for (unsigned k = 0; k < slots; k++) {
+			sz[k] = (uint16_t)(rr_rnd() % 8 ? rr_rnd() % 3000 : rr_rnd());
+			total += sz[k];
+		}
+		bool extra = rr_rnd() % 3 == 0;
+		for (unsigned k = 0; k < slots; k++) {
+			uint16_t fl = (uint16_t)(rr_rnd() % 16 ? 0 : rr_rnd() & 0xf);
+			fl &= (uint16_t)~(NETTXF_more_data | NETTXF_extra_info);
+			if (k + 1 < slots ? rr_rnd() % 32 != 0 : rr_rnd() % 32 == 0)
+				fl |= NETTXF_more_data;
+			if (k == 0 && extra)
+				fl |= NETTXF_extra_info;
+			uint16_t size = k == 0 ? (uint16_t)(rr_rnd() % 8 ? total : rr_rnd()) : sz[k];
+			uint16_t off = (uint16_t)(rr_rnd() % 8 ? rr_rnd() % (4097 - (sz[k] % 4097)) : rr_rnd());
+			put(&r, (uint32_t)rr_rnd(), off, fl, (uint16_t)rr_rnd(), size);
+			if (k == 0 && extra) {
+				unsigned ne = 1 + (unsigned)(rr_rnd() % 4);
+				for (unsigned j = 0; j < ne; j++)
+					put_extra(&r, (uint8_t)(rr_rnd() % 8 ? 1 + rr_rnd() % 4 : rr_rnd() % 6),
+						  (uint8_t)(j + 1 < ne ? XEN_NETIF_EXTRA_FLAG_MORE : 0),
+						  (uint16_t)(rr_rnd() % 8 ? 1448 : rr_rnd() % 3),
+						  (uint8_t)(rr_rnd() % 8 ? 1 + rr_rnd() % 2 : rr_rnd() % 4));
+			}
+		}
+		push(&r);
+		RING_IDX cons = r.f.rsp_cons;
+		struct hs__xtx_pkt p;
+		unsigned taken;
+		const char *why;
+		enum hs__xtx_verdict v = parse(&r, cons, &p, &taken, &why);
+		counts[v]++;
+		if (v == HS__XTX_OK || v == HS__XTX_REFUSED) {
+			ck_assert_uint_eq(taken, p.n_slots + p.n_extra);
+			ck_assert_uint_le(p.n_slots, HS__XTX_SLOTS_FATAL - 1);
+		}
+		if (v == HS__XTX_OK) {
+			uint32_t sum = 0;
+			ck_assert_uint_le(p.n_slots, HS__XTX_SLOTS_MAX);
+			for (unsigned i = 0; i < p.n_slots; i++) {
+				ck_assert_uint_le((uint32_t)p.slot[i].offset + p.slot[i].len, 4096);
+				sum += p.slot[i].len;
+			}
+			ck_assert_uint_eq(sum, p.len);
+			ck_assert_uint_ge(p.len, 14);
+		}
+		ring_free(&r);
+	}
+	fprintf(stderr, "random rings: none %u ok %u refused %u fatal %u\n", counts[0],
+		counts[1], counts[2], counts[3]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("xen_tx");
 	TCase *tc = tcase_create("xen_tx");
 	tcase_add_loop_test(tc, packets_in_one_and_many_slots, 0, 2);
 	tcase_add_test(tc, bad_packets_are_refused_or_fatal);
+	tcase_add_test(tc, random_rings_keep_the_parsers_promises);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -185,6 +185,11 @@ vu_recv_frames(struct vu_dev *d, uint16_t q, struct vu_vring *vr, struct hs_pkt 
 			continue;
 		}
 		segs_read(segs, ch[i].nseg, 0, (uint8_t *)&h, d->hdr_len);
+		/* DATA_VALID is the device's to set, never the driver's
+		 * (virtio 1.2, 5.1.6.2.1): ignored, as Linux's tun does, or a
+		 * guest's word would mark its frames' checksums verified for
+		 * the guests that receive them (review 48). */
+		h.flags &= (uint8_t)~HSB_VNET_F_DATA_VALID;
 		struct hs_pkt *p = &pkts[n];
 		if (!hsb_vnet_to_offload(&h, d->tx_caps, &p->off)) {
 			refuse(vq, late, &ch[i], n);

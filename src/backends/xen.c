@@ -10,7 +10,7 @@
  *
  * Transmit (guest -> switch), by the queue's owner: xen_tx.c parses each
  * packet off the shared ring (refused ones are answered with an error at
- * once, a broken ring stops the vif); the first HS_PKT_HDR_MIN bytes of
+ * once, a broken ring stops the vif); the first XEN_TX_HEAD bytes of
  * every packet of the burst come into local memory in one grant-copy
  * call; the rest stays in the guest's pages as foreign segments, which
  * the receiver's copy reads by grant copy: a frame is copied once.
@@ -68,9 +68,18 @@ static inline uint64_t xref(uint32_t domid, uint32_t gref, uint32_t off)
 	       (uint64_t)(off & 0xfff) << 32 | gref;
 }
 
+/* The first bytes of a transmitted packet brought into local memory: the
+ * switch parses and segments behind headers of up to 192 bytes (the
+ * core's HS__HDR_MAX), so a TSO frame with IPv4 and TCP options of 134
+ * bytes, which Linux's netback takes, is not refused as bad_offload for
+ * want of its last header bytes (with HS_PKT_HDR_MIN, 128, until review
+ * 48). */
+#define XEN_TX_HEAD 192
+_Static_assert(XEN_TX_HEAD >= HS_PKT_HDR_MIN, "a backend's head holds HS_PKT_HDR_MIN bytes");
+
 struct txpkt {                  /* a packet of the current burst */
 	struct hs__xtx_pkt p;
-	uint8_t hdr[HS_PKT_HDR_MIN];
+	uint8_t hdr[XEN_TX_HEAD];
 	struct hs_seg segs[1 + HS__XTX_SLOTS_MAX];
 	uint16_t hseg0, nhseg;  /* its header's segments in the burst's hcopy */
 };
@@ -853,10 +862,26 @@ static int tx_offload(const struct txpkt *t, uint32_t hl, struct hs_offload *o)
 	if (et == 0x0800 && hl >= l3 + 20) {
 		l4 = l3 + (uint32_t)(h[l3] & 15) * 4;
 		proto = h[l3 + 9];
+		if ((h[l3 + 6] & 0x3f) | h[l3 + 7])
+			return -1; /* a fragment: no L4 checksum to fill (Linux: EPROTO) */
 	} else if (et == 0x86dd && hl >= l3 + 40) {
 		l4 = l3 + 40;
 		proto = h[l3 + 6];
 		v6 = true;
+		/* Extension headers before the transport one are skipped, as
+		 * Linux's skb_checksum_setup_ipv6 does (until review 48 such
+		 * frames were refused); a fragment header is refused there. */
+		for (unsigned k = 0; k < 8 && (proto == 0 || proto == 43 || proto == 60 ||
+					       proto == 51); k++) {
+			if (hl < l4 + 8)
+				return -1;
+			uint32_t len = proto == 51 ? ((uint32_t)h[l4 + 1] + 2) * 4
+						   : ((uint32_t)h[l4 + 1] + 1) * 8;
+			proto = h[l4];
+			l4 += len;
+		}
+		if (l4 + 8 > hl)
+			return -1;
 	} else {
 		return -1;
 	}
@@ -922,7 +947,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 			continue;
 		}
 		/* its first bytes into local memory (one call for the burst) */
-		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN, got = 0;
+		uint32_t hl = t->p.len < XEN_TX_HEAD ? t->p.len : XEN_TX_HEAD, got = 0;
 		t->hseg0 = (uint16_t)nseg;
 		for (unsigned i = 0; got < hl; i++) {
 			const struct hs__xtx_slot *s = &t->p.slot[i];
@@ -957,7 +982,7 @@ static unsigned xnb_recv_burst(void *priv, uint16_t q, struct hs_pkt *pkts, unsi
 	unsigned out = 0, bad_copy = 0, bad_off = 0;
 	for (unsigned k = 0; k < n; k++) {
 		struct txpkt *t = &xq->txp[k];
-		uint32_t hl = t->p.len < HS_PKT_HDR_MIN ? t->p.len : HS_PKT_HDR_MIN;
+		uint32_t hl = t->p.len < XEN_TX_HEAD ? t->p.len : XEN_TX_HEAD;
 		struct hs_pkt *pk = &pkts[out];
 		bool copy_failed = fail;
 		for (unsigned i = 0; i < t->nhseg; i++)

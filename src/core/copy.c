@@ -360,6 +360,11 @@ int hs__offload_check(const struct hs_pkt *p, const uint8_t *hdr, uint32_t hlen,
 	if (o->gso_type != HS_GSO_TCPV4 && o->gso_type != HS_GSO_TCPV6 &&
 	    o->gso_type != HS_GSO_UDP_L4 && o->gso_type != HS_GSO_UDP)
 		return -EINVAL;
+	/* ECN (CWR) is TCP's: Linux refuses it with UDP (a tap writes EINVAL
+	 * for virtio's 0x85, a guest drops it as bad GSO); review 48 */
+	if ((o->flags & HS_OFF_GSO_ECN) && o->gso_type != HS_GSO_TCPV4 &&
+	    o->gso_type != HS_GSO_TCPV6)
+		return -EINVAL;
 	/* 0xffff is GSO_BY_FRAGS inside Linux, refused from a virtio header
 	 * (a tap writes EINVAL, a guest drops it): found by a long fuzz_tap
 	 * run. */
