@@ -21,6 +21,8 @@ struct bench_opts {
 	unsigned ring;                              /* mem ring size, 0: 256 */
 	unsigned repeat;                            /* runs per case, 0: 1 */
 	int flood;                                  /* single: flowgen's traffic */
+	unsigned vlan;                              /* single: trunks, frames tagged
+						       with this VID; 0: untagged */
 	int rx_poll;                                /* ablation, scaling: receivers
 						       poll, never sleep */
 	double seconds;

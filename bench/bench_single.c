@@ -53,6 +53,7 @@ struct single_case {
 	unsigned ports, macs;
 	size_t frame;
 	bool flood; /* one source on every port, an unlearned destination */
+	uint16_t vlan; /* ports are trunks, frames carry this tag; 0: none */
 };
 
 struct single_result {
@@ -105,10 +106,16 @@ __attribute__((noinline)) static int run_single(const struct single_case *c, uns
 	uint32_t buf = c->frame <= 2048 ? 2048 : (uint32_t)((c->frame + 1023) & ~1023u);
 	struct hs_mem_config mc = {.ring_size = ring ? ring : 256, .buf_size = buf};
 	hs_port_t **port = calloc(c->ports, sizeof(*port));
+	const uint16_t trunks[1] = {c->vlan};
 	for (unsigned p = 0; p < c->ports; p++) {
 		struct hs_port_config pc = {.backend = HS_MEM_BACKEND, .backend_config = &mc,
 					    .backend_config_size = sizeof(mc),
 					    .mtu = c->frame > 1514 ? 9216 : 0};
+		if (c->vlan) {
+			pc.vlan_mode = HS_VLAN_TRUNK;
+			pc.trunks = trunks;
+			pc.n_trunks = 1;
+		}
 		if (hs_port_add(sw, &pc, &port[p]))
 			return -1;
 	}
@@ -118,8 +125,13 @@ __attribute__((noinline)) static int run_single(const struct single_case *c, uns
 	for (unsigned i = 0; i < B; i++) {
 		uint8_t *f = frames + i * stride;
 		memset(f, 0x5a, c->frame);
-		f[12] = 0x08;
-		f[13] = 0x00;
+		unsigned at = 12;
+		if (c->vlan) { /* 802.1Q, PCP 0: the frame's length includes it */
+			f[at++] = 0x81, f[at++] = 0x00;
+			f[at++] = (uint8_t)(c->vlan >> 8), f[at++] = (uint8_t)c->vlan;
+		}
+		f[at] = 0x08;
+		f[at + 1] = 0x00;
 	}
 	struct hs_mem_frame tx[32], rx[32];
 	uint64_t ck[256];
@@ -230,7 +242,8 @@ int cmd_single(struct bench_opts *o)
 			for (unsigned m = 0; m < 3; m++) {
 				struct single_case c = {.ports = ports[p],
 							.macs = macs[m] ? macs[m] : ports[p],
-							.frame = sizes[s], .flood = o->flood};
+							.frame = sizes[s], .flood = o->flood,
+							.vlan = (uint16_t)o->vlan};
 				if (o->flood && macs[m])
 					continue; /* the table's size changes nothing */
 				if ((o->only_frame && o->only_frame != c.frame) ||
@@ -274,6 +287,9 @@ int cmd_single(struct bench_opts *o)
 				   "\"gbps\":%.3f}",
 				sizes[s], mc[s] / 1e6, mc[s] * (double)sizes[s] * 8 / 1e9);
 	}
+	if (o->vlan)
+		printf("\ntraffic: every port a trunk of VLAN %u, every frame tagged with it "
+		       "(a tag in, the same tag out)\n", o->vlan);
 	if (o->flood)
 		printf("\ntraffic: flooded (one source MAC on every port, toward a MAC "
 		       "never learned); Mpps counts frames received at all ports\n");
@@ -298,11 +314,11 @@ int cmd_single(struct bench_opts *o)
 			printf("  (%.2f-%.2f)", lo, hi);
 		printf("\n");
 		bench_json_item(o,
-				"{\"case\":\"%s\",\"frame\":%zu,\"ports\":%u,"
+				"{\"case\":\"%s\",\"vlan\":%u,\"frame\":%zu,\"ports\":%u,"
 				"\"macs\":%u,\"mpps\":%.3f,\"mpps_min\":%.3f,"
 				"\"mpps_max\":%.3f,\"runs\":%u,\"gbps\":%.3f,"
 				"\"tsc_per_pkt\":%.1f,\"memcpy_ratio\":%.4f,\"drops\":%llu}",
-				c->flood ? "single-flood" : "single", c->frame, c->ports,
+				c->flood ? "single-flood" : "single", c->vlan, c->frame, c->ports,
 				c->macs, med, lo, hi, reps, gbps, t, ratio,
 				(unsigned long long)drops[i]);
 		if (c->frame == 64 && c->ports == 2 && c->macs == 1024) {

@@ -36,6 +36,7 @@ static void usage(void)
 		"       [--flood]    single: every port sends from one MAC to one never\n"
 		"                    learned (testpmd flowgen's traffic): each burst moves\n"
 		"                    the source and is flooded\n"
+		"       [--vlan VID] single: ports are trunks, frames tagged VID\n"
 		"       [--rx-poll]  ablation, scaling: receivers poll (yield when\n"
 		"                    empty, a guest that polls) instead of sleeping\n"
 		"commands:\n"
@@ -82,6 +83,7 @@ int main(int argc, char **argv)
 					   {"repeat", required_argument, 0, 'n'},
 					   {"flood", no_argument, 0, 'F'},
 					   {"rx-poll", no_argument, 0, 'P'},
+					   {"vlan", required_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
 	int ch;
 	optind = 2;
@@ -95,10 +97,20 @@ int main(int argc, char **argv)
 		case 'q': o.quick = 1; break;
 		case 'F': o.flood = 1; break;
 		case 'P': o.rx_poll = 1; break;
+		case 'V':
+			if (num(optarg, &o.vlan) || !o.vlan || o.vlan > 4094) {
+				fprintf(stderr, "--vlan: a VID from 1 to 4094\n");
+				return 2;
+			}
+			break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'j': o.json_path = optarg; break;
 		default: usage(); return 2;
 		}
+	}
+	if (o.vlan && strcmp(cmd, "single")) {
+		fprintf(stderr, "--vlan: for single only\n");
+		return 2;
 	}
 	if (o.rx_poll && strcmp(cmd, "ablation") && strcmp(cmd, "scaling") &&
 	    strcmp(cmd, "all")) {
