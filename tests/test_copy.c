@@ -1679,11 +1679,14 @@ static unsigned rv_mut_reserve(void *priv, uint16_t q, const struct hs_out *out,
 
 START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 {
+	/* _i: 0 the fast path (plain frames, one local segment each side);
+	 * 1 a foreign sender (the copy through views); 2 a partial checksum
+	 * passed to a receiver that takes it (the general path's copy) */
 	hs_switch_t *sw = th_switch(NULL);
 	int rc = hs_backend_register(&tbe_ops);
 	ck_assert(rc == 0 || rc == -EEXIST);
 	static const uint16_t only10[] = {10};
-	struct tbe_config ts = {0};
+	struct tbe_config ts = {.foreign_tx = _i == 1};
 	struct hs_port_config pcs = {.name = "s", .backend = TBE_NAME, .backend_config = &ts,
 				     .backend_config_size = sizeof(ts), .vlan_mode = HS_VLAN_TRUNK,
 				     .trunks = only10, .n_trunks = 1};
@@ -1694,7 +1697,7 @@ START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 	rv_mut_ops.send_reserve = rv_mut_reserve;
 	rc = hs_backend_register(&rv_mut_ops);
 	ck_assert(rc == 0 || rc == -EEXIST);
-	struct tbe_config tu = {0};
+	struct tbe_config tu = {.caps = _i == 2 ? HS_CAP_CSUM : 0};
 	struct hs_port_config pcu = {.name = "uplink", .backend = "tbemutvlan",
 				     .backend_config = &tu, .backend_config_size = sizeof(tu),
 				     .vlan_mode = HS_VLAN_TRUNK}; /* all VLANs */
@@ -1705,7 +1708,8 @@ START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 	th_mac(src, 1);
 	uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, 10, 150, 1);
 	ck_assert_uint_eq(fr[15], 10);
-	tbe_queue(s, 0, fr, n, NULL, NULL);
+	struct hs_offload off = {.flags = HS_OFF_NEEDS_CSUM, .csum_start = 38, .csum_offset = 6};
+	tbe_queue(s, 0, fr, n, _i == 2 ? &off : NULL, NULL);
 	struct tbe *tsp = tbe_of(s);
 	struct tbe_txf *f = &tsp->q[0].tx[(tsp->q[0].tx_tail - 1) % TBE_TXMAX];
 	rv_mut_at = tbe_addr(&f->seg[0], 15);
@@ -1762,7 +1766,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, checksum_completion_matches_linux_at_odd_offsets);
 	tcase_add_test(tc, longest_headers_in_byte_segments_with_a_tag_popped);
 	tcase_add_test(tc, partial_pieces_finish_right_through_the_backlog);
-	tcase_add_test(tc, a_tag_rewritten_after_classification_leaves_in_its_vlan);
+	tcase_add_loop_test(tc, a_tag_rewritten_after_classification_leaves_in_its_vlan, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -414,12 +414,16 @@ static int copy_out(struct hs__dl *dl, struct hs__src *s, unsigned piece,
 	}
 	const struct hs_pkt *p = s->pkt;
 	if (s->mode == HS__PASS) {
-		/* The common case: one segment each side, nothing to change. */
-		if (HS__LIKELY(!s->strip && !s->ins && p->nsegs == 1 &&
+		/* The common case: one segment each side, nothing to change,
+		 * or a tag taken out and another put in its place (the same
+		 * length: the copy, then the tag written over). */
+		if (HS__LIKELY(s->strip == s->ins && p->nsegs == 1 &&
 			       b->nsegs == 1 && b->segs[0].len >= p->len &&
 			       !((p->segs[0].flags | b->segs[0].flags) &
 				 HS_SEG_FOREIGN))) {
 			hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
+			if (s->ins)
+				memcpy((uint8_t *)b->segs[0].base + 12, s->tag, HS_VLAN_HLEN);
 			return 0;
 		}
 		struct hs__view v;
@@ -772,15 +776,26 @@ static unsigned notify_decide(struct hs__ctx *c, struct hs_port *dp,
 	return 0;
 }
 
-/* True if frame i of the round leaves for dp exactly as it came: no
- * offload metadata, untagged in and out (a tag is always written from
- * the switch's memory: vlan_change). */
+/* True if frame i of the round leaves for dp as it came: no offload
+ * metadata, and untagged in and out, or tagged with its VLAN in and out
+ * (the tag then written from the switch's memory: vlan_change). */
 static inline bool frame_plain(const struct hs__ctx *c, unsigned i,
 			       struct hs__vout vo)
 {
-	if (!(c->plain & (1ull << i)) || ((c->tagged >> i) & 1))
+	if (!(c->plain & (1ull << i)))
 		return false;
-	return !hs__vout_tags(vo, c->vid[i]);
+	bool out = hs__vout_tags(vo, c->vid[i]);
+	return (bool)((c->tagged >> i) & 1) == out &&
+	       (!out || (c->tci[i] & 0x0fff) == c->vid[i]);
+}
+
+/* The tag a frame classified tagged leaves with when its VLAN stays:
+ * the classified one, from the switch's memory, never the sender's
+ * bytes again (vlan_change). */
+static inline void tag_bytes(uint8_t t[HS_VLAN_HLEN], uint16_t tci)
+{
+	const uint8_t w[HS_VLAN_HLEN] = {0x81, 0x00, (uint8_t)(tci >> 8), (uint8_t)tci};
+	memcpy(t, w, sizeof(w)); /* one store */
 }
 
 /* The fast path: plain frames into a receiver with an empty backlog. One
@@ -791,7 +806,13 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 {
 	struct hs__dl *dl = c->dl;
 	const struct hs_pkt *pk[HS__BURST_MAX];
+	uint8_t fi[HS__BURST_MAX]; /* frame indexes: for tagged frames only */
+	const uint64_t tagm = mask & c->tagged;
 	unsigned n = 0;
+	if (HS__UNLIKELY(tagm))
+		for (uint64_t m = mask; m; m &= m - 1)
+			fi[n++] = (uint8_t)__builtin_ctzll(m);
+	n = 0;
 	for (uint64_t m = mask; m; m &= m - 1) {
 		const struct hs_pkt *p = &c->pkts[__builtin_ctzll(m)];
 		pk[n] = p;
@@ -802,7 +823,7 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 	unsigned k = hs__be_send_reserve(dp, oq->qid, dl->out, n, dl->bufs);
 	if (k > n)
 		k = n;
-	uint64_t by = 0, pk_ok = 0, foreign = 0;
+	uint64_t by = 0, pk_ok = 0, foreign = 0, viewed = 0;
 	dl->ops_err = 0; /* any flush of this batch that fails sets it */
 	const unsigned run = run_len(dl, n, k); /* in runs (run_begin) */
 	for (unsigned j0 = 0, j1; j0 < k; j0 = j1) {
@@ -818,8 +839,12 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 				       b->segs[0].len >= p->len &&
 				       !((p->segs[0].flags | b->segs[0].flags) &
 					 HS_SEG_FOREIGN))) {
+				/* (a tagged frame's tag is written over below) */
 				hs__copy_bytes(b->segs[0].base, p->segs[0].base, p->len);
 			} else {
+				/* tagged in and out: the tag from the switch's memory */
+				const bool tagged = HS__UNLIKELY(tagm) && ((tagm >> fi[j]) & 1);
+				viewed |= 1ull << j;
 				int rc = 0;
 				bool local = pkt_local(p);
 				/* its bytes move through a copy hook, maybe in a batch
@@ -832,6 +857,17 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 				}
 				struct hs__view v = {.n = 1, .len = p->len,
 						     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
+				uint8_t tag[HS_VLAN_HLEN];
+				struct hs_seg tseg = {.base = tag, .len = HS_VLAN_HLEN};
+				if (tagged) {
+					tag_bytes(tag, c->tci[fi[j]]);
+					v.r[0].len = 12;
+					v.r[1] = (struct hs__range){.lseg = &tseg, .off = 0,
+								    .len = HS_VLAN_HLEN};
+					v.r[2] = (struct hs__range){.pkt = p, .off = 16,
+								    .len = p->len - 16};
+					v.n = 3;
+				}
 				if (!rc)
 					rc = hs__copy_view(dl, &v, b, UINT32_MAX, NULL);
 				if (rc) {
@@ -845,6 +881,14 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 			by += p->len;
 		}
 	}
+	/* Tagged frames copied whole (one local segment each side): the tag
+	 * the frame was switched by, written over what the copy read from
+	 * the sender's memory, which may have changed since (vlan_change).
+	 * Out of the copy loop, so that untagged frames pay nothing. */
+	if (HS__UNLIKELY(tagm))
+		for (unsigned j = 0; j < k; j++)
+			if (((tagm >> fi[j]) & 1) && !((viewed >> j) & 1) && dl->bufs[j].nsegs)
+				tag_bytes((uint8_t *)dl->bufs[j].segs[0].base + 12, c->tci[fi[j]]);
 	if (HS__UNLIKELY(dl->n_ops_src || dl->n_ops_dst))
 		hs__copy_flush(dl);
 	if (HS__UNLIKELY(dl->ops_err)) {
