@@ -1726,6 +1726,212 @@ START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 }
 END_TEST
 
+
+/* ==== review 48 (cold, OVS/bridge maintainer): more shapes of the tag race ==== */
+static uint8_t *rw_at[8];
+static unsigned rw_n;
+static bool rw_ins;
+static struct hs_backend_ops rw_ops;
+
+static unsigned rw_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
+			   struct hs_iobuf *bufs)
+{
+	for (unsigned i = 0; i < rw_n; i++)
+		if (rw_at[i]) {
+			if (rw_ins) { /* an ethertype turned into a tag of VLAN 20 */
+				rw_at[i][0] = 0x81, rw_at[i][1] = 0x00;
+				rw_at[i][2] = 0x00, rw_at[i][3] = 20;
+				continue;
+			}
+			rw_at[i][0] = 0x00; /* PCP/DEI cleared, VID 0x0?? */
+			rw_at[i][1] = 20;   /* VID -> 20 */
+		}
+	return tbe_send_reserve(priv, q, out, n, bufs);
+}
+
+static void rw_register(void)
+{
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	rw_ops = tbe_ops;
+	rw_ops.name = "tbemutrw";
+	rw_ops.send_reserve = rw_reserve;
+	rc = hs_backend_register(&rw_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+}
+
+/* Queues a frame of tci on s and arms the rewrite of its bytes 14..15. */
+static void rw_queue(hs_port_t *s, const uint8_t *fr, uint32_t n, const struct hs_offload *off)
+{
+	tbe_queue(s, 0, fr, n, off, NULL);
+	struct tbe *tsp = tbe_of(s);
+	struct tbe_txf *f = &tsp->q[0].tx[(tsp->q[0].tx_tail - 1) % TBE_TXMAX];
+	rw_at[rw_n++] = tbe_addr(&f->seg[0], 14);
+}
+
+static unsigned rw_tcis(hs_port_t *u, uint16_t *tci, unsigned max)
+{
+	struct tbe *tup = hs_port_backend_priv(u, &rw_ops);
+	struct tbe_q *tq = &tup->q[0];
+	unsigned k = 0;
+	for (uint32_t i = tq->rx_head; i != tq->rx_tail && k < max; i++) {
+		struct tbe_rxf *r = &tq->rx[i % TBE_RXMAX];
+		tci[k++] = r->data[12] == 0x81 && r->data[13] == 0 ?
+				   (uint16_t)(r->data[14] << 8 | r->data[15]) : 0xffff;
+	}
+	return k;
+}
+
+/* _i shapes:
+ * 0 fast path, foreign receiver (send_plain's view branch, tag a range)
+ * 1 foreign sender and foreign receiver (one backend: hook copies straight)
+ * 2 local multi-segment receiver (view branch, memcpy at once)
+ * 3 backlog: one buffer posted, the second frame waits (bl_push), drained
+ * 4 HS_SW_DOUBLE_COPY
+ * 5 GSO TCPv4 cut in software for a receiver without GSO (template)
+ * 6 partial checksum finished in software (HS__CSUM)
+ * 7 tx mirror to a trunk output (frames sent to a trunk, mirrored)
+ * 8 cross_foreign: foreign sender (tbe) to foreign receiver of another backend
+ */
+START_TEST(tag_and_pcp_come_from_the_switch_in_every_shape)
+{
+	struct hs_switch_config swc = {0};
+	if (_i == 4)
+		swc.flags = HS_SW_DOUBLE_COPY;
+	hs_switch_t *sw = th_switch(&swc);
+	rw_register();
+	static const uint16_t only10[] = {10};
+	struct tbe_config ts = {.foreign_tx = _i == 1 || _i == 8};
+	struct hs_port_config pcs = {.name = "s", .backend = TBE_NAME, .backend_config = &ts,
+				     .backend_config_size = sizeof(ts), .vlan_mode = HS_VLAN_TRUNK,
+				     .trunks = only10, .n_trunks = 1};
+	if (_i == 9) /* 9: an access port in VLAN 10, untagged frame; its ethertype rewritten */
+		pcs = (struct hs_port_config){.name = "s", .backend = TBE_NAME, .backend_config = &ts,
+					      .backend_config_size = sizeof(ts),
+					      .vlan_mode = HS_VLAN_ACCESS, .vlan = 10};
+	hs_port_t *s;
+	ck_assert_int_eq(hs_port_add(sw, &pcs, &s), 0);
+	struct tbe_config tu = {0};
+	if (_i == 0 || _i == 1 || _i == 8)
+		tu.foreign_rx = true;
+	if (_i == 2)
+		tu.rx_seg = 64, tu.rx_nseg = 8;
+	if (_i == 3)
+		tu.rx_posted = 1;
+	if (_i == 6)
+		tu.caps = 0;
+	hs_port_t *u, *dst = NULL;
+	if (_i == 7) {
+		/* the frames go to a plain tbe trunk "d"; the mirror output
+		 * (the mutating backend) takes what d is sent */
+		struct tbe_config td = {0};
+		struct hs_port_config pcd = {.name = "d", .backend = TBE_NAME, .backend_config = &td,
+					     .backend_config_size = sizeof(td),
+					     .vlan_mode = HS_VLAN_TRUNK};
+		ck_assert_int_eq(hs_port_add(sw, &pcd, &dst), 0);
+	}
+	struct hs_port_config pcu = {.name = "uplink", .backend = "tbemutrw",
+				     .backend_config = &tu, .backend_config_size = sizeof(tu),
+				     .vlan_mode = HS_VLAN_TRUNK};
+	ck_assert_int_eq(hs_port_add(sw, &pcu, &u), 0);
+	if (_i == 7) {
+		struct hs_mirror_config mc = {.size = sizeof(mc), .flags = HS_MIRROR_TX,
+					      .src = dst, .dst = u};
+		hs_mirror_t *m;
+		ck_assert_int_eq(hs_mirror_add(sw, &mc, &m), 0);
+	}
+	/* PCP 5, DEI 1, VID 10 */
+	const uint16_t tci = _i == 9 ? 0x000a : 0xb00a;
+	static uint8_t fr[8000];
+	uint8_t src[6];
+	th_mac(src, 1);
+	unsigned nf = 2;
+	rw_n = 0;
+	memset(rw_at, 0, sizeof(rw_at));
+	if (_i == 5 || _i == 6) {
+		struct hs_offload off;
+		uint32_t n = rv_build(fr, V4, IPPROTO_TCP, 5, 5, _i == 5 ? 3000 : 700, tci, &off);
+		if (_i == 5) {
+			off.gso_type = HS_GSO_TCPV4;
+			off.gso_size = 1000;
+			nf = 3;
+		} else {
+			off.gso_type = HS_GSO_NONE;
+			nf = 1;
+		}
+		rw_queue(s, fr, n, &off);
+	} else {
+		for (unsigned j = 0; j < nf; j++) {
+			uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, _i == 9 ? -1 : tci, 300, j);
+			rw_queue(s, fr, n, NULL);
+			if (_i == 9)
+				rw_at[rw_n - 1] -= 2; /* bytes 12..15 */
+		}
+	}
+	rw_ins = _i == 9;
+	tbe_kick(s, 0);
+	rw_ins = false;
+	if (_i == 3) {
+		struct tbe *tup = hs_port_backend_priv(u, &rw_ops);
+		pthread_mutex_lock(&tup->q[0].lock);
+		tup->q[0].posted += 4;
+		pthread_mutex_unlock(&tup->q[0].lock);
+		hs_port_posted(u, 0);
+	}
+	rw_n = 0;
+	uint16_t got[8];
+	unsigned k = rw_tcis(u, got, 8);
+	hs_switch_destroy(sw);
+	ck_assert_msg(k == nf, "shape %d: %u frames out, %u expected", _i, k, nf);
+	for (unsigned j = 0; j < k; j++)
+		ck_assert_msg(got[j] == tci, "shape %d: frame %u left with TCI %#06x, switched with %#06x",
+			      _i, j, got[j], tci);
+}
+END_TEST
+
+/* Two tagged frames of two VLANs (and two priorities), one burst, a trunk
+ * to a trunk whose receive buffers are foreign (a Xen guest, a tap with a
+ * deferring hook): send_plain's view branch puts the tag in a range whose
+ * bytes live in a block-scoped array of the loop, read by the hook only at
+ * the flush after the loop. _i: 0 foreign receiver, 1 foreign both sides. */
+START_TEST(two_vlans_in_one_burst_to_a_foreign_receiver_keep_their_tags)
+{
+	hs_switch_t *sw = th_switch(NULL);
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	struct tbe_config ts = {.foreign_tx = _i == 1};
+	struct hs_port_config pcs = {.name = "s", .backend = TBE_NAME, .backend_config = &ts,
+				     .backend_config_size = sizeof(ts), .vlan_mode = HS_VLAN_TRUNK};
+	hs_port_t *s, *u;
+	ck_assert_int_eq(hs_port_add(sw, &pcs, &s), 0);
+	struct tbe_config tu = {.foreign_rx = true};
+	struct hs_port_config pcu = {.name = "u", .backend = TBE_NAME, .backend_config = &tu,
+				     .backend_config_size = sizeof(tu), .vlan_mode = HS_VLAN_TRUNK};
+	ck_assert_int_eq(hs_port_add(sw, &pcu, &u), 0);
+	static const uint16_t tcis[3] = {0xa00a, 0x4014, 0x201e}; /* 5/10, 2/20, 1/30 */
+	static uint8_t fr[400];
+	uint8_t src[6];
+	th_mac(src, 1);
+	for (unsigned j = 0; j < 3; j++) {
+		uint32_t n = (uint32_t)th_frame(fr, th_bcast, src, tcis[j], 300, j);
+		tbe_queue(s, 0, fr, n, NULL, NULL);
+	}
+	tbe_kick(s, 0);
+	uint16_t got[3] = {0};
+	unsigned k = 0;
+	struct tbe_rxf r;
+	while (k < 3 && tbe_pop(u, 0, &r)) {
+		got[k++] = (uint16_t)(r.data[14] << 8 | r.data[15]);
+		free(r.data);
+	}
+	hs_switch_destroy(sw);
+	ck_assert_uint_eq(k, 3);
+	for (unsigned j = 0; j < 3; j++)
+		ck_assert_msg(got[j] == tcis[j], "frame %u (TCI %#06x) left with TCI %#06x", j,
+			      tcis[j], got[j]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("copy");
@@ -1767,6 +1973,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, longest_headers_in_byte_segments_with_a_tag_popped);
 	tcase_add_test(tc, partial_pieces_finish_right_through_the_backlog);
 	tcase_add_loop_test(tc, a_tag_rewritten_after_classification_leaves_in_its_vlan, 0, 3);
+	TCase *r48 = tcase_create("tags");
+	tcase_add_loop_test(r48, tag_and_pcp_come_from_the_switch_in_every_shape, 0, 10);
+	tcase_add_loop_test(r48, two_vlans_in_one_burst_to_a_foreign_receiver_keep_their_tags, 0, 2);
+	suite_add_tcase(s, r48);
 	suite_add_tcase(s, tc);
 	return s;
 }

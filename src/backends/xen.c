@@ -891,7 +891,11 @@ static int tx_offload(const struct txpkt *t, uint32_t hl, struct hs_offload *o)
 	o->csum_start = (uint16_t)l4;
 	o->csum_offset = proto == 6 ? 16 : 6;
 	if (p->gso_size) {
-		if ((p->gso_type == XEN_NETIF_GSO_TYPE_TCPV6) != v6 || hl < l4 + 13)
+		/* the switch cuts no IPv6 frame with extension headers
+		 * (hs__offload_check): refused here, answered as such, rather
+		 * than dropped after the guest was told it went (review 48) */
+		if ((p->gso_type == XEN_NETIF_GSO_TYPE_TCPV6) != v6 || hl < l4 + 13 ||
+		    (v6 && l4 != l3 + 40))
 			return -1;
 		o->gso_type = v6 ? HS_GSO_TCPV6 : HS_GSO_TCPV4;
 		o->gso_size = p->gso_size;

@@ -130,6 +130,10 @@ struct hs__dl {
 	struct hs_seg piece_seg[HS__OUT_MAX];
 	uint8_t csum_val[HS__OUT_MAX][2];
 	struct hs_seg csum_seg[HS__OUT_MAX];
+	/* send_plain: the tag of a tagged frame copied through views, kept
+	 * until the batch's flush (a copy hook's op points at it) */
+	uint8_t tag_val[HS__BURST_MAX][4];
+	struct hs_seg tag_seg[HS__BURST_MAX];
 
 	/* copies the switch cannot do itself, batched per copy hook */
 	struct hs_copy_op ops_src[HS__OPS_MAX], ops_dst[HS__OPS_MAX];

@@ -857,12 +857,15 @@ static uint64_t send_plain(struct hs__ctx *c, struct hs_port *dp,
 				}
 				struct hs__view v = {.n = 1, .len = p->len,
 						     .r[0] = {.pkt = p, .off = 0, .len = p->len}};
-				uint8_t tag[HS_VLAN_HLEN];
-				struct hs_seg tseg = {.base = tag, .len = HS_VLAN_HLEN};
 				if (tagged) {
-					tag_bytes(tag, c->tci[fi[j]]);
+					/* in dl, not on the stack: a copy hook's op
+					 * reads it at the flush, after this loop
+					 * (found by review 48's second look) */
+					tag_bytes(dl->tag_val[j], c->tci[fi[j]]);
+					dl->tag_seg[j] = (struct hs_seg){.base = dl->tag_val[j],
+									 .len = HS_VLAN_HLEN};
 					v.r[0].len = 12;
-					v.r[1] = (struct hs__range){.lseg = &tseg, .off = 0,
+					v.r[1] = (struct hs__range){.lseg = &dl->tag_seg[j], .off = 0,
 								    .len = HS_VLAN_HLEN};
 					v.r[2] = (struct hs__range){.pkt = p, .off = 16,
 								    .len = p->len - 16};
