@@ -1192,25 +1192,35 @@ END_TEST
  * UDP, as a racing vCPU would. The frame is checked again in the
  * receiver's buffer, and dropped (bad_offload). */
 static struct hs_backend_ops mut_ops;
-static uint8_t *mut_at;
+static uint8_t *mut_at, mut_val; /* the byte a reservation rewrites, and to what */
 
 static unsigned mut_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
 			    struct hs_iobuf *bufs)
 {
 	if (mut_at)
-		*mut_at = IPPROTO_UDP;
+		*mut_at = mut_val;
 	return tbe_send_reserve(priv, q, out, n, bufs);
+}
+
+/* tbe's ops, but send_reserve rewrites *mut_at first, as a guest's other
+ * vCPU could between a check and the copy; registered once */
+static void mut_register(void)
+{
+	int rc = hs_backend_register(&tbe_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
+	mut_ops = tbe_ops;
+	mut_ops.name = "tbemut";
+	mut_ops.send_reserve = mut_reserve;
+	rc = hs_backend_register(&mut_ops);
+	ck_assert(rc == 0 || rc == -EEXIST);
 }
 
 START_TEST(gso_metadata_matches_the_headers_delivered)
 {
 	hs_switch_t *sw = th_switch(NULL);
 	hs_port_t *a = tbe_port(sw, "a", NULL, 0);
-	mut_ops = tbe_ops;
-	mut_ops.name = "tbemut";
-	mut_ops.send_reserve = mut_reserve;
-	int rc = hs_backend_register(&mut_ops);
-	ck_assert(rc == 0 || rc == -EEXIST);
+	mut_register();
+	mut_val = IPPROTO_UDP;
 	struct tbe_config tg = {.caps = HS_CAP_CSUM | HS_CAP_GSO_TCPV4, .rx_seg = 65536};
 	struct hs_port_config pc = {.name = "g", .backend = "tbemut", .backend_config = &tg,
 				    .backend_config_size = sizeof(tg)};
@@ -1666,17 +1676,6 @@ END_TEST
  * and before the copy, rewrites VID 10 to 20 in the sender's frame) gets a
  * frame switched in VLAN 10 out on a trunk tagged VLAN 20, a VLAN the
  * sender's port does not even carry. */
-static struct hs_backend_ops rv_mut_ops;
-static uint8_t *rv_mut_at;
-
-static unsigned rv_mut_reserve(void *priv, uint16_t q, const struct hs_out *out, unsigned n,
-			       struct hs_iobuf *bufs)
-{
-	if (rv_mut_at)
-		*rv_mut_at = 20; /* TCI low byte: VID 10 -> 20 */
-	return tbe_send_reserve(priv, q, out, n, bufs);
-}
-
 START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 {
 	/* _i: 0 the fast path (plain frames, one local segment each side);
@@ -1692,13 +1691,10 @@ START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 				     .trunks = only10, .n_trunks = 1};
 	hs_port_t *s;
 	ck_assert_int_eq(hs_port_add(sw, &pcs, &s), 0);
-	rv_mut_ops = tbe_ops;
-	rv_mut_ops.name = "tbemutvlan";
-	rv_mut_ops.send_reserve = rv_mut_reserve;
-	rc = hs_backend_register(&rv_mut_ops);
-	ck_assert(rc == 0 || rc == -EEXIST);
+	mut_register();
+	mut_val = 20; /* TCI low byte: VID 10 -> 20 */
 	struct tbe_config tu = {.caps = _i == 2 ? HS_CAP_CSUM : 0};
-	struct hs_port_config pcu = {.name = "uplink", .backend = "tbemutvlan",
+	struct hs_port_config pcu = {.name = "uplink", .backend = "tbemut",
 				     .backend_config = &tu, .backend_config_size = sizeof(tu),
 				     .vlan_mode = HS_VLAN_TRUNK}; /* all VLANs */
 	hs_port_t *u;
@@ -1712,10 +1708,10 @@ START_TEST(a_tag_rewritten_after_classification_leaves_in_its_vlan)
 	tbe_queue(s, 0, fr, n, _i == 2 ? &off : NULL, NULL);
 	struct tbe *tsp = tbe_of(s);
 	struct tbe_txf *f = &tsp->q[0].tx[(tsp->q[0].tx_tail - 1) % TBE_TXMAX];
-	rv_mut_at = tbe_addr(&f->seg[0], 15);
+	mut_at = tbe_addr(&f->seg[0], 15);
 	tbe_kick(s, 0);
-	rv_mut_at = NULL;
-	struct tbe *tup = hs_port_backend_priv(u, &rv_mut_ops);
+	mut_at = NULL;
+	struct tbe *tup = hs_port_backend_priv(u, &mut_ops);
 	struct tbe_q *tq = &tup->q[0];
 	ck_assert_uint_eq(tq->rx_tail - tq->rx_head, 1);
 	struct tbe_rxf *r = &tq->rx[tq->rx_head % TBE_RXMAX];

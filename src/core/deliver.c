@@ -247,6 +247,15 @@ static int prepare(struct hs__src *s, const struct hs_pkt *p,
 	return 0;
 }
 
+/* An 802.1Q tag of tci, written from the switch's memory (one store). A
+ * frame that keeps its tag gets the classified one, never the sender's
+ * bytes read again (vlan_change). */
+static inline void tag_bytes(uint8_t t[HS_VLAN_HLEN], uint16_t tci)
+{
+	const uint8_t w[HS_VLAN_HLEN] = {0x81, 0x00, (uint8_t)(tci >> 8), (uint8_t)tci};
+	memcpy(t, w, sizeof(w)); /* one store */
+}
+
 /* The VLAN change for frame i of the round towards port dp. */
 static void vlan_change(const struct hs__ctx *c, unsigned i,
 			struct hs__vout vo, struct hs__src *s)
@@ -273,11 +282,7 @@ static void vlan_change(const struct hs__ctx *c, unsigned i,
 	s->ins = out;
 	s->delta = (int16_t)((out ? HS_VLAN_HLEN : 0) - (in ? HS_VLAN_HLEN : 0));
 	if (out) {
-		uint16_t tci = (uint16_t)((in ? (c->tci[i] & 0xf000) : 0) | vid);
-		s->tag[0] = 0x81;
-		s->tag[1] = 0x00;
-		s->tag[2] = (uint8_t)(tci >> 8);
-		s->tag[3] = (uint8_t)tci;
+		tag_bytes(s->tag, (uint16_t)((in ? (c->tci[i] & 0xf000) : 0) | vid));
 		s->tag_seg = (struct hs_seg){.base = s->tag, .len = HS_VLAN_HLEN};
 	}
 }
@@ -787,15 +792,6 @@ static inline bool frame_plain(const struct hs__ctx *c, unsigned i,
 	bool out = hs__vout_tags(vo, c->vid[i]);
 	return (bool)((c->tagged >> i) & 1) == out &&
 	       (!out || (c->tci[i] & 0x0fff) == c->vid[i]);
-}
-
-/* The tag a frame classified tagged leaves with when its VLAN stays:
- * the classified one, from the switch's memory, never the sender's
- * bytes again (vlan_change). */
-static inline void tag_bytes(uint8_t t[HS_VLAN_HLEN], uint16_t tci)
-{
-	const uint8_t w[HS_VLAN_HLEN] = {0x81, 0x00, (uint8_t)(tci >> 8), (uint8_t)tci};
-	memcpy(t, w, sizeof(w)); /* one store */
 }
 
 /* The fast path: plain frames into a receiver with an empty backlog. One
